@@ -1,0 +1,45 @@
+# femtotcp: build, test, demo. `make test` works on a fresh machine: it builds
+# .venv from pyproject.toml and, when run as root, installs the Debian peers the
+# kernel tests use.
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+DEB_PEERS := iproute2 iputils-ping curl socat dnsmasq tshark vde2 iptables
+
+.PHONY: all demo test lint bench venv deps clean
+
+all: test
+
+$(VENV)/.stamp: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[test,lint]'
+	touch $@
+
+venv: $(VENV)/.stamp
+
+# Debian packages for the real peers (kernel tests), only when root.
+deps:
+	@if [ "$$(id -u)" = "0" ]; then \
+	  missing=""; for p in $(DEB_PEERS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  fi; \
+	else echo "not root: skipping Debian peers (kernel tests will skip)"; fi
+
+demo: venv
+	$(VPY) -m femtotcp demo
+
+test: venv deps
+	$(VPY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
+
+bench: venv deps
+	$(VPY) -m bench.run
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
