@@ -1,0 +1,1 @@
+"""Devices: memory links and switch, TAP, TUN, pcap, and the fault injector."""

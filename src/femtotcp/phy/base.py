@@ -1,0 +1,78 @@
+"""What every device offers the stack and the loop.
+
+A device moves whole Ethernet frames. Received frames go to the receiver the
+stack installs (``set_receiver``); ``send`` hands one frame to the medium and
+never raises for link trouble: failures are counted in ``counters``. Devices
+backed by a file descriptor expose it through ``fileno()`` and read everything
+that is ready (until EAGAIN) in ``on_readable()``; the loop selects on them.
+Any device can be captured: ``add_capture(fn)`` calls ``fn(frame, outbound)``
+for every frame in either direction (the pcap writer uses this).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from femtotcp.stack.counters import Counters
+
+Receiver = Callable[[bytes], None]
+Capture = Callable[[bytes, bool], None]
+
+
+class Device(ABC):
+    """Base class: receiver plumbing, captures and counters."""
+
+    #: True for devices whose frames carry no Ethernet header (TUN): IP packets.
+    raw_ip = False
+
+    def __init__(self, name: str, mtu: int = 1500) -> None:
+        self.name = name
+        self.mtu = mtu
+        self.counters = Counters()
+        self._receiver: Receiver | None = None
+        self._captures: list[Capture] = []
+
+    def set_receiver(self, receiver: Receiver | None) -> None:
+        self._receiver = receiver
+
+    def add_capture(self, capture: Capture) -> None:
+        self._captures.append(capture)
+
+    def remove_capture(self, capture: Capture) -> None:
+        if capture in self._captures:
+            self._captures.remove(capture)
+
+    def deliver(self, frame: bytes) -> None:
+        """Pass one received frame up to the stack (subclasses call this)."""
+        self.counters["rx_frames"] += 1
+        if self._captures:
+            for cap in self._captures:
+                cap(frame, False)
+        receiver = self._receiver
+        if receiver is not None:
+            receiver(frame)
+        else:
+            self.counters["rx_no_receiver"] += 1
+
+    def send(self, frame: bytes) -> None:
+        """Transmit one frame. Subclasses implement ``_transmit``."""
+        self.counters["tx_frames"] += 1
+        if self._captures:
+            for cap in self._captures:
+                cap(frame, True)
+        self._transmit(frame)
+
+    @abstractmethod
+    def _transmit(self, frame: bytes) -> None:
+        """Put one frame on the medium; count failures, never raise."""
+
+    def fileno(self) -> int:
+        """The fd the loop waits on, or -1 for devices that push frames themselves."""
+        return -1
+
+    def on_readable(self) -> None:
+        """Read every frame that is ready and ``deliver`` each (fd devices)."""
+
+    def close(self) -> None:
+        self._receiver = None

@@ -1,0 +1,292 @@
+"""The loops that drive stacks and devices.
+
+``SimLoop`` runs on a virtual clock: time jumps straight to the next event, so
+tests and the demo are deterministic and never sleep. ``Runtime`` runs in real
+time: it blocks in ``select`` on the device fds and a wake-up fd, with the
+next timer as the timeout (no fixed tick), and is the only thread that touches
+protocol state. Other threads hand it work with ``call``/``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+import os
+import selectors
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from femtotcp.stack.timers import Timer, Timers
+
+if TYPE_CHECKING:
+    from femtotcp.phy.base import Device
+    from femtotcp.stack.stack import Stack
+
+log = logging.getLogger("femtotcp.runtime")
+T = TypeVar("T")
+
+
+class Loop(Protocol):
+    """What devices and services need from whichever loop drives them."""
+
+    def now(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer: ...
+
+    def call_soon(self, callback: Callable[[], None]) -> None: ...
+
+
+class _LoopBase(ABC):
+    def __init__(self) -> None:
+        self.timers = Timers()
+        self.stacks: list[Stack] = []
+        self._soon: deque[Callable[[], None]] = deque()
+
+    @abstractmethod
+    def now(self) -> float:
+        """Seconds on this loop's clock."""
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        return self.timers.call_at(when, callback)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        return self.timers.call_at(self.now() + delay, callback)
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        self._soon.append(callback)
+
+    def add_stack(self, stack: Stack) -> None:
+        """Drive ``stack``: its clock becomes this loop's, its devices are polled."""
+        stack.attach_loop(self)
+        self.stacks.append(stack)
+        for iface in stack.interfaces:
+            self.add_device(iface.device)
+
+    def add_device(self, device: Device) -> None:
+        """Called for every device of an attached stack (fd devices are selected on)."""
+
+    def _run_soon(self) -> None:
+        soon = self._soon
+        for _ in range(len(soon)):
+            soon.popleft()()
+
+    def _next_deadline(self) -> float | None:
+        best = self.timers.next_deadline()
+        for st in self.stacks:
+            d = st.next_deadline()
+            if d is not None and (best is None or d < best):
+                best = d
+        return best
+
+    def _poll_timers(self, now: float) -> None:
+        self.timers.poll(now)
+        for st in self.stacks:
+            st.poll(now)
+
+
+class SimLoop(_LoopBase):
+    """Virtual time. ``run(until)`` processes events in time order."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        super().__init__()
+        self._now = start
+        self.timers.now = start
+
+    def now(self) -> float:
+        return self._now
+
+    def step(self) -> bool:
+        """Process the next batch of events; False when nothing is left to do."""
+        if self._soon:
+            self._run_soon()
+            return True
+        deadline = self._next_deadline()
+        if deadline is None:
+            return False
+        if deadline > self._now:
+            self._now = deadline
+        self._poll_timers(self._now)
+        return True
+
+    def run(self, duration: float | None = None, until: float | None = None) -> None:
+        """Run for ``duration`` seconds of virtual time (or to ``until``), or
+        until there is nothing left to do when neither is given."""
+        end = until if until is not None else (
+            self._now + duration if duration is not None else None)
+        while True:
+            if self._soon:
+                self._run_soon()
+                continue
+            deadline = self._next_deadline()
+            if deadline is None or (end is not None and deadline > end):
+                break
+            if deadline > self._now:
+                self._now = deadline
+            self._poll_timers(self._now)
+        if end is not None and end > self._now:
+            self._now = end
+            self._poll_timers(end)
+
+    def run_until(self, predicate: Callable[[], bool], timeout: float = 60.0) -> bool:
+        """Run until ``predicate()`` is true or ``timeout`` virtual seconds pass."""
+        end = self._now + timeout
+        while not predicate():
+            if self._soon:
+                self._run_soon()
+                continue
+            deadline = self._next_deadline()
+            if deadline is None or deadline > end:
+                self._now = max(self._now, end)
+                self._poll_timers(self._now)
+                return predicate()
+            if deadline > self._now:
+                self._now = deadline
+            self._poll_timers(self._now)
+        return True
+
+
+class Runtime(_LoopBase):
+    """Real time, event-driven: select on device fds + a wake-up fd."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._lock = threading.Lock()
+        self._foreign: deque[Callable[[], None]] = deque()
+        self._stopping = False
+        self.thread: threading.Thread | None = None
+        self._devices: list[Device] = []
+        self.timers.now = self.now()
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def add_device(self, device: Device) -> None:
+        if device in self._devices:
+            return
+        self._devices.append(device)
+        fd = device.fileno()
+        if fd >= 0:
+            self._selector.register(fd, selectors.EVENT_READ, device)
+
+    # -- cross-thread ---------------------------------------------------------
+    def in_loop_thread(self) -> bool:
+        return self.thread is None or threading.current_thread() is self.thread
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass  # a wake-up is already pending
+        except OSError:
+            pass  # closed during shutdown
+
+    def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._foreign.append(callback)
+        self.wake()
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the loop thread and return its result (or raise)."""
+        if self.in_loop_thread():
+            return fn(*args)
+        fut: Future[T] = Future()
+
+        def run() -> None:
+            if not fut.set_running_or_notify_cancel():
+                return
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:  # handed back to the calling thread
+                fut.set_exception(exc)
+
+        self.call_soon_threadsafe(run)
+        return fut.result()
+
+    # -- running --------------------------------------------------------------
+    def run_once(self, max_wait: float | None = None) -> None:
+        now = self.now()
+        deadline = self._next_deadline()
+        if self._soon or self._foreign:
+            timeout: float | None = 0.0
+        elif deadline is None:
+            timeout = max_wait
+        else:
+            timeout = max(0.0, deadline - now)
+            if max_wait is not None:
+                timeout = min(timeout, max_wait)
+        for key, _ in self._selector.select(timeout):
+            dev = key.data
+            if dev is None:
+                try:
+                    while os.read(self._wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+            else:
+                try:
+                    dev.on_readable()
+                except Exception:  # a device bug must not kill the loop
+                    log.exception("device %s failed while reading", dev.name)
+        if self._foreign:
+            with self._lock:
+                foreign, self._foreign = self._foreign, deque()
+            for cb in foreign:
+                cb()
+        self._run_soon()
+        self._poll_timers(self.now())
+
+    def run_forever(self) -> None:
+        self._stopping = False
+        if self.thread is None:
+            self.thread = threading.current_thread()
+        while not self._stopping:
+            self.run_once()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.wake()
+
+    def start(self) -> threading.Thread:
+        """Run the loop in a daemon thread (for programs using the socket API)."""
+        self.thread = threading.Thread(target=self.run_forever, name="femtotcp", daemon=True)
+        self.thread.start()
+        return self.thread
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(timeout)
+
+    def install_signal_handlers(self, on_signal: Callable[[int], None] | None = None) -> None:
+        """SIGINT/SIGTERM stop the loop cleanly (main thread only)."""
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            if on_signal is not None:
+                on_signal(signum)
+            self.stop()
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    def close(self) -> None:
+        for dev in self._devices:
+            try:
+                dev.close()
+            except OSError:
+                pass
+        self._selector.close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,127 @@
+"""IPv4 headers (RFC 791), with every length checked before it is used."""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from femtotcp.wire import Malformed
+from femtotcp.wire.checksum import checksum, ones_sum
+
+_HDR = struct.Struct("!BBHHHBBH4s4s")
+HEADER_LEN = 20
+MF = 0x2000
+DF = 0x4000
+OFFSET_MASK = 0x1FFF
+
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+
+# Options (RFC 791 3.1): type 0 ends the list, type 1 is a one-byte NOP,
+# everything else is type, length (>= 2, covering type and length), data.
+OPT_EOL = 0
+OPT_NOP = 1
+
+
+class Ipv4Header(NamedTuple):
+    tos: int
+    total_len: int
+    ident: int
+    flags_frag: int  # the 16-bit flags + fragment offset field
+    ttl: int
+    proto: int
+    src: bytes
+    dst: bytes
+    header_len: int
+    options: bytes
+
+    @property
+    def more_fragments(self) -> bool:
+        return bool(self.flags_frag & MF)
+
+    @property
+    def frag_offset(self) -> int:
+        """Offset of this fragment's data in bytes."""
+        return (self.flags_frag & OFFSET_MASK) << 3
+
+    @property
+    def dont_fragment(self) -> bool:
+        return bool(self.flags_frag & DF)
+
+
+def parse(data: bytes | memoryview, verify_checksum: bool = True) -> tuple[Ipv4Header, memoryview]:
+    """Return (header, payload). Ethernet padding after total_len is cut off."""
+    n = len(data)
+    if n < HEADER_LEN:
+        raise Malformed("ipv4.truncated")
+    mv = data if isinstance(data, memoryview) else memoryview(data)
+    vihl, tos, total_len, ident, flags_frag, ttl, proto, _csum, src, dst = _HDR.unpack_from(mv)
+    if vihl >> 4 != 4:
+        raise Malformed("ipv4.bad_version")
+    hlen = (vihl & 0x0F) << 2
+    if hlen < HEADER_LEN:
+        raise Malformed("ipv4.bad_ihl")
+    if total_len < hlen:
+        raise Malformed("ipv4.bad_total_length")
+    if total_len > n:
+        raise Malformed("ipv4.truncated")
+    if verify_checksum and ones_sum(mv[:hlen]) != 0xFFFF:
+        raise Malformed("ipv4.bad_checksum")
+    if flags_frag & 0x8000:
+        raise Malformed("ipv4.reserved_flag")
+    options = b""
+    if hlen > HEADER_LEN:
+        options = bytes(mv[HEADER_LEN:hlen])
+        check_options(options)
+    return (
+        Ipv4Header(tos, total_len, ident, flags_frag, ttl, proto, src, dst, hlen, options),
+        mv[hlen:total_len],
+    )
+
+
+def check_options(options: bytes) -> list[tuple[int, bytes]]:
+    """Walk the option list; every length is checked against what is left."""
+    out: list[tuple[int, bytes]] = []
+    i = 0
+    n = len(options)
+    while i < n:
+        kind = options[i]
+        if kind == OPT_EOL:
+            break
+        if kind == OPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= n:
+            raise Malformed("ipv4.bad_option_length")
+        length = options[i + 1]
+        if length < 2 or i + length > n:
+            raise Malformed("ipv4.bad_option_length")
+        out.append((kind, options[i + 2:i + length]))
+        i += length
+    return out
+
+
+def build(src: bytes, dst: bytes, proto: int, payload: bytes | bytearray | memoryview,
+          ttl: int = 64, tos: int = 0, ident: int = 0, flags_frag: int = 0,
+          options: bytes = b"") -> bytes:
+    if len(options) % 4:
+        options = options + b"\x00" * (4 - len(options) % 4)
+    hlen = HEADER_LEN + len(options)
+    header = bytearray(_HDR.pack(0x40 | (hlen >> 2), tos, hlen + len(payload), ident,
+                                 flags_frag, ttl, proto, 0, src, dst) + options)
+    csum = checksum(header)
+    header[10] = csum >> 8
+    header[11] = csum & 0xFF
+    return bytes(header) + bytes(payload)
+
+
+def header_only(src: bytes, dst: bytes, proto: int, payload_len: int, ttl: int, tos: int,
+                ident: int, flags_frag: int) -> bytes:
+    """A 20-byte header for ``payload_len`` bytes of payload (fragmentation path)."""
+    header = bytearray(_HDR.pack(0x45, tos, HEADER_LEN + payload_len, ident, flags_frag,
+                                 ttl, proto, 0, src, dst))
+    csum = checksum(header)
+    header[10] = csum >> 8
+    header[11] = csum & 0xFF
+    return bytes(header)

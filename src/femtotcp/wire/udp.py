@@ -1,0 +1,54 @@
+"""UDP datagrams (RFC 768)."""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from femtotcp.wire import Malformed
+from femtotcp.wire.checksum import checksum, ones_sum, pseudo_header_sum
+
+_HDR = struct.Struct("!HHHH")
+HEADER_LEN = 8
+PROTO = 17
+
+
+class UdpHeader(NamedTuple):
+    src_port: int
+    dst_port: int
+    length: int  # header + payload, as the sender claims
+    checksum: int
+
+
+def parse(datagram: bytes | memoryview, src: bytes | None = None,
+          dst: bytes | None = None) -> tuple[UdpHeader, memoryview]:
+    """Split an IP payload into header and payload; verify the checksum when
+    the addresses are given. A zero checksum means "none" on IPv4 only."""
+    n = len(datagram)
+    if n < HEADER_LEN:
+        raise Malformed("udp.truncated")
+    mv = datagram if isinstance(datagram, memoryview) else memoryview(datagram)
+    header = UdpHeader._make(_HDR.unpack_from(mv))
+    if not HEADER_LEN <= header.length <= n:
+        raise Malformed("udp.bad_length")
+    if src is not None and dst is not None:
+        if header.checksum == 0:
+            if len(src) != 4:
+                raise Malformed("udp.zero_checksum_ipv6")
+        elif ones_sum(mv[:header.length],
+                      pseudo_header_sum(src, dst, PROTO, header.length)) != 0xFFFF:
+            raise Malformed("udp.bad_checksum")
+    return header, mv[HEADER_LEN:header.length]
+
+
+def build(src: bytes, dst: bytes, src_port: int, dst_port: int,
+          payload: bytes | bytearray | memoryview) -> bytes:
+    length = HEADER_LEN + len(payload)
+    msg = bytearray(_HDR.pack(src_port, dst_port, length, 0))
+    msg += payload
+    csum = checksum(msg, pseudo_header_sum(src, dst, PROTO, length))
+    if csum == 0:
+        csum = 0xFFFF  # RFC 768: a computed zero is sent as all ones
+    msg[6] = csum >> 8
+    msg[7] = csum & 0xFF
+    return bytes(msg)
