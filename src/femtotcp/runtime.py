@@ -10,12 +10,12 @@ protocol state. Other threads hand it work with ``call``/``call_soon_threadsafe`
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
 import os
 import selectors
 import signal
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future

@@ -1,0 +1,203 @@
+"""ICMPv4 (RFC 792, RFC 1122 3.2.2): echo, and errors in both directions.
+
+Errors we send are rate limited (a global and a per-destination token bucket,
+like Linux) and never sent about a broadcast or multicast datagram, a
+non-first fragment, another ICMP error, or a datagram whose source is not a
+unicast host. Errors we receive are matched to the transport that sent the
+offending datagram and reach its socket as an errno.
+"""
+
+from __future__ import annotations
+
+import errno
+import secrets
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from femtotcp.proto.ratelimit import PerKeyBuckets, TokenBucket
+from femtotcp.wire import icmp4 as wire
+from femtotcp.wire import ipv4 as wire_ipv4
+
+if TYPE_CHECKING:
+    from femtotcp.stack.interface import Interface
+    from femtotcp.stack.stack import Stack
+
+# Destination-unreachable code -> errno (as Linux's icmp_err_convert).
+UNREACH_ERRNO = {
+    0: errno.ENETUNREACH, 1: errno.EHOSTUNREACH, 2: errno.ENOPROTOOPT,
+    3: errno.ECONNREFUSED, 4: errno.EMSGSIZE, 5: errno.EOPNOTSUPP,
+    6: errno.ENETUNREACH, 7: errno.EHOSTDOWN, 8: errno.ENONET, 9: errno.ENETUNREACH,
+    10: errno.EHOSTUNREACH, 11: errno.ENETUNREACH, 12: errno.EHOSTUNREACH,
+    13: errno.EHOSTUNREACH, 14: errno.EHOSTUNREACH, 15: errno.EHOSTUNREACH,
+}
+ERROR_PAYLOAD_MAX = 576 - 20 - 8   # RFC 1812 4.3.2.3: as much as fits in 576 bytes
+
+EchoReply = tuple[bytes, int, bytes, int]   # (source, seq, payload, ttl)
+
+
+class EchoEndpoint:
+    """A ping socket: echo requests out with our identifier, replies queued."""
+
+    def __init__(self, icmp: Icmp4, ident: int, queue_max: int = 256) -> None:
+        self.icmp = icmp
+        self.ident = ident
+        self.queue: deque[EchoReply] = deque()
+        self.queue_max = queue_max
+        self.on_readable: Callable[[], None] | None = None
+        self.closed = False
+
+    def send(self, dst: bytes, seq: int, payload: bytes = b"", ttl: int | None = None) -> int:
+        if self.closed:
+            return errno.EBADF
+        msg = wire.build_echo(wire.ECHO_REQUEST, self.ident, seq & 0xFFFF, payload)
+        return self.icmp.stack.ip_output(dst, wire_ipv4.PROTO_ICMP, msg, ttl=ttl)
+
+    def deliver(self, reply: EchoReply) -> None:
+        if len(self.queue) >= self.queue_max:
+            self.icmp.stack.counters["icmp4.echo_queue_full"] += 1
+            return
+        self.queue.append(reply)
+        if self.on_readable is not None:
+            self.on_readable()
+
+    def recv(self) -> EchoReply | None:
+        return self.queue.popleft() if self.queue else None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.icmp.echo.get(self.ident) is self:
+            del self.icmp.echo[self.ident]
+
+
+class Icmp4:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        cfg = stack.config
+        self.bucket = TokenBucket(cfg.icmp_rate, cfg.icmp_burst, stack.now)
+        self.per_dest = PerKeyBuckets(cfg.icmp_rate_per_dest, cfg.icmp_burst_per_dest)
+        self.echo: dict[int, EchoEndpoint] = {}
+        stack.ip_protocols[wire_ipv4.PROTO_ICMP] = self.input
+
+    # -- ping ----------------------------------------------------------------------
+    def open_echo(self, ident: int | None = None) -> EchoEndpoint:
+        """An echo endpoint with a free identifier (random unless given)."""
+        if ident is None:
+            for _ in range(64):
+                ident = 1 + secrets.randbelow(0xFFFF)
+                if ident not in self.echo:
+                    break
+            else:
+                raise OSError(errno.EAGAIN, "no free ICMP echo identifier")
+        elif ident in self.echo:
+            raise OSError(errno.EADDRINUSE, f"ICMP echo identifier {ident} in use")
+        ep = EchoEndpoint(self, ident)
+        self.echo[ident] = ep
+        return ep
+
+    def ping(self, dst: bytes, on_reply: Callable[[EchoReply], None], seq: int = 1,
+             payload: bytes = b"femtotcp ping") -> EchoEndpoint:
+        """Send one echo request; ``on_reply`` gets each reply. Close the endpoint when done."""
+        ep = self.open_echo()
+
+        def readable() -> None:
+            while (r := ep.recv()) is not None:
+                on_reply(r)
+
+        ep.on_readable = readable
+        ep.send(dst, seq, payload)
+        return ep
+
+    # -- input ---------------------------------------------------------------------
+    def input(self, header: wire_ipv4.Ipv4Header, data: memoryview, iface: Interface) -> None:
+        stack = self.stack
+        counters = stack.counters
+        icmp, body = wire.parse(data)
+        counters["icmp4.rx"] += 1
+        t = icmp.type
+        if t == wire.ECHO_REQUEST:
+            if not stack.is_local(header.dst):
+                # Smurf: never answer an echo to a broadcast or multicast address.
+                counters["icmp4.echo_to_group_ignored"] += 1
+                return
+            reply = wire.build(wire.ECHO_REPLY, 0, icmp.rest, body)
+            stack.ip_output(header.src, wire_ipv4.PROTO_ICMP, reply, src=header.dst,
+                            tos=header.tos)
+            counters["icmp4.echo_replied"] += 1
+        elif t == wire.ECHO_REPLY:
+            ep = self.echo.get(icmp.ident)
+            if ep is None:
+                counters["icmp4.echo_reply_unmatched"] += 1
+                return
+            ep.deliver((header.src, icmp.seq, bytes(body), header.ttl))
+        elif t in (wire.DEST_UNREACHABLE, wire.TIME_EXCEEDED, wire.PARAMETER_PROBLEM):
+            self._error_input(icmp, body)
+        elif t in (wire.SOURCE_QUENCH, wire.REDIRECT):
+            counters["icmp4.ignored_type"] += 1   # RFC 6633; redirects are a spoofing vector
+        else:
+            counters["icmp4.unsupported_type"] += 1
+
+    def _error_input(self, icmp: wire.IcmpHeader, body: memoryview) -> None:
+        counters = self.stack.counters
+        if len(body) < 28:
+            counters["icmp4.error_truncated"] += 1
+            return
+        ihl = (body[0] & 0x0F) * 4
+        if body[0] >> 4 != 4 or ihl < 20 or len(body) < ihl + 8:
+            counters["icmp4.error_bad_inner"] += 1
+            return
+        src = bytes(body[12:16])
+        dst = bytes(body[16:20])
+        if not self.stack.is_local(src):
+            counters["icmp4.error_not_ours"] += 1
+            return
+        proto = body[9]
+        if icmp.type == wire.DEST_UNREACHABLE:
+            err = UNREACH_ERRNO.get(icmp.code, errno.EHOSTUNREACH)
+        elif icmp.type == wire.TIME_EXCEEDED:
+            err = errno.EHOSTUNREACH
+        else:
+            err = errno.EPROTO
+        mtu = icmp.rest & 0xFFFF if icmp.type == wire.DEST_UNREACHABLE and icmp.code == 4 else 0
+        handler = self.stack.ip_error_handlers.get(proto)
+        counters["icmp4.error_received"] += 1
+        if handler is not None:
+            handler(src, dst, body[ihl:], err, icmp.type, icmp.code, mtu)
+
+    # -- errors we send ----------------------------------------------------------------
+    def send_error(self, header: wire_ipv4.Ipv4Header, packet: memoryview, type_: int,
+                   code: int, rest: int = 0) -> bool:
+        """Send an ICMP error about ``packet`` (the raw datagram) if the rules allow."""
+        stack = self.stack
+        counters = stack.counters
+        src = header.src
+        if (src == b"\0\0\0\0" or src[0] >= 224 or src[0] == 127 or stack.is_broadcast(src)
+                or stack.is_local(src)):
+            counters["icmp4.error_suppressed_source"] += 1
+            return False
+        if not stack.is_local(header.dst):
+            counters["icmp4.error_suppressed_group"] += 1
+            return False
+        if header.flags_frag & wire_ipv4.OFFSET_MASK:
+            counters["icmp4.error_suppressed_fragment"] += 1
+            return False
+        if header.proto == wire_ipv4.PROTO_ICMP:
+            inner = packet[header.header_len:]
+            if not inner or inner[0] not in (wire.ECHO_REQUEST, wire.ECHO_REPLY):
+                counters["icmp4.error_suppressed_icmp"] += 1
+                return False
+        now = stack.now
+        if not self.per_dest.take(src, now) or not self.bucket.take(now):
+            counters["icmp4.error_rate_limited"] += 1
+            return False
+        msg = wire.build(type_, code, rest, packet[:ERROR_PAYLOAD_MAX])
+        stack.ip_output(src, wire_ipv4.PROTO_ICMP, msg, src=header.dst,
+                        tos=(header.tos & 0x1E) | 0xC0)
+        counters[f"icmp4.tx_error_{type_}_{code}"] += 1
+        return True
+
+
+def install(stack: Stack) -> Icmp4:
+    icmp = Icmp4(stack)
+    stack.icmp = icmp
+    return icmp

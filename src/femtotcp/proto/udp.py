@@ -1,0 +1,195 @@
+"""UDP (RFC 768, RFC 1122 4.1) in the core: endpoints with bounded queues.
+
+A datagram for a port nobody holds gets ICMP port unreachable (never for a
+broadcast or multicast destination). ICMP errors reach connected endpoints as
+an errno, as on Linux. Ephemeral ports are chosen at random (RFC 6056 3.3.1).
+"""
+
+from __future__ import annotations
+
+import errno
+import secrets
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from femtotcp.wire import udp as wire
+
+if TYPE_CHECKING:
+    from femtotcp.stack.interface import Interface
+    from femtotcp.stack.stack import Stack
+    from femtotcp.wire.ipv4 import Ipv4Header
+
+ANY = b"\x00\x00\x00\x00"
+MAX_PAYLOAD = 65507
+
+Datagram = tuple[bytes, tuple[bytes, int], bytes]   # (data, (src, sport), dst)
+
+
+class UdpEndpoint:
+    def __init__(self, udp: Udp, addr: bytes, port: int) -> None:
+        self.udp = udp
+        self.local = (addr, port)
+        self.remote: tuple[bytes, int] | None = None
+        self.queue: deque[Datagram] = deque()
+        self.queued_bytes = 0
+        self.rcvbuf = udp.stack.config.udp_rcvbuf
+        self.error: int | None = None
+        self.on_readable: Callable[[], None] | None = None
+        self.closed = False
+        self.ttl: int | None = None
+        self.tos = 0
+
+    # -- sending ---------------------------------------------------------------------
+    def sendto(self, data: bytes | bytearray | memoryview, dst: bytes, port: int,
+               src: bytes | None = None, iface: Interface | None = None) -> int:
+        """Send one datagram; 0 or an errno."""
+        if self.closed:
+            return errno.EBADF
+        if len(data) > MAX_PAYLOAD:
+            return errno.EMSGSIZE
+        if not 0 < port < 65536:
+            return errno.EINVAL
+        stack = self.udp.stack
+        if src is None:
+            src = self.local[0]
+            if src == ANY:
+                src = stack.source_address(dst)
+                if src is None:
+                    if iface is None:
+                        return errno.ENETUNREACH
+                    src = iface.primary_ipv4() or ANY
+        msg = wire.build(src, dst, self.local[1], port, data)
+        stack.counters["udp.tx"] += 1
+        return int(stack.ip_output(dst, wire.PROTO, msg, src=src, ttl=self.ttl, tos=self.tos,
+                                   iface=iface))
+
+    def send(self, data: bytes | bytearray | memoryview) -> int:
+        if self.remote is None:
+            return errno.EDESTADDRREQ
+        return self.sendto(data, *self.remote)
+
+    def connect(self, addr: bytes, port: int) -> None:
+        self.remote = (addr, port)
+        self.error = None
+
+    # -- receiving -------------------------------------------------------------------
+    def deliver(self, data: bytes, src: tuple[bytes, int], dst: bytes) -> None:
+        counters = self.udp.stack.counters
+        if self.remote is not None and src != self.remote:
+            counters["udp.not_from_peer"] += 1
+            return
+        if (len(self.queue) >= self.udp.stack.config.udp_queue_max
+                or self.queued_bytes + len(data) > self.rcvbuf):
+            counters["udp.rcvbuf_full"] += 1
+            return
+        self.queue.append((data, src, dst))
+        self.queued_bytes += len(data)
+        if self.on_readable is not None:
+            self.on_readable()
+
+    def recv_full(self) -> Datagram | None:
+        if not self.queue:
+            return None
+        item = self.queue.popleft()
+        self.queued_bytes -= len(item[0])
+        return item
+
+    def recv(self) -> tuple[bytes, tuple[bytes, int]] | None:
+        item = self.recv_full()
+        return None if item is None else (item[0], item[1])
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.queue) or self.error is not None
+
+    def take_error(self) -> int | None:
+        err, self.error = self.error, None
+        return err
+
+    def set_error(self, err: int) -> None:
+        self.error = err
+        if self.on_readable is not None:
+            self.on_readable()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.udp.release(self)
+
+
+class Udp:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.endpoints: dict[tuple[bytes, int], UdpEndpoint] = {}
+        stack.ip_protocols[wire.PROTO] = self.input
+        stack.ip_error_handlers[wire.PROTO] = self.on_ip_error
+
+    def open(self, local_addr: bytes = ANY, port: int = 0) -> UdpEndpoint:
+        """Bind an endpoint; port 0 picks a random free ephemeral port."""
+        if not 0 <= port < 65536:
+            raise OSError(errno.EINVAL, f"port {port} out of range")
+        if local_addr != ANY and not self.stack.is_local(local_addr) and local_addr[0] < 224:
+            raise OSError(errno.EADDRNOTAVAIL, "address not on this host")
+        if port == 0:
+            port = self.ephemeral_port(local_addr)
+        elif self._in_use(local_addr, port):
+            raise OSError(errno.EADDRINUSE, f"UDP port {port} in use")
+        ep = UdpEndpoint(self, local_addr, port)
+        self.endpoints[(local_addr, port)] = ep
+        return ep
+
+    def _in_use(self, addr: bytes, port: int) -> bool:
+        eps = self.endpoints
+        if (addr, port) in eps:
+            return True
+        if addr == ANY:
+            return any(p == port for _, p in eps)
+        return (ANY, port) in eps
+
+    def ephemeral_port(self, addr: bytes) -> int:
+        cfg = self.stack.config
+        span = cfg.ephemeral_high - cfg.ephemeral_low + 1
+        start = secrets.randbelow(span)
+        for i in range(span):
+            port = cfg.ephemeral_low + (start + i) % span
+            if not self._in_use(addr, port):
+                return port
+        raise OSError(errno.EADDRINUSE, "no free UDP port")
+
+    def release(self, ep: UdpEndpoint) -> None:
+        if self.endpoints.get(ep.local) is ep:
+            del self.endpoints[ep.local]
+
+    def input(self, header: Ipv4Header, data: memoryview, iface: Interface) -> None:
+        stack = self.stack
+        counters = stack.counters
+        udp, payload = wire.parse(data, header.src, header.dst)
+        counters["udp.rx"] += 1
+        eps = self.endpoints
+        ep = eps.get((header.dst, udp.dst_port)) or eps.get((ANY, udp.dst_port))
+        if ep is None:
+            counters["udp.no_port"] += 1
+            if stack.icmp is not None and stack.is_local(header.dst):
+                stack.icmp.send_error(header, stack.ipv4.current, 3, 3)
+            return
+        ep.deliver(bytes(payload), (header.src, udp.src_port), header.dst)
+
+    def on_ip_error(self, src: bytes, dst: bytes, inner: memoryview, err: int,
+                    icmp_type: int, icmp_code: int, mtu: int) -> None:
+        if len(inner) < 4:
+            return
+        sport = int.from_bytes(inner[0:2], "big")
+        dport = int.from_bytes(inner[2:4], "big")
+        ep = self.endpoints.get((src, sport)) or self.endpoints.get((ANY, sport))
+        if ep is not None and ep.remote == (dst, dport):
+            ep.set_error(err)
+        else:
+            self.stack.counters["udp.icmp_error_unconnected"] += 1
+
+
+def install(stack: Stack) -> Udp:
+    udp = Udp(stack)
+    stack.udp = udp
+    return udp

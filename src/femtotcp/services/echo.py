@@ -1,0 +1,37 @@
+"""The echo service (RFC 862) over UDP: every datagram goes back to its sender."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from femtotcp.proto.udp import UdpEndpoint
+    from femtotcp.stack.stack import Stack
+
+ANY = b"\x00\x00\x00\x00"
+
+
+class UdpEcho:
+    def __init__(self, stack: Stack, port: int = 7, addr: bytes = ANY) -> None:
+        self.stack = stack
+        self.endpoint: UdpEndpoint = stack.udp.open(addr, port)
+        self.endpoint.on_readable = self._readable
+        self.echoed = 0
+
+    def _readable(self) -> None:
+        ep = self.endpoint
+        while (item := ep.recv_full()) is not None:
+            data, (src, sport), dst = item
+            # Answer from the address the datagram was sent to; not to broadcasts.
+            if not self.stack.is_local(dst):
+                self.stack.counters["echo.group_ignored"] += 1
+                continue
+            ep.sendto(data, src, sport, src=dst)
+            self.echoed += 1
+
+    def close(self) -> None:
+        self.endpoint.close()
+
+
+def start_udp_echo(stack: Stack, port: int = 7) -> UdpEcho:
+    return UdpEcho(stack, port)

@@ -1,0 +1,41 @@
+"""Tunables of a stack, with Linux's defaults where Linux has one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class StackConfig:
+    ttl: int = 64                      # net.ipv4.ip_default_ttl
+    forwarding: bool = False           # hosts deliver locally only
+    # Neighbour (ARP) cache, RFC 826 / RFC 1122 2.3.2 and Linux's neigh defaults.
+    arp_reachable: float = 30.0        # base_reachable_time: entry trusted without re-checking
+    arp_stale_timeout: float = 60.0    # gc_stale_time: unused entries removed after this
+    arp_retry: float = 1.0             # retrans_time: at most one request a second per target
+    arp_max_requests: int = 3          # mcast_solicit: then resolution fails (EHOSTUNREACH)
+    arp_pending_max: int = 16          # packets queued per unresolved neighbour (unres_qlen)
+    arp_cache_max: int = 1024          # gc_thresh3
+    acd: bool = False                  # RFC 5227 probing before using an address
+    acd_probe_wait: float = 1.0        # RFC 5227 section 1.1 constants
+    acd_probe_num: int = 3
+    acd_probe_min: float = 1.0
+    acd_probe_max: float = 2.0
+    acd_announce_wait: float = 2.0
+    acd_announce_num: int = 2
+    acd_announce_interval: float = 2.0
+    # IPv4 reassembly (RFC 791, RFC 815); Linux ipfrag_* defaults.
+    reasm_timeout: float = 30.0        # ipfrag_time
+    reasm_max_datagrams: int = 64      # datagrams being reassembled at once
+    reasm_max_bytes: int = 4 * 1024 * 1024   # ipfrag_high_thresh
+    reasm_max_fragments: int = 128     # fragments per datagram (64 KiB / 512-byte minimum)
+    # ICMP errors: token bucket, like Linux's icmp_msgs_per_sec / icmp_msgs_burst.
+    icmp_rate: float = 1000.0
+    icmp_burst: int = 50
+    icmp_rate_per_dest: float = 1.0    # icmp_ratelimit (1000 ms) for each destination
+    icmp_burst_per_dest: int = 6
+    # UDP receive queue per endpoint.
+    udp_rcvbuf: int = 212992           # net.core.rmem_default
+    udp_queue_max: int = 1024          # datagrams
+    ephemeral_low: int = 32768         # net.ipv4.ip_local_port_range
+    ephemeral_high: int = 60999

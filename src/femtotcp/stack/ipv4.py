@@ -1,0 +1,201 @@
+"""IPv4 input and output (RFC 791, RFC 1122 3.2.1, 3.3).
+
+Input delivers locally only: forwarding is off. A datagram from a multicast,
+broadcast or limited source, or from one of our own addresses (LAND), is
+dropped. Output routes, picks the source, fragments to the interface MTU, and
+hands the packet to ARP (or straight to the wire for broadcast and multicast).
+"""
+
+from __future__ import annotations
+
+import errno
+import secrets
+from typing import TYPE_CHECKING
+
+from femtotcp.stack.reassembly import Reassembler
+from femtotcp.wire import ethernet
+from femtotcp.wire import ipv4 as wire_ipv4
+
+if TYPE_CHECKING:
+    from femtotcp.stack.interface import Interface
+    from femtotcp.stack.stack import Stack
+
+ANY = b"\x00\x00\x00\x00"
+BROADCAST = b"\xff\xff\xff\xff"
+
+
+def is_multicast(addr: bytes) -> bool:
+    return 224 <= addr[0] <= 239
+
+
+def multicast_mac(addr: bytes) -> bytes:
+    """RFC 1112 6.4: 01:00:5e + low 23 bits of the group."""
+    return bytes((0x01, 0x00, 0x5E, addr[1] & 0x7F, addr[2], addr[3]))
+
+
+class Ipv4:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.reassembly = Reassembler(stack, "ipv4", self._reasm_timeout)
+        self._ident = secrets.randbelow(0x10000)
+        #: The datagram being delivered (raw, header included), for ICMP errors.
+        self.current = memoryview(b"")
+        #: Multicast groups joined (accepted as destinations).
+        self.groups: set[bytes] = {b"\xe0\x00\x00\x01"}   # all-hosts (RFC 1112)
+        stack.ethertypes[ethernet.ETH_IPV4] = self.input
+        stack.ip_output = self.output  # type: ignore[method-assign]
+
+    # -- input -------------------------------------------------------------------
+    def input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview) -> None:
+        stack = self.stack
+        counters = stack.counters
+        header, data = wire_ipv4.parse(payload)
+        counters["ipv4.rx"] += 1
+        src = header.src
+        dst = header.dst
+        # Source checks (RFC 1122 3.2.1.3): never a group or broadcast address.
+        if src[0] >= 224 or src == BROADCAST or stack.is_broadcast(src, iface):
+            counters["ipv4.bad_source"] += 1
+            return
+        if src[0] == 127 and eth.src != eth.dst:
+            counters["ipv4.martian_source"] += 1
+            return
+        local_delivery = eth.src == eth.dst   # from queue_local
+        if not local_delivery and stack.is_local(src):
+            counters["ipv4.land"] += 1
+            return
+        # Destination: ours, broadcast, or a joined group.
+        unconfigured = not iface.ipv4
+        if stack.is_local(dst):
+            if eth.dst[0] & 1:
+                # RFC 1122 3.3.6: unicast IP in a link-layer broadcast frame.
+                counters["ipv4.unicast_in_l2_broadcast"] += 1
+                return
+            cast = 0
+        elif dst == BROADCAST or stack.is_broadcast(dst, iface):
+            cast = 1
+        elif is_multicast(dst):
+            if dst not in self.groups:
+                counters["ipv4.multicast_not_joined"] += 1
+                return
+            cast = 2
+        elif unconfigured or any(a.tentative for a in iface.ipv4):
+            # DHCP: before an address is bound, accept unicast to anyone (RFC 2131 4.1).
+            cast = 0
+        else:
+            counters["ipv4.not_for_us"] += 1
+            return
+        if header.flags_frag & 0x3FFF:   # MF set or offset non-zero
+            whole = self.reassembly.add((src, dst, header.proto, header.ident),
+                                        header.frag_offset, header.more_fragments, data,
+                                        header, payload)
+            if whole is None:
+                return
+            data = memoryview(whole)
+            header = header._replace(flags_frag=0, total_len=header.header_len + len(whole))
+            payload = memoryview(bytes(payload[:header.header_len]) + whole)
+        handler = stack.ip_protocols.get(header.proto)
+        if handler is None:
+            counters["ipv4.unknown_protocol"] += 1
+            if cast == 0 and stack.icmp is not None:
+                stack.icmp.send_error(header, payload, 3, 2)   # protocol unreachable
+            return
+        # Protocols see broadcast/multicast delivery in ``header.dst``; the raw
+        # datagram stays reachable for the ICMP errors they may send about it.
+        self.current = payload
+        handler(header, data, iface)
+
+    def _reasm_timeout(self, first: object) -> None:
+        """RFC 792: time exceeded, code 1 (fragment reassembly time exceeded)."""
+        if self.stack.icmp is not None:
+            header, raw = first  # type: ignore[misc]
+            self.stack.icmp.send_error(header, memoryview(raw), 11, 1)
+
+    # -- output --------------------------------------------------------------------
+    def output(self, dst: bytes, proto: int, payload: bytes | bytearray | memoryview,
+               src: bytes | None = None, ttl: int | None = None, tos: int = 0,
+               df: bool = False, iface: Interface | None = None) -> int:
+        """Send one datagram. Returns 0, or an errno (nothing is raised)."""
+        stack = self.stack
+        counters = stack.counters
+        if ttl is None:
+            ttl = stack.config.ttl
+        if len(payload) > 65515:
+            counters["ipv4.tx_too_big"] += 1
+            return errno.EMSGSIZE
+        next_hop = dst
+        if dst == BROADCAST or is_multicast(dst):
+            if iface is None:
+                route = stack.routes.lookup(dst)
+                iface = route.iface if route is not None else (
+                    stack.interfaces[0] if stack.interfaces else None)
+            if iface is None:
+                return errno.ENETUNREACH
+        elif stack.is_local(dst):
+            local_iface = stack.local_iface(dst)
+            assert local_iface is not None
+            packet = wire_ipv4.build(src or dst, dst, proto, payload, ttl, tos,
+                                     self._next_ident(), wire_ipv4.DF if df else 0)
+            stack.queue_local(packet, local_iface)
+            counters["ipv4.tx_loopback"] += 1
+            return 0
+        else:
+            route = stack.routes.lookup(dst)
+            if route is None or (iface is not None and route.iface is not iface):
+                if iface is None:
+                    counters["ipv4.no_route"] += 1
+                    return errno.ENETUNREACH
+            else:
+                iface = route.iface
+                if route.gateway is not None:
+                    next_hop = route.gateway
+        if src is None:
+            src = iface.ipv4_for(next_hop) or ANY
+        counters["ipv4.tx"] += 1
+        mtu = iface.mtu
+        ident = self._next_ident()
+        if 20 + len(payload) <= mtu:
+            packet = wire_ipv4.build(src, dst, proto, payload, ttl, tos, ident,
+                                     wire_ipv4.DF if df else 0)
+            self._transmit(iface, next_hop, dst, packet)
+            return 0
+        if df:
+            counters["ipv4.tx_needs_fragmentation"] += 1
+            return errno.EMSGSIZE
+        # Fragment (RFC 791 3.2): every piece but the last a multiple of 8 bytes.
+        chunk = (mtu - 20) & ~7
+        mv = memoryview(payload)
+        total = len(mv)
+        offset = 0
+        while offset < total:
+            piece = mv[offset:offset + chunk]
+            more = offset + len(piece) < total
+            flags = (offset >> 3) | (wire_ipv4.MF if more else 0)
+            header = wire_ipv4.header_only(src, dst, proto, len(piece), ttl, tos, ident, flags)
+            self._transmit(iface, next_hop, dst, header + bytes(piece))
+            counters["ipv4.tx_fragments"] += 1
+            offset += len(piece)
+        return 0
+
+    def _transmit(self, iface: Interface, next_hop: bytes, dst: bytes, packet: bytes) -> None:
+        stack = self.stack
+        if iface.raw_ip:
+            stack.send_frame(iface, b"", ethernet.ETH_IPV4, packet)
+        elif dst == BROADCAST or stack.is_broadcast(dst, iface):
+            stack.send_frame(iface, ethernet.BROADCAST, ethernet.ETH_IPV4, packet)
+        elif is_multicast(dst):
+            stack.send_frame(iface, multicast_mac(dst), ethernet.ETH_IPV4, packet)
+        elif stack.arp is not None:
+            stack.arp.resolve_and_send(iface, next_hop, packet)
+        else:
+            stack.counters["ipv4.no_arp_module"] += 1
+
+    def _next_ident(self) -> int:
+        self._ident = (self._ident + 1) & 0xFFFF
+        return self._ident
+
+
+def install(stack: Stack) -> Ipv4:
+    ipv4 = Ipv4(stack)
+    stack.ipv4 = ipv4
+    return ipv4

@@ -1,0 +1,145 @@
+"""IPv4 reassembly (RFC 791 3.2, RFC 815), bounded in datagrams, bytes and time.
+
+A datagram is keyed by (src, dst, protocol, id). Fragments that overlap one
+already held discard the whole datagram (the defence against overlap attacks
+that RFC 5722 mandates for IPv6; Linux does the same for IPv4); an exact
+duplicate is dropped on its own, since duplication happens on honest networks.
+Nothing can grow past 65535 bytes of datagram or the configured caps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from femtotcp.stack.timers import Timer
+
+if TYPE_CHECKING:
+    from femtotcp.stack.stack import Stack
+
+MAX_DATAGRAM = 65535
+
+Key = tuple[bytes, bytes, int, int]
+
+
+class _Datagram:
+    __slots__ = ("pieces", "total", "size", "timer", "first", "dead")
+
+    def __init__(self) -> None:
+        self.pieces: list[tuple[int, bytes]] = []   # (offset, data), sorted by offset
+        self.total: int | None = None               # payload length once the last fragment came
+        self.size = 0                                # bytes held
+        self.timer: Timer | None = None
+        self.first: tuple[Any, bytes] | None = None  # (header, raw) for ICMP time exceeded
+        self.dead = False
+
+
+class Reassembler:
+    def __init__(self, stack: Stack, prefix: str = "ipv4",
+                 on_timeout: Callable[[tuple[Any, bytes]], None] | None = None) -> None:
+        self.stack = stack
+        self.prefix = prefix
+        self.on_timeout = on_timeout
+        self.datagrams: dict[Key, _Datagram] = {}
+        self.bytes_held = 0
+
+    def add(self, key: Key, offset: int, more: bool, data: bytes | memoryview,
+            header: Any, packet: memoryview) -> bytes | None:
+        """Add one fragment; return the whole payload when it is complete.
+
+        ``header``/``packet`` (the parsed header and the raw fragment) are kept
+        for the first fragment, for the ICMP error sent on timeout."""
+        counters = self.stack.counters
+        cfg = self.stack.config
+        p = self.prefix
+        end = offset + len(data)
+        if end > MAX_DATAGRAM - 20:
+            counters[f"{p}.frag_too_big"] += 1
+            return None
+        if more and len(data) % 8:
+            counters[f"{p}.frag_bad_length"] += 1
+            return None
+        if not more and offset == 0:
+            return bytes(data)   # not really a fragment
+        dg = self.datagrams.get(key)
+        if dg is None:
+            if len(self.datagrams) >= cfg.reasm_max_datagrams:
+                counters[f"{p}.reasm_table_full"] += 1
+                return None
+            dg = self.datagrams[key] = _Datagram()
+            dg.timer = self.stack.timers.call_later(cfg.reasm_timeout,
+                                                    lambda: self._expire(key))
+        if dg.dead:
+            counters[f"{p}.frag_after_overlap"] += 1
+            return None
+        if self.bytes_held + len(data) > cfg.reasm_max_bytes:
+            counters[f"{p}.reasm_memory_full"] += 1
+            return None
+        if len(dg.pieces) >= cfg.reasm_max_fragments:
+            counters[f"{p}.reasm_too_many_fragments"] += 1
+            self._discard(key, dg)
+            return None
+        if not more:
+            if dg.total is not None and dg.total != end:
+                counters[f"{p}.frag_inconsistent_length"] += 1
+                self._kill(key, dg)
+                return None
+            if any(o + len(d) > end for o, d in dg.pieces):
+                counters[f"{p}.frag_inconsistent_length"] += 1
+                self._kill(key, dg)
+                return None
+            dg.total = end
+        elif dg.total is not None and end > dg.total:
+            counters[f"{p}.frag_inconsistent_length"] += 1
+            self._kill(key, dg)
+            return None
+        # Overlap check against every held piece.
+        for o, d in dg.pieces:
+            e = o + len(d)
+            if offset < e and o < end:
+                if o == offset and e == end:
+                    counters[f"{p}.frag_duplicate"] += 1
+                    return None
+                counters[f"{p}.frag_overlap"] += 1
+                self._kill(key, dg)
+                return None
+        dg.pieces.append((offset, bytes(data)))
+        dg.pieces.sort(key=lambda x: x[0])
+        dg.size += len(data)
+        self.bytes_held += len(data)
+        if offset == 0:
+            dg.first = (header, bytes(packet[:header.header_len + 8]))
+        if dg.total is None or dg.size != dg.total:
+            return None
+        # Complete: with no overlaps and the sizes adding up, the pieces tile [0, total).
+        payload = b"".join(d for _, d in dg.pieces)
+        self._discard(key, dg)
+        counters[f"{p}.reassembled"] += 1
+        return payload
+
+    def _kill(self, key: Key, dg: _Datagram) -> None:
+        """Drop what is held but remember the key until the timer, so that the
+        rest of an overlapping datagram is not reassembled into something else."""
+        self.bytes_held -= dg.size
+        dg.pieces.clear()
+        dg.size = 0
+        dg.dead = True
+
+    def _discard(self, key: Key, dg: _Datagram) -> None:
+        if dg.timer is not None:
+            dg.timer.cancel()
+        self.bytes_held -= dg.size
+        self.datagrams.pop(key, None)
+
+    def _expire(self, key: Key) -> None:
+        dg = self.datagrams.get(key)
+        if dg is None:
+            return
+        dg.timer = None
+        self.stack.counters[f"{self.prefix}.reasm_timeout"] += 1
+        if not dg.dead and dg.first is not None and self.on_timeout is not None:
+            self.on_timeout(dg.first)
+        self._discard(key, dg)
+
+    def stats(self) -> dict[str, int]:
+        return {"datagrams": len(self.datagrams), "bytes": self.bytes_held}

@@ -1,0 +1,71 @@
+"""The IPv4 routing table: longest-prefix match over a short list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from femtotcp.wire import ip_str
+
+if TYPE_CHECKING:
+    from femtotcp.stack.interface import Interface
+
+
+@dataclass(slots=True)
+class Route:
+    network: int
+    prefixlen: int
+    gateway: bytes | None
+    iface: Interface
+    origin: str = "static"       # static | connected | dhcp
+
+    @property
+    def mask(self) -> int:
+        return (0xFFFFFFFF << (32 - self.prefixlen)) & 0xFFFFFFFF if self.prefixlen else 0
+
+    def matches(self, dst: int) -> bool:
+        return (dst & self.mask) == self.network
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "destination": f"{ip_str(self.network.to_bytes(4, 'big'))}/{self.prefixlen}",
+            "gateway": ip_str(self.gateway) if self.gateway else None,
+            "interface": self.iface.name,
+            "origin": self.origin,
+        }
+
+
+class RouteTable:
+    def __init__(self) -> None:
+        self.routes: list[Route] = []   # kept sorted, longest prefix first
+        self._cache: dict[bytes, Route | None] = {}
+
+    def add(self, route: Route) -> None:
+        self.remove(route.network, route.prefixlen, route.iface)
+        self.routes.append(route)
+        self.routes.sort(key=lambda r: -r.prefixlen)
+        self._cache.clear()
+
+    def remove(self, network: int, prefixlen: int, iface: Interface | None = None) -> bool:
+        before = len(self.routes)
+        self.routes = [r for r in self.routes
+                       if not (r.network == network and r.prefixlen == prefixlen
+                               and (iface is None or r.iface is iface))]
+        self._cache.clear()
+        return len(self.routes) != before
+
+    def remove_iface_origin(self, iface: Interface, origin: str) -> None:
+        self.routes = [r for r in self.routes if not (r.iface is iface and r.origin == origin)]
+        self._cache.clear()
+
+    def lookup(self, dst: bytes) -> Route | None:
+        cache = self._cache
+        route = cache.get(dst)
+        if route is not None or dst in cache:
+            return route
+        value = int.from_bytes(dst, "big")
+        route = next((r for r in self.routes if r.matches(value)), None)
+        if len(cache) > 4096:
+            cache.clear()
+        cache[dst] = route
+        return route

@@ -1,0 +1,361 @@
+"""The Stack: interfaces, dispatch tables, and the one output path.
+
+Sans-I/O: ``receive(iface, frame, now)`` consumes a frame, ``poll(now)`` runs due
+timers, and frames leave through each interface's device. Protocol modules plug
+into dispatch tables (ethertype -> handler, IP protocol -> handler); input for a
+protocol that is not loaded is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from femtotcp.stack import modules as modreg
+from femtotcp.stack.config import StackConfig
+from femtotcp.stack.counters import Counters
+from femtotcp.stack.interface import Interface, Ipv4Address
+from femtotcp.stack.routes import Route, RouteTable
+from femtotcp.stack.timers import Timers
+from femtotcp.wire import Malformed, ethernet, ip_bytes, mac_bytes
+
+if TYPE_CHECKING:
+    from femtotcp.phy.base import Device
+
+log = logging.getLogger("femtotcp.stack")
+
+EtherHandler = Callable[[Interface, ethernet.EthernetHeader, memoryview], None]
+IpHandler = Callable[[Any, memoryview, Interface], None]
+IpErrorHandler = Callable[[bytes, bytes, memoryview, int, int, int, int], None]
+
+ANY4 = b"\x00\x00\x00\x00"
+BROADCAST4 = b"\xff\xff\xff\xff"
+
+
+def parse_prefix(text: str) -> tuple[bytes, int]:
+    """'192.0.2.1/24' -> (packed, 24); ValueError with a message naming the problem."""
+    addr, sep, plen = text.partition("/")
+    packed = ip_bytes(addr.strip())
+    if len(packed) != 4:
+        raise ValueError(f"not an IPv4 address: {addr!r}")
+    if not sep:
+        return packed, 32
+    if not plen.isdigit() or not 0 <= int(plen) <= 32:
+        raise ValueError(f"bad prefix length in {text!r} (want 0..32)")
+    return packed, int(plen)
+
+
+class Stack:
+    """One host. Several can live in one process (no global state)."""
+
+    def __init__(self, name: str = "femtotcp", modules: Iterable[str] | None = None,
+                 config: StackConfig | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.name = name
+        self.config = config or StackConfig()
+        self.clock: Callable[[], float] = clock or time.monotonic
+        self.counters = Counters()
+        self.timers = Timers()
+        self.timers.now = self.clock()
+        self.interfaces: list[Interface] = []
+        self.routes = RouteTable()
+        self.ethertypes: dict[int, EtherHandler] = {}
+        self.ip_protocols: dict[int, IpHandler] = {}
+        self.ip_error_handlers: dict[int, IpErrorHandler] = {}
+        self.modules: dict[str, object] = {}
+        self.loop: Any = None
+        self.started = False
+        #: Datagrams to our own addresses, delivered on the next poll (never re-entrant).
+        self._local: deque[tuple[bytes, Interface]] = deque()
+        #: Callbacks run on close (services register here).
+        self._on_close: list[Callable[[], None]] = []
+        # Protocol attributes set by modules when loaded.
+        self.arp: Any = None
+        self.ipv4: Any = None
+        self.icmp: Any = None
+        self.udp: Any = None
+        self.tcp: Any = None
+        self.resolver: Any = None
+        for name_ in modreg.resolve(modules):
+            self.load_module(name_)
+
+    # -- modules ---------------------------------------------------------------
+    def load_module(self, name: str) -> object:
+        if name in self.modules:
+            return self.modules[name]
+        for dep in modreg.MODULES[name][1]:
+            self.load_module(dep)
+        mod = modreg.load(name)
+        obj: object = mod.install(self)  # type: ignore[attr-defined]
+        self.modules[name] = obj
+        return obj
+
+    def has(self, name: str) -> bool:
+        return name in self.modules
+
+    # -- time ------------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        return self.timers.now
+
+    def attach_loop(self, loop: Any) -> None:
+        self.loop = loop
+        self.clock = loop.now
+        self.timers.now = loop.now()
+
+    def next_deadline(self) -> float | None:
+        if self._local:
+            return self.timers.now
+        return self.timers.next_deadline()
+
+    def poll(self, now: float | None = None) -> None:
+        """Fire due timers and deliver queued local datagrams."""
+        if now is None:
+            now = self.clock()
+        timers = self.timers
+        if now > timers.now:
+            timers.now = now
+        local = self._local
+        for _ in range(len(local)):
+            packet, iface = local.popleft()
+            self._deliver_local(packet, iface)
+        timers.poll(now)
+
+    # -- interfaces and addresses ---------------------------------------------
+    def add_interface(self, device: Device, mac: str | bytes | None = None,
+                      ipv4: str | None = None, mtu: int | None = None,
+                      name: str | None = None, vlan: int | None = None) -> Interface:
+        if isinstance(mac, str):
+            mac = mac_bytes(mac)
+        if mac is None:
+            # Locally administered unicast MAC derived from the stack and index.
+            import secrets
+            mac = bytes([0x02]) + secrets.token_bytes(5)
+        if len(mac) != 6 or mac[0] & 1:
+            raise ValueError("interface MAC must be 6 bytes and unicast")
+        mtu = mtu or device.mtu
+        if not 68 <= mtu <= 65535:
+            raise ValueError(f"MTU {mtu} out of range (68..65535)")
+        iface = Interface(name or device.name, device, mac, mtu, len(self.interfaces), vlan)
+        self.interfaces.append(iface)
+        device.set_receiver(lambda frame, _i=iface: self.receive(_i, frame))
+        if ipv4:
+            self.add_address(iface, ipv4)
+        if self.loop is not None:
+            self.loop.add_device(device)
+        return iface
+
+    def interface(self, name: str) -> Interface:
+        for i in self.interfaces:
+            if i.name == name:
+                return i
+        raise KeyError(name)
+
+    def add_address(self, iface: Interface, prefix: str, origin: str = "static",
+                    tentative: bool = False) -> Ipv4Address:
+        addr, plen = parse_prefix(prefix)
+        if addr == ANY4 or addr[0] >= 224 or addr[0] == 127:
+            raise ValueError(f"{prefix}: not a usable unicast host address")
+        self.remove_address(iface, addr)
+        entry = Ipv4Address(addr, plen, origin, tentative)
+        iface.ipv4.append(entry)
+        if plen < 32:
+            self.routes.add(Route(entry.network, plen, None, iface, "connected"))
+        return entry
+
+    def remove_address(self, iface: Interface, addr: bytes) -> bool:
+        found = [a for a in iface.ipv4 if a.addr == addr]
+        for a in found:
+            iface.ipv4.remove(a)
+            if not any(b.prefixlen == a.prefixlen and b.network == a.network for b in iface.ipv4):
+                self.routes.remove(a.network, a.prefixlen, iface)
+        return bool(found)
+
+    def add_route(self, prefix: str, gateway: str | bytes | None = None,
+                  iface: Interface | None = None, origin: str = "static") -> Route:
+        addr, plen = parse_prefix(prefix)
+        gw = ip_bytes(gateway) if isinstance(gateway, str) else gateway
+        if iface is None:
+            if gw is not None:
+                r = self.routes.lookup(gw)
+                if r is None or r.gateway is not None:
+                    raise ValueError(f"gateway {gateway} is not on a connected network")
+                iface = r.iface
+            elif self.interfaces:
+                iface = self.interfaces[0]
+            else:
+                raise ValueError("add an interface before adding routes")
+        mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0
+        route = Route(int.from_bytes(addr, "big") & mask, plen, gw, iface, origin)
+        self.routes.add(route)
+        return route
+
+    def remove_route(self, prefix: str, iface: Interface | None = None) -> bool:
+        addr, plen = parse_prefix(prefix)
+        mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0
+        return self.routes.remove(int.from_bytes(addr, "big") & mask, plen, iface)
+
+    def is_local(self, addr: bytes) -> bool:
+        for iface in self.interfaces:
+            for a in iface.ipv4:
+                if a.addr == addr and not a.tentative:
+                    return True
+        return False
+
+    def local_iface(self, addr: bytes) -> Interface | None:
+        for iface in self.interfaces:
+            for a in iface.ipv4:
+                if a.addr == addr:
+                    return iface
+        return None
+
+    def is_broadcast(self, addr: bytes, iface: Interface | None = None) -> bool:
+        if addr == BROADCAST4:
+            return True
+        for i in (iface,) if iface is not None else self.interfaces:
+            if i is None:
+                continue
+            for a in i.ipv4:
+                if a.prefixlen < 31 and addr == a.broadcast:
+                    return True
+        return False
+
+    def source_address(self, dst: bytes) -> bytes | None:
+        if self.is_local(dst):
+            return dst
+        route = self.routes.lookup(dst)
+        if route is None:
+            return None
+        return route.iface.ipv4_for(route.gateway or dst)
+
+    def route_mtu(self, dst: bytes) -> int:
+        if self.is_local(dst):
+            return 65535
+        route = self.routes.lookup(dst)
+        return route.iface.mtu if route is not None else 576
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> None:
+        """Announce ourselves (gratuitous ARP or RFC 5227 probing)."""
+        if self.started:
+            return
+        self.started = True
+        if self.arp is not None:
+            for iface in self.interfaces:
+                self.arp.start_interface(iface)
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        self._on_close.append(callback)
+
+    def close(self) -> None:
+        """Run close hooks (services say goodbye: FIN, DHCP release)."""
+        hooks, self._on_close = self._on_close, []
+        for cb in reversed(hooks):
+            try:
+                cb()
+            except Exception:
+                log.exception("close hook failed")
+
+    # -- input -----------------------------------------------------------------
+    def receive(self, iface: Interface, frame: bytes | memoryview,
+                now: float | None = None) -> None:
+        """Consume one frame from ``iface``. Never raises: bad input is counted."""
+        timers = self.timers
+        t = self.clock() if now is None else now
+        if t > timers.now:
+            timers.now = t
+        counters = self.counters
+        try:
+            if iface.device.raw_ip:
+                self._receive_raw_ip(iface, frame)
+                return
+            eth, payload = ethernet.parse(frame, iface.vlan)
+            dst = eth.dst
+            if dst != iface.mac and not (dst[0] & 1 and (
+                    dst == ethernet.BROADCAST or dst in iface.multicast_macs
+                    or dst[:3] == b"\x01\x00\x5e")):
+                counters["eth.not_for_us"] += 1
+                return
+            if eth.src == iface.mac:
+                counters["eth.own_source"] += 1   # our own frame looped back
+                return
+            handler = self.ethertypes.get(eth.ethertype)
+            if handler is None:
+                counters["eth.unknown_ethertype"] += 1
+                return
+            handler(iface, eth, payload)
+        except Malformed as exc:
+            counters[exc.reason] += 1
+        except Exception:
+            counters["stack.internal_error"] += 1
+            log.exception("internal error while receiving a frame on %s", iface.name)
+
+    def _receive_raw_ip(self, iface: Interface, frame: bytes | memoryview) -> None:
+        mv = memoryview(frame)
+        if not mv:
+            self.counters["ip.empty"] += 1
+            return
+        version = mv[0] >> 4
+        ethertype = ethernet.ETH_IPV4 if version == 4 else (
+            ethernet.ETH_IPV6 if version == 6 else None)
+        handler = self.ethertypes.get(ethertype) if ethertype else None
+        if handler is None:
+            self.counters["ip.bad_version"] += 1
+            return
+        handler(iface, ethernet.EthernetHeader(iface.mac, b"\0" * 6, ethertype or 0, None), mv)
+
+    # -- output ------------------------------------------------------------------
+    def ip_output(self, dst: bytes, proto: int, payload: bytes | bytearray | memoryview,
+                  src: bytes | None = None, ttl: int | None = None, tos: int = 0,
+                  df: bool = False, iface: Interface | None = None) -> int:
+        """Send one IP datagram; 0 or an errno. Replaced by the ipv4 module."""
+        self.counters["ip.no_ipv4_module"] += 1
+        return errno.ENETUNREACH
+
+    def queue_local(self, packet: bytes, iface: Interface) -> None:
+        """Loopback: a datagram to one of our own addresses, delivered on poll."""
+        if len(self._local) >= 1024:
+            self.counters["ip.loopback_queue_full"] += 1
+            return
+        self._local.append((packet, iface))
+
+    def _deliver_local(self, packet: bytes, iface: Interface) -> None:
+        handler = self.ethertypes.get(ethernet.ETH_IPV4 if packet[0] >> 4 == 4
+                                      else ethernet.ETH_IPV6)
+        if handler is None:
+            return
+        eth = ethernet.EthernetHeader(iface.mac, iface.mac, 0, None)
+        try:
+            handler(iface, eth, memoryview(packet))
+        except Malformed as exc:
+            self.counters[exc.reason] += 1
+        except Exception:
+            self.counters["stack.internal_error"] += 1
+            log.exception("internal error in loopback delivery")
+
+    def send_frame(self, iface: Interface, dst_mac: bytes, ethertype: int,
+                   payload: bytes | bytearray | memoryview) -> None:
+        """The one output path to a device."""
+        if iface.device.raw_ip:
+            iface.device.send(bytes(payload))
+        else:
+            iface.device.send(ethernet.build(dst_mac, iface.mac, ethertype, payload, iface.vlan))
+
+    def local_error(self, packet: bytes | memoryview, err: int, icmp_type: int = 3,
+                    icmp_code: int = 1, mtu: int = 0) -> None:
+        """Report a failure about a datagram we sent (ARP failure, ICMP error)
+        to the transport that sent it."""
+        mv = memoryview(packet)
+        if len(mv) < 20 or mv[0] >> 4 != 4:
+            return
+        hlen = (mv[0] & 0x0F) * 4
+        if hlen < 20 or len(mv) < hlen:
+            return
+        handler = self.ip_error_handlers.get(mv[9])
+        if handler is not None:
+            handler(bytes(mv[12:16]), bytes(mv[16:20]), mv[hlen:], err, icmp_type,
+                    icmp_code, mtu)
