@@ -1,0 +1,236 @@
+"""The command line: ``femtotcp demo | serve | run | ctl | size``.
+
+Every bad flag or value ends in one line naming the problem, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from femtotcp import __version__
+
+PROG = "femtotcp"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line (no usage dump) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class UsageError(Exception):
+    """A bad value found after parsing; reported like an argparse error."""
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} out of range 1..65535")
+    return value
+
+
+def _mtu(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 68 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"MTU {value} out of range 68..65535")
+    return value
+
+
+def _modules(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("empty module list")
+    return names
+
+
+def add_stack_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags that build a stack; shared by ``serve`` and ``run``."""
+    dev = p.add_argument_group("device")
+    dev.add_argument("--tap", metavar="NAME", help="Linux TAP device to create or attach")
+    dev.add_argument("--tun", metavar="NAME", help="Linux TUN device (IP only, no Ethernet)")
+    dev.add_argument("--mtu", type=_mtu, default=1500, metavar="N", help="MTU (default 1500)")
+    dev.add_argument("--mac", metavar="MAC", help="the stack's MAC (default: random, local)")
+    dev.add_argument("--pcap", metavar="FILE", help="capture every frame to FILE")
+    net = p.add_argument_group("addresses")
+    net.add_argument("--ip", metavar="ADDR/PREFIX", help="static IPv4 address")
+    net.add_argument("--dhcp", action="store_true", help="get the address by DHCP")
+    net.add_argument("--gateway", metavar="IP", help="default router")
+    net.add_argument("--dns", metavar="IP", action="append", default=[],
+                     help="DNS server (repeatable)")
+    net.add_argument("--ipv6", metavar="auto|ADDR/PREFIX", help="IPv6 address")
+    net.add_argument("--acd", action="store_true",
+                     help="RFC 5227 conflict detection before using --ip")
+    svc = p.add_argument_group("services")
+    svc.add_argument("--udp-echo", type=_port, action="append", default=[], metavar="PORT")
+    svc.add_argument("--tcp-echo", type=_port, action="append", default=[], metavar="PORT")
+    svc.add_argument("--discard", type=_port, action="append", default=[], metavar="PORT")
+    svc.add_argument("--chargen", type=_port, action="append", default=[], metavar="PORT")
+    p.add_argument("--modules", type=_modules, metavar="LIST",
+                   help="load only these protocol modules, e.g. arp,ipv4,icmp4,udp")
+    p.add_argument("--log-level", default="warning",
+                   choices=["debug", "info", "warning", "error"], help="logging level")
+
+
+def host_options(args: argparse.Namespace) -> Any:
+    from femtotcp.host import HostOptions
+    opts = HostOptions(
+        tap=args.tap, tun=args.tun, ip=args.ip, dhcp=args.dhcp, mac=args.mac,
+        gateway=args.gateway, mtu=args.mtu, pcap=args.pcap, udp_echo=args.udp_echo,
+        tcp_echo=args.tcp_echo, discard=args.discard, chargen=args.chargen, dns=args.dns,
+        ipv6=args.ipv6, modules=args.modules, acd=args.acd,
+        control=getattr(args, "control", None))
+    try:
+        opts.validate()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return opts
+
+
+def open_host(args: argparse.Namespace) -> Any:
+    """Build and start a Host from parsed stack flags (raises UsageError / OSError)."""
+    from femtotcp.host import Host
+    host = Host(host_options(args))
+    host.start()
+    return host
+
+
+def build_parser() -> _Parser:
+    p = _Parser(prog=PROG, description="A pure-Python user-space TCP/IP stack.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    d = sub.add_parser("demo", help="an in-memory LAN of stacks (no root needed)")
+    d.add_argument("--tap", action="store_true",
+                   help="use the Linux kernel as the peer (root, throwaway netns)")
+    d.add_argument("--pcap", metavar="FILE", default="femtotcp-demo.pcap",
+                   help="where to write the capture (default femtotcp-demo.pcap)")
+
+    s = sub.add_parser("serve", help="run a stack on a TAP/TUN device until interrupted")
+    add_stack_arguments(s)
+    s.add_argument("--control", metavar="PATH",
+                   help="control socket (default /run/femtotcp/IFNAME.sock when root)")
+
+    r = sub.add_parser("run", help="run a Python program with the stack as its network")
+    add_stack_arguments(r)
+    r.add_argument("-m", dest="module", metavar="MODULE", help="run a library module")
+    r.add_argument("program", nargs=argparse.REMAINDER,
+                   help="SCRIPT ARGS... (or ARGS for -m MODULE)")
+
+    c = sub.add_parser("ctl", help="talk to a running `femtotcp serve`")
+    try:
+        from femtotcp import control
+        control.add_ctl_arguments(c)
+    except ImportError:
+        c.add_argument("rest", nargs=argparse.REMAINDER)
+
+    sub.add_parser("size", help="each protocol module's footprint")
+    return p
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from femtotcp.host import Host
+    _configure_logging(args.log_level)
+    opts = host_options(args)
+    if opts.control is None and os.geteuid() == 0:
+        opts.control = f"/run/femtotcp/{opts.tap or opts.tun}.sock"
+    control_server = None
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    if opts.control:
+        try:
+            from femtotcp import control
+        except ImportError:
+            control = None  # type: ignore[assignment]
+        if control is not None:
+            control_server = control.check_free(opts.control)
+    host = Host(opts)
+    try:
+        host.start()
+        if opts.control and control_server is not None:
+            from femtotcp import control as ctl
+            control_server = ctl.ControlServer(host, opts.control)
+            control_server.start()
+        print(f"femtotcp: serving on {host.describe()}"
+              + (f" control {opts.control}" if control_server else ""), flush=True)
+        while not stop.wait(0.5):
+            if host.runtime.thread is not None and not host.runtime.thread.is_alive():
+                print("femtotcp: the stack thread died", file=sys.stderr)
+                return 1
+    finally:
+        if control_server is not None and hasattr(control_server, "close"):
+            control_server.close()
+        host.close()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _configure_logging(args.log_level)
+    if not args.module and not args.program:
+        raise UsageError("run needs a program: SCRIPT ARGS... or -m MODULE ARGS...")
+    from femtotcp.api import run as api_run
+    opts = host_options(args)
+    return int(api_run.run_program(opts, module=args.module, argv=list(args.program)))
+
+
+def cmd_ctl(args: argparse.Namespace) -> int:
+    from femtotcp import control
+    return int(control.ctl_main(args))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from femtotcp import demo
+    if args.tap:
+        return demo.run_tap(args.pcap)
+    return demo.run_memory(args.pcap)
+
+
+def cmd_size(args: argparse.Namespace) -> int:
+    from femtotcp import size
+    return size.main()
+
+
+COMMANDS = {"serve": cmd_serve, "run": cmd_run, "ctl": cmd_ctl, "demo": cmd_demo,
+            "size": cmd_size}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, ValueError) as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:
+        print(f"{PROG} {args.command}: error: {exc} (are you root?)", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

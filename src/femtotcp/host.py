@@ -1,0 +1,224 @@
+"""A running host: one stack on one device, driven by the real-time Runtime.
+
+``femtotcp serve``, ``femtotcp run`` and ``femtotcp demo --tap`` all build
+their stack here from the same options, so a flag means the same everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from femtotcp.runtime import Runtime
+from femtotcp.stack.config import StackConfig
+from femtotcp.stack.interface import Interface
+from femtotcp.stack.stack import Stack, parse_prefix
+from femtotcp.wire import ip_bytes, ip_str, mac_bytes, mac_str
+
+log = logging.getLogger("femtotcp.host")
+
+
+@dataclass
+class HostOptions:
+    """What a user can ask for on the command line (validated by ``validate``)."""
+
+    tap: str | None = None
+    tun: str | None = None
+    ip: str | None = None
+    dhcp: bool = False
+    mac: str | None = None
+    gateway: str | None = None
+    mtu: int = 1500
+    pcap: str | None = None
+    udp_echo: list[int] = field(default_factory=list)
+    tcp_echo: list[int] = field(default_factory=list)
+    discard: list[int] = field(default_factory=list)
+    chargen: list[int] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    ipv6: str | None = None
+    modules: list[str] | None = None
+    acd: bool = False
+    control: str | None = None
+    name: str = "femtotcp"
+
+    def validate(self) -> None:
+        """Raise ValueError with one line naming the first problem."""
+        if not self.tap and not self.tun:
+            raise ValueError("a device is needed: --tap NAME or --tun NAME")
+        if self.tap and self.tun:
+            raise ValueError("--tap and --tun are exclusive")
+        dev = self.tap or self.tun or ""
+        if len(dev.encode()) > 15 or not dev or "/" in dev or " " in dev:
+            raise ValueError(f"bad interface name {dev!r} (1-15 characters, no '/' or spaces)")
+        if self.ip and self.dhcp:
+            raise ValueError("--ip and --dhcp are exclusive")
+        if not self.ip and not self.dhcp:
+            raise ValueError("an address is needed: --ip ADDR/PREFIX or --dhcp")
+        if self.ip:
+            addr, plen = parse_prefix(self.ip)
+            if addr[0] in (0, 127) or addr[0] >= 224:
+                raise ValueError(f"--ip {self.ip}: not a usable unicast address")
+            if "/" not in self.ip:
+                raise ValueError(f"--ip {self.ip}: give a prefix length, e.g. {self.ip}/24")
+        if self.mac is not None:
+            mac = mac_bytes(self.mac)
+            if mac[0] & 1:
+                raise ValueError(f"--mac {self.mac}: a multicast MAC cannot be an interface's")
+        if not 68 <= self.mtu <= 65535:
+            raise ValueError(f"--mtu {self.mtu}: out of range 68..65535")
+        if self.gateway is not None:
+            gw = ip_bytes(self.gateway)
+            if len(gw) != 4:
+                raise ValueError(f"--gateway {self.gateway}: not an IPv4 address")
+            if self.ip:
+                addr, plen = parse_prefix(self.ip)
+                mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+                if int.from_bytes(gw, "big") & mask != int.from_bytes(addr, "big") & mask:
+                    raise ValueError(f"--gateway {self.gateway} is not inside {self.ip}")
+        for flag, ports in (("--udp-echo", self.udp_echo), ("--tcp-echo", self.tcp_echo),
+                            ("--discard", self.discard), ("--chargen", self.chargen)):
+            for p in ports:
+                if not 1 <= p <= 65535:
+                    raise ValueError(f"{flag} {p}: port out of range 1..65535")
+        for d in self.dns:
+            ip_bytes(d)
+        if self.ipv6 is not None:
+            raise ValueError("--ipv6: IPv6 is not in this build yet")
+        if self.modules is not None:
+            from femtotcp.stack import modules as modreg
+            modreg.resolve(self.modules)
+            needs = {"--tcp-echo": ("tcp", self.tcp_echo), "--discard": ("tcp", self.discard),
+                     "--chargen": ("tcp", self.chargen), "--udp-echo": ("udp", self.udp_echo),
+                     "--dns": ("udp", self.dns), "--dhcp": ("udp", [1] if self.dhcp else [])}
+            for flag, (mod, used) in needs.items():
+                if used and mod not in self.modules:
+                    raise ValueError(f"{flag} needs the {mod} module (--modules)")
+
+
+class Host:
+    """A stack, its device and services, on a Runtime."""
+
+    def __init__(self, opts: HostOptions, config: StackConfig | None = None) -> None:
+        opts.validate()
+        self.opts = opts
+        self.runtime = Runtime()
+        cfg = config or StackConfig()
+        cfg.acd = cfg.acd or opts.acd
+        self.stack = Stack(opts.name, modules=opts.modules, config=cfg)
+        self.services: list[Any] = []
+        self.pcap: Any = None
+        self._closers: list[Callable[[], None]] = []
+        if opts.tap:
+            from femtotcp.phy.tap import TapDevice
+            device: Any = TapDevice(opts.tap, mtu=opts.mtu)
+        else:
+            from femtotcp.phy.tun import TunDevice
+            device = TunDevice(opts.tun or "", mtu=opts.mtu)
+        self.device = device
+        self.iface: Interface = self.stack.add_interface(
+            device, mac=opts.mac, ipv4=opts.ip, mtu=opts.mtu)
+        if opts.gateway:
+            self.stack.add_route("0.0.0.0/0", gateway=opts.gateway, iface=self.iface)
+        if opts.pcap:
+            self.start_capture(opts.pcap)
+        self.runtime.add_stack(self.stack)
+
+    # -- services -----------------------------------------------------------------
+    def _start_services(self) -> None:
+        opts, stack = self.opts, self.stack
+        if opts.dns:
+            stack.load_module("dns")
+            stack.resolver.servers = [ip_bytes(d) for d in opts.dns]
+        for port in opts.udp_echo:
+            from femtotcp.services.echo import start_udp_echo
+            self.services.append(start_udp_echo(stack, port))
+        for port in opts.tcp_echo:
+            from femtotcp.services import tcp_echo
+            self.services.append(tcp_echo.start(stack, port))
+        for port in opts.discard:
+            from femtotcp.services import discard
+            self.services.append(discard.start(stack, port))
+        for port in opts.chargen:
+            from femtotcp.services import chargen
+            self.services.append(chargen.start(stack, port))
+        if opts.dhcp:
+            from femtotcp.services import dhcp
+            client = dhcp.install(stack, self.iface)
+            self.services.append(client)
+            client.start()
+
+    def start(self, acd_timeout: float = 10.0) -> None:
+        """Start the stack and services in the loop thread; raise on an address conflict."""
+        self.runtime.start()
+        self.runtime.call(self.stack.start)
+        if self.stack.config.acd and self.opts.ip:
+            addr, _ = parse_prefix(self.opts.ip)
+            done = threading.Event()
+
+            def check() -> bool:
+                return self.stack.is_local(addr) or addr in self.stack.arp.conflicts
+
+            deadline_ok = _wait_in_loop(self.runtime, check, acd_timeout, done)
+            if addr in self.stack.arp.conflicts:
+                mac = self.stack.arp.conflicts[addr]
+                self.close()
+                raise OSError(f"address {ip_str(addr)} is already in use by {mac_str(mac)}")
+            if not deadline_ok:
+                raise OSError("address conflict detection did not finish")
+        self.runtime.call(self._start_services)
+
+    def start_capture(self, path: str) -> None:
+        from femtotcp.phy.pcap import PcapWriter
+        self.stop_capture()
+        self.pcap = PcapWriter(path, linktype=101 if self.device.raw_ip else 1)
+        self.pcap.attach(self.device)
+
+    def stop_capture(self) -> None:
+        if self.pcap is not None:
+            self.pcap.detach(self.device)
+            self.pcap.close()
+            self.pcap = None
+
+    def describe(self) -> str:
+        i = self.iface
+        addrs = ", ".join(str(a) for a in i.ipv4) or ("DHCP pending" if self.opts.dhcp else "none")
+        return f"{i.name} mac {mac_str(i.mac)} mtu {i.mtu} addr {addrs}"
+
+    def close(self) -> None:
+        """Say goodbye (FIN, DHCP release), then stop the loop and close devices."""
+        rt = self.runtime
+        if rt.thread is not None and rt.thread.is_alive():
+            try:
+                rt.call(self._shutdown_services)
+                # Give FINs and the DHCP release a moment to leave.
+                _wait_in_loop(rt, lambda: False, 0.3, threading.Event())
+            finally:
+                rt.stop()
+                rt.join(5)
+        self.stop_capture()
+        rt.close()
+
+    def _shutdown_services(self) -> None:
+        for svc in reversed(self.services):
+            try:
+                if hasattr(svc, "release"):
+                    svc.release()
+                svc.close()
+            except Exception:
+                log.exception("closing a service failed")
+        self.stack.close()
+
+
+def _wait_in_loop(rt: Runtime, predicate: Callable[[], bool], timeout: float,
+                  done: threading.Event) -> bool:
+    """Wait (in the calling thread) until ``predicate`` holds in the loop thread."""
+    import time
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if rt.call(predicate):
+            return True
+        done.wait(0.05)
+    return bool(rt.call(predicate))
