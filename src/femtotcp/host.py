@@ -7,7 +7,6 @@ their stack here from the same options, so a flag means the same everywhere.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,12 +155,11 @@ class Host:
         self.runtime.call(self.stack.start)
         if self.stack.config.acd and self.opts.ip:
             addr, _ = parse_prefix(self.opts.ip)
-            done = threading.Event()
 
             def check() -> bool:
                 return self.stack.is_local(addr) or addr in self.stack.arp.conflicts
 
-            deadline_ok = _wait_in_loop(self.runtime, check, acd_timeout, done)
+            deadline_ok = self.runtime.wait_until(check, acd_timeout)
             if addr in self.stack.arp.conflicts:
                 mac = self.stack.arp.conflicts[addr]
                 self.close()
@@ -194,7 +192,7 @@ class Host:
             try:
                 rt.call(self._shutdown_services)
                 # Give FINs and the DHCP release a moment to leave.
-                _wait_in_loop(rt, lambda: False, 0.3, threading.Event())
+                rt.wait_until(lambda: False, 0.3)
             finally:
                 rt.stop()
                 rt.join(5)
@@ -210,15 +208,3 @@ class Host:
             except Exception:
                 log.exception("closing a service failed")
         self.stack.close()
-
-
-def _wait_in_loop(rt: Runtime, predicate: Callable[[], bool], timeout: float,
-                  done: threading.Event) -> bool:
-    """Wait (in the calling thread) until ``predicate`` holds in the loop thread."""
-    import time
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if rt.call(predicate):
-            return True
-        done.wait(0.05)
-    return bool(rt.call(predicate))

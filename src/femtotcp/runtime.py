@@ -267,6 +267,19 @@ class Runtime(_LoopBase):
         if self.thread is not None and self.thread is not threading.current_thread():
             self.thread.join(timeout)
 
+    def wait_until(self, predicate: Callable[[], bool], timeout: float,
+                   interval: float = 0.01) -> bool:
+        """From another thread: wait until ``predicate()`` (run in the loop
+        thread) holds, or ``timeout`` seconds pass. Returns the last value."""
+        end = time.monotonic() + timeout
+        while True:
+            if self.call(predicate):
+                return True
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(interval, remaining))
+
     def install_signal_handlers(self, on_signal: Callable[[int], None] | None = None) -> None:
         """SIGINT/SIGTERM stop the loop cleanly (main thread only)."""
 
