@@ -138,7 +138,8 @@ def build_parser() -> _Parser:
     except ImportError:
         c.add_argument("rest", nargs=argparse.REMAINDER)
 
-    sub.add_parser("size", help="each protocol module's footprint")
+    z = sub.add_parser("size", help="each protocol module's footprint")
+    z.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
 
@@ -211,7 +212,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_size(args: argparse.Namespace) -> int:
     from femtotcp import size
-    return size.main()
+    return size.main(["--json"] if args.json else [])
 
 
 COMMANDS = {"serve": cmd_serve, "run": cmd_run, "ctl": cmd_ctl, "demo": cmd_demo,
