@@ -1,0 +1,85 @@
+"""The command line: bad input gets one clear line and exit 2; demo and size run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from femtotcp.cli import main
+from femtotcp.phy.pcap import read_pcap
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "femtotcp", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["serve", "--tap", "t0", "--ip", "192.0.2.300/24"], "192.0.2.300"),
+    (["serve", "--tap", "t0", "--ip", "192.0.2.2/40"], "prefix length"),
+    (["serve", "--tap", "t0"], "--ip ADDR/PREFIX or --dhcp"),
+    (["serve", "--ip", "192.0.2.2/24"], "--tap NAME"),
+    (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--mtu", "20"], "MTU 20"),
+    (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--mtu", "abc"], "not a number"),
+    (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--mac", "01:00:00:00:00:01"],
+     "multicast MAC"),
+    (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--mac", "zz"], "MAC"),
+    (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--gateway", "198.51.100.1"],
+     "not inside"),
+    (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--udp-echo", "70000"], "70000"),
+    (["serve", "--tap", "a-name-that-is-too-long", "--ip", "192.0.2.2/24"],
+     "interface name"),
+    (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--modules", "ipv4,bogus"], "bogus"),
+    (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--modules", "arp,ipv4",
+      "--udp-echo", "7"], "udp module"),
+    (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--modules", "arp,udp"], "needs ipv4"),
+    (["serve", "--tap", "t0", "--ip", "127.0.0.1/8"], "unicast"),
+    (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--ipv6", "auto"], "IPv6"),
+    (["serve", "--bogus-flag"], "bogus-flag"),
+    (["nonsense"], "nonsense"),
+])
+def test_bad_flags_get_one_line_and_exit_2(args: list[str], needle: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc_info:
+        code = main(args)
+        raise SystemExit(code)
+    assert exc_info.value.code == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert needle in lines[0]
+    assert "error" in lines[0]
+
+
+def test_demo_runs_without_root_and_writes_a_pcap(tmp_path: Path) -> None:
+    pcap = tmp_path / "demo.pcap"
+    res = run_cli("demo", "--pcap", str(pcap))
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    assert "icmp_seq=5" in out
+    assert "UDP echo of 5000 bytes" in out
+    assert "all parts worked" in out
+    frames = read_pcap(str(pcap))
+    assert len(frames) > 10
+    # ARP frames (ethertype 0x0806) and IPv4 (0x0800) are in the capture.
+    types = {f[12:14] for _, f in frames}
+    assert b"\x08\x06" in types and b"\x08\x00" in types
+
+
+def test_size_lists_every_module() -> None:
+    res = run_cli("size", "--json")
+    assert res.returncode == 0, res.stderr
+    rows = {r["module"]: r for r in json.loads(res.stdout)}
+    for name in ("core", "arp", "ipv4", "icmp4", "udp"):
+        assert rows[name]["source_bytes"] > 0
+        assert rows[name]["bytecode_bytes"] > 0
+        assert rows[name]["import_memory_bytes"] is not None
+
+
+def test_version() -> None:
+    res = run_cli("--version")
+    assert res.returncode == 0 and "femtotcp" in res.stdout
