@@ -273,6 +273,9 @@ class Stack:
             if iface.device.raw_ip:
                 self._receive_raw_ip(iface, frame)
                 return
+            if len(frame) > iface.mtu + 18:   # header + 802.1Q tag
+                counters["eth.oversize"] += 1
+                return
             eth, payload = ethernet.parse(frame, iface.vlan)
             dst = eth.dst
             if dst != iface.mac and not (dst[0] & 1 and (

@@ -22,6 +22,13 @@ PROTO_UDP = 17
 # everything else is type, length (>= 2, covering type and length), data.
 OPT_EOL = 0
 OPT_NOP = 1
+OPT_RR = 7          # record route
+OPT_TS = 68         # timestamp
+OPT_LSRR = 131      # loose source route
+OPT_SSRR = 137      # strict source route
+#: Options whose third byte is a pointer: (smallest length, smallest pointer).
+_POINTER_MIN = {OPT_RR: (3, 4), OPT_LSRR: (3, 4), OPT_SSRR: (3, 4), OPT_TS: (4, 5)}
+SOURCE_ROUTES = frozenset({OPT_LSRR, OPT_SSRR})
 
 
 class Ipv4Header(NamedTuple):
@@ -73,7 +80,10 @@ def parse(data: bytes | memoryview, verify_checksum: bool = True) -> tuple[Ipv4H
     options = b""
     if hlen > HEADER_LEN:
         options = bytes(mv[HEADER_LEN:hlen])
-        check_options(options)
+        for kind, _ in check_options(options):
+            if kind in SOURCE_ROUTES:
+                # Hosts drop source-routed datagrams (Linux accept_source_route=0).
+                raise Malformed("ipv4.source_route")
     return (
         Ipv4Header(tos, total_len, ident, flags_frag, ttl, proto, src, dst, hlen, options),
         mv[hlen:total_len],
@@ -97,6 +107,9 @@ def check_options(options: bytes) -> list[tuple[int, bytes]]:
         length = options[i + 1]
         if length < 2 or i + length > n:
             raise Malformed("ipv4.bad_option_length")
+        limits = _POINTER_MIN.get(kind)
+        if limits is not None and (length < limits[0] or options[i + 2] < limits[1]):
+            raise Malformed("ipv4.bad_option_pointer")
         out.append((kind, options[i + 2:i + length]))
         i += length
     return out
