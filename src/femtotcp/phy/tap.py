@@ -1,0 +1,310 @@
+"""Linux TAP devices: Ethernet frames between the stack and the kernel.
+
+``TapDevice`` opens ``/dev/net/tun`` with ``IFF_TAP | IFF_NO_PI`` (no packet
+information header: every read/write is exactly one Ethernet frame), makes the
+fd non-blocking, sets the MTU and brings the link up. Both the TAP interface
+and the ioctl socket used to manage it belong to the network namespace the
+calling *thread* is in when the device is constructed (``setns(2)`` is per
+thread); the device keeps working from any thread afterwards.
+
+Robustness rules (the kernel side is not ours to control):
+
+- ``_transmit`` never raises: EIO (link is administratively down), ENOBUFS,
+  EAGAIN, EINVAL and any other OSError are counted (``tx_link_down``,
+  ``tx_nobufs``, ``tx_again``, ``tx_invalid``, ``tx_error``).
+- When someone brings the link down and up again (``ip link set``), the same fd
+  keeps working: writes while down are counted, traffic resumes after up.
+- ``on_readable`` reads until EAGAIN, at most ``max_batch`` frames, and then
+  delivers each; a read error other than EAGAIN is counted and ends the batch.
+  When the interface is deleted under us (EBADFD) the device stops reading and
+  swaps its fd for a never-readable one so the loop cannot spin on it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import socket
+import struct
+
+from femtotcp.phy.base import Device
+
+log = logging.getLogger("femtotcp.phy.tap")
+
+TUN_PATH = "/dev/net/tun"
+
+# <linux/if_tun.h>
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+
+# <linux/sockios.h>, <linux/if.h>
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+SIOCGIFMTU = 0x8921
+SIOCSIFMTU = 0x8922
+SIOCGIFINDEX = 0x8933
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+
+IFNAMSIZ = 16  # including the terminating NUL: names have at most 15 bytes
+_IFREQ_SIZE = 40
+_IFREQ_SHORT = struct.Struct("16sh")
+_IFREQ_INT = struct.Struct("16si")
+
+MIN_MTU = 68
+MAX_MTU = 65535
+
+_TX_ERRORS = {
+    errno.EIO: "tx_link_down",
+    errno.ENOBUFS: "tx_nobufs",
+    errno.EAGAIN: "tx_again",
+    errno.EINVAL: "tx_invalid",
+}
+
+
+def _check_name(name: str) -> bytes:
+    """Validate an interface name the way the kernel will (dev_valid_name)."""
+    if not isinstance(name, str):
+        raise TypeError(f"interface name must be str, got {type(name).__name__}")
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) >= IFNAMSIZ:
+        raise OSError(errno.ENAMETOOLONG,
+                      f"interface name {name!r} is too long: at most {IFNAMSIZ - 1} bytes")
+    if not raw or name in (".", "..") or any(c in name for c in "/:\0") or \
+            any(c.isspace() for c in name):
+        raise OSError(errno.EINVAL, f"invalid interface name {name!r}")
+    return raw
+
+
+def _ifreq(fmt: struct.Struct, name: bytes, value: int) -> bytes:
+    return fmt.pack(name, value).ljust(_IFREQ_SIZE, b"\0")
+
+
+class TunTapDevice(Device):
+    """Shared machinery of TAP (Ethernet) and TUN (raw IP) devices."""
+
+    #: IFF_TAP or IFF_TUN; set by the subclass.
+    kind_flag = IFF_TAP
+    kind_name = "TAP"
+    #: frame overhead on top of the IP MTU (Ethernet header + an 802.1Q tag).
+    overhead = 18
+
+    def __init__(self, name: str, mtu: int = 1500, up: bool = True,
+                 max_batch: int = 128) -> None:
+        raw_name = _check_name(name)
+        if not isinstance(mtu, int) or not MIN_MTU <= mtu <= MAX_MTU:
+            raise ValueError(f"mtu must be an int in {MIN_MTU}..{MAX_MTU}, got {mtu!r}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        super().__init__(name, mtu)
+        self.max_batch = max_batch
+        self._fd = -1
+        self._ctl: socket.socket | None = None
+        self._dead_w = -1  # write end of the never-readable pipe after a detach
+        self._buf = bytearray(MAX_MTU + self.overhead + 4)
+        self._view = memoryview(self._buf)
+        self._fd = self._open(raw_name)
+        try:
+            self._ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._ifname = self.name.encode()
+            self._set_mtu(mtu)
+            if up:
+                self.set_link(True)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening --------------------------------------------------------------
+    def _open(self, raw_name: bytes) -> int:
+        try:
+            fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise OSError(errno.ENOENT,
+                          f"{TUN_PATH} does not exist: the tun driver is not available "
+                          "(load it with `modprobe tun`, or pass the device into the "
+                          "container)") from None
+        except PermissionError as exc:
+            raise OSError(exc.errno,
+                          f"cannot open {TUN_PATH}: permission denied (creating a "
+                          f"{self.kind_name} device needs root or CAP_NET_ADMIN)") from None
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot open {TUN_PATH}: {exc.strerror}") from None
+        try:
+            ifr = fcntl.ioctl(fd, TUNSETIFF,
+                              _ifreq(_IFREQ_SHORT, raw_name, self.kind_flag | IFF_NO_PI))
+        except OSError as exc:
+            os.close(fd)
+            name = raw_name.decode("utf-8", "surrogateescape")
+            if exc.errno in (errno.EPERM, errno.EACCES):
+                msg = (f"cannot create {self.kind_name} device {name!r}: permission denied "
+                       "(needs root or CAP_NET_ADMIN in this network namespace)")
+            elif exc.errno == errno.EBUSY:
+                msg = (f"cannot create {self.kind_name} device {name!r}: the name is taken "
+                       "(a device of that name is already open, by this or another process)")
+            elif exc.errno == errno.EINVAL:
+                msg = (f"cannot create {self.kind_name} device {name!r}: the name is "
+                       "invalid or taken by a device of another type")
+            else:
+                msg = f"cannot create {self.kind_name} device {name!r}: {exc.strerror}"
+            raise OSError(exc.errno, msg) from None
+        actual = ifr[:IFNAMSIZ].split(b"\0", 1)[0]
+        self.name = actual.decode("utf-8", "surrogateescape")
+        return fd
+
+    # -- link management (through the socket created in the device's netns) ---
+    def _ctl_socket(self) -> socket.socket:
+        if self._ctl is None:
+            raise OSError(errno.EBADF, f"{self.kind_name} device {self.name!r} is closed")
+        return self._ctl
+
+    def _set_mtu(self, mtu: int) -> None:
+        try:
+            fcntl.ioctl(self._ctl_socket(), SIOCSIFMTU, _ifreq(_IFREQ_INT, self._ifname, mtu))
+        except OSError as exc:
+            raise OSError(exc.errno,
+                          f"cannot set MTU {mtu} on {self.name!r}: {exc.strerror}") from None
+        self.mtu = mtu
+
+    def set_mtu(self, mtu: int) -> None:
+        """Change the interface MTU (kernel side and ``self.mtu``)."""
+        if not isinstance(mtu, int) or not MIN_MTU <= mtu <= MAX_MTU:
+            raise ValueError(f"mtu must be an int in {MIN_MTU}..{MAX_MTU}, got {mtu!r}")
+        self._set_mtu(mtu)
+
+    def _flags(self) -> int:
+        ifr = fcntl.ioctl(self._ctl_socket(), SIOCGIFFLAGS,
+                          _ifreq(_IFREQ_SHORT, self._ifname, 0))
+        flags: int = _IFREQ_SHORT.unpack_from(ifr)[1]
+        return flags & 0xFFFF
+
+    def set_link(self, up: bool) -> None:
+        """Bring the interface administratively up or down (SIOCSIFFLAGS)."""
+        try:
+            flags = self._flags()
+            flags = (flags | IFF_UP) if up else (flags & ~IFF_UP)
+            value = flags - 0x10000 if flags & 0x8000 else flags  # signed short
+            fcntl.ioctl(self._ctl_socket(), SIOCSIFFLAGS,
+                        _ifreq(_IFREQ_SHORT, self._ifname, value))
+        except OSError as exc:
+            state = "up" if up else "down"
+            raise OSError(exc.errno,
+                          f"cannot bring {self.name!r} {state}: {exc.strerror}") from None
+
+    @property
+    def link_up(self) -> bool:
+        """True when the interface is administratively up (as the kernel sees it now)."""
+        try:
+            return bool(self._flags() & IFF_UP)
+        except OSError:
+            return False
+
+    @property
+    def ifindex(self) -> int:
+        ifr = fcntl.ioctl(self._ctl_socket(), SIOCGIFINDEX, _ifreq(_IFREQ_INT, self._ifname, 0))
+        index: int = _IFREQ_INT.unpack_from(ifr)[1]
+        return index
+
+    # -- the data path --------------------------------------------------------
+    def fileno(self) -> int:
+        return self._fd
+
+    def on_readable(self) -> None:
+        fd = self._fd
+        if fd < 0:
+            return
+        view = self._view
+        batch: list[bytes] = []
+        counters = self.counters
+        for _ in range(self.max_batch):
+            try:
+                n = os.readv(fd, (view,))
+            except BlockingIOError:
+                break
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                if exc.errno == errno.EBADFD:
+                    self._detached(exc)
+                else:
+                    counters["rx_error"] += 1
+                break
+            if n <= 0:
+                counters["rx_empty"] += 1
+                break
+            batch.append(bytes(view[:n]))
+        for frame in batch:
+            self.deliver(frame)
+
+    def _detached(self, exc: OSError) -> None:
+        """The interface went away (deleted under us): stop reading for good.
+
+        The loop may still select on our fd number; we swap the fd for the read
+        end of a pipe that is never written so it never reports readable."""
+        self.counters["rx_detached"] += 1
+        log.warning("%s device %s is gone (%s); no more frames",
+                    self.kind_name, self.name, exc.strerror)
+        if self._dead_w >= 0 or self._fd < 0:
+            return
+        r, w = os.pipe()
+        try:
+            os.dup2(r, self._fd)
+        except OSError:
+            os.close(w)
+        else:
+            self._dead_w = w
+        finally:
+            os.close(r)
+
+    def _transmit(self, frame: bytes) -> None:
+        fd = self._fd
+        if fd < 0 or self._dead_w >= 0:
+            self.counters["tx_closed" if fd < 0 else "tx_detached"] += 1
+            return
+        try:
+            os.write(fd, frame)
+        except OSError as exc:
+            self.counters[_TX_ERRORS.get(exc.errno or 0, "tx_error")] += 1
+
+    def close(self) -> None:
+        """Close the fd (a non-persistent interface disappears with it). Idempotent."""
+        super().close()
+        fd, self._fd = self._fd, -1
+        for f in (fd, self._dead_w):
+            if f >= 0:
+                try:
+                    os.close(f)
+                except OSError:
+                    pass
+        self._dead_w = -1
+        if self._ctl is not None:
+            self._ctl.close()
+            self._ctl = None
+
+    def __enter__(self) -> TunTapDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._fd < 0 else f"fd={self._fd}"
+        return f"<{type(self).__name__} {self.name} mtu={self.mtu} {state}>"
+
+
+class TapDevice(TunTapDevice):
+    """A TAP interface: the stack sends and receives whole Ethernet frames.
+
+    The stack owns its MAC address; the TAP's own (kernel-side) MAC is the
+    kernel's, so no MAC is taken or set here."""
+
+    kind_flag = IFF_TAP
+    kind_name = "TAP"
+    overhead = 18
+
+    def __init__(self, name: str = "ftap0", mtu: int = 1500, up: bool = True,
+                 max_batch: int = 128) -> None:
+        super().__init__(name, mtu, up, max_batch)
