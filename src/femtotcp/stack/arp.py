@@ -126,7 +126,7 @@ class Arp:
         cfg = self.stack.config
         for a in list(iface.ipv4):
             if cfg.acd:
-                a.tentative = True
+                self.stack.set_tentative(iface, a.addr, True)
                 self.probe(iface, a.addr, lambda mac, a=a: self._acd_done(iface, a.addr, mac))
             else:
                 self.announce(iface, a.addr)
@@ -148,9 +148,7 @@ class Arp:
             if self.on_conflict is not None:
                 self.on_conflict(iface, addr, mac)
             return
-        for a in iface.ipv4:
-            if a.addr == addr:
-                a.tentative = False
+        self.stack.set_tentative(iface, addr, False)
         cfg = self.stack.config
 
         def announce(left: int) -> None:

@@ -67,6 +67,10 @@ class Stack:
         self.ip_protocols: dict[int, IpHandler] = {}
         self.ip_error_handlers: dict[int, IpErrorHandler] = {}
         self.modules: dict[str, object] = {}
+        #: Usable (non-tentative) local addresses and every broadcast address,
+        #: kept as sets so the per-packet checks are one hash lookup.
+        self.local_addresses: set[bytes] = set()
+        self.broadcast_addresses: set[bytes] = {BROADCAST4}
         self.loop: Any = None
         self.started = False
         #: Datagrams to our own addresses, delivered on the next poll (never re-entrant).
@@ -165,7 +169,21 @@ class Stack:
         iface.ipv4.append(entry)
         if plen < 32:
             self.routes.add(Route(entry.network, plen, None, iface, "connected"))
+        self.addresses_changed()
         return entry
+
+    def set_tentative(self, iface: Interface, addr: bytes, tentative: bool) -> None:
+        for a in iface.ipv4:
+            if a.addr == addr:
+                a.tentative = tentative
+        self.addresses_changed()
+
+    def addresses_changed(self) -> None:
+        """Rebuild the address sets (after any change to an interface's addresses)."""
+        self.local_addresses = {a.addr for i in self.interfaces for a in i.ipv4
+                                if not a.tentative}
+        self.broadcast_addresses = {BROADCAST4} | {
+            a.broadcast for i in self.interfaces for a in i.ipv4 if a.prefixlen < 31}
 
     def remove_address(self, iface: Interface, addr: bytes) -> bool:
         found = [a for a in iface.ipv4 if a.addr == addr]
@@ -173,6 +191,7 @@ class Stack:
             iface.ipv4.remove(a)
             if not any(b.prefixlen == a.prefixlen and b.network == a.network for b in iface.ipv4):
                 self.routes.remove(a.network, a.prefixlen, iface)
+        self.addresses_changed()
         return bool(found)
 
     def add_route(self, prefix: str, gateway: str | bytes | None = None,
@@ -200,11 +219,7 @@ class Stack:
         return self.routes.remove(int.from_bytes(addr, "big") & mask, plen, iface)
 
     def is_local(self, addr: bytes) -> bool:
-        for iface in self.interfaces:
-            for a in iface.ipv4:
-                if a.addr == addr and not a.tentative:
-                    return True
-        return False
+        return addr in self.local_addresses
 
     def local_iface(self, addr: bytes) -> Interface | None:
         for iface in self.interfaces:
@@ -214,15 +229,8 @@ class Stack:
         return None
 
     def is_broadcast(self, addr: bytes, iface: Interface | None = None) -> bool:
-        if addr == BROADCAST4:
-            return True
-        for i in (iface,) if iface is not None else self.interfaces:
-            if i is None:
-                continue
-            for a in i.ipv4:
-                if a.prefixlen < 31 and addr == a.broadcast:
-                    return True
-        return False
+        """Limited broadcast, or the directed broadcast of one of our subnets."""
+        return addr in self.broadcast_addresses
 
     def source_address(self, dst: bytes) -> bytes | None:
         if self.is_local(dst):
