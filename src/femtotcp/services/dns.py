@@ -1,0 +1,735 @@
+"""A stub resolver (RFC 1035 7, RFC 1123 6.1.3) that trusts nothing it receives.
+
+* Every query gets a fresh random transaction id and a fresh random source
+  port from ``secrets`` (RFC 5452 9.2, 10).
+* A reply is accepted only when it comes from the server we asked, from port
+  53, with our txid, the QR bit set, opcode QUERY and exactly our question
+  (RFC 5452 9.1); anything else is dropped and counted (``dns.bad_*``).
+  Wire parsing follows RFC 9267 (see ``femtotcp.wire.dns``).
+* Only records on the CNAME chain of the name we asked are used; the chain
+  has a hop limit and may not revisit a name (RFC 1034 3.6.2, 5.3.3).
+* Several servers, each tried in turn with a timeout, over several rounds
+  (RFC 1035 7.2); SERVFAIL/REFUSED moves on to the next server at once.
+* TC set: the same question again over TCP (RFC 7766 5, RFC 1035 4.2.2).
+* A cache that honours TTLs (capped) and caches NXDOMAIN/NODATA for the
+  SOA-derived negative TTL (RFC 2308 5), bounded in entries (LRU).
+
+All of it runs in the stack's loop thread; ``resolve`` calls ``on_done``
+later, never from inside ``resolve``. Other threads use ``resolve_blocking``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import secrets
+import socket
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from femtotcp.wire import Malformed, ip_bytes
+from femtotcp.wire import dns as wire
+
+if TYPE_CHECKING:
+    from femtotcp.proto.udp import UdpEndpoint
+    from femtotcp.stack.stack import Stack
+    from femtotcp.stack.timers import Timer
+
+log = logging.getLogger("femtotcp.dns")
+
+ANY4 = b"\x00\x00\x00\x00"
+
+# Error names a DnsResult carries (None means success).
+NXDOMAIN = "NXDOMAIN"
+SERVFAIL = "SERVFAIL"
+TIMEOUT = "TIMEOUT"
+NODATA = "NODATA"
+REFUSED = "REFUSED"
+BADNAME = "BADNAME"
+FORMERR = "FORMERR"
+NOTIMP = "NOTIMP"
+NOSERVERS = "NOSERVERS"
+CNAME_LOOP = "CNAME_LOOP"
+TRUNCATED = "TRUNCATED"
+
+_RCODE_ERRORS = {wire.SERVFAIL: SERVFAIL, wire.REFUSED: REFUSED, wire.FORMERR: FORMERR,
+                 wire.NOTIMP: NOTIMP}
+
+
+@dataclass(slots=True)
+class DnsResult:
+    """What a lookup found. ``addresses`` are packed (A: 4 bytes, AAAA: 16),
+    ``names`` the PTR (or CNAME) targets, ``cname_chain`` the aliases
+    followed, ``ttl`` the seconds the answer may be kept."""
+
+    name: str
+    qtype: int
+    addresses: list[bytes] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    error: str | None = None
+    cname_chain: list[str] = field(default_factory=list)
+    ttl: int = 0
+    server: bytes | None = None
+    source: str = "dns"          # dns | tcp | cache | hosts | literal
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def copy(self, **changes: Any) -> DnsResult:
+        r = DnsResult(self.name, self.qtype, list(self.addresses), list(self.names),
+                      self.error, list(self.cname_chain), self.ttl, self.server, self.source)
+        for k, v in changes.items():
+            setattr(r, k, v)
+        return r
+
+
+OnDone = Callable[[DnsResult], None]
+
+
+class _Attempt:
+    """One query to one server over UDP: its own port, txid and endpoint."""
+
+    __slots__ = ("lookup", "server", "txid", "ep")
+
+    def __init__(self, lookup: _Lookup, server: bytes, txid: int, ep: UdpEndpoint) -> None:
+        self.lookup = lookup
+        self.server = server
+        self.txid = txid
+        self.ep = ep
+
+    def readable(self) -> None:
+        ep = self.ep
+        while (item := ep.recv()) is not None:
+            if self.lookup.finished:
+                return
+            data, (src, sport) = item
+            self.lookup.on_datagram(self, data, src, sport)
+
+    def close(self) -> None:
+        self.ep.on_readable = None
+        self.ep.close()
+
+
+class _TcpAttempt:
+    """The same question over TCP after a truncated UDP reply (RFC 7766):
+    each message carries a two-byte length prefix (RFC 1035 4.2.2)."""
+
+    MAX_REPLY = 2 + 65535
+
+    def __init__(self, lookup: _Lookup, server: bytes) -> None:
+        self.lookup = lookup
+        self.server = server
+        self.txid = secrets.randbits(16)
+        query = wire.build_query(self.txid, lookup.current, lookup.qtype)
+        self.out = len(query).to_bytes(2, "big") + query
+        self.sent = 0
+        self.buf = bytearray()
+        self.done = False
+        self.conn: Any = lookup.resolver.stack.tcp.connect(server, wire.PORT)
+        self.conn.on_event = self.on_event
+        self.on_event()
+
+    def on_event(self, *_args: Any) -> None:
+        if self.done:
+            return
+        conn = self.conn
+        if self.sent < len(self.out):
+            n = conn.send(self.out[self.sent:])
+            if isinstance(n, int) and n > 0:
+                self.sent += n
+        while len(self.buf) < self.MAX_REPLY:
+            data = conn.recv(self.MAX_REPLY - len(self.buf))
+            if data is None:
+                break
+            if data == b"":
+                self._complete(eof=True)
+                return
+            self.buf += data
+            if self._complete(eof=False):
+                return
+        if getattr(conn, "error", None):
+            self.fail()
+
+    def _complete(self, eof: bool) -> bool:
+        buf = self.buf
+        if len(buf) >= 2:
+            size = (buf[0] << 8) | buf[1]
+            if len(buf) >= 2 + size:
+                self.done = True
+                self.close()
+                self.lookup.on_tcp_reply(self, bytes(buf[2:2 + size]))
+                return True
+        if eof:
+            self.lookup.resolver.stack.counters["dns.tcp_short_reply"] += 1
+            self.fail()
+            return True
+        return False
+
+    def fail(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.close()
+        self.lookup.on_tcp_failed(self)
+
+    def close(self) -> None:
+        try:
+            self.conn.on_event = None
+            self.conn.close()
+        except Exception:   # a connection already torn down is fine
+            log.debug("closing DNS TCP connection failed", exc_info=True)
+
+
+class _Lookup:
+    """One question, followed along its CNAME chain, across servers."""
+
+    def __init__(self, resolver: Resolver, name: str, qtype: int) -> None:
+        self.resolver = resolver
+        self.name = name            # canonical, as asked
+        self.qtype = qtype
+        self.current = name         # the name on the wire right now
+        self.callbacks: list[OnDone] = []
+        self.chain: list[str] = []
+        self.seen = {name}
+        self.ttl = resolver.max_ttl
+        self.attempts: list[_Attempt] = []
+        self.tcp: _TcpAttempt | None = None
+        self.plan: list[bytes] = []
+        self.failed_servers: set[bytes] = set()
+        self.last_error: str | None = None
+        self.timer: Timer | None = None
+        self.finished = False
+
+    # -- sending -----------------------------------------------------------------
+    def start(self) -> None:
+        servers = list(self.resolver.servers)
+        self.plan = servers * self.resolver.attempts
+        self.failed_servers = set()
+        self.last_error = None
+        self._next()
+
+    def _next(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        while self.plan:
+            server = self.plan.pop(0)
+            if server in self.failed_servers:
+                continue
+            if self._send(server):
+                self.timer = self.resolver.stack.timers.call_later(
+                    self.resolver.timeout, self._timeout)
+                return
+        self.finish_error(self.last_error or TIMEOUT)
+
+    def _send(self, server: bytes) -> bool:
+        resolver = self.resolver
+        stack = resolver.stack
+        ep = resolver.open_endpoint()
+        if ep is None:
+            self.last_error = self.last_error or SERVFAIL
+            return False
+        txid = secrets.randbits(16)
+        attempt = _Attempt(self, server, txid, ep)
+        ep.on_readable = attempt.readable
+        err = ep.sendto(wire.build_query(txid, self.current, self.qtype), server, wire.PORT)
+        if err:
+            stack.counters["dns.tx_error"] += 1
+            log.debug("query to %s failed: %s", server.hex(), errno.errorcode.get(err, err))
+            attempt.close()
+            return False
+        stack.counters["dns.tx_query"] += 1
+        self.attempts.append(attempt)
+        return True
+
+    def _timeout(self) -> None:
+        self.timer = None
+        self.resolver.stack.counters["dns.timeout"] += 1
+        self._next()
+
+    # -- receiving ---------------------------------------------------------------
+    def _check_head(self, data: bytes, txid: int) -> bool:
+        """RFC 5452 9.1: txid, QR, opcode and the question must all be ours."""
+        counters = self.resolver.stack.counters
+        try:
+            rtxid, flags, questions = wire.parse_head(data)
+        except Malformed as exc:
+            counters[exc.reason] += 1
+            return False
+        if rtxid != txid:
+            counters["dns.bad_txid"] += 1
+            return False
+        if not flags & wire.QR:
+            counters["dns.bad_qr"] += 1
+            return False
+        if flags & wire.OPCODE_MASK:
+            counters["dns.bad_opcode"] += 1
+            return False
+        if (len(questions) != 1 or questions[0].qtype != self.qtype
+                or questions[0].qclass != wire.CLASS_IN
+                or not _same(questions[0].name, self.current)):
+            counters["dns.bad_question"] += 1
+            return False
+        return True
+
+    def on_datagram(self, attempt: _Attempt, data: bytes, src: bytes, sport: int) -> None:
+        counters = self.resolver.stack.counters
+        counters["dns.rx"] += 1
+        if src != attempt.server or sport != wire.PORT:
+            counters["dns.bad_source"] += 1
+            return
+        if not self._check_head(data, attempt.txid):
+            return
+        if data[2] & (wire.TC >> 8):
+            counters["dns.rx_truncated"] += 1
+            self._truncated(attempt.server, data)
+            return
+        try:
+            msg = wire.parse(data)
+        except Malformed as exc:
+            counters[exc.reason] += 1
+            return
+        self.on_message(msg, attempt.server, "dns")
+
+    def _truncated(self, server: bytes, data: bytes) -> None:
+        stack = self.resolver.stack
+        if self.tcp is not None:
+            return   # already asking over TCP
+        if stack.tcp is None:
+            # No TCP in this build: use what arrived if it parses (RFC 2181 9).
+            try:
+                msg = wire.parse(data)
+            except Malformed as exc:
+                stack.counters[exc.reason] += 1
+                self.last_error = TRUNCATED
+                return
+            self.on_message(msg, server, "dns", truncated=True)
+            return
+        stack.counters["dns.tcp_fallback"] += 1
+        if self.timer is not None:
+            self.timer.cancel()
+        # TCP gets its own budget: handshake plus reply.
+        self.timer = stack.timers.call_later(self.resolver.tcp_timeout, self._tcp_timeout)
+        try:
+            self.tcp = _TcpAttempt(self, server)
+        except OSError as exc:
+            log.debug("DNS over TCP to %s failed: %s", server.hex(), exc)
+            self.tcp = None
+            self._next()
+
+    def _tcp_timeout(self) -> None:
+        self.timer = None
+        tcp, self.tcp = self.tcp, None
+        self.resolver.stack.counters["dns.tcp_timeout"] += 1
+        if tcp is not None:
+            tcp.done = True
+            tcp.close()
+        self._next()
+
+    def on_tcp_reply(self, tcp: _TcpAttempt, data: bytes) -> None:
+        if tcp is not self.tcp or self.finished:
+            return
+        self.tcp = None
+        if not self._check_head(data, tcp.txid):
+            self._next()
+            return
+        try:
+            msg = wire.parse(data)
+        except Malformed as exc:
+            self.resolver.stack.counters[exc.reason] += 1
+            self._next()
+            return
+        self.on_message(msg, tcp.server, "tcp")
+
+    def on_tcp_failed(self, tcp: _TcpAttempt) -> None:
+        if tcp is not self.tcp or self.finished:
+            return
+        self.tcp = None
+        self.resolver.stack.counters["dns.tcp_failed"] += 1
+        self._next()
+
+    def on_message(self, msg: wire.Message, server: bytes, source: str,
+                   truncated: bool = False) -> None:
+        """A validated reply to the current question."""
+        resolver = self.resolver
+        counters = resolver.stack.counters
+        rcode = msg.rcode
+        if rcode in _RCODE_ERRORS:
+            counters["dns.rcode_" + _RCODE_ERRORS[rcode].lower()] += 1
+            self.last_error = _RCODE_ERRORS[rcode]
+            self.failed_servers.add(server)
+            self._close_attempts()
+            self._next()
+            return
+        if rcode not in (wire.NOERROR, wire.NXDOMAIN):
+            counters["dns.bad_rcode"] += 1
+            self.last_error = SERVFAIL
+            self.failed_servers.add(server)
+            self._close_attempts()
+            self._next()
+            return
+        cur = self.current
+        found: list[object] = []
+        ttl = self.ttl
+        restart = False
+        while True:
+            hits = [r for r in msg.answers
+                    if r.rclass == wire.CLASS_IN and r.rtype == self.qtype and _same(r.name, cur)]
+            if hits:
+                found = [r.data for r in hits]
+                ttl = min([ttl] + [r.ttl for r in hits])
+                break
+            alias = next((r for r in msg.answers if r.rclass == wire.CLASS_IN
+                          and r.rtype == wire.CNAME and _same(r.name, cur)), None)
+            if alias is None:
+                break
+            target = wire.canonical(str(alias.data))
+            if target in self.seen or len(self.chain) >= resolver.max_cname_hops:
+                counters["dns.cname_loop"] += 1
+                self.finish_error(CNAME_LOOP)
+                return
+            self.seen.add(target)
+            self.chain.append(target)
+            ttl = min(ttl, alias.ttl)
+            cur = target
+            restart = True
+        self.ttl = ttl
+        if found:
+            self.finish_ok(found, server, source, cacheable=not truncated)
+            return
+        negative_ttl = _negative_ttl(msg, resolver.max_negative_ttl)
+        if rcode == wire.NXDOMAIN:
+            counters["dns.nxdomain"] += 1
+            self.finish_error(NXDOMAIN, negative_ttl)
+            return
+        if restart and cur != self.current:
+            # The answer ended at an alias: ask for the target (RFC 1034 5.3.3).
+            self.current = cur
+            self._close_attempts()
+            self.start()
+            return
+        self.finish_error(NODATA, negative_ttl)
+
+    # -- finishing ----------------------------------------------------------------
+    def _close_attempts(self) -> None:
+        for a in self.attempts:
+            a.close()
+        self.attempts = []
+        if self.tcp is not None:
+            self.tcp.done = True
+            self.tcp.close()
+            self.tcp = None
+
+    def _end(self) -> None:
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self._close_attempts()
+        self.resolver.lookups.pop((self.name, self.qtype), None)
+
+    def finish_ok(self, found: list[object], server: bytes, source: str,
+                  cacheable: bool = True) -> None:
+        self._end()
+        result = DnsResult(self.name, self.qtype, cname_chain=list(self.chain),
+                           ttl=max(0, self.ttl), server=server, source=source)
+        for item in found:
+            if isinstance(item, bytes):
+                if item not in result.addresses:
+                    result.addresses.append(item)
+            elif isinstance(item, str):
+                if item not in result.names:
+                    result.names.append(item)
+            elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], str):
+                result.names.append(item[1])     # MX: the exchange
+        if cacheable:
+            self.resolver.cache_put(result)
+        self.resolver.deliver(self.callbacks, result)
+
+    def finish_error(self, error: str, negative_ttl: int | None = None) -> None:
+        self._end()
+        result = DnsResult(self.name, self.qtype, error=error, cname_chain=list(self.chain),
+                           ttl=negative_ttl or 0)
+        if negative_ttl:
+            self.resolver.cache_put(result)
+        self.resolver.deliver(self.callbacks, result)
+
+
+def _same(a: str, b: str) -> bool:
+    try:
+        return wire.canonical(a) == wire.canonical(b)
+    except ValueError:
+        return False
+
+
+def _negative_ttl(msg: wire.Message, cap: int) -> int | None:
+    """RFC 2308 5: min(SOA TTL, SOA MINIMUM) from the authority section."""
+    for r in msg.authority:
+        if r.rtype == wire.SOA and r.rclass == wire.CLASS_IN and isinstance(r.data, tuple):
+            return min(r.ttl, int(r.data[6]), cap)
+    return None
+
+
+class Resolver:
+    """The stub resolver of one stack (``stack.resolver``)."""
+
+    timeout = 2.0              # seconds per try (RES_TIMEOUT is 5 in glibc; LAN here)
+    attempts = 2               # rounds over all servers (RES_DFLRETRY)
+    tcp_timeout = 5.0
+    max_cname_hops = 8
+    cache_max = 512
+    max_ttl = 86400            # RFC 8767 4 suggests capping at 7 days; one day here
+    max_negative_ttl = 900     # RFC 2308 5 suggests 1-3 hours at most; 15 min here
+    max_lookups = 256          # concurrent questions in flight
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.servers: list[bytes] = []
+        #: name -> addresses (packed bytes or text); consulted before DNS.
+        self.hosts: dict[str, list[bytes | str]] = {}
+        self.cache: OrderedDict[tuple[str, int], tuple[float, DnsResult]] = OrderedDict()
+        self.lookups: dict[tuple[str, int], _Lookup] = {}
+
+    # -- API ---------------------------------------------------------------------
+    def resolve(self, name: str, qtype: int, on_done: OnDone) -> None:
+        """Look ``name`` up; ``on_done(DnsResult)`` runs later in the loop thread.
+        For PTR, ``name`` may also be an address ("192.0.2.1")."""
+        counters = self.stack.counters
+        counters["dns.lookups"] += 1
+        immediate = self._local_answer(name, qtype)
+        if immediate is not None:
+            self.deliver([on_done], immediate)
+            return
+        try:
+            if qtype == wire.PTR and _is_literal(name):
+                name = wire.reverse_name(ip_bytes(name.strip()))
+            canon = wire.canonical(name.strip())
+            if not canon:
+                raise ValueError("empty name")
+        except ValueError:
+            self.deliver([on_done], DnsResult(name, qtype, error=BADNAME))
+            return
+        key = (canon, qtype)
+        cached = self.cache_get(key)
+        if cached is not None:
+            counters["dns.cache_hit"] += 1
+            self.deliver([on_done], cached)
+            return
+        running = self.lookups.get(key)
+        if running is not None:
+            running.callbacks.append(on_done)
+            return
+        if not self.servers:
+            self.deliver([on_done], DnsResult(canon, qtype, error=NOSERVERS))
+            return
+        if len(self.lookups) >= self.max_lookups:
+            counters["dns.drop_too_many_lookups"] += 1
+            self.deliver([on_done], DnsResult(canon, qtype, error=SERVFAIL))
+            return
+        lookup = _Lookup(self, canon, qtype)
+        lookup.callbacks.append(on_done)
+        self.lookups[key] = lookup
+        lookup.start()
+
+    def set_servers(self, servers: list[bytes | str]) -> None:
+        out: list[bytes] = []
+        for s in servers:
+            addr = ip_bytes(s) if isinstance(s, str) else bytes(s)
+            if len(addr) != 4:
+                raise ValueError("DNS servers are IPv4 addresses here")
+            if addr not in out:
+                out.append(addr)
+        self.servers = out
+
+    def add_host(self, name: str, *addresses: bytes | str) -> None:
+        self.hosts.setdefault(wire.canonical(name), []).extend(addresses)
+
+    def flush(self) -> None:
+        self.cache.clear()
+
+    def close(self) -> None:
+        for lookup in list(self.lookups.values()):
+            lookup.finish_error(TIMEOUT)
+
+    # -- internals ----------------------------------------------------------------
+    def _local_answer(self, name: str, qtype: int) -> DnsResult | None:
+        """Literal addresses and the hosts table (RFC 952 HOSTS.TXT's successor)."""
+        text = name.strip()
+        if _is_literal(text) and qtype in (wire.A, wire.AAAA):
+            addr = ip_bytes(text)
+            want = 4 if qtype == wire.A else 16
+            if len(addr) != want:
+                return DnsResult(text, qtype, error=NODATA, source="literal")
+            return DnsResult(text, qtype, addresses=[addr], source="literal")
+        if not self.hosts:
+            return None
+        try:
+            canon = wire.canonical(text)
+        except ValueError:
+            return None
+        if qtype in (wire.A, wire.AAAA):
+            want = 4 if qtype == wire.A else 16
+            for key, values in self.hosts.items():
+                if _same(key, canon):
+                    addrs = [a for a in (_to_bytes(v) for v in values) if len(a) == want]
+                    if addrs:
+                        return DnsResult(canon, qtype, addresses=addrs, source="hosts")
+            return None
+        if qtype == wire.PTR:
+            names = []
+            for key, values in self.hosts.items():
+                for v in values:
+                    addr = _to_bytes(v)
+                    if len(addr) in (4, 16) and (
+                            addr == _to_bytes(text) or _same(wire.reverse_name(addr), canon)):
+                        names.append(wire.canonical(key))
+                        break
+            if names:
+                return DnsResult(canon, qtype, names=names, source="hosts")
+        return None
+
+    def open_endpoint(self) -> UdpEndpoint | None:
+        """A UDP endpoint on a fresh random port (RFC 5452 10, RFC 6056)."""
+        udp = self.stack.udp
+        cfg = self.stack.config
+        span = cfg.ephemeral_high - cfg.ephemeral_low + 1
+        for _ in range(8):
+            port = cfg.ephemeral_low + secrets.randbelow(span)
+            try:
+                ep: UdpEndpoint = udp.open(ANY4, port)
+                return ep
+            except OSError:
+                continue
+        try:
+            ep = udp.open(ANY4, 0)
+            return ep
+        except OSError:
+            self.stack.counters["dns.no_port"] += 1
+            return None
+
+    def deliver(self, callbacks: list[OnDone], result: DnsResult) -> None:
+        """Run callbacks on the next poll, never inside the caller's frame."""
+        def run() -> None:
+            for cb in callbacks:
+                try:
+                    cb(result.copy())
+                except Exception:
+                    log.exception("DNS callback failed")
+        self.stack.timers.call_later(0.0, run)
+
+    def cache_get(self, key: tuple[str, int]) -> DnsResult | None:
+        entry = self.cache.get(key)
+        if entry is None:
+            return None
+        expires, result = entry
+        now = self.stack.now
+        if expires <= now:
+            del self.cache[key]
+            return None
+        self.cache.move_to_end(key)
+        return result.copy(ttl=int(expires - now), source="cache")
+
+    def cache_put(self, result: DnsResult) -> None:
+        ttl = min(result.ttl, self.max_ttl if result.error is None else self.max_negative_ttl)
+        if ttl <= 0:
+            return
+        key = (result.name, result.qtype)
+        cache = self.cache
+        if key not in cache and len(cache) >= self.cache_max:
+            now = self.stack.now
+            for k in [k for k, (exp, _) in cache.items() if exp <= now]:
+                del cache[k]
+            while len(cache) >= self.cache_max:
+                cache.popitem(last=False)
+        cache[key] = (self.stack.now + ttl, result.copy())
+        cache.move_to_end(key)
+
+
+def _is_literal(text: str) -> bool:
+    try:
+        ip_bytes(text.strip())
+        return True
+    except ValueError:
+        return False
+
+
+def _to_bytes(value: bytes | str) -> bytes:
+    if isinstance(value, str):
+        try:
+            return ip_bytes(value)
+        except ValueError:
+            return b""
+    return bytes(value)
+
+
+def install(stack: Stack) -> Resolver:
+    resolver = Resolver(stack)
+    stack.resolver = resolver
+    stack.on_close(resolver.close)
+    return resolver
+
+
+# -- for other threads -----------------------------------------------------------
+
+def resolve_blocking(runtime: Any, stack: Stack, name: str, qtype: int,
+                     timeout: float | None = None) -> DnsResult:
+    """Resolve from a thread other than the loop's: the lookup runs in the
+    loop thread (``runtime.call_soon_threadsafe``), this thread waits on an
+    Event. A wait that runs out reports TIMEOUT."""
+    if runtime.in_loop_thread():
+        raise RuntimeError("resolve_blocking called from the loop thread would deadlock")
+    done = threading.Event()
+    box: list[DnsResult] = []
+
+    def on_done(result: DnsResult) -> None:
+        box.append(result)
+        done.set()
+
+    def start() -> None:
+        resolver = stack.resolver
+        if resolver is None:
+            resolver = stack.load_module("dns")
+        resolver.resolve(name, qtype, on_done)
+
+    if timeout is None:
+        budget = Resolver.timeout * Resolver.attempts * max(1, len(getattr(
+            stack.resolver, "servers", []) or [])) * (Resolver.max_cname_hops + 1)
+        timeout = min(budget, 60.0) + Resolver.tcp_timeout
+    runtime.call_soon_threadsafe(start)
+    if not done.wait(timeout) or not box:
+        return DnsResult(name, qtype, error=TIMEOUT)
+    return box[0]
+
+
+_GAI_MESSAGES = {
+    socket.EAI_NONAME: "Name or service not known",
+    socket.EAI_AGAIN: "Temporary failure in name resolution",
+    socket.EAI_FAIL: "Non-recoverable failure in name resolution",
+}
+_EAI_NODATA: int = getattr(socket, "EAI_NODATA", socket.EAI_NONAME)
+_GAI_MESSAGES.setdefault(_EAI_NODATA, "No address associated with hostname")
+
+
+def gaierror_for(result: DnsResult) -> socket.gaierror | None:
+    """The ``socket.gaierror`` glibc's getaddrinfo would raise for ``result``:
+    NXDOMAIN/BADNAME -> EAI_NONAME, NODATA -> EAI_NODATA (EAI_NONAME where
+    the platform has none), TIMEOUT/SERVFAIL/no servers -> EAI_AGAIN, other
+    refusals -> EAI_FAIL. None when the lookup succeeded."""
+    err = result.error
+    if err is None:
+        if result.addresses or result.names:
+            return None
+        code = _EAI_NODATA
+    elif err in (NXDOMAIN, BADNAME):
+        code = socket.EAI_NONAME
+    elif err == NODATA:
+        code = _EAI_NODATA
+    elif err in (TIMEOUT, SERVFAIL, NOSERVERS, TRUNCATED):
+        code = socket.EAI_AGAIN
+    else:
+        code = socket.EAI_FAIL
+    return socket.gaierror(code, _GAI_MESSAGES[code])
