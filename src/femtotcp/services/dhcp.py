@@ -557,7 +557,10 @@ class DhcpClient:
         if until is None:
             return
         remaining = until - self.stack.now
-        delay = max(remaining / 2, min(self.renew_floor, remaining))
+        # RFC 2131 4.4.5: half the remaining time, but not under 60 s; the
+        # floor shrinks with leases under 16 minutes so they still retry.
+        floor = min(self.renew_floor, lease.lease_time / 16)
+        delay = max(remaining / 2, min(floor, remaining))
         if delay < remaining:
             self._set_timer(delay, self._send_renew)
 

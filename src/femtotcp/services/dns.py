@@ -401,6 +401,10 @@ class _Lookup:
         if found:
             self.finish_ok(found, server, source, cacheable=not truncated)
             return
+        if truncated:
+            # Cut short and no TCP to ask again: nothing trustworthy to report.
+            self.finish_error(TRUNCATED)
+            return
         negative_ttl = _negative_ttl(msg, resolver.max_negative_ttl)
         if rcode == wire.NXDOMAIN:
             counters["dns.nxdomain"] += 1

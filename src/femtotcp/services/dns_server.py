@@ -75,8 +75,10 @@ class DnsResponder:
             if reply is not None:
                 self.ep.sendto(reply, src[0], src[1], src=dst)
 
-    def answer(self, data: bytes, src: tuple[bytes, int] = (ANY4, 0)) -> bytes | None:
-        """The reply to one query message, or None to stay silent."""
+    def answer(self, data: bytes, src: tuple[bytes, int] = (ANY4, 0),
+               max_size: int = wire.MAX_UDP) -> bytes | None:
+        """The reply to one query message, or None to stay silent. Over TCP
+        pass ``max_size=65535`` (RFC 1035 4.2.2)."""
         counters = self.stack.counters
         try:
             query = wire.parse(data)
@@ -100,7 +102,7 @@ class DnsResponder:
         if not answers and rcode == wire.NOERROR and not self._in_zone(q.name):
             return wire.build(query.txid, (flags & ~wire.AA) | wire.REFUSED, [q])
         reply = wire.build(query.txid, flags | rcode, [q], answers, authority)
-        if len(reply) > wire.MAX_UDP:
+        if len(reply) > max_size:
             counters["dnsd.truncated"] += 1
             reply = wire.build(query.txid, flags | wire.TC | rcode, [q])
         return reply
