@@ -275,44 +275,41 @@ def test_route_and_addr(lan: Lan) -> None:
     assert (i["name"], i["mac"], i["mtu"], i["link"]) == ("mem0", MAC_A, 1500, "ethernet")
     assert i["addresses"] == [{"address": "192.0.2.2", "prefixlen": 24, "origin": "static",
                                "tentative": False, "broadcast": "192.0.2.255"}]
-    assert i["dhcp"] is None and i["dhcp_enabled"] is False
-
-
-@dataclass
-class FakeLease:
-    address: bytes
-    server: bytes
-    routers: list[bytes]
-    lease_time: float
-    obtained: float
-    t1: float
-    t2: float
-    expires: float
-
-
-class FakeDhcp:
-    def __init__(self, iface: Any, now: float) -> None:
-        self.iface = iface
-        self.state = "BOUND"
-        self.lease = FakeLease(ip_bytes("192.0.2.50"), ip_bytes("192.0.2.1"),
-                               [ip_bytes("192.0.2.1")], 3600.0, now - 10, now + 1790,
-                               now + 3140, now + 3590)
-
-    def close(self) -> None:
-        pass
+    assert i["dhcp"] is None
 
 
 def test_addr_shows_a_dhcp_lease_with_its_times(lan: Lan) -> None:
-    lan.host.services.append(FakeDhcp(lan.a.interfaces[0], lan.rt.call(lambda: lan.a.now)))
+    from femtotcp.services.dhcp import BOUND, DhcpClient, Lease
+
+    def bind() -> None:
+        client = DhcpClient(lan.a, lan.a.interfaces[0])
+        now = lan.a.now
+        client.lease = Lease(ip_bytes("192.0.2.50"), 24, ip_bytes("192.0.2.1"), 3600,
+                             now - 10, now + 1790, now + 3140, now + 3590,
+                             router=ip_bytes("192.0.2.1"), dns=[ip_bytes("192.0.2.1")])
+        client.state = BOUND
+        lan.host.services.append(client)
+
+    lan.rt.call(bind)
     lease = lan.ok("addr")["interfaces"][0]["dhcp"]
-    assert lease["address"] == "192.0.2.50"
-    assert lease["routers"] == ["192.0.2.1"]
     assert lease["state"] == "BOUND"
-    assert lease["lease_time"] == 3600.0
+    assert lease["address"] == "192.0.2.50/24"
+    assert (lease["server"], lease["router"], lease["dns"]) == (
+        "192.0.2.1", "192.0.2.1", ["192.0.2.1"])
+    assert lease["lease_time"] == 3600
     assert 1780 < lease["renew_in"] <= 1790
     assert 3130 < lease["rebind_in"] <= 3140
     assert 3580 < lease["expires_in"] <= 3590
     assert 10 <= lease["obtained_ago"] < 20
+    rc, out, _ = run_ctl("--control", lan.path, "addr")
+    assert rc == 0 and "dhcp BOUND: 192.0.2.50/24 from 192.0.2.1" in out
+
+
+def test_addr_shows_a_dhcp_client_without_a_lease(lan: Lan) -> None:
+    from femtotcp.services.dhcp import DhcpClient
+    lan.host.services.append(lan.rt.call(DhcpClient, lan.a, lan.a.interfaces[0]))
+    dhcp = lan.ok("addr")["interfaces"][0]["dhcp"]
+    assert dhcp["state"] == "STOPPED" and "address" not in dhcp
 
 
 def test_sockets_lists_udp_endpoints(lan: Lan) -> None:
@@ -410,6 +407,45 @@ def test_resolve_without_a_resolver_is_a_clear_error(lan: Lan) -> None:
     assert "--dns" in doc["error"]["message"]
     doc = lan.ask("ping", {"host": "example.test", "count": 1})
     assert doc["error"]["code"] == "unavailable"
+
+
+@pytest.fixture
+def dns_lan(lan: Lan) -> Lan:
+    """Stack b answers DNS for the zone "demo"; stack a asks it."""
+    from femtotcp.services.dns_server import DnsResponder
+
+    def setup() -> None:
+        responder = DnsResponder(lan.b, zone="demo")
+        responder.add_address("peer.demo", "192.0.2.1")
+        responder.add_cname("alias.demo", "peer.demo")
+        lan.a.load_module("dns")
+        lan.a.resolver.servers = [ip_bytes("192.0.2.1")]
+
+    lan.rt.call(setup)
+    return lan
+
+
+def test_resolve_through_the_stack(dns_lan: Lan) -> None:
+    r = dns_lan.ok("resolve", {"name": "alias.demo"})
+    assert r["name"] == "alias.demo" and r["addresses"] == ["192.0.2.1"]
+    assert r["server"] == "192.0.2.1" and r["source"] == "dns"
+    assert r["ttl"] > 0
+    rc, out, _ = run_ctl("--control", dns_lan.path, "resolve", "peer.demo")
+    assert rc == 0 and out.splitlines()[0].split() == ["peer.demo", "192.0.2.1"]
+
+
+def test_resolve_failure_names_the_error(dns_lan: Lan) -> None:
+    doc = dns_lan.ask("resolve", {"name": "missing.demo"})
+    assert doc["error"]["code"] == "resolve_failed"
+    assert doc["error"]["dns_error"] == "NXDOMAIN"
+    assert "missing.demo" in doc["error"]["message"]
+    rc, out, err = run_ctl("--control", dns_lan.path, "resolve", "missing.demo")
+    assert rc == 1 and "no such name (NXDOMAIN)" in err
+
+
+def test_ping_by_name(dns_lan: Lan) -> None:
+    r = dns_lan.ok("ping", {"host": "peer.demo", "count": 1})
+    assert (r["host"], r["address"], r["received"]) == ("peer.demo", "192.0.2.1", 1)
 
 
 def test_capture_start_and_stop(lan: Lan) -> None:

@@ -83,12 +83,14 @@ class HostLike(Protocol):
 
 
 class ControlError(Exception):
-    """A request that cannot be answered; ``code`` names the kind (docs/ctl-json.md)."""
+    """A request that cannot be answered; ``code`` names the kind (docs/ctl-json.md),
+    ``extra`` holds fields some codes add to the error object."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.extra = extra
 
 
 class _ClientGone(Exception):
@@ -103,9 +105,10 @@ def ok_document(command: str, result: dict[str, Any]) -> dict[str, Any]:
     return {"femtotcp_ctl": SCHEMA_VERSION, "ok": True, "command": command, "result": result}
 
 
-def error_document(command: str | None, code: str, message: str) -> dict[str, Any]:
+def error_document(command: str | None, code: str, message: str,
+                   **extra: Any) -> dict[str, Any]:
     return {"femtotcp_ctl": SCHEMA_VERSION, "ok": False, "command": command,
-            "error": {"code": code, "message": message}}
+            "error": {"code": code, "message": message, **extra}}
 
 
 def _json_default(obj: object) -> object:
@@ -375,30 +378,29 @@ def _count_states(rows: list[dict[str, Any]]) -> dict[str, int]:
 
 #: Lease fields that hold absolute times on the stack's clock, and their names
 #: in the reply as seconds from now.
-_LEASE_TIMES = {"obtained": "obtained_ago", "acquired": "obtained_ago", "start": "obtained_ago",
-                "t1": "renew_in", "renew_at": "renew_in", "renewal": "renew_in",
-                "t2": "rebind_in", "rebind_at": "rebind_in", "rebinding": "rebind_in",
-                "expires": "expires_in", "expiry": "expires_in", "expires_at": "expires_in"}
+_LEASE_TIMES = {"obtained": "obtained_ago", "t1": "renew_in", "t2": "rebind_in",
+                "expiry": "expires_in", "expires": "expires_in"}
 
 
-def _lease(svc: Any, now: float) -> dict[str, Any] | None:
-    lease = getattr(svc, "lease", None)
-    if lease is None:
-        return None
-    describe = getattr(lease, "describe", None)
-    raw = describe() if callable(describe) else lease
+def _dhcp(svc: Any, now: float) -> dict[str, Any]:
+    """A DHCP client's state and lease (services/dhcp.py ``DhcpClient.describe``)."""
+    describe = getattr(svc, "describe", None)
+    if callable(describe):
+        raw: Any = describe()
+    else:
+        lease = getattr(svc, "lease", None)
+        raw = {"state": getattr(svc, "state", None)}
+        if lease is not None:
+            lease_describe = getattr(lease, "describe", None)
+            raw.update(_plain(lease_describe(now) if callable(lease_describe) else lease))
     doc = _plain(raw)
     if not isinstance(doc, dict):
-        return {"lease": doc}
-    if not callable(describe):
-        for field, name in _LEASE_TIMES.items():
-            v = doc.get(field)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and name not in doc:
-                delta = now - v if name == "obtained_ago" else v - now
-                doc[name] = round(delta, 3)
-    state = getattr(svc, "state", None)
-    if state is not None and "state" not in doc:
-        doc["state"] = _plain(state)
+        return {"state": None, "lease": doc}
+    doc.setdefault("state", None)
+    for field, name in _LEASE_TIMES.items():
+        v = doc.get(field)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and doc.get(name) is None:
+            doc[name] = round(now - v if name == "obtained_ago" else v - now, 1)
     return doc
 
 
@@ -416,11 +418,10 @@ def gather_addr(host: HostLike) -> dict[str, Any]:
         mine = [c for c in clients if getattr(c, "iface", None) is iface]
         if not mine and iface is stack.interfaces[0]:
             mine = [c for c in clients if getattr(c, "iface", None) is None]
-        dhcp = _lease(mine[0], now) if mine else None
+        dhcp = _dhcp(mine[0], now) if mine else None
         out.append({"name": iface.name, "index": iface.index, "mac": mac_str(iface.mac),
                     "mtu": iface.mtu, "link": "raw_ip" if iface.raw_ip else "ethernet",
-                    "addresses": addrs, "dhcp": dhcp,
-                    "dhcp_enabled": bool(mine)})
+                    "addresses": addrs, "dhcp": dhcp})
     return {"interfaces": out}
 
 
@@ -780,7 +781,7 @@ class ControlServer:
             result = handler(args, emit or (lambda progress: None))
             return ok_document(command, result)
         except ControlError as exc:
-            return error_document(command, exc.code, exc.message)
+            return error_document(command, exc.code, exc.message, **exc.extra)
         except _ClientGone:
             raise
         except Exception as exc:
@@ -868,30 +869,40 @@ class ControlServer:
         _check_args(args, ("name", "timeout"))
         name = _arg_str(args, "name", 1024)
         timeout = _arg_float(args, "timeout", 10.0, 0.1, 60.0)
-        addresses = self._resolve(name, timeout)
-        return {"name": name, "addresses": addresses}
+        return self._resolve(name, timeout)
 
-    def _resolve(self, name: str, timeout: float) -> list[str]:
-        """Ask the stack's resolver (services/dns.py) and wait for its answer."""
+    def _resolve(self, name: str, timeout: float) -> dict[str, Any]:
+        """An A lookup through the stack's resolver (services/dns.py)."""
         stack = self.host.stack
-        done: queue.Queue[tuple[list[str] | None, str | None]] = queue.Queue()
+        done: queue.Queue[Any] = queue.Queue()
 
         def start() -> None:
             resolver = getattr(stack, "resolver", None)
             if resolver is None:
                 raise ControlError("unavailable", "no resolver: start serve with --dns IP "
-                                   "(or --dhcp) to load the dns module")
-            _start_lookup(resolver, name, timeout, done)
+                                   "to load the dns module")
+            from femtotcp.wire import dns as wire_dns
+            resolver.resolve(name, wire_dns.A, done.put)
 
         self.call(start)
         try:
-            addrs, error = done.get(timeout=timeout + 5.0)
+            result = done.get(timeout=timeout)
         except queue.Empty:
-            raise ControlError("timeout", f"no answer for {name!r} within "
-                               f"{timeout:g} s") from None
-        if error is not None or addrs is None:
-            raise ControlError("resolve_failed", f"{name}: {error or 'no address'}")
-        return addrs
+            raise ControlError("resolve_failed", f"{name}: no answer within {timeout:g} s",
+                               dns_error="TIMEOUT") from None
+        error = getattr(result, "error", None)
+        addresses = [ip_str(a) for a in getattr(result, "addresses", [])]
+        if error is None and not addresses:
+            error = "NODATA"
+        if error is not None:
+            text = _DNS_ERRORS.get(str(error), str(error))
+            raise ControlError("resolve_failed", f"{name}: {text}", dns_error=str(error))
+        server = getattr(result, "server", None)
+        return {"name": name, "addresses": addresses,
+                "cname_chain": list(getattr(result, "cname_chain", [])),
+                "ttl": int(getattr(result, "ttl", 0)),
+                "server": ip_str(server) if server else None,
+                "source": str(getattr(result, "source", "dns"))}
 
     def _cmd_ping(self, args: dict[str, Any], emit: Emit) -> dict[str, Any]:
         _check_args(args, ("host", "count", "interval", "wait", "size"))
@@ -909,11 +920,7 @@ class ControlServer:
         try:
             dst = ip_bytes(target)
         except ValueError:
-            found = self._resolve(target, 10.0)
-            v4 = [a for a in found if ":" not in a]
-            if not v4:
-                raise ControlError("resolve_failed", f"{target}: no IPv4 address") from None
-            dst = ip_bytes(v4[0])
+            dst = ip_bytes(self._resolve(target, 10.0)["addresses"][0])
         if len(dst) != 4:
             raise ControlError("unavailable", "IPv6 ping is not in this build")
         return self._ping(target, dst, count, interval, wait, size, emit)
@@ -1010,28 +1017,20 @@ class ControlServer:
                 "replies": rows, "send_errors": errors, "rtt_ms": summary}
 
 
-def _start_lookup(resolver: Any, name: str, timeout: float,
-                  done: queue.Queue[tuple[list[str] | None, str | None]]) -> None:
-    """Start a lookup on the resolver (loop thread); the answer lands in ``done``."""
-
-    def finish(result: Any = None, error: Any = None) -> None:
-        if isinstance(result, BaseException):
-            result, error = None, result
-        if error is not None:
-            done.put((None, _error_text(error)))
-            return
-        done.put(([str(_plain(a)) for a in (result or [])], None))
-
-    resolve = getattr(resolver, "resolve", None)
-    if not callable(resolve):
-        raise ControlError("unavailable", "the resolver cannot be asked from here")
-    resolve(name, finish)
-
-
-def _error_text(error: Any) -> str:
-    if isinstance(error, OSError) and error.args and len(error.args) >= 2:
-        return str(error.args[1])
-    return str(error)
+#: What the resolver's error names mean, for people.
+_DNS_ERRORS = {
+    "NXDOMAIN": "no such name (NXDOMAIN)",
+    "NODATA": "the name has no IPv4 address (NODATA)",
+    "TIMEOUT": "no answer from the DNS servers (TIMEOUT)",
+    "NOSERVERS": "no DNS servers configured (NOSERVERS)",
+    "SERVFAIL": "the DNS server failed (SERVFAIL)",
+    "REFUSED": "the DNS server refused (REFUSED)",
+    "BADNAME": "not a valid domain name (BADNAME)",
+    "FORMERR": "the DNS server could not parse the query (FORMERR)",
+    "NOTIMP": "the DNS server does not implement the query (NOTIMP)",
+    "CNAME_LOOP": "the CNAME chain loops or is too long (CNAME_LOOP)",
+    "TRUNCATED": "the answer was truncated and TCP failed (TRUNCATED)",
+}
 
 
 def parse_request(line: bytes) -> object:
@@ -1313,12 +1312,16 @@ def _render_addr(r: dict[str, Any]) -> str:
             extra = " tentative" if a.get("tentative") else ""
             brd = f" brd {a['broadcast']}" if a.get("broadcast") else ""
             lines.append(f"    inet {a['address']}/{a['prefixlen']}{brd} {a['origin']}{extra}")
-        lease = i.get("dhcp")
-        if lease:
-            bits = [f"{k} {v}" for k, v in lease.items() if not isinstance(v, (dict, list))]
-            lines.append("    dhcp lease: " + ", ".join(bits))
-        elif i.get("dhcp_enabled"):
-            lines.append("    dhcp: no lease yet")
+        dhcp = i.get("dhcp")
+        if dhcp is not None and dhcp.get("address"):
+            lines.append(f"    dhcp {dhcp.get('state')}: {dhcp['address']} from "
+                         f"{dhcp.get('server')}, router {dhcp.get('router') or '-'}, "
+                         f"dns {' '.join(dhcp.get('dns') or []) or '-'}")
+            lines.append(f"        lease {dhcp.get('lease_time')} s, renew in "
+                         f"{dhcp.get('renew_in')} s, rebind in {dhcp.get('rebind_in')} s, "
+                         f"expires in {dhcp.get('expires_in')} s")
+        elif dhcp is not None:
+            lines.append(f"    dhcp {dhcp.get('state')}: no lease yet")
     return "\n".join(lines) + "\n"
 
 
@@ -1346,7 +1349,10 @@ def _render_sockets(r: dict[str, Any]) -> str:
 
 
 def _render_resolve(r: dict[str, Any]) -> str:
-    return "".join(f"{r['name']}  {a}\n" for a in r.get("addresses", []))
+    text = "".join(f"{r['name']}  {a}\n" for a in r.get("addresses", []))
+    if r.get("cname_chain"):
+        text += f"aliases: {' -> '.join(r['cname_chain'])}\n"
+    return text
 
 
 def _render_ping(r: dict[str, Any]) -> str:
