@@ -15,19 +15,25 @@ Fixtures:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from netns import Netns, netns, require_kernel
-from netns import require_program as _require_program
 
-_HERE = Path(__file__).parent
+_HERE = Path(__file__).resolve().parent
+# Tests here (and in tests/phy) import the harness as ``netns``; make that work
+# in every pytest import mode, not only the default "prepend".
+if str(_HERE) not in sys.path:
+    sys.path.insert(0, str(_HERE))
+
+from netns import Netns, netns, require_kernel  # noqa: E402
+from netns import require_program as _require_program  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if _HERE in Path(item.path).parents:
+        if _HERE in Path(item.path).resolve().parents:
             item.add_marker(pytest.mark.kernel)
 
 

@@ -7,7 +7,7 @@ import subprocess
 import threading
 
 import pytest
-from netns import Netns, entered, netns
+from netns import Netns, entered, kernel_tap, netns
 
 
 def ns_inode() -> int:
@@ -92,3 +92,15 @@ def test_entered_unknown_namespace() -> None:
     with pytest.raises(ValueError):
         with entered("../etc"):
             pass
+
+
+def test_kernel_tap_gives_the_kernel_side_its_addresses(ns: Netns) -> None:
+    dev = kernel_tap(ns, "ftap3", ["192.0.2.1/24", "2001:db8::1/64"], mtu=1280)
+    out = ns.ip("addr", "show", "dev", dev.name).stdout
+    assert "inet 192.0.2.1/24" in out and "inet6 2001:db8::1/64" in out
+    line = next(ln for ln in out.splitlines() if "2001:db8::1/64" in ln)
+    assert "tentative" not in line  # nodad: usable at once
+    assert "mtu 1280" in out
+    # the device lives in the namespace, not in ours
+    assert subprocess.run(["ip", "link", "show", dev.name], capture_output=True).returncode
+    assert dev in ns.devices
