@@ -231,3 +231,13 @@ def test_icmp_checksums_in_capture_are_valid(rig: Rig,
             icmp4.parse(body)
             checked += 1
     assert checked == 2
+
+
+def test_udp_to_closed_port_is_refused(rig: Rig, require_program: Callable[[str], str]) -> None:
+    """RFC 1122 4.1.3.1: port unreachable, which the kernel turns into ECONNREFUSED."""
+    require_program("socat")
+    res = rig.ns.run("sh", "-c", f"echo hi | socat -t 2 - UDP:{STACK}:9", check=False)
+    assert res.returncode != 0
+    assert "Connection refused" in res.stderr, res.stderr
+    assert rig.rt.call(lambda: rig.stack.counters["udp.no_port"]) == 1
+    rig.assert_healthy()
