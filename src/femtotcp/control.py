@@ -93,6 +93,13 @@ class ControlError(Exception):
         self.extra = extra
 
 
+class ControlSocketError(OSError):
+    """An OSError whose text is just its message (``femtotcp serve`` prints it)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror) if self.strerror else super().__str__()
+
+
 class _ClientGone(Exception):
     """The client hung up while a long command (ping) was streaming progress."""
 
@@ -453,9 +460,9 @@ def _answers(path: str) -> bool:
 def _check_path(path: str) -> str:
     path = os.path.abspath(path)
     if len(os.fsencode(path)) > 107:
-        raise OSError(errno.ENAMETOOLONG,
-                      f"control socket path is too long ({len(os.fsencode(path))} bytes, "
-                      f"at most 107): {path}")
+        raise ControlSocketError(
+            errno.ENAMETOOLONG, f"control socket path is too long "
+            f"({len(os.fsencode(path))} bytes, at most 107): {path}")
     return path
 
 
@@ -473,11 +480,11 @@ def check_free(path: str) -> bool:
     except FileNotFoundError:
         return True
     if not stat.S_ISSOCK(st.st_mode):
-        raise OSError(errno.EEXIST, f"{path} exists and is not a socket; "
-                      "remove it or choose another --control path")
+        raise ControlSocketError(errno.EEXIST, f"{path} exists and is not a socket; "
+                                 "remove it or choose another --control path")
     if _answers(path):
-        raise OSError(errno.EADDRINUSE, f"another femtotcp serve is already running "
-                      f"with control socket {path}")
+        raise ControlSocketError(errno.EADDRINUSE, "another femtotcp serve is already "
+                                 f"running with control socket {path}")
     os.unlink(path)
     log.info("removed stale control socket %s", path)
     return True
@@ -516,10 +523,10 @@ class ControlServer:
         except OSError as exc:
             sock.close()
             if exc.errno == errno.EADDRINUSE:
-                raise OSError(exc.errno, f"control socket {self.path} already exists "
-                              "(another femtotcp serve?)") from None
-            raise OSError(exc.errno, f"cannot create control socket {self.path}: "
-                          f"{exc.strerror}") from None
+                raise ControlSocketError(exc.errno, f"control socket {self.path} already "
+                                         "exists (another femtotcp serve?)") from None
+            raise ControlSocketError(exc.errno, f"cannot create control socket {self.path}: "
+                                     f"{exc.strerror}") from None
         finally:
             os.umask(old_mask)
         try:
