@@ -226,6 +226,16 @@ class Lan:
         return self.loop.run_until(pred, timeout)
 
 
+def resolve(lan: Lan, i: int, j: int) -> None:
+    """Make stacks ``i`` and ``j`` know each other's MAC (one ping), so a test
+    of something else does not depend on ARP's pending queue."""
+    replies: list[Any] = []
+    ep = lan.stacks[i].icmp.ping(addr(j), replies.append)
+    if not lan.run_until(lambda: bool(replies), 10):
+        raise AssertionError(f"host {i} could not ping host {j}")
+    ep.close()
+
+
 def make_lan(n: int = 2, *, config: StackConfig | None = None,
              modules: Iterable[str] | None = None, faults: dict[str, Any] | None = None,
              mtu: int | None = None, start: bool = True, seed: int = 0,
