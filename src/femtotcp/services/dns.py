@@ -134,8 +134,16 @@ class _TcpAttempt:
         self.on_event()
 
     def on_event(self, *_args: Any) -> None:
+        """Any connection event: push the query, pull the reply, notice errors."""
         if self.done:
             return
+        try:
+            self._pump()
+        except OSError as exc:     # reset, refused, not connected yet and refusing
+            log.debug("DNS over TCP to %s: %s", self.server.hex(), exc)
+            self.fail()
+
+    def _pump(self) -> None:
         conn = self.conn
         if self.sent < len(self.out):
             n = conn.send(self.out[self.sent:])

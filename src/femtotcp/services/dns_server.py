@@ -115,7 +115,7 @@ class DnsResponder:
         """Answer records for (name, qtype) with CNAMEs followed, and the rcode."""
         answers: list[wire.Record] = []
         cur = wire.canonical(name)
-        seen = set()
+        seen: set[str] = set()
         while cur not in seen and len(seen) < 8:
             seen.add(cur)
             rrs = self.records.get(cur)

@@ -303,6 +303,20 @@ def _read_records(msg: memoryview, pos: int, count: int, out: list[Record]) -> i
     return pos
 
 
+def _read_questions(mv: memoryview, count: int) -> tuple[list[Question], int]:
+    n = len(mv)
+    pos = HEADER_LEN
+    questions: list[Question] = []
+    for _ in range(count):
+        name, pos = read_name(mv, pos)
+        if pos + _QTAIL.size > n:
+            raise Malformed("dns.truncated")
+        qtype, qclass = _QTAIL.unpack_from(mv, pos)
+        pos += _QTAIL.size
+        questions.append(Question(name, qtype, qclass))
+    return questions, pos
+
+
 def parse(data: bytes | memoryview) -> Message:
     """Parse a whole DNS message; raise Malformed for anything inconsistent.
 
@@ -317,15 +331,7 @@ def parse(data: bytes | memoryview) -> Message:
     # RFC 9267 6: counts must be possible before anything is read or allocated.
     if qd * _MIN_QUESTION + (an + ns + ar) * _MIN_RR > n - HEADER_LEN:
         raise Malformed("dns.bad_count")
-    pos = HEADER_LEN
-    questions: list[Question] = []
-    for _ in range(qd):
-        name, pos = read_name(mv, pos)
-        if pos + _QTAIL.size > n:
-            raise Malformed("dns.truncated")
-        qtype, qclass = _QTAIL.unpack_from(mv, pos)
-        pos += _QTAIL.size
-        questions.append(Question(name, qtype, qclass))
+    questions, pos = _read_questions(mv, qd)
     answers: list[Record] = []
     authority: list[Record] = []
     additional: list[Record] = []
@@ -345,15 +351,7 @@ def parse_head(data: bytes | memoryview) -> tuple[int, int, list[Question]]:
     txid, flags, qd, _an, _ns, _ar = _HDR.unpack_from(mv)
     if qd * _MIN_QUESTION > n - HEADER_LEN:
         raise Malformed("dns.bad_count")
-    pos = HEADER_LEN
-    questions: list[Question] = []
-    for _ in range(qd):
-        name, pos = read_name(mv, pos)
-        if pos + _QTAIL.size > n:
-            raise Malformed("dns.truncated")
-        qtype, qclass = _QTAIL.unpack_from(mv, pos)
-        pos += _QTAIL.size
-        questions.append(Question(name, qtype, qclass))
+    questions, _ = _read_questions(mv, qd)
     return txid, flags, questions
 
 
