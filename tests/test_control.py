@@ -166,11 +166,28 @@ def test_socket_is_owner_only_and_removed_on_close(lan: Lan) -> None:
 
 
 def test_check_free_refuses_a_live_server(lan: Lan) -> None:
-    with pytest.raises(OSError, match="already running"):
+    with pytest.raises(OSError, match="already running") as exc:
         control.check_free(lan.path)
+    # serve prints str(exc): the message alone, no "[Errno 98]".
+    assert str(exc.value) == (f"another femtotcp serve is already running with control "
+                              f"socket {lan.path}")
     with pytest.raises(OSError, match="already exists"):
         control.ControlServer(lan.host, lan.path).start()
     assert lan.ok("route")  # the first server is unharmed
+
+
+def test_socket_mode_ignores_a_permissive_umask(lan: Lan, short_dir: str) -> None:
+    path = os.path.join(short_dir, "open.sock")
+    old = os.umask(0)
+    try:
+        server = control.ControlServer(lan.host, path).start()
+    finally:
+        os.umask(old)
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    finally:
+        server.close()
+    assert not os.path.exists(path)
 
 
 def test_check_free_removes_a_stale_socket_and_makes_the_directory(short_dir: str) -> None:
