@@ -296,15 +296,23 @@ class FakeConn:
         self.closed = True
 
 
+class SilentConn(FakeConn):
+    """Connects, but never takes the query (a peer with a zero window)."""
+
+    def send(self, data: bytes) -> int:
+        return 0
+
+
 class FakeTcp:
     def __init__(self, loop: SimLoop, responder: DnsResponder) -> None:
         self.loop = loop
         self.responder = responder
         self.conns: list[FakeConn] = []
         self.replies = 0
+        self.conn_class = FakeConn
 
     def connect(self, dst: bytes, port: int) -> FakeConn:
-        conn = FakeConn(self, dst, port)
+        conn = self.conn_class(self, dst, port)
         self.conns.append(conn)
         return conn
 
@@ -321,6 +329,39 @@ def test_truncated_answer_is_retried_over_tcp() -> None:
     assert net.client.counters["dnsd.truncated"] == 0 and r0.stack.counters["dnsd.truncated"] == 1
     conn = net.client.tcp.conns[0]
     assert (conn.dst, conn.port) == (SERVER, 53) and conn.closed
+
+
+def test_tcp_failure_moves_to_the_next_server() -> None:
+    net = Net(servers=2)
+    for r0 in net.responders:
+        for i in range(40):
+            r0.add_address("many.demo", f"192.0.2.{100 + i}")
+    tcp = FakeTcp(net.loop, net.responders[1])
+    real_connect = tcp.connect
+
+    def connect(dst: bytes, port: int) -> FakeConn:
+        if dst == SERVER:
+            raise ConnectionRefusedError(111, "refused")
+        return real_connect(dst, port)
+
+    tcp.connect = connect  # type: ignore[method-assign]
+    net.client.tcp = tcp
+    r = net.resolve("many.demo")
+    assert r.error is None and r.server == SERVER2 and len(r.addresses) == 40
+    assert net.client.counters["dns.tcp_failed"] == 1
+
+
+def test_tcp_that_never_answers_times_out_as_truncated() -> None:
+    net = Net()
+    for i in range(40):
+        net.responders[0].add_address("many.demo", f"192.0.2.{100 + i}")
+    tcp = FakeTcp(net.loop, net.responders[0])
+    tcp.conn_class = SilentConn
+    net.client.tcp = tcp
+    r = net.resolve("many.demo")
+    assert r.error == dns.TRUNCATED
+    assert net.client.counters["dns.tcp_timeout"] == dns.Resolver.attempts
+    assert all(c.closed for c in tcp.conns)
 
 
 def test_truncated_answer_without_tcp_reports_truncated() -> None:

@@ -326,13 +326,16 @@ class _Lookup:
             self.tcp = _TcpAttempt(self, server)
         except OSError as exc:
             log.debug("DNS over TCP to %s failed: %s", server.hex(), exc)
+            stack.counters["dns.tcp_failed"] += 1
             self.tcp = None
+            self.last_error = TRUNCATED
             self._next()
 
     def _tcp_timeout(self) -> None:
         self.timer = None
         tcp, self.tcp = self.tcp, None
         self.resolver.stack.counters["dns.tcp_timeout"] += 1
+        self.last_error = TRUNCATED
         if tcp is not None:
             tcp.done = True
             tcp.close()
@@ -358,6 +361,7 @@ class _Lookup:
             return
         self.tcp = None
         self.resolver.stack.counters["dns.tcp_failed"] += 1
+        self.last_error = TRUNCATED
         self._next()
 
     def on_message(self, msg: wire.Message, server: bytes, source: str,
