@@ -37,7 +37,8 @@ PROBE = "PROBE"
 
 
 class Neighbour:
-    __slots__ = ("ip", "mac", "state", "confirmed", "used", "requests", "pending", "timer")
+    __slots__ = ("ip", "mac", "state", "confirmed", "used", "requests", "pending",
+                 "pending_bytes", "timer")
 
     def __init__(self, ip: bytes, now: float) -> None:
         self.ip = ip
@@ -47,6 +48,7 @@ class Neighbour:
         self.used = now
         self.requests = 0
         self.pending: deque[bytes] = deque()
+        self.pending_bytes = 0
         self.timer: Timer | None = None
 
 
@@ -237,6 +239,7 @@ class Arp:
             n.timer = None
         if n.pending:
             pending, n.pending = n.pending, deque()
+            n.pending_bytes = 0
             for packet in pending:
                 self.stack.send_frame(iface, mac, ethernet.ETH_IPV4, packet)
 
@@ -277,10 +280,15 @@ class Arp:
             n = cache[next_hop] = Neighbour(next_hop, now)
             self._schedule_gc()
             self._request(iface, n, unicast=False)
-        if len(n.pending) >= stack.config.arp_pending_max:
-            n.pending.popleft()
+        # Bounded in packets and bytes (Linux unres_qlen, unres_qlen_bytes): the
+        # oldest go first, so the fragments of one large datagram fit together.
+        cfg = stack.config
+        while n.pending and (len(n.pending) >= cfg.arp_pending_max
+                             or n.pending_bytes + len(packet) > cfg.arp_pending_bytes):
+            n.pending_bytes -= len(n.pending.popleft())
             stack.counters["arp.pending_overflow"] += 1
         n.pending.append(packet)
+        n.pending_bytes += len(packet)
 
     def _request(self, iface: Interface, n: Neighbour, unicast: bool) -> None:
         src = iface.ipv4_for(n.ip) or ZERO_IP
@@ -305,6 +313,7 @@ class Arp:
         del cache[n.ip]
         self.stack.counters["arp.resolution_failed"] += 1
         pending, n.pending = n.pending, deque()
+        n.pending_bytes = 0
         for packet in pending:
             self.stack.local_error(packet, errno.EHOSTUNREACH)
 

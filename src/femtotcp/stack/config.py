@@ -14,7 +14,9 @@ class StackConfig:
     arp_stale_timeout: float = 60.0    # gc_stale_time: unused entries removed after this
     arp_retry: float = 1.0             # retrans_time: at most one request a second per target
     arp_max_requests: int = 3          # mcast_solicit: then resolution fails (EHOSTUNREACH)
-    arp_pending_max: int = 16          # packets queued per unresolved neighbour (unres_qlen)
+    arp_pending_max: int = 101         # packets queued per unresolved neighbour (unres_qlen):
+                                       # a 64 KiB datagram is 45 fragments at MTU 1500
+    arp_pending_bytes: int = 212992    # and bytes (unres_qlen_bytes)
     arp_cache_max: int = 1024          # gc_thresh3
     acd: bool = False                  # RFC 5227 probing before using an address
     acd_probe_wait: float = 1.0        # RFC 5227 section 1.1 constants
