@@ -299,6 +299,33 @@ def test_pending_queue_is_bounded_and_flushed_on_reply() -> None:
     assert not n.pending
 
 
+def test_pending_queue_is_bounded_in_bytes() -> None:
+    cfg = StackConfig(arp_pending_bytes=3000)
+    lan = make_lan(1, config=cfg)
+    stack = lan.stacks[0]
+    ep = stack.udp.open()
+    for _ in range(10):
+        ep.sendto(b"x" * 972, SNIFF_IP, 9)          # 1000-byte IP packets
+    lan.run(0)
+    n = cache(stack)[SNIFF_IP]
+    assert len(n.pending) == 3 and sum(map(len, n.pending)) == n.pending_bytes == 3000
+    assert stack.counters["arp.pending_overflow"] == 7
+
+
+def test_pending_queue_holds_a_64k_datagram() -> None:
+    """The 45 fragments of a 64 KiB datagram wait together for the first resolution."""
+    lan = make_lan(1)
+    stack = lan.stacks[0]
+    sniff = lan.sniffer(answer_arp=False)
+    stack.udp.open().sendto(b"F" * 65507, SNIFF_IP, 9)
+    lan.run(0)
+    assert len(cache(stack)[SNIFF_IP].pending) == 45
+    assert stack.counters["arp.pending_overflow"] == 0
+    sniff.inject(arp_frame(arp.REPLY, SNIFF_MAC, SNIFF_IP, mac(0), addr(0), eth_dst=mac(0)))
+    lan.run(0)
+    assert len(sniff.ip_frames()) == 45
+
+
 def test_cache_size_is_bounded() -> None:
     cfg = StackConfig(arp_cache_max=8)
     lan = make_lan(1, config=cfg)
