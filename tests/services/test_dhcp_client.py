@@ -10,7 +10,7 @@ from femtotcp.services import dhcp
 from femtotcp.services.dhcp_server import DhcpServer, ServerLease
 from femtotcp.stack.stack import Stack
 from femtotcp.wire import dhcp as wire
-from femtotcp.wire import ethernet, ip_bytes, ipv4, udp
+from femtotcp.wire import arp, ethernet, ip_bytes, ipv4, udp
 
 MODULES = ["arp", "ipv4", "icmp4", "udp", "dns"]
 SERVER = ip_bytes("192.0.2.1")
@@ -104,6 +104,10 @@ def test_discover_offer_request_ack_applies_the_lease() -> None:
     assert request[1].addr(wire.OPT_REQUESTED_IP) == FIRST
     info = net.client.describe()
     assert info["state"] == "BOUND" and info["address"] == "192.0.2.100/24"
+    # Before binding: ARP probes from 0.0.0.0; after: a gratuitous ARP announcement.
+    arps = [arp.parse(f[14:]) for _, f in net.frames if f[12:14] == b"\x08\x06"]
+    assert any(p.spa == b"\0\0\0\0" and p.tpa == FIRST for p in arps)
+    assert arps[-1].spa == arps[-1].tpa == FIRST
 
 
 def test_renews_at_t1_by_unicast() -> None:

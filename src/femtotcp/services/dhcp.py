@@ -479,6 +479,8 @@ class DhcpClient:
         fresh = old is None or old.address != lease.address or old.prefixlen != lease.prefixlen
         if fresh:
             stack.add_address(iface, f"{ip_str(lease.address)}/{lease.prefixlen}", origin="dhcp")
+            if stack.arp is not None and not iface.raw_ip:
+                stack.arp.announce(iface, lease.address)   # RFC 2131 4.4.1, RFC 5227 2.3
         if old is not None and old.router is not None and (fresh or old.router != lease.router):
             stack.remove_route("0.0.0.0/0", iface)
         if lease.router is not None and (fresh or old is None or old.router != lease.router):
