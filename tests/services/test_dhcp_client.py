@@ -9,8 +9,8 @@ from femtotcp.runtime import SimLoop
 from femtotcp.services import dhcp
 from femtotcp.services.dhcp_server import DhcpServer, ServerLease
 from femtotcp.stack.stack import Stack
-from femtotcp.wire import dhcp as wire
 from femtotcp.wire import arp, ethernet, ip_bytes, ipv4, udp
+from femtotcp.wire import dhcp as wire
 
 MODULES = ["arp", "ipv4", "icmp4", "udp", "dns"]
 SERVER = ip_bytes("192.0.2.1")
