@@ -1,0 +1,108 @@
+"""Initial sequence numbers (RFC 6528), timestamp offsets (RFC 7323 5.4) and
+SYN cookies, all keyed by a secret drawn per stack from ``os.urandom``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+MASK = 0xFFFFFFFF
+
+
+def _tuple_bytes(laddr: bytes, lport: int, raddr: bytes, rport: int) -> bytes:
+    return laddr + lport.to_bytes(2, "big") + raddr + rport.to_bytes(2, "big")
+
+
+class IsnGenerator:
+    """RFC 6528 3: ISN = M + F(localip, localport, remoteip, remoteport, secretkey),
+    with M a 4 microsecond timer and F a keyed hash (BLAKE2s)."""
+
+    def __init__(self, secret: bytes | None = None) -> None:
+        self._key = secret if secret is not None else os.urandom(32)
+
+    def isn(self, now: float, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
+        f = hashlib.blake2s(_tuple_bytes(laddr, lport, raddr, rport), key=self._key,
+                            digest_size=4, person=b"isn").digest()
+        return (int(now * 250_000) + int.from_bytes(f, "big")) & MASK
+
+    def ts_offset(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
+        """A per-connection timestamp offset, so TSvals do not reveal uptime and
+        stay the same for a SYN cookie and the connection it becomes."""
+        f = hashlib.blake2s(_tuple_bytes(laddr, lport, raddr, rport), key=self._key,
+                            digest_size=4, person=b"tsoff").digest()
+        return int.from_bytes(f, "big")
+
+
+# MSS values a cookie can carry (3 bits), as Linux's msstab plus jumbo sizes.
+COOKIE_MSS = (216, 536, 1200, 1300, 1400, 1440, 1460, 8960)
+COOKIE_PERIOD = 64.0  # seconds per counter step
+COOKIE_MAX_AGE = 2    # counter steps a cookie stays valid (as Linux: about two minutes)
+# Low bits of a cookie SYN-ACK's TSval: peer window scale (4 bits, 15 = none) + SACK.
+TS_OPT_BITS = 5
+TS_OPT_MASK = (1 << TS_OPT_BITS) - 1
+TS_NO_WSCALE = 0xF
+TS_SACK = 0x10
+
+
+class SynCookies:
+    """Stateless SYN-ACKs when the SYN queue is full.
+
+    The ISN is ``count (5 bits) | mss index (3 bits) | hash (24 bits)`` where the
+    hash covers the secret, the 4-tuple, the peer's ISN, the full counter and the
+    MSS index: the final ACK (ack - 1) is checked by recomputing it. Window scale
+    and SACK ride in the low bits of our TSval when the peer sent timestamps,
+    as Linux does.
+    """
+
+    def __init__(self, secret: bytes | None = None) -> None:
+        self._key = secret if secret is not None else os.urandom(32)
+
+    def _hash(self, counter: int, mss_index: int, laddr: bytes, lport: int, raddr: bytes,
+              rport: int, peer_isn: int) -> int:
+        data = (_tuple_bytes(laddr, lport, raddr, rport) + (peer_isn & MASK).to_bytes(4, "big")
+                + counter.to_bytes(8, "big") + bytes((mss_index,)))
+        digest = hashlib.blake2s(data, key=self._key, digest_size=3, person=b"cookie").digest()
+        return int.from_bytes(digest, "big")
+
+    def make(self, now: float, laddr: bytes, lport: int, raddr: bytes, rport: int,
+             peer_isn: int, mss: int) -> tuple[int, int]:
+        """Return (our ISN, the MSS it encodes: the largest table value <= mss)."""
+        index = 0
+        for i, value in enumerate(COOKIE_MSS):
+            if value <= mss:
+                index = i
+        counter = int(now // COOKIE_PERIOD)
+        h = self._hash(counter, index, laddr, lport, raddr, rport, peer_isn)
+        return ((counter & 0x1F) << 27) | (index << 24) | h, COOKIE_MSS[index]
+
+    def check(self, now: float, laddr: bytes, lport: int, raddr: bytes, rport: int,
+              peer_isn: int, cookie: int) -> int | None:
+        """The MSS encoded in a valid, fresh cookie; None otherwise."""
+        cookie &= MASK
+        index = (cookie >> 24) & 0x7
+        stamp = cookie >> 27
+        current = int(now // COOKIE_PERIOD)
+        for age in range(COOKIE_MAX_AGE + 1):
+            counter = current - age
+            if counter < 0 or counter & 0x1F != stamp:
+                continue
+            if self._hash(counter, index, laddr, lport, raddr, rport,
+                          peer_isn) == cookie & 0xFFFFFF:
+                return COOKIE_MSS[index]
+        return None
+
+
+def encode_ts_options(tsval: int, wscale: int | None, sack: bool) -> int:
+    """Put the peer's window scale and SACK permission in a cookie TSval's low
+    bits, without letting the TSval run ahead of the clock (the peer's PAWS)."""
+    bits = (TS_NO_WSCALE if wscale is None else wscale) | (TS_SACK if sack else 0)
+    value = (tsval & ~TS_OPT_MASK) | bits
+    if (value - tsval) & MASK < 0x80000000 and value != tsval:
+        value = ((tsval & ~TS_OPT_MASK) - (1 << TS_OPT_BITS)) | bits
+    return value & MASK
+
+
+def decode_ts_options(tsecr: int) -> tuple[int | None, bool]:
+    bits = tsecr & TS_OPT_MASK
+    ws = bits & 0xF
+    return (None if ws == TS_NO_WSCALE else min(ws, 14)), bool(bits & TS_SACK)

@@ -1,0 +1,364 @@
+"""The TCP layer of one stack: demultiplexing, listen/connect, RSTs for
+segments nobody wants, SYN cookies, and ICMP errors.
+
+Lookup is one dict probe on the 4-tuple ``(local addr, local port, remote
+addr, remote port)``; listeners are found by ``(addr, port)`` and then by the
+wildcard address.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+from typing import TYPE_CHECKING, Any
+
+from femtotcp.proto.ratelimit import TokenBucket
+from femtotcp.proto.tcp.config import TcpConfig
+from femtotcp.proto.tcp.connection import TIME_WAIT, TcpConnection, _os_error
+from femtotcp.proto.tcp.isn import (
+    COOKIE_PERIOD,
+    IsnGenerator,
+    SynCookies,
+    decode_ts_options,
+    encode_ts_options,
+)
+from femtotcp.proto.tcp.listener import TcpListener
+from femtotcp.proto.tcp.ports import EphemeralPorts
+from femtotcp.wire import Malformed
+from femtotcp.wire import tcp as wire
+from femtotcp.wire.checksum import ones_sum
+
+if TYPE_CHECKING:
+    from femtotcp.stack.stack import Stack
+
+ANY4 = b"\x00" * 4
+ANY6 = b"\x00" * 16
+MASK = 0xFFFFFFFF
+_PORTS_SEQ = struct.Struct("!HHI")
+_HDR = struct.Struct("!HHIIHHHH")
+
+Key = tuple[bytes, int, bytes, int]
+
+
+class Tcp:
+    def __init__(self, stack: Stack, config: TcpConfig | None = None) -> None:
+        self.stack = stack
+        self.config = config or getattr(stack.config, "tcp", None) or TcpConfig()
+        self.counters = stack.counters
+        self._conns: dict[Key, TcpConnection] = {}
+        self._listeners: dict[tuple[bytes, int], TcpListener] = {}
+        self.isn = IsnGenerator(os.urandom(32))
+        self.cookies = SynCookies(os.urandom(32))
+        scfg = stack.config
+        self.ports = EphemeralPorts(getattr(scfg, "ephemeral_low", 32768),
+                                    getattr(scfg, "ephemeral_high", 60999), os.urandom(32))
+        cfg = self.config
+        self.challenge_bucket = TokenBucket(cfg.challenge_ack_rate, cfg.challenge_ack_burst,
+                                            stack.now)
+        self.rst_bucket = TokenBucket(cfg.rst_rate, cfg.rst_burst, stack.now)
+        stack.ip_protocols[wire.PROTO] = self.input
+        stack.ip_error_handlers[wire.PROTO] = self.on_ip_error
+
+    # ------------------------------------------------------------------ program API
+    def listen(self, local_addr: bytes, port: int, backlog: int = 128) -> TcpListener:
+        """A listener on (addr, port); the all-zero address means every address.
+        OSError(EADDRINUSE) when the port is taken; port 0 picks a free one."""
+        if not 0 <= port <= 65535:
+            raise _os_error(errno.EINVAL)
+        if port == 0:
+            port = self._free_listen_port(local_addr)
+        if self._listen_conflict(local_addr, port):
+            raise _os_error(errno.EADDRINUSE)
+        lst = TcpListener(self, local_addr, port, backlog)
+        self._listeners[(local_addr, port)] = lst
+        self.counters["tcp.listens"] += 1
+        return lst
+
+    def connect(self, dst: bytes, port: int, src: bytes | None = None, sport: int = 0,
+                **options: Any) -> TcpConnection:
+        """Active open: send a SYN (the connection starts in SYN_SENT).
+
+        ``options`` are connection attributes applied before the SYN (rcvbuf,
+        sndbuf, nodelay, maxseg, keepalive, user_timeout, ...). Raises
+        OSError(ENETUNREACH) without a route, EADDRINUSE for a taken 4-tuple,
+        EADDRNOTAVAIL when no ephemeral port is left."""
+        if not 0 < port <= 65535:
+            raise _os_error(errno.EINVAL)
+        stack = self.stack
+        if src is None or src in (ANY4, ANY6):
+            src = stack.source_address(dst)
+            if src is None:
+                raise _os_error(errno.ENETUNREACH)
+        if sport == 0:
+            picked = self.ports.pick(src, dst, port,
+                                     lambda p: self._port_in_use(src, p, dst, port))
+            if picked is None:
+                raise _os_error(errno.EADDRNOTAVAIL)
+            sport = picked
+        elif (src, sport, dst, port) in self._conns:
+            raise _os_error(errno.EADDRINUSE)
+        conn = TcpConnection(self, src, sport, dst, port)
+        for name, value in options.items():
+            if name not in TcpConnection.__slots__ or name.startswith("_"):
+                raise TypeError(f"unknown TCP option {name!r}")
+            setattr(conn, name, value)
+        self._conns[conn.key] = conn
+        conn._start_connect()
+        return conn
+
+    def connections(self) -> list[TcpConnection]:
+        return list(self._conns.values())
+
+    def listeners(self) -> list[TcpListener]:
+        return list(self._listeners.values())
+
+    def stats(self) -> dict[str, int]:
+        """Occupancy now: connections by state, queues and out-of-order data held."""
+        out: dict[str, int] = {}
+        for conn in self._conns.values():
+            key = f"state.{conn.state}"
+            out[key] = out.get(key, 0) + 1
+        out["listeners"] = len(self._listeners)
+        out["syn_queue"] = sum(len(lst.syn_queue) for lst in self._listeners.values())
+        out["accept_queue"] = sum(len(lst.accept_queue) for lst in self._listeners.values())
+        out["ooo_segments"] = sum(len(c.ooo) for c in self._conns.values())
+        out["ooo_bytes"] = sum(c.ooo.nbytes for c in self._conns.values())
+        return out
+
+    def close(self) -> None:
+        """Stack shutdown: listeners stop, connections close (FIN, or RST as close()
+        decides)."""
+        for lst in list(self._listeners.values()):
+            lst.close()
+        for conn in list(self._conns.values()):
+            if conn.listener is None and not conn.orphaned:
+                conn.close()
+
+    # ------------------------------------------------------------------ ports
+    def _port_in_use(self, src: bytes, port: int, dst: bytes, dport: int) -> bool:
+        if (src, port, dst, dport) in self._conns:
+            return True
+        return (src, port) in self._listeners or (
+            (ANY4 if len(src) == 4 else ANY6), port) in self._listeners
+
+    def _listen_conflict(self, addr: bytes, port: int) -> bool:
+        listeners = self._listeners
+        if (addr, port) in listeners:
+            return True
+        wildcard = ANY4 if len(addr) == 4 else ANY6
+        if addr == wildcard:
+            return any(a != wildcard and len(a) == len(addr) and p == port
+                       for (a, p) in listeners)
+        return (wildcard, port) in listeners
+
+    def _free_listen_port(self, addr: bytes) -> int:
+        def used(p: int) -> bool:
+            return self._listen_conflict(addr, p) or any(
+                k[1] == p for k in self._conns)
+        port = self.ports.pick(addr, b"", 0, used)
+        if port is None:
+            raise _os_error(errno.EADDRINUSE)
+        return port
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _remove(self, conn: TcpConnection) -> None:
+        if self._conns.get(conn.key) is conn:
+            del self._conns[conn.key]
+        lst = conn.listener
+        if lst is not None and conn.key in lst.syn_queue:
+            lst._forget(conn)
+
+    def _remove_listener(self, lst: TcpListener) -> None:
+        if self._listeners.get(lst.local) is lst:
+            del self._listeners[lst.local]
+
+    def _ooo_changed(self) -> None:
+        """Keep the out-of-order gauges current (cheap: only on that slow path)."""
+        counters = self.counters
+        counters["tcp.ooo_held_segments"] = sum(len(c.ooo) for c in self._conns.values())
+        counters["tcp.ooo_held_bytes"] = sum(c.ooo.nbytes for c in self._conns.values())
+
+    # ------------------------------------------------------------------ input
+    def input(self, ip: Any, segment: memoryview, iface: Any) -> None:
+        """IP protocol 6 handler: checksum, demultiplex, hand over."""
+        src = ip.src
+        dst = ip.dst
+        n = len(segment)
+        if n < 20:
+            raise Malformed("tcp.truncated")
+        sport, dport, seq, ack, off_flags, window, _csum, urgent = _HDR.unpack_from(segment)
+        hlen = (off_flags >> 10) & 0x3C
+        if hlen < 20 or hlen > n:
+            raise Malformed("tcp.bad_offset")
+        if ones_sum(segment, ones_sum(src + dst) + 6 + n) != 0xFFFF:
+            raise Malformed("tcp.bad_checksum")
+        hdr = wire.TcpHeader(sport, dport, seq, ack, hlen, off_flags & 0xFF, window, _csum,
+                             urgent, segment[20:hlen])
+        conn = self._conns.get((dst, dport, src, sport))
+        if conn is not None:
+            if conn.state != TIME_WAIT or not conn.timewait_accepts_syn(hdr):
+                conn.input(hdr, segment[hlen:])
+                return
+            self.counters["tcp.time_wait_reused"] += 1
+            conn._destroy()
+        self.counters["tcp.no_connection"] += 1
+        if not self.stack.is_local(dst):
+            self.counters["tcp.not_unicast"] += 1
+            return
+        lst = self._listeners.get((dst, dport)) or self._listeners.get(
+            (ANY4 if len(dst) == 4 else ANY6, dport))
+        if lst is not None:
+            self._listen_input(lst, src, dst, hdr, segment[hlen:])
+            return
+        self.counters["tcp.no_socket"] += 1
+        self._reset_for(src, dst, hdr, n - hlen)
+
+    def _reset_for(self, src: bytes, dst: bytes, hdr: wire.TcpHeader, plen: int) -> None:
+        """RFC 9293 3.10.7.1: answer a segment for no connection with a RST."""
+        flags = hdr.flags
+        if flags & wire.RST:
+            return
+        if not self.rst_bucket.take(self.stack.now):
+            self.counters["tcp.rst_ratelimited"] += 1
+            return
+        if flags & wire.ACK:
+            seg = wire.build(dst, src, hdr.dst_port, hdr.src_port, hdr.ack, 0, wire.RST, 0)
+        else:
+            seg_len = plen + (1 if flags & wire.SYN else 0) + (1 if flags & wire.FIN else 0)
+            seg = wire.build(dst, src, hdr.dst_port, hdr.src_port, 0, hdr.seq + seg_len,
+                             wire.RST | wire.ACK, 0)
+        self.counters["tcp.rst_sent"] += 1
+        self.stack.ip_output(src, wire.PROTO, seg, src=dst)
+
+    def _listen_input(self, lst: TcpListener, src: bytes, dst: bytes, hdr: wire.TcpHeader,
+                      payload: memoryview) -> None:
+        """RFC 9293 3.10.7.2 (LISTEN)."""
+        flags = hdr.flags
+        counters = self.counters
+        if flags & wire.RST:
+            return
+        if flags & wire.ACK:
+            if not flags & wire.SYN and self._cookie_ack(lst, src, dst, hdr, payload):
+                return
+            counters["tcp.listen_bad_ack"] += 1
+            self._reset_for(src, dst, hdr, len(payload))
+            return
+        if not flags & wire.SYN:
+            counters["tcp.listen_no_syn"] += 1
+            return
+        if flags & wire.FIN:
+            counters["tcp.syn_fin_dropped"] += 1     # as Linux: SYN+FIN is discarded
+            return
+        if lst.accept_full():
+            counters["tcp.listen_overflow"] += 1
+            return
+        opts = wire.parse_options(hdr.options) if hdr.options else wire.NO_OPTIONS
+        if opts.bad:
+            counters[opts.bad] += 1
+        if len(lst.syn_queue) >= self.config.max_syn_backlog:
+            if self.config.syncookies:
+                self._send_cookie(lst, src, dst, hdr, opts)
+            else:
+                counters["tcp.syn_queue_overflow"] += 1
+            return
+        conn = TcpConnection(self, dst, hdr.dst_port, src, hdr.src_port, listener=lst)
+        lst.apply_options(conn)
+        self._conns[conn.key] = conn
+        lst.syn_queue[conn.key] = conn
+        counters["tcp.syn_queue"] += 1
+        conn._passive_open(hdr, opts, payload)
+
+    def _send_cookie(self, lst: TcpListener, src: bytes, dst: bytes, hdr: wire.TcpHeader,
+                     opts: wire.TcpOptions) -> None:
+        """A stateless SYN-ACK whose ISN encodes what we must remember."""
+        cfg = self.config
+        now = self.stack.now
+        lport, rport = hdr.dst_port, hdr.src_port
+        overhead = 40 if len(src) == 4 else 60
+        our_mss = max(self.stack.route_mtu(src) - overhead, 88)
+        if lst.maxseg:
+            our_mss = min(our_mss, lst.maxseg)
+        peer_mss = opts.mss or (536 if len(src) == 4 else 1220)
+        isn, _ = self.cookies.make(now, dst, lport, src, rport, hdr.seq,
+                                   min(peer_mss, our_mss))
+        rcvbuf = lst.rcvbuf
+        ws = None
+        ts = None
+        sack = False
+        if opts.ts_val is not None and cfg.timestamps:
+            peer_ws = opts.wscale if cfg.window_scaling else None
+            sack = opts.sack_perm and cfg.sack
+            if peer_ws is not None:
+                biggest = max(rcvbuf, cfg.rcvbuf_max)
+                ws = 0
+                while (biggest >> ws) > 0xFFFF and ws < 14:
+                    ws += 1
+            offset = self.isn.ts_offset(dst, lport, src, rport)
+            tsval = encode_ts_options((int(now * 1000) + offset) & MASK, peer_ws, sack)
+            ts = (tsval, opts.ts_val)
+        options = wire.build_options(mss=our_mss, wscale=ws, sack_perm=sack, ts=ts)
+        seg = wire.build(dst, src, lport, rport, isn, hdr.seq + 1, wire.SYN | wire.ACK,
+                         min(rcvbuf, 0xFFFF), b"", options)
+        lst.cookie_time = now
+        self.counters["tcp.syncookies_sent"] += 1
+        self.stack.ip_output(src, wire.PROTO, seg, src=dst)
+
+    def _cookie_ack(self, lst: TcpListener, src: bytes, dst: bytes, hdr: wire.TcpHeader,
+                    payload: memoryview) -> bool:
+        """The third segment of a cookie handshake (only while cookies were sent
+        recently, as Linux)."""
+        cfg = self.config
+        now = self.stack.now
+        if not cfg.syncookies or now - lst.cookie_time > 2 * COOKIE_PERIOD:
+            return False
+        lport, rport = hdr.dst_port, hdr.src_port
+        mss = self.cookies.check(now, dst, lport, src, rport, (hdr.seq - 1) & MASK,
+                                 (hdr.ack - 1) & MASK)
+        if mss is None:
+            self.counters["tcp.syncookies_failed"] += 1
+            return False
+        if lst.accept_full():
+            self.counters["tcp.listen_overflow"] += 1
+            return True
+        opts = wire.parse_options(hdr.options) if hdr.options else wire.NO_OPTIONS
+        wscale: int | None = None
+        sack = False
+        if opts.ts_ecr is not None and cfg.timestamps:
+            wscale, sack = decode_ts_options(opts.ts_ecr)
+            if not cfg.window_scaling:
+                wscale = None
+            sack = sack and cfg.sack
+        else:
+            opts = wire.TcpOptions()    # no timestamps: none of the extensions
+        conn = TcpConnection(self, dst, lport, src, rport, listener=lst)
+        lst.apply_options(conn)
+        self._conns[conn.key] = conn
+        conn._cookie_open(hdr, opts, mss, wscale, sack)
+        conn.input(hdr, payload)
+        return True
+
+    # ------------------------------------------------------------------ ICMP
+    def on_ip_error(self, src: bytes, dst: bytes, inner: memoryview, err: int,
+                    icmp_type: int, icmp_code: int, mtu: int) -> None:
+        """An ICMP error (or failed ARP) about a segment we sent from src to dst."""
+        if len(inner) < 8:
+            self.counters["tcp.icmp_truncated"] += 1
+            return
+        sport, dport, seq = _PORTS_SEQ.unpack_from(inner)
+        conn = self._conns.get((src, sport, dst, dport))
+        if conn is None:
+            self.counters["tcp.icmp_no_connection"] += 1
+            return
+        self.counters["tcp.icmp_errors"] += 1
+        conn.icmp_error(seq, err, icmp_type, icmp_code, mtu)
+
+
+def install(stack: Stack) -> Tcp:
+    tcp = Tcp(stack)
+    stack.tcp = tcp
+    stack.on_close(tcp.close)
+    return tcp
+
+
+__all__ = ["Tcp", "install"]

@@ -1,0 +1,125 @@
+"""A listening endpoint: the SYN queue and the accept queue (RFC 9293 3.10.1, LISTEN).
+
+Half-open connections wait in the SYN queue (bounded by the stack-wide
+``max_syn_backlog``; once it is full, SYN cookies answer instead, so a SYN
+flood costs no memory). Connections whose handshake completed wait in the
+accept queue (bounded by ``backlog``); while it is full, new SYNs and final
+ACKs are dropped, as Linux does, and the peers retransmit.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from femtotcp.proto.tcp.connection import TcpConnection
+    from femtotcp.proto.tcp.layer import Tcp
+
+#: Connection options a listener hands down to the connections it accepts.
+INHERITED = ("nodelay", "keepalive", "keepalive_idle", "keepalive_interval",
+             "keepalive_count", "linger", "user_timeout", "maxseg", "rcvbuf", "sndbuf")
+
+
+class TcpListener:
+    """``accept()`` returns established connections (or None); ``on_event`` is
+    called (loop thread) when the accept queue grows. Options set on the
+    listener (see ``INHERITED``) apply to the connections it creates."""
+
+    def __init__(self, tcp: Tcp, addr: bytes, port: int, backlog: int) -> None:
+        self.tcp = tcp
+        self.local = (addr, port)
+        self.backlog = max(1, backlog)
+        self.syn_queue: dict[tuple[bytes, int, bytes, int], TcpConnection] = {}
+        self.accept_queue: deque[TcpConnection] = deque()
+        self.on_event: Callable[[], None] | None = None
+        self.closed = False
+        self.cookie_time = -1e18     # when we last answered with a SYN cookie
+        self.options: dict[str, Any] = {}
+        self.state = "LISTEN"
+
+    def __repr__(self) -> str:
+        from femtotcp.wire import ip_str
+        return f"<TcpListener {ip_str(self.local[0])}:{self.local[1]}>"
+
+    # -- options set like attributes (conn options inherited by accepted sockets) ---
+    def __getattr__(self, name: str) -> Any:
+        if name in INHERITED:
+            options = self.__dict__.get("options", {})
+            if name in options:
+                return options[name]
+            cfg = self.__dict__["tcp"].config
+            defaults = {"nodelay": False, "keepalive": False,
+                        "keepalive_idle": cfg.keepalive_idle,
+                        "keepalive_interval": cfg.keepalive_interval,
+                        "keepalive_count": cfg.keepalive_count, "linger": None,
+                        "user_timeout": 0.0, "maxseg": 0, "rcvbuf": cfg.rcvbuf,
+                        "sndbuf": cfg.sndbuf}
+            return defaults[name]
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in INHERITED:
+            self.options[name] = value
+        else:
+            object.__setattr__(self, name, value)
+
+    def apply_options(self, conn: TcpConnection) -> None:
+        for name, value in self.options.items():
+            setattr(conn, name, value)
+
+    # -- program API -------------------------------------------------------------
+    @property
+    def readable(self) -> bool:
+        return bool(self.accept_queue) or self.closed
+
+    def accept(self) -> TcpConnection | None:
+        """The next established connection, or None."""
+        queue = self.accept_queue
+        if not queue:
+            return None
+        conn = queue.popleft()
+        self.tcp.counters["tcp.accept_queue"] -= 1
+        conn.listener = None
+        return conn
+
+    def accept_full(self) -> bool:
+        return len(self.accept_queue) >= self.backlog
+
+    def close(self) -> None:
+        """Stop listening: queued connections are reset, half-open ones dropped
+        (as Linux's inet_csk_listen_stop)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.on_event = None
+        counters = self.tcp.counters
+        while self.accept_queue:
+            conn = self.accept_queue.popleft()
+            counters["tcp.accept_queue"] -= 1
+            conn.listener = None
+            conn.abort()
+        for conn in list(self.syn_queue.values()):
+            conn._destroy()
+        self.syn_queue.clear()
+        self.tcp._remove_listener(self)
+
+    # -- from the connections --------------------------------------------------------
+    def _on_established(self, conn: TcpConnection) -> None:
+        if self.syn_queue.pop(conn.key, None) is not None:
+            self.tcp.counters["tcp.syn_queue"] -= 1
+        self.accept_queue.append(conn)
+        self.tcp.counters["tcp.accept_queue"] += 1
+
+    def _forget(self, conn: TcpConnection) -> None:
+        """A half-open connection went away. (An established one stays in the
+        accept queue even if reset: accept() returns it and the program sees
+        the error, as on Linux.)"""
+        if self.syn_queue.pop(conn.key, None) is not None:
+            self.tcp.counters["tcp.syn_queue"] -= 1
+
+    def _notify(self) -> None:
+        cb = self.on_event
+        if cb is not None:
+            cb()

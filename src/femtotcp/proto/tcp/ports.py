@@ -1,0 +1,44 @@
+"""Ephemeral port selection, RFC 6056 3.3.4 (Algorithm 4, "Double-Hash").
+
+The starting point in the range is a keyed hash of the connection's addresses
+and remote port, so ports are unpredictable to an off-path attacker; a small
+table of counters, indexed by a second hash, spreads successive connections to
+the same destination apart and keeps ports of different destinations independent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+
+TABLE_LENGTH = 256
+
+
+class EphemeralPorts:
+    def __init__(self, low: int = 32768, high: int = 60999, secret: bytes | None = None) -> None:
+        if not 0 < low <= high <= 65535:
+            raise ValueError(f"bad ephemeral port range {low}-{high}")
+        self.low = low
+        self.high = high
+        self._key = secret if secret is not None else os.urandom(32)
+        self._table = [0] * TABLE_LENGTH
+
+    def _f(self, person: bytes, laddr: bytes, raddr: bytes, rport: int) -> int:
+        data = laddr + raddr + rport.to_bytes(2, "big")
+        digest = hashlib.blake2s(data, key=self._key, digest_size=4, person=person).digest()
+        return int.from_bytes(digest, "big")
+
+    def pick(self, laddr: bytes, raddr: bytes, rport: int,
+             in_use: Callable[[int], bool]) -> int | None:
+        """A free port for (laddr, raddr, rport), or None when the range is exhausted."""
+        num = self.high - self.low + 1
+        offset = self._f(b"offset", laddr, raddr, rport)
+        index = self._f(b"index", laddr, raddr, rport) % TABLE_LENGTH
+        table = self._table
+        for _ in range(num):
+            port = self.low + (offset + table[index]) % num
+            table[index] += 1
+            if not in_use(port):
+                return port
+        return None

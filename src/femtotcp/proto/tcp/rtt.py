@@ -1,0 +1,49 @@
+"""Round-trip time estimation and the retransmission timeout (RFC 6298)."""
+
+from __future__ import annotations
+
+
+class RttEstimator:
+    """SRTT/RTTVAR/RTO per RFC 6298 2. Backoff (5.5) is kept separately so that
+    Karn's rule (retain the backed-off RTO until a valid sample) is explicit."""
+
+    __slots__ = ("srtt", "rttvar", "base_rto", "rto_min", "rto_max", "granularity",
+                 "backoff", "samples")
+
+    def __init__(self, initial: float = 1.0, rto_min: float = 0.2, rto_max: float = 120.0,
+                 granularity: float = 0.001) -> None:
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.base_rto = initial          # 2.1: before any sample
+        self.rto_min = rto_min
+        self.rto_max = rto_max
+        self.granularity = granularity
+        self.backoff = 0
+        self.samples = 0
+
+    def sample(self, r: float) -> None:
+        """One RTT measurement R (2.2, 2.3); clears the backoff (Karn, 5.7)."""
+        if r < 0:
+            return
+        srtt = self.srtt
+        if srtt is None:
+            srtt = r
+            self.rttvar = r / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(srtt - r)
+            srtt = 0.875 * srtt + 0.125 * r
+        self.srtt = srtt
+        rto = srtt + max(self.granularity, 4 * self.rttvar)
+        if rto < self.rto_min:
+            rto = self.rto_min
+        elif rto > self.rto_max:
+            rto = self.rto_max
+        self.base_rto = rto
+        self.backoff = 0
+        self.samples += 1
+
+    @property
+    def rto(self) -> float:
+        """The current timeout, with exponential backoff (5.5), at most rto_max (2.5)."""
+        rto = self.base_rto * (1 << self.backoff) if self.backoff < 32 else self.rto_max
+        return rto if rto < self.rto_max else self.rto_max
