@@ -1,0 +1,26 @@
+"""What programs use: stdlib-compatible sockets, asyncio streams, and patching.
+
+- ``femtotcp.api.socket``: ``socket`` objects with ``socket.socket``'s interface
+  on a stack, and ``Network`` (a stack plus its runtime) with the socket
+  module's helpers (``create_connection``, ``getaddrinfo``...).
+- ``femtotcp.api.aio``: ``open_connection`` / ``start_server`` for asyncio.
+- ``femtotcp.api.patch``: ``patch(host)`` runs unmodified programs over a stack;
+  ``scoped(...)`` does it for one thread.
+- ``femtotcp.api.run``: ``femtotcp run``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Network", "network_for"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing femtotcp.api must not import the socket layer. (The
+    # function ``patch`` lives in the submodule of the same name:
+    # ``from femtotcp.api.patch import patch``.)
+    if name in ("Network", "network_for"):
+        from femtotcp.api import socket as _socket
+        return getattr(_socket, name)
+    raise AttributeError(name)

@@ -1,0 +1,125 @@
+"""``femtotcp run``: a Python program in this interpreter, with the stack as its network.
+
+Like ``coverage run``: build and start the host from the stack flags, patch
+the socket module (``femtotcp.api.patch``), run the program as ``python -m
+MODULE ARGS`` or ``python SCRIPT ARGS`` would (``runpy``, ``sys.argv`` and
+``sys.path[0]`` set the same way), wait for its non-daemon threads, then unpatch
+and close the host (FINs and DHCP release go out). ``SystemExit`` becomes the
+exit status. Subprocesses the program starts use the kernel's network.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import signal
+import sys
+import threading
+import traceback
+from types import FrameType
+from typing import Any
+
+from femtotcp.api.patch import patch
+
+
+def run_program(opts: Any, module: str | None, argv: list[str]) -> int:
+    """Run ``-m module argv...`` or ``argv[0]`` (a script) with ``argv[1:]``;
+    the program's exit status."""
+    from femtotcp.host import Host
+    if not module and not argv:
+        raise ValueError("run needs a program: SCRIPT ARGS... or -m MODULE ARGS...")
+    host = Host(opts)
+    try:
+        host.start()
+        with patch(host):
+            return run_in_process(module, argv)
+    finally:
+        host.close()
+
+
+def run_in_process(module: str | None, argv: list[str]) -> int:
+    """Run the program here (whatever network is patched in); its exit status."""
+    saved_argv = sys.argv[:]
+    saved_path = sys.path[:]
+    restore_term = _terminate_as_exit()
+    try:
+        try:
+            if module:
+                sys.argv = [module, *argv]
+                sys.path.insert(0, os.getcwd())
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+            else:
+                script = argv[0]
+                if not os.path.exists(script):
+                    print(f"femtotcp run: can't open file {script!r}: "
+                          "No such file or directory", file=sys.stderr)
+                    return 2
+                sys.argv = list(argv)
+                sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+                runpy.run_path(script, run_name="__main__")
+            status = 0
+        except SystemExit as exc:
+            status = _exit_status(exc.code)
+        except KeyboardInterrupt:
+            traceback.print_exc()
+            status = 130
+        except BaseException:
+            traceback.print_exc()
+            status = 1
+        try:
+            _join_program_threads()
+        except KeyboardInterrupt:
+            status = status or 130
+        return status
+    finally:
+        sys.argv = saved_argv
+        sys.path[:] = saved_path
+        restore_term()
+
+
+def _exit_status(code: Any) -> int:
+    """What the interpreter would exit with for ``SystemExit(code)``."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _join_program_threads() -> None:
+    """The interpreter waits for non-daemon threads before exiting; so do we,
+    before the stack goes away under them."""
+    me = threading.current_thread()
+    while True:
+        waiting = [t for t in threading.enumerate()
+                   if t is not me and not t.daemon and t.is_alive()
+                   and t is not threading.main_thread()]
+        if not waiting:
+            return
+        for t in waiting:
+            t.join()
+
+
+def _terminate_as_exit() -> Any:
+    """SIGTERM ends the program like SystemExit (so the host says goodbye),
+    unless the program installs its own handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except (ValueError, OSError):
+        return lambda: None
+    if previous not in (signal.SIG_DFL, None):
+        return lambda: None
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGTERM) is handler:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    return restore
