@@ -85,6 +85,12 @@ class Ipv4:
         else:
             counters["ipv4.not_for_us"] += 1
             return
+        if src == ANY and cast == 0:
+            # RFC 1122 3.2.1.3 (a): 0.0.0.0 is a source only while a host learns
+            # its address, which it does by broadcast; anything we answered would
+            # go to 0.0.0.0, which must never be sent.
+            counters["ipv4.zero_source"] += 1
+            return
         if header.flags_frag & 0x3FFF:   # MF set or offset non-zero
             whole = self.reassembly.add((src, dst, header.proto, header.ident),
                                         header.frag_offset, header.more_fragments, data,
