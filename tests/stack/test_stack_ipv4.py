@@ -281,6 +281,35 @@ def test_group_or_broadcast_source_dropped(src: str) -> None:
     assert sniff.frames == []
 
 
+def test_zero_source_to_unicast_dropped() -> None:
+    """RFC 1122 3.2.1.3: never answer to 0.0.0.0 (it must never be a destination),
+    even when a default route would carry the answer away."""
+    lan = make_lan(1)
+    stack = lan.stacks[0]
+    stack.add_route("0.0.0.0/0", gateway="192.0.2.254")
+    ep = stack.udp.open(port=7)
+    sniff = lan.sniffer()
+    sniff.clear()
+    sniff.inject(echo_frame(b"\0\0\0\0", addr(0), dst_mac=mac(0)))
+    sniff.inject(udp_frame(b"\0\0\0\0", addr(0), 68, 7, b"x", dst_mac=mac(0)))
+    lan.run(2)
+    assert stack.counters["ipv4.zero_source"] == 2
+    assert ep.recv() is None
+    assert sniff.ip_frames() == []
+
+
+def test_zero_source_broadcast_accepted() -> None:
+    """A host without an address broadcasts from 0.0.0.0 (DHCP discover)."""
+    lan = make_lan(1)
+    stack = lan.stacks[0]
+    ep = stack.udp.open(port=67)
+    sniff = lan.sniffer()
+    sniff.inject(udp_frame(b"\0\0\0\0", LIMITED_BCAST, 68, 67, b"discover",
+                           dst_mac=BCAST_MAC))
+    lan.run(0)
+    assert ep.recv() == (b"discover", (b"\0\0\0\0", 68))
+
+
 def test_loopback_source_from_the_wire_dropped() -> None:
     lan = make_lan(1)
     stack = lan.stacks[0]
