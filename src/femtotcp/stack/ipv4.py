@@ -129,6 +129,11 @@ class Ipv4:
         if len(payload) > 65515:
             counters["ipv4.tx_too_big"] += 1
             return errno.EMSGSIZE
+        if dst[0] == 127 or dst == ANY:
+            # RFC 1122 3.2.1.3: 127/8 never leaves a host and 0.0.0.0 is never a
+            # destination; without a loopback interface there is nowhere to send them.
+            counters["ipv4.tx_martian"] += 1
+            return errno.ENETUNREACH
         next_hop = dst
         if dst == BROADCAST or is_multicast(dst):
             if iface is None:
