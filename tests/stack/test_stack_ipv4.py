@@ -457,6 +457,22 @@ def test_output_without_route() -> None:
     assert stack.ip_output(ip_bytes("198.51.100.1"), 17, b"x") == errno.ENETUNREACH
 
 
+@pytest.mark.parametrize("dst", ["127.0.0.1", "127.1.2.3", "0.0.0.0"])
+def test_martian_destinations_never_leave(dst: str) -> None:
+    """RFC 1122 3.2.1.3: 127/8 must not appear outside a host; 0.0.0.0 is never a
+    destination. A default route must not carry them to the gateway."""
+    lan = make_lan(1)
+    stack = lan.stacks[0]
+    stack.add_route("0.0.0.0/0", gateway="192.0.2.254")
+    sniff = lan.sniffer()
+    sniff.clear()
+    assert stack.udp.open().sendto(b"x", ip_bytes(dst), 9) == errno.ENETUNREACH
+    assert stack.ip_output(ip_bytes(dst), 253, b"x") == errno.ENETUNREACH
+    lan.run(1)
+    assert sniff.ip_frames() == []
+    assert stack.counters["ipv4.tx_martian"] == 2
+
+
 def test_default_route_through_gateway() -> None:
     lan = make_lan(1)
     stack = lan.stacks[0]
