@@ -187,12 +187,15 @@ class Arp:
                     return
             if spa in mine:
                 counters["arp.address_conflict"] += 1
-                log.warning("ARP from %s claims our address %s on %s",
-                            mac_str(sha), ip_str(spa), iface.name)
                 last = self._last_defend.get(spa, -1e9)
-                if stack.now - last >= 10.0 and not mine[spa].tentative:
+                if stack.now - last >= 10.0:
+                    # Logged and defended once per DEFEND_INTERVAL (RFC 5227 2.4 (b)):
+                    # a flood of claims is counted, not written to the log each time.
                     self._last_defend[spa] = stack.now
-                    self.announce(iface, spa)
+                    log.warning("ARP from %s claims our address %s on %s",
+                                mac_str(sha), ip_str(spa), iface.name)
+                    if not mine[spa].tentative:
+                        self.announce(iface, spa)
                 return
         for prober in list(self.probers):   # DHCP's DECLINE check on a foreign address
             if prober.iface is iface and (spa == prober.addr or (
