@@ -760,6 +760,17 @@ class TcpConnection:
             self._send_syn(ack=True)
             return
 
+        # Simultaneous open (RFC 9293 figure 8 line 6): the peer's SYN-ACK repeats
+        # its SYN but acknowledges ours; treat it as the ACK it carries (as Linux).
+        if st == SYN_RECEIVED and flags & (SYN | ACK) == SYN | ACK and not plen and \
+                seq + 1 == rcv_nxt and self.listener is None and \
+                hdr.ack == self.snd_max & MASK:
+            flags &= ~SYN
+            seq = rcv_nxt
+            # its window is not scaled (RFC 7323 2.2): undo the shift applied below
+            hdr = hdr._replace(flags=flags, seq=rcv_nxt & MASK,
+                               window=hdr.window >> self.snd_wscale)
+
         # PAWS (RFC 7323 5.3 R1): an older timestamp marks an old duplicate.
         ts_val = opts.ts_val
         if self.ts_ok and ts_val is not None and not flags & RST:
@@ -1160,8 +1171,9 @@ class TcpConnection:
         if st not in _RECEIVING or self.fin_received:
             return
         current = self.rcv_adv - self.rcv_nxt
-        if 2 * current <= self.rcvbuf:
-            new = self.rcvbuf - len(self.rcv_buf)
+        clamp = min(self.rcvbuf, 0xFFFF << self.rcv_wscale)
+        if 2 * current <= clamp:
+            new = min(self.rcvbuf - len(self.rcv_buf), clamp)
             threshold = min(self.rcvbuf // 2, self.adv_mss)
             if new >= 2 * current and new - current >= threshold:
                 self.counters["tcp.window_update"] += 1

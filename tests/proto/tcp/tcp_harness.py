@@ -1,0 +1,219 @@
+"""Helpers for TCP tests: a raw peer that speaks TCP byte by byte (like
+packetdrill) to a femtotcp stack on the in-memory LAN, and stack-to-stack
+transfer drivers.
+
+The raw peer is the LAN's sniffer port (192.0.2.254): it injects segments it
+builds with ``femtotcp.wire.tcp.build`` and reads back, parsed, the segments
+the stack sends it. Nothing here relies on the TCP implementation under test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+_TESTS = Path(__file__).resolve().parents[2]
+if str(_TESTS) not in sys.path:
+    sys.path.insert(0, str(_TESTS))
+
+from femtolan import SNIFF_IP, Lan, addr, ip_frame, mac, make_lan, parse_ip  # noqa: E402
+
+from femtotcp.proto.tcp.connection import TcpConnection  # noqa: E402
+from femtotcp.wire import tcp  # noqa: E402
+
+ANY = b"\x00\x00\x00\x00"
+SYN, ACK, FIN, RST, PSH, URG = tcp.SYN, tcp.ACK, tcp.FIN, tcp.RST, tcp.PSH, tcp.URG
+MASK = 0xFFFFFFFF
+
+
+class Seg(NamedTuple):
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int
+    window: int
+    urgent: int
+    opts: tcp.TcpOptions
+    payload: bytes
+
+    def has(self, flags: int) -> bool:
+        return self.flags & flags == flags
+
+    def __repr__(self) -> str:
+        return (f"Seg({tcp.flags_str(self.flags)} seq={self.seq} ack={self.ack} "
+                f"win={self.window} len={len(self.payload)} {self.opts!r})")
+
+
+class RawPeer:
+    """The test's own end of a connection, at 192.0.2.254."""
+
+    def __init__(self, lan: Lan, target: int = 0, port: int = 40000) -> None:
+        self.lan = lan
+        self.sniffer = lan.sniffer()
+        self.stack = lan.stacks[target]
+        self.addr = addr(target)
+        self.mac = mac(target)
+        self.ip = SNIFF_IP
+        self.port = port
+        self._seen = 0
+
+    def send(self, flags: int, seq: int, ack: int = 0, payload: bytes = b"",
+             window: int = 65535, options: bytes = b"", dport: int = 80,
+             sport: int | None = None, urgent: int = 0, run: bool = True,
+             checksum_ok: bool = True) -> None:
+        seg = bytearray(tcp.build(self.ip, self.addr, sport or self.port, dport, seq & MASK,
+                                  ack & MASK, flags, window, payload, options, urgent))
+        if not checksum_ok:
+            seg[16] ^= 0xFF
+        self.inject(bytes(seg))
+        if run:
+            self.lan.run(0)
+
+    def inject(self, segment: bytes, src: bytes | None = None) -> None:
+        self.sniffer.inject(ip_frame(src or self.ip, self.addr, 6, segment, dst_mac=self.mac))
+
+    def received(self) -> list[Seg]:
+        """TCP segments the stack sent to us since the last call (after letting the
+        loop deliver what is in flight, without moving the clock)."""
+        self.lan.run(0)
+        out: list[Seg] = []
+        frames = self.sniffer.frames
+        for frame in frames[self._seen:]:
+            f = parse_ip(frame)
+            if f is None or f.ip.proto != 6 or f.ip.dst != self.ip:
+                continue
+            hdr, payload = tcp.parse(f.payload, f.ip.src, f.ip.dst)
+            out.append(Seg(hdr.src_port, hdr.dst_port, hdr.seq, hdr.ack, hdr.flags, hdr.window,
+                           hdr.urgent, tcp.parse_options(hdr.options), bytes(payload)))
+        self._seen = len(frames)
+        return out
+
+    def expect(self, flags: int | None = None) -> Seg:
+        segs = self.received()
+        assert len(segs) == 1, f"expected one segment, got {segs}"
+        if flags is not None:
+            assert segs[0].flags == flags, f"expected {tcp.flags_str(flags)}, got {segs[0]}"
+        return segs[0]
+
+    def nothing(self) -> None:
+        segs = self.received()
+        assert not segs, f"expected silence, got {segs}"
+
+
+class Passive(NamedTuple):
+    """A connection the stack accepted from the raw peer (no TCP options)."""
+    conn: TcpConnection
+    peer: RawPeer
+    iss: int      # the stack's ISS
+    irs: int      # the peer's ISS
+
+    @property
+    def snd(self) -> int:
+        return (self.irs + 1) & MASK
+
+    @property
+    def rcv(self) -> int:
+        return (self.iss + 1) & MASK
+
+
+def lan_with_peer(port: int = 80, **kw: Any) -> tuple[Lan, RawPeer]:
+    lan = make_lan(1, **kw)
+    return lan, RawPeer(lan)
+
+
+def open_passive(lan: Lan, peer: RawPeer, port: int = 80, irs: int = 1000,
+                 options: bytes = b"", listener: Any = None) -> Passive:
+    """Listen on ``port``, do the three-way handshake from the peer, accept."""
+    stack = peer.stack
+    lst = listener or stack.tcp.listen(ANY, port)
+    peer.send(SYN, irs, options=options, dport=port)
+    synack = peer.expect(SYN | ACK)
+    assert synack.ack == irs + 1
+    peer.send(ACK, irs + 1, synack.seq + 1, dport=port)
+    conn = lst.accept()
+    assert conn is not None and conn.state == "ESTABLISHED"
+    peer.received()
+    return Passive(conn, peer, synack.seq, irs)
+
+
+def open_active(lan: Lan, peer: RawPeer, port: int = 80, irs: int = 5000,
+                synack_options: bytes = b"", **conn_options: Any) -> Passive:
+    """The stack connects to the peer; the peer answers the SYN."""
+    conn = peer.stack.tcp.connect(peer.ip, port, **conn_options)
+    lan.run(0)
+    syn = peer.expect(SYN)
+    peer.port = port
+    peer.send(SYN | ACK, irs, syn.seq + 1, options=synack_options, sport=port,
+              dport=syn.sport)
+    assert conn.state == "ESTABLISHED"
+    peer.received()
+    return Passive(conn, peer, syn.seq, irs)
+
+
+# -- stack to stack ---------------------------------------------------------------------
+
+class Transfer:
+    """Both directions of one connection pumped from on_event callbacks."""
+
+    def __init__(self, conn: TcpConnection, data: bytes) -> None:
+        self.conn = conn
+        self.data = data
+        self.sent = 0
+        self.got = bytearray()
+        self.eof = False
+        self.error: BaseException | None = None
+        conn.on_event = self.event
+
+    def event(self) -> None:
+        conn = self.conn
+        try:
+            while self.sent < len(self.data):
+                n = conn.send(memoryview(self.data)[self.sent:self.sent + 65536])
+                if n == 0:
+                    break
+                self.sent += n
+            if self.sent >= len(self.data) and not conn.wr_shut:
+                conn.shutdown(1)
+            while True:
+                d = conn.recv(1 << 20)
+                if d is None:
+                    break
+                if d == b"":
+                    self.eof = True
+                    break
+                self.got += d
+        except OSError as exc:
+            self.error = exc
+
+
+def digest(data: bytes | bytearray) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def connect_pair(lan: Lan, client: int = 1, server: int = 0, port: int = 5001,
+                 **options: Any) -> tuple[TcpConnection, TcpConnection]:
+    """An established connection between two stacks of the LAN."""
+    s = lan.stacks[server]
+    c = lan.stacks[client]
+    lst = s.tcp.listen(ANY, port)
+    for k, v in options.items():
+        setattr(lst, k, v)
+    conn = c.tcp.connect(addr(server), port, **options)
+    assert lan.run_until(lambda: bool(lst.accept_queue), 60), "handshake did not finish"
+    srv = lst.accept()
+    assert srv is not None
+    lst.close()
+    return conn, srv
+
+
+def random_bytes(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def run_until(lan: Lan, pred: Callable[[], bool], timeout: float = 60.0) -> bool:
+    return lan.run_until(pred, timeout)
