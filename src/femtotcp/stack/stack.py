@@ -21,7 +21,7 @@ from femtotcp.stack.counters import Counters
 from femtotcp.stack.interface import Interface, Ipv4Address
 from femtotcp.stack.routes import Route, RouteTable
 from femtotcp.stack.timers import Timers
-from femtotcp.wire import Malformed, ethernet, ip_bytes, mac_bytes
+from femtotcp.wire import Malformed, ethernet, ip_bytes, ip_str, mac_bytes
 
 if TYPE_CHECKING:
     from femtotcp.phy.base import Device
@@ -202,7 +202,7 @@ class Stack:
             if gw is not None:
                 r = self.routes.lookup(gw)
                 if r is None or r.gateway is not None:
-                    raise ValueError(f"gateway {gateway} is not on a connected network")
+                    raise ValueError(f"gateway {ip_str(gw)} is not on a connected network")
                 iface = r.iface
             elif self.interfaces:
                 iface = self.interfaces[0]
