@@ -487,6 +487,13 @@ def test_default_route_through_gateway() -> None:
     assert out[0].eth.dst == SNIFF_MAC and out[0].ip.dst == ip_bytes("198.51.100.7")
 
 
+@pytest.mark.parametrize("gateway", ["198.51.100.1", ip_bytes("198.51.100.1")])
+def test_gateway_off_link_refused_with_readable_message(gateway: str | bytes) -> None:
+    lan = make_lan(1)
+    with pytest.raises(ValueError, match=r"^gateway 198\.51\.100\.1 is not on a connected"):
+        lan.stacks[0].add_route("0.0.0.0/0", gateway=gateway)
+
+
 def test_df_too_big_is_emsgsize() -> None:
     lan = make_lan(2)
     a, _ = lan.stacks
