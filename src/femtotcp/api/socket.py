@@ -845,6 +845,8 @@ class _TcpLink(_Link):
         self.eof_out = False       # the program shut its side for writing (EOF on Q)
         self.in_closed = False     # the program will never read again (EPIPE on Q)
         self.closing = False       # program closed: close the connection once flushed
+        self.pumping = False       # the connection calls on_event from inside send()
+        self.pump_again = False
         # listening
         self.backlog = DEFAULT_BACKLOG
         self.ready: deque[Any] = deque()
@@ -1008,7 +1010,22 @@ class _TcpLink(_Link):
 
     # -- the pump --------------------------------------------------------------------------------
     def pump(self) -> None:
-        """Move bytes both ways as far as buffers allow; then pick Q's interest."""
+        """Move bytes both ways as far as buffers allow; then pick Q's interest.
+        Not re-entrant: an event raised inside ``conn.send`` runs one more round."""
+        if self.pumping:
+            self.pump_again = True
+            return
+        self.pumping = True
+        try:
+            while True:
+                self.pump_again = False
+                self._pump_once()
+                if not self.pump_again or self.released:
+                    break
+        finally:
+            self.pumping = False
+
+    def _pump_once(self) -> None:
         conn, q = self.conn, self.q
         if conn is None or q is None:
             return
@@ -1276,13 +1293,18 @@ class _TcpLink(_Link):
 
 
 def _tcp_port_in_use(tcp: Any, addr: bytes, port: int, reuse: bool) -> bool:
-    """Ask the TCP module whether (addr, port) is taken for bind(2)."""
-    fn = getattr(tcp, "port_in_use", None)
-    if fn is not None:
-        try:
-            return bool(fn(addr, port, reuse))
-        except TypeError:
-            return bool(fn(addr, port))
+    """Whether bind(2) would find (addr, port) taken in the TCP module: by a
+    listener always; by any connection (TIME_WAIT too) unless SO_REUSEADDR."""
+    for lst in tcp.listeners():
+        a, p = lst.local
+        if p == port and (a == addr or a == ANY4 or addr == ANY4):
+            return True
+    if reuse:
+        return False
+    for conn in tcp.connections():
+        a, p = conn.local
+        if p == port and (a == addr or a == ANY4 or addr == ANY4):
+            return True
     return False
 
 
@@ -1303,7 +1325,7 @@ def _apply_tcp_opt(obj: Any, level: int, opt: int, value: Any) -> None:
         if opt == _std.TCP_NODELAY:
             name, value = "nodelay", bool(value)
         elif opt == _TCP_USER_TIMEOUT:
-            name, value = "user_timeout", value / 1000.0 if value else None
+            name, value = "user_timeout", value / 1000.0
         elif opt == _TCP_KEEPIDLE:
             name = "keepalive_idle"
         elif opt == _TCP_KEEPINTVL:
@@ -1313,7 +1335,10 @@ def _apply_tcp_opt(obj: Any, level: int, opt: int, value: Any) -> None:
     if name is None or not hasattr(obj, name):
         return
     try:
-        setattr(obj, name, value)
+        if name == "keepalive" and hasattr(obj, "set_keepalive"):
+            obj.set_keepalive(value)     # also arms the timer on a live connection
+        else:
+            setattr(obj, name, value)
     except (AttributeError, ValueError, TypeError):
         log.debug("option %s=%r not taken by %r", name, value, obj)
 
@@ -1583,10 +1608,15 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
             if link.mode == "connecting":
                 return errno.EALREADY
             filler = self._fill() if link.mode == "idle" else 0
-            net.call(link.start_connect, dst, port, filler)
-            if link.mode == "connected":
+
+            def start() -> str:
+                link.start_connect(dst, port, filler)
+                return link.mode        # as it is before the loop runs on
+
+            mode = net.call(start)
+            if mode == "connected":
                 return 0
-            if link.mode == "failed":
+            if mode == "failed":
                 err = link.connect_error
                 link.so_error = 0
                 return err

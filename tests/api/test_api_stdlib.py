@@ -1,0 +1,214 @@
+"""Unmodified stdlib clients and servers over two in-memory stacks: asyncio,
+socketserver, http.server + urllib, smtplib, and the process-wide patch."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import socket as std
+import socketserver
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+from conftest import Lan
+
+from femtotcp.api import aio
+from femtotcp.api import patch as fpatch
+from femtotcp.api import socket as fsock
+from femtotcp.api.demo_http import serve_and_fetch
+from femtotcp.api.run import run_in_process
+
+
+def test_asyncio_echo_server_with_100_concurrent_clients(lan: Lan) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(4096):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def client(i: int) -> bytes:
+        reader, writer = await aio.open_connection(lan.ip_b, 7007, network=lan.net_a)
+        msg = f"client {i} ".encode() * 50
+        writer.write(msg)
+        await writer.drain()
+        writer.write_eof()
+        data = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        return data == msg
+
+    async def main() -> list[bool]:
+        server = await aio.start_server(handle, lan.ip_b, 7007, network=lan.net_b)
+        async with server:
+            return await asyncio.wait_for(
+                asyncio.gather(*(client(i) for i in range(100))), 60)
+
+    assert asyncio.run(main()) == [True] * 100
+
+
+def test_asyncio_loop_apis_under_process_wide_patch(lan: Lan) -> None:
+    """asyncio's own create_server/create_connection/open_connection on patched
+    sockets (network a), talking to a server on b; asyncio's self-pipe stays real."""
+
+    class Upper(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data.upper())  # type: ignore[attr-defined]
+
+    async def on_b(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"hello from b: " + await reader.readline())
+        await writer.drain()
+        writer.close()
+
+    async def main() -> tuple[bytes, bytes]:
+        loop = asyncio.get_running_loop()
+        server_b = await aio.start_server(on_b, lan.ip_b, 7100, network=lan.net_b)
+        reader, writer = await asyncio.open_connection(lan.ip_b, 7100)   # patched: stack a
+        writer.write(b"a\n")
+        first = await reader.read()
+        writer.close()
+        server_a = await loop.create_server(Upper, None, 7200)           # patched: stack a
+        r2, w2 = await aio.open_connection(lan.ip_a, 7200, network=lan.net_b)
+        w2.write(b"shout")
+        second = await r2.readexactly(5)
+        w2.close()
+        server_a.close()
+        server_b.close()
+        await server_a.wait_closed()
+        await server_b.wait_closed()
+        return first, second
+
+    with fpatch.patch(lan.net_a):
+        left, right = std.socketpair()          # AF_UNIX: the kernel's, as before
+        assert isinstance(left, std.socket) and not isinstance(left, fsock.socket)
+        left.sendall(b"x")
+        assert right.recv(1) == b"x"
+        left.close()
+        right.close()
+        assert isinstance(std.socket(), fsock.socket)
+        first, second = asyncio.run(main())
+    assert first == b"hello from b: a\n"
+    assert second == b"SHOUT"
+    assert std.socket is fpatch._originals["socket"]
+
+
+def test_threading_tcp_server(lan: Lan) -> None:
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            for line in self.rfile:
+                self.wfile.write(line[::-1].strip() + b"\n")
+
+    with fpatch.scoped(lan.net_b):
+        server = socketserver.ThreadingTCPServer(("", 7300), Handler)
+    server.daemon_threads = True
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    t.start()
+    try:
+        def one(i: int, out: list[bytes]) -> None:
+            with fpatch.scoped(lan.net_a):
+                with std.create_connection((lan.ip_b, 7300), timeout=10) as c:
+                    f = c.makefile("rwb")
+                    f.write(f"abc{i}\n".encode())
+                    f.flush()
+                    out.append(f.readline())
+                    f.close()
+
+        out: list[bytes] = []
+        clients = [threading.Thread(target=one, args=(i, out)) for i in range(5)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(20)
+        assert sorted(out) == sorted(f"{i}cba\n".encode() for i in range(5))
+    finally:
+        server.shutdown()
+        server.server_close()
+        t.join(5)
+
+
+def test_http_server_and_urllib(lan: Lan) -> None:
+    result = serve_and_fetch(lan.runtime, lan.b, lan.a, 2_000_000, port=8080)
+    assert result["status"] == 200
+    assert result["ok"] and result["bytes"] == 2_000_000
+
+
+def test_smtplib_client(lan: Lan) -> None:
+    got: list[bytes] = []
+
+    class Smtp(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            w = self.wfile.write
+            w(b"220 femtotcp ESMTP\r\n")
+            data = False
+            for line in self.rfile:
+                if data:
+                    if line == b".\r\n":
+                        data = False
+                        w(b"250 queued\r\n")
+                    else:
+                        got.append(line)
+                    continue
+                verb = line[:4].upper()
+                if verb in (b"EHLO", b"HELO"):
+                    w(b"250 femtotcp\r\n")
+                elif verb == b"DATA":
+                    data = True
+                    w(b"354 go ahead\r\n")
+                elif verb == b"QUIT":
+                    w(b"221 bye\r\n")
+                    return
+                else:
+                    w(b"250 ok\r\n")
+
+    with fpatch.scoped(lan.net_b):
+        server = socketserver.ThreadingTCPServer(("", 2525), Smtp)
+    server.daemon_threads = True
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    t.start()
+    try:
+        with fpatch.scoped(lan.net_a):
+            with smtplib.SMTP(lan.ip_b, 2525, timeout=10) as s:
+                s.sendmail("a@example.org", ["b@example.org"], "Subject: hi\r\n\r\nover the stack\r\n")
+        assert b"over the stack\r\n" in got
+    finally:
+        server.shutdown()
+        server.server_close()
+        t.join(5)
+
+
+def test_run_in_process_runs_a_script_over_the_stack(lan: Lan, tmp_path: Path) -> None:
+    script = tmp_path / "client.py"
+    script.write_text(textwrap.dedent(f"""
+        import socket, sys
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(5)
+        s.sendto(" ".join(sys.argv[1:]).encode(), ("{lan.ip_b}", 5999))
+        data, addr = s.recvfrom(100)
+        sys.exit(0 if data == b"ARGS GO HERE" and addr == ("{lan.ip_b}", 5999) else 3)
+    """))
+    server = lan.net_b.socket(std.AF_INET, std.SOCK_DGRAM)
+    server.bind(("", 5999))
+
+    def serve() -> None:
+        data, addr = server.recvfrom(100)
+        server.sendto(data.upper(), addr)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    argv_before = sys.argv[:]
+    with fpatch.patch(lan.net_a):
+        status = run_in_process(None, [str(script), "args", "go", "here"])
+    t.join(5)
+    server.close()
+    assert status == 0
+    assert sys.argv == argv_before
+    bad = tmp_path / "fails.py"
+    bad.write_text("raise SystemExit('boom')\n")
+    assert run_in_process(None, [str(bad)]) == 1
+    assert run_in_process(None, [str(tmp_path / "missing.py")]) == 2
+    assert run_in_process("json.tool", ["--help"]) == 0
