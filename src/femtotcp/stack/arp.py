@@ -129,7 +129,10 @@ class Arp:
         for a in list(iface.ipv4):
             if cfg.acd:
                 self.stack.set_tentative(iface, a.addr, True)
-                self.probe(iface, a.addr, lambda mac, a=a: self._acd_done(iface, a.addr, mac))
+                def done(mac: bytes | None, addr: bytes = a.addr) -> None:
+                    self._acd_done(iface, addr, mac)
+
+                self.probe(iface, a.addr, done)
             else:
                 self.announce(iface, a.addr)
 

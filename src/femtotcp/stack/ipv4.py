@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from femtotcp.stack.reassembly import Reassembler
 from femtotcp.wire import ethernet
@@ -111,10 +111,10 @@ class Ipv4:
         self.current = payload
         handler(header, data, iface)
 
-    def _reasm_timeout(self, first: object) -> None:
+    def _reasm_timeout(self, first: tuple[Any, bytes]) -> None:
         """RFC 792: time exceeded, code 1 (fragment reassembly time exceeded)."""
         if self.stack.icmp is not None:
-            header, raw = first  # type: ignore[misc]
+            header, raw = first
             self.stack.icmp.send_error(header, memoryview(raw), 11, 1)
 
     # -- output --------------------------------------------------------------------

@@ -146,7 +146,10 @@ class Stack:
             raise ValueError(f"MTU {mtu} out of range (68..65535)")
         iface = Interface(name or device.name, device, mac, mtu, len(self.interfaces), vlan)
         self.interfaces.append(iface)
-        device.set_receiver(lambda frame, _i=iface: self.receive(_i, frame))
+        def receiver(frame: bytes, _i: Interface = iface) -> None:
+            self.receive(_i, frame)
+
+        device.set_receiver(receiver)
         if ipv4:
             self.add_address(iface, ipv4)
         if self.loop is not None:
