@@ -9,6 +9,10 @@ if TYPE_CHECKING:
     from femtotcp.stack.stack import Stack
 
 ANY = b"\x00\x00\x00\x00"
+#: Source ports of services that answer any datagram (echo, daytime, qotd, chargen,
+#: time) and port 0: answering them lets one spoofed datagram bounce between two
+#: such services forever (the echo/chargen loop, CVE-1999-0103).
+LOOP_PORTS = frozenset({0, 7, 13, 17, 19, 37})
 
 
 class UdpEcho:
@@ -25,6 +29,9 @@ class UdpEcho:
             # Answer from the address the datagram was sent to; not to broadcasts.
             if not self.stack.is_local(dst):
                 self.stack.counters["echo.group_ignored"] += 1
+                continue
+            if sport in LOOP_PORTS:
+                self.stack.counters["echo.loop_refused"] += 1
                 continue
             ep.sendto(data, src, sport, src=dst)
             self.echoed += 1
