@@ -323,3 +323,31 @@ def test_udp_echo_answers_from_the_address_asked() -> None:
     lan.run(1)
     (f,) = sniff.ip_frames(lambda f: f.ip.proto == 17)
     assert f.ip.src == ip_bytes("192.0.2.50") and f.eth.dst == SNIFF_MAC
+
+
+def test_udp_echo_does_not_loop_with_another_echo_service() -> None:
+    """One datagram spoofed from host 1's echo port to host 0's echo port must not
+    bounce between the two services forever (CVE-1999-0103)."""
+    lan = make_lan(2)
+    a, b = lan.stacks
+    ea, eb = start_udp_echo(a, 7), start_udp_echo(b, 7)
+    resolve(lan, 0, 1)
+    sniff = lan.sniffer()
+    sniff.inject(udp_frame(addr(1), addr(0), 7, 7, b"loop?", dst_mac=mac(0)))
+    for _ in range(1000):
+        if not lan.loop.step():
+            break
+    assert ea.echoed + eb.echoed == 0
+    assert a.counters["echo.loop_refused"] == 1
+
+
+@pytest.mark.parametrize("sport", [0, 7, 13, 19, 37])
+def test_udp_echo_ignores_small_service_source_ports(sport: int) -> None:
+    lan = make_lan(1)
+    s = lan.stacks[0]
+    echo = start_udp_echo(s, 7)
+    sniff = lan.sniffer()
+    sniff.clear()
+    sniff.inject(udp_frame(SNIFF_IP, addr(0), sport, 7, b"x", dst_mac=mac(0)))
+    lan.run(1)
+    assert echo.echoed == 0 and sniff.ip_frames() == []
