@@ -160,8 +160,9 @@ def open_active(lan: Lan, peer: RawPeer, port: int = 80, irs: int = 5000,
 class Transfer:
     """Both directions of one connection pumped from on_event callbacks."""
 
-    def __init__(self, conn: TcpConnection, data: bytes) -> None:
+    def __init__(self, conn: TcpConnection, data: bytes, shut: bool = True) -> None:
         self.conn = conn
+        self.shut = shut
         self.data = data
         self.sent = 0
         self.got = bytearray()
@@ -177,7 +178,7 @@ class Transfer:
                 if n == 0:
                     break
                 self.sent += n
-            if self.sent >= len(self.data) and not conn.wr_shut:
+            if self.shut and self.sent >= len(self.data) and not conn.wr_shut:
                 conn.shutdown(1)
             while True:
                 d = conn.recv(1 << 20)
@@ -217,3 +218,87 @@ def random_bytes(n: int, seed: int) -> bytes:
 
 def run_until(lan: Lan, pred: Callable[[], bool], timeout: float = 60.0) -> bool:
     return lan.run_until(pred, timeout)
+
+
+# -- links with chosen drops -----------------------------------------------------------
+
+from femtotcp.phy.base import Device  # noqa: E402
+from femtotcp.phy.memory import Switch  # noqa: E402
+from femtotcp.runtime import SimLoop  # noqa: E402
+from femtotcp.stack.stack import Stack  # noqa: E402
+
+FramePredicate = Callable[[bytes], bool]
+
+
+class FilterDevice(Device):
+    """Wraps a device; frames for which ``drop_out``/``drop_in`` return True vanish."""
+
+    def __init__(self, inner: Device, drop_out: FramePredicate | None = None,
+                 drop_in: FramePredicate | None = None) -> None:
+        super().__init__(inner.name + "+filter", inner.mtu)
+        self.inner = inner
+        self.drop_out = drop_out
+        self.drop_in = drop_in
+        self.dropped = 0
+        inner.set_receiver(self._from_inner)
+
+    def _from_inner(self, frame: bytes) -> None:
+        if self.drop_in is not None and self.drop_in(frame):
+            self.dropped += 1
+            return
+        self.deliver(frame)
+
+    def _transmit(self, frame: bytes) -> None:
+        if self.drop_out is not None and self.drop_out(frame):
+            self.dropped += 1
+            return
+        self.inner.send(frame)
+
+
+def tcp_of(frame: bytes) -> Seg | None:
+    """The TCP segment in an Ethernet frame, or None."""
+    f = parse_ip(frame)
+    if f is None or f.ip.proto != 6:
+        return None
+    hdr, payload = tcp.parse(f.payload)
+    return Seg(hdr.src_port, hdr.dst_port, hdr.seq, hdr.ack, hdr.flags, hdr.window,
+               hdr.urgent, tcp.parse_options(hdr.options), bytes(payload))
+
+
+def filtered_lan(n: int = 2, latency: float = 0.0, mtu: int | None = None,
+                 faults: dict[int, dict[str, Any]] | None = None) -> tuple[Lan, list[FilterDevice]]:
+    """``n`` stacks on a switch with ``latency``; each port behind a FilterDevice
+    (set its ``drop_out``/``drop_in`` later) and optionally a FaultyDevice."""
+    loop = SimLoop()
+    lan = Lan(loop, Switch(loop, latency=latency))
+    filters = []
+    for i in range(n):
+        stack = Stack(name=f"h{i}")
+        dev: Device = lan.switch.port(f"h{i}")
+        if faults and i in faults:
+            from femtotcp.phy.faulty import FaultyDevice
+            dev = FaultyDevice(dev, loop, seed=1000 + i, **faults[i])
+        filt = FilterDevice(dev)
+        iface = stack.add_interface(filt, mac=mac(i), ipv4=f"192.0.2.{i + 1}/24", mtu=mtu)
+        loop.add_stack(stack)
+        stack.start()
+        lan.stacks.append(stack)
+        lan.ifaces.append(iface)
+        lan.devices.append(filt)
+        filters.append(filt)
+    loop.run(duration=0)
+    return lan, filters
+
+
+def sent_log(lan: Lan, i: int) -> list[tuple[float, Seg]]:
+    """(time, segment) for every TCP segment stack ``i`` hands its device."""
+    log: list[tuple[float, Seg]] = []
+
+    def cap(frame: bytes, outbound: bool) -> None:
+        if outbound:
+            s = tcp_of(frame)
+            if s is not None:
+                log.append((lan.loop.now(), s))
+
+    lan.devices[i].add_capture(cap)
+    return log
