@@ -416,6 +416,19 @@ def test_runt_frames_counted(length: int) -> None:
     assert stack.counters["eth.runt"] == 1
 
 
+def test_frame_larger_than_mtu_dropped() -> None:
+    lan = make_lan(1)
+    stack = lan.stacks[0]
+    big = udp_frame(SNIFF_IP, addr(0), 1, 9999, b"x" * 1500, dst_mac=mac(0))
+    assert len(big) > 1500 + 18
+    lan.ifaces[0].device.deliver(big)
+    assert stack.counters["eth.oversize"] == 1
+    assert stack.counters["ipv4.rx"] == 0
+    full = udp_frame(SNIFF_IP, addr(0), 1, 9999, b"x" * 1472, dst_mac=mac(0))
+    lan.ifaces[0].device.deliver(full)
+    assert stack.counters["ipv4.rx"] == 1
+
+
 def test_8023_frame_counted() -> None:
     lan = make_lan(1)
     stack = lan.stacks[0]
