@@ -369,6 +369,10 @@ class Stack:
         hlen = (mv[0] & 0x0F) * 4
         if hlen < 20 or len(mv) < hlen:
             return
+        if (mv[6] << 8 | mv[7]) & 0x1FFF:
+            # A later fragment carries no transport header: only the first one
+            # says whose datagram it was (its data must not be read as ports).
+            return
         handler = self.ip_error_handlers.get(mv[9])
         if handler is not None:
             handler(bytes(mv[12:16]), bytes(mv[16:20]), mv[hlen:], err, icmp_type,
