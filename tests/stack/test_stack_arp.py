@@ -265,6 +265,24 @@ def test_unconnected_udp_endpoint_gets_no_error() -> None:
     assert stack.counters["udp.icmp_error_unconnected"] == 1
 
 
+def test_failed_fragmented_datagram_reported_once_to_its_sender_only() -> None:
+    """Only the first fragment names the sender: later fragments' data must not be
+    read as ports (here it spells the ports of an unrelated connected endpoint)."""
+    lan = make_lan(1)
+    stack = lan.stacks[0]
+    bystander = stack.udp.open(port=40000)
+    bystander.connect(NOBODY, 1234)
+    sender = stack.udp.open(port=40001)
+    sender.connect(NOBODY, 1234)
+    payload = bytearray(3000)
+    payload[1472:1476] = (40000).to_bytes(2, "big") + (1234).to_bytes(2, "big")
+    assert sender.send(bytes(payload)) == 0
+    lan.run(10)
+    assert sender.take_error() == errno.EHOSTUNREACH
+    assert bystander.take_error() is None
+    assert stack.counters["udp.icmp_error_unconnected"] == 0
+
+
 def test_failed_resolution_can_be_retried() -> None:
     lan = make_lan(1)
     stack = lan.stacks[0]
