@@ -151,6 +151,10 @@ class Icmp4:
         if not self.stack.is_local(src):
             counters["icmp4.error_not_ours"] += 1
             return
+        if (body[6] << 8 | body[7]) & wire_ipv4.OFFSET_MASK:
+            # A later fragment's data is not a transport header: no ports to match.
+            counters["icmp4.error_about_fragment"] += 1
+            return
         proto = body[9]
         if icmp.type == wire.DEST_UNREACHABLE:
             err = UNREACH_ERRNO.get(icmp.code, errno.EHOSTUNREACH)
