@@ -20,7 +20,7 @@ from femtolan import (
 
 from femtotcp.services.echo import start_udp_echo
 from femtotcp.stack.config import StackConfig
-from femtotcp.wire import icmp4, ip_bytes, udp
+from femtotcp.wire import icmp4, ip_bytes, ipv4, udp
 
 
 def test_exchange_between_two_stacks() -> None:
@@ -214,6 +214,24 @@ def test_spoofed_icmp_error_for_other_port_ignored() -> None:
                           icmp4.build(icmp4.DEST_UNREACHABLE, 3, 0, inner), dst_mac=mac(0)))
     lan.run(0)
     assert ep.take_error() is None
+
+
+@pytest.mark.parametrize(("flags_frag", "hit"), [(0, True), (ipv4.MF, True), (185, False)])
+def test_icmp_error_about_a_later_fragment_not_read_as_ports(flags_frag: int,
+                                                             hit: bool) -> None:
+    """Only a quote of a first fragment (offset 0) carries the ports to match."""
+    lan = make_lan(1)
+    a = lan.stacks[0]
+    ep = a.udp.open(port=6000)
+    ep.connect(SNIFF_IP, 7000)
+    sniff = lan.sniffer()
+    quoted = ipv4.build(addr(0), SNIFF_IP, 17, (6000).to_bytes(2, "big")
+                        + (7000).to_bytes(2, "big") + bytes(4), flags_frag=flags_frag)
+    sniff.inject(ip_frame(SNIFF_IP, addr(0), 1,
+                          icmp4.build(icmp4.DEST_UNREACHABLE, 3, 0, quoted), dst_mac=mac(0)))
+    lan.run(0)
+    assert (ep.take_error() == errno.ECONNREFUSED) is hit
+    assert a.counters["icmp4.error_about_fragment"] == (0 if hit else 1)
 
 
 def test_bad_checksum_dropped_and_zero_checksum_accepted() -> None:
