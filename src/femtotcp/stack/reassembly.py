@@ -111,6 +111,13 @@ class Reassembler:
             dg.first = (header, bytes(packet[:header.header_len + 8]))
         if dg.total is None or dg.size != dg.total:
             return None
+        header_len = getattr(dg.first[0], "header_len", 20) if dg.first is not None else 20
+        if header_len + dg.total > MAX_DATAGRAM:
+            # Later fragments may carry shorter headers than the first: the whole
+            # datagram, with the first fragment's header, must still fit 65535 bytes.
+            counters[f"{p}.frag_too_big"] += 1
+            self._discard(key, dg)
+            return None
         # Complete: with no overlaps and the sizes adding up, the pieces tile [0, total).
         payload = b"".join(d for _, d in dg.pieces)
         self._discard(key, dg)
