@@ -229,6 +229,24 @@ def test_datagram_over_65535_rejected(offset: int, size: int) -> None:
     assert stack.ipv4.reassembly.stats() == {"datagrams": 0, "bytes": 0}
 
 
+def test_datagram_over_65535_with_first_fragment_options_rejected() -> None:
+    """A 60-byte first header and 20-byte later ones: 65515 bytes of data would make
+    a 65575-byte datagram."""
+    lan, stack, ep, sniff = setup()
+    data = bytes(65515)
+    opts = b"\x01" * 40
+    pieces = [fragment(SNIFF_IP, addr(0), 17, data, 0, 1400, more=True, options=opts,
+                       dst_mac=mac(0))]
+    pieces += [fragment(SNIFF_IP, addr(0), 17, data, off, 1480, dst_mac=mac(0))
+               for off in range(1400, len(data), 1480)]
+    for p in pieces:
+        sniff.inject(p)
+    lan.run(0)
+    assert received(ep) == []
+    assert stack.counters["ipv4.frag_too_big"] == 1
+    assert stack.ipv4.reassembly.stats() == {"datagrams": 0, "bytes": 0}
+
+
 def test_largest_legal_offset_accepted() -> None:
     """The last byte of a 65535-byte datagram (20-byte header) is fine."""
     lan, stack, ep, sniff = setup()
