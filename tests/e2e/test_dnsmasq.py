@@ -24,7 +24,6 @@ from netns import Netns, kernel_tap
 
 from femtotcp.runtime import Runtime
 from femtotcp.services import dhcp, dns
-from femtotcp.stack import modules as modreg
 from femtotcp.stack.config import StackConfig
 from femtotcp.stack.stack import Stack
 from femtotcp.wire import dns as wire
@@ -137,8 +136,7 @@ def dhcp_rig(ns: Netns, tmp_path: Path, require_program: Callable[[str], str]) -
 def dns_rig(ns: Netns, tmp_path: Path, require_program: Callable[[str], str]) -> Iterator[Rig]:
     require_program("dnsmasq")
     require_program("ss")
-    yield from make_rig(ns, tmp_path, "192.0.2.2/24", tcp=modreg.available("tcp"),
-                        dns_server=KERNEL)
+    yield from make_rig(ns, tmp_path, "192.0.2.2/24", tcp=True, dns_server=KERNEL)
 
 
 def test_lease_renew_release_against_dnsmasq(dhcp_rig: Rig) -> None:
@@ -207,13 +205,10 @@ def test_nxdomain_reaches_the_program_as_gaierror(dns_rig: Rig) -> None:
 
 def test_truncated_answer_is_retried_over_tcp(dns_rig: Rig) -> None:
     rig = dns_rig
-    if rig.call(lambda: rig.stack.tcp) is None:
-        r = rig.resolve("many.test")
-        # Without TCP: the part that fitted is used, never cached.
-        assert r.error is None and 0 < len(r.addresses) < MANY
-        pytest.skip("the tcp module has not landed yet: TC fallback checked without TCP only")
+    assert rig.call(lambda: rig.stack.tcp) is not None
     r = rig.resolve("many.test")
     assert r.error is None and r.source == "tcp"
     assert sorted(r.addresses) == sorted(ip_bytes(f"198.51.100.{i}") for i in range(1, MANY + 1))
     counters = rig.call(rig.stack.counters.snapshot)
     assert counters.get("dns.rx_truncated", 0) >= 1 and counters.get("dns.tcp_fallback") == 1
+    assert counters.get("tcp.active_opens", 0) == 1

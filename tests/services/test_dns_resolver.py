@@ -26,13 +26,14 @@ DEAD = ip_bytes("192.0.2.99")
 class Net:
     """A client stack and one or two responder stacks on one switch."""
 
-    def __init__(self, servers: int = 1, loop: Any = None) -> None:
+    def __init__(self, servers: int = 1, loop: Any = None, tcp: bool = False) -> None:
         self.loop = loop or SimLoop()
         self.switch = Switch(self.loop)
-        self.client = self._stack("client", "192.0.2.10/24", 0x10, MODULES)
+        extra = ["tcp"] if tcp else []
+        self.client = self._stack("client", "192.0.2.10/24", 0x10, MODULES + extra)
         self.responders: list[DnsResponder] = []
         for i in range(servers):
-            st = self._stack(f"ns{i}", f"192.0.2.{53 + i}/24", 0x53 + i, MODULES[:4])
+            st = self._stack(f"ns{i}", f"192.0.2.{53 + i}/24", 0x53 + i, MODULES[:4] + extra)
             r = DnsResponder(st, zone="demo")
             r.add_address("www.demo", "192.0.2.80")
             r.add_address("www.demo", "2001:db8::80")
@@ -329,6 +330,21 @@ def test_truncated_answer_is_retried_over_tcp() -> None:
     assert net.client.counters["dnsd.truncated"] == 0 and r0.stack.counters["dnsd.truncated"] == 1
     conn = net.client.tcp.conns[0]
     assert (conn.dst, conn.port) == (SERVER, 53) and conn.closed
+
+
+def test_truncated_answer_over_the_real_tcp() -> None:
+    net = Net(tcp=True)
+    r0 = net.responders[0]
+    assert r0.listener is not None
+    for i in range(60):
+        r0.add_address("many.demo", f"192.0.2.{100 + i}")
+    r = net.resolve("many.demo")
+    assert r.error is None and r.source == "tcp" and len(r.addresses) == 60
+    assert net.client.counters["dns.tcp_fallback"] == 1
+    net.loop.run(duration=5)
+    assert not r0.sessions            # the client closed, the responder followed
+    assert net.client.counters["stack.internal_error"] == 0
+    assert r0.stack.counters["stack.internal_error"] == 0
 
 
 def test_tcp_failure_moves_to_the_next_server() -> None:

@@ -3,16 +3,17 @@
 It serves a zone held in memory: A, AAAA, CNAME (followed within the zone,
 RFC 1034 4.3.2 step 3a), PTR, and answers NXDOMAIN or NODATA with the zone's
 SOA in the authority section (RFC 2308 3). A reply larger than 512 bytes is
-sent truncated, with TC set and only the question (RFC 2181 9). Queries are
-parsed with the same hardened ``wire.dns``; malformed ones are counted and
-dropped, never answered.
+sent truncated, with TC set and only the question (RFC 2181 9); when the
+stack has TCP the same zone is served over TCP too (RFC 7766), where the
+full answer fits. Queries are parsed with the same hardened ``wire.dns``;
+malformed ones are counted and dropped, never answered.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from femtotcp.wire import Malformed, ip_bytes
 from femtotcp.wire import dns as wire
@@ -29,8 +30,10 @@ ANY4 = b"\x00\x00\x00\x00"
 class DnsResponder:
     """``responder.add_address("www.demo", "192.0.2.10")``, ``add_cname``, ``add_ptr``."""
 
+    max_sessions = 64
+
     def __init__(self, stack: Stack, zone: str = "demo", port: int = wire.PORT,
-                 addr: bytes = ANY4, ttl: int = 60) -> None:
+                 addr: bytes = ANY4, ttl: int = 60, tcp: bool = True) -> None:
         self.stack = stack
         self.zone = wire.canonical(zone)
         self.ttl = ttl
@@ -43,6 +46,11 @@ class DnsResponder:
         self.queries = 0
         self.ep: UdpEndpoint = stack.udp.open(addr, port)
         self.ep.on_readable = self._readable
+        self.listener: Any = None
+        self.sessions: set[_TcpSession] = set()
+        if tcp and stack.tcp is not None:
+            self.listener = stack.tcp.listen(addr, port)
+            self.listener.on_event = self._accept
 
     # -- zone ----------------------------------------------------------------------------
     def add(self, name: str, rtype: int, data: object, ttl: int | None = None) -> None:
@@ -63,6 +71,21 @@ class DnsResponder:
     def close(self) -> None:
         self.ep.on_readable = None
         self.ep.close()
+        if self.listener is not None:
+            self.listener.on_event = None
+            self.listener.close()
+        for session in list(self.sessions):
+            session.close()
+
+    def _accept(self, *_args: object) -> None:
+        while (conn := self.listener.accept()) is not None:
+            if len(self.sessions) >= self.max_sessions:
+                self.stack.counters["dnsd.tcp_too_many"] += 1
+                conn.abort()
+                continue
+            session = _TcpSession(self, conn)
+            self.sessions.add(session)
+            session.on_event()
 
     # -- answering ----------------------------------------------------------------------
     def _readable(self) -> None:
@@ -134,3 +157,61 @@ class DnsResponder:
             answers.append(alias)
             cur = str(alias.data)
         return answers, wire.NOERROR
+
+
+class _TcpSession:
+    """One DNS-over-TCP client: length-prefixed queries in, answers out
+    (RFC 1035 4.2.2). Input and output are bounded; errors end the session."""
+
+    MAX_IN = 2 + 65535
+    MAX_OUT = 4 * 65537
+
+    def __init__(self, responder: DnsResponder, conn: Any) -> None:
+        self.responder = responder
+        self.conn = conn
+        self.inbuf = bytearray()
+        self.outbuf = bytearray()
+        self.eof = False
+        conn.on_event = self.on_event
+
+    def on_event(self, *_args: object) -> None:
+        try:
+            self._pump()
+        except OSError:
+            self.close()
+
+    def _pump(self) -> None:
+        conn = self.conn
+        while len(self.inbuf) < self.MAX_IN and len(self.outbuf) < self.MAX_OUT:
+            data = conn.recv(self.MAX_IN - len(self.inbuf))
+            if data is None:
+                break
+            if data == b"":
+                self.eof = True
+                break
+            self.inbuf += data
+            self._answer_complete()
+        self._flush()
+        if self.eof and not self.outbuf:
+            self.close()      # the client is done and has every answer
+
+    def _answer_complete(self) -> None:
+        buf = self.inbuf
+        while len(buf) >= 2 and len(buf) >= 2 + ((buf[0] << 8) | buf[1]):
+            size = (buf[0] << 8) | buf[1]
+            query = bytes(buf[2:2 + size])
+            del buf[:2 + size]
+            reply = self.responder.answer(query, self.conn.remote, max_size=65535)
+            if reply is not None:
+                self.outbuf += len(reply).to_bytes(2, "big") + reply
+
+    def _flush(self) -> None:
+        if self.outbuf:
+            n = self.conn.send(bytes(self.outbuf))
+            if n:
+                del self.outbuf[:n]
+
+    def close(self) -> None:
+        self.responder.sessions.discard(self)
+        self.conn.on_event = None
+        self.conn.close()
