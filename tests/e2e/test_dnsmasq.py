@@ -201,6 +201,13 @@ def test_nxdomain_reaches_the_program_as_gaierror(dns_rig: Rig) -> None:
         raise err
     assert exc.value.errno == socket.EAI_NONAME
     assert rig.resolve("h.test", wire.PTR).error in (dns.NODATA, dns.NXDOMAIN)
+    # The same through the sockets API a program uses (api/socket.py's getaddrinfo).
+    from femtotcp.api.socket import network_for
+    net = network_for(rig.stack, rig.rt)
+    with pytest.raises(socket.gaierror) as exc:
+        net.getaddrinfo("nothing-either.test", 80)
+    assert exc.value.errno == socket.EAI_NONAME
+    assert net.gethostbyname("c.test") == "192.0.2.81"
 
 
 def test_truncated_answer_is_retried_over_tcp(dns_rig: Rig) -> None:
