@@ -231,9 +231,10 @@ def run_memory(pcap_path: str) -> int:
         if demo_http is not None and alice.tcp is not None:
             report.section("HTTP: http.server on bob, urllib on alice")
             result = demo_http.serve_and_fetch(rt, bob, alice, 1024 * 1024)
-            if result.get("status") == 200:
+            if result.get("status") == 200 and result.get("ok"):
                 report.line(f"GET {result.get('url', '/')} -> 200, {result['bytes']} bytes in "
-                            f"{result['seconds']:.2f} s ({result['mbps']:.1f} MB/s)")
+                            f"{result['seconds']:.2f} s ({result['MB/s']:.1f} MB/s), "
+                            "byte-exact")
             else:
                 report.fail(f"HTTP fetch failed: {result}")
 
