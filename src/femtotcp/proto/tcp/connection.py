@@ -1523,9 +1523,13 @@ class TcpConnection:
         self.high_rxt = una
         self.rtt.backoff += 1
         self.rtt_seq = -1
-        # Go back to SND.UNA; the first segment goes out whatever the window says.
+        # Go back to SND.UNA; the first segment goes out even into a closed window,
+        # but no further than an open one reaches (as Linux).
         self.snd_nxt = una
-        sent = self._retransmit(una, una + self.mss)
+        end = una + self.mss
+        if 0 < self.snd_wnd < self.mss:
+            end = una + self.snd_wnd
+        sent = self._retransmit(una, end)
         self.snd_nxt = una + sent
         self._output()
         rto = self.rtt.rto

@@ -54,9 +54,10 @@ class Tcp:
         self.ports = EphemeralPorts(getattr(scfg, "ephemeral_low", 32768),
                                     getattr(scfg, "ephemeral_high", 60999), os.urandom(32))
         cfg = self.config
+        # Started "long ago": the stack's clock may still change when a loop adopts it.
         self.challenge_bucket = TokenBucket(cfg.challenge_ack_rate, cfg.challenge_ack_burst,
-                                            stack.now)
-        self.rst_bucket = TokenBucket(cfg.rst_rate, cfg.rst_burst, stack.now)
+                                            -1e18)
+        self.rst_bucket = TokenBucket(cfg.rst_rate, cfg.rst_burst, -1e18)
         stack.ip_protocols[wire.PROTO] = self.input
         stack.ip_error_handlers[wire.PROTO] = self.on_ip_error
 
