@@ -384,8 +384,45 @@ def test_sockets_and_stats_read_tcp_through_info(lan: Lan) -> None:
     assert (est["recv_q"], est["send_q"], est["out_of_order_segments"]) == (3, 5, 4)
     assert tw["state"] == "TIME-WAIT"
     assert stats == {"listeners": 1, "connections": 2, "syn_queue": 2, "accept_queue": 1,
-                     "out_of_order_segments": 4,
+                     "out_of_order_segments": 4, "out_of_order_bytes": 0,
                      "states": {"ESTABLISHED": 1, "TIME-WAIT": 1}}
+
+
+def test_sockets_shows_a_real_tcp_connection(lan: Lan) -> None:
+    if lan.a.tcp is None:
+        pytest.skip("TCP is not in this build")
+    from femtotcp.services import tcp_echo
+    got = bytearray()
+
+    def setup() -> Any:
+        lan.host.services.append(tcp_echo.start(lan.a, 7))
+        conn = lan.b.tcp.connect(ip_bytes("192.0.2.2"), 7)
+
+        def event() -> None:
+            while (data := conn.recv()):
+                got.extend(data)
+
+        conn.on_event = event
+        conn.send(b"hello")
+        return conn
+
+    conn = lan.rt.call(setup)
+    wait_for(lambda: bytes(got) == b"hello")
+    sport = conn.local[1]
+    rows = [r for r in lan.ok("sockets")["sockets"] if r["proto"] == "tcp"]
+    listen = [r for r in rows if r["state"] == "LISTEN"]
+    assert [(r["local_address"], r["local_port"]) for r in listen] == [("0.0.0.0", 7)]
+    assert listen[0]["backlog"] > 0 and listen[0]["accept_queue"] == 0
+    est = [r for r in rows if r["state"] == "ESTABLISHED"]
+    assert len(est) == 1
+    e = est[0]
+    assert (e["local_address"], e["local_port"]) == ("192.0.2.2", 7)
+    assert (e["peer_address"], e["peer_port"]) == ("192.0.2.1", sport)
+    assert e["rto_ms"] >= 200 and e["rtt_ms"] is not None and e["cwnd"] > 0
+    assert 0 < e["mss"] <= 1460 and e["send_q"] == 0 and e["recv_q"] == 0
+    stats = lan.ok("stats")["tcp"]
+    assert stats["listeners"] == 1 and stats["states"] == {"ESTABLISHED": 1}
+    lan.rt.call(conn.close)
 
 
 def test_ping_from_the_stack(lan: Lan) -> None:

@@ -269,9 +269,10 @@ def _tcp_rows(stack: Any) -> list[dict[str, Any]]:
             addr = _pick(info, "local_address", "local_addr")
         if port is None:
             port = _int_or_none(_pick(info, "local_port", "port"))
-        accept = _int_or_none(_pick(info, "accept_queue", "accept_queued", "accepted")) or 0
-        syn = _int_or_none(_pick(info, "syn_queue", "syn_queued", "half_open")) or 0
-        backlog = _int_or_none(_pick(info, "backlog")) or 0
+        accept = _int_or_none(_pick(info, "accept_queue")
+                              or getattr(lst, "accept_queue", None)) or 0
+        syn = _int_or_none(_pick(info, "syn_queue") or getattr(lst, "syn_queue", None)) or 0
+        backlog = _int_or_none(_pick(info, "backlog") or getattr(lst, "backlog", None)) or 0
         rows.append({
             "proto": "tcp", "state": "LISTEN",
             "local_address": addr or "0.0.0.0", "local_port": port,
@@ -299,19 +300,21 @@ def _tcp_rows(stack: Any) -> list[dict[str, Any]]:
             "proto": "tcp", "state": _state_name(state),
             "local_address": laddr, "local_port": lport,
             "peer_address": raddr, "peer_port": rport,
-            "recv_q": _int_or_none(_pick(info, "recv_q", "rcv_queued", "recv_queued",
-                                         "rx_queue", "rcv_buffered")) or 0,
-            "send_q": _int_or_none(_pick(info, "send_q", "snd_queued", "send_queued",
-                                         "tx_queue", "snd_buffered", "unsent")) or 0,
+            "recv_q": _int_or_none(_pick(info, "rcv_queue", "recv_q")) or 0,
+            "send_q": _int_or_none(_pick(info, "snd_queue", "send_q")) or 0,
             "rtt_ms": _ms(info, ("srtt", "rtt"), ("srtt_ms", "rtt_ms")),
             "rttvar_ms": _ms(info, ("rttvar",), ("rttvar_ms",)),
             "rto_ms": _ms(info, ("rto",), ("rto_ms",)),
             "cwnd": _int_or_none(_pick(info, "cwnd")),
             "ssthresh": _int_or_none(_pick(info, "ssthresh")),
-            "mss": _int_or_none(_pick(info, "mss", "snd_mss")),
+            "mss": _int_or_none(_pick(info, "mss")),
             "out_of_order_segments": _int_or_none(_pick(
-                info, "out_of_order_segments", "ooo_segments", "out_of_order", "ooo")) or 0,
-            "retransmits": _int_or_none(_pick(info, "retransmits", "retransmissions")),
+                info, "ooo_blocks", "ooo_segments", "out_of_order_segments")) or 0,
+            "out_of_order_bytes": _int_or_none(_pick(info, "ooo_bytes")) or 0,
+            "snd_wnd": _int_or_none(_pick(info, "snd_wnd")),
+            "rcv_wnd": _int_or_none(_pick(info, "rcv_wnd")),
+            "retransmits": _int_or_none(_pick(info, "retransmits")),
+            "error": str(info["error"]) if info.get("error") is not None else None,
         })
     return rows
 
@@ -367,6 +370,7 @@ def gather_stats(host: HostLike) -> dict[str, Any]:
                "syn_queue": sum(r["syn_queue"] for r in listeners),
                "accept_queue": sum(r["accept_queue"] for r in listeners),
                "out_of_order_segments": sum(r["out_of_order_segments"] for r in conns),
+               "out_of_order_bytes": sum(r["out_of_order_bytes"] for r in conns),
                "states": _count_states(conns)}
     devices = {}
     for iface in stack.interfaces:

@@ -207,6 +207,34 @@ def test_sockets_lists_a_kernel_tcp_connection(served: Served) -> None:
         client.wait(10)
 
 
+_WAIT_FOR_CLOSE = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], 7), timeout=10)
+s.sendall(b"x")
+assert s.recv(1) == b"x"
+print("ready", flush=True)
+s.settimeout(15)
+try:
+    print("FIN" if s.recv(100) == b"" else "DATA", flush=True)
+except ConnectionResetError:
+    print("RST", flush=True)
+"""
+
+
+def test_sigterm_closes_tcp_connections_with_fin(served: Served) -> None:
+    if not tcp_ready():
+        pytest.skip("TCP (proto/tcp and services/tcp_echo) is not in this build yet")
+    client = served.ns.popen(sys.executable, "-c", _WAIT_FOR_CLOSE, STACK,
+                             stdout=subprocess.PIPE, text=True)
+    assert client.stdout is not None
+    ready, _, _ = select.select([client.stdout], [], [], 20.0)
+    assert ready and client.stdout.readline().strip() == "ready"
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(15) == 0
+    assert client.stdout.readline().strip() == "FIN"
+    assert not os.path.exists(served.control)
+
+
 def _bad_frames(kmac: str) -> dict[str, list[bytes]]:
     """Frames with one defect each, built by scapy (an independent encoder)."""
     from scapy.layers.inet import ICMP, IP, UDP
