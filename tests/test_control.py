@@ -343,8 +343,19 @@ def test_sockets_lists_udp_endpoints(lan: Lan) -> None:
     assert (udp[5000]["peer_address"], udp[5000]["peer_port"]) == ("192.0.2.1", 53)
 
 
+class FakeListener:
+    def __init__(self) -> None:
+        self.local = (b"\0\0\0\0", 7)
+        self.backlog = 128
+        self.syn_queue = {("k1",): object(), ("k2",): object()}
+        self.accept_queue = [object()]
+
+
 class FakeConn:
-    def __init__(self, info: dict[str, Any]) -> None:
+    def __init__(self, local: tuple[bytes, int], remote: tuple[bytes, int],
+                 info: dict[str, Any]) -> None:
+        self.local = local
+        self.remote = remote
         self._info = info
 
     def info(self) -> dict[str, Any]:
@@ -352,17 +363,20 @@ class FakeConn:
 
 
 class FakeTcp:
-    def listeners(self) -> list[FakeConn]:
-        return [FakeConn({"local": (b"\0\0\0\0", 7), "syn_queue": 2, "accept_queue": 1,
-                          "backlog": 128})]
+    """The shape of proto/tcp's Tcp as the control server reads it."""
+
+    def listeners(self) -> list[FakeListener]:
+        return [FakeListener()]
 
     def connections(self) -> list[FakeConn]:
-        return [FakeConn({"state": "ESTABLISHED", "local": (ip_bytes("192.0.2.2"), 7),
-                          "remote": (ip_bytes("192.0.2.1"), 40000), "srtt": 0.0125,
-                          "rto": 0.2, "cwnd": 14600, "recv_q": 3, "send_q": 5,
-                          "ooo_segments": 4}),
-                FakeConn({"state": "TIME_WAIT", "local": (ip_bytes("192.0.2.2"), 7),
-                          "remote": (ip_bytes("192.0.2.1"), 40001)})]
+        me = ip_bytes("192.0.2.2")
+        peer = ip_bytes("192.0.2.1")
+        return [FakeConn((me, 7), (peer, 40000),
+                         {"state": "ESTABLISHED", "rtt": 0.0125, "rttvar": 0.005, "rto": 0.2,
+                          "cwnd": 14600, "ssthresh": None, "mss": 1460, "rcv_queue": 3,
+                          "snd_queue": 5, "ooo_blocks": 4, "ooo_bytes": 5840,
+                          "retransmits": 1, "error": "ECONNRESET"}),
+                FakeConn((me, 7), (peer, 40001), {"state": "TIME_WAIT", "rtt": None})]
 
 
 def test_sockets_and_stats_read_tcp_through_info(lan: Lan) -> None:
@@ -380,11 +394,13 @@ def test_sockets_and_stats_read_tcp_through_info(lan: Lan) -> None:
     assert est["state"] == "ESTABLISHED"
     assert (est["local_address"], est["local_port"]) == ("192.0.2.2", 7)
     assert (est["peer_address"], est["peer_port"]) == ("192.0.2.1", 40000)
-    assert (est["rtt_ms"], est["rto_ms"], est["cwnd"]) == (12.5, 200.0, 14600)
+    assert (est["rtt_ms"], est["rttvar_ms"], est["rto_ms"]) == (12.5, 5.0, 200.0)
+    assert (est["cwnd"], est["ssthresh"], est["mss"]) == (14600, None, 1460)
     assert (est["recv_q"], est["send_q"], est["out_of_order_segments"]) == (3, 5, 4)
-    assert tw["state"] == "TIME-WAIT"
+    assert (est["retransmits"], est["error"]) == (1, "ECONNRESET")
+    assert tw["state"] == "TIME-WAIT" and tw["rtt_ms"] is None and tw["recv_q"] == 0
     assert stats == {"listeners": 1, "connections": 2, "syn_queue": 2, "accept_queue": 1,
-                     "out_of_order_segments": 4, "out_of_order_bytes": 0,
+                     "out_of_order_segments": 4, "out_of_order_bytes": 5840,
                      "states": {"ESTABLISHED": 1, "TIME-WAIT": 1}}
 
 

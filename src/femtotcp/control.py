@@ -187,134 +187,75 @@ def _arg_str(args: Mapping[str, Any], name: str, max_len: int = 1024) -> str:
 
 # -- what the commands gather (these run in the loop thread) ----------------------------
 def _endpoint(value: Any) -> tuple[str | None, int | None]:
-    """(address text, port) from the shapes transports use for an endpoint."""
-    if value is None:
+    """(address text, port) from an (addr bytes, port) pair; (None, None) for none."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
         return None, None
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        addr, port = value
-        text = _plain(addr) if addr is not None else None
-        return (str(text) if text is not None else None,
-                int(port) if isinstance(port, int) else None)
-    return str(_plain(value)), None
+    addr, port = value
+    return (ip_str(bytes(addr)) if addr is not None else None,
+            int(port) if isinstance(port, int) else None)
 
 
-def _pick(info: Mapping[str, Any], *names: str) -> Any:
-    for n in names:
-        v = info.get(n)
-        if v is not None:
-            return v
-    return None
-
-
-def _ms(info: Mapping[str, Any], seconds_names: tuple[str, ...],
-        ms_names: tuple[str, ...]) -> float | None:
-    """A duration in milliseconds, from a field in ms or one in seconds."""
-    v = _pick(info, *ms_names)
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return round(float(v), 3)
-    v = _pick(info, *seconds_names)
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return round(float(v) * 1000.0, 3)
+def _ms(seconds: Any) -> float | None:
+    """Seconds (or None) as milliseconds, three decimals."""
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+        return round(float(seconds) * 1000.0, 3)
     return None
 
 
 def _int_or_none(v: Any) -> int | None:
-    if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, int):
+    if isinstance(v, int) and not isinstance(v, bool):
         return v
     if isinstance(v, float) and math.isfinite(v):
         return int(v)
-    if isinstance(v, (list, tuple, set, dict)):
-        return len(v)
     return None
 
 
 def _state_name(v: Any) -> str:
     """RFC 9293 state names: 'ESTABLISHED', 'SYN-RECEIVED', 'TIME-WAIT'."""
-    if isinstance(v, enum.Enum):
-        v = v.name if not isinstance(v.value, str) else v.value
     return str(v).upper().replace("_", "-") if v is not None else "UNKNOWN"
 
 
-def _info(obj: Any) -> dict[str, Any]:
-    fn = getattr(obj, "info", None)
-    if callable(fn):
-        got = fn()
-        if isinstance(got, Mapping):
-            return dict(got)
-    return {}
-
-
-def _items(obj: Any, name: str) -> list[Any]:
-    attr = getattr(obj, name, None)
-    if attr is None:
-        return []
-    got = attr() if callable(attr) else attr
-    if isinstance(got, Mapping):
-        return list(got.values())
-    return list(got)
-
-
 def _tcp_rows(stack: Any) -> list[dict[str, Any]]:
-    """TCP listeners and connections as ``sockets`` rows (empty without TCP)."""
+    """TCP listeners and connections as ``sockets`` rows (empty without TCP):
+    ``tcp.listeners()`` and ``tcp.connections()``, with ``conn.info()``."""
     tcp = getattr(stack, "tcp", None)
     if tcp is None:
         return []
     rows: list[dict[str, Any]] = []
-    for lst in _items(tcp, "listeners"):
-        info = _info(lst)
-        addr, port = _endpoint(_pick(info, "local") or getattr(lst, "local", None))
-        if addr is None:
-            addr = _pick(info, "local_address", "local_addr")
-        if port is None:
-            port = _int_or_none(_pick(info, "local_port", "port"))
-        accept = _int_or_none(_pick(info, "accept_queue")
-                              or getattr(lst, "accept_queue", None)) or 0
-        syn = _int_or_none(_pick(info, "syn_queue") or getattr(lst, "syn_queue", None)) or 0
-        backlog = _int_or_none(_pick(info, "backlog") or getattr(lst, "backlog", None)) or 0
+    for lst in tcp.listeners():
+        addr, port = _endpoint(lst.local)
+        accept = len(lst.accept_queue)
+        backlog = int(lst.backlog)
         rows.append({
             "proto": "tcp", "state": "LISTEN",
-            "local_address": addr or "0.0.0.0", "local_port": port,
+            "local_address": addr, "local_port": port,
             "peer_address": None, "peer_port": None,
             "recv_q": accept, "send_q": backlog,
-            "syn_queue": syn, "accept_queue": accept, "backlog": backlog,
+            "syn_queue": len(lst.syn_queue), "accept_queue": accept, "backlog": backlog,
         })
-    for conn in _items(tcp, "connections"):
-        info = _info(conn)
-        laddr, lport = _endpoint(_pick(info, "local") or getattr(conn, "local", None))
-        raddr, rport = _endpoint(_pick(info, "remote", "peer")
-                                 or getattr(conn, "remote", None))
-        if laddr is None:
-            laddr = _pick(info, "local_address", "local_addr")
-        if lport is None:
-            lport = _int_or_none(_pick(info, "local_port"))
-        if raddr is None:
-            raddr = _pick(info, "remote_address", "peer_address", "remote_addr")
-        if rport is None:
-            rport = _int_or_none(_pick(info, "remote_port", "peer_port"))
-        state = _pick(info, "state")
-        if state is None:
-            state = getattr(conn, "state", None)
+    for conn in tcp.connections():
+        info: Mapping[str, Any] = conn.info()
+        laddr, lport = _endpoint(conn.local)
+        raddr, rport = _endpoint(conn.remote)
+        error = info.get("error")
         rows.append({
-            "proto": "tcp", "state": _state_name(state),
+            "proto": "tcp", "state": _state_name(info.get("state")),
             "local_address": laddr, "local_port": lport,
             "peer_address": raddr, "peer_port": rport,
-            "recv_q": _int_or_none(_pick(info, "rcv_queue", "recv_q")) or 0,
-            "send_q": _int_or_none(_pick(info, "snd_queue", "send_q")) or 0,
-            "rtt_ms": _ms(info, ("srtt", "rtt"), ("srtt_ms", "rtt_ms")),
-            "rttvar_ms": _ms(info, ("rttvar",), ("rttvar_ms",)),
-            "rto_ms": _ms(info, ("rto",), ("rto_ms",)),
-            "cwnd": _int_or_none(_pick(info, "cwnd")),
-            "ssthresh": _int_or_none(_pick(info, "ssthresh")),
-            "mss": _int_or_none(_pick(info, "mss")),
-            "out_of_order_segments": _int_or_none(_pick(
-                info, "ooo_blocks", "ooo_segments", "out_of_order_segments")) or 0,
-            "out_of_order_bytes": _int_or_none(_pick(info, "ooo_bytes")) or 0,
-            "snd_wnd": _int_or_none(_pick(info, "snd_wnd")),
-            "rcv_wnd": _int_or_none(_pick(info, "rcv_wnd")),
-            "retransmits": _int_or_none(_pick(info, "retransmits")),
-            "error": str(info["error"]) if info.get("error") is not None else None,
+            "recv_q": _int_or_none(info.get("rcv_queue")) or 0,
+            "send_q": _int_or_none(info.get("snd_queue")) or 0,
+            "rtt_ms": _ms(info.get("rtt")),
+            "rttvar_ms": _ms(info.get("rttvar")),
+            "rto_ms": _ms(info.get("rto")),
+            "cwnd": _int_or_none(info.get("cwnd")),
+            "ssthresh": _int_or_none(info.get("ssthresh")),
+            "mss": _int_or_none(info.get("mss")),
+            "snd_wnd": _int_or_none(info.get("snd_wnd")),
+            "rcv_wnd": _int_or_none(info.get("rcv_wnd")),
+            "out_of_order_segments": _int_or_none(info.get("ooo_blocks")) or 0,
+            "out_of_order_bytes": _int_or_none(info.get("ooo_bytes")) or 0,
+            "retransmits": _int_or_none(info.get("retransmits")),
+            "error": str(error) if error is not None else None,
         })
     return rows
 
