@@ -170,6 +170,10 @@ class DhcpClient:
             self.ep.close()
             self.ep = None
 
+    def close(self) -> None:
+        """Like every service: stop (after ``release()`` when giving the lease back)."""
+        self.stop()
+
     def describe(self) -> dict[str, object]:
         out: dict[str, object] = {"interface": self.iface.name, "state": self.state}
         if self.lease is not None:
