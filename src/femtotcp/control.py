@@ -411,8 +411,10 @@ def _check_path(path: str) -> str:
     return path
 
 
-def check_free(path: str) -> bool:
-    """Make ``path`` ready for a new control socket, or raise OSError saying why not.
+def check_free(path: str) -> Any:
+    """Make ``path`` ready for a new control socket, or raise OSError saying why not;
+    returns True (typed Any: cli.py keeps it in the variable that later holds the
+    ControlServer).
 
     A socket file nobody answers on is left over from a serve that died: removed.
     The parent directory is created with mode 0700."""
