@@ -4,14 +4,18 @@ socketserver, http.server + urllib, smtplib, and the process-wide patch."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import smtplib
 import socket as std
 import socketserver
+import ssl
+import subprocess
 import sys
 import textwrap
 import threading
 from pathlib import Path
 
+import pytest
 from conftest import Lan
 
 from femtotcp.api import aio
@@ -212,3 +216,37 @@ def test_run_in_process_runs_a_script_over_the_stack(lan: Lan, tmp_path: Path) -
     assert run_in_process(None, [str(bad)]) == 1
     assert run_in_process(None, [str(tmp_path / "missing.py")]) == 2
     assert run_in_process("json.tool", ["--help"]) == 0
+
+
+def test_tls_over_stack_sockets(lan: Lan, tmp_path: Path) -> None:
+    """ssl wraps a stack socket unchanged: TLS runs over the socket's fd."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl program to make a test certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=peer.example",
+                    "-addext", "subjectAltName=DNS:peer.example"], check=True,
+                   capture_output=True, timeout=60)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(str(cert), str(key))
+    srv = lan.net_b.socket()
+    srv.bind(("", 443))
+    srv.listen()
+
+    def serve() -> None:
+        c, _ = srv.accept()
+        with server_ctx.wrap_socket(c, server_side=True) as tls:
+            tls.sendall(tls.recv(100).upper())
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    lan.net_a.hosts["peer.example"] = lan.ip_b
+    with fpatch.scoped(lan.net_a):
+        with std.create_connection(("peer.example", 443), timeout=10) as raw:
+            with client_ctx.wrap_socket(raw, server_hostname="peer.example") as tls:
+                assert tls.version() in ("TLSv1.2", "TLSv1.3")
+                tls.sendall(b"secret")
+                assert tls.recv(100) == b"SECRET"
+    t.join(5)
+    srv.close()

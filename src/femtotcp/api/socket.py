@@ -39,7 +39,9 @@ import select
 import selectors
 import socket as _std
 import struct
+import sys
 import threading
+import time as _time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -142,12 +144,53 @@ class Network:
 
     # -- running things in the loop thread ------------------------------------------------
     def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` in the loop thread (directly when the loop is not running)."""
+        """Run ``fn(*args)`` in the loop thread and return its result (or raise).
+        Runs it directly when the loop is not running; OSError(ENETDOWN) when
+        the loop thread dies before answering."""
         rt = self.runtime
         th = rt.thread
         if th is None or th is threading.current_thread() or not th.is_alive():
             return fn(*args)
-        return rt.call(fn, *args)
+        box: list[Any] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                box.append((True, fn(*args)))
+            except BaseException as exc:  # handed back to the calling thread
+                box.append((False, exc))
+            done.set()
+
+        rt.call_soon_threadsafe(run)
+        while not done.wait(1.0):
+            if not th.is_alive() or rt._stopping:
+                if done.wait(0.5):
+                    break
+                raise _oserror(errno.ENETDOWN, "the stack's loop has stopped")
+        ok, value = box[0]
+        if ok:
+            return value  # type: ignore[no-any-return]
+        raise value
+
+    def wait(self, event: threading.Event, timeout: float | None) -> bool:
+        """``event.wait(timeout)`` that gives up (False) when the loop thread dies."""
+        th = self.runtime.thread
+        if timeout is not None:
+            end = _time.monotonic() + timeout
+        while True:
+            step = 1.0 if timeout is None else min(1.0, max(0.0, end - _time.monotonic()))
+            if event.wait(step):
+                return True
+            if timeout is not None and _time.monotonic() >= end:
+                return False
+            if th is not None and not th.is_alive():
+                return event.is_set()
+
+    def stack_closed(self) -> None:
+        """The stack is shutting down (loop thread): every socket's pair end is
+        closed, so program threads blocked on one wake up (EOF, EPIPE)."""
+        for link in list(self.links):
+            link.release()
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         rt = self.runtime
@@ -424,6 +467,7 @@ def network_for(stack: Stack, runtime: Runtime) -> Network:
     if net is None or net.runtime is not runtime:
         net = Network(stack, runtime)
         _networks[stack] = net
+        stack.on_close(net.stack_closed)
     return net
 
 
@@ -1478,7 +1522,7 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
         if not was_open:
             return
         link.handles -= 1
-        if link.handles > 0 or link.detached:
+        if link.handles > 0 or link.detached or sys.is_finalizing():
             return
         self._finalizer.detach()
         try:
@@ -1623,7 +1667,7 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
             return errno.EINPROGRESS
         done = net.call(link.start_connect, dst, port, 0)
         try:
-            finished = done.wait(tmo)
+            finished = net.wait(done, tmo)
         except BaseException:
             net.call(link.abort_connect)
             raise
@@ -1815,7 +1859,7 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
                 raise TypeError("setsockopt() value must be an int or a buffer")
             else:
                 raw = bytes(value)
-                val = int.from_bytes(raw[:4], _sys_byteorder()) if raw else 0
+                val = int.from_bytes(raw[:4], sys.byteorder) if raw else 0
         elif level == SOL_SOCKET and optname in (getattr(_std, "SO_RCVTIMEO", -2),
                                                  getattr(_std, "SO_SNDTIMEO", -2)):
             _RealSocket.setsockopt(self, level, optname, value)
@@ -1873,7 +1917,7 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
     def _opt_out(value: int, buflen: int | None) -> Any:
         if buflen is None:
             return int(value)
-        return int(value).to_bytes(4, _sys_byteorder(), signed=True)[:buflen]
+        return int(value).to_bytes(4, sys.byteorder, signed=True)[:buflen]
 
     def __repr__(self) -> str:
         closed = _RealSocket.fileno(self) == -1
@@ -1894,11 +1938,6 @@ StackSocket = socket
 
 def _raise(err: int) -> int:
     raise _oserror(err)
-
-
-def _sys_byteorder() -> Any:
-    import sys
-    return sys.byteorder
 
 
 def _current_buf(link: _Link, optname: int) -> int:
