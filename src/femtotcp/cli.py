@@ -132,11 +132,8 @@ def build_parser() -> _Parser:
                    help="SCRIPT ARGS... (or ARGS for -m MODULE)")
 
     c = sub.add_parser("ctl", help="talk to a running `femtotcp serve`")
-    try:
-        from femtotcp import control
-        control.add_ctl_arguments(c)
-    except ImportError:
-        c.add_argument("rest", nargs=argparse.REMAINDER)
+    from femtotcp import control
+    control.add_ctl_arguments(c)
 
     z = sub.add_parser("size", help="each protocol module's footprint")
     z.add_argument("--json", action="store_true", help="machine-readable output")
@@ -154,7 +151,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     opts = host_options(args)
     if opts.control is None and os.geteuid() == 0:
         opts.control = f"/run/femtotcp/{opts.tap or opts.tun}.sock"
-    control_server = None
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -162,19 +158,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    from femtotcp import control
     if opts.control:
-        try:
-            from femtotcp import control
-        except ImportError:
-            control = None  # type: ignore[assignment]
-        if control is not None:
-            control_server = control.check_free(opts.control)
+        control.check_free(opts.control)   # OSError when another serve answers there
+    control_server: control.ControlServer | None = None
     host = Host(opts)
     try:
         host.start()
-        if opts.control and control_server is not None:
-            from femtotcp import control as ctl
-            control_server = ctl.ControlServer(host, opts.control)
+        if opts.control:
+            control_server = control.ControlServer(host, opts.control)
             control_server.start()
         print(f"femtotcp: serving on {host.describe()}"
               + (f" control {opts.control}" if control_server else ""), flush=True)
@@ -183,7 +175,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 print("femtotcp: the stack thread died", file=sys.stderr)
                 return 1
     finally:
-        if control_server is not None and hasattr(control_server, "close"):
+        if control_server is not None:
             control_server.close()
         host.close()
     return 0

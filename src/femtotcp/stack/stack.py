@@ -303,7 +303,7 @@ class Stack:
                 return
             handler(iface, eth, payload)
         except Malformed as exc:
-            counters[exc.reason] += 1
+            counters.drop(exc.reason)
         except Exception:
             counters["stack.internal_error"] += 1
             log.exception("internal error while receiving a frame on %s", iface.name)
@@ -346,7 +346,7 @@ class Stack:
         try:
             handler(iface, eth, memoryview(packet))
         except Malformed as exc:
-            self.counters[exc.reason] += 1
+            self.counters.drop(exc.reason)
         except Exception:
             self.counters["stack.internal_error"] += 1
             log.exception("internal error in loopback delivery")
