@@ -250,3 +250,39 @@ def test_tls_over_stack_sockets(lan: Lan, tmp_path: Path) -> None:
                 assert tls.recv(100) == b"SECRET"
     t.join(5)
     srv.close()
+
+
+def test_names_resolve_through_the_stacks_dns_client(lan: Lan) -> None:
+    """getaddrinfo/create_connection by name use the stack's resolver when it has one."""
+    from femtotcp.services.dns_server import DnsResponder
+
+    def setup() -> DnsResponder:
+        responder = DnsResponder(lan.b, zone="demo")
+        responder.add_address("web.demo", lan.ip_b)
+        lan.a.load_module("dns")
+        lan.a.resolver.set_servers([lan.ip_b])
+        return responder
+
+    responder = lan.runtime.call(setup)
+    try:
+        net = lan.net_a
+        assert net.gethostbyname("web.demo") == lan.ip_b
+        with pytest.raises(std.gaierror) as info:
+            net.getaddrinfo("missing.demo", 80)
+        assert info.value.errno == std.EAI_NONAME
+        with _listener(lan.net_b, 8300) as srv:
+            with fpatch.scoped(net):
+                with std.create_connection(("web.demo", 8300), timeout=10) as c:
+                    peer, _ = srv.accept()
+                    c.sendall(b"by name")
+                    assert peer.recv(10) == b"by name"
+                    peer.close()
+    finally:
+        lan.runtime.call(responder.close)
+
+
+def _listener(net: fsock.Network, port: int) -> fsock.socket:
+    s = net.socket()
+    s.bind(("", port))
+    s.listen()
+    return s
