@@ -569,6 +569,34 @@ class _Link:
         self.local: tuple[bytes, int] | None = None
         self.remote: tuple[bytes, int] | None = None
 
+    def guard(self, fn: Callable[..., None]) -> Callable[..., None]:
+        """``fn`` for the stack or the selector to call: a bug in it breaks this
+        socket (EIO for the program), never the stack or the loop."""
+        def guarded(*args: Any) -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("stack socket failed; closing it")
+                self.crash()
+        return guarded
+
+    def crash(self) -> None:
+        self.program_error = errno.EIO
+        self.so_error = errno.EIO
+        for name in ("conn", "listener", "ep"):
+            obj = getattr(self, name, None)
+            if obj is None:
+                continue
+            try:
+                if hasattr(obj, "on_event"):
+                    obj.on_event = None
+                if hasattr(obj, "on_readable"):
+                    obj.on_readable = None
+                (obj.abort if hasattr(obj, "abort") else obj.close)()
+            except Exception:
+                log.exception("closing a broken stack socket failed")
+        self.release()
+
     def owner_alive(self) -> bool:
         if self.released:
             return False
@@ -583,7 +611,7 @@ class _Link:
             return
         self.registered = True
         self.net.links.add(self)
-        self.watch = _Watch(self.net.runtime, self.q.fileno(), self.on_q,
+        self.watch = _Watch(self.net.runtime, self.q.fileno(), self.guard(self.on_q),
                             f"api-{self.kind}-{self.q.fileno()}")
 
     def on_q(self) -> None:
@@ -731,7 +759,7 @@ class _UdpLink(_DgramLink):
                 raise
             self.net.reap()     # a socket closed by the garbage collector, not yet noticed
             ep = self.net.stack.udp.open(addr, port)
-        ep.on_readable = self.pump
+        ep.on_readable = self.guard(self.pump)
         self.ep = ep
         self.apply_opts()
         self.local = ep.local
@@ -810,7 +838,7 @@ class _PingLink(_DgramLink):
         if addr != ANY4 and not self.net.stack.is_local(addr):
             raise _oserror(errno.EADDRNOTAVAIL)
         ep = self.net.stack.icmp.open_echo(ident or None)
-        ep.on_readable = self.pump
+        ep.on_readable = self.guard(self.pump)
         self.ep = ep
         self.local = (addr, ep.ident)
         self.register()
@@ -895,6 +923,15 @@ class _TcpLink(_Link):
         self.backlog = DEFAULT_BACKLOG
         self.ready: deque[Any] = deque()
         self.tokens_owed = 0
+
+    def crash(self) -> None:
+        connecting = self.mode == "connecting"
+        super().crash()
+        self.conn = self.listener = None
+        self.mode = "failed" if connecting else "done"
+        if connecting and self.connect_done is not None:
+            self.connect_error = errno.EIO
+            self.connect_done.set()
 
     # -- options ---------------------------------------------------------------------------
     def apply_opts(self, conn: Any) -> None:
@@ -983,7 +1020,7 @@ class _TcpLink(_Link):
         self.mode = "connecting"
         self.connect_done = threading.Event()
         self.apply_opts(conn)
-        conn.on_event = self.on_conn_event
+        conn.on_event = self.guard(self.on_conn_event)
         self.register()
         self.on_conn_event()
         return self.connect_done
@@ -1048,7 +1085,7 @@ class _TcpLink(_Link):
         self.mode = "connected"
         self.local = (conn.local[0], conn.local[1])
         self.remote = (conn.remote[0], conn.remote[1])
-        conn.on_event = self.on_conn_event
+        conn.on_event = self.guard(self.on_conn_event)
         self.register()
         self.pump()
 
@@ -1269,7 +1306,7 @@ class _TcpLink(_Link):
         self.mode = "listening"
         self.local = (addr, port)
         self.apply_opts(lst)
-        lst.on_event = self.listener_service
+        lst.on_event = self.guard(self.listener_service)
         self.register()
         self.listener_service()
         return self.local
