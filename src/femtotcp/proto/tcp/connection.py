@@ -328,8 +328,7 @@ class TcpConnection:
         else:
             buf += data
         if st == ESTABLISHED or st == CLOSE_WAIT:
-            self._output()
-            self._flush()
+            self._output()      # never calls back into the program (no re-entrancy)
         return n
 
     def recv(self, n: int = 65536) -> bytes | None:
