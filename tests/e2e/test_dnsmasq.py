@@ -159,10 +159,11 @@ def test_lease_renew_release_against_dnsmasq(dhcp_rig: Rig) -> None:
     # The kernel reaches the address the stack was given.
     rig.ns.run("ping", "-c", "1", "-W", "2", addr)
     # Renewal at T1: a unicast REQUEST, and dnsmasq moves the expiry on.
-    rig.wait(lambda: "tx REQUEST" in list(rig.call(lambda: client.history))[4:], 15, "renewal")
+    rig.wait(lambda: rig.call(lambda: "rx ACK" in list(client.history)[5:]
+                              and client.state == dhcp.BOUND), 20, "the renewal's ACK")
+    assert list(rig.call(lambda: client.history))[4] == "tx REQUEST"
     rig.wait(lambda: any(line[1] == STACK_MAC and int(line[0]) > int(first[0])
                          for line in rig.lease_lines()), 5, "renewed lease in the lease file")
-    assert rig.call(lambda: client.state) == dhcp.BOUND
     assert rig.call(lambda: client.lease.address) == lease.address
     log = rig.log.read_text()
     assert "DHCPDISCOVER(ftap0)" in log and f"DHCPOFFER(ftap0) {addr}" in log
