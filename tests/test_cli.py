@@ -62,6 +62,9 @@ def test_demo_runs_without_root_and_writes_a_pcap(tmp_path: Path) -> None:
     out = res.stdout
     assert "icmp_seq=5" in out
     assert "UDP echo of 5000 bytes" in out
+    assert "SHA-256 matches" in out                 # TCP transfer
+    assert "-> 200" in out and "byte-exact" in out  # http.server + urllib
+    assert "rx ACK" in out and "NXDOMAIN" in out    # DHCP lease, DNS answers
     assert "all parts worked" in out
     frames = read_pcap(str(pcap))
     assert len(frames) > 10

@@ -145,7 +145,9 @@ class Host:
             self.services.append(chargen.start(stack, port))
         if opts.dhcp:
             from femtotcp.services import dhcp
+            stack.load_module("dns")   # the lease's DNS servers need a resolver to go to
             client = dhcp.install(stack, self.iface)
+            client.apply_dns = not opts.dns   # --dns wins over the lease's servers
             self.services.append(client)
             client.start()
 
