@@ -52,7 +52,9 @@ def run(rt: Runtime, switch: Any, hosts: dict[str, Stack], report: Any, writer: 
         return
     info = rt.call(client.describe)
     report.line(f"dave: {' -> '.join(rt.call(lambda: list(client.history)))}")
-    report.line(f"dave: {info['address']} from {info['server']}, dns {' '.join(info['dns'])}, "
+    dns_servers = info["dns"]
+    assert isinstance(dns_servers, list)
+    report.line(f"dave: {info['address']} from {info['server']}, dns {' '.join(dns_servers)}, "
                 f"domain {info['domain']}, lease {info['lease_time']} s "
                 f"(renew in {info['renew_in']} s)")
 
