@@ -22,6 +22,7 @@ import errno
 import logging
 import os
 import socket
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,7 @@ _RESET_ON_ABORT = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2, SY
 
 _TS_PREFIX = b"\x01\x01\x08\x0a"
 _TS_LEN = 12
+_TS_PAIR = struct.Struct("!II")
 
 NO_RECOVERY = 0
 NEWRENO_RECOVERY = 1
@@ -644,6 +646,86 @@ class TcpConnection:
             if cb is not None:
                 cb()
 
+    def fast_input(self, seq32: int, ack32: int, flags: int, window: int,
+                   segment: memoryview, hlen: int) -> bool:
+        """Header prediction (after Van Jacobson): the two common cases of a bulk
+        transfer, in-order data and an ACK of new data, on an ESTABLISHED
+        connection, handled with the same rules as the full path but without
+        its generality. Returns False to send the segment down the full path."""
+        if self.state != ESTABLISHED or flags & ~PSH != ACK:
+            return False
+        rcv_nxt = self.rcv_nxt
+        if seq32 != rcv_nxt & MASK:
+            return False
+        if hlen == 32:
+            if not self.ts_ok or segment[20:24] != _TS_PREFIX:
+                return False
+            tsval, ecr = _TS_PAIR.unpack_from(segment, 24)
+            if (tsval - self.ts_recent) & MASK >= HALF:
+                return False                              # PAWS decides (full path)
+        elif hlen == 20 and not self.ts_ok:
+            tsval = -1
+            ecr = 0
+        else:
+            return False
+        una = self.snd_una
+        plen = len(segment) - hlen
+        now = self.timers.now
+        if plen:
+            if ack32 != una & MASK or self.ooo.blocks or self.rd_shut or self.orphaned or \
+                    (window << self.snd_wscale) != self.snd_wnd or \
+                    rcv_nxt + plen > self.rcv_adv:
+                return False
+            if tsval >= 0 and rcv_nxt <= self.last_ack_sent:
+                self.ts_recent = tsval                    # RFC 7323 4.3
+                self.ts_recent_stamp = now
+            self.segs_in += 1
+            self.last_rx = now
+            self.probes = 0
+            self.rcv_buf += segment[hlen:]
+            rcv_nxt += plen
+            self.rcv_nxt = rcv_nxt
+            self.bytes_received += plen
+            if plen > self.rcv_mss:
+                limit = self.adv_mss - _TS_LEN if self.ts_ok else self.adv_mss
+                self.rcv_mss = plen if plen < limit else limit
+            self.ack_pending = True
+            if self.quickack > 0:
+                self.quickack -= 1
+                self.ack_now = True
+            self._ev = True
+            self._flush()        # the program may answer at once: its data carries the ACK
+            if self.ack_pending:
+                if self.ack_now or rcv_nxt - self.last_ack_sent > self.rcv_mss:
+                    self._send_ack()
+                elif self.t_delack.deadline is None:
+                    self.t_delack.set(now + self.config.delack)
+            return True
+        ack = una + ((ack32 - una + HALF) & MASK) - HALF
+        if not una < ack <= self.snd_max:
+            return False
+        if tsval >= 0 and rcv_nxt <= self.last_ack_sent:
+            self.ts_recent = tsval
+            self.ts_recent_stamp = now
+        self.segs_in += 1
+        self.last_rx = now
+        self.probes = 0
+        self._ack_new_data(ack, ecr, now)
+        seq = rcv_nxt
+        if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
+            wnd = window << self.snd_wscale
+            if wnd != self.snd_wnd:
+                if wnd > self.snd_wnd:
+                    self.persist_backoff = 0
+                self.snd_wnd = wnd
+                if wnd > self.max_snd_wnd:
+                    self.max_snd_wnd = wnd
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+        self._output()
+        self._flush()
+        return True
+
     def _input_syn_sent(self, hdr: TcpHeader, payload: memoryview) -> None:
         """RFC 9293 3.10.7.3 (SYN-SENT), with RFC 5961 3.2 for RST."""
         flags = hdr.flags
@@ -676,7 +758,7 @@ class TcpConnection:
             self.snd_wl1 = hdr.seq
             self.snd_wl2 = ack
             self.max_snd_wnd = self.snd_wnd
-            self._rtt_from_ack(opts, now)
+            self._rtt_from_ack(opts.ts_ecr, now)
             self.t_rto.stop()
             self._established()
             plen = len(payload)
@@ -930,7 +1012,7 @@ class TcpConnection:
         if opts.sack_blocks and self.sack_ok:
             newly_sacked = self._update_scoreboard(opts.sack_blocks, ack)
         if ack > una:
-            self._ack_new_data(ack, opts, now)
+            self._ack_new_data(ack, opts.ts_ecr, now)
         elif ack == una and self.snd_max > una and not plen and \
                 not flags & (SYN | FIN):
             # Duplicate ACK (RFC 5681 2; RFC 6675 2 when SACK is on).
@@ -987,7 +1069,7 @@ class TcpConnection:
             newly += sb.add(left, right)
         return newly
 
-    def _ack_new_data(self, ack: int, opts: TcpOptions, now: float) -> None:
+    def _ack_new_data(self, ack: int, ecr: int | None, now: float) -> None:
         una = self.snd_una
         acked = ack - una
         flight_before = self.snd_max - una
@@ -1007,7 +1089,7 @@ class TcpConnection:
             self.snd_nxt = ack
         if self.sb:
             self.sb.advance(ack)
-        self._rtt_from_ack(opts, now)
+        self._rtt_from_ack(ecr, now)
         self.retries = 0
         self.dupacks = 0
         self.una_time = now
@@ -1040,9 +1122,8 @@ class TcpConnection:
         else:
             self.t_rto.set(now + self.rtt.rto)
 
-    def _rtt_from_ack(self, opts: TcpOptions, now: float) -> None:
+    def _rtt_from_ack(self, ecr: int | None, now: float) -> None:
         """RFC 7323 4.1 (timestamps) or RFC 6298 with Karn's rule (one timed segment)."""
-        ecr = opts.ts_ecr
         if self.ts_ok and ecr:
             ms = (self._tsval() - ecr) & MASK
             if ms < 0x7FFFFFFF:

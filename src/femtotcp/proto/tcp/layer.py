@@ -183,26 +183,39 @@ class Tcp:
     # ------------------------------------------------------------------ input
     def input(self, ip: Any, segment: memoryview, iface: Any) -> None:
         """IP protocol 6 handler: checksum, demultiplex, hand over."""
-        src = ip.src
-        dst = ip.dst
         n = len(segment)
         if n < 20:
             raise Malformed("tcp.truncated")
-        sport, dport, seq, ack, off_flags, window, _csum, urgent = _HDR.unpack_from(segment)
+        sport, dport, seq, ack, off_flags, window, csum, urgent = _HDR.unpack_from(segment)
         hlen = (off_flags >> 10) & 0x3C
         if hlen < 20 or hlen > n:
             raise Malformed("tcp.bad_offset")
-        if ones_sum(segment, ones_sum(src + dst) + 6 + n) != 0xFFFF:
-            raise Malformed("tcp.bad_checksum")
-        hdr = wire.TcpHeader(sport, dport, seq, ack, hlen, off_flags & 0xFF, window, _csum,
-                             urgent, segment[20:hlen])
+        src = ip.src
+        dst = ip.dst
         conn = self._conns.get((dst, dport, src, sport))
+        # The checksum (RFC 9293 3.1), inline: the ones' complement sum is the
+        # value modulo 0xFFFF (see wire.checksum); the connection caches the
+        # pseudo header's address part.
+        value = int.from_bytes(segment, "big")
+        if n & 1:
+            value <<= 8
+        value += (conn._psum if conn is not None else ones_sum(src + dst) + 6) + n
+        if value % 0xFFFF:
+            raise Malformed("tcp.bad_checksum")
+        flags = off_flags & 0xFF
         if conn is not None:
+            if conn.fast_input(seq, ack, flags, window, segment, hlen):
+                return
+            hdr = wire.TcpHeader(sport, dport, seq, ack, hlen, flags, window, csum, urgent,
+                                 segment[20:hlen])
             if conn.state != TIME_WAIT or not conn.timewait_accepts_syn(hdr):
                 conn.input(hdr, segment[hlen:])
                 return
             self.counters["tcp.time_wait_reused"] += 1
             conn._destroy()
+        else:
+            hdr = wire.TcpHeader(sport, dport, seq, ack, hlen, flags, window, csum, urgent,
+                                 segment[20:hlen])
         self.counters["tcp.no_connection"] += 1
         if not self.stack.is_local(dst):
             self.counters["tcp.not_unicast"] += 1

@@ -1,0 +1,206 @@
+"""TCP bulk throughput between the Linux kernel and femtotcp over a TAP device.
+
+The stack runs in this process on a real-time ``Runtime`` thread; the kernel
+side lives in a network namespace made for the run (192.0.2.1/24, the stack is
+192.0.2.2/24, MTU 1500). The kernel's end is a plain Python socket created from
+a thread that entered the namespace.
+
+- kernel -> stack: the kernel sends to the stack's discard service and waits
+  for the service's FIN (so every byte was consumed);
+- stack -> kernel: the kernel reads from the stack's chargen service;
+- the kernel's own figure: the same transfer over a veth pair between two
+  namespaces;
+- ping RTT kernel -> stack, and this process's RSS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import re
+import secrets
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from femtotcp.phy import netns as nsmod
+from femtotcp.phy.tap import TapDevice
+from femtotcp.runtime import Runtime
+from femtotcp.services import chargen, discard
+from femtotcp.stack import Stack
+
+KERNEL = "192.0.2.1"
+STACK = "192.0.2.2"
+MB = 1_000_000
+CHUNK = 1 << 20
+
+
+@dataclass
+class Rig:
+    ns: str
+    tap: TapDevice
+    stack: Stack
+    rt: Runtime
+    discard: Any
+    chargen: Any
+
+
+@contextlib.contextmanager
+def namespace(prefix: str = "ftbench") -> Iterator[str]:
+    name = f"{prefix}-{os.getpid()}-{secrets.token_hex(2)}"
+    nsmod.create(name)
+    try:
+        yield name
+    finally:
+        nsmod.delete(name)
+
+
+@contextlib.contextmanager
+def rig(mtu: int = 1500) -> Iterator[Rig]:
+    """A namespace with the kernel on one side of a TAP and the stack on the other."""
+    with namespace() as ns:
+        with nsmod.entered(ns):
+            tap = TapDevice("ftbench0", mtu=mtu)
+        subprocess.run(["ip", "-n", ns, "addr", "add", f"{KERNEL}/24", "dev", tap.name],
+                       check=True)
+        stack = Stack("bench")
+        stack.add_interface(tap, mac="02:00:00:00:00:02", ipv4=f"{STACK}/24")
+        rt = Runtime()
+        rt.add_stack(stack)
+        rt.start()
+        try:
+            rt.call(stack.start)
+            svc_discard = rt.call(discard.start, stack, 9)
+            svc_chargen = rt.call(chargen.start, stack, 19)
+            yield Rig(ns, tap, stack, rt, svc_discard, svc_chargen)
+        finally:
+            rt.stop()
+            rt.join(5)
+            rt.close()
+
+
+def _kernel_socket(ns: str, host: str, port: int, timeout: float = 60.0) -> socket.socket:
+    with nsmod.entered(ns):
+        sock = socket.create_connection((host, port), timeout=timeout)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    return sock
+
+
+def _send_all(sock: socket.socket, nbytes: int) -> None:
+    block = memoryview(os.urandom(CHUNK))
+    left = nbytes
+    while left > 0:
+        n = sock.send(block[:min(left, CHUNK)])
+        left -= n
+
+
+def _recv_exact(sock: socket.socket, nbytes: int) -> int:
+    buf = bytearray(CHUNK)
+    got = 0
+    while got < nbytes:
+        n = sock.recv_into(buf, min(CHUNK, nbytes - got))
+        if n == 0:
+            break
+        got += n
+    return got
+
+
+def kernel_to_stack(r: Rig, nbytes: int) -> float:
+    """MB/s from a kernel socket into the stack's discard service."""
+    sock = _kernel_socket(r.ns, STACK, 9)
+    start = time.perf_counter()
+    _send_all(sock, nbytes)
+    sock.shutdown(socket.SHUT_WR)
+    while sock.recv(65536):
+        pass                                 # the service's FIN: everything consumed
+    elapsed = time.perf_counter() - start
+    sock.close()
+    return nbytes / elapsed / MB
+
+
+def stack_to_kernel(r: Rig, nbytes: int) -> float:
+    """MB/s from the stack's chargen service into a kernel socket."""
+    sock = _kernel_socket(r.ns, STACK, 19)
+    start = time.perf_counter()
+    got = _recv_exact(sock, nbytes)
+    elapsed = time.perf_counter() - start
+    sock.close()
+    if got < nbytes:
+        raise RuntimeError(f"chargen stopped after {got} bytes")
+    return nbytes / elapsed / MB
+
+
+def ping_rtt(ns: str, host: str = STACK, count: int = 20) -> float | None:
+    """Average ping RTT in milliseconds (None when ping is missing or fails)."""
+    try:
+        res = subprocess.run(["ip", "netns", "exec", ns, "ping", "-c", str(count), "-i", "0.05",
+                              "-q", host], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"= [\d.]+/([\d.]+)/", res.stdout)
+    return float(m.group(1)) if m else None
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def kernel_veth(nbytes: int) -> float:
+    """MB/s of the kernel alone: a socket pair across a veth between two namespaces."""
+    with namespace("ftvetha") as a, namespace("ftvethb") as b:
+        subprocess.run(["ip", "link", "add", "ftva", "netns", a, "type", "veth", "peer",
+                        "name", "ftvb", "netns", b], check=True)
+        subprocess.run(["ip", "-n", a, "addr", "add", "198.51.100.1/24", "dev", "ftva"],
+                       check=True)
+        subprocess.run(["ip", "-n", b, "addr", "add", "198.51.100.2/24", "dev", "ftvb"],
+                       check=True)
+        subprocess.run(["ip", "-n", a, "link", "set", "ftva", "up", "mtu", "1500"], check=True)
+        subprocess.run(["ip", "-n", b, "link", "set", "ftvb", "up", "mtu", "1500"], check=True)
+        with nsmod.entered(b):
+            lst = socket.socket()
+            lst.bind(("198.51.100.2", 5001))
+            lst.listen(1)
+        result: list[int] = []
+
+        def server() -> None:
+            conn, _ = lst.accept()
+            result.append(_recv_exact(conn, nbytes))
+            conn.close()
+
+        th = threading.Thread(target=server)
+        th.start()
+        sock = _kernel_socket(a, "198.51.100.2", 5001)
+        start = time.perf_counter()
+        _send_all(sock, nbytes)
+        sock.shutdown(socket.SHUT_WR)
+        th.join(120)
+        elapsed = time.perf_counter() - start
+        sock.close()
+        lst.close()
+        return nbytes / elapsed / MB
+
+
+def profiled(r: Rig, fn: Callable[[], Any], top: int = 25) -> str:
+    """Run ``fn`` with cProfile enabled in the stack's loop thread; the report."""
+    prof = cProfile.Profile()
+    r.rt.call(prof.enable)
+    try:
+        fn()
+    finally:
+        r.rt.call(prof.disable)
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
+    stats.sort_stats("tottime").print_stats(top)
+    return out.getvalue()

@@ -1,0 +1,181 @@
+"""The per-segment path without any I/O: how many microseconds the stack spends
+on one TCP segment, receiving (data in, ACKs out) and sending (ACKs in, data
+out). Frames are built beforehand and handed to ``Stack.receive``; the device
+only counts what the stack transmits. Runs anywhere (no root), and under
+cProfile with ``python -m bench.run --path --profile``.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import time
+from collections.abc import Callable
+from typing import Any
+
+from femtotcp.phy.base import Device
+from femtotcp.runtime import SimLoop
+from femtotcp.stack import Stack
+from femtotcp.wire import arp, ethernet, ip_bytes, ipv4, mac_bytes, tcp
+
+OUR_MAC = mac_bytes("02:00:00:00:00:02")
+PEER_MAC = mac_bytes("02:00:00:00:00:01")
+OUR_IP = ip_bytes("192.0.2.2")
+PEER_IP = ip_bytes("192.0.2.1")
+MSS = 1448
+PORT = 9
+
+
+class CountingDevice(Device):
+    """Keeps the last frames sent (for the handshake) and counts the rest."""
+
+    def __init__(self) -> None:
+        super().__init__("null", 1500)
+        self.sent: list[bytes] = []
+        self.keep = True
+        self.count = 0
+
+    def _transmit(self, frame: bytes) -> None:
+        self.count += 1
+        if self.keep:
+            self.sent.append(frame)
+
+
+def _frame(segment: bytes) -> bytes:
+    return ethernet.build(OUR_MAC, PEER_MAC, ethernet.ETH_IPV4,
+                          ipv4.build(PEER_IP, OUR_IP, 6, segment))
+
+
+def _segments(dev: CountingDevice) -> list[tuple[tcp.TcpHeader, bytes]]:
+    out = []
+    for frame in dev.sent:
+        eth, body = ethernet.parse(frame)
+        if eth.ethertype != ethernet.ETH_IPV4:
+            continue
+        hdr, payload = ipv4.parse(body)
+        if hdr.proto == 6:
+            t, data = tcp.parse(payload)
+            out.append((t, bytes(data)))
+    dev.sent.clear()
+    return out
+
+
+class PathRig:
+    """A stack with one established connection to a scripted peer."""
+
+    def __init__(self, on_accept: Callable[[Any], None]) -> None:
+        self.loop = SimLoop()
+        self.dev = CountingDevice()
+        self.stack = Stack("path")
+        self.iface = self.stack.add_interface(self.dev, mac=OUR_MAC, ipv4="192.0.2.2/24")
+        self.loop.add_stack(self.stack)
+        self.stack.receive(self.iface, ethernet.build(
+            ethernet.BROADCAST, PEER_MAC, ethernet.ETH_ARP,
+            arp.build(arp.REQUEST, PEER_MAC, PEER_IP, b"\0" * 6, OUR_IP)))
+        lst = self.stack.tcp.listen(b"\0\0\0\0", PORT)
+        self.peer_seq = 1000
+        self.ts = 1
+        opts = tcp.build_options(mss=1460, wscale=7, sack_perm=True, ts=(self.ts, 0))
+        self.stack.receive(self.iface, _frame(tcp.build(PEER_IP, OUR_IP, 40000, PORT,
+                                                        self.peer_seq, 0, tcp.SYN, 65535,
+                                                        b"", opts)))
+        self.loop.run(0)
+        (synack, _), = [s for s in _segments(self.dev) if s[0].flags & tcp.SYN]
+        self.our_seq = synack.seq + 1
+        self.peer_seq += 1
+        self.their_ts = tcp.parse_options(synack.options).ts_val or 0
+        self.stack.receive(self.iface, _frame(self.segment(b"", self.our_seq)))
+        self.loop.run(0)
+        conn = lst.accept()
+        assert conn is not None
+        self.conn = conn
+        on_accept(conn)
+        self.dev.keep = False
+
+    def segment(self, payload: bytes, ack: int, window: int = 0xFFFF) -> bytes:
+        self.ts += 1
+        return tcp.build(PEER_IP, OUR_IP, 40000, PORT, self.peer_seq & 0xFFFFFFFF,
+                         ack & 0xFFFFFFFF, tcp.ACK, window, payload,
+                         tcp.build_options(ts=(self.ts, self.their_ts)))
+
+
+def receive_path(segments: int = 20000, prof: cProfile.Profile | None = None
+                 ) -> tuple[float, int]:
+    """Microseconds per received data segment; and ACKs sent per segment (x1000)."""
+    got = [0]
+
+    def drain(conn: Any) -> None:
+        def ev() -> None:
+            while (d := conn.recv(1 << 20)):
+                got[0] += len(d)
+        conn.on_event = ev
+
+    rig = PathRig(drain)
+    payload = bytes(MSS)
+    frames = []
+    for _ in range(segments):
+        frames.append(_frame(rig.segment(payload, rig.our_seq)))
+        rig.peer_seq += MSS
+    receive = rig.stack.receive
+    iface = rig.iface
+    if prof is not None:
+        prof.enable()
+    start = time.perf_counter()
+    for f in frames:
+        receive(iface, f)
+    elapsed = time.perf_counter() - start
+    if prof is not None:
+        prof.disable()
+    assert got[0] == segments * MSS, got[0]
+    return elapsed / segments * 1e6, rig.dev.count
+
+
+def send_path(acks: int = 10000, prof: cProfile.Profile | None = None) -> tuple[float, int]:
+    """Microseconds per ACK received (each acking two segments and opening room
+    for two more); and data segments sent."""
+    chunk = bytes(64 * 1024)
+
+    def fill(conn: Any) -> None:
+        def ev() -> None:
+            while conn.send(chunk):
+                pass
+        conn.on_event = ev
+        ev()
+
+    rig = PathRig(fill)
+    frames = []
+    ack = rig.our_seq
+    for _ in range(acks):
+        ack += 2 * MSS
+        frames.append(_frame(rig.segment(b"", ack)))
+    receive = rig.stack.receive
+    iface = rig.iface
+    before = rig.dev.count
+    if prof is not None:
+        prof.enable()
+    start = time.perf_counter()
+    for f in frames:
+        receive(iface, f)
+    elapsed = time.perf_counter() - start
+    if prof is not None:
+        prof.disable()
+    return elapsed / acks * 1e6, rig.dev.count - before
+
+
+def profile(fn: Callable[[cProfile.Profile], Any], top: int = 30) -> str:
+    """cProfile of the timed loop only (``fn`` gets the profiler to enable)."""
+    prof = cProfile.Profile()
+    fn(prof)
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+if __name__ == "__main__":
+    us, sent = receive_path()
+    print(f"receive: {us:.1f} us per 1448-byte segment ({1448 / us:.1f} MB/s), "
+          f"{sent} ACKs for 20000 segments")
+    us, sent = send_path()
+    print(f"send: {us:.1f} us per ACK, {sent} segments for 10000 ACKs "
+          f"({sent * 1448 / (us * 10000):.1f} MB/s)")
