@@ -26,6 +26,8 @@ def run_program(opts: Any, module: str | None, argv: list[str]) -> int:
     """Run ``-m module argv...`` or ``argv[0]`` (a script) with ``argv[1:]``;
     the program's exit status."""
     from femtotcp.host import Host
+    if argv and argv[0] == "--":          # `femtotcp run ... -m MOD -- --flag ...`
+        argv = argv[1:]
     if not module and not argv:
         raise ValueError("run needs a program: SCRIPT ARGS... or -m MODULE ARGS...")
     host = Host(opts)
@@ -39,6 +41,8 @@ def run_program(opts: Any, module: str | None, argv: list[str]) -> int:
 
 def run_in_process(module: str | None, argv: list[str]) -> int:
     """Run the program here (whatever network is patched in); its exit status."""
+    if argv and argv[0] == "--":
+        argv = argv[1:]
     saved_argv = sys.argv[:]
     saved_path = sys.path[:]
     restore_term = _terminate_as_exit()

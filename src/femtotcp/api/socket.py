@@ -1218,9 +1218,12 @@ class _TcpLink(_Link):
         self.program_error = err
         self.so_error = err
         self.mode = "done"
-        if self.conn is not None:
-            self.conn.on_event = None
+        conn = self.conn
+        if conn is not None:
+            conn.on_event = None
             self.conn = None
+            if conn.state != "CLOSED":
+                conn.abort()          # whatever is left of it goes (RST where due)
         self.inbound = self.outbound = None
         self.release()
 
