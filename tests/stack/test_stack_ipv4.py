@@ -470,20 +470,60 @@ def test_output_without_route() -> None:
     assert stack.ip_output(ip_bytes("198.51.100.1"), 17, b"x") == errno.ENETUNREACH
 
 
-@pytest.mark.parametrize("dst", ["127.0.0.1", "127.1.2.3", "0.0.0.0"])
-def test_martian_destinations_never_leave(dst: str) -> None:
-    """RFC 1122 3.2.1.3: 127/8 must not appear outside a host; 0.0.0.0 is never a
-    destination. A default route must not carry them to the gateway."""
+def test_zero_destination_never_leaves() -> None:
+    """RFC 1122 3.2.1.3: 0.0.0.0 is never a destination, even with a default route."""
     lan = make_lan(1)
     stack = lan.stacks[0]
     stack.add_route("0.0.0.0/0", gateway="192.0.2.254")
     sniff = lan.sniffer()
     sniff.clear()
-    assert stack.udp.open().sendto(b"x", ip_bytes(dst), 9) == errno.ENETUNREACH
-    assert stack.ip_output(ip_bytes(dst), 253, b"x") == errno.ENETUNREACH
+    assert stack.udp.open().sendto(b"x", ip_bytes("0.0.0.0"), 9) == errno.ENETUNREACH
+    assert stack.ip_output(ip_bytes("0.0.0.0"), 253, b"x") == errno.ENETUNREACH
     lan.run(1)
     assert sniff.ip_frames() == []
     assert stack.counters["ipv4.tx_martian"] == 2
+
+
+@pytest.mark.parametrize("dst", ["127.0.0.1", "127.1.2.3"])
+def test_loopback_is_delivered_locally_and_never_leaves(dst: str) -> None:
+    """127/8 is the host's loopback (as on Linux): delivered to our own sockets,
+    never put on a wire, not even with a default route; a closed loopback port
+    answers port unreachable to the sender."""
+    lan = make_lan(1)
+    stack = lan.stacks[0]
+    stack.add_route("0.0.0.0/0", gateway="192.0.2.254")
+    sniff = lan.sniffer()
+    sniff.clear()
+    server = stack.udp.open(b"\0\0\0\0", 7000)
+    client = stack.udp.open()
+    assert client.sendto(b"over loopback", ip_bytes(dst), 7000) == 0
+    lan.run(1)
+    got = server.recv()
+    assert got is not None and got[0] == b"over loopback" and got[1][0] == ip_bytes(dst)
+    client.connect(ip_bytes(dst), 7001)
+    assert client.send(b"closed") == 0
+    lan.run(1)
+    assert client.error == errno.ECONNREFUSED
+    assert sniff.ip_frames() == []
+
+
+def test_loopback_source_cannot_leave() -> None:
+    lan = make_lan(1)
+    stack = lan.stacks[0]
+    ep = stack.udp.open(ip_bytes("127.0.0.1"), 0)
+    assert ep.sendto(b"x", ip_bytes("192.0.2.77"), 9) == errno.EINVAL
+
+
+def test_loopback_destination_from_the_wire_dropped() -> None:
+    lan = make_lan(1)
+    stack = lan.stacks[0]
+    sniff = lan.sniffer()
+    stack.udp.open(b"\0\0\0\0", 7000)
+    sniff.inject(udp_frame(SNIFF_IP, ip_bytes("127.0.0.1"), 5000, 7000, b"x",
+                           dst_mac=stack.interfaces[0].mac))
+    lan.run(1)
+    assert stack.counters["ipv4.martian_destination"] == 1
+    assert stack.counters["udp.rx"] == 0
 
 
 def test_default_route_through_gateway() -> None:

@@ -175,8 +175,9 @@ class Icmp4:
         stack = self.stack
         counters = stack.counters
         src = header.src
-        if (src == b"\0\0\0\0" or src[0] >= 224 or src[0] == 127 or stack.is_broadcast(src)
-                or stack.is_local(src)):
+        # Datagrams from the wire with a loopback or own source never get here
+        # (ipv4 input drops them), so a local source means loopback traffic.
+        if src == b"\0\0\0\0" or src[0] >= 224 or stack.is_broadcast(src):
             counters["icmp4.error_suppressed_source"] += 1
             return False
         if not stack.is_local(header.dst):
@@ -191,7 +192,9 @@ class Icmp4:
                 counters["icmp4.error_suppressed_icmp"] += 1
                 return False
         now = stack.now
-        if not self.per_dest.take(src, now) or not self.bucket.take(now):
+        # No rate limit on loopback (as Linux): the error goes to ourselves.
+        if not stack.is_local(src) and (not self.per_dest.take(src, now)
+                                        or not self.bucket.take(now)):
             counters["icmp4.error_rate_limited"] += 1
             return False
         msg = wire.build(type_, code, rest, packet[:ERROR_PAYLOAD_MAX])

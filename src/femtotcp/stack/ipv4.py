@@ -64,6 +64,9 @@ class Ipv4:
         if not local_delivery and stack.is_local(src):
             counters["ipv4.land"] += 1
             return
+        if dst[0] == 127 and not local_delivery:
+            counters["ipv4.martian_destination"] += 1   # loopback never comes from a wire
+            return
         # Destination: ours, broadcast, or a joined group.
         unconfigured = not iface.ipv4
         if stack.is_local(dst):
@@ -129,11 +132,14 @@ class Ipv4:
         if len(payload) > 65515:
             counters["ipv4.tx_too_big"] += 1
             return errno.EMSGSIZE
-        if dst[0] == 127 or dst == ANY:
-            # RFC 1122 3.2.1.3: 127/8 never leaves a host and 0.0.0.0 is never a
-            # destination; without a loopback interface there is nowhere to send them.
+        if dst == ANY:
+            # RFC 1122 3.2.1.3: 0.0.0.0 is never a destination (127/8 is loopback,
+            # delivered locally below, and never leaves the host).
             counters["ipv4.tx_martian"] += 1
             return errno.ENETUNREACH
+        if src is not None and src[0] == 127 and dst[0] != 127:
+            counters["ipv4.tx_loopback_source"] += 1   # Linux: EINVAL
+            return errno.EINVAL
         next_hop = dst
         if dst == BROADCAST or is_multicast(dst):
             if iface is None:
@@ -144,7 +150,9 @@ class Ipv4:
                 return errno.ENETUNREACH
         elif stack.is_local(dst):
             local_iface = stack.local_iface(dst)
-            assert local_iface is not None
+            if local_iface is None:
+                counters["ipv4.no_route"] += 1
+                return errno.ENETUNREACH
             packet = wire_ipv4.build(src or dst, dst, proto, payload, ttl, tos,
                                      self._next_ident(), wire_ipv4.DF if df else 0)
             stack.queue_local(packet, local_iface)

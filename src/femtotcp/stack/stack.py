@@ -222,13 +222,17 @@ class Stack:
         return self.routes.remove(int.from_bytes(addr, "big") & mask, plen, iface)
 
     def is_local(self, addr: bytes) -> bool:
-        return addr in self.local_addresses
+        """One of our addresses, or loopback (127/8, delivered without a device)."""
+        return addr in self.local_addresses or (addr[0] == 127 and len(addr) == 4)
 
     def local_iface(self, addr: bytes) -> Interface | None:
+        """The interface holding ``addr`` (the first one for loopback)."""
         for iface in self.interfaces:
             for a in iface.ipv4:
                 if a.addr == addr:
                     return iface
+        if addr[0] == 127 and self.interfaces:
+            return self.interfaces[0]
         return None
 
     def is_broadcast(self, addr: bytes, iface: Interface | None = None) -> bool:
