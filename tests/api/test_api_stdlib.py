@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import Lan
+from apilan import Lan
 
 from femtotcp.api import aio
 from femtotcp.api import patch as fpatch

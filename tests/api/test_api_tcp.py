@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from conftest import Lan
+from apilan import Lan
 
 from femtotcp.api import socket as fsock
 

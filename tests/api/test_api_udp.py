@@ -13,7 +13,7 @@ import socketserver
 import threading
 
 import pytest
-from conftest import Lan
+from apilan import Lan
 
 from femtotcp.api import patch as fpatch
 from femtotcp.api import socket as fsock
