@@ -338,3 +338,14 @@ def test_socket_options(lan: Lan) -> None:
             c.setsockopt(std.IPPROTO_IPV6, std.IPV6_V6ONLY, 0)
         assert info.value.errno == errno.ENOPROTOOPT
         c.close()
+
+
+def test_loopback_on_the_stack(lan: Lan) -> None:
+    """127.0.0.1 / localhost are the stack's own loopback (not the kernel's)."""
+    with _server(lan.net_a, 9000) as srv:
+        with lan.net_a.create_connection(("localhost", 9000), timeout=5) as c:
+            peer, addr = srv.accept()
+            assert addr == c.getsockname() and addr[0] == "127.0.0.1"
+            c.sendall(b"lo")
+            assert peer.recv(10) == b"lo"
+            peer.close()
