@@ -86,3 +86,22 @@ def test_size_lists_every_module() -> None:
 def test_version() -> None:
     res = run_cli("--version")
     assert res.returncode == 0 and "femtotcp" in res.stdout
+
+
+def test_run_gives_everything_after_the_module_to_the_program(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from femtotcp.api import run as api_run
+    seen: dict[str, object] = {}
+
+    def fake(opts: object, module: str | None, argv: list[str]) -> int:
+        seen.update(opts=opts, module=module, argv=argv)
+        return 7
+
+    monkeypatch.setattr(api_run, "run_program", fake)
+    code = main(["run", "--tap", "t0", "--ip", "192.0.2.2/24", "-m", "http.server",
+                 "--bind", "192.0.2.2", "--directory", "/tmp", "8000"])
+    assert code == 7
+    assert seen["module"] == "http.server"
+    assert seen["argv"] == ["--bind", "192.0.2.2", "--directory", "/tmp", "8000"]
+    code = main(["run", "--tap", "t0", "--ip", "192.0.2.2/24", "script.py", "--verbose"])
+    assert seen["module"] is None and seen["argv"] == ["script.py", "--verbose"]

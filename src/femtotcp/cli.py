@@ -213,7 +213,16 @@ COMMANDS = {"serve": cmd_serve, "run": cmd_run, "ctl": cmd_ctl, "demo": cmd_demo
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    program: list[str] | None = None
+    if argv[:1] == ["run"] and "-m" in argv:
+        # `run [stack flags] -m MODULE ARGS...`: everything after MODULE is the
+        # program's, even when it looks like one of our flags (as `python -m`).
+        i = argv.index("-m")
+        argv, program = argv[:i + 2], argv[i + 2:]
     args = parser.parse_args(argv)
+    if program is not None:
+        args.program = program
     try:
         return COMMANDS[args.command](args)
     except (UsageError, ValueError) as exc:

@@ -179,6 +179,25 @@ class Runtime(_LoopBase):
         if fd >= 0:
             self._selector.register(fd, selectors.EVENT_READ, device)
 
+    def watch_fd(self, fd: int, read: bool, write: bool, handler: Any) -> None:
+        """(Loop thread.) Select on ``fd`` for reading and/or writing and call
+        ``handler.on_readable()`` whenever it is ready; neither removes it."""
+        events = (selectors.EVENT_READ if read else 0) | (selectors.EVENT_WRITE if write else 0)
+        registered = self._selector.get_map().get(fd) is not None
+        if events == 0:
+            if registered:
+                self._selector.unregister(fd)
+        elif registered:
+            self._selector.modify(fd, events, handler)
+        else:
+            self._selector.register(fd, events, handler)
+
+    @property
+    def running(self) -> bool:
+        """True while the loop thread runs and no stop was asked for."""
+        return (self.thread is not None and self.thread.is_alive()
+                and not self._stopping)
+
     # -- cross-thread ---------------------------------------------------------
     def in_loop_thread(self) -> bool:
         return self.thread is None or threading.current_thread() is self.thread

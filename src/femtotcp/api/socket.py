@@ -163,7 +163,7 @@ class Network:
 
         rt.call_soon_threadsafe(run)
         while not done.wait(1.0):
-            if not th.is_alive() or rt._stopping:
+            if not rt.running:
                 if done.wait(0.5):
                     break
                 raise _oserror(errno.ENETDOWN, "the stack's loop has stopped")
@@ -518,7 +518,7 @@ class _Watch:
 
     def __init__(self, runtime: Runtime, fd: int, callback: Callable[[], None],
                  name: str) -> None:
-        self.selector: selectors.BaseSelector = runtime._selector
+        self.runtime = runtime
         self.fd = fd
         self.callback = callback
         self.name = name
@@ -529,12 +529,7 @@ class _Watch:
         if events == self.events:
             return
         try:
-            if self.events == 0:
-                self.selector.register(self.fd, events, self)
-            elif events == 0:
-                self.selector.unregister(self.fd)
-            else:
-                self.selector.modify(self.fd, events, self)
+            self.runtime.watch_fd(self.fd, read, write, self)
         except (KeyError, ValueError, OSError):
             log.debug("selector update for fd %d failed", self.fd, exc_info=True)
         self.events = events
