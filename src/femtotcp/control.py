@@ -39,10 +39,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol, TextIO, TypeVar
 
+from femtotcp.runtime import Runtime
 from femtotcp.wire import ip_bytes, ip_str, mac_str
 
 log = logging.getLogger("femtotcp.control")
@@ -745,28 +744,13 @@ class ControlServer:
     def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         """Run ``fn(*args)`` in the stack's loop thread (like ``runtime.call``, but a
         stuck or stopped loop makes an error reply instead of a hung client)."""
-        rt = self.host.runtime
-        if rt.in_loop_thread():
-            return fn(*args)
-        if timeout is None:
-            timeout = STACK_TIMEOUT
-        fut: Future[T] = Future()
-
-        def run() -> None:
-            if not fut.set_running_or_notify_cancel():
-                return
-            try:
-                fut.set_result(fn(*args))
-            except BaseException as exc:  # handed back to the control thread
-                fut.set_exception(exc)
-
-        rt.call_soon_threadsafe(run)
+        runtime: Runtime = self.host.runtime
         try:
-            return fut.result(timeout)
-        except FutureTimeout:
-            fut.cancel()
+            return runtime.call(fn, *args, timeout=timeout or STACK_TIMEOUT)
+        except TimeoutError:
             raise ControlError("stack_unresponsive",
-                               f"the stack did not answer within {timeout:g} s") from None
+                               f"the stack did not answer within "
+                               f"{timeout or STACK_TIMEOUT:g} s") from None
 
     # -- commands -------------------------------------------------------------------
     def _cmd_stats(self, args: dict[str, Any], emit: Emit) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -215,8 +216,9 @@ class Runtime(_LoopBase):
             self._foreign.append(callback)
         self.wake()
 
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` in the loop thread and return its result (or raise)."""
+    def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+        """Run ``fn(*args)`` in the loop thread and return its result (or raise).
+        With ``timeout``, TimeoutError when the loop does not answer in time."""
         if self.in_loop_thread():
             return fn(*args)
         fut: Future[T] = Future()
@@ -230,7 +232,11 @@ class Runtime(_LoopBase):
                 fut.set_exception(exc)
 
         self.call_soon_threadsafe(run)
-        return fut.result()
+        try:
+            return fut.result(timeout)
+        except FutureTimeout:
+            fut.cancel()
+            raise TimeoutError(f"the stack's loop did not answer within {timeout:g} s") from None
 
     # -- running --------------------------------------------------------------
     def run_once(self, max_wait: float | None = None) -> None:
