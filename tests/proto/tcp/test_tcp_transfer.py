@@ -337,6 +337,7 @@ def test_delayed_ack_every_second_segment() -> None:
     """RFC 5681 4.2 / RFC 9293 3.8.6.3: after quick-ack mode, one ACK per two
     full segments, and the delayed-ACK timer for a lone segment."""
     lan, filters = filtered_lan(2, latency=0.001)
+    lan.stacks[0].tcp.config.ack_coalescing = False
     log_a = sent_log(lan, 0)
     ca, cb = connect_pair(lan, client=1, server=0)
     data = random_bytes(400_000, 3)
@@ -354,6 +355,22 @@ def test_delayed_ack_every_second_segment() -> None:
     lan.run(0.05)
     acks_after = [(w, s) for w, s in log_a if s.flags == ACK][before:]
     assert acks_after and 0.035 < acks_after[0][0] - sent_at < 0.045
+
+
+def test_ack_coalescing_per_batch() -> None:
+    """Segments that arrive together are ACKed once when the batch is done (like
+    GRO), but an ACK never lets more than 16 full segments go unacknowledged."""
+    lan, filters = filtered_lan(2, latency=0.001)
+    log_a = sent_log(lan, 0)
+    ca, cb = connect_pair(lan, client=1, server=0)
+    data = random_bytes(2_000_000, 3)
+    t, sink = Transfer(ca, data, shut=False), Transfer(cb, b"", shut=False)
+    t.event()
+    assert lan.run_until(lambda: len(sink.got) == len(data), 30)
+    acks = [s.ack for _, s in log_a if s.flags == ACK and not s.payload]
+    assert len(acks) < 0.25 * (len(data) / ca.mss)
+    steps = [(b - a) & 0xFFFFFFFF for a, b in zip(acks, acks[1:], strict=False)]
+    assert max(steps) <= 16 * ca.mss
 
 
 def test_nagle_and_nodelay() -> None:

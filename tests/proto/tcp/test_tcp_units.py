@@ -146,10 +146,14 @@ def test_scoreboard_bounded() -> None:
 def test_newreno_slow_start_and_avoidance() -> None:
     cc = NewReno(1000, 10)
     assert cc.cwnd == 10_000
-    cc.on_ack(5000)                       # ABC: at most 2 SMSS per ACK
-    assert cc.cwnd == 12_000
+    cc.on_ack(5000)                       # byte counting, a stretch ACK counts fully
+    assert cc.cwnd == 15_000
     cc.on_ack(1000)
-    assert cc.cwnd == 13_000
+    assert cc.cwnd == 16_000
+    cc.ssthresh = 17_000
+    cc.on_ack(5000)                       # ... but slow start stops at ssthresh
+    assert cc.cwnd == 17_000
+    cc.ssthresh = 1 << 62
     assert cc.on_loss(20_000) == 10_000
     cc.cwnd = cc.ssthresh
     for _ in range(10):

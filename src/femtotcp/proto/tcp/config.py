@@ -29,6 +29,10 @@ class TcpConfig:
     fin_timeout: float = 60.0          # orphaned FIN_WAIT_2 (tcp_fin_timeout)
     delack: float = 0.04               # delayed ACK (Linux's TCP_DELACK_MIN)
     quickack_segments: int = 16        # ACK every segment at the start (slow start)
+    #: ACK a batch of segments that arrived together once, at the end of the batch
+    #: (like Linux's GRO), but never more than this many full segments late.
+    ack_coalescing: bool = True
+    ack_coalesce_segments: int = 16
     # Give-up limits (retransmissions), as tcp_syn_retries / synack_retries / retries2.
     syn_retries: int = 6
     synack_retries: int = 5

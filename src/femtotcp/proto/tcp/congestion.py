@@ -1,7 +1,7 @@
 """Congestion control and the SACK scoreboard.
 
 ``NewReno`` holds cwnd/ssthresh and their arithmetic: slow start with
-appropriate byte counting (RFC 5681 3.1, RFC 3465 with L = 2 SMSS),
+byte counting (RFC 5681 3.1, RFC 3465; no per-ACK limit, as Linux),
 congestion avoidance, the loss window after a timeout, the restart window
 after idle (RFC 5681 4.1) and the initial window (RFC 6928). The connection
 drives recovery itself: NewReno's (RFC 6582) without SACK, RFC 6675's
@@ -43,11 +43,13 @@ class NewReno:
             self.cwnd = segments * mss
 
     def on_ack(self, acked: int) -> None:
-        """New data acknowledged while cwnd was the limit."""
+        """New data acknowledged while cwnd was the limit. Slow start counts every
+        byte acknowledged, up to ssthresh (as Linux's tcp_slow_start), so that
+        stretch ACKs (coalesced by the receiver) do not slow it down."""
         cwnd = self.cwnd
         if cwnd < self.ssthresh:
-            limit = 2 * self.mss
-            self.cwnd = cwnd + (acked if acked < limit else limit)
+            cwnd += acked
+            self.cwnd = cwnd if cwnd < self.ssthresh else max(self.ssthresh, self.cwnd)
         else:
             self.acked_bytes += acked
             if self.acked_bytes >= cwnd:

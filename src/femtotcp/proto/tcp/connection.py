@@ -156,7 +156,7 @@ class TcpConnection:
         "mss", "mss_base", "adv_mss", "peer_mss", "una_time", "last_tx",
         # receive side
         "irs", "rcv_nxt", "rcv_adv", "rcv_buf", "ooo", "fin_received", "ooo_fin",
-        "rcv_wscale", "rcv_mss", "ack_pending", "ack_now", "quickack", "last_ack_sent",
+        "rcv_wscale", "rcv_mss", "ack_pending", "ack_now", "_ack_deferred", "quickack", "last_ack_sent",
         "last_oow_ack", "last_rx",
         # options
         "_offer_ts", "_offer_sack", "_offer_ws", "ts_ok", "sack_ok", "ts_recent",
@@ -239,6 +239,7 @@ class TcpConnection:
         self.rcv_mss = 536
         self.ack_pending = False
         self.ack_now = False
+        self._ack_deferred = False
         self.quickack = cfg.quickack_segments
         self.last_ack_sent = 0
         self.last_oow_ack = -1e9
@@ -696,10 +697,7 @@ class TcpConnection:
             self._ev = True
             self._flush()        # the program may answer at once: its data carries the ACK
             if self.ack_pending:
-                if self.ack_now or rcv_nxt - self.last_ack_sent > self.rcv_mss:
-                    self._send_ack()
-                elif self.t_delack.deadline is None:
-                    self.t_delack.set(now + self.config.delack)
+                self._schedule_ack(now)
             return True
         ack = una + ((ack32 - una + HALF) & MASK) - HALF
         if not una < ack <= self.snd_max:
@@ -966,14 +964,42 @@ class TcpConnection:
 
         self._output()
         if self.ack_pending:
-            # Delayed ACKs (RFC 9293 3.8.6.3, RFC 5681 4.2): at least every second
-            # full-sized segment; at once for quick-ack mode, holes and FINs.
-            if self.ack_now or self.rcv_nxt - self.last_ack_sent > self.rcv_mss or \
-                    self.ooo.blocks:
+            if self.ooo.blocks:
+                self.ack_now = True
+            self._schedule_ack(now)
+        self.ack_now = False
+
+    def _schedule_ack(self, now: float) -> None:
+        """Delayed ACKs (RFC 9293 3.8.6.3, RFC 5681 4.2): at once in quick-ack mode
+        and for holes and FINs; for every second full-sized segment; otherwise
+        after the delayed-ACK timeout. With ``ack_coalescing`` the ACK for a run
+        of full-sized segments that arrived in one batch from the device is sent
+        when the batch is done (as Linux's GRO does), at most
+        ``ack_coalesce_segments`` segments late."""
+        unacked = self.rcv_nxt - self.last_ack_sent
+        if self.ack_now:
+            self._send_ack()
+        elif unacked > self.rcv_mss:
+            cfg = self.config
+            loop = self.stack.loop
+            if cfg.ack_coalescing and loop is not None and \
+                    unacked < cfg.ack_coalesce_segments * self.rcv_mss:
+                if not self._ack_deferred:
+                    self._ack_deferred = True
+                    loop.call_soon(self._deferred_ack)
+            else:
+                self._send_ack()
+        elif self.t_delack.deadline is None:
+            self.t_delack.set(now + self.config.delack)
+
+    def _deferred_ack(self) -> None:
+        """The end of a receive batch: ACK what it brought."""
+        self._ack_deferred = False
+        if self.ack_pending and self.state != CLOSED:
+            if self.rcv_nxt - self.last_ack_sent > self.rcv_mss:
                 self._send_ack()
             elif self.t_delack.deadline is None:
-                self.t_delack.set(now + self.config.delack)
-        self.ack_now = False
+                self.t_delack.set(self.timers.now + self.config.delack)
 
     def _on_reset(self) -> None:
         """An acceptable RST (RFC 9293 3.10.7.4 second; Linux's errno choice)."""
