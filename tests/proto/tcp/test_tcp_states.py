@@ -583,3 +583,37 @@ def test_bulk_two_stacks_clean() -> None:
     assert lan.run_until(lambda: t1.eof and t2.eof, 60)
     assert bytes(t2.got) == data and bytes(t1.got) == data[::-1]
     assert ca.retransmits == 0 and cb.retransmits == 0
+
+
+def test_time_wait_is_bounded() -> None:
+    """Like tcp_max_tw_buckets: past the limit a closing connection skips TIME_WAIT."""
+    from femtolan import make_lan
+    lan = make_lan(2)
+    lan.stacks[1].tcp.config.max_time_wait = 3
+    pairs = [connect_pair(lan, port=6000 + i) for i in range(5)]
+    for ca, cb in pairs:
+        ca.close()
+        lan.run(0.2)
+        cb.close()
+        lan.run(0.2)
+    states = [ca.state for ca, _ in pairs]
+    assert states.count("TIME_WAIT") == 3 and states.count("CLOSED") == 2
+    assert lan.stacks[1].counters["tcp.time_wait_overflow"] == 2
+    lan.run(61)
+    assert lan.stacks[1].tcp.time_wait_count == 0
+
+
+def test_addresses_must_be_ours() -> None:
+    from femtolan import make_lan
+
+    from femtotcp.wire import ip_bytes
+    lan = make_lan(2)
+    tcp_ = lan.stacks[0].tcp
+    with pytest.raises(OSError) as exc:
+        tcp_.listen(ip_bytes("192.0.2.77"), 80)
+    assert exc.value.errno == errno.EADDRNOTAVAIL
+    with pytest.raises(OSError) as exc:
+        tcp_.connect(ip_bytes("192.0.2.2"), 80, src=ip_bytes("192.0.2.77"))
+    assert exc.value.errno == errno.EADDRNOTAVAIL
+    with pytest.raises(TypeError):
+        tcp_.connect(ip_bytes("192.0.2.2"), 80, bogus_option=1)

@@ -26,6 +26,7 @@ class TcpConfig:
     rto_max: float = 120.0
     clock_granularity: float = 0.001
     msl: float = 30.0                  # TIME_WAIT lasts 2 * msl (Linux: 60 s)
+    max_time_wait: int = 16384         # tcp_max_tw_buckets: beyond it, no TIME_WAIT
     fin_timeout: float = 60.0          # orphaned FIN_WAIT_2 (tcp_fin_timeout)
     delack: float = 0.04               # delayed ACK (Linux's TCP_DELACK_MIN)
     quickack_segments: int = 16        # ACK every segment at the start (slow start)

@@ -146,7 +146,7 @@ class TcpConnection:
         "tcp", "stack", "counters", "timers", "config", "listener", "local", "remote",
         "key", "_laddr", "_lport", "_raddr", "_rport", "_psum", "state",
         # program-facing
-        "on_event", "error", "_error_reported", "soft_error", "nodelay", "keepalive",
+        "on_event", "error", "_error_reported", "soft_error", "_nodelay", "_keepalive",
         "keepalive_idle", "keepalive_interval", "keepalive_count", "linger", "user_timeout",
         "maxseg", "rcvbuf", "sndbuf", "rd_shut", "wr_shut", "orphaned", "_ev",
         "_listener_ev",
@@ -194,8 +194,8 @@ class TcpConnection:
         self.error: int | None = None
         self._error_reported = True
         self.soft_error: int | None = None
-        self.nodelay = False
-        self.keepalive = False
+        self._nodelay = False
+        self._keepalive = False
         self.keepalive_idle = cfg.keepalive_idle
         self.keepalive_interval = cfg.keepalive_interval
         self.keepalive_count = cfg.keepalive_count
@@ -602,6 +602,8 @@ class TcpConnection:
         program already shut the write side)."""
         self.state = ESTABLISHED
         self.counters["tcp.established"] += 1
+        cfg = self.config
+        self.ooo.max_bytes = cfg.ooo_max_bytes or self.rcvbuf
         self.quickack = self.config.quickack_segments
         self.retries = 0
         self.rtt.backoff = 0
@@ -610,16 +612,36 @@ class TcpConnection:
             self._listener_ev = True
         if self.fin_queued:
             self.state = FIN_WAIT_1
-        if self.keepalive:
+        if self._keepalive:
             self.t_keepalive.set(self.timers.now + self.keepalive_idle)
         self._ev = True
 
-    def set_keepalive(self, on: bool) -> None:
-        self.keepalive = on
+    @property
+    def keepalive(self) -> bool:
+        """SO_KEEPALIVE: setting it (re)arms or stops the keep-alive timer."""
+        return self._keepalive
+
+    @keepalive.setter
+    def keepalive(self, on: bool) -> None:
+        self._keepalive = bool(on)
         if on and self.state in (ESTABLISHED, CLOSE_WAIT):
             self.t_keepalive.set(self.timers.now + self.keepalive_idle)
         elif not on:
             self.t_keepalive.stop()
+
+    def set_keepalive(self, on: bool) -> None:
+        self.keepalive = on
+
+    @property
+    def nodelay(self) -> bool:
+        """TCP_NODELAY: switching it on sends what Nagle was holding back (as Linux)."""
+        return self._nodelay
+
+    @nodelay.setter
+    def nodelay(self, on: bool) -> None:
+        self._nodelay = bool(on)
+        if on and self.state in _SENDING:
+            self._output()
 
     # ================================================================ input
     def input(self, hdr: TcpHeader, payload: memoryview) -> None:
@@ -1503,7 +1525,7 @@ class TcpConnection:
                         # (sender SWS avoidance, RFC 9293 3.8.6.2.1), or for ACKs.
                         if limit == cwnd_end or n < (self.max_snd_wnd >> 1):
                             break
-                    elif not self.nodelay and snd_max > una and fin_seq != buf_end:
+                    elif not self._nodelay and snd_max > una and fin_seq != buf_end:
                         break               # Nagle (RFC 896, RFC 9293 3.7.4)
                 fin = fin_seq == nxt + n and (nxt + n < limit or nxt + n < snd_max)
                 sent = self._send_data(nxt, n, fin)
@@ -1690,7 +1712,7 @@ class TcpConnection:
     def _on_keepalive(self) -> None:
         """RFC 9293 3.8.4 / RFC 1122 4.2.3.6 keep-alives, with Linux's knobs."""
         st = self.state
-        if not self.keepalive or st not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_2):
+        if not self._keepalive or st not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_2):
             return
         now = self.timers.now
         if self.snd_max != self.snd_una or self.snd_buf_seq + len(self.snd_buf) > self.snd_nxt:
@@ -1723,6 +1745,13 @@ class TcpConnection:
 
     # ================================================================ teardown
     def _enter_time_wait(self) -> None:
+        tcp = self.tcp
+        if tcp.time_wait_count >= self.config.max_time_wait:
+            # Linux's "time wait bucket table overflow": close at once instead.
+            self.counters["tcp.time_wait_overflow"] += 1
+            self._destroy()
+            return
+        tcp.time_wait_count += 1
         self.state = TIME_WAIT
         self._ev = True
         self.t_rto.cancel()
@@ -1746,6 +1775,8 @@ class TcpConnection:
     def _destroy(self) -> None:
         """Enter CLOSED and release everything but what the program may still read."""
         was = self.state
+        if was == TIME_WAIT:
+            self.tcp.time_wait_count -= 1
         self.state = CLOSED
         self.t_rto.cancel()
         self.t_persist.cancel()

@@ -23,7 +23,7 @@ from femtotcp.proto.tcp.isn import (
     decode_ts_options,
     encode_ts_options,
 )
-from femtotcp.proto.tcp.listener import TcpListener
+from femtotcp.proto.tcp.listener import INHERITED, TcpListener
 from femtotcp.proto.tcp.ports import EphemeralPorts
 from femtotcp.wire import Malformed
 from femtotcp.wire import tcp as wire
@@ -47,6 +47,7 @@ class Tcp:
         self.config = config or getattr(stack.config, "tcp", None) or TcpConfig()
         self.counters = stack.counters
         self._conns: dict[Key, TcpConnection] = {}
+        self.time_wait_count = 0
         self._listeners: dict[tuple[bytes, int], TcpListener] = {}
         self.isn = IsnGenerator(os.urandom(32))
         self.cookies = SynCookies(os.urandom(32))
@@ -67,6 +68,8 @@ class Tcp:
         OSError(EADDRINUSE) when the port is taken; port 0 picks a free one."""
         if not 0 <= port <= 65535:
             raise _os_error(errno.EINVAL)
+        if local_addr not in (ANY4, ANY6) and not self.stack.is_local(local_addr):
+            raise _os_error(errno.EADDRNOTAVAIL)
         if port == 0:
             port = self._free_listen_port(local_addr)
         if self._listen_conflict(local_addr, port):
@@ -91,6 +94,8 @@ class Tcp:
             src = stack.source_address(dst)
             if src is None:
                 raise _os_error(errno.ENETUNREACH)
+        elif not stack.is_local(src):
+            raise _os_error(errno.EADDRNOTAVAIL)
         if sport == 0:
             picked = self.ports.pick(src, dst, port,
                                      lambda p: self._port_in_use(src, p, dst, port))
@@ -101,8 +106,8 @@ class Tcp:
             raise _os_error(errno.EADDRINUSE)
         conn = TcpConnection(self, src, sport, dst, port)
         for name, value in options.items():
-            if name not in TcpConnection.__slots__ or name.startswith("_"):
-                raise TypeError(f"unknown TCP option {name!r}")
+            if name not in INHERITED:
+                raise TypeError(f"unknown TCP option {name!r} (known: {', '.join(INHERITED)})")
             setattr(conn, name, value)
         self._conns[conn.key] = conn
         conn._start_connect()
