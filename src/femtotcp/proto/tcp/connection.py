@@ -156,7 +156,8 @@ class TcpConnection:
         "mss", "mss_base", "adv_mss", "peer_mss", "una_time", "last_tx",
         # receive side
         "irs", "rcv_nxt", "rcv_adv", "rcv_buf", "ooo", "fin_received", "ooo_fin",
-        "rcv_wscale", "rcv_mss", "ack_pending", "ack_now", "_ack_deferred", "quickack", "last_ack_sent",
+        "rcv_wscale", "rcv_mss", "ack_pending", "ack_now", "_ack_deferred", "_flush_deferred",
+        "quickack", "last_ack_sent",
         "last_oow_ack", "last_rx",
         # options
         "_offer_ts", "_offer_sack", "_offer_ws", "ts_ok", "sack_ok", "ts_recent",
@@ -240,6 +241,7 @@ class TcpConnection:
         self.ack_pending = False
         self.ack_now = False
         self._ack_deferred = False
+        self._flush_deferred = False
         self.quickack = cfg.quickack_segments
         self.last_ack_sent = 0
         self.last_oow_ack = -1e9
@@ -717,7 +719,7 @@ class TcpConnection:
                 self.quickack -= 1
                 self.ack_now = True
             self._ev = True
-            self._flush()        # the program may answer at once: its data carries the ACK
+            self._defer_flush()
             if self.ack_pending:
                 self._schedule_ack(now)
             return True
@@ -743,8 +745,24 @@ class TcpConnection:
             self.snd_wl1 = seq
             self.snd_wl2 = ack
         self._output()
-        self._flush()
+        if self._ev:
+            self._defer_flush()
         return True
+
+    def _defer_flush(self) -> None:
+        """Tell the program once per receive batch, not once per segment: its
+        callback runs when the batch from the device is done (the loop's
+        call_soon), before the batch's ACK goes out, so an answer can carry it."""
+        loop = self.stack.loop
+        if loop is None:
+            self._flush()
+        elif not self._flush_deferred:
+            self._flush_deferred = True
+            loop.call_soon(self._deferred_flush)
+
+    def _deferred_flush(self) -> None:
+        self._flush_deferred = False
+        self._flush()
 
     def _input_syn_sent(self, hdr: TcpHeader, payload: memoryview) -> None:
         """RFC 9293 3.10.7.3 (SYN-SENT), with RFC 5961 3.2 for RST."""
