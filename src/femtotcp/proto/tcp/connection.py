@@ -78,6 +78,7 @@ _RESET_ON_ABORT = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2, SY
 _TS_PREFIX = b"\x01\x01\x08\x0a"
 _TS_LEN = 12
 _TS_PAIR = struct.Struct("!II")
+_HDR_TS = struct.Struct("!HHIIHHHHIII")     # header + NOP NOP TS, 32 bytes
 
 NO_RECOVERY = 0
 NEWRENO_RECOVERY = 1
@@ -1379,13 +1380,15 @@ class TcpConnection:
         """A pure ACK <SEQ=SND.MAX><ACK=RCV.NXT> (SND.MAX: always acceptable to the
         peer, also while resending after a timeout)."""
         window = self._receive_window()
-        options = self._options()
         self.ack_pending = False
         self.ack_now = False
         self.t_delack.stop()
         self.last_ack_sent = self.rcv_nxt
+        if self.ts_ok and not (self.sack_ok and self.ooo.blocks):
+            self._ip_send(self._ts_segment(self.snd_max & MASK, ACK, window, b""))
+            return
         self._ip_send(build_fast(self._psum, self._lport, self._rport, self.snd_max & MASK,
-                                 self.rcv_nxt & MASK, ACK, window, options, b""))
+                                 self.rcv_nxt & MASK, ACK, window, self._options(), b""))
 
     def _send_dupack(self, has_data: bool) -> None:
         """ACK an unacceptable segment; without data, at most one per
@@ -1424,13 +1427,15 @@ class TcpConnection:
     def _send_data(self, seq: int, n: int, fin: bool) -> int:
         """Send [seq, seq+n) from the send buffer (plus FIN). Returns the bytes sent
         (fewer when SACK blocks took option space)."""
-        options = self._options()
-        optlen = len(options)
-        if optlen > _TS_LEN or (optlen and not self.ts_ok):
-            room = self.mss_base - optlen
-            if n > room:
-                n = room if room > 0 else 1
-                fin = False
+        ts_only = self.ts_ok and not (self.sack_ok and self.ooo.blocks)
+        if not ts_only:
+            options = self._options()
+            optlen = len(options)
+            if optlen > _TS_LEN or (optlen and not self.ts_ok):
+                room = self.mss_base - optlen
+                if n > room:
+                    n = room if room > 0 else 1
+                    fin = False
         off = seq - self.snd_buf_seq
         buf = self.snd_buf
         payload = buf[off:off + n]
@@ -1458,12 +1463,38 @@ class TcpConnection:
             self.snd_max = end
         self.ack_pending = False
         self.t_delack.stop()
-        self.last_ack_sent = self.rcv_nxt
-        self._ip_send(build_fast(self._psum, self._lport, self._rport, seq & MASK,
-                                 self.rcv_nxt & MASK, flags, window, options, payload))
+        rcv_nxt = self.rcv_nxt
+        self.last_ack_sent = rcv_nxt
+        if ts_only:
+            self._ip_send(self._ts_segment(seq & MASK, flags, window, payload))
+        else:
+            self._ip_send(build_fast(self._psum, self._lport, self._rport, seq & MASK,
+                                     rcv_nxt & MASK, flags, window, options, payload))
         if self.t_rto.deadline is None:
             self.t_rto.set(now + self.rtt.rto)
         return n
+
+    def _ts_segment(self, seq32: int, flags: int, window: int,
+                    payload: bytes | bytearray) -> bytes:
+        """A segment whose only option is the timestamp (the bulk case): one fixed
+        header layout and the checksum done inline (the header is 32 bytes, so
+        the payload's words continue the header's, see wire.checksum)."""
+        tsval = (int(self.timers.now * 1000) + self.ts_offset) & MASK
+        ack32 = self.rcv_nxt & MASK
+        lport = self._lport
+        rport = self._rport
+        ts_recent = self.ts_recent
+        hdr = _HDR_TS.pack(lport, rport, seq32, ack32, 0x8000 | flags, window, 0, 0,
+                           0x0101080A, tsval, ts_recent)
+        plen = len(payload)
+        value = int.from_bytes(hdr, "big") + self._psum + 32 + plen
+        if plen:
+            value += int.from_bytes(payload, "big") << 8 if plen & 1 else \
+                int.from_bytes(payload, "big")
+        r = value % 0xFFFF
+        return _HDR_TS.pack(lport, rport, seq32, ack32, 0x8000 | flags, window,
+                            (~r & 0xFFFF) if r else 0, 0, 0x0101080A, tsval,
+                            ts_recent) + payload
 
     def _send_fin_only(self, seq: int) -> None:
         window = self._receive_window()
