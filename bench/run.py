@@ -1,7 +1,8 @@
 """``python -m bench.run``: TCP bulk throughput over TAP (kernel <-> femtotcp) next to
-the kernel's own over veth, ping RTT and RSS. Needs root (network namespaces).
+the kernel's own over veth, ping RTT and RSS (needs root: network namespaces);
+then the per-segment path measured without any I/O (``bench.tcp_path``).
 
-    python -m bench.run [--size MB] [--profile] [--repeat N]
+    python -m bench.run [--size MB] [--repeat N] [--profile] [--path-only]
 """
 
 from __future__ import annotations
@@ -11,7 +12,60 @@ import os
 import statistics
 import sys
 
-from bench import tcp_bulk
+
+def _tap(args: argparse.Namespace) -> None:
+    from bench import tcp_bulk
+
+    nbytes = args.size * tcp_bulk.MB
+    print(f"TCP bulk over TAP, MTU 1500, {args.size} MB per run, best and median of "
+          f"{args.repeat} runs")
+    rows = []
+    profiles = []
+    with tcp_bulk.rig() as r:
+        k2s = [tcp_bulk.kernel_to_stack(r, nbytes) for _ in range(args.repeat)]
+        s2k = [tcp_bulk.stack_to_kernel(r, nbytes) for _ in range(args.repeat)]
+        rtt = tcp_bulk.ping_rtt(r.ns)
+        rss = tcp_bulk.rss_mb()
+        rows.append(("kernel -> femtotcp (TAP)", k2s))
+        rows.append(("femtotcp -> kernel (TAP)", s2k))
+        if args.profile:
+            small = min(nbytes, 50 * tcp_bulk.MB)
+            profiles.append(("kernel -> femtotcp over TAP", tcp_bulk.profiled(
+                r, lambda: tcp_bulk.kernel_to_stack(r, small))))
+            profiles.append(("femtotcp -> kernel over TAP", tcp_bulk.profiled(
+                r, lambda: tcp_bulk.stack_to_kernel(r, small))))
+    veth = [tcp_bulk.kernel_veth(max(nbytes, 1000 * tcp_bulk.MB)) for _ in range(args.repeat)]
+    rows.append(("kernel -> kernel (veth)", veth))
+    for name, values in rows:
+        print(f"  {name:28s} {max(values):8.1f} MB/s best  {statistics.median(values):8.1f} "
+              f"MB/s median")
+    for name, values in rows[:2]:
+        print(f"  {name:28s} {statistics.median(values) / statistics.median(veth) * 100:8.2f}"
+              f" % of the kernel's own (medians)")
+    print(f"  ping RTT kernel -> femtotcp   {rtt:.3f} ms" if rtt is not None
+          else "  ping RTT: ping not available")
+    print(f"  RSS after the transfers       {rss:.1f} MB")
+    for name, text in profiles:
+        print(f"\n--- cProfile of the stack's loop thread, {name} ---\n{text}")
+
+
+def _path(args: argparse.Namespace) -> None:
+    from bench import tcp_path
+
+    us_rx, acks = tcp_path.receive_path(20000)
+    us_tx, segs = tcp_path.send_path(10000)
+    print("Per-segment path without I/O (frames handed to Stack.receive, batches of "
+          f"{tcp_path.BATCH}):")
+    print(f"  receiving: {us_rx:6.1f} us per 1448-byte segment, {acks} ACKs per 20000 "
+          f"segments  (= {1448 / us_rx:.1f} MB/s of CPU)")
+    per_seg = us_tx * 10000 / segs
+    print(f"  sending:   {per_seg:6.1f} us per 1448-byte segment, ACK processing included "
+          f"(= {1448 / per_seg:.1f} MB/s of CPU)")
+    if args.profile:
+        print("\n--- cProfile, receiving ---")
+        print(tcp_path.profile(lambda p: tcp_path.receive_path(20000, p)))
+        print("--- cProfile, sending ---")
+        print(tcp_path.profile(lambda p: tcp_path.send_path(10000, p)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,41 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=200, help="megabytes per transfer (200)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per direction (3)")
     ap.add_argument("--profile", action="store_true",
-                    help="also profile the stack's loop thread (cProfile) for each direction")
+                    help="also print cProfile reports of the stack's loop thread")
+    ap.add_argument("--path-only", action="store_true",
+                    help="only the per-segment path (no root needed)")
     args = ap.parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench: needs root (network namespaces and TAP devices)", file=sys.stderr)
-        return 2
-    nbytes = args.size * tcp_bulk.MB
-    print(f"femtotcp TCP bulk, MTU 1500, {args.size} MB per run, best and median of "
-          f"{args.repeat}")
-    rows = []
-    with tcp_bulk.rig() as r:
-        k2s = [tcp_bulk.kernel_to_stack(r, nbytes) for _ in range(args.repeat)]
-        s2k = [tcp_bulk.stack_to_kernel(r, nbytes) for _ in range(args.repeat)]
-        rtt = tcp_bulk.ping_rtt(r.ns)
-        rss = tcp_bulk.rss_mb()
-        rows.append(("kernel -> femtotcp (TAP)", k2s))
-        rows.append(("femtotcp -> kernel (TAP)", s2k))
-        profiles = []
-        if args.profile:
-            small = min(nbytes, 50 * tcp_bulk.MB)
-            profiles.append(("kernel -> femtotcp", tcp_bulk.profiled(
-                r, lambda: tcp_bulk.kernel_to_stack(r, small))))
-            profiles.append(("femtotcp -> kernel", tcp_bulk.profiled(
-                r, lambda: tcp_bulk.stack_to_kernel(r, small))))
-    veth = [tcp_bulk.kernel_veth(max(nbytes, 1000 * tcp_bulk.MB)) for _ in range(args.repeat)]
-    rows.append(("kernel -> kernel (veth)", veth))
-    for name, values in rows:
-        print(f"  {name:28s} {max(values):8.1f} MB/s best  {statistics.median(values):8.1f} "
-              f"MB/s median")
-    for name, values in rows[:2]:
-        print(f"  {name:28s} {max(values) / max(veth) * 100:8.2f} % of the kernel's own")
-    print(f"  ping RTT kernel -> femtotcp   {rtt:.3f} ms" if rtt is not None
-          else "  ping RTT: ping not available")
-    print(f"  RSS after the transfers       {rss:.1f} MB")
-    for name, text in profiles:
-        print(f"\n--- cProfile of the stack thread, {name} ---\n{text}")
+    if not args.path_only:
+        if os.geteuid() != 0:
+            print("bench: the TAP measurements need root (network namespaces); "
+                  "running --path-only", file=sys.stderr)
+        else:
+            _tap(args)
+            print()
+    _path(args)
     return 0
 
 
