@@ -29,7 +29,9 @@ The core API (everything runs in the loop thread; addresses are packed bytes)::
     conn.state                    # "ESTABLISHED", "TIME_WAIT", ... (RFC 9293 names)
     conn.error                    # errno or None
     conn.readable, conn.writable  # for select()
-    conn.on_event = callback      # readability/writability/state/error may have changed
+    conn.on_event = callback      # readability/writability/state/error may have changed;
+                                  # called in the loop thread, once per receive batch
+                                  # (loop.call_soon), never from inside send()/recv()
     conn.local, conn.remote       # (addr, port)
     conn.nodelay, conn.keepalive (+ keepalive_idle/_interval/_count), conn.rcvbuf,
     conn.sndbuf, conn.linger, conn.user_timeout (seconds), conn.maxseg
@@ -37,6 +39,11 @@ The core API (everything runs in the loop thread; addresses are packed bytes)::
     conn.info() -> dict           # rtt, rto, cwnd, ssthresh, queues ...
 
     stack.tcp.connections(), stack.tcp.listeners(), stack.tcp.stats()
+
+Batching: when a loop drives the stack, ACKs for full-sized segments that
+arrived in one device batch go out once at the end of the batch (at most 16
+segments late, ``TcpConfig.ack_coalescing``), and ``on_event`` callbacks too;
+without a loop (pure sans-I/O use) both happen at once.
 
 Counters (``stack.counters``) name every drop and event (``tcp.bad_checksum``,
 ``tcp.paws_rejected``, ``tcp.challenge_ack`` ...); ``tcp.syn_queue``,
