@@ -91,3 +91,13 @@ def test_matches_a_sorted_list(entries: list[tuple[float, bool]], now: float) ->
     expected = sorted((w, k) for k, (w, c) in enumerate(entries) if not c and w <= now)
     assert fired == [k for _, k in expected]
     assert len(t) == sum(1 for w, c in entries if not c and w > now)
+
+
+def test_token_bucket_survives_a_clock_that_moves_back() -> None:
+    """A stack made on time.monotonic() and then attached to a SimLoop at 0 must
+    not stop refilling its rate limits."""
+    from femtotcp.proto.ratelimit import TokenBucket
+    bucket = TokenBucket(rate=1.0, burst=1, now=1000.0)
+    assert bucket.take(1000.0)
+    assert not bucket.take(0.0)        # clock jumped back: nothing saved up yet
+    assert bucket.take(1.5)            # ...but it refills from the new origin

@@ -19,6 +19,9 @@ class TokenBucket:
         if elapsed > 0:
             self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
             self.last = now
+        elif elapsed < 0:
+            # The clock was replaced (a stack attached to a new loop): restart from now.
+            self.last = now
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return True
