@@ -8,6 +8,8 @@ a thread that entered the namespace.
 - kernel -> stack: the kernel sends to the stack's discard service and waits
   for the service's FIN (so every byte was consumed);
 - stack -> kernel: the kernel reads from the stack's chargen service;
+- the TAP offloads (TSO/GRO, partial checksums) unless
+  ``FEMTOTCP_BENCH_OFFLOAD=0`` is set in the environment;
 - the kernel's own figure: the same transfer over a veth pair between two
   namespaces;
 - ping RTT kernel -> stack, and this process's RSS.
@@ -62,12 +64,20 @@ def namespace(prefix: str = "ftbench") -> Iterator[str]:
         nsmod.delete(name)
 
 
+def offload_default() -> bool:
+    """TAP offload (vnet headers, TSO/GRO) unless FEMTOTCP_BENCH_OFFLOAD=0."""
+    return os.environ.get("FEMTOTCP_BENCH_OFFLOAD", "1") not in ("0", "no", "off", "")
+
+
 @contextlib.contextmanager
-def rig(mtu: int = 1500) -> Iterator[Rig]:
-    """A namespace with the kernel on one side of a TAP and the stack on the other."""
+def rig(mtu: int = 1500, offload: bool | None = None) -> Iterator[Rig]:
+    """A namespace with the kernel on one side of a TAP and the stack on the other
+    (the TAP with offload by default, see ``offload_default``)."""
+    if offload is None:
+        offload = offload_default()
     with namespace() as ns:
         with nsmod.entered(ns):
-            tap = TapDevice("ftbench0", mtu=mtu)
+            tap = TapDevice("ftbench0", mtu=mtu, offload=offload)
         subprocess.run(["ip", "-n", ns, "addr", "add", f"{KERNEL}/24", "dev", tap.name],
                        check=True)
         stack = Stack("bench")

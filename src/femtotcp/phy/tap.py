@@ -18,6 +18,32 @@ Robustness rules (the kernel side is not ours to control):
   delivers each; a read error other than EAGAIN is counted and ends the batch.
   When the interface is deleted under us (EBADFD) the device stops reading and
   swaps its fd for a never-readable one so the loop cannot spin on it.
+
+Offload (``TapDevice(..., offload=True)``, off by default): the TAP is opened
+with ``IFF_VNET_HDR``, so every read and write starts with a 10-byte
+``struct virtio_net_hdr`` (virtio 1.x spec 5.1.6, little-endian), and
+``TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4)`` tells the kernel we take partial
+checksums and TCP/IPv4 super-frames.
+
+- Sending: ``send`` writes a header of zeros (a complete frame);
+  ``send_offload(frame, gso_size, csum_start, csum_offset, hdr_len)`` writes a
+  frame whose TCP checksum field holds only the pseudo-header sum
+  (``VIRTIO_NET_HDR_F_NEEDS_CSUM``) and, with ``gso_size``, a TCP/IPv4
+  super-segment of up to 64 KB that the kernel receives as one GSO packet
+  (``VIRTIO_NET_HDR_GSO_TCPV4``: it is cut into ``gso_size`` pieces only if
+  the kernel forwards it). Captures see the super-frame as written (one
+  record, the checksum field partial), as tcpdump does on an offloading NIC.
+- Receiving: a frame flagged ``NEEDS_CSUM`` gets its checksum completed here
+  (sum from ``csum_start`` to the end, stored at ``csum_start +
+  csum_offset``) so the stack verifies it as usual; a GSO frame
+  (``gso_type`` TCPV4) is delivered whole, larger than the MTU, and the stack
+  accepts oversize frames only from a device whose ``offload`` is True.
+  Headers the kernel should never send are dropped and counted, never
+  raised: an unknown ``gso_type`` (``rx_vnet_bad_gso``), a GSO frame with
+  ``gso_size`` 0 (``rx_vnet_bad_gso_size``), a checksum position outside the
+  frame (``rx_vnet_bad_csum``), a read shorter than the header plus an
+  Ethernet header (``rx_vnet_truncated``), a plain frame over the MTU
+  (``rx_oversize``).
 """
 
 from __future__ import annotations
@@ -28,6 +54,7 @@ import logging
 import os
 import socket
 import struct
+from typing import NamedTuple
 
 from femtotcp.phy.base import Device
 
@@ -40,6 +67,23 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUNSETOFFLOAD = 0x400454D0
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+
+# <linux/virtio_net.h>: struct virtio_net_hdr (legacy 10-byte layout).
+VNET_HDR = struct.Struct("<BBHHHH")   # flags, gso_type, hdr_len, gso_size, csum_start/offset
+VNET_HDR_LEN = VNET_HDR.size
+VIRTIO_NET_HDR_F_NEEDS_CSUM = 0x01
+VIRTIO_NET_HDR_F_DATA_VALID = 0x02
+VIRTIO_NET_HDR_GSO_NONE = 0
+VIRTIO_NET_HDR_GSO_TCPV4 = 1
+VIRTIO_NET_HDR_GSO_ECN = 0x80
+_PLAIN_HDR = bytes(VNET_HDR_LEN)
+#: The largest frame a GSO read or write carries: a 64 KB IP packet plus
+#: Ethernet and 802.1Q headers.
+MAX_GSO_FRAME = 65535 + 18
 
 # <linux/sockios.h>, <linux/if.h>
 SIOCGIFFLAGS = 0x8913
@@ -84,6 +128,61 @@ def _ifreq(fmt: struct.Struct, name: bytes, value: int) -> bytes:
     return fmt.pack(name, value).ljust(_IFREQ_SIZE, b"\0")
 
 
+class VnetHeader(NamedTuple):
+    """``struct virtio_net_hdr`` (virtio 1.x 5.1.6)."""
+
+    flags: int
+    gso_type: int
+    hdr_len: int
+    gso_size: int
+    csum_start: int
+    csum_offset: int
+
+
+def build_vnet(gso_type: int = VIRTIO_NET_HDR_GSO_NONE, gso_size: int = 0,
+               csum_start: int | None = None, csum_offset: int = 0,
+               hdr_len: int = 0) -> bytes:
+    """The header for one write: ``csum_start`` set means NEEDS_CSUM."""
+    flags = 0 if csum_start is None else VIRTIO_NET_HDR_F_NEEDS_CSUM
+    return VNET_HDR.pack(flags, gso_type, hdr_len, gso_size, csum_start or 0, csum_offset)
+
+
+def parse_vnet(packet: bytes | bytearray | memoryview) -> tuple[VnetHeader, bytes] | str:
+    """Split one read from a vnet-header TAP into the header and a frame ready
+    for the stack (checksum completed when the kernel left it partial).
+
+    Returns the frame, or the name of the counter for a frame to drop: the
+    header comes from the kernel but is checked like anything from outside."""
+    n = len(packet)
+    if n < VNET_HDR_LEN + 14:
+        return "rx_vnet_truncated"
+    hdr = VnetHeader._make(VNET_HDR.unpack_from(packet))
+    gso = hdr.gso_type & ~VIRTIO_NET_HDR_GSO_ECN
+    if gso not in (VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4):
+        return "rx_vnet_bad_gso"
+    if gso != VIRTIO_NET_HDR_GSO_NONE and hdr.gso_size == 0:
+        return "rx_vnet_bad_gso_size"
+    view = memoryview(packet)[VNET_HDR_LEN:]
+    if not hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
+        return hdr, bytes(view)
+    start = hdr.csum_start
+    pos = start + hdr.csum_offset
+    flen = len(view)
+    if start < 14 or pos + 2 > flen:
+        return "rx_vnet_bad_csum"
+    # The field holds the pseudo-header sum: the ones' complement sum of
+    # everything from csum_start, complemented, completes it (RFC 1071).
+    region = view[start:]
+    value = int.from_bytes(region, "big")
+    if (flen - start) & 1:
+        value <<= 8
+    csum = 0xFFFF - value % 0xFFFF
+    frame = bytearray(view)
+    frame[pos] = csum >> 8
+    frame[pos + 1] = csum & 0xFF
+    return hdr, bytes(frame)
+
+
 class TunTapDevice(Device):
     """Shared machinery of TAP (Ethernet) and TUN (raw IP) devices."""
 
@@ -94,7 +193,7 @@ class TunTapDevice(Device):
     overhead = 18
 
     def __init__(self, name: str, mtu: int = 1500, up: bool = True,
-                 max_batch: int = 128) -> None:
+                 max_batch: int = 128, offload: bool = False) -> None:
         raw_name = _check_name(name)
         if not isinstance(mtu, int) or not MIN_MTU <= mtu <= MAX_MTU:
             raise ValueError(f"mtu must be an int in {MIN_MTU}..{MAX_MTU}, got {mtu!r}")
@@ -102,10 +201,12 @@ class TunTapDevice(Device):
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         super().__init__(name, mtu)
         self.max_batch = max_batch
+        #: Vnet headers on every read/write, partial checksums and TSO/GRO (TAP only).
+        self.offload = bool(offload)
         self._fd = -1
         self._ctl: socket.socket | None = None
         self._dead_w = -1  # write end of the never-readable pipe after a detach
-        self._buf = bytearray(MAX_MTU + self.overhead + 4)
+        self._buf = bytearray(max(MAX_MTU + self.overhead, MAX_GSO_FRAME) + VNET_HDR_LEN + 4)
         self._view = memoryview(self._buf)
         self._fd = self._open(raw_name)
         try:
@@ -134,8 +235,10 @@ class TunTapDevice(Device):
         except OSError as exc:
             raise OSError(exc.errno, f"cannot open {TUN_PATH}: {exc.strerror}") from None
         try:
-            ifr = fcntl.ioctl(fd, TUNSETIFF,
-                              _ifreq(_IFREQ_SHORT, raw_name, self.kind_flag | IFF_NO_PI))
+            flags = self.kind_flag | IFF_NO_PI | (IFF_VNET_HDR if self.offload else 0)
+            ifr = fcntl.ioctl(fd, TUNSETIFF, _ifreq(_IFREQ_SHORT, raw_name, flags))
+            if self.offload:
+                fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4)
         except OSError as exc:
             os.close(fd)
             name = raw_name.decode("utf-8", "surrogateescape")
@@ -235,6 +338,19 @@ class TunTapDevice(Device):
             if n <= 0:
                 counters["rx_empty"] += 1
                 break
+            if self.offload:
+                got = parse_vnet(view[:n])
+                if isinstance(got, str):
+                    counters[got] += 1
+                    continue
+                hdr, frame = got
+                if hdr.gso_type:
+                    counters["rx_gso_frames"] += 1
+                elif len(frame) > self.mtu + self.overhead:
+                    counters["rx_oversize"] += 1
+                    continue
+                batch.append(frame)
+                continue
             batch.append(bytes(view[:n]))
         for frame in batch:
             self.deliver(frame)
@@ -265,9 +381,40 @@ class TunTapDevice(Device):
             self.counters["tx_closed" if fd < 0 else "tx_detached"] += 1
             return
         try:
-            os.write(fd, frame)
+            if self.offload:
+                os.writev(fd, (_PLAIN_HDR, frame))
+            else:
+                os.write(fd, frame)
         except OSError as exc:
             self.counters[_TX_ERRORS.get(exc.errno or 0, "tx_error")] += 1
+
+    def send_offload(self, frame: bytes, gso_size: int, csum_start: int, csum_offset: int,
+                     hdr_len: int) -> None:
+        """Write one frame with a partial TCP/IPv4 checksum and, when ``gso_size``
+        is non-zero, as a TSO super-frame of ``gso_size``-byte segments. Only on
+        an ``offload`` device; never raises (errors are counted like ``send``)."""
+        counters = self.counters
+        if not self.offload:
+            counters["tx_offload_unsupported"] += 1
+            return
+        counters["tx_frames"] += 1
+        if gso_size:
+            counters["tx_gso_frames"] += 1
+            counters["tx_gso_segments"] += -(-(len(frame) - hdr_len) // gso_size)
+        if self._captures:
+            for cap in self._captures:
+                cap(frame, True)
+        fd = self._fd
+        if fd < 0 or self._dead_w >= 0:
+            counters["tx_closed" if fd < 0 else "tx_detached"] += 1
+            return
+        header = VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                               VIRTIO_NET_HDR_GSO_TCPV4 if gso_size else VIRTIO_NET_HDR_GSO_NONE,
+                               hdr_len, gso_size, csum_start, csum_offset)
+        try:
+            os.writev(fd, (header, frame))
+        except OSError as exc:
+            counters[_TX_ERRORS.get(exc.errno or 0, "tx_error")] += 1
 
     def close(self) -> None:
         """Close the fd (a non-persistent interface disappears with it). Idempotent."""
@@ -306,5 +453,5 @@ class TapDevice(TunTapDevice):
     overhead = 18
 
     def __init__(self, name: str = "ftap0", mtu: int = 1500, up: bool = True,
-                 max_batch: int = 128) -> None:
-        super().__init__(name, mtu, up, max_batch)
+                 max_batch: int = 128, offload: bool = False) -> None:
+        super().__init__(name, mtu, up, max_batch, offload)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from femtotcp.stack.reassembly import Reassembler
 from femtotcp.wire import ethernet
@@ -22,6 +22,16 @@ if TYPE_CHECKING:
 
 ANY = b"\x00\x00\x00\x00"
 BROADCAST = b"\xff\xff\xff\xff"
+
+
+class OffloadPath(NamedTuple):
+    """A resolved way to a destination through an offload device (``offload_path``)."""
+
+    iface: Interface
+    device: Any
+    eth: bytes            # the Ethernet header (with the 802.1Q tag if any)
+    csum_start: int       # offset of the TCP header in the frame
+    max_payload: int      # the interface MTU minus the IP header
 
 
 def is_multicast(addr: bytes) -> bool:
@@ -195,6 +205,50 @@ class Ipv4:
             counters["ipv4.tx_fragments"] += 1
             offset += len(piece)
         return 0
+
+    # -- offload (TSO) output ---------------------------------------------------------
+    def offload_path(self, dst: bytes, src: bytes) -> OffloadPath | None:
+        """Where a TCP super-segment to ``dst`` can go in one device write: a
+        unicast route through a device with ``offload`` (a vnet-header TAP) whose
+        next hop's MAC is known and fresh. None otherwise: the caller sends
+        MSS-sized segments through ``output`` (which resolves and re-probes)."""
+        stack = self.stack
+        route = stack.routes.lookup(dst)
+        if route is None:
+            return None
+        iface = route.iface
+        device = iface.device
+        if not getattr(device, "offload", False) or iface.raw_ip or dst in stack.local_addresses \
+                or dst == BROADCAST or is_multicast(dst) or stack.is_broadcast(dst, iface) \
+                or src not in stack.local_addresses or stack.arp is None:
+            return None
+        next_hop = route.gateway or dst
+        cache = stack.arp.caches.get(iface)
+        n = cache.get(next_hop) if cache else None
+        if n is None or n.mac is None:
+            return None
+        now = stack.now
+        if n.state == "REACHABLE" and now - n.confirmed > stack.config.arp_reachable:
+            return None         # let output() take the ARP path, which re-probes
+        n.used = now
+        eth = ethernet.build(n.mac, iface.mac, ethernet.ETH_IPV4, b"", iface.vlan)
+        return OffloadPath(iface, device, eth, len(eth) + 20, iface.mtu - 20)
+
+    def output_offload(self, path: OffloadPath, src: bytes, dst: bytes,
+                       segment: bytes | bytearray, gso_size: int, tcp_hlen: int,
+                       tos: int = 0) -> None:
+        """Send one TCP segment (DF) whose checksum field holds the pseudo-header
+        sum, as one device write; ``gso_size`` non-zero makes it a TSO
+        super-segment the kernel takes as ``gso_size``-byte segments."""
+        stack = self.stack
+        counters = stack.counters
+        counters["ipv4.tx"] += 1
+        if gso_size:
+            counters["ipv4.tx_tso"] += 1
+        packet = wire_ipv4.build(src, dst, 6, segment, stack.config.ttl, tos,
+                                 self._next_ident(), wire_ipv4.DF)
+        start = path.csum_start
+        path.device.send_offload(path.eth + packet, gso_size, start, 16, start + tcp_hlen)
 
     def _transmit(self, iface: Interface, next_hop: bytes, dst: bytes, packet: bytes) -> None:
         stack = self.stack

@@ -288,7 +288,8 @@ class Stack:
             if iface.device.raw_ip:
                 self._receive_raw_ip(iface, frame)
                 return
-            if len(frame) > iface.mtu + 18:   # header + 802.1Q tag
+            if len(frame) > iface.mtu + 18 and not getattr(iface.device, "offload", False):
+                # header + 802.1Q tag; only an offload device (GRO) hands us more.
                 counters["eth.oversize"] += 1
                 return
             eth, payload = ethernet.parse(frame, iface.vlan)

@@ -79,6 +79,9 @@ _TS_PREFIX = b"\x01\x01\x08\x0a"
 _TS_LEN = 12
 _TS_PAIR = struct.Struct("!II")
 _HDR_TS = struct.Struct("!HHIIHHHHIII")     # header + NOP NOP TS, 32 bytes
+_HDR_PLAIN = struct.Struct("!HHIIHHHH")      # header without options, 20 bytes
+#: The most payload one TSO super-segment carries: a 64 KB IP packet.
+TSO_MAX_PAYLOAD = 65535 - 20 - 20
 
 NO_RECOVERY = 0
 NEWRENO_RECOVERY = 1
@@ -1496,6 +1499,52 @@ class TcpConnection:
                             (~r & 0xFFFF) if r else 0, 0, 0x0101080A, tsval,
                             ts_recent) + payload
 
+    def _send_tso(self, seq: int, count: int, path: Any) -> int:
+        """Send ``count`` full segments of new data from ``seq`` as one TSO
+        super-segment (``stack.ipv4.output_offload``): the same headers the
+        per-segment path writes (the kernel copies ours to every piece and keeps
+        PSH for the last), the checksum left partial. Sequence space, the RTT
+        sample (the first segment's, as that path times it), ``segs_out`` and the
+        timers are accounted exactly as for ``count`` calls of ``_send_data``.
+        Returns the bytes sent."""
+        mss = self.mss
+        n = count * mss
+        off = seq - self.snd_buf_seq
+        buf = self.snd_buf
+        payload = buf[off:off + n]
+        flags = ACK | PSH if off + n >= len(buf) else ACK
+        window = self._receive_window()
+        now = self.timers.now
+        if self.snd_max == self.snd_una:
+            self.una_time = now
+        if self.rtt_seq < 0 and not self.ts_ok:
+            self.rtt_seq = seq + mss
+            self.rtt_time = now
+        self.snd_max = seq + n
+        self.ack_pending = False
+        self.t_delack.stop()
+        rcv_nxt = self.rcv_nxt
+        self.last_ack_sent = rcv_nxt
+        if self.ts_ok:
+            hlen = 32
+            partial = (self._psum + hlen + n) % 0xFFFF
+            tsval = (int(now * 1000) + self.ts_offset) & MASK
+            hdr = _HDR_TS.pack(self._lport, self._rport, seq & MASK, rcv_nxt & MASK,
+                               0x8000 | flags, window, partial, 0, 0x0101080A, tsval,
+                               self.ts_recent)
+        else:
+            hlen = 20
+            partial = (self._psum + hlen + n) % 0xFFFF
+            hdr = _HDR_PLAIN.pack(self._lport, self._rport, seq & MASK, rcv_nxt & MASK,
+                                  0x5000 | flags, window, partial, 0)
+        self.segs_out += count
+        self.last_tx = now
+        self.counters["tcp.tso_sent"] += 1
+        self.stack.ipv4.output_offload(path, self._laddr, self._raddr, hdr + payload, mss, hlen)
+        if self.t_rto.deadline is None:
+            self.t_rto.set(now + self.rtt.rto)
+        return n
+
     def _send_fin_only(self, seq: int) -> None:
         window = self._receive_window()
         if seq < self.snd_max:
@@ -1548,6 +1597,8 @@ class TcpConnection:
         limit = wnd_end if wnd_end < cwnd_end else cwnd_end
         fin_seq = self.fin_seq if self.fin_queued else -1
         sb = self.sb
+        tso: Any = None             # the offload path, looked up when first useful
+        tso_max = (TSO_MAX_PAYLOAD - (_TS_LEN if self.ts_ok else 0)) // mss
         while True:
             nxt = self.snd_nxt
             snd_max = self.snd_max
@@ -1577,6 +1628,23 @@ class TcpConnection:
                     elif not self._nodelay and snd_max > una and fin_seq != buf_end:
                         break               # Nagle (RFC 896, RFC 9293 3.7.4)
                 fin = fin_seq == nxt + n and (nxt + n < limit or nxt + n < snd_max)
+                if n == mss and nxt >= snd_max and not fin and tso is not False:
+                    # New data, at least two full segments: one TSO write when
+                    # the route's device offloads (the accounting stays per MSS).
+                    room = (stop if stop < limit else limit) - nxt
+                    count = room // mss
+                    if count > tso_max:
+                        count = tso_max
+                    if nxt + count * mss == fin_seq:
+                        count -= 1          # the last one carries the FIN: send it alone
+                    if count >= 2 and not (self.sack_ok and self.ooo.blocks):
+                        if tso is None:
+                            tso = self.stack.ipv4.offload_path(self._raddr, self._laddr) \
+                                if self.stack.ipv4 is not None else None
+                            tso = tso or False
+                        if tso is not False:
+                            self.snd_nxt = nxt + self._send_tso(nxt, count, tso)
+                            continue
                 sent = self._send_data(nxt, n, fin)
                 self.snd_nxt = nxt + sent + (1 if fin and sent == n else 0)
             elif fin_seq >= 0 and nxt == fin_seq and (nxt < snd_max or nxt < wnd_end):
