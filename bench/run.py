@@ -1,8 +1,11 @@
 """``python -m bench.run``: TCP bulk throughput over TAP (kernel <-> femtotcp) next to
 the kernel's own over veth, ping RTT and RSS (needs root: network namespaces);
-then the per-segment path measured without any I/O (``bench.tcp_path``).
+then PyTCP's figures over TAP with the same set-up (``bench.pytcp_bench``; PyTCP is
+installed on demand into bench/.venv-pytcp) and the ratios femtotcp/PyTCP; then the
+per-segment path measured without any I/O (``bench.tcp_path``).
 
     python -m bench.run [--size MB] [--repeat N] [--profile] [--path-only]
+                        [--pytcp-size MB] [--no-pytcp]
 """
 
 from __future__ import annotations
@@ -45,8 +48,52 @@ def _tap(args: argparse.Namespace) -> None:
     print(f"  ping RTT kernel -> femtotcp   {rtt:.3f} ms" if rtt is not None
           else "  ping RTT: ping not available")
     print(f"  RSS after the transfers       {rss:.1f} MB")
+    offload = getattr(tcp_bulk, "offload_default", lambda: False)()
+    print(f"  (femtotcp's TAP offload (TSO/GRO): {'on' if offload else 'off'}"
+          f"{'; FEMTOTCP_BENCH_OFFLOAD=0 turns it off' if offload else ''})")
+    if not args.no_pytcp:
+        _pytcp(args, veth, k2s, s2k, rtt, rss)
     for name, text in profiles:
         print(f"\n--- cProfile of the stack's loop thread, {name} ---\n{text}")
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:8.1f} x" if a and b else "     n/a"
+
+
+def _pytcp(args: argparse.Namespace, veth: list[float], k2s: list[float],
+           s2k: list[float], rtt: float | None, rss: float) -> None:
+    """PyTCP over TAP with the same set-up, and the ratios femtotcp/PyTCP (medians)."""
+    from bench import pytcp_bench
+
+    print(f"\nPyTCP ({pytcp_bench.PACKAGE} {pytcp_bench.VERSION}, {sys.version.split()[0]}"
+          f" venv bench/.venv-pytcp) over TAP, MTU 1500, {args.pytcp_size} MB per run, "
+          f"best and median of {args.repeat} runs", flush=True)
+    res = pytcp_bench.measure(args.pytcp_size * pytcp_bench.MB, args.repeat)
+    rows = [("kernel -> PyTCP (TAP)", res.k2p), ("PyTCP -> kernel (TAP)", res.p2k)]
+    for name, values in rows:
+        if values:
+            print(f"  {name:28s} {max(values):8.1f} MB/s best  "
+                  f"{statistics.median(values):8.1f} MB/s median")
+    for name, values in rows:
+        if values:
+            print(f"  {name:28s} {statistics.median(values) / statistics.median(veth) * 100:8.2f}"
+                  f" % of the kernel's own (medians)")
+    if res.rtt_ms is not None:
+        print(f"  ping RTT kernel -> PyTCP      {res.rtt_ms:.3f} ms")
+    if res.rss_mb is not None:
+        print(f"  RSS of PyTCP's process        {res.rss_mb:.1f} MB")
+    if res.error:
+        what = "not measured" if not (res.k2p or res.p2k) else "incomplete"
+        print(f"  PyTCP {what}: {res.error}")
+    med = statistics.median
+    if res.k2p or res.p2k or res.rtt_ms is not None:
+        print("femtotcp / PyTCP (medians; for RTT and RSS, PyTCP's / femtotcp's: "
+              "above 1 is femtotcp ahead)")
+        print(f"  kernel -> stack (TAP)        {_ratio(med(k2s), med(res.k2p) if res.k2p else None)}")
+        print(f"  stack -> kernel (TAP)        {_ratio(med(s2k), med(res.p2k) if res.p2k else None)}")
+        print(f"  ping RTT                     {_ratio(res.rtt_ms, rtt)}")
+        print(f"  RSS                          {_ratio(res.rss_mb, rss)}")
 
 
 def _path(args: argparse.Namespace) -> None:
@@ -77,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="also print cProfile reports of the stack's loop thread")
     ap.add_argument("--path-only", action="store_true",
                     help="only the per-segment path (no root needed)")
+    ap.add_argument("--pytcp-size", type=int, default=50,
+                    help="megabytes per PyTCP transfer (50; PyTCP moves a few MB/s)")
+    ap.add_argument("--no-pytcp", action="store_true",
+                    help="skip PyTCP (otherwise installed on demand into bench/.venv-pytcp)")
     args = ap.parse_args(argv)
     if not args.path_only:
         if os.geteuid() != 0:
