@@ -191,6 +191,7 @@ class TunTapDevice(Device):
     kind_name = "TAP"
     #: frame overhead on top of the IP MTU (Ethernet header + an 802.1Q tag).
     overhead = 18
+    _ctl: socket.socket | None
 
     def __init__(self, name: str, mtu: int = 1500, up: bool = True,
                  max_batch: int = 128, offload: bool = False) -> None:
@@ -199,15 +200,7 @@ class TunTapDevice(Device):
             raise ValueError(f"mtu must be an int in {MIN_MTU}..{MAX_MTU}, got {mtu!r}")
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        super().__init__(name, mtu)
-        self.max_batch = max_batch
-        #: Vnet headers on every read/write, partial checksums and TSO/GRO (TAP only).
-        self.offload = bool(offload)
-        self._fd = -1
-        self._ctl: socket.socket | None = None
-        self._dead_w = -1  # write end of the never-readable pipe after a detach
-        self._buf = bytearray(max(MAX_MTU + self.overhead, MAX_GSO_FRAME) + VNET_HDR_LEN + 4)
-        self._view = memoryview(self._buf)
+        self._init_state(name, mtu, max_batch, offload)
         self._fd = self._open(raw_name)
         try:
             self._ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -218,6 +211,34 @@ class TunTapDevice(Device):
         except BaseException:
             self.close()
             raise
+
+    def _init_state(self, name: str, mtu: int, max_batch: int, offload: bool) -> None:
+        Device.__init__(self, name, mtu)
+        self.max_batch = max_batch
+        #: Vnet headers on every read/write, partial checksums and TSO/GRO (TAP only).
+        self.offload = bool(offload)
+        self._fd = -1
+        self._ctl = None
+        self._dead_w = -1  # write end of the never-readable pipe after a detach
+        self._buf = bytearray(max(MAX_MTU + self.overhead, MAX_GSO_FRAME) + VNET_HDR_LEN + 4)
+        self._view = memoryview(self._buf)
+
+    @classmethod
+    def from_fd(cls, fd: int, name: str = "tapfd", mtu: int = 1500, offload: bool = False,
+                max_batch: int = 128) -> TunTapDevice:
+        """Adopt a descriptor that is already a configured TAP/TUN queue (opened
+        and TUNSETIFF'd elsewhere, e.g. handed over by a privileged helper, with
+        ``IFF_VNET_HDR`` when ``offload``). The fd is made non-blocking and is
+        closed with the device; there is no link management (``set_mtu`` and
+        ``set_link`` raise EBADF)."""
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        dev = cls.__new__(cls)
+        dev._init_state(name, mtu, max_batch, offload)
+        os.set_blocking(fd, False)
+        dev._fd = fd
+        dev._ifname = name.encode()
+        return dev
 
     # -- opening --------------------------------------------------------------
     def _open(self, raw_name: bytes) -> int:
