@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -32,6 +33,8 @@ UNREACH_ERRNO = {
     13: errno.EHOSTUNREACH, 14: errno.EHOSTUNREACH, 15: errno.EHOSTUNREACH,
 }
 ERROR_PAYLOAD_MAX = 576 - 20 - 8   # RFC 1812 4.3.2.3: as much as fits in 576 bytes
+TIMESTAMP_REQUEST = 13             # RFC 792 timestamp / timestamp reply
+TIMESTAMP_REPLY = 14
 
 EchoReply = tuple[bytes, int, bytes, int]   # (source, seq, payload, ttl)
 
@@ -124,6 +127,8 @@ class Icmp4:
             stack.ip_output(header.src, wire_ipv4.PROTO_ICMP, reply, src=header.dst,
                             tos=header.tos)
             counters["icmp4.echo_replied"] += 1
+        elif t == TIMESTAMP_REQUEST:
+            self._timestamp(header, icmp, body)
         elif t == wire.ECHO_REPLY:
             ep = self.echo.get(icmp.ident)
             if ep is None:
@@ -136,6 +141,26 @@ class Icmp4:
             counters["icmp4.ignored_type"] += 1   # RFC 6633; redirects are a spoofing vector
         else:
             counters["icmp4.unsupported_type"] += 1
+
+    def _timestamp(self, header: wire_ipv4.Ipv4Header, icmp: wire.IcmpHeader,
+                   body: memoryview) -> None:
+        """RFC 792 / RFC 1122 3.2.2.8: answer a timestamp request as Linux does.
+
+        The reply copies the originate timestamp and fills receive and transmit
+        with milliseconds since midnight UT; never to a broadcast (as echo)."""
+        counters = self.stack.counters
+        if not self.stack.is_local(header.dst):
+            counters["icmp4.timestamp_to_group_ignored"] += 1
+            return
+        if len(body) < 4:
+            counters["icmp4.timestamp_truncated"] += 1
+            return
+        now_ms = int(time.time() * 1000) % 86_400_000
+        stamp = now_ms.to_bytes(4, "big")
+        reply = wire.build(TIMESTAMP_REPLY, 0, icmp.rest, bytes(body[:4]) + stamp + stamp)
+        self.stack.ip_output(header.src, wire_ipv4.PROTO_ICMP, reply, src=header.dst,
+                             tos=header.tos)
+        counters["icmp4.timestamp_replied"] += 1
 
     def _error_input(self, icmp: wire.IcmpHeader, body: memoryview) -> None:
         counters = self.stack.counters
