@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import errno
 import secrets
+import struct
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from femtotcp.stack.reassembly import Reassembler
-from femtotcp.wire import ethernet
+from femtotcp.wire import Malformed, ethernet
 from femtotcp.wire import ipv4 as wire_ipv4
 
 if TYPE_CHECKING:
@@ -22,6 +23,38 @@ if TYPE_CHECKING:
 
 ANY = b"\x00\x00\x00\x00"
 BROADCAST = b"\xff\xff\xff\xff"
+
+
+_OPTION_PROBLEMS = frozenset({"ipv4.bad_option_length", "ipv4.bad_option_pointer"})
+_HEADER = struct.Struct("!BBHHHBBH4s4s")
+
+
+def _bad_option_offset(options: bytes) -> int:
+    """Where the first malformed option is (Linux's ip_options_compile pointer):
+    the option's type octet for a bad length, its length or pointer octet for a
+    route/timestamp option too short or pointing before its data."""
+    i = 0
+    n = len(options)
+    while i < n:
+        kind = options[i]
+        if kind == wire_ipv4.OPT_EOL:
+            break
+        if kind == wire_ipv4.OPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= n:
+            return i
+        length = options[i + 1]
+        if length < 2 or i + length > n:
+            return i
+        limits = wire_ipv4._POINTER_MIN.get(kind)
+        if limits is not None:
+            if length < limits[0]:
+                return i + 1
+            if options[i + 2] < limits[1]:
+                return i + 2
+        i += length
+    return 0
 
 
 class OffloadPath(NamedTuple):
@@ -59,7 +92,12 @@ class Ipv4:
     def input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview) -> None:
         stack = self.stack
         counters = stack.counters
-        header, data = wire_ipv4.parse(payload)
+        try:
+            header, data = wire_ipv4.parse(payload)
+        except Malformed as exc:
+            if exc.reason in _OPTION_PROBLEMS:
+                self._option_problem(eth, payload)
+            raise
         counters["ipv4.rx"] += 1
         src = header.src
         dst = header.dst
@@ -123,6 +161,25 @@ class Ipv4:
         # datagram stays reachable for the ICMP errors they may send about it.
         self.current = payload
         handler(header, data, iface)
+
+    def _option_problem(self, eth: ethernet.EthernetHeader, packet: memoryview) -> None:
+        """RFC 1122 3.2.2.5, RFC 792: a malformed IP option earns a Parameter Problem
+        (code 0, pointer at the bad octet), as Linux sends; only for a unicast
+        datagram to us from a plausible host (the checks of ``input`` first)."""
+        stack = self.stack
+        if stack.icmp is None or eth.dst[0] & 1:
+            return
+        (vihl, tos, total_len, ident, flags_frag, ttl, proto, _csum, src,
+         dst) = _HEADER.unpack_from(packet)
+        if src[0] in (0, 127) or stack.is_local(src) or not stack.is_local(dst) \
+                or dst[0] == 127:
+            return
+        hlen = (vihl & 0x0F) << 2   # parse checked it against the total length
+        pointer = wire_ipv4.HEADER_LEN + _bad_option_offset(
+            bytes(packet[wire_ipv4.HEADER_LEN:hlen]))
+        header = wire_ipv4.Ipv4Header(tos, total_len, ident, flags_frag, ttl, proto, src,
+                                      dst, hlen, b"")
+        stack.icmp.send_error(header, packet[:total_len], 12, 0, pointer << 24)
 
     def _reasm_timeout(self, first: tuple[Any, bytes]) -> None:
         """RFC 792: time exceeded, code 1 (fragment reassembly time exceeded)."""
