@@ -248,7 +248,8 @@ class Tcp:
             seg = wire.build(dst, src, hdr.dst_port, hdr.src_port, 0, hdr.seq + seg_len,
                              wire.RST | wire.ACK, 0)
         self.counters["tcp.rst_sent"] += 1
-        self.stack.ip_output(src, wire.PROTO, seg, src=dst)
+        # DF as on every other TCP segment we send (Linux sets it on its resets too).
+        self.stack.ip_output(src, wire.PROTO, seg, src=dst, df=True)
 
     def _listen_input(self, lst: TcpListener, src: bytes, dst: bytes, hdr: wire.TcpHeader,
                       payload: memoryview) -> None:
