@@ -204,14 +204,14 @@ def test_urgent_pointer_past_the_segment_is_harmless() -> None:
 
 
 def test_data_on_syn_is_delivered() -> None:
-    """RFC 9293 3.10.7.2: text on a SYN is kept, acknowledged by the SYN-ACK and
-    delivered once the connection is established."""
+    """RFC 9293 3.10.7.2: the SYN-ACK acknowledges the SYN only (ACK=SEG.SEQ+1, as
+    Linux without Fast Open); the peer sends the text again once established."""
     lan, peer = lan_with_peer()
     lst = peer.stack.tcp.listen(ANY, 80)
     peer.send(SYN, 1000, payload=b"early")
     synack = peer.expect(SYN | ACK)
-    assert synack.ack == 1006
-    peer.send(ACK | PSH, 1006, synack.seq + 1, b" and later")
+    assert synack.ack == 1001
+    peer.send(ACK | PSH, 1001, synack.seq + 1, b"early and later")
     conn = lst.accept()
     assert conn is not None
     assert conn.recv(100) == b"early and later"

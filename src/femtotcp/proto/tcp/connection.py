@@ -548,13 +548,10 @@ class TcpConnection:
         self.state = SYN_RECEIVED
         self.counters["tcp.passive_opens"] += 1
         if payload:
-            # RFC 9293 3.10.7.2: text on a SYN is queued; it is acknowledged by the
-            # SYN-ACK and delivered once the connection is established.
-            room = min(len(payload), self.rcvbuf, 0xFFFF)
-            self.rcv_buf += payload[:room]
-            self.rcv_nxt += room
-            self.bytes_received += room
-            self.counters["tcp.syn_data_accepted"] += room
+            # RFC 9293 3.10.7.2: the SYN-ACK is <ACK=RCV.NXT> with RCV.NXT = SEG.SEQ+1,
+            # so text on a SYN is not acknowledged by it. Without TCP Fast Open we
+            # do as Linux: drop that text; the peer sends it again once established.
+            self.counters["tcp.syn_data_dropped"] += len(payload)
         self._send_syn(ack=True)
         if self.rtt_seq < 0 and not self.ts_ok:
             self.rtt_seq = self.iss + 1
