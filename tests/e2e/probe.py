@@ -1,0 +1,1056 @@
+"""Differential prober: the same crafted frames to femtotcp and to Linux.
+
+Two targets answer at the same address (192.0.2.2/24) on separate links:
+
+- femtotcp: ``femtotcp serve --tap`` inside namespace F; the prober holds an
+  AF_PACKET socket on the kernel side of that TAP (the kernel there has no
+  address on it, so only the stack answers);
+- Linux: a veth pair, one end in namespace L with 192.0.2.2/24 and socat echo
+  services on TCP and UDP port 7, the other end in namespace P where the
+  prober holds an AF_PACKET socket.
+
+A ``Target`` sends frames and records every frame the target emits; it answers
+the target's ARP requests for the prober's addresses (192.0.2.10-250). Each
+probe in ``PROBES`` is a function ``probe(target, src_ip)`` that returns an
+*observation*: a small dict of normalised facts (flags, sequence numbers
+relative to what we sent, options present, ICMP type/code, TTL, DF, ...), so
+the two targets' observations can be compared field by field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netns import Netns, entered, netns, require_program
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_LSRR, IPOption_RR  # type: ignore
+from scapy.layers.l2 import ARP, Ether  # type: ignore
+from scapy.packet import Raw  # type: ignore
+
+TARGET_IP = "192.0.2.2"
+BCAST_IP = "192.0.2.255"
+FEMTO_MAC = "02:00:00:00:00:02"
+LINUX_MAC = "02:00:00:00:00:03"
+PROBER_MAC = "02:aa:00:00:00:01"
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+NO_REPLY_WAIT = 0.6       # how long silence must last to count as "no answer"
+REPLY_WAIT = 2.0          # how long to wait for an expected answer
+
+Obs = dict[str, Any]
+
+
+def prober_ip(i: int) -> str:
+    """The prober's i-th source address (one per probe keeps ICMP rate limits apart)."""
+    return f"192.0.2.{10 + i}"
+
+
+def _is_prober_ip(ip: str) -> bool:
+    parts = ip.split(".")
+    return ip.startswith("192.0.2.") and 10 <= int(parts[3]) <= 250
+
+
+class Target:
+    """One side under test: send frames, see what comes back."""
+
+    def __init__(self, name: str, ns: str, ifname: str, mac: str) -> None:
+        self.name = name
+        self.mac = mac
+        with entered(ns):
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            self.sock.bind((ifname, 0))
+        self.sock.settimeout(0.1)
+        self.frames: list[tuple[float, Any]] = []
+        self.cond = threading.Condition()
+        self.stop = False
+        self.thread = threading.Thread(target=self._rx, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop = True
+        self.thread.join(2)
+        self.sock.close()
+
+    def _rx(self) -> None:
+        while not self.stop:
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if addr[2] == PACKET_OUTGOING:
+                continue
+            pkt = Ether(data)
+            if ARP in pkt and pkt[ARP].op == 1 and _is_prober_ip(pkt[ARP].pdst) \
+                    and pkt[ARP].psrc == TARGET_IP:
+                reply = (Ether(dst=pkt.src, src=PROBER_MAC)
+                         / ARP(op=2, hwsrc=PROBER_MAC, psrc=pkt[ARP].pdst,
+                               hwdst=pkt[ARP].hwsrc, pdst=pkt[ARP].psrc))
+                self.sock.send(bytes(reply))
+            with self.cond:
+                self.frames.append((time.monotonic(), pkt))
+                self.cond.notify_all()
+
+    def send(self, pkt: Any) -> float:
+        """Send a frame (scapy packet or bytes); returns the mark to wait from."""
+        mark = time.monotonic()
+        self.sock.send(bytes(pkt))
+        return mark
+
+    def wait(self, pred: Callable[[Any], bool], since: float,
+             timeout: float = REPLY_WAIT) -> Any | None:
+        """The first frame after ``since`` matching ``pred``, or None after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for t, pkt in self.frames:
+                    if t >= since and _safe(pred, pkt):
+                        return pkt
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)
+
+    def collect(self, pred: Callable[[Any], bool], since: float,
+                duration: float = NO_REPLY_WAIT) -> list[Any]:
+        """Every frame matching ``pred`` within ``duration`` after ``since``."""
+        time.sleep(max(0.0, since + duration - time.monotonic()))
+        with self.cond:
+            return [p for t, p in self.frames if t >= since and _safe(pred, p)]
+
+    def eth(self, dst: str | None = None) -> Any:
+        return Ether(dst=dst or self.mac, src=PROBER_MAC)
+
+
+def _safe(pred: Callable[[Any], bool], pkt: Any) -> bool:
+    try:
+        return bool(pred(pkt))
+    except Exception:  # noqa: BLE001 - a predicate on a strange frame is just "no"
+        return False
+
+
+# -- observation helpers -----------------------------------------------------------
+def ip_obs(pkt: Any) -> Obs:
+    ip = pkt[IP]
+    return {"ttl": ip.ttl, "df": bool(ip.flags & 2), "ihl": ip.ihl}
+
+
+def icmp_obs(pkt: Any | None) -> Obs:
+    if pkt is None:
+        return {"answer": None}
+    ic = pkt[ICMP]
+    obs: Obs = {"answer": "icmp", "type": ic.type, "code": ic.code, **ip_obs(pkt)}
+    if ic.type in (3, 11, 12):
+        quoted = bytes(ic.payload)
+        obs["quote_has_ip_header"] = len(quoted) >= 20 and quoted[0] >> 4 == 4
+        obs["quote_at_least_28"] = len(quoted) >= 28
+    return obs
+
+
+def from_target(src: str) -> Callable[[Any], bool]:
+    return lambda p: IP in p and p[IP].src == TARGET_IP and p[IP].dst == src
+
+
+def tcp_from(src: str, sport: int) -> Callable[[Any], bool]:
+    return lambda p: (IP in p and TCP in p and p[IP].dst == src
+                      and p[TCP].dport == sport)
+
+
+def icmp_to(src: str) -> Callable[[Any], bool]:
+    return lambda p: IP in p and ICMP in p and p[IP].dst == src
+
+
+def flags_str(tcp: Any) -> str:
+    names = [(0x02, "S"), (0x10, "A"), (0x04, "R"), (0x01, "F"), (0x08, "P"), (0x20, "U")]
+    return "".join(n for bit, n in names if int(tcp.flags) & bit)
+
+
+def tcp_obs(pkt: Any | None, seq: int, ack: int | None = None) -> Obs:
+    """A TCP answer relative to the segment we sent (seq, ack)."""
+    if pkt is None:
+        return {"answer": None}
+    t = pkt[TCP]
+    obs: Obs = {"answer": "tcp", "flags": flags_str(t), **ip_obs(pkt)}
+    if t.flags & 0x10:
+        obs["ack_minus_seq"] = (t.ack - seq) % 2**32
+    if ack is not None and not t.flags & 0x02:
+        obs["seq_minus_ack"] = (t.seq - ack) % 2**32
+    obs["window_zero"] = t.window == 0
+    obs["options"] = sorted({o[0] for o in t.options if o[0] not in ("NOP", "EOL")})
+    return obs
+
+
+# -- a TCP connection driven by hand -----------------------------------------------
+@dataclass
+class Conn:
+    """A handshake the prober made itself (no options but MSS; window unscaled)."""
+    target: Target
+    src: str
+    sport: int
+    snd_nxt: int = 0       # our next sequence number
+    rcv_nxt: int = 0       # the target's next sequence number we expect
+    synack: Any = None
+    log: list[str] = field(default_factory=list)
+
+    def seg(self, flags: str, seq: int | None = None, ack: int | None = None,
+            data: bytes = b"", window: int = 65535, dport: int = 7, **kw: Any) -> Any:
+        tcp = TCP(sport=self.sport, dport=dport, flags=flags,
+                  seq=self.snd_nxt if seq is None else seq,
+                  ack=self.rcv_nxt if ack is None else ack, window=window, **kw)
+        return self.target.eth() / IP(src=self.src, dst=TARGET_IP) / tcp / Raw(data)
+
+    def open(self, dport: int = 7) -> bool:
+        self.snd_nxt = random.randrange(2**32)
+        syn = (self.target.eth() / IP(src=self.src, dst=TARGET_IP)
+               / TCP(sport=self.sport, dport=dport, flags="S", seq=self.snd_nxt,
+                     window=65535, options=[("MSS", 1460)]))
+        mark = self.target.send(syn)
+        self.synack = self.target.wait(
+            lambda p: tcp_from(self.src, self.sport)(p) and p[TCP].flags == 0x12, mark)
+        if self.synack is None:
+            return False
+        self.snd_nxt = (self.snd_nxt + 1) % 2**32
+        self.rcv_nxt = (self.synack[TCP].seq + 1) % 2**32
+        self.target.send(self.seg("A"))
+        return True
+
+    def alive(self) -> bool:
+        """Send 4 bytes and see whether they are acknowledged (and echoed)."""
+        mark = self.target.send(self.seg("PA", data=b"ping"))
+        want = (self.snd_nxt + 4) % 2**32
+        got = self.target.wait(lambda p: tcp_from(self.src, self.sport)(p)
+                               and p[TCP].flags & 0x10 and p[TCP].ack == want
+                               and not p[TCP].flags & 0x04, mark)
+        self.snd_nxt = want
+        if got is not None:
+            data = self.target.wait(lambda p: tcp_from(self.src, self.sport)(p)
+                                    and bytes(p[TCP].payload)[:4] == b"ping", mark, 1.0)
+            if data is not None:
+                self.rcv_nxt = (data[TCP].seq + 4) % 2**32
+                self.target.send(self.seg("A"))
+        return got is not None
+
+    def reset(self) -> None:
+        self.target.send(self.seg("R", ack=0))
+
+
+# -- the probes ------------------------------------------------------------------
+def _arp_answer(t: Target, mark: float, src: str, timeout: float = NO_REPLY_WAIT) -> Obs:
+    """The target's ARP reply addressed to ``src`` (the probe's own sender address)."""
+    got = t.collect(lambda p: ARP in p and p[ARP].op == 2 and p[ARP].psrc == TARGET_IP
+                    and p[ARP].pdst == src, mark, timeout)
+    if not got:
+        return {"answer": None}
+    a = got[0][ARP]
+    return {"answer": "arp-reply", "sender_mac_ok": a.hwsrc == t.mac,
+            "eth_dst": "broadcast" if got[0].dst == "ff:ff:ff:ff:ff:ff" else "unicast",
+            "target_mac": a.hwdst, "target_ip": a.pdst}
+
+
+def arp_request_ours(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth("ff:ff:ff:ff:ff:ff")
+                  / ARP(op=1, hwsrc=PROBER_MAC, psrc=src, pdst=TARGET_IP))
+    return _arp_answer(t, mark, src)
+
+
+def arp_request_unicast(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth() / ARP(op=1, hwsrc=PROBER_MAC, psrc=src, pdst=TARGET_IP))
+    return _arp_answer(t, mark, src)
+
+
+def arp_request_other(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth("ff:ff:ff:ff:ff:ff")
+                  / ARP(op=1, hwsrc=PROBER_MAC, psrc=src, pdst="192.0.2.77"))
+    return _arp_answer(t, mark, src)
+
+
+def arp_probe_zero_sender(t: Target, src: str) -> Obs:
+    """RFC 5227 probe for our address: sender IP 0.0.0.0 (Linux defends: replies)."""
+    mark = t.send(t.eth("ff:ff:ff:ff:ff:ff")
+                  / ARP(op=1, hwsrc=PROBER_MAC, psrc="0.0.0.0", pdst=TARGET_IP))
+    return _arp_answer(t, mark, "0.0.0.0")
+
+
+def arp_gratuitous(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth("ff:ff:ff:ff:ff:ff")
+                  / ARP(op=1, hwsrc=PROBER_MAC, psrc=src, pdst=src))
+    return _arp_answer(t, mark, src)
+
+
+def arp_unsolicited_reply(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth() / ARP(op=2, hwsrc=PROBER_MAC, psrc=src, hwdst=t.mac,
+                                pdst=TARGET_IP))
+    return _arp_answer(t, mark, src)
+
+
+def arp_broadcast_sender_mac(t: Target, src: str) -> Obs:
+    mark = t.send(Ether(dst="ff:ff:ff:ff:ff:ff", src=PROBER_MAC)
+                  / ARP(op=1, hwsrc="ff:ff:ff:ff:ff:ff", psrc=src, pdst=TARGET_IP))
+    return _arp_answer(t, mark, src)
+
+
+def arp_multicast_sender_mac(t: Target, src: str) -> Obs:
+    mark = t.send(Ether(dst="ff:ff:ff:ff:ff:ff", src=PROBER_MAC)
+                  / ARP(op=1, hwsrc="01:00:5e:00:00:01", psrc=src, pdst=TARGET_IP))
+    return _arp_answer(t, mark, src)
+
+
+def _echo(t: Target, src: str, ip: Any, payload: bytes = b"abcdefgh",
+          dst_mac: str | None = None, ident: int = 0x1234) -> Obs:
+    mark = t.send(t.eth(dst_mac) / ip / ICMP(type=8, id=ident, seq=1) / Raw(payload))
+    got = t.wait(icmp_to(src), mark, NO_REPLY_WAIT if ip.dst == BCAST_IP else REPLY_WAIT)
+    obs = icmp_obs(got)
+    if got is not None and got[ICMP].type == 0:
+        obs["id_seq_ok"] = got[ICMP].id == ident and got[ICMP].seq == 1
+        obs["payload_ok"] = bytes(got[ICMP].payload) == payload
+    return obs
+
+
+def icmp_echo(t: Target, src: str) -> Obs:
+    return _echo(t, src, IP(src=src, dst=TARGET_IP))
+
+
+def icmp_echo_odd(t: Target, src: str) -> Obs:
+    return _echo(t, src, IP(src=src, dst=TARGET_IP), payload=bytes(range(37)))
+
+
+def icmp_echo_empty(t: Target, src: str) -> Obs:
+    return _echo(t, src, IP(src=src, dst=TARGET_IP), payload=b"")
+
+
+def icmp_echo_big_df(t: Target, src: str) -> Obs:
+    return _echo(t, src, IP(src=src, dst=TARGET_IP, flags="DF"), payload=bytes(1400))
+
+
+def icmp_echo_record_route(t: Target, src: str) -> Obs:
+    obs = _echo(t, src, IP(src=src, dst=TARGET_IP,
+                           options=[IPOption_RR(routers=["0.0.0.0"] * 3)]))
+    return obs
+
+
+def icmp_echo_ttl0(t: Target, src: str) -> Obs:
+    return _echo(t, src, IP(src=src, dst=TARGET_IP, ttl=0))
+
+
+def icmp_echo_broadcast(t: Target, src: str) -> Obs:
+    return _echo(t, src, IP(src=src, dst=BCAST_IP), dst_mac="ff:ff:ff:ff:ff:ff")
+
+
+def icmp_echo_l2_broadcast(t: Target, src: str) -> Obs:
+    """Unicast IP destination inside a link-layer broadcast frame."""
+    return _echo(t, src, IP(src=src, dst=TARGET_IP), dst_mac="ff:ff:ff:ff:ff:ff")
+
+
+def icmp_echo_bad_checksum(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP) / ICMP(type=8, chksum=0x1234)
+                  / Raw(b"x" * 8))
+    return icmp_obs(t.wait(icmp_to(src), mark, NO_REPLY_WAIT))
+
+
+def icmp_timestamp(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP) / ICMP(type=13, id=7, seq=1))
+    return icmp_obs(t.wait(icmp_to(src), mark, NO_REPLY_WAIT))
+
+
+def icmp_unknown_type(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP) / ICMP(type=99, code=0)
+                  / Raw(b"x" * 8))
+    return icmp_obs(t.wait(icmp_to(src), mark, NO_REPLY_WAIT))
+
+
+def _frag_echo(t: Target, src: str, order: Callable[[list[Any]], list[Any]],
+               ident: int, size: int = 64, fragsize: int = 16) -> Obs:
+    payload = bytes((i * 7) & 0xFF for i in range(size))
+    whole = IP(src=src, dst=TARGET_IP, id=ident) / ICMP(type=8, id=ident, seq=1) / Raw(payload)
+    raw = bytes(whole)
+    body = raw[20:]
+    frags = []
+    for off in range(0, len(body), fragsize):
+        more = off + fragsize < len(body)
+        frags.append(IP(src=src, dst=TARGET_IP, id=ident, proto=1, frag=off // 8,
+                        flags="MF" if more else 0) / Raw(body[off:off + fragsize]))
+    mark = time.monotonic()
+    for f in order(frags):
+        t.send(t.eth() / f)
+    got = t.wait(icmp_to(src), mark)
+    obs = icmp_obs(got)
+    if got is not None and got[ICMP].type == 0:
+        obs["payload_ok"] = bytes(got[ICMP].payload) == payload
+    return obs
+
+
+def frag_in_order(t: Target, src: str) -> Obs:
+    return _frag_echo(t, src, lambda f: f, 0x101)
+
+
+def frag_reversed(t: Target, src: str) -> Obs:
+    return _frag_echo(t, src, lambda f: f[::-1], 0x102)
+
+
+def frag_duplicate(t: Target, src: str) -> Obs:
+    return _frag_echo(t, src, lambda f: [f[0], f[1], f[1], f[0], *f[2:]], 0x103)
+
+
+def frag_tiny(t: Target, src: str) -> Obs:
+    """8-byte fragments: the first does not even hold the whole ICMP header."""
+    return _frag_echo(t, src, lambda f: f, 0x104, size=32, fragsize=8)
+
+
+def frag_overlap(t: Target, src: str) -> Obs:
+    """A fragment overlapping the previous one with different bytes (RFC 5722 spirit)."""
+    def order(f: list[Any]) -> list[Any]:
+        bad = f[1].copy()
+        bad.frag = f[1].frag + 1
+        bad[Raw].load = b"\xee" * 16
+        bad.flags = "MF"
+        return [f[0], f[1], bad, *f[2:]]
+    return _frag_echo(t, src, order, 0x105)
+
+
+def frag_missing_last_start(t: Target, src: str) -> float:
+    """Start the reassembly-timeout probe: the first fragment only."""
+    raw = bytes(IP(src=src, dst=TARGET_IP, id=0x106) / ICMP(type=8, id=1, seq=1)
+                / Raw(bytes(40)))
+    return t.send(t.eth() / IP(src=src, dst=TARGET_IP, id=0x106, proto=1, flags="MF",
+                               frag=0) / Raw(raw[20:36]))
+
+
+def frag_missing_last_end(t: Target, src: str, mark: float) -> Obs:
+    got = t.collect(icmp_to(src), mark, 0.0)
+    return icmp_obs(got[0] if got else None)
+
+
+def _raw_ip(t: Target, src: str, raw: bytes) -> Obs:
+    mark = t.send(bytes(Ether(dst=t.mac, src=PROBER_MAC, type=0x0800)) + raw)
+    return icmp_obs(t.wait(from_target(src), mark, NO_REPLY_WAIT))
+
+
+def _echo_bytes(src: str, **ipkw: Any) -> bytearray:
+    return bytearray(bytes(IP(src=src, dst=TARGET_IP, **ipkw) / ICMP(type=8, id=9, seq=1)
+                           / Raw(b"y" * 16)))
+
+
+def _fix_ip_checksum(b: bytearray, ihl: int) -> bytearray:
+    b[10:12] = b"\0\0"
+    s = sum(int.from_bytes(b[i:i + 2], "big") for i in range(0, ihl * 4, 2))
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    b[10:12] = (~s & 0xFFFF).to_bytes(2, "big")
+    return b
+
+
+def ip_bad_ihl(t: Target, src: str) -> Obs:
+    b = _echo_bytes(src)
+    b[0] = 0x44
+    return _raw_ip(t, src, bytes(_fix_ip_checksum(b, 4)))
+
+
+def ip_ihl_beyond_total(t: Target, src: str) -> Obs:
+    b = _echo_bytes(src)
+    b[0] = 0x4F
+    b[2:4] = (40).to_bytes(2, "big")
+    return _raw_ip(t, src, bytes(_fix_ip_checksum(b, 5)))
+
+
+def ip_total_len_beyond_frame(t: Target, src: str) -> Obs:
+    b = _echo_bytes(src)
+    b[2:4] = (len(b) + 100).to_bytes(2, "big")
+    return _raw_ip(t, src, bytes(_fix_ip_checksum(b, 5)))
+
+
+def ip_trailing_padding(t: Target, src: str) -> Obs:
+    """Total length shorter than the frame: the rest is padding, the packet is fine."""
+    return _raw_ip(t, src, bytes(_echo_bytes(src)) + b"\xaa" * 30)
+
+
+def ip_bad_checksum(t: Target, src: str) -> Obs:
+    b = _echo_bytes(src)
+    b[10] ^= 0xFF
+    return _raw_ip(t, src, bytes(b))
+
+
+def ip_bad_version(t: Target, src: str) -> Obs:
+    b = _echo_bytes(src)
+    b[0] = 0x55
+    return _raw_ip(t, src, bytes(_fix_ip_checksum(b, 5)))
+
+
+def _with_options(src: str, opts: bytes) -> bytes:
+    assert len(opts) % 4 == 0
+    inner = bytes(ICMP(type=8, id=9, seq=1) / Raw(b"y" * 16))
+    ihl = 5 + len(opts) // 4
+    hdr = bytearray(bytes(IP(src=src, dst=TARGET_IP, proto=1, ihl=ihl,
+                             len=ihl * 4 + len(inner), options=[]))[:20]) + opts
+    hdr[0] = 0x40 | ihl
+    return bytes(_fix_ip_checksum(hdr, ihl)) + inner
+
+
+def ip_option_len_zero(t: Target, src: str) -> Obs:
+    return _raw_ip(t, src, _with_options(src, bytes([0x07, 0x00, 0x04, 0x00])))
+
+
+def ip_option_len_one(t: Target, src: str) -> Obs:
+    return _raw_ip(t, src, _with_options(src, bytes([0x07, 0x01, 0x04, 0x00])))
+
+
+def ip_option_len_past_end(t: Target, src: str) -> Obs:
+    return _raw_ip(t, src, _with_options(src, bytes([0x07, 0x27, 0x04, 0x00])))
+
+
+def ip_option_rr_bad_pointer(t: Target, src: str) -> Obs:
+    return _raw_ip(t, src, _with_options(src, bytes([0x07, 0x07, 0x02, 0, 0, 0, 0, 0])))
+
+
+def ip_option_unknown(t: Target, src: str) -> Obs:
+    """An unknown option with a sane length: ignored (RFC 1122 3.2.1.8)."""
+    return _raw_ip(t, src, _with_options(src, bytes([0x1E, 0x04, 0x00, 0x00])))
+
+
+def ip_lsrr_more_hops(t: Target, src: str) -> Obs:
+    return _echo(t, src, IP(src=src, dst=TARGET_IP,
+                            options=[IPOption_LSRR(routers=["192.0.2.99"])]))
+
+
+def ip_lsrr_exhausted(t: Target, src: str) -> Obs:
+    opt = IPOption_LSRR(routers=["192.0.2.99"], pointer=8)
+    return _echo(t, src, IP(src=src, dst=TARGET_IP, options=[opt]))
+
+
+def ip_unknown_protocol(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP, proto=253) / Raw(b"z" * 12))
+    return icmp_obs(t.wait(icmp_to(src), mark, NO_REPLY_WAIT))
+
+
+def _udp(t: Target, src: str, dport: int, payload: bytes = b"hello", dst: str = TARGET_IP,
+         dst_mac: str | None = None, raw_udp: bytes | None = None, **ipkw: Any) -> Obs:
+    ip = IP(src=src, dst=dst, **ipkw)
+    if raw_udp is not None:
+        frame: Any = t.eth(dst_mac) / IP(src=src, dst=dst, proto=17, **ipkw) / Raw(raw_udp)
+    else:
+        frame = t.eth(dst_mac) / ip / UDP(sport=4000, dport=dport) / Raw(payload)
+    mark = t.send(frame)
+    got = t.wait(from_target(src), mark, REPLY_WAIT if dport == 7 and dst == TARGET_IP
+                 and raw_udp is None else NO_REPLY_WAIT)
+    if got is None:
+        return {"answer": None}
+    if UDP in got and ICMP not in got:
+        return {"answer": "udp", "payload": bytes(got[UDP].payload).hex(),
+                "sport": got[UDP].sport, "dport": got[UDP].dport, **ip_obs(got)}
+    obs = icmp_obs(got)
+    if ICMP in got and got[ICMP].type == 3:
+        quoted = bytes(got[ICMP].payload)
+        sent = bytes(frame[IP])
+        obs["quote_is_prefix_of_sent"] = sent.startswith(quoted) or quoted.startswith(sent)
+        obs["quote_len"] = len(quoted)
+    return obs
+
+
+def udp_echo(t: Target, src: str) -> Obs:
+    return _udp(t, src, 7)
+
+
+def udp_closed_port(t: Target, src: str) -> Obs:
+    return _udp(t, src, 9999, payload=b"q" * 100)
+
+
+def udp_closed_port_broadcast(t: Target, src: str) -> Obs:
+    return _udp(t, src, 9999, dst=BCAST_IP, dst_mac="ff:ff:ff:ff:ff:ff")
+
+
+def udp_closed_port_l2_broadcast(t: Target, src: str) -> Obs:
+    return _udp(t, src, 9999, dst_mac="ff:ff:ff:ff:ff:ff")
+
+
+def udp_zero_checksum(t: Target, src: str) -> Obs:
+    raw = bytes(UDP(sport=4000, dport=7, len=8 + 5, chksum=0) / Raw(b"hello"))
+    raw = raw[:6] + b"\0\0" + raw[8:]
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP, proto=17) / Raw(raw))
+    got = t.wait(lambda p: from_target(src)(p) and UDP in p, mark)
+    return {"answer": None} if got is None else {"answer": "udp",
+                                                  "payload": bytes(got[UDP].payload).hex()}
+
+
+def udp_bad_checksum(t: Target, src: str) -> Obs:
+    raw = bytearray(bytes(IP(src=src, dst=TARGET_IP) / UDP(sport=4000, dport=7)
+                          / Raw(b"hello"))[20:])
+    raw[6] ^= 0x55
+    return _udp(t, src, 7, raw_udp=bytes(raw))
+
+
+def udp_length_beyond_payload(t: Target, src: str) -> Obs:
+    raw = bytearray(bytes(IP(src=src, dst=TARGET_IP) / UDP(sport=4000, dport=7)
+                          / Raw(b"hello"))[20:])
+    raw[4:6] = (40).to_bytes(2, "big")
+    raw[6:8] = b"\0\0"
+    return _udp(t, src, 7, raw_udp=bytes(raw))
+
+
+def udp_length_short(t: Target, src: str) -> Obs:
+    """UDP length 10 in a 13-byte datagram: the receiver uses the first 2 bytes."""
+    inner = bytes(IP(src=src, dst=TARGET_IP) / UDP(sport=4000, dport=7, len=10)
+                  / Raw(b"he"))[20:]
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP, proto=17) / Raw(inner + b"llo"))
+    got = t.wait(lambda p: from_target(src)(p) and UDP in p, mark)
+    return {"answer": None} if got is None else {"answer": "udp",
+                                                  "payload": bytes(got[UDP].payload).hex()}
+
+
+def udp_length_below_header(t: Target, src: str) -> Obs:
+    raw = bytearray(bytes(UDP(sport=4000, dport=7, chksum=0) / Raw(b"hello")))
+    raw[4:6] = (4).to_bytes(2, "big")
+    raw[6:8] = b"\0\0"
+    return _udp(t, src, 7, raw_udp=bytes(raw))
+
+
+def _syn(t: Target, src: str, dport: int, flags: str = "S", data: bytes = b"",
+         options: Any = (("MSS", 1460),), sport: int = 40000, **kw: Any) -> Obs:
+    seq = random.randrange(2**32)
+    pkt = (t.eth() / IP(src=src, dst=TARGET_IP)
+           / TCP(sport=sport, dport=dport, flags=flags, seq=seq,
+                 options=list(options), window=65535, **kw) / Raw(data))
+    mark = t.send(pkt)
+    ack = kw.get("ack")
+    got = t.wait(tcp_from(src, sport), mark, REPLY_WAIT if "S" in flags and dport == 7
+                 and "F" not in flags and "R" not in flags else NO_REPLY_WAIT)
+    obs = tcp_obs(got, seq, ack)
+    if got is not None and got[TCP].flags & 0x02:
+        for o in got[TCP].options:
+            if o[0] == "MSS":
+                obs["mss"] = o[1]
+        t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+               / TCP(sport=sport, dport=dport, flags="R", seq=(seq + 1) % 2**32))
+    return obs
+
+
+FULL_OPTS = (("MSS", 1460), ("SAckOK", b""), ("Timestamp", (12345, 0)), ("NOP", None),
+             ("WScale", 7))
+
+
+def tcp_syn_closed(t: Target, src: str) -> Obs:
+    return _syn(t, src, 9)
+
+
+def tcp_syn_data_closed(t: Target, src: str) -> Obs:
+    return _syn(t, src, 9, data=b"0123456789")
+
+
+def tcp_syn_open(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, options=FULL_OPTS)
+
+
+def tcp_syn_open_bare(t: Target, src: str) -> Obs:
+    """A SYN without options: the SYN/ACK must not offer what the peer did not."""
+    return _syn(t, src, 7, options=())
+
+
+def tcp_syn_open_data(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, data=b"0123456789")
+
+
+def tcp_synfin_open(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, flags="SF")
+
+
+def tcp_synfin_closed(t: Target, src: str) -> Obs:
+    return _syn(t, src, 9, flags="SF")
+
+
+def tcp_synrst_open(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, flags="SR")
+
+
+def tcp_fin_closed(t: Target, src: str) -> Obs:
+    return _syn(t, src, 9, flags="F", options=())
+
+
+def tcp_fin_open(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, flags="F", options=())
+
+
+def tcp_null_closed(t: Target, src: str) -> Obs:
+    return _syn(t, src, 9, flags="", options=())
+
+
+def tcp_null_open(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, flags="", options=())
+
+
+def tcp_xmas_closed(t: Target, src: str) -> Obs:
+    return _syn(t, src, 9, flags="FPU", options=())
+
+
+def tcp_xmas_open(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, flags="FPU", options=())
+
+
+def tcp_ack_open(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, flags="A", options=(), ack=0x11223344)
+
+
+def tcp_ack_closed(t: Target, src: str) -> Obs:
+    return _syn(t, src, 9, flags="A", options=(), ack=0x11223344)
+
+
+def tcp_rst_closed(t: Target, src: str) -> Obs:
+    return _syn(t, src, 9, flags="R", options=())
+
+
+def tcp_rst_open(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, flags="R", options=())
+
+
+def tcp_syn_opt_len_zero(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, options=(), **_raw_opts(b"\x02\x04\x05\xb4\x08\x00\x00\x00"))
+
+
+def tcp_syn_opt_len_one(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, options=(), **_raw_opts(b"\x02\x04\x05\xb4\x08\x01\x00\x00"))
+
+
+def tcp_syn_opt_past_end(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, options=(), **_raw_opts(b"\x02\x04\x05\xb4\x08\x20\x00\x00"))
+
+
+def tcp_syn_mss_zero(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, options=(("MSS", 0),))
+
+
+def tcp_syn_wscale_15(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, options=(("MSS", 1460), ("NOP", None), ("WScale", 15)))
+
+
+def tcp_syn_bad_offset(t: Target, src: str) -> Obs:
+    """Data offset 4 (below the header): dropped."""
+    return _syn(t, src, 7, options=(), dataofs=4)
+
+
+def tcp_syn_offset_past_end(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, options=(), dataofs=15)
+
+
+def tcp_syn_bad_checksum(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, chksum=0x1234)
+
+
+def tcp_syn_broadcast(t: Target, src: str) -> Obs:
+    seq = 1000
+    mark = t.send(t.eth("ff:ff:ff:ff:ff:ff") / IP(src=src, dst=BCAST_IP)
+                  / TCP(sport=40000, dport=9, flags="S", seq=seq))
+    return tcp_obs(t.wait(tcp_from(src, 40000), mark, NO_REPLY_WAIT), seq)
+
+
+def _raw_opts(opts: bytes) -> dict[str, Any]:
+    """Options scapy would 'fix': passed as the TCP payload with a larger data offset."""
+    return {"_rawopts": opts}
+
+
+_orig_syn = _syn
+
+
+def _syn(t: Target, src: str, dport: int, flags: str = "S", data: bytes = b"",  # noqa: F811
+         options: Any = (("MSS", 1460),), sport: int = 40000, **kw: Any) -> Obs:
+    raw = kw.pop("_rawopts", None)
+    if raw is None:
+        return _orig_syn(t, src, dport, flags, data, options, sport, **kw)
+    seq = random.randrange(2**32)
+    hdr = bytearray(bytes(TCP(sport=sport, dport=dport, flags=flags, seq=seq, window=65535,
+                              dataofs=5 + len(raw) // 4, chksum=0)))
+    seg = bytes(hdr) + raw + data
+    ip = IP(src=src, dst=TARGET_IP, proto=6)
+    full = IP(bytes(ip / Raw(seg)))
+    pseudo = TCP(seg)
+    pseudo.chksum = None
+    # recompute the checksum over the exact bytes
+    from scapy.utils import checksum as _cs  # type: ignore
+    ph = (bytes(full)[12:20] + b"\x00\x06" + len(seg).to_bytes(2, "big"))
+    csum = _cs(ph + seg)
+    seg = seg[:16] + csum.to_bytes(2, "big") + seg[18:]
+    mark = t.send(t.eth() / ip / Raw(seg))
+    got = t.wait(tcp_from(src, sport), mark)
+    obs = tcp_obs(got, seq)
+    if got is not None and got[TCP].flags & 0x02:
+        t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+               / TCP(sport=sport, dport=dport, flags="R", seq=(seq + 1) % 2**32))
+    return obs
+
+
+# -- probes on an established connection ---------------------------------------------
+def _conn(t: Target, src: str, sport: int = 41000) -> Conn:
+    c = Conn(t, src, sport)
+    assert c.open(), f"{t.name}: no handshake"
+    return c
+
+
+def _answer_after(c: Conn, pkt: Any, timeout: float = NO_REPLY_WAIT) -> Obs:
+    mark = c.target.send(pkt)
+    got = c.target.wait(tcp_from(c.src, c.sport), mark, timeout)
+    if got is None:
+        return {"answer": None}
+    tcp = got[TCP]
+    return {"answer": "tcp", "flags": flags_str(tcp),
+            "ack_is_rcv_nxt": tcp.ack == c.snd_nxt,
+            "seq_is_snd_nxt": tcp.seq == c.rcv_nxt}
+
+
+def est_rst_out_of_window(t: Target, src: str) -> Obs:
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("R", seq=(c.snd_nxt + 2**30) % 2**32))
+    obs["alive_after"] = c.alive()
+    c.reset()
+    return obs
+
+
+def est_rst_in_window(t: Target, src: str) -> Obs:
+    """RFC 5961 3.2: in the window but not exact -> challenge ACK, connection stays."""
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("R", seq=(c.snd_nxt + 100) % 2**32), REPLY_WAIT)
+    obs["alive_after"] = c.alive()
+    c.reset()
+    return obs
+
+
+def est_rst_exact(t: Target, src: str) -> Obs:
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("R"))
+    mark = t.send(c.seg("PA", data=b"late"))
+    got = t.wait(tcp_from(src, c.sport), mark, REPLY_WAIT)
+    obs["after"] = None if got is None else flags_str(got[TCP])
+    return obs
+
+
+def est_rst_ack_exact(t: Target, src: str) -> Obs:
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("RA"))
+    obs["alive_after"] = c.alive()
+    return obs
+
+
+def est_syn(t: Target, src: str) -> Obs:
+    """RFC 5961 4.2: a SYN in ESTABLISHED gets a challenge ACK."""
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("S", seq=(c.snd_nxt + 500) % 2**32), REPLY_WAIT)
+    obs["alive_after"] = c.alive()
+    c.reset()
+    return obs
+
+
+def est_syn_old_seq(t: Target, src: str) -> Obs:
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("S", seq=(c.snd_nxt - 1) % 2**32), REPLY_WAIT)
+    obs["alive_after"] = c.alive()
+    c.reset()
+    return obs
+
+
+def est_data_beyond_window(t: Target, src: str) -> Obs:
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("PA", seq=(c.snd_nxt + 2**20) % 2**32, data=b"far"),
+                        REPLY_WAIT)
+    obs["alive_after"] = c.alive()
+    c.reset()
+    return obs
+
+
+def est_old_data(t: Target, src: str) -> Obs:
+    """A duplicate of data already acknowledged: answered with an ACK."""
+    c = _conn(t, src)
+    c.alive()
+    obs = _answer_after(c, c.seg("PA", seq=(c.snd_nxt - 4) % 2**32, data=b"ping"),
+                        REPLY_WAIT)
+    c.reset()
+    return obs
+
+
+def est_ack_unsent(t: Target, src: str) -> Obs:
+    """RFC 5961 5.2: an ACK for data never sent is dropped (and ACKed)."""
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("PA", ack=(c.rcv_nxt + 100000) % 2**32, data=b"abcd"),
+                        REPLY_WAIT)
+    obs["alive_after"] = c.alive()
+    c.reset()
+    return obs
+
+
+def est_bad_offset(t: Target, src: str) -> Obs:
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("PA", data=b"abcd", dataofs=4))
+    obs["alive_after"] = c.alive()
+    c.reset()
+    return obs
+
+
+def est_urgent_beyond(t: Target, src: str) -> Obs:
+    """URG with the pointer far past the segment: the data still arrives in order."""
+    c = _conn(t, src)
+    mark = t.send(c.seg("PAU", data=b"urgentdata", urgptr=5000))
+    got = t.wait(lambda p: tcp_from(src, c.sport)(p) and len(bytes(p[TCP].payload)) >= 1,
+                 mark, REPLY_WAIT)
+    acked = t.wait(lambda p: tcp_from(src, c.sport)(p)
+                   and p[TCP].ack == (c.snd_nxt + 10) % 2**32, mark, REPLY_WAIT)
+    c.reset()
+    return {"acked_all": acked is not None,
+            "echo": None if got is None else bytes(got[TCP].payload).decode(errors="replace")}
+
+
+def est_zero_window_probe(t: Target, src: str) -> Obs:
+    """We advertise window 0 and send data: the echo must wait and probe (RFC 9293 3.8.6.1)."""
+    c = _conn(t, src)
+    mark = t.send(c.seg("PA", data=b"hello", window=0))
+    c.snd_nxt = (c.snd_nxt + 5) % 2**32
+    got = t.collect(tcp_from(src, c.sport), mark, 1.5)
+    payload = [bytes(p[TCP].payload) for p in got]
+    c.reset()
+    return {"data_sent_into_zero_window": any(len(x) > 1 for x in payload)}
+
+
+def est_fin(t: Target, src: str) -> Obs:
+    """Our FIN: ACKed; the echo closes too (FIN), and a segment after that gets a RST."""
+    c = _conn(t, src)
+    mark = t.send(c.seg("FA"))
+    fin_seq = c.snd_nxt
+    c.snd_nxt = (c.snd_nxt + 1) % 2**32
+    acked = t.wait(lambda p: tcp_from(src, c.sport)(p) and p[TCP].flags & 0x10
+                   and p[TCP].ack == c.snd_nxt, mark)
+    their_fin = t.wait(lambda p: tcp_from(src, c.sport)(p) and p[TCP].flags & 0x01, mark)
+    obs: Obs = {"fin_acked": acked is not None, "their_fin": their_fin is not None,
+                "fin_seq_ok": fin_seq is not None}
+    if their_fin is not None:
+        c.rcv_nxt = (their_fin[TCP].seq + 1) % 2**32
+        t.send(c.seg("A"))
+        time.sleep(0.2)
+        obs["after_close"] = _answer_after(c, c.seg("PA", data=b"zz")).get("flags")
+    return obs
+
+
+def est_dup_syn_in_syn_received(t: Target, src: str) -> Obs:
+    seq = random.randrange(2**32)
+    syn = (t.eth() / IP(src=src, dst=TARGET_IP)
+           / TCP(sport=42000, dport=7, flags="S", seq=seq, options=[("MSS", 1460)]))
+    mark = t.send(syn)
+    first = t.wait(lambda p: tcp_from(src, 42000)(p) and p[TCP].flags == 0x12, mark)
+    mark2 = t.send(syn)
+    second = t.wait(tcp_from(src, 42000), mark2, REPLY_WAIT)
+    t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+           / TCP(sport=42000, dport=7, flags="R", seq=(seq + 1) % 2**32))
+    return {"second": None if second is None else flags_str(second[TCP]),
+            "same_isn": bool(first and second and first[TCP].seq == second[TCP].seq),
+            "ack_ok": bool(second and second[TCP].ack == (seq + 1) % 2**32)}
+
+
+def est_syn_different_seq_in_syn_received(t: Target, src: str) -> Obs:
+    seq = random.randrange(2**32)
+
+    def syn(s: int) -> Any:
+        return (t.eth() / IP(src=src, dst=TARGET_IP)
+                / TCP(sport=42001, dport=7, flags="S", seq=s, options=[("MSS", 1460)]))
+    mark = t.send(syn(seq))
+    t.wait(lambda p: tcp_from(src, 42001)(p) and p[TCP].flags == 0x12, mark)
+    mark2 = t.send(syn((seq + 1000) % 2**32))
+    second = t.wait(tcp_from(src, 42001), mark2, REPLY_WAIT)
+    t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+           / TCP(sport=42001, dport=7, flags="R", seq=(seq + 1) % 2**32))
+    return tcp_obs(second, seq)
+
+
+PROBES: dict[str, Callable[[Target, str], Obs]] = {
+    name: fn for name, fn in list(globals().items())
+    if callable(fn) and name.split("_")[0] in ("arp", "icmp", "frag", "ip", "udp", "tcp", "est")
+    and not name.startswith(("ip_obs", "icmp_obs", "icmp_to", "tcp_obs", "tcp_from",
+                             "frag_missing"))
+}
+
+
+# -- the environment ---------------------------------------------------------------
+def _sysctl(ns: Netns, *settings: str) -> None:
+    for s in settings:
+        ns.run("sysctl", "-qw", s, check=False)
+
+
+@contextlib.contextmanager
+def environment() -> Iterator[tuple[Target, Target]]:
+    """Both targets up and answering; everything torn down afterwards."""
+    require_program("socat")
+    with contextlib.ExitStack() as stack:
+        nf = stack.enter_context(netns("cff"))
+        nl = stack.enter_context(netns("cfl"))
+        np_ = stack.enter_context(netns("cfp"))
+        for n in (nf, nl, np_):
+            _sysctl(n, "net.ipv6.conf.all.disable_ipv6=1",
+                    "net.ipv6.conf.default.disable_ipv6=1")
+        # Linux: veth l0 (192.0.2.2) in L, p0 (no address) in P.
+        subprocess.run(["ip", "-n", nl.name, "link", "add", "l0", "address", LINUX_MAC,
+                        "type", "veth", "peer", "name", "p0", "netns", np_.name],
+                       check=True, capture_output=True)
+        nl.ip("addr", "add", f"{TARGET_IP}/24", "dev", "l0")
+        nl.ip("link", "set", "l0", "up")
+        np_.ip("link", "set", "p0", "up")
+        nl.popen("socat", "TCP-LISTEN:7,fork,reuseaddr", "PIPE",
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        nl.popen("socat", "UDP-RECVFROM:7,fork", "PIPE",
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # femtotcp on a TAP in F.
+        src = Path(__file__).resolve().parents[2] / "src"
+        env = dict(os.environ, PYTHONPATH=str(src))
+        nf.popen(sys.executable, "-m", "femtotcp", "serve", "--tap", "ftap0",
+                 "--ip", f"{TARGET_IP}/24", "--mac", FEMTO_MAC, "--tcp-echo", "7",
+                 "--udp-echo", "7", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                 env=env)
+        deadline = time.monotonic() + 15
+        while nf.ip("link", "show", "ftap0", check=False).returncode != 0 \
+                or "UP" not in nf.ip("link", "show", "ftap0").stdout.split(">")[0]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("femtotcp serve did not bring ftap0 up")
+            time.sleep(0.05)
+        femto = Target("femtotcp", nf.name, "ftap0", FEMTO_MAC)
+        stack.callback(femto.close)
+        linux = Target("linux", np_.name, "p0", LINUX_MAC)
+        stack.callback(linux.close)
+        # Both answer an echo before probing starts (socat and the stack are ready).
+        for tgt in (femto, linux):
+            deadline = time.monotonic() + 15
+            while icmp_echo(tgt, prober_ip(190)).get("type") != 0 \
+                    or udp_echo(tgt, prober_ip(191)).get("answer") != "udp":
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{tgt.name} does not answer")
+        yield femto, linux
+
+
+def run_all(femto: Target, linux: Target,
+            names: list[str] | None = None) -> dict[str, tuple[Obs, Obs]]:
+    """Every probe on both targets (each probe has its own source address and ports)."""
+    names = names or list(PROBES)
+    results: dict[str, tuple[Obs, Obs]] = {}
+    frag_src = prober_ip(192)
+    frag_marks = (frag_missing_last_start(femto, frag_src),
+                  frag_missing_last_start(linux, frag_src))
+
+    def one(tgt: Target, i: int, name: str) -> Obs:
+        try:
+            return PROBES[name](tgt, prober_ip(i))
+        except Exception as exc:  # noqa: BLE001 - reported as the observation
+            return {"error": repr(exc)}
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        futs = {name: (pool.submit(one, femto, i, name), pool.submit(one, linux, i, name))
+                for i, name in enumerate(names)}
+        for name, (ff, fl) in futs.items():
+            results[name] = (ff.result(), fl.result())
+    # Reassembly timeout (30 s on both, Linux's ipfrag_time): wait for it if time allows.
+    wait = frag_marks[0] + 31.5 - time.monotonic()
+    if wait < 40:
+        time.sleep(max(0.0, wait))
+        results["frag_missing_last"] = (frag_missing_last_end(femto, frag_src, frag_marks[0]),
+                                        frag_missing_last_end(linux, frag_src, frag_marks[1]))
+    return results

@@ -1,0 +1,76 @@
+"""Differential conformance: the same crafted frames to femtotcp and to Linux.
+
+probe.py builds the two targets (femtotcp on a TAP, the kernel behind a veth,
+both at 192.0.2.2 with TCP and UDP echo on port 7) and runs every probe on both
+at once; each probe reduces the answers to a small dict of facts. Each test here
+asserts femtotcp's observation: equal to Linux's, unless the difference is listed
+in ACCEPTED with the reason it is acceptable (and then femtotcp must show exactly
+the documented behaviour). A test fails when femtotcp diverges in a way judged
+wrong, never because Linux did something new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import probe
+import pytest
+from netns import require_kernel
+
+# name -> (reason, what femtotcp shows instead). {"answer": None} means "no
+# answer at all"; any other dict replaces those fields of Linux's observation.
+ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
+    "arp_broadcast_sender_mac": (
+        "Linux answers an ARP request whose sender MAC is broadcast (its reply goes to "
+        "ff:ff:ff:ff:ff:ff); femtotcp drops ARP with a group sender MAC (README, hostile "
+        "input: such a claim can only poison caches; cf. RFC 1812 3.3.2)",
+        {"answer": None}),
+    "arp_multicast_sender_mac": (
+        "as above, for a multicast sender MAC", {"answer": None}),
+    "icmp_echo_l2_broadcast": (
+        "RFC 1122 3.3.6: a datagram received by link-layer broadcast with a unicast IP "
+        "destination SHOULD be silently discarded; femtotcp does, Linux answers",
+        {"answer": None}),
+    "icmp_echo_record_route": (
+        "RFC 1122 3.2.2.6 says the Record Route option SHOULD be returned in the echo "
+        "reply; Linux does, femtotcp answers without options (ip_output carries none). "
+        "The reply itself is correct",
+        {"ihl": 5}),
+    "udp_echo": (
+        "Linux sets DF on UDP (PMTU discovery, IP_PMTUDISC_WANT); RFC 1191 discovery is "
+        "optional and femtotcp keeps no path-MTU cache for UDP, so DF would black-hole "
+        "datagrams behind a smaller MTU",
+        {"df": False}),
+    "est_syn_different_seq_in_syn_received": (
+        "a SYN with a new sequence number while the first handshake is half open: Linux "
+        "resets the embryonic connection (RST/ACK for the new SYN), RFC 9293 3.10.7.4 "
+        "returns it to LISTEN silently; femtotcp answers with a challenge ACK "
+        "(RFC 5961 4.2), which keeps a blind SYN from tearing the handshake down",
+        {"flags": "A", "ack_minus_seq": 1, "window_zero": False}),
+}
+
+
+@pytest.fixture(scope="module")
+def results() -> Iterator[dict[str, tuple[dict[str, Any], dict[str, Any]]]]:
+    require_kernel()
+    with probe.environment() as (femto, linux):
+        yield probe.run_all(femto, linux)
+
+
+NAMES = [*probe.PROBES, "frag_missing_last"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_matches_linux(results: dict[str, tuple[dict[str, Any], dict[str, Any]]],
+                       name: str) -> None:
+    assert name in results, f"probe {name} did not run"
+    femto, linux = results[name]
+    assert "error" not in linux, f"the probe failed against Linux: {linux['error']}"
+    assert "error" not in femto, f"the probe failed against femtotcp: {femto['error']}"
+    if name in ACCEPTED:
+        reason, shown = ACCEPTED[name]
+        expected = dict(shown) if shown.get("answer", "x") is None else {**linux, **shown}
+        assert femto == expected, f"accepted difference changed ({reason}); linux: {linux}"
+    else:
+        assert femto == linux, f"femtotcp diverges from Linux: femtotcp {femto}, linux {linux}"
