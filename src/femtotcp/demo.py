@@ -288,7 +288,6 @@ def run_tap(pcap_path: str) -> int:
         writer.attach(tap)
         subprocess.run(["ip", "-n", ns, "addr", "add", "192.0.2.1/24", "dev", "ftap0"],
                        check=True)
-        subprocess.run(["ip", "-n", ns, "link", "set", "ftap0", "up"], check=True)
         rt.add_stack(st)
         rt.start()
         rt.call(st.start)
