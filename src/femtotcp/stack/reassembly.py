@@ -22,6 +22,9 @@ MAX_DATAGRAM = 65535
 Key = tuple[bytes, bytes, int, int]
 
 
+_QUOTE_MAX = 576 - 20 - 8   # the ICMP error's room for the offending datagram
+
+
 class _Datagram:
     __slots__ = ("pieces", "total", "size", "timer", "first", "dead")
 
@@ -108,7 +111,9 @@ class Reassembler:
         dg.size += len(data)
         self.bytes_held += len(data)
         if offset == 0:
-            dg.first = (header, bytes(packet[:header.header_len + 8]))
+            # Quote as much of the first fragment as an ICMP error carries
+            # (RFC 1812 4.3.2.3, 576 bytes in all), as Linux does.
+            dg.first = (header, bytes(packet[:min(header.total_len, _QUOTE_MAX)]))
         if dg.total is None or dg.size != dg.total:
             return None
         header_len = getattr(dg.first[0], "header_len", 20) if dg.first is not None else 20
