@@ -69,6 +69,9 @@ def _pytcp(args: argparse.Namespace, veth: list[float], k2s: list[float],
     print(f"\nPyTCP ({pytcp_bench.PACKAGE} {pytcp_bench.VERSION}, {sys.version.split()[0]}"
           f" venv bench/.venv-pytcp) over TAP, MTU 1500, {args.pytcp_size} MB per run, "
           f"best and median of {args.repeat} runs", flush=True)
+    if not pytcp_bench.STAMP.exists():
+        print(f"  (installing {pytcp_bench.PACKAGE}=={pytcp_bench.VERSION} into "
+              "bench/.venv-pytcp, once)", flush=True)
     res = pytcp_bench.measure(args.pytcp_size * pytcp_bench.MB, args.repeat)
     rows = [("kernel -> PyTCP (TAP)", res.k2p), ("PyTCP -> kernel (TAP)", res.p2k)]
     for name, values in rows:
