@@ -699,7 +699,7 @@ class TcpConnection:
         now = self.timers.now
         if plen:
             if ack32 != una & MASK or self.ooo.blocks or self.rd_shut or self.orphaned or \
-                    (window << self.snd_wscale) != self.snd_wnd or \
+                    self.ooo_fin >= 0 or (window << self.snd_wscale) != self.snd_wnd or \
                     rcv_nxt + plen > self.rcv_adv:
                 return False
             if tsval >= 0 and rcv_nxt <= self.last_ack_sent:

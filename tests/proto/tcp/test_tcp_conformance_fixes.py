@@ -1,0 +1,41 @@
+"""Input-side rules found by the differential conformance run against Linux
+(tests/e2e/test_conformance.py), pinned here on the virtual clock."""
+
+from __future__ import annotations
+
+from tcp_harness import ACK, ANY, FIN, PSH, RST, SYN, lan_with_peer, open_passive
+
+
+def test_fin_held_out_of_order_is_taken_when_the_hole_fills() -> None:
+    """RFC 9293 3.10.7.4: a FIN beyond RCV.NXT is held; the in-order data that fills
+    the hole (even on the fast path) brings it in, acknowledged at once."""
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    peer.send(FIN | ACK, p.snd + 4, p.rcv)
+    assert peer.expect(ACK).ack == p.snd            # duplicate ACK for the hole
+    peer.send(ACK | PSH, p.snd, p.rcv, b"fill")
+    segs = peer.received()
+    assert segs and segs[-1].ack == p.snd + 5       # the data and the FIN
+    assert p.conn.recv(100) == b"fill"
+    assert p.conn.recv(100) == b""
+    assert p.conn.state == "CLOSE_WAIT"
+
+
+def test_reset_for_no_connection_has_df() -> None:
+    """Resets for a closed port carry DF like every other TCP segment (as Linux)."""
+    lan, peer = lan_with_peer()
+    frames: list[bytes] = []
+    peer.stack.interfaces[0].device.add_capture(
+        lambda f, outgoing: frames.append(bytes(f)) if outgoing else None)
+    peer.send(SYN, 1, dport=81)
+    rst = peer.expect(RST | ACK)
+    assert rst.ack == 2
+    ip = [f[14:] for f in frames if len(f) > 34 and f[23] == 6][-1]
+    assert ip[6] & 0x40
+
+
+def test_syn_data_is_not_acknowledged_by_the_syn_ack() -> None:
+    lan, peer = lan_with_peer()
+    peer.stack.tcp.listen(ANY, 80)
+    peer.send(SYN, 7000, payload=b"x" * 10)
+    assert peer.expect(SYN | ACK).ack == 7001
