@@ -18,6 +18,7 @@ from femtotcp.wire import Malformed, ethernet
 from femtotcp.wire import ipv4 as wire_ipv4
 
 if TYPE_CHECKING:
+    from femtotcp.stack.arp import Neighbour
     from femtotcp.stack.interface import Interface
     from femtotcp.stack.stack import Stack
 
@@ -67,6 +68,28 @@ class OffloadPath(NamedTuple):
     max_payload: int      # the interface MTU minus the IP header
 
 
+class _Fast(NamedTuple):
+    """One entry of the output cache: what ``output`` worked out for a unicast
+    destination (route, source address, the neighbour and its MAC, the
+    Ethernet header). Checked on every use against the live objects, so a
+    route, address or ARP change (each replaces the object compared here)
+    sends the next datagram down the full path, which re-creates the entry."""
+
+    route: Any
+    addrs: set[bytes]           # stack.local_addresses when made (replaced on change)
+    iface: Interface
+    src: bytes
+    src_mac: bytes
+    neigh: Neighbour
+    mac: bytes                  # neigh.mac when made (replaced when re-learned)
+    arp_cache: dict[bytes, Neighbour]
+    eth: bytes
+
+
+#: Destinations remembered by the output cache (cleared when full).
+FAST_CACHE_MAX = 1024
+
+
 def is_multicast(addr: bytes) -> bool:
     return 224 <= addr[0] <= 239
 
@@ -81,6 +104,7 @@ class Ipv4:
         self.stack = stack
         self.reassembly = Reassembler(stack, "ipv4", self._reasm_timeout)
         self._ident = secrets.randbelow(0x10000)
+        self._fast: dict[bytes, _Fast] = {}
         #: The datagram being delivered (raw, header included), for ICMP errors.
         self.current = memoryview(b"")
         #: Multicast groups joined (accepted as destinations).
@@ -194,6 +218,28 @@ class Ipv4:
         """Send one datagram. Returns 0, or an errno (nothing is raised)."""
         stack = self.stack
         counters = stack.counters
+        fast = self._fast.get(dst)
+        if fast is not None and iface is None and (src is None or src == fast.src):
+            # The per-destination cache (see _Fast): valid while the route, the
+            # address sets and the neighbour entry are the objects it was made
+            # from and the neighbour needs no re-check.
+            nb = fast.neigh
+            f_iface = fast.iface
+            now = stack.timers.now
+            if stack.routes.lookup(dst) is fast.route and \
+                    stack.local_addresses is fast.addrs and nb.mac is fast.mac and \
+                    fast.arp_cache.get(nb.ip) is nb and f_iface.mac is fast.src_mac and \
+                    len(payload) + 20 <= f_iface.mtu and not (
+                        nb.state == "REACHABLE"
+                        and now - nb.confirmed > stack.config.arp_reachable):
+                nb.used = now
+                counters["ipv4.tx"] += 1
+                self._ident = ident = (self._ident + 1) & 0xFFFF
+                f_iface.device.send(fast.eth + wire_ipv4.build(
+                    fast.src, dst, proto, payload, stack.config.ttl if ttl is None else ttl,
+                    tos, ident, wire_ipv4.DF if df else 0))
+                return 0
+            del self._fast[dst]
         if ttl is None:
             ttl = stack.config.ttl
         if len(payload) > 65515:
@@ -208,6 +254,7 @@ class Ipv4:
             counters["ipv4.tx_loopback_source"] += 1   # Linux: EINVAL
             return errno.EINVAL
         next_hop = dst
+        route = None
         if dst == BROADCAST or is_multicast(dst):
             if iface is None:
                 route = stack.routes.lookup(dst)
@@ -244,6 +291,8 @@ class Ipv4:
             packet = wire_ipv4.build(src, dst, proto, payload, ttl, tos, ident,
                                      wire_ipv4.DF if df else 0)
             self._transmit(iface, next_hop, dst, packet)
+            if route is not None and route.iface is iface:
+                self._remember(dst, route, next_hop, src)
             return 0
         if df:
             counters["ipv4.tx_needs_fragmentation"] += 1
@@ -306,6 +355,25 @@ class Ipv4:
                                  self._next_ident(), wire_ipv4.DF)
         start = path.csum_start
         path.device.send_offload(path.eth + packet, gso_size, start, 16, start + tcp_hlen)
+
+    def _remember(self, dst: bytes, route: Any, next_hop: bytes, src: bytes) -> None:
+        """After a unicast datagram went out through ARP: cache the way to ``dst``
+        when its neighbour is resolved (see ``_Fast``)."""
+        stack = self.stack
+        iface = route.iface
+        if stack.arp is None or iface.raw_ip or src not in stack.local_addresses or \
+                dst in stack.broadcast_addresses or dst in stack.local_addresses or \
+                is_multicast(dst):
+            return
+        cache = stack.arp.caches.get(iface)
+        n = cache.get(next_hop) if cache is not None else None
+        if n is None or n.mac is None:
+            return
+        if len(self._fast) >= FAST_CACHE_MAX:
+            self._fast.clear()
+        self._fast[dst] = _Fast(route, stack.local_addresses, iface, src, iface.mac, n, n.mac,
+                                cache, ethernet.build(n.mac, iface.mac, ethernet.ETH_IPV4, b"",
+                                                      iface.vlan))
 
     def _transmit(self, iface: Interface, next_hop: bytes, dst: bytes, packet: bytes) -> None:
         stack = self.stack
