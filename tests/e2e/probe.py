@@ -144,7 +144,25 @@ def _safe(pred: Callable[[Any], bool], pkt: Any) -> bool:
 # -- observation helpers -----------------------------------------------------------
 def ip_obs(pkt: Any) -> Obs:
     ip = pkt[IP]
-    return {"ttl": ip.ttl, "df": bool(ip.flags & 2), "ihl": ip.ihl}
+    return {"ttl": ip.ttl, "df": bool(ip.flags & 2), "ihl": ip.ihl, "tos": ip.tos,
+            "checksums_ok": checksums_ok(pkt)}
+
+
+def checksums_ok(pkt: Any) -> bool:
+    """Whether the IP and transport checksums of a received frame are right."""
+    ip = pkt[IP]
+    again = ip.copy()
+    del again.chksum
+    for layer in (TCP, UDP, ICMP):
+        if layer in again and not (layer is UDP and again[UDP].chksum == 0):
+            del again[layer].chksum
+    rebuilt = IP(bytes(again))
+    if rebuilt.chksum != ip.chksum:
+        return False
+    for layer in (TCP, UDP, ICMP):
+        if layer in ip and layer in rebuilt and rebuilt[layer].chksum != ip[layer].chksum:
+            return False
+    return True
 
 
 def icmp_obs(pkt: Any | None) -> Obs:
@@ -156,6 +174,9 @@ def icmp_obs(pkt: Any | None) -> Obs:
         quoted = bytes(ic.payload)
         obs["quote_has_ip_header"] = len(quoted) >= 20 and quoted[0] >> 4 == 4
         obs["quote_at_least_28"] = len(quoted) >= 28
+        obs["quote_len"] = len(quoted)
+    if ic.type == 12:
+        obs["pointer"] = ic.ptr
     return obs
 
 
@@ -295,6 +316,34 @@ def arp_unsolicited_reply(t: Target, src: str) -> Obs:
     return _arp_answer(t, mark, src)
 
 
+def arp_conflict_claim(t: Target, src: str) -> Obs:
+    """Someone else claims our address (gratuitous ARP for 192.0.2.2)."""
+    mark = t.send(t.eth("ff:ff:ff:ff:ff:ff")
+                  / ARP(op=1, hwsrc="02:aa:00:00:00:09", psrc=TARGET_IP, pdst=TARGET_IP))
+    got = t.collect(lambda p: ARP in p and p.src == t.mac, mark)
+    return {"arp_frames": len(got) > 0}
+
+
+def arp_rarp_opcode(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth("ff:ff:ff:ff:ff:ff")
+                  / ARP(op=3, hwsrc=PROBER_MAC, psrc=src, pdst=TARGET_IP))
+    return _arp_answer(t, mark, src)
+
+
+def arp_bad_hlen(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth("ff:ff:ff:ff:ff:ff")
+                  / ARP(op=1, hwlen=8, hwsrc=PROBER_MAC + ":00:00", psrc=src,
+                        hwdst="00:00:00:00:00:00:00:00", pdst=TARGET_IP))
+    return _arp_answer(t, mark, src)
+
+
+def arp_request_self_target_mac(t: Target, src: str) -> Obs:
+    """A request whose target hardware address is already filled in: still answered."""
+    mark = t.send(t.eth("ff:ff:ff:ff:ff:ff")
+                  / ARP(op=1, hwsrc=PROBER_MAC, psrc=src, hwdst=t.mac, pdst=TARGET_IP))
+    return _arp_answer(t, mark, src)
+
+
 def arp_broadcast_sender_mac(t: Target, src: str) -> Obs:
     mark = t.send(Ether(dst="ff:ff:ff:ff:ff:ff", src=PROBER_MAC)
                   / ARP(op=1, hwsrc="ff:ff:ff:ff:ff:ff", psrc=src, pdst=TARGET_IP))
@@ -360,8 +409,56 @@ def icmp_echo_bad_checksum(t: Target, src: str) -> Obs:
 
 
 def icmp_timestamp(t: Target, src: str) -> Obs:
-    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP) / ICMP(type=13, id=7, seq=1))
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+                  / ICMP(type=13, id=7, seq=1, ts_ori=123456, ts_rx=0, ts_tx=0))
+    got = t.wait(icmp_to(src), mark, NO_REPLY_WAIT)
+    obs = icmp_obs(got)
+    if got is not None and got[ICMP].type == 14:
+        ic = got[ICMP]
+        now = int(time.time() * 1000) % 86_400_000
+        obs["id_seq_ok"] = ic.id == 7 and ic.seq == 1
+        obs["originate_copied"] = ic.ts_ori == 123456
+        obs["times_plausible"] = abs(ic.ts_rx - now) < 5000 and abs(ic.ts_tx - now) < 5000
+        obs["length"] = len(bytes(ic))
+    return obs
+
+
+def icmp_timestamp_broadcast(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth("ff:ff:ff:ff:ff:ff") / IP(src=src, dst=BCAST_IP)
+                  / ICMP(type=13, id=7, seq=1))
     return icmp_obs(t.wait(icmp_to(src), mark, NO_REPLY_WAIT))
+
+
+def icmp_echo_tos(t: Target, src: str) -> Obs:
+    return _echo(t, src, IP(src=src, dst=TARGET_IP, tos=0x28))
+
+
+def icmp_echo_network_address(t: Target, src: str) -> Obs:
+    return _echo(t, src, IP(src=src, dst="192.0.2.0"), dst_mac="ff:ff:ff:ff:ff:ff")
+
+
+def icmp_echo_limited_broadcast(t: Target, src: str) -> Obs:
+    return _echo(t, src, IP(src=src, dst="255.255.255.255"), dst_mac="ff:ff:ff:ff:ff:ff")
+
+
+def icmp_echo_from_broadcast_source(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth() / IP(src=BCAST_IP, dst=TARGET_IP) / ICMP(type=8, id=5, seq=1))
+    return icmp_obs(t.wait(lambda p: IP in p and ICMP in p and p[IP].src == TARGET_IP
+                           and p[ICMP].id == 5, mark, NO_REPLY_WAIT))
+
+
+def icmp_echo_land(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth() / IP(src=TARGET_IP, dst=TARGET_IP) / ICMP(type=8, id=6, seq=1))
+    got = t.collect(lambda p: IP in p and ICMP in p and p[ICMP].id == 6, mark)
+    return {"answer": "icmp" if got else None}
+
+
+def icmp_error_about_nothing(t: Target, src: str) -> Obs:
+    """A port unreachable quoting a datagram we never sent: no answer."""
+    inner = IP(src=TARGET_IP, dst=src) / UDP(sport=5555, dport=6666)
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP) / ICMP(type=3, code=3)
+                  / Raw(bytes(inner)))
+    return {"answer": "frame" if t.collect(from_target(src), mark) else None}
 
 
 def icmp_unknown_type(t: Target, src: str) -> Obs:
@@ -428,8 +525,8 @@ def frag_missing_last_start(t: Target, src: str) -> float:
 
 
 def frag_missing_last_end(t: Target, src: str, mark: float) -> Obs:
-    got = t.collect(icmp_to(src), mark, 0.0)
-    return icmp_obs(got[0] if got else None)
+    """The time-exceeded error, due 30 s after the first fragment (ipfrag_time)."""
+    return icmp_obs(t.wait(icmp_to(src), mark, max(0.0, mark + 34 - time.monotonic())))
 
 
 def _raw_ip(t: Target, src: str, raw: bytes) -> Obs:
@@ -744,6 +841,44 @@ def tcp_syn_bad_checksum(t: Target, src: str) -> Obs:
     return _syn(t, src, 7, chksum=0x1234)
 
 
+def tcp_syn_sport_zero(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, sport=0)
+
+
+def tcp_syn_dport_zero(t: Target, src: str) -> Obs:
+    return _syn(t, src, 0, sport=40001)
+
+
+def tcp_syn_ts_echo(t: Target, src: str) -> Obs:
+    """SYN-ACK timestamps: TSecr echoes our TSval; the window-scale shift is sane."""
+    seq = 5000
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+                  / TCP(sport=40002, dport=7, flags="S", seq=seq, window=65535,
+                        options=list(FULL_OPTS)))
+    got = t.wait(lambda p: tcp_from(src, 40002)(p) and p[TCP].flags == 0x12, mark)
+    if got is None:
+        return {"answer": None}
+    opts = dict((o[0], o[1]) for o in got[TCP].options)
+    t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+           / TCP(sport=40002, dport=7, flags="R", seq=seq + 1))
+    return {"answer": "tcp", "tsecr_echoes": opts.get("Timestamp", (0, 0))[1] == 12345,
+            "tsval_nonzero": opts.get("Timestamp", (0, 0))[0] != 0,
+            "wscale_ok": 0 <= opts.get("WScale", -1) <= 14,
+            "window_nonzero": got[TCP].window > 0}
+
+
+def tcp_syn_ack_flags_open(t: Target, src: str) -> Obs:
+    """SYN+ACK to a listener (no connection): RST with seq = the ACK field."""
+    return _syn(t, src, 7, flags="SA", options=(), ack=0x55667788)
+
+
+def tcp_syn_from_broadcast_source(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth() / IP(src=BCAST_IP, dst=TARGET_IP)
+                  / TCP(sport=40003, dport=9, flags="S", seq=1))
+    got = t.collect(lambda p: TCP in p and p[TCP].dport == 40003, mark)
+    return {"answer": "tcp" if got else None}
+
+
 def tcp_syn_broadcast(t: Target, src: str) -> Obs:
     seq = 1000
     mark = t.send(t.eth("ff:ff:ff:ff:ff:ff") / IP(src=src, dst=BCAST_IP)
@@ -883,6 +1018,65 @@ def est_ack_unsent(t: Target, src: str) -> Obs:
     return obs
 
 
+def est_ack_too_old(t: Target, src: str) -> Obs:
+    """RFC 5961 5.2: an ACK older than SND.UNA - MAX.SND.WND: drop the segment, ACK."""
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("PA", ack=(c.rcv_nxt - 2**30) % 2**32, data=b"old!"),
+                        REPLY_WAIT)
+    obs["alive_after"] = c.alive()
+    c.reset()
+    return obs
+
+
+def est_data_without_ack(t: Target, src: str) -> Obs:
+    """RFC 9293 3.10.7.4 fifth: a segment without ACK in a synchronized state is dropped."""
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("P", data=b"noak"))
+    obs["alive_after"] = c.alive()
+    c.reset()
+    return obs
+
+
+def est_overlapping_data(t: Target, src: str) -> Obs:
+    """Data starting before RCV.NXT: the new part is taken (RFC 9293 3.10.7.4 first)."""
+    c = _conn(t, src)
+    t.send(c.seg("PA", data=b"ab"))
+    mark = t.send(c.seg("PA", data=b"abcd"))
+    want = (c.snd_nxt + 4) % 2**32
+    got = t.wait(lambda p: tcp_from(src, c.sport)(p) and p[TCP].ack == want, mark)
+    echo = t.collect(lambda p: tcp_from(src, c.sport)(p) and len(bytes(p[TCP].payload)) > 0,
+                     mark - 0.5, 1.5)
+    c.reset()
+    stream = _stream(echo, c.rcv_nxt)
+    # We never ACK the echo, so Nagle may hold "cd" back: compare the stream's shape.
+    return {"acked": got is not None,
+            "echo_ok": stream.startswith("ab") and "abcd".startswith(stream)}
+
+
+def _stream(segs: list[Any], start: int) -> str:
+    """The byte stream the target sent from ``start``, retransmissions folded in."""
+    data = bytearray()
+    for p in sorted(segs, key=lambda p: (p[TCP].seq - start) % 2**32):
+        off = (p[TCP].seq - start) % 2**32
+        payload = bytes(p[TCP].payload)
+        if off <= len(data):
+            data[off:off + len(payload)] = payload
+    return data.decode(errors="replace")
+
+
+def est_fin_out_of_order(t: Target, src: str) -> Obs:
+    """A FIN after a hole: ACKed as a duplicate, not taken until the hole is filled."""
+    c = _conn(t, src)
+    mark = t.send(c.seg("FA", seq=(c.snd_nxt + 4) % 2**32))
+    dup = t.wait(tcp_from(src, c.sport), mark)
+    mark2 = t.send(c.seg("PA", data=b"fill"))
+    fin_ack = t.wait(lambda p: tcp_from(src, c.sport)(p)
+                     and p[TCP].ack == (c.snd_nxt + 5) % 2**32, mark2)
+    c.reset()
+    return {"dup_ack": None if dup is None else dup[TCP].ack == c.snd_nxt,
+            "fin_taken_after_fill": fin_ack is not None}
+
+
 def est_bad_offset(t: Target, src: str) -> Obs:
     c = _conn(t, src)
     obs = _answer_after(c, c.seg("PA", data=b"abcd", dataofs=4))
@@ -909,10 +1103,13 @@ def est_zero_window_probe(t: Target, src: str) -> Obs:
     c = _conn(t, src)
     mark = t.send(c.seg("PA", data=b"hello", window=0))
     c.snd_nxt = (c.snd_nxt + 5) % 2**32
-    got = t.collect(tcp_from(src, c.sport), mark, 1.5)
+    got = t.collect(tcp_from(src, c.sport), mark, 2.0)
     payload = [bytes(p[TCP].payload) for p in got]
     c.reset()
-    return {"data_sent_into_zero_window": any(len(x) > 1 for x in payload)}
+    acks = [p for p in got if p[TCP].ack == c.snd_nxt]
+    # The first answer ACKs our data; anything after it is a window probe.
+    return {"data_sent_into_zero_window": any(len(x) > 1 for x in payload),
+            "acked": bool(acks), "probed": len(got) >= 2}
 
 
 def est_fin(t: Target, src: str) -> Obs:
@@ -1048,9 +1245,8 @@ def run_all(femto: Target, linux: Target,
         for name, (ff, fl) in futs.items():
             results[name] = (ff.result(), fl.result())
     # Reassembly timeout (30 s on both, Linux's ipfrag_time): wait for it if time allows.
-    wait = frag_marks[0] + 31.5 - time.monotonic()
-    if wait < 40:
-        time.sleep(max(0.0, wait))
-        results["frag_missing_last"] = (frag_missing_last_end(femto, frag_src, frag_marks[0]),
-                                        frag_missing_last_end(linux, frag_src, frag_marks[1]))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        ends = [pool.submit(frag_missing_last_end, tgt, frag_src, mark)
+                for tgt, mark in zip((femto, linux), frag_marks, strict=True)]
+        results["frag_missing_last"] = (ends[0].result(), ends[1].result())
     return results
