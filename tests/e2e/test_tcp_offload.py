@@ -146,6 +146,35 @@ def test_50mb_each_way_with_offload(rig: Rig) -> None:
     rig.assert_healthy()
 
 
+def test_tso_writes_without_gro(ns: Netns) -> None:
+    """offload=True, gro=False: the kernel sends us only MTU-sized, complete
+    frames (TUNSETOFFLOAD(0)) while our writes are still TSO super-segments."""
+    with entered(ns):
+        tap = TapDevice("ftoff1", offload=True, gro=False)
+    ns.devices.append(tap)
+    ns.ip("addr", "add", f"{KERNEL}/24", "dev", tap.name)
+    assert tap.offload and not tap.gro
+    stack = Stack("e2e-tso-only")
+    stack.add_interface(tap, mac="02:00:00:00:00:02", ipv4=f"{STACK}/24")
+    rt = Runtime()
+    rt.add_stack(stack)
+    rt.start()
+    try:
+        rt.call(stack.start)
+        rig = Rig(ns, rt, stack, tap)
+        rig.call(tcp_echo.start, stack, 7)
+        sent, got, n = _echo_roundtrip(ns, 20_000_000, timeout=120)
+        assert n == 20_000_000 and got == sent
+        counters, dev = rig.counters()
+        assert dev["tx_gso_frames"] > 50 and dev.get("rx_gso_frames", 0) == 0
+        assert dev.get("rx_vnet_bad_gso", 0) == 0
+        rig.assert_healthy()
+    finally:
+        rt.stop()
+        rt.join(5)
+        rt.close()
+
+
 def test_stack_sends_to_kernel_listener_with_tso(rig: Rig) -> None:
     """The stack connects and sends 20 MB; the kernel hashes what it got."""
     with entered(rig.ns):
@@ -212,6 +241,7 @@ def _impair_inbound(rig: Rig) -> None:
 
     class OffloadFaulty(FaultyDevice):
         offload = True
+        gro = True
 
         def send_offload(self, *args: Any) -> None:
             self.inner.send_offload(*args)    # type: ignore[attr-defined]

@@ -188,6 +188,26 @@ def test_reads_count_drops_and_deliver_good_frames(
             c["rx_frames"]) == (1, 1, 1, 1, 1, 1, 2)
 
 
+def test_gso_frames_dropped_without_gro() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    dev = TapDevice.from_fd(os.dup(a.fileno()), "nogro0", 1500, offload=True, gro=False)
+    a.close()
+    got: list[bytes] = []
+    dev.set_receiver(got.append)
+    try:
+        big = tcp_frame(os.urandom(5000))
+        b.send(build_vnet(VIRTIO_NET_HDR_GSO_TCPV4, 1448, CSUM_START, 16, 66)
+               + partial(big, 16, 6))
+        small = tcp_frame(b"ok")
+        b.send(build_vnet(0, 0, CSUM_START, 16) + partial(small, 16, 6))
+        dev.on_readable()
+        assert got == [small]
+        assert dev.counters["rx_vnet_bad_gso"] == 1 and dev.counters["rx_gso_frames"] == 0
+    finally:
+        dev.close()
+        b.close()
+
+
 def test_writes_carry_a_vnet_header(pair: tuple[TapDevice, socket.socket]) -> None:
     dev, kernel = pair
     seen: list[tuple[bytes, bool]] = []
@@ -235,17 +255,19 @@ def _ping_frame(size: int) -> bytes:
     return ethernet.build(SMAC, KMAC, ethernet.ETH_IPV4, ipv4.build(SRC, DST, 1, echo))
 
 
-@pytest.mark.parametrize("offload", [False, True])
-def test_stack_takes_oversize_frames_only_from_an_offload_device(offload: bool) -> None:
+@pytest.mark.parametrize(("offload", "gro"), [(False, None), (True, None), (True, False)])
+def test_stack_takes_oversize_frames_only_from_a_gro_device(offload: bool,
+                                                            gro: bool | None) -> None:
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    dev = TapDevice.from_fd(os.dup(a.fileno()), "st0", 1500, offload=offload)
+    dev = TapDevice.from_fd(os.dup(a.fileno()), "st0", 1500, offload=offload, gro=gro)
     a.close()
     stack = Stack("offload")
     iface = stack.add_interface(dev, mac=SMAC, ipv4="192.0.2.2/24")
     try:
+        assert dev.gro == (offload and gro is not False)
         big = _ping_frame(4000)
         stack.receive(iface, big)
-        if offload:
+        if dev.gro:
             assert stack.counters["eth.oversize"] == 0 and stack.counters["ipv4.rx"] == 1
         else:
             assert stack.counters["eth.oversize"] == 1 and stack.counters["ipv4.rx"] == 0

@@ -19,11 +19,13 @@ Robustness rules (the kernel side is not ours to control):
   When the interface is deleted under us (EBADFD) the device stops reading and
   swaps its fd for a never-readable one so the loop cannot spin on it.
 
-Offload (``TapDevice(..., offload=True)``, off by default): the TAP is opened
-with ``IFF_VNET_HDR``, so every read and write starts with a 10-byte
-``struct virtio_net_hdr`` (virtio 1.x spec 5.1.6, little-endian), and
-``TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4)`` tells the kernel we take partial
-checksums and TCP/IPv4 super-frames.
+Offload (``TapDevice(..., offload=True, gro=None)``, off by default): the TAP
+is opened with ``IFF_VNET_HDR``, so every read and write starts with a 10-byte
+``struct virtio_net_hdr`` (virtio 1.x spec 5.1.6, little-endian). ``gro``
+(by default the same as ``offload``) adds ``TUNSETOFFLOAD(TUN_F_CSUM |
+TUN_F_TSO4)``: the kernel may then hand us partial checksums and TCP/IPv4
+super-frames; without it the kernel completes and segments everything it
+sends us (``TUNSETOFFLOAD(0)``), and only our writes use offload.
 
 - Sending: ``send`` writes a header of zeros (a complete frame);
   ``send_offload(frame, gso_size, csum_start, csum_offset, hdr_len)`` writes a
@@ -31,15 +33,18 @@ checksums and TCP/IPv4 super-frames.
   (``VIRTIO_NET_HDR_F_NEEDS_CSUM``) and, with ``gso_size``, a TCP/IPv4
   super-segment of up to 64 KB that the kernel receives as one GSO packet
   (``VIRTIO_NET_HDR_GSO_TCPV4``: it is cut into ``gso_size`` pieces only if
-  the kernel forwards it). Captures see the super-frame as written (one
+  the kernel forwards it). The kernel takes these whatever ``gro`` says.
+  Captures see the super-frame as written (one
   record, the checksum field partial), as tcpdump does on an offloading NIC.
 - Receiving: a frame flagged ``NEEDS_CSUM`` gets its checksum completed here
   (sum from ``csum_start`` to the end, stored at ``csum_start +
   csum_offset``) so the stack verifies it as usual; a GSO frame
-  (``gso_type`` TCPV4) is delivered whole, larger than the MTU, and the stack
-  accepts oversize frames only from a device whose ``offload`` is True.
+  (``gso_type`` TCPV4, only with ``gro``) is delivered whole, larger than
+  the MTU, and the stack accepts oversize frames only from a device whose
+  ``gro`` is True.
   Headers the kernel should never send are dropped and counted, never
-  raised: an unknown ``gso_type`` (``rx_vnet_bad_gso``), a GSO frame with
+  raised: an unknown ``gso_type``, or a GSO frame without ``gro``
+  (``rx_vnet_bad_gso``), a GSO frame with
   ``gso_size`` 0 (``rx_vnet_bad_gso_size``), a checksum position outside the
   frame (``rx_vnet_bad_csum``), a read shorter than the header plus an
   Ethernet header (``rx_vnet_truncated``), a plain frame over the MTU
@@ -194,13 +199,14 @@ class TunTapDevice(Device):
     _ctl: socket.socket | None
 
     def __init__(self, name: str, mtu: int = 1500, up: bool = True,
-                 max_batch: int = 128, offload: bool = False) -> None:
+                 max_batch: int = 128, offload: bool = False,
+                 gro: bool | None = None) -> None:
         raw_name = _check_name(name)
         if not isinstance(mtu, int) or not MIN_MTU <= mtu <= MAX_MTU:
             raise ValueError(f"mtu must be an int in {MIN_MTU}..{MAX_MTU}, got {mtu!r}")
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        self._init_state(name, mtu, max_batch, offload)
+        self._init_state(name, mtu, max_batch, offload, gro)
         self._fd = self._open(raw_name)
         try:
             self._ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -212,11 +218,15 @@ class TunTapDevice(Device):
             self.close()
             raise
 
-    def _init_state(self, name: str, mtu: int, max_batch: int, offload: bool) -> None:
+    def _init_state(self, name: str, mtu: int, max_batch: int, offload: bool,
+                    gro: bool | None) -> None:
         Device.__init__(self, name, mtu)
         self.max_batch = max_batch
         #: Vnet headers on every read/write, partial checksums and TSO/GRO (TAP only).
         self.offload = bool(offload)
+        #: The kernel may send us partial checksums and GSO super-frames (larger
+        #: than the MTU): the stack takes oversize frames only when this is True.
+        self.gro = self.offload if gro is None else bool(gro) and self.offload
         self._fd = -1
         self._ctl = None
         self._dead_w = -1  # write end of the never-readable pipe after a detach
@@ -225,7 +235,7 @@ class TunTapDevice(Device):
 
     @classmethod
     def from_fd(cls, fd: int, name: str = "tapfd", mtu: int = 1500, offload: bool = False,
-                max_batch: int = 128) -> TunTapDevice:
+                max_batch: int = 128, gro: bool | None = None) -> TunTapDevice:
         """Adopt a descriptor that is already a configured TAP/TUN queue (opened
         and TUNSETIFF'd elsewhere, e.g. handed over by a privileged helper, with
         ``IFF_VNET_HDR`` when ``offload``). The fd is made non-blocking and is
@@ -234,7 +244,7 @@ class TunTapDevice(Device):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         dev = cls.__new__(cls)
-        dev._init_state(name, mtu, max_batch, offload)
+        dev._init_state(name, mtu, max_batch, offload, gro)
         os.set_blocking(fd, False)
         dev._fd = fd
         dev._ifname = name.encode()
@@ -259,7 +269,7 @@ class TunTapDevice(Device):
             flags = self.kind_flag | IFF_NO_PI | (IFF_VNET_HDR if self.offload else 0)
             ifr = fcntl.ioctl(fd, TUNSETIFF, _ifreq(_IFREQ_SHORT, raw_name, flags))
             if self.offload:
-                fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4)
+                fcntl.ioctl(fd, TUNSETOFFLOAD, (TUN_F_CSUM | TUN_F_TSO4) if self.gro else 0)
         except OSError as exc:
             os.close(fd)
             name = raw_name.decode("utf-8", "surrogateescape")
@@ -366,6 +376,9 @@ class TunTapDevice(Device):
                     continue
                 hdr, frame = got
                 if hdr.gso_type:
+                    if not self.gro:
+                        counters["rx_vnet_bad_gso"] += 1     # never negotiated
+                        continue
                     counters["rx_gso_frames"] += 1
                 elif len(frame) > self.mtu + self.overhead:
                     counters["rx_oversize"] += 1
@@ -474,5 +487,6 @@ class TapDevice(TunTapDevice):
     overhead = 18
 
     def __init__(self, name: str = "ftap0", mtu: int = 1500, up: bool = True,
-                 max_batch: int = 128, offload: bool = False) -> None:
-        super().__init__(name, mtu, up, max_batch, offload)
+                 max_batch: int = 128, offload: bool = False,
+                 gro: bool | None = None) -> None:
+        super().__init__(name, mtu, up, max_batch, offload, gro)

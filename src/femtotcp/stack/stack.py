@@ -288,8 +288,8 @@ class Stack:
             if iface.device.raw_ip:
                 self._receive_raw_ip(iface, frame)
                 return
-            if len(frame) > iface.mtu + 18 and not getattr(iface.device, "offload", False):
-                # header + 802.1Q tag; only an offload device (GRO) hands us more.
+            if len(frame) > iface.mtu + 18 and not getattr(iface.device, "gro", False):
+                # header + 802.1Q tag; only a device with GRO offload hands us more.
                 counters["eth.oversize"] += 1
                 return
             eth, payload = ethernet.parse(frame, iface.vlan)

@@ -73,6 +73,7 @@ class OffloadPort(Device):
     drop any frame (super-frames included) on the way out."""
 
     offload = True
+    gro = True
 
     def __init__(self, inner: Device, mode: str) -> None:
         super().__init__(inner.name + "+tso", inner.mtu)
