@@ -144,8 +144,11 @@ def _safe(pred: Callable[[Any], bool], pkt: Any) -> bool:
 # -- observation helpers -----------------------------------------------------------
 def ip_obs(pkt: Any) -> Obs:
     ip = pkt[IP]
-    return {"ttl": ip.ttl, "df": bool(ip.flags & 2), "ihl": ip.ihl, "tos": ip.tos,
-            "checksums_ok": checksums_ok(pkt)}
+    obs = {"ttl": ip.ttl, "df": bool(ip.flags & 2), "ihl": ip.ihl, "tos": ip.tos,
+           "checksums_ok": checksums_ok(pkt)}
+    if ip.flags & 2:
+        obs["df_id_zero"] = ip.id == 0
+    return obs
 
 
 def checksums_ok(pkt: Any) -> bool:
@@ -344,6 +347,41 @@ def arp_request_self_target_mac(t: Target, src: str) -> Obs:
     return _arp_answer(t, mark, src)
 
 
+OTHER_MAC = "02:aa:00:00:00:77"
+
+
+def _learned(t: Target, src: str, arp: Any) -> Obs:
+    """Send ``arp`` (sender ``src`` at OTHER_MAC), then ping from ``src``: did the
+    target take OTHER_MAC into its cache (the reply goes there, no request first)?"""
+    t.send(arp)
+    time.sleep(0.1)
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP) / ICMP(type=8, id=77, seq=1))
+    got = t.wait(icmp_to(src), mark)
+    if got is None:
+        return {"answer": None}
+    return {"answer": "icmp", "learned": got.dst == OTHER_MAC}
+
+
+def arp_learn_from_request(t: Target, src: str) -> Obs:
+    return _learned(t, src, t.eth("ff:ff:ff:ff:ff:ff")
+                    / ARP(op=1, hwsrc=OTHER_MAC, psrc=src, pdst=TARGET_IP))
+
+
+def arp_learn_from_unsolicited_reply(t: Target, src: str) -> Obs:
+    return _learned(t, src, t.eth() / ARP(op=2, hwsrc=OTHER_MAC, psrc=src, hwdst=t.mac,
+                                          pdst=TARGET_IP))
+
+
+def arp_learn_from_gratuitous(t: Target, src: str) -> Obs:
+    return _learned(t, src, t.eth("ff:ff:ff:ff:ff:ff")
+                    / ARP(op=1, hwsrc=OTHER_MAC, psrc=src, pdst=src))
+
+
+def arp_learn_from_request_for_other(t: Target, src: str) -> Obs:
+    return _learned(t, src, t.eth("ff:ff:ff:ff:ff:ff")
+                    / ARP(op=1, hwsrc=OTHER_MAC, psrc=src, pdst="192.0.2.77"))
+
+
 def arp_broadcast_sender_mac(t: Target, src: str) -> Obs:
     mark = t.send(Ether(dst="ff:ff:ff:ff:ff:ff", src=PROBER_MAC)
                   / ARP(op=1, hwsrc="ff:ff:ff:ff:ff:ff", psrc=src, pdst=TARGET_IP))
@@ -387,6 +425,24 @@ def icmp_echo_record_route(t: Target, src: str) -> Obs:
     obs = _echo(t, src, IP(src=src, dst=TARGET_IP,
                            options=[IPOption_RR(routers=["0.0.0.0"] * 3)]))
     return obs
+
+
+def icmp_echo_fragmented_reply(t: Target, src: str) -> Obs:
+    """A 3000-byte echo in fragments: the reply comes back fragmented to the MTU."""
+    payload = bytes(i & 0xFF for i in range(3000))
+    whole = bytes(IP(src=src, dst=TARGET_IP, id=0x707) / ICMP(type=8, id=0x707, seq=1)
+                  / Raw(payload))[20:]
+    mark = time.monotonic()
+    for off in range(0, len(whole), 1480):
+        more = off + 1480 < len(whole)
+        t.send(t.eth() / IP(src=src, dst=TARGET_IP, id=0x707, proto=1, frag=off // 8,
+                            flags="MF" if more else 0) / Raw(whole[off:off + 1480]))
+    t.wait(lambda p: IP in p and p[IP].dst == src and p[IP].frag > 0
+           and not p[IP].flags & 1, mark)
+    frags = t.collect(lambda p: IP in p and p[IP].dst == src and p[IP].proto == 1, mark, 0.3)
+    return {"fragments": sorted((p[IP].frag * 8, len(p[IP].payload), bool(p[IP].flags & 1))
+                                for p in frags),
+            "same_id": len({p[IP].id for p in frags}) == 1}
 
 
 def icmp_echo_ttl0(t: Target, src: str) -> Obs:
@@ -1129,6 +1185,25 @@ def est_fin(t: Target, src: str) -> Obs:
         time.sleep(0.2)
         obs["after_close"] = _answer_after(c, c.seg("PA", data=b"zz")).get("flags")
     return obs
+
+
+def est_last_ack(t: Target, src: str) -> Obs:
+    """Our FIN, their FIN (LAST_ACK): a retransmitted FIN of ours is ACKed again;
+    our last ACK closes; a segment after that gets a RST."""
+    c = _conn(t, src)
+    mark = t.send(c.seg("FA"))
+    fin = t.wait(lambda p: tcp_from(src, c.sport)(p) and p[TCP].flags & 0x01, mark)
+    if fin is None:
+        return {"their_fin": False}
+    again = _answer_after(c, c.seg("FA"), REPLY_WAIT)
+    c.snd_nxt = (c.snd_nxt + 1) % 2**32
+    c.rcv_nxt = (fin[TCP].seq + 1) % 2**32
+    t.send(c.seg("A"))
+    time.sleep(0.1)
+    mark = t.send(c.seg("A", data=b"late"))
+    late = t.wait(tcp_from(src, c.sport), mark, REPLY_WAIT)
+    return {"their_fin": True, "fin_again": again.get("flags"),
+            "after_last_ack": None if late is None else flags_str(late[TCP])}
 
 
 def est_dup_syn_in_syn_received(t: Target, src: str) -> Obs:
