@@ -22,9 +22,12 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -1275,17 +1278,21 @@ def environment() -> Iterator[tuple[Target, Target]]:
         # femtotcp on a TAP in F.
         src = Path(__file__).resolve().parents[2] / "src"
         env = dict(os.environ, PYTHONPATH=str(src))
-        nf.popen(sys.executable, "-m", "femtotcp", "serve", "--tap", "ftap0",
+        tap = f"cft{secrets.token_hex(3)}"     # unique: other runs may be going on
+        control = Path(tempfile.mkdtemp(prefix="ftconf")) / "ctl.sock"
+        stack.callback(shutil.rmtree, control.parent, True)
+        nf.popen(sys.executable, "-m", "femtotcp", "serve", "--tap", tap,
+                 "--control", str(control),
                  "--ip", f"{TARGET_IP}/24", "--mac", FEMTO_MAC, "--tcp-echo", "7",
                  "--udp-echo", "7", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                  env=env)
         deadline = time.monotonic() + 15
-        while nf.ip("link", "show", "ftap0", check=False).returncode != 0 \
-                or "UP" not in nf.ip("link", "show", "ftap0").stdout.split(">")[0]:
+        while nf.ip("link", "show", tap, check=False).returncode != 0 \
+                or "UP" not in nf.ip("link", "show", tap).stdout.split(">")[0]:
             if time.monotonic() > deadline:
-                raise RuntimeError("femtotcp serve did not bring ftap0 up")
+                raise RuntimeError(f"femtotcp serve did not bring {tap} up")
             time.sleep(0.05)
-        femto = Target("femtotcp", nf.name, "ftap0", FEMTO_MAC)
+        femto = Target("femtotcp", nf.name, tap, FEMTO_MAC)
         stack.callback(femto.close)
         linux = Target("linux", np_.name, "p0", LINUX_MAC)
         stack.callback(linux.close)
