@@ -8,8 +8,9 @@ a thread that entered the namespace.
 - kernel -> stack: the kernel sends to the stack's discard service and waits
   for the service's FIN (so every byte was consumed);
 - stack -> kernel: the kernel reads from the stack's chargen service;
-- the TAP offloads (TSO/GRO, partial checksums) unless
-  ``FEMTOTCP_BENCH_OFFLOAD=0`` is set in the environment;
+- the TAP offloads (TSO writes, GRO reads, partial checksums);
+  ``FEMTOTCP_BENCH_OFFLOAD=tx`` keeps only the TSO writes (the TapDevice
+  default) and ``FEMTOTCP_BENCH_OFFLOAD=0`` measures a plain TAP;
 - the kernel's own figure: the same transfer over a veth pair between two
   namespaces;
 - ping RTT kernel -> stack, and this process's RSS.
@@ -64,20 +65,27 @@ def namespace(prefix: str = "ftbench") -> Iterator[str]:
         nsmod.delete(name)
 
 
-def offload_default() -> bool:
-    """TAP offload (vnet headers, TSO/GRO) unless FEMTOTCP_BENCH_OFFLOAD=0."""
-    return os.environ.get("FEMTOTCP_BENCH_OFFLOAD", "1") not in ("0", "no", "off", "")
+def offload_default() -> tuple[bool, bool]:
+    """(offload, gro) for the bench's TAP from FEMTOTCP_BENCH_OFFLOAD: "gro" (the
+    default: TSO writes and GRO reads), "tx" (TSO writes only, the TapDevice
+    default) or "0" (a plain TAP)."""
+    mode = os.environ.get("FEMTOTCP_BENCH_OFFLOAD", "gro").lower()
+    if mode in ("0", "no", "off", "none", ""):
+        return False, False
+    return True, mode not in ("tx", "tso")
 
 
 @contextlib.contextmanager
-def rig(mtu: int = 1500, offload: bool | None = None) -> Iterator[Rig]:
+def rig(mtu: int = 1500, offload: bool | None = None,
+        gro: bool | None = None) -> Iterator[Rig]:
     """A namespace with the kernel on one side of a TAP and the stack on the other
-    (the TAP with offload by default, see ``offload_default``)."""
+    (the TAP's offload as ``offload_default`` says unless given)."""
     if offload is None:
-        offload = offload_default()
+        offload, default_gro = offload_default()
+        gro = default_gro if gro is None else gro
     with namespace() as ns:
         with nsmod.entered(ns):
-            tap = TapDevice("ftbench0", mtu=mtu, offload=offload)
+            tap = TapDevice("ftbench0", mtu=mtu, offload=offload, gro=bool(gro))
         subprocess.run(["ip", "-n", ns, "addr", "add", f"{KERNEL}/24", "dev", tap.name],
                        check=True)
         stack = Stack("bench")

@@ -57,7 +57,7 @@ class Rig:
 @pytest.fixture
 def rig(ns: Netns) -> Iterator[Rig]:
     with entered(ns):
-        tap = TapDevice("ftoff0", offload=True)
+        tap = TapDevice("ftoff0", offload=True, gro=True)
     ns.devices.append(tap)
     ns.ip("addr", "add", f"{KERNEL}/24", "dev", tap.name)
     stack = Stack("e2e-offload")

@@ -19,13 +19,17 @@ Robustness rules (the kernel side is not ours to control):
   When the interface is deleted under us (EBADFD) the device stops reading and
   swaps its fd for a never-readable one so the loop cannot spin on it.
 
-Offload (``TapDevice(..., offload=True, gro=None)``, off by default): the TAP
-is opened with ``IFF_VNET_HDR``, so every read and write starts with a 10-byte
-``struct virtio_net_hdr`` (virtio 1.x spec 5.1.6, little-endian). ``gro``
-(by default the same as ``offload``) adds ``TUNSETOFFLOAD(TUN_F_CSUM |
-TUN_F_TSO4)``: the kernel may then hand us partial checksums and TCP/IPv4
-super-frames; without it the kernel completes and segments everything it
-sends us (``TUNSETOFFLOAD(0)``), and only our writes use offload.
+Offload (``TapDevice(..., offload=True, gro=False)``, the defaults; TUN and
+``from_fd`` devices have none unless asked): the TAP is opened with
+``IFF_VNET_HDR``, so every read and write starts with a 10-byte ``struct
+virtio_net_hdr`` (virtio 1.x spec 5.1.6, little-endian). ``gro=True`` adds
+``TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4)``: the kernel may then hand us
+partial checksums and TCP/IPv4 super-frames (faster receiving, but a device
+wrapped around this one must pass ``gro`` and ``send_offload`` through);
+with ``gro=False`` the kernel completes and segments everything it sends us
+(``TUNSETOFFLOAD(0)``) and only our writes use offload, which any wrapper
+handles (without ``offload`` it gets MSS-sized segments). ``offload=False``
+gives the plain TAP (no header at all).
 
 - Sending: ``send`` writes a header of zeros (a complete frame);
   ``send_offload(frame, gso_size, csum_start, csum_offset, hdr_len)`` writes a
@@ -223,7 +227,7 @@ class TunTapDevice(Device):
         Device.__init__(self, name, mtu)
         self.max_batch = max_batch
         #: Vnet headers on every read/write, partial checksums and TSO/GRO (TAP only).
-        self.offload = bool(offload)
+        self.offload = bool(offload) and self.kind_flag == IFF_TAP
         #: The kernel may send us partial checksums and GSO super-frames (larger
         #: than the MTU): the stack takes oversize frames only when this is True.
         self.gro = self.offload if gro is None else bool(gro) and self.offload
@@ -487,6 +491,6 @@ class TapDevice(TunTapDevice):
     overhead = 18
 
     def __init__(self, name: str = "ftap0", mtu: int = 1500, up: bool = True,
-                 max_batch: int = 128, offload: bool = False,
-                 gro: bool | None = None) -> None:
+                 max_batch: int = 128, offload: bool = True,
+                 gro: bool | None = False) -> None:
         super().__init__(name, mtu, up, max_batch, offload, gro)
