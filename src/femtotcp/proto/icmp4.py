@@ -123,7 +123,8 @@ class Icmp4:
                 # Smurf: never answer an echo to a broadcast or multicast address.
                 counters["icmp4.echo_to_group_ignored"] += 1
                 return
-            reply = wire.build(wire.ECHO_REPLY, 0, icmp.rest, body)
+            # The code is copied from the request, as Linux does (RFC 792 has it 0).
+            reply = wire.build(wire.ECHO_REPLY, icmp.code, icmp.rest, body)
             stack.ip_output(header.src, wire_ipv4.PROTO_ICMP, reply, src=header.dst,
                             tos=header.tos)
             counters["icmp4.echo_replied"] += 1
