@@ -575,6 +575,25 @@ def frag_overlap(t: Target, src: str) -> Obs:
     return _frag_echo(t, src, order, 0x105)
 
 
+def frag_oversize(t: Target, src: str) -> Obs:
+    """Ping of death: the last fragment ends past 65535 bytes."""
+    def order(f: list[Any]) -> list[Any]:
+        last = f[-1].copy()
+        last.frag = 8189
+        last[Raw].load = b"\x00" * 100
+        return [*f[:-1], last]
+    return _frag_echo(t, src, order, 0x107)
+
+
+def frag_overlap_same_data(t: Target, src: str) -> Obs:
+    """A fragment that partly overlaps another with the same bytes."""
+    def order(f: list[Any]) -> list[Any]:
+        both = f[1].copy()
+        both[Raw].load = bytes(f[1][Raw].load) + bytes(f[2][Raw].load)[:8]
+        return [f[0], both, *f[2:]]
+    return _frag_echo(t, src, order, 0x108)
+
+
 def frag_missing_last_start(t: Target, src: str) -> float:
     """Start the reassembly-timeout probe: the first fragment only."""
     raw = bytes(IP(src=src, dst=TARGET_IP, id=0x106) / ICMP(type=8, id=1, seq=1)
@@ -651,6 +670,32 @@ def _with_options(src: str, opts: bytes) -> bytes:
                              len=ihl * 4 + len(inner), options=[]))[:20]) + opts
     hdr[0] = 0x40 | ihl
     return bytes(_fix_ip_checksum(hdr, ihl)) + inner
+
+
+def ip_reserved_flag(t: Target, src: str) -> Obs:
+    """The reserved ("evil") flag bit set on an otherwise fine echo request."""
+    b = _echo_bytes(src)
+    b[6] |= 0x80
+    return _raw_ip(t, src, bytes(_fix_ip_checksum(b, 5)))
+
+
+def icmp_echo_nonzero_code(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP) / ICMP(type=8, code=5, id=3, seq=1)
+                  / Raw(b"code"))
+    got = t.wait(icmp_to(src), mark)
+    obs = icmp_obs(got)
+    return obs
+
+
+def icmp_info_request(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP) / ICMP(type=15, id=3, seq=1))
+    return icmp_obs(t.wait(icmp_to(src), mark, NO_REPLY_WAIT))
+
+
+def icmp_mask_request(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP) / ICMP(type=17, id=3, seq=1)
+                  / Raw(bytes(4)))
+    return icmp_obs(t.wait(icmp_to(src), mark, NO_REPLY_WAIT))
 
 
 def ip_option_len_zero(t: Target, src: str) -> Obs:
@@ -1209,6 +1254,82 @@ def est_last_ack(t: Target, src: str) -> Obs:
             "after_last_ack": None if late is None else flags_str(late[TCP])}
 
 
+def _half_open(t: Target, src: str, sport: int) -> tuple[int, Any]:
+    seq = random.randrange(2**32)
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+                  / TCP(sport=sport, dport=7, flags="S", seq=seq, options=[("MSS", 1460)]))
+    synack = t.wait(lambda p: tcp_from(src, sport)(p) and p[TCP].flags == 0x12, mark)
+    return seq, synack
+
+
+def est_syn_recv_rst(t: Target, src: str) -> Obs:
+    """An exact RST in SYN_RECEIVED ends the embryo: the late ACK meets a listener."""
+    seq, synack = _half_open(t, src, 42002)
+    if synack is None:
+        return {"synack": False}
+    t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+           / TCP(sport=42002, dport=7, flags="R", seq=(seq + 1) % 2**32))
+    time.sleep(0.1)
+    ack = (synack[TCP].seq + 1) % 2**32
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+                  / TCP(sport=42002, dport=7, flags="A", seq=(seq + 1) % 2**32, ack=ack))
+    return tcp_obs(t.wait(tcp_from(src, 42002), mark, REPLY_WAIT), seq + 1, ack)
+
+
+def est_syn_recv_bad_ack(t: Target, src: str) -> Obs:
+    """RFC 9293 3.10.7.4: an unacceptable ACK in SYN_RECEIVED gets <SEQ=SEG.ACK><RST>;
+    the embryo stays and the right ACK still completes the handshake."""
+    seq, synack = _half_open(t, src, 42003)
+    if synack is None:
+        return {"synack": False}
+    bad = (synack[TCP].seq + 1000) % 2**32
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+                  / TCP(sport=42003, dport=7, flags="A", seq=(seq + 1) % 2**32, ack=bad))
+    obs = tcp_obs(t.wait(tcp_from(src, 42003), mark, REPLY_WAIT), seq + 1, bad)
+    c = Conn(t, src, 42003, snd_nxt=(seq + 1) % 2**32, rcv_nxt=(synack[TCP].seq + 1) % 2**32)
+    t.send(c.seg("A"))
+    obs["completes_after"] = c.alive()
+    c.reset()
+    return obs
+
+
+def est_icmp_port_unreachable(t: Target, src: str) -> Obs:
+    """RFC 1122 4.2.3.9 / RFC 5927: an ICMP error about a live connection is soft:
+    the connection goes on (Linux keeps it)."""
+    c = _conn(t, src)
+    inner = bytes(IP(src=TARGET_IP, dst=src, proto=6)
+                  / TCP(sport=7, dport=c.sport, seq=c.rcv_nxt, ack=c.snd_nxt, flags="A"))
+    t.send(t.eth() / IP(src=src, dst=TARGET_IP) / ICMP(type=3, code=3) / Raw(inner[:28]))
+    time.sleep(0.1)
+    alive = c.alive()
+    c.reset()
+    return {"alive_after": alive}
+
+
+def est_icmp_frag_needed(t: Target, src: str) -> Obs:
+    """RFC 1191: "fragmentation needed" with an MTU of 1000 about one of the target's
+    segments shrinks what it sends next."""
+    c = _conn(t, src)
+    data = bytes(1400)
+    mark = t.send(c.seg("PA", data=data))
+    c.snd_nxt = (c.snd_nxt + 1400) % 2**32
+    first = t.wait(lambda p: tcp_from(src, c.sport)(p) and len(bytes(p[TCP].payload)) > 0,
+                   mark)
+    if first is None:
+        c.reset()
+        return {"echo": False}
+    inner = bytes(first[IP])[:first[IP].ihl * 4 + 8]
+    t.send(t.eth() / IP(src=src, dst=TARGET_IP) / ICMP(type=3, code=4, nexthopmtu=1000)
+           / Raw(inner))
+    time.sleep(0.3)
+    c.rcv_nxt = (first[TCP].seq + len(bytes(first[TCP].payload))) % 2**32
+    mark = t.send(c.seg("PA", data=data))
+    segs = t.collect(lambda p: tcp_from(src, c.sport)(p) and len(bytes(p[TCP].payload)) > 0,
+                     mark, 1.0)
+    c.reset()
+    return {"echo": True, "shrunk": bool(segs) and max(len(p[IP]) for p in segs) <= 1000}
+
+
 def est_dup_syn_in_syn_received(t: Target, src: str) -> Obs:
     seq = random.randrange(2**32)
     syn = (t.eth() / IP(src=src, dst=TARGET_IP)
@@ -1269,6 +1390,8 @@ def environment() -> Iterator[tuple[Target, Target]]:
                         "type", "veth", "peer", "name", "p0", "netns", np_.name],
                        check=True, capture_output=True)
         nl.ip("addr", "add", f"{TARGET_IP}/24", "dev", "l0")
+        # No GSO super-frames on the veth: the prober must see real segments.
+        nl.ip("link", "set", "l0", "gso_max_segs", "1", check=False)
         nl.ip("link", "set", "l0", "up")
         np_.ip("link", "set", "p0", "up")
         nl.popen("socat", "TCP-LISTEN:7,fork,reuseaddr", "PIPE",
