@@ -512,6 +512,26 @@ def icmp_echo_land(t: Target, src: str) -> Obs:
     return {"answer": "icmp" if got else None}
 
 
+def icmp_echo_zero_source(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth() / IP(src="0.0.0.0", dst=TARGET_IP) / ICMP(type=8, id=8, seq=1))
+    got = t.collect(lambda p: IP in p and ICMP in p and p[ICMP].id == 8
+                    and p[IP].src == TARGET_IP, mark)
+    return {"answer": "icmp" if got else None}
+
+
+def icmp_echo_loopback_source(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth() / IP(src="127.0.0.1", dst=TARGET_IP) / ICMP(type=8, id=9, seq=1))
+    got = t.collect(lambda p: IP in p and ICMP in p and p[ICMP].id == 9
+                    and p[IP].src == TARGET_IP, mark)
+    return {"answer": "icmp" if got else None}
+
+
+def icmp_echo_loopback_destination(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth() / IP(src=src, dst="127.0.0.1") / ICMP(type=8, id=10, seq=1))
+    return {"answer": "frame" if t.collect(lambda p: IP in p and p[IP].dst == src, mark)
+            else None}
+
+
 def icmp_error_about_nothing(t: Target, src: str) -> Obs:
     """A port unreachable quoting a datagram we never sent: no answer."""
     inner = IP(src=TARGET_IP, dst=src) / UDP(sport=5555, dport=6666)
@@ -758,6 +778,27 @@ def _udp(t: Target, src: str, dport: int, payload: bytes = b"hello", dst: str = 
     return obs
 
 
+def udp_echo_fragmented(t: Target, src: str) -> Obs:
+    """A 3000-byte datagram in fragments to the echo: the answer is the same bytes,
+    fragmented to the MTU."""
+    payload = bytes((i * 13) & 0xFF for i in range(3000))
+    whole = bytes(IP(src=src, dst=TARGET_IP, id=0x909) / UDP(sport=4001, dport=7)
+                  / Raw(payload))[20:]
+    mark = time.monotonic()
+    for off in range(0, len(whole), 1480):
+        more = off + 1480 < len(whole)
+        t.send(t.eth() / IP(src=src, dst=TARGET_IP, id=0x909, proto=17, frag=off // 8,
+                            flags="MF" if more else 0) / Raw(whole[off:off + 1480]))
+    t.wait(lambda p: IP in p and p[IP].dst == src and p[IP].frag > 0
+           and not p[IP].flags & 1, mark)
+    frags = t.collect(lambda p: IP in p and p[IP].dst == src and p[IP].proto == 17,
+                      mark, 0.3)
+    body = b"".join(bytes(p[IP].payload) for p in sorted(frags, key=lambda p: p[IP].frag))
+    return {"fragments": sorted((p[IP].frag * 8, len(p[IP].payload), bool(p[IP].flags & 1))
+                                for p in frags),
+            "payload_ok": body[8:] == payload}
+
+
 def udp_echo(t: Target, src: str) -> Obs:
     return _udp(t, src, 7)
 
@@ -981,6 +1022,16 @@ def tcp_syn_from_broadcast_source(t: Target, src: str) -> Obs:
                   / TCP(sport=40003, dport=9, flags="S", seq=1))
     got = t.collect(lambda p: TCP in p and p[TCP].dport == 40003, mark)
     return {"answer": "tcp" if got else None}
+
+
+def tcp_port_scan(t: Target, src: str) -> Obs:
+    """SYNs to 100 closed ports at once (a scan): how many get their RST/ACK."""
+    mark = time.monotonic()
+    for port in range(2000, 2100):
+        t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+               / TCP(sport=43000, dport=port, flags="S", seq=port))
+    got = t.collect(lambda p: tcp_from(src, 43000)(p) and p[TCP].flags == 0x14, mark, 1.0)
+    return {"resets": len({p[TCP].sport for p in got})}
 
 
 def tcp_syn_broadcast(t: Target, src: str) -> Obs:
@@ -1328,6 +1379,41 @@ def est_icmp_frag_needed(t: Target, src: str) -> Obs:
                      mark, 1.0)
     c.reset()
     return {"echo": True, "shrunk": bool(segs) and max(len(p[IP]) for p in segs) <= 1000}
+
+
+def est_small_mss(t: Target, src: str) -> Obs:
+    """Our SYN says MSS 200: the echo's segments respect it."""
+    seq = random.randrange(2**32)
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+                  / TCP(sport=42010, dport=7, flags="S", seq=seq, window=65535,
+                        options=[("MSS", 200)]))
+    synack = t.wait(lambda p: tcp_from(src, 42010)(p) and p[TCP].flags == 0x12, mark)
+    if synack is None:
+        return {"synack": False}
+    c = Conn(t, src, 42010, snd_nxt=(seq + 1) % 2**32,
+             rcv_nxt=(synack[TCP].seq + 1) % 2**32)
+    t.send(c.seg("A"))
+    mark = t.send(c.seg("PA", data=bytes(180)))
+    c.snd_nxt = (c.snd_nxt + 180) % 2**32
+    t.send(c.seg("PA", data=bytes(180)))
+    c.snd_nxt = (c.snd_nxt + 180) % 2**32
+    segs = t.collect(lambda p: tcp_from(src, 42010)(p) and len(bytes(p[TCP].payload)) > 0,
+                     mark, 1.0)
+    c.reset()
+    sizes = [len(bytes(p[TCP].payload)) for p in segs]
+    return {"echoed": bool(sizes), "within_mss": bool(sizes) and max(sizes) <= 200}
+
+
+def est_small_window(t: Target, src: str) -> Obs:
+    """We advertise a 10-byte window: the echo never sends past it."""
+    c = _conn(t, src)
+    mark = t.send(c.seg("PA", data=bytes(100), window=10))
+    c.snd_nxt = (c.snd_nxt + 100) % 2**32
+    segs = t.collect(lambda p: tcp_from(src, c.sport)(p) and len(bytes(p[TCP].payload)) > 0,
+                     mark, 1.0)
+    c.reset()
+    ends = [(p[TCP].seq - c.rcv_nxt) % 2**32 + len(bytes(p[TCP].payload)) for p in segs]
+    return {"within_window": all(e <= 10 for e in ends)}
 
 
 def est_dup_syn_in_syn_received(t: Target, src: str) -> Obs:
