@@ -65,12 +65,6 @@ ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
         "optional and femtotcp keeps no path-MTU cache for UDP, so DF would black-hole "
         "datagrams behind a smaller MTU",
         {"df": False}),
-    "est_syn_different_seq_in_syn_received": (
-        "a SYN with a new sequence number while the first handshake is half open: Linux "
-        "resets the embryonic connection (RST/ACK for the new SYN), RFC 9293 3.10.7.4 "
-        "returns it to LISTEN silently; femtotcp answers with a challenge ACK "
-        "(RFC 5961 4.2), which keeps a blind SYN from tearing the handshake down",
-        {"flags": "A", "ack_minus_seq": 1, "window_zero": False}),
 }
 
 

@@ -39,3 +39,29 @@ def test_syn_data_is_not_acknowledged_by_the_syn_ack() -> None:
     peer.stack.tcp.listen(ANY, 80)
     peer.send(SYN, 7000, payload=b"x" * 10)
     assert peer.expect(SYN | ACK).ack == 7001
+
+
+def test_new_syn_in_syn_received_resets_the_embryo() -> None:
+    """RFC 9293 3.10.7.4 fourth: a SYN (other than a retransmission) in SYN_RECEIVED
+    of a passive open returns it to LISTEN; the SYN gets a RST, as from Linux."""
+    lan, peer = lan_with_peer()
+    lst = peer.stack.tcp.listen(ANY, 80)
+    peer.send(SYN, 1000)
+    synack = peer.expect(SYN | ACK)
+    peer.send(SYN, 1500)
+    rst = peer.expect(RST | ACK)
+    assert rst.ack == 1501 and rst.seq == 0
+    assert peer.stack.tcp.connections() == []
+    peer.send(ACK, 1001, synack.seq + 1)
+    assert peer.expect(RST).seq == synack.seq + 1
+    assert lst.accept() is None
+
+
+def test_retransmitted_syn_in_syn_received_repeats_the_syn_ack() -> None:
+    lan, peer = lan_with_peer()
+    peer.stack.tcp.listen(ANY, 80)
+    peer.send(SYN, 1000)
+    first = peer.expect(SYN | ACK)
+    peer.send(SYN, 1000)
+    again = peer.expect(SYN | ACK)
+    assert again.seq == first.seq and again.ack == 1001

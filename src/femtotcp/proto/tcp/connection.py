@@ -947,6 +947,22 @@ class TcpConnection:
                 self._challenge_ack()
             return
 
+        # A new SYN (not the retransmission handled above) in SYN_RECEIVED of a
+        # passive open: RFC 9293 3.10.7.4 fourth returns the embryo to LISTEN; we
+        # also answer the SYN with a RST, as Linux does.
+        if flags & SYN and st == SYN_RECEIVED and self.listener is not None:
+            counters["tcp.syn_received_reset"] += 1
+            counters["tcp.rst_sent"] += 1
+            if flags & ACK:
+                rst = build_fast(self._psum, self._lport, self._rport, hdr.ack, 0, RST, 0,
+                                 b"", b"")
+            else:
+                rst = build_fast(self._psum, self._lport, self._rport, 0,
+                                 (hdr.seq + seg_len) & MASK, RST | ACK, 0, b"", b"")
+            self._ip_send(rst)
+            self._destroy()
+            return
+
         # SYN in a synchronized state (RFC 5961 4.2): challenge ACK, drop.
         if flags & SYN:
             counters["tcp.syn_challenged"] += 1
