@@ -4,6 +4,7 @@ datagram per read/write, like a TAP fd), read and written as the kernel would.""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from femtotcp.phy.tap import (
     parse_vnet,
 )
 from femtotcp.stack import Stack
-from femtotcp.wire import ethernet, icmp4, ip_bytes, ipv4, mac_bytes, tcp, udp
+from femtotcp.wire import arp, ethernet, icmp4, ip_bytes, ipv4, mac_bytes, tcp, udp
 from femtotcp.wire.checksum import ones_sum
 
 SRC = ip_bytes("192.0.2.1")
@@ -271,6 +272,47 @@ def test_stack_takes_oversize_frames_only_from_a_gro_device(offload: bool,
             assert stack.counters["eth.oversize"] == 0 and stack.counters["ipv4.rx"] == 1
         else:
             assert stack.counters["eth.oversize"] == 1 and stack.counters["ipv4.rx"] == 0
+    finally:
+        dev.close()
+        b.close()
+
+
+def test_refused_tso_write_turns_offload_off(pair: tuple[TapDevice, socket.socket],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    dev, kernel = pair
+
+    def refuse(fd: int, buffers: object) -> int:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(tap.os, "writev", refuse)
+    dev.send_offload(tcp_frame(b"z" * 2896), 1448, CSUM_START, 16, 54)
+    assert not dev.offload and dev.counters["tx_offload_disabled"] == 1
+    assert dev.counters["tx_invalid"] == 1
+    monkeypatch.undo()
+    dev.send(tcp_frame(b"after"))                 # the fd still has vnet headers
+    assert kernel.recv(70000) == bytes(VNET_HDR_LEN) + tcp_frame(b"after")
+
+
+@pytest.mark.parametrize("vlan", [None, 5])
+def test_offload_path_needs_an_untagged_offload_interface(vlan: int | None) -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    dev = TapDevice.from_fd(os.dup(a.fileno()), "vl0", 1500, offload=True, gro=False)
+    a.close()
+    stack = Stack("vlan")
+    iface = stack.add_interface(dev, mac=SMAC, ipv4="192.0.2.2/24", vlan=vlan)
+    try:
+        assert stack.ipv4.offload_path(SRC, DST) is None        # neighbour unknown
+        stack.receive(iface, ethernet.build(
+            ethernet.BROADCAST, KMAC, ethernet.ETH_ARP,
+            arp.build(arp.REQUEST, KMAC, SRC, b"\0" * 6, DST), vlan))
+        path = stack.ipv4.offload_path(SRC, DST)
+        if vlan is None:
+            assert path is not None and path.csum_start == CSUM_START
+            assert path.eth == ethernet.build(KMAC, SMAC, ethernet.ETH_IPV4, b"")
+        else:
+            assert path is None
+        dev.offload = False
+        assert stack.ipv4.offload_path(SRC, DST) is None
     finally:
         dev.close()
         b.close()

@@ -231,6 +231,9 @@ class TunTapDevice(Device):
         #: The kernel may send us partial checksums and GSO super-frames (larger
         #: than the MTU): the stack takes oversize frames only when this is True.
         self.gro = self.offload if gro is None else bool(gro) and self.offload
+        #: The fd carries vnet headers (fixed at open; ``offload`` may be turned
+        #: off later if the kernel refuses a TSO write).
+        self._vnet = self.offload
         self._fd = -1
         self._ctl = None
         self._dead_w = -1  # write end of the never-readable pipe after a detach
@@ -270,9 +273,9 @@ class TunTapDevice(Device):
         except OSError as exc:
             raise OSError(exc.errno, f"cannot open {TUN_PATH}: {exc.strerror}") from None
         try:
-            flags = self.kind_flag | IFF_NO_PI | (IFF_VNET_HDR if self.offload else 0)
+            flags = self.kind_flag | IFF_NO_PI | (IFF_VNET_HDR if self._vnet else 0)
             ifr = fcntl.ioctl(fd, TUNSETIFF, _ifreq(_IFREQ_SHORT, raw_name, flags))
-            if self.offload:
+            if self._vnet:
                 fcntl.ioctl(fd, TUNSETOFFLOAD, (TUN_F_CSUM | TUN_F_TSO4) if self.gro else 0)
         except OSError as exc:
             os.close(fd)
@@ -374,7 +377,7 @@ class TunTapDevice(Device):
             if n <= 0:
                 counters["rx_empty"] += 1
                 break
-            if self.offload:
+            if self._vnet:
                 if not view[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM and not view[1] and \
                         VNET_HDR_LEN + 14 <= n <= mtu_frame:
                     batch.append(bytes(view[VNET_HDR_LEN:n]))   # complete, no GSO
@@ -424,7 +427,7 @@ class TunTapDevice(Device):
             self.counters["tx_closed" if fd < 0 else "tx_detached"] += 1
             return
         try:
-            if self.offload:
+            if self._vnet:
                 os.writev(fd, (_PLAIN_HDR, frame))
             else:
                 os.write(fd, frame)
@@ -437,7 +440,7 @@ class TunTapDevice(Device):
         is non-zero, as a TSO super-frame of ``gso_size``-byte segments. Only on
         an ``offload`` device; never raises (errors are counted like ``send``)."""
         counters = self.counters
-        if not self.offload:
+        if not self._vnet:
             counters["tx_offload_unsupported"] += 1
             return
         counters["tx_frames"] += 1
@@ -458,6 +461,13 @@ class TunTapDevice(Device):
             os.writev(fd, (header, frame))
         except OSError as exc:
             counters[_TX_ERRORS.get(exc.errno or 0, "tx_error")] += 1
+            if exc.errno == errno.EINVAL and gso_size and self.offload:
+                # The kernel refuses our super-frames: stop offering TSO (the
+                # lost one is retransmitted per MSS by TCP, as after any loss).
+                self.offload = False
+                counters["tx_offload_disabled"] += 1
+                log.warning("%s device %s refused a TSO write (%s); sending MSS-sized "
+                            "segments from now on", self.kind_name, self.name, exc.strerror)
 
     def close(self) -> None:
         """Close the fd (a non-persistent interface disappears with it). Idempotent."""

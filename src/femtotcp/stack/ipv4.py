@@ -316,7 +316,8 @@ class Ipv4:
     def offload_path(self, dst: bytes, src: bytes) -> OffloadPath | None:
         """Where a TCP super-segment to ``dst`` can go in one device write: a
         unicast route through a device with ``offload`` (a vnet-header TAP) whose
-        next hop's MAC is known and fresh. None otherwise: the caller sends
+        next hop's MAC is known and fresh (no 802.1Q interfaces: the kernel's
+        GSO checks want an untagged IPv4 frame). None otherwise: the caller sends
         MSS-sized segments through ``output`` (which resolves and re-probes)."""
         stack = self.stack
         route = stack.routes.lookup(dst)
@@ -324,7 +325,8 @@ class Ipv4:
             return None
         iface = route.iface
         device = iface.device
-        if not getattr(device, "offload", False) or iface.raw_ip or dst in stack.local_addresses \
+        if not getattr(device, "offload", False) or iface.raw_ip or iface.vlan is not None \
+                or dst in stack.local_addresses \
                 or dst == BROADCAST or is_multicast(dst) or stack.is_broadcast(dst, iface) \
                 or src not in stack.local_addresses or stack.arp is None:
             return None
