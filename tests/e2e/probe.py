@@ -965,6 +965,54 @@ def tcp_syn_opt_past_end(t: Target, src: str) -> Obs:
     return _syn(t, src, 7, options=(), **_raw_opts(b"\x02\x04\x05\xb4\x08\x20\x00\x00"))
 
 
+def tcp_syn_ts_bad_length(t: Target, src: str) -> Obs:
+    """A timestamp option of length 8 (not 10): ignored, the SYN still answered."""
+    return _syn(t, src, 7, options=(), **_raw_opts(
+        b"\x02\x04\x05\xb4\x08\x08" + bytes(6)))
+
+
+def tcp_syn_wscale_bad_length(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, options=(), **_raw_opts(b"\x02\x04\x05\xb4\x03\x04\x07\x00"))
+
+
+def tcp_syn_sackperm_bad_length(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, options=(), **_raw_opts(b"\x02\x04\x05\xb4\x04\x03\x00\x00"))
+
+
+def tcp_syn_unknown_option(t: Target, src: str) -> Obs:
+    return _syn(t, src, 7, options=(), **_raw_opts(b"\x02\x04\x05\xb4\xfd\x04\x12\x34"))
+
+
+def tcp_syn_with_ip_options(t: Target, src: str) -> Obs:
+    seq = 777
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP,
+                               options=[IPOption_RR(routers=["0.0.0.0"] * 2)])
+                  / TCP(sport=40010, dport=7, flags="S", seq=seq, options=[("MSS", 1460)]))
+    got = t.wait(tcp_from(src, 40010), mark)
+    obs = tcp_obs(got, seq)
+    if got is not None and got[TCP].flags & 0x02:
+        t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+               / TCP(sport=40010, dport=7, flags="R", seq=seq + 1))
+    return obs
+
+
+def tcp_syn_fragmented(t: Target, src: str) -> Obs:
+    seq = 888
+    raw = bytes(IP(src=src, dst=TARGET_IP, id=0xABC)
+                / TCP(sport=40011, dport=7, flags="S", seq=seq,
+                      options=[("MSS", 1460), ("NOP", None), ("NOP", None),
+                               ("SAckOK", b"")]))[20:]
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP, id=0xABC, proto=6, flags="MF")
+                  / Raw(raw[:16]))
+    t.send(t.eth() / IP(src=src, dst=TARGET_IP, id=0xABC, proto=6, frag=2) / Raw(raw[16:]))
+    got = t.wait(tcp_from(src, 40011), mark)
+    obs = tcp_obs(got, seq)
+    if got is not None and got[TCP].flags & 0x02:
+        t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+               / TCP(sport=40011, dport=7, flags="R", seq=seq + 1))
+    return obs
+
+
 def tcp_syn_mss_zero(t: Target, src: str) -> Obs:
     return _syn(t, src, 7, options=(("MSS", 0),))
 

@@ -60,6 +60,11 @@ ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
         "reply; Linux does, femtotcp answers without options (ip_output carries none). "
         "The reply itself is correct",
         {"ihl": 5}),
+    "tcp_syn_with_ip_options": (
+        "a SYN with Record Route: Linux returns the option in its SYN-ACK (RFC 1122 "
+        "4.2.3.8 leaves it to the host), femtotcp sends no IP options (ip_output carries "
+        "none); the SYN-ACK is otherwise the same",
+        {"ihl": 5}),
     "udp_echo": (
         "Linux sets DF on UDP (PMTU discovery, IP_PMTUDISC_WANT); RFC 1191 discovery is "
         "optional and femtotcp keeps no path-MTU cache for UDP, so DF would black-hole "
