@@ -49,7 +49,7 @@ PROBER_MAC = "02:aa:00:00:00:01"
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 NO_REPLY_WAIT = 0.6       # how long silence must last to count as "no answer"
-REPLY_WAIT = 2.0          # how long to wait for an expected answer
+REPLY_WAIT = 3.0          # how long to wait for an expected answer
 
 Obs = dict[str, Any]
 
@@ -1079,7 +1079,8 @@ def tcp_port_scan(t: Target, src: str) -> Obs:
         t.send(t.eth() / IP(src=src, dst=TARGET_IP)
                / TCP(sport=43000, dport=port, flags="S", seq=port))
     got = t.collect(lambda p: tcp_from(src, 43000)(p) and p[TCP].flags == 0x14, mark, 1.0)
-    return {"resets": len({p[TCP].sport for p in got})}
+    # Linux may lose one of a burst under load: "nearly all" is what is compared.
+    return {"nearly_all_reset": len({p[TCP].sport for p in got}) >= 90}
 
 
 def tcp_syn_broadcast(t: Target, src: str) -> Obs:
