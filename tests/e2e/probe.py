@@ -310,6 +310,22 @@ def arp_probe_zero_sender(t: Target, src: str) -> Obs:
     return _arp_answer(t, mark, "0.0.0.0")
 
 
+def arp_probe_other_ip(t: Target, src: str) -> Obs:
+    mark = t.send(t.eth("ff:ff:ff:ff:ff:ff")
+                  / ARP(op=1, hwsrc=PROBER_MAC, psrc="0.0.0.0", pdst="192.0.2.78"))
+    got = t.collect(lambda p: ARP in p and p[ARP].op == 2, mark)
+    return {"answer": "arp-reply" if any(p[ARP].pdst == "0.0.0.0" and p[ARP].psrc ==
+                                         "192.0.2.78" for p in got) else None}
+
+
+def arp_request_from_other_subnet(t: Target, src: str) -> Obs:
+    """A request for our address from a sender outside our prefix (Linux answers:
+    arp_ignore=0 looks only at the target)."""
+    mark = t.send(t.eth("ff:ff:ff:ff:ff:ff")
+                  / ARP(op=1, hwsrc=PROBER_MAC, psrc="198.51.100.7", pdst=TARGET_IP))
+    return _arp_answer(t, mark, "198.51.100.7")
+
+
 def arp_gratuitous(t: Target, src: str) -> Obs:
     mark = t.send(t.eth("ff:ff:ff:ff:ff:ff")
                   / ARP(op=1, hwsrc=PROBER_MAC, psrc=src, pdst=src))
