@@ -1481,6 +1481,34 @@ def est_small_window(t: Target, src: str) -> Obs:
     return {"within_window": all(e <= 10 for e in ends)}
 
 
+def _burst_answers(t: Target, src: str, make: Callable[[Conn, int], Any]) -> int:
+    c = _conn(t, src)
+    mark = time.monotonic()
+    for i in range(10):
+        t.send(make(c, i))
+    got = t.collect(tcp_from(src, c.sport), mark, 0.4)
+    c.reset()
+    return len(got)
+
+
+def est_rst_burst_rate_limited(t: Target, src: str) -> Obs:
+    """Ten in-window RSTs at once: challenge ACKs are rate limited per connection
+    (RFC 5961 7; Linux's tcp_invalid_ratelimit, 500 ms)."""
+    n = _burst_answers(t, src, lambda c, i: c.seg("R", seq=(c.snd_nxt + 100 + i) % 2**32))
+    return {"some": n >= 1, "limited": n <= 3}
+
+
+def est_syn_burst_rate_limited(t: Target, src: str) -> Obs:
+    n = _burst_answers(t, src, lambda c, i: c.seg("S", seq=(c.snd_nxt + 100 + i) % 2**32))
+    return {"some": n >= 1, "limited": n <= 3}
+
+
+def est_out_of_window_burst(t: Target, src: str) -> Obs:
+    n = _burst_answers(t, src, lambda c, i: c.seg("PA", seq=(c.snd_nxt + 2**20 + i) % 2**32,
+                                                   data=b"far"))
+    return {"some": n >= 1, "limited": n <= 3}
+
+
 def est_dup_syn_in_syn_received(t: Target, src: str) -> Obs:
     seq = random.randrange(2**32)
     syn = (t.eth() / IP(src=src, dst=TARGET_IP)

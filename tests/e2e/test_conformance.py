@@ -65,6 +65,15 @@ ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
         "4.2.3.8 leaves it to the host), femtotcp sends no IP options (ip_output carries "
         "none); the SYN-ACK is otherwise the same",
         {"ihl": 5}),
+    "est_rst_burst_rate_limited": (
+        "ten in-window RSTs at once on one connection: Linux (6.0+) sends one challenge "
+        "ACK per 500 ms per socket (tcp_invalid_ratelimit); femtotcp limits challenge "
+        "ACKs stack-wide as RFC 5961 7 recommends (token bucket 1000/s, burst 100), so a "
+        "burst on one connection is answered in full: bounded, and RFC-conformant",
+        {"limited": False}),
+    "est_syn_burst_rate_limited": (
+        "as above, for SYNs in ESTABLISHED (RFC 5961 4.2 challenge ACKs)",
+        {"limited": False}),
     "udp_echo": (
         "Linux sets DF on UDP (PMTU discovery, IP_PMTUDISC_WANT); RFC 1191 discovery is "
         "optional and femtotcp keeps no path-MTU cache for UDP, so DF would black-hole "
