@@ -44,12 +44,6 @@ ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
     "tcp_syn_from_broadcast_source": (
         "as above (RFC 1122 3.2.1.3): Linux resets a SYN from the subnet broadcast "
         "address, femtotcp drops it", {"answer": None}),
-    "ip_reserved_flag": (
-        "the reserved flag bit (RFC 791: must be zero) set on an echo request: Linux "
-        "ignores the bit, femtotcp's wire parser drops the datagram (ipv4.reserved_flag). "
-        "Left: the parser is not ours to change here; the drop is counted and harmless "
-        "to everything that follows RFC 791",
-        {"answer": None}),
     "est_small_window": (
         "we shrink the window from 65535 to 10 bytes in mid-connection; Linux still "
         "sends past the new right edge (a shrunk window is the receiver's fault, RFC 9293 "

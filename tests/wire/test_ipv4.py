@@ -146,8 +146,11 @@ def test_checksum_check_can_be_skipped() -> None:
     assert bytes(body) == b"ab"
 
 
-def test_reserved_flag() -> None:
-    assert reason(header(flags_frag=0x8000)) == "ipv4.reserved_flag"
+def test_reserved_flag_is_ignored_on_receipt() -> None:
+    """RFC 791 says send it as zero; Linux ignores it on receipt, and so do we."""
+    hdr, body = ipv4.parse(header(flags_frag=0x8000, payload=b"ab"))
+    assert hdr.flags_frag == 0x8000 and not hdr.more_fragments and hdr.frag_offset == 0
+    assert bytes(body) == b"ab"
 
 
 # -- options -----------------------------------------------------------------------

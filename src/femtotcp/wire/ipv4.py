@@ -75,8 +75,8 @@ def parse(data: bytes | memoryview, verify_checksum: bool = True) -> tuple[Ipv4H
         raise Malformed("ipv4.truncated")
     if verify_checksum and ones_sum(mv[:hlen]) != 0xFFFF:
         raise Malformed("ipv4.bad_checksum")
-    if flags_frag & 0x8000:
-        raise Malformed("ipv4.reserved_flag")
+    # The reserved flag bit (RFC 791: must be zero) is ignored on receipt, as
+    # Linux does (RFC 1122 1.2.2: be liberal in what you accept).
     options = b""
     if hlen > HEADER_LEN:
         options = bytes(mv[HEADER_LEN:hlen])
