@@ -633,3 +633,31 @@ def test_unknown_module_rejected() -> None:
 def test_module_dependencies_checked() -> None:
     with pytest.raises(ValueError, match="needs ipv4"):
         Stack(modules={"udp"})
+
+
+def test_ip_ids_are_per_destination() -> None:
+    """Traffic to one host does not move the IP IDs another host sees, so the
+    stack cannot serve as an idle-scan relay (RFC 7739 5.3)."""
+    lan = make_lan(1)
+    stack = lan.stacks[0]
+    stack.add_route("0.0.0.0/0", gateway="192.0.2.254")
+    sniff = lan.sniffer()
+    ep = stack.udp.open()
+    a = ip_bytes("198.51.100.1")
+
+    def bucket(dst: bytes) -> int:
+        return hash((stack.ipv4._ident_key, dst, 17)) & 2047
+
+    # Another destination in another bucket (2048 buckets: a collision is possible).
+    b = next(ip_bytes(f"198.51.100.{i}") for i in range(2, 250)
+             if bucket(ip_bytes(f"198.51.100.{i}")) != bucket(a))
+    assert ep.sendto(b"first", a, 9) == 0
+    lan.run(1)
+    for _ in range(50):
+        ep.sendto(b"other", b, 9)
+    ep.sendto(b"second", a, 9)
+    lan.run(1)
+    ids = [f.ip.ident for f in sniff.ip_frames(lambda f: f.ip.dst == a)]
+    assert len(ids) == 2 and ids[1] == (ids[0] + 1) & 0xFFFF
+    other = [f.ip.ident for f in sniff.ip_frames(lambda f: f.ip.dst == b)]
+    assert len(other) == 50 and len(set(other)) == 50

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from femtotcp.stack.stack import Stack
 
 ANY = b"\x00\x00\x00\x00"
+IDENT_BUCKETS = 2048
 BROADCAST = b"\xff\xff\xff\xff"
 
 
@@ -103,7 +104,11 @@ class Ipv4:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.reassembly = Reassembler(stack, "ipv4", self._reasm_timeout)
-        self._ident = secrets.randbelow(0x10000)
+        # IP IDs come from per-destination counters (2048 buckets chosen by a
+        # keyed hash, random starts), so a peer learns nothing from them about
+        # our traffic to others: no idle-scan relay (RFC 7739 5.3, as Linux).
+        self._idents = [secrets.randbelow(0x10000) for _ in range(IDENT_BUCKETS)]
+        self._ident_key = secrets.token_bytes(8)
         self._fast: dict[bytes, _Fast] = {}
         #: The datagram being delivered (raw, header included), for ICMP errors.
         self.current = memoryview(b"")
@@ -234,7 +239,7 @@ class Ipv4:
                         and now - nb.confirmed > stack.config.arp_reachable):
                 nb.used = now
                 counters["ipv4.tx"] += 1
-                self._ident = ident = (self._ident + 1) & 0xFFFF
+                ident = self._next_ident(dst, proto)
                 f_iface.device.send(fast.eth + wire_ipv4.build(
                     fast.src, dst, proto, payload, stack.config.ttl if ttl is None else ttl,
                     tos, ident, wire_ipv4.DF if df else 0))
@@ -268,7 +273,7 @@ class Ipv4:
                 counters["ipv4.no_route"] += 1
                 return errno.ENETUNREACH
             packet = wire_ipv4.build(src or dst, dst, proto, payload, ttl, tos,
-                                     self._next_ident(), wire_ipv4.DF if df else 0)
+                                     self._next_ident(dst, proto), wire_ipv4.DF if df else 0)
             stack.queue_local(packet, local_iface)
             counters["ipv4.tx_loopback"] += 1
             return 0
@@ -286,7 +291,7 @@ class Ipv4:
             src = iface.ipv4_for(next_hop) or ANY
         counters["ipv4.tx"] += 1
         mtu = iface.mtu
-        ident = self._next_ident()
+        ident = self._next_ident(dst, proto)
         if 20 + len(payload) <= mtu:
             packet = wire_ipv4.build(src, dst, proto, payload, ttl, tos, ident,
                                      wire_ipv4.DF if df else 0)
@@ -354,7 +359,7 @@ class Ipv4:
         if gso_size:
             counters["ipv4.tx_tso"] += 1
         packet = wire_ipv4.build(src, dst, 6, segment, stack.config.ttl, tos,
-                                 self._next_ident(), wire_ipv4.DF)
+                                 self._next_ident(dst, 6), wire_ipv4.DF)
         start = path.csum_start
         path.device.send_offload(path.eth + packet, gso_size, start, 16, start + tcp_hlen)
 
@@ -390,9 +395,10 @@ class Ipv4:
         else:
             stack.counters["ipv4.no_arp_module"] += 1
 
-    def _next_ident(self) -> int:
-        self._ident = (self._ident + 1) & 0xFFFF
-        return self._ident
+    def _next_ident(self, dst: bytes, proto: int) -> int:
+        i = hash((self._ident_key, dst, proto)) & (IDENT_BUCKETS - 1)
+        ident = self._idents[i] = (self._idents[i] + 1) & 0xFFFF
+        return ident
 
 
 def install(stack: Stack) -> Ipv4:
