@@ -25,6 +25,11 @@ class Device(ABC):
 
     #: True for devices whose frames carry no Ethernet header (TUN): IP packets.
     raw_ip = False
+    #: True when the device takes TSO super-segments and partial checksums
+    #: (``send_offload``); see phy/tap.py.
+    offload = False
+    #: True when the device may deliver GRO super-frames larger than the MTU.
+    gro = False
 
     def __init__(self, name: str, mtu: int = 1500) -> None:
         self.name = name

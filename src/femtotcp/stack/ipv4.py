@@ -330,7 +330,7 @@ class Ipv4:
             return None
         iface = route.iface
         device = iface.device
-        if not getattr(device, "offload", False) or iface.raw_ip or iface.vlan is not None \
+        if not device.offload or iface.raw_ip or iface.vlan is not None \
                 or dst in stack.local_addresses \
                 or dst == BROADCAST or is_multicast(dst) or stack.is_broadcast(dst, iface) \
                 or src not in stack.local_addresses or stack.arp is None:

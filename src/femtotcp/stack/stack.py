@@ -288,7 +288,7 @@ class Stack:
             if iface.device.raw_ip:
                 self._receive_raw_ip(iface, frame)
                 return
-            if len(frame) > iface.mtu + 18 and not getattr(iface.device, "gro", False):
+            if len(frame) > iface.mtu + 18 and not iface.device.gro:
                 # header + 802.1Q tag; only a device with GRO offload hands us more.
                 counters["eth.oversize"] += 1
                 return
