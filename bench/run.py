@@ -48,9 +48,9 @@ def _tap(args: argparse.Namespace) -> None:
     print(f"  ping RTT kernel -> femtotcp   {rtt:.3f} ms" if rtt is not None
           else "  ping RTT: ping not available")
     print(f"  RSS after the transfers       {rss:.1f} MB")
-    offload = getattr(tcp_bulk, "offload_default", lambda: False)()
-    print(f"  (femtotcp's TAP offload (TSO/GRO): {'on' if offload else 'off'}"
-          f"{'; FEMTOTCP_BENCH_OFFLOAD=0 turns it off' if offload else ''})")
+    tso, gro = tcp_bulk.offload_default()
+    mode = "TSO writes and GRO reads" if gro else ("TSO writes only" if tso else "off")
+    print(f"  (femtotcp's TAP offload: {mode}; FEMTOTCP_BENCH_OFFLOAD=gro|tx|0 chooses)")
     if not args.no_pytcp:
         _pytcp(args, veth, k2s, s2k, rtt, rss)
     for name, text in profiles:
