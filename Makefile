@@ -42,4 +42,4 @@ bench: venv deps
 	$(VPY) -m bench.run
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) bench/.venv-pytcp build *.egg-info src/*.egg-info .pytest_cache
