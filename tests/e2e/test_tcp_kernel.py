@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from netns import Netns, entered, kernel_tap
+from stackrig import CHUNK, chunks, running_stack
 
 from femtotcp.phy.tap import TapDevice
 from femtotcp.runtime import Runtime
@@ -30,7 +31,6 @@ from femtotcp.wire import ip_bytes
 KERNEL = "192.0.2.1"
 STACK = "192.0.2.2"
 STACK_MAC = "02:00:00:00:00:02"
-CHUNK = 1 << 20
 
 
 @dataclass
@@ -51,28 +51,8 @@ class Rig:
 @pytest.fixture
 def rig(ns: Netns) -> Iterator[Rig]:
     tap = kernel_tap(ns, "ftap0", f"{KERNEL}/24")
-    stack = Stack("e2e-tcp")
-    stack.add_interface(tap, mac=STACK_MAC, ipv4=f"{STACK}/24")
-    rt = Runtime()
-    rt.add_stack(stack)
-    rt.start()
-    try:
-        rt.call(stack.start)
+    with running_stack(tap, "e2e-tcp", f"{STACK}/24", STACK_MAC) as (rt, stack):
         yield Rig(ns, rt, stack, tap)
-    finally:
-        rt.stop()
-        rt.join(5)
-        rt.close()
-
-
-def _chunks(nbytes: int, seed: int) -> Iterator[bytes]:
-    """Deterministic pseudo-random data, one megabyte at a time."""
-    rnd = random.Random(seed)
-    left = nbytes
-    while left > 0:
-        n = min(left, CHUNK)
-        yield rnd.randbytes(n)
-        left -= n
 
 
 def _kernel_echo_roundtrip(ns: Netns, nbytes: int, port: int = 7,
@@ -86,7 +66,7 @@ def _kernel_echo_roundtrip(ns: Netns, nbytes: int, port: int = 7,
 
     def sender() -> None:
         try:
-            for chunk in _chunks(nbytes, 7):
+            for chunk in chunks(nbytes, 7):
                 sent_hash.update(chunk)
                 sock.sendall(chunk)
             sock.shutdown(socket.SHUT_WR)
@@ -225,7 +205,7 @@ def test_stack_connects_to_python_listener(rig: Rig) -> None:
 
     th = threading.Thread(target=server, daemon=True)
     th.start()
-    client = StackClient(rig, 5001, _chunks(3_000_000, 3))
+    client = StackClient(rig, 5001, chunks(3_000_000, 3))
     assert client.done.wait(60), rig.call(client.conn.info)
     th.join(10)
     lst.close()
@@ -246,7 +226,7 @@ def test_stack_connects_to_socat_echo(rig: Rig, require_program: Callable[[str],
         if f"{KERNEL}:5002" in rig.ns.run("ss", "-ltn").stdout:
             break
         time.sleep(0.05)
-    client = StackClient(rig, 5002, _chunks(1_000_000, 4))
+    client = StackClient(rig, 5002, chunks(1_000_000, 4))
     assert client.done.wait(60), rig.call(client.conn.info)
     assert client.error is None
     assert client.nreceived == 1_000_000

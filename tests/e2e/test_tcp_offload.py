@@ -6,7 +6,6 @@ kernel finds nothing wrong with what it received."""
 from __future__ import annotations
 
 import hashlib
-import random
 import socket
 import threading
 import time
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 from netns import Netns, entered
+from stackrig import CHUNK, chunks, running_stack
 
 from femtotcp.phy.pcap import PcapReader, PcapWriter
 from femtotcp.phy.tap import TapDevice
@@ -27,7 +27,6 @@ from femtotcp.wire import ip_bytes
 
 KERNEL = "192.0.2.1"
 STACK = "192.0.2.2"
-CHUNK = 1 << 20
 
 
 @dataclass
@@ -60,27 +59,8 @@ def rig(ns: Netns) -> Iterator[Rig]:
         tap = TapDevice("ftoff0", offload=True, gro=True)
     ns.devices.append(tap)
     ns.ip("addr", "add", f"{KERNEL}/24", "dev", tap.name)
-    stack = Stack("e2e-offload")
-    stack.add_interface(tap, mac="02:00:00:00:00:02", ipv4=f"{STACK}/24")
-    rt = Runtime()
-    rt.add_stack(stack)
-    rt.start()
-    try:
-        rt.call(stack.start)
+    with running_stack(tap, "e2e-offload", f"{STACK}/24") as (rt, stack):
         yield Rig(ns, rt, stack, tap)
-    finally:
-        rt.stop()
-        rt.join(5)
-        rt.close()
-
-
-def _chunks(nbytes: int, seed: int) -> Iterator[bytes]:
-    rnd = random.Random(seed)
-    left = nbytes
-    while left > 0:
-        n = min(left, CHUNK)
-        yield rnd.randbytes(n)
-        left -= n
 
 
 def _echo_roundtrip(ns: Netns, nbytes: int, timeout: float) -> tuple[str, str, int]:
@@ -92,7 +72,7 @@ def _echo_roundtrip(ns: Netns, nbytes: int, timeout: float) -> tuple[str, str, i
 
     def sender() -> None:
         try:
-            for chunk in _chunks(nbytes, 11):
+            for chunk in chunks(nbytes, 11):
                 sent.update(chunk)
                 sock.sendall(chunk)
             sock.shutdown(socket.SHUT_WR)
@@ -193,7 +173,7 @@ def test_stack_sends_to_kernel_listener_with_tso(rig: Rig) -> None:
 
     th = threading.Thread(target=server, daemon=True)
     th.start()
-    chunks = _chunks(20_000_000, 5)
+    data = chunks(20_000_000, 5)
     sent = hashlib.sha256()
     state: dict[str, Any] = {"pending": b""}
     done = threading.Event()
@@ -202,7 +182,7 @@ def test_stack_sends_to_kernel_listener_with_tso(rig: Rig) -> None:
         conn = state["conn"]
         while True:
             if not state["pending"]:
-                chunk = next(chunks, None)
+                chunk = next(data, None)
                 if chunk is None:
                     if not conn.wr_shut:
                         conn.shutdown(socket.SHUT_WR)
