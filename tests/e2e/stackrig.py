@@ -4,8 +4,14 @@ deterministic bulk data: shared by the kernel TCP tests."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import random
+import socket
+import threading
 from collections.abc import Iterator
+from typing import Any
+
+from netns import entered
 
 from femtotcp.phy.base import Device
 from femtotcp.runtime import Runtime
@@ -40,3 +46,35 @@ def chunks(nbytes: int, seed: int, size: int = CHUNK) -> Iterator[bytes]:
         n = min(left, size)
         yield rnd.randbytes(n)
         left -= n
+
+
+def kernel_echo_roundtrip(ns: Any, addr: str, nbytes: int, seed: int, port: int = 7,
+                          timeout: float = 120.0) -> tuple[str, str, int]:
+    """A kernel socket in ``ns`` sends ``nbytes`` to the echo at ``addr:port`` and
+    reads them back. Returns (sha256 sent, sha256 received, bytes received)."""
+    with entered(ns):
+        sock = socket.create_connection((addr, port), timeout=timeout)
+    sent = hashlib.sha256()
+    errors: list[BaseException] = []
+
+    def sender() -> None:
+        try:
+            for chunk in chunks(nbytes, seed):
+                sent.update(chunk)
+                sock.sendall(chunk)
+            sock.shutdown(socket.SHUT_WR)
+        except BaseException as exc:  # handed to the test thread
+            errors.append(exc)
+
+    th = threading.Thread(target=sender, daemon=True)
+    th.start()
+    got = hashlib.sha256()
+    total = 0
+    buf = bytearray(CHUNK)
+    while (n := sock.recv_into(buf)):
+        got.update(memoryview(buf)[:n])
+        total += n
+    th.join(timeout)
+    sock.close()
+    assert not errors, errors
+    return sent.hexdigest(), got.hexdigest(), total

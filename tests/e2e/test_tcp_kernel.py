@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from netns import Netns, entered, kernel_tap
-from stackrig import CHUNK, chunks, running_stack
+from stackrig import chunks, kernel_echo_roundtrip, running_stack
 
 from femtotcp.phy.tap import TapDevice
 from femtotcp.runtime import Runtime
@@ -55,41 +55,6 @@ def rig(ns: Netns) -> Iterator[Rig]:
         yield Rig(ns, rt, stack, tap)
 
 
-def _kernel_echo_roundtrip(ns: Netns, nbytes: int, port: int = 7,
-                           timeout: float = 120.0) -> tuple[str, str, int]:
-    """A kernel socket sends ``nbytes`` to the stack's echo and reads it back.
-    Returns (sha256 sent, sha256 received, bytes received)."""
-    with entered(ns):
-        sock = socket.create_connection((STACK, port), timeout=timeout)
-    sent_hash = hashlib.sha256()
-    errors: list[BaseException] = []
-
-    def sender() -> None:
-        try:
-            for chunk in chunks(nbytes, 7):
-                sent_hash.update(chunk)
-                sock.sendall(chunk)
-            sock.shutdown(socket.SHUT_WR)
-        except BaseException as exc:  # handed to the test thread
-            errors.append(exc)
-
-    th = threading.Thread(target=sender, daemon=True)
-    th.start()
-    got = hashlib.sha256()
-    total = 0
-    buf = bytearray(CHUNK)
-    while True:
-        n = sock.recv_into(buf)
-        if n == 0:
-            break
-        got.update(memoryview(buf)[:n])
-        total += n
-    th.join(timeout)
-    sock.close()
-    assert not errors, errors
-    return sent_hash.hexdigest(), got.hexdigest(), total
-
-
 # -- the kernel connects ---------------------------------------------------------------
 
 def test_socat_to_stack_echo(rig: Rig, require_program: Callable[[str], str]) -> None:
@@ -107,7 +72,7 @@ def test_socat_to_stack_echo(rig: Rig, require_program: Callable[[str], str]) ->
 
 def test_python_socket_to_stack_echo(rig: Rig) -> None:
     rig.call(tcp_echo.start, rig.stack, 7)
-    sent, got, n = _kernel_echo_roundtrip(rig.ns, 5_000_000)
+    sent, got, n = kernel_echo_roundtrip(rig.ns, STACK, 5_000_000, 7)
     assert n == 5_000_000 and got == sent
     # The kernel and the stack agreed on every option.
     rig.assert_healthy()
@@ -256,7 +221,7 @@ def test_50mb_each_way(rig: Rig) -> None:
     """50 MB from the kernel to the stack and the same 50 MB back (echo)."""
     rig.call(tcp_echo.start, rig.stack, 7)
     started = time.monotonic()
-    sent, got, n = _kernel_echo_roundtrip(rig.ns, 50_000_000, timeout=120)
+    sent, got, n = kernel_echo_roundtrip(rig.ns, STACK, 50_000_000, 7, timeout=120)
     wall = time.monotonic() - started
     assert n == 50_000_000 and got == sent
     print(f"50 MB each way (echo) over TAP: {wall:.1f} s")
@@ -277,7 +242,7 @@ def test_50mb_each_way_through_netem(rig: Rig) -> None:
         rig.call(_impair_inbound, rig)
     rig.call(tcp_echo.start, rig.stack, 7)
     started = time.monotonic()
-    sent, got, n = _kernel_echo_roundtrip(rig.ns, 50_000_000, timeout=240)
+    sent, got, n = kernel_echo_roundtrip(rig.ns, STACK, 50_000_000, 7, timeout=240)
     wall = time.monotonic() - started
     assert n == 50_000_000 and got == sent
     counters = rig.call(rig.stack.counters.snapshot)

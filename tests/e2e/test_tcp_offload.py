@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from netns import Netns, entered
-from stackrig import CHUNK, chunks, running_stack
+from stackrig import chunks, kernel_echo_roundtrip, running_stack
 
 from femtotcp.phy.pcap import PcapReader, PcapWriter
 from femtotcp.phy.tap import TapDevice
@@ -63,36 +63,6 @@ def rig(ns: Netns) -> Iterator[Rig]:
         yield Rig(ns, rt, stack, tap)
 
 
-def _echo_roundtrip(ns: Netns, nbytes: int, timeout: float) -> tuple[str, str, int]:
-    """A kernel socket sends ``nbytes`` to the stack's echo and reads them back."""
-    with entered(ns):
-        sock = socket.create_connection((STACK, 7), timeout=timeout)
-    sent = hashlib.sha256()
-    errors: list[BaseException] = []
-
-    def sender() -> None:
-        try:
-            for chunk in chunks(nbytes, 11):
-                sent.update(chunk)
-                sock.sendall(chunk)
-            sock.shutdown(socket.SHUT_WR)
-        except BaseException as exc:  # handed to the test thread
-            errors.append(exc)
-
-    th = threading.Thread(target=sender, daemon=True)
-    th.start()
-    got = hashlib.sha256()
-    total = 0
-    buf = bytearray(CHUNK)
-    while (n := sock.recv_into(buf)):
-        got.update(memoryview(buf)[:n])
-        total += n
-    th.join(timeout)
-    sock.close()
-    assert not errors, errors
-    return sent.hexdigest(), got.hexdigest(), total
-
-
 def _kernel_tcp_errors(ns: Netns) -> dict[str, int]:
     """The kernel's own receive-error counters (bad checksums and the like)."""
     text = ns.run("cat", "/proc/net/snmp").stdout.splitlines()
@@ -111,7 +81,7 @@ def test_50mb_each_way_with_offload(rig: Rig) -> None:
     stack's echo and back (as TSO super-segments), byte-exact."""
     rig.call(tcp_echo.start, rig.stack, 7)
     started = time.monotonic()
-    sent, got, n = _echo_roundtrip(rig.ns, 50_000_000, timeout=120)
+    sent, got, n = kernel_echo_roundtrip(rig.ns, STACK, 50_000_000, 11, timeout=120)
     wall = time.monotonic() - started
     assert n == 50_000_000 and got == sent
     stack, dev = rig.counters()
@@ -143,7 +113,7 @@ def test_tso_writes_without_gro(ns: Netns) -> None:
         rt.call(stack.start)
         rig = Rig(ns, rt, stack, tap)
         rig.call(tcp_echo.start, stack, 7)
-        sent, got, n = _echo_roundtrip(ns, 20_000_000, timeout=120)
+        sent, got, n = kernel_echo_roundtrip(ns, STACK, 20_000_000, 11, timeout=120)
         assert n == 20_000_000 and got == sent
         counters, dev = rig.counters()
         assert dev["tx_gso_frames"] > 50 and dev.get("rx_gso_frames", 0) == 0
@@ -243,7 +213,7 @@ def test_offload_through_netem(rig: Rig) -> None:
     if res.returncode != 0:
         rig.call(_impair_inbound, rig)
     rig.call(tcp_echo.start, rig.stack, 7)
-    sent, got, n = _echo_roundtrip(rig.ns, 10_000_000, timeout=180)
+    sent, got, n = kernel_echo_roundtrip(rig.ns, STACK, 10_000_000, 11, timeout=180)
     assert n == 10_000_000 and got == sent
     stack, dev = rig.counters()
     assert stack.get("tcp.ooo_segments", 0) > 0
@@ -257,7 +227,7 @@ def test_pcap_of_tso_writes_holds_the_super_frames(rig: Rig, tmp_path: Path) -> 
     writer = PcapWriter(str(path))
     rig.call(writer.attach, rig.tap)
     rig.call(tcp_echo.start, rig.stack, 7)
-    sent, got, n = _echo_roundtrip(rig.ns, 2_000_000, timeout=60)
+    sent, got, n = kernel_echo_roundtrip(rig.ns, STACK, 2_000_000, 11, timeout=60)
     assert n == 2_000_000 and got == sent
     rig.call(writer.detach, rig.tap)
     writer.close()
