@@ -352,15 +352,15 @@ class Network:
         if getattr(stack, "resolver", None) is None:
             raise gaierror(_std.EAI_NONAME, "Name or service not known")
         try:
-            from femtotcp.services import dns as dns_service
+            from femtotcp.api import resolve
             from femtotcp.wire import dns as dns_wire
         except ImportError:
             raise gaierror(_std.EAI_NONAME, "Name or service not known") from None
         if self.runtime.in_loop_thread():
             raise gaierror(_std.EAI_AGAIN, "name lookups cannot block the stack's own thread")
-        result = dns_service.resolve_blocking(self.runtime, stack, name, dns_wire.A,
-                                              self.resolve_timeout)
-        exc = dns_service.gaierror_for(result)
+        result = resolve.resolve_blocking(self.runtime, stack, name, dns_wire.A,
+                                          self.resolve_timeout)
+        exc = resolve.gaierror_for(result)
         if exc is not None:
             raise exc
         addrs = [ip_str(a) for a in result.addresses if len(a) == 4]
