@@ -32,7 +32,7 @@ from femtotcp.api.sock_base import (
     _oserror,
 )
 from femtotcp.proto.ports import port_taken
-from femtotcp.proto.tcp.statename import state_name
+from femtotcp.proto.tcpstate import state_name
 
 if TYPE_CHECKING:
     from femtotcp.api.network import Network

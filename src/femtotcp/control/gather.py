@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from femtotcp.control.protocol import _plain
-from femtotcp.proto.tcp.statename import state_name
+from femtotcp.proto.tcpstate import state_name
 from femtotcp.wire import ip_str, mac_str
 
 

@@ -2,7 +2,8 @@
 
 ``femtotcp ctl sockets`` shows them and the socket API tests them; both go
 through ``state_name`` so that the core may keep its states as name strings
-("SYN_RECEIVED") or as an enum without either edge noticing.
+("SYN_RECEIVED") or as an enum without either edge noticing. (Beside the
+``tcp`` package, not in it: naming a state must not load TCP.)
 """
 
 from __future__ import annotations
