@@ -57,18 +57,17 @@ def call(runtime: Runtime, fn: Callable[..., T], *args: Any) -> T:
         except BaseException as exc:  # handed back to the calling thread
             outcome = (False, exc)
 
-    step = LIVENESS_STEP
+    stopping = False
     while outcome is None:
         try:
-            runtime.call(job, timeout=step)
+            runtime.call(job, timeout=STOP_GRACE if stopping else LIVENESS_STEP)
         except TimeoutError:
             if outcome is not None:
                 break
-            if step == STOP_GRACE:
+            if stopping:
                 raise OSError(errno.ENETDOWN, f"{os.strerror(errno.ENETDOWN)} "
                               "(the stack's loop has stopped)") from None
-            if not runtime.running:
-                step = STOP_GRACE
+            stopping = not runtime.running
     ok, value = outcome
     if ok:
         return value  # type: ignore[no-any-return]

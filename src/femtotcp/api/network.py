@@ -97,14 +97,6 @@ class Network:
         for link in list(self.links):
             link.release()
 
-    def call_soon(self, fn: Callable[[], None]) -> None:
-        rt = self.runtime
-        th = rt.thread
-        if th is None or th is threading.current_thread():
-            fn()
-        elif th.is_alive():
-            rt.call_soon_threadsafe(fn)
-
     # -- the socket module's helpers ------------------------------------------------------
     def socket(self, family: int = AF_INET, type: int = SOCK_STREAM,
                proto: int = 0) -> StackSocket:

@@ -433,7 +433,7 @@ class _TcpLink(_Link):
         if self.mode is TcpMode.LISTENING:
             self.close_listener()
             return
-        if self.mode is TcpMode.CONNECTING:
+        if self.mode is TcpMode.CONNECTING or (self.mode is TcpMode.CONNECTED and abort):
             conn = self.conn
             conn.on_event = None
             conn.abort()
@@ -442,14 +442,7 @@ class _TcpLink(_Link):
             self.release()
             return
         if self.mode is TcpMode.CONNECTED:
-            if abort:
-                conn = self.conn
-                conn.on_event = None
-                conn.abort()
-                self.conn = None
-                self.set_mode(TcpMode.DONE)
-                self.release()
-            elif self.eof_out:
+            if self.eof_out:
                 self._program_eof()
             else:
                 self.pump()

@@ -48,6 +48,14 @@ class _ClientGone(Exception):
     """The client hung up while a long command (ping) was streaming progress."""
 
 
+def _shutdown(conns: list[socket.socket], how: int) -> None:
+    for c in conns:
+        try:
+            c.shutdown(how)
+        except OSError:
+            pass
+
+
 # -- check_free: one serve per control path --------------------------------------------
 def _answers(path: str) -> bool:
     """True when a server accepts connections on ``path``."""
@@ -167,21 +175,13 @@ class ControlServer:
             workers = list(self._workers)
         # Wake the readers; a command still running (a ping) sees _closing and
         # ends with a "shutting_down" reply, which it can still write.
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
+        _shutdown(conns, socket.SHUT_RD)
         end = time.monotonic() + 3.0
         for w in workers:
             w.join(max(0.0, end - time.monotonic()))
         with self._lock:
             stragglers = list(self._conns)
-        for c in stragglers:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _shutdown(stragglers, socket.SHUT_RDWR)
         if self._sock is not None:
             self._sock.close()
         self._unlink()
