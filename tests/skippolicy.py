@@ -14,6 +14,7 @@ must run every test, and a skip there would hide a test that never ran.
 
 Nothing in tests/ calls ``pytest.skip``, ``pytest.importorskip`` or
 ``pytest.mark.skipif`` directly (tests/test_skippolicy.py checks that).
+
 A CI machine that cannot have a requirement at all (a kernel built without
 netem, say) states so once, by name: ``FEMTOTCP_ALLOW_MISSING=netem,kernel``
 (comma-separated ``need`` names). Those requirements skip with their reason
