@@ -85,7 +85,9 @@ def test_kernel_sees_connection_refused(rig: Rig) -> None:
         socket.create_connection((STACK, 4444), timeout=10)
 
 
-def test_options_negotiated_with_the_kernel(rig: Rig) -> None:
+def test_options_negotiated_with_the_kernel(rig: Rig,
+                                           require_program: Callable[[str], str]) -> None:
+    require_program("ss")
     rig.call(tcp_echo.start, rig.stack, 7)
     with entered(rig.ns):
         sock = socket.create_connection((STACK, 7), timeout=10)

@@ -75,6 +75,15 @@ def test_bad_checksum() -> None:
     tcp.parse(seg)  # without addresses the checksum is not checked
 
 
+def test_scapy_segment_with_bad_checksum_rejected(scapy: ModuleType) -> None:
+    seg = bytearray(scapy_segment(scapy, "192.0.2.1", "192.0.2.2", sport=1, dport=2, load=b"x"))
+    tcp.parse(seg, SRC, DST)                 # scapy's checksum is right ...
+    seg[-1] ^= 0x55
+    with pytest.raises(Malformed) as exc:    # ... and one flipped payload bit is caught
+        tcp.parse(seg, SRC, DST)
+    assert exc.value.reason == "tcp.bad_checksum"
+
+
 # -- femtotcp builds, scapy parses ------------------------------------------------
 
 def test_build_parsed_by_scapy(scapy: ModuleType) -> None:
