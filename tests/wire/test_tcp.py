@@ -77,7 +77,8 @@ def test_bad_checksum() -> None:
 
 def test_scapy_segment_with_bad_checksum_rejected(scapy: ModuleType) -> None:
     seg = bytearray(scapy_segment(scapy, "192.0.2.1", "192.0.2.2", sport=1, dport=2, load=b"x"))
-    tcp.parse(seg, SRC, DST)                 # scapy's checksum is right ...
+    hdr, payload = tcp.parse(seg, SRC, DST)  # scapy's checksum is right ...
+    assert (hdr.src_port, hdr.dst_port, bytes(payload)) == (1, 2, b"x")
     seg[-1] ^= 0x55
     with pytest.raises(Malformed) as exc:    # ... and one flipped payload bit is caught
         tcp.parse(seg, SRC, DST)
