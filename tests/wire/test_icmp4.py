@@ -55,14 +55,16 @@ def test_checksum_covers_every_byte_given() -> None:
     """Bytes past the message change the sum: the caller must cut at the IP
     total length, and the checksum is never taken over a length from a header."""
     msg = icmp4.build_echo(icmp4.ECHO_REQUEST, 1, 2, b"abc")
-    icmp4.parse(msg)
+    hdr, body = icmp4.parse(msg)
+    assert (hdr.type, hdr.ident, hdr.seq, bytes(body)) == (icmp4.ECHO_REQUEST, 1, 2, b"abc")
     with pytest.raises(Malformed):
         icmp4.parse(msg + b"\x01")
 
 
 def test_zero_padding_past_even_message_is_harmless_only_for_zero_bytes() -> None:
     msg = icmp4.build_echo(icmp4.ECHO_REQUEST, 1, 2, b"ab")
-    icmp4.parse(msg + b"\x00\x00")           # zeros add nothing to a ones' complement sum
+    hdr, body = icmp4.parse(msg + b"\x00\x00")  # zeros add nothing to a ones' complement sum
+    assert (hdr.ident, hdr.seq, bytes(body)) == (1, 2, b"ab\x00\x00")
     with pytest.raises(Malformed):
         icmp4.parse(msg + b"\x00\x01")
 
