@@ -134,18 +134,18 @@ def _problem(reason: str, action: Action, code: int, pointer: int) -> Chain:
     return Chain(-1, 0, 0, None, 0, None, False, Problem(reason, action, code, pointer))
 
 
-def _options(area: memoryview, hop_by_hop: bool, where: int, stop: bool = True,
-             ) -> tuple[list[tuple[int, bytes]], int | None, Problem | None]:
+def _options(area: memoryview, hop_by_hop: bool, where: int,
+             out: list[tuple[int, bytes]] | None = None) -> tuple[int | None, Problem | None]:
     """Walk the TLVs of a Hop-by-Hop or Destination Options header. ``area``
     is the header's bytes after next-header and length; ``where`` is the
-    packet offset of ``area[0]``. Returns (non-padding options, router alert
-    value, problem); with ``stop`` the first unknown option that is not to
-    be skipped ends the walk as the problem."""
-    out: list[tuple[int, bytes]] = []
+    packet offset of ``area[0]``. Returns (router alert value, problem): the
+    first unknown option not to be skipped ends the walk as the problem,
+    unless ``out`` is given, which collects every non-padding option."""
     alert: int | None = None
     n = len(area)
     i = 0
     pad = 0
+    count = 0
     while i < n:
         kind = area[i]
         if kind == OPT_PAD1:
@@ -156,33 +156,30 @@ def _options(area: memoryview, hop_by_hop: bool, where: int, stop: bool = True,
             continue
         if i + 2 > n:
             raise Malformed("ipv6.bad_option_length")
-        length = area[i + 1]
-        end = i + 2 + length
+        end = i + 2 + area[i + 1]
         if end > n:
             raise Malformed("ipv6.bad_option_length")
         if kind == OPT_PADN:
-            pad += 2 + length
-            if pad > MAX_PAD:
-                raise Malformed("ipv6.bad_padding")
-            if any(area[i + 2:end]):
+            pad += end - i
+            if pad > MAX_PAD or any(area[i + 2:end]):
                 raise Malformed("ipv6.bad_padding")
             i = end
             continue
         pad = 0
-        if len(out) >= MAX_OPTIONS:
+        count += 1
+        if count > MAX_OPTIONS:
             raise Malformed("ipv6.too_many_options")
-        data = bytes(area[i + 2:end])
-        out.append((kind, data))
+        if out is not None:
+            out.append((kind, bytes(area[i + 2:end])))
         if hop_by_hop and kind == OPT_ROUTER_ALERT:
-            if length != 2:
+            if end - i != 4:
                 raise Malformed("ipv6.bad_router_alert")
-            alert = int.from_bytes(data, "big")
-        else:
-            action = Action(kind >> 6)
-            if action is not Action.SKIP and stop:
-                return out, alert, Problem("ipv6.unknown_option", action, PP_OPTION, where + i)
+            alert = area[i + 2] << 8 | area[i + 3]
+        elif kind & 0xC0 and out is None:
+            return alert, Problem("ipv6.unknown_option", Action(kind >> 6), PP_OPTION,
+                                  where + i)
         i = end
-    return out, alert, None
+    return alert, None
 
 
 def read_options(header: bytes | bytearray | memoryview,
@@ -193,7 +190,9 @@ def read_options(header: bytes | bytearray | memoryview,
     mv = header if isinstance(header, memoryview) else memoryview(header)
     if len(mv) < 2 or (mv[1] + 1) * 8 != len(mv):
         raise Malformed("ipv6.ext_truncated")
-    return _options(mv[2:], hop_by_hop, 0, stop=False)[0]
+    out: list[tuple[int, bytes]] = []
+    _options(mv[2:], hop_by_hop, 0, out)
+    return out
 
 
 def walk(next_header: int, payload: bytes | bytearray | memoryview, *, base: int = HEADER_LEN,
@@ -237,7 +236,7 @@ def walk(next_header: int, payload: bytes | bytearray | memoryview, *, base: int
             raise Malformed("ipv6.ext_chain_too_long")
         here = base + pos
         if nh == PROTO_HOPOPTS or nh == PROTO_DSTOPTS:
-            _found, ra, problem = _options(mv[pos + 2:pos + length], nh == PROTO_HOPOPTS,
+            ra, problem = _options(mv[pos + 2:pos + length], nh == PROTO_HOPOPTS,
                                            here + 2)
             if problem is not None:
                 return Chain(-1, 0, 0, None, 0, alert, rh0, problem)
