@@ -75,39 +75,42 @@ MldMessage = MldQuery | MldV1Message | MldV2Report
 
 # -- the floating-point fields (RFC 3810 5.1.3, 5.1.9) --------------------------------
 
-def decode_max_response(code: int) -> int:
-    """Max Response Code to milliseconds."""
-    if code < 0x8000:
+def _decode_float(code: int, mant_bits: int) -> int:
+    """Below 1 << (mant_bits + 3) the code is the value; above, it is
+    1|exp(3)|mant: (mant | 1 << mant_bits) << (exp + 3)."""
+    if code < 1 << (mant_bits + 3):
         return code
-    return ((code & 0x0FFF) | 0x1000) << (((code >> 12) & 7) + 3)
+    mant = (code & ((1 << mant_bits) - 1)) | 1 << mant_bits
+    return mant << (((code >> mant_bits) & 7) + 3)
+
+
+def _encode_float(value: int, mant_bits: int) -> int:
+    """The code whose value is the largest not above ``value`` (saturating)."""
+    if value < 1 << (mant_bits + 3):
+        return max(0, value)
+    for exp in range(8):
+        mant = value >> (exp + 3)
+        if mant < 1 << (mant_bits + 1):
+            return 1 << (mant_bits + 3) | exp << mant_bits | (mant & ((1 << mant_bits) - 1))
+    return (1 << (mant_bits + 4)) - 1
+
+
+def decode_max_response(code: int) -> int:
+    """Max Response Code to milliseconds (12-bit mantissa)."""
+    return _decode_float(code, 12)
 
 
 def encode_max_response(ms: int) -> int:
-    """Milliseconds to the nearest Max Response Code not above them."""
-    if ms < 0x8000:
-        return max(0, ms)
-    for exp in range(8):
-        mant = ms >> (exp + 3)
-        if mant < 0x2000:
-            return 0x8000 | exp << 12 | (mant & 0x0FFF)
-    return 0xFFFF
+    return _encode_float(ms, 12)
 
 
 def decode_qqic(code: int) -> int:
-    """Querier's Query Interval Code to seconds."""
-    if code < 0x80:
-        return code
-    return ((code & 0x0F) | 0x10) << (((code >> 4) & 7) + 3)
+    """Querier's Query Interval Code to seconds (4-bit mantissa)."""
+    return _decode_float(code, 4)
 
 
 def encode_qqic(seconds: int) -> int:
-    if seconds < 0x80:
-        return max(0, seconds)
-    for exp in range(8):
-        mant = seconds >> (exp + 3)
-        if mant < 0x20:
-            return 0x80 | exp << 4 | (mant & 0x0F)
-    return 0xFF
+    return _encode_float(seconds, 4)
 
 
 # -- parsing ---------------------------------------------------------------------------
