@@ -236,8 +236,7 @@ def walk(next_header: int, payload: bytes | bytearray | memoryview, *, base: int
             raise Malformed("ipv6.ext_chain_too_long")
         here = base + pos
         if nh == PROTO_HOPOPTS or nh == PROTO_DSTOPTS:
-            ra, problem = _options(mv[pos + 2:pos + length], nh == PROTO_HOPOPTS,
-                                           here + 2)
+            ra, problem = _options(mv[pos + 2:pos + length], nh == PROTO_HOPOPTS, here + 2)
             if problem is not None:
                 return Chain(-1, 0, 0, None, 0, alert, rh0, problem)
             if ra is not None:
