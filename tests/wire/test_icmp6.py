@@ -233,3 +233,25 @@ def test_femtotcp_packet_too_big_scapy_parses() -> None:
     msg = icmp6.build_param_problem(DST, SRC, 0, 4, inner)
     sp = IPv6(ipv6.build(DST, SRC, 58, msg))
     assert (sp[ICMPv6ParamProblem].code, sp[ICMPv6ParamProblem].ptr) == (0, 4)
+
+
+MCAST = ip_bytes("ff02::1")
+
+
+@pytest.mark.parametrize(("type_", "code", "src", "dst", "link_mc", "allowed"), [
+    (icmp6.DEST_UNREACHABLE, 4, SRC, DST, False, True),
+    (icmp6.DEST_UNREACHABLE, 4, ipv6.UNSPECIFIED, DST, False, False),    # e.6
+    (icmp6.PACKET_TOO_BIG, 0, MCAST, DST, False, False),                 # e.6
+    (icmp6.DEST_UNREACHABLE, 4, SRC, MCAST, False, False),               # e.3
+    (icmp6.TIME_EXCEEDED, 1, SRC, MCAST, False, False),
+    (icmp6.PARAMETER_PROBLEM, 0, SRC, MCAST, False, False),
+    (icmp6.PARAMETER_PROBLEM, 1, SRC, MCAST, False, False),
+    (icmp6.PACKET_TOO_BIG, 0, SRC, MCAST, False, True),                  # exception 1
+    (icmp6.PARAMETER_PROBLEM, 2, SRC, MCAST, False, True),               # exception 2
+    (icmp6.DEST_UNREACHABLE, 3, SRC, DST, True, False),                  # e.4, e.5
+    (icmp6.PARAMETER_PROBLEM, 2, SRC, DST, True, True),
+    (icmp6.PACKET_TOO_BIG, 0, SRC, DST, True, True),
+])
+def test_error_allowed(type_: int, code: int, src: bytes, dst: bytes, link_mc: bool,
+                       allowed: bool) -> None:
+    assert icmp6.error_allowed(type_, code, src, dst, link_mc) is allowed

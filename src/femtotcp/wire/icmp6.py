@@ -9,7 +9,7 @@ from typing import NamedTuple
 from femtotcp.wire import Malformed
 from femtotcp.wire.checksum import checksum, ones_sum
 from femtotcp.wire.ipv6 import HEADER_LEN as IPV6_HEADER_LEN
-from femtotcp.wire.ipv6 import MIN_MTU, PROTO_ICMP6, pseudo_sum
+from femtotcp.wire.ipv6 import MIN_MTU, PROTO_ICMP6, UNSPECIFIED, pseudo_sum
 from femtotcp.wire.ipv6ext import skip_chain
 
 PROTO = PROTO_ICMP6
@@ -172,3 +172,21 @@ def no_error_about(next_header: int, payload: bytes | bytearray | memoryview) ->
         return False
     type_ = payload[offset]
     return type_ < 128 or type_ == REDIRECT
+
+
+def error_allowed(type_: int, code: int, src: bytes, dst: bytes,
+                  link_multicast: bool = False) -> bool:
+    """Whether an error of ``type_``/``code`` may answer a packet from ``src``
+    to ``dst`` (RFC 4443 2.4 e.3-e.6): never when the source names no single
+    node (unspecified or multicast); never when the packet went to a multicast
+    address or a link-layer multicast/broadcast, except Packet Too Big and
+    Parameter Problem code 2 (an option whose type starts with bits 10; for
+    bits 11 the caller also stays silent, RFC 8200 4.2). The error and
+    redirect cases (e.1, e.2) are ``no_error_about``; the rate limit is the
+    stack's."""
+    if src == UNSPECIFIED or src[0] == 0xFF:
+        return False
+    if dst[0] == 0xFF or link_multicast:
+        return type_ == PACKET_TOO_BIG or (type_ == PARAMETER_PROBLEM
+                                           and code == UNRECOGNIZED_OPTION)
+    return True
