@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from femtotcp.wire import Malformed, icmp6, ip_bytes, ipv6, ipv6ext
@@ -255,3 +255,81 @@ MCAST = ip_bytes("ff02::1")
 def test_error_allowed(type_: int, code: int, src: bytes, dst: bytes, link_mc: bool,
                        allowed: bool) -> None:
     assert icmp6.error_allowed(type_, code, src, dst, link_mc) is allowed
+
+
+# -- the whole IPv6 input path over the wire modules, fuzzed ------------------------
+
+def _input(pkt: bytes) -> None:
+    """What the stack's IPv6 input will do with the wire modules, in order."""
+    from femtotcp.wire import mld, ndp
+    hdr, payload = ipv6.parse(pkt)
+    ipv6.check_addresses(hdr.src, hdr.dst)
+    chain = ipv6ext.walk(hdr.next_header, payload)
+    if chain.problem is not None or chain.upper != 58 or chain.fragment is not None:
+        return
+    msg, body = icmp6.parse(payload[chain.offset:], hdr.src, hdr.dst)
+    if msg.type in ndp.TYPES:
+        ndp.parse(msg, body, hdr.src, hdr.dst, hdr.hop_limit)
+    elif msg.type in mld.TYPES:
+        mld.check_ip(msg.type, hdr.src, hdr.hop_limit, chain.router_alert)
+        mld.parse(msg, body)
+    elif msg.is_error:
+        quoted, rest = ipv6.parse_quote(body)
+        ipv6ext.skip_chain(quoted.next_header, rest)
+    icmp6.no_error_about(hdr.next_header, payload)
+    icmp6.error_allowed(msg.type, msg.code, hdr.src, hdr.dst)
+
+
+def _bases() -> list[tuple[bytes, bytes, int, bytes, bytes]]:
+    """(src, dst, hop limit, extension headers, ICMPv6 message) of valid packets."""
+    from femtotcp.wire import mac_bytes, mld, ndp
+    ll, rt = ip_bytes("fe80::2"), ip_bytes("fe80::1")
+    mac = mac_bytes("02:00:00:00:00:02")
+    sol = ipv6.solicited_node(DST)
+    hbh = ipv6ext.build_hop_by_hop(58, [ipv6ext.router_alert()])
+    opts = (ndp.opt_source_lladdr(mac) + ndp.opt_mtu(1500)
+            + ndp.opt_prefix(ip_bytes("2001:db8:1::"), 64, 100, 50)
+            + ndp.opt_rdnss(60, [DST]) + ndp.opt_dnssl(60, ["example.com", "a.b"]))
+    invoking = ipv6.build(DST, SRC, 17, b"u" * 100)
+    return [
+        (ll, ipv6.ALL_MLDV2_ROUTERS, 1, hbh,
+         mld.build_v2_report(ll, [mld.AddressRecord(4, sol, (SRC,))])),
+        (rt, ipv6.ALL_NODES, 1, hbh, mld.build_query(rt, ipv6.ALL_NODES, 1000, sol, (SRC,))),
+        (rt, ipv6.ALL_NODES, 255, b"", ndp.build_ra(rt, ipv6.ALL_NODES, options=opts)),
+        (ll, sol, 255, b"", ndp.build_ns(ll, sol, DST, mac)),
+        (DST, ll, 255, b"", ndp.build_na(DST, ll, DST, target_lladdr=mac)),
+        (rt, ll, 255, b"", ndp.build_redirect(rt, ll, ip_bytes("fe80::9"), SRC, mac, invoking)),
+        (SRC, DST, 64, b"", icmp6.build_echo(SRC, DST, 128, 1, 2, b"data")),
+        (SRC, DST, 64, b"", icmp6.build_param_problem(SRC, DST, 2, 44, invoking)),
+    ]
+
+
+BASES = _bases()
+
+
+@settings(max_examples=500)
+@given(st.sampled_from(range(len(BASES))),
+       st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), max_size=6),
+       st.integers(0, 200), st.booleans())
+def test_mutated_ipv6_input_never_raises_anything_else(which: int,
+                                                       flips: list[tuple[int, int]],
+                                                       cut: int, fix: bool) -> None:
+    """Mutations of the ICMPv6 message, its checksum made right again (so the
+    parsers behind it see them) or left wrong; then cut short."""
+    src, dst, hop, ext, msg = BASES[which]
+    m = bytearray(msg)
+    for pos, value in flips:
+        m[pos % len(m)] = value
+    if fix and len(m) >= 8:
+        m = bytearray(icmp6.build(src, dst, m[0], m[1], int.from_bytes(m[4:8], "big"), m[8:]))
+    body = bytes(ext + m)[:max(0, len(ext) + len(m) - cut)]
+    pkt = ipv6.build(src, dst, 0 if ext else 58, body, hop_limit=hop)
+    try:
+        _input(pkt)
+    except Malformed as e:
+        assert e.reason.split(".")[0] in ("ipv6", "icmp6", "ndp", "mld")
+
+
+def test_every_base_packet_passes_the_input_path() -> None:
+    for src, dst, hop, ext, msg in BASES:
+        _input(ipv6.build(src, dst, 0 if ext else 58, ext + msg, hop_limit=hop))

@@ -256,6 +256,7 @@ def test_mask_refuses_bad_length() -> None:
     ("2001:db8::1", "::1", "ipv6.loopback_address"),
     ("::ffff:192.0.2.1", "2001:db8::2", "ipv6.v4_mapped_address"),
     ("2001:db8::1", "::ffff:192.0.2.1", "ipv6.v4_mapped_address"),
+    ("2001:db8::1", "::", "ipv6.unspecified_destination"),
     ("2001:db8::1", "ff00::1", "ipv6.bad_multicast_scope"),
     ("2001:db8::1", "ff01::1", "ipv6.bad_multicast_scope"),
 ])

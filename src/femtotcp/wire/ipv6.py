@@ -251,13 +251,16 @@ def in_prefix(addr: bytes, prefix: bytes, prefix_len: int) -> bool:
 def check_addresses(src: bytes, dst: bytes) -> None:
     """Addresses no packet from a link may carry, as Linux's ipv6_rcv drops
     them: a multicast source (RFC 4291 2.7), loopback either way (RFC 4291
-    2.5.3), v4-mapped either way (RFC 4291 2.5.5.2 and Linux), a multicast
-    destination of reserved scope 0 or of interface-local scope."""
+    2.5.3), v4-mapped either way (RFC 4291 2.5.5.2 and Linux), the
+    unspecified destination (RFC 4291 2.5.2), a multicast destination of
+    reserved scope 0 or of interface-local scope."""
     if src[0] == 0xFF:
         raise Malformed("ipv6.multicast_source")
     if src == LOOPBACK or dst == LOOPBACK:
         raise Malformed("ipv6.loopback_address")
     if src[:12] == _V4_MAPPED_PREFIX or dst[:12] == _V4_MAPPED_PREFIX:
         raise Malformed("ipv6.v4_mapped_address")
+    if dst == UNSPECIFIED:
+        raise Malformed("ipv6.unspecified_destination")
     if dst[0] == 0xFF and dst[1] & 0x0F <= SCOPE_INTERFACE:
         raise Malformed("ipv6.bad_multicast_scope")
