@@ -818,3 +818,72 @@ def test_work_is_bounded_whatever_the_length(nh: int, pattern: bytes) -> None:
     assert lines_big < 40 * ipv6ext.MAX_CHAIN_LEN
     lines_skip = _lines_run(ipv6ext.skip_chain, nh, big)
     assert lines_skip < 20 * ipv6ext.MAX_HEADERS
+
+
+# -- fragmentation on output (RFC 8200 4.5) --------------------------------------------
+
+def _chain_payload() -> tuple[int, bytes, int]:
+    """HBH, DstOpts, Routing (unfragmentable), DstOpts, UDP (fragmentable)."""
+    from femtotcp.wire import udp
+    unfrag = (ipv6ext.build_hop_by_hop(60, [ipv6ext.router_alert(0)])
+              + ipv6ext.build_dest_options(43, [(0x1E, b"d1")])
+              + ipv6ext.build_routing(60, 0, 0, bytes(4) + DST))
+    frag = ipv6ext.build_dest_options(17, [(0x1E, b"d2")]) + udp.build(
+        SRC, DST, 7, 9, bytes(range(256)) * 12)
+    return 0, unfrag + frag, len(unfrag)
+
+
+@pytest.mark.parametrize(("nh", "payload", "keep"), [
+    (17, b"u" * 3000, 0),
+    (0, ipv6ext.build_hop_by_hop(17, []) + b"u" * 3000, 8),
+    (60, ipv6ext.build_dest_options(17, []) + b"u" * 3000, 0),
+    (60, ipv6ext.build_dest_options(43, []) + ipv6ext.build_routing(17, 0, 0, bytes(12))
+     + b"u" * 9, 24),
+    _chain_payload(),
+])
+def test_unfragmentable_part(nh: int, payload: bytes, keep: int) -> None:
+    assert ipv6ext.unfragmentable_len(nh, payload) == keep
+
+
+@pytest.mark.parametrize("mtu", [1280, 1500, 1337, 200])
+@pytest.mark.parametrize("which", ["plain", "chain"])
+def test_fragment_and_walk_back(mtu: int, which: str) -> None:
+    nh, payload, keep = (17, bytes(range(256)) * 12, 0) if which == "plain" else \
+        _chain_payload()
+    frags = ipv6ext.fragment(nh, payload, mtu, 0xABCDEF01)
+    assert len(frags) > 1
+    pieces = []
+    for i, (first_nh, body) in enumerate(frags):
+        pkt = ipv6.build(SRC, DST, first_nh, body)
+        assert len(pkt) <= mtu
+        hdr, got = ipv6.parse(pkt)
+        chain = ipv6ext.walk(hdr.next_header, got)
+        assert chain.problem is None and chain.fragment is not None
+        assert chain.fragment.ident == 0xABCDEF01 and chain.unfragmentable == keep
+        assert bytes(got[:keep]) == bytes(body[:keep])
+        data = bytes(got[chain.offset:])
+        assert chain.fragment.more == (i < len(frags) - 1)
+        if chain.fragment.more:
+            assert len(data) % 8 == 0
+        pieces.append((chain.fragment.offset, data, chain.upper))
+    assert [p[0] for p in pieces] == sorted(p[0] for p in pieces)
+    assert b"".join(p[1] for p in pieces) == payload[keep:]
+    assert {p[2] for p in pieces} == {17 if which == "plain" else 60}
+
+
+def test_fragments_scapy_reassembles() -> None:
+    nh, payload, _ = _chain_payload()
+    original = ipv6.build(SRC, DST, nh, payload)
+    frags = [IPv6(ipv6.build(SRC, DST, first_nh, body))
+             for first_nh, body in ipv6ext.fragment(nh, payload, 1280, 77)]
+    whole = inet6.defragment6(frags)
+    assert bytes(whole) == original
+
+
+def test_fragment_refuses_nonsense() -> None:
+    with pytest.raises(ValueError):
+        ipv6ext.fragment(17, b"x" * 100, 40 + 8 + 7, 1)
+    with pytest.raises(ValueError):
+        ipv6ext.fragment(17, b"x" * 65536, 1500, 1)
+    with pytest.raises(ValueError):
+        ipv6ext.unfragmentable_len(0, b"\x11\x05" + bytes(6))

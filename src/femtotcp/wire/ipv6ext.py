@@ -378,3 +378,69 @@ def build_fragment(next_header: int, offset: int, more: bool, ident: int) -> byt
     if offset & 7 or not 0 <= offset <= 0xFFF8:
         raise ValueError(f"fragment offset must be a multiple of 8 up to 65528: {offset}")
     return _FRAG.pack(next_header, offset | int(more), ident & 0xFFFFFFFF)
+
+
+# -- fragmentation on output (RFC 8200 4.5) ------------------------------------------------
+
+def unfragmentable_len(next_header: int, payload: bytes | bytearray | memoryview) -> int:
+    """Bytes of ``payload`` that every fragment repeats (RFC 8200 4.5): the
+    headers up to and including a Routing header if present, else a leading
+    Hop-by-Hop header, else none. Only headers we build are walked: their
+    lengths are trusted no further than the bytes present."""
+    n = len(payload)
+    pos = 0
+    keep = 0
+    nh = next_header
+    for _ in range(MAX_HEADERS):
+        if nh not in (PROTO_HOPOPTS, PROTO_DSTOPTS, PROTO_ROUTING) or pos + 2 > n:
+            break
+        length = (payload[pos + 1] + 1) << 3
+        if pos + length > n:
+            raise ValueError("extension header longer than the payload")
+        if nh == PROTO_ROUTING or (nh == PROTO_HOPOPTS and pos == 0):
+            keep = pos + length
+        nh = payload[pos]
+        pos += length
+    return keep
+
+
+def fragment(next_header: int, payload: bytes | bytearray | memoryview, mtu: int,
+             ident: int) -> list[tuple[int, bytes]]:
+    """Cut an IPv6 payload (``next_header`` naming its first header) into
+    fragments for packets of at most ``mtu`` bytes (RFC 8200 4.5): each is the
+    unfragmentable part, a Fragment header and a piece of the rest, every
+    piece but the last a multiple of 8 bytes. Returns (the fixed header's next
+    header, fragment payload) per fragment, in order."""
+    mv = payload if isinstance(payload, memoryview) else memoryview(payload)
+    if len(mv) > MAX_PAYLOAD:
+        raise ValueError("payload longer than 65535 bytes")
+    keep = unfragmentable_len(next_header, mv)
+    chunk = (mtu - HEADER_LEN - keep - FRAGMENT_LEN) & ~7
+    if chunk < 8:
+        raise ValueError(f"MTU {mtu} leaves no room for a fragment")
+    if keep == 0:
+        first_nh, frag_nh, head = PROTO_FRAGMENT, next_header, b""
+    else:
+        # The last unfragmentable header now names the Fragment header.
+        last = 0
+        nh = next_header
+        pos = 0
+        while pos < keep:
+            last = pos
+            nh = mv[pos]
+            pos += (mv[pos + 1] + 1) << 3
+        frag_nh = nh
+        first_nh = next_header
+        head = bytes(mv[:last]) + bytes((PROTO_FRAGMENT,)) + bytes(mv[last + 1:keep])
+    rest = mv[keep:]
+    total = len(rest)
+    out = []
+    offset = 0
+    while True:
+        piece = rest[offset:offset + chunk]
+        more = offset + len(piece) < total
+        out.append((first_nh, head + build_fragment(frag_nh, offset, more, ident)
+                    + bytes(piece)))
+        offset += len(piece)
+        if not more:
+            return out
