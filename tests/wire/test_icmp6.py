@@ -274,8 +274,7 @@ def _input(pkt: bytes) -> None:
         mld.check_ip(msg.type, hdr.src, hdr.hop_limit, chain.router_alert)
         mld.parse(msg, body)
     elif msg.is_error:
-        quoted, rest = ipv6.parse_quote(body)
-        ipv6ext.skip_chain(quoted.next_header, rest)
+        icmp6.parse_quote(body)
     icmp6.no_error_about(hdr.next_header, payload)
     icmp6.error_allowed(msg.type, msg.code, hdr.src, hdr.dst)
 
@@ -333,3 +332,52 @@ def test_mutated_ipv6_input_never_raises_anything_else(which: int,
 def test_every_base_packet_passes_the_input_path() -> None:
     for src, dst, hop, ext, msg in BASES:
         _input(ipv6.build(src, dst, 0 if ext else 58, ext + msg, hop_limit=hop))
+
+
+# -- what an error is about ---------------------------------------------------------
+
+def test_parse_quote_plain_udp() -> None:
+    from femtotcp.wire import udp
+    inner = ipv6.build(DST, SRC, 17, udp.build(DST, SRC, 4000, 53, b"q" * 2000))
+    _, body = icmp6.parse(icmp6.build_dest_unreachable(SRC, DST, 4, inner), SRC, DST)
+    q = icmp6.parse_quote(body)
+    assert (q.src, q.dst, q.upper) == (DST, SRC, 17)
+    assert int.from_bytes(q.transport[:2], "big") == 4000 and len(q.transport) == 1192
+
+
+def test_parse_quote_past_extension_headers() -> None:
+    inner = ipv6.build(DST, SRC, 0, ipv6ext.build_hop_by_hop(60, [])
+                       + ipv6ext.build_dest_options(6, [(0x1E, b"x" * 10)]) + b"T" * 20)
+    q = icmp6.parse_quote(inner)
+    assert q.upper == 6 and bytes(q.transport) == b"T" * 20
+
+
+def test_parse_quote_first_and_later_fragments() -> None:
+    first = ipv6.build(DST, SRC, 44, ipv6ext.build_fragment(17, 0, True, 1) + b"U" * 16)
+    q = icmp6.parse_quote(first)
+    assert q.upper == 17 and bytes(q.transport) == b"U" * 16
+    later = ipv6.build(DST, SRC, 44, ipv6ext.build_fragment(17, 1232, False, 1) + b"U" * 16)
+    assert icmp6.parse_quote(later).upper == ipv6.PROTO_FRAGMENT
+
+
+@pytest.mark.parametrize("quote", [
+    b"",
+    ipv6.build(DST, SRC, 17, b"u" * 8)[:39],                 # header cut
+    b"\x40" + ipv6.build(DST, SRC, 17, b"u" * 8)[1:],         # not IPv6
+    ipv6.build(DST, SRC, 60, b"\x11\x03" + bytes(30))[:50],   # header past the quote
+])
+def test_parse_quote_malformed(quote: bytes) -> None:
+    with pytest.raises(Malformed) as e:
+        icmp6.parse_quote(quote)
+    assert e.value.reason == "icmp6.bad_quote"
+
+
+def test_scapy_error_quote_femtotcp_reads() -> None:
+    inner = (IPerror6(src="2001:db8::2", dst="2001:db8::1") / UDPerror(sport=5000, dport=53))
+    pkt = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6PacketTooBig(mtu=1280)
+                / inner)
+    _, payload = ipv6.parse(pkt)
+    _, body = icmp6.parse(payload, SRC, DST)
+    q = icmp6.parse_quote(body)
+    assert (q.src, q.dst, q.upper) == (DST, SRC, 17)
+    assert int.from_bytes(q.transport[2:4], "big") == 53

@@ -10,6 +10,7 @@ from femtotcp.wire import Malformed
 from femtotcp.wire.checksum import checksum, ones_sum
 from femtotcp.wire.ipv6 import HEADER_LEN as IPV6_HEADER_LEN
 from femtotcp.wire.ipv6 import MIN_MTU, PROTO_ICMP6, UNSPECIFIED, pseudo_sum
+from femtotcp.wire.ipv6 import parse_quote as parse_ipv6_quote
 from femtotcp.wire.ipv6ext import skip_chain
 
 PROTO = PROTO_ICMP6
@@ -190,3 +191,25 @@ def error_allowed(type_: int, code: int, src: bytes, dst: bytes,
         return type_ == PACKET_TOO_BIG or (type_ == PARAMETER_PROBLEM
                                            and code == UNRECOGNIZED_OPTION)
     return True
+
+
+class Quote(NamedTuple):
+    """The invoking packet quoted in an error, as far as it is present."""
+
+    src: bytes
+    dst: bytes
+    upper: int             # its upper-layer protocol; PROTO_FRAGMENT for a later fragment
+    transport: memoryview  # the quoted upper-layer bytes (often cut short)
+
+
+def parse_quote(body: bytes | bytearray | memoryview) -> Quote:
+    """Where an error came from and about what (RFC 4443 2.4 c): the quoted
+    fixed header and, past its extension headers, the upper-layer bytes the
+    stack matches to a connection. A quote too short for its own headers is
+    ``icmp6.bad_quote``."""
+    try:
+        hdr, rest = parse_ipv6_quote(body)
+        upper, offset = skip_chain(hdr.next_header, rest)
+    except Malformed:
+        raise Malformed("icmp6.bad_quote") from None
+    return Quote(hdr.src, hdr.dst, upper, rest[offset:])
