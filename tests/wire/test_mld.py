@@ -298,3 +298,26 @@ def test_femtotcp_query_scapy_parses() -> None:
         mld.encode_max_response(40000), "ff05::1:3", 0, 3, mld.encode_qqic(200),
         ["2001:db8::10"])
     assert mld.decode_max_response(q.mrd) <= 40000
+
+
+maddrs = st.binary(min_size=15, max_size=15).map(lambda b: b"\xff" + b)
+records = st.builds(mld.AddressRecord, st.integers(1, 6), maddrs,
+                    st.lists(st.binary(min_size=16, max_size=16), max_size=4).map(tuple),
+                    st.binary(max_size=3).map(lambda b: b * 4))
+
+
+@settings(max_examples=200)
+@given(st.lists(records, max_size=8))
+def test_v2_report_round_trip_any_records(recs: list[mld.AddressRecord]) -> None:
+    assert parse(mld.build_v2_report(HOST, recs)) == mld.MldV2Report(tuple(recs))
+
+
+@settings(max_examples=200)
+@given(maddrs, st.lists(st.binary(min_size=16, max_size=16), max_size=5), st.integers(0, 7),
+       st.booleans(), st.integers(0, 0x1FFF << 10), st.integers(0, 0x1F << 10))
+def test_v2_query_round_trip_any_fields(group: bytes, sources: list[bytes], qrv: int,
+                                        s: bool, ms: int, qqi: int) -> None:
+    q = parse(mld.build_query(ROUTER, group, ms, group, sources, qrv=qrv, qqi=qqi, suppress=s),
+              ROUTER, group)
+    assert q == mld.MldQuery(2, mld.decode_max_response(mld.encode_max_response(ms)), group,
+                             s, qrv, mld.decode_qqic(mld.encode_qqic(qqi)), tuple(sources))

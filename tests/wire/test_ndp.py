@@ -464,3 +464,48 @@ def test_femtotcp_redirect_scapy_parses() -> None:
     red = sp[ND_Redirect]  # type: ignore[index]
     assert (red.tgt, red.dst) == ("fe80::99", "2001:db8:77::1")
     assert bytes(sp[OptRedirected].pkt)[:len(inner)] == inner  # type: ignore[index]
+
+
+# -- property round trips -------------------------------------------------------------------
+
+addrs = st.binary(min_size=16, max_size=16)
+u32 = st.integers(0, 0xFFFFFFFF)
+labels = st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=20)
+domains = st.lists(labels, min_size=1, max_size=4).map(".".join)
+
+
+@settings(max_examples=200)
+@given(st.integers(0, 255), st.integers(0, 255), st.integers(0, 0xFFFF), u32, u32,
+       st.lists(st.tuples(addrs, st.integers(0, 128), u32, u32, st.booleans(), st.booleans()),
+                max_size=3),
+       st.lists(addrs, min_size=1, max_size=3), st.lists(domains, min_size=1, max_size=3),
+       st.integers(1280, 65535))
+def test_ra_round_trip(hop: int, flags: int, lifetime: int, reachable: int, retrans: int,
+                       prefixes: list[tuple[bytes, int, int, int, bool, bool]],
+                       servers: list[bytes], names: list[str], mtu: int) -> None:
+    opts = b"".join(ndp.opt_prefix(p, n, v, pr, on_link=l_, autonomous=a)
+                    for p, n, v, pr, l_, a in prefixes)
+    opts += ndp.opt_rdnss(7, servers) + ndp.opt_dnssl(8, names) + ndp.opt_mtu(mtu)
+    msg = ndp.build_ra(ROUTER, ipv6.ALL_NODES, cur_hop_limit=hop, flags=flags,
+                       router_lifetime=lifetime, reachable_time=reachable,
+                       retrans_timer=retrans, options=opts)
+    ra = nd(msg, ROUTER, ipv6.ALL_NODES)
+    assert isinstance(ra, ndp.RouterAdvertisement)
+    assert (ra.cur_hop_limit, ra.flags, ra.router_lifetime, ra.reachable_time,
+            ra.retrans_timer) == (hop, flags, lifetime, reachable, retrans)
+    assert ra.options.prefixes == [ndp.PrefixInfo(ipv6.mask(p, n), n, l_, a, v, pr)
+                                   for p, n, v, pr, l_, a in prefixes]
+    assert ra.options.rdnss == [ndp.Rdnss(7, tuple(servers))]
+    assert ra.options.dnssl == [ndp.Dnssl(8, tuple(names))]
+    assert ra.options.mtu == mtu
+
+
+@settings(max_examples=200)
+@given(addrs.filter(lambda a: a[0] != 0xFF), st.binary(min_size=6, max_size=6),
+       st.booleans(), st.booleans(), st.booleans())
+def test_ns_na_round_trip(target: bytes, mac: bytes, r: bool, s: bool, o: bool) -> None:
+    ns = nd(ndp.build_ns(HOST, GLOBAL, target, mac), HOST, GLOBAL)
+    assert ns == ndp.NeighborSolicitation(target, ndp.NdOptions(source_lladdr=mac))
+    na = nd(ndp.build_na(GLOBAL, HOST, target, router=r, solicited=s, override=o,
+                         target_lladdr=mac), GLOBAL, HOST)
+    assert na == ndp.NeighborAdvertisement(target, r, s, o, ndp.NdOptions(target_lladdr=mac))
