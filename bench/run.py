@@ -2,7 +2,8 @@
 the kernel's own over veth, ping RTT and RSS (needs root: network namespaces);
 then PyTCP's figures over TAP with the same set-up (``bench.pytcp_bench``; PyTCP is
 installed on demand into bench/.venv-pytcp) and the ratios femtotcp/PyTCP; then the
-per-segment path measured without any I/O (``bench.tcp_path``).
+per-segment path measured without any I/O (``bench.tcp_path``) and the wire-level
+cost of IPv6 input next to IPv4's (``bench.ipv6_wire``).
 
     python -m bench.run [--size MB] [--repeat N] [--profile] [--path-only]
                         [--pytcp-size MB] [--no-pytcp]
@@ -111,6 +112,8 @@ def _path(args: argparse.Namespace) -> None:
     per_seg = us_tx * 10000 / segs
     print(f"  sending:   {per_seg:6.1f} us per 1448-byte segment, ACK processing included "
           f"(= {1448 / per_seg:.1f} MB/s of CPU)")
+    from bench import ipv6_wire
+    ipv6_wire.main([])
     if args.profile:
         print("\n--- cProfile, receiving ---")
         print(tcp_path.profile(lambda p: tcp_path.receive_path(20000, p)))
