@@ -630,6 +630,24 @@ def frag_overlap_same_data(t: Target, src: str) -> Obs:
     return _frag_echo(t, src, order, 0x108)
 
 
+def frag_subset(t: Target, src: str) -> Obs:
+    """A fragment wholly inside one already held: dropped alone, the datagram completes."""
+    def order(f: list[Any]) -> list[Any]:
+        sub = f[1].copy()
+        sub[Raw].load = bytes(f[1][Raw].load)[:8]
+        return [f[0], f[1], f[2], sub, *f[3:]]
+    return _frag_echo(t, src, order, 0x109)
+
+
+def frag_subset_of_two(t: Target, src: str) -> Obs:
+    """A fragment covering exactly two held ones (in-order, contiguous): a duplicate."""
+    def order(f: list[Any]) -> list[Any]:
+        both = f[0].copy()
+        both[Raw].load = bytes(f[0][Raw].load) + bytes(f[1][Raw].load)
+        return [f[0], f[1], f[2], both, *f[3:]]
+    return _frag_echo(t, src, order, 0x10A)
+
+
 def frag_missing_last_start(t: Target, src: str) -> float:
     """Start the reassembly-timeout probe: the first fragment only."""
     raw = bytes(IP(src=src, dst=TARGET_IP, id=0x106) / ICMP(type=8, id=1, seq=1)
