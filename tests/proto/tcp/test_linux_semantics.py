@@ -9,7 +9,6 @@ from __future__ import annotations
 from tcp_harness import RST, SYN, lan_with_peer
 
 
-
 def test_every_segment_to_a_closed_port_gets_a_reset() -> None:
     """Linux answers each SYN to a port with no listener (an nmap -sS sweep of 1,000
     closed ports sees 1,000 RSTs, none 'filtered')."""
