@@ -1515,6 +1515,86 @@ def est_small_window(t: Target, src: str) -> Obs:
     return {"within_window": all(e <= 10 for e in ends)}
 
 
+def est_bare_fin(t: Target, src: str) -> Obs:
+    """A FIN without ACK in ESTABLISHED: dropped before any sequence check, no ACK
+    drawn, the connection untouched (Linux tcp_validate_incoming / tcp_ack)."""
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("F"))
+    obs["alive"] = c.alive()
+    c.reset()
+    return obs
+
+
+def est_bare_fin_out_of_window(t: Target, src: str) -> Obs:
+    """As above, with a SEQ far outside the window: still no answer (an ACK-less
+    segment is dropped before the sequence check that would draw an ACK)."""
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("F", seq=(c.snd_nxt + 2**20) % 2**32))
+    obs["alive"] = c.alive()
+    c.reset()
+    return obs
+
+
+def est_bare_push_data(t: Target, src: str) -> Obs:
+    """Data with PSH but no ACK flag, in window: dropped silently, never delivered."""
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("P", data=b"noack"))
+    obs["alive"] = c.alive()
+    c.reset()
+    return obs
+
+
+def est_zero_length_at_window_edge(t: Target, src: str) -> Obs:
+    """An empty ACK whose SEQ is RCV.NXT + RCV.WND: RFC 9293 3.10.7.4's table finds it
+    not acceptable (RCV.WND > 0 needs SEQ < RCV.NXT + RCV.WND), so an ACK answers it."""
+    c = _conn(t, src)
+    mark = t.send(c.seg("PA", data=b"ping"))
+    c.snd_nxt = (c.snd_nxt + 4) % 2**32
+    segs = t.collect(tcp_from(src, c.sport), mark, 1.0)
+    for p in segs:
+        n = len(bytes(p[TCP].payload))
+        if n:
+            c.rcv_nxt = (p[TCP].seq + n) % 2**32
+    if not segs:
+        return {"error": "no answer to data"}
+    t.send(c.seg("A"))
+    wnd = segs[-1][TCP].window      # the right edge the target advertised last
+    obs = _answer_after(c, c.seg("A", seq=(c.snd_nxt + wnd) % 2**32))
+    c.reset()
+    return obs
+
+
+def est_tiny_peer_window(t: Target, src: str) -> Obs:
+    """The peer never offers more than 10 bytes (RFC 9293 3.8.6.2.1: the sender's
+    silly-window avoidance measures against the largest window offered): the echo
+    comes back in 10-byte segments, none held back."""
+    c = Conn(t, src, 41000)
+    c.snd_nxt = random.randrange(2**32)
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+                  / TCP(sport=c.sport, dport=7, flags="S", seq=c.snd_nxt, window=10,
+                        options=[("MSS", 1460)]))
+    c.synack = t.wait(lambda p: tcp_from(src, c.sport)(p) and p[TCP].flags == 0x12, mark)
+    assert c.synack is not None, f"{t.name}: no handshake"
+    c.snd_nxt = (c.snd_nxt + 1) % 2**32
+    c.rcv_nxt = (c.synack[TCP].seq + 1) % 2**32
+    t.send(c.seg("A", window=10))
+    mark = t.send(c.seg("PA", data=bytes(range(40)), window=10))
+    c.snd_nxt = (c.snd_nxt + 40) % 2**32
+    sizes: list[int] = []
+    deadline = time.monotonic() + 4.0
+    while sum(sizes) < 40 and time.monotonic() < deadline:
+        got = t.wait(lambda p: tcp_from(src, c.sport)(p) and len(bytes(p[TCP].payload)) > 0
+                     and p[TCP].seq == c.rcv_nxt, mark, 1.5)
+        if got is None:
+            break
+        n = len(bytes(got[TCP].payload))
+        sizes.append(n)
+        c.rcv_nxt = (c.rcv_nxt + n) % 2**32
+        mark = t.send(c.seg("A", window=10))
+    c.reset()
+    return {"sizes": sizes}
+
+
 def _burst_answers(t: Target, src: str, make: Callable[[Conn, int], Any]) -> int:
     c = _conn(t, src)
     mark = time.monotonic()

@@ -6,7 +6,8 @@ in tests/e2e/test_conformance.py.
 
 from __future__ import annotations
 
-from tcp_harness import RST, SYN, lan_with_peer
+import pytest
+from tcp_harness import ACK, ANY, FIN, PSH, RST, SYN, lan_with_peer, open_passive
 
 
 def test_every_segment_to_a_closed_port_gets_a_reset() -> None:
@@ -23,3 +24,58 @@ def test_every_segment_to_a_closed_port_gets_a_reset() -> None:
     assert all(s.has(RST) for s in segs)
     assert sorted(s.sport for s in segs) == list(range(1, 1001))
     assert peer.stack.counters["tcp.rst_ratelimited"] == 0
+
+
+def test_segment_without_ack_rst_or_syn_is_dropped_silently() -> None:
+    """RFC 9293 3.10.7.4 fifth (ACK bit off: drop), checked before the sequence
+    number as Linux does: a bare FIN, in or out of the window, draws no ACK."""
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    for seq in (p.snd, p.snd + 2**20, p.snd - 2**20):
+        peer.send(FIN, seq)
+        peer.nothing()
+        peer.send(PSH, seq, payload=b"noack")
+        peer.nothing()
+    assert p.conn.state == "ESTABLISHED"
+    assert peer.stack.counters["tcp.no_ack_flag"] == 6
+    peer.send(ACK | PSH, p.snd, p.rcv, payload=b"data")
+    assert p.conn.recv(100) == b"data"
+
+
+def test_empty_segment_at_the_window_edge_is_answered() -> None:
+    """SEQ = RCV.NXT + RCV.WND with RCV.WND > 0 is not acceptable (RFC 9293
+    3.10.7.4's table), empty or not: an ACK answers it (Linux stays silent)."""
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    peer.send(ACK | PSH, p.snd, p.rcv, payload=b"x")
+    ack = peer.expect()
+    edge = p.snd + 1 + ack.window
+    peer.send(ACK, edge, p.rcv)
+    answer = peer.expect(ACK)
+    assert (answer.seq, answer.ack) == (p.rcv, p.snd + 1)
+    peer.send(ACK, edge - 1, p.rcv)       # inside the window: acceptable, no answer
+    peer.nothing()
+
+
+@pytest.mark.parametrize("nodelay", [True, False])
+def test_sender_uses_the_largest_window_offered(nodelay: bool) -> None:
+    """RFC 9293 3.8.6.2.1: a peer that never offered more than 10 bytes gets 10-byte
+    segments at once (its largest window, not our MSS, is the yardstick)."""
+    lan, peer = lan_with_peer()
+    lst = peer.stack.tcp.listen(ANY, 80)
+    peer.send(SYN, 1000, dport=80, window=10)
+    synack = peer.expect(SYN | ACK)
+    peer.send(ACK, 1001, synack.seq + 1, dport=80, window=10)
+    conn = lst.accept()
+    peer.received()
+    conn.nodelay = nodelay
+    conn.send(bytes(range(40)))
+    got = b""
+    nxt = synack.seq + 1
+    for _ in range(4):
+        seg = peer.expect()
+        assert len(seg.payload) == 10 and seg.seq == nxt
+        got += seg.payload
+        nxt += 10
+        peer.send(ACK, 1001, nxt, dport=80, window=10)
+    assert got == bytes(range(40))

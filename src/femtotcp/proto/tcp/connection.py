@@ -891,6 +891,13 @@ class TcpConnection:
             hdr = hdr._replace(flags=flags, seq=rcv_nxt & MASK,
                                window=hdr.window >> self.snd_wscale)
 
+        # Neither ACK nor RST nor SYN (a bare FIN, data without ACK): RFC 9293
+        # 3.10.7.4 fifth drops it if the ACK bit is off; Linux does so before any
+        # sequence check, so such a segment never draws an ACK.
+        if not flags & (ACK | RST | SYN):
+            counters["tcp.no_ack_flag"] += 1
+            return
+
         # PAWS (RFC 7323 5.3 R1): an older timestamp marks an old duplicate.
         ts_val = opts.ts_val
         if self.ts_ok and ts_val is not None and not flags & RST:
@@ -902,10 +909,12 @@ class TcpConnection:
 
         # Sequence number check (RFC 9293 3.10.7.4 first), with the zero-window
         # allowance: a segment at RCV.NXT still has its ACK, RST and URG processed.
+        # With a window open, SEQ must lie below RCV.NXT + RCV.WND, also for an
+        # empty segment (the RFC's table; Linux accepts SEQ == the right edge).
         seg_len = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         right = self.rcv_adv if self.rcv_adv > rcv_nxt else rcv_nxt
         end = seq + seg_len
-        if seq > right or (seq == right and plen and right > rcv_nxt):
+        if seq > right or (seq == right and right > rcv_nxt):
             if flags & RST:
                 counters["tcp.rst_out_of_window"] += 1
                 return
