@@ -3,13 +3,14 @@ femtotcp (tests/e2e/twin.py), driven the same way, must give the same answers.""
 
 from __future__ import annotations
 
+import errno
 import socket
+import time
 from pathlib import Path
 
 import twin
-from netns import require_program  # noqa: F401 - the policy, for the kernel marker
 
-from femtotcp.wire import icmp4, ipv4, udp
+from femtotcp.wire import Malformed, ethernet, icmp4, ipv4, tcp, udp
 
 HERE = Path(__file__).resolve().parent
 PEER_PORT = 9999
@@ -72,4 +73,131 @@ def test_icmp_errors_reach_connected_udp_sockets_as_on_linux() -> None:
     with twin.on_femtotcp(program) as f:
         femto = _udp_errors(f)
     diff = {c: (femto[c], linux[c]) for c in linux if femto.get(c) != linux[c]}
+    assert not diff, f"femtotcp differs from Linux (femtotcp, linux): {diff}"
+
+
+# -- TCP closes ----------------------------------------------------------------------
+
+class _Capture:
+    """TCP segments on the peer's side of the link (an AF_PACKET socket in the
+    peer's namespace), parsed with femtotcp's own wire module."""
+
+    def __init__(self, t: twin.Twin, ifname: str) -> None:
+        with t.peer():
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+            self.sock.bind((ifname, 0))
+        self.sock.setblocking(False)
+
+    def segments(self) -> list[tuple[str, int, int, int, int, int]]:
+        """(source, sport, dport, seq, ack, flags, payload length) seen so far."""
+        out = []
+        while True:
+            try:
+                frame = self.sock.recv(65535)
+            except BlockingIOError:
+                return out
+            try:
+                eth, payload = ethernet.parse(memoryview(frame))
+                if eth.ethertype != ethernet.ETH_IPV4:
+                    continue
+                ip, body = ipv4.parse(payload, verify_checksum=False)
+                if ip.proto != tcp.PROTO:
+                    continue
+                hdr, data = tcp.parse(body)
+            except Malformed:
+                continue
+            out.append((socket.inet_ntoa(ip.src), hdr.src_port, hdr.dst_port, hdr.seq,
+                        hdr.ack, hdr.flags, len(data)))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _peer_read(sock: socket.socket) -> str:
+    """What the peer's recv gives once the other side has acted."""
+    sock.settimeout(5)
+    try:
+        data = sock.recv(100)
+    except TimeoutError:
+        return "timeout"
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return "eof" if not data else "data"
+
+
+def _rst_facts(segs: list[tuple[str, int, int, int, int, int]], port: int) -> str:
+    """The host's RST on the connection to ``port``: its flags, and whether its
+    SEQ/ACK are the ones the peer expects (the peer's last ACK and SND.NXT)."""
+    peer_last = [s for s in segs if s[0] == twin.PEER and s[1] == port]
+    rsts = [s for s in segs if s[0] == twin.HOST and s[2] == port and s[5] & tcp.RST]
+    if not rsts:
+        return "no rst"
+    rst, last = rsts[0], peer_last[-1] if peer_last else None
+    flags = tcp.flags_str(rst[5])
+    if last is None:
+        return flags
+    nxt = (last[3] + last[6] + (1 if last[5] & (tcp.SYN | tcp.FIN) else 0)) % 2**32
+    return f"{flags} seq_ok={rst[3] == last[4]} ack_ok={(not rst[5] & tcp.ACK) or rst[4] == nxt}"
+
+
+def _connect(t: twin.Twin, port: int) -> socket.socket:
+    with t.peer():
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect((twin.HOST, port))
+    return s
+
+
+def _tcp_closes(t: twin.Twin, ifname: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    cap = _Capture(t, ifname)
+    try:
+        # 1. close() with data unread: RST (RFC 9293 3.10.4, RFC 2525 2.17).
+        t.ask("listen 7001")
+        c = _connect(t, 7001)
+        t.ask("accept")
+        c.sendall(b"unread" * 10)
+        t.ask("wait_data")
+        t.ask("close")
+        out["close_with_unread_data"] = _peer_read(c)
+        out["close_with_unread_data_rst"] = _rst_facts(cap.segments(), c.getsockname()[1])
+        c.close()
+        t.ask("close_listener")
+        # 2. A listener closed with a connection queued, never accepted.
+        t.ask("listen 7002")
+        c = _connect(t, 7002)
+        time.sleep(0.5)            # the handshake is complete on both sides
+        t.ask("close_listener")
+        out["listener_closed_with_queued"] = _peer_read(c)
+        out["listener_closed_with_queued_rst"] = _rst_facts(cap.segments(),
+                                                            c.getsockname()[1])
+        c.close()
+        # 3. SO_LINGER on, zero timeout, then close(): an abortive close.
+        t.ask("listen 7003")
+        c = _connect(t, 7003)
+        t.ask("accept")
+        c.sendall(b"read")
+        time.sleep(0.3)
+        t.ask("linger0")
+        t.ask("close")
+        out["linger_zero_close"] = _peer_read(c)
+        out["linger_zero_close_rst"] = _rst_facts(cap.segments(), c.getsockname()[1])
+        c.close()
+        t.ask("close_listener")
+    finally:
+        cap.close()
+    return out
+
+
+def test_tcp_closes_as_on_linux() -> None:
+    """Issue 16, TCP 1-3: close with unread data, closing a listener with queued
+    connections, and SO_LINGER 0 all reset the peer with RST|ACK at the current
+    SEQ/ACK, as Linux does."""
+    program = HERE / "programs_tcp_close.py"
+    with twin.on_kernel(program) as k:
+        linux = _tcp_closes(k, "p0")
+    with twin.on_femtotcp(program) as f:
+        femto = _tcp_closes(f, twin.TAP)
+    assert linux["close_with_unread_data"] == "ECONNRESET", linux
+    diff = {c: (femto.get(c), linux[c]) for c in linux if femto.get(c) != linux[c]}
     assert not diff, f"femtotcp differs from Linux (femtotcp, linux): {diff}"

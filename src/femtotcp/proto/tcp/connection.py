@@ -401,10 +401,12 @@ class TcpConnection:
             self.t_close.set(self.timers.now + self.config.fin_timeout)
 
     def abort(self) -> None:
-        """Send a RST where RFC 9293 3.10.5 says so and drop the connection."""
+        """Send a RST where RFC 9293 3.10.5 says so and drop the connection. The RST
+        carries the ACK flag and RCV.NXT, as Linux's tcp_send_active_reset (close
+        with unread data, SO_LINGER 0, a listener closed with connections queued)."""
         st = self.state
         if st in _RESET_ON_ABORT:
-            self._send_rst(self.snd_max, with_ack=False)
+            self._send_rst(self.snd_max, with_ack=True)
         self.orphaned = True
         self.on_event = None
         if st != CLOSED:
