@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import twin
@@ -201,3 +202,37 @@ def test_tcp_closes_as_on_linux() -> None:
     assert linux["close_with_unread_data"] == "ECONNRESET", linux
     diff = {c: (femto.get(c), linux[c]) for c in linux if femto.get(c) != linux[c]}
     assert not diff, f"femtotcp differs from Linux (femtotcp, linux): {diff}"
+
+
+# -- keep-alive -----------------------------------------------------------------------
+
+def _keepalive(t: twin.Twin) -> str:
+    with t.peer():
+        lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lst.bind((twin.PEER, 7100))
+        lst.listen(1)
+    try:
+        lst.settimeout(10)
+        t.ask(f"connect {twin.PEER} 7100")
+        conn, _ = lst.accept()
+        # The peer goes silent: its kernel drops everything from the host.
+        t.peer_ns.run("iptables", "-A", "INPUT", "-s", twin.HOST, "-j", "DROP")
+        answer = t.ask("recv", timeout=70)
+        conn.close()
+        return answer
+    finally:
+        lst.close()
+
+
+def test_keepalive_times_set_after_so_keepalive_as_on_linux(
+        require_program: Callable[[str], str]) -> None:
+    """Issue 16, 11: TCP_KEEPIDLE/KEEPINTVL/KEEPCNT set after SO_KEEPALIVE take
+    effect at once: a silent peer ends the connection with ETIMEDOUT in seconds."""
+    require_program("iptables")
+    program = HERE / "programs_keepalive.py"
+    with twin.on_kernel(program) as k:
+        linux = _keepalive(k)
+    with twin.on_femtotcp(program) as f:
+        femto = _keepalive(f)
+    assert linux == "ETIMEDOUT within_10s"
+    assert femto == linux

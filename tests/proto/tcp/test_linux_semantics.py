@@ -6,6 +6,8 @@ in tests/e2e/test_conformance.py.
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 from tcp_harness import ACK, ANY, FIN, PSH, RST, SYN, lan_with_peer, open_passive
 
@@ -79,3 +81,27 @@ def test_sender_uses_the_largest_window_offered(nodelay: bool) -> None:
         nxt += 10
         peer.send(ACK, 1001, nxt, dport=80, window=10)
     assert got == bytes(range(40))
+
+
+def test_keepalive_times_set_after_so_keepalive_take_effect_at_once() -> None:
+    """TCP_KEEPIDLE/KEEPINTVL/KEEPCNT after SO_KEEPALIVE on a live connection: the
+    first probe follows the new idle time, not the 7,200 s default (Linux
+    tcp_sock_set_keepidle re-arms the timer); then the peer's silence ends the
+    connection with ETIMEDOUT and a RST|ACK, as Linux's keepalive timer."""
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    p.conn.keepalive = True
+    p.conn.keepalive_idle = 5
+    p.conn.keepalive_interval = 1
+    p.conn.keepalive_count = 2
+    lan.run(4.9)
+    peer.nothing()
+    lan.run(0.2)
+    probe = peer.expect(ACK)
+    assert probe.seq == p.rcv - 1 and not probe.payload
+    lan.run(1)
+    peer.expect(ACK)
+    lan.run(1)
+    rst = peer.expect(RST | ACK)
+    assert (rst.seq, rst.ack) == (p.rcv, p.snd)
+    assert p.conn.error == errno.ETIMEDOUT

@@ -151,7 +151,7 @@ class TcpConnection:
         "key", "_laddr", "_lport", "_raddr", "_rport", "_psum", "state",
         # program-facing
         "on_event", "error", "_error_reported", "soft_error", "_nodelay", "_keepalive",
-        "keepalive_idle", "keepalive_interval", "keepalive_count", "linger", "user_timeout",
+        "_keepalive_idle", "keepalive_interval", "keepalive_count", "linger", "user_timeout",
         "maxseg", "rcvbuf", "sndbuf", "rd_shut", "wr_shut", "orphaned", "_ev",
         "_listener_ev",
         # send side
@@ -201,7 +201,7 @@ class TcpConnection:
         self.soft_error: int | None = None
         self._nodelay = False
         self._keepalive = False
-        self.keepalive_idle = cfg.keepalive_idle
+        self._keepalive_idle = cfg.keepalive_idle
         self.keepalive_interval = cfg.keepalive_interval
         self.keepalive_count = cfg.keepalive_count
         self.linger: float | None = None
@@ -633,6 +633,22 @@ class TcpConnection:
             self.t_keepalive.set(self.timers.now + self.keepalive_idle)
         elif not on:
             self.t_keepalive.stop()
+
+    @property
+    def keepalive_idle(self) -> float:
+        """TCP_KEEPIDLE: idle seconds before the first keep-alive probe."""
+        return self._keepalive_idle
+
+    @keepalive_idle.setter
+    def keepalive_idle(self, idle: float) -> None:
+        """A new idle time takes effect at once on a connection that keeps alive,
+        counted from the last segment received (Linux tcp_sock_set_keepidle)."""
+        self._keepalive_idle = idle
+        if self._keepalive and self.state in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_2) \
+                and not self.ka_probes:
+            now = self.timers.now
+            due = self.last_rx + idle
+            self.t_keepalive.set(due if due > now else now)
 
     def set_keepalive(self, on: bool) -> None:
         self.keepalive = on
@@ -1867,7 +1883,7 @@ class TcpConnection:
         if self.ka_probes >= self.keepalive_count or (
                 self.user_timeout and idle >= self.user_timeout and self.ka_probes > 0):
             self.counters["tcp.keepalive_timeout"] += 1
-            self._send_rst(self.snd_max, with_ack=False)
+            self._send_rst(self.snd_max, with_ack=True)     # as Linux's keepalive timer
             self._fail(errno.ETIMEDOUT)
             self._flush()
             return
