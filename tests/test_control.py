@@ -591,7 +591,7 @@ def test_an_empty_connection_gets_no_reply(lan: Lan) -> None:
 
 
 def test_a_silent_client_times_out(lan: Lan, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(control, "REQUEST_TIMEOUT", 0.2)
+    monkeypatch.setattr(control.protocol, "REQUEST_TIMEOUT", 0.2)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(5)
         s.connect(lan.path)
@@ -601,7 +601,7 @@ def test_a_silent_client_times_out(lan: Lan, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_too_many_clients_get_busy(lan: Lan, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(control, "MAX_CLIENTS", 1)
+    monkeypatch.setattr(control.protocol, "MAX_CLIENTS", 1)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as hog:
         hog.connect(lan.path)
         wait_for(lambda: len(lan.server._conns) == 1)
@@ -613,7 +613,7 @@ def test_too_many_clients_get_busy(lan: Lan, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_a_stuck_loop_gives_an_error_not_a_hang(lan: Lan,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(control, "STACK_TIMEOUT", 0.3)
+    monkeypatch.setattr(control.protocol, "STACK_TIMEOUT", 0.3)
     release = threading.Event()
     lan.rt.call_soon_threadsafe(lambda: release.wait(5))
     try:
@@ -725,7 +725,7 @@ def test_ctl_without_a_server(short_dir: str) -> None:
 
 
 def test_default_control_path(short_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(control, "CONTROL_DIR", short_dir)
+    monkeypatch.setattr(control.protocol, "CONTROL_DIR", short_dir)
     with pytest.raises(control.ControlError, match="no control socket in .*--control"):
         control.default_control_path()
     socks = []

@@ -13,7 +13,8 @@ from femtotcp.wire import ip_str
 
 
 def run(rt: Runtime, switch: Any, hosts: dict[str, Stack], report: Any, writer: Any) -> None:
-    from femtotcp.services import dhcp, dns
+    from femtotcp.api import resolve
+    from femtotcp.services import dhcp
     from femtotcp.services.dhcp_server import DhcpServer
     from femtotcp.services.dns_server import DnsResponder
     from femtotcp.wire import dns as wire_dns
@@ -59,9 +60,9 @@ def run(rt: Runtime, switch: Any, hosts: dict[str, Stack], report: Any, writer: 
                 f"(renew in {info['renew_in']} s)")
 
     def show(name: str, qtype: int) -> None:
-        r = dns.resolve_blocking(rt, dave, name, qtype, timeout=10)
+        r = resolve.resolve_blocking(rt, dave, name, qtype, timeout=10)
         if r.error is not None:
-            err = dns.gaierror_for(r)
+            err = resolve.gaierror_for(r)
             report.line(f"resolve {name}: {r.error} -> socket.gaierror{err.args if err else ''}")
         elif r.names:
             report.line(f"resolve {name} PTR: {', '.join(r.names)}")

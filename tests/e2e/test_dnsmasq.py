@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from netns import Netns, kernel_tap
 
+from femtotcp.api import resolve as api_resolve
 from femtotcp.runtime import Runtime
 from femtotcp.services import dhcp, dns
 from femtotcp.stack.config import StackConfig
@@ -62,7 +63,7 @@ class Rig:
                              + self.log.read_text()[-3000:])
 
     def resolve(self, name: str, qtype: int = wire.A) -> dns.DnsResult:
-        return dns.resolve_blocking(self.rt, self.stack, name, qtype, timeout=15)
+        return api_resolve.resolve_blocking(self.rt, self.stack, name, qtype, timeout=15)
 
 
 def start_dnsmasq(ns: Netns, tmp: Path) -> tuple[Path, Path]:
@@ -199,7 +200,7 @@ def test_nxdomain_reaches_the_program_as_gaierror(dns_rig: Rig) -> None:
     r = rig.resolve("nothing.test")
     assert r.error == dns.NXDOMAIN
     with pytest.raises(socket.gaierror) as exc:
-        err = dns.gaierror_for(r)
+        err = api_resolve.gaierror_for(r)
         assert err is not None
         raise err
     assert exc.value.errno == socket.EAI_NONAME

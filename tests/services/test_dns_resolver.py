@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from femtotcp.phy.memory import Switch
-from femtotcp.runtime import Runtime, SimLoop
+from femtotcp.runtime import SimLoop
 from femtotcp.services import dns
 from femtotcp.services.dns_server import DnsResponder
 from femtotcp.stack.stack import Stack
@@ -389,37 +387,3 @@ def test_truncated_answer_without_tcp_reports_truncated() -> None:
     # The responder cut everything but the question: nothing usable arrived.
     assert r.error == dns.TRUNCATED
     assert net.resolver.cache.get(("many.demo", wire.A)) is None   # not cached
-
-
-# -- other threads ---------------------------------------------------------------------
-
-def test_resolve_blocking_from_another_thread() -> None:
-    rt = Runtime()
-    net = Net(loop=rt)
-    rt.start()
-    try:
-        r = dns.resolve_blocking(rt, net.client, "web.demo", wire.A, timeout=10)
-        assert r.addresses == [ip_bytes("192.0.2.80")]
-        r = dns.resolve_blocking(rt, net.client, "nope.demo", wire.A, timeout=10)
-        assert r.error == dns.NXDOMAIN
-        err = dns.gaierror_for(r)
-        assert isinstance(err, socket.gaierror) and err.errno == socket.EAI_NONAME
-        assert threading.current_thread() is not rt.thread
-    finally:
-        rt.stop()
-        rt.join(5)
-        rt.close()
-
-
-def test_gaierror_mapping() -> None:
-    ok = dns.DnsResult("a", wire.A, addresses=[b"\1\2\3\4"])
-    assert dns.gaierror_for(ok) is None
-    codes = {e: dns.gaierror_for(dns.DnsResult("a", wire.A, error=e)).errno  # type: ignore[union-attr]
-             for e in (dns.NXDOMAIN, dns.BADNAME, dns.NODATA, dns.TIMEOUT, dns.SERVFAIL,
-                       dns.REFUSED, dns.CNAME_LOOP, dns.NOSERVERS)}
-    assert codes[dns.NXDOMAIN] == codes[dns.BADNAME] == socket.EAI_NONAME
-    assert codes[dns.NODATA] == getattr(socket, "EAI_NODATA", socket.EAI_NONAME)
-    assert codes[dns.TIMEOUT] == codes[dns.SERVFAIL] == codes[dns.NOSERVERS] == socket.EAI_AGAIN
-    assert dns.gaierror_for(dns.DnsResult("a", wire.A, error=dns.TRUNCATED)).errno == \
-        socket.EAI_AGAIN  # type: ignore[union-attr]
-    assert codes[dns.REFUSED] == codes[dns.CNAME_LOOP] == socket.EAI_FAIL

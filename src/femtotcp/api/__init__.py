@@ -7,6 +7,14 @@
 - ``femtotcp.api.patch``: ``patch(host)`` runs unmodified programs over a stack;
   ``scoped(...)`` does it for one thread.
 - ``femtotcp.api.run``: ``femtotcp run``.
+
+Inside: ``network`` (``Network``: a stack and its runtime as programs see
+them, name lookups, which network a thread uses); the loop-thread halves of
+sockets by kind, around ``sock_base`` (shared ``_Link``, constants):
+``sock_tcp`` (byte pump, listening, ``TcpMode``), ``sock_udp``, ``sock_ping``;
+``loop`` (``call``: run work in the loop thread and wait, on ``Runtime.call``);
+``resolve`` (the one blocking name lookup, and ``socket.gaierror`` for its
+failures).
 """
 
 from __future__ import annotations

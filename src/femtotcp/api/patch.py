@@ -33,10 +33,10 @@ from types import TracebackType
 from typing import Any
 
 from femtotcp.api import socket as fsock
+from femtotcp.api.sock_base import _RealSocket
 
 log = logging.getLogger("femtotcp.api.patch")
 
-_RealSocket = fsock._RealSocket
 _NAMES = ("socket", "getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr",
           "getfqdn")
 _originals: dict[str, Any] = {name: getattr(_std, name) for name in _NAMES}

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from femtotcp.proto.ports import port_taken
 from femtotcp.wire import icmp4
 from femtotcp.wire import udp as wire
 
@@ -152,12 +153,7 @@ class Udp:
         return ep
 
     def _in_use(self, addr: bytes, port: int) -> bool:
-        eps = self.endpoints
-        if (addr, port) in eps:
-            return True
-        if addr == ANY:
-            return any(p == port for _, p in eps)
-        return (ANY, port) in eps
+        return port_taken(self.endpoints, addr, port)
 
     def ephemeral_port(self, addr: bytes) -> int:
         cfg = self.stack.config

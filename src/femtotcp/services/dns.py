@@ -15,7 +15,9 @@
   SOA-derived negative TTL (RFC 2308 5), bounded in entries (LRU).
 
 All of it runs in the stack's loop thread; ``resolve`` calls ``on_done``
-later, never from inside ``resolve``. Other threads use ``resolve_blocking``.
+later, never from inside ``resolve``. Waiting for an answer from another
+thread, and turning it into ``socket.gaierror``, is the API's business
+(``femtotcp.api.resolve``).
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from __future__ import annotations
 import errno
 import logging
 import secrets
-import socket
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -688,64 +688,3 @@ def install(stack: Stack) -> Resolver:
     stack.on_close(resolver.close)
     return resolver
 
-
-# -- for other threads -----------------------------------------------------------
-
-def resolve_blocking(runtime: Any, stack: Stack, name: str, qtype: int,
-                     timeout: float | None = None) -> DnsResult:
-    """Resolve from a thread other than the loop's: the lookup runs in the
-    loop thread (``runtime.call_soon_threadsafe``), this thread waits on an
-    Event. A wait that runs out reports TIMEOUT."""
-    if runtime.in_loop_thread():
-        raise RuntimeError("resolve_blocking called from the loop thread would deadlock")
-    done = threading.Event()
-    box: list[DnsResult] = []
-
-    def on_done(result: DnsResult) -> None:
-        box.append(result)
-        done.set()
-
-    def start() -> None:
-        resolver = stack.resolver
-        if resolver is None:
-            resolver = stack.load_module("dns")
-        resolver.resolve(name, qtype, on_done)
-
-    if timeout is None:
-        budget = Resolver.timeout * Resolver.attempts * max(1, len(getattr(
-            stack.resolver, "servers", []) or [])) * (Resolver.max_cname_hops + 1)
-        timeout = min(budget, 60.0) + Resolver.tcp_timeout
-    runtime.call_soon_threadsafe(start)
-    if not done.wait(timeout) or not box:
-        return DnsResult(name, qtype, error=TIMEOUT)
-    return box[0]
-
-
-_GAI_MESSAGES = {
-    socket.EAI_NONAME: "Name or service not known",
-    socket.EAI_AGAIN: "Temporary failure in name resolution",
-    socket.EAI_FAIL: "Non-recoverable failure in name resolution",
-}
-_EAI_NODATA: int = getattr(socket, "EAI_NODATA", socket.EAI_NONAME)
-_GAI_MESSAGES.setdefault(_EAI_NODATA, "No address associated with hostname")
-
-
-def gaierror_for(result: DnsResult) -> socket.gaierror | None:
-    """The ``socket.gaierror`` glibc's getaddrinfo would raise for ``result``:
-    NXDOMAIN/BADNAME -> EAI_NONAME, NODATA -> EAI_NODATA (EAI_NONAME where
-    the platform has none), TIMEOUT/SERVFAIL/no servers -> EAI_AGAIN, other
-    refusals -> EAI_FAIL. None when the lookup succeeded."""
-    err = result.error
-    if err is None:
-        if result.addresses or result.names:
-            return None
-        code = _EAI_NODATA
-    elif err in (NXDOMAIN, BADNAME):
-        code = socket.EAI_NONAME
-    elif err == NODATA:
-        code = _EAI_NODATA
-    elif err in (TIMEOUT, SERVFAIL, NOSERVERS, TRUNCATED):
-        code = socket.EAI_AGAIN
-    else:
-        code = socket.EAI_FAIL
-    return socket.gaierror(code, _GAI_MESSAGES[code])

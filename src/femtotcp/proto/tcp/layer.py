@@ -13,6 +13,7 @@ import os
 import struct
 from typing import TYPE_CHECKING, Any
 
+from femtotcp.proto.ports import port_taken
 from femtotcp.proto.ratelimit import TokenBucket
 from femtotcp.proto.tcp.config import TcpConfig
 from femtotcp.proto.tcp.connection import TIME_WAIT, TcpConnection, _os_error
@@ -150,14 +151,7 @@ class Tcp:
             (ANY4 if len(src) == 4 else ANY6), port) in self._listeners
 
     def _listen_conflict(self, addr: bytes, port: int) -> bool:
-        listeners = self._listeners
-        if (addr, port) in listeners:
-            return True
-        wildcard = ANY4 if len(addr) == 4 else ANY6
-        if addr == wildcard:
-            return any(a != wildcard and len(a) == len(addr) and p == port
-                       for (a, p) in listeners)
-        return (wildcard, port) in listeners
+        return port_taken(self._listeners, addr, port)
 
     def _free_listen_port(self, addr: bytes) -> int:
         def used(p: int) -> bool:

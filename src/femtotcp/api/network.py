@@ -1,0 +1,408 @@
+"""A stack and its runtime as programs see them: ``Network``.
+
+``Network`` offers the socket module's helpers for one stack (``socket``,
+``create_connection``, ``create_server``, ``getaddrinfo``, ``gethostbyname``...),
+runs socket operations in the loop thread (``call``, through
+``femtotcp.api.loop``), and keeps the links the loop thread serves. Which
+network a thread's sockets are made on (``current_network``: scoped, then
+process-wide) is decided here too.
+"""
+
+from __future__ import annotations
+
+import select
+import socket as _std
+import threading
+import time as _time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from femtotcp.api import loop
+from femtotcp.api.sock_base import (
+    _GLOBAL_DEFAULT_TIMEOUT,
+    _SO_REUSEPORT,
+    AF_INET,
+    AF_INET6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    SOCK_CLOEXEC,
+    SOCK_DGRAM,
+    SOCK_NONBLOCK,
+    SOCK_RAW,
+    SOCK_STREAM,
+    SOL_SOCKET,
+    gaierror,
+    herror,
+)
+from femtotcp.wire import ip_bytes, ip_str
+
+if TYPE_CHECKING:
+    from femtotcp.api.sock_base import _Link
+    from femtotcp.api.sock_tcp import _TcpLink
+    from femtotcp.api.socket import StackSocket
+    from femtotcp.runtime import Runtime
+    from femtotcp.stack.stack import Stack
+
+T = TypeVar("T")
+
+
+class Network:
+    """A stack and the runtime that drives it, as programs see them.
+
+    Offers the module-level helpers of the ``socket`` module for this stack:
+    ``socket``, ``create_connection``, ``create_server``, ``getaddrinfo``,
+    ``gethostbyname``... ``hosts`` maps names to IPv4 addresses (text) and is
+    consulted before the stack's DNS resolver (when it has one)."""
+
+    def __init__(self, stack: Stack, runtime: Runtime,
+                 hosts: dict[str, str] | None = None) -> None:
+        self.stack = stack
+        self.runtime = runtime
+        self.hosts: dict[str, str] = {"localhost": "127.0.0.1"}
+        if hosts:
+            self.hosts.update(hosts)
+        self.read_etc_hosts = True
+        #: Links the loop thread serves (loop thread only).
+        self.links: set[_Link] = set()
+        #: TCP ports bound but not yet listening or connected (loop thread only).
+        self.reserved: dict[tuple[bytes, int], _TcpLink] = {}
+        #: Seconds a name lookup may take (None: the resolver's own budget).
+        self.resolve_timeout: float | None = None
+
+    # -- running things in the loop thread ------------------------------------------------
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the loop thread and return its result (or raise):
+        ``femtotcp.api.loop.call`` (directly when the loop is not running;
+        OSError(ENETDOWN) when the loop thread stops before answering)."""
+        return loop.call(self.runtime, fn, *args)
+
+    def wait(self, event: threading.Event, timeout: float | None) -> bool:
+        """``event.wait(timeout)`` that gives up (False) when the loop thread dies."""
+        th = self.runtime.thread
+        if timeout is not None:
+            end = _time.monotonic() + timeout
+        while True:
+            step = 1.0 if timeout is None else min(1.0, max(0.0, end - _time.monotonic()))
+            if event.wait(step):
+                return True
+            if timeout is not None and _time.monotonic() >= end:
+                return False
+            if th is not None and not th.is_alive():
+                return event.is_set()
+
+    def stack_closed(self) -> None:
+        """The stack is shutting down (loop thread): every socket's pair end is
+        closed, so program threads blocked on one wake up (EOF, EPIPE)."""
+        for link in list(self.links):
+            link.release()
+
+    # -- the socket module's helpers ------------------------------------------------------
+    def socket(self, family: int = AF_INET, type: int = SOCK_STREAM,
+               proto: int = 0) -> StackSocket:
+        from femtotcp.api.socket import StackSocket
+        return StackSocket(family, type, proto, network=self)
+
+    def create_connection(self, address: tuple[str, int],
+                          timeout: float | None | object = _GLOBAL_DEFAULT_TIMEOUT,
+                          source_address: tuple[str, int] | None = None, *,
+                          all_errors: bool = False) -> StackSocket:
+        """``socket.create_connection`` over this stack."""
+        host, port = address
+        errors: list[OSError] = []
+        for _af, _kind, proto, _canon, sa in self.getaddrinfo(host, port, AF_INET, SOCK_STREAM):
+            sock = None
+            try:
+                sock = self.socket(AF_INET, SOCK_STREAM, proto)
+                if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
+                    sock.settimeout(timeout)  # type: ignore[arg-type]
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(sa)
+                return sock
+            except OSError as exc:
+                errors.append(exc)
+                if sock is not None:
+                    sock.close()
+        if not errors:
+            raise OSError("getaddrinfo returns an empty list")
+        if all_errors:
+            raise ExceptionGroup("create_connection failed", errors)
+        raise errors[0]
+
+    def create_server(self, address: tuple[str, int], *, family: int = AF_INET,
+                      backlog: int | None = None, reuse_port: bool = False,
+                      dualstack_ipv6: bool = False) -> StackSocket:
+        """``socket.create_server`` over this stack (SO_REUSEADDR set, as the stdlib does)."""
+        if dualstack_ipv6 or family != AF_INET:
+            raise ValueError("only AF_INET servers on this stack")
+        sock = self.socket(family, SOCK_STREAM)
+        try:
+            sock.setsockopt(SOL_SOCKET, _std.SO_REUSEADDR, 1)
+            if reuse_port and _SO_REUSEPORT >= 0:
+                sock.setsockopt(SOL_SOCKET, _SO_REUSEPORT, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise OSError(exc.errno,
+                              f"{exc.strerror} (while attempting to bind on address "
+                              f"{address!r})") from None
+            if backlog is None:
+                sock.listen()
+            else:
+                sock.listen(backlog)
+            return sock
+        except BaseException:
+            sock.close()
+            raise
+
+    def getaddrinfo(self, host: str | bytes | None, port: str | bytes | int | None,
+                    family: int = 0, type: int = 0, proto: int = 0,
+                    flags: int = 0) -> list[tuple[Any, Any, int, str, tuple[str, int]]]:
+        """``socket.getaddrinfo`` answered from numeric addresses, the hosts table,
+        /etc/hosts and the stack's DNS resolver; IPv4 only."""
+        if family not in (0, AF_INET):
+            if family == AF_INET6:
+                raise gaierror(_std.EAI_ADDRFAMILY if hasattr(_std, "EAI_ADDRFAMILY")
+                               else _std.EAI_FAMILY, "Address family for hostname not supported")
+            raise gaierror(_std.EAI_FAMILY, "ai_family not supported")
+        portnum = _service_port(port, type, proto)
+        if isinstance(host, bytes):
+            host = host.decode("idna")
+        if host is None:
+            if port is None:
+                raise gaierror(_std.EAI_NONAME, "Name or service not known")
+            addrs = ["0.0.0.0" if flags & _std.AI_PASSIVE else "127.0.0.1"]
+        else:
+            addrs = self._resolve(host, numeric_only=bool(flags & _std.AI_NUMERICHOST))
+        kinds: list[tuple[int, int]]
+        if type == 0:
+            kinds = [(SOCK_STREAM, IPPROTO_TCP), (SOCK_DGRAM, IPPROTO_UDP), (SOCK_RAW, 0)]
+            if proto:
+                kinds = [k for k in kinds if k[1] == proto]
+        else:
+            base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
+            defaults: dict[int, int] = {SOCK_STREAM: IPPROTO_TCP, SOCK_DGRAM: IPPROTO_UDP}
+            default = defaults.get(base, 0)
+            kinds = [(base, proto or default)]
+        out: list[tuple[Any, Any, int, str, tuple[str, int]]] = []
+        canon = host if (flags & _std.AI_CANONNAME) and isinstance(host, str) else ""
+        for addr in addrs:
+            for kind, pr in kinds:
+                out.append((_std.AddressFamily(AF_INET), _kind_enum(kind), pr, canon,
+                            (addr, portnum)))
+                canon = ""
+        return out
+
+    def gethostbyname(self, name: str) -> str:
+        return self._resolve(name)[0]
+
+    def gethostbyname_ex(self, name: str) -> tuple[str, list[str], list[str]]:
+        return name, [], self._resolve(name)
+
+    def gethostbyaddr(self, addr: str) -> tuple[str, list[str], list[str]]:
+        """Reverse lookup from the hosts tables (no reverse DNS)."""
+        ip = self._resolve(addr)[0]
+        for name, value in self.hosts.items():
+            if value == ip:
+                return name, [], [ip]
+        for name, value in _etc_hosts().items():
+            if value == ip and self.read_etc_hosts:
+                return name, [], [ip]
+        raise herror(1, "Unknown host")
+
+    def getfqdn(self, name: str = "") -> str:
+        """The name itself (or the host name): no reverse lookups over the stack."""
+        name = name.strip()
+        if not name or name in ("0.0.0.0", "::"):
+            return _std.gethostname()
+        return name
+
+    def _resolve(self, host: str, numeric_only: bool = False) -> list[str]:
+        """IPv4 addresses (text) for ``host``; ``socket.gaierror`` when there are none."""
+        text = host.strip()
+        if text in ("", "<any>"):
+            return ["0.0.0.0"]
+        if text == "<broadcast>":
+            return ["255.255.255.255"]
+        packed = _parse_ipv4(text)
+        if packed is not None:
+            return [_std.inet_ntoa(packed)]
+        if ":" in text:
+            try:
+                _std.inet_pton(AF_INET6, text)
+            except OSError:
+                pass
+            else:
+                raise gaierror(_std.EAI_ADDRFAMILY if hasattr(_std, "EAI_ADDRFAMILY")
+                               else _std.EAI_FAMILY, "Address family for hostname not supported")
+        if numeric_only:
+            raise gaierror(_std.EAI_NONAME, "Name or service not known")
+        lower = text.lower().rstrip(".")
+        for table in (self.hosts, _etc_hosts() if self.read_etc_hosts else {}):
+            for name, value in table.items():
+                if name.lower() == lower:
+                    return [value]
+        return self._dns(lower)
+
+    def _dns(self, name: str) -> list[str]:
+        stack = self.stack
+        if getattr(stack, "resolver", None) is None:
+            raise gaierror(_std.EAI_NONAME, "Name or service not known")
+        try:
+            from femtotcp.api import resolve
+            from femtotcp.wire import dns as dns_wire
+        except ImportError:
+            raise gaierror(_std.EAI_NONAME, "Name or service not known") from None
+        if self.runtime.in_loop_thread():
+            raise gaierror(_std.EAI_AGAIN, "name lookups cannot block the stack's own thread")
+        result = resolve.resolve_blocking(self.runtime, stack, name, dns_wire.A,
+                                          self.resolve_timeout)
+        exc = resolve.gaierror_for(result)
+        if exc is not None:
+            raise exc
+        addrs = [ip_str(a) for a in result.addresses if len(a) == 4]
+        if not addrs:
+            raise gaierror(getattr(_std, "EAI_NODATA", _std.EAI_NONAME),
+                           "No address associated with hostname")
+        return addrs
+
+    # -- loop thread -------------------------------------------------------------------------
+    def reap(self) -> None:
+        """Release links whose program side is gone (closed or garbage-collected
+        but not yet noticed): called before reporting EADDRINUSE."""
+        for key, link in list(self.reserved.items()):
+            if not link.owner_alive():
+                del self.reserved[key]
+        links = [lk for lk in self.links if lk.q is not None]
+        if not links:
+            return
+        poller = select.poll()
+        by_fd: dict[int, _Link] = {}
+        for lk in links:
+            fd = lk.q.fileno() if lk.q is not None else -1
+            if fd >= 0:
+                by_fd[fd] = lk
+                poller.register(fd, select.POLLIN)
+        for fd, ev in poller.poll(0):
+            if ev & (select.POLLHUP | select.POLLERR):
+                by_fd[fd].on_q()
+
+
+def _parse_ipv4(text: str) -> bytes | None:
+    """Packed IPv4 for a numeric address (the inet_aton forms getaddrinfo takes)."""
+    if not text or not text[0].isdigit():
+        return None
+    if not all(c.isdigit() or c in ".xXabcdefABCDEF" for c in text):
+        return None
+    try:
+        return _std.inet_aton(text)
+    except OSError:
+        return None
+
+
+def _kind_enum(kind: int) -> Any:
+    try:
+        return _std.SocketKind(kind)
+    except ValueError:
+        return kind
+
+
+def _service_port(port: str | bytes | int | None, type_: int, proto: int) -> int:
+    if port is None:
+        return 0
+    if isinstance(port, int):
+        if not 0 <= port <= 65535:
+            raise gaierror(_std.EAI_SERVICE, "Servname not supported for ai_socktype")
+        return port
+    text = port.decode() if isinstance(port, bytes) else str(port)
+    if text.isdigit():
+        value = int(text)
+        if value > 65535:
+            raise gaierror(_std.EAI_SERVICE, "Servname not supported for ai_socktype")
+        return value
+    proto_name = "udp" if (type_ & 0xF) == SOCK_DGRAM or proto == IPPROTO_UDP else "tcp"
+    try:
+        return _std.getservbyname(text, proto_name)
+    except OSError:
+        raise gaierror(_std.EAI_SERVICE, "Servname not supported for ai_socktype") from None
+
+
+_etc_hosts_cache: list[dict[str, str]] = []
+
+
+def _etc_hosts() -> dict[str, str]:
+    """IPv4 entries of /etc/hosts (read once)."""
+    if not _etc_hosts_cache:
+        table: dict[str, str] = {}
+        try:
+            with open("/etc/hosts", encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    fields = line.split("#", 1)[0].split()
+                    if len(fields) < 2:
+                        continue
+                    try:
+                        if len(ip_bytes(fields[0])) != 4:
+                            continue
+                    except ValueError:
+                        continue
+                    for name in fields[1:]:
+                        table.setdefault(name, fields[0])
+        except OSError:
+            pass
+        _etc_hosts_cache.append(table)
+    return _etc_hosts_cache[0]
+
+
+_networks: weakref.WeakKeyDictionary[Any, Network] = weakref.WeakKeyDictionary()
+_default: list[Network] = []
+_scoped = threading.local()
+
+
+def network_for(stack: Stack, runtime: Runtime) -> Network:
+    """The one Network for ``stack`` (created on first use)."""
+    net = _networks.get(stack)
+    if net is None or net.runtime is not runtime:
+        net = Network(stack, runtime)
+        _networks[stack] = net
+        stack.on_close(net.stack_closed)
+    return net
+
+
+def current_network() -> Network | None:
+    """The network sockets are made on in this thread: the innermost ``scoped``
+    one, else the process-wide one set by ``femtotcp.api.patch.patch``."""
+    stack_: list[Network] | None = getattr(_scoped, "stack", None)
+    if stack_:
+        return stack_[-1]
+    return _default[-1] if _default else None
+
+
+def push_scoped(net: Network) -> None:
+    st: list[Network] | None = getattr(_scoped, "stack", None)
+    if st is None:
+        st = []
+        _scoped.stack = st
+    st.append(net)
+
+
+def pop_scoped(net: Network) -> None:
+    st: list[Network] | None = getattr(_scoped, "stack", None)
+    if st and net in st:
+        idx = len(st) - 1 - st[::-1].index(net)
+        del st[idx]
+
+
+def set_default(net: Network | None) -> None:
+    """Make ``net`` the process-wide network (None pops the last one)."""
+    if net is None:
+        if _default:
+            _default.pop()
+    else:
+        _default.append(net)
+
+
+def remove_default(net: Network) -> None:
+    if net in _default:
+        idx = len(_default) - 1 - _default[::-1].index(net)
+        del _default[idx]

@@ -1,0 +1,239 @@
+"""The shared base of every stack socket's loop-thread half (a "link").
+
+A program's socket (``femtotcp.api.socket``) owns one end "P" of a Unix
+socketpair; its link owns the other end "Q" and the stack object behind it,
+and lives in the loop thread. This module has what all links share: the
+constants, ``_Watch`` (Q in the runtime's selector), and ``_Link`` (lifetime,
+SO_ERROR, crash containment). One module per kind builds on it:
+``sock_tcp`` (the byte pump and listening), ``sock_udp`` and ``sock_ping``
+(datagram records).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import selectors
+import socket as _std
+import struct
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from femtotcp.api.network import Network
+    from femtotcp.api.socket import socket
+    from femtotcp.runtime import Runtime
+
+log = logging.getLogger("femtotcp.api.socket")
+
+#: The real socket class, captured before any patching.
+_RealSocket = _std.socket
+
+AF_INET = _std.AF_INET
+AF_INET6 = _std.AF_INET6
+AF_UNIX = _std.AF_UNIX
+SOCK_STREAM = _std.SOCK_STREAM
+SOCK_DGRAM = _std.SOCK_DGRAM
+SOCK_RAW = _std.SOCK_RAW
+SOCK_SEQPACKET = _std.SOCK_SEQPACKET
+SOCK_NONBLOCK: int = getattr(_std, "SOCK_NONBLOCK", 0)
+SOCK_CLOEXEC: int = getattr(_std, "SOCK_CLOEXEC", 0)
+IPPROTO_TCP = _std.IPPROTO_TCP
+IPPROTO_UDP = _std.IPPROTO_UDP
+IPPROTO_ICMP = _std.IPPROTO_ICMP
+IPPROTO_IP = _std.IPPROTO_IP
+SOL_SOCKET = _std.SOL_SOCKET
+SHUT_RD = _std.SHUT_RD
+SHUT_WR = _std.SHUT_WR
+SHUT_RDWR = _std.SHUT_RDWR
+timeout = TimeoutError
+error = OSError
+gaierror = _std.gaierror
+herror = _std.herror
+_GLOBAL_DEFAULT_TIMEOUT = _std._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
+
+ANY4 = b"\x00\x00\x00\x00"
+BROADCAST4 = b"\xff\xff\xff\xff"
+CHUNK = 65536            # bytes moved per pump step
+PAIR_BUF = 65536         # SO_SNDBUF of each socketpair end (Linux doubles it)
+DGRAM_PAIR_BUF = 262144  # room for a few maximum-size datagrams towards the program
+DEFAULT_BACKLOG = 128
+
+# Datagram records on the seqpacket pair: kind, address length, port (or errno), address.
+_REC = struct.Struct("!BBH16s")
+_KIND_DATA = 0
+_KIND_ERROR = 1
+_LINGER = struct.Struct("ii")
+
+_SO_REUSEPORT: int = getattr(_std, "SO_REUSEPORT", -1)
+_TCP_KEEPIDLE: int = getattr(_std, "TCP_KEEPIDLE", -1)
+_TCP_KEEPINTVL: int = getattr(_std, "TCP_KEEPINTVL", -1)
+_TCP_KEEPCNT: int = getattr(_std, "TCP_KEEPCNT", -1)
+_TCP_USER_TIMEOUT: int = getattr(_std, "TCP_USER_TIMEOUT", -1)
+_IP_TTL: int = getattr(_std, "IP_TTL", 2)
+_IP_TOS: int = getattr(_std, "IP_TOS", 1)
+_IPPROTO_IPV6: int = getattr(_std, "IPPROTO_IPV6", 41)
+
+
+def _oserror(err: int, what: str | None = None) -> OSError:
+    """``OSError(err)``, which Python turns into the matching subclass
+    (ConnectionRefusedError, BrokenPipeError, ...)."""
+    msg = os.strerror(err)
+    return OSError(err, f"{msg} ({what})" if what else msg)
+
+
+# -- loop-thread side: fd watching ------------------------------------------------------------
+
+class _Watch:
+    """Q's registration in the runtime's selector (loop thread only). The
+    runtime calls ``on_readable`` for any ready event of a registered fd."""
+
+    def __init__(self, runtime: Runtime, fd: int, callback: Callable[[], None],
+                 name: str) -> None:
+        self.runtime = runtime
+        self.fd = fd
+        self.callback = callback
+        self.name = name
+        self.events = 0
+
+    def set(self, read: bool, write: bool) -> None:
+        events = (selectors.EVENT_READ if read else 0) | (selectors.EVENT_WRITE if write else 0)
+        if events == self.events:
+            return
+        try:
+            self.runtime.watch_fd(self.fd, read, write, self)
+        except (KeyError, ValueError, OSError):
+            log.debug("selector update for fd %d failed", self.fd, exc_info=True)
+        self.events = events
+
+    def on_readable(self) -> None:
+        self.callback()
+
+    def close(self) -> None:
+        self.set(False, False)
+
+
+class _Link:
+    """The loop-thread half of one socket: Q and the stack object behind it."""
+
+    kind = "?"
+
+    def __init__(self, net: Network, q: _std.socket, owner: socket) -> None:
+        self.net = net
+        self.q: _std.socket | None = q
+        self.owner_ref = weakref.ref(owner)
+        self.watch: _Watch | None = None
+        self.registered = False
+        self.released = False
+        #: Handles (the socket and its dups) still open in the program.
+        self.handles = 1
+        self.detached = False
+        #: Error for SO_ERROR (taken when read).
+        self.so_error = 0
+        #: Error the program's recv/send report once their fd says EOF/EPIPE.
+        self.program_error: int | None = None
+        self.opts: dict[tuple[int, int], Any] = {}
+        self.local: tuple[bytes, int] | None = None
+        self.remote: tuple[bytes, int] | None = None
+
+    def guard(self, fn: Callable[..., None]) -> Callable[..., None]:
+        """``fn`` for the stack or the selector to call: a bug in it breaks this
+        socket (EIO for the program), never the stack or the loop."""
+        def guarded(*args: Any) -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("stack socket failed; closing it")
+                self.crash()
+        return guarded
+
+    def crash(self) -> None:
+        self.program_error = errno.EIO
+        self.so_error = errno.EIO
+        for name in ("conn", "listener", "ep"):
+            obj = getattr(self, name, None)
+            if obj is None:
+                continue
+            try:
+                if hasattr(obj, "on_event"):
+                    obj.on_event = None
+                if hasattr(obj, "on_readable"):
+                    obj.on_readable = None
+                (obj.abort if hasattr(obj, "abort") else obj.close)()
+            except Exception:
+                log.exception("closing a broken stack socket failed")
+        self.release()
+
+    def owner_alive(self) -> bool:
+        if self.released:
+            return False
+        if self.detached:
+            return True
+        sock = self.owner_ref()
+        return sock is not None and sock.fileno() != -1
+
+    def register(self) -> None:
+        """Start serving Q from the loop thread."""
+        if self.registered or self.q is None:
+            return
+        self.registered = True
+        self.net.links.add(self)
+        self.watch = _Watch(self.net.runtime, self.q.fileno(), self.guard(self.on_q),
+                            f"api-{self.kind}-{self.q.fileno()}")
+
+    def on_q(self) -> None:
+        """Q is ready (readable or writable, or the program's side is gone)."""
+
+    def program_closed(self, abort: bool = False) -> None:
+        """The program closed its last handle (P is closed already)."""
+
+    def release(self) -> None:
+        """Forget everything (loop thread): Q closed, stack object closed by the caller."""
+        if self.released:
+            return
+        self.released = True
+        if self.watch is not None:
+            self.watch.close()
+        if self.q is not None:
+            try:
+                self.q.close()
+            except OSError:
+                pass
+            self.q = None
+        self.net.links.discard(self)
+        for key, link in list(self.net.reserved.items()):
+            if link is self:
+                del self.net.reserved[key]
+
+    def p_gone(self) -> bool:
+        """True when the program's end of the pair is fully closed (POLLHUP on Q)."""
+        if self.q is None:
+            return True
+        poller = select.poll()
+        poller.register(self.q.fileno(), select.POLLIN)
+        for _fd, ev in poller.poll(0):
+            if ev & (select.POLLHUP | select.POLLERR):
+                return True
+        return False
+
+    def take_so_error(self) -> int:
+        err, self.so_error = self.so_error, 0
+        return err
+
+
+def _noop() -> None:
+    """A finalizer with nothing to do (dups: the original owns Q)."""
+
+
+def _finalize(link: _Link) -> None:
+    """The program's socket was garbage-collected: a link the loop thread never
+    served just closes Q (served links notice P closing through Q)."""
+    if not link.registered and link.q is not None:
+        try:
+            link.q.close()
+        except OSError:
+            pass
+        link.q = None

@@ -1,0 +1,605 @@
+"""TCP sockets' loop-thread half: connecting, the byte pump, listening.
+
+The loop thread pumps bytes between Q and the stack's connection with flow
+control both ways (it reads Q only while the connection has send room, and
+takes data from the connection only while Q accepts it). A listening socket
+writes one token byte to Q per connection ready to accept.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import logging
+import socket as _std
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from femtotcp.api.sock_base import (
+    _TCP_KEEPCNT,
+    _TCP_KEEPIDLE,
+    _TCP_KEEPINTVL,
+    _TCP_USER_TIMEOUT,
+    ANY4,
+    CHUNK,
+    DEFAULT_BACKLOG,
+    IPPROTO_TCP,
+    SHUT_RD,
+    SHUT_WR,
+    SOL_SOCKET,
+    _Link,
+    _oserror,
+)
+from femtotcp.proto.ports import port_taken
+from femtotcp.proto.tcpstate import state_name
+
+if TYPE_CHECKING:
+    from femtotcp.api.network import Network
+    from femtotcp.api.socket import socket
+
+log = logging.getLogger("femtotcp.api.socket")
+
+
+#: Connection states (RFC 9293 names, ``state_name``) that are still on the way
+#: to ESTABLISHED: a connecting socket waits on through them.
+_SYN_STATES = frozenset({"SYN-SENT", "SYN-RECEIVED", "SYN-RCVD", "LISTEN", "CLOSED-NEW"})
+#: States in which a connecting socket has failed (refused, reset, timed out).
+_DEAD_STATES = frozenset({"CLOSED", "TIME-WAIT"})
+
+
+class TcpMode(enum.Enum):
+    """What a TCP socket is, as the program sees it (not the connection's
+    RFC 9293 state: that lives in the stack)."""
+
+    IDLE = "idle"                  # new, maybe bound
+    CONNECTING = "connecting"      # SYN sent, connect() not finished
+    CONNECTED = "connected"        # bytes flow through the pump
+    LISTENING = "listening"
+    FAILED = "failed"              # the connect failed; the socket is unusable
+    DONE = "done"                  # closed, reset or finished both ways
+
+
+#: Every change of ``_TcpLink.mode`` goes through ``_TcpLink.set_mode`` and is one
+#: of these (or to DONE, which every mode may reach: close, reset, crash).
+_TRANSITIONS: dict[TcpMode, frozenset[TcpMode]] = {
+    TcpMode.IDLE: frozenset({TcpMode.CONNECTING, TcpMode.CONNECTED, TcpMode.LISTENING}),
+    TcpMode.CONNECTING: frozenset({TcpMode.CONNECTED, TcpMode.FAILED}),
+    TcpMode.CONNECTED: frozenset(),
+    TcpMode.LISTENING: frozenset(),
+    TcpMode.FAILED: frozenset(),
+    TcpMode.DONE: frozenset(),
+}
+
+
+class _TcpLink(_Link):
+    """One TCP socket: idle (maybe bound), connecting, connected or listening."""
+
+    kind = "tcp"
+
+    def __init__(self, net: Network, q: _std.socket, owner: socket) -> None:
+        super().__init__(net, q, owner)
+        self.mode = TcpMode.IDLE
+        self.conn: Any = None
+        self.listener: Any = None
+        self.bound: tuple[bytes, int] | None = None
+        # connecting
+        self.connect_done: threading.Event | None = None
+        self.connect_error = 0
+        self.filler = 0
+        # pumping
+        self.inbound: memoryview | None = None     # stack -> program, not yet in Q
+        self.outbound: memoryview | None = None    # program -> stack, read from Q
+        self.fin_in = False        # the peer's FIN is passed on (Q shut for writing)
+        self.eof_out = False       # the program shut its side for writing (EOF on Q)
+        self.unread_dropped = False  # the program closed with received data unread
+        self.in_closed = False     # the program will never read again (EPIPE on Q)
+        self.closing = False       # program closed: close the connection once flushed
+        self.pumping = False       # the connection calls on_event from inside send()
+        self.pump_again = False
+        # listening
+        self.backlog = DEFAULT_BACKLOG
+        self.ready: deque[Any] = deque()
+        self.tokens_owed = 0
+
+    def set_mode(self, mode: TcpMode) -> None:
+        """The one place the socket's mode changes (``_TRANSITIONS``)."""
+        old = self.mode
+        if mode is not old and mode is not TcpMode.DONE and mode not in _TRANSITIONS[old]:
+            raise RuntimeError(f"TCP socket mode {old.value} -> {mode.value}")
+        self.mode = mode
+
+    def crash(self) -> None:
+        connecting = self.mode is TcpMode.CONNECTING
+        super().crash()
+        self.conn = self.listener = None
+        self.set_mode(TcpMode.FAILED if connecting else TcpMode.DONE)
+        if connecting and self.connect_done is not None:
+            self.connect_error = errno.EIO
+            self.connect_done.set()
+
+    # -- options ---------------------------------------------------------------------------
+    def apply_opts(self, conn: Any) -> None:
+        for (level, opt), value in self.opts.items():
+            _apply_tcp_opt(conn, level, opt, value)
+
+    def set_opt(self, level: int, opt: int, value: Any) -> None:
+        self.opts[(level, opt)] = value
+        if self.conn is not None:
+            _apply_tcp_opt(self.conn, level, opt, value)
+        if self.listener is not None:
+            _apply_tcp_opt(self.listener, level, opt, value)
+
+    # -- bind --------------------------------------------------------------------------------
+    def bind(self, addr: bytes, port: int) -> tuple[bytes, int]:
+        net = self.net
+        tcp = net.stack.tcp
+        if tcp is None:
+            raise _oserror(errno.EPROTONOSUPPORT, "the stack has no TCP module")
+        if self.bound is not None or self.mode is not TcpMode.IDLE:
+            raise _oserror(errno.EINVAL, "already bound")
+        if addr != ANY4 and not net.stack.is_local(addr):
+            raise _oserror(errno.EADDRNOTAVAIL, "cannot assign requested address")
+        reuse = bool(self.opts.get((SOL_SOCKET, _std.SO_REUSEADDR)))
+        if port == 0:
+            port = self._pick_port(addr)
+        elif self._port_busy(addr, port, reuse):
+            net.reap()
+            if self._port_busy(addr, port, reuse):
+                raise _oserror(errno.EADDRINUSE)
+        self.bound = (addr, port)
+        self.local = self.bound
+        net.reserved[(addr, port)] = self
+        return self.bound
+
+    def _pick_port(self, addr: bytes) -> int:
+        import secrets
+        cfg = self.net.stack.config
+        low, high = cfg.ephemeral_low, cfg.ephemeral_high
+        span = high - low + 1
+        start = secrets.randbelow(span)
+        for i in range(span):
+            port = low + (start + i) % span
+            if not self._port_busy(addr, port, False):
+                return port
+        raise _oserror(errno.EADDRINUSE, "no free port")
+
+    def _port_busy(self, addr: bytes, port: int, reuse: bool) -> bool:
+        """Linux's bind rules (the overlap is ``port_taken``'s): a port is taken
+        by another bound socket of this API unless both set SO_REUSEADDR, by a
+        listener always, and without SO_REUSEADDR also by any connection using
+        it (TIME_WAIT included)."""
+        holders = [key for key, link in self.net.reserved.items()
+                   if key[1] == port and link is not self and link.owner_alive()
+                   and not (reuse and link.opts.get((SOL_SOCKET, _std.SO_REUSEADDR)))]
+        tcp = self.net.stack.tcp
+        holders += [lst.local for lst in tcp.listeners() if lst.local[1] == port]
+        if not reuse:
+            holders += [conn.local for conn in tcp.connections() if conn.local[1] == port]
+        return port_taken(holders, addr, port)
+
+    # -- connect (loop thread) ---------------------------------------------------------------
+    def start_connect(self, dst: bytes, port: int, filler: int) -> threading.Event:
+        net = self.net
+        tcp = net.stack.tcp
+        if tcp is None:
+            raise _oserror(errno.EPROTONOSUPPORT, "the stack has no TCP module")
+        if self.mode is TcpMode.CONNECTING:
+            raise _oserror(errno.EALREADY)
+        if self.mode in (TcpMode.CONNECTED, TcpMode.DONE):
+            raise _oserror(errno.EISCONN)
+        if self.mode is not TcpMode.IDLE:
+            raise _oserror(errno.EINVAL)
+        src, sport = self.bound if self.bound is not None else (None, 0)
+        if src == ANY4:
+            src = None
+        try:
+            conn = tcp.connect(dst, port, src=src, sport=sport)
+        except BaseException:
+            self.filler = filler
+            self._drop_filler()
+            raise
+        if self.bound is not None:
+            net.reserved.pop(self.bound, None)
+        self.local = (conn.local[0], conn.local[1])
+        self.conn = conn
+        self.filler = filler
+        self.set_mode(TcpMode.CONNECTING)
+        self.connect_done = threading.Event()
+        self.apply_opts(conn)
+        conn.on_event = self.guard(self.on_conn_event)
+        self.register()
+        self.on_conn_event()
+        return self.connect_done
+
+    def abort_connect(self) -> None:
+        """A blocking connect timed out: give up (the socket is unusable after)."""
+        if self.mode is TcpMode.CONNECTING:
+            self.conn.on_event = None
+            self.conn.abort()
+            self.conn = None
+            self.set_mode(TcpMode.FAILED)
+            self.connect_error = errno.ETIMEDOUT
+            self.release()
+
+    def _connect_failed(self, err: int) -> None:
+        self.set_mode(TcpMode.FAILED)
+        self.connect_error = err
+        self.so_error = err
+        self.conn.on_event = None
+        self.conn = None
+        self._drop_filler()
+        done = self.connect_done
+        self.release()
+        if done is not None:
+            done.set()
+
+    def _drop_filler(self) -> None:
+        q = self.q
+        while self.filler > 0 and q is not None:
+            try:
+                got = q.recv(min(self.filler, CHUNK), _std.MSG_DONTWAIT)
+            except OSError:
+                break
+            if not got:
+                break
+            self.filler -= len(got)
+
+    def on_conn_event(self, *_args: Any) -> None:
+        if self.released or self.conn is None:
+            return
+        conn = self.conn
+        if self.mode is TcpMode.CONNECTING:
+            err = getattr(conn, "error", None)
+            state = state_name(getattr(conn, "state", ""))
+            if err or state in _DEAD_STATES:
+                self._connect_failed(err or errno.ECONNREFUSED)
+                return
+            if state in _SYN_STATES:
+                return
+            self.set_mode(TcpMode.CONNECTED)
+            self.local = (conn.local[0], conn.local[1])
+            self.remote = (conn.remote[0], conn.remote[1])
+            self._drop_filler()
+            if self.connect_done is not None:
+                self.connect_done.set()
+        if self.mode is TcpMode.CONNECTED:
+            self.pump()
+
+    def attach_accepted(self, conn: Any) -> None:
+        self.apply_opts(conn)
+        self.conn = conn
+        self.set_mode(TcpMode.CONNECTED)
+        self.local = (conn.local[0], conn.local[1])
+        self.remote = (conn.remote[0], conn.remote[1])
+        conn.on_event = self.guard(self.on_conn_event)
+        self.register()
+        self.pump()
+
+    # -- the pump --------------------------------------------------------------------------------
+    def pump(self) -> None:
+        """Move bytes both ways as far as buffers allow; then pick Q's interest.
+        Not re-entrant: an event raised inside ``conn.send`` runs one more round."""
+        if self.pumping:
+            self.pump_again = True
+            return
+        self.pumping = True
+        try:
+            while True:
+                self.pump_again = False
+                self._pump_once()
+                if not self.pump_again or self.released:
+                    break
+        finally:
+            self.pumping = False
+
+    def _pump_once(self) -> None:
+        conn, q = self.conn, self.q
+        if conn is None or q is None:
+            return
+        # stack -> program
+        while not self.fin_in:
+            data = self.inbound
+            if data is not None:
+                if self.in_closed:
+                    self.inbound = None
+                else:
+                    try:
+                        n = q.send(data)
+                    except BlockingIOError:
+                        n = 0
+                    except OSError:
+                        self.in_closed = True   # the program will not read (SHUT_RD / closed)
+                        self.inbound = None
+                        n = 0
+                    if self.inbound is not None:
+                        if n < len(data):
+                            self.inbound = data[n:]
+                            break
+                        self.inbound = None
+            try:
+                chunk = conn.recv(CHUNK)
+            except OSError as exc:
+                self.fail(exc.errno or errno.ECONNRESET)
+                return
+            if chunk is None:
+                break
+            if not chunk:
+                self.fin_in = True
+                try:
+                    q.shutdown(SHUT_WR)
+                except OSError:
+                    pass
+                break
+            self.inbound = memoryview(chunk)
+        # program -> stack
+        while not self.eof_out:
+            data = self.outbound
+            if data is not None:
+                try:
+                    n = conn.send(data)
+                except OSError as exc:
+                    self.fail(exc.errno or errno.EPIPE)
+                    return
+                if n < len(data):
+                    self.outbound = data[n:] if n else data
+                    break
+                self.outbound = None
+            try:
+                chunk = q.recv(CHUNK, _std.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            except ConnectionResetError:
+                # The program closed its end with data still unread in it (a
+                # Unix stream socket reports that as ECONNRESET to this end).
+                self.unread_dropped = True
+                chunk = b""
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.eof_out = True
+                self._program_eof()
+                if self.released:
+                    return
+                break
+            self.outbound = memoryview(chunk)
+        self._maybe_done()
+        if self.watch is not None and not self.released:
+            self.watch.set(read=not self.eof_out and self.outbound is None,
+                           write=self.inbound is not None and not self.in_closed)
+
+    def _program_eof(self) -> None:
+        """EOF on Q: the program shut its sending side, or closed the socket."""
+        conn = self.conn
+        if self.closing or self.p_gone():
+            self.closing = True
+            self.in_closed = True
+            # Received data the program never read makes the close a reset
+            # (RFC 9293 3.10.4, RFC 2525 2.17, as Linux): data still on its way
+            # to the program, or left unread in the program's end of the pair.
+            unread = self.unread_dropped or self.inbound is not None
+            self.inbound = None
+            try:
+                if unread:
+                    conn.counters["tcp.close_with_rst"] += 1
+                    conn.abort()
+                else:
+                    conn.close()
+            except OSError:
+                pass
+            conn.on_event = None
+            self.conn = None
+            self.set_mode(TcpMode.DONE)
+            self.release()
+            return
+        try:
+            conn.shutdown(SHUT_WR)
+        except OSError:
+            pass
+
+    def _maybe_done(self) -> None:
+        """Both directions finished: Q is no longer needed."""
+        if self.released or not (self.fin_in and self.eof_out):
+            return
+        if self.inbound is not None or self.outbound is not None:
+            return
+        if self.conn is not None:
+            self.conn.on_event = None
+            try:
+                self.conn.close()
+            except OSError:
+                pass
+            self.conn = None
+        self.set_mode(TcpMode.DONE)
+        self.release()
+
+    def fail(self, err: int) -> None:
+        """The connection failed (reset, timeout): the program sees ``err``."""
+        self.program_error = err
+        self.so_error = err
+        self.set_mode(TcpMode.DONE)
+        conn = self.conn
+        if conn is not None:
+            conn.on_event = None
+            self.conn = None
+            if state_name(conn.state) != "CLOSED":
+                conn.abort()          # whatever is left of it goes (RST where due)
+        self.inbound = self.outbound = None
+        self.release()
+
+    def on_q(self) -> None:
+        if self.released:
+            return
+        if self.mode is TcpMode.CONNECTED:
+            self.pump()
+        elif self.mode is TcpMode.LISTENING:
+            self.listener_service()
+        else:
+            # Idle or connecting: only the program going away matters.
+            if self.p_gone():
+                self.program_closed()
+
+    def program_closed(self, abort: bool = False) -> None:
+        linger = self.opts.get((SOL_SOCKET, _std.SO_LINGER))
+        if linger is not None and linger[0] and linger[1] == 0:
+            abort = True
+        self.closing = True
+        if self.mode is TcpMode.LISTENING:
+            self.close_listener()
+            return
+        if self.mode is TcpMode.CONNECTING or (self.mode is TcpMode.CONNECTED and abort):
+            conn = self.conn
+            conn.on_event = None
+            conn.abort()
+            self.conn = None
+            self.set_mode(TcpMode.DONE)
+            self.release()
+            return
+        if self.mode is TcpMode.CONNECTED:
+            if self.eof_out:
+                self._program_eof()
+            else:
+                self.pump()
+            return
+        self.release()
+
+    def shutdown_read(self) -> None:
+        self.in_closed = True
+        self.inbound = None
+        if self.conn is not None:
+            try:
+                self.conn.shutdown(SHUT_RD)
+            except (OSError, AttributeError):
+                pass
+            self.pump()
+
+    # -- listening -------------------------------------------------------------------------------
+    def listen(self, backlog: int) -> tuple[bytes, int]:
+        net = self.net
+        tcp = net.stack.tcp
+        if tcp is None:
+            raise _oserror(errno.EPROTONOSUPPORT, "the stack has no TCP module")
+        backlog = max(1, min(backlog, 4096))
+        if self.mode is TcpMode.LISTENING:
+            self.backlog = backlog
+            return self.local or (ANY4, 0)
+        if self.mode is not TcpMode.IDLE:
+            raise _oserror(errno.EINVAL)
+        if self.bound is None:
+            self.bind(ANY4, 0)
+        addr, port = self.bound  # type: ignore[misc]
+        net.reserved.pop((addr, port), None)
+        try:
+            lst = tcp.listen(addr, port, backlog)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                net.reap()
+                lst = tcp.listen(addr, port, backlog)
+            else:
+                raise
+        self.listener = lst
+        self.backlog = backlog
+        self.set_mode(TcpMode.LISTENING)
+        self.local = (addr, port)
+        self.apply_opts(lst)
+        lst.on_event = self.guard(self.listener_service)
+        self.register()
+        self.listener_service()
+        return self.local
+
+    def listener_service(self, *_args: Any) -> None:
+        """Move ready connections from the stack's listener into our queue,
+        one token byte to P for each."""
+        q, lst = self.q, self.listener
+        if q is None or lst is None:
+            return
+        while True:
+            if self.tokens_owed:
+                try:
+                    q.send(b"\x01" * self.tokens_owed)
+                    self.tokens_owed = 0
+                except BlockingIOError:
+                    break
+                except OSError:
+                    self.close_listener()
+                    return
+            if len(self.ready) >= self.backlog:
+                break
+            conn = lst.accept()
+            if conn is None:
+                break
+            self.ready.append(conn)
+            self.tokens_owed += 1
+        # Q readable here means the program closed the listening socket.
+        try:
+            data = q.recv(1, _std.MSG_DONTWAIT)
+        except BlockingIOError:
+            data = None
+        except OSError:
+            data = b""
+        if data == b"":
+            self.close_listener()
+            return
+        if self.watch is not None:
+            self.watch.set(True, bool(self.tokens_owed))
+
+    def take_ready(self) -> Any:
+        if not self.ready:
+            return None
+        conn = self.ready.popleft()
+        self.listener_service()
+        return conn
+
+    def close_listener(self) -> None:
+        lst = self.listener
+        if lst is not None:
+            lst.on_event = None
+            try:
+                lst.close()
+            except OSError:
+                pass
+            self.listener = None
+        while self.ready:
+            conn = self.ready.popleft()
+            try:
+                conn.abort()
+            except OSError:
+                pass
+        self.set_mode(TcpMode.DONE)
+        self.release()
+
+
+def _apply_tcp_opt(obj: Any, level: int, opt: int, value: Any) -> None:
+    """Set a socket option on a TCP connection or listener (attributes the TCP
+    module offers; options it does not know are kept on the socket only)."""
+    name: str | None = None
+    if level == SOL_SOCKET:
+        if opt == _std.SO_KEEPALIVE:
+            name, value = "keepalive", bool(value)
+        elif opt == _std.SO_RCVBUF:
+            name = "rcvbuf"
+        elif opt == _std.SO_SNDBUF:
+            name = "sndbuf"
+        elif opt == _std.SO_LINGER:
+            name, value = "linger", (value[1] if value[0] else None)
+    elif level == IPPROTO_TCP:
+        if opt == _std.TCP_NODELAY:
+            name, value = "nodelay", bool(value)
+        elif opt == _TCP_USER_TIMEOUT:
+            name, value = "user_timeout", value / 1000.0
+        elif opt == _TCP_KEEPIDLE:
+            name = "keepalive_idle"
+        elif opt == _TCP_KEEPINTVL:
+            name = "keepalive_interval"
+        elif opt == _TCP_KEEPCNT:
+            name = "keepalive_count"
+    if name is None or not hasattr(obj, name):
+        return
+    try:
+        if name == "keepalive" and hasattr(obj, "set_keepalive"):
+            obj.set_keepalive(value)     # also arms the timer on a live connection
+        else:
+            setattr(obj, name, value)
+    except (AttributeError, ValueError, TypeError):
+        log.debug("option %s=%r not taken by %r", name, value, obj)
+

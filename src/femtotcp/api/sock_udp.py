@@ -1,0 +1,223 @@
+"""UDP sockets' loop-thread half, and the datagram base it shares with ping.
+
+Datagrams from the stack go to the program's end of a SOCK_SEQPACKET pair as
+records (``_REC``: kind, source address, port or errno, then the payload);
+sends go straight to the stack in the loop thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket as _std
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from femtotcp.api.sock_base import (
+    _IP_TOS,
+    _IP_TTL,
+    _KIND_DATA,
+    _KIND_ERROR,
+    _REC,
+    ANY4,
+    BROADCAST4,
+    IPPROTO_IP,
+    SOL_SOCKET,
+    _Link,
+    _oserror,
+)
+
+if TYPE_CHECKING:
+    from femtotcp.api.network import Network
+    from femtotcp.api.socket import socket
+
+
+class _DgramLink(_Link):
+    """Datagrams from the stack go to P as records; sends go straight to the stack."""
+
+    kind = "dgram"
+
+    def __init__(self, net: Network, q: _std.socket, owner: socket) -> None:
+        super().__init__(net, q, owner)
+        self.ep: Any = None
+        self.held: bytes | None = None
+        # The socket error is one value that SO_ERROR, recv and send each take
+        # once, whichever comes first (Linux's sk_err). An error already sent to
+        # P as a record (so that a blocked recv wakes) is listed in pipe_errors;
+        # the first ``cancelled`` of them were taken by SO_ERROR or send, and the
+        # program's recv skips their records. Both threads use err_lock.
+        self.err_lock = threading.Lock()
+        self.pipe_errors: deque[int] = deque()
+        self.cancelled = 0
+
+    def take_pending_error(self) -> int:
+        """Loop thread: take the socket error, wherever it waits (0 if none)."""
+        ep = self.ep
+        if ep is not None and getattr(ep, "error", None) is not None:
+            return int(ep.take_error() or 0)
+        with self.err_lock:
+            if len(self.pipe_errors) > self.cancelled:
+                self.cancelled += 1
+                return self.pipe_errors[self.cancelled - 1]
+        err, self.so_error = self.so_error, 0
+        return err
+
+    def take_so_error(self) -> int:
+        return self.take_pending_error()
+
+    def error_record_read(self) -> bool:
+        """Program thread: an error record came out of P; True when SO_ERROR or
+        send already took that error (the record is to be skipped)."""
+        with self.err_lock:
+            if self.pipe_errors:
+                self.pipe_errors.popleft()
+            if self.cancelled:
+                self.cancelled -= 1
+                return True
+            return False
+
+    def _next_record(self) -> bytes | None:
+        """The next record for P, or None when the endpoint has nothing (subclasses)."""
+        return None
+
+    def bind(self, addr: bytes, port: int) -> tuple[bytes, int]:
+        raise _oserror(errno.EOPNOTSUPP)
+
+    def sendto(self, data: bytes, dst: bytes, port: int) -> int:
+        raise _oserror(errno.EOPNOTSUPP)
+
+    def send(self, data: bytes) -> int:
+        raise _oserror(errno.EOPNOTSUPP)
+
+    def connect(self, dst: bytes, port: int) -> None:
+        raise _oserror(errno.EOPNOTSUPP)
+
+    def pump(self) -> None:
+        q = self.q
+        if q is None or self.ep is None:
+            return
+        while True:
+            rec = self.held
+            if rec is None:
+                rec = self._next_record()
+                if rec is None:
+                    break
+            try:
+                q.send(rec)
+            except BlockingIOError:
+                self.held = rec
+                if self.watch is not None:
+                    self.watch.set(True, True)
+                return
+            except OSError:
+                self.close_all()
+                return
+            self.held = None
+        if self.watch is not None:
+            self.watch.set(True, False)
+
+    def on_q(self) -> None:
+        q = self.q
+        if q is None:
+            return
+        try:
+            data = q.recv(1, _std.MSG_DONTWAIT)
+        except BlockingIOError:
+            self.pump()
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close_all()
+
+    def program_closed(self, abort: bool = False) -> None:
+        self.close_all()
+
+    def close_all(self) -> None:
+        if self.ep is not None:
+            self.ep.close()
+        self.release()
+
+
+class _UdpLink(_DgramLink):
+    kind = "udp"
+
+    def bind(self, addr: bytes, port: int) -> tuple[bytes, int]:
+        if self.ep is not None:
+            raise _oserror(errno.EINVAL, "already bound")
+        if self.net.stack.udp is None:
+            raise _oserror(errno.EPROTONOSUPPORT, "the stack has no UDP module")
+        try:
+            ep = self.net.stack.udp.open(addr, port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            self.net.reap()     # a socket closed by the garbage collector, not yet noticed
+            ep = self.net.stack.udp.open(addr, port)
+        ep.on_readable = self.guard(self.pump)
+        self.ep = ep
+        self.apply_opts()
+        self.local = ep.local
+        self.register()
+        if self.watch is not None:
+            self.watch.set(True, False)
+        local: tuple[bytes, int] = (ep.local[0], ep.local[1])
+        return local
+
+    def ensure_bound(self) -> None:
+        if self.ep is None:
+            self.bind(ANY4, 0)
+
+    def apply_opts(self) -> None:
+        ep = self.ep
+        if ep is None:
+            return
+        for (level, opt), value in self.opts.items():
+            if level == IPPROTO_IP and opt == _IP_TTL:
+                ep.ttl = value
+            elif level == IPPROTO_IP and opt == _IP_TOS:
+                ep.tos = value
+            elif level == SOL_SOCKET and opt == _std.SO_RCVBUF:
+                ep.rcvbuf = value
+
+    def sendto(self, data: bytes, dst: bytes, port: int) -> int:
+        self.ensure_bound()
+        ep = self.ep
+        if dst == BROADCAST4 and not self.opts.get((SOL_SOCKET, _std.SO_BROADCAST)):
+            raise _oserror(errno.EACCES)
+        if ep.remote is not None:
+            err = self.take_pending_error()
+            if err:
+                raise _oserror(err)
+        err = ep.sendto(data, dst, port)
+        if err:
+            raise _oserror(err)
+        return len(data)
+
+    def send(self, data: bytes) -> int:
+        if self.ep is None or self.ep.remote is None:
+            raise _oserror(errno.EDESTADDRREQ)
+        return self.sendto(data, *self.ep.remote)
+
+    def connect(self, dst: bytes, port: int) -> None:
+        self.ensure_bound()
+        self.ep.connect(dst, port)
+        self.remote = (dst, port)
+        self.local = self.ep.sockname
+
+    def _next_record(self) -> bytes | None:
+        ep = self.ep
+        item = ep.recv()
+        if item is None:
+            if ep.error is None:
+                return None
+            err = ep.take_error()
+            if not err:
+                return None
+            with self.err_lock:
+                self.pipe_errors.append(err)
+            return _REC.pack(_KIND_ERROR, 0, err, b"")
+        data, (src, sport) = item
+        rec: bytes = _REC.pack(_KIND_DATA, len(src), sport, src) + data
+        return rec
+

@@ -1,0 +1,71 @@
+"""Blocking name resolution for program threads (api/resolve.py): the resolver
+itself runs in the loop thread; the caller waits, and a failed lookup becomes
+the ``socket.gaierror`` glibc's getaddrinfo would raise.
+
+(Moved here from tests/services/test_dns_resolver.py with the code it tests.)"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+from femtotcp.api import resolve
+from femtotcp.phy.memory import Switch
+from femtotcp.runtime import Runtime
+from femtotcp.services import dns
+from femtotcp.services.dns_server import DnsResponder
+from femtotcp.stack.stack import Stack
+from femtotcp.wire import dns as wire
+from femtotcp.wire import ip_bytes
+
+MODULES = ["arp", "ipv4", "icmp4", "udp", "dns"]
+
+
+def _lan(rt: Runtime) -> Stack:
+    """A client stack and a responder for the zone "demo" on one switch."""
+    switch = Switch(rt)
+    stacks = []
+    for name, ip, n in (("client", "192.0.2.10/24", 0x10), ("ns0", "192.0.2.53/24", 0x53)):
+        st = Stack(name, modules=MODULES)
+        st.add_interface(switch.port(name), mac=f"02:00:00:00:00:{n:02x}", ipv4=ip)
+        rt.add_stack(st)
+        st.start()
+        stacks.append(st)
+    client, ns = stacks
+    responder = DnsResponder(ns, zone="demo")
+    responder.add_address("www.demo", "192.0.2.80")
+    responder.add_cname("web.demo", "www.demo")
+    client.resolver.servers = [ip_bytes("192.0.2.53")]
+    return client
+
+
+def test_resolve_blocking_from_another_thread() -> None:
+    rt = Runtime()
+    client = _lan(rt)
+    rt.start()
+    try:
+        r = resolve.resolve_blocking(rt, client, "web.demo", wire.A, timeout=10)
+        assert r.addresses == [ip_bytes("192.0.2.80")]
+        r = resolve.resolve_blocking(rt, client, "nope.demo", wire.A, timeout=10)
+        assert r.error == dns.NXDOMAIN
+        err = resolve.gaierror_for(r)
+        assert isinstance(err, socket.gaierror) and err.errno == socket.EAI_NONAME
+        assert threading.current_thread() is not rt.thread
+    finally:
+        rt.stop()
+        rt.join(5)
+        rt.close()
+
+
+def test_gaierror_mapping() -> None:
+    ok = dns.DnsResult("a", wire.A, addresses=[b"\1\2\3\4"])
+    assert resolve.gaierror_for(ok) is None
+    codes = {e: resolve.gaierror_for(dns.DnsResult("a", wire.A, error=e)).errno  # type: ignore[union-attr]
+             for e in (dns.NXDOMAIN, dns.BADNAME, dns.NODATA, dns.TIMEOUT, dns.SERVFAIL,
+                       dns.REFUSED, dns.CNAME_LOOP, dns.NOSERVERS)}
+    assert codes[dns.NXDOMAIN] == codes[dns.BADNAME] == socket.EAI_NONAME
+    assert codes[dns.NODATA] == getattr(socket, "EAI_NODATA", socket.EAI_NONAME)
+    assert codes[dns.TIMEOUT] == codes[dns.SERVFAIL] == codes[dns.NOSERVERS] == socket.EAI_AGAIN
+    assert resolve.gaierror_for(dns.DnsResult("a", wire.A, error=dns.TRUNCATED)).errno == \
+        socket.EAI_AGAIN  # type: ignore[union-attr]
+    assert codes[dns.REFUSED] == codes[dns.CNAME_LOOP] == socket.EAI_FAIL
