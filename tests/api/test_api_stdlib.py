@@ -4,6 +4,8 @@ socketserver, http.server + urllib, smtplib, and the process-wide patch."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import shutil
 import smtplib
 import socket as std
@@ -286,3 +288,25 @@ def _listener(net: fsock.Network, port: int) -> fsock.socket:
     s.bind(("", port))
     s.listen()
     return s
+
+
+def test_an_ipv6_probe_does_not_warn_but_ipv6_traffic_does(
+        lan: Lan, caplog: pytest.LogCaptureFixture) -> None:
+    """requests and urllib3 make an AF_INET6 socket at import to see whether the
+    host has IPv6: that stays silent; an AF_INET6 socket that carries traffic on
+    the kernel's network is worth one warning."""
+    caplog.set_level(logging.WARNING, "femtotcp.api.patch")
+    fpatch._warned.clear()
+    with fpatch.scoped(lan.net_a):
+        probe = std.socket(std.AF_INET6, std.SOCK_STREAM)
+        with contextlib.suppress(OSError):
+            probe.bind(("::1", 0))
+        probe.close()
+        assert not [r for r in caplog.records if "AF_INET6" in r.getMessage()]
+        used = std.socket(std.AF_INET6, std.SOCK_DGRAM)
+        assert isinstance(used, std.socket) and not isinstance(used, fsock.socket)
+        with contextlib.suppress(OSError):
+            used.sendto(b"x", ("::1", 9))
+        used.close()
+    warned = [r for r in caplog.records if "AF_INET6" in r.getMessage()]
+    assert len(warned) == 1
