@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -236,3 +237,47 @@ def test_keepalive_times_set_after_so_keepalive_as_on_linux(
         femto = _keepalive(f)
     assert linux == "ETIMEDOUT within_10s"
     assert femto == linux
+
+
+# -- names ----------------------------------------------------------------------------
+
+NAMES = ["h.test", "c.test", "cc.test", "nx.nx", "refused.example"]
+
+
+def _names(t: twin.Twin) -> dict[str, str]:
+    """dnsmasq at the peer: h.test an address, c.test -> h.test and cc.test -> c.test
+    CNAMEs, nx.nx a local domain with no such name (NXDOMAIN), and no upstream
+    server for anything else (REFUSED)."""
+    dnsmasq = t.peer_ns.popen(
+        "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--pid-file=", "--no-resolv",
+        "--no-hosts", f"--listen-address={twin.PEER}", "--bind-interfaces",
+        "--local=/test/", "--local=/nx/", "--host-record=h.test,192.0.2.81",
+        "--cname=c.test,h.test", "--cname=cc.test,c.test",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while f"{twin.PEER}:53 " not in t.peer_ns.run("ss", "-lnu", check=False).stdout:
+            assert time.monotonic() < deadline, "dnsmasq did not start"
+            time.sleep(0.05)
+        return {f"{cmd} {name}": t.ask(f"{cmd} {name}") for name in NAMES
+                for cmd in ("ex", "canon")}
+    finally:
+        dnsmasq.terminate()
+        dnsmasq.wait(10)
+
+
+def test_names_as_glibc_gives_them(require_program: Callable[[str], str]) -> None:
+    """Issue 16, 12: gethostbyname_ex of a CNAME gives the canonical name first and
+    the names asked on the way as aliases; AI_CANONNAME gives the canonical name;
+    REFUSED is EAI_AGAIN and NXDOMAIN EAI_NONAME, as glibc has them."""
+    require_program("dnsmasq")
+    require_program("ss")
+    program = HERE / "programs_names.py"
+    resolv = f"nameserver {twin.PEER}\noptions attempts:1 timeout:2\n"
+    with twin.on_kernel(program, resolv_conf=resolv) as k:
+        linux = _names(k)
+    with twin.on_femtotcp(program, stack_args=("--dns", twin.PEER)) as f:
+        femto = _names(f)
+    assert linux["ex cc.test"] == "h.test cc.test,c.test 192.0.2.81", linux
+    diff = {c: (femto.get(c), linux[c]) for c in linux if femto.get(c) != linux[c]}
+    assert not diff, f"femtotcp differs from glibc (femtotcp, linux): {diff}"

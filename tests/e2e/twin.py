@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,8 +89,10 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 @contextlib.contextmanager
-def on_kernel(program: Path, *args: str) -> Iterator[Twin]:
-    with netns("twk") as k, netns("twp") as p:
+def on_kernel(program: Path, *args: str, resolv_conf: str | None = None) -> Iterator[Twin]:
+    """``resolv_conf``: the program's /etc/resolv.conf (``ip netns exec`` mounts
+    /etc/netns/NAME/resolv.conf over it)."""
+    with netns("twk") as k, netns("twp") as p, _etc_netns(k.name, resolv_conf):
         subprocess.run(["ip", "-n", k.name, "link", "add", "k0", "type", "veth", "peer",
                         "name", "p0", "netns", p.name], check=True, capture_output=True)
         k.ip("addr", "add", f"{HOST}/24", "dev", "k0")
@@ -104,10 +107,26 @@ def on_kernel(program: Path, *args: str) -> Iterator[Twin]:
 
 
 @contextlib.contextmanager
-def on_femtotcp(program: Path, *args: str, timeout: float = 30.0) -> Iterator[Twin]:
+def _etc_netns(name: str, resolv_conf: str | None) -> Iterator[None]:
+    if resolv_conf is None:
+        yield
+        return
+    folder = Path("/etc/netns") / name
+    folder.mkdir(parents=True)
+    try:
+        (folder / "resolv.conf").write_text(resolv_conf)
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def on_femtotcp(program: Path, *args: str, stack_args: tuple[str, ...] = (),
+                timeout: float = 30.0) -> Iterator[Twin]:
+    """``stack_args``: more ``femtotcp run`` flags (``--dns 192.0.2.1``, ...)."""
     with netns("twf") as f:
         proc = _start(f, [sys.executable, "-m", "femtotcp", "run", "--tap", TAP, "--ip",
-                          f"{HOST}/24", str(program), *args])
+                          f"{HOST}/24", *stack_args, str(program), *args])
         try:
             deadline = time.monotonic() + timeout
             while f.ip("link", "show", TAP, check=False).returncode != 0:
