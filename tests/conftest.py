@@ -1,11 +1,23 @@
-"""Shared fixtures. The helpers themselves live in tests/femtolan.py."""
+"""Shared fixtures. The helpers themselves live in tests/femtolan.py; the skip
+policy every test follows lives in tests/skippolicy.py."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import pytest
-from femtolan import Lan, make_lan
+
+# femtolan and skippolicy are imported by name from every directory below, in
+# every pytest import mode (not only the default "prepend").
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+from femtolan import Lan, make_lan  # noqa: E402
+from skippolicy import require_module  # noqa: E402
 
 
 @pytest.fixture
@@ -13,3 +25,12 @@ def lan() -> Callable[..., Lan]:
     """Factory: ``lan(n, config=..., modules=..., faults=..., mtu=...)`` -> Lan
     of ``n`` started stacks on one switch and a virtual clock."""
     return make_lan
+
+
+@pytest.fixture(scope="session")
+def scapy() -> ModuleType:
+    """``scapy.all``, the independent encoder/decoder the wire tests compare with.
+
+    Only the tests that take this fixture need scapy: without it they skip with
+    the reason (fail under CI=true) and the rest of their module still runs."""
+    return require_module("scapy.all", "pip install -e '.[test]'")

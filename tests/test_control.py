@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from skippolicy import skip_or_fail
 
 from femtotcp import control
 from femtotcp.cli import build_parser
@@ -406,7 +407,7 @@ def test_sockets_and_stats_read_tcp_through_info(lan: Lan) -> None:
 
 def test_sockets_shows_a_real_tcp_connection(lan: Lan) -> None:
     if lan.a.tcp is None:
-        pytest.skip("TCP is not in this build")
+        skip_or_fail("TCP is not in this build", "tcp")
     from femtotcp.services import tcp_echo
     got = bytearray()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 import smtplib
 import socket as std
 import socketserver
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from apilan import Lan
+from skippolicy import require_program
 
 from femtotcp.api import aio
 from femtotcp.api import patch as fpatch
@@ -222,10 +222,9 @@ def test_run_in_process_runs_a_script_over_the_stack(lan: Lan, tmp_path: Path) -
 
 def test_tls_over_stack_sockets(lan: Lan, tmp_path: Path) -> None:
     """ssl wraps a stack socket unchanged: TLS runs over the socket's fd."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl program to make a test certificate")
+    openssl = require_program("openssl")  # makes the test certificate
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
                     str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=peer.example",
                     "-addext", "subjectAltName=DNS:peer.example"], check=True,
                    capture_output=True, timeout=60)

@@ -3,10 +3,11 @@
 Every test collected under tests/e2e is marked ``kernel``. A kernel test needs
 root, /dev/net/tun, the ``ip`` program and working network namespaces; when
 any is missing it is skipped with the reason, except under ``CI=true`` where
-it fails instead (CI must not silently skip the kernel tests). Programs such
-as ping, socat, tshark, curl and dnsmasq go through ``require_program(name)``
-(a function in netns.py, also offered as the ``require_program`` fixture),
-with the same skip/fail policy.
+it fails instead (CI must not silently skip the kernel tests): the suite's one
+policy, tests/skippolicy.py. Programs such as ping, socat, tshark, curl and
+dnsmasq go through ``require_program(name)`` (also offered as the
+``require_program`` fixture), a netem qdisc through ``netns.add_netem``, with
+the same skip/fail policy.
 
 Fixtures:
     ns               a fresh namespace for the test (deleted afterwards)

@@ -15,9 +15,11 @@
 - ``kernel_tap(ns, ...)`` / ``kernel_tun(ns, ...)``: create the device inside the
   namespace, come back, then give the kernel side its addresses
   (``ip -n NS addr add ... dev NAME``) and return the device.
-- ``require_kernel()`` / ``require_program(name)``: the skip policy. A missing
-  requirement skips the test with the reason, except under ``CI=true`` where it
-  fails the test: CI must run every kernel test.
+- ``add_netem(ns, dev, ...)``: a netem qdisc on ``dev``, or skip/fail when
+  the kernel has none.
+- ``require_kernel()`` / ``require_program(name)``: the skip policy of
+  tests/skippolicy.py. A missing requirement skips the test with the reason,
+  except under ``CI=true`` where it fails the test: CI must run every kernel test.
 
 Tests may only use 192.0.2.0/24, 198.51.100.0/24 and 2001:db8::/32 inside the
 namespaces they create.
@@ -32,11 +34,21 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Any
 
-import pytest
+# The policy lives one directory up (tests/), importable in every import mode.
+_TESTS = str(Path(__file__).resolve().parent.parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
+
+from skippolicy import in_ci, require_program, skip_or_fail  # noqa: E402
+
+__all__ = ["CommandFailed", "Netns", "add_netem", "entered", "in_ci", "kernel_tap",
+           "kernel_tun", "netns", "require_kernel", "require_program", "skip_or_fail"]
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -44,20 +56,7 @@ _counter = itertools.count()
 _kernel_problem: list[str | None] = []  # cached result of the requirement probe
 
 
-# -- skip / fail policy --------------------------------------------------------
-def in_ci() -> bool:
-    """True when the environment says this is CI (CI=true), where skips are failures."""
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
-def skip_or_fail(reason: str) -> NoReturn:
-    """Skip the current test, or fail it under CI=true (nothing may be skipped there)."""
-    if in_ci():
-        pytest.fail(f"CI=true and a kernel-test requirement is missing: {reason}",
-                    pytrace=False)
-    pytest.skip(reason)
-
-
+# -- skip / fail policy (tests/skippolicy.py; re-exported for the kernel tests) ----
 def _probe_kernel() -> str | None:
     """Why kernel tests cannot run here, or None when they can."""
     if os.geteuid() != 0:
@@ -89,15 +88,7 @@ def require_kernel() -> None:
         _kernel_problem.append(_probe_kernel())
     problem = _kernel_problem[0]
     if problem is not None:
-        skip_or_fail(problem)
-
-
-def require_program(name: str) -> str:
-    """The path of program ``name``, or skip (fail under CI) when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        skip_or_fail(f"this test needs the program {name!r}, which is not installed")
-    return path
+        skip_or_fail(problem, "kernel")
 
 
 # -- setns ---------------------------------------------------------------------
@@ -272,3 +263,16 @@ def kernel_tun(ns: Netns, name: str = "ftun0", address: str | Sequence[str] | No
     ns.devices.append(dev)
     _configure(ns, dev.name, address)
     return dev
+
+
+def add_netem(ns: Netns, dev_name: str, *impairment: str) -> None:
+    """``tc qdisc add dev DEV root netem IMPAIRMENT...`` inside ``ns``; a kernel
+    without the netem qdisc (no sch_netem) skips the test (fails under CI=true
+    unless FEMTOTCP_ALLOW_MISSING names "netem")."""
+    if shutil.which("tc") is None:
+        skip_or_fail("this test needs the program 'tc' (Debian package iproute2)", "tc")
+    res = ns.run("tc", "qdisc", "add", "dev", dev_name, "root", "netem", *impairment,
+                 check=False)
+    if res.returncode != 0:
+        skip_or_fail(f"this kernel has no netem qdisc (sch_netem): {res.stderr.strip()}",
+                     "netem")

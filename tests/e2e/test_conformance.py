@@ -14,9 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import probe
 import pytest
 from netns import require_kernel
+from skippolicy import require_module
+
+# Every probe builds its frames with scapy (probe.py imports it at the top).
+require_module("scapy.all", "pip install -e '.[test]'")
+
+import probe  # noqa: E402
 
 # name -> (reason, what femtotcp shows instead). {"answer": None} means "no
 # answer at all"; any other dict replaces those fields of Linux's observation.

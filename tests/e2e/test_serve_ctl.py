@@ -21,10 +21,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import pytest
-from netns import Netns, entered
+from netns import Netns, entered, skip_or_fail
 
 from femtotcp.stack import modules as modreg
 
@@ -179,7 +180,7 @@ s.close()
 
 def test_sockets_lists_a_kernel_tcp_connection(served: Served) -> None:
     if not tcp_ready():
-        pytest.skip("TCP (proto/tcp and services/tcp_echo) is not in this build yet")
+        skip_or_fail("TCP (proto/tcp and services/tcp_echo) is not in this build", "tcp")
     client = served.ns.popen(sys.executable, "-c", _CLIENT, STACK,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert client.stdout is not None and client.stdin is not None
@@ -223,7 +224,7 @@ except ConnectionResetError:
 
 def test_sigterm_closes_tcp_connections_with_fin(served: Served) -> None:
     if not tcp_ready():
-        pytest.skip("TCP (proto/tcp and services/tcp_echo) is not in this build yet")
+        skip_or_fail("TCP (proto/tcp and services/tcp_echo) is not in this build", "tcp")
     client = served.ns.popen(sys.executable, "-c", _WAIT_FOR_CLOSE, STACK,
                              stdout=subprocess.PIPE, text=True)
     assert client.stdout is not None
@@ -235,10 +236,9 @@ def test_sigterm_closes_tcp_connections_with_fin(served: Served) -> None:
     assert not os.path.exists(served.control)
 
 
-def _bad_frames(kmac: str) -> dict[str, list[bytes]]:
+def _bad_frames(scapy: ModuleType, kmac: str) -> dict[str, list[bytes]]:
     """Frames with one defect each, built by scapy (an independent encoder)."""
-    from scapy.layers.inet import ICMP, IP, UDP
-    from scapy.layers.l2 import ARP, Ether
+    ICMP, IP, UDP, ARP, Ether = scapy.ICMP, scapy.IP, scapy.UDP, scapy.ARP, scapy.Ether
 
     eth = Ether(dst=STACK_MAC, src=kmac)
     ip = IP(src=KERNEL, dst=STACK)
@@ -253,10 +253,10 @@ def _bad_frames(kmac: str) -> dict[str, list[bytes]]:
     }
 
 
-def test_stats_counts_bad_frames_by_reason(served: Served) -> None:
+def test_stats_counts_bad_frames_by_reason(served: Served, scapy: ModuleType) -> None:
     served.kernel_ping(1)
     kmac = served.kernel_mac()
-    frames = _bad_frames(kmac)
+    frames = _bad_frames(scapy, kmac)
     before = served.result("stats")["counters"]
     with entered(served.ns):
         raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)

@@ -1,32 +1,24 @@
-"""The kernel-test skip/fail policy of tests/e2e/netns.py (no kernel needed)."""
+"""The kernel tests' harness (tests/e2e/netns.py) reports through the suite's one
+skip policy (tests/skippolicy.py, tested in tests/test_skippolicy.py)."""
 
 from __future__ import annotations
 
+import netns
 import pytest
-from _pytest.outcomes import Failed, Skipped
-from netns import require_program, skip_or_fail
+import skippolicy
+from _pytest.outcomes import Failed
+from test_skippolicy import outcome
 
 
-@pytest.mark.parametrize("value", ["true", "TRUE", "1"])
-def test_ci_turns_skips_into_failures(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    monkeypatch.setenv("CI", value)
-    with pytest.raises(Failed, match="CI=true.*no tun here"):
-        skip_or_fail("no tun here")
-    with pytest.raises(Failed, match="no-such-program-ft"):
-        require_program("no-such-program-ft")
+def test_netns_uses_the_suite_policy() -> None:
+    assert netns.skip_or_fail is skippolicy.skip_or_fail
+    assert netns.require_program is skippolicy.require_program
 
 
-@pytest.mark.parametrize("value", [None, "", "false", "0"])
-def test_outside_ci_it_skips(monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:
-    if value is None:
-        monkeypatch.delenv("CI", raising=False)
-    else:
-        monkeypatch.setenv("CI", value)
-    with pytest.raises(Skipped, match="no tun here"):
-        skip_or_fail("no tun here")
-    with pytest.raises(Skipped, match="no-such-program-ft"):
-        require_program("no-such-program-ft")
-
-
-def test_present_program_gives_its_path() -> None:
-    assert require_program("sh").endswith("/sh")
+def test_missing_kernel_requirement_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.delenv("FEMTOTCP_ALLOW_MISSING", raising=False)
+    monkeypatch.setattr(netns, "_kernel_problem", ["no tun here (a fake)"])
+    exc = outcome(netns.require_kernel)
+    assert isinstance(exc, Failed), exc       # not a skip: CI must not lose kernel tests
+    assert "no tun here" in str(exc) and "FEMTOTCP_ALLOW_MISSING=kernel" in str(exc)

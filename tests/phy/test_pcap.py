@@ -6,6 +6,7 @@ import io
 import struct
 import subprocess
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from hypothesis import given, settings
@@ -135,8 +136,8 @@ def test_reader_byte_orders_and_resolutions(order: str, magic: int, scale: float
     assert frame == b"\x45" + b"\0" * 19
 
 
-def test_scapy_reads_ours_and_we_read_scapys(tmp_path: Path) -> None:
-    from scapy.utils import rdpcap, wrpcap  # type: ignore[import-untyped]
+def test_scapy_reads_ours_and_we_read_scapys(tmp_path: Path, scapy: ModuleType) -> None:
+    rdpcap, wrpcap, Ether = scapy.rdpcap, scapy.wrpcap, scapy.Ether
 
     ours = tmp_path / "ours.pcap"
     with PcapWriter(ours) as w:
@@ -144,8 +145,6 @@ def test_scapy_reads_ours_and_we_read_scapys(tmp_path: Path) -> None:
     pkts = rdpcap(str(ours))
     assert bytes(pkts[0]) == ping_frame()
     assert float(pkts[0].time) == pytest.approx(1.5)
-
-    from scapy.layers.l2 import Ether  # type: ignore[import-untyped]
 
     theirs = tmp_path / "theirs.pcap"
     wrpcap(str(theirs), [Ether(arp_frame())], nano=True)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import struct
+from types import ModuleType
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from femtotcp.wire import Malformed, arp, ip_bytes, ip_str, mac_bytes, mac_str
-
-scapy_all = pytest.importorskip("scapy.all")
-ARP, Ether, Raw = scapy_all.ARP, scapy_all.Ether, scapy_all.Raw
 
 MAC_A = mac_bytes("02:00:00:00:00:01")
 MAC_B = mac_bytes("02:00:00:00:00:02")
@@ -85,30 +83,30 @@ def test_random_bytes_parse_or_malformed(data: bytes) -> None:
 # -- scapy as the oracle ------------------------------------------------------------
 
 @pytest.mark.parametrize("op", ["who-has", "is-at"])
-def test_scapy_builds_femtotcp_parses(op: str) -> None:
-    pkt = ARP(op=op, hwsrc=mac_str(MAC_A), psrc=ip_str(IP_A), hwdst=mac_str(MAC_B),
-              pdst=ip_str(IP_B))
+def test_scapy_builds_femtotcp_parses(scapy: ModuleType, op: str) -> None:
+    pkt = scapy.ARP(op=op, hwsrc=mac_str(MAC_A), psrc=ip_str(IP_A), hwdst=mac_str(MAC_B),
+                    pdst=ip_str(IP_B))
     parsed = arp.parse(bytes(pkt))
     assert parsed == arp.ArpPacket(1 if op == "who-has" else 2, MAC_A, IP_A, MAC_B, IP_B)
 
 
-def test_scapy_padded_frame_parses() -> None:
-    frame = bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=mac_str(MAC_A)) /
-                  ARP(hwsrc=mac_str(MAC_A), psrc=ip_str(IP_A), pdst=ip_str(IP_B)) /
-                  Raw(b"\x00" * 18))
+def test_scapy_padded_frame_parses(scapy: ModuleType) -> None:
+    frame = bytes(scapy.Ether(dst="ff:ff:ff:ff:ff:ff", src=mac_str(MAC_A)) /
+                  scapy.ARP(hwsrc=mac_str(MAC_A), psrc=ip_str(IP_A), pdst=ip_str(IP_B)) /
+                  scapy.Raw(b"\x00" * 18))
     assert len(frame) == 60
     assert arp.parse(frame[14:]).tpa == IP_B
 
 
-def test_scapy_rarp_request_rejected() -> None:
-    pkt = bytes(ARP(op=3, hwsrc=mac_str(MAC_A), hwdst=mac_str(MAC_A)))
+def test_scapy_rarp_request_rejected(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.ARP(op=3, hwsrc=mac_str(MAC_A), hwdst=mac_str(MAC_A)))
     with pytest.raises(Malformed):
         arp.parse(pkt)
 
 
-def test_femtotcp_builds_scapy_parses() -> None:
+def test_femtotcp_builds_scapy_parses(scapy: ModuleType) -> None:
     data = arp.build(arp.REPLY, MAC_B, IP_B, MAC_A, IP_A)
-    pkt = ARP(data)
+    pkt = scapy.ARP(data)
     assert (pkt.hwtype, pkt.ptype, pkt.hwlen, pkt.plen, pkt.op) == (1, 0x0800, 6, 4, 2)
     assert (pkt.hwsrc, pkt.psrc, pkt.hwdst, pkt.pdst) == (
         mac_str(MAC_B), "192.0.2.2", mac_str(MAC_A), "192.0.2.1")

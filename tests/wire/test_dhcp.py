@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.layers.dhcp import BOOTP, DHCP
 
 from femtotcp.wire import Malformed, dhcp
 
@@ -28,8 +29,8 @@ def test_round_trip() -> None:
     assert len(offer()) == 300
 
 
-def test_scapy_builds_we_parse() -> None:
-    p = BOOTP(op=2, xid=0x99, chaddr=MAC, yiaddr="192.0.2.50") / DHCP(options=[
+def test_scapy_builds_we_parse(scapy: ModuleType) -> None:
+    p = scapy.BOOTP(op=2, xid=0x99, chaddr=MAC, yiaddr="192.0.2.50") / scapy.DHCP(options=[
         ("message-type", "ack"), ("server_id", "192.0.2.1"), ("lease_time", 120),
         ("subnet_mask", "255.255.255.0"), ("router", "192.0.2.1"),
         ("name_server", "192.0.2.1", "192.0.2.2"), ("renewal_time", 60),
@@ -42,13 +43,13 @@ def test_scapy_builds_we_parse() -> None:
     assert m.u32(dhcp.OPT_T1) == 60 and m.u32(dhcp.OPT_T2) == 100
 
 
-def test_we_build_scapy_parses() -> None:
+def test_we_build_scapy_parses(scapy: ModuleType) -> None:
     msg = dhcp.build(dhcp.BOOTREQUEST, 0xABCDEF01, MAC,
                      [(dhcp.OPT_MESSAGE_TYPE, b"\x03"), (dhcp.OPT_REQUESTED_IP, b"\xc0\x00\x02\x32"),
                       (dhcp.OPT_PARAM_REQUEST, bytes([1, 3, 6]))], flags=dhcp.FLAG_BROADCAST)
-    p = BOOTP(msg)
+    p = scapy.BOOTP(msg)
     assert p.xid == 0xABCDEF01 and p.flags == 0x8000 and p.chaddr[:6] == MAC
-    opts = dict(o for o in p[DHCP].options if isinstance(o, tuple))
+    opts = dict(o for o in p[scapy.DHCP].options if isinstance(o, tuple))
     assert opts["message-type"] == 3
     assert opts["requested_addr"] == "192.0.2.50"
 

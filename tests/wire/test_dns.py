@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import struct
+from types import ModuleType
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.layers.dns import DNS, DNSQR, DNSRR, dns_compress
 
 from femtotcp.wire import Malformed, dns
 
@@ -173,26 +173,27 @@ def test_round_trip_with_compression() -> None:
     assert m.authority[0].data == ("ns.example.com", "root.example.com", 1, 2, 3, 4, 5)
 
 
-def test_query_matches_scapy() -> None:
+def test_query_matches_scapy(scapy: ModuleType) -> None:
     ours = dns.build_query(0xBEEF, "www.example.com", dns.AAAA)
-    theirs = DNS(id=0xBEEF, rd=1, qd=DNSQR(qname="www.example.com", qtype="AAAA"))
+    theirs = scapy.DNS(id=0xBEEF, rd=1, qd=scapy.DNSQR(qname="www.example.com", qtype="AAAA"))
     assert ours == bytes(theirs)
 
 
-def test_parse_scapy_compressed_response() -> None:
-    p = DNS(id=5, qr=1, rd=1, ra=1, qd=DNSQR(qname="www.example.com"),
-            an=[DNSRR(rrname="www.example.com", type="CNAME", rdata="a.example.com", ttl=30),
-                DNSRR(rrname="a.example.com", type="A", rdata="192.0.2.9", ttl=40)])
-    m = dns.parse(bytes(dns_compress(p)))
+def test_parse_scapy_compressed_response(scapy: ModuleType) -> None:
+    rr = scapy.DNSRR
+    p = scapy.DNS(id=5, qr=1, rd=1, ra=1, qd=scapy.DNSQR(qname="www.example.com"),
+                  an=[rr(rrname="www.example.com", type="CNAME", rdata="a.example.com", ttl=30),
+                      rr(rrname="a.example.com", type="A", rdata="192.0.2.9", ttl=40)])
+    m = dns.parse(bytes(scapy.dns_compress(p)))
     assert [(r.name, r.rtype, r.ttl, r.data) for r in m.answers] == [
         ("www.example.com", dns.CNAME, 30, "a.example.com"),
         ("a.example.com", dns.A, 40, b"\xc0\x00\x02\x09")]
 
 
-def test_scapy_parses_what_we_build() -> None:
+def test_scapy_parses_what_we_build(scapy: ModuleType) -> None:
     msg = dns.build(9, dns.QR | dns.AA, [dns.Question("h.example", dns.PTR)],
                     answers=[dns.Record("h.example", dns.PTR, 1, 5, "target.example")])
-    p = DNS(msg)
+    p = scapy.DNS(msg)
     assert p.id == 9 and p.qr == 1 and p.aa == 1
     assert p.an[0].rdata == b"target.example."
 

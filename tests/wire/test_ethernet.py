@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from femtotcp.wire import Malformed, ethernet, mac_bytes, mac_str
-
-scapy_all = pytest.importorskip("scapy.all")
-Ether, Dot1Q, Dot3 = scapy_all.Ether, scapy_all.Dot1Q, scapy_all.Dot3
-Raw, LLC = scapy_all.Raw, scapy_all.LLC
 
 A = mac_bytes("02:00:00:00:00:01")
 B = mac_bytes("02:00:00:00:00:02")
@@ -82,8 +80,8 @@ def test_8023_inside_a_tag_dropped() -> None:
     assert e.value.reason == "eth.8023_length_frame"
 
 
-def test_scapy_8023_llc_frame_dropped() -> None:
-    frame = bytes(Dot3(dst=mac_str(B), src=mac_str(A)) / LLC() / Raw(b"x" * 40))
+def test_scapy_8023_llc_frame_dropped(scapy: ModuleType) -> None:
+    frame = bytes(scapy.Dot3(dst=mac_str(B), src=mac_str(A)) / scapy.LLC() / scapy.Raw(b"x" * 40))
     assert int.from_bytes(frame[12:14], "big") < 0x0600   # scapy wrote a length
     with pytest.raises(Malformed) as e:
         ethernet.parse(frame)
@@ -136,28 +134,30 @@ def test_is_multicast() -> None:
 
 # -- scapy as the oracle ------------------------------------------------------------
 
-def test_scapy_builds_femtotcp_parses() -> None:
-    frame = bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=mac_str(A), type=0x0800) / Raw(b"hello"))
+def test_scapy_builds_femtotcp_parses(scapy: ModuleType) -> None:
+    frame = bytes(scapy.Ether(dst="ff:ff:ff:ff:ff:ff", src=mac_str(A), type=0x0800)
+                  / scapy.Raw(b"hello"))
     hdr, body = ethernet.parse(frame)
     assert hdr.dst == ethernet.BROADCAST and hdr.src == A and hdr.ethertype == 0x0800
     assert bytes(body) == b"hello"
 
 
-def test_scapy_tagged_femtotcp_parses() -> None:
-    frame = bytes(Ether(dst=mac_str(B), src=mac_str(A)) / Dot1Q(vlan=42, prio=3, type=0x0800)
-                  / Raw(b"\x45" + b"\x00" * 19))
+def test_scapy_tagged_femtotcp_parses(scapy: ModuleType) -> None:
+    frame = bytes(scapy.Ether(dst=mac_str(B), src=mac_str(A))
+                  / scapy.Dot1Q(vlan=42, prio=3, type=0x0800)
+                  / scapy.Raw(b"\x45" + b"\x00" * 19))
     hdr, body = ethernet.parse(frame, vlan=42)
     assert hdr.vlan == 42 and hdr.ethertype == 0x0800 and len(body) == 20
 
 
-def test_femtotcp_builds_scapy_parses() -> None:
+def test_femtotcp_builds_scapy_parses(scapy: ModuleType) -> None:
     frame = ethernet.build(B, A, 0x86DD, b"\x60" + b"\x00" * 39)
-    pkt = Ether(frame)
+    pkt = scapy.Ether(frame)
     assert pkt.dst == mac_str(B) and pkt.src == mac_str(A) and pkt.type == 0x86DD
 
 
-def test_femtotcp_tagged_scapy_parses() -> None:
+def test_femtotcp_tagged_scapy_parses(scapy: ModuleType) -> None:
     frame = ethernet.build(B, A, 0x0806, b"\x00" * 28, vlan=4094)
-    pkt = Ether(frame)
+    pkt = scapy.Ether(frame)
     assert pkt.type == 0x8100
-    assert pkt[Dot1Q].vlan == 4094 and pkt[Dot1Q].type == 0x0806
+    assert pkt[scapy.Dot1Q].vlan == 4094 and pkt[scapy.Dot1Q].type == 0x0806

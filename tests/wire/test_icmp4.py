@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from femtotcp.wire import Malformed, icmp4, ip_bytes, ipv4, udp
 from femtotcp.wire.checksum import checksum, reference_checksum
-
-scapy_all = pytest.importorskip("scapy.all")
-IP, ICMP, Raw = scapy_all.IP, scapy_all.ICMP, scapy_all.Raw
-IPerror, UDPerror = scapy_all.IPerror, scapy_all.UDPerror
 
 SRC = ip_bytes("192.0.2.1")
 DST = ip_bytes("192.0.2.2")
@@ -57,14 +55,16 @@ def test_checksum_covers_every_byte_given() -> None:
     """Bytes past the message change the sum: the caller must cut at the IP
     total length, and the checksum is never taken over a length from a header."""
     msg = icmp4.build_echo(icmp4.ECHO_REQUEST, 1, 2, b"abc")
-    icmp4.parse(msg)
+    hdr, body = icmp4.parse(msg)
+    assert (hdr.type, hdr.ident, hdr.seq, bytes(body)) == (icmp4.ECHO_REQUEST, 1, 2, b"abc")
     with pytest.raises(Malformed):
         icmp4.parse(msg + b"\x01")
 
 
 def test_zero_padding_past_even_message_is_harmless_only_for_zero_bytes() -> None:
     msg = icmp4.build_echo(icmp4.ECHO_REQUEST, 1, 2, b"ab")
-    icmp4.parse(msg + b"\x00\x00")           # zeros add nothing to a ones' complement sum
+    hdr, body = icmp4.parse(msg + b"\x00\x00")  # zeros add nothing to a ones' complement sum
+    assert (hdr.ident, hdr.seq, bytes(body)) == (1, 2, b"ab\x00\x00")
     with pytest.raises(Malformed):
         icmp4.parse(msg + b"\x00\x01")
 
@@ -99,58 +99,59 @@ def test_random_bytes_parse_or_malformed(data: bytes) -> None:
 
 # -- scapy as the oracle ------------------------------------------------------------
 
-def test_scapy_echo_femtotcp_parses() -> None:
-    pkt = bytes(ICMP(type=8, id=0x1234, seq=77) / Raw(b"ping data!"))
+def test_scapy_echo_femtotcp_parses(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.ICMP(type=8, id=0x1234, seq=77) / scapy.Raw(b"ping data!"))
     hdr, body = icmp4.parse(pkt)
     assert (hdr.type, hdr.code, hdr.ident, hdr.seq) == (8, 0, 0x1234, 77)
     assert bytes(body) == b"ping data!"
 
 
-def test_scapy_odd_length_echo_femtotcp_parses() -> None:
-    pkt = bytes(ICMP(type=0, id=1, seq=2) / Raw(b"odd"))
+def test_scapy_odd_length_echo_femtotcp_parses(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.ICMP(type=0, id=1, seq=2) / scapy.Raw(b"odd"))
     hdr, body = icmp4.parse(pkt)
     assert hdr.type == 0 and bytes(body) == b"odd"
 
 
-def test_scapy_port_unreachable_femtotcp_parses() -> None:
-    pkt = bytes(ICMP(type=3, code=3) / IPerror(src="192.0.2.1", dst="192.0.2.2", len=1028)
-                / UDPerror(sport=5000, dport=53, len=1008))
+def test_scapy_port_unreachable_femtotcp_parses(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.ICMP(type=3, code=3)
+                / scapy.IPerror(src="192.0.2.1", dst="192.0.2.2", len=1028)
+                / scapy.UDPerror(sport=5000, dport=53, len=1008))
     hdr, body = icmp4.parse(pkt)
     assert (hdr.type, hdr.code) == (icmp4.DEST_UNREACHABLE, icmp4.PORT_UNREACHABLE)
     assert bytes(body[12:16]) == SRC and int.from_bytes(body[20:22], "big") == 5000
 
 
-def test_scapy_time_exceeded_in_ip_femtotcp_parses() -> None:
-    pkt = bytes(IP(src="192.0.2.2", dst="192.0.2.1") / ICMP(type=11, code=1)
-                / IPerror(src="192.0.2.1", dst="192.0.2.2", flags="MF") / UDPerror())
+def test_scapy_time_exceeded_in_ip_femtotcp_parses(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.IP(src="192.0.2.2", dst="192.0.2.1") / scapy.ICMP(type=11, code=1)
+                / scapy.IPerror(src="192.0.2.1", dst="192.0.2.2", flags="MF") / scapy.UDPerror())
     hdr_ip, data = ipv4.parse(pkt)
     hdr, body = icmp4.parse(data)
     assert (hdr.type, hdr.code) == (icmp4.TIME_EXCEEDED, 1)
 
 
-def test_scapy_bad_checksum_rejected() -> None:
-    pkt = bytes(ICMP(type=8, chksum=0x1234) / Raw(b"x"))
+def test_scapy_bad_checksum_rejected(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.ICMP(type=8, chksum=0x1234) / scapy.Raw(b"x"))
     with pytest.raises(Malformed):
         icmp4.parse(pkt)
 
 
 @pytest.mark.parametrize("payload", [b"", b"a", b"abcdefgh" * 100])
-def test_femtotcp_echo_scapy_parses(payload: bytes) -> None:
+def test_femtotcp_echo_scapy_parses(scapy: ModuleType, payload: bytes) -> None:
     msg = icmp4.build_echo(icmp4.ECHO_REPLY, 0xABCD, 0x0102, payload)
-    sp = ICMP(msg)
+    sp = scapy.ICMP(msg)
     assert (sp.type, sp.code, sp.id, sp.seq) == (0, 0, 0xABCD, 0x0102)
     assert bytes(sp.payload) == payload
-    again = ICMP(msg)
+    again = scapy.ICMP(msg)
     del again.chksum
-    assert ICMP(bytes(again)).chksum == sp.chksum
+    assert scapy.ICMP(bytes(again)).chksum == sp.chksum
 
 
-def test_femtotcp_error_scapy_parses() -> None:
+def test_femtotcp_error_scapy_parses(scapy: ModuleType) -> None:
     inner = ipv4.build(SRC, DST, 17, udp.build(SRC, DST, 4000, 9, b"x" * 20))
     msg = icmp4.build(icmp4.DEST_UNREACHABLE, icmp4.PORT_UNREACHABLE, 0, inner[:28])
-    pkt = IP(ipv4.build(DST, SRC, 1, msg))
-    assert pkt[ICMP].type == 3 and pkt[ICMP].code == 3
-    assert pkt[IPerror].src == "192.0.2.1" and pkt[UDPerror].sport == 4000
-    again = IP(ipv4.build(DST, SRC, 1, msg))
-    del again[ICMP].chksum
-    assert IP(bytes(again))[ICMP].chksum == pkt[ICMP].chksum
+    pkt = scapy.IP(ipv4.build(DST, SRC, 1, msg))
+    assert pkt[scapy.ICMP].type == 3 and pkt[scapy.ICMP].code == 3
+    assert pkt[scapy.IPerror].src == "192.0.2.1" and pkt[scapy.UDPerror].sport == 4000
+    again = scapy.IP(ipv4.build(DST, SRC, 1, msg))
+    del again[scapy.ICMP].chksum
+    assert scapy.IP(bytes(again))[scapy.ICMP].chksum == pkt[scapy.ICMP].chksum

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from types import ModuleType
 
 import pytest
 from hypothesis import given
@@ -10,12 +11,6 @@ from hypothesis import strategies as st
 
 from femtotcp.wire import Malformed, ip_bytes, ipv4
 from femtotcp.wire.checksum import checksum
-
-scapy_all = pytest.importorskip("scapy.all")
-IP, Raw, UDP, ICMP = scapy_all.IP, scapy_all.Raw, scapy_all.UDP, scapy_all.ICMP
-IPOption_RR = scapy_all.IPOption_RR
-IPOption_Router_Alert = scapy_all.IPOption_Router_Alert
-IPOption_NOP, IPOption_EOL = scapy_all.IPOption_NOP, scapy_all.IPOption_EOL
 
 SRC = ip_bytes("192.0.2.1")
 DST = ip_bytes("192.0.2.2")
@@ -131,7 +126,9 @@ def test_bad_header_checksum() -> None:
 def test_header_checksum_ignores_payload() -> None:
     pkt = bytearray(header(payload=b"abcd"))
     pkt[-1] ^= 0xFF                       # payload is not covered by the header checksum
-    ipv4.parse(bytes(pkt))
+    hdr, body = ipv4.parse(bytes(pkt))
+    assert (hdr.src, hdr.dst, hdr.proto, hdr.total_len) == (SRC, DST, 17, 24)
+    assert bytes(body) == b"abc" + bytes([ord("d") ^ 0xFF])
 
 
 def test_checksum_covers_options() -> None:
@@ -224,63 +221,63 @@ def test_random_bytes_parse_or_malformed(data: bytes) -> None:
 
 # -- scapy as the oracle ------------------------------------------------------------
 
-def test_scapy_builds_femtotcp_parses() -> None:
-    pkt = bytes(IP(src="192.0.2.1", dst="192.0.2.2", ttl=7, tos=0x10, id=4242, flags="DF",
-                   proto=17) / Raw(b"payload"))
+def test_scapy_builds_femtotcp_parses(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.IP(src="192.0.2.1", dst="192.0.2.2", ttl=7, tos=0x10, id=4242,
+                         flags="DF", proto=17) / scapy.Raw(b"payload"))
     hdr, body = ipv4.parse(pkt)
     assert (hdr.src, hdr.dst, hdr.ttl, hdr.tos, hdr.ident, hdr.proto) == (
         SRC, DST, 7, 0x10, 4242, 17)
     assert hdr.dont_fragment and not hdr.more_fragments and bytes(body) == b"payload"
 
 
-def test_scapy_fragment_femtotcp_parses() -> None:
-    pkt = bytes(IP(src="192.0.2.1", dst="192.0.2.2", flags="MF", frag=3, proto=1)
-                / Raw(b"x" * 16))
+def test_scapy_fragment_femtotcp_parses(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.IP(src="192.0.2.1", dst="192.0.2.2", flags="MF", frag=3, proto=1)
+                / scapy.Raw(b"x" * 16))
     hdr, body = ipv4.parse(pkt)
     assert hdr.more_fragments and hdr.frag_offset == 24 and len(body) == 16
 
 
-def test_scapy_options_femtotcp_parses() -> None:
-    pkt = bytes(IP(src="192.0.2.1", dst="192.0.2.2",
-                   options=[IPOption_RR(routers=["0.0.0.0", "0.0.0.0"]),
-                            IPOption_Router_Alert()]) / Raw(b"abc"))
+def test_scapy_options_femtotcp_parses(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.IP(src="192.0.2.1", dst="192.0.2.2",
+                         options=[scapy.IPOption_RR(routers=["0.0.0.0", "0.0.0.0"]),
+                                  scapy.IPOption_Router_Alert()]) / scapy.Raw(b"abc"))
     hdr, body = ipv4.parse(pkt)
     assert hdr.header_len == 36 and bytes(body) == b"abc"
     kinds = [k for k, _ in ipv4.check_options(hdr.options)]
     assert kinds == [7, 0x94]
 
 
-def test_scapy_padded_frame_femtotcp_cuts_padding() -> None:
-    pkt = bytes(IP(src="192.0.2.1", dst="192.0.2.2") / Raw(b"hi")) + b"\x00" * 24
+def test_scapy_padded_frame_femtotcp_cuts_padding(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.IP(src="192.0.2.1", dst="192.0.2.2") / scapy.Raw(b"hi")) + b"\x00" * 24
     hdr, body = ipv4.parse(pkt)
     assert bytes(body) == b"hi"
 
 
-def test_scapy_bad_checksum_rejected() -> None:
-    pkt = bytes(IP(src="192.0.2.1", dst="192.0.2.2", chksum=0xBEEF) / Raw(b"x"))
+def test_scapy_bad_checksum_rejected(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.IP(src="192.0.2.1", dst="192.0.2.2", chksum=0xBEEF) / scapy.Raw(b"x"))
     assert reason(pkt) == "ipv4.bad_checksum"
 
 
 @pytest.mark.parametrize("flags_frag", [0, ipv4.DF, ipv4.MF | 100])
-def test_femtotcp_builds_scapy_parses(flags_frag: int) -> None:
+def test_femtotcp_builds_scapy_parses(scapy: ModuleType, flags_frag: int) -> None:
     pkt = ipv4.build(SRC, DST, 17, b"datagram", ttl=33, tos=0x28, ident=0xBEEF,
                      flags_frag=flags_frag)
-    sp = IP(pkt)
+    sp = scapy.IP(pkt)
     assert (sp.version, sp.ihl, sp.len, sp.ttl, sp.tos, sp.id, sp.proto) == (
         4, 5, 28, 33, 0x28, 0xBEEF, 17)
     assert (sp.src, sp.dst) == ("192.0.2.1", "192.0.2.2")
     assert (int(sp.flags) << 13) | sp.frag == flags_frag
     # scapy recomputes the checksum from scratch: it must agree with ours.
-    sp2 = IP(pkt)
+    sp2 = scapy.IP(pkt)
     del sp2.chksum
-    assert IP(bytes(sp2)).chksum == sp.chksum
+    assert scapy.IP(bytes(sp2)).chksum == sp.chksum
 
 
-def test_femtotcp_options_scapy_parses() -> None:
+def test_femtotcp_options_scapy_parses(scapy: ModuleType) -> None:
     pkt = ipv4.build(SRC, DST, 17, b"xyz", options=b"\x94\x04\x00\x00")
-    sp = IP(pkt)
+    sp = scapy.IP(pkt)
     assert sp.ihl == 6 and sp.len == 27
     assert sp.options[0].option == 20       # router alert (copy bit + class stripped)
-    sp2 = IP(pkt)
+    sp2 = scapy.IP(pkt)
     del sp2.chksum
-    assert IP(bytes(sp2)).chksum == sp.chksum
+    assert scapy.IP(bytes(sp2)).chksum == sp.chksum

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from types import ModuleType
 
 import pytest
 from hypothesis import given
@@ -11,28 +12,25 @@ from hypothesis import strategies as st
 from femtotcp.wire import Malformed, tcp
 from femtotcp.wire.checksum import ones_sum
 
-scapy_all = pytest.importorskip("scapy.all")
-IP, IPv6, TCP, Raw = scapy_all.IP, scapy_all.IPv6, scapy_all.TCP, scapy_all.Raw
-
 SRC = bytes([192, 0, 2, 1])
 DST = bytes([192, 0, 2, 2])
 SRC6 = bytes.fromhex("20010db8000000000000000000000001")
 DST6 = bytes.fromhex("20010db8000000000000000000000002")
 
 
-def scapy_segment(src: str, dst: str, **kw: object) -> bytes:
+def scapy_segment(scapy: ModuleType, src: str, dst: str, **kw: object) -> bytes:
     payload = kw.pop("load", b"")
-    pkt = IP(src=src, dst=dst) / TCP(**kw)
+    pkt = scapy.IP(src=src, dst=dst) / scapy.TCP(**kw)
     if payload:
-        pkt = pkt / Raw(load=payload)
+        pkt = pkt / scapy.Raw(load=payload)
     return bytes(pkt)[20:]
 
 
 # -- scapy builds, femtotcp parses ------------------------------------------------
 
-def test_parse_scapy_syn_with_all_options() -> None:
-    seg = scapy_segment("192.0.2.1", "192.0.2.2", sport=40000, dport=80, seq=123456789,
-                        flags="S", window=64240,
+def test_parse_scapy_syn_with_all_options(scapy: ModuleType) -> None:
+    seg = scapy_segment(scapy, "192.0.2.1", "192.0.2.2", sport=40000, dport=80,
+                        seq=123456789, flags="S", window=64240,
                         options=[("MSS", 1460), ("SAckOK", b""), ("Timestamp", (11, 0)),
                                  ("NOP", None), ("WScale", 7)])
     hdr, payload = tcp.parse(seg, SRC, DST)
@@ -45,8 +43,8 @@ def test_parse_scapy_syn_with_all_options() -> None:
     assert opts.bad is None
 
 
-def test_parse_scapy_data_with_sack_blocks() -> None:
-    seg = scapy_segment("192.0.2.1", "192.0.2.2", sport=1, dport=2, seq=5, ack=0xFFFFFFF0,
+def test_parse_scapy_data_with_sack_blocks(scapy: ModuleType) -> None:
+    seg = scapy_segment(scapy, "192.0.2.1", "192.0.2.2", sport=1, dport=2, seq=5, ack=0xFFFFFFF0,
                         flags="PA", window=5,
                         options=[("NOP", None), ("NOP", None), ("Timestamp", (1, 2)),
                                  ("NOP", None), ("NOP", None),
@@ -60,32 +58,43 @@ def test_parse_scapy_data_with_sack_blocks() -> None:
     assert (opts.ts_val, opts.ts_ecr) == (1, 2)
 
 
-def test_parse_scapy_ipv6_checksum() -> None:
-    pkt = IPv6(src="2001:db8::1", dst="2001:db8::2") / TCP(sport=7, dport=8, flags="A") / Raw(
-        b"abc")
+def test_parse_scapy_ipv6_checksum(scapy: ModuleType) -> None:
+    pkt = (scapy.IPv6(src="2001:db8::1", dst="2001:db8::2")
+           / scapy.TCP(sport=7, dport=8, flags="A") / scapy.Raw(b"abc"))
     seg = bytes(pkt)[40:]
     hdr, payload = tcp.parse(seg, SRC6, DST6)
     assert bytes(payload) == b"abc"
 
 
 def test_bad_checksum() -> None:
-    seg = bytearray(scapy_segment("192.0.2.1", "192.0.2.2", sport=1, dport=2, load=b"x"))
+    seg = bytearray(tcp.build(SRC, DST, 1, 2, 0, 0, tcp.ACK, 100, b"x"))
     seg[-1] ^= 0x55
     with pytest.raises(Malformed) as exc:
         tcp.parse(seg, SRC, DST)
     assert exc.value.reason == "tcp.bad_checksum"
-    tcp.parse(seg)  # without addresses the checksum is not checked
+    hdr, payload = tcp.parse(seg)  # without addresses the checksum is not checked
+    assert (hdr.src_port, hdr.dst_port, bytes(payload)) == (1, 2, bytes([ord("x") ^ 0x55]))
+
+
+def test_scapy_segment_with_bad_checksum_rejected(scapy: ModuleType) -> None:
+    seg = bytearray(scapy_segment(scapy, "192.0.2.1", "192.0.2.2", sport=1, dport=2, load=b"x"))
+    hdr, payload = tcp.parse(seg, SRC, DST)  # scapy's checksum is right ...
+    assert (hdr.src_port, hdr.dst_port, bytes(payload)) == (1, 2, b"x")
+    seg[-1] ^= 0x55
+    with pytest.raises(Malformed) as exc:    # ... and one flipped payload bit is caught
+        tcp.parse(seg, SRC, DST)
+    assert exc.value.reason == "tcp.bad_checksum"
 
 
 # -- femtotcp builds, scapy parses ------------------------------------------------
 
-def test_build_parsed_by_scapy() -> None:
+def test_build_parsed_by_scapy(scapy: ModuleType) -> None:
     opts = tcp.build_options(mss=1460, wscale=9, sack_perm=True, ts=(1000, 2000))
     seg = tcp.build(SRC, DST, 5555, 80, 0xFFFFFFFF, 17, tcp.SYN | tcp.ACK, 1234, b"data",
                     opts)
-    pkt = IP(src="192.0.2.1", dst="192.0.2.2", proto=6) / Raw(seg)
-    parsed = IP(bytes(pkt))
-    t = parsed[TCP]
+    pkt = scapy.IP(src="192.0.2.1", dst="192.0.2.2", proto=6) / scapy.Raw(seg)
+    parsed = scapy.IP(bytes(pkt))
+    t = parsed[scapy.TCP]
     assert (t.sport, t.dport, t.seq, t.ack, t.window) == (5555, 80, 0xFFFFFFFF, 17, 1234)
     assert t.flags == "SA"
     options = dict(t.options)
@@ -95,15 +104,16 @@ def test_build_parsed_by_scapy() -> None:
     # scapy recomputes the checksum: it must agree with ours
     t2 = t.copy()
     del t2.chksum
-    rebuilt = IP(bytes(IP(src="192.0.2.1", dst="192.0.2.2") / t2))
-    assert rebuilt[TCP].chksum == t.chksum
+    rebuilt = scapy.IP(bytes(scapy.IP(src="192.0.2.1", dst="192.0.2.2") / t2))
+    assert rebuilt[scapy.TCP].chksum == t.chksum
 
 
-def test_build_sack_blocks_parsed_by_scapy() -> None:
+def test_build_sack_blocks_parsed_by_scapy(scapy: ModuleType) -> None:
     opts = tcp.build_options(ts=(5, 6), sack_blocks=[(10, 20), (30, 40), (50, 60), (70, 80)])
     assert len(opts) <= 40 and len(opts) % 4 == 0
     seg = tcp.build(SRC, DST, 1, 2, 3, 4, tcp.ACK, 5, b"", opts)
-    t = IP(bytes(IP(src="192.0.2.1", dst="192.0.2.2", proto=6) / Raw(seg)))[TCP]
+    pkt = scapy.IP(src="192.0.2.1", dst="192.0.2.2", proto=6) / scapy.Raw(seg)
+    t = scapy.IP(bytes(pkt))[scapy.TCP]
     options = dict(t.options)
     # with timestamps there is room for three blocks only (RFC 2018 3)
     assert options["SAck"] == (10, 20, 30, 40, 50, 60)

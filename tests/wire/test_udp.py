@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from femtotcp.wire import Malformed, ip_bytes, ipv4, udp
 from femtotcp.wire.checksum import pseudo_header_sum, reference_checksum
-
-scapy_all = pytest.importorskip("scapy.all")
-IP, IPv6, UDP, Raw = scapy_all.IP, scapy_all.IPv6, scapy_all.UDP, scapy_all.Raw
 
 SRC = ip_bytes("192.0.2.1")
 DST = ip_bytes("192.0.2.2")
@@ -100,7 +99,10 @@ def test_zero_checksum_refused_on_ipv6() -> None:
 def test_checksum_not_checked_without_addresses() -> None:
     msg = bytearray(udp.build(SRC, DST, 1, 2, b"abcd"))
     msg[-1] ^= 0xFF
-    udp.parse(bytes(msg))
+    hdr, body = udp.parse(bytes(msg))
+    assert (hdr.src_port, hdr.dst_port, hdr.length) == (1, 2, 12)
+    assert hdr.checksum == int.from_bytes(msg[6:8], "big")
+    assert bytes(body) == b"abc" + bytes([ord("d") ^ 0xFF])
 
 
 def test_computed_zero_sent_as_all_ones() -> None:
@@ -136,54 +138,57 @@ def test_pseudo_header_sum_used_by_parse() -> None:
 
 # -- scapy as the oracle ------------------------------------------------------------
 
-def test_scapy_builds_femtotcp_parses() -> None:
-    pkt = bytes(IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=5353, dport=53)
-                / Raw(b"query"))
+def test_scapy_builds_femtotcp_parses(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.IP(src="192.0.2.1", dst="192.0.2.2") / scapy.UDP(sport=5353, dport=53)
+                / scapy.Raw(b"query"))
     hdr_ip, data = ipv4.parse(pkt)
     hdr, body = udp.parse(data, hdr_ip.src, hdr_ip.dst)
     assert (hdr.src_port, hdr.dst_port, hdr.length) == (5353, 53, 13)
     assert bytes(body) == b"query"
 
 
-def test_scapy_padded_frame_femtotcp_parses() -> None:
-    pkt = bytes(IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=2) / Raw(b"x"))
+def test_scapy_padded_frame_femtotcp_parses(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.IP(src="192.0.2.1", dst="192.0.2.2") / scapy.UDP(sport=1, dport=2)
+                / scapy.Raw(b"x"))
     hdr_ip, data = ipv4.parse(pkt + b"\0" * 17)
     hdr, body = udp.parse(data, hdr_ip.src, hdr_ip.dst)
     assert bytes(body) == b"x"
 
 
-def test_scapy_ipv6_femtotcp_parses() -> None:
-    pkt = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=1, dport=2)
-                / Raw(b"six"))
+def test_scapy_ipv6_femtotcp_parses(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.IPv6(src="2001:db8::1", dst="2001:db8::2") / scapy.UDP(sport=1, dport=2)
+                / scapy.Raw(b"six"))
     hdr, body = udp.parse(pkt[40:], SRC6, DST6)
     assert bytes(body) == b"six"
 
 
-def test_scapy_zero_checksum_accepted() -> None:
-    pkt = bytes(UDP(sport=1, dport=2, chksum=0) / Raw(b"nocheck"))
+def test_scapy_zero_checksum_accepted(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.UDP(sport=1, dport=2, chksum=0) / scapy.Raw(b"nocheck"))
     hdr, body = udp.parse(pkt, SRC, DST)
     assert hdr.checksum == 0 and bytes(body) == b"nocheck"
 
 
-def test_scapy_bad_checksum_rejected() -> None:
-    pkt = bytes(UDP(sport=1, dport=2, chksum=0x1234) / Raw(b"x"))
+def test_scapy_bad_checksum_rejected(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.UDP(sport=1, dport=2, chksum=0x1234) / scapy.Raw(b"x"))
     assert reason(pkt) == "udp.bad_checksum"
 
 
 @pytest.mark.parametrize("payload", [b"", b"a", b"datagram" * 150])
-def test_femtotcp_builds_scapy_parses(payload: bytes) -> None:
+def test_femtotcp_builds_scapy_parses(scapy: ModuleType, payload: bytes) -> None:
     msg = udp.build(SRC, DST, 40000, 9, payload)
-    pkt = IP(ipv4.build(SRC, DST, 17, msg))
-    assert (pkt[UDP].sport, pkt[UDP].dport, pkt[UDP].len) == (40000, 9, 8 + len(payload))
-    assert bytes(pkt[UDP].payload) == payload
-    again = IP(ipv4.build(SRC, DST, 17, msg))
-    del again[UDP].chksum
-    assert IP(bytes(again))[UDP].chksum == pkt[UDP].chksum
+    pkt = scapy.IP(ipv4.build(SRC, DST, 17, msg))
+    u = pkt[scapy.UDP]
+    assert (u.sport, u.dport, u.len) == (40000, 9, 8 + len(payload))
+    assert bytes(pkt[scapy.UDP].payload) == payload
+    again = scapy.IP(ipv4.build(SRC, DST, 17, msg))
+    del again[scapy.UDP].chksum
+    assert scapy.IP(bytes(again))[scapy.UDP].chksum == pkt[scapy.UDP].chksum
 
 
-def test_femtotcp_ipv6_checksum_scapy_agrees() -> None:
+def test_femtotcp_ipv6_checksum_scapy_agrees(scapy: ModuleType) -> None:
     msg = udp.build(SRC6, DST6, 1, 2, b"v6 payload")
-    pkt = IPv6(bytes(IPv6(src="2001:db8::1", dst="2001:db8::2", nh=17, plen=len(msg))) + msg)
-    again = IPv6(bytes(pkt))
-    del again[UDP].chksum
-    assert IPv6(bytes(again))[UDP].chksum == pkt[UDP].chksum
+    head = scapy.IPv6(src="2001:db8::1", dst="2001:db8::2", nh=17, plen=len(msg))
+    pkt = scapy.IPv6(bytes(head) + msg)
+    again = scapy.IPv6(bytes(pkt))
+    del again[scapy.UDP].chksum
+    assert scapy.IPv6(bytes(again))[scapy.UDP].chksum == pkt[scapy.UDP].chksum
