@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import smtplib
 import socket as std
@@ -251,6 +252,53 @@ def test_tls_over_stack_sockets(lan: Lan, tmp_path: Path) -> None:
                 assert tls.recv(100) == b"SECRET"
     t.join(5)
     srv.close()
+
+
+def test_tls_wrapped_before_listen_and_before_connect(lan: Lan, tmp_path: Path) -> None:
+    """The http.server HTTPS recipe wraps the *listening* socket, and clients may
+    wrap before connect(): ssl must see that neither is connected yet (no early
+    handshake), accept and connect must be the stack's, and getpeername of the
+    TLS socket must be the peer's address, as with kernel sockets."""
+    openssl = require_program("openssl")  # makes the test certificate
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=peer.example",
+                    "-addext", "subjectAltName=DNS:peer.example"], check=True,
+                   capture_output=True, timeout=60)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(str(cert), str(key))
+    raw_srv = lan.net_b.socket()
+    raw_srv.bind(("", 8443))
+    raw_srv.listen()
+    srv = server_ctx.wrap_socket(raw_srv, server_side=True)
+    assert srv.getsockname() == ("0.0.0.0", 8443)
+    seen: list[object] = []
+
+    def serve() -> None:
+        conn, addr = srv.accept()
+        with conn:
+            seen.append((addr, conn.getpeername(), conn.version()))
+            conn.sendall(conn.recv(100).upper())
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    raw = lan.net_a.socket()
+    raw.settimeout(10)
+    tls = client_ctx.wrap_socket(raw, server_hostname="peer.example")
+    with pytest.raises(OSError) as exc:
+        tls.getpeername()
+    assert exc.value.errno == errno.ENOTCONN
+    with tls:
+        tls.connect((lan.ip_b, 8443))
+        assert tls.getpeername() == (lan.ip_b, 8443)
+        tls.sendall(b"secret")
+        assert tls.recv(100) == b"SECRET"
+        local = tls.getsockname()
+    t.join(10)
+    srv.close()
+    assert seen and seen[0][0] == local and seen[0][1] == local
+    assert seen[0][2] in ("TLSv1.2", "TLSv1.3")
 
 
 def test_names_resolve_through_the_stacks_dns_client(lan: Lan) -> None:

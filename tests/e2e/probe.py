@@ -1117,9 +1117,10 @@ def tcp_port_scan(t: Target, src: str) -> Obs:
     return {"nearly_all_reset": len({p[TCP].sport for p in got}) >= 90}
 
 
-def tcp_port_sweep(t: Target, src: str) -> Obs:
+def sweep_closed_ports(t: Target, src: str) -> Obs:
     """An nmap -sS style sweep: SYNs to 1,000 closed ports at about 5,000 a second.
-    Linux answers each with RST/ACK (none rate limited), so no port looks filtered."""
+    Linux answers each with RST/ACK (none rate limited), so no port looks filtered.
+    run_all runs it alone, after the others: its 1,000 answers would crowd theirs."""
     frames = [bytes(t.eth() / IP(src=src, dst=TARGET_IP)
                     / TCP(sport=44000, dport=port, flags="S", seq=port))
               for port in range(3000, 4000)]
@@ -1742,6 +1743,10 @@ def run_all(femto: Target, linux: Target,
                 for i, name in enumerate(names)}
         for name, (ff, fl) in futs.items():
             results[name] = (ff.result(), fl.result())
+    sweep_src = prober_ip(193)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        sweeps = [pool.submit(sweep_closed_ports, tgt, sweep_src) for tgt in (femto, linux)]
+        results["sweep_closed_ports"] = (sweeps[0].result(), sweeps[1].result())
     # Reassembly timeout (30 s on both, Linux's ipfrag_time): wait for it if time allows.
     with ThreadPoolExecutor(max_workers=2) as pool:
         ends = [pool.submit(frag_missing_last_end, tgt, frag_src, mark)

@@ -94,7 +94,7 @@ def results() -> Iterator[dict[str, tuple[dict[str, Any], dict[str, Any]]]]:
         yield probe.run_all(femto, linux)
 
 
-NAMES = [*probe.PROBES, "frag_missing_last"]
+NAMES = [*probe.PROBES, "frag_missing_last", "sweep_closed_ports"]
 
 
 @pytest.mark.parametrize("name", NAMES)

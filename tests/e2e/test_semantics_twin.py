@@ -281,3 +281,41 @@ def test_names_as_glibc_gives_them(require_program: Callable[[str], str]) -> Non
     assert linux["ex cc.test"] == "h.test cc.test,c.test 192.0.2.81", linux
     diff = {c: (femto.get(c), linux[c]) for c in linux if femto.get(c) != linux[c]}
     assert not diff, f"femtotcp differs from glibc (femtotcp, linux): {diff}"
+
+
+# -- TLS ---------------------------------------------------------------------------------
+
+def _https(t: twin.Twin, cert: Path, body: bytes) -> str:
+    assert t.ask("start") == "serving"
+    res = t.peer_ns.run("curl", "-sS", "--max-time", "20", "--cacert", str(cert),
+                        "--resolve", f"peer.example:4443:{twin.HOST}",
+                        "https://peer.example:4443/file.bin", "-o", "-", check=False,
+                        timeout=30, text=False)
+    if res.returncode == 0 and res.stdout == body:
+        return "ok"
+    return f"curl {res.returncode}: {res.stderr.decode(errors='replace').strip()}"
+
+
+def test_https_server_with_a_wrapped_listening_socket(
+        tmp_path: Path, require_program: Callable[[str], str]) -> None:
+    """Issue 16, 10: the http.server HTTPS recipe wraps the listening socket before
+    any connection exists; curl fetches through it, on the kernel and on femtotcp."""
+    openssl = require_program("openssl")
+    require_program("curl")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=peer.example",
+                    "-addext", "subjectAltName=DNS:peer.example"], check=True,
+                   capture_output=True, timeout=60)
+    www = tmp_path / "www"
+    www.mkdir()
+    body = bytes(range(97, 123)) * 4000
+    (www / "file.bin").write_bytes(body)
+    program = HERE / "programs_https.py"
+    args = (str(cert), str(key), str(www))
+    with twin.on_kernel(program, *args) as k:
+        linux = _https(k, cert, body)
+    with twin.on_femtotcp(program, *args) as f:
+        femto = _https(f, cert, body)
+    assert linux == "ok"
+    assert femto == linux

@@ -136,6 +136,20 @@ _DEFAULT_OPTS: dict[tuple[int, int], int] = {
 }
 
 
+_tls_installed: list[bool] = []
+
+
+def _install_tls() -> None:
+    """Once a process: ``ssl`` wraps stack stream sockets knowing their state
+    (api/tls.py); a build without ssl simply has no TLS."""
+    _tls_installed.append(True)
+    try:
+        from femtotcp.api import tls
+    except ImportError:
+        return
+    tls.install()
+
+
 class socket(_RealSocket):  # noqa: N801 - the stdlib's name
     """``socket.socket`` over a femtotcp stack (see the module docstring)."""
 
@@ -160,6 +174,8 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
                 raise _oserror(errno.EPROTONOSUPPORT)
             pair_kind = SOCK_STREAM
             link_cls = _TcpLink
+            if not _tls_installed:
+                _install_tls()
         elif kind == SOCK_DGRAM:
             if proto in (0, IPPROTO_UDP):
                 link_cls = _UdpLink
