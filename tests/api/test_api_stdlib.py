@@ -4,6 +4,9 @@ socketserver, http.server + urllib, smtplib, and the process-wide patch."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import logging
 import smtplib
 import socket as std
 import socketserver
@@ -251,6 +254,53 @@ def test_tls_over_stack_sockets(lan: Lan, tmp_path: Path) -> None:
     srv.close()
 
 
+def test_tls_wrapped_before_listen_and_before_connect(lan: Lan, tmp_path: Path) -> None:
+    """The http.server HTTPS recipe wraps the *listening* socket, and clients may
+    wrap before connect(): ssl must see that neither is connected yet (no early
+    handshake), accept and connect must be the stack's, and getpeername of the
+    TLS socket must be the peer's address, as with kernel sockets."""
+    openssl = require_program("openssl")  # makes the test certificate
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=peer.example",
+                    "-addext", "subjectAltName=DNS:peer.example"], check=True,
+                   capture_output=True, timeout=60)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(str(cert), str(key))
+    raw_srv = lan.net_b.socket()
+    raw_srv.bind(("", 8443))
+    raw_srv.listen()
+    srv = server_ctx.wrap_socket(raw_srv, server_side=True)
+    assert srv.getsockname() == ("0.0.0.0", 8443)
+    seen: list[object] = []
+
+    def serve() -> None:
+        conn, addr = srv.accept()
+        with conn:
+            seen.append((addr, conn.getpeername(), conn.version()))
+            conn.sendall(conn.recv(100).upper())
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    raw = lan.net_a.socket()
+    raw.settimeout(10)
+    tls = client_ctx.wrap_socket(raw, server_hostname="peer.example")
+    with pytest.raises(OSError) as exc:
+        tls.getpeername()
+    assert exc.value.errno == errno.ENOTCONN
+    with tls:
+        tls.connect((lan.ip_b, 8443))
+        assert tls.getpeername() == (lan.ip_b, 8443)
+        tls.sendall(b"secret")
+        assert tls.recv(100) == b"SECRET"
+        local = tls.getsockname()
+    t.join(10)
+    srv.close()
+    assert seen and seen[0][0] == local and seen[0][1] == local
+    assert seen[0][2] in ("TLSv1.2", "TLSv1.3")
+
+
 def test_names_resolve_through_the_stacks_dns_client(lan: Lan) -> None:
     """getaddrinfo/create_connection by name use the stack's resolver when it has one."""
     from femtotcp.services.dns_server import DnsResponder
@@ -285,3 +335,25 @@ def _listener(net: fsock.Network, port: int) -> fsock.socket:
     s.bind(("", port))
     s.listen()
     return s
+
+
+def test_an_ipv6_probe_does_not_warn_but_ipv6_traffic_does(
+        lan: Lan, caplog: pytest.LogCaptureFixture) -> None:
+    """requests and urllib3 make an AF_INET6 socket at import to see whether the
+    host has IPv6: that stays silent; an AF_INET6 socket that carries traffic on
+    the kernel's network is worth one warning."""
+    caplog.set_level(logging.WARNING, "femtotcp.api.patch")
+    fpatch._warned.clear()
+    with fpatch.scoped(lan.net_a):
+        probe = std.socket(std.AF_INET6, std.SOCK_STREAM)
+        with contextlib.suppress(OSError):
+            probe.bind(("::1", 0))
+        probe.close()
+        assert not [r for r in caplog.records if "AF_INET6" in r.getMessage()]
+        used = std.socket(std.AF_INET6, std.SOCK_DGRAM)
+        assert isinstance(used, std.socket) and not isinstance(used, fsock.socket)
+        with contextlib.suppress(OSError):
+            used.sendto(b"x", ("::1", 9))
+        used.close()
+    warned = [r for r in caplog.records if "AF_INET6" in r.getMessage()]
+    assert len(warned) == 1

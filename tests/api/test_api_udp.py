@@ -64,6 +64,30 @@ def test_connected_udp_gets_connection_refused(lan: Lan) -> None:
             s.recv(100)
 
 
+@pytest.mark.parametrize("first", ["so_error", "send"])
+def test_connected_udp_error_is_taken_once(lan: Lan, first: str) -> None:
+    """Linux's sk_err: SO_ERROR (or the next send) returns ECONNREFUSED once and
+    clears it, so the recv that follows does not raise it again."""
+    with lan.net_a.socket(std.AF_INET, std.SOCK_DGRAM) as s, \
+            lan.net_b.socket(std.AF_INET, std.SOCK_DGRAM) as b:
+        b.bind(("", 9100))
+        s.settimeout(5)
+        s.connect((lan.ip_b, 9))        # nobody listens on b:9 -> ICMP port unreachable
+        s.send(b"anyone?")
+        assert select.select([s], [], [], 5)[0]      # the error makes it readable
+        if first == "so_error":
+            assert s.getsockopt(std.SOL_SOCKET, std.SO_ERROR) == errno.ECONNREFUSED
+        else:
+            with pytest.raises(ConnectionRefusedError):
+                s.send(b"again")
+        assert s.getsockopt(std.SOL_SOCKET, std.SO_ERROR) == 0
+        s.connect((lan.ip_b, 9100))
+        b.settimeout(5)
+        b.sendto(b"later", (lan.ip_a, s.getsockname()[1]))
+        assert s.getsockname()[0] == lan.ip_a       # the source a connect chose, as Linux
+        assert s.recv(100) == b"later"
+
+
 def test_bind_in_use_and_free_after_close_and_gc(lan: Lan) -> None:
     s1 = lan.net_a.socket(std.AF_INET, std.SOCK_DGRAM)
     s1.bind(("", 6000))

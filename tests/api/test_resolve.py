@@ -65,7 +65,40 @@ def test_gaierror_mapping() -> None:
                        dns.REFUSED, dns.CNAME_LOOP, dns.NOSERVERS)}
     assert codes[dns.NXDOMAIN] == codes[dns.BADNAME] == socket.EAI_NONAME
     assert codes[dns.NODATA] == getattr(socket, "EAI_NODATA", socket.EAI_NONAME)
-    assert codes[dns.TIMEOUT] == codes[dns.SERVFAIL] == codes[dns.NOSERVERS] == socket.EAI_AGAIN
+    # glibc: a server that refused or failed is asked again later (EAI_AGAIN)
+    assert codes[dns.TIMEOUT] == codes[dns.SERVFAIL] == codes[dns.NOSERVERS] == \
+        codes[dns.REFUSED] == socket.EAI_AGAIN
     assert resolve.gaierror_for(dns.DnsResult("a", wire.A, error=dns.TRUNCATED)).errno == \
         socket.EAI_AGAIN  # type: ignore[union-attr]
-    assert codes[dns.REFUSED] == codes[dns.CNAME_LOOP] == socket.EAI_FAIL
+    assert codes[dns.CNAME_LOOP] == socket.EAI_FAIL
+
+
+def test_names_as_glibc_gives_them() -> None:
+    """gethostbyname_ex of a CNAME: the canonical name, then the names that led
+    there as aliases; AI_CANONNAME: the canonical name; an answer the server
+    refused (out of its zone): EAI_AGAIN; NXDOMAIN: EAI_NONAME."""
+    from femtotcp.api.network import network_for
+
+    rt = Runtime()
+    client = _lan(rt)
+    rt.start()
+    try:
+        net = network_for(client, rt)
+        assert net.gethostbyname_ex("web.demo") == ("www.demo", ["web.demo"], ["192.0.2.80"])
+        assert net.gethostbyname_ex("www.demo") == ("www.demo", [], ["192.0.2.80"])
+        infos = net.getaddrinfo("web.demo", 80, socket.AF_INET, socket.SOCK_STREAM, 0,
+                                socket.AI_CANONNAME)
+        assert infos[0][3] == "www.demo"
+        assert net.getaddrinfo("web.demo", 80, socket.AF_INET, socket.SOCK_STREAM)[0][3] == ""
+        errors = {}
+        for name in ("nope.demo", "elsewhere.example"):
+            try:
+                net.gethostbyname_ex(name)
+            except socket.gaierror as exc:
+                errors[name] = exc.errno
+        assert errors == {"nope.demo": socket.EAI_NONAME,
+                          "elsewhere.example": socket.EAI_AGAIN}
+    finally:
+        rt.stop()
+        rt.join(5)
+        rt.close()

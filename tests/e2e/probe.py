@@ -630,6 +630,24 @@ def frag_overlap_same_data(t: Target, src: str) -> Obs:
     return _frag_echo(t, src, order, 0x108)
 
 
+def frag_subset(t: Target, src: str) -> Obs:
+    """A fragment wholly inside one already held: dropped alone, the datagram completes."""
+    def order(f: list[Any]) -> list[Any]:
+        sub = f[1].copy()
+        sub[Raw].load = bytes(f[1][Raw].load)[:8]
+        return [f[0], f[1], f[2], sub, *f[3:]]
+    return _frag_echo(t, src, order, 0x109)
+
+
+def frag_subset_of_two(t: Target, src: str) -> Obs:
+    """A fragment covering exactly two held ones (in-order, contiguous): a duplicate."""
+    def order(f: list[Any]) -> list[Any]:
+        both = f[0].copy()
+        both[Raw].load = bytes(f[0][Raw].load) + bytes(f[1][Raw].load)
+        return [f[0], f[1], f[2], both, *f[3:]]
+    return _frag_echo(t, src, order, 0x10A)
+
+
 def frag_missing_last_start(t: Target, src: str) -> float:
     """Start the reassembly-timeout probe: the first fragment only."""
     raw = bytes(IP(src=src, dst=TARGET_IP, id=0x106) / ICMP(type=8, id=1, seq=1)
@@ -1099,6 +1117,23 @@ def tcp_port_scan(t: Target, src: str) -> Obs:
     return {"nearly_all_reset": len({p[TCP].sport for p in got}) >= 90}
 
 
+def sweep_closed_ports(t: Target, src: str) -> Obs:
+    """An nmap -sS style sweep: SYNs to 1,000 closed ports at about 5,000 a second.
+    Linux answers each with RST/ACK (none rate limited), so no port looks filtered.
+    run_all runs it alone, after the others: its 1,000 answers would crowd theirs."""
+    frames = [bytes(t.eth() / IP(src=src, dst=TARGET_IP)
+                    / TCP(sport=44000, dport=port, flags="S", seq=port))
+              for port in range(3000, 4000)]
+    mark = time.monotonic()
+    for i in range(0, len(frames), 50):
+        for f in frames[i:i + 50]:
+            t.send(f)
+        time.sleep(0.01)
+    got = t.collect(lambda p: tcp_from(src, 44000)(p) and p[TCP].flags == 0x14, mark, 1.5)
+    # Allow for a frame or two lost in a queue under load; a rate limit loses hundreds.
+    return {"nearly_all_reset": len({p[TCP].sport for p in got}) >= 990}
+
+
 def tcp_syn_broadcast(t: Target, src: str) -> Obs:
     seq = 1000
     mark = t.send(t.eth("ff:ff:ff:ff:ff:ff") / IP(src=src, dst=BCAST_IP)
@@ -1481,6 +1516,86 @@ def est_small_window(t: Target, src: str) -> Obs:
     return {"within_window": all(e <= 10 for e in ends)}
 
 
+def est_bare_fin(t: Target, src: str) -> Obs:
+    """A FIN without ACK in ESTABLISHED: dropped before any sequence check, no ACK
+    drawn, the connection untouched (Linux tcp_validate_incoming / tcp_ack)."""
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("F"))
+    obs["alive"] = c.alive()
+    c.reset()
+    return obs
+
+
+def est_bare_fin_out_of_window(t: Target, src: str) -> Obs:
+    """As above, with a SEQ far outside the window: still no answer (an ACK-less
+    segment is dropped before the sequence check that would draw an ACK)."""
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("F", seq=(c.snd_nxt + 2**20) % 2**32))
+    obs["alive"] = c.alive()
+    c.reset()
+    return obs
+
+
+def est_bare_push_data(t: Target, src: str) -> Obs:
+    """Data with PSH but no ACK flag, in window: dropped silently, never delivered."""
+    c = _conn(t, src)
+    obs = _answer_after(c, c.seg("P", data=b"noack"))
+    obs["alive"] = c.alive()
+    c.reset()
+    return obs
+
+
+def est_zero_length_at_window_edge(t: Target, src: str) -> Obs:
+    """An empty ACK whose SEQ is RCV.NXT + RCV.WND: RFC 9293 3.10.7.4's table finds it
+    not acceptable (RCV.WND > 0 needs SEQ < RCV.NXT + RCV.WND), so an ACK answers it."""
+    c = _conn(t, src)
+    mark = t.send(c.seg("PA", data=b"ping"))
+    c.snd_nxt = (c.snd_nxt + 4) % 2**32
+    segs = t.collect(tcp_from(src, c.sport), mark, 1.0)
+    for p in segs:
+        n = len(bytes(p[TCP].payload))
+        if n:
+            c.rcv_nxt = (p[TCP].seq + n) % 2**32
+    if not segs:
+        return {"error": "no answer to data"}
+    t.send(c.seg("A"))
+    wnd = segs[-1][TCP].window      # the right edge the target advertised last
+    obs = _answer_after(c, c.seg("A", seq=(c.snd_nxt + wnd) % 2**32))
+    c.reset()
+    return obs
+
+
+def est_tiny_peer_window(t: Target, src: str) -> Obs:
+    """The peer never offers more than 10 bytes (RFC 9293 3.8.6.2.1: the sender's
+    silly-window avoidance measures against the largest window offered): the echo
+    comes back in 10-byte segments, none held back."""
+    c = Conn(t, src, 41000)
+    c.snd_nxt = random.randrange(2**32)
+    mark = t.send(t.eth() / IP(src=src, dst=TARGET_IP)
+                  / TCP(sport=c.sport, dport=7, flags="S", seq=c.snd_nxt, window=10,
+                        options=[("MSS", 1460)]))
+    c.synack = t.wait(lambda p: tcp_from(src, c.sport)(p) and p[TCP].flags == 0x12, mark)
+    assert c.synack is not None, f"{t.name}: no handshake"
+    c.snd_nxt = (c.snd_nxt + 1) % 2**32
+    c.rcv_nxt = (c.synack[TCP].seq + 1) % 2**32
+    t.send(c.seg("A", window=10))
+    mark = t.send(c.seg("PA", data=bytes(range(40)), window=10))
+    c.snd_nxt = (c.snd_nxt + 40) % 2**32
+    sizes: list[int] = []
+    deadline = time.monotonic() + 4.0
+    while sum(sizes) < 40 and time.monotonic() < deadline:
+        got = t.wait(lambda p: tcp_from(src, c.sport)(p) and len(bytes(p[TCP].payload)) > 0
+                     and p[TCP].seq == c.rcv_nxt, mark, 1.5)
+        if got is None:
+            break
+        n = len(bytes(got[TCP].payload))
+        sizes.append(n)
+        c.rcv_nxt = (c.rcv_nxt + n) % 2**32
+        mark = t.send(c.seg("A", window=10))
+    c.reset()
+    return {"sizes": sizes}
+
+
 def _burst_answers(t: Target, src: str, make: Callable[[Conn, int], Any]) -> int:
     c = _conn(t, src)
     mark = time.monotonic()
@@ -1628,6 +1743,10 @@ def run_all(femto: Target, linux: Target,
                 for i, name in enumerate(names)}
         for name, (ff, fl) in futs.items():
             results[name] = (ff.result(), fl.result())
+    sweep_src = prober_ip(193)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        sweeps = [pool.submit(sweep_closed_ports, tgt, sweep_src) for tgt in (femto, linux)]
+        results["sweep_closed_ports"] = (sweeps[0].result(), sweeps[1].result())
     # Reassembly timeout (30 s on both, Linux's ipfrag_time): wait for it if time allows.
     with ThreadPoolExecutor(max_workers=2) as pool:
         ends = [pool.submit(frag_missing_last_end, tgt, frag_src, mark)

@@ -73,6 +73,12 @@ ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
     "est_syn_burst_rate_limited": (
         "as above, for SYNs in ESTABLISHED (RFC 5961 4.2 challenge ACKs)",
         {"limited": False}),
+    "est_zero_length_at_window_edge": (
+        "an empty segment with SEQ = RCV.NXT + RCV.WND: RFC 9293 3.10.7.4's acceptance "
+        "table (RCV.WND > 0: RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND) finds it not acceptable, "
+        "so femtotcp answers with an ACK as the RFC says; Linux's tcp_sequence() accepts "
+        "SEQ up to the right edge inclusive and stays silent",
+        {"answer": "tcp", "flags": "A", "ack_is_rcv_nxt": True, "seq_is_snd_nxt": True}),
     "udp_echo": (
         "Linux sets DF on UDP (PMTU discovery, IP_PMTUDISC_WANT); RFC 1191 discovery is "
         "optional and femtotcp keeps no path-MTU cache for UDP, so DF would black-hole "
@@ -88,7 +94,7 @@ def results() -> Iterator[dict[str, tuple[dict[str, Any], dict[str, Any]]]]:
         yield probe.run_all(femto, linux)
 
 
-NAMES = [*probe.PROBES, "frag_missing_last"]
+NAMES = [*probe.PROBES, "frag_missing_last", "sweep_closed_ports"]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -157,11 +157,46 @@ def test_duplicate_after_completion_is_not_a_second_datagram() -> None:
     assert stack.ipv4.reassembly.stats()["datagrams"] == 1     # a new, partial one
 
 
+@pytest.mark.parametrize("held", [
+    [(0, 1024)],                       # inside one fragment
+    [(0, 512), (512, 512)],            # across two fragments that abut
+    [(0, 512), (512, 256), (768, 256)],
+])
+def test_fragment_inside_held_data_is_ignored(held: list[tuple[int, int]]) -> None:
+    """A duplicate or subset of data already held is dropped alone and the datagram
+    still completes (Linux since FragmentSmack: duplicates ignored, overlaps fatal)."""
+    lan, stack, ep, sniff = setup()
+    dg = datagram(2000)
+    src, dst = SNIFF_IP, addr(0)
+    for off, size in held:
+        sniff.inject(fragment(src, dst, 17, dg, off, size, more=True, dst_mac=mac(0)))
+    sniff.inject(fragment(src, dst, 17, dg, 256, 512, more=True, dst_mac=mac(0)))
+    sniff.inject(fragment(src, dst, 17, dg, 1024, len(dg) - 1024, more=False, dst_mac=mac(0)))
+    lan.run(0)
+    assert received(ep) == [dg[8:]]
+    assert stack.counters["ipv4.frag_duplicate"] == 1
+    assert stack.counters["ipv4.frag_overlap"] == 0
+
+
+def test_fragment_across_a_hole_discards_the_datagram() -> None:
+    lan, stack, ep, sniff = setup()
+    dg = datagram(2000)
+    src, dst = SNIFF_IP, addr(0)
+    sniff.inject(fragment(src, dst, 17, dg, 0, 256, more=True, dst_mac=mac(0)))
+    sniff.inject(fragment(src, dst, 17, dg, 512, 256, more=True, dst_mac=mac(0)))
+    sniff.inject(fragment(src, dst, 17, dg, 128, 512, more=True, dst_mac=mac(0)))
+    for p in frags(dg):
+        sniff.inject(p)
+    lan.run(0)
+    assert received(ep) == []
+    assert stack.counters["ipv4.frag_overlap"] == 1
+
+
 @pytest.mark.parametrize(("first", "second"), [
     ((0, 512), (256, 512)),     # overlaps the tail
     ((512, 512), (256, 512)),   # overlaps the head
-    ((0, 1024), (256, 256)),    # inside
     ((256, 256), (0, 1024)),    # covers
+    ((0, 256), (0, 512)),       # starts alike, runs past
 ])
 def test_overlapping_fragments_discard_the_datagram(first: tuple[int, int],
                                                      second: tuple[int, int]) -> None:

@@ -369,3 +369,35 @@ def test_udp_echo_ignores_small_service_source_ports(sport: int) -> None:
     sniff.inject(udp_frame(SNIFF_IP, addr(0), sport, 7, b"x", dst_mac=mac(0)))
     lan.run(1)
     assert echo.echoed == 0 and sniff.ip_frames() == []
+
+
+@pytest.mark.parametrize(("icmp_type", "code", "rest", "expected"), [
+    (icmp4.DEST_UNREACHABLE, 3, 0, errno.ECONNREFUSED),     # port
+    (icmp4.DEST_UNREACHABLE, 2, 0, errno.ENOPROTOOPT),      # protocol
+    (icmp4.DEST_UNREACHABLE, 10, 0, errno.EHOSTUNREACH),    # host prohibited
+    (icmp4.DEST_UNREACHABLE, 13, 0, errno.EHOSTUNREACH),    # administratively filtered
+    (icmp4.PARAMETER_PROBLEM, 0, 20 << 24, errno.EPROTO),
+    (icmp4.DEST_UNREACHABLE, 0, 0, None),                   # net unreachable: soft
+    (icmp4.DEST_UNREACHABLE, 1, 0, None),                   # host unreachable: soft
+    (icmp4.DEST_UNREACHABLE, 4, 1400, None),                # frag needed: we sent no DF
+    (icmp4.TIME_EXCEEDED, 0, 0, None),
+    (icmp4.SOURCE_QUENCH, 0, 0, None),
+])
+def test_only_hard_icmp_errors_reach_a_connected_endpoint(
+        icmp_type: int, code: int, rest: int, expected: int | None) -> None:
+    """RFC 1122 4.1.3.3 as Linux's udp_err applies it without IP_RECVERR; after a
+    soft error the next datagram is delivered normally."""
+    lan = make_lan(1)
+    a = lan.stacks[0]
+    ep = a.udp.open(port=6000)
+    ep.connect(SNIFF_IP, 7000)
+    sniff = lan.sniffer()
+    quoted = udp_frame(addr(0), SNIFF_IP, 6000, 7000, b"knock")[14:]
+    sniff.inject(ip_frame(SNIFF_IP, addr(0), 1, icmp4.build(icmp_type, code, rest, quoted),
+                          dst_mac=mac(0)))
+    lan.run(0)
+    assert ep.take_error() == expected
+    sniff.inject(udp_frame(SNIFF_IP, addr(0), 7000, 6000, b"after", dst_mac=mac(0)))
+    lan.run(0)
+    got = ep.recv()
+    assert got is not None and got[0] == b"after"

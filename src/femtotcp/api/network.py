@@ -169,12 +169,14 @@ class Network:
         portnum = _service_port(port, type, proto)
         if isinstance(host, bytes):
             host = host.decode("idna")
+        canonical = ""
         if host is None:
             if port is None:
                 raise gaierror(_std.EAI_NONAME, "Name or service not known")
             addrs = ["0.0.0.0" if flags & _std.AI_PASSIVE else "127.0.0.1"]
         else:
-            addrs = self._resolve(host, numeric_only=bool(flags & _std.AI_NUMERICHOST))
+            canonical, _aliases, addrs = self._lookup(
+                host, numeric_only=bool(flags & _std.AI_NUMERICHOST))
         kinds: list[tuple[int, int]]
         if type == 0:
             kinds = [(SOCK_STREAM, IPPROTO_TCP), (SOCK_DGRAM, IPPROTO_UDP), (SOCK_RAW, 0)]
@@ -186,7 +188,8 @@ class Network:
             default = defaults.get(base, 0)
             kinds = [(base, proto or default)]
         out: list[tuple[Any, Any, int, str, tuple[str, int]]] = []
-        canon = host if (flags & _std.AI_CANONNAME) and isinstance(host, str) else ""
+        # AI_CANONNAME: the name the CNAME chain ends at, on the first result (glibc).
+        canon = canonical if flags & _std.AI_CANONNAME else ""
         for addr in addrs:
             for kind, pr in kinds:
                 out.append((_std.AddressFamily(AF_INET), _kind_enum(kind), pr, canon,
@@ -198,7 +201,9 @@ class Network:
         return self._resolve(name)[0]
 
     def gethostbyname_ex(self, name: str) -> tuple[str, list[str], list[str]]:
-        return name, [], self._resolve(name)
+        """(canonical name, aliases, addresses) as glibc gives them: for a CNAME
+        chain, the name it ends at first and the names that led there as aliases."""
+        return self._lookup(name)
 
     def gethostbyaddr(self, addr: str) -> tuple[str, list[str], list[str]]:
         """Reverse lookup from the hosts tables (no reverse DNS)."""
@@ -220,14 +225,20 @@ class Network:
 
     def _resolve(self, host: str, numeric_only: bool = False) -> list[str]:
         """IPv4 addresses (text) for ``host``; ``socket.gaierror`` when there are none."""
+        return self._lookup(host, numeric_only)[2]
+
+    def _lookup(self, host: str,
+                numeric_only: bool = False) -> tuple[str, list[str], list[str]]:
+        """(canonical name, aliases, IPv4 addresses as text) for ``host``, from
+        numeric forms, the hosts tables, then DNS; ``socket.gaierror`` if none."""
         text = host.strip()
         if text in ("", "<any>"):
-            return ["0.0.0.0"]
+            return text, [], ["0.0.0.0"]
         if text == "<broadcast>":
-            return ["255.255.255.255"]
+            return text, [], ["255.255.255.255"]
         packed = _parse_ipv4(text)
         if packed is not None:
-            return [_std.inet_ntoa(packed)]
+            return text, [], [_std.inet_ntoa(packed)]
         if ":" in text:
             try:
                 _std.inet_pton(AF_INET6, text)
@@ -242,10 +253,14 @@ class Network:
         for table in (self.hosts, _etc_hosts() if self.read_etc_hosts else {}):
             for name, value in table.items():
                 if name.lower() == lower:
-                    return [value]
-        return self._dns(lower)
+                    return name, [], [value]
+        chain, addrs = self._dns(lower)
+        if not chain:
+            return text.rstrip("."), [], addrs
+        return chain[-1], [lower, *chain[:-1]], addrs
 
-    def _dns(self, name: str) -> list[str]:
+    def _dns(self, name: str) -> tuple[list[str], list[str]]:
+        """(the CNAME targets followed, IPv4 addresses) from the stack's resolver."""
         stack = self.stack
         if getattr(stack, "resolver", None) is None:
             raise gaierror(_std.EAI_NONAME, "Name or service not known")
@@ -265,7 +280,7 @@ class Network:
         if not addrs:
             raise gaierror(getattr(_std, "EAI_NODATA", _std.EAI_NONAME),
                            "No address associated with hostname")
-        return addrs
+        return list(result.cname_chain), addrs
 
     # -- loop thread -------------------------------------------------------------------------
     def reap(self) -> None:

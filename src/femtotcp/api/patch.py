@@ -44,7 +44,7 @@ if getattr(_std, "socket", None) is not _RealSocket:  # imported while patched
     _originals["socket"] = _RealSocket
 _lock = threading.Lock()
 _installed = [0]
-_warned: set[int] = set()
+_warned: set[int] = set()   # holds AF_INET6 once the warning is given
 
 _STACK_KINDS: dict[int, tuple[int, ...]] = {
     _std.SOCK_STREAM: (0, _std.IPPROTO_TCP),
@@ -55,10 +55,6 @@ _STACK_KINDS: dict[int, tuple[int, ...]] = {
 def _on_stack(family: int, type_: int, proto: int) -> bool:
     """True when the stack makes this kind of socket."""
     if family not in (-1, _std.AF_INET):
-        if family == _std.AF_INET6 and id(_std.AF_INET6) not in _warned:
-            _warned.add(id(_std.AF_INET6))
-            log.warning("AF_INET6 sockets are not on the femtotcp stack (IPv4 only): "
-                        "they use the kernel's network")
         return False
     kind = _std.SOCK_STREAM if type_ == -1 else type_ & ~(fsock.SOCK_NONBLOCK
                                                           | fsock.SOCK_CLOEXEC)
@@ -76,6 +72,35 @@ class _DispatchMeta(type):
         return issubclass(sub, _RealSocket)
 
 
+def _warn_inet6() -> None:
+    if not _warned:
+        _warned.add(_std.AF_INET6)
+        log.warning("an AF_INET6 socket carries traffic on the kernel's network: "
+                    "the femtotcp stack is IPv4 only")
+
+
+class _KernelInet6(_RealSocket):
+    """An AF_INET6 socket made while patched: the kernel's, as before. Libraries
+    make one at import to see whether the host has IPv6 (requests, urllib3 bind
+    one to ::1), so the warning waits until one is used for traffic."""
+
+    def connect(self, address: Any) -> None:
+        _warn_inet6()
+        super().connect(address)
+
+    def connect_ex(self, address: Any) -> int:
+        _warn_inet6()
+        return super().connect_ex(address)
+
+    def sendto(self, *args: Any) -> int:
+        _warn_inet6()
+        return super().sendto(*args)
+
+    def listen(self, *args: Any) -> None:
+        _warn_inet6()
+        super().listen(*args)
+
+
 class socket(_RealSocket, metaclass=_DispatchMeta):  # noqa: N801 - the stdlib's name
     """Stands in for ``socket.socket`` while patched: makes a stack socket or a
     real one. Classes derived from it while patched make real sockets."""
@@ -84,8 +109,11 @@ class socket(_RealSocket, metaclass=_DispatchMeta):  # noqa: N801 - the stdlib's
                 fileno: int | None = None) -> Any:
         if cls is socket:
             net = fsock.current_network()
-            if net is not None and fileno is None and _on_stack(family, type, proto):
-                return fsock.socket(family, type, proto, network=net)
+            if net is not None and fileno is None:
+                if _on_stack(family, type, proto):
+                    return fsock.socket(family, type, proto, network=net)
+                if family == _std.AF_INET6:
+                    return _KernelInet6(family, type, proto)
             return _RealSocket(family, type, proto, fileno)
         real_new: Any = _RealSocket.__new__
         return real_new(cls, family, type, proto, fileno)

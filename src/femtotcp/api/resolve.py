@@ -19,6 +19,7 @@ from femtotcp.services.dns import (
     NODATA,
     NOSERVERS,
     NXDOMAIN,
+    REFUSED,
     SERVFAIL,
     TIMEOUT,
     TRUNCATED,
@@ -98,8 +99,9 @@ _GAI_MESSAGES.setdefault(_EAI_NODATA, "No address associated with hostname")
 def gaierror_for(result: DnsResult) -> socket.gaierror | None:
     """The ``socket.gaierror`` glibc's getaddrinfo would raise for ``result``:
     NXDOMAIN/BADNAME -> EAI_NONAME, NODATA -> EAI_NODATA (EAI_NONAME where
-    the platform has none), TIMEOUT/SERVFAIL/no servers -> EAI_AGAIN, other
-    refusals -> EAI_FAIL. None when the lookup succeeded."""
+    the platform has none), TIMEOUT/SERVFAIL/REFUSED/no servers -> EAI_AGAIN
+    (glibc's resolver tries again later for a server that refused), other
+    failures -> EAI_FAIL. None when the lookup succeeded."""
     err = result.error
     if err is None:
         if result.addresses or result.names:
@@ -109,7 +111,7 @@ def gaierror_for(result: DnsResult) -> socket.gaierror | None:
         code = socket.EAI_NONAME
     elif err == NODATA:
         code = _EAI_NODATA
-    elif err in (TIMEOUT, SERVFAIL, NOSERVERS, TRUNCATED):
+    elif err in (TIMEOUT, SERVFAIL, REFUSED, NOSERVERS, TRUNCATED):
         code = socket.EAI_AGAIN
     else:
         code = socket.EAI_FAIL

@@ -92,6 +92,7 @@ class _TcpLink(_Link):
         self.outbound: memoryview | None = None    # program -> stack, read from Q
         self.fin_in = False        # the peer's FIN is passed on (Q shut for writing)
         self.eof_out = False       # the program shut its side for writing (EOF on Q)
+        self.unread_dropped = False  # the program closed with received data unread
         self.in_closed = False     # the program will never read again (EPIPE on Q)
         self.closing = False       # program closed: close the connection once flushed
         self.pumping = False       # the connection calls on_event from inside send()
@@ -348,6 +349,11 @@ class _TcpLink(_Link):
                 chunk = q.recv(CHUNK, _std.MSG_DONTWAIT)
             except BlockingIOError:
                 break
+            except ConnectionResetError:
+                # The program closed its end with data still unread in it (a
+                # Unix stream socket reports that as ECONNRESET to this end).
+                self.unread_dropped = True
+                chunk = b""
             except OSError:
                 chunk = b""
             if not chunk:
@@ -368,9 +374,17 @@ class _TcpLink(_Link):
         if self.closing or self.p_gone():
             self.closing = True
             self.in_closed = True
+            # Received data the program never read makes the close a reset
+            # (RFC 9293 3.10.4, RFC 2525 2.17, as Linux): data still on its way
+            # to the program, or left unread in the program's end of the pair.
+            unread = self.unread_dropped or self.inbound is not None
             self.inbound = None
             try:
-                conn.close()
+                if unread:
+                    conn.counters["tcp.close_with_rst"] += 1
+                    conn.abort()
+                else:
+                    conn.close()
             except OSError:
                 pass
             conn.on_event = None

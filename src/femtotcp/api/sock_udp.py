@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import socket as _std
+import threading
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from femtotcp.api.sock_base import (
@@ -39,6 +41,40 @@ class _DgramLink(_Link):
         super().__init__(net, q, owner)
         self.ep: Any = None
         self.held: bytes | None = None
+        # The socket error is one value that SO_ERROR, recv and send each take
+        # once, whichever comes first (Linux's sk_err). An error already sent to
+        # P as a record (so that a blocked recv wakes) is listed in pipe_errors;
+        # the first ``cancelled`` of them were taken by SO_ERROR or send, and the
+        # program's recv skips their records. Both threads use err_lock.
+        self.err_lock = threading.Lock()
+        self.pipe_errors: deque[int] = deque()
+        self.cancelled = 0
+
+    def take_pending_error(self) -> int:
+        """Loop thread: take the socket error, wherever it waits (0 if none)."""
+        ep = self.ep
+        if ep is not None and getattr(ep, "error", None) is not None:
+            return int(ep.take_error() or 0)
+        with self.err_lock:
+            if len(self.pipe_errors) > self.cancelled:
+                self.cancelled += 1
+                return self.pipe_errors[self.cancelled - 1]
+        err, self.so_error = self.so_error, 0
+        return err
+
+    def take_so_error(self) -> int:
+        return self.take_pending_error()
+
+    def error_record_read(self) -> bool:
+        """Program thread: an error record came out of P; True when SO_ERROR or
+        send already took that error (the record is to be skipped)."""
+        with self.err_lock:
+            if self.pipe_errors:
+                self.pipe_errors.popleft()
+            if self.cancelled:
+                self.cancelled -= 1
+                return True
+            return False
 
     def _next_record(self) -> bytes | None:
         """The next record for P, or None when the endpoint has nothing (subclasses)."""
@@ -149,8 +185,8 @@ class _UdpLink(_DgramLink):
         ep = self.ep
         if dst == BROADCAST4 and not self.opts.get((SOL_SOCKET, _std.SO_BROADCAST)):
             raise _oserror(errno.EACCES)
-        if ep.remote is not None and ep.error is not None:
-            err = ep.take_error()
+        if ep.remote is not None:
+            err = self.take_pending_error()
             if err:
                 raise _oserror(err)
         err = ep.sendto(data, dst, port)
@@ -167,6 +203,7 @@ class _UdpLink(_DgramLink):
         self.ensure_bound()
         self.ep.connect(dst, port)
         self.remote = (dst, port)
+        self.local = self.ep.sockname
 
     def _next_record(self) -> bytes | None:
         ep = self.ep
@@ -177,6 +214,8 @@ class _UdpLink(_DgramLink):
             err = ep.take_error()
             if not err:
                 return None
+            with self.err_lock:
+                self.pipe_errors.append(err)
             return _REC.pack(_KIND_ERROR, 0, err, b"")
         data, (src, sport) = item
         rec: bytes = _REC.pack(_KIND_DATA, len(src), sport, src) + data

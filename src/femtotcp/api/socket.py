@@ -136,6 +136,20 @@ _DEFAULT_OPTS: dict[tuple[int, int], int] = {
 }
 
 
+_tls_installed: list[bool] = []
+
+
+def _install_tls() -> None:
+    """Once a process: ``ssl`` wraps stack stream sockets knowing their state
+    (api/tls.py); a build without ssl simply has no TLS."""
+    _tls_installed.append(True)
+    try:
+        from femtotcp.api import tls
+    except ImportError:
+        return
+    tls.install()
+
+
 class socket(_RealSocket):  # noqa: N801 - the stdlib's name
     """``socket.socket`` over a femtotcp stack (see the module docstring)."""
 
@@ -160,6 +174,8 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
                 raise _oserror(errno.EPROTONOSUPPORT)
             pair_kind = SOCK_STREAM
             link_cls = _TcpLink
+            if not _tls_installed:
+                _install_tls()
         elif kind == SOCK_DGRAM:
             if proto in (0, IPPROTO_UDP):
                 link_cls = _UdpLink
@@ -491,12 +507,21 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
     def _recv_dgram(self, bufsize: int, flags: int) -> tuple[bytes, Any]:
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
-        rec = _RealSocket.recv(self, bufsize + _REC.size, flags)
-        if len(rec) < _REC.size:
-            return b"", None
-        kind, alen, port, addr = _REC.unpack_from(rec)
-        if kind == _KIND_ERROR:
-            raise _oserror(port)
+        while True:
+            rec = _RealSocket.recv(self, bufsize + _REC.size, flags)
+            if len(rec) < _REC.size:
+                return b"", None
+            kind, alen, port, addr = _REC.unpack_from(rec)
+            if kind != _KIND_ERROR:
+                break
+            # The socket error, unless SO_ERROR or a send took it first (sk_err).
+            link = self._link
+            if flags & _std.MSG_PEEK:
+                if not (isinstance(link, _DgramLink) and link.cancelled):
+                    raise _oserror(port)
+                _RealSocket.recv(self, _REC.size, flags & ~_std.MSG_PEEK)
+            if not (isinstance(link, _DgramLink) and link.error_record_read()):
+                raise _oserror(port)
         return rec[_REC.size:], (ip_str(addr[:alen]), port)
 
     def send(self, data: Any, flags: int = 0) -> int:

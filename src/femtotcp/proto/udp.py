@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from femtotcp.proto.ports import port_taken
+from femtotcp.wire import icmp4
 from femtotcp.wire import udp as wire
 
 if TYPE_CHECKING:
@@ -73,6 +74,16 @@ class UdpEndpoint:
     def connect(self, addr: bytes, port: int) -> None:
         self.remote = (addr, port)
         self.error = None
+
+    @property
+    def sockname(self) -> tuple[bytes, int]:
+        """The local address as getsockname() shows it: an endpoint bound to the
+        wildcard and connected names the source its route picks, as Linux's
+        connect() does (ip4_datagram_connect)."""
+        addr, port = self.local
+        if addr == ANY and self.remote is not None:
+            addr = self.udp.stack.source_address(self.remote[0]) or ANY
+        return addr, port
 
     # -- receiving -------------------------------------------------------------------
     def deliver(self, data: bytes, src: tuple[bytes, int], dst: bytes) -> None:
@@ -174,15 +185,24 @@ class Udp:
 
     def on_ip_error(self, src: bytes, dst: bytes, inner: memoryview, err: int,
                     icmp_type: int, icmp_code: int, mtu: int) -> None:
+        """RFC 1122 4.1.3.3: pass ICMP errors to the application, as Linux's udp_err
+        does without IP_RECVERR: only hard errors (port, protocol, prohibited
+        unreachables; parameter problem) and only to a connected endpoint.
+        Soft ones (net/host unreachable, time exceeded, source quench) change
+        nothing. Fragmentation needed is ignored: our UDP datagrams carry no DF
+        (Linux, which sets DF, reports EMSGSIZE)."""
         if len(inner) < 4:
             return
         sport = int.from_bytes(inner[0:2], "big")
         dport = int.from_bytes(inner[2:4], "big")
         ep = self.endpoints.get((src, sport)) or self.endpoints.get((ANY, sport))
-        if ep is not None and ep.remote == (dst, dport):
+        if ep is None or ep.remote != (dst, dport):
+            self.stack.counters["udp.icmp_error_unconnected"] += 1
+        elif icmp_type == icmp4.PARAMETER_PROBLEM or (
+                icmp_type == icmp4.DEST_UNREACHABLE and icmp_code in icmp4.UNREACH_HARD):
             ep.set_error(err)
         else:
-            self.stack.counters["udp.icmp_error_unconnected"] += 1
+            self.stack.counters["udp.icmp_error_soft"] += 1
 
 
 def install(stack: Stack) -> Udp:

@@ -3,7 +3,8 @@
 A datagram is keyed by (src, dst, protocol, id). Fragments that overlap one
 already held discard the whole datagram (the defence against overlap attacks
 that RFC 5722 mandates for IPv6; Linux does the same for IPv4); an exact
-duplicate is dropped on its own, since duplication happens on honest networks.
+duplicate is dropped on its own, since duplication happens on honest networks, and so is a
+fragment wholly inside data already held (a subset; Linux since FragmentSmack).
 Nothing can grow past 65535 bytes of datagram or the configured caps.
 """
 
@@ -23,6 +24,35 @@ Key = tuple[bytes, bytes, int, int]
 
 
 _QUOTE_MAX = 576 - 20 - 8   # the ICMP error's room for the offending datagram
+
+
+_COVERED = 2   # _overlap(): the range lies inside one contiguous run of held data
+
+
+def _overlap(pieces: list[tuple[int, bytes]], offset: int, end: int) -> int:
+    """0 when [offset, end) touches no held piece; _COVERED when it lies wholly
+    inside contiguous held data; 1 for any other (partial) overlap.
+
+    ``pieces`` are sorted and disjoint, so a run of pieces that abut one another
+    is contiguous data."""
+    run_start = run_end = -1
+    touched = False
+    for o, d in pieces:
+        if o >= end:
+            break
+        e = o + len(d)
+        if o != run_end:          # a gap before this piece: a new run starts
+            if touched:
+                return 1          # the range spans the gap
+            run_start = o
+        run_end = e
+        if e > offset:            # this piece touches [offset, end)
+            if run_start > offset:
+                return 1          # the range starts before the held run
+            touched = True
+            if e >= end:
+                return _COVERED
+    return 1 if touched else 0
 
 
 class _Datagram:
@@ -96,16 +126,16 @@ class Reassembler:
             counters[f"{p}.frag_inconsistent_length"] += 1
             self._kill(key, dg)
             return None
-        # Overlap check against every held piece.
-        for o, d in dg.pieces:
-            e = o + len(d)
-            if offset < e and o < end:
-                if o == offset and e == end:
-                    counters[f"{p}.frag_duplicate"] += 1
-                    return None
-                counters[f"{p}.frag_overlap"] += 1
-                self._kill(key, dg)
+        overlap = _overlap(dg.pieces, offset, end)
+        if overlap:
+            if overlap is _COVERED:
+                # Wholly inside data already held (a duplicate or a subset):
+                # ignored, the datagram goes on (Linux's IPFRAG_DUP).
+                counters[f"{p}.frag_duplicate"] += 1
                 return None
+            counters[f"{p}.frag_overlap"] += 1
+            self._kill(key, dg)
+            return None
         dg.pieces.append((offset, bytes(data)))
         dg.pieces.sort(key=lambda x: x[0])
         dg.size += len(data)

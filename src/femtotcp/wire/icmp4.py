@@ -24,6 +24,11 @@ PORT_UNREACHABLE = 3
 FRAG_NEEDED = 4
 ADMIN_PROHIBITED = 13
 
+#: Destination-unreachable codes that are hard errors (RFC 1122 4.1.3.3; the
+#: "fatal" ones of Linux's icmp_err_convert): protocol and port unreachable,
+#: unknown or isolated hosts and networks, and every administrative prohibition.
+UNREACH_HARD = frozenset({2, 3, 6, 7, 8, 9, 10, 13, 14, 15})
+
 ERROR_TYPES = frozenset({DEST_UNREACHABLE, SOURCE_QUENCH, REDIRECT, TIME_EXCEEDED,
                          PARAMETER_PROBLEM})
 

@@ -53,8 +53,10 @@ class TcpConfig:
     challenge_ack_rate: float = 1000.0
     challenge_ack_burst: int = 100
     invalid_ratelimit: float = 0.5     # tcp_invalid_ratelimit
-    # RSTs sent for segments that match no connection: token bucket.
-    rst_rate: float = 1000.0
+    # RSTs sent for segments that match no connection. Linux answers every one
+    # (RFC 9293 3.10.7.1), so nmap sees closed ports as closed: 0 means no cap.
+    # A positive rate caps them with a token bucket of ``rst_burst``.
+    rst_rate: float = 0.0
     rst_burst: int = 200
     #: RFC 1337: ignore RSTs in TIME_WAIT (Linux: off).
     rfc1337: bool = False

@@ -59,7 +59,8 @@ class Tcp:
         # Started "long ago": the stack's clock may still change when a loop adopts it.
         self.challenge_bucket = TokenBucket(cfg.challenge_ack_rate, cfg.challenge_ack_burst,
                                             -1e18)
-        self.rst_bucket = TokenBucket(cfg.rst_rate, cfg.rst_burst, -1e18)
+        self.rst_bucket = (TokenBucket(cfg.rst_rate, cfg.rst_burst, -1e18)
+                           if cfg.rst_rate > 0 else None)
         stack.ip_protocols[wire.PROTO] = self.input
         stack.ip_error_handlers[wire.PROTO] = self.on_ip_error
 
@@ -232,7 +233,8 @@ class Tcp:
         flags = hdr.flags
         if flags & wire.RST:
             return
-        if not self.rst_bucket.take(self.stack.now):
+        bucket = self.rst_bucket
+        if bucket is not None and not bucket.take(self.stack.now):
             self.counters["tcp.rst_ratelimited"] += 1
             return
         if flags & wire.ACK:

@@ -1,0 +1,107 @@
+"""Issue 16: behaviours a program or a peer can see, as Linux has them (virtual clock).
+
+Each test here fails without its fix; the same rules are compared with the kernel
+in tests/e2e/test_conformance.py.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+from tcp_harness import ACK, ANY, FIN, PSH, RST, SYN, lan_with_peer, open_passive
+
+
+def test_every_segment_to_a_closed_port_gets_a_reset() -> None:
+    """Linux answers each SYN to a port with no listener (an nmap -sS sweep of 1,000
+    closed ports sees 1,000 RSTs, none 'filtered')."""
+    lan, peer = lan_with_peer()
+    peer.send(SYN, 1, dport=2000)          # the stack learns our MAC (ARP) first
+    assert peer.expect().has(RST)
+    for port in range(1, 1001):
+        peer.send(SYN, 5000 + port, dport=port, run=False)
+    lan.run(0)
+    segs = peer.received()
+    assert len(segs) == 1000
+    assert all(s.has(RST) for s in segs)
+    assert sorted(s.sport for s in segs) == list(range(1, 1001))
+    assert peer.stack.counters["tcp.rst_ratelimited"] == 0
+
+
+def test_segment_without_ack_rst_or_syn_is_dropped_silently() -> None:
+    """RFC 9293 3.10.7.4 fifth (ACK bit off: drop), checked before the sequence
+    number as Linux does: a bare FIN, in or out of the window, draws no ACK."""
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    for seq in (p.snd, p.snd + 2**20, p.snd - 2**20):
+        peer.send(FIN, seq)
+        peer.nothing()
+        peer.send(PSH, seq, payload=b"noack")
+        peer.nothing()
+    assert p.conn.state == "ESTABLISHED"
+    assert peer.stack.counters["tcp.no_ack_flag"] == 6
+    peer.send(ACK | PSH, p.snd, p.rcv, payload=b"data")
+    assert p.conn.recv(100) == b"data"
+
+
+def test_empty_segment_at_the_window_edge_is_answered() -> None:
+    """SEQ = RCV.NXT + RCV.WND with RCV.WND > 0 is not acceptable (RFC 9293
+    3.10.7.4's table), empty or not: an ACK answers it (Linux stays silent)."""
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    peer.send(ACK | PSH, p.snd, p.rcv, payload=b"x")
+    ack = peer.expect()
+    edge = p.snd + 1 + ack.window
+    peer.send(ACK, edge, p.rcv)
+    answer = peer.expect(ACK)
+    assert (answer.seq, answer.ack) == (p.rcv, p.snd + 1)
+    peer.send(ACK, edge - 1, p.rcv)       # inside the window: acceptable, no answer
+    peer.nothing()
+
+
+@pytest.mark.parametrize("nodelay", [True, False])
+def test_sender_uses_the_largest_window_offered(nodelay: bool) -> None:
+    """RFC 9293 3.8.6.2.1: a peer that never offered more than 10 bytes gets 10-byte
+    segments at once (its largest window, not our MSS, is the yardstick)."""
+    lan, peer = lan_with_peer()
+    lst = peer.stack.tcp.listen(ANY, 80)
+    peer.send(SYN, 1000, dport=80, window=10)
+    synack = peer.expect(SYN | ACK)
+    peer.send(ACK, 1001, synack.seq + 1, dport=80, window=10)
+    conn = lst.accept()
+    peer.received()
+    conn.nodelay = nodelay
+    conn.send(bytes(range(40)))
+    got = b""
+    nxt = synack.seq + 1
+    for _ in range(4):
+        seg = peer.expect()
+        assert len(seg.payload) == 10 and seg.seq == nxt
+        got += seg.payload
+        nxt += 10
+        peer.send(ACK, 1001, nxt, dport=80, window=10)
+    assert got == bytes(range(40))
+
+
+def test_keepalive_times_set_after_so_keepalive_take_effect_at_once() -> None:
+    """TCP_KEEPIDLE/KEEPINTVL/KEEPCNT after SO_KEEPALIVE on a live connection: the
+    first probe follows the new idle time, not the 7,200 s default (Linux
+    tcp_sock_set_keepidle re-arms the timer); then the peer's silence ends the
+    connection with ETIMEDOUT and a RST|ACK, as Linux's keepalive timer."""
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    p.conn.keepalive = True
+    p.conn.keepalive_idle = 5
+    p.conn.keepalive_interval = 1
+    p.conn.keepalive_count = 2
+    lan.run(4.9)
+    peer.nothing()
+    lan.run(0.2)
+    probe = peer.expect(ACK)
+    assert probe.seq == p.rcv - 1 and not probe.payload
+    lan.run(1)
+    peer.expect(ACK)
+    lan.run(1)
+    rst = peer.expect(RST | ACK)
+    assert (rst.seq, rst.ack) == (p.rcv, p.snd)
+    assert p.conn.error == errno.ETIMEDOUT
