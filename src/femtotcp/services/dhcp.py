@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from femtotcp.stack.stack import need
 from femtotcp.wire import Malformed, ip_str
 from femtotcp.wire import dhcp as wire
 
@@ -141,7 +142,7 @@ class DhcpClient:
         if self.state != STOPPED:
             return
         if self.ep is None:
-            self.ep = self.stack.udp.open(ANY4, wire.CLIENT_PORT)
+            self.ep = need(self.stack.udp, "udp").open(ANY4, wire.CLIENT_PORT)
             self.ep.on_readable = self._readable
         self.state = INIT
         self.requested = requested

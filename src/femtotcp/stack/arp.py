@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from femtotcp.stack.timers import Timer
+from femtotcp.core.timers import Timer
 from femtotcp.wire import arp as wire_arp
 from femtotcp.wire import ethernet, ip_str, mac_str
 

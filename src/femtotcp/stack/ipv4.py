@@ -110,12 +110,10 @@ class Ipv4:
         self._idents = [secrets.randbelow(0x10000) for _ in range(IDENT_BUCKETS)]
         self._ident_key = secrets.token_bytes(8)
         self._fast: dict[bytes, _Fast] = {}
-        #: The datagram being delivered (raw, header included), for ICMP errors.
-        self.current = memoryview(b"")
         #: Multicast groups joined (accepted as destinations).
         self.groups: set[bytes] = {b"\xe0\x00\x00\x01"}   # all-hosts (RFC 1112)
         stack.ethertypes[ethernet.ETH_IPV4] = self.input
-        stack.ip_output = self.output  # type: ignore[method-assign]
+        stack.set_ip_output(4, self.output)
 
     # -- input -------------------------------------------------------------------
     def input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview) -> None:
@@ -186,10 +184,9 @@ class Ipv4:
             if cast == 0 and stack.icmp is not None:
                 stack.icmp.send_error(header, payload, 3, 2)   # protocol unreachable
             return
-        # Protocols see broadcast/multicast delivery in ``header.dst``; the raw
-        # datagram stays reachable for the ICMP errors they may send about it.
-        self.current = payload
-        handler(header, data, iface)
+        # Protocols see broadcast/multicast delivery in ``header.dst``, and the
+        # raw datagram for the ICMP errors they may send about it.
+        handler(header, data, iface, payload)
 
     def _option_problem(self, eth: ethernet.EthernetHeader, packet: memoryview) -> None:
         """RFC 1122 3.2.2.5, RFC 792: a malformed IP option earns a Parameter Problem
@@ -374,7 +371,7 @@ class Ipv4:
             return
         cache = stack.arp.caches.get(iface)
         n = cache.get(next_hop) if cache is not None else None
-        if n is None or n.mac is None:
+        if cache is None or n is None or n.mac is None:
             return
         if len(self._fast) >= FAST_CACHE_MAX:
             self._fast.clear()

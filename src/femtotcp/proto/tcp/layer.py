@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from femtotcp.proto.ratelimit import TokenBucket
@@ -30,7 +31,10 @@ from femtotcp.wire import tcp as wire
 from femtotcp.wire.checksum import ones_sum
 
 if TYPE_CHECKING:
+    from femtotcp.stack.interface import Interface
+    from femtotcp.stack.ipv4 import Ipv4
     from femtotcp.stack.stack import Stack
+    from femtotcp.wire.ipv4 import Ipv4Header
 
 ANY4 = b"\x00" * 4
 ANY6 = b"\x00" * 16
@@ -44,16 +48,22 @@ Key = tuple[bytes, int, bytes, int]
 class Tcp:
     def __init__(self, stack: Stack, config: TcpConfig | None = None) -> None:
         self.stack = stack
-        self.config = config or getattr(stack.config, "tcp", None) or TcpConfig()
+        if stack.ipv4 is None:
+            raise ValueError("the tcp module needs the ipv4 module")
+        #: The IP layer TCP's offload (TSO) output goes through.
+        self.ipv4: Ipv4 = stack.ipv4
+        self.config = config or stack.config.tcp or TcpConfig()
+        stack.config.tcp = self.config
         self.counters = stack.counters
+        #: Work deferred to the end of the receive batch (``defer``), in order.
+        self._due: list[Callable[[], None]] = []
         self._conns: dict[Key, TcpConnection] = {}
         self.time_wait_count = 0
         self._listeners: dict[tuple[bytes, int], TcpListener] = {}
         self.isn = IsnGenerator(os.urandom(32))
         self.cookies = SynCookies(os.urandom(32))
         scfg = stack.config
-        self.ports = EphemeralPorts(getattr(scfg, "ephemeral_low", 32768),
-                                    getattr(scfg, "ephemeral_high", 60999), os.urandom(32))
+        self.ports = EphemeralPorts(scfg.ephemeral_low, scfg.ephemeral_high, os.urandom(32))
         cfg = self.config
         # Started "long ago": the stack's clock may still change when a loop adopts it.
         self.challenge_bucket = TokenBucket(cfg.challenge_ack_rate, cfg.challenge_ack_burst,
@@ -61,6 +71,24 @@ class Tcp:
         self.rst_bucket = TokenBucket(cfg.rst_rate, cfg.rst_burst, -1e18)
         stack.ip_protocols[wire.PROTO] = self.input
         stack.ip_error_handlers[wire.PROTO] = self.on_ip_error
+        stack.add_batch_hook(self.end_batch)
+
+    # ------------------------------------------------------------------ batches
+    def defer(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once at the end of the current receive batch
+        (``Stack.end_batch``), after every callback deferred before it. The
+        caller keeps its own flag so that it defers a thing once per batch
+        (a connection's coalesced ACK, its ``on_event``)."""
+        self._due.append(callback)
+
+    def end_batch(self, now: float) -> None:
+        """The stack's end-of-batch hook: run what input deferred, in order."""
+        due = self._due
+        while due:
+            self._due = []
+            for callback in due:
+                callback()
+            due = self._due
 
     # ------------------------------------------------------------------ program API
     def listen(self, local_addr: bytes, port: int, backlog: int = 128) -> TcpListener:
@@ -186,7 +214,8 @@ class Tcp:
         counters["tcp.ooo_held_bytes"] = sum(c.ooo.nbytes for c in self._conns.values())
 
     # ------------------------------------------------------------------ input
-    def input(self, ip: Any, segment: memoryview, iface: Any) -> None:
+    def input(self, ip: Ipv4Header, segment: memoryview, iface: Interface,
+              packet: memoryview) -> None:
         """IP protocol 6 handler: checksum, demultiplex, hand over."""
         n = len(segment)
         if n < 20:
