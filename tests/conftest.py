@@ -7,6 +7,11 @@ from collections.abc import Callable
 import pytest
 from femtolan import Lan, make_lan
 
+from femtotcp.core.counters import Counters
+
+# A counter name nobody declared (femtotcp/core/counters.py) is an error in tests.
+Counters.strict = True
+
 
 @pytest.fixture
 def lan() -> Callable[..., Lan]:

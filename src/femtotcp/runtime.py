@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import selectors
-import signal
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -27,7 +26,6 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from femtotcp.core.loop import Loop
@@ -325,17 +323,6 @@ class Runtime(_LoopBase):
             if remaining <= 0:
                 return False
             time.sleep(min(interval, remaining))
-
-    def install_signal_handlers(self, on_signal: Callable[[int], None] | None = None) -> None:
-        """SIGINT/SIGTERM stop the loop cleanly (main thread only)."""
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            if on_signal is not None:
-                on_signal(signum)
-            self.stop()
-
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
 
     def close(self) -> None:
         for dev in self._devices:

@@ -31,34 +31,6 @@ _OPTION_PROBLEMS = frozenset({"ipv4.bad_option_length", "ipv4.bad_option_pointer
 _HEADER = struct.Struct("!BBHHHBBH4s4s")
 
 
-def _bad_option_offset(options: bytes) -> int:
-    """Where the first malformed option is (Linux's ip_options_compile pointer):
-    the option's type octet for a bad length, its length or pointer octet for a
-    route/timestamp option too short or pointing before its data."""
-    i = 0
-    n = len(options)
-    while i < n:
-        kind = options[i]
-        if kind == wire_ipv4.OPT_EOL:
-            break
-        if kind == wire_ipv4.OPT_NOP:
-            i += 1
-            continue
-        if i + 1 >= n:
-            return i
-        length = options[i + 1]
-        if length < 2 or i + length > n:
-            return i
-        limits = wire_ipv4._POINTER_MIN.get(kind)
-        if limits is not None:
-            if length < limits[0]:
-                return i + 1
-            if options[i + 2] < limits[1]:
-                return i + 2
-        i += length
-    return 0
-
-
 class OffloadPath(NamedTuple):
     """A resolved way to a destination through an offload device (``offload_path``)."""
 
@@ -201,8 +173,8 @@ class Ipv4:
                 or dst[0] == 127:
             return
         hlen = (vihl & 0x0F) << 2   # parse checked it against the total length
-        pointer = wire_ipv4.HEADER_LEN + _bad_option_offset(
-            bytes(packet[wire_ipv4.HEADER_LEN:hlen]))
+        _, problem = wire_ipv4.walk_options(bytes(packet[wire_ipv4.HEADER_LEN:hlen]))
+        pointer = wire_ipv4.HEADER_LEN + (problem.offset if problem is not None else 0)
         header = wire_ipv4.Ipv4Header(tos, total_len, ident, flags_frag, ttl, proto, src,
                                       dst, hlen, b"")
         stack.icmp.send_error(header, packet[:total_len], 12, 0, pointer << 24)
@@ -231,9 +203,8 @@ class Ipv4:
             if stack.routes.lookup(dst) is fast.route and \
                     stack.local_addresses is fast.addrs and nb.mac is fast.mac and \
                     fast.arp_cache.get(nb.ip) is nb and f_iface.mac is fast.src_mac and \
-                    len(payload) + 20 <= f_iface.mtu and not (
-                        nb.state == "REACHABLE"
-                        and now - nb.confirmed > stack.config.arp_reachable):
+                    len(payload) + 20 <= f_iface.mtu and \
+                    not nb.stale(now, stack.config.arp_reachable):
                 nb.used = now
                 counters["ipv4.tx"] += 1
                 ident = self._next_ident(dst, proto)
@@ -338,7 +309,7 @@ class Ipv4:
         if n is None or n.mac is None:
             return None
         now = stack.now
-        if n.state == "REACHABLE" and now - n.confirmed > stack.config.arp_reachable:
+        if n.stale(now, stack.config.arp_reachable):
             return None         # let output() take the ARP path, which re-probes
         n.used = now
         eth = ethernet.build(n.mac, iface.mac, ethernet.ETH_IPV4, b"", iface.vlan)
