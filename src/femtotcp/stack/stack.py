@@ -17,7 +17,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from femtotcp.core.counters import Counters
 from femtotcp.core.timers import Timers
@@ -43,9 +43,14 @@ EtherHandler = Callable[[Interface, ethernet.EthernetHeader, memoryview], None]
 #: (IP header, payload, interface, the whole datagram for ICMP errors about it)
 IpHandler = Callable[["Ipv4Header", memoryview, Interface, memoryview], None]
 IpErrorHandler = Callable[[bytes, bytes, memoryview, int, int, int, int], None]
-#: (dst, proto, payload, src, ttl, tos, df, iface) -> 0 or an errno
-IpOutput = Callable[[bytes, int, "bytes | bytearray | memoryview", "bytes | None", "int | None",
-                     int, bool, "Interface | None"], int]
+
+
+class IpOutput(Protocol):
+    """An IP module's output: send one datagram to ``dst``; 0 or an errno."""
+
+    def __call__(self, dst: bytes, proto: int, payload: bytes | bytearray | memoryview,
+                 src: bytes | None = None, ttl: int | None = None, tos: int = 0,
+                 df: bool = False, iface: Interface | None = None) -> int: ...
 
 ANY4 = b"\x00\x00\x00\x00"
 BROADCAST4 = b"\xff\xff\xff\xff"
@@ -108,6 +113,11 @@ class Stack:
         self._device_watchers: list[Callable[[NetDevice], None]] = []
         #: IP output by address length (4: the ipv4 module's ``output``).
         self._ip_outputs: dict[int, IpOutput] = {}
+        #: Send one IP datagram (``dst, proto, payload, src=, ttl=, tos=, df=,
+        #: iface=``; 0 or an errno): the output of the one IP module loaded
+        #: (no dispatch on the per-segment path), or ``_dispatch_ip_output``
+        #: by ``dst``'s length when there are several (``set_ip_output``).
+        self.ip_output: IpOutput = self._dispatch_ip_output
         #: Datagrams to our own addresses, delivered on the next poll (never re-entrant).
         self._local: deque[tuple[bytes, Interface]] = deque()
         #: Callbacks run on close (services register here).
@@ -387,12 +397,16 @@ class Stack:
     # -- output ------------------------------------------------------------------
     def set_ip_output(self, addr_len: int, output: IpOutput) -> None:
         """The IP module for addresses of ``addr_len`` bytes registers its output."""
-        self._ip_outputs[addr_len] = output
+        outputs = self._ip_outputs
+        outputs[addr_len] = output
+        self.ip_output = output if len(outputs) == 1 and addr_len == 4 \
+            else self._dispatch_ip_output
 
-    def ip_output(self, dst: bytes, proto: int, payload: bytes | bytearray | memoryview,
-                  src: bytes | None = None, ttl: int | None = None, tos: int = 0,
-                  df: bool = False, iface: Interface | None = None) -> int:
-        """Send one IP datagram through the module of ``dst``'s family; 0 or an errno."""
+    def _dispatch_ip_output(self, dst: bytes, proto: int,
+                            payload: bytes | bytearray | memoryview,
+                            src: bytes | None = None, ttl: int | None = None, tos: int = 0,
+                            df: bool = False, iface: Interface | None = None) -> int:
+        """``ip_output`` through the module of ``dst``'s family."""
         output = self._ip_outputs.get(len(dst))
         if output is None:
             self.counters["ip.no_ipv4_module"] += 1

@@ -55,8 +55,14 @@ class Tcp:
         self.config = config or stack.config.tcp or TcpConfig()
         stack.config.tcp = self.config
         self.counters = stack.counters
-        #: Work deferred to the end of the receive batch (``defer``), in order.
+        #: Work deferred to the end of the receive batch, in order.
         self._due: list[Callable[[], None]] = []
+        #: ``defer(callback)``: run ``callback`` once at the end of the current
+        #: receive batch (``Stack.end_batch``), after everything deferred before
+        #: it. The caller keeps its own flag so that it defers a thing once per
+        #: batch (a connection's coalesced ACK, its ``on_event``). A bound
+        #: ``list.append``: as cheap as the call_soon it replaces, no allocation.
+        self.defer: Callable[[Callable[[], None]], None] = self._due.append
         self._conns: dict[Key, TcpConnection] = {}
         self.time_wait_count = 0
         self._listeners: dict[tuple[bytes, int], TcpListener] = {}
@@ -74,21 +80,19 @@ class Tcp:
         stack.add_batch_hook(self.end_batch)
 
     # ------------------------------------------------------------------ batches
-    def defer(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` once at the end of the current receive batch
-        (``Stack.end_batch``), after every callback deferred before it. The
-        caller keeps its own flag so that it defers a thing once per batch
-        (a connection's coalesced ACK, its ``on_event``)."""
-        self._due.append(callback)
-
     def end_batch(self, now: float) -> None:
-        """The stack's end-of-batch hook: run what input deferred, in order."""
+        """The stack's end-of-batch hook: run what input deferred (``defer``),
+        in order; what those callbacks defer runs after them."""
         due = self._due
-        while due:
-            self._due = []
-            for callback in due:
-                callback()
-            due = self._due
+        if due:
+            i = 0
+            try:
+                while i < len(due):    # what a callback defers runs in this pass too
+                    callback = due[i]
+                    i += 1
+                    callback()
+            finally:
+                del due[:i]            # a raising callback leaves the rest for next time
 
     # ------------------------------------------------------------------ program API
     def listen(self, local_addr: bytes, port: int, backlog: int = 128) -> TcpListener:
