@@ -180,7 +180,7 @@ class Runtime(_LoopBase):
         self.thread: threading.Thread | None = None
         self._devices: list[Device] = []
         #: The stack each selected device's frames go to (its batch is ended there).
-        self._device_stack: dict[Any, Stack] = {}
+        self._device_stack: dict[Device, Stack] = {}
         self.timers.now = self.now()
 
     def now(self) -> float:

@@ -19,7 +19,9 @@ from femtotcp.wire import ipv4 as wire_ipv4
 
 if TYPE_CHECKING:
     from femtotcp.stack.arp import Neighbour
+    from femtotcp.stack.device import NetDevice
     from femtotcp.stack.interface import Interface
+    from femtotcp.stack.routes import Route
     from femtotcp.stack.stack import Stack
 
 ANY = b"\x00\x00\x00\x00"
@@ -35,7 +37,7 @@ class OffloadPath(NamedTuple):
     """A resolved way to a destination through an offload device (``offload_path``)."""
 
     iface: Interface
-    device: Any
+    device: NetDevice
     eth: bytes            # the Ethernet header (with the 802.1Q tag if any)
     csum_start: int       # offset of the TCP header in the frame
     max_payload: int      # the interface MTU minus the IP header
@@ -48,7 +50,7 @@ class _Fast(NamedTuple):
     route, address or ARP change (each replaces the object compared here)
     sends the next datagram down the full path, which re-creates the entry."""
 
-    route: Any
+    route: Route
     addrs: set[bytes]           # stack.local_addresses when made (replaced on change)
     iface: Interface
     src: bytes
@@ -331,7 +333,7 @@ class Ipv4:
         start = path.csum_start
         path.device.send_offload(path.eth + packet, gso_size, start, 16, start + tcp_hlen)
 
-    def _remember(self, dst: bytes, route: Any, next_hop: bytes, src: bytes) -> None:
+    def _remember(self, dst: bytes, route: Route, next_hop: bytes, src: bytes) -> None:
         """After a unicast datagram went out through ARP: cache the way to ``dst``
         when its neighbour is resolved (see ``_Fast``)."""
         stack = self.stack
