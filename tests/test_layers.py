@@ -11,13 +11,14 @@
 from __future__ import annotations
 
 import ast
+import errno
 from pathlib import Path
 
 import pytest
 
 import femtotcp
 from femtotcp.core import counters as registry
-from femtotcp.stack.stack import Stack
+from femtotcp.stack.stack import Stack, need
 
 PKG = Path(femtotcp.__file__).resolve().parent
 EDGES = ("femtotcp.phy", "femtotcp.runtime", "femtotcp.api", "femtotcp.cli",
@@ -115,6 +116,17 @@ def test_no_stack_attribute_is_typed_any() -> None:
                    if isinstance(t, ast.Name))}
     assert anys == {}
     assert not hasattr(Stack("x", modules=[]), "loop")
+
+
+def test_a_missing_module_is_named() -> None:
+    stack = Stack("x", modules=["arp", "ipv4"])
+    assert stack.udp is None and stack.tcp is None and stack.ipv4 is not None
+    with pytest.raises(OSError) as info:
+        need(stack.udp, "udp")
+    assert info.value.errno == errno.ENOPROTOOPT and "udp" in str(info.value)
+    assert need(stack.ipv4, "ipv4") is stack.ipv4
+    # Without a transport, output still goes through the one IP module.
+    assert stack.ip_output == stack.ipv4.output
 
 
 def _counter_keys() -> list[tuple[str, str]]:
