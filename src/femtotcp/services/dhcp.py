@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from femtotcp.proto.udp import UdpEndpoint
     from femtotcp.stack.interface import Interface
     from femtotcp.stack.stack import Stack
-    from femtotcp.stack.timers import Timer
+    from femtotcp.core.timers import Timer
 
 log = logging.getLogger("femtotcp.dhcp")
 
