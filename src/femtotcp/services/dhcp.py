@@ -29,10 +29,10 @@ from femtotcp.wire import Malformed, ip_str
 from femtotcp.wire import dhcp as wire
 
 if TYPE_CHECKING:
+    from femtotcp.core.timers import Timer
     from femtotcp.proto.udp import UdpEndpoint
     from femtotcp.stack.interface import Interface
     from femtotcp.stack.stack import Stack
-    from femtotcp.core.timers import Timer
 
 log = logging.getLogger("femtotcp.dhcp")
 
