@@ -19,6 +19,11 @@ if _HERE not in sys.path:
 from femtolan import Lan, make_lan  # noqa: E402
 from skippolicy import require_module  # noqa: E402
 
+from femtotcp.core.counters import Counters  # noqa: E402
+
+# A counter name nobody declared (femtotcp/core/counters.py) is an error in tests.
+Counters.strict = True
+
 
 @pytest.fixture
 def lan() -> Callable[..., Lan]:

@@ -21,7 +21,7 @@ from typing import Any
 from femtotcp.phy.memory import Switch
 from femtotcp.phy.pcap import PcapWriter
 from femtotcp.runtime import Runtime
-from femtotcp.stack.stack import Stack
+from femtotcp.stack.stack import Stack, need
 from femtotcp.wire import ip_bytes, ip_str, mac_str
 
 
@@ -44,7 +44,7 @@ def _ping(rt: Runtime, stack: Stack, dst: bytes, count: int, report: Report,
           size: int = 56, timeout: float = 1.0) -> list[float]:
     """Ping from ``stack``; prints and returns RTTs in milliseconds."""
     rtts: list[float] = []
-    ep = rt.call(stack.icmp.open_echo)
+    ep = rt.call(need(stack.icmp, "icmp4").open_echo)
     got = threading.Event()
     replies: dict[int, float] = {}
 
@@ -79,7 +79,7 @@ def _ping(rt: Runtime, stack: Stack, dst: bytes, count: int, report: Report,
 def _udp_exchange(rt: Runtime, client: Stack, server: Stack, report: Report) -> None:
     from femtotcp.services.echo import start_udp_echo
     echo = rt.call(start_udp_echo, server, 7)
-    ep = rt.call(client.udp.open)
+    ep = rt.call(need(client.udp, "udp").open)
     got = threading.Event()
     ep.on_readable = got.set
     dst = server.interfaces[0].primary_ipv4()
@@ -133,11 +133,11 @@ def _tcp_transfer(rt: Runtime, client: Stack, server: Stack, report: Report,
         conn.on_event = on_data
         on_data()
 
-    lst = rt.call(server.tcp.listen, dst, 9000, 16)
+    lst = rt.call(need(server.tcp, "tcp").listen, dst, 9000, 16)
     lst.on_event = on_listener
     payload = os.urandom(nbytes)
     start = time.perf_counter()
-    conn = rt.call(client.tcp.connect, dst, 9000)
+    conn = rt.call(need(client.tcp, "tcp").connect, dst, 9000)
     sent = [0]
 
     def pump() -> None:
@@ -205,7 +205,7 @@ def run_memory(pcap_path: str) -> int:
 
         report.section("ARP: alice resolves bob")
         rtts = _ping(rt, alice, ip_bytes("192.0.2.20"), 1, report)
-        for e in rt.call(alice.arp.entries):
+        for e in rt.call(need(alice.arp, "arp").entries):
             report.line(f"alice's neighbour cache: {e['address']} is at {e['mac']} "
                         f"({e['state']})")
         if not rtts:
@@ -296,7 +296,7 @@ def run_tap(pcap_path: str) -> int:
         report.line("kernel   ftap0 192.0.2.1/24")
         report.section("femtotcp pings the kernel")
         _ping(rt, st, ip_bytes("192.0.2.1"), 3, report)
-        for e in rt.call(st.arp.entries):
+        for e in rt.call(need(st.arp, "arp").entries):
             report.line(f"neighbour cache: {e['address']} is at {e['mac']} ({e['state']})")
         report.section("the kernel pings femtotcp (ping -c 3, then ping -s 4000)")
         for args in (["-c", "3"], ["-c", "2", "-s", "4000"]):

@@ -14,7 +14,7 @@ from typing import Any
 from femtotcp.runtime import Runtime
 from femtotcp.stack.config import StackConfig
 from femtotcp.stack.interface import Interface
-from femtotcp.stack.stack import Stack, parse_prefix
+from femtotcp.stack.stack import Stack, need, parse_prefix
 from femtotcp.wire import ip_bytes, ip_str, mac_bytes, mac_str
 
 log = logging.getLogger("femtotcp.host")
@@ -130,7 +130,7 @@ class Host:
         opts, stack = self.opts, self.stack
         if opts.dns:
             stack.load_module("dns")
-            stack.resolver.servers = [ip_bytes(d) for d in opts.dns]
+            need(stack.resolver, "dns").servers = [ip_bytes(d) for d in opts.dns]
         for port in opts.udp_echo:
             from femtotcp.services.echo import start_udp_echo
             self.services.append(start_udp_echo(stack, port))
@@ -157,13 +157,14 @@ class Host:
         self.runtime.call(self.stack.start)
         if self.stack.config.acd and self.opts.ip:
             addr, _ = parse_prefix(self.opts.ip)
+            arp = need(self.stack.arp, "arp")
 
             def check() -> bool:
-                return self.stack.is_local(addr) or addr in self.stack.arp.conflicts
+                return self.stack.is_local(addr) or addr in arp.conflicts
 
             deadline_ok = self.runtime.wait_until(check, acd_timeout)
-            if addr in self.stack.arp.conflicts:
-                mac = self.stack.arp.conflicts[addr]
+            if addr in arp.conflicts:
+                mac = arp.conflicts[addr]
                 self.close()
                 raise OSError(f"address {ip_str(addr)} is already in use by {mac_str(mac)}")
             if not deadline_ok:

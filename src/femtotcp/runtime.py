@@ -5,6 +5,13 @@ tests and the demo are deterministic and never sleep. ``Runtime`` runs in real
 time: it blocks in ``select`` on the device fds and a wake-up fd, with the
 next timer as the timeout (no fixed tick), and is the only thread that touches
 protocol state. Other threads hand it work with ``call``/``call_soon_threadsafe``.
+
+The contract with each stack: the loop gives it its clock (``set_clock``),
+hands it frames (``receive``, through the device's receiver), and after each
+batch of frames calls ``end_batch`` (after an fd device's read batch; after
+each round of ``call_soon`` work, which is how memory links and pcap replay
+deliver; ``poll`` ends with one too), then ``poll`` for due timers, and
+sleeps until ``next_deadline``.
 """
 
 from __future__ import annotations
@@ -12,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import selectors
-import signal
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -20,27 +26,21 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from types import FrameType
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from femtotcp.stack.timers import Timer, Timers
+from femtotcp.core.loop import Loop
+from femtotcp.core.timers import Timer, Timers
+from femtotcp.phy.base import Device
 
 if TYPE_CHECKING:
-    from femtotcp.phy.base import Device
+    from femtotcp.stack.device import NetDevice
     from femtotcp.stack.stack import Stack
 
 log = logging.getLogger("femtotcp.runtime")
 T = TypeVar("T")
 
 
-class Loop(Protocol):
-    """What devices and services need from whichever loop drives them."""
-
-    def now(self) -> float: ...
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> Timer: ...
-
-    def call_soon(self, callback: Callable[[], None]) -> None: ...
+__all__ = ["Loop", "Runtime", "SimLoop"]
 
 
 class _LoopBase(ABC):
@@ -64,18 +64,27 @@ class _LoopBase(ABC):
 
     def add_stack(self, stack: Stack) -> None:
         """Drive ``stack``: its clock becomes this loop's, its devices are polled."""
-        stack.attach_loop(self)
+        stack.set_clock(self.now)
         self.stacks.append(stack)
-        for iface in stack.interfaces:
-            self.add_device(iface.device)
+        stack.watch_devices(lambda device: self.add_device(device, stack))
 
-    def add_device(self, device: Device) -> None:
+    def add_device(self, device: NetDevice, stack: Stack | None = None) -> None:
         """Called for every device of an attached stack (fd devices are selected on)."""
 
+    def _end_batch(self) -> None:
+        """Every stack finishes the frames it was handed (``Stack.end_batch``)."""
+        if self.stacks:
+            now = self.now()
+            for st in self.stacks:
+                st.end_batch(now)
+
     def _run_soon(self) -> None:
+        """One round of ``call_soon`` work (memory links deliver frames so), then
+        the end of that batch."""
         soon = self._soon
         for _ in range(len(soon)):
             soon.popleft()()
+        self._end_batch()
 
     def _next_deadline(self) -> float | None:
         best = self.timers.next_deadline()
@@ -104,6 +113,7 @@ class SimLoop(_LoopBase):
 
     def step(self) -> bool:
         """Process the next batch of events; False when nothing is left to do."""
+        self._end_batch()      # frames the caller handed to ``receive`` directly
         if self._soon:
             self._run_soon()
             return True
@@ -120,6 +130,7 @@ class SimLoop(_LoopBase):
         until there is nothing left to do when neither is given."""
         end = until if until is not None else (
             self._now + duration if duration is not None else None)
+        self._end_batch()      # frames the caller handed to ``receive`` directly
         while True:
             if self._soon:
                 self._run_soon()
@@ -137,6 +148,7 @@ class SimLoop(_LoopBase):
     def run_until(self, predicate: Callable[[], bool], timeout: float = 60.0) -> bool:
         """Run until ``predicate()`` is true or ``timeout`` virtual seconds pass."""
         end = self._now + timeout
+        self._end_batch()      # frames the caller handed to ``receive`` directly
         while not predicate():
             if self._soon:
                 self._run_soon()
@@ -167,15 +179,19 @@ class Runtime(_LoopBase):
         self._stopping = False
         self.thread: threading.Thread | None = None
         self._devices: list[Device] = []
+        #: The stack each selected device's frames go to (its batch is ended there).
+        self._device_stack: dict[Device, Stack] = {}
         self.timers.now = self.now()
 
     def now(self) -> float:
         return time.monotonic()
 
-    def add_device(self, device: Device) -> None:
-        if device in self._devices:
+    def add_device(self, device: NetDevice, stack: Stack | None = None) -> None:
+        if not isinstance(device, Device) or device in self._devices:
             return
         self._devices.append(device)
+        if stack is not None:
+            self._device_stack[device] = stack
         fd = device.fileno()
         if fd >= 0:
             self._selector.register(fd, selectors.EVENT_READ, device)
@@ -263,6 +279,9 @@ class Runtime(_LoopBase):
                     dev.on_readable()
                 except Exception:  # a device bug must not kill the loop
                     log.exception("device %s failed while reading", dev.name)
+                st = self._device_stack.get(dev)
+                if st is not None:
+                    st.end_batch(self.now())     # the device's read batch is done
         if self._foreign:
             with self._lock:
                 foreign, self._foreign = self._foreign, deque()
@@ -304,17 +323,6 @@ class Runtime(_LoopBase):
             if remaining <= 0:
                 return False
             time.sleep(min(interval, remaining))
-
-    def install_signal_handlers(self, on_signal: Callable[[int], None] | None = None) -> None:
-        """SIGINT/SIGTERM stop the loop cleanly (main thread only)."""
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            if on_signal is not None:
-                on_signal(signum)
-            self.stop()
-
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
 
     def close(self) -> None:
         for dev in self._devices:

@@ -20,8 +20,9 @@ PKG = Path(__file__).resolve().parent
 FILES: dict[str, list[str]] = {
     "core": ["__init__.py", "runtime.py", "wire/__init__.py", "wire/checksum.py",
              "wire/ethernet.py", "stack/__init__.py", "stack/stack.py", "stack/config.py",
-             "stack/counters.py", "stack/interface.py", "stack/modules.py",
-             "stack/routes.py", "stack/timers.py", "phy/__init__.py", "phy/base.py"],
+             "stack/interface.py", "stack/modules.py", "stack/routes.py", "stack/timers.py",
+             "stack/device.py", "core/__init__.py", "core/counters.py", "core/timers.py",
+             "core/loop.py", "core/device.py", "phy/__init__.py", "phy/base.py"],
     "arp": ["stack/arp.py", "wire/arp.py"],
     "ipv4": ["stack/ipv4.py", "stack/reassembly.py", "wire/ipv4.py"],
     "icmp4": ["proto/icmp4.py", "proto/ratelimit.py", "wire/icmp4.py"],

@@ -26,6 +26,7 @@ from femtotcp.services.dns import (
     DnsResult,
     Resolver,
 )
+from femtotcp.stack.stack import need
 
 if TYPE_CHECKING:
     from femtotcp.runtime import Runtime
@@ -60,12 +61,11 @@ def lookup(runtime: Runtime, stack: Stack, name: str, qtype: int, timeout: float
     answers: queue.SimpleQueue[DnsResult] = queue.SimpleQueue()
 
     def start() -> None:
-        resolver = stack.resolver
-        if resolver is None:
+        if stack.resolver is None:
             if not load_module:
                 raise NoResolver(name)
-            resolver = stack.load_module("dns")
-        resolver.resolve(name, qtype, answers.put)
+            stack.load_module("dns")
+        need(stack.resolver, "dns").resolve(name, qtype, answers.put)
 
     runtime.call(start, timeout=timeout if start_timeout is None else start_timeout)
     try:

@@ -33,6 +33,7 @@ from femtotcp.api.sock_base import (
 )
 from femtotcp.proto.ports import port_taken
 from femtotcp.proto.tcpstate import state_name
+from femtotcp.stack.stack import need
 
 if TYPE_CHECKING:
     from femtotcp.api.network import Network
@@ -172,7 +173,7 @@ class _TcpLink(_Link):
         holders = [key for key, link in self.net.reserved.items()
                    if key[1] == port and link is not self and link.owner_alive()
                    and not (reuse and link.opts.get((SOL_SOCKET, _std.SO_REUSEADDR)))]
-        tcp = self.net.stack.tcp
+        tcp = need(self.net.stack.tcp, "tcp")
         holders += [lst.local for lst in tcp.listeners() if lst.local[1] == port]
         if not reuse:
             holders += [conn.local for conn in tcp.connections() if conn.local[1] == port]

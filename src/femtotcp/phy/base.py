@@ -7,6 +7,14 @@ backed by a file descriptor expose it through ``fileno()`` and read everything
 that is ready (until EAGAIN) in ``on_readable()``; the loop selects on them.
 Any device can be captured: ``add_capture(fn)`` calls ``fn(frame, outbound)``
 for every frame in either direction (the pcap writer uses this).
+
+What the core may use of a device (``femtotcp.stack.device.NetDevice`` says the
+same from the stack's side, so that stack/ never imports phy/): ``send``,
+``send_offload`` (the offload entry point), ``set_receiver``, and the
+capabilities: the live flags ``mtu``, ``raw_ip``, ``offload`` and ``gro`` (read
+per frame, so they stay plain attributes) and ``capabilities``, the same as a
+``DeviceCapabilities`` record. A wrapper either passes offload through or
+leaves ``offload``/``gro`` False.
 """
 
 from __future__ import annotations
@@ -14,10 +22,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from femtotcp.stack.counters import Counters
+from femtotcp.core.counters import Counters
+from femtotcp.core.device import DeviceCapabilities, Medium
 
 Receiver = Callable[[bytes], None]
 Capture = Callable[[bytes, bool], None]
+
+__all__ = ["Capture", "Device", "DeviceCapabilities", "Medium", "Receiver"]
 
 
 class Device(ABC):
@@ -37,6 +48,12 @@ class Device(ABC):
         self.counters = Counters()
         self._receiver: Receiver | None = None
         self._captures: list[Capture] = []
+
+    @property
+    def capabilities(self) -> DeviceCapabilities:
+        """The device's capabilities now (offload can be switched off at run time)."""
+        return DeviceCapabilities(self.mtu, Medium.RAW_IP if self.raw_ip else Medium.ETHERNET,
+                                  False, self.offload, self.offload, self.gro)
 
     def set_receiver(self, receiver: Receiver | None) -> None:
         self._receiver = receiver
@@ -67,6 +84,14 @@ class Device(ABC):
             for cap in self._captures:
                 cap(frame, True)
         self._transmit(frame)
+
+    def send_offload(self, frame: bytes, gso_size: int, csum_start: int, csum_offset: int,
+                     hdr_len: int) -> None:
+        """Transmit one frame whose TCP checksum at ``csum_start + csum_offset`` is
+        partial, cut into ``gso_size``-byte segments when ``gso_size`` is non-zero
+        (only called when ``offload`` is True; a device without offload counts
+        ``tx_offload_unsupported`` and drops it)."""
+        self.counters["tx_offload_unsupported"] += 1
 
     @abstractmethod
     def _transmit(self, frame: bytes) -> None:

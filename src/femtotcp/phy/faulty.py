@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 from femtotcp.phy.base import Device
 
 if TYPE_CHECKING:
-    from femtotcp.runtime import Loop
-    from femtotcp.stack.timers import Timer
+    from femtotcp.core.loop import Loop
+    from femtotcp.core.timers import Timer
 
 _PROBABILITIES = ("loss", "duplicate", "reorder", "corrupt")
 _DURATIONS = ("delay", "jitter")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from femtotcp.phy.base import Device
 
 if TYPE_CHECKING:
-    from femtotcp.runtime import Loop
+    from femtotcp.core.loop import Loop
 
 BROADCAST_BIT = 0x01
 

@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING
 from femtotcp.phy.base import Device
 
 if TYPE_CHECKING:
-    from femtotcp.runtime import Loop
+    from femtotcp.core.loop import Loop
 
 log = logging.getLogger("femtotcp.phy.pcap")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import secrets
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -112,7 +111,8 @@ class Icmp4:
         return ep
 
     # -- input ---------------------------------------------------------------------
-    def input(self, header: wire_ipv4.Ipv4Header, data: memoryview, iface: Interface) -> None:
+    def input(self, header: wire_ipv4.Ipv4Header, data: memoryview, iface: Interface,
+              packet: memoryview) -> None:
         stack = self.stack
         counters = stack.counters
         icmp, body = wire.parse(data)
@@ -156,7 +156,7 @@ class Icmp4:
         if len(body) < 4:
             counters["icmp4.timestamp_truncated"] += 1
             return
-        now_ms = int(time.time() * 1000) % 86_400_000
+        now_ms = int(self.stack.wall_clock() * 1000) % 86_400_000
         stamp = now_ms.to_bytes(4, "big")
         reply = wire.build(TIMESTAMP_REPLY, 0, icmp.rest, bytes(body[:4]) + stamp + stamp)
         self.stack.ip_output(header.src, wire_ipv4.PROTO_ICMP, reply, src=header.dst,

@@ -169,7 +169,8 @@ class Udp:
         if self.endpoints.get(ep.local) is ep:
             del self.endpoints[ep.local]
 
-    def input(self, header: Ipv4Header, data: memoryview, iface: Interface) -> None:
+    def input(self, header: Ipv4Header, data: memoryview, iface: Interface,
+              packet: memoryview) -> None:
         stack = self.stack
         counters = stack.counters
         udp, payload = wire.parse(data, header.src, header.dst)
@@ -179,7 +180,7 @@ class Udp:
         if ep is None:
             counters["udp.no_port"] += 1
             if stack.icmp is not None and stack.is_local(header.dst):
-                stack.icmp.send_error(header, stack.ipv4.current, 3, 3)
+                stack.icmp.send_error(header, packet, 3, 3)
             return
         ep.deliver(bytes(payload), (header.src, udp.src_port), header.dst)
 

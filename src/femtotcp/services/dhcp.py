@@ -24,14 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from femtotcp.stack.stack import need
 from femtotcp.wire import Malformed, ip_str
 from femtotcp.wire import dhcp as wire
 
 if TYPE_CHECKING:
+    from femtotcp.core.timers import Timer
     from femtotcp.proto.udp import UdpEndpoint
     from femtotcp.stack.interface import Interface
     from femtotcp.stack.stack import Stack
-    from femtotcp.stack.timers import Timer
 
 log = logging.getLogger("femtotcp.dhcp")
 
@@ -141,7 +142,7 @@ class DhcpClient:
         if self.state != STOPPED:
             return
         if self.ep is None:
-            self.ep = self.stack.udp.open(ANY4, wire.CLIENT_PORT)
+            self.ep = need(self.stack.udp, "udp").open(ANY4, wire.CLIENT_PORT)
             self.ep.on_readable = self._readable
         self.state = INIT
         self.requested = requested

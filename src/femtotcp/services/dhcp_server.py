@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from femtotcp.stack.stack import need
 from femtotcp.wire import Malformed, ip_bytes, ip_str
 from femtotcp.wire import dhcp as wire
 
@@ -67,7 +68,7 @@ class DhcpServer:
         #: Tests: rewrite(reply bytes, request) -> bytes to send instead.
         self.rewrite: Callable[[bytes, wire.DhcpMessage], bytes] | None = None
         self.log: list[tuple[str, str, str]] = []        # (type, mac, address), bounded
-        self.ep: UdpEndpoint = stack.udp.open(ANY4, wire.SERVER_PORT)
+        self.ep: UdpEndpoint = need(stack.udp, "udp").open(ANY4, wire.SERVER_PORT)
         self.ep.on_readable = self._readable
 
     def close(self) -> None:

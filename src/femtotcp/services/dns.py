@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from femtotcp.stack.stack import need
 from femtotcp.wire import Malformed, ip_bytes
 from femtotcp.wire import dns as wire
 
@@ -129,7 +130,8 @@ class _TcpAttempt:
         self.sent = 0
         self.buf = bytearray()
         self.done = False
-        self.conn: Any = lookup.resolver.stack.tcp.connect(server, wire.PORT)
+        self.conn: Any = need(lookup.resolver.stack.tcp, "tcp").connect(
+            server, wire.PORT)
         self.conn.on_event = self.on_event
         self.on_event()
 
@@ -610,7 +612,7 @@ class Resolver:
 
     def open_endpoint(self) -> UdpEndpoint | None:
         """A UDP endpoint on a fresh random port (RFC 5452 10, RFC 6056)."""
-        udp = self.stack.udp
+        udp = need(self.stack.udp, "udp")
         cfg = self.stack.config
         span = cfg.ephemeral_high - cfg.ephemeral_low + 1
         for _ in range(8):

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from femtotcp.stack.stack import need
 from femtotcp.wire import Malformed, ip_bytes
 from femtotcp.wire import dns as wire
 
@@ -44,7 +45,7 @@ class DnsResponder:
         #: Tests: build the raw reply yourself (query, source) -> bytes or None (silent).
         self.override: Callable[[wire.Message, tuple[bytes, int]], bytes | None] | None = None
         self.queries = 0
-        self.ep: UdpEndpoint = stack.udp.open(addr, port)
+        self.ep: UdpEndpoint = need(stack.udp, "udp").open(addr, port)
         self.ep.on_readable = self._readable
         self.listener: Any = None
         self.sessions: set[_TcpSession] = set()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from femtotcp.stack.stack import need
+
 if TYPE_CHECKING:
     from femtotcp.proto.udp import UdpEndpoint
     from femtotcp.stack.stack import Stack
@@ -18,7 +20,7 @@ LOOP_PORTS = frozenset({0, 7, 13, 17, 19, 37})
 class UdpEcho:
     def __init__(self, stack: Stack, port: int = 7, addr: bytes = ANY) -> None:
         self.stack = stack
-        self.endpoint: UdpEndpoint = stack.udp.open(addr, port)
+        self.endpoint: UdpEndpoint = need(stack.udp, "udp").open(addr, port)
         self.endpoint.on_readable = self._readable
         self.echoed = 0
 

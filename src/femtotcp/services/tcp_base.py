@@ -7,6 +7,8 @@ import logging
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
+from femtotcp.stack.stack import need
+
 if TYPE_CHECKING:
     from femtotcp.proto.tcp import TcpConnection
     from femtotcp.stack.stack import Stack
@@ -24,7 +26,7 @@ class TcpService(ABC):
 
     def __init__(self, stack: Stack, port: int, addr: bytes = ANY, backlog: int = 128) -> None:
         self.stack = stack
-        self.listener = stack.tcp.listen(addr, port, backlog)
+        self.listener = need(stack.tcp, "tcp").listen(addr, port, backlog)
         self.listener.on_event = self._accept
         self.port = self.listener.local[1]
         self.connections: set[TcpConnection] = set()

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from femtotcp.stack.timers import Timer
+from femtotcp.core.timers import Timer
 from femtotcp.wire import arp as wire_arp
 from femtotcp.wire import ethernet, ip_str, mac_str
 
@@ -50,6 +50,13 @@ class Neighbour:
         self.pending: deque[bytes] = deque()
         self.pending_bytes = 0
         self.timer: Timer | None = None
+
+    def stale(self, now: float, reachable: float) -> bool:
+        """The one freshness rule: an entry whose reachability was last confirmed
+        more than ``reachable`` seconds ago is STALE. Its MAC is still used, but
+        the next use re-checks it with unicast probes (RFC 1122 2.3.2.1, Linux's
+        REACHABLE -> STALE -> PROBE; RFC 4861 7.3.3 for neighbour discovery)."""
+        return self.state == REACHABLE and now - self.confirmed > reachable
 
 
 class Prober:
@@ -272,7 +279,7 @@ class Arp:
         if n is not None and n.mac is not None:
             n.used = now
             stack.send_frame(iface, n.mac, ethernet.ETH_IPV4, packet)
-            if n.state == REACHABLE and now - n.confirmed > stack.config.arp_reachable:
+            if n.stale(now, stack.config.arp_reachable):
                 # Reachability is stale: keep using the MAC but re-check it with
                 # unicast requests (Linux's STALE -> PROBE).
                 n.state = PROBE
@@ -349,7 +356,7 @@ class Arp:
         for iface, cache in self.caches.items():
             for n in cache.values():
                 state = n.state
-                if state == REACHABLE and now - n.confirmed > self.stack.config.arp_reachable:
+                if n.stale(now, self.stack.config.arp_reachable):
                     state = STALE
                 out.append({"interface": iface.name, "address": ip_str(n.ip),
                             "mac": mac_str(n.mac) if n.mac else None, "state": state,

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from femtotcp.proto.tcp.config import TcpConfig
 
 
 @dataclass(slots=True)
@@ -41,3 +45,6 @@ class StackConfig:
     udp_queue_max: int = 1024          # datagrams
     ephemeral_low: int = 32768         # net.ipv4.ip_local_port_range
     ephemeral_high: int = 60999
+    #: TCP's tunables (the tcp module's ``TcpConfig``; its defaults when None,
+    #: and the one in use once the module is loaded).
+    tcp: TcpConfig | None = None

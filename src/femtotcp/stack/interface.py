@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from femtotcp.wire import ip_str, mac_str
 
 if TYPE_CHECKING:
-    from femtotcp.phy.base import Device
+    from femtotcp.stack.device import NetDevice
 
 
 @dataclass(slots=True)
@@ -44,7 +44,7 @@ class Ipv4Address:
 @dataclass(eq=False)
 class Interface:
     name: str
-    device: Device
+    device: NetDevice
     mac: bytes
     mtu: int
     index: int

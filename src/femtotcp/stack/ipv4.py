@@ -19,7 +19,9 @@ from femtotcp.wire import ipv4 as wire_ipv4
 
 if TYPE_CHECKING:
     from femtotcp.stack.arp import Neighbour
+    from femtotcp.stack.device import NetDevice
     from femtotcp.stack.interface import Interface
+    from femtotcp.stack.routes import Route
     from femtotcp.stack.stack import Stack
 
 ANY = b"\x00\x00\x00\x00"
@@ -31,39 +33,11 @@ _OPTION_PROBLEMS = frozenset({"ipv4.bad_option_length", "ipv4.bad_option_pointer
 _HEADER = struct.Struct("!BBHHHBBH4s4s")
 
 
-def _bad_option_offset(options: bytes) -> int:
-    """Where the first malformed option is (Linux's ip_options_compile pointer):
-    the option's type octet for a bad length, its length or pointer octet for a
-    route/timestamp option too short or pointing before its data."""
-    i = 0
-    n = len(options)
-    while i < n:
-        kind = options[i]
-        if kind == wire_ipv4.OPT_EOL:
-            break
-        if kind == wire_ipv4.OPT_NOP:
-            i += 1
-            continue
-        if i + 1 >= n:
-            return i
-        length = options[i + 1]
-        if length < 2 or i + length > n:
-            return i
-        limits = wire_ipv4._POINTER_MIN.get(kind)
-        if limits is not None:
-            if length < limits[0]:
-                return i + 1
-            if options[i + 2] < limits[1]:
-                return i + 2
-        i += length
-    return 0
-
-
 class OffloadPath(NamedTuple):
     """A resolved way to a destination through an offload device (``offload_path``)."""
 
     iface: Interface
-    device: Any
+    device: NetDevice
     eth: bytes            # the Ethernet header (with the 802.1Q tag if any)
     csum_start: int       # offset of the TCP header in the frame
     max_payload: int      # the interface MTU minus the IP header
@@ -76,7 +50,7 @@ class _Fast(NamedTuple):
     route, address or ARP change (each replaces the object compared here)
     sends the next datagram down the full path, which re-creates the entry."""
 
-    route: Any
+    route: Route
     addrs: set[bytes]           # stack.local_addresses when made (replaced on change)
     iface: Interface
     src: bytes
@@ -110,12 +84,10 @@ class Ipv4:
         self._idents = [secrets.randbelow(0x10000) for _ in range(IDENT_BUCKETS)]
         self._ident_key = secrets.token_bytes(8)
         self._fast: dict[bytes, _Fast] = {}
-        #: The datagram being delivered (raw, header included), for ICMP errors.
-        self.current = memoryview(b"")
         #: Multicast groups joined (accepted as destinations).
         self.groups: set[bytes] = {b"\xe0\x00\x00\x01"}   # all-hosts (RFC 1112)
         stack.ethertypes[ethernet.ETH_IPV4] = self.input
-        stack.ip_output = self.output  # type: ignore[method-assign]
+        stack.set_ip_output(4, self.output)
 
     # -- input -------------------------------------------------------------------
     def input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview) -> None:
@@ -186,10 +158,9 @@ class Ipv4:
             if cast == 0 and stack.icmp is not None:
                 stack.icmp.send_error(header, payload, 3, 2)   # protocol unreachable
             return
-        # Protocols see broadcast/multicast delivery in ``header.dst``; the raw
-        # datagram stays reachable for the ICMP errors they may send about it.
-        self.current = payload
-        handler(header, data, iface)
+        # Protocols see broadcast/multicast delivery in ``header.dst``, and the
+        # raw datagram for the ICMP errors they may send about it.
+        handler(header, data, iface, payload)
 
     def _option_problem(self, eth: ethernet.EthernetHeader, packet: memoryview) -> None:
         """RFC 1122 3.2.2.5, RFC 792: a malformed IP option earns a Parameter Problem
@@ -204,8 +175,8 @@ class Ipv4:
                 or dst[0] == 127:
             return
         hlen = (vihl & 0x0F) << 2   # parse checked it against the total length
-        pointer = wire_ipv4.HEADER_LEN + _bad_option_offset(
-            bytes(packet[wire_ipv4.HEADER_LEN:hlen]))
+        _, problem = wire_ipv4.walk_options(bytes(packet[wire_ipv4.HEADER_LEN:hlen]))
+        pointer = wire_ipv4.HEADER_LEN + (problem.offset if problem is not None else 0)
         header = wire_ipv4.Ipv4Header(tos, total_len, ident, flags_frag, ttl, proto, src,
                                       dst, hlen, b"")
         stack.icmp.send_error(header, packet[:total_len], 12, 0, pointer << 24)
@@ -234,9 +205,8 @@ class Ipv4:
             if stack.routes.lookup(dst) is fast.route and \
                     stack.local_addresses is fast.addrs and nb.mac is fast.mac and \
                     fast.arp_cache.get(nb.ip) is nb and f_iface.mac is fast.src_mac and \
-                    len(payload) + 20 <= f_iface.mtu and not (
-                        nb.state == "REACHABLE"
-                        and now - nb.confirmed > stack.config.arp_reachable):
+                    len(payload) + 20 <= f_iface.mtu and \
+                    not nb.stale(now, stack.config.arp_reachable):
                 nb.used = now
                 counters["ipv4.tx"] += 1
                 ident = self._next_ident(dst, proto)
@@ -341,7 +311,7 @@ class Ipv4:
         if n is None or n.mac is None:
             return None
         now = stack.now
-        if n.state == "REACHABLE" and now - n.confirmed > stack.config.arp_reachable:
+        if n.stale(now, stack.config.arp_reachable):
             return None         # let output() take the ARP path, which re-probes
         n.used = now
         eth = ethernet.build(n.mac, iface.mac, ethernet.ETH_IPV4, b"", iface.vlan)
@@ -363,7 +333,7 @@ class Ipv4:
         start = path.csum_start
         path.device.send_offload(path.eth + packet, gso_size, start, 16, start + tcp_hlen)
 
-    def _remember(self, dst: bytes, route: Any, next_hop: bytes, src: bytes) -> None:
+    def _remember(self, dst: bytes, route: Route, next_hop: bytes, src: bytes) -> None:
         """After a unicast datagram went out through ARP: cache the way to ``dst``
         when its neighbour is resolved (see ``_Fast``)."""
         stack = self.stack
@@ -374,7 +344,7 @@ class Ipv4:
             return
         cache = stack.arp.caches.get(iface)
         n = cache.get(next_hop) if cache is not None else None
-        if n is None or n.mac is None:
+        if cache is None or n is None or n.mac is None:
             return
         if len(self._fast) >= FAST_CACHE_MAX:
             self._fast.clear()

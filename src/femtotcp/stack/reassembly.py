@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from femtotcp.stack.timers import Timer
+from femtotcp.core.timers import Timer
 
 if TYPE_CHECKING:
     from femtotcp.stack.stack import Stack

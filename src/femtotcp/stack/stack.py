@@ -1,9 +1,13 @@
 """The Stack: interfaces, dispatch tables, and the one output path.
 
-Sans-I/O: ``receive(iface, frame, now)`` consumes a frame, ``poll(now)`` runs due
-timers, and frames leave through each interface's device. Protocol modules plug
-into dispatch tables (ethertype -> handler, IP protocol -> handler); input for a
-protocol that is not loaded is dropped and counted.
+Sans-I/O: ``receive(iface, frame, now)`` consumes a frame, ``end_batch(now)``
+finishes a device's read batch (TCP's coalesced ACKs and events),
+``poll(now)`` runs due timers, and frames leave through each interface's
+device. Protocol modules plug into dispatch tables (ethertype -> handler, IP
+protocol -> handler, IP output by family); input for a protocol that is not
+loaded is dropped and counted. Time comes from the clock given at
+construction (``set_clock`` lets a loop give its own) or from ``now``
+arguments; wall-clock time (ICMP timestamps) from ``wall_clock``.
 """
 
 from __future__ import annotations
@@ -13,27 +17,54 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from femtotcp.core.counters import Counters
+from femtotcp.core.timers import Timers
 from femtotcp.stack import modules as modreg
 from femtotcp.stack.config import StackConfig
-from femtotcp.stack.counters import Counters
 from femtotcp.stack.interface import Interface, Ipv4Address
 from femtotcp.stack.routes import Route, RouteTable
-from femtotcp.stack.timers import Timers
 from femtotcp.wire import Malformed, ethernet, ip_bytes, ip_str, mac_bytes
 
 if TYPE_CHECKING:
-    from femtotcp.phy.base import Device
+    from femtotcp.proto.icmp4 import Icmp4
+    from femtotcp.proto.tcp.layer import Tcp
+    from femtotcp.proto.udp import Udp
+    from femtotcp.services.dns import Resolver
+    from femtotcp.stack.arp import Arp
+    from femtotcp.stack.device import NetDevice
+    from femtotcp.stack.ipv4 import Ipv4
+    from femtotcp.wire.ipv4 import Ipv4Header
 
 log = logging.getLogger("femtotcp.stack")
 
 EtherHandler = Callable[[Interface, ethernet.EthernetHeader, memoryview], None]
-IpHandler = Callable[[Any, memoryview, Interface], None]
+#: (IP header, payload, interface, the whole datagram for ICMP errors about it)
+IpHandler = Callable[["Ipv4Header", memoryview, Interface, memoryview], None]
 IpErrorHandler = Callable[[bytes, bytes, memoryview, int, int, int, int], None]
+
+
+class IpOutput(Protocol):
+    """An IP module's output: send one datagram to ``dst``; 0 or an errno."""
+
+    def __call__(self, dst: bytes, proto: int, payload: bytes | bytearray | memoryview,
+                 src: bytes | None = None, ttl: int | None = None, tos: int = 0,
+                 df: bool = False, iface: Interface | None = None) -> int: ...
 
 ANY4 = b"\x00\x00\x00\x00"
 BROADCAST4 = b"\xff\xff\xff\xff"
+
+
+M = TypeVar("M")
+
+
+def need(module: M | None, name: str) -> M:
+    """``stack.udp`` (etc.) when that module is loaded; otherwise a clear error
+    naming it (for code that cannot work without it)."""
+    if module is None:
+        raise OSError(errno.ENOPROTOOPT, f"the {name} module is not loaded in this stack")
+    return module
 
 
 def parse_prefix(text: str) -> tuple[bytes, int]:
@@ -54,10 +85,14 @@ class Stack:
 
     def __init__(self, name: str = "femtotcp", modules: Iterable[str] | None = None,
                  config: StackConfig | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 wall_clock: Callable[[], float] | None = None) -> None:
         self.name = name
         self.config = config or StackConfig()
+        #: Monotonic seconds (timers, RTTs); a loop that drives the stack sets its own.
         self.clock: Callable[[], float] = clock or time.monotonic
+        #: Seconds since the epoch (ICMP timestamps: milliseconds since midnight UT).
+        self.wall_clock: Callable[[], float] = wall_clock or time.time
         self.counters = Counters()
         self.timers = Timers()
         self.timers.now = self.clock()
@@ -71,19 +106,29 @@ class Stack:
         #: kept as sets so the per-packet checks are one hash lookup.
         self.local_addresses: set[bytes] = set()
         self.broadcast_addresses: set[bytes] = {BROADCAST4}
-        self.loop: Any = None
         self.started = False
+        #: End-of-batch work (``end_batch``): each module that defers work registers here.
+        self._batch_hooks: list[Callable[[float], None]] = []
+        #: Told of every interface's device, now and later (the loop selects on them).
+        self._device_watchers: list[Callable[[NetDevice], None]] = []
+        #: IP output by address length (4: the ipv4 module's ``output``).
+        self._ip_outputs: dict[int, IpOutput] = {}
+        #: Send one IP datagram (``dst, proto, payload, src=, ttl=, tos=, df=,
+        #: iface=``; 0 or an errno): the output of the one IP module loaded
+        #: (no dispatch on the per-segment path), or ``_dispatch_ip_output``
+        #: by ``dst``'s length when there are several (``set_ip_output``).
+        self.ip_output: IpOutput = self._dispatch_ip_output
         #: Datagrams to our own addresses, delivered on the next poll (never re-entrant).
         self._local: deque[tuple[bytes, Interface]] = deque()
         #: Callbacks run on close (services register here).
         self._on_close: list[Callable[[], None]] = []
-        # Protocol attributes set by modules when loaded.
-        self.arp: Any = None
-        self.ipv4: Any = None
-        self.icmp: Any = None
-        self.udp: Any = None
-        self.tcp: Any = None
-        self.resolver: Any = None
+        # Protocol modules, set by each module's ``install`` when it is loaded.
+        self.arp: Arp | None = None
+        self.ipv4: Ipv4 | None = None
+        self.icmp: Icmp4 | None = None
+        self.udp: Udp | None = None
+        self.tcp: Tcp | None = None
+        self.resolver: Resolver | None = None
         for name_ in modreg.resolve(modules):
             self.load_module(name_)
 
@@ -106,10 +151,31 @@ class Stack:
     def now(self) -> float:
         return self.timers.now
 
-    def attach_loop(self, loop: Any) -> None:
-        self.loop = loop
-        self.clock = loop.now
-        self.timers.now = loop.now()
+    def set_clock(self, clock: Callable[[], float]) -> None:
+        """Read time from ``clock`` from now on (a loop gives the stack its own)."""
+        self.clock = clock
+        self.timers.now = clock()
+
+    def watch_devices(self, callback: Callable[[NetDevice], None]) -> None:
+        """Call ``callback(device)`` for every interface's device, now and when one
+        is added (a loop selects on device fds)."""
+        self._device_watchers.append(callback)
+        for iface in self.interfaces:
+            callback(iface.device)
+
+    def add_batch_hook(self, hook: Callable[[float], None]) -> None:
+        """Run ``hook(now)`` at every ``end_batch`` (a module's end-of-batch work)."""
+        self._batch_hooks.append(hook)
+
+    def end_batch(self, now: float | None = None) -> None:
+        """The end of a device's read batch: the work input deferred until the
+        batch was whole runs now (TCP's coalesced ACKs and program events).
+        Whoever calls ``receive`` calls this after the frames it had at once;
+        ``poll`` calls it too (loopback delivery is a batch). Cheap when idle."""
+        if now is None:
+            now = self.clock()
+        for hook in self._batch_hooks:
+            hook(now)
 
     def next_deadline(self) -> float | None:
         if self._local:
@@ -128,9 +194,10 @@ class Stack:
             packet, iface = local.popleft()
             self._deliver_local(packet, iface)
         timers.poll(now)
+        self.end_batch(now)
 
     # -- interfaces and addresses ---------------------------------------------
-    def add_interface(self, device: Device, mac: str | bytes | None = None,
+    def add_interface(self, device: NetDevice, mac: str | bytes | None = None,
                       ipv4: str | None = None, mtu: int | None = None,
                       name: str | None = None, vlan: int | None = None) -> Interface:
         if isinstance(mac, str):
@@ -152,8 +219,8 @@ class Stack:
         device.set_receiver(receiver)
         if ipv4:
             self.add_address(iface, ipv4)
-        if self.loop is not None:
-            self.loop.add_device(device)
+        for watcher in self._device_watchers:
+            watcher(device)
         return iface
 
     def interface(self, name: str) -> Interface:
@@ -328,12 +395,23 @@ class Stack:
         handler(iface, ethernet.EthernetHeader(iface.mac, b"\0" * 6, ethertype or 0, None), mv)
 
     # -- output ------------------------------------------------------------------
-    def ip_output(self, dst: bytes, proto: int, payload: bytes | bytearray | memoryview,
-                  src: bytes | None = None, ttl: int | None = None, tos: int = 0,
-                  df: bool = False, iface: Interface | None = None) -> int:
-        """Send one IP datagram; 0 or an errno. Replaced by the ipv4 module."""
-        self.counters["ip.no_ipv4_module"] += 1
-        return errno.ENETUNREACH
+    def set_ip_output(self, addr_len: int, output: IpOutput) -> None:
+        """The IP module for addresses of ``addr_len`` bytes registers its output."""
+        outputs = self._ip_outputs
+        outputs[addr_len] = output
+        self.ip_output = output if len(outputs) == 1 and addr_len == 4 \
+            else self._dispatch_ip_output
+
+    def _dispatch_ip_output(self, dst: bytes, proto: int,
+                            payload: bytes | bytearray | memoryview,
+                            src: bytes | None = None, ttl: int | None = None, tos: int = 0,
+                            df: bool = False, iface: Interface | None = None) -> int:
+        """``ip_output`` through the module of ``dst``'s family."""
+        output = self._ip_outputs.get(len(dst))
+        if output is None:
+            self.counters["ip.no_ipv4_module"] += 1
+            return errno.ENETUNREACH
+        return output(dst, proto, payload, src, ttl, tos, df, iface)
 
     def queue_local(self, packet: bytes, iface: Interface) -> None:
         """Loopback: a datagram to one of our own addresses, delivered on poll."""

@@ -90,8 +90,20 @@ def parse(data: bytes | memoryview, verify_checksum: bool = True) -> tuple[Ipv4H
     )
 
 
-def check_options(options: bytes) -> list[tuple[int, bytes]]:
-    """Walk the option list; every length is checked against what is left."""
+class OptionProblem(NamedTuple):
+    """The first malformed option: the counter's name, and the offset of the
+    octet at fault in the option bytes (Linux's ip_options_compile pointer: the
+    type octet for a bad length, the length or pointer octet for a route or
+    timestamp option too short or pointing before its data)."""
+
+    reason: str
+    offset: int
+
+
+def walk_options(options: bytes) -> tuple[list[tuple[int, bytes]], OptionProblem | None]:
+    """The one walk of an option list (RFC 791 3.1): the (type, data) of each
+    option up to the first problem, and that problem (None when all is well).
+    Every length is checked against what is left before it is used."""
     out: list[tuple[int, bytes]] = []
     i = 0
     n = len(options)
@@ -103,15 +115,26 @@ def check_options(options: bytes) -> list[tuple[int, bytes]]:
             i += 1
             continue
         if i + 1 >= n:
-            raise Malformed("ipv4.bad_option_length")
+            return out, OptionProblem("ipv4.bad_option_length", i)
         length = options[i + 1]
         if length < 2 or i + length > n:
-            raise Malformed("ipv4.bad_option_length")
+            return out, OptionProblem("ipv4.bad_option_length", i)
         limits = _POINTER_MIN.get(kind)
-        if limits is not None and (length < limits[0] or options[i + 2] < limits[1]):
-            raise Malformed("ipv4.bad_option_pointer")
+        if limits is not None:
+            if length < limits[0]:
+                return out, OptionProblem("ipv4.bad_option_pointer", i + 1)
+            if options[i + 2] < limits[1]:
+                return out, OptionProblem("ipv4.bad_option_pointer", i + 2)
         out.append((kind, options[i + 2:i + length]))
         i += length
+    return out, None
+
+
+def check_options(options: bytes) -> list[tuple[int, bytes]]:
+    """The options as (type, data); ``Malformed`` names the first problem."""
+    out, problem = walk_options(options)
+    if problem is not None:
+        raise Malformed(problem.reason)
     return out
 
 

@@ -31,7 +31,7 @@ The core API (everything runs in the loop thread; addresses are packed bytes)::
     conn.readable, conn.writable  # for select()
     conn.on_event = callback      # readability/writability/state/error may have changed;
                                   # called in the loop thread, once per receive batch
-                                  # (loop.call_soon), never from inside send()/recv()
+                                  # (Stack.end_batch), never from inside send()/recv()
     conn.local, conn.remote       # (addr, port)
     conn.nodelay, conn.keepalive (+ keepalive_idle/_interval/_count), conn.rcvbuf,
     conn.sndbuf, conn.linger, conn.user_timeout (seconds), conn.maxseg
@@ -40,10 +40,12 @@ The core API (everything runs in the loop thread; addresses are packed bytes)::
 
     stack.tcp.connections(), stack.tcp.listeners(), stack.tcp.stats()
 
-Batching: when a loop drives the stack, ACKs for full-sized segments that
-arrived in one device batch go out once at the end of the batch (at most 16
-segments late, ``TcpConfig.ack_coalescing``), and ``on_event`` callbacks too;
-without a loop (pure sans-I/O use) both happen at once.
+Batching: ACKs for full-sized segments that arrived in one device batch go
+out once at the end of the batch (at most 16 segments late,
+``TcpConfig.ack_coalescing``), and ``on_event`` callbacks too: the connection
+defers them with ``Tcp.defer`` and ``Stack.end_batch`` runs them. Whoever
+hands frames to ``Stack.receive`` calls ``end_batch`` after each batch (the
+loops do; ``Stack.poll`` does too), with or without a loop.
 
 Counters (``stack.counters``) name every drop and event (``tcp.bad_checksum``,
 ``tcp.paws_rejected``, ``tcp.challenge_ack`` ...); ``tcp.syn_queue``,

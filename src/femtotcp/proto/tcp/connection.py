@@ -770,14 +770,11 @@ class TcpConnection:
 
     def _defer_flush(self) -> None:
         """Tell the program once per receive batch, not once per segment: its
-        callback runs when the batch from the device is done (the loop's
-        call_soon), before the batch's ACK goes out, so an answer can carry it."""
-        loop = self.stack.loop
-        if loop is None:
-            self._flush()
-        elif not self._flush_deferred:
+        callback runs when the batch from the device is done (the loop calls
+        Stack.end_batch), before the batch's ACK goes out, so an answer can carry it."""
+        if not self._flush_deferred:
             self._flush_deferred = True
-            loop.call_soon(self._deferred_flush)
+            self.tcp.defer(self._deferred_flush)
 
     def _deferred_flush(self) -> None:
         self._flush_deferred = False
@@ -1065,12 +1062,10 @@ class TcpConnection:
             self._send_ack()
         elif unacked > self.rcv_mss:
             cfg = self.config
-            loop = self.stack.loop
-            if cfg.ack_coalescing and loop is not None and \
-                    unacked < cfg.ack_coalesce_segments * self.rcv_mss:
+            if cfg.ack_coalescing and unacked < cfg.ack_coalesce_segments * self.rcv_mss:
                 if not self._ack_deferred:
                     self._ack_deferred = True
-                    loop.call_soon(self._deferred_ack)
+                    self.tcp.defer(self._deferred_ack)
             else:
                 self._send_ack()
         elif self.t_delack.deadline is None:
@@ -1580,7 +1575,7 @@ class TcpConnection:
         self.segs_out += count
         self.last_tx = now
         self.counters["tcp.tso_sent"] += 1
-        self.stack.ipv4.output_offload(path, self._laddr, self._raddr, hdr + payload, mss, hlen)
+        self.tcp.ipv4.output_offload(path, self._laddr, self._raddr, hdr + payload, mss, hlen)
         if self.t_rto.deadline is None:
             self.t_rto.set(now + self.rtt.rto)
         return n

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from femtotcp.proto.ports import port_taken
@@ -31,7 +32,10 @@ from femtotcp.wire import tcp as wire
 from femtotcp.wire.checksum import ones_sum
 
 if TYPE_CHECKING:
+    from femtotcp.stack.interface import Interface
+    from femtotcp.stack.ipv4 import Ipv4
     from femtotcp.stack.stack import Stack
+    from femtotcp.wire.ipv4 import Ipv4Header
 
 ANY4 = b"\x00" * 4
 ANY6 = b"\x00" * 16
@@ -45,16 +49,28 @@ Key = tuple[bytes, int, bytes, int]
 class Tcp:
     def __init__(self, stack: Stack, config: TcpConfig | None = None) -> None:
         self.stack = stack
-        self.config = config or getattr(stack.config, "tcp", None) or TcpConfig()
+        if stack.ipv4 is None:
+            raise ValueError("the tcp module needs the ipv4 module")
+        #: The IP layer TCP's offload (TSO) output goes through.
+        self.ipv4: Ipv4 = stack.ipv4
+        self.config = config or stack.config.tcp or TcpConfig()
+        stack.config.tcp = self.config
         self.counters = stack.counters
+        #: Work deferred to the end of the receive batch, in order.
+        self._due: list[Callable[[], None]] = []
+        #: ``defer(callback)``: run ``callback`` once at the end of the current
+        #: receive batch (``Stack.end_batch``), after everything deferred before
+        #: it. The caller keeps its own flag so that it defers a thing once per
+        #: batch (a connection's coalesced ACK, its ``on_event``). A bound
+        #: ``list.append``: as cheap as the call_soon it replaces, no allocation.
+        self.defer: Callable[[Callable[[], None]], None] = self._due.append
         self._conns: dict[Key, TcpConnection] = {}
         self.time_wait_count = 0
         self._listeners: dict[tuple[bytes, int], TcpListener] = {}
         self.isn = IsnGenerator(os.urandom(32))
         self.cookies = SynCookies(os.urandom(32))
         scfg = stack.config
-        self.ports = EphemeralPorts(getattr(scfg, "ephemeral_low", 32768),
-                                    getattr(scfg, "ephemeral_high", 60999), os.urandom(32))
+        self.ports = EphemeralPorts(scfg.ephemeral_low, scfg.ephemeral_high, os.urandom(32))
         cfg = self.config
         # Started "long ago": the stack's clock may still change when a loop adopts it.
         self.challenge_bucket = TokenBucket(cfg.challenge_ack_rate, cfg.challenge_ack_burst,
@@ -63,6 +79,22 @@ class Tcp:
                            if cfg.rst_rate > 0 else None)
         stack.ip_protocols[wire.PROTO] = self.input
         stack.ip_error_handlers[wire.PROTO] = self.on_ip_error
+        stack.add_batch_hook(self.end_batch)
+
+    # ------------------------------------------------------------------ batches
+    def end_batch(self, now: float) -> None:
+        """The stack's end-of-batch hook: run what input deferred (``defer``),
+        in order; what those callbacks defer runs after them."""
+        due = self._due
+        if due:
+            i = 0
+            try:
+                while i < len(due):    # what a callback defers runs in this pass too
+                    callback = due[i]
+                    i += 1
+                    callback()
+            finally:
+                del due[:i]            # a raising callback leaves the rest for next time
 
     # ------------------------------------------------------------------ program API
     def listen(self, local_addr: bytes, port: int, backlog: int = 128) -> TcpListener:
@@ -181,7 +213,8 @@ class Tcp:
         counters["tcp.ooo_held_bytes"] = sum(c.ooo.nbytes for c in self._conns.values())
 
     # ------------------------------------------------------------------ input
-    def input(self, ip: Any, segment: memoryview, iface: Any) -> None:
+    def input(self, ip: Ipv4Header, segment: memoryview, iface: Interface,
+              packet: memoryview) -> None:
         """IP protocol 6 handler: checksum, demultiplex, hand over."""
         n = len(segment)
         if n < 20:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from femtotcp.stack.timers import Timers
+from femtotcp.core.timers import Timers
 
 
 def test_fires_in_time_order_when_due() -> None:

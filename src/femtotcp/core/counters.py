@@ -1,0 +1,258 @@
+"""Named counters, each declared once with its kind, in one registry.
+
+Every drop has a reason and every reason a counter: ``counters["ipv4.bad_checksum"]
++= 1``. A name must be declared here (``declare``) with its kind: ``DROP`` (input
+thrown away, or output refused), ``EVENT`` (something that happened) or
+``GAUGE`` (an occupancy now). ``ctl stats`` groups the drops by that kind, not
+by guessing from the name. Using an undeclared name is a programming error:
+with ``Counters.strict`` (the test suite sets it) it raises
+``UndeclaredCounter``, which no receive path catches; otherwise it is counted
+like any other (a running stack never fails over a counter's name).
+
+Families of names built at run time (``icmp4.tx_error_<type>_<code>``) are
+declared by prefix (``declare_family``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from enum import Enum
+from typing import ClassVar
+
+
+class Kind(Enum):
+    DROP = "drop"
+    EVENT = "event"
+    GAUGE = "gauge"
+
+
+DROP = Kind.DROP
+EVENT = Kind.EVENT
+GAUGE = Kind.GAUGE
+
+_DECLARED: dict[str, Kind] = {}
+_FAMILIES: dict[str, Kind] = {}
+
+
+class UndeclaredCounter(BaseException):
+    """A counter name nobody declared (a typo): a BaseException so that no
+    ``except Exception`` on the receive path can hide it from a test."""
+
+
+def declare(kind: Kind, names: str) -> None:
+    """Declare the whitespace-separated ``names`` as counters of ``kind``."""
+    for name in names.split():
+        old = _DECLARED.get(name)
+        if old is not None and old is not kind:
+            raise ValueError(f"counter {name} declared as {old.value} and {kind.value}")
+        _DECLARED[name] = kind
+
+
+def declare_family(kind: Kind, prefix: str) -> None:
+    """Declare every name that starts with ``prefix`` (names built at run time)."""
+    _FAMILIES[prefix] = kind
+
+
+def kind_of(name: str) -> Kind | None:
+    """The declared kind of ``name``, or None when it was never declared."""
+    kind = _DECLARED.get(name)
+    if kind is None:
+        for prefix, k in _FAMILIES.items():
+            if name.startswith(prefix):
+                return k
+    return kind
+
+
+def declared() -> dict[str, Kind]:
+    """Every name declared one by one (families not included)."""
+    return dict(_DECLARED)
+
+
+class Counters(defaultdict[str, int]):
+    """``counters["ipv4.bad_checksum"] += 1``; a declared name not yet counted reads 0."""
+
+    #: Raise ``UndeclaredCounter`` for an undeclared name (tests set this).
+    strict: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        super().__init__(int)
+
+    def __missing__(self, name: str) -> int:
+        if kind_of(name) is None and self.strict:
+            raise UndeclaredCounter(name)
+        self[name] = 0
+        return 0
+
+    def drop(self, reason: str) -> None:
+        """Count one dropped input under ``reason`` (a ``Malformed`` reason)."""
+        self[reason] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(sorted(self.items()))
+
+    def drops(self) -> dict[str, int]:
+        """The non-zero counters declared as ``DROP``."""
+        return {k: v for k, v in sorted(self.items()) if v and kind_of(k) is DROP}
+
+
+# -- the declarations, by module -----------------------------------------------------
+# arp
+declare(DROP, """
+    arp.acd_conflict arp.address_conflict arp.bad_htype arp.bad_length
+    arp.bad_opcode arp.bad_ptype arp.bad_sender_ip arp.bad_sender_mac arp.cache_full
+    arp.not_for_us arp.own_frame arp.pending_overflow arp.resolution_failed
+    arp.sender_mismatch arp.truncated
+""")
+declare(EVENT, """
+    arp.gratuitous_update arp.probe_seen arp.rx arp.tx_reply arp.tx_request
+""")
+# devices (phy/; "in."/"out." are the fault injector's)
+declare(DROP, """
+    rx_bad_file rx_detached rx_error rx_no_receiver rx_oversize rx_vnet_bad_csum
+    rx_vnet_bad_gso rx_vnet_bad_gso_size rx_vnet_truncated tx_again tx_closed
+    tx_detached tx_error tx_invalid tx_link_down tx_nobufs tx_offload_unsupported
+    tx_too_big in.lost out.lost
+""")
+declare(EVENT, """
+    rx_empty rx_frames rx_gso_frames tx_frames tx_gso_frames tx_gso_segments
+    tx_offload_disabled in.corrupt_skipped in.corrupted in.delayed in.duplicated
+    in.hold_expired in.reordered out.corrupt_skipped out.corrupted out.delayed
+    out.duplicated out.hold_expired out.reordered
+""")
+# dhcp
+declare(DROP, """
+    dhcp.bad_chaddr dhcp.bad_cookie dhcp.bad_domain_search dhcp.bad_hlen
+    dhcp.bad_message_type dhcp.bad_message_type_for_state dhcp.bad_op
+    dhcp.bad_option_length dhcp.bad_overload dhcp.bad_router dhcp.bad_server_id
+    dhcp.bad_source_port dhcp.bad_subnet_mask dhcp.bad_xid dhcp.bad_yiaddr
+    dhcp.no_lease_time dhcp.no_message_type dhcp.no_server_id dhcp.request_timeout
+    dhcp.timers_ignored dhcp.truncated
+""")
+declare(EVENT, """
+    dhcp.bound dhcp.declined dhcp.expired dhcp.nak dhcp.released dhcp.rx
+    dhcp.tx_error
+""")
+# dhcpd
+declare(DROP, """
+    dhcpd.bad_message_type dhcpd.bad_request dhcpd.lease_table_full
+    dhcpd.unknown_client dhcpd.unsupported_relay
+""")
+declare(EVENT, """
+    dhcpd.declined dhcpd.pool_exhausted dhcpd.released
+""")
+# dns
+declare(DROP, """
+    dns.bad_count dns.bad_label_type dns.bad_name_length dns.bad_opcode
+    dns.bad_pointer dns.bad_qr dns.bad_question dns.bad_rcode dns.bad_rdlength
+    dns.bad_source dns.bad_txid dns.drop_too_many_lookups dns.no_port
+    dns.rx_truncated dns.tcp_failed dns.tcp_timeout dns.timeout dns.truncated
+    dns.truncated_name
+""")
+declare(EVENT, """
+    dns.cache_hit dns.cname_loop dns.lookups dns.nxdomain dns.rx dns.tcp_fallback
+    dns.tcp_short_reply dns.tx_error dns.tx_query
+""")
+# dnsd
+declare(DROP, """
+    dnsd.bad_query dnsd.tcp_too_many dnsd.truncated
+""")
+declare(EVENT, """
+    dnsd.not_unicast
+""")
+# echo
+declare(DROP, """
+    echo.group_ignored
+""")
+declare(EVENT, """
+    echo.loop_refused
+""")
+# eth
+declare(DROP, """
+    eth.8023_length_frame eth.not_for_us eth.oversize eth.own_source eth.runt
+    eth.unknown_ethertype eth.untagged_on_vlan eth.vlan_not_configured
+""")
+# icmp4
+declare(DROP, """
+    icmp4.bad_checksum icmp4.echo_queue_full icmp4.echo_reply_unmatched
+    icmp4.echo_to_group_ignored icmp4.error_bad_inner icmp4.error_not_ours
+    icmp4.error_rate_limited icmp4.error_suppressed_fragment
+    icmp4.error_suppressed_group icmp4.error_suppressed_icmp
+    icmp4.error_suppressed_source icmp4.error_truncated icmp4.ignored_type
+    icmp4.timestamp_to_group_ignored icmp4.timestamp_truncated icmp4.truncated
+    icmp4.unsupported_type
+""")
+declare(EVENT, """
+    icmp4.echo_replied icmp4.error_about_fragment icmp4.error_received icmp4.rx
+    icmp4.timestamp_replied
+""")
+# ip
+declare(DROP, """
+    ip.bad_version ip.loopback_queue_full ip.no_ipv4_module
+""")
+declare(EVENT, """
+    ip.empty
+""")
+# ipv4
+declare(DROP, """
+    ipv4.bad_checksum ipv4.bad_ihl ipv4.bad_option_length ipv4.bad_option_pointer
+    ipv4.bad_source ipv4.bad_total_length ipv4.bad_version ipv4.frag_after_overlap
+    ipv4.frag_bad_length ipv4.frag_duplicate ipv4.frag_inconsistent_length
+    ipv4.frag_overlap ipv4.frag_too_big ipv4.land ipv4.martian_destination
+    ipv4.martian_source ipv4.multicast_not_joined ipv4.no_arp_module ipv4.no_route
+    ipv4.not_for_us ipv4.reasm_memory_full ipv4.reasm_table_full ipv4.reasm_timeout
+    ipv4.reasm_too_many_fragments ipv4.source_route ipv4.truncated ipv4.tx_martian
+    ipv4.tx_too_big ipv4.unicast_in_l2_broadcast ipv4.unknown_protocol
+    ipv4.zero_source
+""")
+declare(EVENT, """
+    ipv4.reassembled ipv4.rx ipv4.tx ipv4.tx_fragments ipv4.tx_loopback
+    ipv4.tx_loopback_source ipv4.tx_needs_fragmentation ipv4.tx_tso
+""")
+# stack
+declare(EVENT, """
+    stack.internal_error
+""")
+# tcp
+declare(DROP, """
+    tcp.bad_checksum tcp.bad_offset tcp.bad_option_length tcp.bad_option_mss
+    tcp.bad_option_wscale tcp.data_after_close tcp.data_ignored
+    tcp.fin_wait_2_timeout tcp.handshake_timeout tcp.icmp_no_connection
+    tcp.icmp_truncated tcp.keepalive_timeout tcp.listen_bad_ack tcp.listen_no_syn
+    tcp.listen_overflow tcp.no_ack_flag tcp.no_connection tcp.no_socket
+    tcp.ooo_dropped tcp.persist_timeout_abort tcp.retransmit_timeout_abort
+    tcp.sack_invalid tcp.syn_data_dropped tcp.syn_fin_dropped tcp.syn_queue_overflow
+    tcp.syn_received_bad_ack tcp.syn_sent_bad_ack tcp.syncookies_failed
+    tcp.time_wait_overflow tcp.truncated
+""")
+declare(EVENT, """
+    tcp.ack_too_old tcp.ack_unsent_data tcp.active_opens tcp.challenge_ack
+    tcp.challenge_ack_limited tcp.close_with_rst tcp.connection_refused
+    tcp.data_beyond_window tcp.data_discarded_shut_rd tcp.delayed_acks tcp.dupack
+    tcp.established tcp.fast_retransmit tcp.icmp_errors tcp.icmp_out_of_window
+    tcp.keepalive_probes tcp.listens tcp.not_unicast tcp.old_segment
+    tcp.ooo_segments tcp.oow_ack_ratelimited tcp.out_of_window tcp.passive_opens
+    tcp.paws_rejected tcp.pmtu_reduced tcp.recovery_done tcp.reset_received
+    tcp.retransmitted_segments tcp.rst_challenged tcp.rst_out_of_window
+    tcp.rst_ratelimited tcp.rst_sent tcp.rto_expired tcp.simultaneous_open
+    tcp.sws_override tcp.syn_challenged tcp.syn_received_reset
+    tcp.syn_retransmit_seen tcp.syn_retransmits tcp.syncookies_accepted
+    tcp.syncookies_sent tcp.time_wait_done tcp.time_wait_reset tcp.time_wait_reused
+    tcp.tso_sent tcp.tx_error tcp.urgent tcp.window_probes tcp.window_update
+""")
+declare(GAUGE, """
+    tcp.accept_queue tcp.ooo_held_bytes tcp.ooo_held_segments tcp.syn_queue
+""")
+# udp
+declare(DROP, """
+    udp.bad_checksum udp.bad_length udp.no_port udp.not_from_peer udp.rcvbuf_full
+    udp.truncated udp.zero_checksum_ipv6
+""")
+declare(EVENT, """
+    udp.icmp_error_unconnected udp.rx udp.tx
+""")
+
+declare_family(EVENT, "icmp4.tx_error_")     # icmp4.tx_error_<type>_<code>
+declare_family(EVENT, "dhcp.rx_")            # dhcp.rx_<message type>
+declare_family(EVENT, "dhcp.tx_")
+declare_family(EVENT, "dhcpd.tx_")
+declare_family(EVENT, "dns.rcode_")          # dns.rcode_<servfail|refused|...>
