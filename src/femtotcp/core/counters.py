@@ -248,7 +248,7 @@ declare(DROP, """
     udp.truncated udp.zero_checksum_ipv6
 """)
 declare(EVENT, """
-    udp.icmp_error_unconnected udp.rx udp.tx
+    udp.icmp_error_soft udp.icmp_error_unconnected udp.rx udp.tx
 """)
 
 declare_family(EVENT, "icmp4.tx_error_")     # icmp4.tx_error_<type>_<code>
