@@ -4,6 +4,7 @@ to 1280 bytes, the "never an error about an error" test, scapy as the oracle."""
 from __future__ import annotations
 
 import struct
+from types import ModuleType
 
 import pytest
 from hypothesis import given, settings
@@ -11,14 +12,6 @@ from hypothesis import strategies as st
 
 from femtotcp.wire import Malformed, icmp6, ip_bytes, ipv6, ipv6ext
 from femtotcp.wire.checksum import reference_checksum
-
-scapy_all = pytest.importorskip("scapy.all")
-inet6 = pytest.importorskip("scapy.layers.inet6")
-Raw, UDP = scapy_all.Raw, scapy_all.UDP
-IPv6, IPerror6, UDPerror = inet6.IPv6, inet6.IPerror6, inet6.UDPerror
-ICMPv6EchoRequest, ICMPv6EchoReply = inet6.ICMPv6EchoRequest, inet6.ICMPv6EchoReply
-ICMPv6DestUnreach, ICMPv6PacketTooBig = inet6.ICMPv6DestUnreach, inet6.ICMPv6PacketTooBig
-ICMPv6TimeExceeded, ICMPv6ParamProblem = inet6.ICMPv6TimeExceeded, inet6.ICMPv6ParamProblem
 
 SRC = ip_bytes("2001:db8::1")
 DST = ip_bytes("2001:db8::2")
@@ -163,76 +156,77 @@ def _scapy(pkt: object) -> tuple[icmp6.Icmp6Header, bytes]:
     return icmp, bytes(body)
 
 
-def test_scapy_echo_femtotcp_parses() -> None:
-    icmp, body = _scapy(IPv6(src="2001:db8::1", dst="2001:db8::2")
-                        / ICMPv6EchoRequest(id=0x1234, seq=77, data=b"ping data!"))
+def test_scapy_echo_femtotcp_parses(scapy: ModuleType) -> None:
+    icmp, body = _scapy(scapy.IPv6(src="2001:db8::1", dst="2001:db8::2")
+                        / scapy.ICMPv6EchoRequest(id=0x1234, seq=77, data=b"ping data!"))
     assert (icmp.type, icmp.code, icmp.ident, icmp.seq) == (128, 0, 0x1234, 77)
     assert body == b"ping data!"
 
 
-def test_scapy_odd_length_echo_reply_femtotcp_parses() -> None:
-    icmp, body = _scapy(IPv6(src="2001:db8::1", dst="2001:db8::2")
-                        / ICMPv6EchoReply(id=1, seq=2, data=b"odd"))
+def test_scapy_odd_length_echo_reply_femtotcp_parses(scapy: ModuleType) -> None:
+    icmp, body = _scapy(scapy.IPv6(src="2001:db8::1", dst="2001:db8::2")
+                        / scapy.ICMPv6EchoReply(id=1, seq=2, data=b"odd"))
     assert icmp.type == 129 and body == b"odd"
 
 
-def test_scapy_errors_femtotcp_parses() -> None:
-    inner = (IPerror6(src="2001:db8::2", dst="2001:db8::1") / UDPerror(sport=5000, dport=53))
-    base = IPv6(src="2001:db8::1", dst="2001:db8::2")
-    icmp, body = _scapy(base / ICMPv6DestUnreach(code=4) / inner)
+def test_scapy_errors_femtotcp_parses(scapy: ModuleType) -> None:
+    inner = (scapy.IPerror6(src="2001:db8::2", dst="2001:db8::1")
+             / scapy.UDPerror(sport=5000, dport=53))
+    base = scapy.IPv6(src="2001:db8::1", dst="2001:db8::2")
+    icmp, body = _scapy(base / scapy.ICMPv6DestUnreach(code=4) / inner)
     assert (icmp.type, icmp.code) == (1, 4)
     quoted, data = ipv6.parse_quote(body)
     assert quoted.src == DST and int.from_bytes(data[:2], "big") == 5000
-    icmp, _ = _scapy(base / ICMPv6PacketTooBig(mtu=1280) / inner)
+    icmp, _ = _scapy(base / scapy.ICMPv6PacketTooBig(mtu=1280) / inner)
     assert (icmp.type, icmp.mtu) == (2, 1280)
-    icmp, _ = _scapy(base / ICMPv6TimeExceeded(code=1) / inner)
+    icmp, _ = _scapy(base / scapy.ICMPv6TimeExceeded(code=1) / inner)
     assert (icmp.type, icmp.code) == (3, 1)
-    icmp, _ = _scapy(base / ICMPv6ParamProblem(code=1, ptr=6) / inner)
+    icmp, _ = _scapy(base / scapy.ICMPv6ParamProblem(code=1, ptr=6) / inner)
     assert (icmp.type, icmp.code, icmp.pointer) == (4, 1, 6)
 
 
-def test_scapy_bad_checksum_rejected() -> None:
-    pkt = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2")
-                / ICMPv6EchoRequest(cksum=0x1234, data=b"x"))
+def test_scapy_bad_checksum_rejected(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.IPv6(src="2001:db8::1", dst="2001:db8::2")
+                / scapy.ICMPv6EchoRequest(cksum=0x1234, data=b"x"))
     hdr, payload = ipv6.parse(pkt)
     assert reason(bytes(payload)) == "icmp6.bad_checksum"
 
 
 @pytest.mark.parametrize("payload", [b"", b"a", b"abcdefgh" * 100])
-def test_femtotcp_echo_scapy_parses(payload: bytes) -> None:
+def test_femtotcp_echo_scapy_parses(scapy: ModuleType, payload: bytes) -> None:
     pkt = ipv6.build(SRC, DST, 58, icmp6.build_echo(SRC, DST, icmp6.ECHO_REPLY, 0xABCD,
                                                      0x0102, payload))
-    sp = IPv6(pkt)
-    echo = sp[ICMPv6EchoReply]
+    sp = scapy.IPv6(pkt)
+    echo = sp[scapy.ICMPv6EchoReply]
     assert (echo.type, echo.code, echo.id, echo.seq, bytes(echo.data)) == (
         129, 0, 0xABCD, 0x0102, payload)
-    again = IPv6(pkt)
-    del again[ICMPv6EchoReply].cksum
-    assert IPv6(bytes(again))[ICMPv6EchoReply].cksum == echo.cksum
+    again = scapy.IPv6(pkt)
+    del again[scapy.ICMPv6EchoReply].cksum
+    assert scapy.IPv6(bytes(again))[scapy.ICMPv6EchoReply].cksum == echo.cksum
 
 
-def test_femtotcp_error_scapy_parses() -> None:
+def test_femtotcp_error_scapy_parses(scapy: ModuleType) -> None:
     from femtotcp.wire import udp
     inner = ipv6.build(SRC, DST, 17, udp.build(SRC, DST, 4000, 9, b"x" * 2000))
     msg = icmp6.build_dest_unreachable(DST, SRC, icmp6.PORT_UNREACHABLE, inner)
-    pkt = IPv6(ipv6.build(DST, SRC, 58, msg))
+    pkt = scapy.IPv6(ipv6.build(DST, SRC, 58, msg))
     assert len(bytes(pkt)) == 1280
-    err = pkt[ICMPv6DestUnreach]
+    err = pkt[scapy.ICMPv6DestUnreach]
     assert (err.type, err.code) == (1, 4)
-    assert pkt[IPerror6].src == "2001:db8::1" and pkt[UDPerror].sport == 4000
-    again = IPv6(bytes(pkt))
-    del again[ICMPv6DestUnreach].cksum
-    assert IPv6(bytes(again))[ICMPv6DestUnreach].cksum == err.cksum
+    assert pkt[scapy.IPerror6].src == "2001:db8::1" and pkt[scapy.UDPerror].sport == 4000
+    again = scapy.IPv6(bytes(pkt))
+    del again[scapy.ICMPv6DestUnreach].cksum
+    assert scapy.IPv6(bytes(again))[scapy.ICMPv6DestUnreach].cksum == err.cksum
 
 
-def test_femtotcp_packet_too_big_scapy_parses() -> None:
+def test_femtotcp_packet_too_big_scapy_parses(scapy: ModuleType) -> None:
     inner = ipv6.build(SRC, DST, 17, b"y" * 1600)
     msg = icmp6.build_packet_too_big(DST, SRC, 1400, inner)
-    sp = IPv6(ipv6.build(DST, SRC, 58, msg))
-    assert sp[ICMPv6PacketTooBig].mtu == 1400
+    sp = scapy.IPv6(ipv6.build(DST, SRC, 58, msg))
+    assert sp[scapy.ICMPv6PacketTooBig].mtu == 1400
     msg = icmp6.build_param_problem(DST, SRC, 0, 4, inner)
-    sp = IPv6(ipv6.build(DST, SRC, 58, msg))
-    assert (sp[ICMPv6ParamProblem].code, sp[ICMPv6ParamProblem].ptr) == (0, 4)
+    sp = scapy.IPv6(ipv6.build(DST, SRC, 58, msg))
+    assert (sp[scapy.ICMPv6ParamProblem].code, sp[scapy.ICMPv6ParamProblem].ptr) == (0, 4)
 
 
 MCAST = ip_bytes("ff02::1")
@@ -372,10 +366,11 @@ def test_parse_quote_malformed(quote: bytes) -> None:
     assert e.value.reason == "icmp6.bad_quote"
 
 
-def test_scapy_error_quote_femtotcp_reads() -> None:
-    inner = (IPerror6(src="2001:db8::2", dst="2001:db8::1") / UDPerror(sport=5000, dport=53))
-    pkt = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6PacketTooBig(mtu=1280)
-                / inner)
+def test_scapy_error_quote_femtotcp_reads(scapy: ModuleType) -> None:
+    inner = (scapy.IPerror6(src="2001:db8::2", dst="2001:db8::1")
+             / scapy.UDPerror(sport=5000, dport=53))
+    pkt = bytes(scapy.IPv6(src="2001:db8::1", dst="2001:db8::2")
+                / scapy.ICMPv6PacketTooBig(mtu=1280) / inner)
     _, payload = ipv6.parse(pkt)
     _, body = icmp6.parse(payload, SRC, DST)
     q = icmp6.parse_quote(body)

@@ -4,6 +4,7 @@ trips, every length check, the chain walk's rules, scapy as the oracle both ways
 from __future__ import annotations
 
 import struct
+from types import ModuleType
 
 import pytest
 from hypothesis import given, settings
@@ -12,15 +13,6 @@ from hypothesis import strategies as st
 from femtotcp.wire import Malformed, ip_bytes, ipv6, ipv6ext
 from femtotcp.wire.checksum import reference_checksum
 from femtotcp.wire.ipv6ext import Action
-
-scapy_all = pytest.importorskip("scapy.all")
-inet6 = pytest.importorskip("scapy.layers.inet6")
-Raw, UDP, TCP = scapy_all.Raw, scapy_all.UDP, scapy_all.TCP
-IPv6 = inet6.IPv6
-IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt = inet6.IPv6ExtHdrHopByHop, inet6.IPv6ExtHdrDestOpt
-IPv6ExtHdrRouting, IPv6ExtHdrFragment = inet6.IPv6ExtHdrRouting, inet6.IPv6ExtHdrFragment
-RouterAlert, HBHOptUnknown, PadN = inet6.RouterAlert, inet6.HBHOptUnknown, inet6.PadN
-ICMPv6EchoRequest = inet6.ICMPv6EchoRequest
 
 SRC = ip_bytes("2001:db8::1")
 DST = ip_bytes("2001:db8::2")
@@ -155,13 +147,13 @@ def test_upper_checksum_matches_a_plain_loop(src: bytes, dst: bytes, nh: int,
     assert ipv6.verify_upper(src, dst, nh, csum.to_bytes(2, "big") + data)
 
 
-def test_upper_checksum_agrees_with_scapy_udp() -> None:
-    pkt = IPv6(bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=5, dport=7)
-                     / Raw(b"hello")))
-    udp_bytes = bytes(pkt[UDP])
+def test_upper_checksum_agrees_with_scapy_udp(scapy: ModuleType) -> None:
+    pkt = scapy.IPv6(bytes(scapy.IPv6(src="2001:db8::1", dst="2001:db8::2")
+                           / scapy.UDP(sport=5, dport=7) / scapy.Raw(b"hello")))
+    udp_bytes = bytes(pkt[scapy.UDP])
     assert ipv6.verify_upper(SRC, DST, 17, udp_bytes)
     zeroed = udp_bytes[:6] + b"\0\0" + udp_bytes[8:]
-    assert ipv6.upper_checksum(SRC, DST, 17, zeroed) == pkt[UDP].chksum
+    assert ipv6.upper_checksum(SRC, DST, 17, zeroed) == pkt[scapy.UDP].chksum
 
 
 def test_pseudo_length_is_32_bits() -> None:
@@ -198,16 +190,15 @@ def test_well_known_addresses() -> None:
     assert ipv6.multicast_scope(ip_bytes("ff05::1:3")) == ipv6.SCOPE_SITE
 
 
-def test_solicited_node_and_mac_agree_with_scapy() -> None:
+def test_solicited_node_and_mac_agree_with_scapy(scapy: ModuleType) -> None:
     import socket
 
-    from scapy.utils6 import in6_getnsma, in6_getnsmac
     for text in ("2001:db8::1:2:3", "fe80::aabb:ccff:fedd:eeff", "::"):
         a = ip_bytes(text)
         ns = ipv6.solicited_node(a)
-        assert ns == in6_getnsma(socket.inet_pton(socket.AF_INET6, text))
+        assert ns == scapy.in6_getnsma(socket.inet_pton(socket.AF_INET6, text))
         assert ipv6.is_solicited_node(ns) and not ipv6.is_solicited_node(a)
-        assert ipv6.multicast_mac(ns) == bytes.fromhex(in6_getnsmac(ns).replace(":", ""))
+        assert ipv6.multicast_mac(ns) == bytes.fromhex(scapy.in6_getnsmac(ns).replace(":", ""))
     assert ipv6.solicited_node(ip_bytes("2001:db8::12:3456")) == ip_bytes("ff02::1:ff12:3456")
     assert ipv6.multicast_mac(ipv6.ALL_NODES) == bytes.fromhex("333300000001")
 
@@ -221,11 +212,10 @@ def test_v4_mapped() -> None:
         ipv6.v4_mapped(SRC)
 
 
-def test_eui64_and_link_local_agree_with_scapy() -> None:
-    from scapy.utils6 import in6_mactoifaceid
+def test_eui64_and_link_local_agree_with_scapy(scapy: ModuleType) -> None:
     mac = bytes.fromhex("020000000001")
     iid = ipv6.eui64_iid(mac)
-    assert iid == ip_bytes("::" + in6_mactoifaceid("02:00:00:00:00:01"))[8:]
+    assert iid == ip_bytes("::" + scapy.in6_mactoifaceid("02:00:00:00:00:01"))[8:]
     assert ipv6.link_local(iid) == ip_bytes("fe80::ff:fe00:1")
     assert ipv6.with_iid(ip_bytes("2001:db8:1:2::"), iid) == ip_bytes("2001:db8:1:2:0:ff:fe00:1")
     with pytest.raises(ValueError):
@@ -685,20 +675,21 @@ def test_random_payloads_never_raise_anything_else(nh: int, payload: bytes) -> N
 
 # -- scapy as the oracle -----------------------------------------------------------------
 
-def test_scapy_builds_femtotcp_parses() -> None:
-    pkt = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=9, tc=0xB8, fl=0xABCDE)
-                / UDP(sport=1, dport=2) / Raw(b"payload"))
+def test_scapy_builds_femtotcp_parses(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=9, tc=0xB8, fl=0xABCDE)
+                / scapy.UDP(sport=1, dport=2) / scapy.Raw(b"payload"))
     hdr, body = ipv6.parse(pkt)
     assert hdr == ipv6.Ipv6Header(0xB8, 0xABCDE, 15, 17, 9, SRC, DST)
     assert bytes(body[8:]) == b"payload"
 
 
-def test_scapy_chain_femtotcp_walks() -> None:
-    pkt = bytes(IPv6(src="fe80::1", dst="ff02::16")
-                / IPv6ExtHdrHopByHop(options=[RouterAlert()])
-                / IPv6ExtHdrDestOpt(options=[HBHOptUnknown(otype=0x1E, optdata=b"ab")])
-                / IPv6ExtHdrRouting(type=0, segleft=0, addresses=["2001:db8::9"])
-                / ICMPv6EchoRequest(id=1, seq=2))
+def test_scapy_chain_femtotcp_walks(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.IPv6(src="fe80::1", dst="ff02::16")
+                / scapy.IPv6ExtHdrHopByHop(options=[scapy.RouterAlert()])
+                / scapy.IPv6ExtHdrDestOpt(
+                    options=[scapy.HBHOptUnknown(otype=0x1E, optdata=b"ab")])
+                / scapy.IPv6ExtHdrRouting(type=0, segleft=0, addresses=["2001:db8::9"])
+                / scapy.ICMPv6EchoRequest(id=1, seq=2))
     hdr, body = ipv6.parse(pkt)
     chain = ipv6ext.walk(hdr.next_header, body)
     assert chain.problem is None and chain.upper == 58 and chain.router_alert == 0
@@ -708,21 +699,21 @@ def test_scapy_chain_femtotcp_walks() -> None:
 @pytest.mark.parametrize(("otype", "action"), [(0x5F, Action.DISCARD),
                                                (0x9F, Action.DISCARD_ICMP),
                                                (0xDF, Action.DISCARD_ICMP_UNLESS_MULTICAST)])
-def test_scapy_unknown_option_femtotcp_acts(otype: int, action: Action) -> None:
-    pkt = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2")
-                / IPv6ExtHdrDestOpt(options=[PadN(optdata=b"\0\0"),
-                                             HBHOptUnknown(otype=otype, optdata=b"x")])
-                / UDP())
+def test_scapy_unknown_option_femtotcp_acts(scapy: ModuleType, otype: int, action: Action) -> None:
+    pkt = bytes(scapy.IPv6(src="2001:db8::1", dst="2001:db8::2")
+                / scapy.IPv6ExtHdrDestOpt(options=[scapy.PadN(optdata=b"\0\0"),
+                                                   scapy.HBHOptUnknown(otype=otype, optdata=b"x")])
+                / scapy.UDP())
     hdr, body = ipv6.parse(pkt)
     problem = ipv6ext.walk(hdr.next_header, body).problem
     assert problem is not None and problem.action is action
     assert pkt[problem.pointer] == otype
 
 
-def test_scapy_rh0_femtotcp_refuses() -> None:
-    pkt = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2")
-                / IPv6ExtHdrRouting(type=0, addresses=["2001:db8::3", "2001:db8::4"])
-                / UDP())
+def test_scapy_rh0_femtotcp_refuses(scapy: ModuleType) -> None:
+    pkt = bytes(scapy.IPv6(src="2001:db8::1", dst="2001:db8::2")
+                / scapy.IPv6ExtHdrRouting(type=0, addresses=["2001:db8::3", "2001:db8::4"])
+                / scapy.UDP())
     hdr, body = ipv6.parse(pkt)
     chain = ipv6ext.walk(hdr.next_header, body)
     assert chain.rh0 and chain.problem is not None and chain.problem.reason == "ipv6.rh0"
@@ -730,10 +721,10 @@ def test_scapy_rh0_femtotcp_refuses() -> None:
 
 
 @pytest.mark.parametrize(("offset", "m"), [(0, 1), (185, 1), (185, 0), (0, 0)])
-def test_scapy_fragment_femtotcp_parses(offset: int, m: int) -> None:
-    pkt = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2")
-                / IPv6ExtHdrFragment(offset=offset, m=m, id=0x01020304, nh=17)
-                / Raw(b"\0" * 24))
+def test_scapy_fragment_femtotcp_parses(scapy: ModuleType, offset: int, m: int) -> None:
+    pkt = bytes(scapy.IPv6(src="2001:db8::1", dst="2001:db8::2")
+                / scapy.IPv6ExtHdrFragment(offset=offset, m=m, id=0x01020304, nh=17)
+                / scapy.Raw(b"\0" * 24))
     hdr, body = ipv6.parse(pkt)
     chain = ipv6ext.walk(hdr.next_header, body)
     assert chain.problem is None
@@ -741,9 +732,10 @@ def test_scapy_fragment_femtotcp_parses(offset: int, m: int) -> None:
     assert chain.fragment.atomic == (offset == 0 and m == 0)
 
 
-def test_scapy_fragments_femtotcp_walks_each() -> None:
-    frags = inet6.fragment6(IPv6(src="2001:db8::1", dst="2001:db8::2")
-                            / IPv6ExtHdrFragment() / UDP(sport=1, dport=2) / Raw(b"z" * 3000),
+def test_scapy_fragments_femtotcp_walks_each(scapy: ModuleType) -> None:
+    frags = scapy.fragment6(scapy.IPv6(src="2001:db8::1", dst="2001:db8::2")
+                            / scapy.IPv6ExtHdrFragment() / scapy.UDP(sport=1, dport=2)
+                            / scapy.Raw(b"z" * 3000),
                             1280)
     seen = []
     for f in frags:
@@ -755,29 +747,29 @@ def test_scapy_fragments_femtotcp_walks_each() -> None:
     assert sum(n for _, _, n in seen) == 3008
 
 
-def test_femtotcp_builds_scapy_parses() -> None:
+def test_femtotcp_builds_scapy_parses(scapy: ModuleType) -> None:
     pkt = ipv6.build(SRC, DST, 59, b"", hop_limit=255, traffic_class=0x2E, flow_label=77)
-    sp = IPv6(pkt)
+    sp = scapy.IPv6(pkt)
     assert (sp.version, sp.tc, sp.fl, sp.plen, sp.nh, sp.hlim, sp.src, sp.dst) == (
         6, 0x2E, 77, 0, 59, 255, "2001:db8::1", "2001:db8::2")
 
 
-def test_femtotcp_chain_scapy_parses() -> None:
+def test_femtotcp_chain_scapy_parses(scapy: ModuleType) -> None:
     payload = (ipv6ext.build_hop_by_hop(60, [ipv6ext.router_alert(0)])
                + ipv6ext.build_dest_options(43, [(0x1E, b"abc")])
                + ipv6ext.build_routing(44, 0, 0, bytes(4) + SRC)
                + ipv6ext.build_fragment(17, 1480, True, 0xCAFE)
                + b"x" * 8)
-    sp = IPv6(ipv6.build(SRC, DST, 0, payload))
-    hbh = sp[IPv6ExtHdrHopByHop]
+    sp = scapy.IPv6(ipv6.build(SRC, DST, 0, payload))
+    hbh = sp[scapy.IPv6ExtHdrHopByHop]
     assert hbh.nh == 60 and hbh.len == 0
-    assert isinstance(hbh.options[0], RouterAlert) and hbh.options[0].value == 0
-    dst = sp[IPv6ExtHdrDestOpt]
+    assert isinstance(hbh.options[0], scapy.RouterAlert) and hbh.options[0].value == 0
+    dst = sp[scapy.IPv6ExtHdrDestOpt]
     assert dst.nh == 43 and [(o.otype, o.optdata) for o in dst.options
                              if o.otype not in (0, 1)] == [(0x1E, b"abc")]
-    rh = sp[IPv6ExtHdrRouting]
+    rh = sp[scapy.IPv6ExtHdrRouting]
     assert (rh.nh, rh.type, rh.segleft, rh.addresses) == (44, 0, 0, ["2001:db8::1"])
-    fr = sp[IPv6ExtHdrFragment]
+    fr = sp[scapy.IPv6ExtHdrFragment]
     assert (fr.nh, fr.offset, fr.m, fr.id) == (17, 185, 1, 0xCAFE)
 
 
@@ -871,12 +863,12 @@ def test_fragment_and_walk_back(mtu: int, which: str) -> None:
     assert {p[2] for p in pieces} == {17 if which == "plain" else 60}
 
 
-def test_fragments_scapy_reassembles() -> None:
+def test_fragments_scapy_reassembles(scapy: ModuleType) -> None:
     nh, payload, _ = _chain_payload()
     original = ipv6.build(SRC, DST, nh, payload)
-    frags = [IPv6(ipv6.build(SRC, DST, first_nh, body))
+    frags = [scapy.IPv6(ipv6.build(SRC, DST, first_nh, body))
              for first_nh, body in ipv6ext.fragment(nh, payload, 1280, 77)]
-    whole = inet6.defragment6(frags)
+    whole = scapy.defragment6(frags)
     assert bytes(whole) == original
 
 

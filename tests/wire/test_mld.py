@@ -3,18 +3,13 @@ of both versions, the floating-point codes, the IP-level rules, scapy both ways.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from femtotcp.wire import Malformed, icmp6, ip_bytes, ipv6, ipv6ext, mld
-
-scapy_all = pytest.importorskip("scapy.all")
-inet6 = pytest.importorskip("scapy.layers.inet6")
-IPv6, HopByHop, RouterAlert = inet6.IPv6, inet6.IPv6ExtHdrHopByHop, inet6.RouterAlert
-Report2, AddrRec = inet6.ICMPv6MLReport2, inet6.ICMPv6MLDMultAddrRec
-Query, Query2 = inet6.ICMPv6MLQuery, inet6.ICMPv6MLQuery2
-Report1, Done = inet6.ICMPv6MLReport, inet6.ICMPv6MLDone
 
 HOST = ip_bytes("fe80::2")
 ROUTER = ip_bytes("fe80::1")
@@ -234,66 +229,73 @@ def _from_scapy(pkt: object) -> tuple[mld.MldMessage, int | None, int]:
     return mld.parse(icmp, body), chain.router_alert, hdr.hop_limit
 
 
-def test_scapy_v2_report_femtotcp_parses() -> None:
-    pkt = (IPv6(src="fe80::2", dst="ff02::16", hlim=1) / HopByHop(options=[RouterAlert()])
-           / Report2(records=[AddrRec(rtype=4, dst="ff02::1:ff00:2"),
-                              AddrRec(rtype=1, dst="ff05::1:3",
-                                      sources=["2001:db8::10", "2001:db8::11"])]))
+def _scapy_v2_report(scapy: ModuleType) -> object:
+    """RECORDS[:2] in an MLDv2 report as scapy builds it: hop limit 1, Router Alert."""
+    return (scapy.IPv6(src="fe80::2", dst="ff02::16", hlim=1)
+            / scapy.IPv6ExtHdrHopByHop(options=[scapy.RouterAlert()])
+            / scapy.ICMPv6MLReport2(records=[
+                scapy.ICMPv6MLDMultAddrRec(rtype=4, dst="ff02::1:ff00:2"),
+                scapy.ICMPv6MLDMultAddrRec(rtype=1, dst="ff05::1:3",
+                                           sources=["2001:db8::10", "2001:db8::11"])]))
+
+
+def test_scapy_v2_report_femtotcp_parses(scapy: ModuleType) -> None:
+    pkt = _scapy_v2_report(scapy)
     rep, alert, hop = _from_scapy(pkt)
     assert (alert, hop) == (0, 1)
     assert rep == mld.MldV2Report((mld.AddressRecord(4, G1), mld.AddressRecord(1, G2, (S1, S2))))
 
 
-def test_scapy_queries_femtotcp_parses() -> None:
-    q2, alert, _ = _from_scapy(IPv6(src="fe80::1", dst="ff05::1:3", hlim=1)
-                               / HopByHop(options=[RouterAlert()])
-                               / Query2(mrd=20000, mladdr="ff05::1:3", S=1, QRV=2, QQIC=125,
-                                        sources=["2001:db8::10"]))
+def test_scapy_queries_femtotcp_parses(scapy: ModuleType) -> None:
+    q2, alert, _ = _from_scapy(scapy.IPv6(src="fe80::1", dst="ff05::1:3", hlim=1)
+                               / scapy.IPv6ExtHdrHopByHop(options=[scapy.RouterAlert()])
+                               / scapy.ICMPv6MLQuery2(mrd=20000, mladdr="ff05::1:3", S=1, QRV=2,
+                                                      QQIC=125, sources=["2001:db8::10"]))
     assert q2 == mld.MldQuery(2, 20000, G2, True, 2, 125, (S1,)) and alert == 0
-    q1, _, _ = _from_scapy(IPv6(src="fe80::1", dst="ff02::1", hlim=1)
-                           / HopByHop(options=[RouterAlert()]) / Query(mrd=10000))
+    q1, _, _ = _from_scapy(scapy.IPv6(src="fe80::1", dst="ff02::1", hlim=1)
+                           / scapy.IPv6ExtHdrHopByHop(options=[scapy.RouterAlert()])
+                           / scapy.ICMPv6MLQuery(mrd=10000))
     assert q1 == mld.MldQuery(1, 10000, ipv6.UNSPECIFIED, False, 0, 0, ())
 
 
-def test_scapy_v1_report_and_done_femtotcp_parses() -> None:
-    rep, _, _ = _from_scapy(IPv6(src="fe80::2", dst="ff05::1:3", hlim=1)
-                            / HopByHop(options=[RouterAlert()]) / Report1(mladdr="ff05::1:3"))
+def test_scapy_v1_report_and_done_femtotcp_parses(scapy: ModuleType) -> None:
+    rep, _, _ = _from_scapy(scapy.IPv6(src="fe80::2", dst="ff05::1:3", hlim=1)
+                            / scapy.IPv6ExtHdrHopByHop(options=[scapy.RouterAlert()])
+                            / scapy.ICMPv6MLReport(mladdr="ff05::1:3"))
     assert rep == mld.MldV1Message(mld.V1_REPORT, 0, G2)
-    done, _, _ = _from_scapy(IPv6(src="fe80::2", dst="ff02::2", hlim=1)
-                             / HopByHop(options=[RouterAlert()]) / Done(mladdr="ff05::1:3"))
+    done, _, _ = _from_scapy(scapy.IPv6(src="fe80::2", dst="ff02::2", hlim=1)
+                             / scapy.IPv6ExtHdrHopByHop(options=[scapy.RouterAlert()])
+                             / scapy.ICMPv6MLDone(mladdr="ff05::1:3"))
     assert done == mld.MldV1Message(mld.V1_DONE, 0, G2)
 
 
-def test_femtotcp_report_packet_scapy_parses() -> None:
+def test_femtotcp_report_packet_scapy_parses(scapy: ModuleType) -> None:
     pkt = mld.build_v2_report_packet(HOST, RECORDS[:2])
-    sp = IPv6(pkt)
+    sp = scapy.IPv6(pkt)
     assert (sp.hlim, sp.dst, sp.nh) == (1, "ff02::16", 0)
-    hbh = sp[HopByHop]
-    assert isinstance(hbh.options[0], RouterAlert) and hbh.options[0].value == 0
-    rep = sp[Report2]
+    hbh = sp[scapy.IPv6ExtHdrHopByHop]
+    assert isinstance(hbh.options[0], scapy.RouterAlert) and hbh.options[0].value == 0
+    rep = sp[scapy.ICMPv6MLReport2]
     assert rep.records_number == 2
     recs = []
     for first in rep.records:        # scapy nests each further record in the one before
         cur = first
-        while isinstance(cur, AddrRec):
+        while isinstance(cur, scapy.ICMPv6MLDMultAddrRec):
             recs.append((cur.rtype, cur.dst, list(cur.sources)))
             cur = cur.payload
     assert recs == [(4, "ff02::1:ff00:2", []),
                     (1, "ff05::1:3", ["2001:db8::10", "2001:db8::11"])]
-    ours = (IPv6(src="fe80::2", dst="ff02::16", hlim=1) / HopByHop(options=[RouterAlert()])
-            / Report2(records=[AddrRec(rtype=4, dst="ff02::1:ff00:2"),
-                               AddrRec(rtype=1, dst="ff05::1:3",
-                                       sources=["2001:db8::10", "2001:db8::11"])]))
+    ours = _scapy_v2_report(scapy)
     assert bytes(ours) == pkt                # byte for byte what scapy builds
-    again = IPv6(pkt)
-    del again[Report2].cksum
-    assert IPv6(bytes(again))[Report2].cksum == rep.cksum
+    again = scapy.IPv6(pkt)
+    del again[scapy.ICMPv6MLReport2].cksum
+    assert scapy.IPv6(bytes(again))[scapy.ICMPv6MLReport2].cksum == rep.cksum
 
 
-def test_femtotcp_query_scapy_parses() -> None:
+def test_femtotcp_query_scapy_parses(scapy: ModuleType) -> None:
     msg = mld.build_query(ROUTER, G2, 40000, G2, (S1,), qrv=3, qqi=200)
-    sp = IPv6(mld.packet(ROUTER, G2, msg))
-    q = sp[Query2]
+    sp = scapy.IPv6(mld.packet(ROUTER, G2, msg))
+    q = sp[scapy.ICMPv6MLQuery2]
     assert (q.mrd, q.mladdr, q.S, q.QRV, q.QQIC, list(q.sources)) == (
         mld.encode_max_response(40000), "ff05::1:3", 0, 3, mld.encode_qqic(200),
         ["2001:db8::10"])

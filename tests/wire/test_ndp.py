@@ -5,22 +5,13 @@ names under the DNS rules, scapy as the oracle both ways."""
 from __future__ import annotations
 
 import struct
+from types import ModuleType
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from femtotcp.wire import Malformed, icmp6, ip_bytes, ipv6, mac_bytes, ndp
-
-scapy_all = pytest.importorskip("scapy.all")
-inet6 = pytest.importorskip("scapy.layers.inet6")
-IPv6, Raw, UDP = inet6.IPv6, scapy_all.Raw, scapy_all.UDP
-ND_RS, ND_RA, ND_NS = inet6.ICMPv6ND_RS, inet6.ICMPv6ND_RA, inet6.ICMPv6ND_NS
-ND_NA, ND_Redirect = inet6.ICMPv6ND_NA, inet6.ICMPv6ND_Redirect
-OptSrcLL, OptDstLL = inet6.ICMPv6NDOptSrcLLAddr, inet6.ICMPv6NDOptDstLLAddr
-OptPrefix, OptMTU = inet6.ICMPv6NDOptPrefixInfo, inet6.ICMPv6NDOptMTU
-OptRDNSS, OptDNSSL = inet6.ICMPv6NDOptRDNSS, inet6.ICMPv6NDOptDNSSL
-OptRedirected = inet6.ICMPv6NDOptRedirectedHdr
 
 ROUTER = ip_bytes("fe80::1")
 HOST = ip_bytes("fe80::2")
@@ -355,15 +346,16 @@ def _from_scapy(pkt: object) -> ndp.NdMessage:
     return ndp.parse(icmp, body, hdr.src, hdr.dst, hdr.hop_limit)
 
 
-def test_scapy_ra_femtotcp_parses() -> None:
-    pkt = (IPv6(src="fe80::1", dst="ff02::1", hlim=255)
-           / ND_RA(chlim=64, M=1, O=0, routerlifetime=1800, reachabletime=30000,
-                   retranstimer=1000)
-           / OptSrcLL(lladdr="02:00:00:00:00:01") / OptMTU(mtu=1480)
-           / OptPrefix(prefix="2001:db8:1:2::", prefixlen=64, validlifetime=86400,
-                       preferredlifetime=14400, L=1, A=1)
-           / OptRDNSS(dns=["2001:db8::53"], lifetime=600)
-           / OptDNSSL(searchlist=["example.com", "lab.example.net"], lifetime=300))
+def test_scapy_ra_femtotcp_parses(scapy: ModuleType) -> None:
+    pkt = (scapy.IPv6(src="fe80::1", dst="ff02::1", hlim=255)
+           / scapy.ICMPv6ND_RA(chlim=64, M=1, O=0, routerlifetime=1800, reachabletime=30000,
+                               retranstimer=1000)
+           / scapy.ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:01")
+           / scapy.ICMPv6NDOptMTU(mtu=1480)
+           / scapy.ICMPv6NDOptPrefixInfo(prefix="2001:db8:1:2::", prefixlen=64,
+                                         validlifetime=86400, preferredlifetime=14400, L=1, A=1)
+           / scapy.ICMPv6NDOptRDNSS(dns=["2001:db8::53"], lifetime=600)
+           / scapy.ICMPv6NDOptDNSSL(searchlist=["example.com", "lab.example.net"], lifetime=300))
     ra = _from_scapy(pkt)
     assert isinstance(ra, ndp.RouterAdvertisement)
     assert (ra.cur_hop_limit, ra.managed, ra.other, ra.router_lifetime, ra.reachable_time,
@@ -375,25 +367,29 @@ def test_scapy_ra_femtotcp_parses() -> None:
     assert o.dnssl == [ndp.Dnssl(300, ("example.com", "lab.example.net"))]
 
 
-def test_scapy_ns_na_rs_femtotcp_parses() -> None:
-    ns = _from_scapy(IPv6(src="fe80::2", dst="ff02::1:ff00:2", hlim=255)
-                     / ND_NS(tgt="2001:db8::2") / OptSrcLL(lladdr="02:00:00:00:00:02"))
+def test_scapy_ns_na_rs_femtotcp_parses(scapy: ModuleType) -> None:
+    ns = _from_scapy(scapy.IPv6(src="fe80::2", dst="ff02::1:ff00:2", hlim=255)
+                     / scapy.ICMPv6ND_NS(tgt="2001:db8::2")
+                     / scapy.ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:02"))
     assert ns == ndp.NeighborSolicitation(GLOBAL, ndp.NdOptions(source_lladdr=MAC))
-    na = _from_scapy(IPv6(src="2001:db8::2", dst="fe80::2", hlim=255)
-                     / ND_NA(tgt="2001:db8::2", R=0, S=1, O=1)
-                     / OptDstLL(lladdr="02:00:00:00:00:02"))
+    na = _from_scapy(scapy.IPv6(src="2001:db8::2", dst="fe80::2", hlim=255)
+                     / scapy.ICMPv6ND_NA(tgt="2001:db8::2", R=0, S=1, O=1)
+                     / scapy.ICMPv6NDOptDstLLAddr(lladdr="02:00:00:00:00:02"))
     assert na == ndp.NeighborAdvertisement(GLOBAL, False, True, True,
                                            ndp.NdOptions(target_lladdr=MAC))
-    rs = _from_scapy(IPv6(src="fe80::2", dst="ff02::2", hlim=255) / ND_RS()
-                     / OptSrcLL(lladdr="02:00:00:00:00:02"))
+    rs = _from_scapy(scapy.IPv6(src="fe80::2", dst="ff02::2", hlim=255)
+                     / scapy.ICMPv6ND_RS()
+                     / scapy.ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:02"))
     assert rs == ndp.RouterSolicitation(ndp.NdOptions(source_lladdr=MAC))
 
 
-def test_scapy_redirect_femtotcp_parses() -> None:
-    inner = IPv6(src="fe80::2", dst="2001:db8:77::1") / UDP() / Raw(b"r" * 96)
-    red = _from_scapy(IPv6(src="fe80::1", dst="fe80::2", hlim=255)
-                      / ND_Redirect(tgt="fe80::99", dst="2001:db8:77::1")
-                      / OptDstLL(lladdr="02:00:00:00:00:01") / OptRedirected(pkt=inner))
+def test_scapy_redirect_femtotcp_parses(scapy: ModuleType) -> None:
+    inner = (scapy.IPv6(src="fe80::2", dst="2001:db8:77::1") / scapy.UDP()
+             / scapy.Raw(b"r" * 96))
+    red = _from_scapy(scapy.IPv6(src="fe80::1", dst="fe80::2", hlim=255)
+                      / scapy.ICMPv6ND_Redirect(tgt="fe80::99", dst="2001:db8:77::1")
+                      / scapy.ICMPv6NDOptDstLLAddr(lladdr="02:00:00:00:00:01")
+                      / scapy.ICMPv6NDOptRedirectedHdr(pkt=inner))
     assert isinstance(red, ndp.Redirect)
     assert (red.target, red.destination, red.options.target_lladdr) == (
         ip_bytes("fe80::99"), ip_bytes("2001:db8:77::1"), RMAC)
@@ -401,22 +397,22 @@ def test_scapy_redirect_femtotcp_parses() -> None:
     assert red.options.redirected == bytes(inner)          # 144 bytes: no padding
 
 
-def test_scapy_ra_hop_limit_64_dropped() -> None:
-    pkt = IPv6(src="fe80::1", dst="ff02::1", hlim=64) / ND_RA()
+def test_scapy_ra_hop_limit_64_dropped(scapy: ModuleType) -> None:
+    pkt = scapy.IPv6(src="fe80::1", dst="ff02::1", hlim=64) / scapy.ICMPv6ND_RA()
     with pytest.raises(Malformed) as e:
         _from_scapy(pkt)
     assert e.value.reason == "ndp.bad_hop_limit"
 
 
-def _scapy_checksum_agrees(pkt: bytes, layer: type) -> object:
-    sp = IPv6(pkt)
-    again = IPv6(pkt)
+def _scapy_checksum_agrees(scapy: ModuleType, pkt: bytes, layer: type) -> object:
+    sp = scapy.IPv6(pkt)
+    again = scapy.IPv6(pkt)
     del again[layer].cksum
-    assert IPv6(bytes(again))[layer].cksum == sp[layer].cksum
+    assert scapy.IPv6(bytes(again))[layer].cksum == sp[layer].cksum
     return sp
 
 
-def test_femtotcp_ra_scapy_parses() -> None:
+def test_femtotcp_ra_scapy_parses(scapy: ModuleType) -> None:
     opts = (ndp.opt_source_lladdr(RMAC) + ndp.opt_mtu(1480)
             + ndp.opt_prefix(PREFIX, 64, 86400, 14400, on_link=True, autonomous=False)
             + ndp.opt_rdnss(600, [ip_bytes("2001:db8::53"), ip_bytes("2001:db8::54")])
@@ -424,46 +420,51 @@ def test_femtotcp_ra_scapy_parses() -> None:
     msg = ndp.build_ra(ROUTER, ipv6.ALL_NODES, cur_hop_limit=64, flags=ndp.RA_OTHER,
                        router_lifetime=1800, reachable_time=30000, retrans_timer=1000,
                        options=opts)
-    sp = _scapy_checksum_agrees(ipv6.build(ROUTER, ipv6.ALL_NODES, 58, msg, 255), ND_RA)
-    ra = sp[ND_RA]  # type: ignore[index]
+    sp = _scapy_checksum_agrees(scapy, ipv6.build(ROUTER, ipv6.ALL_NODES, 58, msg, 255),
+                                scapy.ICMPv6ND_RA)
+    ra = sp[scapy.ICMPv6ND_RA]  # type: ignore[index]
     assert (ra.chlim, ra.M, ra.O, ra.routerlifetime, ra.reachabletime, ra.retranstimer) == (
         64, 0, 1, 1800, 30000, 1000)
-    assert sp[OptSrcLL].lladdr == "02:00:00:00:00:01"  # type: ignore[index]
-    assert sp[OptMTU].mtu == 1480  # type: ignore[index]
-    pi = sp[OptPrefix]  # type: ignore[index]
+    assert sp[scapy.ICMPv6NDOptSrcLLAddr].lladdr == "02:00:00:00:00:01"  # type: ignore[index]
+    assert sp[scapy.ICMPv6NDOptMTU].mtu == 1480  # type: ignore[index]
+    pi = sp[scapy.ICMPv6NDOptPrefixInfo]  # type: ignore[index]
     assert (pi.prefix, pi.prefixlen, pi.L, pi.A, pi.validlifetime, pi.preferredlifetime) == (
         "2001:db8:1:2::", 64, 1, 0, 86400, 14400)
-    rd = sp[OptRDNSS]  # type: ignore[index]
+    rd = sp[scapy.ICMPv6NDOptRDNSS]  # type: ignore[index]
     assert (rd.lifetime, rd.dns) == (600, ["2001:db8::53", "2001:db8::54"])
-    dl = sp[OptDNSSL]  # type: ignore[index]
+    dl = sp[scapy.ICMPv6NDOptDNSSL]  # type: ignore[index]
     assert (dl.lifetime, dl.searchlist) == (300, ["example.com."])
 
 
-def test_femtotcp_ns_na_rs_scapy_parses() -> None:
+def test_femtotcp_ns_na_rs_scapy_parses(scapy: ModuleType) -> None:
     sol = ipv6.solicited_node(GLOBAL)
-    sp = _scapy_checksum_agrees(ipv6.build(HOST, sol, 58, ndp.build_ns(HOST, sol, GLOBAL, MAC),
-                                           255), ND_NS)
-    assert sp[ND_NS].tgt == "2001:db8::2"  # type: ignore[index]
-    assert sp[OptSrcLL].lladdr == "02:00:00:00:00:02"  # type: ignore[index]
+    sp = _scapy_checksum_agrees(scapy, ipv6.build(HOST, sol, 58,
+                                                  ndp.build_ns(HOST, sol, GLOBAL, MAC), 255),
+                                scapy.ICMPv6ND_NS)
+    assert sp[scapy.ICMPv6ND_NS].tgt == "2001:db8::2"  # type: ignore[index]
+    assert sp[scapy.ICMPv6NDOptSrcLLAddr].lladdr == "02:00:00:00:00:02"  # type: ignore[index]
     msg = ndp.build_na(GLOBAL, HOST, GLOBAL, router=True, solicited=True, override=False,
                        target_lladdr=MAC)
-    sp = _scapy_checksum_agrees(ipv6.build(GLOBAL, HOST, 58, msg, 255), ND_NA)
-    na = sp[ND_NA]  # type: ignore[index]
+    sp = _scapy_checksum_agrees(scapy, ipv6.build(GLOBAL, HOST, 58, msg, 255), scapy.ICMPv6ND_NA)
+    na = sp[scapy.ICMPv6ND_NA]  # type: ignore[index]
     assert (na.R, na.S, na.O, na.tgt) == (1, 1, 0, "2001:db8::2")
-    assert sp[OptDstLL].lladdr == "02:00:00:00:00:02"  # type: ignore[index]
-    sp = _scapy_checksum_agrees(ipv6.build(HOST, ipv6.ALL_ROUTERS, 58,
-                                           ndp.build_rs(HOST, MAC), 255), ND_RS)
-    assert sp[OptSrcLL].lladdr == "02:00:00:00:00:02"  # type: ignore[index]
+    assert sp[scapy.ICMPv6NDOptDstLLAddr].lladdr == "02:00:00:00:00:02"  # type: ignore[index]
+    sp = _scapy_checksum_agrees(scapy, ipv6.build(HOST, ipv6.ALL_ROUTERS, 58,
+                                                  ndp.build_rs(HOST, MAC), 255),
+                                scapy.ICMPv6ND_RS)
+    assert sp[scapy.ICMPv6NDOptSrcLLAddr].lladdr == "02:00:00:00:00:02"  # type: ignore[index]
 
 
-def test_femtotcp_redirect_scapy_parses() -> None:
+def test_femtotcp_redirect_scapy_parses(scapy: ModuleType) -> None:
     dest = ip_bytes("2001:db8:77::1")
     inner = ipv6.build(HOST, dest, 17, b"d" * 64)
     msg = ndp.build_redirect(ROUTER, HOST, ip_bytes("fe80::99"), dest, RMAC, inner)
-    sp = _scapy_checksum_agrees(ipv6.build(ROUTER, HOST, 58, msg, 255), ND_Redirect)
-    red = sp[ND_Redirect]  # type: ignore[index]
+    sp = _scapy_checksum_agrees(scapy, ipv6.build(ROUTER, HOST, 58, msg, 255),
+                                scapy.ICMPv6ND_Redirect)
+    red = sp[scapy.ICMPv6ND_Redirect]  # type: ignore[index]
     assert (red.tgt, red.dst) == ("fe80::99", "2001:db8:77::1")
-    assert bytes(sp[OptRedirected].pkt)[:len(inner)] == inner  # type: ignore[index]
+    redirected = sp[scapy.ICMPv6NDOptRedirectedHdr]  # type: ignore[index]
+    assert bytes(redirected.pkt)[:len(inner)] == inner
 
 
 # -- property round trips -------------------------------------------------------------------
