@@ -251,6 +251,26 @@ declare(EVENT, """
     udp.icmp_error_soft udp.icmp_error_unconnected udp.rx udp.tx
 """)
 
+# ipv6, icmp6, ndp, mld: wire-format reasons (the stack integration adds its own)
+declare(DROP, """
+    ipv6.bad_fragment_length ipv6.fragment_too_big ipv6.hbh_not_first
+    ipv6.incomplete_chain ipv6.rh0 ipv6.unknown_option ipv6.unknown_routing_type
+    icmp6.bad_checksum icmp6.bad_quote icmp6.truncated ipv6.bad_multicast_scope
+    ipv6.bad_option_length ipv6.bad_padding ipv6.bad_quote_version
+    ipv6.bad_router_alert ipv6.bad_version ipv6.ext_chain_too_long
+    ipv6.ext_truncated ipv6.jumbogram ipv6.loopback_address ipv6.multicast_source
+    ipv6.too_many_ext_headers ipv6.too_many_options ipv6.truncated
+    ipv6.truncated_quote ipv6.unspecified_destination ipv6.v4_mapped_address
+    mld.bad_hop_limit mld.bad_query_length mld.bad_record_count mld.bad_source
+    mld.bad_source_count mld.no_router_alert mld.not_mld mld.truncated ndp.bad_code
+    ndp.bad_dnssl_option ndp.bad_hop_limit ndp.bad_lladdr_option ndp.bad_mtu_option
+    ndp.bad_option_length ndp.bad_prefix_length ndp.bad_prefix_option
+    ndp.bad_rdnss_option ndp.dad_bad_destination ndp.multicast_target ndp.not_nd
+    ndp.ra_source_not_link_local ndp.redirect_bad_target
+    ndp.redirect_multicast_destination ndp.redirect_source_not_link_local
+    ndp.slla_from_unspecified ndp.solicited_to_multicast ndp.truncated
+""")
+
 declare_family(EVENT, "icmp4.tx_error_")     # icmp4.tx_error_<type>_<code>
 declare_family(EVENT, "dhcp.rx_")            # dhcp.rx_<message type>
 declare_family(EVENT, "dhcp.tx_")
