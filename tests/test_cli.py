@@ -39,6 +39,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--modules", "arp,udp"], "needs ipv4"),
     (["serve", "--tap", "t0", "--ip", "127.0.0.1/8"], "unicast"),
     (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--ipv6", "auto"], "IPv6"),
+    (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--tcp-rst-limit", "fast"],
+     "RST limit 'fast'"),
+    (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--tcp-rst-limit", "0/10"],
+     "rate must be above 0"),
     (["serve", "--bogus-flag"], "bogus-flag"),
     (["nonsense"], "nonsense"),
 ])
@@ -105,3 +109,13 @@ def test_run_gives_everything_after_the_module_to_the_program(
     assert seen["argv"] == ["--bind", "192.0.2.2", "--directory", "/tmp", "8000"]
     code = main(["run", "--tap", "t0", "--ip", "192.0.2.2/24", "script.py", "--verbose"])
     assert seen["module"] is None and seen["argv"] == ["script.py", "--verbose"]
+
+
+def test_tcp_rst_limit_reaches_the_tcp_config() -> None:
+    from femtotcp.cli import build_parser, host_options
+
+    args = build_parser().parse_args(["serve", "--tap", "t0", "--ip", "192.0.2.2/24",
+                                      "--tcp-rst-limit", "500/50"])
+    assert host_options(args).tcp_rst_limit == (500.0, 50)
+    args = build_parser().parse_args(["serve", "--tap", "t0", "--ip", "192.0.2.2/24"])
+    assert host_options(args).tcp_rst_limit is None

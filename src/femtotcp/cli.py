@@ -57,6 +57,20 @@ def _modules(text: str) -> list[str]:
     return names
 
 
+def _rst_limit(text: str) -> tuple[float, int]:
+    """'1000/200' -> (1000.0, 200); a RATE alone keeps a burst of 200."""
+    rate, _, burst = text.partition("/")
+    try:
+        r, b = float(rate), int(burst) if burst else 200
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"bad RST limit {text!r} (RATE[/BURST], e.g. 1000/200)") from None
+    if not r > 0 or b < 1:
+        raise argparse.ArgumentTypeError(
+            f"bad RST limit {text!r}: the rate must be above 0 and the burst at least 1")
+    return r, b
+
+
 def add_stack_arguments(p: argparse.ArgumentParser) -> None:
     """The flags that build a stack; shared by ``serve`` and ``run``."""
     dev = p.add_argument_group("device")
@@ -79,6 +93,9 @@ def add_stack_arguments(p: argparse.ArgumentParser) -> None:
     svc.add_argument("--tcp-echo", type=_port, action="append", default=[], metavar="PORT")
     svc.add_argument("--discard", type=_port, action="append", default=[], metavar="PORT")
     svc.add_argument("--chargen", type=_port, action="append", default=[], metavar="PORT")
+    p.add_argument("--tcp-rst-limit", type=_rst_limit, metavar="RATE[/BURST]",
+                   help="cap the RSTs sent for segments to closed ports at RATE per "
+                        "second with bursts of BURST (default: none, as Linux)")
     p.add_argument("--modules", type=_modules, metavar="LIST",
                    help="load only these protocol modules, e.g. arp,ipv4,icmp4,udp")
     p.add_argument("--log-level", default="warning",
@@ -92,6 +109,7 @@ def host_options(args: argparse.Namespace) -> Any:
         gateway=args.gateway, mtu=args.mtu, pcap=args.pcap, udp_echo=args.udp_echo,
         tcp_echo=args.tcp_echo, discard=args.discard, chargen=args.chargen, dns=args.dns,
         ipv6=args.ipv6, modules=args.modules, acd=args.acd,
+        tcp_rst_limit=args.tcp_rst_limit,
         control=getattr(args, "control", None))
     try:
         opts.validate()

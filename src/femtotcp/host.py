@@ -40,6 +40,7 @@ class HostOptions:
     ipv6: str | None = None
     modules: list[str] | None = None
     acd: bool = False
+    tcp_rst_limit: tuple[float, int] | None = None   # (rate/s, burst) of RSTs to closed ports
     control: str | None = None
     name: str = "femtotcp"
 
@@ -106,6 +107,10 @@ class Host:
         self.runtime = Runtime()
         cfg = config or StackConfig()
         cfg.acd = cfg.acd or opts.acd
+        if opts.tcp_rst_limit is not None:
+            from femtotcp.proto.tcp.config import TcpConfig
+            cfg.tcp = cfg.tcp or TcpConfig()
+            cfg.tcp.rst_rate, cfg.tcp.rst_burst = opts.tcp_rst_limit
         self.stack = Stack(opts.name, modules=opts.modules, config=cfg)
         self.services: list[Any] = []
         self.pcap: Any = None

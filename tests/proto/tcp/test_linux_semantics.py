@@ -11,6 +11,9 @@ import errno
 import pytest
 from tcp_harness import ACK, ANY, FIN, PSH, RST, SYN, lan_with_peer, open_passive
 
+from femtotcp.proto.tcp.config import TcpConfig
+from femtotcp.stack.config import StackConfig
+
 
 def test_every_segment_to_a_closed_port_gets_a_reset() -> None:
     """Linux answers each SYN to a port with no listener (an nmap -sS sweep of 1,000
@@ -105,3 +108,16 @@ def test_keepalive_times_set_after_so_keepalive_take_effect_at_once() -> None:
     rst = peer.expect(RST | ACK)
     assert (rst.seq, rst.ack) == (p.rcv, p.snd)
     assert p.conn.error == errno.ETIMEDOUT
+
+
+def test_reset_cap_is_an_option() -> None:
+    """TcpConfig.rst_rate/rst_burst (serve --tcp-rst-limit RATE/BURST) caps them."""
+    lan, peer = lan_with_peer(config=StackConfig(tcp=TcpConfig(rst_rate=1000.0,
+                                                               rst_burst=200)))
+    peer.send(SYN, 1, dport=2000)
+    assert peer.expect().has(RST)
+    for port in range(1, 1001):
+        peer.send(SYN, 5000 + port, dport=port, run=False)
+    lan.run(0)
+    assert len(peer.received()) == 199          # the burst, less the first one above
+    assert peer.stack.counters["tcp.rst_ratelimited"] == 801
