@@ -29,7 +29,8 @@ import os
 import socket
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
 
 from femtotcp.proto.tcp.buffers import OutOfOrderQueue
 from femtotcp.proto.tcp.options import TS_LEN, Negotiated, pmtu_mss, tsval
@@ -91,8 +92,6 @@ log = logging.getLogger("femtotcp.tcp")
 _TS_PAIR = struct.Struct("!II")
 _HDR_TS = struct.Struct("!HHIIHHHHIII")     # header + NOP NOP TS, 32 bytes
 
-T = TypeVar("T")
-
 #: A state-change hook: (connection, old state, new state).
 StateHook = Callable[["TcpConnection", TcpState, TcpState], None]
 
@@ -102,25 +101,16 @@ def _os_error(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
 
-class _Part(Generic[T]):
-    """A facade attribute that lives in one of the connection's parts (for
-    programs, tools and tests; the connection's own code uses the part)."""
+def _via(path: str) -> Any:
+    """A facade attribute that lives in one of the connection's parts
+    (``"snd.snd_una"``), for programs, tools and tests; the connection's own
+    code uses the part. Read through a C-level ``attrgetter``."""
+    part, name = path.split(".")
 
-    __slots__ = ("part", "name")
+    def fset(conn: TcpConnection, value: Any) -> None:
+        setattr(getattr(conn, part), name, value)
 
-    def __init__(self, part: str) -> None:
-        self.part = part
-        self.name = ""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: Any, objtype: Any = None) -> T:
-        value: T = getattr(getattr(obj, self.part), self.name)
-        return value
-
-    def __set__(self, obj: Any, value: T) -> None:
-        setattr(getattr(obj, self.part), self.name, value)
+    return property(attrgetter(path), fset, doc=f"``{path}``")
 
 
 class TcpConnection:
@@ -203,36 +193,36 @@ class TcpConnection:
 
     # ================================================================ the parts' fields
     # Send side.
-    iss = _Part[int]("snd")
-    snd_una = _Part[int]("snd")
-    snd_nxt = _Part[int]("snd")
-    snd_max = _Part[int]("snd")
-    snd_wnd = _Part[int]("snd")
-    max_snd_wnd = _Part[int]("snd")
-    snd_buf = _Part[bytearray]("snd")
-    sndbuf = _Part[int]("snd")
-    rtt = _Part[RttEstimator]("snd")
-    retransmits = _Part[int]("snd")
-    bytes_acked = _Part[int]("snd")
+    iss: int = _via("snd.iss")
+    snd_una: int = _via("snd.snd_una")
+    snd_nxt: int = _via("snd.snd_nxt")
+    snd_max: int = _via("snd.snd_max")
+    snd_wnd: int = _via("snd.snd_wnd")
+    max_snd_wnd: int = _via("snd.max_snd_wnd")
+    snd_buf: bytearray = _via("snd.snd_buf")
+    sndbuf: int = _via("snd.sndbuf")
+    rtt: RttEstimator = _via("snd.rtt")
+    retransmits: int = _via("snd.retransmits")
+    bytes_acked: int = _via("snd.bytes_acked")
     # Receive side.
-    irs = _Part[int]("rcv")
-    rcv_nxt = _Part[int]("rcv")
-    rcv_adv = _Part[int]("rcv")
-    rcv_buf = _Part[bytearray]("rcv")
-    ooo = _Part[OutOfOrderQueue]("rcv")
-    rcvbuf = _Part[int]("rcv")
-    rd_shut = _Part[bool]("rcv")
-    fin_received = _Part[bool]("rcv")
-    bytes_received = _Part[int]("rcv")
+    irs: int = _via("rcv.irs")
+    rcv_nxt: int = _via("rcv.rcv_nxt")
+    rcv_adv: int = _via("rcv.rcv_adv")
+    rcv_buf: bytearray = _via("rcv.rcv_buf")
+    ooo: OutOfOrderQueue = _via("rcv.ooo")
+    rcvbuf: int = _via("rcv.rcvbuf")
+    rd_shut: bool = _via("rcv.rd_shut")
+    fin_received: bool = _via("rcv.fin_received")
+    bytes_received: int = _via("rcv.bytes_received")
     # Negotiated options.
-    mss = _Part[int]("opt")
-    mss_base = _Part[int]("opt")
-    adv_mss = _Part[int]("opt")
-    peer_mss = _Part[int]("opt")
-    snd_wscale = _Part[int]("opt")
-    rcv_wscale = _Part[int]("opt")
-    ts_ok = _Part[bool]("opt")
-    sack_ok = _Part[bool]("opt")
+    mss: int = _via("opt.mss")
+    mss_base: int = _via("opt.mss_base")
+    adv_mss: int = _via("opt.adv_mss")
+    peer_mss: int = _via("opt.peer_mss")
+    snd_wscale: int = _via("opt.snd_wscale")
+    rcv_wscale: int = _via("opt.rcv_wscale")
+    ts_ok: bool = _via("opt.ts_ok")
+    sack_ok: bool = _via("opt.sack_ok")
 
     # ================================================================ program API
     @property
