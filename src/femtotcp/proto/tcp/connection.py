@@ -440,7 +440,7 @@ class TcpConnection:
         self.snd.cc.set_mss(opt.mss)
         self.rcv.rcv_mss = min(opt.rcv_mss_limit(), 536)
 
-    def _start_connect(self) -> None:
+    def open_active(self) -> None:
         """Active open (RFC 9293 3.10.1): send a SYN, enter SYN_SENT."""
         now = self.timers.now
         self._offer()
@@ -453,7 +453,7 @@ class TcpConnection:
         snd.time_syn(now)
         snd.t_rto.set(now + snd.rtt.rto)
 
-    def _passive_open(self, hdr: TcpHeader, opts: TcpOptions, payload: memoryview) -> None:
+    def open_passive(self, hdr: TcpHeader, opts: TcpOptions, payload: memoryview) -> None:
         """A SYN reached our listener (RFC 9293 3.10.7.2): SYN_RECEIVED, send SYN-ACK."""
         now = self.timers.now
         self._offer()
@@ -478,8 +478,8 @@ class TcpConnection:
             snd.time_syn(now)
         snd.t_rto.set(now + snd.rtt.rto)
 
-    def _cookie_open(self, hdr: TcpHeader, opts: TcpOptions, mss: int,
-                     wscale: int | None, sack: bool) -> None:
+    def open_from_cookie(self, hdr: TcpHeader, opts: TcpOptions, mss: int,
+                         wscale: int | None, sack: bool) -> None:
         """The ACK completing a SYN-cookie handshake creates the connection."""
         now = self.timers.now
         self._offer()

@@ -114,7 +114,7 @@ class Tcp:
                 raise TypeError(f"unknown TCP option {name!r} (known: {', '.join(INHERITED)})")
             setattr(conn, name, value)
         self._conns[conn.key] = conn
-        conn._start_connect()
+        conn.open_active()
         return conn
 
     def connections(self) -> list[TcpConnection]:
@@ -291,7 +291,7 @@ class Tcp:
         self._conns[conn.key] = conn
         lst.syn_queue[conn.key] = conn
         counters["tcp.syn_queue"] += 1
-        conn._passive_open(hdr, opts, payload)
+        conn.open_passive(hdr, opts, payload)
 
     def _send_cookie(self, lst: TcpListener, src: bytes, dst: bytes, hdr: wire.TcpHeader,
                      opts: wire.TcpOptions) -> None:
@@ -352,7 +352,7 @@ class Tcp:
         conn = TcpConnection(self.env, dst, lport, src, rport, listener=lst)
         lst.apply_options(conn)
         self._conns[conn.key] = conn
-        conn._cookie_open(hdr, opts, mss, wscale, sack)
+        conn.open_from_cookie(hdr, opts, mss, wscale, sack)
         conn.input(hdr, payload)
         return True
 
