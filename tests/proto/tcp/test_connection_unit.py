@@ -206,13 +206,21 @@ def data(n: int) -> bytes:
     return bytes(i * 7 % 251 for i in range(n))
 
 
+def lone(active: bool = True, mtu: int = 1500
+         ) -> tuple[TcpConnection, list[tuple[bytes, bytes, bytes]], Clock]:
+    """One connection with nothing behind it: what it sends stays in a list."""
+    clock = Clock()
+    sent: list[tuple[bytes, bytes, bytes]] = []
+    env = FakeEnv(clock, TcpConfig(), sent, mtu=mtu)
+    if active:
+        return TcpConnection(env, A_ADDR, A_PORT, B_ADDR, B_PORT), sent, clock
+    return TcpConnection(env, B_ADDR, B_PORT, A_ADDR, A_PORT), sent, clock
+
+
 # -- handshakes ------------------------------------------------------------------------
 
 def test_active_open_sends_syn_with_options_and_completes_on_synack() -> None:
-    clock = Clock()
-    sent: list[tuple[bytes, bytes, bytes]] = []
-    env = FakeEnv(clock, TcpConfig(), sent, mtu=1500)
-    conn = TcpConnection(env, A_ADDR, A_PORT, B_ADDR, B_PORT)
+    conn, sent, clock = lone()
     states = States(conn)
     conn.open_active()
     assert conn.state == "SYN_SENT"
@@ -242,10 +250,7 @@ def test_active_open_sends_syn_with_options_and_completes_on_synack() -> None:
 
 
 def test_passive_open_answers_syn_and_establishes_on_ack() -> None:
-    clock = Clock()
-    sent: list[tuple[bytes, bytes, bytes]] = []
-    env = FakeEnv(clock, TcpConfig(), sent, mtu=9000)
-    conn = TcpConnection(env, B_ADDR, B_PORT, A_ADDR, A_PORT)
+    conn, sent, _ = lone(active=False, mtu=9000)
     states = States(conn)
     syn = tcp.build(A_ADDR, B_ADDR, A_PORT, B_PORT, 7000, 0, tcp.SYN, 65535, b"",
                     tcp.build_options(mss=1460, wscale=7, sack_perm=True, ts=(100, 0)))
@@ -457,9 +462,7 @@ def test_in_window_rst_with_the_wrong_sequence_gets_a_challenge_ack() -> None:
 
 
 def test_syn_sent_refused_by_rst() -> None:
-    clock = Clock()
-    sent: list[tuple[bytes, bytes, bytes]] = []
-    conn = TcpConnection(FakeEnv(clock, TcpConfig(), sent), A_ADDR, A_PORT, B_ADDR, B_PORT)
+    conn, sent, _ = lone()
     events: list[str] = []
     conn.on_event = lambda: events.append(conn.state)
     conn.open_active()
@@ -469,3 +472,27 @@ def test_syn_sent_refused_by_rst() -> None:
     assert conn.state == "CLOSED" and events == ["CLOSED"]
     with pytest.raises(ConnectionRefusedError):
         conn.recv()
+
+
+def test_state_is_assigned_only_in_set_state() -> None:
+    """The connection's code assigns ``.state`` in ``_set_state`` (and the
+    initial CLOSED in ``__init__``), nowhere else."""
+    import ast
+    from pathlib import Path
+
+    import femtotcp.proto.tcp as pkg
+    where = []
+    for path in sorted(Path(pkg.__file__).parent.glob("*.py")):
+        if path.name == "listener.py":
+            continue                 # a listener's own state, always LISTEN
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef):
+                continue
+            for node in ast.walk(fn):
+                targets = node.targets if isinstance(node, ast.Assign) else (
+                    [node.target] if isinstance(node, ast.AugAssign | ast.AnnAssign) else [])
+                for t in targets:
+                    if isinstance(t, ast.Attribute) and t.attr == "state":
+                        where.append((path.name, fn.name))
+    assert sorted(where) == [("connection.py", "__init__"), ("connection.py", "_set_state")]

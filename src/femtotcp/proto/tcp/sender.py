@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any
 
-from femtotcp.proto.tcp.congestion import NewReno, Scoreboard
+from femtotcp.proto.tcp.congestion import CongestionControl, NewReno, Scoreboard
 from femtotcp.proto.tcp.options import TS_LEN, tsval
 from femtotcp.proto.tcp.recovery import NEWRENO, Recovery
 from femtotcp.proto.tcp.rtt import RttEstimator
@@ -73,7 +73,7 @@ class Sender:
         self.sndbuf = cfg.sndbuf
         self.nodelay = False
         self.una_time = 0.0
-        self.cc = NewReno(536, cfg.initial_cwnd_segments)
+        self.cc: CongestionControl = NewReno(536, cfg.initial_cwnd_segments)
         self.sb = Scoreboard()
         self.recovery: Recovery = NEWRENO
         self.in_recovery = False
