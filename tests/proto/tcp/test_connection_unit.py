@@ -77,11 +77,18 @@ class FakeEnv:
         self.counters = Counters()
         self.timers = clock
         self.isn = IsnGenerator(bytes(32))
-        self.loop = None
         self.time_wait_count = 0
+        #: End-of-batch work while a receive batch runs (``Net.batch``); None: none.
+        self.batch: list[Callable[[], None]] | None = None
         self.sent = sent
         self.mtu = mtu
         self.forgotten: list[TcpConnection] = []
+
+    def defer(self, callback: Callable[[], None]) -> bool:
+        if self.batch is None:
+            return False
+        self.batch.append(callback)
+        return True
 
     def challenge_ack_allowed(self, now: float) -> bool:
         return True
@@ -150,21 +157,34 @@ class Net:
     def run(self) -> None:
         """Deliver everything in flight (and what it provokes) at the current time."""
         while self.wire:
-            src, dst, seg = self.wire.pop(0)
-            hdr, _, payload = parse(seg)
-            if self.drop(src, hdr, payload):
-                continue
-            self.delivered.append((src, hdr, payload))
-            if dst == B_ADDR:
-                if self.b is None:
-                    assert hdr.flags == tcp.SYN
-                    self.b = TcpConnection(self.env_b, B_ADDR, B_PORT, A_ADDR, A_PORT)
-                    opts = tcp.parse_options(hdr.options)
-                    self.b.open_passive(hdr, opts, memoryview(payload))
-                else:
-                    feed(self.b, src, dst, seg)
+            self._deliver_one()
+
+    def batch(self, env: FakeEnv) -> None:
+        """Deliver what is in flight as one receive batch for ``env``'s side, then
+        do its end-of-batch work (as the loop does after a device's read batch)."""
+        env.batch = []
+        for _ in range(len(self.wire)):             # only what is in flight now
+            self._deliver_one()
+        work, env.batch = env.batch, None
+        for callback in work:
+            callback()
+
+    def _deliver_one(self) -> None:
+        src, dst, seg = self.wire.pop(0)
+        hdr, _, payload = parse(seg)
+        if self.drop(src, hdr, payload):
+            return
+        self.delivered.append((src, hdr, payload))
+        if dst == B_ADDR:
+            if self.b is None:
+                assert hdr.flags == tcp.SYN
+                self.b = TcpConnection(self.env_b, B_ADDR, B_PORT, A_ADDR, A_PORT)
+                opts = tcp.parse_options(hdr.options)
+                self.b.open_passive(hdr, opts, memoryview(payload))
             else:
-                feed(self.a, src, dst, seg)
+                feed(self.b, src, dst, seg)
+        else:
+            feed(self.a, src, dst, seg)
 
     def advance(self, seconds: float) -> None:
         """Let time pass, firing timers and delivering what they send."""
@@ -316,6 +336,28 @@ def test_a_lone_segment_is_acked_after_the_delayed_ack_timeout() -> None:
     assert b.env.counters["tcp.delayed_acks"] == 1
     assert net.a.snd_una == net.a.snd_max
     assert b.recv() == b"hello"
+
+
+def test_acks_and_events_of_one_batch_go_out_once_at_its_end() -> None:
+    """ACK and event coalescing through ``TcpEnv.defer``: eight full segments
+    in one receive batch get one ACK and one ``on_event``, at the batch's end."""
+    net = Net(TcpConfig(quickack_segments=0))
+    b = net.connect()
+    events: list[int] = []
+    b.on_event = lambda: events.append(len(b.rcv_buf))
+    mss = net.a.mss
+    net.a.send(data(8 * mss))
+    acks_before = len(net.segments(B_ADDR))
+    net.batch(net.env_b)
+    assert events == [8 * mss]                              # one event, all the data
+    net.run()
+    acks = net.segments(B_ADDR)[acks_before:]
+    assert [h.ack for h, _ in acks] == [(net.a.snd_max) & MASK]
+    # Without a batch, every second full segment is acknowledged at once.
+    net.a.send(data(8 * mss))
+    acks_before = len(net.segments(B_ADDR))
+    net.run()
+    assert len(net.segments(B_ADDR)) - acks_before == 4
 
 
 # -- loss recovery -----------------------------------------------------------------------

@@ -39,7 +39,7 @@ The core API (everything runs in the loop thread; addresses are packed bytes)::
     conn.readable, conn.writable  # for select()
     conn.on_event = callback      # readability/writability/state/error may have changed;
                                   # called in the loop thread, once per receive batch
-                                  # (loop.call_soon), never from inside send()/recv()
+                                  # (TcpEnv.defer), never from inside send()/recv()
     conn.local, conn.remote       # (addr, port)
     conn.nodelay, conn.keepalive (+ keepalive_idle/_interval/_count), conn.rcvbuf,
     conn.sndbuf, conn.linger, conn.user_timeout (seconds), conn.maxseg

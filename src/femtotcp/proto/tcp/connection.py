@@ -625,16 +625,14 @@ class TcpConnection:
 
     def _defer_flush(self) -> None:
         """Tell the program once per receive batch, not once per segment: its
-        callback runs when the batch from the device is done (the loop's
-        call_soon), before the batch's ACK goes out, so an answer can carry it."""
+        callback runs when the batch from the device is done (``TcpEnv.defer``),
+        before the batch's ACK goes out, so an answer can carry it."""
         if self._flush_deferred:
             return
-        loop = self.env.loop
-        if loop is None:
-            self._flush()
-        else:
+        if self.env.defer(self._deferred_flush):
             self._flush_deferred = True
-            loop.call_soon(self._deferred_flush)
+        else:
+            self._flush()
 
     def _deferred_flush(self) -> None:
         self._flush_deferred = False

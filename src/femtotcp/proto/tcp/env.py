@@ -3,7 +3,8 @@
 A ``TcpConnection`` talks to nothing but its ``TcpEnv``: segments go out
 through ``output`` (and ``output_offload`` for TSO), time and timers come from
 ``timers``, named events go to ``counters``, tunables from ``config``, ISNs and
-timestamp offsets from ``isn``. ``StackEnv`` fulfils it for a real stack (one
+timestamp offsets from ``isn``; work for the end of a receive batch (ACK and
+event coalescing) goes to ``defer``. ``StackEnv`` fulfils it for a real stack (one
 per ``Tcp`` layer); a unit test fulfils it with a list of sent segments and a
 virtual clock (tests/proto/tcp/test_connection_unit.py), so a connection can be
 driven without a ``Stack``: segments in, segments out, a clock.
@@ -43,12 +44,6 @@ class IsnSource(Protocol):
     def ts_offset(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int: ...
 
 
-class BatchLoop(Protocol):
-    """A loop that runs work once its current device batch is done."""
-
-    def call_soon(self, callback: Callable[[], None]) -> Any: ...
-
-
 class TcpEnv(Protocol):
     @property
     def config(self) -> TcpConfig: ...
@@ -62,12 +57,13 @@ class TcpEnv(Protocol):
     @property
     def isn(self) -> IsnSource: ...
 
-    @property
-    def loop(self) -> BatchLoop | None:
-        """Where end-of-batch work is deferred to; None: do it at once."""
-
     #: Connections in TIME_WAIT (bounded by ``config.max_time_wait``).
     time_wait_count: int
+
+    def defer(self, callback: Callable[[], None]) -> bool:
+        """Run ``callback`` at the end of the current receive batch (TCP's ACK
+        and event coalescing); False when no batch is running: the caller then
+        does the work at once."""
 
     def challenge_ack_allowed(self, now: float) -> bool:
         """The stack-wide RFC 5961 7 limit on challenge ACKs."""
@@ -116,17 +112,20 @@ class StackEnv:
         return self._tcp.isn
 
     @property
-    def loop(self) -> BatchLoop | None:
-        loop: BatchLoop | None = self._tcp.stack.loop
-        return loop
-
-    @property
     def time_wait_count(self) -> int:
         return self._tcp.time_wait_count
 
     @time_wait_count.setter
     def time_wait_count(self, n: int) -> None:
         self._tcp.time_wait_count = n
+
+    def defer(self, callback: Callable[[], None]) -> bool:
+        # The end of a device batch is where the loop runs its call_soon work.
+        loop = self._tcp.stack.loop
+        if loop is None:
+            return False
+        loop.call_soon(callback)
+        return True
 
     def challenge_ack_allowed(self, now: float) -> bool:
         return self._tcp.challenge_bucket.take(now)

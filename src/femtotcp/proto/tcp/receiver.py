@@ -242,10 +242,8 @@ class Receiver:
             if cfg.ack_coalescing and unacked < cfg.ack_coalesce_segments * self.rcv_mss:
                 if self._ack_deferred:
                     return
-                loop = self.env.loop
-                if loop is not None:
+                if self.env.defer(self._deferred_ack):
                     self._ack_deferred = True
-                    loop.call_soon(self._deferred_ack)
                     return
             self.conn._send_ack()
         elif self.t_delack.deadline is None:
