@@ -45,6 +45,8 @@ class IsnSource(Protocol):
 
 
 class TcpEnv(Protocol):
+    """Everything a connection uses of the world around it."""
+
     @property
     def config(self) -> TcpConfig: ...
 
