@@ -131,7 +131,7 @@ class TcpConnection:
         "snd", "rcv", "opt",
         # program-facing
         "on_event", "on_state", "error", "_error_reported", "soft_error", "_keepalive",
-        "keepalive_idle", "keepalive_interval", "keepalive_count", "linger", "user_timeout",
+        "_keepalive_idle", "keepalive_interval", "keepalive_count", "linger", "user_timeout",
         "maxseg", "wr_shut", "orphaned", "_ev", "_listener_ev", "_flush_deferred",
         # liveness
         "last_rx", "last_tx", "ka_probes", "t_keepalive", "t_close",
@@ -166,7 +166,7 @@ class TcpConnection:
         self._error_reported = True
         self.soft_error: int | None = None
         self._keepalive = False
-        self.keepalive_idle = cfg.keepalive_idle
+        self._keepalive_idle = cfg.keepalive_idle
         self.keepalive_interval = cfg.keepalive_interval
         self.keepalive_count = cfg.keepalive_count
         self.linger: float | None = None
@@ -330,10 +330,12 @@ class TcpConnection:
             self.t_close.set(self.timers.now + self.config.fin_timeout)
 
     def abort(self) -> None:
-        """Send a RST where RFC 9293 3.10.5 says so and drop the connection."""
+        """Send a RST where RFC 9293 3.10.5 says so and drop the connection. The RST
+        carries the ACK flag and RCV.NXT, as Linux's tcp_send_active_reset (close
+        with unread data, SO_LINGER 0, a listener closed with connections queued)."""
         st = self.state
         if st in RESET_ON_ABORT:
-            self._send_rst(self.snd.snd_max, with_ack=False)
+            self._send_rst(self.snd.snd_max, with_ack=True)
         self.orphaned = True
         self.on_event = None
         if st != CLOSED:
@@ -390,6 +392,22 @@ class TcpConnection:
             self.t_keepalive.set(self.timers.now + self.keepalive_idle)
         elif not on:
             self.t_keepalive.stop()
+
+    @property
+    def keepalive_idle(self) -> float:
+        """TCP_KEEPIDLE: idle seconds before the first keep-alive probe."""
+        return self._keepalive_idle
+
+    @keepalive_idle.setter
+    def keepalive_idle(self, idle: float) -> None:
+        """A new idle time takes effect at once on a connection that keeps alive,
+        counted from the last segment received (Linux tcp_sock_set_keepidle)."""
+        self._keepalive_idle = idle
+        if self._keepalive and self.state in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_2) \
+                and not self.ka_probes:
+            now = self.timers.now
+            due = self.last_rx + idle
+            self.t_keepalive.set(due if due > now else now)
 
     def set_keepalive(self, on: bool) -> None:
         self.keepalive = on
@@ -766,6 +784,13 @@ class TcpConnection:
             hdr = hdr._replace(flags=flags, seq=rcv_nxt & MASK,
                                window=hdr.window >> opt.snd_wscale)
 
+        # Neither ACK nor RST nor SYN (a bare FIN, data without ACK): RFC 9293
+        # 3.10.7.4 fifth drops it if the ACK bit is off; Linux does so before any
+        # sequence check, so such a segment never draws an ACK.
+        if not flags & (ACK | RST | SYN):
+            counters["tcp.no_ack_flag"] += 1
+            return
+
         # PAWS (RFC 7323 5.3 R1): an older timestamp marks an old duplicate.
         ts_val = opts.ts_val
         if opt.ts_ok and ts_val is not None and not flags & RST:
@@ -776,10 +801,12 @@ class TcpConnection:
 
         # Sequence number check (RFC 9293 3.10.7.4 first), with the zero-window
         # allowance: a segment at RCV.NXT still has its ACK, RST and URG processed.
+        # With a window open, SEQ must lie below RCV.NXT + RCV.WND, also for an
+        # empty segment (the RFC's table; Linux accepts SEQ == the right edge).
         seg_len = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         right = rcv.rcv_adv if rcv.rcv_adv > rcv_nxt else rcv_nxt
         end = seq + seg_len
-        if seq > right or (seq == right and plen and right > rcv_nxt):
+        if seq > right or (seq == right and right > rcv_nxt):
             if flags & RST:
                 counters["tcp.rst_out_of_window"] += 1
                 return
@@ -1135,7 +1162,7 @@ class TcpConnection:
         if self.ka_probes >= self.keepalive_count or (
                 self.user_timeout and idle >= self.user_timeout and self.ka_probes > 0):
             self.counters["tcp.keepalive_timeout"] += 1
-            self._send_rst(snd.snd_max, with_ack=False)
+            self._send_rst(snd.snd_max, with_ack=True)     # as Linux's keepalive timer
             self._fail(errno.ETIMEDOUT)
             self._flush()
             return

@@ -53,6 +53,8 @@ class Tcp:
         self._listeners: dict[tuple[bytes, int], TcpListener] = {}
         self.isn = IsnGenerator(os.urandom(32))
         self.cookies = SynCookies(os.urandom(32))
+        #: What the connections see of the stack (their ``TcpEnv``).
+        self.env = StackEnv(self)
         scfg = stack.config
         self.ports = EphemeralPorts(getattr(scfg, "ephemeral_low", 32768),
                                     getattr(scfg, "ephemeral_high", 60999), os.urandom(32))
@@ -61,8 +63,6 @@ class Tcp:
         self.challenge_bucket = TokenBucket(cfg.challenge_ack_rate, cfg.challenge_ack_burst,
                                             -1e18)
         self.rst_bucket = TokenBucket(cfg.rst_rate, cfg.rst_burst, -1e18)
-        #: What the connections see of the stack (their ``TcpEnv``).
-        self.env = StackEnv(self)
         stack.ip_protocols[wire.PROTO] = self.input
         stack.ip_error_handlers[wire.PROTO] = self.on_ip_error
 
