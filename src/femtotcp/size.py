@@ -20,7 +20,7 @@ PKG = Path(__file__).resolve().parent
 FILES: dict[str, list[str]] = {
     "core": ["__init__.py", "runtime.py", "wire/__init__.py", "wire/checksum.py",
              "wire/ethernet.py", "stack/__init__.py", "stack/stack.py", "stack/config.py",
-             "stack/interface.py", "stack/modules.py", "stack/routes.py", "stack/timers.py",
+             "stack/interface.py", "stack/modules.py", "stack/routes.py",
              "stack/device.py", "core/__init__.py", "core/counters.py", "core/timers.py",
              "core/loop.py", "core/device.py", "phy/__init__.py", "phy/base.py"],
     "arp": ["stack/arp.py", "wire/arp.py"],

@@ -35,9 +35,9 @@ from femtotcp.wire import Malformed, ip_bytes
 from femtotcp.wire import dns as wire
 
 if TYPE_CHECKING:
+    from femtotcp.core.timers import Timer
     from femtotcp.proto.udp import UdpEndpoint
     from femtotcp.stack.stack import Stack
-    from femtotcp.stack.timers import Timer
 
 log = logging.getLogger("femtotcp.dns")
 

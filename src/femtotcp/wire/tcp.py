@@ -45,7 +45,8 @@ MAX_SACK_BLOCKS = 4
 _HDR = struct.Struct("!HHIIHHHH")
 _TS = struct.Struct("!II")
 _U16 = struct.Struct("!H")
-_TS_ALIGNED = b"\x01\x01\x08\x0a"  # NOP NOP TS(10): what Linux sends on every segment
+#: NOP NOP TS(10): how Linux (and femtotcp) lays out the timestamp on every segment.
+TS_ALIGNED = b"\x01\x01\x08\x0a"
 _TS_ONLY = struct.Struct("!4xII")
 _SACK = [struct.Struct(f"!{2 * k}I") for k in range(MAX_SACK_BLOCKS + 1)]
 
@@ -112,7 +113,7 @@ def parse_options(raw: bytes | bytearray | memoryview) -> TcpOptions:
     opts = TcpOptions()
     if n == 0:
         return opts
-    if n == 12 and raw[:4] == _TS_ALIGNED:
+    if n == 12 and raw[:4] == TS_ALIGNED:
         opts.ts_val, opts.ts_ecr = _TS_ONLY.unpack_from(raw)
         return opts
     i = 0
@@ -183,7 +184,7 @@ def build_options(mss: int | None = None, wscale: int | None = None, sack_perm: 
         out += b"\x04\x02\x08\x0a" + _TS.pack(ts[0] & 0xFFFFFFFF, ts[1] & 0xFFFFFFFF)
     else:
         if ts is not None:
-            out += _TS_ALIGNED + _TS.pack(ts[0] & 0xFFFFFFFF, ts[1] & 0xFFFFFFFF)
+            out += TS_ALIGNED + _TS.pack(ts[0] & 0xFFFFFFFF, ts[1] & 0xFFFFFFFF)
         if sack_perm:
             out += b"\x01\x01\x04\x02"
     if wscale is not None:

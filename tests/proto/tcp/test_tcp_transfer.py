@@ -166,7 +166,7 @@ def test_newreno_recovery_needs_a_round_trip_per_hole() -> None:
 
 
 def lan_counter(conn, name: str) -> int:  # type: ignore[no-untyped-def]
-    return int(conn.stack.counters[name])
+    return int(conn.counters[name])
 
 
 def test_rto_backoff_and_give_up() -> None:

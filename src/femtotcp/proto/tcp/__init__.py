@@ -1,12 +1,18 @@
 """TCP (RFC 9293) for femtotcp, sans-I/O: segments and a clock in, segments out.
 
 Layout: ``layer`` (the per-stack ``Tcp``: demultiplexing, listen/connect, RSTs,
-SYN cookies, ICMP errors), ``connection`` (the state machine of one
-connection), ``listener`` (SYN and accept queues), ``buffers`` (the
-out-of-order queue), ``congestion`` (NewReno and the SACK scoreboard), ``rtt``
-(RFC 6298), ``isn`` (RFC 6528 ISNs, timestamp offsets, SYN cookies), ``ports``
-(RFC 6056 ephemeral ports), ``config`` (``TcpConfig``, reachable as
-``stack.tcp.config``).
+SYN cookies, ICMP errors), ``connection`` (``TcpConnection``: the facade
+programs use and the RFC 9293 state machine), its parts ``sender`` (send
+buffer, output, ACK processing, retransmission), ``receiver`` (receive buffer,
+out-of-order queue, window, ACK policy) and ``options`` (MSS, window scale,
+timestamps, SACK), ``recovery`` (NewReno and SACK loss recovery strategies),
+``state`` (``TcpState``), ``env`` (``TcpEnv``: all a connection needs from the
+stack, so one can run without a stack), ``seq`` (sequence-number arithmetic),
+``timers`` (lazy connection timers), ``listener`` (SYN and accept queues),
+``buffers`` (the out-of-order queue), ``congestion`` (NewReno and the SACK
+scoreboard), ``rtt`` (RFC 6298), ``isn`` (RFC 6528 ISNs, timestamp offsets,
+SYN cookies), ``ports`` (RFC 6056 ephemeral ports), ``config`` (``TcpConfig``,
+reachable as ``stack.tcp.config``).
 
 The core API (everything runs in the loop thread; addresses are packed bytes)::
 
@@ -26,12 +32,15 @@ The core API (everything runs in the loop thread; addresses are packed bytes)::
     conn.shutdown(socket.SHUT_WR) # also SHUT_RD, SHUT_RDWR
     conn.close()                  # FIN; RST when unread data is left or linger == 0
     conn.abort()                  # RST
-    conn.state                    # "ESTABLISHED", "TIME_WAIT", ... (RFC 9293 names)
+    conn.state                    # TcpState.ESTABLISHED ... (a StrEnum: equal to
+                                  # "ESTABLISHED", RFC 9293 names)
+    conn.on_state = hook          # hook(conn, old, new) on every state change
     conn.error                    # errno or None
     conn.readable, conn.writable  # for select()
     conn.on_event = callback      # readability/writability/state/error may have changed;
                                   # called in the loop thread, once per receive batch
-                                  # (Stack.end_batch), never from inside send()/recv()
+                                  # (TcpEnv.defer, run at Stack.end_batch), never from
+                                  # inside send()/recv()
     conn.local, conn.remote       # (addr, port)
     conn.nodelay, conn.keepalive (+ keepalive_idle/_interval/_count), conn.rcvbuf,
     conn.sndbuf, conn.linger, conn.user_timeout (seconds), conn.maxseg

@@ -3,9 +3,10 @@
 ``NewReno`` holds cwnd/ssthresh and their arithmetic: slow start with
 byte counting (RFC 5681 3.1, RFC 3465; no per-ACK limit, as Linux),
 congestion avoidance, the loss window after a timeout, the restart window
-after idle (RFC 5681 4.1) and the initial window (RFC 6928). The connection
-drives recovery itself: NewReno's (RFC 6582) without SACK, RFC 6675's
-pipe-based recovery with it, using the ``Scoreboard`` below.
+after idle (RFC 5681 4.1) and the initial window (RFC 6928); it is the one
+``CongestionControl`` the sender uses. Loss recovery is a strategy of its own
+(``recovery``): NewReno's (RFC 6582) without SACK, RFC 6675's pipe-based
+recovery with it, using the ``Scoreboard`` below.
 
 The scoreboard keeps the ranges the receiver has SACKed above SND.UNA (RFC
 2018) and answers RFC 6675's questions at the granularity of holes: which
@@ -18,8 +19,28 @@ Sequence numbers are the connection's unwrapped ones.
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import Protocol
 
 Hole = tuple[int, int, bool]   # (start, end, lost)
+
+
+class CongestionControl(Protocol):
+    """What the sender asks of a congestion controller (cwnd and ssthresh in
+    bytes; the loss recovery strategy sets cwnd directly during recovery)."""
+
+    mss: int
+    cwnd: int
+    ssthresh: int
+
+    def set_mss(self, mss: int) -> None: ...
+
+    def on_ack(self, acked: int) -> None: ...
+
+    def on_loss(self, flight: int) -> int: ...
+
+    def on_timeout(self, flight: int, first: bool) -> None: ...
+
+    def after_idle(self) -> None: ...
 
 
 class NewReno:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-MASK = 0xFFFFFFFF
+from femtotcp.proto.tcp.seq import MASK, after32
 
 
 def _tuple_bytes(laddr: bytes, lport: int, raddr: bytes, rport: int) -> bytes:
@@ -97,7 +97,7 @@ def encode_ts_options(tsval: int, wscale: int | None, sack: bool) -> int:
     bits, without letting the TSval run ahead of the clock (the peer's PAWS)."""
     bits = (TS_NO_WSCALE if wscale is None else wscale) | (TS_SACK if sack else 0)
     value = (tsval & ~TS_OPT_MASK) | bits
-    if (value - tsval) & MASK < 0x80000000 and value != tsval:
+    if after32(value, tsval):
         value = ((tsval & ~TS_OPT_MASK) - (1 << TS_OPT_BITS)) | bits
     return value & MASK
 

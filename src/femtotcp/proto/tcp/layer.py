@@ -18,6 +18,7 @@ from femtotcp.proto.ports import port_taken
 from femtotcp.proto.ratelimit import TokenBucket
 from femtotcp.proto.tcp.config import TcpConfig
 from femtotcp.proto.tcp.connection import TIME_WAIT, TcpConnection, _os_error
+from femtotcp.proto.tcp.env import StackEnv
 from femtotcp.proto.tcp.isn import (
     COOKIE_PERIOD,
     IsnGenerator,
@@ -26,7 +27,9 @@ from femtotcp.proto.tcp.isn import (
     encode_ts_options,
 )
 from femtotcp.proto.tcp.listener import INHERITED, TcpListener
+from femtotcp.proto.tcp.options import default_peer_mss, route_mss, tsval, wscale_for
 from femtotcp.proto.tcp.ports import EphemeralPorts
+from femtotcp.proto.tcp.seq import MASK
 from femtotcp.wire import Malformed
 from femtotcp.wire import tcp as wire
 from femtotcp.wire.checksum import ones_sum
@@ -39,7 +42,6 @@ if TYPE_CHECKING:
 
 ANY4 = b"\x00" * 4
 ANY6 = b"\x00" * 16
-MASK = 0xFFFFFFFF
 _PORTS_SEQ = struct.Struct("!HHI")
 _HDR = struct.Struct("!HHIIHHHH")
 
@@ -69,6 +71,8 @@ class Tcp:
         self._listeners: dict[tuple[bytes, int], TcpListener] = {}
         self.isn = IsnGenerator(os.urandom(32))
         self.cookies = SynCookies(os.urandom(32))
+        #: What the connections see of the stack (their ``TcpEnv``).
+        self.env = StackEnv(self)
         scfg = stack.config
         self.ports = EphemeralPorts(scfg.ephemeral_low, scfg.ephemeral_high, os.urandom(32))
         cfg = self.config
@@ -138,13 +142,13 @@ class Tcp:
             sport = picked
         elif (src, sport, dst, port) in self._conns:
             raise _os_error(errno.EADDRINUSE)
-        conn = TcpConnection(self, src, sport, dst, port)
+        conn = TcpConnection(self.env, src, sport, dst, port)
         for name, value in options.items():
             if name not in INHERITED:
                 raise TypeError(f"unknown TCP option {name!r} (known: {', '.join(INHERITED)})")
             setattr(conn, name, value)
         self._conns[conn.key] = conn
-        conn._start_connect()
+        conn.open_active()
         return conn
 
     def connections(self) -> list[TcpConnection]:
@@ -311,12 +315,12 @@ class Tcp:
             else:
                 counters["tcp.syn_queue_overflow"] += 1
             return
-        conn = TcpConnection(self, dst, hdr.dst_port, src, hdr.src_port, listener=lst)
+        conn = TcpConnection(self.env, dst, hdr.dst_port, src, hdr.src_port, listener=lst)
         lst.apply_options(conn)
         self._conns[conn.key] = conn
         lst.syn_queue[conn.key] = conn
         counters["tcp.syn_queue"] += 1
-        conn._passive_open(hdr, opts, payload)
+        conn.open_passive(hdr, opts, payload)
 
     def _send_cookie(self, lst: TcpListener, src: bytes, dst: bytes, hdr: wire.TcpHeader,
                      opts: wire.TcpOptions) -> None:
@@ -324,11 +328,9 @@ class Tcp:
         cfg = self.config
         now = self.stack.now
         lport, rport = hdr.dst_port, hdr.src_port
-        overhead = 40 if len(src) == 4 else 60
-        our_mss = max(self.stack.route_mtu(src) - overhead, 88)
-        if lst.maxseg:
-            our_mss = min(our_mss, lst.maxseg)
-        peer_mss = opts.mss or (536 if len(src) == 4 else 1220)
+        v4 = len(src) == 4
+        our_mss = route_mss(self.stack.route_mtu(src), v4, lst.maxseg)
+        peer_mss = opts.mss or default_peer_mss(v4)
         isn, _ = self.cookies.make(now, dst, lport, src, rport, hdr.seq,
                                    min(peer_mss, our_mss))
         rcvbuf = lst.rcvbuf
@@ -339,13 +341,9 @@ class Tcp:
             peer_ws = opts.wscale if cfg.window_scaling else None
             sack = opts.sack_perm and cfg.sack
             if peer_ws is not None:
-                biggest = max(rcvbuf, cfg.rcvbuf_max)
-                ws = 0
-                while (biggest >> ws) > 0xFFFF and ws < 14:
-                    ws += 1
+                ws = wscale_for(max(rcvbuf, cfg.rcvbuf_max))
             offset = self.isn.ts_offset(dst, lport, src, rport)
-            tsval = encode_ts_options((int(now * 1000) + offset) & MASK, peer_ws, sack)
-            ts = (tsval, opts.ts_val)
+            ts = (encode_ts_options(tsval(now, offset), peer_ws, sack), opts.ts_val)
         options = wire.build_options(mss=our_mss, wscale=ws, sack_perm=sack, ts=ts)
         seg = wire.build(dst, src, lport, rport, isn, hdr.seq + 1, wire.SYN | wire.ACK,
                          min(rcvbuf, 0xFFFF), b"", options)
@@ -380,10 +378,10 @@ class Tcp:
             sack = sack and cfg.sack
         else:
             opts = wire.TcpOptions()    # no timestamps: none of the extensions
-        conn = TcpConnection(self, dst, lport, src, rport, listener=lst)
+        conn = TcpConnection(self.env, dst, lport, src, rport, listener=lst)
         lst.apply_options(conn)
         self._conns[conn.key] = conn
-        conn._cookie_open(hdr, opts, mss, wscale, sack)
+        conn.open_from_cookie(hdr, opts, mss, wscale, sack)
         conn.input(hdr, payload)
         return True
 

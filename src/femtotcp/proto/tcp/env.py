@@ -1,0 +1,153 @@
+"""What a TCP connection needs from its surroundings, as one narrow interface.
+
+A ``TcpConnection`` talks to nothing but its ``TcpEnv``: segments go out
+through ``output`` (and ``output_offload`` for TSO), time and timers come from
+``timers``, named events go to ``counters``, tunables from ``config``, ISNs and
+timestamp offsets from ``isn``; work for the end of a receive batch (ACK and
+event coalescing) goes to ``defer``. ``StackEnv`` fulfils it for a real stack (one
+per ``Tcp`` layer); a unit test fulfils it with a list of sent segments and a
+virtual clock (tests/proto/tcp/test_connection_unit.py), so a connection can be
+driven without a ``Stack``: segments in, segments out, a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from femtotcp.core.counters import Counters
+    from femtotcp.proto.tcp.config import TcpConfig
+    from femtotcp.proto.tcp.connection import TcpConnection
+    from femtotcp.proto.tcp.layer import Tcp
+
+
+class TimerHandle(Protocol):
+    when: float
+
+    def cancel(self) -> None: ...
+
+
+class TimerSource(Protocol):
+    """The clock and the timer heap (``femtotcp.core.timers.Timers``)."""
+
+    now: float
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle: ...
+
+
+class IsnSource(Protocol):
+    """RFC 6528 ISNs and timestamp offsets (``femtotcp.proto.tcp.isn.IsnGenerator``)."""
+
+    def isn(self, now: float, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int: ...
+
+    def ts_offset(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int: ...
+
+
+class TcpEnv(Protocol):
+    """Everything a connection uses of the world around it."""
+
+    @property
+    def config(self) -> TcpConfig: ...
+
+    @property
+    def counters(self) -> Counters: ...
+
+    @property
+    def timers(self) -> TimerSource: ...
+
+    @property
+    def isn(self) -> IsnSource: ...
+
+    #: Connections in TIME_WAIT (bounded by ``config.max_time_wait``).
+    time_wait_count: int
+
+    def defer(self, callback: Callable[[], None]) -> bool:
+        """Run ``callback`` at the end of the current receive batch (TCP's ACK
+        and event coalescing); False when no batch is running: the caller then
+        does the work at once."""
+
+    def challenge_ack_allowed(self, now: float) -> bool:
+        """The stack-wide RFC 5961 7 limit on challenge ACKs."""
+
+    def output(self, src: bytes, dst: bytes, segment: bytes) -> int:
+        """Send one segment (DF set); returns 0 or an errno to remember."""
+
+    def offload_path(self, src: bytes, dst: bytes) -> Any:
+        """A TSO path to dst when its device segments for us; None otherwise."""
+
+    def output_offload(self, path: Any, src: bytes, dst: bytes, segment: bytes, mss: int,
+                       hlen: int) -> None:
+        """Send one TSO super-segment (its checksum left partial)."""
+
+    def route_mtu(self, dst: bytes) -> int: ...
+
+    def forget(self, conn: TcpConnection) -> None:
+        """The connection entered CLOSED: drop it from demultiplexing."""
+
+    def ooo_changed(self) -> None:
+        """A connection's out-of-order queue changed (for the gauges)."""
+
+
+class StackEnv:
+    """``TcpEnv`` over a stack's ``Tcp`` layer."""
+
+    __slots__ = ("_tcp",)
+
+    def __init__(self, tcp: Tcp) -> None:
+        self._tcp = tcp
+
+    @property
+    def config(self) -> TcpConfig:
+        return self._tcp.config
+
+    @property
+    def counters(self) -> Counters:
+        return self._tcp.counters
+
+    @property
+    def timers(self) -> TimerSource:
+        return self._tcp.stack.timers
+
+    @property
+    def isn(self) -> IsnSource:
+        return self._tcp.isn
+
+    @property
+    def time_wait_count(self) -> int:
+        return self._tcp.time_wait_count
+
+    @time_wait_count.setter
+    def time_wait_count(self, n: int) -> None:
+        self._tcp.time_wait_count = n
+
+    def defer(self, callback: Callable[[], None]) -> bool:
+        # Queued on the layer's list, which Stack.end_batch drains: every driver
+        # of the stack (the loops after a device's read batch, poll) ends a
+        # batch with it, with or without a loop attached.
+        self._tcp.defer(callback)
+        return True
+
+    def challenge_ack_allowed(self, now: float) -> bool:
+        return self._tcp.challenge_bucket.take(now)
+
+    def output(self, src: bytes, dst: bytes, segment: bytes) -> int:
+        err: int = self._tcp.stack.ip_output(dst, 6, segment, src=src, df=True)
+        return err
+
+    def offload_path(self, src: bytes, dst: bytes) -> Any:
+        ipv4 = self._tcp.stack.ipv4
+        return ipv4.offload_path(dst, src) if ipv4 is not None else None
+
+    def output_offload(self, path: Any, src: bytes, dst: bytes, segment: bytes, mss: int,
+                       hlen: int) -> None:
+        self._tcp.ipv4.output_offload(path, src, dst, segment, mss, hlen)
+
+    def route_mtu(self, dst: bytes) -> int:
+        return self._tcp.stack.route_mtu(dst)
+
+    def forget(self, conn: TcpConnection) -> None:
+        self._tcp._remove(conn)
+
+    def ooo_changed(self) -> None:
+        self._tcp._ooo_changed()

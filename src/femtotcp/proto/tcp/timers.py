@@ -1,0 +1,52 @@
+"""Lazy connection timers: each keeps a deadline attribute and at most one heap
+entry, so restarting the retransmission timer on every ACK costs an attribute
+write (the heap entry, when it fires early, re-arms itself for the deadline)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from femtotcp.proto.tcp.env import TimerHandle, TimerSource
+
+
+class LazyTimer:
+    """A restartable deadline backed by at most one pending heap entry."""
+
+    __slots__ = ("timers", "callback", "deadline", "_entry")
+
+    def __init__(self, timers: TimerSource, callback: Callable[[], None]) -> None:
+        self.timers = timers
+        self.callback = callback
+        self.deadline: float | None = None
+        self._entry: TimerHandle | None = None
+
+    def set(self, when: float) -> None:
+        self.deadline = when
+        entry = self._entry
+        if entry is None or entry.when > when:
+            if entry is not None:
+                entry.cancel()
+            self._entry = self.timers.call_at(when, self._fire)
+
+    def stop(self) -> None:
+        self.deadline = None
+
+    def cancel(self) -> None:
+        """Stop and drop the heap entry now (connection teardown)."""
+        self.deadline = None
+        if self._entry is not None:
+            self._entry.cancel()
+            self._entry = None
+
+    def _fire(self) -> None:
+        self._entry = None
+        deadline = self.deadline
+        if deadline is None:
+            return
+        if deadline > self.timers.now:
+            self._entry = self.timers.call_at(deadline, self._fire)
+            return
+        self.deadline = None
+        self.callback()
