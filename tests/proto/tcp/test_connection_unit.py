@@ -16,8 +16,8 @@ from collections.abc import Callable
 from itertools import count
 
 import pytest
-from femtotcp.stack.counters import Counters
 
+from femtotcp.core.counters import Counters
 from femtotcp.proto.tcp.config import TcpConfig
 from femtotcp.proto.tcp.connection import TcpConnection
 from femtotcp.proto.tcp.isn import IsnGenerator
