@@ -14,6 +14,7 @@ same Python minor version can load.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import io
 import marshal
@@ -147,8 +148,19 @@ def closure(start: Iterable[str]) -> list[str]:
         seen.add(mod)
         parts = mod.split(".")
         todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
-        todo.extend(import_time_imports(ast.parse(path.read_bytes()), mod))
+        st = path.stat()
+        todo.extend(_imports_of(str(path), mod, st.st_mtime_ns, st.st_size))
     return sorted(seen)
+
+
+@functools.lru_cache(maxsize=512)
+def _imports_of(path: str, module: str, mtime_ns: int, size: int) -> frozenset[str]:
+    return frozenset(import_time_imports(ast.parse(Path(path).read_bytes()), module))
+
+
+@functools.lru_cache(maxsize=512)
+def _stripped(path: str, name: str, mtime_ns: int, size: int) -> str:
+    return strip(Path(path).read_bytes(), name)
 
 
 def files_for(names: Iterable[str]) -> list[str]:
@@ -269,14 +281,16 @@ def build(names: Iterable[str], bytecode: bool = False) -> Build:
         main = zipfile.ZipInfo("__main__.py", _EPOCH)
         zf.writestr(main, MAIN, zipfile.ZIP_DEFLATED, 9)
         for rel in files_for(wanted):
-            raw = (PKG / rel).read_bytes()
+            path = PKG / rel
+            st = path.stat()
             name = f"femtotcp/{rel}"
+            text = _stripped(str(path), name, st.st_mtime_ns, st.st_size)
             if bytecode:
-                code = compile(strip(raw, name), name, "exec", optimize=2)
+                code = compile(text, name, "exec", optimize=2)
                 payload = importlib.util.MAGIC_NUMBER + bytes(12) + marshal.dumps(code)
                 name += "c"
             else:
-                payload = strip(raw, name).encode()
+                payload = text.encode()
             info = zipfile.ZipInfo(name, _EPOCH)
             info.external_attr = (stat.S_IFREG | 0o644) << 16
             zf.writestr(info, payload, zipfile.ZIP_DEFLATED, 9)
