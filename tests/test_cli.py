@@ -73,16 +73,6 @@ def test_demo_runs_without_root_and_writes_a_pcap(tmp_path: Path) -> None:
     assert b"\x08\x06" in types and b"\x08\x00" in types
 
 
-def test_size_lists_every_module() -> None:
-    res = run_cli("size", "--json")
-    assert res.returncode == 0, res.stderr
-    rows = {r["module"]: r for r in json.loads(res.stdout)}
-    for name in ("core", "arp", "ipv4", "icmp4", "udp"):
-        assert rows[name]["source_bytes"] > 0
-        assert rows[name]["bytecode_bytes"] > 0
-        assert rows[name]["import_memory_bytes"] is not None
-
-
 def test_version() -> None:
     res = run_cli("--version")
     assert res.returncode == 0 and "femtotcp" in res.stdout
