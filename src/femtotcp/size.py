@@ -34,15 +34,20 @@ HOW = {
     "lines": "source lines of the same files (as written, with docstrings and comments)",
     "rss_idle": "VmRSS of an idle `python3 -I BUILD.pyz serve` with every module of the "
                 "build in use (--modules, --tcp-echo, --udp-echo, --dns, --control, --pcap "
-                "as present) on a TAP in a throw-away netns when root; otherwise a "
-                "subprocess that imports the build and builds the same stack on an "
-                "in-memory device; a module's row: full build minus the build without it "
-                "(and without what needs it)",
+                "as present; --tun when arp is left out) on a TAP in a throw-away netns "
+                "when root; otherwise a subprocess that imports the build and builds the "
+                "same stack on an in-memory device",
     "rss_1000": "VmRSS of a subprocess that imports only the build and opens 1,000 TCP "
-                "connections between two of its stacks on an in-memory link on the "
-                "virtual clock (both ends in the process: 2,000 connection objects)",
-    "import_s": "wall time to import every module in the zipapp in a fresh "
-                "`python3 -I` (best of 3); a module's row: the difference as for RSS",
+                "connections between two of its stacks on an in-memory link (raw IP when "
+                "arp is left out) on the virtual clock (both ends in the process: 2,000 "
+                "connection objects)",
+    "import_s": "CPU time (process_time) to import every module in the zipapp in a fresh "
+                "`python3 -I`, best of 5",
+    "core row": "RSS: an idle serve of the core alone (no protocol module) less the "
+                "interpreter's; import: the core's own",
+    "module rows": "RSS and import columns: the build of the module, what it needs, and "
+                   "ipv4+tcp, minus the same build without the module; tcp's 1000-conn "
+                   "column: the 1,000 connections less the idle stack of that build",
     "interpreter": "the interpreter line: its executable and libpython's bytes in the zip "
                    "column (the standard library not counted), VmRSS of `python3 -I` "
                    "running no femtotcp code",
@@ -72,9 +77,9 @@ def import_all():
 if mode == "interpreter":
     print(rss(), 0.0)
     raise SystemExit
-t0 = time.perf_counter()
+t0 = time.process_time()
 import_all()
-took = time.perf_counter() - t0
+took = time.process_time() - t0
 if mode == "import":
     print(rss(), took)
     raise SystemExit
@@ -86,6 +91,7 @@ from femtotcp.stack.stack import Stack
 
 class Link(Device):
     """One end of an in-memory cable delivered through the loop."""
+    raw_ip = not modreg.available("arp")
     def __init__(self, name, loop):
         super().__init__(name, 1500)
         self.loop, self.peer = loop, None
@@ -165,8 +171,9 @@ def _netns() -> Iterator[str]:
 def serve_flags(modules: list[str], tmp: Path) -> list[str]:
     """``serve`` flags that put every module of a build to use."""
     protocols = [n for n in modules if n in modreg.MODULES]
-    flags = ["--tap" if "arp" in modules else "--tun", "ftsz0", "--ip", "192.0.2.1/24",
-             "--modules", ",".join(protocols)]
+    flags = ["--tap" if "arp" in modules else "--tun", "ftsz0", "--ip", "192.0.2.1/24"]
+    if protocols:
+        flags += ["--modules", ",".join(protocols)]
     if "tcp" in modules:
         flags += ["--tcp-echo", "7"]
     if "udp" in modules:
@@ -229,6 +236,21 @@ def without(names: list[str], module: str) -> list[str]:
     return [n for n in names if n not in gone]
 
 
+def base_for(module: str) -> list[str]:
+    """What a module's dynamic cost is measured on top of: what it needs (all the
+    way down) and ipv4 + tcp, so the connection column can be measured."""
+    base: list[str] = []
+    todo = [*fbuild.needs(module), *(n for n in ("ipv4", "tcp") if n != module)]
+    while todo:
+        name = todo.pop()
+        if name != module and name not in base:
+            base.append(name)
+            todo.extend(fbuild.needs(name))
+    if module == "ipv4":
+        base = []
+    return [n for n in fbuild.known() if n in base]
+
+
 def static_costs(files: list[str]) -> dict[str, int]:
     """-OO bytecode bytes and source lines of package-relative ``files``."""
     bytecode = lines = 0
@@ -261,6 +283,7 @@ def table(dynamic: bool = True) -> dict[str, Any]:
     measured: dict[tuple[str, ...], dict[str, Any]] = {}
 
     def measure(names: list[str], bytecode: bool = False) -> dict[str, Any]:
+        names = [n for n in fbuild.known() if n in names]
         key = (*names, "--bytecode") if bytecode else tuple(names)
         if key in measured:
             return measured[key]
@@ -270,11 +293,10 @@ def table(dynamic: bool = True) -> dict[str, Any]:
         if dynamic:
             pyz = tmp / f"b{len(measured)}.pyz"
             pyz.write_bytes(result.data)
-            row["import_s"] = min(_probe(pyz, "import")[1] for _ in range(3))
+            row["import_s"] = min(_probe(pyz, "import")[1] for _ in range(5))
             row["rss_idle"] = (idle_serve_rss(pyz, names) if use_netns
                                else _probe(pyz, "idle")[0])
-            row["rss_1000"] = (_probe(pyz, "conns")[0]
-                               if "tcp" in names and "arp" in names else None)
+            row["rss_1000"] = _probe(pyz, "conns")[0] if "tcp" in names else None
         row["build"] = result
         measured[key] = row
         return row
@@ -309,11 +331,18 @@ def table(dynamic: bool = True) -> dict[str, Any]:
             row = {"name": module, "kind": "module", "files": len(cost["files"]),
                    "zip_bytes": cost["zip_bytes"], "bytecode_bytes": cost["bytecode_bytes"],
                    "lines": cost["lines"], "file_list": cost["files"]}
+            if dynamic and module == "core":
+                alone = measure([])
+                row["rss_idle"] = alone["rss_idle"] - interp["rss_idle"]
+                row["import_s"] = alone["import_s"]
             if dynamic and module not in ("core", "shared"):
-                rest = measure(without(full_names, module))
+                base = base_for(module)
+                with_it, rest = measure([*base, module]), measure(base)
                 for col in ("rss_idle", "rss_1000", "import_s"):
-                    a, b = full.get(col), rest.get(col)
+                    a, b = with_it.get(col), rest.get(col)
                     row[col] = a - b if a is not None and b is not None else None
+                if module == "tcp":
+                    row["rss_1000"] = with_it["rss_1000"] - with_it["rss_idle"]
             rows.append(row)
         return {"rows": rows, "how": HOW, "idle_on": (
             "TAP/TUN in a netns" if use_netns else "in-memory device") if dynamic else None,
