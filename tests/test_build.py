@@ -202,3 +202,33 @@ def test_bytecode_build_runs_on_this_python(tmp_path: Path) -> None:
     res = run_pyz(pyz, "serve", "--tap", "t0", "--dhcp")
     assert res.returncode == 2 and "--dhcp needs the dhcp module" in res.stderr
     _probe(pyz, "idle")
+
+
+def test_solid_build_holds_one_stream_and_runs(tmp_path: Path) -> None:
+    """--solid: the stripped modules in one LZMA stream; still only the named ones,
+    still the same messages, and every module imports from it alone."""
+    import lzma
+    pyz = tmp_path / "tiny-solid.pyz"
+    result = fbuild.write(fbuild.TINY, pyz, solid=True)
+    zf = zipfile.ZipFile(pyz)
+    assert sorted(zf.namelist()) == ["__main__.py", "femtotcp/__init__.py",
+                                     "femtotcp/modules.xz"]
+    table = marshal_loads(lzma.decompress(zf.read("femtotcp/modules.xz")))
+    assert "femtotcp.proto.tcp.connection" in table and "femtotcp.control" not in table
+    assert {rel for rel, _, _ in table.values()} | {"__init__.py"} == set(result.files)
+    assert len(result.data) < len(fbuild.build(fbuild.TINY).data)
+    res = run_pyz(pyz, "serve", "--tap", "t0", "--dhcp")
+    assert res.returncode == 2
+    assert "--dhcp needs the dhcp module; this build has: arp, ipv4, icmp4, udp, tcp, " \
+           "dns, run" in res.stderr
+    _probe(pyz, "import")
+    _probe(pyz, "conns")
+    with pytest.raises(ValueError, match="exclusive"):
+        fbuild.build(["ipv4"], bytecode=True, solid=True)
+
+
+def marshal_loads(data: bytes) -> dict[str, tuple[str, bool, str]]:
+    import marshal
+    table = marshal.loads(data)
+    assert isinstance(table, dict)
+    return table

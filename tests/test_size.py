@@ -46,6 +46,11 @@ def test_static_columns_match_an_independent_count(quick: dict[str, dict[str, An
         assert row["lines"] == lines and row["bytecode_bytes"] == bytecode
     pyc = fbuild.build(list(fbuild.TINY), bytecode=True).data
     assert quick["tiny .pyc"]["zip_bytes"] == len(pyc)
+    solid = fbuild.build(list(fbuild.TINY), solid=True).data
+    assert quick["tiny solid"]["zip_bytes"] == len(solid) < quick["tiny"]["zip_bytes"]
+    seed = ["arp", "ipv4", "icmp4", "udp", "tcp", "dns"]
+    assert quick["seed"]["zip_bytes"] == len(fbuild.build(seed).data)
+    assert quick["seed solid"]["zip_bytes"] == len(fbuild.build(seed, solid=True).data)
     # The rows add up: core + every module's own + shared = the full build's files.
     parts = ["core", *fbuild.known(), "shared"]
     assert sum(quick[p]["lines"] for p in parts) == quick["full"]["lines"]
@@ -99,7 +104,7 @@ def test_the_dynamic_columns_are_measured(monkeypatch: pytest.MonkeyPatch) -> No
     rows = rows_by_name(data)
     interp, full, tiny = rows["interpreter"], rows["full"], rows["tiny"]
     assert interp["rss_idle"] > 0 and interp["zip_bytes"] > 1_000_000
-    for row in (full, tiny, rows["tiny .pyc"]):
+    for row in (full, tiny, rows["tiny .pyc"], rows["tiny solid"]):
         assert row["rss_idle"] > interp["rss_idle"]
         assert row["import_s"] > 0
         assert row["rss_1000"] > interp["rss_idle"]
@@ -123,6 +128,6 @@ def test_size_prints_the_table() -> None:
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     out = res.stdout
-    for label in ("interpreter", "full", "tiny", "tiny .pyc", "  tcp", "  dns", "  ctl",
+    for label in ("interpreter", "full", "tiny", "tiny .pyc", "tiny solid", "seed", "  tcp", "  dns", "  ctl",
                   "zip kB", "-OO kB", "lines", "zip_bytes:", "lines:"):
         assert label in out

@@ -17,6 +17,7 @@ import ast
 import functools
 import importlib.util
 import io
+import lzma
 import marshal
 import os
 import re
@@ -266,52 +267,108 @@ class Build:
     bytecode: bool
     #: package-relative source path -> bytes its entries take in the zip
     entry_bytes: dict[str, int] = field(default_factory=dict)
+    solid: bool = False
 
     @property
     def files(self) -> list[str]:
         return sorted(self.entry_bytes)
 
 
-def build(names: Iterable[str], bytecode: bool = False) -> Build:
-    """Build a zipapp of ``names`` (protocol modules, services, faces) in memory."""
+def _entry(zf: zipfile.ZipFile, name: str, payload: bytes) -> int:
+    """Store one file; the bytes it takes (local header + data + directory entry)."""
+    info = zipfile.ZipInfo(name, _EPOCH)
+    info.external_attr = (stat.S_IFREG | 0o644) << 16
+    zf.writestr(info, payload, zipfile.ZIP_DEFLATED, 9)
+    return 30 + 46 + 2 * len(info.filename.encode()) + info.compress_size
+
+
+#: Appended to ``femtotcp/__init__.py`` in a solid build: serve the package's
+#: modules from one LZMA stream (``femtotcp/modules.xz``) inside the zip.
+SOLID_LOADER = """
+def _solid():
+    import lzma, marshal, sys
+    from importlib.machinery import ModuleSpec
+    here = __path__[0]
+    table = marshal.loads(lzma.decompress(__loader__.get_data(here + '/modules.xz')))
+
+    class SolidFinder:
+        @classmethod
+        def find_spec(cls, name, path=None, target=None):
+            entry = table.get(name)
+            if entry is None:
+                return None
+            spec = ModuleSpec(name, cls, origin=here + '/' + entry[0], is_package=entry[1])
+            spec.has_location = True
+            return spec
+
+        @staticmethod
+        def create_module(spec):
+            return None
+
+        @staticmethod
+        def exec_module(module):
+            spec = module.__spec__
+            module.__file__ = spec.origin
+            exec(compile(table[spec.name][2], spec.origin, 'exec'), module.__dict__)
+
+    sys.meta_path.insert(0, SolidFinder)
+    return table
+_SOLID = _solid()
+"""
+
+
+def build(names: Iterable[str], bytecode: bool = False, solid: bool = False) -> Build:
+    """Build a zipapp of ``names`` (protocol modules, services, faces) in memory.
+    ``solid``: every module but the package's ``__init__`` in one LZMA stream
+    (smaller; needs the interpreter's ``lzma``); a file's cost is then not its own."""
+    if bytecode and solid:
+        raise ValueError("--bytecode and --solid are exclusive")
     wanted = resolve(names)
     buf = io.BytesIO()
     costs: dict[str, int] = {}
+    table: dict[str, tuple[str, bool, str]] = {}
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        main = zipfile.ZipInfo("__main__.py", _EPOCH)
-        zf.writestr(main, MAIN, zipfile.ZIP_DEFLATED, 9)
+        _entry(zf, "__main__.py", MAIN)
         for rel in files_for(wanted):
             path = PKG / rel
             st = path.stat()
             name = f"femtotcp/{rel}"
             text = _stripped(str(path), name, st.st_mtime_ns, st.st_size)
-            if bytecode:
+            if solid and rel != "__init__.py":
+                module = "femtotcp." + rel.removesuffix(".py").replace("/", ".")
+                is_pkg = module.endswith(".__init__")
+                table[module.removesuffix(".__init__")] = (rel, is_pkg, text)
+                costs[rel] = 0
+                continue
+            if solid:
+                costs[rel] = _entry(zf, name, (text + SOLID_LOADER).encode())
+            elif bytecode:
                 code = compile(text, name, "exec", optimize=2)
-                payload = importlib.util.MAGIC_NUMBER + bytes(12) + marshal.dumps(code)
-                name += "c"
+                pyc = importlib.util.MAGIC_NUMBER + bytes(12) + marshal.dumps(code)
+                costs[rel] = _entry(zf, name + "c", pyc)
             else:
-                payload = text.encode()
-            info = zipfile.ZipInfo(name, _EPOCH)
-            info.external_attr = (stat.S_IFREG | 0o644) << 16
-            zf.writestr(info, payload, zipfile.ZIP_DEFLATED, 9)
-            # Local header + data + central directory entry.
-            costs[rel] = 30 + 46 + 2 * len(info.filename.encode()) + info.compress_size
-    return Build(wanted, SHEBANG + buf.getvalue(), bytecode, costs)
+                costs[rel] = _entry(zf, name, text.encode())
+        if solid:
+            blob = lzma.compress(marshal.dumps(table), preset=9 | lzma.PRESET_EXTREME)
+            _entry(zf, "femtotcp/modules.xz", blob)
+    return Build(wanted, SHEBANG + buf.getvalue(), bytecode, costs, solid)
 
 
-def write(names: Iterable[str], path: str | os.PathLike[str], bytecode: bool = False) -> Build:
+def write(names: Iterable[str], path: str | os.PathLike[str], bytecode: bool = False,
+          solid: bool = False) -> Build:
     """Build and write an executable zipapp to ``path``."""
-    result = build(names, bytecode)
+    result = build(names, bytecode, solid)
     target = Path(path)
     target.write_bytes(result.data)
     target.chmod(0o755)
     return result
 
 
-def main(names: list[str], output: str, bytecode: bool = False) -> int:
-    result = write(names, output, bytecode)
+def main(names: list[str], output: str, bytecode: bool = False, solid: bool = False) -> int:
+    result = write(names, output, bytecode, solid)
     left = [n for n in known() if n not in result.modules]
     print(f"femtotcp: wrote {output}: {len(result.data)} bytes, {len(result.files)} files, "
-          f"{'-OO bytecode (this Python only)' if bytecode else 'stripped source'}; "
+          f"{'-OO bytecode (this Python only)' if bytecode else 'stripped source'}"
+          f"{' in one LZMA stream' if solid else ''}; "
           f"modules: {', '.join(result.modules)}; left out: {', '.join(left) or 'none'}")
     return 0

@@ -168,6 +168,8 @@ def build_parser() -> _Parser:
     b.add_argument("--bytecode", action="store_true",
                    help="ship -OO bytecode (.pyc: runs only on this Python version) "
                         "instead of stripped source")
+    b.add_argument("--solid", action="store_true",
+                   help="all modules in one LZMA stream (smallest; needs lzma at run time)")
     return p
 
 
@@ -246,7 +248,7 @@ def cmd_size(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     _in_source_tree("build")
     from femtotcp import build
-    return build.main(args.modules, args.output, bytecode=args.bytecode)
+    return build.main(args.modules, args.output, bytecode=args.bytecode, solid=args.solid)
 
 
 COMMANDS = {"serve": cmd_serve, "run": cmd_run, "ctl": cmd_ctl, "demo": cmd_demo,

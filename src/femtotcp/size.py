@@ -26,7 +26,8 @@ from femtotcp.stack import modules as modreg
 
 HOW = {
     "zip_bytes": "size of the zipapp `femtotcp build` writes (stripped source, deflate -9; "
-                 "the `.pyc` row: `--bytecode`, -OO bytecode of this Python); "
+                 "`.pyc`: --bytecode, -OO bytecode of this Python; solid: --solid, one "
+                 "LZMA stream; seed: the tiny set without `run`, i.e. picoTCP's protocols); "
                  "a module's row: the zip entries (headers + data) of the files only it "
                  "brings (files in the full build and not in the full build without it)",
     "bytecode_bytes": "marshalled code objects as `python -OO` caches them "
@@ -68,7 +69,13 @@ def rss():
 
 def import_all():
     import importlib
+    import femtotcp
+    for mod in getattr(femtotcp, "_SOLID", {}):
+        if not mod.endswith("__main__"):
+            importlib.import_module(mod)
     for name in zipfile.ZipFile(pyz).namelist():
+        if name.endswith(".xz"):
+            continue
         if name.startswith("femtotcp/") and "__main__" not in name:
             mod = name[:-4] if name.endswith(".pyc") else name[:-3]
             mod = mod.replace("/", ".").removesuffix(".__init__")
@@ -282,12 +289,12 @@ def table(dynamic: bool = True) -> dict[str, Any]:
     use_netns = dynamic and _can_use_netns()
     measured: dict[tuple[str, ...], dict[str, Any]] = {}
 
-    def measure(names: list[str], bytecode: bool = False) -> dict[str, Any]:
+    def measure(names: list[str], form: str = "source") -> dict[str, Any]:
         names = [n for n in fbuild.known() if n in names]
-        key = (*names, "--bytecode") if bytecode else tuple(names)
+        key = (*names, form)
         if key in measured:
             return measured[key]
-        result = fbuild.build(names, bytecode)
+        result = fbuild.build(names, bytecode=form == "pyc", solid=form == "solid")
         row: dict[str, Any] = {"zip_bytes": len(result.data), "files": len(result.files),
                                **static_costs(result.files)}
         if dynamic:
@@ -312,10 +319,14 @@ def table(dynamic: bool = True) -> dict[str, Any]:
             interp["import_s"] = 0.0
         rows.append(interp)
         full = measure(full_names)
-        for name, names, bytecode in (("full", full_names, False), ("tiny", tiny_names, False),
-                                      ("tiny .pyc", tiny_names, True)):
-            row = measure(names, bytecode)
-            rows.append({"name": name, "kind": "build", "modules": names, "pyc": bytecode,
+        seed = [n for n in tiny_names if n in modreg.MODULES]
+        for name, names, form in (("full", full_names, "source"),
+                                  ("tiny", tiny_names, "source"),
+                                  ("tiny .pyc", tiny_names, "pyc"),
+                                  ("tiny solid", tiny_names, "solid"),
+                                  ("seed", seed, "source"), ("seed solid", seed, "solid")):
+            row = measure(names, form)
+            rows.append({"name": name, "kind": "build", "modules": names, "form": form,
                          **{k: v for k, v in row.items() if k != "build"}})
         owned: set[str] = set()
         core_files = set(fbuild.files_for([]))

@@ -38,13 +38,16 @@ def system_python() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``femtotcp build`` of the tiny set, copied alone into an empty directory."""
+@pytest.fixture(scope="module", params=["source", "solid"])
+def tiny(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``femtotcp build`` of the tiny set (stripped source files, or ``--solid``: one
+    LZMA stream), copied alone into an empty directory."""
     work = tmp_path_factory.mktemp("tinybuild")
     built = work / "femtotcp-tiny.pyz"
+    extra = ["--solid"] if request.param == "solid" else []
     res = subprocess.run([sys.executable, "-m", "femtotcp", "build", "--modules", TINY,
-                          "-o", str(built)], capture_output=True, text=True, timeout=120)
+                          "-o", str(built), *extra], capture_output=True, text=True,
+                         timeout=120)
     assert res.returncode == 0, res.stderr
     empty = tmp_path_factory.mktemp("empty")
     shutil.copy(built, empty / built.name)
@@ -104,8 +107,14 @@ def served(ns: Netns, tiny: Path, require_program: Callable[[str], str]) -> Iter
 
 
 def test_tiny_zipapp_holds_no_left_out_module(tiny: Path) -> None:
+    import lzma
+    import marshal
     import zipfile
-    names = set(zipfile.ZipFile(tiny).namelist())
+    zf = zipfile.ZipFile(tiny)
+    names = set(zf.namelist())
+    if "femtotcp/modules.xz" in names:
+        table = marshal.loads(lzma.decompress(zf.read("femtotcp/modules.xz")))
+        names |= {f"femtotcp/{rel}" for rel, _, _ in table.values()}
     assert "femtotcp/proto/tcp/connection.py" in names
     for absent in ("femtotcp/control.py", "femtotcp/services/dhcp.py",
                    "femtotcp/phy/pcap.py", "femtotcp/demo.py", "femtotcp/size.py",
