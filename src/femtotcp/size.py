@@ -48,7 +48,7 @@ HOW = {
                 "interpreter's; import: the core's own",
     "module rows": "RSS and import columns: the build of the module, what it needs, and "
                    "ipv4+tcp, minus the same build without the module; tcp's 1000-conn "
-                   "column: the 1,000 connections less the idle stack of that build",
+                   "column: the growth of that process over its 1,000 connections",
     "interpreter": "the interpreter line: its executable and libpython's bytes in the zip "
                    "column (the standard library not counted), VmRSS of `python3 -I` "
                    "running no femtotcp code",
@@ -130,6 +130,7 @@ if mode == "idle":
     print(rss(), took)
     raise SystemExit
 server, client = stacks
+before = rss()
 lst = server.tcp.listen(bytes(4), 80, backlog=1100)
 conns, accepted = [], []
 for i in range(1000):
@@ -143,18 +144,29 @@ while (c := lst.accept()) is not None:
     accepted.append(c)
 if not ok or len(accepted) != 1000:
     raise SystemExit(f"only {len(accepted)} connections accepted")
-print(rss(), took)
+print(rss(), took, before)
 '''
 
 
-def _probe(pyz: Path | None, mode: str) -> tuple[int, float]:
+def _probe_raw(pyz: Path | None, mode: str) -> list[str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     args = [sys.executable, "-I", "-c", _PROBE, str(pyz or ""), mode]
     out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     if out.returncode != 0:
         raise RuntimeError(f"size probe {mode} failed: {out.stderr.strip()[-400:]}")
-    rss, took = out.stdout.split()
-    return int(rss), float(took)
+    return out.stdout.split()
+
+
+def _probe(pyz: Path | None, mode: str) -> tuple[int, float]:
+    """(VmRSS, import CPU seconds) of a probe subprocess of ``pyz`` in ``mode``."""
+    fields = _probe_raw(pyz, mode)
+    return int(fields[0]), float(fields[1])
+
+
+def connections_rss(pyz: Path) -> tuple[int, int]:
+    """VmRSS after 1,000 connections, and of the same process just before them."""
+    after, _, before = _probe_raw(pyz, "conns")
+    return int(after), int(before)
 
 
 def _rss_of(pid: int) -> int:
@@ -303,7 +315,10 @@ def table(dynamic: bool = True) -> dict[str, Any]:
             row["import_s"] = min(_probe(pyz, "import")[1] for _ in range(5))
             row["rss_idle"] = (idle_serve_rss(pyz, names) if use_netns
                                else _probe(pyz, "idle")[0])
-            row["rss_1000"] = _probe(pyz, "conns")[0] if "tcp" in names else None
+            row["rss_1000"] = row["conn_cost"] = None
+            if "tcp" in names:
+                after, before = connections_rss(pyz)
+                row["rss_1000"], row["conn_cost"] = after, after - before
         row["build"] = result
         measured[key] = row
         return row
@@ -353,7 +368,7 @@ def table(dynamic: bool = True) -> dict[str, Any]:
                     a, b = with_it.get(col), rest.get(col)
                     row[col] = a - b if a is not None and b is not None else None
                 if module == "tcp":
-                    row["rss_1000"] = with_it["rss_1000"] - with_it["rss_idle"]
+                    row["rss_1000"] = with_it["conn_cost"]
             rows.append(row)
         return {"rows": rows, "how": HOW, "idle_on": (
             "TAP/TUN in a netns" if use_netns else "in-memory device") if dynamic else None,
