@@ -124,12 +124,11 @@ def import_time_imports(tree: ast.Module, module: str) -> set[str]:
                 base = node.module or ""
                 found.add(base)
                 found.update(f"{base}.{a.name}" for a in node.names)
-            for attr in ("body", "orelse", "finalbody", "handlers"):
-                inner = getattr(node, attr, None)
-                if isinstance(inner, list) and inner and isinstance(inner[0], ast.AST):
-                    visit([s for s in inner if isinstance(s, ast.stmt)]
-                          + [s for h in inner if isinstance(h, ast.ExceptHandler)
-                             for s in h.body])
+            # Class bodies, if/try/with/for blocks run at import time too.
+            for attr in ("body", "orelse", "finalbody"):
+                visit(getattr(node, attr, None) or [])
+            for handler in getattr(node, "handlers", None) or []:
+                visit(handler.body)
 
     visit(tree.body)
     return {m for m in found if m.split(".")[0] == "femtotcp" and source_of(m) is not None}

@@ -32,7 +32,8 @@ EXTRAS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "pcap": (("femtotcp.phy.pcap",), ()),
     "run": (("femtotcp.api", "femtotcp.api.socket", "femtotcp.api.patch",
              "femtotcp.api.run", "femtotcp.api.aio"), ()),
-    "demo": (("femtotcp.demo", "femtotcp.demo_dhcp_dns", "femtotcp.api.demo_http"),
+    "demo": (("femtotcp.demo", "femtotcp.demo_dhcp_dns", "femtotcp.api.demo_http",
+              "femtotcp.phy.netns"),
              ("arp", "icmp4", "tcp", "dns", "dhcp", "dhcp_server", "dns_server", "pcap",
               "run")),
 }
