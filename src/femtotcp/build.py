@@ -36,11 +36,15 @@ PKG = Path(__file__).resolve().parent
 CORE_ROOTS = ("femtotcp.__main__", "femtotcp.cli", "femtotcp.host", "femtotcp.runtime",
               "femtotcp.stack.stack", "femtotcp.phy.tap", "femtotcp.phy.tun")
 
-#: The small services ``serve`` starts by flag ride with their transport.
+#: Code reached by function-level imports that rides with a module when the tree
+#: has it: the small services ``serve`` starts by flag with their transport, the
+#: blocking resolver helper with dns, TLS for stack sockets with run.
 RIDERS: dict[str, tuple[str, ...]] = {
     "udp": ("femtotcp.services.echo",),
     "tcp": ("femtotcp.services.tcp_echo", "femtotcp.services.discard",
             "femtotcp.services.chargen"),
+    "dns": ("femtotcp.api.resolve",),
+    "run": ("femtotcp.api.tls",),
 }
 
 #: The seed's set (picoTCP's comparison): ``make tiny``. ``run`` is the socket
@@ -82,9 +86,9 @@ def roots(names: Iterable[str]) -> list[str]:
     for name in names:
         if name in modreg.MODULES:
             out.append(modreg.MODULES[name][0])
-            out.extend(RIDERS.get(name, ()))
         else:
             out.extend(modreg.EXTRAS[name][0])
+        out.extend(r for r in RIDERS.get(name, ()) if source_of(r) is not None)
     return out
 
 
