@@ -6,7 +6,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 DEB_PEERS := iproute2 iputils-ping curl socat dnsmasq tshark vde2 iptables openssl
 
-.PHONY: all demo test lint bench venv deps clean
+.PHONY: all demo test lint bench venv deps clean tiny size
 
 all: test
 
@@ -37,6 +37,16 @@ test: venv deps
 lint: venv
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy
+
+# The seed's set (picoTCP's: IPv4, ARP, ICMP, UDP, TCP, a DNS client) plus the
+# socket API behind `femtotcp run`, as one file: python3 build/femtotcp-tiny.pyz serve ...
+TINY_MODULES := arp,ipv4,icmp4,udp,tcp,dns,run
+tiny: venv
+	@mkdir -p build
+	$(VPY) -m femtotcp build --modules $(TINY_MODULES) -o build/femtotcp-tiny.pyz
+
+size: venv
+	$(VPY) -m femtotcp size
 
 bench: venv deps
 	$(VPY) -m bench.run

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -75,16 +74,6 @@ def test_demo_runs_without_root_and_writes_a_pcap(tmp_path: Path) -> None:
     # ARP frames (ethertype 0x0806) and IPv4 (0x0800) are in the capture.
     types = {f[12:14] for _, f in frames}
     assert b"\x08\x06" in types and b"\x08\x00" in types
-
-
-def test_size_lists_every_module() -> None:
-    res = run_cli("size", "--json")
-    assert res.returncode == 0, res.stderr
-    rows = {r["module"]: r for r in json.loads(res.stdout)}
-    for name in ("core", "arp", "ipv4", "icmp4", "udp"):
-        assert rows[name]["source_bytes"] > 0
-        assert rows[name]["bytecode_bytes"] > 0
-        assert rows[name]["import_memory_bytes"] is not None
 
 
 def test_version() -> None:

@@ -1,4 +1,4 @@
-"""The command line: ``femtotcp demo | serve | run | ctl | size``.
+"""The command line: ``femtotcp demo | serve | run | ctl | size | build``.
 
 Every bad flag or value ends in one line naming the problem, and exit status 2.
 """
@@ -102,6 +102,22 @@ def add_stack_arguments(p: argparse.ArgumentParser) -> None:
                    choices=["debug", "info", "warning", "error"], help="logging level")
 
 
+def require(module: str, what: str) -> None:
+    """UsageError naming ``module`` when this build was made without it."""
+    from femtotcp.stack import modules as modreg
+    if not modreg.available(module):
+        from femtotcp.host import build_has
+        raise UsageError(f"{what} needs the {module} module; this build has: {build_has()}")
+
+
+def _in_source_tree(what: str) -> None:
+    import importlib.util
+    if importlib.util.find_spec("femtotcp.build") is None:
+        from femtotcp.host import build_has
+        raise UsageError(f"{what} needs femtotcp's source tree (a zipapp holds only its "
+                         f"modules); this build has: {build_has()}")
+
+
 def host_options(args: argparse.Namespace) -> Any:
     from femtotcp.host import HostOptions
     opts = HostOptions(
@@ -150,11 +166,28 @@ def build_parser() -> _Parser:
                    help="SCRIPT ARGS... (or ARGS for -m MODULE)")
 
     c = sub.add_parser("ctl", help="talk to a running `femtotcp serve`")
-    from femtotcp import control
-    control.add_ctl_arguments(c)
+    from femtotcp.stack import modules as modreg
+    if modreg.available("ctl"):
+        from femtotcp import control
+        control.add_ctl_arguments(c)
+    else:
+        c.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
-    z = sub.add_parser("size", help="each protocol module's footprint")
+    z = sub.add_parser("size", help="the size table: interpreter, builds, each module")
     z.add_argument("--json", action="store_true", help="machine-readable output")
+    z.add_argument("--quick", action="store_true",
+                   help="bytes and lines only (no RSS or import-time runs)")
+
+    b = sub.add_parser("build", help="write a zipapp holding only the modules named")
+    b.add_argument("--modules", type=_modules, required=True, metavar="LIST",
+                   help="protocol modules, services and faces, e.g. "
+                        "arp,ipv4,icmp4,udp,tcp,dns,run")
+    b.add_argument("-o", "--output", required=True, metavar="FILE.pyz")
+    b.add_argument("--bytecode", action="store_true",
+                   help="ship -OO bytecode (.pyc: runs only on this Python version) "
+                        "instead of stripped source")
+    b.add_argument("--solid", action="store_true",
+                   help="all modules in one LZMA stream (smallest; needs lzma at run time)")
     return p
 
 
@@ -167,8 +200,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from femtotcp.host import Host
     _configure_logging(args.log_level)
     opts = host_options(args)
-    if opts.control is None and os.geteuid() == 0:
-        opts.control = f"/run/femtotcp/{opts.tap or opts.tun}.sock"
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -176,10 +207,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    from femtotcp import control
-    if opts.control:
+    from femtotcp.stack import modules as modreg
+    if opts.control is None and os.geteuid() == 0 and modreg.available("ctl"):
+        opts.control = f"/run/femtotcp/{opts.tap or opts.tun}.sock"
+    if opts.control:   # (validated: the ctl module is in this build)
+        from femtotcp import control
         control.check_free(opts.control)   # OSError when another serve answers there
-    control_server: control.ControlServer | None = None
+    control_server: Any = None
     host = Host(opts)
     try:
         host.start()
@@ -203,17 +237,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     if not args.module and not args.program:
         raise UsageError("run needs a program: SCRIPT ARGS... or -m MODULE ARGS...")
+    require("run", "run")
     from femtotcp.api import run as api_run
     opts = host_options(args)
     return int(api_run.run_program(opts, module=args.module, argv=list(args.program)))
 
 
 def cmd_ctl(args: argparse.Namespace) -> int:
+    require("ctl", "ctl")
     from femtotcp import control
     return int(control.ctl_main(args))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    require("demo", "demo")
     from femtotcp import demo
     if args.tap:
         return demo.run_tap(args.pcap)
@@ -221,12 +258,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_size(args: argparse.Namespace) -> int:
+    _in_source_tree("size")
     from femtotcp import size
-    return size.main(["--json"] if args.json else [])
+    return size.main((["--json"] if args.json else []) + (["--quick"] if args.quick else []))
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    _in_source_tree("build")
+    from femtotcp import build
+    return build.main(args.modules, args.output, bytecode=args.bytecode, solid=args.solid)
 
 
 COMMANDS = {"serve": cmd_serve, "run": cmd_run, "ctl": cmd_ctl, "demo": cmd_demo,
-            "size": cmd_size}
+            "size": cmd_size, "build": cmd_build}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from femtotcp.phy.memory import Switch
-from femtotcp.phy.pcap import PcapWriter
 from femtotcp.runtime import Runtime
 from femtotcp.stack.stack import Stack, need
 from femtotcp.wire import ip_bytes, ip_str, mac_str
@@ -183,6 +182,7 @@ def run_memory(pcap_path: str) -> int:
     report = Report()
     rt = Runtime()
     switch = Switch(rt)
+    from femtotcp.phy.pcap import PcapWriter  # (a face of its own: local import)
     writer = PcapWriter(pcap_path)
     hosts: dict[str, Stack] = {}
     plan = [("alice", "02:00:5e:00:00:0a", "192.0.2.10/24"),
@@ -279,6 +279,7 @@ def run_tap(pcap_path: str) -> int:
     ns = f"femtotcp-demo-{uuid.uuid4().hex[:8]}"
     netns.create(ns)
     rt = Runtime()
+    from femtotcp.phy.pcap import PcapWriter  # (a face of its own: local import)
     writer = PcapWriter(pcap_path)
     try:
         with netns.entered(ns):

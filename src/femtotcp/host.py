@@ -87,15 +87,39 @@ class HostOptions:
             ip_bytes(d)
         if self.ipv6 is not None:
             raise ValueError("--ipv6: IPv6 is not in this build yet")
+        self.check_modules()
+
+    def check_modules(self) -> None:
+        """Each flag's module must be in this build (and in ``--modules`` when given)."""
+        from femtotcp.stack import modules as modreg
         if self.modules is not None:
-            from femtotcp.stack import modules as modreg
+            for name in dict.fromkeys(self.modules):
+                if name in modreg.MODULES and not modreg.available(name):
+                    raise ValueError(f"--modules {name}: not in this build; "
+                                     f"this build has: {build_has()}")
             modreg.resolve(self.modules)
-            needs = {"--tcp-echo": ("tcp", self.tcp_echo), "--discard": ("tcp", self.discard),
-                     "--chargen": ("tcp", self.chargen), "--udp-echo": ("udp", self.udp_echo),
-                     "--dns": ("udp", self.dns), "--dhcp": ("udp", [1] if self.dhcp else [])}
-            for flag, (mod, used) in needs.items():
-                if used and mod not in self.modules:
-                    raise ValueError(f"{flag} needs the {mod} module (--modules)")
+        uses = [("--tap", "arp", self.tap), ("--acd", "arp", self.acd),
+                ("--tcp-echo", "tcp", self.tcp_echo), ("--discard", "tcp", self.discard),
+                ("--chargen", "tcp", self.chargen), ("--udp-echo", "udp", self.udp_echo),
+                ("--dns", "dns", self.dns), ("--dhcp", "dhcp", self.dhcp),
+                ("--pcap", "pcap", self.pcap), ("--control", "ctl", self.control)]
+        for flag, mod, used in uses:
+            if not used:
+                continue
+            if not modreg.available(mod):
+                raise ValueError(f"{flag} needs the {mod} module; "
+                                 f"this build has: {build_has()}")
+            wanted = modreg.EXTRAS[mod][1] if mod in modreg.EXTRAS else (mod,)
+            if self.modules is not None:
+                for dep in wanted:
+                    if dep not in self.modules:
+                        raise ValueError(f"{flag} needs the {dep} module (--modules)")
+
+
+def build_has() -> str:
+    """The modules, services and faces present in this build, for error messages."""
+    from femtotcp.stack import modules as modreg
+    return ", ".join(modreg.present()) or "no optional module"
 
 
 class Host:
@@ -150,7 +174,9 @@ class Host:
             self.services.append(chargen.start(stack, port))
         if opts.dhcp:
             from femtotcp.services import dhcp
-            stack.load_module("dns")   # the lease's DNS servers need a resolver to go to
+            from femtotcp.stack import modules as modreg
+            if modreg.available("dns"):
+                stack.load_module("dns")   # the lease's DNS servers need a resolver
             client = dhcp.install(stack, self.iface)
             client.apply_dns = not opts.dns   # --dns wins over the lease's servers
             self.services.append(client)

@@ -15,8 +15,6 @@ import time
 import urllib.request
 from typing import Any
 
-from femtotcp.api.patch import scoped
-from femtotcp.api.socket import network_for
 from femtotcp.wire import ip_str
 
 CHUNK = 256 * 1024
@@ -45,6 +43,8 @@ def serve_and_fetch(runtime: Any, server_stack: Any, client_stack: Any, nbytes: 
 
     Returns ``{"bytes", "seconds", "MB/s", "status", "ok", "url"}``; ``ok``
     says the body arrived byte-exact."""
+    from femtotcp.api.patch import scoped  # the run face: local imports
+    from femtotcp.api.socket import network_for
     server_net = network_for(server_stack, runtime)
     client_net = network_for(client_stack, runtime)
     block = _payload_block()

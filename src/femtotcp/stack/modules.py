@@ -22,17 +22,45 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
 
 DEFAULT_MODULES = ("arp", "ipv4", "icmp4", "udp", "tcp")
 
+#: Services and faces a build can leave out (not loaded into a Stack; used by
+#: the CLI and the host): name -> (python modules, modules it needs).
+EXTRAS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "dhcp": (("femtotcp.services.dhcp",), ("udp",)),
+    "dhcp_server": (("femtotcp.services.dhcp_server",), ("udp",)),
+    "dns_server": (("femtotcp.services.dns_server",), ("udp",)),
+    "ctl": (("femtotcp.control",), ()),
+    "pcap": (("femtotcp.phy.pcap",), ()),
+    "run": (("femtotcp.api", "femtotcp.api.socket", "femtotcp.api.patch",
+             "femtotcp.api.run", "femtotcp.api.aio"), ()),
+    "demo": (("femtotcp.demo", "femtotcp.demo_dhcp_dns", "femtotcp.api.demo_http",
+              "femtotcp.phy.netns"),
+             ("arp", "icmp4", "tcp", "dns", "dhcp", "dhcp_server", "dns_server", "pcap",
+              "run")),
+}
+
 
 def available(name: str) -> bool:
     """True when the module's code is present in this build."""
-    if name not in MODULES:
+    if name in MODULES:
+        targets: tuple[str, ...] = (MODULES[name][0],)
+    elif name in EXTRAS:
+        targets = EXTRAS[name][0]
+    else:
         return False
-    try:
-        spec = importlib.util.find_spec(MODULES[name][0])
-    except ModuleNotFoundError:
-        return False
-    # A directory without __init__.py is a namespace package, not a module.
-    return spec is not None and spec.origin is not None
+    for target in targets:
+        try:
+            spec = importlib.util.find_spec(target)
+        except ModuleNotFoundError:
+            return False
+        # A directory without __init__.py is a namespace package, not a module.
+        if spec is None or spec.origin is None:
+            return False
+    return True
+
+
+def present() -> list[str]:
+    """Every protocol module, service and face whose code this build holds."""
+    return [n for n in (*MODULES, *EXTRAS) if available(n)]
 
 
 def resolve(names: Iterable[str] | None) -> list[str]:
