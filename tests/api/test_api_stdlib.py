@@ -221,9 +221,9 @@ def test_run_in_process_runs_a_script_over_the_stack(lan: Lan, tmp_path: Path) -
     assert run_in_process("json.tool", ["--help"]) == 0
 
 
-def test_tls_over_stack_sockets(lan: Lan, tmp_path: Path) -> None:
-    """ssl wraps a stack socket unchanged: TLS runs over the socket's fd."""
-    openssl = require_program("openssl")  # makes the test certificate
+def _tls_server_context(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
+    """A self-signed certificate for peer.example (openssl) and a server context."""
+    openssl = require_program("openssl")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
                     str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=peer.example",
@@ -231,6 +231,12 @@ def test_tls_over_stack_sockets(lan: Lan, tmp_path: Path) -> None:
                    capture_output=True, timeout=60)
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(str(cert), str(key))
+    return cert, server_ctx
+
+
+def test_tls_over_stack_sockets(lan: Lan, tmp_path: Path) -> None:
+    """ssl wraps a stack socket unchanged: TLS runs over the socket's fd."""
+    cert, server_ctx = _tls_server_context(tmp_path)
     srv = lan.net_b.socket()
     srv.bind(("", 443))
     srv.listen()
@@ -259,14 +265,7 @@ def test_tls_wrapped_before_listen_and_before_connect(lan: Lan, tmp_path: Path) 
     wrap before connect(): ssl must see that neither is connected yet (no early
     handshake), accept and connect must be the stack's, and getpeername of the
     TLS socket must be the peer's address, as with kernel sockets."""
-    openssl = require_program("openssl")  # makes the test certificate
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=peer.example",
-                    "-addext", "subjectAltName=DNS:peer.example"], check=True,
-                   capture_output=True, timeout=60)
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(str(cert), str(key))
+    cert, server_ctx = _tls_server_context(tmp_path)
     raw_srv = lan.net_b.socket()
     raw_srv.bind(("", 8443))
     raw_srv.listen()

@@ -223,6 +223,19 @@ def netns(prefix: str = "ft") -> Iterator[Netns]:
         ns._cleanup()
 
 
+def stop_process(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """End a process started for a test: SIGTERM (so it cleans up, as serve
+    and run do), then SIGKILL if it has not gone after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 # -- kernel-side devices ----------------------------------------------------------
 def _configure(ns: Netns, dev_name: str, addresses: str | Sequence[str] | None) -> None:
     if addresses is None:

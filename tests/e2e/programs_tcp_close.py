@@ -4,6 +4,7 @@ Commands on stdin, one answer line each on stdout:
   listen PORT [BACKLOG]   a listening socket on PORT
   accept                  accept one connection
   wait_data               wait until the accepted connection has data to read
+  read                    read what the accepted connection has (up to 100 bytes)
   close                   close the accepted connection (unread data stays unread)
   linger0                 SO_LINGER on with a zero timeout on the accepted connection
   close_listener          close the listening socket (queued connections unaccepted)
@@ -27,6 +28,8 @@ for line in sys.stdin:
         conn, _ = lst.accept()
     elif cmd[0] == "wait_data":
         select.select([conn], [], [], 10)
+    elif cmd[0] == "read":
+        conn.recv(100)
     elif cmd[0] == "close":
         conn.close()
     elif cmd[0] == "linger0":

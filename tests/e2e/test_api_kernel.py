@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import textwrap
@@ -22,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from netns import Netns, netns, require_kernel
+from netns import Netns, netns, require_kernel, stop_process
 
 KERNEL = "192.0.2.1"
 STACK = "192.0.2.2"
@@ -63,13 +62,7 @@ def femtotcp_run(ns: Netns, *program: str, ready: str | None = None,
                     break
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc)
 
 
 def _drain(proc: subprocess.Popen[str]) -> str:

@@ -168,7 +168,10 @@ def _tcp_closes(t: twin.Twin, ifname: str) -> dict[str, str]:
         # 2. A listener closed with a connection queued, never accepted.
         t.ask("listen 7002")
         c = _connect(t, 7002)
-        time.sleep(0.5)            # the handshake is complete on both sides
+        # The peer's connect() returned when its final ACK left; give the host
+        # time to take it (a queued, completed connection is what is tested;
+        # neither side offers anything to wait on without accepting).
+        time.sleep(0.5)
         t.ask("close_listener")
         out["listener_closed_with_queued"] = _peer_read(c)
         out["listener_closed_with_queued_rst"] = _rst_facts(cap.segments(),
@@ -179,7 +182,8 @@ def _tcp_closes(t: twin.Twin, ifname: str) -> dict[str, str]:
         c = _connect(t, 7003)
         t.ask("accept")
         c.sendall(b"read")
-        time.sleep(0.3)
+        t.ask("wait_data")
+        t.ask("read")              # nothing unread: the RST is linger's alone
         t.ask("linger0")
         t.ask("close")
         out["linger_zero_close"] = _peer_read(c)

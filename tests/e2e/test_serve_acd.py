@@ -4,13 +4,12 @@ address the kernel already holds, and takes a free one."""
 from __future__ import annotations
 
 import select
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from netns import Netns
+from netns import Netns, stop_process
 
 TAP = "ftap0"
 
@@ -52,9 +51,4 @@ def test_acd_takes_a_free_address_and_answers_on_it(
         neigh = ns.ip("neigh", "show", "192.0.2.2", "dev", TAP).stdout
         assert "02:00:00:00:00:02" in neigh
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)

@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from netns import Netns, entered, skip_or_fail
+from netns import Netns, entered, skip_or_fail, stop_process
 
 from femtotcp.stack import modules as modreg
 
@@ -103,13 +103,7 @@ def served(ns: Netns, require_program: Callable[[str], str]) -> Iterator[Served]
         ns.ip("addr", "add", f"{KERNEL}/24", "dev", TAP)
         yield Served(ns, proc, control, d, line)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc)
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from netns import Netns, skip_or_fail
+from netns import Netns, skip_or_fail, stop_process
 from stackrig import kernel_echo_roundtrip
 
 KERNEL = "192.0.2.1"
@@ -64,13 +63,7 @@ def start(ns: Netns, pyz: Path, *args: str) -> subprocess.Popen[str]:
 
 
 def stop(proc: subprocess.Popen[str]) -> str:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    stop_process(proc)
     if proc.stderr is None or proc.stderr.closed:
         return ""
     return proc.stderr.read()

@@ -19,7 +19,6 @@ import contextlib
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netns import Netns, entered, netns
+from netns import Netns, entered, netns, stop_process
 
 PEER = "192.0.2.1"
 HOST = "192.0.2.2"
@@ -78,16 +77,6 @@ def _start(ns: Netns, argv: list[str]) -> subprocess.Popen[str]:
                     stderr=subprocess.PIPE, text=True, env=_env())
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @contextlib.contextmanager
 def on_kernel(program: Path, *args: str, resolv_conf: str | None = None) -> Iterator[Twin]:
     """``resolv_conf``: the program's /etc/resolv.conf (``ip netns exec`` mounts
@@ -103,7 +92,7 @@ def on_kernel(program: Path, *args: str, resolv_conf: str | None = None) -> Iter
         try:
             yield Twin("linux", proc, p)
         finally:
-            _stop(proc)
+            stop_process(proc)
 
 
 @contextlib.contextmanager
@@ -137,4 +126,4 @@ def on_femtotcp(program: Path, *args: str, stack_args: tuple[str, ...] = (),
             f.ip("addr", "add", f"{PEER}/24", "dev", TAP)
             yield Twin("femtotcp", proc, f)
         finally:
-            _stop(proc)
+            stop_process(proc)
