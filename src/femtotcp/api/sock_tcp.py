@@ -154,11 +154,11 @@ class _TcpLink(_Link):
         return self.bound
 
     def _pick_port(self, addr: bytes) -> int:
-        import secrets
+        from femtotcp.core import rand
         cfg = self.net.stack.config
         low, high = cfg.ephemeral_low, cfg.ephemeral_high
         span = high - low + 1
-        start = secrets.randbelow(span)
+        start = rand.randbelow(span)
         for i in range(span):
             port = low + (start + i) % span
             if not self._port_busy(addr, port, False):

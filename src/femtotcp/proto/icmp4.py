@@ -10,11 +10,11 @@ offending datagram and reach its socket as an errno.
 from __future__ import annotations
 
 import errno
-import secrets
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from femtotcp.core import rand
 from femtotcp.proto.ratelimit import PerKeyBuckets, TokenBucket
 from femtotcp.wire import icmp4 as wire
 from femtotcp.wire import ipv4 as wire_ipv4
@@ -86,7 +86,7 @@ class Icmp4:
         """An echo endpoint with a free identifier (random unless given)."""
         if ident is None:
             for _ in range(64):
-                ident = 1 + secrets.randbelow(0xFFFF)
+                ident = 1 + rand.randbelow(0xFFFF)
                 if ident not in self.echo:
                     break
             else:

@@ -8,11 +8,11 @@ an errno, as on Linux. Ephemeral ports are chosen at random (RFC 6056 3.3.1).
 from __future__ import annotations
 
 import errno
-import secrets
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from femtotcp.core import rand
 from femtotcp.proto.ports import port_taken
 from femtotcp.wire import icmp4
 from femtotcp.wire import udp as wire
@@ -158,7 +158,7 @@ class Udp:
     def ephemeral_port(self, addr: bytes) -> int:
         cfg = self.stack.config
         span = cfg.ephemeral_high - cfg.ephemeral_low + 1
-        start = secrets.randbelow(span)
+        start = rand.randbelow(span)
         for i in range(span):
             port = cfg.ephemeral_low + (start + i) % span
             if not self._in_use(addr, port):

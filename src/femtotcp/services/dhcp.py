@@ -18,12 +18,12 @@ dropped and counted under ``dhcp.*``, with no change of state.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from femtotcp.core import rand
 from femtotcp.stack.stack import need
 from femtotcp.wire import Malformed, ip_str
 from femtotcp.wire import dhcp as wire
@@ -147,7 +147,7 @@ class DhcpClient:
         self.state = INIT
         self.requested = requested
         low, high = self.startup_delay
-        delay = low + (high - low) * secrets.randbelow(1001) / 1000
+        delay = low + (high - low) * rand.randbelow(1001) / 1000
         self._set_timer(delay, self._reboot if requested else self._discover)
 
     def release(self) -> None:
@@ -156,7 +156,7 @@ class DhcpClient:
         if lease is not None and self.state in (BOUND, RENEWING, REBINDING):
             self._send(wire.RELEASE, [(wire.OPT_SERVER_ID, lease.server)],
                        dst=lease.server, ciaddr=lease.address, src=lease.address,
-                       xid=secrets.randbits(32), broadcast_flag=False)
+                       xid=rand.randbits(32), broadcast_flag=False)
             self.stack.counters["dhcp.released"] += 1
             self._unbind(lease, announce=False, grace=self.release_grace)
         self.stop()
@@ -195,7 +195,7 @@ class DhcpClient:
         """RFC 2131 4.1: 4, 8, 16, 32, 64 s, each randomised by +-1 s."""
         base: float = min(self.retransmit_base * float(1 << min(self.tries, 8)),
                           self.retransmit_max)
-        return max(0.5, base + (secrets.randbelow(2001) - 1000) / 1000)
+        return max(0.5, base + (rand.randbelow(2001) - 1000) / 1000)
 
     # -- sending -----------------------------------------------------------------------
     def _options(self, msg_type: int, extra: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
@@ -231,7 +231,7 @@ class DhcpClient:
     def _discover(self) -> None:
         """INIT -> SELECTING (RFC 2131 4.4.1)."""
         self.state = SELECTING
-        self.xid = secrets.randbits(32)
+        self.xid = rand.randbits(32)
         self.tries = 0
         self.offer = None
         self.started_at = self.stack.now
@@ -276,7 +276,7 @@ class DhcpClient:
             self._discover()
             return
         self.state = REBOOTING
-        self.xid = secrets.randbits(32)
+        self.xid = rand.randbits(32)
         self.tries = 0
         self.started_at = self.stack.now
         self._send_reboot()
@@ -548,7 +548,7 @@ class DhcpClient:
         if lease is None or self.state != BOUND:
             return
         self.state = RENEWING
-        self.xid = secrets.randbits(32)
+        self.xid = rand.randbits(32)
         self.started_at = self.stack.now
         self._send_renew()
 
@@ -576,7 +576,7 @@ class DhcpClient:
         if self.lease is None or self.state not in (BOUND, RENEWING):
             return
         self.state = REBINDING
-        self.xid = secrets.randbits(32)
+        self.xid = rand.randbits(32)
         self._send_renew()
 
     def _expire(self) -> None:

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import errno
 import logging
-import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from femtotcp.core import rand
 from femtotcp.stack.stack import need
 from femtotcp.wire import Malformed, ip_bytes
 from femtotcp.wire import dns as wire
@@ -124,7 +124,7 @@ class _TcpAttempt:
     def __init__(self, lookup: _Lookup, server: bytes) -> None:
         self.lookup = lookup
         self.server = server
-        self.txid = secrets.randbits(16)
+        self.txid = rand.randbits(16)
         query = wire.build_query(self.txid, lookup.current, lookup.qtype)
         self.out = len(query).to_bytes(2, "big") + query
         self.sent = 0
@@ -243,7 +243,7 @@ class _Lookup:
         if ep is None:
             self.last_error = self.last_error or SERVFAIL
             return False
-        txid = secrets.randbits(16)
+        txid = rand.randbits(16)
         attempt = _Attempt(self, server, txid, ep)
         ep.on_readable = attempt.readable
         err = ep.sendto(wire.build_query(txid, self.current, self.qtype), server, wire.PORT)
@@ -616,7 +616,7 @@ class Resolver:
         cfg = self.stack.config
         span = cfg.ephemeral_high - cfg.ephemeral_low + 1
         for _ in range(8):
-            port = cfg.ephemeral_low + secrets.randbelow(span)
+            port = cfg.ephemeral_low + rand.randbelow(span)
             try:
                 ep: UdpEndpoint = udp.open(ANY4, port)
                 return ep

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import errno
 import logging
-import secrets
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from femtotcp.core import rand
 from femtotcp.core.timers import Timer
 from femtotcp.wire import arp as wire_arp
 from femtotcp.wire import ethernet, ip_str, mac_str
@@ -103,7 +103,7 @@ class Prober:
 
 
 def _uniform(low: float, high: float) -> float:
-    return low + (high - low) * secrets.randbelow(1_000_000) / 1_000_000
+    return low + (high - low) * rand.randbelow(1_000_000) / 1_000_000
 
 
 class Arp:

@@ -9,10 +9,11 @@ hands the packet to ARP (or straight to the wire for broadcast and multicast).
 from __future__ import annotations
 
 import errno
-import secrets
+import os
 import struct
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from femtotcp.core import rand
 from femtotcp.stack.reassembly import Reassembler
 from femtotcp.wire import Malformed, ethernet
 from femtotcp.wire import ipv4 as wire_ipv4
@@ -81,8 +82,8 @@ class Ipv4:
         # IP IDs come from per-destination counters (2048 buckets chosen by a
         # keyed hash, random starts), so a peer learns nothing from them about
         # our traffic to others: no idle-scan relay (RFC 7739 5.3, as Linux).
-        self._idents = [secrets.randbelow(0x10000) for _ in range(IDENT_BUCKETS)]
-        self._ident_key = secrets.token_bytes(8)
+        self._idents = [rand.randbelow(0x10000) for _ in range(IDENT_BUCKETS)]
+        self._ident_key = os.urandom(8)
         self._fast: dict[bytes, _Fast] = {}
         #: Multicast groups joined (accepted as destinations).
         self.groups: set[bytes] = {b"\xe0\x00\x00\x01"}   # all-hosts (RFC 1112)

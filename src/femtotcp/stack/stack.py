@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -204,8 +205,7 @@ class Stack:
             mac = mac_bytes(mac)
         if mac is None:
             # Locally administered unicast MAC derived from the stack and index.
-            import secrets
-            mac = bytes([0x02]) + secrets.token_bytes(5)
+            mac = bytes([0x02]) + os.urandom(5)
         if len(mac) != 6 or mac[0] & 1:
             raise ValueError("interface MAC must be 6 bytes and unicast")
         mtu = mtu or device.mtu

@@ -3,9 +3,9 @@ SYN cookies, all keyed by a secret drawn per stack from ``os.urandom``."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 
+from femtotcp.core import rand
 from femtotcp.proto.tcp.seq import MASK, after32
 
 
@@ -21,14 +21,14 @@ class IsnGenerator:
         self._key = secret if secret is not None else os.urandom(32)
 
     def isn(self, now: float, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
-        f = hashlib.blake2s(_tuple_bytes(laddr, lport, raddr, rport), key=self._key,
+        f = rand.blake2s(_tuple_bytes(laddr, lport, raddr, rport), key=self._key,
                             digest_size=4, person=b"isn").digest()
         return (int(now * 250_000) + int.from_bytes(f, "big")) & MASK
 
     def ts_offset(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
         """A per-connection timestamp offset, so TSvals do not reveal uptime and
         stay the same for a SYN cookie and the connection it becomes."""
-        f = hashlib.blake2s(_tuple_bytes(laddr, lport, raddr, rport), key=self._key,
+        f = rand.blake2s(_tuple_bytes(laddr, lport, raddr, rport), key=self._key,
                             digest_size=4, person=b"tsoff").digest()
         return int.from_bytes(f, "big")
 
@@ -61,7 +61,7 @@ class SynCookies:
               rport: int, peer_isn: int) -> int:
         data = (_tuple_bytes(laddr, lport, raddr, rport) + (peer_isn & MASK).to_bytes(4, "big")
                 + counter.to_bytes(8, "big") + bytes((mss_index,)))
-        digest = hashlib.blake2s(data, key=self._key, digest_size=3, person=b"cookie").digest()
+        digest = rand.blake2s(data, key=self._key, digest_size=3, person=b"cookie").digest()
         return int.from_bytes(digest, "big")
 
     def make(self, now: float, laddr: bytes, lport: int, raddr: bytes, rport: int,

@@ -8,9 +8,10 @@ the same destination apart and keeps ports of different destinations independent
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
+
+from femtotcp.core import rand
 
 TABLE_LENGTH = 256
 
@@ -26,7 +27,7 @@ class EphemeralPorts:
 
     def _f(self, person: bytes, laddr: bytes, raddr: bytes, rport: int) -> int:
         data = laddr + raddr + rport.to_bytes(2, "big")
-        digest = hashlib.blake2s(data, key=self._key, digest_size=4, person=person).digest()
+        digest = rand.blake2s(data, key=self._key, digest_size=4, person=person).digest()
         return int.from_bytes(digest, "big")
 
     def pick(self, laddr: bytes, raddr: bytes, rport: int,
