@@ -56,7 +56,7 @@ def icmp6_of(sniffer: Sniffer, type_: int) -> list[tuple[ipv6.Ipv6Header, icmp6.
             continue
         h, payload = got
         upper, offset = ipv6ext.skip_chain(h.next_header, payload)
-        if upper != ipv6.PROTO_ICMP6:
+        if upper != ipv6.PROTO_ICMP6 or h.next_header == ipv6.PROTO_FRAGMENT:
             continue
         hdr, body = icmp6.parse(payload[offset:], h.src, h.dst)
         if hdr.type == type_:
@@ -171,3 +171,235 @@ def test_fragments_both_ways() -> None:
     assert replies and len(replies[0][2]) == 4000
     assert a.counters["ipv6.tx_fragments"] >= 3 and b.counters["ipv6.tx_fragments"] >= 3
     assert a.counters["ipv6.reassembled"] == 1 and b.counters["ipv6.reassembled"] == 1
+
+
+# -- hostile and rule-breaking packets ------------------------------------------------
+
+A_MAC = b"\x02\0\0\0\0\x01"
+
+
+def _target(lan: Lan) -> tuple[Stack, bytes, Sniffer]:
+    a = lan.stacks[0]
+    sniffer = lan.sniffer("peer")
+    answer_ns(sniffer, ROUTER_LL)
+    # An NS with our link-layer address: the stack learns us (STALE) and answers.
+    dst = ll(a)
+    group = ipv6.solicited_node(dst)
+    sniffer.inject(frame6(ROUTER_LL, group, ipv6.PROTO_ICMP6,
+                          ndp.build_ns(ROUTER_LL, group, dst, ROUTER_MAC), 255))
+    lan.run(0.01)
+    assert icmp6_of(sniffer, icmp6.NEIGHBOR_ADVERTISEMENT)
+    sniffer.clear()
+    return a, dst, sniffer
+
+
+def answer_ns(sniffer: Sniffer, addr: bytes) -> None:
+    """Make the sniffer a neighbour: it answers NS for ``addr`` with a solicited NA."""
+    record = sniffer._receive
+
+    def receive(frame: bytes) -> None:
+        record(frame)
+        got = parse6(frame)
+        if got is None or got[0].next_header != ipv6.PROTO_ICMP6 or got[1][0] != 135:
+            return
+        h, payload = got
+        if payload[8:24] == addr and h.src != ipv6.UNSPECIFIED:
+            na = ndp.build_na(addr, h.src, addr, solicited=True, target_lladdr=ROUTER_MAC)
+            sniffer.inject(frame6(addr, h.src, ipv6.PROTO_ICMP6, na, 255, dst_mac=frame[6:12]))
+
+    sniffer.port.set_receiver(receive)
+
+
+def _echo(src: bytes, dst: bytes, data: bytes = b"x" * 8) -> bytes:
+    return icmp6.build_echo(src, dst, icmp6.ECHO_REQUEST, 7, 1, data)
+
+
+def test_rh0_dropped_with_parameter_problem() -> None:
+    lan = lan6(1)
+    a, dst, sniffer = _target(lan)
+    rh0 = ipv6ext.build_routing(ipv6.PROTO_ICMP6, 0, 1, bytes(4) + ip_bytes("2001:db8::9"))
+    sniffer.inject(frame6(ROUTER_LL, dst, ipv6.PROTO_ROUTING, rh0 + _echo(ROUTER_LL, dst),
+                          dst_mac=A_MAC))
+    lan.run(0.1)
+    assert a.counters["ipv6.rh0"] == 1
+    assert not icmp6_of(sniffer, icmp6.ECHO_REPLY)
+    (err,) = icmp6_of(sniffer, icmp6.PARAMETER_PROBLEM)
+    assert err[1].code == 0 and err[1].pointer == 42
+
+
+def test_unknown_option_and_next_header_answered_by_the_rules() -> None:
+    lan = lan6(1)
+    a, dst, sniffer = _target(lan)
+    # Option type 0x80 (bits 10): discard and Parameter Problem code 2.
+    dest = ipv6ext.build_dest_options(ipv6.PROTO_ICMP6, [(0x80, b"ab")])
+    sniffer.inject(frame6(ROUTER_LL, dst, ipv6.PROTO_DSTOPTS, dest + _echo(ROUTER_LL, dst),
+                          dst_mac=A_MAC))
+    # Option type 0x3e (bits 00): skipped, the echo answered.
+    dest = ipv6ext.build_dest_options(ipv6.PROTO_ICMP6, [(0x3E, b"ab")])
+    sniffer.inject(frame6(ROUTER_LL, dst, ipv6.PROTO_DSTOPTS, dest + _echo(ROUTER_LL, dst),
+                          dst_mac=A_MAC))
+    # Next header 253 (experimental): Parameter Problem code 1 at byte 6.
+    sniffer.inject(frame6(ROUTER_LL, dst, 253, b"12345678", dst_mac=A_MAC))
+    lan.run(0.1)
+    codes = sorted((e[1].code, e[1].pointer) for e in icmp6_of(sniffer, icmp6.PARAMETER_PROBLEM))
+    assert codes == [(1, 6), (2, 42)]
+    assert len(icmp6_of(sniffer, icmp6.ECHO_REPLY)) == 1
+    assert a.counters["ipv6.unknown_option"] == 1 and a.counters["ipv6.unknown_next_header"] == 1
+
+
+def test_hostile_packets_dropped_and_counted() -> None:
+    lan = lan6(1)
+    a, dst, sniffer = _target(lan)
+    eth = ethernet.build(A_MAC, ROUTER_MAC, ethernet.ETH_IPV6, b"")
+    good = ipv6.build(ROUTER_LL, dst, ipv6.PROTO_ICMP6, _echo(ROUTER_LL, dst))
+    cases = {
+        # payload length past the data
+        "ipv6.truncated": good[:4] + (4000).to_bytes(2, "big") + good[6:],
+        # Hop-by-Hop length byte 255: 2048 bytes claimed, 8 present
+        "ipv6.ext_truncated": ipv6.build(ROUTER_LL, dst, ipv6.PROTO_HOPOPTS,
+                                         bytes((58, 255)) + bytes(6)),
+        # a Destination Options header of length 0 that would loop: 9 of them
+        "ipv6.too_many_ext_headers": ipv6.build(ROUTER_LL, dst, ipv6.PROTO_DSTOPTS,
+                                                bytes((60, 0, 1, 4, 0, 0, 0, 0)) * 9),
+        # an option running past the header's end
+        "ipv6.bad_option_length": ipv6.build(ROUTER_LL, dst, ipv6.PROTO_DSTOPTS,
+                                             bytes((58, 0, 0x3E, 9, 0, 0, 0, 0))),
+        # an ICMPv6 echo of 6 bytes
+        "icmp6.truncated": ipv6.build(ROUTER_LL, dst, ipv6.PROTO_ICMP6, b"\x80\0\0\0\0\0"),
+        # a Hop-by-Hop header after another header
+        "ipv6.hbh_not_first": ipv6.build(ROUTER_LL, dst, ipv6.PROTO_DSTOPTS,
+                                         bytes((0, 0, 1, 4, 0, 0, 0, 0))
+                                         + bytes((58, 0, 1, 4, 0, 0, 0, 0))),
+    }
+    for packet in cases.values():
+        sniffer.inject(eth + packet)
+    # ND option of length 0 (a loop), and an RA whose prefix length is 200.
+    na = bytearray(ndp.build_na(ROUTER_LL, dst, ROUTER_LL, target_lladdr=ROUTER_MAC))
+    na[-7] = 0
+    sniffer.inject(frame6(ROUTER_LL, dst, ipv6.PROTO_ICMP6, _resum(bytes(na), dst), 255,
+                          dst_mac=A_MAC))
+    ra = bytearray(ndp.build_ra(ROUTER_LL, ipv6.ALL_NODES,
+                                options=ndp.opt_prefix(PREFIX, 64, 100, 100)))
+    ra[8 + 8 + 2] = 200
+    sniffer.inject(frame6(ROUTER_LL, ipv6.ALL_NODES, ipv6.PROTO_ICMP6,
+                          _resum(bytes(ra), ipv6.ALL_NODES), 255))
+    # ND with a hop limit below 255 (forwarded).
+    sniffer.inject(frame6(ROUTER_LL, ipv6.ALL_NODES, ipv6.PROTO_ICMP6, ra_frame()[54:], 64))
+    lan.run(0.1)
+    for reason in cases:
+        assert a.counters[reason] == 1, reason
+    assert a.counters["ndp.bad_option_length"] == 1
+    assert a.counters["ndp.bad_prefix_length"] == 1
+    assert a.counters["ndp.bad_hop_limit"] == 1
+    assert a.counters["stack.internal_error"] == 0
+    assert not [x for x in a.interfaces[0].ipv6 if x.origin == "slaac"]
+    sniffer.clear()
+    sniffer.inject(eth + good)           # still alive: a good echo is answered
+    lan.run(0.1)
+    assert len(icmp6_of(sniffer, icmp6.ECHO_REPLY)) == 1
+    assert a.ipv6.reassembly.stats() == {"datagrams": 0, "bytes": 0}
+
+
+def _resum(message: bytes, dst: bytes) -> bytes:
+    """``message`` with its ICMPv6 checksum recomputed (after a test edited it)."""
+    body = bytearray(message)
+    body[2:4] = b"\0\0"
+    csum = ipv6.upper_checksum(ROUTER_LL, dst, ipv6.PROTO_ICMP6, body)
+    body[2:4] = csum.to_bytes(2, "big")
+    return bytes(body)
+
+
+def test_icmp6_error_rate_limit_holds() -> None:
+    lan = lan6(1)
+    a, dst, sniffer = _target(lan)
+    for _ in range(50):
+        sniffer.inject(frame6(ROUTER_LL, dst, 253, b"12345678", dst_mac=A_MAC))
+    lan.run(0.01)
+    sent = len(icmp6_of(sniffer, icmp6.PARAMETER_PROBLEM))
+    burst = a.config.icmp_burst_per_dest
+    assert sent == burst
+    assert a.counters["icmp6.error_rate_limited"] == 50 - burst
+
+
+def _frag(dst: bytes, data: bytes, offset: int, more: bool, ident: int = 9) -> bytes:
+    payload = ipv6ext.build_fragment(ipv6.PROTO_ICMP6, offset, more, ident) + data
+    return frame6(ROUTER_LL, dst, ipv6.PROTO_FRAGMENT, payload, dst_mac=A_MAC)
+
+
+def test_reassembly_overlap_timeout_and_limits() -> None:
+    lan = lan6(1)
+    a, dst, sniffer = _target(lan)
+    echo = _echo(ROUTER_LL, dst, bytes(2000))
+    # An overlapping piece discards the datagram (RFC 5722).
+    sniffer.inject(_frag(dst, echo[:1024], 0, True, 1))
+    sniffer.inject(_frag(dst, echo[1016:2008], 1016, False, 1))
+    # A first fragment alone times out with Time Exceeded code 1.
+    sniffer.inject(_frag(dst, echo[:1024], 0, True, 2))
+    # The whole datagram in two pieces is answered.
+    sniffer.inject(_frag(dst, echo[:1024], 0, True, 3))
+    sniffer.inject(_frag(dst, echo[1024:], 1024, False, 3))
+    lan.run(0.1)
+    assert a.counters["ipv6.frag_overlap"] == 1
+    assert a.counters["icmp6.echo_replied"] == 1 and a.counters["ipv6.reassembled"] == 1
+    lan.run(a.config.reasm_timeout + 1)
+    (te,) = icmp6_of(sniffer, icmp6.TIME_EXCEEDED)
+    assert te[1].code == 1
+    assert a.counters["ipv6.reasm_timeout"] == 2   # the dead overlap one and ident 2
+    # Bounded in datagrams.
+    for ident in range(a.config.reasm_max_datagrams + 10):
+        sniffer.inject(_frag(dst, echo[:1024], 0, True, 100 + ident))
+    lan.run(0.1)
+    assert a.ipv6.reassembly.stats()["datagrams"] == a.config.reasm_max_datagrams
+    assert a.counters["ipv6.reasm_table_full"] == 10
+    # A first fragment without the whole header chain (RFC 7112): dropped.
+    sniffer.inject(_frag(dst, b"", 0, True, 5))
+    lan.run(0.1)
+    assert a.counters["ipv6.incomplete_chain"] == 1
+
+
+def test_packet_too_big_lowers_the_path_mtu_never_below_1280() -> None:
+    lan = lan6(2)
+    a, b = lan.stacks
+    sniffer = lan.sniffer("peer")
+    far = ip_bytes("2001:db8:5::1")
+    src = ll(a)
+    quoted = ipv6.build(src, far, ipv6.PROTO_ICMP6, _echo(src, far, bytes(1400)))
+    for mtu in (1400, 600):
+        ptb = icmp6.build_packet_too_big(ROUTER_LL, src, mtu, quoted)
+        sniffer.inject(frame6(ROUTER_LL, src, ipv6.PROTO_ICMP6, ptb, dst_mac=A_MAC))
+        lan.run(0.1)
+    assert a.ipv6.pmtu[far][0] == 1280
+    assert a.ipv6.path_mtu(far, a.interfaces[0]) == 1280
+
+
+def test_redirect_only_from_the_current_router() -> None:
+    lan = lan6(1)
+    a, dst, sniffer = _target(lan)
+    sniffer.inject(ra_frame())
+    lan.run(3.0)
+    far = ip_bytes("2001:db8:77::1")
+    better = ip_bytes("fe80::99")
+    for src in (ip_bytes("fe80::66"), ROUTER_LL):
+        msg = ndp.build_redirect(src, dst, better, far, target_lladdr=b"\x02\0\0\0\0\x99")
+        sniffer.inject(frame6(src, dst, ipv6.PROTO_ICMP6, msg, 255, dst_mac=A_MAC))
+        lan.run(0.1)
+    assert a.counters["ndp.redirect_not_from_router"] == 1
+    assert a.counters["ndp.redirect_accepted"] == 1
+    assert a.ipv6.routes.lookup(far).gateway == better
+
+
+def test_modules_removable() -> None:
+    # Without icmp6: neighbour discovery still works, echo is not answered.
+    lan = make_lan(2, modules=["arp", "ipv4", "ipv6"])
+    lan.run(3.0)
+    a, b = lan.stacks
+    assert a.icmp6 is None and any(x.usable for x in a.interfaces[0].ipv6)
+    a.ipv6.output(ll(b), ipv6.PROTO_ICMP6, _echo(ll(a), ll(b)))
+    lan.run(1.0)
+    assert b.counters["icmp6.module_not_loaded"] == 1
+    assert a.ipv6.ndp.entries()[0]["state"] == "REACHABLE"
+    # Without ipv6: an IPv6 frame is an unknown ethertype.
+    lan2 = make_lan(1)
+    lan2.sniffer("peer").inject(frame6(ROUTER_LL, ipv6.ALL_NODES, 59, b"", dst_mac=A_MAC))
+    lan2.run(0.1)
+    assert lan2.stacks[0].counters["eth.unknown_ethertype"] == 1
