@@ -82,6 +82,12 @@ def _render_addr(r: dict[str, Any]) -> str:
             extra = " tentative" if a.get("tentative") else ""
             brd = f" brd {a['broadcast']}" if a.get("broadcast") else ""
             lines.append(f"    inet {a['address']}/{a['prefixlen']}{brd} {a['origin']}{extra}")
+        for a in i.get("ipv6", []):
+            def left(v: Any) -> str:
+                return "forever" if v is None else f"{v:g}s"
+            lines.append(f"    inet6 {a['address']}/{a['prefixlen']} {a['origin']} {a['state']}"
+                         f"  valid_lft {left(a.get('valid_lifetime'))}"
+                         f" preferred_lft {left(a.get('preferred_lifetime'))}")
         dhcp = i.get("dhcp")
         if dhcp is not None and dhcp.get("address"):
             lines.append(f"    dhcp {dhcp.get('state')}: {dhcp['address']} from "

@@ -478,6 +478,9 @@ class Ipv6:
         if dst == wire.UNSPECIFIED or wire.is_v4_mapped(dst) or dst == wire.LOOPBACK:
             counters["ipv6.tx_martian"] += 1
             return errno.ENETUNREACH
+        if src is not None and len(src) != 16:
+            counters["ipv6.tx_bad_source"] += 1    # an IPv4 source for an IPv6 packet
+            return errno.EINVAL
         if len(payload) > wire.MAX_PAYLOAD:
             counters["ipv6.tx_too_big"] += 1
             return errno.EMSGSIZE

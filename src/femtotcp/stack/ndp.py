@@ -101,7 +101,8 @@ class Ndp:
         self.routers: dict[tuple[Interface, bytes], float] = {}
         #: On-link prefixes from RAs: (interface, prefix, length) -> expiry.
         self.prefixes: dict[tuple[Interface, bytes, int], float] = {}
-        #: RDNSS servers (RFC 8106): address -> expiry; DNSSL domains likewise.
+        #: RDNSS servers (RFC 8106): address -> expiry; DNSSL domains likewise. Kept
+        #: here for ``ctl``; the resolver takes them once UDP carries IPv6.
         self.dns_servers: dict[bytes, float] = {}
         self.dns_domains: dict[str, float] = {}
         self.reachable = cfg.ndp_reachable
@@ -501,19 +502,6 @@ class Ndp:
                     self.dns_domains.pop(name, None)
                 elif name in self.dns_domains or len(self.dns_domains) < MAX_DNS:
                     self.dns_domains[name] = now + d.lifetime
-        if opts.rdnss:
-            self._hand_dns()
-
-    def _hand_dns(self) -> None:
-        """RDNSS servers join the resolver's list (RFC 8106 5.3.1), after its own."""
-        resolver = self.stack.resolver
-        servers = getattr(resolver, "servers", None)
-        if resolver is None or not isinstance(servers, list):
-            return
-        now = self.stack.now
-        for server, expiry in self.dns_servers.items():
-            if expiry > now and server not in servers:
-                servers.append(server)
 
     def _router_expiry(self, key: tuple[Interface, bytes]) -> None:
         expiry = self.routers.get(key)
