@@ -90,7 +90,7 @@ def test_size_lists_every_module() -> None:
     res = run_cli("size", "--json")
     assert res.returncode == 0, res.stderr
     rows = {r["module"]: r for r in json.loads(res.stdout)}
-    for name in ("core", "arp", "ipv4", "icmp4", "udp"):
+    for name in ("core", "arp", "ipv4", "icmp4", "udp", "ipv6", "icmp6"):
         assert rows[name]["source_bytes"] > 0
         assert rows[name]["bytecode_bytes"] > 0
         assert rows[name]["import_memory_bytes"] is not None

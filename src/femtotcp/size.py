@@ -30,6 +30,10 @@ FILES: dict[str, list[str]] = {
     "tcp": ["proto/tcp", "wire/tcp.py"],
     "dns": ["services/dns.py", "wire/dns.py"],
     "dhcp": ["services/dhcp.py", "wire/dhcp.py"],
+    # ipv6 shares reassembly.py with ipv4 and ratelimit.py with icmp4 (counted there).
+    "ipv6": ["stack/ipv6.py", "stack/ndp.py", "wire/ipv6.py", "wire/ipv6ext.py",
+             "wire/icmp6.py", "wire/ndp.py", "wire/mld.py"],
+    "icmp6": ["proto/icmp6.py"],
 }
 IMPORTS: dict[str, str] = {
     "core": "femtotcp.stack.stack",
@@ -37,6 +41,7 @@ IMPORTS: dict[str, str] = {
     "icmp4": "femtotcp.proto.icmp4", "udp": "femtotcp.proto.udp",
     "tcp": "femtotcp.proto.tcp", "dns": "femtotcp.services.dns",
     "dhcp": "femtotcp.services.dhcp",
+    "ipv6": "femtotcp.stack.ipv6", "icmp6": "femtotcp.proto.icmp6",
 }
 
 _MEASURE = """

@@ -108,6 +108,7 @@ class Ndp:
         self.reachable = cfg.ndp_reachable
         self.retrans = cfg.ndp_retrans
         self._rs_left: dict[Interface, int] = {}
+        self._last_warning: dict[bytes, float] = {}
         self._gc_timer: Timer | None = None
 
     # -- sending ------------------------------------------------------------------------
@@ -312,8 +313,8 @@ class Ndp:
         if src == wire.UNSPECIFIED:
             # Someone's DAD for an address we hold: defend it (RFC 4861 7.2.4).
             counters["ndp.dad_defended"] += 1
-            log.warning("DAD probe from another node for our address %s on %s",
-                        ip_str(target.addr), iface.name)
+            self._warn(target.addr, "DAD probe from another node for our address %s on %s",
+                       iface)
             self._advertise(iface, target.addr, wire.ALL_NODES,
                             wire.multicast_mac(wire.ALL_NODES), solicited=False)
             return
@@ -334,6 +335,17 @@ class Ndp:
             return
         self._advertise(iface, target.addr, src, mac, solicited=True)
 
+    def _warn(self, addr: bytes, message: str, iface: Interface) -> None:
+        """Logged once per 10 s per address (as ARP's defence): a flood is counted,
+        not written to the log each time."""
+        now = self.stack.now
+        if now - self._last_warning.get(addr, -1e9) < 10.0:
+            return
+        if len(self._last_warning) > 64:
+            self._last_warning.clear()
+        self._last_warning[addr] = now
+        log.warning(message, ip_str(addr), iface.name)
+
     def _advertise(self, iface: Interface, addr: bytes, dst: bytes, dst_mac: bytes,
                    solicited: bool) -> None:
         self._send(iface, addr, dst, wire_ndp.build_na(addr, dst, addr, solicited=solicited,
@@ -349,8 +361,8 @@ class Ndp:
                 self._dad_failed(iface, mine)            # RFC 4862 5.4.4
             else:
                 counters["ndp.na_for_our_address"] += 1
-                log.warning("neighbour advertisement from another node claims our "
-                            "address %s on %s", ip_str(mine.addr), iface.name)
+                self._warn(mine.addr, "neighbour advertisement from another node claims our "
+                           "address %s on %s", iface)
             return
         n = self.caches.get(iface, {}).get(msg.target)
         if n is None:
