@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -216,3 +217,56 @@ def test_mldv2_reports_decode_cleanly(ns: Netns, require_program: Callable[[str]
     malformed = subprocess.run(["tshark", "-r", str(pcap), "-Y", "_ws.malformed"],
                                capture_output=True, text=True, timeout=60)
     assert malformed.stdout.strip() == ""
+
+
+def test_serve_ipv6_flags_and_ctl(ns: Netns, require_program: Callable[[str], str],
+                                  tmp_path: Path) -> None:
+    """``serve --ipv6 ADDR/PREFIX --ipv6 auto --gateway6``, seen through ``ctl``."""
+    require_program("ping")
+    import signal
+
+    from test_serve_ctl import Served, start_serve
+
+    enable_ipv6(ns)
+    control = str(tmp_path / "ctl.sock")
+    proc, line = start_serve(ns, control, "--ipv6", "2001:db8:1::2/64", "--ipv6", "auto",
+                             "--gateway6", "fe80::1")
+    try:
+        assert "IPv6" in line
+        ns.ip("-6", "addr", "add", f"{KERNEL6}/64", "dev", "ftap0", "nodad")
+        served = Served(ns, proc, control, str(tmp_path), line)
+
+        def addresses() -> list[dict[str, Any]]:
+            return list(served.result("addr")["interfaces"][0]["ipv6"])
+
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not all(
+                a["state"] == "preferred" for a in addresses()):
+            time.sleep(0.2)
+        addrs = {a["address"]: a for a in addresses()}
+        assert addrs["2001:db8:1::2"]["state"] == "preferred"
+        assert addrs["2001:db8:1::2"]["origin"] == "static"
+        assert addrs["2001:db8:1::2"]["valid_lifetime"] is None
+        assert any(a["origin"] == "link" and a["state"] == "preferred" for a in addrs.values())
+        res = kernel_ping(ns, "2001:db8:1::2")
+        assert res.returncode == 0, res.stdout + res.stderr
+        ping = served.result("ping", KERNEL6, "-c", "2", "-i", "0.2")
+        assert (ping["transmitted"], ping["received"]) == (2, 2)
+        assert all(r["from"] == KERNEL6 for r in ping["replies"])
+        neigh = served.result("neigh")["neighbours"]
+        assert any(n["address"] == KERNEL6 and n["mac"] for n in neigh), neigh
+        routes = served.result("route")["routes"]
+        assert {"destination": "2001:db8:1::/64", "gateway": None, "interface": "ftap0",
+                "origin": "connected"} in routes
+        assert {"destination": "::/0", "gateway": "fe80::1", "interface": "ftap0",
+                "origin": "static"} in routes
+        table = subprocess.run([sys.executable, "-m", "femtotcp", "ctl", "--control", control,
+                                "addr"], capture_output=True, text=True, timeout=30)
+        assert "inet6 2001:db8:1::2/64 static preferred" in table.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
