@@ -112,8 +112,9 @@ def _path(args: argparse.Namespace) -> None:
     per_seg = us_tx * 10000 / segs
     print(f"  sending:   {per_seg:6.1f} us per 1448-byte segment, ACK processing included "
           f"(= {1448 / per_seg:.1f} MB/s of CPU)")
-    from bench import ipv6_wire
+    from bench import ipv6_stack, ipv6_wire
     ipv6_wire.main([])
+    ipv6_stack.main([])
     if args.profile:
         print("\n--- cProfile, receiving ---")
         print(tcp_path.profile(lambda p: tcp_path.receive_path(20000, p)))

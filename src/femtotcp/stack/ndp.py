@@ -434,8 +434,9 @@ class Ndp:
 
     def _after_ready(self, iface: Interface, entry: Ipv6Address) -> None:
         """A usable link-local address: solicit routers (RFC 4861 6.3.7); any
-        address: advertise it once, unsolicited (as Linux does)."""
-        if iface.raw_ip:
+        address: advertise it once, unsolicited (as Linux does). Nothing is sent
+        before the stack starts."""
+        if iface.raw_ip or not self.stack.started:
             return
         self._advertise(iface, entry.addr, wire.ALL_NODES, wire.multicast_mac(wire.ALL_NODES),
                         solicited=False)
