@@ -14,11 +14,9 @@ and per destination ``icmp_rate_per_dest``/``icmp_burst_per_dest``).
 from __future__ import annotations
 
 import errno
-import secrets
-from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from femtotcp.proto.echo import EchoTable
 from femtotcp.proto.ratelimit import PerKeyBuckets, TokenBucket
 from femtotcp.wire import Malformed
 from femtotcp.wire import icmp6 as wire
@@ -28,25 +26,23 @@ if TYPE_CHECKING:
     from femtotcp.stack.interface import Interface
     from femtotcp.stack.stack import Stack
 
-EchoReply = tuple[bytes, int, bytes, int]   # (source, seq, payload, hop limit)
+class Icmp6(EchoTable):
+    echo_full_counter = "icmp6.echo_queue_full"
+    family = "ICMPv6"
 
+    def __init__(self, stack: Stack) -> None:
+        super().__init__()
+        self.stack = stack
+        cfg = stack.config
+        self.bucket = TokenBucket(cfg.icmp_rate, cfg.icmp_burst, stack.now)
+        self.per_dest = PerKeyBuckets(cfg.icmp_rate_per_dest, cfg.icmp_burst_per_dest)
 
-class EchoEndpoint6:
-    """A ping endpoint: echo requests out with our identifier, replies queued
-    (the shape of ICMPv4's ``EchoEndpoint``)."""
-
-    def __init__(self, icmp: Icmp6, ident: int, queue_max: int = 256) -> None:
-        self.icmp = icmp
-        self.ident = ident
-        self.queue: deque[EchoReply] = deque()
-        self.queue_max = queue_max
-        self.on_readable: Callable[[], None] | None = None
-        self.closed = False
-
-    def send(self, dst: bytes, seq: int, payload: bytes = b"", ttl: int | None = None) -> int:
-        if self.closed:
-            return errno.EBADF
-        stack = self.icmp.stack
+    # -- ping (proto/echo.py) --------------------------------------------------------
+    def send_echo(self, ident: int, dst: bytes, seq: int, payload: bytes,
+                  ttl: int | None) -> int:
+        """An echo request from the source the route to ``dst`` would use (the
+        checksum covers it)."""
+        stack = self.stack
         ipv6 = stack.ipv6
         if ipv6 is None:
             return errno.ENETUNREACH
@@ -56,61 +52,8 @@ class EchoEndpoint6:
         src = ipv6.source_for(iface, dst) if iface is not None else None
         if src is None:
             return errno.EADDRNOTAVAIL
-        msg = wire.build_echo(src, dst, wire.ECHO_REQUEST, self.ident, seq & 0xFFFF, payload)
+        msg = wire.build_echo(src, dst, wire.ECHO_REQUEST, ident, seq, payload)
         return stack.ip_output(dst, wire.PROTO, msg, src=src, ttl=ttl)
-
-    def deliver(self, reply: EchoReply) -> None:
-        if len(self.queue) >= self.queue_max:
-            self.icmp.stack.counters["icmp6.echo_queue_full"] += 1
-            return
-        self.queue.append(reply)
-        if self.on_readable is not None:
-            self.on_readable()
-
-    def recv(self) -> EchoReply | None:
-        return self.queue.popleft() if self.queue else None
-
-    def close(self) -> None:
-        self.closed = True
-        if self.icmp.echo.get(self.ident) is self:
-            del self.icmp.echo[self.ident]
-
-
-class Icmp6:
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        cfg = stack.config
-        self.bucket = TokenBucket(cfg.icmp_rate, cfg.icmp_burst, stack.now)
-        self.per_dest = PerKeyBuckets(cfg.icmp_rate_per_dest, cfg.icmp_burst_per_dest)
-        self.echo: dict[int, EchoEndpoint6] = {}
-
-    # -- ping ----------------------------------------------------------------------
-    def open_echo(self, ident: int | None = None) -> EchoEndpoint6:
-        if ident is None:
-            for _ in range(64):
-                ident = 1 + secrets.randbelow(0xFFFF)
-                if ident not in self.echo:
-                    break
-            else:
-                raise OSError(errno.EAGAIN, "no free ICMPv6 echo identifier")
-        elif ident in self.echo:
-            raise OSError(errno.EADDRINUSE, f"ICMPv6 echo identifier {ident} in use")
-        ep = EchoEndpoint6(self, ident)
-        self.echo[ident] = ep
-        return ep
-
-    def ping(self, dst: bytes, on_reply: Callable[[EchoReply], None], seq: int = 1,
-             payload: bytes = b"femtotcp ping") -> EchoEndpoint6:
-        """Send one echo request; ``on_reply`` gets each reply. Close the endpoint when done."""
-        ep = self.open_echo()
-
-        def readable() -> None:
-            while (r := ep.recv()) is not None:
-                on_reply(r)
-
-        ep.on_readable = readable
-        ep.send(dst, seq, payload)
-        return ep
 
     # -- input ---------------------------------------------------------------------
     def input(self, header: wire_ipv6.Ipv6Header, icmp: wire.Icmp6Header, body: memoryview,
