@@ -23,14 +23,15 @@ FILES: dict[str, list[str]] = {
              "stack/interface.py", "stack/modules.py", "stack/routes.py", "stack/timers.py",
              "stack/device.py", "core/__init__.py", "core/counters.py", "core/timers.py",
              "core/loop.py", "core/device.py", "phy/__init__.py", "phy/base.py"],
-    "arp": ["stack/arp.py", "wire/arp.py"],
+    "arp": ["stack/arp.py", "stack/neighbour.py", "wire/arp.py"],
     "ipv4": ["stack/ipv4.py", "stack/reassembly.py", "wire/ipv4.py"],
     "icmp4": ["proto/icmp4.py", "proto/ratelimit.py", "proto/echo.py", "wire/icmp4.py"],
     "udp": ["proto/udp.py", "wire/udp.py"],
     "tcp": ["proto/tcp", "wire/tcp.py"],
     "dns": ["services/dns.py", "wire/dns.py"],
     "dhcp": ["services/dhcp.py", "wire/dhcp.py"],
-    # ipv6 shares reassembly.py with ipv4; icmp6 ratelimit.py and echo.py with icmp4.
+    # ipv6 shares reassembly.py with ipv4 and neighbour.py with arp; icmp6 shares
+    # ratelimit.py and echo.py with icmp4 (each counted once, with the IPv4 side).
     "ipv6": ["stack/ipv6.py", "stack/ndp.py", "wire/ipv6.py", "wire/ipv6ext.py",
              "wire/icmp6.py", "wire/ndp.py", "wire/mld.py"],
     "icmp6": ["proto/icmp6.py"],

@@ -1,8 +1,8 @@
 """Neighbour discovery (RFC 4861) and the address autoconfiguration it drives
 (RFC 4862): the IPv6 neighbour cache, DAD, router discovery, SLAAC, redirects.
 
-The cache has ARP's shape (``stack/arp.py``: one dict per interface, the same
-entry fields, the same bounded pending queue and the same ``stale`` rule) with
+The cache is ARP's (``stack/neighbour.py``: one dict per interface of
+``Neighbour`` entries, the same bounds and aging, the same ``stale`` rule) with
 RFC 4861 7.3.2's states: INCOMPLETE (multicast solicitations, then failure),
 REACHABLE (confirmed within ``ndp_reachable`` seconds), STALE (used but not
 confirmed), DELAY (used while STALE: wait ``ndp_delay_first_probe`` for
@@ -25,6 +25,15 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from femtotcp.core.timers import Timer
+from femtotcp.stack.neighbour import (
+    DELAY,
+    INCOMPLETE,
+    PROBE,
+    REACHABLE,
+    STALE,
+    Neighbour,
+    NeighbourTable,
+)
 from femtotcp.wire import ethernet, ip_str, mac_str
 from femtotcp.wire import ipv6 as wire
 from femtotcp.wire import ndp as wire_ndp
@@ -37,12 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("femtotcp.ndp")
 
-INCOMPLETE = "INCOMPLETE"
-REACHABLE = "REACHABLE"
-STALE = "STALE"
-DELAY = "DELAY"
-PROBE = "PROBE"
-
 MAX_RTR_SOLICITATION_DELAY = 1.0   # RFC 4861 10
 TWO_HOURS = 7200.0                 # RFC 4862 5.5.3 e)
 MAX_REDIRECTS = 256                # host routes learned from redirects
@@ -50,30 +53,6 @@ MAX_ROUTERS = 16                   # default router list
 MAX_PREFIXES = 64                  # on-link prefixes and SLAAC addresses from RAs
 MAX_DNS = 8                        # RDNSS servers remembered
 INF = float("inf")
-
-
-class Neighbour6:
-    """One neighbour cache entry (ARP's ``Neighbour`` fields, plus ``router``)."""
-
-    __slots__ = ("ip", "mac", "state", "confirmed", "used", "requests", "pending",
-                 "pending_bytes", "timer", "router")
-
-    def __init__(self, ip: bytes, now: float) -> None:
-        self.ip = ip
-        self.mac: bytes | None = None
-        self.state = INCOMPLETE
-        self.confirmed = now
-        self.used = now
-        self.requests = 0
-        self.pending: deque[bytes] = deque()
-        self.pending_bytes = 0
-        self.timer: Timer | None = None
-        self.router = False
-
-    def stale(self, now: float, reachable: float) -> bool:
-        """ARP's freshness rule (``Neighbour.stale``): REACHABLE for ``reachable``
-        seconds after the last confirmation, STALE after (RFC 4861 7.3.3)."""
-        return self.state == REACHABLE and now - self.confirmed > reachable
 
 
 class _Dad:
@@ -90,12 +69,13 @@ def _uniform(high: float) -> float:
     return high * secrets.randbelow(1_000_000) / 1_000_000
 
 
-class Ndp:
+class Ndp(NeighbourTable):
+    prefix = "ndp"
+
     def __init__(self, stack: Stack, ipv6: Ipv6) -> None:
-        self.stack = stack
+        super().__init__(stack)
         self.ipv6 = ipv6
         cfg = stack.config
-        self.caches: dict[Interface, dict[bytes, Neighbour6]] = {}
         self.dad: dict[tuple[Interface, bytes], _Dad] = {}
         #: Default router list: (interface, router address) -> expiry.
         self.routers: dict[tuple[Interface, bytes], float] = {}
@@ -109,7 +89,6 @@ class Ndp:
         self.retrans = cfg.ndp_retrans
         self._rs_left: dict[Interface, int] = {}
         self._last_warning: dict[bytes, float] = {}
-        self._gc_timer: Timer | None = None
 
     # -- sending ------------------------------------------------------------------------
     def _send(self, iface: Interface, src: bytes, dst: bytes, message: bytes,
@@ -118,7 +97,7 @@ class Ndp:
         self.stack.send_frame(iface, dst_mac, ethernet.ETH_IPV6,
                               wire.build(src, dst, wire.PROTO_ICMP6, message, wire_ndp.HOP_LIMIT))
 
-    def _solicit(self, iface: Interface, n: Neighbour6, unicast: bool) -> None:
+    def _solicit(self, iface: Interface, n: Neighbour, unicast: bool) -> None:
         """RFC 4861 7.2.2: NS to the solicited-node group (or to the cached MAC
         when probing), from one of our usable addresses, with our SLLA."""
         src = self.ipv6.source_for(iface, n.ip)
@@ -134,7 +113,7 @@ class Ndp:
         n.requests += 1
         self._arm(iface, n, self.retrans)
 
-    def _arm(self, iface: Interface, n: Neighbour6, delay: float) -> None:
+    def _arm(self, iface: Interface, n: Neighbour, delay: float) -> None:
         if n.timer is not None:
             n.timer.cancel()
         n.timer = self.stack.timers.call_later(delay, lambda: self._timeout(iface, n))
@@ -159,21 +138,13 @@ class Ndp:
                 self._arm(iface, n, stack.config.ndp_delay_first_probe)
             return
         if n is None:
-            if not self._make_room(cache):
-                stack.counters["ndp.cache_full"] += 1
+            n = self._new_entry(cache, next_hop)
+            if n is None:
                 return
-            n = cache[next_hop] = Neighbour6(next_hop, now)
-            self._schedule_gc()
             self._solicit(iface, n, unicast=False)
-        cfg = stack.config
-        while n.pending and (len(n.pending) >= cfg.arp_pending_max
-                             or n.pending_bytes + len(packet) > cfg.arp_pending_bytes):
-            n.pending_bytes -= len(n.pending.popleft())
-            stack.counters["ndp.pending_overflow"] += 1
-        n.pending.append(packet)
-        n.pending_bytes += len(packet)
+        self._enqueue(n, packet)
 
-    def _timeout(self, iface: Interface, n: Neighbour6) -> None:
+    def _timeout(self, iface: Interface, n: Neighbour) -> None:
         n.timer = None
         cache = self.caches.get(iface, {})
         if cache.get(n.ip) is not n:
@@ -196,7 +167,7 @@ class Ndp:
             self.stack.counters["ndp.probe_failed"] += 1
             self._forget(iface, n)
 
-    def _forget(self, iface: Interface, n: Neighbour6) -> None:
+    def _forget(self, iface: Interface, n: Neighbour) -> None:
         """Resolution failed (RFC 4861 7.3.3): the entry goes, waiting packets
         are dropped (counted), and a router that stopped answering leaves the
         default router list."""
@@ -209,30 +180,17 @@ class Ndp:
         if (iface, n.ip) in self.routers:
             self._drop_router(iface, n.ip)
 
-    def _make_room(self, cache: dict[bytes, Neighbour6]) -> bool:
-        if len(cache) < self.stack.config.arp_cache_max:
-            return True
-        victim = min((n for n in cache.values() if not n.pending), default=None,
-                     key=lambda n: n.used)
-        if victim is None:
-            return False
-        if victim.timer is not None:
-            victim.timer.cancel()
-        del cache[victim.ip]
-        return True
-
     def _learn(self, iface: Interface, ip: bytes, mac: bytes, state: str,
-               create: bool = True) -> Neighbour6 | None:
+               create: bool = True) -> Neighbour | None:
         """Record ``mac`` for ``ip`` (RFC 4861 7.2.3, 6.3.4: a new entry or a
         changed address is STALE; ``state`` REACHABLE only on a solicited NA)."""
         cache = self.caches.setdefault(iface, {})
         n = cache.get(ip)
         now = self.stack.now
         if n is None:
-            if not create or not self._make_room(cache):
+            n = self._new_entry(cache, ip) if create else None
+            if n is None:
                 return None
-            n = cache[ip] = Neighbour6(ip, now)
-            self._schedule_gc()
         elif n.mac == mac and state == STALE and n.state != INCOMPLETE:
             return n          # the same address: no state change
         n.mac = mac
@@ -618,26 +576,6 @@ class Ndp:
             if n is not None and not on_link:
                 n.router = True
         counters["ndp.redirect_accepted"] += 1
-
-    # -- aging -------------------------------------------------------------------------
-    def _schedule_gc(self) -> None:
-        if self._gc_timer is None:
-            self._gc_timer = self.stack.timers.call_later(
-                self.stack.config.arp_stale_timeout / 2, self._gc)
-
-    def _gc(self) -> None:
-        self._gc_timer = None
-        now = self.stack.now
-        limit = self.stack.config.arp_stale_timeout
-        remaining = 0
-        for cache in self.caches.values():
-            for ip, n in list(cache.items()):
-                if n.mac is not None and n.timer is None and now - n.used > limit \
-                        and now - n.confirmed > limit:
-                    del cache[ip]
-            remaining += len(cache)
-        if remaining:
-            self._schedule_gc()
 
     def entries(self) -> list[dict[str, object]]:
         """The cache for ``femtotcp ctl neigh`` (ARP's fields, plus ``router``)."""
