@@ -403,3 +403,38 @@ def test_modules_removable() -> None:
     lan2.sniffer("peer").inject(frame6(ROUTER_LL, ipv6.ALL_NODES, 59, b"", dst_mac=A_MAC))
     lan2.run(0.1)
     assert lan2.stacks[0].counters["eth.unknown_ethertype"] == 1
+
+
+def test_ra_flood_keeps_state_bounded_and_bad_prefixes_ignored() -> None:
+    lan = lan6(1)
+    a = lan.stacks[0]
+    sniffer = lan.sniffer("router")
+    sniffer.inject(ra_frame())
+    lan.run(3.0)
+    timers = len(a.timers)
+    for _ in range(300):
+        sniffer.inject(ra_frame())
+    # A multicast prefix and a prefix inside ::ffff:0:0/96 make no address.
+    sniffer.inject(ra_frame(prefix=ip_bytes("ff05::"), lifetime=0))
+    lan.run(0.5)
+    assert len(a.timers) <= timers + 2
+    assert a.counters["ndp.rx_ra"] == 302 and a.counters["ndp.prefix_multicast"] == 1
+    assert a.counters["stack.internal_error"] == 0
+    assert len([x for x in a.interfaces[0].ipv6 if x.origin == "slaac"]) == 1
+    assert not a.ipv6.ndp.routers          # router lifetime 0 in the last RA
+    assert a.ipv6.routes.lookup(ip_bytes("2001:db8:99::1")) is None
+
+
+def test_another_nodes_dad_probe_makes_a_tentative_address_duplicate() -> None:
+    lan = lan6(1)
+    a = lan.stacks[0]
+    sniffer = lan.sniffer("peer")
+    addr = ip_bytes("2001:db8::42")
+    entry = a.ipv6.add_address(a.interfaces[0], addr, 64)
+    group = ipv6.solicited_node(addr)
+    # Before our own first probe (its random delay) another node probes the address.
+    sniffer.inject(frame6(ipv6.UNSPECIFIED, group, ipv6.PROTO_ICMP6,
+                          ndp.build_ns(ipv6.UNSPECIFIED, group, addr, nonce=b"abcdef"), 255))
+    lan.run(0.0)
+    assert entry.state == "duplicate"
+    assert addr not in a.local_addresses

@@ -288,7 +288,8 @@ declare(DROP, """
     icmp6.echo_queue_full icmp6.echo_no_source icmp6.echo_reply_unmatched
     icmp6.unsupported_type icmp6.error_not_ours icmp6.error_suppressed
     icmp6.error_suppressed_icmp icmp6.error_rate_limited icmp6.error_no_source
-    mld.report_ignored ipv6.no_next_header ipv6.tx_bad_source
+    mld.report_ignored ipv6.no_next_header ipv6.tx_bad_source ndp.prefix_multicast
+    ndp.slaac_bad_address
 """)
 declare(EVENT, """
     ipv6.rx ipv6.tx ipv6.tx_loopback ipv6.tx_fragments ipv6.rh0_ignored

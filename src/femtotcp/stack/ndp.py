@@ -22,6 +22,7 @@ import logging
 import os
 import secrets
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from femtotcp.core.timers import Timer
@@ -89,6 +90,8 @@ class Ndp(NeighbourTable):
         self.retrans = cfg.ndp_retrans
         self._rs_left: dict[Interface, int] = {}
         self._last_warning: dict[bytes, float] = {}
+        #: One expiry timer per router and per on-link prefix (not one per RA).
+        self._expiry_timers: dict[object, Timer] = {}
 
     # -- sending ------------------------------------------------------------------------
     def _send(self, iface: Interface, src: bytes, dst: bytes, message: bytes,
@@ -262,7 +265,7 @@ class Ndp(NeighbourTable):
                 counters["ndp.ns_for_tentative"] += 1   # RFC 4862 5.4.3: ignored
             elif dad is not None and msg.options.nonce == dad.nonce:
                 counters["ndp.dad_looped"] += 1         # our own probe (RFC 7527)
-            elif dad is not None and dad.sent:
+            elif dad is not None:
                 self._dad_failed(iface, target)         # RFC 4862 5.4.3: another DAD
             return
         if target.state == "duplicate":
@@ -453,14 +456,17 @@ class Ndp(NeighbourTable):
                 if fresh:
                     self._default_route()
                     log.info("IPv6 default router %s on %s", ip_str(router), iface.name)
-                self.stack.timers.call_later(ra.router_lifetime + 0.001,
-                                             lambda: self._router_expiry(key))
+                self._expire_at(key, ra.router_lifetime, lambda: self._router_expiry(key))
             else:
                 counters["ndp.router_list_full"] += 1
         elif key in self.routers:
             self._drop_router(iface, router)
         for p in opts.prefixes:
             self._prefix(iface, p)
+        for k in [k for k, t in self.dns_servers.items() if t <= now]:
+            del self.dns_servers[k]
+        for name in [d for d, t in self.dns_domains.items() if t <= now]:
+            del self.dns_domains[name]
         for r in opts.rdnss:
             for server in r.servers[:MAX_DNS]:
                 if r.lifetime == 0:
@@ -473,6 +479,17 @@ class Ndp(NeighbourTable):
                     self.dns_domains.pop(name, None)
                 elif name in self.dns_domains or len(self.dns_domains) < MAX_DNS:
                     self.dns_domains[name] = now + d.lifetime
+
+    def _expire_at(self, key: object, delay: float, callback: Callable[[], None]) -> None:
+        old = self._expiry_timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+
+        def fire() -> None:
+            self._expiry_timers.pop(key, None)
+            callback()
+
+        self._expiry_timers[key] = self.stack.timers.call_later(delay + 0.001, fire)
 
     def _router_expiry(self, key: tuple[Interface, bytes]) -> None:
         expiry = self.routers.get(key)
@@ -500,6 +517,9 @@ class Ndp(NeighbourTable):
         if wire.is_link_local(p.prefix):
             counters["ndp.prefix_link_local"] += 1   # RFC 4861 6.3.4 / RFC 4862 5.5.3 b)
             return
+        if p.prefix[0] == 0xFF:
+            counters["ndp.prefix_multicast"] += 1
+            return
         if p.preferred_lifetime > p.valid_lifetime:
             counters["ndp.prefix_bad_lifetimes"] += 1   # RFC 4862 5.5.3 c)
             return
@@ -516,7 +536,7 @@ class Ndp(NeighbourTable):
                 self.prefixes[key] = now + valid
                 self.ipv6._connected(iface, p.prefix, p.prefix_len, "ra")
                 if valid != INF:
-                    stack.timers.call_later(valid + 0.001, lambda: self._prefix_expiry(key))
+                    self._expire_at(key, valid, lambda: self._prefix_expiry(key))
             else:
                 counters["ndp.prefix_list_full"] += 1
         if not p.autonomous or not stack.config.ipv6_autoconf:
@@ -544,8 +564,12 @@ class Ndp(NeighbourTable):
             counters["ndp.prefix_list_full"] += 1
             return
         addr = wire.with_iid(p.prefix, self.ipv6.stable_iid(p.prefix, iface))
+        try:
+            self.ipv6.add_address(iface, addr, 64, "slaac", valid, preferred)
+        except ValueError:
+            counters["ndp.slaac_bad_address"] += 1    # e.g. inside ::ffff:0:0/96
+            return
         counters["ndp.slaac_address"] += 1
-        self.ipv6.add_address(iface, addr, 64, "slaac", valid, preferred)
 
     def _prefix_expiry(self, key: tuple[Interface, bytes, int]) -> None:
         expiry = self.prefixes.get(key)
