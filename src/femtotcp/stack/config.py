@@ -44,6 +44,7 @@ class StackConfig:
     ipv6_link_local: bool = True       # a link-local address on start
     ipv6_rtr_solicits: int = 3         # router_solicitations
     ipv6_rtr_solicit_interval: float = 4.0   # router_solicitation_interval
+    ipv6_reasm_timeout: float = 60.0   # ip6frag_time (RFC 8200 4.5: 60 s); other caps shared
     ipv6_pmtu_expires: float = 600.0   # route/mtu_expires: a learned path MTU ages out
     ndp_reachable: float = 30.0        # neigh base_reachable_time (RFC 4861 REACHABLE_TIME)
     ndp_retrans: float = 1.0           # retrans_time (RFC 4861 RETRANS_TIMER)

@@ -56,6 +56,7 @@ PMTU_MAX_ENTRIES = 1024
 _DIRECT = frozenset({wire.PROTO_TCP, wire.PROTO_UDP, wire.PROTO_ICMP6})
 _NDP_TYPES = frozenset({133, 134, 135, 136, 137})
 _MLD_TYPES = frozenset({130, 131, 132, 143})
+MLD_UNSOLICITED_INTERVAL = 1.0   # RFC 3810 9.11 (Linux mldv2_unsolicited_report_interval)
 IDGEN_RETRIES = 3        # RFC 7217 6: stable-privacy addresses tried after a DAD conflict
 
 
@@ -81,7 +82,7 @@ class Ipv6:
         #: The link MTU an RA gave (RFC 4861 6.3.4), per interface.
         self.link_mtu: dict[Interface, int] = {}
         self.hop_limit = stack.config.hop_limit
-        self.reassembly = Reassembler(stack, "ipv6", self._reasm_timeout)
+        self.reassembly = Reassembler(stack, "ipv6", self._reasm_timeout, "ipv6_reasm_timeout")
         #: RFC 7217's secret_key: per stack, never leaves it.
         self.secret = os.urandom(16)
         #: The Router Alert of the packet being delivered (for MLD's checks).
@@ -233,8 +234,8 @@ class Ipv6:
             return
         self.join(iface, wire.ALL_NODES)
         # Groups joined before the start (static addresses' solicited-node groups).
-        self.report(iface, [g for g in self.groups.get(iface, {}) if g != wire.ALL_NODES],
-                    mld.CHANGE_TO_EXCLUDE)
+        joined = [g for g in self.groups.get(iface, {}) if g != wire.ALL_NODES]
+        self.report_state_change(iface, joined, mld.CHANGE_TO_EXCLUDE)
         cfg = self.stack.config
         if cfg.ipv6_link_local and not any(wire.is_link_local(a.addr) for a in iface.ipv6):
             ll = wire.link_local(self.stable_iid(wire.LINK_LOCAL_PREFIX, iface))
@@ -277,7 +278,7 @@ class Ipv6:
             return
         iface.multicast_macs.add(wire.multicast_mac(group))
         if group != wire.ALL_NODES and self.stack.started:
-            self.report(iface, [group], mld.CHANGE_TO_EXCLUDE)
+            self.report_state_change(iface, [group], mld.CHANGE_TO_EXCLUDE)
 
     def leave(self, iface: Interface, group: bytes) -> None:
         groups = self.groups.get(iface, {})
@@ -292,7 +293,14 @@ class Ipv6:
         if not any(wire.multicast_mac(g) == mac for g in groups):
             iface.multicast_macs.discard(mac)
         if group != wire.ALL_NODES and self.stack.started:
-            self.report(iface, [group], mld.CHANGE_TO_INCLUDE)
+            self.report_state_change(iface, [group], mld.CHANGE_TO_INCLUDE)
+
+    def report_state_change(self, iface: Interface, groups: list[bytes], kind: int) -> None:
+        """RFC 3810 6.1: a state-change report, sent Robustness Variable (2)
+        times, ``MLD_UNSOLICITED_INTERVAL`` apart (Linux: 1 s)."""
+        self.report(iface, groups, kind)
+        self.stack.timers.call_later(MLD_UNSOLICITED_INTERVAL,
+                                     lambda: self.report(iface, groups, kind))
 
     def report(self, iface: Interface, groups: list[bytes], kind: int) -> None:
         """An MLDv2 report (RFC 3810 5.2) so snooping switches pass our groups'
