@@ -439,3 +439,33 @@ def test_another_nodes_dad_probe_makes_a_tentative_address_duplicate() -> None:
     lan.run(0.0)
     assert entry.state == "duplicate"
     assert addr not in a.local_addresses
+
+
+def test_temporary_addresses_preferred_as_sources_and_regenerated() -> None:
+    cfg = StackConfig(ipv6_temporary=True, ipv6_temp_preferred=100.0, ipv6_temp_valid=300.0)
+    lan = lan6(1, config=cfg)
+    a = lan.stacks[0]
+    lan.sniffer("router").inject(ra_frame())
+    lan.run(3.0)
+    iface = a.interfaces[0]
+    stable = [x for x in iface.ipv6 if x.origin == "slaac"]
+    temps = [x for x in iface.ipv6 if x.origin == "temporary"]
+    assert len(stable) == 1 and len(temps) == 1 and temps[0].state == "preferred"
+    assert temps[0].addr[:8] == PREFIX[:8] and temps[0].addr != stable[0].addr
+    far = ip_bytes("2001:db8:99::1")
+    assert a.ipv6.source_for(iface, far) == temps[0].addr
+    # Lifetimes from the settings (less the desync factor), not the prefix's.
+    assert temps[0].valid_until - a.now <= 300 and temps[0].preferred_until - a.now <= 100
+    first = temps[0]
+    lan.run(first.preferred_until - a.now + 2)
+    temps = [x for x in iface.ipv6 if x.origin == "temporary"]
+    assert first.state == "deprecated" and len(temps) == 2
+    new = next(x for x in temps if x is not first)
+    assert new.state == "preferred" and a.ipv6.source_for(iface, far) == new.addr
+    lan.run(first.valid_until - a.now + 1)
+    assert first not in iface.ipv6 and first.addr not in a.local_addresses
+    # Without the option there are none.
+    lan2 = lan6(1)
+    lan2.sniffer("router").inject(ra_frame())
+    lan2.run(3.0)
+    assert not [x for x in lan2.stacks[0].interfaces[0].ipv6 if x.origin == "temporary"]

@@ -289,7 +289,7 @@ declare(DROP, """
     icmp6.unsupported_type icmp6.error_not_ours icmp6.error_suppressed
     icmp6.error_suppressed_icmp icmp6.error_rate_limited icmp6.error_no_source
     mld.report_ignored ipv6.no_next_header ipv6.tx_bad_source ndp.prefix_multicast
-    ndp.slaac_bad_address
+    ndp.slaac_bad_address ndp.temporary_limit
 """)
 declare(EVENT, """
     ipv6.rx ipv6.tx ipv6.tx_loopback ipv6.tx_fragments ipv6.rh0_ignored
@@ -297,7 +297,7 @@ declare(EVENT, """
     icmp6.rx icmp6.echo_replied icmp6.error_received mld.tx_report mld.query
     ndp.tx_ns ndp.tx_na ndp.tx_dad ndp.tx_rs ndp.rx_ns ndp.rx_na ndp.rx_ra
     ndp.rx_redirect ndp.dad_looped ndp.dad_defended ndp.na_not_override
-    ndp.router_expired ndp.slaac_address ndp.redirect_accepted
+    ndp.router_expired ndp.slaac_address ndp.redirect_accepted ndp.temporary_address
 """)
 
 declare_family(EVENT, "icmp6.tx_error_")     # icmp6.tx_error_<type>_<code>

@@ -42,6 +42,10 @@ class StackConfig:
     ipv6_accept_ra: bool = True        # accept_ra: routers, prefixes, MTU, RDNSS
     ipv6_autoconf: bool = True         # autoconf: SLAAC addresses from RA prefixes
     ipv6_link_local: bool = True       # a link-local address on start
+    ipv6_temporary: bool = False       # use_tempaddr=2: RFC 8981 temporary addresses,
+                                       # preferred as sources
+    ipv6_temp_valid: float = 172800.0  # temp_valid_lft (RFC 8981 TEMP_VALID_LIFETIME)
+    ipv6_temp_preferred: float = 86400.0  # temp_prefered_lft (TEMP_PREFERRED_LIFETIME)
     ipv6_rtr_solicits: int = 3         # router_solicitations
     ipv6_rtr_solicit_interval: float = 4.0   # router_solicitation_interval
     ipv6_reasm_timeout: float = 60.0   # ip6frag_time (RFC 8200 4.5: 60 s); other caps shared

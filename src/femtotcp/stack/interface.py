@@ -44,9 +44,10 @@ class Ipv4Address:
 @dataclass(slots=True, eq=False)
 class Ipv6Address:
     """One IPv6 address (RFC 4862): its state and lifetimes. ``origin`` is
-    static, link (the link-local address) or slaac; ``state`` is tentative
-    (DAD running: not used, RFC 4862 5.4), preferred, deprecated (kept for
-    existing traffic, not chosen as a source) or duplicate (DAD failed).
+    static, link (the link-local address), slaac or temporary (RFC 8981);
+    ``state`` is tentative (DAD running: not used, RFC 4862 5.4), preferred,
+    deprecated (kept for existing traffic, not chosen as a source) or
+    duplicate (DAD failed).
     Lifetimes are monotonic deadlines (``inf`` for ever)."""
 
     addr: bytes

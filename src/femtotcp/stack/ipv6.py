@@ -162,7 +162,8 @@ class Ipv6:
     def address_duplicate(self, iface: Interface, entry: Ipv6Address) -> None:
         """DAD found another node using the address (RFC 4862 5.4.5): never used.
         A stable-privacy address is tried again with the next DAD_Counter
-        (RFC 7217 6), at most ``IDGEN_RETRIES`` times."""
+        (RFC 7217 6), a temporary one with a new random IID, at most
+        ``IDGEN_RETRIES`` times."""
         stack = self.stack
         log.error("IPv6 address %s on %s is in use by another node (duplicate address "
                   "detection): not using it", ip_str(entry.addr), iface.name)
@@ -174,10 +175,12 @@ class Ipv6:
         stack.addresses_changed()
         if self.on_conflict is not None:
             self.on_conflict(iface, entry.addr)
-        if entry.origin == "slaac" and entry.dad_counter < IDGEN_RETRIES:
+        if entry.origin in ("slaac", "temporary") and entry.dad_counter < IDGEN_RETRIES:
+            # RFC 8981 3.4 (TEMP_IDGEN_RETRIES): a temporary one gets a new random IID.
             now = stack.now
-            iid = self.stable_iid(entry.addr, iface, entry.dad_counter + 1)
-            self.add_address(iface, wire.with_iid(entry.addr, iid), entry.prefixlen, "slaac",
+            iid = self.stable_iid(entry.addr, iface, entry.dad_counter + 1) \
+                if entry.origin == "slaac" else secrets.token_bytes(8)
+            self.add_address(iface, wire.with_iid(entry.addr, iid), entry.prefixlen, entry.origin,
                              entry.valid_until - now, entry.preferred_until - now,
                              entry.dad_counter + 1)
 
@@ -247,17 +250,21 @@ class Ipv6:
     def source_for(self, iface: Interface, dst: bytes) -> bytes | None:
         """Source address selection (RFC 6724, the rules that matter here):
         same scope first (link-local for link-scope destinations), preferred
-        over deprecated, then the longest common prefix."""
+        over deprecated, temporary when ``ipv6_temporary``, then the longest
+        common prefix."""
         link = wire.is_link_scope(dst)
+        temporary = self.stack.config.ipv6_temporary
         best: Ipv6Address | None = None
-        best_key = (-1, -1, -1)
+        best_key = (-1, -1, -1, -1)
         for a in iface.ipv6:
             if not a.usable:
                 continue
             same_scope = wire.is_link_local(a.addr) == link
             common = 128 - (int.from_bytes(a.addr, "big")
                             ^ int.from_bytes(dst, "big")).bit_length()
-            key = (int(same_scope), int(a.state == "preferred"), common)
+            # Rule 7: temporary addresses first when they are asked for (RFC 8981).
+            key = (int(same_scope), int(a.state == "preferred"),
+                   int(temporary and a.origin == "temporary"), common)
             if key > best_key:
                 best, best_key = a, key
         return best.addr if best is not None else None

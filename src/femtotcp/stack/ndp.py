@@ -53,6 +53,9 @@ MAX_REDIRECTS = 256                # host routes learned from redirects
 MAX_ROUTERS = 16                   # default router list
 MAX_PREFIXES = 64                  # on-link prefixes and SLAAC addresses from RAs
 MAX_DNS = 8                        # RDNSS servers remembered
+MAX_TEMPORARY = 4                  # temporary addresses per prefix (RFC 8981)
+REGEN_ADVANCE = 5.0                # RFC 8981 3.8: 2 + 3 retries x 1 probe x 1 s
+MAX_DESYNC_FACTOR = 0.4            # of the temporary preferred lifetime (RFC 8981 3.8)
 INF = float("inf")
 
 
@@ -86,6 +89,8 @@ class Ndp(NeighbourTable):
         #: here for ``ctl``; the resolver takes them once UDP carries IPv6.
         self.dns_servers: dict[bytes, float] = {}
         self.dns_domains: dict[str, float] = {}
+        #: RFC 8981 DESYNC_FACTOR: chosen once per stack.
+        self._desync = _uniform(MAX_DESYNC_FACTOR * cfg.ipv6_temp_preferred)
         self.reachable = cfg.ndp_reachable
         self.retrans = cfg.ndp_retrans
         self._rs_left: dict[Interface, int] = {}
@@ -546,30 +551,82 @@ class Ndp(NeighbourTable):
             return
         existing = [a for a in iface.ipv6 if a.origin == "slaac" and a.state != "duplicate"
                     and a.addr[:8] == p.prefix[:8]]
-        if existing:
-            for a in existing:
-                remaining = a.valid_until - now
-                # RFC 4862 5.5.3 e): a lifetime is cut to no less than two hours.
-                if valid > TWO_HOURS or valid > remaining:
-                    new_valid = valid
-                elif remaining <= TWO_HOURS:
-                    new_valid = remaining
-                else:
-                    new_valid = TWO_HOURS
-                self.ipv6.set_lifetimes(iface, a, new_valid, min(preferred, new_valid))
+        for a in existing:
+            remaining = a.valid_until - now
+            # RFC 4862 5.5.3 e): a lifetime is cut to no less than two hours.
+            if valid > TWO_HOURS or valid > remaining:
+                new_valid = valid
+            elif remaining <= TWO_HOURS:
+                new_valid = remaining
+            else:
+                new_valid = TWO_HOURS
+            self.ipv6.set_lifetimes(iface, a, new_valid, min(preferred, new_valid))
+        if not existing and valid:
+            if sum(1 for a in iface.ipv6 if a.origin == "slaac") >= MAX_PREFIXES:
+                counters["ndp.prefix_list_full"] += 1
+                return
+            addr = wire.with_iid(p.prefix, self.ipv6.stable_iid(p.prefix, iface))
+            try:
+                self.ipv6.add_address(iface, addr, 64, "slaac", valid, preferred)
+            except ValueError:
+                counters["ndp.slaac_bad_address"] += 1    # e.g. inside ::ffff:0:0/96
+                return
+            counters["ndp.slaac_address"] += 1
+        if stack.config.ipv6_temporary:
+            self._temporary(iface, p.prefix, valid, preferred)
+
+    # -- temporary addresses (RFC 8981) -----------------------------------------------
+    def _temporary(self, iface: Interface, prefix: bytes, valid: float, preferred: float,
+                   regenerate: bool = False) -> None:
+        """RFC 8981 3.4, 3.5: a temporary address beside the stable one, with a
+        random IID and lifetimes no longer than the prefix's or the
+        ``ipv6_temp_*`` settings (less a per-stack DESYNC_FACTOR); regenerated
+        REGEN_ADVANCE seconds before it is deprecated."""
+        stack = self.stack
+        cfg = stack.config
+        now = stack.now
+        temps = [a for a in iface.ipv6 if a.origin == "temporary" and a.addr[:8] == prefix[:8]
+                 and a.state != "duplicate"]
+        for a in temps:
+            # Never longer than the prefix now allows (RFC 8981 3.5).
+            if a.valid_until - now > valid or a.preferred_until - now > preferred:
+                self.ipv6.set_lifetimes(iface, a, min(a.valid_until - now, valid),
+                                        min(a.preferred_until - now, preferred, valid))
+        if not valid or (not regenerate and any(a.state in ("tentative", "preferred")
+                                                for a in temps)):
             return
-        if valid == 0:
+        if len(temps) >= MAX_TEMPORARY or sum(
+                1 for a in iface.ipv6 if a.origin == "temporary") >= MAX_PREFIXES:
+            stack.counters["ndp.temporary_limit"] += 1
             return
-        if sum(1 for a in iface.ipv6 if a.origin == "slaac") >= MAX_PREFIXES:
-            counters["ndp.prefix_list_full"] += 1
-            return
-        addr = wire.with_iid(p.prefix, self.ipv6.stable_iid(p.prefix, iface))
+        t_preferred = min(preferred, cfg.ipv6_temp_preferred - self._desync)
+        t_valid = min(valid, cfg.ipv6_temp_valid)
+        if t_preferred <= REGEN_ADVANCE:
+            return                     # RFC 8981 3.4 step 6: it could never be used
+        iid = secrets.token_bytes(8)
+        while iid == bytes(8) or int.from_bytes(iid, "big") >= 0xFDFFFFFFFFFFFF80:
+            iid = secrets.token_bytes(8)
         try:
-            self.ipv6.add_address(iface, addr, 64, "slaac", valid, preferred)
+            self.ipv6.add_address(iface, prefix[:8] + iid, 64, "temporary", t_valid,
+                                  t_preferred)
         except ValueError:
-            counters["ndp.slaac_bad_address"] += 1    # e.g. inside ::ffff:0:0/96
+            stack.counters["ndp.slaac_bad_address"] += 1
             return
-        counters["ndp.slaac_address"] += 1
+        stack.counters["ndp.temporary_address"] += 1
+        key = (iface, prefix[:8], "regen")
+        self._expire_at(key, t_preferred - REGEN_ADVANCE,
+                        lambda: self._regenerate(iface, prefix))
+
+    def _regenerate(self, iface: Interface, prefix: bytes) -> None:
+        """While the prefix still has a usable stable address, a new temporary
+        one takes over before the current one is deprecated."""
+        now = self.stack.now
+        public = next((a for a in iface.ipv6 if a.origin == "slaac" and a.usable
+                       and a.addr[:8] == prefix[:8]), None)
+        if public is None or not self.stack.config.ipv6_temporary:
+            return
+        self._temporary(iface, prefix, public.valid_until - now, public.preferred_until - now,
+                        regenerate=True)
 
     def _prefix_expiry(self, key: tuple[Interface, bytes, int]) -> None:
         expiry = self.prefixes.get(key)
