@@ -469,3 +469,19 @@ def test_temporary_addresses_preferred_as_sources_and_regenerated() -> None:
     lan2.sniffer("router").inject(ra_frame())
     lan2.run(3.0)
     assert not [x for x in lan2.stacks[0].interfaces[0].ipv6 if x.origin == "temporary"]
+
+
+def test_removing_the_last_address_of_a_prefix_removes_its_route() -> None:
+    lan = lan6(1)
+    a = lan.stacks[0]
+    iface = a.interfaces[0]
+    net = ip_bytes("2001:db8:3::9")
+    a.ipv6.add_address(iface, ip_bytes("2001:db8:3::1"), 64)
+    a.ipv6.add_address(iface, ip_bytes("2001:db8:3::2"), 64)
+    lan.run(3.0)
+    assert a.ipv6.routes.lookup(net) is not None
+    a.ipv6.remove_address(iface, ip_bytes("2001:db8:3::1"))
+    assert a.ipv6.routes.lookup(net) is not None       # ::2 still holds the prefix
+    a.ipv6.remove_address(iface, ip_bytes("2001:db8:3::2"))
+    assert a.ipv6.routes.lookup(net) is None
+    assert ip_bytes("2001:db8:3::2") not in a.local_addresses

@@ -148,6 +148,13 @@ class Ipv6:
             if a.state != "duplicate":
                 self.leave(iface, wire.solicited_node(a.addr))
             self.ndp.cancel_dad(iface, a)
+            if not wire.is_link_local(a.addr) and a.prefixlen < 128 and not any(
+                    b.prefixlen == a.prefixlen and wire.in_prefix(b.addr, a.addr, a.prefixlen)
+                    for b in iface.ipv6):
+                # The prefix's connected route goes with its last address (an RA's
+                # on-link prefix keeps its own route, origin ``ra``).
+                self.routes.remove(int.from_bytes(wire.mask(a.addr, a.prefixlen), "big"),
+                                   a.prefixlen, iface, "connected")
         if found:
             self.stack.addresses_changed()
         return bool(found)

@@ -51,11 +51,13 @@ class RouteTable:
         self.routes.sort(key=lambda r: -r.prefixlen)
         self._cache.clear()
 
-    def remove(self, network: int, prefixlen: int, iface: Interface | None = None) -> bool:
+    def remove(self, network: int, prefixlen: int, iface: Interface | None = None,
+               origin: str | None = None) -> bool:
         before = len(self.routes)
         self.routes = [r for r in self.routes
                        if not (r.network == network and r.prefixlen == prefixlen
-                               and (iface is None or r.iface is iface))]
+                               and (iface is None or r.iface is iface)
+                               and (origin is None or r.origin == origin))]
         self._cache.clear()
         return len(self.routes) != before
 
