@@ -1,6 +1,7 @@
 """``python -m bench.ipv6_stack``: the per-packet cost of the stack's IPv6 input
 next to IPv4's, through ``Stack.receive`` (no I/O): an ICMP echo request in,
-its reply out to a resolved neighbour. Both families do the same work (parse,
+its reply out to a resolved neighbour; with ``--rtt`` (root: a namespace and a
+TAP) also the kernel's ping RTT to the stack over IPv4 and over IPv6. Both families do the same work (parse,
 the address checks, dispatch, the ICMP checksum twice, the reply's output),
 so the difference is the IP layer's. Issue 12 asks that IPv6 cost no more than
 10% over IPv4 per packet.
@@ -72,14 +73,57 @@ def run(packets: int, repeat: int) -> tuple[float, float]:
     return best[4] * 1e6, best[6] * 1e6
 
 
+def ping_rtts(count: int = 20) -> tuple[float | None, float | None]:
+    """The kernel's average ping RTT (ms) to one stack over IPv4 and over IPv6,
+    through a TAP in a throw-away namespace (2001:db8::/32 and 192.0.2.0/24)."""
+    import subprocess
+
+    from bench import tcp_bulk
+    from femtotcp.phy import netns as nsmod
+    from femtotcp.phy.tap import TapDevice
+    from femtotcp.runtime import Runtime
+
+    with tcp_bulk.namespace("ftbench6") as ns:
+        for key in ("all", "default"):
+            subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                            f"net.ipv6.conf.{key}.disable_ipv6=0"], check=True)
+        with nsmod.entered(ns):
+            tap = TapDevice("ftbench6", mtu=1500)
+        stack = Stack("bench6", modules=["arp", "ipv4", "icmp4", "ipv6", "icmp6"],
+                      config=StackConfig(ipv6_dad=False))
+        iface = stack.add_interface(tap, mac="02:00:00:00:00:02", ipv4="192.0.2.2/24")
+        assert stack.ipv6 is not None
+        stack.ipv6.add_address(iface, US6, 64)
+        for addr in ("192.0.2.1/24", "2001:db8::2/64"):
+            extra = ["nodad"] if ":" in addr else []
+            subprocess.run(["ip", "-n", ns, "addr", "add", addr, "dev", tap.name, *extra],
+                           check=True)
+        rt = Runtime()
+        rt.add_stack(stack)
+        rt.start()
+        try:
+            rt.call(stack.start)
+            return (tcp_bulk.ping_rtt(ns, "192.0.2.2", count),
+                    tcp_bulk.ping_rtt(ns, "2001:db8::1", count))
+        finally:
+            rt.stop()
+            rt.join(5)
+            rt.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.ipv6_stack")
     ap.add_argument("--packets", type=int, default=5000)
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--rtt", action="store_true", help="also ping RTT over TAP (root)")
     args = ap.parse_args(argv)
     us4, us6 = run(args.packets, args.repeat)
     print(f"stack echo in+out  IPv4 {us4:6.2f} us/packet   IPv6 {us6:6.2f} us/packet   "
           f"IPv6/IPv4 {us6 / us4:5.2f}")
+    if args.rtt:
+        rtt4, rtt6 = ping_rtts()
+        show = [f"{v:.3f} ms" if v is not None else "n/a" for v in (rtt4, rtt6)]
+        print(f"ping RTT kernel -> femtotcp  IPv4 {show[0]}   IPv6 {show[1]}")
 
 
 if __name__ == "__main__":
