@@ -260,6 +260,10 @@ def test_serve_ipv6_flags_and_ctl(ns: Netns, require_program: Callable[[str], st
                 "origin": "connected"} in routes
         assert {"destination": "::/0", "gateway": "fe80::1", "interface": "ftap0",
                 "origin": "static"} in routes
+        stats = served.result("stats")
+        assert stats["reassembly6"] == {"datagrams": 0, "bytes": 0}
+        assert stats["counters"]["icmp6.echo_replied"] >= 3
+        assert stats["counters"].get("stack.internal_error", 0) == 0
         table = subprocess.run([sys.executable, "-m", "femtotcp", "ctl", "--control", control,
                                 "addr"], capture_output=True, text=True, timeout=30)
         assert "inet6 2001:db8:1::2/64 static preferred" in table.stdout

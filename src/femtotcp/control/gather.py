@@ -142,6 +142,12 @@ def gather_stats(host: HostLike) -> dict[str, Any]:
     if reasm is not None:
         r = reasm.stats()
         reassembly = {"datagrams": int(r.get("datagrams", 0)), "bytes": int(r.get("bytes", 0))}
+    reassembly6 = None
+    ipv6 = stack.ipv6
+    if ipv6 is not None:
+        r6 = ipv6.reassembly.stats()
+        reassembly6 = {"datagrams": int(r6.get("datagrams", 0)),
+                       "bytes": int(r6.get("bytes", 0))}
     udp = None
     if getattr(stack, "udp", None) is not None:
         eps = list(stack.udp.endpoints.values())
@@ -163,7 +169,8 @@ def gather_stats(host: HostLike) -> dict[str, Any]:
     for iface in stack.interfaces:
         devices[iface.name] = {str(k): int(v)
                                for k, v in sorted(iface.device.counters.items())}
-    return {"counters": snapshot, "drops": drops, "reassembly": reassembly, "udp": udp,
+    return {"counters": snapshot, "drops": drops, "reassembly": reassembly,
+            "reassembly6": reassembly6, "udp": udp,
             "tcp": tcp, "devices": devices, "modules": sorted(stack.modules)}
 
 

@@ -50,6 +50,10 @@ def _render_stats(r: dict[str, Any]) -> str:
     reasm = r.get("reassembly")
     if reasm is not None:
         parts.append(f"reassembly: {reasm['datagrams']} datagrams, {reasm['bytes']} bytes held")
+    reasm6 = r.get("reassembly6")
+    if reasm6 is not None:
+        parts.append(f"reassembly (IPv6): {reasm6['datagrams']} datagrams, "
+                     f"{reasm6['bytes']} bytes held")
     udp = r.get("udp")
     if udp is not None:
         parts.append(f"udp: {udp['endpoints']} endpoints, {udp['queued_datagrams']} datagrams "
