@@ -488,3 +488,18 @@ def test_removing_the_last_address_of_a_prefix_removes_its_route() -> None:
     a.ipv6.remove_address(iface, ip_bytes("2001:db8:3::2"))
     assert a.ipv6.routes.lookup(net) is None
     assert ip_bytes("2001:db8:3::2") not in a.local_addresses
+
+
+def test_the_ipv6_modules_load_no_openssl() -> None:
+    """RFC 7217 IIDs, fragment identifications and jitter come from BLAKE2s and
+    os.urandom: an IPv6 stack never maps libcrypto (secrets/hashlib would)."""
+    import subprocess
+    import sys
+
+    code = ("import femtotcp.stack.stack as s, sys\n"
+            "st = s.Stack('x', modules=['ipv6', 'icmp6'])\n"
+            "print(sorted(m for m in sys.modules if m in "
+            "('_hashlib', '_ssl', 'hashlib', 'secrets')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.strip() == "[]"

@@ -5,7 +5,7 @@ family's module builds and sends the request itself (``send_echo``)."""
 from __future__ import annotations
 
 import errno
-import secrets
+import os
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -68,7 +68,8 @@ class EchoTable:
         """An echo endpoint with a free identifier (random unless given)."""
         if ident is None:
             for _ in range(64):
-                ident = 1 + secrets.randbelow(0xFFFF)
+                # os.urandom, not secrets: no OpenSSL in an idle stack.
+                ident = 1 + int.from_bytes(os.urandom(2), "big") % 0xFFFF
                 if ident not in self.echo:
                     break
             else:

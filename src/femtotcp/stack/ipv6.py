@@ -25,10 +25,8 @@ a secret made per stack with ``os.urandom``.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
-import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -38,6 +36,11 @@ from femtotcp.stack.routes import Route, RouteTable
 from femtotcp.wire import ethernet, ip_str, ipv6ext, mld
 from femtotcp.wire import icmp6 as wire_icmp6
 from femtotcp.wire import ipv6 as wire
+
+try:
+    from _blake2 import blake2s  # the C BLAKE2 hashlib wraps, without loading OpenSSL
+except ImportError:               # pragma: no cover - a Python built without it
+    from hashlib import blake2s
 
 if TYPE_CHECKING:
     from femtotcp.stack.interface import Interface
@@ -96,11 +99,12 @@ class Ipv6:
     # -- addresses -----------------------------------------------------------------
     def stable_iid(self, prefix: bytes, iface: Interface, dad_counter: int = 0) -> bytes:
         """RFC 7217 5: F(Prefix, Net_Iface, Network_ID, DAD_Counter, secret_key),
-        SHA-256 here, the low 64 bits; never a reserved IID (RFC 5453)."""
+        keyed BLAKE2s here (RFC 7217 allows any PRF; no OpenSSL for SHA-256),
+        64 bits of it; never a reserved IID (RFC 5453)."""
         for extra in range(8):
-            digest = hashlib.sha256(prefix[:8] + iface.mac + iface.name.encode()
-                                    + bytes((dad_counter + extra,)) + self.secret).digest()
-            iid = digest[:8]
+            iid = blake2s(prefix[:8] + iface.mac + iface.name.encode()
+                          + bytes((dad_counter + extra,)), key=self.secret,
+                          digest_size=8).digest()
             value = int.from_bytes(iid, "big")
             if value != 0 and not 0xFDFFFFFFFFFFFF80 <= value <= 0xFDFFFFFFFFFFFFFF:
                 return iid
@@ -186,7 +190,7 @@ class Ipv6:
             # RFC 8981 3.4 (TEMP_IDGEN_RETRIES): a temporary one gets a new random IID.
             now = stack.now
             iid = self.stable_iid(entry.addr, iface, entry.dad_counter + 1) \
-                if entry.origin == "slaac" else secrets.token_bytes(8)
+                if entry.origin == "slaac" else os.urandom(8)
             self.add_address(iface, wire.with_iid(entry.addr, iid), entry.prefixlen, entry.origin,
                              entry.valid_until - now, entry.preferred_until - now,
                              entry.dad_counter + 1)
@@ -547,7 +551,8 @@ class Ipv6:
             counters["ipv6.tx_needs_fragmentation"] += 1
             return errno.EMSGSIZE
         # RFC 8200 4.5; identifications unpredictable (RFC 7739).
-        for first_nh, piece in ipv6ext.fragment(proto, payload, mtu, secrets.randbits(32)):
+        for first_nh, piece in ipv6ext.fragment(proto, payload, mtu,
+                                                     int.from_bytes(os.urandom(4), "big")):
             self._transmit(iface, next_hop, dst, wire.build(src, dst, first_nh, piece, hop, tos))
             counters["ipv6.tx_fragments"] += 1
         return 0

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -70,7 +69,8 @@ class _Dad:
 
 
 def _uniform(high: float) -> float:
-    return high * secrets.randbelow(1_000_000) / 1_000_000
+    """A random delay in [0, high) (os.urandom: no OpenSSL behind ``secrets``)."""
+    return high * (int.from_bytes(os.urandom(4), "big") % 1_000_000) / 1_000_000
 
 
 class Ndp(NeighbourTable):
@@ -603,9 +603,9 @@ class Ndp(NeighbourTable):
         t_valid = min(valid, cfg.ipv6_temp_valid)
         if t_preferred <= REGEN_ADVANCE:
             return                     # RFC 8981 3.4 step 6: it could never be used
-        iid = secrets.token_bytes(8)
+        iid = os.urandom(8)
         while iid == bytes(8) or int.from_bytes(iid, "big") >= 0xFDFFFFFFFFFFFF80:
-            iid = secrets.token_bytes(8)
+            iid = os.urandom(8)
         try:
             self.ipv6.add_address(iface, prefix[:8] + iid, 64, "temporary", t_valid,
                                   t_preferred)
