@@ -100,6 +100,13 @@ class HostOptions:
                     raise ValueError(f"{flag} needs the {mod} module (--modules)")
 
     def _validate_ipv6(self) -> None:
+        if self.no_ipv6 and (self.ipv6 or self.gateway6):
+            raise ValueError("--no-ipv6 cannot go with --ipv6 or --gateway6")
+        if not self.ipv6 and not self.gateway6:
+            return
+        from femtotcp.stack import modules as modreg
+        if not modreg.available("ipv6"):
+            raise ValueError("--ipv6 needs the ipv6 module, which is not in this build")
         from femtotcp.stack.ipv6 import parse_prefix6
         from femtotcp.wire import ipv6 as wire6
 

@@ -31,9 +31,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from femtotcp.stack.interface import Ipv6Address
+from femtotcp.stack.ndp import Ndp
 from femtotcp.stack.reassembly import Reassembler
 from femtotcp.stack.routes import Route, RouteTable
-from femtotcp.wire import ethernet, ip_str, ipv6ext, mld
+from femtotcp.wire import ethernet, ip_bytes, ip_str, ipv6ext, mld
 from femtotcp.wire import icmp6 as wire_icmp6
 from femtotcp.wire import ipv6 as wire
 
@@ -73,8 +74,6 @@ class _FragHead(NamedTuple):
 
 class Ipv6:
     def __init__(self, stack: Stack) -> None:
-        from femtotcp.stack.ndp import Ndp
-
         self.stack = stack
         self.routes = RouteTable()
         self.protocols: dict[int, Ipv6Handler] = {wire.PROTO_ICMP6: self._icmp6_input}
@@ -601,8 +600,6 @@ class Ipv6:
 
 def parse_prefix6(text: str) -> tuple[bytes, int]:
     """'2001:db8::1/64' -> (packed, 64); ValueError naming the problem."""
-    from femtotcp.wire import ip_bytes
-
     addr, sep, plen = text.partition("/")
     try:
         packed = ip_bytes(addr.strip())

@@ -34,6 +34,7 @@ from femtotcp.stack.neighbour import (
     Neighbour,
     NeighbourTable,
 )
+from femtotcp.stack.routes import Route
 from femtotcp.wire import ethernet, ip_str, mac_str
 from femtotcp.wire import ipv6 as wire
 from femtotcp.wire import ndp as wire_ndp
@@ -508,8 +509,6 @@ class Ndp(NeighbourTable):
 
     def _default_route(self) -> None:
         """::/0 through the first router of the default router list (RFC 4861 6.3.6)."""
-        from femtotcp.stack.routes import Route
-
         routes = self.ipv6.routes
         routes.remove(0, 0)
         for iface, router in self.routers:
@@ -638,8 +637,6 @@ class Ndp(NeighbourTable):
     # -- redirects (RFC 4861 8.1, 8.3) ---------------------------------------------------
     def _redirect(self, header: wire.Ipv6Header, msg: wire_ndp.Redirect,
                   iface: Interface) -> None:
-        from femtotcp.stack.routes import Route
-
         counters = self.stack.counters
         route = self.ipv6.routes.lookup(msg.destination)
         if route is None or route.gateway != header.src or route.iface is not iface:
