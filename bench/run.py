@@ -49,6 +49,11 @@ def _tap(args: argparse.Namespace) -> None:
     print(f"  ping RTT kernel -> femtotcp   {rtt:.3f} ms" if rtt is not None
           else "  ping RTT: ping not available")
     print(f"  RSS after the transfers       {rss:.1f} MB")
+    from bench import ipv6_stack
+    rtt4, rtt6 = ipv6_stack.ping_rtts()
+    print("  ping RTT kernel -> femtotcp with IPv6 loaded: "
+          + "   ".join(f"{name} {v:.3f} ms" if v is not None else f"{name} n/a"
+                       for name, v in (("IPv4", rtt4), ("IPv6", rtt6))))
     tso, gro = tcp_bulk.offload_default()
     mode = "TSO writes and GRO reads" if gro else ("TSO writes only" if tso else "off")
     print(f"  (femtotcp's TAP offload: {mode}; FEMTOTCP_BENCH_OFFLOAD=gro|tx|0 chooses)")
@@ -112,8 +117,9 @@ def _path(args: argparse.Namespace) -> None:
     per_seg = us_tx * 10000 / segs
     print(f"  sending:   {per_seg:6.1f} us per 1448-byte segment, ACK processing included "
           f"(= {1448 / per_seg:.1f} MB/s of CPU)")
-    from bench import ipv6_wire
+    from bench import ipv6_stack, ipv6_wire
     ipv6_wire.main([])
+    ipv6_stack.main([])
     if args.profile:
         print("\n--- cProfile, receiving ---")
         print(tcp_path.profile(lambda p: tcp_path.receive_path(20000, p)))

@@ -85,7 +85,12 @@ def add_stack_arguments(p: argparse.ArgumentParser) -> None:
     net.add_argument("--gateway", metavar="IP", help="default router")
     net.add_argument("--dns", metavar="IP", action="append", default=[],
                      help="DNS server (repeatable)")
-    net.add_argument("--ipv6", metavar="auto|ADDR/PREFIX", help="IPv6 address")
+    net.add_argument("--ipv6", metavar="auto|ADDR/PREFIX", action="append", default=[],
+                     help="IPv6: auto (link-local and SLAAC from router advertisements) "
+                          "or a static address (repeatable)")
+    net.add_argument("--gateway6", metavar="IP6", help="IPv6 default router")
+    net.add_argument("--no-ipv6", action="store_true",
+                     help="no IPv6 at all (the default without --ipv6)")
     net.add_argument("--acd", action="store_true",
                      help="RFC 5227 conflict detection before using --ip")
     svc = p.add_argument_group("services")
@@ -124,7 +129,8 @@ def host_options(args: argparse.Namespace) -> Any:
         tap=args.tap, tun=args.tun, ip=args.ip, dhcp=args.dhcp, mac=args.mac,
         gateway=args.gateway, mtu=args.mtu, pcap=args.pcap, udp_echo=args.udp_echo,
         tcp_echo=args.tcp_echo, discard=args.discard, chargen=args.chargen, dns=args.dns,
-        ipv6=args.ipv6, modules=args.modules, acd=args.acd,
+        ipv6=args.ipv6, gateway6=args.gateway6, no_ipv6=args.no_ipv6,
+        modules=args.modules, acd=args.acd,
         tcp_rst_limit=args.tcp_rst_limit,
         control=getattr(args, "control", None))
     try:

@@ -20,6 +20,12 @@ from femtotcp.wire import ip_bytes, ip_str, mac_bytes, mac_str
 log = logging.getLogger("femtotcp.host")
 
 
+def build_has() -> str:
+    """The modules, services and faces present in this build, for error messages."""
+    from femtotcp.stack import modules as modreg
+    return ", ".join(modreg.present()) or "no optional module"
+
+
 @dataclass
 class HostOptions:
     """What a user can ask for on the command line (validated by ``validate``)."""
@@ -37,7 +43,9 @@ class HostOptions:
     discard: list[int] = field(default_factory=list)
     chargen: list[int] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
-    ipv6: str | None = None
+    ipv6: list[str] = field(default_factory=list)    # "auto" or ADDR/PREFIX, repeatable
+    gateway6: str | None = None
+    no_ipv6: bool = False
     modules: list[str] | None = None
     acd: bool = False
     tcp_rst_limit: tuple[float, int] | None = None   # (rate/s, burst) of RSTs to closed ports
@@ -85,8 +93,7 @@ class HostOptions:
                     raise ValueError(f"{flag} {p}: port out of range 1..65535")
         for d in self.dns:
             ip_bytes(d)
-        if self.ipv6 is not None:
-            raise ValueError("--ipv6: IPv6 is not in this build yet")
+        self._validate_ipv6()
         self.check_modules()
 
     def check_modules(self) -> None:
@@ -102,7 +109,8 @@ class HostOptions:
                 ("--tcp-echo", "tcp", self.tcp_echo), ("--discard", "tcp", self.discard),
                 ("--chargen", "tcp", self.chargen), ("--udp-echo", "udp", self.udp_echo),
                 ("--dns", "dns", self.dns), ("--dhcp", "dhcp", self.dhcp),
-                ("--pcap", "pcap", self.pcap), ("--control", "ctl", self.control)]
+                ("--pcap", "pcap", self.pcap), ("--control", "ctl", self.control),
+                ("--ipv6", "ipv6", self.ipv6)]
         for flag, mod, used in uses:
             if not used:
                 continue
@@ -115,11 +123,38 @@ class HostOptions:
                     if dep not in self.modules:
                         raise ValueError(f"{flag} needs the {dep} module (--modules)")
 
+    def _validate_ipv6(self) -> None:
+        if self.no_ipv6 and (self.ipv6 or self.gateway6):
+            raise ValueError("--no-ipv6 cannot go with --ipv6 or --gateway6")
+        if not self.ipv6 and not self.gateway6:
+            return
+        from femtotcp.stack import modules as modreg
+        if not modreg.available("ipv6"):
+            raise ValueError(f"--ipv6 needs the ipv6 module; this build has: {build_has()}")
+        from femtotcp.stack.ipv6 import parse_prefix6
+        from femtotcp.wire import ipv6 as wire6
 
-def build_has() -> str:
-    """The modules, services and faces present in this build, for error messages."""
-    from femtotcp.stack import modules as modreg
-    return ", ".join(modreg.present()) or "no optional module"
+        for value in self.ipv6:
+            if value == "auto":
+                continue
+            try:
+                addr, plen = parse_prefix6(value)
+            except ValueError as exc:
+                raise ValueError(f"--ipv6 {value}: {exc} (want auto or ADDR/PREFIX)") from None
+            if "/" not in value:
+                raise ValueError(f"--ipv6 {value}: give a prefix length, e.g. {value}/64")
+            if addr[0] == 0xFF or addr in (wire6.UNSPECIFIED, wire6.LOOPBACK) \
+                    or wire6.is_v4_mapped(addr):
+                raise ValueError(f"--ipv6 {value}: not a usable unicast address")
+        if self.gateway6 is not None:
+            if not self.ipv6:
+                raise ValueError("--gateway6 needs --ipv6")
+            try:
+                gw, _ = parse_prefix6(self.gateway6)
+            except ValueError:
+                raise ValueError(f"--gateway6 {self.gateway6}: not an IPv6 address") from None
+            if "/" in self.gateway6 or gw[0] == 0xFF or gw == wire6.UNSPECIFIED:
+                raise ValueError(f"--gateway6 {self.gateway6}: not a unicast IPv6 address")
 
 
 class Host:
@@ -135,7 +170,14 @@ class Host:
             from femtotcp.proto.tcp.config import TcpConfig
             cfg.tcp = cfg.tcp or TcpConfig()
             cfg.tcp.rst_rate, cfg.tcp.rst_burst = opts.tcp_rst_limit
-        self.stack = Stack(opts.name, modules=opts.modules, config=cfg)
+        modules = opts.modules
+        if opts.ipv6:
+            cfg.ipv6_accept_ra = cfg.ipv6_autoconf = "auto" in opts.ipv6
+            if modules is None:
+                from femtotcp.stack import modules as modreg
+                modules = [m for m in modreg.DEFAULT_MODULES + ("ipv6", "icmp6")
+                           if modreg.available(m)]
+        self.stack = Stack(opts.name, modules=modules, config=cfg)
         self.services: list[Any] = []
         self.pcap: Any = None
         self._closers: list[Callable[[], None]] = []
@@ -150,9 +192,25 @@ class Host:
             device, mac=opts.mac, ipv4=opts.ip, mtu=opts.mtu)
         if opts.gateway:
             self.stack.add_route("0.0.0.0/0", gateway=opts.gateway, iface=self.iface)
+        if opts.ipv6:
+            self._configure_ipv6()
         if opts.pcap:
             self.start_capture(opts.pcap)
         self.runtime.add_stack(self.stack)
+
+    def _configure_ipv6(self) -> None:
+        """Static IPv6 addresses (DAD runs when the stack starts) and --gateway6."""
+        from femtotcp.stack.ipv6 import parse_prefix6
+        from femtotcp.stack.routes import Route
+
+        ipv6 = need(self.stack.ipv6, "ipv6")
+        for value in self.opts.ipv6:
+            if value != "auto":
+                addr, plen = parse_prefix6(value)
+                ipv6.add_address(self.iface, addr, plen, "static")
+        if self.opts.gateway6:
+            gw, _ = parse_prefix6(self.opts.gateway6)
+            ipv6.routes.add(Route(0, 0, gw, self.iface, "static", 128))
 
     # -- services -----------------------------------------------------------------
     def _start_services(self) -> None:
@@ -217,6 +275,8 @@ class Host:
     def describe(self) -> str:
         i = self.iface
         addrs = ", ".join(str(a) for a in i.ipv4) or ("DHCP pending" if self.opts.dhcp else "none")
+        if i.ipv6 or self.opts.ipv6:
+            addrs += "; IPv6 " + (", ".join(f"{a} {a.state}" for a in i.ipv6) or "starting")
         return f"{i.name} mac {mac_str(i.mac)} mtu {i.mtu} addr {addrs}"
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
+
 import select
 import shutil
 import subprocess
@@ -179,7 +179,7 @@ def _rss_of(pid: int) -> int:
 
 @contextlib.contextmanager
 def _netns() -> Iterator[str]:
-    name = f"ftsize-{secrets.token_hex(4)}"
+    name = f"ftsize-{os.urandom(4).hex()}"
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
     try:
         yield name

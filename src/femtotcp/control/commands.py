@@ -185,14 +185,14 @@ class Commands:
             raise ControlError("bad_request", f"a ping may last at most "
                                f"{protocol.PING_MAX_DURATION:g} s (count x interval)")
         stack = self.host.stack
-        if getattr(stack, "icmp", None) is None:
-            raise ControlError("unavailable", "the icmp4 module is not loaded")
         try:
             dst = ip_bytes(target)
         except ValueError:
             dst = ip_bytes(self._resolve(target, 10.0)["addresses"][0])
-        if len(dst) != 4:
-            raise ControlError("unavailable", "IPv6 ping is not in this build")
+        module = "icmp" if len(dst) == 4 else "icmp6"
+        if getattr(stack, module, None) is None:
+            raise ControlError("unavailable", f"the {'icmp4' if len(dst) == 4 else 'icmp6'} "
+                               "module is not loaded")
         return self._ping(target, dst, count, interval, wait, size, emit)
 
     def _ping(self, target: str, dst: bytes, count: int, interval: float, wait: float,
@@ -204,7 +204,7 @@ class Commands:
         payload = bytes((0x10 + i) & 0xFF for i in range(size))
 
         def open_endpoint() -> Any:
-            ep = stack.icmp.open_echo()
+            ep = (stack.icmp if len(dst) == 4 else stack.icmp6).open_echo()
             clock = stack.clock
 
             def readable() -> None:

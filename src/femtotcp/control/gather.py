@@ -142,6 +142,12 @@ def gather_stats(host: HostLike) -> dict[str, Any]:
     if reasm is not None:
         r = reasm.stats()
         reassembly = {"datagrams": int(r.get("datagrams", 0)), "bytes": int(r.get("bytes", 0))}
+    reassembly6 = None
+    ipv6 = stack.ipv6
+    if ipv6 is not None:
+        r6 = ipv6.reassembly.stats()
+        reassembly6 = {"datagrams": int(r6.get("datagrams", 0)),
+                       "bytes": int(r6.get("bytes", 0))}
     udp = None
     if getattr(stack, "udp", None) is not None:
         eps = list(stack.udp.endpoints.values())
@@ -163,7 +169,8 @@ def gather_stats(host: HostLike) -> dict[str, Any]:
     for iface in stack.interfaces:
         devices[iface.name] = {str(k): int(v)
                                for k, v in sorted(iface.device.counters.items())}
-    return {"counters": snapshot, "drops": drops, "reassembly": reassembly, "udp": udp,
+    return {"counters": snapshot, "drops": drops, "reassembly": reassembly,
+            "reassembly6": reassembly6, "udp": udp,
             "tcp": tcp, "devices": devices, "modules": sorted(stack.modules)}
 
 
@@ -217,17 +224,26 @@ def gather_addr(host: HostLike) -> dict[str, Any]:
         if not mine and iface is stack.interfaces[0]:
             mine = [c for c in clients if getattr(c, "iface", None) is None]
         dhcp = _dhcp(mine[0], now) if mine else None
+        ipv6 = stack.ipv6
         out.append({"name": iface.name, "index": iface.index, "mac": mac_str(iface.mac),
                     "mtu": iface.mtu, "link": "raw_ip" if iface.raw_ip else "ethernet",
-                    "addresses": addrs, "dhcp": dhcp})
+                    "addresses": addrs, "dhcp": dhcp,
+                    "ipv6": [_plain(a) for a in ipv6.describe_addresses(iface)]
+                    if ipv6 is not None else []})
     return {"interfaces": out}
 
 
 def gather_routes(host: HostLike) -> dict[str, Any]:
-    return {"routes": [_plain(r.describe()) for r in host.stack.routes.routes]}
+    ipv6 = host.stack.ipv6
+    routes6 = ipv6.routes.routes if ipv6 is not None else []
+    return {"routes": [_plain(r.describe()) for r in host.stack.routes.routes + routes6]}
 
 
 def gather_neigh(host: HostLike) -> dict[str, Any]:
     arp = host.stack.arp
-    return {"neighbours": [_plain(e) for e in arp.entries()] if arp is not None else []}
+    ipv6 = host.stack.ipv6
+    entries = arp.entries() if arp is not None else []
+    if ipv6 is not None:
+        entries += ipv6.ndp.entries()
+    return {"neighbours": [_plain(e) for e in entries]}
 

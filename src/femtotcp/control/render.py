@@ -50,6 +50,10 @@ def _render_stats(r: dict[str, Any]) -> str:
     reasm = r.get("reassembly")
     if reasm is not None:
         parts.append(f"reassembly: {reasm['datagrams']} datagrams, {reasm['bytes']} bytes held")
+    reasm6 = r.get("reassembly6")
+    if reasm6 is not None:
+        parts.append(f"reassembly (IPv6): {reasm6['datagrams']} datagrams, "
+                     f"{reasm6['bytes']} bytes held")
     udp = r.get("udp")
     if udp is not None:
         parts.append(f"udp: {udp['endpoints']} endpoints, {udp['queued_datagrams']} datagrams "
@@ -82,6 +86,12 @@ def _render_addr(r: dict[str, Any]) -> str:
             extra = " tentative" if a.get("tentative") else ""
             brd = f" brd {a['broadcast']}" if a.get("broadcast") else ""
             lines.append(f"    inet {a['address']}/{a['prefixlen']}{brd} {a['origin']}{extra}")
+        for a in i.get("ipv6", []):
+            def left(v: Any) -> str:
+                return "forever" if v is None else f"{v:g}s"
+            lines.append(f"    inet6 {a['address']}/{a['prefixlen']} {a['origin']} {a['state']}"
+                         f"  valid_lft {left(a.get('valid_lifetime'))}"
+                         f" preferred_lft {left(a.get('preferred_lifetime'))}")
         dhcp = i.get("dhcp")
         if dhcp is not None and dhcp.get("address"):
             lines.append(f"    dhcp {dhcp.get('state')}: {dhcp['address']} from "

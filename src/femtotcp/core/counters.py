@@ -271,6 +271,36 @@ declare(DROP, """
     ndp.slla_from_unspecified ndp.solicited_to_multicast ndp.truncated
 """)
 
+# ipv6, ndp, mld, icmp6: the stack's own (stack/ipv6.py, stack/ndp.py, proto/icmp6.py)
+declare(DROP, """
+    ipv6.land ipv6.multicast_not_joined ipv6.not_for_us ipv6.unknown_next_header
+    ipv6.nested_fragment ipv6.tx_martian ipv6.tx_too_big ipv6.no_route ipv6.no_source
+    ipv6.tx_needs_fragmentation ipv6.frag_too_big ipv6.frag_bad_length
+    ipv6.reasm_table_full ipv6.frag_after_overlap ipv6.reasm_memory_full
+    ipv6.reasm_too_many_fragments ipv6.frag_inconsistent_length ipv6.frag_overlap
+    ipv6.reasm_timeout ipv6.frag_duplicate icmp6.module_not_loaded
+    ndp.no_source ndp.cache_full ndp.pending_overflow ndp.resolution_failed
+    ndp.probe_failed ndp.pending_dropped ndp.ns_not_for_us ndp.ns_for_tentative
+    ndp.dad_conflict ndp.na_unsolicited ndp.na_no_tlla ndp.na_for_our_address
+    ndp.ra_ignored ndp.ra_bad_mtu ndp.router_list_full ndp.prefix_link_local
+    ndp.prefix_bad_lifetimes ndp.prefix_list_full ndp.slaac_bad_prefix_length
+    ndp.redirect_not_from_router ndp.redirect_table_full ndp.rs_ignored
+    icmp6.echo_queue_full icmp6.echo_no_source icmp6.echo_reply_unmatched
+    icmp6.unsupported_type icmp6.error_not_ours icmp6.error_suppressed
+    icmp6.error_suppressed_icmp icmp6.error_rate_limited icmp6.error_no_source
+    mld.report_ignored ipv6.no_next_header ipv6.tx_bad_source ndp.prefix_multicast
+    ndp.slaac_bad_address ndp.temporary_limit
+""")
+declare(EVENT, """
+    ipv6.rx ipv6.tx ipv6.tx_loopback ipv6.tx_fragments ipv6.rh0_ignored
+    ipv6.atomic_fragment ipv6.reassembled ipv6.address_expired ipv6.pmtu_lowered
+    icmp6.rx icmp6.echo_replied icmp6.error_received mld.tx_report mld.query
+    ndp.tx_ns ndp.tx_na ndp.tx_dad ndp.tx_rs ndp.rx_ns ndp.rx_na ndp.rx_ra
+    ndp.rx_redirect ndp.dad_looped ndp.dad_defended ndp.na_not_override
+    ndp.router_expired ndp.slaac_address ndp.redirect_accepted ndp.temporary_address
+""")
+
+declare_family(EVENT, "icmp6.tx_error_")     # icmp6.tx_error_<type>_<code>
 declare_family(EVENT, "icmp4.tx_error_")     # icmp4.tx_error_<type>_<code>
 declare_family(EVENT, "dhcp.rx_")            # dhcp.rx_<message type>
 declare_family(EVENT, "dhcp.tx_")

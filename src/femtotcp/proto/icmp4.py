@@ -10,11 +10,9 @@ offending datagram and reach its socket as an errno.
 from __future__ import annotations
 
 import errno
-from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from femtotcp.core import rand
+from femtotcp.proto.echo import EchoTable
 from femtotcp.proto.ratelimit import PerKeyBuckets, TokenBucket
 from femtotcp.wire import icmp4 as wire
 from femtotcp.wire import ipv4 as wire_ipv4
@@ -35,80 +33,20 @@ ERROR_PAYLOAD_MAX = 576 - 20 - 8   # RFC 1812 4.3.2.3: as much as fits in 576 by
 TIMESTAMP_REQUEST = 13             # RFC 792 timestamp / timestamp reply
 TIMESTAMP_REPLY = 14
 
-EchoReply = tuple[bytes, int, bytes, int]   # (source, seq, payload, ttl)
-
-
-class EchoEndpoint:
-    """A ping socket: echo requests out with our identifier, replies queued."""
-
-    def __init__(self, icmp: Icmp4, ident: int, queue_max: int = 256) -> None:
-        self.icmp = icmp
-        self.ident = ident
-        self.queue: deque[EchoReply] = deque()
-        self.queue_max = queue_max
-        self.on_readable: Callable[[], None] | None = None
-        self.closed = False
-
-    def send(self, dst: bytes, seq: int, payload: bytes = b"", ttl: int | None = None) -> int:
-        if self.closed:
-            return errno.EBADF
-        msg = wire.build_echo(wire.ECHO_REQUEST, self.ident, seq & 0xFFFF, payload)
-        return self.icmp.stack.ip_output(dst, wire_ipv4.PROTO_ICMP, msg, ttl=ttl)
-
-    def deliver(self, reply: EchoReply) -> None:
-        if len(self.queue) >= self.queue_max:
-            self.icmp.stack.counters["icmp4.echo_queue_full"] += 1
-            return
-        self.queue.append(reply)
-        if self.on_readable is not None:
-            self.on_readable()
-
-    def recv(self) -> EchoReply | None:
-        return self.queue.popleft() if self.queue else None
-
-    def close(self) -> None:
-        self.closed = True
-        if self.icmp.echo.get(self.ident) is self:
-            del self.icmp.echo[self.ident]
-
-
-class Icmp4:
+class Icmp4(EchoTable):
     def __init__(self, stack: Stack) -> None:
+        super().__init__()
         self.stack = stack
         cfg = stack.config
         self.bucket = TokenBucket(cfg.icmp_rate, cfg.icmp_burst, stack.now)
         self.per_dest = PerKeyBuckets(cfg.icmp_rate_per_dest, cfg.icmp_burst_per_dest)
-        self.echo: dict[int, EchoEndpoint] = {}
         stack.ip_protocols[wire_ipv4.PROTO_ICMP] = self.input
 
-    # -- ping ----------------------------------------------------------------------
-    def open_echo(self, ident: int | None = None) -> EchoEndpoint:
-        """An echo endpoint with a free identifier (random unless given)."""
-        if ident is None:
-            for _ in range(64):
-                ident = 1 + rand.randbelow(0xFFFF)
-                if ident not in self.echo:
-                    break
-            else:
-                raise OSError(errno.EAGAIN, "no free ICMP echo identifier")
-        elif ident in self.echo:
-            raise OSError(errno.EADDRINUSE, f"ICMP echo identifier {ident} in use")
-        ep = EchoEndpoint(self, ident)
-        self.echo[ident] = ep
-        return ep
-
-    def ping(self, dst: bytes, on_reply: Callable[[EchoReply], None], seq: int = 1,
-             payload: bytes = b"femtotcp ping") -> EchoEndpoint:
-        """Send one echo request; ``on_reply`` gets each reply. Close the endpoint when done."""
-        ep = self.open_echo()
-
-        def readable() -> None:
-            while (r := ep.recv()) is not None:
-                on_reply(r)
-
-        ep.on_readable = readable
-        ep.send(dst, seq, payload)
-        return ep
+    # -- ping (proto/echo.py) --------------------------------------------------------
+    def send_echo(self, ident: int, dst: bytes, seq: int, payload: bytes,
+                  ttl: int | None) -> int:
+        msg = wire.build_echo(wire.ECHO_REQUEST, ident, seq, payload)
+        return self.stack.ip_output(dst, wire_ipv4.PROTO_ICMP, msg, ttl=ttl)
 
     # -- input ---------------------------------------------------------------------
     def input(self, header: wire_ipv4.Ipv4Header, data: memoryview, iface: Interface,

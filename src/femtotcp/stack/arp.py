@@ -18,6 +18,14 @@ from typing import TYPE_CHECKING
 
 from femtotcp.core import rand
 from femtotcp.core.timers import Timer
+from femtotcp.stack.neighbour import (
+    INCOMPLETE,
+    PROBE,
+    REACHABLE,
+    STALE,
+    Neighbour,
+    NeighbourTable,
+)
 from femtotcp.wire import arp as wire_arp
 from femtotcp.wire import ethernet, ip_str, mac_str
 
@@ -30,33 +38,8 @@ log = logging.getLogger("femtotcp.arp")
 ZERO_MAC = b"\x00" * 6
 ZERO_IP = b"\x00" * 4
 
-INCOMPLETE = "INCOMPLETE"
-REACHABLE = "REACHABLE"
-STALE = "STALE"
-PROBE = "PROBE"
-
-
-class Neighbour:
-    __slots__ = ("ip", "mac", "state", "confirmed", "used", "requests", "pending",
-                 "pending_bytes", "timer")
-
-    def __init__(self, ip: bytes, now: float) -> None:
-        self.ip = ip
-        self.mac: bytes | None = None
-        self.state = INCOMPLETE
-        self.confirmed = now
-        self.used = now
-        self.requests = 0
-        self.pending: deque[bytes] = deque()
-        self.pending_bytes = 0
-        self.timer: Timer | None = None
-
-    def stale(self, now: float, reachable: float) -> bool:
-        """The one freshness rule: an entry whose reachability was last confirmed
-        more than ``reachable`` seconds ago is STALE. Its MAC is still used, but
-        the next use re-checks it with unicast probes (RFC 1122 2.3.2.1, Linux's
-        REACHABLE -> STALE -> PROBE; RFC 4861 7.3.3 for neighbour discovery)."""
-        return self.state == REACHABLE and now - self.confirmed > reachable
+__all__ = ["INCOMPLETE", "PROBE", "REACHABLE", "STALE", "Arp", "Neighbour", "Prober",
+           "install"]
 
 
 class Prober:
@@ -106,14 +89,12 @@ def _uniform(low: float, high: float) -> float:
     return low + (high - low) * rand.randbelow(1_000_000) / 1_000_000
 
 
-class Arp:
+class Arp(NeighbourTable):
     def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        self.caches: dict[Interface, dict[bytes, Neighbour]] = {}
+        super().__init__(stack)
         self.probers: set[Prober] = set()
         self.conflicts: dict[bytes, bytes] = {}     # our address -> MAC that claimed it
         self._last_defend: dict[bytes, float] = {}
-        self._gc_timer: Timer | None = None
         #: Called with (iface, addr, mac) when RFC 5227 probing finds a conflict.
         self.on_conflict: Callable[[Interface, bytes, bytes], None] | None = None
         stack.ethertypes[ethernet.ETH_ARP] = self.input
@@ -239,10 +220,9 @@ class Arp:
         now = self.stack.now
         n = cache.get(ip)
         if n is None:
-            if not self._make_room(cache):
+            n = self._new_entry(cache, ip)
+            if n is None:
                 return
-            n = cache[ip] = Neighbour(ip, now)
-            self._schedule_gc()
         n.mac = mac
         n.state = REACHABLE
         n.confirmed = now
@@ -255,17 +235,6 @@ class Arp:
             n.pending_bytes = 0
             for packet in pending:
                 self.stack.send_frame(iface, mac, ethernet.ETH_IPV4, packet)
-
-    def _make_room(self, cache: dict[bytes, Neighbour]) -> bool:
-        if len(cache) < self.stack.config.arp_cache_max:
-            return True
-        victim = min((n for n in cache.values() if not n.pending), default=None,
-                     key=lambda n: n.used)
-        if victim is None:
-            self.stack.counters["arp.cache_full"] += 1
-            return False
-        del cache[victim.ip]
-        return True
 
     # -- resolution ----------------------------------------------------------------
     def resolve_and_send(self, iface: Interface, next_hop: bytes, packet: bytes) -> None:
@@ -287,21 +256,12 @@ class Arp:
                 self._request(iface, n, unicast=True)
             return
         if n is None:
-            if not self._make_room(cache):
+            n = self._new_entry(cache, next_hop)
+            if n is None:
                 stack.local_error(packet, errno.EHOSTUNREACH)
                 return
-            n = cache[next_hop] = Neighbour(next_hop, now)
-            self._schedule_gc()
             self._request(iface, n, unicast=False)
-        # Bounded in packets and bytes (Linux unres_qlen, unres_qlen_bytes): the
-        # oldest go first, so the fragments of one large datagram fit together.
-        cfg = stack.config
-        while n.pending and (len(n.pending) >= cfg.arp_pending_max
-                             or n.pending_bytes + len(packet) > cfg.arp_pending_bytes):
-            n.pending_bytes -= len(n.pending.popleft())
-            stack.counters["arp.pending_overflow"] += 1
-        n.pending.append(packet)
-        n.pending_bytes += len(packet)
+        self._enqueue(n, packet)
 
     def _request(self, iface: Interface, n: Neighbour, unicast: bool) -> None:
         src = iface.ipv4_for(n.ip) or ZERO_IP
@@ -329,25 +289,6 @@ class Arp:
         n.pending_bytes = 0
         for packet in pending:
             self.stack.local_error(packet, errno.EHOSTUNREACH)
-
-    # -- aging -------------------------------------------------------------------
-    def _schedule_gc(self) -> None:
-        if self._gc_timer is None:
-            self._gc_timer = self.stack.timers.call_later(
-                self.stack.config.arp_stale_timeout / 2, self._gc)
-
-    def _gc(self) -> None:
-        self._gc_timer = None
-        now = self.stack.now
-        limit = self.stack.config.arp_stale_timeout
-        remaining = 0
-        for cache in self.caches.values():
-            for ip, n in list(cache.items()):
-                if n.mac is not None and now - n.used > limit and now - n.confirmed > limit:
-                    del cache[ip]
-            remaining += len(cache)
-        if remaining:
-            self._schedule_gc()
 
     def entries(self) -> list[dict[str, object]]:
         """The cache for ``femtotcp ctl neigh``."""

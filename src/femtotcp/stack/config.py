@@ -35,6 +35,26 @@ class StackConfig:
     reasm_max_datagrams: int = 64      # datagrams being reassembled at once
     reasm_max_bytes: int = 4 * 1024 * 1024   # ipfrag_high_thresh
     reasm_max_fragments: int = 128     # fragments per datagram (64 KiB / 512-byte minimum)
+    # IPv6 (RFC 8200, 4861, 4862); Linux's net.ipv6.conf.* and neigh defaults.
+    hop_limit: int = 64                # net.ipv6.conf.all.hop_limit
+    ipv6_dad: bool = True              # accept_dad: RFC 4862 5.4 on every address
+    ipv6_dad_transmits: int = 1        # dad_transmits
+    ipv6_accept_ra: bool = True        # accept_ra: routers, prefixes, MTU, RDNSS
+    ipv6_autoconf: bool = True         # autoconf: SLAAC addresses from RA prefixes
+    ipv6_link_local: bool = True       # a link-local address on start
+    ipv6_temporary: bool = False       # use_tempaddr=2: RFC 8981 temporary addresses,
+                                       # preferred as sources
+    ipv6_temp_valid: float = 172800.0  # temp_valid_lft (RFC 8981 TEMP_VALID_LIFETIME)
+    ipv6_temp_preferred: float = 86400.0  # temp_prefered_lft (TEMP_PREFERRED_LIFETIME)
+    ipv6_rtr_solicits: int = 3         # router_solicitations
+    ipv6_rtr_solicit_interval: float = 4.0   # router_solicitation_interval
+    ipv6_reasm_timeout: float = 60.0   # ip6frag_time (RFC 8200 4.5: 60 s); other caps shared
+    ipv6_pmtu_expires: float = 600.0   # route/mtu_expires: a learned path MTU ages out
+    ndp_reachable: float = 30.0        # neigh base_reachable_time (RFC 4861 REACHABLE_TIME)
+    ndp_retrans: float = 1.0           # retrans_time (RFC 4861 RETRANS_TIMER)
+    ndp_delay_first_probe: float = 5.0  # delay_first_probe_time
+    ndp_multicast_solicit: int = 3     # mcast_solicit (MAX_MULTICAST_SOLICIT)
+    ndp_unicast_solicit: int = 3       # ucast_solicit (MAX_UNICAST_SOLICIT)
     # ICMP errors: token bucket, like Linux's icmp_msgs_per_sec / icmp_msgs_burst.
     icmp_rate: float = 1000.0
     icmp_burst: int = 50

@@ -41,6 +41,32 @@ class Ipv4Address:
         return f"{ip_str(self.addr)}/{self.prefixlen}"
 
 
+@dataclass(slots=True, eq=False)
+class Ipv6Address:
+    """One IPv6 address (RFC 4862): its state and lifetimes. ``origin`` is
+    static, link (the link-local address), slaac or temporary (RFC 8981);
+    ``state`` is tentative (DAD running: not used, RFC 4862 5.4), preferred,
+    deprecated (kept for existing traffic, not chosen as a source) or
+    duplicate (DAD failed).
+    Lifetimes are monotonic deadlines (``inf`` for ever)."""
+
+    addr: bytes
+    prefixlen: int
+    origin: str = "static"
+    state: str = "tentative"
+    valid_until: float = float("inf")
+    preferred_until: float = float("inf")
+    dad_counter: int = 0             # RFC 7217 DAD_Counter of a stable-privacy address
+    timer: object = None             # the lifetime timer (stack/ipv6.py)
+
+    @property
+    def usable(self) -> bool:
+        return self.state == "preferred" or self.state == "deprecated"
+
+    def __str__(self) -> str:
+        return f"{ip_str(self.addr)}/{self.prefixlen}"
+
+
 @dataclass(eq=False)
 class Interface:
     name: str
@@ -50,6 +76,8 @@ class Interface:
     index: int
     vlan: int | None = None
     ipv4: list[Ipv4Address] = field(default_factory=list)
+    #: IPv6 addresses (stack/ipv6.py keeps them), every state included.
+    ipv6: list[Ipv6Address] = field(default_factory=list)
     #: Extra group MACs accepted (IPv6 solicited-node multicast, etc.).
     multicast_macs: set[bytes] = field(default_factory=set)
 

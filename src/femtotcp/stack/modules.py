@@ -18,6 +18,8 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "udp": ("femtotcp.proto.udp", ("ipv4",)),
     "tcp": ("femtotcp.proto.tcp", ("ipv4",)),
     "dns": ("femtotcp.services.dns", ("udp",)),
+    "ipv6": ("femtotcp.stack.ipv6", ()),          # with neighbour discovery (stack/ndp.py)
+    "icmp6": ("femtotcp.proto.icmp6", ("ipv6",)),
 }
 
 DEFAULT_MODULES = ("arp", "ipv4", "icmp4", "udp", "tcp")

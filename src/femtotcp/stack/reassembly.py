@@ -1,4 +1,5 @@
-"""IPv4 reassembly (RFC 791 3.2, RFC 815), bounded in datagrams, bytes and time.
+"""IP reassembly (RFC 791 3.2, RFC 815; IPv6: RFC 8200 4.5), bounded in
+datagrams, bytes and time; one per family (``prefix`` names its counters).
 
 A datagram is keyed by (src, dst, protocol, id). Fragments that overlap one
 already held discard the whole datagram (the defence against overlap attacks
@@ -69,9 +70,12 @@ class _Datagram:
 
 class Reassembler:
     def __init__(self, stack: Stack, prefix: str = "ipv4",
-                 on_timeout: Callable[[tuple[Any, bytes]], None] | None = None) -> None:
+                 on_timeout: Callable[[tuple[Any, bytes]], None] | None = None,
+                 timeout_setting: str = "reasm_timeout") -> None:
         self.stack = stack
         self.prefix = prefix
+        #: The StackConfig field holding the timeout (read at use).
+        self.timeout_setting = timeout_setting
         self.on_timeout = on_timeout
         self.datagrams: dict[Key, _Datagram] = {}
         self.bytes_held = 0
@@ -100,7 +104,7 @@ class Reassembler:
                 counters[f"{p}.reasm_table_full"] += 1
                 return None
             dg = self.datagrams[key] = _Datagram()
-            dg.timer = self.stack.timers.call_later(cfg.reasm_timeout,
+            dg.timer = self.stack.timers.call_later(getattr(cfg, self.timeout_setting),
                                                     lambda: self._expire(key))
         if dg.dead:
             counters[f"{p}.frag_after_overlap"] += 1

@@ -1,4 +1,6 @@
-"""The IPv4 routing table: longest-prefix match over a short list."""
+"""Routing tables: longest-prefix match over a short list. One table per
+family (``Stack.routes`` for IPv4, ``Ipv6.routes``); a route's ``width`` is its
+address size in bits (32 or 128)."""
 
 from __future__ import annotations
 
@@ -17,18 +19,21 @@ class Route:
     prefixlen: int
     gateway: bytes | None
     iface: Interface
-    origin: str = "static"       # static | connected | dhcp
+    origin: str = "static"       # static | connected | dhcp | ra | redirect
+    width: int = 32              # address bits: 32 (IPv4) or 128 (IPv6)
 
     @property
     def mask(self) -> int:
-        return (0xFFFFFFFF << (32 - self.prefixlen)) & 0xFFFFFFFF if self.prefixlen else 0
+        full = (1 << self.width) - 1
+        return (full << (self.width - self.prefixlen)) & full if self.prefixlen else 0
 
     def matches(self, dst: int) -> bool:
         return (dst & self.mask) == self.network
 
     def describe(self) -> dict[str, object]:
         return {
-            "destination": f"{ip_str(self.network.to_bytes(4, 'big'))}/{self.prefixlen}",
+            "destination": f"{ip_str(self.network.to_bytes(self.width // 8, 'big'))}"
+                           f"/{self.prefixlen}",
             "gateway": ip_str(self.gateway) if self.gateway else None,
             "interface": self.iface.name,
             "origin": self.origin,
@@ -46,11 +51,13 @@ class RouteTable:
         self.routes.sort(key=lambda r: -r.prefixlen)
         self._cache.clear()
 
-    def remove(self, network: int, prefixlen: int, iface: Interface | None = None) -> bool:
+    def remove(self, network: int, prefixlen: int, iface: Interface | None = None,
+               origin: str | None = None) -> bool:
         before = len(self.routes)
         self.routes = [r for r in self.routes
                        if not (r.network == network and r.prefixlen == prefixlen
-                               and (iface is None or r.iface is iface))]
+                               and (iface is None or r.iface is iface)
+                               and (origin is None or r.origin == origin))]
         self._cache.clear()
         return len(self.routes) != before
 

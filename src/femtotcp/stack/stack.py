@@ -30,12 +30,14 @@ from femtotcp.wire import Malformed, ethernet, ip_bytes, ip_str, mac_bytes
 
 if TYPE_CHECKING:
     from femtotcp.proto.icmp4 import Icmp4
+    from femtotcp.proto.icmp6 import Icmp6
     from femtotcp.proto.tcp.layer import Tcp
     from femtotcp.proto.udp import Udp
     from femtotcp.services.dns import Resolver
     from femtotcp.stack.arp import Arp
     from femtotcp.stack.device import NetDevice
     from femtotcp.stack.ipv4 import Ipv4
+    from femtotcp.stack.ipv6 import Ipv6
     from femtotcp.wire.ipv4 import Ipv4Header
 
 log = logging.getLogger("femtotcp.stack")
@@ -127,6 +129,8 @@ class Stack:
         self.arp: Arp | None = None
         self.ipv4: Ipv4 | None = None
         self.icmp: Icmp4 | None = None
+        self.ipv6: Ipv6 | None = None
+        self.icmp6: Icmp6 | None = None
         self.udp: Udp | None = None
         self.tcp: Tcp | None = None
         self.resolver: Resolver | None = None
@@ -252,6 +256,9 @@ class Stack:
         """Rebuild the address sets (after any change to an interface's addresses)."""
         self.local_addresses = {a.addr for i in self.interfaces for a in i.ipv4
                                 if not a.tentative}
+        # IPv6 addresses in use (not tentative or duplicate): one "is this mine".
+        self.local_addresses.update(a.addr for i in self.interfaces for a in i.ipv6
+                                    if a.usable)
         self.broadcast_addresses = {BROADCAST4} | {
             a.broadcast for i in self.interfaces for a in i.ipv4 if a.prefixlen < 31}
 
@@ -322,13 +329,17 @@ class Stack:
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
-        """Announce ourselves (gratuitous ARP or RFC 5227 probing)."""
+        """Announce ourselves (gratuitous ARP or RFC 5227 probing; IPv6: the
+        link-local address, DAD, router solicitation)."""
         if self.started:
             return
         self.started = True
         if self.arp is not None:
             for iface in self.interfaces:
                 self.arp.start_interface(iface)
+        if self.ipv6 is not None:
+            for iface in self.interfaces:
+                self.ipv6.start_interface(iface)
 
     def on_close(self, callback: Callable[[], None]) -> None:
         self._on_close.append(callback)

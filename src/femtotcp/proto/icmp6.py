@@ -1,0 +1,148 @@
+"""ICMPv6 (RFC 4443): echo, and errors in both directions.
+
+Neighbour discovery and MLD are the ipv6 module's (``stack/ipv6.py``); this
+module answers echo requests (to a group too, as Linux with
+``echo_ignore_multicast=0``), delivers echo replies to ping endpoints, lowers
+the path MTU on Packet Too Big (RFC 8201, never below 1280) and sends errors
+by RFC 4443 2.4's rules (never about an ICMPv6 error or a Redirect, never to
+a source that names no single node, never about a packet to a group except
+Packet Too Big and Parameter Problem code 2), rate limited with the same two
+token buckets and the same settings as ICMPv4 (``icmp_rate``/``icmp_burst``
+and per destination ``icmp_rate_per_dest``/``icmp_burst_per_dest``).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from femtotcp.proto.echo import EchoTable
+from femtotcp.proto.ratelimit import PerKeyBuckets, TokenBucket
+from femtotcp.wire import Malformed
+from femtotcp.wire import icmp6 as wire
+from femtotcp.wire import ipv6 as wire_ipv6
+
+if TYPE_CHECKING:
+    from femtotcp.stack.interface import Interface
+    from femtotcp.stack.stack import Stack
+
+class Icmp6(EchoTable):
+    echo_full_counter = "icmp6.echo_queue_full"
+    family = "ICMPv6"
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__()
+        self.stack = stack
+        cfg = stack.config
+        self.bucket = TokenBucket(cfg.icmp_rate, cfg.icmp_burst, stack.now)
+        self.per_dest = PerKeyBuckets(cfg.icmp_rate_per_dest, cfg.icmp_burst_per_dest)
+
+    # -- ping (proto/echo.py) --------------------------------------------------------
+    def send_echo(self, ident: int, dst: bytes, seq: int, payload: bytes,
+                  ttl: int | None) -> int:
+        """An echo request from the source the route to ``dst`` would use (the
+        checksum covers it)."""
+        stack = self.stack
+        ipv6 = stack.ipv6
+        if ipv6 is None:
+            return errno.ENETUNREACH
+        route = ipv6.routes.lookup(dst)
+        iface = route.iface if route is not None else next(
+            (i for i in stack.interfaces if i.ipv6), None)
+        src = ipv6.source_for(iface, dst) if iface is not None else None
+        if src is None:
+            return errno.EADDRNOTAVAIL
+        msg = wire.build_echo(src, dst, wire.ECHO_REQUEST, ident, seq, payload)
+        return stack.ip_output(dst, wire.PROTO, msg, src=src, ttl=ttl)
+
+    # -- input ---------------------------------------------------------------------
+    def input(self, header: wire_ipv6.Ipv6Header, icmp: wire.Icmp6Header, body: memoryview,
+              iface: Interface, packet: memoryview) -> None:
+        """One ICMPv6 message the ipv6 module parsed (checksum verified)."""
+        stack = self.stack
+        counters = stack.counters
+        t = icmp.type
+        if t == wire.ECHO_REQUEST:
+            dst = header.dst
+            src = dst
+            if dst[0] == 0xFF:
+                ipv6 = stack.ipv6
+                found = ipv6.source_for(iface, header.src) if ipv6 is not None else None
+                if found is None:
+                    counters["icmp6.echo_no_source"] += 1
+                    return
+                src = found
+            reply = wire.build(src, header.src, wire.ECHO_REPLY, 0, icmp.rest, body)
+            stack.ip_output(header.src, wire.PROTO, reply, src=src, tos=header.traffic_class)
+            counters["icmp6.echo_replied"] += 1
+        elif t == wire.ECHO_REPLY:
+            ep = self.echo.get(icmp.ident)
+            if ep is None:
+                counters["icmp6.echo_reply_unmatched"] += 1
+                return
+            ep.deliver((header.src, icmp.seq, bytes(body), header.hop_limit))
+        elif t < 128:
+            self._error_input(icmp, body)
+        else:
+            counters["icmp6.unsupported_type"] += 1
+
+    def _error_input(self, icmp: wire.Icmp6Header, body: memoryview) -> None:
+        counters = self.stack.counters
+        try:
+            quote = wire.parse_quote(body)
+        except Malformed as exc:
+            counters.drop(exc.reason)
+            return
+        if quote.src not in self.stack.local_addresses:
+            counters["icmp6.error_not_ours"] += 1
+            return
+        counters["icmp6.error_received"] += 1
+        if icmp.type == wire.PACKET_TOO_BIG:
+            ipv6 = self.stack.ipv6
+            if ipv6 is not None:
+                ipv6.lower_pmtu(quote.dst, icmp.mtu)
+        # Transports over IPv6 (TCP, UDP) come with their own issue; until then an
+        # error reaches only the path MTU and the counters.
+
+    # -- errors we send ----------------------------------------------------------------
+    def send_error(self, header: wire_ipv6.Ipv6Header, packet: memoryview, type_: int,
+                   code: int, rest: int = 0, link_multicast: bool = False) -> bool:
+        """Send an ICMPv6 error about ``packet`` (the invoking packet from its
+        fixed header on) if RFC 4443 2.4 and the rate limit allow."""
+        stack = self.stack
+        counters = stack.counters
+        src = header.src
+        if not wire.error_allowed(type_, code, src, header.dst, link_multicast):
+            counters["icmp6.error_suppressed"] += 1
+            return False
+        if wire.no_error_about(header.next_header, packet[wire_ipv6.HEADER_LEN:]):
+            counters["icmp6.error_suppressed_icmp"] += 1
+            return False
+        now = stack.now
+        local = src in stack.local_addresses
+        if not local and (not self.per_dest.take(src, now) or not self.bucket.take(now)):
+            counters["icmp6.error_rate_limited"] += 1
+            return False
+        ours = header.dst if header.dst in stack.local_addresses else None
+        if ours is None:
+            ipv6 = stack.ipv6
+            iface = ipv6.iface_of(src) if ipv6 is not None else None
+            route = ipv6.routes.lookup(src) if ipv6 is not None else None
+            if route is not None:
+                iface = route.iface
+            elif iface is None and stack.interfaces:
+                iface = stack.interfaces[0]
+            ours = ipv6.source_for(iface, src) if ipv6 is not None and iface else None
+        if ours is None:
+            counters["icmp6.error_no_source"] += 1
+            return False
+        msg = wire.build_error(ours, src, type_, code, packet, rest)
+        stack.ip_output(src, wire.PROTO, msg, src=ours)
+        counters[f"icmp6.tx_error_{type_}_{code}"] += 1
+        return True
+
+
+def install(stack: Stack) -> Icmp6:
+    icmp = Icmp6(stack)
+    stack.icmp6 = icmp
+    return icmp

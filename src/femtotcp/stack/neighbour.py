@@ -1,0 +1,105 @@
+"""The neighbour cache both families share in shape: ARP's (``stack/arp.py``)
+and neighbour discovery's (``stack/ndp.py``). One dict per interface of
+``Neighbour`` entries; a bounded cache (the least recently used entry without
+waiting packets makes room), a bounded queue of packets waiting on
+resolution, and garbage collection of entries unused and unconfirmed for
+``arp_stale_timeout``. The states and what moves an entry between them are each
+protocol's own."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from femtotcp.core.timers import Timer
+
+if TYPE_CHECKING:
+    from femtotcp.stack.interface import Interface
+    from femtotcp.stack.stack import Stack
+
+INCOMPLETE = "INCOMPLETE"
+REACHABLE = "REACHABLE"
+STALE = "STALE"
+DELAY = "DELAY"        # neighbour discovery only (RFC 4861 7.3.2)
+PROBE = "PROBE"
+
+
+class Neighbour:
+    __slots__ = ("ip", "mac", "state", "confirmed", "used", "requests", "pending",
+                 "pending_bytes", "timer", "router")
+
+    def __init__(self, ip: bytes, now: float) -> None:
+        self.ip = ip
+        self.mac: bytes | None = None
+        self.state = INCOMPLETE
+        self.confirmed = now
+        self.used = now
+        self.requests = 0
+        self.pending: deque[bytes] = deque()
+        self.pending_bytes = 0
+        self.timer: Timer | None = None
+        self.router = False     # RFC 4861 IsRouter (neighbour discovery)
+
+    def stale(self, now: float, reachable: float) -> bool:
+        """The one freshness rule: an entry whose reachability was last confirmed
+        more than ``reachable`` seconds ago is STALE. Its MAC is still used, but
+        the next use re-checks it with unicast probes (RFC 1122 2.3.2.1, Linux's
+        REACHABLE -> STALE -> PROBE; RFC 4861 7.3.3 for neighbour discovery)."""
+        return self.state == REACHABLE and now - self.confirmed > reachable
+
+
+class NeighbourTable:
+    """The caches of one protocol; ``prefix`` names its counters."""
+
+    prefix = "arp"
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.caches: dict[Interface, dict[bytes, Neighbour]] = {}
+        self._gc_timer: Timer | None = None
+
+    def _new_entry(self, cache: dict[bytes, Neighbour], ip: bytes) -> Neighbour | None:
+        """A fresh INCOMPLETE entry, or None when the cache is full of entries
+        with waiting packets (counted ``<prefix>.cache_full``)."""
+        if len(cache) >= self.stack.config.arp_cache_max:
+            victim = min((n for n in cache.values() if not n.pending), default=None,
+                         key=lambda n: n.used)
+            if victim is None:
+                self.stack.counters[f"{self.prefix}.cache_full"] += 1
+                return None
+            if victim.timer is not None:
+                victim.timer.cancel()
+            del cache[victim.ip]
+        n = cache[ip] = Neighbour(ip, self.stack.now)
+        self._schedule_gc()
+        return n
+
+    def _enqueue(self, n: Neighbour, packet: bytes) -> None:
+        """Queue a packet on resolution, bounded in packets and bytes (Linux
+        unres_qlen, unres_qlen_bytes): the oldest go first, so the fragments of
+        one large datagram fit together."""
+        cfg = self.stack.config
+        while n.pending and (len(n.pending) >= cfg.arp_pending_max
+                             or n.pending_bytes + len(packet) > cfg.arp_pending_bytes):
+            n.pending_bytes -= len(n.pending.popleft())
+            self.stack.counters[f"{self.prefix}.pending_overflow"] += 1
+        n.pending.append(packet)
+        n.pending_bytes += len(packet)
+
+    def _schedule_gc(self) -> None:
+        if self._gc_timer is None:
+            self._gc_timer = self.stack.timers.call_later(
+                self.stack.config.arp_stale_timeout / 2, self._gc)
+
+    def _gc(self) -> None:
+        self._gc_timer = None
+        now = self.stack.now
+        limit = self.stack.config.arp_stale_timeout
+        remaining = 0
+        for cache in self.caches.values():
+            for ip, n in list(cache.items()):
+                if n.mac is not None and now - n.used > limit and now - n.confirmed > limit:
+                    del cache[ip]
+            remaining += len(cache)
+        if remaining:
+            self._schedule_gc()

@@ -1,0 +1,276 @@
+"""IPv6 against the Linux kernel over TAP: ping -6 both ways (link-local,
+global, 4000 bytes in fragments), NDP resolution both ways, SLAAC and the
+default route from radvd, DAD against an address the kernel holds, and MLDv2
+reports tshark decodes cleanly. Addresses from 2001:db8::/32 only, inside the
+test's own namespace."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from netns import Netns, kernel_tap
+
+from femtotcp.runtime import Runtime
+from femtotcp.stack import Stack
+from femtotcp.stack.modules import DEFAULT_MODULES
+from femtotcp.wire import ip_bytes, ip_str, ipv6
+
+STACK_MAC = "02:00:00:00:00:02"
+KERNEL6 = "2001:db8:1::1"
+STACK6 = ip_bytes("2001:db8:1::2")
+
+
+def enable_ipv6(ns: Netns) -> None:
+    for key in ("all", "default"):
+        ns.run("sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=0")
+
+
+@contextlib.contextmanager
+def stack6(dev: Any, static: bytes | None = STACK6,
+           pcap: Path | None = None) -> Iterator[tuple[Runtime, Stack]]:
+    stack = Stack("v6", modules=list(DEFAULT_MODULES) + ["ipv6", "icmp6"])
+    iface = stack.add_interface(dev, mac=STACK_MAC, ipv4="192.0.2.2/24")
+    assert stack.ipv6 is not None
+    if static is not None:
+        stack.ipv6.add_address(iface, static, 64)
+    writer = None
+    if pcap is not None:
+        from femtotcp.phy.pcap import PcapWriter
+        writer = PcapWriter(str(pcap))
+        writer.attach(dev)
+    rt = Runtime()
+    rt.add_stack(stack)
+    rt.start()
+    try:
+        rt.call(stack.start)
+        yield rt, stack
+    finally:
+        rt.stop()
+        rt.join(5)
+        rt.close()
+        if writer is not None:
+            writer.detach(dev)
+            writer.close()
+
+
+def ready(stack: Stack, addr: bytes) -> Callable[[], bool]:
+    return lambda: addr in stack.local_addresses
+
+
+def link_local(stack: Stack) -> bytes:
+    return next(a.addr for a in stack.interfaces[0].ipv6 if ipv6.is_link_local(a.addr))
+
+
+def kernel_link_local(ns: Netns, dev: str, timeout: float = 10.0) -> str:
+    """The kernel's fe80:: address on ``dev``, once its own DAD is over."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = ns.ip("-6", "-o", "addr", "show", "dev", dev, "scope", "link").stdout
+        if "inet6" in out and "tentative" not in out:
+            return out.split("inet6", 1)[1].split()[0].split("/")[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no usable kernel link-local address on {dev}")
+
+
+def stack_ping(rt: Runtime, stack: Stack, dst: bytes, size: int = 56,
+               timeout: float = 10.0) -> list[Any]:
+    replies: list[Any] = []
+    payload = bytes(i & 0xFF for i in range(size))
+
+    def start() -> Any:
+        assert stack.icmp6 is not None
+        return stack.icmp6.ping(dst, replies.append, payload=payload)
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not replies:
+        ep = rt.call(start)       # one request a second until a reply comes
+        rt.wait_until(lambda: bool(replies), 1.0)
+        rt.call(ep.close)
+    return replies
+
+
+def kernel_ping(ns: Netns, target: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return ns.run("ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", *extra, target,
+                  check=False)
+
+
+def test_ping6_both_ways_and_ndp(ns: Netns, require_program: Callable[[str], str]) -> None:
+    require_program("ping")
+    enable_ipv6(ns)
+    dev = kernel_tap(ns, "ftap0", f"{KERNEL6}/64")
+    with stack6(dev) as (rt, stack):
+        assert rt.wait_until(ready(stack, STACK6), 10)
+        ll_stack = rt.call(link_local, stack)
+        assert rt.wait_until(ready(stack, ll_stack), 10)
+        kernel_ll = kernel_link_local(ns, "ftap0")
+        # Kernel -> stack: global, link-local, and 4000 bytes (fragments both ways).
+        for target, extra in ((ip_str(STACK6), ()), (f"{ip_str(ll_stack)}%ftap0", ()),
+                              (ip_str(STACK6), ("-s", "4000"))):
+            res = kernel_ping(ns, target, *extra)
+            assert res.returncode == 0, (target, res.stdout, res.stderr)
+            assert " 0% packet loss" in res.stdout
+        counters = rt.call(lambda: dict(stack.counters))
+        assert counters["ipv6.reassembled"] >= 3 and counters["ipv6.tx_fragments"] >= 9
+        # The kernel resolved us by NDP.
+        neigh = ns.ip("-6", "neigh", "show", "dev", "ftap0").stdout.lower()
+        assert STACK_MAC in neigh
+        # Stack -> kernel: global, link-local, 4000 bytes.
+        assert stack_ping(rt, stack, ip_bytes(KERNEL6))
+        assert stack_ping(rt, stack, ip_bytes(kernel_ll))
+        big = stack_ping(rt, stack, ip_bytes(KERNEL6), size=4000)
+        assert big and len(big[0][2]) == 4000
+        # And we resolved the kernel by NDP.
+        assert stack.ipv6 is not None
+        entries = rt.call(stack.ipv6.ndp.entries)
+        kernel_mac = ns.ip("-o", "link", "show", "ftap0").stdout.split("link/ether")[1].split()[0]
+        assert any(e["address"] == KERNEL6 and e["mac"] == kernel_mac for e in entries)
+        assert counters.get("stack.internal_error", 0) == 0
+
+
+RADVD_CONF = """interface ftap0 {
+    AdvSendAdvert on;
+    MinRtrAdvInterval 3;
+    MaxRtrAdvInterval 4;
+    AdvLinkMTU 1400;
+    prefix 2001:db8:2::/64 { AdvOnLink on; AdvAutonomous on; };
+    RDNSS 2001:db8:2::53 { };
+};
+"""
+
+
+def test_radvd_gives_slaac_address_and_default_route(
+        ns: Netns, require_program: Callable[[str], str], tmp_path: Path) -> None:
+    require_program("radvd")
+    require_program("ping")
+    enable_ipv6(ns)
+    ns.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+    dev = kernel_tap(ns, "ftap0", None)
+    conf = tmp_path / "radvd.conf"
+    conf.write_text(RADVD_CONF)
+    with stack6(dev, static=None) as (rt, stack):
+        kernel_ll = kernel_link_local(ns, "ftap0")
+        radvd = ns.popen("radvd", "-n", "-C", str(conf), "-p", str(tmp_path / "radvd.pid"),
+                         "-m", "stderr", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            def slaac() -> bytes | None:
+                return next((a.addr for a in stack.interfaces[0].ipv6
+                             if a.origin == "slaac" and a.usable), None)
+
+            assert rt.wait_until(lambda: slaac() is not None, 30), "no SLAAC address"
+            addr = rt.call(slaac)
+            assert addr is not None and addr[:8] == ip_bytes("2001:db8:2::")[:8]
+            assert stack.ipv6 is not None
+            route = rt.call(stack.ipv6.routes.lookup, ip_bytes("2001:db8:99::1"))
+            assert route is not None and route.gateway == ip_bytes(kernel_ll)
+            assert rt.call(stack.ipv6.path_mtu, ip_bytes("2001:db8:99::1"),
+                           stack.interfaces[0]) == 1400
+            assert ip_bytes("2001:db8:2::53") in rt.call(lambda: dict(stack.ipv6.ndp.dns_servers))
+            # The kernel reaches the SLAAC address (on-link by radvd's prefix).
+            ns.ip("-6", "addr", "add", "2001:db8:2::1/64", "dev", "ftap0", "nodad")
+            res = kernel_ping(ns, ip_str(addr))
+            assert res.returncode == 0, res.stdout + res.stderr
+            # The stack reaches a kernel address off its prefixes via the default route.
+            ns.ip("-6", "addr", "add", "2001:db8:9::1/128", "dev", "lo")
+            assert stack_ping(rt, stack, ip_bytes("2001:db8:9::1"))
+        finally:
+            radvd.terminate()
+            radvd.wait(5)
+
+
+def test_dad_conflict_with_a_kernel_address(ns: Netns, caplog: pytest.LogCaptureFixture) -> None:
+    enable_ipv6(ns)
+    taken = ip_bytes("2001:db8:1::5")
+    dev = kernel_tap(ns, "ftap0", [f"{KERNEL6}/64", "2001:db8:1::5/64"])
+    caplog.set_level(logging.ERROR, "femtotcp.ipv6")
+    with stack6(dev, static=taken) as (rt, stack):
+        assert stack.ipv6 is not None
+        entry = rt.call(lambda: stack.interfaces[0].ipv6[0])
+        assert rt.wait_until(lambda: entry.state == "duplicate", 10)
+        assert taken not in rt.call(lambda: set(stack.local_addresses))
+    assert any("2001:db8:1::5" in r.getMessage() and "in use" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_mldv2_reports_decode_cleanly(ns: Netns, require_program: Callable[[str], str],
+                                      tmp_path: Path) -> None:
+    require_program("tshark")
+    enable_ipv6(ns)
+    dev = kernel_tap(ns, "ftap0", f"{KERNEL6}/64")
+    pcap = tmp_path / "mld.pcap"
+    with stack6(dev, pcap=pcap) as (rt, stack):
+        assert rt.wait_until(ready(stack, STACK6), 10)
+    out = subprocess.run(["tshark", "-r", str(pcap), "-Y", "icmpv6.type == 143", "-T",
+                          "fields", "-e", "icmpv6.mldr.mar.multicast_address",
+                          "-e", "_ws.expert.severity"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    groups = " ".join(out.stdout.split())
+    assert ip_str(ipv6.solicited_node(STACK6)) in groups
+    malformed = subprocess.run(["tshark", "-r", str(pcap), "-Y", "_ws.malformed"],
+                               capture_output=True, text=True, timeout=60)
+    assert malformed.stdout.strip() == ""
+
+
+def test_serve_ipv6_flags_and_ctl(ns: Netns, require_program: Callable[[str], str],
+                                  tmp_path: Path) -> None:
+    """``serve --ipv6 ADDR/PREFIX --ipv6 auto --gateway6``, seen through ``ctl``."""
+    require_program("ping")
+    import signal
+
+    from test_serve_ctl import Served, start_serve
+
+    enable_ipv6(ns)
+    control = str(tmp_path / "ctl.sock")
+    proc, line = start_serve(ns, control, "--ipv6", "2001:db8:1::2/64", "--ipv6", "auto",
+                             "--gateway6", "fe80::1")
+    try:
+        assert "IPv6" in line
+        ns.ip("-6", "addr", "add", f"{KERNEL6}/64", "dev", "ftap0", "nodad")
+        served = Served(ns, proc, control, str(tmp_path), line)
+
+        def addresses() -> list[dict[str, Any]]:
+            return list(served.result("addr")["interfaces"][0]["ipv6"])
+
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not all(
+                a["state"] == "preferred" for a in addresses()):
+            time.sleep(0.2)
+        addrs = {a["address"]: a for a in addresses()}
+        assert addrs["2001:db8:1::2"]["state"] == "preferred"
+        assert addrs["2001:db8:1::2"]["origin"] == "static"
+        assert addrs["2001:db8:1::2"]["valid_lifetime"] is None
+        assert any(a["origin"] == "link" and a["state"] == "preferred" for a in addrs.values())
+        res = kernel_ping(ns, "2001:db8:1::2")
+        assert res.returncode == 0, res.stdout + res.stderr
+        ping = served.result("ping", KERNEL6, "-c", "2", "-i", "0.2")
+        assert (ping["transmitted"], ping["received"]) == (2, 2)
+        assert all(r["from"] == KERNEL6 for r in ping["replies"])
+        neigh = served.result("neigh")["neighbours"]
+        assert any(n["address"] == KERNEL6 and n["mac"] for n in neigh), neigh
+        routes = served.result("route")["routes"]
+        assert {"destination": "2001:db8:1::/64", "gateway": None, "interface": "ftap0",
+                "origin": "connected"} in routes
+        assert {"destination": "::/0", "gateway": "fe80::1", "interface": "ftap0",
+                "origin": "static"} in routes
+        stats = served.result("stats")
+        assert stats["reassembly6"] == {"datagrams": 0, "bytes": 0}
+        assert stats["counters"]["icmp6.echo_replied"] >= 3
+        assert stats["counters"].get("stack.internal_error", 0) == 0
+        table = subprocess.run([sys.executable, "-m", "femtotcp", "ctl", "--control", control,
+                                "addr"], capture_output=True, text=True, timeout=30)
+        assert "inet6 2001:db8:1::2/64 static preferred" in table.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
