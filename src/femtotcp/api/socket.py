@@ -602,25 +602,11 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
         link = self._link
         if level == _IPPROTO_IPV6:
             raise _oserror(errno.ENOPROTOOPT)
-        if level == SOL_SOCKET and optname == _std.SO_LINGER:
-            if isinstance(value, int):
-                raise _oserror(errno.EINVAL)
-            onoff, secs = _LINGER.unpack(bytes(value)[:_LINGER.size])
-            val: Any = (onoff, secs)
-        elif (level, optname) in _SOCKOPTS_INT:
-            if isinstance(value, int | bool):
-                val = int(value)
-            elif value is None:
-                raise TypeError("setsockopt() value must be an int or a buffer")
-            else:
-                raw = bytes(value)
-                val = int.from_bytes(raw[:4], sys.byteorder) if raw else 0
-        elif level == SOL_SOCKET and optname in (getattr(_std, "SO_RCVTIMEO", -2),
-                                                 getattr(_std, "SO_SNDTIMEO", -2)):
+        if level == SOL_SOCKET and optname in (getattr(_std, "SO_RCVTIMEO", -2),
+                                               getattr(_std, "SO_SNDTIMEO", -2)):
             _RealSocket.setsockopt(self, level, optname, value)
             return
-        else:
-            raise _oserror(errno.ENOPROTOOPT)
+        val = option_value(level, optname, value)
         if isinstance(link, _TcpLink):
             self._net.call(link.set_opt, level, optname, val)
         else:
@@ -690,6 +676,24 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
 
 
 StackSocket = socket
+
+
+def option_value(level: int, optname: int, value: Any) -> Any:
+    """What the stack keeps for ``setsockopt(level, optname, value)``: an int, or
+    (onoff, seconds) for SO_LINGER; ENOPROTOOPT for options the stack lacks."""
+    if level == SOL_SOCKET and optname == _std.SO_LINGER:
+        if isinstance(value, int):
+            raise _oserror(errno.EINVAL)
+        onoff, secs = _LINGER.unpack(bytes(value)[:_LINGER.size])
+        return (onoff, secs)
+    if (level, optname) not in _SOCKOPTS_INT:
+        raise _oserror(errno.ENOPROTOOPT)
+    if isinstance(value, int | bool):
+        return int(value)
+    if value is None:
+        raise TypeError("setsockopt() value must be an int or a buffer")
+    raw = bytes(value)
+    return int.from_bytes(raw[:4], sys.byteorder) if raw else 0
 
 
 def _raise(err: int) -> int:

@@ -1,0 +1,502 @@
+"""The socket service of ``femtotcp serve``: sockets for attached programs.
+
+Beside the control socket (at ``femtotcp.api.remote.service_path``), a
+SOCK_SEQPACKET socket with mode 0600 and the control socket's peer check.
+Programs run by ``femtotcp run --control PATH`` (and their Python children)
+ask it for sockets: each is made here, on this stack, as the in-process API
+makes one (a Unix socket pair and its loop-thread half, ``api/sock_*``), and
+the program's end of the pair is sent back with SCM_RIGHTS. The protocol is
+``femtotcp.api.remote``'s (one request, one answer per message).
+
+Lifetime follows the program's fd: links are *detached* (no program object
+here), so the loop thread frees a socket when every copy of its end is closed
+(POLLHUP on our end), whether the program closed it or died: FIN, or RST where
+received data was never read, as Linux does. Idle sockets (made, maybe bound,
+never connected) have nothing in the selector; a sweep every SWEEP_INTERVAL
+seconds frees those whose program end is gone.
+
+One thread per connection; the pool of connections a program keeps makes its
+threads' requests independent (a blocking accept in one does not hold up
+another).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from femtotcp.api import remote
+from femtotcp.api.network import Network, network_for
+from femtotcp.api.sock_base import (
+    _LINGER,
+    AF_INET,
+    AF_UNIX,
+    DGRAM_PAIR_BUF,
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    PAIR_BUF,
+    SHUT_RD,
+    SHUT_RDWR,
+    SOCK_DGRAM,
+    SOCK_SEQPACKET,
+    SOCK_STREAM,
+    SOL_SOCKET,
+    _Link,
+    _oserror,
+    _RealSocket,
+)
+from femtotcp.api.sock_ping import _PingLink
+from femtotcp.api.sock_tcp import TcpMode, _TcpLink
+from femtotcp.api.sock_udp import _DgramLink, _UdpLink
+from femtotcp.control.protocol import ControlError
+from femtotcp.wire import ip_bytes, ip_str
+
+log = logging.getLogger("femtotcp.control.sockets")
+
+#: Seconds between sweeps for idle sockets whose program end is gone.
+SWEEP_INTERVAL = 0.5
+#: Connections served at once (a program keeps up to POOL_SIZE per process).
+MAX_CONNECTIONS = 1024
+#: Seconds a freed socket's final state (its error) stays answerable.
+RELEASED_GRACE = 30.0
+
+
+class _Remote:
+    """The stand-in "program object" of a link made for another process."""
+
+
+_OWNER = _Remote()
+
+
+def _addr(addr: tuple[bytes, int] | None) -> list[Any] | None:
+    return None if addr is None else [ip_str(addr[0]), addr[1]]
+
+
+def state_of(link: _Link) -> list[Any]:
+    """[mode, local, remote] as ``RemoteSocket`` keeps it."""
+    if isinstance(link, _TcpLink):
+        local = link.local if link.local is not None else link.bound
+        return [link.mode.value, _addr(local), _addr(link.remote)]
+    return [remote.DGRAM, _addr(link.local), _addr(link.remote)]
+
+
+class SocketService:
+    """Serves attached programs' socket requests for one stack at ``path``."""
+
+    def __init__(self, stack: Any, runtime: Any, path: str,
+                 check_peer: Callable[[socket.socket], None] | None = None) -> None:
+        self.net: Network = network_for(stack, runtime)
+        self.path = os.path.abspath(path)
+        self.check_peer = check_peer
+        self.links: dict[int, _Link] = {}
+        #: When each released link was first seen released (loop thread).
+        self._released: dict[int, float] = {}
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._sock: socket.socket | None = None
+        self._conns: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._ops: dict[str, Callable[..., Any]] = {
+            "new": self.op_new, "state": self.op_state, "bind": self.op_bind,
+            "listen": self.op_listen, "accept": self.op_accept, "connect": self.op_connect,
+            "uconnect": self.op_uconnect, "err": self.op_err, "soerr": self.op_soerr,
+            "setopt": self.op_setopt, "getopt": self.op_getopt, "shut": self.op_shut,
+            "send": self.op_send, "sendto": self.op_sendto, "errrec": self.op_errrec,
+            "lookup": self.op_lookup, "dns": self.op_dns,
+        }
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> SocketService:
+        sock = _RealSocket(AF_UNIX, SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        old_mask = os.umask(0o177)
+        try:
+            sock.bind(self.path)
+        except OSError:
+            sock.close()
+            raise
+        finally:
+            os.umask(old_mask)
+        os.chmod(self.path, 0o600)
+        sock.listen(64)
+        self._sock = sock
+        for target, name in ((self._accept_loop, "femtotcp-sockets"),
+                             (self._sweep_loop, "femtotcp-sockets-sweep")):
+            th = threading.Thread(target=target, name=name, daemon=True)
+            th.start()
+            self._threads.append(th)
+        log.info("socket service %s", self.path)
+        return self
+
+    def close(self) -> None:
+        if self._closing.is_set():
+            return
+        self._closing.set()
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for th in self._threads:
+            th.join(2.0)
+        if sock is not None:
+            sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+    def _accept_loop(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        while not self._closing.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError as exc:
+                if self._closing.is_set() or exc.errno == errno.EINVAL:
+                    return
+                log.warning("socket service accept failed: %s", exc)
+                self._closing.wait(0.1)
+                continue
+            with self._lock:
+                busy = len(self._conns) >= MAX_CONNECTIONS
+                if not busy:
+                    self._conns.add(conn)
+            if busy:
+                conn.close()
+                continue
+            threading.Thread(target=self._serve, args=(conn,), name="femtotcp-sockets-conn",
+                             daemon=True).start()
+
+    def _sweep_loop(self) -> None:
+        while not self._closing.wait(SWEEP_INTERVAL):
+            try:
+                self.net.call(self.sweep)
+            except OSError:
+                return
+            except Exception:
+                log.exception("socket service sweep failed")
+
+    def sweep(self) -> None:
+        """Loop thread: forget released links; free those whose program end is gone."""
+        with self._lock:
+            items = list(self.links.items())
+        gone = []
+        now = time.monotonic()
+        for sid, link in items:
+            if not link.released and link.p_gone():
+                link.program_closed()
+            if link.released:
+                # Kept a while: the program may still ask for the error that ended it.
+                since = self._released.setdefault(sid, now)
+                if now - since >= RELEASED_GRACE:
+                    gone.append(sid)
+        with self._lock:
+            for sid in gone:
+                self._released.pop(sid, None)
+                if self.links.get(sid) is not None and self.links[sid].released:
+                    del self.links[sid]
+
+    # -- one connection ---------------------------------------------------------------------
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            if self.check_peer is not None:
+                try:
+                    self.check_peer(conn)
+                except ControlError:
+                    return
+            while not self._closing.is_set():
+                msg, fd = remote.recv_message(conn)
+                if fd is not None:
+                    os.close(fd)
+                if not msg:
+                    return
+                answer, out_fd = self.handle(msg)
+                try:
+                    if out_fd is None:
+                        conn.sendmsg(answer)
+                    else:
+                        socket.send_fds(conn, answer, [out_fd])
+                finally:
+                    if out_fd is not None:
+                        os.close(out_fd)
+        except OSError:
+            pass
+        except Exception:
+            log.exception("socket service connection failed")
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            conn.close()
+
+    def handle(self, msg: bytes) -> tuple[list[bytes], int | None]:
+        """One request -> (answer buffers, fd to pass or None). Never raises."""
+        try:
+            doc, tail = remote.decode(msg)
+            op = self._ops.get(str(doc[0]))
+            if op is None:
+                raise _oserror(errno.EOPNOTSUPP, f"unknown request {str(doc[0])[:32]!r}")
+            result = op(*doc[1:], tail=tail)
+            fd: int | None = None
+            if isinstance(result, tuple):
+                result, fd = result
+            return remote.encode([0, *result]), fd
+        except socket.gaierror as exc:
+            return remote.encode(["gai", exc.errno or 0, str(exc.strerror or exc)]), None
+        except TimeoutError:
+            return remote.encode(["timeout"]), None
+        except OSError as exc:
+            return remote.encode([exc.errno or errno.EIO,
+                                  str(exc.strerror or exc)[:200]]), None
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            return remote.encode([errno.EINVAL, f"bad request: {exc}"[:200]]), None
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _link(self, sid: Any) -> _Link:
+        with self._lock:
+            link = self.links.get(int(sid))
+        if link is None:
+            raise _oserror(errno.EBADF, "no such socket in femtotcp serve")
+        return link
+
+    def _tcp(self, sid: Any) -> _TcpLink:
+        link = self._link(sid)
+        if not isinstance(link, _TcpLink):
+            raise _oserror(errno.EOPNOTSUPP)
+        return link
+
+    def _dgram(self, sid: Any) -> _DgramLink:
+        link = self._link(sid)
+        if not isinstance(link, _DgramLink):
+            raise _oserror(errno.EOPNOTSUPP)
+        return link
+
+    def _make(self, kind: int, link_cls: Any) -> tuple[_Link, int, int]:
+        """A new pair and its detached link; (link, the program's fd, id)."""
+        pair_kind = SOCK_STREAM if kind == SOCK_STREAM else SOCK_SEQPACKET
+        p, q = socket.socketpair(AF_UNIX, pair_kind | socket.SOCK_CLOEXEC)
+        try:
+            q.setblocking(False)
+            if pair_kind == SOCK_STREAM:
+                p.setsockopt(SOL_SOCKET, socket.SO_SNDBUF, PAIR_BUF)
+                q.setsockopt(SOL_SOCKET, socket.SO_SNDBUF, PAIR_BUF)
+            else:
+                q.setsockopt(SOL_SOCKET, socket.SO_SNDBUF, DGRAM_PAIR_BUF)
+            sid = os.fstat(p.fileno()).st_ino
+        except BaseException:
+            p.close()
+            q.close()
+            raise
+        link = link_cls(self.net, q, _OWNER)
+        link.detached = True
+        return link, p.detach(), sid
+
+    def _publish(self, link: _Link, sid: int) -> None:
+        with self._lock:
+            self.links[sid] = link
+            self._released.pop(sid, None)
+
+    # -- the requests -------------------------------------------------------------------------
+    def op_new(self, _sid: Any, family: int, kind: int, proto: int, *,
+               tail: bytes) -> tuple[list[Any], int]:
+        if family != AF_INET:
+            raise _oserror(errno.EAFNOSUPPORT, "only AF_INET on this stack")
+        link_cls: Any
+        if kind == SOCK_STREAM:
+            if proto not in (0, IPPROTO_TCP):
+                raise _oserror(errno.EPROTONOSUPPORT)
+            link_cls = _TcpLink
+        elif kind == SOCK_DGRAM:
+            if proto in (0, IPPROTO_UDP):
+                link_cls = _UdpLink
+            elif proto == IPPROTO_ICMP:
+                link_cls = _PingLink
+            else:
+                raise _oserror(errno.EPROTONOSUPPORT)
+        else:
+            raise _oserror(errno.ESOCKTNOSUPPORT, "only SOCK_STREAM and SOCK_DGRAM")
+        link, fd, sid = self._make(kind, link_cls)
+        try:
+            self.net.call(link.register)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._publish(link, sid)
+        return [sid, state_of(link)], fd
+
+    def op_state(self, sid: Any, *, tail: bytes) -> list[Any]:
+        return [state_of(self._link(sid))]
+
+    def op_lookup(self, ino: Any, *, tail: bytes) -> list[Any]:
+        with self._lock:
+            link = self.links.get(int(ino))
+        if link is None or link.released:
+            return [None]
+        if isinstance(link, _TcpLink):
+            kind, proto = SOCK_STREAM, 0
+        else:
+            kind, proto = SOCK_DGRAM, IPPROTO_ICMP if isinstance(link, _PingLink) else 0
+        return [AF_INET, kind, proto, state_of(link)]
+
+    def op_bind(self, sid: Any, ip: str, port: int, *, tail: bytes) -> list[Any]:
+        link = self._link(sid)
+        self.net.call(link.bind, ip_bytes(ip), int(port))  # type: ignore[attr-defined]
+        return [state_of(link)]
+
+    def op_listen(self, sid: Any, backlog: int, *, tail: bytes) -> list[Any]:
+        link = self._tcp(sid)
+        self.net.call(link.listen, int(backlog))
+        return [state_of(link)]
+
+    def op_accept(self, sid: Any, *, tail: bytes) -> Any:
+        listener = self._tcp(sid)
+        link, fd, new_sid = self._make(SOCK_STREAM, _TcpLink)
+        assert isinstance(link, _TcpLink)
+
+        def take() -> bool:
+            conn = listener.take_ready()
+            if conn is None:
+                return False
+            link.opts.update(listener.opts)
+            link.attach_accepted(conn)
+            return True
+
+        try:
+            taken = self.net.call(take)
+        except BaseException:
+            os.close(fd)
+            link.release()
+            raise
+        if not taken:
+            os.close(fd)
+            if link.q is not None:
+                link.q.close()
+                link.q = None
+            return [None, None]
+        self._publish(link, new_sid)
+        return [new_sid, state_of(link)], fd
+
+    def op_connect(self, sid: Any, ip: str, port: int, filler: int, tmo: float, *,
+                   tail: bytes) -> list[Any]:
+        link = self._tcp(sid)
+        dst, port = ip_bytes(ip), int(port)
+        net = self.net
+        if tmo == 0:
+            def start() -> int:
+                if link.mode is TcpMode.CONNECTING:
+                    return errno.EALREADY
+                link.start_connect(dst, port, int(filler))
+                if link.mode is TcpMode.CONNECTED:
+                    return 0
+                if link.mode is TcpMode.FAILED:
+                    err = link.connect_error
+                    link.so_error = 0
+                    return err
+                return errno.EINPROGRESS
+            return [net.call(start), state_of(link)]
+        done = net.call(link.start_connect, dst, port, 0)
+        finished = net.wait(done, None if tmo < 0 else tmo)
+        if not finished:
+            net.call(link.abort_connect)
+            if link.mode is not TcpMode.CONNECTED:
+                raise TimeoutError("timed out")
+        err = 0
+        if link.mode is TcpMode.FAILED:
+            link.so_error = 0
+            err = link.connect_error
+        return [err, state_of(link)]
+
+    def op_uconnect(self, sid: Any, ip: str, port: int, *, tail: bytes) -> list[Any]:
+        link = self._dgram(sid)
+        self.net.call(link.connect, ip_bytes(ip), int(port))
+        return [state_of(link)]
+
+    def op_err(self, sid: Any, *, tail: bytes) -> list[Any]:
+        link = self._link(sid)
+
+        def take() -> int:
+            err = link.program_error or 0
+            link.program_error = None
+            return err
+
+        return [self.net.call(take), state_of(link)]
+
+    def op_soerr(self, sid: Any, *, tail: bytes) -> list[Any]:
+        link = self._link(sid)
+        return [self.net.call(link.take_so_error)]
+
+    def op_setopt(self, sid: Any, level: int, opt: int, value: Any, *,
+                  tail: bytes) -> list[Any]:
+        link = self._link(sid)
+        val = tuple(value) if isinstance(value, list) else int(value)
+        if isinstance(link, _TcpLink):
+            self.net.call(link.set_opt, int(level), int(opt), val)
+        else:
+            def set_dgram() -> None:
+                link.opts[(int(level), int(opt))] = val
+                if isinstance(link, _UdpLink):
+                    link.apply_opts()
+            self.net.call(set_dgram)
+        return []
+
+    def op_getopt(self, sid: Any, level: int, opt: int, *, tail: bytes) -> list[Any]:
+        from femtotcp.api.socket import _DEFAULT_OPTS, _SOCKOPTS_INT, _current_buf
+        link = self._link(sid)
+        key = (int(level), int(opt))
+        if key == (SOL_SOCKET, socket.SO_LINGER):
+            onoff, secs = link.opts.get(key, (0, 0))
+            _LINGER.pack(onoff, secs)
+            return [[onoff, secs]]
+        if key in ((SOL_SOCKET, socket.SO_RCVBUF), (SOL_SOCKET, socket.SO_SNDBUF)):
+            val = link.opts.get(key)
+            if val is None:
+                val = self.net.call(_current_buf, link, key[1])
+            return [int(val)]
+        if key in _SOCKOPTS_INT:
+            return [int(link.opts.get(key, _DEFAULT_OPTS.get(key, 0)))]
+        raise _oserror(errno.ENOPROTOOPT)
+
+    def op_shut(self, sid: Any, how: int, *, tail: bytes) -> list[Any]:
+        link = self._tcp(sid)
+        if link.mode is TcpMode.CONNECTED:
+            if int(how) in (SHUT_RD, SHUT_RDWR):
+                self.net.call(link.shutdown_read)
+            else:
+                self.net.call(link.pump)
+        return []
+
+    def op_send(self, sid: Any, *, tail: bytes) -> list[Any]:
+        link = self._dgram(sid)
+        return [self.net.call(link.send, bytes(tail))]
+
+    def op_sendto(self, sid: Any, ip: str, port: int, *, tail: bytes) -> list[Any]:
+        link = self._dgram(sid)
+        sent = self.net.call(link.sendto, bytes(tail), ip_bytes(ip), int(port))
+        return [sent, state_of(link)]
+
+    def op_errrec(self, sid: Any, *, tail: bytes) -> list[Any]:
+        link = self._dgram(sid)
+        return [link.error_record_read()]
+
+    def op_dns(self, _sid: Any, name: str, *, tail: bytes) -> list[Any]:
+        chain, addrs = self.net._dns(str(name))
+        return [chain, addrs]
+
