@@ -1,0 +1,196 @@
+"""Attached programs (api/remote.py + control/sockets.py) on the in-memory LAN.
+
+A ``SocketService`` serves stack A; each ``RemoteNetwork`` is one attached
+"program" (they share this test's process, but every socket is made in the
+service and reaches the program only as a file descriptor). Stack B is an
+in-process peer.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import socket as std
+import tempfile
+import threading
+from collections.abc import Iterator
+
+import pytest
+from apilan import Lan
+
+from femtotcp.api.remote import RemoteNetwork, RemoteSocket
+from femtotcp.control.sockets import SocketService
+
+
+@pytest.fixture
+def svc(lan: Lan) -> Iterator[SocketService]:
+    d = tempfile.mkdtemp(prefix="ftrem")
+    service = SocketService(lan.a, lan.runtime, os.path.join(d, "s.sockets")).start()
+    try:
+        yield service
+    finally:
+        service.close()
+        os.rmdir(d)
+
+
+def _payload(n: int) -> bytes:
+    return (hashlib.sha256(b"femtotcp").digest() * (n // 32 + 1))[:n]
+
+
+def test_two_programs_share_port_space_and_reach_each_other(lan: Lan,
+                                                            svc: SocketService) -> None:
+    p1, p2 = RemoteNetwork(svc.path), RemoteNetwork(svc.path)
+    srv = p1.create_server(("0.0.0.0", 5000))
+    assert isinstance(srv, RemoteSocket) and srv.getsockname() == ("0.0.0.0", 5000)
+    other = p2.socket()
+    with pytest.raises(OSError) as info:
+        other.bind(("0.0.0.0", 5000))
+    assert info.value.errno == errno.EADDRINUSE
+    other.close()
+
+    data = _payload(2_000_000)
+    got: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            buf = bytearray()
+            while chunk := conn.recv(65536):
+                buf += chunk
+            got.append(bytes(buf))
+            conn.sendall(b"done")
+
+    th = threading.Thread(target=serve)
+    th.start()
+    cli = p2.create_connection((lan.ip_a, 5000), timeout=10)
+    assert cli.getpeername() == (lan.ip_a, 5000)
+    cli.sendall(data)
+    cli.shutdown(std.SHUT_WR)
+    assert cli.recv(10) == b"done"
+    assert cli.recv(10) == b""
+    th.join(10)
+    assert got == [data]
+    cli.close()
+    srv.close()
+
+
+def test_connect_to_in_process_peer_and_refused(lan: Lan, svc: SocketService) -> None:
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6000))
+    cli = prog.create_connection((lan.ip_b, 6000), timeout=5)
+    peer, addr = server.accept()
+    assert addr == cli.getsockname() and addr[0] == lan.ip_a
+    peer.sendall(b"hello")
+    peer.close()
+    assert cli.recv(10) == b"hello"
+    assert cli.recv(10) == b""
+    cli.close()
+    with pytest.raises(ConnectionRefusedError):
+        prog.create_connection((lan.ip_b, 6001), timeout=5)
+    server.close()
+
+
+def test_nonblocking_connect_and_so_error(lan: Lan, svc: SocketService) -> None:
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6002))
+    s = prog.socket()
+    s.setblocking(False)
+    assert s.connect_ex((lan.ip_b, 6002)) == errno.EINPROGRESS
+    import select
+    _, w, _ = select.select([], [s], [], 5)
+    assert w == [s]
+    assert s.getsockopt(std.SOL_SOCKET, std.SO_ERROR) == 0
+    assert s.getpeername() == (lan.ip_b, 6002)
+    s.setblocking(True)
+    s.sendall(b"x")
+    peer, _ = server.accept()
+    assert peer.recv(1) == b"x"
+    peer.close()
+    s.close()
+    server.close()
+
+
+def test_udp_both_ways(lan: Lan, svc: SocketService) -> None:
+    prog = RemoteNetwork(svc.path)
+    u = prog.socket(std.AF_INET, std.SOCK_DGRAM)
+    u.bind(("0.0.0.0", 7000))
+    u.settimeout(5)
+    peer = lan.net_b.socket(std.AF_INET, std.SOCK_DGRAM)
+    peer.settimeout(5)
+    peer.sendto(b"ping", (lan.ip_a, 7000))
+    data, addr = u.recvfrom(100)
+    assert data == b"ping" and addr == (lan.ip_b, peer.getsockname()[1])
+    assert u.sendto(b"pong", addr) == 4
+    assert peer.recvfrom(100) == (b"pong", (lan.ip_a, 7000))
+    u.close()
+    peer.close()
+
+
+def test_socket_freed_when_every_fd_copy_is_closed(lan: Lan, svc: SocketService) -> None:
+    """No close request: serve notices the program's end going (as on a crash),
+    and only when the last copy (here an os.dup) is closed."""
+    prog = RemoteNetwork(svc.path)
+    srv = prog.create_server(("0.0.0.0", 5100))
+    copy = os.dup(srv.fileno())
+    srv.close()
+    other = RemoteNetwork(svc.path).socket()
+    with pytest.raises(OSError) as info:
+        other.bind(("0.0.0.0", 5100))
+    assert info.value.errno == errno.EADDRINUSE
+    adopted = prog.adopt(copy)
+    assert isinstance(adopted, RemoteSocket) and adopted.getsockname() == ("0.0.0.0", 5100)
+    adopted.close()
+    # The listener goes once its last copy is closed (the loop sees POLLHUP).
+    lan.runtime.call(svc.sweep)
+    other.bind(("0.0.0.0", 5100))
+    other.close()
+
+
+def test_unread_data_at_death_resets_the_peer(lan: Lan, svc: SocketService) -> None:
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6003))
+    cli = prog.create_connection((lan.ip_b, 6003), timeout=5)
+    peer, _ = server.accept()
+    peer.sendall(b"never read")
+    # Wait until the bytes sit unread in the program's end, then "die": close
+    # the fd without a word to serve.
+    cli.settimeout(5)
+    assert cli.recv(1, std.MSG_PEEK) == b"n"
+    os.close(cli.detach())
+    peer.settimeout(5)
+    with pytest.raises(ConnectionResetError):
+        while peer.recv(100):
+            pass
+    peer.close()
+    server.close()
+
+
+def test_serve_gone_is_a_reset_not_a_hang(lan: Lan, svc: SocketService) -> None:
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6004))
+    cli = prog.create_connection((lan.ip_b, 6004), timeout=5)
+    peer, _ = server.accept()
+    svc.close()
+    # Serve's end of the pair goes with serve (here: the stack closes it).
+    link = [lk for lk in svc.links.values() if lk.q is not None and lk.mode.value == "connected"]
+    for lk in link:
+        lan.runtime.call(lk.release)
+    cli.settimeout(5)
+    with pytest.raises(ConnectionResetError):
+        cli.recv(10)
+    with pytest.raises(OSError) as info:
+        prog.socket()
+    assert info.value.errno == errno.ENETDOWN
+    peer.close()
+    server.close()
+
+
+def test_unknown_request_and_bad_id_are_errors(svc: SocketService) -> None:
+    from femtotcp.api.remote import decode, encode
+    ans, _ = decode(b"".join(svc.handle(b"".join(encode(["nonsense", 0])))[0]))
+    assert ans[0] == errno.EOPNOTSUPP
+    ans, _ = decode(b"".join(svc.handle(b"".join(encode(["state", 12345])))[0]))
+    assert ans[0] == errno.EBADF
+    ans, _ = decode(b"".join(svc.handle(b"\x00\x05junk")[0]))
+    assert ans[0] == errno.EINVAL
