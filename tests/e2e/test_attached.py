@@ -226,3 +226,122 @@ def test_kill_9_mid_transfer_frees_the_socket(attached: Attached) -> None:
     finish(client)
     assert line(server, 30).split()[0] == "100000"
     finish(server)
+
+
+_KERNEL_CLIENTS = r"""
+import socket, sys
+answers = []
+for i in range(int(sys.argv[2])):
+    c = socket.create_connection((sys.argv[1], 9100), timeout=20)
+    c.sendall(b"q%d\n" % i)
+    c.shutdown(socket.SHUT_WR)
+    buf = b""
+    while chunk := c.recv(100):
+        buf += chunk
+    answers.append(buf.decode().strip())
+    c.close()
+print(" ".join(answers), flush=True)
+"""
+
+_MP_WORKERS = r"""
+import multiprocessing as mp, os, socket
+
+def work(listener, count):
+    for _ in range(count):
+        c, _ = listener.accept()
+        c.recv(100)
+        c.sendall(b"%d\n" % os.getpid())
+        c.close()
+
+if __name__ == "__main__":
+    s = socket.create_server(("0.0.0.0", 9100))
+    ctx = mp.get_context("spawn")
+    workers = [ctx.Process(target=work, args=(s, 3)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    print("ready", os.getpid(), " ".join(str(w.pid) for w in workers), flush=True)
+    for w in workers:
+        w.join()
+    print("exit", [w.exitcode for w in workers], flush=True)
+"""
+
+
+def test_multiprocessing_workers_share_a_listening_socket(attached: Attached) -> None:
+    prog = attached.program(_MP_WORKERS)
+    words = line(prog, 60).split()
+    assert words[0] == "ready", words
+    parent, workers = words[1], set(words[2:])
+    out = attached.ns.run(sys.executable, "-c", _KERNEL_CLIENTS, STACK, "6", timeout=60)
+    pids = out.stdout.split()
+    assert len(pids) == 6 and set(pids) <= workers and parent not in pids, (pids, words)
+    out2, _ = finish(prog)
+    assert out2.strip() == "exit [0, 0]"
+
+
+_FORKING = r"""
+import os, socketserver
+
+class Handler(socketserver.StreamRequestHandler):
+    def handle(self):
+        self.rfile.readline()
+        self.wfile.write(b"%d\n" % os.getpid())
+
+class Server(socketserver.ForkingTCPServer):
+    allow_reuse_address = True
+
+with Server(("0.0.0.0", 9100), Handler) as srv:
+    print("ready", os.getpid(), flush=True)
+    for _ in range(4):
+        srv.handle_request()
+    srv.collect_children(blocking=True)
+print("done", flush=True)
+"""
+
+
+def test_forking_tcp_server(attached: Attached) -> None:
+    prog = attached.program(_FORKING)
+    words = line(prog, 60).split()
+    assert words[0] == "ready", words
+    out = attached.ns.run(sys.executable, "-c", _KERNEL_CLIENTS, STACK, "4", timeout=60)
+    pids = out.stdout.split()
+    assert len(pids) == 4 and words[1] not in pids and len(set(pids)) == 4, pids
+    out2, _ = finish(prog)
+    assert out2.strip() == "done"
+
+
+_PASS_FDS = r"""
+import os, socket, subprocess, sys
+c = socket.create_connection((sys.argv[1], 9200), timeout=20)
+twin = c.dup()
+c.close()
+child = ("import socket, sys; s = socket.socket(fileno=int(sys.argv[1])); "
+         "print(type(s).__module__, s.getpeername()[1], flush=True); "
+         "s.sendall(b'from the child\\n'); s.close()")
+res = subprocess.run([sys.executable, "-c", child, str(twin.fileno())],
+                     pass_fds=[twin.fileno()], capture_output=True, text=True)
+print(res.stdout.strip(), res.stderr.strip()[-300:], flush=True)
+twin.sendall(b"from the parent\n")
+twin.close()
+"""
+
+_KERNEL_COLLECT = r"""
+import socket, sys
+s = socket.create_server((sys.argv[1], 9200))
+print("ready", flush=True)
+c, _ = s.accept()
+buf = b""
+while chunk := c.recv(100):
+    buf += chunk
+print(repr(buf), flush=True)
+"""
+
+
+def test_dup_and_pass_fds_keep_the_connection(attached: Attached) -> None:
+    collect = attached.ns.popen(sys.executable, "-c", _KERNEL_COLLECT, KERNEL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert line(collect) == "ready"
+    prog = attached.program(_PASS_FDS, KERNEL)
+    out, _ = finish(prog)
+    assert out.strip() == "femtotcp.api.remote 9200", out
+    # EOF reaches the kernel only once the last copy (the parent's twin) closed.
+    assert line(collect) == repr(b"from the child\nfrom the parent\n")

@@ -347,6 +347,17 @@ class RemoteSocket(_RealSocket):
     def __getstate__(self) -> Any:
         raise TypeError(f"cannot pickle {self.__class__.__name__!r} object")
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """multiprocessing hands sockets to other processes by fd (its
+        ``reduction`` registers only the exact ``socket.socket`` class): the
+        same for ours, whose fd names the same stack socket in every process."""
+        reduction = sys.modules.get("multiprocessing.reduction")
+        if reduction is None:
+            return self.__getstate__()
+        dup_fd = reduction.DupFd
+        return _rebuild_socket, (dup_fd(self.fileno()), self._sfamily, self._stype,
+                                 self._sproto)
+
     def dup(self) -> RemoteSocket:
         """A second handle on the same stack socket (like dup(2))."""
         new = RemoteSocket._adopt(self._net, os.dup(self.fileno()), self._id, self._sfamily,
@@ -694,6 +705,12 @@ class RemoteSocket(_RealSocket):
             if self._remote is not None:
                 s += f", raddr={self._remote}"
         return s + ">"
+
+
+def _rebuild_socket(df: Any, family: int, kind: int, proto: int) -> Any:
+    """The receiving side of ``RemoteSocket.__reduce_ex__`` (an attached process
+    gets the stack socket back, through the patched ``socket.socket``)."""
+    return _std.socket(family, kind, proto, fileno=df.detach())
 
 
 # -- attaching (this process and its children) ---------------------------------------------------
