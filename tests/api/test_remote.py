@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 from apilan import Lan
 
-from femtotcp.api.remote import RemoteNetwork, RemoteSocket
+from femtotcp.api.remote import RemoteNetwork, RemoteSocket, encode
 from femtotcp.control.sockets import SocketService
 
 
@@ -179,18 +179,42 @@ def test_serve_gone_is_a_reset_not_a_hang(lan: Lan, svc: SocketService) -> None:
     cli.settimeout(5)
     with pytest.raises(ConnectionResetError):
         cli.recv(10)
+    fresh = prog.socket()      # made here; serve is asked at the first operation
     with pytest.raises(OSError) as info:
-        prog.socket()
+        fresh.connect((lan.ip_b, 6004))
     assert info.value.errno == errno.ENETDOWN
+    fresh.close()
     peer.close()
     server.close()
 
 
 def test_unknown_request_and_bad_id_are_errors(svc: SocketService) -> None:
-    from femtotcp.api.remote import decode, encode
+    from femtotcp.api.remote import decode
     ans, _ = decode(b"".join(svc.handle(b"".join(encode(["nonsense", 0])))[0]))
     assert ans[0] == errno.EOPNOTSUPP
     ans, _ = decode(b"".join(svc.handle(b"".join(encode(["state", 12345])))[0]))
     assert ans[0] == errno.EBADF
     ans, _ = decode(b"".join(svc.handle(b"\x00\x05junk")[0]))
     assert ans[0] == errno.EINVAL
+
+
+def test_first_request_hands_serve_the_pair(lan: Lan, svc: SocketService) -> None:
+    """socket() makes the pair in the program; serve gets its end with the first
+    request, once (a second copy, as after fork, is dropped); an unused socket
+    never reaches serve."""
+    prog = RemoteNetwork(svc.path)
+    unused = prog.socket()
+    unused.close()
+    s = prog.socket()
+    assert s.getsockname() == ("0.0.0.0", 0)      # answered here
+    assert not svc.links
+    s.bind(("0.0.0.0", 5200))
+    assert list(svc.links) == [os.fstat(s.fileno()).st_ino]
+    a, b = std.socketpair(std.AF_UNIX, std.SOCK_STREAM)
+    msg = b"".join(encode(["+state", os.fstat(s.fileno()).st_ino, std.AF_INET,
+                           std.SOCK_STREAM, 0]))
+    svc.handle(msg, b.detach())
+    link = svc.links[os.fstat(s.fileno()).st_ino]
+    assert link.local is not None and link.local[1] == 5200
+    a.close()
+    s.close()

@@ -51,8 +51,11 @@ from femtotcp.api.sock_base import (
     _REC,
     AF_INET,
     AF_UNIX,
+    DGRAM_PAIR_BUF,
+    IPPROTO_ICMP,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    PAIR_BUF,
     SHUT_RD,
     SHUT_RDWR,
     SHUT_WR,
@@ -146,9 +149,13 @@ class _Channel:
                            f"{exc.strerror}") from None
         self.sock = sock
 
-    def ask(self, doc: list[Any], tail: bytes) -> tuple[list[Any], bytes, int | None]:
+    def ask(self, doc: list[Any], tail: bytes,
+            give: int | None = None) -> tuple[list[Any], bytes, int | None]:
         try:
-            self.sock.sendmsg(encode(doc, tail))
+            if give is None:
+                self.sock.sendmsg(encode(doc, tail))
+            else:
+                _std.send_fds(self.sock, encode(doc, tail), [give])
             msg, fd = recv_message(self.sock)
         except (BrokenPipeError, ConnectionResetError):
             msg, fd = b"", None
@@ -161,7 +168,41 @@ class _Channel:
         self.sock.close()
 
 
+def check_kind(family: int, kind: int, proto: int) -> None:
+    """The errors ``socket()`` gives for a kind the stack does not make."""
+    if family != AF_INET:
+        raise _oserror(errno.EAFNOSUPPORT, "only AF_INET on this stack")
+    if kind == SOCK_STREAM:
+        if proto not in (0, IPPROTO_TCP):
+            raise _oserror(errno.EPROTONOSUPPORT)
+    elif kind == SOCK_DGRAM:
+        if proto not in (0, IPPROTO_UDP, IPPROTO_ICMP):
+            raise _oserror(errno.EPROTONOSUPPORT)
+    else:
+        raise _oserror(errno.ESOCKTNOSUPPORT, "only SOCK_STREAM and SOCK_DGRAM")
+
+
+def tune_pair(p: _std.socket, q: _std.socket, pair_kind: int) -> None:
+    """The buffer sizes of a stack socket's pair (as ``femtotcp.api.socket``)."""
+    if pair_kind == SOCK_STREAM:
+        p.setsockopt(SOL_SOCKET, _std.SO_SNDBUF, PAIR_BUF)
+        q.setsockopt(SOL_SOCKET, _std.SO_SNDBUF, PAIR_BUF)
+    else:
+        q.setsockopt(SOL_SOCKET, _std.SO_SNDBUF, DGRAM_PAIR_BUF)
+
+
 _networks: weakref.WeakSet[RemoteNetwork] = weakref.WeakSet()
+#: Sockets whose end of the pair serve does not have yet.
+_pending: weakref.WeakSet[RemoteSocket] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    """Both processes may use a socket after fork: serve must have it first."""
+    for sock in list(_pending):
+        try:
+            sock._register()
+        except OSError:
+            pass
 
 
 def _after_fork() -> None:
@@ -171,7 +212,7 @@ def _after_fork() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork)
 
 
 class RemoteNetwork(Network):
@@ -195,8 +236,10 @@ class RemoteNetwork(Network):
         for ch in idle:
             ch.close()
 
-    def ask(self, *doc: Any, tail: bytes = b"") -> tuple[list[Any], bytes, int | None]:
-        """Send one request and return (values, raw tail, fd); raises the answer's error."""
+    def ask(self, *doc: Any, tail: bytes = b"",
+            give: int | None = None) -> tuple[list[Any], bytes, int | None]:
+        """Send one request (with the fd ``give``) and return (values, raw tail,
+        fd); raises the answer's error."""
         if self._pid != os.getpid():
             self.forget_channels()
         with self._lock:
@@ -204,7 +247,7 @@ class RemoteNetwork(Network):
         if ch is None:
             ch = _Channel(self.path)
         try:
-            ans, rest, fd = ch.ask(list(doc), tail)
+            ans, rest, fd = ch.ask(list(doc), tail, give)
         except BaseException:
             ch.close()            # an answer may still be on its way: never reuse
             raise
@@ -270,7 +313,8 @@ def _addr_text(addr: Any) -> tuple[str, int] | None:
 class RemoteSocket(_RealSocket):
     """``socket.socket`` for an attached program: P here, the stack socket in serve."""
 
-    __slots__ = ("_net", "_id", "_sfamily", "_stype", "_sproto", "_mode", "_local", "_remote")
+    __slots__ = ("_net", "_id", "_sfamily", "_stype", "_sproto", "_mode", "_local", "_remote",
+                 "_q")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: int | None = None, *, network: RemoteNetwork | None = None) -> None:
@@ -286,16 +330,22 @@ class RemoteSocket(_RealSocket):
         type_ = SOCK_STREAM if type in (-1, None) else int(type)
         proto = 0 if proto in (-1, None) else int(proto)
         kind = type_ & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
-        (sid, state), _rest, fd = network.ask("new", 0, family, kind, proto)
-        if fd is None:
-            raise _oserror(errno.EPROTO, "femtotcp serve sent no socket")
+        check_kind(family, kind, proto)
         pair_kind = SOCK_STREAM if kind == SOCK_STREAM else SOCK_SEQPACKET
+        # The pair is made here; serve gets its end with the first request that
+        # needs the stack (``_ask``), so making a socket costs no round trip.
+        p, q = _std.socketpair(AF_UNIX, pair_kind | SOCK_CLOEXEC)
         try:
-            _RealSocket.__init__(self, AF_UNIX, pair_kind, 0, fd)
+            tune_pair(p, q, pair_kind)
+            _RealSocket.__init__(self, AF_UNIX, pair_kind, 0, p.detach())
         except BaseException:
-            os.close(fd)
+            p.close()
+            q.close()
             raise
-        self._setup(network, int(sid), family, kind, proto, state)
+        self._q: _std.socket | None = q
+        self._setup(network, os.fstat(self.fileno()).st_ino, family, kind, proto,
+                    [IDLE if kind == SOCK_STREAM else DGRAM, None, None])
+        _pending.add(self)
         if type_ & SOCK_NONBLOCK:
             self.setblocking(False)
 
@@ -309,6 +359,7 @@ class RemoteSocket(_RealSocket):
         except BaseException:
             os.close(fd)
             raise
+        new._q = None
         new._setup(net, sid, family, kind, proto, state)
         return new
 
@@ -324,8 +375,36 @@ class RemoteSocket(_RealSocket):
         self._local = _addr_text(state[1])
         self._remote = _addr_text(state[2])
 
+    def _ask(self, op: str, *args: Any, tail: bytes = b"") -> tuple[list[Any], int | None]:
+        """One request about this socket; the first one hands serve its end of
+        the pair (``+op``: the socket's kind, then the request, fd attached)."""
+        q = self._q
+        if q is None:
+            values, _rest, fd = self._net.ask(op, self._id, *args, tail=tail)
+            return values, fd
+        self._q = None
+        _pending.discard(self)
+        try:
+            values, _rest, fd = self._net.ask(
+                "+" + op, self._id, self._sfamily, self._stype, self._sproto, *args,
+                tail=tail, give=q.fileno())
+        finally:
+            q.close()
+        return values, fd
+
+    def _values(self, op: str, *args: Any, tail: bytes = b"") -> list[Any]:
+        return self._ask(op, *args, tail=tail)[0]
+
     def _refresh(self) -> None:
-        self._state(self._net.values("state", self._id)[0])
+        self._state(self._values("state")[0])
+
+    def _real_close(self, _ss: Any = _RealSocket) -> None:
+        q = self._q
+        if q is not None:
+            self._q = None
+            _pending.discard(self)
+            q.close()
+        _ss._real_close(self)
 
     # -- identity ----------------------------------------------------------------------------
     @property
@@ -355,16 +434,23 @@ class RemoteSocket(_RealSocket):
         if reduction is None:
             return self.__getstate__()
         dup_fd = reduction.DupFd
+        self._register()
         return _rebuild_socket, (dup_fd(self.fileno()), self._sfamily, self._stype,
                                  self._sproto)
 
     def dup(self) -> RemoteSocket:
         """A second handle on the same stack socket (like dup(2))."""
+        self._register()
         new = RemoteSocket._adopt(self._net, os.dup(self.fileno()), self._id, self._sfamily,
                                   self._stype, self._sproto,
                                   [self._mode, self._local, self._remote])
         new.settimeout(self.gettimeout())
         return new
+
+    def _register(self) -> None:
+        """Make sure serve has this socket (before its fd goes to another process)."""
+        if self._q is not None and _RealSocket.fileno(self) != -1:
+            self._refresh()
 
     def _check_open(self) -> None:
         if _RealSocket.fileno(self) == -1:
@@ -394,7 +480,8 @@ class RemoteSocket(_RealSocket):
 
     def getsockname(self) -> tuple[str, int]:
         self._check_open()
-        if self._local is None or self._mode in (IDLE, CONNECTING, DGRAM):
+        if self._q is None and (self._local is None
+                                or self._mode in (IDLE, CONNECTING, DGRAM)):
             self._refresh()
         return self._local or ("0.0.0.0", 0)
 
@@ -410,13 +497,13 @@ class RemoteSocket(_RealSocket):
     def bind(self, address: Any) -> None:
         self._check_open()
         ip, port = self._addr(address, "bind")
-        self._state(self._net.values("bind", self._id, ip, port)[0])
+        self._state(self._values("bind", ip, port)[0])
 
     def listen(self, backlog: int = 128) -> None:
         self._check_open()
         if self._stype != SOCK_STREAM:
             raise _oserror(errno.EOPNOTSUPP)
-        self._state(self._net.values("listen", self._id, int(backlog))[0])
+        self._state(self._values("listen", int(backlog))[0])
 
     def _accept(self) -> tuple[int, Any]:
         raise _oserror(errno.EOPNOTSUPP)
@@ -430,7 +517,7 @@ class RemoteSocket(_RealSocket):
             token = _RealSocket.recv(self, 1)
             if not token:
                 raise _oserror(errno.EINVAL, "the listening socket was closed")
-            found, _rest, fd = net.ask("accept", self._id)
+            found, fd = self._ask("accept")
             if fd is not None:
                 break
         sid, state = found
@@ -460,9 +547,8 @@ class RemoteSocket(_RealSocket):
     def _connect(self, address: Any, raise_errors: bool) -> int:
         self._check_open()
         ip, port = self._addr(address, "connect")
-        net = self._net
         if self._stype == SOCK_DGRAM:
-            self._state(net.values("uconnect", self._id, ip, port)[0])
+            self._state(self._values("uconnect", ip, port)[0])
             return 0
         if port == 0:
             if raise_errors:
@@ -470,7 +556,7 @@ class RemoteSocket(_RealSocket):
             return errno.ECONNREFUSED
         tmo = self.gettimeout()
         filler = self._fill() if tmo == 0 and self._mode == IDLE else 0
-        err, state = net.values("connect", self._id, ip, port, filler,
+        err, state = self._values("connect", ip, port, filler,
                                 -1.0 if tmo is None else float(tmo))
         self._state(state)
         return int(err)
@@ -490,7 +576,7 @@ class RemoteSocket(_RealSocket):
     def _pending_error(self, exc: OSError | None = None) -> OSError | None:
         """The error to report instead of EOF/EPIPE on P (serve gone: ECONNRESET)."""
         try:
-            err, state = self._net.values("err", self._id)
+            err, state = self._values("err")
         except OSError as gone:
             if gone.errno == errno.EBADF:
                 return exc
@@ -572,7 +658,7 @@ class RemoteSocket(_RealSocket):
                 break
             if flags & _std.MSG_PEEK:
                 raise _oserror(port)
-            skip = self._net.values("errrec", self._id)[0]
+            skip = self._values("errrec")[0]
             if not skip:
                 raise _oserror(port)
         return rec[_REC.size:], (ip_str(addr[:alen]), port)
@@ -580,7 +666,7 @@ class RemoteSocket(_RealSocket):
     def send(self, data: Any, flags: int = 0) -> int:
         if self._stype == SOCK_DGRAM:
             self._check_open()
-            return int(self._net.values("send", self._id, tail=bytes(data))[0])
+            return int(self._values("send", tail=bytes(data))[0])
         if self._mode != CONNECTED:
             self._not_connected()
         try:
@@ -613,7 +699,7 @@ class RemoteSocket(_RealSocket):
         if self._stype == SOCK_DGRAM:
             self._check_open()
             ip, port = self._addr(address, "sendto")
-            sent, state = self._net.values("sendto", self._id, ip, port, tail=bytes(data))
+            sent, state = self._values("sendto", ip, port, tail=bytes(data))
             self._state(state)
             return int(sent)
         if self._mode != CONNECTED:
@@ -645,7 +731,7 @@ class RemoteSocket(_RealSocket):
             except OSError:
                 pass
             if self._mode == CONNECTED:
-                self._net.values("shut", self._id, how)
+                self._values("shut", how)
             return
         if self._remote is None:
             raise _oserror(errno.ENOTCONN)
@@ -664,14 +750,14 @@ class RemoteSocket(_RealSocket):
             _RealSocket.setsockopt(self, level, optname, value)
             return
         val = option_value(level, optname, value)
-        self._net.values("setopt", self._id, level, optname, val)
+        self._values("setopt", level, optname, val)
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
         from femtotcp.api.socket import socket as stack_socket
         self._check_open()
         if level == SOL_SOCKET:
             if optname == _std.SO_ERROR:
-                return stack_socket._opt_out(self._net.values("soerr", self._id)[0], buflen)
+                return stack_socket._opt_out(self._values("soerr")[0], buflen)
             if optname == _std.SO_TYPE:
                 return stack_socket._opt_out(self._stype, buflen)
             if optname == getattr(_std, "SO_DOMAIN", -2):
@@ -688,7 +774,7 @@ class RemoteSocket(_RealSocket):
                 return _RealSocket.getsockopt(self, level, optname, buflen)
         if level == _IPPROTO_IPV6:
             raise _oserror(errno.ENOPROTOOPT)
-        value = self._net.values("getopt", self._id, level, optname)[0]
+        value = self._values("getopt", level, optname)[0]
         if level == SOL_SOCKET and optname == _std.SO_LINGER:
             packed = _LINGER.pack(int(value[0]), int(value[1]))
             return packed[:buflen] if buflen else _LINGER.unpack(packed)[0]

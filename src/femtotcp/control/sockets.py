@@ -37,11 +37,7 @@ from femtotcp.api.sock_base import (
     _LINGER,
     AF_INET,
     AF_UNIX,
-    DGRAM_PAIR_BUF,
     IPPROTO_ICMP,
-    IPPROTO_TCP,
-    IPPROTO_UDP,
-    PAIR_BUF,
     SHUT_RD,
     SHUT_RDWR,
     SOCK_DGRAM,
@@ -104,7 +100,7 @@ class SocketService:
         self._conns: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self._ops: dict[str, Callable[..., Any]] = {
-            "new": self.op_new, "state": self.op_state, "bind": self.op_bind,
+            "state": self.op_state, "bind": self.op_bind,
             "listen": self.op_listen, "accept": self.op_accept, "connect": self.op_connect,
             "uconnect": self.op_uconnect, "err": self.op_err, "soerr": self.op_soerr,
             "setopt": self.op_setopt, "getopt": self.op_getopt, "shut": self.op_shut,
@@ -225,11 +221,11 @@ class SocketService:
                     return
             while not self._closing.is_set():
                 msg, fd = remote.recv_message(conn)
-                if fd is not None:
-                    os.close(fd)
                 if not msg:
+                    if fd is not None:
+                        os.close(fd)
                     return
-                answer, out_fd = self.handle(msg)
+                answer, out_fd = self.handle(msg, fd)
                 try:
                     if out_fd is None:
                         conn.sendmsg(answer)
@@ -247,13 +243,22 @@ class SocketService:
                 self._conns.discard(conn)
             conn.close()
 
-    def handle(self, msg: bytes) -> tuple[list[bytes], int | None]:
-        """One request -> (answer buffers, fd to pass or None). Never raises."""
+    def handle(self, msg: bytes, given: int | None = None) -> tuple[list[bytes], int | None]:
+        """One request (``given``: the fd it carried, ours to close) -> (answer
+        buffers, fd to pass or None). Never raises."""
         try:
             doc, tail = remote.decode(msg)
-            op = self._ops.get(str(doc[0]))
+            name = str(doc[0])
+            if name.startswith("+"):
+                # The socket's first request: its kind, and our end of its pair.
+                if given is None:
+                    raise _oserror(errno.EINVAL, "no socket came with the request")
+                taken, given = given, None
+                self.adopt(taken, doc[1], *doc[2:5])
+                name, doc = name[1:], [name[1:], doc[1], *doc[5:]]
+            op = self._ops.get(name)
             if op is None:
-                raise _oserror(errno.EOPNOTSUPP, f"unknown request {str(doc[0])[:32]!r}")
+                raise _oserror(errno.EOPNOTSUPP, f"unknown request {name[:32]!r}")
             result = op(*doc[1:], tail=tail)
             fd: int | None = None
             if isinstance(result, tuple):
@@ -268,6 +273,36 @@ class SocketService:
                                   str(exc.strerror or exc)[:200]]), None
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             return remote.encode([errno.EINVAL, f"bad request: {exc}"[:200]]), None
+        finally:
+            if given is not None:
+                os.close(given)
+
+    def adopt(self, fd: int, sid: Any, family: Any, kind: Any, proto: Any) -> None:
+        """Take ``fd`` (a program-made pair's other end) as socket ``sid``'s Q."""
+        try:
+            q = _RealSocket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            raise
+        try:
+            remote.check_kind(int(family), int(kind), int(proto))
+            pair_kind = SOCK_STREAM if int(kind) == SOCK_STREAM else SOCK_SEQPACKET
+            if q.family != AF_UNIX or q.type != pair_kind:
+                raise _oserror(errno.EINVAL, "not a socket pair of that kind")
+            q.setblocking(False)
+        except BaseException:
+            q.close()
+            raise
+        with self._lock:
+            old = self.links.get(int(sid))
+        if old is not None and not old.released:
+            q.close()       # a second copy (the socket went through fork first)
+            return
+        link_cls: Any = (_TcpLink if int(kind) == SOCK_STREAM else
+                         _PingLink if int(proto) == IPPROTO_ICMP else _UdpLink)
+        link = link_cls(self.net, q, _OWNER)
+        link.detached = True
+        self._publish(link, int(sid))
 
     # -- helpers ------------------------------------------------------------------------------
     def _link(self, sid: Any) -> _Link:
@@ -295,11 +330,7 @@ class SocketService:
         p, q = socket.socketpair(AF_UNIX, pair_kind | socket.SOCK_CLOEXEC)
         try:
             q.setblocking(False)
-            if pair_kind == SOCK_STREAM:
-                p.setsockopt(SOL_SOCKET, socket.SO_SNDBUF, PAIR_BUF)
-                q.setsockopt(SOL_SOCKET, socket.SO_SNDBUF, PAIR_BUF)
-            else:
-                q.setsockopt(SOL_SOCKET, socket.SO_SNDBUF, DGRAM_PAIR_BUF)
+            remote.tune_pair(p, q, pair_kind)
             sid = os.fstat(p.fileno()).st_ino
         except BaseException:
             p.close()
@@ -315,33 +346,6 @@ class SocketService:
             self._released.pop(sid, None)
 
     # -- the requests -------------------------------------------------------------------------
-    def op_new(self, _sid: Any, family: int, kind: int, proto: int, *,
-               tail: bytes) -> tuple[list[Any], int]:
-        if family != AF_INET:
-            raise _oserror(errno.EAFNOSUPPORT, "only AF_INET on this stack")
-        link_cls: Any
-        if kind == SOCK_STREAM:
-            if proto not in (0, IPPROTO_TCP):
-                raise _oserror(errno.EPROTONOSUPPORT)
-            link_cls = _TcpLink
-        elif kind == SOCK_DGRAM:
-            if proto in (0, IPPROTO_UDP):
-                link_cls = _UdpLink
-            elif proto == IPPROTO_ICMP:
-                link_cls = _PingLink
-            else:
-                raise _oserror(errno.EPROTONOSUPPORT)
-        else:
-            raise _oserror(errno.ESOCKTNOSUPPORT, "only SOCK_STREAM and SOCK_DGRAM")
-        link, fd, sid = self._make(kind, link_cls)
-        try:
-            self.net.call(link.register)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._publish(link, sid)
-        return [sid, state_of(link)], fd
-
     def op_state(self, sid: Any, *, tail: bytes) -> list[Any]:
         return [state_of(self._link(sid))]
 
