@@ -119,9 +119,9 @@ def decode(msg: bytes) -> tuple[list[Any], bytes]:
     return doc, msg[_LEN.size + n:]
 
 
-def recv_message(sock: _std.socket) -> tuple[bytes, int | None]:
+def recv_message(sock: _std.socket, flags: int = 0) -> tuple[bytes, int | None]:
     """One message and the fd it carries (if any); b"" when the peer hung up."""
-    msg, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, _FD_SPACE)
+    msg, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, _FD_SPACE, flags)
     fd: int | None = None
     for level, kind, data in anc:
         if level == SOL_SOCKET and kind == _std.SCM_RIGHTS:

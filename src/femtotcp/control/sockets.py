@@ -83,22 +83,134 @@ def state_of(link: _Link) -> list[Any]:
     return [remote.DGRAM, _addr(link.local), _addr(link.remote)]
 
 
+class _Watcher:
+    """An fd in the runtime's selector: ``fn`` runs (loop thread) when it is ready."""
+
+    def __init__(self, fn: Callable[[], None], name: str) -> None:
+        self.fn = fn
+        self.name = name
+
+    def on_readable(self) -> None:
+        self.fn()
+
+
+class _NotifyEvent(threading.Event):
+    """A link's ``connect_done`` that also tells the service (in the loop thread)."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__()
+        self.callback = callback
+
+    def set(self) -> None:
+        super().set()
+        self.callback()
+
+
+#: What an operation returns when it answers later (through ``reply``).
+DEFER = object()
+#: Requests taken from one connection before the loop moves on to other work.
+BATCH = 16
+
+
+class _Conn:
+    """One program connection, served in the loop thread: a request is read,
+    answered at once or later (a blocking connect, a DNS lookup); no second
+    request is read from it until the first is answered."""
+
+    def __init__(self, service: SocketService, sock: socket.socket) -> None:
+        self.service = service
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.watcher = _Watcher(self.on_readable, f"sockets-{self.fd}")
+        self.waiting = False
+        self.deferred = False
+        self.dead = False
+
+    def watch(self, on: bool) -> None:
+        try:
+            self.service.runtime.watch_fd(self.fd, on, False, self.watcher)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def on_readable(self) -> None:
+        for _ in range(BATCH):
+            if self.waiting or self.dead:
+                return
+            try:
+                msg, fd = remote.recv_message(self.sock, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError:
+                msg, fd = b"", None
+            if not msg:
+                if fd is not None:
+                    os.close(fd)
+                self.close()
+                return
+            self.waiting = True
+            answer = self.service.handle(msg, fd, self.reply)
+            if answer is None:
+                if self.waiting:        # answered later; reply() watches again
+                    self.deferred = True
+                    self.watch(False)
+                return
+            self.reply(*answer)
+
+    def reply(self, answer: list[bytes], fd: int | None) -> None:
+        """Send an answer (any thread); the connection is read again after."""
+        try:
+            if fd is None:
+                self.sock.sendmsg(answer, [], socket.MSG_DONTWAIT)
+            else:
+                socket.send_fds(self.sock, answer, [fd], socket.MSG_DONTWAIT)
+        except OSError:
+            self.dead = True     # gone, or not reading its answers: dropped
+        finally:
+            if fd is not None:
+                os.close(fd)
+        runtime = self.service.runtime
+        if runtime.in_loop_thread():
+            self.rearm()
+        else:
+            runtime.call_soon_threadsafe(self.rearm)
+
+    def rearm(self) -> None:
+        self.waiting = False
+        if self.dead:
+            self.close()
+        elif self.deferred:
+            self.deferred = False
+            self.watch(True)
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        self.dead = True
+        self.watch(False)
+        self.service.conns.pop(self.fd, None)
+        self.fd = -1
+        self.sock.close()
+
+
 class SocketService:
-    """Serves attached programs' socket requests for one stack at ``path``."""
+    """Serves attached programs' socket requests for one stack at ``path``, in
+    the stack's loop thread (no thread hop between a request and the stack)."""
 
     def __init__(self, stack: Any, runtime: Any, path: str,
                  check_peer: Callable[[socket.socket], None] | None = None) -> None:
         self.net: Network = network_for(stack, runtime)
+        self.runtime = runtime
         self.path = os.path.abspath(path)
         self.check_peer = check_peer
         self.links: dict[int, _Link] = {}
         #: When each released link was first seen released (loop thread).
         self._released: dict[int, float] = {}
         self._lock = threading.Lock()
-        self._closing = threading.Event()
+        self._closing = False
         self._sock: socket.socket | None = None
-        self._conns: set[socket.socket] = set()
-        self._threads: list[threading.Thread] = []
+        self.conns: dict[int, _Conn] = {}
+        self._sweep_timer: Any = None
+        self._reply: Callable[[list[bytes], int | None], None] | None = None
         self._ops: dict[str, Callable[..., Any]] = {
             "state": self.op_state, "bind": self.op_bind,
             "listen": self.op_listen, "accept": self.op_accept, "connect": self.op_connect,
@@ -123,73 +235,84 @@ class SocketService:
             raise
         finally:
             os.umask(old_mask)
-        os.chmod(self.path, 0o600)
-        sock.listen(64)
-        self._sock = sock
-        for target, name in ((self._accept_loop, "femtotcp-sockets"),
-                             (self._sweep_loop, "femtotcp-sockets-sweep")):
-            th = threading.Thread(target=target, name=name, daemon=True)
-            th.start()
-            self._threads.append(th)
+        try:
+            os.chmod(self.path, 0o600)
+            sock.listen(64)
+            sock.setblocking(False)
+            self._sock = sock
+            self.net.call(self._start_in_loop)
+        except BaseException:
+            sock.close()
+            raise
         log.info("socket service %s", self.path)
         return self
 
+    def _start_in_loop(self) -> None:
+        assert self._sock is not None
+        self.runtime.watch_fd(self._sock.fileno(), True, False,
+                              _Watcher(self._accept_ready, "sockets-accept"))
+        self._sweep_timer = self.runtime.call_later(SWEEP_INTERVAL, self._sweep_tick)
+
     def close(self) -> None:
-        if self._closing.is_set():
+        if self._closing:
             return
-        self._closing.set()
-        sock = self._sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        with self._lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for th in self._threads:
-            th.join(2.0)
-        if sock is not None:
-            sock.close()
+        self._closing = True
+        try:
+            self.net.call(self._close_in_loop)
+        except OSError:
+            self._close_in_loop()
         try:
             os.unlink(self.path)
         except OSError:
             pass
 
-    def _accept_loop(self) -> None:
+    def _close_in_loop(self) -> None:
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                self.runtime.watch_fd(sock.fileno(), False, False, None)
+            except (KeyError, ValueError, OSError):
+                pass
+            sock.close()
+        for conn in list(self.conns.values()):
+            conn.close()
+
+    def _accept_ready(self) -> None:
         sock = self._sock
-        assert sock is not None
-        while not self._closing.is_set():
+        while sock is not None and not self._closing:
             try:
                 conn, _ = sock.accept()
-            except OSError as exc:
-                if self._closing.is_set() or exc.errno == errno.EINVAL:
-                    return
+            except BlockingIOError:
+                return
+            except OSError as exc:   # EMFILE and friends: keep serving the others
                 log.warning("socket service accept failed: %s", exc)
-                self._closing.wait(0.1)
-                continue
-            with self._lock:
-                busy = len(self._conns) >= MAX_CONNECTIONS
-                if not busy:
-                    self._conns.add(conn)
-            if busy:
+                return
+            try:
+                if self.check_peer is not None:
+                    self.check_peer(conn)
+            except ControlError:
                 conn.close()
                 continue
-            threading.Thread(target=self._serve, args=(conn,), name="femtotcp-sockets-conn",
-                             daemon=True).start()
+            if len(self.conns) >= MAX_CONNECTIONS:
+                conn.close()
+                continue
+            conn.setblocking(False)
+            served = _Conn(self, conn)
+            self.conns[served.fd] = served
+            served.watch(True)
 
-    def _sweep_loop(self) -> None:
-        while not self._closing.wait(SWEEP_INTERVAL):
-            try:
-                self.net.call(self.sweep)
-            except OSError:
-                return
-            except Exception:
-                log.exception("socket service sweep failed")
+    def _sweep_tick(self) -> None:
+        self._sweep_timer = None
+        if self._closing:
+            return
+        try:
+            self.sweep()
+        except Exception:
+            log.exception("socket service sweep failed")
+        self._sweep_timer = self.runtime.call_later(SWEEP_INTERVAL, self._sweep_tick)
 
     def sweep(self) -> None:
         """Loop thread: forget released links; free those whose program end is gone."""
@@ -211,41 +334,14 @@ class SocketService:
                 if self.links.get(sid) is not None and self.links[sid].released:
                     del self.links[sid]
 
-    # -- one connection ---------------------------------------------------------------------
-    def _serve(self, conn: socket.socket) -> None:
-        try:
-            if self.check_peer is not None:
-                try:
-                    self.check_peer(conn)
-                except ControlError:
-                    return
-            while not self._closing.is_set():
-                msg, fd = remote.recv_message(conn)
-                if not msg:
-                    if fd is not None:
-                        os.close(fd)
-                    return
-                answer, out_fd = self.handle(msg, fd)
-                try:
-                    if out_fd is None:
-                        conn.sendmsg(answer)
-                    else:
-                        socket.send_fds(conn, answer, [out_fd])
-                finally:
-                    if out_fd is not None:
-                        os.close(out_fd)
-        except OSError:
-            pass
-        except Exception:
-            log.exception("socket service connection failed")
-        finally:
-            with self._lock:
-                self._conns.discard(conn)
-            conn.close()
-
-    def handle(self, msg: bytes, given: int | None = None) -> tuple[list[bytes], int | None]:
+    # -- requests -----------------------------------------------------------------------
+    def handle(self, msg: bytes, given: int | None = None,
+               reply: Callable[[list[bytes], int | None], None] | None = None,
+               ) -> tuple[list[bytes], int | None] | None:
         """One request (``given``: the fd it carried, ours to close) -> (answer
-        buffers, fd to pass or None). Never raises."""
+        buffers, fd to pass or None), or None when ``reply`` will be called with
+        them later. Never raises."""
+        self._reply = reply
         try:
             doc, tail = remote.decode(msg)
             name = str(doc[0])
@@ -260,6 +356,8 @@ class SocketService:
             if op is None:
                 raise _oserror(errno.EOPNOTSUPP, f"unknown request {name[:32]!r}")
             result = op(*doc[1:], tail=tail)
+            if result is DEFER:
+                return None
             fd: int | None = None
             if isinstance(result, tuple):
                 result, fd = result
@@ -276,6 +374,31 @@ class SocketService:
         finally:
             if given is not None:
                 os.close(given)
+
+    def later(self, work: Callable[[], list[Any]]) -> Callable[[], None]:
+        """A function that answers the current request with ``work()``'s result
+        (or its error), for an operation that returned DEFER."""
+        reply = self._reply
+        if reply is None:
+            raise _oserror(errno.EWOULDBLOCK, "this request cannot wait here")
+
+        def answer() -> None:
+            out = self._run(work)
+            assert out is not None and reply is not None
+            reply(*out)
+
+        return answer
+
+    def _run(self, work: Callable[[], list[Any]]) -> tuple[list[bytes], int | None]:
+        try:
+            return remote.encode([0, *work()]), None
+        except socket.gaierror as exc:
+            return remote.encode(["gai", exc.errno or 0, str(exc.strerror or exc)]), None
+        except TimeoutError:
+            return remote.encode(["timeout"]), None
+        except OSError as exc:
+            return remote.encode([exc.errno or errno.EIO,
+                                  str(exc.strerror or exc)[:200]]), None
 
     def adopt(self, fd: int, sid: Any, family: Any, kind: Any, proto: Any) -> None:
         """Take ``fd`` (a program-made pair's other end) as socket ``sid``'s Q."""
@@ -399,10 +522,9 @@ class SocketService:
         return [new_sid, state_of(link)], fd
 
     def op_connect(self, sid: Any, ip: str, port: int, filler: int, tmo: float, *,
-                   tail: bytes) -> list[Any]:
+                   tail: bytes) -> Any:
         link = self._tcp(sid)
         dst, port = ip_bytes(ip), int(port)
-        net = self.net
         if tmo == 0:
             def start() -> int:
                 if link.mode is TcpMode.CONNECTING:
@@ -415,18 +537,49 @@ class SocketService:
                     link.so_error = 0
                     return err
                 return errno.EINPROGRESS
-            return [net.call(start), state_of(link)]
-        done = net.call(link.start_connect, dst, port, 0)
-        finished = net.wait(done, None if tmo < 0 else tmo)
-        if not finished:
-            net.call(link.abort_connect)
+            return [self.net.call(start), state_of(link)]
+
+        def result() -> list[Any]:
+            err = 0
+            if link.mode is TcpMode.FAILED:
+                link.so_error = 0
+                err = link.connect_error
+            return [err, state_of(link)]
+
+        if not self.runtime.in_loop_thread():      # (a caller outside the loop)
+            done = self.net.call(link.start_connect, dst, port, 0)
+            if not self.net.wait(done, None if tmo < 0 else tmo):
+                self.net.call(link.abort_connect)
+                if link.mode is not TcpMode.CONNECTED:
+                    raise TimeoutError("timed out")
+            return result()
+        done = link.start_connect(dst, port, 0)
+        if done.is_set():
+            return result()
+        finished = [False]
+        timer: list[Any] = [None]
+
+        def timed_out() -> list[Any]:
+            link.abort_connect()
             if link.mode is not TcpMode.CONNECTED:
                 raise TimeoutError("timed out")
-        err = 0
-        if link.mode is TcpMode.FAILED:
-            link.so_error = 0
-            err = link.connect_error
-        return [err, state_of(link)]
+            return result()
+
+        answer_now = self.later(result)
+        answer_late = self.later(timed_out)
+
+        def finish(late: bool = False) -> None:
+            if finished[0]:
+                return
+            finished[0] = True
+            if timer[0] is not None:
+                timer[0].cancel()
+            (answer_late if late else answer_now)()
+
+        link.connect_done = _NotifyEvent(finish)
+        if tmo > 0:
+            timer[0] = self.runtime.call_later(tmo, lambda: finish(True))
+        return DEFER
 
     def op_uconnect(self, sid: Any, ip: str, port: int, *, tail: bytes) -> list[Any]:
         link = self._dgram(sid)
@@ -500,7 +653,15 @@ class SocketService:
         link = self._dgram(sid)
         return [link.error_record_read()]
 
-    def op_dns(self, _sid: Any, name: str, *, tail: bytes) -> list[Any]:
-        chain, addrs = self.net._dns(str(name))
-        return [chain, addrs]
+    def op_dns(self, _sid: Any, name: str, *, tail: bytes) -> Any:
+        def lookup() -> list[Any]:
+            chain, addrs = self.net._dns(str(name))
+            return [chain, addrs]
+
+        if not self.runtime.in_loop_thread():
+            return lookup()
+        # The lookup waits for the network: in a thread of its own, not the loop.
+        threading.Thread(target=self.later(lookup), name="femtotcp-sockets-dns",
+                         daemon=True).start()
+        return DEFER
 
