@@ -218,3 +218,28 @@ def test_first_request_hands_serve_the_pair(lan: Lan, svc: SocketService) -> Non
     assert link.local is not None and link.local[1] == 5200
     a.close()
     s.close()
+
+
+def test_udp_sends_after_the_first_go_through_the_pair(lan: Lan, svc: SocketService) -> None:
+    """Once serve has the socket bound, datagrams go to it as records on the
+    program's fd (no request each); their order and bytes are kept."""
+    prog = RemoteNetwork(svc.path)
+    u = prog.socket(std.AF_INET, std.SOCK_DGRAM)
+    peer = lan.net_b.socket(std.AF_INET, std.SOCK_DGRAM)
+    peer.bind(("0.0.0.0", 7100))
+    peer.settimeout(5)
+    u.sendto(b"first", (lan.ip_b, 7100))           # a request: binds the socket in serve
+    assert u.getsockname()[1] != 0
+    for i in range(8):
+        assert u.sendto(b"n%d" % i, (lan.ip_b, 7100)) == 2
+    u.connect((lan.ip_b, 7100))
+    assert u.send(b"connected") == 9
+    got = [peer.recvfrom(100)[0] for _ in range(10)]
+    assert got == [b"first", *(b"n%d" % i for i in range(8)), b"connected"]
+    with pytest.raises(OSError) as info:
+        u.sendto(b"x" * 65508, (lan.ip_b, 7100))
+    assert info.value.errno == errno.EMSGSIZE
+    with pytest.raises(PermissionError):
+        u.sendto(b"x", ("255.255.255.255", 7100))
+    u.close()
+    peer.close()

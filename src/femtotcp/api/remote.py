@@ -47,6 +47,7 @@ from femtotcp.api.network import Network, _parse_ipv4
 from femtotcp.api.sock_base import (
     _IPPROTO_IPV6,
     _KIND_ERROR,
+    _KIND_SEND,
     _LINGER,
     _REC,
     AF_INET,
@@ -83,6 +84,8 @@ MAX_MESSAGE = 65536 + 4096
 POOL_SIZE = 16
 
 _LEN = struct.Struct("!H")
+#: The largest UDP payload over IPv4 (65535 - 20 - 8).
+_UDP_MAX = 65507
 _FD_SPACE = _std.CMSG_SPACE(struct.calcsize("i"))
 
 #: Modes a TCP socket reports (TcpMode values) and the datagram sockets' one.
@@ -663,10 +666,32 @@ class RemoteSocket(_RealSocket):
                 raise _oserror(port)
         return rec[_REC.size:], (ip_str(addr[:alen]), port)
 
+    def _send_record(self, data: bytes, dst: bytes | None, port: int) -> bool:
+        """Send a UDP datagram as a record on P, without a round trip to serve
+        (``_KIND_SEND``; ``dst`` None: to the connected peer). Only once serve
+        has the socket bound; broadcasts and ping sockets go by request (serve
+        checks them). Errors serve meets later become the socket error."""
+        if (self._q is not None or self._sproto == IPPROTO_ICMP or self._local is None
+                or dst == b"\xff\xff\xff\xff"):
+            return False
+        if len(data) > _UDP_MAX:
+            raise _oserror(errno.EMSGSIZE)
+        if dst is None:
+            if self._remote is None:
+                raise _oserror(errno.EDESTADDRREQ)
+            head = _REC.pack(_KIND_SEND, 0, 0, b"")
+        else:
+            head = _REC.pack(_KIND_SEND, 4, port, dst)
+        _RealSocket.send(self, head + data)
+        return True
+
     def send(self, data: Any, flags: int = 0) -> int:
         if self._stype == SOCK_DGRAM:
             self._check_open()
-            return int(self._values("send", tail=bytes(data))[0])
+            payload = bytes(data)
+            if self._send_record(payload, None, 0):
+                return len(payload)
+            return int(self._values("send", tail=payload)[0])
         if self._mode != CONNECTED:
             self._not_connected()
         try:
@@ -699,7 +724,10 @@ class RemoteSocket(_RealSocket):
         if self._stype == SOCK_DGRAM:
             self._check_open()
             ip, port = self._addr(address, "sendto")
-            sent, state = self._values("sendto", ip, port, tail=bytes(data))
+            payload = bytes(data)
+            if self._send_record(payload, _std.inet_aton(ip), port):
+                return len(payload)
+            sent, state = self._values("sendto", ip, port, tail=payload)
             self._state(state)
             return int(sent)
         if self._mode != CONNECTED:

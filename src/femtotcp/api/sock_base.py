@@ -66,6 +66,9 @@ DEFAULT_BACKLOG = 128
 _REC = struct.Struct("!BBH16s")
 _KIND_DATA = 0
 _KIND_ERROR = 1
+_KIND_SEND = 2      # program -> stack: a datagram to send (attached programs, api/remote.py)
+#: Send records the loop thread takes from one socket before moving on.
+SEND_BATCH = 32
 _LINGER = struct.Struct("ii")
 
 _SO_REUSEPORT: int = getattr(_std, "SO_REUSEPORT", -1)
