@@ -80,6 +80,8 @@ ENV_PATH = "FEMTOTCP_ATTACH_PYTHONPATH"
 SERVICE_SUFFIX = ".sockets"
 #: Largest message either side sends (a 64 KiB datagram plus its request).
 MAX_MESSAGE = 65536 + 4096
+#: SO_SNDBUF of serve's end of a stream pair (towards the program; Linux doubles it).
+REMOTE_PAIR_BUF = 262144
 #: Idle channels kept per process for reuse.
 POOL_SIZE = 16
 
@@ -186,10 +188,12 @@ def check_kind(family: int, kind: int, proto: int) -> None:
 
 
 def tune_pair(p: _std.socket, q: _std.socket, pair_kind: int) -> None:
-    """The buffer sizes of a stack socket's pair (as ``femtotcp.api.socket``)."""
+    """The buffer sizes of an attached socket's pair: as ``femtotcp.api.socket``,
+    but more room towards the program (serve's loop thread then fills it in
+    fewer, larger writes, each waking the program once)."""
     if pair_kind == SOCK_STREAM:
         p.setsockopt(SOL_SOCKET, _std.SO_SNDBUF, PAIR_BUF)
-        q.setsockopt(SOL_SOCKET, _std.SO_SNDBUF, PAIR_BUF)
+        q.setsockopt(SOL_SOCKET, _std.SO_SNDBUF, REMOTE_PAIR_BUF)
     else:
         q.setsockopt(SOL_SOCKET, _std.SO_SNDBUF, DGRAM_PAIR_BUF)
 
