@@ -5,7 +5,7 @@ Set-up: namespace K holds the kernel-side servers, bound to every address: an
 ``http.server`` with a file of --size MB, a connect-and-close acceptor, a
 1-byte TCP echo and a UDP echo. Namespace C reaches K over a veth pair
 (198.51.100.2 -> 198.51.100.1): the kernel's figures. The stack's TAP lives in
-K (kernel side 192.0.2.1, stack 192.0.2.2):
+K (kernel side 192.0.2.1; the stack 192.0.2.2 attached, 192.0.2.3 in-process):
 
 * attached: ``femtotcp serve`` on the TAP, and the client program under
   ``femtotcp run --control PATH`` (its own process; sockets by fd);
@@ -36,6 +36,10 @@ from bench.tcp_bulk import namespace
 
 KERNEL_TAP = "192.0.2.1"
 STACK = "192.0.2.2"
+#: The in-process run's own address: a fresh stack reusing STACK right after
+#: the attached run would meet the kernel's TIME-WAIT entries for the same
+#: 4-tuples (and a random ISN below the old one costs a SYN retransmission).
+STACK_INPROC = "192.0.2.3"
 KERNEL_VETH = "198.51.100.1"
 CLIENT_VETH = "198.51.100.2"
 TAP = "ftbp0"
@@ -217,7 +221,8 @@ def run(size_mb: int, connects: int, pings: int) -> dict[str, dict[str, float]]:
                 flag = os.path.join(work, "go")
                 inproc = subprocess.Popen(
                     ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--in-process",
-                     "--tap", TAP, "--ip", f"{STACK}/24", client, KERNEL_TAP, *args, flag],
+                     "--tap", TAP, "--ip", f"{STACK_INPROC}/24", client, KERNEL_TAP, *args,
+                     flag],
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 try:
                     _wait_link(k, TAP)
