@@ -243,3 +243,48 @@ def test_udp_sends_after_the_first_go_through_the_pair(lan: Lan, svc: SocketServ
         u.sendto(b"x", ("255.255.255.255", 7100))
     u.close()
     peer.close()
+
+
+def test_asyncio_streams_and_datagrams_when_attached(lan: Lan, svc: SocketService) -> None:
+    import asyncio
+
+    from femtotcp.api.patch import scoped
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write((await r.read(100)).upper())
+        await w.drain()
+        w.close()
+
+    async def main() -> list[object]:
+        out: list[object] = []
+        srv = await asyncio.start_server(handle, "0.0.0.0", 8800)
+        r, w = await asyncio.open_connection(lan.ip_a, 8800)
+        w.write(b"hello")
+        await w.drain()
+        out.append(await r.read(100))
+        w.close()
+        try:
+            await asyncio.open_connection(lan.ip_b, 8801)
+        except ConnectionRefusedError:
+            out.append("refused")
+        loop = asyncio.get_running_loop()
+        got: asyncio.Future[bytes] = loop.create_future()
+
+        class Proto(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                if not got.done():
+                    got.set_result(data)
+
+        t1, _ = await loop.create_datagram_endpoint(Proto, local_addr=("0.0.0.0", 8900))
+        t2, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                    remote_addr=(lan.ip_a, 8900))
+        t2.sendto(b"dgram")
+        out.append(await asyncio.wait_for(got, 5))
+        t1.close()
+        t2.close()
+        srv.close()
+        await srv.wait_closed()
+        return out
+
+    with scoped(RemoteNetwork(svc.path)):
+        assert asyncio.run(main()) == [b"HELLO", "refused", b"dgram"]
