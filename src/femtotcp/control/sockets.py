@@ -342,38 +342,28 @@ class SocketService:
         buffers, fd to pass or None), or None when ``reply`` will be called with
         them later. Never raises."""
         self._reply = reply
-        try:
+        held = [given]
+
+        def work() -> Any:
             doc, tail = remote.decode(msg)
             name = str(doc[0])
             if name.startswith("+"):
                 # The socket's first request: its kind, and our end of its pair.
-                if given is None:
+                fd, held[0] = held[0], None
+                if fd is None:
                     raise _oserror(errno.EINVAL, "no socket came with the request")
-                taken, given = given, None
-                self.adopt(taken, doc[1], *doc[2:5])
+                self.adopt(fd, doc[1], *doc[2:5])
                 name, doc = name[1:], [name[1:], doc[1], *doc[5:]]
             op = self._ops.get(name)
             if op is None:
                 raise _oserror(errno.EOPNOTSUPP, f"unknown request {name[:32]!r}")
-            result = op(*doc[1:], tail=tail)
-            if result is DEFER:
-                return None
-            fd: int | None = None
-            if isinstance(result, tuple):
-                result, fd = result
-            return remote.encode([0, *result]), fd
-        except socket.gaierror as exc:
-            return remote.encode(["gai", exc.errno or 0, str(exc.strerror or exc)]), None
-        except TimeoutError:
-            return remote.encode(["timeout"]), None
-        except OSError as exc:
-            return remote.encode([exc.errno or errno.EIO,
-                                  str(exc.strerror or exc)[:200]]), None
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
-            return remote.encode([errno.EINVAL, f"bad request: {exc}"[:200]]), None
+            return op(*doc[1:], tail=tail)
+
+        try:
+            return self._run(work)
         finally:
-            if given is not None:
-                os.close(given)
+            if held[0] is not None:
+                os.close(held[0])
 
     def later(self, work: Callable[[], list[Any]]) -> Callable[[], None]:
         """A function that answers the current request with ``work()``'s result
@@ -389,9 +379,18 @@ class SocketService:
 
         return answer
 
-    def _run(self, work: Callable[[], list[Any]]) -> tuple[list[bytes], int | None]:
+    @staticmethod
+    def _run(work: Callable[[], Any]) -> tuple[list[bytes], int | None] | None:
+        """``work()``'s result as an answer: a list of values, or (values, fd to
+        pass); DEFER gives None; an error becomes its answer."""
         try:
-            return remote.encode([0, *work()]), None
+            result = work()
+            if result is DEFER:
+                return None
+            fd: int | None = None
+            if isinstance(result, tuple):
+                result, fd = result
+            return remote.encode([0, *result]), fd
         except socket.gaierror as exc:
             return remote.encode(["gai", exc.errno or 0, str(exc.strerror or exc)]), None
         except TimeoutError:
@@ -399,6 +398,8 @@ class SocketService:
         except OSError as exc:
             return remote.encode([exc.errno or errno.EIO,
                                   str(exc.strerror or exc)[:200]]), None
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            return remote.encode([errno.EINVAL, f"bad request: {exc}"[:200]]), None
 
     def adopt(self, fd: int, sid: Any, family: Any, kind: Any, proto: Any) -> None:
         """Take ``fd`` (a program-made pair's other end) as socket ``sid``'s Q."""
