@@ -40,10 +40,9 @@ import struct
 import sys
 import threading
 import weakref
-from collections.abc import Iterable
 from typing import Any
 
-from femtotcp.api.network import Network, _parse_ipv4
+from femtotcp.api.network import Network
 from femtotcp.api.sock_base import (
     _IPPROTO_IPV6,
     _KIND_ERROR,
@@ -68,6 +67,7 @@ from femtotcp.api.sock_base import (
     SOL_SOCKET,
     _oserror,
     _RealSocket,
+    _SocketBase,
     gaierror,
 )
 from femtotcp.wire import ip_str
@@ -317,7 +317,7 @@ def _addr_text(addr: Any) -> tuple[str, int] | None:
     return None if addr is None else (str(addr[0]), int(addr[1]))
 
 
-class RemoteSocket(_RealSocket):
+class RemoteSocket(_SocketBase):
     """``socket.socket`` for an attached program: P here, the stack socket in serve."""
 
     __slots__ = ("_net", "_id", "_sfamily", "_stype", "_sproto", "_mode", "_local", "_remote",
@@ -415,23 +415,8 @@ class RemoteSocket(_RealSocket):
 
     # -- identity ----------------------------------------------------------------------------
     @property
-    def family(self) -> _std.AddressFamily:
-        return _std.AddressFamily(self._sfamily)
-
-    @property
-    def type(self) -> _std.SocketKind:
-        return _std.SocketKind(self._stype)
-
-    @property
-    def proto(self) -> int:
-        return self._sproto
-
-    @property
     def network(self) -> RemoteNetwork:
         return self._net
-
-    def __getstate__(self) -> Any:
-        raise TypeError(f"cannot pickle {self.__class__.__name__!r} object")
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         """multiprocessing hands sockets to other processes by fd (its
@@ -459,32 +444,7 @@ class RemoteSocket(_RealSocket):
         if self._q is not None and _RealSocket.fileno(self) != -1:
             self._refresh()
 
-    def _check_open(self) -> None:
-        if _RealSocket.fileno(self) == -1:
-            raise _oserror(errno.EBADF)
-
     # -- addresses ---------------------------------------------------------------------------
-    def _addr(self, address: Any, what: str) -> tuple[str, int]:
-        if not isinstance(address, tuple) or len(address) != 2:
-            raise TypeError(f"AF_INET address must be tuple, not {type(address).__name__}")
-        host, port = address
-        if not isinstance(port, int):
-            raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
-        if not 0 <= port <= 65535:
-            raise OverflowError(f"{what}(): port must be 0-65535.")
-        if isinstance(host, bytes):
-            host = host.decode("idna")
-        if not isinstance(host, str):
-            raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
-        if host in ("", "0.0.0.0"):
-            return "0.0.0.0", port
-        if host == "<broadcast>":
-            return "255.255.255.255", port
-        packed = _parse_ipv4(host)
-        if packed is not None:
-            return ip_str(packed), port
-        return self._net._resolve(host)[0], port
-
     def getsockname(self) -> tuple[str, int]:
         self._check_open()
         if self._q is None and (self._local is None
@@ -503,7 +463,8 @@ class RemoteSocket(_RealSocket):
     # -- bind / listen / accept / connect ------------------------------------------------------
     def bind(self, address: Any) -> None:
         self._check_open()
-        ip, port = self._addr(address, "bind")
+        packed, port = self._addr(address, "bind")
+        ip = ip_str(packed)
         self._state(self._values("bind", ip, port)[0])
 
     def listen(self, backlog: int = 128) -> None:
@@ -534,26 +495,10 @@ class RemoteSocket(_RealSocket):
             new.setblocking(True)
         return new, new._remote or ("0.0.0.0", 0)
 
-    def connect(self, address: Any) -> None:
-        err = self._connect(address, raise_errors=True)
-        if err:
-            raise _oserror(err)
-
-    def connect_ex(self, address: Any) -> int:
-        try:
-            return self._connect(address, raise_errors=False)
-        except TimeoutError:
-            return errno.EWOULDBLOCK
-        except gaierror:
-            raise
-        except OSError as exc:
-            if exc.errno is None:
-                raise
-            return exc.errno
-
     def _connect(self, address: Any, raise_errors: bool) -> int:
         self._check_open()
-        ip, port = self._addr(address, "connect")
+        packed, port = self._addr(address, "connect")
+        ip = ip_str(packed)
         if self._stype == SOCK_DGRAM:
             self._state(self._values("uconnect", ip, port)[0])
             return 0
@@ -567,17 +512,6 @@ class RemoteSocket(_RealSocket):
                                 -1.0 if tmo is None else float(tmo))
         self._state(state)
         return int(err)
-
-    def _fill(self) -> int:
-        """Fill P's send buffer so that P is not writable until the connection is
-        up (serve discards these bytes then). Non-blocking only."""
-        total = 0
-        block = b"\0" * 4096
-        while True:
-            try:
-                total += _RealSocket.send(self, block, _std.MSG_DONTWAIT)
-            except OSError:
-                return total
 
     # -- data ----------------------------------------------------------------------------------
     def _pending_error(self, exc: OSError | None = None) -> OSError | None:
@@ -643,11 +577,6 @@ class RemoteSocket(_RealSocket):
             mv[:len(data)] = data
             return len(data), addr
         return self.recv_into(buffer, nbytes, flags), None
-
-    def recvmsg(self, bufsize: int, ancbufsize: int = 0,
-                flags: int = 0) -> tuple[bytes, list[Any], int, Any]:
-        data, addr = self.recvfrom(bufsize, flags)
-        return data, [], 0, addr
 
     def _recv_dgram(self, bufsize: int, flags: int) -> tuple[bytes, Any]:
         if bufsize < 0:
@@ -727,9 +656,10 @@ class RemoteSocket(_RealSocket):
         address = flags_or_addr if addr is None else addr
         if self._stype == SOCK_DGRAM:
             self._check_open()
-            ip, port = self._addr(address, "sendto")
+            packed, port = self._addr(address, "sendto")
+            ip = ip_str(packed)
             payload = bytes(data)
-            if self._send_record(payload, _std.inet_aton(ip), port):
+            if self._send_record(payload, packed, port):
                 return len(payload)
             sent, state = self._values("sendto", ip, port, tail=payload)
             self._state(state)
@@ -737,13 +667,6 @@ class RemoteSocket(_RealSocket):
         if self._mode != CONNECTED:
             raise _oserror(errno.EPIPE if self._mode == DONE else errno.ENOTCONN)
         return self.send(data)
-
-    def sendmsg(self, buffers: Iterable[Any], ancdata: Iterable[Any] = (), flags: int = 0,
-                address: Any = None) -> int:
-        data = b"".join(bytes(b) for b in buffers)
-        if address is not None:
-            return self.sendto(data, address)
-        return self.send(data, flags)
 
     def shutdown(self, how: int) -> None:
         self._check_open()
@@ -785,21 +708,20 @@ class RemoteSocket(_RealSocket):
         self._values("setopt", level, optname, val)
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
-        from femtotcp.api.socket import socket as stack_socket
         self._check_open()
         if level == SOL_SOCKET:
             if optname == _std.SO_ERROR:
-                return stack_socket._opt_out(self._values("soerr")[0], buflen)
+                return self._opt_out(self._values("soerr")[0], buflen)
             if optname == _std.SO_TYPE:
-                return stack_socket._opt_out(self._stype, buflen)
+                return self._opt_out(self._stype, buflen)
             if optname == getattr(_std, "SO_DOMAIN", -2):
-                return stack_socket._opt_out(self._sfamily, buflen)
+                return self._opt_out(self._sfamily, buflen)
             if optname == getattr(_std, "SO_PROTOCOL", -2):
                 proto = self._sproto or (IPPROTO_TCP if self._stype == SOCK_STREAM
                                          else IPPROTO_UDP)
-                return stack_socket._opt_out(proto, buflen)
+                return self._opt_out(proto, buflen)
             if optname == getattr(_std, "SO_ACCEPTCONN", -2):
-                return stack_socket._opt_out(int(self._mode == LISTENING), buflen)
+                return self._opt_out(int(self._mode == LISTENING), buflen)
             if optname in (getattr(_std, "SO_RCVTIMEO", -2), getattr(_std, "SO_SNDTIMEO", -2)):
                 if buflen is None:
                     return _RealSocket.getsockopt(self, level, optname)
@@ -810,7 +732,7 @@ class RemoteSocket(_RealSocket):
         if level == SOL_SOCKET and optname == _std.SO_LINGER:
             packed = _LINGER.pack(int(value[0]), int(value[1]))
             return packed[:buflen] if buflen else _LINGER.unpack(packed)[0]
-        return stack_socket._opt_out(int(value), buflen)
+        return self._opt_out(int(value), buflen)
 
     def __repr__(self) -> str:
         closed = _RealSocket.fileno(self) == -1
