@@ -36,6 +36,7 @@ class Attached:
     ns: Netns
     control: str
     dir: str
+    serve: subprocess.Popen[str]
 
     def program(self, source: str, *args: str) -> subprocess.Popen[str]:
         path = os.path.join(self.dir, f"prog{len(os.listdir(self.dir))}.py")
@@ -83,7 +84,7 @@ def attached(ns: Netns) -> Iterator[Attached]:
     proc, _line = start_serve(ns, control)
     try:
         ns.ip("addr", "add", f"{KERNEL}/24", "dev", TAP)
-        yield Attached(ns, control, progs)
+        yield Attached(ns, control, progs, proc)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -345,3 +346,45 @@ def test_dup_and_pass_fds_keep_the_connection(attached: Attached) -> None:
     assert out.strip() == "femtotcp.api.remote 9200", out
     # EOF reaches the kernel only once the last copy (the parent's twin) closed.
     assert line(collect) == repr(b"from the child\nfrom the parent\n")
+
+
+_BLOCKED = r"""
+import socket, sys
+c = socket.create_connection((sys.argv[1], 8081), timeout=30)
+got = 0
+while got < 1_000_000:
+    got += len(c.recv(65536))
+c.settimeout(60)
+print("reading", flush=True)
+try:
+    while c.recv(65536):
+        pass
+    print("eof", flush=True)
+except OSError as exc:
+    print("recv", type(exc).__name__, flush=True)
+try:
+    for _ in range(100):
+        c.sendall(b"x" * 65536)
+    print("sent", flush=True)
+except OSError as exc:
+    print("send", type(exc).__name__, flush=True)
+try:
+    socket.create_connection((sys.argv[1], 8081), timeout=5)
+except OSError as exc:
+    print("new", exc.errno, flush=True)
+"""
+
+
+def test_serve_killed_under_a_program_is_a_reset_not_a_hang(attached: Attached) -> None:
+    sender = attached.ns.popen(sys.executable, "-c", _KERNEL_SENDER, KERNEL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert line(sender) == "ready"
+    prog = attached.program(_BLOCKED, KERNEL)
+    assert line(prog, 60) == "reading"
+    attached.serve.send_signal(signal.SIGKILL)
+    attached.serve.wait(10)
+    out, _ = finish(prog, 60)
+    recv, send, new = out.split("\n")[:3]
+    assert recv == "recv ConnectionResetError", out
+    assert send in ("send ConnectionResetError", "send BrokenPipeError"), out
+    assert new == f"new {__import__('errno').ENETDOWN}", out
