@@ -288,3 +288,56 @@ def test_asyncio_streams_and_datagrams_when_attached(lan: Lan, svc: SocketServic
 
     with scoped(RemoteNetwork(svc.path)):
         assert asyncio.run(main()) == [b"HELLO", "refused", b"dgram"]
+
+
+def test_run_control_errors_name_the_problem(tmp_path: os.PathLike[str]) -> None:
+    import subprocess
+    import sys
+    script = os.path.join(str(tmp_path), "p.py")
+    with open(script, "w") as f:
+        f.write("print('ran')\n")
+    missing = os.path.join(str(tmp_path), "none.sock")
+    res = subprocess.run([sys.executable, "-m", "femtotcp", "run", "--control", missing,
+                          script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "ran" not in res.stdout
+    assert f"no femtotcp serve with control socket {missing}" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "femtotcp", "run", "--control", missing,
+                          "--in-process", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "--in-process needs stack flags" in res.stderr
+
+
+def test_run_control_attaches_the_program_and_its_python_children(
+        lan: Lan, svc: SocketService, tmp_path: os.PathLike[str]) -> None:
+    """``femtotcp run --control`` (the path without its ``.sockets``): the program
+    and a Python child it starts make their sockets in the service."""
+    import subprocess
+    import sys
+    server = lan.net_b.create_server(("0.0.0.0", 6100))
+    script = os.path.join(str(tmp_path), "p.py")
+    with open(script, "w") as f:
+        f.write(
+            "import socket, subprocess, sys\n"
+            "c = socket.create_connection((sys.argv[1], 6100), timeout=10)\n"
+            "c.sendall(b'parent'); c.close()\n"
+            "code = ('import socket, sys; c = socket.create_connection((sys.argv[1], 6100),'\n"
+            "        ' timeout=10); c.sendall(b\"child\"); c.close()')\n"
+            "subprocess.run([sys.executable, '-c', code, sys.argv[1]], check=True)\n")
+    control = svc.path[:-len(".sockets")]
+    proc = subprocess.Popen([sys.executable, "-m", "femtotcp", "run", "--control", control,
+                             script, lan.ip_b], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    got = []
+    server.settimeout(30)
+    for _ in range(2):
+        conn, addr = server.accept()
+        assert addr[0] == lan.ip_a          # over stack A: the service's stack
+        conn.settimeout(10)
+        buf = b""
+        while chunk := conn.recv(100):
+            buf += chunk
+        got.append(buf)
+        conn.close()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert got == [b"parent", b"child"]
+    server.close()
