@@ -124,10 +124,83 @@ out["udp_rtt_us"] = (time.perf_counter() - t) / pings * 1e6
 print(json.dumps(out), flush=True)
 """
 
+_HTTPD = r"""
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+BODY = b"x" * 100
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    wbufsize = 1 << 16     # one write per response: no Nagle wait between header and body
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def log_message(self, *args):
+        pass
+
+class Server(ThreadingHTTPServer):
+    request_queue_size = 128
+
+srv = Server(("0.0.0.0", 8088), Handler)
+print("ready", flush=True)
+srv.serve_forever()
+"""
+
+# `ab -n N -c C [-k]` in the standard library: C threads, N requests in all, a
+# new connection per request or (keep-alive) one per thread.
+_LOAD = r"""
+import http.client, json, sys, threading, time
+host, n, c = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out = {}
+for keep in (False, True):
+    left = [n]
+    lock = threading.Lock()
+    errors = []
+
+    def worker():
+        conn = None
+        while True:
+            with lock:
+                if left[0] <= 0:
+                    break
+                left[0] -= 1
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(host, 8088, timeout=30)
+                conn.request("GET", "/", headers={} if keep else {"Connection": "close"})
+                body = conn.getresponse().read()
+                assert len(body) == 100
+                if not keep:
+                    conn.close()
+                    conn = None
+            except Exception as exc:
+                errors.append(repr(exc))
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(c)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    out["http_keepalive_rps" if keep else "http_close_rps"] = n / (time.perf_counter() - t)
+    if errors:
+        out["http_errors"] = len(errors)
+print(json.dumps(out), flush=True)
+"""
+
 FIGURES = (("get_MBps", "urllib GET", "MB/s", True),
            ("connects_per_s", "connect+close", "/s", True),
            ("tcp_rtt_us", "TCP 1-byte round trip", "us", False),
-           ("udp_rtt_us", "UDP 1-byte round trip", "us", False))
+           ("udp_rtt_us", "UDP 1-byte round trip", "us", False),
+           ("http_close_rps", "HTTP server, -c N", "/s", True),
+           ("http_keepalive_rps", "HTTP server, -c N -k", "/s", True))
 
 
 def _ip(*args: str) -> None:
@@ -176,7 +249,20 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
             proc.wait(5)
 
 
-def run(size_mb: int, connects: int, pings: int) -> dict[str, dict[str, float]]:
+def _http(server: list[str], load: list[str], on_ready: Any = None) -> dict[str, float]:
+    """Start the HTTP server program, load it (``_LOAD``), stop it; the figures."""
+    proc = subprocess.Popen(server, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_line(proc, "ready")
+        if on_ready is not None:
+            on_ready()
+        return _client(load)
+    finally:
+        _stop(proc)
+
+
+def run(size_mb: int, connects: int, pings: int, requests: int = 5000,
+        concurrency: int = 50) -> dict[str, dict[str, float]]:
     size = size_mb * 1_000_000
     work = tempfile.mkdtemp(prefix="ftbprog")
     results: dict[str, dict[str, float]] = {}
@@ -190,6 +276,13 @@ def run(size_mb: int, connects: int, pings: int) -> dict[str, dict[str, float]]:
             f.write(_CLIENT)
         args = [str(size), str(connects), str(pings)]
         py = sys.executable
+        httpd = os.path.join(work, "httpd.py")
+        with open(httpd, "w") as f:
+            f.write(_HTTPD)
+        load = os.path.join(work, "load.py")
+        with open(load, "w") as f:
+            f.write(_LOAD)
+        hargs = [str(requests), str(concurrency)]
         with namespace("ftbpk") as k, namespace("ftbpc") as c:
             _ip("link", "add", "ftbpv0", "netns", k, "type", "veth", "peer", "name", "ftbpv1",
                 "netns", c)
@@ -203,6 +296,9 @@ def run(size_mb: int, connects: int, pings: int) -> dict[str, dict[str, float]]:
                 _wait_line(servers, "ready")
                 results["kernel (veth)"] = _client(
                     ["ip", "netns", "exec", c, py, client, KERNEL_VETH, *args, "-"])
+                results["kernel (veth)"].update(_http(
+                    ["ip", "netns", "exec", k, py, httpd],
+                    ["ip", "netns", "exec", c, py, load, KERNEL_VETH, *hargs]))
                 # attached: a serve, then the program in its own process
                 control = os.path.join(work, "ctl.sock")
                 serve = subprocess.Popen(
@@ -215,6 +311,10 @@ def run(size_mb: int, connects: int, pings: int) -> dict[str, dict[str, float]]:
                     results["attached"] = _client(
                         ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--control",
                          control, client, KERNEL_TAP, *args, "-"])
+                    results["attached"].update(_http(
+                        ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--control",
+                         control, httpd],
+                        ["ip", "netns", "exec", k, py, load, STACK, *hargs]))
                 finally:
                     _stop(serve)
                 # in-process: the TAP is made by the run; its kernel address after
@@ -235,6 +335,15 @@ def run(size_mb: int, connects: int, pings: int) -> dict[str, dict[str, float]]:
                     results["in-process"] = dict(json.loads(out.strip().splitlines()[-1]))
                 finally:
                     _stop(inproc)
+
+                def tap_address() -> None:
+                    _ip("-n", k, "addr", "add", f"{KERNEL_TAP}/24", "dev", TAP)
+                    _ip("-n", k, "link", "set", TAP, "up")
+
+                results["in-process"].update(_http(
+                    ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--in-process",
+                     "--tap", TAP, "--ip", f"{STACK_INPROC}/24", httpd],
+                    ["ip", "netns", "exec", k, py, load, STACK_INPROC, *hargs], tap_address))
             finally:
                 _stop(servers)
     finally:
@@ -265,13 +374,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=50, help="MB fetched by urllib (default 50)")
     p.add_argument("--connects", type=int, default=1000, help="connect+close count")
     p.add_argument("--pings", type=int, default=2000, help="round trips per protocol")
+    p.add_argument("--requests", type=int, default=5000, help="HTTP requests (ab -n)")
+    p.add_argument("--concurrency", type=int, default=50, help="HTTP clients (ab -c)")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("bench.programs needs root (network namespaces, TAP)", file=sys.stderr)
         return 2
     print(f"stdlib programs: urllib {args.size} MB GET, {args.connects} connect+close, "
-          f"{args.pings} 1-byte round trips (TCP, UDP)")
-    report(run(args.size, args.connects, args.pings))
+          f"{args.pings} 1-byte round trips (TCP, UDP); {args.requests} HTTP requests from "
+          f"{args.concurrency} clients to a ThreadingHTTPServer program (N={args.concurrency})")
+    report(run(args.size, args.connects, args.pings, args.requests, args.concurrency))
     return 0
 
 
