@@ -10,7 +10,6 @@ the kernel).
 """
 
 import importlib.machinery
-import importlib.util
 import os
 import sys
 
@@ -39,6 +38,7 @@ def _chain() -> None:
     spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
     if spec is None or spec.loader is None:
         return
+    import importlib.util
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
 
