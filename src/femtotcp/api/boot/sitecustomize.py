@@ -38,8 +38,8 @@ def _chain() -> None:
     spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
     if spec is None or spec.loader is None:
         return
-    import importlib.util
-    module = importlib.util.module_from_spec(spec)
+    from importlib.util import module_from_spec
+    module = module_from_spec(spec)
     spec.loader.exec_module(module)
 
 
