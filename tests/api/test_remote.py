@@ -341,3 +341,27 @@ def test_run_control_attaches_the_program_and_its_python_children(
     assert proc.returncode == 0, err
     assert got == [b"parent", b"child"]
     server.close()
+
+
+def test_boot_hook_attaches_and_still_runs_another_sitecustomize(
+        svc: SocketService, tmp_path: os.PathLike[str]) -> None:
+    import subprocess
+    import sys
+
+    from femtotcp.api.remote import attach_environment
+    other = os.path.join(str(tmp_path), "site")
+    os.mkdir(other)
+    with open(os.path.join(other, "sitecustomize.py"), "w") as f:
+        f.write("import os\nos.environ['OTHER_SITECUSTOMIZE'] = 'ran'\n")
+    env = dict(os.environ, PYTHONPATH=other)
+    attach_environment(svc.path, env)
+    code = ("import os, socket; s = socket.socket(); "
+            "print(type(s).__module__, os.environ.get('OTHER_SITECUSTOMIZE'))")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert res.stdout.split() == ["femtotcp.api.remote", "ran"], res.stderr
+    # Without the variable the hook does nothing: the kernel's sockets.
+    env.pop("FEMTOTCP_ATTACH")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert res.stdout.split() == ["socket", "ran"], res.stderr
