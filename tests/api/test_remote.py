@@ -141,6 +141,10 @@ def test_socket_freed_when_every_fd_copy_is_closed(lan: Lan, svc: SocketService)
     adopted = prog.adopt(copy)
     assert isinstance(adopted, RemoteSocket) and adopted.getsockname() == ("0.0.0.0", 5100)
     adopted.close()
+    fresh = prog.socket()          # never used: detach hands serve the socket first
+    again = prog.adopt(fresh.detach())
+    assert isinstance(again, RemoteSocket) and again.type == std.SOCK_STREAM
+    again.close()
     # The listener goes once its last copy is closed (the loop sees POLLHUP).
     lan.runtime.call(svc.sweep)
     other.bind(("0.0.0.0", 5100))

@@ -439,6 +439,12 @@ class RemoteSocket(_SocketBase):
         new.settimeout(self.gettimeout())
         return new
 
+    def detach(self) -> int:
+        """Hand P's fd over (serve gets the socket first, so that whoever wraps the
+        fd again, here or in another process, finds it)."""
+        self._register()
+        return _RealSocket.detach(self)
+
     def _register(self) -> None:
         """Make sure serve has this socket (before its fd goes to another process)."""
         if self._q is not None and _RealSocket.fileno(self) != -1:
