@@ -369,3 +369,34 @@ def test_boot_hook_attaches_and_still_runs_another_sitecustomize(
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=60)
     assert res.stdout.split() == ["socket", "ran"], res.stderr
+
+
+def test_malformed_requests_get_errors_and_the_service_goes_on(lan: Lan,
+                                                               svc: SocketService) -> None:
+    import random
+
+    from femtotcp.api.remote import decode, recv_message
+    rng = random.Random(17)
+    conn = std.socket(std.AF_UNIX, std.SOCK_SEQPACKET)
+    conn.settimeout(5)
+    conn.connect(svc.path)
+    samples = [b"", b"\x00", b"\xff\xff", b"\x00\x02[]", b"\x00\x04null", b"\x00\x07[1,2,3]",
+               b"\x00\x0b[\"bind\",1]", b"\x00\x10[\"+bind\",1,2,1]",
+               b"\x00\x11[\"state\",\"x\"]xyz"]
+    samples += [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
+                for _ in range(200)]
+    for msg in samples:
+        if not msg:
+            continue
+        conn.send(msg)
+        answer, fd = recv_message(conn)
+        assert fd is None
+        doc, _ = decode(answer)
+        assert doc[0] != 0, (msg, doc)
+    conn.close()
+    # Still serving: a real program works.
+    prog = RemoteNetwork(svc.path)
+    u = prog.socket(std.AF_INET, std.SOCK_DGRAM)
+    u.bind(("0.0.0.0", 7300))
+    assert u.getsockname() == ("0.0.0.0", 7300)
+    u.close()
