@@ -213,8 +213,10 @@ def _before_fork() -> None:
 
 
 def _after_fork() -> None:
-    """A forked child must not share its parent's channels (answers would cross)."""
+    """A forked child must not share its parent's channels (answers would cross),
+    nor wait on a lock some other thread of the parent held at the fork."""
     for net in list(_networks):
+        net._lock = threading.Lock()
         net.forget_channels()
 
 
