@@ -455,8 +455,8 @@ class RemoteSocket(_SocketBase):
     # -- addresses ---------------------------------------------------------------------------
     def getsockname(self) -> tuple[str, int]:
         self._check_open()
-        if self._q is None and (self._local is None
-                                or self._mode in (IDLE, CONNECTING, DGRAM)):
+        # Cached once known, except while TCP's own address may still change.
+        if self._q is None and (self._local is None or self._mode in (IDLE, CONNECTING)):
             self._refresh()
         return self._local or ("0.0.0.0", 0)
 
