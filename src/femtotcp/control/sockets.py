@@ -321,7 +321,9 @@ class SocketService:
         gone = []
         now = time.monotonic()
         for sid, link in items:
-            if not link.released and link.p_gone():
+            # Links in the selector hear of their program's end going by themselves.
+            watched = link.watch is not None and link.watch.events != 0
+            if not link.released and not watched and link.p_gone():
                 link.program_closed()
             if link.released:
                 # Kept a while: the program may still ask for the error that ended it.
