@@ -400,3 +400,40 @@ def test_malformed_requests_get_errors_and_the_service_goes_on(lan: Lan,
     u.bind(("0.0.0.0", 7300))
     assert u.getsockname() == ("0.0.0.0", 7300)
     u.close()
+
+
+def test_program_killed_during_a_blocking_connect(lan: Lan, svc: SocketService,
+                                                  tmp_path: os.PathLike[str]) -> None:
+    """Serve holds the answer to a connect when its program dies: the answer
+    goes nowhere, the half-open socket is freed, and serve goes on serving."""
+    import signal
+    import subprocess
+    import sys
+
+    from femtotcp.api.sock_tcp import TcpMode
+    sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
+    from waits import wait_until
+    script = os.path.join(str(tmp_path), "p.py")
+    with open(script, "w") as f:
+        f.write("import socket, sys\n"
+                "socket.create_connection((sys.argv[1], 80), timeout=60)\n")
+    control = svc.path[:-len(".sockets")]
+    proc = subprocess.Popen([sys.executable, "-m", "femtotcp", "run", "--control", control,
+                             script, lan.ip_silent])
+
+    def connecting() -> list[object]:
+        return [lk for lk in svc.links.values()
+                if getattr(lk, "mode", None) is TcpMode.CONNECTING]
+
+    try:
+        wait_until(lambda: lan.runtime.call(connecting), 30, "the program's SYN")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    wait_until(lambda: not lan.runtime.call(connecting), 30, "the socket to be freed")
+    wait_until(lambda: not svc.conns, 30, "the program's connections to be dropped")
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6200))
+    c = prog.create_connection((lan.ip_b, 6200), timeout=10)
+    c.close()
+    server.close()

@@ -114,8 +114,9 @@ BATCH = 16
 
 class _Conn:
     """One program connection, served in the loop thread: a request is read,
-    answered at once or later (a blocking connect, a DNS lookup); no second
-    request is read from it until the first is answered."""
+    answered at once or later (a blocking connect, a DNS lookup). While an
+    answer is due the connection stays in the selector: the program hanging up
+    (or sending out of turn) closes it."""
 
     def __init__(self, service: SocketService, sock: socket.socket) -> None:
         self.service = service
@@ -123,7 +124,6 @@ class _Conn:
         self.fd = sock.fileno()
         self.watcher = _Watcher(self.on_readable, f"sockets-{self.fd}")
         self.waiting = False
-        self.deferred = False
         self.dead = False
 
     def watch(self, on: bool) -> None:
@@ -133,6 +133,11 @@ class _Conn:
             pass
 
     def on_readable(self) -> None:
+        if self.waiting:
+            # An answer is still due: the program may only have hung up (it
+            # died); anything else breaks the protocol. Either ends it.
+            self.close()
+            return
         for _ in range(BATCH):
             if self.waiting or self.dead:
                 return
@@ -150,37 +155,28 @@ class _Conn:
             self.waiting = True
             answer = self.service.handle(msg, fd, self.reply)
             if answer is None:
-                if self.waiting:        # answered later; reply() watches again
-                    self.deferred = True
-                    self.watch(False)
-                return
+                return                  # answered later (reply)
             self.reply(*answer)
 
     def reply(self, answer: list[bytes], fd: int | None) -> None:
-        """Send an answer (any thread); the connection is read again after."""
+        """Send an answer (any thread); the program's next request may follow."""
+        self.waiting = False       # before the answer leaves: the next request may be quick
         try:
             if fd is None:
                 self.sock.sendmsg(answer, [], socket.MSG_DONTWAIT)
             else:
                 socket.send_fds(self.sock, answer, [fd], socket.MSG_DONTWAIT)
         except OSError:
-            self.dead = True     # gone, or not reading its answers: dropped
+            # Gone, or not reading its answers: dropped (in the loop thread).
+            self.dead = True
+            runtime = self.service.runtime
+            if runtime.in_loop_thread():
+                self.close()
+            else:
+                runtime.call_soon_threadsafe(self.close)
         finally:
             if fd is not None:
                 os.close(fd)
-        runtime = self.service.runtime
-        if runtime.in_loop_thread():
-            self.rearm()
-        else:
-            runtime.call_soon_threadsafe(self.rearm)
-
-    def rearm(self) -> None:
-        self.waiting = False
-        if self.dead:
-            self.close()
-        elif self.deferred:
-            self.deferred = False
-            self.watch(True)
 
     def close(self) -> None:
         if self.fd < 0:
