@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 from apilan import Lan
+from waits import wait_until
 
 from femtotcp.api.remote import RemoteNetwork, RemoteSocket, encode
 from femtotcp.control.sockets import SocketService
@@ -411,8 +412,6 @@ def test_program_killed_during_a_blocking_connect(lan: Lan, svc: SocketService,
     import sys
 
     from femtotcp.api.sock_tcp import TcpMode
-    sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
-    from waits import wait_until
     script = os.path.join(str(tmp_path), "p.py")
     with open(script, "w") as f:
         f.write("import socket, sys\n"
@@ -436,4 +435,26 @@ def test_program_killed_during_a_blocking_connect(lan: Lan, svc: SocketService,
     server = lan.net_b.create_server(("0.0.0.0", 6200))
     c = prog.create_connection((lan.ip_b, 6200), timeout=10)
     c.close()
+    server.close()
+
+
+def test_reset_reported_after_serve_freed_the_socket(lan: Lan, svc: SocketService) -> None:
+    """The peer resets; serve frees the socket (the sweep keeps only its last
+    state); the program's recv still reports ECONNRESET, then EOF."""
+    import struct
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6300))
+    cli = prog.create_connection((lan.ip_b, 6300), timeout=5)
+    sid = os.fstat(cli.fileno()).st_ino
+    peer, _ = server.accept()
+    peer.setsockopt(std.SOL_SOCKET, std.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()                                   # an RST to the program's side
+    wait_until(lambda: svc.links[sid].released, 10, "the reset to free the socket")
+    lan.runtime.call(svc.sweep)
+    assert sid not in svc.links and sid in svc.tombs
+    cli.settimeout(5)
+    with pytest.raises(ConnectionResetError):
+        cli.recv(10)
+    assert cli.recv(10) == b""
+    cli.close()
     server.close()

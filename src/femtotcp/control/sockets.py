@@ -15,9 +15,10 @@ received data was never read, as Linux does. Idle sockets (made, maybe bound,
 never connected) have nothing in the selector; a sweep every SWEEP_INTERVAL
 seconds frees those whose program end is gone.
 
-One thread per connection; the pool of connections a program keeps makes its
-threads' requests independent (a blocking accept in one does not hold up
-another).
+Requests are read and answered in the stack's loop thread (a blocking
+connect is answered when the connection's event comes, a DNS lookup from a
+thread of its own); each program thread uses a connection of its own from the
+program's pool, so one thread's wait does not hold up another's request.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import os
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +64,8 @@ SWEEP_INTERVAL = 0.5
 MAX_CONNECTIONS = 1024
 #: Seconds a freed socket's final state (its error) stays answerable.
 RELEASED_GRACE = 30.0
+#: Freed sockets remembered at most (their final state only).
+MAX_TOMBS = 4096
 
 
 class _Remote:
@@ -73,6 +77,19 @@ _OWNER = _Remote()
 
 def _addr(addr: tuple[bytes, int] | None) -> list[Any] | None:
     return None if addr is None else [ip_str(addr[0]), addr[1]]
+
+
+class _Tomb:
+    """What stays of a freed socket for a while: its last state and errors (the
+    program may ask for the error that ended it after reading EOF)."""
+
+    __slots__ = ("state", "program_error", "so_error", "since")
+
+    def __init__(self, link: _Link, now: float) -> None:
+        self.state = state_of(link)
+        self.program_error = link.program_error
+        self.so_error = link.so_error
+        self.since = now
 
 
 def state_of(link: _Link) -> list[Any]:
@@ -199,8 +216,8 @@ class SocketService:
         self.path = os.path.abspath(path)
         self.check_peer = check_peer
         self.links: dict[int, _Link] = {}
-        #: When each released link was first seen released (loop thread).
-        self._released: dict[int, float] = {}
+        #: Freed sockets' last words, oldest first (loop thread).
+        self.tombs: OrderedDict[int, _Tomb] = OrderedDict()
         self._lock = threading.Lock()
         self._closing = False
         self._sock: socket.socket | None = None
@@ -311,26 +328,29 @@ class SocketService:
         self._sweep_timer = self.runtime.call_later(SWEEP_INTERVAL, self._sweep_tick)
 
     def sweep(self) -> None:
-        """Loop thread: forget released links; free those whose program end is gone."""
+        """Loop thread: free sockets whose program end is gone; keep only the
+        last state of freed ones, for RELEASED_GRACE seconds (MAX_TOMBS at most)."""
         with self._lock:
             items = list(self.links.items())
-        gone = []
         now = time.monotonic()
+        gone = []
         for sid, link in items:
             # Links in the selector hear of their program's end going by themselves.
             watched = link.watch is not None and link.watch.events != 0
             if not link.released and not watched and link.p_gone():
                 link.program_closed()
             if link.released:
-                # Kept a while: the program may still ask for the error that ended it.
-                since = self._released.setdefault(sid, now)
-                if now - since >= RELEASED_GRACE:
-                    gone.append(sid)
+                gone.append((sid, link))
+        tombs = self.tombs
         with self._lock:
-            for sid in gone:
-                self._released.pop(sid, None)
-                if self.links.get(sid) is not None and self.links[sid].released:
+            for sid, link in gone:
+                if self.links.get(sid) is link:
                     del self.links[sid]
+                    tombs.pop(sid, None)
+                    tombs[sid] = _Tomb(link, now)
+            while tombs and (len(tombs) > MAX_TOMBS
+                             or now - next(iter(tombs.values())).since >= RELEASED_GRACE):
+                tombs.popitem(last=False)
 
     # -- requests -----------------------------------------------------------------------
     def handle(self, msg: bytes, given: int | None = None,
@@ -431,8 +451,20 @@ class SocketService:
         with self._lock:
             link = self.links.get(int(sid))
         if link is None:
+            if int(sid) in self.tombs:
+                raise _oserror(errno.ENOTCONN, "the socket is closed in femtotcp serve")
             raise _oserror(errno.EBADF, "no such socket in femtotcp serve")
         return link
+
+    def _tomb(self, sid: Any) -> _Tomb | None:
+        """The remains of a freed socket (None: it is alive, or unknown: EBADF)."""
+        with self._lock:
+            if int(sid) in self.links:
+                return None
+            tomb = self.tombs.get(int(sid))
+        if tomb is None:
+            raise _oserror(errno.EBADF, "no such socket in femtotcp serve")
+        return tomb
 
     def _tcp(self, sid: Any) -> _TcpLink:
         link = self._link(sid)
@@ -465,11 +497,12 @@ class SocketService:
     def _publish(self, link: _Link, sid: int) -> None:
         with self._lock:
             self.links[sid] = link
-            self._released.pop(sid, None)
+            self.tombs.pop(sid, None)
 
     # -- the requests -------------------------------------------------------------------------
     def op_state(self, sid: Any, *, tail: bytes) -> list[Any]:
-        return [state_of(self._link(sid))]
+        tomb = self._tomb(sid)
+        return [tomb.state if tomb is not None else state_of(self._link(sid))]
 
     def op_lookup(self, ino: Any, *, tail: bytes) -> list[Any]:
         with self._lock:
@@ -586,6 +619,10 @@ class SocketService:
         return [state_of(link)]
 
     def op_err(self, sid: Any, *, tail: bytes) -> list[Any]:
+        tomb = self._tomb(sid)
+        if tomb is not None:
+            err, tomb.program_error = tomb.program_error or 0, None
+            return [err, tomb.state]
         link = self._link(sid)
 
         def take() -> int:
@@ -596,6 +633,10 @@ class SocketService:
         return [self.net.call(take), state_of(link)]
 
     def op_soerr(self, sid: Any, *, tail: bytes) -> list[Any]:
+        tomb = self._tomb(sid)
+        if tomb is not None:
+            err, tomb.so_error = tomb.so_error, 0
+            return [err]
         link = self._link(sid)
         return [self.net.call(link.take_so_error)]
 
