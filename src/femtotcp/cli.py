@@ -196,6 +196,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.in_process:
             raise UsageError("--control attaches to a running serve; --in-process "
                              "needs stack flags instead")
+        given = [flag for flag, value in (("--tap", args.tap), ("--tun", args.tun),
+                                          ("--ip", args.ip), ("--dhcp", args.dhcp),
+                                          ("--pcap", args.pcap)) if value]
+        if given:
+            raise UsageError(f"--control attaches to a running serve, whose stack it uses: "
+                             f"drop {', '.join(given)}")
         return int(api_run.run_attached(args.control, module=args.module,
                                         argv=list(args.program)))
     args.control = None

@@ -309,6 +309,9 @@ def test_run_control_errors_name_the_problem(tmp_path: os.PathLike[str]) -> None
     res = subprocess.run([sys.executable, "-m", "femtotcp", "run", "--control", missing,
                           "--in-process", script], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "--in-process needs stack flags" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "femtotcp", "run", "--control", missing,
+                          "--tap", "ft0", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "drop --tap" in res.stderr
 
 
 def test_run_control_attaches_the_program_and_its_python_children(
