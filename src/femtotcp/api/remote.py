@@ -1,13 +1,21 @@
-"""Attached programs: sockets made in a running ``femtotcp serve``, used here by fd.
+"""Attached programs: sockets that live in a running ``femtotcp serve``, used here by fd.
 
 ``femtotcp run --control PATH PROGRAM`` runs PROGRAM in its own process with the
-socket module patched to a ``RemoteNetwork``. Every socket the program makes is
-created in the serve process, which sends the program its end "P" of the Unix
-socket pair over the *socket service* (``femtotcp.control.sockets``, a
-SOCK_SEQPACKET socket at ``service_path(control path)``) with SCM_RIGHTS. Data
-then flows between P and the stack's loop thread in serve through the kernel,
-never through this interpreter's GIL; only operations that need the stack
-(bind, connect, listen, accept, options, datagram sends) are requests to serve.
+socket module patched to a ``RemoteNetwork``. A socket is a Unix socket pair:
+the program keeps one end "P" as the socket's fd; serve's loop thread pumps
+the other end "Q" to and from the stack, exactly as for an in-process socket
+(``api/sock_*``). Data therefore moves between the program and serve through
+the kernel, never through a GIL the program shares with the stack; only
+operations that need the stack are requests to serve's *socket service*
+(``femtotcp.control.sockets``, a SOCK_SEQPACKET socket at
+``service_path(control path)``).
+
+The pair is made here, and Q goes to serve (SCM_RIGHTS) with the socket's first
+request, written ``+op`` and carrying the socket's family, type and proto, so
+``socket()`` itself costs no round trip. An accepted connection's pair is made
+in serve and its P comes back with the ``accept`` answer. After its first
+(binding) send, a UDP socket sends by writing records to P (``_KIND_SEND``),
+without a request each.
 
 The protocol, one request and one answer per SOCK_SEQPACKET message:
 
@@ -15,15 +23,14 @@ The protocol, one request and one answer per SOCK_SEQPACKET message:
   then raw bytes (a datagram's payload for ``send``/``sendto``);
 * answer: ``_LEN``, a JSON array ``[status, values...]`` (status 0: done;
   an errno: ``values[0]`` is the message; ``"gai"``: a ``socket.gaierror``;
-  ``"timeout"``: ``TimeoutError``), with one fd attached (SCM_RIGHTS) by ``new``
-  and ``accept``.
+  ``"timeout"``: ``TimeoutError``).
 
 A socket's id is the inode of P (``os.fstat(fd).st_ino``), so any process holding
 the fd (fork, ``os.dup``, ``pass_fds``, multiprocessing's reduction) can name
-the socket to serve. Serve frees a socket when every copy of P is closed (the
-pair reports POLLHUP), which is what a process's death or its last close does,
-as on Linux. State serve answers with (``_State``): the socket's mode (TcpMode
-values, or ``dgram``), local and remote address.
+the socket to serve (``RemoteNetwork.adopt``). Serve frees a socket when every
+copy of P is closed (the pair reports POLLHUP), which is what a process's death
+or its last close does, as on Linux. The state serve answers with: the
+socket's mode (TcpMode values, or ``dgram``), local and remote address.
 
 Child processes attach too: ``attach_environment`` sets ``FEMTOTCP_ATTACH`` (the
 service's path) and puts ``femtotcp/api/boot`` (a ``sitecustomize``) on
