@@ -461,3 +461,41 @@ def test_reset_reported_after_serve_freed_the_socket(lan: Lan, svc: SocketServic
     assert cli.recv(10) == b""
     cli.close()
     server.close()
+
+
+def test_many_threads_of_one_program_at_once(lan: Lan, svc: SocketService) -> None:
+    """Threads share the program's pool of connections to serve: each request
+    gets its own answer, whatever the others do meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6400), backlog=256)
+    stop = threading.Event()
+
+    def echo_all() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(10)
+                data = conn.recv(100)
+                conn.sendall(data)
+
+    th = threading.Thread(target=echo_all)
+    th.start()
+
+    def client(i: int) -> bytes:
+        with prog.create_connection((lan.ip_b, 6400), timeout=20) as c:
+            c.sendall(b"t%03d" % i)
+            return c.recv(100)
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            got = list(pool.map(client, range(64)))
+    finally:
+        stop.set()
+        th.join(10)
+        server.close()
+    assert got == [b"t%03d" % i for i in range(64)]
