@@ -167,6 +167,12 @@ def build_parser() -> _Parser:
 
     r = sub.add_parser("run", help="run a Python program with the stack as its network")
     add_stack_arguments(r)
+    r.add_argument("--control", metavar="PATH",
+                   help="attach to the `femtotcp serve` with this control socket "
+                        "(instead of stack flags)")
+    r.add_argument("--in-process", action="store_true",
+                   help="run the stack in the program's own process (the default "
+                        "with stack flags)")
     r.add_argument("-m", dest="module", metavar="MODULE", help="run a library module")
     r.add_argument("program", nargs=argparse.REMAINDER,
                    help="SCRIPT ARGS... (or ARGS for -m MODULE)")
@@ -245,6 +251,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("run needs a program: SCRIPT ARGS... or -m MODULE ARGS...")
     require("run", "run")
     from femtotcp.api import run as api_run
+    if args.control:
+        if args.in_process:
+            raise UsageError("--control attaches to a running serve; --in-process "
+                             "needs stack flags instead")
+        given = [flag for flag, value in (("--tap", args.tap), ("--tun", args.tun),
+                                          ("--ip", args.ip), ("--dhcp", args.dhcp),
+                                          ("--pcap", args.pcap)) if value]
+        if given:
+            raise UsageError(f"--control attaches to a running serve, whose stack it uses: "
+                             f"drop {', '.join(given)}")
+        return int(api_run.run_attached(args.control, module=args.module,
+                                        argv=list(args.program)))
+    args.control = None
     opts = host_options(args)
     return int(api_run.run_program(opts, module=args.module, argv=list(args.program)))
 

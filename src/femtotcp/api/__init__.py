@@ -7,12 +7,18 @@
 - ``femtotcp.api.patch``: ``patch(host)`` runs unmodified programs over a stack;
   ``scoped(...)`` does it for one thread.
 - ``femtotcp.api.run``: ``femtotcp run``.
+- ``femtotcp.api.remote``: attached programs (``femtotcp run --control``): the
+  sockets live in a ``femtotcp serve`` (its socket service,
+  ``femtotcp.control.sockets``) and reach the program as file descriptors;
+  ``boot/sitecustomize.py`` attaches the program's Python children.
 
 Inside: ``network`` (``Network``: a stack and its runtime as programs see
 them, name lookups, which network a thread uses); the loop-thread halves of
 sockets by kind, around ``sock_base`` (shared ``_Link``, constants):
 ``sock_tcp`` (byte pump, listening, ``TcpMode``), ``sock_udp``, ``sock_ping``;
 ``loop`` (``call``: run work in the loop thread and wait, on ``Runtime.call``);
+``sock_base`` also has ``_SocketBase``, what the in-process and the attached
+socket classes share;
 ``resolve`` (the one blocking name lookup, and ``socket.gaierror`` for its
 failures).
 """

@@ -111,9 +111,16 @@ class socket(_RealSocket, metaclass=_DispatchMeta):  # noqa: N801 - the stdlib's
             net = fsock.current_network()
             if net is not None and fileno is None:
                 if _on_stack(family, type, proto):
-                    return fsock.socket(family, type, proto, network=net)
+                    return net.socket(family, type, proto)
                 if family == _std.AF_INET6:
                     return _KernelInet6(family, type, proto)
+            adopt = getattr(net, "adopt", None)
+            if adopt is not None and fileno is not None:
+                # An attached program's stack socket handed over by fd (fork,
+                # pass_fds, multiprocessing): the same stack socket again.
+                found = adopt(fileno, family)
+                if found is not None:
+                    return found
             return _RealSocket(family, type, proto, fileno)
         real_new: Any = _RealSocket.__new__
         return real_new(cls, family, type, proto, fileno)

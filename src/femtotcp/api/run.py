@@ -6,6 +6,10 @@ MODULE ARGS`` or ``python SCRIPT ARGS`` would (``runpy``, ``sys.argv`` and
 ``sys.path[0]`` set the same way), wait for its non-daemon threads, then unpatch
 and close the host (FINs and DHCP release go out). ``SystemExit`` becomes the
 exit status. Subprocesses the program starts use the kernel's network.
+
+``run_attached`` (``femtotcp run --control PATH``) runs the program against a
+running ``femtotcp serve`` instead: its sockets live in serve
+(``femtotcp.api.remote``), and its Python children attach to the same serve.
 """
 
 from __future__ import annotations
@@ -37,6 +41,25 @@ def run_program(opts: Any, module: str | None, argv: list[str]) -> int:
             return run_in_process(module, argv)
     finally:
         host.close()
+
+
+def run_attached(control: str, module: str | None, argv: list[str]) -> int:
+    """Run the program here, attached to the ``femtotcp serve`` whose control
+    socket is ``control`` (``femtotcp.api.remote``); its Python children attach
+    too. The program's exit status."""
+    from femtotcp.api import remote
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not module and not argv:
+        raise ValueError("run needs a program: SCRIPT ARGS... or -m MODULE ARGS...")
+    path = remote.service_path(control)
+    if not os.path.exists(path):
+        raise OSError(f"no femtotcp serve with control socket {control} "
+                      f"(its socket service {path} does not exist)")
+    net = remote.RemoteNetwork(path)
+    remote.attach_environment(path)
+    with patch(net):
+        return run_in_process(module, argv)
 
 
 def run_in_process(module: str | None, argv: list[str]) -> int:

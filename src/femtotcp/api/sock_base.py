@@ -18,8 +18,9 @@ import select
 import selectors
 import socket as _std
 import struct
+import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -66,6 +67,9 @@ DEFAULT_BACKLOG = 128
 _REC = struct.Struct("!BBH16s")
 _KIND_DATA = 0
 _KIND_ERROR = 1
+_KIND_SEND = 2      # program -> stack: a datagram to send (attached programs, api/remote.py)
+#: Send records the loop thread takes from one socket before moving on.
+SEND_BATCH = 32
 _LINGER = struct.Struct("ii")
 
 _SO_REUSEPORT: int = getattr(_std, "SO_REUSEPORT", -1)
@@ -237,3 +241,116 @@ def _finalize(link: _Link) -> None:
         except OSError:
             pass
         link.q = None
+
+
+# -- program side: what every stack socket class shares --------------------------------------
+
+class _SocketBase(_RealSocket):
+    """The program's half of a stack socket, whatever runs the stack (this
+    process: ``femtotcp.api.socket``; an attached serve: ``api/remote.py``): a
+    real socket object for P, showing the stack socket's family, type and proto."""
+
+    __slots__ = ()
+    _sfamily: int
+    _stype: int
+    _sproto: int
+
+    @property
+    def family(self) -> _std.AddressFamily:
+        return _std.AddressFamily(self._sfamily)
+
+    @property
+    def type(self) -> _std.SocketKind:
+        return _std.SocketKind(self._stype)
+
+    @property
+    def proto(self) -> int:
+        return self._sproto
+
+    @property
+    def network(self) -> Any:
+        """The network this socket is on (name lookups go there)."""
+        raise NotImplementedError
+
+    def __getstate__(self) -> Any:
+        raise TypeError(f"cannot pickle {self.__class__.__name__!r} object")
+
+    def _check_open(self) -> None:
+        if _RealSocket.fileno(self) == -1:
+            raise _oserror(errno.EBADF)
+
+    def _addr(self, address: Any, what: str, resolve: bool = True) -> tuple[bytes, int]:
+        """(packed IPv4 address, port) for an AF_INET address argument, with the
+        stdlib's errors; names are resolved on the socket's network."""
+        if not isinstance(address, tuple) or len(address) != 2:
+            raise TypeError(f"AF_INET address must be tuple, not {type(address).__name__}")
+        host, port = address
+        if not isinstance(port, int):
+            raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
+        if not 0 <= port <= 65535:
+            raise OverflowError(f"{what}(): port must be 0-65535.")
+        if isinstance(host, bytes):
+            host = host.decode("idna")
+        if not isinstance(host, str):
+            raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+        if host in ("", "0.0.0.0"):
+            return ANY4, port
+        from femtotcp.api.network import _parse_ipv4
+        packed = _parse_ipv4(host)
+        if packed is not None:
+            return packed, port
+        if host == "<broadcast>":
+            return BROADCAST4, port
+        if not resolve:
+            raise gaierror(_std.EAI_NONAME, "Name or service not known")
+        addrs = self.network._resolve(host)
+        return _std.inet_aton(addrs[0]), port
+
+    def _connect(self, address: Any, raise_errors: bool) -> int:
+        raise NotImplementedError
+
+    def connect(self, address: Any) -> None:
+        err = self._connect(address, raise_errors=True)
+        if err:
+            raise _oserror(err)
+
+    def connect_ex(self, address: Any) -> int:
+        try:
+            return self._connect(address, raise_errors=False)
+        except TimeoutError:
+            return errno.EWOULDBLOCK
+        except gaierror:
+            raise
+        except OSError as exc:
+            if exc.errno is None:
+                raise
+            return exc.errno
+
+    def _fill(self) -> int:
+        """Fill P's send buffer so that P is not writable until the connection is
+        up (the loop thread discards these bytes then). Non-blocking only."""
+        total = 0
+        block = b"\0" * 4096
+        while True:
+            try:
+                total += _RealSocket.send(self, block, _std.MSG_DONTWAIT)
+            except OSError:        # BlockingIOError: full; anything else: done too
+                return total
+
+    def recvmsg(self, bufsize: int, ancbufsize: int = 0,
+                flags: int = 0) -> tuple[bytes, list[Any], int, Any]:
+        data, addr = self.recvfrom(bufsize, flags)
+        return data, [], 0, addr
+
+    def sendmsg(self, buffers: Iterable[Any], ancdata: Iterable[Any] = (), flags: int = 0,
+                address: Any = None) -> int:
+        data = b"".join(bytes(b) for b in buffers)
+        if address is not None:
+            return self.sendto(data, address)
+        return self.send(data, flags)
+
+    @staticmethod
+    def _opt_out(value: int, buflen: int | None) -> Any:
+        if buflen is None:
+            return int(value)
+        return int(value).to_bytes(4, sys.byteorder, signed=True)[:buflen]

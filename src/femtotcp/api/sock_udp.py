@@ -18,14 +18,19 @@ from femtotcp.api.sock_base import (
     _IP_TTL,
     _KIND_DATA,
     _KIND_ERROR,
+    _KIND_SEND,
     _REC,
     ANY4,
     BROADCAST4,
     IPPROTO_IP,
+    SEND_BATCH,
     SOL_SOCKET,
     _Link,
     _oserror,
 )
+
+#: The largest send record: a maximum-size datagram and its header.
+_SEND_MAX = 65536 + 64
 
 if TYPE_CHECKING:
     from femtotcp.api.network import Network
@@ -117,18 +122,41 @@ class _DgramLink(_Link):
             self.watch.set(True, False)
 
     def on_q(self) -> None:
-        q = self.q
-        if q is None:
+        """Q is ready: writable again (pump), the program's end closed (EOF), or
+        send records from an attached program (``send_record``)."""
+        for _ in range(SEND_BATCH):
+            q = self.q
+            if q is None:
+                return
+            try:
+                data = q.recv(_SEND_MAX, _std.MSG_DONTWAIT)
+            except BlockingIOError:
+                self.pump()
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.close_all()
+                return
+            self.send_record(data)
+
+    def send_record(self, rec: bytes) -> None:
+        """A datagram the program wrote to P (``_KIND_SEND``; address length 0:
+        to the connected peer). A send error becomes the socket error, which
+        the next operation reports, as an asynchronous error would."""
+        if len(rec) < _REC.size:
             return
+        kind, alen, port, addr = _REC.unpack_from(rec)
+        if kind != _KIND_SEND or alen not in (0, 4):
+            return
+        payload = rec[_REC.size:]
         try:
-            data = q.recv(1, _std.MSG_DONTWAIT)
-        except BlockingIOError:
-            self.pump()
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self.close_all()
+            if alen:
+                self.sendto(payload, addr[:4], port)
+            else:
+                self.send(payload)
+        except OSError as exc:
+            self.so_error = exc.errno or errno.EIO
 
     def program_closed(self, abort: bool = False) -> None:
         self.close_all()

@@ -38,7 +38,6 @@ import os
 import socket as _std
 import sys
 import weakref
-from collections.abc import Iterable
 from typing import Any
 
 from femtotcp.api.network import (
@@ -46,7 +45,6 @@ from femtotcp.api.network import (
     _etc_hosts,
     _etc_hosts_cache,
     _kind_enum,
-    _parse_ipv4,
     _service_port,
     current_network,
     network_for,
@@ -97,6 +95,7 @@ from femtotcp.api.sock_base import (
     _noop,
     _oserror,
     _RealSocket,
+    _SocketBase,
     _Watch,
     error,
     gaierror,
@@ -150,7 +149,7 @@ def _install_tls() -> None:
     tls.install()
 
 
-class socket(_RealSocket):  # noqa: N801 - the stdlib's name
+class socket(_SocketBase):  # noqa: N801 - the stdlib's name
     """``socket.socket`` over a femtotcp stack (see the module docstring)."""
 
     __slots__ = ("_net", "_link", "_sfamily", "_stype", "_sproto", "_finalizer")
@@ -215,23 +214,8 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
 
     # -- identity ----------------------------------------------------------------------------
     @property
-    def family(self) -> _std.AddressFamily:
-        return _std.AddressFamily(self._sfamily)
-
-    @property
-    def type(self) -> _std.SocketKind:
-        return _std.SocketKind(self._stype)
-
-    @property
-    def proto(self) -> int:
-        return self._sproto
-
-    @property
     def network(self) -> Network:
         return self._net
-
-    def __getstate__(self) -> Any:
-        raise TypeError(f"cannot pickle {self.__class__.__name__!r} object")
 
     def dup(self) -> socket:
         """A second handle on the same stack socket (like dup(2))."""
@@ -277,30 +261,6 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
             log.exception("closing a stack socket failed")
 
     # -- addresses ---------------------------------------------------------------------------
-    def _addr(self, address: Any, what: str, resolve: bool = True) -> tuple[bytes, int]:
-        if not isinstance(address, tuple) or len(address) != 2:
-            raise TypeError(f"AF_INET address must be tuple, not {type(address).__name__}")
-        host, port = address
-        if not isinstance(port, int):
-            raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
-        if not 0 <= port <= 65535:
-            raise OverflowError(f"{what}(): port must be 0-65535.")
-        if isinstance(host, bytes):
-            host = host.decode("idna")
-        if not isinstance(host, str):
-            raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
-        if host in ("", "0.0.0.0"):
-            return ANY4, port
-        packed = _parse_ipv4(host)
-        if packed is not None:
-            return packed, port
-        if host == "<broadcast>":
-            return BROADCAST4, port
-        if not resolve:
-            raise gaierror(_std.EAI_NONAME, "Name or service not known")
-        addrs = self._net._resolve(host)
-        return _std.inet_aton(addrs[0]), port
-
     def getsockname(self) -> tuple[str, int]:
         self._check_open()
         link = self._link
@@ -318,10 +278,6 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
                               and self._link.mode not in (TcpMode.CONNECTED, TcpMode.DONE)):
             raise _oserror(errno.ENOTCONN)
         return (ip_str(remote[0]), remote[1])
-
-    def _check_open(self) -> None:
-        if _RealSocket.fileno(self) == -1:
-            raise _oserror(errno.EBADF)
 
     # -- bind / listen / accept / connect ------------------------------------------------------
     def bind(self, address: Any) -> None:
@@ -364,23 +320,6 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
             new.setblocking(True)
         remote = new_link.remote or (ANY4, 0)
         return new, (ip_str(remote[0]), remote[1])
-
-    def connect(self, address: Any) -> None:
-        err = self._connect(address, raise_errors=True)
-        if err:
-            raise _oserror(err)
-
-    def connect_ex(self, address: Any) -> int:
-        try:
-            return self._connect(address, raise_errors=False)
-        except TimeoutError:
-            return errno.EWOULDBLOCK
-        except gaierror:
-            raise
-        except OSError as exc:
-            if exc.errno is None:
-                raise
-            return exc.errno
 
     def _connect(self, address: Any, raise_errors: bool) -> int:
         self._check_open()
@@ -426,19 +365,6 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
             link.so_error = 0
             return link.connect_error
         return 0
-
-    def _fill(self) -> int:
-        """Fill P's send buffer so that P is not writable until the connection is
-        up (the loop thread discards these bytes then). Non-blocking only."""
-        total = 0
-        block = b"\0" * 4096
-        while True:
-            try:
-                total += _RealSocket.send(self, block, _std.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                return total
-            except OSError:
-                return total
 
     # -- data ----------------------------------------------------------------------------------
     def _data_error(self, exc: OSError | None = None) -> OSError | None:
@@ -499,11 +425,6 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
             return len(data), addr
         return self.recv_into(buffer, nbytes, flags), None
 
-    def recvmsg(self, bufsize: int, ancbufsize: int = 0,
-                flags: int = 0) -> tuple[bytes, list[Any], int, Any]:
-        data, addr = self.recvfrom(bufsize, flags)
-        return data, [], 0, addr
-
     def _recv_dgram(self, bufsize: int, flags: int) -> tuple[bytes, Any]:
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
@@ -562,13 +483,6 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
             raise _oserror(errno.EPIPE if link.mode is TcpMode.DONE else errno.ENOTCONN)  # type: ignore[attr-defined]
         return self.send(data)
 
-    def sendmsg(self, buffers: Iterable[Any], ancdata: Iterable[Any] = (), flags: int = 0,
-                address: Any = None) -> int:
-        data = b"".join(bytes(b) for b in buffers)
-        if address is not None:
-            return self.sendto(data, address)
-        return self.send(data, flags)
-
     def shutdown(self, how: int) -> None:
         self._check_open()
         link = self._link
@@ -602,25 +516,11 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
         link = self._link
         if level == _IPPROTO_IPV6:
             raise _oserror(errno.ENOPROTOOPT)
-        if level == SOL_SOCKET and optname == _std.SO_LINGER:
-            if isinstance(value, int):
-                raise _oserror(errno.EINVAL)
-            onoff, secs = _LINGER.unpack(bytes(value)[:_LINGER.size])
-            val: Any = (onoff, secs)
-        elif (level, optname) in _SOCKOPTS_INT:
-            if isinstance(value, int | bool):
-                val = int(value)
-            elif value is None:
-                raise TypeError("setsockopt() value must be an int or a buffer")
-            else:
-                raw = bytes(value)
-                val = int.from_bytes(raw[:4], sys.byteorder) if raw else 0
-        elif level == SOL_SOCKET and optname in (getattr(_std, "SO_RCVTIMEO", -2),
-                                                 getattr(_std, "SO_SNDTIMEO", -2)):
+        if level == SOL_SOCKET and optname in (getattr(_std, "SO_RCVTIMEO", -2),
+                                               getattr(_std, "SO_SNDTIMEO", -2)):
             _RealSocket.setsockopt(self, level, optname, value)
             return
-        else:
-            raise _oserror(errno.ENOPROTOOPT)
+        val = option_value(level, optname, value)
         if isinstance(link, _TcpLink):
             self._net.call(link.set_opt, level, optname, val)
         else:
@@ -669,12 +569,6 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
             return _RealSocket.getsockopt(self, level, optname, buflen)
         raise _oserror(errno.ENOPROTOOPT)
 
-    @staticmethod
-    def _opt_out(value: int, buflen: int | None) -> Any:
-        if buflen is None:
-            return int(value)
-        return int(value).to_bytes(4, sys.byteorder, signed=True)[:buflen]
-
     def __repr__(self) -> str:
         closed = _RealSocket.fileno(self) == -1
         s = (f"<{self.__class__.__module__}.{self.__class__.__qualname__}"
@@ -690,6 +584,24 @@ class socket(_RealSocket):  # noqa: N801 - the stdlib's name
 
 
 StackSocket = socket
+
+
+def option_value(level: int, optname: int, value: Any) -> Any:
+    """What the stack keeps for ``setsockopt(level, optname, value)``: an int, or
+    (onoff, seconds) for SO_LINGER; ENOPROTOOPT for options the stack lacks."""
+    if level == SOL_SOCKET and optname == _std.SO_LINGER:
+        if isinstance(value, int):
+            raise _oserror(errno.EINVAL)
+        onoff, secs = _LINGER.unpack(bytes(value)[:_LINGER.size])
+        return (onoff, secs)
+    if (level, optname) not in _SOCKOPTS_INT:
+        raise _oserror(errno.ENOPROTOOPT)
+    if isinstance(value, int | bool):
+        return int(value)
+    if value is None:
+        raise TypeError("setsockopt() value must be an int or a buffer")
+    raw = bytes(value)
+    return int.from_bytes(raw[:4], sys.byteorder) if raw else 0
 
 
 def _raise(err: int) -> int:

@@ -7,6 +7,9 @@
   peer permissions, dispatch) and ``check_free`` (one serve per path).
 - ``commands``: each command's argument checks and work; ``gather``: what they
   read from the stack, in the loop thread.
+- ``sockets``: ``SocketService``, the socket service beside the control socket
+  that makes sockets for attached programs (``femtotcp run --control``;
+  protocol in ``femtotcp.api.remote``); ``ControlServer`` starts it.
 - ``client``: ``femtotcp ctl`` (arguments, ``request``, exit status);
   ``render``: the tables it prints for people.
 

@@ -123,6 +123,7 @@ class ControlServer:
         self._workers: set[threading.Thread] = set()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        self.sockets: Any = None
         self.commands = Commands(host, self.call, self._closing)
         self.handlers: dict[str, Handler] = self.commands.table()
 
@@ -156,6 +157,11 @@ class ControlServer:
         self._thread = threading.Thread(target=self._accept_loop, name="femtotcp-control",
                                         daemon=True)
         self._thread.start()
+        # Sockets for attached programs (`femtotcp run --control PATH`), beside us.
+        from femtotcp.api.remote import service_path
+        from femtotcp.control.sockets import SocketService
+        self.sockets = SocketService(self.host.stack, self.host.runtime,
+                                     service_path(self.path), self._check_peer).start()
         log.info("control socket %s", self.path)
         return self
 
@@ -164,6 +170,8 @@ class ControlServer:
         if self._closing.is_set():
             return
         self._closing.set()
+        if self.sockets is not None:
+            self.sockets.close()
         try:
             os.write(self._wake_w, b"\0")
         except OSError:

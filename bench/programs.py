@@ -1,0 +1,391 @@
+"""``python -m bench.programs``: stdlib programs on the stack, attached and in-process,
+beside the same programs on the kernel over a veth pair, in one run (root).
+
+Set-up: namespace K holds the kernel-side servers, bound to every address: an
+``http.server`` with a file of --size MB, a connect-and-close acceptor, a
+1-byte TCP echo and a UDP echo. Namespace C reaches K over a veth pair
+(198.51.100.2 -> 198.51.100.1): the kernel's figures. The stack's TAP lives in
+K (kernel side 192.0.2.1; the stack 192.0.2.2 attached, 192.0.2.3 in-process):
+
+* attached: ``femtotcp serve`` on the TAP, and the client program under
+  ``femtotcp run --control PATH`` (its own process; sockets by fd);
+* in-process: the client under ``femtotcp run --tap ... --ip ...`` (stack and
+  program in one interpreter).
+
+Each client prints its figures as JSON. Printed: each figure per mode and the
+ratio to the kernel's.
+
+    python -m bench.programs [--size MB] [--connects N] [--pings N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from bench.tcp_bulk import namespace
+
+KERNEL_TAP = "192.0.2.1"
+STACK = "192.0.2.2"
+#: The in-process run's own address: a fresh stack reusing STACK right after
+#: the attached run would meet the kernel's TIME-WAIT entries for the same
+#: 4-tuples (and a random ISN below the old one costs a SYN retransmission).
+STACK_INPROC = "192.0.2.3"
+KERNEL_VETH = "198.51.100.1"
+CLIENT_VETH = "198.51.100.2"
+TAP = "ftbp0"
+
+_SERVERS = r"""
+import os, socket, socketserver, sys, threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
+
+class Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+www = sys.argv[1]
+httpd = ThreadingHTTPServer(("0.0.0.0", 8080), partial(Quiet, directory=www))
+threading.Thread(target=httpd.serve_forever, daemon=True).start()
+
+def closer():
+    s = socket.create_server(("0.0.0.0", 9001), backlog=512)
+    while True:
+        c, _ = s.accept()
+        c.close()
+
+def echo_conn(c):
+    while data := c.recv(65536):
+        c.sendall(data)
+    c.close()
+
+def echo():
+    s = socket.create_server(("0.0.0.0", 9002))
+    while True:
+        c, _ = s.accept()
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=echo_conn, args=(c,), daemon=True).start()
+
+def uecho():
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("0.0.0.0", 9003))
+    while True:
+        data, addr = u.recvfrom(2048)
+        u.sendto(data, addr)
+
+for fn in (closer, echo, uecho):
+    threading.Thread(target=fn, daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+_CLIENT = r"""
+import json, os, socket, sys, time, urllib.request
+host, size, connects, pings, flag = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
+    int(sys.argv[4]), sys.argv[5]
+while flag != "-" and not os.path.exists(flag):
+    time.sleep(0.05)
+out = {}
+t = time.perf_counter()
+got = 0
+with urllib.request.urlopen(f"http://{host}:8080/blob", timeout=60) as r:
+    while chunk := r.read(1 << 20):
+        got += len(chunk)
+assert got == size, got
+out["get_MBps"] = size / (time.perf_counter() - t) / 1e6
+t = time.perf_counter()
+for _ in range(connects):
+    socket.create_connection((host, 9001), timeout=30).close()
+out["connects_per_s"] = connects / (time.perf_counter() - t)
+c = socket.create_connection((host, 9002), timeout=30)
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+t = time.perf_counter()
+for _ in range(pings):
+    c.sendall(b"x")
+    assert c.recv(1) == b"x"
+out["tcp_rtt_us"] = (time.perf_counter() - t) / pings * 1e6
+c.close()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(10)
+t = time.perf_counter()
+for _ in range(pings):
+    u.sendto(b"x", (host, 9003))
+    assert u.recvfrom(16)[0] == b"x"
+out["udp_rtt_us"] = (time.perf_counter() - t) / pings * 1e6
+print(json.dumps(out), flush=True)
+"""
+
+_HTTPD = r"""
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+BODY = b"x" * 100
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    wbufsize = 1 << 16     # one write per response: no Nagle wait between header and body
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def log_message(self, *args):
+        pass
+
+class Server(ThreadingHTTPServer):
+    request_queue_size = 128
+
+srv = Server(("0.0.0.0", 8088), Handler)
+print("ready", flush=True)
+srv.serve_forever()
+"""
+
+# `ab -n N -c C [-k]` in the standard library: C threads, N requests in all, a
+# new connection per request or (keep-alive) one per thread.
+_LOAD = r"""
+import http.client, json, sys, threading, time
+host, n, c = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out = {}
+for keep in (False, True):
+    left = [n]
+    lock = threading.Lock()
+    errors = []
+
+    def worker():
+        conn = None
+        while True:
+            with lock:
+                if left[0] <= 0:
+                    break
+                left[0] -= 1
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(host, 8088, timeout=30)
+                conn.request("GET", "/", headers={} if keep else {"Connection": "close"})
+                body = conn.getresponse().read()
+                assert len(body) == 100
+                if not keep:
+                    conn.close()
+                    conn = None
+            except Exception as exc:
+                errors.append(repr(exc))
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(c)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    out["http_keepalive_rps" if keep else "http_close_rps"] = n / (time.perf_counter() - t)
+    if errors:
+        out["http_errors"] = len(errors)
+print(json.dumps(out), flush=True)
+"""
+
+FIGURES = (("get_MBps", "urllib GET", "MB/s", True),
+           ("connects_per_s", "connect+close", "/s", True),
+           ("tcp_rtt_us", "TCP 1-byte round trip", "us", False),
+           ("udp_rtt_us", "UDP 1-byte round trip", "us", False),
+           ("http_close_rps", "HTTP server, -c N", "/s", True),
+           ("http_keepalive_rps", "HTTP server, -c N -k", "/s", True))
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def _wait_line(proc: subprocess.Popen[str], prefix: str, seconds: float = 30.0) -> str:
+    assert proc.stdout is not None
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, end - time.monotonic()))
+        if not ready:
+            break
+        text = proc.stdout.readline()
+        if not text:
+            break
+        if text.startswith(prefix):
+            return text
+    raise RuntimeError(f"no {prefix!r} line from {proc.args!r}")
+
+
+def _wait_link(ns: str, name: str, seconds: float = 20.0) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if subprocess.run(["ip", "-n", ns, "link", "show", name],
+                          capture_output=True).returncode == 0:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} did not appear in {ns}")
+
+
+def _client(argv: list[str], timeout: float = 600.0) -> dict[str, float]:
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeError(f"{argv!r} failed: {res.stdout} {res.stderr}")
+    return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _http(server: list[str], load: list[str], on_ready: Any = None) -> dict[str, float]:
+    """Start the HTTP server program, load it (``_LOAD``), stop it; the figures."""
+    proc = subprocess.Popen(server, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_line(proc, "ready")
+        if on_ready is not None:
+            on_ready()
+        return _client(load)
+    finally:
+        _stop(proc)
+
+
+def run(size_mb: int, connects: int, pings: int, requests: int = 5000,
+        concurrency: int = 50) -> dict[str, dict[str, float]]:
+    size = size_mb * 1_000_000
+    work = tempfile.mkdtemp(prefix="ftbprog")
+    results: dict[str, dict[str, float]] = {}
+    try:
+        www = os.path.join(work, "www")
+        os.mkdir(www)
+        with open(os.path.join(www, "blob"), "wb") as f:
+            f.write(os.urandom(1 << 20) * (size >> 20) + os.urandom(size % (1 << 20)))
+        client = os.path.join(work, "client.py")
+        with open(client, "w") as f:
+            f.write(_CLIENT)
+        args = [str(size), str(connects), str(pings)]
+        py = sys.executable
+        httpd = os.path.join(work, "httpd.py")
+        with open(httpd, "w") as f:
+            f.write(_HTTPD)
+        load = os.path.join(work, "load.py")
+        with open(load, "w") as f:
+            f.write(_LOAD)
+        hargs = [str(requests), str(concurrency)]
+        with namespace("ftbpk") as k, namespace("ftbpc") as c:
+            _ip("link", "add", "ftbpv0", "netns", k, "type", "veth", "peer", "name", "ftbpv1",
+                "netns", c)
+            _ip("-n", k, "addr", "add", f"{KERNEL_VETH}/24", "dev", "ftbpv0")
+            _ip("-n", c, "addr", "add", f"{CLIENT_VETH}/24", "dev", "ftbpv1")
+            _ip("-n", k, "link", "set", "ftbpv0", "up")
+            _ip("-n", c, "link", "set", "ftbpv1", "up")
+            servers = subprocess.Popen(["ip", "netns", "exec", k, py, "-c", _SERVERS, www],
+                                       stdout=subprocess.PIPE, text=True)
+            try:
+                _wait_line(servers, "ready")
+                results["kernel (veth)"] = _client(
+                    ["ip", "netns", "exec", c, py, client, KERNEL_VETH, *args, "-"])
+                results["kernel (veth)"].update(_http(
+                    ["ip", "netns", "exec", k, py, httpd],
+                    ["ip", "netns", "exec", c, py, load, KERNEL_VETH, *hargs]))
+                # attached: a serve, then the program in its own process
+                control = os.path.join(work, "ctl.sock")
+                serve = subprocess.Popen(
+                    ["ip", "netns", "exec", k, py, "-m", "femtotcp", "serve", "--tap", TAP,
+                     "--ip", f"{STACK}/24", "--control", control],
+                    stdout=subprocess.PIPE, text=True)
+                try:
+                    _wait_line(serve, "femtotcp: serving on")
+                    _ip("-n", k, "addr", "add", f"{KERNEL_TAP}/24", "dev", TAP)
+                    results["attached"] = _client(
+                        ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--control",
+                         control, client, KERNEL_TAP, *args, "-"])
+                    results["attached"].update(_http(
+                        ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--control",
+                         control, httpd],
+                        ["ip", "netns", "exec", k, py, load, STACK, *hargs]))
+                finally:
+                    _stop(serve)
+                # in-process: the TAP is made by the run; its kernel address after
+                flag = os.path.join(work, "go")
+                inproc = subprocess.Popen(
+                    ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--in-process",
+                     "--tap", TAP, "--ip", f"{STACK_INPROC}/24", client, KERNEL_TAP, *args,
+                     flag],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                try:
+                    _wait_link(k, TAP)
+                    _ip("-n", k, "addr", "add", f"{KERNEL_TAP}/24", "dev", TAP)
+                    _ip("-n", k, "link", "set", TAP, "up")
+                    open(flag, "w").close()
+                    out, err = inproc.communicate(timeout=600)
+                    if inproc.returncode != 0:
+                        raise RuntimeError(f"in-process run failed: {out} {err}")
+                    results["in-process"] = dict(json.loads(out.strip().splitlines()[-1]))
+                finally:
+                    _stop(inproc)
+
+                def tap_address() -> None:
+                    _ip("-n", k, "addr", "add", f"{KERNEL_TAP}/24", "dev", TAP)
+                    _ip("-n", k, "link", "set", TAP, "up")
+
+                results["in-process"].update(_http(
+                    ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--in-process",
+                     "--tap", TAP, "--ip", f"{STACK_INPROC}/24", httpd],
+                    ["ip", "netns", "exec", k, py, load, STACK_INPROC, *hargs], tap_address))
+            finally:
+                _stop(servers)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def report(results: dict[str, dict[str, float]]) -> None:
+    kernel = results.get("kernel (veth)", {})
+    modes = [m for m in ("attached", "in-process") if m in results]
+    print(f"  {'':24s} {'kernel (veth)':>14s}" + "".join(f" {m:>22s}" for m in modes))
+    for key, name, unit, higher in FIGURES:
+        k = kernel.get(key)
+        row = f"  {name:24s} {k:10.1f} {unit:3s}" if k else f"  {name:24s} {'-':>14s}"
+        for m in modes:
+            v = results[m].get(key)
+            if v is None:
+                row += f" {'-':>22s}"
+                continue
+            share = (v / k if higher else k / v) * 100 if k else 0.0
+            row += f" {v:9.1f} {unit:3s} ({share:5.1f}%)"
+        print(row)
+    print("  (%: share of the kernel's figure; for round trips, the kernel's time over ours)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.programs", description=__doc__)
+    p.add_argument("--size", type=int, default=50, help="MB fetched by urllib (default 50)")
+    p.add_argument("--connects", type=int, default=1000, help="connect+close count")
+    p.add_argument("--pings", type=int, default=2000, help="round trips per protocol")
+    p.add_argument("--requests", type=int, default=5000, help="HTTP requests (ab -n)")
+    p.add_argument("--concurrency", type=int, default=50, help="HTTP clients (ab -c)")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench.programs needs root (network namespaces, TAP)", file=sys.stderr)
+        return 2
+    print(f"stdlib programs: urllib {args.size} MB GET, {args.connects} connect+close, "
+          f"{args.pings} 1-byte round trips (TCP, UDP); {args.requests} HTTP requests from "
+          f"{args.concurrency} clients to a ThreadingHTTPServer program (N={args.concurrency})")
+    report(run(args.size, args.connects, args.pings, args.requests, args.concurrency))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,802 @@
+"""Attached programs: sockets that live in a running ``femtotcp serve``, used here by fd.
+
+``femtotcp run --control PATH PROGRAM`` runs PROGRAM in its own process with the
+socket module patched to a ``RemoteNetwork``. A socket is a Unix socket pair:
+the program keeps one end "P" as the socket's fd; serve's loop thread pumps
+the other end "Q" to and from the stack, exactly as for an in-process socket
+(``api/sock_*``). Data therefore moves between the program and serve through
+the kernel, never through a GIL the program shares with the stack; only
+operations that need the stack are requests to serve's *socket service*
+(``femtotcp.control.sockets``, a SOCK_SEQPACKET socket at
+``service_path(control path)``).
+
+The pair is made here, and Q goes to serve (SCM_RIGHTS) with the socket's first
+request, written ``+op`` and carrying the socket's family, type and proto, so
+``socket()`` itself costs no round trip. An accepted connection's pair is made
+in serve and its P comes back with the ``accept`` answer. After its first
+(binding) send, a UDP socket sends by writing records to P (``_KIND_SEND``),
+without a request each.
+
+The protocol, one request and one answer per SOCK_SEQPACKET message:
+
+* request: ``_LEN`` (length of the JSON part), a JSON array ``[op, id, args...]``,
+  then raw bytes (a datagram's payload for ``send``/``sendto``);
+* answer: ``_LEN``, a JSON array ``[status, values...]`` (status 0: done;
+  an errno: ``values[0]`` is the message; ``"gai"``: a ``socket.gaierror``;
+  ``"timeout"``: ``TimeoutError``).
+
+A socket's id is the inode of P (``os.fstat(fd).st_ino``), so any process holding
+the fd (fork, ``os.dup``, ``pass_fds``, multiprocessing's reduction) can name
+the socket to serve (``RemoteNetwork.adopt``). Serve frees a socket when every
+copy of P is closed (the pair reports POLLHUP), which is what a process's death
+or its last close does, as on Linux. The state serve answers with: the
+socket's mode (TcpMode values, or ``dgram``), local and remote address.
+
+Child processes attach too: ``attach_environment`` sets ``FEMTOTCP_ATTACH`` (the
+service's path) and puts ``femtotcp/api/boot`` (a ``sitecustomize``) on
+``PYTHONPATH``; a Python child runs ``attach_from_environment`` at start-up.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket as _std
+import struct
+import sys
+import threading
+import weakref
+from typing import Any
+
+from femtotcp.api.network import Network
+from femtotcp.api.sock_base import (
+    _IPPROTO_IPV6,
+    _KIND_ERROR,
+    _KIND_SEND,
+    _LINGER,
+    _REC,
+    AF_INET,
+    AF_UNIX,
+    DGRAM_PAIR_BUF,
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    PAIR_BUF,
+    SHUT_RD,
+    SHUT_RDWR,
+    SHUT_WR,
+    SOCK_CLOEXEC,
+    SOCK_DGRAM,
+    SOCK_NONBLOCK,
+    SOCK_SEQPACKET,
+    SOCK_STREAM,
+    SOL_SOCKET,
+    _oserror,
+    _RealSocket,
+    _SocketBase,
+    gaierror,
+)
+from femtotcp.wire import ip_str
+
+#: Environment variable naming the socket service a Python child attaches to.
+ENV_ATTACH = "FEMTOTCP_ATTACH"
+#: Where the child finds the femtotcp package when its own sys.path lacks it.
+ENV_PATH = "FEMTOTCP_ATTACH_PYTHONPATH"
+#: The socket service's path is the control socket's with this suffix.
+SERVICE_SUFFIX = ".sockets"
+#: Largest message either side sends (a 64 KiB datagram plus its request).
+MAX_MESSAGE = 65536 + 4096
+#: SO_SNDBUF of serve's end of a stream pair (towards the program; Linux doubles it).
+REMOTE_PAIR_BUF = 262144
+#: Idle channels kept per process for reuse.
+POOL_SIZE = 16
+
+_LEN = struct.Struct("!H")
+#: The largest UDP payload over IPv4 (65535 - 20 - 8).
+_UDP_MAX = 65507
+_FD_SPACE = _std.CMSG_SPACE(struct.calcsize("i"))
+
+#: Modes a TCP socket reports (TcpMode values) and the datagram sockets' one.
+IDLE, CONNECTING, CONNECTED, LISTENING, FAILED, DONE = (
+    "idle", "connecting", "connected", "listening", "failed", "done")
+DGRAM = "dgram"
+
+
+def service_path(control_path: str) -> str:
+    """The socket service beside the control socket ``control_path``."""
+    return os.path.abspath(control_path) + SERVICE_SUFFIX
+
+
+# -- the messages ---------------------------------------------------------------------------
+
+def encode(doc: list[Any], tail: bytes = b"") -> list[bytes]:
+    """One message as buffers for ``sendmsg``."""
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    if len(body) + len(tail) + _LEN.size > MAX_MESSAGE:
+        raise _oserror(errno.EMSGSIZE)
+    return [_LEN.pack(len(body)), body, tail]
+
+
+def decode(msg: bytes) -> tuple[list[Any], bytes]:
+    """(JSON array, raw tail) of one message; ValueError when malformed."""
+    if len(msg) < _LEN.size:
+        raise ValueError("short message")
+    (n,) = _LEN.unpack_from(msg)
+    if _LEN.size + n > len(msg):
+        raise ValueError("bad length")
+    doc = json.loads(msg[_LEN.size:_LEN.size + n])
+    if not isinstance(doc, list) or not doc:
+        raise ValueError("not a request array")
+    return doc, msg[_LEN.size + n:]
+
+
+def recv_message(sock: _std.socket, flags: int = 0) -> tuple[bytes, int | None]:
+    """One message and the fd it carries (if any); b"" when the peer hung up."""
+    msg, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, _FD_SPACE, flags)
+    fd: int | None = None
+    for level, kind, data in anc:
+        if level == SOL_SOCKET and kind == _std.SCM_RIGHTS:
+            fds = [int.from_bytes(data[i:i + 4], sys.byteorder, signed=True)
+                   for i in range(0, len(data) - len(data) % 4, 4)]
+            for extra in fds[1:]:
+                os.close(extra)
+            if fds:
+                fd = fds[0]
+    return msg, fd
+
+
+# -- the program's side: channels to serve ------------------------------------------------------
+
+class _Channel:
+    """One SOCK_SEQPACKET connection to the socket service (one request at a time)."""
+
+    def __init__(self, path: str) -> None:
+        sock = _RealSocket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            sock.close()
+            raise _oserror(errno.ENETDOWN, f"no femtotcp serve answers at {path}: "
+                           f"{exc.strerror}") from None
+        self.sock = sock
+
+    def ask(self, doc: list[Any], tail: bytes,
+            give: int | None = None) -> tuple[list[Any], bytes, int | None]:
+        try:
+            if give is None:
+                self.sock.sendmsg(encode(doc, tail))
+            else:
+                _std.send_fds(self.sock, encode(doc, tail), [give])
+            msg, fd = recv_message(self.sock)
+        except (BrokenPipeError, ConnectionResetError):
+            msg, fd = b"", None
+        if not msg:
+            raise _oserror(errno.ECONNRESET, "femtotcp serve is gone")
+        ans, rest = decode(msg)
+        return ans, rest, fd
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def check_kind(family: int, kind: int, proto: int) -> None:
+    """The errors ``socket()`` gives for a kind the stack does not make."""
+    if family != AF_INET:
+        raise _oserror(errno.EAFNOSUPPORT, "only AF_INET on this stack")
+    if kind == SOCK_STREAM:
+        if proto not in (0, IPPROTO_TCP):
+            raise _oserror(errno.EPROTONOSUPPORT)
+    elif kind == SOCK_DGRAM:
+        if proto not in (0, IPPROTO_UDP, IPPROTO_ICMP):
+            raise _oserror(errno.EPROTONOSUPPORT)
+    else:
+        raise _oserror(errno.ESOCKTNOSUPPORT, "only SOCK_STREAM and SOCK_DGRAM")
+
+
+def tune_pair(p: _std.socket, q: _std.socket, pair_kind: int) -> None:
+    """The buffer sizes of an attached socket's pair: as ``femtotcp.api.socket``,
+    but more room towards the program (serve's loop thread then fills it in
+    fewer, larger writes, each waking the program once)."""
+    if pair_kind == SOCK_STREAM:
+        p.setsockopt(SOL_SOCKET, _std.SO_SNDBUF, PAIR_BUF)
+        q.setsockopt(SOL_SOCKET, _std.SO_SNDBUF, REMOTE_PAIR_BUF)
+    else:
+        q.setsockopt(SOL_SOCKET, _std.SO_SNDBUF, DGRAM_PAIR_BUF)
+
+
+_networks: weakref.WeakSet[RemoteNetwork] = weakref.WeakSet()
+#: Sockets whose end of the pair serve does not have yet.
+_pending: weakref.WeakSet[RemoteSocket] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    """Both processes may use a socket after fork: serve must have it first."""
+    for sock in list(_pending):
+        try:
+            sock._register()
+        except OSError:
+            pass
+
+
+def _after_fork() -> None:
+    """A forked child must not share its parent's channels (answers would cross),
+    nor wait on a lock some other thread of the parent held at the fork."""
+    for net in list(_networks):
+        net._lock = threading.Lock()
+        net.forget_channels()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork)
+
+
+class RemoteNetwork(Network):
+    """The network of an attached program: a ``femtotcp serve`` reached at
+    ``path`` (its socket service). Name lookups: numeric forms and the hosts
+    tables here, DNS through serve's resolver."""
+
+    def __init__(self, path: str, hosts: dict[str, str] | None = None) -> None:
+        super().__init__(None, None, hosts)  # type: ignore[arg-type]
+        self.path = path
+        self._idle: list[_Channel] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        _networks.add(self)
+
+    # -- requests -------------------------------------------------------------------------
+    def forget_channels(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._pid = os.getpid()
+        for ch in idle:
+            ch.close()
+
+    def ask(self, *doc: Any, tail: bytes = b"",
+            give: int | None = None) -> tuple[list[Any], bytes, int | None]:
+        """Send one request (with the fd ``give``) and return (values, raw tail,
+        fd); raises the answer's error."""
+        if self._pid != os.getpid():
+            self.forget_channels()
+        with self._lock:
+            ch = self._idle.pop() if self._idle else None
+        if ch is None:
+            ch = _Channel(self.path)
+        try:
+            ans, rest, fd = ch.ask(list(doc), tail, give)
+        except BaseException:
+            ch.close()            # an answer may still be on its way: never reuse
+            raise
+        with self._lock:
+            if len(self._idle) < POOL_SIZE and self._pid == os.getpid():
+                self._idle.append(ch)
+                ch = None
+        if ch is not None:
+            ch.close()
+        status = ans[0]
+        if status == 0:
+            return ans[1:], rest, fd
+        if fd is not None:
+            os.close(fd)
+        if status == "gai":
+            raise gaierror(int(ans[1]), str(ans[2]))
+        if status == "timeout":
+            raise TimeoutError("timed out")
+        err = int(status)
+        raise OSError(err, str(ans[1]) if len(ans) > 1 and ans[1] else os.strerror(err))
+
+    def values(self, *doc: Any, tail: bytes = b"") -> list[Any]:
+        return self.ask(*doc, tail=tail)[0]
+
+    # -- the socket module's helpers ------------------------------------------------------
+    def socket(self, family: int = AF_INET, type: int = SOCK_STREAM,  # type: ignore[override]
+               proto: int = 0) -> RemoteSocket:
+        return RemoteSocket(family, type, proto, network=self)
+
+    def adopt(self, fd: int, family: int = -1) -> RemoteSocket | None:
+        """A socket object for ``fd`` when it is the program's end of a stack
+        socket (handed over by fork, ``pass_fds``, SCM_RIGHTS...); else None."""
+        if family not in (-1, AF_INET):
+            return None
+        try:
+            st = os.fstat(fd)
+            probe = _RealSocket(fileno=fd)
+        except OSError:
+            return None
+        try:
+            if probe.family != AF_UNIX:
+                return None
+        finally:
+            probe.detach()
+        try:
+            found = self.values("lookup", int(st.st_ino))
+        except OSError:
+            return None
+        if not found or found[0] is None:
+            return None
+        sfamily, kind, proto, state = found
+        return RemoteSocket._adopt(self, fd, int(st.st_ino), sfamily, kind, proto, state)
+
+    def _dns(self, name: str) -> tuple[list[str], list[str]]:
+        chain, addrs = self.values("dns", 0, name)
+        return list(chain), list(addrs)
+
+
+def _addr_text(addr: Any) -> tuple[str, int] | None:
+    return None if addr is None else (str(addr[0]), int(addr[1]))
+
+
+class RemoteSocket(_SocketBase):
+    """``socket.socket`` for an attached program: P here, the stack socket in serve."""
+
+    __slots__ = ("_net", "_id", "_sfamily", "_stype", "_sproto", "_mode", "_local", "_remote",
+                 "_q")
+
+    def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
+                 fileno: int | None = None, *, network: RemoteNetwork | None = None) -> None:
+        if network is None:
+            from femtotcp.api.network import current_network
+            cur = current_network()
+            if not isinstance(cur, RemoteNetwork):
+                raise _oserror(errno.ENETDOWN, "no attached femtotcp serve")
+            network = cur
+        if fileno is not None:
+            raise ValueError("use RemoteNetwork.adopt to wrap a file descriptor")
+        family = AF_INET if family in (-1, None) else int(family)
+        type_ = SOCK_STREAM if type in (-1, None) else int(type)
+        proto = 0 if proto in (-1, None) else int(proto)
+        kind = type_ & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
+        check_kind(family, kind, proto)
+        pair_kind = SOCK_STREAM if kind == SOCK_STREAM else SOCK_SEQPACKET
+        # The pair is made here; serve gets its end with the first request that
+        # needs the stack (``_ask``), so making a socket costs no round trip.
+        p, q = _std.socketpair(AF_UNIX, pair_kind | SOCK_CLOEXEC)
+        try:
+            tune_pair(p, q, pair_kind)
+            _RealSocket.__init__(self, AF_UNIX, pair_kind, 0, p.detach())
+        except BaseException:
+            p.close()
+            q.close()
+            raise
+        self._q: _std.socket | None = q
+        self._setup(network, os.fstat(self.fileno()).st_ino, family, kind, proto,
+                    [IDLE if kind == SOCK_STREAM else DGRAM, None, None])
+        _pending.add(self)
+        if type_ & SOCK_NONBLOCK:
+            self.setblocking(False)
+
+    @classmethod
+    def _adopt(cls, net: RemoteNetwork, fd: int, sid: int, family: int, kind: int,
+               proto: int, state: list[Any]) -> RemoteSocket:
+        new = cls.__new__(cls)
+        pair_kind = SOCK_STREAM if kind == SOCK_STREAM else SOCK_SEQPACKET
+        try:
+            _RealSocket.__init__(new, AF_UNIX, pair_kind, 0, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        new._q = None
+        new._setup(net, sid, family, kind, proto, state)
+        return new
+
+    def _setup(self, net: RemoteNetwork, sid: int, family: int, kind: int, proto: int,
+               state: list[Any]) -> None:
+        self._net = net
+        self._id = sid
+        self._sfamily, self._stype, self._sproto = family, kind, proto
+        self._state(state)
+
+    def _state(self, state: list[Any]) -> None:
+        self._mode = str(state[0])
+        self._local = _addr_text(state[1])
+        self._remote = _addr_text(state[2])
+
+    def _ask(self, op: str, *args: Any, tail: bytes = b"") -> tuple[list[Any], int | None]:
+        """One request about this socket; the first one hands serve its end of
+        the pair (``+op``: the socket's kind, then the request, fd attached)."""
+        q = self._q
+        if q is None:
+            values, _rest, fd = self._net.ask(op, self._id, *args, tail=tail)
+            return values, fd
+        self._q = None
+        _pending.discard(self)
+        try:
+            values, _rest, fd = self._net.ask(
+                "+" + op, self._id, self._sfamily, self._stype, self._sproto, *args,
+                tail=tail, give=q.fileno())
+        finally:
+            q.close()
+        return values, fd
+
+    def _values(self, op: str, *args: Any, tail: bytes = b"") -> list[Any]:
+        return self._ask(op, *args, tail=tail)[0]
+
+    def _refresh(self) -> None:
+        self._state(self._values("state")[0])
+
+    def _real_close(self, _ss: Any = _RealSocket) -> None:
+        q = self._q
+        if q is not None:
+            self._q = None
+            _pending.discard(self)
+            q.close()
+        _ss._real_close(self)
+
+    # -- identity ----------------------------------------------------------------------------
+    @property
+    def network(self) -> RemoteNetwork:
+        return self._net
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """multiprocessing hands sockets to other processes by fd (its
+        ``reduction`` registers only the exact ``socket.socket`` class): the
+        same for ours, whose fd names the same stack socket in every process."""
+        reduction = sys.modules.get("multiprocessing.reduction")
+        if reduction is None:
+            return self.__getstate__()
+        dup_fd = reduction.DupFd
+        self._register()
+        return _rebuild_socket, (dup_fd(self.fileno()), self._sfamily, self._stype,
+                                 self._sproto)
+
+    def dup(self) -> RemoteSocket:
+        """A second handle on the same stack socket (like dup(2))."""
+        self._register()
+        new = RemoteSocket._adopt(self._net, os.dup(self.fileno()), self._id, self._sfamily,
+                                  self._stype, self._sproto,
+                                  [self._mode, self._local, self._remote])
+        new.settimeout(self.gettimeout())
+        return new
+
+    def detach(self) -> int:
+        """Hand P's fd over (serve gets the socket first, so that whoever wraps the
+        fd again, here or in another process, finds it)."""
+        self._register()
+        return _RealSocket.detach(self)
+
+    def _register(self) -> None:
+        """Make sure serve has this socket (before its fd goes to another process)."""
+        if self._q is not None and _RealSocket.fileno(self) != -1:
+            self._refresh()
+
+    # -- addresses ---------------------------------------------------------------------------
+    def getsockname(self) -> tuple[str, int]:
+        self._check_open()
+        # Cached once known, except while TCP's own address may still change.
+        if self._q is None and (self._local is None or self._mode in (IDLE, CONNECTING)):
+            self._refresh()
+        return self._local or ("0.0.0.0", 0)
+
+    def getpeername(self) -> tuple[str, int]:
+        self._check_open()
+        if self._mode == CONNECTING:
+            self._refresh()
+        if self._remote is None or self._mode not in (CONNECTED, DONE, DGRAM):
+            raise _oserror(errno.ENOTCONN)
+        return self._remote
+
+    # -- bind / listen / accept / connect ------------------------------------------------------
+    def bind(self, address: Any) -> None:
+        self._check_open()
+        packed, port = self._addr(address, "bind")
+        ip = ip_str(packed)
+        self._state(self._values("bind", ip, port)[0])
+
+    def listen(self, backlog: int = 128) -> None:
+        self._check_open()
+        if self._stype != SOCK_STREAM:
+            raise _oserror(errno.EOPNOTSUPP)
+        self._state(self._values("listen", int(backlog))[0])
+
+    def _accept(self) -> tuple[int, Any]:
+        raise _oserror(errno.EOPNOTSUPP)
+
+    def accept(self) -> tuple[RemoteSocket, tuple[str, int]]:
+        if self._mode != LISTENING:
+            self._check_open()
+            raise _oserror(errno.EINVAL)
+        net = self._net
+        while True:
+            token = _RealSocket.recv(self, 1)
+            if not token:
+                raise _oserror(errno.EINVAL, "the listening socket was closed")
+            found, fd = self._ask("accept")
+            if fd is not None:
+                break
+        sid, state = found
+        new = RemoteSocket._adopt(net, fd, int(sid), self._sfamily, SOCK_STREAM,
+                                  self._sproto, state)
+        if _std.getdefaulttimeout() is None and self.gettimeout():
+            new.setblocking(True)
+        return new, new._remote or ("0.0.0.0", 0)
+
+    def _connect(self, address: Any, raise_errors: bool) -> int:
+        self._check_open()
+        packed, port = self._addr(address, "connect")
+        ip = ip_str(packed)
+        if self._stype == SOCK_DGRAM:
+            self._state(self._values("uconnect", ip, port)[0])
+            return 0
+        if port == 0:
+            if raise_errors:
+                raise _oserror(errno.ECONNREFUSED)
+            return errno.ECONNREFUSED
+        tmo = self.gettimeout()
+        filler = self._fill() if tmo == 0 and self._mode == IDLE else 0
+        err, state = self._values("connect", ip, port, filler,
+                                -1.0 if tmo is None else float(tmo))
+        self._state(state)
+        return int(err)
+
+    # -- data ----------------------------------------------------------------------------------
+    def _pending_error(self, exc: OSError | None = None) -> OSError | None:
+        """The error to report instead of EOF/EPIPE on P (serve gone: ECONNRESET)."""
+        try:
+            err, state = self._values("err")
+        except OSError as gone:
+            if gone.errno == errno.EBADF:
+                return exc
+            return _oserror(errno.ECONNRESET, "femtotcp serve is gone")
+        self._state(state)
+        if err:
+            return _oserror(int(err))
+        if self._mode in (IDLE, LISTENING, CONNECTING):
+            return _oserror(errno.ENOTCONN)
+        if self._mode == FAILED:
+            return _oserror(errno.EPIPE)
+        return exc
+
+    def _ready_for_data(self) -> None:
+        if self._mode == CONNECTING:
+            self._refresh()
+        if self._mode in (IDLE, LISTENING, CONNECTING):
+            self._check_open()
+            raise _oserror(errno.ENOTCONN)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if self._stype == SOCK_DGRAM:
+            return self._recv_dgram(bufsize, flags)[0]
+        if self._mode != CONNECTED:
+            self._ready_for_data()
+        data = _RealSocket.recv(self, bufsize, flags)
+        if not data and bufsize:
+            exc = self._pending_error()
+            if exc is not None:
+                raise exc
+        return data
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        if self._stype == SOCK_DGRAM:
+            mv = memoryview(buffer).cast("B")
+            data = self._recv_dgram(nbytes or len(mv), flags)[0]
+            mv[:len(data)] = data
+            return len(data)
+        if self._mode != CONNECTED:
+            self._ready_for_data()
+        n = _RealSocket.recv_into(self, buffer, nbytes, flags)
+        if n == 0 and (nbytes or len(memoryview(buffer))):
+            exc = self._pending_error()
+            if exc is not None:
+                raise exc
+        return n
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
+        if self._stype == SOCK_DGRAM:
+            return self._recv_dgram(bufsize, flags)
+        return self.recv(bufsize, flags), None
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
+        if self._stype == SOCK_DGRAM:
+            mv = memoryview(buffer).cast("B")
+            data, addr = self._recv_dgram(nbytes or len(mv), flags)
+            mv[:len(data)] = data
+            return len(data), addr
+        return self.recv_into(buffer, nbytes, flags), None
+
+    def _recv_dgram(self, bufsize: int, flags: int) -> tuple[bytes, Any]:
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recvfrom")
+        while True:
+            rec = _RealSocket.recv(self, bufsize + _REC.size, flags)
+            if len(rec) < _REC.size:
+                if not rec:
+                    exc = self._pending_error()
+                    if exc is not None and exc.errno == errno.ECONNRESET:
+                        raise exc
+                return b"", None
+            kind, alen, port, addr = _REC.unpack_from(rec)
+            if kind != _KIND_ERROR:
+                break
+            if flags & _std.MSG_PEEK:
+                raise _oserror(port)
+            skip = self._values("errrec")[0]
+            if not skip:
+                raise _oserror(port)
+        return rec[_REC.size:], (ip_str(addr[:alen]), port)
+
+    def _send_record(self, data: bytes, dst: bytes | None, port: int) -> bool:
+        """Send a UDP datagram as a record on P, without a round trip to serve
+        (``_KIND_SEND``; ``dst`` None: to the connected peer). Only once serve
+        has the socket bound; broadcasts and ping sockets go by request (serve
+        checks them). Errors serve meets later become the socket error."""
+        if (self._q is not None or self._sproto == IPPROTO_ICMP or self._local is None
+                or dst == b"\xff\xff\xff\xff"):
+            return False
+        if len(data) > _UDP_MAX:
+            raise _oserror(errno.EMSGSIZE)
+        if dst is None:
+            if self._remote is None:
+                raise _oserror(errno.EDESTADDRREQ)
+            head = _REC.pack(_KIND_SEND, 0, 0, b"")
+        else:
+            head = _REC.pack(_KIND_SEND, 4, port, dst)
+        _RealSocket.send(self, head + data)
+        return True
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        if self._stype == SOCK_DGRAM:
+            self._check_open()
+            payload = bytes(data)
+            if self._send_record(payload, None, 0):
+                return len(payload)
+            return int(self._values("send", tail=payload)[0])
+        if self._mode != CONNECTED:
+            self._not_connected()
+        try:
+            return _RealSocket.send(self, data, flags)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise self._pending_error(exc) or exc from None
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        if self._stype == SOCK_DGRAM:
+            self.send(data)
+            return
+        if self._mode != CONNECTED:
+            self._not_connected()
+        try:
+            _RealSocket.sendall(self, data, flags)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise self._pending_error(exc) or exc from None
+
+    def _not_connected(self) -> None:
+        self._check_open()
+        if self._mode == CONNECTING:
+            self._refresh()
+            if self._mode == CONNECTED:
+                return
+        exc = self._pending_error()
+        raise exc if exc is not None else _oserror(errno.EPIPE)
+
+    def sendto(self, data: Any, flags_or_addr: Any, addr: Any = None) -> int:
+        address = flags_or_addr if addr is None else addr
+        if self._stype == SOCK_DGRAM:
+            self._check_open()
+            packed, port = self._addr(address, "sendto")
+            ip = ip_str(packed)
+            payload = bytes(data)
+            if self._send_record(payload, packed, port):
+                return len(payload)
+            sent, state = self._values("sendto", ip, port, tail=payload)
+            self._state(state)
+            return int(sent)
+        if self._mode != CONNECTED:
+            raise _oserror(errno.EPIPE if self._mode == DONE else errno.ENOTCONN)
+        return self.send(data)
+
+    def shutdown(self, how: int) -> None:
+        self._check_open()
+        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+            raise _oserror(errno.EINVAL)
+        if self._stype == SOCK_STREAM:
+            if self._mode == LISTENING:
+                if how in (SHUT_RD, SHUT_RDWR):
+                    _RealSocket.shutdown(self, SHUT_RD)
+                return
+            if self._mode == CONNECTING:
+                self._refresh()
+            if self._mode not in (CONNECTED, DONE):
+                raise _oserror(errno.ENOTCONN)
+            try:
+                _RealSocket.shutdown(self, how)
+            except OSError:
+                pass
+            if self._mode == CONNECTED:
+                self._values("shut", how)
+            return
+        if self._remote is None:
+            raise _oserror(errno.ENOTCONN)
+        if how in (SHUT_RD, SHUT_RDWR):
+            _RealSocket.shutdown(self, SHUT_RD)
+
+    # -- options ---------------------------------------------------------------------------------
+    def setsockopt(self, level: int, optname: int, value: Any,
+                   optlen: int | None = None) -> None:
+        from femtotcp.api.socket import option_value
+        self._check_open()
+        if level == _IPPROTO_IPV6:
+            raise _oserror(errno.ENOPROTOOPT)
+        if level == SOL_SOCKET and optname in (getattr(_std, "SO_RCVTIMEO", -2),
+                                               getattr(_std, "SO_SNDTIMEO", -2)):
+            _RealSocket.setsockopt(self, level, optname, value)
+            return
+        val = option_value(level, optname, value)
+        self._values("setopt", level, optname, val)
+
+    def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
+        self._check_open()
+        if level == SOL_SOCKET:
+            if optname == _std.SO_ERROR:
+                return self._opt_out(self._values("soerr")[0], buflen)
+            if optname == _std.SO_TYPE:
+                return self._opt_out(self._stype, buflen)
+            if optname == getattr(_std, "SO_DOMAIN", -2):
+                return self._opt_out(self._sfamily, buflen)
+            if optname == getattr(_std, "SO_PROTOCOL", -2):
+                proto = self._sproto or (IPPROTO_TCP if self._stype == SOCK_STREAM
+                                         else IPPROTO_UDP)
+                return self._opt_out(proto, buflen)
+            if optname == getattr(_std, "SO_ACCEPTCONN", -2):
+                return self._opt_out(int(self._mode == LISTENING), buflen)
+            if optname in (getattr(_std, "SO_RCVTIMEO", -2), getattr(_std, "SO_SNDTIMEO", -2)):
+                if buflen is None:
+                    return _RealSocket.getsockopt(self, level, optname)
+                return _RealSocket.getsockopt(self, level, optname, buflen)
+        if level == _IPPROTO_IPV6:
+            raise _oserror(errno.ENOPROTOOPT)
+        value = self._values("getopt", level, optname)[0]
+        if level == SOL_SOCKET and optname == _std.SO_LINGER:
+            packed = _LINGER.pack(int(value[0]), int(value[1]))
+            return packed[:buflen] if buflen else _LINGER.unpack(packed)[0]
+        return self._opt_out(int(value), buflen)
+
+    def __repr__(self) -> str:
+        closed = _RealSocket.fileno(self) == -1
+        s = (f"<{self.__class__.__module__}.{self.__class__.__qualname__}"
+             f"{' [closed]' if closed else ''} fd={_RealSocket.fileno(self)}, "
+             f"family={self.family!s}, type={self.type!s}, proto={self.proto}")
+        if not closed:
+            if self._local is not None:
+                s += f", laddr={self._local}"
+            if self._remote is not None:
+                s += f", raddr={self._remote}"
+        return s + ">"
+
+
+def _rebuild_socket(df: Any, family: int, kind: int, proto: int) -> Any:
+    """The receiving side of ``RemoteSocket.__reduce_ex__`` (an attached process
+    gets the stack socket back, through the patched ``socket.socket``)."""
+    return _std.socket(family, kind, proto, fileno=df.detach())
+
+
+# -- attaching (this process and its children) ---------------------------------------------------
+
+def boot_dir() -> str:
+    """The directory whose ``sitecustomize`` attaches a Python child."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "boot")
+
+
+def attach_environment(path: str, env: dict[str, str] | None = None) -> dict[str, str]:
+    """Set (in ``env``, default ``os.environ``) what makes Python children attach
+    to the socket service at ``path``; returns that mapping."""
+    target = os.environ if env is None else env
+    target[ENV_ATTACH] = path
+    import femtotcp
+    target[ENV_PATH] = os.path.dirname(os.path.dirname(os.path.abspath(femtotcp.__file__)))
+    parts = [p for p in target.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if boot_dir() not in parts:
+        target["PYTHONPATH"] = os.pathsep.join([boot_dir(), *parts])
+    return target  # type: ignore[return-value]
+
+
+def attach_from_environment() -> Any:
+    """Patch this process onto the serve named by ``FEMTOTCP_ATTACH`` (the
+    ``sitecustomize`` hook calls this); None when the variable is unset."""
+    path = os.environ.get(ENV_ATTACH)
+    if not path:
+        return None
+    from femtotcp.api.patch import Patch
+    return Patch(RemoteNetwork(path)).start()
+
+
+__all__ = ["ENV_ATTACH", "RemoteNetwork", "RemoteSocket", "attach_environment",
+           "attach_from_environment", "service_path"]

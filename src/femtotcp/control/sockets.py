@@ -1,0 +1,707 @@
+"""The socket service of ``femtotcp serve``: sockets for attached programs.
+
+Beside the control socket (at ``femtotcp.api.remote.service_path``), a
+SOCK_SEQPACKET socket with mode 0600 and the control socket's peer check.
+Programs run by ``femtotcp run --control PATH`` (and their Python children)
+ask it for sockets: each is made here, on this stack, as the in-process API
+makes one (a Unix socket pair and its loop-thread half, ``api/sock_*``), and
+the program's end of the pair is sent back with SCM_RIGHTS. The protocol is
+``femtotcp.api.remote``'s (one request, one answer per message).
+
+Lifetime follows the program's fd: links are *detached* (no program object
+here), so the loop thread frees a socket when every copy of its end is closed
+(POLLHUP on our end), whether the program closed it or died: FIN, or RST where
+received data was never read, as Linux does. Idle sockets (made, maybe bound,
+never connected) have nothing in the selector; a sweep every SWEEP_INTERVAL
+seconds frees those whose program end is gone.
+
+Requests are read and answered in the stack's loop thread (a blocking
+connect is answered when the connection's event comes, a DNS lookup from a
+thread of its own); each program thread uses a connection of its own from the
+program's pool, so one thread's wait does not hold up another's request.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from femtotcp.api import remote
+from femtotcp.api.network import Network, network_for
+from femtotcp.api.sock_base import (
+    _LINGER,
+    AF_INET,
+    AF_UNIX,
+    IPPROTO_ICMP,
+    SHUT_RD,
+    SHUT_RDWR,
+    SOCK_DGRAM,
+    SOCK_SEQPACKET,
+    SOCK_STREAM,
+    SOL_SOCKET,
+    _Link,
+    _oserror,
+    _RealSocket,
+)
+from femtotcp.api.sock_ping import _PingLink
+from femtotcp.api.sock_tcp import TcpMode, _TcpLink
+from femtotcp.api.sock_udp import _DgramLink, _UdpLink
+from femtotcp.control.protocol import ControlError
+from femtotcp.wire import ip_bytes, ip_str
+
+log = logging.getLogger("femtotcp.control.sockets")
+
+#: Seconds between sweeps for idle sockets whose program end is gone.
+SWEEP_INTERVAL = 0.5
+#: Connections served at once (a program keeps up to POOL_SIZE per process).
+MAX_CONNECTIONS = 1024
+#: Seconds a freed socket's final state (its error) stays answerable.
+RELEASED_GRACE = 30.0
+#: Freed sockets remembered at most (their final state only).
+MAX_TOMBS = 4096
+
+
+class _Remote:
+    """The stand-in "program object" of a link made for another process."""
+
+
+_OWNER = _Remote()
+
+
+def _addr(addr: tuple[bytes, int] | None) -> list[Any] | None:
+    return None if addr is None else [ip_str(addr[0]), addr[1]]
+
+
+class _Tomb:
+    """What stays of a freed socket for a while: its last state and errors (the
+    program may ask for the error that ended it after reading EOF)."""
+
+    __slots__ = ("state", "program_error", "so_error", "since")
+
+    def __init__(self, link: _Link, now: float) -> None:
+        self.state = state_of(link)
+        self.program_error = link.program_error
+        self.so_error = link.so_error
+        self.since = now
+
+
+def state_of(link: _Link) -> list[Any]:
+    """[mode, local, remote] as ``RemoteSocket`` keeps it."""
+    if isinstance(link, _TcpLink):
+        local = link.local if link.local is not None else link.bound
+        return [link.mode.value, _addr(local), _addr(link.remote)]
+    return [remote.DGRAM, _addr(link.local), _addr(link.remote)]
+
+
+class _Watcher:
+    """An fd in the runtime's selector: ``fn`` runs (loop thread) when it is ready."""
+
+    def __init__(self, fn: Callable[[], None], name: str) -> None:
+        self.fn = fn
+        self.name = name
+
+    def on_readable(self) -> None:
+        self.fn()
+
+
+class _NotifyEvent(threading.Event):
+    """A link's ``connect_done`` that also tells the service (in the loop thread)."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__()
+        self.callback = callback
+
+    def set(self) -> None:
+        super().set()
+        self.callback()
+
+
+#: What an operation returns when it answers later (through ``reply``).
+DEFER = object()
+#: Requests taken from one connection before the loop moves on to other work.
+BATCH = 16
+
+
+class _Conn:
+    """One program connection, served in the loop thread: a request is read,
+    answered at once or later (a blocking connect, a DNS lookup). While an
+    answer is due the connection stays in the selector: the program hanging up
+    (or sending out of turn) closes it."""
+
+    def __init__(self, service: SocketService, sock: socket.socket) -> None:
+        self.service = service
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.watcher = _Watcher(self.on_readable, f"sockets-{self.fd}")
+        self.waiting = False
+        self.dead = False
+
+    def watch(self, on: bool) -> None:
+        try:
+            self.service.runtime.watch_fd(self.fd, on, False, self.watcher)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def on_readable(self) -> None:
+        if self.waiting:
+            # An answer is still due: the program may only have hung up (it
+            # died); anything else breaks the protocol. Either ends it.
+            self.close()
+            return
+        for _ in range(BATCH):
+            if self.waiting or self.dead:
+                return
+            try:
+                msg, fd = remote.recv_message(self.sock, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError:
+                msg, fd = b"", None
+            if not msg:
+                if fd is not None:
+                    os.close(fd)
+                self.close()
+                return
+            self.waiting = True
+            answer = self.service.handle(msg, fd, self.reply)
+            if answer is None:
+                return                  # answered later (reply)
+            self.reply(*answer)
+
+    def reply(self, answer: list[bytes], fd: int | None) -> None:
+        """Send an answer (any thread); the program's next request may follow."""
+        self.waiting = False       # before the answer leaves: the next request may be quick
+        try:
+            if fd is None:
+                self.sock.sendmsg(answer, [], socket.MSG_DONTWAIT)
+            else:
+                socket.send_fds(self.sock, answer, [fd], socket.MSG_DONTWAIT)
+        except OSError:
+            # Gone, or not reading its answers: dropped (in the loop thread).
+            self.dead = True
+            runtime = self.service.runtime
+            if runtime.in_loop_thread():
+                self.close()
+            else:
+                runtime.call_soon_threadsafe(self.close)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        self.dead = True
+        self.watch(False)
+        self.service.conns.pop(self.fd, None)
+        self.fd = -1
+        self.sock.close()
+
+
+class SocketService:
+    """Serves attached programs' socket requests for one stack at ``path``, in
+    the stack's loop thread (no thread hop between a request and the stack)."""
+
+    def __init__(self, stack: Any, runtime: Any, path: str,
+                 check_peer: Callable[[socket.socket], None] | None = None) -> None:
+        self.net: Network = network_for(stack, runtime)
+        self.runtime = runtime
+        self.path = os.path.abspath(path)
+        self.check_peer = check_peer
+        self.links: dict[int, _Link] = {}
+        #: Freed sockets' last words, oldest first (loop thread).
+        self.tombs: OrderedDict[int, _Tomb] = OrderedDict()
+        self._lock = threading.Lock()
+        self._closing = False
+        self._sock: socket.socket | None = None
+        self.conns: dict[int, _Conn] = {}
+        self._sweep_timer: Any = None
+        self._reply: Callable[[list[bytes], int | None], None] | None = None
+        self._ops: dict[str, Callable[..., Any]] = {
+            "state": self.op_state, "bind": self.op_bind,
+            "listen": self.op_listen, "accept": self.op_accept, "connect": self.op_connect,
+            "uconnect": self.op_uconnect, "err": self.op_err, "soerr": self.op_soerr,
+            "setopt": self.op_setopt, "getopt": self.op_getopt, "shut": self.op_shut,
+            "send": self.op_send, "sendto": self.op_sendto, "errrec": self.op_errrec,
+            "lookup": self.op_lookup, "dns": self.op_dns,
+        }
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> SocketService:
+        sock = _RealSocket(AF_UNIX, SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        old_mask = os.umask(0o177)
+        try:
+            sock.bind(self.path)
+        except OSError:
+            sock.close()
+            raise
+        finally:
+            os.umask(old_mask)
+        try:
+            os.chmod(self.path, 0o600)
+            sock.listen(64)
+            sock.setblocking(False)
+            self._sock = sock
+            self.net.call(self._start_in_loop)
+        except BaseException:
+            sock.close()
+            raise
+        log.info("socket service %s", self.path)
+        return self
+
+    def _start_in_loop(self) -> None:
+        assert self._sock is not None
+        self.runtime.watch_fd(self._sock.fileno(), True, False,
+                              _Watcher(self._accept_ready, "sockets-accept"))
+        self._sweep_timer = self.runtime.call_later(SWEEP_INTERVAL, self._sweep_tick)
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            self.net.call(self._close_in_loop)
+        except OSError:
+            self._close_in_loop()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+    def _close_in_loop(self) -> None:
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                self.runtime.watch_fd(sock.fileno(), False, False, None)
+            except (KeyError, ValueError, OSError):
+                pass
+            sock.close()
+        for conn in list(self.conns.values()):
+            conn.close()
+
+    def _accept_ready(self) -> None:
+        sock = self._sock
+        while sock is not None and not self._closing:
+            try:
+                conn, _ = sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:   # EMFILE and friends: keep serving the others
+                log.warning("socket service accept failed: %s", exc)
+                return
+            try:
+                if self.check_peer is not None:
+                    self.check_peer(conn)
+            except ControlError:
+                conn.close()
+                continue
+            if len(self.conns) >= MAX_CONNECTIONS:
+                conn.close()
+                continue
+            conn.setblocking(False)
+            served = _Conn(self, conn)
+            self.conns[served.fd] = served
+            served.watch(True)
+
+    def _sweep_tick(self) -> None:
+        self._sweep_timer = None
+        if self._closing:
+            return
+        try:
+            self.sweep()
+        except Exception:
+            log.exception("socket service sweep failed")
+        self._sweep_timer = self.runtime.call_later(SWEEP_INTERVAL, self._sweep_tick)
+
+    def sweep(self) -> None:
+        """Loop thread: free sockets whose program end is gone; keep only the
+        last state of freed ones, for RELEASED_GRACE seconds (MAX_TOMBS at most)."""
+        with self._lock:
+            items = list(self.links.items())
+        now = time.monotonic()
+        gone = []
+        for sid, link in items:
+            # Links in the selector hear of their program's end going by themselves.
+            watched = link.watch is not None and link.watch.events != 0
+            if not link.released and not watched and link.p_gone():
+                link.program_closed()
+            if link.released:
+                gone.append((sid, link))
+        tombs = self.tombs
+        with self._lock:
+            for sid, link in gone:
+                if self.links.get(sid) is link:
+                    del self.links[sid]
+                    tombs.pop(sid, None)
+                    tombs[sid] = _Tomb(link, now)
+            while tombs and (len(tombs) > MAX_TOMBS
+                             or now - next(iter(tombs.values())).since >= RELEASED_GRACE):
+                tombs.popitem(last=False)
+
+    # -- requests -----------------------------------------------------------------------
+    def handle(self, msg: bytes, given: int | None = None,
+               reply: Callable[[list[bytes], int | None], None] | None = None,
+               ) -> tuple[list[bytes], int | None] | None:
+        """One request (``given``: the fd it carried, ours to close) -> (answer
+        buffers, fd to pass or None), or None when ``reply`` will be called with
+        them later. Never raises."""
+        self._reply = reply
+        held = [given]
+
+        def work() -> Any:
+            doc, tail = remote.decode(msg)
+            name = str(doc[0])
+            if name.startswith("+"):
+                # The socket's first request: its kind, and our end of its pair.
+                fd, held[0] = held[0], None
+                if fd is None:
+                    raise _oserror(errno.EINVAL, "no socket came with the request")
+                self.adopt(fd, doc[1], *doc[2:5])
+                name, doc = name[1:], [name[1:], doc[1], *doc[5:]]
+            op = self._ops.get(name)
+            if op is None:
+                raise _oserror(errno.EOPNOTSUPP, f"unknown request {name[:32]!r}")
+            return op(*doc[1:], tail=tail)
+
+        try:
+            return self._run(work)
+        finally:
+            if held[0] is not None:
+                os.close(held[0])
+
+    def later(self, work: Callable[[], list[Any]]) -> Callable[[], None]:
+        """A function that answers the current request with ``work()``'s result
+        (or its error), for an operation that returned DEFER."""
+        reply = self._reply
+        if reply is None:
+            raise _oserror(errno.EWOULDBLOCK, "this request cannot wait here")
+
+        def answer() -> None:
+            out = self._run(work)
+            assert out is not None and reply is not None
+            reply(*out)
+
+        return answer
+
+    @staticmethod
+    def _run(work: Callable[[], Any]) -> tuple[list[bytes], int | None] | None:
+        """``work()``'s result as an answer: a list of values, or (values, fd to
+        pass); DEFER gives None; an error becomes its answer."""
+        try:
+            result = work()
+            if result is DEFER:
+                return None
+            fd: int | None = None
+            if isinstance(result, tuple):
+                result, fd = result
+            return remote.encode([0, *result]), fd
+        except socket.gaierror as exc:
+            return remote.encode(["gai", exc.errno or 0, str(exc.strerror or exc)]), None
+        except TimeoutError:
+            return remote.encode(["timeout"]), None
+        except OSError as exc:
+            return remote.encode([exc.errno or errno.EIO,
+                                  str(exc.strerror or exc)[:200]]), None
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            return remote.encode([errno.EINVAL, f"bad request: {exc}"[:200]]), None
+
+    def adopt(self, fd: int, sid: Any, family: Any, kind: Any, proto: Any) -> None:
+        """Take ``fd`` (a program-made pair's other end) as socket ``sid``'s Q."""
+        try:
+            q = _RealSocket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            raise
+        try:
+            remote.check_kind(int(family), int(kind), int(proto))
+            pair_kind = SOCK_STREAM if int(kind) == SOCK_STREAM else SOCK_SEQPACKET
+            if q.family != AF_UNIX or q.type != pair_kind:
+                raise _oserror(errno.EINVAL, "not a socket pair of that kind")
+            q.setblocking(False)
+        except BaseException:
+            q.close()
+            raise
+        with self._lock:
+            old = self.links.get(int(sid))
+        if old is not None and not old.released:
+            q.close()       # a second copy (the socket went through fork first)
+            return
+        link_cls: Any = (_TcpLink if int(kind) == SOCK_STREAM else
+                         _PingLink if int(proto) == IPPROTO_ICMP else _UdpLink)
+        link = link_cls(self.net, q, _OWNER)
+        link.detached = True
+        self._publish(link, int(sid))
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _link(self, sid: Any) -> _Link:
+        with self._lock:
+            link = self.links.get(int(sid))
+        if link is None:
+            if int(sid) in self.tombs:
+                raise _oserror(errno.ENOTCONN, "the socket is closed in femtotcp serve")
+            raise _oserror(errno.EBADF, "no such socket in femtotcp serve")
+        return link
+
+    def _tomb(self, sid: Any) -> _Tomb | None:
+        """The remains of a freed socket (None: it is alive, or unknown: EBADF)."""
+        with self._lock:
+            if int(sid) in self.links:
+                return None
+            tomb = self.tombs.get(int(sid))
+        if tomb is None:
+            raise _oserror(errno.EBADF, "no such socket in femtotcp serve")
+        return tomb
+
+    def _tcp(self, sid: Any) -> _TcpLink:
+        link = self._link(sid)
+        if not isinstance(link, _TcpLink):
+            raise _oserror(errno.EOPNOTSUPP)
+        return link
+
+    def _dgram(self, sid: Any) -> _DgramLink:
+        link = self._link(sid)
+        if not isinstance(link, _DgramLink):
+            raise _oserror(errno.EOPNOTSUPP)
+        return link
+
+    def _make(self, kind: int, link_cls: Any) -> tuple[_Link, int, int]:
+        """A new pair and its detached link; (link, the program's fd, id)."""
+        pair_kind = SOCK_STREAM if kind == SOCK_STREAM else SOCK_SEQPACKET
+        p, q = socket.socketpair(AF_UNIX, pair_kind | socket.SOCK_CLOEXEC)
+        try:
+            q.setblocking(False)
+            remote.tune_pair(p, q, pair_kind)
+            sid = os.fstat(p.fileno()).st_ino
+        except BaseException:
+            p.close()
+            q.close()
+            raise
+        link = link_cls(self.net, q, _OWNER)
+        link.detached = True
+        return link, p.detach(), sid
+
+    def _publish(self, link: _Link, sid: int) -> None:
+        with self._lock:
+            self.links[sid] = link
+            self.tombs.pop(sid, None)
+
+    # -- the requests -------------------------------------------------------------------------
+    def op_state(self, sid: Any, *, tail: bytes) -> list[Any]:
+        tomb = self._tomb(sid)
+        return [tomb.state if tomb is not None else state_of(self._link(sid))]
+
+    def op_lookup(self, ino: Any, *, tail: bytes) -> list[Any]:
+        with self._lock:
+            link = self.links.get(int(ino))
+        if link is None or link.released:
+            return [None]
+        if isinstance(link, _TcpLink):
+            kind, proto = SOCK_STREAM, 0
+        else:
+            kind, proto = SOCK_DGRAM, IPPROTO_ICMP if isinstance(link, _PingLink) else 0
+        return [AF_INET, kind, proto, state_of(link)]
+
+    def op_bind(self, sid: Any, ip: str, port: int, *, tail: bytes) -> list[Any]:
+        link = self._link(sid)
+        self.net.call(link.bind, ip_bytes(ip), int(port))  # type: ignore[attr-defined]
+        return [state_of(link)]
+
+    def op_listen(self, sid: Any, backlog: int, *, tail: bytes) -> list[Any]:
+        link = self._tcp(sid)
+        self.net.call(link.listen, int(backlog))
+        return [state_of(link)]
+
+    def op_accept(self, sid: Any, *, tail: bytes) -> Any:
+        listener = self._tcp(sid)
+        link, fd, new_sid = self._make(SOCK_STREAM, _TcpLink)
+        assert isinstance(link, _TcpLink)
+
+        def take() -> bool:
+            conn = listener.take_ready()
+            if conn is None:
+                return False
+            link.opts.update(listener.opts)
+            link.attach_accepted(conn)
+            return True
+
+        try:
+            taken = self.net.call(take)
+        except BaseException:
+            os.close(fd)
+            link.release()
+            raise
+        if not taken:
+            os.close(fd)
+            if link.q is not None:
+                link.q.close()
+                link.q = None
+            return [None, None]
+        self._publish(link, new_sid)
+        return [new_sid, state_of(link)], fd
+
+    def op_connect(self, sid: Any, ip: str, port: int, filler: int, tmo: float, *,
+                   tail: bytes) -> Any:
+        link = self._tcp(sid)
+        dst, port = ip_bytes(ip), int(port)
+        if tmo == 0:
+            def start() -> int:
+                if link.mode is TcpMode.CONNECTING:
+                    return errno.EALREADY
+                link.start_connect(dst, port, int(filler))
+                if link.mode is TcpMode.CONNECTED:
+                    return 0
+                if link.mode is TcpMode.FAILED:
+                    err = link.connect_error
+                    link.so_error = 0
+                    return err
+                return errno.EINPROGRESS
+            return [self.net.call(start), state_of(link)]
+
+        def result() -> list[Any]:
+            err = 0
+            if link.mode is TcpMode.FAILED:
+                link.so_error = 0
+                err = link.connect_error
+            return [err, state_of(link)]
+
+        if not self.runtime.in_loop_thread():      # (a caller outside the loop)
+            done = self.net.call(link.start_connect, dst, port, 0)
+            if not self.net.wait(done, None if tmo < 0 else tmo):
+                self.net.call(link.abort_connect)
+                if link.mode is not TcpMode.CONNECTED:
+                    raise TimeoutError("timed out")
+            return result()
+        done = link.start_connect(dst, port, 0)
+        if done.is_set():
+            return result()
+        finished = [False]
+        timer: list[Any] = [None]
+
+        def timed_out() -> list[Any]:
+            link.abort_connect()
+            if link.mode is not TcpMode.CONNECTED:
+                raise TimeoutError("timed out")
+            return result()
+
+        answer_now = self.later(result)
+        answer_late = self.later(timed_out)
+
+        def finish(late: bool = False) -> None:
+            if finished[0]:
+                return
+            finished[0] = True
+            if timer[0] is not None:
+                timer[0].cancel()
+            (answer_late if late else answer_now)()
+
+        link.connect_done = _NotifyEvent(finish)
+        if tmo > 0:
+            timer[0] = self.runtime.call_later(tmo, lambda: finish(True))
+        return DEFER
+
+    def op_uconnect(self, sid: Any, ip: str, port: int, *, tail: bytes) -> list[Any]:
+        link = self._dgram(sid)
+        self.net.call(link.connect, ip_bytes(ip), int(port))
+        return [state_of(link)]
+
+    def op_err(self, sid: Any, *, tail: bytes) -> list[Any]:
+        tomb = self._tomb(sid)
+        if tomb is not None:
+            err, tomb.program_error = tomb.program_error or 0, None
+            return [err, tomb.state]
+        link = self._link(sid)
+
+        def take() -> int:
+            err = link.program_error or 0
+            link.program_error = None
+            return err
+
+        return [self.net.call(take), state_of(link)]
+
+    def op_soerr(self, sid: Any, *, tail: bytes) -> list[Any]:
+        tomb = self._tomb(sid)
+        if tomb is not None:
+            err, tomb.so_error = tomb.so_error, 0
+            return [err]
+        link = self._link(sid)
+        return [self.net.call(link.take_so_error)]
+
+    def op_setopt(self, sid: Any, level: int, opt: int, value: Any, *,
+                  tail: bytes) -> list[Any]:
+        link = self._link(sid)
+        val = tuple(value) if isinstance(value, list) else int(value)
+        if isinstance(link, _TcpLink):
+            self.net.call(link.set_opt, int(level), int(opt), val)
+        else:
+            def set_dgram() -> None:
+                link.opts[(int(level), int(opt))] = val
+                if isinstance(link, _UdpLink):
+                    link.apply_opts()
+            self.net.call(set_dgram)
+        return []
+
+    def op_getopt(self, sid: Any, level: int, opt: int, *, tail: bytes) -> list[Any]:
+        from femtotcp.api.socket import _DEFAULT_OPTS, _SOCKOPTS_INT, _current_buf
+        link = self._link(sid)
+        key = (int(level), int(opt))
+        if key == (SOL_SOCKET, socket.SO_LINGER):
+            onoff, secs = link.opts.get(key, (0, 0))
+            _LINGER.pack(onoff, secs)
+            return [[onoff, secs]]
+        if key in ((SOL_SOCKET, socket.SO_RCVBUF), (SOL_SOCKET, socket.SO_SNDBUF)):
+            val = link.opts.get(key)
+            if val is None:
+                val = self.net.call(_current_buf, link, key[1])
+            return [int(val)]
+        if key in _SOCKOPTS_INT:
+            return [int(link.opts.get(key, _DEFAULT_OPTS.get(key, 0)))]
+        raise _oserror(errno.ENOPROTOOPT)
+
+    def op_shut(self, sid: Any, how: int, *, tail: bytes) -> list[Any]:
+        link = self._tcp(sid)
+        if link.mode is TcpMode.CONNECTED:
+            if int(how) in (SHUT_RD, SHUT_RDWR):
+                self.net.call(link.shutdown_read)
+            else:
+                self.net.call(link.pump)
+        return []
+
+    def op_send(self, sid: Any, *, tail: bytes) -> list[Any]:
+        link = self._dgram(sid)
+        return [self.net.call(link.send, bytes(tail))]
+
+    def op_sendto(self, sid: Any, ip: str, port: int, *, tail: bytes) -> list[Any]:
+        link = self._dgram(sid)
+        sent = self.net.call(link.sendto, bytes(tail), ip_bytes(ip), int(port))
+        return [sent, state_of(link)]
+
+    def op_errrec(self, sid: Any, *, tail: bytes) -> list[Any]:
+        link = self._dgram(sid)
+        return [link.error_record_read()]
+
+    def op_dns(self, _sid: Any, name: str, *, tail: bytes) -> Any:
+        def lookup() -> list[Any]:
+            chain, addrs = self.net._dns(str(name))
+            return [chain, addrs]
+
+        if not self.runtime.in_loop_thread():
+            return lookup()
+        # The lookup waits for the network: in a thread of its own, not the loop.
+        threading.Thread(target=self.later(lookup), name="femtotcp-sockets-dns",
+                         daemon=True).start()
+        return DEFER
+

@@ -1,0 +1,501 @@
+"""Attached programs (api/remote.py + control/sockets.py) on the in-memory LAN.
+
+A ``SocketService`` serves stack A; each ``RemoteNetwork`` is one attached
+"program" (they share this test's process, but every socket is made in the
+service and reaches the program only as a file descriptor). Stack B is an
+in-process peer.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import socket as std
+import tempfile
+import threading
+from collections.abc import Iterator
+
+import pytest
+from apilan import Lan
+from waits import wait_until
+
+from femtotcp.api.remote import RemoteNetwork, RemoteSocket, encode
+from femtotcp.control.sockets import SocketService
+
+
+@pytest.fixture
+def svc(lan: Lan) -> Iterator[SocketService]:
+    d = tempfile.mkdtemp(prefix="ftrem")
+    service = SocketService(lan.a, lan.runtime, os.path.join(d, "s.sockets")).start()
+    try:
+        yield service
+    finally:
+        service.close()
+        os.rmdir(d)
+
+
+def _payload(n: int) -> bytes:
+    return (hashlib.sha256(b"femtotcp").digest() * (n // 32 + 1))[:n]
+
+
+def test_two_programs_share_port_space_and_reach_each_other(lan: Lan,
+                                                            svc: SocketService) -> None:
+    p1, p2 = RemoteNetwork(svc.path), RemoteNetwork(svc.path)
+    srv = p1.create_server(("0.0.0.0", 5000))
+    assert isinstance(srv, RemoteSocket) and srv.getsockname() == ("0.0.0.0", 5000)
+    other = p2.socket()
+    with pytest.raises(OSError) as info:
+        other.bind(("0.0.0.0", 5000))
+    assert info.value.errno == errno.EADDRINUSE
+    other.close()
+
+    data = _payload(2_000_000)
+    got: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            buf = bytearray()
+            while chunk := conn.recv(65536):
+                buf += chunk
+            got.append(bytes(buf))
+            conn.sendall(b"done")
+
+    th = threading.Thread(target=serve)
+    th.start()
+    cli = p2.create_connection((lan.ip_a, 5000), timeout=10)
+    assert cli.getpeername() == (lan.ip_a, 5000)
+    cli.sendall(data)
+    cli.shutdown(std.SHUT_WR)
+    assert cli.recv(10) == b"done"
+    assert cli.recv(10) == b""
+    th.join(10)
+    assert got == [data]
+    cli.close()
+    srv.close()
+
+
+def test_connect_to_in_process_peer_and_refused(lan: Lan, svc: SocketService) -> None:
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6000))
+    cli = prog.create_connection((lan.ip_b, 6000), timeout=5)
+    peer, addr = server.accept()
+    assert addr == cli.getsockname() and addr[0] == lan.ip_a
+    peer.sendall(b"hello")
+    peer.close()
+    assert cli.recv(10) == b"hello"
+    assert cli.recv(10) == b""
+    cli.close()
+    with pytest.raises(ConnectionRefusedError):
+        prog.create_connection((lan.ip_b, 6001), timeout=5)
+    server.close()
+
+
+def test_nonblocking_connect_and_so_error(lan: Lan, svc: SocketService) -> None:
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6002))
+    s = prog.socket()
+    s.setblocking(False)
+    assert s.connect_ex((lan.ip_b, 6002)) == errno.EINPROGRESS
+    import select
+    _, w, _ = select.select([], [s], [], 5)
+    assert w == [s]
+    assert s.getsockopt(std.SOL_SOCKET, std.SO_ERROR) == 0
+    assert s.getpeername() == (lan.ip_b, 6002)
+    s.setblocking(True)
+    s.sendall(b"x")
+    peer, _ = server.accept()
+    assert peer.recv(1) == b"x"
+    peer.close()
+    s.close()
+    server.close()
+
+
+def test_udp_both_ways(lan: Lan, svc: SocketService) -> None:
+    prog = RemoteNetwork(svc.path)
+    u = prog.socket(std.AF_INET, std.SOCK_DGRAM)
+    u.bind(("0.0.0.0", 7000))
+    u.settimeout(5)
+    peer = lan.net_b.socket(std.AF_INET, std.SOCK_DGRAM)
+    peer.settimeout(5)
+    peer.sendto(b"ping", (lan.ip_a, 7000))
+    data, addr = u.recvfrom(100)
+    assert data == b"ping" and addr == (lan.ip_b, peer.getsockname()[1])
+    assert u.sendto(b"pong", addr) == 4
+    assert peer.recvfrom(100) == (b"pong", (lan.ip_a, 7000))
+    u.close()
+    peer.close()
+
+
+def test_socket_freed_when_every_fd_copy_is_closed(lan: Lan, svc: SocketService) -> None:
+    """No close request: serve notices the program's end going (as on a crash),
+    and only when the last copy (here an os.dup) is closed."""
+    prog = RemoteNetwork(svc.path)
+    srv = prog.create_server(("0.0.0.0", 5100))
+    copy = os.dup(srv.fileno())
+    srv.close()
+    other = RemoteNetwork(svc.path).socket()
+    with pytest.raises(OSError) as info:
+        other.bind(("0.0.0.0", 5100))
+    assert info.value.errno == errno.EADDRINUSE
+    adopted = prog.adopt(copy)
+    assert isinstance(adopted, RemoteSocket) and adopted.getsockname() == ("0.0.0.0", 5100)
+    adopted.close()
+    fresh = prog.socket()          # never used: detach hands serve the socket first
+    again = prog.adopt(fresh.detach())
+    assert isinstance(again, RemoteSocket) and again.type == std.SOCK_STREAM
+    again.close()
+    # The listener goes once its last copy is closed (the loop sees POLLHUP).
+    lan.runtime.call(svc.sweep)
+    other.bind(("0.0.0.0", 5100))
+    other.close()
+
+
+def test_unread_data_at_death_resets_the_peer(lan: Lan, svc: SocketService) -> None:
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6003))
+    cli = prog.create_connection((lan.ip_b, 6003), timeout=5)
+    peer, _ = server.accept()
+    peer.sendall(b"never read")
+    # Wait until the bytes sit unread in the program's end, then "die": close
+    # the fd without a word to serve.
+    cli.settimeout(5)
+    assert cli.recv(1, std.MSG_PEEK) == b"n"
+    os.close(cli.detach())
+    peer.settimeout(5)
+    with pytest.raises(ConnectionResetError):
+        while peer.recv(100):
+            pass
+    peer.close()
+    server.close()
+
+
+def test_serve_gone_is_a_reset_not_a_hang(lan: Lan, svc: SocketService) -> None:
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6004))
+    cli = prog.create_connection((lan.ip_b, 6004), timeout=5)
+    peer, _ = server.accept()
+    svc.close()
+    # Serve's end of the pair goes with serve (here: the stack closes it).
+    link = [lk for lk in svc.links.values() if lk.q is not None and lk.mode.value == "connected"]
+    for lk in link:
+        lan.runtime.call(lk.release)
+    cli.settimeout(5)
+    with pytest.raises(ConnectionResetError):
+        cli.recv(10)
+    fresh = prog.socket()      # made here; serve is asked at the first operation
+    with pytest.raises(OSError) as info:
+        fresh.connect((lan.ip_b, 6004))
+    assert info.value.errno == errno.ENETDOWN
+    fresh.close()
+    peer.close()
+    server.close()
+
+
+def test_unknown_request_and_bad_id_are_errors(svc: SocketService) -> None:
+    from femtotcp.api.remote import decode
+    ans, _ = decode(b"".join(svc.handle(b"".join(encode(["nonsense", 0])))[0]))
+    assert ans[0] == errno.EOPNOTSUPP
+    ans, _ = decode(b"".join(svc.handle(b"".join(encode(["state", 12345])))[0]))
+    assert ans[0] == errno.EBADF
+    ans, _ = decode(b"".join(svc.handle(b"\x00\x05junk")[0]))
+    assert ans[0] == errno.EINVAL
+
+
+def test_first_request_hands_serve_the_pair(lan: Lan, svc: SocketService) -> None:
+    """socket() makes the pair in the program; serve gets its end with the first
+    request, once (a second copy, as after fork, is dropped); an unused socket
+    never reaches serve."""
+    prog = RemoteNetwork(svc.path)
+    unused = prog.socket()
+    unused.close()
+    s = prog.socket()
+    assert s.getsockname() == ("0.0.0.0", 0)      # answered here
+    assert not svc.links
+    s.bind(("0.0.0.0", 5200))
+    assert list(svc.links) == [os.fstat(s.fileno()).st_ino]
+    a, b = std.socketpair(std.AF_UNIX, std.SOCK_STREAM)
+    msg = b"".join(encode(["+state", os.fstat(s.fileno()).st_ino, std.AF_INET,
+                           std.SOCK_STREAM, 0]))
+    svc.handle(msg, b.detach())
+    link = svc.links[os.fstat(s.fileno()).st_ino]
+    assert link.local is not None and link.local[1] == 5200
+    a.close()
+    s.close()
+
+
+def test_udp_sends_after_the_first_go_through_the_pair(lan: Lan, svc: SocketService) -> None:
+    """Once serve has the socket bound, datagrams go to it as records on the
+    program's fd (no request each); their order and bytes are kept."""
+    prog = RemoteNetwork(svc.path)
+    u = prog.socket(std.AF_INET, std.SOCK_DGRAM)
+    peer = lan.net_b.socket(std.AF_INET, std.SOCK_DGRAM)
+    peer.bind(("0.0.0.0", 7100))
+    peer.settimeout(5)
+    u.sendto(b"first", (lan.ip_b, 7100))           # a request: binds the socket in serve
+    assert u.getsockname()[1] != 0
+    for i in range(8):
+        assert u.sendto(b"n%d" % i, (lan.ip_b, 7100)) == 2
+    u.connect((lan.ip_b, 7100))
+    assert u.send(b"connected") == 9
+    got = [peer.recvfrom(100)[0] for _ in range(10)]
+    assert got == [b"first", *(b"n%d" % i for i in range(8)), b"connected"]
+    with pytest.raises(OSError) as info:
+        u.sendto(b"x" * 65508, (lan.ip_b, 7100))
+    assert info.value.errno == errno.EMSGSIZE
+    with pytest.raises(PermissionError):
+        u.sendto(b"x", ("255.255.255.255", 7100))
+    u.close()
+    peer.close()
+
+
+def test_asyncio_streams_and_datagrams_when_attached(lan: Lan, svc: SocketService) -> None:
+    import asyncio
+
+    from femtotcp.api.patch import scoped
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write((await r.read(100)).upper())
+        await w.drain()
+        w.close()
+
+    async def main() -> list[object]:
+        out: list[object] = []
+        srv = await asyncio.start_server(handle, "0.0.0.0", 8800)
+        r, w = await asyncio.open_connection(lan.ip_a, 8800)
+        w.write(b"hello")
+        await w.drain()
+        out.append(await r.read(100))
+        w.close()
+        try:
+            await asyncio.open_connection(lan.ip_b, 8801)
+        except ConnectionRefusedError:
+            out.append("refused")
+        loop = asyncio.get_running_loop()
+        got: asyncio.Future[bytes] = loop.create_future()
+
+        class Proto(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                if not got.done():
+                    got.set_result(data)
+
+        t1, _ = await loop.create_datagram_endpoint(Proto, local_addr=("0.0.0.0", 8900))
+        t2, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                    remote_addr=(lan.ip_a, 8900))
+        t2.sendto(b"dgram")
+        out.append(await asyncio.wait_for(got, 5))
+        t1.close()
+        t2.close()
+        srv.close()
+        await srv.wait_closed()
+        return out
+
+    with scoped(RemoteNetwork(svc.path)):
+        assert asyncio.run(main()) == [b"HELLO", "refused", b"dgram"]
+
+
+def test_run_control_errors_name_the_problem(tmp_path: os.PathLike[str]) -> None:
+    import subprocess
+    import sys
+    script = os.path.join(str(tmp_path), "p.py")
+    with open(script, "w") as f:
+        f.write("print('ran')\n")
+    missing = os.path.join(str(tmp_path), "none.sock")
+    res = subprocess.run([sys.executable, "-m", "femtotcp", "run", "--control", missing,
+                          script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "ran" not in res.stdout
+    assert f"no femtotcp serve with control socket {missing}" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "femtotcp", "run", "--control", missing,
+                          "--in-process", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "--in-process needs stack flags" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "femtotcp", "run", "--control", missing,
+                          "--tap", "ft0", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "drop --tap" in res.stderr
+
+
+def test_run_control_attaches_the_program_and_its_python_children(
+        lan: Lan, svc: SocketService, tmp_path: os.PathLike[str]) -> None:
+    """``femtotcp run --control`` (the path without its ``.sockets``): the program
+    and a Python child it starts make their sockets in the service."""
+    import subprocess
+    import sys
+    server = lan.net_b.create_server(("0.0.0.0", 6100))
+    script = os.path.join(str(tmp_path), "p.py")
+    with open(script, "w") as f:
+        f.write(
+            "import socket, subprocess, sys\n"
+            "c = socket.create_connection((sys.argv[1], 6100), timeout=10)\n"
+            "c.sendall(b'parent'); c.close()\n"
+            "code = ('import socket, sys; c = socket.create_connection((sys.argv[1], 6100),'\n"
+            "        ' timeout=10); c.sendall(b\"child\"); c.close()')\n"
+            "subprocess.run([sys.executable, '-c', code, sys.argv[1]], check=True)\n")
+    control = svc.path[:-len(".sockets")]
+    proc = subprocess.Popen([sys.executable, "-m", "femtotcp", "run", "--control", control,
+                             script, lan.ip_b], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    got = []
+    server.settimeout(30)
+    for _ in range(2):
+        conn, addr = server.accept()
+        assert addr[0] == lan.ip_a          # over stack A: the service's stack
+        conn.settimeout(10)
+        buf = b""
+        while chunk := conn.recv(100):
+            buf += chunk
+        got.append(buf)
+        conn.close()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert got == [b"parent", b"child"]
+    server.close()
+
+
+def test_boot_hook_attaches_and_still_runs_another_sitecustomize(
+        svc: SocketService, tmp_path: os.PathLike[str]) -> None:
+    import subprocess
+    import sys
+
+    from femtotcp.api.remote import attach_environment
+    other = os.path.join(str(tmp_path), "site")
+    os.mkdir(other)
+    with open(os.path.join(other, "sitecustomize.py"), "w") as f:
+        f.write("import os\nos.environ['OTHER_SITECUSTOMIZE'] = 'ran'\n")
+    env = dict(os.environ, PYTHONPATH=other)
+    attach_environment(svc.path, env)
+    code = ("import os, socket; s = socket.socket(); "
+            "print(type(s).__module__, os.environ.get('OTHER_SITECUSTOMIZE'))")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert res.stdout.split() == ["femtotcp.api.remote", "ran"], res.stderr
+    # Without the variable the hook does nothing: the kernel's sockets.
+    env.pop("FEMTOTCP_ATTACH")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert res.stdout.split() == ["socket", "ran"], res.stderr
+
+
+def test_malformed_requests_get_errors_and_the_service_goes_on(lan: Lan,
+                                                               svc: SocketService) -> None:
+    import random
+
+    from femtotcp.api.remote import decode, recv_message
+    rng = random.Random(17)
+    conn = std.socket(std.AF_UNIX, std.SOCK_SEQPACKET)
+    conn.settimeout(5)
+    conn.connect(svc.path)
+    samples = [b"", b"\x00", b"\xff\xff", b"\x00\x02[]", b"\x00\x04null", b"\x00\x07[1,2,3]",
+               b"\x00\x0b[\"bind\",1]", b"\x00\x10[\"+bind\",1,2,1]",
+               b"\x00\x11[\"state\",\"x\"]xyz"]
+    samples += [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
+                for _ in range(200)]
+    for msg in samples:
+        if not msg:
+            continue
+        conn.send(msg)
+        answer, fd = recv_message(conn)
+        assert fd is None
+        doc, _ = decode(answer)
+        assert doc[0] != 0, (msg, doc)
+    conn.close()
+    # Still serving: a real program works.
+    prog = RemoteNetwork(svc.path)
+    u = prog.socket(std.AF_INET, std.SOCK_DGRAM)
+    u.bind(("0.0.0.0", 7300))
+    assert u.getsockname() == ("0.0.0.0", 7300)
+    u.close()
+
+
+def test_program_killed_during_a_blocking_connect(lan: Lan, svc: SocketService,
+                                                  tmp_path: os.PathLike[str]) -> None:
+    """Serve holds the answer to a connect when its program dies: the answer
+    goes nowhere, the half-open socket is freed, and serve goes on serving."""
+    import signal
+    import subprocess
+    import sys
+
+    from femtotcp.api.sock_tcp import TcpMode
+    script = os.path.join(str(tmp_path), "p.py")
+    with open(script, "w") as f:
+        f.write("import socket, sys\n"
+                "socket.create_connection((sys.argv[1], 80), timeout=60)\n")
+    control = svc.path[:-len(".sockets")]
+    proc = subprocess.Popen([sys.executable, "-m", "femtotcp", "run", "--control", control,
+                             script, lan.ip_silent])
+
+    def connecting() -> list[object]:
+        return [lk for lk in svc.links.values()
+                if getattr(lk, "mode", None) is TcpMode.CONNECTING]
+
+    try:
+        wait_until(lambda: lan.runtime.call(connecting), 30, "the program's SYN")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    wait_until(lambda: not lan.runtime.call(connecting), 30, "the socket to be freed")
+    wait_until(lambda: not svc.conns, 30, "the program's connections to be dropped")
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6200))
+    c = prog.create_connection((lan.ip_b, 6200), timeout=10)
+    c.close()
+    server.close()
+
+
+def test_reset_reported_after_serve_freed_the_socket(lan: Lan, svc: SocketService) -> None:
+    """The peer resets; serve frees the socket (the sweep keeps only its last
+    state); the program's recv still reports ECONNRESET, then EOF."""
+    import struct
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6300))
+    cli = prog.create_connection((lan.ip_b, 6300), timeout=5)
+    sid = os.fstat(cli.fileno()).st_ino
+    peer, _ = server.accept()
+    peer.setsockopt(std.SOL_SOCKET, std.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()                                   # an RST to the program's side
+    wait_until(lambda: svc.links[sid].released, 10, "the reset to free the socket")
+    lan.runtime.call(svc.sweep)
+    assert sid not in svc.links and sid in svc.tombs
+    cli.settimeout(5)
+    with pytest.raises(ConnectionResetError):
+        cli.recv(10)
+    assert cli.recv(10) == b""
+    cli.close()
+    server.close()
+
+
+def test_many_threads_of_one_program_at_once(lan: Lan, svc: SocketService) -> None:
+    """Threads share the program's pool of connections to serve: each request
+    gets its own answer, whatever the others do meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6400), backlog=256)
+    stop = threading.Event()
+
+    def echo_all() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(10)
+                data = conn.recv(100)
+                conn.sendall(data)
+
+    th = threading.Thread(target=echo_all)
+    th.start()
+
+    def client(i: int) -> bytes:
+        with prog.create_connection((lan.ip_b, 6400), timeout=20) as c:
+            c.sendall(b"t%03d" % i)
+            return c.recv(100)
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            got = list(pool.map(client, range(64)))
+    finally:
+        stop.set()
+        th.join(10)
+        server.close()
+    assert got == [b"t%03d" % i for i in range(64)]

@@ -1,0 +1,390 @@
+"""Attached programs: ``femtotcp run --control PATH`` against a ``femtotcp serve``
+whose TAP's other side is the kernel, in a namespace of the test's own.
+
+Each program is its own process; its sockets live in serve (api/remote.py,
+control/sockets.py). Checked: two programs sharing serve's port space and
+talking to each other (20 MB byte-exact), a Python child of a program going
+over the stack (the kernel's http.server logs the stack's address), and a
+program killed with SIGKILL mid-transfer (the kernel's peer sees the
+connection reset; ``ctl sockets`` no longer lists it; the next program works).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from netns import Netns
+from test_serve_ctl import KERNEL, STACK, TAP, start_serve
+
+SIZE = 20_000_000
+
+
+@dataclass
+class Attached:
+    ns: Netns
+    control: str
+    dir: str
+    serve: subprocess.Popen[str]
+
+    def program(self, source: str, *args: str) -> subprocess.Popen[str]:
+        path = os.path.join(self.dir, f"prog{len(os.listdir(self.dir))}.py")
+        with open(path, "w") as f:
+            f.write(source)
+        return self.ns.popen(sys.executable, "-m", "femtotcp", "run", "--control",
+                             self.control, path, *args, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+
+    def sockets(self) -> list[dict[str, Any]]:
+        res = subprocess.run([sys.executable, "-m", "femtotcp", "ctl", "--control",
+                              self.control, "--json", "sockets"], capture_output=True,
+                             text=True, timeout=30)
+        doc = json.loads(res.stdout)
+        assert doc["ok"], res.stdout
+        return list(doc["result"]["sockets"])
+
+
+def line(proc: subprocess.Popen[str], seconds: float = 30.0) -> str:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], seconds)
+    if not ready:
+        proc.kill()
+        pytest.fail(f"no output within {seconds} s: {proc.communicate(timeout=10)}")
+    return proc.stdout.readline().strip()
+
+
+def finish(proc: subprocess.Popen[str], seconds: float = 60.0) -> tuple[str, str]:
+    try:
+        out, err = proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=10)
+        pytest.fail(f"program did not end: {out} {err}")
+    assert proc.returncode == 0, (out, err)
+    return out, err
+
+
+@pytest.fixture
+def attached(ns: Netns) -> Iterator[Attached]:
+    d = tempfile.mkdtemp(prefix="ftatt")
+    control = os.path.join(d, "ctl.sock")
+    progs = os.path.join(d, "progs")
+    os.mkdir(progs)
+    proc, _line = start_serve(ns, control)
+    try:
+        ns.ip("addr", "add", f"{KERNEL}/24", "dev", TAP)
+        yield Attached(ns, control, progs, proc)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+_SERVER = r"""
+import hashlib, socket
+s = socket.create_server(("0.0.0.0", 9000))
+print("listening", type(s).__module__, flush=True)
+c, addr = s.accept()
+h = hashlib.sha256()
+n = 0
+while chunk := c.recv(1 << 16):
+    h.update(chunk)
+    n += len(chunk)
+print(n, h.hexdigest(), addr[0], flush=True)
+"""
+
+_CLIENT = r"""
+import errno, hashlib, socket, sys
+probe = socket.socket()
+try:
+    probe.bind(("0.0.0.0", 9000))
+    print("bound", flush=True)
+except OSError as exc:
+    print("errno", exc.errno, flush=True)
+block = hashlib.sha256(b"attached").digest() * 2048
+size = int(sys.argv[2])
+c = socket.create_connection((sys.argv[1], 9000), timeout=30)
+sent = 0
+while sent < size:
+    piece = block[: size - sent]
+    c.sendall(piece)
+    sent += len(piece)
+c.close()
+print("sent", sent, flush=True)
+"""
+
+
+def test_two_programs_one_serve(attached: Attached) -> None:
+    server = attached.program(_SERVER)
+    assert line(server) == "listening femtotcp.api.remote"
+    client = attached.program(_CLIENT, STACK, str(SIZE))
+    assert line(client) == f"errno {__import__('errno').EADDRINUSE}"
+    out, _ = finish(client, 120)
+    assert out.split() == ["sent", str(SIZE)]
+    block = hashlib.sha256(b"attached").digest() * 2048
+    expect = hashlib.sha256()
+    left = SIZE
+    while left:
+        piece = block[:left]
+        expect.update(piece)
+        left -= len(piece)
+    n, digest, peer = line(server, 60).split()
+    assert (int(n), digest, peer) == (SIZE, expect.hexdigest(), STACK)
+    finish(server)
+
+
+_PARENT = r"""
+import subprocess, sys
+child = ("import urllib.request, socket; "
+         "r = urllib.request.urlopen('http://%s:8080/hello.txt', timeout=20); "
+         "print(r.read().decode().strip(), socket.socket.__module__)" % sys.argv[1])
+res = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+print(res.returncode, res.stdout.strip(), res.stderr.strip()[-300:], flush=True)
+"""
+
+
+def test_python_child_goes_over_the_stack(attached: Attached) -> None:
+    www = os.path.join(attached.dir, "www")
+    os.mkdir(www)
+    with open(os.path.join(www, "hello.txt"), "w") as f:
+        f.write("hello from the kernel\n")
+    httpd = attached.ns.popen(sys.executable, "-u", "-m", "http.server", "8080", "--bind",
+                              KERNEL, "--directory", www, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        parent = attached.program(_PARENT, KERNEL)
+        out, _ = finish(parent, 60)
+        assert out.split()[:5] == ["0", "hello", "from", "the", "kernel"], out
+        assert out.split()[5] == "femtotcp.api.patch", out
+    finally:
+        httpd.send_signal(signal.SIGINT)
+        _, log = httpd.communicate(timeout=10)
+    requests = [ln for ln in log.splitlines() if "GET /hello.txt" in ln]
+    assert len(requests) == 1 and requests[0].startswith(f"{STACK} "), log
+
+
+_KERNEL_SENDER = r"""
+import socket, sys
+s = socket.create_server((sys.argv[1], 8081))
+print("ready", flush=True)
+c, _ = s.accept()
+block = b"z" * 65536
+try:
+    while True:
+        c.sendall(block)
+except OSError as exc:
+    print("ended", type(exc).__name__, flush=True)
+"""
+
+_READER = r"""
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], 8081), timeout=30)
+got = 0
+while got < 1_000_000:
+    got += len(c.recv(65536))
+print("reading", c.getsockname()[1], flush=True)
+time.sleep(600)
+"""
+
+
+def test_kill_9_mid_transfer_frees_the_socket(attached: Attached) -> None:
+    sender = attached.ns.popen(sys.executable, "-c", _KERNEL_SENDER, KERNEL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert line(sender) == "ready"
+    reader = attached.program(_READER, KERNEL)
+    words = line(reader, 60).split()
+    assert words[0] == "reading", words
+    port = int(words[1])
+    assert any(s["proto"] == "tcp" and s["local_port"] == port for s in attached.sockets())
+    reader.send_signal(signal.SIGKILL)
+    reader.wait(10)
+    # Data was unread in the dead program's socket: a reset, as Linux sends.
+    assert line(sender, 30) in ("ended ConnectionResetError", "ended BrokenPipeError")
+    sender.wait(10)
+    assert not [s for s in attached.sockets()
+                if s["proto"] == "tcp" and s["local_port"] == port], attached.sockets()
+    # The stack serves the next program.
+    server = attached.program(_SERVER)
+    assert line(server) == "listening femtotcp.api.remote"
+    client = attached.program(_CLIENT, STACK, "100000")
+    assert line(client) == f"errno {__import__('errno').EADDRINUSE}"
+    finish(client)
+    assert line(server, 30).split()[0] == "100000"
+    finish(server)
+
+
+_KERNEL_CLIENTS = r"""
+import socket, sys
+answers = []
+for i in range(int(sys.argv[2])):
+    c = socket.create_connection((sys.argv[1], 9100), timeout=20)
+    c.sendall(b"q%d\n" % i)
+    c.shutdown(socket.SHUT_WR)
+    buf = b""
+    while chunk := c.recv(100):
+        buf += chunk
+    answers.append(buf.decode().strip())
+    c.close()
+print(" ".join(answers), flush=True)
+"""
+
+_MP_WORKERS = r"""
+import multiprocessing as mp, os, socket
+
+def work(listener, count):
+    for _ in range(count):
+        c, _ = listener.accept()
+        c.recv(100)
+        c.sendall(b"%d\n" % os.getpid())
+        c.close()
+
+if __name__ == "__main__":
+    s = socket.create_server(("0.0.0.0", 9100))
+    ctx = mp.get_context("spawn")
+    workers = [ctx.Process(target=work, args=(s, 3)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    print("ready", os.getpid(), " ".join(str(w.pid) for w in workers), flush=True)
+    for w in workers:
+        w.join()
+    print("exit", [w.exitcode for w in workers], flush=True)
+"""
+
+
+def test_multiprocessing_workers_share_a_listening_socket(attached: Attached) -> None:
+    prog = attached.program(_MP_WORKERS)
+    words = line(prog, 60).split()
+    assert words[0] == "ready", words
+    parent, workers = words[1], set(words[2:])
+    out = attached.ns.run(sys.executable, "-c", _KERNEL_CLIENTS, STACK, "6", timeout=60)
+    pids = out.stdout.split()
+    assert len(pids) == 6 and set(pids) <= workers and parent not in pids, (pids, words)
+    out2, _ = finish(prog)
+    assert out2.strip() == "exit [0, 0]"
+
+
+_FORKING = r"""
+import os, socketserver
+
+class Handler(socketserver.StreamRequestHandler):
+    def handle(self):
+        self.rfile.readline()
+        self.wfile.write(b"%d\n" % os.getpid())
+
+class Server(socketserver.ForkingTCPServer):
+    allow_reuse_address = True
+
+with Server(("0.0.0.0", 9100), Handler) as srv:
+    print("ready", os.getpid(), flush=True)
+    for _ in range(4):
+        srv.handle_request()
+    srv.collect_children(blocking=True)
+print("done", flush=True)
+"""
+
+
+def test_forking_tcp_server(attached: Attached) -> None:
+    prog = attached.program(_FORKING)
+    words = line(prog, 60).split()
+    assert words[0] == "ready", words
+    out = attached.ns.run(sys.executable, "-c", _KERNEL_CLIENTS, STACK, "4", timeout=60)
+    pids = out.stdout.split()
+    assert len(pids) == 4 and words[1] not in pids and len(set(pids)) == 4, pids
+    out2, _ = finish(prog)
+    assert out2.strip() == "done"
+
+
+_PASS_FDS = r"""
+import os, socket, subprocess, sys
+c = socket.create_connection((sys.argv[1], 9200), timeout=20)
+twin = c.dup()
+c.close()
+child = ("import socket, sys; s = socket.socket(fileno=int(sys.argv[1])); "
+         "print(type(s).__module__, s.getpeername()[1], flush=True); "
+         "s.sendall(b'from the child\\n'); s.close()")
+res = subprocess.run([sys.executable, "-c", child, str(twin.fileno())],
+                     pass_fds=[twin.fileno()], capture_output=True, text=True)
+print(res.stdout.strip(), res.stderr.strip()[-300:], flush=True)
+twin.sendall(b"from the parent\n")
+twin.close()
+"""
+
+_KERNEL_COLLECT = r"""
+import socket, sys
+s = socket.create_server((sys.argv[1], 9200))
+print("ready", flush=True)
+c, _ = s.accept()
+buf = b""
+while chunk := c.recv(100):
+    buf += chunk
+print(repr(buf), flush=True)
+"""
+
+
+def test_dup_and_pass_fds_keep_the_connection(attached: Attached) -> None:
+    collect = attached.ns.popen(sys.executable, "-c", _KERNEL_COLLECT, KERNEL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert line(collect) == "ready"
+    prog = attached.program(_PASS_FDS, KERNEL)
+    out, _ = finish(prog)
+    assert out.strip() == "femtotcp.api.remote 9200", out
+    # EOF reaches the kernel only once the last copy (the parent's twin) closed.
+    assert line(collect) == repr(b"from the child\nfrom the parent\n")
+
+
+_BLOCKED = r"""
+import socket, sys
+c = socket.create_connection((sys.argv[1], 8081), timeout=30)
+got = 0
+while got < 1_000_000:
+    got += len(c.recv(65536))
+c.settimeout(60)
+print("reading", flush=True)
+try:
+    while c.recv(65536):
+        pass
+    print("eof", flush=True)
+except OSError as exc:
+    print("recv", type(exc).__name__, flush=True)
+try:
+    for _ in range(100):
+        c.sendall(b"x" * 65536)
+    print("sent", flush=True)
+except OSError as exc:
+    print("send", type(exc).__name__, flush=True)
+try:
+    socket.create_connection((sys.argv[1], 8081), timeout=5)
+except OSError as exc:
+    print("new", exc.errno, flush=True)
+"""
+
+
+def test_serve_killed_under_a_program_is_a_reset_not_a_hang(attached: Attached) -> None:
+    sender = attached.ns.popen(sys.executable, "-c", _KERNEL_SENDER, KERNEL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert line(sender) == "ready"
+    prog = attached.program(_BLOCKED, KERNEL)
+    assert line(prog, 60) == "reading"
+    attached.serve.send_signal(signal.SIGKILL)
+    attached.serve.wait(10)
+    out, _ = finish(prog, 60)
+    recv, send, new = out.split("\n")[:3]
+    assert recv == "recv ConnectionResetError", out
+    assert send in ("send ConnectionResetError", "send BrokenPipeError"), out
+    assert new == f"new {__import__('errno').ENETDOWN}", out
