@@ -20,6 +20,13 @@ this order per frame:
 
 Every fault is counted in ``self.counters`` as ``"<in|out>.<fault>"``. The
 randomness is for tests, not for security, so ``random.Random`` is right here.
+
+Offload: GRO super-frames from ``inner`` pass through whole (``gro`` is the
+inner device's, read live): each fault applies to the whole super-frame, as
+netem's do to a GSO packet, and a corrupted one is caught by the TCP checksum,
+because what the wrapper delivers is never vouched for (it installs itself
+with ``inner.set_receiver(fn)`` alone, and its own ``checksum_rx`` is False;
+see phy/base.py). TSO writes do not pass through (``offload`` stays False).
 """
 
 from __future__ import annotations
@@ -116,6 +123,11 @@ class FaultyDevice(Device):
             setattr(self, key, v)
 
     # -- forwarding to the wrapped device -------------------------------------
+    @property
+    def gro(self) -> bool:  # type: ignore[override]
+        """The inner device's: its super-frames pass through the faults whole."""
+        return self.inner.gro
+
     def fileno(self) -> int:
         return self.inner.fileno()
 
