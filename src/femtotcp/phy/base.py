@@ -67,6 +67,13 @@ class Device(ABC):
         return DeviceCapabilities(self.mtu, Medium.RAW_IP if self.raw_ip else Medium.ETHERNET,
                                   self.checksum_rx, self.offload, self.offload, self.gro)
 
+    def set_gro(self, on: bool) -> None:
+        """Whether to deliver GRO super-frames. Only a device that can (a TAP
+        with vnet headers) turns them on; any device can stop (raises OSError
+        when it cannot; see ``TunTapDevice.set_gro``)."""
+        if not on:
+            self.gro = False
+
     def set_receiver(self, receiver: Receiver | None, checked: Receiver | None = None) -> None:
         """Where received frames go: ``receiver`` verifies everything; ``checked``,
         kept only when this device has ``checksum_rx``, takes the frames whose
