@@ -24,7 +24,7 @@ import sys
 def _row(name: str, values: list[float], veth: list[float] | None) -> None:
     share = (f"  {statistics.median(values) / statistics.median(veth) * 100:6.1f} % of veth"
              if veth else "")
-    print(f"    {name:34s} {max(values):8.1f} MB/s best {statistics.median(values):8.1f} "
+    print(f"    {name:40s} {max(values):8.1f} MB/s best {statistics.median(values):8.1f} "
           f"MB/s median{share}")
 
 
