@@ -39,6 +39,7 @@ def _tap(args: argparse.Namespace) -> None:
     s2k: list[float] = []
     veth1500: list[float] = []
     rtt: float | None = None
+    ping: tuple[float, float] | None = None
     rss = 0.0
     for mtu in args.mtu:
         print(f"  MTU {mtu}")
@@ -52,7 +53,8 @@ def _tap(args: argparse.Namespace) -> None:
                 tx = [tcp_bulk.stack_to_kernel(r, nbytes) for _ in range(args.repeat)]
                 if mtu == args.mtu[0] and offload:
                     k2s, s2k, veth1500 = rx, tx, veth
-                    rtt = tcp_bulk.ping_rtt(r.ns)
+                    ping = tcp_bulk.ping_stats(r.ns, count=100, interval=0.01)
+                    rtt = ping[1] if ping else None
                     rss = tcp_bulk.rss_mb()
                     if args.profile:
                         small = min(nbytes, 50 * tcp_bulk.MB)
@@ -65,12 +67,13 @@ def _tap(args: argparse.Namespace) -> None:
             _row(f"kernel -> femtotcp, {how}", rx, veth)
             _row(f"femtotcp -> kernel, {how}", tx, veth)
     floor = tcp_bulk.ping_floor(args.mtu[0])
-    if rtt is not None and floor is not None:
-        print(f"  ping RTT kernel -> femtotcp   {rtt:.3f} ms; bare Python TAP echo loop "
-              f"(the floor) {floor:.3f} ms: {(rtt / floor - 1) * 100:+.0f} % over the floor")
+    if ping is not None and floor is not None:
+        print(f"  ping RTT (100 pings, MTU {args.mtu[0]}), min / avg: femtotcp "
+              f"{ping[0]:.3f} / {ping[1]:.3f} ms; bare Python TAP echo loop (the floor) "
+              f"{floor[0]:.3f} / {floor[1]:.3f} ms: {(ping[0] / floor[0] - 1) * 100:+.0f} % / "
+              f"{(ping[1] / floor[1] - 1) * 100:+.0f} % over the floor")
     else:
-        print(f"  ping RTT kernel -> femtotcp   {rtt} ms, floor {floor} ms "
-              "(ping not available?)")
+        print(f"  ping RTT femtotcp {ping}, floor {floor} (ping not available?)")
     print(f"  RSS after the transfers       {rss:.1f} MB")
     if not args.no_pytcp and k2s:
         _pytcp(args, veth1500, k2s, s2k, rtt, rss)

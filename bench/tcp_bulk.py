@@ -160,15 +160,23 @@ def stack_to_kernel(r: Rig, nbytes: int) -> float:
     return nbytes / elapsed / MB
 
 
-def ping_rtt(ns: str, host: str = STACK, count: int = 20) -> float | None:
-    """Average ping RTT in milliseconds (None when ping is missing or fails)."""
+def ping_stats(ns: str, host: str = STACK, count: int = 20,
+               interval: float = 0.05) -> tuple[float, float] | None:
+    """(min, average) ping RTT in milliseconds (None when ping is missing or fails)."""
     try:
-        res = subprocess.run(["ip", "netns", "exec", ns, "ping", "-c", str(count), "-i", "0.05",
-                              "-q", host], capture_output=True, text=True, timeout=30)
+        res = subprocess.run(["ip", "netns", "exec", ns, "ping", "-c", str(count), "-i",
+                              str(interval), "-q", host], capture_output=True, text=True,
+                             timeout=30 + count * interval)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    m = re.search(r"= [\d.]+/([\d.]+)/", res.stdout)
-    return float(m.group(1)) if m else None
+    m = re.search(r"= ([\d.]+)/([\d.]+)/", res.stdout)
+    return (float(m.group(1)), float(m.group(2))) if m else None
+
+
+def ping_rtt(ns: str, host: str = STACK, count: int = 20) -> float | None:
+    """Average ping RTT in milliseconds (None when ping is missing or fails)."""
+    got = ping_stats(ns, host, count)
+    return got[1] if got else None
 
 
 FLOOR = "192.0.2.3"
@@ -193,10 +201,10 @@ def _echo_in_place(frame: bytearray) -> bool:
     return True
 
 
-def ping_floor(mtu: int = 1500, count: int = 20) -> float | None:
-    """Ping RTT (ms) of a bare Python echo loop on a plain TAP: the floor under
-    any Python stack's ping. The kernel side has a static neighbour entry, so
-    the loop only ever sees echo requests."""
+def ping_floor(mtu: int = 1500, count: int = 100) -> tuple[float, float] | None:
+    """(min, average) ping RTT (ms) of a bare Python echo loop on a plain TAP:
+    the floor under any Python stack's ping. The kernel side has a static
+    neighbour entry, so the loop only ever sees echo requests."""
     with namespace("ftfloor") as ns:
         with nsmod.entered(ns):
             tap = TapDevice("ftfloor0", mtu=mtu, offload=False)
@@ -225,7 +233,7 @@ def ping_floor(mtu: int = 1500, count: int = 20) -> float | None:
         th = threading.Thread(target=loop, daemon=True)
         th.start()
         try:
-            return ping_rtt(ns, FLOOR, count)
+            return ping_stats(ns, FLOOR, count, 0.01)
         finally:
             stop.set()
             th.join(5)
