@@ -5,8 +5,12 @@ installed on demand into bench/.venv-pytcp) and the ratios femtotcp/PyTCP; then 
 per-segment path measured without any I/O (``bench.tcp_path``) and the wire-level
 cost of IPv6 input next to IPv4's (``bench.ipv6_wire``).
 
-    python -m bench.run [--size MB] [--repeat N] [--profile] [--path-only]
-                        [--pytcp-size MB] [--no-pytcp]
+    python -m bench.run [--size MB] [--repeat N] [--mtu 1500,9000] [--profile]
+                        [--path-only] [--pytcp-size MB] [--no-pytcp]
+
+Each MTU is measured with TAP offload (TSO writes, GRO reads, checksums the
+kernel vouches for) and without (a plain TAP), in both directions; ping RTT is
+printed beside a bare Python TAP echo loop's (the floor).
 """
 
 from __future__ import annotations
@@ -17,48 +21,67 @@ import statistics
 import sys
 
 
+def _row(name: str, values: list[float], veth: list[float] | None) -> None:
+    share = (f"  {statistics.median(values) / statistics.median(veth) * 100:6.1f} % of veth"
+             if veth else "")
+    print(f"    {name:40s} {max(values):8.1f} MB/s best {statistics.median(values):8.1f} "
+          f"MB/s median{share}")
+
+
 def _tap(args: argparse.Namespace) -> None:
     from bench import tcp_bulk
 
     nbytes = args.size * tcp_bulk.MB
-    print(f"TCP bulk over TAP, MTU 1500, {args.size} MB per run, best and median of "
-          f"{args.repeat} runs")
-    rows = []
+    print(f"TCP bulk over TAP, {args.size} MB per run, best and median of {args.repeat} "
+          "runs, beside the kernel's own TCP over a veth pair in the same run")
     profiles = []
-    with tcp_bulk.rig() as r:
-        k2s = [tcp_bulk.kernel_to_stack(r, nbytes) for _ in range(args.repeat)]
-        s2k = [tcp_bulk.stack_to_kernel(r, nbytes) for _ in range(args.repeat)]
-        rtt = tcp_bulk.ping_rtt(r.ns)
-        rss = tcp_bulk.rss_mb()
-        rows.append(("kernel -> femtotcp (TAP)", k2s))
-        rows.append(("femtotcp -> kernel (TAP)", s2k))
-        if args.profile:
-            small = min(nbytes, 50 * tcp_bulk.MB)
-            profiles.append(("kernel -> femtotcp over TAP", tcp_bulk.profiled(
-                r, lambda: tcp_bulk.kernel_to_stack(r, small))))
-            profiles.append(("femtotcp -> kernel over TAP", tcp_bulk.profiled(
-                r, lambda: tcp_bulk.stack_to_kernel(r, small))))
-    veth = [tcp_bulk.kernel_veth(max(nbytes, 1000 * tcp_bulk.MB)) for _ in range(args.repeat)]
-    rows.append(("kernel -> kernel (veth)", veth))
-    for name, values in rows:
-        print(f"  {name:28s} {max(values):8.1f} MB/s best  {statistics.median(values):8.1f} "
-              f"MB/s median")
-    for name, values in rows[:2]:
-        print(f"  {name:28s} {statistics.median(values) / statistics.median(veth) * 100:8.2f}"
-              f" % of the kernel's own (medians)")
-    print(f"  ping RTT kernel -> femtotcp   {rtt:.3f} ms" if rtt is not None
-          else "  ping RTT: ping not available")
+    k2s: list[float] = []
+    s2k: list[float] = []
+    veth1500: list[float] = []
+    rtt: float | None = None
+    ping: tuple[float, float] | None = None
+    rss = 0.0
+    for mtu in args.mtu:
+        print(f"  MTU {mtu}")
+        veth = [tcp_bulk.kernel_veth(max(nbytes, 1000 * tcp_bulk.MB), mtu)
+                for _ in range(args.repeat)]
+        _row("kernel -> kernel (veth)", veth, None)
+        for offload in (True, False):
+            how = "offload (TSO + GRO)" if offload else "no offload"
+            with tcp_bulk.rig(mtu, offload, offload) as r:
+                rx = [tcp_bulk.kernel_to_stack(r, nbytes) for _ in range(args.repeat)]
+                tx = [tcp_bulk.stack_to_kernel(r, nbytes) for _ in range(args.repeat)]
+                if mtu == args.mtu[0] and offload:
+                    k2s, s2k, veth1500 = rx, tx, veth
+                    ping = tcp_bulk.ping_stats(r.ns, count=100, interval=0.01)
+                    rtt = ping[1] if ping else None
+                    rss = tcp_bulk.rss_mb()
+                    if args.profile:
+                        small = min(nbytes, 50 * tcp_bulk.MB)
+                        profiles.append((f"kernel -> femtotcp over TAP, MTU {mtu}, {how}",
+                                         tcp_bulk.profiled(
+                                             r, lambda r=r, small=small: tcp_bulk.kernel_to_stack(r, small))))
+                        profiles.append((f"femtotcp -> kernel over TAP, MTU {mtu}, {how}",
+                                         tcp_bulk.profiled(
+                                             r, lambda r=r, small=small: tcp_bulk.stack_to_kernel(r, small))))
+            _row(f"kernel -> femtotcp, {how}", rx, veth)
+            _row(f"femtotcp -> kernel, {how}", tx, veth)
+    floor = tcp_bulk.ping_floor(args.mtu[0])
+    if ping is not None and floor is not None:
+        print(f"  ping RTT (100 pings, MTU {args.mtu[0]}), min / avg: femtotcp "
+              f"{ping[0]:.3f} / {ping[1]:.3f} ms; bare Python TAP echo loop (the floor) "
+              f"{floor[0]:.3f} / {floor[1]:.3f} ms: {(ping[0] / floor[0] - 1) * 100:+.0f} % / "
+              f"{(ping[1] / floor[1] - 1) * 100:+.0f} % over the floor")
+    else:
+        print(f"  ping RTT femtotcp {ping}, floor {floor} (ping not available?)")
     print(f"  RSS after the transfers       {rss:.1f} MB")
     from bench import ipv6_stack
     rtt4, rtt6 = ipv6_stack.ping_rtts()
     print("  ping RTT kernel -> femtotcp with IPv6 loaded: "
           + "   ".join(f"{name} {v:.3f} ms" if v is not None else f"{name} n/a"
                        for name, v in (("IPv4", rtt4), ("IPv6", rtt6))))
-    tso, gro = tcp_bulk.offload_default()
-    mode = "TSO writes and GRO reads" if gro else ("TSO writes only" if tso else "off")
-    print(f"  (femtotcp's TAP offload: {mode}; FEMTOTCP_BENCH_OFFLOAD=gro|tx|0 chooses)")
-    if not args.no_pytcp:
-        _pytcp(args, veth, k2s, s2k, rtt, rss)
+    if not args.no_pytcp and k2s:
+        _pytcp(args, veth1500, k2s, s2k, rtt, rss)
     for name, text in profiles:
         print(f"\n--- cProfile of the stack's loop thread, {name} ---\n{text}")
 
@@ -108,12 +131,12 @@ def _pytcp(args: argparse.Namespace, veth: list[float], k2s: list[float],
 def _path(args: argparse.Namespace) -> None:
     from bench import tcp_path
 
-    us_rx, acks = tcp_path.receive_path(20000)
-    us_tx, segs = tcp_path.send_path(10000)
     print("Per-segment path without I/O (frames handed to Stack.receive, batches of "
-          f"{tcp_path.BATCH}):")
-    print(f"  receiving: {us_rx:6.1f} us per 1448-byte segment, {acks} ACKs per 20000 "
-          f"segments  (= {1448 / us_rx:.1f} MB/s of CPU)")
+          f"{tcp_path.BATCH}; CPU time, best of {args.repeat} runs):")
+    for name, us, acks in tcp_path.receive_variants(args.repeat):
+        print(f"  receiving, {name:36s} {us:6.2f} us per 1448-byte segment "
+              f"(= {1448 / us:7.1f} MB/s of CPU), {acks} ACKs")
+    us_tx, segs = tcp_path.best(lambda: tcp_path.send_path(10000), args.repeat)
     per_seg = us_tx * 10000 / segs
     print(f"  sending:   {per_seg:6.1f} us per 1448-byte segment, ACK processing included "
           f"(= {1448 / per_seg:.1f} MB/s of CPU)")
@@ -132,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=200, help="megabytes per transfer (200)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per direction (3)")
+    ap.add_argument("--mtu", type=lambda v: [int(x) for x in v.split(",")],
+                    default=[1500, 9000], help="MTUs to measure, comma-separated (1500,9000)")
     ap.add_argument("--profile", action="store_true",
                     help="also print cProfile reports of the stack's loop thread")
     ap.add_argument("--path-only", action="store_true",

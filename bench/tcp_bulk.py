@@ -13,7 +13,10 @@ a thread that entered the namespace.
   default) and ``FEMTOTCP_BENCH_OFFLOAD=0`` measures a plain TAP;
 - the kernel's own figure: the same transfer over a veth pair between two
   namespaces;
-- ping RTT kernel -> stack, and this process's RSS.
+- ping RTT kernel -> stack, and this process's RSS;
+- the ping floor: a bare Python loop on a plain TAP (select, read, answer the
+  ICMP echo in place, write) in the same set-up, so the stack's per-packet
+  overhead shows as the difference.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import pstats
 import re
 import secrets
+import select
 import socket
 import subprocess
 import threading
@@ -156,15 +160,84 @@ def stack_to_kernel(r: Rig, nbytes: int) -> float:
     return nbytes / elapsed / MB
 
 
-def ping_rtt(ns: str, host: str = STACK, count: int = 20) -> float | None:
-    """Average ping RTT in milliseconds (None when ping is missing or fails)."""
+def ping_stats(ns: str, host: str = STACK, count: int = 20,
+               interval: float = 0.05) -> tuple[float, float] | None:
+    """(min, average) ping RTT in milliseconds (None when ping is missing or fails)."""
     try:
-        res = subprocess.run(["ip", "netns", "exec", ns, "ping", "-c", str(count), "-i", "0.05",
-                              "-q", host], capture_output=True, text=True, timeout=30)
+        res = subprocess.run(["ip", "netns", "exec", ns, "ping", "-c", str(count), "-i",
+                              str(interval), "-q", host], capture_output=True, text=True,
+                             timeout=30 + count * interval)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    m = re.search(r"= [\d.]+/([\d.]+)/", res.stdout)
-    return float(m.group(1)) if m else None
+    m = re.search(r"= ([\d.]+)/([\d.]+)/", res.stdout)
+    return (float(m.group(1)), float(m.group(2))) if m else None
+
+
+def ping_rtt(ns: str, host: str = STACK, count: int = 20) -> float | None:
+    """Average ping RTT in milliseconds (None when ping is missing or fails)."""
+    got = ping_stats(ns, host, count)
+    return got[1] if got else None
+
+
+FLOOR = "192.0.2.3"
+FLOOR_MAC = bytes.fromhex("020000000003")
+
+
+def _echo_in_place(frame: bytearray) -> bool:
+    """Turn an Ethernet/IPv4 ICMP echo request into its reply, in place: swap
+    the addresses, type 8 -> 0, and adjust the ICMP checksum for that change
+    (RFC 1624: the field drops by 0x0800). No checks beyond what that needs."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 1:
+        return False
+    icmp = 14 + (frame[14] & 0x0F) * 4
+    if len(frame) < icmp + 8 or frame[icmp] != 8:
+        return False
+    frame[0:6], frame[6:12] = frame[6:12], frame[0:6]
+    frame[26:30], frame[30:34] = frame[30:34], frame[26:30]
+    frame[icmp] = 0
+    csum = int.from_bytes(frame[icmp + 2:icmp + 4], "big") + 0x0800
+    csum = (csum & 0xFFFF) + (csum >> 16)
+    frame[icmp + 2:icmp + 4] = csum.to_bytes(2, "big")
+    return True
+
+
+def ping_floor(mtu: int = 1500, count: int = 100) -> tuple[float, float] | None:
+    """(min, average) ping RTT (ms) of a bare Python echo loop on a plain TAP:
+    the floor under any Python stack's ping. The kernel side has a static
+    neighbour entry, so the loop only ever sees echo requests."""
+    with namespace("ftfloor") as ns:
+        with nsmod.entered(ns):
+            tap = TapDevice("ftfloor0", mtu=mtu, offload=False)
+        subprocess.run(["ip", "-n", ns, "addr", "add", f"{KERNEL}/24", "dev", tap.name],
+                       check=True)
+        subprocess.run(["ip", "-n", ns, "neigh", "replace", FLOOR, "lladdr",
+                        FLOOR_MAC.hex(":"), "dev", tap.name, "nud", "permanent"], check=True)
+        fd = tap.fileno()
+        stop = threading.Event()
+
+        def loop() -> None:
+            buf = bytearray(mtu + 18)
+            view = memoryview(buf)
+            while not stop.is_set():
+                if not select.select([fd], [], [], 0.2)[0]:
+                    continue
+                while True:
+                    try:
+                        n = os.readv(fd, (view,))
+                    except BlockingIOError:
+                        break
+                    frame = bytearray(view[:n])
+                    if _echo_in_place(frame):
+                        os.write(fd, frame)
+
+        th = threading.Thread(target=loop, daemon=True)
+        th.start()
+        try:
+            return ping_stats(ns, FLOOR, count, 0.01)
+        finally:
+            stop.set()
+            th.join(5)
+            tap.close()
 
 
 def rss_mb() -> float:
@@ -175,7 +248,7 @@ def rss_mb() -> float:
     return 0.0
 
 
-def kernel_veth(nbytes: int) -> float:
+def kernel_veth(nbytes: int, mtu: int = 1500) -> float:
     """MB/s of the kernel alone: a socket pair across a veth between two namespaces."""
     with namespace("ftvetha") as a, namespace("ftvethb") as b:
         subprocess.run(["ip", "link", "add", "ftva", "netns", a, "type", "veth", "peer",
@@ -184,8 +257,8 @@ def kernel_veth(nbytes: int) -> float:
                        check=True)
         subprocess.run(["ip", "-n", b, "addr", "add", "198.51.100.2/24", "dev", "ftvb"],
                        check=True)
-        subprocess.run(["ip", "-n", a, "link", "set", "ftva", "up", "mtu", "1500"], check=True)
-        subprocess.run(["ip", "-n", b, "link", "set", "ftvb", "up", "mtu", "1500"], check=True)
+        subprocess.run(["ip", "-n", a, "link", "set", "ftva", "up", "mtu", str(mtu)], check=True)
+        subprocess.run(["ip", "-n", b, "link", "set", "ftvb", "up", "mtu", str(mtu)], check=True)
         with nsmod.entered(b):
             lst = socket.socket()
             lst.bind(("198.51.100.2", 5001))

@@ -114,7 +114,7 @@ declare(DROP, """
     tx_too_big in.lost out.lost
 """)
 declare(EVENT, """
-    rx_empty rx_frames rx_gso_frames tx_frames tx_gso_frames tx_gso_segments
+    rx_csum_trusted rx_empty rx_frames rx_gro_off rx_gso_frames tx_frames tx_gso_frames tx_gso_segments
     tx_offload_disabled in.corrupt_skipped in.corrupted in.delayed in.duplicated
     in.hold_expired in.reordered out.corrupt_skipped out.corrupted out.delayed
     out.duplicated out.hold_expired out.reordered

@@ -20,9 +20,12 @@ class DeviceCapabilities:
     ``checksum_tx``: it takes frames whose TCP checksum is partial (the
     pseudo-header sum) and completes it; ``segmentation``: it takes TSO
     super-segments cut at ``gso_size`` (both through ``send_offload``);
-    ``checksum_rx``: it has verified received checksums (no device here does:
-    the stack checks every one, a vnet-header TAP completes partial ones first);
-    ``gro``: it may deliver super-frames larger than the MTU."""
+    ``checksum_rx``: it may vouch for received TCP/UDP checksums, frame by
+    frame (a vnet-header TAP, for frames the kernel marked ``DATA_VALID`` or
+    left partial); the stack then gives it a trusted receiver besides the
+    plain one, and TCP/UDP skip verifying what arrives through it. Wrappers
+    never have it: they receive from the device they wrap through its plain
+    receiver. ``gro``: it may deliver super-frames larger than the MTU."""
 
     mtu: int
     medium: Medium = Medium.ETHERNET

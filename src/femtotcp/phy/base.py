@@ -11,10 +11,18 @@ for every frame in either direction (the pcap writer uses this).
 What the core may use of a device (``femtotcp.stack.device.NetDevice`` says the
 same from the stack's side, so that stack/ never imports phy/): ``send``,
 ``send_offload`` (the offload entry point), ``set_receiver``, and the
-capabilities: the live flags ``mtu``, ``raw_ip``, ``offload`` and ``gro`` (read
-per frame, so they stay plain attributes) and ``capabilities``, the same as a
-``DeviceCapabilities`` record. A wrapper either passes offload through or
-leaves ``offload``/``gro`` False.
+capabilities: the live flags ``mtu``, ``raw_ip``, ``offload``, ``gro`` and
+``checksum_rx`` (read per frame, so they stay plain attributes) and
+``capabilities``, the same as a ``DeviceCapabilities`` record. A wrapper either
+passes offload through or leaves ``offload``/``gro`` False.
+
+Checksums verified once: ``set_receiver(receiver, checked)`` takes a second,
+trusted receiver, which the stack gives only to a device whose ``checksum_rx``
+is True. Such a device hands a frame whose checksum it vouches for to
+``deliver_checked``; every other frame, and every frame of a device without a
+trusted receiver, goes through ``deliver`` and is verified by the stack. A
+wrapper installs itself with ``set_receiver(fn)`` alone, so what it gets is
+never vouched for, and its own ``checksum_rx`` stays False.
 """
 
 from __future__ import annotations
@@ -41,22 +49,37 @@ class Device(ABC):
     offload = False
     #: True when the device may deliver GRO super-frames larger than the MTU.
     gro = False
+    #: True when the device may vouch for received TCP/UDP checksums
+    #: (``deliver_checked``); never on a wrapper.
+    checksum_rx = False
 
     def __init__(self, name: str, mtu: int = 1500) -> None:
         self.name = name
         self.mtu = mtu
         self.counters = Counters()
         self._receiver: Receiver | None = None
+        self._checked: Receiver | None = None
         self._captures: list[Capture] = []
 
     @property
     def capabilities(self) -> DeviceCapabilities:
         """The device's capabilities now (offload can be switched off at run time)."""
         return DeviceCapabilities(self.mtu, Medium.RAW_IP if self.raw_ip else Medium.ETHERNET,
-                                  False, self.offload, self.offload, self.gro)
+                                  self.checksum_rx, self.offload, self.offload, self.gro)
 
-    def set_receiver(self, receiver: Receiver | None) -> None:
+    def set_gro(self, on: bool) -> None:
+        """Whether to deliver GRO super-frames. Only a device that can (a TAP
+        with vnet headers) turns them on; any device can stop (raises OSError
+        when it cannot; see ``TunTapDevice.set_gro``)."""
+        if not on:
+            self.gro = False
+
+    def set_receiver(self, receiver: Receiver | None, checked: Receiver | None = None) -> None:
+        """Where received frames go: ``receiver`` verifies everything; ``checked``,
+        kept only when this device has ``checksum_rx``, takes the frames whose
+        checksum the device vouches for (see the module doc)."""
         self._receiver = receiver
+        self._checked = checked if self.checksum_rx and receiver is not None else None
 
     def add_capture(self, capture: Capture) -> None:
         self._captures.append(capture)
@@ -76,6 +99,26 @@ class Device(ABC):
             receiver(frame)
         else:
             self.counters["rx_no_receiver"] += 1
+
+    def deliver_checked(self, frame: bytes) -> None:
+        """Pass up one frame whose TCP/UDP checksum this device vouches for: to
+        the trusted receiver when there is one, else to ``deliver`` (so the
+        frame must carry a complete checksum unless ``has_checked_receiver``)."""
+        checked = self._checked
+        if checked is None:
+            self.deliver(frame)
+            return
+        self.counters["rx_frames"] += 1
+        self.counters["rx_csum_trusted"] += 1
+        if self._captures:
+            for cap in self._captures:
+                cap(frame, False)
+        checked(frame)
+
+    @property
+    def has_checked_receiver(self) -> bool:
+        """True when ``deliver_checked`` reaches the trusted receiver."""
+        return self._checked is not None
 
     def send(self, frame: bytes) -> None:
         """Transmit one frame. Subclasses implement ``_transmit``."""
@@ -106,3 +149,4 @@ class Device(ABC):
 
     def close(self) -> None:
         self._receiver = None
+        self._checked = None

@@ -20,10 +20,23 @@ this order per frame:
 
 Every fault is counted in ``self.counters`` as ``"<in|out>.<fault>"``. The
 randomness is for tests, not for security, so ``random.Random`` is right here.
+
+Offload, decided by ``inner``'s capabilities: faults are meant per frame as a
+link sees them, so with inbound faults the wrapper asks an ``inner`` that
+delivers GRO super-frames for MTU-sized frames (``inner.set_gro(False)``: a
+TAP re-issues ``TUNSETOFFLOAD``), and the same loss rate means the same as
+without offload. Without inbound faults, or when ``inner`` cannot turn GRO
+off, super-frames pass through whole (``gro`` is the inner device's, read
+live) and each fault applies to a whole super-frame, as netem's do to a GSO
+packet. Either way nothing the wrapper delivers is vouched for: it installs
+itself with ``inner.set_receiver(fn)`` alone and its own ``checksum_rx`` is
+False (phy/base.py), so a corrupted frame is caught by the TCP/UDP checksum.
+TSO writes do not pass through (``offload`` stays False).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Callable
@@ -34,6 +47,8 @@ from femtotcp.phy.base import Device
 if TYPE_CHECKING:
     from femtotcp.core.loop import Loop
     from femtotcp.core.timers import Timer
+
+log = logging.getLogger("femtotcp.phy.faulty")
 
 _PROBABILITIES = ("loss", "duplicate", "reorder", "corrupt")
 _DURATIONS = ("delay", "jitter")
@@ -96,6 +111,12 @@ class FaultyDevice(Device):
         self._closed = False
         self._in = _Direction("in", inbound, seed, self.deliver)
         self._out = _Direction("out", outbound, seed, inner.send)
+        if inbound and inner.capabilities.gro:
+            try:
+                inner.set_gro(False)
+            except OSError as exc:
+                log.info("%s keeps delivering GRO super-frames (%s): faults apply to "
+                         "them whole", inner.name, exc.strerror)
         inner.set_receiver(self._from_inner)
 
     def configure(self, **settings: float) -> None:
@@ -116,6 +137,14 @@ class FaultyDevice(Device):
             setattr(self, key, v)
 
     # -- forwarding to the wrapped device -------------------------------------
+    @property
+    def gro(self) -> bool:  # type: ignore[override]
+        """The inner device's: its super-frames pass through the faults whole."""
+        return self.inner.gro
+
+    def set_gro(self, on: bool) -> None:
+        self.inner.set_gro(on)
+
     def fileno(self) -> int:
         return self.inner.fileno()
 

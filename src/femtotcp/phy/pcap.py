@@ -53,12 +53,15 @@ class PcapWriter:
 
     ``attach(device)`` records every frame the device sends or receives, with the
     timestamp from ``clock`` (wall-clock seconds by default; pass the loop's
-    clock for virtual-time captures). Thread-safe: captures arrive on the loop
+    clock for virtual-time captures). ``snaplen`` defaults to 262144, as
+    tcpdump's, so a TSO or GRO super-frame (up to 64 KB and its headers) is
+    recorded whole, with its checksum complete for received ones (a device
+    completes partial checksums when it has captures: phy/tap.py). Thread-safe: captures arrive on the loop
     thread while another thread may ``close()``."""
 
     def __init__(self, path_or_file: str | os.PathLike[str] | IO[bytes],
                  clock: Callable[[], float] = time.time, linktype: int = LINKTYPE_ETHERNET,
-                 snaplen: int = 65535, nanosecond: bool = False) -> None:
+                 snaplen: int = MAX_SNAPLEN, nanosecond: bool = False) -> None:
         if linktype not in (LINKTYPE_ETHERNET, LINKTYPE_RAW):
             raise ValueError(f"linktype must be {LINKTYPE_ETHERNET} (Ethernet) or "
                              f"{LINKTYPE_RAW} (raw IP), got {linktype!r}")
@@ -292,7 +295,12 @@ class PcapDevice(Device):
 
     Each delivery runs on its own loop turn (``loop.call_soon``), so the stack's
     replies go out between frames as they would on a wire. Frames the stack
-    sends are counted (attach a ``PcapWriter`` to record them)."""
+    sends are counted (attach a ``PcapWriter`` to record them). A capture
+    taken on an offloading TAP holds super-frames larger than the MTU, so the
+    replay device states ``gro``; nothing it delivers is vouched for (every
+    checksum is verified)."""
+
+    gro = True
 
     def __init__(self, path: str | os.PathLike[str] | IO[bytes], loop: Loop,
                  name: str = "pcap0", mtu: int = 1500) -> None:

@@ -19,17 +19,17 @@ Robustness rules (the kernel side is not ours to control):
   When the interface is deleted under us (EBADFD) the device stops reading and
   swaps its fd for a never-readable one so the loop cannot spin on it.
 
-Offload (``TapDevice(..., offload=True, gro=False)``, the defaults; TUN and
-``from_fd`` devices have none unless asked): the TAP is opened with
-``IFF_VNET_HDR``, so every read and write starts with a 10-byte ``struct
-virtio_net_hdr`` (virtio 1.x spec 5.1.6, little-endian). ``gro=True`` adds
-``TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4)``: the kernel may then hand us
-partial checksums and TCP/IPv4 super-frames (faster receiving, but a device
-wrapped around this one must pass ``gro`` and ``send_offload`` through);
-with ``gro=False`` the kernel completes and segments everything it sends us
-(``TUNSETOFFLOAD(0)``) and only our writes use offload, which any wrapper
-handles (without ``offload`` it gets MSS-sized segments). ``offload=False``
-gives the plain TAP (no header at all).
+Offload (``TapDevice(..., offload=True)``, the default, with GRO reads on
+unless ``gro=False``; TUN and ``from_fd`` devices have none unless asked): the
+TAP is opened with ``IFF_VNET_HDR``, so every read and write starts with a
+10-byte ``struct virtio_net_hdr`` (virtio 1.x spec 5.1.6, little-endian).
+With ``gro`` the device issues ``TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4)``: the
+kernel may then hand us partial checksums and TCP/IPv4 super-frames (faster
+receiving); without, ``TUNSETOFFLOAD(0)``: the kernel completes and segments
+everything it sends us, and only our writes use offload. ``set_gro(False)``
+re-issues it at run time: a wrapper that cannot pass super-frames on asks for
+MTU-sized frames that way (``FaultyDevice`` passes them on; see
+phy/faulty.py). ``offload=False`` gives the plain TAP (no header at all).
 
 - Sending: ``send`` writes a header of zeros (a complete frame);
   ``send_offload(frame, gso_size, csum_start, csum_offset, hdr_len)`` writes a
@@ -40,12 +40,18 @@ gives the plain TAP (no header at all).
   the kernel forwards it). The kernel takes these whatever ``gro`` says.
   Captures see the super-frame as written (one
   record, the checksum field partial), as tcpdump does on an offloading NIC.
-- Receiving: a frame flagged ``NEEDS_CSUM`` gets its checksum completed here
-  (sum from ``csum_start`` to the end, stored at ``csum_start +
-  csum_offset``) so the stack verifies it as usual; a GSO frame
-  (``gso_type`` TCPV4, only with ``gro``) is delivered whole, larger than
-  the MTU, and the stack accepts oversize frames only from a device whose
-  ``gro`` is True.
+- Receiving: a frame flagged ``DATA_VALID`` (the kernel verified its
+  checksum) or ``NEEDS_CSUM`` (the kernel built it and left the checksum
+  partial) is vouched for: it goes to the stack's trusted receiver
+  (``deliver_checked``; ``checksum_rx`` is True on a vnet-header device) and
+  TCP/UDP skip verifying it, as Linux does for CHECKSUM_UNNECESSARY and
+  CHECKSUM_PARTIAL. A partial checksum is completed here (sum from
+  ``csum_start`` to the end, stored at ``csum_start + csum_offset``) only when
+  someone else sees the frame: a capture, or a receiver that verifies (any
+  wrapper, which never gets the trusted entry). Every other frame is verified
+  by the stack as usual. A GSO frame (``gso_type`` TCPV4, only with ``gro``)
+  is delivered whole, larger than the MTU, and the stack accepts oversize
+  frames only from a device whose ``gro`` is True.
   Headers the kernel should never send are dropped and counted, never
   raised: an unknown ``gso_type``, or a GSO frame without ``gro``
   (``rx_vnet_bad_gso``), a GSO frame with
@@ -90,6 +96,8 @@ VIRTIO_NET_HDR_GSO_NONE = 0
 VIRTIO_NET_HDR_GSO_TCPV4 = 1
 VIRTIO_NET_HDR_GSO_ECN = 0x80
 _PLAIN_HDR = bytes(VNET_HDR_LEN)
+#: Flags by which the kernel vouches for a frame's TCP/UDP checksum.
+_VOUCHED = VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID
 #: The largest frame a GSO read or write carries: a 64 KB IP packet plus
 #: Ethernet and 802.1Q headers.
 MAX_GSO_FRAME = 65535 + 18
@@ -156,9 +164,12 @@ def build_vnet(gso_type: int = VIRTIO_NET_HDR_GSO_NONE, gso_size: int = 0,
     return VNET_HDR.pack(flags, gso_type, hdr_len, gso_size, csum_start or 0, csum_offset)
 
 
-def parse_vnet(packet: bytes | bytearray | memoryview) -> tuple[VnetHeader, bytes] | str:
+def parse_vnet(packet: bytes | bytearray | memoryview,
+               complete: bool = True) -> tuple[VnetHeader, bytes] | str:
     """Split one read from a vnet-header TAP into the header and a frame ready
-    for the stack (checksum completed when the kernel left it partial).
+    for the stack (checksum completed when the kernel left it partial, unless
+    ``complete`` is False: then the checksum position is still checked, and
+    the frame keeps the pseudo-header sum, to be delivered as vouched for).
 
     Returns the frame, or the name of the counter for a frame to drop: the
     header comes from the kernel but is checked like anything from outside."""
@@ -179,6 +190,8 @@ def parse_vnet(packet: bytes | bytearray | memoryview) -> tuple[VnetHeader, byte
     flen = len(view)
     if start < 14 or pos + 2 > flen:
         return "rx_vnet_bad_csum"
+    if not complete:
+        return hdr, bytes(view)
     # The field holds the pseudo-header sum: the ones' complement sum of
     # everything from csum_start, complemented, completes it (RFC 1071).
     region = view[start:]
@@ -190,6 +203,12 @@ def parse_vnet(packet: bytes | bytearray | memoryview) -> tuple[VnetHeader, byte
     frame[pos] = csum >> 8
     frame[pos + 1] = csum & 0xFF
     return hdr, bytes(frame)
+
+
+def _offload_flags(gro: bool) -> int:
+    """TUNSETOFFLOAD's argument: partial checksums and TCP/IPv4 super-frames
+    towards us with GRO, else complete MTU-sized frames only."""
+    return (TUN_F_CSUM | TUN_F_TSO4) if gro else 0
 
 
 class TunTapDevice(Device):
@@ -234,6 +253,8 @@ class TunTapDevice(Device):
         #: The fd carries vnet headers (fixed at open; ``offload`` may be turned
         #: off later if the kernel refuses a TSO write).
         self._vnet = self.offload
+        #: The kernel's DATA_VALID and NEEDS_CSUM vouch for a frame's checksum.
+        self.checksum_rx = self._vnet
         self._fd = -1
         self._ctl = None
         self._dead_w = -1  # write end of the never-readable pipe after a detach
@@ -276,7 +297,7 @@ class TunTapDevice(Device):
             flags = self.kind_flag | IFF_NO_PI | (IFF_VNET_HDR if self._vnet else 0)
             ifr = fcntl.ioctl(fd, TUNSETIFF, _ifreq(_IFREQ_SHORT, raw_name, flags))
             if self._vnet:
-                fcntl.ioctl(fd, TUNSETOFFLOAD, (TUN_F_CSUM | TUN_F_TSO4) if self.gro else 0)
+                fcntl.ioctl(fd, TUNSETOFFLOAD, _offload_flags(self.gro))
         except OSError as exc:
             os.close(fd)
             name = raw_name.decode("utf-8", "surrogateescape")
@@ -295,6 +316,26 @@ class TunTapDevice(Device):
         actual = ifr[:IFNAMSIZ].split(b"\0", 1)[0]
         self.name = actual.decode("utf-8", "surrogateescape")
         return fd
+
+    def set_gro(self, on: bool) -> None:
+        """Ask the kernel for GRO super-frames and partial checksums (``on``) or
+        for complete MTU-sized frames only: re-issues ``TUNSETOFFLOAD``. A
+        wrapper that cannot pass super-frames on calls ``set_gro(False)``.
+        Without vnet headers there is nothing to change (``gro`` stays False).
+        Frames already queued in the kernel may still arrive as super-frames:
+        they are counted and dropped (``rx_vnet_bad_gso``), TCP resends them."""
+        on = bool(on) and self._vnet
+        if on == self.gro:
+            return
+        if self._fd >= 0:
+            try:
+                fcntl.ioctl(self._fd, TUNSETOFFLOAD, _offload_flags(on))
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot turn GRO {'on' if on else 'off'} on "
+                              f"{self.name!r}: {exc.strerror}") from None
+        self.gro = on
+        if not on:
+            self.counters["rx_gro_off"] += 1
 
     # -- link management (through the socket created in the device's netns) ---
     def _ctl_socket(self) -> socket.socket:
@@ -358,9 +399,10 @@ class TunTapDevice(Device):
         if fd < 0:
             return
         view = self._view
-        batch: list[bytes] = []
+        batch: list[tuple[bytes, int]] = []
         counters = self.counters
         mtu_frame = VNET_HDR_LEN + self.mtu + self.overhead
+        complete = not self.has_checked_receiver or bool(self._captures)
         for _ in range(self.max_batch):
             try:
                 n = os.readv(fd, (view,))
@@ -378,11 +420,17 @@ class TunTapDevice(Device):
                 counters["rx_empty"] += 1
                 break
             if self._vnet:
-                if not view[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM and not view[1] and \
+                flags = view[0]
+                if not flags & VIRTIO_NET_HDR_F_NEEDS_CSUM and not view[1] and \
                         VNET_HDR_LEN + 14 <= n <= mtu_frame:
-                    batch.append(bytes(view[VNET_HDR_LEN:n]))   # complete, no GSO
+                    # complete, no GSO; DATA_VALID: the kernel vouches for it
+                    batch.append((bytes(view[VNET_HDR_LEN:n]),
+                                  flags & VIRTIO_NET_HDR_F_DATA_VALID))
                     continue
-                got = parse_vnet(view[:n])
+                # A partial checksum is left as it is when the frame goes
+                # straight to the stack's trusted receiver and nobody captures
+                # (Linux's CHECKSUM_PARTIAL: the bytes never left the kernel).
+                got = parse_vnet(view[:n], complete)
                 if isinstance(got, str):
                     counters[got] += 1
                     continue
@@ -395,11 +443,16 @@ class TunTapDevice(Device):
                 elif len(frame) > self.mtu + self.overhead:
                     counters["rx_oversize"] += 1
                     continue
-                batch.append(frame)
+                batch.append((frame, hdr.flags & _VOUCHED))
                 continue
-            batch.append(bytes(view[:n]))
-        for frame in batch:
-            self.deliver(frame)
+            batch.append((bytes(view[:n]), 0))
+        deliver = self.deliver
+        checked = self.deliver_checked
+        for frame, vouched in batch:
+            if vouched:
+                checked(frame)
+            else:
+                deliver(frame)
 
     def _detached(self, exc: OSError) -> None:
         """The interface went away (deleted under us): stop reading for good.
@@ -507,5 +560,5 @@ class TapDevice(TunTapDevice):
 
     def __init__(self, name: str = "ftap0", mtu: int = 1500, up: bool = True,
                  max_batch: int = 128, offload: bool = True,
-                 gro: bool | None = False) -> None:
+                 gro: bool | None = None) -> None:
         super().__init__(name, mtu, up, max_batch, offload, gro)

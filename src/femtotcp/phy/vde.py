@@ -15,6 +15,10 @@ From then on every datagram is one Ethernet frame, both ways. The control
 connection must stay open: closing it unplugs the port. Like the TAP device,
 ``_transmit`` never raises: a switch that went away (ECONNREFUSED/ENOENT) is
 counted as ``tx_link_down``, full buffers as ``tx_nobufs``/``tx_again``.
+
+Offload: a VDE switch carries ordinary Ethernet frames, so the device states
+none (``gro``, ``offload`` and ``checksum_rx`` False): frames larger than the
+MTU are dropped by the stack, and every checksum is verified.
 """
 
 from __future__ import annotations

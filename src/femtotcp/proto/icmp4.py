@@ -50,7 +50,8 @@ class Icmp4(EchoTable):
 
     # -- input ---------------------------------------------------------------------
     def input(self, header: wire_ipv4.Ipv4Header, data: memoryview, iface: Interface,
-              packet: memoryview) -> None:
+              packet: memoryview, csum_ok: bool = False) -> None:
+        # ``csum_ok`` vouches for TCP/UDP checksums only: ICMP's is always checked.
         stack = self.stack
         counters = stack.counters
         icmp, body = wire.parse(data)

@@ -153,7 +153,8 @@ class Arp(NeighbourTable):
         announce(cfg.acd_announce_num)
 
     # -- input -------------------------------------------------------------------
-    def input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview) -> None:
+    def input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview,
+              csum_ok: bool = False) -> None:
         stack = self.stack
         counters = stack.counters
         pkt = wire_arp.parse(payload)

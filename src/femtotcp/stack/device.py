@@ -1,8 +1,8 @@
 """What the stack may use of a device, said from the stack's side.
 
 ``femtotcp.phy.base.Device`` implements it; the stack never imports phy/ (see
-docs/architecture.md). ``mtu``, ``raw_ip``, ``offload`` and ``gro`` are the
-capabilities the per-packet path reads (a vnet-header TAP may switch
+docs/architecture.md). ``mtu``, ``raw_ip``, ``offload``, ``gro`` and
+``checksum_rx`` are the capabilities the per-packet path reads (a vnet-header TAP may switch
 ``offload`` off at run time); ``capabilities`` is the same as one record.
 """
 
@@ -23,11 +23,15 @@ class NetDevice(Protocol):
     offload: bool
     #: Received frames may be GRO super-frames larger than the MTU.
     gro: bool
+    #: The device may vouch for received TCP/UDP checksums: only then does the
+    #: stack give it a trusted receiver (``set_receiver``'s second argument).
+    checksum_rx: bool
 
     @property
     def capabilities(self) -> DeviceCapabilities: ...
 
-    def set_receiver(self, receiver: Callable[[bytes], None] | None) -> None: ...
+    def set_receiver(self, receiver: Callable[[bytes], None] | None,
+                     checked: Callable[[bytes], None] | None = None) -> None: ...
 
     def send(self, frame: bytes) -> None: ...
 

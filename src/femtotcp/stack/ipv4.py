@@ -91,7 +91,8 @@ class Ipv4:
         stack.set_ip_output(4, self.output)
 
     # -- input -------------------------------------------------------------------
-    def input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview) -> None:
+    def input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview,
+              csum_ok: bool = False) -> None:
         stack = self.stack
         counters = stack.counters
         try:
@@ -151,6 +152,7 @@ class Ipv4:
             if whole is None:
                 return
             data = memoryview(whole)
+            csum_ok = False     # the device vouched for one fragment, not the datagram
             header = header._replace(flags_frag=0, total_len=header.header_len + len(whole))
             payload = memoryview(bytes(payload[:header.header_len]) + whole)
         handler = stack.ip_protocols.get(header.proto)
@@ -161,7 +163,7 @@ class Ipv4:
             return
         # Protocols see broadcast/multicast delivery in ``header.dst``, and the
         # raw datagram for the ICMP errors they may send about it.
-        handler(header, data, iface, payload)
+        handler(header, data, iface, payload, csum_ok)
 
     def _option_problem(self, eth: ethernet.EthernetHeader, packet: memoryview) -> None:
         """RFC 1122 3.2.2.5, RFC 792: a malformed IP option earns a Parameter Problem

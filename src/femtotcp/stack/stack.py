@@ -42,9 +42,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("femtotcp.stack")
 
-EtherHandler = Callable[[Interface, ethernet.EthernetHeader, memoryview], None]
-#: (IP header, payload, interface, the whole datagram for ICMP errors about it)
-IpHandler = Callable[["Ipv4Header", memoryview, Interface, memoryview], None]
+#: (interface, Ethernet header, payload, csum_ok: the device vouched for the
+#: transport checksum; see ``Stack.receive``)
+EtherHandler = Callable[[Interface, ethernet.EthernetHeader, memoryview, bool], None]
+#: (IP header, payload, interface, the whole datagram for ICMP errors about it,
+#: csum_ok: TCP/UDP may skip verifying the checksum)
+IpHandler = Callable[["Ipv4Header", memoryview, Interface, memoryview, bool], None]
 IpErrorHandler = Callable[[bytes, bytes, memoryview, int, int, int, int], None]
 
 
@@ -220,7 +223,13 @@ class Stack:
         def receiver(frame: bytes, _i: Interface = iface) -> None:
             self.receive(_i, frame)
 
-        device.set_receiver(receiver)
+        def checked(frame: bytes, _i: Interface = iface) -> None:
+            self.receive(_i, frame, None, True)
+
+        # Only a device that verifies checksums itself gets the trusted entry;
+        # it is given nothing else (a wrapper gets the plain receiver of the
+        # device it wraps, so trust never passes through one).
+        device.set_receiver(receiver, checked if device.checksum_rx else None)
         if ipv4:
             self.add_address(iface, ipv4)
         for watcher in self._device_watchers:
@@ -355,8 +364,15 @@ class Stack:
 
     # -- input -----------------------------------------------------------------
     def receive(self, iface: Interface, frame: bytes | memoryview,
-                now: float | None = None) -> None:
-        """Consume one frame from ``iface``. Never raises: bad input is counted."""
+                now: float | None = None, csum_ok: bool = False) -> None:
+        """Consume one frame from ``iface``. Never raises: bad input is counted.
+
+        ``csum_ok``: the device vouches for the frame's TCP/UDP checksum (a
+        vnet-header TAP for a frame the kernel marked DATA_VALID or left
+        partial: Linux's CHECKSUM_UNNECESSARY / CHECKSUM_PARTIAL); it travels
+        down the dispatch as the handlers' last argument, and TCP and UDP then
+        skip their own verification. Only a device's trusted receiver (given
+        to devices whose ``checksum_rx`` is True) passes True."""
         timers = self.timers
         t = self.clock() if now is None else now
         if t > timers.now:
@@ -364,7 +380,7 @@ class Stack:
         counters = self.counters
         try:
             if iface.device.raw_ip:
-                self._receive_raw_ip(iface, frame)
+                self._receive_raw_ip(iface, frame, csum_ok)
                 return
             if len(frame) > iface.mtu + 18 and not iface.device.gro:
                 # header + 802.1Q tag; only a device with GRO offload hands us more.
@@ -384,14 +400,15 @@ class Stack:
             if handler is None:
                 counters["eth.unknown_ethertype"] += 1
                 return
-            handler(iface, eth, payload)
+            handler(iface, eth, payload, csum_ok)
         except Malformed as exc:
             counters.drop(exc.reason)
         except Exception:
             counters["stack.internal_error"] += 1
             log.exception("internal error while receiving a frame on %s", iface.name)
 
-    def _receive_raw_ip(self, iface: Interface, frame: bytes | memoryview) -> None:
+    def _receive_raw_ip(self, iface: Interface, frame: bytes | memoryview,
+                        csum_ok: bool = False) -> None:
         mv = memoryview(frame)
         if not mv:
             self.counters["ip.empty"] += 1
@@ -403,7 +420,8 @@ class Stack:
         if handler is None:
             self.counters["ip.bad_version"] += 1
             return
-        handler(iface, ethernet.EthernetHeader(iface.mac, b"\0" * 6, ethertype or 0, None), mv)
+        handler(iface, ethernet.EthernetHeader(iface.mac, b"\0" * 6, ethertype or 0, None), mv,
+                csum_ok)
 
     # -- output ------------------------------------------------------------------
     def set_ip_output(self, addr_len: int, output: IpOutput) -> None:
@@ -438,7 +456,7 @@ class Stack:
             return
         eth = ethernet.EthernetHeader(iface.mac, iface.mac, 0, None)
         try:
-            handler(iface, eth, memoryview(packet))
+            handler(iface, eth, memoryview(packet), False)
         except Malformed as exc:
             self.counters.drop(exc.reason)
         except Exception:

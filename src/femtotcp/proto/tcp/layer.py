@@ -218,8 +218,9 @@ class Tcp:
 
     # ------------------------------------------------------------------ input
     def input(self, ip: Ipv4Header, segment: memoryview, iface: Interface,
-              packet: memoryview) -> None:
-        """IP protocol 6 handler: checksum, demultiplex, hand over."""
+              packet: memoryview, csum_ok: bool = False) -> None:
+        """IP protocol 6 handler: checksum (unless the device vouched for it,
+        ``csum_ok``: see ``Stack.receive``), demultiplex, hand over."""
         n = len(segment)
         if n < 20:
             raise Malformed("tcp.truncated")
@@ -233,12 +234,13 @@ class Tcp:
         # The checksum (RFC 9293 3.1), inline: the ones' complement sum is the
         # value modulo 0xFFFF (see wire.checksum); the connection caches the
         # pseudo header's address part.
-        value = int.from_bytes(segment, "big")
-        if n & 1:
-            value <<= 8
-        value += (conn._psum if conn is not None else ones_sum(src + dst) + 6) + n
-        if value % 0xFFFF:
-            raise Malformed("tcp.bad_checksum")
+        if not csum_ok:
+            value = int.from_bytes(segment, "big")
+            if n & 1:
+                value <<= 8
+            value += (conn._psum if conn is not None else ones_sum(src + dst) + 6) + n
+            if value % 0xFFFF:
+                raise Malformed("tcp.bad_checksum")
         flags = off_flags & 0xFF
         if conn is not None:
             if conn.fast_input(seq, ack, flags, window, segment, hlen):

@@ -172,7 +172,8 @@ class Receiver:
             data = bytes(buf)
             buf.clear()
         else:
-            data = bytes(buf[:n])
+            with memoryview(buf) as mv:
+                data = mv[:n].tobytes()     # one copy (a bytearray slice is another)
             del buf[:n]
         self._after_read()
         return data
