@@ -39,7 +39,7 @@ from femtotcp.services.dhcp_server import DhcpServer
 from femtotcp.services.dns_server import DnsResponder
 from femtotcp.stack.interface import Interface
 from femtotcp.stack.stack import Stack
-from femtotcp.wire import arp, dhcp, dns, ethernet, icmp4, ip_bytes, ipv4, mac_bytes, tcp, udp
+from femtotcp.wire import arp, dhcp, dns, ethernet, ip_bytes, ipv4, mac_bytes, tcp, udp
 
 MODULES = ["arp", "ipv4", "icmp4", "udp", "tcp", "dns"]
 VICTIM = ip_bytes("192.0.2.1")

@@ -99,7 +99,7 @@ class SoakReport:
             f"heap (tracemalloc): baseline {self.heap_baseline / 1024:.0f} KiB, peak "
             f"{self.heap_peak / 1024:.0f} KiB, end {self.heap_end / 1024:.0f} KiB "
             f"(allowed growth {MEMORY_ALLOWANCE // 1024} KiB)",
-            f"fault counters: " + ", ".join(f"{k}={v}" for k, v in sorted(self.counters.items())),
+            "fault counters: " + ", ".join(f"{k}={v}" for k, v in sorted(self.counters.items())),
         ]
         for f in self.failures[:20]:
             lines.append(f"FAILED: {f}")
