@@ -339,6 +339,29 @@ def _stack_seeds() -> list[bytes]:
         seeds.append(bytes([4]) + bytes(f))
         seeds.append(bytes([6]) + bytes(f))
         seeds.append(bytes([6 | 0x10]) + bytes(f))
+    # Queries for the victim's DNS responder and DHCP server.
+    vic, att = world.VICTIM_IP, world.ATTACKER_IP
+    for q in (dns.build_query(7, "www.fuzz", dns.A), dns.build_query(8, "web.fuzz", dns.AAAA),
+              dns.build_query(9, "1.2.0.192.in-addr.arpa", dns.PTR)):
+        seeds.append(bytes([4]) + ethernet.build(
+            world.VICTIM_MAC, world.ATTACKER_MAC, ethernet.ETH_IPV4,
+            ipv4.build(att, vic, udp.PROTO, udp.build(att, vic, 5353, 53, q))))
+    for msg in _dhcp_messages()[-1:] + [dhcp.build(
+            dhcp.BOOTREQUEST, 0x99, MAC_A, [(dhcp.OPT_MESSAGE_TYPE, bytes([dhcp.REQUEST])),
+                                            (dhcp.OPT_REQUESTED_IP, bytes([192, 0, 2, 100])),
+                                            (dhcp.OPT_SERVER_ID, vic)])]:
+        zero, bc = bytes(4), b"\xff" * 4
+        seeds.append(bytes([4]) + ethernet.build(
+            ethernet.BROADCAST, MAC_A, ethernet.ETH_IPV4,
+            ipv4.build(zero, bc, udp.PROTO, udp.build(zero, bc, 68, 67, msg))))
+    # ICMP errors quoting the live connection (flag 2 rewrites the quote).
+    for f in _frames():
+        if f[23] == ipv4.PROTO_ICMP and f[34] in (3, 11, 12):
+            g = bytearray(f)
+            g[0:6], g[6:12] = world.VICTIM_MAC, world.PEER_MAC
+            g[26:30] = world.PEER_IP
+            g[66:70] = bytes(4)          # the quoted seq: snd_una + 0 once adapted
+            seeds.append(bytes([6]) + bytes(g))
     bcast = bytearray(ethernet.build(MAC_B, MAC_A, ethernet.ETH_IPV4, _ip_packets()[6]))
     bcast[0:6] = ethernet.BROADCAST
     seeds.append(bytes([7]) + bytes(bcast))

@@ -8,7 +8,9 @@ The victim (192.0.2.1, MAC 02:00:00:00:00:01) has, when the world is built:
 * a DNS query in flight to 192.0.2.53 (a host that takes queries and never
   answers, so the query stays open until its timer);
 * a DHCP client on a second interface (another switch): SELECTING in the even
-  variants (no server), BOUND to a real server in the odd ones.
+  variants (no server), BOUND to a real server in the odd ones;
+* a DNS responder (zone "fuzz", port 53) and a DHCP server on the LAN, so the
+  servers' parsers take fuzzed queries too.
 
 ``World.inject(data)`` hands one fuzz input to the victim. Its first byte
 steers the harness (the rest is the frame):
@@ -17,7 +19,8 @@ steers the harness (the rest is the frame):
 * bit 1: adapt the frame to the live state: a TCP segment is moved onto the
   live connection's 4-tuple with seq/ack read as offsets from rcv_nxt/snd_una,
   a UDP datagram from port 53 goes to the in-flight query's port with its txid
-  and source, a datagram to port 68 gets the DHCP client's xid and MAC;
+  and source, a datagram to port 68 gets the DHCP client's xid and MAC, and
+  an ICMP error quoting TCP is made to quote the live connection;
 * bit 2: complete the checksums (IPv4 header and the ICMP/UDP/TCP checksum);
 * bits 3-4: virtual time to let pass afterwards (0, 10 ms, 0.5 s, 3 s), so
   timers (retransmission, reassembly, ARP, DNS, DHCP) run with fuzzed state.
@@ -39,6 +42,7 @@ from femtotcp.phy.pcap import PcapWriter, read_pcap
 from femtotcp.runtime import SimLoop
 from femtotcp.services import dhcp
 from femtotcp.services.dhcp_server import DhcpServer
+from femtotcp.services.dns_server import DnsResponder
 from femtotcp.stack.stack import Stack
 from femtotcp.wire import arp, ethernet, ip_bytes, mac_bytes
 from femtotcp.wire.checksum import checksum
@@ -121,6 +125,11 @@ class World:
             self.writer.attach(self.if1.device)
         self.loop.add_stack(victim)
         victim.start()
+        self.responder = DnsResponder(victim, zone="fuzz")
+        self.responder.add_address("www.fuzz", "192.0.2.80")
+        self.responder.add_cname("web.fuzz", "www.fuzz")
+        DhcpServer(victim, self.if0, "192.0.2.100", "192.0.2.120", router="192.0.2.1",
+                   dns=["192.0.2.1"], lease_time=60, domain="fuzz", search=["fuzz"])
         peer = self.peer = Stack("peer", modules=MODULES)
         peer.add_interface(self.lan.port("peer"), mac=PEER_MAC, ipv4="192.0.2.2/24")
         self.loop.add_stack(peer)
@@ -260,6 +269,21 @@ class World:
             ack = (int.from_bytes(frame[l4 + 8:l4 + 12], "big") + conn.snd_una) & MASK32
             frame[l4 + 4:l4 + 8] = seq.to_bytes(4, "big")
             frame[l4 + 8:l4 + 12] = ack.to_bytes(4, "big")
+        elif proto == 1 and frame[l4] in (3, 11, 12) and len(frame) >= l4 + 8 + 28 \
+                and not dhcp_side and self.conn is not None:
+            inner = l4 + 8
+            ihl = (frame[inner] & 0x0F) * 4
+            key = self.conn.key
+            if ihl < 20 or len(frame) < inner + ihl + 8:
+                return
+            frame[inner + 9] = 6
+            frame[inner + 12:inner + 16] = key[0]
+            frame[inner + 16:inner + 20] = key[2]
+            t = inner + ihl
+            frame[t:t + 2] = key[1].to_bytes(2, "big")
+            frame[t + 2:t + 4] = key[3].to_bytes(2, "big")
+            seq = (int.from_bytes(frame[t + 4:t + 8], "big") + self.conn.snd_una) & MASK32
+            frame[t + 4:t + 8] = seq.to_bytes(4, "big")
         elif proto == 17:
             sport = int.from_bytes(frame[l4:l4 + 2], "big")
             dport = int.from_bytes(frame[l4 + 2:l4 + 4], "big")
