@@ -230,10 +230,12 @@ def _udp_gauges(r: Rig) -> dict[str, object]:
 
 
 def _arp_sender(r: Rig) -> tuple[bytes, bytes]:
-    host = r.rng.randrange(3, 253)
-    if host == 53:
-        host = 52
-    return bytes([2, 0xAA]) + r.rng.randbytes(4), bytes([192, 0, 2, host])
+    """A random unicast MAC and a random sender address: the stack learns a sender
+    that asks for (or answers) one of its addresses, from any subnet."""
+    spa = bytes([r.rng.randrange(1, 224)]) + r.rng.randbytes(3)
+    if spa[0] in (127, 192):
+        spa = bytes([198, 18]) + spa[2:]
+    return bytes([2, 0xAA]) + r.rng.randbytes(4), spa
 
 
 def _arp_req(r: Rig, i: int) -> tuple[Interface, bytes]:
