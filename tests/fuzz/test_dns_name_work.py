@@ -6,7 +6,7 @@ always ends, but before the fix each record walked the whole chain again: a
 1500-byte reply took ~3 ms and a 64 KiB one (a reassembled UDP datagram)
 ~3 s, to the resolver and to the DNS responder alike. Now a name follows at
 most 127 pointers (``dns.too_many_pointers``) and a message remembers the name
-found at each offset, so every byte of it is walked about once.
+that starts at each offset already read, so every byte of it is walked about once.
 
 These tests count the work (label reads, byte reads), never time it.
 """
@@ -113,6 +113,22 @@ def test_names_sharing_a_long_name_decode_it_once(monkeypatch: pytest.MonkeyPatc
     assert len(msg.answers) > 100
     assert all(rr.name == ".".join(["a"] * 126) for rr in msg.answers[1:])
     assert len(calls) == 126                     # each label escaped once, not once per record
+
+
+def test_pointers_into_every_label_decode_each_label_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    name = b"\x01a" * 126 + b"\x00"
+    start = 12 + 1 + RR_TAIL.size
+    targets = [start + 2 * k for k in range(126)] * 2     # every label, twice
+    body = b"".join(_ptr(t) + RR_TAIL.pack(99, 1, 0, 0) for t in targets)
+    raw = (struct.pack("!6H", 1, 0x8180, 0, len(targets) + 1, 0, 0) + b"\x00"
+           + RR_TAIL.pack(99, 1, 0, len(name)) + name + body)
+    calls = []
+    real = dns._escape_label
+    monkeypatch.setattr(dns, "_escape_label", lambda b: calls.append(1) or real(b))
+    msg = dns.parse(raw)
+    assert [rr.name.count("a") for rr in msg.answers[1:]] == [126 - k for k in range(126)] * 2
+    assert len(calls) == 126
 
 
 def test_domain_search_shares_the_cache() -> None:

@@ -147,10 +147,11 @@ def read_name(msg: bytes | memoryview, offset: int, min_pointer: int = HEADER_LE
     header), 0 inside a DHCP option (RFC 3397 2). ``limit`` bounds the
     name's own bytes (up to its first pointer): the end of an RDATA.
 
-    ``cache`` (one dict per message) remembers the name found at every offset
-    a pointer led to, so a message whose names all point into one long chain
-    of pointers or one 127-label name costs one walk of it, not one per name:
-    without it a 1500-byte reply took milliseconds and a 64 KiB one seconds.
+    ``cache`` (one dict per message) remembers the name that starts at every
+    offset a walk read, and a pointer to one of them ends the walk there: a
+    message whose names all point into one long chain of pointers, or into
+    the labels of one long name, costs one walk of it, not one per name (before,
+    a 1500-byte reply took milliseconds and a 64 KiB one seconds).
     A name may follow at most ``MAX_POINTERS`` pointers (one per label is all
     a compressor needs).
     """
@@ -160,10 +161,14 @@ def read_name(msg: bytes | memoryview, offset: int, min_pointer: int = HEADER_LE
     pos = offset
     run_start = offset        # start of the current run of labels
     end: int | None = None    # where the caller continues
-    jumps: list[tuple[int, int, int]] = [(offset, 0, 0)]  # (target, labels, wire) so far
+    #: (offset, labels before it, wire length before it) of every place the walk
+    #: read: a name starts at each of them, for the cache.
+    seen: list[tuple[int, int, int]] = []
+    hops = 0
     tail: tuple[str, int] | None = None  # a cached suffix the walk ended in
     first = n if limit is None else min(n, limit)
     while True:
+        seen.append((pos, len(labels), wire_len))
         bound = first if end is None else n
         if pos >= bound:
             raise Malformed("dns.truncated_name")
@@ -179,7 +184,8 @@ def read_name(msg: bytes | memoryview, offset: int, min_pointer: int = HEADER_LE
             # the header. Targets only decrease, so the walk terminates.
             if target >= run_start or target < min_pointer:
                 raise Malformed("dns.bad_pointer")
-            if len(jumps) > MAX_POINTERS:
+            hops += 1
+            if hops > MAX_POINTERS:
                 raise Malformed("dns.too_many_pointers")
             if cache is not None:
                 tail = cache.get(target)
@@ -188,7 +194,6 @@ def read_name(msg: bytes | memoryview, offset: int, min_pointer: int = HEADER_LE
                     if wire_len > MAX_NAME:
                         raise Malformed("dns.bad_name_length")
                     break
-            jumps.append((target, len(labels), wire_len))
             pos = run_start = target
             continue
         if kind:
@@ -211,8 +216,9 @@ def read_name(msg: bytes | memoryview, offset: int, min_pointer: int = HEADER_LE
     if tail is not None and tail[0]:
         labels.append(tail[0])
     if cache is not None:
-        for target, first, before in jumps:
-            cache[target] = (".".join(labels[first:]), wire_len - before)
+        for at, index, before in seen:
+            if at not in cache:
+                cache[at] = (".".join(labels[index:]), wire_len - before)
     return ".".join(labels), end
 
 
