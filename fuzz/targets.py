@@ -339,6 +339,15 @@ def _stack_seeds() -> list[bytes]:
         seeds.append(bytes([4]) + bytes(f))
         seeds.append(bytes([6]) + bytes(f))
         seeds.append(bytes([6 | 0x10]) + bytes(f))
+        seeds.append(bytes([6 | 0x20]) + bytes(f))      # with data in flight
+    # ACKs and SACKs (relative to snd_una) for data in flight on the live connection.
+    for ack, blocks in ((1460, ()), (0, ((1460, 2920),)), (0, ((1460, 2920), (4380, 5840))),
+                        (2920, ()), (0, ())):
+        seg = tcp.build(world.PEER_IP, world.VICTIM_IP, 80, 1, 0, ack, tcp.ACK, 60000,
+                        options=tcp.build_options(sack_blocks=blocks) if blocks else b"")
+        f = ethernet.build(world.VICTIM_MAC, world.PEER_MAC, ethernet.ETH_IPV4,
+                           ipv4.build(world.PEER_IP, world.VICTIM_IP, tcp.PROTO, seg))
+        seeds.append(bytes([6 | 0x20]) + f)
     # Queries for the victim's DNS responder and DHCP server.
     vic, att = world.VICTIM_IP, world.ATTACKER_IP
     for q in (dns.build_query(7, "www.fuzz", dns.A), dns.build_query(8, "web.fuzz", dns.AAAA),

@@ -17,13 +17,16 @@ steers the harness (the rest is the frame):
 
 * bit 0: which interface receives it (0: the LAN, 1: the DHCP network);
 * bit 1: adapt the frame to the live state: a TCP segment is moved onto the
-  live connection's 4-tuple with seq/ack read as offsets from rcv_nxt/snd_una,
+  live connection's 4-tuple with seq/ack (and SACK edges) read as offsets from
+  rcv_nxt/snd_una,
   a UDP datagram from port 53 goes to the in-flight query's port with its txid
   and source, a datagram to port 68 gets the DHCP client's xid and MAC, and
   an ICMP error quoting TCP is made to quote the live connection;
 * bit 2: complete the checksums (IPv4 header and the ICMP/UDP/TCP checksum);
 * bits 3-4: virtual time to let pass afterwards (0, 10 ms, 0.5 s, 3 s), so
-  timers (retransmission, reassembly, ARP, DNS, DHCP) run with fuzzed state.
+  timers (retransmission, reassembly, ARP, DNS, DHCP) run with fuzzed state;
+* bit 5: the victim sends 3 KiB on its connection first, so the frame meets
+  data in flight (and, adapted, ACKs and SACKs it relative to snd_una).
 
 After each input the world is kept alive: a query is re-issued when none is in
 flight and the connection re-opened when it ended. ``World.check()`` raises
@@ -147,6 +150,7 @@ class World:
         self.peer_listener = peer.tcp.listen(PEER_IP, 80)
         self.victim_listener = victim.tcp.listen(b"\0\0\0\0", 22)
         self.conn: Any = None
+        self.server_conn: Any = None
         self.accepted: list[Any] = []
         self._connect()
         incoming = peer.tcp.connect(VICTIM_IP, 22)
@@ -189,6 +193,7 @@ class World:
         conn = self.victim.tcp.connect(PEER_IP, 80)
         self.loop.run(duration=0.01)
         server = self.peer_listener.accept()
+        self.server_conn = server
         if server is not None:
             server.send(b"HTTP/1.1 200 OK\r\n\r\n" + bytes(range(256)) * 4)
             conn.send(b"GET / HTTP/1.1\r\nHost: fuzz\r\n\r\n")
@@ -210,6 +215,9 @@ class World:
             self._connect()
         while self.conn.readable and self.conn.recv() is not None:
             pass
+        server = self.server_conn
+        while server is not None and server.readable and server.recv() is not None:
+            pass
         for acc in self.accepted:
             while acc.readable and acc.recv() is not None:
                 pass
@@ -230,6 +238,10 @@ class World:
         ctl = data[0]
         frame = bytearray(data[1:])
         iface = self.if1 if ctl & 1 else self.if0
+        conn = self.conn
+        if ctl & 0x20 and conn is not None and conn.state == "ESTABLISHED" and conn.writable:
+            # Data in flight when the frame arrives (the peer's ACKs come after it).
+            conn.send(_STREAM)
         if ctl & 2:
             self.adapt(frame, iface is self.if1)
         if ctl & 4:
@@ -269,6 +281,7 @@ class World:
             ack = (int.from_bytes(frame[l4 + 8:l4 + 12], "big") + conn.snd_una) & MASK32
             frame[l4 + 4:l4 + 8] = seq.to_bytes(4, "big")
             frame[l4 + 8:l4 + 12] = ack.to_bytes(4, "big")
+            _adapt_sack(frame, l4, conn.snd_una)
         elif proto == 1 and frame[l4] in (3, 11, 12) and len(frame) >= l4 + 8 + 28 \
                 and not dhcp_side and self.conn is not None:
             inner = l4 + 8
@@ -310,6 +323,30 @@ class World:
             out.append(bytes([4]) + frame)          # as captured, checksums completed
             out.append(bytes([5]) + frame)          # the same on the DHCP interface
         return out
+
+
+_STREAM = bytes(range(256)) * 12
+
+
+def _adapt_sack(frame: bytearray, l4: int, base: int) -> None:
+    """SACK block edges (RFC 2018) read as offsets from ``base`` too."""
+    end = min(len(frame), l4 + ((frame[l4 + 12] >> 4) * 4))
+    i = l4 + 20
+    while i + 1 < end:
+        kind = frame[i]
+        if kind == 0:
+            return
+        if kind == 1:
+            i += 1
+            continue
+        length = frame[i + 1]
+        if length < 2 or i + length > end:
+            return
+        if kind == 5:
+            for j in range(i + 2, i + length - 3, 4):
+                edge = (int.from_bytes(frame[j:j + 4], "big") + base) & MASK32
+                frame[j:j + 4] = edge.to_bytes(4, "big")
+        i += length
 
 
 def _ip_offset(frame: bytearray) -> int | None:
