@@ -6,7 +6,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 DEB_PEERS := iproute2 iputils-ping curl socat dnsmasq tshark vde2 iptables openssl radvd ethtool
 
-.PHONY: all demo test lint bench venv deps clean tiny size
+.PHONY: all demo test lint bench venv deps clean tiny size fuzz
 
 all: test
 
@@ -50,6 +50,14 @@ size: venv
 
 bench: venv deps
 	$(VPY) -m bench.run
+
+# Coverage-guided fuzzing (atheris/libFuzzer) of every parser and of Stack.receive;
+# not part of `make test`. FUZZ_RUNS inputs per target, FUZZ_TARGETS to pick some.
+FUZZ_RUNS ?= 1000000
+FUZZ_TARGETS ?=
+fuzz: venv
+	$(VPY) -m pip install -q -e '.[fuzz]'
+	$(VPY) -m fuzz.run --runs $(FUZZ_RUNS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(VENV) bench/.venv-pytcp build *.egg-info src/*.egg-info .pytest_cache

@@ -144,7 +144,7 @@ declare(EVENT, """
 declare(DROP, """
     dns.bad_count dns.bad_label_type dns.bad_name_length dns.bad_opcode
     dns.bad_pointer dns.bad_qr dns.bad_question dns.bad_rcode dns.bad_rdlength
-    dns.bad_source dns.bad_txid dns.drop_too_many_lookups dns.no_port
+    dns.bad_source dns.bad_txid dns.too_many_pointers dns.drop_too_many_lookups dns.no_port
     dns.rx_truncated dns.tcp_failed dns.tcp_timeout dns.timeout dns.truncated
     dns.truncated_name
 """)

@@ -253,9 +253,10 @@ def domain_search(value: bytes) -> list[str]:
     names: list[str] = []
     pos = 0
     n = len(value)
+    cache: dns.NameCache = {}
     while pos < n:
         try:
-            name, nxt = dns.read_name(value, pos, min_pointer=0)
+            name, nxt = dns.read_name(value, pos, 0, cache)
         except Malformed:
             raise Malformed("dhcp.bad_domain_search") from None
         if nxt <= pos or not name:

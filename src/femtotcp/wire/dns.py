@@ -33,6 +33,7 @@ HEADER_LEN = 12
 MAX_LABEL = 63
 MAX_NAME = 255           # wire length, length octets and final zero included
 MAX_UDP = 512            # RFC 1035 4.2.1 without EDNS
+MAX_POINTERS = 127       # per name: a 255-byte name has at most 127 labels
 PORT = 53
 
 # Types (RFC 1035 3.2.2, RFC 3596, RFC 6891).
@@ -72,6 +73,10 @@ _RRTAIL = struct.Struct("!HHIH")
 _SOA_TAIL = struct.Struct("!IIIII")
 _MIN_QUESTION = 5        # root name (1) + type + class
 _MIN_RR = 11             # root name (1) + type, class, ttl, rdlength
+
+
+#: offset -> (name text, wire length) of a name already read in this message.
+NameCache = dict[int, tuple[str, int]]
 
 
 class Question(NamedTuple):
@@ -132,14 +137,23 @@ def _escape_label(label: bytes | memoryview) -> str:
     return "".join(out)
 
 
-def read_name(msg: bytes | memoryview, offset: int,
-              min_pointer: int = HEADER_LEN) -> tuple[str, int]:
+def read_name(msg: bytes | memoryview, offset: int, min_pointer: int = HEADER_LEN,
+              cache: NameCache | None = None, limit: int | None = None) -> tuple[str, int]:
     """Read the (possibly compressed) name at ``offset`` in ``msg``.
 
     Returns (name, offset just after the name as it appears at ``offset``,
     i.e. after the first pointer or the terminator). ``min_pointer`` is the
     lowest offset a pointer may target: 12 in a DNS message (never into the
-    header), 0 inside a DHCP option (RFC 3397 2).
+    header), 0 inside a DHCP option (RFC 3397 2). ``limit`` bounds the
+    name's own bytes (up to its first pointer): the end of an RDATA.
+
+    ``cache`` (one dict per message) remembers the name that starts at every
+    offset a walk read, and a pointer to one of them ends the walk there: a
+    message whose names all point into one long chain of pointers, or into
+    the labels of one long name, costs one walk of it, not one per name (before,
+    a 1500-byte reply took milliseconds and a 64 KiB one seconds).
+    A name may follow at most ``MAX_POINTERS`` pointers (one per label is all
+    a compressor needs).
     """
     n = len(msg)
     labels: list[str] = []
@@ -147,13 +161,21 @@ def read_name(msg: bytes | memoryview, offset: int,
     pos = offset
     run_start = offset        # start of the current run of labels
     end: int | None = None    # where the caller continues
+    #: (offset, labels before it, wire length before it) of every place the walk
+    #: read: a name starts at each of them, for the cache.
+    seen: list[tuple[int, int, int]] = []
+    hops = 0
+    tail: tuple[str, int] | None = None  # a cached suffix the walk ended in
+    first = n if limit is None else min(n, limit)
     while True:
-        if pos >= n:
+        seen.append((pos, len(labels), wire_len))
+        bound = first if end is None else n
+        if pos >= bound:
             raise Malformed("dns.truncated_name")
         length = msg[pos]
         kind = length & 0xC0
         if kind == 0xC0:
-            if pos + 1 >= n:
+            if pos + 1 >= bound:
                 raise Malformed("dns.truncated_name")
             target = ((length & 0x3F) << 8) | msg[pos + 1]
             if end is None:
@@ -162,6 +184,16 @@ def read_name(msg: bytes | memoryview, offset: int,
             # the header. Targets only decrease, so the walk terminates.
             if target >= run_start or target < min_pointer:
                 raise Malformed("dns.bad_pointer")
+            hops += 1
+            if hops > MAX_POINTERS:
+                raise Malformed("dns.too_many_pointers")
+            if cache is not None:
+                tail = cache.get(target)
+                if tail is not None:
+                    wire_len += tail[1]
+                    if wire_len > MAX_NAME:
+                        raise Malformed("dns.bad_name_length")
+                    break
             pos = run_start = target
             continue
         if kind:
@@ -172,15 +204,22 @@ def read_name(msg: bytes | memoryview, offset: int,
                 raise Malformed("dns.bad_name_length")
             if end is None:
                 end = pos + 1
-            return ".".join(labels), end
+            break
         # length <= 63 follows from kind == 0.
-        if pos + 1 + length > n:
+        if pos + 1 + length > bound:
             raise Malformed("dns.truncated_name")
         wire_len += 1 + length
         if wire_len >= MAX_NAME:   # the terminator still needs one byte
             raise Malformed("dns.bad_name_length")
         labels.append(_escape_label(msg[pos + 1:pos + 1 + length]))
         pos += 1 + length
+    if tail is not None and tail[0]:
+        labels.append(tail[0])
+    if cache is not None:
+        for at, index, before in seen:
+            if at not in cache:
+                cache[at] = (".".join(labels[index:]), wire_len - before)
+    return ".".join(labels), end
 
 
 def split_name(name: str) -> list[bytes]:
@@ -253,7 +292,8 @@ def names_equal(a: str, b: str) -> bool:
 
 # -- messages ------------------------------------------------------------------
 
-def _read_rdata(msg: memoryview, rtype: int, start: int, rdlen: int) -> object:
+def _read_rdata(msg: memoryview, rtype: int, start: int, rdlen: int,
+                cache: NameCache) -> object:
     end = start + rdlen
     if rtype == A:
         if rdlen != 4:
@@ -264,8 +304,9 @@ def _read_rdata(msg: memoryview, rtype: int, start: int, rdlen: int) -> object:
             raise Malformed("dns.bad_rdlength")
         return bytes(msg[start:end])
     if rtype in (CNAME, PTR, NS):
-        # Parse inside the RDATA only: a name running past RDLENGTH is bad.
-        name, after = read_name(msg[:end], start)
+        # The name's own bytes must end exactly where RDLENGTH says (a
+        # pointer may lead anywhere before, RFC 1035 4.1.4).
+        name, after = read_name(msg, start, HEADER_LEN, cache, end)
         if after != end:
             raise Malformed("dns.bad_rdlength")
         return name
@@ -273,23 +314,24 @@ def _read_rdata(msg: memoryview, rtype: int, start: int, rdlen: int) -> object:
         if rdlen < 3:
             raise Malformed("dns.bad_rdlength")
         pref = (msg[start] << 8) | msg[start + 1]
-        name, after = read_name(msg[:end], start + 2)
+        name, after = read_name(msg, start + 2, HEADER_LEN, cache, end)
         if after != end:
             raise Malformed("dns.bad_rdlength")
         return (pref, name)
     if rtype == SOA:
-        mname, pos = read_name(msg[:end], start)
-        rname, pos = read_name(msg[:end], pos)
+        mname, pos = read_name(msg, start, HEADER_LEN, cache, end)
+        rname, pos = read_name(msg, pos, HEADER_LEN, cache, end)
         if end - pos != _SOA_TAIL.size:
             raise Malformed("dns.bad_rdlength")
         return (mname, rname) + _SOA_TAIL.unpack_from(msg, pos)
     return bytes(msg[start:end])
 
 
-def _read_records(msg: memoryview, pos: int, count: int, out: list[Record]) -> int:
+def _read_records(msg: memoryview, pos: int, count: int, out: list[Record],
+                  cache: NameCache) -> int:
     n = len(msg)
     for _ in range(count):
-        name, pos = read_name(msg, pos)
+        name, pos = read_name(msg, pos, HEADER_LEN, cache)
         if pos + _RRTAIL.size > n:
             raise Malformed("dns.truncated")
         rtype, rclass, ttl, rdlen = _RRTAIL.unpack_from(msg, pos)
@@ -298,17 +340,18 @@ def _read_records(msg: memoryview, pos: int, count: int, out: list[Record]) -> i
             raise Malformed("dns.bad_rdlength")
         if ttl & 0x80000000:
             ttl = 0  # RFC 2181 8: a TTL with the top bit set is treated as zero
-        out.append(Record(name, rtype, rclass, ttl, _read_rdata(msg, rtype, pos, rdlen)))
+        out.append(Record(name, rtype, rclass, ttl, _read_rdata(msg, rtype, pos, rdlen, cache)))
         pos += rdlen
     return pos
 
 
-def _read_questions(mv: memoryview, count: int) -> tuple[list[Question], int]:
+def _read_questions(mv: memoryview, count: int,
+                    cache: NameCache) -> tuple[list[Question], int]:
     n = len(mv)
     pos = HEADER_LEN
     questions: list[Question] = []
     for _ in range(count):
-        name, pos = read_name(mv, pos)
+        name, pos = read_name(mv, pos, HEADER_LEN, cache)
         if pos + _QTAIL.size > n:
             raise Malformed("dns.truncated")
         qtype, qclass = _QTAIL.unpack_from(mv, pos)
@@ -331,13 +374,14 @@ def parse(data: bytes | memoryview) -> Message:
     # RFC 9267 6: counts must be possible before anything is read or allocated.
     if qd * _MIN_QUESTION + (an + ns + ar) * _MIN_RR > n - HEADER_LEN:
         raise Malformed("dns.bad_count")
-    questions, pos = _read_questions(mv, qd)
+    cache: NameCache = {}
+    questions, pos = _read_questions(mv, qd, cache)
     answers: list[Record] = []
     authority: list[Record] = []
     additional: list[Record] = []
-    pos = _read_records(mv, pos, an, answers)
-    pos = _read_records(mv, pos, ns, authority)
-    _read_records(mv, pos, ar, additional)
+    pos = _read_records(mv, pos, an, answers, cache)
+    pos = _read_records(mv, pos, ns, authority, cache)
+    _read_records(mv, pos, ar, additional, cache)
     return Message(txid, flags, questions, answers, authority, additional)
 
 
@@ -351,7 +395,7 @@ def parse_head(data: bytes | memoryview) -> tuple[int, int, list[Question]]:
     txid, flags, qd, _an, _ns, _ar = _HDR.unpack_from(mv)
     if qd * _MIN_QUESTION > n - HEADER_LEN:
         raise Malformed("dns.bad_count")
-    questions, _ = _read_questions(mv, qd)
+    questions, _ = _read_questions(mv, qd, {})
     return txid, flags, questions
 
 
