@@ -333,7 +333,8 @@ class Ipv6:
                               ethernet.ETH_IPV6, packet)
 
     # -- input -----------------------------------------------------------------------
-    def input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview) -> None:
+    def input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview,
+              csum_ok: bool = False) -> None:
         stack = self.stack
         counters = stack.counters
         header, data = wire.parse(payload)
