@@ -135,6 +135,11 @@ def build_parser() -> _Parser:
     from femtotcp import control
     control.add_ctl_arguments(c)
 
+    # -- gateway (user-mode networking, issue 14) --
+    g = sub.add_parser("gateway", help="user-mode networking for a VM or container")
+    from femtotcp.gateway import cli as gateway_cli
+    gateway_cli.add_arguments(g)
+
     z = sub.add_parser("size", help="each protocol module's footprint")
     z.add_argument("--json", action="store_true", help="machine-readable output")
     return p
@@ -207,8 +212,13 @@ def cmd_size(args: argparse.Namespace) -> int:
     return size.main(["--json"] if args.json else [])
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from femtotcp.gateway import cli as gateway_cli
+    return gateway_cli.main(args)
+
+
 COMMANDS = {"serve": cmd_serve, "run": cmd_run, "ctl": cmd_ctl, "demo": cmd_demo,
-            "size": cmd_size}
+            "size": cmd_size, "gateway": cmd_gateway}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

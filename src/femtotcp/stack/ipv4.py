@@ -114,6 +114,9 @@ class Ipv4:
         self.current = memoryview(b"")
         #: Multicast groups joined (accepted as destinations).
         self.groups: set[bytes] = {b"\xe0\x00\x00\x01"}   # all-hosts (RFC 1112)
+        #: Interfaces whose unicast datagrams to any address are taken as ours
+        #: (a gateway terminates its guest's flows: it is the guest's router).
+        self.accept_any: set[Interface] = set()
         stack.ethertypes[ethernet.ETH_IPV4] = self.input
         stack.ip_output = self.output  # type: ignore[method-assign]
 
@@ -161,6 +164,8 @@ class Ipv4:
             cast = 2
         elif unconfigured or any(a.tentative for a in iface.ipv4):
             # DHCP: before an address is bound, accept unicast to anyone (RFC 2131 4.1).
+            cast = 0
+        elif iface in self.accept_any and not eth.dst[0] & 1:
             cast = 0
         else:
             counters["ipv4.not_for_us"] += 1

@@ -1,0 +1,58 @@
+"""The ``femtotcp gateway`` subcommand's flags and its foreground loop."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from femtotcp.gateway.gateway import DEFAULT_NET, Gateway, GatewayOptions
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tap", metavar="NAME", required=True,
+                   help="the guest's TAP device (created by the gateway)")
+    p.add_argument("--netns", metavar="PATH|PID|NAME",
+                   help="create the TAP in this network namespace (a container's); the "
+                        "gateway's own sockets stay where it was started")
+    p.add_argument("--net", metavar="PREFIX", default=DEFAULT_NET,
+                   help=f"the guest's network (default {DEFAULT_NET}: gateway .2, DNS .3, "
+                        "first lease .15)")
+    p.add_argument("--mtu", type=int, default=1500, help="the guest link's MTU (default 1500)")
+    p.add_argument("--pcap", metavar="FILE", help="capture the guest side")
+    p.add_argument("-t", dest="tcp_forwards", action="append", default=[],
+                   metavar="[ADDR:]HOSTPORT:GUESTPORT", help="forward a host TCP port")
+    p.add_argument("--dns-upstream", action="append", default=[], metavar="ADDR",
+                   help="ask this resolver (default: /etc/resolv.conf's)")
+    p.add_argument("--host-record", action="append", default=[], metavar="NAME=ADDR",
+                   help="answer NAME with ADDR in the guest's DNS")
+    p.add_argument("--allow-host-loopback", action="store_true",
+                   help="the gateway address reaches the host's 127.0.0.1")
+    p.add_argument("--forward-masquerade", action="store_true",
+                   help="port forwards show the guest the gateway, not the real client")
+    p.add_argument("--max-flows", type=int, default=4096, help="NAT flow limit (default 4096)")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"])
+
+
+def options(args: argparse.Namespace) -> GatewayOptions:
+    return GatewayOptions(tap=args.tap, netns=args.netns, net=args.net, mtu=args.mtu,
+                          pcap=args.pcap, tcp_forwards=args.tcp_forwards,
+                          dns_upstream=args.dns_upstream, host_records=args.host_record,
+                          allow_host_loopback=args.allow_host_loopback,
+                          forward_masquerade=args.forward_masquerade,
+                          max_flows=args.max_flows)
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    gw = Gateway(options(args))
+    rt = gw.runtime
+    rt.install_signal_handlers()
+    try:
+        rt.call(gw.stack.start)
+        print(f"femtotcp: {gw.describe()}", flush=True)
+        rt.run_forever()
+    finally:
+        gw.close()
+    return 0

@@ -1,0 +1,273 @@
+"""``femtotcp gateway``: a stack that is a guest's router, DHCP and DNS server.
+
+The guest's side is an ordinary stack on one device (a TAP, created in
+another network namespace with ``netns``); the gateway's host sockets stay in
+the namespace it was started in. On ``--net PREFIX`` (QEMU's 10.0.2.0/24 by
+default) the stack holds the gateway address (.2) and the DNS address (.3),
+serves DHCP from .15 on, forwards DNS to the host's resolvers, and carries the
+guest's flows through ``Nat``. Port forwards listen on host sockets and open
+connections to the guest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from femtotcp.gateway.dns_forward import DnsForwarder, resolv_conf_servers
+from femtotcp.gateway.flows import Limits
+from femtotcp.gateway.nat import Nat
+from femtotcp.phy.netns import setns
+from femtotcp.runtime import Runtime
+from femtotcp.stack.config import StackConfig
+from femtotcp.stack.stack import Stack, parse_prefix
+from femtotcp.wire import ip_bytes, ip_str
+
+log = logging.getLogger("femtotcp.gateway")
+
+DEFAULT_NET = "10.0.2.0/24"
+
+
+@dataclass
+class Forward:
+    """``-t [ADDR:]HOSTPORT:GUESTPORT``."""
+
+    host_addr: str
+    host_port: int
+    guest_port: int
+
+    @classmethod
+    def parse(cls, text: str, flag: str = "-t") -> Forward:
+        parts = text.rsplit(":", 2)
+        try:
+            if len(parts) == 2:
+                addr, hp, gp = "0.0.0.0", parts[0], parts[1]
+            elif len(parts) == 3:
+                addr, hp, gp = parts
+                if len(ip_bytes(addr)) != 4:
+                    raise ValueError
+            else:
+                raise ValueError
+            host_port, guest_port = int(hp, 10), int(gp, 10)
+        except ValueError:
+            raise ValueError(f"{flag} {text}: want [ADDR:]HOSTPORT:GUESTPORT") from None
+        for p in (host_port, guest_port):
+            if not 1 <= p <= 65535:
+                raise ValueError(f"{flag} {text}: port {p} out of range 1..65535")
+        return cls(addr, host_port, guest_port)
+
+
+@dataclass
+class GatewayOptions:
+    tap: str | None = None
+    netns: str | None = None
+    net: str = DEFAULT_NET
+    mtu: int = 1500
+    pcap: str | None = None
+    tcp_forwards: list[str] = field(default_factory=list)
+    dns_upstream: list[str] = field(default_factory=list)
+    host_records: list[str] = field(default_factory=list)
+    allow_host_loopback: bool = False
+    forward_masquerade: bool = False
+    max_flows: int = 4096
+
+    def addresses(self) -> tuple[bytes, int, bytes, bytes, bytes, bytes]:
+        """(network, prefixlen, gateway .2, DNS .3, first lease .15, last lease)."""
+        addr, plen = parse_prefix(self.net)
+        if "/" not in self.net:
+            raise ValueError(f"--net {self.net}: give a prefix, e.g. 10.0.2.0/24")
+        if plen > 27:
+            raise ValueError(f"--net {self.net}: the prefix must be /27 or shorter "
+                             "(the first lease is .15)")
+        mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+        base = int.from_bytes(addr, "big") & mask
+        if base >> 24 in (0, 127) or base >> 24 >= 224:
+            raise ValueError(f"--net {self.net}: not a usable unicast network")
+        last = min(base + 15 + 254, (base | ~mask & 0xFFFFFFFF) - 1)
+
+        def b(n: int) -> bytes:
+            return n.to_bytes(4, "big")
+        return b(base), plen, b(base + 2), b(base + 3), b(base + 15), b(last)
+
+    def records(self) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for rec in self.host_records:
+            name, sep, addr = rec.partition("=")
+            try:
+                packed = ip_bytes(addr.strip())
+            except ValueError:
+                packed = b""
+            if not sep or not name.strip() or len(packed) != 4:
+                raise ValueError(f"--host-record {rec}: want NAME=IPV4ADDR")
+            out[name.strip()] = packed
+        return out
+
+    def validate(self) -> None:
+        if not self.tap:
+            raise ValueError("a guest attachment is needed: --tap NAME")
+        if len(self.tap.encode()) > 15 or "/" in self.tap or " " in self.tap:
+            raise ValueError(f"--tap {self.tap!r}: 1-15 characters, no '/' or spaces")
+        if not 576 <= self.mtu <= 65520:
+            raise ValueError(f"--mtu {self.mtu}: out of range 576..65520")
+        if self.max_flows < 1:
+            raise ValueError(f"--max-flows {self.max_flows}: must be >= 1")
+        self.addresses()
+        self.records()
+        for fw in self.tcp_forwards:
+            Forward.parse(fw)
+        for up in self.dns_upstream:
+            try:
+                ok = len(ip_bytes(up)) == 4
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"--dns-upstream {up}: not an IPv4 address")
+
+
+def netns_path(spec: str) -> str:
+    """``--netns PATH|PID|NAME`` -> the namespace file to open."""
+    if spec.isdigit():
+        return f"/proc/{spec}/ns/net"
+    if "/" in spec:
+        return spec
+    return f"/run/netns/{spec}"
+
+
+@contextlib.contextmanager
+def in_netns(spec: str | None) -> Iterator[None]:
+    """Run the body with the current thread in namespace ``spec`` (None: stay)."""
+    if spec is None:
+        yield
+        return
+    path = netns_path(spec)
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OSError(exc.errno, f"--netns {spec}: cannot open {path}: {exc.strerror}") \
+            from None
+    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(target)
+        try:
+            yield
+        finally:
+            setns(original)
+    finally:
+        os.close(target)
+        os.close(original)
+
+
+class Gateway:
+    """A stack on the guest's device with NAT, DHCP, DNS and port forwards."""
+
+    def __init__(self, opts: GatewayOptions, runtime: Runtime | None = None) -> None:
+        opts.validate()
+        self.opts = opts
+        net, plen, gw, dns, first, last = opts.addresses()
+        self.gateway_addr, self.dns_addr, self.first_lease = gw, dns, first
+        self.runtime = runtime or Runtime()
+        from femtotcp.phy.tap import TapDevice
+        with in_netns(opts.netns):
+            self.device: Any = TapDevice(opts.tap or "", mtu=opts.mtu)
+        self.stack = Stack("gateway", config=StackConfig())
+        self.iface = self.stack.add_interface(self.device, ipv4=f"{ip_str(gw)}/{plen}",
+                                              mtu=opts.mtu)
+        self.stack.add_address(self.iface, f"{ip_str(dns)}/{plen}")
+        self.pcap: Any = None
+        if opts.pcap:
+            from femtotcp.phy.pcap import PcapWriter
+            self.pcap = PcapWriter(opts.pcap)
+            self.pcap.attach(self.device)
+        self.runtime.add_stack(self.stack)
+        watch = self.runtime.watch_fd
+        self.nat = Nat(self.stack, self.iface, watch, gw, Limits(max_flows=opts.max_flows),
+                       allow_host_loopback=opts.allow_host_loopback)
+        from femtotcp.services.dhcp_server import DhcpServer
+        self.dhcp = DhcpServer(self.stack, self.iface, ip_str(first), ip_str(last),
+                               router=ip_str(gw), dns=[ip_str(dns)])
+        upstreams = opts.dns_upstream or resolv_conf_servers()
+        self.dns = DnsForwarder(self.stack, dns, watch, upstreams, opts.records())
+        self.forwards: list[_ForwardListener] = []
+        for text in opts.tcp_forwards:
+            self.forwards.append(_ForwardListener(self, Forward.parse(text)))
+
+    def describe(self) -> str:
+        net, plen, *_ = self.opts.addresses()
+        return (f"gateway on {self.device.name} net {ip_str(net)}/{plen} router "
+                f"{ip_str(self.gateway_addr)} dns {ip_str(self.dns_addr)} first lease "
+                f"{ip_str(self.first_lease)} mtu {self.iface.mtu}; {self.dns.describe()}"
+                + "".join(f"; forward tcp {f.fw.host_addr}:{f.fw.host_port} -> "
+                          f"{ip_str(self.first_lease)}:{f.fw.guest_port}"
+                          for f in self.forwards))
+
+    def start(self) -> None:
+        self.runtime.call(self.stack.start)
+
+    def close(self) -> None:
+        def shutdown() -> None:
+            for f in self.forwards:
+                f.close()
+            self.nat.close()
+            self.dns.close()
+            self.dhcp.close()
+            self.stack.close()
+        rt = self.runtime
+        if rt.thread is not None and rt.thread.is_alive():
+            rt.call(shutdown)
+            rt.stop()
+            rt.join(5)
+        else:
+            shutdown()
+        if self.pcap is not None:
+            self.pcap.detach(self.device)
+            self.pcap.close()
+        rt.close()
+
+
+class _ForwardListener:
+    """A host listening socket for one ``-t`` forward."""
+
+    backlog = 128
+
+    def __init__(self, gw: Gateway, fw: Forward) -> None:
+        self.gw = gw
+        self.fw = fw
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+                             | socket.SOCK_CLOEXEC)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((fw.host_addr, fw.host_port))
+            sock.listen(self.backlog)
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno or errno.EADDRINUSE,
+                          f"-t {fw.host_addr}:{fw.host_port}: {exc.strerror}") from None
+        self.sock: socket.socket | None = sock
+        gw.runtime.watch_fd(sock.fileno(), True, False, self)
+
+    def on_readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        for _ in range(64):
+            try:
+                client, addr = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.gw.stack.counters["nat.forward_accept_error"] += 1
+                return
+            self.gw.nat.forward_tcp(client, addr, (self.gw.first_lease, self.fw.guest_port),
+                                    self.gw.opts.forward_masquerade)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.gw.runtime.watch_fd(self.sock.fileno(), False, False, self)
+            self.sock.close()
+            self.sock = None

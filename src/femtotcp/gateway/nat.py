@@ -1,0 +1,671 @@
+"""The NAT: the guest's TCP, UDP and ICMP echo carried over host sockets.
+
+The stack is the guest's router: its guest interface takes unicast datagrams
+to any address (``ipv4.accept_any``), TCP hands over every segment no
+connection or listener takes (``tcp.transparent``), UDP every datagram to an
+address not ours (``udp.catch_all``), and echo requests to other addresses are
+taken before ICMP sees them. Host sockets are non-blocking and registered with
+the runtime (``watch_fd``); their handlers run on the loop thread.
+
+TCP: a guest SYN is held while a host socket connects to its destination; the
+guest's handshake completes only when the host's does (refused -> RST,
+unreachable -> ICMP unreachable, timeout -> RST). Then bytes are spliced both
+ways: from the guest only as much as the flow's buffer can hold, from the host
+only as much as the stack connection's send buffer takes, so a slow reader on
+either side closes the other side's window. FIN and RST are carried both ways.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from femtotcp.gateway.flows import (
+    CLOSING,
+    CONNECTING,
+    ESTABLISHED,
+    ICMP,
+    TCP,
+    UDP,
+    Flow,
+    FlowTable,
+    Limits,
+)
+from femtotcp.proto.tcp.listener import TcpListener
+from femtotcp.wire import icmp4 as wire_icmp
+from femtotcp.wire import ip_str
+from femtotcp.wire import ipv4 as wire_ipv4
+from femtotcp.wire import tcp as wire_tcp
+from femtotcp.wire import udp as wire_udp
+
+if TYPE_CHECKING:
+    from femtotcp.proto.tcp.connection import TcpConnection
+    from femtotcp.stack.interface import Interface
+    from femtotcp.stack.stack import Stack
+
+log = logging.getLogger("femtotcp.gateway")
+
+ANY4 = b"\x00\x00\x00\x00"
+LOOPBACK4 = b"\x7f\x00\x00\x01"
+#: Datagrams read from one host UDP socket per readiness event (fairness).
+UDP_BATCH = 64
+_LINGER0 = struct.pack("ii", 1, 0)
+IP_RECVERR = 11
+_EE = struct.Struct("=IBBBBII")      # struct sock_extended_err
+SO_EE_ORIGIN_ICMP = 2
+
+Watch = Callable[[int, bool, bool, Any], None]
+
+
+def _errno_icmp(err: int) -> int:
+    """The ICMP unreachable code to tell the guest for a host socket's errno."""
+    if err == errno.ECONNREFUSED:
+        return wire_icmp.PORT_UNREACHABLE
+    if err == errno.ENETUNREACH:
+        return wire_icmp.NET_UNREACHABLE
+    if err in (errno.EACCES, errno.EPERM):
+        return wire_icmp.ADMIN_PROHIBITED
+    return wire_icmp.HOST_UNREACHABLE
+
+
+class Nat:
+    """Carries one guest interface's flows over the host's sockets."""
+
+    def __init__(self, stack: Stack, iface: Interface, watch: Watch,
+                 gateway_addr: bytes, limits: Limits | None = None,
+                 allow_host_loopback: bool = False) -> None:
+        self.stack = stack
+        self.iface = iface
+        self.watch = watch
+        self.gateway_addr = gateway_addr
+        self.allow_host_loopback = allow_host_loopback
+        self.counters = stack.counters
+        self.table = FlowTable(limits, stack.counters)
+        self.limits = self.table.limits
+        self._timer: Any = None
+        self._ping_warned = False
+        stack.ipv4.accept_any.add(iface)
+        stack.tcp.transparent = self._tcp_segment
+        stack.udp.catch_all = self._udp_datagram
+        self._icmp_input = stack.ip_protocols[wire_ipv4.PROTO_ICMP]
+        stack.ip_protocols[wire_ipv4.PROTO_ICMP] = self._icmp_datagram
+        # Held SYNs are answered through a listener that is in no table.
+        self.listener = TcpListener(stack.tcp, ANY4, 0, self.limits.max_flows)
+        self.listener.on_event = self._accept
+        self.listener.sndbuf = self.limits.flow_buffer
+        self.listener.rcvbuf = self.limits.flow_buffer
+        self._accepting: dict[tuple[bytes, int, bytes, int], TcpSplice] = {}
+
+    # -- addresses -------------------------------------------------------------------
+    def host_address(self, dst: bytes) -> bytes | None:
+        """Where a guest's destination goes on the host (None: not allowed)."""
+        if dst == self.gateway_addr:
+            if not self.allow_host_loopback:
+                self.counters["nat.host_loopback_denied"] += 1
+                return None
+            return LOOPBACK4
+        if self.stack.is_local(dst):
+            return None
+        return dst
+
+    def guest_address(self, addr: bytes) -> bytes:
+        """How a host address is shown to the guest (loopback as the gateway)."""
+        return self.gateway_addr if addr[0] == 127 else addr
+
+    def _routable(self, dst: bytes) -> bool:
+        return not (dst[0] >= 224 or self.stack.is_broadcast(dst) or dst == ANY4)
+
+    # -- expiry ------------------------------------------------------------------------
+    def _arm(self) -> None:
+        when = self.table.next_expiry()
+        if when is None:
+            return
+        t = self._timer
+        if t is not None and not t.cancelled and t.when <= when:
+            return
+        if t is not None:
+            t.cancel()
+        self._timer = self.stack.timers.call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        for flow in self.table.expire(self.stack.now):
+            handle = flow.handle
+            if handle is not None:
+                handle.expired()
+        self._arm()
+
+    def _open(self, proto: str, guest: tuple[bytes, int],
+              remote: tuple[bytes, int]) -> Flow | None:
+        flow = self.table.open(proto, guest, remote, self.stack.now)
+        if flow is not None:
+            self._arm()
+        return flow
+
+    def close(self) -> None:
+        """Drop every flow (host sockets closed; guests get RSTs for TCP)."""
+        for flow in self.table:
+            if flow.handle is not None:
+                flow.handle.abort()
+            self.table.remove(flow)
+        if self._timer is not None:
+            self._timer.cancel()
+        self.listener.close()
+
+    # -- TCP ---------------------------------------------------------------------------
+    def _tcp_segment(self, ip: Any, hdr: wire_tcp.TcpHeader, payload: memoryview) -> bool:
+        src, dst = ip.src, ip.dst
+        host = self.host_address(dst)
+        if host is None:
+            if dst == self.gateway_addr:
+                self.stack.tcp.reset_for(src, dst, hdr, len(payload))
+                return True
+            return False            # our own address: the stack answers
+        if not self._routable(dst):
+            return False
+        flags = hdr.flags
+        guest = (src, hdr.src_port)
+        remote = (dst, hdr.dst_port)
+        flow = self.table.get(TCP, guest, remote)
+        if flow is not None:
+            if flow.state == CONNECTING and flags & wire_tcp.SYN:
+                self.counters["nat.tcp_syn_while_connecting"] += 1
+                return True
+            # A late segment of a flow whose connection went: refuse it.
+        if flags & wire_tcp.SYN and not flags & wire_tcp.ACK and flow is None:
+            flow = self._open(TCP, guest, remote)
+            if flow is None:
+                self.stack.tcp.reset_for(src, dst, hdr, len(payload))
+                return True
+            splice = TcpSplice(self, flow, host, bytes(self.stack.ipv4.current))
+            flow.handle = splice
+            splice.connect()
+            return True
+        self.counters["nat.tcp_no_flow"] += 1
+        self.stack.tcp.reset_for(src, dst, hdr, len(payload))
+        return True
+
+    def _accept(self) -> None:
+        while (conn := self.listener.accept()) is not None:
+            splice = self._accepting.pop(conn.key, None)
+            if splice is None:
+                conn.abort()
+                continue
+            splice.attach(conn)
+
+    def forward_tcp(self, sock: socket.socket, client: tuple[str, int],
+                    guest: tuple[bytes, int], masquerade: bool) -> None:
+        """A host client accepted on a port forward: connect to the guest, showing
+        the client's own address and port (or the gateway's with ``masquerade``,
+        and always for a loopback client) as the source."""
+        addr = socket.inet_aton(client[0])
+        if masquerade or addr[0] == 127 or self.stack.is_local(addr):
+            src, sport = self.gateway_addr, 0
+        else:
+            src, sport = addr, client[1]
+        flow = self._open(TCP, guest, (src, sport or client[1]))
+        if flow is None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER0)
+            sock.close()
+            return
+        try:
+            conn = self.stack.tcp.connect(guest[0], guest[1], src=src, sport=sport,
+                                          any_src=True, sndbuf=self.limits.flow_buffer,
+                                          rcvbuf=self.limits.flow_buffer)
+        except OSError:
+            self.counters["nat.forward_connect_failed"] += 1
+            self.table.remove(flow)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER0)
+            sock.close()
+            return
+        self.counters["nat.tcp_forwarded"] += 1
+        splice = TcpSplice(self, flow, addr, b"")
+        flow.handle = splice
+        sock.setblocking(False)
+        splice.sock = sock
+        splice.fd = sock.fileno()
+        splice.attach(conn)
+
+    # -- UDP ---------------------------------------------------------------------------
+    def _udp_datagram(self, ip: Any, udp: wire_udp.UdpHeader, payload: memoryview) -> bool:
+        src, dst = ip.src, ip.dst
+        if not self._routable(dst) or (dst != self.gateway_addr and self.stack.is_local(dst)):
+            return False
+        host = self.host_address(dst)
+        if host is None:
+            return bool(dst == self.gateway_addr)     # dropped (counted)
+        guest = (src, udp.src_port)
+        flow = self.table.get(UDP, guest, (dst, udp.dst_port))
+        if flow is None:
+            flow = self._open(UDP, guest, (dst, udp.dst_port))
+            if flow is None:
+                return True
+            try:
+                flow.handle = UdpMapping(self, flow)
+            except OSError as exc:
+                self.counters["nat.udp_socket_failed"] += 1
+                log.warning("cannot open a host UDP socket: %s", exc)
+                self.table.remove(flow)
+                return True
+        flow.handle.send(bytes(payload), host, udp.dst_port, dst)
+        return True
+
+    # -- ICMP echo -----------------------------------------------------------------------
+    def _icmp_datagram(self, ip: Any, data: memoryview, iface: Interface) -> None:
+        dst = ip.dst
+        if len(data) < 8 or data[0] != wire_icmp.ECHO_REQUEST or self.stack.is_local(dst) \
+                or not self._routable(dst):
+            self._icmp_input(ip, data, iface)
+            return
+        host = self.host_address(dst)
+        if host is None:
+            return
+        ident = int.from_bytes(data[4:6], "big")
+        guest = (ip.src, ident)
+        flow = self.table.get(ICMP, guest, (dst, 0))
+        if flow is None:
+            flow = self._open(ICMP, guest, (dst, 0))
+            if flow is None:
+                return
+            try:
+                flow.handle = PingMapping(self, flow)
+            except OSError as exc:
+                self.table.remove(flow)
+                self.counters["nat.ping_socket_failed"] += 1
+                if not self._ping_warned:
+                    self._ping_warned = True
+                    log.warning(
+                        "ICMP echo from the guest is not carried: this host does not allow "
+                        "unprivileged ping sockets (%s); allow them with "
+                        "`sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"`",
+                        exc.strerror)
+                return
+        flow.handle.send(bytes(data), host, dst)
+
+    # -- to the guest --------------------------------------------------------------------
+    def send_unreachable(self, guest: bytes, inner_ip: bytes, code: int,
+                         src: bytes) -> None:
+        """ICMP destination unreachable to the guest about ``inner_ip`` (its
+        datagram's IP header and at least 8 bytes beyond, RFC 792)."""
+        msg = wire_icmp.build(wire_icmp.DEST_UNREACHABLE, code, 0, inner_ip[:576 - 28])
+        self.counters["nat.icmp_unreachable_sent"] += 1
+        self.stack.ip_output(guest, wire_ipv4.PROTO_ICMP, msg, src=src)
+
+
+class TcpSplice:
+    """One TCP flow: the guest's stack connection spliced to a host socket."""
+
+    def __init__(self, nat: Nat, flow: Flow, host: bytes, syn_packet: bytes) -> None:
+        self.nat = nat
+        self.flow = flow
+        self.host = host
+        self.syn_packet = syn_packet          # the guest's SYN datagram, held
+        self.conn: TcpConnection | None = None
+        self.sock: socket.socket | None = None
+        self.fd = -1
+        self.to_host = bytearray()
+        self.guest_eof = False
+        self.host_eof = False
+        self.host_shut = False
+        self.done = False
+        self._interest = (False, False)
+        self.conn_key: tuple[bytes, int, bytes, int] | None = None
+
+    # -- connecting --------------------------------------------------------------------
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+                             | socket.SOCK_CLOEXEC)
+        self.sock = sock
+        self.fd = sock.fileno()
+        err = sock.connect_ex((ip_str(self.host), self.flow.remote[1]))
+        if err in (0, errno.EINPROGRESS):
+            self._want(False, True)
+        else:
+            self._connect_failed(err)
+
+    def on_readable(self) -> None:
+        """The runtime's callback for either readiness of the host socket."""
+        if self.done or self.sock is None:
+            return
+        if self.flow.state == CONNECTING:
+            if self.conn is None and self._interest == (False, True):
+                err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    self._connect_failed(err)
+                else:
+                    self._connected()
+            return
+        self.pump()
+
+    def _connected(self) -> None:
+        nat = self.nat
+        self._want(False, False)
+        packet = self.syn_packet
+        hlen = (packet[0] & 0x0F) * 4
+        src, dst = packet[12:16], packet[16:20]
+        total = int.from_bytes(packet[2:4], "big")
+        hdr, payload = wire_tcp.parse(memoryview(packet)[hlen:total])
+        conn_key = (dst, hdr.dst_port, src, hdr.src_port)
+        self.conn_key = conn_key
+        nat._accepting[conn_key] = self
+        nat.stack.tcp.accept_transparent(nat.listener, src, dst, hdr, payload)
+        if conn_key not in nat.listener.syn_queue:
+            self._finish()
+
+    def _connect_failed(self, err: int) -> None:
+        nat = self.nat
+        nat.counters["nat.tcp_connect_failed"] += 1
+        packet = self.syn_packet
+        hlen = (packet[0] & 0x0F) * 4
+        src, dst = packet[12:16], packet[16:20]
+        if err == errno.ECONNREFUSED:
+            nat.counters["nat.tcp_refused"] += 1
+            hdr, payload = wire_tcp.parse(memoryview(packet)[hlen:])
+            nat.stack.tcp.reset_for(src, dst, hdr, len(payload))
+        else:
+            nat.counters["nat.tcp_unreachable"] += 1
+            nat.send_unreachable(src, packet[:hlen + 8], _errno_icmp(err), nat.gateway_addr)
+        self._finish()
+
+    def attach(self, conn: TcpConnection) -> None:
+        """The guest's handshake completed: start splicing."""
+        self.conn = conn
+        self.syn_packet = b""
+        conn.on_event = self.pump
+        self.nat.table.set_state(self.flow, ESTABLISHED, self.nat.stack.now)
+        self.pump()
+
+    # -- splicing ----------------------------------------------------------------------
+    def pump(self) -> None:
+        conn, sock = self.conn, self.sock
+        if self.done or conn is None or sock is None:
+            return
+        nat = self.nat
+        table = nat.table
+        now = nat.stack.now
+        cap = nat.limits.flow_buffer
+        to_host = self.to_host
+        # guest -> host: only what the flow's buffer can hold
+        while not self.guest_eof and len(to_host) < cap:
+            try:
+                data = conn.recv(cap - len(to_host))
+            except OSError:
+                self._guest_reset()
+                return
+            if data is None:
+                break
+            if not data:
+                self.guest_eof = True
+                break
+            to_host += data
+            table.outbound(self.flow, len(data), now)
+        if to_host:
+            try:
+                n = sock.send(to_host)
+                del to_host[:n]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                self._host_reset()
+                return
+        if self.guest_eof and not to_host and not self.host_shut:
+            self.host_shut = True
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            table.set_state(self.flow, CLOSING, now)
+        # host -> guest: only what the connection's send buffer takes
+        room = 0
+        while not self.host_eof:
+            room = conn.sndbuf - len(conn.snd_buf)
+            if room <= 0:
+                break
+            try:
+                data = sock.recv(min(room, 262144))
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._host_reset()
+                return
+            if not data:
+                self.host_eof = True
+                table.set_state(self.flow, CLOSING, now)
+                try:
+                    conn.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                break
+            try:
+                conn.send(data)
+            except OSError:
+                self._guest_reset()
+                return
+            table.inbound(self.flow, len(data), now)
+        if self.guest_eof and self.host_eof and not to_host:
+            nat.counters["nat.tcp_closed"] += 1
+            conn.on_event = None
+            conn.close()
+            self.conn = None
+            self._finish()
+            return
+        self._want(not self.host_eof and room > 0, bool(to_host))
+
+    def _guest_reset(self) -> None:
+        """The guest reset (or its connection failed): abort the host side."""
+        self.nat.counters["nat.tcp_guest_reset"] += 1
+        if self.sock is not None:
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER0)
+            except OSError:
+                pass
+        if self.conn is not None:
+            self.conn.on_event = None
+            self.conn.abort()
+            self.conn = None
+        self._finish()
+
+    def _host_reset(self) -> None:
+        """The host side reset: reset the guest's connection."""
+        self.nat.counters["nat.tcp_host_reset"] += 1
+        if self.conn is not None:
+            self.conn.on_event = None
+            self.conn.abort()
+            self.conn = None
+        self._finish()
+
+    def expired(self) -> None:
+        """Idle (or connect) timeout: RST to the guest, close the host socket."""
+        if self.conn is None and self.syn_packet:
+            packet = self.syn_packet
+            hlen = (packet[0] & 0x0F) * 4
+            hdr, payload = wire_tcp.parse(memoryview(packet)[hlen:])
+            self.nat.stack.tcp.reset_for(packet[12:16], packet[16:20], hdr, len(payload))
+        self.abort()
+
+    def abort(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER0)
+            except OSError:
+                pass
+        if self.conn is not None:
+            self.conn.on_event = None
+            self.conn.abort()
+            self.conn = None
+        self._finish()
+
+    def _want(self, read: bool, write: bool) -> None:
+        if (read, write) != self._interest and self.fd >= 0:
+            self._interest = (read, write)
+            self.nat.watch(self.fd, read, write, self)
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._want(False, False)
+        if self.conn_key is not None:
+            self.nat._accepting.pop(self.conn_key, None)
+            pending = self.nat.listener.syn_queue.get(self.conn_key)
+            if pending is not None:
+                pending.abort()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.fd = -1
+        self.to_host = bytearray()
+        self.nat.table.remove(self.flow)
+
+
+class UdpMapping:
+    """One guest UDP endpoint's host socket (endpoint-independent, RFC 4787)."""
+
+    def __init__(self, nat: Nat, flow: Flow) -> None:
+        self.nat = nat
+        self.flow = flow
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK
+                             | socket.SOCK_CLOEXEC)
+        try:
+            sock.setsockopt(socket.SOL_IP, IP_RECVERR, 1)
+            sock.bind(("0.0.0.0", 0))
+        except OSError:
+            sock.close()
+            raise
+        self.sock: socket.socket | None = sock
+        self.fd = sock.fileno()
+        nat.watch(self.fd, True, False, self)
+
+    def send(self, data: bytes, host: bytes, port: int, shown: bytes) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        nat = self.nat
+        nat.table.outbound(self.flow, len(data), nat.stack.now)
+        try:
+            sock.sendto(data, (ip_str(host), port))
+        except (BlockingIOError, InterruptedError):
+            nat.counters["nat.udp_host_busy"] += 1
+        except OSError as exc:
+            nat.counters["nat.udp_send_error"] += 1
+            self._error_to_guest(exc.errno or errno.EHOSTUNREACH, shown, port)
+
+    def on_readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        nat = self.nat
+        guest_addr, guest_port = self.flow.guest
+        for _ in range(UDP_BATCH):
+            try:
+                data, (addr, port) = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._drain_errors()
+                continue
+            src = nat.guest_address(socket.inet_aton(addr))
+            nat.table.inbound(self.flow, len(data), nat.stack.now)
+            msg = wire_udp.build(src, guest_addr, port, guest_port, data)
+            nat.stack.ip_output(guest_addr, wire_udp.PROTO, msg, src=src)
+
+    def _drain_errors(self) -> None:
+        """ICMP errors the host socket queued (IP_RECVERR): tell the guest."""
+        sock = self.sock
+        assert sock is not None
+        for _ in range(UDP_BATCH):
+            try:
+                _data, anc, _flags, name = sock.recvmsg(512, 512, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            for level, kind, cdata in anc:
+                if level != socket.SOL_IP or kind != IP_RECVERR or len(cdata) < _EE.size:
+                    continue
+                err = _EE.unpack_from(cdata)[0]
+                if not name:
+                    continue
+                addr, port = name[0], name[1]
+                self._error_to_guest(err, self.nat.guest_address(socket.inet_aton(addr)),
+                                     port)
+
+    def _error_to_guest(self, err: int, remote: bytes, port: int) -> None:
+        """An ICMP unreachable to the guest about its datagram to ``remote``."""
+        nat = self.nat
+        guest_addr, guest_port = self.flow.guest
+        inner = wire_ipv4.build(guest_addr, remote, wire_udp.PROTO,
+                                struct.pack("!HHHH", guest_port, port, 8, 0), 64, 0, 0, 0)
+        code = _errno_icmp(err)
+        src = remote if code == wire_icmp.PORT_UNREACHABLE else nat.gateway_addr
+        nat.counters["nat.udp_icmp_error"] += 1
+        nat.send_unreachable(guest_addr, inner, code, src)
+
+    def expired(self) -> None:
+        self.abort()
+
+    def abort(self) -> None:
+        if self.sock is not None:
+            self.nat.watch(self.fd, False, False, self)
+            self.sock.close()
+            self.sock = None
+        self.nat.table.remove(self.flow)
+
+
+class PingMapping:
+    """One guest echo identifier's unprivileged ping socket (SOCK_DGRAM, IPPROTO_ICMP)."""
+
+    def __init__(self, nat: Nat, flow: Flow) -> None:
+        self.nat = nat
+        self.flow = flow
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK
+                             | socket.SOCK_CLOEXEC, socket.IPPROTO_ICMP)
+        self.sock: socket.socket | None = sock
+        self.fd = sock.fileno()
+        nat.watch(self.fd, True, False, self)
+
+    def send(self, data: bytes, host: bytes, shown: bytes) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        self.nat.table.outbound(self.flow, len(data), self.nat.stack.now)
+        try:
+            sock.sendto(data, (ip_str(host), 0))
+        except OSError:
+            self.nat.counters["nat.ping_send_error"] += 1
+
+    def on_readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        nat = self.nat
+        guest_addr, ident = self.flow.guest
+        for _ in range(UDP_BATCH):
+            try:
+                data, (addr, _port) = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                nat.counters["nat.ping_error"] += 1
+                return
+            if len(data) < 8 or data[0] != wire_icmp.ECHO_REPLY:
+                continue
+            seq = int.from_bytes(data[6:8], "big")
+            reply = wire_icmp.build_echo(wire_icmp.ECHO_REPLY, ident, seq, data[8:])
+            src = nat.guest_address(socket.inet_aton(addr))
+            nat.table.inbound(self.flow, len(data), nat.stack.now)
+            nat.stack.ip_output(guest_addr, wire_ipv4.PROTO_ICMP, reply, src=src)
+
+    def expired(self) -> None:
+        self.abort()
+
+    def abort(self) -> None:
+        if self.sock is not None:
+            self.nat.watch(self.fd, False, False, self)
+            self.sock.close()
+            self.sock = None
+        self.nat.table.remove(self.flow)
