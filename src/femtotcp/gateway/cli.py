@@ -30,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--forward-masquerade", action="store_true",
                    help="port forwards show the guest the gateway, not the real client")
     p.add_argument("--max-flows", type=int, default=4096, help="NAT flow limit (default 4096)")
+    p.add_argument("--udp-timeout", type=float, default=120.0,
+                   help="seconds an idle UDP flow lives (default 120, RFC 4787)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"])
 
@@ -40,7 +42,7 @@ def options(args: argparse.Namespace) -> GatewayOptions:
                           dns_upstream=args.dns_upstream, host_records=args.host_record,
                           allow_host_loopback=args.allow_host_loopback,
                           forward_masquerade=args.forward_masquerade,
-                          max_flows=args.max_flows)
+                          max_flows=args.max_flows, udp_timeout=args.udp_timeout)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -76,6 +76,7 @@ class GatewayOptions:
     allow_host_loopback: bool = False
     forward_masquerade: bool = False
     max_flows: int = 4096
+    udp_timeout: float = 120.0
 
     def addresses(self) -> tuple[bytes, int, bytes, bytes, bytes, bytes]:
         """(network, prefixlen, gateway .2, DNS .3, first lease .15, last lease)."""
@@ -117,6 +118,8 @@ class GatewayOptions:
             raise ValueError(f"--mtu {self.mtu}: out of range 576..65520")
         if self.max_flows < 1:
             raise ValueError(f"--max-flows {self.max_flows}: must be >= 1")
+        if not self.udp_timeout > 0:
+            raise ValueError(f"--udp-timeout {self.udp_timeout}: must be > 0")
         self.addresses()
         self.records()
         for fw in self.tcp_forwards:
@@ -186,7 +189,8 @@ class Gateway:
             self.pcap.attach(self.device)
         self.runtime.add_stack(self.stack)
         watch = self.runtime.watch_fd
-        self.nat = Nat(self.stack, self.iface, watch, gw, Limits(max_flows=opts.max_flows),
+        limits = Limits(max_flows=opts.max_flows, udp_timeout=opts.udp_timeout)
+        self.nat = Nat(self.stack, self.iface, watch, gw, limits,
                        allow_host_loopback=opts.allow_host_loopback)
         from femtotcp.services.dhcp_server import DhcpServer
         self.dhcp = DhcpServer(self.stack, self.iface, ip_str(first), ip_str(last),

@@ -89,6 +89,9 @@ class Nat:
         self._timer: Any = None
         self._ping_warned = False
         stack.ipv4.accept_any.add(iface)
+        # Refusals (flow limit, refused connects) go to our own guest only: not
+        # rate limited, so a guest's connect fails at once instead of timing out.
+        stack.tcp.rst_bucket = None
         stack.tcp.transparent = self._tcp_segment
         stack.udp.catch_all = self._udp_datagram
         self._icmp_input = stack.ip_protocols[wire_ipv4.PROTO_ICMP]

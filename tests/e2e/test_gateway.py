@@ -1,0 +1,303 @@
+"""``femtotcp gateway`` end to end: the kernel as the guest, real servers on the host side.
+
+A "host" namespace H runs the gateway and the servers (on 198.51.100.1, an
+address on H's loopback); a "guest" namespace G holds the kernel side of the
+gateway's TAP, which the gateway creates there with ``--netns``. The guest
+learns its address, router and DNS server by DHCP (busybox udhcpc) and then
+reaches H's servers only through the gateway.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from netns import Netns, netns, require_kernel, require_program
+
+NET = "192.0.2.0/24"
+GATEWAY = "192.0.2.2"
+DNS = "192.0.2.3"
+LEASE = "192.0.2.15"
+SERVER = "198.51.100.1"
+TAP = "gw0"
+MAX_FLOWS = 64
+
+UDHCPC_SCRIPT = """#!/bin/sh
+case "$1" in
+deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+bound|renew)
+  ip addr flush dev "$interface"
+  ip addr add "$ip/$mask" dev "$interface"
+  for r in $router; do ip route replace default via "$r" dev "$interface"; done
+  : > /etc/resolv.conf
+  for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done ;;
+esac
+exit 0
+"""
+
+UDP_ECHO = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+while True:
+    data, peer = s.recvfrom(65535)
+    s.sendto(data, peer)
+"""
+
+#: Accepts and holds every connection until its client closes (the flow-limit
+#: test's server).
+HOLDER = """
+import selectors, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(4096)
+sel = selectors.DefaultSelector()
+sel.register(s, selectors.EVENT_READ)
+while True:
+    for key, _ in sel.select():
+        if key.fileobj is s:
+            sel.register(s.accept()[0], selectors.EVENT_READ)
+        elif not key.fileobj.recv(4096):
+            sel.unregister(key.fileobj)
+            key.fileobj.close()
+"""
+
+#: The guest opening connections in a loop: prints "ok refused other".
+CONNECT_LOOP = """
+import socket, sys
+ok = refused = other = 0
+socks = []
+for i in range(int(sys.argv[3])):
+    s = socket.socket()
+    s.settimeout(5)
+    try:
+        s.connect((sys.argv[1], int(sys.argv[2])))
+        socks.append(s)
+        ok += 1
+    except ConnectionRefusedError:
+        refused += 1
+        s.close()
+    except OSError:
+        other += 1
+        s.close()
+print(ok, refused, other)
+"""
+
+
+@dataclass
+class Rig:
+    host: Netns
+    guest: Netns
+    gateway: subprocess.Popen[str]
+    tmp: Path
+    log: Path
+
+    def g(self, *cmd: str, timeout: float = 30.0, check: bool = True) -> str:
+        return str(self.guest.run(*cmd, timeout=timeout, check=check).stdout)
+
+    def h(self, *cmd: str, timeout: float = 30.0, check: bool = True) -> str:
+        return str(self.host.run(*cmd, timeout=timeout, check=check).stdout)
+
+    def gateway_log(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _wait(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _listening(ns: Netns, proto: str, port: int) -> bool:
+    out = ns.run("ss", f"-ln{proto}", check=False).stdout
+    return f":{port} " in out
+
+
+def _start_gateway(host: Netns, guest: Netns, tmp: Path, *extra: str,
+                   name: str = "gateway") -> tuple[subprocess.Popen[str], Path]:
+    log = tmp / f"{name}.log"
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = dict(os.environ, PYTHONPATH=src)
+    proc: subprocess.Popen[str] = host.popen(
+        sys.executable, "-m", "femtotcp", "gateway", "--tap", TAP,
+        "--netns", f"/run/netns/{guest.name}", "--net", NET, "--dns-upstream", SERVER,
+        "--host-record", f"pinned.test={SERVER}", "--max-flows", str(MAX_FLOWS), *extra,
+        stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, env=env)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the gateway exited: {log.read_text()}")
+        return guest.ip("link", "show", TAP, check=False).returncode == 0 \
+            and "femtotcp: gateway on" in log.read_text()
+    _wait(up, 20, "the gateway's TAP in the guest namespace")
+    return proc, log
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    require_kernel()
+    for prog in ("busybox", "curl", "dnsmasq", "ping", "ss"):
+        require_program(prog)
+    tmp = tmp_path_factory.mktemp("gateway")
+    with netns("gwH") as host, netns("gwG") as guest:
+        etc = Path("/etc/netns") / guest.name
+        etc.mkdir(parents=True, exist_ok=True)
+        try:
+            (etc / "resolv.conf").write_text("")
+            host.ip("addr", "add", f"{SERVER}/32", "dev", "lo")
+            host.run("sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647")
+            www = tmp / "www"
+            www.mkdir()
+            (www / "big.bin").write_bytes(os.urandom(50 * 1024 * 1024))
+            host.popen(sys.executable, "-m", "http.server", "-b", SERVER, "-d", str(www),
+                       "8000", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            host.popen(sys.executable, "-c", UDP_ECHO, SERVER, "7777")
+            host.popen(sys.executable, "-c", HOLDER, SERVER, "9000")
+            host.popen("dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--pid-file=",
+                       f"--listen-address={SERVER}", "--bind-interfaces", "--no-resolv",
+                       "--no-hosts", "--address=/files.test/198.51.100.1",
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _wait(lambda: _listening(host, "t", 8000) and _listening(host, "u", 53)
+                  and _listening(host, "u", 7777) and _listening(host, "t", 9000), 15,
+                  "the host's servers")
+            proc, log = _start_gateway(host, guest, tmp, "-t", f"{SERVER}:8080:80",
+                                       "--udp-timeout", "2")
+            script = tmp / "udhcpc.sh"
+            script.write_text(UDHCPC_SCRIPT)
+            script.chmod(0o755)
+            guest.run("busybox", "udhcpc", "-i", TAP, "-f", "-q", "-n", "-t", "5",
+                      "-s", str(script), timeout=30)
+            yield Rig(host, guest, proc, tmp, log)
+        finally:
+            shutil.rmtree(etc, ignore_errors=True)
+
+
+def test_the_guest_gets_address_router_and_dns_by_dhcp(rig: Rig) -> None:
+    assert f"inet {LEASE}/24" in rig.g("ip", "-4", "addr", "show", TAP)
+    assert f"default via {GATEWAY}" in rig.g("ip", "route")
+    resolv = (Path("/etc/netns") / rig.guest.name / "resolv.conf").read_text()
+    assert resolv.split() == ["nameserver", DNS]
+
+
+def test_curl_fetches_50mb_byte_exact_by_address_and_by_name(rig: Rig) -> None:
+    want = (rig.tmp / "www" / "big.bin").read_bytes()
+    for url in (f"http://{SERVER}:8000/big.bin", "http://files.test:8000/big.bin",
+                "http://pinned.test:8000/big.bin"):
+        out = rig.tmp / "got.bin"
+        rig.g("curl", "-sS", "--fail", "-o", str(out), url, timeout=120)
+        got = out.read_bytes()
+        assert len(got) == len(want) and got == want, url
+        out.unlink()
+
+
+def test_udp_echo_through_the_gateway_and_the_idle_flow_expires(rig: Rig) -> None:
+    out = rig.g(sys.executable, "-c", (
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM);"
+        "s.settimeout(5); s.sendto(b'x' * 3000, ('198.51.100.1', 7777));"
+        "d, a = s.recvfrom(65535); print(len(d), d == b'x' * 3000, a)"))
+    assert out.split() == ["3000", "True", "('198.51.100.1',", "7777)"]
+
+    def gateway_udp_sockets() -> int:
+        out = rig.h("ss", "-unap", check=False)
+        return sum(1 for line in out.splitlines() if f"pid={rig.gateway.pid}," in line)
+    # One host socket carried the flow; it is closed once the flow idles 2 s.
+    _wait(lambda: gateway_udp_sockets() == 0, 15, "the idle UDP flow to expire")
+
+
+def test_a_refused_udp_port_is_refused_in_the_guest(rig: Rig) -> None:
+    out = rig.g(sys.executable, "-c", (
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM);"
+        "s.settimeout(5); s.connect(('198.51.100.1', 7778)); s.send(b'x')\n"
+        "try:\n s.recv(100); print('answer')\n"
+        "except ConnectionRefusedError: print('refused')\n"
+        "except TimeoutError: print('timeout')"))
+    assert out.strip() == "refused"
+
+
+def test_ping_through_the_gateway_and_to_the_gateway(rig: Rig) -> None:
+    out = rig.g("ping", "-c", "2", "-W", "3", SERVER, timeout=20)
+    assert "2 received" in out
+    out = rig.g("ping", "-c", "1", "-W", "3", GATEWAY, timeout=20)
+    assert "1 received" in out
+
+
+def test_a_refused_tcp_port_is_refused_at_once(rig: Rig) -> None:
+    res = rig.guest.run("curl", "-sS", "-v", "--connect-timeout", "10",
+                        f"http://{SERVER}:8001/", check=False, timeout=30)
+    assert res.returncode == 7
+    assert "Connection refused" in res.stderr
+
+
+def test_the_host_loopback_is_not_reachable_without_the_flag(rig: Rig) -> None:
+    res = rig.guest.run("curl", "-sS", "-v", "--connect-timeout", "10",
+                        f"http://{GATEWAY}:8000/", check=False, timeout=30)
+    assert res.returncode == 7 and "Connection refused" in res.stderr
+
+
+def test_a_port_forward_shows_the_guest_the_real_client(rig: Rig) -> None:
+    www = rig.tmp / "guest-www"
+    www.mkdir(exist_ok=True)
+    (www / "hello.txt").write_text("from the guest\n")
+    log = rig.tmp / "guest-http.log"
+    proc = rig.guest.popen(sys.executable, "-m", "http.server", "-b", LEASE, "-d", str(www),
+                           "80", stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    try:
+        _wait(lambda: _listening(rig.guest, "t", 80), 15, "the guest's server")
+        out = rig.h("curl", "-sS", "--fail", f"http://{SERVER}:8080/hello.txt")
+        assert out == "from the guest\n"
+        _wait(lambda: "GET /hello.txt" in log.read_text(), 5, "the guest server's log")
+        # The client is H's own address, not the gateway's (192.0.2.2).
+        line = next(x for x in log.read_text().splitlines() if "GET /hello.txt" in x)
+        assert line.startswith(f"{SERVER} ")
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_guest_connecting_in_a_loop_hits_the_flow_limit(rig: Rig) -> None:
+    before = _rss_kb(rig.gateway.pid)
+    out = rig.g(sys.executable, "-c", CONNECT_LOOP, SERVER, "9000", "2000", timeout=120)
+    ok, refused, other = map(int, out.split())
+    # At most MAX_FLOWS at once (the UDP flow of another test may hold one);
+    # every other attempt is refused at once by a RST.
+    assert 0 < ok <= MAX_FLOWS and refused == 2000 - ok and other == 0
+    assert _rss_kb(rig.gateway.pid) - before < 30 * 1024
+    # The guest's sockets closed with its process: the flows go and new ones work.
+    _wait(lambda: rig.guest.run("curl", "-sS", "--fail", "-o", "/dev/null",
+                                f"http://{SERVER}:8000/", check=False).returncode == 0,
+          30, "a new connection after the loop")
+
+
+def test_killing_the_gateway_leaves_nothing_behind(tmp_path: Path) -> None:
+    require_kernel()
+    with netns("gwH") as host, netns("gwG") as guest:
+        proc, _log = _start_gateway(host, guest, tmp_path, name="killed")
+        before = set(os.listdir("/run/netns"))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        _wait(lambda: guest.ip("link", "show", TAP, check=False).returncode != 0, 10,
+              "the TAP to go with the gateway")
+        assert set(os.listdir("/run/netns")) == before
+        assert TAP not in host.ip("link").stdout
+        # No socket of the gateway's survives it.
+        assert f"pid={proc.pid}," not in host.run("ss", "-anp").stdout
+
