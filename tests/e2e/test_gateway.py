@@ -301,3 +301,141 @@ def test_killing_the_gateway_leaves_nothing_behind(tmp_path: Path) -> None:
         # No socket of the gateway's survives it.
         assert f"pid={proc.pid}," not in host.run("ss", "-anp").stdout
 
+
+
+#: H's side of the half-close and reset tests, by the first line the guest sends:
+#: "count": read to EOF, answer the byte count, close; "first": send 1 MB, shut
+#: the write side, then read to EOF and answer nothing; "reset": abort with a RST.
+PEER = """
+import socket, struct, sys, threading
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(64)
+def serve(c):
+    mode = b""
+    while not mode.endswith(b"\\n"):
+        mode += c.recv(1)
+    if mode == b"count\\n":
+        n = 0
+        while (d := c.recv(65536)):
+            n += len(d)
+        c.sendall(str(n).encode())
+        c.close()
+    elif mode == b"first\\n":
+        c.sendall(b"y" * 1000000)
+        c.shutdown(socket.SHUT_WR)
+        n = 0
+        while (d := c.recv(65536)):
+            n += len(d)
+        open(sys.argv[3], "w").write(str(n))
+        c.close()
+    elif mode == b"reset\\n":
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+    elif mode == b"slow\\n":
+        import time
+        while c.recv(16384):
+            time.sleep(0.01)
+        c.close()
+    elif mode == b"wait\\n":
+        try:
+            while c.recv(65536):
+                pass
+            open(sys.argv[3], "w").write("eof")
+        except ConnectionResetError:
+            open(sys.argv[3], "w").write("reset")
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+"""
+
+GUEST_CLIENT = """
+import socket, struct, sys, time
+mode = sys.argv[3]
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+c.sendall(mode.encode() + b"\\n")
+if mode == "count":
+    c.sendall(b"x" * 3000000)
+    c.shutdown(socket.SHUT_WR)          # half-close: the answer still comes back
+    print(c.recv(100).decode(), c.recv(100) == b"")
+elif mode == "first":
+    n = 0
+    while (d := c.recv(65536)):          # the host's FIN arrives first
+        n += len(d)
+    c.sendall(b"z" * 500000)            # and the guest may still send
+    c.close()
+    print(n)
+elif mode == "reset":
+    try:
+        print(c.recv(100))
+    except ConnectionResetError:
+        print("reset")
+elif mode == "slow":
+    c.settimeout(None)
+    c.sendall(b"s" * 50000000)
+    print("sent")
+elif mode == "wait":
+    time.sleep(0.5)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+    print("aborted")
+"""
+
+
+@pytest.fixture(scope="module")
+def peer(rig: Rig) -> Path:
+    result = rig.tmp / "peer-result"
+    rig.host.popen(sys.executable, "-c", PEER, SERVER, "9100", str(result))
+    _wait(lambda: _listening(rig.host, "t", 9100), 15, "the half-close peer")
+    return result
+
+
+def test_half_close_from_the_guest_is_carried(rig: Rig, peer: Path) -> None:
+    out = rig.g(sys.executable, "-c", GUEST_CLIENT, SERVER, "9100", "count", timeout=60)
+    assert out.split() == ["3000000", "True"]
+
+
+def test_half_close_from_the_host_is_carried(rig: Rig, peer: Path) -> None:
+    peer.unlink(missing_ok=True)
+    out = rig.g(sys.executable, "-c", GUEST_CLIENT, SERVER, "9100", "first", timeout=60)
+    assert out.split() == ["1000000"]
+    _wait(lambda: peer.exists() and peer.read_text() == "500000", 10,
+          "the host to read the guest's bytes after its own FIN")
+
+
+def test_a_host_reset_reaches_the_guest(rig: Rig, peer: Path) -> None:
+    out = rig.g(sys.executable, "-c", GUEST_CLIENT, SERVER, "9100", "reset", timeout=60)
+    assert out.strip() == "reset"
+
+
+def test_a_guest_reset_reaches_the_host(rig: Rig, peer: Path) -> None:
+    peer.unlink(missing_ok=True)
+    out = rig.g(sys.executable, "-c", GUEST_CLIENT, SERVER, "9100", "wait", timeout=60)
+    assert out.strip() == "aborted"
+    _wait(lambda: peer.exists() and peer.read_text() == "reset", 10,
+          "the host to see the guest's reset")
+
+
+@pytest.mark.parametrize("slow", ["guest", "host"])
+def test_a_slow_reader_on_either_side_keeps_the_gateway_small(rig: Rig, peer: Path,
+                                                              slow: str) -> None:
+    """A guest that reads at 2 MB/s a 50 MB file from a fast host, or a host that
+    reads about 1.6 MB/s of what a fast guest sends: the gateway holds a bounded
+    buffer, the rest waits in the sender's kernel."""
+    before = _rss_kb(rig.gateway.pid)
+    if slow == "guest":
+        cmd: tuple[str, ...] = ("curl", "-sS", "--limit-rate", "2M", "-o", "/dev/null",
+                                f"http://{SERVER}:8000/big.bin")
+    else:
+        cmd = (sys.executable, "-c", GUEST_CLIENT, SERVER, "9100", "slow")
+    proc = rig.guest.popen(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        peak = before
+        for _ in range(30):          # 3 s: about 6 MB read, 44 MB held back
+            time.sleep(0.1)
+            peak = max(peak, _rss_kb(rig.gateway.pid))
+        assert proc.poll() is None   # still reading: the host was slowed down
+        assert peak - before < 20 * 1024
+    finally:
+        proc.terminate()
+        proc.wait(5)
