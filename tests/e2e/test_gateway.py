@@ -439,3 +439,87 @@ def test_a_slow_reader_on_either_side_keeps_the_gateway_small(rig: Rig, peer: Pa
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+#: A stand-in for QEMU: relays the frames of a kernel TAP (in the namespace it
+#: runs in) to the gateway in QEMU's stream (length-prefixed) or dgram framing.
+QEMU_PEER = """
+import selectors, socket, sys
+from femtotcp.phy.tap import TapDevice
+mode, path, name = sys.argv[1:4]
+tap = TapDevice(name, mtu=1500)
+if mode == "stream":
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    def to_gateway(frame):
+        s.sendall(len(frame).to_bytes(4, "big") + frame)
+else:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path + ".qemu")
+    s.connect(path)
+    def to_gateway(frame):
+        s.send(frame)
+tap.set_receiver(to_gateway)
+sel = selectors.DefaultSelector()
+sel.register(tap.fileno(), selectors.EVENT_READ, "tap")
+sel.register(s, selectors.EVENT_READ, "gw")
+buf = bytearray()
+while True:
+    for key, _ in sel.select():
+        if key.data == "tap":
+            tap.on_readable()
+        elif mode == "stream":
+            data = s.recv(262144)
+            if not data:
+                sys.exit(0)
+            buf += data
+            while len(buf) >= 4 and len(buf) - 4 >= int.from_bytes(buf[:4], "big"):
+                n = int.from_bytes(buf[:4], "big")
+                tap.send(bytes(buf[4:4 + n]))
+                del buf[:4 + n]
+        else:
+            tap.send(s.recv(65536))
+"""
+
+
+@pytest.mark.parametrize("framing", ["stream", "dgram"])
+def test_qemu_framing_carries_dhcp_and_a_curl_round_trip(tmp_path: Path,
+                                                         framing: str) -> None:
+    require_kernel()
+    for prog in ("busybox", "curl"):
+        require_program(prog)
+    with netns("gwH") as host, netns("gwG") as guest:
+        host.ip("addr", "add", f"{SERVER}/32", "dev", "lo")
+        www = tmp_path / "www"
+        www.mkdir()
+        body = os.urandom(5 * 1024 * 1024)
+        (www / "f.bin").write_bytes(body)
+        host.popen(sys.executable, "-m", "http.server", "-b", SERVER, "-d", str(www), "8000",
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sock_path = tmp_path / f"q-{framing}.sock"
+        log = tmp_path / "gateway.log"
+        src = str(Path(__file__).resolve().parents[2] / "src")
+        env = dict(os.environ, PYTHONPATH=src)
+        gw = host.popen(sys.executable, "-m", "femtotcp", "gateway",
+                        f"--qemu-{framing}", f"unix:{sock_path}", "--net", NET,
+                        "--dns-upstream", SERVER, stdout=log.open("w"),
+                        stderr=subprocess.STDOUT, text=True, env=env)
+        _wait(lambda: "femtotcp: gateway on" in log.read_text() or gw.poll() is not None,
+              20, "the gateway")
+        assert gw.poll() is None, log.read_text()
+        guest.popen(sys.executable, "-c", QEMU_PEER, framing, str(sock_path), TAP, env=env)
+        _wait(lambda: guest.ip("link", "show", TAP, check=False).returncode == 0, 20,
+              "the relay's TAP")
+        script = tmp_path / "udhcpc.sh"
+        script.write_text(UDHCPC_SCRIPT.replace("/etc/resolv.conf", str(tmp_path / "r")))
+        script.chmod(0o755)
+        guest.run("busybox", "udhcpc", "-i", TAP, "-f", "-q", "-n", "-t", "5", "-s",
+                  str(script), timeout=30)
+        assert f"inet {LEASE}/24" in guest.ip("-4", "addr", "show", TAP).stdout
+        out = tmp_path / "got.bin"
+        guest.run("curl", "-sS", "--fail", "-o", str(out), f"http://{SERVER}:8000/f.bin",
+                  timeout=60)
+        assert out.read_bytes() == body
+        gw.terminate()
+        gw.wait(10)
+        assert not sock_path.exists()      # the gateway removes its socket file

@@ -9,8 +9,13 @@ from femtotcp.gateway.gateway import DEFAULT_NET, Gateway, GatewayOptions
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tap", metavar="NAME", required=True,
+    p.add_argument("--tap", metavar="NAME",
                    help="the guest's TAP device (created by the gateway)")
+    p.add_argument("--qemu-stream", metavar="unix:PATH",
+                   help="listen for QEMU's -netdev stream,server=off,addr.type=unix,"
+                        "addr.path=PATH")
+    p.add_argument("--qemu-dgram", metavar="unix:PATH",
+                   help="bind PATH for QEMU's -netdev dgram (remote.path=PATH)")
     p.add_argument("--netns", metavar="PATH|PID|NAME",
                    help="create the TAP in this network namespace (a container's); the "
                         "gateway's own sockets stay where it was started")
@@ -37,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options(args: argparse.Namespace) -> GatewayOptions:
-    return GatewayOptions(tap=args.tap, netns=args.netns, net=args.net, mtu=args.mtu,
+    return GatewayOptions(tap=args.tap, netns=args.netns, qemu_stream=args.qemu_stream,
+                          qemu_dgram=args.qemu_dgram, net=args.net, mtu=args.mtu,
                           pcap=args.pcap, tcp_forwards=args.tcp_forwards,
                           dns_upstream=args.dns_upstream, host_records=args.host_record,
                           allow_host_loopback=args.allow_host_loopback,

@@ -67,6 +67,8 @@ class Forward:
 class GatewayOptions:
     tap: str | None = None
     netns: str | None = None
+    qemu_stream: str | None = None
+    qemu_dgram: str | None = None
     net: str = DEFAULT_NET
     mtu: int = 1500
     pcap: str | None = None
@@ -110,10 +112,21 @@ class GatewayOptions:
         return out
 
     def validate(self) -> None:
-        if not self.tap:
-            raise ValueError("a guest attachment is needed: --tap NAME")
-        if len(self.tap.encode()) > 15 or "/" in self.tap or " " in self.tap:
+        given = [f for f, v in (("--tap", self.tap), ("--qemu-stream", self.qemu_stream),
+                                ("--qemu-dgram", self.qemu_dgram)) if v]
+        if len(given) != 1:
+            raise ValueError("one guest attachment is needed: --tap NAME, "
+                             "--qemu-stream unix:PATH or --qemu-dgram unix:PATH"
+                             + (f" (got {' and '.join(given)})" if given else ""))
+        if self.tap and (len(self.tap.encode()) > 15 or "/" in self.tap or " " in self.tap):
             raise ValueError(f"--tap {self.tap!r}: 1-15 characters, no '/' or spaces")
+        if self.netns and not self.tap:
+            raise ValueError("--netns goes with --tap (the TAP is made in that namespace)")
+        from femtotcp.phy.qemu import unix_path
+        if self.qemu_stream:
+            unix_path(self.qemu_stream, "--qemu-stream")
+        if self.qemu_dgram:
+            unix_path(self.qemu_dgram, "--qemu-dgram")
         if not 576 <= self.mtu <= 65520:
             raise ValueError(f"--mtu {self.mtu}: out of range 576..65520")
         if self.max_flows < 1:
@@ -175,9 +188,19 @@ class Gateway:
         net, plen, gw, dns, first, last = opts.addresses()
         self.gateway_addr, self.dns_addr, self.first_lease = gw, dns, first
         self.runtime = runtime or Runtime()
-        from femtotcp.phy.tap import TapDevice
-        with in_netns(opts.netns):
-            self.device: Any = TapDevice(opts.tap or "", mtu=opts.mtu)
+        self.device: Any
+        if opts.tap:
+            from femtotcp.phy.tap import TapDevice
+            with in_netns(opts.netns):
+                self.device = TapDevice(opts.tap, mtu=opts.mtu)
+        else:
+            from femtotcp.phy import qemu
+            if opts.qemu_stream:
+                self.device = qemu.QemuStreamDevice(
+                    qemu.unix_path(opts.qemu_stream, "--qemu-stream"), mtu=opts.mtu)
+            else:
+                self.device = qemu.QemuDgramDevice(
+                    qemu.unix_path(opts.qemu_dgram or "", "--qemu-dgram"), mtu=opts.mtu)
         self.stack = Stack("gateway", config=StackConfig())
         self.iface = self.stack.add_interface(self.device, ipv4=f"{ip_str(gw)}/{plen}",
                                               mtu=opts.mtu)
@@ -189,6 +212,8 @@ class Gateway:
             self.pcap.attach(self.device)
         self.runtime.add_stack(self.stack)
         watch = self.runtime.watch_fd
+        if hasattr(self.device, "start"):
+            self.device.start(watch)          # QEMU devices register their own fds
         limits = Limits(max_flows=opts.max_flows, udp_timeout=opts.udp_timeout)
         self.nat = Nat(self.stack, self.iface, watch, gw, limits,
                        allow_host_loopback=opts.allow_host_loopback)
@@ -203,7 +228,9 @@ class Gateway:
 
     def describe(self) -> str:
         net, plen, *_ = self.opts.addresses()
-        return (f"gateway on {self.device.name} net {ip_str(net)}/{plen} router "
+        where = self.device.name + (f" {self.device.path}" if hasattr(self.device, "path")
+                                    else "")
+        return (f"gateway on {where} net {ip_str(net)}/{plen} router "
                 f"{ip_str(self.gateway_addr)} dns {ip_str(self.dns_addr)} first lease "
                 f"{ip_str(self.first_lease)} mtu {self.iface.mtu}; {self.dns.describe()}"
                 + "".join(f"; forward tcp {f.fw.host_addr}:{f.fw.host_port} -> "
