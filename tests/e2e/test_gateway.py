@@ -173,7 +173,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
                   and _listening(host, "u", 7777) and _listening(host, "t", 9000), 15,
                   "the host's servers")
             proc, log = _start_gateway(host, guest, tmp, "-t", f"{SERVER}:8080:80",
-                                       "--udp-timeout", "2")
+                                       "-u", f"{SERVER}:5300:7000", "--udp-timeout", "2")
             script = tmp / "udhcpc.sh"
             script.write_text(UDHCPC_SCRIPT)
             script.chmod(0o755)
@@ -211,8 +211,11 @@ def test_udp_echo_through_the_gateway_and_the_idle_flow_expires(rig: Rig) -> Non
 
     def gateway_udp_sockets() -> int:
         out = rig.h("ss", "-unap", check=False)
-        return sum(1 for line in out.splitlines() if f"pid={rig.gateway.pid}," in line)
-    # One host socket carried the flow; it is closed once the flow idles 2 s.
+        return sum(1 for line in out.splitlines()
+                   if f"pid={rig.gateway.pid}," in line and ":5300 " not in line)
+    # One host socket carried the flow (the -u forward's is not counted); it is
+    # closed once the flow idles 2 s.
+    assert gateway_udp_sockets() == 1
     _wait(lambda: gateway_udp_sockets() == 0, 15, "the idle UDP flow to expire")
 
 
@@ -261,6 +264,25 @@ def test_a_port_forward_shows_the_guest_the_real_client(rig: Rig) -> None:
         # The client is H's own address, not the gateway's (192.0.2.2).
         line = next(x for x in log.read_text().splitlines() if "GET /hello.txt" in x)
         assert line.startswith(f"{SERVER} ")
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def test_a_udp_port_forward_carries_both_ways_with_the_real_client(rig: Rig) -> None:
+    seen = rig.tmp / "udp-peers"
+    echo = UDP_ECHO.replace("s.sendto(data, peer)",
+                            "s.sendto(data, peer); open(sys.argv[3], 'a').write(peer[0])")
+    proc = rig.guest.popen(sys.executable, "-c", echo, LEASE, "7000", str(seen))
+    try:
+        _wait(lambda: _listening(rig.guest, "u", 7000), 15, "the guest's UDP echo")
+        out = rig.h(sys.executable, "-c", (
+            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM);"
+            "s.bind(('198.51.100.1', 0)); s.settimeout(5);"
+            "s.sendto(b'over the forward', ('198.51.100.1', 5300));"
+            "print(s.recvfrom(100)[0].decode())"))
+        assert out.strip() == "over the forward"
+        assert seen.read_text() == SERVER
     finally:
         proc.terminate()
         proc.wait(5)

@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pcap", metavar="FILE", help="capture the guest side")
     p.add_argument("-t", dest="tcp_forwards", action="append", default=[],
                    metavar="[ADDR:]HOSTPORT:GUESTPORT", help="forward a host TCP port")
+    p.add_argument("-u", dest="udp_forwards", action="append", default=[],
+                   metavar="[ADDR:]HOSTPORT:GUESTPORT", help="forward a host UDP port")
     p.add_argument("--dns-upstream", action="append", default=[], metavar="ADDR",
                    help="ask this resolver (default: /etc/resolv.conf's)")
     p.add_argument("--host-record", action="append", default=[], metavar="NAME=ADDR",
@@ -45,6 +47,7 @@ def options(args: argparse.Namespace) -> GatewayOptions:
     return GatewayOptions(tap=args.tap, netns=args.netns, qemu_stream=args.qemu_stream,
                           qemu_dgram=args.qemu_dgram, net=args.net, mtu=args.mtu,
                           pcap=args.pcap, tcp_forwards=args.tcp_forwards,
+                          udp_forwards=args.udp_forwards,
                           dns_upstream=args.dns_upstream, host_records=args.host_record,
                           allow_host_loopback=args.allow_host_loopback,
                           forward_masquerade=args.forward_masquerade,

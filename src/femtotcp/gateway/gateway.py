@@ -22,7 +22,7 @@ from typing import Any
 
 from femtotcp.gateway.dns_forward import DnsForwarder, resolv_conf_servers
 from femtotcp.gateway.flows import Limits
-from femtotcp.gateway.nat import Nat
+from femtotcp.gateway.nat import Nat, UdpForward
 from femtotcp.phy.netns import setns
 from femtotcp.runtime import Runtime
 from femtotcp.stack.config import StackConfig
@@ -73,6 +73,7 @@ class GatewayOptions:
     mtu: int = 1500
     pcap: str | None = None
     tcp_forwards: list[str] = field(default_factory=list)
+    udp_forwards: list[str] = field(default_factory=list)
     dns_upstream: list[str] = field(default_factory=list)
     host_records: list[str] = field(default_factory=list)
     allow_host_loopback: bool = False
@@ -137,6 +138,8 @@ class GatewayOptions:
         self.records()
         for fw in self.tcp_forwards:
             Forward.parse(fw)
+        for fw in self.udp_forwards:
+            Forward.parse(fw, "-u")
         for up in self.dns_upstream:
             try:
                 ok = len(ip_bytes(up)) == 4
@@ -225,6 +228,15 @@ class Gateway:
         self.forwards: list[_ForwardListener] = []
         for text in opts.tcp_forwards:
             self.forwards.append(_ForwardListener(self, Forward.parse(text)))
+        self.udp_forwards: list[UdpForward] = []
+        for text in opts.udp_forwards:
+            fw = Forward.parse(text, "-u")
+            try:
+                self.udp_forwards.append(UdpForward(
+                    self.nat, (fw.host_addr, fw.host_port), (first, fw.guest_port),
+                    opts.forward_masquerade))
+            except OSError as exc:
+                raise OSError(exc.errno, f"-u {text}: {exc.strerror}") from None
 
     def describe(self) -> str:
         net, plen, *_ = self.opts.addresses()
@@ -235,7 +247,9 @@ class Gateway:
                 f"{ip_str(self.first_lease)} mtu {self.iface.mtu}; {self.dns.describe()}"
                 + "".join(f"; forward tcp {f.fw.host_addr}:{f.fw.host_port} -> "
                           f"{ip_str(self.first_lease)}:{f.fw.guest_port}"
-                          for f in self.forwards))
+                          for f in self.forwards)
+                + "".join(f"; forward udp -> {ip_str(self.first_lease)}:{f.guest[1]}"
+                          for f in self.udp_forwards))
 
     def start(self) -> None:
         self.runtime.call(self.stack.start)
@@ -244,6 +258,8 @@ class Gateway:
         def shutdown() -> None:
             for f in self.forwards:
                 f.close()
+            for u in self.udp_forwards:
+                u.close()
             self.nat.close()
             self.dns.close()
             self.dhcp.close()

@@ -102,6 +102,10 @@ class Nat:
         self.listener.sndbuf = self.limits.flow_buffer
         self.listener.rcvbuf = self.limits.flow_buffer
         self._accepting: dict[tuple[bytes, int, bytes, int], TcpSplice] = {}
+        #: UDP port forwards' conversations: (guest addr, guest port, shown client
+        #: addr, port) -> (forward, the client's host address, last use).
+        self.udp_forwarded: dict[tuple[bytes, int, bytes, int],
+                                 tuple[UdpForward, tuple[str, int], float]] = {}
 
     # -- addresses -------------------------------------------------------------------
     def host_address(self, dst: bytes) -> bytes | None:
@@ -236,6 +240,10 @@ class Nat:
     # -- UDP ---------------------------------------------------------------------------
     def _udp_datagram(self, ip: Any, udp: wire_udp.UdpHeader, payload: memoryview) -> bool:
         src, dst = ip.src, ip.dst
+        fwd = self.udp_forwarded.get((src, udp.src_port, dst, udp.dst_port))
+        if fwd is not None:
+            fwd[0].reply(bytes(payload), fwd[1])
+            return True
         if not self._routable(dst) or (dst != self.gateway_addr and self.stack.is_local(dst)):
             return False
         host = self.host_address(dst)
@@ -672,3 +680,80 @@ class PingMapping:
             self.sock.close()
             self.sock = None
         self.nat.table.remove(self.flow)
+
+
+class UdpForward:
+    """``-u [ADDR:]HOSTPORT:GUESTPORT``: a host UDP socket whose datagrams go to the
+    guest from the client's own address and port (the gateway's with
+    ``masquerade`` or for a loopback client); the guest's answers go back to
+    the client. At most ``MAX_CLIENTS`` conversations are remembered (the
+    oldest are forgotten), each for the UDP idle timeout."""
+
+    MAX_CLIENTS = 1024
+
+    def __init__(self, nat: Nat, host: tuple[str, int], guest: tuple[bytes, int],
+                 masquerade: bool) -> None:
+        self.nat = nat
+        self.guest = guest
+        self.masquerade = masquerade
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK
+                             | socket.SOCK_CLOEXEC)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(host)
+        except OSError:
+            sock.close()
+            raise
+        self.sock: socket.socket | None = sock
+        self.fd = sock.fileno()
+        nat.watch(self.fd, True, False, self)
+
+    def on_readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        nat = self.nat
+        now = nat.stack.now
+        table = nat.udp_forwarded
+        for _ in range(UDP_BATCH):
+            try:
+                data, client = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                nat.counters["nat.udp_forward_error"] += 1
+                return
+            addr = socket.inet_aton(client[0])
+            if self.masquerade or addr[0] == 127 or nat.stack.is_local(addr):
+                addr = nat.gateway_addr
+            key = (self.guest[0], self.guest[1], addr, client[1])
+            if key not in table and len(table) >= self.MAX_CLIENTS:
+                self._forget(now)
+            table[key] = (self, client, now)
+            nat.counters["nat.udp_forwarded"] += 1
+            msg = wire_udp.build(addr, self.guest[0], client[1], self.guest[1], data)
+            nat.stack.ip_output(self.guest[0], wire_udp.PROTO, msg, src=addr)
+
+    def _forget(self, now: float) -> None:
+        table = self.nat.udp_forwarded
+        idle = self.nat.limits.udp_timeout
+        for key in [k for k, v in table.items() if now - v[2] > idle]:
+            del table[key]
+        while len(table) >= self.MAX_CLIENTS:
+            del table[next(iter(table))]
+
+    def reply(self, data: bytes, client: tuple[str, int]) -> None:
+        if self.sock is None:
+            return
+        try:
+            self.sock.sendto(data, client)
+        except OSError:
+            self.nat.counters["nat.udp_forward_error"] += 1
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.nat.watch(self.fd, False, False, self)
+            self.sock.close()
+            self.sock = None
+        for key in [k for k, v in self.nat.udp_forwarded.items() if v[0] is self]:
+            del self.nat.udp_forwarded[key]
