@@ -37,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--forward-masquerade", action="store_true",
                    help="port forwards show the guest the gateway, not the real client")
     p.add_argument("--max-flows", type=int, default=4096, help="NAT flow limit (default 4096)")
+    p.add_argument("--no-offload", dest="offload", action="store_false",
+                   help="no vnet header on the TAP (no TSO to the guest, no GRO from it)")
     p.add_argument("--udp-timeout", type=float, default=120.0,
                    help="seconds an idle UDP flow lives (default 120, RFC 4787)")
     p.add_argument("--log-level", default="info",
@@ -51,7 +53,8 @@ def options(args: argparse.Namespace) -> GatewayOptions:
                           dns_upstream=args.dns_upstream, host_records=args.host_record,
                           allow_host_loopback=args.allow_host_loopback,
                           forward_masquerade=args.forward_masquerade,
-                          max_flows=args.max_flows, udp_timeout=args.udp_timeout)
+                          max_flows=args.max_flows, udp_timeout=args.udp_timeout,
+                          offload=args.offload)
 
 
 def main(args: argparse.Namespace) -> int:

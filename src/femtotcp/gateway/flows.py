@@ -51,7 +51,7 @@ class Limits:
 
     max_flows: int = 4096
     #: Bytes a TCP flow holds in each direction between the two sockets.
-    flow_buffer: int = 256 * 1024
+    flow_buffer: int = 1024 * 1024
     tcp_established_timeout: float = 7440.0      # RFC 5382 REQ-5: >= 2 h 4 min
     tcp_transitory_timeout: float = 240.0        # RFC 5382 REQ-5: 4 min
     tcp_connect_timeout: float = 20.0            # host connect; then RST to the guest

@@ -80,6 +80,8 @@ class GatewayOptions:
     forward_masquerade: bool = False
     max_flows: int = 4096
     udp_timeout: float = 120.0
+    #: TAP with vnet headers: TSO super-segments to the guest, GRO frames from it.
+    offload: bool = True
 
     def addresses(self) -> tuple[bytes, int, bytes, bytes, bytes, bytes]:
         """(network, prefixlen, gateway .2, DNS .3, first lease .15, last lease)."""
@@ -195,7 +197,8 @@ class Gateway:
         if opts.tap:
             from femtotcp.phy.tap import TapDevice
             with in_netns(opts.netns):
-                self.device = TapDevice(opts.tap, mtu=opts.mtu)
+                self.device = TapDevice(opts.tap, mtu=opts.mtu, offload=opts.offload,
+                                        gro=opts.offload)
         else:
             from femtotcp.phy import qemu
             if opts.qemu_stream:

@@ -338,7 +338,8 @@ class Ipv4:
         if not device.offload or iface.raw_ip or iface.vlan is not None \
                 or dst in stack.local_addresses \
                 or dst == BROADCAST or is_multicast(dst) or stack.is_broadcast(dst, iface) \
-                or src not in stack.local_addresses or stack.arp is None:
+                or (src not in stack.local_addresses and iface not in self.accept_any) \
+                or stack.arp is None:
             return None
         next_hop = route.gateway or dst
         cache = stack.arp.caches.get(iface)
@@ -373,7 +374,8 @@ class Ipv4:
         when its neighbour is resolved (see ``_Fast``)."""
         stack = self.stack
         iface = route.iface
-        if stack.arp is None or iface.raw_ip or src not in stack.local_addresses or \
+        if stack.arp is None or iface.raw_ip or (
+                src not in stack.local_addresses and iface not in self.accept_any) or \
                 dst in stack.broadcast_addresses or dst in stack.local_addresses or \
                 is_multicast(dst):
             return
