@@ -412,8 +412,20 @@ class TcpSplice:
             if not data:
                 self.guest_eof = True
                 break
-            to_host += data
             table.outbound(self.flow, len(data), now)
+            if not to_host:
+                # The common case: straight to the host, keep only what it refused.
+                try:
+                    n = sock.send(data)
+                except (BlockingIOError, InterruptedError):
+                    n = 0
+                except OSError:
+                    self._host_reset()
+                    return
+                if n < len(data):
+                    to_host += memoryview(data)[n:]
+                continue
+            to_host += data
         if to_host:
             try:
                 n = sock.send(to_host)
@@ -533,12 +545,70 @@ class TcpSplice:
         self.nat.table.remove(self.flow)
 
 
-class UdpMapping:
+class _DatagramMapping:
+    """A guest endpoint's datagram socket on the host: reads until EAGAIN (at most
+    ``UDP_BATCH`` per event), each datagram to ``_answer``; closed on expiry."""
+
+    def __init__(self, nat: Nat, flow: Flow, sock: socket.socket) -> None:
+        self.nat = nat
+        self.flow = flow
+        self.sock: socket.socket | None = sock
+        self.fd = sock.fileno()
+        nat.watch(self.fd, True, False, self)
+
+    def _sendto(self, data: bytes, addr: tuple[str, int]) -> int:
+        """0, or the errno of a failed send (EAGAIN counted and ignored)."""
+        sock = self.sock
+        if sock is None:
+            return 0
+        nat = self.nat
+        nat.table.outbound(self.flow, len(data), nat.stack.now)
+        try:
+            sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            nat.counters[f"nat.{self.flow.proto}_host_busy"] += 1
+        except OSError as exc:
+            nat.counters[f"nat.{self.flow.proto}_send_error"] += 1
+            return exc.errno or errno.EHOSTUNREACH
+        return 0
+
+    def on_readable(self) -> None:
+        sock = self.sock
+        for _ in range(UDP_BATCH):
+            if sock is None:
+                return
+            try:
+                data, (addr, port) = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._error()
+                continue
+            nat = self.nat
+            nat.table.inbound(self.flow, len(data), nat.stack.now)
+            self._answer(data, nat.guest_address(socket.inet_aton(addr)), port)
+
+    def _answer(self, data: bytes, src: bytes, port: int) -> None:
+        raise NotImplementedError
+
+    def _error(self) -> None:
+        self.nat.counters[f"nat.{self.flow.proto}_recv_error"] += 1
+
+    def expired(self) -> None:
+        self.abort()
+
+    def abort(self) -> None:
+        if self.sock is not None:
+            self.nat.watch(self.fd, False, False, self)
+            self.sock.close()
+            self.sock = None
+        self.nat.table.remove(self.flow)
+
+
+class UdpMapping(_DatagramMapping):
     """One guest UDP endpoint's host socket (endpoint-independent, RFC 4787)."""
 
     def __init__(self, nat: Nat, flow: Flow) -> None:
-        self.nat = nat
-        self.flow = flow
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK
                              | socket.SOCK_CLOEXEC)
         try:
@@ -547,63 +617,35 @@ class UdpMapping:
         except OSError:
             sock.close()
             raise
-        self.sock: socket.socket | None = sock
-        self.fd = sock.fileno()
-        nat.watch(self.fd, True, False, self)
+        super().__init__(nat, flow, sock)
 
     def send(self, data: bytes, host: bytes, port: int, shown: bytes) -> None:
-        sock = self.sock
-        if sock is None:
-            return
-        nat = self.nat
-        nat.table.outbound(self.flow, len(data), nat.stack.now)
-        try:
-            sock.sendto(data, (ip_str(host), port))
-        except (BlockingIOError, InterruptedError):
-            nat.counters["nat.udp_host_busy"] += 1
-        except OSError as exc:
-            nat.counters["nat.udp_send_error"] += 1
-            self._error_to_guest(exc.errno or errno.EHOSTUNREACH, shown, port)
+        err = self._sendto(data, (ip_str(host), port))
+        if err:
+            self._error_to_guest(err, shown, port)
 
-    def on_readable(self) -> None:
-        sock = self.sock
-        if sock is None:
-            return
-        nat = self.nat
+    def _answer(self, data: bytes, src: bytes, port: int) -> None:
         guest_addr, guest_port = self.flow.guest
-        for _ in range(UDP_BATCH):
-            try:
-                data, (addr, port) = sock.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self._drain_errors()
-                continue
-            src = nat.guest_address(socket.inet_aton(addr))
-            nat.table.inbound(self.flow, len(data), nat.stack.now)
-            msg = wire_udp.build(src, guest_addr, port, guest_port, data)
-            nat.stack.ip_output(guest_addr, wire_udp.PROTO, msg, src=src)
+        msg = wire_udp.build(src, guest_addr, port, guest_port, data)
+        self.nat.stack.ip_output(guest_addr, wire_udp.PROTO, msg, src=src)
 
-    def _drain_errors(self) -> None:
+    def _error(self) -> None:
         """ICMP errors the host socket queued (IP_RECVERR): tell the guest."""
         sock = self.sock
-        assert sock is not None
+        if sock is None:
+            return
         for _ in range(UDP_BATCH):
             try:
                 _data, anc, _flags, name = sock.recvmsg(512, 512, socket.MSG_ERRQUEUE)
-            except (BlockingIOError, InterruptedError):
-                return
             except OSError:
                 return
             for level, kind, cdata in anc:
-                if level != socket.SOL_IP or kind != IP_RECVERR or len(cdata) < _EE.size:
+                if level != socket.SOL_IP or kind != IP_RECVERR or len(cdata) < _EE.size \
+                        or not name:
                     continue
                 err = _EE.unpack_from(cdata)[0]
-                if not name:
-                    continue
-                addr, port = name[0], name[1]
-                self._error_to_guest(err, self.nat.guest_address(socket.inet_aton(addr)),
-                                     port)
+                self._error_to_guest(err, self.nat.guest_address(socket.inet_aton(name[0])),
+                                     name[1])
 
     def _error_to_guest(self, err: int, remote: bytes, port: int) -> None:
         """An ICMP unreachable to the guest about its datagram to ``remote``."""
@@ -616,70 +658,26 @@ class UdpMapping:
         nat.counters["nat.udp_icmp_error"] += 1
         nat.send_unreachable(guest_addr, inner, code, src)
 
-    def expired(self) -> None:
-        self.abort()
 
-    def abort(self) -> None:
-        if self.sock is not None:
-            self.nat.watch(self.fd, False, False, self)
-            self.sock.close()
-            self.sock = None
-        self.nat.table.remove(self.flow)
-
-
-class PingMapping:
-    """One guest echo identifier's unprivileged ping socket (SOCK_DGRAM, IPPROTO_ICMP)."""
+class PingMapping(_DatagramMapping):
+    """One guest echo identifier's unprivileged ping socket (SOCK_DGRAM, IPPROTO_ICMP):
+    the kernel picks the identifier on the wire; replies get the guest's back."""
 
     def __init__(self, nat: Nat, flow: Flow) -> None:
-        self.nat = nat
-        self.flow = flow
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK
-                             | socket.SOCK_CLOEXEC, socket.IPPROTO_ICMP)
-        self.sock: socket.socket | None = sock
-        self.fd = sock.fileno()
-        nat.watch(self.fd, True, False, self)
+        super().__init__(nat, flow, socket.socket(
+            socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+            socket.IPPROTO_ICMP))
 
     def send(self, data: bytes, host: bytes, shown: bytes) -> None:
-        sock = self.sock
-        if sock is None:
-            return
-        self.nat.table.outbound(self.flow, len(data), self.nat.stack.now)
-        try:
-            sock.sendto(data, (ip_str(host), 0))
-        except OSError:
-            self.nat.counters["nat.ping_send_error"] += 1
+        self._sendto(data, (ip_str(host), 0))
 
-    def on_readable(self) -> None:
-        sock = self.sock
-        if sock is None:
+    def _answer(self, data: bytes, src: bytes, port: int) -> None:
+        if len(data) < 8 or data[0] != wire_icmp.ECHO_REPLY:
             return
-        nat = self.nat
         guest_addr, ident = self.flow.guest
-        for _ in range(UDP_BATCH):
-            try:
-                data, (addr, _port) = sock.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                nat.counters["nat.ping_error"] += 1
-                return
-            if len(data) < 8 or data[0] != wire_icmp.ECHO_REPLY:
-                continue
-            seq = int.from_bytes(data[6:8], "big")
-            reply = wire_icmp.build_echo(wire_icmp.ECHO_REPLY, ident, seq, data[8:])
-            src = nat.guest_address(socket.inet_aton(addr))
-            nat.table.inbound(self.flow, len(data), nat.stack.now)
-            nat.stack.ip_output(guest_addr, wire_ipv4.PROTO_ICMP, reply, src=src)
-
-    def expired(self) -> None:
-        self.abort()
-
-    def abort(self) -> None:
-        if self.sock is not None:
-            self.nat.watch(self.fd, False, False, self)
-            self.sock.close()
-            self.sock = None
-        self.nat.table.remove(self.flow)
+        seq = int.from_bytes(data[6:8], "big")
+        reply = wire_icmp.build_echo(wire_icmp.ECHO_REPLY, ident, seq, data[8:])
+        self.nat.stack.ip_output(guest_addr, wire_ipv4.PROTO_ICMP, reply, src=src)
 
 
 class UdpForward:
