@@ -27,6 +27,8 @@ GATEWAY = "192.0.2.2"
 DNS = "192.0.2.3"
 LEASE = "192.0.2.15"
 SERVER = "198.51.100.1"
+SILENT = "198.51.100.202"
+NOWHERE = "198.51.100.200"          # no route in H
 TAP = "gw0"
 MAX_FLOWS = 64
 
@@ -148,7 +150,7 @@ def _start_gateway(host: Netns, guest: Netns, tmp: Path, *extra: str,
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     require_kernel()
-    for prog in ("busybox", "curl", "dnsmasq", "ping", "ss"):
+    for prog in ("busybox", "curl", "dnsmasq", "ping", "ss", "iptables"):
         require_program(prog)
     tmp = tmp_path_factory.mktemp("gateway")
     with netns("gwH") as host, netns("gwG") as guest:
@@ -157,6 +159,10 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         try:
             (etc / "resolv.conf").write_text("")
             host.ip("addr", "add", f"{SERVER}/32", "dev", "lo")
+            # .202 answers nothing: its SYNs vanish (the connect-timeout test).
+            host.ip("addr", "add", f"{SILENT}/32", "dev", "lo")
+            host.run("iptables", "-A", "INPUT", "-d", SILENT, "-p", "tcp", "--syn",
+                     "-j", "DROP")
             host.run("sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647")
             www = tmp / "www"
             www.mkdir()
@@ -173,7 +179,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
                   and _listening(host, "u", 7777) and _listening(host, "t", 9000), 15,
                   "the host's servers")
             proc, log = _start_gateway(host, guest, tmp, "-t", f"{SERVER}:8080:80",
-                                       "-u", f"{SERVER}:5300:7000", "--udp-timeout", "2")
+                                       "-u", f"{SERVER}:5300:7000", "--udp-timeout", "2",
+                                       "--connect-timeout", "2")
             script = tmp / "udhcpc.sh"
             script.write_text(UDHCPC_SCRIPT)
             script.chmod(0o755)
@@ -241,6 +248,21 @@ def test_a_refused_tcp_port_is_refused_at_once(rig: Rig) -> None:
                         f"http://{SERVER}:8001/", check=False, timeout=30)
     assert res.returncode == 7
     assert "Connection refused" in res.stderr
+
+
+def test_an_unreachable_destination_is_unreachable_in_the_guest_at_once(rig: Rig) -> None:
+    res = rig.guest.run("curl", "-sS", "-v", "--connect-timeout", "10",
+                        f"http://{NOWHERE}:80/", check=False, timeout=30)
+    assert res.returncode == 7
+    assert "Network is unreachable" in res.stderr or "No route to host" in res.stderr
+
+
+def test_a_host_connect_that_times_out_resets_the_guest(rig: Rig) -> None:
+    res = rig.guest.run("curl", "-sS", "-v", "--connect-timeout", "30",
+                        f"http://{SILENT}:80/", check=False, timeout=60)
+    # The gateway gives up after its --connect-timeout (2 s) with a RST: curl
+    # reports a refusal (exit 7), not its own timeout (exit 28).
+    assert res.returncode == 7 and "Connection refused" in res.stderr
 
 
 def test_the_host_loopback_is_not_reachable_without_the_flag(rig: Rig) -> None:

@@ -41,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="no vnet header on the TAP (no TSO to the guest, no GRO from it)")
     p.add_argument("--udp-timeout", type=float, default=120.0,
                    help="seconds an idle UDP flow lives (default 120, RFC 4787)")
+    p.add_argument("--connect-timeout", type=float, default=20.0,
+                   help="seconds a host connect may take before the guest gets a RST "
+                        "(default 20)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"])
 
@@ -54,7 +57,7 @@ def options(args: argparse.Namespace) -> GatewayOptions:
                           allow_host_loopback=args.allow_host_loopback,
                           forward_masquerade=args.forward_masquerade,
                           max_flows=args.max_flows, udp_timeout=args.udp_timeout,
-                          offload=args.offload)
+                          offload=args.offload, connect_timeout=args.connect_timeout)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -80,6 +80,7 @@ class GatewayOptions:
     forward_masquerade: bool = False
     max_flows: int = 4096
     udp_timeout: float = 120.0
+    connect_timeout: float = 20.0
     #: TAP with vnet headers: TSO super-segments to the guest, GRO frames from it.
     offload: bool = True
 
@@ -136,6 +137,8 @@ class GatewayOptions:
             raise ValueError(f"--max-flows {self.max_flows}: must be >= 1")
         if not self.udp_timeout > 0:
             raise ValueError(f"--udp-timeout {self.udp_timeout}: must be > 0")
+        if not self.connect_timeout > 0:
+            raise ValueError(f"--connect-timeout {self.connect_timeout}: must be > 0")
         self.addresses()
         self.records()
         for fw in self.tcp_forwards:
@@ -187,14 +190,19 @@ def in_netns(spec: str | None) -> Iterator[None]:
 class Gateway:
     """A stack on the guest's device with NAT, DHCP, DNS and port forwards."""
 
-    def __init__(self, opts: GatewayOptions, runtime: Runtime | None = None) -> None:
+    def __init__(self, opts: GatewayOptions, runtime: Runtime | None = None,
+                 device: Any = None) -> None:
+        """``device``: use this one instead of the one the options name (tests wrap
+        a TAP in a FaultyDevice on ``runtime``)."""
         opts.validate()
         self.opts = opts
         net, plen, gw, dns, first, last = opts.addresses()
         self.gateway_addr, self.dns_addr, self.first_lease = gw, dns, first
         self.runtime = runtime or Runtime()
-        self.device: Any
-        if opts.tap:
+        self.device: Any = device
+        if device is not None:
+            pass
+        elif opts.tap:
             from femtotcp.phy.tap import TapDevice
             with in_netns(opts.netns):
                 self.device = TapDevice(opts.tap, mtu=opts.mtu, offload=opts.offload,
@@ -220,7 +228,8 @@ class Gateway:
         watch = self.runtime.watch_fd
         if hasattr(self.device, "start"):
             self.device.start(watch)          # QEMU devices register their own fds
-        limits = Limits(max_flows=opts.max_flows, udp_timeout=opts.udp_timeout)
+        limits = Limits(max_flows=opts.max_flows, udp_timeout=opts.udp_timeout,
+                        tcp_connect_timeout=opts.connect_timeout)
         self.nat = Nat(self.stack, self.iface, watch, gw, limits,
                        allow_host_loopback=opts.allow_host_loopback)
         from femtotcp.services.dhcp_server import DhcpServer
