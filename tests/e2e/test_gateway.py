@@ -9,6 +9,7 @@ reaches H's servers only through the gateway.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from netns import Netns, netns, require_kernel, require_program
@@ -180,7 +182,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
                   "the host's servers")
             proc, log = _start_gateway(host, guest, tmp, "-t", f"{SERVER}:8080:80",
                                        "-u", f"{SERVER}:5300:7000", "--udp-timeout", "2",
-                                       "--connect-timeout", "2")
+                                       "--connect-timeout", "2",
+                                       "--control", str(tmp / "ctl.sock"))
             script = tmp / "udhcpc.sh"
             script.write_text(UDHCPC_SCRIPT)
             script.chmod(0o755)
@@ -308,6 +311,59 @@ def test_a_udp_port_forward_carries_both_ways_with_the_real_client(rig: Rig) -> 
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+def _ctl(rig: Rig, *args: str) -> dict[str, Any]:
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    res = subprocess.run([sys.executable, "-m", "femtotcp", "ctl", "--control",
+                          str(rig.tmp / "ctl.sock"), *args, "--json"], capture_output=True,
+                         text=True, timeout=30, env=dict(os.environ, PYTHONPATH=src))
+    doc: dict[str, Any] = json.loads(res.stdout)
+    return doc
+
+
+def test_ctl_lists_flows_and_changes_forwards_at_run_time(rig: Rig) -> None:
+    holder = rig.guest.popen(sys.executable, "-c", (
+        "import socket, time; c = socket.create_connection(('198.51.100.1', 9000));"
+        "c.sendall(b'hello'); print(c.getsockname()[1], flush=True); time.sleep(60)"),
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        port = int(holder.stdout.readline())
+        doc = _ctl(rig, "flows")
+        assert doc["ok"], doc
+        rows = [r for r in doc["result"]["flows"]
+                if r["guest"] == f"{LEASE}:{port}" and r["remote"] == f"{SERVER}:9000"]
+        assert len(rows) == 1 and rows[0]["proto"] == "tcp"
+        assert rows[0]["state"] == "established" and rows[0]["bytes_out"] == 5
+        assert doc["result"]["limit"] == MAX_FLOWS
+    finally:
+        holder.terminate()
+        holder.wait(5)
+    stats = _ctl(rig, "stats")
+    assert stats["ok"] and "nat.tcp_flows_opened" in json.dumps(stats["result"])
+    # A forward added at run time carries, and is gone once deleted.
+    www = rig.tmp / "guest-www2"
+    www.mkdir(exist_ok=True)
+    (www / "x.txt").write_text("run-time forward\n")
+    server = rig.guest.popen(sys.executable, "-m", "http.server", "-b", LEASE, "-d", str(www),
+                             "81", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(lambda: _listening(rig.guest, "t", 81), 15, "the guest's server")
+        doc = _ctl(rig, "forward", "add", f"{SERVER}:8081:81")
+        assert doc["ok"], doc
+        assert {"proto": "tcp", "host": f"{SERVER}:8081", "guest": f"{LEASE}:81"} \
+            in doc["result"]["forwards"]
+        assert rig.h("curl", "-sS", "--fail", f"http://{SERVER}:8081/x.txt") == \
+            "run-time forward\n"
+        assert _ctl(rig, "forward", "del", f"{SERVER}:8081:81")["ok"]
+        res = rig.host.run("curl", "-sS", f"http://{SERVER}:8081/x.txt", check=False)
+        assert res.returncode == 7
+        bad = _ctl(rig, "forward", "del", f"{SERVER}:8081:81")
+        assert not bad["ok"] and "no tcp forward" in bad["error"]["message"]
+    finally:
+        server.terminate()
+        server.wait(5)
 
 
 def _rss_kb(pid: int) -> int:

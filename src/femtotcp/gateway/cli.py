@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connect-timeout", type=float, default=20.0,
                    help="seconds a host connect may take before the guest gets a RST "
                         "(default 20)")
+    p.add_argument("--control", metavar="PATH",
+                   help="control socket for `femtotcp ctl --control PATH` (stats, flows, "
+                        "forward add|del|list, ...)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"])
 
@@ -57,19 +60,33 @@ def options(args: argparse.Namespace) -> GatewayOptions:
                           allow_host_loopback=args.allow_host_loopback,
                           forward_masquerade=args.forward_masquerade,
                           max_flows=args.max_flows, udp_timeout=args.udp_timeout,
-                          offload=args.offload, connect_timeout=args.connect_timeout)
+                          offload=args.offload, connect_timeout=args.connect_timeout,
+                          control=args.control)
 
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    gw = Gateway(options(args))
+    opts = options(args)
+    if opts.control:
+        from femtotcp import control as ctl
+        ctl.check_free(opts.control)   # OSError when another server answers there
+    gw = Gateway(opts)
     rt = gw.runtime
     rt.install_signal_handlers()
+    server = None
     try:
+        rt.start()
         rt.call(gw.stack.start)
-        print(f"femtotcp: {gw.describe()}", flush=True)
-        rt.run_forever()
+        if opts.control:
+            from femtotcp.gateway.control import serve
+            server = serve(gw, opts.control)
+        print(f"femtotcp: {gw.describe()}"
+              + (f"; control {opts.control}" if server else ""), flush=True)
+        while rt.running:
+            rt.join(0.5)
     finally:
+        if server is not None:
+            server.close()
         gw.close()
     return 0

@@ -81,6 +81,7 @@ class GatewayOptions:
     max_flows: int = 4096
     udp_timeout: float = 120.0
     connect_timeout: float = 20.0
+    control: str | None = None
     #: TAP with vnet headers: TSO super-segments to the guest, GRO frames from it.
     offload: bool = True
 
@@ -221,9 +222,7 @@ class Gateway:
         self.stack.add_address(self.iface, f"{ip_str(dns)}/{plen}")
         self.pcap: Any = None
         if opts.pcap:
-            from femtotcp.phy.pcap import PcapWriter
-            self.pcap = PcapWriter(opts.pcap)
-            self.pcap.attach(self.device)
+            self.start_capture(opts.pcap)
         self.runtime.add_stack(self.stack)
         watch = self.runtime.watch_fd
         if hasattr(self.device, "start"):
@@ -237,18 +236,70 @@ class Gateway:
                                router=ip_str(gw), dns=[ip_str(dns)])
         upstreams = opts.dns_upstream or resolv_conf_servers()
         self.dns = DnsForwarder(self.stack, dns, watch, upstreams, opts.records())
+        #: What the control server shows and may close (``HostLike``).
+        self.services: list[Any] = [self.dhcp, self.dns]
         self.forwards: list[_ForwardListener] = []
-        for text in opts.tcp_forwards:
-            self.forwards.append(_ForwardListener(self, Forward.parse(text)))
         self.udp_forwards: list[UdpForward] = []
+        for text in opts.tcp_forwards:
+            self.add_forward("tcp", text)
         for text in opts.udp_forwards:
-            fw = Forward.parse(text, "-u")
-            try:
-                self.udp_forwards.append(UdpForward(
-                    self.nat, (fw.host_addr, fw.host_port), (first, fw.guest_port),
-                    opts.forward_masquerade))
-            except OSError as exc:
-                raise OSError(exc.errno, f"-u {text}: {exc.strerror}") from None
+            self.add_forward("udp", text)
+
+    # -- port forwards (at start, and at run time from the loop thread) -----------------
+    def add_forward(self, proto: str, text: str) -> None:
+        flag = "-t" if proto == "tcp" else "-u"
+        fw = Forward.parse(text, flag)
+        if any((f.host_addr, f.host_port) == (fw.host_addr, fw.host_port)
+               for f in self._forwards(proto)):
+            raise ValueError(f"{flag} {text}: that host port is forwarded already")
+        if proto == "tcp":
+            self.forwards.append(_ForwardListener(self, fw))
+            return
+        try:
+            self.udp_forwards.append(UdpForward(
+                self.nat, (fw.host_addr, fw.host_port), (self.first_lease, fw.guest_port),
+                self.opts.forward_masquerade, fw))
+        except OSError as exc:
+            raise OSError(exc.errno, f"-u {text}: {exc.strerror}") from None
+
+    def _forwards(self, proto: str) -> list[Forward]:
+        if proto == "tcp":
+            return [f.fw for f in self.forwards]
+        return [u.spec for u in self.udp_forwards if u.spec is not None]
+
+    def remove_forward(self, proto: str, text: str) -> None:
+        fw = Forward.parse(text, "-t" if proto == "tcp" else "-u")
+        items: list[Any] = self.forwards if proto == "tcp" else self.udp_forwards
+        for item in items:
+            spec = item.fw if proto == "tcp" else item.spec
+            if spec is not None and (spec.host_addr, spec.host_port) == (fw.host_addr,
+                                                                          fw.host_port):
+                item.close()
+                items.remove(item)
+                return
+        raise KeyError(f"no {proto} forward from {fw.host_addr}:{fw.host_port}")
+
+    def forward_rows(self) -> list[dict[str, Any]]:
+        return [{"proto": proto, "host": f"{f.host_addr}:{f.host_port}",
+                 "guest": f"{ip_str(self.first_lease)}:{f.guest_port}"}
+                for proto in ("tcp", "udp") for f in self._forwards(proto)]
+
+    def flow_rows(self) -> list[dict[str, Any]]:
+        now = self.stack.now
+        return [f.describe(now) for f in self.nat.table]
+
+    # -- capture (``HostLike``) -----------------------------------------------------------
+    def start_capture(self, path: str) -> None:
+        from femtotcp.phy.pcap import PcapWriter
+        self.stop_capture()
+        self.pcap = PcapWriter(path)
+        self.pcap.attach(self.device)
+
+    def stop_capture(self) -> None:
+        if self.pcap is not None:
+            self.pcap.detach(self.device)
+            self.pcap.close()
+            self.pcap = None
 
     def describe(self) -> str:
         net, plen, *_ = self.opts.addresses()
@@ -260,8 +311,9 @@ class Gateway:
                 + "".join(f"; forward tcp {f.fw.host_addr}:{f.fw.host_port} -> "
                           f"{ip_str(self.first_lease)}:{f.fw.guest_port}"
                           for f in self.forwards)
-                + "".join(f"; forward udp -> {ip_str(self.first_lease)}:{f.guest[1]}"
-                          for f in self.udp_forwards))
+                + "".join(f"; forward udp {f.host_addr}:{f.host_port} -> "
+                          f"{ip_str(self.first_lease)}:{f.guest_port}"
+                          for f in self._forwards("udp")))
 
     def start(self) -> None:
         self.runtime.call(self.stack.start)
@@ -283,9 +335,7 @@ class Gateway:
             rt.join(5)
         else:
             shutdown()
-        if self.pcap is not None:
-            self.pcap.detach(self.device)
-            self.pcap.close()
+        self.stop_capture()
         rt.close()
 
 

@@ -690,8 +690,9 @@ class UdpForward:
     MAX_CLIENTS = 1024
 
     def __init__(self, nat: Nat, host: tuple[str, int], guest: tuple[bytes, int],
-                 masquerade: bool) -> None:
+                 masquerade: bool, spec: Any = None) -> None:
         self.nat = nat
+        self.spec = spec          # the Forward it was made from (for ctl forward list)
         self.guest = guest
         self.masquerade = masquerade
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK
