@@ -355,11 +355,7 @@ class TcpSplice:
     def _connected(self) -> None:
         nat = self.nat
         self._want(False, False)
-        packet = self.syn_packet
-        hlen = (packet[0] & 0x0F) * 4
-        src, dst = packet[12:16], packet[16:20]
-        total = int.from_bytes(packet[2:4], "big")
-        hdr, payload = wire_tcp.parse(memoryview(packet)[hlen:total])
+        src, dst, hdr, payload = self._held_syn()
         conn_key = (dst, hdr.dst_port, src, hdr.src_port)
         self.conn_key = conn_key
         nat._accepting[conn_key] = self
@@ -370,16 +366,15 @@ class TcpSplice:
     def _connect_failed(self, err: int) -> None:
         nat = self.nat
         nat.counters["nat.tcp_connect_failed"] += 1
-        packet = self.syn_packet
-        hlen = (packet[0] & 0x0F) * 4
-        src, dst = packet[12:16], packet[16:20]
+        src, dst, hdr, payload = self._held_syn()
         if err == errno.ECONNREFUSED:
             nat.counters["nat.tcp_refused"] += 1
-            hdr, payload = wire_tcp.parse(memoryview(packet)[hlen:])
             nat.stack.tcp.reset_for(src, dst, hdr, len(payload))
         else:
             nat.counters["nat.tcp_unreachable"] += 1
-            nat.send_unreachable(src, packet[:hlen + 8], _errno_icmp(err), nat.gateway_addr)
+            hlen = (self.syn_packet[0] & 0x0F) * 4
+            nat.send_unreachable(src, self.syn_packet[:hlen + 8], _errno_icmp(err),
+                                 nat.gateway_addr)
         self._finish()
 
     def attach(self, conn: TcpConnection) -> None:
@@ -479,38 +474,33 @@ class TcpSplice:
         self._want(not self.host_eof and room > 0, bool(to_host))
 
     def _guest_reset(self) -> None:
-        """The guest reset (or its connection failed): abort the host side."""
+        """The guest reset (or its connection failed): abort the host side (the
+        guest's connection is closed already, so no RST goes back to it)."""
         self.nat.counters["nat.tcp_guest_reset"] += 1
-        if self.sock is not None:
-            try:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER0)
-            except OSError:
-                pass
-        if self.conn is not None:
-            self.conn.on_event = None
-            self.conn.abort()
-            self.conn = None
-        self._finish()
+        self.abort()
 
     def _host_reset(self) -> None:
         """The host side reset: reset the guest's connection."""
         self.nat.counters["nat.tcp_host_reset"] += 1
-        if self.conn is not None:
-            self.conn.on_event = None
-            self.conn.abort()
-            self.conn = None
-        self._finish()
+        self.abort()
 
     def expired(self) -> None:
         """Idle (or connect) timeout: RST to the guest, close the host socket."""
         if self.conn is None and self.syn_packet:
-            packet = self.syn_packet
-            hlen = (packet[0] & 0x0F) * 4
-            hdr, payload = wire_tcp.parse(memoryview(packet)[hlen:])
-            self.nat.stack.tcp.reset_for(packet[12:16], packet[16:20], hdr, len(payload))
+            src, dst, hdr, payload = self._held_syn()
+            self.nat.stack.tcp.reset_for(src, dst, hdr, len(payload))
         self.abort()
 
+    def _held_syn(self) -> tuple[bytes, bytes, wire_tcp.TcpHeader, memoryview]:
+        """(guest, destination, TCP header, payload) of the SYN held while connecting."""
+        packet = self.syn_packet
+        hlen = (packet[0] & 0x0F) * 4
+        total = int.from_bytes(packet[2:4], "big")
+        hdr, payload = wire_tcp.parse(memoryview(packet)[hlen:total])
+        return packet[12:16], packet[16:20], hdr, payload
+
     def abort(self) -> None:
+        """RST both ways (where a connection is still open) and forget the flow."""
         if self.sock is not None:
             try:
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER0)
