@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -548,15 +549,21 @@ import selectors, socket, sys
 from femtotcp.phy.tap import TapDevice
 mode, path, name = sys.argv[1:4]
 tap = TapDevice(name, mtu=1500)
-if mode == "stream":
+if mode.startswith("fd-"):          # an inherited socketpair end (-netdev socket,fd=)
+    mode = mode[3:]
+    kind = socket.SOCK_STREAM if mode == "stream" else socket.SOCK_DGRAM
+    s = socket.socket(socket.AF_UNIX, kind, fileno=int(path))
+elif mode == "stream":
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(path)
-    def to_gateway(frame):
-        s.sendall(len(frame).to_bytes(4, "big") + frame)
 else:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.bind(path + ".qemu")
     s.connect(path)
+if mode == "stream":
+    def to_gateway(frame):
+        s.sendall(len(frame).to_bytes(4, "big") + frame)
+else:
     def to_gateway(frame):
         s.send(frame)
 tap.set_receiver(to_gateway)
@@ -582,9 +589,10 @@ while True:
 """
 
 
-@pytest.mark.parametrize("framing", ["stream", "dgram"])
+@pytest.mark.parametrize("framing", ["stream", "dgram", "fd-stream", "fd-dgram"])
 def test_qemu_framing_carries_dhcp_and_a_curl_round_trip(tmp_path: Path,
                                                          framing: str) -> None:
+    """--qemu-stream, --qemu-dgram, and --fd N with either kind of socket."""
     require_kernel()
     for prog in ("busybox", "curl"):
         require_program(prog)
@@ -600,14 +608,27 @@ def test_qemu_framing_carries_dhcp_and_a_curl_round_trip(tmp_path: Path,
         log = tmp_path / "gateway.log"
         src = str(Path(__file__).resolve().parents[2] / "src")
         env = dict(os.environ, PYTHONPATH=src)
-        gw = host.popen(sys.executable, "-m", "femtotcp", "gateway",
-                        f"--qemu-{framing}", f"unix:{sock_path}", "--net", NET,
+        pair: tuple[socket.socket, socket.socket] | None = None
+        if framing.startswith("fd-"):
+            pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM
+                                     if framing == "fd-stream" else socket.SOCK_DGRAM)
+            attach: tuple[str, ...] = ("--fd", str(pair[0].fileno()))
+            peer_arg = str(pair[1].fileno())
+        else:
+            attach = (f"--qemu-{framing}", f"unix:{sock_path}")
+            peer_arg = str(sock_path)
+        fds = (pair[0].fileno(),) if pair else ()
+        gw = host.popen(sys.executable, "-m", "femtotcp", "gateway", *attach, "--net", NET,
                         "--dns-upstream", SERVER, stdout=log.open("w"),
-                        stderr=subprocess.STDOUT, text=True, env=env)
+                        stderr=subprocess.STDOUT, text=True, env=env, pass_fds=fds)
         _wait(lambda: "femtotcp: gateway on" in log.read_text() or gw.poll() is not None,
               20, "the gateway")
         assert gw.poll() is None, log.read_text()
-        guest.popen(sys.executable, "-c", QEMU_PEER, framing, str(sock_path), TAP, env=env)
+        guest.popen(sys.executable, "-c", QEMU_PEER, framing, peer_arg, TAP, env=env,
+                    pass_fds=(pair[1].fileno(),) if pair else ())
+        if pair is not None:
+            for end in pair:         # the two processes hold their own copies now
+                end.close()
         _wait(lambda: guest.ip("link", "show", TAP, check=False).returncode == 0, 20,
               "the relay's TAP")
         script = tmp_path / "udhcpc.sh"

@@ -30,6 +30,8 @@ from femtotcp.gateway.gateway import Forward, GatewayOptions
     (["--tap", "t0", "--max-flows", "0"], "--max-flows 0"),
     (["--tap", "t0", "--udp-timeout", "0"], "--udp-timeout 0"),
     (["--tap", "t0", "--connect-timeout", "-1"], "--connect-timeout -1"),
+    (["--fd", "9999"], "--fd 9999: Bad file descriptor"),
+    (["--fd", "9999", "--tap", "t0"], "--tap and --fd"),
 ])
 def test_bad_values_get_one_line_and_exit_2(args: list[str], needle: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:

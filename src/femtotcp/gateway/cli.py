@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--netns", metavar="PATH|PID|NAME",
                    help="create the TAP in this network namespace (a container's); the "
                         "gateway's own sockets stay where it was started")
+    p.add_argument("--fd", type=int, metavar="N",
+                   help="an inherited socket to the guest: SOCK_STREAM with QEMU's length "
+                        "prefix, SOCK_DGRAM one frame per datagram (-netdev socket,fd=N)")
     p.add_argument("--net", metavar="PREFIX", default=DEFAULT_NET,
                    help=f"the guest's network (default {DEFAULT_NET}: gateway .2, DNS .3, "
                         "first lease .15)")
@@ -53,7 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def options(args: argparse.Namespace) -> GatewayOptions:
     return GatewayOptions(tap=args.tap, netns=args.netns, qemu_stream=args.qemu_stream,
-                          qemu_dgram=args.qemu_dgram, net=args.net, mtu=args.mtu,
+                          qemu_dgram=args.qemu_dgram, fd=args.fd, net=args.net,
+                          mtu=args.mtu,
                           pcap=args.pcap, tcp_forwards=args.tcp_forwards,
                           udp_forwards=args.udp_forwards,
                           dns_upstream=args.dns_upstream, host_records=args.host_record,

@@ -69,6 +69,7 @@ class GatewayOptions:
     netns: str | None = None
     qemu_stream: str | None = None
     qemu_dgram: str | None = None
+    fd: int | None = None
     net: str = DEFAULT_NET
     mtu: int = 1500
     pcap: str | None = None
@@ -118,10 +119,11 @@ class GatewayOptions:
 
     def validate(self) -> None:
         given = [f for f, v in (("--tap", self.tap), ("--qemu-stream", self.qemu_stream),
-                                ("--qemu-dgram", self.qemu_dgram)) if v]
+                                ("--qemu-dgram", self.qemu_dgram),
+                                ("--fd", self.fd is not None)) if v]
         if len(given) != 1:
             raise ValueError("one guest attachment is needed: --tap NAME, "
-                             "--qemu-stream unix:PATH or --qemu-dgram unix:PATH"
+                             "--qemu-stream unix:PATH, --qemu-dgram unix:PATH or --fd N"
                              + (f" (got {' and '.join(given)})" if given else ""))
         if self.tap and (len(self.tap.encode()) > 15 or "/" in self.tap or " " in self.tap):
             raise ValueError(f"--tap {self.tap!r}: 1-15 characters, no '/' or spaces")
@@ -132,6 +134,14 @@ class GatewayOptions:
             unix_path(self.qemu_stream, "--qemu-stream")
         if self.qemu_dgram:
             unix_path(self.qemu_dgram, "--qemu-dgram")
+        if self.fd is not None:
+            try:
+                kind = os.stat(self.fd).st_mode
+            except OSError as exc:
+                raise ValueError(f"--fd {self.fd}: {exc.strerror}") from None
+            import stat
+            if not stat.S_ISSOCK(kind):
+                raise ValueError(f"--fd {self.fd}: not a socket")
         if not 576 <= self.mtu <= 65520:
             raise ValueError(f"--mtu {self.mtu}: out of range 576..65520")
         if self.max_flows < 1:
@@ -210,7 +220,13 @@ class Gateway:
                                         gro=opts.offload)
         else:
             from femtotcp.phy import qemu
-            if opts.qemu_stream:
+            if opts.fd is not None:
+                sock = socket.socket(fileno=opts.fd)
+                if sock.type == socket.SOCK_STREAM:
+                    self.device = qemu.QemuStreamDevice.from_socket(sock, mtu=opts.mtu)
+                else:
+                    self.device = qemu.QemuDgramDevice.from_socket(sock, mtu=opts.mtu)
+            elif opts.qemu_stream:
                 self.device = qemu.QemuStreamDevice(
                     qemu.unix_path(opts.qemu_stream, "--qemu-stream"), mtu=opts.mtu)
             else:

@@ -98,10 +98,30 @@ class QemuStreamDevice(Device):
         self._wbuf = bytearray()
         self._want_write = False
 
+    @classmethod
+    def from_socket(cls, sock: socket.socket, mtu: int = 1500,
+                    name: str = "qemu-socket") -> QemuStreamDevice:
+        """A connected stream socket handed over (QEMU ``-netdev socket,fd=N``):
+        no listener, the same framing."""
+        dev = cls.__new__(cls)
+        Device.__init__(dev, name, mtu)
+        dev.path = ""
+        dev.listener = None
+        dev._watch = None
+        dev._acceptor = _Acceptor(dev)
+        dev._rbuf = bytearray()
+        dev._wbuf = bytearray()
+        dev._want_write = False
+        sock.setblocking(False)
+        dev.conn = sock
+        return dev
+
     def start(self, watch: Watch) -> None:
         self._watch = watch
         if self.listener is not None:
             watch(self.listener.fileno(), True, False, self._acceptor)
+        if self.conn is not None:
+            watch(self.conn.fileno(), True, False, self)
 
     @property
     def connected(self) -> bool:
@@ -255,8 +275,28 @@ class QemuDgramDevice(Device):
             sock.close()
             raise
         self.sock: socket.socket | None = sock
-        self.peer: str | None = None
+        self.peer: Any = None              # the address frames go to (the last sender)
+        self.connected = False             # a connected socket: send() to its peer
         self._watch: Watch | None = None
+
+    @classmethod
+    def from_socket(cls, sock: socket.socket, mtu: int = 1500,
+                    name: str = "qemu-fd") -> QemuDgramDevice:
+        """A datagram socket handed over (QEMU ``-netdev dgram``/``socket,fd=N``):
+        frames go to its connected peer, or to whoever sent the last one."""
+        dev = cls.__new__(cls)
+        Device.__init__(dev, name, mtu)
+        dev.path = ""
+        sock.setblocking(False)
+        dev.sock = sock
+        dev._watch = None
+        dev.peer = None
+        try:
+            sock.getpeername()
+            dev.connected = True
+        except OSError:
+            dev.connected = False
+        return dev
 
     def start(self, watch: Watch) -> None:
         self._watch = watch
@@ -287,11 +327,14 @@ class QemuDgramDevice(Device):
 
     def _transmit(self, frame: bytes) -> None:
         sock, peer = self.sock, self.peer
-        if sock is None or peer is None:
+        if sock is None or (peer is None and not self.connected):
             self.counters["tx_no_peer"] += 1
             return
         try:
-            sock.sendto(frame, peer)
+            if self.connected:
+                sock.send(frame)
+            else:
+                sock.sendto(frame, peer)
         except (BlockingIOError, InterruptedError):
             self.counters["tx_dropped_full"] += 1
         except OSError:
