@@ -252,6 +252,9 @@ class Gateway:
                                router=ip_str(gw), dns=[ip_str(dns)])
         upstreams = opts.dns_upstream or resolv_conf_servers()
         self.dns = DnsForwarder(self.stack, dns, watch, upstreams, opts.records())
+        if upstreams:
+            # DNS over TCP (after a truncated answer) goes straight to the upstream.
+            self.nat.tcp_redirects[(dns, 53)] = (ip_bytes(upstreams[0]), 53)
         #: What the control server shows and may close (``HostLike``).
         self.services: list[Any] = [self.dhcp, self.dns]
         self.forwards: list[_ForwardListener] = []

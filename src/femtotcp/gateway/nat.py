@@ -102,6 +102,9 @@ class Nat:
         self.listener.sndbuf = self.limits.flow_buffer
         self.listener.rcvbuf = self.limits.flow_buffer
         self._accepting: dict[tuple[bytes, int, bytes, int], TcpSplice] = {}
+        #: TCP to one of our own (address, port)s carried to a host (address, port)
+        #: instead (DNS over TCP on the DNS address goes to the upstream resolver).
+        self.tcp_redirects: dict[tuple[bytes, int], tuple[bytes, int]] = {}
         #: UDP port forwards' conversations: (guest addr, guest port, shown client
         #: addr, port) -> (forward, the client's host address, last use).
         self.udp_forwarded: dict[tuple[bytes, int, bytes, int],
@@ -166,7 +169,8 @@ class Nat:
     # -- TCP ---------------------------------------------------------------------------
     def _tcp_segment(self, ip: Any, hdr: wire_tcp.TcpHeader, payload: memoryview) -> bool:
         src, dst = ip.src, ip.dst
-        host = self.host_address(dst)
+        redirect = self.tcp_redirects.get((dst, hdr.dst_port))
+        host = redirect[0] if redirect is not None else self.host_address(dst)
         if host is None:
             if dst == self.gateway_addr:
                 self.stack.tcp.reset_for(src, dst, hdr, len(payload))
@@ -188,7 +192,8 @@ class Nat:
             if flow is None:
                 self.stack.tcp.reset_for(src, dst, hdr, len(payload))
                 return True
-            splice = TcpSplice(self, flow, host, bytes(self.stack.ipv4.current))
+            splice = TcpSplice(self, flow, host, bytes(self.stack.ipv4.current),
+                               redirect[1] if redirect is not None else hdr.dst_port)
             flow.handle = splice
             splice.connect()
             return True
@@ -310,10 +315,12 @@ class Nat:
 class TcpSplice:
     """One TCP flow: the guest's stack connection spliced to a host socket."""
 
-    def __init__(self, nat: Nat, flow: Flow, host: bytes, syn_packet: bytes) -> None:
+    def __init__(self, nat: Nat, flow: Flow, host: bytes, syn_packet: bytes,
+                 host_port: int = 0) -> None:
         self.nat = nat
         self.flow = flow
         self.host = host
+        self.host_port = host_port or flow.remote[1]
         self.syn_packet = syn_packet          # the guest's SYN datagram, held
         self.conn: TcpConnection | None = None
         self.sock: socket.socket | None = None
@@ -332,7 +339,7 @@ class TcpSplice:
                              | socket.SOCK_CLOEXEC)
         self.sock = sock
         self.fd = sock.fileno()
-        err = sock.connect_ex((ip_str(self.host), self.flow.remote[1]))
+        err = sock.connect_ex((ip_str(self.host), self.host_port))
         if err in (0, errno.EINPROGRESS):
             self._want(False, True)
         else:
