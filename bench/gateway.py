@@ -5,10 +5,11 @@ a "host" namespace H with an iperf3 server on 198.51.100.1 (an address on H's
 loopback), where the gateway runs; a "guest" namespace G holding the kernel side
 of the gateway's TAP. iperf3 in G measures guest -> host and host -> guest (-R)
 at MTU 1500 and 65520. slirp4netns is set up as its manual says
-(``--configure --mtu=N --cidr=PREFIX --disable-host-loopback``), pasta is not
-measured here. Prints MB/s and the ratios femtotcp / slirp4netns.
+(``--configure --mtu=N --cidr=PREFIX --disable-host-loopback``); pasta runs
+iperf3 in the namespace it makes (``--runas 0 --config-net -m N``), with a veth
+holding H's default route as it requires. Prints MB/s and the ratios.
 
-    python -m bench.gateway [--seconds N] [--mtu 1500,65520] [--no-slirp]
+    python -m bench.gateway [--seconds N] [--mtu 1500,65520] [--no-slirp] [--no-pasta]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 SERVER = "198.51.100.1"
 NET = "192.0.2.0/24"
@@ -84,8 +86,10 @@ def _wait_link(ns: str, dev: str, timeout: float = 20.0) -> None:
     raise RuntimeError(f"no {dev} in {ns}")
 
 
-def _iperf(guest: str, seconds: int, reverse: bool) -> float:
-    cmd = ["ip", "netns", "exec", guest, "iperf3", "-c", SERVER, "-t", str(seconds), "-J"]
+def _iperf(guest: str | list[str], seconds: int, reverse: bool) -> float:
+    """iperf3 -c SERVER in ``guest`` (a namespace, or a command prefix: pasta)."""
+    prefix = ["ip", "netns", "exec", guest] if isinstance(guest, str) else guest
+    cmd = [*prefix, "iperf3", "-c", SERVER, "-t", str(seconds), "-J"]
     if reverse:
         cmd.append("-R")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
@@ -98,6 +102,7 @@ def _iperf(guest: str, seconds: int, reverse: bool) -> float:
 
 @contextlib.contextmanager
 def femtotcp_gateway(host: str, guest: str, mtu: int) -> Iterator[None]:
+    """The gateway in H making its TAP in G; G configured statically (.15, via .2)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     proc = subprocess.Popen(["ip", "netns", "exec", host, sys.executable, "-m", "femtotcp",
                              "gateway", "--tap", TAP, "--netns", f"/run/netns/{guest}",
@@ -133,39 +138,63 @@ def slirp4netns(host: str, guest: str, mtu: int) -> Iterator[None]:
         proc.wait(10)
 
 
+@contextlib.contextmanager
+def pasta(host: str, guest: str, mtu: int) -> Iterator[list[str]]:
+    """pasta makes its own namespace for the command it runs; it wants a host
+    namespace with a non-loopback interface holding a default route: a veth
+    to a third namespace (192.0.2.9/24 -> .10) does, the server stays on lo."""
+    third = guest + "x"
+    _ip("netns", "add", third)
+    try:
+        _ip("link", "add", "bgwv0", "netns", host, "type", "veth", "peer", "name", "bgwv1",
+            "netns", third)
+        _ip("-n", host, "addr", "add", "192.0.2.9/24", "dev", "bgwv0")
+        _ip("-n", third, "addr", "add", "192.0.2.10/24", "dev", "bgwv1")
+        _ip("-n", host, "link", "set", "bgwv0", "up")
+        _ip("-n", third, "link", "set", "bgwv1", "up")
+        _ip("-n", host, "route", "add", "default", "via", "192.0.2.10")
+        yield ["ip", "netns", "exec", host, "pasta", "--runas", "0", "--config-net", "-m",
+               str(mtu), "--"]
+    finally:
+        _ip("netns", "del", third, check=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.gateway")
     p.add_argument("--seconds", type=int, default=5)
     p.add_argument("--mtu", default="1500,65520")
     p.add_argument("--no-slirp", action="store_true")
+    p.add_argument("--no-pasta", action="store_true")
     args = p.parse_args(argv)
     if os.geteuid() != 0 or not shutil.which("iperf3"):
         print("bench.gateway needs root and iperf3", file=sys.stderr)
         return 1
-    peers = [("femtotcp", femtotcp_gateway)]
+    peers: list[tuple[str, Any]] = [("femtotcp", femtotcp_gateway)]
     if not args.no_slirp and shutil.which("slirp4netns"):
         peers.append(("slirp4netns", slirp4netns))
+    if not args.no_pasta and shutil.which("pasta"):
+        peers.append(("pasta", pasta))
     results: dict[tuple[str, int, str], float] = {}
     mtus = [int(m) for m in args.mtu.split(",")]
     print(f"TCP through the gateway, iperf3 {args.seconds} s, guest netns <-> a server on "
           "the host netns's loopback (MB/s)")
     for mtu in mtus:
         for name, setup in peers:
-            with _namespaces() as (host, guest), setup(host, guest, mtu):
+            with _namespaces() as (host, guest), setup(host, guest, mtu) as where:
                 for direction, reverse in (("guest->host", False), ("host->guest", True)):
                     try:
-                        v = _iperf(guest, args.seconds, reverse)
+                        v = _iperf(where or guest, args.seconds, reverse)
                     except (RuntimeError, ValueError, KeyError) as exc:
                         print(f"  {name} MTU {mtu} {direction}: failed ({exc})")
                         continue
                     results[(name, mtu, direction)] = v
                     print(f"  {name:12s} MTU {mtu:5d} {direction:12s} {v:9.1f}", flush=True)
-    if len(peers) > 1:
-        print("ratios femtotcp / slirp4netns")
+    for other, _ in peers[1:]:
+        print(f"ratios femtotcp / {other}")
         for mtu in mtus:
             for direction in ("guest->host", "host->guest"):
                 a = results.get(("femtotcp", mtu, direction))
-                b = results.get(("slirp4netns", mtu, direction))
+                b = results.get((other, mtu, direction))
                 if a and b:
                     print(f"  MTU {mtu:5d} {direction:12s} {a / b:6.2f}")
     return 0
