@@ -4,7 +4,7 @@
 PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
-DEB_PEERS := iproute2 iputils-ping curl socat dnsmasq tshark vde2 iptables openssl busybox iperf3 slirp4netns passt ethtool
+DEB_PEERS := iproute2 iputils-ping curl socat dnsmasq tshark vde2 iptables openssl busybox iperf3 slirp4netns passt
 
 .PHONY: all demo test lint bench venv deps clean
 
