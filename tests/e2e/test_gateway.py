@@ -131,12 +131,13 @@ def _listening(ns: Netns, proto: str, port: int) -> bool:
 
 
 def _start_gateway(host: Netns, guest: Netns, tmp: Path, *extra: str,
-                   name: str = "gateway") -> tuple[subprocess.Popen[str], Path]:
+                   name: str = "gateway",
+                   prefix: tuple[str, ...] = ()) -> tuple[subprocess.Popen[str], Path]:
     log = tmp / f"{name}.log"
     src = str(Path(__file__).resolve().parents[2] / "src")
     env = dict(os.environ, PYTHONPATH=src)
     proc: subprocess.Popen[str] = host.popen(
-        sys.executable, "-m", "femtotcp", "gateway", "--tap", TAP,
+        *prefix, sys.executable, "-m", "femtotcp", "gateway", "--tap", TAP,
         "--netns", f"/run/netns/{guest.name}", "--net", NET, "--dns-upstream", SERVER,
         "--host-record", f"pinned.test={SERVER}", "--max-flows", str(MAX_FLOWS), *extra,
         stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, env=env)
@@ -331,10 +332,11 @@ def test_a_udp_port_forward_carries_both_ways_with_the_real_client(rig: Rig) -> 
         proc.wait(5)
 
 
-def _ctl(rig: Rig, *args: str) -> dict[str, Any]:
+def _ctl(rig: Rig, *args: str, control: Path | None = None) -> dict[str, Any]:
     src = str(Path(__file__).resolve().parents[2] / "src")
     res = subprocess.run([sys.executable, "-m", "femtotcp", "ctl", "--control",
-                          str(rig.tmp / "ctl.sock"), *args, "--json"], capture_output=True,
+                          str(control or rig.tmp / "ctl.sock"), *args, "--json"],
+                         capture_output=True,
                          text=True, timeout=30, env=dict(os.environ, PYTHONPATH=src))
     doc: dict[str, Any] = json.loads(res.stdout)
     return doc
@@ -403,6 +405,37 @@ def test_a_guest_connecting_in_a_loop_hits_the_flow_limit(rig: Rig) -> None:
     _wait(lambda: rig.guest.run("curl", "-sS", "--fail", "-o", "/dev/null",
                                 f"http://{SERVER}:8000/", check=False).returncode == 0,
           30, "a new connection after the loop")
+
+
+def test_out_of_descriptors_the_guest_is_refused_and_the_gateway_carries_on(
+        tmp_path: Path) -> None:
+    """Under a hard limit of 48 descriptors (and a flow limit far above it) the
+    gateway refuses what it cannot open with a RST, and serves again once the
+    guest lets go."""
+    require_kernel()
+    require_program("prlimit")
+    with netns("gwH") as host, netns("gwG") as guest:
+        host.ip("addr", "add", f"{SERVER}/32", "dev", "lo")
+        host.popen(sys.executable, "-c", HOLDER, SERVER, "9000")
+        _wait(lambda: _listening(host, "t", 9000), 15, "the holder")
+        ctl = tmp_path / "ctl.sock"
+        proc, log = _start_gateway(host, guest, tmp_path, "--max-flows", "1000",
+                                   "--control", str(ctl), name="fdlimit",
+                                   prefix=("prlimit", "--nofile=48:48"))
+        guest.ip("addr", "add", f"{LEASE}/24", "dev", TAP)
+        guest.ip("route", "add", "default", "via", GATEWAY)
+        out = guest.run(sys.executable, "-c", CONNECT_LOOP, SERVER, "9000", "200",
+                        timeout=120).stdout
+        ok, refused, other = map(int, out.split())
+        assert 0 < ok < 48 and refused == 200 - ok and other == 0
+        rig = Rig(host, guest, proc, tmp_path, log)
+        stats = json.dumps(_ctl(rig, "stats", control=ctl))
+        assert '"nat.tcp_socket_failed"' in stats and "stack.internal_error" not in stats
+        # The guest's sockets went with its process: connections work again.
+        out = guest.run(sys.executable, "-c", CONNECT_LOOP, SERVER, "9000", "5",
+                        timeout=60).stdout
+        assert out.split() == ["5", "0", "0"]
+        assert proc.poll() is None
 
 
 def test_killing_the_gateway_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -72,6 +72,7 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     opts = options(args)
+    _raise_fd_limit(opts.max_flows)
     if opts.control:
         from femtotcp import control as ctl
         ctl.check_free(opts.control)   # OSError when another server answers there
@@ -94,3 +95,19 @@ def main(args: argparse.Namespace) -> int:
             server.close()
         gw.close()
     return 0
+
+
+def _raise_fd_limit(max_flows: int) -> None:
+    """Every flow holds a host socket: lift the soft descriptor limit towards the
+    hard one (as far as ``max_flows`` and some spare need)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_flows + 256
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (ValueError, OSError):
+            logging.getLogger("femtotcp.gateway").warning(
+                "cannot raise the descriptor limit to %d: flows may be refused early", want)

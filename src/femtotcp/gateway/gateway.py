@@ -389,10 +389,18 @@ class _ForwardListener:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
+                # Out of descriptors: the client waits in the backlog; stop
+                # selecting on the listener for a second instead of spinning.
                 self.gw.stack.counters["nat.forward_accept_error"] += 1
+                self.gw.runtime.watch_fd(sock.fileno(), False, False, self)
+                self.gw.stack.timers.call_at(self.gw.stack.now + 1.0, self._rearm)
                 return
             self.gw.nat.forward_tcp(client, addr, (self.gw.first_lease, self.fw.guest_port),
                                     self.gw.opts.forward_masquerade)
+
+    def _rearm(self) -> None:
+        if self.sock is not None:
+            self.gw.runtime.watch_fd(self.sock.fileno(), True, False, self)
 
     def close(self) -> None:
         if self.sock is not None:

@@ -335,8 +335,16 @@ class TcpSplice:
 
     # -- connecting --------------------------------------------------------------------
     def connect(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
-                             | socket.SOCK_CLOEXEC)
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+                                 | socket.SOCK_CLOEXEC)
+        except OSError:
+            # Out of descriptors (or memory): refuse the guest at once.
+            self.nat.counters["nat.tcp_socket_failed"] += 1
+            src, dst, hdr, payload = self._held_syn()
+            self.nat.stack.tcp.reset_for(src, dst, hdr, len(payload))
+            self._finish()
+            return
         self.sock = sock
         self.fd = sock.fileno()
         err = sock.connect_ex((ip_str(self.host), self.host_port))
