@@ -229,7 +229,8 @@ class Ipv4:
         stack = self.stack
         counters = stack.counters
         fast = self._fast.get(dst)
-        if fast is not None and iface is None and (src is None or src == fast.src):
+        if fast is not None and iface is None and (src is None or src == fast.src or (
+                self.accept_any and fast.iface in self.accept_any)):
             # The per-destination cache (see _Fast): valid while the route, the
             # address sets and the neighbour entry are the objects it was made
             # from and the neighbour needs no re-check.
@@ -246,7 +247,8 @@ class Ipv4:
                 counters["ipv4.tx"] += 1
                 ident = self._next_ident(dst, proto)
                 f_iface.device.send(fast.eth + wire_ipv4.build(
-                    fast.src, dst, proto, payload, stack.config.ttl if ttl is None else ttl,
+                    src or fast.src, dst, proto, payload,
+                    stack.config.ttl if ttl is None else ttl,
                     tos, ident, wire_ipv4.DF if df else 0))
                 return 0
             del self._fast[dst]
