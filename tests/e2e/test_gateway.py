@@ -438,6 +438,22 @@ def test_out_of_descriptors_the_guest_is_refused_and_the_gateway_carries_on(
         assert proc.poll() is None
 
 
+def test_the_gateway_address_reaches_host_loopback_when_allowed(tmp_path: Path) -> None:
+    require_kernel()
+    require_program("curl")
+    with netns("gwH") as host, netns("gwG") as guest:
+        (tmp_path / "lo.txt").write_text("host loopback\n")
+        host.popen(sys.executable, "-m", "http.server", "-b", "127.0.0.1", "-d",
+                   str(tmp_path), "8000", stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+        _wait(lambda: _listening(host, "t", 8000), 15, "the loopback server")
+        _start_gateway(host, guest, tmp_path, "--allow-host-loopback", name="loopback")
+        guest.ip("addr", "add", f"{LEASE}/24", "dev", TAP)
+        guest.ip("route", "add", "default", "via", GATEWAY)
+        out = guest.run("curl", "-sS", "--fail", f"http://{GATEWAY}:8000/lo.txt").stdout
+        assert out == "host loopback\n"
+
+
 def test_killing_the_gateway_leaves_nothing_behind(tmp_path: Path) -> None:
     require_kernel()
     with netns("gwH") as host, netns("gwG") as guest:
