@@ -454,6 +454,27 @@ def test_the_gateway_address_reaches_host_loopback_when_allowed(tmp_path: Path) 
         assert out == "host loopback\n"
 
 
+def test_forward_masquerade_shows_the_guest_the_gateway(tmp_path: Path) -> None:
+    require_kernel()
+    require_program("curl")
+    with netns("gwH") as host, netns("gwG") as guest:
+        host.ip("addr", "add", f"{SERVER}/32", "dev", "lo")
+        _start_gateway(host, guest, tmp_path, "--forward-masquerade", "-t",
+                       f"{SERVER}:8080:80", name="masq")
+        guest.ip("addr", "add", f"{LEASE}/24", "dev", TAP)
+        guest.ip("route", "add", "default", "via", GATEWAY)
+        (tmp_path / "m.txt").write_text("masqueraded\n")
+        log = tmp_path / "guest-http.log"
+        guest.popen(sys.executable, "-m", "http.server", "-b", LEASE, "-d", str(tmp_path),
+                    "80", stdout=subprocess.DEVNULL, stderr=log.open("w"))
+        _wait(lambda: _listening(guest, "t", 80), 15, "the guest's server")
+        assert host.run("curl", "-sS", "--fail",
+                        f"http://{SERVER}:8080/m.txt").stdout == "masqueraded\n"
+        _wait(lambda: "GET /m.txt" in log.read_text(), 5, "the guest server's log")
+        line = next(x for x in log.read_text().splitlines() if "GET /m.txt" in x)
+        assert line.startswith(f"{GATEWAY} ")
+
+
 def test_killing_the_gateway_leaves_nothing_behind(tmp_path: Path) -> None:
     require_kernel()
     with netns("gwH") as host, netns("gwG") as guest:
