@@ -54,7 +54,7 @@ def test_garbage_is_dropped_and_counted() -> None:
     client.sendto(b"\x00\x01", addr(1), 53)
     lan.run(1.0)
     assert not client.readable
-    assert lan.stacks[1].counters["gwdns.truncated"] == 1
+    assert lan.stacks[1].counters["gwdns.malformed"] == 1
 
 
 def test_resolv_conf_gives_its_ipv4_nameservers(tmp_path: Path) -> None:

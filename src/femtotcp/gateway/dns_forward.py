@@ -131,8 +131,8 @@ class DnsForwarder:
             data, src = item
             try:
                 txid, flags, questions = wire.parse_head(data)
-            except Malformed as exc:
-                counters.drop("gw" + exc.reason)
+            except Malformed:
+                counters["gwdns.malformed"] += 1
                 continue
             if flags & wire.QR or len(questions) != 1:
                 counters["gwdns.not_a_query"] += 1

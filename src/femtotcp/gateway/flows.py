@@ -23,11 +23,11 @@ flows whose idle time passed; ``next_expiry()`` says when to call it next.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from femtotcp.stack.counters import Counters
 from femtotcp.wire import ip_str
 
 TCP = "tcp"
@@ -43,6 +43,14 @@ ACTIVE = "active"
 
 Endpoint = tuple[bytes, int]
 FlowKey = tuple[str, bytes, int, bytes, int]
+
+#: Counter names by protocol (literal, so each can be declared once).
+_OPENED = {TCP: "nat.tcp_flows_opened", UDP: "nat.udp_flows_opened",
+           ICMP: "nat.icmp_flows_opened"}
+_CLOSED = {TCP: "nat.tcp_flows_closed", UDP: "nat.udp_flows_closed",
+           ICMP: "nat.icmp_flows_closed"}
+_EXPIRED = {TCP: "nat.tcp_idle_expired", UDP: "nat.udp_idle_expired",
+            ICMP: "nat.icmp_idle_expired"}
 
 
 @dataclass(slots=True)
@@ -102,10 +110,13 @@ def flow_key(proto: str, guest: Endpoint, remote: Endpoint) -> FlowKey:
 
 
 class FlowTable:
-    def __init__(self, limits: Limits | None = None, counters: Counters | None = None) -> None:
+    def __init__(self, limits: Limits | None = None,
+                 counters: MutableMapping[str, int] | None = None) -> None:
         self.limits = limits or Limits()
         self.limits.validate()
-        self.counters = counters if counters is not None else Counters()
+        #: The stack's counters (any mapping of name -> count; a private one by default).
+        self.counters: MutableMapping[str, int] = (
+            counters if counters is not None else defaultdict(int))
         self.flows: dict[FlowKey, Flow] = {}
 
     def __len__(self) -> int:
@@ -129,7 +140,7 @@ class FlowTable:
         state = CONNECTING if proto == TCP else ACTIVE
         flow = Flow(proto, guest, remote, key, state, now, now)
         self.flows[key] = flow
-        self.counters[f"nat.{proto}_flows_opened"] += 1
+        self.counters[_OPENED[proto]] += 1
         self.counters["nat.flows"] = len(self.flows)
         return flow
 
@@ -155,7 +166,7 @@ class FlowTable:
         if self.flows.get(flow.key) is flow:
             del self.flows[flow.key]
             flow.state = CLOSED
-            self.counters[f"nat.{flow.proto}_flows_closed"] += 1
+            self.counters[_CLOSED[flow.proto]] += 1
             self.counters["nat.flows"] = len(self.flows)
 
     def timeout(self, flow: Flow) -> float:
@@ -184,7 +195,9 @@ class FlowTable:
         """Remove and return the flows idle past their timeout (counted by protocol)."""
         gone = [f for f in self.flows.values() if now >= self.deadline(f)]
         for f in gone:
-            why = "connect_timeout" if f.state == CONNECTING else "idle_expired"
-            self.counters[f"nat.{f.proto}_{why}"] += 1
+            if f.state == CONNECTING:
+                self.counters["nat.tcp_connect_timeout"] += 1
+            else:
+                self.counters[_EXPIRED[f.proto]] += 1
             self.remove(f)
         return gone

@@ -59,6 +59,9 @@ _EE = struct.Struct("=IBBBBII")      # struct sock_extended_err
 SO_EE_ORIGIN_ICMP = 2
 
 Watch = Callable[[int, bool, bool, Any], None]
+#: A guest SYN held while the host connects: (guest addr, destination addr,
+#: its TCP header (options copied), its payload).
+HeldSyn = tuple[bytes, bytes, wire_tcp.TcpHeader, bytes]
 
 
 def _errno_icmp(err: int) -> int:
@@ -94,7 +97,7 @@ class Nat:
         stack.tcp.rst_bucket = None
         stack.tcp.transparent = self._tcp_segment
         stack.udp.catch_all = self._udp_datagram
-        self._icmp_input = stack.ip_protocols[wire_ipv4.PROTO_ICMP]
+        self._icmp_input: Callable[..., None] = stack.ip_protocols[wire_ipv4.PROTO_ICMP]
         stack.ip_protocols[wire_ipv4.PROTO_ICMP] = self._icmp_datagram
         # Held SYNs are answered through a listener that is in no table.
         self.listener = TcpListener(stack.tcp, ANY4, 0, self.limits.max_flows)
@@ -192,7 +195,9 @@ class Nat:
             if flow is None:
                 self.stack.tcp.reset_for(src, dst, hdr, len(payload))
                 return True
-            splice = TcpSplice(self, flow, host, bytes(self.stack.ipv4.current),
+            held = (src, dst, hdr._replace(options=memoryview(bytes(hdr.options))),
+                    bytes(payload))
+            splice = TcpSplice(self, flow, host, held,
                                redirect[1] if redirect is not None else hdr.dst_port)
             flow.handle = splice
             splice.connect()
@@ -235,7 +240,7 @@ class Nat:
             sock.close()
             return
         self.counters["nat.tcp_forwarded"] += 1
-        splice = TcpSplice(self, flow, addr, b"")
+        splice = TcpSplice(self, flow, addr, None)
         flow.handle = splice
         sock.setblocking(False)
         splice.sock = sock
@@ -271,11 +276,13 @@ class Nat:
         return True
 
     # -- ICMP echo -----------------------------------------------------------------------
-    def _icmp_datagram(self, ip: Any, data: memoryview, iface: Interface) -> None:
+    def _icmp_datagram(self, ip: Any, data: memoryview, iface: Interface, *rest: Any) -> None:
+        """Echo requests to other addresses; everything else to ICMP as before
+        (``rest``: whatever else the IP layer hands its protocol handlers)."""
         dst = ip.dst
         if len(data) < 8 or data[0] != wire_icmp.ECHO_REQUEST or self.stack.is_local(dst) \
                 or not self._routable(dst):
-            self._icmp_input(ip, data, iface)
+            self._icmp_input(ip, data, iface, *rest)
             return
         host = self.host_address(dst)
         if host is None:
@@ -315,13 +322,13 @@ class Nat:
 class TcpSplice:
     """One TCP flow: the guest's stack connection spliced to a host socket."""
 
-    def __init__(self, nat: Nat, flow: Flow, host: bytes, syn_packet: bytes,
+    def __init__(self, nat: Nat, flow: Flow, host: bytes, syn: HeldSyn | None,
                  host_port: int = 0) -> None:
         self.nat = nat
         self.flow = flow
         self.host = host
         self.host_port = host_port or flow.remote[1]
-        self.syn_packet = syn_packet          # the guest's SYN datagram, held
+        self.syn = syn                        # the guest's SYN, held while connecting
         self.conn: TcpConnection | None = None
         self.sock: socket.socket | None = None
         self.fd = -1
@@ -387,15 +394,16 @@ class TcpSplice:
             nat.stack.tcp.reset_for(src, dst, hdr, len(payload))
         else:
             nat.counters["nat.tcp_unreachable"] += 1
-            hlen = (self.syn_packet[0] & 0x0F) * 4
-            nat.send_unreachable(src, self.syn_packet[:hlen + 8], _errno_icmp(err),
-                                 nat.gateway_addr)
+            # The quote: the SYN's IP header and its first 8 bytes (RFC 792).
+            quote = wire_ipv4.build(src, dst, wire_tcp.PROTO, struct.pack(
+                "!HHI", hdr.src_port, hdr.dst_port, hdr.seq), 64, 0, 0, wire_ipv4.DF)
+            nat.send_unreachable(src, quote, _errno_icmp(err), nat.gateway_addr)
         self._finish()
 
     def attach(self, conn: TcpConnection) -> None:
         """The guest's handshake completed: start splicing."""
         self.conn = conn
-        self.syn_packet = b""
+        self.syn = None
         conn.on_event = self.pump
         self.nat.table.set_state(self.flow, ESTABLISHED, self.nat.stack.now)
         self.pump()
@@ -501,18 +509,16 @@ class TcpSplice:
 
     def expired(self) -> None:
         """Idle (or connect) timeout: RST to the guest, close the host socket."""
-        if self.conn is None and self.syn_packet:
+        if self.conn is None and self.syn is not None:
             src, dst, hdr, payload = self._held_syn()
             self.nat.stack.tcp.reset_for(src, dst, hdr, len(payload))
         self.abort()
 
     def _held_syn(self) -> tuple[bytes, bytes, wire_tcp.TcpHeader, memoryview]:
         """(guest, destination, TCP header, payload) of the SYN held while connecting."""
-        packet = self.syn_packet
-        hlen = (packet[0] & 0x0F) * 4
-        total = int.from_bytes(packet[2:4], "big")
-        hdr, payload = wire_tcp.parse(memoryview(packet)[hlen:total])
-        return packet[12:16], packet[16:20], hdr, payload
+        assert self.syn is not None
+        src, dst, hdr, payload = self.syn
+        return src, dst, hdr, memoryview(payload)
 
     def abort(self) -> None:
         """RST both ways (where a connection is still open) and forget the flow."""
@@ -571,9 +577,9 @@ class _DatagramMapping:
         try:
             sock.sendto(data, addr)
         except (BlockingIOError, InterruptedError):
-            nat.counters[f"nat.{self.flow.proto}_host_busy"] += 1
+            nat.counters["nat.host_busy"] += 1
         except OSError as exc:
-            nat.counters[f"nat.{self.flow.proto}_send_error"] += 1
+            nat.counters["nat.host_send_error"] += 1
             return exc.errno or errno.EHOSTUNREACH
         return 0
 
@@ -597,7 +603,7 @@ class _DatagramMapping:
         raise NotImplementedError
 
     def _error(self) -> None:
-        self.nat.counters[f"nat.{self.flow.proto}_recv_error"] += 1
+        self.nat.counters["nat.host_recv_error"] += 1
 
     def expired(self) -> None:
         self.abort()
