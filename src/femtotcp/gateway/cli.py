@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 
 from femtotcp.gateway.gateway import DEFAULT_NET, Gateway, GatewayOptions
 
@@ -78,7 +79,12 @@ def main(args: argparse.Namespace) -> int:
         ctl.check_free(opts.control)   # OSError when another server answers there
     gw = Gateway(opts)
     rt = gw.runtime
-    rt.install_signal_handlers()
+
+    def on_signal(signum: int, frame: object) -> None:
+        rt.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     server = None
     try:
         rt.start()

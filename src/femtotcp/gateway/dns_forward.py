@@ -113,7 +113,10 @@ class DnsForwarder:
         self.records = {wire.canonical(k): v for k, v in host_records.items()}
         self.pending: set[_Pending] = set()
         self._next = 0
-        self.ep = stack.udp.open(addr, wire.PORT)
+        udp = stack.udp
+        if udp is None:
+            raise ValueError("the DNS forwarder needs the stack's udp module")
+        self.ep = udp.open(addr, wire.PORT)
         self.ep.on_readable = self._readable
 
     def close(self) -> None:

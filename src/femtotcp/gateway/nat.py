@@ -44,6 +44,7 @@ from femtotcp.wire import udp as wire_udp
 
 if TYPE_CHECKING:
     from femtotcp.proto.tcp.connection import TcpConnection
+    from femtotcp.proto.tcp.layer import Tcp
     from femtotcp.stack.interface import Interface
     from femtotcp.stack.stack import Stack
 
@@ -91,16 +92,20 @@ class Nat:
         self.limits = self.table.limits
         self._timer: Any = None
         self._ping_warned = False
-        stack.ipv4.accept_any.add(iface)
+        ipv4, tcp, udp = stack.ipv4, stack.tcp, stack.udp
+        if ipv4 is None or tcp is None or udp is None:
+            raise ValueError("the gateway needs the stack's ipv4, tcp and udp modules")
+        self.tcp: Tcp = tcp
+        ipv4.accept_any.add(iface)
         # Refusals (flow limit, refused connects) go to our own guest only: not
         # rate limited, so a guest's connect fails at once instead of timing out.
-        stack.tcp.rst_bucket = None
-        stack.tcp.transparent = self._tcp_segment
-        stack.udp.catch_all = self._udp_datagram
+        tcp.rst_bucket = None
+        tcp.transparent = self._tcp_segment
+        udp.catch_all = self._udp_datagram
         self._icmp_input: Callable[..., None] = stack.ip_protocols[wire_ipv4.PROTO_ICMP]
         stack.ip_protocols[wire_ipv4.PROTO_ICMP] = self._icmp_datagram
         # Held SYNs are answered through a listener that is in no table.
-        self.listener = TcpListener(stack.tcp, ANY4, 0, self.limits.max_flows)
+        self.listener = TcpListener(tcp, ANY4, 0, self.limits.max_flows)
         self.listener.on_event = self._accept
         self.listener.sndbuf = self.limits.flow_buffer
         self.listener.rcvbuf = self.limits.flow_buffer
@@ -176,7 +181,7 @@ class Nat:
         host = redirect[0] if redirect is not None else self.host_address(dst)
         if host is None:
             if dst == self.gateway_addr:
-                self.stack.tcp.reset_for(src, dst, hdr, len(payload))
+                self.tcp.reset_for(src, dst, hdr, len(payload))
                 return True
             return False            # our own address: the stack answers
         if not self._routable(dst):
@@ -193,7 +198,7 @@ class Nat:
         if flags & wire_tcp.SYN and not flags & wire_tcp.ACK and flow is None:
             flow = self._open(TCP, guest, remote)
             if flow is None:
-                self.stack.tcp.reset_for(src, dst, hdr, len(payload))
+                self.tcp.reset_for(src, dst, hdr, len(payload))
                 return True
             held = (src, dst, hdr._replace(options=memoryview(bytes(hdr.options))),
                     bytes(payload))
@@ -203,7 +208,7 @@ class Nat:
             splice.connect()
             return True
         self.counters["nat.tcp_no_flow"] += 1
-        self.stack.tcp.reset_for(src, dst, hdr, len(payload))
+        self.tcp.reset_for(src, dst, hdr, len(payload))
         return True
 
     def _accept(self) -> None:
@@ -230,7 +235,7 @@ class Nat:
             sock.close()
             return
         try:
-            conn = self.stack.tcp.connect(guest[0], guest[1], src=src, sport=sport,
+            conn = self.tcp.connect(guest[0], guest[1], src=src, sport=sport,
                                           any_src=True, sndbuf=self.limits.flow_buffer,
                                           rcvbuf=self.limits.flow_buffer)
         except OSError:
@@ -349,7 +354,7 @@ class TcpSplice:
             # Out of descriptors (or memory): refuse the guest at once.
             self.nat.counters["nat.tcp_socket_failed"] += 1
             src, dst, hdr, payload = self._held_syn()
-            self.nat.stack.tcp.reset_for(src, dst, hdr, len(payload))
+            self.nat.tcp.reset_for(src, dst, hdr, len(payload))
             self._finish()
             return
         self.sock = sock
@@ -381,7 +386,7 @@ class TcpSplice:
         conn_key = (dst, hdr.dst_port, src, hdr.src_port)
         self.conn_key = conn_key
         nat._accepting[conn_key] = self
-        nat.stack.tcp.accept_transparent(nat.listener, src, dst, hdr, payload)
+        nat.tcp.accept_transparent(nat.listener, src, dst, hdr, payload)
         if conn_key not in nat.listener.syn_queue:
             self._finish()
 
@@ -391,7 +396,7 @@ class TcpSplice:
         src, dst, hdr, payload = self._held_syn()
         if err == errno.ECONNREFUSED:
             nat.counters["nat.tcp_refused"] += 1
-            nat.stack.tcp.reset_for(src, dst, hdr, len(payload))
+            nat.tcp.reset_for(src, dst, hdr, len(payload))
         else:
             nat.counters["nat.tcp_unreachable"] += 1
             # The quote: the SYN's IP header and its first 8 bytes (RFC 792).
@@ -511,7 +516,7 @@ class TcpSplice:
         """Idle (or connect) timeout: RST to the guest, close the host socket."""
         if self.conn is None and self.syn is not None:
             src, dst, hdr, payload = self._held_syn()
-            self.nat.stack.tcp.reset_for(src, dst, hdr, len(payload))
+            self.nat.tcp.reset_for(src, dst, hdr, len(payload))
         self.abort()
 
     def _held_syn(self) -> tuple[bytes, bytes, wire_tcp.TcpHeader, memoryview]:
