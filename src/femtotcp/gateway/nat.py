@@ -76,6 +76,19 @@ def _errno_icmp(err: int) -> int:
     return wire_icmp.HOST_UNREACHABLE
 
 
+#: The largest MSS (options included) of which two fit one 64 KB TSO write.
+TSO_PAIR_MSS = 32752
+
+
+def tso_maxseg(iface: Interface) -> int:
+    """On a link whose MTU would make every segment a 64 KB one, an MSS that
+    lets two share one TSO write (checksummed by the kernel, not in Python);
+    0 (no cap) otherwise or without offload."""
+    if iface.device.offload and iface.mtu - 40 > TSO_PAIR_MSS:
+        return TSO_PAIR_MSS
+    return 0
+
+
 class Nat:
     """Carries one guest interface's flows over the host's sockets."""
 
@@ -109,6 +122,7 @@ class Nat:
         self.listener.on_event = self._accept
         self.listener.sndbuf = self.limits.flow_buffer
         self.listener.rcvbuf = self.limits.flow_buffer
+        self.listener.maxseg = self.maxseg = tso_maxseg(iface)
         self._accepting: dict[tuple[bytes, int, bytes, int], TcpSplice] = {}
         #: TCP to one of our own (address, port)s carried to a host (address, port)
         #: instead (DNS over TCP on the DNS address goes to the upstream resolver).
@@ -237,7 +251,8 @@ class Nat:
         try:
             conn = self.tcp.connect(guest[0], guest[1], src=src, sport=sport,
                                           any_src=True, sndbuf=self.limits.flow_buffer,
-                                          rcvbuf=self.limits.flow_buffer)
+                                          rcvbuf=self.limits.flow_buffer,
+                                          maxseg=self.maxseg)
         except OSError:
             self.counters["nat.forward_connect_failed"] += 1
             self.table.remove(flow)
