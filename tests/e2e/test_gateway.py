@@ -475,6 +475,32 @@ def test_forward_masquerade_shows_the_guest_the_gateway(tmp_path: Path) -> None:
         assert line.startswith(f"{GATEWAY} ")
 
 
+def test_at_mtu_65520_segments_pair_up_for_tso_and_a_download_is_exact(
+        tmp_path: Path) -> None:
+    """On a 65520-byte link the gateway offers an MSS of at most 32752 (two per
+    64 KB TSO write) and 20 MB still arrive byte-exact."""
+    require_kernel()
+    require_program("curl")
+    with netns("gwH") as host, netns("gwG") as guest:
+        host.ip("addr", "add", f"{SERVER}/32", "dev", "lo")
+        body = os.urandom(20 * 1024 * 1024)
+        (tmp_path / "big.bin").write_bytes(body)
+        host.popen(sys.executable, "-m", "http.server", "-b", SERVER, "-d", str(tmp_path),
+                   "8000", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait(lambda: _listening(host, "t", 8000), 15, "the server")
+        _start_gateway(host, guest, tmp_path, "--mtu", "65520", name="jumbo")
+        guest.ip("addr", "add", f"{LEASE}/24", "dev", TAP)
+        guest.ip("route", "add", "default", "via", GATEWAY)
+        mss = int(guest.run(sys.executable, "-c", (
+            "import socket; c = socket.create_connection(('198.51.100.1', 8000));"
+            "print(c.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG))")).stdout)
+        assert 1460 < mss <= 32752
+        out = tmp_path / "got.bin"
+        guest.run("curl", "-sS", "--fail", "-o", str(out), f"http://{SERVER}:8000/big.bin",
+                  timeout=120)
+        assert out.read_bytes() == body
+
+
 def test_killing_the_gateway_leaves_nothing_behind(tmp_path: Path) -> None:
     require_kernel()
     with netns("gwH") as host, netns("gwG") as guest:
