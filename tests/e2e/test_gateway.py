@@ -130,6 +130,24 @@ def _listening(ns: Netns, proto: str, port: int) -> bool:
     return f":{port} " in out
 
 
+def _http_server(ns: Netns, addr: str, directory: Path, port: int,
+                 log: Path | None = None) -> subprocess.Popen[bytes]:
+    """python -m http.server in ``ns`` on addr:port, serving ``directory``; its
+    request log to ``log`` when given. Returns once it listens."""
+    proc: subprocess.Popen[bytes] = ns.popen(
+        sys.executable, "-m", "http.server", "-b", addr, "-d", str(directory), str(port),
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w") if log is not None else subprocess.DEVNULL)
+    _wait(lambda: _listening(ns, "t", port), 15, f"the HTTP server on {addr}:{port}")
+    return proc
+
+
+def _static_guest(guest: Netns) -> None:
+    """The guest's address and route without DHCP (for the tests about other things)."""
+    guest.ip("addr", "add", f"{LEASE}/24", "dev", TAP)
+    guest.ip("route", "add", "default", "via", GATEWAY)
+
+
 def _start_gateway(host: Netns, guest: Netns, tmp: Path, *extra: str,
                    name: str = "gateway",
                    prefix: tuple[str, ...] = ()) -> tuple[subprocess.Popen[str], Path]:
@@ -298,10 +316,8 @@ def test_a_port_forward_shows_the_guest_the_real_client(rig: Rig) -> None:
     www.mkdir(exist_ok=True)
     (www / "hello.txt").write_text("from the guest\n")
     log = rig.tmp / "guest-http.log"
-    proc = rig.guest.popen(sys.executable, "-m", "http.server", "-b", LEASE, "-d", str(www),
-                           "80", stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    proc = _http_server(rig.guest, LEASE, www, 80, log)
     try:
-        _wait(lambda: _listening(rig.guest, "t", 80), 15, "the guest's server")
         out = rig.h("curl", "-sS", "--fail", f"http://{SERVER}:8080/hello.txt")
         assert out == "from the guest\n"
         _wait(lambda: "GET /hello.txt" in log.read_text(), 5, "the guest server's log")
@@ -366,10 +382,8 @@ def test_ctl_lists_flows_and_changes_forwards_at_run_time(rig: Rig) -> None:
     www = rig.tmp / "guest-www2"
     www.mkdir(exist_ok=True)
     (www / "x.txt").write_text("run-time forward\n")
-    server = rig.guest.popen(sys.executable, "-m", "http.server", "-b", LEASE, "-d", str(www),
-                             "81", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = _http_server(rig.guest, LEASE, www, 81)
     try:
-        _wait(lambda: _listening(rig.guest, "t", 81), 15, "the guest's server")
         doc = _ctl(rig, "forward", "add", f"{SERVER}:8081:81")
         assert doc["ok"], doc
         assert {"proto": "tcp", "host": f"{SERVER}:8081", "guest": f"{LEASE}:81"} \
@@ -422,8 +436,7 @@ def test_out_of_descriptors_the_guest_is_refused_and_the_gateway_carries_on(
         proc, log = _start_gateway(host, guest, tmp_path, "--max-flows", "1000",
                                    "--control", str(ctl), name="fdlimit",
                                    prefix=("prlimit", "--nofile=48:48"))
-        guest.ip("addr", "add", f"{LEASE}/24", "dev", TAP)
-        guest.ip("route", "add", "default", "via", GATEWAY)
+        _static_guest(guest)
         out = guest.run(sys.executable, "-c", CONNECT_LOOP, SERVER, "9000", "200",
                         timeout=120).stdout
         ok, refused, other = map(int, out.split())
@@ -443,13 +456,9 @@ def test_the_gateway_address_reaches_host_loopback_when_allowed(tmp_path: Path) 
     require_program("curl")
     with netns("gwH") as host, netns("gwG") as guest:
         (tmp_path / "lo.txt").write_text("host loopback\n")
-        host.popen(sys.executable, "-m", "http.server", "-b", "127.0.0.1", "-d",
-                   str(tmp_path), "8000", stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-        _wait(lambda: _listening(host, "t", 8000), 15, "the loopback server")
+        _http_server(host, "127.0.0.1", tmp_path, 8000)
         _start_gateway(host, guest, tmp_path, "--allow-host-loopback", name="loopback")
-        guest.ip("addr", "add", f"{LEASE}/24", "dev", TAP)
-        guest.ip("route", "add", "default", "via", GATEWAY)
+        _static_guest(guest)
         out = guest.run("curl", "-sS", "--fail", f"http://{GATEWAY}:8000/lo.txt").stdout
         assert out == "host loopback\n"
 
@@ -461,13 +470,10 @@ def test_forward_masquerade_shows_the_guest_the_gateway(tmp_path: Path) -> None:
         host.ip("addr", "add", f"{SERVER}/32", "dev", "lo")
         _start_gateway(host, guest, tmp_path, "--forward-masquerade", "-t",
                        f"{SERVER}:8080:80", name="masq")
-        guest.ip("addr", "add", f"{LEASE}/24", "dev", TAP)
-        guest.ip("route", "add", "default", "via", GATEWAY)
+        _static_guest(guest)
         (tmp_path / "m.txt").write_text("masqueraded\n")
         log = tmp_path / "guest-http.log"
-        guest.popen(sys.executable, "-m", "http.server", "-b", LEASE, "-d", str(tmp_path),
-                    "80", stdout=subprocess.DEVNULL, stderr=log.open("w"))
-        _wait(lambda: _listening(guest, "t", 80), 15, "the guest's server")
+        _http_server(guest, LEASE, tmp_path, 80, log)
         assert host.run("curl", "-sS", "--fail",
                         f"http://{SERVER}:8080/m.txt").stdout == "masqueraded\n"
         _wait(lambda: "GET /m.txt" in log.read_text(), 5, "the guest server's log")
@@ -485,12 +491,9 @@ def test_at_mtu_65520_segments_pair_up_for_tso_and_a_download_is_exact(
         host.ip("addr", "add", f"{SERVER}/32", "dev", "lo")
         body = os.urandom(20 * 1024 * 1024)
         (tmp_path / "big.bin").write_bytes(body)
-        host.popen(sys.executable, "-m", "http.server", "-b", SERVER, "-d", str(tmp_path),
-                   "8000", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait(lambda: _listening(host, "t", 8000), 15, "the server")
+        _http_server(host, SERVER, tmp_path, 8000)
         _start_gateway(host, guest, tmp_path, "--mtu", "65520", name="jumbo")
-        guest.ip("addr", "add", f"{LEASE}/24", "dev", TAP)
-        guest.ip("route", "add", "default", "via", GATEWAY)
+        _static_guest(guest)
         mss = int(guest.run(sys.executable, "-c", (
             "import socket; c = socket.create_connection(('198.51.100.1', 8000));"
             "print(c.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG))")).stdout)
