@@ -45,6 +45,7 @@ RIDERS: dict[str, tuple[str, ...]] = {
             "femtotcp.services.chargen"),
     "dns": ("femtotcp.api.resolve",),
     "run": ("femtotcp.api.tls",),
+    "ctl": ("femtotcp.gateway.control", "femtotcp.control.sockets"),
 }
 
 #: The seed's set (picoTCP's comparison): ``make tiny``. ``run`` is the socket

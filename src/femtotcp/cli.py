@@ -185,6 +185,11 @@ def build_parser() -> _Parser:
     else:
         c.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
+    if modreg.available("gateway"):
+        g = sub.add_parser("gateway", help="user-mode networking for a VM or container")
+        from femtotcp.gateway import cli as gateway_cli
+        gateway_cli.add_arguments(g)
+
     z = sub.add_parser("size", help="the size table: interpreter, builds, each module")
     z.add_argument("--json", action="store_true", help="machine-readable output")
     z.add_argument("--quick", action="store_true",
@@ -294,8 +299,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     return build.main(args.modules, args.output, bytecode=args.bytecode, solid=args.solid)
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from femtotcp.gateway import cli as gateway_cli
+    return gateway_cli.main(args)
+
+
 COMMANDS = {"serve": cmd_serve, "run": cmd_run, "ctl": cmd_ctl, "demo": cmd_demo,
-            "size": cmd_size, "build": cmd_build}
+            "size": cmd_size, "build": cmd_build, "gateway": cmd_gateway}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

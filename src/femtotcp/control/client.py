@@ -123,7 +123,8 @@ def add_ctl_arguments(parser: argparse.ArgumentParser) -> None:
               "addr": "addresses, their origin, the DHCP lease",
               "route": "the routing table",
               "neigh": "the neighbour (ARP) cache",
-              "sockets": "UDP and TCP sockets, like ss -tuan"}
+              "sockets": "UDP and TCP sockets, like ss -tuan",
+              "flows": "NAT flows of a femtotcp gateway"}
     for name, text in simple.items():
         _add_common(sub.add_parser(name, help=text), top=False)
     r = sub.add_parser("resolve", help="look a name up through the stack's resolver")
@@ -149,6 +150,11 @@ def add_ctl_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common(cs, top=False)
     _add_common(csub.add_parser("stop", help="stop the capture"), top=False)
     _add_common(c, top=False)
+    f = sub.add_parser("forward", help="a gateway's port forwards: add|del|list")
+    f.add_argument("forward_action", choices=["add", "del", "list"])
+    f.add_argument("spec", nargs="?", default="", metavar="[ADDR:]HOSTPORT:GUESTPORT")
+    f.add_argument("-u", "--udp", action="store_true", help="a UDP forward (default TCP)")
+    _add_common(f, top=False)
 
 
 def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any], float]:
@@ -164,6 +170,9 @@ def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any], float]
         if args.capture_action == "start":
             return cmd, {"action": "start", "path": os.path.abspath(args.file)}, 15.0
         return cmd, {"action": "stop"}, 15.0
+    if cmd == "forward":
+        return cmd, {"action": args.forward_action, "spec": args.spec,
+                     "proto": "udp" if args.udp else "tcp"}, 15.0
     return cmd, {}, 15.0
 
 

@@ -301,6 +301,30 @@ declare(EVENT, """
 """)
 
 declare_family(EVENT, "icmp6.tx_error_")     # icmp6.tx_error_<type>_<code>
+# gateway (gateway/counters.py keeps the list its code uses)
+declare(DROP, """
+    nat.flow_limit nat.host_loopback_denied nat.tcp_no_flow nat.tcp_refused
+    nat.tcp_unreachable nat.tcp_connect_failed nat.tcp_connect_timeout
+    nat.tcp_socket_failed nat.udp_socket_failed nat.ping_socket_failed nat.host_busy
+    nat.host_send_error nat.host_recv_error nat.forward_accept_error
+    nat.forward_connect_failed nat.udp_forward_error gwdns.bad_reply gwdns.malformed
+    gwdns.no_upstream gwdns.not_a_query gwdns.refused_busy gwdns.timeout
+    gwdns.upstream_error rx_bad_length tx_dropped_full tx_no_peer tx_not_connected
+    accept_error
+""")
+declare(EVENT, """
+    nat.bytes_in nat.bytes_out nat.tcp_flows_opened nat.tcp_flows_closed
+    nat.udp_flows_opened nat.udp_flows_closed nat.icmp_flows_opened
+    nat.icmp_flows_closed nat.tcp_idle_expired nat.udp_idle_expired
+    nat.icmp_idle_expired nat.tcp_closed nat.tcp_forwarded nat.tcp_guest_reset
+    nat.tcp_host_reset nat.tcp_syn_while_connecting nat.icmp_unreachable_sent
+    nat.udp_icmp_error nat.udp_forwarded gwdns.forwarded gwdns.host_record
+    connections disconnects
+""")
+declare(GAUGE, """
+    nat.flows
+""")
+
 declare_family(EVENT, "icmp4.tx_error_")     # icmp4.tx_error_<type>_<code>
 declare_family(EVENT, "dhcp.rx_")            # dhcp.rx_<message type>
 declare_family(EVENT, "dhcp.tx_")

@@ -135,6 +135,9 @@ class Udp:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.endpoints: dict[tuple[bytes, int], UdpEndpoint] = {}
+        #: Gateway hook: ``catch_all(ip, udp, payload) -> bool`` sees datagrams to
+        #: addresses not ours, and to ours on unbound ports; True: consumed.
+        self.catch_all: Callable[[Ipv4Header, wire.UdpHeader, memoryview], bool] | None = None
         stack.ip_protocols[wire.PROTO] = self.input
         stack.ip_error_handlers[wire.PROTO] = self.on_ip_error
 
@@ -178,6 +181,10 @@ class Udp:
         counters["udp.rx"] += 1
         eps = self.endpoints
         ep = eps.get((header.dst, udp.dst_port)) or eps.get((ANY, udp.dst_port))
+        hook = self.catch_all
+        if hook is not None and (ep is None or not stack.is_local(header.dst)) \
+                and hook(header, udp, payload):
+            return
         if ep is None:
             counters["udp.no_port"] += 1
             if stack.icmp is not None and stack.is_local(header.dst):

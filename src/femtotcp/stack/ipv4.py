@@ -87,6 +87,9 @@ class Ipv4:
         self._fast: dict[bytes, _Fast] = {}
         #: Multicast groups joined (accepted as destinations).
         self.groups: set[bytes] = {b"\xe0\x00\x00\x01"}   # all-hosts (RFC 1112)
+        #: Interfaces whose unicast datagrams to any address are taken as ours
+        #: (a gateway terminates its guest's flows: it is the guest's router).
+        self.accept_any: set[Interface] = set()
         stack.ethertypes[ethernet.ETH_IPV4] = self.input
         stack.set_ip_output(4, self.output)
 
@@ -135,6 +138,8 @@ class Ipv4:
             cast = 2
         elif unconfigured or any(a.tentative for a in iface.ipv4):
             # DHCP: before an address is bound, accept unicast to anyone (RFC 2131 4.1).
+            cast = 0
+        elif iface in self.accept_any and not eth.dst[0] & 1:
             cast = 0
         else:
             counters["ipv4.not_for_us"] += 1
@@ -198,7 +203,8 @@ class Ipv4:
         stack = self.stack
         counters = stack.counters
         fast = self._fast.get(dst)
-        if fast is not None and iface is None and (src is None or src == fast.src):
+        if fast is not None and iface is None and (src is None or src == fast.src or (
+                self.accept_any and fast.iface in self.accept_any)):
             # The per-destination cache (see _Fast): valid while the route, the
             # address sets and the neighbour entry are the objects it was made
             # from and the neighbour needs no re-check.
@@ -214,7 +220,8 @@ class Ipv4:
                 counters["ipv4.tx"] += 1
                 ident = self._next_ident(dst, proto)
                 f_iface.device.send(fast.eth + wire_ipv4.build(
-                    fast.src, dst, proto, payload, stack.config.ttl if ttl is None else ttl,
+                    src or fast.src, dst, proto, payload,
+                    stack.config.ttl if ttl is None else ttl,
                     tos, ident, wire_ipv4.DF if df else 0))
                 return 0
             del self._fast[dst]
@@ -306,7 +313,8 @@ class Ipv4:
         if not device.offload or iface.raw_ip or iface.vlan is not None \
                 or dst in stack.local_addresses \
                 or dst == BROADCAST or is_multicast(dst) or stack.is_broadcast(dst, iface) \
-                or src not in stack.local_addresses or stack.arp is None:
+                or (src not in stack.local_addresses and iface not in self.accept_any) \
+                or stack.arp is None:
             return None
         next_hop = route.gateway or dst
         cache = stack.arp.caches.get(iface)
@@ -341,7 +349,8 @@ class Ipv4:
         when its neighbour is resolved (see ``_Fast``)."""
         stack = self.stack
         iface = route.iface
-        if stack.arp is None or iface.raw_ip or src not in stack.local_addresses or \
+        if stack.arp is None or iface.raw_ip or (
+                src not in stack.local_addresses and iface not in self.accept_any) or \
                 dst in stack.broadcast_addresses or dst in stack.local_addresses or \
                 is_multicast(dst):
             return

@@ -81,6 +81,9 @@ class Tcp:
                                             -1e18)
         self.rst_bucket = (TokenBucket(cfg.rst_rate, cfg.rst_burst, -1e18)
                            if cfg.rst_rate > 0 else None)
+        #: Gateway hook: ``transparent(ip, hdr, payload) -> bool`` sees every segment
+        #: that no connection or listener takes (any destination); True: consumed.
+        self.transparent: Callable[[Any, wire.TcpHeader, memoryview], bool] | None = None
         stack.ip_protocols[wire.PROTO] = self.input
         stack.ip_error_handlers[wire.PROTO] = self.on_ip_error
         stack.add_batch_hook(self.end_batch)
@@ -118,13 +121,14 @@ class Tcp:
         return lst
 
     def connect(self, dst: bytes, port: int, src: bytes | None = None, sport: int = 0,
-                **options: Any) -> TcpConnection:
+                any_src: bool = False, **options: Any) -> TcpConnection:
         """Active open: send a SYN (the connection starts in SYN_SENT).
 
         ``options`` are connection attributes applied before the SYN (rcvbuf,
         sndbuf, nodelay, maxseg, keepalive, user_timeout, ...). Raises
         OSError(ENETUNREACH) without a route, EADDRINUSE for a taken 4-tuple,
-        EADDRNOTAVAIL when no ephemeral port is left."""
+        EADDRNOTAVAIL when no ephemeral port is left. ``any_src``: ``src`` need not
+        be ours (a gateway's port forward shows the guest the real client)."""
         if not 0 < port <= 65535:
             raise _os_error(errno.EINVAL)
         stack = self.stack
@@ -132,7 +136,7 @@ class Tcp:
             src = stack.source_address(dst)
             if src is None:
                 raise _os_error(errno.ENETUNREACH)
-        elif not stack.is_local(src):
+        elif not any_src and not stack.is_local(src):
             raise _os_error(errno.EADDRNOTAVAIL)
         if sport == 0:
             picked = self.ports.pick(src, dst, port,
@@ -256,16 +260,32 @@ class Tcp:
             hdr = wire.TcpHeader(sport, dport, seq, ack, hlen, flags, window, csum, urgent,
                                  segment[20:hlen])
         self.counters["tcp.no_connection"] += 1
-        if not self.stack.is_local(dst):
-            self.counters["tcp.not_unicast"] += 1
+        local = self.stack.is_local(dst)
+        if local:
+            lst = self._listeners.get((dst, dport)) or self._listeners.get(
+                (ANY4 if len(dst) == 4 else ANY6, dport))
+            if lst is not None:
+                self._listen_input(lst, src, dst, hdr, segment[hlen:])
+                return
+        hook = self.transparent
+        if hook is not None and hook(ip, hdr, segment[hlen:]):
             return
-        lst = self._listeners.get((dst, dport)) or self._listeners.get(
-            (ANY4 if len(dst) == 4 else ANY6, dport))
-        if lst is not None:
-            self._listen_input(lst, src, dst, hdr, segment[hlen:])
+        if not local:
+            self.counters["tcp.not_unicast"] += 1
             return
         self.counters["tcp.no_socket"] += 1
         self._reset_for(src, dst, hdr, n - hlen)
+
+    def accept_transparent(self, lst: TcpListener, src: bytes, dst: bytes,
+                           hdr: wire.TcpHeader, payload: memoryview) -> None:
+        """Answer a SYN the ``transparent`` hook held (for any destination ``dst``)
+        as if it had reached ``lst``, a listener not in the table: the SYN-ACK
+        goes out now and the connection lands in ``lst``'s accept queue."""
+        self._listen_input(lst, src, dst, hdr, payload)
+
+    def reset_for(self, src: bytes, dst: bytes, hdr: wire.TcpHeader, plen: int) -> None:
+        """Refuse a segment with a RST (a held SYN whose host connect failed)."""
+        self._reset_for(src, dst, hdr, plen)
 
     def _reset_for(self, src: bytes, dst: bytes, hdr: wire.TcpHeader, plen: int) -> None:
         """RFC 9293 3.10.7.1: answer a segment for no connection with a RST."""

@@ -1,0 +1,119 @@
+"""The ``femtotcp gateway`` subcommand's flags and its foreground loop."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+
+from femtotcp.gateway.gateway import DEFAULT_NET, Gateway, GatewayOptions
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tap", metavar="NAME",
+                   help="the guest's TAP device (created by the gateway)")
+    p.add_argument("--qemu-stream", metavar="unix:PATH",
+                   help="listen for QEMU's -netdev stream,server=off,addr.type=unix,"
+                        "addr.path=PATH")
+    p.add_argument("--qemu-dgram", metavar="unix:PATH",
+                   help="bind PATH for QEMU's -netdev dgram (remote.path=PATH)")
+    p.add_argument("--netns", metavar="PATH|PID|NAME",
+                   help="create the TAP in this network namespace (a container's); the "
+                        "gateway's own sockets stay where it was started")
+    p.add_argument("--fd", type=int, metavar="N",
+                   help="an inherited socket to the guest: SOCK_STREAM with QEMU's length "
+                        "prefix, SOCK_DGRAM one frame per datagram (-netdev socket,fd=N)")
+    p.add_argument("--net", metavar="PREFIX", default=DEFAULT_NET,
+                   help=f"the guest's network (default {DEFAULT_NET}: gateway .2, DNS .3, "
+                        "first lease .15)")
+    p.add_argument("--mtu", type=int, default=1500, help="the guest link's MTU (default 1500)")
+    p.add_argument("--pcap", metavar="FILE", help="capture the guest side")
+    p.add_argument("-t", dest="tcp_forwards", action="append", default=[],
+                   metavar="[ADDR:]HOSTPORT:GUESTPORT", help="forward a host TCP port")
+    p.add_argument("-u", dest="udp_forwards", action="append", default=[],
+                   metavar="[ADDR:]HOSTPORT:GUESTPORT", help="forward a host UDP port")
+    p.add_argument("--dns-upstream", action="append", default=[], metavar="ADDR",
+                   help="ask this resolver (default: /etc/resolv.conf's)")
+    p.add_argument("--host-record", action="append", default=[], metavar="NAME=ADDR",
+                   help="answer NAME with ADDR in the guest's DNS")
+    p.add_argument("--allow-host-loopback", action="store_true",
+                   help="the gateway address reaches the host's 127.0.0.1")
+    p.add_argument("--forward-masquerade", action="store_true",
+                   help="port forwards show the guest the gateway, not the real client")
+    p.add_argument("--max-flows", type=int, default=4096, help="NAT flow limit (default 4096)")
+    p.add_argument("--no-offload", dest="offload", action="store_false",
+                   help="no vnet header on the TAP (no TSO to the guest, no GRO from it)")
+    p.add_argument("--udp-timeout", type=float, default=120.0,
+                   help="seconds an idle UDP flow lives (default 120, RFC 4787)")
+    p.add_argument("--connect-timeout", type=float, default=20.0,
+                   help="seconds a host connect may take before the guest gets a RST "
+                        "(default 20)")
+    p.add_argument("--control", metavar="PATH",
+                   help="control socket for `femtotcp ctl --control PATH` (stats, flows, "
+                        "forward add|del|list, ...)")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"])
+
+
+def options(args: argparse.Namespace) -> GatewayOptions:
+    return GatewayOptions(tap=args.tap, netns=args.netns, qemu_stream=args.qemu_stream,
+                          qemu_dgram=args.qemu_dgram, fd=args.fd, net=args.net,
+                          mtu=args.mtu,
+                          pcap=args.pcap, tcp_forwards=args.tcp_forwards,
+                          udp_forwards=args.udp_forwards,
+                          dns_upstream=args.dns_upstream, host_records=args.host_record,
+                          allow_host_loopback=args.allow_host_loopback,
+                          forward_masquerade=args.forward_masquerade,
+                          max_flows=args.max_flows, udp_timeout=args.udp_timeout,
+                          offload=args.offload, connect_timeout=args.connect_timeout,
+                          control=args.control)
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    opts = options(args)
+    _raise_fd_limit(opts.max_flows)
+    if opts.control:
+        from femtotcp import control as ctl
+        ctl.check_free(opts.control)   # OSError when another server answers there
+    gw = Gateway(opts)
+    rt = gw.runtime
+
+    def on_signal(signum: int, frame: object) -> None:
+        rt.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    server = None
+    try:
+        rt.start()
+        rt.call(gw.stack.start)
+        if opts.control:
+            from femtotcp.gateway.control import serve
+            server = serve(gw, opts.control)
+        print(f"femtotcp: {gw.describe()}"
+              + (f"; control {opts.control}" if server else ""), flush=True)
+        while rt.running:
+            rt.join(0.5)
+    finally:
+        if server is not None:
+            server.close()
+        gw.close()
+    return 0
+
+
+def _raise_fd_limit(max_flows: int) -> None:
+    """Every flow holds a host socket: lift the soft descriptor limit towards the
+    hard one (as far as ``max_flows`` and some spare need)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_flows + 256
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (ValueError, OSError):
+            logging.getLogger("femtotcp.gateway").warning(
+                "cannot raise the descriptor limit to %d: flows may be refused early", want)

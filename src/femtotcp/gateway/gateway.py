@@ -1,0 +1,409 @@
+"""``femtotcp gateway``: a stack that is a guest's router, DHCP and DNS server.
+
+The guest's side is an ordinary stack on one device (a TAP, created in
+another network namespace with ``netns``); the gateway's host sockets stay in
+the namespace it was started in. On ``--net PREFIX`` (QEMU's 10.0.2.0/24 by
+default) the stack holds the gateway address (.2) and the DNS address (.3),
+serves DHCP from .15 on, forwards DNS to the host's resolvers, and carries the
+guest's flows through ``Nat``. Port forwards listen on host sockets and open
+connections to the guest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from femtotcp.gateway.dns_forward import DnsForwarder, resolv_conf_servers
+from femtotcp.gateway.flows import Limits
+from femtotcp.gateway.nat import Nat, UdpForward
+from femtotcp.phy.netns import setns
+from femtotcp.runtime import Runtime
+from femtotcp.stack.config import StackConfig
+from femtotcp.stack.stack import Stack, parse_prefix
+from femtotcp.wire import ip_bytes, ip_str
+
+log = logging.getLogger("femtotcp.gateway")
+
+DEFAULT_NET = "10.0.2.0/24"
+
+
+@dataclass
+class Forward:
+    """``-t [ADDR:]HOSTPORT:GUESTPORT``."""
+
+    host_addr: str
+    host_port: int
+    guest_port: int
+
+    @classmethod
+    def parse(cls, text: str, flag: str = "-t") -> Forward:
+        parts = text.rsplit(":", 2)
+        try:
+            if len(parts) == 2:
+                addr, hp, gp = "0.0.0.0", parts[0], parts[1]
+            elif len(parts) == 3:
+                addr, hp, gp = parts
+                if len(ip_bytes(addr)) != 4:
+                    raise ValueError
+            else:
+                raise ValueError
+            host_port, guest_port = int(hp, 10), int(gp, 10)
+        except ValueError:
+            raise ValueError(f"{flag} {text}: want [ADDR:]HOSTPORT:GUESTPORT") from None
+        for p in (host_port, guest_port):
+            if not 1 <= p <= 65535:
+                raise ValueError(f"{flag} {text}: port {p} out of range 1..65535")
+        return cls(addr, host_port, guest_port)
+
+
+@dataclass
+class GatewayOptions:
+    tap: str | None = None
+    netns: str | None = None
+    qemu_stream: str | None = None
+    qemu_dgram: str | None = None
+    fd: int | None = None
+    net: str = DEFAULT_NET
+    mtu: int = 1500
+    pcap: str | None = None
+    tcp_forwards: list[str] = field(default_factory=list)
+    udp_forwards: list[str] = field(default_factory=list)
+    dns_upstream: list[str] = field(default_factory=list)
+    host_records: list[str] = field(default_factory=list)
+    allow_host_loopback: bool = False
+    forward_masquerade: bool = False
+    max_flows: int = 4096
+    udp_timeout: float = 120.0
+    connect_timeout: float = 20.0
+    control: str | None = None
+    #: TAP with vnet headers: TSO super-segments to the guest, GRO frames from it.
+    offload: bool = True
+
+    def addresses(self) -> tuple[bytes, int, bytes, bytes, bytes, bytes]:
+        """(network, prefixlen, gateway .2, DNS .3, first lease .15, last lease)."""
+        addr, plen = parse_prefix(self.net)
+        if "/" not in self.net:
+            raise ValueError(f"--net {self.net}: give a prefix, e.g. 10.0.2.0/24")
+        if plen > 27:
+            raise ValueError(f"--net {self.net}: the prefix must be /27 or shorter "
+                             "(the first lease is .15)")
+        mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+        base = int.from_bytes(addr, "big") & mask
+        if base >> 24 in (0, 127) or base >> 24 >= 224:
+            raise ValueError(f"--net {self.net}: not a usable unicast network")
+        last = min(base + 15 + 254, (base | ~mask & 0xFFFFFFFF) - 1)
+
+        def b(n: int) -> bytes:
+            return n.to_bytes(4, "big")
+        return b(base), plen, b(base + 2), b(base + 3), b(base + 15), b(last)
+
+    def records(self) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for rec in self.host_records:
+            name, sep, addr = rec.partition("=")
+            try:
+                packed = ip_bytes(addr.strip())
+            except ValueError:
+                packed = b""
+            if not sep or not name.strip() or len(packed) != 4:
+                raise ValueError(f"--host-record {rec}: want NAME=IPV4ADDR")
+            out[name.strip()] = packed
+        return out
+
+    def validate(self) -> None:
+        given = [f for f, v in (("--tap", self.tap), ("--qemu-stream", self.qemu_stream),
+                                ("--qemu-dgram", self.qemu_dgram),
+                                ("--fd", self.fd is not None)) if v]
+        if len(given) != 1:
+            raise ValueError("one guest attachment is needed: --tap NAME, "
+                             "--qemu-stream unix:PATH, --qemu-dgram unix:PATH or --fd N"
+                             + (f" (got {' and '.join(given)})" if given else ""))
+        if self.tap and (len(self.tap.encode()) > 15 or "/" in self.tap or " " in self.tap):
+            raise ValueError(f"--tap {self.tap!r}: 1-15 characters, no '/' or spaces")
+        if self.netns and not self.tap:
+            raise ValueError("--netns goes with --tap (the TAP is made in that namespace)")
+        from femtotcp.phy.qemu import unix_path
+        if self.qemu_stream:
+            unix_path(self.qemu_stream, "--qemu-stream")
+        if self.qemu_dgram:
+            unix_path(self.qemu_dgram, "--qemu-dgram")
+        if self.fd is not None:
+            try:
+                kind = os.stat(self.fd).st_mode
+            except OSError as exc:
+                raise ValueError(f"--fd {self.fd}: {exc.strerror}") from None
+            import stat
+            if not stat.S_ISSOCK(kind):
+                raise ValueError(f"--fd {self.fd}: not a socket")
+        if not 576 <= self.mtu <= 65520:
+            raise ValueError(f"--mtu {self.mtu}: out of range 576..65520")
+        if self.max_flows < 1:
+            raise ValueError(f"--max-flows {self.max_flows}: must be >= 1")
+        if not self.udp_timeout > 0:
+            raise ValueError(f"--udp-timeout {self.udp_timeout}: must be > 0")
+        if not self.connect_timeout > 0:
+            raise ValueError(f"--connect-timeout {self.connect_timeout}: must be > 0")
+        self.addresses()
+        self.records()
+        for fw in self.tcp_forwards:
+            Forward.parse(fw)
+        for fw in self.udp_forwards:
+            Forward.parse(fw, "-u")
+        for up in self.dns_upstream:
+            try:
+                ok = len(ip_bytes(up)) == 4
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"--dns-upstream {up}: not an IPv4 address")
+
+
+def netns_path(spec: str) -> str:
+    """``--netns PATH|PID|NAME`` -> the namespace file to open."""
+    if spec.isdigit():
+        return f"/proc/{spec}/ns/net"
+    if "/" in spec:
+        return spec
+    return f"/run/netns/{spec}"
+
+
+@contextlib.contextmanager
+def in_netns(spec: str | None) -> Iterator[None]:
+    """Run the body with the current thread in namespace ``spec`` (None: stay)."""
+    if spec is None:
+        yield
+        return
+    path = netns_path(spec)
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OSError(exc.errno, f"--netns {spec}: cannot open {path}: {exc.strerror}") \
+            from None
+    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(target)
+        try:
+            yield
+        finally:
+            setns(original)
+    finally:
+        os.close(target)
+        os.close(original)
+
+
+class Gateway:
+    """A stack on the guest's device with NAT, DHCP, DNS and port forwards."""
+
+    def __init__(self, opts: GatewayOptions, runtime: Runtime | None = None,
+                 device: Any = None) -> None:
+        """``device``: use this one instead of the one the options name (tests wrap
+        a TAP in a FaultyDevice on ``runtime``)."""
+        opts.validate()
+        self.opts = opts
+        net, plen, gw, dns, first, last = opts.addresses()
+        self.gateway_addr, self.dns_addr, self.first_lease = gw, dns, first
+        self.runtime = runtime or Runtime()
+        self.device: Any = device
+        if device is not None:
+            pass
+        elif opts.tap:
+            from femtotcp.phy.tap import TapDevice
+            with in_netns(opts.netns):
+                self.device = TapDevice(opts.tap, mtu=opts.mtu, offload=opts.offload,
+                                        gro=opts.offload)
+        else:
+            from femtotcp.phy import qemu
+            if opts.fd is not None:
+                sock = socket.socket(fileno=opts.fd)
+                if sock.type == socket.SOCK_STREAM:
+                    self.device = qemu.QemuStreamDevice.from_socket(sock, mtu=opts.mtu)
+                else:
+                    self.device = qemu.QemuDgramDevice.from_socket(sock, mtu=opts.mtu)
+            elif opts.qemu_stream:
+                self.device = qemu.QemuStreamDevice(
+                    qemu.unix_path(opts.qemu_stream, "--qemu-stream"), mtu=opts.mtu)
+            else:
+                self.device = qemu.QemuDgramDevice(
+                    qemu.unix_path(opts.qemu_dgram or "", "--qemu-dgram"), mtu=opts.mtu)
+        self.stack = Stack("gateway", config=StackConfig())
+        self.iface = self.stack.add_interface(self.device, ipv4=f"{ip_str(gw)}/{plen}",
+                                              mtu=opts.mtu)
+        self.stack.add_address(self.iface, f"{ip_str(dns)}/{plen}")
+        self.pcap: Any = None
+        if opts.pcap:
+            self.start_capture(opts.pcap)
+        self.runtime.add_stack(self.stack)
+        watch = self.runtime.watch_fd
+        if hasattr(self.device, "start"):
+            self.device.start(watch)          # QEMU devices register their own fds
+        limits = Limits(max_flows=opts.max_flows, udp_timeout=opts.udp_timeout,
+                        tcp_connect_timeout=opts.connect_timeout)
+        self.nat = Nat(self.stack, self.iface, watch, gw, limits,
+                       allow_host_loopback=opts.allow_host_loopback)
+        from femtotcp.services.dhcp_server import DhcpServer
+        self.dhcp = DhcpServer(self.stack, self.iface, ip_str(first), ip_str(last),
+                               router=ip_str(gw), dns=[ip_str(dns)])
+        upstreams = opts.dns_upstream or resolv_conf_servers()
+        self.dns = DnsForwarder(self.stack, dns, watch, upstreams, opts.records())
+        if upstreams:
+            # DNS over TCP (after a truncated answer) goes straight to the upstream.
+            self.nat.tcp_redirects[(dns, 53)] = (ip_bytes(upstreams[0]), 53)
+        #: What the control server shows and may close (``HostLike``).
+        self.services: list[Any] = [self.dhcp, self.dns]
+        self.forwards: list[_ForwardListener] = []
+        self.udp_forwards: list[UdpForward] = []
+        for text in opts.tcp_forwards:
+            self.add_forward("tcp", text)
+        for text in opts.udp_forwards:
+            self.add_forward("udp", text)
+
+    # -- port forwards (at start, and at run time from the loop thread) -----------------
+    def add_forward(self, proto: str, text: str) -> None:
+        flag = "-t" if proto == "tcp" else "-u"
+        fw = Forward.parse(text, flag)
+        if any((f.host_addr, f.host_port) == (fw.host_addr, fw.host_port)
+               for f in self._forwards(proto)):
+            raise ValueError(f"{flag} {text}: that host port is forwarded already")
+        if proto == "tcp":
+            self.forwards.append(_ForwardListener(self, fw))
+            return
+        try:
+            self.udp_forwards.append(UdpForward(
+                self.nat, (fw.host_addr, fw.host_port), (self.first_lease, fw.guest_port),
+                self.opts.forward_masquerade, fw))
+        except OSError as exc:
+            raise OSError(exc.errno, f"-u {text}: {exc.strerror}") from None
+
+    def _forwards(self, proto: str) -> list[Forward]:
+        if proto == "tcp":
+            return [f.fw for f in self.forwards]
+        return [u.spec for u in self.udp_forwards if u.spec is not None]
+
+    def remove_forward(self, proto: str, text: str) -> None:
+        fw = Forward.parse(text, "-t" if proto == "tcp" else "-u")
+        items: list[Any] = self.forwards if proto == "tcp" else self.udp_forwards
+        for item in items:
+            spec = item.fw if proto == "tcp" else item.spec
+            if spec is not None and (spec.host_addr, spec.host_port) == (fw.host_addr,
+                                                                          fw.host_port):
+                item.close()
+                items.remove(item)
+                return
+        raise KeyError(f"no {proto} forward from {fw.host_addr}:{fw.host_port}")
+
+    def forward_rows(self) -> list[dict[str, Any]]:
+        return [{"proto": proto, "host": f"{f.host_addr}:{f.host_port}",
+                 "guest": f"{ip_str(self.first_lease)}:{f.guest_port}"}
+                for proto in ("tcp", "udp") for f in self._forwards(proto)]
+
+    def flow_rows(self) -> list[dict[str, Any]]:
+        now = self.stack.now
+        return [f.describe(now) for f in self.nat.table]
+
+    # -- capture (``HostLike``) -----------------------------------------------------------
+    def start_capture(self, path: str) -> None:
+        from femtotcp.phy.pcap import PcapWriter
+        self.stop_capture()
+        self.pcap = PcapWriter(path)
+        self.pcap.attach(self.device)
+
+    def stop_capture(self) -> None:
+        if self.pcap is not None:
+            self.pcap.detach(self.device)
+            self.pcap.close()
+            self.pcap = None
+
+    def describe(self) -> str:
+        net, plen, *_ = self.opts.addresses()
+        where = self.device.name + (f" {self.device.path}" if hasattr(self.device, "path")
+                                    else "")
+        return (f"gateway on {where} net {ip_str(net)}/{plen} router "
+                f"{ip_str(self.gateway_addr)} dns {ip_str(self.dns_addr)} first lease "
+                f"{ip_str(self.first_lease)} mtu {self.iface.mtu}; {self.dns.describe()}"
+                + "".join(f"; forward tcp {f.fw.host_addr}:{f.fw.host_port} -> "
+                          f"{ip_str(self.first_lease)}:{f.fw.guest_port}"
+                          for f in self.forwards)
+                + "".join(f"; forward udp {f.host_addr}:{f.host_port} -> "
+                          f"{ip_str(self.first_lease)}:{f.guest_port}"
+                          for f in self._forwards("udp")))
+
+    def start(self) -> None:
+        self.runtime.call(self.stack.start)
+
+    def close(self) -> None:
+        def shutdown() -> None:
+            for f in self.forwards:
+                f.close()
+            for u in self.udp_forwards:
+                u.close()
+            self.nat.close()
+            self.dns.close()
+            self.dhcp.close()
+            self.stack.close()
+        rt = self.runtime
+        if rt.thread is not None and rt.thread.is_alive():
+            rt.call(shutdown)
+            rt.stop()
+            rt.join(5)
+        else:
+            shutdown()
+        self.stop_capture()
+        rt.close()
+
+
+class _ForwardListener:
+    """A host listening socket for one ``-t`` forward."""
+
+    backlog = 128
+
+    def __init__(self, gw: Gateway, fw: Forward) -> None:
+        self.gw = gw
+        self.fw = fw
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+                             | socket.SOCK_CLOEXEC)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((fw.host_addr, fw.host_port))
+            sock.listen(self.backlog)
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno or errno.EADDRINUSE,
+                          f"-t {fw.host_addr}:{fw.host_port}: {exc.strerror}") from None
+        self.sock: socket.socket | None = sock
+        gw.runtime.watch_fd(sock.fileno(), True, False, self)
+
+    def on_readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        for _ in range(64):
+            try:
+                client, addr = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                # Out of descriptors: the client waits in the backlog; stop
+                # selecting on the listener for a second instead of spinning.
+                self.gw.stack.counters["nat.forward_accept_error"] += 1
+                self.gw.runtime.watch_fd(sock.fileno(), False, False, self)
+                self.gw.stack.timers.call_at(self.gw.stack.now + 1.0, self._rearm)
+                return
+            self.gw.nat.forward_tcp(client, addr, (self.gw.first_lease, self.fw.guest_port),
+                                    self.gw.opts.forward_masquerade)
+
+    def _rearm(self) -> None:
+        if self.sock is not None:
+            self.gw.runtime.watch_fd(self.sock.fileno(), True, False, self)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.gw.runtime.watch_fd(self.sock.fileno(), False, False, self)
+            self.sock.close()
+            self.sock = None

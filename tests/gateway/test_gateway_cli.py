@@ -1,0 +1,58 @@
+"""``femtotcp gateway``: a bad flag or value gets one line naming it and exit 2,
+before any device is made."""
+
+from __future__ import annotations
+
+import pytest
+
+from femtotcp.cli import main
+from femtotcp.gateway.gateway import Forward, GatewayOptions
+
+
+@pytest.mark.parametrize("args, needle", [
+    ([], "one guest attachment"),
+    (["--tap", "t0", "--qemu-stream", "unix:/tmp/x"], "--tap and --qemu-stream"),
+    (["--qemu-stream", "tcp:1.2.3.4:5"], "want unix:PATH"),
+    (["--qemu-dgram", "unix:" + "x" * 200], "too long"),
+    (["--qemu-dgram", "unix:/tmp/x", "--netns", "/run/netns/a"], "--netns goes with --tap"),
+    (["--tap", "a/b"], "--tap"),
+    (["--tap", "t0", "--net", "192.0.2.0"], "give a prefix"),
+    (["--tap", "t0", "--net", "192.0.2.0/29"], "/27 or shorter"),
+    (["--tap", "t0", "--net", "127.0.0.0/8"], "not a usable unicast network"),
+    (["--tap", "t0", "--net", "192.0.2.300/24"], "192.0.2.300"),
+    (["--tap", "t0", "--mtu", "70000"], "--mtu 70000"),
+    (["--tap", "t0", "-t", "80"], "-t 80: want [ADDR:]HOSTPORT:GUESTPORT"),
+    (["--tap", "t0", "-t", "8080:0"], "port 0 out of range"),
+    (["--tap", "t0", "-u", "x:1:2"], "-u x:1:2"),
+    (["--tap", "t0", "--host-record", "name"], "--host-record name: want NAME=IPV4ADDR"),
+    (["--tap", "t0", "--host-record", "a=2001:db8::1"], "NAME=IPV4ADDR"),
+    (["--tap", "t0", "--dns-upstream", "nowhere"], "--dns-upstream nowhere"),
+    (["--tap", "t0", "--max-flows", "0"], "--max-flows 0"),
+    (["--tap", "t0", "--udp-timeout", "0"], "--udp-timeout 0"),
+    (["--tap", "t0", "--connect-timeout", "-1"], "--connect-timeout -1"),
+    (["--fd", "9999"], "--fd 9999: Bad file descriptor"),
+    (["--fd", "9999", "--tap", "t0"], "--tap and --fd"),
+])
+def test_bad_values_get_one_line_and_exit_2(args: list[str], needle: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["gateway", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("femtotcp gateway: error: ") and needle in err
+    assert err.count("\n") == 1
+
+
+def test_addresses_follow_qemus_layout_on_any_prefix() -> None:
+    net, plen, gw, dns, first, last = GatewayOptions(tap="t0",
+                                                     net="198.51.100.0/24").addresses()
+    assert (net, plen, gw, dns, first) == (bytes([198, 51, 100, 0]), 24,
+                                           bytes([198, 51, 100, 2]), bytes([198, 51, 100, 3]),
+                                           bytes([198, 51, 100, 15]))
+    assert last == bytes([198, 51, 100, 254])
+    # A /27 still has room: leases .15 to .30 (.31 is the broadcast address).
+    *_, first, last = GatewayOptions(tap="t0", net="192.0.2.32/27").addresses()
+    assert (first, last) == (bytes([192, 0, 2, 47]), bytes([192, 0, 2, 62]))
+
+
+def test_a_forward_spec_with_and_without_an_address() -> None:
+    assert Forward.parse("8080:80") == Forward("0.0.0.0", 8080, 80)
+    assert Forward.parse("198.51.100.1:8080:80") == Forward("198.51.100.1", 8080, 80)
