@@ -25,6 +25,7 @@ from skippolicy import skip_or_fail
 
 from femtotcp import control
 from femtotcp.cli import build_parser
+from femtotcp.control.render import render as render_reply
 from femtotcp.host import Host
 from femtotcp.phy.memory import Wire
 from femtotcp.phy.pcap import PcapReader
@@ -255,6 +256,30 @@ def test_stats_counts_and_drops_by_reason(lan: Lan) -> None:
     else:
         assert set(r["tcp"]) >= {"listeners", "connections", "syn_queue", "accept_queue",
                                  "out_of_order_segments"}
+
+
+def test_stats_shows_every_bounded_queue_with_its_cap(lan: Lan) -> None:
+    """Each queue the design bounds is visible in ctl stats: how full, and its cap."""
+    lan.b_pings_a(1)
+    r = lan.ok("stats")
+    q = r["queues"]
+    cfg = lan.a.config
+    assert q["stack.loopback"] == {"now": 0, "cap": cfg.local_queue_max}
+    assert q["arp.cache"]["cap"] == cfg.arp_cache_max and q["arp.cache"]["now"] >= 1
+    assert q["arp.pending_packets"]["cap"] == cfg.arp_pending_max
+    assert q["arp.pending_bytes"]["cap"] == cfg.arp_pending_bytes
+    assert q["ipv4.reassembly_datagrams"] == {"now": 0, "cap": cfg.reasm_max_datagrams}
+    assert q["ipv4.reassembly_bytes"] == {"now": 0, "cap": cfg.reasm_max_bytes}
+    assert q["udp.receive_datagrams"]["cap"] == cfg.udp_queue_max
+    for name, v in q.items():
+        assert 0 <= v["now"] <= v["cap"], name
+    if lan.a.tcp is not None:
+        tcfg = lan.a.tcp.config
+        assert q["tcp.time_wait"]["cap"] == tcfg.max_time_wait
+        assert {"tcp.syn_queue", "tcp.accept_queue", "tcp.out_of_order_segments",
+                "tcp.out_of_order_bytes", "tcp.receive_buffer", "tcp.send_buffer"} <= set(q)
+    text = render_reply("stats", r)
+    assert "QUEUE" in text and "arp.cache" in text
 
 
 def test_stats_reports_reassembly_in_progress(lan: Lan) -> None:

@@ -171,7 +171,77 @@ def gather_stats(host: HostLike) -> dict[str, Any]:
                                for k, v in sorted(iface.device.counters.items())}
     return {"counters": snapshot, "drops": drops, "reassembly": reassembly,
             "reassembly6": reassembly6, "udp": udp,
-            "tcp": tcp, "devices": devices, "modules": sorted(stack.modules)}
+            "tcp": tcp, "devices": devices, "modules": sorted(stack.modules),
+            "queues": gather_queues(stack)}
+
+
+def _fullest(pairs: Any) -> dict[str, int]:
+    """``{"now", "cap"}`` of the fullest of several queues of one kind (the one
+    closest to its cap), or an empty one."""
+    best = (0, 1)
+    for now, cap in pairs:
+        if cap > 0 and now * best[1] >= best[0] * cap:
+            best = (now, cap)
+    return {"now": int(best[0]), "cap": int(best[1])}
+
+
+def gather_queues(stack: Any) -> dict[str, dict[str, int]]:
+    """Every bounded queue of the stack: how full it is now and its cap (the
+    limit past which input is dropped and counted). Per-object queues (one per
+    neighbour, connection, endpoint, listener) show the fullest one."""
+    cfg = stack.config
+    q: dict[str, dict[str, int]] = {}
+    q["stack.loopback"] = {"now": stack.local_queued, "cap": cfg.local_queue_max}
+    for name, table in (("arp", stack.arp), ("ndp", getattr(stack.ipv6, "ndp", None))):
+        if table is None:
+            continue
+        caches = list(table.caches.values())
+        q[f"{name}.cache"] = _fullest((len(c), cfg.arp_cache_max) for c in caches)
+        entries = [n for c in caches for n in c.values()]
+        q[f"{name}.pending_packets"] = _fullest((len(n.pending), cfg.arp_pending_max)
+                                                for n in entries)
+        q[f"{name}.pending_bytes"] = _fullest((n.pending_bytes, cfg.arp_pending_bytes)
+                                              for n in entries)
+    for name, ip in (("ipv4", stack.ipv4), ("ipv6", stack.ipv6)):
+        reasm = getattr(ip, "reassembly", None)
+        if reasm is None:
+            continue
+        held = reasm.stats()
+        q[f"{name}.reassembly_datagrams"] = {"now": int(held["datagrams"]),
+                                             "cap": cfg.reasm_max_datagrams}
+        q[f"{name}.reassembly_bytes"] = {"now": int(held["bytes"]), "cap": cfg.reasm_max_bytes}
+    if stack.udp is not None:
+        eps = list(stack.udp.endpoints.values())
+        q["udp.receive_datagrams"] = _fullest((len(e.queue), cfg.udp_queue_max) for e in eps)
+        q["udp.receive_bytes"] = _fullest((e.queued_bytes, e.rcvbuf) for e in eps)
+    tcp = stack.tcp
+    if tcp is not None:
+        from femtotcp.proto.tcp.config import TcpConfig
+        tcfg = cfg.tcp or TcpConfig()        # the TCP module writes its config there
+        listeners = list(tcp.listeners())
+        conns = list(tcp.connections())
+        q["tcp.syn_queue"] = _fullest((len(lst.syn_queue), tcfg.max_syn_backlog)
+                                      for lst in listeners)
+        q["tcp.accept_queue"] = _fullest((len(lst.accept_queue), int(lst.backlog))
+                                         for lst in listeners)
+        q["tcp.time_wait"] = {"now": int(getattr(tcp, "time_wait_count", 0)),
+                              "cap": tcfg.max_time_wait}
+        infos = [(c.info(), getattr(c, "rcvbuf", tcfg.rcvbuf), getattr(c, "sndbuf", 0))
+                 for c in conns]
+        q["tcp.out_of_order_segments"] = _fullest(
+            (int(i.get("ooo_blocks") or 0), tcfg.ooo_max_segments) for i, _, _ in infos)
+        q["tcp.out_of_order_bytes"] = _fullest(
+            (int(i.get("ooo_bytes") or 0), tcfg.ooo_max_bytes or tcfg.rcvbuf)
+            for i, _, _ in infos)
+        q["tcp.receive_buffer"] = _fullest((int(i.get("rcv_queue") or 0), rcvbuf)
+                                           for i, rcvbuf, _ in infos)
+        q["tcp.send_buffer"] = _fullest((int(i.get("snd_queue") or 0), sndbuf)
+                                        for i, _, sndbuf in infos)
+    resolver = stack.resolver
+    if resolver is not None:
+        q["dns.lookups"] = {"now": len(resolver.lookups), "cap": resolver.max_lookups}
+        q["dns.cache"] = {"now": len(resolver.cache), "cap": resolver.cache_max}
+    return q
 
 
 def _count_states(rows: list[dict[str, Any]]) -> dict[str, int]:

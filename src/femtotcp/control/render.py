@@ -66,6 +66,10 @@ def _render_stats(r: dict[str, Any]) -> str:
     else:
         parts.append("tcp: not loaded")
     text = "\n".join(parts) + "\n\n"
+    queues = r.get("queues") or {}
+    if queues:
+        text += "bounded queues (the fullest of each kind):\n" + table(
+            ["QUEUE", "NOW", "CAP"], [[k, v["now"], v["cap"]] for k, v in queues.items()]) + "\n"
     drops = r.get("drops") or {}
     if drops:
         text += "drops by reason:\n" + table(

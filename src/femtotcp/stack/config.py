@@ -65,6 +65,8 @@ class StackConfig:
     udp_queue_max: int = 1024          # datagrams
     ephemeral_low: int = 32768         # net.ipv4.ip_local_port_range
     ephemeral_high: int = 60999
+    # Datagrams to our own addresses waiting for the next poll (loopback).
+    local_queue_max: int = 1024
     #: TCP's tunables (the tcp module's ``TcpConfig``; its defaults when None,
     #: and the one in use once the module is loaded).
     tcp: TcpConfig | None = None

@@ -23,6 +23,9 @@ STALE = "STALE"
 DELAY = "DELAY"        # neighbour discovery only (RFC 4861 7.3.2)
 PROBE = "PROBE"
 
+#: How many of the oldest entries a full cache looks at to make room.
+_EVICT_SCAN = 16
+
 
 class Neighbour:
     __slots__ = ("ip", "mac", "state", "confirmed", "used", "requests", "pending",
@@ -62,8 +65,16 @@ class NeighbourTable:
         """A fresh INCOMPLETE entry, or None when the cache is full of entries
         with waiting packets (counted ``<prefix>.cache_full``)."""
         if len(cache) >= self.stack.config.arp_cache_max:
-            victim = min((n for n in cache.values() if not n.pending), default=None,
-                         key=lambda n: n.used)
+            # The least recently used of the oldest few entries without waiting
+            # packets (bounded work per new neighbour: a storm of new senders
+            # must not cost a scan of the whole cache each, as Linux's forced
+            # GC walks from the oldest); any entry without packets if none.
+            victim: Neighbour | None = None
+            for seen, n in enumerate(cache.values()):
+                if not n.pending and (victim is None or n.used < victim.used):
+                    victim = n
+                if seen >= _EVICT_SCAN and victim is not None:
+                    break
             if victim is None:
                 self.stack.counters[f"{self.prefix}.cache_full"] += 1
                 return None

@@ -442,9 +442,14 @@ class Stack:
             return errno.ENETUNREACH
         return output(dst, proto, payload, src, ttl, tos, df, iface)
 
+    @property
+    def local_queued(self) -> int:
+        """Loopback datagrams waiting for the next poll (``ctl stats`` queues)."""
+        return len(self._local)
+
     def queue_local(self, packet: bytes, iface: Interface) -> None:
         """Loopback: a datagram to one of our own addresses, delivered on poll."""
-        if len(self._local) >= 1024:
+        if len(self._local) >= self.config.local_queue_max:
             self.counters["ip.loopback_queue_full"] += 1
             return
         self._local.append((packet, iface))
