@@ -28,7 +28,8 @@ HOW = {
                  "`.pyc`: --bytecode, -OO bytecode of this Python; solid: --solid, one "
                  "LZMA stream; seed: the tiny set without `run`, i.e. picoTCP's protocols); "
                  "a module's row: the zip entries (headers + data) of the files only it "
-                 "brings (files in the full build and not in the full build without it)",
+                 "brings (files its own import closure holds that the full build without "
+                 "it, and without the modules that need it, does not hold)",
     "bytecode_bytes": "marshalled code objects as `python -OO` caches them "
                       "(compile(optimize=2)) of the same files",
     "lines": "source lines of the same files (as written, with docstrings and comments)",
@@ -280,11 +281,15 @@ def static_costs(files: list[str]) -> dict[str, int]:
 
 
 def module_cost(full: fbuild.Build, module: str) -> dict[str, Any]:
-    """What ``module`` alone brings: the files of the full build that the full
-    build less this module (other modules kept, needs ignored) does not hold.
-    Leaving the module out of any build saves at least these bytes."""
-    rest = set(fbuild.files_for([n for n in full.modules if n != module]))
-    return files_cost(full, [f for f in full.files if f not in rest])
+    """What ``module`` alone brings: the files its own import closure holds that
+    the full build less this module (and less the modules that need it, which
+    cannot stay without it) does not. A module that needs another (the gateway
+    needs tcp) does not make the other's files shared, and the other's files
+    are not counted in its row. Leaving the module out of any build saves at
+    least these bytes."""
+    rest = set(fbuild.files_for(without(list(full.modules), module)))
+    mine = set(fbuild.files_for([*base_for(module), module]))
+    return files_cost(full, [f for f in full.files if f not in rest and f in mine])
 
 
 def files_cost(full: fbuild.Build, files: list[str]) -> dict[str, Any]:
