@@ -14,15 +14,18 @@ from typing import TYPE_CHECKING
 
 from femtotcp.core import rand
 from femtotcp.proto.ports import port_taken
-from femtotcp.wire import icmp4
+from femtotcp.wire import icmp4, icmp6
 from femtotcp.wire import udp as wire
 
 if TYPE_CHECKING:
     from femtotcp.stack.interface import Interface
+    from femtotcp.stack.ipv6 import Ipv6
     from femtotcp.stack.stack import Stack
     from femtotcp.wire.ipv4 import Ipv4Header
+    from femtotcp.wire.ipv6 import Ipv6Header
 
 ANY = b"\x00\x00\x00\x00"
+ANY6 = bytes(16)
 MAX_PAYLOAD = 65507
 
 Datagram = tuple[bytes, tuple[bytes, int], bytes]   # (data, (src, sport), dst)
@@ -55,12 +58,20 @@ class UdpEndpoint:
         stack = self.udp.stack
         if src is None:
             src = self.local[0]
+            if len(src) != len(dst):
+                return errno.EAFNOSUPPORT      # an IPv6 endpoint to an IPv4 address, or back
             if src == ANY:
                 src = stack.source_address(dst)
                 if src is None:
                     if iface is None:
                         return errno.ENETUNREACH
                     src = iface.primary_ipv4() or ANY
+            elif src == ANY6:
+                ipv6 = stack.ipv6
+                found = ipv6.source_address(dst, iface) if ipv6 is not None else None
+                if found is None:
+                    return errno.ENETUNREACH
+                src = found
         msg = wire.build(src, dst, self.local[1], port, data)
         stack.counters["udp.tx"] += 1
         return int(stack.ip_output(dst, wire.PROTO, msg, src=src, ttl=self.ttl, tos=self.tos,
@@ -81,8 +92,8 @@ class UdpEndpoint:
         wildcard and connected names the source its route picks, as Linux's
         connect() does (ip4_datagram_connect)."""
         addr, port = self.local
-        if addr == ANY and self.remote is not None:
-            addr = self.udp.stack.source_address(self.remote[0]) or ANY
+        if self.remote is not None and addr in (ANY, ANY6):
+            addr = self.udp.stack.source_address(self.remote[0]) or addr
         return addr, port
 
     # -- receiving -------------------------------------------------------------------
@@ -137,12 +148,25 @@ class Udp:
         self.endpoints: dict[tuple[bytes, int], UdpEndpoint] = {}
         stack.ip_protocols[wire.PROTO] = self.input
         stack.ip_error_handlers[wire.PROTO] = self.on_ip_error
+        if stack.ipv6 is not None:
+            self.attach_ipv6(stack.ipv6)
+
+    def attach_ipv6(self, ipv6: Ipv6) -> None:
+        """Carry UDP over IPv6 too (next header 17)."""
+        ipv6.protocols[wire.PROTO] = self.input6
+        ipv6.error_handlers[wire.PROTO] = self.on_ip6_error
 
     def open(self, local_addr: bytes = ANY, port: int = 0) -> UdpEndpoint:
-        """Bind an endpoint; port 0 picks a random free ephemeral port."""
+        """Bind an endpoint (a 4-byte address for IPv4, 16 bytes for IPv6; the
+        all-zero one is the family's wildcard); port 0 picks a random free
+        ephemeral port."""
         if not 0 <= port < 65536:
             raise OSError(errno.EINVAL, f"port {port} out of range")
-        if local_addr != ANY and not self.stack.is_local(local_addr) and local_addr[0] < 224:
+        if len(local_addr) not in (4, 16):
+            raise OSError(errno.EINVAL, "an address is 4 (IPv4) or 16 (IPv6) bytes")
+        multicast = local_addr[0] >= 224 if len(local_addr) == 4 else local_addr[0] == 0xFF
+        if local_addr not in (ANY, ANY6) and not self.stack.is_local(local_addr) \
+                and not multicast:
             raise OSError(errno.EADDRNOTAVAIL, "address not on this host")
         if port == 0:
             port = self.ephemeral_port(local_addr)
@@ -185,6 +209,27 @@ class Udp:
             return
         ep.deliver(bytes(payload), (header.src, udp.src_port), header.dst)
 
+    def input6(self, header: Ipv6Header, data: memoryview, iface: Interface,
+               packet: memoryview) -> None:
+        """Next header 17 over IPv6: the checksum is mandatory (RFC 8200 8.1: a
+        zero one is dropped, ``udp.zero_checksum_ipv6``); no port earns
+        Destination Unreachable code 4, never for a group destination."""
+        stack = self.stack
+        counters = stack.counters
+        src = header.src
+        dst = header.dst
+        udp, payload = wire.parse(data, src, dst)
+        counters["udp.rx"] += 1
+        eps = self.endpoints
+        ep = eps.get((dst, udp.dst_port)) or eps.get((ANY6, udp.dst_port))
+        if ep is None:
+            counters["udp.no_port6"] += 1
+            if stack.icmp6 is not None and dst[0] != 0xFF:
+                stack.icmp6.send_error(header, packet, icmp6.DEST_UNREACHABLE,
+                                       icmp6.PORT_UNREACHABLE)
+            return
+        ep.deliver(bytes(payload), (src, udp.src_port), dst)
+
     def on_ip_error(self, src: bytes, dst: bytes, inner: memoryview, err: int,
                     icmp_type: int, icmp_code: int, mtu: int) -> None:
         """RFC 1122 4.1.3.3: pass ICMP errors to the application, as Linux's udp_err
@@ -202,6 +247,27 @@ class Udp:
             self.stack.counters["udp.icmp_error_unconnected"] += 1
         elif icmp_type == icmp4.PARAMETER_PROBLEM or (
                 icmp_type == icmp4.DEST_UNREACHABLE and icmp_code in icmp4.UNREACH_HARD):
+            ep.set_error(err)
+        else:
+            self.stack.counters["udp.icmp_error_soft"] += 1
+
+    def on_ip6_error(self, src: bytes, dst: bytes, inner: memoryview, err: int,
+                     icmp_type: int, icmp_code: int, mtu: int) -> None:
+        """An ICMPv6 error about a datagram we sent, as Linux's __udp6_lib_err
+        without IPV6_RECVERR: to a connected endpoint only, and only the fatal
+        ones (icmpv6_err_convert: port unreachable, administratively
+        prohibited, policy, reject route, parameter problem) and Packet Too Big
+        (EMSGSIZE: Linux's default IPV6_MTU_DISCOVER makes it hard; the path
+        MTU is already lowered)."""
+        if len(inner) < 4:
+            return
+        sport = int.from_bytes(inner[0:2], "big")
+        dport = int.from_bytes(inner[2:4], "big")
+        ep = self.endpoints.get((src, sport)) or self.endpoints.get((ANY6, sport))
+        if ep is None or ep.remote != (dst, dport):
+            self.stack.counters["udp.icmp_error_unconnected"] += 1
+            return
+        if icmp6.err_convert(icmp_type, icmp_code)[1] or icmp_type == icmp6.PACKET_TOO_BIG:
             ep.set_error(err)
         else:
             self.stack.counters["udp.icmp_error_soft"] += 1

@@ -45,7 +45,7 @@ except ImportError:               # pragma: no cover - a Python built without it
 
 if TYPE_CHECKING:
     from femtotcp.stack.interface import Interface
-    from femtotcp.stack.stack import Stack
+    from femtotcp.stack.stack import IpErrorHandler, Stack
 
 log = logging.getLogger("femtotcp.ipv6")
 
@@ -77,6 +77,9 @@ class Ipv6:
         self.stack = stack
         self.routes = RouteTable()
         self.protocols: dict[int, Ipv6Handler] = {wire.PROTO_ICMP6: self._icmp6_input}
+        #: ICMPv6 errors about what a transport sent, by its next header
+        #: (``Stack.ip_error_handlers``' signature; the type and code are ICMPv6's).
+        self.error_handlers: dict[int, IpErrorHandler] = {}
         #: Groups joined per interface, with a use count (all-nodes, solicited-node).
         self.groups: dict[Interface, dict[bytes, int]] = {}
         #: Learned path MTUs: destination -> (MTU, expiry).
@@ -94,6 +97,12 @@ class Ipv6:
         self.ndp = Ndp(stack, self)
         stack.ethertypes[ethernet.ETH_IPV6] = self.input
         stack.set_ip_output(16, self.output)
+        # Transports loaded before this module register for IPv6 now; those
+        # loaded after do it themselves (``attach_ipv6``).
+        if stack.udp is not None:
+            stack.udp.attach_ipv6(self)
+        if stack.tcp is not None:
+            stack.tcp.attach_ipv6(self)
 
     # -- addresses -----------------------------------------------------------------
     def stable_iid(self, prefix: bytes, iface: Interface, dad_counter: int = 0) -> bytes:
@@ -279,6 +288,33 @@ class Ipv6:
                 best, best_key = a, key
         return best.addr if best is not None else None
 
+    def route_iface(self, dst: bytes, iface: Interface | None = None) -> Interface | None:
+        """The interface a datagram to ``dst`` leaves by (as ``output`` picks it)."""
+        if iface is not None:
+            return iface
+        route = self.routes.lookup(dst)
+        if route is not None:
+            return route.iface
+        if dst[0] == 0xFF or wire.is_link_local(dst):
+            return next((i for i in self.stack.interfaces if i.ipv6), None)
+        return None
+
+    def source_address(self, dst: bytes, iface: Interface | None = None) -> bytes | None:
+        """The source ``output`` would give a datagram to ``dst``: ``dst`` itself
+        when it is ours, else RFC 6724's choice on the outgoing interface."""
+        if dst in self.stack.local_addresses:
+            return dst
+        out = self.route_iface(dst, iface)
+        return self.source_for(out, dst) if out is not None else None
+
+    def route_mtu(self, dst: bytes) -> int:
+        """The path MTU towards ``dst`` (65535 for our own addresses, 1280
+        without a route)."""
+        if dst in self.stack.local_addresses:
+            return 65535
+        out = self.route_iface(dst)
+        return self.path_mtu(dst, out) if out is not None else wire.MIN_MTU
+
     def iface_of(self, addr: bytes) -> Interface | None:
         for iface in self.stack.interfaces:
             for a in iface.ipv6:
@@ -333,7 +369,10 @@ class Ipv6:
                               ethernet.ETH_IPV6, packet)
 
     # -- input -----------------------------------------------------------------------
-    def input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview) -> None:
+    def input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview,
+              csum_ok: bool = False) -> None:
+        """The ethertype handler. ``csum_ok`` (the device vouched for the
+        transport checksum) is not used: IPv6 transports always verify."""
         stack = self.stack
         counters = stack.counters
         header, data = wire.parse(payload)
@@ -494,9 +533,10 @@ class Ipv6:
     # -- output ------------------------------------------------------------------------
     def output(self, dst: bytes, proto: int, payload: bytes | bytearray | memoryview,
                src: bytes | None = None, ttl: int | None = None, tos: int = 0,
-               df: bool = False, iface: Interface | None = None) -> int:
+               df: bool = False, iface: Interface | None = None, flow: int = 0) -> int:
         """Send one datagram (``ttl`` is the hop limit, ``tos`` the traffic class,
-        ``df`` forbids fragmenting it). Returns 0, or an errno (nothing raised)."""
+        ``df`` forbids fragmenting it, ``flow`` is the flow label, RFC 6437).
+        Returns 0, or an errno (nothing raised)."""
         stack = self.stack
         counters = stack.counters
         hop = self.hop_limit if ttl is None else ttl
@@ -513,7 +553,8 @@ class Ipv6:
             local_iface = self.iface_of(dst)
             if local_iface is None:
                 return errno.ENETUNREACH
-            stack.queue_local(wire.build(src or dst, dst, proto, payload, hop, tos), local_iface)
+            stack.queue_local(wire.build(src or dst, dst, proto, payload, hop, tos, flow),
+                              local_iface)
             counters["ipv6.tx_loopback"] += 1
             return 0
         next_hop = dst
@@ -544,15 +585,16 @@ class Ipv6:
         mtu = self.path_mtu(dst, iface)
         if wire.HEADER_LEN + len(payload) <= mtu:
             self._transmit(iface, next_hop, dst,
-                           wire.build(src, dst, proto, payload, hop, tos))
+                           wire.build(src, dst, proto, payload, hop, tos, flow))
             return 0
         if df:
             counters["ipv6.tx_needs_fragmentation"] += 1
             return errno.EMSGSIZE
         # RFC 8200 4.5; identifications unpredictable (RFC 7739).
-        for first_nh, piece in ipv6ext.fragment(proto, payload, mtu,
-                                                     int.from_bytes(os.urandom(4), "big")):
-            self._transmit(iface, next_hop, dst, wire.build(src, dst, first_nh, piece, hop, tos))
+        ident = int.from_bytes(os.urandom(4), "big")
+        for first_nh, piece in ipv6ext.fragment(proto, payload, mtu, ident):
+            self._transmit(iface, next_hop, dst,
+                           wire.build(src, dst, first_nh, piece, hop, tos, flow))
             counters["ipv6.tx_fragments"] += 1
         return 0
 
