@@ -173,3 +173,37 @@ def test_icmp6_errors_as_linux_udpv6_err(type_: int, code: int, rest: int,
         assert a.ipv6 is not None and a.ipv6.pmtu[far][0] == 1300
     if expected is None:
         assert a.counters["udp.icmp_error_soft"] == 1
+
+
+def test_a_dual_stack_wildcard_endpoint_takes_ipv4_unless_v6only() -> None:
+    lan = lan6()
+    a, b = lan.stacks
+    v4_b = ip_bytes("192.0.2.2")
+    dual = udp_of(b).open(ANY6, 7100)
+    only6 = udp_of(b).open(ANY6, 7101, v6only=True)
+    client = udp_of(a).open(bytes(4), 0)
+    assert client.sendto(b"four", v4_b, 7100) == 0
+    assert client.sendto(b"four", v4_b, 7101) == 0
+    assert lan.run_until(lambda: dual.readable, 5)
+    data, src, dst = dual.recv_full()
+    assert (data, src, dst) == (b"four", (ip_bytes("192.0.2.1"), client.local[1]), v4_b)
+    lan.run(0.1)
+    assert not only6.readable and b.counters["udp.no_port"] == 1
+    assert client.take_error() is None      # not connected: the refusal is not reported
+    # The dual endpoint answers over IPv4; the IPv6-only one cannot.
+    assert dual.sendto(b"back", *src) == 0
+    assert lan.run_until(lambda: client.readable, 5)
+    assert client.recv() == (b"back", (v4_b, 7100))
+    assert only6.sendto(b"x", *src) == errno.EAFNOSUPPORT
+    # Bind conflicts as Linux: :: (dual) holds the IPv4 port, :: v6only does not.
+    u = udp_of(b)
+    with pytest.raises(OSError) as exc:
+        u.open(bytes(4), 7100)
+    assert exc.value.errno == errno.EADDRINUSE
+    u.open(bytes(4), 7101)
+    u.open(v4_b, 7102)
+    with pytest.raises(OSError) as exc:
+        u.open(ANY6, 7102)
+    assert exc.value.errno == errno.EADDRINUSE
+    u.open(ANY6, 7103, v6only=True)
+    u.open(v4_b, 7103)

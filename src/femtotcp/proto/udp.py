@@ -32,9 +32,12 @@ Datagram = tuple[bytes, tuple[bytes, int], bytes]   # (data, (src, sport), dst)
 
 
 class UdpEndpoint:
-    def __init__(self, udp: Udp, addr: bytes, port: int) -> None:
+    def __init__(self, udp: Udp, addr: bytes, port: int, v6only: bool = False) -> None:
         self.udp = udp
         self.local = (addr, port)
+        #: IPV6_V6ONLY: an endpoint on ``::`` without it takes (and sends)
+        #: IPv4 datagrams too, with 4-byte addresses (Linux's default).
+        self.v6only = v6only
         self.remote: tuple[bytes, int] | None = None
         self.queue: deque[Datagram] = deque()
         self.queued_bytes = 0
@@ -59,7 +62,9 @@ class UdpEndpoint:
         if src is None:
             src = self.local[0]
             if len(src) != len(dst):
-                return errno.EAFNOSUPPORT      # an IPv6 endpoint to an IPv4 address, or back
+                if src != ANY6 or self.v6only:
+                    return errno.EAFNOSUPPORT  # an IPv6 endpoint to an IPv4 address, or back
+                src = ANY                      # a dual-stack endpoint speaking IPv4
             if src == ANY:
                 src = stack.source_address(dst)
                 if src is None:
@@ -156,7 +161,7 @@ class Udp:
         ipv6.protocols[wire.PROTO] = self.input6
         ipv6.error_handlers[wire.PROTO] = self.on_ip6_error
 
-    def open(self, local_addr: bytes = ANY, port: int = 0) -> UdpEndpoint:
+    def open(self, local_addr: bytes = ANY, port: int = 0, v6only: bool = False) -> UdpEndpoint:
         """Bind an endpoint (a 4-byte address for IPv4, 16 bytes for IPv6; the
         all-zero one is the family's wildcard); port 0 picks a random free
         ephemeral port."""
@@ -169,23 +174,30 @@ class Udp:
                 and not multicast:
             raise OSError(errno.EADDRNOTAVAIL, "address not on this host")
         if port == 0:
-            port = self.ephemeral_port(local_addr)
-        elif self._in_use(local_addr, port):
+            port = self.ephemeral_port(local_addr, v6only)
+        elif self._in_use(local_addr, port, v6only):
             raise OSError(errno.EADDRINUSE, f"UDP port {port} in use")
-        ep = UdpEndpoint(self, local_addr, port)
+        ep = UdpEndpoint(self, local_addr, port, v6only)
         self.endpoints[(local_addr, port)] = ep
         return ep
 
-    def _in_use(self, addr: bytes, port: int) -> bool:
-        return port_taken(self.endpoints, addr, port)
+    def _in_use(self, addr: bytes, port: int, v6only: bool = True) -> bool:
+        dual = self._dual(port)
+        return port_taken(self.endpoints, addr, port, v6only,
+                          () if dual is None else (dual.local,))
 
-    def ephemeral_port(self, addr: bytes) -> int:
+    def _dual(self, port: int) -> UdpEndpoint | None:
+        """The endpoint on ``::`` that takes IPv4 on ``port``, if any."""
+        ep = self.endpoints.get((ANY6, port))
+        return ep if ep is not None and not ep.v6only else None
+
+    def ephemeral_port(self, addr: bytes, v6only: bool = True) -> int:
         cfg = self.stack.config
         span = cfg.ephemeral_high - cfg.ephemeral_low + 1
         start = rand.randbelow(span)
         for i in range(span):
             port = cfg.ephemeral_low + (start + i) % span
-            if not self._in_use(addr, port):
+            if not self._in_use(addr, port, v6only):
                 return port
         raise OSError(errno.EADDRINUSE, "no free UDP port")
 
@@ -201,7 +213,8 @@ class Udp:
         udp, payload = wire.parse(data) if csum_ok else wire.parse(data, header.src, header.dst)
         counters["udp.rx"] += 1
         eps = self.endpoints
-        ep = eps.get((header.dst, udp.dst_port)) or eps.get((ANY, udp.dst_port))
+        ep = eps.get((header.dst, udp.dst_port)) or eps.get((ANY, udp.dst_port)) \
+            or self._dual(udp.dst_port)
         if ep is None:
             counters["udp.no_port"] += 1
             if stack.icmp is not None and stack.is_local(header.dst):
@@ -242,7 +255,8 @@ class Udp:
             return
         sport = int.from_bytes(inner[0:2], "big")
         dport = int.from_bytes(inner[2:4], "big")
-        ep = self.endpoints.get((src, sport)) or self.endpoints.get((ANY, sport))
+        ep = self.endpoints.get((src, sport)) or self.endpoints.get((ANY, sport)) \
+            or self._dual(sport)
         if ep is None or ep.remote != (dst, dport):
             self.stack.counters["udp.icmp_error_unconnected"] += 1
         elif icmp_type == icmp4.PARAMETER_PROBLEM or (

@@ -212,3 +212,34 @@ def test_packet_too_big_lowers_the_mss_and_the_transfer_completes() -> None:
     assert bytes(sink.got) == data
     later = sent6(out[sent_before:])
     assert later and all(40 + len(s[2]) <= 1280 for s in later)
+
+
+def test_a_dual_stack_listener_accepts_ipv4_unless_v6only() -> None:
+    lan = lan6()
+    a, b = lan.stacks
+    v4_b = ip_bytes("192.0.2.2")
+    lst = tcp_of(b).listen(ANY6, 7000)
+    conn = tcp_of(a).connect(v4_b, 7000)
+    assert lan.run_until(lambda: bool(lst.accept_queue), 5)
+    srv = lst.accept()
+    assert srv is not None and srv.key == (v4_b, 7000, ip_bytes("192.0.2.1"), conn.key[1])
+    assert srv.mss_base == 1500 - 40       # an IPv4 connection on the wire
+    assert srv.send(b"mapped") == 6
+    lan.run(0.5)
+    assert conn.recv(100) == b"mapped"
+    only6 = tcp_of(b).listen(ANY6, 7001, v6only=True)
+    refused = tcp_of(a).connect(v4_b, 7001)
+    assert lan.run_until(lambda: refused.state == "CLOSED", 5)
+    assert refused.error == errno.ECONNREFUSED and not only6.accept_queue
+    # Bind conflicts as Linux's: a dual :: holds the IPv4 port, a v6only one does not.
+    t = tcp_of(b)
+    for addr in (bytes(4), v4_b):
+        with pytest.raises(OSError) as exc:
+            t.listen(addr, 7000)
+        assert exc.value.errno == errno.EADDRINUSE
+    t.listen(bytes(4), 7001)
+    t.listen(v4_b, 7002)
+    with pytest.raises(OSError) as exc:
+        t.listen(ANY6, 7002)
+    assert exc.value.errno == errno.EADDRINUSE
+    t.listen(ANY6, 7002, v6only=True)

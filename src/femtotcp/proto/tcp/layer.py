@@ -121,18 +121,20 @@ class Tcp:
                 del due[:i]            # a raising callback leaves the rest for next time
 
     # ------------------------------------------------------------------ program API
-    def listen(self, local_addr: bytes, port: int, backlog: int = 128) -> TcpListener:
-        """A listener on (addr, port); the all-zero address means every address.
+    def listen(self, local_addr: bytes, port: int, backlog: int = 128,
+               v6only: bool = False) -> TcpListener:
+        """A listener on (addr, port); the all-zero address means every address
+        of its family, and ``::`` without ``v6only`` IPv4 ones too (as Linux).
         OSError(EADDRINUSE) when the port is taken; port 0 picks a free one."""
         if not 0 <= port <= 65535:
             raise _os_error(errno.EINVAL)
         if local_addr not in (ANY4, ANY6) and not self.stack.is_local(local_addr):
             raise _os_error(errno.EADDRNOTAVAIL)
         if port == 0:
-            port = self._free_listen_port(local_addr)
-        if self._listen_conflict(local_addr, port):
+            port = self._free_listen_port(local_addr, v6only)
+        if self._listen_conflict(local_addr, port, v6only):
             raise _os_error(errno.EADDRINUSE)
-        lst = TcpListener(self, local_addr, port, backlog)
+        lst = TcpListener(self, local_addr, port, backlog, v6only)
         self._listeners[(local_addr, port)] = lst
         self.counters["tcp.listens"] += 1
         return lst
@@ -204,14 +206,22 @@ class Tcp:
         if (src, port, dst, dport) in self._conns:
             return True
         return (src, port) in self._listeners or (
-            (ANY4 if len(src) == 4 else ANY6), port) in self._listeners
+            (ANY4 if len(src) == 4 else ANY6), port) in self._listeners or (
+            len(src) == 4 and self._dual_listener(port) is not None)
 
-    def _listen_conflict(self, addr: bytes, port: int) -> bool:
-        return port_taken(self._listeners, addr, port)
+    def _listen_conflict(self, addr: bytes, port: int, v6only: bool = True) -> bool:
+        dual = self._dual_listener(port)
+        return port_taken(self._listeners, addr, port, v6only,
+                          () if dual is None else (dual.local,))
 
-    def _free_listen_port(self, addr: bytes) -> int:
+    def _dual_listener(self, port: int) -> TcpListener | None:
+        """The listener on ``::`` that takes IPv4 on ``port``, if any."""
+        lst = self._listeners.get((ANY6, port))
+        return lst if lst is not None and not lst.v6only else None
+
+    def _free_listen_port(self, addr: bytes, v6only: bool = True) -> int:
         def used(p: int) -> bool:
-            return self._listen_conflict(addr, p) or any(
+            return self._listen_conflict(addr, p, v6only) or any(
                 k[1] == p for k in self._conns)
         port = self.ports.pick(addr, b"", 0, used)
         if port is None:
@@ -281,6 +291,8 @@ class Tcp:
             return
         lst = self._listeners.get((dst, dport)) or self._listeners.get(
             (ANY4 if len(dst) == 4 else ANY6, dport))
+        if lst is None and len(dst) == 4:
+            lst = self._dual_listener(dport)
         if lst is not None:
             self._listen_input(lst, src, dst, hdr, segment[hlen:])
             return
