@@ -105,7 +105,6 @@ from femtotcp.api.sock_base import (
 from femtotcp.api.sock_ping import _PingLink
 from femtotcp.api.sock_tcp import TcpMode, _apply_tcp_opt, _TcpLink
 from femtotcp.api.sock_udp import _DgramLink, _UdpLink
-from femtotcp.wire import ip_str
 
 log = logging.getLogger("femtotcp.api.socket")
 
@@ -165,8 +164,8 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         type_ = SOCK_STREAM if type in (-1, None) else int(type)
         proto = 0 if proto in (-1, None) else int(proto)
         kind = type_ & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
-        if family != AF_INET:
-            raise _oserror(errno.EAFNOSUPPORT, "only AF_INET on this stack")
+        if family not in (AF_INET, AF_INET6):
+            raise _oserror(errno.EAFNOSUPPORT, "only AF_INET and AF_INET6 on this stack")
         link_cls: Any
         if kind == SOCK_STREAM:
             if proto not in (0, IPPROTO_TCP):
@@ -178,7 +177,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         elif kind == SOCK_DGRAM:
             if proto in (0, IPPROTO_UDP):
                 link_cls = _UdpLink
-            elif proto == IPPROTO_ICMP:
+            elif proto == IPPROTO_ICMP and family == AF_INET:
                 link_cls = _PingLink
             else:
                 raise _oserror(errno.EPROTONOSUPPORT)
@@ -261,23 +260,23 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
             log.exception("closing a stack socket failed")
 
     # -- addresses ---------------------------------------------------------------------------
-    def getsockname(self) -> tuple[str, int]:
+    def getsockname(self) -> Any:
         self._check_open()
         link = self._link
         local = link.local
         if isinstance(link, _TcpLink) and local is None:
             local = link.bound
         if local is None:
-            return ("0.0.0.0", 0)
-        return (ip_str(local[0]), local[1])
+            return self._fmt(None, 0)
+        return self._fmt(local[0], local[1])
 
-    def getpeername(self) -> tuple[str, int]:
+    def getpeername(self) -> Any:
         self._check_open()
         remote = self._link.remote
         if remote is None or (isinstance(self._link, _TcpLink)
                               and self._link.mode not in (TcpMode.CONNECTED, TcpMode.DONE)):
             raise _oserror(errno.ENOTCONN)
-        return (ip_str(remote[0]), remote[1])
+        return self._fmt(remote[0], remote[1])
 
     # -- bind / listen / accept / connect ------------------------------------------------------
     def bind(self, address: Any) -> None:
@@ -299,7 +298,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
     def _accept(self) -> tuple[int, Any]:
         raise _oserror(errno.EOPNOTSUPP)
 
-    def accept(self) -> tuple[socket, tuple[str, int]]:
+    def accept(self) -> tuple[socket, Any]:
         link = self._link
         if not isinstance(link, _TcpLink) or link.mode is not TcpMode.LISTENING:
             self._check_open()
@@ -319,7 +318,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         if _std.getdefaulttimeout() is None and self.gettimeout():
             new.setblocking(True)
         remote = new_link.remote or (ANY4, 0)
-        return new, (ip_str(remote[0]), remote[1])
+        return new, self._fmt(remote[0], remote[1])
 
     def _connect(self, address: Any, raise_errors: bool) -> int:
         self._check_open()
@@ -443,7 +442,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
                 _RealSocket.recv(self, _REC.size, flags & ~_std.MSG_PEEK)
             if not (isinstance(link, _DgramLink) and link.error_record_read()):
                 raise _oserror(port)
-        return rec[_REC.size:], (ip_str(addr[:alen]), port)
+        return rec[_REC.size:], self._fmt(addr[:alen], port)
 
     def send(self, data: Any, flags: int = 0) -> int:
         link = self._link
@@ -515,7 +514,23 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         self._check_open()
         link = self._link
         if level == _IPPROTO_IPV6:
-            raise _oserror(errno.ENOPROTOOPT)
+            if self._sfamily != AF_INET6 or optname != _std.IPV6_V6ONLY:
+                raise _oserror(errno.ENOPROTOOPT)
+            if isinstance(value, int | bool):
+                flag = bool(value)
+            elif value is None:
+                raise TypeError("setsockopt() value must be an int or a buffer")
+            else:
+                flag = bool(int.from_bytes(bytes(value)[:4], sys.byteorder))
+
+            def set_v6only() -> None:
+                # Linux: only before the socket has a port (inet_num).
+                bound = link.local or getattr(link, "bound", None)
+                if bound is not None:
+                    raise _oserror(errno.EINVAL)
+                link.opts[(level, optname)] = flag
+            self._net.call(set_v6only)
+            return
         if level == SOL_SOCKET and optname in (getattr(_std, "SO_RCVTIMEO", -2),
                                                getattr(_std, "SO_SNDTIMEO", -2)):
             _RealSocket.setsockopt(self, level, optname, value)
@@ -558,7 +573,9 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
                     val = self._net.call(_current_buf, link, optname)
                 return self._opt_out(val, buflen)
         if level == _IPPROTO_IPV6:
-            raise _oserror(errno.ENOPROTOOPT)
+            if self._sfamily != AF_INET6 or optname != _std.IPV6_V6ONLY:
+                raise _oserror(errno.ENOPROTOOPT)
+            return self._opt_out(int(link.v6only), buflen)
         if (level, optname) in _SOCKOPTS_INT:
             return self._opt_out(link.opts.get((level, optname),
                                                _DEFAULT_OPTS.get((level, optname), 0)), buflen)
