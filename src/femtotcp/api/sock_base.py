@@ -126,6 +126,19 @@ class _Watch:
         self.set(False, False)
 
 
+def _host_port(host: Any, port: Any, what: str) -> tuple[str, int]:
+    """The host and port of an address argument, with the stdlib's errors."""
+    if not isinstance(port, int):
+        raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
+    if not 0 <= port <= 65535:
+        raise OverflowError(f"{what}(): port must be 0-65535.")
+    if isinstance(host, bytes):
+        host = host.decode("idna")
+    if not isinstance(host, str):
+        raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+    return host, port
+
+
 class _Link:
     """The loop-thread half of one socket: Q and the stack object behind it."""
 
@@ -315,17 +328,9 @@ class _SocketBase(_RealSocket):
         if not isinstance(address, tuple) or not 2 <= len(address) <= 4:
             raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, "
                             "scopeid]])")
-        host, port = address[0], address[1]
-        if not isinstance(port, int):
-            raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
-        if not 0 <= port <= 65535:
-            raise OverflowError(f"{what}(): port must be 0-65535.")
+        host, port = _host_port(address[0], address[1], what)
         if len(address) > 2 and not 0 <= int(address[2]) <= 0xFFFFF:
             raise OverflowError(f"{what}(): flowinfo must be 0-1048575.")
-        if isinstance(host, bytes):
-            host = host.decode("idna")
-        if not isinstance(host, str):
-            raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
         if host in ("", "::"):
             return ANY6, port
         try:
@@ -346,15 +351,7 @@ class _SocketBase(_RealSocket):
             return self._addr6(address, what, resolve)
         if not isinstance(address, tuple) or len(address) != 2:
             raise TypeError(f"AF_INET address must be tuple, not {type(address).__name__}")
-        host, port = address
-        if not isinstance(port, int):
-            raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
-        if not 0 <= port <= 65535:
-            raise OverflowError(f"{what}(): port must be 0-65535.")
-        if isinstance(host, bytes):
-            host = host.decode("idna")
-        if not isinstance(host, str):
-            raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+        host, port = _host_port(address[0], address[1], what)
         if host in ("", "0.0.0.0"):
             return ANY4, port
         from femtotcp.api.network import _parse_ipv4

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from femtolan import Lan, make_lan
-from tcp_harness import Transfer, digest, random_bytes
+from tcp_harness import Transfer, bulk, digest, random_bytes
 
 from femtotcp.proto.tcp.connection import TcpConnection
 from femtotcp.stack.routes import Route
@@ -83,18 +83,6 @@ def inject(lan: Lan, dst: int, msg: bytes) -> None:
     sniffer = lan.sniffer(f"router{len(lan.devices)}")
     packet = ipv6.build(ROUTER, g6(dst), ipv6.PROTO_ICMP6, msg)
     sniffer.inject(ethernet.build(lan.ifaces[dst].mac, ROUTER_MAC, ethernet.ETH_IPV6, packet))
-
-
-def bulk(lan: Lan, ca: TcpConnection, cb: TcpConnection, size: int,
-         timeout: float) -> tuple[bytes, bytes, Transfer, Transfer]:
-    up = random_bytes(size, 21)
-    down = random_bytes(size, 22)
-    t1, t2 = Transfer(ca, up), Transfer(cb, down)
-    t1.event()
-    t2.event()
-    assert lan.run_until(lambda: t1.eof and t2.eof, timeout), (ca.info(), cb.info())
-    assert t1.error is None and t2.error is None
-    return up, down, t1, t2
 
 
 def test_handshake_mss_and_one_flow_label_per_connection() -> None:
