@@ -157,3 +157,35 @@ def test_udp_over_ipv6_and_v4_mapped(nets: tuple[Network, Network]) -> None:
         cli.send(b"anyone?")
         with pytest.raises(ConnectionRefusedError):
             cli.recv(100)
+
+
+def test_getaddrinfo_numeric_ipv6_and_v4_mapped(nets: tuple[Network, Network]) -> None:
+    na, _ = nets
+    (info,) = na.getaddrinfo("2001:DB8::B", 80, 0, std.SOCK_STREAM)
+    assert info[0] == std.AF_INET6 and info[4] == (B6, 80, 0, 0)
+    with pytest.raises(std.gaierror):
+        na.getaddrinfo(B6, 80, std.AF_INET)
+    with pytest.raises(std.gaierror):
+        na.getaddrinfo(B4, 80, std.AF_INET6)
+    (mapped,) = na.getaddrinfo(B4, 80, std.AF_INET6, std.SOCK_STREAM, 0, std.AI_V4MAPPED)
+    assert mapped[4] == ("::ffff:" + B4, 80, 0, 0)
+    (passive,) = na.getaddrinfo(None, 80, std.AF_INET6, std.SOCK_STREAM, 0, std.AI_PASSIVE)
+    assert passive[4] == ("::", 80, 0, 0)
+
+
+def test_create_server_and_create_connection_over_ipv6(
+        nets: tuple[Network, Network]) -> None:
+    na, nb = nets
+    with nb.create_server(("::", 0), family=std.AF_INET6, dualstack_ipv6=True) as srv:
+        srv.settimeout(10)
+        port = srv.getsockname()[1]
+        assert srv.getsockopt(std.IPPROTO_IPV6, std.IPV6_V6ONLY) == 0
+        for target in (B6, B4):
+            with na.create_connection((target, port), timeout=10) as cli:
+                conn, peer = srv.accept()
+                with conn:
+                    cli.sendall(b"ping")
+                    assert conn.recv(10) == b"ping"
+                    assert peer[0] == (A6 if target == B6 else "::ffff:" + A4)
+    with nb.create_server(("::", 0), family=std.AF_INET6) as only6:
+        assert only6.getsockopt(std.IPPROTO_IPV6, std.IPV6_V6ONLY) == 1

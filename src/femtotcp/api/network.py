@@ -110,10 +110,10 @@ class Network:
         """``socket.create_connection`` over this stack."""
         host, port = address
         errors: list[OSError] = []
-        for _af, _kind, proto, _canon, sa in self.getaddrinfo(host, port, AF_INET, SOCK_STREAM):
+        for af, _kind, proto, _canon, sa in self.getaddrinfo(host, port, 0, SOCK_STREAM):
             sock = None
             try:
-                sock = self.socket(AF_INET, SOCK_STREAM, proto)
+                sock = self.socket(af, SOCK_STREAM, proto)
                 if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
                     sock.settimeout(timeout)  # type: ignore[arg-type]
                 if source_address:
@@ -133,12 +133,17 @@ class Network:
     def create_server(self, address: tuple[str, int], *, family: int = AF_INET,
                       backlog: int | None = None, reuse_port: bool = False,
                       dualstack_ipv6: bool = False) -> StackSocket:
-        """``socket.create_server`` over this stack (SO_REUSEADDR set, as the stdlib does)."""
-        if dualstack_ipv6 or family != AF_INET:
-            raise ValueError("only AF_INET servers on this stack")
+        """``socket.create_server`` over this stack (SO_REUSEADDR set, and for
+        AF_INET6 IPV6_V6ONLY unless ``dualstack_ipv6``, as the stdlib does)."""
+        if family not in (AF_INET, AF_INET6):
+            raise ValueError("only AF_INET and AF_INET6 servers on this stack")
+        if dualstack_ipv6 and family != AF_INET6:
+            raise ValueError("dualstack_ipv6 requires AF_INET6 family")
         sock = self.socket(family, SOCK_STREAM)
         try:
             sock.setsockopt(SOL_SOCKET, _std.SO_REUSEADDR, 1)
+            if family == AF_INET6:
+                sock.setsockopt(_std.IPPROTO_IPV6, _std.IPV6_V6ONLY, int(not dualstack_ipv6))
             if reuse_port and _SO_REUSEPORT >= 0:
                 sock.setsockopt(SOL_SOCKET, _SO_REUSEPORT, 1)
             try:
@@ -160,23 +165,37 @@ class Network:
                     family: int = 0, type: int = 0, proto: int = 0,
                     flags: int = 0) -> list[tuple[Any, Any, int, str, tuple[str, int]]]:
         """``socket.getaddrinfo`` answered from numeric addresses, the hosts table,
-        /etc/hosts and the stack's DNS resolver; IPv4 only."""
-        if family not in (0, AF_INET):
-            if family == AF_INET6:
-                raise gaierror(_std.EAI_ADDRFAMILY if hasattr(_std, "EAI_ADDRFAMILY")
-                               else _std.EAI_FAMILY, "Address family for hostname not supported")
+        /etc/hosts and the stack's DNS resolver. IPv6 for numeric addresses only
+        (no AAAA lookups yet); with AF_INET6 and AI_V4MAPPED, IPv4 answers come
+        back v4-mapped, as glibc's."""
+        if family not in (0, AF_INET, AF_INET6):
             raise gaierror(_std.EAI_FAMILY, "ai_family not supported")
         portnum = _service_port(port, type, proto)
         if isinstance(host, bytes):
             host = host.decode("idna")
         canonical = ""
+        v6_literal = _parse_ipv6(host) if isinstance(host, str) else None
         if host is None:
             if port is None:
                 raise gaierror(_std.EAI_NONAME, "Name or service not known")
-            addrs = ["0.0.0.0" if flags & _std.AI_PASSIVE else "127.0.0.1"]
+            passive = bool(flags & _std.AI_PASSIVE)
+            if family == AF_INET6:
+                addrs = ["::" if passive else "::1"]
+            else:
+                addrs = ["0.0.0.0" if passive else "127.0.0.1"]
+        elif v6_literal is not None:
+            if family == AF_INET:
+                raise gaierror(_std.EAI_ADDRFAMILY if hasattr(_std, "EAI_ADDRFAMILY")
+                               else _std.EAI_FAMILY, "Address family for hostname not supported")
+            canonical, addrs = host, [v6_literal]
         else:
             canonical, _aliases, addrs = self._lookup(
                 host, numeric_only=bool(flags & _std.AI_NUMERICHOST))
+            if family == AF_INET6:
+                if not flags & getattr(_std, "AI_V4MAPPED", 0):
+                    raise gaierror(getattr(_std, "EAI_NODATA", _std.EAI_NONAME),
+                                   "No address associated with hostname")
+                addrs = ["::ffff:" + a for a in addrs]
         kinds: list[tuple[int, int]]
         if type == 0:
             kinds = [(SOCK_STREAM, IPPROTO_TCP), (SOCK_DGRAM, IPPROTO_UDP), (SOCK_RAW, 0)]
@@ -191,9 +210,11 @@ class Network:
         # AI_CANONNAME: the name the CNAME chain ends at, on the first result (glibc).
         canon = canonical if flags & _std.AI_CANONNAME else ""
         for addr in addrs:
+            v6 = ":" in addr
+            af = _std.AddressFamily(AF_INET6 if v6 else AF_INET)
+            sa: Any = (addr, portnum, 0, 0) if v6 else (addr, portnum)
             for kind, pr in kinds:
-                out.append((_std.AddressFamily(AF_INET), _kind_enum(kind), pr, canon,
-                            (addr, portnum)))
+                out.append((af, _kind_enum(kind), pr, canon, sa))
                 canon = ""
         return out
 
@@ -372,6 +393,19 @@ def _etc_hosts() -> dict[str, str]:
 _networks: weakref.WeakKeyDictionary[Any, Network] = weakref.WeakKeyDictionary()
 _default: list[Network] = []
 _scoped = threading.local()
+
+
+def _parse_ipv6(text: str) -> str | None:
+    """The canonical text of a numeric IPv6 address (a ``%scope`` suffix is
+    kept as given), or None."""
+    if ":" not in text:
+        return None
+    addr, sep, scope = text.strip().partition("%")
+    try:
+        packed = _std.inet_pton(AF_INET6, addr)
+    except OSError:
+        return None
+    return _std.inet_ntop(AF_INET6, packed) + sep + scope
 
 
 def network_for(stack: Stack, runtime: Runtime) -> Network:
