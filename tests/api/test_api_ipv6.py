@@ -18,7 +18,7 @@ from femtotcp.phy.memory import Switch
 from femtotcp.runtime import Runtime
 from femtotcp.stack.config import StackConfig
 from femtotcp.stack.stack import Stack
-from femtotcp.wire import ip_bytes
+from femtotcp.wire import ethernet, ip_bytes, ipv6
 
 MODULES = ["arp", "ipv4", "icmp4", "udp", "tcp", "ipv6", "icmp6"]
 A6, B6 = "2001:db8::a", "2001:db8::b"
@@ -189,3 +189,35 @@ def test_create_server_and_create_connection_over_ipv6(
                     assert peer[0] == (A6 if target == B6 else "::ffff:" + A4)
     with nb.create_server(("::", 0), family=std.AF_INET6) as only6:
         assert only6.getsockopt(std.IPPROTO_IPV6, std.IPV6_V6ONLY) == 1
+
+
+def test_unicast_hops_and_traffic_class_on_datagrams(nets: tuple[Network, Network]) -> None:
+    na, nb = nets
+    seen: list[tuple[int, int]] = []
+
+    def capture(frame: bytes, outbound: bool) -> None:
+        eth, body = ethernet.parse(frame)
+        if outbound and eth.ethertype == ethernet.ETH_IPV6:
+            h, _ = ipv6.parse(body)
+            if h.next_header == ipv6.PROTO_UDP:
+                seen.append((h.hop_limit, h.traffic_class))
+    na.stack.interfaces[0].device.add_capture(capture)
+    with s6(nb, std.SOCK_DGRAM) as srv, s6(na, std.SOCK_DGRAM) as cli:
+        srv.bind(("::", 0))
+        port = srv.getsockname()[1]
+        assert cli.getsockopt(std.IPPROTO_IPV6, std.IPV6_UNICAST_HOPS) == 64
+        cli.setsockopt(std.IPPROTO_IPV6, std.IPV6_UNICAST_HOPS, 7)
+        cli.setsockopt(std.IPPROTO_IPV6, std.IPV6_TCLASS, 0x28)
+        assert cli.getsockopt(std.IPPROTO_IPV6, std.IPV6_UNICAST_HOPS) == 7
+        assert cli.getsockopt(std.IPPROTO_IPV6, std.IPV6_TCLASS) == 0x28
+        cli.sendto(b"x", (B6, port))
+        assert srv.recv(10) == b"x"
+        cli.setsockopt(std.IPPROTO_IPV6, std.IPV6_UNICAST_HOPS, -1)
+        cli.sendto(b"y", (B6, port))
+        assert srv.recv(10) == b"y"
+        with pytest.raises(OSError) as exc:
+            cli.setsockopt(std.IPPROTO_IPV6, std.IPV6_TCLASS, 300)
+        assert exc.value.errno == errno.EINVAL
+    assert seen == [(7, 0x28), (64, 0x28)]
+    with fsocket(std.AF_INET, std.SOCK_DGRAM, network=na) as v4, pytest.raises(OSError):
+        v4.setsockopt(std.IPPROTO_IPV6, std.IPV6_V6ONLY, 1)

@@ -22,6 +22,7 @@ from femtotcp.api.sock_base import (
     _REC,
     BROADCAST4,
     IPPROTO_IP,
+    IPPROTO_IPV6,
     SEND_BATCH,
     SOL_SOCKET,
     _Link,
@@ -204,6 +205,10 @@ class _UdpLink(_DgramLink):
                 ep.ttl = value
             elif level == IPPROTO_IP and opt == _IP_TOS:
                 ep.tos = value
+            elif level == IPPROTO_IPV6 and opt == _std.IPV6_UNICAST_HOPS:
+                ep.ttl = None if value == -1 else value
+            elif level == IPPROTO_IPV6 and opt == _std.IPV6_TCLASS:
+                ep.tos = 0 if value == -1 else value
             elif level == SOL_SOCKET and opt == _std.SO_RCVBUF:
                 ep.rcvbuf = value
 

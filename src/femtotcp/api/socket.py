@@ -129,6 +129,8 @@ _SOCKOPTS_INT = {
     (IPPROTO_IP, _IP_TTL), (IPPROTO_IP, _IP_TOS),
 }
 
+_IPV6_OPTS = frozenset({_std.IPV6_V6ONLY, _std.IPV6_UNICAST_HOPS, _std.IPV6_TCLASS})
+
 _DEFAULT_OPTS: dict[tuple[int, int], int] = {
     (IPPROTO_IP, _IP_TTL): 64,
 }
@@ -514,22 +516,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         self._check_open()
         link = self._link
         if level == _IPPROTO_IPV6:
-            if self._sfamily != AF_INET6 or optname != _std.IPV6_V6ONLY:
-                raise _oserror(errno.ENOPROTOOPT)
-            if isinstance(value, int | bool):
-                flag = bool(value)
-            elif value is None:
-                raise TypeError("setsockopt() value must be an int or a buffer")
-            else:
-                flag = bool(int.from_bytes(bytes(value)[:4], sys.byteorder))
-
-            def set_v6only() -> None:
-                # Linux: only before the socket has a port (inet_num).
-                bound = link.local or getattr(link, "bound", None)
-                if bound is not None:
-                    raise _oserror(errno.EINVAL)
-                link.opts[(level, optname)] = flag
-            self._net.call(set_v6only)
+            self._set_ipv6_opt(optname, value)
             return
         if level == SOL_SOCKET and optname in (getattr(_std, "SO_RCVTIMEO", -2),
                                                getattr(_std, "SO_SNDTIMEO", -2)):
@@ -544,6 +531,34 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
                 if isinstance(link, _UdpLink):
                     link.apply_opts()
             self._net.call(set_dgram)
+
+    def _set_ipv6_opt(self, optname: int, value: Any) -> None:
+        """IPV6_V6ONLY (only before the socket has a port, as Linux's
+        inet_num check), IPV6_UNICAST_HOPS and IPV6_TCLASS (-1 for the
+        default, else 0-255; used by datagram sockets)."""
+        link = self._link
+        if self._sfamily != AF_INET6 or optname not in _IPV6_OPTS:
+            raise _oserror(errno.ENOPROTOOPT)
+        if isinstance(value, int | bool):
+            val = int(value)
+        elif value is None:
+            raise TypeError("setsockopt() value must be an int or a buffer")
+        else:
+            val = int.from_bytes(bytes(value)[:4], sys.byteorder, signed=True)
+        if optname != _std.IPV6_V6ONLY and not -1 <= val <= 255:
+            raise _oserror(errno.EINVAL)
+        key = (_IPPROTO_IPV6, optname)
+
+        def apply() -> None:
+            if optname == _std.IPV6_V6ONLY:
+                if link.local is not None or getattr(link, "bound", None) is not None:
+                    raise _oserror(errno.EINVAL)
+                link.opts[key] = bool(val)
+                return
+            link.opts[key] = val
+            if isinstance(link, _UdpLink):
+                link.apply_opts()
+        self._net.call(apply)
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
         self._check_open()
@@ -573,9 +588,14 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
                     val = self._net.call(_current_buf, link, optname)
                 return self._opt_out(val, buflen)
         if level == _IPPROTO_IPV6:
-            if self._sfamily != AF_INET6 or optname != _std.IPV6_V6ONLY:
+            if self._sfamily != AF_INET6 or optname not in _IPV6_OPTS:
                 raise _oserror(errno.ENOPROTOOPT)
-            return self._opt_out(int(link.v6only), buflen)
+            if optname == _std.IPV6_V6ONLY:
+                return self._opt_out(int(link.v6only), buflen)
+            value = link.opts.get((level, optname), -1)
+            if value == -1:     # the route's default, as Linux reports it
+                value = 64 if optname == _std.IPV6_UNICAST_HOPS else 0
+            return self._opt_out(value, buflen)
         if (level, optname) in _SOCKOPTS_INT:
             return self._opt_out(link.opts.get((level, optname),
                                                _DEFAULT_OPTS.get((level, optname), 0)), buflen)
