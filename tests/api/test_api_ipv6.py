@@ -221,3 +221,30 @@ def test_unicast_hops_and_traffic_class_on_datagrams(nets: tuple[Network, Networ
     assert seen == [(7, 0x28), (64, 0x28)]
     with fsocket(std.AF_INET, std.SOCK_DGRAM, network=na) as v4, pytest.raises(OSError):
         v4.setsockopt(std.IPPROTO_IPV6, std.IPV6_V6ONLY, 1)
+
+
+def test_patched_stdlib_serves_and_connects_over_ipv6(nets: tuple[Network, Network]) -> None:
+    """Under ``scoped``, AF_INET6 sockets are the stack's when it has IPv6: the
+    stdlib's create_server (dual stack) and create_connection run over it."""
+    from femtotcp.api.patch import scoped
+    na, nb = nets
+    with scoped(nb):
+        srv = std.create_server(("::", 0), family=std.AF_INET6, dualstack_ipv6=True)
+        assert isinstance(srv, fsocket) and srv.getsockname()[0] == "::"
+    with srv:
+        srv.settimeout(10)
+        port = srv.getsockname()[1]
+        with scoped(na):
+            cli = std.create_connection((B6, port), timeout=10)
+            probe = std.socket(std.AF_INET6, std.SOCK_STREAM)
+            with pytest.raises(OSError) as exc:      # urllib3's import-time probe
+                probe.bind(("::1", 0))
+            assert exc.value.errno == errno.EADDRNOTAVAIL
+            probe.close()
+        with cli:
+            assert isinstance(cli, fsocket)
+            conn, peer = srv.accept()
+            with conn:
+                assert peer[0] == A6
+                cli.sendall(b"patched six")
+                assert conn.recv(100) == b"patched six"
