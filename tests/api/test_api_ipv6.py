@@ -248,3 +248,20 @@ def test_patched_stdlib_serves_and_connects_over_ipv6(nets: tuple[Network, Netwo
                 assert peer[0] == A6
                 cli.sendall(b"patched six")
                 assert conn.recv(100) == b"patched six"
+
+
+def test_icmpv6_ping_socket(nets: tuple[Network, Network]) -> None:
+    na, _ = nets
+    with fsocket(std.AF_INET6, std.SOCK_DGRAM, std.IPPROTO_ICMPV6, network=na) as ping:
+        ping.settimeout(10)
+        request = bytes((128, 0, 0, 0, 0, 0, 0, 5)) + b"femto six"
+        ping.sendto(request, (B6, 0))
+        reply, peer = ping.recvfrom(200)
+        ident = ping.getsockname()[1]
+        assert peer[0] == B6
+        assert reply[0] == 129 and reply[1] == 0
+        assert int.from_bytes(reply[4:6], "big") == ident
+        assert int.from_bytes(reply[6:8], "big") == 5 and reply[8:] == b"femto six"
+        with pytest.raises(OSError) as exc:       # an ICMPv4 echo on an ICMPv6 socket
+            ping.sendto(bytes((8, 0, 0, 0, 0, 0, 0, 1)), (B6, 0))
+        assert exc.value.errno == errno.EINVAL

@@ -8,7 +8,7 @@ side (the demo does this).
 
 What changes: ``socket.socket`` becomes a dispatcher class. AF_INET stream and
 datagram sockets (and ICMP ping sockets) are made on the stack, and AF_INET6
-stream and UDP sockets when the stack has the ipv6 module; AF_UNIX,
+stream, UDP and ICMPv6 ping sockets when the stack has the ipv6 module; AF_UNIX,
 sockets made from a file descriptor (``socketpair``, ``fromfd``: asyncio's
 self-pipe), and anything else the stack cannot do are the kernel's, as
 before. ``isinstance(x, socket.socket)`` stays true for both kinds.
@@ -49,7 +49,7 @@ _warned: set[int] = set()   # holds AF_INET6 once the warning is given
 
 _STACK_KINDS: dict[int, tuple[int, ...]] = {
     _std.SOCK_STREAM: (0, _std.IPPROTO_TCP),
-    _std.SOCK_DGRAM: (0, _std.IPPROTO_UDP, _std.IPPROTO_ICMP),
+    _std.SOCK_DGRAM: (0, _std.IPPROTO_UDP, _std.IPPROTO_ICMP, _std.IPPROTO_ICMPV6),
 }
 
 
@@ -60,7 +60,7 @@ def _on_stack(family: int, type_: int, proto: int, net: Any = None) -> bool:
         if getattr(getattr(net, "stack", None), "ipv6", None) is None or \
                 proto == _std.IPPROTO_ICMP:
             return False
-    elif family not in (-1, _std.AF_INET):
+    elif family not in (-1, _std.AF_INET) or proto == _std.IPPROTO_ICMPV6:
         return False
     kind = _std.SOCK_STREAM if type_ == -1 else type_ & ~(fsock.SOCK_NONBLOCK
                                                           | fsock.SOCK_CLOEXEC)

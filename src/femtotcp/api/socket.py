@@ -179,7 +179,8 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         elif kind == SOCK_DGRAM:
             if proto in (0, IPPROTO_UDP):
                 link_cls = _UdpLink
-            elif proto == IPPROTO_ICMP and family == AF_INET:
+            elif (proto == IPPROTO_ICMP and family == AF_INET) or (
+                    proto == _std.IPPROTO_ICMPV6 and family == AF_INET6):
                 link_cls = _PingLink
             else:
                 raise _oserror(errno.EPROTONOSUPPORT)
