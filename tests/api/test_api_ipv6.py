@@ -20,7 +20,7 @@ from femtotcp.stack.config import StackConfig
 from femtotcp.stack.stack import Stack
 from femtotcp.wire import ethernet, ip_bytes, ipv6
 
-MODULES = ["arp", "ipv4", "icmp4", "udp", "tcp", "ipv6", "icmp6"]
+MODULES = ["arp", "ipv4", "icmp4", "udp", "tcp", "dns", "ipv6", "icmp6"]
 A6, B6 = "2001:db8::a", "2001:db8::b"
 A4, B4 = "192.0.2.1", "192.0.2.2"
 
@@ -265,3 +265,42 @@ def test_icmpv6_ping_socket(nets: tuple[Network, Network]) -> None:
         with pytest.raises(OSError) as exc:       # an ICMPv4 echo on an ICMPv6 socket
             ping.sendto(bytes((8, 0, 0, 0, 0, 0, 0, 1)), (B6, 0))
         assert exc.value.errno == errno.EINVAL
+
+
+def test_getaddrinfo_aaaa_ordered_by_rfc6724_and_create_connection_falls_back(
+        nets: tuple[Network, Network]) -> None:
+    from femtotcp.services.dns_server import DnsResponder
+    na, nb = nets
+
+    def responder() -> DnsResponder:
+        r = DnsResponder(nb.stack, zone="demo", addr=bytes(16))
+        r.add_address("both.demo", B4)
+        r.add_address("both.demo", B6)
+        r.add_address("four.demo", B4)
+        r.add_address("six.demo", B6)
+        r.add_address("far.demo", B4)
+        r.add_address("far.demo", "2001:db8:99::1")     # no route to it from a
+        return r
+    nb.call(responder)
+    na.call(lambda: na.stack.resolver.set_servers([B6]))
+
+    def addrs(name: str, family: int = 0, flags: int = 0) -> list[str]:
+        return [ai[4][0] for ai in na.getaddrinfo(name, 80, family, std.SOCK_STREAM, 0, flags)]
+    assert addrs("both.demo") == [B6, B4]
+    assert addrs("both.demo", std.AF_INET) == [B4]
+    assert addrs("six.demo") == [B6]
+    assert addrs("far.demo") == [B4, "2001:db8:99::1"]
+    with pytest.raises(std.gaierror):
+        addrs("six.demo", std.AF_INET)
+    with pytest.raises(std.gaierror):
+        addrs("four.demo", std.AF_INET6)
+    assert addrs("four.demo", std.AF_INET6, std.AI_V4MAPPED) == ["::ffff:" + B4]
+    assert na.gethostbyname("both.demo") == B4       # stays IPv4, as the stdlib
+    with nb.create_server(("::", 0), family=std.AF_INET6, dualstack_ipv6=True) as srv:
+        srv.settimeout(10)
+        port = srv.getsockname()[1]
+        for name, family in (("both.demo", std.AF_INET6), ("far.demo", std.AF_INET)):
+            with na.create_connection((name, port), timeout=10) as cli:
+                assert cli.family == family
+                conn, _ = srv.accept()
+                conn.close()

@@ -189,13 +189,7 @@ class Network:
                                else _std.EAI_FAMILY, "Address family for hostname not supported")
             canonical, addrs = host, [v6_literal]
         else:
-            canonical, _aliases, addrs = self._lookup(
-                host, numeric_only=bool(flags & _std.AI_NUMERICHOST))
-            if family == AF_INET6:
-                if not flags & getattr(_std, "AI_V4MAPPED", 0):
-                    raise gaierror(getattr(_std, "EAI_NODATA", _std.EAI_NONAME),
-                                   "No address associated with hostname")
-                addrs = ["::ffff:" + a for a in addrs]
+            canonical, addrs = self._names(host, family, flags)
         kinds: list[tuple[int, int]]
         if type == 0:
             kinds = [(SOCK_STREAM, IPPROTO_TCP), (SOCK_DGRAM, IPPROTO_UDP), (SOCK_RAW, 0)]
@@ -217,6 +211,87 @@ class Network:
                 out.append((af, _kind_enum(kind), pr, canon, sa))
                 canon = ""
         return out
+
+    def _names(self, host: str, family: int, flags: int) -> tuple[str, list[str]]:
+        """(canonical name, addresses as text) for a name: A records as ever,
+        and AAAA records when the stack has IPv6 (AF_UNSPEC) or AF_INET6 is
+        asked, ordered by RFC 6724's rules that matter for a host (rule 1 and
+        6: a destination we have a source and a route for first, then IPv6
+        before IPv4). AI_ADDRCONFIG drops a family we have no address of
+        (glibc: non-link-local for IPv6); AF_INET6 with AI_V4MAPPED falls back
+        to v4-mapped IPv4 answers, as glibc's."""
+        numeric = bool(flags & _std.AI_NUMERICHOST)
+        ipv6 = getattr(self.stack, "ipv6", None)
+        addrconfig = bool(flags & getattr(_std, "AI_ADDRCONFIG", 0))
+        if addrconfig:
+            has4 = any(i.ipv4 for i in self.stack.interfaces)
+            has6 = any(a.usable and not a.addr.startswith(b"\xfe\x80")
+                       for i in self.stack.interfaces for a in i.ipv6)
+        else:
+            has4 = has6 = True
+        want6 = family == AF_INET6 or (family == 0 and ipv6 is not None)
+        canonical = host
+        addrs4: list[str] = []
+        addrs6: list[str] = []
+        error: gaierror | None = None
+        if family != AF_INET6 or flags & getattr(_std, "AI_V4MAPPED", 0):
+            try:
+                canonical, _aliases, addrs4 = self._lookup(host, numeric_only=numeric)
+            except gaierror as exc:
+                error = exc
+        if want6 and not numeric and has6:
+            try:
+                canonical6, addrs6 = self._dns6(host)
+            except gaierror as exc:
+                error = error or exc
+            else:
+                canonical = canonical6 if not addrs4 else canonical
+        if not has4:
+            addrs4 = []
+        if family == AF_INET6:
+            if not addrs6:
+                addrs6 = ["::ffff:" + a for a in addrs4] if addrs4 else []
+            addrs4 = []
+        if not addrs4 and not addrs6:
+            raise error or gaierror(getattr(_std, "EAI_NODATA", _std.EAI_NONAME),
+                                    "No address associated with hostname")
+
+        candidates = addrs6 + addrs4
+        if len(candidates) < 2:
+            return canonical, candidates
+
+        def packed(text: str) -> bytes:
+            raw = _std.inet_pton(AF_INET6, text) if ":" in text else _std.inet_aton(text)
+            return raw[12:] if raw[:12] == bytes(10) + b"\xff\xff" else raw
+
+        def reachable() -> list[bool]:     # in the loop thread: it reads the routes
+            return [self.stack.source_address(packed(a)) is not None for a in candidates]
+        usable = self.call(reachable) if not self.runtime.in_loop_thread() else reachable()
+        order = sorted(range(len(candidates)),
+                       key=lambda i: (not usable[i], ":" not in candidates[i]))
+        ordered = [candidates[i] for i in order]
+        return canonical, ordered
+
+    def _dns6(self, name: str) -> tuple[str, list[str]]:
+        """(canonical name, IPv6 addresses as text) from the stack's resolver."""
+        stack = self.stack
+        if getattr(stack, "resolver", None) is None:
+            raise gaierror(_std.EAI_NONAME, "Name or service not known")
+        if self.runtime.in_loop_thread():
+            raise gaierror(_std.EAI_AGAIN, "name lookups cannot block the stack's own thread")
+        from femtotcp.api import resolve
+        from femtotcp.wire import dns as dns_wire
+        result = resolve.resolve_blocking(self.runtime, stack, name.strip().rstrip("."),
+                                          dns_wire.AAAA, self.resolve_timeout)
+        exc = resolve.gaierror_for(result)
+        if exc is not None:
+            raise exc
+        addrs = [ip_str(a) for a in result.addresses if len(a) == 16]
+        if not addrs:
+            raise gaierror(getattr(_std, "EAI_NODATA", _std.EAI_NONAME),
+                           "No address associated with hostname")
+        chain = list(result.cname_chain)
+        return (chain[-1] if chain else name.strip().rstrip(".")), addrs
 
     def gethostbyname(self, name: str) -> str:
         return self._resolve(name)[0]
