@@ -120,6 +120,13 @@ def test_zero_and_bad_checksums_dropped_and_counted() -> None:
     assert a.counters["udp.zero_checksum_ipv6"] == 1
     assert a.counters["udp.bad_checksum"] == 1
     assert ep.recv() == (b"ok", (peer, 4000)) and ep.recv() is None
+    # From a device that vouches for checksums (a TAP's NEEDS_CSUM leaves them
+    # partial): not verified, but a zero one is still refused.
+    iface = a.interfaces[0]
+    a.receive(iface, frame6(peer, g6(0), ipv6.PROTO_UDP, bad), csum_ok=True)
+    a.receive(iface, frame6(peer, g6(0), ipv6.PROTO_UDP, zero), csum_ok=True)
+    assert ep.recv() == (b"ok", (peer, 4000)) and ep.recv() is None
+    assert a.counters["udp.zero_checksum_ipv6"] == 2
 
 
 def test_port_unreachable_refuses_a_connected_endpoint_only() -> None:

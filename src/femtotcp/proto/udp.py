@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from femtotcp.core import rand
 from femtotcp.proto.ports import port_taken
-from femtotcp.wire import icmp4, icmp6
+from femtotcp.wire import Malformed, icmp4, icmp6
 from femtotcp.wire import udp as wire
 
 if TYPE_CHECKING:
@@ -223,7 +223,7 @@ class Udp:
         ep.deliver(bytes(payload), (header.src, udp.src_port), header.dst)
 
     def input6(self, header: Ipv6Header, data: memoryview, iface: Interface,
-               packet: memoryview) -> None:
+               packet: memoryview, csum_ok: bool = False) -> None:
         """Next header 17 over IPv6: the checksum is mandatory (RFC 8200 8.1: a
         zero one is dropped, ``udp.zero_checksum_ipv6``); no port earns
         Destination Unreachable code 4, never for a group destination."""
@@ -231,7 +231,10 @@ class Udp:
         counters = stack.counters
         src = header.src
         dst = header.dst
-        udp, payload = wire.parse(data, src, dst)
+        # Verified unless the device vouched for it; a zero checksum never passes.
+        udp, payload = wire.parse(data, src, dst) if not csum_ok else wire.parse(data)
+        if csum_ok and udp.checksum == 0:
+            raise Malformed("udp.zero_checksum_ipv6")
         counters["udp.rx"] += 1
         eps = self.endpoints
         ep = eps.get((dst, udp.dst_port)) or eps.get((ANY6, udp.dst_port))

@@ -50,7 +50,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("femtotcp.ipv6")
 
 #: (IPv6 header, upper-layer bytes, interface, the whole packet for ICMPv6 errors)
-Ipv6Handler = Callable[[wire.Ipv6Header, memoryview, "Interface", memoryview], None]
+#: (header, upper-layer bytes, interface, whole packet, csum_ok: the device
+#: vouched for the TCP/UDP checksum, see ``Stack.receive``)
+Ipv6Handler = Callable[[wire.Ipv6Header, memoryview, "Interface", memoryview, bool], None]
 #: (IPv6 header, ICMPv6 header, body, interface, the whole packet)
 Icmp6Handler = Callable[[wire.Ipv6Header, wire_icmp6.Icmp6Header, memoryview, "Interface",
                          memoryview], None]
@@ -372,7 +374,8 @@ class Ipv6:
     def input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview,
               csum_ok: bool = False) -> None:
         """The ethertype handler. ``csum_ok`` (the device vouched for the
-        transport checksum) is not used: IPv6 transports always verify."""
+        transport checksum, or left it partial: a TAP's NEEDS_CSUM) goes to
+        TCP and UDP with the packet, unless it was reassembled."""
         stack = self.stack
         counters = stack.counters
         header, data = wire.parse(payload)
@@ -398,7 +401,7 @@ class Ipv6:
         if nh in _DIRECT:
             handler = self.protocols.get(nh)
             if handler is not None:
-                handler(header, data, iface, payload)
+                handler(header, data, iface, payload, csum_ok)
                 return
             offset = 0
             pointer = 6
@@ -419,15 +422,15 @@ class Ipv6:
             nh = chain.upper
             offset = chain.offset
             pointer = chain.nh_pointer
-        self._deliver(iface, eth, header, nh, data[offset:], payload, pointer)
+        self._deliver(iface, eth, header, nh, data[offset:], payload, pointer, csum_ok)
 
     def _deliver(self, iface: Interface, eth: ethernet.EthernetHeader,
                  header: wire.Ipv6Header, upper: int, data: memoryview, packet: memoryview,
-                 pointer: int) -> None:
+                 pointer: int, csum_ok: bool = False) -> None:
         counters = self.stack.counters
         handler = self.protocols.get(upper)
         if handler is not None:
-            handler(header, data, iface, packet)
+            handler(header, data, iface, packet, csum_ok)
             return
         if upper == wire.PROTO_NONE:
             counters["ipv6.no_next_header"] += 1   # RFC 8200 4.7: nothing to deliver
@@ -499,7 +502,7 @@ class Ipv6:
                              wire_icmp6.REASSEMBLY_TIME_EXCEEDED, 0, False)
 
     def _icmp6_input(self, header: wire.Ipv6Header, data: memoryview, iface: Interface,
-                     packet: memoryview) -> None:
+                     packet: memoryview, csum_ok: bool = False) -> None:
         """ICMPv6: neighbour discovery and MLD here, the rest in ``stack.icmp6``."""
         counters = self.stack.counters
         icmp, body = wire_icmp6.parse(data, header.src, header.dst)
