@@ -319,3 +319,52 @@ def test_tcp_and_udp_over_ipv6_with_the_kernel(ns: Netns) -> None:
         counters = rt.call(lambda: dict(stack.counters))
         assert counters.get("stack.internal_error", 0) == 0
         assert counters.get("tcp.bad_checksum", 0) == 0 and counters.get("udp.bad_checksum", 0) == 0
+
+
+def test_stack_connects_to_a_kernel_listener_over_ipv6(ns: Netns) -> None:
+    """A program's AF_INET6 socket on the stack sends 5 MB to a kernel
+    listener on [::]; the kernel answers with the SHA-256 of what it got."""
+    import hashlib
+    import random
+    import socket
+    import threading
+
+    from netns import entered
+
+    from femtotcp.api.socket import network_for
+
+    enable_ipv6(ns)
+    dev = kernel_tap(ns, "ftap0", f"{KERNEL6}/64")
+    with entered(ns):
+        lst = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    lst.bind(("::", 0))
+    lst.listen()
+    lst.settimeout(30)
+    port = lst.getsockname()[1]
+    got: list[str] = []
+
+    def serve() -> None:
+        conn, _ = lst.accept()
+        with conn:
+            h = hashlib.sha256()
+            while data := conn.recv(65536):
+                h.update(data)
+            got.append(h.hexdigest())
+            conn.sendall(got[0].encode())
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    payload = random.Random(6).randbytes(5_000_000)
+    with lst, stack6(dev) as (rt, stack):
+        assert rt.wait_until(ready(stack, STACK6), 10)
+        net = network_for(stack, rt)
+        with net.create_connection((KERNEL6, port), timeout=30) as sock:
+            assert sock.getpeername() == (KERNEL6, port, 0, 0)
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := sock.recv(100):
+                answer += chunk
+        th.join(30)
+        assert got == [hashlib.sha256(payload).hexdigest()]
+        assert answer.decode() == got[0]
+        assert rt.call(lambda: stack.counters.snapshot().get("stack.internal_error", 0)) == 0
