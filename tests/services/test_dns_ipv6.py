@@ -55,3 +55,25 @@ def test_truncated_answer_retried_over_tcp_to_an_ipv6_server() -> None:
     assert result.ok and len(result.addresses) == 40 and result.source == "tcp"
     assert result.server == SERVER6
     assert responder.stack.counters["dnsd.truncated"] == 1
+
+
+def test_rdnss_servers_from_router_advertisements_are_used_without_configured_ones() -> None:
+    from femtotcp.wire import ethernet, ipv6, ndp
+    lan, resolver, responder = setup()
+    resolver.set_servers([])
+    assert resolve(lan, resolver, "www.demo", wire.A).error == dns.NOSERVERS
+    router_mac = b"\x02\0\0\0\0\xfe"
+    router_ll = ip_bytes("fe80::fe")
+    opts = ndp.opt_source_lladdr(router_mac) + ndp.opt_rdnss(600, [SERVER6])
+    ra = ndp.build_ra(router_ll, ipv6.ALL_NODES, router_lifetime=0, options=opts)
+    sniffer = lan.sniffer("router")  # type: ignore[attr-defined]
+    sniffer.inject(ethernet.build(ipv6.multicast_mac(ipv6.ALL_NODES), router_mac,
+                                  ethernet.ETH_IPV6,
+                                  ipv6.build(router_ll, ipv6.ALL_NODES, ipv6.PROTO_ICMP6, ra,
+                                             255)))
+    lan.run(0.1)  # type: ignore[attr-defined]
+    assert resolver.current_servers() == [SERVER6]
+    result = resolve(lan, resolver, "www.demo", wire.AAAA)
+    assert result.ok and result.server == SERVER6
+    lan.run(601)  # type: ignore[attr-defined]
+    assert resolver.current_servers() == []

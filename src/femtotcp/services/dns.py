@@ -217,7 +217,7 @@ class _Lookup:
 
     # -- sending -----------------------------------------------------------------
     def start(self) -> None:
-        servers = list(self.resolver.servers)
+        servers = self.resolver.current_servers()
         self.plan = servers * self.resolver.attempts
         self.failed_servers = set()
         self.last_error = None
@@ -542,7 +542,7 @@ class Resolver:
         if running is not None:
             running.callbacks.append(on_done)
             return
-        if not self.servers:
+        if not self.current_servers():
             self.deliver([on_done], DnsResult(canon, qtype, error=NOSERVERS))
             return
         if len(self.lookups) >= self.max_lookups:
@@ -563,6 +563,17 @@ class Resolver:
             if addr not in out:
                 out.append(addr)
         self.servers = out
+
+    def current_servers(self) -> list[bytes]:
+        """The servers to ask: the configured ones (``--dns``, a DHCP lease),
+        else the unexpired RDNSS servers of Router Advertisements (RFC 8106)."""
+        if self.servers:
+            return list(self.servers)
+        ipv6 = self.stack.ipv6
+        if ipv6 is None:
+            return []
+        now = self.stack.now
+        return [s for s, until in ipv6.ndp.dns_servers.items() if until > now]
 
     def add_host(self, name: str, *addresses: bytes | str) -> None:
         self.hosts.setdefault(wire.canonical(name), []).extend(addresses)
