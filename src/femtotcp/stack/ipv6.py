@@ -30,8 +30,10 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from femtotcp.stack.device import OffloadPath
 from femtotcp.stack.interface import Ipv6Address
 from femtotcp.stack.ndp import Ndp
+from femtotcp.stack.neighbour import DELAY, PROBE, REACHABLE
 from femtotcp.stack.reassembly import Reassembler
 from femtotcp.stack.routes import Route, RouteTable
 from femtotcp.wire import ethernet, ip_bytes, ip_str, ipv6ext, mld
@@ -60,6 +62,7 @@ Icmp6Handler = Callable[[wire.Ipv6Header, wire_icmp6.Icmp6Header, memoryview, "I
 INF = float("inf")
 PMTU_MAX_ENTRIES = 1024
 _DIRECT = frozenset({wire.PROTO_TCP, wire.PROTO_UDP, wire.PROTO_ICMP6})
+_OFFLOAD_STATES = frozenset({REACHABLE, DELAY, PROBE})
 _NDP_TYPES = frozenset({133, 134, 135, 136, 137})
 _MLD_TYPES = frozenset({130, 131, 132, 143})
 MLD_UNSOLICITED_INTERVAL = 1.0   # RFC 3810 9.11 (Linux mldv2_unsolicited_report_interval)
@@ -600,6 +603,47 @@ class Ipv6:
                            wire.build(src, dst, first_nh, piece, hop, tos, flow))
             counters["ipv6.tx_fragments"] += 1
         return 0
+
+    def offload_path(self, dst: bytes, src: bytes) -> OffloadPath | None:
+        """A TSO path to ``dst`` (as ``Ipv4.offload_path``): a unicast route
+        through an ``offload`` device (no VLAN) whose next hop's MAC is known
+        and REACHABLE or being probed; None otherwise (``output`` then
+        resolves and probes)."""
+        stack = self.stack
+        if dst[0] == 0xFF or dst in stack.local_addresses or src not in stack.local_addresses:
+            return None
+        route = self.routes.lookup(dst)
+        if route is None:
+            return None
+        iface = route.iface
+        device = iface.device
+        if not device.offload or iface.raw_ip or iface.vlan is not None:
+            return None
+        n = self.ndp.caches.get(iface, {}).get(route.gateway or dst)
+        now = stack.now
+        # REACHABLE and fresh, or DELAY/PROBE (reachability being confirmed
+        # already); a STALE entry goes through ``output`` once, which starts NUD.
+        if n is None or n.mac is None or n.stale(now, self.ndp.reachable) or \
+                n.state not in _OFFLOAD_STATES:
+            return None
+        n.used = now
+        eth = ethernet.build(n.mac, iface.mac, ethernet.ETH_IPV6, b"")
+        return OffloadPath(iface, device, eth, len(eth) + wire.HEADER_LEN,
+                           self.path_mtu(dst, iface) - wire.HEADER_LEN)
+
+    def output_offload(self, path: OffloadPath, src: bytes, dst: bytes,
+                       segment: bytes | bytearray, gso_size: int, tcp_hlen: int,
+                       tos: int = 0, flow: int = 0) -> None:
+        """One TCP segment whose checksum field holds the pseudo-header sum, in
+        one device write; ``gso_size`` makes it a TSO super-segment (the
+        device marks it TCPV6)."""
+        counters = self.stack.counters
+        counters["ipv6.tx"] += 1
+        if gso_size:
+            counters["ipv6.tx_tso"] += 1
+        packet = wire.build(src, dst, wire.PROTO_TCP, segment, self.hop_limit, tos, flow)
+        start = path.csum_start
+        path.device.send_offload(path.eth + packet, gso_size, start, 16, start + tcp_hlen)
 
     def path_mtu(self, dst: bytes, iface: Interface) -> int:
         mtu = self.link_mtu.get(iface, iface.mtu)

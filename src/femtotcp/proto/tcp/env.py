@@ -156,8 +156,8 @@ class StackEnv:
 
 class StackEnv6(StackEnv):
     """``TcpEnv`` for one connection over IPv6: its segments carry the
-    connection's flow label (RFC 6437: one per flow, never zero), go out
-    without TSO, and its MSS follows the IPv6 path MTU."""
+    connection's flow label (RFC 6437: one per flow, never zero), TSO
+    super-segments go out as TCPV6, and its MSS follows the IPv6 path MTU."""
 
     __slots__ = ("_ipv6", "flow_label")
 
@@ -170,7 +170,11 @@ class StackEnv6(StackEnv):
         return self._ipv6.output(dst, 6, segment, src=src, df=True, flow=self.flow_label)
 
     def offload_path(self, src: bytes, dst: bytes) -> Any:
-        return None
+        return self._ipv6.offload_path(dst, src)
+
+    def output_offload(self, path: Any, src: bytes, dst: bytes, segment: bytes, mss: int,
+                       hlen: int) -> None:
+        self._ipv6.output_offload(path, src, dst, segment, mss, hlen, flow=self.flow_label)
 
     def route_mtu(self, dst: bytes) -> int:
         return self._ipv6.route_mtu(dst)
