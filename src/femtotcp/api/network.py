@@ -221,8 +221,9 @@ class Network:
         (glibc: non-link-local for IPv6); AF_INET6 with AI_V4MAPPED falls back
         to v4-mapped IPv4 answers, as glibc's."""
         numeric = bool(flags & _std.AI_NUMERICHOST)
-        ipv6 = getattr(self.stack, "ipv6", None)
-        addrconfig = bool(flags & getattr(_std, "AI_ADDRCONFIG", 0))
+        stack = self.stack       # None for a program attached to a serve (api/remote.py)
+        ipv6 = getattr(stack, "ipv6", None)
+        addrconfig = stack is not None and bool(flags & getattr(_std, "AI_ADDRCONFIG", 0))
         if addrconfig:
             has4 = any(i.ipv4 for i in self.stack.interfaces)
             has6 = any(a.usable and not a.addr.startswith(b"\xfe\x80")
@@ -257,7 +258,7 @@ class Network:
                                     "No address associated with hostname")
 
         candidates = addrs6 + addrs4
-        if len(candidates) < 2:
+        if len(candidates) < 2 or stack is None:
             return canonical, candidates
 
         def packed(text: str) -> bytes:
@@ -274,24 +275,10 @@ class Network:
 
     def _dns6(self, name: str) -> tuple[str, list[str]]:
         """(canonical name, IPv6 addresses as text) from the stack's resolver."""
-        stack = self.stack
-        if getattr(stack, "resolver", None) is None:
-            raise gaierror(_std.EAI_NONAME, "Name or service not known")
-        if self.runtime.in_loop_thread():
-            raise gaierror(_std.EAI_AGAIN, "name lookups cannot block the stack's own thread")
-        from femtotcp.api import resolve
         from femtotcp.wire import dns as dns_wire
-        result = resolve.resolve_blocking(self.runtime, stack, name.strip().rstrip("."),
-                                          dns_wire.AAAA, self.resolve_timeout)
-        exc = resolve.gaierror_for(result)
-        if exc is not None:
-            raise exc
-        addrs = [ip_str(a) for a in result.addresses if len(a) == 16]
-        if not addrs:
-            raise gaierror(getattr(_std, "EAI_NODATA", _std.EAI_NONAME),
-                           "No address associated with hostname")
-        chain = list(result.cname_chain)
-        return (chain[-1] if chain else name.strip().rstrip(".")), addrs
+        text = name.strip().rstrip(".")
+        chain, addrs = self._dns_query(text, dns_wire.AAAA)
+        return (chain[-1] if chain else text), addrs
 
     def gethostbyname(self, name: str) -> str:
         return self._resolve(name)[0]
@@ -357,6 +344,11 @@ class Network:
 
     def _dns(self, name: str) -> tuple[list[str], list[str]]:
         """(the CNAME targets followed, IPv4 addresses) from the stack's resolver."""
+        return self._dns_query(name, 1)
+
+    def _dns_query(self, name: str, qtype: int) -> tuple[list[str], list[str]]:
+        """(the CNAME targets followed, addresses) from the stack's resolver:
+        IPv4 for ``qtype`` A (1), IPv6 for AAAA (28)."""
         stack = self.stack
         if getattr(stack, "resolver", None) is None:
             raise gaierror(_std.EAI_NONAME, "Name or service not known")
@@ -367,12 +359,13 @@ class Network:
             raise gaierror(_std.EAI_NONAME, "Name or service not known") from None
         if self.runtime.in_loop_thread():
             raise gaierror(_std.EAI_AGAIN, "name lookups cannot block the stack's own thread")
-        result = resolve.resolve_blocking(self.runtime, stack, name, dns_wire.A,
+        result = resolve.resolve_blocking(self.runtime, stack, name, qtype,
                                           self.resolve_timeout)
         exc = resolve.gaierror_for(result)
         if exc is not None:
             raise exc
-        addrs = [ip_str(a) for a in result.addresses if len(a) == 4]
+        want = 4 if qtype == dns_wire.A else 16
+        addrs = [ip_str(a) for a in result.addresses if len(a) == want]
         if not addrs:
             raise gaierror(getattr(_std, "EAI_NODATA", _std.EAI_NONAME),
                            "No address associated with hostname")
