@@ -66,6 +66,15 @@ def _tap(args: argparse.Namespace) -> None:
                                              r, lambda r=r, small=small: tcp_bulk.stack_to_kernel(r, small))))
             _row(f"kernel -> femtotcp, {how}", rx, veth)
             _row(f"femtotcp -> kernel, {how}", tx, veth)
+            with tcp_bulk.rig(mtu, offload, offload, ipv6=True) as r6:
+                rx6 = [tcp_bulk.kernel_to_stack(r6, nbytes, tcp_bulk.STACK6)
+                       for _ in range(args.repeat)]
+                tx6 = [tcp_bulk.stack_to_kernel(r6, nbytes, tcp_bulk.STACK6)
+                       for _ in range(args.repeat)]
+            _row(f"kernel -> femtotcp over IPv6, {how}", rx6, veth)
+            _row(f"femtotcp -> kernel over IPv6, {how}", tx6, veth)
+            print(f"    IPv6 / IPv4 (best): in {max(rx6) / max(rx):.2f}, "
+                  f"out {max(tx6) / max(tx):.2f}")
     floor = tcp_bulk.ping_floor(args.mtu[0])
     if ping is not None and floor is not None:
         print(f"  ping RTT (100 pings, MTU {args.mtu[0]}), min / avg: femtotcp "

@@ -45,6 +45,8 @@ from femtotcp.stack import Stack
 
 KERNEL = "192.0.2.1"
 STACK = "192.0.2.2"
+KERNEL6 = "2001:db8:b::1"
+STACK6 = "2001:db8:b::2"
 MB = 1_000_000
 CHUNK = 1 << 20
 
@@ -81,9 +83,10 @@ def offload_default() -> tuple[bool, bool]:
 
 @contextlib.contextmanager
 def rig(mtu: int = 1500, offload: bool | None = None,
-        gro: bool | None = None) -> Iterator[Rig]:
+        gro: bool | None = None, ipv6: bool = False) -> Iterator[Rig]:
     """A namespace with the kernel on one side of a TAP and the stack on the other
-    (the TAP's offload as ``offload_default`` says unless given)."""
+    (the TAP's offload as ``offload_default`` says unless given). With ``ipv6``
+    the stack loads IPv6 too (KERNEL6/STACK6) and its services listen on ::."""
     if offload is None:
         offload, default_gro = offload_default()
         gro = default_gro if gro is None else gro
@@ -92,15 +95,31 @@ def rig(mtu: int = 1500, offload: bool | None = None,
             tap = TapDevice("ftbench0", mtu=mtu, offload=offload, gro=bool(gro))
         subprocess.run(["ip", "-n", ns, "addr", "add", f"{KERNEL}/24", "dev", tap.name],
                        check=True)
-        stack = Stack("bench")
-        stack.add_interface(tap, mac="02:00:00:00:00:02", ipv4=f"{STACK}/24")
+        any_addr = bytes(4)
+        if ipv6:
+            for key in ("all", "default", tap.name):
+                subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                                f"net.ipv6.conf.{key}.disable_ipv6=0"], check=True)
+            subprocess.run(["ip", "-n", ns, "addr", "add", f"{KERNEL6}/64", "nodad", "dev",
+                            tap.name], check=True)
+            from femtotcp.stack.modules import DEFAULT_MODULES
+            stack = Stack("bench", modules=[*DEFAULT_MODULES, "ipv6", "icmp6"])
+            any_addr = bytes(16)
+        else:
+            stack = Stack("bench")
+        iface = stack.add_interface(tap, mac="02:00:00:00:00:02", ipv4=f"{STACK}/24")
+        if stack.ipv6 is not None:
+            stack.ipv6.add_address(iface, socket.inet_pton(socket.AF_INET6, STACK6), 64)
         rt = Runtime()
         rt.add_stack(stack)
         rt.start()
         try:
             rt.call(stack.start)
-            svc_discard = rt.call(discard.start, stack, 9)
-            svc_chargen = rt.call(chargen.start, stack, 19)
+            if stack.ipv6 is not None:
+                six = socket.inet_pton(socket.AF_INET6, STACK6)
+                rt.wait_until(lambda: six in stack.local_addresses, 10)
+            svc_discard = rt.call(discard.start, stack, 9, any_addr)
+            svc_chargen = rt.call(chargen.start, stack, 19, any_addr)
             yield Rig(ns, tap, stack, rt, svc_discard, svc_chargen)
         finally:
             rt.stop()
@@ -135,9 +154,9 @@ def _recv_exact(sock: socket.socket, nbytes: int) -> int:
     return got
 
 
-def kernel_to_stack(r: Rig, nbytes: int) -> float:
+def kernel_to_stack(r: Rig, nbytes: int, host: str = STACK) -> float:
     """MB/s from a kernel socket into the stack's discard service."""
-    sock = _kernel_socket(r.ns, STACK, 9)
+    sock = _kernel_socket(r.ns, host, 9)
     start = time.perf_counter()
     _send_all(sock, nbytes)
     sock.shutdown(socket.SHUT_WR)
@@ -148,9 +167,9 @@ def kernel_to_stack(r: Rig, nbytes: int) -> float:
     return nbytes / elapsed / MB
 
 
-def stack_to_kernel(r: Rig, nbytes: int) -> float:
+def stack_to_kernel(r: Rig, nbytes: int, host: str = STACK) -> float:
     """MB/s from the stack's chargen service into a kernel socket."""
-    sock = _kernel_socket(r.ns, STACK, 19)
+    sock = _kernel_socket(r.ns, host, 19)
     start = time.perf_counter()
     got = _recv_exact(sock, nbytes)
     elapsed = time.perf_counter() - start

@@ -514,6 +514,9 @@ def dns_lan(lan: Lan) -> Lan:
         responder = DnsResponder(lan.b, zone="demo")
         responder.add_address("peer.demo", "192.0.2.1")
         responder.add_cname("alias.demo", "peer.demo")
+        responder.add_address("both.demo", "192.0.2.1")
+        responder.add_address("both.demo", "2001:db8::1")
+        responder.add_address("six.demo", "2001:db8::6")
         lan.a.load_module("dns")
         lan.a.resolver.servers = [ip_bytes("192.0.2.1")]
 
@@ -528,6 +531,13 @@ def test_resolve_through_the_stack(dns_lan: Lan) -> None:
     assert r["ttl"] > 0
     rc, out, _ = run_ctl("--control", dns_lan.path, "resolve", "peer.demo")
     assert rc == 0 and out.splitlines()[0].split() == ["peer.demo", "192.0.2.1"]
+
+
+def test_resolve_prints_a_and_aaaa(dns_lan: Lan) -> None:
+    r = dns_lan.ok("resolve", {"name": "both.demo"})
+    assert r["addresses"] == ["192.0.2.1", "2001:db8::1"]
+    rc, out, _ = run_ctl("--control", dns_lan.path, "resolve", "six.demo")
+    assert rc == 0 and out.splitlines()[0].split() == ["six.demo", "2001:db8::6"]
 
 
 def test_resolve_failure_names_the_error(dns_lan: Lan) -> None:

@@ -218,6 +218,10 @@ class Host:
         if opts.dns:
             stack.load_module("dns")
             need(stack.resolver, "dns").servers = [ip_bytes(d) for d in opts.dns]
+        elif "auto" in opts.ipv6 and opts.modules is None:
+            from femtotcp.stack import modules as modreg
+            if modreg.available("dns"):
+                stack.load_module("dns")   # for the RDNSS servers of Router Advertisements
         for port in opts.udp_echo:
             from femtotcp.services.echo import start_udp_echo
             self.services.append(start_udp_echo(stack, port))

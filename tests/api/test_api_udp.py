@@ -225,4 +225,5 @@ def test_getaddrinfo_and_hosts(lan: Lan) -> None:
     with pytest.raises(std.gaierror):
         net.getaddrinfo("peer.example", 80, flags=std.AI_NUMERICHOST)
     with pytest.raises(std.gaierror):
-        net.getaddrinfo("::1", 80)
+        net.getaddrinfo("::1", 80, std.AF_INET)     # IPv6 literals: AF_INET6 results only
+    assert {ai[0] for ai in net.getaddrinfo("::1", 80)} == {std.AF_INET6}

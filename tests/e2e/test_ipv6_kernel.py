@@ -274,3 +274,102 @@ def test_serve_ipv6_flags_and_ctl(ns: Netns, require_program: Callable[[str], st
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def test_tcp_and_udp_over_ipv6_with_the_kernel(ns: Netns) -> None:
+    """TCP: the kernel sends 10 MB to the stack's echo on :: and reads them
+    back byte-exact (its SYN also reaches the echo over IPv4, as ::ffff:...);
+    UDP: a 3000-byte datagram (fragments both ways) through the stack's UDP
+    echo; a closed UDP port refuses the kernel's connected socket."""
+    import socket
+
+    from netns import entered
+    from stackrig import kernel_echo_roundtrip
+
+    from femtotcp.services.echo import UdpEcho
+    from femtotcp.services.tcp_echo import TcpEcho
+
+    enable_ipv6(ns)
+    dev = kernel_tap(ns, "ftap0", f"{KERNEL6}/64")
+    ns.ip("addr", "add", "192.0.2.1/24", "dev", "ftap0")
+    with stack6(dev) as (rt, stack):
+        assert rt.wait_until(ready(stack, STACK6), 10)
+        any6 = bytes(16)
+        rt.call(TcpEcho, stack, 7, any6)
+        udp_echo = rt.call(UdpEcho, stack, 7, any6)
+        sent, got, n = kernel_echo_roundtrip(ns, ip_str(STACK6), 10_000_000, 3)
+        assert n == 10_000_000 and got == sent
+        # The TAP offloads both ways: TCPV6 super-frames in (GRO) and out (TSO).
+        assert dev.counters["rx_gso_frames"] > 0 and dev.counters["tx_gso_frames"] > 0
+        sent4, got4, n4 = kernel_echo_roundtrip(ns, "192.0.2.2", 1_000_000, 4)
+        assert n4 == 1_000_000 and got4 == sent4
+        with entered(ns):
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            refused = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        with sock, refused:
+            sock.settimeout(5)
+            payload = bytes(range(256)) * 12
+            sock.sendto(payload, (ip_str(STACK6), 7))
+            data, peer = sock.recvfrom(65536)
+            assert data == payload and peer[0] == ip_str(STACK6)
+            refused.settimeout(5)
+            refused.connect((ip_str(STACK6), 9))
+            refused.send(b"anyone?")
+            with pytest.raises(ConnectionRefusedError):
+                refused.recv(100)
+        assert rt.call(lambda: udp_echo.echoed) == 1
+        counters = rt.call(lambda: dict(stack.counters))
+        assert counters.get("stack.internal_error", 0) == 0
+        assert counters.get("tcp.bad_checksum", 0) == 0 and counters.get("udp.bad_checksum", 0) == 0
+
+
+def test_stack_connects_to_a_kernel_listener_over_ipv6(ns: Netns) -> None:
+    """A program's AF_INET6 socket on the stack sends 5 MB to a kernel
+    listener on [::]; the kernel answers with the SHA-256 of what it got."""
+    import hashlib
+    import random
+    import socket
+    import threading
+
+    from netns import entered
+
+    from femtotcp.api.socket import network_for
+
+    enable_ipv6(ns)
+    dev = kernel_tap(ns, "ftap0", f"{KERNEL6}/64")
+    with entered(ns):
+        lst = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    lst.bind(("::", 0))
+    lst.listen()
+    lst.settimeout(30)
+    port = lst.getsockname()[1]
+    got: list[str] = []
+
+    def serve() -> None:
+        conn, _ = lst.accept()
+        with conn:
+            h = hashlib.sha256()
+            while data := conn.recv(65536):
+                h.update(data)
+            got.append(h.hexdigest())
+            conn.sendall(got[0].encode())
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    payload = random.Random(6).randbytes(5_000_000)
+    with lst, stack6(dev) as (rt, stack):
+        assert rt.wait_until(ready(stack, STACK6), 10)
+        net = network_for(stack, rt)
+        with net.create_connection((KERNEL6, port), timeout=30) as sock:
+            assert sock.getpeername() == (KERNEL6, port, 0, 0)
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := sock.recv(100):
+                answer += chunk
+        th.join(30)
+        assert got == [hashlib.sha256(payload).hexdigest()]
+        assert answer.decode() == got[0]
+        counters = rt.call(stack.counters.snapshot)
+        assert counters.get("stack.internal_error", 0) == 0
+        # The TAP offloads: the stack's sends went out as TCPV6 super-segments.
+        assert counters.get("ipv6.tx_tso", 0) > 0 and counters.get("tcp.tso_sent", 0) > 0

@@ -104,7 +104,7 @@ def test_data_valid_frame_is_passed_as_is() -> None:
 
 @pytest.mark.parametrize(("header", "reason"), [
     (VNET_HDR.pack(0, 3, 0, 1448, 0, 0), "rx_vnet_bad_gso"),          # UDP (not negotiated)
-    (VNET_HDR.pack(0, 4, 0, 1448, 0, 0), "rx_vnet_bad_gso"),          # TCPV6
+    (VNET_HDR.pack(0, 4, 0, 1448, 0, 0), "rx_vnet_bad_gso"),          # TCPV6 on IPv4
     (VNET_HDR.pack(0, 5, 0, 1448, 0, 0), "rx_vnet_bad_gso"),          # UDP_L4
     (VNET_HDR.pack(0, 0x7F, 0, 1448, 0, 0), "rx_vnet_bad_gso"),
     (VNET_HDR.pack(0, 0xFF, 0, 1448, 0, 0), "rx_vnet_bad_gso"),
@@ -316,3 +316,12 @@ def test_offload_path_needs_an_untagged_offload_interface(vlan: int | None) -> N
     finally:
         dev.close()
         b.close()
+
+
+def test_a_tcpv6_super_frame_is_taken_on_an_ipv6_frame() -> None:
+    """GSO TCPV6 (TUN_F_TSO6, asked with GRO) is accepted on an IPv6 frame only."""
+    frame = ethernet.build(mac_bytes("02:00:00:00:00:02"), mac_bytes("02:00:00:00:00:01"),
+                           ethernet.ETH_IPV6, bytes(40) + bytes(20) + b"payload")
+    got = parse_vnet(tap.VNET_HDR.pack(0, tap.VIRTIO_NET_HDR_GSO_TCPV6, 0, 1440, 0, 0) + frame)
+    assert not isinstance(got, str) and got[1] == frame
+    assert tap._offload_flags(True) & tap.TUN_F_TSO6 and not tap._offload_flags(False)

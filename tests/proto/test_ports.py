@@ -31,3 +31,17 @@ def test_families_do_not_conflict() -> None:
     assert not port_taken([(ANY6, 80)], A, 80)
     assert port_taken([(V6, 80)], ANY6, 80)
     assert port_taken([(ANY6, 80)], V6, 80)
+
+
+def test_a_dual_stack_wildcard_overlaps_ipv4_as_linux() -> None:
+    """ipv6_rcv_saddr_equal: ``::`` without IPV6_V6ONLY holds the port for
+    IPv4 too; with it, or bound to a specific IPv6 address, it does not."""
+    assert port_taken([(ANY4, 80)], ANY6, 80, v6only=False)
+    assert port_taken([(A, 80)], ANY6, 80, v6only=False)
+    assert not port_taken([(ANY4, 80)], ANY6, 80, v6only=True)
+    assert not port_taken([(A, 80)], ANY6, 81, v6only=False)
+    assert port_taken([(ANY6, 80)], ANY4, 80, dual=[(ANY6, 80)])
+    assert port_taken([(ANY6, 80)], A, 80, dual=[(ANY6, 80)])
+    assert not port_taken([(ANY6, 80)], A, 80, dual=[])
+    assert not port_taken([(V6, 80)], ANY4, 80, dual=[])
+    assert port_taken([(ANY6, 80)], ANY6, 80, v6only=True)    # :: and :: always

@@ -110,10 +110,10 @@ class Network:
         """``socket.create_connection`` over this stack."""
         host, port = address
         errors: list[OSError] = []
-        for _af, _kind, proto, _canon, sa in self.getaddrinfo(host, port, AF_INET, SOCK_STREAM):
+        for af, _kind, proto, _canon, sa in self.getaddrinfo(host, port, 0, SOCK_STREAM):
             sock = None
             try:
-                sock = self.socket(AF_INET, SOCK_STREAM, proto)
+                sock = self.socket(af, SOCK_STREAM, proto)
                 if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
                     sock.settimeout(timeout)  # type: ignore[arg-type]
                 if source_address:
@@ -133,12 +133,17 @@ class Network:
     def create_server(self, address: tuple[str, int], *, family: int = AF_INET,
                       backlog: int | None = None, reuse_port: bool = False,
                       dualstack_ipv6: bool = False) -> StackSocket:
-        """``socket.create_server`` over this stack (SO_REUSEADDR set, as the stdlib does)."""
-        if dualstack_ipv6 or family != AF_INET:
-            raise ValueError("only AF_INET servers on this stack")
+        """``socket.create_server`` over this stack (SO_REUSEADDR set, and for
+        AF_INET6 IPV6_V6ONLY unless ``dualstack_ipv6``, as the stdlib does)."""
+        if family not in (AF_INET, AF_INET6):
+            raise ValueError("only AF_INET and AF_INET6 servers on this stack")
+        if dualstack_ipv6 and family != AF_INET6:
+            raise ValueError("dualstack_ipv6 requires AF_INET6 family")
         sock = self.socket(family, SOCK_STREAM)
         try:
             sock.setsockopt(SOL_SOCKET, _std.SO_REUSEADDR, 1)
+            if family == AF_INET6:
+                sock.setsockopt(_std.IPPROTO_IPV6, _std.IPV6_V6ONLY, int(not dualstack_ipv6))
             if reuse_port and _SO_REUSEPORT >= 0:
                 sock.setsockopt(SOL_SOCKET, _SO_REUSEPORT, 1)
             try:
@@ -160,23 +165,31 @@ class Network:
                     family: int = 0, type: int = 0, proto: int = 0,
                     flags: int = 0) -> list[tuple[Any, Any, int, str, tuple[str, int]]]:
         """``socket.getaddrinfo`` answered from numeric addresses, the hosts table,
-        /etc/hosts and the stack's DNS resolver; IPv4 only."""
-        if family not in (0, AF_INET):
-            if family == AF_INET6:
-                raise gaierror(_std.EAI_ADDRFAMILY if hasattr(_std, "EAI_ADDRFAMILY")
-                               else _std.EAI_FAMILY, "Address family for hostname not supported")
+        /etc/hosts and the stack's DNS resolver. IPv6 for numeric addresses only
+        (no AAAA lookups yet); with AF_INET6 and AI_V4MAPPED, IPv4 answers come
+        back v4-mapped, as glibc's."""
+        if family not in (0, AF_INET, AF_INET6):
             raise gaierror(_std.EAI_FAMILY, "ai_family not supported")
         portnum = _service_port(port, type, proto)
         if isinstance(host, bytes):
             host = host.decode("idna")
         canonical = ""
+        v6_literal = _parse_ipv6(host) if isinstance(host, str) else None
         if host is None:
             if port is None:
                 raise gaierror(_std.EAI_NONAME, "Name or service not known")
-            addrs = ["0.0.0.0" if flags & _std.AI_PASSIVE else "127.0.0.1"]
+            passive = bool(flags & _std.AI_PASSIVE)
+            if family == AF_INET6:
+                addrs = ["::" if passive else "::1"]
+            else:
+                addrs = ["0.0.0.0" if passive else "127.0.0.1"]
+        elif v6_literal is not None:
+            if family == AF_INET:
+                raise gaierror(_std.EAI_ADDRFAMILY if hasattr(_std, "EAI_ADDRFAMILY")
+                               else _std.EAI_FAMILY, "Address family for hostname not supported")
+            canonical, addrs = host, [v6_literal]
         else:
-            canonical, _aliases, addrs = self._lookup(
-                host, numeric_only=bool(flags & _std.AI_NUMERICHOST))
+            canonical, addrs = self._names(host, family, flags)
         kinds: list[tuple[int, int]]
         if type == 0:
             kinds = [(SOCK_STREAM, IPPROTO_TCP), (SOCK_DGRAM, IPPROTO_UDP), (SOCK_RAW, 0)]
@@ -191,11 +204,81 @@ class Network:
         # AI_CANONNAME: the name the CNAME chain ends at, on the first result (glibc).
         canon = canonical if flags & _std.AI_CANONNAME else ""
         for addr in addrs:
+            v6 = ":" in addr
+            af = _std.AddressFamily(AF_INET6 if v6 else AF_INET)
+            sa: Any = (addr, portnum, 0, 0) if v6 else (addr, portnum)
             for kind, pr in kinds:
-                out.append((_std.AddressFamily(AF_INET), _kind_enum(kind), pr, canon,
-                            (addr, portnum)))
+                out.append((af, _kind_enum(kind), pr, canon, sa))
                 canon = ""
         return out
+
+    def _names(self, host: str, family: int, flags: int) -> tuple[str, list[str]]:
+        """(canonical name, addresses as text) for a name: A records as ever,
+        and AAAA records when the stack has IPv6 (AF_UNSPEC) or AF_INET6 is
+        asked, ordered by RFC 6724's rules that matter for a host (rule 1 and
+        6: a destination we have a source and a route for first, then IPv6
+        before IPv4). AI_ADDRCONFIG drops a family we have no address of
+        (glibc: non-link-local for IPv6); AF_INET6 with AI_V4MAPPED falls back
+        to v4-mapped IPv4 answers, as glibc's."""
+        numeric = bool(flags & _std.AI_NUMERICHOST)
+        stack = self.stack       # None for a program attached to a serve (api/remote.py)
+        ipv6 = getattr(stack, "ipv6", None)
+        addrconfig = stack is not None and bool(flags & getattr(_std, "AI_ADDRCONFIG", 0))
+        if addrconfig:
+            has4 = any(i.ipv4 for i in self.stack.interfaces)
+            has6 = any(a.usable and not a.addr.startswith(b"\xfe\x80")
+                       for i in self.stack.interfaces for a in i.ipv6)
+        else:
+            has4 = has6 = True
+        want6 = family == AF_INET6 or (family == 0 and ipv6 is not None)
+        canonical = host
+        addrs4: list[str] = []
+        addrs6: list[str] = []
+        error: gaierror | None = None
+        if family != AF_INET6 or flags & getattr(_std, "AI_V4MAPPED", 0):
+            try:
+                canonical, _aliases, addrs4 = self._lookup(host, numeric_only=numeric)
+            except gaierror as exc:
+                error = exc
+        if want6 and not numeric and has6:
+            try:
+                canonical6, addrs6 = self._dns6(host)
+            except gaierror as exc:
+                error = error or exc
+            else:
+                canonical = canonical6 if not addrs4 else canonical
+        if not has4:
+            addrs4 = []
+        if family == AF_INET6:
+            if not addrs6:
+                addrs6 = ["::ffff:" + a for a in addrs4] if addrs4 else []
+            addrs4 = []
+        if not addrs4 and not addrs6:
+            raise error or gaierror(getattr(_std, "EAI_NODATA", _std.EAI_NONAME),
+                                    "No address associated with hostname")
+
+        candidates = addrs6 + addrs4
+        if len(candidates) < 2 or stack is None:
+            return canonical, candidates
+
+        def packed(text: str) -> bytes:
+            raw = _std.inet_pton(AF_INET6, text) if ":" in text else _std.inet_aton(text)
+            return raw[12:] if raw[:12] == bytes(10) + b"\xff\xff" else raw
+
+        def reachable() -> list[bool]:     # in the loop thread: it reads the routes
+            return [self.stack.source_address(packed(a)) is not None for a in candidates]
+        usable = self.call(reachable) if not self.runtime.in_loop_thread() else reachable()
+        order = sorted(range(len(candidates)),
+                       key=lambda i: (not usable[i], ":" not in candidates[i]))
+        ordered = [candidates[i] for i in order]
+        return canonical, ordered
+
+    def _dns6(self, name: str) -> tuple[str, list[str]]:
+        """(canonical name, IPv6 addresses as text) from the stack's resolver."""
+        from femtotcp.wire import dns as dns_wire
+        text = name.strip().rstrip(".")
+        chain, addrs = self._dns_query(text, dns_wire.AAAA)
+        return (chain[-1] if chain else text), addrs
 
     def gethostbyname(self, name: str) -> str:
         return self._resolve(name)[0]
@@ -261,6 +344,11 @@ class Network:
 
     def _dns(self, name: str) -> tuple[list[str], list[str]]:
         """(the CNAME targets followed, IPv4 addresses) from the stack's resolver."""
+        return self._dns_query(name, 1)
+
+    def _dns_query(self, name: str, qtype: int) -> tuple[list[str], list[str]]:
+        """(the CNAME targets followed, addresses) from the stack's resolver:
+        IPv4 for ``qtype`` A (1), IPv6 for AAAA (28)."""
         stack = self.stack
         if getattr(stack, "resolver", None) is None:
             raise gaierror(_std.EAI_NONAME, "Name or service not known")
@@ -271,12 +359,13 @@ class Network:
             raise gaierror(_std.EAI_NONAME, "Name or service not known") from None
         if self.runtime.in_loop_thread():
             raise gaierror(_std.EAI_AGAIN, "name lookups cannot block the stack's own thread")
-        result = resolve.resolve_blocking(self.runtime, stack, name, dns_wire.A,
+        result = resolve.resolve_blocking(self.runtime, stack, name, qtype,
                                           self.resolve_timeout)
         exc = resolve.gaierror_for(result)
         if exc is not None:
             raise exc
-        addrs = [ip_str(a) for a in result.addresses if len(a) == 4]
+        want = 4 if qtype == dns_wire.A else 16
+        addrs = [ip_str(a) for a in result.addresses if len(a) == want]
         if not addrs:
             raise gaierror(getattr(_std, "EAI_NODATA", _std.EAI_NONAME),
                            "No address associated with hostname")
@@ -372,6 +461,19 @@ def _etc_hosts() -> dict[str, str]:
 _networks: weakref.WeakKeyDictionary[Any, Network] = weakref.WeakKeyDictionary()
 _default: list[Network] = []
 _scoped = threading.local()
+
+
+def _parse_ipv6(text: str) -> str | None:
+    """The canonical text of a numeric IPv6 address (a ``%scope`` suffix is
+    kept as given), or None."""
+    if ":" not in text:
+        return None
+    addr, sep, scope = text.strip().partition("%")
+    try:
+        packed = _std.inet_pton(AF_INET6, addr)
+    except OSError:
+        return None
+    return _std.inet_ntop(AF_INET6, packed) + sep + scope
 
 
 def network_for(stack: Stack, runtime: Runtime) -> Network:

@@ -7,7 +7,8 @@ calling thread only, so two stacks in one process can each serve their own
 side (the demo does this).
 
 What changes: ``socket.socket`` becomes a dispatcher class. AF_INET stream and
-datagram sockets (and ICMP ping sockets) are made on the stack; AF_UNIX,
+datagram sockets (and ICMP ping sockets) are made on the stack, and AF_INET6
+stream, UDP and ICMPv6 ping sockets when the stack has the ipv6 module; AF_UNIX,
 sockets made from a file descriptor (``socketpair``, ``fromfd``: asyncio's
 self-pipe), and anything else the stack cannot do are the kernel's, as
 before. ``isinstance(x, socket.socket)`` stays true for both kinds.
@@ -48,13 +49,18 @@ _warned: set[int] = set()   # holds AF_INET6 once the warning is given
 
 _STACK_KINDS: dict[int, tuple[int, ...]] = {
     _std.SOCK_STREAM: (0, _std.IPPROTO_TCP),
-    _std.SOCK_DGRAM: (0, _std.IPPROTO_UDP, _std.IPPROTO_ICMP),
+    _std.SOCK_DGRAM: (0, _std.IPPROTO_UDP, _std.IPPROTO_ICMP, _std.IPPROTO_ICMPV6),
 }
 
 
-def _on_stack(family: int, type_: int, proto: int) -> bool:
-    """True when the stack makes this kind of socket."""
-    if family not in (-1, _std.AF_INET):
+def _on_stack(family: int, type_: int, proto: int, net: Any = None) -> bool:
+    """True when the stack makes this kind of socket: AF_INET ones, and
+    AF_INET6 stream and UDP ones when the network's stack has IPv6."""
+    if family == _std.AF_INET6:
+        if getattr(getattr(net, "stack", None), "ipv6", None) is None or \
+                proto == _std.IPPROTO_ICMP:
+            return False
+    elif family not in (-1, _std.AF_INET) or proto == _std.IPPROTO_ICMPV6:
         return False
     kind = _std.SOCK_STREAM if type_ == -1 else type_ & ~(fsock.SOCK_NONBLOCK
                                                           | fsock.SOCK_CLOEXEC)
@@ -76,7 +82,7 @@ def _warn_inet6() -> None:
     if not _warned:
         _warned.add(_std.AF_INET6)
         log.warning("an AF_INET6 socket carries traffic on the kernel's network: "
-                    "the femtotcp stack is IPv4 only")
+                    "this femtotcp stack has no IPv6 (serve/run --ipv6)")
 
 
 class _KernelInet6(_RealSocket):
@@ -110,7 +116,7 @@ class socket(_RealSocket, metaclass=_DispatchMeta):  # noqa: N801 - the stdlib's
         if cls is socket:
             net = fsock.current_network()
             if net is not None and fileno is None:
-                if _on_stack(family, type, proto):
+                if _on_stack(family, type, proto, net):
                     return net.socket(family, type, proto)
                 if family == _std.AF_INET6:
                     return _KernelInet6(family, type, proto)

@@ -23,6 +23,8 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from femtotcp.wire import ip_str
+
 if TYPE_CHECKING:
     from femtotcp.api.network import Network
     from femtotcp.api.socket import socket
@@ -57,6 +59,10 @@ herror = _std.herror
 _GLOBAL_DEFAULT_TIMEOUT = _std._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 
 ANY4 = b"\x00\x00\x00\x00"
+ANY6 = bytes(16)
+IPPROTO_IPV6 = _std.IPPROTO_IPV6
+IPV6_V6ONLY = _std.IPV6_V6ONLY
+_V4_MAPPED = bytes(10) + b"\xff\xff"
 BROADCAST4 = b"\xff\xff\xff\xff"
 CHUNK = 65536            # bytes moved per pump step
 PAIR_BUF = 65536         # SO_SNDBUF of each socketpair end (Linux doubles it)
@@ -120,6 +126,19 @@ class _Watch:
         self.set(False, False)
 
 
+def _host_port(host: Any, port: Any, what: str) -> tuple[str, int]:
+    """The host and port of an address argument, with the stdlib's errors."""
+    if not isinstance(port, int):
+        raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
+    if not 0 <= port <= 65535:
+        raise OverflowError(f"{what}(): port must be 0-65535.")
+    if isinstance(host, bytes):
+        host = host.decode("idna")
+    if not isinstance(host, str):
+        raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+    return host, port
+
+
 class _Link:
     """The loop-thread half of one socket: Q and the stack object behind it."""
 
@@ -142,6 +161,18 @@ class _Link:
         self.opts: dict[tuple[int, int], Any] = {}
         self.local: tuple[bytes, int] | None = None
         self.remote: tuple[bytes, int] | None = None
+        #: An AF_INET6 socket: its wildcard is ``::``; IPv4 peers have 4-byte
+        #: addresses in the stack and are shown as ::ffff:a.b.c.d.
+        self.v6 = getattr(owner, "_sfamily", AF_INET) == AF_INET6
+
+    @property
+    def any_addr(self) -> bytes:
+        return ANY6 if self.v6 else ANY4
+
+    @property
+    def v6only(self) -> bool:
+        """IPV6_V6ONLY (off by default, as Linux's net.ipv6.bindv6only)."""
+        return self.v6 and bool(self.opts.get((IPPROTO_IPV6, IPV6_V6ONLY)))
 
     def guard(self, fn: Callable[..., None]) -> Callable[..., None]:
         """``fn`` for the stack or the selector to call: a bug in it breaks this
@@ -279,20 +310,48 @@ class _SocketBase(_RealSocket):
         if _RealSocket.fileno(self) == -1:
             raise _oserror(errno.EBADF)
 
+    def _fmt(self, addr: bytes | None, port: int) -> Any:
+        """An address as the socket's family shows it: (host, port) for AF_INET,
+        (host, port, flowinfo, scope_id) for AF_INET6, where an IPv4 peer
+        reads ::ffff:a.b.c.d."""
+        if self._sfamily != AF_INET6:
+            return (ip_str(addr) if addr else "0.0.0.0", port)
+        if not addr or addr == ANY4:
+            return ("::", port, 0, 0)
+        if len(addr) == 4:
+            return ("::ffff:" + ip_str(addr), port, 0, 0)
+        return (ip_str(addr), port, 0, 0)
+
+    def _addr6(self, address: Any, what: str, resolve: bool) -> tuple[bytes, int]:
+        """(packed address, port) for an AF_INET6 address argument: a 16-byte
+        address, or 4 bytes for a v4-mapped one (IPv4 on the wire)."""
+        if not isinstance(address, tuple) or not 2 <= len(address) <= 4:
+            raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, "
+                            "scopeid]])")
+        host, port = _host_port(address[0], address[1], what)
+        if len(address) > 2 and not 0 <= int(address[2]) <= 0xFFFFF:
+            raise OverflowError(f"{what}(): flowinfo must be 0-1048575.")
+        if host in ("", "::"):
+            return ANY6, port
+        try:
+            packed = _std.inet_pton(AF_INET6, host.split("%", 1)[0])
+        except OSError:
+            if not resolve:
+                raise gaierror(_std.EAI_NONAME, "Name or service not known") from None
+            addrs = self.network._resolve(host)
+            return _std.inet_aton(addrs[0]), port
+        if packed[:12] == _V4_MAPPED:
+            return packed[12:], port
+        return packed, port
+
     def _addr(self, address: Any, what: str, resolve: bool = True) -> tuple[bytes, int]:
         """(packed IPv4 address, port) for an AF_INET address argument, with the
         stdlib's errors; names are resolved on the socket's network."""
+        if self._sfamily == AF_INET6:
+            return self._addr6(address, what, resolve)
         if not isinstance(address, tuple) or len(address) != 2:
             raise TypeError(f"AF_INET address must be tuple, not {type(address).__name__}")
-        host, port = address
-        if not isinstance(port, int):
-            raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
-        if not 0 <= port <= 65535:
-            raise OverflowError(f"{what}(): port must be 0-65535.")
-        if isinstance(host, bytes):
-            host = host.decode("idna")
-        if not isinstance(host, str):
-            raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+        host, port = _host_port(address[0], address[1], what)
         if host in ("", "0.0.0.0"):
             return ANY4, port
         from femtotcp.api.network import _parse_ipv4

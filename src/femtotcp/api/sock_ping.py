@@ -1,10 +1,13 @@
-"""ICMP echo ("ping") sockets' loop-thread half: SOCK_DGRAM + IPPROTO_ICMP."""
+"""ICMP echo ("ping") sockets' loop-thread half: SOCK_DGRAM + IPPROTO_ICMP,
+and for AF_INET6 SOCK_DGRAM + IPPROTO_ICMPV6."""
 
 from __future__ import annotations
 
 import errno
+import socket as _std
+from typing import Any
 
-from femtotcp.api.sock_base import _IP_TTL, _KIND_DATA, _REC, ANY4, IPPROTO_IP, _oserror
+from femtotcp.api.sock_base import _IP_TTL, _KIND_DATA, _REC, IPPROTO_IP, IPPROTO_IPV6, _oserror
 from femtotcp.api.sock_udp import _DgramLink
 
 
@@ -14,14 +17,21 @@ class _PingLink(_DgramLink):
 
     kind = "ping"
 
+    def _icmp(self) -> Any:
+        stack = self.net.stack
+        icmp = stack.icmp6 if self.v6 else stack.icmp
+        if icmp is None:
+            raise _oserror(errno.EPROTONOSUPPORT,
+                           f"the stack has no {'ICMPv6' if self.v6 else 'ICMP'} module")
+        return icmp
+
     def bind(self, addr: bytes, ident: int) -> tuple[bytes, int]:
         if self.ep is not None:
             raise _oserror(errno.EINVAL, "already bound")
-        if self.net.stack.icmp is None:
-            raise _oserror(errno.EPROTONOSUPPORT, "the stack has no ICMP module")
-        if addr != ANY4 and not self.net.stack.is_local(addr):
+        icmp = self._icmp()
+        if addr != self.any_addr and not self.net.stack.is_local(addr):
             raise _oserror(errno.EADDRNOTAVAIL)
-        ep = self.net.stack.icmp.open_echo(ident or None)
+        ep = icmp.open_echo(ident or None)
         ep.on_readable = self.guard(self.pump)
         self.ep = ep
         self.local = (addr, ep.ident)
@@ -32,15 +42,22 @@ class _PingLink(_DgramLink):
 
     def ensure_bound(self) -> None:
         if self.ep is None:
-            self.bind(ANY4, 0)
+            self.bind(self.any_addr, 0)
 
     def sendto(self, data: bytes, dst: bytes, port: int) -> int:
-        from femtotcp.wire import icmp4
+        from femtotcp.wire import icmp4, icmp6
         self.ensure_bound()
-        if len(data) < icmp4.HEADER_LEN or data[0] != icmp4.ECHO_REQUEST or data[1] != 0:
+        request = icmp6.ECHO_REQUEST if self.v6 else icmp4.ECHO_REQUEST
+        if len(data) < icmp4.HEADER_LEN or data[0] != request or data[1] != 0:
             raise _oserror(errno.EINVAL, "only ICMP echo requests can be sent")
+        if self.v6 and len(dst) != 16:
+            raise _oserror(errno.EINVAL, "an ICMPv6 echo needs an IPv6 address")
         seq = int.from_bytes(data[6:8], "big")
-        ttl = self.opts.get((IPPROTO_IP, _IP_TTL))
+        if self.v6:
+            hops = self.opts.get((IPPROTO_IPV6, _std.IPV6_UNICAST_HOPS), -1)
+            ttl = None if hops == -1 else hops
+        else:
+            ttl = self.opts.get((IPPROTO_IP, _IP_TTL))
         err = self.ep.send(dst, seq, bytes(data[8:]), ttl=ttl)
         if err:
             raise _oserror(err)
@@ -64,6 +81,12 @@ class _PingLink(_DgramLink):
             src, seq, payload, _ttl = item
             if self.remote is None or src == self.remote[0]:
                 break
-        msg = icmp4.build_echo(icmp4.ECHO_REPLY, self.ep.ident, seq, payload)
+        msg: bytes
+        if self.v6:
+            # The reply as received, less its checksum (the stack verified it).
+            msg = bytes((129, 0, 0, 0)) + self.ep.ident.to_bytes(2, "big") \
+                + seq.to_bytes(2, "big") + payload
+        else:
+            msg = icmp4.build_echo(icmp4.ECHO_REPLY, self.ep.ident, seq, payload)
         return _REC.pack(_KIND_DATA, len(src), 0, src) + msg
 

@@ -22,6 +22,7 @@ from femtotcp.api.sock_base import (
     _TCP_KEEPINTVL,
     _TCP_USER_TIMEOUT,
     ANY4,
+    ANY6,
     CHUNK,
     DEFAULT_BACKLOG,
     IPPROTO_TCP,
@@ -139,7 +140,7 @@ class _TcpLink(_Link):
             raise _oserror(errno.EPROTONOSUPPORT, "the stack has no TCP module")
         if self.bound is not None or self.mode is not TcpMode.IDLE:
             raise _oserror(errno.EINVAL, "already bound")
-        if addr != ANY4 and not net.stack.is_local(addr):
+        if addr not in (ANY4, ANY6) and not net.stack.is_local(addr):
             raise _oserror(errno.EADDRNOTAVAIL, "cannot assign requested address")
         reuse = bool(self.opts.get((SOL_SOCKET, _std.SO_REUSEADDR)))
         if port == 0:
@@ -170,14 +171,21 @@ class _TcpLink(_Link):
         by another bound socket of this API unless both set SO_REUSEADDR, by a
         listener always, and without SO_REUSEADDR also by any connection using
         it (TIME_WAIT included)."""
-        holders = [key for key, link in self.net.reserved.items()
-                   if key[1] == port and link is not self and link.owner_alive()
-                   and not (reuse and link.opts.get((SOL_SOCKET, _std.SO_REUSEADDR)))]
+        links = [(key, link) for key, link in self.net.reserved.items()
+                 if key[1] == port and link is not self and link.owner_alive()
+                 and not (reuse and link.opts.get((SOL_SOCKET, _std.SO_REUSEADDR)))]
+        holders = [key for key, _ in links]
+        # Bindings to :: that take IPv4 too (IPV6_V6ONLY off) hold its IPv4 port.
+        dual = [key for key, link in links if key[0] == ANY6 and not link.v6only]
         tcp = need(self.net.stack.tcp, "tcp")
-        holders += [lst.local for lst in tcp.listeners() if lst.local[1] == port]
+        for lst in tcp.listeners():
+            if lst.local[1] == port:
+                holders.append(lst.local)
+                if lst.local[0] == ANY6 and not lst.v6only:
+                    dual.append(lst.local)
         if not reuse:
             holders += [conn.local for conn in tcp.connections() if conn.local[1] == port]
-        return port_taken(holders, addr, port)
+        return port_taken(holders, addr, port, self.v6only, dual)
 
     # -- connect (loop thread) ---------------------------------------------------------------
     def start_connect(self, dst: bytes, port: int, filler: int) -> threading.Event:
@@ -192,7 +200,7 @@ class _TcpLink(_Link):
         if self.mode is not TcpMode.IDLE:
             raise _oserror(errno.EINVAL)
         src, sport = self.bound if self.bound is not None else (None, 0)
-        if src == ANY4:
+        if src in (ANY4, ANY6):
             src = None
         try:
             conn = tcp.connect(dst, port, src=src, sport=sport)
@@ -483,19 +491,20 @@ class _TcpLink(_Link):
         backlog = max(1, min(backlog, 4096))
         if self.mode is TcpMode.LISTENING:
             self.backlog = backlog
-            return self.local or (ANY4, 0)
+            return self.local or (self.any_addr, 0)
         if self.mode is not TcpMode.IDLE:
             raise _oserror(errno.EINVAL)
         if self.bound is None:
-            self.bind(ANY4, 0)
+            self.bind(self.any_addr, 0)
         addr, port = self.bound  # type: ignore[misc]
         net.reserved.pop((addr, port), None)
+        v6only = self.v6only
         try:
-            lst = tcp.listen(addr, port, backlog)
+            lst = tcp.listen(addr, port, backlog, v6only)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 net.reap()
-                lst = tcp.listen(addr, port, backlog)
+                lst = tcp.listen(addr, port, backlog, v6only)
             else:
                 raise
         self.listener = lst

@@ -20,9 +20,9 @@ from femtotcp.api.sock_base import (
     _KIND_ERROR,
     _KIND_SEND,
     _REC,
-    ANY4,
     BROADCAST4,
     IPPROTO_IP,
+    IPPROTO_IPV6,
     SEND_BATCH,
     SOL_SOCKET,
     _Link,
@@ -176,12 +176,12 @@ class _UdpLink(_DgramLink):
         if self.net.stack.udp is None:
             raise _oserror(errno.EPROTONOSUPPORT, "the stack has no UDP module")
         try:
-            ep = self.net.stack.udp.open(addr, port)
+            ep = self.net.stack.udp.open(addr, port, self.v6only)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
             self.net.reap()     # a socket closed by the garbage collector, not yet noticed
-            ep = self.net.stack.udp.open(addr, port)
+            ep = self.net.stack.udp.open(addr, port, self.v6only)
         ep.on_readable = self.guard(self.pump)
         self.ep = ep
         self.apply_opts()
@@ -194,7 +194,7 @@ class _UdpLink(_DgramLink):
 
     def ensure_bound(self) -> None:
         if self.ep is None:
-            self.bind(ANY4, 0)
+            self.bind(self.any_addr, 0)
 
     def apply_opts(self) -> None:
         ep = self.ep
@@ -205,6 +205,10 @@ class _UdpLink(_DgramLink):
                 ep.ttl = value
             elif level == IPPROTO_IP and opt == _IP_TOS:
                 ep.tos = value
+            elif level == IPPROTO_IPV6 and opt == _std.IPV6_UNICAST_HOPS:
+                ep.ttl = None if value == -1 else value
+            elif level == IPPROTO_IPV6 and opt == _std.IPV6_TCLASS:
+                ep.tos = 0 if value == -1 else value
             elif level == SOL_SOCKET and opt == _std.SO_RCVBUF:
                 ep.rcvbuf = value
 

@@ -105,7 +105,6 @@ from femtotcp.api.sock_base import (
 from femtotcp.api.sock_ping import _PingLink
 from femtotcp.api.sock_tcp import TcpMode, _apply_tcp_opt, _TcpLink
 from femtotcp.api.sock_udp import _DgramLink, _UdpLink
-from femtotcp.wire import ip_str
 
 log = logging.getLogger("femtotcp.api.socket")
 
@@ -129,6 +128,8 @@ _SOCKOPTS_INT = {
     (IPPROTO_TCP, getattr(_std, "TCP_CORK", -2)), (IPPROTO_TCP, getattr(_std, "TCP_MAXSEG", -2)),
     (IPPROTO_IP, _IP_TTL), (IPPROTO_IP, _IP_TOS),
 }
+
+_IPV6_OPTS = frozenset({_std.IPV6_V6ONLY, _std.IPV6_UNICAST_HOPS, _std.IPV6_TCLASS})
 
 _DEFAULT_OPTS: dict[tuple[int, int], int] = {
     (IPPROTO_IP, _IP_TTL): 64,
@@ -165,8 +166,8 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         type_ = SOCK_STREAM if type in (-1, None) else int(type)
         proto = 0 if proto in (-1, None) else int(proto)
         kind = type_ & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
-        if family != AF_INET:
-            raise _oserror(errno.EAFNOSUPPORT, "only AF_INET on this stack")
+        if family not in (AF_INET, AF_INET6):
+            raise _oserror(errno.EAFNOSUPPORT, "only AF_INET and AF_INET6 on this stack")
         link_cls: Any
         if kind == SOCK_STREAM:
             if proto not in (0, IPPROTO_TCP):
@@ -178,7 +179,8 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         elif kind == SOCK_DGRAM:
             if proto in (0, IPPROTO_UDP):
                 link_cls = _UdpLink
-            elif proto == IPPROTO_ICMP:
+            elif (proto == IPPROTO_ICMP and family == AF_INET) or (
+                    proto == _std.IPPROTO_ICMPV6 and family == AF_INET6):
                 link_cls = _PingLink
             else:
                 raise _oserror(errno.EPROTONOSUPPORT)
@@ -261,23 +263,23 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
             log.exception("closing a stack socket failed")
 
     # -- addresses ---------------------------------------------------------------------------
-    def getsockname(self) -> tuple[str, int]:
+    def getsockname(self) -> Any:
         self._check_open()
         link = self._link
         local = link.local
         if isinstance(link, _TcpLink) and local is None:
             local = link.bound
         if local is None:
-            return ("0.0.0.0", 0)
-        return (ip_str(local[0]), local[1])
+            return self._fmt(None, 0)
+        return self._fmt(local[0], local[1])
 
-    def getpeername(self) -> tuple[str, int]:
+    def getpeername(self) -> Any:
         self._check_open()
         remote = self._link.remote
         if remote is None or (isinstance(self._link, _TcpLink)
                               and self._link.mode not in (TcpMode.CONNECTED, TcpMode.DONE)):
             raise _oserror(errno.ENOTCONN)
-        return (ip_str(remote[0]), remote[1])
+        return self._fmt(remote[0], remote[1])
 
     # -- bind / listen / accept / connect ------------------------------------------------------
     def bind(self, address: Any) -> None:
@@ -299,7 +301,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
     def _accept(self) -> tuple[int, Any]:
         raise _oserror(errno.EOPNOTSUPP)
 
-    def accept(self) -> tuple[socket, tuple[str, int]]:
+    def accept(self) -> tuple[socket, Any]:
         link = self._link
         if not isinstance(link, _TcpLink) or link.mode is not TcpMode.LISTENING:
             self._check_open()
@@ -319,7 +321,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         if _std.getdefaulttimeout() is None and self.gettimeout():
             new.setblocking(True)
         remote = new_link.remote or (ANY4, 0)
-        return new, (ip_str(remote[0]), remote[1])
+        return new, self._fmt(remote[0], remote[1])
 
     def _connect(self, address: Any, raise_errors: bool) -> int:
         self._check_open()
@@ -443,7 +445,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
                 _RealSocket.recv(self, _REC.size, flags & ~_std.MSG_PEEK)
             if not (isinstance(link, _DgramLink) and link.error_record_read()):
                 raise _oserror(port)
-        return rec[_REC.size:], (ip_str(addr[:alen]), port)
+        return rec[_REC.size:], self._fmt(addr[:alen], port)
 
     def send(self, data: Any, flags: int = 0) -> int:
         link = self._link
@@ -515,7 +517,8 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         self._check_open()
         link = self._link
         if level == _IPPROTO_IPV6:
-            raise _oserror(errno.ENOPROTOOPT)
+            self._set_ipv6_opt(optname, value)
+            return
         if level == SOL_SOCKET and optname in (getattr(_std, "SO_RCVTIMEO", -2),
                                                getattr(_std, "SO_SNDTIMEO", -2)):
             _RealSocket.setsockopt(self, level, optname, value)
@@ -529,6 +532,34 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
                 if isinstance(link, _UdpLink):
                     link.apply_opts()
             self._net.call(set_dgram)
+
+    def _set_ipv6_opt(self, optname: int, value: Any) -> None:
+        """IPV6_V6ONLY (only before the socket has a port, as Linux's
+        inet_num check), IPV6_UNICAST_HOPS and IPV6_TCLASS (-1 for the
+        default, else 0-255; used by datagram sockets)."""
+        link = self._link
+        if self._sfamily != AF_INET6 or optname not in _IPV6_OPTS:
+            raise _oserror(errno.ENOPROTOOPT)
+        if isinstance(value, int | bool):
+            val = int(value)
+        elif value is None:
+            raise TypeError("setsockopt() value must be an int or a buffer")
+        else:
+            val = int.from_bytes(bytes(value)[:4], sys.byteorder, signed=True)
+        if optname != _std.IPV6_V6ONLY and not -1 <= val <= 255:
+            raise _oserror(errno.EINVAL)
+        key = (_IPPROTO_IPV6, optname)
+
+        def apply() -> None:
+            if optname == _std.IPV6_V6ONLY:
+                if link.local is not None or getattr(link, "bound", None) is not None:
+                    raise _oserror(errno.EINVAL)
+                link.opts[key] = bool(val)
+                return
+            link.opts[key] = val
+            if isinstance(link, _UdpLink):
+                link.apply_opts()
+        self._net.call(apply)
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
         self._check_open()
@@ -558,7 +589,14 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
                     val = self._net.call(_current_buf, link, optname)
                 return self._opt_out(val, buflen)
         if level == _IPPROTO_IPV6:
-            raise _oserror(errno.ENOPROTOOPT)
+            if self._sfamily != AF_INET6 or optname not in _IPV6_OPTS:
+                raise _oserror(errno.ENOPROTOOPT)
+            if optname == _std.IPV6_V6ONLY:
+                return self._opt_out(int(link.v6only), buflen)
+            value = link.opts.get((level, optname), -1)
+            if value == -1:     # the route's default, as Linux reports it
+                value = 64 if optname == _std.IPV6_UNICAST_HOPS else 0
+            return self._opt_out(value, buflen)
         if (level, optname) in _SOCKOPTS_INT:
             return self._opt_out(link.opts.get((level, optname),
                                                _DEFAULT_OPTS.get((level, optname), 0)), buflen)

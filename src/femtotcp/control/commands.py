@@ -145,32 +145,45 @@ class Commands:
         return self._resolve(name, timeout)
 
     def _resolve(self, name: str, timeout: float) -> dict[str, Any]:
-        """An A lookup through the stack's resolver (services/dns.py), waited for
-        with the API's one blocking lookup (api/resolve.py)."""
+        """A and AAAA lookups through the stack's resolver (services/dns.py),
+        waited for with the API's one blocking lookup (api/resolve.py), within
+        ``timeout`` together. The name resolves when either has addresses (A
+        first); otherwise the A lookup's error names the failure (AAAA's when
+        A found no data)."""
+        import time
+
         from femtotcp.api.resolve import NoResolver, lookup
         from femtotcp.wire import dns as wire_dns
-        try:
-            result = lookup(self.host.runtime, self.host.stack, name, wire_dns.A, timeout,
-                            load_module=False, start_timeout=protocol.STACK_TIMEOUT)
-        except NoResolver:
-            raise ControlError("unavailable", "no resolver: start serve with --dns IP "
-                               "to load the dns module") from None
-        except TimeoutError:
-            raise protocol.stack_unresponsive(protocol.STACK_TIMEOUT) from None
-        if result is None:
-            raise ControlError("resolve_failed", f"{name}: no answer within {timeout:g} s",
-                               dns_error="TIMEOUT")
-        error = result.error
-        addresses = [ip_str(a) for a in result.addresses]
-        if error is None and not addresses:
-            error = "NODATA"
-        if error is not None:
+        deadline = time.monotonic() + timeout
+        results = []
+        for qtype in (wire_dns.A, wire_dns.AAAA):
+            left = max(0.1, deadline - time.monotonic())
+            try:
+                result = lookup(self.host.runtime, self.host.stack, name, qtype, left,
+                                load_module=False, start_timeout=protocol.STACK_TIMEOUT)
+            except NoResolver:
+                raise ControlError("unavailable", "no resolver: start serve with --dns IP "
+                                   "to load the dns module") from None
+            except TimeoutError:
+                raise protocol.stack_unresponsive(protocol.STACK_TIMEOUT) from None
+            results.append(result)
+        found = [r for r in results if r is not None and r.error is None and r.addresses]
+        if not found:
+            first = results[0]
+            if first is None:
+                raise ControlError("resolve_failed", f"{name}: no answer within {timeout:g} s",
+                                   dns_error="TIMEOUT")
+            error = first.error or "NODATA"
+            second = results[1]
+            if str(error) == "NODATA" and second is not None and second.error is not None:
+                error = second.error
             text = _DNS_ERRORS.get(str(error), str(error))
             raise ControlError("resolve_failed", f"{name}: {text}", dns_error=str(error))
+        result = found[0]
         server = result.server
-        return {"name": name, "addresses": addresses,
+        return {"name": name, "addresses": [ip_str(a) for r in found for a in r.addresses],
                 "cname_chain": list(result.cname_chain),
-                "ttl": int(result.ttl),
+                "ttl": int(min(r.ttl for r in found)),
                 "server": ip_str(server) if server else None,
                 "source": str(result.source)}
 

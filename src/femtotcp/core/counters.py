@@ -250,6 +250,9 @@ declare(DROP, """
 declare(EVENT, """
     udp.icmp_error_soft udp.icmp_error_unconnected udp.rx udp.tx
 """)
+declare(EVENT, """
+    icmp6.error_no_transport udp.no_port6 ipv6.tx_tso
+""")
 
 # ipv6, icmp6, ndp, mld: wire-format reasons (the stack integration adds its own)
 declare(DROP, """

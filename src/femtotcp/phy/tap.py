@@ -23,8 +23,9 @@ Offload (``TapDevice(..., offload=True)``, the default, with GRO reads on
 unless ``gro=False``; TUN and ``from_fd`` devices have none unless asked): the
 TAP is opened with ``IFF_VNET_HDR``, so every read and write starts with a
 10-byte ``struct virtio_net_hdr`` (virtio 1.x spec 5.1.6, little-endian).
-With ``gro`` the device issues ``TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4)``: the
-kernel may then hand us partial checksums and TCP/IPv4 super-frames (faster
+With ``gro`` the device issues ``TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4 |
+TUN_F_TSO6)``: the
+kernel may then hand us partial checksums and TCP super-frames (faster
 receiving); without, ``TUNSETOFFLOAD(0)``: the kernel completes and segments
 everything it sends us, and only our writes use offload. ``set_gro(False)``
 re-issues it at run time: a wrapper that cannot pass super-frames on asks for
@@ -86,6 +87,7 @@ IFF_VNET_HDR = 0x4000
 TUNSETOFFLOAD = 0x400454D0
 TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
 
 # <linux/virtio_net.h>: struct virtio_net_hdr (legacy 10-byte layout).
 VNET_HDR = struct.Struct("<BBHHHH")   # flags, gso_type, hdr_len, gso_size, csum_start/offset
@@ -94,6 +96,7 @@ VIRTIO_NET_HDR_F_NEEDS_CSUM = 0x01
 VIRTIO_NET_HDR_F_DATA_VALID = 0x02
 VIRTIO_NET_HDR_GSO_NONE = 0
 VIRTIO_NET_HDR_GSO_TCPV4 = 1
+VIRTIO_NET_HDR_GSO_TCPV6 = 4
 VIRTIO_NET_HDR_GSO_ECN = 0x80
 _PLAIN_HDR = bytes(VNET_HDR_LEN)
 #: Flags by which the kernel vouches for a frame's TCP/UDP checksum.
@@ -178,11 +181,13 @@ def parse_vnet(packet: bytes | bytearray | memoryview,
         return "rx_vnet_truncated"
     hdr = VnetHeader._make(VNET_HDR.unpack_from(packet))
     gso = hdr.gso_type & ~VIRTIO_NET_HDR_GSO_ECN
-    if gso not in (VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4):
+    if gso not in (VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6):
         return "rx_vnet_bad_gso"
     if gso != VIRTIO_NET_HDR_GSO_NONE and hdr.gso_size == 0:
         return "rx_vnet_bad_gso_size"
     view = memoryview(packet)[VNET_HDR_LEN:]
+    if gso == VIRTIO_NET_HDR_GSO_TCPV6 and bytes(view[12:14]) != b"\x86\xdd":
+        return "rx_vnet_bad_gso"          # a TCP/IPv6 super-frame must be IPv6
     if not hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
         return hdr, bytes(view)
     start = hdr.csum_start
@@ -206,9 +211,9 @@ def parse_vnet(packet: bytes | bytearray | memoryview,
 
 
 def _offload_flags(gro: bool) -> int:
-    """TUNSETOFFLOAD's argument: partial checksums and TCP/IPv4 super-frames
+    """TUNSETOFFLOAD's argument: partial checksums and TCP super-frames (IPv4, IPv6)
     towards us with GRO, else complete MTU-sized frames only."""
-    return (TUN_F_CSUM | TUN_F_TSO4) if gro else 0
+    return (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) if gro else 0
 
 
 class TunTapDevice(Device):
@@ -489,8 +494,9 @@ class TunTapDevice(Device):
 
     def send_offload(self, frame: bytes, gso_size: int, csum_start: int, csum_offset: int,
                      hdr_len: int) -> None:
-        """Write one frame with a partial TCP/IPv4 checksum and, when ``gso_size``
-        is non-zero, as a TSO super-frame of ``gso_size``-byte segments. Only on
+        """Write one frame with a partial TCP checksum and, when ``gso_size``
+        is non-zero, as a TSO super-frame of ``gso_size``-byte segments (TCPV4,
+        or TCPV6 for an IPv6 frame). Only on
         an ``offload`` device; never raises (errors are counted like ``send``)."""
         counters = self.counters
         if not self._vnet:
@@ -507,9 +513,14 @@ class TunTapDevice(Device):
         if fd < 0 or self._dead_w >= 0:
             counters["tx_closed" if fd < 0 else "tx_detached"] += 1
             return
-        header = VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM,
-                               VIRTIO_NET_HDR_GSO_TCPV4 if gso_size else VIRTIO_NET_HDR_GSO_NONE,
-                               hdr_len, gso_size, csum_start, csum_offset)
+        if not gso_size:
+            gso = VIRTIO_NET_HDR_GSO_NONE
+        elif frame[12:14] == b"\x86\xdd":        # an IPv6 frame (no VLAN on this path)
+            gso = VIRTIO_NET_HDR_GSO_TCPV6
+        else:
+            gso = VIRTIO_NET_HDR_GSO_TCPV4
+        header = VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso, hdr_len, gso_size,
+                               csum_start, csum_offset)
         try:
             os.writev(fd, (header, frame))
         except OSError as exc:

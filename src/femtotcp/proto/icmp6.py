@@ -97,12 +97,19 @@ class Icmp6(EchoTable):
             counters["icmp6.error_not_ours"] += 1
             return
         counters["icmp6.error_received"] += 1
+        ipv6 = self.stack.ipv6
+        if ipv6 is None:
+            return
+        mtu = 0
         if icmp.type == wire.PACKET_TOO_BIG:
-            ipv6 = self.stack.ipv6
-            if ipv6 is not None:
-                ipv6.lower_pmtu(quote.dst, icmp.mtu)
-        # Transports over IPv6 (TCP, UDP) come with their own issue; until then an
-        # error reaches only the path MTU and the counters.
+            ipv6.lower_pmtu(quote.dst, icmp.mtu)
+            mtu = ipv6.route_mtu(quote.dst)     # what the path allows now (>= 1280)
+        handler = ipv6.error_handlers.get(quote.upper)
+        if handler is None:
+            counters["icmp6.error_no_transport"] += 1   # a later fragment, or no taker
+            return
+        err, _ = wire.err_convert(icmp.type, icmp.code)
+        handler(quote.src, quote.dst, quote.transport, err, icmp.type, icmp.code, mtu)
 
     # -- errors we send ----------------------------------------------------------------
     def send_error(self, header: wire_ipv6.Ipv6Header, packet: memoryview, type_: int,

@@ -15,10 +15,22 @@ ANY4 = b"\x00" * 4
 ANY6 = b"\x00" * 16
 
 
-def port_taken(bound: Collection[tuple[bytes, int]], addr: bytes, port: int) -> bool:
+def port_taken(bound: Collection[tuple[bytes, int]], addr: bytes, port: int,
+               v6only: bool = True, dual: Collection[tuple[bytes, int]] = ()) -> bool:
     """True when (``addr``, ``port``) conflicts with one of ``bound`` (local
-    (address, port) pairs; a dict keyed by them will do, and is fastest)."""
+    (address, port) pairs; a dict keyed by them will do, and is fastest).
+
+    Across the families (Linux's ipv6_rcv_saddr_equal): a binding to ``::``
+    that takes IPv4 too (IPV6_V6ONLY off) overlaps every IPv4 binding of its
+    port. ``v6only`` is the new binding's flag (when ``addr`` is ``::``);
+    ``dual`` holds the bound ``(::, port)`` pairs whose holder takes IPv4.
+    A binding to a specific IPv6 address is IPv6-only, as on Linux."""
     if (addr, port) in bound:
+        return True
+    if len(addr) == 4:
+        if (ANY6, port) in dual:
+            return True
+    elif addr == ANY6 and not v6only and any(p == port and len(a) == 4 for a, p in bound):
         return True
     wildcard = ANY4 if len(addr) == 4 else ANY6
     if addr == wildcard:

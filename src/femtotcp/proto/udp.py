@@ -14,24 +14,30 @@ from typing import TYPE_CHECKING
 
 from femtotcp.core import rand
 from femtotcp.proto.ports import port_taken
-from femtotcp.wire import icmp4
+from femtotcp.wire import Malformed, icmp4, icmp6
 from femtotcp.wire import udp as wire
 
 if TYPE_CHECKING:
     from femtotcp.stack.interface import Interface
+    from femtotcp.stack.ipv6 import Ipv6
     from femtotcp.stack.stack import Stack
     from femtotcp.wire.ipv4 import Ipv4Header
+    from femtotcp.wire.ipv6 import Ipv6Header
 
 ANY = b"\x00\x00\x00\x00"
+ANY6 = bytes(16)
 MAX_PAYLOAD = 65507
 
 Datagram = tuple[bytes, tuple[bytes, int], bytes]   # (data, (src, sport), dst)
 
 
 class UdpEndpoint:
-    def __init__(self, udp: Udp, addr: bytes, port: int) -> None:
+    def __init__(self, udp: Udp, addr: bytes, port: int, v6only: bool = False) -> None:
         self.udp = udp
         self.local = (addr, port)
+        #: IPV6_V6ONLY: an endpoint on ``::`` without it takes (and sends)
+        #: IPv4 datagrams too, with 4-byte addresses (Linux's default).
+        self.v6only = v6only
         self.remote: tuple[bytes, int] | None = None
         self.queue: deque[Datagram] = deque()
         self.queued_bytes = 0
@@ -55,12 +61,22 @@ class UdpEndpoint:
         stack = self.udp.stack
         if src is None:
             src = self.local[0]
+            if len(src) != len(dst):
+                if src != ANY6 or self.v6only:
+                    return errno.EAFNOSUPPORT  # an IPv6 endpoint to an IPv4 address, or back
+                src = ANY                      # a dual-stack endpoint speaking IPv4
             if src == ANY:
                 src = stack.source_address(dst)
                 if src is None:
                     if iface is None:
                         return errno.ENETUNREACH
                     src = iface.primary_ipv4() or ANY
+            elif src == ANY6:
+                ipv6 = stack.ipv6
+                found = ipv6.source_address(dst, iface) if ipv6 is not None else None
+                if found is None:
+                    return errno.ENETUNREACH
+                src = found
         msg = wire.build(src, dst, self.local[1], port, data)
         stack.counters["udp.tx"] += 1
         return int(stack.ip_output(dst, wire.PROTO, msg, src=src, ttl=self.ttl, tos=self.tos,
@@ -81,8 +97,8 @@ class UdpEndpoint:
         wildcard and connected names the source its route picks, as Linux's
         connect() does (ip4_datagram_connect)."""
         addr, port = self.local
-        if addr == ANY and self.remote is not None:
-            addr = self.udp.stack.source_address(self.remote[0]) or ANY
+        if self.remote is not None and addr in (ANY, ANY6):
+            addr = self.udp.stack.source_address(self.remote[0]) or addr
         return addr, port
 
     # -- receiving -------------------------------------------------------------------
@@ -140,31 +156,51 @@ class Udp:
         self.catch_all: Callable[[Ipv4Header, wire.UdpHeader, memoryview], bool] | None = None
         stack.ip_protocols[wire.PROTO] = self.input
         stack.ip_error_handlers[wire.PROTO] = self.on_ip_error
+        if stack.ipv6 is not None:
+            self.attach_ipv6(stack.ipv6)
 
-    def open(self, local_addr: bytes = ANY, port: int = 0) -> UdpEndpoint:
-        """Bind an endpoint; port 0 picks a random free ephemeral port."""
+    def attach_ipv6(self, ipv6: Ipv6) -> None:
+        """Carry UDP over IPv6 too (next header 17)."""
+        ipv6.protocols[wire.PROTO] = self.input6
+        ipv6.error_handlers[wire.PROTO] = self.on_ip6_error
+
+    def open(self, local_addr: bytes = ANY, port: int = 0, v6only: bool = False) -> UdpEndpoint:
+        """Bind an endpoint (a 4-byte address for IPv4, 16 bytes for IPv6; the
+        all-zero one is the family's wildcard); port 0 picks a random free
+        ephemeral port."""
         if not 0 <= port < 65536:
             raise OSError(errno.EINVAL, f"port {port} out of range")
-        if local_addr != ANY and not self.stack.is_local(local_addr) and local_addr[0] < 224:
+        if len(local_addr) not in (4, 16):
+            raise OSError(errno.EINVAL, "an address is 4 (IPv4) or 16 (IPv6) bytes")
+        multicast = local_addr[0] >= 224 if len(local_addr) == 4 else local_addr[0] == 0xFF
+        if local_addr not in (ANY, ANY6) and not self.stack.is_local(local_addr) \
+                and not multicast:
             raise OSError(errno.EADDRNOTAVAIL, "address not on this host")
         if port == 0:
-            port = self.ephemeral_port(local_addr)
-        elif self._in_use(local_addr, port):
+            port = self.ephemeral_port(local_addr, v6only)
+        elif self._in_use(local_addr, port, v6only):
             raise OSError(errno.EADDRINUSE, f"UDP port {port} in use")
-        ep = UdpEndpoint(self, local_addr, port)
+        ep = UdpEndpoint(self, local_addr, port, v6only)
         self.endpoints[(local_addr, port)] = ep
         return ep
 
-    def _in_use(self, addr: bytes, port: int) -> bool:
-        return port_taken(self.endpoints, addr, port)
+    def _in_use(self, addr: bytes, port: int, v6only: bool = True) -> bool:
+        dual = self._dual(port)
+        return port_taken(self.endpoints, addr, port, v6only,
+                          () if dual is None else (dual.local,))
 
-    def ephemeral_port(self, addr: bytes) -> int:
+    def _dual(self, port: int) -> UdpEndpoint | None:
+        """The endpoint on ``::`` that takes IPv4 on ``port``, if any."""
+        ep = self.endpoints.get((ANY6, port))
+        return ep if ep is not None and not ep.v6only else None
+
+    def ephemeral_port(self, addr: bytes, v6only: bool = True) -> int:
         cfg = self.stack.config
         span = cfg.ephemeral_high - cfg.ephemeral_low + 1
         start = rand.randbelow(span)
         for i in range(span):
             port = cfg.ephemeral_low + (start + i) % span
-            if not self._in_use(addr, port):
+            if not self._in_use(addr, port, v6only):
                 return port
         raise OSError(errno.EADDRINUSE, "no free UDP port")
 
@@ -180,7 +216,8 @@ class Udp:
         udp, payload = wire.parse(data) if csum_ok else wire.parse(data, header.src, header.dst)
         counters["udp.rx"] += 1
         eps = self.endpoints
-        ep = eps.get((header.dst, udp.dst_port)) or eps.get((ANY, udp.dst_port))
+        ep = eps.get((header.dst, udp.dst_port)) or eps.get((ANY, udp.dst_port)) \
+            or self._dual(udp.dst_port)
         hook = self.catch_all
         if hook is not None and (ep is None or not stack.is_local(header.dst)) \
                 and hook(header, udp, payload):
@@ -191,6 +228,30 @@ class Udp:
                 stack.icmp.send_error(header, packet, 3, 3)
             return
         ep.deliver(bytes(payload), (header.src, udp.src_port), header.dst)
+
+    def input6(self, header: Ipv6Header, data: memoryview, iface: Interface,
+               packet: memoryview, csum_ok: bool = False) -> None:
+        """Next header 17 over IPv6: the checksum is mandatory (RFC 8200 8.1: a
+        zero one is dropped, ``udp.zero_checksum_ipv6``); no port earns
+        Destination Unreachable code 4, never for a group destination."""
+        stack = self.stack
+        counters = stack.counters
+        src = header.src
+        dst = header.dst
+        # Verified unless the device vouched for it; a zero checksum never passes.
+        udp, payload = wire.parse(data, src, dst) if not csum_ok else wire.parse(data)
+        if csum_ok and udp.checksum == 0:
+            raise Malformed("udp.zero_checksum_ipv6")
+        counters["udp.rx"] += 1
+        eps = self.endpoints
+        ep = eps.get((dst, udp.dst_port)) or eps.get((ANY6, udp.dst_port))
+        if ep is None:
+            counters["udp.no_port6"] += 1
+            if stack.icmp6 is not None and dst[0] != 0xFF:
+                stack.icmp6.send_error(header, packet, icmp6.DEST_UNREACHABLE,
+                                       icmp6.PORT_UNREACHABLE)
+            return
+        ep.deliver(bytes(payload), (src, udp.src_port), dst)
 
     def on_ip_error(self, src: bytes, dst: bytes, inner: memoryview, err: int,
                     icmp_type: int, icmp_code: int, mtu: int) -> None:
@@ -204,11 +265,33 @@ class Udp:
             return
         sport = int.from_bytes(inner[0:2], "big")
         dport = int.from_bytes(inner[2:4], "big")
-        ep = self.endpoints.get((src, sport)) or self.endpoints.get((ANY, sport))
+        ep = self.endpoints.get((src, sport)) or self.endpoints.get((ANY, sport)) \
+            or self._dual(sport)
         if ep is None or ep.remote != (dst, dport):
             self.stack.counters["udp.icmp_error_unconnected"] += 1
         elif icmp_type == icmp4.PARAMETER_PROBLEM or (
                 icmp_type == icmp4.DEST_UNREACHABLE and icmp_code in icmp4.UNREACH_HARD):
+            ep.set_error(err)
+        else:
+            self.stack.counters["udp.icmp_error_soft"] += 1
+
+    def on_ip6_error(self, src: bytes, dst: bytes, inner: memoryview, err: int,
+                     icmp_type: int, icmp_code: int, mtu: int) -> None:
+        """An ICMPv6 error about a datagram we sent, as Linux's __udp6_lib_err
+        without IPV6_RECVERR: to a connected endpoint only, and only the fatal
+        ones (icmpv6_err_convert: port unreachable, administratively
+        prohibited, policy, reject route, parameter problem) and Packet Too Big
+        (EMSGSIZE: Linux's default IPV6_MTU_DISCOVER makes it hard; the path
+        MTU is already lowered)."""
+        if len(inner) < 4:
+            return
+        sport = int.from_bytes(inner[0:2], "big")
+        dport = int.from_bytes(inner[2:4], "big")
+        ep = self.endpoints.get((src, sport)) or self.endpoints.get((ANY6, sport))
+        if ep is None or ep.remote != (dst, dport):
+            self.stack.counters["udp.icmp_error_unconnected"] += 1
+            return
+        if icmp6.err_convert(icmp_type, icmp_code)[1] or icmp_type == icmp6.PACKET_TOO_BIG:
             ep.set_error(err)
         else:
             self.stack.counters["udp.icmp_error_soft"] += 1

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("femtotcp.dns")
 
 ANY4 = b"\x00\x00\x00\x00"
+ANY6 = bytes(16)
 
 # Error names a DnsResult carries (None means success).
 NXDOMAIN = "NXDOMAIN"
@@ -216,7 +217,7 @@ class _Lookup:
 
     # -- sending -----------------------------------------------------------------
     def start(self) -> None:
-        servers = list(self.resolver.servers)
+        servers = self.resolver.current_servers()
         self.plan = servers * self.resolver.attempts
         self.failed_servers = set()
         self.last_error = None
@@ -239,7 +240,7 @@ class _Lookup:
     def _send(self, server: bytes) -> bool:
         resolver = self.resolver
         stack = resolver.stack
-        ep = resolver.open_endpoint()
+        ep = resolver.open_endpoint(len(server))
         if ep is None:
             self.last_error = self.last_error or SERVFAIL
             return False
@@ -541,7 +542,7 @@ class Resolver:
         if running is not None:
             running.callbacks.append(on_done)
             return
-        if not self.servers:
+        if not self.current_servers():
             self.deliver([on_done], DnsResult(canon, qtype, error=NOSERVERS))
             return
         if len(self.lookups) >= self.max_lookups:
@@ -557,11 +558,22 @@ class Resolver:
         out: list[bytes] = []
         for s in servers:
             addr = ip_bytes(s) if isinstance(s, str) else bytes(s)
-            if len(addr) != 4:
-                raise ValueError("DNS servers are IPv4 addresses here")
+            if len(addr) not in (4, 16):
+                raise ValueError(f"a DNS server is an IPv4 or IPv6 address, not {s!r}")
             if addr not in out:
                 out.append(addr)
         self.servers = out
+
+    def current_servers(self) -> list[bytes]:
+        """The servers to ask: the configured ones (``--dns``, a DHCP lease),
+        else the unexpired RDNSS servers of Router Advertisements (RFC 8106)."""
+        if self.servers:
+            return list(self.servers)
+        ipv6 = self.stack.ipv6
+        if ipv6 is None:
+            return []
+        now = self.stack.now
+        return [s for s, until in ipv6.ndp.dns_servers.items() if until > now]
 
     def add_host(self, name: str, *addresses: bytes | str) -> None:
         self.hosts.setdefault(wire.canonical(name), []).extend(addresses)
@@ -610,20 +622,22 @@ class Resolver:
                 return DnsResult(canon, qtype, names=names, source="hosts")
         return None
 
-    def open_endpoint(self) -> UdpEndpoint | None:
-        """A UDP endpoint on a fresh random port (RFC 5452 10, RFC 6056)."""
+    def open_endpoint(self, addr_len: int = 4) -> UdpEndpoint | None:
+        """A UDP endpoint on a fresh random port (RFC 5452 10, RFC 6056), on the
+        wildcard of the server's family (``addr_len`` 4 or 16)."""
         udp = need(self.stack.udp, "udp")
+        any_addr = ANY4 if addr_len == 4 else ANY6
         cfg = self.stack.config
         span = cfg.ephemeral_high - cfg.ephemeral_low + 1
         for _ in range(8):
             port = cfg.ephemeral_low + rand.randbelow(span)
             try:
-                ep: UdpEndpoint = udp.open(ANY4, port)
+                ep: UdpEndpoint = udp.open(any_addr, port, v6only=True)
                 return ep
             except OSError:
                 continue
         try:
-            ep = udp.open(ANY4, 0)
+            ep = udp.open(any_addr, 0, v6only=True)
             return ep
         except OSError:
             self.stack.counters["dns.no_port"] += 1

@@ -9,9 +9,12 @@ docs/architecture.md). ``mtu``, ``raw_ip``, ``offload``, ``gro`` and
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from femtotcp.core.device import DeviceCapabilities
+
+if TYPE_CHECKING:
+    from femtotcp.stack.interface import Interface
 
 
 class NetDevice(Protocol):
@@ -37,3 +40,14 @@ class NetDevice(Protocol):
 
     def send_offload(self, frame: bytes, gso_size: int, csum_start: int, csum_offset: int,
                      hdr_len: int) -> None: ...
+
+
+class OffloadPath(NamedTuple):
+    """A resolved way to a destination through an offload device
+    (``Ipv4.offload_path``, ``Ipv6.offload_path``)."""
+
+    iface: Interface
+    device: NetDevice
+    eth: bytes            # the Ethernet header (with the 802.1Q tag if any)
+    csum_start: int       # offset of the TCP header in the frame
+    max_payload: int      # the (path) MTU minus the IP header

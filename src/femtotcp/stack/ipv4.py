@@ -14,13 +14,13 @@ import struct
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from femtotcp.core import rand
+from femtotcp.stack.device import OffloadPath
 from femtotcp.stack.reassembly import Reassembler
 from femtotcp.wire import Malformed, ethernet
 from femtotcp.wire import ipv4 as wire_ipv4
 
 if TYPE_CHECKING:
     from femtotcp.stack.arp import Neighbour
-    from femtotcp.stack.device import NetDevice
     from femtotcp.stack.interface import Interface
     from femtotcp.stack.routes import Route
     from femtotcp.stack.stack import Stack
@@ -32,16 +32,6 @@ BROADCAST = b"\xff\xff\xff\xff"
 
 _OPTION_PROBLEMS = frozenset({"ipv4.bad_option_length", "ipv4.bad_option_pointer"})
 _HEADER = struct.Struct("!BBHHHBBH4s4s")
-
-
-class OffloadPath(NamedTuple):
-    """A resolved way to a destination through an offload device (``offload_path``)."""
-
-    iface: Interface
-    device: NetDevice
-    eth: bytes            # the Ethernet header (with the 802.1Q tag if any)
-    csum_start: int       # offset of the TCP header in the frame
-    max_payload: int      # the interface MTU minus the IP header
 
 
 class _Fast(NamedTuple):

@@ -30,8 +30,10 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from femtotcp.stack.device import OffloadPath
 from femtotcp.stack.interface import Ipv6Address
 from femtotcp.stack.ndp import Ndp
+from femtotcp.stack.neighbour import DELAY, PROBE, REACHABLE
 from femtotcp.stack.reassembly import Reassembler
 from femtotcp.stack.routes import Route, RouteTable
 from femtotcp.wire import ethernet, ip_bytes, ip_str, ipv6ext, mld
@@ -45,12 +47,14 @@ except ImportError:               # pragma: no cover - a Python built without it
 
 if TYPE_CHECKING:
     from femtotcp.stack.interface import Interface
-    from femtotcp.stack.stack import Stack
+    from femtotcp.stack.stack import IpErrorHandler, Stack
 
 log = logging.getLogger("femtotcp.ipv6")
 
 #: (IPv6 header, upper-layer bytes, interface, the whole packet for ICMPv6 errors)
-Ipv6Handler = Callable[[wire.Ipv6Header, memoryview, "Interface", memoryview], None]
+#: (header, upper-layer bytes, interface, whole packet, csum_ok: the device
+#: vouched for the TCP/UDP checksum, see ``Stack.receive``)
+Ipv6Handler = Callable[[wire.Ipv6Header, memoryview, "Interface", memoryview, bool], None]
 #: (IPv6 header, ICMPv6 header, body, interface, the whole packet)
 Icmp6Handler = Callable[[wire.Ipv6Header, wire_icmp6.Icmp6Header, memoryview, "Interface",
                          memoryview], None]
@@ -58,6 +62,7 @@ Icmp6Handler = Callable[[wire.Ipv6Header, wire_icmp6.Icmp6Header, memoryview, "I
 INF = float("inf")
 PMTU_MAX_ENTRIES = 1024
 _DIRECT = frozenset({wire.PROTO_TCP, wire.PROTO_UDP, wire.PROTO_ICMP6})
+_OFFLOAD_STATES = frozenset({REACHABLE, DELAY, PROBE})
 _NDP_TYPES = frozenset({133, 134, 135, 136, 137})
 _MLD_TYPES = frozenset({130, 131, 132, 143})
 MLD_UNSOLICITED_INTERVAL = 1.0   # RFC 3810 9.11 (Linux mldv2_unsolicited_report_interval)
@@ -77,6 +82,9 @@ class Ipv6:
         self.stack = stack
         self.routes = RouteTable()
         self.protocols: dict[int, Ipv6Handler] = {wire.PROTO_ICMP6: self._icmp6_input}
+        #: ICMPv6 errors about what a transport sent, by its next header
+        #: (``Stack.ip_error_handlers``' signature; the type and code are ICMPv6's).
+        self.error_handlers: dict[int, IpErrorHandler] = {}
         #: Groups joined per interface, with a use count (all-nodes, solicited-node).
         self.groups: dict[Interface, dict[bytes, int]] = {}
         #: Learned path MTUs: destination -> (MTU, expiry).
@@ -94,6 +102,12 @@ class Ipv6:
         self.ndp = Ndp(stack, self)
         stack.ethertypes[ethernet.ETH_IPV6] = self.input
         stack.set_ip_output(16, self.output)
+        # Transports loaded before this module register for IPv6 now; those
+        # loaded after do it themselves (``attach_ipv6``).
+        if stack.udp is not None:
+            stack.udp.attach_ipv6(self)
+        if stack.tcp is not None:
+            stack.tcp.attach_ipv6(self)
 
     # -- addresses -----------------------------------------------------------------
     def stable_iid(self, prefix: bytes, iface: Interface, dad_counter: int = 0) -> bytes:
@@ -279,6 +293,33 @@ class Ipv6:
                 best, best_key = a, key
         return best.addr if best is not None else None
 
+    def route_iface(self, dst: bytes, iface: Interface | None = None) -> Interface | None:
+        """The interface a datagram to ``dst`` leaves by (as ``output`` picks it)."""
+        if iface is not None:
+            return iface
+        route = self.routes.lookup(dst)
+        if route is not None:
+            return route.iface
+        if dst[0] == 0xFF or wire.is_link_local(dst):
+            return next((i for i in self.stack.interfaces if i.ipv6), None)
+        return None
+
+    def source_address(self, dst: bytes, iface: Interface | None = None) -> bytes | None:
+        """The source ``output`` would give a datagram to ``dst``: ``dst`` itself
+        when it is ours, else RFC 6724's choice on the outgoing interface."""
+        if dst in self.stack.local_addresses:
+            return dst
+        out = self.route_iface(dst, iface)
+        return self.source_for(out, dst) if out is not None else None
+
+    def route_mtu(self, dst: bytes) -> int:
+        """The path MTU towards ``dst`` (65535 for our own addresses, 1280
+        without a route)."""
+        if dst in self.stack.local_addresses:
+            return 65535
+        out = self.route_iface(dst)
+        return self.path_mtu(dst, out) if out is not None else wire.MIN_MTU
+
     def iface_of(self, addr: bytes) -> Interface | None:
         for iface in self.stack.interfaces:
             for a in iface.ipv6:
@@ -335,6 +376,9 @@ class Ipv6:
     # -- input -----------------------------------------------------------------------
     def input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview,
               csum_ok: bool = False) -> None:
+        """The ethertype handler. ``csum_ok`` (the device vouched for the
+        transport checksum, or left it partial: a TAP's NEEDS_CSUM) goes to
+        TCP and UDP with the packet, unless it was reassembled."""
         stack = self.stack
         counters = stack.counters
         header, data = wire.parse(payload)
@@ -360,7 +404,7 @@ class Ipv6:
         if nh in _DIRECT:
             handler = self.protocols.get(nh)
             if handler is not None:
-                handler(header, data, iface, payload)
+                handler(header, data, iface, payload, csum_ok)
                 return
             offset = 0
             pointer = 6
@@ -381,15 +425,15 @@ class Ipv6:
             nh = chain.upper
             offset = chain.offset
             pointer = chain.nh_pointer
-        self._deliver(iface, eth, header, nh, data[offset:], payload, pointer)
+        self._deliver(iface, eth, header, nh, data[offset:], payload, pointer, csum_ok)
 
     def _deliver(self, iface: Interface, eth: ethernet.EthernetHeader,
                  header: wire.Ipv6Header, upper: int, data: memoryview, packet: memoryview,
-                 pointer: int) -> None:
+                 pointer: int, csum_ok: bool = False) -> None:
         counters = self.stack.counters
         handler = self.protocols.get(upper)
         if handler is not None:
-            handler(header, data, iface, packet)
+            handler(header, data, iface, packet, csum_ok)
             return
         if upper == wire.PROTO_NONE:
             counters["ipv6.no_next_header"] += 1   # RFC 8200 4.7: nothing to deliver
@@ -461,7 +505,7 @@ class Ipv6:
                              wire_icmp6.REASSEMBLY_TIME_EXCEEDED, 0, False)
 
     def _icmp6_input(self, header: wire.Ipv6Header, data: memoryview, iface: Interface,
-                     packet: memoryview) -> None:
+                     packet: memoryview, csum_ok: bool = False) -> None:
         """ICMPv6: neighbour discovery and MLD here, the rest in ``stack.icmp6``."""
         counters = self.stack.counters
         icmp, body = wire_icmp6.parse(data, header.src, header.dst)
@@ -495,9 +539,10 @@ class Ipv6:
     # -- output ------------------------------------------------------------------------
     def output(self, dst: bytes, proto: int, payload: bytes | bytearray | memoryview,
                src: bytes | None = None, ttl: int | None = None, tos: int = 0,
-               df: bool = False, iface: Interface | None = None) -> int:
+               df: bool = False, iface: Interface | None = None, flow: int = 0) -> int:
         """Send one datagram (``ttl`` is the hop limit, ``tos`` the traffic class,
-        ``df`` forbids fragmenting it). Returns 0, or an errno (nothing raised)."""
+        ``df`` forbids fragmenting it, ``flow`` is the flow label, RFC 6437).
+        Returns 0, or an errno (nothing raised)."""
         stack = self.stack
         counters = stack.counters
         hop = self.hop_limit if ttl is None else ttl
@@ -514,7 +559,8 @@ class Ipv6:
             local_iface = self.iface_of(dst)
             if local_iface is None:
                 return errno.ENETUNREACH
-            stack.queue_local(wire.build(src or dst, dst, proto, payload, hop, tos), local_iface)
+            stack.queue_local(wire.build(src or dst, dst, proto, payload, hop, tos, flow),
+                              local_iface)
             counters["ipv6.tx_loopback"] += 1
             return 0
         next_hop = dst
@@ -545,17 +591,59 @@ class Ipv6:
         mtu = self.path_mtu(dst, iface)
         if wire.HEADER_LEN + len(payload) <= mtu:
             self._transmit(iface, next_hop, dst,
-                           wire.build(src, dst, proto, payload, hop, tos))
+                           wire.build(src, dst, proto, payload, hop, tos, flow))
             return 0
         if df:
             counters["ipv6.tx_needs_fragmentation"] += 1
             return errno.EMSGSIZE
         # RFC 8200 4.5; identifications unpredictable (RFC 7739).
-        for first_nh, piece in ipv6ext.fragment(proto, payload, mtu,
-                                                     int.from_bytes(os.urandom(4), "big")):
-            self._transmit(iface, next_hop, dst, wire.build(src, dst, first_nh, piece, hop, tos))
+        ident = int.from_bytes(os.urandom(4), "big")
+        for first_nh, piece in ipv6ext.fragment(proto, payload, mtu, ident):
+            self._transmit(iface, next_hop, dst,
+                           wire.build(src, dst, first_nh, piece, hop, tos, flow))
             counters["ipv6.tx_fragments"] += 1
         return 0
+
+    def offload_path(self, dst: bytes, src: bytes) -> OffloadPath | None:
+        """A TSO path to ``dst`` (as ``Ipv4.offload_path``): a unicast route
+        through an ``offload`` device (no VLAN) whose next hop's MAC is known
+        and REACHABLE or being probed; None otherwise (``output`` then
+        resolves and probes)."""
+        stack = self.stack
+        if dst[0] == 0xFF or dst in stack.local_addresses or src not in stack.local_addresses:
+            return None
+        route = self.routes.lookup(dst)
+        if route is None:
+            return None
+        iface = route.iface
+        device = iface.device
+        if not device.offload or iface.raw_ip or iface.vlan is not None:
+            return None
+        n = self.ndp.caches.get(iface, {}).get(route.gateway or dst)
+        now = stack.now
+        # REACHABLE and fresh, or DELAY/PROBE (reachability being confirmed
+        # already); a STALE entry goes through ``output`` once, which starts NUD.
+        if n is None or n.mac is None or n.stale(now, self.ndp.reachable) or \
+                n.state not in _OFFLOAD_STATES:
+            return None
+        n.used = now
+        eth = ethernet.build(n.mac, iface.mac, ethernet.ETH_IPV6, b"")
+        return OffloadPath(iface, device, eth, len(eth) + wire.HEADER_LEN,
+                           self.path_mtu(dst, iface) - wire.HEADER_LEN)
+
+    def output_offload(self, path: OffloadPath, src: bytes, dst: bytes,
+                       segment: bytes | bytearray, gso_size: int, tcp_hlen: int,
+                       tos: int = 0, flow: int = 0) -> None:
+        """One TCP segment whose checksum field holds the pseudo-header sum, in
+        one device write; ``gso_size`` makes it a TSO super-segment (the
+        device marks it TCPV6)."""
+        counters = self.stack.counters
+        counters["ipv6.tx"] += 1
+        if gso_size:
+            counters["ipv6.tx_tso"] += 1
+        packet = wire.build(src, dst, wire.PROTO_TCP, segment, self.hop_limit, tos, flow)
+        start = path.csum_start
+        path.device.send_offload(path.eth + packet, gso_size, start, 16, start + tcp_hlen)
 
     def path_mtu(self, dst: bytes, iface: Interface) -> int:
         mtu = self.link_mtu.get(iface, iface.mtu)

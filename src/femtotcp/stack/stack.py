@@ -325,6 +325,8 @@ class Stack:
     def source_address(self, dst: bytes) -> bytes | None:
         if self.is_local(dst):
             return dst
+        if len(dst) == 16:
+            return self.ipv6.source_address(dst) if self.ipv6 is not None else None
         route = self.routes.lookup(dst)
         if route is None:
             return None
@@ -333,6 +335,8 @@ class Stack:
     def route_mtu(self, dst: bytes) -> int:
         if self.is_local(dst):
             return 65535
+        if len(dst) == 16:
+            return self.ipv6.route_mtu(dst) if self.ipv6 is not None else 1280
         route = self.routes.lookup(dst)
         return route.iface.mtu if route is not None else 576
 

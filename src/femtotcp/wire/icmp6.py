@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import struct
 from typing import NamedTuple
 
@@ -213,3 +214,29 @@ def parse_quote(body: bytes | bytearray | memoryview) -> Quote:
     except Malformed:
         raise Malformed("icmp6.bad_quote") from None
     return Quote(hdr.src, hdr.dst, upper, rest[offset:])
+
+
+#: Destination Unreachable codes -> (errno, fatal), as Linux's icmpv6_err_convert.
+_UNREACH = {
+    NO_ROUTE: (errno.ENETUNREACH, False),
+    ADMIN_PROHIBITED: (errno.EACCES, True),
+    BEYOND_SCOPE: (errno.EHOSTUNREACH, False),
+    ADDRESS_UNREACHABLE: (errno.EHOSTUNREACH, False),
+    PORT_UNREACHABLE: (errno.ECONNREFUSED, True),
+    SOURCE_POLICY_FAILED: (errno.EACCES, True),
+    REJECT_ROUTE: (errno.EACCES, True),
+}
+
+
+def err_convert(type_: int, code: int) -> tuple[int, bool]:
+    """An ICMPv6 error as (errno, fatal), Linux's icmpv6_err_convert: a fatal
+    (hard) error ends a connection attempt and reaches a connected socket."""
+    if type_ == DEST_UNREACHABLE:
+        return _UNREACH.get(code, (errno.EPROTO, True))
+    if type_ == PACKET_TOO_BIG:
+        return errno.EMSGSIZE, False
+    if type_ == PARAMETER_PROBLEM:
+        return errno.EPROTO, True
+    if type_ == TIME_EXCEEDED:
+        return errno.EHOSTUNREACH, False
+    return errno.EPROTO, False

@@ -192,6 +192,20 @@ class Transfer:
             self.error = exc
 
 
+def bulk(lan: Lan, ca: TcpConnection, cb: TcpConnection, size: int, timeout: float,
+         seeds: tuple[int, int] = (11, 12)) -> tuple[bytes, bytes, Transfer, Transfer]:
+    """``size`` random bytes each way over an established pair, both ends
+    shutting down after; returns (up, down) and both Transfers."""
+    up = random_bytes(size, seeds[0])
+    down = random_bytes(size, seeds[1])
+    t1, t2 = Transfer(ca, up), Transfer(cb, down)
+    t1.event()
+    t2.event()
+    assert lan.run_until(lambda: t1.eof and t2.eof, timeout), (ca.info(), cb.info())
+    assert t1.error is None and t2.error is None
+    return up, down, t1, t2
+
+
 def digest(data: bytes | bytearray) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -13,6 +13,7 @@ from tcp_harness import (
     ACK,
     ANY,
     Transfer,
+    bulk,
     connect_pair,
     digest,
     filtered_lan,
@@ -20,17 +21,6 @@ from tcp_harness import (
     sent_log,
     tcp_of,
 )
-
-
-def _bulk(lan, ca, cb, size: int, timeout: float):  # type: ignore[no-untyped-def]
-    up = random_bytes(size, 11)
-    down = random_bytes(size, 12)
-    t1, t2 = Transfer(ca, up), Transfer(cb, down)
-    t1.event()
-    t2.event()
-    assert lan.run_until(lambda: t1.eof and t2.eof, timeout), (ca.info(), cb.info())
-    assert t1.error is None and t2.error is None
-    return up, down, t1, t2
 
 
 @pytest.mark.slow
@@ -45,7 +35,7 @@ def test_20mb_each_way_with_loss_duplication_reordering() -> None:
     lan.loop.run(duration=0)
     ca, cb = connect_pair(lan, client=1, server=0)
     started = time.monotonic()
-    up, down, t1, t2 = _bulk(lan, ca, cb, 20_000_000, 3000)
+    up, down, t1, t2 = bulk(lan, ca, cb, 20_000_000, 3000)
     wall = time.monotonic() - started
     assert digest(t2.got) == digest(up)
     assert digest(t1.got) == digest(down)
@@ -67,7 +57,7 @@ def test_2mb_newreno_without_sack_under_loss() -> None:
     a.tcp.config.sack = False
     ca, cb = connect_pair(lan, client=1, server=0)
     assert not ca.sack_ok and not cb.sack_ok
-    up, down, t1, t2 = _bulk(lan, ca, cb, 2_000_000, 1000)
+    up, down, t1, t2 = bulk(lan, ca, cb, 2_000_000, 1000)
     assert bytes(t2.got) == up and bytes(t1.got) == down
     assert lan.stacks[1].counters["tcp.fast_retransmit"] > 5
 
@@ -81,7 +71,7 @@ def test_no_timestamps_no_window_scaling_under_loss() -> None:
     a.tcp.config.window_scaling = False
     ca, cb = connect_pair(lan, client=1, server=0)
     assert not ca.ts_ok and ca.snd_wscale == 0 and cb.rcv_wscale == 0
-    up, down, t1, t2 = _bulk(lan, ca, cb, 1_000_000, 1000)
+    up, down, t1, t2 = bulk(lan, ca, cb, 1_000_000, 1000)
     assert bytes(t2.got) == up and bytes(t1.got) == down
     assert ca.rtt.samples > 10       # RFC 6298 timing of one segment at a time
 
@@ -92,7 +82,7 @@ def test_corruption_is_caught_by_the_checksum() -> None:
     lan.add_stack(1, faults=dict(corrupt=0.05), seed=6)
     lan.loop.run(duration=0)
     ca, cb = connect_pair(lan, client=1, server=0)
-    up, down, t1, t2 = _bulk(lan, ca, cb, 500_000, 1000)
+    up, down, t1, t2 = bulk(lan, ca, cb, 500_000, 1000)
     assert bytes(t2.got) == up and bytes(t1.got) == down
     total = sum(s.counters["tcp.bad_checksum"] + s.counters["ipv4.bad_checksum"]
                 for s in lan.stacks)

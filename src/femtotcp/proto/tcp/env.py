@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from femtotcp.proto.tcp.config import TcpConfig
     from femtotcp.proto.tcp.connection import TcpConnection
     from femtotcp.proto.tcp.layer import Tcp
+    from femtotcp.stack.ipv6 import Ipv6
 
 
 class TimerHandle(Protocol):
@@ -151,3 +152,29 @@ class StackEnv:
 
     def ooo_changed(self) -> None:
         self._tcp._ooo_changed()
+
+
+class StackEnv6(StackEnv):
+    """``TcpEnv`` for one connection over IPv6: its segments carry the
+    connection's flow label (RFC 6437: one per flow, never zero), TSO
+    super-segments go out as TCPV6, and its MSS follows the IPv6 path MTU."""
+
+    __slots__ = ("_ipv6", "flow_label")
+
+    def __init__(self, tcp: Tcp, ipv6: Ipv6, flow_label: int) -> None:
+        super().__init__(tcp)
+        self._ipv6 = ipv6
+        self.flow_label = flow_label
+
+    def output(self, src: bytes, dst: bytes, segment: bytes) -> int:
+        return self._ipv6.output(dst, 6, segment, src=src, df=True, flow=self.flow_label)
+
+    def offload_path(self, src: bytes, dst: bytes) -> Any:
+        return self._ipv6.offload_path(dst, src)
+
+    def output_offload(self, path: Any, src: bytes, dst: bytes, segment: bytes, mss: int,
+                       hlen: int) -> None:
+        self._ipv6.output_offload(path, src, dst, segment, mss, hlen, flow=self.flow_label)
+
+    def route_mtu(self, dst: bytes) -> int:
+        return self._ipv6.route_mtu(dst)

@@ -14,11 +14,12 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from femtotcp.core import rand
 from femtotcp.proto.ports import port_taken
 from femtotcp.proto.ratelimit import TokenBucket
 from femtotcp.proto.tcp.config import TcpConfig
 from femtotcp.proto.tcp.connection import TIME_WAIT, TcpConnection, _os_error
-from femtotcp.proto.tcp.env import StackEnv
+from femtotcp.proto.tcp.env import StackEnv, StackEnv6
 from femtotcp.proto.tcp.isn import (
     COOKIE_PERIOD,
     IsnGenerator,
@@ -37,8 +38,10 @@ from femtotcp.wire.checksum import ones_sum
 if TYPE_CHECKING:
     from femtotcp.stack.interface import Interface
     from femtotcp.stack.ipv4 import Ipv4
+    from femtotcp.stack.ipv6 import Ipv6
     from femtotcp.stack.stack import Stack
     from femtotcp.wire.ipv4 import Ipv4Header
+    from femtotcp.wire.ipv6 import Ipv6Header
 
 ANY4 = b"\x00" * 4
 ANY6 = b"\x00" * 16
@@ -87,6 +90,23 @@ class Tcp:
         stack.ip_protocols[wire.PROTO] = self.input
         stack.ip_error_handlers[wire.PROTO] = self.on_ip_error
         stack.add_batch_hook(self.end_batch)
+        if stack.ipv6 is not None:
+            self.attach_ipv6(stack.ipv6)
+
+    def attach_ipv6(self, ipv6: Ipv6) -> None:
+        """Carry TCP over IPv6 too (next header 6): the same input (the
+        pseudo-header sum over 16-byte addresses is the same expression) and
+        the same ICMP error path (Linux's tcp_v6_err acts as tcp_v4_err)."""
+        ipv6.protocols[wire.PROTO] = self.input
+        ipv6.error_handlers[wire.PROTO] = self.on_ip_error
+
+    def _env_for(self, raddr: bytes) -> StackEnv:
+        """The shared env for IPv4; for IPv6 one per connection, holding its
+        flow label (RFC 6437 3: random, non-zero, 20 bits)."""
+        ipv6 = self.stack.ipv6
+        if len(raddr) == 4 or ipv6 is None:
+            return self.env
+        return StackEnv6(self, ipv6, rand.randbelow(0xFFFFF) + 1)
 
     # ------------------------------------------------------------------ batches
     def end_batch(self, now: float) -> None:
@@ -104,18 +124,20 @@ class Tcp:
                 del due[:i]            # a raising callback leaves the rest for next time
 
     # ------------------------------------------------------------------ program API
-    def listen(self, local_addr: bytes, port: int, backlog: int = 128) -> TcpListener:
-        """A listener on (addr, port); the all-zero address means every address.
+    def listen(self, local_addr: bytes, port: int, backlog: int = 128,
+               v6only: bool = False) -> TcpListener:
+        """A listener on (addr, port); the all-zero address means every address
+        of its family, and ``::`` without ``v6only`` IPv4 ones too (as Linux).
         OSError(EADDRINUSE) when the port is taken; port 0 picks a free one."""
         if not 0 <= port <= 65535:
             raise _os_error(errno.EINVAL)
         if local_addr not in (ANY4, ANY6) and not self.stack.is_local(local_addr):
             raise _os_error(errno.EADDRNOTAVAIL)
         if port == 0:
-            port = self._free_listen_port(local_addr)
-        if self._listen_conflict(local_addr, port):
+            port = self._free_listen_port(local_addr, v6only)
+        if self._listen_conflict(local_addr, port, v6only):
             raise _os_error(errno.EADDRINUSE)
-        lst = TcpListener(self, local_addr, port, backlog)
+        lst = TcpListener(self, local_addr, port, backlog, v6only)
         self._listeners[(local_addr, port)] = lst
         self.counters["tcp.listens"] += 1
         return lst
@@ -146,7 +168,7 @@ class Tcp:
             sport = picked
         elif (src, sport, dst, port) in self._conns:
             raise _os_error(errno.EADDRINUSE)
-        conn = TcpConnection(self.env, src, sport, dst, port)
+        conn = TcpConnection(self._env_for(dst), src, sport, dst, port)
         for name, value in options.items():
             if name not in INHERITED:
                 raise TypeError(f"unknown TCP option {name!r} (known: {', '.join(INHERITED)})")
@@ -188,14 +210,22 @@ class Tcp:
         if (src, port, dst, dport) in self._conns:
             return True
         return (src, port) in self._listeners or (
-            (ANY4 if len(src) == 4 else ANY6), port) in self._listeners
+            (ANY4 if len(src) == 4 else ANY6), port) in self._listeners or (
+            len(src) == 4 and self._dual_listener(port) is not None)
 
-    def _listen_conflict(self, addr: bytes, port: int) -> bool:
-        return port_taken(self._listeners, addr, port)
+    def _listen_conflict(self, addr: bytes, port: int, v6only: bool = True) -> bool:
+        dual = self._dual_listener(port)
+        return port_taken(self._listeners, addr, port, v6only,
+                          () if dual is None else (dual.local,))
 
-    def _free_listen_port(self, addr: bytes) -> int:
+    def _dual_listener(self, port: int) -> TcpListener | None:
+        """The listener on ``::`` that takes IPv4 on ``port``, if any."""
+        lst = self._listeners.get((ANY6, port))
+        return lst if lst is not None and not lst.v6only else None
+
+    def _free_listen_port(self, addr: bytes, v6only: bool = True) -> int:
         def used(p: int) -> bool:
-            return self._listen_conflict(addr, p) or any(
+            return self._listen_conflict(addr, p, v6only) or any(
                 k[1] == p for k in self._conns)
         port = self.ports.pick(addr, b"", 0, used)
         if port is None:
@@ -221,7 +251,7 @@ class Tcp:
         counters["tcp.ooo_held_bytes"] = sum(c.ooo.nbytes for c in self._conns.values())
 
     # ------------------------------------------------------------------ input
-    def input(self, ip: Ipv4Header, segment: memoryview, iface: Interface,
+    def input(self, ip: Ipv4Header | Ipv6Header, segment: memoryview, iface: Interface,
               packet: memoryview, csum_ok: bool = False) -> None:
         """IP protocol 6 handler: checksum (unless the device vouched for it,
         ``csum_ok``: see ``Stack.receive``), demultiplex, hand over."""
@@ -264,6 +294,8 @@ class Tcp:
         if local:
             lst = self._listeners.get((dst, dport)) or self._listeners.get(
                 (ANY4 if len(dst) == 4 else ANY6, dport))
+            if lst is None and len(dst) == 4:
+                lst = self._dual_listener(dport)
             if lst is not None:
                 self._listen_input(lst, src, dst, hdr, segment[hlen:])
                 return
@@ -337,7 +369,8 @@ class Tcp:
             else:
                 counters["tcp.syn_queue_overflow"] += 1
             return
-        conn = TcpConnection(self.env, dst, hdr.dst_port, src, hdr.src_port, listener=lst)
+        conn = TcpConnection(self._env_for(src), dst, hdr.dst_port, src, hdr.src_port,
+                             listener=lst)
         lst.apply_options(conn)
         self._conns[conn.key] = conn
         lst.syn_queue[conn.key] = conn
@@ -400,7 +433,7 @@ class Tcp:
             sack = sack and cfg.sack
         else:
             opts = wire.TcpOptions()    # no timestamps: none of the extensions
-        conn = TcpConnection(self.env, dst, lport, src, rport, listener=lst)
+        conn = TcpConnection(self._env_for(src), dst, lport, src, rport, listener=lst)
         lst.apply_options(conn)
         self._conns[conn.key] = conn
         conn.open_from_cookie(hdr, opts, mss, wscale, sack)

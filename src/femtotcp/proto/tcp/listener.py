@@ -27,9 +27,14 @@ class TcpListener:
     called (loop thread) when the accept queue grows. Options set on the
     listener (see ``INHERITED``) apply to the connections it creates."""
 
-    def __init__(self, tcp: Tcp, addr: bytes, port: int, backlog: int) -> None:
+    def __init__(self, tcp: Tcp, addr: bytes, port: int, backlog: int,
+                 v6only: bool = False) -> None:
         self.tcp = tcp
         self.local = (addr, port)
+        #: IPV6_V6ONLY: a listener on ``::`` without it takes IPv4 connections
+        #: too (Linux's default, net.ipv6.bindv6only=0); they stay IPv4 here
+        #: (4-byte addresses), the socket API shows them as ::ffff:a.b.c.d.
+        self.v6only = v6only
         self.backlog = max(1, backlog)
         self.syn_queue: dict[tuple[bytes, int, bytes, int], TcpConnection] = {}
         self.accept_queue: deque[TcpConnection] = deque()
