@@ -23,7 +23,7 @@ from typing import Any
 from femtotcp.gateway.dns_forward import DnsForwarder, resolv_conf_servers
 from femtotcp.gateway.flows import Limits
 from femtotcp.gateway.nat import Nat, UdpForward
-from femtotcp.phy.netns import setns
+from femtotcp.phy.netns import entered_fd
 from femtotcp.runtime import Runtime
 from femtotcp.stack.config import StackConfig
 from femtotcp.stack.stack import Stack, parse_prefix
@@ -186,16 +186,8 @@ def in_netns(spec: str | None) -> Iterator[None]:
     except OSError as exc:
         raise OSError(exc.errno, f"--netns {spec}: cannot open {path}: {exc.strerror}") \
             from None
-    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        setns(target)
-        try:
-            yield
-        finally:
-            setns(original)
-    finally:
-        os.close(target)
-        os.close(original)
+    with entered_fd(target):
+        yield
 
 
 class Gateway:

@@ -37,13 +37,9 @@ def check_name(name: str) -> str:
 
 
 @contextlib.contextmanager
-def entered(name: str) -> Iterator[None]:
-    """Run the body with the current thread inside network namespace ``name``."""
-    check_name(name)
-    try:
-        target = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise OSError(errno.ENOENT, f"no network namespace {name!r}") from None
+def entered_fd(target: int) -> Iterator[None]:
+    """Run the body with the current thread inside the network namespace open
+    at ``target`` (closed afterwards), and return to the thread's own after."""
     try:
         original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     except BaseException:
@@ -58,6 +54,18 @@ def entered(name: str) -> Iterator[None]:
     finally:
         os.close(target)
         os.close(original)
+
+
+@contextlib.contextmanager
+def entered(name: str) -> Iterator[None]:
+    """Run the body with the current thread inside network namespace ``name``."""
+    check_name(name)
+    try:
+        target = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise OSError(errno.ENOENT, f"no network namespace {name!r}") from None
+    with entered_fd(target):
+        yield
 
 
 def create(name: str) -> None:

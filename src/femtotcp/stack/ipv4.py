@@ -248,15 +248,10 @@ class Ipv4:
             counters["ipv4.tx_loopback"] += 1
             return 0
         else:
-            route = stack.routes.lookup(dst)
-            if route is None or (iface is not None and route.iface is not iface):
-                if iface is None:
-                    counters["ipv4.no_route"] += 1
-                    return errno.ENETUNREACH
-            else:
-                iface = route.iface
-                if route.gateway is not None:
-                    next_hop = route.gateway
+            route, iface, next_hop = stack.routes.via(dst, iface)
+            if iface is None:
+                counters["ipv4.no_route"] += 1
+                return errno.ENETUNREACH
         if src is None:
             src = iface.ipv4_for(next_hop) or ANY
         counters["ipv4.tx"] += 1

@@ -573,15 +573,10 @@ class Ipv6:
                 counters["ipv6.no_route"] += 1
                 return errno.ENETUNREACH
         else:
-            route = self.routes.lookup(dst)
-            if route is None or (iface is not None and route.iface is not iface):
-                if iface is None:
-                    counters["ipv6.no_route"] += 1
-                    return errno.ENETUNREACH
-            else:
-                iface = route.iface
-                if route.gateway is not None:
-                    next_hop = route.gateway
+            route, iface, next_hop = self.routes.via(dst, iface)
+            if iface is None:
+                counters["ipv6.no_route"] += 1
+                return errno.ENETUNREACH
         if src is None:
             src = self.source_for(iface, dst)
             if src is None:

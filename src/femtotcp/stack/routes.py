@@ -65,6 +65,18 @@ class RouteTable:
         self.routes = [r for r in self.routes if not (r.iface is iface and r.origin == origin)]
         self._cache.clear()
 
+    def via(self, dst: bytes, iface: Interface | None
+            ) -> tuple[Route | None, Interface | None, bytes]:
+        """Where a unicast datagram to ``dst`` leaves: (route, interface, next hop).
+        The route's interface and its gateway (or ``dst`` on-link); a caller that
+        forces an interface the route does not use sends to ``dst`` on-link there
+        (SO_BINDTODEVICE, a link-scoped address). The interface is None when
+        nothing leads there."""
+        route = self.lookup(dst)
+        if route is None or (iface is not None and route.iface is not iface):
+            return route, iface, dst
+        return route, route.iface, route.gateway or dst
+
     def lookup(self, dst: bytes) -> Route | None:
         cache = self._cache
         route = cache.get(dst)
