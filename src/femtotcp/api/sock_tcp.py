@@ -25,6 +25,7 @@ from femtotcp.api.sock_base import (
     ANY6,
     CHUNK,
     DEFAULT_BACKLOG,
+    IPPROTO_IPV6,
     IPPROTO_TCP,
     SHUT_RD,
     SHUT_WR,
@@ -125,6 +126,13 @@ class _TcpLink(_Link):
         for (level, opt), value in self.opts.items():
             _apply_tcp_opt(conn, level, opt, value)
 
+    def _syn_opts(self) -> dict[str, Any]:
+        """IPV6_UNICAST_HOPS and IPV6_TCLASS (-1: the default) as ``Tcp.connect``
+        options: the SYN carries them already."""
+        hops = self.opts.get((IPPROTO_IPV6, _std.IPV6_UNICAST_HOPS), -1)
+        tclass = self.opts.get((IPPROTO_IPV6, _std.IPV6_TCLASS), -1)
+        return {"hop_limit": None if hops < 0 else hops, "tclass": max(0, tclass)}
+
     def set_opt(self, level: int, opt: int, value: Any) -> None:
         self.opts[(level, opt)] = value
         if self.conn is not None:
@@ -203,7 +211,7 @@ class _TcpLink(_Link):
         if src in (ANY4, ANY6):
             src = None
         try:
-            conn = tcp.connect(dst, port, src=src, sport=sport)
+            conn = tcp.connect(dst, port, src=src, sport=sport, **self._syn_opts())
         except BaseException:
             self.filler = filler
             self._drop_filler()
@@ -603,6 +611,11 @@ def _apply_tcp_opt(obj: Any, level: int, opt: int, value: Any) -> None:
             name = "keepalive_interval"
         elif opt == _TCP_KEEPCNT:
             name = "keepalive_count"
+    elif level == IPPROTO_IPV6:      # -1: back to the default
+        if opt == _std.IPV6_UNICAST_HOPS:
+            name, value = "hop_limit", (None if value < 0 else value)
+        elif opt == _std.IPV6_TCLASS:
+            name, value = "tclass", max(0, value)
     if name is None or not hasattr(obj, name):
         return
     try:

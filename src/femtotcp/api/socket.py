@@ -536,7 +536,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
     def _set_ipv6_opt(self, optname: int, value: Any) -> None:
         """IPV6_V6ONLY (only before the socket has a port, as Linux's
         inet_num check), IPV6_UNICAST_HOPS and IPV6_TCLASS (-1 for the
-        default, else 0-255; used by datagram sockets)."""
+        default, else 0-255; on the wire for datagram and stream sockets)."""
         link = self._link
         if self._sfamily != AF_INET6 or optname not in _IPV6_OPTS:
             raise _oserror(errno.ENOPROTOOPT)
@@ -555,6 +555,9 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
                 if link.local is not None or getattr(link, "bound", None) is not None:
                     raise _oserror(errno.EINVAL)
                 link.opts[key] = bool(val)
+                return
+            if isinstance(link, _TcpLink):
+                link.set_opt(_IPPROTO_IPV6, optname, val)   # its connection's segments
                 return
             link.opts[key] = val
             if isinstance(link, _UdpLink):

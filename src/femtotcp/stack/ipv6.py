@@ -628,15 +628,16 @@ class Ipv6:
 
     def output_offload(self, path: OffloadPath, src: bytes, dst: bytes,
                        segment: bytes | bytearray, gso_size: int, tcp_hlen: int,
-                       tos: int = 0, flow: int = 0) -> None:
+                       tos: int = 0, flow: int = 0, hop: int | None = None) -> None:
         """One TCP segment whose checksum field holds the pseudo-header sum, in
         one device write; ``gso_size`` makes it a TSO super-segment (the
-        device marks it TCPV6)."""
+        device marks it TCPV6). ``hop``: the hop limit (None: the stack's)."""
         counters = self.stack.counters
         counters["ipv6.tx"] += 1
         if gso_size:
             counters["ipv6.tx_tso"] += 1
-        packet = wire.build(src, dst, wire.PROTO_TCP, segment, self.hop_limit, tos, flow)
+        packet = wire.build(src, dst, wire.PROTO_TCP, segment,
+                            self.hop_limit if hop is None else hop, tos, flow)
         start = path.csum_start
         path.device.send_offload(path.eth + packet, gso_size, start, 16, start + tcp_hlen)
 

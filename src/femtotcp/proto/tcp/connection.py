@@ -191,6 +191,31 @@ class TcpConnection:
         return (f"<TcpConnection {ip_str(self._laddr)}:{self._lport} -> "
                 f"{ip_str(self._raddr)}:{self._rport} {self.state}>")
 
+    # IPV6_UNICAST_HOPS and IPV6_TCLASS: kept by the connection's IPv6 env, which
+    # puts them on every segment; an IPv4 connection (one a dual-stack listener
+    # took) has none, as Linux applies them to IPv6 packets only.
+    @property
+    def hop_limit(self) -> int | None:
+        """The hop limit of this connection's segments (None: the stack's)."""
+        value: int | None = getattr(self.env, "hop_limit", None)
+        return value
+
+    @hop_limit.setter
+    def hop_limit(self, value: int | None) -> None:
+        if hasattr(self.env, "hop_limit"):
+            setattr(self.env, "hop_limit", value)   # noqa: B010 - not every env has it
+
+    @property
+    def tclass(self) -> int:
+        """The traffic class of this connection's segments."""
+        value: int = getattr(self.env, "tclass", 0)
+        return value
+
+    @tclass.setter
+    def tclass(self, value: int) -> None:
+        if hasattr(self.env, "tclass"):
+            setattr(self.env, "tclass", value)   # noqa: B010 - not every env has it
+
     # ================================================================ the parts' fields
     # Send side.
     iss: int = _via("snd.iss")

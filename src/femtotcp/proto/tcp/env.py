@@ -156,25 +156,30 @@ class StackEnv:
 
 class StackEnv6(StackEnv):
     """``TcpEnv`` for one connection over IPv6: its segments carry the
-    connection's flow label (RFC 6437: one per flow, never zero), TSO
+    connection's flow label (RFC 6437: one per flow, never zero), hop limit
+    (IPV6_UNICAST_HOPS; None: the stack's) and traffic class (IPV6_TCLASS), TSO
     super-segments go out as TCPV6, and its MSS follows the IPv6 path MTU."""
 
-    __slots__ = ("_ipv6", "flow_label")
+    __slots__ = ("_ipv6", "flow_label", "hop_limit", "tclass")
 
     def __init__(self, tcp: Tcp, ipv6: Ipv6, flow_label: int) -> None:
         super().__init__(tcp)
         self._ipv6 = ipv6
         self.flow_label = flow_label
+        self.hop_limit: int | None = None
+        self.tclass = 0
 
     def output(self, src: bytes, dst: bytes, segment: bytes) -> int:
-        return self._ipv6.output(dst, 6, segment, src=src, df=True, flow=self.flow_label)
+        return self._ipv6.output(dst, 6, segment, src=src, ttl=self.hop_limit, tos=self.tclass,
+                                 df=True, flow=self.flow_label)
 
     def offload_path(self, src: bytes, dst: bytes) -> Any:
         return self._ipv6.offload_path(dst, src)
 
     def output_offload(self, path: Any, src: bytes, dst: bytes, segment: bytes, mss: int,
                        hlen: int) -> None:
-        self._ipv6.output_offload(path, src, dst, segment, mss, hlen, flow=self.flow_label)
+        self._ipv6.output_offload(path, src, dst, segment, mss, hlen, tos=self.tclass,
+                                  flow=self.flow_label, hop=self.hop_limit)
 
     def route_mtu(self, dst: bytes) -> int:
         return self._ipv6.route_mtu(dst)

@@ -32,6 +32,15 @@ class IsnGenerator:
                             digest_size=4, person=b"tsoff").digest()
         return int.from_bytes(f, "big")
 
+    def flow_label(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
+        """RFC 6437 3: a flow label for a segment no connection owns (a RST, a
+        SYN-cookie SYN-ACK), from a keyed hash of its 4-tuple as Linux's auto
+        flow labels: 20 bits, never zero, the same for every such reply in one
+        flow and unpredictable to others."""
+        f = rand.blake2s(_tuple_bytes(laddr, lport, raddr, rport), key=self._key,
+                         digest_size=4, person=b"flow").digest()
+        return int.from_bytes(f, "big") & 0xFFFFF or 1
+
 
 # MSS values a cookie can carry (3 bits), as Linux's msstab plus jumbo sizes.
 COOKIE_MSS = (216, 536, 1200, 1300, 1400, 1440, 1460, 8960)

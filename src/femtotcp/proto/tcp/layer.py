@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 ANY4 = b"\x00" * 4
 ANY6 = b"\x00" * 16
 _PORTS_SEQ = struct.Struct("!HHI")
+_PORTS = struct.Struct("!HH")
 _HDR = struct.Struct("!HHIIHHHH")
 
 Key = tuple[bytes, int, bytes, int]
@@ -336,7 +337,23 @@ class Tcp:
                              wire.RST | wire.ACK, 0)
         self.counters["tcp.rst_sent"] += 1
         # DF as on every other TCP segment we send (Linux sets it on its resets too).
-        self.stack.ip_output(src, wire.PROTO, seg, src=dst, df=True)
+        self._reply(src, dst, seg, True)
+
+    def _reply(self, to: bytes, frm: bytes, seg: bytes, df: bool,
+               lst: TcpListener | None = None) -> None:
+        """Send a segment no connection owns (a RST, a SYN-cookie SYN-ACK). Over
+        IPv6 it carries the flow label ``IsnGenerator.flow_label`` gives its
+        4-tuple (RFC 6437 3), and a listener's IPV6_UNICAST_HOPS and
+        IPV6_TCLASS, as its connections' SYN-ACKs do."""
+        ipv6 = self.stack.ipv6
+        if len(to) == 4 or ipv6 is None:
+            self.stack.ip_output(to, wire.PROTO, seg, src=frm, df=df)
+            return
+        lport, rport = _PORTS.unpack_from(seg)
+        ipv6.output(to, wire.PROTO, seg, src=frm, df=df,
+                    ttl=None if lst is None else lst.hop_limit,
+                    tos=0 if lst is None else lst.tclass,
+                    flow=self.isn.flow_label(frm, lport, to, rport))
 
     def _listen_input(self, lst: TcpListener, src: bytes, dst: bytes, hdr: wire.TcpHeader,
                       payload: memoryview) -> None:
@@ -404,7 +421,7 @@ class Tcp:
                          min(rcvbuf, 0xFFFF), b"", options)
         lst.cookie_time = now
         self.counters["tcp.syncookies_sent"] += 1
-        self.stack.ip_output(src, wire.PROTO, seg, src=dst)
+        self._reply(src, dst, seg, False, lst)
 
     def _cookie_ack(self, lst: TcpListener, src: bytes, dst: bytes, hdr: wire.TcpHeader,
                     payload: memoryview) -> bool:

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 #: Connection options a listener hands down to the connections it accepts.
 INHERITED = ("nodelay", "keepalive", "keepalive_idle", "keepalive_interval",
-             "keepalive_count", "linger", "user_timeout", "maxseg", "rcvbuf", "sndbuf")
+             "keepalive_count", "linger", "user_timeout", "maxseg", "rcvbuf", "sndbuf",
+             "hop_limit", "tclass")
 
 
 class TcpListener:
@@ -60,7 +61,7 @@ class TcpListener:
                         "keepalive_interval": cfg.keepalive_interval,
                         "keepalive_count": cfg.keepalive_count, "linger": None,
                         "user_timeout": 0.0, "maxseg": 0, "rcvbuf": cfg.rcvbuf,
-                        "sndbuf": cfg.sndbuf}
+                        "sndbuf": cfg.sndbuf, "hop_limit": None, "tclass": 0}
             return defaults[name]
         raise AttributeError(name)
 
