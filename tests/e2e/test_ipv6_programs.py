@@ -5,6 +5,8 @@ dnsmasq and python's http.server on the kernel side.
 
 The stack is 2001:db8:1::2/64 (and 192.0.2.2/24), the kernel 2001:db8:1::1/64
 (and 192.0.2.1/24); dnsmasq on the kernel side is authoritative for ``test``.
+The last test runs the stack in-process and has ip6tables count the hop
+limit and traffic class of every TCP packet it sends.
 Addresses from 2001:db8::/32 and 192.0.2.0/24 only, inside the namespace.
 """
 
@@ -23,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from netns import Netns, stop_process
+from netns import Netns, kernel_tap, stop_process
 from test_api_kernel import _drain, _env
 from test_ipv6_kernel import enable_ipv6
 
@@ -502,3 +504,61 @@ def test_ctl_resolve_prints_the_aaaa_dnsmasq_serves(
     finally:
         stop_process(proc)
 
+
+
+# -- IPV6_UNICAST_HOPS and IPV6_TCLASS on TCP segments, TSO ones too -----------------------
+
+def test_tcp_hops_and_class_reach_the_kernel_on_every_segment(
+        ns: Netns, require_program: Callable[[str], str]) -> None:
+    """A stack socket with IPV6_UNICAST_HOPS 33 and IPV6_TCLASS 0x28 (DSCP 10)
+    sends 3 MB to a kernel listener over the offloading TAP: ip6tables in the
+    namespace counts every TCP packet from the stack, and all had hop limit 33
+    and DSCP 10; the stack sent TSO super-segments."""
+    require_program("ip6tables")
+    import threading
+
+    from netns import entered
+    from test_ipv6_kernel import ready, stack6
+
+    from femtotcp.api.socket import network_for
+    from femtotcp.wire import ip_bytes
+
+    enable_ipv6(ns)
+    rule = ["-p", "tcp", "-s", STACK6]
+    ns.run("ip6tables", "-A", "INPUT", *rule, "-m", "hl", "--hl-eq", "33", "-m", "dscp",
+           "--dscp", "0x0a", "-j", "ACCEPT")
+    ns.run("ip6tables", "-A", "INPUT", *rule)      # counts whatever the first did not
+    dev = kernel_tap(ns, TAP, f"{KERNEL6}/64")
+    with entered(ns):
+        lst = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    lst.bind(("::", 0))
+    lst.listen()
+    lst.settimeout(30)
+    got: list[int] = []
+
+    def serve() -> None:
+        conn, _ = lst.accept()
+        with conn:
+            n = 0
+            while data := conn.recv(1 << 16):
+                n += len(data)
+            got.append(n)
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    with lst, stack6(dev, ip_bytes(STACK6)) as (rt, stack):
+        assert rt.wait_until(ready(stack, ip_bytes(STACK6)), 10)
+        sock = network_for(stack, rt).socket(socket.AF_INET6, socket.SOCK_STREAM)
+        with sock:
+            sock.settimeout(30)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 33)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, 0x28)
+            sock.connect((KERNEL6, lst.getsockname()[1]))
+            sock.sendall(os.urandom(3_000_000))
+            sock.shutdown(socket.SHUT_WR)
+            th.join(30)
+        counters = rt.call(stack.counters.snapshot)
+    assert got == [3_000_000]
+    assert counters.get("ipv6.tx_tso", 0) > 0
+    table = ns.run("ip6tables", "-L", "INPUT", "-v", "-n", "-x").stdout.splitlines()
+    counts = [int(line.split()[0]) for line in table if STACK6 in line]
+    assert counts[0] > 0 and counts[1] == 0, table
