@@ -436,39 +436,62 @@ with s:
 """
 
 
-@pytest.mark.parametrize("missing", ["no-route", "kernel-unreachable"])
-def test_create_connection_falls_back_to_ipv4_when_ipv6_is_unreachable(
+HAPPY_EYEBALLS = WAIT_GLOBAL6 + """
+import asyncio, json, socket, sys, time
+name, port = sys.argv[1], int(sys.argv[2])
+wait_global6(sys.argv[3])
+
+async def main():
+    infos = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(name, port, happy_eyeballs_delay=0.3), 20)
+    sock = writer.get_extra_info("socket")
+    writer.write(b"GET /hello.txt HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n")
+    reply = await reader.read()
+    writer.close()
+    print(json.dumps({"order": [i[4][0] for i in infos], "family": int(sock.family),
+                      "peer": sock.getpeername()[0],
+                      "body": reply.split(b"\\r\\n\\r\\n", 1)[1].decode()}))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize(("client", "missing"), [
+    ("create_connection", "no-route"), ("create_connection", "kernel-unreachable"),
+    ("happy_eyeballs", "kernel-unreachable"), ("happy_eyeballs", "kernel-blackhole")])
+def test_dual_stack_clients_fall_back_to_ipv4_when_ipv6_is_unreachable(
         ns: Netns, tmp_path: Path, require_program: Callable[[str], str],
-        missing: str) -> None:
+        client: str, missing: str) -> None:
     """dnsmasq answers both A (the kernel's 192.0.2.1) and AAAA (FAR6) for
     both.test. ``no-route``: the stack has an IPv6 address but no route to
     FAR6, so getaddrinfo puts the A first (RFC 6724 rule 1) and the connection
-    is IPv4. ``kernel-unreachable``: the stack routes FAR6 via the kernel
-    (``--gateway6``), which answers the SYN with ICMPv6 "no route": the AAAA
-    comes first, its connect fails at once and create_connection goes on to
-    the A."""
+    is IPv4. With ``--gateway6`` the stack routes FAR6 via the kernel and the
+    AAAA comes first: ``kernel-unreachable``, the kernel answers the SYN with
+    ICMPv6 "no route", the connect fails at once and ``create_connection``
+    (or asyncio) goes on to the A; ``kernel-blackhole``, the kernel drops the
+    SYN silently and asyncio's ``happy_eyeballs_delay`` (RFC 8305) starts the
+    IPv4 attempt, which wins."""
     require_program("dnsmasq")
     require_program("ss")
     www = tmp_path / "www"
     www.mkdir()
     (www / "hello.txt").write_text("hello over IPv4\n")
-    script = tmp_path / "cc.py"
-    script.write_text(CREATE_CONNECTION)
-    extra: Sequence[str] = ()
-    if missing == "kernel-unreachable":
-        extra = ("--gateway6", KERNEL6)
+    script = tmp_path / "client.py"
+    script.write_text(CREATE_CONNECTION if client == "create_connection" else HAPPY_EYEBALLS)
+    extra: Sequence[str] = () if missing == "no-route" else ("--gateway6", KERNEL6)
 
     def setup() -> None:
-        if missing == "kernel-unreachable":
+        if missing != "no-route":
             ns.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-            ns.ip("-6", "route", "add", "unreachable", "2001:db8:9::/64")
+            ns.ip("-6", "route", "add", missing.split("-")[1], "2001:db8:9::/64")
         start_dnsmasq(ns, tmp_path, f"both.test,{KERNEL4},{FAR6}")
         kernel_http_server(ns, www, 8002)
 
     with femtotcp_run6(ns, "--dns", KERNEL4, *extra, str(script), "both.test", "8002",
                        KERNEL6, setup=setup) as proc:
         result = finish(proc, 120)
-    order = [FAR6, KERNEL4] if missing == "kernel-unreachable" else [KERNEL4, FAR6]
+    order = [KERNEL4, FAR6] if missing == "no-route" else [FAR6, KERNEL4]
     assert result == {"order": order, "family": int(socket.AF_INET), "peer": KERNEL4,
                       "body": "hello over IPv4\n"}
 
