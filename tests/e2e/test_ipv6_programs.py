@@ -191,8 +191,9 @@ def test_curl6_fetches_10mb_from_http_server_on_the_stack(
 
 # -- 2. urllib under femtotcp run, by name through dnsmasq's AAAA --------------------------
 
-FETCH = """
+FETCH = WAIT_GLOBAL6 + """
 import hashlib, json, socket, sys, time, urllib.request
+wait_global6(sys.argv[3])
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 deadline = time.monotonic() + 40
 while True:
@@ -233,7 +234,7 @@ def test_urllib_on_the_stack_fetches_by_name_through_dnsmasq_aaaa(
         kernel_http_server(ns, www, 8001)
 
     with femtotcp_run6(ns, "--dns", KERNEL6, str(script), "http://web6.test:8001/file.bin",
-                       "web6.test", setup=setup) as proc:
+                       "web6.test", KERNEL6, setup=setup) as proc:
         result = finish(proc)
     assert result == {"status": 200, "len": len(body), "sha256": _sha(body),
                       "peer": [KERNEL6, 8001, 0, 0], "families": [int(socket.AF_INET6)],
