@@ -36,9 +36,11 @@ def _env() -> dict[str, str]:
 
 @contextmanager
 def femtotcp_run(ns: Netns, *program: str, ready: str | None = None,
+                 setup: Callable[[], None] | None = None,
                  timeout: float = 30.0) -> Iterator[subprocess.Popen[str]]:
     """``femtotcp run`` in ``ns``; the kernel side is addressed once the TAP
-    exists, and with ``ready`` we wait for the program to print that line."""
+    exists (then ``setup`` runs), and with ``ready`` we wait for the program
+    to print that line."""
     proc: subprocess.Popen[str] = ns.popen(
         sys.executable, "-m", "femtotcp", "run", "--tap", TAP, "--ip", f"{STACK}/24",
         *program, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
@@ -49,6 +51,8 @@ def femtotcp_run(ns: Netns, *program: str, ready: str | None = None,
                 pytest.fail(f"femtotcp run did not create {TAP}: {_drain(proc)}")
             time.sleep(0.05)
         ns.ip("addr", "add", f"{KERNEL}/24", "dev", TAP)
+        if setup is not None:
+            setup()
         if ready is not None:
             assert proc.stdout is not None
             while True:

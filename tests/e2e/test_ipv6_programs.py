@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import select
 import socket
 import subprocess
 import sys
@@ -26,11 +25,10 @@ from pathlib import Path
 
 import pytest
 from netns import Netns, kernel_tap, stop_process
-from test_api_kernel import _drain, _env
+from test_api_kernel import _drain, femtotcp_run
 from test_ipv6_kernel import enable_ipv6
 
 KERNEL4 = "192.0.2.1"
-STACK4 = "192.0.2.2"
 KERNEL6 = "2001:db8:1::1"
 STACK6 = "2001:db8:1::2"
 TAP = "ftap0"
@@ -38,48 +36,23 @@ TAP = "ftap0"
 FAR6 = "2001:db8:9::1"
 
 
-def kernel_addresses(ns: Netns) -> None:
-    """The kernel side of the TAP (once it exists): both families, no DAD."""
-    ns.ip("addr", "add", f"{KERNEL4}/24", "dev", TAP)
-    ns.ip("-6", "addr", "add", f"{KERNEL6}/64", "dev", TAP, "nodad")
-
-
 @contextmanager
-def femtotcp_run6(ns: Netns, *args: str, ipv6: bool = True, ready: str | None = None,
+def femtotcp_run6(ns: Netns, *args: str, ready: str | None = None,
                   setup: Callable[[], None] | None = None,
                   timeout: float = 30.0) -> Iterator[subprocess.Popen[str]]:
     """``femtotcp run --tap ftap0 --ip 192.0.2.2/24 --ipv6 2001:db8:1::2/64 ARGS``
-    in ``ns``; once the TAP exists the kernel side is addressed and ``setup``
-    runs (dnsmasq, routes); with ``ready`` we wait for the program's line."""
+    in ``ns`` (test_api_kernel's ``femtotcp_run``); once the TAP exists the
+    kernel side gets both its addresses and ``setup`` runs (dnsmasq, routes)."""
     enable_ipv6(ns)
-    flags = ["--ipv6", f"{STACK6}/64"] if ipv6 else []
-    proc: subprocess.Popen[str] = ns.popen(
-        sys.executable, "-m", "femtotcp", "run", "--tap", TAP, "--ip", f"{STACK4}/24",
-        *flags, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=_env())
-    try:
-        deadline = time.monotonic() + timeout
-        while ns.ip("link", "show", TAP, check=False).returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"femtotcp run did not create {TAP}: {_drain(proc)}")
-            time.sleep(0.05)
-        kernel_addresses(ns)
+
+    def address6() -> None:
+        ns.ip("-6", "addr", "add", f"{KERNEL6}/64", "dev", TAP, "nodad")
         if setup is not None:
             setup()
-        if ready is not None:
-            assert proc.stdout is not None
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
-                    pytest.fail(f"no {ready!r} from the program: {_drain(proc)}")
-                line = proc.stdout.readline()
-                if not line:
-                    pytest.fail(f"the program ended early: {_drain(proc)}")
-                if line.strip() == ready:
-                    break
+
+    with femtotcp_run(ns, "--ipv6", f"{STACK6}/64", *args, ready=ready, setup=address6,
+                      timeout=timeout) as proc:
         yield proc
-    finally:
-        stop_process(proc)
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 180.0) -> dict[str, object]:
@@ -93,22 +66,14 @@ def finish(proc: subprocess.Popen[str], timeout: float = 180.0) -> dict[str, obj
     return result
 
 
-def wait_udp_port(ns: Netns, port: int, timeout: float = 10.0) -> None:
+def wait_port(ns: Netns, port: int, proto: str = "udp", timeout: float = 10.0) -> None:
+    """Until something in the namespace listens on ``port`` (``ss``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if f":{port} " in ns.run("ss", "-lnu", check=False).stdout:
+        if f":{port} " in ns.run("ss", f"-ln{proto[0]}", check=False).stdout:
             return
         time.sleep(0.05)
-    raise AssertionError(f"nothing listens on UDP {port} in the namespace")
-
-
-def wait_tcp_port(ns: Netns, port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if f":{port} " in ns.run("ss", "-lnt", check=False).stdout:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on TCP {port} in the namespace")
+    raise AssertionError(f"nothing listens on {proto} {port} in the namespace")
 
 
 def start_dnsmasq(ns: Netns, tmp: Path, *records: str) -> Path:
@@ -121,7 +86,7 @@ def start_dnsmasq(ns: Netns, tmp: Path, *records: str) -> Path:
              *(f"--host-record={r}" for r in records),
              "--log-queries", "--log-facility=-",
              stdout=log.open("w"), stderr=subprocess.STDOUT)
-    wait_udp_port(ns, 53)
+    wait_port(ns, 53)
     return log
 
 
@@ -130,7 +95,7 @@ def kernel_http_server(ns: Netns, www: Path, port: int) -> subprocess.Popen[byte
     proc: subprocess.Popen[bytes] = ns.popen(
         sys.executable, "-m", "http.server", str(port), "--bind", "::", "--directory",
         str(www), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_tcp_port(ns, port)
+    wait_port(ns, port, "tcp")
     return proc
 
 
@@ -299,7 +264,7 @@ def test_udp6_datagrams_to_a_socat_echo_on_the_kernel(
     def setup() -> None:
         ns.popen("socat", "UDP6-RECVFROM:9001,fork", "PIPE",
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_udp_port(ns, 9001)
+        wait_port(ns, 9001)
 
     with femtotcp_run6(ns, str(script), KERNEL6, "9001", setup=setup) as proc:
         result = finish(proc, 120)
@@ -390,7 +355,7 @@ def _bulk_each_way(ns: Netns, tmp_path: Path, nbytes: int) -> None:
     def setup() -> None:
         servers.append(ns.popen(sys.executable, str(echo), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True))
-        wait_tcp_port(ns, 7007)
+        wait_port(ns, 7007, "tcp")
 
     started = time.monotonic()
     with femtotcp_run6(ns, str(script), KERNEL6, str(nbytes), setup=setup) as proc:
@@ -509,7 +474,8 @@ def test_ctl_resolve_prints_the_aaaa_dnsmasq_serves(
     control = str(tmp_path / "ctl.sock")
     proc, line = start_serve(ns, control, "--ipv6", f"{STACK6}/64", "--dns", KERNEL6)
     try:
-        kernel_addresses(ns)
+        ns.ip("addr", "add", f"{KERNEL4}/24", "dev", TAP)
+        ns.ip("-6", "addr", "add", f"{KERNEL6}/64", "dev", TAP, "nodad")
         start_dnsmasq(ns, tmp_path, "six.test,2001:db8:1::66")
         served = Served(ns, proc, control, str(tmp_path), line)
         deadline = time.monotonic() + 20

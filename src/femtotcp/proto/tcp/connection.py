@@ -122,7 +122,8 @@ class TcpConnection:
     ``_count`` (seconds, count), ``rcvbuf``/``sndbuf`` (bytes), ``linger``
     (None, or seconds: 0 makes close() send a RST), ``user_timeout`` (seconds,
     0 = off; RFC 5482 semantics as Linux's TCP_USER_TIMEOUT), ``maxseg``
-    (TCP_MAXSEG, 0 = from the route MTU).
+    (TCP_MAXSEG, 0 = from the route MTU), ``hop_limit``/``tclass``
+    (IPV6_UNICAST_HOPS/IPV6_TCLASS, IPv6 connections only).
     """
 
     __slots__ = (
