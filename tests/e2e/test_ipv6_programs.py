@@ -236,8 +236,18 @@ for i, size in enumerate(sizes):
     else:
         raise SystemExit(f"no echo for datagram {i} ({size} bytes)")
     echoed.append(got == msg)
+# A closed port: the kernel's ICMPv6 port unreachable ends the next recv as on Linux.
+r = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+r.settimeout(5)
+r.connect((sys.argv[1], 9))
+r.send(b"anyone?")
+try:
+    r.recv(100)
+    refused = False
+except ConnectionRefusedError:
+    refused = True
 print(json.dumps({"echoed": echoed, "peer": list(s.getpeername()),
-                  "local": s.getsockname()[0]}))
+                  "local": s.getsockname()[0], "refused": refused}))
 """
 
 UDP_ECHO = """
@@ -255,7 +265,8 @@ def test_udp6_datagrams_to_a_socat_echo_on_the_kernel(
         ns: Netns, tmp_path: Path, require_program: Callable[[str], str]) -> None:
     """A program on the stack sends datagrams of 1 to 8000 bytes (fragmented
     both ways above the MTU) to ``socat UDP6-RECVFROM ... PIPE`` and gets each
-    back byte-exact."""
+    back byte-exact; its connected socket to a closed kernel port gets
+    ECONNREFUSED from the kernel's ICMPv6 port unreachable."""
     require_program("socat")
     require_program("ss")
     script = tmp_path / "udp_client.py"
@@ -268,7 +279,8 @@ def test_udp6_datagrams_to_a_socat_echo_on_the_kernel(
 
     with femtotcp_run6(ns, str(script), KERNEL6, "9001", setup=setup) as proc:
         result = finish(proc, 120)
-    assert result == {"echoed": [True] * 6, "peer": [KERNEL6, 9001, 0, 0], "local": STACK6}
+    assert result == {"echoed": [True] * 6, "peer": [KERNEL6, 9001, 0, 0], "local": STACK6,
+                      "refused": True}
 
 
 def test_socat_udp6_client_through_an_echo_on_the_stack(
