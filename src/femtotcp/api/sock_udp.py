@@ -263,7 +263,7 @@ class _UdpLink(_DgramLink):
             self.scope = iface.index
             ipv6 = self.net.stack.ipv6
             src = ipv6.source_address(dst, iface) if ipv6 is not None else None
-            if self.local[0] == self.any_addr and src is not None:
+            if self.ep.local[0] == self.any_addr and src is not None:
                 self.local = (src, self.local[1])
 
     def _next_record(self) -> bytes | None:
