@@ -179,7 +179,7 @@ class Network:
         family = self._family_for(family, flags)
         canonical = ""
         addrs: list[tuple[str, int]]
-        literal = _literal(self, host) if isinstance(host, str) else None
+        literal = _literal(host) if isinstance(host, str) else None
         if host is None:
             if port is None:
                 raise gaierror(_std.EAI_NONAME, "Name or service not known")
@@ -192,7 +192,7 @@ class Network:
             else:   # glibc: the wildcards IPv4 first, the loopbacks IPv6 first
                 addrs = [(any4, 0), (any6, 0)] if passive else [(any6, 0), (any4, 0)]
         elif literal is not None:
-            text, scope = literal
+            text, suffix = literal
             mapped = text.startswith("::ffff:") and "." in text
             if ":" in text and not mapped and family == AF_INET:
                 raise gaierror(_EAI_ADDRFAMILY, "Address family for hostname not supported")
@@ -203,7 +203,11 @@ class Network:
                     raise gaierror(_EAI_ADDRFAMILY,
                                    "Address family for hostname not supported")
                 text = "::ffff:" + text
+            scope = 0 if suffix is None else scope_index(
+                self, _std.inet_pton(AF_INET6, text), suffix)
             canonical, addrs = host, [(text, scope)]
+        elif flags & _std.AI_NUMERICHOST and host.strip() not in ("", "<broadcast>"):
+            raise gaierror(_std.EAI_NONAME, "Name or service not known")
         else:
             canonical, names = self._names(host, family, flags)
             addrs = [(a, 0) for a in names]
@@ -520,13 +524,13 @@ _AI_V4MAPPED: int = getattr(_std, "AI_V4MAPPED", 0)
 _AI_ALL: int = getattr(_std, "AI_ALL", 0)
 
 
-def _literal(net: Network, text: str) -> tuple[str, int] | None:
-    """(canonical text, scope id) of a numeric address getaddrinfo takes (the
-    inet_aton forms of IPv4; IPv6 with an optional ``%scope``, read by
-    ``scope_index``), or None for a name."""
+def _literal(text: str) -> tuple[str, str | None] | None:
+    """(canonical text, the ``%scope`` suffix or None) of a numeric address
+    getaddrinfo takes (the inet_aton forms of IPv4; IPv6 with an optional
+    scope), or None for a name."""
     packed4 = _parse_ipv4(text)
     if packed4 is not None:
-        return _std.inet_ntoa(packed4), 0
+        return _std.inet_ntoa(packed4), None
     if ":" not in text:
         return None
     addr, sep, suffix = text.strip().partition("%")
@@ -534,7 +538,7 @@ def _literal(net: Network, text: str) -> tuple[str, int] | None:
         packed = _std.inet_pton(AF_INET6, addr)
     except OSError:
         return None
-    return _std.inet_ntop(AF_INET6, packed), scope_index(net, packed, suffix) if sep else 0
+    return _std.inet_ntop(AF_INET6, packed), suffix if sep else None
 
 
 def network_for(stack: Stack, runtime: Runtime) -> Network:
