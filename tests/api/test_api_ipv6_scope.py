@@ -239,3 +239,38 @@ def test_ping_socket_needs_and_uses_a_scope(links: Links) -> None:
         got = [links.b.call(lambda s=s: s.counters["icmp6.echo_replied"])
                for s in (b_stack, c_stack)]
         assert got == [1, 1]
+
+
+def test_patched_socket_module_knows_the_stacks_interfaces(links: Links) -> None:
+    """Under ``patch``, the socket module's interface names and indexes are
+    the stack's, so a program builds a scoped address from them, and
+    ``has_dualstack_ipv6``/``create_server(dualstack_ipv6=True)`` run on
+    the stack."""
+    from femtotcp.api.patch import scoped
+    srv, port = _listener(links.c)
+    with srv, scoped(links.a):
+        assert std.if_nameindex() == [(1, "lo"), (2, "a1"), (3, "a2")]
+        assert std.if_nametoindex("a2") == 3 and std.if_indextoname(3) == "a2"
+        assert std.has_dualstack_ipv6()
+        with std.create_connection((f"fe80::bc%{std.if_indextoname(3)}", port),
+                                   timeout=10) as cli:
+            assert isinstance(cli, fsocket) and cli.getpeername()[3] == 3
+            conn, _peer = srv.accept()
+            conn.close()
+        with std.create_server(("::", 0), family=std.AF_INET6, dualstack_ipv6=True) as lst:
+            assert isinstance(lst, fsocket)
+            assert lst.getsockopt(std.IPPROTO_IPV6, std.IPV6_V6ONLY) == 0
+    assert std.if_nametoindex("lo") == 1        # the kernel's again
+
+
+def test_no_dualstack_without_ipv6() -> None:
+    from femtotcp.api.patch import scoped
+    rt = Runtime()
+    stack = Stack("v4", modules=["arp", "ipv4", "udp", "tcp"])
+    try:
+        with scoped(Network(stack, rt)):
+            assert not std.has_dualstack_ipv6()
+            with pytest.raises(ValueError, match="dualstack_ipv6 not supported"):
+                std.create_server(("::", 0), family=std.AF_INET6, dualstack_ipv6=True)
+    finally:
+        rt.close()

@@ -312,6 +312,11 @@ class Network:
     def gethostbyname(self, name: str) -> str:
         return self._resolve(name)[0]
 
+    def has_dualstack_ipv6(self) -> bool:
+        """``socket.has_dualstack_ipv6``: an AF_INET6 socket on this stack can
+        take IPv4 too, which it can when the stack has IPv6 at all."""
+        return getattr(self.stack, "ipv6", None) is not None
+
     # -- interfaces by index (scope ids, RFC 4007) ------------------------------------------
     def if_nameindex(self) -> list[tuple[int, str]]:
         """``socket.if_nameindex`` for the stack: loopback is 1 ("lo"), as on

@@ -705,10 +705,27 @@ def getfqdn(name: str = "") -> str:
     return _net().getfqdn(name)
 
 
+def has_dualstack_ipv6() -> bool:
+    return _net().has_dualstack_ipv6()
+
+
+def if_nameindex() -> list[tuple[int, str]]:
+    return _net().if_nameindex()
+
+
+def if_nametoindex(name: str) -> int:
+    return _net().if_nametoindex(name)
+
+
+def if_indextoname(index: int) -> str:
+    return _net().if_indextoname(index)
+
+
 __all__ = [
     "Network", "socket", "network_for", "current_network", "create_connection",
     "create_server", "getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr",
-    "getfqdn", "timeout", "error", "gaierror", "herror",
+    "getfqdn", "has_dualstack_ipv6", "if_nameindex", "if_nametoindex", "if_indextoname",
+    "timeout", "error", "gaierror", "herror",
     # The socket module's constants this module defines, and the network registry
     # (api/patch.py); the rest of the stdlib's names come through __getattr__.
     "AF_INET", "AF_INET6", "AF_UNIX", "SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW",
