@@ -20,15 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from apilan import dual_lan
 
 from femtotcp.api import aio
 from femtotcp.api.patch import patch
-from femtotcp.api.socket import Network, network_for
-from femtotcp.phy.memory import Switch
-from femtotcp.runtime import Runtime
-from femtotcp.stack.config import StackConfig
-from femtotcp.stack.stack import Stack
-from femtotcp.wire import ip_bytes
+from femtotcp.api.socket import Network
 
 A4, B4 = "192.0.2.1", "192.0.2.2"
 A6, B6, S6 = "2001:db8::a", "2001:db8::b", "2001:db8::5"
@@ -43,22 +39,15 @@ class Dual:
 
 @pytest.fixture
 def dual() -> Iterator[Dual]:
+    with dual_lan([("a", FULL, None, A4, A6), ("b", FULL, None, B4, B6),
+                   ("s", ["ipv6"], None, None, S6)]) as (a, b, _s):
+        _serve_names(a, b)
+        yield Dual(a, b)
+
+
+def _serve_names(a: Network, b: Network) -> None:
+    """B answers for the zone ``demo``; A asks B (over IPv6)."""
     from femtotcp.services.dns_server import DnsResponder
-    rt = Runtime()
-    sw = Switch(rt)
-    stacks = []
-    for name, mods, v4, v6 in (("a", FULL, A4, A6), ("b", FULL, B4, B6),
-                               ("s", ["ipv6"], None, S6)):
-        st = Stack(name, modules=mods, config=StackConfig(ipv6_dad_transmits=0))
-        iface = st.add_interface(sw.port(name), ipv4=f"{v4}/24" if v4 else None)
-        assert st.ipv6 is not None
-        st.ipv6.add_address(iface, ip_bytes(v6), 64)
-        rt.add_stack(st)
-        stacks.append(st)
-    rt.start()
-    for st in stacks:
-        rt.call(st.start)
-    a, b = network_for(stacks[0], rt), network_for(stacks[1], rt)
 
     def responder() -> DnsResponder:
         r = DnsResponder(b.stack, zone="demo", addr=bytes(16))
@@ -69,12 +58,6 @@ def dual() -> Iterator[Dual]:
         return r
     b.call(responder)
     a.call(lambda: a.stack.resolver.set_servers([B6]))
-    try:
-        yield Dual(a, b)
-    finally:
-        rt.stop()
-        rt.join(5)
-        rt.close()
 
 
 async def _who(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
