@@ -149,6 +149,24 @@ def test_tcp_connect_goes_out_the_scoped_interface(links: Links) -> None:
                     assert cli.recv(4) == b"pong"
 
 
+def test_accepting_on_the_second_interface(links: Links) -> None:
+    """A listener on A bound to fe80::a2 on a2 (scope 3) takes C's connection;
+    the accepted socket's names carry a2's index, and its replies leave by a2
+    (C, behind a2 only, gets them)."""
+    with s6(links.a) as srv, s6(links.c) as cli:
+        srv.bind((A2, 0, 0, 3))
+        srv.listen()
+        port = srv.getsockname()[1]
+        assert srv.getsockname() == (A2, port, 0, 3)
+        cli.connect((A2, port, 0, 2))
+        conn, peer = srv.accept()
+        with conn:
+            assert peer == ("fe80::bc", cli.getsockname()[1], 0, 3)
+            assert conn.getsockname() == (A2, port, 0, 3)
+            conn.sendall(b"via a2")
+            assert cli.recv(6) == b"via a2"
+
+
 def test_scope_errors_are_the_kernels(links: Links) -> None:
     net = links.a
     srv, port = _listener(links.b)
