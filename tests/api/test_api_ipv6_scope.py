@@ -16,6 +16,7 @@ import errno
 import socket as std
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import pytest
 
@@ -76,10 +77,13 @@ def s6(net: Network, kind: int = std.SOCK_STREAM, proto: int = 0) -> fsocket:
 
 def test_interface_indexes_are_linux_like(links: Links) -> None:
     """Loopback is 1 ("lo"), devices from 2, as ``if_nameindex`` shows them
-    (the same numbers ``ctl addr`` prints)."""
+    and ``ctl addr`` prints them."""
     net = links.a
     assert net.if_nameindex() == [(1, "lo"), (2, "a1"), (3, "a2")]
     assert [i.index for i in net.stack.interfaces] == [2, 3]
+    from femtotcp.control.gather import gather_addr
+    shown = gather_addr(SimpleNamespace(stack=net.stack, services=[]))["interfaces"]
+    assert [(i["index"], i["name"]) for i in shown] == [(2, "a1"), (3, "a2")]
     assert net.if_nametoindex("a2") == 3 and net.if_indextoname(2) == "a1"
     with pytest.raises(OSError, match="no interface"):
         net.if_nametoindex("eth9")
