@@ -11,14 +11,11 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from apilan import dual_lan
 
-from femtotcp.api.socket import Network, network_for
+from femtotcp.api.socket import Network
 from femtotcp.api.socket import socket as fsocket
-from femtotcp.phy.memory import Switch
-from femtotcp.runtime import Runtime
-from femtotcp.stack.config import StackConfig
-from femtotcp.stack.stack import Stack
-from femtotcp.wire import ethernet, ip_bytes, ipv6
+from femtotcp.wire import ethernet, ipv6
 
 MODULES = ["arp", "ipv4", "icmp4", "udp", "tcp", "dns", "ipv6", "icmp6"]
 A6, B6 = "2001:db8::a", "2001:db8::b"
@@ -27,26 +24,9 @@ A4, B4 = "192.0.2.1", "192.0.2.2"
 
 @pytest.fixture
 def nets() -> Iterator[tuple[Network, Network]]:
-    rt = Runtime()
-    sw = Switch(rt)
-    stacks = []
-    for name, mac, v4, v6 in (("a", "02:00:00:00:06:01", A4, A6),
-                              ("b", "02:00:00:00:06:02", B4, B6)):
-        st = Stack(name, modules=MODULES, config=StackConfig(ipv6_dad_transmits=0))
-        iface = st.add_interface(sw.port(name), mac=mac, ipv4=f"{v4}/24")
-        assert st.ipv6 is not None
-        st.ipv6.add_address(iface, ip_bytes(v6), 64)
-        rt.add_stack(st)
-        stacks.append(st)
-    rt.start()
-    for st in stacks:
-        rt.call(st.start)
-    try:
-        yield network_for(stacks[0], rt), network_for(stacks[1], rt)
-    finally:
-        rt.stop()
-        rt.join(5)
-        rt.close()
+    with dual_lan([("a", MODULES, "02:00:00:00:06:01", A4, A6),
+                   ("b", MODULES, "02:00:00:00:06:02", B4, B6)]) as (na, nb):
+        yield na, nb
 
 
 def s6(net: Network, kind: int = std.SOCK_STREAM) -> fsocket:

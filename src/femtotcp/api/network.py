@@ -34,6 +34,7 @@ from femtotcp.api.sock_base import (
     SOL_SOCKET,
     gaierror,
     herror,
+    scope_index,
 )
 from femtotcp.wire import ip_bytes, ip_str
 
@@ -164,32 +165,52 @@ class Network:
     def getaddrinfo(self, host: str | bytes | None, port: str | bytes | int | None,
                     family: int = 0, type: int = 0, proto: int = 0,
                     flags: int = 0) -> list[tuple[Any, Any, int, str, tuple[str, int]]]:
-        """``socket.getaddrinfo`` answered from numeric addresses, the hosts table,
-        /etc/hosts and the stack's DNS resolver. IPv6 for numeric addresses only
-        (no AAAA lookups yet); with AF_INET6 and AI_V4MAPPED, IPv4 answers come
-        back v4-mapped, as glibc's."""
+        """``socket.getaddrinfo`` as glibc answers it, for this stack: numeric
+        addresses (IPv6 ones with a ``%ifname``/``%index`` scope, given back
+        as the sockaddr's scope_id), the hosts tables, /etc/hosts and the
+        stack's DNS resolver (A, and AAAA when the stack has IPv6), ordered by
+        RFC 6724 (``_names``); AI_ADDRCONFIG, AI_V4MAPPED and AI_ALL as
+        glibc's (``_family_for``)."""
         if family not in (0, AF_INET, AF_INET6):
             raise gaierror(_std.EAI_FAMILY, "ai_family not supported")
         portnum = _service_port(port, type, proto)
         if isinstance(host, bytes):
             host = host.decode("idna")
+        family = self._family_for(family, flags)
         canonical = ""
-        v6_literal = _parse_ipv6(host) if isinstance(host, str) else None
+        addrs: list[tuple[str, int]]
+        literal = _literal(host) if isinstance(host, str) else None
         if host is None:
             if port is None:
                 raise gaierror(_std.EAI_NONAME, "Name or service not known")
             passive = bool(flags & _std.AI_PASSIVE)
+            any6, any4 = ("::", "0.0.0.0") if passive else ("::1", "127.0.0.1")
             if family == AF_INET6:
-                addrs = ["::" if passive else "::1"]
-            else:
-                addrs = ["0.0.0.0" if passive else "127.0.0.1"]
-        elif v6_literal is not None:
-            if family == AF_INET:
-                raise gaierror(_std.EAI_ADDRFAMILY if hasattr(_std, "EAI_ADDRFAMILY")
-                               else _std.EAI_FAMILY, "Address family for hostname not supported")
-            canonical, addrs = host, [v6_literal]
+                addrs = [(any6, 0)]
+            elif family == AF_INET or getattr(self.stack, "ipv6", None) is None:
+                addrs = [(any4, 0)]
+            else:   # glibc: the wildcards IPv4 first, the loopbacks IPv6 first
+                addrs = [(any4, 0), (any6, 0)] if passive else [(any6, 0), (any4, 0)]
+        elif literal is not None:
+            text, suffix = literal
+            mapped = text.startswith("::ffff:") and "." in text
+            if ":" in text and not mapped and family == AF_INET:
+                raise gaierror(_EAI_ADDRFAMILY, "Address family for hostname not supported")
+            if mapped and family == AF_INET:
+                text = text[len("::ffff:"):]
+            elif ":" not in text and family == AF_INET6:
+                if not flags & _AI_V4MAPPED:
+                    raise gaierror(_EAI_ADDRFAMILY,
+                                   "Address family for hostname not supported")
+                text = "::ffff:" + text
+            scope = 0 if suffix is None else scope_index(
+                self, _std.inet_pton(AF_INET6, text), suffix)
+            canonical, addrs = host, [(text, scope)]
+        elif flags & _std.AI_NUMERICHOST and host.strip() not in ("", "<broadcast>"):
+            raise gaierror(_std.EAI_NONAME, "Name or service not known")
         else:
-            canonical, addrs = self._names(host, family, flags)
+            canonical, names = self._names(host, family, flags)
+            addrs = [(a, 0) for a in names]
         kinds: list[tuple[int, int]]
         if type == 0:
             kinds = [(SOCK_STREAM, IPPROTO_TCP), (SOCK_DGRAM, IPPROTO_UDP), (SOCK_RAW, 0)]
@@ -203,55 +224,63 @@ class Network:
         out: list[tuple[Any, Any, int, str, tuple[str, int]]] = []
         # AI_CANONNAME: the name the CNAME chain ends at, on the first result (glibc).
         canon = canonical if flags & _std.AI_CANONNAME else ""
-        for addr in addrs:
+        for addr, scope in addrs:
             v6 = ":" in addr
             af = _std.AddressFamily(AF_INET6 if v6 else AF_INET)
-            sa: Any = (addr, portnum, 0, 0) if v6 else (addr, portnum)
+            sa: Any = (addr, portnum, 0, scope) if v6 else (addr, portnum)
             for kind, pr in kinds:
                 out.append((af, _kind_enum(kind), pr, canon, sa))
                 canon = ""
         return out
+
+    def _family_for(self, family: int, flags: int) -> int:
+        """The family a lookup answers in, after AI_ADDRCONFIG as glibc
+        applies it: only families the host has an address of (any but
+        loopback, link-local IPv6 included); AF_UNSPEC narrows to the one
+        family configured, and a family asked for but not configured finds
+        nothing (EAI_NONAME). A program attached to a serve (no local stack)
+        keeps the family."""
+        stack = self.stack
+        if stack is None or not flags & _AI_ADDRCONFIG:
+            return family
+        has4 = any(not a.tentative for i in stack.interfaces for a in i.ipv4)
+        has6 = any(a.usable for i in stack.interfaces for a in i.ipv6)
+        if family == 0 and has4 != has6:
+            return AF_INET if has4 else AF_INET6
+        if (family == AF_INET and not has4) or (family == AF_INET6 and not has6):
+            raise gaierror(_std.EAI_NONAME, "Name or service not known")
+        return family
 
     def _names(self, host: str, family: int, flags: int) -> tuple[str, list[str]]:
         """(canonical name, addresses as text) for a name: A records as ever,
         and AAAA records when the stack has IPv6 (AF_UNSPEC) or AF_INET6 is
         asked, ordered by RFC 6724's rules that matter for a host (rule 1 and
         6: a destination we have a source and a route for first, then IPv6
-        before IPv4). AI_ADDRCONFIG drops a family we have no address of
-        (glibc: non-link-local for IPv6); AF_INET6 with AI_V4MAPPED falls back
-        to v4-mapped IPv4 answers, as glibc's."""
+        before IPv4). AF_INET6 with AI_V4MAPPED falls back to v4-mapped IPv4
+        answers, and with AI_ALL adds them after the IPv6 ones, as glibc's."""
         numeric = bool(flags & _std.AI_NUMERICHOST)
         stack = self.stack       # None for a program attached to a serve (api/remote.py)
         ipv6 = getattr(stack, "ipv6", None)
-        addrconfig = stack is not None and bool(flags & getattr(_std, "AI_ADDRCONFIG", 0))
-        if addrconfig:
-            has4 = any(i.ipv4 for i in self.stack.interfaces)
-            has6 = any(a.usable and not a.addr.startswith(b"\xfe\x80")
-                       for i in self.stack.interfaces for a in i.ipv6)
-        else:
-            has4 = has6 = True
         want6 = family == AF_INET6 or (family == 0 and ipv6 is not None)
+        mapped = family == AF_INET6 and bool(flags & _AI_V4MAPPED)
         canonical = host
         addrs4: list[str] = []
         addrs6: list[str] = []
         error: gaierror | None = None
-        if family != AF_INET6 or flags & getattr(_std, "AI_V4MAPPED", 0):
+        if want6 and not numeric:
             try:
-                canonical, _aliases, addrs4 = self._lookup(host, numeric_only=numeric)
+                canonical, addrs6 = self._dns6(host)
             except gaierror as exc:
                 error = exc
-        if want6 and not numeric and has6:
+        if family != AF_INET6 or (mapped and (not addrs6 or flags & _AI_ALL)):
             try:
-                canonical6, addrs6 = self._dns6(host)
+                canonical4, _aliases, addrs4 = self._lookup(host, numeric_only=numeric)
             except gaierror as exc:
-                error = error or exc
+                error = error if addrs6 else exc
             else:
-                canonical = canonical6 if not addrs4 else canonical
-        if not has4:
-            addrs4 = []
+                canonical = canonical4 if not addrs6 or family != AF_INET6 else canonical
         if family == AF_INET6:
-            if not addrs6:
-                addrs6 = ["::ffff:" + a for a in addrs4] if addrs4 else []
+            addrs6 += ["::ffff:" + a for a in addrs4]
             addrs4 = []
         if not addrs4 and not addrs6:
             raise error or gaierror(getattr(_std, "EAI_NODATA", _std.EAI_NONAME),
@@ -282,6 +311,37 @@ class Network:
 
     def gethostbyname(self, name: str) -> str:
         return self._resolve(name)[0]
+
+    def has_dualstack_ipv6(self) -> bool:
+        """``socket.has_dualstack_ipv6``: an AF_INET6 socket on this stack can
+        take IPv4 too, which it can when the stack has IPv6 at all."""
+        return getattr(self.stack, "ipv6", None) is not None
+
+    # -- interfaces by index (scope ids, RFC 4007) ------------------------------------------
+    def if_nameindex(self) -> list[tuple[int, str]]:
+        """``socket.if_nameindex`` for the stack: loopback is 1 ("lo"), as on
+        Linux, then each interface by its index."""
+        stack = self.stack
+        ifaces = [(i.index, i.name) for i in stack.interfaces] if stack is not None else []
+        return [(1, "lo"), *ifaces]
+
+    def if_nametoindex(self, name: str) -> int:
+        if not isinstance(name, str):
+            raise TypeError(f"str expected, not {type(name).__name__}")
+        for index, iname in self.if_nameindex():
+            if iname == name:
+                return index
+        raise OSError("no interface with this name")
+
+    def if_indextoname(self, index: int) -> str:
+        if not isinstance(index, int):
+            raise TypeError("an integer is required")
+        if index < 0:
+            raise OverflowError("index must be a non-negative integer")
+        for i, name in self.if_nameindex():
+            if i == index:
+                return name
+        raise OSError(6, "No such device or address")
 
     def gethostbyname_ex(self, name: str) -> tuple[str, list[str], list[str]]:
         """(canonical name, aliases, addresses) as glibc gives them: for a CNAME
@@ -463,17 +523,27 @@ _default: list[Network] = []
 _scoped = threading.local()
 
 
-def _parse_ipv6(text: str) -> str | None:
-    """The canonical text of a numeric IPv6 address (a ``%scope`` suffix is
-    kept as given), or None."""
+_EAI_ADDRFAMILY: int = getattr(_std, "EAI_ADDRFAMILY", _std.EAI_FAMILY)
+_AI_ADDRCONFIG: int = getattr(_std, "AI_ADDRCONFIG", 0)
+_AI_V4MAPPED: int = getattr(_std, "AI_V4MAPPED", 0)
+_AI_ALL: int = getattr(_std, "AI_ALL", 0)
+
+
+def _literal(text: str) -> tuple[str, str | None] | None:
+    """(canonical text, the ``%scope`` suffix or None) of a numeric address
+    getaddrinfo takes (the inet_aton forms of IPv4; IPv6 with an optional
+    scope), or None for a name."""
+    packed4 = _parse_ipv4(text)
+    if packed4 is not None:
+        return _std.inet_ntoa(packed4), None
     if ":" not in text:
         return None
-    addr, sep, scope = text.strip().partition("%")
+    addr, sep, suffix = text.strip().partition("%")
     try:
         packed = _std.inet_pton(AF_INET6, addr)
     except OSError:
         return None
-    return _std.inet_ntop(AF_INET6, packed) + sep + scope
+    return _std.inet_ntop(AF_INET6, packed), suffix if sep else None
 
 
 def network_for(stack: Stack, runtime: Runtime) -> Network:

@@ -14,7 +14,9 @@ self-pipe), and anything else the stack cannot do are the kernel's, as
 before. ``isinstance(x, socket.socket)`` stays true for both kinds.
 ``getaddrinfo``, ``gethostbyname``, ``gethostbyname_ex``, ``gethostbyaddr``
 and ``getfqdn`` answer for the stack (numeric addresses, hosts tables, its
-DNS resolver). The stdlib's ``create_connection`` and ``create_server`` use
+DNS resolver); ``has_dualstack_ipv6`` says whether the stack has IPv6, and
+``if_nameindex``/``if_nametoindex``/``if_indextoname`` name the stack's
+interfaces (their indexes are the scope ids of ``fe80::1%ftap0``). The stdlib's ``create_connection`` and ``create_server`` use
 these names, so they go through the stack too, and with them http.client,
 urllib, socketserver, http.server, smtplib and asyncio.
 
@@ -39,7 +41,8 @@ from femtotcp.api.sock_base import _RealSocket
 log = logging.getLogger("femtotcp.api.patch")
 
 _NAMES = ("socket", "getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr",
-          "getfqdn")
+          "getfqdn", "has_dualstack_ipv6", "if_nameindex", "if_nametoindex",
+          "if_indextoname")
 _originals: dict[str, Any] = {name: getattr(_std, name) for name in _NAMES}
 if getattr(_std, "socket", None) is not _RealSocket:  # imported while patched
     _originals["socket"] = _RealSocket

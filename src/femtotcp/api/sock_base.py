@@ -24,11 +24,13 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from femtotcp.wire import ip_str
+from femtotcp.wire.ipv6 import is_link_local, is_link_scope
 
 if TYPE_CHECKING:
     from femtotcp.api.network import Network
     from femtotcp.api.socket import socket
     from femtotcp.runtime import Runtime
+    from femtotcp.stack.interface import Interface
 
 log = logging.getLogger("femtotcp.api.socket")
 
@@ -74,6 +76,10 @@ _REC = struct.Struct("!BBH16s")
 _KIND_DATA = 0
 _KIND_ERROR = 1
 _KIND_SEND = 2      # program -> stack: a datagram to send (attached programs, api/remote.py)
+#: A datagram from a link-scope IPv6 source: the record, then its scope id
+#: (``_SCOPE``, the arrival interface's index) before the payload.
+_KIND_DATA_SCOPED = 3
+_SCOPE = struct.Struct("!I")
 #: Send records the loop thread takes from one socket before moving on.
 SEND_BATCH = 32
 _LINGER = struct.Struct("ii")
@@ -139,6 +145,22 @@ def _host_port(host: Any, port: Any, what: str) -> tuple[str, int]:
     return host, port
 
 
+def scope_index(net: Any, packed: bytes, suffix: str) -> int:
+    """The scope id of an address's ``%suffix`` as glibc's getaddrinfo reads
+    it: a number as it is; an interface name (``net.if_nametoindex``) only
+    on a link-scope address; anything else is EAI_NONAME."""
+    if suffix.isdigit() and suffix.isascii():
+        value = int(suffix)
+        if value <= 0xFFFFFFFF:
+            return value
+    elif suffix and is_link_scope(packed):
+        try:
+            return int(net.if_nametoindex(suffix))
+        except (OSError, AttributeError):
+            pass
+    raise gaierror(_std.EAI_NONAME, "Name or service not known")
+
+
 class _Link:
     """The loop-thread half of one socket: Q and the stack object behind it."""
 
@@ -164,6 +186,60 @@ class _Link:
         #: An AF_INET6 socket: its wildcard is ``::``; IPv4 peers have 4-byte
         #: addresses in the stack and are shown as ::ffff:a.b.c.d.
         self.v6 = getattr(owner, "_sfamily", AF_INET) == AF_INET6
+        #: The interface index this socket is tied to by a link-local bind or
+        #: a connect to a link-scope address (Linux's sk_bound_dev_if); 0: none.
+        self.scope = 0
+
+    # -- scope ids (RFC 4007), loop thread ------------------------------------------------
+    def scope_iface(self, scope: int) -> Interface | None:
+        """The stack's interface with index ``scope`` (None: no such interface)."""
+        return next((i for i in self.net.stack.interfaces if i.index == scope), None)
+
+    def bind_scope(self, addr: bytes, scope: int) -> None:
+        """Bind to a link-local address as Linux's inet6_bind: it needs a
+        scope id (EINVAL), one an interface has (ENODEV), and the address on
+        that interface (EADDRNOTAVAIL); the socket is then tied to it."""
+        if len(addr) != 16 or not is_link_local(addr):
+            return
+        if not scope:
+            raise _oserror(errno.EINVAL, "a link-local address needs a scope id")
+        iface = self.scope_iface(scope)
+        if iface is None:
+            raise _oserror(errno.ENODEV, f"no interface with index {scope}")
+        if not any(a.addr == addr and a.usable for a in iface.ipv6):
+            raise _oserror(errno.EADDRNOTAVAIL, "cannot assign requested address")
+        self.scope = scope
+
+    def dst_iface(self, dst: bytes, scope: int, connect: bool,
+                  required: bool = False) -> Interface | None:
+        """The interface a link-scope IPv6 destination is on: its scope id,
+        else the socket's own. As Linux: a connect (and any ping) without one
+        is EINVAL, a connect naming another interface than the socket's is
+        EINVAL, an index no interface has is ENETUNREACH. None for other
+        destinations, and for a datagram sent without a scope (the stack
+        picks the interface)."""
+        if len(dst) != 16 or not is_link_scope(dst):
+            return None
+        if connect and scope and self.scope and scope != self.scope:
+            raise _oserror(errno.EINVAL, "the socket is tied to another interface")
+        scope = scope or self.scope
+        if not scope:
+            if connect or required:
+                raise _oserror(errno.EINVAL, "a link-local destination needs a scope id")
+            return None
+        iface = self.scope_iface(scope)
+        if iface is None:
+            raise _oserror(errno.ENETUNREACH, f"no interface with index {scope}")
+        return iface
+
+    def local_scope(self, addr: bytes) -> int:
+        """The index of the interface holding our link-scope address ``addr``
+        (0 for other addresses, or when no interface has it)."""
+        if len(addr) != 16 or not is_link_scope(addr):
+            return 0
+        ipv6 = self.net.stack.ipv6
+        iface = ipv6.iface_of(addr) if ipv6 is not None else None
+        return iface.index if iface is not None else 0
 
     @property
     def any_addr(self) -> bytes:
@@ -310,45 +386,65 @@ class _SocketBase(_RealSocket):
         if _RealSocket.fileno(self) == -1:
             raise _oserror(errno.EBADF)
 
-    def _fmt(self, addr: bytes | None, port: int) -> Any:
+    def _fmt(self, addr: bytes | None, port: int, scope: int = 0) -> Any:
         """An address as the socket's family shows it: (host, port) for AF_INET,
         (host, port, flowinfo, scope_id) for AF_INET6, where an IPv4 peer
-        reads ::ffff:a.b.c.d."""
+        reads ::ffff:a.b.c.d and ``scope`` shows for a link-scope address only
+        (as Linux's getname and recvmsg)."""
         if self._sfamily != AF_INET6:
             return (ip_str(addr) if addr else "0.0.0.0", port)
         if not addr or addr == ANY4:
             return ("::", port, 0, 0)
         if len(addr) == 4:
             return ("::ffff:" + ip_str(addr), port, 0, 0)
-        return (ip_str(addr), port, 0, 0)
+        return (ip_str(addr), port, 0, scope if is_link_scope(addr) else 0)
 
-    def _addr6(self, address: Any, what: str, resolve: bool) -> tuple[bytes, int]:
-        """(packed address, port) for an AF_INET6 address argument: a 16-byte
-        address, or 4 bytes for a v4-mapped one (IPv4 on the wire)."""
+    def _addr6(self, address: Any, what: str, resolve: bool) -> tuple[bytes, int, int]:
+        """(packed address, port, scope id) for an AF_INET6 address argument: a
+        16-byte address, or 4 bytes for a v4-mapped one (IPv4 on the wire).
+        The scope is the tuple's scope_id, else a ``%ifname``/``%index``
+        suffix of the host (named as getaddrinfo does, ``scope_index``); it
+        is kept for link-scope addresses only, which are the ones it means
+        something for (RFC 4007)."""
         if not isinstance(address, tuple) or not 2 <= len(address) <= 4:
             raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, "
                             "scopeid]])")
         host, port = _host_port(address[0], address[1], what)
         if len(address) > 2 and not 0 <= int(address[2]) <= 0xFFFFF:
             raise OverflowError(f"{what}(): flowinfo must be 0-1048575.")
+        scope = int(address[3]) if len(address) > 3 else 0
+        if not 0 <= scope <= 0xFFFFFFFF:
+            raise OverflowError(f"{what}(): scope_id must be 0-4294967295.")
         if host in ("", "::"):
-            return ANY6, port
+            return ANY6, port, 0
+        text, sep, suffix = host.partition("%")
         try:
-            packed = _std.inet_pton(AF_INET6, host.split("%", 1)[0])
+            packed = _std.inet_pton(AF_INET6, text)
         except OSError:
             if not resolve:
                 raise gaierror(_std.EAI_NONAME, "Name or service not known") from None
             addrs = self.network._resolve(host)
-            return _std.inet_aton(addrs[0]), port
+            return _std.inet_aton(addrs[0]), port, 0
         if packed[:12] == _V4_MAPPED:
-            return packed[12:], port
-        return packed, port
+            return packed[12:], port, 0
+        if sep and not scope:
+            scope = scope_index(self.network, packed, suffix)
+        return packed, port, (scope if is_link_scope(packed) else 0)
+
+    def _addr_scoped(self, address: Any, what: str,
+                     resolve: bool = True) -> tuple[bytes, int, int]:
+        """(packed address, port, scope id) for an address argument of the
+        socket's family (scope 0 for IPv4)."""
+        if self._sfamily == AF_INET6:
+            return self._addr6(address, what, resolve)
+        packed, port = self._addr(address, what, resolve)
+        return packed, port, 0
 
     def _addr(self, address: Any, what: str, resolve: bool = True) -> tuple[bytes, int]:
         """(packed IPv4 address, port) for an AF_INET address argument, with the
         stdlib's errors; names are resolved on the socket's network."""
         if self._sfamily == AF_INET6:
-            return self._addr6(address, what, resolve)
+            return self._addr6(address, what, resolve)[:2]
         if not isinstance(address, tuple) or len(address) != 2:
             raise TypeError(f"AF_INET address must be tuple, not {type(address).__name__}")
         host, port = _host_port(address[0], address[1], what)

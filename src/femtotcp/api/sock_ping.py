@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import errno
 import socket as _std
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from femtotcp.api.sock_base import _IP_TTL, _KIND_DATA, _REC, IPPROTO_IP, IPPROTO_IPV6, _oserror
+from femtotcp.api.sock_base import _IP_TTL, IPPROTO_IP, IPPROTO_IPV6, _oserror
 from femtotcp.api.sock_udp import _DgramLink
+
+if TYPE_CHECKING:
+    from femtotcp.api.network import Network
+    from femtotcp.api.socket import socket
+
+#: Link-scope destinations a ping socket remembers the interface of.
+_SENT_SCOPES = 64
 
 
 class _PingLink(_DgramLink):
@@ -16,6 +23,12 @@ class _PingLink(_DgramLink):
     messages; the identifier is the socket's (like Linux ping sockets)."""
 
     kind = "ping"
+
+    def __init__(self, net: Network, q: _std.socket, owner: socket) -> None:
+        super().__init__(net, q, owner)
+        #: The interface each link-scope destination was last pinged through:
+        #: the scope of its replies (bounded: cleared when full).
+        self.sent_scope: dict[bytes, int] = {}
 
     def _icmp(self) -> Any:
         stack = self.net.stack
@@ -25,10 +38,11 @@ class _PingLink(_DgramLink):
                            f"the stack has no {'ICMPv6' if self.v6 else 'ICMP'} module")
         return icmp
 
-    def bind(self, addr: bytes, ident: int) -> tuple[bytes, int]:
+    def bind(self, addr: bytes, ident: int, scope: int = 0) -> tuple[bytes, int]:
         if self.ep is not None:
             raise _oserror(errno.EINVAL, "already bound")
         icmp = self._icmp()
+        self.bind_scope(addr, scope)
         if addr != self.any_addr and not self.net.stack.is_local(addr):
             raise _oserror(errno.EADDRNOTAVAIL)
         ep = icmp.open_echo(ident or None)
@@ -44,8 +58,10 @@ class _PingLink(_DgramLink):
         if self.ep is None:
             self.bind(self.any_addr, 0)
 
-    def sendto(self, data: bytes, dst: bytes, port: int) -> int:
+    def sendto(self, data: bytes, dst: bytes, port: int, scope: int = 0) -> int:
         from femtotcp.wire import icmp4, icmp6
+        # Linux's ping sockets want a scope for every link-scope destination.
+        iface = self.dst_iface(dst, scope, connect=False, required=True)
         self.ensure_bound()
         request = icmp6.ECHO_REQUEST if self.v6 else icmp4.ECHO_REQUEST
         if len(data) < icmp4.HEADER_LEN or data[0] != request or data[1] != 0:
@@ -58,7 +74,16 @@ class _PingLink(_DgramLink):
             ttl = None if hops == -1 else hops
         else:
             ttl = self.opts.get((IPPROTO_IP, _IP_TTL))
-        err = self.ep.send(dst, seq, bytes(data[8:]), ttl=ttl)
+        src = None if self.local is None or self.local[0] == self.any_addr else self.local[0]
+        if iface is not None:
+            ipv6 = self.net.stack.ipv6
+            src = src or (ipv6.source_for(iface, dst) if ipv6 is not None else None)
+            if src is None:
+                raise _oserror(errno.EADDRNOTAVAIL, f"no IPv6 address on {iface.name}")
+            if len(self.sent_scope) >= _SENT_SCOPES:
+                self.sent_scope.clear()
+            self.sent_scope[dst] = iface.index
+        err = self.ep.send(dst, seq, bytes(data[8:]), ttl=ttl, src=src)
         if err:
             raise _oserror(err)
         return len(data)
@@ -68,9 +93,12 @@ class _PingLink(_DgramLink):
             raise _oserror(errno.EDESTADDRREQ)
         return self.sendto(data, *self.remote)
 
-    def connect(self, dst: bytes, port: int) -> None:
+    def connect(self, dst: bytes, port: int, scope: int = 0) -> None:
+        iface = self.dst_iface(dst, scope, connect=True)
         self.ensure_bound()
         self.remote = (dst, 0)
+        if iface is not None:
+            self.scope = iface.index
 
     def _next_record(self) -> bytes | None:
         from femtotcp.wire import icmp4
@@ -88,5 +116,5 @@ class _PingLink(_DgramLink):
                 + seq.to_bytes(2, "big") + payload
         else:
             msg = icmp4.build_echo(icmp4.ECHO_REPLY, self.ep.ident, seq, payload)
-        return _REC.pack(_KIND_DATA, len(src), 0, src) + msg
+        return self.record(src, 0, None, msg, self.sent_scope.get(src, 0))
 

@@ -141,13 +141,14 @@ class _TcpLink(_Link):
             _apply_tcp_opt(self.listener, level, opt, value)
 
     # -- bind --------------------------------------------------------------------------------
-    def bind(self, addr: bytes, port: int) -> tuple[bytes, int]:
+    def bind(self, addr: bytes, port: int, scope: int = 0) -> tuple[bytes, int]:
         net = self.net
         tcp = net.stack.tcp
         if tcp is None:
             raise _oserror(errno.EPROTONOSUPPORT, "the stack has no TCP module")
         if self.bound is not None or self.mode is not TcpMode.IDLE:
             raise _oserror(errno.EINVAL, "already bound")
+        self.bind_scope(addr, scope)
         if addr not in (ANY4, ANY6) and not net.stack.is_local(addr):
             raise _oserror(errno.EADDRNOTAVAIL, "cannot assign requested address")
         reuse = bool(self.opts.get((SOL_SOCKET, _std.SO_REUSEADDR)))
@@ -196,7 +197,8 @@ class _TcpLink(_Link):
         return port_taken(holders, addr, port, self.v6only, dual)
 
     # -- connect (loop thread) ---------------------------------------------------------------
-    def start_connect(self, dst: bytes, port: int, filler: int) -> threading.Event:
+    def start_connect(self, dst: bytes, port: int, filler: int,
+                      scope: int = 0) -> threading.Event:
         net = self.net
         tcp = net.stack.tcp
         if tcp is None:
@@ -210,6 +212,15 @@ class _TcpLink(_Link):
         src, sport = self.bound if self.bound is not None else (None, 0)
         if src in (ANY4, ANY6):
             src = None
+        iface = self.dst_iface(dst, scope, connect=True)
+        if iface is not None:
+            # The link-local source of the scope's interface: the stack sends
+            # from it out of that interface (RFC 4007).
+            ipv6 = need(net.stack.ipv6, "ipv6")
+            src = src or ipv6.source_for(iface, dst)
+            if src is None:
+                raise _oserror(errno.EADDRNOTAVAIL, f"no IPv6 address on {iface.name}")
+            self.scope = iface.index
         try:
             conn = tcp.connect(dst, port, src=src, sport=sport, **self._syn_opts())
         except BaseException:
@@ -286,6 +297,7 @@ class _TcpLink(_Link):
     def attach_accepted(self, conn: Any) -> None:
         self.apply_opts(conn)
         self.conn = conn
+        self.scope = self.local_scope(conn.local[0])
         self.set_mode(TcpMode.CONNECTED)
         self.local = (conn.local[0], conn.local[1])
         self.remote = (conn.remote[0], conn.remote[1])

@@ -17,9 +17,11 @@ from femtotcp.api.sock_base import (
     _IP_TOS,
     _IP_TTL,
     _KIND_DATA,
+    _KIND_DATA_SCOPED,
     _KIND_ERROR,
     _KIND_SEND,
     _REC,
+    _SCOPE,
     BROADCAST4,
     IPPROTO_IP,
     IPPROTO_IPV6,
@@ -28,6 +30,7 @@ from femtotcp.api.sock_base import (
     _Link,
     _oserror,
 )
+from femtotcp.wire.ipv6 import is_link_scope
 
 #: The largest send record: a maximum-size datagram and its header.
 _SEND_MAX = 65536 + 64
@@ -85,17 +88,34 @@ class _DgramLink(_Link):
         """The next record for P, or None when the endpoint has nothing (subclasses)."""
         return None
 
-    def bind(self, addr: bytes, port: int) -> tuple[bytes, int]:
+    def bind(self, addr: bytes, port: int, scope: int = 0) -> tuple[bytes, int]:
         raise _oserror(errno.EOPNOTSUPP)
 
-    def sendto(self, data: bytes, dst: bytes, port: int) -> int:
+    def sendto(self, data: bytes, dst: bytes, port: int, scope: int = 0) -> int:
         raise _oserror(errno.EOPNOTSUPP)
 
     def send(self, data: bytes) -> int:
         raise _oserror(errno.EOPNOTSUPP)
 
-    def connect(self, dst: bytes, port: int) -> None:
+    def connect(self, dst: bytes, port: int, scope: int = 0) -> None:
         raise _oserror(errno.EOPNOTSUPP)
+
+    def record(self, src: bytes, port: int, dst: bytes | None, data: bytes,
+               scope: int = 0) -> bytes:
+        """The record of one datagram for P: a link-scope IPv6 source carries
+        its scope id (``_KIND_DATA_SCOPED``): the interface of our address it
+        came to, else ``scope``, else the socket's own, else the only
+        interface there is."""
+        if self.v6 and len(src) == 16 and is_link_scope(src):
+            scope = ((self.local_scope(dst) if dst is not None else 0) or scope
+                     or self.scope)
+            ifaces = self.net.stack.interfaces
+            if not scope and len(ifaces) == 1:
+                scope = ifaces[0].index
+            if scope:
+                return (_REC.pack(_KIND_DATA_SCOPED, 16, port, src) + _SCOPE.pack(scope)
+                        + data)
+        return _REC.pack(_KIND_DATA, len(src), port, src) + data
 
     def pump(self) -> None:
         q = self.q
@@ -170,11 +190,12 @@ class _DgramLink(_Link):
 class _UdpLink(_DgramLink):
     kind = "udp"
 
-    def bind(self, addr: bytes, port: int) -> tuple[bytes, int]:
+    def bind(self, addr: bytes, port: int, scope: int = 0) -> tuple[bytes, int]:
         if self.ep is not None:
             raise _oserror(errno.EINVAL, "already bound")
         if self.net.stack.udp is None:
             raise _oserror(errno.EPROTONOSUPPORT, "the stack has no UDP module")
+        self.bind_scope(addr, scope)
         try:
             ep = self.net.stack.udp.open(addr, port, self.v6only)
         except OSError as exc:
@@ -212,7 +233,8 @@ class _UdpLink(_DgramLink):
             elif level == SOL_SOCKET and opt == _std.SO_RCVBUF:
                 ep.rcvbuf = value
 
-    def sendto(self, data: bytes, dst: bytes, port: int) -> int:
+    def sendto(self, data: bytes, dst: bytes, port: int, scope: int = 0) -> int:
+        iface = self.dst_iface(dst, scope, connect=False)
         self.ensure_bound()
         ep = self.ep
         if dst == BROADCAST4 and not self.opts.get((SOL_SOCKET, _std.SO_BROADCAST)):
@@ -221,7 +243,7 @@ class _UdpLink(_DgramLink):
             err = self.take_pending_error()
             if err:
                 raise _oserror(err)
-        err = ep.sendto(data, dst, port)
+        err = ep.sendto(data, dst, port, iface=iface)
         if err:
             raise _oserror(err)
         return len(data)
@@ -231,15 +253,22 @@ class _UdpLink(_DgramLink):
             raise _oserror(errno.EDESTADDRREQ)
         return self.sendto(data, *self.ep.remote)
 
-    def connect(self, dst: bytes, port: int) -> None:
+    def connect(self, dst: bytes, port: int, scope: int = 0) -> None:
+        iface = self.dst_iface(dst, scope, connect=True)
         self.ensure_bound()
         self.ep.connect(dst, port)
         self.remote = (dst, port)
         self.local = self.ep.sockname
+        if iface is not None:
+            self.scope = iface.index
+            ipv6 = self.net.stack.ipv6
+            src = ipv6.source_address(dst, iface) if ipv6 is not None else None
+            if self.ep.local[0] == self.any_addr and src is not None:
+                self.local = (src, self.local[1])
 
     def _next_record(self) -> bytes | None:
         ep = self.ep
-        item = ep.recv()
+        item = ep.recv_full()
         if item is None:
             if ep.error is None:
                 return None
@@ -249,7 +278,6 @@ class _UdpLink(_DgramLink):
             with self.err_lock:
                 self.pipe_errors.append(err)
             return _REC.pack(_KIND_ERROR, 0, err, b"")
-        data, (src, sport) = item
-        rec: bytes = _REC.pack(_KIND_DATA, len(src), sport, src) + data
-        return rec
+        data, (src, sport), dst = item
+        return self.record(src, sport, dst, data)
 

@@ -59,9 +59,11 @@ from femtotcp.api.sock_base import (
     _IP_TTL,
     _IPPROTO_IPV6,
     _KIND_DATA,
+    _KIND_DATA_SCOPED,
     _KIND_ERROR,
     _LINGER,
     _REC,
+    _SCOPE,
     _SO_REUSEPORT,
     _TCP_KEEPCNT,
     _TCP_KEEPIDLE,
@@ -271,7 +273,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
             local = link.bound
         if local is None:
             return self._fmt(None, 0)
-        return self._fmt(local[0], local[1])
+        return self._fmt(local[0], local[1], link.scope)
 
     def getpeername(self) -> Any:
         self._check_open()
@@ -279,15 +281,15 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         if remote is None or (isinstance(self._link, _TcpLink)
                               and self._link.mode not in (TcpMode.CONNECTED, TcpMode.DONE)):
             raise _oserror(errno.ENOTCONN)
-        return self._fmt(remote[0], remote[1])
+        return self._fmt(remote[0], remote[1], self._link.scope)
 
     # -- bind / listen / accept / connect ------------------------------------------------------
     def bind(self, address: Any) -> None:
         self._check_open()
-        addr, port = self._addr(address, "bind", resolve=True)
+        addr, port, scope = self._addr_scoped(address, "bind", resolve=True)
         link = self._link
         if isinstance(link, _TcpLink | _UdpLink | _PingLink):
-            self._net.call(link.bind, addr, port)
+            self._net.call(link.bind, addr, port, scope)
         else:  # pragma: no cover
             raise _oserror(errno.EOPNOTSUPP)
 
@@ -321,15 +323,15 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         if _std.getdefaulttimeout() is None and self.gettimeout():
             new.setblocking(True)
         remote = new_link.remote or (ANY4, 0)
-        return new, self._fmt(remote[0], remote[1])
+        return new, self._fmt(remote[0], remote[1], new_link.scope)
 
     def _connect(self, address: Any, raise_errors: bool) -> int:
         self._check_open()
-        dst, port = self._addr(address, "connect")
+        dst, port, scope = self._addr_scoped(address, "connect")
         link = self._link
         net = self._net
         if isinstance(link, _UdpLink | _PingLink):
-            net.call(link.connect, dst, port)
+            net.call(link.connect, dst, port, scope)
             return 0
         assert isinstance(link, _TcpLink)
         if port == 0:
@@ -341,7 +343,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
             filler = self._fill() if link.mode is TcpMode.IDLE else 0
 
             def start() -> TcpMode:
-                link.start_connect(dst, port, filler)
+                link.start_connect(dst, port, filler, scope)
                 return link.mode        # as it is before the loop runs on
 
             mode = net.call(start)
@@ -352,7 +354,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
                 link.so_error = 0
                 return err
             return errno.EINPROGRESS
-        done = net.call(link.start_connect, dst, port, 0)
+        done = net.call(link.start_connect, dst, port, 0, scope)
         try:
             finished = net.wait(done, tmo)
         except BaseException:
@@ -431,10 +433,14 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
         while True:
-            rec = _RealSocket.recv(self, bufsize + _REC.size, flags)
+            rec = _RealSocket.recv(self, bufsize + _REC.size + _SCOPE.size, flags)
             if len(rec) < _REC.size:
                 return b"", None
             kind, alen, port, addr = _REC.unpack_from(rec)
+            if kind == _KIND_DATA_SCOPED and len(rec) >= _REC.size + _SCOPE.size:
+                start = _REC.size + _SCOPE.size
+                scope = _SCOPE.unpack_from(rec, _REC.size)[0]
+                return rec[start:start + bufsize], self._fmt(addr[:alen], port, scope)
             if kind != _KIND_ERROR:
                 break
             # The socket error, unless SO_ERROR or a send took it first (sk_err).
@@ -445,7 +451,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
                 _RealSocket.recv(self, _REC.size, flags & ~_std.MSG_PEEK)
             if not (isinstance(link, _DgramLink) and link.error_record_read()):
                 raise _oserror(port)
-        return rec[_REC.size:], self._fmt(addr[:alen], port)
+        return rec[_REC.size:_REC.size + bufsize], self._fmt(addr[:alen], port)
 
     def send(self, data: Any, flags: int = 0) -> int:
         link = self._link
@@ -479,8 +485,8 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         link = self._link
         if isinstance(link, _DgramLink):
             self._check_open()
-            dst, port = self._addr(address, "sendto")
-            return self._net.call(link.sendto, bytes(data), dst, port)
+            dst, port, scope = self._addr_scoped(address, "sendto")
+            return self._net.call(link.sendto, bytes(data), dst, port, scope)
         if link.mode is not TcpMode.CONNECTED:  # type: ignore[attr-defined]
             raise _oserror(errno.EPIPE if link.mode is TcpMode.DONE else errno.ENOTCONN)  # type: ignore[attr-defined]
         return self.send(data)
@@ -702,10 +708,27 @@ def getfqdn(name: str = "") -> str:
     return _net().getfqdn(name)
 
 
+def has_dualstack_ipv6() -> bool:
+    return _net().has_dualstack_ipv6()
+
+
+def if_nameindex() -> list[tuple[int, str]]:
+    return _net().if_nameindex()
+
+
+def if_nametoindex(name: str) -> int:
+    return _net().if_nametoindex(name)
+
+
+def if_indextoname(index: int) -> str:
+    return _net().if_indextoname(index)
+
+
 __all__ = [
     "Network", "socket", "network_for", "current_network", "create_connection",
     "create_server", "getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr",
-    "getfqdn", "timeout", "error", "gaierror", "herror",
+    "getfqdn", "has_dualstack_ipv6", "if_nameindex", "if_nametoindex", "if_indextoname",
+    "timeout", "error", "gaierror", "herror",
     # The socket module's constants this module defines, and the network registry
     # (api/patch.py); the rest of the stdlib's names come through __getattr__.
     "AF_INET", "AF_INET6", "AF_UNIX", "SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW",

@@ -28,10 +28,12 @@ class EchoEndpoint:
         self.on_readable: Callable[[], None] | None = None
         self.closed = False
 
-    def send(self, dst: bytes, seq: int, payload: bytes = b"", ttl: int | None = None) -> int:
+    def send(self, dst: bytes, seq: int, payload: bytes = b"", ttl: int | None = None,
+             src: bytes | None = None) -> int:
+        """An echo request to ``dst``, from ``src`` (None: the route's choice)."""
         if self.closed:
             return errno.EBADF
-        return self.icmp.send_echo(self.ident, dst, seq & 0xFFFF, payload, ttl)
+        return self.icmp.send_echo(self.ident, dst, seq & 0xFFFF, payload, ttl, src)
 
     def deliver(self, reply: EchoReply) -> None:
         if len(self.queue) >= self.queue_max:
@@ -62,7 +64,7 @@ class EchoTable:
         self.echo: dict[int, EchoEndpoint] = {}
 
     def send_echo(self, ident: int, dst: bytes, seq: int, payload: bytes,
-                  ttl: int | None) -> int:
+                  ttl: int | None, src: bytes | None = None) -> int:
         raise NotImplementedError
 
     def open_echo(self, ident: int | None = None) -> EchoEndpoint:

@@ -44,9 +44,9 @@ class Icmp4(EchoTable):
 
     # -- ping (proto/echo.py) --------------------------------------------------------
     def send_echo(self, ident: int, dst: bytes, seq: int, payload: bytes,
-                  ttl: int | None) -> int:
+                  ttl: int | None, src: bytes | None = None) -> int:
         msg = wire.build_echo(wire.ECHO_REQUEST, ident, seq, payload)
-        return self.stack.ip_output(dst, wire_ipv4.PROTO_ICMP, msg, ttl=ttl)
+        return self.stack.ip_output(dst, wire_ipv4.PROTO_ICMP, msg, src=src, ttl=ttl)
 
     # -- input ---------------------------------------------------------------------
     def input(self, header: wire_ipv4.Ipv4Header, data: memoryview, iface: Interface,

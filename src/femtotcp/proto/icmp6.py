@@ -39,17 +39,18 @@ class Icmp6(EchoTable):
 
     # -- ping (proto/echo.py) --------------------------------------------------------
     def send_echo(self, ident: int, dst: bytes, seq: int, payload: bytes,
-                  ttl: int | None) -> int:
-        """An echo request from the source the route to ``dst`` would use (the
-        checksum covers it)."""
+                  ttl: int | None, src: bytes | None = None) -> int:
+        """An echo request from ``src``, else from the source the route to
+        ``dst`` would use (the checksum covers it)."""
         stack = self.stack
         ipv6 = stack.ipv6
         if ipv6 is None:
             return errno.ENETUNREACH
-        route = ipv6.routes.lookup(dst)
-        iface = route.iface if route is not None else next(
-            (i for i in stack.interfaces if i.ipv6), None)
-        src = ipv6.source_for(iface, dst) if iface is not None else None
+        if src is None:
+            route = ipv6.routes.lookup(dst)
+            iface = route.iface if route is not None else next(
+                (i for i in stack.interfaces if i.ipv6), None)
+            src = ipv6.source_for(iface, dst) if iface is not None else None
         if src is None:
             return errno.EADDRNOTAVAIL
         msg = wire.build_echo(src, dst, wire.ECHO_REQUEST, ident, seq, payload)

@@ -218,7 +218,9 @@ class Stack:
         mtu = mtu or device.mtu
         if not 68 <= mtu <= 65535:
             raise ValueError(f"MTU {mtu} out of range (68..65535)")
-        iface = Interface(name or device.name, device, mac, mtu, len(self.interfaces), vlan)
+        # The interface index (a scope id, RFC 4007) counts as Linux's: 1 is
+        # loopback ("lo"), devices from 2 in the order they are added.
+        iface = Interface(name or device.name, device, mac, mtu, len(self.interfaces) + 2, vlan)
         self.interfaces.append(iface)
         def receiver(frame: bytes, _i: Interface = iface) -> None:
             self.receive(_i, frame)
