@@ -373,3 +373,50 @@ def test_stack_connects_to_a_kernel_listener_over_ipv6(ns: Netns) -> None:
         assert counters.get("stack.internal_error", 0) == 0
         # The TAP offloads: the stack's sends went out as TCPV6 super-segments.
         assert counters.get("ipv6.tx_tso", 0) > 0 and counters.get("tcp.tso_sent", 0) > 0
+
+
+def test_unanswered_neighbour_discovery_reaches_sockets_as_on_linux(ns: Netns) -> None:
+    """Nobody holds 2001:db8:1::99 on the link: the stack's neighbour
+    discovery gives up and the program's TCP connect fails with EHOSTUNREACH,
+    as the kernel's own does for the same address; a connected UDP socket hears
+    nothing of it on either (Linux's UDP takes address unreachable as soft)."""
+    import errno
+    import socket
+
+    from netns import entered
+
+    from femtotcp.api.socket import network_for
+
+    nobody = ("2001:db8:1::99", 9)
+    enable_ipv6(ns)
+    dev = kernel_tap(ns, "ftap0", f"{KERNEL6}/64")
+    with stack6(dev) as (rt, stack):
+        assert rt.wait_until(ready(stack, STACK6), 10)
+        net = network_for(stack, rt)
+        with entered(ns):
+            kernel_udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            kernel_tcp = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        ours_udp = net.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        ours_tcp = net.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        with kernel_udp, kernel_tcp, ours_udp, ours_tcp:
+            for s in (kernel_udp, ours_udp):
+                s.connect(nobody)
+                assert s.send(b"anyone?") == 7
+            results: dict[str, int | None] = {}
+            for name, s in (("kernel", kernel_tcp), ("stack", ours_tcp)):
+                s.settimeout(30)     # neighbour discovery gives up well before
+                try:
+                    s.connect(nobody)
+                    results[name] = None
+                except OSError as exc:
+                    results[name] = exc.errno
+            assert results == {"kernel": errno.EHOSTUNREACH, "stack": errno.EHOSTUNREACH}
+            # Both UDP sockets sent long enough ago for resolution to have failed.
+            for s in (kernel_udp, ours_udp):
+                assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+                assert s.send(b"still there?") == 12
+        counters = rt.call(stack.counters.snapshot)
+        assert counters["ndp.resolution_failed"] >= 2
+        assert counters["ndp.pending_dropped"] >= 2
+        assert counters.get("udp.icmp_error_soft", 0) >= 1
+        assert counters.get("stack.internal_error", 0) == 0

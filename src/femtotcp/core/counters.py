@@ -100,8 +100,8 @@ class Counters(defaultdict[str, int]):
 declare(DROP, """
     arp.acd_conflict arp.address_conflict arp.bad_htype arp.bad_length
     arp.bad_opcode arp.bad_ptype arp.bad_sender_ip arp.bad_sender_mac arp.cache_full
-    arp.not_for_us arp.own_frame arp.pending_overflow arp.resolution_failed
-    arp.sender_mismatch arp.truncated
+    arp.not_for_us arp.own_frame arp.pending_dropped arp.pending_overflow
+    arp.resolution_failed arp.sender_mismatch arp.truncated
 """)
 declare(EVENT, """
     arp.gratuitous_update arp.probe_seen arp.rx arp.tx_reply arp.tx_request

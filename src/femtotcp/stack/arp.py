@@ -10,7 +10,6 @@ reported to their transport as EHOSTUNREACH.
 
 from __future__ import annotations
 
-import errno
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -259,7 +258,7 @@ class Arp(NeighbourTable):
         if n is None:
             n = self._new_entry(cache, next_hop)
             if n is None:
-                stack.local_error(packet, errno.EHOSTUNREACH)
+                stack.local_error(packet)
                 return
             self._request(iface, n, unicast=False)
         self._enqueue(n, packet)
@@ -283,13 +282,8 @@ class Arp(NeighbourTable):
         if n.requests < self.stack.config.arp_max_requests:
             self._request(iface, n, unicast=n.state == PROBE)
             return
-        # Resolution failed: report the waiting packets to their senders.
-        del cache[n.ip]
         self.stack.counters["arp.resolution_failed"] += 1
-        pending, n.pending = n.pending, deque()
-        n.pending_bytes = 0
-        for packet in pending:
-            self.stack.local_error(packet, errno.EHOSTUNREACH)
+        self._failed(cache, n)
 
     def entries(self) -> list[dict[str, object]]:
         """The cache for ``femtotcp ctl neigh``."""

@@ -149,6 +149,7 @@ class Ndp(NeighbourTable):
         if n is None:
             n = self._new_entry(cache, next_hop)
             if n is None:
+                stack.local_error(packet)     # the cache is full of waiting entries
                 return
             self._solicit(iface, n, unicast=False)
         self._enqueue(n, packet)
@@ -177,17 +178,13 @@ class Ndp(NeighbourTable):
             self._forget(iface, n)
 
     def _forget(self, iface: Interface, n: Neighbour) -> None:
-        """Resolution failed (RFC 4861 7.3.3): the entry goes, waiting packets
-        are dropped (counted), and a router that stopped answering leaves the
-        default router list."""
-        cache = self.caches.get(iface, {})
-        cache.pop(n.ip, None)
-        if n.pending:
-            self.stack.counters["ndp.pending_dropped"] += len(n.pending)
-            n.pending.clear()
-            n.pending_bytes = 0
+        """Resolution failed (RFC 4861 7.3.3, 7.2.2): the entry goes, waiting
+        packets are dropped (counted) and reported to their senders as address
+        unreachable (``NeighbourTable._failed``, ARP's path too), and a router
+        that stopped answering leaves the default router list."""
         if (iface, n.ip) in self.routers:
             self._drop_router(iface, n.ip)
+        self._failed(self.caches.get(iface, {}), n)
 
     def _learn(self, iface: Interface, ip: bytes, mac: bytes, state: str,
                create: bool = True) -> Neighbour | None:
