@@ -149,8 +149,8 @@ declare(DROP, """
     dns.truncated_name
 """)
 declare(EVENT, """
-    dns.cache_hit dns.cname_loop dns.lookups dns.nxdomain dns.rx dns.tcp_fallback
-    dns.tcp_short_reply dns.tx_error dns.tx_query
+    dns.cache_hit dns.cname_loop dns.lookups dns.nxdomain dns.rx dns.search_found
+    dns.tcp_fallback dns.tcp_short_reply dns.tx_error dns.tx_query
 """)
 # dnsd
 declare(DROP, """

@@ -86,8 +86,8 @@ class Ndp(NeighbourTable):
         self.routers: dict[tuple[Interface, bytes], float] = {}
         #: On-link prefixes from RAs: (interface, prefix, length) -> expiry.
         self.prefixes: dict[tuple[Interface, bytes, int], float] = {}
-        #: RDNSS servers (RFC 8106): address -> expiry; DNSSL domains likewise. Kept
-        #: here for ``ctl``; the resolver takes them once UDP carries IPv6.
+        #: RDNSS servers (RFC 8106): address -> expiry; DNSSL domains likewise. The
+        #: resolver reads the unexpired ones (``current_servers``, ``current_search``).
         self.dns_servers: dict[bytes, float] = {}
         self.dns_domains: dict[str, float] = {}
         #: RFC 8981 DESYNC_FACTOR: chosen once per stack.
