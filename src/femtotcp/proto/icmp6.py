@@ -133,7 +133,7 @@ class Icmp6(EchoTable):
         ours = header.dst if header.dst in stack.local_addresses else None
         if ours is None:
             ipv6 = stack.ipv6
-            iface = ipv6.iface_of(src) if ipv6 is not None else None
+            iface = stack.local_iface(src)
             route = ipv6.routes.lookup(src) if ipv6 is not None else None
             if route is not None:
                 iface = route.iface

@@ -248,7 +248,7 @@ class Arp(NeighbourTable):
         if n is not None and n.mac is not None:
             n.used = now
             stack.send_frame(iface, n.mac, ethernet.ETH_IPV4, packet)
-            if n.stale(now, stack.config.arp_reachable):
+            if n.stale(now, self.reachable):
                 # Reachability is stale: keep using the MAC but re-check it with
                 # unicast requests (Linux's STALE -> PROBE).
                 n.state = PROBE
@@ -292,7 +292,7 @@ class Arp(NeighbourTable):
         for iface, cache in self.caches.items():
             for n in cache.values():
                 state = n.state
-                if n.stale(now, self.stack.config.arp_reachable):
+                if n.stale(now, self.reachable):
                     state = STALE
                 out.append({"interface": iface.name, "address": ip_str(n.ip),
                             "mac": mac_str(n.mac) if n.mac else None, "state": state,

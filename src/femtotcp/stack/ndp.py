@@ -448,7 +448,9 @@ class Ndp(NeighbourTable):
             self.retrans = max(0.1, ra.retrans_timer / 1000)
         if opts.mtu is not None:
             if wire.MIN_MTU <= opts.mtu <= iface.mtu:
-                self.ipv6.link_mtu[iface] = opts.mtu
+                if self.ipv6.link_mtu.get(iface) != opts.mtu:
+                    self.ipv6.link_mtu[iface] = opts.mtu
+                    stack.destinations.forget_interface(iface)
             else:
                 counters["ndp.ra_bad_mtu"] += 1
         key = (iface, router)

@@ -51,6 +51,15 @@ class Neighbour:
         REACHABLE -> STALE -> PROBE; RFC 4861 7.3.3 for neighbour discovery)."""
         return self.state == REACHABLE and now - self.confirmed > reachable
 
+    def sendable(self, now: float, reachable: float) -> bool:
+        """Whether a packet may go to the MAC with no state change: REACHABLE
+        and confirmed within ``reachable`` seconds, or already being checked
+        (ARP's PROBE; neighbour discovery's DELAY and PROBE). What the
+        per-destination cache (``stack/destination.py``) requires."""
+        state = self.state
+        return self.mac is not None and state != STALE and state != INCOMPLETE and (
+            state != REACHABLE or now - self.confirmed <= reachable)
+
 
 class NeighbourTable:
     """The caches of one protocol; ``prefix`` names its counters."""
@@ -59,6 +68,9 @@ class NeighbourTable:
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
+        #: Seconds an entry stays REACHABLE after a confirmation (``arp_reachable``;
+        #: neighbour discovery's from ``ndp_reachable``, then Router Advertisements).
+        self.reachable = stack.config.arp_reachable
         self.caches: dict[Interface, dict[bytes, Neighbour]] = {}
         self._gc_timer: Timer | None = None
 

@@ -24,6 +24,7 @@ from femtotcp.core.counters import Counters
 from femtotcp.core.timers import Timers
 from femtotcp.stack import modules as modreg
 from femtotcp.stack.config import StackConfig
+from femtotcp.stack.destination import DestinationCache
 from femtotcp.stack.interface import Interface, Ipv4Address
 from femtotcp.stack.routes import Route, RouteTable
 from femtotcp.wire import Malformed, ethernet, ip_bytes, ip_str, mac_bytes
@@ -112,6 +113,8 @@ class Stack:
         #: kept as sets so the per-packet checks are one hash lookup.
         self.local_addresses: set[bytes] = set()
         self.broadcast_addresses: set[bytes] = {BROADCAST4}
+        #: The per-destination output cache both IP families use (stack/destination.py).
+        self.destinations = DestinationCache(self)
         self.started = False
         #: End-of-batch work (``end_batch``): each module that defers work registers here.
         self._batch_hooks: list[Callable[[float], None]] = []
@@ -309,12 +312,13 @@ class Stack:
         return addr in self.local_addresses or (addr[0] == 127 and len(addr) == 4)
 
     def local_iface(self, addr: bytes) -> Interface | None:
-        """The interface holding ``addr`` (the first one for loopback)."""
+        """The interface holding ``addr``, of either family (the first one for
+        IPv4 loopback)."""
         for iface in self.interfaces:
-            for a in iface.ipv4:
+            for a in (iface.ipv4 if len(addr) == 4 else iface.ipv6):
                 if a.addr == addr:
                     return iface
-        if addr[0] == 127 and self.interfaces:
+        if addr[0] == 127 and len(addr) == 4 and self.interfaces:
             return self.interfaces[0]
         return None
 
