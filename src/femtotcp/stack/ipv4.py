@@ -268,11 +268,9 @@ class Ipv4:
         next_hop = route.gateway or dst
         cache = stack.arp.caches.get(iface)
         n = cache.get(next_hop) if cache else None
-        if n is None or n.mac is None:
-            return None
         now = stack.now
-        if n.stale(now, stack.arp.reachable):
-            return None         # let output() take the ARP path, which re-probes
+        if n is None or n.mac is None or not n.sendable(now, stack.arp.reachable):
+            return None         # let output() take the ARP path, which resolves or re-probes
         n.used = now
         eth = ethernet.build(n.mac, iface.mac, ethernet.ETH_IPV4, b"", iface.vlan)
         return OffloadPath(iface, device, eth, len(eth) + 20, iface.mtu - 20)

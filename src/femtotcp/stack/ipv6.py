@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from femtotcp.stack.device import OffloadPath
 from femtotcp.stack.interface import Ipv6Address
 from femtotcp.stack.ndp import Ndp
-from femtotcp.stack.neighbour import DELAY, PROBE, REACHABLE
 from femtotcp.stack.reassembly import Reassembler
 from femtotcp.stack.routes import Route, RouteTable
 from femtotcp.wire import ethernet, ip_bytes, ip_str, ipv6ext, mld
@@ -62,7 +61,6 @@ Icmp6Handler = Callable[[wire.Ipv6Header, wire_icmp6.Icmp6Header, memoryview, "I
 INF = float("inf")
 PMTU_MAX_ENTRIES = 1024
 _DIRECT = frozenset({wire.PROTO_TCP, wire.PROTO_UDP, wire.PROTO_ICMP6})
-_OFFLOAD_STATES = frozenset({REACHABLE, DELAY, PROBE})
 _NDP_TYPES = frozenset({133, 134, 135, 136, 137})
 _MLD_TYPES = frozenset({130, 131, 132, 143})
 MLD_UNSOLICITED_INTERVAL = 1.0   # RFC 3810 9.11 (Linux mldv2_unsolicited_report_interval)
@@ -625,8 +623,7 @@ class Ipv6:
         now = stack.now
         # REACHABLE and fresh, or DELAY/PROBE (reachability being confirmed
         # already); a STALE entry goes through ``output`` once, which starts NUD.
-        if n is None or n.mac is None or n.stale(now, self.ndp.reachable) or \
-                n.state not in _OFFLOAD_STATES:
+        if n is None or n.mac is None or not n.sendable(now, self.ndp.reachable):
             return None
         n.used = now
         eth = ethernet.build(n.mac, iface.mac, ethernet.ETH_IPV6, b"")
