@@ -373,3 +373,112 @@ def test_stack_connects_to_a_kernel_listener_over_ipv6(ns: Netns) -> None:
         assert counters.get("stack.internal_error", 0) == 0
         # The TAP offloads: the stack's sends went out as TCPV6 super-segments.
         assert counters.get("ipv6.tx_tso", 0) > 0 and counters.get("tcp.tso_sent", 0) > 0
+
+
+def test_unanswered_neighbour_discovery_reaches_sockets_as_on_linux(ns: Netns) -> None:
+    """Nobody holds 2001:db8:1::99 on the link: the stack's neighbour
+    discovery gives up and the program's TCP connect fails with EHOSTUNREACH,
+    as the kernel's own does for the same address; a connected UDP socket hears
+    nothing of it on either (Linux's UDP takes address unreachable as soft)."""
+    import errno
+    import socket
+
+    from netns import entered
+
+    from femtotcp.api.socket import network_for
+
+    nobody = ("2001:db8:1::99", 9)
+    enable_ipv6(ns)
+    dev = kernel_tap(ns, "ftap0", f"{KERNEL6}/64")
+    with stack6(dev) as (rt, stack):
+        assert rt.wait_until(ready(stack, STACK6), 10)
+        net = network_for(stack, rt)
+        with entered(ns):
+            kernel_udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            kernel_tcp = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        ours_udp = net.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        ours_tcp = net.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        with kernel_udp, kernel_tcp, ours_udp, ours_tcp:
+            for s in (kernel_udp, ours_udp):
+                s.connect(nobody)
+                assert s.send(b"anyone?") == 7
+            results: dict[str, int | None] = {}
+            for name, s in (("kernel", kernel_tcp), ("stack", ours_tcp)):
+                s.settimeout(30)     # neighbour discovery gives up well before
+                try:
+                    s.connect(nobody)
+                    results[name] = None
+                except OSError as exc:
+                    results[name] = exc.errno
+            assert results == {"kernel": errno.EHOSTUNREACH, "stack": errno.EHOSTUNREACH}
+            # Both UDP sockets sent long enough ago for resolution to have failed.
+            for s in (kernel_udp, ours_udp):
+                assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+                assert s.send(b"still there?") == 12
+        counters = rt.call(stack.counters.snapshot)
+        assert counters["ndp.resolution_failed"] >= 2
+        assert counters["ndp.pending_dropped"] >= 2
+        assert counters.get("udp.icmp_error_soft", 0) >= 1
+        assert counters.get("stack.internal_error", 0) == 0
+
+
+RADVD_DNSSL_CONF = """interface ftap0 {
+    AdvSendAdvert on;
+    MinRtrAdvInterval 3;
+    MaxRtrAdvInterval 4;
+    prefix 2001:db8:2::/64 { AdvOnLink on; AdvAutonomous on; };
+    RDNSS 2001:db8:2::53 { };
+    DNSSL lab.test { };
+};
+"""
+
+
+def test_radvd_dnssl_is_the_resolvers_search_list(
+        ns: Netns, require_program: Callable[[str], str], tmp_path: Path) -> None:
+    """radvd's RDNSS and DNSSL options: a name without dots resolves under the
+    advertised domain from dnsmasq (which holds printer.lab.test only), through
+    the resolver and through the socket API's getaddrinfo."""
+    import socket
+
+    from femtotcp.api.resolve import resolve_blocking
+    from femtotcp.api.socket import network_for
+    from femtotcp.wire import dns as dns_wire
+
+    require_program("radvd")
+    require_program("dnsmasq")
+    enable_ipv6(ns)
+    ns.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+    dev = kernel_tap(ns, "ftap0", None)
+    ns.ip("-6", "addr", "add", "2001:db8:2::53/64", "dev", "ftap0", "nodad")
+    conf = tmp_path / "radvd.conf"
+    conf.write_text(RADVD_DNSSL_CONF)
+    log = tmp_path / "dnsmasq.log"
+    ns.popen("dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--pid-file=",
+             "--listen-address=2001:db8:2::53", "--bind-interfaces", "--no-resolv",
+             "--no-hosts", "--local=/test/",
+             "--host-record=printer.lab.test,2001:db8:2::9,192.0.2.9",
+             "--log-queries", "--log-facility=-", stdout=log.open("w"),
+             stderr=subprocess.STDOUT)
+    with stack6(dev, static=None) as (rt, stack):
+        rt.call(stack.load_module, "dns")
+        radvd = ns.popen("radvd", "-n", "-C", str(conf), "-p", str(tmp_path / "radvd.pid"),
+                         "-m", "stderr", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            resolver = stack.resolver
+            assert resolver is not None
+            assert rt.wait_until(lambda: resolver.current_search() == ["lab.test"]
+                                 and bool(resolver.current_servers()), 30), "no DNSSL"
+            assert rt.wait_until(lambda: any(a.origin == "slaac" and a.usable
+                                             for a in stack.interfaces[0].ipv6), 30)
+            found = resolve_blocking(rt, stack, "printer", dns_wire.AAAA, timeout=15)
+            assert found.ok, (found, log.read_text()[-2000:])
+            assert found.addresses == [ip_bytes("2001:db8:2::9")]
+            assert found.name == "printer.lab.test"
+            assert found.server == ip_bytes("2001:db8:2::53")
+            net = network_for(stack, rt)
+            infos = net.getaddrinfo("printer", 80, socket.AF_INET6, socket.SOCK_STREAM)
+            assert {i[4][0] for i in infos} == {"2001:db8:2::9"}
+            assert "query[AAAA] printer.lab.test" in log.read_text()
+        finally:
+            radvd.terminate()
+            radvd.wait(5)

@@ -209,7 +209,7 @@ def check_bounds(stack: Stack) -> None:
     for ep in stack.icmp.echo.values():
         assert len(ep.queue) <= ep.queue_max
     assert len(stack.udp.endpoints) == 3 and len(stack.icmp.echo) == 1
-    assert len(stack.icmp.per_dest.buckets) <= stack.icmp.per_dest.max_keys
+    assert len(stack.icmp.limit.per_dest.buckets) <= stack.icmp.limit.per_dest.max_keys
     assert len(stack._local) <= 1024
     live = len(stack.timers)
     assert live <= 8 + sum(len(c) for c in stack.arp.caches.values()) + stats["datagrams"] \

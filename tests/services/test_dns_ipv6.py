@@ -57,14 +57,12 @@ def test_truncated_answer_retried_over_tcp_to_an_ipv6_server() -> None:
     assert responder.stack.counters["dnsd.truncated"] == 1
 
 
-def test_rdnss_servers_from_router_advertisements_are_used_without_configured_ones() -> None:
+def inject_ra(lan: object, options: bytes) -> None:
+    """A Router Advertisement (no default router) with ``options``."""
     from femtotcp.wire import ethernet, ipv6, ndp
-    lan, resolver, responder = setup()
-    resolver.set_servers([])
-    assert resolve(lan, resolver, "www.demo", wire.A).error == dns.NOSERVERS
     router_mac = b"\x02\0\0\0\0\xfe"
     router_ll = ip_bytes("fe80::fe")
-    opts = ndp.opt_source_lladdr(router_mac) + ndp.opt_rdnss(600, [SERVER6])
+    opts = ndp.opt_source_lladdr(router_mac) + options
     ra = ndp.build_ra(router_ll, ipv6.ALL_NODES, router_lifetime=0, options=opts)
     sniffer = lan.sniffer("router")  # type: ignore[attr-defined]
     sniffer.inject(ethernet.build(ipv6.multicast_mac(ipv6.ALL_NODES), router_mac,
@@ -72,8 +70,87 @@ def test_rdnss_servers_from_router_advertisements_are_used_without_configured_on
                                   ipv6.build(router_ll, ipv6.ALL_NODES, ipv6.PROTO_ICMP6, ra,
                                              255)))
     lan.run(0.1)  # type: ignore[attr-defined]
+
+
+def test_rdnss_servers_from_router_advertisements_are_used_without_configured_ones() -> None:
+    from femtotcp.wire import ndp
+    lan, resolver, responder = setup()
+    resolver.set_servers([])
+    assert resolve(lan, resolver, "www.demo", wire.A).error == dns.NOSERVERS
+    inject_ra(lan, ndp.opt_rdnss(600, [SERVER6]))
     assert resolver.current_servers() == [SERVER6]
     result = resolve(lan, resolver, "www.demo", wire.AAAA)
     assert result.ok and result.server == SERVER6
     lan.run(601)  # type: ignore[attr-defined]
     assert resolver.current_servers() == []
+
+
+def asked(responder: DnsResponder) -> list[str]:
+    """The names the responder was asked, in order."""
+    names: list[str] = []
+    answer = responder.answer
+
+    def record(data: bytes, src: tuple[bytes, int] = (bytes(4), 0),
+               max_size: int = wire.MAX_UDP) -> bytes | None:
+        names.append(wire.canonical(wire.parse(data).questions[0].name))
+        return answer(data, src, max_size)
+
+    responder.answer = record  # type: ignore[method-assign]
+    return names
+
+
+def test_dnssl_domains_become_the_search_list_for_their_lifetime() -> None:
+    """RFC 8106 5.2: a name without dots is asked under each DNSSL domain
+    first, then as it is (glibc's res_search with ndots:1), until the
+    option's lifetime ends."""
+    from femtotcp.wire import ndp
+    lan, resolver, responder = setup()
+    resolver.set_servers([])
+    responder.add_address("printer.demo", "2001:db8::9")
+    inject_ra(lan, ndp.opt_rdnss(600, [SERVER6]) + ndp.opt_dnssl(300, ["Lab.demo", "demo."]))
+    assert resolver.current_search() == ["lab.demo", "demo"]
+    names = asked(responder)
+    found = resolve(lan, resolver, "printer", wire.AAAA)
+    assert found.ok and found.addresses == [ip_bytes("2001:db8::9")]
+    assert found.name == "printer.demo"            # the name it was found under
+    assert names == ["printer.lab.demo", "printer.demo"]
+    lan.run(301)  # type: ignore[attr-defined]
+    assert resolver.current_search() == []
+    names.clear()
+    gone = resolve(lan, resolver, "printer", wire.AAAA)
+    assert not gone.ok and names == ["printer"]
+
+
+def test_search_order_and_errors_as_glibc() -> None:
+    """With ``ndots:1`` a dotted name is asked as it is first, an absolute one
+    only as it is; when nothing answers, the failure of a name asked as it is
+    first is the answer; a refusal (not a name's absence) ends the search."""
+    lan, resolver, responder = setup()
+    responder.add_address("printer.demo", "192.0.2.9")      # A only
+    responder.add_address("host.sub.demo", "2001:db8::7")
+    resolver.search = ["demo", "lab.demo"]
+    names = asked(responder)
+    assert resolve(lan, resolver, "host.sub", wire.AAAA).name == "host.sub.demo"
+    assert names == ["host.sub", "host.sub.demo"]           # as it is first: refused
+    names.clear()
+    absolute = resolve(lan, resolver, "printer.", wire.A)
+    assert absolute.error == dns.REFUSED and names == ["printer"]
+    names.clear()
+    nodata = resolve(lan, resolver, "printer", wire.AAAA)
+    # printer.demo has no AAAA, printer.lab.demo does not exist, "printer"
+    # alone is refused: that ends it, glibc's TRY_AGAIN.
+    assert names == ["printer.demo", "printer.lab.demo", "printer"]
+    assert nodata.error == dns.REFUSED and nodata.name == "printer"
+    names.clear()
+    first = resolve(lan, resolver, "x.nowhere", wire.AAAA)
+    assert names == ["x.nowhere", "x.nowhere.demo", "x.nowhere.lab.demo"]
+    assert first.error == dns.REFUSED              # as it is, asked first
+    names.clear()
+    resolver.flush()
+    responder.add_address("gone.demo", "192.0.2.8")
+    only = resolve(lan, resolver, "gone.sub.demo", wire.AAAA)
+    assert names == ["gone.sub.demo", "gone.sub.demo.demo", "gone.sub.demo.lab.demo"]
+    assert only.error == dns.NXDOMAIN
+    names.clear()
+    mixed = resolve(lan, resolver, "gone.demo", wire.AAAA)
+    assert mixed.error == dns.NODATA and names[0] == "gone.demo"

@@ -100,8 +100,8 @@ class Counters(defaultdict[str, int]):
 declare(DROP, """
     arp.acd_conflict arp.address_conflict arp.bad_htype arp.bad_length
     arp.bad_opcode arp.bad_ptype arp.bad_sender_ip arp.bad_sender_mac arp.cache_full
-    arp.not_for_us arp.own_frame arp.pending_overflow arp.resolution_failed
-    arp.sender_mismatch arp.truncated
+    arp.not_for_us arp.own_frame arp.pending_dropped arp.pending_overflow
+    arp.resolution_failed arp.sender_mismatch arp.truncated
 """)
 declare(EVENT, """
     arp.gratuitous_update arp.probe_seen arp.rx arp.tx_reply arp.tx_request
@@ -149,8 +149,8 @@ declare(DROP, """
     dns.truncated_name
 """)
 declare(EVENT, """
-    dns.cache_hit dns.cname_loop dns.lookups dns.nxdomain dns.rx dns.tcp_fallback
-    dns.tcp_short_reply dns.tx_error dns.tx_query
+    dns.cache_hit dns.cname_loop dns.lookups dns.nxdomain dns.rx dns.search_found
+    dns.tcp_fallback dns.tcp_short_reply dns.tx_error dns.tx_query
 """)
 # dnsd
 declare(DROP, """

@@ -1,7 +1,8 @@
 """ICMPv4 (RFC 792, RFC 1122 3.2.2): echo, and errors in both directions.
 
-Errors we send are rate limited (a global and a per-destination token bucket,
-like Linux) and never sent about a broadcast or multicast datagram, a
+Errors we send are rate limited by the rule ICMPv6's follow too
+(``proto/ratelimit.ErrorRateLimit``: a global and a per-destination token
+bucket, like Linux) and never sent about a broadcast or multicast datagram, a
 non-first fragment, another ICMP error, or a datagram whose source is not a
 unicast host. Errors we receive are matched to the transport that sent the
 offending datagram and reach its socket as an errno.
@@ -13,7 +14,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from femtotcp.proto.echo import EchoTable
-from femtotcp.proto.ratelimit import PerKeyBuckets, TokenBucket
+from femtotcp.proto.ratelimit import ErrorRateLimit
 from femtotcp.wire import icmp4 as wire
 from femtotcp.wire import ipv4 as wire_ipv4
 
@@ -37,9 +38,10 @@ class Icmp4(EchoTable):
     def __init__(self, stack: Stack) -> None:
         super().__init__()
         self.stack = stack
-        cfg = stack.config
-        self.bucket = TokenBucket(cfg.icmp_rate, cfg.icmp_burst, stack.now)
-        self.per_dest = PerKeyBuckets(cfg.icmp_rate_per_dest, cfg.icmp_burst_per_dest)
+        # One limit for both families' errors (Linux's icmp_global_allow is one
+        # bucket for ICMP and ICMPv6): whichever module comes second shares it.
+        self.limit: ErrorRateLimit = stack.icmp6.limit if stack.icmp6 is not None \
+            else ErrorRateLimit(stack)
         stack.ip_protocols[wire_ipv4.PROTO_ICMP] = self.input
 
     # -- ping (proto/echo.py) --------------------------------------------------------
@@ -156,10 +158,7 @@ class Icmp4(EchoTable):
             if not inner or inner[0] not in (wire.ECHO_REQUEST, wire.ECHO_REPLY):
                 counters["icmp4.error_suppressed_icmp"] += 1
                 return False
-        now = stack.now
-        # No rate limit on loopback (as Linux): the error goes to ourselves.
-        if not stack.is_local(src) and (not self.per_dest.take(src, now)
-                                        or not self.bucket.take(now)):
+        if not self.limit.allow(src):
             counters["icmp4.error_rate_limited"] += 1
             return False
         msg = wire.build(type_, code, rest, packet[:ERROR_PAYLOAD_MAX])

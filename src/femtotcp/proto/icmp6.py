@@ -6,8 +6,8 @@ module answers echo requests (to a group too, as Linux with
 the path MTU on Packet Too Big (RFC 8201, never below 1280) and sends errors
 by RFC 4443 2.4's rules (never about an ICMPv6 error or a Redirect, never to
 a source that names no single node, never about a packet to a group except
-Packet Too Big and Parameter Problem code 2), rate limited with the same two
-token buckets and the same settings as ICMPv4 (``icmp_rate``/``icmp_burst``
+Packet Too Big and Parameter Problem code 2), rate limited by the rule ICMPv4's
+errors follow too (``proto/ratelimit.ErrorRateLimit``: ``icmp_rate``/``icmp_burst``
 and per destination ``icmp_rate_per_dest``/``icmp_burst_per_dest``).
 """
 
@@ -17,7 +17,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from femtotcp.proto.echo import EchoTable
-from femtotcp.proto.ratelimit import PerKeyBuckets, TokenBucket
+from femtotcp.proto.ratelimit import ErrorRateLimit
 from femtotcp.wire import Malformed
 from femtotcp.wire import icmp6 as wire
 from femtotcp.wire import ipv6 as wire_ipv6
@@ -33,9 +33,10 @@ class Icmp6(EchoTable):
     def __init__(self, stack: Stack) -> None:
         super().__init__()
         self.stack = stack
-        cfg = stack.config
-        self.bucket = TokenBucket(cfg.icmp_rate, cfg.icmp_burst, stack.now)
-        self.per_dest = PerKeyBuckets(cfg.icmp_rate_per_dest, cfg.icmp_burst_per_dest)
+        # One limit for both families' errors (Linux's icmp_global_allow is one
+        # bucket for ICMP and ICMPv6): whichever module comes second shares it.
+        self.limit: ErrorRateLimit = stack.icmp.limit if stack.icmp is not None \
+            else ErrorRateLimit(stack)
 
     # -- ping (proto/echo.py) --------------------------------------------------------
     def send_echo(self, ident: int, dst: bytes, seq: int, payload: bytes,
@@ -126,21 +127,14 @@ class Icmp6(EchoTable):
         if wire.no_error_about(header.next_header, packet[wire_ipv6.HEADER_LEN:]):
             counters["icmp6.error_suppressed_icmp"] += 1
             return False
-        now = stack.now
-        local = src in stack.local_addresses
-        if not local and (not self.per_dest.take(src, now) or not self.bucket.take(now)):
+        if not self.limit.allow(src):
             counters["icmp6.error_rate_limited"] += 1
             return False
-        ours = header.dst if header.dst in stack.local_addresses else None
-        if ours is None:
-            ipv6 = stack.ipv6
-            iface = ipv6.iface_of(src) if ipv6 is not None else None
-            route = ipv6.routes.lookup(src) if ipv6 is not None else None
-            if route is not None:
-                iface = route.iface
-            elif iface is None and stack.interfaces:
-                iface = stack.interfaces[0]
-            ours = ipv6.source_for(iface, src) if ipv6 is not None and iface else None
+        # From the address the packet was sent to when it is ours (not a
+        # group), else the source the way back would use (RFC 4443 2.2).
+        ipv6 = stack.ipv6
+        ours = header.dst if header.dst in stack.local_addresses else (
+            ipv6.source_address(src) if ipv6 is not None else None)
         if ours is None:
             counters["icmp6.error_no_source"] += 1
             return False

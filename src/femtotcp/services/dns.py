@@ -13,6 +13,9 @@
 * TC set: the same question again over TCP (RFC 7766 5, RFC 1035 4.2.2).
 * A cache that honours TTLs (capped) and caches NXDOMAIN/NODATA for the
   SOA-derived negative TTL (RFC 2308 5), bounded in entries (LRU).
+* A search list (resolv.conf's ``search``: the configured domains, then the
+  unexpired DNSSL domains of Router Advertisements, RFC 8106 5.2) applied as
+  glibc's res_search does with ``ndots:1`` (``_Search``).
 
 All of it runs in the stack's loop thread; ``resolve`` calls ``on_done``
 later, never from inside ``resolve``. Waiting for an answer from another
@@ -493,6 +496,59 @@ def _negative_ttl(msg: wire.Message, cap: int) -> int | None:
     return None
 
 
+class _Search:
+    """One name asked through the search list, as glibc's res_search: each
+    candidate name in turn (``Resolver.candidates``) until one has an answer.
+    NXDOMAIN, NODATA and SERVFAIL move on to the next; any other failure
+    (a timeout, REFUSED, no servers) ends the search, except for the name
+    tried as it is first, whose failure is remembered. When nothing answers,
+    the error is that first failure, else NODATA if any name had no data,
+    else SERVFAIL if a server failed, else the last one's."""
+
+    __slots__ = ("resolver", "name", "qtype", "names", "on_done", "as_is_first", "saved",
+                 "nodata", "servfail", "asked")
+
+    def __init__(self, resolver: Resolver, name: str, qtype: int, names: list[str],
+                 as_is_first: bool, on_done: OnDone) -> None:
+        self.resolver = resolver
+        self.name = name
+        self.qtype = qtype
+        self.names = names
+        self.on_done = on_done
+        self.as_is_first = as_is_first
+        self.saved: str | None = None
+        self.nodata = False
+        self.servfail = False
+        self.asked = 0
+
+    def step(self) -> None:
+        self.asked += 1
+        self.resolver.query(self.names[self.asked - 1], self.qtype, self.answer)
+
+    def answer(self, result: DnsResult) -> None:
+        if result.error is None and (result.addresses or result.names):
+            self.resolver.stack.counters["dns.search_found"] += 1
+            self.on_done(result)
+            return
+        error = result.error or NODATA
+        first = self.asked == 1 and self.as_is_first
+        if first:
+            self.saved = error
+        if error == NODATA:
+            self.nodata = True
+        elif error == SERVFAIL:
+            self.servfail = True
+        elif error != NXDOMAIN and not first:
+            self.on_done(DnsResult(self.name, self.qtype, error=error))
+            return
+        if self.asked < len(self.names):
+            self.step()
+            return
+        final = self.saved or (NODATA if self.nodata else SERVFAIL if self.servfail
+                               else error)
+        self.on_done(DnsResult(self.name, self.qtype, error=final))
+
+
 class Resolver:
     """The stub resolver of one stack (``stack.resolver``)."""
 
@@ -504,10 +560,14 @@ class Resolver:
     max_ttl = 86400            # RFC 8767 4 suggests capping at 7 days; one day here
     max_negative_ttl = 900     # RFC 2308 5 suggests 1-3 hours at most; 15 min here
     max_lookups = 256          # concurrent questions in flight
+    ndots = 1                  # resolv.conf's default: a name with a dot is tried as is first
+    max_search = 6             # search domains used (glibc's MAXDNSRCH)
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.servers: list[bytes] = []
+        #: Configured search domains, asked before those of Router Advertisements.
+        self.search: list[str] = []
         #: name -> addresses (packed bytes or text); consulted before DNS.
         self.hosts: dict[str, list[bytes | str]] = {}
         self.cache: OrderedDict[tuple[str, int], tuple[float, DnsResult]] = OrderedDict()
@@ -532,6 +592,18 @@ class Resolver:
         except ValueError:
             self.deliver([on_done], DnsResult(name, qtype, error=BADNAME))
             return
+        if qtype != wire.PTR:
+            names = self.candidates(name, canon)
+            if len(names) > 1:
+                _Search(self, canon, qtype, names, canon.count(".") >= self.ndots,
+                        lambda result: self.deliver([on_done], result)).step()
+                return
+        self.query(canon, qtype, on_done)
+
+    def query(self, canon: str, qtype: int, on_done: OnDone) -> None:
+        """Ask DNS for exactly ``canon`` (no search list): from the cache, by
+        joining the same question in flight, or by a new lookup."""
+        counters = self.stack.counters
         key = (canon, qtype)
         cached = self.cache_get(key)
         if cached is not None:
@@ -563,6 +635,43 @@ class Resolver:
             if addr not in out:
                 out.append(addr)
         self.servers = out
+
+    def current_search(self) -> list[str]:
+        """The search list: the configured domains, then the unexpired DNSSL
+        domains of Router Advertisements (RFC 8106 5.2: a lifetime ends their
+        use), without repeats, at most ``max_search``."""
+        out: list[str] = []
+        domains = list(self.search)
+        ipv6 = self.stack.ipv6
+        if ipv6 is not None:
+            now = self.stack.now
+            domains += [d for d, until in ipv6.ndp.dns_domains.items() if until > now]
+        for domain in domains:
+            try:
+                canon = wire.canonical(domain)
+            except ValueError:
+                continue
+            if canon and canon not in out:
+                out.append(canon)
+        return out[:self.max_search]
+
+    def candidates(self, name: str, canon: str) -> list[str]:
+        """The names a lookup of ``name`` (``canon`` its canonical form) asks,
+        in order, as glibc's res_search: an absolute name (a trailing dot) only
+        as it is; one with at least ``ndots`` dots as it is, then under each
+        search domain; one with fewer under each search domain, then as it is.
+        A candidate too long to be a name is left out."""
+        if name.strip().endswith("."):
+            return [canon]
+        searched: list[str] = []
+        for domain in self.current_search():
+            try:
+                searched.append(wire.canonical(f"{canon}.{domain}"))
+            except ValueError:
+                continue
+        if canon.count(".") >= self.ndots:
+            return [canon, *searched]
+        return [*searched, canon]
 
     def current_servers(self) -> list[bytes]:
         """The servers to ask: the configured ones (``--dns``, a DHCP lease),

@@ -10,7 +10,6 @@ reported to their transport as EHOSTUNREACH.
 
 from __future__ import annotations
 
-import errno
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -249,7 +248,7 @@ class Arp(NeighbourTable):
         if n is not None and n.mac is not None:
             n.used = now
             stack.send_frame(iface, n.mac, ethernet.ETH_IPV4, packet)
-            if n.stale(now, stack.config.arp_reachable):
+            if n.stale(now, self.reachable):
                 # Reachability is stale: keep using the MAC but re-check it with
                 # unicast requests (Linux's STALE -> PROBE).
                 n.state = PROBE
@@ -259,7 +258,7 @@ class Arp(NeighbourTable):
         if n is None:
             n = self._new_entry(cache, next_hop)
             if n is None:
-                stack.local_error(packet, errno.EHOSTUNREACH)
+                stack.local_error(packet)
                 return
             self._request(iface, n, unicast=False)
         self._enqueue(n, packet)
@@ -283,13 +282,8 @@ class Arp(NeighbourTable):
         if n.requests < self.stack.config.arp_max_requests:
             self._request(iface, n, unicast=n.state == PROBE)
             return
-        # Resolution failed: report the waiting packets to their senders.
-        del cache[n.ip]
         self.stack.counters["arp.resolution_failed"] += 1
-        pending, n.pending = n.pending, deque()
-        n.pending_bytes = 0
-        for packet in pending:
-            self.stack.local_error(packet, errno.EHOSTUNREACH)
+        self._failed(cache, n)
 
     def entries(self) -> list[dict[str, object]]:
         """The cache for ``femtotcp ctl neigh``."""
@@ -298,7 +292,7 @@ class Arp(NeighbourTable):
         for iface, cache in self.caches.items():
             for n in cache.values():
                 state = n.state
-                if n.stale(now, self.stack.config.arp_reachable):
+                if n.stale(now, self.reachable):
                     state = STALE
                 out.append({"interface": iface.name, "address": ip_str(n.ip),
                             "mac": mac_str(n.mac) if n.mac else None, "state": state,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from femtotcp.core import rand
 from femtotcp.stack.device import OffloadPath
@@ -20,7 +20,6 @@ from femtotcp.wire import Malformed, ethernet
 from femtotcp.wire import ipv4 as wire_ipv4
 
 if TYPE_CHECKING:
-    from femtotcp.stack.arp import Neighbour
     from femtotcp.stack.interface import Interface
     from femtotcp.stack.routes import Route
     from femtotcp.stack.stack import Stack
@@ -32,28 +31,6 @@ BROADCAST = b"\xff\xff\xff\xff"
 
 _OPTION_PROBLEMS = frozenset({"ipv4.bad_option_length", "ipv4.bad_option_pointer"})
 _HEADER = struct.Struct("!BBHHHBBH4s4s")
-
-
-class _Fast(NamedTuple):
-    """One entry of the output cache: what ``output`` worked out for a unicast
-    destination (route, source address, the neighbour and its MAC, the
-    Ethernet header). Checked on every use against the live objects, so a
-    route, address or ARP change (each replaces the object compared here)
-    sends the next datagram down the full path, which re-creates the entry."""
-
-    route: Route
-    addrs: set[bytes]           # stack.local_addresses when made (replaced on change)
-    iface: Interface
-    src: bytes
-    src_mac: bytes
-    neigh: Neighbour
-    mac: bytes                  # neigh.mac when made (replaced when re-learned)
-    arp_cache: dict[bytes, Neighbour]
-    eth: bytes
-
-
-#: Destinations remembered by the output cache (cleared when full).
-FAST_CACHE_MAX = 1024
 
 
 def is_multicast(addr: bytes) -> bool:
@@ -74,7 +51,7 @@ class Ipv4:
         # our traffic to others: no idle-scan relay (RFC 7739 5.3, as Linux).
         self._idents = [rand.randbelow(0x10000) for _ in range(IDENT_BUCKETS)]
         self._ident_key = os.urandom(8)
-        self._fast: dict[bytes, _Fast] = {}
+        self._destination = stack.destinations.get
         #: Multicast groups joined (accepted as destinations).
         self.groups: set[bytes] = {b"\xe0\x00\x00\x01"}   # all-hosts (RFC 1112)
         #: Interfaces whose unicast datagrams to any address are taken as ours
@@ -192,29 +169,16 @@ class Ipv4:
         """Send one datagram. Returns 0, or an errno (nothing is raised)."""
         stack = self.stack
         counters = stack.counters
-        fast = self._fast.get(dst)
-        if fast is not None and iface is None and (src is None or src == fast.src or (
+        # The per-destination cache (stack/destination.py), shared with IPv6.
+        fast = self._destination(dst, len(payload) + 20) if iface is None else None
+        if fast is not None and (src is None or src == fast.src or (
                 self.accept_any and fast.iface in self.accept_any)):
-            # The per-destination cache (see _Fast): valid while the route, the
-            # address sets and the neighbour entry are the objects it was made
-            # from and the neighbour needs no re-check.
-            nb = fast.neigh
-            f_iface = fast.iface
-            now = stack.timers.now
-            if stack.routes.lookup(dst) is fast.route and \
-                    stack.local_addresses is fast.addrs and nb.mac is fast.mac and \
-                    fast.arp_cache.get(nb.ip) is nb and f_iface.mac is fast.src_mac and \
-                    len(payload) + 20 <= f_iface.mtu and \
-                    not nb.stale(now, stack.config.arp_reachable):
-                nb.used = now
-                counters["ipv4.tx"] += 1
-                ident = self._next_ident(dst, proto)
-                f_iface.device.send(fast.eth + wire_ipv4.build(
-                    src or fast.src, dst, proto, payload,
-                    stack.config.ttl if ttl is None else ttl,
-                    tos, ident, wire_ipv4.DF if df else 0))
-                return 0
-            del self._fast[dst]
+            counters["ipv4.tx"] += 1
+            fast.iface.device.send(fast.eth + wire_ipv4.build(
+                src or fast.src, dst, proto, payload,
+                stack.config.ttl if ttl is None else ttl,
+                tos, self._next_ident(dst, proto), wire_ipv4.DF if df else 0))
+            return 0
         if ttl is None:
             ttl = stack.config.ttl
         if len(payload) > 65515:
@@ -304,11 +268,9 @@ class Ipv4:
         next_hop = route.gateway or dst
         cache = stack.arp.caches.get(iface)
         n = cache.get(next_hop) if cache else None
-        if n is None or n.mac is None:
-            return None
         now = stack.now
-        if n.stale(now, stack.config.arp_reachable):
-            return None         # let output() take the ARP path, which re-probes
+        if n is None or n.mac is None or not n.sendable(now, stack.arp.reachable):
+            return None         # let output() take the ARP path, which resolves or re-probes
         n.used = now
         eth = ethernet.build(n.mac, iface.mac, ethernet.ETH_IPV4, b"", iface.vlan)
         return OffloadPath(iface, device, eth, len(eth) + 20, iface.mtu - 20)
@@ -330,8 +292,8 @@ class Ipv4:
         path.device.send_offload(path.eth + packet, gso_size, start, 16, start + tcp_hlen)
 
     def _remember(self, dst: bytes, route: Route, next_hop: bytes, src: bytes) -> None:
-        """After a unicast datagram went out through ARP: cache the way to ``dst``
-        when its neighbour is resolved (see ``_Fast``)."""
+        """After a unicast datagram went out through ARP: a per-destination
+        cache entry once its neighbour is resolved (``stack/destination.py``)."""
         stack = self.stack
         iface = route.iface
         if stack.arp is None or iface.raw_ip or (
@@ -339,15 +301,8 @@ class Ipv4:
                 dst in stack.broadcast_addresses or dst in stack.local_addresses or \
                 is_multicast(dst):
             return
-        cache = stack.arp.caches.get(iface)
-        n = cache.get(next_hop) if cache is not None else None
-        if cache is None or n is None or n.mac is None:
-            return
-        if len(self._fast) >= FAST_CACHE_MAX:
-            self._fast.clear()
-        self._fast[dst] = _Fast(route, stack.local_addresses, iface, src, iface.mac, n, n.mac,
-                                cache, ethernet.build(n.mac, iface.mac, ethernet.ETH_IPV4, b"",
-                                                      iface.vlan))
+        stack.destinations.remember(dst, stack.routes, route, iface, src, iface.mtu, stack.arp,
+                                    next_hop, ethernet.ETH_IPV4)
 
     def _transmit(self, iface: Interface, next_hop: bytes, dst: bytes, packet: bytes) -> None:
         stack = self.stack

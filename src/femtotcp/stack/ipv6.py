@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from femtotcp.stack.device import OffloadPath
 from femtotcp.stack.interface import Ipv6Address
 from femtotcp.stack.ndp import Ndp
-from femtotcp.stack.neighbour import DELAY, PROBE, REACHABLE
 from femtotcp.stack.reassembly import Reassembler
 from femtotcp.stack.routes import Route, RouteTable
 from femtotcp.wire import ethernet, ip_bytes, ip_str, ipv6ext, mld
@@ -62,7 +61,6 @@ Icmp6Handler = Callable[[wire.Ipv6Header, wire_icmp6.Icmp6Header, memoryview, "I
 INF = float("inf")
 PMTU_MAX_ENTRIES = 1024
 _DIRECT = frozenset({wire.PROTO_TCP, wire.PROTO_UDP, wire.PROTO_ICMP6})
-_OFFLOAD_STATES = frozenset({REACHABLE, DELAY, PROBE})
 _NDP_TYPES = frozenset({133, 134, 135, 136, 137})
 _MLD_TYPES = frozenset({130, 131, 132, 143})
 MLD_UNSOLICITED_INTERVAL = 1.0   # RFC 3810 9.11 (Linux mldv2_unsolicited_report_interval)
@@ -95,6 +93,7 @@ class Ipv6:
         self.reassembly = Reassembler(stack, "ipv6", self._reasm_timeout, "ipv6_reasm_timeout")
         #: RFC 7217's secret_key: per stack, never leaves it.
         self.secret = os.urandom(16)
+        self._destination = stack.destinations.get
         #: The Router Alert of the packet being delivered (for MLD's checks).
         self.rx_router_alert: int | None = None
         #: Told of every address whose DAD found a duplicate (iface, address).
@@ -320,13 +319,6 @@ class Ipv6:
         out = self.route_iface(dst)
         return self.path_mtu(dst, out) if out is not None else wire.MIN_MTU
 
-    def iface_of(self, addr: bytes) -> Interface | None:
-        for iface in self.stack.interfaces:
-            for a in iface.ipv6:
-                if a.addr == addr:
-                    return iface
-        return None
-
     # -- groups (RFC 4291 2.7, MLDv2 RFC 3810) -------------------------------------------
     def join(self, iface: Interface, group: bytes) -> None:
         groups = self.groups.setdefault(iface, {})
@@ -546,6 +538,14 @@ class Ipv6:
         stack = self.stack
         counters = stack.counters
         hop = self.hop_limit if ttl is None else ttl
+        if iface is None:
+            # The per-destination cache (stack/destination.py), shared with IPv4.
+            fast = self._destination(dst, wire.HEADER_LEN + len(payload))
+            if fast is not None and (src is None or src == fast.src):
+                counters["ipv6.tx"] += 1
+                fast.iface.device.send(fast.eth + wire.build(src or fast.src, dst, proto,
+                                                             payload, hop, tos, flow))
+                return 0
         if dst == wire.UNSPECIFIED or wire.is_v4_mapped(dst) or dst == wire.LOOPBACK:
             counters["ipv6.tx_martian"] += 1
             return errno.ENETUNREACH
@@ -556,7 +556,7 @@ class Ipv6:
             counters["ipv6.tx_too_big"] += 1
             return errno.EMSGSIZE
         if dst in stack.local_addresses:
-            local_iface = self.iface_of(dst)
+            local_iface = stack.local_iface(dst)
             if local_iface is None:
                 return errno.ENETUNREACH
             stack.queue_local(wire.build(src or dst, dst, proto, payload, hop, tos, flow),
@@ -564,6 +564,7 @@ class Ipv6:
             counters["ipv6.tx_loopback"] += 1
             return 0
         next_hop = dst
+        route = None
         if dst[0] == 0xFF or wire.is_link_local(dst):
             if iface is None and src is not None and wire.is_link_local(src):
                 iface = self.iface_of(src)      # RFC 4007: a link-local source's own link
@@ -589,6 +590,10 @@ class Ipv6:
         if wire.HEADER_LEN + len(payload) <= mtu:
             self._transmit(iface, next_hop, dst,
                            wire.build(src, dst, proto, payload, hop, tos, flow))
+            if route is not None and route.iface is iface and dst[0] != 0xFF \
+                    and not iface.raw_ip and src in stack.local_addresses:
+                stack.destinations.remember(dst, self.routes, route, iface, src, mtu, self.ndp,
+                                            next_hop, ethernet.ETH_IPV6)
             return 0
         if df:
             counters["ipv6.tx_needs_fragmentation"] += 1
@@ -622,8 +627,7 @@ class Ipv6:
         now = stack.now
         # REACHABLE and fresh, or DELAY/PROBE (reachability being confirmed
         # already); a STALE entry goes through ``output`` once, which starts NUD.
-        if n is None or n.mac is None or n.stale(now, self.ndp.reachable) or \
-                n.state not in _OFFLOAD_STATES:
+        if n is None or n.mac is None or not n.sendable(now, self.ndp.reachable):
             return None
         n.used = now
         eth = ethernet.build(n.mac, iface.mac, ethernet.ETH_IPV6, b"")
@@ -664,6 +668,7 @@ class Ipv6:
         if len(self.pmtu) >= PMTU_MAX_ENTRIES and dst not in self.pmtu:
             del self.pmtu[next(iter(self.pmtu))]
         self.pmtu[dst] = (mtu, self.stack.now + self.stack.config.ipv6_pmtu_expires)
+        self.stack.destinations.forget(dst)
         self.stack.counters["ipv6.pmtu_lowered"] += 1
 
     def _transmit(self, iface: Interface, next_hop: bytes, dst: bytes, packet: bytes) -> None:

@@ -86,8 +86,8 @@ class Ndp(NeighbourTable):
         self.routers: dict[tuple[Interface, bytes], float] = {}
         #: On-link prefixes from RAs: (interface, prefix, length) -> expiry.
         self.prefixes: dict[tuple[Interface, bytes, int], float] = {}
-        #: RDNSS servers (RFC 8106): address -> expiry; DNSSL domains likewise. Kept
-        #: here for ``ctl``; the resolver takes them once UDP carries IPv6.
+        #: RDNSS servers (RFC 8106): address -> expiry; DNSSL domains likewise. The
+        #: resolver reads the unexpired ones (``current_servers``, ``current_search``).
         self.dns_servers: dict[bytes, float] = {}
         self.dns_domains: dict[str, float] = {}
         #: RFC 8981 DESYNC_FACTOR: chosen once per stack.
@@ -149,6 +149,7 @@ class Ndp(NeighbourTable):
         if n is None:
             n = self._new_entry(cache, next_hop)
             if n is None:
+                stack.local_error(packet)     # the cache is full of waiting entries
                 return
             self._solicit(iface, n, unicast=False)
         self._enqueue(n, packet)
@@ -177,17 +178,13 @@ class Ndp(NeighbourTable):
             self._forget(iface, n)
 
     def _forget(self, iface: Interface, n: Neighbour) -> None:
-        """Resolution failed (RFC 4861 7.3.3): the entry goes, waiting packets
-        are dropped (counted), and a router that stopped answering leaves the
-        default router list."""
-        cache = self.caches.get(iface, {})
-        cache.pop(n.ip, None)
-        if n.pending:
-            self.stack.counters["ndp.pending_dropped"] += len(n.pending)
-            n.pending.clear()
-            n.pending_bytes = 0
+        """Resolution failed (RFC 4861 7.3.3, 7.2.2): the entry goes, waiting
+        packets are dropped (counted) and reported to their senders as address
+        unreachable (``NeighbourTable._failed``, ARP's path too), and a router
+        that stopped answering leaves the default router list."""
         if (iface, n.ip) in self.routers:
             self._drop_router(iface, n.ip)
+        self._failed(self.caches.get(iface, {}), n)
 
     def _learn(self, iface: Interface, ip: bytes, mac: bytes, state: str,
                create: bool = True) -> Neighbour | None:
@@ -451,7 +448,9 @@ class Ndp(NeighbourTable):
             self.retrans = max(0.1, ra.retrans_timer / 1000)
         if opts.mtu is not None:
             if wire.MIN_MTU <= opts.mtu <= iface.mtu:
-                self.ipv6.link_mtu[iface] = opts.mtu
+                if self.ipv6.link_mtu.get(iface) != opts.mtu:
+                    self.ipv6.link_mtu[iface] = opts.mtu
+                    stack.destinations.forget_interface(iface)
             else:
                 counters["ndp.ra_bad_mtu"] += 1
         key = (iface, router)

@@ -3,8 +3,9 @@ and neighbour discovery's (``stack/ndp.py``). One dict per interface of
 ``Neighbour`` entries; a bounded cache (the least recently used entry without
 waiting packets makes room), a bounded queue of packets waiting on
 resolution, and garbage collection of entries unused and unconfirmed for
-``arp_stale_timeout``. The states and what moves an entry between them are each
-protocol's own."""
+``arp_stale_timeout``, and one way a failed resolution ends (``_failed``: the
+waiting packets dropped, counted and reported to their senders). The states and
+what moves an entry between them are each protocol's own."""
 
 from __future__ import annotations
 
@@ -50,6 +51,15 @@ class Neighbour:
         REACHABLE -> STALE -> PROBE; RFC 4861 7.3.3 for neighbour discovery)."""
         return self.state == REACHABLE and now - self.confirmed > reachable
 
+    def sendable(self, now: float, reachable: float) -> bool:
+        """Whether a packet may go to the MAC with no state change: REACHABLE
+        and confirmed within ``reachable`` seconds, or already being checked
+        (ARP's PROBE; neighbour discovery's DELAY and PROBE). What the
+        per-destination cache (``stack/destination.py``) requires."""
+        state = self.state
+        return self.mac is not None and state != STALE and state != INCOMPLETE and (
+            state != REACHABLE or now - self.confirmed <= reachable)
+
 
 class NeighbourTable:
     """The caches of one protocol; ``prefix`` names its counters."""
@@ -58,6 +68,9 @@ class NeighbourTable:
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
+        #: Seconds an entry stays REACHABLE after a confirmation (``arp_reachable``;
+        #: neighbour discovery's from ``ndp_reachable``, then Router Advertisements).
+        self.reachable = stack.config.arp_reachable
         self.caches: dict[Interface, dict[bytes, Neighbour]] = {}
         self._gc_timer: Timer | None = None
 
@@ -96,6 +109,25 @@ class NeighbourTable:
             self.stack.counters[f"{self.prefix}.pending_overflow"] += 1
         n.pending.append(packet)
         n.pending_bytes += len(packet)
+
+    def _failed(self, cache: dict[bytes, Neighbour], n: Neighbour) -> None:
+        """Resolution of ``n`` failed: the entry goes and its waiting packets
+        are dropped (counted ``<prefix>.pending_dropped``), each reported to the
+        transport that sent it through ``Stack.local_error`` (Linux's
+        neigh_invalidate -> error_report: host unreachable)."""
+        if cache.get(n.ip) is n:
+            del cache[n.ip]
+        if n.timer is not None:
+            n.timer.cancel()
+            n.timer = None
+        pending, n.pending = n.pending, deque()
+        n.pending_bytes = 0
+        if not pending:
+            return
+        stack = self.stack
+        stack.counters[f"{self.prefix}.pending_dropped"] += len(pending)
+        for packet in pending:
+            stack.local_error(packet)
 
     def _schedule_gc(self) -> None:
         if self._gc_timer is None:

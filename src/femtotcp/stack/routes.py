@@ -44,12 +44,16 @@ class RouteTable:
     def __init__(self) -> None:
         self.routes: list[Route] = []   # kept sorted, longest prefix first
         self._cache: dict[bytes, Route | None] = {}
+        #: Changes with every change to the table (what the per-destination
+        #: output cache checks, instead of a lookup per datagram).
+        self.version = 0
 
     def add(self, route: Route) -> None:
         self.remove(route.network, route.prefixlen, route.iface)
         self.routes.append(route)
         self.routes.sort(key=lambda r: -r.prefixlen)
         self._cache.clear()
+        self.version += 1
 
     def remove(self, network: int, prefixlen: int, iface: Interface | None = None,
                origin: str | None = None) -> bool:
@@ -59,11 +63,13 @@ class RouteTable:
                                and (iface is None or r.iface is iface)
                                and (origin is None or r.origin == origin))]
         self._cache.clear()
+        self.version += 1
         return len(self.routes) != before
 
     def remove_iface_origin(self, iface: Interface, origin: str) -> None:
         self.routes = [r for r in self.routes if not (r.iface is iface and r.origin == origin)]
         self._cache.clear()
+        self.version += 1
 
     def via(self, dst: bytes, iface: Interface | None
             ) -> tuple[Route | None, Interface | None, bytes]:

@@ -24,6 +24,7 @@ from femtotcp.core.counters import Counters
 from femtotcp.core.timers import Timers
 from femtotcp.stack import modules as modreg
 from femtotcp.stack.config import StackConfig
+from femtotcp.stack.destination import DestinationCache
 from femtotcp.stack.interface import Interface, Ipv4Address
 from femtotcp.stack.routes import Route, RouteTable
 from femtotcp.wire import Malformed, ethernet, ip_bytes, ip_str, mac_bytes
@@ -112,6 +113,8 @@ class Stack:
         #: kept as sets so the per-packet checks are one hash lookup.
         self.local_addresses: set[bytes] = set()
         self.broadcast_addresses: set[bytes] = {BROADCAST4}
+        #: The per-destination output cache both IP families use (stack/destination.py).
+        self.destinations = DestinationCache(self)
         self.started = False
         #: End-of-batch work (``end_batch``): each module that defers work registers here.
         self._batch_hooks: list[Callable[[float], None]] = []
@@ -311,12 +314,13 @@ class Stack:
         return addr in self.local_addresses or (addr[0] == 127 and len(addr) == 4)
 
     def local_iface(self, addr: bytes) -> Interface | None:
-        """The interface holding ``addr`` (the first one for loopback)."""
+        """The interface holding ``addr``, of either family (the first one for
+        IPv4 loopback)."""
         for iface in self.interfaces:
-            for a in iface.ipv4:
+            for a in (iface.ipv4 if len(addr) == 4 else iface.ipv6):
                 if a.addr == addr:
                     return iface
-        if addr[0] == 127 and self.interfaces:
+        if addr[0] == 127 and len(addr) == 4 and self.interfaces:
             return self.interfaces[0]
         return None
 
@@ -482,21 +486,46 @@ class Stack:
         else:
             iface.device.send(ethernet.build(dst_mac, iface.mac, ethertype, payload, iface.vlan))
 
-    def local_error(self, packet: bytes | memoryview, err: int, icmp_type: int = 3,
-                    icmp_code: int = 1, mtu: int = 0) -> None:
-        """Report a failure about a datagram we sent (ARP failure, ICMP error)
-        to the transport that sent it."""
+    def local_error(self, packet: bytes | memoryview, err: int = errno.EHOSTUNREACH) -> None:
+        """A datagram we sent could not leave because its next hop did not
+        resolve (ARP or neighbour discovery): the one path by which such a
+        failure reaches the transport that sent it, for both families. As
+        Linux's ``dst_link_failure``, the transport hears a host unreachable
+        about the datagram (ICMP destination unreachable code 1 for IPv4,
+        ICMPv6 code 3, address unreachable, for IPv6) through the handler an
+        ICMP error from the wire reaches: ``ip_error_handlers`` or
+        ``Ipv6.error_handlers``. TCP's connect fails with ``err``; UDP takes
+        it as the soft error it is (Linux's udp_err without IP_RECVERR). Only
+        a first fragment names its sender (a later one's data are not ports)."""
         mv = memoryview(packet)
-        if len(mv) < 20 or mv[0] >> 4 != 4:
+        if not mv:
+            return
+        version = mv[0] >> 4
+        if version == 6:
+            ipv6 = self.ipv6
+            if ipv6 is None:
+                return
+            from femtotcp.wire.icmp6 import (  # only with the ipv6 module
+                ADDRESS_UNREACHABLE,
+                DEST_UNREACHABLE,
+                parse_quote,
+            )
+            try:
+                quote = parse_quote(mv)
+            except Malformed:
+                return
+            handler6 = ipv6.error_handlers.get(quote.upper)
+            if handler6 is not None:
+                handler6(quote.src, quote.dst, quote.transport, err, DEST_UNREACHABLE,
+                         ADDRESS_UNREACHABLE, 0)
+            return
+        if len(mv) < 20 or version != 4:
             return
         hlen = (mv[0] & 0x0F) * 4
         if hlen < 20 or len(mv) < hlen:
             return
         if (mv[6] << 8 | mv[7]) & 0x1FFF:
-            # A later fragment carries no transport header: only the first one
-            # says whose datagram it was (its data must not be read as ports).
             return
         handler = self.ip_error_handlers.get(mv[9])
         if handler is not None:
-            handler(bytes(mv[12:16]), bytes(mv[16:20]), mv[hlen:], err, icmp_type,
-                    icmp_code, mtu)
+            handler(bytes(mv[12:16]), bytes(mv[16:20]), mv[hlen:], err, 3, 1, 0)
