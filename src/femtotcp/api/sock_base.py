@@ -237,8 +237,7 @@ class _Link:
         (0 for other addresses, or when no interface has it)."""
         if len(addr) != 16 or not is_link_scope(addr):
             return 0
-        ipv6 = self.net.stack.ipv6
-        iface = ipv6.iface_of(addr) if ipv6 is not None else None
+        iface = self.net.stack.local_iface(addr)
         return iface.index if iface is not None else 0
 
     @property

@@ -567,7 +567,7 @@ class Ipv6:
         route = None
         if dst[0] == 0xFF or wire.is_link_local(dst):
             if iface is None and src is not None and wire.is_link_local(src):
-                iface = self.iface_of(src)      # RFC 4007: a link-local source's own link
+                iface = self.stack.local_iface(src)      # RFC 4007: a link-local source's own link
             if iface is None:
                 route = self.routes.lookup(dst)
                 iface = route.iface if route is not None else next(
@@ -619,7 +619,7 @@ class Ipv6:
             return None
         iface = route.iface
         if wire.is_link_local(dst) and wire.is_link_local(src):
-            iface = self.iface_of(src) or iface     # the link of the source (RFC 4007)
+            iface = self.stack.local_iface(src) or iface     # the link of the source (RFC 4007)
         device = iface.device
         if not device.offload or iface.raw_ip or iface.vlan is not None:
             return None
