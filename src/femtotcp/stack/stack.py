@@ -124,6 +124,9 @@ class Stack:
         #: (no dispatch on the per-segment path), or ``_dispatch_ip_output``
         #: by ``dst``'s length when there are several (``set_ip_output``).
         self.ip_output: IpOutput = self._dispatch_ip_output
+        #: The IPv4 fast path (``Ipv4.fast_input``), set once a protocol
+        #: registers a fast handler with it (TCP does); tried first on every frame.
+        self.fast_receive: Callable[[Interface, bytes | memoryview, bool], int] | None = None
         #: Datagrams to our own addresses, delivered on the next poll (never re-entrant).
         self._local: deque[tuple[bytes, Interface]] = deque()
         #: Callbacks run on close (services register here).
@@ -383,6 +386,16 @@ class Stack:
             timers.now = t
         counters = self.counters
         try:
+            fast = self.fast_receive
+            if fast is not None:
+                # The established-connection fast path (Ipv4.fast_input): 1 is
+                # done; 2 is "not taken, but the TCP checksum was verified",
+                # which the full path then need not verify again.
+                done = fast(iface, frame, csum_ok)
+                if done == 1:
+                    return
+                if done:
+                    csum_ok = True
             if iface.device.raw_ip:
                 self._receive_raw_ip(iface, frame, csum_ok)
                 return
