@@ -264,10 +264,10 @@ class Ipv4:
                 nb.used = now
                 counters["ipv4.tx"] += 1
                 ident = self._next_ident(dst, proto)
-                f_iface.device.send(fast.eth + wire_ipv4.build(
-                    src or fast.src, dst, proto, payload,
+                f_iface.device.send(b"".join((fast.eth, wire_ipv4.header_only(
+                    src or fast.src, dst, proto, len(payload),
                     stack.config.ttl if ttl is None else ttl,
-                    tos, ident, wire_ipv4.DF if df else 0))
+                    tos, ident, 0x4000 if df else 0), payload)))
                 return 0
             del self._fast[dst]
         if ttl is None:

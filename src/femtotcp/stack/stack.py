@@ -13,6 +13,7 @@ arguments; wall-clock time (ICMP timestamps) from ``wall_clock``.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import time
@@ -223,11 +224,9 @@ class Stack:
             raise ValueError(f"MTU {mtu} out of range (68..65535)")
         iface = Interface(name or device.name, device, mac, mtu, len(self.interfaces), vlan)
         self.interfaces.append(iface)
-        def receiver(frame: bytes, _i: Interface = iface) -> None:
-            self.receive(_i, frame)
-
-        def checked(frame: bytes, _i: Interface = iface) -> None:
-            self.receive(_i, frame, None, True)
+        # Partials, not closures: one Python frame fewer per received frame.
+        receiver = functools.partial(self.receive, iface)
+        checked = functools.partial(self.receive, iface, csum_ok=True)
 
         # Only a device that verifies checksums itself gets the trusted entry;
         # it is given nothing else (a wrapper gets the plain receiver of the

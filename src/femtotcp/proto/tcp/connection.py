@@ -58,6 +58,7 @@ from femtotcp.proto.tcp.state import (
     TcpState,
 )
 from femtotcp.proto.tcp.timers import LazyTimer
+from femtotcp.wire.checksum import mod_ffff
 from femtotcp.wire.tcp import (
     ACK,
     FIN,
@@ -1033,8 +1034,8 @@ class TcpConnection:
         plen = len(payload)
         value = int.from_bytes(hdr, "big") + self._psum + 32 + plen
         if plen:
-            value += int.from_bytes(payload, "big") << 8 if plen & 1 else \
-                int.from_bytes(payload, "big")
+            value += mod_ffff(int.from_bytes(payload, "big") << 8 if plen & 1 else
+                              int.from_bytes(payload, "big"))
         r = value % 0xFFFF
         self._ip_send(_HDR_TS.pack(lport, rport, seq32, ack32, 0x8000 | flags, window,
                                    (~r & 0xFFFF) if r else 0, 0, 0x0101080A, ts,
