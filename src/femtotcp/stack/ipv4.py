@@ -34,13 +34,14 @@ BROADCAST = b"\xff\xff\xff\xff"
 _OPTION_PROBLEMS = frozenset({"ipv4.bad_option_length", "ipv4.bad_option_pointer"})
 _HEADER = struct.Struct("!BBHHHBBH4s4s")
 #: What the fast path reads of an Ethernet + IPv4 header, in one call: MACs,
-#: ethertype, version/IHL, total length, flags/fragment offset, protocol, addresses.
-_FAST_RX = struct.Struct("!6s6sHBxH2xHxB2x4s4s")
+#: ethertype, version/IHL, TOS, total length, flags/fragment offset, protocol,
+#: addresses.
+_FAST_RX = struct.Struct("!6s6sHBBH2xHxB2x4s4s")
 
-#: A protocol's fast handler: ``(src, dst, payload, iface, csum_ok) -> int``,
+#: A protocol's fast handler: ``(src, dst, payload, iface, tos, csum_ok) -> int``,
 #: 1 when it consumed the datagram, 2 when it did not but verified its
 #: transport checksum, 0 when it did not (the full path runs, from the frame).
-FastHandler = Callable[[bytes, bytes, memoryview, "Interface", bool], int]
+FastHandler = Callable[[bytes, bytes, memoryview, "Interface", int, bool], int]
 
 
 class _Fast(NamedTuple):
@@ -118,7 +119,7 @@ class Ipv4:
         device = iface.device
         if device.raw_ip or (n > iface.mtu + 18 and not device.gro):
             return 0
-        dmac, smac, etype, vihl, total, flags_frag, proto, src, dst = \
+        dmac, smac, etype, vihl, tos, total, flags_frag, proto, src, dst = \
             _FAST_RX.unpack_from(frame)
         if etype != 0x0800 or vihl != 0x45 or flags_frag & 0x3FFF or dmac != iface.mac \
                 or smac == dmac or total + 14 > n or total < 20:
@@ -134,7 +135,7 @@ class Ipv4:
             return 0
         if int.from_bytes(frame[14:34], "big") % 0xFFFF:
             return 0                # a bad header checksum: the full path counts it
-        done = handler(src, dst, memoryview(frame)[34:14 + total], iface, csum_ok)
+        done = handler(src, dst, memoryview(frame)[34:14 + total], iface, tos, csum_ok)
         if done == 1:
             stack.counters["ipv4.rx"] += 1
         return done

@@ -254,7 +254,7 @@ class Tcp:
 
     # ------------------------------------------------------------------ input
     def fast_input4(self, src: bytes, dst: bytes, segment: memoryview, iface: Interface,
-                    csum_ok: bool) -> int:
+                    tos: int, csum_ok: bool) -> int:
         """The IPv4 fast path's TCP handler (``Ipv4.fast_input``): a segment for
         an existing connection that its header prediction (``fast_input``)
         takes. Returns 1 when consumed; 2 when not, its checksum verified (or
