@@ -37,6 +37,8 @@ _HEADER = struct.Struct("!BBHHHBBH4s4s")
 #: ethertype, version/IHL, TOS, total length, flags/fragment offset, protocol,
 #: addresses.
 _FAST_RX = struct.Struct("!6s6sHBBH2xHxB2x4s4s")
+#: The same IPv4 header as three words: their sum is the header's modulo 0xFFFF.
+_HDR_WORDS = struct.Struct("!QQI")
 
 #: A protocol's fast handler: ``(src, dst, payload, iface, tos, csum_ok) -> int``,
 #: 1 when it consumed the datagram, 2 when it did not but verified its
@@ -130,10 +132,12 @@ class Ipv4:
         stack = self.stack
         local = stack.local_addresses
         first = src[0]
+        # (local_addresses never holds 127/8: add_address refuses it.)
         if dst not in local or src in local or first >= 224 or first == 127 or first == 0 \
-                or src in stack.broadcast_addresses or dst[0] == 127:
+                or src in stack.broadcast_addresses:
             return 0
-        if int.from_bytes(frame[14:34], "big") % 0xFFFF:
+        a, b, c = _HDR_WORDS.unpack_from(frame, 14)
+        if (a + b + c) % 0xFFFF:
             return 0                # a bad header checksum: the full path counts it
         done = handler(src, dst, memoryview(frame)[34:14 + total], iface, tos, csum_ok)
         if done == 1:
