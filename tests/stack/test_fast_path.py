@@ -14,9 +14,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import pytest
-from femtolan import arp_frame, ip_frame, parse_ip
+from femtolan import Recorder, arp_frame, ip_frame, parse_ip
 
-from femtotcp.phy.base import Device
 from femtotcp.proto.tcp.config import TcpConfig
 from femtotcp.runtime import SimLoop
 from femtotcp.stack.config import StackConfig
@@ -33,13 +32,6 @@ PORT = 80
 PEER_PORT = 40000
 
 
-class Recorder(Device):
-    def __init__(self) -> None:
-        super().__init__("rec", 1500)
-        self.sent: list[bytes] = []
-
-    def _transmit(self, frame: bytes) -> None:
-        self.sent.append(frame)
 
 
 class World(NamedTuple):
