@@ -261,3 +261,24 @@ def test_segment_from_our_own_address_is_land_on_both_paths() -> None:
                                       src_mac=PEER_MAC))
         assert stack.counters["ipv4.land"] == 1
         assert server.rcv_nxt == before
+
+
+def test_a_wrapped_protocol_handler_sees_every_datagram() -> None:
+    """Whoever wraps a protocol's entry in ``ip_protocols`` (the gateway does
+    for ICMP) gets every datagram of it: the fast path steps aside."""
+    w = _world(True, False)
+    stack, iface = w.stack, w.stack.interfaces[0]
+    seen: list[int] = []
+    for proto in (1, tcp.PROTO):
+        inner = stack.ip_protocols[proto]
+
+        def spy(*args: Any, _inner: Any = inner, _proto: int = proto) -> None:
+            seen.append(_proto)
+            _inner(*args)
+        stack.ip_protocols[proto] = spy
+    stack.receive(iface, _echo_frame(b"hello"))
+    stack.receive(iface, _tcp_frame(5001, w.iss + 1, tcp.ACK | tcp.PSH, b"data"))
+    w.loop.run(0)
+    assert seen == [1, tcp.PROTO]
+    assert bytes(w.got) == b"data"
+    assert [s[1] for s in _sent(w.dev) if s[0] == "ip"] == [1]   # the echo was answered

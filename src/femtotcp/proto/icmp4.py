@@ -41,9 +41,9 @@ class Icmp4(EchoTable):
         cfg = stack.config
         self.bucket = TokenBucket(cfg.icmp_rate, cfg.icmp_burst, stack.now)
         self.per_dest = PerKeyBuckets(cfg.icmp_rate_per_dest, cfg.icmp_burst_per_dest)
-        stack.ip_protocols[wire_ipv4.PROTO_ICMP] = self.input
+        full = stack.ip_protocols[wire_ipv4.PROTO_ICMP] = self.input
         if stack.ipv4 is not None:
-            stack.ipv4.add_fast_protocol(wire_ipv4.PROTO_ICMP, self.fast_input4)
+            stack.ipv4.add_fast_protocol(wire_ipv4.PROTO_ICMP, self.fast_input4, full)
 
     # -- ping (proto/echo.py) --------------------------------------------------------
     def send_echo(self, ident: int, dst: bytes, seq: int, payload: bytes,

@@ -92,16 +92,20 @@ class Ipv4:
         #: Interfaces whose unicast datagrams to any address are taken as ours
         #: (a gateway terminates its guest's flows: it is the guest's router).
         self.accept_any: set[Interface] = set()
-        #: Protocol -> fast handler (``add_fast_protocol``); see ``fast_input``.
-        self.fast_protocols: dict[int, FastHandler] = {}
+        #: Protocol -> (fast handler, the full handler it stands for in
+        #: ``stack.ip_protocols``): ``add_fast_protocol``; see ``fast_input``.
+        self.fast_protocols: dict[int, tuple[FastHandler, object]] = {}
         stack.ethertypes[ethernet.ETH_IPV4] = self.input
         stack.set_ip_output(4, self.output)
 
     # -- input -------------------------------------------------------------------
-    def add_fast_protocol(self, proto: int, handler: FastHandler) -> None:
-        """Give ``proto`` a fast handler; the stack then tries ``fast_input``
-        on every frame before its full path."""
-        self.fast_protocols[proto] = handler
+    def add_fast_protocol(self, proto: int, handler: FastHandler, full: object) -> None:
+        """Give ``proto`` a fast handler standing in for ``full``, the handler
+        the protocol put in ``stack.ip_protocols``: it is used only while that
+        entry is still ``full`` (whoever wraps or replaces the entry, as the
+        gateway does for ICMP, sees every datagram again). The stack then tries
+        ``fast_input`` on every frame before its full path."""
+        self.fast_protocols[proto] = (handler, full)
         self.stack.fast_receive = self.fast_input
 
     def fast_input(self, iface: Interface, frame: bytes | memoryview, csum_ok: bool) -> int:
@@ -126,10 +130,13 @@ class Ipv4:
         if etype != 0x0800 or vihl != 0x45 or flags_frag & 0x3FFF or dmac != iface.mac \
                 or smac == dmac or total + 14 > n or total < 20:
             return 0
-        handler = self.fast_protocols.get(proto)
-        if handler is None:
+        entry = self.fast_protocols.get(proto)
+        if entry is None:
             return 0
+        handler, full = entry
         stack = self.stack
+        if stack.ip_protocols.get(proto) is not full:
+            return 0
         local = stack.local_addresses
         first = src[0]
         # (local_addresses never holds 127/8: add_address refuses it.)

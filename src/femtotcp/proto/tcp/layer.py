@@ -88,8 +88,8 @@ class Tcp:
         #: Gateway hook: ``transparent(ip, hdr, payload) -> bool`` sees every segment
         #: that no connection or listener takes (any destination); True: consumed.
         self.transparent: Callable[[Any, wire.TcpHeader, memoryview], bool] | None = None
-        stack.ip_protocols[wire.PROTO] = self.input
-        self.ipv4.add_fast_protocol(wire.PROTO, self.fast_input4)
+        full = stack.ip_protocols[wire.PROTO] = self.input
+        self.ipv4.add_fast_protocol(wire.PROTO, self.fast_input4, full)
         stack.ip_error_handlers[wire.PROTO] = self.on_ip_error
         stack.add_batch_hook(self.end_batch)
         if stack.ipv6 is not None:
