@@ -9,8 +9,38 @@ each, and the stack's overhead over the floor.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import subprocess
+from collections.abc import Iterator
 
 from bench import tcp_bulk
+from femtotcp.phy import netns as nsmod
+from femtotcp.phy.tap import TapDevice
+from femtotcp.runtime import Runtime
+from femtotcp.stack import Stack
+
+
+@contextlib.contextmanager
+def _stack(offload: bool) -> Iterator[str]:
+    """A stack alone on a TAP (the kernel at 192.0.2.1 in a namespace): only
+    APIs every checkout has, so ``PYTHONPATH=OTHER/src`` measures another one."""
+    with tcp_bulk.namespace("ftping") as ns:
+        with nsmod.entered(ns):
+            tap = TapDevice("ftping0", mtu=1500, offload=offload, gro=offload)
+        subprocess.run(["ip", "-n", ns, "addr", "add", f"{tcp_bulk.KERNEL}/24", "dev",
+                        tap.name], check=True)
+        stack = Stack("ping")
+        stack.add_interface(tap, mac="02:00:00:00:00:02", ipv4=f"{tcp_bulk.STACK}/24")
+        rt = Runtime()
+        rt.add_stack(stack)
+        rt.start()
+        try:
+            rt.call(stack.start)
+            yield ns
+        finally:
+            rt.stop()
+            rt.join(5)
+            rt.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,8 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     stack: list[tuple[float, float]] = []
     floor: list[tuple[float, float]] = []
     for _ in range(args.rounds):
-        with tcp_bulk.rig(1500, not args.plain, not args.plain) as r:
-            got = tcp_bulk.ping_stats(r.ns, count=args.count, interval=0.01)
+        with _stack(not args.plain) as ns:
+            got = tcp_bulk.ping_stats(ns, count=args.count, interval=0.01)
         if got:
             stack.append(got)
         low = tcp_bulk.ping_floor(1500, args.count)
