@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     floor: list[tuple[float, float]] = []
     for _ in range(args.rounds):
         with _stack(not args.plain) as ns:
+            # One ping first: the kernel resolves the stack's MAC with it (the
+            # floor's kernel side has a static neighbour entry instead).
+            tcp_bulk.ping_stats(ns, count=1)
             got = tcp_bulk.ping_stats(ns, count=args.count, interval=0.01)
         if got:
             stack.append(got)
