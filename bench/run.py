@@ -11,6 +11,12 @@ cost of IPv6 input next to IPv4's (``bench.ipv6_wire``).
 Each MTU is measured with TAP offload (TSO writes, GRO reads, checksums the
 kernel vouches for) and without (a plain TAP), in both directions; ping RTT is
 printed beside a bare Python TAP echo loop's (the floor).
+
+To compare two checkouts on a busy machine, alternate the quick parts, each
+run once per checkout in turn (``PYTHONPATH=OTHER/src:OTHER`` for the other):
+``python -m bench.nooffload`` (plain TAP, both directions, MTU 1500),
+``python -m bench.ping`` (the stack's ping beside the floor, alternated) and
+``python -m bench.tcp_path`` (the per-segment path without I/O).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from femtotcp.phy.base import Device
 from femtotcp.phy.memory import MemoryDevice, Switch
 from femtotcp.runtime import SimLoop
 from femtotcp.stack.config import StackConfig
@@ -42,6 +43,17 @@ def mac(i: int) -> bytes:
 
 
 # -- raw frames --------------------------------------------------------------------
+
+class Recorder(Device):
+    """A device that keeps every frame the stack sends (``sent``)."""
+
+    def __init__(self) -> None:
+        super().__init__("rec", 1500)
+        self.sent: list[bytes] = []
+
+    def _transmit(self, frame: bytes) -> None:
+        self.sent.append(frame)
+
 
 def arp_frame(op: int, sha: bytes, spa: bytes, tha: bytes, tpa: bytes,
               eth_dst: bytes = BCAST_MAC, eth_src: bytes | None = None) -> bytes:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from femtolan import arp_frame, ip_frame, parse_icmp, parse_ip
+from femtolan import Recorder, arp_frame, ip_frame, parse_icmp, parse_ip
 
 from femtotcp.core.device import DeviceCapabilities, Medium
-from femtotcp.phy.base import Device
 from femtotcp.phy.faulty import FaultyDevice
 from femtotcp.proto.tcp.config import TcpConfig
 from femtotcp.runtime import SimLoop
@@ -25,15 +24,6 @@ PEER_IP = ip_bytes("192.0.2.1")
 MSS = 1000
 
 
-class Recorder(Device):
-    """Keeps every frame the stack sends."""
-
-    def __init__(self) -> None:
-        super().__init__("rec", 1500)
-        self.sent: list[bytes] = []
-
-    def _transmit(self, frame: bytes) -> None:
-        self.sent.append(frame)
 
 
 def _segments(dev: Recorder) -> list[tcp.TcpHeader]:

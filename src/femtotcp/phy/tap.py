@@ -408,9 +408,18 @@ class TunTapDevice(Device):
         counters = self.counters
         mtu_frame = VNET_HDR_LEN + self.mtu + self.overhead
         complete = not self.has_checked_receiver or bool(self._captures)
+        vnet = self._vnet
+        size = len(view)
+        frame = b""
         for _ in range(self.max_batch):
             try:
-                n = os.readv(fd, (view,))
+                if vnet:
+                    n = os.readv(fd, (view,))
+                else:
+                    # A plain frame is read into a bytes object of its own (one
+                    # copy fewer than readv into the buffer, then bytes()).
+                    frame = os.read(fd, size)
+                    n = len(frame)
             except BlockingIOError:
                 break
             except InterruptedError:
@@ -424,7 +433,7 @@ class TunTapDevice(Device):
             if n <= 0:
                 counters["rx_empty"] += 1
                 break
-            if self._vnet:
+            if vnet:
                 flags = view[0]
                 if not flags & VIRTIO_NET_HDR_F_NEEDS_CSUM and not view[1] and \
                         VNET_HDR_LEN + 14 <= n <= mtu_frame:
@@ -450,7 +459,7 @@ class TunTapDevice(Device):
                     continue
                 batch.append((frame, hdr.flags & _VOUCHED))
                 continue
-            batch.append((bytes(view[:n]), 0))
+            batch.append((frame, 0))
         deliver = self.deliver
         checked = self.deliver_checked
         for frame, vouched in batch:

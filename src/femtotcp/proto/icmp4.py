@@ -17,6 +17,7 @@ from femtotcp.proto.echo import EchoTable
 from femtotcp.proto.ratelimit import ErrorRateLimit
 from femtotcp.wire import icmp4 as wire
 from femtotcp.wire import ipv4 as wire_ipv4
+from femtotcp.wire.checksum import ones_sum
 
 if TYPE_CHECKING:
     from femtotcp.stack.interface import Interface
@@ -42,7 +43,9 @@ class Icmp4(EchoTable):
         # bucket for ICMP and ICMPv6): whichever module comes second shares it.
         self.limit: ErrorRateLimit = stack.icmp6.limit if stack.icmp6 is not None \
             else ErrorRateLimit(stack)
-        stack.ip_protocols[wire_ipv4.PROTO_ICMP] = self.input
+        full = stack.ip_protocols[wire_ipv4.PROTO_ICMP] = self.input
+        if stack.ipv4 is not None:
+            stack.ipv4.add_fast_protocol(wire_ipv4.PROTO_ICMP, self.fast_input4, full)
 
     # -- ping (proto/echo.py) --------------------------------------------------------
     def send_echo(self, ident: int, dst: bytes, seq: int, payload: bytes,
@@ -51,6 +54,30 @@ class Icmp4(EchoTable):
         return self.stack.ip_output(dst, wire_ipv4.PROTO_ICMP, msg, src=src, ttl=ttl)
 
     # -- input ---------------------------------------------------------------------
+    def fast_input4(self, src: bytes, dst: bytes, data: memoryview, iface: Interface,
+                    tos: int, csum_ok: bool) -> int:
+        """The IPv4 fast path's ICMP handler (``Ipv4.fast_input``: a unicast
+        datagram to us from a plain unicast source): an echo request with a
+        good checksum is answered here without header objects; anything else
+        returns 0 for the full path (``input``). The reply is the request with
+        type 0, its checksum updated for that one change (RFC 1624): the
+        request's words sum to zero, so the reply's without the checksum sum to
+        ``-(HC + 0x0800)``, modulo 0xFFFF, exactly what ``wire.build`` would
+        put there."""
+        if len(data) < 8 or data[0] != wire.ECHO_REQUEST or ones_sum(data) != 0xFFFF:
+            return 0
+        counters = self.stack.counters
+        counters["icmp4.rx"] += 1
+        code = data[1]
+        r = (0x1FFFE - 0x0800 - (data[2] << 8 | data[3])) % 0xFFFF
+        # r == 0: a non-zero multiple of 0xFFFF (checksum 0), or all zeros (0xFFFF).
+        csum = 0xFFFF - r if r else (0 if code or any(data[4:]) else 0xFFFF)
+        self.stack.ip_output(src, wire_ipv4.PROTO_ICMP,
+                             b"".join((bytes((wire.ECHO_REPLY, code, csum >> 8, csum & 0xFF)),
+                                       data[4:])), src=dst, tos=tos)
+        counters["icmp4.echo_replied"] += 1
+        return 1
+
     def input(self, header: wire_ipv4.Ipv4Header, data: memoryview, iface: Interface,
               packet: memoryview, csum_ok: bool = False) -> None:
         # ``csum_ok`` vouches for TCP/UDP checksums only: ICMP's is always checked.

@@ -5,9 +5,35 @@ read as one big-endian integer, modulo 0xFFFF (because 2**16 == 1 mod 0xFFFF).
 ``int.from_bytes`` and ``%`` run at C speed, so this beats any Python loop by
 orders of magnitude. The one subtlety: a sum that is a non-zero multiple of
 0xFFFF is 0xFFFF in ones' complement, not 0.
+
+``%`` on a number of thousands of bits divides digit by digit (one hardware
+division per 30 bits); folding first is cheaper: ``(v >> s) + (v & (2**s - 1))``
+keeps the value modulo 0xFFFF whenever ``s`` is a multiple of 16, and with
+``s`` a multiple of 30 too (Python's digit) the shift and the mask only move
+digits. ``mod_ffff`` folds a 1480-byte segment's value in three such steps,
+then divides what is left (about 1,800 bits): 0.9 us where ``%`` takes 1.6
+(CPU time on the 2-core bench machine).
 """
 
 from __future__ import annotations
+
+_M1 = (1 << 5760) - 1     # 5760 = 240 * 24: a multiple of 16 (the word) and 30 (the digit)
+_M2 = (1 << 2880) - 1
+_M3 = (1 << 1440) - 1
+
+
+def mod_ffff(value: int, _m1: int = _M1, _m2: int = _M2, _m3: int = _M3) -> int:
+    """``value % 0xFFFF`` for a non-negative ``value`` (see the module doc)."""
+    if value >> 12480:      # over 1560 bytes (jumbo, GRO): halve on 240-bit boundaries
+        n = value.bit_length()
+        while n > 12480:
+            s = n // 480 * 240
+            value = (value >> s) + (value & ((1 << s) - 1))
+            n = value.bit_length()
+    value = (value >> 5760) + (value & _m1)
+    value = (value >> 2880) + (value & _m2)
+    value = (value >> 1440) + (value & _m3)
+    return value % 0xFFFF
 
 
 def ones_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
@@ -21,7 +47,7 @@ def ones_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
     value += initial
     if value == 0:
         return 0
-    r = value % 0xFFFF
+    r = mod_ffff(value) if len(data) > 180 else value % 0xFFFF
     return r if r else 0xFFFF
 
 

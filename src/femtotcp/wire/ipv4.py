@@ -143,6 +143,9 @@ def build(src: bytes, dst: bytes, proto: int, payload: bytes | bytearray | memor
           options: bytes = b"") -> bytes:
     if len(options) % 4:
         options = options + b"\x00" * (4 - len(options) % 4)
+    if not options:
+        return b"".join((header_only(src, dst, proto, len(payload), ttl, tos, ident,
+                                     flags_frag), payload))
     hlen = HEADER_LEN + len(options)
     header = bytearray(_HDR.pack(0x40 | (hlen >> 2), tos, hlen + len(payload), ident,
                                  flags_frag, ttl, proto, 0, src, dst) + options)
@@ -154,10 +157,11 @@ def build(src: bytes, dst: bytes, proto: int, payload: bytes | bytearray | memor
 
 def header_only(src: bytes, dst: bytes, proto: int, payload_len: int, ttl: int, tos: int,
                 ident: int, flags_frag: int) -> bytes:
-    """A 20-byte header for ``payload_len`` bytes of payload (fragmentation path)."""
-    header = bytearray(_HDR.pack(0x45, tos, HEADER_LEN + payload_len, ident, flags_frag,
-                                 ttl, proto, 0, src, dst))
-    csum = checksum(header)
-    header[10] = csum >> 8
-    header[11] = csum & 0xFF
-    return bytes(header)
+    """A 20-byte header (no options) for ``payload_len`` bytes of payload: packed
+    once to sum it (a non-zero 160-bit value, so ``%`` alone gives the ones'
+    complement sum, 0 standing for 0xFFFF), once with the checksum."""
+    total = HEADER_LEN + payload_len
+    r = int.from_bytes(_HDR.pack(0x45, tos, total, ident, flags_frag, ttl, proto, 0, src, dst),
+                       "big") % 0xFFFF
+    return _HDR.pack(0x45, tos, total, ident, flags_frag, ttl, proto, 0xFFFF - r if r else 0,
+                     src, dst)

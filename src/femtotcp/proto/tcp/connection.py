@@ -58,6 +58,7 @@ from femtotcp.proto.tcp.state import (
     TcpState,
 )
 from femtotcp.proto.tcp.timers import LazyTimer
+from femtotcp.wire.checksum import mod_ffff
 from femtotcp.wire.tcp import (
     ACK,
     FIN,
@@ -90,6 +91,7 @@ __all__ = [
 log = logging.getLogger("femtotcp.tcp")
 
 _TS_PAIR = struct.Struct("!II")
+_TS_OPT = struct.Struct("!III")     # the aligned timestamp option: kind word, TSval, TSecr
 _HDR_TS = struct.Struct("!HHIIHHHHIII")     # header + NOP NOP TS, 32 bytes
 
 #: A state-change hook: (connection, old state, new state).
@@ -620,10 +622,10 @@ class TcpConnection:
             return False
         opt = self.opt
         if hlen == 32:
-            if not opt.ts_ok or segment[20:24] != TS_ALIGNED:
+            kind, tsval, ecr = _TS_OPT.unpack_from(segment, 20)
+            if kind != 0x0101080A or not opt.ts_ok:      # NOP NOP TS(10): TS_ALIGNED
                 return False
-            tsval, ecr = _TS_PAIR.unpack_from(segment, 24)
-            if before32(tsval, opt.ts_recent):
+            if (tsval - opt.ts_recent) & MASK >= 0x80000000:
                 return False                              # PAWS decides (full path)
         elif hlen == 20 and not opt.ts_ok:
             tsval = -1
@@ -646,9 +648,9 @@ class TcpConnection:
             snd.probes = 0
             rcv.fast_data(segment, hlen, plen)
             self._ev = True
-            self._defer_flush()
-            if rcv.ack_pending:
-                rcv._schedule_ack(now)
+            if not self._flush_deferred:
+                self._defer_flush()
+            rcv._schedule_ack(now)                        # fast_data set ack_pending
             return True
         una = snd.snd_una
         ack = unwrap(ack32, una)
@@ -1058,8 +1060,8 @@ class TcpConnection:
         plen = len(payload)
         value = int.from_bytes(hdr, "big") + self._psum + 32 + plen
         if plen:
-            value += int.from_bytes(payload, "big") << 8 if plen & 1 else \
-                int.from_bytes(payload, "big")
+            value += mod_ffff(int.from_bytes(payload, "big") << 8 if plen & 1 else
+                              int.from_bytes(payload, "big"))
         r = value % 0xFFFF
         self._ip_send(_HDR_TS.pack(lport, rport, seq32, ack32, 0x8000 | flags, window,
                                    (~r & 0xFFFF) if r else 0, 0, 0x0101080A, ts,
