@@ -29,6 +29,7 @@ from typing import Any
 
 SERVER = "198.51.100.1"
 NET = "192.0.2.0/24"
+NET6 = "2001:db8:1::/64"
 TAP = "gw0"
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,7 +107,8 @@ def femtotcp_gateway(host: str, guest: str, mtu: int) -> Iterator[None]:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     proc = subprocess.Popen(["ip", "netns", "exec", host, sys.executable, "-m", "femtotcp",
                              "gateway", "--tap", TAP, "--netns", f"/run/netns/{guest}",
-                             "--net", NET, "--mtu", str(mtu), "--dns-upstream", SERVER,
+                             "--net", NET, "--net6", NET6, "--mtu", str(mtu),
+                             "--dns-upstream", SERVER,
                              "--log-level", "warning"], env=env,
                             stdout=subprocess.DEVNULL)
     try:

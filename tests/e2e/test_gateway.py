@@ -26,6 +26,7 @@ import pytest
 from netns import Netns, netns, require_kernel, require_program
 
 NET = "192.0.2.0/24"
+NET6 = "2001:db8:1::/64"
 GATEWAY = "192.0.2.2"
 DNS = "192.0.2.3"
 LEASE = "192.0.2.15"
@@ -156,7 +157,8 @@ def _start_gateway(host: Netns, guest: Netns, tmp: Path, *extra: str,
     env = dict(os.environ, PYTHONPATH=src)
     proc: subprocess.Popen[str] = host.popen(
         *prefix, sys.executable, "-m", "femtotcp", "gateway", "--tap", TAP,
-        "--netns", f"/run/netns/{guest.name}", "--net", NET, "--dns-upstream", SERVER,
+        "--netns", f"/run/netns/{guest.name}", "--net", NET, "--net6", NET6,
+        "--dns-upstream", SERVER,
         "--host-record", f"pinned.test={SERVER}", "--max-flows", str(MAX_FLOWS), *extra,
         stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, env=env)
 
@@ -735,6 +737,7 @@ def test_qemu_framing_carries_dhcp_and_a_curl_round_trip(tmp_path: Path,
             peer_arg = str(sock_path)
         fds = (pair[0].fileno(),) if pair else ()
         gw = host.popen(sys.executable, "-m", "femtotcp", "gateway", *attach, "--net", NET,
+                        "--net6", NET6,
                         "--dns-upstream", SERVER, stdout=log.open("w"),
                         stderr=subprocess.STDOUT, text=True, env=env, pass_fds=fds)
         _wait(lambda: "femtotcp: gateway on" in log.read_text() or gw.poll() is not None,

@@ -24,8 +24,11 @@ from femtotcp.gateway.gateway import Forward, GatewayOptions
     (["--tap", "t0", "-t", "80"], "-t 80: want [ADDR:]HOSTPORT:GUESTPORT"),
     (["--tap", "t0", "-t", "8080:0"], "port 0 out of range"),
     (["--tap", "t0", "-u", "x:1:2"], "-u x:1:2"),
-    (["--tap", "t0", "--host-record", "name"], "--host-record name: want NAME=IPV4ADDR"),
-    (["--tap", "t0", "--host-record", "a=2001:db8::1"], "NAME=IPV4ADDR"),
+    (["--tap", "t0", "--host-record", "name"], "--host-record name: want NAME=ADDR"),
+    (["--tap", "t0", "--host-record", "a=2001:db8::g"], "NAME=ADDR (IPv4 or IPv6)"),
+    (["--tap", "t0", "--net6", "2001:db8::/48"], "--net6 2001:db8::/48: want an IPv6 /64"),
+    (["--tap", "t0", "--net6", "192.0.2.0/64"], "want an IPv6 /64"),
+    (["--tap", "t0", "--net6", "fe80::/64"], "not a usable unicast prefix"),
     (["--tap", "t0", "--dns-upstream", "nowhere"], "--dns-upstream nowhere"),
     (["--tap", "t0", "--max-flows", "0"], "--max-flows 0"),
     (["--tap", "t0", "--udp-timeout", "0"], "--udp-timeout 0"),
@@ -51,6 +54,18 @@ def test_addresses_follow_qemus_layout_on_any_prefix() -> None:
     # A /27 still has room: leases .15 to .30 (.31 is the broadcast address).
     *_, first, last = GatewayOptions(tap="t0", net="192.0.2.32/27").addresses()
     assert (first, last) == (bytes([192, 0, 2, 47]), bytes([192, 0, 2, 62]))
+
+
+def test_ipv6_addresses_mirror_the_ipv4_layout() -> None:
+    prefix, gw, dns = GatewayOptions(tap="t0", net6="2001:db8:1:2::77/64").addresses6() \
+        or (b"", b"", b"")
+    assert prefix == bytes.fromhex("20010db8000100020000000000000000")
+    assert gw == prefix[:15] + b"\x02" and dns == prefix[:15] + b"\x03"
+    assert GatewayOptions(tap="t0", net6=None).addresses6() is None
+    # The default is slirp4netns's ULA.
+    assert GatewayOptions(tap="t0").addresses6() == (
+        bytes.fromhex("fd00" + "00" * 14), bytes.fromhex("fd00" + "00" * 13 + "02"),
+        bytes.fromhex("fd00" + "00" * 13 + "03"))
 
 
 def test_a_forward_spec_with_and_without_an_address() -> None:

@@ -6,7 +6,7 @@ import argparse
 import logging
 import signal
 
-from femtotcp.gateway.gateway import DEFAULT_NET, Gateway, GatewayOptions
+from femtotcp.gateway.gateway import DEFAULT_NET, DEFAULT_NET6, Gateway, GatewayOptions
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,6 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--net", metavar="PREFIX", default=DEFAULT_NET,
                    help=f"the guest's network (default {DEFAULT_NET}: gateway .2, DNS .3, "
                         "first lease .15)")
+    p.add_argument("--net6", metavar="PREFIX/64", default=DEFAULT_NET6,
+                   help=f"the guest's IPv6 prefix (default {DEFAULT_NET6}: gateway ::2, DNS "
+                        "::3, advertised for SLAAC with the DNS as RDNSS)")
+    p.add_argument("--no-ipv6", dest="ipv6", action="store_false",
+                   help="no IPv6 for the guest")
     p.add_argument("--mtu", type=int, default=1500, help="the guest link's MTU (default 1500)")
     p.add_argument("--pcap", metavar="FILE", help="capture the guest side")
     p.add_argument("-t", dest="tcp_forwards", action="append", default=[],
@@ -58,6 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def options(args: argparse.Namespace) -> GatewayOptions:
     return GatewayOptions(tap=args.tap, netns=args.netns, qemu_stream=args.qemu_stream,
                           qemu_dgram=args.qemu_dgram, fd=args.fd, net=args.net,
+                          net6=args.net6 if args.ipv6 else None,
                           mtu=args.mtu,
                           pcap=args.pcap, tcp_forwards=args.tcp_forwards,
                           udp_forwards=args.udp_forwards,
@@ -88,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
     server = None
     try:
         rt.start()
-        rt.call(gw.stack.start)
+        gw.start()
         if opts.control:
             from femtotcp.gateway.control import serve
             server = serve(gw, opts.control)

@@ -16,6 +16,7 @@ DROPS = """
     gwdns.bad_reply gwdns.malformed gwdns.no_upstream gwdns.not_a_query
     gwdns.refused_busy gwdns.timeout gwdns.upstream_error
     rx_bad_length tx_dropped_full tx_no_peer tx_not_connected accept_error
+    gwra.no_link_local
 """
 
 #: Things that happened.
@@ -28,6 +29,7 @@ EVENTS = """
     nat.udp_icmp_error nat.udp_forwarded
     gwdns.forwarded gwdns.host_record
     connections disconnects
+    gwra.tx_ra gwra.rx_rs
 """
 
 #: Occupancy now.
