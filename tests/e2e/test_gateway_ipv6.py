@@ -22,7 +22,18 @@ from pathlib import Path
 
 import pytest
 from netns import netns, require_kernel, require_program
-from test_gateway import NET6, SERVER, TAP, UDP_ECHO, Rig, _listening, _start_gateway, _wait
+from test_gateway import (
+    NET6,
+    SERVER,
+    TAP,
+    UDP_ECHO,
+    Rig,
+    _ctl,
+    _ctl_text,
+    _listening,
+    _start_gateway,
+    _wait,
+)
 
 SERVER6 = "2001:db8:2::1"
 NOWHERE6 = "2001:db8:3::1"          # no route in H
@@ -75,7 +86,8 @@ def rig6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
                   and _listening(host, "u", 7777) and _listening(host, "t", 9100), 15,
                   "the host's servers")
             proc, log = _start_gateway(host, guest, tmp, "--host-record",
-                                       f"pinned6.test={SERVER6}", name="gateway6")
+                                       f"pinned6.test={SERVER6}", "--control",
+                                       str(tmp / "ctl.sock"), name="gateway6")
             guest.ip("link", "set", TAP, "up")
 
             def configured() -> bool:
@@ -166,3 +178,23 @@ def test_refused_and_unreachable_ipv6_destinations(rig6: Rig) -> None:
     res = rig6.guest.run("curl", "-6", "-sS", "-v", "--connect-timeout", "10",
                          f"http://[{GATEWAY6}]:8000/", check=False, timeout=30)
     assert res.returncode == 7 and "Connection refused" in res.stderr
+
+
+def test_ctl_flows_shows_ipv6_flows(rig6: Rig) -> None:
+    holder = rig6.guest.popen(sys.executable, "-c", (
+        f"import socket, time; c = socket.create_connection(('{SERVER6}', 9100));"
+        "c.sendall(b'hello'); c.recv(5); a = c.getsockname(); print(a[0], a[1], flush=True);"
+        "time.sleep(60)"), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        addr, port = holder.stdout.readline().split()
+        guest = f"[{addr}]:{port}"
+        doc = _ctl(rig6, "flows")
+        rows = [r for r in doc["result"]["flows"] if r["guest"] == guest]
+        assert [(r["proto"], r["remote"], r["state"], r["bytes_out"], r["bytes_in"])
+                for r in rows] == [("tcp", f"[{SERVER6}]:9100", "established", 5, 5)]
+        lines = [line.split()[:6] for line in _ctl_text(rig6, "flows").splitlines()]
+        assert ["tcp", guest, f"[{SERVER6}]:9100", "established", "5", "5"] in lines
+    finally:
+        holder.terminate()
+        holder.wait(5)
