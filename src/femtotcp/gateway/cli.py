@@ -10,16 +10,18 @@ from femtotcp.gateway.gateway import DEFAULT_NET, DEFAULT_NET6, Gateway, Gateway
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tap", metavar="NAME",
-                   help="the guest's TAP device (created by the gateway)")
+    p.add_argument("--tap", metavar="NAME", action="append",
+                   help="the guest's TAP device (created by the gateway); repeat it for "
+                        "several guests on one link (each its own lease; no offload then)")
     p.add_argument("--qemu-stream", metavar="unix:PATH",
                    help="listen for QEMU's -netdev stream,server=off,addr.type=unix,"
                         "addr.path=PATH")
     p.add_argument("--qemu-dgram", metavar="unix:PATH",
                    help="bind PATH for QEMU's -netdev dgram (remote.path=PATH)")
-    p.add_argument("--netns", metavar="PATH|PID|NAME",
+    p.add_argument("--netns", metavar="PATH|PID|NAME", action="append",
                    help="create the TAP in this network namespace (a container's); the "
-                        "gateway's own sockets stay where it was started")
+                        "gateway's own sockets stay where it was started. Once for every "
+                        "--tap, or once per --tap in the same order")
     p.add_argument("--fd", type=int, metavar="N",
                    help="an inherited socket to the guest: SOCK_STREAM with QEMU's length "
                         "prefix, SOCK_DGRAM one frame per datagram (-netdev socket,fd=N)")
@@ -61,7 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options(args: argparse.Namespace) -> GatewayOptions:
-    return GatewayOptions(tap=args.tap, netns=args.netns, qemu_stream=args.qemu_stream,
+    tap = args.tap[0] if args.tap and len(args.tap) == 1 else args.tap
+    netns = args.netns[0] if args.netns and len(args.netns) == 1 else args.netns
+    return GatewayOptions(tap=tap, netns=netns, qemu_stream=args.qemu_stream,
                           qemu_dgram=args.qemu_dgram, fd=args.fd, net=args.net,
                           net6=args.net6 if args.ipv6 else None,
                           mtu=args.mtu,

@@ -70,8 +70,10 @@ class Forward:
 
 @dataclass
 class GatewayOptions:
-    tap: str | None = None
-    netns: str | None = None
+    #: The guest's TAP; several (a list) for several guests on one switch.
+    tap: str | list[str] | None = None
+    #: Where the TAP is made: one namespace for all, or one per TAP (in order).
+    netns: str | list[str] | None = None
     qemu_stream: str | None = None
     qemu_dgram: str | None = None
     fd: int | None = None
@@ -92,6 +94,15 @@ class GatewayOptions:
     control: str | None = None
     #: TAP with vnet headers: TSO super-segments to the guest, GRO frames from it.
     offload: bool = True
+
+    def taps(self) -> list[str]:
+        return [self.tap] if isinstance(self.tap, str) else list(self.tap or [])
+
+    def netns_for(self) -> list[str | None]:
+        """The namespace of each TAP (None: where the gateway runs)."""
+        ns = [self.netns] if isinstance(self.netns, str) else list(self.netns or [])
+        taps = self.taps()
+        return [ns[i] if len(ns) > 1 else (ns[0] if ns else None) for i in range(len(taps))]
 
     def addresses(self) -> tuple[bytes, int, bytes, bytes, bytes, bytes]:
         """(network, prefixlen, gateway .2, DNS .3, first lease .15, last lease)."""
@@ -143,17 +154,25 @@ class GatewayOptions:
         return out
 
     def validate(self) -> None:
-        given = [f for f, v in (("--tap", self.tap), ("--qemu-stream", self.qemu_stream),
+        taps = self.taps()
+        given = [f for f, v in (("--tap", taps), ("--qemu-stream", self.qemu_stream),
                                 ("--qemu-dgram", self.qemu_dgram),
                                 ("--fd", self.fd is not None)) if v]
         if len(given) != 1:
             raise ValueError("one guest attachment is needed: --tap NAME, "
                              "--qemu-stream unix:PATH, --qemu-dgram unix:PATH or --fd N"
                              + (f" (got {' and '.join(given)})" if given else ""))
-        if self.tap and (len(self.tap.encode()) > 15 or "/" in self.tap or " " in self.tap):
-            raise ValueError(f"--tap {self.tap!r}: 1-15 characters, no '/' or spaces")
-        if self.netns and not self.tap:
+        for tap in taps:
+            if not tap or len(tap.encode()) > 15 or "/" in tap or " " in tap:
+                raise ValueError(f"--tap {tap!r}: 1-15 characters, no '/' or spaces")
+        netns = [self.netns] if isinstance(self.netns, str) else list(self.netns or [])
+        if netns and not taps:
             raise ValueError("--netns goes with --tap (the TAP is made in that namespace)")
+        if len(netns) > 1 and len(netns) != len(taps):
+            raise ValueError(f"--netns given {len(netns)} times for {len(taps)} --tap: give "
+                             "it once (every TAP there) or once per --tap, in order")
+        if len(set(zip(taps, self.netns_for(), strict=True))) != len(taps):
+            raise ValueError("--tap: the same TAP twice in one namespace")
         from femtotcp.phy.qemu import unix_path
         if self.qemu_stream:
             unix_path(self.qemu_stream, "--qemu-stream")
@@ -229,10 +248,24 @@ class Gateway:
         self.device: Any = device
         if device is not None:
             pass
+        elif len(opts.taps()) > 1:
+            # Several guests: plain TAPs (no offload) behind a learning switch.
+            from femtotcp.gateway.switch import GuestSwitch
+            from femtotcp.phy.tap import TapDevice
+            ports: list[Any] = []
+            try:
+                for tap, ns in zip(opts.taps(), opts.netns_for(), strict=True):
+                    with in_netns(ns):
+                        ports.append(TapDevice(tap, mtu=opts.mtu))
+            except BaseException:
+                for port in ports:
+                    port.close()
+                raise
+            self.device = GuestSwitch(ports, mtu=opts.mtu)
         elif opts.tap:
             from femtotcp.phy.tap import TapDevice
-            with in_netns(opts.netns):
-                self.device = TapDevice(opts.tap, mtu=opts.mtu, offload=opts.offload,
+            with in_netns(opts.netns_for()[0]):
+                self.device = TapDevice(opts.taps()[0], mtu=opts.mtu, offload=opts.offload,
                                         gro=opts.offload)
         else:
             from femtotcp.phy import qemu
@@ -262,6 +295,9 @@ class Gateway:
         self.iface = self.stack.add_interface(self.device, ipv4=f"{ip_str(gw)}/{plen}",
                                               mtu=opts.mtu)
         self.stack.add_address(self.iface, f"{ip_str(dns)}/{plen}")
+        for port in getattr(self.device, "ports", ()):
+            self.device.own.add(self.iface.mac)
+            self.runtime.add_device(port, self.stack)     # the loop reads each guest's fd
         self.gateway_addr6: bytes | None = None
         self.dns_addr6: bytes | None = None
         self.ra: RouterAdvertiser | None = None
