@@ -35,6 +35,9 @@ from femtotcp.gateway.gateway import Forward, GatewayOptions
     (["--tap", "t0", "--connect-timeout", "-1"], "--connect-timeout -1"),
     (["--fd", "9999"], "--fd 9999: Bad file descriptor"),
     (["--fd", "9999", "--tap", "t0"], "--tap and --fd"),
+    (["--tap", "a", "--tap", "b", "--netns", "x", "--netns", "y", "--netns", "z"],
+     "--netns given 3 times for 2 --tap"),
+    (["--tap", "a", "--tap", "a"], "the same TAP twice in one namespace"),
 ])
 def test_bad_values_get_one_line_and_exit_2(args: list[str], needle: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:
