@@ -425,7 +425,6 @@ class TcpSplice:
         self.conn: TcpConnection | None = None
         self.sock: socket.socket | None = None
         self.fd = -1
-        self.to_host = bytearray()
         self.guest_eof = False
         self.host_eof = False
         self.host_shut = False
@@ -510,44 +509,36 @@ class TcpSplice:
         nat = self.nat
         table = nat.table
         now = nat.stack.now
-        cap = nat.limits.flow_buffer
-        to_host = self.to_host
-        # guest -> host: only what the flow's buffer can hold
-        while not self.guest_eof and len(to_host) < cap:
+        # guest -> host: straight from the connection's receive buffer (no copy);
+        # what the host socket does not take stays there, so the guest's window
+        # closes until the host reads (the receive buffer is the flow's buffer).
+        host_full = False
+        while not self.guest_eof:
             try:
-                data = conn.recv(cap - len(to_host))
-            except OSError:
-                self._guest_reset()
-                return
-            if data is None:
-                break
-            if not data:
-                self.guest_eof = True
-                break
-            table.outbound(self.flow, len(data), now)
-            if not to_host:
-                # The common case: straight to the host, keep only what it refused.
-                try:
-                    n = sock.send(data)
-                except (BlockingIOError, InterruptedError):
-                    n = 0
-                except OSError:
-                    self._host_reset()
-                    return
-                if n < len(data):
-                    to_host += memoryview(data)[n:]
-                continue
-            to_host += data
-        if to_host:
-            try:
-                n = sock.send(to_host)
-                del to_host[:n]
+                n = conn.send_received(sock.send)
             except (BlockingIOError, InterruptedError):
-                pass
+                host_full = True
+                break
             except OSError:
                 self._host_reset()
                 return
-        if self.guest_eof and not to_host and not self.host_shut:
+            if conn.rcv_buf:
+                if n:
+                    table.outbound(self.flow, n, now)
+                host_full = True              # a partial send: the socket is full
+                break
+            if n:
+                table.outbound(self.flow, n, now)
+                continue
+            try:
+                data = conn.recv(1)           # nothing buffered: EOF, error or None
+            except OSError:
+                self._guest_reset()
+                return
+            if data == b"":
+                self.guest_eof = True
+            break
+        if self.guest_eof and not self.host_shut:
             self.host_shut = True
             try:
                 sock.shutdown(socket.SHUT_WR)
@@ -581,14 +572,14 @@ class TcpSplice:
                 self._guest_reset()
                 return
             table.inbound(self.flow, len(data), now)
-        if self.guest_eof and self.host_eof and not to_host:
+        if self.guest_eof and self.host_eof:
             nat.counters["nat.tcp_closed"] += 1
             conn.on_event = None
             conn.close()
             self.conn = None
             self._finish()
             return
-        self._want(not self.host_eof and room > 0, bool(to_host))
+        self._want(not self.host_eof and room > 0, host_full)
 
     def _guest_reset(self) -> None:
         """The guest reset (or its connection failed): abort the host side (the
@@ -646,7 +637,6 @@ class TcpSplice:
             self.sock.close()
             self.sock = None
         self.fd = -1
-        self.to_host = bytearray()
         self.nat.table.remove(self.flow)
 
 
