@@ -55,6 +55,8 @@ log = logging.getLogger("femtotcp.gateway")
 ANY4 = b"\x00\x00\x00\x00"
 LOOPBACK4 = b"\x7f\x00\x00\x01"
 LOOPBACK6 = wire_ipv6.LOOPBACK
+#: The most one read from a host TCP socket takes (into ``Nat.scratch``).
+SPLICE_READ = 262144
 #: Datagrams read from one host UDP socket per readiness event (fairness).
 UDP_BATCH = 64
 _LINGER0 = struct.pack("ii", 1, 0)
@@ -121,6 +123,9 @@ class Nat:
         self.allow_host_loopback = allow_host_loopback
         self.counters = stack.counters
         self.table = FlowTable(limits, stack.counters)
+        #: Where host TCP reads land before the stack connection copies them (one
+        #: loop thread: one buffer for every flow).
+        self.scratch = memoryview(bytearray(SPLICE_READ))
         self.limits = self.table.limits
         self._timer: Any = None
         self._ping_warned = False
@@ -545,20 +550,22 @@ class TcpSplice:
             except OSError:
                 pass
             table.set_state(self.flow, CLOSING, now)
-        # host -> guest: only what the connection's send buffer takes
+        # host -> guest: only what the connection's send buffer takes, read into
+        # one reused buffer (no allocation per read) and copied once, into it
         room = 0
+        scratch = nat.scratch
         while not self.host_eof:
             room = conn.sndbuf - len(conn.snd_buf)
             if room <= 0:
                 break
             try:
-                data = sock.recv(min(room, 262144))
+                got = sock.recv_into(scratch, min(room, SPLICE_READ))
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 self._host_reset()
                 return
-            if not data:
+            if not got:
                 self.host_eof = True
                 table.set_state(self.flow, CLOSING, now)
                 try:
@@ -567,11 +574,11 @@ class TcpSplice:
                     pass
                 break
             try:
-                conn.send(data)
+                conn.send(scratch[:got])
             except OSError:
                 self._guest_reset()
                 return
-            table.inbound(self.flow, len(data), now)
+            table.inbound(self.flow, got, now)
         if self.guest_eof and self.host_eof:
             nat.counters["nat.tcp_closed"] += 1
             conn.on_event = None
