@@ -1,7 +1,8 @@
 """The gateway's Router Advertisements on an in-memory LAN and a virtual clock:
 a femtotcp host (host 0, SLAAC on) learns the prefix, its default router and
 its DNS server from the gateway stack (host 1), whose neighbour advertisements
-say it is a router; solicitations are answered, at most one RA per 3 s."""
+say it is a router; solicitations are answered, at most one RA per 3 s; bad
+solicitations and bad ICMPv6 echoes to the world are dropped and counted."""
 
 from __future__ import annotations
 
@@ -111,3 +112,43 @@ def test_unsolicited_advertisements_keep_coming() -> None:
     before = gw.counters["gwra.tx_ra"]
     lan.run(700.0)
     assert gw.counters["gwra.tx_ra"] == before
+
+
+def test_a_forwarded_or_corrupt_solicitation_is_dropped_and_counted() -> None:
+    lan, guest, gw, ra = _lan()
+    lan.run(1.0)
+    src = next(a.addr for a in lan.ifaces[0].ipv6 if wire_ipv6.is_link_local(a.addr))
+    mac = wire_ipv6.multicast_mac(wire_ipv6.ALL_ROUTERS)
+    rs = wire_ndp.build_rs(src, lan.ifaces[0].mac)
+    start = gw.counters["gwra.tx_ra"]
+    # Hop limit 64: it crossed a router, so it is not from our link (RFC 4861 6.1.1).
+    guest.send_frame(lan.ifaces[0], mac, 0x86DD,
+                     wire_ipv6.build(src, wire_ipv6.ALL_ROUTERS, 58, rs, 64))
+    bad = bytearray(rs)
+    bad[2] ^= 0xFF                                  # the checksum
+    guest.send_frame(lan.ifaces[0], mac, 0x86DD,
+                     wire_ipv6.build(src, wire_ipv6.ALL_ROUTERS, 58, bytes(bad), 255))
+    lan.run(MIN_DELAY_BETWEEN_RAS + 1)
+    assert gw.counters["ndp.bad_hop_limit"] == 1 and gw.counters["icmp6.bad_checksum"] == 1
+    assert gw.counters["gwra.rx_rs"] == 0 and gw.counters["gwra.tx_ra"] == start
+
+
+def test_an_ipv6_echo_to_the_world_with_a_bad_checksum_opens_no_flow() -> None:
+    from femtotcp.gateway.nat import Nat
+    from femtotcp.wire import icmp6 as wire_icmp6
+    lan, guest, gw, ra = _lan()
+    watched: list[int] = []
+    nat = Nat(gw, lan.ifaces[1], lambda fd, r, w, h: watched.append(fd), ip_bytes("192.0.2.2"),
+              gateway_addr6=GW6)
+    lan.run(1.0)
+    src = next(a.addr for a in lan.ifaces[0].ipv6 if wire_ipv6.is_link_local(a.addr))
+    remote = ip_bytes("2001:db8:2::1")
+    echo = bytearray(wire_icmp6.build_echo(src, remote, wire_icmp6.ECHO_REQUEST, 7, 1, b"x"))
+    echo[2] ^= 0xFF
+    gw_mac = lan.ifaces[1].mac
+    guest.send_frame(lan.ifaces[0], gw_mac, 0x86DD,
+                     wire_ipv6.build(src, remote, 58, bytes(echo), 64))
+    lan.run(0.5)
+    assert gw.counters["icmp6.bad_checksum"] == 1
+    assert len(nat.table) == 0 and watched == []
+    nat.close()
