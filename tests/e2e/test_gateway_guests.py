@@ -1,8 +1,8 @@
-"""Two kernel guests on one ``femtotcp gateway`` (``--tap`` twice, each TAP in
-its own namespace): each gets its own DHCP lease on the same --net and its own
-SLAAC address on --net6, both reach the host's server through the NAT, and
-they reach each other directly (ping, TCP both families) through the
-gateway's switch."""
+"""Several kernel guests on one ``femtotcp gateway`` (``--tap`` twice, each TAP
+in its own namespace; or ``--qemu-stream`` with ``--max-guests``): each gets
+its own DHCP lease on the same --net (and SLAAC address on --net6), all reach
+the host's server through the NAT, and they reach each other directly (ping,
+TCP both families) through the gateway's switch."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from pathlib import Path
 
 from netns import Netns, netns, require_kernel, require_program
 from test_gateway import (
+    GATEWAY,
     NET,
     NET6,
+    QEMU_PEER,
     SERVER,
     TAP,
     UDHCPC_SCRIPT,
@@ -112,3 +114,81 @@ def test_two_guests_get_their_own_leases_and_reach_the_host_and_each_other(
         finally:
             for etc in etcs:
                 shutil.rmtree(etc, ignore_errors=True)
+
+
+def test_several_qemu_connections_are_several_guests(tmp_path: Path) -> None:
+    """--qemu-stream with --max-guests 2: two QEMU stand-ins (each relaying a
+    kernel TAP in its own namespace) are two guests with their own leases that
+    reach the host and each other; a third connection is closed at once, and
+    takes the place of one that went."""
+    require_kernel()
+    for prog in ("busybox", "curl", "ping"):
+        require_program(prog)
+    with netns("gwqH") as host, netns("gwqA") as ga, netns("gwqB") as gb, \
+            netns("gwqC") as gc:
+        host.ip("addr", "add", f"{SERVER}/32", "dev", "lo")
+        www = tmp_path / "www"
+        www.mkdir()
+        body = os.urandom(2 * 1024 * 1024)
+        (www / "f.bin").write_bytes(body)
+        _http_server(host, SERVER, www, 8000)
+        sock_path = tmp_path / "q.sock"
+        log = tmp_path / "gateway.log"
+        src = str(Path(__file__).resolve().parents[2] / "src")
+        env = dict(os.environ, PYTHONPATH=src)
+        gw = host.popen(sys.executable, "-m", "femtotcp", "gateway", "--qemu-stream",
+                        f"unix:{sock_path}", "--max-guests", "2", "--net", NET, "--net6", NET6,
+                        "--dns-upstream", SERVER, stdout=log.open("w"),
+                        stderr=subprocess.STDOUT, text=True, env=env)
+        _wait(lambda: "femtotcp: gateway on" in log.read_text() or gw.poll() is not None,
+              20, "the gateway")
+        assert gw.poll() is None, log.read_text()
+        script = tmp_path / "udhcpc.sh"
+        script.write_text(UDHCPC_SCRIPT.replace("/etc/resolv.conf", str(tmp_path / "r")))
+        script.chmod(0o755)
+
+        def relay(g: Netns) -> subprocess.Popen[bytes]:
+            proc: subprocess.Popen[bytes] = g.popen(
+                sys.executable, "-c", QEMU_PEER, "stream", str(sock_path), TAP, env=env)
+            _wait(lambda: g.ip("link", "show", TAP, check=False).returncode == 0, 20,
+                  "the relay's TAP")
+            return proc
+
+        def lease(g: Netns) -> str:
+            g.run("busybox", "udhcpc", "-i", TAP, "-f", "-q", "-n", "-t", "5", "-s",
+                  str(script), timeout=30)
+            out = g.run("ip", "-4", "-o", "addr", "show", "dev", TAP).stdout
+            return out.split("inet ")[1].split("/")[0]
+
+        relays = [relay(ga), relay(gb)]
+        leases = [lease(ga), lease(gb)]
+        assert len(set(leases)) == 2
+        for g in (ga, gb):
+            got = tmp_path / f"got-{g.name}.bin"
+            g.run("curl", "-sS", "--fail", "-o", str(got), f"http://{SERVER}:8000/f.bin",
+                  timeout=60)
+            assert got.read_bytes() == body
+        assert "2 received" in ga.run("ping", "-c", "2", "-W", "3", leases[1]).stdout
+        # A third QEMU is one too many: the gateway closes it, the relay exits.
+        third = gc.popen(sys.executable, "-c", QEMU_PEER, "stream", str(sock_path), TAP,
+                         env=env)
+        assert third.wait(20) == 0
+        # Once B's QEMU goes, C takes its place (tried again should C's connection
+        # come before the gateway saw B's close).
+        relays[1].terminate()
+        relays[1].wait(10)
+        for _ in range(5):
+            proc = relay(gc)
+            res = gc.run("busybox", "udhcpc", "-i", TAP, "-f", "-q", "-n", "-t", "5", "-s",
+                         str(script), timeout=30, check=False)
+            if res.returncode == 0 and proc.poll() is None:
+                break
+            proc.kill()
+            proc.wait(10)
+        else:
+            raise AssertionError("the third guest never got a lease")
+        assert "1 received" in gc.run("ping", "-c", "1", "-W", "3", leases[0]).stdout
+        assert "1 received" in ga.run("ping", "-c", "1", "-W", "3", GATEWAY).stdout
+        gw.terminate()
+        gw.wait(10)
+        assert not sock_path.exists()

@@ -38,6 +38,8 @@ from femtotcp.gateway.gateway import Forward, GatewayOptions
     (["--tap", "a", "--tap", "b", "--netns", "x", "--netns", "y", "--netns", "z"],
      "--netns given 3 times for 2 --tap"),
     (["--tap", "a", "--tap", "a"], "the same TAP twice in one namespace"),
+    (["--tap", "a", "--max-guests", "2"], "--max-guests goes with --qemu-stream"),
+    (["--qemu-stream", "unix:/tmp/x", "--max-guests", "0"], "--max-guests 0: out of range"),
 ])
 def test_bad_values_get_one_line_and_exit_2(args: list[str], needle: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:

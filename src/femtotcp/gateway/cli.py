@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the gateway address reaches the host's 127.0.0.1")
     p.add_argument("--forward-masquerade", action="store_true",
                    help="port forwards show the guest the gateway, not the real client")
+    p.add_argument("--max-guests", type=int, default=1, metavar="N",
+                   help="--qemu-stream: take up to N QEMU connections at once, each a guest "
+                        "on one link (default 1: a new connection replaces the old)")
     p.add_argument("--max-flows", type=int, default=4096, help="NAT flow limit (default 4096)")
     p.add_argument("--no-offload", dest="offload", action="store_false",
                    help="no vnet header on the TAP (no TSO to the guest, no GRO from it)")
@@ -74,7 +77,7 @@ def options(args: argparse.Namespace) -> GatewayOptions:
                           dns_upstream=args.dns_upstream, host_records=args.host_record,
                           allow_host_loopback=args.allow_host_loopback,
                           forward_masquerade=args.forward_masquerade,
-                          max_flows=args.max_flows, udp_timeout=args.udp_timeout,
+                          max_flows=args.max_flows, max_guests=args.max_guests, udp_timeout=args.udp_timeout,
                           offload=args.offload, connect_timeout=args.connect_timeout,
                           control=args.control)
 

@@ -16,7 +16,7 @@ DROPS = """
     gwdns.bad_reply gwdns.malformed gwdns.no_upstream gwdns.not_a_query
     gwdns.refused_busy gwdns.timeout gwdns.upstream_error
     rx_bad_length tx_dropped_full tx_no_peer tx_not_connected accept_error
-    gwra.no_link_local switch.bad_source switch.runt switch.same_port
+    gwra.no_link_local switch.bad_source switch.runt switch.same_port switch.guest_limit
 """
 
 #: Things that happened.

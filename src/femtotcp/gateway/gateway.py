@@ -89,6 +89,8 @@ class GatewayOptions:
     allow_host_loopback: bool = False
     forward_masquerade: bool = False
     max_flows: int = 4096
+    #: ``--qemu-stream``: how many QEMU connections at once (each a guest on a switch).
+    max_guests: int = 1
     udp_timeout: float = 120.0
     connect_timeout: float = 20.0
     control: str | None = None
@@ -188,6 +190,10 @@ class GatewayOptions:
                 raise ValueError(f"--fd {self.fd}: not a socket")
         if not 576 <= self.mtu <= 65520:
             raise ValueError(f"--mtu {self.mtu}: out of range 576..65520")
+        if not 1 <= self.max_guests <= 1024:
+            raise ValueError(f"--max-guests {self.max_guests}: out of range 1..1024")
+        if self.max_guests > 1 and not self.qemu_stream:
+            raise ValueError("--max-guests goes with --qemu-stream (repeat --tap for TAPs)")
         if self.max_flows < 1:
             raise ValueError(f"--max-flows {self.max_flows}: must be >= 1")
         if not self.udp_timeout > 0:
@@ -246,6 +252,8 @@ class Gateway:
         self.gateway_addr, self.dns_addr, self.first_lease = gw, dns, first
         self.runtime = runtime or Runtime()
         self.device: Any = device
+        #: ``--qemu-stream`` with ``--max-guests N``: the listener making ports.
+        self.hub: Any = None
         if device is not None:
             pass
         elif len(opts.taps()) > 1:
@@ -275,6 +283,13 @@ class Gateway:
                     self.device = qemu.QemuStreamDevice.from_socket(sock, mtu=opts.mtu)
                 else:
                     self.device = qemu.QemuDgramDevice.from_socket(sock, mtu=opts.mtu)
+            elif opts.qemu_stream and opts.max_guests > 1:
+                # Several QEMUs: each connection a port of a switch.
+                from femtotcp.gateway.switch import GuestSwitch, QemuStreamHub
+                self.device = GuestSwitch([], mtu=opts.mtu, name="qemu-stream")
+                self.hub = QemuStreamHub(self.device,
+                                         qemu.unix_path(opts.qemu_stream, "--qemu-stream"),
+                                         opts.max_guests, mtu=opts.mtu)
             elif opts.qemu_stream:
                 self.device = qemu.QemuStreamDevice(
                     qemu.unix_path(opts.qemu_stream, "--qemu-stream"), mtu=opts.mtu)
@@ -295,9 +310,10 @@ class Gateway:
         self.iface = self.stack.add_interface(self.device, ipv4=f"{ip_str(gw)}/{plen}",
                                               mtu=opts.mtu)
         self.stack.add_address(self.iface, f"{ip_str(dns)}/{plen}")
-        for port in getattr(self.device, "ports", ()):
+        if hasattr(self.device, "own"):                   # a GuestSwitch
             self.device.own.add(self.iface.mac)
-            self.runtime.add_device(port, self.stack)     # the loop reads each guest's fd
+            for port in self.device.ports:
+                self.runtime.add_device(port, self.stack)  # the loop reads each TAP
         self.gateway_addr6: bytes | None = None
         self.dns_addr6: bytes | None = None
         self.ra: RouterAdvertiser | None = None
@@ -314,6 +330,8 @@ class Gateway:
         watch = self.runtime.watch_fd
         if hasattr(self.device, "start"):
             self.device.start(watch)          # QEMU devices register their own fds
+        if self.hub is not None:
+            self.hub.start(watch)
         limits = Limits(max_flows=opts.max_flows, udp_timeout=opts.udp_timeout,
                         tcp_connect_timeout=opts.connect_timeout)
         self.nat = Nat(self.stack, self.iface, watch, gw, limits,
@@ -399,7 +417,8 @@ class Gateway:
 
     def describe(self) -> str:
         net, plen, *_ = self.opts.addresses()
-        where = self.device.name + (f" {self.device.path}" if hasattr(self.device, "path")
+        path = getattr(self.hub or self.device, "path", None)
+        where = self.device.name + (f" {path}" if path
                                     else "")
         v6 = ""
         if self.gateway_addr6 is not None and self.dns_addr6 is not None:
@@ -432,6 +451,8 @@ class Gateway:
                 u.close()
             if self.ra is not None:
                 self.ra.close()
+            if self.hub is not None:
+                self.hub.close()
             self.nat.close()
             self.dns.close()
             self.dhcp.close()

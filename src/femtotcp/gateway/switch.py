@@ -1,6 +1,8 @@
 """Several guests on one gateway: a learning Ethernet switch in front of the stack.
 
-With more than one guest device (``--tap`` given several times) the gateway's
+With more than one guest device (``--tap`` given several times, or
+``--qemu-stream`` with ``--max-guests N``: ``QemuStreamHub`` makes each QEMU
+connection a port, and removes it when QEMU goes) the gateway's
 stack sees one device, ``GuestSwitch``, and the guests one shared link, as if
 each were plugged into a switch whose other port is the gateway. Each guest
 gets its own DHCP lease on ``--net`` and reaches the others directly (ARP and
@@ -18,11 +20,17 @@ another guest as it is.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 from femtotcp.phy.base import Device
+
+Watch = Callable[[int, bool, bool, Any], None]
 
 MAX_MACS = 4096
 
@@ -30,17 +38,28 @@ MAX_MACS = 4096
 class GuestSwitch(Device):
     """One device for the stack, ``ports`` (fd devices the loop reads) for the guests."""
 
-    def __init__(self, ports: Sequence[Device], mtu: int = 1500) -> None:
-        if not ports:
-            raise ValueError("a switch needs at least one port")
-        super().__init__("+".join(p.name for p in ports), mtu)
-        self.ports = list(ports)
+    def __init__(self, ports: Sequence[Device], mtu: int = 1500,
+                 name: str | None = None) -> None:
+        super().__init__(name or "+".join(p.name for p in ports), mtu)
+        self.ports: list[Device] = []
         #: Source MAC -> the port it was last seen on (bounded, least recent first).
         self.macs: OrderedDict[bytes, Device] = OrderedDict()
         #: The stack's own MACs (the sources of what it sends).
         self.own: set[bytes] = set()
-        for port in self.ports:
-            port.set_receiver(partial(self._from_port, port))
+        for port in ports:
+            self.add_port(port)
+
+    def add_port(self, port: Device) -> None:
+        self.ports.append(port)
+        port.set_receiver(partial(self._from_port, port))
+
+    def remove_port(self, port: Device) -> None:
+        """The port's guest is gone: its MACs are forgotten (the device is not closed)."""
+        if port in self.ports:
+            self.ports.remove(port)
+            port.set_receiver(None)
+            for mac in [m for m, p in self.macs.items() if p is port]:
+                del self.macs[mac]
 
     def _learn(self, mac: bytes, port: Device) -> None:
         macs = self.macs
@@ -99,3 +118,81 @@ class GuestSwitch(Device):
         for port in self.ports:
             port.close()
         super().close()
+
+
+class QemuStreamHub:
+    """``--qemu-stream unix:PATH --max-guests N``: a listener whose every
+    connection (one QEMU each, QEMU's length-prefixed framing) becomes a port
+    of ``switch`` until it closes; past ``max_guests`` a connection is closed
+    at once (counted ``switch.guest_limit``)."""
+
+    def __init__(self, switch: GuestSwitch, path: str, max_guests: int,
+                 mtu: int = 1500) -> None:
+        from femtotcp.phy.qemu import _clear_stale
+        self.switch = switch
+        self.path = path
+        self.max_guests = max_guests
+        self.mtu = mtu
+        self.accepted = 0
+        self._watch: Watch | None = None
+        _clear_stale(path)
+        lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+                            | socket.SOCK_CLOEXEC)
+        try:
+            lst.bind(path)
+            lst.listen(max_guests)
+        except OSError:
+            lst.close()
+            raise
+        self.listener: socket.socket | None = lst
+
+    def start(self, watch: Watch) -> None:
+        self._watch = watch
+        if self.listener is not None:
+            watch(self.listener.fileno(), True, False, self)
+
+    def on_readable(self) -> None:
+        from femtotcp.phy.qemu import QemuStreamDevice
+        lst, watch, sw = self.listener, self._watch, self.switch
+        if lst is None or watch is None:
+            return
+        for _ in range(16):
+            try:
+                conn, _addr = lst.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                sw.counters["accept_error"] += 1
+                return
+            if len(sw.ports) >= self.max_guests:
+                sw.counters["switch.guest_limit"] += 1
+                conn.close()
+                continue
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            self.accepted += 1
+            dev = QemuStreamDevice.from_socket(conn, self.mtu, f"qemu{self.accepted}")
+            sw.counters["connections"] += 1
+            sw.add_port(dev)
+            dev.start(partial(self._port_watch, dev))
+
+    def _port_watch(self, dev: Device, fd: int, read: bool, write: bool,
+                    handler: Any) -> None:
+        """The port's own selector requests; selecting on nothing means its
+        connection closed: the port leaves the switch."""
+        if self._watch is not None:
+            self._watch(fd, read, write, handler)
+        if not read and not write and dev in self.switch.ports:
+            self.switch.counters["disconnects"] += 1
+            self.switch.remove_port(dev)
+
+    def close(self) -> None:
+        for port in list(self.switch.ports):
+            port.close()
+        if self.listener is not None:
+            if self._watch is not None:
+                self._watch(self.listener.fileno(), False, False, self)
+            self.listener.close()
+            self.listener = None
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
