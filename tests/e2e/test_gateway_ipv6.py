@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netns import netns, require_kernel, require_program
+from netns import Netns, netns, require_kernel, require_program
 from test_gateway import (
     NET6,
     SERVER,
@@ -54,6 +54,15 @@ def serve(c):
 while True:
     threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
 """
+
+
+def _slaac_done(guest: Netns) -> bool:
+    """The guest holds an address on --net6 and DAD passed."""
+    out = guest.run("ip", "-6", "addr", "show", "dev", TAP, "scope", "global",
+                    check=False).stdout
+    return "tentative" not in out and any(
+        ipaddress.ip_interface(w).ip in ipaddress.ip_network(NET6)
+        for w in out.split() if "/" in w and ":" in w)
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +98,7 @@ def rig6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
                                        f"pinned6.test={SERVER6}", "--control",
                                        str(tmp / "ctl.sock"), name="gateway6")
             guest.ip("link", "set", TAP, "up")
-
-            def configured() -> bool:
-                out = guest.run("ip", "-6", "addr", "show", "dev", TAP, "scope", "global",
-                                check=False).stdout
-                return "tentative" not in out and any(
-                    ipaddress.ip_interface(w).ip in ipaddress.ip_network(NET6)
-                    for w in out.split() if "/" in w and ":" in w)
-            _wait(configured, 30, "a SLAAC address on the guest's TAP")
+            _wait(lambda: _slaac_done(guest), 30, "a SLAAC address on the guest's TAP")
             yield Rig(host, guest, proc, tmp, log)
         finally:
             shutil.rmtree(etc, ignore_errors=True)
@@ -198,3 +200,28 @@ def test_ctl_flows_shows_ipv6_flows(rig6: Rig) -> None:
     finally:
         holder.terminate()
         holder.wait(5)
+
+
+def test_the_gateway_ipv6_address_reaches_host_loopback_when_allowed(tmp_path: Path) -> None:
+    """With --allow-host-loopback, ::2 is the host's ::1 (and what ::1 answers
+    comes back from ::2), for TCP and UDP."""
+    require_kernel()
+    require_program("curl")
+    with netns("gw6lH") as host, netns("gw6lG") as guest:
+        (tmp_path / "lo.txt").write_text("host loopback six\n")
+        host.popen(sys.executable, "-m", "http.server", "-b", "::1", "-d", str(tmp_path),
+                   "8000", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        host.popen(sys.executable, "-c", UDP_ECHO.replace("AF_INET,", "AF_INET6,"), "::1",
+                   "7777")
+        _wait(lambda: _listening(host, "t", 8000) and _listening(host, "u", 7777), 15,
+              "the host's loopback servers")
+        _start_gateway(host, guest, tmp_path, "--allow-host-loopback", name="loopback6")
+        guest.ip("link", "set", TAP, "up")
+        _wait(lambda: _slaac_done(guest), 30, "a SLAAC address on the guest's TAP")
+        out = guest.run("curl", "-6", "-sS", "--fail", f"http://[{GATEWAY6}]:8000/lo.txt").stdout
+        assert out == "host loopback six\n"
+        out = guest.run(sys.executable, "-c", (
+            "import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM);"
+            f"s.settimeout(5); s.sendto(b'ping', ('{GATEWAY6}', 7777));"
+            "d, a = s.recvfrom(100); print(d.decode(), a[0], a[1])")).stdout
+        assert out.split() == ["ping", GATEWAY6, "7777"]

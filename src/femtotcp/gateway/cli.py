@@ -77,7 +77,8 @@ def options(args: argparse.Namespace) -> GatewayOptions:
                           dns_upstream=args.dns_upstream, host_records=args.host_record,
                           allow_host_loopback=args.allow_host_loopback,
                           forward_masquerade=args.forward_masquerade,
-                          max_flows=args.max_flows, max_guests=args.max_guests, udp_timeout=args.udp_timeout,
+                          max_flows=args.max_flows, max_guests=args.max_guests,
+                          udp_timeout=args.udp_timeout,
                           offload=args.offload, connect_timeout=args.connect_timeout,
                           control=args.control)
 
