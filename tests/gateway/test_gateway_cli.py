@@ -3,6 +3,8 @@ before any device is made."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from femtotcp.cli import main
@@ -76,3 +78,16 @@ def test_ipv6_addresses_mirror_the_ipv4_layout() -> None:
 def test_a_forward_spec_with_and_without_an_address() -> None:
     assert Forward.parse("8080:80") == Forward("0.0.0.0", 8080, 80)
     assert Forward.parse("198.51.100.1:8080:80") == Forward("198.51.100.1", 8080, 80)
+
+
+def test_no_ipv6_loads_no_ipv6_and_net6_loads_it(tmp_path: Path) -> None:
+    from femtotcp.gateway.gateway import Gateway
+    for net6, v6 in ((None, False), ("2001:db8:1::/64", True)):
+        gw = Gateway(GatewayOptions(qemu_dgram=f"unix:{tmp_path}/g.sock", net="192.0.2.0/24",
+                                    net6=net6, dns_upstream=["198.51.100.1"]))
+        try:
+            assert (gw.stack.ipv6 is not None) is v6 and (gw.ra is not None) is v6
+            assert ("net6 2001:db8:1::/64" in gw.describe()) is v6
+            assert ("2001:db8:1::3" in gw.dns.describe()) is v6
+        finally:
+            gw.close()
