@@ -28,6 +28,17 @@ from test_gateway import (
 )
 
 
+def _host_server(host: Netns, tmp: Path, size: int) -> bytes:
+    """H's HTTP server on SERVER:8000 serving f.bin, ``size`` random bytes."""
+    host.ip("addr", "add", f"{SERVER}/32", "dev", "lo")
+    www = tmp / "www"
+    www.mkdir()
+    body = os.urandom(size)
+    (www / "f.bin").write_bytes(body)
+    _http_server(host, SERVER, www, 8000)
+    return body
+
+
 def _global6(ns: Netns) -> str:
     """The guest's SLAAC address on --net6 once DAD passed ("" before)."""
     out = ns.run("ip", "-6", "addr", "show", "dev", TAP, "scope", "global", check=False).stdout
@@ -52,12 +63,7 @@ def test_two_guests_get_their_own_leases_and_reach_the_host_and_each_other(
             for etc in etcs:
                 etc.mkdir(parents=True, exist_ok=True)
                 (etc / "resolv.conf").write_text("")
-            host.ip("addr", "add", f"{SERVER}/32", "dev", "lo")
-            www = tmp_path / "www"
-            www.mkdir()
-            body = os.urandom(4 * 1024 * 1024)
-            (www / "f.bin").write_bytes(body)
-            _http_server(host, SERVER, www, 8000)
+            body = _host_server(host, tmp_path, 4 * 1024 * 1024)
             log = tmp_path / "gateway.log"
             src = str(Path(__file__).resolve().parents[2] / "src")
             proc = host.popen(
@@ -126,12 +132,7 @@ def test_several_qemu_connections_are_several_guests(tmp_path: Path) -> None:
         require_program(prog)
     with netns("gwqH") as host, netns("gwqA") as ga, netns("gwqB") as gb, \
             netns("gwqC") as gc:
-        host.ip("addr", "add", f"{SERVER}/32", "dev", "lo")
-        www = tmp_path / "www"
-        www.mkdir()
-        body = os.urandom(2 * 1024 * 1024)
-        (www / "f.bin").write_bytes(body)
-        _http_server(host, SERVER, www, 8000)
+        body = _host_server(host, tmp_path, 2 * 1024 * 1024)
         sock_path = tmp_path / "q.sock"
         log = tmp_path / "gateway.log"
         src = str(Path(__file__).resolve().parents[2] / "src")
