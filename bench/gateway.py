@@ -10,6 +10,10 @@ iperf3 in the namespace it makes (``--runas 0 --config-net -m N``), with a veth
 holding H's default route as it requires. Prints MB/s and the ratios.
 
     python -m bench.gateway [--seconds N] [--mtu 1500,65520] [--no-slirp] [--no-pasta]
+                            [--only femtotcp] [--direction guest->host] [--profile FILE]
+
+``--profile FILE`` runs the gateway under cProfile and writes its statistics
+to FILE (one file per MTU: FILE.<mtu>) for ``python -m pstats``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 
 SERVER = "198.51.100.1"
 NET = "192.0.2.0/24"
+NET6 = "2001:db8:1::/64"
 TAP = "gw0"
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,13 +105,36 @@ def _iperf(guest: str | list[str], seconds: int, reverse: bool) -> float:
         float(data["end"]["sum_received"]["seconds"]) / 1e6
 
 
+#: ``--profile``: where cProfile writes the gateway's statistics (None: no profile).
+PROFILE: str | None = None
+#: Runs ``femtotcp ARGS`` with its loop thread (where the work is) under cProfile.
+_PROFILED = """
+import cProfile, sys
+from femtotcp import runtime
+run = runtime.Runtime.run_forever
+def profiled(self):
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        run(self)
+    finally:
+        prof.disable()
+        prof.dump_stats(sys.argv[1])
+runtime.Runtime.run_forever = profiled
+from femtotcp.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 @contextlib.contextmanager
 def femtotcp_gateway(host: str, guest: str, mtu: int) -> Iterator[None]:
     """The gateway in H making its TAP in G; G configured statically (.15, via .2)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    proc = subprocess.Popen(["ip", "netns", "exec", host, sys.executable, "-m", "femtotcp",
+    run = ["-c", _PROFILED, f"{PROFILE}.{mtu}"] if PROFILE else ["-m", "femtotcp"]
+    proc = subprocess.Popen(["ip", "netns", "exec", host, sys.executable, *run,
                              "gateway", "--tap", TAP, "--netns", f"/run/netns/{guest}",
-                             "--net", NET, "--mtu", str(mtu), "--dns-upstream", SERVER,
+                             "--net", NET, "--net6", NET6, "--mtu", str(mtu),
+                             "--dns-upstream", SERVER,
                              "--log-level", "warning"], env=env,
                             stdout=subprocess.DEVNULL)
     try:
@@ -165,7 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mtu", default="1500,65520")
     p.add_argument("--no-slirp", action="store_true")
     p.add_argument("--no-pasta", action="store_true")
+    p.add_argument("--only", choices=["femtotcp", "slirp4netns", "pasta"],
+                   help="measure only this one")
+    p.add_argument("--direction", choices=["guest->host", "host->guest"],
+                   help="measure only this direction")
+    p.add_argument("--profile", metavar="FILE",
+                   help="run the gateway under cProfile, statistics to FILE.<mtu>")
     args = p.parse_args(argv)
+    global PROFILE
+    PROFILE = args.profile
     if os.geteuid() != 0 or not shutil.which("iperf3"):
         print("bench.gateway needs root and iperf3", file=sys.stderr)
         return 1
@@ -174,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         peers.append(("slirp4netns", slirp4netns))
     if not args.no_pasta and shutil.which("pasta"):
         peers.append(("pasta", pasta))
+    if args.only:
+        peers = [(n, f) for n, f in peers if n == args.only]
     results: dict[tuple[str, int, str], float] = {}
     mtus = [int(m) for m in args.mtu.split(",")]
     print(f"TCP through the gateway, iperf3 {args.seconds} s, guest netns <-> a server on "
@@ -182,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, setup in peers:
             with _namespaces() as (host, guest), setup(host, guest, mtu) as where:
                 for direction, reverse in (("guest->host", False), ("host->guest", True)):
+                    if args.direction and direction != args.direction:
+                        continue
                     try:
                         v = _iperf(where or guest, args.seconds, reverse)
                     except (RuntimeError, ValueError, KeyError) as exc:
@@ -189,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     results[(name, mtu, direction)] = v
                     print(f"  {name:12s} MTU {mtu:5d} {direction:12s} {v:9.1f}", flush=True)
-    for other, _ in peers[1:]:
+    for other, _ in (peers[1:] if peers and peers[0][0] == "femtotcp" else []):
         print(f"ratios femtotcp / {other}")
         for mtu in mtus:
             for direction in ("guest->host", "host->guest"):

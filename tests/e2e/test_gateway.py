@@ -26,6 +26,7 @@ import pytest
 from netns import Netns, netns, require_kernel, require_program
 
 NET = "192.0.2.0/24"
+NET6 = "2001:db8:1::/64"
 GATEWAY = "192.0.2.2"
 DNS = "192.0.2.3"
 LEASE = "192.0.2.15"
@@ -156,7 +157,8 @@ def _start_gateway(host: Netns, guest: Netns, tmp: Path, *extra: str,
     env = dict(os.environ, PYTHONPATH=src)
     proc: subprocess.Popen[str] = host.popen(
         *prefix, sys.executable, "-m", "femtotcp", "gateway", "--tap", TAP,
-        "--netns", f"/run/netns/{guest.name}", "--net", NET, "--dns-upstream", SERVER,
+        "--netns", f"/run/netns/{guest.name}", "--net", NET, "--net6", NET6,
+        "--dns-upstream", SERVER,
         "--host-record", f"pinned.test={SERVER}", "--max-flows", str(MAX_FLOWS), *extra,
         stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, env=env)
 
@@ -348,13 +350,18 @@ def test_a_udp_port_forward_carries_both_ways_with_the_real_client(rig: Rig) -> 
         proc.wait(5)
 
 
-def _ctl(rig: Rig, *args: str, control: Path | None = None) -> dict[str, Any]:
+def _ctl_text(rig: Rig, *args: str, control: Path | None = None) -> str:
+    """``femtotcp ctl ARGS``'s output (a table for people, or JSON with --json)."""
     src = str(Path(__file__).resolve().parents[2] / "src")
     res = subprocess.run([sys.executable, "-m", "femtotcp", "ctl", "--control",
-                          str(control or rig.tmp / "ctl.sock"), *args, "--json"],
+                          str(control or rig.tmp / "ctl.sock"), *args],
                          capture_output=True,
                          text=True, timeout=30, env=dict(os.environ, PYTHONPATH=src))
-    doc: dict[str, Any] = json.loads(res.stdout)
+    return res.stdout
+
+
+def _ctl(rig: Rig, *args: str, control: Path | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(_ctl_text(rig, *args, "--json", control=control))
     return doc
 
 
@@ -373,6 +380,12 @@ def test_ctl_lists_flows_and_changes_forwards_at_run_time(rig: Rig) -> None:
         assert len(rows) == 1 and rows[0]["proto"] == "tcp"
         assert rows[0]["state"] == "established" and rows[0]["bytes_out"] == 5
         assert doc["result"]["limit"] == MAX_FLOWS
+        # The same for people: a table row per flow, then the count and the limit.
+        lines = [line.split() for line in _ctl_text(rig, "flows").splitlines()]
+        assert lines[0][:4] == ["PROTO", "GUEST", "REMOTE", "STATE"]
+        assert ["tcp", f"{LEASE}:{port}", f"{SERVER}:9000", "established", "5"] in \
+            [line[:5] for line in lines[1:]]
+        assert lines[-1][1:] == ["flows", "(limit", f"{MAX_FLOWS})"]
     finally:
         holder.terminate()
         holder.wait(5)
@@ -390,6 +403,9 @@ def test_ctl_lists_flows_and_changes_forwards_at_run_time(rig: Rig) -> None:
             in doc["result"]["forwards"]
         assert rig.h("curl", "-sS", "--fail", f"http://{SERVER}:8081/x.txt") == \
             "run-time forward\n"
+        table = [line.split() for line in _ctl_text(rig, "forward", "list").splitlines()]
+        assert table[0] == ["PROTO", "HOST", "GUEST"]
+        assert ["tcp", f"{SERVER}:8081", f"{LEASE}:81"] in table[1:]
         assert _ctl(rig, "forward", "del", f"{SERVER}:8081:81")["ok"]
         res = rig.host.run("curl", "-sS", f"http://{SERVER}:8081/x.txt", check=False)
         assert res.returncode == 7
@@ -735,6 +751,7 @@ def test_qemu_framing_carries_dhcp_and_a_curl_round_trip(tmp_path: Path,
             peer_arg = str(sock_path)
         fds = (pair[0].fileno(),) if pair else ()
         gw = host.popen(sys.executable, "-m", "femtotcp", "gateway", *attach, "--net", NET,
+                        "--net6", NET6,
                         "--dns-upstream", SERVER, stdout=log.open("w"),
                         stderr=subprocess.STDOUT, text=True, env=env, pass_fds=fds)
         _wait(lambda: "femtotcp: gateway on" in log.read_text() or gw.poll() is not None,

@@ -37,13 +37,14 @@ def test_a_download_through_loss_and_reordering_is_byte_exact(tmp_path: Path) ->
             tap = TapDevice("gw0", offload=False)
         rt = Runtime()
         faulty = FaultyDevice(tap, rt, loss=0.02, reorder=0.05, duplicate=0.01, seed=7)
-        opts = GatewayOptions(tap="gw0", net="192.0.2.0/24", dns_upstream=[SERVER],
+        opts = GatewayOptions(tap="gw0", net="192.0.2.0/24", net6="2001:db8:1::/64",
+                              dns_upstream=[SERVER],
                               offload=False)
         with entered(host):
             gw = Gateway(opts, runtime=rt, device=faulty)
             rt.start()              # the loop thread (and its sockets) live in H
         try:
-            rt.call(gw.stack.start)
+            gw.start()
             guest.ip("addr", "add", "192.0.2.15/24", "dev", "gw0")
             guest.ip("route", "add", "default", "via", "192.0.2.2")
             deadline = time.monotonic() + 10

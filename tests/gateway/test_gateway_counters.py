@@ -27,7 +27,7 @@ def _used() -> set[str]:
                     names.add(str(node.slice.value))
             # names held in tables (flows.py's per-protocol dicts)
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-                    re.fullmatch(r"(nat|gwdns)\.[a-z0-9_]+", node.value):
+                    re.fullmatch(r"(nat|gwdns|gwra|switch)\.[a-z0-9_]+", node.value):
                 names.add(node.value)
     return names
 

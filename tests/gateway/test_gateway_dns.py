@@ -26,7 +26,9 @@ def _forwarder(upstreams: list[str]) -> tuple[Any, DnsForwarder, list[tuple[int,
     resolve(lan, 0, 1)
     watched: list[tuple[int, bool]] = []
     fwd = DnsForwarder(lan.stacks[1], addr(1), lambda fd, r, w, h: watched.append((fd, r)),
-                       upstreams, {"db.internal": ip_bytes("192.0.2.10")})
+                       upstreams, {"db.internal": [ip_bytes("192.0.2.10")],
+                                  "both.internal": [ip_bytes("192.0.2.11"),
+                                                    ip_bytes("2001:db8::11")]})
     return lan, fwd, watched
 
 
@@ -39,6 +41,15 @@ def test_a_host_record_is_answered_without_asking_upstream() -> None:
     msg = _ask(lan, "db.internal", dns.AAAA)
     assert msg.rcode == 0 and msg.answers == []
     assert watched == [] and lan.stacks[1].counters["gwdns.host_record"] == 2
+
+
+def test_a_host_record_of_both_families_answers_a_and_aaaa() -> None:
+    lan, fwd, watched = _forwarder([])
+    msg = _ask(lan, "both.internal", dns.AAAA)
+    assert [(r.rtype, r.data) for r in msg.answers] == [(dns.AAAA, ip_bytes("2001:db8::11"))]
+    msg = _ask(lan, "both.internal", dns.A)
+    assert [(r.rtype, r.data) for r in msg.answers] == [(dns.A, ip_bytes("192.0.2.11"))]
+    assert watched == []
 
 
 def test_without_an_upstream_other_names_get_servfail() -> None:
@@ -57,10 +68,10 @@ def test_garbage_is_dropped_and_counted() -> None:
     assert lan.stacks[1].counters["gwdns.malformed"] == 1
 
 
-def test_resolv_conf_gives_its_ipv4_nameservers(tmp_path: Path) -> None:
+def test_resolv_conf_gives_its_nameservers_but_link_local_ones(tmp_path: Path) -> None:
     conf = tmp_path / "resolv.conf"
     conf.write_text("# comment\nsearch example\nnameserver 127.0.0.53\n"
                     "nameserver 2001:db8::53\nnameserver bogus\nnameserver 192.0.2.53\n"
-                    "options edns0\n")
-    assert resolv_conf_servers(str(conf)) == ["127.0.0.53", "192.0.2.53"]
+                    "nameserver fe80::1%eth0\nnameserver fe80::2\noptions edns0\n")
+    assert resolv_conf_servers(str(conf)) == ["127.0.0.53", "2001:db8::53", "192.0.2.53"]
     assert resolv_conf_servers(str(tmp_path / "missing")) == []

@@ -113,3 +113,47 @@ def test_udp_catch_all_takes_datagrams_for_other_addresses_only() -> None:
     ep.sendto(b"unbound", addr(1), 9999)       # our address, no endpoint: the hook
     lan.run(0.5)
     assert caught[-1] == (addr(1), 9999, b"unbound")
+
+
+def test_send_received_splices_without_losing_or_reordering_a_byte() -> None:
+    """``TcpConnection.send_received``: the receive buffer offered to a socket's
+    send as is; what it takes is consumed, the rest stays; a raising send
+    consumes nothing; a full buffer closes the window until it drains."""
+    lan, guest, gw = _gateway_lan()
+    lst = gw.tcp.listen(ANY4, 80, backlog=4)
+    lst.rcvbuf = 65536
+    conn = guest.tcp.connect(addr(1), 80)
+    assert lan.run_until(lambda: lst.readable, 5)
+    server = lst.accept()
+    assert server is not None
+    data = bytes(range(256)) * 1024           # 256 KB: more than the window
+    sent = 0
+    got = bytearray()
+
+    def take(limit: int) -> Any:
+        def send(view: memoryview) -> int:
+            n = min(limit, len(view))
+            got.extend(view[:n])
+            return n
+        return send
+
+    def refuse(view: memoryview) -> int:
+        raise BlockingIOError
+
+    for _ in range(500):                      # each round the window reopens
+        if len(got) == len(data):
+            break
+        sent += conn.send(data[sent:])
+        lan.run(0.2)
+        held = len(server.rcv_buf)
+        assert held <= 65536 + 4096          # the window (rounded up by its scale)
+        if held:
+            try:
+                server.send_received(refuse)
+            except BlockingIOError:
+                pass
+            assert len(server.rcv_buf) == held
+            assert server.send_received(take(1000)) == min(1000, held)
+            assert server.send_received(take(1 << 20)) == max(0, held - 1000)
+        assert server.send_received(take(1)) == 0 and not server.rcv_buf
+    assert bytes(got) == data

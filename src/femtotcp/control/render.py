@@ -160,8 +160,27 @@ def _render_capture(r: dict[str, Any]) -> str:
     return f"capture stopped: {r['path']} ({r.get('packets', 0)} packets)\n"
 
 
+def _render_flows(r: dict[str, Any]) -> str:
+    """A gateway's NAT table (``femtotcp ctl flows``), then how full it is."""
+    rows = [[f.get("proto"), f.get("guest"), f.get("remote"), f.get("state"),
+             f.get("bytes_out"), f.get("bytes_in"), f.get("idle")]
+            for f in r.get("flows", [])]
+    text = table(["PROTO", "GUEST", "REMOTE", "STATE", "BYTES-OUT", "BYTES-IN", "IDLE(s)"],
+                 rows) if rows else ""
+    return text + f"{r.get('count', len(rows))} flows (limit {r.get('limit')})\n"
+
+
+def _render_forward(r: dict[str, Any]) -> str:
+    """A gateway's port forwards (``femtotcp ctl forward add|del|list``)."""
+    rows = [[f.get("proto"), f.get("host"), f.get("guest")] for f in r.get("forwards", [])]
+    if not rows:
+        return "no port forwards\n"
+    return table(["PROTO", "HOST", "GUEST"], rows)
+
+
 _RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "stats": _render_stats, "addr": _render_addr, "route": _render_route,
     "neigh": _render_neigh, "sockets": _render_sockets, "resolve": _render_resolve,
-    "ping": _render_ping, "capture": _render_capture,
+    "ping": _render_ping, "capture": _render_capture, "flows": _render_flows,
+    "forward": _render_forward,
 }

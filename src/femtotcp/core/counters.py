@@ -313,7 +313,8 @@ declare(DROP, """
     nat.forward_connect_failed nat.udp_forward_error gwdns.bad_reply gwdns.malformed
     gwdns.no_upstream gwdns.not_a_query gwdns.refused_busy gwdns.timeout
     gwdns.upstream_error rx_bad_length tx_dropped_full tx_no_peer tx_not_connected
-    accept_error
+    accept_error gwra.no_link_local switch.bad_source switch.runt switch.same_port
+    switch.guest_limit
 """)
 declare(EVENT, """
     nat.bytes_in nat.bytes_out nat.tcp_flows_opened nat.tcp_flows_closed
@@ -322,7 +323,8 @@ declare(EVENT, """
     nat.icmp_idle_expired nat.tcp_closed nat.tcp_forwarded nat.tcp_guest_reset
     nat.tcp_host_reset nat.tcp_syn_while_connecting nat.icmp_unreachable_sent
     nat.udp_icmp_error nat.udp_forwarded gwdns.forwarded gwdns.host_record
-    connections disconnects
+    connections disconnects gwra.tx_ra gwra.rx_rs switch.forwarded switch.flooded
+    switch.mac_table_full
 """)
 declare(GAUGE, """
     nat.flows

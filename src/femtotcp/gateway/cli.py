@@ -6,26 +6,33 @@ import argparse
 import logging
 import signal
 
-from femtotcp.gateway.gateway import DEFAULT_NET, Gateway, GatewayOptions
+from femtotcp.gateway.gateway import DEFAULT_NET, DEFAULT_NET6, Gateway, GatewayOptions
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tap", metavar="NAME",
-                   help="the guest's TAP device (created by the gateway)")
+    p.add_argument("--tap", metavar="NAME", action="append",
+                   help="the guest's TAP device (created by the gateway); repeat it for "
+                        "several guests on one link (each its own lease; no offload then)")
     p.add_argument("--qemu-stream", metavar="unix:PATH",
                    help="listen for QEMU's -netdev stream,server=off,addr.type=unix,"
                         "addr.path=PATH")
     p.add_argument("--qemu-dgram", metavar="unix:PATH",
                    help="bind PATH for QEMU's -netdev dgram (remote.path=PATH)")
-    p.add_argument("--netns", metavar="PATH|PID|NAME",
+    p.add_argument("--netns", metavar="PATH|PID|NAME", action="append",
                    help="create the TAP in this network namespace (a container's); the "
-                        "gateway's own sockets stay where it was started")
+                        "gateway's own sockets stay where it was started. Once for every "
+                        "--tap, or once per --tap in the same order")
     p.add_argument("--fd", type=int, metavar="N",
                    help="an inherited socket to the guest: SOCK_STREAM with QEMU's length "
                         "prefix, SOCK_DGRAM one frame per datagram (-netdev socket,fd=N)")
     p.add_argument("--net", metavar="PREFIX", default=DEFAULT_NET,
                    help=f"the guest's network (default {DEFAULT_NET}: gateway .2, DNS .3, "
                         "first lease .15)")
+    p.add_argument("--net6", metavar="PREFIX/64", default=DEFAULT_NET6,
+                   help=f"the guest's IPv6 prefix (default {DEFAULT_NET6}: gateway ::2, DNS "
+                        "::3, advertised for SLAAC with the DNS as RDNSS)")
+    p.add_argument("--no-ipv6", dest="ipv6", action="store_false",
+                   help="no IPv6 for the guest")
     p.add_argument("--mtu", type=int, default=1500, help="the guest link's MTU (default 1500)")
     p.add_argument("--pcap", metavar="FILE", help="capture the guest side")
     p.add_argument("-t", dest="tcp_forwards", action="append", default=[],
@@ -40,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the gateway address reaches the host's 127.0.0.1")
     p.add_argument("--forward-masquerade", action="store_true",
                    help="port forwards show the guest the gateway, not the real client")
+    p.add_argument("--max-guests", type=int, default=1, metavar="N",
+                   help="--qemu-stream: take up to N QEMU connections at once, each a guest "
+                        "on one link (default 1: a new connection replaces the old)")
     p.add_argument("--max-flows", type=int, default=4096, help="NAT flow limit (default 4096)")
     p.add_argument("--no-offload", dest="offload", action="store_false",
                    help="no vnet header on the TAP (no TSO to the guest, no GRO from it)")
@@ -56,15 +66,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options(args: argparse.Namespace) -> GatewayOptions:
-    return GatewayOptions(tap=args.tap, netns=args.netns, qemu_stream=args.qemu_stream,
+    tap = args.tap[0] if args.tap and len(args.tap) == 1 else args.tap
+    netns = args.netns[0] if args.netns and len(args.netns) == 1 else args.netns
+    return GatewayOptions(tap=tap, netns=netns, qemu_stream=args.qemu_stream,
                           qemu_dgram=args.qemu_dgram, fd=args.fd, net=args.net,
+                          net6=args.net6 if args.ipv6 else None,
                           mtu=args.mtu,
                           pcap=args.pcap, tcp_forwards=args.tcp_forwards,
                           udp_forwards=args.udp_forwards,
                           dns_upstream=args.dns_upstream, host_records=args.host_record,
                           allow_host_loopback=args.allow_host_loopback,
                           forward_masquerade=args.forward_masquerade,
-                          max_flows=args.max_flows, udp_timeout=args.udp_timeout,
+                          max_flows=args.max_flows, max_guests=args.max_guests,
+                          udp_timeout=args.udp_timeout,
                           offload=args.offload, connect_timeout=args.connect_timeout,
                           control=args.control)
 
@@ -88,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
     server = None
     try:
         rt.start()
-        rt.call(gw.stack.start)
+        gw.start()
         if opts.control:
             from femtotcp.gateway.control import serve
             server = serve(gw, opts.control)

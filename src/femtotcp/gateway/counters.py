@@ -1,4 +1,4 @@
-"""Every counter name the gateway and the QEMU devices use, by kind.
+"""Every counter name the gateway, its guest switch and the QEMU devices use, by kind.
 
 Main's counter registry (``core/counters.py``, strict in tests) wants each name
 declared once; core/ imports nothing outside itself, so on merge these lines go
@@ -16,6 +16,7 @@ DROPS = """
     gwdns.bad_reply gwdns.malformed gwdns.no_upstream gwdns.not_a_query
     gwdns.refused_busy gwdns.timeout gwdns.upstream_error
     rx_bad_length tx_dropped_full tx_no_peer tx_not_connected accept_error
+    gwra.no_link_local switch.bad_source switch.runt switch.same_port switch.guest_limit
 """
 
 #: Things that happened.
@@ -28,6 +29,7 @@ EVENTS = """
     nat.udp_icmp_error nat.udp_forwarded
     gwdns.forwarded gwdns.host_record
     connections disconnects
+    gwra.tx_ra gwra.rx_rs switch.forwarded switch.flooded switch.mac_table_full
 """
 
 #: Occupancy now.

@@ -1,9 +1,10 @@
 """The guest's DNS server: a forwarder on the gateway's DNS address.
 
-Queries over UDP to the DNS address are answered from ``--host-record``
-names (A records) or passed to the host's resolvers (``/etc/resolv.conf``, a
-loopback stub such as 127.0.0.53 included, or ``--dns-upstream``) through a
-host UDP socket, one per outstanding query; the reply goes back to the guest
+Queries over UDP to the DNS address (IPv4, and IPv6 when the guest has it)
+are answered from ``--host-record`` names (A and AAAA records) or passed to
+the host's resolvers (``/etc/resolv.conf``, a loopback stub such as
+127.0.0.53 included, IPv6 ones too, or ``--dns-upstream``) through a host UDP
+socket, one per outstanding query; the reply goes back to the guest
 unchanged. At most ``max_pending`` queries wait at once, each for
 ``timeout`` seconds, after which the guest gets SERVFAIL.
 """
@@ -27,7 +28,8 @@ Watch = Callable[[int, bool, bool, Any], None]
 
 
 def resolv_conf_servers(path: str = "/etc/resolv.conf") -> list[str]:
-    """The IPv4 ``nameserver`` lines of ``path`` (none when it cannot be read)."""
+    """The ``nameserver`` lines of ``path`` (none when it cannot be read); an
+    IPv6 link-local one (with or without a ``%zone``) is skipped."""
     servers: list[str] = []
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -35,10 +37,11 @@ def resolv_conf_servers(path: str = "/etc/resolv.conf") -> list[str]:
                 parts = line.split()
                 if len(parts) >= 2 and parts[0] == "nameserver":
                     try:
-                        if len(ip_bytes(parts[1])) == 4:
-                            servers.append(parts[1])
+                        packed = ip_bytes(parts[1])
                     except ValueError:
                         continue
+                    if len(packed) == 4 or packed[:2] != b"\xfe\x80":
+                        servers.append(parts[1])
     except OSError:
         pass
     return servers
@@ -50,7 +53,8 @@ class _Pending:
         self.fwd = fwd
         self.guest = guest
         self.query = query
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK
+        sock = socket.socket(socket.AF_INET6 if ":" in upstream else socket.AF_INET,
+                             socket.SOCK_DGRAM | socket.SOCK_NONBLOCK
                              | socket.SOCK_CLOEXEC)
         self.sock: socket.socket | None = sock
         self.fd = sock.fileno()
@@ -106,7 +110,10 @@ class DnsForwarder:
     ttl = 60
 
     def __init__(self, stack: Stack, addr: bytes, watch: Watch,
-                 upstreams: Sequence[str], host_records: dict[str, bytes]) -> None:
+                 upstreams: Sequence[str], host_records: dict[str, list[bytes]],
+                 addr6: bytes | None = None) -> None:
+        """``host_records``: name -> addresses (4 bytes for A, 16 for AAAA);
+        ``addr6``: our IPv6 DNS address, answered like ``addr``."""
         self.stack = stack
         self.watch = watch
         self.upstreams = list(upstreams)
@@ -117,20 +124,27 @@ class DnsForwarder:
         if udp is None:
             raise ValueError("the DNS forwarder needs the stack's udp module")
         self.ep = udp.open(addr, wire.PORT)
-        self.ep.on_readable = self._readable
+        self.eps = [self.ep]
+        if addr6 is not None:
+            self.eps.append(udp.open(addr6, wire.PORT, v6only=True))
+        for ep in self.eps:
+            ep.on_readable = lambda ep=ep: self._readable(ep)
 
     def close(self) -> None:
         for p in list(self.pending):
             p.close()
-        self.ep.on_readable = None
-        self.ep.close()
+        for ep in self.eps:
+            ep.on_readable = None
+            ep.close()
 
     def reply(self, data: bytes, guest: tuple[bytes, int]) -> None:
-        self.ep.sendto(data, guest[0], guest[1])
+        """To the guest, from our DNS address of its family."""
+        ep = self.eps[-1] if len(guest[0]) == 16 else self.eps[0]
+        ep.sendto(data, guest[0], guest[1])
 
-    def _readable(self) -> None:
+    def _readable(self, ep: Any) -> None:
         counters = self.stack.counters
-        while (item := self.ep.recv()) is not None:
+        while (item := ep.recv()) is not None:
             data, src = item
             try:
                 txid, flags, questions = wire.parse_head(data)
@@ -141,10 +155,11 @@ class DnsForwarder:
                 counters["gwdns.not_a_query"] += 1
                 continue
             q = questions[0]
-            addr = self.records.get(wire.canonical(q.name))
-            if addr is not None:
-                answers = [wire.Record(q.name, wire.A, wire.CLASS_IN, self.ttl, addr)] \
-                    if q.qtype == wire.A else []
+            addrs = self.records.get(wire.canonical(q.name))
+            if addrs is not None:
+                size = {wire.A: 4, wire.AAAA: 16}.get(q.qtype, 0)
+                answers = [wire.Record(q.name, q.qtype, wire.CLASS_IN, self.ttl, a)
+                           for a in addrs if len(a) == size]
                 counters["gwdns.host_record"] += 1
                 self.reply(wire.build(txid, wire.QR | wire.AA | wire.RA | (flags & wire.RD),
                                       questions, answers), src)
@@ -165,4 +180,4 @@ class DnsForwarder:
     def describe(self) -> str:
         return (f"DNS forwarder to {', '.join(self.upstreams) or 'nobody'}"
                 + (f", {len(self.records)} host records" if self.records else "")
-                + f" on {ip_str(self.ep.local[0])}")
+                + " on " + " and ".join(ip_str(ep.local[0]) for ep in self.eps))

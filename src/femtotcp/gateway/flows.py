@@ -96,10 +96,16 @@ class Flow:
     def describe(self, now: float) -> dict[str, Any]:
         """One row of ``ctl flows``."""
         return {"proto": self.proto,
-                "guest": f"{ip_str(self.guest[0])}:{self.guest[1]}",
-                "remote": f"{ip_str(self.remote[0])}:{self.remote[1]}",
+                "guest": endpoint_str(self.guest),
+                "remote": endpoint_str(self.remote),
                 "state": self.state, "bytes_out": self.bytes_out, "bytes_in": self.bytes_in,
                 "idle": round(now - self.last_active, 3)}
+
+
+def endpoint_str(ep: Endpoint) -> str:
+    """``192.0.2.15:80``, ``[2001:db8::1]:80``."""
+    addr = ip_str(ep[0])
+    return f"[{addr}]:{ep[1]}" if len(ep[0]) == 16 else f"{addr}:{ep[1]}"
 
 
 def flow_key(proto: str, guest: Endpoint, remote: Endpoint) -> FlowKey:

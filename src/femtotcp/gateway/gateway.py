@@ -5,7 +5,10 @@ another network namespace with ``netns``); the gateway's host sockets stay in
 the namespace it was started in. On ``--net PREFIX`` (QEMU's 10.0.2.0/24 by
 default) the stack holds the gateway address (.2) and the DNS address (.3),
 serves DHCP from .15 on, forwards DNS to the host's resolvers, and carries the
-guest's flows through ``Nat``. Port forwards listen on host sockets and open
+guest's flows through ``Nat``. On ``--net6 PREFIX/64`` (fd00::/64 by default,
+as slirp4netns) it holds ::2 and ::3 likewise and advertises the prefix
+(``ra.py``: SLAAC, RDNSS); the guest's IPv6 goes through the same NAT onto
+AF_INET6 host sockets. Port forwards listen on host sockets and open
 connections to the guest.
 """
 
@@ -23,6 +26,7 @@ from typing import Any
 from femtotcp.gateway.dns_forward import DnsForwarder, resolv_conf_servers
 from femtotcp.gateway.flows import Limits
 from femtotcp.gateway.nat import Nat, UdpForward
+from femtotcp.gateway.ra import RouterAdvertiser
 from femtotcp.phy.netns import entered_fd
 from femtotcp.runtime import Runtime
 from femtotcp.stack.config import StackConfig
@@ -32,6 +36,7 @@ from femtotcp.wire import ip_bytes, ip_str
 log = logging.getLogger("femtotcp.gateway")
 
 DEFAULT_NET = "10.0.2.0/24"
+DEFAULT_NET6 = "fd00::/64"
 
 
 @dataclass
@@ -65,12 +70,16 @@ class Forward:
 
 @dataclass
 class GatewayOptions:
-    tap: str | None = None
-    netns: str | None = None
+    #: The guest's TAP; several (a list) for several guests on one switch.
+    tap: str | list[str] | None = None
+    #: Where the TAP is made: one namespace for all, or one per TAP (in order).
+    netns: str | list[str] | None = None
     qemu_stream: str | None = None
     qemu_dgram: str | None = None
     fd: int | None = None
     net: str = DEFAULT_NET
+    #: The guest's IPv6 /64 (None: no IPv6 for the guest).
+    net6: str | None = DEFAULT_NET6
     mtu: int = 1500
     pcap: str | None = None
     tcp_forwards: list[str] = field(default_factory=list)
@@ -80,11 +89,22 @@ class GatewayOptions:
     allow_host_loopback: bool = False
     forward_masquerade: bool = False
     max_flows: int = 4096
+    #: ``--qemu-stream``: how many QEMU connections at once (each a guest on a switch).
+    max_guests: int = 1
     udp_timeout: float = 120.0
     connect_timeout: float = 20.0
     control: str | None = None
     #: TAP with vnet headers: TSO super-segments to the guest, GRO frames from it.
     offload: bool = True
+
+    def taps(self) -> list[str]:
+        return [self.tap] if isinstance(self.tap, str) else list(self.tap or [])
+
+    def netns_for(self) -> list[str | None]:
+        """The namespace of each TAP (None: where the gateway runs)."""
+        ns = [self.netns] if isinstance(self.netns, str) else list(self.netns or [])
+        taps = self.taps()
+        return [ns[i] if len(ns) > 1 else (ns[0] if ns else None) for i in range(len(taps))]
 
     def addresses(self) -> tuple[bytes, int, bytes, bytes, bytes, bytes]:
         """(network, prefixlen, gateway .2, DNS .3, first lease .15, last lease)."""
@@ -104,31 +124,57 @@ class GatewayOptions:
             return n.to_bytes(4, "big")
         return b(base), plen, b(base + 2), b(base + 3), b(base + 15), b(last)
 
-    def records(self) -> dict[str, bytes]:
-        out: dict[str, bytes] = {}
+    def addresses6(self) -> tuple[bytes, bytes, bytes] | None:
+        """(prefix, gateway ::2, DNS ::3) on ``--net6``, or None without IPv6."""
+        if self.net6 is None:
+            return None
+        text = self.net6
+        addr, sep, plen = text.partition("/")
+        try:
+            packed = ip_bytes(addr.strip())
+        except ValueError:
+            packed = b""
+        if len(packed) != 16 or sep and plen != "64":
+            raise ValueError(f"--net6 {text}: want an IPv6 /64 prefix, e.g. {DEFAULT_NET6}")
+        prefix = packed[:8] + bytes(8)
+        if prefix[0] == 0xFF or prefix[:2] == b"\xfe\x80" or prefix == bytes(16):
+            raise ValueError(f"--net6 {text}: not a usable unicast prefix")
+        return prefix, prefix[:15] + b"\x02", prefix[:15] + b"\x03"
+
+    def records(self) -> dict[str, list[bytes]]:
+        """``--host-record NAME=ADDR`` (repeatable, IPv4 for A and IPv6 for AAAA)."""
+        out: dict[str, list[bytes]] = {}
         for rec in self.host_records:
             name, sep, addr = rec.partition("=")
             try:
                 packed = ip_bytes(addr.strip())
             except ValueError:
                 packed = b""
-            if not sep or not name.strip() or len(packed) != 4:
-                raise ValueError(f"--host-record {rec}: want NAME=IPV4ADDR")
-            out[name.strip()] = packed
+            if not sep or not name.strip() or not packed:
+                raise ValueError(f"--host-record {rec}: want NAME=ADDR (IPv4 or IPv6)")
+            out.setdefault(name.strip(), []).append(packed)
         return out
 
     def validate(self) -> None:
-        given = [f for f, v in (("--tap", self.tap), ("--qemu-stream", self.qemu_stream),
+        taps = self.taps()
+        given = [f for f, v in (("--tap", taps), ("--qemu-stream", self.qemu_stream),
                                 ("--qemu-dgram", self.qemu_dgram),
                                 ("--fd", self.fd is not None)) if v]
         if len(given) != 1:
             raise ValueError("one guest attachment is needed: --tap NAME, "
                              "--qemu-stream unix:PATH, --qemu-dgram unix:PATH or --fd N"
                              + (f" (got {' and '.join(given)})" if given else ""))
-        if self.tap and (len(self.tap.encode()) > 15 or "/" in self.tap or " " in self.tap):
-            raise ValueError(f"--tap {self.tap!r}: 1-15 characters, no '/' or spaces")
-        if self.netns and not self.tap:
+        for tap in taps:
+            if not tap or len(tap.encode()) > 15 or "/" in tap or " " in tap:
+                raise ValueError(f"--tap {tap!r}: 1-15 characters, no '/' or spaces")
+        netns = [self.netns] if isinstance(self.netns, str) else list(self.netns or [])
+        if netns and not taps:
             raise ValueError("--netns goes with --tap (the TAP is made in that namespace)")
+        if len(netns) > 1 and len(netns) != len(taps):
+            raise ValueError(f"--netns given {len(netns)} times for {len(taps)} --tap: give "
+                             "it once (every TAP there) or once per --tap, in order")
+        if len(set(zip(taps, self.netns_for(), strict=True))) != len(taps):
+            raise ValueError("--tap: the same TAP twice in one namespace")
         from femtotcp.phy.qemu import unix_path
         if self.qemu_stream:
             unix_path(self.qemu_stream, "--qemu-stream")
@@ -144,6 +190,10 @@ class GatewayOptions:
                 raise ValueError(f"--fd {self.fd}: not a socket")
         if not 576 <= self.mtu <= 65520:
             raise ValueError(f"--mtu {self.mtu}: out of range 576..65520")
+        if not 1 <= self.max_guests <= 1024:
+            raise ValueError(f"--max-guests {self.max_guests}: out of range 1..1024")
+        if self.max_guests > 1 and not self.qemu_stream:
+            raise ValueError("--max-guests goes with --qemu-stream (repeat --tap for TAPs)")
         if self.max_flows < 1:
             raise ValueError(f"--max-flows {self.max_flows}: must be >= 1")
         if not self.udp_timeout > 0:
@@ -151,6 +201,7 @@ class GatewayOptions:
         if not self.connect_timeout > 0:
             raise ValueError(f"--connect-timeout {self.connect_timeout}: must be > 0")
         self.addresses()
+        self.addresses6()
         self.records()
         for fw in self.tcp_forwards:
             Forward.parse(fw)
@@ -158,11 +209,9 @@ class GatewayOptions:
             Forward.parse(fw, "-u")
         for up in self.dns_upstream:
             try:
-                ok = len(ip_bytes(up)) == 4
+                ip_bytes(up)
             except ValueError:
-                ok = False
-            if not ok:
-                raise ValueError(f"--dns-upstream {up}: not an IPv4 address")
+                raise ValueError(f"--dns-upstream {up}: not an IP address") from None
 
 
 def netns_path(spec: str) -> str:
@@ -203,12 +252,28 @@ class Gateway:
         self.gateway_addr, self.dns_addr, self.first_lease = gw, dns, first
         self.runtime = runtime or Runtime()
         self.device: Any = device
+        #: ``--qemu-stream`` with ``--max-guests N``: the listener making ports.
+        self.hub: Any = None
         if device is not None:
             pass
+        elif len(opts.taps()) > 1:
+            # Several guests: plain TAPs (no offload) behind a learning switch.
+            from femtotcp.gateway.switch import GuestSwitch
+            from femtotcp.phy.tap import TapDevice
+            ports: list[Any] = []
+            try:
+                for tap, ns in zip(opts.taps(), opts.netns_for(), strict=True):
+                    with in_netns(ns):
+                        ports.append(TapDevice(tap, mtu=opts.mtu))
+            except BaseException:
+                for port in ports:
+                    port.close()
+                raise
+            self.device = GuestSwitch(ports, mtu=opts.mtu)
         elif opts.tap:
             from femtotcp.phy.tap import TapDevice
-            with in_netns(opts.netns):
-                self.device = TapDevice(opts.tap, mtu=opts.mtu, offload=opts.offload,
+            with in_netns(opts.netns_for()[0]):
+                self.device = TapDevice(opts.taps()[0], mtu=opts.mtu, offload=opts.offload,
                                         gro=opts.offload)
         else:
             from femtotcp.phy import qemu
@@ -218,16 +283,46 @@ class Gateway:
                     self.device = qemu.QemuStreamDevice.from_socket(sock, mtu=opts.mtu)
                 else:
                     self.device = qemu.QemuDgramDevice.from_socket(sock, mtu=opts.mtu)
+            elif opts.qemu_stream and opts.max_guests > 1:
+                # Several QEMUs: each connection a port of a switch.
+                from femtotcp.gateway.switch import GuestSwitch, QemuStreamHub
+                self.device = GuestSwitch([], mtu=opts.mtu, name="qemu-stream")
+                self.hub = QemuStreamHub(self.device,
+                                         qemu.unix_path(opts.qemu_stream, "--qemu-stream"),
+                                         opts.max_guests, mtu=opts.mtu)
             elif opts.qemu_stream:
                 self.device = qemu.QemuStreamDevice(
                     qemu.unix_path(opts.qemu_stream, "--qemu-stream"), mtu=opts.mtu)
             else:
                 self.device = qemu.QemuDgramDevice(
                     qemu.unix_path(opts.qemu_dgram or "", "--qemu-dgram"), mtu=opts.mtu)
-        self.stack = Stack("gateway", config=StackConfig())
+        v6 = opts.addresses6()
+        config = StackConfig()
+        modules = ["arp", "ipv4", "icmp4", "udp", "tcp"]
+        if v6 is not None:
+            modules += ["ipv6", "icmp6"]
+            # A router on its own link: no solicitations, no RAs taken, no SLAAC
+            # for itself, and no DAD (nobody else holds ::2, ::3 or our
+            # link-local there; slirp and pasta do none either).
+            config.ipv6_accept_ra = config.ipv6_autoconf = config.ipv6_dad = False
+            config.ipv6_rtr_solicits = 0
+        self.stack = Stack("gateway", modules=modules, config=config)
         self.iface = self.stack.add_interface(self.device, ipv4=f"{ip_str(gw)}/{plen}",
                                               mtu=opts.mtu)
         self.stack.add_address(self.iface, f"{ip_str(dns)}/{plen}")
+        if hasattr(self.device, "own"):                   # a GuestSwitch
+            self.device.own.add(self.iface.mac)
+            for port in self.device.ports:
+                self.runtime.add_device(port, self.stack)  # the loop reads each TAP
+        self.gateway_addr6: bytes | None = None
+        self.dns_addr6: bytes | None = None
+        self.ra: RouterAdvertiser | None = None
+        if v6 is not None:
+            ipv6 = self.stack.ipv6
+            assert ipv6 is not None
+            prefix6, self.gateway_addr6, self.dns_addr6 = v6
+            ipv6.add_address(self.iface, self.gateway_addr6, 64)
+            ipv6.add_address(self.iface, self.dns_addr6, 64)
         self.pcap: Any = None
         if opts.pcap:
             self.start_capture(opts.pcap)
@@ -235,18 +330,26 @@ class Gateway:
         watch = self.runtime.watch_fd
         if hasattr(self.device, "start"):
             self.device.start(watch)          # QEMU devices register their own fds
+        if self.hub is not None:
+            self.hub.start(watch)
         limits = Limits(max_flows=opts.max_flows, udp_timeout=opts.udp_timeout,
                         tcp_connect_timeout=opts.connect_timeout)
         self.nat = Nat(self.stack, self.iface, watch, gw, limits,
-                       allow_host_loopback=opts.allow_host_loopback)
+                       allow_host_loopback=opts.allow_host_loopback,
+                       gateway_addr6=self.gateway_addr6)
+        if v6 is not None and self.dns_addr6 is not None:
+            self.ra = RouterAdvertiser(self.stack, self.iface, v6[0], self.dns_addr6)
         from femtotcp.services.dhcp_server import DhcpServer
         self.dhcp = DhcpServer(self.stack, self.iface, ip_str(first), ip_str(last),
                                router=ip_str(gw), dns=[ip_str(dns)])
         upstreams = opts.dns_upstream or resolv_conf_servers()
-        self.dns = DnsForwarder(self.stack, dns, watch, upstreams, opts.records())
+        self.dns = DnsForwarder(self.stack, dns, watch, upstreams, opts.records(),
+                                addr6=self.dns_addr6)
         if upstreams:
             # DNS over TCP (after a truncated answer) goes straight to the upstream.
-            self.nat.tcp_redirects[(dns, 53)] = (ip_bytes(upstreams[0]), 53)
+            for addr in (dns, self.dns_addr6):
+                if addr is not None:
+                    self.nat.tcp_redirects[(addr, 53)] = (ip_bytes(upstreams[0]), 53)
         #: What the control server shows and may close (``HostLike``).
         self.services: list[Any] = [self.dhcp, self.dns]
         self.forwards: list[_ForwardListener] = []
@@ -314,11 +417,16 @@ class Gateway:
 
     def describe(self) -> str:
         net, plen, *_ = self.opts.addresses()
-        where = self.device.name + (f" {self.device.path}" if hasattr(self.device, "path")
+        path = getattr(self.hub or self.device, "path", None)
+        where = self.device.name + (f" {path}" if path
                                     else "")
+        v6 = ""
+        if self.gateway_addr6 is not None and self.dns_addr6 is not None:
+            v6 = (f" net6 {ip_str(self.gateway_addr6[:8] + bytes(8))}/64 router6 "
+                  f"{ip_str(self.gateway_addr6)} dns6 {ip_str(self.dns_addr6)}")
         return (f"gateway on {where} net {ip_str(net)}/{plen} router "
                 f"{ip_str(self.gateway_addr)} dns {ip_str(self.dns_addr)} first lease "
-                f"{ip_str(self.first_lease)} mtu {self.iface.mtu}; {self.dns.describe()}"
+                f"{ip_str(self.first_lease)}{v6} mtu {self.iface.mtu}; {self.dns.describe()}"
                 + "".join(f"; forward tcp {f.fw.host_addr}:{f.fw.host_port} -> "
                           f"{ip_str(self.first_lease)}:{f.fw.guest_port}"
                           for f in self.forwards)
@@ -327,7 +435,13 @@ class Gateway:
                           for f in self._forwards("udp")))
 
     def start(self) -> None:
-        self.runtime.call(self.stack.start)
+        """Start the stack (and the Router Advertisements) in the loop thread."""
+        self.runtime.call(self._start)
+
+    def _start(self) -> None:
+        self.stack.start()
+        if self.ra is not None:
+            self.ra.start()
 
     def close(self) -> None:
         def shutdown() -> None:
@@ -335,6 +449,10 @@ class Gateway:
                 f.close()
             for u in self.udp_forwards:
                 u.close()
+            if self.ra is not None:
+                self.ra.close()
+            if self.hub is not None:
+                self.hub.close()
             self.nat.close()
             self.dns.close()
             self.dhcp.close()

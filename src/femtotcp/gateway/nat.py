@@ -37,8 +37,10 @@ from femtotcp.gateway.flows import (
 )
 from femtotcp.proto.tcp.listener import TcpListener
 from femtotcp.wire import icmp4 as wire_icmp
-from femtotcp.wire import ip_str
+from femtotcp.wire import icmp6 as wire_icmp6
+from femtotcp.wire import ip_bytes, ip_str
 from femtotcp.wire import ipv4 as wire_ipv4
+from femtotcp.wire import ipv6 as wire_ipv6
 from femtotcp.wire import tcp as wire_tcp
 from femtotcp.wire import udp as wire_udp
 
@@ -52,10 +54,14 @@ log = logging.getLogger("femtotcp.gateway")
 
 ANY4 = b"\x00\x00\x00\x00"
 LOOPBACK4 = b"\x7f\x00\x00\x01"
+LOOPBACK6 = wire_ipv6.LOOPBACK
+#: The most one read from a host TCP socket takes (into ``Nat.scratch``).
+SPLICE_READ = 262144
 #: Datagrams read from one host UDP socket per readiness event (fairness).
 UDP_BATCH = 64
 _LINGER0 = struct.pack("ii", 1, 0)
 IP_RECVERR = 11
+IPV6_RECVERR = 25
 _EE = struct.Struct("=IBBBBII")      # struct sock_extended_err
 SO_EE_ORIGIN_ICMP = 2
 
@@ -65,8 +71,15 @@ Watch = Callable[[int, bool, bool, Any], None]
 HeldSyn = tuple[bytes, bytes, wire_tcp.TcpHeader, bytes]
 
 
-def _errno_icmp(err: int) -> int:
-    """The ICMP unreachable code to tell the guest for a host socket's errno."""
+def _errno_icmp(err: int, v6: bool = False) -> int:
+    """The ICMP (ICMPv6 with ``v6``) unreachable code to tell the guest for a
+    host socket's errno."""
+    if v6:
+        return {errno.ECONNREFUSED: wire_icmp6.PORT_UNREACHABLE,
+                errno.ENETUNREACH: wire_icmp6.NO_ROUTE,
+                errno.EACCES: wire_icmp6.ADMIN_PROHIBITED,
+                errno.EPERM: wire_icmp6.ADMIN_PROHIBITED}.get(err,
+                                                             wire_icmp6.ADDRESS_UNREACHABLE)
     if err == errno.ECONNREFUSED:
         return wire_icmp.PORT_UNREACHABLE
     if err == errno.ENETUNREACH:
@@ -78,6 +91,11 @@ def _errno_icmp(err: int) -> int:
 
 #: The largest MSS (options included) of which two fit one 64 KB TSO write.
 TSO_PAIR_MSS = 32752
+
+
+def family(addr: bytes) -> socket.AddressFamily:
+    """The host socket family for a packed address."""
+    return socket.AF_INET if len(addr) == 4 else socket.AF_INET6
 
 
 def tso_maxseg(iface: Interface) -> int:
@@ -94,14 +112,20 @@ class Nat:
 
     def __init__(self, stack: Stack, iface: Interface, watch: Watch,
                  gateway_addr: bytes, limits: Limits | None = None,
-                 allow_host_loopback: bool = False) -> None:
+                 allow_host_loopback: bool = False, gateway_addr6: bytes | None = None) -> None:
+        """``gateway_addr6``: the gateway's IPv6 address on the guest's prefix
+        (the stack's ipv6 module carries the guest's IPv6 too); None: IPv4 only."""
         self.stack = stack
         self.iface = iface
         self.watch = watch
         self.gateway_addr = gateway_addr
+        self.gateway_addr6 = gateway_addr6
         self.allow_host_loopback = allow_host_loopback
         self.counters = stack.counters
         self.table = FlowTable(limits, stack.counters)
+        #: Where host TCP reads land before the stack connection copies them (one
+        #: loop thread: one buffer for every flow).
+        self.scratch = memoryview(bytearray(SPLICE_READ))
         self.limits = self.table.limits
         self._timer: Any = None
         self._ping_warned = False
@@ -117,6 +141,13 @@ class Nat:
         udp.catch_all = self._udp_datagram
         self._icmp_input: Callable[..., None] = stack.ip_protocols[wire_ipv4.PROTO_ICMP]
         stack.ip_protocols[wire_ipv4.PROTO_ICMP] = self._icmp_datagram
+        ipv6 = stack.ipv6
+        if gateway_addr6 is not None:
+            if ipv6 is None:
+                raise ValueError("IPv6 NAT needs the stack's ipv6 module")
+            ipv6.accept_any.add(iface)
+            self._icmp6_input: Callable[..., None] = ipv6.protocols[wire_ipv6.PROTO_ICMP6]
+            ipv6.protocols[wire_ipv6.PROTO_ICMP6] = self._icmp6_datagram
         # Held SYNs are answered through a listener that is in no table.
         self.listener = TcpListener(tcp, ANY4, 0, self.limits.max_flows)
         self.listener.on_event = self._accept
@@ -133,22 +164,40 @@ class Nat:
                                  tuple[UdpForward, tuple[str, int], float]] = {}
 
     # -- addresses -------------------------------------------------------------------
+    def is_gateway(self, addr: bytes) -> bool:
+        return addr == self.gateway_addr or addr == self.gateway_addr6
+
     def host_address(self, dst: bytes) -> bytes | None:
         """Where a guest's destination goes on the host (None: not allowed)."""
-        if dst == self.gateway_addr:
+        if self.is_gateway(dst):
             if not self.allow_host_loopback:
                 self.counters["nat.host_loopback_denied"] += 1
                 return None
-            return LOOPBACK4
+            return LOOPBACK4 if len(dst) == 4 else LOOPBACK6
         if self.stack.is_local(dst):
             return None
         return dst
 
     def guest_address(self, addr: bytes) -> bytes:
         """How a host address is shown to the guest (loopback as the gateway)."""
-        return self.gateway_addr if addr[0] == 127 else addr
+        if len(addr) == 4:
+            return self.gateway_addr if addr[0] == 127 else addr
+        if addr == LOOPBACK6 and self.gateway_addr6 is not None:
+            return self.gateway_addr6
+        return addr
+
+    def gateway_for(self, addr: bytes) -> bytes:
+        """Our address of ``addr``'s family (the source of ICMP we make up)."""
+        if len(addr) == 16 and self.gateway_addr6 is not None:
+            return self.gateway_addr6
+        return self.gateway_addr
 
     def _routable(self, dst: bytes) -> bool:
+        if len(dst) == 16:
+            # Global unicast only: no multicast, link-local, ::, ::1 or v4-mapped.
+            return not (dst[0] == 0xFF or wire_ipv6.is_link_local(dst)
+                        or dst in (wire_ipv6.UNSPECIFIED, LOOPBACK6)
+                        or wire_ipv6.is_v4_mapped(dst))
         return not (dst[0] >= 224 or self.stack.is_broadcast(dst) or dst == ANY4)
 
     # -- expiry ------------------------------------------------------------------------
@@ -194,7 +243,7 @@ class Nat:
         redirect = self.tcp_redirects.get((dst, hdr.dst_port))
         host = redirect[0] if redirect is not None else self.host_address(dst)
         if host is None:
-            if dst == self.gateway_addr:
+            if self.is_gateway(dst):
                 self.tcp.reset_for(src, dst, hdr, len(payload))
                 return True
             return False            # our own address: the stack answers
@@ -274,11 +323,11 @@ class Nat:
         if fwd is not None:
             fwd[0].reply(bytes(payload), fwd[1])
             return True
-        if not self._routable(dst) or (dst != self.gateway_addr and self.stack.is_local(dst)):
+        if not self._routable(dst) or (not self.is_gateway(dst) and self.stack.is_local(dst)):
             return False
         host = self.host_address(dst)
         if host is None:
-            return bool(dst == self.gateway_addr)     # dropped (counted)
+            return self.is_gateway(dst)     # dropped (counted)
         guest = (src, udp.src_port)
         flow = self.table.get(UDP, guest, (dst, udp.dst_port))
         if flow is None:
@@ -304,11 +353,27 @@ class Nat:
                 or not self._routable(dst):
             self._icmp_input(ip, data, iface, *rest)
             return
+        self._echo(ip.src, dst, data)
+
+    def _icmp6_datagram(self, ip: Any, data: memoryview, iface: Interface, *rest: Any) -> None:
+        """ICMPv6 echo requests to other addresses (checksum verified; a bad one
+        raises ``Malformed``, a counted drop); everything else to the IPv6
+        module's own ICMPv6 input (neighbour discovery, MLD, our echo)."""
+        dst = ip.dst
+        if len(data) < 8 or data[0] != wire_icmp6.ECHO_REQUEST or self.stack.is_local(dst) \
+                or not self._routable(dst):
+            self._icmp6_input(ip, data, iface, *rest)
+            return
+        wire_icmp6.parse(data, ip.src, dst)
+        self._echo(ip.src, dst, data)
+
+    def _echo(self, src: bytes, dst: bytes, data: memoryview) -> None:
+        """An echo request from the guest ``src`` to ``dst`` through a ping socket."""
         host = self.host_address(dst)
         if host is None:
             return
         ident = int.from_bytes(data[4:6], "big")
-        guest = (ip.src, ident)
+        guest = (src, ident)
         flow = self.table.get(ICMP, guest, (dst, 0))
         if flow is None:
             flow = self._open(ICMP, guest, (dst, 0))
@@ -333,10 +398,23 @@ class Nat:
     def send_unreachable(self, guest: bytes, inner_ip: bytes, code: int,
                          src: bytes) -> None:
         """ICMP destination unreachable to the guest about ``inner_ip`` (its
-        datagram's IP header and at least 8 bytes beyond, RFC 792)."""
-        msg = wire_icmp.build(wire_icmp.DEST_UNREACHABLE, code, 0, inner_ip[:576 - 28])
+        datagram's IP header and at least 8 bytes beyond, RFC 792; ICMPv6 for
+        an IPv6 guest, RFC 4443 3.1)."""
         self.counters["nat.icmp_unreachable_sent"] += 1
+        if len(guest) == 16:
+            msg6 = wire_icmp6.build_dest_unreachable(src, guest, code, inner_ip)
+            self.stack.ip_output(guest, wire_icmp6.PROTO, msg6, src=src)
+            return
+        msg = wire_icmp.build(wire_icmp.DEST_UNREACHABLE, code, 0, inner_ip[:576 - 28])
         self.stack.ip_output(guest, wire_ipv4.PROTO_ICMP, msg, src=src)
+
+    def quote(self, src: bytes, dst: bytes, proto: int, head: bytes) -> bytes:
+        """The invoking datagram's IP header and first transport bytes ``head``, as
+        an ICMP error quotes it (made up: the datagram itself is gone)."""
+        if len(src) == 16:
+            return wire_ipv6.build(src, dst, proto, head, 64)
+        return wire_ipv4.build(src, dst, proto, head, 64, 0, 0,
+                               wire_ipv4.DF if proto == wire_tcp.PROTO else 0)
 
 
 class TcpSplice:
@@ -352,7 +430,6 @@ class TcpSplice:
         self.conn: TcpConnection | None = None
         self.sock: socket.socket | None = None
         self.fd = -1
-        self.to_host = bytearray()
         self.guest_eof = False
         self.host_eof = False
         self.host_shut = False
@@ -363,7 +440,7 @@ class TcpSplice:
     # -- connecting --------------------------------------------------------------------
     def connect(self) -> None:
         try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+            sock = socket.socket(family(self.host), socket.SOCK_STREAM | socket.SOCK_NONBLOCK
                                  | socket.SOCK_CLOEXEC)
         except OSError:
             # Out of descriptors (or memory): refuse the guest at once.
@@ -415,9 +492,10 @@ class TcpSplice:
         else:
             nat.counters["nat.tcp_unreachable"] += 1
             # The quote: the SYN's IP header and its first 8 bytes (RFC 792).
-            quote = wire_ipv4.build(src, dst, wire_tcp.PROTO, struct.pack(
-                "!HHI", hdr.src_port, hdr.dst_port, hdr.seq), 64, 0, 0, wire_ipv4.DF)
-            nat.send_unreachable(src, quote, _errno_icmp(err), nat.gateway_addr)
+            quote = nat.quote(src, dst, wire_tcp.PROTO, struct.pack(
+                "!HHI", hdr.src_port, hdr.dst_port, hdr.seq))
+            nat.send_unreachable(src, quote, _errno_icmp(err, len(src) == 16),
+                                 nat.gateway_for(src))
         self._finish()
 
     def attach(self, conn: TcpConnection) -> None:
@@ -436,64 +514,58 @@ class TcpSplice:
         nat = self.nat
         table = nat.table
         now = nat.stack.now
-        cap = nat.limits.flow_buffer
-        to_host = self.to_host
-        # guest -> host: only what the flow's buffer can hold
-        while not self.guest_eof and len(to_host) < cap:
+        # guest -> host: straight from the connection's receive buffer (no copy);
+        # what the host socket does not take stays there, so the guest's window
+        # closes until the host reads (the receive buffer is the flow's buffer).
+        host_full = False
+        while not self.guest_eof:
             try:
-                data = conn.recv(cap - len(to_host))
-            except OSError:
-                self._guest_reset()
-                return
-            if data is None:
-                break
-            if not data:
-                self.guest_eof = True
-                break
-            table.outbound(self.flow, len(data), now)
-            if not to_host:
-                # The common case: straight to the host, keep only what it refused.
-                try:
-                    n = sock.send(data)
-                except (BlockingIOError, InterruptedError):
-                    n = 0
-                except OSError:
-                    self._host_reset()
-                    return
-                if n < len(data):
-                    to_host += memoryview(data)[n:]
-                continue
-            to_host += data
-        if to_host:
-            try:
-                n = sock.send(to_host)
-                del to_host[:n]
+                n = conn.send_received(sock.send)
             except (BlockingIOError, InterruptedError):
-                pass
+                host_full = True
+                break
             except OSError:
                 self._host_reset()
                 return
-        if self.guest_eof and not to_host and not self.host_shut:
+            if conn.rcv_buf:
+                if n:
+                    table.outbound(self.flow, n, now)
+                host_full = True              # a partial send: the socket is full
+                break
+            if n:
+                table.outbound(self.flow, n, now)
+                continue
+            try:
+                data = conn.recv(1)           # nothing buffered: EOF, error or None
+            except OSError:
+                self._guest_reset()
+                return
+            if data == b"":
+                self.guest_eof = True
+            break
+        if self.guest_eof and not self.host_shut:
             self.host_shut = True
             try:
                 sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
             table.set_state(self.flow, CLOSING, now)
-        # host -> guest: only what the connection's send buffer takes
+        # host -> guest: only what the connection's send buffer takes, read into
+        # one reused buffer (no allocation per read) and copied once, into it
         room = 0
+        scratch = nat.scratch
         while not self.host_eof:
             room = conn.sndbuf - len(conn.snd_buf)
             if room <= 0:
                 break
             try:
-                data = sock.recv(min(room, 262144))
+                got = sock.recv_into(scratch, min(room, SPLICE_READ))
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 self._host_reset()
                 return
-            if not data:
+            if not got:
                 self.host_eof = True
                 table.set_state(self.flow, CLOSING, now)
                 try:
@@ -502,19 +574,19 @@ class TcpSplice:
                     pass
                 break
             try:
-                conn.send(data)
+                conn.send(scratch[:got])
             except OSError:
                 self._guest_reset()
                 return
-            table.inbound(self.flow, len(data), now)
-        if self.guest_eof and self.host_eof and not to_host:
+            table.inbound(self.flow, got, now)
+        if self.guest_eof and self.host_eof:
             nat.counters["nat.tcp_closed"] += 1
             conn.on_event = None
             conn.close()
             self.conn = None
             self._finish()
             return
-        self._want(not self.host_eof and room > 0, bool(to_host))
+        self._want(not self.host_eof and room > 0, host_full)
 
     def _guest_reset(self) -> None:
         """The guest reset (or its connection failed): abort the host side (the
@@ -572,7 +644,6 @@ class TcpSplice:
             self.sock.close()
             self.sock = None
         self.fd = -1
-        self.to_host = bytearray()
         self.nat.table.remove(self.flow)
 
 
@@ -609,7 +680,7 @@ class _DatagramMapping:
             if sock is None:
                 return
             try:
-                data, (addr, port) = sock.recvfrom(65535)
+                data, peer = sock.recvfrom(65535)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -617,7 +688,7 @@ class _DatagramMapping:
                 continue
             nat = self.nat
             nat.table.inbound(self.flow, len(data), nat.stack.now)
-            self._answer(data, nat.guest_address(socket.inet_aton(addr)), port)
+            self._answer(data, nat.guest_address(ip_bytes(peer[0])), peer[1])
 
     def _answer(self, data: bytes, src: bytes, port: int) -> None:
         raise NotImplementedError
@@ -640,11 +711,14 @@ class UdpMapping(_DatagramMapping):
     """One guest UDP endpoint's host socket (endpoint-independent, RFC 4787)."""
 
     def __init__(self, nat: Nat, flow: Flow) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK
-                             | socket.SOCK_CLOEXEC)
+        v6 = len(flow.guest[0]) == 16
+        sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET,
+                             socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        self.level, self.recverr = ((socket.IPPROTO_IPV6, IPV6_RECVERR) if v6
+                                    else (socket.SOL_IP, IP_RECVERR))
         try:
-            sock.setsockopt(socket.SOL_IP, IP_RECVERR, 1)
-            sock.bind(("0.0.0.0", 0))
+            sock.setsockopt(self.level, self.recverr, 1)
+            sock.bind(("::" if v6 else "0.0.0.0", 0))
         except OSError:
             sock.close()
             raise
@@ -671,21 +745,23 @@ class UdpMapping(_DatagramMapping):
             except OSError:
                 return
             for level, kind, cdata in anc:
-                if level != socket.SOL_IP or kind != IP_RECVERR or len(cdata) < _EE.size \
+                if level != self.level or kind != self.recverr or len(cdata) < _EE.size \
                         or not name:
                     continue
                 err = _EE.unpack_from(cdata)[0]
-                self._error_to_guest(err, self.nat.guest_address(socket.inet_aton(name[0])),
+                self._error_to_guest(err, self.nat.guest_address(ip_bytes(name[0])),
                                      name[1])
 
     def _error_to_guest(self, err: int, remote: bytes, port: int) -> None:
         """An ICMP unreachable to the guest about its datagram to ``remote``."""
         nat = self.nat
         guest_addr, guest_port = self.flow.guest
-        inner = wire_ipv4.build(guest_addr, remote, wire_udp.PROTO,
-                                struct.pack("!HHHH", guest_port, port, 8, 0), 64, 0, 0, 0)
-        code = _errno_icmp(err)
-        src = remote if code == wire_icmp.PORT_UNREACHABLE else nat.gateway_addr
+        inner = nat.quote(guest_addr, remote, wire_udp.PROTO,
+                          struct.pack("!HHHH", guest_port, port, 8, 0))
+        v6 = len(guest_addr) == 16
+        code = _errno_icmp(err, v6)
+        src = remote if code == (wire_icmp6.PORT_UNREACHABLE if v6
+                                 else wire_icmp.PORT_UNREACHABLE) else nat.gateway_for(remote)
         nat.counters["nat.udp_icmp_error"] += 1
         nat.send_unreachable(guest_addr, inner, code, src)
 
@@ -695,18 +771,27 @@ class PingMapping(_DatagramMapping):
     the kernel picks the identifier on the wire; replies get the guest's back."""
 
     def __init__(self, nat: Nat, flow: Flow) -> None:
+        self.v6 = len(flow.guest[0]) == 16
         super().__init__(nat, flow, socket.socket(
-            socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
-            socket.IPPROTO_ICMP))
+            socket.AF_INET6 if self.v6 else socket.AF_INET,
+            socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+            socket.IPPROTO_ICMPV6 if self.v6 else socket.IPPROTO_ICMP))
 
     def send(self, data: bytes, host: bytes, shown: bytes) -> None:
         self._sendto(data, (ip_str(host), 0))
 
     def _answer(self, data: bytes, src: bytes, port: int) -> None:
-        if len(data) < 8 or data[0] != wire_icmp.ECHO_REPLY:
-            return
         guest_addr, ident = self.flow.guest
         seq = int.from_bytes(data[6:8], "big")
+        if self.v6:
+            if len(data) < 8 or data[0] != wire_icmp6.ECHO_REPLY:
+                return
+            reply6 = wire_icmp6.build_echo(src, guest_addr, wire_icmp6.ECHO_REPLY, ident, seq,
+                                           data[8:])
+            self.nat.stack.ip_output(guest_addr, wire_icmp6.PROTO, reply6, src=src)
+            return
+        if len(data) < 8 or data[0] != wire_icmp.ECHO_REPLY:
+            return
         reply = wire_icmp.build_echo(wire_icmp.ECHO_REPLY, ident, seq, data[8:])
         self.nat.stack.ip_output(guest_addr, wire_ipv4.PROTO_ICMP, reply, src=src)
 

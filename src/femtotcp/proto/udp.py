@@ -153,7 +153,9 @@ class Udp:
         self.endpoints: dict[tuple[bytes, int], UdpEndpoint] = {}
         #: Gateway hook: ``catch_all(ip, udp, payload) -> bool`` sees datagrams to
         #: addresses not ours, and to ours on unbound ports; True: consumed.
-        self.catch_all: Callable[[Ipv4Header, wire.UdpHeader, memoryview], bool] | None = None
+        #: (IPv6 too.)
+        self.catch_all: Callable[[Ipv4Header | Ipv6Header, wire.UdpHeader, memoryview],
+                                 bool] | None = None
         stack.ip_protocols[wire.PROTO] = self.input
         stack.ip_error_handlers[wire.PROTO] = self.on_ip_error
         if stack.ipv6 is not None:
@@ -245,6 +247,10 @@ class Udp:
         counters["udp.rx"] += 1
         eps = self.endpoints
         ep = eps.get((dst, udp.dst_port)) or eps.get((ANY6, udp.dst_port))
+        hook = self.catch_all
+        if hook is not None and (ep is None or dst not in stack.local_addresses) \
+                and hook(header, udp, payload):
+            return
         if ep is None:
             counters["udp.no_port6"] += 1
             if stack.icmp6 is not None and dst[0] != 0xFF:

@@ -98,6 +98,9 @@ class Ipv6:
         self.rx_router_alert: int | None = None
         #: Told of every address whose DAD found a duplicate (iface, address).
         self.on_conflict: Callable[[Interface, bytes], None] | None = None
+        #: Interfaces whose unicast to any address is ours to take (a gateway's
+        #: guest side, as ``Ipv4.accept_any``).
+        self.accept_any: set[Interface] = set()
         self.ndp = Ndp(stack, self)
         stack.ethertypes[ethernet.ETH_IPV6] = self.input
         stack.set_ip_output(16, self.output)
@@ -388,7 +391,7 @@ class Ipv6:
             if not joined or dst not in joined:
                 counters["ipv6.multicast_not_joined"] += 1
                 return
-        elif dst not in local:
+        elif dst not in local and (iface not in self.accept_any or eth.dst[0] & 1):
             counters["ipv6.not_for_us"] += 1   # includes tentative addresses (RFC 4862 5.4)
             return
         nh = header.next_header
@@ -612,14 +615,16 @@ class Ipv6:
         and REACHABLE or being probed; None otherwise (``output`` then
         resolves and probes)."""
         stack = self.stack
-        if dst[0] == 0xFF or dst in stack.local_addresses or src not in stack.local_addresses:
+        if dst[0] == 0xFF or dst in stack.local_addresses:
             return None
         route = self.routes.lookup(dst)
         if route is None:
             return None
         iface = route.iface
         if wire.is_link_local(dst) and wire.is_link_local(src):
-            iface = self.stack.local_iface(src) or iface     # the link of the source (RFC 4007)
+            iface = stack.local_iface(src) or iface     # the link of the source (RFC 4007)
+        if src not in stack.local_addresses and iface not in self.accept_any:
+            return None
         device = iface.device
         if not device.offload or iface.raw_ip or iface.vlan is not None:
             return None

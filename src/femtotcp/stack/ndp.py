@@ -98,6 +98,9 @@ class Ndp(NeighbourTable):
         self._last_warning: dict[bytes, float] = {}
         #: One expiry timer per router and per on-link prefix (not one per RA).
         self._expiry_timers: dict[object, Timer] = {}
+        #: We are a router (a gateway): our advertisements carry the Router flag,
+        #: which a host needs to keep us in its default router list (RFC 4861 7.2.5).
+        self.router = False
 
     # -- sending ------------------------------------------------------------------------
     def _send(self, iface: Interface, src: bytes, dst: bytes, message: bytes,
@@ -293,8 +296,8 @@ class Ndp(NeighbourTable):
             # through resolution.
             self.ipv6._transmit(iface, src, src, wire.build(
                 target.addr, src, wire.PROTO_ICMP6,
-                wire_ndp.build_na(target.addr, src, target.addr, solicited=True,
-                                  target_lladdr=iface.mac), wire_ndp.HOP_LIMIT))
+                wire_ndp.build_na(target.addr, src, target.addr, router=self.router,
+                                  solicited=True, target_lladdr=iface.mac), wire_ndp.HOP_LIMIT))
             counters["ndp.tx_na"] += 1
             return
         self._advertise(iface, target.addr, src, mac, solicited=True)
@@ -312,8 +315,9 @@ class Ndp(NeighbourTable):
 
     def _advertise(self, iface: Interface, addr: bytes, dst: bytes, dst_mac: bytes,
                    solicited: bool) -> None:
-        self._send(iface, addr, dst, wire_ndp.build_na(addr, dst, addr, solicited=solicited,
-                                                       override=True, target_lladdr=iface.mac),
+        self._send(iface, addr, dst, wire_ndp.build_na(addr, dst, addr, router=self.router,
+                                                       solicited=solicited, override=True,
+                                                       target_lladdr=iface.mac),
                    dst_mac, "ndp.tx_na")
 
     def _na(self, header: wire.Ipv6Header, msg: wire_ndp.NeighborAdvertisement,

@@ -322,6 +322,22 @@ class TcpConnection:
             return b""
         return None
 
+    def send_received(self, send: Callable[[memoryview], int]) -> int:
+        """Offer the received, unread bytes to ``send`` (a socket's ``send``: a
+        splice) without copying them, and consume what it took, as ``recv``
+        would (the window may open). Returns the byte count taken (0 with
+        nothing buffered); what ``send`` raises propagates, nothing consumed."""
+        rcv = self.rcv
+        buf = rcv.rcv_buf
+        if not buf:
+            return 0
+        with memoryview(buf) as view:
+            n = send(view)
+        if n > 0:
+            del buf[:n]
+            rcv._after_read()
+        return n
+
     def shutdown(self, how: int) -> None:
         """socket.SHUT_RD, SHUT_WR or SHUT_RDWR (RFC 9293 3.10.4 for the write side)."""
         st = self.state

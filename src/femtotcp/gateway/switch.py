@@ -1,0 +1,198 @@
+"""Several guests on one gateway: a learning Ethernet switch in front of the stack.
+
+With more than one guest device (``--tap`` given several times, or
+``--qemu-stream`` with ``--max-guests N``: ``QemuStreamHub`` makes each QEMU
+connection a port, and removes it when QEMU goes) the gateway's
+stack sees one device, ``GuestSwitch``, and the guests one shared link, as if
+each were plugged into a switch whose other port is the gateway. Each guest
+gets its own DHCP lease on ``--net`` and reaches the others directly (ARP and
+neighbour discovery between them work as on any LAN); the gateway's NAT,
+DHCP, DNS and Router Advertisements serve all of them.
+
+The switch learns which port each source MAC sits behind (``MAX_MACS``
+entries; the oldest is forgotten first) and sends a unicast frame only there;
+broadcast, multicast and unknown unicast go to every other port. Frames to
+the stack's own MAC (learned from what it sends) go to the stack only;
+broadcast and multicast go to it too. The ports are plain devices (no
+offload): a frame one guest sent is whole and checksummed, so it can go to
+another guest as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from femtotcp.phy.base import Device
+
+Watch = Callable[[int, bool, bool, Any], None]
+
+MAX_MACS = 4096
+
+
+class GuestSwitch(Device):
+    """One device for the stack, ``ports`` (fd devices the loop reads) for the guests."""
+
+    def __init__(self, ports: Sequence[Device], mtu: int = 1500,
+                 name: str | None = None) -> None:
+        super().__init__(name or "+".join(p.name for p in ports), mtu)
+        self.ports: list[Device] = []
+        #: Source MAC -> the port it was last seen on (bounded, least recent first).
+        self.macs: OrderedDict[bytes, Device] = OrderedDict()
+        #: The stack's own MACs (the sources of what it sends).
+        self.own: set[bytes] = set()
+        for port in ports:
+            self.add_port(port)
+
+    def add_port(self, port: Device) -> None:
+        self.ports.append(port)
+        port.set_receiver(partial(self._from_port, port))
+
+    def remove_port(self, port: Device) -> None:
+        """The port's guest is gone: its MACs are forgotten (the device is not closed)."""
+        if port in self.ports:
+            self.ports.remove(port)
+            port.set_receiver(None)
+            for mac in [m for m, p in self.macs.items() if p is port]:
+                del self.macs[mac]
+
+    def _learn(self, mac: bytes, port: Device) -> None:
+        macs = self.macs
+        if macs.get(mac) is port:
+            macs.move_to_end(mac)
+            return
+        if mac[0] & 1 or mac in self.own:
+            self.counters["switch.bad_source"] += 1    # a group or our own MAC as source
+            return
+        macs[mac] = port
+        macs.move_to_end(mac)
+        if len(macs) > MAX_MACS:
+            macs.popitem(last=False)
+            self.counters["switch.mac_table_full"] += 1
+
+    def _from_port(self, port: Device, frame: bytes) -> None:
+        """A frame one guest sent: to its port, to every other port, to the stack."""
+        if len(frame) < 14:
+            self.counters["switch.runt"] += 1
+            return
+        dst = frame[0:6]
+        self._learn(frame[6:12], port)
+        if dst in self.own:
+            self.deliver(frame)
+            return
+        if not dst[0] & 1:
+            out = self.macs.get(dst)
+            if out is port:
+                self.counters["switch.same_port"] += 1
+                return
+            if out is not None:
+                self.counters["switch.forwarded"] += 1
+                out.send(frame)
+                return
+        self.counters["switch.flooded"] += 1
+        for other in self.ports:
+            if other is not port:
+                other.send(frame)
+        if dst[0] & 1:
+            self.deliver(frame)
+
+    def _transmit(self, frame: bytes) -> None:
+        """A frame of the stack: to the port its destination sits behind, else all."""
+        if len(frame) < 14:
+            return
+        self.own.add(frame[6:12])
+        dst = frame[0:6]
+        out = None if dst[0] & 1 else self.macs.get(dst)
+        if out is not None:
+            out.send(frame)
+            return
+        for port in self.ports:
+            port.send(frame)
+
+    def close(self) -> None:
+        for port in self.ports:
+            port.close()
+        super().close()
+
+
+class QemuStreamHub:
+    """``--qemu-stream unix:PATH --max-guests N``: a listener whose every
+    connection (one QEMU each, QEMU's length-prefixed framing) becomes a port
+    of ``switch`` until it closes; past ``max_guests`` a connection is closed
+    at once (counted ``switch.guest_limit``)."""
+
+    def __init__(self, switch: GuestSwitch, path: str, max_guests: int,
+                 mtu: int = 1500) -> None:
+        from femtotcp.phy.qemu import _clear_stale
+        self.switch = switch
+        self.path = path
+        self.max_guests = max_guests
+        self.mtu = mtu
+        self.accepted = 0
+        self._watch: Watch | None = None
+        _clear_stale(path)
+        lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+                            | socket.SOCK_CLOEXEC)
+        try:
+            lst.bind(path)
+            lst.listen(max_guests)
+        except OSError:
+            lst.close()
+            raise
+        self.listener: socket.socket | None = lst
+
+    def start(self, watch: Watch) -> None:
+        self._watch = watch
+        if self.listener is not None:
+            watch(self.listener.fileno(), True, False, self)
+
+    def on_readable(self) -> None:
+        from femtotcp.phy.qemu import QemuStreamDevice
+        lst, watch, sw = self.listener, self._watch, self.switch
+        if lst is None or watch is None:
+            return
+        for _ in range(16):
+            try:
+                conn, _addr = lst.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                sw.counters["accept_error"] += 1
+                return
+            if len(sw.ports) >= self.max_guests:
+                sw.counters["switch.guest_limit"] += 1
+                conn.close()
+                continue
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            self.accepted += 1
+            dev = QemuStreamDevice.from_socket(conn, self.mtu, f"qemu{self.accepted}")
+            sw.counters["connections"] += 1
+            sw.add_port(dev)
+            dev.start(partial(self._port_watch, dev))
+
+    def _port_watch(self, dev: Device, fd: int, read: bool, write: bool,
+                    handler: Any) -> None:
+        """The port's own selector requests; selecting on nothing means its
+        connection closed: the port leaves the switch."""
+        if self._watch is not None:
+            self._watch(fd, read, write, handler)
+        if not read and not write and dev in self.switch.ports:
+            self.switch.counters["disconnects"] += 1
+            self.switch.remove_port(dev)
+
+    def close(self) -> None:
+        for port in list(self.switch.ports):
+            port.close()
+        if self.listener is not None:
+            if self._watch is not None:
+                self._watch(self.listener.fileno(), False, False, self)
+            self.listener.close()
+            self.listener = None
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
