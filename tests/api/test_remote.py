@@ -499,3 +499,43 @@ def test_many_threads_of_one_program_at_once(lan: Lan, svc: SocketService) -> No
         th.join(10)
         server.close()
     assert got == [b"t%03d" % i for i in range(64)]
+
+
+def test_socket_passed_to_a_child_before_its_first_use(
+        lan: Lan, svc: SocketService, tmp_path: os.PathLike[str]) -> None:
+    """A socket made but never used goes to a Python child with ``pass_fds``
+    (subprocess runs no fork hooks): the child finds the same stack socket and
+    connects it; the parent then sees it connected, as with kernel sockets."""
+    import subprocess
+    import sys
+    server = lan.net_b.create_server(("0.0.0.0", 6150))
+    script = os.path.join(str(tmp_path), "p.py")
+    with open(script, "w") as f:
+        f.write(
+            "import socket, subprocess, sys\n"
+            "s = socket.socket()\n"
+            "code = ('import socket, sys; s = socket.socket(fileno=int(sys.argv[1])); '\n"
+            "        'print(type(s).__module__, flush=True); '\n"
+            "        's.connect((sys.argv[2], 6150)); s.sendall(b\"child\"); s.close()')\n"
+            "subprocess.run([sys.executable, '-c', code, str(s.fileno()), sys.argv[1]],\n"
+            "               pass_fds=[s.fileno()], check=True)\n"
+            "print(s.getpeername()[1], flush=True)\n"
+            "s.sendall(b' parent')\n"
+            "s.close()\n")
+    control = svc.path[:-len(".sockets")]
+    proc = subprocess.Popen([sys.executable, "-m", "femtotcp", "run", "--control", control,
+                             script, lan.ip_b], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    server.settimeout(30)
+    conn, addr = server.accept()
+    assert addr[0] == lan.ip_a
+    conn.settimeout(30)
+    buf = b""
+    while chunk := conn.recv(100):
+        buf += chunk
+    conn.close()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.split() == ["femtotcp.api.remote", "6150"], (out, err)
+    assert buf == b"child parent"
+    server.close()

@@ -110,9 +110,15 @@ def service_path(control_path: str) -> str:
 
 # -- the messages ---------------------------------------------------------------------------
 
+#: One encoder and decoder for every message (``json.dumps`` with arguments
+#: builds a new encoder per call).
+_json_out = json.JSONEncoder(separators=(",", ":")).encode
+_json_in = json.JSONDecoder().decode
+
+
 def encode(doc: list[Any], tail: bytes = b"") -> list[bytes]:
     """One message as buffers for ``sendmsg``."""
-    body = json.dumps(doc, separators=(",", ":")).encode()
+    body = _json_out(doc).encode()
     if len(body) + len(tail) + _LEN.size > MAX_MESSAGE:
         raise _oserror(errno.EMSGSIZE)
     return [_LEN.pack(len(body)), body, tail]
@@ -125,7 +131,7 @@ def decode(msg: bytes) -> tuple[list[Any], bytes]:
     (n,) = _LEN.unpack_from(msg)
     if _LEN.size + n > len(msg):
         raise ValueError("bad length")
-    doc = json.loads(msg[_LEN.size:_LEN.size + n])
+    doc = _json_in(msg[_LEN.size:_LEN.size + n].decode())
     if not isinstance(doc, list) or not doc:
         raise ValueError("not a request array")
     return doc, msg[_LEN.size + n:]
@@ -229,6 +235,50 @@ def _after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_child=_after_fork)
+
+
+def _register_kept(keep: Any) -> None:
+    """Before a spawn: serve must have every stack socket whose fd the child
+    inherits (``pass_fds``), even one never used here yet."""
+    if not _pending:
+        return
+    try:
+        fds = {int(fd) for fd in keep}
+    except (TypeError, ValueError):
+        fds = None
+    for sock in list(_pending):
+        try:
+            if fds is None or _RealSocket.fileno(sock) in fds:
+                sock._register()
+        except OSError:
+            pass
+
+
+def _spawn_hook(fork_exec: Any) -> Any:
+    """``_posixsubprocess.fork_exec`` (subprocess, multiprocessing's spawn),
+    which runs no ``register_at_fork`` hooks, with ``_register_kept`` first."""
+    if getattr(fork_exec, "_femtotcp", False):
+        return fork_exec
+
+    def hooked(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > 3:
+            _register_kept(args[3])          # fds_to_keep
+        return fork_exec(*args, **kwargs)
+
+    hooked._femtotcp = True  # type: ignore[attr-defined]
+    return hooked
+
+
+def install_spawn_hook() -> None:
+    """Make processes spawned from here find the stack sockets they inherit."""
+    try:
+        import _posixsubprocess
+        import subprocess
+    except ImportError:
+        return
+    _posixsubprocess.fork_exec = _spawn_hook(_posixsubprocess.fork_exec)
+    if getattr(subprocess, "_fork_exec", None) is not None:
+        subprocess._fork_exec = _spawn_hook(subprocess._fork_exec)  # type: ignore[attr-defined]
 
 
 class RemoteNetwork(Network):
@@ -454,6 +504,12 @@ class RemoteSocket(_SocketBase):
         self._register()
         return _RealSocket.detach(self)
 
+    def set_inheritable(self, inheritable: bool) -> None:
+        """An inheritable fd may reach a child by exec: serve must have the socket."""
+        if inheritable:
+            self._register()
+        _RealSocket.set_inheritable(self, inheritable)
+
     def _register(self) -> None:
         """Make sure serve has this socket (before its fd goes to another process)."""
         if self._q is not None and _RealSocket.fileno(self) != -1:
@@ -469,7 +525,8 @@ class RemoteSocket(_SocketBase):
 
     def getpeername(self) -> tuple[str, int]:
         self._check_open()
-        if self._mode == CONNECTING:
+        # Another process holding the fd may have connected it since.
+        if self._mode == CONNECTING or (self._mode == IDLE and self._q is None):
             self._refresh()
         if self._remote is None or self._mode not in (CONNECTED, DONE, DGRAM):
             raise _oserror(errno.ENOTCONN)
@@ -547,7 +604,7 @@ class RemoteSocket(_SocketBase):
         return exc
 
     def _ready_for_data(self) -> None:
-        if self._mode == CONNECTING:
+        if self._mode == CONNECTING or (self._mode == IDLE and self._q is None):
             self._refresh()
         if self._mode in (IDLE, LISTENING, CONNECTING):
             self._check_open()
@@ -795,6 +852,7 @@ def attach_from_environment() -> Any:
     if not path:
         return None
     from femtotcp.api.patch import Patch
+    install_spawn_hook()
     return Patch(RemoteNetwork(path)).start()
 
 

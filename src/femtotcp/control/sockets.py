@@ -112,15 +112,26 @@ class _Watcher:
 
 
 class _NotifyEvent(threading.Event):
-    """A link's ``connect_done`` that also tells the service (in the loop thread)."""
+    """A link's ``connect_done`` that tells the service (in the loop thread)
+    instead of waking a waiting thread: nobody waits on it, so it needs no
+    condition variable (``set`` and ``is_set`` are all the loop thread uses)."""
 
-    def __init__(self, callback: Callable[[], None]) -> None:
-        super().__init__()
+    def __init__(self, callback: Callable[[], None]) -> None:  # no Event.__init__
         self.callback = callback
+        self.done = False
+
+    def is_set(self) -> bool:
+        return self.done
 
     def set(self) -> None:
-        super().set()
+        self.done = True
         self.callback()
+
+    def clear(self) -> None:
+        self.done = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        raise RuntimeError("a socket service connect is answered, not waited for")
 
 
 #: What an operation returns when it answers later (through ``reply``).
