@@ -15,11 +15,13 @@ import socket as std
 import tempfile
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from apilan import Lan
 from waits import wait_until
 
+from femtotcp.api.network import Network
 from femtotcp.api.remote import RemoteNetwork, RemoteSocket, encode
 from femtotcp.control.sockets import SocketService
 
@@ -539,3 +541,200 @@ def test_socket_passed_to_a_child_before_its_first_use(
     assert out.split() == ["femtotcp.api.remote", "6150"], (out, err)
     assert buf == b"child parent"
     server.close()
+
+
+# -- IPv6 for attached programs ---------------------------------------------------------------
+
+A6, B6 = "2001:db8::a", "2001:db8::b"
+A4, B4 = "192.0.2.1", "192.0.2.2"
+
+
+@pytest.fixture
+def six() -> Iterator[tuple[RemoteNetwork, Network, SocketService]]:
+    """Stacks a and b with IPv4 and IPv6; a's socket service, an attached program
+    on a, and b in-process."""
+    from femtotcp.api.socket import network_for
+    from femtotcp.phy.memory import Switch
+    from femtotcp.runtime import Runtime
+    from femtotcp.stack.config import StackConfig
+    from femtotcp.stack.stack import Stack
+    from femtotcp.wire import ip_bytes
+    rt = Runtime()
+    sw = Switch(rt)
+    stacks = []
+    for name, mac, v4, v6 in (("a", "02:00:00:00:07:01", A4, A6),
+                              ("b", "02:00:00:00:07:02", B4, B6)):
+        st = Stack(name, modules=["arp", "ipv4", "icmp4", "udp", "tcp", "dns", "ipv6", "icmp6"],
+                   config=StackConfig(ipv6_dad_transmits=0))
+        iface = st.add_interface(sw.port(name), mac=mac, ipv4=f"{v4}/24")
+        assert st.ipv6 is not None
+        st.ipv6.add_address(iface, ip_bytes(v6), 64)
+        rt.add_stack(st)
+        stacks.append(st)
+    rt.start()
+    for st in stacks:
+        rt.call(st.start)
+    d = tempfile.mkdtemp(prefix="ftrem6")
+    service = SocketService(stacks[0], rt, os.path.join(d, "s.sockets")).start()
+    try:
+        yield RemoteNetwork(service.path), network_for(stacks[1], rt), service
+    finally:
+        service.close()
+        os.rmdir(d)
+        rt.stop()
+        rt.join(5)
+        rt.close()
+
+
+def test_ipv6_tcp_both_ways_with_four_tuples(
+        six: tuple[RemoteNetwork, Network, SocketService]) -> None:
+    prog, nb, _ = six
+    assert prog.has_ipv6()
+    # the program connects to an IPv6 server
+    with nb.create_server(("::", 0), family=std.AF_INET6) as srv:
+        srv.settimeout(10)
+        port = srv.getsockname()[1]
+        cli = prog.socket(std.AF_INET6, std.SOCK_STREAM)
+        cli.settimeout(10)
+        cli.connect((B6, port, 0, 0))
+        assert cli.family == std.AF_INET6
+        assert cli.getpeername() == (B6, port, 0, 0)
+        local = cli.getsockname()
+        assert local[0] == A6 and len(local) == 4
+        conn, peer = srv.accept()
+        with conn:
+            assert peer[:2] == local[:2]
+            data = _payload(300_000)
+            cli.sendall(data)
+            cli.shutdown(std.SHUT_WR)
+            got = bytearray()
+            conn.settimeout(10)
+            while chunk := conn.recv(65536):
+                got += chunk
+            assert bytes(got) == data
+            conn.sendall(b"back")
+        assert cli.recv(10) == b"back"
+        cli.close()
+    # the program listens on :: (dual stack): IPv6 and IPv4 clients
+    lst = prog.socket(std.AF_INET6, std.SOCK_STREAM)
+    lst.bind(("::", 0))
+    lst.listen()
+    lst.settimeout(10)
+    port = lst.getsockname()[1]
+    assert lst.getsockname() == ("::", port, 0, 0)
+    for family, dst, shown in ((std.AF_INET6, B6, None), (std.AF_INET, B4, "::ffff:")):
+        c = nb.socket(family, std.SOCK_STREAM)
+        c.settimeout(10)
+        c.connect((A6 if family == std.AF_INET6 else A4, port))
+        conn, peer = lst.accept()
+        with conn, c:
+            if shown is None:
+                assert peer == (B6, c.getsockname()[1], 0, 0)
+            else:
+                assert peer == (shown + B4, c.getsockname()[1], 0, 0)
+                assert conn.getsockname() == (shown + A4, port, 0, 0)
+            c.sendall(b"hi " + dst.encode())
+            assert conn.recv(100) == b"hi " + dst.encode()
+    lst.close()
+
+
+def test_ipv6_v6only_and_port_space_with_ipv4(
+        six: tuple[RemoteNetwork, Network, SocketService]) -> None:
+    prog, nb, _ = six
+    only = prog.socket(std.AF_INET6, std.SOCK_STREAM)
+    only.setsockopt(std.IPPROTO_IPV6, std.IPV6_V6ONLY, 1)
+    assert only.getsockopt(std.IPPROTO_IPV6, std.IPV6_V6ONLY) == 1
+    only.bind(("::", 0))
+    only.listen()
+    port = only.getsockname()[1]
+    with pytest.raises(OSError) as exc:
+        only.setsockopt(std.IPPROTO_IPV6, std.IPV6_V6ONLY, 0)     # bound: too late
+    assert exc.value.errno == errno.EINVAL
+    c = nb.socket(std.AF_INET, std.SOCK_STREAM)
+    c.settimeout(10)
+    assert c.connect_ex((A4, port)) == errno.ECONNREFUSED
+    c.close()
+    v4 = prog.socket()
+    v4.bind(("0.0.0.0", port))       # :: with V6ONLY leaves the IPv4 port free
+    v4.close()
+    only.close()
+    dual = prog.socket(std.AF_INET6, std.SOCK_STREAM)
+    dual.bind(("::", 0))
+    other = prog.socket()
+    with pytest.raises(OSError) as exc:
+        other.bind(("0.0.0.0", dual.getsockname()[1]))
+    assert exc.value.errno == errno.EADDRINUSE
+    with pytest.raises(OSError) as exc:
+        other.getsockopt(std.IPPROTO_IPV6, std.IPV6_V6ONLY)
+    assert exc.value.errno == errno.ENOPROTOOPT
+    other.close()
+    dual.close()
+
+
+def test_ipv6_udp_and_options(six: tuple[RemoteNetwork, Network, SocketService]) -> None:
+    prog, nb, svc = six
+    u = prog.socket(std.AF_INET6, std.SOCK_DGRAM)
+    u.settimeout(10)
+    assert u.getsockopt(std.IPPROTO_IPV6, std.IPV6_UNICAST_HOPS) == 64
+    u.setsockopt(std.IPPROTO_IPV6, std.IPV6_UNICAST_HOPS, 9)
+    assert u.getsockopt(std.IPPROTO_IPV6, std.IPV6_UNICAST_HOPS) == 9
+    with pytest.raises(OSError) as exc:
+        u.setsockopt(std.IPPROTO_IPV6, std.IPV6_TCLASS, 300)
+    assert exc.value.errno == errno.EINVAL
+    u.bind(("::", 0))
+    port = u.getsockname()[1]
+    peer = nb.socket(std.AF_INET6, std.SOCK_DGRAM)
+    peer.settimeout(10)
+    peer.bind(("::", 0))
+    pport = peer.getsockname()[1]
+    # after the bind, datagrams go as records on the program's fd: order kept
+    for i in range(5):
+        assert u.sendto(b"six %d" % i, (B6, pport, 0, 0)) == 5
+    for i in range(5):
+        data, addr = peer.recvfrom(100)
+        assert data == b"six %d" % i and addr == (A6, port, 0, 0)
+    peer.sendto(b"back", (A6, port, 0, 0))
+    assert u.recvfrom(100) == (b"back", (B6, pport, 0, 0))
+    # IPv4 through the same socket, shown v4-mapped
+    p4 = nb.socket(std.AF_INET, std.SOCK_DGRAM)
+    p4.settimeout(10)
+    p4.sendto(b"four", (A4, port))
+    data, addr = u.recvfrom(100)
+    assert data == b"four" and addr == ("::ffff:" + B4, p4.getsockname()[1], 0, 0)
+    u.sendto(b"mapped", addr)
+    assert p4.recvfrom(100)[0] == b"mapped"
+    link = svc.links[os.fstat(u.fileno()).st_ino]
+    assert link.v6 and link.opts[(std.IPPROTO_IPV6, std.IPV6_UNICAST_HOPS)] == 9
+    for s in (u, peer, p4):
+        s.close()
+
+
+def test_ipv6_getaddrinfo_aaaa_through_serve(
+        six: tuple[RemoteNetwork, Network, SocketService]) -> None:
+    from femtotcp.services.dns_server import DnsResponder
+    prog, nb, svc = six
+
+    def responder() -> DnsResponder:
+        r = DnsResponder(nb.stack, zone="demo", addr=bytes(16))
+        r.add_address("both.demo", B4)
+        r.add_address("both.demo", B6)
+        r.add_address("six.demo", B6)
+        r.add_address("four.demo", B4)
+        return r
+    nb.call(responder)
+    svc.net.call(lambda: svc.net.stack.resolver.set_servers([B6]))
+
+    def addrs(name: str, family: int = 0, flags: int = 0) -> list[Any]:
+        return [ai[4] for ai in prog.getaddrinfo(name, 80, family, std.SOCK_STREAM, 0, flags)]
+    assert addrs("both.demo") == [(B6, 80, 0, 0), (B4, 80)]
+    assert addrs("six.demo", std.AF_INET6) == [(B6, 80, 0, 0)]
+    assert addrs("four.demo", std.AF_INET6, std.AI_V4MAPPED) == [("::ffff:" + B4, 80, 0, 0)]
+    with pytest.raises(std.gaierror):
+        addrs("six.demo", std.AF_INET)
+    with nb.create_server(("::", 0), family=std.AF_INET6, dualstack_ipv6=True) as srv:
+        srv.settimeout(10)
+        with prog.create_connection(("both.demo", srv.getsockname()[1]), timeout=10) as cli:
+            assert cli.family == std.AF_INET6
+            conn, peer = srv.accept()
+            assert peer[0] == A6
+            conn.close()

@@ -57,11 +57,11 @@ from femtotcp.api.sock_base import (
     _LINGER,
     _REC,
     AF_INET,
+    AF_INET6,
     AF_UNIX,
+    BROADCAST4,
     DGRAM_PAIR_BUF,
     IPPROTO_ICMP,
-    IPPROTO_TCP,
-    IPPROTO_UDP,
     PAIR_BUF,
     SHUT_RD,
     SHUT_RDWR,
@@ -77,7 +77,17 @@ from femtotcp.api.sock_base import (
     _SocketBase,
     gaierror,
 )
-from femtotcp.wire import ip_str
+from femtotcp.api.sock_common import (
+    IPPROTO_ICMPV6,
+    NOT_LOCAL,
+    dgram_into,
+    ipv6_option,
+    link_kind,
+    local_sockopt,
+    set_timeo,
+    sock_repr,
+)
+from femtotcp.wire import ip_bytes, ip_str
 
 #: Environment variable naming the socket service a Python child attaches to.
 ENV_ATTACH = "FEMTOTCP_ATTACH"
@@ -93,8 +103,9 @@ REMOTE_PAIR_BUF = 262144
 POOL_SIZE = 16
 
 _LEN = struct.Struct("!H")
-#: The largest UDP payload over IPv4 (65535 - 20 - 8).
+#: The largest UDP payload over IPv4 (65535 - 20 - 8) and over IPv6 (65535 - 8).
 _UDP_MAX = 65507
+_UDP_MAX6 = 65527
 _FD_SPACE = _std.CMSG_SPACE(struct.calcsize("i"))
 
 #: Modes a TCP socket reports (TcpMode values) and the datagram sockets' one.
@@ -188,16 +199,7 @@ class _Channel:
 
 def check_kind(family: int, kind: int, proto: int) -> None:
     """The errors ``socket()`` gives for a kind the stack does not make."""
-    if family != AF_INET:
-        raise _oserror(errno.EAFNOSUPPORT, "only AF_INET on this stack")
-    if kind == SOCK_STREAM:
-        if proto not in (0, IPPROTO_TCP):
-            raise _oserror(errno.EPROTONOSUPPORT)
-    elif kind == SOCK_DGRAM:
-        if proto not in (0, IPPROTO_UDP, IPPROTO_ICMP):
-            raise _oserror(errno.EPROTONOSUPPORT)
-    else:
-        raise _oserror(errno.ESOCKTNOSUPPORT, "only SOCK_STREAM and SOCK_DGRAM")
+    link_kind(family, kind, proto)
 
 
 def tune_pair(p: _std.socket, q: _std.socket, pair_kind: int) -> None:
@@ -292,7 +294,18 @@ class RemoteNetwork(Network):
         self._idle: list[_Channel] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        self._ipv6: bool | None = None
         _networks.add(self)
+
+    def has_ipv6(self) -> bool:
+        """Whether serve's stack has IPv6 (asked once): AF_INET6 sockets are
+        then the stack's, as in-process (``femtotcp.api.patch``)."""
+        if self._ipv6 is None:
+            try:
+                self._ipv6 = bool(self.values("info", 0)[0])
+            except OSError:
+                return False
+        return self._ipv6
 
     # -- requests -------------------------------------------------------------------------
     def forget_channels(self) -> None:
@@ -346,7 +359,7 @@ class RemoteNetwork(Network):
     def adopt(self, fd: int, family: int = -1) -> RemoteSocket | None:
         """A socket object for ``fd`` when it is the program's end of a stack
         socket (handed over by fork, ``pass_fds``, SCM_RIGHTS...); else None."""
-        if family not in (-1, AF_INET):
+        if family not in (-1, AF_INET, AF_INET6):
             return None
         try:
             st = os.fstat(fd)
@@ -371,9 +384,15 @@ class RemoteNetwork(Network):
         chain, addrs = self.values("dns", 0, name)
         return list(chain), list(addrs)
 
-
-def _addr_text(addr: Any) -> tuple[str, int] | None:
-    return None if addr is None else (str(addr[0]), int(addr[1]))
+    def _names(self, host: str, family: int, flags: int) -> tuple[str, list[str]]:
+        """A name's addresses for ``getaddrinfo``: this program's hosts table
+        here; the rest in serve, which has the stack (/etc/hosts, A and AAAA
+        records, AI_ADDRCONFIG and RFC 6724's order, as in-process)."""
+        lower = host.strip().lower().rstrip(".")
+        if any(name.lower() == lower for name in self.hosts):
+            return super()._names(host, family, flags)
+        canonical, addrs = self.values("names", 0, host, int(family), int(flags))
+        return str(canonical), [str(a) for a in addrs]
 
 
 class RemoteSocket(_SocketBase):
@@ -396,7 +415,7 @@ class RemoteSocket(_SocketBase):
         type_ = SOCK_STREAM if type in (-1, None) else int(type)
         proto = 0 if proto in (-1, None) else int(proto)
         kind = type_ & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
-        check_kind(family, kind, proto)
+        link_kind(family, kind, proto)
         pair_kind = SOCK_STREAM if kind == SOCK_STREAM else SOCK_SEQPACKET
         # The pair is made here; serve gets its end with the first request that
         # needs the stack (``_ask``), so making a socket costs no round trip.
@@ -438,8 +457,12 @@ class RemoteSocket(_SocketBase):
 
     def _state(self, state: list[Any]) -> None:
         self._mode = str(state[0])
-        self._local = _addr_text(state[1])
-        self._remote = _addr_text(state[2])
+        self._local = self._shown(state[1])
+        self._remote = self._shown(state[2])
+
+    def _shown(self, addr: Any) -> Any:
+        """An address serve sends ([text, port]) as this socket's family shows it."""
+        return None if addr is None else self._fmt(ip_bytes(str(addr[0])), int(addr[1]))
 
     def _ask(self, op: str, *args: Any, tail: bytes = b"") -> tuple[list[Any], int | None]:
         """One request about this socket; the first one hands serve its end of
@@ -516,14 +539,14 @@ class RemoteSocket(_SocketBase):
             self._refresh()
 
     # -- addresses ---------------------------------------------------------------------------
-    def getsockname(self) -> tuple[str, int]:
+    def getsockname(self) -> Any:
         self._check_open()
         # Cached once known, except while TCP's own address may still change.
         if self._q is None and (self._local is None or self._mode in (IDLE, CONNECTING)):
             self._refresh()
-        return self._local or ("0.0.0.0", 0)
+        return self._local or self._fmt(None, 0)
 
-    def getpeername(self) -> tuple[str, int]:
+    def getpeername(self) -> Any:
         self._check_open()
         # Another process holding the fd may have connected it since.
         if self._mode == CONNECTING or (self._mode == IDLE and self._q is None):
@@ -548,7 +571,7 @@ class RemoteSocket(_SocketBase):
     def _accept(self) -> tuple[int, Any]:
         raise _oserror(errno.EOPNOTSUPP)
 
-    def accept(self) -> tuple[RemoteSocket, tuple[str, int]]:
+    def accept(self) -> tuple[RemoteSocket, Any]:
         if self._mode != LISTENING:
             self._check_open()
             raise _oserror(errno.EINVAL)
@@ -565,7 +588,7 @@ class RemoteSocket(_SocketBase):
                                   self._sproto, state)
         if _std.getdefaulttimeout() is None and self.gettimeout():
             new.setblocking(True)
-        return new, new._remote or ("0.0.0.0", 0)
+        return new, new._remote or self._fmt(None, 0)
 
     def _connect(self, address: Any, raise_errors: bool) -> int:
         self._check_open()
@@ -624,10 +647,7 @@ class RemoteSocket(_SocketBase):
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         if self._stype == SOCK_DGRAM:
-            mv = memoryview(buffer).cast("B")
-            data = self._recv_dgram(nbytes or len(mv), flags)[0]
-            mv[:len(data)] = data
-            return len(data)
+            return dgram_into(buffer, nbytes, lambda n: self._recv_dgram(n, flags))[0]
         if self._mode != CONNECTED:
             self._ready_for_data()
         n = _RealSocket.recv_into(self, buffer, nbytes, flags)
@@ -644,10 +664,7 @@ class RemoteSocket(_SocketBase):
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
         if self._stype == SOCK_DGRAM:
-            mv = memoryview(buffer).cast("B")
-            data, addr = self._recv_dgram(nbytes or len(mv), flags)
-            mv[:len(data)] = data
-            return len(data), addr
+            return dgram_into(buffer, nbytes, lambda n: self._recv_dgram(n, flags))
         return self.recv_into(buffer, nbytes, flags), None
 
     def _recv_dgram(self, bufsize: int, flags: int) -> tuple[bytes, Any]:
@@ -669,24 +686,24 @@ class RemoteSocket(_SocketBase):
             skip = self._values("errrec")[0]
             if not skip:
                 raise _oserror(port)
-        return rec[_REC.size:], (ip_str(addr[:alen]), port)
+        return rec[_REC.size:], self._fmt(addr[:alen], port)
 
     def _send_record(self, data: bytes, dst: bytes | None, port: int) -> bool:
         """Send a UDP datagram as a record on P, without a round trip to serve
         (``_KIND_SEND``; ``dst`` None: to the connected peer). Only once serve
         has the socket bound; broadcasts and ping sockets go by request (serve
         checks them). Errors serve meets later become the socket error."""
-        if (self._q is not None or self._sproto == IPPROTO_ICMP or self._local is None
-                or dst == b"\xff\xff\xff\xff"):
+        if (self._q is not None or self._sproto in (IPPROTO_ICMP, IPPROTO_ICMPV6)
+                or self._local is None or dst == BROADCAST4):
             return False
-        if len(data) > _UDP_MAX:
+        if len(data) > (_UDP_MAX6 if dst is not None and len(dst) == 16 else _UDP_MAX):
             raise _oserror(errno.EMSGSIZE)
         if dst is None:
             if self._remote is None:
                 raise _oserror(errno.EDESTADDRREQ)
             head = _REC.pack(_KIND_SEND, 0, 0, b"")
         else:
-            head = _REC.pack(_KIND_SEND, 4, port, dst)
+            head = _REC.pack(_KIND_SEND, len(dst), port, dst)
         _RealSocket.send(self, head + data)
         return True
 
@@ -770,36 +787,23 @@ class RemoteSocket(_SocketBase):
                    optlen: int | None = None) -> None:
         from femtotcp.api.socket import option_value
         self._check_open()
-        if level == _IPPROTO_IPV6:
-            raise _oserror(errno.ENOPROTOOPT)
-        if level == SOL_SOCKET and optname in (getattr(_std, "SO_RCVTIMEO", -2),
-                                               getattr(_std, "SO_SNDTIMEO", -2)):
-            _RealSocket.setsockopt(self, level, optname, value)
+        if set_timeo(self, level, optname, value):
             return
-        val = option_value(level, optname, value)
+        if level == _IPPROTO_IPV6:
+            val = ipv6_option(self._sfamily, optname, value)
+        else:
+            val = option_value(level, optname, value)
         self._values("setopt", level, optname, val)
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
         self._check_open()
-        if level == SOL_SOCKET:
-            if optname == _std.SO_ERROR:
-                return self._opt_out(self._values("soerr")[0], buflen)
-            if optname == _std.SO_TYPE:
-                return self._opt_out(self._stype, buflen)
-            if optname == getattr(_std, "SO_DOMAIN", -2):
-                return self._opt_out(self._sfamily, buflen)
-            if optname == getattr(_std, "SO_PROTOCOL", -2):
-                proto = self._sproto or (IPPROTO_TCP if self._stype == SOCK_STREAM
-                                         else IPPROTO_UDP)
-                return self._opt_out(proto, buflen)
-            if optname == getattr(_std, "SO_ACCEPTCONN", -2):
-                return self._opt_out(int(self._mode == LISTENING), buflen)
-            if optname in (getattr(_std, "SO_RCVTIMEO", -2), getattr(_std, "SO_SNDTIMEO", -2)):
-                if buflen is None:
-                    return _RealSocket.getsockopt(self, level, optname)
-                return _RealSocket.getsockopt(self, level, optname, buflen)
+        if level == SOL_SOCKET and optname == _std.SO_ERROR:
+            return self._opt_out(self._values("soerr")[0], buflen)
+        local = local_sockopt(self, level, optname, buflen, lambda: self._mode == LISTENING)
+        if local is not NOT_LOCAL:
+            return local
         if level == _IPPROTO_IPV6:
-            raise _oserror(errno.ENOPROTOOPT)
+            ipv6_option(self._sfamily, optname, 0)      # ENOPROTOOPT where Linux says so
         value = self._values("getopt", level, optname)[0]
         if level == SOL_SOCKET and optname == _std.SO_LINGER:
             packed = _LINGER.pack(int(value[0]), int(value[1]))
@@ -807,16 +811,7 @@ class RemoteSocket(_SocketBase):
         return self._opt_out(int(value), buflen)
 
     def __repr__(self) -> str:
-        closed = _RealSocket.fileno(self) == -1
-        s = (f"<{self.__class__.__module__}.{self.__class__.__qualname__}"
-             f"{' [closed]' if closed else ''} fd={_RealSocket.fileno(self)}, "
-             f"family={self.family!s}, type={self.type!s}, proto={self.proto}")
-        if not closed:
-            if self._local is not None:
-                s += f", laddr={self._local}"
-            if self._remote is not None:
-                s += f", raddr={self._remote}"
-        return s + ">"
+        return sock_repr(self, lambda: self._local, lambda: self._remote)
 
 
 def _rebuild_socket(df: Any, family: int, kind: int, proto: int) -> Any:

@@ -36,8 +36,10 @@ from typing import Any
 from femtotcp.api import remote
 from femtotcp.api.network import Network, network_for
 from femtotcp.api.sock_base import (
+    _IPPROTO_IPV6,
     _LINGER,
     AF_INET,
+    AF_INET6,
     AF_UNIX,
     IPPROTO_ICMP,
     SHUT_RD,
@@ -50,6 +52,7 @@ from femtotcp.api.sock_base import (
     _oserror,
     _RealSocket,
 )
+from femtotcp.api.sock_common import IPPROTO_ICMPV6, get_ipv6_opt, link_kind, set_ipv6_opt
 from femtotcp.api.sock_ping import _PingLink
 from femtotcp.api.sock_tcp import TcpMode, _TcpLink
 from femtotcp.api.sock_udp import _DgramLink, _UdpLink
@@ -241,7 +244,8 @@ class SocketService:
             "uconnect": self.op_uconnect, "err": self.op_err, "soerr": self.op_soerr,
             "setopt": self.op_setopt, "getopt": self.op_getopt, "shut": self.op_shut,
             "send": self.op_send, "sendto": self.op_sendto, "errrec": self.op_errrec,
-            "lookup": self.op_lookup, "dns": self.op_dns,
+            "lookup": self.op_lookup, "dns": self.op_dns, "names": self.op_names,
+            "info": self.op_info,
         }
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -438,7 +442,7 @@ class SocketService:
             os.close(fd)
             raise
         try:
-            remote.check_kind(int(family), int(kind), int(proto))
+            what = link_kind(int(family), int(kind), int(proto))
             pair_kind = SOCK_STREAM if int(kind) == SOCK_STREAM else SOCK_SEQPACKET
             if q.family != AF_UNIX or q.type != pair_kind:
                 raise _oserror(errno.EINVAL, "not a socket pair of that kind")
@@ -451,10 +455,10 @@ class SocketService:
         if old is not None and not old.released:
             q.close()       # a second copy (the socket went through fork first)
             return
-        link_cls: Any = (_TcpLink if int(kind) == SOCK_STREAM else
-                         _PingLink if int(proto) == IPPROTO_ICMP else _UdpLink)
+        link_cls: Any = {"tcp": _TcpLink, "udp": _UdpLink, "ping": _PingLink}[what]
         link = link_cls(self.net, q, _OWNER)
         link.detached = True
+        link.v6 = int(family) == AF_INET6
         self._publish(link, int(sid))
 
     # -- helpers ------------------------------------------------------------------------------
@@ -522,9 +526,15 @@ class SocketService:
             return [None]
         if isinstance(link, _TcpLink):
             kind, proto = SOCK_STREAM, 0
+        elif isinstance(link, _PingLink):
+            kind, proto = SOCK_DGRAM, IPPROTO_ICMPV6 if link.v6 else IPPROTO_ICMP
         else:
-            kind, proto = SOCK_DGRAM, IPPROTO_ICMP if isinstance(link, _PingLink) else 0
-        return [AF_INET, kind, proto, state_of(link)]
+            kind, proto = SOCK_DGRAM, 0
+        return [AF_INET6 if link.v6 else AF_INET, kind, proto, state_of(link)]
+
+    def op_info(self, _sid: Any, *, tail: bytes) -> list[Any]:
+        """What an attached program asks once: whether the stack has IPv6."""
+        return [self.net.stack.ipv6 is not None]
 
     def op_bind(self, sid: Any, ip: str, port: int, *, tail: bytes) -> list[Any]:
         link = self._link(sid)
@@ -540,6 +550,7 @@ class SocketService:
         listener = self._tcp(sid)
         link, fd, new_sid = self._make(SOCK_STREAM, _TcpLink)
         assert isinstance(link, _TcpLink)
+        link.v6 = listener.v6
 
         def take() -> bool:
             conn = listener.take_ready()
@@ -655,7 +666,11 @@ class SocketService:
                   tail: bytes) -> list[Any]:
         link = self._link(sid)
         val = tuple(value) if isinstance(value, list) else int(value)
-        if isinstance(link, _TcpLink):
+        if int(level) == _IPPROTO_IPV6:
+            if not link.v6 or not isinstance(val, int):
+                raise _oserror(errno.ENOPROTOOPT)
+            self.net.call(set_ipv6_opt, link, int(opt), val)
+        elif isinstance(link, _TcpLink):
             self.net.call(link.set_opt, int(level), int(opt), val)
         else:
             def set_dgram() -> None:
@@ -669,6 +684,10 @@ class SocketService:
         from femtotcp.api.socket import _DEFAULT_OPTS, _SOCKOPTS_INT, _current_buf
         link = self._link(sid)
         key = (int(level), int(opt))
+        if key[0] == _IPPROTO_IPV6:
+            if not link.v6:
+                raise _oserror(errno.ENOPROTOOPT)
+            return [get_ipv6_opt(link, key[1])]
         if key == (SOL_SOCKET, socket.SO_LINGER):
             onoff, secs = link.opts.get(key, (0, 0))
             _LINGER.pack(onoff, secs)
@@ -709,10 +728,22 @@ class SocketService:
             chain, addrs = self.net._dns(str(name))
             return [chain, addrs]
 
+        return self._blocking(lookup)
+
+    def op_names(self, _sid: Any, host: str, family: int, flags: int, *, tail: bytes) -> Any:
+        """``getaddrinfo``'s name lookup (A and AAAA, ordered) on this stack."""
+        def lookup() -> list[Any]:
+            canonical, addrs = self.net._names(str(host), int(family), int(flags))
+            return [canonical, addrs]
+
+        return self._blocking(lookup)
+
+    def _blocking(self, work: Callable[[], list[Any]]) -> Any:
+        """A request that waits for the network (DNS): answered from a thread of
+        its own, not the loop."""
         if not self.runtime.in_loop_thread():
-            return lookup()
-        # The lookup waits for the network: in a thread of its own, not the loop.
-        threading.Thread(target=self.later(lookup), name="femtotcp-sockets-dns",
+            return work()
+        threading.Thread(target=self.later(work), name="femtotcp-sockets-dns",
                          daemon=True).start()
         return DEFER
 
