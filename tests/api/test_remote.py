@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from apilan import Lan
+from test_api_ipv6 import A4, A6, B4, B6, nets  # noqa: F401 - nets: the stacks' fixture
 from waits import wait_until
 
 from femtotcp.api.network import Network
@@ -545,45 +546,21 @@ def test_socket_passed_to_a_child_before_its_first_use(
 
 # -- IPv6 for attached programs ---------------------------------------------------------------
 
-A6, B6 = "2001:db8::a", "2001:db8::b"
-A4, B4 = "192.0.2.1", "192.0.2.2"
 
 
 @pytest.fixture
-def six() -> Iterator[tuple[RemoteNetwork, Network, SocketService]]:
-    """Stacks a and b with IPv4 and IPv6; a's socket service, an attached program
-    on a, and b in-process."""
-    from femtotcp.api.socket import network_for
-    from femtotcp.phy.memory import Switch
-    from femtotcp.runtime import Runtime
-    from femtotcp.stack.config import StackConfig
-    from femtotcp.stack.stack import Stack
-    from femtotcp.wire import ip_bytes
-    rt = Runtime()
-    sw = Switch(rt)
-    stacks = []
-    for name, mac, v4, v6 in (("a", "02:00:00:00:07:01", A4, A6),
-                              ("b", "02:00:00:00:07:02", B4, B6)):
-        st = Stack(name, modules=["arp", "ipv4", "icmp4", "udp", "tcp", "dns", "ipv6", "icmp6"],
-                   config=StackConfig(ipv6_dad_transmits=0))
-        iface = st.add_interface(sw.port(name), mac=mac, ipv4=f"{v4}/24")
-        assert st.ipv6 is not None
-        st.ipv6.add_address(iface, ip_bytes(v6), 64)
-        rt.add_stack(st)
-        stacks.append(st)
-    rt.start()
-    for st in stacks:
-        rt.call(st.start)
+def six(nets: tuple[Network, Network],  # noqa: F811 - the fixture imported above
+        ) -> Iterator[tuple[RemoteNetwork, Network, SocketService]]:
+    """test_api_ipv6's stacks a and b (IPv4 and IPv6): a's socket service, an
+    attached program on a, and b in-process."""
+    na, nb = nets
     d = tempfile.mkdtemp(prefix="ftrem6")
-    service = SocketService(stacks[0], rt, os.path.join(d, "s.sockets")).start()
+    service = SocketService(na.stack, na.runtime, os.path.join(d, "s.sockets")).start()
     try:
-        yield RemoteNetwork(service.path), network_for(stacks[1], rt), service
+        yield RemoteNetwork(service.path), nb, service
     finally:
         service.close()
         os.rmdir(d)
-        rt.stop()
-        rt.join(5)
-        rt.close()
 
 
 def test_ipv6_tcp_both_ways_with_four_tuples(

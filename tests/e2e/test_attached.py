@@ -75,6 +75,17 @@ def finish(proc: subprocess.Popen[str], seconds: float = 60.0) -> tuple[str, str
     return out, err
 
 
+def stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL if it does not end."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 @pytest.fixture
 def attached(ns: Netns) -> Iterator[Attached]:
     d = tempfile.mkdtemp(prefix="ftatt")
@@ -86,13 +97,7 @@ def attached(ns: Netns) -> Iterator[Attached]:
         ns.ip("addr", "add", f"{KERNEL}/24", "dev", TAP)
         yield Attached(ns, control, progs, proc)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop(proc)
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -484,9 +489,4 @@ def test_ipv6_tcp_both_ways_with_the_kernel(ns: Netns, tmp_path: Any) -> None:
         out, _ = finish(prog)
         assert out.strip() == f"accepted {KERNEL6} {32 * 32768}", out
     finally:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(10)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            serve.wait(5)
+        stop(serve)

@@ -63,9 +63,6 @@ from femtotcp.api.sock_base import (
     DGRAM_PAIR_BUF,
     IPPROTO_ICMP,
     PAIR_BUF,
-    SHUT_RD,
-    SHUT_RDWR,
-    SHUT_WR,
     SOCK_CLOEXEC,
     SOCK_DGRAM,
     SOCK_NONBLOCK,
@@ -85,6 +82,7 @@ from femtotcp.api.sock_common import (
     link_kind,
     local_sockopt,
     set_timeo,
+    shutdown_pair,
     sock_repr,
 )
 from femtotcp.wire import ip_bytes, ip_str
@@ -759,28 +757,14 @@ class RemoteSocket(_SocketBase):
 
     def shutdown(self, how: int) -> None:
         self._check_open()
-        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
-            raise _oserror(errno.EINVAL)
-        if self._stype == SOCK_STREAM:
-            if self._mode == LISTENING:
-                if how in (SHUT_RD, SHUT_RDWR):
-                    _RealSocket.shutdown(self, SHUT_RD)
-                return
-            if self._mode == CONNECTING:
-                self._refresh()
-            if self._mode not in (CONNECTED, DONE):
-                raise _oserror(errno.ENOTCONN)
-            try:
-                _RealSocket.shutdown(self, how)
-            except OSError:
-                pass
-            if self._mode == CONNECTED:
-                self._values("shut", how)
-            return
-        if self._remote is None:
-            raise _oserror(errno.ENOTCONN)
-        if how in (SHUT_RD, SHUT_RDWR):
-            _RealSocket.shutdown(self, SHUT_RD)
+        stream = self._stype == SOCK_STREAM
+        if stream and self._mode == CONNECTING:
+            self._refresh()
+
+        def tell(h: int) -> None:
+            self._values("shut", h)
+
+        shutdown_pair(self, how, self._mode if stream else None, self._remote is not None, tell)
 
     # -- options ---------------------------------------------------------------------------------
     def setsockopt(self, level: int, optname: int, value: Any,

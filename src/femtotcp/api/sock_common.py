@@ -163,3 +163,31 @@ def sock_repr(sock: _SocketBase, local: Callable[[], Any], remote: Callable[[], 
                 continue
             s += f", {name}={addr}"
     return s + ">"
+
+
+def shutdown_pair(sock: _SocketBase, how: int, mode: str | None, has_peer: bool,
+                  tell: Callable[[int], None]) -> None:
+    """``shutdown(how)`` on P, for a TCP socket in ``mode`` (a ``TcpMode`` value)
+    or a datagram socket (``mode`` None, ``has_peer``: connected); ``tell(how)``
+    passes a connected TCP socket's shutdown on to its link."""
+    if how not in (_std.SHUT_RD, _std.SHUT_WR, _std.SHUT_RDWR):
+        raise _oserror(errno.EINVAL)
+    reading = how in (_std.SHUT_RD, _std.SHUT_RDWR)
+    if mode is None:
+        if not has_peer:
+            raise _oserror(errno.ENOTCONN)
+        if reading:
+            _RealSocket.shutdown(sock, _std.SHUT_RD)
+        return
+    if mode == "listening":
+        if reading:
+            _RealSocket.shutdown(sock, _std.SHUT_RD)
+        return
+    if mode not in ("connected", "done"):
+        raise _oserror(errno.ENOTCONN)
+    try:
+        _RealSocket.shutdown(sock, how)
+    except OSError:
+        pass
+    if mode == "connected":
+        tell(how)
