@@ -49,7 +49,7 @@ import threading
 import weakref
 from typing import Any
 
-from femtotcp.api.network import Network
+from femtotcp.api.network import Network, _parse_ipv4
 from femtotcp.api.sock_base import (
     _IPPROTO_IPV6,
     _KIND_ERROR,
@@ -387,8 +387,9 @@ class RemoteNetwork(Network):
         here; the rest in serve, which has the stack (/etc/hosts, A and AAAA
         records, AI_ADDRCONFIG and RFC 6724's order, as in-process)."""
         lower = host.strip().lower().rstrip(".")
-        if any(name.lower() == lower for name in self.hosts):
-            return super()._names(host, family, flags)
+        if (family == AF_INET or _parse_ipv4(lower) is not None
+                or any(name.lower() == lower for name in self.hosts)):
+            return super()._names(host, family, flags)      # no AAAA asked: as before
         canonical, addrs = self.values("names", 0, host, int(family), int(flags))
         return str(canonical), [str(a) for a in addrs]
 
