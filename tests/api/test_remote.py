@@ -544,6 +544,47 @@ def test_socket_passed_to_a_child_before_its_first_use(
     server.close()
 
 
+
+def test_accept_takes_handed_over_connections_without_a_request(
+        lan: Lan, svc: SocketService) -> None:
+    """serve hands each ready connection over on the listening socket's fd: the
+    program accepts (more than the backlog, as the program reads) with its
+    socket service out of reach."""
+    prog = RemoteNetwork(svc.path)
+    srv = prog.socket()
+    srv.bind(("0.0.0.0", 6300))
+    srv.listen(2)
+    srv.settimeout(10)
+    clients = []
+    for _ in range(8):
+        c = lan.net_b.socket()
+        c.setblocking(False)
+        assert c.connect_ex((lan.ip_a, 6300)) == errno.EINPROGRESS
+        clients.append(c)
+    prog.path = os.path.join(os.path.dirname(svc.path), "nothing-here")
+    prog.forget_channels()
+    by_port = {c.getsockname()[1]: c for c in clients}
+    for _ in range(8):
+        conn, addr = srv.accept()
+        with conn:
+            assert addr[0] == lan.ip_b and conn.getpeername() == addr
+            assert conn.getsockname() == (lan.ip_a, 6300)
+            peer = by_port.pop(addr[1])
+            peer.setblocking(True)
+            peer.settimeout(10)
+            peer.sendall(b"n%d" % addr[1])
+            conn.settimeout(10)
+            assert conn.recv(100) == b"n%d" % addr[1]
+            conn.sendall(b"ok")
+            assert peer.recv(10) == b"ok"
+    assert not by_port
+    srv.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        srv.accept()
+    for c in clients:
+        c.close()
+    srv.close()
+
 # -- IPv6 for attached programs ---------------------------------------------------------------
 
 

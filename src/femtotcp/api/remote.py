@@ -13,7 +13,10 @@ operations that need the stack are requests to serve's *socket service*
 The pair is made here, and Q goes to serve (SCM_RIGHTS) with the socket's first
 request, written ``+op`` and carrying the socket's family, type and proto, so
 ``socket()`` itself costs no round trip. An accepted connection's pair is made
-in serve and its P comes back with the ``accept`` answer. After its first
+in serve as soon as the connection is ready, and its P comes on the listening
+socket's own P with an ``ACCEPTED`` record, so ``accept`` is a read there
+(with the socket's timeout; any process holding the listening fd may take
+it), not a request. After its first
 (binding) send, a UDP socket sends by writing records to P (``_KIND_SEND``),
 without a request each.
 
@@ -101,6 +104,10 @@ REMOTE_PAIR_BUF = 262144
 POOL_SIZE = 16
 
 _LEN = struct.Struct("!H")
+#: What an attached listening socket's P carries per connection ready to
+#: accept, with that connection's own P (SCM_RIGHTS): its id, then its local
+#: and remote address (length, packed address, port).
+ACCEPTED = struct.Struct("!QB16sHB16sH")
 #: The largest UDP payload over IPv4 (65535 - 20 - 8) and over IPv6 (65535 - 8).
 _UDP_MAX = 65507
 _UDP_MAX6 = 65527
@@ -146,9 +153,14 @@ def decode(msg: bytes) -> tuple[list[Any], bytes]:
     return doc, msg[_LEN.size + n:]
 
 
-def recv_message(sock: _std.socket, flags: int = 0) -> tuple[bytes, int | None]:
-    """One message and the fd it carries (if any); b"" when the peer hung up."""
-    msg, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, _FD_SPACE, flags)
+def recv_message(sock: _std.socket, recvmsg: Any = None, size: int = MAX_MESSAGE,
+                 flags: int = 0) -> tuple[bytes, int | None]:
+    """One message and the fd it carries (if any); b"" when the peer hung up.
+    ``recvmsg``: the method to call (default ``sock.recvmsg``)."""
+    if recvmsg is None:
+        msg, anc, _flags, _addr = sock.recvmsg(size, _FD_SPACE, flags)
+    else:
+        msg, anc, _flags, _addr = recvmsg(sock, size, _FD_SPACE, flags)
     fd: int | None = None
     for level, kind, data in anc:
         if level == SOL_SOCKET and kind == _std.SCM_RIGHTS:
@@ -574,16 +586,21 @@ class RemoteSocket(_SocketBase):
         if self._mode != LISTENING:
             self._check_open()
             raise _oserror(errno.EINVAL)
-        net = self._net
+        # serve hands each connection over whole: a record and the connection's
+        # P on ours, read here with the socket's own timeout (no request).
         while True:
-            token = _RealSocket.recv(self, 1)
-            if not token:
+            msg, fd = recv_message(self, _RealSocket.recvmsg, ACCEPTED.size)
+            if not msg:
+                if fd is not None:
+                    os.close(fd)
                 raise _oserror(errno.EINVAL, "the listening socket was closed")
-            found, fd = self._ask("accept")
-            if fd is not None:
+            if fd is not None and len(msg) == ACCEPTED.size:
                 break
-        sid, state = found
-        new = RemoteSocket._adopt(net, fd, int(sid), self._sfamily, SOCK_STREAM,
+            if fd is not None:                 # (never sent so: skipped)
+                os.close(fd)
+        sid, llen, laddr, lport, rlen, raddr, rport = ACCEPTED.unpack(msg)
+        state = [CONNECTED, [ip_str(laddr[:llen]), lport], [ip_str(raddr[:rlen]), rport]]
+        new = RemoteSocket._adopt(self._net, fd, sid, self._sfamily, SOCK_STREAM,
                                   self._sproto, state)
         if _std.getdefaulttimeout() is None and self.gettimeout():
             new.setblocking(True)

@@ -29,7 +29,7 @@ import os
 import socket
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +69,9 @@ MAX_CONNECTIONS = 1024
 RELEASED_GRACE = 30.0
 #: Freed sockets remembered at most (their final state only).
 MAX_TOMBS = 4096
+#: Bytes of a listening socket's send buffer one waiting ``ACCEPTED`` record
+#: takes (its share of the buffer as Linux counts it: the buffer's truesize).
+RECORD_SHARE = 768
 
 
 class _Remote:
@@ -112,6 +115,75 @@ class _Watcher:
 
     def on_readable(self) -> None:
         self.fn()
+
+
+class _ServedTcpLink(_TcpLink):
+    """A TCP socket of an attached program. Listening, it hands each ready
+    connection over whole instead of a token: the connection gets a pair made
+    here, and its P goes to the program on Q with an ``ACCEPTED`` record
+    (SCM_RIGHTS), so ``accept`` is a read on the listening socket's fd, with
+    no request (any process holding that fd may read it). Q's send buffer,
+    sized from the backlog, bounds the records waiting unread; when it is
+    full the next connection waits (made, in ``handing``) until the program
+    reads, and the rest wait in the stack's listener."""
+
+    def __init__(self, service: SocketService, q: socket.socket) -> None:
+        super().__init__(service.net, q, _OWNER)  # type: ignore[arg-type]
+        self.service = service
+        self.detached = True
+        #: Connections made here whose record is not on Q yet (Q full).
+        self.handing: deque[tuple[bytes, int]] = deque()
+
+    def listen(self, backlog: int) -> tuple[bytes, int]:
+        if self.q is not None and self.mode is TcpMode.IDLE:
+            records = max(1, min(int(backlog), 4096))
+            self.q.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                              records * RECORD_SHARE // 2)      # Linux doubles it
+        return super().listen(backlog)
+
+    def listener_service(self, *_args: Any) -> None:
+        q, lst = self.q, self.listener
+        if q is None or lst is None:
+            return
+        handing = self.handing
+        while True:
+            if not handing:
+                conn = lst.accept()
+                if conn is None:
+                    break
+                try:
+                    handing.append(self.service.hand_over(self, conn))
+                except OSError as exc:       # EMFILE and friends: refuse that one
+                    log.warning("handing over an accepted connection failed: %s", exc)
+                    conn.abort()
+                    continue
+            rec, fd = handing[0]
+            try:
+                socket.send_fds(q, [rec], [fd], socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            except OSError:
+                self.close_listener()
+                return
+            handing.popleft()
+            os.close(fd)
+        # Q readable here means the program closed the listening socket.
+        try:
+            data = q.recv(1, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            data = None
+        except OSError:
+            data = b""
+        if data == b"":
+            self.close_listener()
+            return
+        if self.watch is not None:
+            self.watch.set(True, bool(handing))
+
+    def close_listener(self) -> None:
+        while self.handing:
+            os.close(self.handing.popleft()[1])    # its link hears P go: FIN or RST
+        super().close_listener()
 
 
 class _NotifyEvent(threading.Event):
@@ -173,7 +245,7 @@ class _Conn:
             if self.waiting or self.dead:
                 return
             try:
-                msg, fd = remote.recv_message(self.sock, socket.MSG_DONTWAIT)
+                msg, fd = remote.recv_message(self.sock, flags=socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
             except OSError:
@@ -240,7 +312,7 @@ class SocketService:
         self._reply: Callable[[list[bytes], int | None], None] | None = None
         self._ops: dict[str, Callable[..., Any]] = {
             "state": self.op_state, "bind": self.op_bind,
-            "listen": self.op_listen, "accept": self.op_accept, "connect": self.op_connect,
+            "listen": self.op_listen, "connect": self.op_connect,
             "uconnect": self.op_uconnect, "err": self.op_err, "soerr": self.op_soerr,
             "setopt": self.op_setopt, "getopt": self.op_getopt, "shut": self.op_shut,
             "send": self.op_send, "sendto": self.op_sendto, "errrec": self.op_errrec,
@@ -455,9 +527,12 @@ class SocketService:
         if old is not None and not old.released:
             q.close()       # a second copy (the socket went through fork first)
             return
-        link_cls: Any = {"tcp": _TcpLink, "udp": _UdpLink, "ping": _PingLink}[what]
-        link = link_cls(self.net, q, _OWNER)
-        link.detached = True
+        link: _Link
+        if what == "tcp":
+            link = _ServedTcpLink(self, q)
+        else:
+            link = (_UdpLink if what == "udp" else _PingLink)(self.net, q, _OWNER)  # type: ignore[arg-type]
+            link.detached = True
         link.v6 = int(family) == AF_INET6
         self._publish(link, int(sid))
 
@@ -493,21 +568,29 @@ class SocketService:
             raise _oserror(errno.EOPNOTSUPP)
         return link
 
-    def _make(self, kind: int, link_cls: Any) -> tuple[_Link, int, int]:
-        """A new pair and its detached link; (link, the program's fd, id)."""
-        pair_kind = SOCK_STREAM if kind == SOCK_STREAM else SOCK_SEQPACKET
-        p, q = socket.socketpair(AF_UNIX, pair_kind | socket.SOCK_CLOEXEC)
+    def hand_over(self, listener: _ServedTcpLink, conn: Any) -> tuple[bytes, int]:
+        """Loop thread: a connection ``listener`` accepted, as a socket of the
+        program's: its pair and link made and published here; (the ``ACCEPTED``
+        record, the program's fd)."""
+        p, q = socket.socketpair(AF_UNIX, SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             q.setblocking(False)
-            remote.tune_pair(p, q, pair_kind)
+            remote.tune_pair(p, q, SOCK_STREAM)
             sid = os.fstat(p.fileno()).st_ino
         except BaseException:
             p.close()
             q.close()
             raise
-        link = link_cls(self.net, q, _OWNER)
-        link.detached = True
-        return link, p.detach(), sid
+        link = _ServedTcpLink(self, q)
+        link.v6 = listener.v6
+        link.opts.update(listener.opts)
+        link.attach_accepted(conn)
+        self._publish(link, sid)
+        local = link.local or (listener.any_addr, 0)
+        peer = link.remote or (listener.any_addr, 0)
+        rec = remote.ACCEPTED.pack(sid, len(local[0]), local[0], local[1],
+                                   len(peer[0]), peer[0], peer[1])
+        return rec, p.detach()
 
     def _publish(self, link: _Link, sid: int) -> None:
         with self._lock:
@@ -545,35 +628,6 @@ class SocketService:
         link = self._tcp(sid)
         self.net.call(link.listen, int(backlog))
         return [state_of(link)]
-
-    def op_accept(self, sid: Any, *, tail: bytes) -> Any:
-        listener = self._tcp(sid)
-        link, fd, new_sid = self._make(SOCK_STREAM, _TcpLink)
-        assert isinstance(link, _TcpLink)
-        link.v6 = listener.v6
-
-        def take() -> bool:
-            conn = listener.take_ready()
-            if conn is None:
-                return False
-            link.opts.update(listener.opts)
-            link.attach_accepted(conn)
-            return True
-
-        try:
-            taken = self.net.call(take)
-        except BaseException:
-            os.close(fd)
-            link.release()
-            raise
-        if not taken:
-            os.close(fd)
-            if link.q is not None:
-                link.q.close()
-                link.q = None
-            return [None, None]
-        self._publish(link, new_sid)
-        return [new_sid, state_of(link)], fd
 
     def op_connect(self, sid: Any, ip: str, port: int, filler: int, tmo: float, *,
                    tail: bytes) -> Any:
