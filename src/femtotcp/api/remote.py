@@ -84,6 +84,7 @@ from femtotcp.api.sock_common import (
     ipv6_option,
     link_kind,
     local_sockopt,
+    option_value,
     set_timeo,
     shutdown_pair,
     sock_repr,
@@ -787,7 +788,6 @@ class RemoteSocket(_SocketBase):
     # -- options ---------------------------------------------------------------------------------
     def setsockopt(self, level: int, optname: int, value: Any,
                    optlen: int | None = None) -> None:
-        from femtotcp.api.socket import option_value
         self._check_open()
         if set_timeo(self, level, optname, value):
             return

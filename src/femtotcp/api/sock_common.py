@@ -4,8 +4,10 @@
 Both are ``_SocketBase`` subclasses (``sock_base``) that differ in where the
 stack is (a loop thread here, or a ``femtotcp serve``); the answers that do
 not depend on it live here once: which link a (family, type, proto) makes,
-the IPv6 options' checks and their loop-thread half, the options a socket
-answers by itself, datagram reads into a buffer, and ``repr``.
+the socket options' values, the IPv6 options' checks and their loop-thread
+half, the options a socket answers by itself, shutdown on P, datagram reads
+into a buffer, and ``repr``. (An attached program imports this, not
+``api/socket``, whose links it never needs.)
 """
 
 from __future__ import annotations
@@ -17,10 +19,19 @@ from collections.abc import Callable
 from typing import Any
 
 from femtotcp.api.sock_base import (
+    _IP_TOS,
+    _IP_TTL,
     _IPPROTO_IPV6,
+    _LINGER,
+    _SO_REUSEPORT,
+    _TCP_KEEPCNT,
+    _TCP_KEEPIDLE,
+    _TCP_KEEPINTVL,
+    _TCP_USER_TIMEOUT,
     AF_INET,
     AF_INET6,
     IPPROTO_ICMP,
+    IPPROTO_IP,
     IPPROTO_TCP,
     IPPROTO_UDP,
     SOCK_DGRAM,
@@ -38,6 +49,18 @@ IPV6_OPTS = frozenset({_std.IPV6_V6ONLY, _std.IPV6_UNICAST_HOPS, _std.IPV6_TCLAS
 _TIMEO = (getattr(_std, "SO_RCVTIMEO", -2), getattr(_std, "SO_SNDTIMEO", -2))
 #: ``local_sockopt``'s answer for an option the stack must answer.
 NOT_LOCAL = object()
+#: The integer options the stack keeps (and applies where it can).
+SOCKOPTS_INT = {
+    (SOL_SOCKET, _std.SO_REUSEADDR), (SOL_SOCKET, _std.SO_KEEPALIVE),
+    (SOL_SOCKET, _std.SO_RCVBUF), (SOL_SOCKET, _std.SO_SNDBUF),
+    (SOL_SOCKET, _std.SO_BROADCAST), (SOL_SOCKET, _SO_REUSEPORT),
+    (SOL_SOCKET, _std.SO_OOBINLINE), (SOL_SOCKET, getattr(_std, "SO_PRIORITY", -2)),
+    (IPPROTO_TCP, _std.TCP_NODELAY), (IPPROTO_TCP, _TCP_KEEPIDLE),
+    (IPPROTO_TCP, _TCP_KEEPINTVL), (IPPROTO_TCP, _TCP_KEEPCNT),
+    (IPPROTO_TCP, _TCP_USER_TIMEOUT), (IPPROTO_TCP, getattr(_std, "TCP_QUICKACK", -2)),
+    (IPPROTO_TCP, getattr(_std, "TCP_CORK", -2)), (IPPROTO_TCP, getattr(_std, "TCP_MAXSEG", -2)),
+    (IPPROTO_IP, _IP_TTL), (IPPROTO_IP, _IP_TOS),
+}
 
 
 def link_kind(family: int, kind: int, proto: int) -> str:
@@ -57,6 +80,24 @@ def link_kind(family: int, kind: int, proto: int) -> str:
             return "ping"
         raise _oserror(errno.EPROTONOSUPPORT)
     raise _oserror(errno.ESOCKTNOSUPPORT, "only SOCK_STREAM and SOCK_DGRAM")
+
+
+def option_value(level: int, optname: int, value: Any) -> Any:
+    """What the stack keeps for ``setsockopt(level, optname, value)``: an int, or
+    (onoff, seconds) for SO_LINGER; ENOPROTOOPT for options the stack lacks."""
+    if level == SOL_SOCKET and optname == _std.SO_LINGER:
+        if isinstance(value, int):
+            raise _oserror(errno.EINVAL)
+        onoff, secs = _LINGER.unpack(bytes(value)[:_LINGER.size])
+        return (onoff, secs)
+    if (level, optname) not in SOCKOPTS_INT:
+        raise _oserror(errno.ENOPROTOOPT)
+    if isinstance(value, int | bool):
+        return int(value)
+    if value is None:
+        raise TypeError("setsockopt() value must be an int or a buffer")
+    raw = bytes(value)
+    return int.from_bytes(raw[:4], sys.byteorder) if raw else 0
 
 
 # -- IPv6 options -----------------------------------------------------------------------------

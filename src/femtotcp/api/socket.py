@@ -62,7 +62,6 @@ from femtotcp.api.sock_base import (
     _KIND_ERROR,
     _LINGER,
     _REC,
-    _SO_REUSEPORT,
     _TCP_KEEPCNT,
     _TCP_KEEPIDLE,
     _TCP_KEEPINTVL,
@@ -104,11 +103,13 @@ from femtotcp.api.sock_base import (
 )
 from femtotcp.api.sock_common import (
     NOT_LOCAL,
+    SOCKOPTS_INT,
     dgram_into,
     get_ipv6_opt,
     ipv6_option,
     link_kind,
     local_sockopt,
+    option_value,
     set_ipv6_opt,
     set_timeo,
     shutdown_pair,
@@ -129,17 +130,7 @@ def __getattr__(name: str) -> Any:
 
 # -- the program's socket object -------------------------------------------------------------
 
-_SOCKOPTS_INT = {
-    (SOL_SOCKET, _std.SO_REUSEADDR), (SOL_SOCKET, _std.SO_KEEPALIVE),
-    (SOL_SOCKET, _std.SO_RCVBUF), (SOL_SOCKET, _std.SO_SNDBUF),
-    (SOL_SOCKET, _std.SO_BROADCAST), (SOL_SOCKET, _SO_REUSEPORT),
-    (SOL_SOCKET, _std.SO_OOBINLINE), (SOL_SOCKET, getattr(_std, "SO_PRIORITY", -2)),
-    (IPPROTO_TCP, _std.TCP_NODELAY), (IPPROTO_TCP, _TCP_KEEPIDLE),
-    (IPPROTO_TCP, _TCP_KEEPINTVL), (IPPROTO_TCP, _TCP_KEEPCNT),
-    (IPPROTO_TCP, _TCP_USER_TIMEOUT), (IPPROTO_TCP, getattr(_std, "TCP_QUICKACK", -2)),
-    (IPPROTO_TCP, getattr(_std, "TCP_CORK", -2)), (IPPROTO_TCP, getattr(_std, "TCP_MAXSEG", -2)),
-    (IPPROTO_IP, _IP_TTL), (IPPROTO_IP, _IP_TOS),
-}
+_SOCKOPTS_INT = SOCKOPTS_INT
 
 _DEFAULT_OPTS: dict[tuple[int, int], int] = {
     (IPPROTO_IP, _IP_TTL): 64,
@@ -536,24 +527,6 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
 
 
 StackSocket = socket
-
-
-def option_value(level: int, optname: int, value: Any) -> Any:
-    """What the stack keeps for ``setsockopt(level, optname, value)``: an int, or
-    (onoff, seconds) for SO_LINGER; ENOPROTOOPT for options the stack lacks."""
-    if level == SOL_SOCKET and optname == _std.SO_LINGER:
-        if isinstance(value, int):
-            raise _oserror(errno.EINVAL)
-        onoff, secs = _LINGER.unpack(bytes(value)[:_LINGER.size])
-        return (onoff, secs)
-    if (level, optname) not in _SOCKOPTS_INT:
-        raise _oserror(errno.ENOPROTOOPT)
-    if isinstance(value, int | bool):
-        return int(value)
-    if value is None:
-        raise TypeError("setsockopt() value must be an int or a buffer")
-    raw = bytes(value)
-    return int.from_bytes(raw[:4], sys.byteorder) if raw else 0
 
 
 def _raise(err: int) -> int:
