@@ -220,13 +220,37 @@ def test_first_request_hands_serve_the_pair(lan: Lan, svc: SocketService) -> Non
     assert list(svc.links) == [os.fstat(s.fileno()).st_ino]
     a, b = std.socketpair(std.AF_UNIX, std.SOCK_STREAM)
     msg = b"".join(encode(["+state", os.fstat(s.fileno()).st_ino, std.AF_INET,
-                           std.SOCK_STREAM, 0]))
+                           std.SOCK_STREAM, 0, []]))
     svc.handle(msg, b.detach())
     link = svc.links[os.fstat(s.fileno()).st_ino]
     assert link.local is not None and link.local[1] == 5200
     a.close()
     s.close()
 
+
+
+def test_options_before_the_first_request_go_with_it(lan: Lan, svc: SocketService) -> None:
+    """setsockopt on a socket serve does not have yet costs no request: the
+    options reach serve with the socket's first request, before it runs."""
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6250))
+    s = prog.socket()
+    s.setsockopt(std.IPPROTO_TCP, std.TCP_NODELAY, 1)
+    s.setsockopt(std.SOL_SOCKET, std.SO_KEEPALIVE, 1)
+    with pytest.raises(OSError) as exc:
+        s.setsockopt(std.SOL_SOCKET, std.SO_DEBUG, 1)      # checked here, as before
+    assert exc.value.errno == errno.ENOPROTOOPT
+    assert not svc.links
+    s.settimeout(10)
+    s.connect((lan.ip_b, 6250))
+    link = svc.links[os.fstat(s.fileno()).st_ino]
+    assert link.opts[(std.IPPROTO_TCP, std.TCP_NODELAY)] == 1
+    assert link.conn is not None and link.conn.nodelay
+    assert s.getsockopt(std.SOL_SOCKET, std.SO_KEEPALIVE) == 1
+    peer, _ = server.accept()
+    peer.close()
+    s.close()
+    server.close()
 
 def test_udp_sends_after_the_first_go_through_the_pair(lan: Lan, svc: SocketService) -> None:
     """Once serve has the socket bound, datagrams go to it as records on the

@@ -11,8 +11,9 @@ operations that need the stack are requests to serve's *socket service*
 ``service_path(control path)``).
 
 The pair is made here, and Q goes to serve (SCM_RIGHTS) with the socket's first
-request, written ``+op`` and carrying the socket's family, type and proto, so
-``socket()`` itself costs no round trip. An accepted connection's pair is made
+request, written ``+op`` and carrying the socket's family, type and proto and
+the options set so far, so ``socket()`` and ``setsockopt`` before it cost no
+round trip. An accepted connection's pair is made
 in serve as soon as the connection is ready, and its P comes on the listening
 socket's own P with an ``ACCEPTED`` record, so ``accept`` is a read there
 (with the socket's timeout; any process holding the listening fd may take
@@ -411,7 +412,7 @@ class RemoteSocket(_SocketBase):
     """``socket.socket`` for an attached program: P here, the stack socket in serve."""
 
     __slots__ = ("_net", "_id", "_sfamily", "_stype", "_sproto", "_mode", "_local", "_remote",
-                 "_q")
+                 "_q", "_opts")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: int | None = None, *, network: RemoteNetwork | None = None) -> None:
@@ -465,6 +466,8 @@ class RemoteSocket(_SocketBase):
         self._net = net
         self._id = sid
         self._sfamily, self._stype, self._sproto = family, kind, proto
+        #: Options set before serve had the socket: they go with its first request.
+        self._opts: list[list[Any]] = []
         self._state(state)
 
     def _state(self, state: list[Any]) -> None:
@@ -485,9 +488,10 @@ class RemoteSocket(_SocketBase):
             return values, fd
         self._q = None
         _pending.discard(self)
+        opts, self._opts = self._opts, []
         try:
             values, _rest, fd = self._net.ask(
-                "+" + op, self._id, self._sfamily, self._stype, self._sproto, *args,
+                "+" + op, self._id, self._sfamily, self._stype, self._sproto, opts, *args,
                 tail=tail, give=q.fileno())
         finally:
             q.close()
@@ -795,6 +799,11 @@ class RemoteSocket(_SocketBase):
             val = ipv6_option(self._sfamily, optname, value)
         else:
             val = option_value(level, optname, value)
+        if self._q is not None:
+            # serve does not have the socket yet: the option goes with its first
+            # request (a socket's options are set before it connects: no round trip).
+            self._opts.append([level, optname, val])
+            return
         self._values("setopt", level, optname, val)
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:

@@ -458,7 +458,9 @@ class SocketService:
                 if fd is None:
                     raise _oserror(errno.EINVAL, "no socket came with the request")
                 self.adopt(fd, doc[1], *doc[2:5])
-                name, doc = name[1:], [name[1:], doc[1], *doc[5:]]
+                for level, opt, value in doc[5]:    # options set before this request
+                    self.op_setopt(doc[1], level, opt, value, tail=b"")
+                name, doc = name[1:], [name[1:], doc[1], *doc[6:]]
             op = self._ops.get(name)
             if op is None:
                 raise _oserror(errno.EOPNOTSUPP, f"unknown request {name[:32]!r}")
