@@ -402,7 +402,8 @@ class RemoteNetwork(Network):
         records, AI_ADDRCONFIG and RFC 6724's order, as in-process)."""
         lower = host.strip().lower().rstrip(".")
         if (family == AF_INET or _parse_ipv4(lower) is not None
-                or any(name.lower() == lower for name in self.hosts)):
+                or any(name.lower() == lower for name in self.hosts)
+                or (family != AF_INET6 and not self.has_ipv6())):
             return super()._names(host, family, flags)      # no AAAA asked: as before
         canonical, addrs = self.values("names", 0, host, int(family), int(flags))
         return str(canonical), [str(a) for a in addrs]
