@@ -167,18 +167,7 @@ class _ServedTcpLink(_TcpLink):
                 return
             handing.popleft()
             os.close(fd)
-        # Q readable here means the program closed the listening socket.
-        try:
-            data = q.recv(1, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            data = None
-        except OSError:
-            data = b""
-        if data == b"":
-            self.close_listener()
-            return
-        if self.watch is not None:
-            self.watch.set(True, bool(handing))
+        self.listener_watch(q, bool(handing))
 
     def close_listener(self) -> None:
         while self.handing:
