@@ -402,6 +402,30 @@ def test_boot_hook_attaches_and_still_runs_another_sitecustomize(
     assert res.stdout.split() == ["socket", "ran"], res.stderr
 
 
+
+def test_boot_hook_attaches_on_the_first_socket_import_only(
+        svc: SocketService, tmp_path: os.PathLike[str]) -> None:
+    """A Python child loads no femtotcp until it imports socket (or ssl); then
+    it is attached, with ssl's classes built on the real socket class whichever
+    of the two it imported first."""
+    import subprocess
+    import sys
+
+    from femtotcp.api.remote import attach_environment
+    env = attach_environment(svc.path, dict(os.environ))
+    quiet = ("import sys, json; print(any(m.startswith('femtotcp') for m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", quiet], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert res.stdout.split() == ["False"], res.stderr
+    for first in ("socket", "ssl"):
+        code = (f"import {first}; import socket, ssl; s = socket.socket(); "
+                "print(type(s).__module__, ssl.SSLSocket.__bases__[0].__module__, "
+                "isinstance(s, ssl.SSLSocket))")
+        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert res.stdout.split() == ["femtotcp.api.remote", "socket", "False"], \
+            (first, res.stdout, res.stderr)
+
 def test_malformed_requests_get_errors_and_the_service_goes_on(lan: Lan,
                                                                svc: SocketService) -> None:
     import random
