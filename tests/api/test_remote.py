@@ -775,6 +775,26 @@ def test_ipv6_udp_and_options(six: tuple[RemoteNetwork, Network, SocketService])
         s.close()
 
 
+
+def test_ipv6_ping_socket_attached(six: tuple[RemoteNetwork, Network, SocketService]) -> None:
+    prog, _, svc = six
+    with prog.socket(std.AF_INET6, std.SOCK_DGRAM, std.IPPROTO_ICMPV6) as ping:
+        assert (ping.family, ping.proto) == (std.AF_INET6, std.IPPROTO_ICMPV6)
+        ping.settimeout(10)
+        ping.sendto(bytes((128, 0, 0, 0, 0, 0, 0, 7)) + b"attached six", (B6, 0))
+        reply, peer = ping.recvfrom(200)
+        assert peer[0] == B6 and len(peer) == 4
+        assert reply[0] == 129 and reply[8:] == b"attached six"
+        assert int.from_bytes(reply[4:6], "big") == ping.getsockname()[1]
+        # another process naming it by fd finds an ICMPv6 socket
+        dup = prog.adopt(os.dup(ping.fileno()))
+        assert dup is not None and (dup.family, dup.proto) == (std.AF_INET6,
+                                                                 std.IPPROTO_ICMPV6)
+        dup.close()
+    with pytest.raises(OSError) as exc:
+        prog.socket(std.AF_INET, std.SOCK_DGRAM, std.IPPROTO_ICMPV6)
+    assert exc.value.errno == errno.EPROTONOSUPPORT
+
 def test_ipv6_getaddrinfo_aaaa_through_serve(
         six: tuple[RemoteNetwork, Network, SocketService]) -> None:
     from femtotcp.services.dns_server import DnsResponder
