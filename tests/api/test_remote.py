@@ -252,6 +252,31 @@ def test_options_before_the_first_request_go_with_it(lan: Lan, svc: SocketServic
     s.close()
     server.close()
 
+
+def test_shutdown_for_writing_needs_no_request(lan: Lan, svc: SocketService) -> None:
+    """SHUT_WR (socketserver's end of every request) is the pair's EOF, which
+    serve's pump turns into the FIN: no request, data still comes in."""
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6260))
+    cli = prog.create_connection((lan.ip_b, 6260), timeout=10)
+    peer, _ = server.accept()
+    peer.settimeout(10)
+    prog.path = os.path.join(os.path.dirname(svc.path), "nothing-here")
+    prog.forget_channels()
+    cli.sendall(b"request")
+    cli.shutdown(std.SHUT_WR)
+    got = b""
+    while chunk := peer.recv(100):
+        got += chunk
+    assert got == b"request"
+    prog.path = svc.path          # (EOF asks serve whether it was a reset)
+    peer.sendall(b"answer")
+    peer.close()
+    assert cli.recv(100) == b"answer"
+    assert cli.recv(100) == b""
+    cli.close()
+    server.close()
+
 def test_udp_sends_after_the_first_go_through_the_pair(lan: Lan, svc: SocketService) -> None:
     """Once serve has the socket bound, datagrams go to it as records on the
     program's fd (no request each); their order and bytes are kept."""

@@ -67,6 +67,7 @@ from femtotcp.api.sock_base import (
     DGRAM_PAIR_BUF,
     IPPROTO_ICMP,
     PAIR_BUF,
+    SHUT_WR,
     SOCK_CLOEXEC,
     SOCK_DGRAM,
     SOCK_NONBLOCK,
@@ -786,7 +787,10 @@ class RemoteSocket(_SocketBase):
             self._refresh()
 
         def tell(h: int) -> None:
-            self._values("shut", h)
+            # SHUT_WR needs no request: serve's pump reads the EOF on its end of
+            # the pair and sends the FIN (socketserver shuts every connection so).
+            if h != SHUT_WR:
+                self._values("shut", h)
 
         shutdown_pair(self, how, self._mode if stream else None, self._remote is not None, tell)
 
