@@ -277,6 +277,28 @@ def test_shutdown_for_writing_needs_no_request(lan: Lan, svc: SocketService) -> 
     cli.close()
     server.close()
 
+
+def test_eof_after_a_fin_needs_no_request(lan: Lan, svc: SocketService) -> None:
+    """The peer's FIN is EOF on the program's fd with serve's end still open:
+    read without asking serve (a reset, by contrast, is asked: see
+    test_reset_reported_after_serve_freed_the_socket)."""
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6270))
+    cli = prog.create_connection((lan.ip_b, 6270), timeout=10)
+    peer, _ = server.accept()
+    prog.path = os.path.join(os.path.dirname(svc.path), "nothing-here")
+    prog.forget_channels()
+    peer.sendall(b"response")
+    peer.close()
+    got = b""
+    while chunk := cli.recv(100):
+        got += chunk
+    assert got == b"response"
+    buf = bytearray(10)
+    assert cli.recv_into(buf) == 0
+    cli.close()
+    server.close()
+
 def test_udp_sends_after_the_first_go_through_the_pair(lan: Lan, svc: SocketService) -> None:
     """Once serve has the socket bound, datagrams go to it as records on the
     program's fd (no request each); their order and bytes are kept."""

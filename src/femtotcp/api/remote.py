@@ -46,6 +46,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import select
 import socket as _std
 import struct
 import sys
@@ -649,6 +650,18 @@ class RemoteSocket(_SocketBase):
             return _oserror(errno.EPIPE)
         return exc
 
+    def _eof_error(self) -> OSError | None:
+        """The error to report at EOF on P, if any. A FIN from the peer leaves
+        serve's end of the pair open (shut for writing): P is not hung up, and
+        EOF is all, with no request. A reset, serve gone, or a connection done
+        both ways closes serve's end (P hung up): serve says which."""
+        poller = select.poll()
+        poller.register(_RealSocket.fileno(self), 0)
+        for _fd, events in poller.poll(0):
+            if events & (select.POLLHUP | select.POLLERR):
+                return self._pending_error()
+        return None
+
     def _ready_for_data(self) -> None:
         if self._mode == CONNECTING or (self._mode == IDLE and self._q is None):
             self._refresh()
@@ -663,7 +676,7 @@ class RemoteSocket(_SocketBase):
             self._ready_for_data()
         data = _RealSocket.recv(self, bufsize, flags)
         if not data and bufsize:
-            exc = self._pending_error()
+            exc = self._eof_error()
             if exc is not None:
                 raise exc
         return data
@@ -675,7 +688,7 @@ class RemoteSocket(_SocketBase):
             self._ready_for_data()
         n = _RealSocket.recv_into(self, buffer, nbytes, flags)
         if n == 0 and (nbytes or len(memoryview(buffer))):
-            exc = self._pending_error()
+            exc = self._eof_error()
             if exc is not None:
                 raise exc
         return n
