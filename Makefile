@@ -51,6 +51,7 @@ size: venv
 
 bench: venv deps
 	$(VPY) -m bench.run
+	$(VPY) -m bench.programs
 
 # Coverage-guided fuzzing (atheris/libFuzzer) of every parser and of Stack.receive;
 # not part of `make test`. FUZZ_RUNS inputs per target, FUZZ_TARGETS to pick some.
