@@ -60,10 +60,8 @@ def _on_stack(family: int, type_: int, proto: int, net: Any = None) -> bool:
     """True when the stack makes this kind of socket: AF_INET ones, and
     AF_INET6 stream and UDP ones when the network's stack has IPv6."""
     if family == _std.AF_INET6:
-        has_ipv6 = getattr(net, "has_ipv6", None)     # an attached program asks its serve
-        ipv6 = has_ipv6() if has_ipv6 is not None else \
-            getattr(getattr(net, "stack", None), "ipv6", None) is not None
-        if not ipv6 or proto == _std.IPPROTO_ICMP:
+        has_ipv6 = getattr(net, "has_ipv6", None)     # an attached network asks its serve
+        if has_ipv6 is None or not has_ipv6() or proto == _std.IPPROTO_ICMP:
             return False
     elif family not in (-1, _std.AF_INET) or proto == _std.IPPROTO_ICMPV6:
         return False
