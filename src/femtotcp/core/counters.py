@@ -242,6 +242,10 @@ declare(EVENT, """
 declare(GAUGE, """
     tcp.accept_queue tcp.ooo_held_bytes tcp.ooo_held_segments tcp.syn_queue
 """)
+# tcp: the early path for SYN floods (proto/tcp/synguard.py)
+declare(EVENT, """
+    tcp.early_rst tcp.early_syn
+""")
 # udp
 declare(DROP, """
     udp.bad_checksum udp.bad_length udp.no_port udp.not_from_peer udp.rcvbuf_full

@@ -101,6 +101,10 @@ class Stack:
         self.wall_clock: Callable[[], float] = wall_clock or time.time
         self.counters = Counters()
         self.timers = Timers()
+        #: A pre-filter the device receivers call before ``receive``:
+        #: ``early_input(iface, frame, csum_ok) -> True`` when it took the frame
+        #: (TCP's SynGuard while a listener answers a SYN flood with cookies).
+        self.early_input: Callable[[Interface, bytes, bool], bool] | None = None
         self.timers.now = self.clock()
         self.interfaces: list[Interface] = []
         self.routes = RouteTable()
@@ -221,10 +225,14 @@ class Stack:
         iface = Interface(name or device.name, device, mac, mtu, len(self.interfaces), vlan)
         self.interfaces.append(iface)
         def receiver(frame: bytes, _i: Interface = iface) -> None:
-            self.receive(_i, frame)
+            early = self.early_input
+            if early is None or not early(_i, frame, False):
+                self.receive(_i, frame)
 
         def checked(frame: bytes, _i: Interface = iface) -> None:
-            self.receive(_i, frame, None, True)
+            early = self.early_input
+            if early is None or not early(_i, frame, True):
+                self.receive(_i, frame, None, True)
 
         # Only a device that verifies checksums itself gets the trusted entry;
         # it is given nothing else (a wrapper gets the plain receiver of the

@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 INHERITED = ("nodelay", "keepalive", "keepalive_idle", "keepalive_interval",
              "keepalive_count", "linger", "user_timeout", "maxseg", "rcvbuf", "sndbuf")
 
+#: Their values on a listener where none was set: a constant, or the name of
+#: the ``TcpConfig`` field that holds it (read at use time; this is on the
+#: cookie path, once per SYN, so it builds nothing).
+_DEFAULTS: dict[str, Any] = {
+    "nodelay": False, "keepalive": False, "keepalive_idle": "keepalive_idle",
+    "keepalive_interval": "keepalive_interval", "keepalive_count": "keepalive_count",
+    "linger": None, "user_timeout": 0.0, "maxseg": 0, "rcvbuf": "rcvbuf",
+    "sndbuf": "sndbuf"}
+
 
 class TcpListener:
     """``accept()`` returns established connections (or None); ``on_event`` is
@@ -54,14 +63,10 @@ class TcpListener:
             options = self.__dict__.get("options", {})
             if name in options:
                 return options[name]
-            cfg = self.__dict__["tcp"].config
-            defaults = {"nodelay": False, "keepalive": False,
-                        "keepalive_idle": cfg.keepalive_idle,
-                        "keepalive_interval": cfg.keepalive_interval,
-                        "keepalive_count": cfg.keepalive_count, "linger": None,
-                        "user_timeout": 0.0, "maxseg": 0, "rcvbuf": cfg.rcvbuf,
-                        "sndbuf": cfg.sndbuf}
-            return defaults[name]
+            default = _DEFAULTS[name]
+            if isinstance(default, str):             # a TcpConfig field
+                return getattr(self.__dict__["tcp"].config, default)
+            return default
         raise AttributeError(name)
 
     def __setattr__(self, name: str, value: Any) -> None:
