@@ -66,11 +66,12 @@ def _link_stats(ns: str) -> dict[str, int]:
             "rx_packets": int(st["rx"]["packets"])}
 
 
-def _proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process and its threads."""
+def _proc_cpu(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process and its threads."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tck = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tck, int(fields[12]) / tck
 
 
 def _rss_kb(pid: int) -> int:
@@ -209,9 +210,11 @@ def run(seconds: float, connects: int, rand_source: bool, profile: str | None,
         "offered_per_s": offered / t_flood,
         "lost_in_tap_queue": link1["tx_dropped"] - link0["tx_dropped"],
         "read_per_s": rx / t_flood,
-        "read_per_cpu_s": rx / max(1e-9, cpu1 - cpu0),
-        "serve_cpu_share": (cpu1 - cpu0) / t_flood,
+        "read_per_cpu_s": rx / max(1e-9, sum(cpu1) - sum(cpu0)),
+        "serve_cpu_share": (sum(cpu1) - sum(cpu0)) / t_flood,
+        "serve_sys_share": (cpu1[1] - cpu0[1]) / max(1e-9, sum(cpu1) - sum(cpu0)),
         "cookies_sent": delta("tcp.syncookies_sent"),
+        "shed": {k: v for k, v in during["devices"][dev].items() if k.startswith("rx_shed")},
         "counters": {k: delta(k) for k in sorted(set(c1) | set(c0))
                      if k.startswith(("tcp.syn", "tcp.early", "tcp.cookie")) and delta(k)},
         "connects": results,
@@ -231,8 +234,10 @@ def report(fig: dict[str, Any]) -> None:
           f"({fig['lost_in_tap_queue']:,} lost in the TAP queue)")
     print(f"  read by the stack           {fig['read_per_s']:,.0f} frames/s "
           f"({fig['read_per_cpu_s']:,.0f} per CPU second; serve used "
-          f"{fig['serve_cpu_share'] * 100:.0f} % of a core)")
+          f"{fig['serve_cpu_share'] * 100:.0f} % of a core, "
+          f"{fig['serve_sys_share'] * 100:.0f} % of it in the kernel)")
     print(f"  SYN cookies sent            {fig['cookies_sent']:,}")
+    print(f"  SYN shedding (device)       {fig['shed'] or 'not engaged'}")
     for k, v in fig["counters"].items():
         print(f"    {k:38s} {v:,}")
     ok = [(c, e) for c, e, err in fig["connects"] if not err]

@@ -115,9 +115,12 @@ declare(DROP, """
 """)
 declare(EVENT, """
     rx_csum_trusted rx_empty rx_frames rx_gro_off rx_gso_frames tx_frames tx_gso_frames tx_gso_segments
-    tx_offload_disabled in.corrupt_skipped in.corrupted in.delayed in.duplicated
+    tx_offload_disabled rx_shed_engaged rx_shed_changes rx_shed_failed in.corrupt_skipped in.corrupted in.delayed in.duplicated
     in.hold_expired in.reordered out.corrupt_skipped out.corrupted out.delayed
     out.duplicated out.hold_expired out.reordered
+""")
+declare(GAUGE, """
+    rx_shed_keep_permille
 """)
 # dhcp
 declare(DROP, """

@@ -364,7 +364,7 @@ class Tcp:
         opts = wire.parse_options(hdr.options) if hdr.options else wire.NO_OPTIONS
         if opts.bad:
             counters[opts.bad] += 1
-        if len(lst.syn_queue) >= self.config.max_syn_backlog:
+        if self.synguard.want_cookie(lst, self.stack.now):
             if self.config.syncookies:
                 self._send_cookie(lst, src, dst, hdr, opts)
             else:

@@ -50,6 +50,7 @@ class TcpListener:
         self.on_event: Callable[[], None] | None = None
         self.closed = False
         self.cookie_time = -1e18     # when we last answered with a SYN cookie
+        self.pressure_time = -1e18   # when its SYN queue was last found full
         self.options: dict[str, Any] = {}
         self.state = "LISTEN"
 

@@ -50,6 +50,8 @@ _SYN = wire.SYN
 _RST = wire.RST
 _CTL = wire.SYN | wire.ACK | wire.RST | wire.FIN
 _SYN_ACK = wire.SYN | wire.ACK
+#: Seconds a listener keeps answering with cookies after its SYN queue was full.
+PRESSURE_HOLD = 1.0
 
 _HDR = struct.Struct("!HHIIHHHH")
 
@@ -123,6 +125,17 @@ class SynGuard:
         if stack.early_input is None:
             self._arm(now)
         stack.ip_output(src, wire.PROTO, seg, src=dst)
+
+    def want_cookie(self, lst: TcpListener, now: float) -> bool:
+        """Answer a SYN to ``lst`` statelessly: its SYN queue is full, or was
+        within the last ``PRESSURE_HOLD`` seconds (under a flood whose SYN-ACKs
+        earn RSTs the queue drains and refills at once; each half-open
+        connection costs far more than a cookie). Without cookies (the
+        ``syncookies`` switch) this is only "the queue is full"."""
+        if len(lst.syn_queue) >= self.tcp.config.max_syn_backlog:
+            lst.pressure_time = now
+            return True
+        return now - lst.pressure_time < PRESSURE_HOLD and self.tcp.config.syncookies
 
     # -- arming ---------------------------------------------------------------------
     def _arm(self, now: float) -> None:
@@ -213,8 +226,8 @@ class SynGuard:
             counters["tcp.early_rst"] += 1
             return True
         cfg = tcp.config
-        if len(lst.syn_queue) < cfg.max_syn_backlog or not cfg.syncookies or \
-                lst.accept_full():
+        if not cfg.syncookies or lst.accept_full() or \
+                not self.want_cookie(lst, stack.clock()):
             self.ports.discard(lport)                 # no longer under pressure here
             if not self.ports:
                 self.disarm()

@@ -1,0 +1,255 @@
+"""SYN shedding on a TAP: under a SYN flood the kernel drops a share of bare TCP
+SYNs before they reach the TAP's queue, so everything else still gets in.
+
+A TAP's queue towards us holds ``txqueuelen`` frames; when a flood fills it
+faster than we read, the kernel drops whatever arrives next, with no regard to
+what it is: pings, the ACK that completes a SYN-cookie handshake, data of
+established connections are lost in the same proportion as the flood. A Python
+stack reads some tens of thousands of frames a second; hping3 offers 160,000
+SYNs. So while the device's reads keep finding the queue full (a read batch
+ends at ``max_batch`` instead of EAGAIN), it attaches a classic BPF socket
+filter to the TAP (``TUNATTACHFILTER``, which the tun driver runs in
+``tun_net_xmit`` before queueing) that keeps only a share ``keep`` of the
+frames that are bare TCP SYNs (IPv4 without fragments, or IPv6 with TCP as the
+first next header; SYN set, ACK, RST and FIN clear), picked at random
+(``SKF_AD_RANDOM``). Every other frame passes untouched.
+
+The share adapts every ``INTERVAL`` seconds on the driving loop's timers:
+multiplied by ``DECREASE`` when no read batch of the interval drained the
+queue (sustained overload: a burst after the loop was descheduled drains in
+a few batches), by ``INCREASE`` when most did (idle intervals too), kept
+otherwise; never below ``MIN_KEEP``. Once it is back at 1 the filter is removed. A
+legitimate SYN then has the same chance as before (we answer as many SYNs as
+we can read), and every other frame gets in. The frames the filter drops are
+counted by the kernel, in the interface's TX drops (``ip -s link``); the
+device counts ``rx_shed_engaged`` (filter attached), ``rx_shed_changes`` and
+``rx_shed_keep_permille`` (the share now, a gauge).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import logging
+import socket
+import struct
+from collections.abc import Callable
+
+from femtotcp.core.counters import Counters
+from femtotcp.core.loop import Loop
+from femtotcp.core.timers import Timer
+
+log = logging.getLogger("femtotcp.phy.synshed")
+
+# <linux/if_tun.h>: _IOW('T', 213/214, struct sock_fprog) on a 64-bit ABI.
+TUNATTACHFILTER = 0x401054D5
+TUNDETACHFILTER = 0x401054D6
+
+INTERVAL = 0.1
+DECREASE = 0.6
+INCREASE = 1.25
+MIN_KEEP = 1 / 1024
+
+# Classic BPF (<linux/filter.h>).
+_LD_W_ABS = 0x20
+_LD_H_ABS = 0x28
+_LD_B_ABS = 0x30
+_LD_B_IND = 0x50
+_LDX_B_MSH = 0xB1
+_ALU_AND_K = 0x54
+_JEQ_K = 0x15
+_JGE_K = 0x35
+_JSET_K = 0x45
+_RET_K = 0x06
+_SKF_AD_RANDOM = -0x1000 + 56
+_INSN = struct.Struct("HBBI")
+_FPROG = struct.Struct("HxxxxxxQ")
+
+
+def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
+    return _INSN.pack(code, jt, jf, k & 0xFFFFFFFF)
+
+
+def program(keep: float) -> bytes:
+    """The filter: accept everything but a bare TCP SYN, which passes when a
+    random 16-bit number is below ``keep * 65536``. Offsets are from the
+    Ethernet header (a TAP's frame as the kernel hands it over)."""
+    threshold = max(1, min(65536, int(keep * 65536)))
+    # Jumps count the instructions after the jumping one; ACCEPT and DROP are
+    # the last two, so a jump to them is (index of target) - (index + 1).
+    code = [
+        (_LD_H_ABS, 0, 0, 12),              # 0  ethertype
+        (_JEQ_K, 0, 0, 0x0800),             # 1  IPv4? else 7
+        (_LD_B_ABS, 0, 0, 23),              # 2  protocol
+        (_JEQ_K, 0, 0, 6),                  # 3  TCP? else ACCEPT
+        (_LD_H_ABS, 0, 0, 20),              # 4  flags and fragment offset
+        (_JSET_K, 0, 0, 0x3FFF),            # 5  a fragment: ACCEPT
+        (_LDX_B_MSH, 0, 0, 14),             # 6  X = IPv4 header length
+        (_LD_B_IND, 0, 0, 14 + 13),         # 7  TCP flags: Ethernet + X + 13
+        (_ALU_AND_K, 0, 0, 0x17),           # 8  SYN|ACK|RST|FIN
+        (_JEQ_K, 0, 0, 0x02),               # 9  only SYN? else ACCEPT
+        (_LD_W_ABS, 0, 0, _SKF_AD_RANDOM),  # 10
+        (_ALU_AND_K, 0, 0, 0xFFFF),         # 11
+        (_JGE_K, 0, 0, threshold),          # 12 >= threshold: DROP
+        (_RET_K, 0, 0, 0x40000),            # 13 ACCEPT
+        (_RET_K, 0, 0, 0),                  # 14 DROP
+    ]
+    accept, drop = 13, 14
+    # IPv6: ethertype 0x86DD, next header 6 at 20, TCP flags at 14 + 40 + 13.
+    v6 = [
+        (_JEQ_K, 0, 0, 0x86DD),             # 15 (reached from 1's false branch)
+        (_LD_B_ABS, 0, 0, 20),              # 16
+        (_JEQ_K, 0, 0, 6),                  # 17
+        (_LD_B_ABS, 0, 0, 14 + 40 + 13),    # 18
+        (_ALU_AND_K, 0, 0, 0x17),           # 19
+        (_JEQ_K, 0, 0, 0x02),               # 20
+        (_LD_W_ABS, 0, 0, _SKF_AD_RANDOM),  # 21
+        (_ALU_AND_K, 0, 0, 0xFFFF),         # 22
+        (_JGE_K, 0, 0, threshold),          # 23
+        (_RET_K, 0, 0, 0x40000),            # 24 ACCEPT
+        (_RET_K, 0, 0, 0),                  # 25 DROP
+    ]
+    code += v6
+
+    def to(src: int, dst: int) -> int:
+        return dst - src - 1
+
+    fix = dict(enumerate(code))
+    fix[1] = (_JEQ_K, 0, to(1, 15), 0x0800)
+    fix[3] = (_JEQ_K, 0, to(3, accept), 6)
+    fix[5] = (_JSET_K, to(5, accept), 0, 0x3FFF)
+    fix[9] = (_JEQ_K, 0, to(9, accept), 0x02)
+    fix[12] = (_JGE_K, to(12, drop), 0, threshold)
+    fix[15] = (_JEQ_K, 0, to(15, 24), 0x86DD)
+    fix[17] = (_JEQ_K, 0, to(17, 24), 6)
+    fix[20] = (_JEQ_K, 0, to(20, 24), 0x02)
+    fix[23] = (_JGE_K, to(23, 25), 0, threshold)
+    return b"".join(_insn(*fix[i]) for i in range(len(code)))
+
+
+class SynShed:
+    """The controller of one TAP's filter (see the module doc).
+
+    ``attach(prog)`` installs a filter (``None`` removes it) and raises OSError
+    when the kernel refuses; ``offered()`` is the number of frames the kernel
+    has offered to the TAP's queue so far (its TX packets plus TX drops: what
+    got in, what the filter dropped and what found the queue full), or None
+    when it cannot tell. The device adds the frames it read to ``reads`` and
+    calls ``backlogged`` when a read batch ended full."""
+
+    def __init__(self, loop: Loop, attach: Callable[[bytes | None], None],
+                 offered: Callable[[], int | None], counters: Counters) -> None:
+        self.loop = loop
+        self._attach = attach
+        self._offered = offered
+        self.counters = counters
+        self.keep = 1.0
+        self.reads = 0
+        self.full = 0
+        self._last: tuple[int, int] | None = None
+        self._timer: Timer | None = None
+        self.failed = False
+
+    def backlogged(self) -> None:
+        """A read batch ended full: the queue holds more than we read at once."""
+        self.full += 1
+        if self._timer is None and not self.failed:
+            offered = self._offered()
+            if offered is None:
+                self.failed = True
+                return
+            self._last = (offered, self.reads)
+            self.full = 1
+            self._timer = self.loop.call_at(self.loop.now() + INTERVAL, self._tick)
+
+    def _tick(self) -> None:
+        offered = self._offered()
+        if offered is None or self._last is None:
+            self._timer = None
+            return
+        arrived = offered - self._last[0]
+        read = self.reads - self._last[1]
+        full, self.full = self.full, 0
+        self._last = (offered, self.reads)
+        keep = self.keep
+        if full and arrived > read + read // 8:
+            # The queue overflowed: take the share of the offered frames we
+            # managed to read (SYNs are nearly all of a flood), never halving
+            # more than once a tick.
+            keep = max(MIN_KEEP, keep * DECREASE, min(keep, read / arrived))
+        elif not full or arrived <= read:
+            keep = min(1.0, keep * INCREASE)    # we kept up: room for more SYNs
+        if keep != self.keep:
+            self._set(keep)
+        if self.keep >= 1.0 or self.failed:
+            self._timer = None
+            return
+        self._timer = self.loop.call_at(self.loop.now() + INTERVAL, self._tick)
+
+    def _set(self, keep: float) -> None:
+        was = self.keep
+        try:
+            self._attach(None if keep >= 1.0 else program(keep))
+        except OSError as exc:
+            self.failed = True
+            self.counters["rx_shed_failed"] += 1
+            log.warning("cannot filter SYNs on the TAP (%s); frames are lost in its queue "
+                        "under a SYN flood instead", exc.strerror)
+            return
+        self.keep = keep
+        if was >= 1.0:
+            self.counters["rx_shed_engaged"] += 1
+        self.counters["rx_shed_changes"] += 1
+        self.counters["rx_shed_keep_permille"] = int(keep * 1000)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+_NLMSG = struct.Struct("=IHHII")
+_IFINFO = struct.Struct("=BxHiII")
+_RTA = struct.Struct("=HH")
+_RTM_GETLINK = 18
+_NLM_F_REQUEST = 1
+_IFLA_STATS64 = 23
+
+
+def link_offered(sock: socket.socket, ifindex: int) -> int | None:
+    """TX packets plus TX drops of interface ``ifindex`` (RTM_GETLINK's
+    IFLA_STATS64 over a NETLINK_ROUTE socket of the interface's namespace):
+    every frame the kernel offered to the TAP's queue. None on any trouble."""
+    try:
+        sock.send(_NLMSG.pack(_NLMSG.size + _IFINFO.size, _RTM_GETLINK, _NLM_F_REQUEST, 1, 0)
+                  + _IFINFO.pack(0, 0, ifindex, 0, 0))
+        data = sock.recv(65536)
+    except OSError:
+        return None
+    if len(data) < _NLMSG.size + _IFINFO.size:
+        return None
+    length = min(len(data), _NLMSG.unpack_from(data)[0])
+    off = _NLMSG.size + _IFINFO.size
+    while off + _RTA.size <= length:
+        alen, atype = _RTA.unpack_from(data, off)
+        if alen < _RTA.size:
+            return None
+        if atype == _IFLA_STATS64 and off + 4 + 64 <= length:
+            # struct rtnl_link_stats64: rx/tx packets, bytes, errors, dropped.
+            stats = struct.unpack_from("=8Q", data, off + 4)
+            return int(stats[1] + stats[7])
+        off += (alen + 3) & ~3
+    return None
+
+
+def attach_filter(fd: int, prog: bytes | None) -> None:
+    """TUNATTACHFILTER with ``prog`` (classic BPF instructions), or
+    TUNDETACHFILTER when None."""
+    if prog is None:
+        fcntl.ioctl(fd, TUNDETACHFILTER, _FPROG.pack(0, 0))
+        return
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    fcntl.ioctl(fd, TUNATTACHFILTER, _FPROG.pack(len(prog) // _INSN.size, ctypes.addressof(buf)))
+
+
+__all__ = ["SynShed", "attach_filter", "program"]
