@@ -222,7 +222,7 @@ declare(DROP, """
     tcp.fin_wait_2_timeout tcp.handshake_timeout tcp.icmp_no_connection
     tcp.icmp_truncated tcp.keepalive_timeout tcp.listen_bad_ack tcp.listen_no_syn
     tcp.listen_overflow tcp.no_ack_flag tcp.no_connection tcp.no_socket
-    tcp.ooo_dropped tcp.persist_timeout_abort tcp.retransmit_timeout_abort
+    tcp.ooo_dropped tcp.ooo_pruned tcp.persist_timeout_abort tcp.retransmit_timeout_abort
     tcp.sack_invalid tcp.syn_data_dropped tcp.syn_fin_dropped tcp.syn_queue_overflow
     tcp.syn_received_bad_ack tcp.syn_sent_bad_ack tcp.syncookies_failed
     tcp.time_wait_overflow tcp.truncated
