@@ -31,6 +31,27 @@ _DEFAULTS: dict[str, Any] = {
     "sndbuf": "sndbuf"}
 
 
+class _Inherited:
+    """A listener option: kept in ``listener.options`` once set, else its default."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.default = _DEFAULTS[name]
+
+    def __get__(self, obj: TcpListener | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        options = obj.options
+        if self.name in options:
+            return options[self.name]
+        if isinstance(self.default, str):          # a TcpConfig field
+            return getattr(obj.tcp.config, self.default)
+        return self.default
+
+    def __set__(self, obj: TcpListener, value: Any) -> None:
+        obj.options[self.name] = value
+
+
 class TcpListener:
     """``accept()`` returns established connections (or None); ``on_event`` is
     called (loop thread) when the accept queue grows. Options set on the
@@ -58,23 +79,20 @@ class TcpListener:
         from femtotcp.wire import ip_str
         return f"<TcpListener {ip_str(self.local[0])}:{self.local[1]}>"
 
-    # -- options set like attributes (conn options inherited by accepted sockets) ---
-    def __getattr__(self, name: str) -> Any:
-        if name in INHERITED:
-            options = self.__dict__.get("options", {})
-            if name in options:
-                return options[name]
-            default = _DEFAULTS[name]
-            if isinstance(default, str):             # a TcpConfig field
-                return getattr(self.__dict__["tcp"].config, default)
-            return default
-        raise AttributeError(name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in INHERITED:
-            self.options[name] = value
-        else:
-            object.__setattr__(self, name, value)
+    # Options set like attributes (inherited by accepted connections): the
+    # descriptors below keep them in ``options``; where none was set, the
+    # default. Plain attributes stay plain (cookie_time is set once per SYN
+    # under a flood).
+    nodelay: bool
+    keepalive: bool
+    keepalive_idle: float
+    keepalive_interval: float
+    keepalive_count: int
+    linger: int | None
+    user_timeout: float
+    maxseg: int
+    rcvbuf: int
+    sndbuf: int
 
     def apply_options(self, conn: TcpConnection) -> None:
         for name, value in self.options.items():
@@ -134,3 +152,7 @@ class TcpListener:
         cb = self.on_event
         if cb is not None:
             cb()
+
+
+for _name in INHERITED:
+    setattr(TcpListener, _name, _Inherited(_name))
