@@ -57,6 +57,7 @@ _LD_B_ABS = 0x30
 _LD_B_IND = 0x50
 _LDX_B_MSH = 0xB1
 _ALU_AND_K = 0x54
+_JA = 0x05
 _JEQ_K = 0x15
 _JGE_K = 0x35
 _JSET_K = 0x45
@@ -71,60 +72,48 @@ def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
 
 
 def program(keep: float) -> bytes:
-    """The filter: accept everything but a bare TCP SYN, which passes when a
-    random 16-bit number is below ``keep * 65536``. Offsets are from the
-    Ethernet header (a TAP's frame as the kernel hands it over)."""
+    """The filter: accept everything but a bare TCP SYN or bare RST (of SYN,
+    ACK, RST and FIN only that one set), which passes when a random 16-bit
+    number is below ``keep * 65536``. Offsets are from the Ethernet header (a
+    TAP's frame as the kernel hands it over)."""
     threshold = max(1, min(65536, int(keep * 65536)))
-    # Jumps count the instructions after the jumping one; ACCEPT and DROP are
-    # the last two, so a jump to them is (index of target) - (index + 1).
-    code = [
-        (_LD_H_ABS, 0, 0, 12),              # 0  ethertype
-        (_JEQ_K, 0, 0, 0x0800),             # 1  IPv4? else 7
-        (_LD_B_ABS, 0, 0, 23),              # 2  protocol
-        (_JEQ_K, 0, 0, 6),                  # 3  TCP? else ACCEPT
-        (_LD_H_ABS, 0, 0, 20),              # 4  flags and fragment offset
-        (_JSET_K, 0, 0, 0x3FFF),            # 5  a fragment: ACCEPT
-        (_LDX_B_MSH, 0, 0, 14),             # 6  X = IPv4 header length
-        (_LD_B_IND, 0, 0, 14 + 13),         # 7  TCP flags: Ethernet + X + 13
-        (_ALU_AND_K, 0, 0, 0x17),           # 8  SYN|ACK|RST|FIN
-        (_JEQ_K, 0, 0, 0x02),               # 9  only SYN? else ACCEPT
-        (_LD_W_ABS, 0, 0, _SKF_AD_RANDOM),  # 10
-        (_ALU_AND_K, 0, 0, 0xFFFF),         # 11
-        (_JGE_K, 0, 0, threshold),          # 12 >= threshold: DROP
-        (_RET_K, 0, 0, 0x40000),            # 13 ACCEPT
-        (_RET_K, 0, 0, 0),                  # 14 DROP
+    # (label, code, true target, false target, k); a target is a label or None
+    # (the next instruction). Classic BPF jumps forward only.
+    asm: list[tuple[str, int, str | None, str | None, int]] = [
+        ("", _LD_H_ABS, None, None, 12),                 # ethertype
+        ("", _JEQ_K, None, "v6", 0x0800),
+        ("", _LD_B_ABS, None, None, 23),                 # IPv4 protocol
+        ("", _JEQ_K, None, "accept", 6),
+        ("", _LD_H_ABS, None, None, 20),                 # MF and fragment offset
+        ("", _JSET_K, "accept", None, 0x3FFF),
+        ("", _LDX_B_MSH, None, None, 14),                # X = IPv4 header length
+        ("", _LD_B_IND, None, None, 14 + 13),            # TCP flags
+        ("", _JA, "flags", None, 0),
+        ("v6", _JEQ_K, None, "accept", 0x86DD),
+        ("", _LD_B_ABS, None, None, 20),                 # IPv6 next header
+        ("", _JEQ_K, None, "accept", 6),
+        ("", _LD_B_ABS, None, None, 14 + 40 + 13),       # TCP flags
+        ("flags", _ALU_AND_K, None, None, 0x17),         # SYN|ACK|RST|FIN
+        ("", _JEQ_K, "sample", None, 0x02),              # a bare SYN
+        ("", _JEQ_K, "sample", "accept", 0x04),          # a bare RST
+        ("sample", _LD_W_ABS, None, None, _SKF_AD_RANDOM),
+        ("", _ALU_AND_K, None, None, 0xFFFF),
+        ("", _JGE_K, "drop", None, threshold),
+        ("accept", _RET_K, None, None, 0x40000),
+        ("drop", _RET_K, None, None, 0),
     ]
-    accept, drop = 13, 14
-    # IPv6: ethertype 0x86DD, next header 6 at 20, TCP flags at 14 + 40 + 13.
-    v6 = [
-        (_JEQ_K, 0, 0, 0x86DD),             # 15 (reached from 1's false branch)
-        (_LD_B_ABS, 0, 0, 20),              # 16
-        (_JEQ_K, 0, 0, 6),                  # 17
-        (_LD_B_ABS, 0, 0, 14 + 40 + 13),    # 18
-        (_ALU_AND_K, 0, 0, 0x17),           # 19
-        (_JEQ_K, 0, 0, 0x02),               # 20
-        (_LD_W_ABS, 0, 0, _SKF_AD_RANDOM),  # 21
-        (_ALU_AND_K, 0, 0, 0xFFFF),         # 22
-        (_JGE_K, 0, 0, threshold),          # 23
-        (_RET_K, 0, 0, 0x40000),            # 24 ACCEPT
-        (_RET_K, 0, 0, 0),                  # 25 DROP
-    ]
-    code += v6
-
-    def to(src: int, dst: int) -> int:
-        return dst - src - 1
-
-    fix = dict(enumerate(code))
-    fix[1] = (_JEQ_K, 0, to(1, 15), 0x0800)
-    fix[3] = (_JEQ_K, 0, to(3, accept), 6)
-    fix[5] = (_JSET_K, to(5, accept), 0, 0x3FFF)
-    fix[9] = (_JEQ_K, 0, to(9, accept), 0x02)
-    fix[12] = (_JGE_K, to(12, drop), 0, threshold)
-    fix[15] = (_JEQ_K, 0, to(15, 24), 0x86DD)
-    fix[17] = (_JEQ_K, 0, to(17, 24), 6)
-    fix[20] = (_JEQ_K, 0, to(20, 24), 0x02)
-    fix[23] = (_JGE_K, to(23, 25), 0, threshold)
-    return b"".join(_insn(*fix[i]) for i in range(len(code)))
+    where = {label: i for i, (label, *_rest) in enumerate(asm) if label}
+    out = []
+    for i, (_label, code, jt, jf, k) in enumerate(asm):
+        if code == _JA and jt:
+            out.append(_insn(code, 0, 0, where[jt] - i - 1))
+        elif code in (_JEQ_K, _JGE_K, _JSET_K):
+            t = where[jt] - i - 1 if jt else 0
+            f = where[jf] - i - 1 if jf else 0
+            out.append(_insn(code, t, f, k))
+        else:
+            out.append(_insn(code, 0, 0, k))
+    return b"".join(out)
 
 
 class SynShed:
