@@ -18,6 +18,11 @@ Robustness rules (the kernel side is not ours to control):
   delivers each; a read error other than EAGAIN is counted and ends the batch.
   When the interface is deleted under us (EBADFD) the device stops reading and
   swaps its fd for a never-readable one so the loop cannot spin on it.
+- Under a SYN flood (TAP only, with a loop that called ``set_loop``): while
+  read batches keep ending full and the kernel offers more than we read, a
+  BPF filter on the TAP keeps only a random share of bare TCP SYNs and RSTs,
+  so the rest (pings, handshake ACKs, data) still gets into the queue; see
+  phy/synshed.py (``shed_syns = False`` turns it off).
 
 Offload (``TapDevice(..., offload=True)``, the default, with GRO reads on
 unless ``gro=False``; TUN and ``from_fd`` devices have none unless asked): the
@@ -243,9 +248,12 @@ class TunTapDevice(Device):
             self._ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
             if self.kind_flag == IFF_TAP:
                 # The kernel's counters of the TAP (SYN shedding), in its namespace.
-                self._nl = socket.socket(socket.AF_NETLINK,
-                                         socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                                         socket.NETLINK_ROUTE)
+                try:
+                    self._nl = socket.socket(socket.AF_NETLINK,
+                                             socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                             socket.NETLINK_ROUTE)
+                except OSError:
+                    self._nl = None         # no shedding: frames lost in the queue instead
             self._ifname = self.name.encode()
             self._set_mtu(mtu)
             if up:
