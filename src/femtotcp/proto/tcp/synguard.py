@@ -54,6 +54,10 @@ _SYN_ACK = wire.SYN | wire.ACK
 PRESSURE_HOLD = 1.0
 
 _HDR = struct.Struct("!HHIIHHHH")
+#: What the early path reads of an untagged IPv4 frame (no IP options): MACs,
+#: total length, flags/fragment offset, addresses, source port, sequence
+#: number, data offset (the destination port and flags were looked at first).
+_EARLY = struct.Struct("!6s6s4xH2xH4x4s4sH2xI4xB")
 
 
 def synack(peer: bytes, ours: bytes, lport: int, rport: int, seq: int, ack: int,
@@ -184,32 +188,28 @@ class SynGuard:
         if lport not in self.ports:
             return False
         stack = self.stack
-        if frame[:6] != iface.mac or iface.vlan is not None or frame[6:12] == iface.mac or \
+        (dmac, smac, total, frag, src, dst, rport, seq, off) = _EARLY.unpack_from(frame)
+        if dmac != iface.mac or iface.vlan is not None or smac == dmac or \
                 n > iface.mtu + 18:
             return False
-        total = (frame[16] << 8) | frame[17]
-        if total < 40 or total + 14 > n or (frame[20] & 0x3F) or frame[21]:
+        if total < 40 or total + 14 > n or frag & 0x3FFF:
             return False                              # short, or a fragment
         if int.from_bytes(frame[14:34], "big") % 0xFFFF:
             return False                              # bad header checksum: counted there
-        src = frame[26:30]
-        dst = frame[30:34]
         local = stack.local_addresses
         if dst not in local or src in local or src[0] >= 224 or src[0] == 127 or \
                 src == _ANY4 or src in stack.broadcast_addresses:
             return False
-        seg = frame[34:14 + total]
         slen = total - 20
-        hlen = (seg[12] >> 4) << 2
+        hlen = (off >> 4) << 2
         if hlen < 20 or hlen > slen:
             return False
         if not csum_ok:
-            value = int.from_bytes(seg, "big")
+            value = int.from_bytes(frame[34:14 + total], "big")
             if slen & 1:
                 value <<= 8
             if (value + int.from_bytes(frame[26:34], "big") + 6 + slen) % 0xFFFF:
                 return False                          # bad checksum: counted there
-        rport = (seg[0] << 8) | seg[1]
         tcp = self.tcp
         if (dst, lport, src, rport) in tcp._conns:
             return False
@@ -233,7 +233,7 @@ class SynGuard:
                 self.disarm()
             return False
         if hlen > 20:
-            opts = wire.parse_options(seg[20:hlen])
+            opts = wire.parse_options(frame[54:34 + hlen])
             if opts.bad:
                 return False                          # counted by the full path
         else:
@@ -241,7 +241,6 @@ class SynGuard:
         counters["ipv4.rx"] += 1
         counters["tcp.no_connection"] += 1
         counters["tcp.early_syn"] += 1
-        seq = (seg[4] << 24) | (seg[5] << 16) | (seg[6] << 8) | seg[7]
         self.send_cookie(lst, src, dst, rport, lport, seq, opts, stack.clock())
         return True
 
