@@ -32,6 +32,14 @@ CLIENTS = 10
 LINE = b"through the flood\n"
 
 
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
 def _client(ns: Netns, results: list[bool]) -> None:
     with entered(ns):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -74,6 +82,7 @@ def test_connections_and_ping_survive_an_hping3_syn_flood(
         for t in clients:
             t.start()
         during = served.result("stats")
+        rss_mb = _rss_mb(proc.pid)
         out, _ = ping.communicate(timeout=60)
         for t in clients:
             t.join(30)
@@ -93,6 +102,7 @@ def test_connections_and_ping_survive_an_hping3_syn_flood(
         for name, q in during["queues"].items():
             assert q["now"] <= q["cap"], (name, q)
         assert during["tcp"]["syn_queue"] <= during["queues"]["tcp.syn_queue"]["cap"]
+        assert rss_mb < 150, rss_mb          # no memory per SYN (about 30 MB in practice)
 
         # The flood stops: the filter goes, a connection and ping work at once.
         flood.send_signal(signal.SIGINT)
