@@ -14,11 +14,14 @@ frames that are bare TCP SYNs (IPv4 without fragments, or IPv6 with TCP as the
 first next header; SYN set, ACK, RST and FIN clear), picked at random
 (``SKF_AD_RANDOM``). Every other frame passes untouched.
 
-The share adapts every ``INTERVAL`` seconds on the driving loop's timers:
-multiplied by ``DECREASE`` when no read batch of the interval drained the
-queue (sustained overload: a burst after the loop was descheduled drains in
-a few batches), by ``INCREASE`` when most did (idle intervals too), kept
-otherwise; never below ``MIN_KEEP``. Once it is back at 1 the filter is removed. A
+The share adapts every ``INTERVAL`` seconds on the driving loop's timers, from
+the kernel's count of the frames offered to the queue (netlink), the frames
+read and, of those, the ones the filter samples (so its own drops are known):
+what is left was lost at the full queue. More than ``HIGH_LOSS`` of the
+offered frames lost there: the share is multiplied by ``DECREASE``; less than
+``LOW_LOSS``: by ``INCREASE``; kept otherwise; never below ``MIN_KEEP``. The
+queue is thus kept just short of overflowing: a flood that comes in bursts
+(its sender shares the CPU) lets more SYNs in between them. Once it is back at 1 the filter is removed. A
 legitimate SYN then has the same chance as before (we answer as many SYNs as
 we can read), and every other frame gets in. The frames the filter drops are
 counted by the kernel, in the interface's TX drops (``ip -s link``); the
@@ -46,9 +49,13 @@ TUNATTACHFILTER = 0x401054D5
 TUNDETACHFILTER = 0x401054D6
 
 INTERVAL = 0.1
-DECREASE = 0.6
-INCREASE = 1.25
+DECREASE = 0.7
+INCREASE = 1.15
 MIN_KEEP = 1 / 1024
+#: Shares of the offered frames lost at the full queue above which the filter
+#: keeps fewer SYNs, and below which it keeps more.
+HIGH_LOSS = 0.15
+LOW_LOSS = 0.05
 
 # Classic BPF (<linux/filter.h>).
 _LD_W_ABS = 0x20
@@ -116,6 +123,26 @@ def program(keep: float) -> bytes:
     return b"".join(out)
 
 
+def sheddable(frame: bytes) -> bool:
+    """What ``program`` samples: a bare TCP SYN or RST (the same tests)."""
+    n = len(frame)
+    ethertype = frame[12:14]
+    if ethertype == b"\x08\x00":
+        if n < 24 or frame[23] != 6 or frame[20] & 0x3F or frame[21]:
+            return False
+        at = 14 + 4 * (frame[14] & 0xF) + 13
+    elif ethertype == b"\x86\xdd":
+        if n < 21 or frame[20] != 6:
+            return False
+        at = 14 + 40 + 13
+    else:
+        return False
+    if at >= n:
+        return False
+    flags = frame[at] & 0x17
+    return flags == 0x02 or flags == 0x04
+
+
 class SynShed:
     """The controller of one TAP's filter (see the module doc).
 
@@ -134,8 +161,9 @@ class SynShed:
         self.counters = counters
         self.keep = 1.0
         self.reads = 0
+        self.sampled = 0
         self.full = 0
-        self._last: tuple[int, int] | None = None
+        self._last: tuple[int, int, int] | None = None
         self._timer: Timer | None = None
         self.failed = False
 
@@ -147,9 +175,14 @@ class SynShed:
             if offered is None:
                 self.failed = True
                 return
-            self._last = (offered, self.reads)
+            self._last = (offered, self.reads, self.sampled)
             self.full = 1
             self._timer = self.loop.call_at(self.loop.now() + INTERVAL, self._tick)
+
+    def count(self, frames: list[tuple[bytes, int]]) -> None:
+        """While the filter is on: count the read frames it samples (the ones
+        that passed it), to tell its drops from the queue's."""
+        self.sampled += sum(1 for frame, _ in frames if sheddable(frame))
 
     def _tick(self) -> None:
         offered = self._offered()
@@ -158,16 +191,18 @@ class SynShed:
             return
         arrived = offered - self._last[0]
         read = self.reads - self._last[1]
+        sampled = self.sampled - self._last[2]
         full, self.full = self.full, 0
-        self._last = (offered, self.reads)
+        self._last = (offered, self.reads, self.sampled)
         keep = self.keep
-        if full and arrived > read + read // 8:
-            # The queue overflowed: take the share of the offered frames we
-            # managed to read (SYNs are nearly all of a flood), never halving
-            # more than once a tick.
-            keep = max(MIN_KEEP, keep * DECREASE, min(keep, read / arrived))
-        elif not full or arrived <= read:
-            keep = min(1.0, keep * INCREASE)    # we kept up: room for more SYNs
+        # What the filter dropped, estimated from what it let through; the rest
+        # of what was offered and not read was lost at the full queue.
+        filtered = sampled * (1.0 - keep) / keep
+        lost = arrived - read - filtered
+        if full and lost > arrived * HIGH_LOSS:
+            keep = max(MIN_KEEP, keep * DECREASE)
+        elif lost < arrived * LOW_LOSS:
+            keep = min(1.0, keep * INCREASE)    # the queue took it all: room for more
         if keep != self.keep:
             self._set(keep)
         if self.keep >= 1.0 or self.failed:

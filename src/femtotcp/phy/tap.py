@@ -496,8 +496,11 @@ class TunTapDevice(Device):
             nread = self.max_batch
             if self._shed is not None:          # the queue holds more than a batch
                 self._shed.backlogged()
-        if self._shed is not None:
-            self._shed.reads += nread
+        shed = self._shed
+        if shed is not None:
+            shed.reads += nread
+            if shed.keep < 1.0:
+                shed.count(batch)
         deliver = self.deliver
         checked = self.deliver_checked
         for frame, vouched in batch:
