@@ -59,32 +59,41 @@ def v6(flags: int, nh: int = 6) -> bytes:
     return ethernet.build(MAC2, MAC1, 0x86DD, hdr + seg)
 
 
-def sampled(pkt: bytes, keep: float = 0.25) -> bool:
-    """True when the program samples ``pkt`` (keeps it below the threshold only)."""
+def sampled(pkt: bytes, keep: float = 0.25) -> float | None:
+    """The share of ``pkt``'s kind the program keeps (a draw below it passes,
+    one at it or above is dropped), or None when it passes whatever the draw."""
     prog = synshed.program(keep)
-    low = run_bpf(prog, pkt, 0)
-    high = run_bpf(prog, pkt, 0xFFFF)
-    edge = run_bpf(prog, pkt, int(keep * 65536))
-    assert low == len(pkt)                   # a low draw always passes
-    return high == 0 and edge == 0
+    if run_bpf(prog, pkt, 0xFFFF):
+        assert run_bpf(prog, pkt, 0) == len(pkt)
+        return None
+    assert run_bpf(prog, pkt, 0) == len(pkt)             # a low draw always passes
+    for share in (keep, synshed.rst_keep(keep)):
+        edge = int(share * 65536)
+        if run_bpf(prog, pkt, edge) == 0 and run_bpf(prog, pkt, edge - 1) == len(pkt):
+            return share
+    raise AssertionError("sampled at neither share")
 
 
-def sampled_too(pkt: bytes) -> bool:
+def sampled_too(pkt: bytes) -> float | None:
     """``sampled``, and ``sheddable`` (the device's count of it) agrees."""
     got = sampled(pkt)
-    assert synshed.sheddable(pkt) == got
+    kind = synshed.sheddable(pkt)
+    assert got == {0: None, synshed.SYN: 0.25, synshed.RST: synshed.rst_keep(0.25)}[kind]
     return got
 
 
 def test_the_filter_samples_bare_syns_and_rsts_only() -> None:
     SYN, ACK, RST, FIN, PSH = tcp.SYN, tcp.ACK, tcp.RST, tcp.FIN, tcp.PSH
-    assert sampled_too(v4(SYN)) and sampled_too(v4(SYN | PSH)) and sampled_too(v4(RST))
-    assert sampled_too(v4(SYN, options=b"\x01\x01\x01\x00"))  # IP options: X follows
-    assert sampled_too(v6(SYN)) and sampled_too(v6(RST))
+    syn, rst = 0.25, synshed.rst_keep(0.25)
+    assert rst < syn
+    assert sampled_too(v4(SYN)) == syn and sampled_too(v4(SYN | PSH)) == syn
+    assert sampled_too(v4(RST)) == rst
+    assert sampled_too(v4(SYN, options=b"\x01\x01\x01\x00")) == syn  # IP options
+    assert sampled_too(v6(SYN)) == syn and sampled_too(v6(RST)) == rst
     for pkt in (v4(SYN | ACK), v4(ACK), v4(RST | ACK), v4(SYN | FIN), v4(ACK | PSH),
                 v4(SYN, frag=ipv4.MF), v4(0, proto=17), v6(SYN | ACK), v6(SYN, nh=0),
                 ethernet.build(MAC2, MAC1, ethernet.ETH_ARP, bytes(28))):
-        assert not sampled_too(pkt), pkt.hex()
+        assert sampled_too(pkt) is None, pkt.hex()
     # keep 1/1024: nearly every draw drops a SYN; keep ~1: nearly none.
     assert run_bpf(synshed.program(1 / 1024), v4(SYN), 64) == 0
     assert run_bpf(synshed.program(0.999), v4(SYN), 65000) > 0
@@ -120,11 +129,8 @@ def test_the_controller_sheds_under_overload_and_lets_go_after() -> None:
     assert 0.15 <= shed.keep <= 0.3          # about what we read of what comes
     assert counters["rx_shed_engaged"] == 1
     assert counters["rx_shed_keep_permille"] == int(shed.keep * 1000)
-    # The flood stops: we read all that comes, the share grows back, the filter goes.
-    for _ in range(40):
-        k.offered += 100
-        shed.reads += 100
-        loop.run(synshed.INTERVAL)
+    # The flood stops: nothing comes any more; the share grows back, the filter goes.
+    loop.run(40 * synshed.INTERVAL)
     assert shed.keep == 1.0 and k.filters[-1] is None
     assert counters["rx_shed_keep_permille"] == 1000
     n = len(k.filters)

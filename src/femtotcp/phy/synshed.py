@@ -11,8 +11,10 @@ ends at ``max_batch`` instead of EAGAIN), it attaches a classic BPF socket
 filter to the TAP (``TUNATTACHFILTER``, which the tun driver runs in
 ``tun_net_xmit`` before queueing) that keeps only a share ``keep`` of the
 frames that are bare TCP SYNs (IPv4 without fragments, or IPv6 with TCP as the
-first next header; SYN set, ACK, RST and FIN clear), picked at random
-(``SKF_AD_RANDOM``). Every other frame passes untouched.
+first next header; SYN set, ACK, RST and FIN clear), and ``rst_keep(keep)``
+of bare RSTs (the kernel's answers to the cookie SYN-ACKs of a flood from its
+own address), picked at random (``SKF_AD_RANDOM``). Every other frame passes
+untouched.
 
 The share adapts every ``INTERVAL`` seconds on the driving loop's timers, from
 the kernel's count of the frames offered to the queue (netlink), the frames
@@ -54,8 +56,8 @@ INCREASE = 1.15
 MIN_KEEP = 1 / 1024
 #: Shares of the offered frames lost at the full queue above which the filter
 #: keeps fewer SYNs, and below which it keeps more.
-HIGH_LOSS = 0.15
-LOW_LOSS = 0.05
+HIGH_LOSS = 0.3
+LOW_LOSS = 0.1
 
 # Classic BPF (<linux/filter.h>).
 _LD_W_ABS = 0x20
@@ -70,6 +72,8 @@ _JGE_K = 0x35
 _JSET_K = 0x45
 _RET_K = 0x06
 _SKF_AD_RANDOM = -0x1000 + 56
+SYN = 0x02
+RST = 0x04
 _INSN = struct.Struct("HBBI")
 _FPROG = struct.Struct("HxxxxxxQ")
 
@@ -78,12 +82,21 @@ def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
     return _INSN.pack(code, jt, jf, k & 0xFFFFFFFF)
 
 
+def rst_keep(keep: float) -> float:
+    """The share of bare RSTs kept beside ``keep`` SYNs: under a flood they are
+    the kernel's answers to our cookie SYN-ACKs (worthless, and as many as the
+    SYNs we answer); a lost one for a live connection comes again with the
+    next segment we send."""
+    return max(MIN_KEEP, keep / 8)
+
+
 def program(keep: float) -> bytes:
     """The filter: accept everything but a bare TCP SYN or bare RST (of SYN,
     ACK, RST and FIN only that one set), which passes when a random 16-bit
-    number is below ``keep * 65536``. Offsets are from the Ethernet header (a
-    TAP's frame as the kernel hands it over)."""
+    number is below ``keep * 65536`` (``rst_keep(keep)`` for a RST). Offsets
+    are from the Ethernet header (a TAP's frame as the kernel hands it over)."""
     threshold = max(1, min(65536, int(keep * 65536)))
+    rst_threshold = max(1, min(65536, int(rst_keep(keep) * 65536)))
     # (label, code, true target, false target, k); a target is a label or None
     # (the next instruction). Classic BPF jumps forward only.
     asm: list[tuple[str, int, str | None, str | None, int]] = [
@@ -101,11 +114,14 @@ def program(keep: float) -> bytes:
         ("", _JEQ_K, None, "accept", 6),
         ("", _LD_B_ABS, None, None, 14 + 40 + 13),       # TCP flags
         ("flags", _ALU_AND_K, None, None, 0x17),         # SYN|ACK|RST|FIN
-        ("", _JEQ_K, "sample", None, 0x02),              # a bare SYN
-        ("", _JEQ_K, "sample", "accept", 0x04),          # a bare RST
-        ("sample", _LD_W_ABS, None, None, _SKF_AD_RANDOM),
+        ("", _JEQ_K, "syn", None, 0x02),                 # a bare SYN
+        ("", _JEQ_K, "rst", "accept", 0x04),             # a bare RST
+        ("syn", _LD_W_ABS, None, None, _SKF_AD_RANDOM),
         ("", _ALU_AND_K, None, None, 0xFFFF),
-        ("", _JGE_K, "drop", None, threshold),
+        ("", _JGE_K, "drop", "accept", threshold),
+        ("rst", _LD_W_ABS, None, None, _SKF_AD_RANDOM),
+        ("", _ALU_AND_K, None, None, 0xFFFF),
+        ("", _JGE_K, "drop", None, rst_threshold),
         ("accept", _RET_K, None, None, 0x40000),
         ("drop", _RET_K, None, None, 0),
     ]
@@ -123,24 +139,25 @@ def program(keep: float) -> bytes:
     return b"".join(out)
 
 
-def sheddable(frame: bytes) -> bool:
-    """What ``program`` samples: a bare TCP SYN or RST (the same tests)."""
+def sheddable(frame: bytes) -> int:
+    """What ``program`` samples (the same tests): SYN for a bare TCP SYN, RST
+    for a bare RST, 0 for anything else."""
     n = len(frame)
     ethertype = frame[12:14]
     if ethertype == b"\x08\x00":
         if n < 24 or frame[23] != 6 or frame[20] & 0x3F or frame[21]:
-            return False
+            return 0
         at = 14 + 4 * (frame[14] & 0xF) + 13
     elif ethertype == b"\x86\xdd":
         if n < 21 or frame[20] != 6:
-            return False
+            return 0
         at = 14 + 40 + 13
     else:
-        return False
+        return 0
     if at >= n:
-        return False
+        return 0
     flags = frame[at] & 0x17
-    return flags == 0x02 or flags == 0x04
+    return flags if flags == SYN or flags == RST else 0
 
 
 class SynShed:
@@ -161,9 +178,10 @@ class SynShed:
         self.counters = counters
         self.keep = 1.0
         self.reads = 0
-        self.sampled = 0
+        self.syns = 0          # bare SYNs and RSTs read while the filter is on
+        self.rsts = 0
         self.full = 0
-        self._last: tuple[int, int, int] | None = None
+        self._last: tuple[int, int, int, int] | None = None
         self._timer: Timer | None = None
         self.failed = False
 
@@ -175,14 +193,19 @@ class SynShed:
             if offered is None:
                 self.failed = True
                 return
-            self._last = (offered, self.reads, self.sampled)
+            self._last = (offered, self.reads, self.syns, self.rsts)
             self.full = 1
             self._timer = self.loop.call_at(self.loop.now() + INTERVAL, self._tick)
 
     def count(self, frames: list[tuple[bytes, int]]) -> None:
         """While the filter is on: count the read frames it samples (the ones
         that passed it), to tell its drops from the queue's."""
-        self.sampled += sum(1 for frame, _ in frames if sheddable(frame))
+        for frame, _ in frames:
+            kind = sheddable(frame)
+            if kind == SYN:
+                self.syns += 1
+            elif kind:
+                self.rsts += 1
 
     def _tick(self) -> None:
         offered = self._offered()
@@ -191,17 +214,19 @@ class SynShed:
             return
         arrived = offered - self._last[0]
         read = self.reads - self._last[1]
-        sampled = self.sampled - self._last[2]
+        syns = self.syns - self._last[2]
+        rsts = self.rsts - self._last[3]
         full, self.full = self.full, 0
-        self._last = (offered, self.reads, self.sampled)
+        self._last = (offered, self.reads, self.syns, self.rsts)
         keep = self.keep
         # What the filter dropped, estimated from what it let through; the rest
         # of what was offered and not read was lost at the full queue.
-        filtered = sampled * (1.0 - keep) / keep
+        rkeep = rst_keep(keep)
+        filtered = syns * (1.0 - keep) / keep + rsts * (1.0 - rkeep) / rkeep
         lost = arrived - read - filtered
         if full and lost > arrived * HIGH_LOSS:
             keep = max(MIN_KEEP, keep * DECREASE)
-        elif lost < arrived * LOW_LOSS:
+        elif lost <= arrived * LOW_LOSS:       # (idle: nothing offered, nothing lost)
             keep = min(1.0, keep * INCREASE)    # the queue took it all: room for more
         if keep != self.keep:
             self._set(keep)
