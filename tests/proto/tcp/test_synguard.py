@@ -155,3 +155,15 @@ def test_synack_matches_the_general_builder() -> None:
         opts = rng.choice(OPTION_SETS)
         assert synack(b, a, lport, rport, seq, ack, win, opts) == tcp.build(
             a, b, lport, rport, seq, ack, SYN | ACK, win, b"", opts)
+
+
+def test_a_bug_on_the_early_path_is_counted_not_raised(monkeypatch) -> None:
+    lan, peer, stack, lst = _flooded()
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(stack.tcp.synguard, "send_cookie", broken)
+    peer.send(SYN, 1, sport=43000)                # through the device receiver
+    assert stack.counters["stack.internal_error"] == 1
+    peer.nothing()

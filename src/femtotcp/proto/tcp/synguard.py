@@ -31,6 +31,7 @@ and a timer disarms it after two cookie periods without one.
 
 from __future__ import annotations
 
+import logging
 import struct
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from femtotcp.proto.tcp.layer import Tcp
     from femtotcp.proto.tcp.listener import TcpListener
     from femtotcp.stack.interface import Interface
+
+log = logging.getLogger("femtotcp.tcp.synguard")
 
 _ANY4 = b"\x00" * 4
 _ETH_IPV4 = b"\x08\x00"
@@ -174,7 +177,16 @@ class SynGuard:
     # -- the early path -------------------------------------------------------------
     def input(self, iface: Interface, frame: bytes, csum_ok: bool) -> bool:
         """True when the frame was taken here (answered or dropped, counted);
-        False: hand it to ``Stack.receive`` unchanged."""
+        False: hand it to ``Stack.receive`` unchanged. Never raises (as
+        ``Stack.receive``: a bug is counted as ``stack.internal_error``)."""
+        try:
+            return self._input(iface, frame, csum_ok)
+        except Exception:
+            self.stack.counters["stack.internal_error"] += 1
+            log.exception("internal error on the early SYN path (%s)", iface.name)
+            return True
+
+    def _input(self, iface: Interface, frame: bytes, csum_ok: bool) -> bool:
         if type(frame) is not bytes:
             return False
         n = len(frame)
