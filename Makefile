@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 DEB_PEERS := iproute2 iputils-ping curl socat dnsmasq tshark vde2 iptables openssl radvd ethtool \
-             busybox iperf3 slirp4netns passt
+             busybox iperf3 slirp4netns passt hping3
 
 .PHONY: all demo test lint bench venv deps clean tiny size fuzz
 
@@ -51,6 +51,7 @@ size: venv
 
 bench: venv deps
 	$(VPY) -m bench.run
+	$(VPY) -m bench.programs
 
 # Coverage-guided fuzzing (atheris/libFuzzer) of every parser and of Stack.receive;
 # not part of `make test`. FUZZ_RUNS inputs per target, FUZZ_TARGETS to pick some.

@@ -1,6 +1,6 @@
 """``python -m bench.floods``: floods against one stack on the in-memory LAN, on a
-virtual clock (sans-I/O: frames go straight into ``Stack.receive`` as fast as
-Python goes, and virtual time advances as if they arrived at ``--rate`` frames
+virtual clock (sans-I/O: frames go to the victim's device receiver, as a
+device hands them over, as fast as Python goes, and virtual time advances as if they arrived at ``--rate`` frames
 a second).
 
     python -m bench.floods [--frames N] [--rate FPS] [FLOOD ...]
@@ -329,13 +329,14 @@ def _dhcp_gauges(r: Rig) -> dict[str, object]:
 
 FLOODS: dict[str, Flood] = {f.name: f for f in (
     Flood("syn", "TCP SYNs from spoofed sources to a listening port", _syn, _tcp_gauges,
-          ("tcp.syncookies_sent", "tcp.syn_queue_overflow", "tcp.listen_overflow",
+          ("tcp.syncookies_sent", "tcp.early_syn", "tcp.syn_queue_overflow", "tcp.listen_overflow",
            "tcp.passive_opens")),
     Flood("fragments", "first fragments (MF set), every one with a new IP ID", _frag,
           _reasm_gauges, ("ipv4.reasm_table_full", "ipv4.reasm_memory_full",
                           "ipv4.reasm_timeout")),
     Flood("tcp_ooo", "in-window segments past a hole on an established connection", _ooo,
-          _tcp_gauges, ("tcp.ooo_segments", "tcp.ooo_dropped", "tcp.ooo_held_segments",
+          _tcp_gauges, ("tcp.ooo_segments", "tcp.ooo_dropped", "tcp.ooo_pruned",
+                        "tcp.ooo_held_segments",
                         "tcp.ooo_held_bytes"), setup=_ooo_setup, check=_ooo_check),
     Flood("udp_closed", "UDP datagrams to closed ports", _udp_closed, _udp_gauges,
           ("udp.no_port", "icmp4.error_rate_limited", "ipv4.tx")),
@@ -384,13 +385,12 @@ def run(flood: Flood, frames: int, rate: float, batch: int = 200) -> Result:
     dt = batch / rate
     t0 = time.perf_counter()
     c0 = time.process_time()
-    receive = victim.receive
     loop = r.loop
     i = 0
     while i < frames:
         for _ in range(min(batch, frames - i)):
             iface, frame = flood.frame(r, i)
-            receive(iface, frame)
+            iface.device.deliver(frame)      # as a device hands it over (early paths too)
             i += 1
         loop.run(duration=dt)
         if i % (batch * 25) == 0 or i >= frames:
@@ -436,7 +436,7 @@ def _under_flood(r: Rig, flood: Flood, start: int, rate: float,
             return
         for _ in range(int(rate / 100)):
             iface, frame = flood.frame(r, state["i"])
-            r.victim.receive(iface, frame)
+            iface.device.deliver(frame)
             state["i"] += 1
         r.loop.call_later(0.01, feed)
 

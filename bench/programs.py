@@ -15,7 +15,8 @@ K (kernel side 192.0.2.1; the stack 192.0.2.2 attached, 192.0.2.3 in-process):
 Each client prints its figures as JSON. Printed: each figure per mode and the
 ratio to the kernel's.
 
-    python -m bench.programs [--size MB] [--connects N] [--pings N]
+    python -m bench.programs [--short] [--size MB] [--connects N] [--pings N]
+                             [--requests N] [--concurrency N]
 """
 
 from __future__ import annotations
@@ -376,7 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pings", type=int, default=2000, help="round trips per protocol")
     p.add_argument("--requests", type=int, default=5000, help="HTTP requests (ab -n)")
     p.add_argument("--concurrency", type=int, default=50, help="HTTP clients (ab -c)")
+    p.add_argument("--short", action="store_true",
+                   help="a quick look: 20 MB, 500 connects, 1000 round trips, 2000 requests")
     args = p.parse_args(argv)
+    if args.short:
+        args.size, args.connects, args.pings, args.requests = 20, 500, 1000, 2000
     if os.geteuid() != 0:
         print("bench.programs needs root (network namespaces, TAP)", file=sys.stderr)
         return 2

@@ -195,6 +195,9 @@ class Runtime(_LoopBase):
         fd = device.fileno()
         if fd >= 0:
             self._selector.register(fd, selectors.EVENT_READ, device)
+        set_loop = getattr(device, "set_loop", None)
+        if set_loop is not None:
+            set_loop(self)        # timers for the device's own work (a TAP's SYN shedding)
 
     def watch_fd(self, fd: int, read: bool, write: bool, handler: Any) -> None:
         """(Loop thread.) Select on ``fd`` for reading and/or writing and call

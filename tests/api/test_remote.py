@@ -15,11 +15,14 @@ import socket as std
 import tempfile
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from apilan import Lan
+from test_api_ipv6 import A4, A6, B4, B6, nets  # noqa: F401 - nets: the stacks' fixture
 from waits import wait_until
 
+from femtotcp.api.network import Network
 from femtotcp.api.remote import RemoteNetwork, RemoteSocket, encode
 from femtotcp.control.sockets import SocketService
 
@@ -217,13 +220,84 @@ def test_first_request_hands_serve_the_pair(lan: Lan, svc: SocketService) -> Non
     assert list(svc.links) == [os.fstat(s.fileno()).st_ino]
     a, b = std.socketpair(std.AF_UNIX, std.SOCK_STREAM)
     msg = b"".join(encode(["+state", os.fstat(s.fileno()).st_ino, std.AF_INET,
-                           std.SOCK_STREAM, 0]))
+                           std.SOCK_STREAM, 0, []]))
     svc.handle(msg, b.detach())
     link = svc.links[os.fstat(s.fileno()).st_ino]
     assert link.local is not None and link.local[1] == 5200
     a.close()
     s.close()
 
+
+
+def test_options_before_the_first_request_go_with_it(lan: Lan, svc: SocketService) -> None:
+    """setsockopt on a socket serve does not have yet costs no request: the
+    options reach serve with the socket's first request, before it runs."""
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6250))
+    s = prog.socket()
+    s.setsockopt(std.IPPROTO_TCP, std.TCP_NODELAY, 1)
+    s.setsockopt(std.SOL_SOCKET, std.SO_KEEPALIVE, 1)
+    with pytest.raises(OSError) as exc:
+        s.setsockopt(std.SOL_SOCKET, std.SO_DEBUG, 1)      # checked here, as before
+    assert exc.value.errno == errno.ENOPROTOOPT
+    assert not svc.links
+    s.settimeout(10)
+    s.connect((lan.ip_b, 6250))
+    link = svc.links[os.fstat(s.fileno()).st_ino]
+    assert link.opts[(std.IPPROTO_TCP, std.TCP_NODELAY)] == 1
+    assert link.conn is not None and link.conn.nodelay
+    assert s.getsockopt(std.SOL_SOCKET, std.SO_KEEPALIVE) == 1
+    peer, _ = server.accept()
+    peer.close()
+    s.close()
+    server.close()
+
+
+def test_shutdown_for_writing_needs_no_request(lan: Lan, svc: SocketService) -> None:
+    """SHUT_WR (socketserver's end of every request) is the pair's EOF, which
+    serve's pump turns into the FIN: no request, data still comes in."""
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6260))
+    cli = prog.create_connection((lan.ip_b, 6260), timeout=10)
+    peer, _ = server.accept()
+    peer.settimeout(10)
+    prog.path = os.path.join(os.path.dirname(svc.path), "nothing-here")
+    prog.forget_channels()
+    cli.sendall(b"request")
+    cli.shutdown(std.SHUT_WR)
+    got = b""
+    while chunk := peer.recv(100):
+        got += chunk
+    assert got == b"request"
+    prog.path = svc.path          # (EOF asks serve whether it was a reset)
+    peer.sendall(b"answer")
+    peer.close()
+    assert cli.recv(100) == b"answer"
+    assert cli.recv(100) == b""
+    cli.close()
+    server.close()
+
+
+def test_eof_after_a_fin_needs_no_request(lan: Lan, svc: SocketService) -> None:
+    """The peer's FIN is EOF on the program's fd with serve's end still open:
+    read without asking serve (a reset, by contrast, is asked: see
+    test_reset_reported_after_serve_freed_the_socket)."""
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6270))
+    cli = prog.create_connection((lan.ip_b, 6270), timeout=10)
+    peer, _ = server.accept()
+    prog.path = os.path.join(os.path.dirname(svc.path), "nothing-here")
+    prog.forget_channels()
+    peer.sendall(b"response")
+    peer.close()
+    got = b""
+    while chunk := cli.recv(100):
+        got += chunk
+    assert got == b"response"
+    buf = bytearray(10)
+    assert cli.recv_into(buf) == 0
+    cli.close()
+    server.close()
 
 def test_udp_sends_after_the_first_go_through_the_pair(lan: Lan, svc: SocketService) -> None:
     """Once serve has the socket bound, datagrams go to it as records on the
@@ -375,6 +449,30 @@ def test_boot_hook_attaches_and_still_runs_another_sitecustomize(
     assert res.stdout.split() == ["socket", "ran"], res.stderr
 
 
+
+def test_boot_hook_attaches_on_the_first_socket_import_only(
+        svc: SocketService, tmp_path: os.PathLike[str]) -> None:
+    """A Python child loads no femtotcp until it imports socket (or ssl); then
+    it is attached, with ssl's classes built on the real socket class whichever
+    of the two it imported first."""
+    import subprocess
+    import sys
+
+    from femtotcp.api.remote import attach_environment
+    env = attach_environment(svc.path, dict(os.environ))
+    quiet = ("import sys, json; print(any(m.startswith('femtotcp') for m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", quiet], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert res.stdout.split() == ["False"], res.stderr
+    for first in ("socket", "ssl"):
+        code = (f"import {first}; import socket, ssl; s = socket.socket(); "
+                "print(type(s).__module__, ssl.SSLSocket.__bases__[0].__module__, "
+                "isinstance(s, ssl.SSLSocket))")
+        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert res.stdout.split() == ["femtotcp.api.remote", "socket", "False"], \
+            (first, res.stdout, res.stderr)
+
 def test_malformed_requests_get_errors_and_the_service_goes_on(lan: Lan,
                                                                svc: SocketService) -> None:
     import random
@@ -499,3 +597,277 @@ def test_many_threads_of_one_program_at_once(lan: Lan, svc: SocketService) -> No
         th.join(10)
         server.close()
     assert got == [b"t%03d" % i for i in range(64)]
+
+
+def test_socket_passed_to_a_child_before_its_first_use(
+        lan: Lan, svc: SocketService, tmp_path: os.PathLike[str]) -> None:
+    """A socket made but never used goes to a Python child with ``pass_fds``
+    (subprocess runs no fork hooks): the child finds the same stack socket and
+    connects it; the parent then sees it connected, as with kernel sockets."""
+    import subprocess
+    import sys
+    server = lan.net_b.create_server(("0.0.0.0", 6150))
+    script = os.path.join(str(tmp_path), "p.py")
+    with open(script, "w") as f:
+        f.write(
+            "import socket, subprocess, sys\n"
+            "s = socket.socket()\n"
+            "code = ('import socket, sys; s = socket.socket(fileno=int(sys.argv[1])); '\n"
+            "        'print(type(s).__module__, flush=True); '\n"
+            "        's.connect((sys.argv[2], 6150)); s.sendall(b\"child\"); s.close()')\n"
+            "subprocess.run([sys.executable, '-c', code, str(s.fileno()), sys.argv[1]],\n"
+            "               pass_fds=[s.fileno()], check=True)\n"
+            "print(s.getpeername()[1], flush=True)\n"
+            "s.sendall(b' parent')\n"
+            "s.close()\n")
+    control = svc.path[:-len(".sockets")]
+    proc = subprocess.Popen([sys.executable, "-m", "femtotcp", "run", "--control", control,
+                             script, lan.ip_b], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    server.settimeout(30)
+    conn, addr = server.accept()
+    assert addr[0] == lan.ip_a
+    conn.settimeout(30)
+    buf = b""
+    while chunk := conn.recv(100):
+        buf += chunk
+    conn.close()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.split() == ["femtotcp.api.remote", "6150"], (out, err)
+    assert buf == b"child parent"
+    server.close()
+
+
+
+def test_accept_takes_handed_over_connections_without_a_request(
+        lan: Lan, svc: SocketService) -> None:
+    """serve hands each ready connection over on the listening socket's fd: the
+    program accepts (more than the backlog, as the program reads) with its
+    socket service out of reach."""
+    prog = RemoteNetwork(svc.path)
+    srv = prog.socket()
+    srv.bind(("0.0.0.0", 6300))
+    srv.listen(2)
+    srv.settimeout(10)
+    clients = []
+    for _ in range(8):
+        c = lan.net_b.socket()
+        c.setblocking(False)
+        assert c.connect_ex((lan.ip_a, 6300)) == errno.EINPROGRESS
+        clients.append(c)
+    prog.path = os.path.join(os.path.dirname(svc.path), "nothing-here")
+    prog.forget_channels()
+    by_port = {c.getsockname()[1]: c for c in clients}
+    for _ in range(8):
+        conn, addr = srv.accept()
+        with conn:
+            assert addr[0] == lan.ip_b and conn.getpeername() == addr
+            assert conn.getsockname() == (lan.ip_a, 6300)
+            peer = by_port.pop(addr[1])
+            peer.setblocking(True)
+            peer.settimeout(10)
+            peer.sendall(b"n%d" % addr[1])
+            conn.settimeout(10)
+            assert conn.recv(100) == b"n%d" % addr[1]
+            conn.sendall(b"ok")
+            assert peer.recv(10) == b"ok"
+    assert not by_port
+    srv.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        srv.accept()
+    for c in clients:
+        c.close()
+    srv.close()
+
+# -- IPv6 for attached programs ---------------------------------------------------------------
+
+
+
+@pytest.fixture
+def six(nets: tuple[Network, Network],  # noqa: F811 - the fixture imported above
+        ) -> Iterator[tuple[RemoteNetwork, Network, SocketService]]:
+    """test_api_ipv6's stacks a and b (IPv4 and IPv6): a's socket service, an
+    attached program on a, and b in-process."""
+    na, nb = nets
+    d = tempfile.mkdtemp(prefix="ftrem6")
+    service = SocketService(na.stack, na.runtime, os.path.join(d, "s.sockets")).start()
+    try:
+        yield RemoteNetwork(service.path), nb, service
+    finally:
+        service.close()
+        os.rmdir(d)
+
+
+def test_ipv6_tcp_both_ways_with_four_tuples(
+        six: tuple[RemoteNetwork, Network, SocketService]) -> None:
+    prog, nb, _ = six
+    assert prog.has_ipv6()
+    # the program connects to an IPv6 server
+    with nb.create_server(("::", 0), family=std.AF_INET6) as srv:
+        srv.settimeout(10)
+        port = srv.getsockname()[1]
+        cli = prog.socket(std.AF_INET6, std.SOCK_STREAM)
+        cli.settimeout(10)
+        cli.connect((B6, port, 0, 0))
+        assert cli.family == std.AF_INET6
+        assert cli.getpeername() == (B6, port, 0, 0)
+        local = cli.getsockname()
+        assert local[0] == A6 and len(local) == 4
+        conn, peer = srv.accept()
+        with conn:
+            assert peer[:2] == local[:2]
+            data = _payload(300_000)
+            cli.sendall(data)
+            cli.shutdown(std.SHUT_WR)
+            got = bytearray()
+            conn.settimeout(10)
+            while chunk := conn.recv(65536):
+                got += chunk
+            assert bytes(got) == data
+            conn.sendall(b"back")
+        assert cli.recv(10) == b"back"
+        cli.close()
+    # the program listens on :: (dual stack): IPv6 and IPv4 clients
+    lst = prog.socket(std.AF_INET6, std.SOCK_STREAM)
+    lst.bind(("::", 0))
+    lst.listen()
+    lst.settimeout(10)
+    port = lst.getsockname()[1]
+    assert lst.getsockname() == ("::", port, 0, 0)
+    for family, dst, shown in ((std.AF_INET6, B6, None), (std.AF_INET, B4, "::ffff:")):
+        c = nb.socket(family, std.SOCK_STREAM)
+        c.settimeout(10)
+        c.connect((A6 if family == std.AF_INET6 else A4, port))
+        conn, peer = lst.accept()
+        with conn, c:
+            if shown is None:
+                assert peer == (B6, c.getsockname()[1], 0, 0)
+            else:
+                assert peer == (shown + B4, c.getsockname()[1], 0, 0)
+                assert conn.getsockname() == (shown + A4, port, 0, 0)
+            c.sendall(b"hi " + dst.encode())
+            assert conn.recv(100) == b"hi " + dst.encode()
+    lst.close()
+
+
+def test_ipv6_v6only_and_port_space_with_ipv4(
+        six: tuple[RemoteNetwork, Network, SocketService]) -> None:
+    prog, nb, _ = six
+    only = prog.socket(std.AF_INET6, std.SOCK_STREAM)
+    only.setsockopt(std.IPPROTO_IPV6, std.IPV6_V6ONLY, 1)
+    assert only.getsockopt(std.IPPROTO_IPV6, std.IPV6_V6ONLY) == 1
+    only.bind(("::", 0))
+    only.listen()
+    port = only.getsockname()[1]
+    with pytest.raises(OSError) as exc:
+        only.setsockopt(std.IPPROTO_IPV6, std.IPV6_V6ONLY, 0)     # bound: too late
+    assert exc.value.errno == errno.EINVAL
+    c = nb.socket(std.AF_INET, std.SOCK_STREAM)
+    c.settimeout(10)
+    assert c.connect_ex((A4, port)) == errno.ECONNREFUSED
+    c.close()
+    v4 = prog.socket()
+    v4.bind(("0.0.0.0", port))       # :: with V6ONLY leaves the IPv4 port free
+    v4.close()
+    only.close()
+    dual = prog.socket(std.AF_INET6, std.SOCK_STREAM)
+    dual.bind(("::", 0))
+    other = prog.socket()
+    with pytest.raises(OSError) as exc:
+        other.bind(("0.0.0.0", dual.getsockname()[1]))
+    assert exc.value.errno == errno.EADDRINUSE
+    with pytest.raises(OSError) as exc:
+        other.getsockopt(std.IPPROTO_IPV6, std.IPV6_V6ONLY)
+    assert exc.value.errno == errno.ENOPROTOOPT
+    other.close()
+    dual.close()
+
+
+def test_ipv6_udp_and_options(six: tuple[RemoteNetwork, Network, SocketService]) -> None:
+    prog, nb, svc = six
+    u = prog.socket(std.AF_INET6, std.SOCK_DGRAM)
+    u.settimeout(10)
+    assert u.getsockopt(std.IPPROTO_IPV6, std.IPV6_UNICAST_HOPS) == 64
+    u.setsockopt(std.IPPROTO_IPV6, std.IPV6_UNICAST_HOPS, 9)
+    assert u.getsockopt(std.IPPROTO_IPV6, std.IPV6_UNICAST_HOPS) == 9
+    with pytest.raises(OSError) as exc:
+        u.setsockopt(std.IPPROTO_IPV6, std.IPV6_TCLASS, 300)
+    assert exc.value.errno == errno.EINVAL
+    u.bind(("::", 0))
+    port = u.getsockname()[1]
+    peer = nb.socket(std.AF_INET6, std.SOCK_DGRAM)
+    peer.settimeout(10)
+    peer.bind(("::", 0))
+    pport = peer.getsockname()[1]
+    # after the bind, datagrams go as records on the program's fd: order kept
+    for i in range(5):
+        assert u.sendto(b"six %d" % i, (B6, pport, 0, 0)) == 5
+    for i in range(5):
+        data, addr = peer.recvfrom(100)
+        assert data == b"six %d" % i and addr == (A6, port, 0, 0)
+    peer.sendto(b"back", (A6, port, 0, 0))
+    assert u.recvfrom(100) == (b"back", (B6, pport, 0, 0))
+    # IPv4 through the same socket, shown v4-mapped
+    p4 = nb.socket(std.AF_INET, std.SOCK_DGRAM)
+    p4.settimeout(10)
+    p4.sendto(b"four", (A4, port))
+    data, addr = u.recvfrom(100)
+    assert data == b"four" and addr == ("::ffff:" + B4, p4.getsockname()[1], 0, 0)
+    u.sendto(b"mapped", addr)
+    assert p4.recvfrom(100)[0] == b"mapped"
+    link = svc.links[os.fstat(u.fileno()).st_ino]
+    assert link.v6 and link.opts[(std.IPPROTO_IPV6, std.IPV6_UNICAST_HOPS)] == 9
+    for s in (u, peer, p4):
+        s.close()
+
+
+
+def test_ipv6_ping_socket_attached(six: tuple[RemoteNetwork, Network, SocketService]) -> None:
+    prog, _, svc = six
+    with prog.socket(std.AF_INET6, std.SOCK_DGRAM, std.IPPROTO_ICMPV6) as ping:
+        assert (ping.family, ping.proto) == (std.AF_INET6, std.IPPROTO_ICMPV6)
+        ping.settimeout(10)
+        ping.sendto(bytes((128, 0, 0, 0, 0, 0, 0, 7)) + b"attached six", (B6, 0))
+        reply, peer = ping.recvfrom(200)
+        assert peer[0] == B6 and len(peer) == 4
+        assert reply[0] == 129 and reply[8:] == b"attached six"
+        assert int.from_bytes(reply[4:6], "big") == ping.getsockname()[1]
+        # another process naming it by fd finds an ICMPv6 socket
+        dup = prog.adopt(os.dup(ping.fileno()))
+        assert dup is not None and (dup.family, dup.proto) == (std.AF_INET6,
+                                                                 std.IPPROTO_ICMPV6)
+        dup.close()
+    with pytest.raises(OSError) as exc:
+        prog.socket(std.AF_INET, std.SOCK_DGRAM, std.IPPROTO_ICMPV6)
+    assert exc.value.errno == errno.EPROTONOSUPPORT
+
+def test_ipv6_getaddrinfo_aaaa_through_serve(
+        six: tuple[RemoteNetwork, Network, SocketService]) -> None:
+    from femtotcp.services.dns_server import DnsResponder
+    prog, nb, svc = six
+
+    def responder() -> DnsResponder:
+        r = DnsResponder(nb.stack, zone="demo", addr=bytes(16))
+        r.add_address("both.demo", B4)
+        r.add_address("both.demo", B6)
+        r.add_address("six.demo", B6)
+        r.add_address("four.demo", B4)
+        return r
+    nb.call(responder)
+    svc.net.call(lambda: svc.net.stack.resolver.set_servers([B6]))
+
+    def addrs(name: str, family: int = 0, flags: int = 0) -> list[Any]:
+        return [ai[4] for ai in prog.getaddrinfo(name, 80, family, std.SOCK_STREAM, 0, flags)]
+    assert addrs("both.demo") == [(B6, 80, 0, 0), (B4, 80)]
+    assert addrs("six.demo", std.AF_INET6) == [(B6, 80, 0, 0)]
+    assert addrs("four.demo", std.AF_INET6, std.AI_V4MAPPED) == [("::ffff:" + B4, 80, 0, 0)]
+    with pytest.raises(std.gaierror):
+        addrs("six.demo", std.AF_INET)
+    with nb.create_server(("::", 0), family=std.AF_INET6, dualstack_ipv6=True) as srv:
+        srv.settimeout(10)
+        with prog.create_connection(("both.demo", srv.getsockname()[1]), timeout=10) as cli:
+            assert cli.family == std.AF_INET6
+            conn, peer = srv.accept()
+            assert peer[0] == A6
+            conn.close()

@@ -75,6 +75,17 @@ def finish(proc: subprocess.Popen[str], seconds: float = 60.0) -> tuple[str, str
     return out, err
 
 
+def stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL if it does not end."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 @pytest.fixture
 def attached(ns: Netns) -> Iterator[Attached]:
     d = tempfile.mkdtemp(prefix="ftatt")
@@ -86,13 +97,7 @@ def attached(ns: Netns) -> Iterator[Attached]:
         ns.ip("addr", "add", f"{KERNEL}/24", "dev", TAP)
         yield Attached(ns, control, progs, proc)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop(proc)
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -388,3 +393,100 @@ def test_serve_killed_under_a_program_is_a_reset_not_a_hang(attached: Attached) 
     assert recv == "recv ConnectionResetError", out
     assert send in ("send ConnectionResetError", "send BrokenPipeError"), out
     assert new == f"new {__import__('errno').ENETDOWN}", out
+
+
+_KERNEL_ECHO6 = r"""
+import socket, sys
+s = socket.create_server((sys.argv[1], 9600), family=socket.AF_INET6)
+print("ready", flush=True)
+c, peer = s.accept()
+while data := c.recv(65536):
+    c.sendall(data)
+c.close()
+print("peer", peer[0], flush=True)
+"""
+
+_PROGRAM6 = r"""
+import hashlib, socket, sys
+srv = socket.create_server(("::", 9601), family=socket.AF_INET6, dualstack_ipv6=True)
+print("listening", type(srv).__module__, srv.getsockname()[0], flush=True)
+c = socket.create_connection((sys.argv[1], 9600), timeout=30)
+print("connected", c.family.name, c.getpeername()[0], flush=True)
+data = hashlib.sha256(b"six").digest() * 32768
+c.sendall(data)
+c.shutdown(socket.SHUT_WR)
+got = bytearray()
+while chunk := c.recv(65536):
+    got += chunk
+print("echo", bytes(got) == data, flush=True)
+srv.settimeout(30)
+conn, peer = srv.accept()
+buf = bytearray()
+while chunk := conn.recv(65536):
+    buf += chunk
+conn.sendall(hashlib.sha256(buf).hexdigest().encode())
+conn.close()
+print("accepted", peer[0], len(buf), flush=True)
+"""
+
+_KERNEL_CLIENT6 = r"""
+import hashlib, socket, sys
+c = socket.create_connection((sys.argv[1], 9601), timeout=30)
+data = hashlib.sha256(b"kernel six").digest() * 32768
+c.sendall(data)
+c.shutdown(socket.SHUT_WR)
+answer = b""
+while chunk := c.recv(100):
+    answer += chunk
+print(answer.decode() == hashlib.sha256(data).hexdigest(), c.getsockname()[0], flush=True)
+"""
+
+
+def _wait_preferred(control: str, address: str, seconds: float = 20.0) -> None:
+    """Until serve's IPv6 address is through duplicate address detection."""
+    import time
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        res = subprocess.run([sys.executable, "-m", "femtotcp", "ctl", "--control", control,
+                              "--json", "addr"], capture_output=True, text=True, timeout=30)
+        doc = json.loads(res.stdout)
+        if any(a["address"] == address and a["state"] == "preferred"
+               for i in doc["result"]["interfaces"] for a in i.get("ipv6", [])):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{address} never became preferred")
+
+
+def test_ipv6_tcp_both_ways_with_the_kernel(ns: Netns, tmp_path: Any) -> None:
+    """An attached program on a ``serve --ipv6``: AF_INET6 sockets are serve's;
+    1 MiB each way over IPv6 TCP with the kernel, as client and as server."""
+    from test_ipv6_kernel import KERNEL6, enable_ipv6
+    stack6 = "2001:db8:1::2"
+    enable_ipv6(ns)
+    control = os.path.join(str(tmp_path), "ctl.sock")
+    serve, _ = start_serve(ns, control, "--ipv6", f"{stack6}/64")
+    try:
+        ns.ip("addr", "add", f"{KERNEL}/24", "dev", TAP)
+        ns.ip("-6", "addr", "add", f"{KERNEL6}/64", "dev", TAP, "nodad")
+        _wait_preferred(control, stack6)
+        echo = ns.popen(sys.executable, "-c", _KERNEL_ECHO6, KERNEL6, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True)
+        assert line(echo) == "ready"
+        script = os.path.join(str(tmp_path), "prog6.py")
+        with open(script, "w") as f:
+            f.write(_PROGRAM6)
+        prog = ns.popen(sys.executable, "-m", "femtotcp", "run", "--control", control, script,
+                        KERNEL6, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert line(prog) == "listening femtotcp.api.remote ::"
+        got = line(prog)
+        assert got == f"connected AF_INET6 {KERNEL6}", (got, prog.communicate(timeout=30))
+        assert line(prog, 60) == "echo True"
+        assert line(echo) == f"peer {stack6}"      # the stack's address, not the kernel's
+        client = ns.popen(sys.executable, "-c", _KERNEL_CLIENT6, stack6,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, _ = finish(client)
+        assert out.split() == ["True", KERNEL6], out
+        out, _ = finish(prog)
+        assert out.strip() == f"accepted {KERNEL6} {32 * 32768}", out
+    finally:
+        stop(serve)

@@ -312,10 +312,15 @@ class Network:
     def gethostbyname(self, name: str) -> str:
         return self._resolve(name)[0]
 
+    def has_ipv6(self) -> bool:
+        """Whether the stack has the ipv6 module (an attached program's network
+        asks its serve)."""
+        return getattr(self.stack, "ipv6", None) is not None
+
     def has_dualstack_ipv6(self) -> bool:
         """``socket.has_dualstack_ipv6``: an AF_INET6 socket on this stack can
         take IPv4 too, which it can when the stack has IPv6 at all."""
-        return getattr(self.stack, "ipv6", None) is not None
+        return self.has_ipv6()
 
     # -- interfaces by index (scope ids, RFC 4007) ------------------------------------------
     def if_nameindex(self) -> list[tuple[int, str]]:

@@ -35,8 +35,8 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
-from femtotcp.api import socket as fsock
-from femtotcp.api.sock_base import _RealSocket
+from femtotcp.api import network as fsock  # (not api.socket: attached programs never load it)
+from femtotcp.api.sock_base import SOCK_CLOEXEC, SOCK_NONBLOCK, _RealSocket
 
 log = logging.getLogger("femtotcp.api.patch")
 
@@ -60,13 +60,12 @@ def _on_stack(family: int, type_: int, proto: int, net: Any = None) -> bool:
     """True when the stack makes this kind of socket: AF_INET ones, and
     AF_INET6 stream and UDP ones when the network's stack has IPv6."""
     if family == _std.AF_INET6:
-        if getattr(getattr(net, "stack", None), "ipv6", None) is None or \
-                proto == _std.IPPROTO_ICMP:
+        has_ipv6 = getattr(net, "has_ipv6", None)     # an attached network asks its serve
+        if has_ipv6 is None or not has_ipv6() or proto == _std.IPPROTO_ICMP:
             return False
     elif family not in (-1, _std.AF_INET) or proto == _std.IPPROTO_ICMPV6:
         return False
-    kind = _std.SOCK_STREAM if type_ == -1 else type_ & ~(fsock.SOCK_NONBLOCK
-                                                          | fsock.SOCK_CLOEXEC)
+    kind = _std.SOCK_STREAM if type_ == -1 else type_ & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
     protos = _STACK_KINDS.get(kind)
     return protos is not None and (proto in (-1, *protos))
 

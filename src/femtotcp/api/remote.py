@@ -11,9 +11,13 @@ operations that need the stack are requests to serve's *socket service*
 ``service_path(control path)``).
 
 The pair is made here, and Q goes to serve (SCM_RIGHTS) with the socket's first
-request, written ``+op`` and carrying the socket's family, type and proto, so
-``socket()`` itself costs no round trip. An accepted connection's pair is made
-in serve and its P comes back with the ``accept`` answer. After its first
+request, written ``+op`` and carrying the socket's family, type and proto and
+the options set so far, so ``socket()`` and ``setsockopt`` before it cost no
+round trip. An accepted connection's pair is made
+in serve as soon as the connection is ready, and its P comes on the listening
+socket's own P with an ``ACCEPTED`` record, so ``accept`` is a read there
+(with the socket's timeout; any process holding the listening fd may take
+it), not a request. After its first
 (binding) send, a UDP socket sends by writing records to P (``_KIND_SEND``),
 without a request each.
 
@@ -42,6 +46,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import select
 import socket as _std
 import struct
 import sys
@@ -49,22 +54,22 @@ import threading
 import weakref
 from typing import Any
 
-from femtotcp.api.network import Network
+from femtotcp.api.network import Network, _parse_ipv4
 from femtotcp.api.sock_base import (
     _IPPROTO_IPV6,
+    _KIND_DATA_SCOPED,
     _KIND_ERROR,
     _KIND_SEND,
     _LINGER,
     _REC,
+    _SCOPE,
     AF_INET,
+    AF_INET6,
     AF_UNIX,
+    BROADCAST4,
     DGRAM_PAIR_BUF,
     IPPROTO_ICMP,
-    IPPROTO_TCP,
-    IPPROTO_UDP,
     PAIR_BUF,
-    SHUT_RD,
-    SHUT_RDWR,
     SHUT_WR,
     SOCK_CLOEXEC,
     SOCK_DGRAM,
@@ -77,7 +82,19 @@ from femtotcp.api.sock_base import (
     _SocketBase,
     gaierror,
 )
-from femtotcp.wire import ip_str
+from femtotcp.api.sock_common import (
+    IPPROTO_ICMPV6,
+    NOT_LOCAL,
+    dgram_into,
+    ipv6_option,
+    link_kind,
+    local_sockopt,
+    option_value,
+    set_timeo,
+    shutdown_pair,
+    sock_repr,
+)
+from femtotcp.wire import ip_bytes, ip_str
 
 #: Environment variable naming the socket service a Python child attaches to.
 ENV_ATTACH = "FEMTOTCP_ATTACH"
@@ -93,8 +110,13 @@ REMOTE_PAIR_BUF = 262144
 POOL_SIZE = 16
 
 _LEN = struct.Struct("!H")
-#: The largest UDP payload over IPv4 (65535 - 20 - 8).
+#: What an attached listening socket's P carries per connection ready to
+#: accept, with that connection's own P (SCM_RIGHTS): its id, then its local
+#: and remote address (length, packed address, port).
+ACCEPTED = struct.Struct("!QB16sHB16sH")
+#: The largest UDP payload over IPv4 (65535 - 20 - 8) and over IPv6 (65535 - 8).
 _UDP_MAX = 65507
+_UDP_MAX6 = 65527
 _FD_SPACE = _std.CMSG_SPACE(struct.calcsize("i"))
 
 #: Modes a TCP socket reports (TcpMode values) and the datagram sockets' one.
@@ -110,9 +132,15 @@ def service_path(control_path: str) -> str:
 
 # -- the messages ---------------------------------------------------------------------------
 
+#: One encoder and decoder for every message (``json.dumps`` with arguments
+#: builds a new encoder per call).
+_json_out = json.JSONEncoder(separators=(",", ":")).encode
+_json_in = json.JSONDecoder().decode
+
+
 def encode(doc: list[Any], tail: bytes = b"") -> list[bytes]:
     """One message as buffers for ``sendmsg``."""
-    body = json.dumps(doc, separators=(",", ":")).encode()
+    body = _json_out(doc).encode()
     if len(body) + len(tail) + _LEN.size > MAX_MESSAGE:
         raise _oserror(errno.EMSGSIZE)
     return [_LEN.pack(len(body)), body, tail]
@@ -125,15 +153,20 @@ def decode(msg: bytes) -> tuple[list[Any], bytes]:
     (n,) = _LEN.unpack_from(msg)
     if _LEN.size + n > len(msg):
         raise ValueError("bad length")
-    doc = json.loads(msg[_LEN.size:_LEN.size + n])
+    doc = _json_in(msg[_LEN.size:_LEN.size + n].decode())
     if not isinstance(doc, list) or not doc:
         raise ValueError("not a request array")
     return doc, msg[_LEN.size + n:]
 
 
-def recv_message(sock: _std.socket, flags: int = 0) -> tuple[bytes, int | None]:
-    """One message and the fd it carries (if any); b"" when the peer hung up."""
-    msg, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, _FD_SPACE, flags)
+def recv_message(sock: _std.socket, recvmsg: Any = None, size: int = MAX_MESSAGE,
+                 flags: int = 0) -> tuple[bytes, int | None]:
+    """One message and the fd it carries (if any); b"" when the peer hung up.
+    ``recvmsg``: the method to call (default ``sock.recvmsg``)."""
+    if recvmsg is None:
+        msg, anc, _flags, _addr = sock.recvmsg(size, _FD_SPACE, flags)
+    else:
+        msg, anc, _flags, _addr = recvmsg(sock, size, _FD_SPACE, flags)
     fd: int | None = None
     for level, kind, data in anc:
         if level == SOL_SOCKET and kind == _std.SCM_RIGHTS:
@@ -182,16 +215,7 @@ class _Channel:
 
 def check_kind(family: int, kind: int, proto: int) -> None:
     """The errors ``socket()`` gives for a kind the stack does not make."""
-    if family != AF_INET:
-        raise _oserror(errno.EAFNOSUPPORT, "only AF_INET on this stack")
-    if kind == SOCK_STREAM:
-        if proto not in (0, IPPROTO_TCP):
-            raise _oserror(errno.EPROTONOSUPPORT)
-    elif kind == SOCK_DGRAM:
-        if proto not in (0, IPPROTO_UDP, IPPROTO_ICMP):
-            raise _oserror(errno.EPROTONOSUPPORT)
-    else:
-        raise _oserror(errno.ESOCKTNOSUPPORT, "only SOCK_STREAM and SOCK_DGRAM")
+    link_kind(family, kind, proto)
 
 
 def tune_pair(p: _std.socket, q: _std.socket, pair_kind: int) -> None:
@@ -231,6 +255,50 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_child=_after_fork)
 
 
+def _register_kept(keep: Any) -> None:
+    """Before a spawn: serve must have every stack socket whose fd the child
+    inherits (``pass_fds``), even one never used here yet."""
+    if not _pending:
+        return
+    try:
+        fds = {int(fd) for fd in keep}
+    except (TypeError, ValueError):
+        fds = None
+    for sock in list(_pending):
+        try:
+            if fds is None or _RealSocket.fileno(sock) in fds:
+                sock._register()
+        except OSError:
+            pass
+
+
+def _spawn_hook(fork_exec: Any) -> Any:
+    """``_posixsubprocess.fork_exec`` (subprocess, multiprocessing's spawn),
+    which runs no ``register_at_fork`` hooks, with ``_register_kept`` first."""
+    if getattr(fork_exec, "_femtotcp", False):
+        return fork_exec
+
+    def hooked(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > 3:
+            _register_kept(args[3])          # fds_to_keep
+        return fork_exec(*args, **kwargs)
+
+    hooked._femtotcp = True  # type: ignore[attr-defined]
+    return hooked
+
+
+def install_spawn_hook() -> None:
+    """Make processes spawned from here find the stack sockets they inherit."""
+    try:
+        import _posixsubprocess
+        import subprocess
+    except ImportError:
+        return
+    _posixsubprocess.fork_exec = _spawn_hook(_posixsubprocess.fork_exec)
+    if getattr(subprocess, "_fork_exec", None) is not None:
+        subprocess._fork_exec = _spawn_hook(subprocess._fork_exec)  # type: ignore[attr-defined]
+
+
 class RemoteNetwork(Network):
     """The network of an attached program: a ``femtotcp serve`` reached at
     ``path`` (its socket service). Name lookups: numeric forms and the hosts
@@ -242,7 +310,18 @@ class RemoteNetwork(Network):
         self._idle: list[_Channel] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        self._ipv6: bool | None = None
         _networks.add(self)
+
+    def has_ipv6(self) -> bool:
+        """Whether serve's stack has IPv6 (asked once): AF_INET6 sockets are
+        then the stack's, as in-process (``femtotcp.api.patch``)."""
+        if self._ipv6 is None:
+            try:
+                self._ipv6 = bool(self.values("info", 0)[0])
+            except OSError:
+                return False
+        return self._ipv6
 
     # -- requests -------------------------------------------------------------------------
     def forget_channels(self) -> None:
@@ -296,7 +375,7 @@ class RemoteNetwork(Network):
     def adopt(self, fd: int, family: int = -1) -> RemoteSocket | None:
         """A socket object for ``fd`` when it is the program's end of a stack
         socket (handed over by fork, ``pass_fds``, SCM_RIGHTS...); else None."""
-        if family not in (-1, AF_INET):
+        if family not in (-1, AF_INET, AF_INET6):
             return None
         try:
             st = os.fstat(fd)
@@ -321,16 +400,24 @@ class RemoteNetwork(Network):
         chain, addrs = self.values("dns", 0, name)
         return list(chain), list(addrs)
 
-
-def _addr_text(addr: Any) -> tuple[str, int] | None:
-    return None if addr is None else (str(addr[0]), int(addr[1]))
+    def _names(self, host: str, family: int, flags: int) -> tuple[str, list[str]]:
+        """A name's addresses for ``getaddrinfo``: this program's hosts table
+        here; the rest in serve, which has the stack (/etc/hosts, A and AAAA
+        records, AI_ADDRCONFIG and RFC 6724's order, as in-process)."""
+        lower = host.strip().lower().rstrip(".")
+        if (family == AF_INET or _parse_ipv4(lower) is not None
+                or any(name.lower() == lower for name in self.hosts)
+                or (family != AF_INET6 and not self.has_ipv6())):
+            return super()._names(host, family, flags)      # no AAAA asked: as before
+        canonical, addrs = self.values("names", 0, host, int(family), int(flags))
+        return str(canonical), [str(a) for a in addrs]
 
 
 class RemoteSocket(_SocketBase):
     """``socket.socket`` for an attached program: P here, the stack socket in serve."""
 
     __slots__ = ("_net", "_id", "_sfamily", "_stype", "_sproto", "_mode", "_local", "_remote",
-                 "_q")
+                 "_q", "_opts")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: int | None = None, *, network: RemoteNetwork | None = None) -> None:
@@ -346,7 +433,7 @@ class RemoteSocket(_SocketBase):
         type_ = SOCK_STREAM if type in (-1, None) else int(type)
         proto = 0 if proto in (-1, None) else int(proto)
         kind = type_ & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
-        check_kind(family, kind, proto)
+        link_kind(family, kind, proto)
         pair_kind = SOCK_STREAM if kind == SOCK_STREAM else SOCK_SEQPACKET
         # The pair is made here; serve gets its end with the first request that
         # needs the stack (``_ask``), so making a socket costs no round trip.
@@ -384,12 +471,18 @@ class RemoteSocket(_SocketBase):
         self._net = net
         self._id = sid
         self._sfamily, self._stype, self._sproto = family, kind, proto
+        #: Options set before serve had the socket: they go with its first request.
+        self._opts: list[list[Any]] = []
         self._state(state)
 
     def _state(self, state: list[Any]) -> None:
         self._mode = str(state[0])
-        self._local = _addr_text(state[1])
-        self._remote = _addr_text(state[2])
+        self._local = self._shown(state[1])
+        self._remote = self._shown(state[2])
+
+    def _shown(self, addr: Any) -> Any:
+        """An address serve sends ([text, port]) as this socket's family shows it."""
+        return None if addr is None else self._fmt(ip_bytes(str(addr[0])), int(addr[1]))
 
     def _ask(self, op: str, *args: Any, tail: bytes = b"") -> tuple[list[Any], int | None]:
         """One request about this socket; the first one hands serve its end of
@@ -400,9 +493,10 @@ class RemoteSocket(_SocketBase):
             return values, fd
         self._q = None
         _pending.discard(self)
+        opts, self._opts = self._opts, []
         try:
             values, _rest, fd = self._net.ask(
-                "+" + op, self._id, self._sfamily, self._stype, self._sproto, *args,
+                "+" + op, self._id, self._sfamily, self._stype, self._sproto, opts, *args,
                 tail=tail, give=q.fileno())
         finally:
             q.close()
@@ -454,22 +548,29 @@ class RemoteSocket(_SocketBase):
         self._register()
         return _RealSocket.detach(self)
 
+    def set_inheritable(self, inheritable: bool) -> None:
+        """An inheritable fd may reach a child by exec: serve must have the socket."""
+        if inheritable:
+            self._register()
+        _RealSocket.set_inheritable(self, inheritable)
+
     def _register(self) -> None:
         """Make sure serve has this socket (before its fd goes to another process)."""
         if self._q is not None and _RealSocket.fileno(self) != -1:
             self._refresh()
 
     # -- addresses ---------------------------------------------------------------------------
-    def getsockname(self) -> tuple[str, int]:
+    def getsockname(self) -> Any:
         self._check_open()
         # Cached once known, except while TCP's own address may still change.
         if self._q is None and (self._local is None or self._mode in (IDLE, CONNECTING)):
             self._refresh()
-        return self._local or ("0.0.0.0", 0)
+        return self._local or self._fmt(None, 0)
 
-    def getpeername(self) -> tuple[str, int]:
+    def getpeername(self) -> Any:
         self._check_open()
-        if self._mode == CONNECTING:
+        # Another process holding the fd may have connected it since.
+        if self._mode == CONNECTING or (self._mode == IDLE and self._q is None):
             self._refresh()
         if self._remote is None or self._mode not in (CONNECTED, DONE, DGRAM):
             raise _oserror(errno.ENOTCONN)
@@ -491,24 +592,29 @@ class RemoteSocket(_SocketBase):
     def _accept(self) -> tuple[int, Any]:
         raise _oserror(errno.EOPNOTSUPP)
 
-    def accept(self) -> tuple[RemoteSocket, tuple[str, int]]:
+    def accept(self) -> tuple[RemoteSocket, Any]:
         if self._mode != LISTENING:
             self._check_open()
             raise _oserror(errno.EINVAL)
-        net = self._net
+        # serve hands each connection over whole: a record and the connection's
+        # P on ours, read here with the socket's own timeout (no request).
         while True:
-            token = _RealSocket.recv(self, 1)
-            if not token:
+            msg, fd = recv_message(self, _RealSocket.recvmsg, ACCEPTED.size)
+            if not msg:
+                if fd is not None:
+                    os.close(fd)
                 raise _oserror(errno.EINVAL, "the listening socket was closed")
-            found, fd = self._ask("accept")
-            if fd is not None:
+            if fd is not None and len(msg) == ACCEPTED.size:
                 break
-        sid, state = found
-        new = RemoteSocket._adopt(net, fd, int(sid), self._sfamily, SOCK_STREAM,
+            if fd is not None:                 # (never sent so: skipped)
+                os.close(fd)
+        sid, llen, laddr, lport, rlen, raddr, rport = ACCEPTED.unpack(msg)
+        state = [CONNECTED, [ip_str(laddr[:llen]), lport], [ip_str(raddr[:rlen]), rport]]
+        new = RemoteSocket._adopt(self._net, fd, sid, self._sfamily, SOCK_STREAM,
                                   self._sproto, state)
         if _std.getdefaulttimeout() is None and self.gettimeout():
             new.setblocking(True)
-        return new, new._remote or ("0.0.0.0", 0)
+        return new, new._remote or self._fmt(None, 0)
 
     def _connect(self, address: Any, raise_errors: bool) -> int:
         self._check_open()
@@ -546,8 +652,20 @@ class RemoteSocket(_SocketBase):
             return _oserror(errno.EPIPE)
         return exc
 
+    def _eof_error(self) -> OSError | None:
+        """The error to report at EOF on P, if any. A FIN from the peer leaves
+        serve's end of the pair open (shut for writing): P is not hung up, and
+        EOF is all, with no request. A reset, serve gone, or a connection done
+        both ways closes serve's end (P hung up): serve says which."""
+        poller = select.poll()
+        poller.register(_RealSocket.fileno(self), 0)
+        for _fd, events in poller.poll(0):
+            if events & (select.POLLHUP | select.POLLERR):
+                return self._pending_error()
+        return None
+
     def _ready_for_data(self) -> None:
-        if self._mode == CONNECTING:
+        if self._mode == CONNECTING or (self._mode == IDLE and self._q is None):
             self._refresh()
         if self._mode in (IDLE, LISTENING, CONNECTING):
             self._check_open()
@@ -560,22 +678,19 @@ class RemoteSocket(_SocketBase):
             self._ready_for_data()
         data = _RealSocket.recv(self, bufsize, flags)
         if not data and bufsize:
-            exc = self._pending_error()
+            exc = self._eof_error()
             if exc is not None:
                 raise exc
         return data
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         if self._stype == SOCK_DGRAM:
-            mv = memoryview(buffer).cast("B")
-            data = self._recv_dgram(nbytes or len(mv), flags)[0]
-            mv[:len(data)] = data
-            return len(data)
+            return dgram_into(buffer, nbytes, lambda n: self._recv_dgram(n, flags))[0]
         if self._mode != CONNECTED:
             self._ready_for_data()
         n = _RealSocket.recv_into(self, buffer, nbytes, flags)
         if n == 0 and (nbytes or len(memoryview(buffer))):
-            exc = self._pending_error()
+            exc = self._eof_error()
             if exc is not None:
                 raise exc
         return n
@@ -587,17 +702,14 @@ class RemoteSocket(_SocketBase):
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
         if self._stype == SOCK_DGRAM:
-            mv = memoryview(buffer).cast("B")
-            data, addr = self._recv_dgram(nbytes or len(mv), flags)
-            mv[:len(data)] = data
-            return len(data), addr
+            return dgram_into(buffer, nbytes, lambda n: self._recv_dgram(n, flags))
         return self.recv_into(buffer, nbytes, flags), None
 
     def _recv_dgram(self, bufsize: int, flags: int) -> tuple[bytes, Any]:
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
         while True:
-            rec = _RealSocket.recv(self, bufsize + _REC.size, flags)
+            rec = _RealSocket.recv(self, bufsize + _REC.size + _SCOPE.size, flags)
             if len(rec) < _REC.size:
                 if not rec:
                     exc = self._pending_error()
@@ -605,6 +717,10 @@ class RemoteSocket(_SocketBase):
                         raise exc
                 return b"", None
             kind, alen, port, addr = _REC.unpack_from(rec)
+            if kind == _KIND_DATA_SCOPED and len(rec) >= _REC.size + _SCOPE.size:
+                start = _REC.size + _SCOPE.size      # a link-scope source: its scope id
+                return (rec[start:start + bufsize],
+                        self._fmt(addr[:alen], port, _SCOPE.unpack_from(rec, _REC.size)[0]))
             if kind != _KIND_ERROR:
                 break
             if flags & _std.MSG_PEEK:
@@ -612,24 +728,24 @@ class RemoteSocket(_SocketBase):
             skip = self._values("errrec")[0]
             if not skip:
                 raise _oserror(port)
-        return rec[_REC.size:], (ip_str(addr[:alen]), port)
+        return rec[_REC.size:_REC.size + bufsize], self._fmt(addr[:alen], port)
 
     def _send_record(self, data: bytes, dst: bytes | None, port: int) -> bool:
         """Send a UDP datagram as a record on P, without a round trip to serve
         (``_KIND_SEND``; ``dst`` None: to the connected peer). Only once serve
         has the socket bound; broadcasts and ping sockets go by request (serve
         checks them). Errors serve meets later become the socket error."""
-        if (self._q is not None or self._sproto == IPPROTO_ICMP or self._local is None
-                or dst == b"\xff\xff\xff\xff"):
+        if (self._q is not None or self._sproto in (IPPROTO_ICMP, IPPROTO_ICMPV6)
+                or self._local is None or dst == BROADCAST4):
             return False
-        if len(data) > _UDP_MAX:
+        if len(data) > (_UDP_MAX6 if dst is not None and len(dst) == 16 else _UDP_MAX):
             raise _oserror(errno.EMSGSIZE)
         if dst is None:
             if self._remote is None:
                 raise _oserror(errno.EDESTADDRREQ)
             head = _REC.pack(_KIND_SEND, 0, 0, b"")
         else:
-            head = _REC.pack(_KIND_SEND, 4, port, dst)
+            head = _REC.pack(_KIND_SEND, len(dst), port, dst)
         _RealSocket.send(self, head + data)
         return True
 
@@ -685,64 +801,44 @@ class RemoteSocket(_SocketBase):
 
     def shutdown(self, how: int) -> None:
         self._check_open()
-        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
-            raise _oserror(errno.EINVAL)
-        if self._stype == SOCK_STREAM:
-            if self._mode == LISTENING:
-                if how in (SHUT_RD, SHUT_RDWR):
-                    _RealSocket.shutdown(self, SHUT_RD)
-                return
-            if self._mode == CONNECTING:
-                self._refresh()
-            if self._mode not in (CONNECTED, DONE):
-                raise _oserror(errno.ENOTCONN)
-            try:
-                _RealSocket.shutdown(self, how)
-            except OSError:
-                pass
-            if self._mode == CONNECTED:
-                self._values("shut", how)
-            return
-        if self._remote is None:
-            raise _oserror(errno.ENOTCONN)
-        if how in (SHUT_RD, SHUT_RDWR):
-            _RealSocket.shutdown(self, SHUT_RD)
+        stream = self._stype == SOCK_STREAM
+        if stream and self._mode == CONNECTING:
+            self._refresh()
+
+        def tell(h: int) -> None:
+            # SHUT_WR needs no request: serve's pump reads the EOF on its end of
+            # the pair and sends the FIN (socketserver shuts every connection so).
+            if h != SHUT_WR:
+                self._values("shut", h)
+
+        shutdown_pair(self, how, self._mode if stream else None, self._remote is not None, tell)
 
     # -- options ---------------------------------------------------------------------------------
     def setsockopt(self, level: int, optname: int, value: Any,
                    optlen: int | None = None) -> None:
-        from femtotcp.api.socket import option_value
         self._check_open()
-        if level == _IPPROTO_IPV6:
-            raise _oserror(errno.ENOPROTOOPT)
-        if level == SOL_SOCKET and optname in (getattr(_std, "SO_RCVTIMEO", -2),
-                                               getattr(_std, "SO_SNDTIMEO", -2)):
-            _RealSocket.setsockopt(self, level, optname, value)
+        if set_timeo(self, level, optname, value):
             return
-        val = option_value(level, optname, value)
+        if level == _IPPROTO_IPV6:
+            val = ipv6_option(self._sfamily, optname, value)
+        else:
+            val = option_value(level, optname, value)
+        if self._q is not None:
+            # serve does not have the socket yet: the option goes with its first
+            # request (a socket's options are set before it connects: no round trip).
+            self._opts.append([level, optname, val])
+            return
         self._values("setopt", level, optname, val)
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
         self._check_open()
-        if level == SOL_SOCKET:
-            if optname == _std.SO_ERROR:
-                return self._opt_out(self._values("soerr")[0], buflen)
-            if optname == _std.SO_TYPE:
-                return self._opt_out(self._stype, buflen)
-            if optname == getattr(_std, "SO_DOMAIN", -2):
-                return self._opt_out(self._sfamily, buflen)
-            if optname == getattr(_std, "SO_PROTOCOL", -2):
-                proto = self._sproto or (IPPROTO_TCP if self._stype == SOCK_STREAM
-                                         else IPPROTO_UDP)
-                return self._opt_out(proto, buflen)
-            if optname == getattr(_std, "SO_ACCEPTCONN", -2):
-                return self._opt_out(int(self._mode == LISTENING), buflen)
-            if optname in (getattr(_std, "SO_RCVTIMEO", -2), getattr(_std, "SO_SNDTIMEO", -2)):
-                if buflen is None:
-                    return _RealSocket.getsockopt(self, level, optname)
-                return _RealSocket.getsockopt(self, level, optname, buflen)
+        if level == SOL_SOCKET and optname == _std.SO_ERROR:
+            return self._opt_out(self._values("soerr")[0], buflen)
+        local = local_sockopt(self, level, optname, buflen, lambda: self._mode == LISTENING)
+        if local is not NOT_LOCAL:
+            return local
         if level == _IPPROTO_IPV6:
-            raise _oserror(errno.ENOPROTOOPT)
+            ipv6_option(self._sfamily, optname, 0)      # ENOPROTOOPT where Linux says so
         value = self._values("getopt", level, optname)[0]
         if level == SOL_SOCKET and optname == _std.SO_LINGER:
             packed = _LINGER.pack(int(value[0]), int(value[1]))
@@ -750,16 +846,7 @@ class RemoteSocket(_SocketBase):
         return self._opt_out(int(value), buflen)
 
     def __repr__(self) -> str:
-        closed = _RealSocket.fileno(self) == -1
-        s = (f"<{self.__class__.__module__}.{self.__class__.__qualname__}"
-             f"{' [closed]' if closed else ''} fd={_RealSocket.fileno(self)}, "
-             f"family={self.family!s}, type={self.type!s}, proto={self.proto}")
-        if not closed:
-            if self._local is not None:
-                s += f", laddr={self._local}"
-            if self._remote is not None:
-                s += f", raddr={self._remote}"
-        return s + ">"
+        return sock_repr(self, lambda: self._local, lambda: self._remote)
 
 
 def _rebuild_socket(df: Any, family: int, kind: int, proto: int) -> Any:
@@ -795,6 +882,7 @@ def attach_from_environment() -> Any:
     if not path:
         return None
     from femtotcp.api.patch import Patch
+    install_spawn_hook()
     return Patch(RemoteNetwork(path)).start()
 
 

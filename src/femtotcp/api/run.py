@@ -58,6 +58,7 @@ def run_attached(control: str, module: str | None, argv: list[str]) -> int:
                       f"(its socket service {path} does not exist)")
     net = remote.RemoteNetwork(path)
     remote.attach_environment(path)
+    remote.install_spawn_hook()
     with patch(net):
         return run_in_process(module, argv)
 

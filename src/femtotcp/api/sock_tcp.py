@@ -560,7 +560,11 @@ class _TcpLink(_Link):
                 break
             self.ready.append(conn)
             self.tokens_owed += 1
-        # Q readable here means the program closed the listening socket.
+        self.listener_watch(q, bool(self.tokens_owed))
+
+    def listener_watch(self, q: _std.socket, owed: bool) -> None:
+        """End of a listener round: Q readable means the program closed the
+        listening socket; else watch Q (for writing too while ``owed``)."""
         try:
             data = q.recv(1, _std.MSG_DONTWAIT)
         except BlockingIOError:
@@ -571,7 +575,7 @@ class _TcpLink(_Link):
             self.close_listener()
             return
         if self.watch is not None:
-            self.watch.set(True, bool(self.tokens_owed))
+            self.watch.set(True, owed)
 
     def take_ready(self) -> Any:
         if not self.ready:

@@ -167,12 +167,12 @@ class _DgramLink(_Link):
         if len(rec) < _REC.size:
             return
         kind, alen, port, addr = _REC.unpack_from(rec)
-        if kind != _KIND_SEND or alen not in (0, 4):
+        if kind != _KIND_SEND or alen not in (0, 4, 16):
             return
         payload = rec[_REC.size:]
         try:
             if alen:
-                self.sendto(payload, addr[:4], port)
+                self.sendto(payload, addr[:alen], port)
             else:
                 self.send(payload)
         except OSError as exc:

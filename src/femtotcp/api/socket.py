@@ -64,7 +64,6 @@ from femtotcp.api.sock_base import (
     _LINGER,
     _REC,
     _SCOPE,
-    _SO_REUSEPORT,
     _TCP_KEEPCNT,
     _TCP_KEEPIDLE,
     _TCP_KEEPINTVL,
@@ -104,6 +103,20 @@ from femtotcp.api.sock_base import (
     herror,
     timeout,
 )
+from femtotcp.api.sock_common import (
+    NOT_LOCAL,
+    SOCKOPTS_INT,
+    dgram_into,
+    get_ipv6_opt,
+    ipv6_option,
+    link_kind,
+    local_sockopt,
+    option_value,
+    set_ipv6_opt,
+    set_timeo,
+    shutdown_pair,
+    sock_repr,
+)
 from femtotcp.api.sock_ping import _PingLink
 from femtotcp.api.sock_tcp import TcpMode, _apply_tcp_opt, _TcpLink
 from femtotcp.api.sock_udp import _DgramLink, _UdpLink
@@ -119,19 +132,7 @@ def __getattr__(name: str) -> Any:
 
 # -- the program's socket object -------------------------------------------------------------
 
-_SOCKOPTS_INT = {
-    (SOL_SOCKET, _std.SO_REUSEADDR), (SOL_SOCKET, _std.SO_KEEPALIVE),
-    (SOL_SOCKET, _std.SO_RCVBUF), (SOL_SOCKET, _std.SO_SNDBUF),
-    (SOL_SOCKET, _std.SO_BROADCAST), (SOL_SOCKET, _SO_REUSEPORT),
-    (SOL_SOCKET, _std.SO_OOBINLINE), (SOL_SOCKET, getattr(_std, "SO_PRIORITY", -2)),
-    (IPPROTO_TCP, _std.TCP_NODELAY), (IPPROTO_TCP, _TCP_KEEPIDLE),
-    (IPPROTO_TCP, _TCP_KEEPINTVL), (IPPROTO_TCP, _TCP_KEEPCNT),
-    (IPPROTO_TCP, _TCP_USER_TIMEOUT), (IPPROTO_TCP, getattr(_std, "TCP_QUICKACK", -2)),
-    (IPPROTO_TCP, getattr(_std, "TCP_CORK", -2)), (IPPROTO_TCP, getattr(_std, "TCP_MAXSEG", -2)),
-    (IPPROTO_IP, _IP_TTL), (IPPROTO_IP, _IP_TOS),
-}
-
-_IPV6_OPTS = frozenset({_std.IPV6_V6ONLY, _std.IPV6_UNICAST_HOPS, _std.IPV6_TCLASS})
+_SOCKOPTS_INT = SOCKOPTS_INT
 
 _DEFAULT_OPTS: dict[tuple[int, int], int] = {
     (IPPROTO_IP, _IP_TTL): 64,
@@ -168,27 +169,11 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         type_ = SOCK_STREAM if type in (-1, None) else int(type)
         proto = 0 if proto in (-1, None) else int(proto)
         kind = type_ & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
-        if family not in (AF_INET, AF_INET6):
-            raise _oserror(errno.EAFNOSUPPORT, "only AF_INET and AF_INET6 on this stack")
-        link_cls: Any
-        if kind == SOCK_STREAM:
-            if proto not in (0, IPPROTO_TCP):
-                raise _oserror(errno.EPROTONOSUPPORT)
-            pair_kind = SOCK_STREAM
-            link_cls = _TcpLink
-            if not _tls_installed:
-                _install_tls()
-        elif kind == SOCK_DGRAM:
-            if proto in (0, IPPROTO_UDP):
-                link_cls = _UdpLink
-            elif (proto == IPPROTO_ICMP and family == AF_INET) or (
-                    proto == _std.IPPROTO_ICMPV6 and family == AF_INET6):
-                link_cls = _PingLink
-            else:
-                raise _oserror(errno.EPROTONOSUPPORT)
-            pair_kind = SOCK_SEQPACKET
-        else:
-            raise _oserror(errno.ESOCKTNOSUPPORT, "only SOCK_STREAM and SOCK_DGRAM")
+        what = link_kind(family, kind, proto)
+        link_cls: Any = {"tcp": _TcpLink, "udp": _UdpLink, "ping": _PingLink}[what]
+        pair_kind = SOCK_STREAM if what == "tcp" else SOCK_SEQPACKET
+        if what == "tcp" and not _tls_installed:
+            _install_tls()
         a, b = _socket.socketpair(AF_UNIX, pair_kind)
         try:
             _RealSocket.__init__(self, AF_UNIX, pair_kind, 0, a.detach())
@@ -400,11 +385,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         link = self._link
         if isinstance(link, _DgramLink):
-            mv = memoryview(buffer).cast("B")
-            size = nbytes or len(mv)
-            data = self._recv_dgram(size, flags)[0]
-            mv[:len(data)] = data
-            return len(data)
+            return dgram_into(buffer, nbytes, lambda n: self._recv_dgram(n, flags))[0]
         if link.mode in (TcpMode.IDLE, TcpMode.LISTENING, TcpMode.CONNECTING):  # type: ignore[attr-defined]
             self._check_open()
             raise _oserror(errno.ENOTCONN)
@@ -422,11 +403,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
         if isinstance(self._link, _DgramLink):
-            mv = memoryview(buffer).cast("B")
-            size = nbytes or len(mv)
-            data, addr = self._recv_dgram(size, flags)
-            mv[:len(data)] = data
-            return len(data), addr
+            return dgram_into(buffer, nbytes, lambda n: self._recv_dgram(n, flags))
         return self.recv_into(buffer, nbytes, flags), None
 
     def _recv_dgram(self, bufsize: int, flags: int) -> tuple[bytes, Any]:
@@ -494,28 +471,13 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
     def shutdown(self, how: int) -> None:
         self._check_open()
         link = self._link
-        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
-            raise _oserror(errno.EINVAL)
-        if isinstance(link, _TcpLink):
-            if link.mode is TcpMode.LISTENING:
-                if how in (SHUT_RD, SHUT_RDWR):
-                    _RealSocket.shutdown(self, SHUT_RD)
-                return
-            if link.mode not in (TcpMode.CONNECTED, TcpMode.DONE):
-                raise _oserror(errno.ENOTCONN)
-            try:
-                _RealSocket.shutdown(self, how)
-            except OSError:
-                pass
-            if how in (SHUT_RD, SHUT_RDWR) and link.mode is TcpMode.CONNECTED:
-                self._net.call(link.shutdown_read)
-            elif link.mode is TcpMode.CONNECTED:
-                self._net.call(link.pump)
-            return
-        if link.remote is None:
-            raise _oserror(errno.ENOTCONN)
-        if how in (SHUT_RD, SHUT_RDWR):
-            _RealSocket.shutdown(self, SHUT_RD)
+
+        def tell(h: int) -> None:
+            assert isinstance(link, _TcpLink)
+            self._net.call(link.shutdown_read if h in (SHUT_RD, SHUT_RDWR) else link.pump)
+
+        mode = link.mode.value if isinstance(link, _TcpLink) else None
+        shutdown_pair(self, how, mode, link.remote is not None, tell)
 
     # -- options ---------------------------------------------------------------------------------
     def setsockopt(self, level: int, optname: int, value: Any,
@@ -523,11 +485,10 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         self._check_open()
         link = self._link
         if level == _IPPROTO_IPV6:
-            self._set_ipv6_opt(optname, value)
+            val6 = ipv6_option(self._sfamily, optname, value)
+            self._net.call(set_ipv6_opt, link, optname, val6)
             return
-        if level == SOL_SOCKET and optname in (getattr(_std, "SO_RCVTIMEO", -2),
-                                               getattr(_std, "SO_SNDTIMEO", -2)):
-            _RealSocket.setsockopt(self, level, optname, value)
+        if set_timeo(self, level, optname, value):
             return
         val = option_value(level, optname, value)
         if isinstance(link, _TcpLink):
@@ -539,55 +500,17 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
                     link.apply_opts()
             self._net.call(set_dgram)
 
-    def _set_ipv6_opt(self, optname: int, value: Any) -> None:
-        """IPV6_V6ONLY (only before the socket has a port, as Linux's
-        inet_num check), IPV6_UNICAST_HOPS and IPV6_TCLASS (-1 for the
-        default, else 0-255; on the wire for datagram and stream sockets)."""
-        link = self._link
-        if self._sfamily != AF_INET6 or optname not in _IPV6_OPTS:
-            raise _oserror(errno.ENOPROTOOPT)
-        if isinstance(value, int | bool):
-            val = int(value)
-        elif value is None:
-            raise TypeError("setsockopt() value must be an int or a buffer")
-        else:
-            val = int.from_bytes(bytes(value)[:4], sys.byteorder, signed=True)
-        if optname != _std.IPV6_V6ONLY and not -1 <= val <= 255:
-            raise _oserror(errno.EINVAL)
-        key = (_IPPROTO_IPV6, optname)
-
-        def apply() -> None:
-            if optname == _std.IPV6_V6ONLY:
-                if link.local is not None or getattr(link, "bound", None) is not None:
-                    raise _oserror(errno.EINVAL)
-                link.opts[key] = bool(val)
-                return
-            if isinstance(link, _TcpLink):
-                link.set_opt(_IPPROTO_IPV6, optname, val)   # its connection's segments
-                return
-            link.opts[key] = val
-            if isinstance(link, _UdpLink):
-                link.apply_opts()
-        self._net.call(apply)
-
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
         self._check_open()
         link = self._link
+        local = local_sockopt(self, level, optname, buflen,
+                              lambda: getattr(link, "mode", None) is TcpMode.LISTENING)
+        if local is not NOT_LOCAL:
+            return local
         if level == SOL_SOCKET:
             if optname == _std.SO_ERROR:
                 val: Any = self._net.call(link.take_so_error)
                 return self._opt_out(val, buflen)
-            if optname == _std.SO_TYPE:
-                return self._opt_out(self._stype, buflen)
-            if optname == getattr(_std, "SO_DOMAIN", -2):
-                return self._opt_out(self._sfamily, buflen)
-            if optname == getattr(_std, "SO_PROTOCOL", -2):
-                proto = self._sproto or (IPPROTO_TCP if self._stype == SOCK_STREAM
-                                         else IPPROTO_UDP)
-                return self._opt_out(proto, buflen)
-            if optname == getattr(_std, "SO_ACCEPTCONN", -2):
-                listening = getattr(link, "mode", None) is TcpMode.LISTENING
-                return self._opt_out(int(listening), buflen)
             if optname == _std.SO_LINGER:
                 onoff, secs = link.opts.get((level, optname), (0, 0))
                 packed = _LINGER.pack(onoff, secs)
@@ -598,57 +521,18 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
                     val = self._net.call(_current_buf, link, optname)
                 return self._opt_out(val, buflen)
         if level == _IPPROTO_IPV6:
-            if self._sfamily != AF_INET6 or optname not in _IPV6_OPTS:
-                raise _oserror(errno.ENOPROTOOPT)
-            if optname == _std.IPV6_V6ONLY:
-                return self._opt_out(int(link.v6only), buflen)
-            value = link.opts.get((level, optname), -1)
-            if value == -1:     # the route's default, as Linux reports it
-                value = 64 if optname == _std.IPV6_UNICAST_HOPS else 0
-            return self._opt_out(value, buflen)
+            ipv6_option(self._sfamily, optname, 0)      # ENOPROTOOPT where Linux says so
+            return self._opt_out(get_ipv6_opt(link, optname), buflen)
         if (level, optname) in _SOCKOPTS_INT:
             return self._opt_out(link.opts.get((level, optname),
                                                _DEFAULT_OPTS.get((level, optname), 0)), buflen)
-        if level == SOL_SOCKET and optname in (getattr(_std, "SO_RCVTIMEO", -2),
-                                               getattr(_std, "SO_SNDTIMEO", -2)):
-            if buflen is None:
-                return _RealSocket.getsockopt(self, level, optname)
-            return _RealSocket.getsockopt(self, level, optname, buflen)
         raise _oserror(errno.ENOPROTOOPT)
 
     def __repr__(self) -> str:
-        closed = _RealSocket.fileno(self) == -1
-        s = (f"<{self.__class__.__module__}.{self.__class__.__qualname__}"
-             f"{' [closed]' if closed else ''} fd={_RealSocket.fileno(self)}, "
-             f"family={self.family!s}, type={self.type!s}, proto={self.proto}")
-        if not closed:
-            try:
-                s += f", laddr={self.getsockname()}"
-                s += f", raddr={self.getpeername()}"
-            except OSError:
-                pass
-        return s + ">"
+        return sock_repr(self, self.getsockname, self.getpeername)
 
 
 StackSocket = socket
-
-
-def option_value(level: int, optname: int, value: Any) -> Any:
-    """What the stack keeps for ``setsockopt(level, optname, value)``: an int, or
-    (onoff, seconds) for SO_LINGER; ENOPROTOOPT for options the stack lacks."""
-    if level == SOL_SOCKET and optname == _std.SO_LINGER:
-        if isinstance(value, int):
-            raise _oserror(errno.EINVAL)
-        onoff, secs = _LINGER.unpack(bytes(value)[:_LINGER.size])
-        return (onoff, secs)
-    if (level, optname) not in _SOCKOPTS_INT:
-        raise _oserror(errno.ENOPROTOOPT)
-    if isinstance(value, int | bool):
-        return int(value)
-    if value is None:
-        raise TypeError("setsockopt() value must be an int or a buffer")
-    raw = bytes(value)
-    return int.from_bytes(raw[:4], sys.byteorder) if raw else 0
 
 
 def _raise(err: int) -> int:

@@ -29,15 +29,17 @@ import os
 import socket
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
 from femtotcp.api import remote
 from femtotcp.api.network import Network, network_for
 from femtotcp.api.sock_base import (
+    _IPPROTO_IPV6,
     _LINGER,
     AF_INET,
+    AF_INET6,
     AF_UNIX,
     IPPROTO_ICMP,
     SHUT_RD,
@@ -50,6 +52,7 @@ from femtotcp.api.sock_base import (
     _oserror,
     _RealSocket,
 )
+from femtotcp.api.sock_common import IPPROTO_ICMPV6, get_ipv6_opt, link_kind, set_ipv6_opt
 from femtotcp.api.sock_ping import _PingLink
 from femtotcp.api.sock_tcp import TcpMode, _TcpLink
 from femtotcp.api.sock_udp import _DgramLink, _UdpLink
@@ -66,6 +69,9 @@ MAX_CONNECTIONS = 1024
 RELEASED_GRACE = 30.0
 #: Freed sockets remembered at most (their final state only).
 MAX_TOMBS = 4096
+#: Bytes of a listening socket's send buffer one waiting ``ACCEPTED`` record
+#: takes (its share of the buffer as Linux counts it: the buffer's truesize).
+RECORD_SHARE = 768
 
 
 class _Remote:
@@ -111,16 +117,85 @@ class _Watcher:
         self.fn()
 
 
-class _NotifyEvent(threading.Event):
-    """A link's ``connect_done`` that also tells the service (in the loop thread)."""
+class _ServedTcpLink(_TcpLink):
+    """A TCP socket of an attached program. Listening, it hands each ready
+    connection over whole instead of a token: the connection gets a pair made
+    here, and its P goes to the program on Q with an ``ACCEPTED`` record
+    (SCM_RIGHTS), so ``accept`` is a read on the listening socket's fd, with
+    no request (any process holding that fd may read it). Q's send buffer,
+    sized from the backlog, bounds the records waiting unread; when it is
+    full the next connection waits (made, in ``handing``) until the program
+    reads, and the rest wait in the stack's listener."""
 
-    def __init__(self, callback: Callable[[], None]) -> None:
-        super().__init__()
+    def __init__(self, service: SocketService, q: socket.socket) -> None:
+        super().__init__(service.net, q, _OWNER)  # type: ignore[arg-type]
+        self.service = service
+        self.detached = True
+        #: Connections made here whose record is not on Q yet (Q full).
+        self.handing: deque[tuple[bytes, int]] = deque()
+
+    def listen(self, backlog: int) -> tuple[bytes, int]:
+        if self.q is not None and self.mode is TcpMode.IDLE:
+            records = max(1, min(int(backlog), 4096))
+            self.q.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                              records * RECORD_SHARE // 2)      # Linux doubles it
+        return super().listen(backlog)
+
+    def listener_service(self, *_args: Any) -> None:
+        q, lst = self.q, self.listener
+        if q is None or lst is None:
+            return
+        handing = self.handing
+        while True:
+            if not handing:
+                conn = lst.accept()
+                if conn is None:
+                    break
+                try:
+                    handing.append(self.service.hand_over(self, conn))
+                except OSError as exc:       # EMFILE and friends: refuse that one
+                    log.warning("handing over an accepted connection failed: %s", exc)
+                    conn.abort()
+                    continue
+            rec, fd = handing[0]
+            try:
+                socket.send_fds(q, [rec], [fd], socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            except OSError:
+                self.close_listener()
+                return
+            handing.popleft()
+            os.close(fd)
+        self.listener_watch(q, bool(handing))
+
+    def close_listener(self) -> None:
+        while self.handing:
+            os.close(self.handing.popleft()[1])    # its link hears P go: FIN or RST
+        super().close_listener()
+
+
+class _NotifyEvent(threading.Event):
+    """A link's ``connect_done`` that tells the service (in the loop thread)
+    instead of waking a waiting thread: nobody waits on it, so it needs no
+    condition variable (``set`` and ``is_set`` are all the loop thread uses)."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:  # no Event.__init__
         self.callback = callback
+        self.done = False
+
+    def is_set(self) -> bool:
+        return self.done
 
     def set(self) -> None:
-        super().set()
+        self.done = True
         self.callback()
+
+    def clear(self) -> None:
+        self.done = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        raise RuntimeError("a socket service connect is answered, not waited for")
 
 
 #: What an operation returns when it answers later (through ``reply``).
@@ -159,7 +234,7 @@ class _Conn:
             if self.waiting or self.dead:
                 return
             try:
-                msg, fd = remote.recv_message(self.sock, socket.MSG_DONTWAIT)
+                msg, fd = remote.recv_message(self.sock, flags=socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
             except OSError:
@@ -226,11 +301,12 @@ class SocketService:
         self._reply: Callable[[list[bytes], int | None], None] | None = None
         self._ops: dict[str, Callable[..., Any]] = {
             "state": self.op_state, "bind": self.op_bind,
-            "listen": self.op_listen, "accept": self.op_accept, "connect": self.op_connect,
+            "listen": self.op_listen, "connect": self.op_connect,
             "uconnect": self.op_uconnect, "err": self.op_err, "soerr": self.op_soerr,
             "setopt": self.op_setopt, "getopt": self.op_getopt, "shut": self.op_shut,
             "send": self.op_send, "sendto": self.op_sendto, "errrec": self.op_errrec,
-            "lookup": self.op_lookup, "dns": self.op_dns,
+            "lookup": self.op_lookup, "dns": self.op_dns, "names": self.op_names,
+            "info": self.op_info,
         }
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -371,7 +447,9 @@ class SocketService:
                 if fd is None:
                     raise _oserror(errno.EINVAL, "no socket came with the request")
                 self.adopt(fd, doc[1], *doc[2:5])
-                name, doc = name[1:], [name[1:], doc[1], *doc[5:]]
+                for level, opt, value in doc[5]:    # options set before this request
+                    self.op_setopt(doc[1], level, opt, value, tail=b"")
+                name, doc = name[1:], [name[1:], doc[1], *doc[6:]]
             op = self._ops.get(name)
             if op is None:
                 raise _oserror(errno.EOPNOTSUPP, f"unknown request {name[:32]!r}")
@@ -427,7 +505,7 @@ class SocketService:
             os.close(fd)
             raise
         try:
-            remote.check_kind(int(family), int(kind), int(proto))
+            what = link_kind(int(family), int(kind), int(proto))
             pair_kind = SOCK_STREAM if int(kind) == SOCK_STREAM else SOCK_SEQPACKET
             if q.family != AF_UNIX or q.type != pair_kind:
                 raise _oserror(errno.EINVAL, "not a socket pair of that kind")
@@ -440,10 +518,13 @@ class SocketService:
         if old is not None and not old.released:
             q.close()       # a second copy (the socket went through fork first)
             return
-        link_cls: Any = (_TcpLink if int(kind) == SOCK_STREAM else
-                         _PingLink if int(proto) == IPPROTO_ICMP else _UdpLink)
-        link = link_cls(self.net, q, _OWNER)
-        link.detached = True
+        link: _Link
+        if what == "tcp":
+            link = _ServedTcpLink(self, q)
+        else:
+            link = (_UdpLink if what == "udp" else _PingLink)(self.net, q, _OWNER)  # type: ignore[arg-type]
+            link.detached = True
+        link.v6 = int(family) == AF_INET6
         self._publish(link, int(sid))
 
     # -- helpers ------------------------------------------------------------------------------
@@ -478,21 +559,29 @@ class SocketService:
             raise _oserror(errno.EOPNOTSUPP)
         return link
 
-    def _make(self, kind: int, link_cls: Any) -> tuple[_Link, int, int]:
-        """A new pair and its detached link; (link, the program's fd, id)."""
-        pair_kind = SOCK_STREAM if kind == SOCK_STREAM else SOCK_SEQPACKET
-        p, q = socket.socketpair(AF_UNIX, pair_kind | socket.SOCK_CLOEXEC)
+    def hand_over(self, listener: _ServedTcpLink, conn: Any) -> tuple[bytes, int]:
+        """Loop thread: a connection ``listener`` accepted, as a socket of the
+        program's: its pair and link made and published here; (the ``ACCEPTED``
+        record, the program's fd)."""
+        p, q = socket.socketpair(AF_UNIX, SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             q.setblocking(False)
-            remote.tune_pair(p, q, pair_kind)
+            remote.tune_pair(p, q, SOCK_STREAM)
             sid = os.fstat(p.fileno()).st_ino
         except BaseException:
             p.close()
             q.close()
             raise
-        link = link_cls(self.net, q, _OWNER)
-        link.detached = True
-        return link, p.detach(), sid
+        link = _ServedTcpLink(self, q)
+        link.v6 = listener.v6
+        link.opts.update(listener.opts)
+        link.attach_accepted(conn)
+        self._publish(link, sid)
+        local = link.local or (listener.any_addr, 0)
+        peer = link.remote or (listener.any_addr, 0)
+        rec = remote.ACCEPTED.pack(sid, len(local[0]), local[0], local[1],
+                                   len(peer[0]), peer[0], peer[1])
+        return rec, p.detach()
 
     def _publish(self, link: _Link, sid: int) -> None:
         with self._lock:
@@ -511,9 +600,15 @@ class SocketService:
             return [None]
         if isinstance(link, _TcpLink):
             kind, proto = SOCK_STREAM, 0
+        elif isinstance(link, _PingLink):
+            kind, proto = SOCK_DGRAM, IPPROTO_ICMPV6 if link.v6 else IPPROTO_ICMP
         else:
-            kind, proto = SOCK_DGRAM, IPPROTO_ICMP if isinstance(link, _PingLink) else 0
-        return [AF_INET, kind, proto, state_of(link)]
+            kind, proto = SOCK_DGRAM, 0
+        return [AF_INET6 if link.v6 else AF_INET, kind, proto, state_of(link)]
+
+    def op_info(self, _sid: Any, *, tail: bytes) -> list[Any]:
+        """What an attached program asks once: whether the stack has IPv6."""
+        return [self.net.stack.ipv6 is not None]
 
     def op_bind(self, sid: Any, ip: str, port: int, *, tail: bytes) -> list[Any]:
         link = self._link(sid)
@@ -524,34 +619,6 @@ class SocketService:
         link = self._tcp(sid)
         self.net.call(link.listen, int(backlog))
         return [state_of(link)]
-
-    def op_accept(self, sid: Any, *, tail: bytes) -> Any:
-        listener = self._tcp(sid)
-        link, fd, new_sid = self._make(SOCK_STREAM, _TcpLink)
-        assert isinstance(link, _TcpLink)
-
-        def take() -> bool:
-            conn = listener.take_ready()
-            if conn is None:
-                return False
-            link.opts.update(listener.opts)
-            link.attach_accepted(conn)
-            return True
-
-        try:
-            taken = self.net.call(take)
-        except BaseException:
-            os.close(fd)
-            link.release()
-            raise
-        if not taken:
-            os.close(fd)
-            if link.q is not None:
-                link.q.close()
-                link.q = None
-            return [None, None]
-        self._publish(link, new_sid)
-        return [new_sid, state_of(link)], fd
 
     def op_connect(self, sid: Any, ip: str, port: int, filler: int, tmo: float, *,
                    tail: bytes) -> Any:
@@ -644,7 +711,11 @@ class SocketService:
                   tail: bytes) -> list[Any]:
         link = self._link(sid)
         val = tuple(value) if isinstance(value, list) else int(value)
-        if isinstance(link, _TcpLink):
+        if int(level) == _IPPROTO_IPV6:
+            if not link.v6 or not isinstance(val, int):
+                raise _oserror(errno.ENOPROTOOPT)
+            self.net.call(set_ipv6_opt, link, int(opt), val)
+        elif isinstance(link, _TcpLink):
             self.net.call(link.set_opt, int(level), int(opt), val)
         else:
             def set_dgram() -> None:
@@ -658,6 +729,10 @@ class SocketService:
         from femtotcp.api.socket import _DEFAULT_OPTS, _SOCKOPTS_INT, _current_buf
         link = self._link(sid)
         key = (int(level), int(opt))
+        if key[0] == _IPPROTO_IPV6:
+            if not link.v6:
+                raise _oserror(errno.ENOPROTOOPT)
+            return [get_ipv6_opt(link, key[1])]
         if key == (SOL_SOCKET, socket.SO_LINGER):
             onoff, secs = link.opts.get(key, (0, 0))
             _LINGER.pack(onoff, secs)
@@ -698,10 +773,22 @@ class SocketService:
             chain, addrs = self.net._dns(str(name))
             return [chain, addrs]
 
+        return self._blocking(lookup)
+
+    def op_names(self, _sid: Any, host: str, family: int, flags: int, *, tail: bytes) -> Any:
+        """``getaddrinfo``'s name lookup (A and AAAA, ordered) on this stack."""
+        def lookup() -> list[Any]:
+            canonical, addrs = self.net._names(str(host), int(family), int(flags))
+            return [canonical, addrs]
+
+        return self._blocking(lookup)
+
+    def _blocking(self, work: Callable[[], list[Any]]) -> Any:
+        """A request that waits for the network (DNS): answered from a thread of
+        its own, not the loop."""
         if not self.runtime.in_loop_thread():
-            return lookup()
-        # The lookup waits for the network: in a thread of its own, not the loop.
-        threading.Thread(target=self.later(lookup), name="femtotcp-sockets-dns",
+            return work()
+        threading.Thread(target=self.later(work), name="femtotcp-sockets-dns",
                          daemon=True).start()
         return DEFER
 

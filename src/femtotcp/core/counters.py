@@ -115,9 +115,12 @@ declare(DROP, """
 """)
 declare(EVENT, """
     rx_csum_trusted rx_empty rx_frames rx_gro_off rx_gso_frames tx_frames tx_gso_frames tx_gso_segments
-    tx_offload_disabled in.corrupt_skipped in.corrupted in.delayed in.duplicated
+    tx_offload_disabled rx_shed_engaged rx_shed_changes rx_shed_failed in.corrupt_skipped in.corrupted in.delayed in.duplicated
     in.hold_expired in.reordered out.corrupt_skipped out.corrupted out.delayed
     out.duplicated out.hold_expired out.reordered
+""")
+declare(GAUGE, """
+    rx_shed_keep_permille
 """)
 # dhcp
 declare(DROP, """
@@ -219,7 +222,7 @@ declare(DROP, """
     tcp.fin_wait_2_timeout tcp.handshake_timeout tcp.icmp_no_connection
     tcp.icmp_truncated tcp.keepalive_timeout tcp.listen_bad_ack tcp.listen_no_syn
     tcp.listen_overflow tcp.no_ack_flag tcp.no_connection tcp.no_socket
-    tcp.ooo_dropped tcp.persist_timeout_abort tcp.retransmit_timeout_abort
+    tcp.ooo_dropped tcp.ooo_pruned tcp.persist_timeout_abort tcp.retransmit_timeout_abort
     tcp.sack_invalid tcp.syn_data_dropped tcp.syn_fin_dropped tcp.syn_queue_overflow
     tcp.syn_received_bad_ack tcp.syn_sent_bad_ack tcp.syncookies_failed
     tcp.time_wait_overflow tcp.truncated
@@ -241,6 +244,10 @@ declare(EVENT, """
 """)
 declare(GAUGE, """
     tcp.accept_queue tcp.ooo_held_bytes tcp.ooo_held_segments tcp.syn_queue
+""")
+# tcp: the early path for SYN floods (proto/tcp/synguard.py)
+declare(EVENT, """
+    tcp.early_rst tcp.early_syn
 """)
 # udp
 declare(DROP, """

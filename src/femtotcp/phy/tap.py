@@ -18,6 +18,11 @@ Robustness rules (the kernel side is not ours to control):
   delivers each; a read error other than EAGAIN is counted and ends the batch.
   When the interface is deleted under us (EBADFD) the device stops reading and
   swaps its fd for a never-readable one so the loop cannot spin on it.
+- Under a SYN flood (TAP only, with a loop that called ``set_loop``): while
+  read batches keep ending full and the kernel offers more than we read, a
+  BPF filter on the TAP keeps only a random share of bare TCP SYNs and RSTs,
+  so the rest (pings, handshake ACKs, data) still gets into the queue; see
+  phy/synshed.py (``shed_syns = False`` turns it off).
 
 Offload (``TapDevice(..., offload=True)``, the default, with GRO reads on
 unless ``gro=False``; TUN and ``from_fd`` devices have none unless asked): the
@@ -72,7 +77,9 @@ import socket
 import struct
 from typing import NamedTuple
 
+from femtotcp.core.loop import Loop
 from femtotcp.phy.base import Device
+from femtotcp.phy.synshed import SynShed, attach_filter, link_offered
 
 log = logging.getLogger("femtotcp.phy.tap")
 
@@ -225,6 +232,7 @@ class TunTapDevice(Device):
     #: frame overhead on top of the IP MTU (Ethernet header + an 802.1Q tag).
     overhead = 18
     _ctl: socket.socket | None
+    _nl: socket.socket | None
 
     def __init__(self, name: str, mtu: int = 1500, up: bool = True,
                  max_batch: int = 128, offload: bool = False,
@@ -238,6 +246,14 @@ class TunTapDevice(Device):
         self._fd = self._open(raw_name)
         try:
             self._ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            if self.kind_flag == IFF_TAP:
+                # The kernel's counters of the TAP (SYN shedding), in its namespace.
+                try:
+                    self._nl = socket.socket(socket.AF_NETLINK,
+                                             socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                             socket.NETLINK_ROUTE)
+                except OSError:
+                    self._nl = None         # no shedding: frames lost in the queue instead
             self._ifname = self.name.encode()
             self._set_mtu(mtu)
             if up:
@@ -265,6 +281,10 @@ class TunTapDevice(Device):
         self._dead_w = -1  # write end of the never-readable pipe after a detach
         self._buf = bytearray(max(MAX_MTU + self.overhead, MAX_GSO_FRAME) + VNET_HDR_LEN + 4)
         self._view = memoryview(self._buf)
+        #: SYN shedding under a flood (phy/synshed.py); set up by ``set_loop``.
+        self.shed_syns = self.kind_flag == IFF_TAP
+        self._shed: SynShed | None = None
+        self._nl: socket.socket | None = None
 
     @classmethod
     def from_fd(cls, fd: int, name: str = "tapfd", mtu: int = 1500, offload: bool = False,
@@ -395,6 +415,27 @@ class TunTapDevice(Device):
         index: int = _IFREQ_INT.unpack_from(ifr)[1]
         return index
 
+    def set_loop(self, loop: Loop) -> None:
+        """The loop that selects on this device (``Runtime.add_device``): its
+        timers drive SYN shedding (phy/synshed.py; TAP only, ``shed_syns``)."""
+        if self.shed_syns and self._nl is not None and self._shed is None:
+            self._shed = SynShed(loop, self._attach_filter, self._offered, self.counters)
+
+    def _offered(self) -> int | None:
+        nl = self._nl
+        if nl is None or self._fd < 0:
+            return None
+        try:
+            index = self.ifindex
+        except OSError:
+            return None
+        return link_offered(nl, index)
+
+    def _attach_filter(self, prog: bytes | None) -> None:
+        if self._fd < 0 or self._dead_w >= 0:
+            raise OSError(errno.EBADF, "the device is closed")
+        attach_filter(self._fd, prog)
+
     # -- the data path --------------------------------------------------------
     def fileno(self) -> int:
         return self._fd
@@ -411,7 +452,7 @@ class TunTapDevice(Device):
         vnet = self._vnet
         size = len(view)
         frame = b""
-        for _ in range(self.max_batch):
+        for nread in range(self.max_batch):  # noqa: B007 (the reads, after a break)
             try:
                 if vnet:
                     n = os.readv(fd, (view,))
@@ -460,6 +501,15 @@ class TunTapDevice(Device):
                 batch.append((frame, hdr.flags & _VOUCHED))
                 continue
             batch.append((frame, 0))
+        else:
+            nread = self.max_batch
+            if self._shed is not None:          # the queue holds more than a batch
+                self._shed.backlogged()
+        shed = self._shed
+        if shed is not None:
+            shed.reads += nread
+            if shed.keep < 1.0:
+                shed.count(batch)
         deliver = self.deliver
         checked = self.deliver_checked
         for frame, vouched in batch:
@@ -545,6 +595,11 @@ class TunTapDevice(Device):
     def close(self) -> None:
         """Close the fd (a non-persistent interface disappears with it). Idempotent."""
         super().close()
+        if self._shed is not None:
+            self._shed.close()
+        if self._nl is not None:
+            self._nl.close()
+            self._nl = None
         fd, self._fd = self._fd, -1
         for f in (fd, self._dead_w):
             if f >= 0:

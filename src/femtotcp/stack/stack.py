@@ -103,6 +103,10 @@ class Stack:
         self.wall_clock: Callable[[], float] = wall_clock or time.time
         self.counters = Counters()
         self.timers = Timers()
+        #: A pre-filter ``receive`` calls first:
+        #: ``early_input(iface, frame, csum_ok) -> True`` when it took the frame
+        #: (TCP's SynGuard while a listener answers a SYN flood with cookies).
+        self.early_input: Callable[[Interface, bytes | memoryview, bool], bool] | None = None
         self.timers.now = self.clock()
         self.interfaces: list[Interface] = []
         self.routes = RouteTable()
@@ -391,6 +395,9 @@ class Stack:
             timers.now = t
         counters = self.counters
         try:
+            early = self.early_input
+            if early is not None and early(iface, frame, csum_ok):
+                return          # a flood's bare SYN or RST, answered (proto/tcp/synguard.py)
             fast = self.fast_receive
             if fast is not None:
                 # The established-connection fast path (Ipv4.fast_input): 1 is

@@ -2,7 +2,9 @@
 
 Segments above RCV.NXT are merged into disjoint blocks sorted by sequence
 number. The queue is bounded both in blocks and in bytes; a segment that would
-exceed either is dropped (the sender retransmits it). Data already held wins
+exceed either first makes room by dropping the blocks furthest from RCV.NXT
+(beyond it), and is dropped itself only when it would be the furthest (the
+sender retransmits what was dropped). Data already held wins
 over a retransmission that overlaps it. Sequence numbers here are the
 connection's unwrapped (64-bit) ones.
 
@@ -29,7 +31,7 @@ def _end(block: Block) -> int:
 
 
 class OutOfOrderQueue:
-    __slots__ = ("blocks", "nbytes", "max_blocks", "max_bytes", "recent", "dropped")
+    __slots__ = ("blocks", "nbytes", "max_blocks", "max_bytes", "recent", "dropped", "pruned")
 
     def __init__(self, max_blocks: int = 256, max_bytes: int = 256 * 1024) -> None:
         #: Sorted, disjoint and never touching (touching blocks are merged).
@@ -39,12 +41,34 @@ class OutOfOrderQueue:
         self.max_bytes = max_bytes
         self.recent: list[int] = []   # sequence numbers of the latest arrivals, newest last
         self.dropped = 0
+        self.pruned = 0
 
     def __len__(self) -> int:
         return len(self.blocks)
 
     def add(self, seq: int, data: bytes | bytearray | memoryview) -> bool:
-        """Hold ``data`` (which starts at ``seq``); False when it was dropped."""
+        """Hold ``data`` (which starts at ``seq``); False when it was dropped.
+
+        When a bound is reached, blocks further from RCV.NXT than the new data
+        (wholly after it) are dropped first, the furthest first, until it fits
+        (Linux's tcp_prune_ofo_queue): what the receiver needs next is nearest
+        RCV.NXT. Data that would land last is dropped itself. ``pruned``
+        counts the blocks given up so."""
+        if self._add(seq, data):
+            return True
+        blocks = self.blocks
+        end = seq + len(data)
+        while blocks and blocks[-1].start > end:
+            blk = blocks.pop()
+            self.nbytes -= len(blk.data)
+            self.pruned += 1
+            if self._add(seq, data):
+                return True
+        self.dropped += 1
+        return False
+
+    def _add(self, seq: int, data: bytes | bytearray | memoryview) -> bool:
+        """``add`` without pruning: False (nothing changed) when a bound is reached."""
         n = len(data)
         if n == 0:
             return True
@@ -57,7 +81,6 @@ class OutOfOrderQueue:
             j += 1
         if i == j:  # touches nothing: a new block
             if nblocks >= self.max_blocks or self.nbytes + n > self.max_bytes:
-                self.dropped += 1
                 return False
             blocks.insert(i, Block(seq, end, bytearray(data)))
             self.nbytes += n
@@ -68,8 +91,7 @@ class OutOfOrderQueue:
                 if end > first.end:
                     added = end - first.end
                     if self.nbytes + added > self.max_bytes:
-                        self.dropped += 1
-                        return False
+                                return False
                     first.data += data[first.end - seq:]
                     first.end = end
                     self.nbytes += added
@@ -79,8 +101,7 @@ class OutOfOrderQueue:
                 held = sum(len(blocks[k].data) for k in range(i, j))
                 added = (new_end - start) - held
                 if self.nbytes + added > self.max_bytes:
-                    self.dropped += 1
-                    return False
+                        return False
                 out = bytearray()
                 pos = start
                 for k in range(i, j):

@@ -4,6 +4,8 @@ SYN cookies, all keyed by a secret drawn per stack from ``os.urandom``."""
 from __future__ import annotations
 
 import os
+import struct
+from bisect import bisect_right
 
 from femtotcp.core import rand
 from femtotcp.proto.tcp.seq import MASK, after32
@@ -51,6 +53,8 @@ TS_OPT_BITS = 5
 TS_OPT_MASK = (1 << TS_OPT_BITS) - 1
 TS_NO_WSCALE = 0xF
 TS_SACK = 0x10
+#: What a cookie's hash covers after the 4-tuple: peer ISN, counter, MSS index.
+_COOKIE_TAIL = struct.Struct("!IQB")
 
 
 class SynCookies:
@@ -65,21 +69,21 @@ class SynCookies:
 
     def __init__(self, secret: bytes | None = None) -> None:
         self._key = secret if secret is not None else os.urandom(32)
+        # Keyed once: each cookie hashes a copy (half the cost of keying anew,
+        # and a SYN flood makes one per SYN).
+        self._keyed = rand.blake2s(key=self._key, digest_size=3, person=b"cookie")
 
     def _hash(self, counter: int, mss_index: int, laddr: bytes, lport: int, raddr: bytes,
               rport: int, peer_isn: int) -> int:
-        data = (_tuple_bytes(laddr, lport, raddr, rport) + (peer_isn & MASK).to_bytes(4, "big")
-                + counter.to_bytes(8, "big") + bytes((mss_index,)))
-        digest = rand.blake2s(data, key=self._key, digest_size=3, person=b"cookie").digest()
-        return int.from_bytes(digest, "big")
+        h = self._keyed.copy()
+        h.update(_tuple_bytes(laddr, lport, raddr, rport) + _COOKIE_TAIL.pack(
+            peer_isn & MASK, counter, mss_index))
+        return int.from_bytes(h.digest(), "big")
 
     def make(self, now: float, laddr: bytes, lport: int, raddr: bytes, rport: int,
              peer_isn: int, mss: int) -> tuple[int, int]:
         """Return (our ISN, the MSS it encodes: the largest table value <= mss)."""
-        index = 0
-        for i, value in enumerate(COOKIE_MSS):
-            if value <= mss:
-                index = i
+        index = max(0, bisect_right(COOKIE_MSS, mss) - 1)
         counter = int(now // COOKIE_PERIOD)
         h = self._hash(counter, index, laddr, lport, raddr, rport, peer_isn)
         return ((counter & 0x1F) << 27) | (index << 24) | h, COOKIE_MSS[index]

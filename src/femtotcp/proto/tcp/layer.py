@@ -25,12 +25,11 @@ from femtotcp.proto.tcp.isn import (
     IsnGenerator,
     SynCookies,
     decode_ts_options,
-    encode_ts_options,
 )
 from femtotcp.proto.tcp.listener import INHERITED, TcpListener
-from femtotcp.proto.tcp.options import default_peer_mss, route_mss, tsval, wscale_for
 from femtotcp.proto.tcp.ports import EphemeralPorts
 from femtotcp.proto.tcp.seq import MASK
+from femtotcp.proto.tcp.synguard import SynGuard
 from femtotcp.wire import Malformed
 from femtotcp.wire import tcp as wire
 from femtotcp.wire.checksum import mod_ffff, ones_sum
@@ -76,6 +75,8 @@ class Tcp:
         self._listeners: dict[tuple[bytes, int], TcpListener] = {}
         self.isn = IsnGenerator(os.urandom(32))
         self.cookies = SynCookies(os.urandom(32))
+        #: Cookie SYN-ACKs, and the early path for bare SYNs while they are sent.
+        self.synguard = SynGuard(self)
         #: What the connections see of the stack (their ``TcpEnv``).
         self.env = StackEnv(self)
         scfg = stack.config
@@ -407,7 +408,7 @@ class Tcp:
         opts = wire.parse_options(hdr.options) if hdr.options else wire.NO_OPTIONS
         if opts.bad:
             counters[opts.bad] += 1
-        if len(lst.syn_queue) >= self.config.max_syn_backlog:
+        if self.synguard.want_cookie(lst, self.stack.now):
             if self.config.syncookies:
                 self._send_cookie(lst, src, dst, hdr, opts)
             else:
@@ -423,32 +424,10 @@ class Tcp:
 
     def _send_cookie(self, lst: TcpListener, src: bytes, dst: bytes, hdr: wire.TcpHeader,
                      opts: wire.TcpOptions) -> None:
-        """A stateless SYN-ACK whose ISN encodes what we must remember."""
-        cfg = self.config
-        now = self.stack.now
-        lport, rport = hdr.dst_port, hdr.src_port
-        v4 = len(src) == 4
-        our_mss = route_mss(self.stack.route_mtu(src), v4, lst.maxseg)
-        peer_mss = opts.mss or default_peer_mss(v4)
-        isn, _ = self.cookies.make(now, dst, lport, src, rport, hdr.seq,
-                                   min(peer_mss, our_mss))
-        rcvbuf = lst.rcvbuf
-        ws = None
-        ts = None
-        sack = False
-        if opts.ts_val is not None and cfg.timestamps:
-            peer_ws = opts.wscale if cfg.window_scaling else None
-            sack = opts.sack_perm and cfg.sack
-            if peer_ws is not None:
-                ws = wscale_for(max(rcvbuf, cfg.rcvbuf_max))
-            offset = self.isn.ts_offset(dst, lport, src, rport)
-            ts = (encode_ts_options(tsval(now, offset), peer_ws, sack), opts.ts_val)
-        options = wire.build_options(mss=our_mss, wscale=ws, sack_perm=sack, ts=ts)
-        seg = wire.build(dst, src, lport, rport, isn, hdr.seq + 1, wire.SYN | wire.ACK,
-                         min(rcvbuf, 0xFFFF), b"", options)
-        lst.cookie_time = now
-        self.counters["tcp.syncookies_sent"] += 1
-        self._reply(src, dst, seg, False, lst)
+        """A stateless SYN-ACK whose ISN encodes what we must remember (built by
+        ``SynGuard.send_cookie``, which the early path shares)."""
+        self.synguard.send_cookie(lst, src, dst, hdr.src_port, hdr.dst_port, hdr.seq, opts,
+                                  self.stack.now)
 
     def _cookie_ack(self, lst: TcpListener, src: bytes, dst: bytes, hdr: wire.TcpHeader,
                     payload: memoryview) -> bool:

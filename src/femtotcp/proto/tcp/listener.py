@@ -22,6 +22,36 @@ INHERITED = ("nodelay", "keepalive", "keepalive_idle", "keepalive_interval",
              "keepalive_count", "linger", "user_timeout", "maxseg", "rcvbuf", "sndbuf",
              "hop_limit", "tclass")
 
+#: Their values on a listener where none was set: a constant, or the name of
+#: the ``TcpConfig`` field that holds it (read at use time; this is on the
+#: cookie path, once per SYN, so it builds nothing).
+_DEFAULTS: dict[str, Any] = {
+    "nodelay": False, "keepalive": False, "keepalive_idle": "keepalive_idle",
+    "keepalive_interval": "keepalive_interval", "keepalive_count": "keepalive_count",
+    "linger": None, "user_timeout": 0.0, "maxseg": 0, "rcvbuf": "rcvbuf",
+    "sndbuf": "sndbuf", "hop_limit": None, "tclass": 0}
+
+
+class _Inherited:
+    """A listener option: kept in ``listener.options`` once set, else its default."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.default = _DEFAULTS[name]
+
+    def __get__(self, obj: TcpListener | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        options = obj.options
+        if self.name in options:
+            return options[self.name]
+        if isinstance(self.default, str):          # a TcpConfig field
+            return getattr(obj.tcp.config, self.default)
+        return self.default
+
+    def __set__(self, obj: TcpListener, value: Any) -> None:
+        obj.options[self.name] = value
+
 
 class TcpListener:
     """``accept()`` returns established connections (or None); ``on_event`` is
@@ -42,6 +72,7 @@ class TcpListener:
         self.on_event: Callable[[], None] | None = None
         self.closed = False
         self.cookie_time = -1e18     # when we last answered with a SYN cookie
+        self.pressure_time = -1e18   # when its SYN queue was last found full
         self.options: dict[str, Any] = {}
         self.state = "LISTEN"
 
@@ -49,27 +80,22 @@ class TcpListener:
         from femtotcp.wire import ip_str
         return f"<TcpListener {ip_str(self.local[0])}:{self.local[1]}>"
 
-    # -- options set like attributes (conn options inherited by accepted sockets) ---
-    def __getattr__(self, name: str) -> Any:
-        if name in INHERITED:
-            options = self.__dict__.get("options", {})
-            if name in options:
-                return options[name]
-            cfg = self.__dict__["tcp"].config
-            defaults = {"nodelay": False, "keepalive": False,
-                        "keepalive_idle": cfg.keepalive_idle,
-                        "keepalive_interval": cfg.keepalive_interval,
-                        "keepalive_count": cfg.keepalive_count, "linger": None,
-                        "user_timeout": 0.0, "maxseg": 0, "rcvbuf": cfg.rcvbuf,
-                        "sndbuf": cfg.sndbuf, "hop_limit": None, "tclass": 0}
-            return defaults[name]
-        raise AttributeError(name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in INHERITED:
-            self.options[name] = value
-        else:
-            object.__setattr__(self, name, value)
+    # Options set like attributes (inherited by accepted connections): the
+    # descriptors below keep them in ``options``; where none was set, the
+    # default. Plain attributes stay plain (cookie_time is set once per SYN
+    # under a flood).
+    nodelay: bool
+    keepalive: bool
+    keepalive_idle: float
+    keepalive_interval: float
+    keepalive_count: int
+    linger: int | None
+    user_timeout: float
+    maxseg: int
+    rcvbuf: int
+    sndbuf: int
+    hop_limit: int | None     # IPV6_UNICAST_HOPS (None: the route's)
+    tclass: int               # IPV6_TCLASS
 
     def apply_options(self, conn: TcpConnection) -> None:
         for name, value in self.options.items():
@@ -129,3 +155,7 @@ class TcpListener:
         cb = self.on_event
         if cb is not None:
             cb()
+
+
+for _name in INHERITED:
+    setattr(TcpListener, _name, _Inherited(_name))

@@ -145,12 +145,20 @@ class Receiver:
             # Out of order: hold it and send a duplicate ACK at once (RFC 5681 4.2),
             # carrying SACK blocks.
             if n:
-                if self.ooo.add(seq, payload):
+                ooo = self.ooo
+                pruned = ooo.pruned
+                if ooo.add(seq, payload):
                     self.env.ooo_changed()
                     if fin:
                         self.ooo_fin = seq + n
                 else:
                     counters["tcp.ooo_dropped"] += 1
+                if ooo.pruned != pruned:
+                    # Blocks beyond this segment gave way (tcp_prune_ofo_queue; a
+                    # FIN seen out of order keeps its place: RCV.NXT reaches it
+                    # once the sender has resent what was dropped).
+                    counters["tcp.ooo_pruned"] += ooo.pruned - pruned
+                    self.env.ooo_changed()
             elif fin:
                 self.ooo_fin = seq
             counters["tcp.ooo_segments"] += 1

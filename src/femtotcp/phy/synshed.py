@@ -1,0 +1,304 @@
+"""SYN shedding on a TAP: under a SYN flood the kernel drops a share of bare TCP
+SYNs before they reach the TAP's queue, so everything else still gets in.
+
+A TAP's queue towards us holds ``txqueuelen`` frames; when a flood fills it
+faster than we read, the kernel drops whatever arrives next, with no regard to
+what it is: pings, the ACK that completes a SYN-cookie handshake, data of
+established connections are lost in the same proportion as the flood. A Python
+stack reads some tens of thousands of frames a second; hping3 offers 160,000
+SYNs. So while the device's reads keep finding the queue full (a read batch
+ends at ``max_batch`` instead of EAGAIN), it attaches a classic BPF socket
+filter to the TAP (``TUNATTACHFILTER``, which the tun driver runs in
+``tun_net_xmit`` before queueing) that keeps only a share ``keep`` of the
+frames that are bare TCP SYNs (IPv4 without fragments, or IPv6 with TCP as the
+first next header; SYN set, ACK, RST and FIN clear), and ``rst_keep(keep)``
+of bare RSTs (the kernel's answers to the cookie SYN-ACKs of a flood from its
+own address), picked at random (``SKF_AD_RANDOM``). Every other frame passes
+untouched.
+
+The share adapts every ``INTERVAL`` seconds on the driving loop's timers, from
+the kernel's count of the frames offered to the queue (netlink), the frames
+read and, of those, the ones the filter samples (so its own drops are known):
+what is left was lost at the full queue. More than ``HIGH_LOSS`` of the
+offered frames lost there: the share is multiplied by ``DECREASE``; less than
+``LOW_LOSS``: by ``INCREASE``; kept otherwise; never below ``MIN_KEEP``. The
+queue is thus kept just short of overflowing: a flood that comes in bursts
+(its sender shares the CPU) lets more SYNs in between them. Once it is back at 1 the filter is removed. A
+legitimate SYN then has the same chance as before (we answer as many SYNs as
+we can read), and every other frame gets in. The frames the filter drops are
+counted by the kernel, in the interface's TX drops (``ip -s link``); the
+device counts ``rx_shed_engaged`` (filter attached), ``rx_shed_changes`` and
+``rx_shed_keep_permille`` (the share now, a gauge).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import logging
+import socket
+import struct
+from collections.abc import Callable
+
+from femtotcp.core.counters import Counters
+from femtotcp.core.loop import Loop
+from femtotcp.core.timers import Timer
+
+log = logging.getLogger("femtotcp.phy.synshed")
+
+# <linux/if_tun.h>: _IOW('T', 213/214, struct sock_fprog) on a 64-bit ABI.
+TUNATTACHFILTER = 0x401054D5
+TUNDETACHFILTER = 0x401054D6
+
+INTERVAL = 0.1
+DECREASE = 0.7
+INCREASE = 1.15
+MIN_KEEP = 1 / 1024
+#: Shares of the offered frames lost at the full queue above which the filter
+#: keeps fewer SYNs, and below which it keeps more.
+HIGH_LOSS = 0.3
+LOW_LOSS = 0.1
+
+# Classic BPF (<linux/filter.h>).
+_LD_W_ABS = 0x20
+_LD_H_ABS = 0x28
+_LD_B_ABS = 0x30
+_LD_B_IND = 0x50
+_LDX_B_MSH = 0xB1
+_ALU_AND_K = 0x54
+_JA = 0x05
+_JEQ_K = 0x15
+_JGE_K = 0x35
+_JSET_K = 0x45
+_RET_K = 0x06
+_SKF_AD_RANDOM = -0x1000 + 56
+SYN = 0x02
+RST = 0x04
+_INSN = struct.Struct("HBBI")
+_FPROG = struct.Struct("HxxxxxxQ")
+
+
+def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
+    return _INSN.pack(code, jt, jf, k & 0xFFFFFFFF)
+
+
+def rst_keep(keep: float) -> float:
+    """The share of bare RSTs kept beside ``keep`` SYNs: under a flood they are
+    the kernel's answers to our cookie SYN-ACKs (worthless, and as many as the
+    SYNs we answer); a lost one for a live connection comes again with the
+    next segment we send."""
+    return max(MIN_KEEP, keep / 8)
+
+
+def program(keep: float) -> bytes:
+    """The filter: accept everything but a bare TCP SYN or bare RST (of SYN,
+    ACK, RST and FIN only that one set), which passes when a random 16-bit
+    number is below ``keep * 65536`` (``rst_keep(keep)`` for a RST). Offsets
+    are from the Ethernet header (a TAP's frame as the kernel hands it over)."""
+    threshold = max(1, min(65536, int(keep * 65536)))
+    rst_threshold = max(1, min(65536, int(rst_keep(keep) * 65536)))
+    # (label, code, true target, false target, k); a target is a label or None
+    # (the next instruction). Classic BPF jumps forward only.
+    asm: list[tuple[str, int, str | None, str | None, int]] = [
+        ("", _LD_H_ABS, None, None, 12),                 # ethertype
+        ("", _JEQ_K, None, "v6", 0x0800),
+        ("", _LD_B_ABS, None, None, 23),                 # IPv4 protocol
+        ("", _JEQ_K, None, "accept", 6),
+        ("", _LD_H_ABS, None, None, 20),                 # MF and fragment offset
+        ("", _JSET_K, "accept", None, 0x3FFF),
+        ("", _LDX_B_MSH, None, None, 14),                # X = IPv4 header length
+        ("", _LD_B_IND, None, None, 14 + 13),            # TCP flags
+        ("", _JA, "flags", None, 0),
+        ("v6", _JEQ_K, None, "accept", 0x86DD),
+        ("", _LD_B_ABS, None, None, 20),                 # IPv6 next header
+        ("", _JEQ_K, None, "accept", 6),
+        ("", _LD_B_ABS, None, None, 14 + 40 + 13),       # TCP flags
+        ("flags", _ALU_AND_K, None, None, 0x17),         # SYN|ACK|RST|FIN
+        ("", _JEQ_K, "syn", None, 0x02),                 # a bare SYN
+        ("", _JEQ_K, "rst", "accept", 0x04),             # a bare RST
+        ("syn", _LD_W_ABS, None, None, _SKF_AD_RANDOM),
+        ("", _ALU_AND_K, None, None, 0xFFFF),
+        ("", _JGE_K, "drop", "accept", threshold),
+        ("rst", _LD_W_ABS, None, None, _SKF_AD_RANDOM),
+        ("", _ALU_AND_K, None, None, 0xFFFF),
+        ("", _JGE_K, "drop", None, rst_threshold),
+        ("accept", _RET_K, None, None, 0x40000),
+        ("drop", _RET_K, None, None, 0),
+    ]
+    where = {label: i for i, (label, *_rest) in enumerate(asm) if label}
+    out = []
+    for i, (_label, code, jt, jf, k) in enumerate(asm):
+        if code == _JA and jt:
+            out.append(_insn(code, 0, 0, where[jt] - i - 1))
+        elif code in (_JEQ_K, _JGE_K, _JSET_K):
+            t = where[jt] - i - 1 if jt else 0
+            f = where[jf] - i - 1 if jf else 0
+            out.append(_insn(code, t, f, k))
+        else:
+            out.append(_insn(code, 0, 0, k))
+    return b"".join(out)
+
+
+def sheddable(frame: bytes) -> int:
+    """What ``program`` samples (the same tests): SYN for a bare TCP SYN, RST
+    for a bare RST, 0 for anything else."""
+    n = len(frame)
+    ethertype = frame[12:14]
+    if ethertype == b"\x08\x00":
+        if n < 24 or frame[23] != 6 or frame[20] & 0x3F or frame[21]:
+            return 0
+        at = 14 + 4 * (frame[14] & 0xF) + 13
+    elif ethertype == b"\x86\xdd":
+        if n < 21 or frame[20] != 6:
+            return 0
+        at = 14 + 40 + 13
+    else:
+        return 0
+    if at >= n:
+        return 0
+    flags = frame[at] & 0x17
+    return flags if flags == SYN or flags == RST else 0
+
+
+class SynShed:
+    """The controller of one TAP's filter (see the module doc).
+
+    ``attach(prog)`` installs a filter (``None`` removes it) and raises OSError
+    when the kernel refuses; ``offered()`` is the number of frames the kernel
+    has offered to the TAP's queue so far (its TX packets plus TX drops: what
+    got in, what the filter dropped and what found the queue full), or None
+    when it cannot tell. The device adds the frames it read to ``reads`` and
+    calls ``backlogged`` when a read batch ended full."""
+
+    def __init__(self, loop: Loop, attach: Callable[[bytes | None], None],
+                 offered: Callable[[], int | None], counters: Counters) -> None:
+        self.loop = loop
+        self._attach = attach
+        self._offered = offered
+        self.counters = counters
+        self.keep = 1.0
+        self.reads = 0
+        self.syns = 0          # bare SYNs and RSTs read while the filter is on
+        self.rsts = 0
+        self.full = 0
+        self._last: tuple[int, int, int, int] | None = None
+        self._timer: Timer | None = None
+        self.failed = False
+
+    def backlogged(self) -> None:
+        """A read batch ended full: the queue holds more than we read at once."""
+        self.full += 1
+        if self._timer is None and not self.failed:
+            offered = self._offered()
+            if offered is None:
+                self.failed = True
+                return
+            self._last = (offered, self.reads, self.syns, self.rsts)
+            self.full = 1
+            self._timer = self.loop.call_at(self.loop.now() + INTERVAL, self._tick)
+
+    def count(self, frames: list[tuple[bytes, int]]) -> None:
+        """While the filter is on: count the read frames it samples (the ones
+        that passed it), to tell its drops from the queue's."""
+        for frame, _ in frames:
+            kind = sheddable(frame)
+            if kind == SYN:
+                self.syns += 1
+            elif kind:
+                self.rsts += 1
+
+    def _tick(self) -> None:
+        offered = self._offered()
+        if offered is None or self._last is None:
+            self._timer = None
+            return
+        arrived = offered - self._last[0]
+        read = self.reads - self._last[1]
+        syns = self.syns - self._last[2]
+        rsts = self.rsts - self._last[3]
+        full, self.full = self.full, 0
+        self._last = (offered, self.reads, self.syns, self.rsts)
+        keep = self.keep
+        # What the filter dropped, estimated from what it let through; the rest
+        # of what was offered and not read was lost at the full queue.
+        rkeep = rst_keep(keep)
+        filtered = syns * (1.0 - keep) / keep + rsts * (1.0 - rkeep) / rkeep
+        lost = arrived - read - filtered
+        if full and lost > arrived * HIGH_LOSS:
+            keep = max(MIN_KEEP, keep * DECREASE)
+        elif lost <= arrived * LOW_LOSS:       # (idle: nothing offered, nothing lost)
+            keep = min(1.0, keep * INCREASE)    # the queue took it all: room for more
+        if keep != self.keep:
+            self._set(keep)
+        if self.keep >= 1.0 or self.failed:
+            self._timer = None
+            return
+        self._timer = self.loop.call_at(self.loop.now() + INTERVAL, self._tick)
+
+    def _set(self, keep: float) -> None:
+        was = self.keep
+        try:
+            self._attach(None if keep >= 1.0 else program(keep))
+        except OSError as exc:
+            self.failed = True
+            self.counters["rx_shed_failed"] += 1
+            log.warning("cannot filter SYNs on the TAP (%s); frames are lost in its queue "
+                        "under a SYN flood instead", exc.strerror)
+            return
+        self.keep = keep
+        if was >= 1.0:
+            self.counters["rx_shed_engaged"] += 1
+        self.counters["rx_shed_changes"] += 1
+        self.counters["rx_shed_keep_permille"] = int(keep * 1000)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+_NLMSG = struct.Struct("=IHHII")
+_IFINFO = struct.Struct("=BxHiII")
+_RTA = struct.Struct("=HH")
+_RTM_GETLINK = 18
+_NLM_F_REQUEST = 1
+_IFLA_STATS64 = 23
+
+
+def link_offered(sock: socket.socket, ifindex: int) -> int | None:
+    """TX packets plus TX drops of interface ``ifindex`` (RTM_GETLINK's
+    IFLA_STATS64 over a NETLINK_ROUTE socket of the interface's namespace):
+    every frame the kernel offered to the TAP's queue. None on any trouble."""
+    try:
+        sock.send(_NLMSG.pack(_NLMSG.size + _IFINFO.size, _RTM_GETLINK, _NLM_F_REQUEST, 1, 0)
+                  + _IFINFO.pack(0, 0, ifindex, 0, 0))
+        data = sock.recv(65536)
+    except OSError:
+        return None
+    if len(data) < _NLMSG.size + _IFINFO.size:
+        return None
+    length = min(len(data), _NLMSG.unpack_from(data)[0])
+    off = _NLMSG.size + _IFINFO.size
+    while off + _RTA.size <= length:
+        alen, atype = _RTA.unpack_from(data, off)
+        if alen < _RTA.size:
+            return None
+        if atype == _IFLA_STATS64 and off + 4 + 64 <= length:
+            # struct rtnl_link_stats64: rx/tx packets, bytes, errors, dropped.
+            stats = struct.unpack_from("=8Q", data, off + 4)
+            return int(stats[1] + stats[7])
+        off += (alen + 3) & ~3
+    return None
+
+
+def attach_filter(fd: int, prog: bytes | None) -> None:
+    """TUNATTACHFILTER with ``prog`` (classic BPF instructions), or
+    TUNDETACHFILTER when None."""
+    if prog is None:
+        fcntl.ioctl(fd, TUNDETACHFILTER, _FPROG.pack(0, 0))
+        return
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    fcntl.ioctl(fd, TUNATTACHFILTER, _FPROG.pack(len(prog) // _INSN.size, ctypes.addressof(buf)))
+
+
+__all__ = ["SynShed", "attach_filter", "program"]
