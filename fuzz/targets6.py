@@ -149,7 +149,9 @@ def run_icmp6(data: bytes) -> str | None:
             icmp6.err_convert(hdr.type, hdr.code)
             q = icmp6.parse_quote(rest)
             assert len(q.transport) <= len(rest)
-        icmp6.error_allowed(hdr.type, hdr.code, SRC6, DST6)
+        for src in (SRC6, ipv6.UNSPECIFIED):
+            for dst in (DST6, ipv6.ALL_NODES):
+                icmp6.error_allowed(hdr.type, hdr.code, src, dst, bool(ctl & 8))
     except Malformed as exc:
         return exc.reason
     return None
