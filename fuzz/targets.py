@@ -385,12 +385,7 @@ def _prepare_world() -> None:
 
 def _run_stack(data: bytes) -> str | None:
     from fuzz.world import current
-    w = current()
-    before = dict(w.victim.counters.drops())
-    w.inject(data)
-    after = w.victim.counters.drops()
-    moved = sorted(k for k, v in after.items() if before.get(k) != v)
-    return ",".join(moved) or None
+    return current().run(data)
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (

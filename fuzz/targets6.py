@@ -560,9 +560,4 @@ def prepare_world6() -> None:
 
 def run_stack6(data: bytes) -> str | None:
     from fuzz.world6 import current
-    w = current()
-    before = dict(w.victim.counters.drops())
-    w.inject(data)
-    after = w.victim.counters.drops()
-    moved = sorted(k for k, v in after.items() if before.get(k) != v)
-    return ",".join(moved) or None
+    return current().run(data)

@@ -54,7 +54,7 @@ from femtotcp.phy.pcap import PcapWriter, read_pcap
 from femtotcp.runtime import SimLoop
 from femtotcp.stack.stack import Stack
 from femtotcp.wire import Malformed, ethernet, icmp6, ip_bytes, ipv6, ipv6ext, mac_bytes, ndp
-from fuzz.world import _CATCH, _STREAM, InternalError, _adapt_sack, _call, _drain
+from fuzz.world import InternalError, Keeper, Live, _call
 
 MODULES = ["arp", "ipv4", "icmp4", "udp", "tcp", "dns", "ipv6", "icmp6"]
 VICTIM_MAC = mac_bytes("02:00:00:00:00:01")
@@ -119,7 +119,9 @@ def _addr(stack: Stack, origin: str) -> bytes:
     raise RuntimeError(f"{stack.name}: no usable {origin} IPv6 address")
 
 
-class World6:
+class World6(Live):
+    QTYPE = 28      # AAAA
+
     def __init__(self, record: bool = False) -> None:
         self.loop = SimLoop()
         self.lan = Switch(self.loop)
@@ -178,26 +180,8 @@ class World6:
         while self.udp.recv() is not None:
             pass
 
-    def _connect(self) -> None:
-        conn = self.victim.tcp.connect(self.peer_g, 80)
-        self.loop.run(duration=0.01)
-        server = None
-        while (got := self.peer_listener.accept()) is not None:
-            if got.key[2:] == conn.key[:2] and server is None:
-                server = got
-            else:
-                got.abort()
-        self.server_conn = server
-        if server is not None:
-            _call(server.send, b"HTTP/1.1 200 OK\r\n\r\n" + bytes(range(256)) * 4)
-            _call(conn.send, b"GET / HTTP/1.1\r\nHost: fuzz\r\n\r\n")
-            self.loop.run(duration=0.01)
-            _drain(conn)
-        self.conn = conn
-
-    def _query(self) -> None:
-        self.queries += 1
-        self.victim.resolver.resolve(f"q{self.queries}.fuzz.example", 28, lambda r: None)
+    def peer_addr(self) -> bytes:
+        return self.peer_g
 
     def _resolve_nobody(self) -> None:
         """A datagram to an on-link address nobody holds: the neighbour entry
@@ -221,30 +205,11 @@ class World6:
             ipv6.build(self.peer_g, self.victim_g, ipv6.PROTO_FRAGMENT, body)))
 
     def maintain(self) -> None:
-        victim = self.victim
-        if not victim.resolver.lookups:
-            self._query()
-        if self.conn is None or self.conn.state != "ESTABLISHED":
-            if self.conn is not None and self.conn.state != "CLOSED":
-                self.conn.abort()
-            self._connect()
-        _drain(self.conn)
-        if self.server_conn is not None:
-            _drain(self.server_conn)
-        for acc in self.accepted:
-            _drain(acc)
-        while (extra := self.victim_listener.accept()) is not None:
-            extra.abort()
+        super().maintain()
         if not self._pending():
             self._resolve_nobody()
-        if not victim.ipv6.reassembly.datagrams:
+        if not self.victim.ipv6.reassembly.datagrams:
             self._fragment()
-
-    def in_flight(self) -> Any:
-        for lookup in self.victim.resolver.lookups.values():
-            for attempt in lookup.attempts:
-                return attempt
-        return None
 
     # -- input ---------------------------------------------------------------------------
     def inject(self, data: bytes) -> None:
@@ -252,9 +217,7 @@ class World6:
             return
         ctl = data[0]
         frame = bytearray(data[1:])
-        conn = self.conn
-        if ctl & 0x20 and conn is not None and conn.state == "ESTABLISHED" and conn.writable:
-            _call(conn.send, _STREAM)
+        self.send_first(ctl)
         if ctl >> 6:
             self.readdress(frame, ctl >> 6)
         if ctl & 2:
@@ -264,16 +227,7 @@ class World6:
         if ctl & 4:
             fix_checksums(frame)
         self.victim.receive(self.if0, bytes(frame))
-        self.loop.run(duration=(0.0, 0.01, 0.5, 3.0)[(ctl >> 3) & 3])
-        self.check()
-        self.maintain()
-        self.check()
-
-    def check(self) -> None:
-        n = self.victim.counters.get("stack.internal_error", 0)
-        if n != self.internal_errors:
-            self.internal_errors = n
-            raise InternalError(_CATCH.last or "stack.internal_error")
+        self.after(ctl)
 
     def readdress(self, frame: bytearray, how: int) -> None:
         if _ip6_offset(frame) is None:
@@ -304,16 +258,9 @@ class World6:
             return
         conn = self.conn
         if upper == 6 and len(frame) >= l4 + 20 and conn is not None:
-            key = conn.key   # (local addr, local port, remote addr, remote port)
-            frame[22:38] = key[2]
-            frame[38:54] = key[0]
-            frame[l4:l4 + 2] = key[3].to_bytes(2, "big")
-            frame[l4 + 2:l4 + 4] = key[1].to_bytes(2, "big")
-            seq = (int.from_bytes(frame[l4 + 4:l4 + 8], "big") + conn.rcv_nxt) & MASK32
-            ack = (int.from_bytes(frame[l4 + 8:l4 + 12], "big") + conn.snd_una) & MASK32
-            frame[l4 + 4:l4 + 8] = seq.to_bytes(4, "big")
-            frame[l4 + 8:l4 + 12] = ack.to_bytes(4, "big")
-            _adapt_sack(frame, l4, conn.snd_una)
+            frame[22:38] = conn.key[2]
+            frame[38:54] = conn.key[0]
+            self.onto_conn(frame, l4)
         elif upper == 17 and len(frame) >= l4 + 10:
             if int.from_bytes(frame[l4:l4 + 2], "big") != 53:
                 return
@@ -340,11 +287,7 @@ class World6:
         frame[q + 6] = 6
         frame[q + 8:q + 24] = key[0]
         frame[q + 24:q + 40] = key[2]
-        t = q + 40
-        frame[t:t + 2] = key[1].to_bytes(2, "big")
-        frame[t + 2:t + 4] = key[3].to_bytes(2, "big")
-        seq = (int.from_bytes(frame[t + 4:t + 8], "big") + self.conn.snd_una) & MASK32
-        frame[t + 4:t + 8] = seq.to_bytes(4, "big")
+        self.quote_conn(frame, q + 40)
         frame[22:38] = self.peer_g if frame[22] & 1 else ROUTER_LL
         frame[38:54] = key[0]
 
@@ -411,33 +354,6 @@ def fix_checksums(frame: bytearray) -> None:
     frame[l4 + at:l4 + at + 2] = csum.to_bytes(2, "big")
 
 
-_current: World6 | None = None
-_uses = 0
-#: Inputs one world takes before it is rebuilt (its state fresh again).
-REBUILD_EVERY = 5000
-
-
-def current() -> World6:
-    if _current is None:
-        prepare()
-    assert _current is not None
-    return _current
-
-
-def prepare() -> None:
-    """Count one input; build a fresh world when due (outside the timed part)."""
-    global _current, _uses
-    if _current is None or _uses >= REBUILD_EVERY:
-        _current = None
-        _current = World6()
-        _uses = 0
-    _uses += 1
-
-
-def reset() -> World6:
-    """A fresh world now (regression tests)."""
-    global _current, _uses
-    _current = None
-    _uses = REBUILD_EVERY
-    prepare()
-    return current()
+_KEEPER = Keeper(lambda built: World6())
+#: The world the ``stack6`` target feeds, the input counter, a fresh world.
+current, prepare, reset = _KEEPER.current, _KEEPER.prepare, _KEEPER.reset
