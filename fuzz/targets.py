@@ -389,7 +389,8 @@ def _run_stack(data: bytes) -> str | None:
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("ethernet", _ethernet, lambda: _with(1, _frames()[:-1]) + _with(10, _frames()[-1:]),
+    Target("ethernet", _ethernet, lambda: _with(1, _frames()[:-1]) + _with(10, _frames()[-1:])
+           + _with(1, targets6.frames6()[:4]),
            "ethernet.parse (byte 0: VLAN configured or not)"),
     Target("arp", _arp, lambda: [arp.build(arp.REQUEST, MAC_A, SRC, bytes(6), DST),
                                  arp.build(arp.REPLY, MAC_A, SRC, MAC_B, DST)],
