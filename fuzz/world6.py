@@ -4,9 +4,9 @@ virtual clock.
 The victim (MAC 02:00:00:00:00:01, also 192.0.2.1 so dual-stack code runs)
 has, when the world is built:
 
-* a link-local address and a SLAAC global one under 2001:db8:1::/64, learnt
-  from a router's RA (which also gave a default route, a link MTU and an
-  RDNSS server), both past DAD;
+* a link-local address, a SLAAC global one and an RFC 8981 temporary one
+  under 2001:db8:1::/64, learnt from a router's RA (which also gave a default
+  route, a link MTU and an RDNSS server), all past DAD;
 * an established TCP connection over IPv6 it opened to a peer's listener
   (port 80), with data exchanged both ways;
 * a listener on [::]:22 with one accepted IPv6 connection from the peer;
@@ -52,6 +52,7 @@ from typing import Any
 from femtotcp.phy.memory import MemoryDevice, Switch
 from femtotcp.phy.pcap import PcapWriter, read_pcap
 from femtotcp.runtime import SimLoop
+from femtotcp.stack.config import StackConfig
 from femtotcp.stack.stack import Stack
 from femtotcp.wire import Malformed, ethernet, icmp6, ip_bytes, ipv6, ipv6ext, mac_bytes, ndp
 from fuzz.world import InternalError, Keeper, Live, _call
@@ -129,7 +130,9 @@ class World6(Live):
         self.writer: PcapWriter | None = None
         self.queries = 0
         self.nobody = NOBODY
-        victim = self.victim = Stack("victim6", modules=MODULES)
+        # RFC 8981 temporary addresses too (off by default), so prefixes reach them.
+        victim = self.victim = Stack("victim6", modules=MODULES,
+                                     config=StackConfig(ipv6_temporary=True))
         self.if0 = victim.add_interface(self.lan.port("victim"), mac=VICTIM_MAC,
                                         ipv4="192.0.2.1/24")
         if record:

@@ -91,6 +91,8 @@ def test_the_ipv6_world_is_live() -> None:
     from fuzz import world6
     w = world6.reset()
     assert ipv6.is_link_local(w.victim_ll) and w.victim_g[:8] == world6.PREFIX[:8]
+    assert sorted(a.origin for a in w.victim.interfaces[0].ipv6 if a.state == "preferred") \
+        == ["link", "slaac", "temporary"]
     assert len(w.conn.key[0]) == 16 and w.conn.state == "ESTABLISHED"
     assert w.accepted and w.accepted[0].state == "ESTABLISHED"
     assert len(w.accepted[0].key[0]) == 16
