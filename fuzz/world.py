@@ -134,7 +134,14 @@ class Live:
         raise NotImplementedError
 
     def _connect(self) -> None:
-        conn = self.victim.tcp.connect(self.peer_addr(), 80)
+        # Fuzzed input may have taken the route away (an RA ending the on-link
+        # prefix and the default router): then there is no connection until
+        # one comes back, as for a program (ENETUNREACH).
+        conn = _call(self.victim.tcp.connect, self.peer_addr(), 80)
+        self.conn = conn
+        if conn is None:
+            self.server_conn = None
+            return
         self.loop.run(duration=0.01)
         # The peer's accept queue may also hold connections a fuzzed frame reset
         # since (accept returns them, as Linux does): take ours, abort the others.
@@ -150,7 +157,6 @@ class Live:
             _call(conn.send, b"GET / HTTP/1.1\r\nHost: fuzz\r\n\r\n")
             self.loop.run(duration=0.01)
             _drain(conn)
-        self.conn = conn
 
     def _query(self) -> None:
         self.queries += 1
@@ -164,7 +170,8 @@ class Live:
             if self.conn is not None and self.conn.state != "CLOSED":
                 self.conn.abort()
             self._connect()
-        _drain(self.conn)
+        if self.conn is not None:
+            _drain(self.conn)
         if self.server_conn is not None:
             _drain(self.server_conn)
         for acc in self.accepted:

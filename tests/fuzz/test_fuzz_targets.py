@@ -162,3 +162,28 @@ def test_adapted_fragment_joins_the_reassembly_in_progress() -> None:
     _inject6(w, 2, bytes(16), 44, last)
     assert w.victim.counters["ipv6.reassembled"] == 1
     assert w.victim.ipv6.reassembly.stats()["datagrams"] == 1     # restarted
+
+
+def test_the_ipv6_world_lives_on_without_a_route_to_its_peer() -> None:
+    """An RA may end the on-link prefix and the default router (RFC 4861
+    6.3.4): the victim then has no route to the peer, connect fails with
+    ENETUNREACH, and the harness carries on (a crash the stack6 fuzzer found
+    in the harness, not the stack) until an RA brings the route back."""
+    from femtotcp.wire import ethernet, ipv6, ndp
+    from fuzz import world6
+    w = world6.reset()
+
+    def ra(valid: int, router_lifetime: int) -> bytes:
+        opts = ndp.opt_prefix(world6.PREFIX, 64, valid, 0, autonomous=False)
+        msg = ndp.build_ra(world6.ROUTER_LL, ipv6.ALL_NODES, router_lifetime=router_lifetime,
+                           options=opts)
+        return ethernet.build(ipv6.multicast_mac(ipv6.ALL_NODES), world6.ROUTER_MAC,
+                              ethernet.ETH_IPV6, ipv6.build(world6.ROUTER_LL, ipv6.ALL_NODES,
+                                                            ipv6.PROTO_ICMP6, msg, 255))
+    w.inject(bytes([4]) + ra(0, 0))
+    w.conn.abort()
+    w.inject(bytes([4]) + ra(0, 0))           # the upkeep's connect: ENETUNREACH
+    assert w.conn is None and w.victim.ipv6.routes.lookup(w.peer_g) is None
+    assert w.victim.counters["ndp.rx_ra"] >= 2
+    w.inject(bytes([4]) + ra(86400, 1800))
+    assert w.conn is not None and w.conn.state == "ESTABLISHED"
