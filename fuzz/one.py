@@ -69,9 +69,10 @@ def main(argv: list[str]) -> None:
                       if a.startswith("-artifact_prefix=")), "./")
 
     with atheris.instrument_imports(include=["femtotcp", "fuzz.world", "fuzz.targets",
-                                                 "fuzz.world6", "fuzz.targets6"]):
+                                             "fuzz.world6", "fuzz.targets6"]):
         _import_everything()
         import fuzz.world  # noqa: F401
+        import fuzz.world6  # noqa: F401
         from fuzz.targets import TARGETS
     target = TARGETS[name]
     run = target.run
