@@ -53,12 +53,15 @@ bench: venv deps
 	$(VPY) -m bench.run
 	$(VPY) -m bench.programs
 
-# Coverage-guided fuzzing (atheris/libFuzzer) of every parser and of Stack.receive;
-# not part of `make test`. FUZZ_RUNS inputs per target, FUZZ_TARGETS to pick some.
+# Coverage-guided fuzzing (atheris/libFuzzer) of every parser and of Stack.receive,
+# IPv4 and IPv6; not part of `make test`. FUZZ_RUNS inputs per target, FUZZ_TARGETS
+# to pick some; FUZZ_HARVEST=0 skips seeding the IPv6 targets from the IPv6 tests.
 FUZZ_RUNS ?= 1000000
 FUZZ_TARGETS ?=
+FUZZ_HARVEST ?= 1
 fuzz: venv
 	$(VPY) -m pip install -q -e '.[fuzz]'
+	@if [ "$(FUZZ_HARVEST)" = 1 ]; then $(VPY) -m fuzz.harvest; fi
 	$(VPY) -m fuzz.run --runs $(FUZZ_RUNS) $(FUZZ_TARGETS)
 
 clean:

@@ -41,6 +41,18 @@ MODULES: dict[str, dict[str, list[str] | None]] = {
         "proto/icmp4.py", "proto/udp.py", "proto/tcp/layer.py", "proto/tcp/connection.py",
         "proto/tcp/listener.py", "proto/tcp/buffers.py", "services/dns.py",
         "services/dhcp.py", "services/dns_server.py", "services/dhcp_server.py")},
+    "ipv6": {"wire/ipv6.py": ["parse", "parse_quote", "check_addresses"]},
+    "ipv6ext": {"wire/ipv6ext.py": ["_options", "read_options", "walk", "skip_chain",
+                                    "_chain_complete"]},
+    "icmp6": {"wire/icmp6.py": ["parse", "parse_quote", "no_error_about", "err_convert",
+                                "error_allowed"]},
+    "ndp": {"wire/ndp.py": ["_dnssl_names", "parse_options", "parse"],
+            "wire/dns.py": ["read_name"]},
+    "mld": {"wire/mld.py": ["_decode_float", "_sources", "parse", "check_ip"]},
+    "stack6": {m: None for m in (
+        "stack/stack.py", "stack/ipv6.py", "stack/ndp.py", "stack/neighbour.py",
+        "stack/reassembly.py", "proto/icmp6.py", "proto/udp.py", "proto/tcp/layer.py",
+        "proto/tcp/connection.py", "proto/tcp/listener.py", "services/dns.py")},
 }
 
 
@@ -71,7 +83,7 @@ def measure(name: str) -> list[tuple[str, int, int]]:
     from fuzz.targets import TARGETS
     target = TARGETS[name]
     inputs = []
-    for sub in ("seeds", "corpus"):
+    for sub in ("seeds", "corpus", "harvest"):
         d = WORK / name / sub
         if d.is_dir():
             inputs += [p.read_bytes() for p in sorted(d.iterdir()) if p.is_file()]

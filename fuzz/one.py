@@ -68,9 +68,11 @@ def main(argv: list[str]) -> None:
     artifacts = next((a.split("=", 1)[1] for a in libfuzzer_args
                       if a.startswith("-artifact_prefix=")), "./")
 
-    with atheris.instrument_imports(include=["femtotcp", "fuzz.world", "fuzz.targets"]):
+    with atheris.instrument_imports(include=["femtotcp", "fuzz.world", "fuzz.targets",
+                                             "fuzz.world6", "fuzz.targets6"]):
         _import_everything()
         import fuzz.world  # noqa: F401
+        import fuzz.world6  # noqa: F401
         from fuzz.targets import TARGETS
     target = TARGETS[name]
     run = target.run

@@ -1,7 +1,7 @@
 """Replay stored inputs on a target, without atheris: ``python -m fuzz.replay TARGET
 FILE... [--times N]``. Prints each input's outcome (the drop reason, or "accepted",
 or the exception) and its fastest CPU time over N runs (the stack target gets a
-fresh world before every run, built outside the timing).
+fresh world (``stack6``: IPv6 world) before every run, built outside the timing).
 
 ``fuzz/one.py`` uses it to confirm a slow input: under atheris every line of the
 stack is instrumented and runs several times slower, so an input is only called
@@ -25,6 +25,9 @@ def best_ms(name: str, data: bytes, times: int = 3) -> tuple[float, str]:
         if name == "stack":
             from fuzz.world import reset
             reset()
+        elif name == "stack6":
+            from fuzz import world6
+            world6.reset()
         gc.collect()
         t0 = time.process_time()
         try:

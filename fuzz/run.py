@@ -5,7 +5,9 @@ its own process under atheris/libFuzzer (``fuzz/one.py``), and print a table.
 
 Work files live in ``fuzz/.work/`` (git-ignored): ``TARGET/corpus`` (what
 libFuzzer keeps, reused by the next run), ``TARGET/seeds`` (built from the
-project's builders and a live world's pcap), ``TARGET/log.txt`` (libFuzzer's
+project's builders and a live world's pcap), ``TARGET/harvest`` (what the
+project's own tests handed the IPv6 parsers, from ``python -m fuzz.harvest``;
+read as a corpus too when present), ``TARGET/log.txt`` (libFuzzer's
 output) and ``artifacts/`` (crashes, timeouts and slow inputs; a found input
 belongs in tests/fuzz/ as a regression test once fixed).
 
@@ -51,6 +53,9 @@ def run_target(name: str, runs: int, nice: int, max_len: int, extra: list[str]) 
            str(seeds), f"-runs={runs}", f"-max_len={max_len}", "-timeout=10",
            "-rss_limit_mb=1536", f"-artifact_prefix={artifacts}/{name}-",
            "-print_final_stats=1", "-len_control=0", *extra, str(corpus), str(seeds)]
+    harvest = tdir / "harvest"       # inputs of the project's own tests (fuzz/harvest.py)
+    if harvest.is_dir() and any(harvest.iterdir()):
+        cmd.append(str(harvest))
     log = tdir / "log.txt"
     last: dict[str, object] = {}
     started = time.time()

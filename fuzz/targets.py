@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from femtotcp.phy import tap
 from femtotcp.wire import Malformed, arp, dhcp, dns, ethernet, icmp4, ipv4, tcp, udp
 from femtotcp.wire.checksum import checksum, pseudo_header_sum
+from fuzz import targets6
 
 SRC = bytes([192, 0, 2, 254])
 DST = bytes([192, 0, 2, 1])
@@ -384,16 +385,12 @@ def _prepare_world() -> None:
 
 def _run_stack(data: bytes) -> str | None:
     from fuzz.world import current
-    w = current()
-    before = dict(w.victim.counters.drops())
-    w.inject(data)
-    after = w.victim.counters.drops()
-    moved = sorted(k for k, v in after.items() if before.get(k) != v)
-    return ",".join(moved) or None
+    return current().run(data)
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("ethernet", _ethernet, lambda: _with(1, _frames()[:-1]) + _with(10, _frames()[-1:]),
+    Target("ethernet", _ethernet, lambda: _with(1, _frames()[:-1]) + _with(10, _frames()[-1:])
+           + _with(1, targets6.frames6()[:4]),
            "ethernet.parse (byte 0: VLAN configured or not)"),
     Target("arp", _arp, lambda: [arp.build(arp.REQUEST, MAC_A, SRC, bytes(6), DST),
                                  arp.build(arp.REPLY, MAC_A, SRC, MAC_B, DST)],
@@ -422,4 +419,21 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("stack", _run_stack, _stack_seeds,
            "Stack.receive with a live TCP connection, a listener, a DNS query in flight "
            "and a DHCP client (fuzz/world.py)", before=_prepare_world),
+    # IPv6 (fuzz/targets6.py, fuzz/world6.py).
+    Target("ipv6", targets6.run_ipv6, targets6.ipv6_seeds,
+           "ipv6.parse, parse_quote, check_addresses (byte 0: fix the payload length)"),
+    Target("ipv6ext", targets6.run_ipv6ext, targets6.ipv6ext_seeds,
+           "ipv6ext.walk (options TLVs, Routing, Fragment), skip_chain, read_options"),
+    Target("icmp6", targets6.run_icmp6, targets6.icmp6_seeds,
+           "icmp6.parse (checksum), parse_quote, no_error_about, err_convert"),
+    Target("ndp", targets6.run_ndp, targets6.ndp_seeds,
+           "ndp.parse: RS, RA, NS, NA, Redirect and every option (SLLA, TLLA, Prefix, "
+           "MTU, Redirected Header, Nonce, RDNSS, DNSSL)"),
+    Target("mld", targets6.run_mld, targets6.mld_seeds,
+           "mld.parse and check_ip: MLDv1/v2 queries, v1 reports/done, v2 reports"),
+    Target("stack6", targets6.run_stack6, targets6.stack6_seeds,
+           "Stack.receive over IPv6: link-local and SLAAC addresses, a TCP connection with "
+           "data in flight, a listener, a UDP socket, a pending neighbour resolution, a "
+           "reassembly and a DNS AAAA query in flight (fuzz/world6.py)",
+           before=targets6.prepare_world6),
 )}

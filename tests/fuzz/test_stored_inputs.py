@@ -9,6 +9,9 @@ work an input may cost by counting label decodes (never by timing).
   are up to 745 characters of ``\\DDD`` escapes after pointers. They must stay
   accepted, their names must survive ``canonical`` (what the resolver compares),
   and each label is decoded once per place it sits, not once per use.
+* stack6-ra-preferred-zero: an RA whose new prefix has a preferred lifetime of
+  0 hung the stack (a SLAAC address's lifetime timer re-armed for a past
+  deadline while the address was tentative); see test_ipv6_found.py.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ INPUTS = Path(__file__).parent / "inputs"
 EXPECTED: dict[str, str | None] = {
     "dns-slow-names-escaped.bin": None,
     "dns-slow-2.bin": None,
+    "stack6-ra-preferred-zero.bin": None,
 }
 
 

@@ -182,6 +182,7 @@ class Ipv6:
         """DAD passed: the address is used from now on."""
         now = self.stack.now
         entry.state = "preferred" if now < entry.preferred_until else "deprecated"
+        self._schedule_lifetime(iface, entry)
         self.stack.addresses_changed()
         log.info("IPv6 address %s on %s is %s", entry, iface.name, entry.state)
 
@@ -218,11 +219,14 @@ class Ipv6:
 
     def _schedule_lifetime(self, iface: Interface, entry: Ipv6Address) -> None:
         """One timer per address: at the preferred lifetime's end it is deprecated,
-        at the valid lifetime's end removed (RFC 4862 5.5.4)."""
+        at the valid lifetime's end removed (RFC 4862 5.5.4). A tentative address
+        waits for the valid lifetime only: ``address_ready`` decides preferred or
+        deprecated when DAD ends and schedules again (a preferred lifetime that
+        ran out during DAD must not re-arm a timer for a past deadline forever)."""
         self._cancel(entry)
         now = self.stack.now
         when = entry.valid_until
-        if entry.state in ("preferred", "tentative") and entry.preferred_until < when:
+        if entry.state == "preferred" and entry.preferred_until < when:
             when = entry.preferred_until
         if when == INF:
             return
