@@ -490,6 +490,30 @@ def test_removing_the_last_address_of_a_prefix_removes_its_route() -> None:
     assert ip_bytes("2001:db8:3::2") not in a.local_addresses
 
 
+def test_an_ra_withdrawing_a_prefix_leaves_a_static_addresss_route() -> None:
+    """A prefix that is on-link both by a static address and by an RA keeps
+    its route when the RA withdraws it (valid lifetime 0) or lets it expire:
+    only routes learned from RAs go, as on Linux."""
+    lan = lan6(1)
+    a = lan.stacks[0]
+    iface = a.interfaces[0]
+    a.ipv6.add_address(iface, PREFIX[:8] + bytes(7) + b"\x07", 64)
+    lan.run(3.0)
+    peer = PREFIX[:8] + bytes(7) + b"\x09"
+    router = lan.sniffer("router")
+    router.inject(ra_frame(valid=30, preferred=20))
+    lan.run(1.0)
+    assert a.ipv6.routes.lookup(peer) is not None
+    router.inject(ra_frame(valid=0, preferred=0))
+    lan.run(1.0)
+    route = a.ipv6.routes.lookup(peer)
+    assert route is not None and route.gateway is None and route.origin != "ra"
+    router.inject(ra_frame(valid=5, preferred=5))
+    lan.run(10.0)                                   # the RA's prefix expires
+    route = a.ipv6.routes.lookup(peer)
+    assert route is not None and route.gateway is None and route.origin != "ra"
+
+
 def test_the_ipv6_modules_load_no_openssl() -> None:
     """RFC 7217 IIDs, fragment identifications and jitter come from BLAKE2s and
     os.urandom: an IPv6 stack never maps libcrypto (secrets/hashlib would)."""

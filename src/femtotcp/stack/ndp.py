@@ -538,7 +538,8 @@ class Ndp(NeighbourTable):
             key = (iface, p.prefix, p.prefix_len)
             if valid == 0:
                 if self.prefixes.pop(key, None) is not None:
-                    self.ipv6.routes.remove(int.from_bytes(p.prefix, "big"), p.prefix_len, iface)
+                    self.ipv6.routes.remove(int.from_bytes(p.prefix, "big"), p.prefix_len, iface,
+                                            origin="ra")     # a static one stays
             elif key in self.prefixes or len(self.prefixes) < MAX_PREFIXES:
                 self.prefixes[key] = now + valid
                 self.ipv6._connected(iface, p.prefix, p.prefix_len, "ra")
@@ -635,7 +636,7 @@ class Ndp(NeighbourTable):
         if expiry is not None and expiry <= self.stack.now:
             del self.prefixes[key]
             iface, prefix, plen = key
-            self.ipv6.routes.remove(int.from_bytes(prefix, "big"), plen, iface)
+            self.ipv6.routes.remove(int.from_bytes(prefix, "big"), plen, iface, origin="ra")
 
     # -- redirects (RFC 4861 8.1, 8.3) ---------------------------------------------------
     def _redirect(self, header: wire.Ipv6Header, msg: wire_ndp.Redirect,
