@@ -24,6 +24,16 @@ from femtotcp.core.counters import Counters  # noqa: E402
 # A counter name nobody declared (femtotcp/core/counters.py) is an error in tests.
 Counters.strict = True
 
+# Tests assert behaviour, never timing: hypothesis's per-example deadline
+# (200 ms) only measures how loaded the machine is.
+try:
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:         # pragma: no cover - hypothesis is a test dependency
+    pass
+else:
+    _hypothesis_settings.register_profile("femtotcp", deadline=None)
+    _hypothesis_settings.load_profile("femtotcp")
+
 
 @pytest.fixture
 def lan() -> Callable[..., Lan]:
