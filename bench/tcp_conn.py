@@ -165,16 +165,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=5, help="runs per figure; best kept (5)")
     ap.add_argument("--profile", action="store_true", help="cProfile top entries too")
     ap.add_argument("--top", type=int, default=35)
+    ap.add_argument("--only", choices=("plain", "cookie"), help="one listener kind")
+    ap.add_argument("--no-split", action="store_true", help="the totals only")
     args = ap.parse_args(argv)
     for cookies in (False, True):
+        if args.only and (args.only == "cookie") != cookies:
+            continue
         name = "SYN-cookie listener" if cookies else "plain listener"
         total = min(one_run(args.conns, cookies)[0] for _ in range(args.repeat))
-        parts = min((one_run(args.conns, cookies, split=True) for _ in range(args.repeat)),
-                    key=lambda r: r[0])
-        rest = parts[0] - parts[1] - parts[2]
-        print(f"{name:20s} {total:7.1f} us CPU per connection (both stacks); split run "
-              f"{parts[0]:.1f}: active {parts[1]:.1f}, passive {parts[2]:.1f}, "
-              f"rest {rest:.1f}")
+        line = f"{name:20s} {total:7.1f} us CPU per connection (both stacks)"
+        if not args.no_split:
+            parts = min((one_run(args.conns, cookies, split=True)
+                         for _ in range(args.repeat)), key=lambda r: r[0])
+            rest = parts[0] - parts[1] - parts[2]
+            line += (f"; split run {parts[0]:.1f}: active {parts[1]:.1f}, "
+                     f"passive {parts[2]:.1f}, rest {rest:.1f}")
+        print(line)
         if args.profile:
             prof = cProfile.Profile()
             one_run(args.conns, cookies, prof=prof)
