@@ -201,6 +201,30 @@ def test_isn_rfc6528() -> None:
     assert IsnGenerator().isn(0.0, A, 1, B, 2) != IsnGenerator().isn(0.0, A, 1, B, 2)
 
 
+def test_keyed_hashes_are_the_documented_functions() -> None:
+    """The generators hash copies of states keyed once; each value is still
+    the keyed BLAKE2s of the 4-tuple (F of RFC 6528 3, RFC 6056 3.3.4)."""
+    from femtotcp.core import rand
+
+    key = b"k" * 32
+    data = A + (1000).to_bytes(2, "big") + B + (80).to_bytes(2, "big")
+
+    def f(person: bytes, raw: bytes) -> int:
+        return int.from_bytes(rand.blake2s(raw, key=key, digest_size=4,
+                                           person=person).digest(), "big")
+
+    gen = IsnGenerator(key)
+    for _ in range(2):      # the keyed state is copied, never consumed
+        assert gen.isn(10.0, A, 1000, B, 80) == (2_500_000 + f(b"isn", data)) & 0xFFFFFFFF
+        assert gen.ts_offset(A, 1000, B, 80) == f(b"tsoff", data)
+        assert gen.flow_label(A, 1000, B, 80) == (f(b"flow", data) & 0xFFFFF or 1)
+    ports = EphemeralPorts(32768, 60999, key)
+    raw = A + B + (80).to_bytes(2, "big")
+    offset, index = f(b"offset", raw), f(b"index", raw) % 256
+    assert ports.pick(A, B, 80, lambda _: False) == 32768 + offset % 28232
+    assert ports._table[index] == 1
+
+
 def test_syn_cookies_round_trip_and_expiry() -> None:
     c = SynCookies(b"s" * 32)
     isn, mss = c.make(1000.0, A, 80, B, 5555, 12345, 1460)
@@ -243,3 +267,26 @@ def test_ephemeral_ports_rfc6056() -> None:
         taken.add(port)
     assert taken == {5000, 5001, 5002}
     assert small.pick(A, B, 80, taken.__contains__) is None
+
+
+def test_syn_options_from_templates_match_build_options() -> None:
+    """Our SYN and SYN-ACK options come from a template per option set; the
+    bytes are those ``build_options`` lays out, timestamps included."""
+    from femtotcp.proto.tcp.options import Negotiated
+    from femtotcp.wire.tcp import build_options
+
+    for ts in (False, True):
+        for sack in (False, True):
+            for ws in (False, True):
+                for mss in (536, 1460, 8960):
+                    for synack in (False, True):
+                        opt = Negotiated(ts, sack, ws, 0xFFFFFF00)
+                        opt.adv_mss = mss
+                        opt.rcv_wscale = 7
+                        opt.ts_recent = 0x12345678
+                        for now in (0.0, 12.345, 5e6):
+                            want = build_options(
+                                mss=mss, wscale=7 if ws else None, sack_perm=sack,
+                                ts=(opt.tsval(now), 0x12345678 if synack else 0)
+                                if ts else None)
+                            assert opt.syn_options(now, synack) == want

@@ -93,6 +93,7 @@ log = logging.getLogger("femtotcp.tcp")
 _TS_PAIR = struct.Struct("!II")
 _TS_OPT = struct.Struct("!III")     # the aligned timestamp option: kind word, TSval, TSecr
 _HDR_TS = struct.Struct("!HHIIHHHHIII")     # header + NOP NOP TS, 32 bytes
+_CSUM_URG = struct.Struct("!HH")            # checksum, urgent pointer (offset 16)
 
 #: A state-change hook: (connection, old state, new state).
 StateHook = Callable[["TcpConnection", TcpState, TcpState], None]
@@ -629,25 +630,29 @@ class TcpConnection:
         """Header prediction (after Van Jacobson): the two common cases of a bulk
         transfer, in-order data and an ACK of new data, on an ESTABLISHED
         connection, handled with the same rules as the full path but without
-        its generality. Returns False to send the segment down the full path."""
+        its generality. Any other segment goes to ``input`` from here
+        (``_full_input``): handshake and teardown segments need no second
+        parse of their IP header. Returns False only in TIME_WAIT, whose SYNs
+        the layer may hand to a listener instead (``Tcp.input``)."""
         if self.state != ESTABLISHED or flags & ~PSH != ACK:
-            return False
+            return self._full_input(seq32, ack32, flags, window, segment, hlen)
         rcv = self.rcv
         rcv_nxt = rcv.rcv_nxt
         if seq32 != rcv_nxt & MASK:
-            return False
+            return self._full_input(seq32, ack32, flags, window, segment, hlen)
         opt = self.opt
         if hlen == 32:
             kind, tsval, ecr = _TS_OPT.unpack_from(segment, 20)
             if kind != 0x0101080A or not opt.ts_ok:      # NOP NOP TS(10): TS_ALIGNED
-                return False
+                return self._full_input(seq32, ack32, flags, window, segment, hlen)
             if (tsval - opt.ts_recent) & MASK >= 0x80000000:
-                return False                              # PAWS decides (full path)
+                # PAWS decides (the full path)
+                return self._full_input(seq32, ack32, flags, window, segment, hlen)
         elif hlen == 20 and not opt.ts_ok:
             tsval = -1
             ecr = 0
         else:
-            return False
+            return self._full_input(seq32, ack32, flags, window, segment, hlen)
         snd = self.snd
         plen = len(segment) - hlen
         now = self.timers.now
@@ -655,7 +660,7 @@ class TcpConnection:
             if ack32 != snd.snd_una & MASK or rcv.ooo.blocks or rcv.rd_shut or \
                     self.orphaned or rcv.ooo_fin >= 0 or \
                     (window << opt.snd_wscale) != snd.snd_wnd or rcv_nxt + plen > rcv.rcv_adv:
-                return False
+                return self._full_input(seq32, ack32, flags, window, segment, hlen)
             if tsval >= 0 and rcv_nxt <= rcv.last_ack_sent:
                 opt.ts_recent = tsval                     # RFC 7323 4.3
                 opt.ts_recent_stamp = now
@@ -671,7 +676,7 @@ class TcpConnection:
         una = snd.snd_una
         ack = unwrap(ack32, una)
         if not una < ack <= snd.snd_max:
-            return False
+            return self._full_input(seq32, ack32, flags, window, segment, hlen)
         if tsval >= 0 and rcv_nxt <= rcv.last_ack_sent:
             opt.ts_recent = tsval
             opt.ts_recent_stamp = now
@@ -683,6 +688,18 @@ class TcpConnection:
         snd.output()
         if self._ev:
             self._defer_flush()
+        return True
+
+    def _full_input(self, seq32: int, ack32: int, flags: int, window: int,
+                    segment: memoryview, hlen: int) -> bool:
+        """A segment header prediction did not take: what ``Tcp.input`` does
+        with one for this connection, a header object and ``input``; False in
+        TIME_WAIT (the layer decides on a SYN there, see ``Tcp.input``)."""
+        if self.state == TIME_WAIT:
+            return False
+        csum, urgent = _CSUM_URG.unpack_from(segment, 16)
+        self.input(TcpHeader(self._rport, self._lport, seq32, ack32, hlen, flags, window,
+                             csum, urgent, segment[20:hlen]), segment[hlen:])
         return True
 
     def _defer_flush(self) -> None:

@@ -20,28 +20,33 @@ class IsnGenerator:
     with M a 4 microsecond timer and F a keyed hash (BLAKE2s)."""
 
     def __init__(self, secret: bytes | None = None) -> None:
-        self._key = secret if secret is not None else os.urandom(32)
+        self._key = key = secret if secret is not None else os.urandom(32)
+        # Keyed once per use: each hash updates a copy (keying anew costs more,
+        # and every connection makes two of them).
+        self._isn = rand.blake2s(key=key, digest_size=4, person=b"isn")
+        self._tsoff = rand.blake2s(key=key, digest_size=4, person=b"tsoff")
+        self._flow = rand.blake2s(key=key, digest_size=4, person=b"flow")
 
     def isn(self, now: float, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
-        f = rand.blake2s(_tuple_bytes(laddr, lport, raddr, rport), key=self._key,
-                            digest_size=4, person=b"isn").digest()
-        return (int(now * 250_000) + int.from_bytes(f, "big")) & MASK
+        h = self._isn.copy()
+        h.update(_tuple_bytes(laddr, lport, raddr, rport))
+        return (int(now * 250_000) + int.from_bytes(h.digest(), "big")) & MASK
 
     def ts_offset(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
         """A per-connection timestamp offset, so TSvals do not reveal uptime and
         stay the same for a SYN cookie and the connection it becomes."""
-        f = rand.blake2s(_tuple_bytes(laddr, lport, raddr, rport), key=self._key,
-                            digest_size=4, person=b"tsoff").digest()
-        return int.from_bytes(f, "big")
+        h = self._tsoff.copy()
+        h.update(_tuple_bytes(laddr, lport, raddr, rport))
+        return int.from_bytes(h.digest(), "big")
 
     def flow_label(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
         """RFC 6437 3: a flow label for a segment no connection owns (a RST, a
         SYN-cookie SYN-ACK), from a keyed hash of its 4-tuple as Linux's auto
         flow labels: 20 bits, never zero, the same for every such reply in one
         flow and unpredictable to others."""
-        f = rand.blake2s(_tuple_bytes(laddr, lport, raddr, rport), key=self._key,
-                         digest_size=4, person=b"flow").digest()
-        return int.from_bytes(f, "big") & 0xFFFFF or 1
+        h = self._flow.copy()
+        h.update(_tuple_bytes(laddr, lport, raddr, rport))
+        return int.from_bytes(h.digest(), "big") & 0xFFFFF or 1
 
 
 # MSS values a cookie can carry (3 bits), as Linux's msstab plus jumbo sizes.

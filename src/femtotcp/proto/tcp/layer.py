@@ -18,7 +18,7 @@ from femtotcp.core import rand
 from femtotcp.proto.ports import port_taken
 from femtotcp.proto.ratelimit import TokenBucket
 from femtotcp.proto.tcp.config import TcpConfig
-from femtotcp.proto.tcp.connection import TIME_WAIT, TcpConnection, _os_error
+from femtotcp.proto.tcp.connection import TcpConnection, _os_error
 from femtotcp.proto.tcp.env import StackEnv, StackEnv6
 from femtotcp.proto.tcp.isn import (
     COOKIE_PERIOD,
@@ -306,11 +306,12 @@ class Tcp:
                 raise Malformed("tcp.bad_checksum")
         flags = off_flags & 0xFF
         if conn is not None:
+            # Every segment but one in TIME_WAIT ends in the connection.
             if conn.fast_input(seq, ack, flags, window, segment, hlen):
                 return
             hdr = wire.TcpHeader(sport, dport, seq, ack, hlen, flags, window, csum, urgent,
                                  segment[20:hlen])
-            if conn.state != TIME_WAIT or not conn.timewait_accepts_syn(hdr):
+            if not conn.timewait_accepts_syn(hdr):
                 conn.input(hdr, segment[hlen:])
                 return
             self.counters["tcp.time_wait_reused"] += 1

@@ -12,6 +12,8 @@ per-connection offset (RFC 6528's secret-keyed ``IsnGenerator.ts_offset``).
 
 from __future__ import annotations
 
+import struct
+
 from femtotcp.proto.tcp.seq import MASK
 from femtotcp.wire.tcp import MAX_WSCALE, TcpOptions, build_options
 
@@ -60,6 +62,24 @@ def tsval(now: float, offset: int) -> int:
     return (int(now * 1000) + offset) & MASK
 
 
+_TS_PAIR = struct.Struct("!II")
+#: SYN option templates: (bytes with zero timestamps, where TSval starts or -1).
+_SYN_TEMPLATES: dict[tuple[int, int | None, bool, bool], tuple[bytes, int]] = {}
+
+
+def _syn_template(mss: int, wscale: int | None, sack: bool, ts: bool) -> tuple[bytes, int]:
+    raw = build_options(mss=mss, wscale=wscale, sack_perm=sack,
+                        ts=(0, 0) if ts else None)
+    at = -1
+    if ts:
+        marked = build_options(mss=mss, wscale=wscale, sack_perm=sack,
+                               ts=(0xFFFFFFFF, 0xFFFFFFFF))
+        at = next(i for i in range(len(raw)) if raw[i] != marked[i])
+    if len(_SYN_TEMPLATES) < 256:      # a few (MSS, scale) pairs in practice
+        _SYN_TEMPLATES[(mss, wscale, sack, ts)] = (raw, at)
+    return raw, at
+
+
 class Negotiated:
     """What we offer and what the handshake settled. ``mss`` is the payload of
     a full segment we send (the peer's MSS less the timestamp option)."""
@@ -93,10 +113,19 @@ class Negotiated:
         return (int(now * 1000) + self.ts_offset) & MASK
 
     def syn_options(self, now: float, synack: bool) -> bytes:
-        ts = (self.tsval(now), self.ts_recent if synack else 0) if self.offer_ts else None
-        return build_options(mss=self.adv_mss,
-                             wscale=self.rcv_wscale if self.offer_ws else None,
-                             sack_perm=self.offer_sack, ts=ts)
+        """The options of our SYN or SYN-ACK: ``build_options``'s bytes, from a
+        template per (MSS, window scale, SACK, timestamps) with the timestamp
+        values put in."""
+        wscale = self.rcv_wscale if self.offer_ws else None
+        key = (self.adv_mss, wscale, self.offer_sack, self.offer_ts)
+        tmpl = _SYN_TEMPLATES.get(key)
+        if tmpl is None:
+            tmpl = _syn_template(*key)
+        raw, at = tmpl
+        if at < 0:
+            return raw
+        return raw[:at] + _TS_PAIR.pack((int(now * 1000) + self.ts_offset) & MASK,
+                                        self.ts_recent if synack else 0) + raw[at + 8:]
 
     def negotiate(self, opts: TcpOptions, v4: bool, min_snd_mss: int, now: float) -> None:
         """Settle the options from the peer's SYN (or SYN-ACK); the caller then

@@ -22,13 +22,16 @@ class EphemeralPorts:
             raise ValueError(f"bad ephemeral port range {low}-{high}")
         self.low = low
         self.high = high
-        self._key = secret if secret is not None else os.urandom(32)
+        self._key = key = secret if secret is not None else os.urandom(32)
         self._table = [0] * TABLE_LENGTH
+        # The two keyed functions (F and G), keyed once: each hash updates a copy.
+        self._keyed = {person: rand.blake2s(key=key, digest_size=4, person=person)
+                       for person in (b"offset", b"index")}
 
     def _f(self, person: bytes, laddr: bytes, raddr: bytes, rport: int) -> int:
-        data = laddr + raddr + rport.to_bytes(2, "big")
-        digest = rand.blake2s(data, key=self._key, digest_size=4, person=person).digest()
-        return int.from_bytes(digest, "big")
+        h = self._keyed[person].copy()
+        h.update(laddr + raddr + rport.to_bytes(2, "big"))
+        return int.from_bytes(h.digest(), "big")
 
     def pick(self, laddr: bytes, raddr: bytes, rport: int,
              in_use: Callable[[int], bool]) -> int | None:
