@@ -4,9 +4,11 @@ existing connection, ICMP echo) decides exactly as the full path does.
 Each scenario is played twice on identical stacks, once with the fast path and
 once without it (``Stack.fast_receive = None``): the segments and ICMP messages
 each stack sends, the bytes its connection receives, and every counter must be
-the same. The scenarios mix what the fast path takes with everything it must
-leave to the full path (bad checksums, IP options, fragments, padding,
-broadcast, VLAN tags, our own source, out-of-order data, a FIN).
+the same. The scenarios mix what the fast path takes (in-order data; since
+header prediction's refusals go to ``conn.input`` from there, out-of-order
+data and a FIN too) with everything it must leave to the full path (bad
+checksums, IP options, fragments, padding, broadcast, VLAN tags, our own
+source).
 """
 
 from __future__ import annotations
