@@ -54,10 +54,10 @@ INTERVAL = 0.1
 DECREASE = 0.7
 INCREASE = 1.15
 MIN_KEEP = 1 / 1024
-#: Shares of the offered frames lost at the full queue above which the filter
-#: keeps fewer SYNs, and below which it keeps more.
-HIGH_LOSS = 0.3
-LOW_LOSS = 0.1
+#: Shares of the frames the filter passed that were lost at the full queue,
+#: above which the filter keeps fewer SYNs, and below which it keeps more.
+HIGH_LOSS = 0.1
+LOW_LOSS = 0.03
 
 # Classic BPF (<linux/filter.h>).
 _LD_W_ABS = 0x20
@@ -274,10 +274,13 @@ class SynShed:
         lost = arrived - read - filtered
         if plain_in + opt_in > 0:
             self.opt_share = opt_in / (plain_in + opt_in)
+        # Loss as the frames the filter passes see it (a ping, an ACK, a SYN
+        # with options), not diluted by the flood the filter dropped.
+        passed = arrived - filtered
         keep = self.keep
-        if full and lost > arrived * HIGH_LOSS:
+        if full and lost > passed * HIGH_LOSS:
             keep = max(MIN_KEEP, keep * DECREASE)
-        elif lost <= arrived * LOW_LOSS:       # (idle: nothing offered, nothing lost)
+        elif lost <= passed * LOW_LOSS:        # (idle: nothing offered, nothing lost)
             keep = min(1.0, keep * INCREASE)    # the queue took it all: room for more
         plain, opt = split(keep, self.opt_share)
         if (keep, plain, opt) != (self.keep, self.plain_keep, self.opt_keep):
