@@ -16,11 +16,30 @@ of bare RSTs (the kernel's answers to the cookie SYN-ACKs of a flood from its
 own address), picked at random (``SKF_AD_RANDOM``). Every other frame passes
 untouched.
 
+Within that share, SYNs that carry TCP options come first. Every current
+stack (Linux: MSS, SACK permitted, timestamps, window scale, a data offset of
+10; Windows, macOS, the BSDs, femtotcp: at least MSS) sends options in its
+SYN; hping3's default SYN and most flood tools' have none (data offset 5). The
+filter reads the data offset (IPv4 with or without IP options, IPv6 with TCP
+as the first next header) and draws against ``opt_keep`` for a SYN with
+options, ``plain_keep`` for one without; ``split`` makes them from the share
+``keep`` and the estimated share of SYNs with options among those offered:
+SYNs with options keep 1 while ``keep`` covers them all, the others get what
+is left (at least ``MIN_KEEP``). This is a load-shedding priority under
+overload only: without overload there is no filter and no SYN is refused. It
+is a heuristic, and what it costs is bounded: an attacker who adds options
+(``hping3 --tcp-mss``, ``--tcp-timestamp``) makes every SYN alike again, and
+they are shed at random as before (``split(keep, 1) == (MIN_KEEP, keep)``,
+after one interval to learn the mix); a legitimate client that sends no
+options is shed like the flood's SYNs. A SYN retransmission cannot be told
+from a first SYN without state, so it gets no priority.
+
 The share adapts every ``INTERVAL`` seconds on the driving loop's timers, from
 the kernel's count of the frames offered to the queue (netlink), the frames
 read and, of those, the ones the filter samples (so its own drops are known):
 what is left was lost at the full queue. More than ``HIGH_LOSS`` of the
-offered frames lost there: the share is multiplied by ``DECREASE``; less than
+frames the filter passed lost there (what a ping or an ACK sees, however many
+SYNs the filter dropped): the share is multiplied by ``DECREASE``; less than
 ``LOW_LOSS``: by ``INCREASE``; kept otherwise; never below ``MIN_KEEP``. The
 queue is thus kept just short of overflowing: a flood that comes in bursts
 (its sender shares the CPU) lets more SYNs in between them. Once it is back at 1 the filter is removed. A
@@ -28,7 +47,8 @@ legitimate SYN then has the same chance as before (we answer as many SYNs as
 we can read), and every other frame gets in. The frames the filter drops are
 counted by the kernel, in the interface's TX drops (``ip -s link``); the
 device counts ``rx_shed_engaged`` (filter attached), ``rx_shed_changes`` and
-``rx_shed_keep_permille`` (the share now, a gauge).
+the shares now (gauges): ``rx_shed_keep_permille`` (all bare SYNs),
+``rx_shed_plain_permille`` (without options), ``rx_shed_opt_permille`` (with).
 """
 
 from __future__ import annotations
