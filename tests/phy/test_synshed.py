@@ -231,6 +231,12 @@ def test_a_flood_with_options_is_shed_at_random_as_before() -> None:
     _flood(shed, k, loop, 0, 10_000)
     assert shed.plain_keep == synshed.MIN_KEEP
     assert 0.15 <= shed.opt_keep <= 0.3 and shed.opt_keep == shed.keep
+    # RSTs (the answers to our SYN-ACKs) follow the share of all SYNs, as the
+    # controller's estimate of the filter's drops assumes.
+    prog, rst = k.filters[-1], v4(tcp.RST)
+    assert prog is not None
+    edge = int(synshed.rst_keep(shed.keep) * 65536)
+    assert run_bpf(prog, rst, edge - 1) == len(rst) and run_bpf(prog, rst, edge) == 0
 
 
 def test_a_bursty_flood_keeps_more_syns() -> None:

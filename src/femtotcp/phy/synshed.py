@@ -115,16 +115,17 @@ def _threshold(share: float) -> int:
     return max(1, min(65536, int(share * 65536)))
 
 
-def program(keep: float, opt_keep: float | None = None) -> bytes:
+def program(keep: float, opt_keep: float | None = None, rst: float | None = None) -> bytes:
     """The filter: accept everything but a bare TCP SYN or bare RST (of SYN,
     ACK, RST and FIN only that one set), which passes when a random 16-bit
     number is below its share times 65536: ``opt_keep`` for a SYN that carries
     TCP options (data offset above 5), ``keep`` for one without (``opt_keep``
-    None: ``keep`` for both), ``rst_keep(keep)`` for a RST. Offsets are from
-    the Ethernet header (a TAP's frame as the kernel hands it over)."""
+    None: ``keep`` for both), ``rst`` for a RST (None: ``rst_keep(keep)``).
+    Offsets are from the Ethernet header (a TAP's frame as the kernel hands it
+    over)."""
     if opt_keep is None:
         opt_keep = keep
-    rst_threshold = _threshold(rst_keep(keep))
+    rst_threshold = _threshold(rst_keep(keep) if rst is None else rst)
     # A SYN with options passes without a draw while its share is 1.
     opt = "accept" if opt_keep >= 1.0 else "opt"
     # (label, code, true target, false target, k); a target is a label or None
@@ -286,7 +287,8 @@ class SynShed:
         full, self.full = self.full, 0
         self._last = (offered, self.reads, self.syns, self.opt_syns, self.rsts)
         # What the filter dropped, estimated from what it let through; the rest
-        # of what was offered and not read was lost at the full queue.
+        # of what was offered and not read was lost at the full queue. (RSTs
+        # follow the share of all SYNs, as our SYN-ACKs that they answer do.)
         rkeep = rst_keep(self.keep)
         plain_in = syns / self.plain_keep
         opt_in = opt_syns / self.opt_keep
@@ -313,7 +315,7 @@ class SynShed:
     def _set(self, keep: float, plain: float, opt: float) -> None:
         was = self.keep
         try:
-            self._attach(None if keep >= 1.0 else program(plain, opt))
+            self._attach(None if keep >= 1.0 else program(plain, opt, rst_keep(keep)))
         except OSError as exc:
             self.failed = True
             self.counters["rx_shed_failed"] += 1
