@@ -159,6 +159,9 @@ class _Kernel:
     def attach(self, prog: bytes | None) -> None:
         self.filters.append(prog)
 
+    def get_offered(self) -> int:
+        return self.offered
+
 
 def test_the_controller_sheds_under_overload_and_lets_go_after() -> None:
     loop = SimLoop()
@@ -269,3 +272,23 @@ def test_a_refused_filter_turns_shedding_off() -> None:
     shed.backlogged()
     loop.run(1.0)
     assert counters["rx_shed_failed"] == 1
+
+
+def test_queue_loss_is_judged_tighter_while_syns_with_options_are_all_kept() -> None:
+    """20 % of what the filter passed lost at the queue: too much while the
+    filter tells the flood apart (pings and clients' SYNs see that loss), the
+    old rule's hold band (30 %/10 % of all offered) while it cannot."""
+    syn, syn_opt = v4(tcp.SYN), v4(tcp.SYN, tcp_options=LINUX)
+    for opt_share, lowered in ((0.0, True), (1.0, False)):
+        loop = SimLoop()
+        kern = _Kernel()
+        shed = synshed.SynShed(loop, kern.attach, kern.get_offered, Counters())
+        shed.opt_share = opt_share
+        shed._set(0.2, *synshed.split(0.2, opt_share))
+        shed.backlogged()
+        # 10,000 SYNs offered, 2,000 passed, 1,600 read: 400 (20 %) lost.
+        kern.offered += 10_000
+        shed.reads += 1_600
+        shed.count([(syn_opt if opt_share else syn, 0)] * 1_600)
+        loop.run(synshed.INTERVAL)
+        assert (shed.keep < 0.2) is lowered, (opt_share, shed.keep)

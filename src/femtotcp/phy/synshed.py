@@ -37,10 +37,19 @@ from a first SYN without state, so it gets no priority.
 The share adapts every ``INTERVAL`` seconds on the driving loop's timers, from
 the kernel's count of the frames offered to the queue (netlink), the frames
 read and, of those, the ones the filter samples (so its own drops are known):
-what is left was lost at the full queue. More than ``HIGH_LOSS`` of the
-frames the filter passed lost there (what a ping or an ACK sees, however many
-SYNs the filter dropped): the share is multiplied by ``DECREASE``; less than
-``LOW_LOSS``: by ``INCREASE``; kept otherwise; never below ``MIN_KEEP``. The
+what is left was lost at the full queue (its share of what was offered
+estimates the share of the frames the filter passed that the queue lost: the
+queue loses them alike, and the filter's drops are estimated from the sampled
+frames read). More than ``HIGH_LOSS`` lost there (what a ping or an ACK
+sees): the share is multiplied by ``DECREASE``; less than ``LOW_LOSS``: by
+``INCREASE``; kept otherwise; never below ``MIN_KEEP``. These are tight (1 %
+and 0.3 %) while every SYN with options is kept: shedding more of a flood
+without options costs the clients nothing. While SYNs with options are shed
+too (flood and clients look alike), the rule is the one from before the
+distinction, looser: ``ALIKE_HIGH_LOSS`` (30 %) and ``ALIKE_LOW_LOSS`` (10 %):
+the queue is kept full, and a client's SYN has its chance among as many SYNs
+answered as we can read. The loose rule also decides when to attach the
+filter: a queue that loses a few percent of a burst is no reason to shed. The
 queue is thus kept just short of overflowing: a flood that comes in bursts
 (its sender shares the CPU) lets more SYNs in between them. Once it is back at 1 the filter is removed. A
 legitimate SYN then has the same chance as before (we answer as many SYNs as
@@ -75,9 +84,17 @@ DECREASE = 0.7
 INCREASE = 1.15
 MIN_KEEP = 1 / 1024
 #: Shares of the frames the filter passed that were lost at the full queue,
-#: above which the filter keeps fewer SYNs, and below which it keeps more.
-HIGH_LOSS = 0.1
-LOW_LOSS = 0.03
+#: above which the filter keeps fewer SYNs, and below which it keeps more,
+#: while it keeps every SYN with options: the queue is kept nearly free for
+#: them, pings and ACKs (a flood without options is shed a little more than
+#: it would have to be: the estimate is noisy by a few percent).
+HIGH_LOSS = 0.01
+LOW_LOSS = 0.003
+#: The same while SYNs with options are shed too (the flood carries options:
+#: flood and clients look alike), the rule from before the distinction: the
+#: queue is kept full, for as many SYNs read, hence answered, as we can.
+ALIKE_HIGH_LOSS = 0.3
+ALIKE_LOW_LOSS = 0.1
 
 # Classic BPF (<linux/filter.h>).
 _LD_W_ABS = 0x20
@@ -296,13 +313,18 @@ class SynShed:
         lost = arrived - read - filtered
         if plain_in + opt_in > 0:
             self.opt_share = opt_in / (plain_in + opt_in)
-        # Loss as the frames the filter passes see it (a ping, an ACK, a SYN
-        # with options), not diluted by the flood the filter dropped.
-        passed = arrived - filtered
+        # The queue loses the frames the filter passed alike, and both reads
+        # and ``filtered`` count what got through it: lost / arrived estimates
+        # the share of what the filter passed (a ping, an ACK, a client's SYN)
+        # that was lost at the queue.
+        # (The filter is attached under the loose rule: a queue that loses a
+        # few percent of a burst is no reason to shed SYNs.)
+        high, low = (HIGH_LOSS, LOW_LOSS) if self.keep < 1.0 <= self.opt_keep else \
+            (ALIKE_HIGH_LOSS, ALIKE_LOW_LOSS)
         keep = self.keep
-        if full and lost > passed * HIGH_LOSS:
+        if full and lost > arrived * high:
             keep = max(MIN_KEEP, keep * DECREASE)
-        elif lost <= passed * LOW_LOSS:        # (idle: nothing offered, nothing lost)
+        elif lost <= arrived * low:            # (idle: nothing offered, nothing lost)
             keep = min(1.0, keep * INCREASE)    # the queue took it all: room for more
         plain, opt = split(keep, self.opt_share)
         if (keep, plain, opt) != (self.keep, self.plain_keep, self.opt_keep):
