@@ -2,13 +2,14 @@
 flood from hping3 in the kernel's namespace (needs root, /dev/net/tun, hping3).
 
     python -m bench.synflood [--seconds S] [--connects N] [--rand-source]
-                             [--profile FILE]
+                             [--tcp-mss MSS] [--profile FILE]
 
 It starts ``femtotcp serve --tap ... --tcp-echo 7`` in a throw-away namespace
 (the stack 192.0.2.2, the kernel 192.0.2.1), floods it with ``hping3 -S -p 7
 --flood 192.0.2.2`` (from the kernel's own address, so every SYN-ACK earns a
-kernel RST; ``--rand-source`` spoofs sources instead), and while the flood
-runs:
+kernel RST; ``--rand-source`` spoofs sources instead; ``--tcp-mss`` gives
+every flood SYN an MSS option, as an attacker would who knows the TAP sheds
+SYNs without options first), and while the flood runs:
 
 - ``--connects`` kernel TCP connections to port 7, one every half second,
   each sending a line and waiting for its echo (timeout 10 s): the connect
@@ -122,7 +123,7 @@ def _fmt_ms(values: list[float]) -> str:
 
 
 def run(seconds: float, connects: int, rand_source: bool, profile: str | None,
-        serve_args: list[str]) -> dict[str, Any]:
+        serve_args: list[str], tcp_mss: int | None = None) -> dict[str, Any]:
     ns = f"ftsyn-{os.getpid()}"
     tmp = tempfile.mkdtemp(prefix="ftsyn")
     control = os.path.join(tmp, "ctl.sock")
@@ -154,6 +155,8 @@ def run(seconds: float, connects: int, rand_source: bool, profile: str | None,
         hargs = ["hping3", "-S", "-p", "7", "--flood", "-q"]
         if rand_source:
             hargs.append("--rand-source")
+        if tcp_mss is not None:
+            hargs += ["--tcp-mss", str(tcp_mss)]
         hping = subprocess.Popen(["ip", "netns", "exec", ns, *hargs, STACK],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         procs.append(hping)
@@ -207,6 +210,7 @@ def run(seconds: float, connects: int, rand_source: bool, profile: str | None,
     fig = {
         "seconds": t_flood,
         "hping_sent": int(sent.group(1)) if sent else None,
+        "hping_extra": f"--tcp-mss {tcp_mss} " if tcp_mss is not None else "",
         "offered_per_s": offered / t_flood,
         "lost_in_tap_queue": link1["tx_dropped"] - link0["tx_dropped"],
         "read_per_s": rx / t_flood,
@@ -228,7 +232,8 @@ def run(seconds: float, connects: int, rand_source: bool, profile: str | None,
 
 
 def report(fig: dict[str, Any]) -> None:
-    print(f"SYN flood: hping3 -S -p 7 --flood {STACK} for {fig['seconds']:.1f} s")
+    print(f"SYN flood: hping3 -S -p 7 --flood {fig['hping_extra']}{STACK} "
+          f"for {fig['seconds']:.1f} s")
     print(f"  hping3 sent                 {fig['hping_sent']}")
     print(f"  offered to the TAP          {fig['offered_per_s']:,.0f} frames/s "
           f"({fig['lost_in_tap_queue']:,} lost in the TAP queue)")
@@ -265,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--connects", type=int, default=10)
     ap.add_argument("--rand-source", action="store_true")
+    ap.add_argument("--tcp-mss", type=int, help="flood SYNs with this MSS option")
     ap.add_argument("--profile", help="run serve under cProfile, stats to this file")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     ap.add_argument("serve_args", nargs="*", help="extra serve flags (after --)")
@@ -274,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # The connects take 10 x 0.5 s plus their latency: the flood lasts at least that.
     seconds = max(args.seconds, 1.5 + args.connects * 0.6)
-    fig = run(seconds, args.connects, args.rand_source, args.profile, args.serve_args)
+    fig = run(seconds, args.connects, args.rand_source, args.profile, args.serve_args,
+              args.tcp_mss)
     report(fig)
     if args.json:
         print(json.dumps(fig))

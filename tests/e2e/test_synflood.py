@@ -6,10 +6,10 @@ the flood stops everything is back to normal.
 The flood is far more than a Python stack reads (the TAP's queue overflows):
 SYN cookies answer from the early path (proto/tcp/synguard.py), and the TAP
 sheds a share of the bare SYNs in the kernel (phy/synshed.py) so that pings
-and the ACKs that complete cookies get in. A legitimate SYN still competes
-with the flood's, so several clients connect at once and the kernel's SYN
-retransmissions are given time; the test asserts that they get through, not
-how fast (bench/synflood.py measures that).
+and the ACKs that complete cookies get in; the kernel's SYNs carry options and
+hping3's do not, so the filter keeps the former first. Several clients connect
+at once and the kernel's SYN retransmissions are given time; the test asserts
+that most get through, not how fast (bench/synflood.py measures that).
 """
 
 from __future__ import annotations
@@ -88,17 +88,22 @@ def test_connections_and_ping_survive_an_hping3_syn_flood(
             t.join(30)
         assert flood.poll() is None, "hping3 stopped by itself"
 
-        # Connections completed and echoed during the flood.
-        assert len(results) == CLIENTS and any(results), results
+        # Connections completed and echoed during the flood: most of them (the
+        # filter keeps the kernel's SYNs, which carry options; a frame can
+        # still be lost at the TAP's queue).
+        assert len(results) == CLIENTS and sum(results) >= CLIENTS - 2, results
         # Ping answered (the TAP sheds SYNs, not pings).
         m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
         assert m is not None, out
         sent, received = int(m.group(1)), int(m.group(2))
-        assert received * 2 >= sent, out
+        assert received * 3 >= sent * 2, out
         # The flood was answered statelessly and bounded everywhere.
         counters = during["counters"]
         assert counters.get("tcp.early_syn", 0) > 0 and counters.get("tcp.syncookies_sent", 0) > 0
-        assert during["devices"][TAP].get("rx_shed_engaged", 0) >= 1
+        shed = during["devices"][TAP]
+        assert shed.get("rx_shed_engaged", 0) >= 1
+        # hping3's SYNs (no options) are the ones shed, the kernel's (with) are not.
+        assert shed["rx_shed_opt_permille"] == 1000, shed
         for name, q in during["queues"].items():
             assert q["now"] <= q["cap"], (name, q)
         assert during["tcp"]["syn_queue"] <= during["queues"]["tcp.syn_queue"]["cap"]

@@ -120,7 +120,7 @@ declare(EVENT, """
     out.duplicated out.hold_expired out.reordered
 """)
 declare(GAUGE, """
-    rx_shed_keep_permille
+    rx_shed_keep_permille rx_shed_opt_permille rx_shed_plain_permille
 """)
 # dhcp
 declare(DROP, """

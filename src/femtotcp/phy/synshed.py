@@ -16,19 +16,48 @@ of bare RSTs (the kernel's answers to the cookie SYN-ACKs of a flood from its
 own address), picked at random (``SKF_AD_RANDOM``). Every other frame passes
 untouched.
 
+Within that share, SYNs that carry TCP options come first. Every current
+stack (Linux: MSS, SACK permitted, timestamps, window scale, a data offset of
+10; Windows, macOS, the BSDs, femtotcp: at least MSS) sends options in its
+SYN; hping3's default SYN and most flood tools' have none (data offset 5). The
+filter reads the data offset (IPv4 with or without IP options, IPv6 with TCP
+as the first next header) and draws against ``opt_keep`` for a SYN with
+options, ``plain_keep`` for one without; ``split`` makes them from the share
+``keep`` and the estimated share of SYNs with options among those offered:
+SYNs with options keep 1 while ``keep`` covers them all, the others get what
+is left (at least ``MIN_KEEP``). This is a load-shedding priority under
+overload only: without overload there is no filter and no SYN is refused. It
+is a heuristic, and what it costs is bounded: an attacker who adds options
+(``hping3 --tcp-mss``, ``--tcp-timestamp``) makes every SYN alike again, and
+they are shed at random as before (``split(keep, 1) == (MIN_KEEP, keep)``,
+after one interval to learn the mix); a legitimate client that sends no
+options is shed like the flood's SYNs. A SYN retransmission cannot be told
+from a first SYN without state, so it gets no priority.
+
 The share adapts every ``INTERVAL`` seconds on the driving loop's timers, from
 the kernel's count of the frames offered to the queue (netlink), the frames
 read and, of those, the ones the filter samples (so its own drops are known):
-what is left was lost at the full queue. More than ``HIGH_LOSS`` of the
-offered frames lost there: the share is multiplied by ``DECREASE``; less than
-``LOW_LOSS``: by ``INCREASE``; kept otherwise; never below ``MIN_KEEP``. The
+what is left was lost at the full queue (its share of what was offered
+estimates the share of the frames the filter passed that the queue lost: the
+queue loses them alike, and the filter's drops are estimated from the sampled
+frames read). More than ``HIGH_LOSS`` lost there (what a ping or an ACK
+sees): the share is multiplied by ``DECREASE``; less than ``LOW_LOSS``: by
+``INCREASE``; kept otherwise; never below ``MIN_KEEP``. These are tight (1 %
+and 0.3 %) while every SYN with options is kept: shedding more of a flood
+without options costs the clients nothing. While SYNs with options are shed
+too (flood and clients look alike), the rule is the one from before the
+distinction, looser: ``ALIKE_HIGH_LOSS`` (30 %) and ``ALIKE_LOW_LOSS`` (10 %):
+the queue is kept full, and a client's SYN has its chance among as many SYNs
+answered as we can read. The loose rule also decides when to attach the
+filter: a queue that loses a few percent of a burst is no reason to shed. The
 queue is thus kept just short of overflowing: a flood that comes in bursts
 (its sender shares the CPU) lets more SYNs in between them. Once it is back at 1 the filter is removed. A
 legitimate SYN then has the same chance as before (we answer as many SYNs as
 we can read), and every other frame gets in. The frames the filter drops are
 counted by the kernel, in the interface's TX drops (``ip -s link``); the
 device counts ``rx_shed_engaged`` (filter attached), ``rx_shed_changes`` and
-``rx_shed_keep_permille`` (the share now, a gauge).
+the shares now (gauges): ``rx_shed_keep_permille`` (all bare SYNs),
+``rx_shed_plain_permille`` (without options), ``rx_shed_opt_permille`` (with).
 """
 
 from __future__ import annotations
@@ -54,10 +83,18 @@ INTERVAL = 0.1
 DECREASE = 0.7
 INCREASE = 1.15
 MIN_KEEP = 1 / 1024
-#: Shares of the offered frames lost at the full queue above which the filter
-#: keeps fewer SYNs, and below which it keeps more.
-HIGH_LOSS = 0.3
-LOW_LOSS = 0.1
+#: Shares of the frames the filter passed that were lost at the full queue,
+#: above which the filter keeps fewer SYNs, and below which it keeps more,
+#: while it keeps every SYN with options: the queue is kept nearly free for
+#: them, pings and ACKs (a flood without options is shed a little more than
+#: it would have to be: the estimate is noisy by a few percent).
+HIGH_LOSS = 0.01
+LOW_LOSS = 0.003
+#: The same while SYNs with options are shed too (the flood carries options:
+#: flood and clients look alike), the rule from before the distinction: the
+#: queue is kept full, for as many SYNs read, hence answered, as we can.
+ALIKE_HIGH_LOSS = 0.3
+ALIKE_LOW_LOSS = 0.1
 
 # Classic BPF (<linux/filter.h>).
 _LD_W_ABS = 0x20
@@ -74,6 +111,7 @@ _RET_K = 0x06
 _SKF_AD_RANDOM = -0x1000 + 56
 SYN = 0x02
 RST = 0x04
+OPT_SYN = 0x102            # (sheddable's kind of a SYN with TCP options)
 _INSN = struct.Struct("HBBI")
 _FPROG = struct.Struct("HxxxxxxQ")
 
@@ -90,13 +128,23 @@ def rst_keep(keep: float) -> float:
     return max(MIN_KEEP, keep / 8)
 
 
-def program(keep: float) -> bytes:
+def _threshold(share: float) -> int:
+    return max(1, min(65536, int(share * 65536)))
+
+
+def program(keep: float, opt_keep: float | None = None, rst: float | None = None) -> bytes:
     """The filter: accept everything but a bare TCP SYN or bare RST (of SYN,
     ACK, RST and FIN only that one set), which passes when a random 16-bit
-    number is below ``keep * 65536`` (``rst_keep(keep)`` for a RST). Offsets
-    are from the Ethernet header (a TAP's frame as the kernel hands it over)."""
-    threshold = max(1, min(65536, int(keep * 65536)))
-    rst_threshold = max(1, min(65536, int(rst_keep(keep) * 65536)))
+    number is below its share times 65536: ``opt_keep`` for a SYN that carries
+    TCP options (data offset above 5), ``keep`` for one without (``opt_keep``
+    None: ``keep`` for both), ``rst`` for a RST (None: ``rst_keep(keep)``).
+    Offsets are from the Ethernet header (a TAP's frame as the kernel hands it
+    over)."""
+    if opt_keep is None:
+        opt_keep = keep
+    rst_threshold = _threshold(rst_keep(keep) if rst is None else rst)
+    # A SYN with options passes without a draw while its share is 1.
+    opt = "accept" if opt_keep >= 1.0 else "opt"
     # (label, code, true target, false target, k); a target is a label or None
     # (the next instruction). Classic BPF jumps forward only.
     asm: list[tuple[str, int, str | None, str | None, int]] = [
@@ -108,23 +156,33 @@ def program(keep: float) -> bytes:
         ("", _JSET_K, "accept", None, 0x3FFF),
         ("", _LDX_B_MSH, None, None, 14),                # X = IPv4 header length
         ("", _LD_B_IND, None, None, 14 + 13),            # TCP flags
-        ("", _JA, "flags", None, 0),
+        ("", _ALU_AND_K, None, None, 0x17),              # SYN|ACK|RST|FIN
+        ("", _JEQ_K, None, "rst?", 0x02),                # a bare SYN
+        ("", _LD_B_IND, None, None, 14 + 12),            # TCP data offset
+        ("", _JA, "doff", None, 0),
         ("v6", _JEQ_K, None, "accept", 0x86DD),
         ("", _LD_B_ABS, None, None, 20),                 # IPv6 next header
         ("", _JEQ_K, None, "accept", 6),
         ("", _LD_B_ABS, None, None, 14 + 40 + 13),       # TCP flags
-        ("flags", _ALU_AND_K, None, None, 0x17),         # SYN|ACK|RST|FIN
-        ("", _JEQ_K, "syn", None, 0x02),                 # a bare SYN
-        ("", _JEQ_K, "rst", "accept", 0x04),             # a bare RST
-        ("syn", _LD_W_ABS, None, None, _SKF_AD_RANDOM),
+        ("", _ALU_AND_K, None, None, 0x17),
+        ("", _JEQ_K, None, "rst?", 0x02),
+        ("", _LD_B_ABS, None, None, 14 + 40 + 12),       # TCP data offset
+        ("doff", _JGE_K, opt, None, 0x60),               # above 5 words: options
+        ("", _LD_W_ABS, None, None, _SKF_AD_RANDOM),
         ("", _ALU_AND_K, None, None, 0xFFFF),
-        ("", _JGE_K, "drop", "accept", threshold),
-        ("rst", _LD_W_ABS, None, None, _SKF_AD_RANDOM),
+        ("", _JGE_K, "drop", "accept", _threshold(keep)),
+        ("rst?", _JEQ_K, None, "accept", 0x04),          # a bare RST
+        ("", _LD_W_ABS, None, None, _SKF_AD_RANDOM),
         ("", _ALU_AND_K, None, None, 0xFFFF),
-        ("", _JGE_K, "drop", None, rst_threshold),
+        ("", _JGE_K, "drop", "accept", rst_threshold),
+        ("opt", _LD_W_ABS, None, None, _SKF_AD_RANDOM),
+        ("", _ALU_AND_K, None, None, 0xFFFF),
+        ("", _JGE_K, "drop", None, _threshold(opt_keep)),
         ("accept", _RET_K, None, None, 0x40000),
         ("drop", _RET_K, None, None, 0),
     ]
+    if opt == "accept":
+        del asm[-5:-2]                                   # no "opt" draw
     where = {label: i for i, (label, *_rest) in enumerate(asm) if label}
     out = []
     for i, (_label, code, jt, jf, k) in enumerate(asm):
@@ -140,8 +198,9 @@ def program(keep: float) -> bytes:
 
 
 def sheddable(frame: bytes) -> int:
-    """What ``program`` samples (the same tests): SYN for a bare TCP SYN, RST
-    for a bare RST, 0 for anything else."""
+    """What ``program`` samples (the same tests): SYN for a bare TCP SYN
+    without options, OPT_SYN for one with, RST for a bare RST, 0 for anything
+    else."""
     n = len(frame)
     ethertype = frame[12:14]
     if ethertype == b"\x08\x00":
@@ -157,7 +216,23 @@ def sheddable(frame: bytes) -> int:
     if at >= n:
         return 0
     flags = frame[at] & 0x17
-    return flags if flags == SYN or flags == RST else 0
+    if flags == SYN:
+        return OPT_SYN if frame[at - 1] >= 0x60 else SYN
+    return RST if flags == RST else 0
+
+
+def split(keep: float, opt_share: float) -> tuple[float, float]:
+    """The shares (without options, with options) that keep ``keep`` of all
+    bare SYNs when ``opt_share`` of them carry options: SYNs with options
+    first (their share is 1 as long as ``keep`` covers them), the rest for the
+    ones without, never below ``MIN_KEEP`` either. With no SYN with options
+    that is ``(keep, 1)``; with only those, ``(MIN_KEEP, keep)``: the random
+    share of them all, as without the distinction."""
+    if keep >= 1.0:
+        return 1.0, 1.0
+    if keep >= opt_share:
+        return max(MIN_KEEP, (keep - opt_share) / (1.0 - opt_share)), 1.0
+    return MIN_KEEP, max(MIN_KEEP, keep / opt_share)
 
 
 class SynShed:
@@ -176,12 +251,19 @@ class SynShed:
         self._attach = attach
         self._offered = offered
         self.counters = counters
+        #: The share of all bare SYNs kept (1: no filter); ``plain_keep`` and
+        #: ``opt_keep`` split it between SYNs without and with TCP options.
         self.keep = 1.0
+        self.plain_keep = 1.0
+        self.opt_keep = 1.0
+        #: The share of the SYNs offered that carry options (last estimate).
+        self.opt_share = 0.0
         self.reads = 0
-        self.syns = 0          # bare SYNs and RSTs read while the filter is on
+        self.syns = 0          # bare SYNs (without, with options) and RSTs read
+        self.opt_syns = 0      # while the filter is on
         self.rsts = 0
         self.full = 0
-        self._last: tuple[int, int, int, int] | None = None
+        self._last: tuple[int, int, int, int, int] | None = None
         self._timer: Timer | None = None
         self.failed = False
 
@@ -193,7 +275,7 @@ class SynShed:
             if offered is None:
                 self.failed = True
                 return
-            self._last = (offered, self.reads, self.syns, self.rsts)
+            self._last = (offered, self.reads, self.syns, self.opt_syns, self.rsts)
             self.full = 1
             self._timer = self.loop.call_at(self.loop.now() + INTERVAL, self._tick)
 
@@ -204,6 +286,8 @@ class SynShed:
             kind = sheddable(frame)
             if kind == SYN:
                 self.syns += 1
+            elif kind == OPT_SYN:
+                self.opt_syns += 1
             elif kind:
                 self.rsts += 1
 
@@ -215,41 +299,58 @@ class SynShed:
         arrived = offered - self._last[0]
         read = self.reads - self._last[1]
         syns = self.syns - self._last[2]
-        rsts = self.rsts - self._last[3]
+        opt_syns = self.opt_syns - self._last[3]
+        rsts = self.rsts - self._last[4]
         full, self.full = self.full, 0
-        self._last = (offered, self.reads, self.syns, self.rsts)
-        keep = self.keep
+        self._last = (offered, self.reads, self.syns, self.opt_syns, self.rsts)
         # What the filter dropped, estimated from what it let through; the rest
-        # of what was offered and not read was lost at the full queue.
-        rkeep = rst_keep(keep)
-        filtered = syns * (1.0 - keep) / keep + rsts * (1.0 - rkeep) / rkeep
+        # of what was offered and not read was lost at the full queue. (RSTs
+        # follow the share of all SYNs, as our SYN-ACKs that they answer do.)
+        rkeep = rst_keep(self.keep)
+        plain_in = syns / self.plain_keep
+        opt_in = opt_syns / self.opt_keep
+        filtered = (plain_in - syns) + (opt_in - opt_syns) + rsts * (1.0 - rkeep) / rkeep
         lost = arrived - read - filtered
-        if full and lost > arrived * HIGH_LOSS:
+        if plain_in + opt_in > 0:
+            self.opt_share = opt_in / (plain_in + opt_in)
+        # The queue loses the frames the filter passed alike, and both reads
+        # and ``filtered`` count what got through it: lost / arrived estimates
+        # the share of what the filter passed (a ping, an ACK, a client's SYN)
+        # that was lost at the queue.
+        # (The filter is attached under the loose rule: a queue that loses a
+        # few percent of a burst is no reason to shed SYNs.)
+        high, low = (HIGH_LOSS, LOW_LOSS) if self.keep < 1.0 <= self.opt_keep else \
+            (ALIKE_HIGH_LOSS, ALIKE_LOW_LOSS)
+        keep = self.keep
+        if full and lost > arrived * high:
             keep = max(MIN_KEEP, keep * DECREASE)
-        elif lost <= arrived * LOW_LOSS:       # (idle: nothing offered, nothing lost)
+        elif lost <= arrived * low:            # (idle: nothing offered, nothing lost)
             keep = min(1.0, keep * INCREASE)    # the queue took it all: room for more
-        if keep != self.keep:
-            self._set(keep)
+        plain, opt = split(keep, self.opt_share)
+        if (keep, plain, opt) != (self.keep, self.plain_keep, self.opt_keep):
+            self._set(keep, plain, opt)
         if self.keep >= 1.0 or self.failed:
             self._timer = None
             return
         self._timer = self.loop.call_at(self.loop.now() + INTERVAL, self._tick)
 
-    def _set(self, keep: float) -> None:
+    def _set(self, keep: float, plain: float, opt: float) -> None:
         was = self.keep
         try:
-            self._attach(None if keep >= 1.0 else program(keep))
+            self._attach(None if keep >= 1.0 else program(plain, opt, rst_keep(keep)))
         except OSError as exc:
             self.failed = True
             self.counters["rx_shed_failed"] += 1
             log.warning("cannot filter SYNs on the TAP (%s); frames are lost in its queue "
                         "under a SYN flood instead", exc.strerror)
             return
-        self.keep = keep
+        self.keep, self.plain_keep, self.opt_keep = keep, plain, opt
         if was >= 1.0:
             self.counters["rx_shed_engaged"] += 1
         self.counters["rx_shed_changes"] += 1
         self.counters["rx_shed_keep_permille"] = int(keep * 1000)
+        self.counters["rx_shed_plain_permille"] = int(plain * 1000)
+        self.counters["rx_shed_opt_permille"] = int(opt * 1000)
 
     def close(self) -> None:
         if self._timer is not None:
@@ -301,4 +402,4 @@ def attach_filter(fd: int, prog: bytes | None) -> None:
     fcntl.ioctl(fd, TUNATTACHFILTER, _FPROG.pack(len(prog) // _INSN.size, ctypes.addressof(buf)))
 
 
-__all__ = ["SynShed", "attach_filter", "program"]
+__all__ = ["SynShed", "attach_filter", "program", "split"]

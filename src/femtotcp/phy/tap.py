@@ -20,9 +20,10 @@ Robustness rules (the kernel side is not ours to control):
   swaps its fd for a never-readable one so the loop cannot spin on it.
 - Under a SYN flood (TAP only, with a loop that called ``set_loop``): while
   read batches keep ending full and the kernel offers more than we read, a
-  BPF filter on the TAP keeps only a random share of bare TCP SYNs and RSTs,
-  so the rest (pings, handshake ACKs, data) still gets into the queue; see
-  phy/synshed.py (``shed_syns = False`` turns it off).
+  BPF filter on the TAP keeps only a random share of bare TCP SYNs (those
+  with TCP options first) and RSTs, so the rest (pings, handshake ACKs, data)
+  still gets into the queue; see phy/synshed.py (``shed_syns = False`` turns
+  it off).
 
 Offload (``TapDevice(..., offload=True)``, the default, with GRO reads on
 unless ``gro=False``; TUN and ``from_fd`` devices have none unless asked): the
