@@ -363,8 +363,13 @@ class Soak:
             if reasm["datagrams"]:
                 out.append(f"{st.name}: reassembly holds {reasm}")
         for c in self.clients:
-            if c.dhcp.state != dhcp.BOUND:
-                out.append(f"c{c.index}: DHCP client in {c.dhcp.state}")
+            # A renewal may be in flight when the run ends (over lossy links a
+            # lost REQUEST is retried a minute later): the lease must be held.
+            lease = c.dhcp.lease
+            if c.dhcp.state not in (dhcp.BOUND, dhcp.RENEWING, dhcp.REBINDING) or \
+                    lease is None or (lease.expiry is not None
+                                      and lease.expiry <= self.loop.now()):
+                out.append(f"c{c.index}: DHCP client in {c.dhcp.state} without a lease")
             if c.renewals < 2:
                 out.append(f"c{c.index}: DHCP lease bound {c.renewals} times (no renewal)")
         return out
