@@ -14,8 +14,10 @@ Robustness rules (the kernel side is not ours to control):
   ``tx_nobufs``, ``tx_again``, ``tx_invalid``, ``tx_error``).
 - When someone brings the link down and up again (``ip link set``), the same fd
   keeps working: writes while down are counted, traffic resumes after up.
-- ``on_readable`` reads until EAGAIN, at most ``max_batch`` frames, and then
-  delivers each; a read error other than EAGAIN is counted and ends the batch.
+- ``on_readable`` reads until EAGAIN, at most ``max_batch`` frames, and
+  delivers each as soon as it is read (the answer to a lone frame is written
+  before the read that finds the queue empty); a read error other than EAGAIN
+  is counted and ends the batch.
   When the interface is deleted under us (EBADFD) the device stops reading and
   swaps its fd for a never-readable one so the loop cannot spin on it.
 - Under a SYN flood (TAP only, with a loop that called ``set_loop``): while
@@ -441,18 +443,25 @@ class TunTapDevice(Device):
         return self._fd
 
     def on_readable(self) -> None:
-        fd = self._fd
-        if fd < 0:
+        """Read up to ``max_batch`` frames, handing each to the stack as soon
+        as it is read: a lone frame's answer (a ping's, a handshake's) is
+        written before the read that finds the queue empty, and the stack's
+        per-batch work (``end_batch``) still runs once, after the batch."""
+        if self._fd < 0:
             return
         view = self._view
-        batch: list[tuple[bytes, int]] = []
         counters = self.counters
         mtu_frame = VNET_HDR_LEN + self.mtu + self.overhead
-        complete = not self.has_checked_receiver or bool(self._captures)
         vnet = self._vnet
         size = len(view)
-        frame = b""
-        for nread in range(self.max_batch):  # noqa: B007 (the reads, after a break)
+        shed = self._shed
+        deliver = self.deliver
+        checked = self.deliver_checked
+        nread = 0
+        while nread < self.max_batch:
+            fd = self._fd          # (a frame's handling may have closed the device)
+            if fd < 0:
+                break
             try:
                 if vnet:
                     n = os.readv(fd, (view,))
@@ -474,49 +483,46 @@ class TunTapDevice(Device):
             if n <= 0:
                 counters["rx_empty"] += 1
                 break
+            nread += 1
+            vouched = 0
             if vnet:
                 flags = view[0]
                 if not flags & VIRTIO_NET_HDR_F_NEEDS_CSUM and not view[1] and \
                         VNET_HDR_LEN + 14 <= n <= mtu_frame:
                     # complete, no GSO; DATA_VALID: the kernel vouches for it
-                    batch.append((bytes(view[VNET_HDR_LEN:n]),
-                                  flags & VIRTIO_NET_HDR_F_DATA_VALID))
-                    continue
-                # A partial checksum is left as it is when the frame goes
-                # straight to the stack's trusted receiver and nobody captures
-                # (Linux's CHECKSUM_PARTIAL: the bytes never left the kernel).
-                got = parse_vnet(view[:n], complete)
-                if isinstance(got, str):
-                    counters[got] += 1
-                    continue
-                hdr, frame = got
-                if hdr.gso_type:
-                    if not self.gro:
-                        counters["rx_vnet_bad_gso"] += 1     # never negotiated
+                    frame = bytes(view[VNET_HDR_LEN:n])
+                    vouched = flags & VIRTIO_NET_HDR_F_DATA_VALID
+                else:
+                    # A partial checksum is left as it is when the frame goes
+                    # straight to the stack's trusted receiver and nobody
+                    # captures (Linux's CHECKSUM_PARTIAL: the bytes never left
+                    # the kernel).
+                    got = parse_vnet(view[:n], not self.has_checked_receiver
+                                     or bool(self._captures))
+                    if isinstance(got, str):
+                        counters[got] += 1
                         continue
-                    counters["rx_gso_frames"] += 1
-                elif len(frame) > self.mtu + self.overhead:
-                    counters["rx_oversize"] += 1
-                    continue
-                batch.append((frame, hdr.flags & _VOUCHED))
-                continue
-            batch.append((frame, 0))
-        else:
-            nread = self.max_batch
-            if self._shed is not None:          # the queue holds more than a batch
-                self._shed.backlogged()
-        shed = self._shed
-        if shed is not None:
-            shed.reads += nread
-            if shed.keep < 1.0:
-                shed.count(batch)
-        deliver = self.deliver
-        checked = self.deliver_checked
-        for frame, vouched in batch:
+                    hdr, frame = got
+                    if hdr.gso_type:
+                        if not self.gro:
+                            counters["rx_vnet_bad_gso"] += 1     # never negotiated
+                            continue
+                        counters["rx_gso_frames"] += 1
+                    elif len(frame) > self.mtu + self.overhead:
+                        counters["rx_oversize"] += 1
+                        continue
+                    vouched = hdr.flags & _VOUCHED
+            if shed is not None and shed.keep < 1.0:
+                shed.count([(frame, vouched)])
             if vouched:
                 checked(frame)
             else:
                 deliver(frame)
+        else:
+            if shed is not None:          # the queue holds more than a batch
+                shed.backlogged()
+        if shed is not None:
+            shed.reads += nread
 
     def _detached(self, exc: OSError) -> None:
         """The interface went away (deleted under us): stop reading for good.
