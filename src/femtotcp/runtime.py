@@ -100,16 +100,6 @@ class _LoopBase(ABC):
             st.poll(now)
 
 
-def _guarded(name: str, read: Callable[[], None]) -> Callable[[], None]:
-    """``read`` as the loop calls it: an exception is logged, never kills the loop."""
-    def on_ready() -> None:
-        try:
-            read()
-        except Exception:  # a device bug must not kill the loop
-            log.exception("device %s failed while reading", name)
-    return on_ready
-
-
 class SimLoop(_LoopBase):
     """Virtual time. ``run(until)`` processes events in time order."""
 
@@ -186,9 +176,10 @@ class Runtime(_LoopBase):
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        #: fd -> (what to call when it is ready, the stack whose batch it ends).
-        self._handlers: dict[int, tuple[Callable[[], None], Stack | None]] = {}
-        self._register(self._wake_r, select.EPOLLIN, self._drain_wake, None)
+        #: fd -> (what to call when it is ready, the stack whose batch it ends,
+        #: the name its failures are logged under).
+        self._handlers: dict[int, tuple[Callable[[], None], Stack | None, str]] = {}
+        self._register(self._wake_r, select.EPOLLIN, self._drain_wake, None, "wake-up")
         self._lock = threading.Lock()
         self._foreign: deque[Callable[[], None]] = deque()
         self._stopping = False
@@ -202,7 +193,7 @@ class Runtime(_LoopBase):
         return time.monotonic()
 
     def _register(self, fd: int, events: int, call: Callable[[], None],
-                  stack: Stack | None) -> None:
+                  stack: Stack | None, name: str) -> None:
         if fd in self._handlers:
             try:
                 self._epoll.modify(fd, events)
@@ -213,7 +204,7 @@ class Runtime(_LoopBase):
                 self._epoll.register(fd, events)
             except FileExistsError:
                 self._epoll.modify(fd, events)
-        self._handlers[fd] = (call, stack)
+        self._handlers[fd] = (call, stack, name)
 
     def _drain_wake(self) -> None:
         try:
@@ -230,8 +221,7 @@ class Runtime(_LoopBase):
             self._device_stack[device] = stack
         fd = device.fileno()
         if fd >= 0:
-            self._register(fd, select.EPOLLIN, _guarded(device.name, device.on_readable),
-                           stack)
+            self._register(fd, select.EPOLLIN, device.on_readable, stack, device.name)
         set_loop = getattr(device, "set_loop", None)
         if set_loop is not None:
             set_loop(self)        # timers for the device's own work (a TAP's SYN shedding)
@@ -247,7 +237,7 @@ class Runtime(_LoopBase):
                 except (FileNotFoundError, OSError):
                     pass          # closed already: epoll forgot it
             return
-        self._register(fd, events, _guarded(repr(handler), handler.on_readable), None)
+        self._register(fd, events, handler.on_readable, None, repr(handler))
 
     @property
     def running(self) -> bool:
@@ -311,8 +301,11 @@ class Runtime(_LoopBase):
             entry = handlers.get(fd)
             if entry is None:
                 continue
-            call, st = entry
-            call()
+            call, st, name = entry
+            try:
+                call()
+            except Exception:  # a device bug must not kill the loop
+                log.exception("device %s failed while reading", name)
             if st is not None:
                 st.end_batch(self.now())     # the device's read batch is done
         if self._foreign:

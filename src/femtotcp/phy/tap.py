@@ -544,10 +544,17 @@ class TunTapDevice(Device):
         finally:
             os.close(r)
 
-    def _transmit(self, frame: bytes) -> None:
+    def send(self, frame: bytes) -> None:
+        """``Device.send`` with ``_transmit`` inlined: one call fewer on the
+        way from the stack to the write (the tail of a ping's answer)."""
+        counters = self.counters
+        counters["tx_frames"] += 1
+        if self._captures:
+            for cap in self._captures:
+                cap(frame, True)
         fd = self._fd
         if fd < 0 or self._dead_w >= 0:
-            self.counters["tx_closed" if fd < 0 else "tx_detached"] += 1
+            counters["tx_closed" if fd < 0 else "tx_detached"] += 1
             return
         try:
             if self._vnet:
@@ -555,7 +562,20 @@ class TunTapDevice(Device):
             else:
                 os.write(fd, frame)
         except OSError as exc:
-            self.counters[_TX_ERRORS.get(exc.errno or 0, "tx_error")] += 1
+            counters[_TX_ERRORS.get(exc.errno or 0, "tx_error")] += 1
+
+    def _transmit(self, frame: bytes) -> None:
+        """The write alone, for ``Device.send``'s contract (``send`` above
+        replaces that and writes inline)."""
+        counters = self.counters
+        fd = self._fd
+        if fd < 0 or self._dead_w >= 0:
+            counters["tx_closed" if fd < 0 else "tx_detached"] += 1
+            return
+        try:
+            os.writev(fd, (_PLAIN_HDR, frame)) if self._vnet else os.write(fd, frame)
+        except OSError as exc:
+            counters[_TX_ERRORS.get(exc.errno or 0, "tx_error")] += 1
 
     def send_offload(self, frame: bytes, gso_size: int, csum_start: int, csum_offset: int,
                      hdr_len: int) -> None:
