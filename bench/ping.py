@@ -1,15 +1,18 @@
 """``python -m bench.ping``: ping RTT kernel -> stack over TAP (as ``bench.run``
 measures it: a vnet-header TAP, 100 pings 10 ms apart) beside the bare Python
-TAP echo loop (the floor), alternated ``--rounds`` times; min and average of
-each, and the stack's overhead over the floor.
+TAP echo loop (the floor: read, answer, write, with ``select``), alternated
+``--rounds`` times; min, average and median of each (the best round of each),
+and the stack's overhead over the floor.
 
-    python -m bench.ping [--rounds N] [--count N]
+    python -m bench.ping [--rounds N] [--count N] [--plain]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import re
+import statistics
 import subprocess
 from collections.abc import Iterator
 
@@ -18,6 +21,8 @@ from femtotcp.phy import netns as nsmod
 from femtotcp.phy.tap import TapDevice
 from femtotcp.runtime import Runtime
 from femtotcp.stack import Stack
+
+Stats = tuple[float, float, float]
 
 
 @contextlib.contextmanager
@@ -43,35 +48,54 @@ def _stack(offload: bool) -> Iterator[str]:
             rt.close()
 
 
+def rtt_stats(ns: str, host: str = tcp_bulk.STACK, count: int = 100,
+              interval: float = 0.01) -> Stats | None:
+    """(min, average, median) ping RTT in ms from every reply's own time."""
+    try:
+        res = subprocess.run(["ip", "netns", "exec", ns, "ping", "-c", str(count), "-i",
+                              str(interval), host], capture_output=True, text=True,
+                             timeout=30 + count * interval)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    times = [float(t) for t in re.findall(r"time=([\d.]+) ms", res.stdout)]
+    if not times:
+        return None
+    return min(times), statistics.fmean(times), statistics.median(times)
+
+
+def _best(runs: list[Stats]) -> Stats:
+    return (min(r[0] for r in runs), min(r[1] for r in runs), min(r[2] for r in runs))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.ping")
     ap.add_argument("--rounds", type=int, default=3, help="alternations (3)")
     ap.add_argument("--count", type=int, default=100, help="pings per measurement (100)")
     ap.add_argument("--plain", action="store_true", help="the stack on a plain TAP too")
     args = ap.parse_args(argv)
-    stack: list[tuple[float, float]] = []
-    floor: list[tuple[float, float]] = []
+    stack: list[Stats] = []
+    floor: list[Stats] = []
     for _ in range(args.rounds):
         with _stack(not args.plain) as ns:
             # One ping first: the kernel resolves the stack's MAC with it (the
             # floor's kernel side has a static neighbour entry instead).
             tcp_bulk.ping_stats(ns, count=1)
-            got = tcp_bulk.ping_stats(ns, count=args.count, interval=0.01)
+            got = rtt_stats(ns, count=args.count)
         if got:
             stack.append(got)
-        low = tcp_bulk.ping_floor(1500, args.count)
+        low = tcp_bulk.ping_floor(1500, args.count, rtt_stats)
         if low:
             floor.append(low)
     if not stack or not floor:
         print(f"ping not available (stack {stack}, floor {floor})")
         return
-    s_min = min(s[0] for s in stack)
-    s_avg = min(s[1] for s in stack)
-    f_min = min(f[0] for f in floor)
-    f_avg = min(f[1] for f in floor)
+    s_min, s_avg, s_med = _best(stack)
+    f_min, f_avg, f_med = _best(floor)
     print(f"ping RTT, best of {args.rounds} rounds of {args.count}: femtotcp min {s_min:.3f} "
-          f"avg {s_avg:.3f} ms; bare Python TAP echo loop min {f_min:.3f} avg {f_avg:.3f} ms; "
-          f"{(s_min / f_min - 1) * 100:+.0f} % / {(s_avg / f_avg - 1) * 100:+.0f} % over the floor")
+          f"avg {s_avg:.3f} median {s_med:.3f} ms; bare Python TAP echo loop min {f_min:.3f} "
+          f"avg {f_avg:.3f} median {f_med:.3f} ms; over the floor: min "
+          f"{(s_min / f_min - 1) * 100:+.0f} %, avg {(s_avg / f_avg - 1) * 100:+.0f} %, "
+          f"median {(s_med / f_med - 1) * 100:+.0f} %")
 
 
 if __name__ == "__main__":

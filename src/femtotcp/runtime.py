@@ -2,7 +2,7 @@
 
 ``SimLoop`` runs on a virtual clock: time jumps straight to the next event, so
 tests and the demo are deterministic and never sleep. ``Runtime`` runs in real
-time: it blocks in ``select`` on the device fds and a wake-up fd, with the
+time: it blocks in ``epoll`` on the device fds and a wake-up fd, with the
 next timer as the timeout (no fixed tick), and is the only thread that touches
 protocol state. Other threads hand it work with ``call``/``call_soon_threadsafe``.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-import selectors
+import select
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -165,15 +165,21 @@ class SimLoop(_LoopBase):
 
 
 class Runtime(_LoopBase):
-    """Real time, event-driven: select on device fds + a wake-up fd."""
+    """Real time, event-driven: epoll on device fds + a wake-up fd.
+
+    The loop waits in ``select.epoll`` directly, with a table from fd to what
+    to run (no ``selectors`` key objects on the way to a frame)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._selector = selectors.DefaultSelector()
+        self._epoll = select.epoll()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        #: fd -> (what to call when it is ready, the stack whose batch it ends,
+        #: the name its failures are logged under).
+        self._handlers: dict[int, tuple[Callable[[], None], Stack | None, str]] = {}
+        self._register(self._wake_r, select.EPOLLIN, self._drain_wake, None, "wake-up")
         self._lock = threading.Lock()
         self._foreign: deque[Callable[[], None]] = deque()
         self._stopping = False
@@ -186,6 +192,27 @@ class Runtime(_LoopBase):
     def now(self) -> float:
         return time.monotonic()
 
+    def _register(self, fd: int, events: int, call: Callable[[], None],
+                  stack: Stack | None, name: str) -> None:
+        if fd in self._handlers:
+            try:
+                self._epoll.modify(fd, events)
+            except FileNotFoundError:     # the fd was closed (and reused) meanwhile
+                self._epoll.register(fd, events)
+        else:
+            try:
+                self._epoll.register(fd, events)
+            except FileExistsError:
+                self._epoll.modify(fd, events)
+        self._handlers[fd] = (call, stack, name)
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
     def add_device(self, device: NetDevice, stack: Stack | None = None) -> None:
         if not isinstance(device, Device) or device in self._devices:
             return
@@ -194,23 +221,23 @@ class Runtime(_LoopBase):
             self._device_stack[device] = stack
         fd = device.fileno()
         if fd >= 0:
-            self._selector.register(fd, selectors.EVENT_READ, device)
+            self._register(fd, select.EPOLLIN, device.on_readable, stack, device.name)
         set_loop = getattr(device, "set_loop", None)
         if set_loop is not None:
             set_loop(self)        # timers for the device's own work (a TAP's SYN shedding)
 
     def watch_fd(self, fd: int, read: bool, write: bool, handler: Any) -> None:
-        """(Loop thread.) Select on ``fd`` for reading and/or writing and call
+        """(Loop thread.) Wait on ``fd`` for reading and/or writing and call
         ``handler.on_readable()`` whenever it is ready; neither removes it."""
-        events = (selectors.EVENT_READ if read else 0) | (selectors.EVENT_WRITE if write else 0)
-        registered = self._selector.get_map().get(fd) is not None
+        events = (select.EPOLLIN if read else 0) | (select.EPOLLOUT if write else 0)
         if events == 0:
-            if registered:
-                self._selector.unregister(fd)
-        elif registered:
-            self._selector.modify(fd, events, handler)
-        else:
-            self._selector.register(fd, events, handler)
+            if self._handlers.pop(fd, None) is not None:
+                try:
+                    self._epoll.unregister(fd)
+                except (FileNotFoundError, OSError):
+                    pass          # closed already: epoll forgot it
+            return
+        self._register(fd, events, handler.on_readable, None, repr(handler))
 
     @property
     def running(self) -> bool:
@@ -259,38 +286,37 @@ class Runtime(_LoopBase):
 
     # -- running --------------------------------------------------------------
     def run_once(self, max_wait: float | None = None) -> None:
-        now = self.now()
-        deadline = self._next_deadline()
         if self._soon or self._foreign:
-            timeout: float | None = 0.0
-        elif deadline is None:
-            timeout = max_wait
+            timeout = 0.0
         else:
-            timeout = max(0.0, deadline - now)
-            if max_wait is not None:
-                timeout = min(timeout, max_wait)
-        for key, _ in self._selector.select(timeout):
-            dev = key.data
-            if dev is None:
-                try:
-                    while os.read(self._wake_r, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
+            deadline = self._next_deadline()
+            if deadline is None:
+                timeout = -1.0 if max_wait is None else max_wait
             else:
-                try:
-                    dev.on_readable()
-                except Exception:  # a device bug must not kill the loop
-                    log.exception("device %s failed while reading", dev.name)
-                st = self._device_stack.get(dev)
-                if st is not None:
-                    st.end_batch(self.now())     # the device's read batch is done
+                timeout = max(0.0, deadline - self.now())
+                if max_wait is not None:
+                    timeout = min(timeout, max_wait)
+        handlers = self._handlers
+        for fd, _ in self._epoll.poll(timeout):
+            entry = handlers.get(fd)
+            if entry is None:
+                continue
+            call, st, name = entry
+            try:
+                call()
+            except Exception:  # a device bug must not kill the loop
+                log.exception("device %s failed while reading", name)
+            if st is not None:
+                st.end_batch(self.now())     # the device's read batch is done
         if self._foreign:
             with self._lock:
                 foreign, self._foreign = self._foreign, deque()
             for cb in foreign:
                 cb()
-        self._run_soon()
+            self._run_soon()
+        elif self._soon:
+            self._run_soon()
+        # (the stacks' ``poll`` ends their batch too, when nothing else did)
         self._poll_timers(self.now())
 
     def run_forever(self) -> None:
@@ -333,7 +359,7 @@ class Runtime(_LoopBase):
                 dev.close()
             except OSError:
                 pass
-        self._selector.close()
+        self._epoll.close()
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)

@@ -149,3 +149,25 @@ def test_tun_carries_bare_ip_both_ways(ns: Netns) -> None:
 
     read_until(dev, is_reply)
     assert dev.counters["tx_error"] == 0
+
+
+def test_tap_hands_the_first_frame_over_before_reading_the_rest(ns: Netns) -> None:
+    """A lone frame is answered before the read that finds the queue empty;
+    a burst's other frames are all read before any of them is delivered."""
+    dev = kernel_tap(ns, "ftap0", "192.0.2.1/24")
+    queued_at_delivery: list[bool] = []
+
+    def receiver(frame: bytes) -> None:
+        queued_at_delivery.append(bool(select.select([dev.fileno()], [], [], 0)[0]))
+
+    dev.set_receiver(receiver)
+    for i in range(4):
+        ns.run("ping", "-c", "1", "-W", "0.2", f"192.0.2.{60 + i}", check=False)
+    assert select.select([dev.fileno()], [], [], 0)[0]
+    dev.on_readable()
+    assert len(queued_at_delivery) >= 4
+    # the first while the others still waited in the kernel; the rest after
+    # the batch had emptied the queue
+    assert queued_at_delivery[0] is True
+    assert not any(queued_at_delivery[1:])
+    assert dev.counters["rx_frames"] == len(queued_at_delivery)

@@ -14,8 +14,10 @@ Robustness rules (the kernel side is not ours to control):
   ``tx_nobufs``, ``tx_again``, ``tx_invalid``, ``tx_error``).
 - When someone brings the link down and up again (``ip link set``), the same fd
   keeps working: writes while down are counted, traffic resumes after up.
-- ``on_readable`` reads until EAGAIN, at most ``max_batch`` frames, and then
-  delivers each; a read error other than EAGAIN is counted and ends the batch.
+- ``on_readable`` reads until EAGAIN, at most ``max_batch`` frames; the first
+  is delivered as soon as it is read (the answer to a lone frame is written
+  before the read that finds the queue empty), the others after the batch's
+  reads; a read error other than EAGAIN is counted and ends the batch.
   When the interface is deleted under us (EBADFD) the device stops reading and
   swaps its fd for a never-readable one so the loop cannot spin on it.
 - Under a SYN flood (TAP only, with a loop that called ``set_loop``): while
@@ -442,18 +444,27 @@ class TunTapDevice(Device):
         return self._fd
 
     def on_readable(self) -> None:
-        fd = self._fd
-        if fd < 0:
+        """Read up to ``max_batch`` frames. The first goes to the stack as soon
+        as it is read, so a lone frame's answer (a ping's, a handshake's) is
+        written before the read that finds the queue empty; the rest are read
+        back to back and then delivered (the stack's code stays hot over a
+        burst). The stack's per-batch work (``end_batch``) runs once, after."""
+        if self._fd < 0:
             return
         view = self._view
-        batch: list[tuple[bytes, int]] = []
         counters = self.counters
         mtu_frame = VNET_HDR_LEN + self.mtu + self.overhead
-        complete = not self.has_checked_receiver or bool(self._captures)
         vnet = self._vnet
         size = len(view)
-        frame = b""
-        for nread in range(self.max_batch):  # noqa: B007 (the reads, after a break)
+        shed = self._shed
+        deliver = self.deliver
+        checked = self.deliver_checked
+        nread = 0
+        batch: list[tuple[bytes, int]] = []
+        while nread < self.max_batch:
+            fd = self._fd          # (a frame's handling may have closed the device)
+            if fd < 0:
+                break
             try:
                 if vnet:
                     n = os.readv(fd, (view,))
@@ -475,44 +486,51 @@ class TunTapDevice(Device):
             if n <= 0:
                 counters["rx_empty"] += 1
                 break
+            nread += 1
+            vouched = 0
             if vnet:
                 flags = view[0]
                 if not flags & VIRTIO_NET_HDR_F_NEEDS_CSUM and not view[1] and \
                         VNET_HDR_LEN + 14 <= n <= mtu_frame:
                     # complete, no GSO; DATA_VALID: the kernel vouches for it
-                    batch.append((bytes(view[VNET_HDR_LEN:n]),
-                                  flags & VIRTIO_NET_HDR_F_DATA_VALID))
-                    continue
-                # A partial checksum is left as it is when the frame goes
-                # straight to the stack's trusted receiver and nobody captures
-                # (Linux's CHECKSUM_PARTIAL: the bytes never left the kernel).
-                got = parse_vnet(view[:n], complete)
-                if isinstance(got, str):
-                    counters[got] += 1
-                    continue
-                hdr, frame = got
-                if hdr.gso_type:
-                    if not self.gro:
-                        counters["rx_vnet_bad_gso"] += 1     # never negotiated
+                    frame = bytes(view[VNET_HDR_LEN:n])
+                    vouched = flags & VIRTIO_NET_HDR_F_DATA_VALID
+                else:
+                    # A partial checksum is left as it is when the frame goes
+                    # straight to the stack's trusted receiver and nobody
+                    # captures (Linux's CHECKSUM_PARTIAL: the bytes never left
+                    # the kernel).
+                    got = parse_vnet(view[:n], not self.has_checked_receiver
+                                     or bool(self._captures))
+                    if isinstance(got, str):
+                        counters[got] += 1
                         continue
-                    counters["rx_gso_frames"] += 1
-                elif len(frame) > self.mtu + self.overhead:
-                    counters["rx_oversize"] += 1
-                    continue
-                batch.append((frame, hdr.flags & _VOUCHED))
+                    hdr, frame = got
+                    if hdr.gso_type:
+                        if not self.gro:
+                            counters["rx_vnet_bad_gso"] += 1     # never negotiated
+                            continue
+                        counters["rx_gso_frames"] += 1
+                    elif len(frame) > self.mtu + self.overhead:
+                        counters["rx_oversize"] += 1
+                        continue
+                    vouched = hdr.flags & _VOUCHED
+            if nread > 1:
+                batch.append((frame, vouched))
                 continue
-            batch.append((frame, 0))
+            if shed is not None and shed.keep < 1.0:
+                shed.count([(frame, vouched)])
+            if vouched:
+                checked(frame)
+            else:
+                deliver(frame)
         else:
-            nread = self.max_batch
-            if self._shed is not None:          # the queue holds more than a batch
-                self._shed.backlogged()
-        shed = self._shed
+            if shed is not None:          # the queue holds more than a batch
+                shed.backlogged()
         if shed is not None:
             shed.reads += nread
             if shed.keep < 1.0:
                 shed.count(batch)
-        deliver = self.deliver
-        checked = self.deliver_checked
         for frame, vouched in batch:
             if vouched:
                 checked(frame)
@@ -539,10 +557,17 @@ class TunTapDevice(Device):
         finally:
             os.close(r)
 
-    def _transmit(self, frame: bytes) -> None:
+    def send(self, frame: bytes) -> None:
+        """``Device.send`` with ``_transmit`` inlined: one call fewer on the
+        way from the stack to the write (the tail of a ping's answer)."""
+        counters = self.counters
+        counters["tx_frames"] += 1
+        if self._captures:
+            for cap in self._captures:
+                cap(frame, True)
         fd = self._fd
         if fd < 0 or self._dead_w >= 0:
-            self.counters["tx_closed" if fd < 0 else "tx_detached"] += 1
+            counters["tx_closed" if fd < 0 else "tx_detached"] += 1
             return
         try:
             if self._vnet:
@@ -550,7 +575,20 @@ class TunTapDevice(Device):
             else:
                 os.write(fd, frame)
         except OSError as exc:
-            self.counters[_TX_ERRORS.get(exc.errno or 0, "tx_error")] += 1
+            counters[_TX_ERRORS.get(exc.errno or 0, "tx_error")] += 1
+
+    def _transmit(self, frame: bytes) -> None:
+        """The write alone, for ``Device.send``'s contract (``send`` above
+        replaces that and writes inline)."""
+        counters = self.counters
+        fd = self._fd
+        if fd < 0 or self._dead_w >= 0:
+            counters["tx_closed" if fd < 0 else "tx_detached"] += 1
+            return
+        try:
+            os.writev(fd, (_PLAIN_HDR, frame)) if self._vnet else os.write(fd, frame)
+        except OSError as exc:
+            counters[_TX_ERRORS.get(exc.errno or 0, "tx_error")] += 1
 
     def send_offload(self, frame: bytes, gso_size: int, csum_start: int, csum_offset: int,
                      hdr_len: int) -> None:
