@@ -865,6 +865,15 @@ def test_ipv6_getaddrinfo_aaaa_through_serve(
     assert addrs("four.demo", std.AF_INET6, std.AI_V4MAPPED) == [("::ffff:" + B4, 80, 0, 0)]
     with pytest.raises(std.gaierror):
         addrs("six.demo", std.AF_INET)
+    # serve's search list applies (A through ``dns``, A and AAAA through
+    # ``names``); the canonical name is the name found; a trailing dot: no search.
+    svc.net.call(lambda: setattr(svc.net.stack.resolver, "search", ["demo"]))
+    for family in (std.AF_INET, 0):
+        found = prog.getaddrinfo("both", 80, family, std.SOCK_STREAM, 0, std.AI_CANONNAME)
+        assert found[0][3] == "both.demo" and found[-1][4] == (B4, 80)
+        with pytest.raises(std.gaierror):
+            prog.getaddrinfo("both.", 80, family, std.SOCK_STREAM)
+    assert prog.gethostbyname_ex("four") == ("four.demo", [], [B4])
     with nb.create_server(("::", 0), family=std.AF_INET6, dualstack_ipv6=True) as srv:
         srv.settimeout(10)
         with prog.create_connection(("both.demo", srv.getsockname()[1]), timeout=10) as cli:

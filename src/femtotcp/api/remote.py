@@ -34,7 +34,9 @@ the fd (fork, ``os.dup``, ``pass_fds``, multiprocessing's reduction) can name
 the socket to serve (``RemoteNetwork.adopt``). Serve frees a socket when every
 copy of P is closed (the pair reports POLLHUP), which is what a process's death
 or its last close does, as on Linux. The state serve answers with: the
-socket's mode (TcpMode values, or ``dgram``), local and remote address.
+socket's mode (TcpMode values, or ``dgram``), local and remote address, and
+the scope id (RFC 4007) the socket is tied to. Addresses in requests carry
+their scope id last (``bind``, ``connect``, ``uconnect``, ``sendto``).
 
 Child processes attach too: ``attach_environment`` sets ``FEMTOTCP_ATTACH`` (the
 service's path) and puts ``femtotcp/api/boot`` (a ``sitecustomize``) on
