@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import test_api_ipv6_scope
 from apilan import Lan
 from test_api_ipv6 import A4, A6, B4, B6, nets  # noqa: F401 - nets: the stacks' fixture
-from test_api_ipv6_scope import A1, A2, Links, links  # noqa: F401 - links: its fixture
+from test_api_ipv6_scope import A2, Links, links  # noqa: F401 - links: its fixture
 from waits import wait_until
 
 from femtotcp.api.network import Network
@@ -926,150 +927,60 @@ def test_attached_interfaces_come_from_serve_in_one_request(
     assert asked == ["info"]
 
 
+def test_attached_scoped_names_survive_adoption_and_nonblocking_connect(
+        scoped_prog: tuple[RemoteNetwork, Links]) -> None:
+    """A handle adopted by fd shows the scope too, and a non-blocking connect
+    carries it."""
+    prog, lk = scoped_prog
+    srv = lk.c.create_server(("::", 0), family=std.AF_INET6)
+    srv.settimeout(10)
+    port = srv.getsockname()[1]
+    with srv, _r6(prog) as cli:
+        cli.setblocking(False)
+        assert cli.connect_ex(("fe80::bc", port, 0, 3)) in (0, errno.EINPROGRESS)
+        conn, peer = srv.accept()
+        conn.close()
+        cli.setblocking(True)
+        assert cli.getpeername() == ("fe80::bc", port, 0, 3)
+        assert cli.getsockname() == (A2, peer[1], 0, 3)
+        other = prog.adopt(os.dup(cli.fileno()))
+        assert other is not None and other.getsockname() == cli.getsockname()
+        assert other.getpeername() == cli.getpeername()
+        other.close()
+
+
+def _as_attached(scoped_prog: tuple[RemoteNetwork, Links]) -> Links:
+    prog, lk = scoped_prog
+    return Links(prog, lk.b, lk.c)  # type: ignore[arg-type]
+
+
 def test_attached_tcp_connect_goes_out_the_scoped_interface(
         scoped_prog: tuple[RemoteNetwork, Links]) -> None:
-    """As test_api_ipv6_scope's in-process test: the scope picks B or C, and
-    both ends' names carry it (also on a handle adopted by fd)."""
-    prog, lk = scoped_prog
-    srv_b = lk.b.create_server(("::", 0), family=std.AF_INET6)
-    srv_c = lk.c.create_server(("::", 0), family=std.AF_INET6)
-    port_b, port_c = srv_b.getsockname()[1], srv_c.getsockname()[1]
-    with srv_b, srv_c:
-        for target, srv, want_scope in ((("fe80::bc", port_b, 0, 2), srv_b, 2),
-                                        (("fe80::bc%a2", port_c), srv_c, 3),
-                                        (("fe80::bc%3", port_c), srv_c, 3)):
-            srv.settimeout(10)
-            with _r6(prog) as cli:
-                cli.connect(target)
-                conn, peer = srv.accept()
-                with conn:
-                    local = cli.getsockname()
-                    assert cli.getpeername() == ("fe80::bc", target[1], 0, want_scope)
-                    assert local == ((A1 if want_scope == 2 else A2), local[1], 0, want_scope)
-                    assert peer == (local[0], local[1], 0, 2)
-                    other = prog.adopt(os.dup(cli.fileno()))
-                    assert other is not None and other.getpeername() == cli.getpeername()
-                    other.close()
-                    cli.sendall(b"ping")
-                    assert conn.recv(4) == b"ping"
-                    conn.sendall(b"pong")
-                    assert cli.recv(4) == b"pong"
-        # A non-blocking connect carries the scope too.
-        with _r6(prog) as cli:
-            cli.setblocking(False)
-            assert cli.connect_ex(("fe80::bc", port_c, 0, 3)) in (0, errno.EINPROGRESS)
-            conn, _peer = srv_c.accept()
-            conn.close()
-            cli.setblocking(True)
-            assert cli.getpeername() == ("fe80::bc", port_c, 0, 3)
+    test_api_ipv6_scope.test_tcp_connect_goes_out_the_scoped_interface(
+        _as_attached(scoped_prog))
 
 
 def test_attached_accept_on_the_second_interface(
         scoped_prog: tuple[RemoteNetwork, Links]) -> None:
-    prog, lk = scoped_prog
-    cli = lk.c.socket(std.AF_INET6, std.SOCK_STREAM)
-    cli.settimeout(10)
-    with _r6(prog) as srv, cli:
-        srv.bind((A2, 0, 0, 3))
-        srv.listen()
-        port = srv.getsockname()[1]
-        assert srv.getsockname() == (A2, port, 0, 3)
-        cli.connect((A2, port, 0, 2))
-        conn, peer = srv.accept()
-        with conn:
-            assert peer == ("fe80::bc", cli.getsockname()[1], 0, 3)
-            assert conn.getsockname() == (A2, port, 0, 3)
-            assert conn.getpeername() == peer
-            conn.sendall(b"via a2")
-            assert cli.recv(6) == b"via a2"
+    test_api_ipv6_scope.test_accepting_on_the_second_interface(_as_attached(scoped_prog))
 
 
 def test_attached_scope_errors_are_the_kernels(
         scoped_prog: tuple[RemoteNetwork, Links]) -> None:
-    prog, lk = scoped_prog
-    srv = lk.b.create_server(("::", 0), family=std.AF_INET6)
-    srv.settimeout(10)
-    port = srv.getsockname()[1]
-
-    def err(fn: Any, *args: Any) -> int:
-        with pytest.raises(OSError) as info:
-            fn(*args)
-        return int(info.value.errno or 0)
-    with srv:
-        with _r6(prog) as cli:
-            assert err(cli.connect, ("fe80::bc", port)) == errno.EINVAL
-        with _r6(prog) as cli:
-            assert err(cli.connect, ("fe80::bc", port, 0, 99)) == errno.ENETUNREACH
-        with _r6(prog) as cli:
-            cli.setblocking(False)
-            assert cli.connect_ex(("fe80::bc", port)) == errno.EINVAL
-        with _r6(prog, std.SOCK_DGRAM) as u:
-            assert err(u.connect, ("fe80::bc", port)) == errno.EINVAL
-        for kind in (std.SOCK_STREAM, std.SOCK_DGRAM):
-            with _r6(prog, kind) as s:
-                assert err(s.bind, (A1, 0)) == errno.EINVAL
-            with _r6(prog, kind) as s:
-                assert err(s.bind, (A1, 0, 0, 99)) == errno.ENODEV
-            with _r6(prog, kind) as s:
-                assert err(s.bind, (A1, 0, 0, 3)) == errno.EADDRNOTAVAIL
-            with _r6(prog, kind) as s:
-                s.bind((f"{A1}%a1", 0))
-                assert s.getsockname()[::2] == (A1, 0) and s.getsockname()[3] == 2
-        with _r6(prog) as cli:
-            cli.bind((A1, 0, 0, 2))
-            assert err(cli.connect, ("fe80::bc", port, 0, 3)) == errno.EINVAL
-        with _r6(prog) as cli:
-            cli.bind((A1, 0, 0, 2))
-            cli.connect(("fe80::bc", port))
-            assert cli.getpeername() == ("fe80::bc", port, 0, 2)
-            conn, _peer = srv.accept()
-            conn.close()
-        with _r6(prog, std.SOCK_DGRAM) as u:
-            u.bind(("::", 0, 0, 2))
-            assert u.getsockname()[3] == 0
+    test_api_ipv6_scope.test_scope_errors_are_the_kernels(_as_attached(scoped_prog))
+    prog, _ = scoped_prog
+    with _r6(prog) as cli:                     # non-blocking: the same answer
+        cli.setblocking(False)
+        assert cli.connect_ex(("fe80::bc", 9, 0, 0)) == errno.EINVAL
 
 
 def test_attached_udp_sendto_and_recvfrom_carry_the_scope(
         scoped_prog: tuple[RemoteNetwork, Links]) -> None:
-    prog, lk = scoped_prog
-    ub = lk.b.socket(std.AF_INET6, std.SOCK_DGRAM)
-    uc = lk.c.socket(std.AF_INET6, std.SOCK_DGRAM)
-    for u in (ub, uc):
-        u.settimeout(10)
-    with ub, uc, _r6(prog, std.SOCK_DGRAM) as ua:
-        ub.bind(("::", 5300))
-        uc.bind(("::", 5300))
-        ua.bind(("::", 0))
-        for _ in range(2):          # bound now: still a request each (a record has no scope)
-            ua.sendto(b"to C", ("fe80::bc%a2", 5300))
-            data, src = uc.recvfrom(100)
-            assert data == b"to C" and src == (A2, ua.getsockname()[1], 0, 2)
-        uc.sendto(b"back", src)
-        data, src = ua.recvfrom(100)
-        assert data == b"back" and src == ("fe80::bc", 5300, 0, 3)
-        ua.sendto(b"to B", ("fe80::bc", 5300, 0, 2))
-        data, src = ub.recvfrom(100)
-        assert data == b"to B" and src[0] == A1
-        with pytest.raises(OSError) as info:
-            ua.sendto(b"x", ("fe80::bc", 5300, 0, 99))
-        assert info.value.errno == errno.ENETUNREACH
-        ua.connect(("fe80::bc", 5300, 0, 3))
-        assert ua.getpeername() == ("fe80::bc", 5300, 0, 3)
-        assert ua.getsockname()[0] == A2 and ua.getsockname()[3] == 3
-        ua.send(b"again C")
-        assert uc.recvfrom(100)[0] == b"again C"
+    """(The datagrams after the first go by request too: a record has no scope.)"""
+    test_api_ipv6_scope.test_udp_sendto_and_recvfrom_carry_the_scope(
+        _as_attached(scoped_prog))
 
 
 def test_attached_ping_socket_needs_and_uses_a_scope(
         scoped_prog: tuple[RemoteNetwork, Links]) -> None:
-    prog, _ = scoped_prog
-    request = bytes((128, 0, 0, 0, 0, 0, 0, 7)) + b"scope"
-    with _r6(prog, std.SOCK_DGRAM, std.IPPROTO_ICMPV6) as ping:
-        with pytest.raises(OSError) as info:
-            ping.sendto(request, ("fe80::bc", 0))
-        assert info.value.errno == errno.EINVAL
-        for scope in (2, 3):
-            ping.sendto(request, ("fe80::bc", 0, 0, scope))
-            reply, src = ping.recvfrom(100)
-            assert reply[0] == 129 and reply[8:] == b"scope"
-            assert src == ("fe80::bc", 0, 0, scope)
+    test_api_ipv6_scope.test_ping_socket_needs_and_uses_a_scope(_as_attached(scoped_prog))
