@@ -544,7 +544,8 @@ class DhcpClient:
             if self.apply_dns and resolver is not None:
                 if resolver.servers == lease.dns:
                     resolver.servers = []
-                resolver.set_lease_search(iface.name, [])
+                if self.lease is None:      # (a lease bound since has set its own)
+                    resolver.set_lease_search(iface.name, [])
 
         if grace > 0:
             stack.timers.call_later(grace, remove)
