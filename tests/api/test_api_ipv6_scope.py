@@ -17,6 +17,7 @@ import socket as std
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -69,8 +70,10 @@ def links() -> Iterator[Links]:
         rt.close()
 
 
-def s6(net: Network, kind: int = std.SOCK_STREAM, proto: int = 0) -> fsocket:
-    sock = fsocket(std.AF_INET6, kind, proto, network=net)
+def s6(net: Network, kind: int = std.SOCK_STREAM, proto: int = 0) -> Any:
+    """An AF_INET6 socket on ``net`` (in-process, or an attached program's:
+    tests/api/test_remote.py runs the tests below with A attached)."""
+    sock = net.socket(std.AF_INET6, kind, proto)
     sock.settimeout(10)
     return sock
 
@@ -121,7 +124,7 @@ def test_getaddrinfo_reads_scopes_as_glibc(links: Links) -> None:
         assert got == want, host
 
 
-def _listener(net: Network) -> tuple[fsocket, int]:
+def _listener(net: Network) -> tuple[Any, int]:
     srv = s6(net)
     srv.bind(("::", 0))
     srv.listen()

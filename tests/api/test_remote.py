@@ -18,8 +18,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import test_api_ipv6_scope
 from apilan import Lan
 from test_api_ipv6 import A4, A6, B4, B6, nets  # noqa: F401 - nets: the stacks' fixture
+from test_api_ipv6_scope import A2, Links, links  # noqa: F401 - links: its fixture
 from waits import wait_until
 
 from femtotcp.api.network import Network
@@ -864,6 +866,15 @@ def test_ipv6_getaddrinfo_aaaa_through_serve(
     assert addrs("four.demo", std.AF_INET6, std.AI_V4MAPPED) == [("::ffff:" + B4, 80, 0, 0)]
     with pytest.raises(std.gaierror):
         addrs("six.demo", std.AF_INET)
+    # serve's search list applies (A through ``dns``, A and AAAA through
+    # ``names``); the canonical name is the name found; a trailing dot: no search.
+    svc.net.call(lambda: setattr(svc.net.stack.resolver, "search", ["demo"]))
+    for family in (std.AF_INET, 0):
+        found = prog.getaddrinfo("both", 80, family, std.SOCK_STREAM, 0, std.AI_CANONNAME)
+        assert found[0][3] == "both.demo" and found[-1][4] == (B4, 80)
+        with pytest.raises(std.gaierror):
+            prog.getaddrinfo("both.", 80, family, std.SOCK_STREAM)
+    assert prog.gethostbyname_ex("four") == ("four.demo", [], [B4])
     with nb.create_server(("::", 0), family=std.AF_INET6, dualstack_ipv6=True) as srv:
         srv.settimeout(10)
         with prog.create_connection(("both.demo", srv.getsockname()[1]), timeout=10) as cli:
@@ -871,3 +882,105 @@ def test_ipv6_getaddrinfo_aaaa_through_serve(
             conn, peer = srv.accept()
             assert peer[0] == A6
             conn.close()
+
+
+# -- scoped link-local addresses (RFC 4007) for attached programs ----------------------------
+# test_api_ipv6_scope's stacks: A with a1 (index 2) and a2 (index 3); B behind a1 and C
+# behind a2 hold the same fe80::bc, so only the scope says which one a program means.
+
+@pytest.fixture
+def scoped_prog(links: Links,  # noqa: F811 - the fixture imported above
+                ) -> Iterator[tuple[RemoteNetwork, Links]]:
+    d = tempfile.mkdtemp(prefix="ftremsc")
+    service = SocketService(links.a.stack, links.a.runtime,
+                            os.path.join(d, "s.sockets")).start()
+    try:
+        yield RemoteNetwork(service.path), links
+    finally:
+        service.close()
+        os.rmdir(d)
+
+
+def _r6(prog: RemoteNetwork, kind: int = std.SOCK_STREAM, proto: int = 0) -> RemoteSocket:
+    sock = prog.socket(std.AF_INET6, kind, proto)
+    sock.settimeout(10)
+    return sock
+
+
+def test_attached_interfaces_come_from_serve_in_one_request(
+        scoped_prog: tuple[RemoteNetwork, Links]) -> None:
+    prog, _ = scoped_prog
+    asked: list[Any] = []
+    ask = prog.ask
+
+    def counting(*doc: Any, **kw: Any) -> Any:
+        asked.append(doc[0])
+        return ask(*doc, **kw)
+    prog.ask = counting  # type: ignore[method-assign]
+    assert prog.if_nameindex() == [(1, "lo"), (2, "a1"), (3, "a2")]
+    assert prog.if_nametoindex("a2") == 3 and prog.if_indextoname(2) == "a1"
+    assert prog.has_ipv6()
+    with pytest.raises(OSError):
+        prog.if_nametoindex("eth9")
+    sa = prog.getaddrinfo("fe80::bc%a2", 80, 0, std.SOCK_STREAM)[0][4]
+    assert tuple(sa) == ("fe80::bc", 80, 0, 3)
+    assert asked == ["info"]
+
+
+def test_attached_scoped_names_survive_adoption_and_nonblocking_connect(
+        scoped_prog: tuple[RemoteNetwork, Links]) -> None:
+    """A handle adopted by fd shows the scope too, and a non-blocking connect
+    carries it."""
+    prog, lk = scoped_prog
+    srv = lk.c.create_server(("::", 0), family=std.AF_INET6)
+    srv.settimeout(10)
+    port = srv.getsockname()[1]
+    with srv, _r6(prog) as cli:
+        cli.setblocking(False)
+        assert cli.connect_ex(("fe80::bc", port, 0, 3)) in (0, errno.EINPROGRESS)
+        conn, peer = srv.accept()
+        conn.close()
+        cli.setblocking(True)
+        assert cli.getpeername() == ("fe80::bc", port, 0, 3)
+        assert cli.getsockname() == (A2, peer[1], 0, 3)
+        other = prog.adopt(os.dup(cli.fileno()))
+        assert other is not None and other.getsockname() == cli.getsockname()
+        assert other.getpeername() == cli.getpeername()
+        other.close()
+
+
+def _as_attached(scoped_prog: tuple[RemoteNetwork, Links]) -> Links:
+    prog, lk = scoped_prog
+    return Links(prog, lk.b, lk.c)  # type: ignore[arg-type]
+
+
+def test_attached_tcp_connect_goes_out_the_scoped_interface(
+        scoped_prog: tuple[RemoteNetwork, Links]) -> None:
+    test_api_ipv6_scope.test_tcp_connect_goes_out_the_scoped_interface(
+        _as_attached(scoped_prog))
+
+
+def test_attached_accept_on_the_second_interface(
+        scoped_prog: tuple[RemoteNetwork, Links]) -> None:
+    test_api_ipv6_scope.test_accepting_on_the_second_interface(_as_attached(scoped_prog))
+
+
+def test_attached_scope_errors_are_the_kernels(
+        scoped_prog: tuple[RemoteNetwork, Links]) -> None:
+    test_api_ipv6_scope.test_scope_errors_are_the_kernels(_as_attached(scoped_prog))
+    prog, _ = scoped_prog
+    with _r6(prog) as cli:                     # non-blocking: the same answer
+        cli.setblocking(False)
+        assert cli.connect_ex(("fe80::bc", 9, 0, 0)) == errno.EINVAL
+
+
+def test_attached_udp_sendto_and_recvfrom_carry_the_scope(
+        scoped_prog: tuple[RemoteNetwork, Links]) -> None:
+    """(The datagrams after the first go by request too: a record has no scope.)"""
+    test_api_ipv6_scope.test_udp_sendto_and_recvfrom_carry_the_scope(
+        _as_attached(scoped_prog))
+
+
+def test_attached_ping_socket_needs_and_uses_a_scope(
+        scoped_prog: tuple[RemoteNetwork, Links]) -> None:
+    test_api_ipv6_scope.test_ping_socket_needs_and_uses_a_scope(_as_attached(scoped_prog))

@@ -23,6 +23,11 @@ MODULES = ["arp", "ipv4", "icmp4", "udp", "dns"]
 
 def _lan(rt: Runtime) -> Stack:
     """A client stack and a responder for the zone "demo" on one switch."""
+    return _lan_and_server(rt)[0]
+
+
+def _lan_and_server(rt: Runtime) -> tuple[Stack, DnsResponder]:
+    """``_lan``'s client stack and its responder."""
     switch = Switch(rt)
     stacks = []
     for name, ip, n in (("client", "192.0.2.10/24", 0x10), ("ns0", "192.0.2.53/24", 0x53)):
@@ -36,7 +41,7 @@ def _lan(rt: Runtime) -> Stack:
     responder.add_address("www.demo", "192.0.2.80")
     responder.add_cname("web.demo", "www.demo")
     client.resolver.servers = [ip_bytes("192.0.2.53")]
-    return client
+    return client, responder
 
 
 def test_resolve_blocking_from_another_thread() -> None:
@@ -98,6 +103,44 @@ def test_names_as_glibc_gives_them() -> None:
                 errors[name] = exc.errno
         assert errors == {"nope.demo": socket.EAI_NONAME,
                           "elsewhere.example": socket.EAI_AGAIN}
+    finally:
+        rt.stop()
+        rt.join(5)
+        rt.close()
+
+
+def test_search_list_and_trailing_dot_as_glibc() -> None:
+    """A dotless name goes through the search list and AI_CANONNAME (and
+    gethostbyname_ex) give the full name found; a trailing dot makes the name
+    absolute: asked as it is only, never under a search domain (glibc)."""
+    from femtotcp.api.network import network_for
+
+    rt = Runtime()
+    client, ns = _lan_and_server(rt)
+    ns.add_address("host.demo", "192.0.2.81")
+    ns.add_address("host", "192.0.2.7")       # a name at the root, served too
+    client.resolver.search = ["demo"]
+    rt.start()
+    try:
+        net = network_for(client, rt)
+        infos = net.getaddrinfo("host", 80, socket.AF_INET, socket.SOCK_STREAM, 0,
+                                socket.AI_CANONNAME)
+        assert infos[0][3] == "host.demo" and infos[0][4] == ("192.0.2.81", 80)
+        assert net.gethostbyname_ex("host") == ("host.demo", [], ["192.0.2.81"])
+        infos = net.getaddrinfo("host.", 80, socket.AF_INET, socket.SOCK_STREAM, 0,
+                                socket.AI_CANONNAME)
+        assert infos[0][3] == "host" and infos[0][4] == ("192.0.2.7", 80)
+        assert net.gethostbyname_ex("host.") == ("host", [], ["192.0.2.7"])
+        # Through a CNAME found under the search domain: the alias is the full name.
+        assert net.gethostbyname_ex("web") == ("www.demo", ["web.demo"], ["192.0.2.80"])
+        # Absolute and not there as asked: no search domain rescues it.
+        try:
+            net.getaddrinfo("www.", 80, socket.AF_INET)
+        except socket.gaierror as exc:
+            assert exc.errno in (socket.EAI_NONAME, socket.EAI_AGAIN)
+        else:
+            raise AssertionError("www. was searched under demo")
+        assert net.getaddrinfo("www", 80, socket.AF_INET)[0][4] == ("192.0.2.80", 80)
     finally:
         rt.stop()
         rt.join(5)

@@ -490,3 +490,67 @@ def test_ipv6_tcp_both_ways_with_the_kernel(ns: Netns, tmp_path: Any) -> None:
         assert out.strip() == f"accepted {KERNEL6} {32 * 32768}", out
     finally:
         stop(serve)
+
+
+_PROGRAM_SCOPED = r"""
+import socket, sys
+ll, port = sys.argv[1], int(sys.argv[2])
+print("ifaces", " ".join(f"{i}:{n}" for i, n in socket.if_nameindex()),
+      socket.if_nametoindex("ftap0"), flush=True)
+c = socket.create_connection((f"{ll}%ftap0", port), timeout=30)
+peer, local = c.getpeername(), c.getsockname()
+print("names", type(c).__module__, peer[0], peer[3], local[0], local[3], flush=True)
+with c.makefile("rb") as f:
+    print(f.readline().decode().strip(), flush=True)
+    payload = bytes(range(256)) * 1000
+    c.sendall(payload)
+    c.shutdown(socket.SHUT_WR)
+    print("echo", f.read() == payload, flush=True)
+try:
+    socket.create_connection((ll, port), timeout=30)
+except OSError as exc:
+    print("unscoped", exc.errno, flush=True)
+"""
+
+
+def test_attached_link_local_with_scope_to_the_kernel(ns: Netns, tmp_path: Any) -> None:
+    """An attached program reaches the kernel's fe80:: address on the TAP by
+    TCP as ``fe80::...%ftap0``: the scope goes to serve, the names come back
+    with it, the kernel sees serve's link-local address on its TAP; without
+    a scope the connect is EINVAL, as on Linux."""
+    import errno
+
+    from test_ipv6_kernel import enable_ipv6, kernel_link_local
+    from test_ipv6_scope_kernel import KERNEL_SERVERS, PORT
+    enable_ipv6(ns)
+    control = os.path.join(str(tmp_path), "ctl.sock")
+    serve, _ = start_serve(ns, control, "--ipv6", "auto")
+    try:
+        ns.ip("addr", "add", f"{KERNEL}/24", "dev", TAP)
+        kernel_ll = kernel_link_local(ns, TAP)
+        kernel_index = int(ns.ip("-o", "link", "show", TAP).stdout.split(":")[0])
+        res = subprocess.run([sys.executable, "-m", "femtotcp", "ctl", "--control", control,
+                              "--json", "addr"], capture_output=True, text=True, timeout=30)
+        ours = next(a["address"] for i in json.loads(res.stdout)["result"]["interfaces"]
+                    for a in i.get("ipv6", []) if a["address"].startswith("fe80:"))
+        _wait_preferred(control, ours)
+        server = ns.popen(sys.executable, "-c", KERNEL_SERVERS, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+        try:
+            assert line(server) == "ready"
+            script = os.path.join(str(tmp_path), "prog_scoped.py")
+            with open(script, "w") as f:
+                f.write(_PROGRAM_SCOPED)
+            prog = ns.popen(sys.executable, "-m", "femtotcp", "run", "--control", control,
+                            script, kernel_ll, str(PORT), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+            out, _ = finish(prog)
+            lines = out.splitlines()
+            assert lines[0] == f"ifaces 1:lo 2:{TAP} 2", out
+            assert lines[1] == f"names femtotcp.api.remote {kernel_ll} 2 {ours} 2", out
+            assert lines[2] == f"peer {ours} {kernel_index}", out
+            assert lines[3:] == ["echo True", f"unscoped {errno.EINVAL}"], out
+        finally:
+            stop(server)
+    finally:
+        stop(serve)

@@ -6,7 +6,8 @@ within the test budget; its lease file is read after each step. For DNS it
 is authoritative for ``test`` (``--local=/test/``): ``--address``,
 ``--host-record`` and ``--cname`` names, NXDOMAIN for anything else in the
 zone, and a name with 40 addresses that does not fit in 512 bytes, so the
-UDP answer comes back with TC set.
+UDP answer comes back with TC set. Its leases carry the domain name ``test``
+(option 15) and the domain search list ``sub.test test`` (option 119).
 """
 
 from __future__ import annotations
@@ -76,12 +77,14 @@ def start_dnsmasq(ns: Netns, tmp: Path) -> tuple[Path, Path]:
              f"--addn-hosts={hosts}", "--local=/test/", "--domain=test", "--local-ttl=30",
              "--address=/a.test/192.0.2.80",
              "--host-record=h.test,192.0.2.81,2001:db8::81",
+             "--host-record=p.sub.test,192.0.2.82",
              "--cname=c.test,h.test", "--cname=cc.test,c.test",
              "--no-ping", "--dhcp-authoritative",
              "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,2m",
              f"--dhcp-leasefile={leases}",
              f"--dhcp-option=option:router,{KERNEL}",
              "--dhcp-option=option:T1,8", "--dhcp-option=option:T2,14",
+             "--dhcp-option=option:domain-search,sub.test,test",
              "--log-dhcp", "--log-queries", "--log-facility=-",
              stdout=log.open("w"), stderr=subprocess.STDOUT)
     return leases, log
@@ -224,3 +227,31 @@ def test_truncated_answer_is_retried_over_tcp(dns_rig: Rig) -> None:
     counters = rig.call(rig.stack.counters.snapshot)
     assert counters.get("dns.rx_truncated", 0) >= 1 and counters.get("dns.tcp_fallback") == 1
     assert counters.get("tcp.active_opens", 0) == 1
+
+
+def test_lease_search_list_resolves_dotless_names(dhcp_rig: Rig) -> None:
+    """dnsmasq's domain search option becomes the resolver's search list for
+    the lease: a dotless name resolves under it (AI_CANONNAME: the full name
+    found), an absolute one does not; the release takes the list away."""
+    from femtotcp.api.socket import network_for
+    rig = dhcp_rig
+    client: dhcp.DhcpClient = rig.call(dhcp.install, rig.stack, rig.iface)
+    rig.call(client.start)
+    rig.wait(lambda: rig.call(lambda: client.state) == dhcp.BOUND, 15, "a lease")
+    lease = rig.call(lambda: client.lease)
+    assert lease.domain == "test" and lease.search == ["sub.test", "test"]
+    assert rig.call(rig.stack.resolver.current_search) == ["sub.test", "test"]
+    net = network_for(rig.stack, rig.rt)
+    found = net.getaddrinfo("h", 80, socket.AF_INET, socket.SOCK_STREAM, 0,
+                            socket.AI_CANONNAME)
+    assert found[0][3] == "h.test" and found[0][4] == ("192.0.2.81", 80)
+    found = net.getaddrinfo("p", 80, socket.AF_INET, socket.SOCK_STREAM, 0,
+                            socket.AI_CANONNAME)
+    assert found[0][3] == "p.sub.test" and found[0][4] == ("192.0.2.82", 80)
+    assert net.gethostbyname_ex("c") == ("h.test", ["c.test"], ["192.0.2.81"])
+    with pytest.raises(socket.gaierror):
+        net.getaddrinfo("h.", 80, socket.AF_INET)
+    rig.wait(lambda: "query[A] h.sub.test" in rig.log.read_text(), 5, "the search in the log")
+    rig.call(client.release)        # (the address and list go after a grace second)
+    rig.wait(lambda: rig.call(rig.stack.resolver.current_search) == [], 5,
+             "the release to empty the search list")

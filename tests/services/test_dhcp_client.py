@@ -258,3 +258,63 @@ def test_odd_lease_times(lease_time: int) -> None:
         net.loop.run(duration=100)
         # renewals happen, but not in a storm
         assert len(net.dhcp_sent(wire.REQUEST)) <= 1 + 100 // 5 + 1
+
+
+def test_lease_search_list_feeds_the_resolver_for_the_lease_lifetime() -> None:
+    """The domain search option (119) becomes the resolver's search list while
+    the lease lasts, after configured domains, and a dotless name resolves
+    under it; expiry takes it away."""
+    from femtotcp.services import dns
+    from femtotcp.services.dns_server import DnsResponder
+    from femtotcp.wire import dns as dns_wire
+
+    net = Net()
+    responder = DnsResponder(net.server_stack, zone="demo")
+    responder.add_address("printer.lab.demo", "192.0.2.42")
+    resolver = net.client_stack.resolver
+    lease = net.bind()
+    assert resolver.current_search() == ["demo", "lab.demo"]
+    results: list[object] = []
+    resolver.resolve("printer", dns_wire.A, results.append)
+    assert net.loop.run_until(lambda: bool(results), 30)
+    found = results[0]
+    assert isinstance(found, dns.DnsResult) and found.name == "printer.lab.demo"
+    assert found.addresses == [ip_bytes("192.0.2.42")]
+    # Absolute: no search list.
+    results.clear()
+    resolver.resolve("printer.", dns_wire.A, results.append)
+    assert net.loop.run_until(lambda: bool(results), 30)
+    assert isinstance(results[0], dns.DnsResult) and not results[0].addresses
+    resolver.search = ["configured.example"]
+    assert resolver.current_search() == ["configured.example", "demo", "lab.demo"]
+    net.server.close()
+    assert lease.expiry is not None
+    net.loop.run(until=lease.expiry + 0.1)
+    assert resolver.current_search() == ["configured.example"]
+    assert resolver.lease_search == {}
+
+
+def test_lease_domain_name_is_the_search_list_without_option_119() -> None:
+    """No domain search option: the domain name (15) is the search list, as
+    dhclient's resolv.conf; a release takes it away."""
+    net = Net()
+    net.server.search = []
+    resolver = net.client_stack.resolver
+    lease = net.bind()
+    assert lease.search == [] and lease.domain == "demo"
+    assert resolver.current_search() == ["demo"]
+    net.client_stack.close()                       # runs the release hook
+    net.loop.run(duration=5)
+    assert net.dhcp_sent(wire.RELEASE) and resolver.current_search() == []
+
+
+def test_renewal_with_a_new_search_list_replaces_the_old_one() -> None:
+    net = Net()
+    lease = net.bind()
+    resolver = net.client_stack.resolver
+    assert resolver.current_search() == ["demo", "lab.demo"]
+    net.server.search = ["other.demo"]
+    assert lease.t1 is not None
+    net.loop.run(until=lease.t1 + 1)
+    assert net.client.state == dhcp.BOUND and net.client.lease is not lease
+    assert resolver.current_search() == ["other.demo"]

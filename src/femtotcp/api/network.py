@@ -303,11 +303,11 @@ class Network:
         return canonical, ordered
 
     def _dns6(self, name: str) -> tuple[str, list[str]]:
-        """(canonical name, IPv6 addresses as text) from the stack's resolver."""
+        """(canonical name, IPv6 addresses as text) from the stack's resolver:
+        the name found (after the search list and any CNAME chain)."""
         from femtotcp.wire import dns as dns_wire
-        text = name.strip().rstrip(".")
-        chain, addrs = self._dns_query(text, dns_wire.AAAA)
-        return (chain[-1] if chain else text), addrs
+        names, addrs = self._dns_query(name.strip(), dns_wire.AAAA)
+        return names[-1], addrs
 
     def gethostbyname(self, name: str) -> str:
         return self._resolve(name)[0]
@@ -402,18 +402,21 @@ class Network:
             for name, value in table.items():
                 if name.lower() == lower:
                     return name, [], [value]
-        chain, addrs = self._dns(lower)
-        if not chain:
-            return text.rstrip("."), [], addrs
-        return chain[-1], [lower, *chain[:-1]], addrs
+        # The name as asked, trailing dot included: an absolute name gets no
+        # search list (glibc's res_search).
+        names, addrs = self._dns(text)
+        return names[-1], names[:-1], addrs
 
     def _dns(self, name: str) -> tuple[list[str], list[str]]:
-        """(the CNAME targets followed, IPv4 addresses) from the stack's resolver."""
+        """(names, IPv4 addresses) from the stack's resolver (``_dns_query``)."""
         return self._dns_query(name, 1)
 
     def _dns_query(self, name: str, qtype: int) -> tuple[list[str], list[str]]:
-        """(the CNAME targets followed, addresses) from the stack's resolver:
-        IPv4 for ``qtype`` A (1), IPv6 for AAAA (28)."""
+        """(names, addresses) from the stack's resolver: IPv4 for ``qtype`` A
+        (1), IPv6 for AAAA (28). The names are the one found (under a search
+        domain, maybe: glibc's canonical name is the full name found), then
+        the CNAME targets followed; the last is the canonical name, the others
+        its aliases. A name found as asked keeps the case it was asked in."""
         stack = self.stack
         if getattr(stack, "resolver", None) is None:
             raise gaierror(_std.EAI_NONAME, "Name or service not known")
@@ -434,7 +437,14 @@ class Network:
         if not addrs:
             raise gaierror(getattr(_std, "EAI_NODATA", _std.EAI_NONAME),
                            "No address associated with hostname")
-        return list(result.cname_chain), addrs
+        asked = name.strip().rstrip(".")
+        found = result.name
+        try:
+            if dns_wire.canonical(asked) == found:
+                found = asked
+        except ValueError:
+            pass
+        return [found, *result.cname_chain], addrs
 
     # -- loop thread -------------------------------------------------------------------------
     def reap(self) -> None:

@@ -34,7 +34,9 @@ the fd (fork, ``os.dup``, ``pass_fds``, multiprocessing's reduction) can name
 the socket to serve (``RemoteNetwork.adopt``). Serve frees a socket when every
 copy of P is closed (the pair reports POLLHUP), which is what a process's death
 or its last close does, as on Linux. The state serve answers with: the
-socket's mode (TcpMode values, or ``dgram``), local and remote address.
+socket's mode (TcpMode values, or ``dgram``), local and remote address, and
+the scope id (RFC 4007) the socket is tied to. Addresses in requests carry
+their scope id last (``bind``, ``connect``, ``uconnect``, ``sendto``).
 
 Child processes attach too: ``attach_environment`` sets ``FEMTOTCP_ATTACH`` (the
 service's path) and puts ``femtotcp/api/boot`` (a ``sitecustomize``) on
@@ -111,9 +113,10 @@ POOL_SIZE = 16
 
 _LEN = struct.Struct("!H")
 #: What an attached listening socket's P carries per connection ready to
-#: accept, with that connection's own P (SCM_RIGHTS): its id, then its local
-#: and remote address (length, packed address, port).
-ACCEPTED = struct.Struct("!QB16sHB16sH")
+#: accept, with that connection's own P (SCM_RIGHTS): its id, its local and
+#: remote address (length, packed address, port), and its scope id (the
+#: interface of a link-scope local address; 0 else).
+ACCEPTED = struct.Struct("!QB16sHB16sHI")
 #: The largest UDP payload over IPv4 (65535 - 20 - 8) and over IPv6 (65535 - 8).
 _UDP_MAX = 65507
 _UDP_MAX6 = 65527
@@ -310,18 +313,34 @@ class RemoteNetwork(Network):
         self._idle: list[_Channel] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._ipv6: bool | None = None
+        self._info: list[Any] | None = None
         _networks.add(self)
+
+    def _serve_info(self) -> list[Any] | None:
+        """What serve tells once (``info``): whether its stack has IPv6, and
+        its interfaces by index; None when serve does not answer."""
+        if self._info is None:
+            try:
+                self._info = self.values("info", 0)
+            except OSError:
+                return None
+        return self._info
 
     def has_ipv6(self) -> bool:
         """Whether serve's stack has IPv6 (asked once): AF_INET6 sockets are
         then the stack's, as in-process (``femtotcp.api.patch``)."""
-        if self._ipv6 is None:
-            try:
-                self._ipv6 = bool(self.values("info", 0)[0])
-            except OSError:
-                return False
-        return self._ipv6
+        info = self._serve_info()
+        return bool(info[0]) if info else False
+
+    def if_nameindex(self) -> list[tuple[int, str]]:
+        """``socket.if_nameindex`` for serve's stack (asked once, with
+        ``has_ipv6``): loopback is 1 ("lo"), then its interfaces by index.
+        ``if_nametoindex``/``if_indextoname`` (and so ``%ifname`` scopes)
+        read it."""
+        info = self._serve_info()
+        if not info or len(info) < 2:
+            return super().if_nameindex()
+        return [(int(index), str(name)) for index, name in info[1]]
 
     # -- requests -------------------------------------------------------------------------
     def forget_channels(self) -> None:
@@ -417,7 +436,7 @@ class RemoteSocket(_SocketBase):
     """``socket.socket`` for an attached program: P here, the stack socket in serve."""
 
     __slots__ = ("_net", "_id", "_sfamily", "_stype", "_sproto", "_mode", "_local", "_remote",
-                 "_q", "_opts")
+                 "_scope", "_q", "_opts")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: int | None = None, *, network: RemoteNetwork | None = None) -> None:
@@ -476,13 +495,19 @@ class RemoteSocket(_SocketBase):
         self._state(state)
 
     def _state(self, state: list[Any]) -> None:
+        """[mode, local, remote, scope id] as serve answers (``state_of``): the
+        scope is the interface the socket is tied to (``_Link.scope``), shown
+        with link-scope addresses as Linux's getsockname/getpeername do."""
         self._mode = str(state[0])
+        self._scope = int(state[3]) if len(state) > 3 else 0
         self._local = self._shown(state[1])
         self._remote = self._shown(state[2])
 
     def _shown(self, addr: Any) -> Any:
         """An address serve sends ([text, port]) as this socket's family shows it."""
-        return None if addr is None else self._fmt(ip_bytes(str(addr[0])), int(addr[1]))
+        if addr is None:
+            return None
+        return self._fmt(ip_bytes(str(addr[0])), int(addr[1]), self._scope)
 
     def _ask(self, op: str, *args: Any, tail: bytes = b"") -> tuple[list[Any], int | None]:
         """One request about this socket; the first one hands serve its end of
@@ -538,7 +563,7 @@ class RemoteSocket(_SocketBase):
         self._register()
         new = RemoteSocket._adopt(self._net, os.dup(self.fileno()), self._id, self._sfamily,
                                   self._stype, self._sproto,
-                                  [self._mode, self._local, self._remote])
+                                  [self._mode, self._local, self._remote, self._scope])
         new.settimeout(self.gettimeout())
         return new
 
@@ -579,9 +604,8 @@ class RemoteSocket(_SocketBase):
     # -- bind / listen / accept / connect ------------------------------------------------------
     def bind(self, address: Any) -> None:
         self._check_open()
-        packed, port = self._addr(address, "bind")
-        ip = ip_str(packed)
-        self._state(self._values("bind", ip, port)[0])
+        packed, port, scope = self._addr_scoped(address, "bind")
+        self._state(self._values("bind", ip_str(packed), port, scope)[0])
 
     def listen(self, backlog: int = 128) -> None:
         self._check_open()
@@ -608,8 +632,9 @@ class RemoteSocket(_SocketBase):
                 break
             if fd is not None:                 # (never sent so: skipped)
                 os.close(fd)
-        sid, llen, laddr, lport, rlen, raddr, rport = ACCEPTED.unpack(msg)
-        state = [CONNECTED, [ip_str(laddr[:llen]), lport], [ip_str(raddr[:rlen]), rport]]
+        sid, llen, laddr, lport, rlen, raddr, rport, scope = ACCEPTED.unpack(msg)
+        state = [CONNECTED, [ip_str(laddr[:llen]), lport], [ip_str(raddr[:rlen]), rport],
+                 scope]
         new = RemoteSocket._adopt(self._net, fd, sid, self._sfamily, SOCK_STREAM,
                                   self._sproto, state)
         if _std.getdefaulttimeout() is None and self.gettimeout():
@@ -618,10 +643,10 @@ class RemoteSocket(_SocketBase):
 
     def _connect(self, address: Any, raise_errors: bool) -> int:
         self._check_open()
-        packed, port = self._addr(address, "connect")
+        packed, port, scope = self._addr_scoped(address, "connect")
         ip = ip_str(packed)
         if self._stype == SOCK_DGRAM:
-            self._state(self._values("uconnect", ip, port)[0])
+            self._state(self._values("uconnect", ip, port, scope)[0])
             return 0
         if port == 0:
             if raise_errors:
@@ -630,7 +655,7 @@ class RemoteSocket(_SocketBase):
         tmo = self.gettimeout()
         filler = self._fill() if tmo == 0 and self._mode == IDLE else 0
         err, state = self._values("connect", ip, port, filler,
-                                -1.0 if tmo is None else float(tmo))
+                                  -1.0 if tmo is None else float(tmo), scope)
         self._state(state)
         return int(err)
 
@@ -787,12 +812,12 @@ class RemoteSocket(_SocketBase):
         address = flags_or_addr if addr is None else addr
         if self._stype == SOCK_DGRAM:
             self._check_open()
-            packed, port = self._addr(address, "sendto")
-            ip = ip_str(packed)
+            packed, port, scope = self._addr_scoped(address, "sendto")
             payload = bytes(data)
-            if self._send_record(payload, packed, port):
+            # A record has no room for a scope id: a scoped datagram is a request.
+            if not scope and self._send_record(payload, packed, port):
                 return len(payload)
-            sent, state = self._values("sendto", ip, port, tail=payload)
+            sent, state = self._values("sendto", ip_str(packed), port, scope, tail=payload)
             self._state(state)
             return int(sent)
         if self._mode != CONNECTED:

@@ -99,11 +99,12 @@ class _Tomb:
 
 
 def state_of(link: _Link) -> list[Any]:
-    """[mode, local, remote] as ``RemoteSocket`` keeps it."""
+    """[mode, local, remote, scope id] as ``RemoteSocket`` keeps it (the
+    scope: the interface the socket is tied to, ``_Link.scope``)."""
     if isinstance(link, _TcpLink):
         local = link.local if link.local is not None else link.bound
-        return [link.mode.value, _addr(local), _addr(link.remote)]
-    return [remote.DGRAM, _addr(link.local), _addr(link.remote)]
+        return [link.mode.value, _addr(local), _addr(link.remote), link.scope]
+    return [remote.DGRAM, _addr(link.local), _addr(link.remote), link.scope]
 
 
 class _Watcher:
@@ -580,7 +581,7 @@ class SocketService:
         local = link.local or (listener.any_addr, 0)
         peer = link.remote or (listener.any_addr, 0)
         rec = remote.ACCEPTED.pack(sid, len(local[0]), local[0], local[1],
-                                   len(peer[0]), peer[0], peer[1])
+                                   len(peer[0]), peer[0], peer[1], link.scope)
         return rec, p.detach()
 
     def _publish(self, link: _Link, sid: int) -> None:
@@ -607,12 +608,15 @@ class SocketService:
         return [AF_INET6 if link.v6 else AF_INET, kind, proto, state_of(link)]
 
     def op_info(self, _sid: Any, *, tail: bytes) -> list[Any]:
-        """What an attached program asks once: whether the stack has IPv6."""
-        return [self.net.stack.ipv6 is not None]
+        """What an attached program asks once: whether the stack has IPv6, and
+        its interfaces by index (``if_nameindex``: scope ids, RFC 4007)."""
+        return [self.net.stack.ipv6 is not None,
+                [[index, name] for index, name in self.net.call(self.net.if_nameindex)]]
 
-    def op_bind(self, sid: Any, ip: str, port: int, *, tail: bytes) -> list[Any]:
+    def op_bind(self, sid: Any, ip: str, port: int, scope: int = 0, *,
+                tail: bytes) -> list[Any]:
         link = self._link(sid)
-        self.net.call(link.bind, ip_bytes(ip), int(port))  # type: ignore[attr-defined]
+        self.net.call(link.bind, ip_bytes(ip), int(port), int(scope))  # type: ignore[attr-defined]
         return [state_of(link)]
 
     def op_listen(self, sid: Any, backlog: int, *, tail: bytes) -> list[Any]:
@@ -620,15 +624,15 @@ class SocketService:
         self.net.call(link.listen, int(backlog))
         return [state_of(link)]
 
-    def op_connect(self, sid: Any, ip: str, port: int, filler: int, tmo: float, *,
-                   tail: bytes) -> Any:
+    def op_connect(self, sid: Any, ip: str, port: int, filler: int, tmo: float,
+                   scope: int = 0, *, tail: bytes) -> Any:
         link = self._tcp(sid)
-        dst, port = ip_bytes(ip), int(port)
+        dst, port, scope = ip_bytes(ip), int(port), int(scope)
         if tmo == 0:
             def start() -> int:
                 if link.mode is TcpMode.CONNECTING:
                     return errno.EALREADY
-                link.start_connect(dst, port, int(filler))
+                link.start_connect(dst, port, int(filler), scope)
                 if link.mode is TcpMode.CONNECTED:
                     return 0
                 if link.mode is TcpMode.FAILED:
@@ -646,13 +650,13 @@ class SocketService:
             return [err, state_of(link)]
 
         if not self.runtime.in_loop_thread():      # (a caller outside the loop)
-            done = self.net.call(link.start_connect, dst, port, 0)
+            done = self.net.call(link.start_connect, dst, port, 0, scope)
             if not self.net.wait(done, None if tmo < 0 else tmo):
                 self.net.call(link.abort_connect)
                 if link.mode is not TcpMode.CONNECTED:
                     raise TimeoutError("timed out")
             return result()
-        done = link.start_connect(dst, port, 0)
+        done = link.start_connect(dst, port, 0, scope)
         if done.is_set():
             return result()
         finished = [False]
@@ -680,9 +684,10 @@ class SocketService:
             timer[0] = self.runtime.call_later(tmo, lambda: finish(True))
         return DEFER
 
-    def op_uconnect(self, sid: Any, ip: str, port: int, *, tail: bytes) -> list[Any]:
+    def op_uconnect(self, sid: Any, ip: str, port: int, scope: int = 0, *,
+                    tail: bytes) -> list[Any]:
         link = self._dgram(sid)
-        self.net.call(link.connect, ip_bytes(ip), int(port))
+        self.net.call(link.connect, ip_bytes(ip), int(port), int(scope))
         return [state_of(link)]
 
     def op_err(self, sid: Any, *, tail: bytes) -> list[Any]:
@@ -759,9 +764,10 @@ class SocketService:
         link = self._dgram(sid)
         return [self.net.call(link.send, bytes(tail))]
 
-    def op_sendto(self, sid: Any, ip: str, port: int, *, tail: bytes) -> list[Any]:
+    def op_sendto(self, sid: Any, ip: str, port: int, scope: int = 0, *,
+                  tail: bytes) -> list[Any]:
         link = self._dgram(sid)
-        sent = self.net.call(link.sendto, bytes(tail), ip_bytes(ip), int(port))
+        sent = self.net.call(link.sendto, bytes(tail), ip_bytes(ip), int(port), int(scope))
         return [sent, state_of(link)]
 
     def op_errrec(self, sid: Any, *, tail: bytes) -> list[Any]:

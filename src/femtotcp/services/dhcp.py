@@ -81,6 +81,14 @@ class Lease:
     search: list[str] = field(default_factory=list)
     mtu: int | None = None
 
+    def search_domains(self) -> list[str]:
+        """The resolver's search list from this lease, as dhclient writes
+        resolv.conf: the domain search option (119), else the domain name
+        (15; several names separated by spaces are each a domain)."""
+        if self.search:
+            return list(self.search)
+        return self.domain.split() if self.domain else []
+
     def describe(self, now: float | None = None) -> dict[str, object]:
         """What ``femtotcp ctl addr`` shows."""
         def rel(t: float | None) -> float | None:
@@ -111,7 +119,7 @@ class DhcpClient:
     renew_floor = 60.0             # RFC 2131 4.4.5: retransmit no faster than 60 s
     release_grace = 1.0            # keep the address this long after RELEASE (ARP reply)
     probe = True                   # ARP-check the offered address (RFC 2131 2.2, RFC 5227)
-    apply_dns = True               # hand the DNS servers to stack.resolver
+    apply_dns = True               # hand the DNS servers and search domains to stack.resolver
 
     def __init__(self, stack: Stack, iface: Interface) -> None:
         self.stack = stack
@@ -496,8 +504,10 @@ class DhcpClient:
                 stack.counters["dhcp.bad_router"] += 1
                 log.warning("DHCP router %s not usable: %s", ip_str(lease.router), exc)
                 lease.router = None
-        if self.apply_dns and lease.dns and stack.resolver is not None:
-            stack.resolver.servers = list(lease.dns)
+        if self.apply_dns and stack.resolver is not None:
+            if lease.dns:
+                stack.resolver.servers = list(lease.dns)
+            stack.resolver.set_lease_search(iface.name, lease.search_domains())
         self.lease = lease
         self.state = BOUND
         self.offer = None
@@ -531,8 +541,11 @@ class DhcpClient:
             if lease.router is not None:
                 stack.remove_route("0.0.0.0/0", iface)
             resolver = stack.resolver
-            if self.apply_dns and resolver is not None and resolver.servers == lease.dns:
-                resolver.servers = []
+            if self.apply_dns and resolver is not None:
+                if resolver.servers == lease.dns:
+                    resolver.servers = []
+                if self.lease is None:      # (a lease bound since has set its own)
+                    resolver.set_lease_search(iface.name, [])
 
         if grace > 0:
             stack.timers.call_later(grace, remove)

@@ -13,8 +13,9 @@
 * TC set: the same question again over TCP (RFC 7766 5, RFC 1035 4.2.2).
 * A cache that honours TTLs (capped) and caches NXDOMAIN/NODATA for the
   SOA-derived negative TTL (RFC 2308 5), bounded in entries (LRU).
-* A search list (resolv.conf's ``search``: the configured domains, then the
-  unexpired DNSSL domains of Router Advertisements, RFC 8106 5.2) applied as
+* A search list (resolv.conf's ``search``: the configured domains, those of
+  DHCP leases, then the unexpired DNSSL domains of Router Advertisements,
+  RFC 8106 5.2) applied as
   glibc's res_search does with ``ndots:1`` (``_Search``).
 
 All of it runs in the stack's loop thread; ``resolve`` calls ``on_done``
@@ -568,6 +569,9 @@ class Resolver:
         self.servers: list[bytes] = []
         #: Configured search domains, asked before those of Router Advertisements.
         self.search: list[str] = []
+        #: Search domains of DHCP leases by interface name, for a lease's
+        #: lifetime (``set_lease_search``), after the configured ones.
+        self.lease_search: dict[str, list[str]] = {}
         #: name -> addresses (packed bytes or text); consulted before DNS.
         self.hosts: dict[str, list[bytes | str]] = {}
         self.cache: OrderedDict[tuple[str, int], tuple[float, DnsResult]] = OrderedDict()
@@ -636,12 +640,23 @@ class Resolver:
                 out.append(addr)
         self.servers = out
 
+    def set_lease_search(self, iface: str, domains: list[str]) -> None:
+        """The search domains a DHCP lease on ``iface`` brings (none: the
+        lease ended), as dhclient's resolv.conf would have them: the domain
+        search option (119, RFC 3397), else the domain name (15)."""
+        if domains:
+            self.lease_search[iface] = list(domains)
+        else:
+            self.lease_search.pop(iface, None)
+
     def current_search(self) -> list[str]:
-        """The search list: the configured domains, then the unexpired DNSSL
-        domains of Router Advertisements (RFC 8106 5.2: a lifetime ends their
-        use), without repeats, at most ``max_search``."""
+        """The search list: the configured domains, those of DHCP leases, then
+        the unexpired DNSSL domains of Router Advertisements (RFC 8106 5.2: a
+        lifetime ends their use), without repeats, at most ``max_search``."""
         out: list[str] = []
         domains = list(self.search)
+        for leased in self.lease_search.values():
+            domains += leased
         ipv6 = self.stack.ipv6
         if ipv6 is not None:
             now = self.stack.now
