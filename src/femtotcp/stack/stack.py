@@ -401,7 +401,10 @@ class Stack:
             early = self.early_input
             if early is not None and early(iface, frame, csum_ok):
                 return          # a flood's bare SYN or RST, answered (proto/tcp/synguard.py)
-            fast = self.fast_receive6 if frame[12:13] == b"\x86" else self.fast_receive
+            fast = self.fast_receive
+            fast6 = self.fast_receive6
+            if fast6 is not None and frame[12:13] == b"\x86":
+                fast = fast6        # IPv6's ethertype (0x86DD) starts so; Ipv6.fast_input checks
             if fast is not None:
                 # The established-connection fast path (Ipv4.fast_input,
                 # Ipv6.fast_input for IPv6's ethertype): 1 is
