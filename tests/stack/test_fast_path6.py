@@ -12,10 +12,11 @@ limit of 0, VLAN tags, out-of-order data, echo requests of every kind.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 from femtolan import Recorder
+from test_fast_path import Outcome, World, establish, feed, finish, same_on_both
 
 from femtotcp.proto.tcp.config import TcpConfig
 from femtotcp.runtime import SimLoop
@@ -35,15 +36,6 @@ PORT = 80
 ODD_SOURCES = (OUR_IP, ipv6.ALL_NODES, ipv6.UNSPECIFIED, ipv6.LOOPBACK,
                ipv6.v4_mapped(ip_bytes("192.0.2.1")), bytes(12) + ip_bytes("192.0.2.1"))
 PEER_PORT = 40000
-
-
-class World(NamedTuple):
-    loop: SimLoop
-    stack: Stack
-    dev: Recorder
-    conn: Any
-    iss: int
-    got: bytearray
 
 
 def _frame(payload: bytes, nh: int = tcp.PROTO, *, src: bytes = PEER_IP,
@@ -109,23 +101,7 @@ def _world(fast: bool, timestamps: bool) -> World:
                                 dst_mac=ipv6.multicast_mac(ipv6.solicited_node(OUR_IP)),
                                 hop=255))
     lst = stack.tcp.listen(bytes(16), PORT)
-    opts = tcp.build_options(mss=1440, ts=(1, 0)) if timestamps else b""
-    stack.receive(iface, _tcp_frame(5000, 0, tcp.SYN, b"", opts))
-    loop.run(0)
-    synack = next(s for s in _sent(dev) if s[0] == "tcp")
-    iss = synack[2]
-    stack.receive(iface, _tcp_frame(5001, iss + 1, tcp.ACK, b"", _ts(timestamps, 2)))
-    loop.run(0)
-    conn = lst.accept()
-    assert conn is not None and conn.state == "ESTABLISHED"
-    got = bytearray()
-
-    def ev() -> None:
-        while (d := conn.recv(1 << 20)):
-            got.extend(d)
-    conn.on_event = ev
-    dev.sent.clear()
-    return World(loop, stack, dev, conn, iss, got)
+    return establish(loop, stack, dev, lst, timestamps, _tcp_frame, _sent, 1440)
 
 
 def _sent(dev: Recorder) -> list[tuple[Any, ...]]:
@@ -164,7 +140,7 @@ def _sent(dev: Recorder) -> list[tuple[Any, ...]]:
     return out
 
 
-def _play(fast: bool, timestamps: bool, csum_ok: bool) -> tuple[list[Any], bytes, dict[str, int]]:
+def _play(fast: bool, timestamps: bool, csum_ok: bool) -> Outcome:
     w = _world(fast, timestamps)
     stack, iface = w.stack, w.stack.interfaces[0]
     assert stack.ipv6 is not None
@@ -181,11 +157,7 @@ def _play(fast: bool, timestamps: bool, csum_ok: bool) -> tuple[list[Any], bytes
                           bytes((at or seq) % 251 for _ in range(n)), ts(), **kw)
 
     def play(frames: list[bytes]) -> None:
-        for i, frame in enumerate(frames):
-            stack.receive(iface, frame, None, csum_ok)
-            if i % 3 == 2:
-                w.loop.run(0)
-            sent.extend(_sent(w.dev))
+        feed(w, frames, csum_ok, _sent, sent)
         frames.clear()
 
     sent: list[Any] = []
@@ -267,22 +239,13 @@ def _play(fast: bool, timestamps: bool, csum_ok: bool) -> tuple[list[Any], bytes
     seq += 100
     frames.append(_tcp_frame(seq, una, tcp.ACK | tcp.FIN, b"", ts()))
     play(frames)
-    w.loop.run(0)
-    sent.extend(_sent(w.dev))
-    rel = [(s[0], s[1], (s[2] - w.iss) & 0xFFFFFFFF, *s[3:]) if s[0] == "tcp" else s
-           for s in sent]
-    assert w.conn.state == "CLOSE_WAIT"
-    return rel, bytes(w.got), dict(stack.counters.snapshot())
+    return finish(w, sent, _sent)
 
 
 @pytest.mark.parametrize("timestamps", [False, True])
 @pytest.mark.parametrize("csum_ok", [False, True])
 def test_fast_path6_decides_as_the_full_path(timestamps: bool, csum_ok: bool) -> None:
-    fast = _play(True, timestamps, csum_ok)
-    full = _play(False, timestamps, csum_ok)
-    assert fast[0] == full[0]
-    assert fast[1] == full[1]
-    assert fast[2] == full[2]
+    fast = same_on_both(lambda f: _play(f, timestamps, csum_ok))
     counters = {k: 0 for k in ("tcp.bad_checksum",)} | fast[2]
     # A first fragment not a multiple of 8 bytes long earns a Parameter
     # Problem (RFC 8200 4.5): with timestamps, 140 bytes.
