@@ -6,7 +6,9 @@ cProfile with ``python -m bench.run --path --profile``.
 
 Times are CPU time of this process (``time.process_time``), the best of
 ``--repeat`` runs: the machine is shared, and wall-clock time would measure the
-neighbours too. ``python -m bench.tcp_path [--repeat N] [--segments N]``.
+neighbours too. The IPv6 rows run the same connection over IPv6 (issue 13:
+TCP over IPv6 within 10% of IPv4). ``python -m bench.tcp_path [--repeat N]
+[--segments N]``.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ from typing import Any
 from femtotcp.phy.base import Device
 from femtotcp.runtime import SimLoop
 from femtotcp.stack import Stack
-from femtotcp.wire import arp, ethernet, ip_bytes, ipv4, mac_bytes, tcp
+from femtotcp.stack.config import StackConfig
+from femtotcp.wire import arp, ethernet, ip_bytes, ipv4, ipv6, mac_bytes, ndp, tcp
 
 OUR_MAC = mac_bytes("02:00:00:00:00:02")
 PEER_MAC = mac_bytes("02:00:00:00:00:01")
 OUR_IP = ip_bytes("192.0.2.2")
 PEER_IP = ip_bytes("192.0.2.1")
+OUR_IP6 = ip_bytes("2001:db8::2")
+PEER_IP6 = ip_bytes("2001:db8::1")
 MSS = 1448
 PORT = 9
 BATCH = 16      # frames per device read batch
@@ -61,7 +66,10 @@ class CountingDevice(Device):
         self.count += -(-(len(frame) - hdr_len) // gso_size) if gso_size else 1
 
 
-def _frame(segment: bytes) -> bytes:
+def _frame(segment: bytes, family: int = 4) -> bytes:
+    if family == 6:
+        return ethernet.build(OUR_MAC, PEER_MAC, ethernet.ETH_IPV6,
+                              ipv6.build(PEER_IP6, OUR_IP6, 6, segment))
     return ethernet.build(OUR_MAC, PEER_MAC, ethernet.ETH_IPV4,
                           ipv4.build(PEER_IP, OUR_IP, 6, segment))
 
@@ -70,10 +78,15 @@ def _segments(dev: CountingDevice) -> list[tuple[tcp.TcpHeader, bytes]]:
     out = []
     for frame in dev.sent:
         eth, body = ethernet.parse(frame)
-        if eth.ethertype != ethernet.ETH_IPV4:
+        if eth.ethertype == ethernet.ETH_IPV4:
+            hdr, payload = ipv4.parse(body)
+            proto = hdr.proto
+        elif eth.ethertype == ethernet.ETH_IPV6:
+            hdr6, payload = ipv6.parse(body)
+            proto = hdr6.next_header
+        else:
             continue
-        hdr, payload = ipv4.parse(body)
-        if hdr.proto == 6:
+        if proto == 6:
             t, data = tcp.parse(payload)
             out.append((t, bytes(data)))
     dev.sent.clear()
@@ -84,28 +97,52 @@ class PathRig:
     """A stack with one established connection to a scripted peer."""
 
     def __init__(self, on_accept: Callable[[Any], None], offload: bool = False,
-                 gro: bool = False) -> None:
+                 gro: bool = False, family: int = 4) -> None:
         self.loop = SimLoop()
         self.dev = CountingDevice(offload, gro)
-        self.stack = Stack("path")
+        self.family = family
+        #: The data per full-sized segment with timestamps (IPv6's header is 20 bytes more).
+        self.mss = MSS if family == 4 else MSS - 20
+        if family == 6:
+            self.peer, self.us = PEER_IP6, OUR_IP6
+            self.stack = Stack("path", modules=["arp", "ipv4", "icmp4", "udp", "tcp", "ipv6",
+                                                "icmp6"],
+                               config=StackConfig(ipv6_dad=False, ipv6_link_local=False))
+        else:
+            self.peer, self.us = PEER_IP, OUR_IP
+            self.stack = Stack("path")
         self.iface = self.stack.add_interface(self.dev, mac=OUR_MAC, ipv4="192.0.2.2/24")
         self.loop.add_stack(self.stack)
-        self.stack.receive(self.iface, ethernet.build(
-            ethernet.BROADCAST, PEER_MAC, ethernet.ETH_ARP,
-            arp.build(arp.REQUEST, PEER_MAC, PEER_IP, b"\0" * 6, OUR_IP)))
-        lst = self.stack.tcp.listen(b"\0\0\0\0", PORT)
+        if family == 6:
+            assert self.stack.ipv6 is not None
+            self.stack.ipv6.add_address(self.iface, OUR_IP6, 64)
+            # The peer's solicitation, then its solicited advertisement: REACHABLE.
+            group = ipv6.solicited_node(OUR_IP6)
+            for dst, dst_mac, msg in (
+                    (group, ipv6.multicast_mac(group),
+                     ndp.build_ns(PEER_IP6, group, OUR_IP6, PEER_MAC)),
+                    (OUR_IP6, OUR_MAC, ndp.build_na(PEER_IP6, OUR_IP6, PEER_IP6, solicited=True,
+                                                    target_lladdr=PEER_MAC))):
+                self.stack.receive(self.iface, ethernet.build(
+                    dst_mac, PEER_MAC, ethernet.ETH_IPV6,
+                    ipv6.build(PEER_IP6, dst, ipv6.PROTO_ICMP6, msg, 255)))
+        else:
+            self.stack.receive(self.iface, ethernet.build(
+                ethernet.BROADCAST, PEER_MAC, ethernet.ETH_ARP,
+                arp.build(arp.REQUEST, PEER_MAC, PEER_IP, b"\0" * 6, OUR_IP)))
+        lst = self.stack.tcp.listen(bytes(len(self.us)), PORT)
         self.peer_seq = 1000
         self.ts = 1
         opts = tcp.build_options(mss=1460, wscale=7, sack_perm=True, ts=(self.ts, 0))
-        self.stack.receive(self.iface, _frame(tcp.build(PEER_IP, OUR_IP, 40000, PORT,
-                                                        self.peer_seq, 0, tcp.SYN, 65535,
-                                                        b"", opts)))
+        self.stack.receive(self.iface, self.frame(tcp.build(self.peer, self.us, 40000, PORT,
+                                                            self.peer_seq, 0, tcp.SYN, 65535,
+                                                            b"", opts)))
         self.loop.run(0)
         (synack, _), = [s for s in _segments(self.dev) if s[0].flags & tcp.SYN]
         self.our_seq = synack.seq + 1
         self.peer_seq += 1
         self.their_ts = tcp.parse_options(synack.options).ts_val or 0
-        self.stack.receive(self.iface, _frame(self.segment(b"", self.our_seq)))
+        self.stack.receive(self.iface, self.frame(self.segment(b"", self.our_seq)))
         self.loop.run(0)
         conn = lst.accept()
         assert conn is not None
@@ -113,9 +150,12 @@ class PathRig:
         on_accept(conn)
         self.dev.keep = False
 
+    def frame(self, segment: bytes) -> bytes:
+        return _frame(segment, self.family)
+
     def segment(self, payload: bytes, ack: int, window: int = 0xFFFF) -> bytes:
         self.ts += 1
-        return tcp.build(PEER_IP, OUR_IP, 40000, PORT, self.peer_seq & 0xFFFFFFFF,
+        return tcp.build(self.peer, self.us, 40000, PORT, self.peer_seq & 0xFFFFFFFF,
                          ack & 0xFFFFFFFF, tcp.ACK, window, payload,
                          tcp.build_options(ts=(self.ts, self.their_ts)))
 
@@ -124,7 +164,8 @@ PUMP_CHUNK = 65536      # what the socket pump (api/sock_base.CHUNK) takes per s
 
 
 def receive_path(segments: int = 20000, prof: cProfile.Profile | None = None,
-                 gro: int = 1, csum_ok: bool = False, pair: str = "") -> tuple[float, int]:
+                 gro: int = 1, csum_ok: bool = False, pair: str = "",
+                 family: int = 4) -> tuple[float, int]:
     """CPU microseconds per received 1448-byte data segment; and ACKs sent.
 
     ``gro`` > 1 hands the stack GRO super-frames of that many segments (as a
@@ -171,12 +212,12 @@ def receive_path(segments: int = 20000, prof: cProfile.Profile | None = None,
             except BlockingIOError:
                 pass
 
-    rig = PathRig(drain, gro=gro > 1)
-    payload = bytes(MSS * gro)
+    rig = PathRig(drain, gro=gro > 1, family=family)
+    payload = bytes(rig.mss * gro)
     frames = []
     nframes = segments // gro
     for _ in range(nframes):
-        frames.append(_frame(rig.segment(payload, rig.our_seq)))
+        frames.append(rig.frame(rig.segment(payload, rig.our_seq)))
         rig.peer_seq += len(payload)
     receive = rig.stack.receive
     iface = rig.iface
@@ -205,7 +246,7 @@ def receive_path(segments: int = 20000, prof: cProfile.Profile | None = None,
 
 
 def send_path(acks: int = 10000, prof: cProfile.Profile | None = None,
-              per_ack: int = 2, offload: bool = False) -> tuple[float, int]:
+              per_ack: int = 2, offload: bool = False, family: int = 4) -> tuple[float, int]:
     """Microseconds per ACK received (each acking ``per_ack`` segments and
     opening room for as many more); and data segments sent. With ``offload``
     the device takes TSO writes (``per_ack`` 44: the kernel acking each 64 KB
@@ -219,7 +260,7 @@ def send_path(acks: int = 10000, prof: cProfile.Profile | None = None,
         conn.on_event = ev
         ev()
 
-    rig = PathRig(fill, offload)
+    rig = PathRig(fill, offload, family=family)
     receive = rig.stack.receive
     iface = rig.iface
     run = rig.loop.run
@@ -233,8 +274,8 @@ def send_path(acks: int = 10000, prof: cProfile.Profile | None = None,
         start = time.process_time()
         acked = conn.snd_una
         for _ in range(acks):
-            acked = min(acked + per_ack * MSS, conn.snd_max)
-            receive(iface, _frame(rig.segment(b"", acked)))
+            acked = min(acked + per_ack * rig.mss, conn.snd_max)
+            receive(iface, rig.frame(rig.segment(b"", acked)))
             run(0)
         elapsed = time.process_time() - start
         if prof is not None:
@@ -243,8 +284,8 @@ def send_path(acks: int = 10000, prof: cProfile.Profile | None = None,
     frames = []
     ack = rig.our_seq
     for _ in range(acks):
-        ack += per_ack * MSS
-        frames.append(_frame(rig.segment(b"", ack)))
+        ack += per_ack * rig.mss
+        frames.append(rig.frame(rig.segment(b"", ack)))
     before = rig.dev.count
     if prof is not None:
         prof.enable()
@@ -298,10 +339,34 @@ def receive_variants(repeat: int = 5, segments: int = 20000
     return [(n, r[0], r[1]) for n, r in rows]
 
 
+def family_variants(repeat: int = 5, segments: int = 20000
+                    ) -> list[tuple[str, float, float]]:
+    """The same per-segment figures over IPv4 and IPv6, runs taking turns:
+    (what, IPv4 us, IPv6 us)."""
+    cases: list[tuple[str, Callable[[int], tuple[float, int]]]] = [
+        ("receive, MTU frames, verified", lambda f: receive_path(segments, family=f)),
+        ("receive, MTU frames, vouched for",
+         lambda f: receive_path(segments, csum_ok=True, family=f)),
+        ("receive, 44-segment GRO, vouched for",
+         lambda f: receive_path(segments, gro=44, csum_ok=True, family=f)),
+        ("send, per ACK of 2 segments", lambda f: send_path(segments // 2, family=f)),
+    ]
+    rows = []
+    for name, fn in cases:
+        runs: dict[int, list[float]] = {4: [], 6: []}
+        for _ in range(repeat):
+            for fam in (4, 6):
+                runs[fam].append(fn(fam)[0])
+        rows.append((name, min(runs[4]), min(runs[6])))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.tcp_path")
     ap.add_argument("--repeat", type=int, default=5, help="runs per figure; best kept (5)")
     ap.add_argument("--segments", type=int, default=20000, help="segments per run (20000)")
+    ap.add_argument("--no-families", dest="families", action="store_false",
+                    help="skip the IPv4 / IPv6 rows")
     args = ap.parse_args(argv)
     for name, us, sent in receive_variants(args.repeat, args.segments):
         print(f"receive, {name:36s} {us:6.2f} us CPU per 1448-byte segment "
@@ -313,6 +378,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"send with TSO: {us:.2f} us CPU per ACK of 44 segments, {sent} segments for 2000 "
           f"ACKs ({us * 2000 / sent:.2f} us per segment, "
           f"{sent * 1448 / (us * 2000):.1f} MB/s)")
+    if args.families:
+        for name, us4, us6 in family_variants(args.repeat, args.segments):
+            print(f"{name:38s} IPv4 {us4:6.2f} us   IPv6 {us6:6.2f} us   "
+                  f"IPv6/IPv4 {us6 / us4:5.2f}")
 
 
 if __name__ == "__main__":

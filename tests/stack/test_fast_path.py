@@ -13,6 +13,7 @@ source).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pytest
@@ -56,12 +57,22 @@ def _world(fast: bool, timestamps: bool) -> World:
     assert stack.tcp is not None
     stack.receive(iface, arp_frame(arp.REQUEST, PEER_MAC, PEER_IP, bytes(6), OUR_IP))
     lst = stack.tcp.listen(bytes(4), PORT)
-    opts = tcp.build_options(mss=1460, ts=(1, 0)) if timestamps else b""
-    stack.receive(iface, _tcp_frame(5000, 0, tcp.SYN, b"", opts))
+    return establish(loop, stack, dev, lst, timestamps, _tcp_frame, _sent, 1460)
+
+
+def establish(loop: SimLoop, stack: Stack, dev: Recorder, lst: Any, timestamps: bool,
+              frame: Callable[..., bytes], sent: Callable[[Recorder], list[tuple[Any, ...]]],
+              mss: int) -> World:
+    """The peer's handshake with ``lst`` (its segments from ``frame(seq, ack,
+    flags, payload, options)``, ours read by ``sent``), from sequence number
+    5000; the connection's data is collected in ``World.got``."""
+    iface = stack.interfaces[0]
+    opts = tcp.build_options(mss=mss, ts=(1, 0)) if timestamps else b""
+    stack.receive(iface, frame(5000, 0, tcp.SYN, b"", opts))
     loop.run(0)
-    synack = next(s for s in _sent(dev) if s[0] == "tcp")
+    synack = next(s for s in sent(dev) if s[0] == "tcp")
     iss = synack[2]
-    stack.receive(iface, _tcp_frame(5001, iss + 1, tcp.ACK, b"", _ts(timestamps, 2)))
+    stack.receive(iface, frame(5001, iss + 1, tcp.ACK, b"", _ts(timestamps, 2)))
     loop.run(0)
     conn = lst.accept()
     assert conn is not None and conn.state == "ESTABLISHED"
@@ -73,6 +84,18 @@ def _world(fast: bool, timestamps: bool) -> World:
     conn.on_event = ev
     dev.sent.clear()
     return World(loop, stack, dev, conn, iss, got)
+
+
+def feed(w: World, frames: list[bytes], csum_ok: bool,
+         sent: Callable[[Recorder], list[tuple[Any, ...]]], out: list[Any]) -> None:
+    """Hand ``frames`` to the stack (a device batch every three) and add what
+    it sends to ``out``."""
+    iface = w.stack.interfaces[0]
+    for i, frame in enumerate(frames):
+        w.stack.receive(iface, frame, None, csum_ok)
+        if i % 3 == 2:
+            w.loop.run(0)
+        out.extend(sent(w.dev))
 
 
 def _ts(timestamps: bool, val: int) -> bytes:
@@ -129,9 +152,8 @@ def _sent(dev: Recorder) -> list[tuple[Any, ...]]:
     return out
 
 
-def _play(fast: bool, timestamps: bool, csum_ok: bool) -> tuple[list[Any], bytes, dict[str, int]]:
+def _play(fast: bool, timestamps: bool, csum_ok: bool) -> Outcome:
     w = _world(fast, timestamps)
-    stack, iface = w.stack, w.stack.interfaces[0]
     una = w.iss + 1
     seq = 5001
     tsv = [10]
@@ -190,28 +212,40 @@ def _play(fast: bool, timestamps: bool, csum_ok: bool) -> tuple[list[Any], bytes
     # The peer closes.
     frames.append(_tcp_frame(seq, una, tcp.ACK | tcp.FIN, b"", ts()))
     sent: list[Any] = []
-    for i, frame in enumerate(frames):
-        stack.receive(iface, frame, None, csum_ok)
-        if i % 3 == 2:
-            w.loop.run(0)
-        sent.extend(_sent(w.dev))
+    feed(w, frames, csum_ok, _sent, sent)
+    return finish(w, sent, _sent)
+
+
+Outcome = tuple[list[Any], bytes, dict[str, int]]
+
+
+def finish(w: World, sent: list[Any], read: Callable[[Recorder], list[tuple[Any, ...]]]
+           ) -> Outcome:
+    """After the peer's FIN: everything the stack sent (TCP sequence numbers
+    relative to its ISS, so two stacks compare), the data its connection
+    received, and its counters."""
     w.loop.run(0)
-    sent.extend(_sent(w.dev))
-    # Sequence numbers relative to each stack's ISS, so two stacks compare.
+    sent.extend(read(w.dev))
     rel = [(s[0], s[1], (s[2] - w.iss) & 0xFFFFFFFF, *s[3:]) if s[0] == "tcp" else s
            for s in sent]
     assert w.conn.state == "CLOSE_WAIT"
-    return rel, bytes(w.got), dict(stack.counters.snapshot())
+    return rel, bytes(w.got), dict(w.stack.counters.snapshot())
+
+
+def same_on_both(play: Callable[[bool], Outcome]) -> Outcome:
+    """``play(fast)`` with the fast path and without: the same outcome."""
+    fast = play(True)
+    full = play(False)
+    assert fast[0] == full[0]
+    assert fast[1] == full[1]
+    assert fast[2] == full[2]
+    return fast
 
 
 @pytest.mark.parametrize("timestamps", [False, True])
 @pytest.mark.parametrize("csum_ok", [False, True])
 def test_fast_path_decides_as_the_full_path(timestamps: bool, csum_ok: bool) -> None:
-    fast = _play(True, timestamps, csum_ok)
-    full = _play(False, timestamps, csum_ok)
-    assert fast[0] == full[0]
-    assert fast[1] == full[1]
-    assert fast[2] == full[2]
+    fast = same_on_both(lambda f: _play(f, timestamps, csum_ok))
     counters = {k: 0 for k in ("tcp.bad_checksum",)} | fast[2]
     # The scenario reached what it meant to: drops counted, echoes answered.
     assert counters["ipv4.bad_checksum"] == 1

@@ -21,6 +21,7 @@ from femtotcp.proto.ratelimit import ErrorRateLimit
 from femtotcp.wire import Malformed
 from femtotcp.wire import icmp6 as wire
 from femtotcp.wire import ipv6 as wire_ipv6
+from femtotcp.wire.checksum import ones_sum
 
 if TYPE_CHECKING:
     from femtotcp.stack.interface import Interface
@@ -37,6 +38,37 @@ class Icmp6(EchoTable):
         # bucket for ICMP and ICMPv6): whichever module comes second shares it.
         self.limit: ErrorRateLimit = stack.icmp.limit if stack.icmp is not None \
             else ErrorRateLimit(stack)
+        ipv6 = stack.ipv6
+        if ipv6 is not None:
+            ipv6.add_fast_protocol(wire.PROTO, self.fast_input6, ipv6.protocols[wire.PROTO])
+
+    def fast_input6(self, src: bytes, dst: bytes, data: memoryview, iface: Interface,
+                    tclass: int, csum_ok: bool) -> int:
+        """The IPv6 fast path's ICMPv6 handler (``Ipv6.fast_input``: a packet
+        to one of our unicast addresses from a plain unicast source): an echo
+        request with a good checksum is answered here as ``input`` answers it
+        (from the address it was sent to, its traffic class, code 0, through
+        ``Stack.ip_output``: the same hop limit and flow label); anything else
+        returns 0 for the full path. The reply is the request with type 129
+        and code 0, its checksum updated for that one word (RFC 1624): the
+        pseudo-header is the same with the addresses swapped, and the request's
+        words sum to zero, so the reply's without the checksum sum to
+        ``0x100 - code - HC`` modulo 0xFFFF; never zero in full (the
+        pseudo-header's next header is 58), so the checksum ``wire.build``
+        puts there is 0 exactly when that is."""
+        n = len(data)
+        if n < 8 or data[0] != wire.ECHO_REQUEST \
+                or ones_sum(data, wire_ipv6.pseudo_sum(src, dst, wire.PROTO, n)) != 0xFFFF:
+            return 0
+        counters = self.stack.counters
+        counters["icmp6.rx"] += 1
+        r = (0x100 - data[1] - (data[2] << 8 | data[3])) % 0xFFFF
+        csum = 0xFFFF - r if r else 0
+        self.stack.ip_output(src, wire.PROTO,
+                             b"".join((bytes((wire.ECHO_REPLY, 0, csum >> 8, csum & 0xFF)),
+                                       data[4:])), src=dst, tos=tclass)
+        counters["icmp6.echo_replied"] += 1
+        return 1
 
     # -- ping (proto/echo.py) --------------------------------------------------------
     def send_echo(self, ident: int, dst: bytes, seq: int, payload: bytes,

@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -46,6 +47,7 @@ except ImportError:               # pragma: no cover - a Python built without it
 
 if TYPE_CHECKING:
     from femtotcp.stack.interface import Interface
+    from femtotcp.stack.ipv4 import FastHandler
     from femtotcp.stack.stack import IpErrorHandler, Stack
 
 log = logging.getLogger("femtotcp.ipv6")
@@ -65,6 +67,13 @@ _NDP_TYPES = frozenset({133, 134, 135, 136, 137})
 _MLD_TYPES = frozenset({130, 131, 132, 143})
 MLD_UNSOLICITED_INTERVAL = 1.0   # RFC 3810 9.11 (Linux mldv2_unsolicited_report_interval)
 IDGEN_RETRIES = 3        # RFC 7217 6: stable-privacy addresses tried after a DAD conflict
+#: What the fast path reads of an Ethernet + IPv6 header, in one call: MACs,
+#: ethertype, version/traffic class/flow label, payload length, next header,
+#: hop limit, addresses.
+_FAST_RX = struct.Struct("!6s6sHIHBB16s16s")
+#: ::/80 holds ::, ::1, the v4-mapped and the v4-compatible addresses: no
+#: fast-path source starts with it.
+_ZERO80 = bytes(10)
 
 
 class _FragHead(NamedTuple):
@@ -101,6 +110,9 @@ class Ipv6:
         #: Interfaces whose unicast to any address is ours to take (a gateway's
         #: guest side, as ``Ipv4.accept_any``).
         self.accept_any: set[Interface] = set()
+        #: Next header -> (fast handler, the full handler it stands for in
+        #: ``protocols``): ``add_fast_protocol``; see ``fast_input``.
+        self.fast_protocols: dict[int, tuple[FastHandler, object]] = {}
         self.ndp = Ndp(stack, self)
         stack.ethertypes[ethernet.ETH_IPV6] = self.input
         stack.set_ip_output(16, self.output)
@@ -373,6 +385,54 @@ class Ipv6:
                               ethernet.ETH_IPV6, packet)
 
     # -- input -----------------------------------------------------------------------
+    def add_fast_protocol(self, nh: int, handler: FastHandler, full: object) -> None:
+        """Give next header ``nh`` a fast handler standing in for ``full``, the
+        handler its protocol put in ``protocols`` (as ``Ipv4.add_fast_protocol``:
+        used only while that entry is still ``full``). The stack then tries
+        ``fast_input`` on every IPv6 frame before its full path."""
+        self.fast_protocols[nh] = (handler, full)
+        self.stack.fast_receive6 = self.fast_input
+
+    def fast_input(self, iface: Interface, frame: bytes | memoryview, csum_ok: bool) -> int:
+        """``Ipv4.fast_input``'s twin: an untagged Ethernet frame to our MAC
+        carrying an IPv6 packet whose next header (no extension headers) has a
+        fast handler, hop limit above 0, from a unicast source that is not ours
+        (not multicast, not in ::/80: neither ::, ::1 nor v4-mapped) to one of
+        our usable unicast addresses (``stack.local_addresses``: never a
+        tentative or duplicate one, RFC 4862 5.4, as ``input`` decides), whole
+        in the frame (Ethernet padding cut). One ``struct`` call, then the
+        handler (``(src, dst, payload, iface, traffic class, csum_ok) -> int``,
+        see ``ipv4.FastHandler``). Whatever fails a check, and whatever the
+        handler leaves, returns 0 or 2 before any state changed, and
+        ``Stack.receive`` runs the full path on the frame: these checks are a
+        subset of ``Stack.receive``'s and ``input``'s (``wire.parse``,
+        ``check_addresses``, the land and destination checks)."""
+        n = len(frame)
+        if n < 62 or iface.vlan is not None:
+            return 0
+        device = iface.device
+        if device.raw_ip or (n > iface.mtu + 18 and not device.gro):
+            return 0
+        dmac, smac, etype, vtf, plen, nh, hop, src, dst = _FAST_RX.unpack_from(frame)
+        if etype != 0x86DD or vtf >> 28 != 6 or dmac != iface.mac or smac == dmac \
+                or plen + 54 > n or not hop:
+            return 0
+        entry = self.fast_protocols.get(nh)
+        if entry is None:
+            return 0
+        handler, full = entry
+        if self.protocols.get(nh) is not full:
+            return 0
+        stack = self.stack
+        local = stack.local_addresses
+        if dst not in local or src in local or src[0] == 0xFF or src[:10] == _ZERO80:
+            return 0
+        done = handler(src, dst, memoryview(frame)[54:54 + plen], iface, (vtf >> 20) & 0xFF,
+                       csum_ok)
+        if done == 1:
+            stack.counters["ipv6.rx"] += 1
+        return done
+
     def input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview,
               csum_ok: bool = False) -> None:
         """The ethertype handler. ``csum_ok`` (the device vouched for the

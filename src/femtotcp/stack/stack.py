@@ -135,6 +135,9 @@ class Stack:
         #: The IPv4 fast path (``Ipv4.fast_input``), set once a protocol
         #: registers a fast handler with it (TCP does); tried first on every frame.
         self.fast_receive: Callable[[Interface, bytes | memoryview, bool], int] | None = None
+        #: IPv6's (``Ipv6.fast_input``), tried instead for frames whose
+        #: ethertype's first byte is 0x86.
+        self.fast_receive6: Callable[[Interface, bytes | memoryview, bool], int] | None = None
         #: Datagrams to our own addresses, delivered on the next poll (never re-entrant).
         self._local: deque[tuple[bytes, Interface]] = deque()
         #: Callbacks run on close (services register here).
@@ -399,8 +402,12 @@ class Stack:
             if early is not None and early(iface, frame, csum_ok):
                 return          # a flood's bare SYN or RST, answered (proto/tcp/synguard.py)
             fast = self.fast_receive
+            fast6 = self.fast_receive6
+            if fast6 is not None and frame[12:13] == b"\x86":
+                fast = fast6        # IPv6's ethertype (0x86DD) starts so; Ipv6.fast_input checks
             if fast is not None:
-                # The established-connection fast path (Ipv4.fast_input): 1 is
+                # The established-connection fast path (Ipv4.fast_input,
+                # Ipv6.fast_input for IPv6's ethertype): 1 is
                 # done; 2 is "not taken, but the TCP checksum was verified",
                 # which the full path then need not verify again.
                 done = fast(iface, frame, csum_ok)

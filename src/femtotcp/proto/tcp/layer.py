@@ -101,7 +101,8 @@ class Tcp:
         """Carry TCP over IPv6 too (next header 6): the same input (the
         pseudo-header sum over 16-byte addresses is the same expression) and
         the same ICMP error path (Linux's tcp_v6_err acts as tcp_v4_err)."""
-        ipv6.protocols[wire.PROTO] = self.input
+        full = ipv6.protocols[wire.PROTO] = self.input
+        ipv6.add_fast_protocol(wire.PROTO, self.fast_input6, full)
         ipv6.error_handlers[wire.PROTO] = self.on_ip_error
 
     def _env_for(self, raddr: bytes) -> StackEnv:
@@ -279,6 +280,11 @@ class Tcp:
             if (mod_ffff(value) + conn._psum + n) % 0xFFFF:
                 return 0
         return 1 if conn.fast_input(seq, ack, off_flags & 0xFF, window, segment, hlen) else 2
+
+    #: The IPv6 fast path's TCP handler (``Ipv6.fast_input``): the very same
+    #: steps, the connection's ``_psum`` being its pseudo-header's address
+    #: part for either family (a 16-bit length and next header 6 sum as IPv4's).
+    fast_input6 = fast_input4
 
     def input(self, ip: Ipv4Header | Ipv6Header, segment: memoryview, iface: Interface,
               packet: memoryview, csum_ok: bool = False) -> None:
