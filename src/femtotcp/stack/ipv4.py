@@ -353,10 +353,12 @@ class Ipv4:
         counters["ipv4.tx"] += 1
         if gso_size:
             counters["ipv4.tx_tso"] += 1
-        packet = wire_ipv4.build(src, dst, 6, segment, stack.config.ttl, tos,
-                                 self._next_ident(dst, 6), wire_ipv4.DF)
+        head = wire_ipv4.header_only(src, dst, 6, len(segment), stack.config.ttl, tos,
+                                     self._next_ident(dst, 6), wire_ipv4.DF)
         start = path.csum_start
-        path.device.send_offload(path.eth + packet, gso_size, start, 16, start + tcp_hlen)
+        # Ethernet + IPv4 + segment joined in one copy.
+        path.device.send_offload(b"".join((path.eth, head, segment)), gso_size, start, 16,
+                                 start + tcp_hlen)
 
     def _remember(self, dst: bytes, route: Route, next_hop: bytes, src: bytes) -> None:
         """After a unicast datagram went out through ARP: a per-destination

@@ -111,8 +111,8 @@ def build(src: bytes, dst: bytes, next_header: int, payload: bytes | bytearray |
           hop_limit: int = 64, traffic_class: int = 0, flow_label: int = 0) -> bytes:
     """A whole datagram: fixed header plus ``payload`` (extension headers
     included, ``next_header`` naming the first)."""
-    return header_only(src, dst, next_header, len(payload), hop_limit, traffic_class,
-                       flow_label) + bytes(payload)
+    return b"".join((header_only(src, dst, next_header, len(payload), hop_limit,
+                                 traffic_class, flow_label), payload))     # one copy
 
 
 def emit(buf: bytearray, offset: int, src: bytes, dst: bytes, next_header: int,
