@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mtu", type=int, default=1500, help="the guest link's MTU (default 1500)")
     p.add_argument("--pcap", metavar="FILE", help="capture the guest side")
     p.add_argument("-t", dest="tcp_forwards", action="append", default=[],
-                   metavar="[ADDR:]HOSTPORT:GUESTPORT", help="forward a host TCP port")
+                   metavar="[ADDR:]HOSTPORT:GUESTPORT",
+                   help="forward a host TCP port (an IPv6 ADDR in brackets: [::]:8080:80)")
     p.add_argument("-u", dest="udp_forwards", action="append", default=[],
                    metavar="[ADDR:]HOSTPORT:GUESTPORT", help="forward a host UDP port")
     p.add_argument("--dns-upstream", action="append", default=[], metavar="ADDR",
