@@ -27,6 +27,7 @@ from femtotcp.gateway.dns_forward import DnsForwarder, resolv_conf_servers
 from femtotcp.gateway.flows import Limits
 from femtotcp.gateway.nat import Nat, UdpForward
 from femtotcp.gateway.ra import RouterAdvertiser
+from femtotcp.host import Capturing
 from femtotcp.phy.netns import entered_fd
 from femtotcp.runtime import Runtime
 from femtotcp.stack.config import StackConfig
@@ -258,7 +259,7 @@ def in_netns(spec: str | None) -> Iterator[None]:
         yield
 
 
-class Gateway:
+class Gateway(Capturing):
     """A stack on the guest's device with NAT, DHCP, DNS and port forwards."""
 
     def __init__(self, opts: GatewayOptions, runtime: Runtime | None = None,
@@ -433,19 +434,6 @@ class Gateway:
     def flow_rows(self) -> list[dict[str, Any]]:
         now = self.stack.now
         return [f.describe(now) for f in self.nat.table]
-
-    # -- capture (``HostLike``) -----------------------------------------------------------
-    def start_capture(self, path: str) -> None:
-        from femtotcp.phy.pcap import PcapWriter
-        self.stop_capture()
-        self.pcap = PcapWriter(path)
-        self.pcap.attach(self.device)
-
-    def stop_capture(self) -> None:
-        if self.pcap is not None:
-            self.pcap.detach(self.device)
-            self.pcap.close()
-            self.pcap = None
 
     def describe(self) -> str:
         net, plen, *_ = self.opts.addresses()
