@@ -109,7 +109,8 @@ class GatewayOptions:
     allow_host_loopback: bool = False
     forward_masquerade: bool = False
     max_flows: int = 4096
-    #: ``--qemu-stream``: how many QEMU connections at once (each a guest on a switch).
+    #: ``--qemu-stream``/``--qemu-dgram``: how many QEMUs at once (each a guest on a
+    #: switch: a connection, or a sender address).
     max_guests: int = 1
     udp_timeout: float = 120.0
     connect_timeout: float = 20.0
@@ -212,8 +213,9 @@ class GatewayOptions:
             raise ValueError(f"--mtu {self.mtu}: out of range 576..65520")
         if not 1 <= self.max_guests <= 1024:
             raise ValueError(f"--max-guests {self.max_guests}: out of range 1..1024")
-        if self.max_guests > 1 and not self.qemu_stream:
-            raise ValueError("--max-guests goes with --qemu-stream (repeat --tap for TAPs)")
+        if self.max_guests > 1 and not (self.qemu_stream or self.qemu_dgram):
+            raise ValueError("--max-guests goes with --qemu-stream or --qemu-dgram "
+                             "(repeat --tap for TAPs)")
         if self.max_flows < 1:
             raise ValueError(f"--max-flows {self.max_flows}: must be >= 1")
         if not self.udp_timeout > 0:
@@ -310,6 +312,13 @@ class Gateway(Capturing):
                 self.hub = QemuStreamHub(self.device,
                                          qemu.unix_path(opts.qemu_stream, "--qemu-stream"),
                                          opts.max_guests, mtu=opts.mtu)
+            elif opts.qemu_dgram and opts.max_guests > 1:
+                # Several QEMUs: each sender address a port of a switch.
+                from femtotcp.gateway.switch import GuestSwitch, QemuDgramHub
+                self.device = GuestSwitch([], mtu=opts.mtu, name="qemu-dgram")
+                self.hub = QemuDgramHub(self.device,
+                                        qemu.unix_path(opts.qemu_dgram, "--qemu-dgram"),
+                                        opts.max_guests, mtu=opts.mtu)
             elif opts.qemu_stream:
                 self.device = qemu.QemuStreamDevice(
                     qemu.unix_path(opts.qemu_stream, "--qemu-stream"), mtu=opts.mtu)
