@@ -103,6 +103,32 @@ def test_each_sender_is_a_guest_and_one_too_many_is_refused(hub: Any, tmp_path: 
         s.close()
 
 
+def test_a_refused_sender_takes_the_place_of_a_peer_whose_socket_went(
+        hub: Any, tmp_path: Path) -> None:
+    h, sw, got, watches = hub
+    a, b, c = (_qemu(tmp_path, n) for n in ("a", "b", "c"))
+    bcast = b"\xff" * 6
+    for i, s in enumerate((a, b), 1):
+        s.sendto(_frame(bcast, _mac(i), b"hello"), h.path)
+    h.on_readable()
+    _recv_all(a)
+    _recv_all(b)
+    b.close()                       # the socket file stays: ECONNREFUSED
+    c.sendto(_frame(bcast, _mac(3), b"from c"), h.path)
+    h.on_readable()
+    assert len(sw.ports) == 2 and sw.counters["disconnects"] == 1
+    assert sw.counters["switch.guest_limit"] == 0
+    assert [f[14:20] for f in _recv_all(a)] == [b"from c"]
+    # A live peer is not dropped by the check: one more sender is refused.
+    d = _qemu(tmp_path, "d")
+    h._probed = -1e18
+    d.sendto(_frame(bcast, _mac(4), b"from d"), h.path)
+    h.on_readable()
+    assert sw.counters["switch.guest_limit"] == 1 and len(sw.ports) == 2
+    for s in (a, c, d):
+        s.close()
+
+
 def test_short_datagrams_are_dropped(hub: Any, tmp_path: Path) -> None:
     h, sw, got, watches = hub
     a = _qemu(tmp_path, "a")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -219,9 +220,12 @@ class QemuDgramHub:
     socket (nothing to answer to), are dropped (``switch.guest_limit``,
     ``switch.unnamed_peer``). A datagram protocol says nothing when a peer goes:
     a port leaves the switch when sending to it finds its socket gone
-    (ECONNREFUSED, ENOENT: ``disconnects``)."""
+    (ECONNREFUSED, ENOENT: ``disconnects``), and when a sender is refused for
+    the limit the peers are checked first (a ``connect`` to each address, at
+    most once per ``PROBE_INTERVAL`` s: nothing is sent to them)."""
 
     BATCH = 128
+    PROBE_INTERVAL = 1.0
 
     def __init__(self, switch: GuestSwitch, path: str, max_guests: int,
                  mtu: int = 1500) -> None:
@@ -233,6 +237,7 @@ class QemuDgramHub:
         self.joined = 0
         self.peers: dict[str, _DgramPeer] = {}
         self._watch: Watch | None = None
+        self._probed = -1e18
         _clear_stale(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK
                              | socket.SOCK_CLOEXEC)
@@ -273,7 +278,7 @@ class QemuDgramHub:
                 continue
             peer = self.peers.get(addr)
             if peer is None:
-                if len(self.peers) >= self.max_guests:
+                if len(self.peers) >= self.max_guests and not self._reap():
                     sw.counters["switch.guest_limit"] += 1
                     continue
                 self.joined += 1
@@ -285,6 +290,24 @@ class QemuDgramHub:
         for peer, frame in got:
             if peer.addr in self.peers:
                 peer.deliver(frame)
+
+    def _reap(self) -> bool:
+        """Drop the peers whose socket is gone; True if that made room."""
+        now = time.monotonic()
+        if now - self._probed < self.PROBE_INTERVAL:
+            return False
+        self._probed = now
+        for peer in list(self.peers.values()):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            try:
+                probe.connect(peer.addr)
+            except (ConnectionRefusedError, FileNotFoundError):
+                self.drop(peer)
+            except OSError:
+                pass
+            finally:
+                probe.close()
+        return len(self.peers) < self.max_guests
 
     def send_to(self, peer: _DgramPeer, frame: bytes) -> None:
         sock, sw = self.sock, self.switch
