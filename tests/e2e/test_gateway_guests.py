@@ -2,7 +2,8 @@
 in its own namespace; or ``--qemu-stream`` with ``--max-guests``): each gets
 its own DHCP lease on the same --net (and SLAAC address on --net6), all reach
 the host's server through the NAT, and they reach each other directly (ping,
-TCP both families) through the gateway's switch."""
+TCP both families) through the gateway's switch. ``--qemu-dgram`` with
+``--max-guests``: each QEMU's socket address is a guest likewise."""
 
 from __future__ import annotations
 
@@ -190,6 +191,77 @@ def test_several_qemu_connections_are_several_guests(tmp_path: Path) -> None:
             raise AssertionError("the third guest never got a lease")
         assert "1 received" in gc.run("ping", "-c", "1", "-W", "3", leases[0]).stdout
         assert "1 received" in ga.run("ping", "-c", "1", "-W", "3", GATEWAY).stdout
+        gw.terminate()
+        gw.wait(10)
+        assert not sock_path.exists()
+
+
+def test_several_qemu_dgram_peers_are_several_guests(tmp_path: Path) -> None:
+    """--qemu-dgram with --max-guests 2: two QEMU stand-ins (each its own bound
+    socket, relaying a kernel TAP in its own namespace) are two guests with
+    their own leases that reach the host and each other; a third gets nothing
+    while both live, and takes the place of one whose QEMU went."""
+    require_kernel()
+    for prog in ("busybox", "curl", "ping"):
+        require_program(prog)
+    with netns("gwdH") as host, netns("gwdA") as ga, netns("gwdB") as gb, \
+            netns("gwdC") as gc:
+        body = _host_server(host, tmp_path, 2 * 1024 * 1024)
+        sock_path = tmp_path / "d.sock"
+        log = tmp_path / "gateway.log"
+        src = str(Path(__file__).resolve().parents[2] / "src")
+        env = dict(os.environ, PYTHONPATH=src)
+        gw = host.popen(sys.executable, "-m", "femtotcp", "gateway", "--qemu-dgram",
+                        f"unix:{sock_path}", "--max-guests", "2", "--net", NET, "--net6", NET6,
+                        "--dns-upstream", SERVER, stdout=log.open("w"),
+                        stderr=subprocess.STDOUT, text=True, env=env)
+        _wait(lambda: "femtotcp: gateway on" in log.read_text() or gw.poll() is not None,
+              20, "the gateway")
+        assert gw.poll() is None, log.read_text()
+        script = tmp_path / "udhcpc.sh"
+        script.write_text(UDHCPC_SCRIPT.replace("/etc/resolv.conf", str(tmp_path / "r")))
+        script.chmod(0o755)
+
+        def relay(g: Netns) -> subprocess.Popen[bytes]:
+            proc: subprocess.Popen[bytes] = g.popen(
+                sys.executable, "-c", QEMU_PEER, "dgram", str(sock_path), TAP,
+                str(tmp_path / f"{g.name}.qemu"), env=env)
+            _wait(lambda: g.ip("link", "show", TAP, check=False).returncode == 0, 20,
+                  "the relay's TAP")
+            return proc
+
+        def lease(g: Netns, check: bool = True) -> str:
+            res = g.run("busybox", "udhcpc", "-i", TAP, "-f", "-q", "-n", "-t", "3", "-T",
+                        "1", "-s", str(script), timeout=30, check=check)
+            if res.returncode != 0:
+                return ""
+            out = g.run("ip", "-4", "-o", "addr", "show", "dev", TAP).stdout
+            return out.split("inet ")[1].split("/")[0]
+
+        relays = [relay(ga), relay(gb)]
+        leases = [lease(ga), lease(gb)]
+        assert len(set(leases)) == 2
+        for g in (ga, gb):
+            got = tmp_path / f"got-{g.name}.bin"
+            g.run("curl", "-sS", "--fail", "-o", str(got), f"http://{SERVER}:8000/f.bin",
+                  timeout=60)
+            assert got.read_bytes() == body
+        assert "2 received" in ga.run("ping", "-c", "2", "-W", "3", leases[1]).stdout
+        # A third QEMU is one too many while both live: its guest gets no lease.
+        third = relay(gc)
+        assert lease(gc, check=False) == ""
+        # B's QEMU goes (its socket file stays): C takes its place.
+        relays[1].terminate()
+        relays[1].wait(10)
+        assert lease(gc) not in ("", leases[0])
+        assert "1 received" in gc.run("ping", "-c", "1", "-W", "3", leases[0]).stdout
+        got = tmp_path / "got-c.bin"
+        gc.run("curl", "-sS", "--fail", "-o", str(got), f"http://{SERVER}:8000/f.bin",
+               timeout=60)
+        assert got.read_bytes() == body
+        for proc in (relays[0], third):
+            proc.terminate()
+            proc.wait(10)
         gw.terminate()
         gw.wait(10)
         assert not sock_path.exists()
