@@ -121,7 +121,52 @@ class GuestSwitch(Device):
         super().close()
 
 
-class QemuStreamHub:
+class _Hub:
+    """The Unix socket at ``path`` that a hub's QEMUs reach (``kind``: stream or
+    datagram), bound afresh (a stale file replaced) and read by the loop; each
+    QEMU becomes a port of ``switch``, at most ``max_guests`` at once."""
+
+    def __init__(self, switch: GuestSwitch, path: str, max_guests: int, mtu: int,
+                 kind: int) -> None:
+        from femtotcp.phy.qemu import _clear_stale
+        self.switch = switch
+        self.path = path
+        self.max_guests = max_guests
+        self.mtu = mtu
+        self._watch: Watch | None = None
+        _clear_stale(path)
+        sock = socket.socket(socket.AF_UNIX, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        try:
+            sock.bind(path)
+            self._ready(sock)
+        except OSError:
+            sock.close()
+            raise
+        self.sock: socket.socket | None = sock
+
+    def _ready(self, sock: socket.socket) -> None:
+        """Set up the bound socket (listen, buffers)."""
+
+    def _drop_guests(self) -> None:
+        raise NotImplementedError
+
+    def start(self, watch: Watch) -> None:
+        self._watch = watch
+        if self.sock is not None:
+            watch(self.sock.fileno(), True, False, self)
+
+    def close(self) -> None:
+        self._drop_guests()
+        if self.sock is not None:
+            if self._watch is not None:
+                self._watch(self.sock.fileno(), False, False, self)
+            self.sock.close()
+            self.sock = None
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+class QemuStreamHub(_Hub):
     """``--qemu-stream unix:PATH --max-guests N``: a listener whose every
     connection (one QEMU each, QEMU's length-prefixed framing) becomes a port
     of ``switch`` until it closes; past ``max_guests`` a connection is closed
@@ -129,32 +174,15 @@ class QemuStreamHub:
 
     def __init__(self, switch: GuestSwitch, path: str, max_guests: int,
                  mtu: int = 1500) -> None:
-        from femtotcp.phy.qemu import _clear_stale
-        self.switch = switch
-        self.path = path
-        self.max_guests = max_guests
-        self.mtu = mtu
         self.accepted = 0
-        self._watch: Watch | None = None
-        _clear_stale(path)
-        lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
-                            | socket.SOCK_CLOEXEC)
-        try:
-            lst.bind(path)
-            lst.listen(max_guests)
-        except OSError:
-            lst.close()
-            raise
-        self.listener: socket.socket | None = lst
+        super().__init__(switch, path, max_guests, mtu, socket.SOCK_STREAM)
 
-    def start(self, watch: Watch) -> None:
-        self._watch = watch
-        if self.listener is not None:
-            watch(self.listener.fileno(), True, False, self)
+    def _ready(self, sock: socket.socket) -> None:
+        sock.listen(self.max_guests)
 
     def on_readable(self) -> None:
         from femtotcp.phy.qemu import QemuStreamDevice
-        lst, watch, sw = self.listener, self._watch, self.switch
+        lst, watch, sw = self.sock, self._watch, self.switch
         if lst is None or watch is None:
             return
         for _ in range(16):
@@ -187,16 +215,9 @@ class QemuStreamHub:
             self.switch.counters["disconnects"] += 1
             self.switch.remove_port(dev)
 
-    def close(self) -> None:
+    def _drop_guests(self) -> None:
         for port in list(self.switch.ports):
             port.close()
-        if self.listener is not None:
-            if self._watch is not None:
-                self._watch(self.listener.fileno(), False, False, self)
-            self.listener.close()
-            self.listener = None
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
 
 
 class _DgramPeer(Device):
@@ -213,7 +234,7 @@ class _DgramPeer(Device):
         self.hub.send_to(self, frame)
 
 
-class QemuDgramHub:
+class QemuDgramHub(_Hub):
     """``--qemu-dgram unix:PATH --max-guests N``: one datagram socket whose every
     sender address (a QEMU's ``-netdev dgram,local.path=...``) becomes a port of
     ``switch``. Datagrams from one more sender than N, or from an unnamed
@@ -229,32 +250,15 @@ class QemuDgramHub:
 
     def __init__(self, switch: GuestSwitch, path: str, max_guests: int,
                  mtu: int = 1500) -> None:
-        from femtotcp.phy.qemu import _clear_stale
-        self.switch = switch
-        self.path = path
-        self.max_guests = max_guests
-        self.mtu = mtu
         self.joined = 0
         self.peers: dict[str, _DgramPeer] = {}
-        self._watch: Watch | None = None
         self._probed = -1e18
-        _clear_stale(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK
-                             | socket.SOCK_CLOEXEC)
-        try:
-            sock.bind(path)
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        except OSError:
-            sock.close()
-            raise
-        self.sock: socket.socket | None = sock
+        super().__init__(switch, path, max_guests, mtu, socket.SOCK_DGRAM)
 
-    def start(self, watch: Watch) -> None:
-        self._watch = watch
-        if self.sock is not None:
-            watch(self.sock.fileno(), True, False, self)
+    def _ready(self, sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
 
     def on_readable(self) -> None:
         from femtotcp.phy.qemu import MAX_FRAME
@@ -329,13 +333,6 @@ class QemuDgramHub:
             self.switch.counters["disconnects"] += 1
             self.switch.remove_port(peer)
 
-    def close(self) -> None:
+    def _drop_guests(self) -> None:
         for peer in list(self.peers.values()):
             self.drop(peer)
-        if self.sock is not None:
-            if self._watch is not None:
-                self._watch(self.sock.fileno(), False, False, self)
-            self.sock.close()
-            self.sock = None
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
