@@ -8,6 +8,7 @@ reaches the IPv4 lease from .2 when the gateway knows no IPv6 guest."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -162,3 +163,38 @@ def test_an_ipv6_client_of_the_ipv4_lease_is_shown_as_the_gateway() -> None:
     finally:
         nat.close()
         b.close()
+
+
+def _free_port(family: socket.AddressFamily, kind: int) -> int:
+    with socket.socket(family, kind) as s:
+        s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("net6", ["2001:db8:1::/64", None])
+def test_the_gateway_lists_ipv6_forwards_with_where_they_go_now(
+        tmp_path: Path, net6: str | None) -> None:
+    from femtotcp.gateway.gateway import Gateway, GatewayOptions
+    tp = _free_port(socket.AF_INET6, socket.SOCK_STREAM)
+    up = _free_port(socket.AF_INET6, socket.SOCK_DGRAM)
+    gw = Gateway(GatewayOptions(qemu_dgram=f"unix:{tmp_path}/g.sock", net="192.0.2.0/24",
+                                net6=net6, dns_upstream=["198.51.100.1"],
+                                tcp_forwards=[f"[::1]:{tp}:80"],
+                                udp_forwards=[f"[::1]:{up}:53"]))
+    try:
+        # Nothing heard from the guest yet: the first lease.
+        assert gw.forward_rows() == [
+            {"proto": "tcp", "host": f"[::1]:{tp}", "guest": "192.0.2.15:80"},
+            {"proto": "udp", "host": f"[::1]:{up}", "guest": "192.0.2.15:53"}]
+        gw.nat.saw6(ip_bytes("2001:db8:1::5"))
+        want = "[2001:db8:1::5]" if net6 else "192.0.2.15"
+        assert [r["guest"] for r in gw.forward_rows()] == [f"{want}:80", f"{want}:53"]
+        assert f"forward tcp [::1]:{tp} -> {want}:80" in gw.describe()
+        with pytest.raises(ValueError, match="forwarded already"):
+            gw.add_forward("tcp", f"[0:0::1]:{tp}:81")
+        gw.remove_forward("udp", f"[::1]:{up}:53")
+        with pytest.raises(KeyError, match=rf"\[::1\]:{up}"):
+            gw.remove_forward("udp", f"[::1]:{up}:53")
+    finally:
+        gw.close()
