@@ -157,7 +157,28 @@ class HostOptions:
                 raise ValueError(f"--gateway6 {self.gateway6}: not a unicast IPv6 address")
 
 
-class Host:
+class Capturing:
+    """``start_capture``/``stop_capture`` (``HostLike``, ``--pcap``) on
+    ``self.device``, the writer kept in ``self.pcap`` (Host and the gateway)."""
+
+    device: Any
+    pcap: Any
+
+    def start_capture(self, path: str) -> None:
+        from femtotcp.phy.pcap import PcapWriter
+        self.stop_capture()
+        self.pcap = PcapWriter(path, linktype=101 if getattr(self.device, "raw_ip", False)
+                               else 1)
+        self.pcap.attach(self.device)
+
+    def stop_capture(self) -> None:
+        if self.pcap is not None:
+            self.pcap.detach(self.device)
+            self.pcap.close()
+            self.pcap = None
+
+
+class Host(Capturing):
     """A stack, its device and services, on a Runtime."""
 
     def __init__(self, opts: HostOptions, config: StackConfig | None = None) -> None:
@@ -263,18 +284,6 @@ class Host:
             if not deadline_ok:
                 raise OSError("address conflict detection did not finish")
         self.runtime.call(self._start_services)
-
-    def start_capture(self, path: str) -> None:
-        from femtotcp.phy.pcap import PcapWriter
-        self.stop_capture()
-        self.pcap = PcapWriter(path, linktype=101 if self.device.raw_ip else 1)
-        self.pcap.attach(self.device)
-
-    def stop_capture(self) -> None:
-        if self.pcap is not None:
-            self.pcap.detach(self.device)
-            self.pcap.close()
-            self.pcap = None
 
     def describe(self) -> str:
         i = self.iface

@@ -678,7 +678,8 @@ def test_a_slow_reader_on_either_side_keeps_the_gateway_small(rig: Rig, peer: Pa
 
 
 #: A stand-in for QEMU: relays the frames of a kernel TAP (in the namespace it
-#: runs in) to the gateway in QEMU's stream (length-prefixed) or dgram framing.
+#: runs in) to the gateway in QEMU's stream (length-prefixed) or dgram framing
+#: (argv: mode, the gateway's path, the TAP, and for dgram the path to bind).
 QEMU_PEER = """
 import selectors, socket, sys
 from femtotcp.phy.tap import TapDevice
@@ -693,7 +694,7 @@ elif mode == "stream":
     s.connect(path)
 else:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    s.bind(path + ".qemu")
+    s.bind(sys.argv[4] if len(sys.argv) > 4 else path + ".qemu")
     s.connect(path)
 if mode == "stream":
     def to_gateway(frame):

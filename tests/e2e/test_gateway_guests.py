@@ -2,7 +2,8 @@
 in its own namespace; or ``--qemu-stream`` with ``--max-guests``): each gets
 its own DHCP lease on the same --net (and SLAAC address on --net6), all reach
 the host's server through the NAT, and they reach each other directly (ping,
-TCP both families) through the gateway's switch."""
+TCP both families) through the gateway's switch. ``--qemu-dgram`` with
+``--max-guests``: each QEMU's socket address is a guest likewise."""
 
 from __future__ import annotations
 
@@ -122,6 +123,68 @@ def test_two_guests_get_their_own_leases_and_reach_the_host_and_each_other(
                 shutil.rmtree(etc, ignore_errors=True)
 
 
+class _QemuGuests:
+    """A gateway in H on ``--qemu-KIND unix:PATH --max-guests 2``, and how a
+    guest namespace joins it (a QEMU stand-in relaying its kernel TAP) and
+    gets its DHCP lease."""
+
+    def __init__(self, host: Netns, tmp: Path, kind: str) -> None:
+        self.kind, self.tmp = kind, tmp
+        self.path = tmp / f"{kind}.sock"
+        log = tmp / "gateway.log"
+        src = str(Path(__file__).resolve().parents[2] / "src")
+        self.env = dict(os.environ, PYTHONPATH=src)
+        self.gw = host.popen(sys.executable, "-m", "femtotcp", "gateway", f"--qemu-{kind}",
+                             f"unix:{self.path}", "--max-guests", "2", "--net", NET,
+                             "--net6", NET6, "--dns-upstream", SERVER, stdout=log.open("w"),
+                             stderr=subprocess.STDOUT, text=True, env=self.env)
+        _wait(lambda: "femtotcp: gateway on" in log.read_text() or self.gw.poll() is not None,
+              20, "the gateway")
+        assert self.gw.poll() is None, log.read_text()
+        self.script = tmp / "udhcpc.sh"
+        self.script.write_text(UDHCPC_SCRIPT.replace("/etc/resolv.conf", str(tmp / "r")))
+        self.script.chmod(0o755)
+
+    def relay(self, g: Netns, wait: bool = True) -> subprocess.Popen[bytes]:
+        """The stand-in in ``g`` (a dgram one binds its own socket file)."""
+        own = [str(self.tmp / f"{g.name}.qemu")] if self.kind == "dgram" else []
+        proc: subprocess.Popen[bytes] = g.popen(
+            sys.executable, "-c", QEMU_PEER, self.kind, str(self.path), TAP, *own,
+            env=self.env)
+        if wait:
+            _wait(lambda: g.ip("link", "show", TAP, check=False).returncode == 0, 20,
+                  "the relay's TAP")
+        return proc
+
+    def lease(self, g: Netns, check: bool = True) -> str:
+        """``g``'s lease by busybox udhcpc ("" when none came and not ``check``)."""
+        res = g.run("busybox", "udhcpc", "-i", TAP, "-f", "-q", "-n", "-t", "5", "-T", "1",
+                    "-s", str(self.script), timeout=30, check=check)
+        if res.returncode != 0:
+            return ""
+        out = g.run("ip", "-4", "-o", "addr", "show", "dev", TAP).stdout
+        return out.split("inet ")[1].split("/")[0]
+
+    def stop(self) -> None:
+        self.gw.terminate()
+        self.gw.wait(10)
+        assert not self.path.exists()
+
+
+def _two_guests_fetch_and_ping(q: _QemuGuests, ga: Netns, gb: Netns,
+                               body: bytes) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+    relays = [q.relay(ga), q.relay(gb)]
+    leases = [q.lease(ga), q.lease(gb)]
+    assert len(set(leases)) == 2
+    for g in (ga, gb):
+        got = q.tmp / f"got-{g.name}.bin"
+        g.run("curl", "-sS", "--fail", "-o", str(got), f"http://{SERVER}:8000/f.bin",
+              timeout=60)
+        assert got.read_bytes() == body
+    assert "2 received" in ga.run("ping", "-c", "2", "-W", "3", leases[1]).stdout
+    return relays, leases
+
+
 def test_several_qemu_connections_are_several_guests(tmp_path: Path) -> None:
     """--qemu-stream with --max-guests 2: two QEMU stand-ins (each relaying a
     kernel TAP in its own namespace) are two guests with their own leases that
@@ -133,56 +196,18 @@ def test_several_qemu_connections_are_several_guests(tmp_path: Path) -> None:
     with netns("gwqH") as host, netns("gwqA") as ga, netns("gwqB") as gb, \
             netns("gwqC") as gc:
         body = _host_server(host, tmp_path, 2 * 1024 * 1024)
-        sock_path = tmp_path / "q.sock"
-        log = tmp_path / "gateway.log"
-        src = str(Path(__file__).resolve().parents[2] / "src")
-        env = dict(os.environ, PYTHONPATH=src)
-        gw = host.popen(sys.executable, "-m", "femtotcp", "gateway", "--qemu-stream",
-                        f"unix:{sock_path}", "--max-guests", "2", "--net", NET, "--net6", NET6,
-                        "--dns-upstream", SERVER, stdout=log.open("w"),
-                        stderr=subprocess.STDOUT, text=True, env=env)
-        _wait(lambda: "femtotcp: gateway on" in log.read_text() or gw.poll() is not None,
-              20, "the gateway")
-        assert gw.poll() is None, log.read_text()
-        script = tmp_path / "udhcpc.sh"
-        script.write_text(UDHCPC_SCRIPT.replace("/etc/resolv.conf", str(tmp_path / "r")))
-        script.chmod(0o755)
-
-        def relay(g: Netns) -> subprocess.Popen[bytes]:
-            proc: subprocess.Popen[bytes] = g.popen(
-                sys.executable, "-c", QEMU_PEER, "stream", str(sock_path), TAP, env=env)
-            _wait(lambda: g.ip("link", "show", TAP, check=False).returncode == 0, 20,
-                  "the relay's TAP")
-            return proc
-
-        def lease(g: Netns) -> str:
-            g.run("busybox", "udhcpc", "-i", TAP, "-f", "-q", "-n", "-t", "5", "-s",
-                  str(script), timeout=30)
-            out = g.run("ip", "-4", "-o", "addr", "show", "dev", TAP).stdout
-            return out.split("inet ")[1].split("/")[0]
-
-        relays = [relay(ga), relay(gb)]
-        leases = [lease(ga), lease(gb)]
-        assert len(set(leases)) == 2
-        for g in (ga, gb):
-            got = tmp_path / f"got-{g.name}.bin"
-            g.run("curl", "-sS", "--fail", "-o", str(got), f"http://{SERVER}:8000/f.bin",
-                  timeout=60)
-            assert got.read_bytes() == body
-        assert "2 received" in ga.run("ping", "-c", "2", "-W", "3", leases[1]).stdout
+        q = _QemuGuests(host, tmp_path, "stream")
+        relays, leases = _two_guests_fetch_and_ping(q, ga, gb, body)
         # A third QEMU is one too many: the gateway closes it, the relay exits.
-        third = gc.popen(sys.executable, "-c", QEMU_PEER, "stream", str(sock_path), TAP,
-                         env=env)
+        third = q.relay(gc, wait=False)
         assert third.wait(20) == 0
         # Once B's QEMU goes, C takes its place (tried again should C's connection
         # come before the gateway saw B's close).
         relays[1].terminate()
         relays[1].wait(10)
         for _ in range(5):
-            proc = relay(gc)
-            res = gc.run("busybox", "udhcpc", "-i", TAP, "-f", "-q", "-n", "-t", "5", "-s",
-                         str(script), timeout=30, check=False)
-            if res.returncode == 0 and proc.poll() is None:
+            proc = q.relay(gc)
+            if q.lease(gc, check=False) and proc.poll() is None:
                 break
             proc.kill()
             proc.wait(10)
@@ -190,6 +215,35 @@ def test_several_qemu_connections_are_several_guests(tmp_path: Path) -> None:
             raise AssertionError("the third guest never got a lease")
         assert "1 received" in gc.run("ping", "-c", "1", "-W", "3", leases[0]).stdout
         assert "1 received" in ga.run("ping", "-c", "1", "-W", "3", GATEWAY).stdout
-        gw.terminate()
-        gw.wait(10)
-        assert not sock_path.exists()
+        q.stop()
+
+
+def test_several_qemu_dgram_peers_are_several_guests(tmp_path: Path) -> None:
+    """--qemu-dgram with --max-guests 2: two QEMU stand-ins (each its own bound
+    socket, relaying a kernel TAP in its own namespace) are two guests with
+    their own leases that reach the host and each other; a third gets nothing
+    while both live, and takes the place of one whose QEMU went."""
+    require_kernel()
+    for prog in ("busybox", "curl", "ping"):
+        require_program(prog)
+    with netns("gwdH") as host, netns("gwdA") as ga, netns("gwdB") as gb, \
+            netns("gwdC") as gc:
+        body = _host_server(host, tmp_path, 2 * 1024 * 1024)
+        q = _QemuGuests(host, tmp_path, "dgram")
+        relays, leases = _two_guests_fetch_and_ping(q, ga, gb, body)
+        # A third QEMU is one too many while both live: its guest gets no lease.
+        third = q.relay(gc)
+        assert q.lease(gc, check=False) == ""
+        # B's QEMU goes (its socket file stays): C takes its place.
+        relays[1].terminate()
+        relays[1].wait(10)
+        assert q.lease(gc) not in ("", leases[0])
+        assert "1 received" in gc.run("ping", "-c", "1", "-W", "3", leases[0]).stdout
+        got = tmp_path / "got-c.bin"
+        gc.run("curl", "-sS", "--fail", "-o", str(got), f"http://{SERVER}:8000/f.bin",
+               timeout=60)
+        assert got.read_bytes() == body
+        for proc in (relays[0], third):
+            proc.terminate()
+            proc.wait(10)
+        q.stop()

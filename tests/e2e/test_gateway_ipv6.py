@@ -30,6 +30,7 @@ from test_gateway import (
     Rig,
     _ctl,
     _ctl_text,
+    _http_server,
     _listening,
     _start_gateway,
     _wait,
@@ -95,7 +96,8 @@ def rig6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
                   and _listening(host, "u", 7777) and _listening(host, "t", 9100), 15,
                   "the host's servers")
             proc, log = _start_gateway(host, guest, tmp, "--host-record",
-                                       f"pinned6.test={SERVER6}", "--control",
+                                       f"pinned6.test={SERVER6}", "-t", "[::]:8090:80",
+                                       "-u", "[::]:5390:7090", "--control",
                                        str(tmp / "ctl.sock"), name="gateway6")
             guest.ip("link", "set", TAP, "up")
             _wait(lambda: _slaac_done(guest), 30, "a SLAAC address on the guest's TAP")
@@ -200,6 +202,67 @@ def test_ctl_flows_shows_ipv6_flows(rig6: Rig) -> None:
     finally:
         holder.terminate()
         holder.wait(5)
+
+
+def _guest_global(rig6: Rig) -> str:
+    out = rig6.g("ip", "-6", "addr", "show", "dev", TAP, "scope", "global")
+    return next(str(ipaddress.ip_interface(w).ip) for w in out.split()
+                if "/" in w and ":" in w)
+
+
+def test_ipv6_port_forwards_reach_the_guests_ipv6_address_from_the_real_client(
+        rig6: Rig) -> None:
+    www = rig6.tmp / "guest-www6"
+    www.mkdir(exist_ok=True)
+    (www / "hello.txt").write_text("from the guest over IPv6\n")
+    log = rig6.tmp / "guest-http6.log"
+    proc = _http_server(rig6.guest, "::", www, 80, log)
+    guest6 = _guest_global(rig6)
+    try:
+        # -t [::]:8090:80 from the command line, and one added at run time.
+        doc = _ctl(rig6, "forward", "add", f"[{SERVER6}]:8091:80")
+        assert doc["ok"], doc
+        rows = doc["result"]["forwards"]
+        assert {"proto": "tcp", "host": "[::]:8090", "guest": f"[{guest6}]:80"} in rows
+        assert {"proto": "tcp", "host": f"[{SERVER6}]:8091", "guest": f"[{guest6}]:80"} \
+            in rows
+        for port in (8090, 8091):
+            out = rig6.h("curl", "-6", "-sS", "--fail", f"http://[{SERVER6}]:{port}/hello.txt")
+            assert out == "from the guest over IPv6\n"
+        _wait(lambda: log.read_text().count("GET /hello.txt") == 2, 5, "the guest's log")
+        # The guest saw H's own IPv6 address, not the gateway's ::2.
+        clients = [x.split()[0] for x in log.read_text().splitlines() if "GET /hello" in x]
+        assert clients == [SERVER6, SERVER6]
+        # An IPv4 client of the same port is not taken by the IPv6 forward.
+        res = rig6.host.run("curl", "-4", "-sS", f"http://{SERVER}:8090/hello.txt",
+                            check=False)
+        assert res.returncode == 7
+        assert _ctl(rig6, "forward", "del", f"[{SERVER6}]:8091:80")["ok"]
+        res = rig6.host.run("curl", "-6", "-sS", f"http://[{SERVER6}]:8091/hello.txt",
+                            check=False)
+        assert res.returncode == 7
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def test_an_ipv6_udp_forward_carries_both_ways_with_the_real_client(rig6: Rig) -> None:
+    seen = rig6.tmp / "udp6-peers"
+    echo = UDP_ECHO.replace("AF_INET,", "AF_INET6,").replace(
+        "s.sendto(data, peer)", "s.sendto(data, peer); open(sys.argv[3], 'a').write(peer[0])")
+    proc = rig6.guest.popen(sys.executable, "-c", echo, "::", "7090", str(seen))
+    try:
+        _wait(lambda: _listening(rig6.guest, "u", 7090), 15, "the guest's UDP echo")
+        out = rig6.h(sys.executable, "-c", (
+            "import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM);"
+            f"s.bind(('{SERVER6}', 0)); s.settimeout(5);"
+            f"s.sendto(b'over the v6 forward', ('{SERVER6}', 5390));"
+            "print(s.recvfrom(100)[0].decode())"))
+        assert out.strip() == "over the v6 forward"
+        assert seen.read_text() == SERVER6
+    finally:
+        proc.terminate()
+        proc.wait(5)
 
 
 def test_the_gateway_ipv6_address_reaches_host_loopback_when_allowed(tmp_path: Path) -> None:

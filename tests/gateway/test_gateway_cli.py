@@ -91,3 +91,22 @@ def test_no_ipv6_loads_no_ipv6_and_net6_loads_it(tmp_path: Path) -> None:
             assert ("2001:db8:1::3" in gw.dns.describe()) is v6
         finally:
             gw.close()
+
+
+def test_the_gateway_captures_the_guest_side_and_stops(tmp_path: Path) -> None:
+    import struct
+
+    from femtotcp.gateway.gateway import Gateway
+    pcap = tmp_path / "guest.pcap"
+    gw = Gateway(GatewayOptions(qemu_dgram=f"unix:{tmp_path}/g.sock", net="192.0.2.0/24",
+                                net6=None, dns_upstream=["198.51.100.1"], pcap=str(pcap)))
+    try:
+        assert gw.pcap is not None
+        gw.stack.send_frame(gw.iface, b"\xff" * 6, 0x0806, bytes(28))
+    finally:
+        gw.close()
+    assert gw.pcap is None
+    data = pcap.read_bytes()
+    magic, _, _, _, _, _, linktype = struct.unpack_from("<IHHiIII", data)
+    assert magic == 0xA1B2C3D4 and linktype == 1      # Ethernet
+    assert len(data) > 24 and data[24 + 16:24 + 22] == b"\xff" * 6

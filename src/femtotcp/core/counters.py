@@ -321,7 +321,7 @@ declare(DROP, """
     gwdns.no_upstream gwdns.not_a_query gwdns.refused_busy gwdns.timeout
     gwdns.upstream_error rx_bad_length tx_dropped_full tx_no_peer tx_not_connected
     accept_error gwra.no_link_local switch.bad_source switch.runt switch.same_port
-    switch.guest_limit
+    switch.guest_limit switch.unnamed_peer
 """)
 declare(EVENT, """
     nat.bytes_in nat.bytes_out nat.tcp_flows_opened nat.tcp_flows_closed

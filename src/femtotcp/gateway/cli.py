@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mtu", type=int, default=1500, help="the guest link's MTU (default 1500)")
     p.add_argument("--pcap", metavar="FILE", help="capture the guest side")
     p.add_argument("-t", dest="tcp_forwards", action="append", default=[],
-                   metavar="[ADDR:]HOSTPORT:GUESTPORT", help="forward a host TCP port")
+                   metavar="[ADDR:]HOSTPORT:GUESTPORT",
+                   help="forward a host TCP port (an IPv6 ADDR in brackets: [::]:8080:80)")
     p.add_argument("-u", dest="udp_forwards", action="append", default=[],
                    metavar="[ADDR:]HOSTPORT:GUESTPORT", help="forward a host UDP port")
     p.add_argument("--dns-upstream", action="append", default=[], metavar="ADDR",
@@ -48,8 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--forward-masquerade", action="store_true",
                    help="port forwards show the guest the gateway, not the real client")
     p.add_argument("--max-guests", type=int, default=1, metavar="N",
-                   help="--qemu-stream: take up to N QEMU connections at once, each a guest "
-                        "on one link (default 1: a new connection replaces the old)")
+                   help="--qemu-stream/--qemu-dgram: take up to N QEMUs at once (connections, "
+                        "or sender addresses), each a guest on one link (default 1: one "
+                        "guest, the last to connect or send)")
     p.add_argument("--max-flows", type=int, default=4096, help="NAT flow limit (default 4096)")
     p.add_argument("--no-offload", dest="offload", action="store_false",
                    help="no vnet header on the TAP (no TSO to the guest, no GRO from it)")

@@ -17,6 +17,7 @@ DROPS = """
     gwdns.refused_busy gwdns.timeout gwdns.upstream_error
     rx_bad_length tx_dropped_full tx_no_peer tx_not_connected accept_error
     gwra.no_link_local switch.bad_source switch.runt switch.same_port switch.guest_limit
+    switch.unnamed_peer
 """
 
 #: Things that happened.

@@ -19,7 +19,7 @@ import errno
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from femtotcp.gateway.dns_forward import DnsForwarder, resolv_conf_servers
 from femtotcp.gateway.flows import Limits
 from femtotcp.gateway.nat import Nat, UdpForward
 from femtotcp.gateway.ra import RouterAdvertiser
+from femtotcp.host import Capturing
 from femtotcp.phy.netns import entered_fd
 from femtotcp.runtime import Runtime
 from femtotcp.stack.config import StackConfig
@@ -41,27 +42,46 @@ DEFAULT_NET6 = "fd00::/64"
 
 @dataclass
 class Forward:
-    """``-t [ADDR:]HOSTPORT:GUESTPORT``."""
+    """``-t [ADDR:]HOSTPORT:GUESTPORT``; an IPv6 ADDR in brackets (``[::]:8080:80``)."""
 
     host_addr: str
     host_port: int
     guest_port: int
 
+    @property
+    def v6(self) -> bool:
+        return ":" in self.host_addr
+
+    def host(self) -> str:
+        """``ADDR:PORT`` of the host socket (``[ADDR]:PORT`` for IPv6)."""
+        addr = f"[{self.host_addr}]" if self.v6 else self.host_addr
+        return f"{addr}:{self.host_port}"
+
     @classmethod
     def parse(cls, text: str, flag: str = "-t") -> Forward:
-        parts = text.rsplit(":", 2)
+        want = f"{flag} {text}: want [ADDR:]HOSTPORT:GUESTPORT (an IPv6 ADDR in brackets)"
         try:
-            if len(parts) == 2:
-                addr, hp, gp = "0.0.0.0", parts[0], parts[1]
-            elif len(parts) == 3:
-                addr, hp, gp = parts
-                if len(ip_bytes(addr)) != 4:
+            if text.startswith("["):
+                addr, sep, rest = text[1:].partition("]:")
+                if not sep or len(ip_bytes(addr)) != 16:
+                    raise ValueError
+                addr = ip_str(ip_bytes(addr))
+                hp, sep, gp = rest.partition(":")
+                if not sep:
                     raise ValueError
             else:
-                raise ValueError
+                parts = text.split(":")
+                if len(parts) == 2:
+                    addr, hp, gp = "0.0.0.0", parts[0], parts[1]
+                elif len(parts) == 3:
+                    addr, hp, gp = parts
+                    if len(ip_bytes(addr)) != 4:
+                        raise ValueError
+                else:
+                    raise ValueError
             host_port, guest_port = int(hp, 10), int(gp, 10)
         except ValueError:
-            raise ValueError(f"{flag} {text}: want [ADDR:]HOSTPORT:GUESTPORT") from None
+            raise ValueError(want) from None
         for p in (host_port, guest_port):
             if not 1 <= p <= 65535:
                 raise ValueError(f"{flag} {text}: port {p} out of range 1..65535")
@@ -89,7 +109,8 @@ class GatewayOptions:
     allow_host_loopback: bool = False
     forward_masquerade: bool = False
     max_flows: int = 4096
-    #: ``--qemu-stream``: how many QEMU connections at once (each a guest on a switch).
+    #: ``--qemu-stream``/``--qemu-dgram``: how many QEMUs at once (each a guest on a
+    #: switch: a connection, or a sender address).
     max_guests: int = 1
     udp_timeout: float = 120.0
     connect_timeout: float = 20.0
@@ -192,8 +213,9 @@ class GatewayOptions:
             raise ValueError(f"--mtu {self.mtu}: out of range 576..65520")
         if not 1 <= self.max_guests <= 1024:
             raise ValueError(f"--max-guests {self.max_guests}: out of range 1..1024")
-        if self.max_guests > 1 and not self.qemu_stream:
-            raise ValueError("--max-guests goes with --qemu-stream (repeat --tap for TAPs)")
+        if self.max_guests > 1 and not (self.qemu_stream or self.qemu_dgram):
+            raise ValueError("--max-guests goes with --qemu-stream or --qemu-dgram "
+                             "(repeat --tap for TAPs)")
         if self.max_flows < 1:
             raise ValueError(f"--max-flows {self.max_flows}: must be >= 1")
         if not self.udp_timeout > 0:
@@ -239,7 +261,7 @@ def in_netns(spec: str | None) -> Iterator[None]:
         yield
 
 
-class Gateway:
+class Gateway(Capturing):
     """A stack on the guest's device with NAT, DHCP, DNS and port forwards."""
 
     def __init__(self, opts: GatewayOptions, runtime: Runtime | None = None,
@@ -290,6 +312,13 @@ class Gateway:
                 self.hub = QemuStreamHub(self.device,
                                          qemu.unix_path(opts.qemu_stream, "--qemu-stream"),
                                          opts.max_guests, mtu=opts.mtu)
+            elif opts.qemu_dgram and opts.max_guests > 1:
+                # Several QEMUs: each sender address a port of a switch.
+                from femtotcp.gateway.switch import GuestSwitch, QemuDgramHub
+                self.device = GuestSwitch([], mtu=opts.mtu, name="qemu-dgram")
+                self.hub = QemuDgramHub(self.device,
+                                        qemu.unix_path(opts.qemu_dgram, "--qemu-dgram"),
+                                        opts.max_guests, mtu=opts.mtu)
             elif opts.qemu_stream:
                 self.device = qemu.QemuStreamDevice(
                     qemu.unix_path(opts.qemu_stream, "--qemu-stream"), mtu=opts.mtu)
@@ -339,6 +368,7 @@ class Gateway:
                        gateway_addr6=self.gateway_addr6)
         if v6 is not None and self.dns_addr6 is not None:
             self.ra = RouterAdvertiser(self.stack, self.iface, v6[0], self.dns_addr6)
+            self.ra.on_solicit = self.nat.saw6
         from femtotcp.services.dhcp_server import DhcpServer
         self.dhcp = DhcpServer(self.stack, self.iface, ip_str(first), ip_str(last),
                                router=ip_str(gw), dns=[ip_str(dns)])
@@ -369,12 +399,25 @@ class Gateway:
         if proto == "tcp":
             self.forwards.append(_ForwardListener(self, fw))
             return
-        try:
-            self.udp_forwards.append(UdpForward(
-                self.nat, (fw.host_addr, fw.host_port), (self.first_lease, fw.guest_port),
-                self.opts.forward_masquerade, fw))
-        except OSError as exc:
-            raise OSError(exc.errno, f"-u {text}: {exc.strerror}") from None
+        sock = forward_socket(fw, socket.SOCK_DGRAM)
+        self.udp_forwards.append(UdpForward(self.nat, sock, self.forward_target(fw),
+                                            fw.guest_port, self.opts.forward_masquerade, fw))
+
+    def forward_target(self, fw: Forward) -> Callable[[], bytes]:
+        """Where a forward's connections and datagrams go, asked at each new one:
+        the first lease for an IPv4 host address; for an IPv6 one the guest's
+        IPv6 address on --net6 (as pasta does), the first lease when the gateway
+        knows none (``Nat.guest6``)."""
+        first = self.first_lease
+        if not fw.v6:
+            return lambda: first
+        nat = self.nat
+        return lambda: nat.guest6() or first
+
+    def _guest_text(self, fw: Forward) -> str:
+        addr = self.forward_target(fw)()
+        return (f"[{ip_str(addr)}]" if len(addr) == 16 else ip_str(addr)) + \
+            f":{fw.guest_port}"
 
     def _forwards(self, proto: str) -> list[Forward]:
         if proto == "tcp":
@@ -391,29 +434,15 @@ class Gateway:
                 item.close()
                 items.remove(item)
                 return
-        raise KeyError(f"no {proto} forward from {fw.host_addr}:{fw.host_port}")
+        raise KeyError(f"no {proto} forward from {fw.host()}")
 
     def forward_rows(self) -> list[dict[str, Any]]:
-        return [{"proto": proto, "host": f"{f.host_addr}:{f.host_port}",
-                 "guest": f"{ip_str(self.first_lease)}:{f.guest_port}"}
+        return [{"proto": proto, "host": f.host(), "guest": self._guest_text(f)}
                 for proto in ("tcp", "udp") for f in self._forwards(proto)]
 
     def flow_rows(self) -> list[dict[str, Any]]:
         now = self.stack.now
         return [f.describe(now) for f in self.nat.table]
-
-    # -- capture (``HostLike``) -----------------------------------------------------------
-    def start_capture(self, path: str) -> None:
-        from femtotcp.phy.pcap import PcapWriter
-        self.stop_capture()
-        self.pcap = PcapWriter(path)
-        self.pcap.attach(self.device)
-
-    def stop_capture(self) -> None:
-        if self.pcap is not None:
-            self.pcap.detach(self.device)
-            self.pcap.close()
-            self.pcap = None
 
     def describe(self) -> str:
         net, plen, *_ = self.opts.addresses()
@@ -427,12 +456,8 @@ class Gateway:
         return (f"gateway on {where} net {ip_str(net)}/{plen} router "
                 f"{ip_str(self.gateway_addr)} dns {ip_str(self.dns_addr)} first lease "
                 f"{ip_str(self.first_lease)}{v6} mtu {self.iface.mtu}; {self.dns.describe()}"
-                + "".join(f"; forward tcp {f.fw.host_addr}:{f.fw.host_port} -> "
-                          f"{ip_str(self.first_lease)}:{f.fw.guest_port}"
-                          for f in self.forwards)
-                + "".join(f"; forward udp {f.host_addr}:{f.host_port} -> "
-                          f"{ip_str(self.first_lease)}:{f.guest_port}"
-                          for f in self._forwards("udp")))
+                + "".join(f"; forward {proto} {f.host()} -> {self._guest_text(f)}"
+                          for proto in ("tcp", "udp") for f in self._forwards(proto)))
 
     def start(self) -> None:
         """Start the stack (and the Router Advertisements) in the loop thread."""
@@ -468,6 +493,24 @@ class Gateway:
         rt.close()
 
 
+def forward_socket(fw: Forward, kind: int) -> socket.socket:
+    """A host socket bound to a forward's address (an IPv6 one takes IPv6 only:
+    ``-t 8080:80 -t [::]:8080:80`` forwards both families side by side)."""
+    fam = socket.AF_INET6 if fw.v6 else socket.AF_INET
+    flag = "-t" if kind == socket.SOCK_STREAM else "-u"
+    sock = socket.socket(fam, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if fw.v6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((fw.host_addr, fw.host_port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno or errno.EADDRINUSE,
+                      f"{flag} {fw.host()}: {exc.strerror}") from None
+    return sock
+
+
 class _ForwardListener:
     """A host listening socket for one ``-t`` forward."""
 
@@ -476,16 +519,14 @@ class _ForwardListener:
     def __init__(self, gw: Gateway, fw: Forward) -> None:
         self.gw = gw
         self.fw = fw
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
-                             | socket.SOCK_CLOEXEC)
+        self.target = gw.forward_target(fw)
+        sock = forward_socket(fw, socket.SOCK_STREAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((fw.host_addr, fw.host_port))
             sock.listen(self.backlog)
         except OSError as exc:
             sock.close()
             raise OSError(exc.errno or errno.EADDRINUSE,
-                          f"-t {fw.host_addr}:{fw.host_port}: {exc.strerror}") from None
+                          f"-t {fw.host()}: {exc.strerror}") from None
         self.sock: socket.socket | None = sock
         gw.runtime.watch_fd(sock.fileno(), True, False, self)
 
@@ -505,7 +546,7 @@ class _ForwardListener:
                 self.gw.runtime.watch_fd(sock.fileno(), False, False, self)
                 self.gw.stack.timers.call_at(self.gw.stack.now + 1.0, self._rearm)
                 return
-            self.gw.nat.forward_tcp(client, addr, (self.gw.first_lease, self.fw.guest_port),
+            self.gw.nat.forward_tcp(client, addr, (self.target(), self.fw.guest_port),
                                     self.gw.opts.forward_masquerade)
 
     def _rearm(self) -> None:

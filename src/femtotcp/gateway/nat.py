@@ -36,9 +36,9 @@ from femtotcp.gateway.flows import (
     Limits,
 )
 from femtotcp.proto.tcp.listener import TcpListener
+from femtotcp.wire import Malformed, ip_bytes, ip_str
 from femtotcp.wire import icmp4 as wire_icmp
 from femtotcp.wire import icmp6 as wire_icmp6
-from femtotcp.wire import ip_bytes, ip_str
 from femtotcp.wire import ipv4 as wire_ipv4
 from femtotcp.wire import ipv6 as wire_ipv6
 from femtotcp.wire import tcp as wire_tcp
@@ -162,6 +162,36 @@ class Nat:
         #: addr, port) -> (forward, the client's host address, last use).
         self.udp_forwarded: dict[tuple[bytes, int, bytes, int],
                                  tuple[UdpForward, tuple[str, int], float]] = {}
+        #: The guest's IPv6 addresses as last seen (port forwards from IPv6 host
+        #: addresses go there): a global one on --net6, and a link-local one.
+        self.seen6: bytes | None = None
+        self.seen6_ll: bytes | None = None
+
+    # -- the guest's IPv6 address (for port forwards) ------------------------------------
+    def saw6(self, src: bytes) -> None:
+        """Note a source address of the guest's IPv6 packets."""
+        gw6 = self.gateway_addr6
+        if gw6 is None or len(src) != 16:
+            return
+        if src[:8] == gw6[:8]:
+            if src != self.seen6 and src not in self.stack.local_addresses:
+                self.seen6 = src
+        elif wire_ipv6.is_link_local(src) and src != self.seen6_ll:
+            self.seen6_ll = src
+
+    def guest6(self) -> bytes | None:
+        """The guest's IPv6 address on --net6: the last one its packets came from;
+        before any, the prefix with the interface identifier of its link-local
+        address (a Linux guest's SLAAC address, EUI-64 by default, from its
+        Router Solicitation); None without IPv6 or a word from the guest."""
+        gw6 = self.gateway_addr6
+        if gw6 is None:
+            return None
+        if self.seen6 is not None:
+            return self.seen6
+        if self.seen6_ll is not None:
+            return gw6[:8] + self.seen6_ll[8:]
+        return None
 
     # -- addresses -------------------------------------------------------------------
     def is_gateway(self, addr: bytes) -> bool:
@@ -240,6 +270,8 @@ class Nat:
     # -- TCP ---------------------------------------------------------------------------
     def _tcp_segment(self, ip: Any, hdr: wire_tcp.TcpHeader, payload: memoryview) -> bool:
         src, dst = ip.src, ip.dst
+        if len(src) == 16:
+            self.saw6(src)
         redirect = self.tcp_redirects.get((dst, hdr.dst_port))
         host = redirect[0] if redirect is not None else self.host_address(dst)
         if host is None:
@@ -287,11 +319,8 @@ class Nat:
         """A host client accepted on a port forward: connect to the guest, showing
         the client's own address and port (or the gateway's with ``masquerade``,
         and always for a loopback client) as the source."""
-        addr = socket.inet_aton(client[0])
-        if masquerade or addr[0] == 127 or self.stack.is_local(addr):
-            src, sport = self.gateway_addr, 0
-        else:
-            src, sport = addr, client[1]
+        addr = ip_bytes(client[0])
+        src, sport = self.forward_source(addr, client[1], guest[0], masquerade)
         flow = self._open(TCP, guest, (src, sport or client[1]))
         if flow is None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER0)
@@ -316,9 +345,22 @@ class Nat:
         splice.fd = sock.fileno()
         splice.attach(conn)
 
+    def forward_source(self, client: bytes, port: int, guest: bytes,
+                       masquerade: bool) -> tuple[bytes, int]:
+        """The source a forwarded client is shown to the guest from: its own
+        address and port, or the gateway's address of the guest's family (and
+        port 0: any) with ``masquerade``, for a loopback or local client, and for
+        an IPv6 client of a guest reached over IPv4."""
+        if masquerade or len(client) != len(guest) or client == LOOPBACK6 \
+                or len(client) == 4 and client[0] == 127 or self.stack.is_local(client):
+            return self.gateway_for(guest), 0
+        return client, port
+
     # -- UDP ---------------------------------------------------------------------------
     def _udp_datagram(self, ip: Any, udp: wire_udp.UdpHeader, payload: memoryview) -> bool:
         src, dst = ip.src, ip.dst
+        if len(src) == 16:
+            self.saw6(src)
         fwd = self.udp_forwarded.get((src, udp.src_port, dst, udp.dst_port))
         if fwd is not None:
             fwd[0].reply(bytes(payload), fwd[1])
@@ -359,13 +401,23 @@ class Nat:
         """ICMPv6 echo requests to other addresses (checksum verified; a bad one
         raises ``Malformed``, a counted drop); everything else to the IPv6
         module's own ICMPv6 input (neighbour discovery, MLD, our echo)."""
-        dst = ip.dst
+        dst, src = ip.dst, ip.src
         if len(data) < 8 or data[0] != wire_icmp6.ECHO_REQUEST or self.stack.is_local(dst) \
                 or not self._routable(dst):
+            if src != self.seen6 and src != self.seen6_ll and iface is self.iface:
+                # A new source (neighbour discovery for ::2, say): noted once
+                # the checksum holds; the ICMPv6 input counts a bad one.
+                try:
+                    wire_icmp6.parse(data, src, dst)
+                except Malformed:
+                    pass
+                else:
+                    self.saw6(src)
             self._icmp6_input(ip, data, iface, *rest)
             return
-        wire_icmp6.parse(data, ip.src, dst)
-        self._echo(ip.src, dst, data)
+        wire_icmp6.parse(data, src, dst)
+        self.saw6(src)
+        self._echo(src, dst, data)
 
     def _echo(self, src: bytes, dst: bytes, data: memoryview) -> None:
         """An echo request from the guest ``src`` to ``dst`` through a ping socket."""
@@ -805,20 +857,15 @@ class UdpForward:
 
     MAX_CLIENTS = 1024
 
-    def __init__(self, nat: Nat, host: tuple[str, int], guest: tuple[bytes, int],
-                 masquerade: bool, spec: Any = None) -> None:
+    def __init__(self, nat: Nat, sock: socket.socket, target: Callable[[], bytes],
+                 guest_port: int, masquerade: bool, spec: Any = None) -> None:
+        """``sock``: the bound host socket; ``target()``: the guest's address for
+        a new client."""
         self.nat = nat
         self.spec = spec          # the Forward it was made from (for ctl forward list)
-        self.guest = guest
+        self.target = target
+        self.guest_port = guest_port
         self.masquerade = masquerade
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK
-                             | socket.SOCK_CLOEXEC)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(host)
-        except OSError:
-            sock.close()
-            raise
         self.sock: socket.socket | None = sock
         self.fd = sock.fileno()
         nat.watch(self.fd, True, False, self)
@@ -838,16 +885,16 @@ class UdpForward:
             except OSError:
                 nat.counters["nat.udp_forward_error"] += 1
                 return
-            addr = socket.inet_aton(client[0])
-            if self.masquerade or addr[0] == 127 or nat.stack.is_local(addr):
-                addr = nat.gateway_addr
-            key = (self.guest[0], self.guest[1], addr, client[1])
+            guest = self.target()
+            addr, _ = nat.forward_source(ip_bytes(client[0]), client[1], guest,
+                                         self.masquerade)
+            key = (guest, self.guest_port, addr, client[1])
             if key not in table and len(table) >= self.MAX_CLIENTS:
                 self._forget(now)
             table[key] = (self, client, now)
             nat.counters["nat.udp_forwarded"] += 1
-            msg = wire_udp.build(addr, self.guest[0], client[1], self.guest[1], data)
-            nat.stack.ip_output(self.guest[0], wire_udp.PROTO, msg, src=addr)
+            msg = wire_udp.build(addr, guest, client[1], self.guest_port, data)
+            nat.stack.ip_output(guest, wire_udp.PROTO, msg, src=addr)
 
     def _forget(self, now: float) -> None:
         table = self.nat.udp_forwarded

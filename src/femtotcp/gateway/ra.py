@@ -52,6 +52,9 @@ class RouterAdvertiser:
         self.last = -1e18
         self._timer: Any = None
         self._answer: Any = None
+        #: Told the source of each Router Solicitation (the NAT learns the
+        #: guest's link-local address from it).
+        self.on_solicit: Callable[[bytes], None] | None = None
         ipv6 = stack.ipv6
         if ipv6 is None:
             raise ValueError("Router Advertisements need the stack's ipv6 module")
@@ -117,6 +120,8 @@ class RouterAdvertiser:
         icmp, body = icmp6_parse(data, ip.src, ip.dst)       # Malformed: a counted drop
         wire_ndp.parse(icmp, body, ip.src, ip.dst, ip.hop_limit)
         self.stack.counters["gwra.rx_rs"] += 1
+        if self.on_solicit is not None:
+            self.on_solicit(ip.src)
         if self._answer is not None:
             return                                           # one answer is on its way
         wait = self.last + MIN_DELAY_BETWEEN_RAS - self.stack.now

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -120,7 +121,52 @@ class GuestSwitch(Device):
         super().close()
 
 
-class QemuStreamHub:
+class _Hub:
+    """The Unix socket at ``path`` that a hub's QEMUs reach (``kind``: stream or
+    datagram), bound afresh (a stale file replaced) and read by the loop; each
+    QEMU becomes a port of ``switch``, at most ``max_guests`` at once."""
+
+    def __init__(self, switch: GuestSwitch, path: str, max_guests: int, mtu: int,
+                 kind: int) -> None:
+        from femtotcp.phy.qemu import _clear_stale
+        self.switch = switch
+        self.path = path
+        self.max_guests = max_guests
+        self.mtu = mtu
+        self._watch: Watch | None = None
+        _clear_stale(path)
+        sock = socket.socket(socket.AF_UNIX, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        try:
+            sock.bind(path)
+            self._ready(sock)
+        except OSError:
+            sock.close()
+            raise
+        self.sock: socket.socket | None = sock
+
+    def _ready(self, sock: socket.socket) -> None:
+        """Set up the bound socket (listen, buffers)."""
+
+    def _drop_guests(self) -> None:
+        raise NotImplementedError
+
+    def start(self, watch: Watch) -> None:
+        self._watch = watch
+        if self.sock is not None:
+            watch(self.sock.fileno(), True, False, self)
+
+    def close(self) -> None:
+        self._drop_guests()
+        if self.sock is not None:
+            if self._watch is not None:
+                self._watch(self.sock.fileno(), False, False, self)
+            self.sock.close()
+            self.sock = None
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+class QemuStreamHub(_Hub):
     """``--qemu-stream unix:PATH --max-guests N``: a listener whose every
     connection (one QEMU each, QEMU's length-prefixed framing) becomes a port
     of ``switch`` until it closes; past ``max_guests`` a connection is closed
@@ -128,32 +174,15 @@ class QemuStreamHub:
 
     def __init__(self, switch: GuestSwitch, path: str, max_guests: int,
                  mtu: int = 1500) -> None:
-        from femtotcp.phy.qemu import _clear_stale
-        self.switch = switch
-        self.path = path
-        self.max_guests = max_guests
-        self.mtu = mtu
         self.accepted = 0
-        self._watch: Watch | None = None
-        _clear_stale(path)
-        lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
-                            | socket.SOCK_CLOEXEC)
-        try:
-            lst.bind(path)
-            lst.listen(max_guests)
-        except OSError:
-            lst.close()
-            raise
-        self.listener: socket.socket | None = lst
+        super().__init__(switch, path, max_guests, mtu, socket.SOCK_STREAM)
 
-    def start(self, watch: Watch) -> None:
-        self._watch = watch
-        if self.listener is not None:
-            watch(self.listener.fileno(), True, False, self)
+    def _ready(self, sock: socket.socket) -> None:
+        sock.listen(self.max_guests)
 
     def on_readable(self) -> None:
         from femtotcp.phy.qemu import QemuStreamDevice
-        lst, watch, sw = self.listener, self._watch, self.switch
+        lst, watch, sw = self.sock, self._watch, self.switch
         if lst is None or watch is None:
             return
         for _ in range(16):
@@ -186,13 +215,124 @@ class QemuStreamHub:
             self.switch.counters["disconnects"] += 1
             self.switch.remove_port(dev)
 
-    def close(self) -> None:
+    def _drop_guests(self) -> None:
         for port in list(self.switch.ports):
             port.close()
-        if self.listener is not None:
-            if self._watch is not None:
-                self._watch(self.listener.fileno(), False, False, self)
-            self.listener.close()
-            self.listener = None
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
+
+
+class _DgramPeer(Device):
+    """One ``--qemu-dgram`` peer (a QEMU's bound socket address) as a switch port:
+    what the stack or another guest sends it goes out of the hub's socket to
+    that address."""
+
+    def __init__(self, hub: QemuDgramHub, addr: str, name: str, mtu: int) -> None:
+        super().__init__(name, mtu)
+        self.hub = hub
+        self.addr = addr
+
+    def _transmit(self, frame: bytes) -> None:
+        self.hub.send_to(self, frame)
+
+
+class QemuDgramHub(_Hub):
+    """``--qemu-dgram unix:PATH --max-guests N``: one datagram socket whose every
+    sender address (a QEMU's ``-netdev dgram,local.path=...``) becomes a port of
+    ``switch``. Datagrams from one more sender than N, or from an unnamed
+    socket (nothing to answer to), are dropped (``switch.guest_limit``,
+    ``switch.unnamed_peer``). A datagram protocol says nothing when a peer goes:
+    a port leaves the switch when sending to it finds its socket gone
+    (ECONNREFUSED, ENOENT: ``disconnects``), and when a sender is refused for
+    the limit the peers are checked first (a ``connect`` to each address, at
+    most once per ``PROBE_INTERVAL`` s: nothing is sent to them)."""
+
+    BATCH = 128
+    PROBE_INTERVAL = 1.0
+
+    def __init__(self, switch: GuestSwitch, path: str, max_guests: int,
+                 mtu: int = 1500) -> None:
+        self.joined = 0
+        self.peers: dict[str, _DgramPeer] = {}
+        self._probed = -1e18
+        super().__init__(switch, path, max_guests, mtu, socket.SOCK_DGRAM)
+
+    def _ready(self, sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+
+    def on_readable(self) -> None:
+        from femtotcp.phy.qemu import MAX_FRAME
+        sock, sw = self.sock, self.switch
+        if sock is None:
+            return
+        got: list[tuple[_DgramPeer, bytes]] = []
+        for _ in range(self.BATCH):
+            try:
+                frame, addr = sock.recvfrom(MAX_FRAME + 1)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                sw.counters["rx_error"] += 1
+                break
+            if not 14 <= len(frame) <= MAX_FRAME:
+                sw.counters["rx_bad_length"] += 1
+                continue
+            if not addr:
+                sw.counters["switch.unnamed_peer"] += 1
+                continue
+            peer = self.peers.get(addr)
+            if peer is None:
+                if len(self.peers) >= self.max_guests and not self._reap():
+                    sw.counters["switch.guest_limit"] += 1
+                    continue
+                self.joined += 1
+                peer = self.peers[addr] = _DgramPeer(self, addr, f"qemu{self.joined}",
+                                                     self.mtu)
+                sw.counters["connections"] += 1
+                sw.add_port(peer)
+            got.append((peer, frame))
+        for peer, frame in got:
+            if peer.addr in self.peers:
+                peer.deliver(frame)
+
+    def _reap(self) -> bool:
+        """Drop the peers whose socket is gone; True if that made room."""
+        now = time.monotonic()
+        if now - self._probed < self.PROBE_INTERVAL:
+            return False
+        self._probed = now
+        for peer in list(self.peers.values()):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            try:
+                probe.connect(peer.addr)
+            except (ConnectionRefusedError, FileNotFoundError):
+                self.drop(peer)
+            except OSError:
+                pass
+            finally:
+                probe.close()
+        return len(self.peers) < self.max_guests
+
+    def send_to(self, peer: _DgramPeer, frame: bytes) -> None:
+        sock, sw = self.sock, self.switch
+        if sock is None or self.peers.get(peer.addr) is not peer:
+            return
+        try:
+            sock.sendto(frame, peer.addr)
+        except (BlockingIOError, InterruptedError):
+            sw.counters["tx_dropped_full"] += 1
+        except (ConnectionRefusedError, FileNotFoundError):
+            self.drop(peer)
+        except OSError:
+            sw.counters["tx_error"] += 1
+
+    def drop(self, peer: _DgramPeer) -> None:
+        """The peer's socket is gone: its port leaves the switch."""
+        if self.peers.get(peer.addr) is peer:
+            del self.peers[peer.addr]
+            self.switch.counters["disconnects"] += 1
+            self.switch.remove_port(peer)
+
+    def _drop_guests(self) -> None:
+        for peer in list(self.peers.values()):
+            self.drop(peer)
