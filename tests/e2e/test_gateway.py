@@ -698,7 +698,10 @@ else:
     s.connect(path)
 if mode == "stream":
     def to_gateway(frame):
-        s.sendall(len(frame).to_bytes(4, "big") + frame)
+        try:
+            s.sendall(len(frame).to_bytes(4, "big") + frame)
+        except (BrokenPipeError, ConnectionResetError):
+            sys.exit(0)             # the gateway closed us (as a refused QEMU sees it)
 else:
     def to_gateway(frame):
         s.send(frame)
