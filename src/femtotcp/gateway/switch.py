@@ -261,22 +261,12 @@ class QemuDgramHub(_Hub):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
 
     def on_readable(self) -> None:
-        from femtotcp.phy.qemu import MAX_FRAME
+        from femtotcp.phy.qemu import recv_frames
         sock, sw = self.sock, self.switch
         if sock is None:
             return
         got: list[tuple[_DgramPeer, bytes]] = []
-        for _ in range(self.BATCH):
-            try:
-                frame, addr = sock.recvfrom(MAX_FRAME + 1)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                sw.counters["rx_error"] += 1
-                break
-            if not 14 <= len(frame) <= MAX_FRAME:
-                sw.counters["rx_bad_length"] += 1
-                continue
+        for frame, addr in recv_frames(sock, sw.counters, self.BATCH):
             if not addr:
                 sw.counters["switch.unnamed_peer"] += 1
                 continue

@@ -37,6 +37,26 @@ MAX_FRAME = 65535 + 18
 STREAM_QUEUE_MAX = 4 * 1024 * 1024
 
 
+def recv_frames(sock: socket.socket, counters: Any, batch: int) -> list[tuple[bytes, Any]]:
+    """Up to ``batch`` datagrams of QEMU's dgram framing (one frame each), with
+    their senders' addresses; a datagram of no frame's size is counted
+    (``rx_bad_length``) and dropped, a socket error ends the batch (``rx_error``)."""
+    got: list[tuple[bytes, Any]] = []
+    for _ in range(batch):
+        try:
+            frame, addr = sock.recvfrom(MAX_FRAME + 1)
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError:
+            counters["rx_error"] += 1
+            break
+        if not 14 <= len(frame) <= MAX_FRAME:
+            counters["rx_bad_length"] += 1
+            continue
+        got.append((frame, addr))
+    return got
+
+
 def unix_path(spec: str, flag: str) -> str:
     """``unix:PATH`` -> PATH, with a message naming ``flag`` otherwise."""
     kind, sep, path = spec.partition(":")
@@ -307,22 +327,11 @@ class QemuDgramDevice(Device):
         sock = self.sock
         if sock is None:
             return
-        frames: list[bytes] = []
-        for _ in range(128):
-            try:
-                frame, addr = sock.recvfrom(MAX_FRAME + 1)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                self.counters["rx_error"] += 1
-                break
-            if not 14 <= len(frame) <= MAX_FRAME:
-                self.counters["rx_bad_length"] += 1
-                continue
+        got = recv_frames(sock, self.counters, 128)
+        for _frame, addr in got:
             if addr and addr != self.peer:
                 self.peer = addr
-            frames.append(frame)
-        for frame in frames:
+        for frame, _addr in got:
             self.deliver(frame)
 
     def _transmit(self, frame: bytes) -> None:
