@@ -533,6 +533,23 @@ def test_resolve_through_the_stack(dns_lan: Lan) -> None:
     assert rc == 0 and out.splitlines()[0].split() == ["peer.demo", "192.0.2.1"]
 
 
+def test_dns_shows_servers_with_their_source_and_the_search_list(dns_lan: Lan) -> None:
+    def lease() -> None:
+        resolver = dns_lan.a.resolver
+        resolver.set_lease_servers("eth0", [ip_bytes("192.0.2.9"), ip_bytes("192.0.2.1")])
+        resolver.set_lease_search("eth0", ["lab.demo"])
+        resolver.search = ["demo"]
+
+    dns_lan.rt.call(lease)
+    r = dns_lan.ok("dns")
+    assert r["servers"] == [{"address": "192.0.2.1", "source": "configured"},
+                            {"address": "192.0.2.9", "source": "dhcp:eth0"}]
+    assert r["search"] == ["demo", "lab.demo"] and r["ndots"] == 1
+    rc, out, _ = run_ctl("--control", dns_lan.path, "dns")
+    assert rc == 0 and out.splitlines() == [
+        "servers: 192.0.2.1 (configured), 192.0.2.9 (dhcp:eth0)", "search: demo lab.demo"]
+
+
 def test_resolve_prints_a_and_aaaa(dns_lan: Lan) -> None:
     r = dns_lan.ok("resolve", {"name": "both.demo"})
     assert r["addresses"] == ["192.0.2.1", "2001:db8::1"]
@@ -797,7 +814,7 @@ def test_ctl_argument_errors_are_one_line(capsys: pytest.CaptureFixture[str]) ->
 
 def test_every_reply_is_plain_json(lan: Lan) -> None:
     lan.b_pings_a()
-    for cmd in ("stats", "addr", "route", "neigh", "sockets"):
+    for cmd in ("stats", "addr", "route", "neigh", "sockets", "dns"):
         doc = lan.ask(cmd)
         assert json.loads(json.dumps(doc)) == doc
         assert list(doc) == ["femtotcp_ctl", "ok", "command", "result"]

@@ -57,7 +57,7 @@ class Net:
         assert self.client.state in (dhcp.SELECTING, dhcp.REQUESTING)
         assert self.iface.ipv4 == []
         assert self.client_stack.routes.lookup(ip_bytes("203.0.113.1")) is None
-        assert self.client_stack.resolver.servers == []
+        assert self.client_stack.resolver.current_servers() == []
         assert self.client_stack.counters["stack.internal_error"] == 0
         assert self.client_stack.counters["dhcp.bound"] == 0
 

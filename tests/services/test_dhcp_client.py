@@ -90,7 +90,7 @@ def test_discover_offer_request_ack_applies_the_lease() -> None:
     assert net.iface.ipv4[0].origin == "dhcp"
     route = net.client_stack.routes.lookup(ip_bytes("203.0.113.1"))
     assert route is not None and route.gateway == SERVER
-    assert net.client_stack.resolver.servers == [SERVER, ip_bytes("192.0.2.2")]
+    assert net.client_stack.resolver.current_servers() == [SERVER, ip_bytes("192.0.2.2")]
     assert list(net.client.history) == ["tx DISCOVER", "rx OFFER", "tx REQUEST", "rx ACK"]
     assert net.bound == [lease]
     assert net.server.leases[CLIENT_MAC].state == "bound"
@@ -159,7 +159,7 @@ def test_expiry_removes_address_route_and_dns_and_starts_over() -> None:
     assert net.lost == [lease]
     assert net.addresses() == []
     assert net.client_stack.routes.lookup(ip_bytes("203.0.113.1")) is None
-    assert net.client_stack.resolver.servers == []
+    assert net.client_stack.resolver.current_servers() == []
     assert net.client.lease is None
     assert net.client.state == dhcp.SELECTING
     assert net.client_stack.counters["dhcp.expired"] == 1

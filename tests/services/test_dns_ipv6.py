@@ -85,6 +85,26 @@ def test_rdnss_servers_from_router_advertisements_are_used_without_configured_on
     assert resolver.current_servers() == []
 
 
+def test_servers_are_configured_then_dhcp_then_ra_at_most_three() -> None:
+    """A lease's servers come after ``--dns`` (a DHCP lease no longer replaces
+    them), RDNSS servers after both, without repeats and, as glibc's MAXNS,
+    at most three; a lease that ends takes its servers along."""
+    from femtotcp.wire import ndp
+    lan, resolver, responder = setup()
+    configured, leased, leased2 = (ip_bytes("192.0.2.53"), ip_bytes("192.0.2.54"),
+                                   ip_bytes("192.0.2.55"))
+    resolver.set_servers(["192.0.2.53"])
+    inject_ra(lan, ndp.opt_rdnss(600, [SERVER6]))
+    assert resolver.describe_servers() == [(configured, "configured"), (SERVER6, "ra")]
+    resolver.set_lease_servers("eth0", [leased, configured])
+    assert resolver.describe_servers() == [(configured, "configured"), (leased, "dhcp:eth0"),
+                                           (SERVER6, "ra")]
+    resolver.set_lease_servers("eth0", [leased, leased2])
+    assert resolver.current_servers() == [configured, leased, leased2]
+    resolver.set_lease_servers("eth0", [])
+    assert resolver.current_servers() == [configured, SERVER6]
+
+
 def asked(responder: DnsResponder) -> list[str]:
     """The names the responder was asked, in order."""
     names: list[str] = []

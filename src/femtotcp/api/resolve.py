@@ -40,7 +40,11 @@ class NoResolver(LookupError):
 def default_timeout(stack: Stack) -> float:
     """The longest a lookup can take: every server, every round, every CNAME hop
     (capped at a minute), plus one fallback to TCP."""
-    servers = len(getattr(stack.resolver, "servers", []) or [])
+    resolver = stack.resolver
+    servers = Resolver.max_servers
+    if resolver is not None:    # (read from another thread: a snapshot of the lists)
+        servers = max(1, min(servers, len(resolver.servers) + sum(
+            len(v) for v in list(resolver.lease_servers.values()))))
     budget = Resolver.timeout * Resolver.attempts * max(1, servers) * (
         Resolver.max_cname_hops + 1)
     return min(budget, 60.0) + Resolver.tcp_timeout

@@ -29,6 +29,7 @@ from femtotcp.control.commands import Commands
 from femtotcp.control.gather import (
     HostLike,
     gather_addr,
+    gather_dns,
     gather_neigh,
     gather_routes,
     gather_sockets,
@@ -60,7 +61,7 @@ __all__ = [
     "REQUEST_TIMEOUT", "SCHEMA_VERSION", "STACK_TIMEOUT", "Commands", "ControlError",
     "ControlServer", "ControlSocketError", "Emit", "HostLike", "add_ctl_arguments",
     "build_request", "check_free", "ctl_main", "default_control_path", "encode",
-    "error_document", "gather_addr", "gather_neigh", "gather_routes", "gather_sockets",
+    "error_document", "gather_addr", "gather_dns", "gather_neigh", "gather_routes", "gather_sockets",
     "gather_stats", "group_drops", "ok_document", "parse_request", "render", "request",
     "table",
 ]

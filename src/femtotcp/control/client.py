@@ -123,6 +123,7 @@ def add_ctl_arguments(parser: argparse.ArgumentParser) -> None:
               "addr": "addresses, their origin, the DHCP lease",
               "route": "the routing table",
               "neigh": "the neighbour (ARP) cache",
+              "dns": "the resolver's servers (and where each came from), search list",
               "sockets": "UDP and TCP sockets, like ss -tuan",
               "flows": "NAT flows of a femtotcp gateway"}
     for name, text in simple.items():

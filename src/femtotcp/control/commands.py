@@ -20,6 +20,7 @@ from femtotcp.control import protocol
 from femtotcp.control.gather import (
     HostLike,
     gather_addr,
+    gather_dns,
     gather_neigh,
     gather_routes,
     gather_sockets,
@@ -81,7 +82,7 @@ class Commands:
             "stats": self._cmd_stats, "addr": self._cmd_addr, "route": self._cmd_route,
             "neigh": self._cmd_neigh, "sockets": self._cmd_sockets,
             "resolve": self._cmd_resolve, "ping": self._cmd_ping,
-            "capture": self._cmd_capture,
+            "capture": self._cmd_capture, "dns": self._cmd_dns,
         }
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -99,6 +100,10 @@ class Commands:
     def _cmd_route(self, args: dict[str, Any], emit: Emit) -> dict[str, Any]:
         _check_args(args, ())
         return self.call(gather_routes, self.host)
+
+    def _cmd_dns(self, args: dict[str, Any], emit: Emit) -> dict[str, Any]:
+        _check_args(args, ())
+        return self.call(gather_dns, self.host)
 
     def _cmd_neigh(self, args: dict[str, Any], emit: Emit) -> dict[str, Any]:
         _check_args(args, ())

@@ -309,6 +309,18 @@ def gather_routes(host: HostLike) -> dict[str, Any]:
     return {"routes": [_plain(r.describe()) for r in host.stack.routes.routes + routes6]}
 
 
+def gather_dns(host: HostLike) -> dict[str, Any]:
+    """``dns``: the resolver's servers in the order they are asked, with where
+    each came from, and its search list (as ``resolvectl status`` shows)."""
+    resolver = host.stack.resolver
+    if resolver is None:
+        return {"resolver": False, "servers": [], "search": []}
+    return {"resolver": True,
+            "servers": [{"address": ip_str(a), "source": source}
+                        for a, source in resolver.describe_servers()],
+            "search": resolver.current_search(), "ndots": resolver.ndots}
+
+
 def gather_neigh(host: HostLike) -> dict[str, Any]:
     arp = host.stack.arp
     ipv6 = host.stack.ipv6

@@ -115,6 +115,14 @@ def _render_route(r: dict[str, Any]) -> str:
                   for x in r.get("routes", [])])
 
 
+def _render_dns(r: dict[str, Any]) -> str:
+    if not r.get("resolver"):
+        return "no resolver (the dns module is not loaded)\n"
+    servers = [f"{x.get('address')} ({x.get('source')})" for x in r.get("servers", [])]
+    return (f"servers: {', '.join(servers) or '-'}\n"
+            f"search: {' '.join(r.get('search') or []) or '-'}\n")
+
+
 def _render_neigh(r: dict[str, Any]) -> str:
     return table(["ADDRESS", "MAC", "STATE", "AGE", "INTERFACE", "PENDING"],
                  [[n.get("address"), n.get("mac"), n.get("state"), n.get("age"),
@@ -179,7 +187,7 @@ def _render_forward(r: dict[str, Any]) -> str:
 
 
 _RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "stats": _render_stats, "addr": _render_addr, "route": _render_route,
+    "stats": _render_stats, "addr": _render_addr, "route": _render_route, "dns": _render_dns,
     "neigh": _render_neigh, "sockets": _render_sockets, "resolve": _render_resolve,
     "ping": _render_ping, "capture": _render_capture, "flows": _render_flows,
     "forward": _render_forward,

@@ -505,8 +505,7 @@ class DhcpClient:
                 log.warning("DHCP router %s not usable: %s", ip_str(lease.router), exc)
                 lease.router = None
         if self.apply_dns and stack.resolver is not None:
-            if lease.dns:
-                stack.resolver.servers = list(lease.dns)
+            stack.resolver.set_lease_servers(iface.name, list(lease.dns))
             stack.resolver.set_lease_search(iface.name, lease.search_domains())
         self.lease = lease
         self.state = BOUND
@@ -542,9 +541,8 @@ class DhcpClient:
                 stack.remove_route("0.0.0.0/0", iface)
             resolver = stack.resolver
             if self.apply_dns and resolver is not None:
-                if resolver.servers == lease.dns:
-                    resolver.servers = []
                 if self.lease is None:      # (a lease bound since has set its own)
+                    resolver.set_lease_servers(iface.name, [])
                     resolver.set_lease_search(iface.name, [])
 
         if grace > 0:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import errno
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -563,10 +563,15 @@ class Resolver:
     max_lookups = 256          # concurrent questions in flight
     ndots = 1                  # resolv.conf's default: a name with a dot is tried as is first
     max_search = 6             # search domains used (glibc's MAXDNSRCH)
+    max_servers = 3            # servers used (glibc's MAXNS)
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
+        #: Configured servers (``--dns``), asked first.
         self.servers: list[bytes] = []
+        #: Servers of DHCP leases by interface name, for a lease's lifetime
+        #: (``set_lease_servers``), after the configured ones.
+        self.lease_servers: dict[str, list[bytes]] = {}
         #: Configured search domains, asked before those of Router Advertisements.
         self.search: list[str] = []
         #: Search domains of DHCP leases by interface name, for a lease's
@@ -640,6 +645,15 @@ class Resolver:
                 out.append(addr)
         self.servers = out
 
+    def set_lease_servers(self, iface: str, servers: list[bytes]) -> None:
+        """The DNS servers a DHCP lease on ``iface`` brings (none: the lease
+        ended). They are asked after the configured ones, as a resolv.conf
+        that lists static servers before those a DHCP client adds."""
+        if servers:
+            self.lease_servers[iface] = list(servers)
+        else:
+            self.lease_servers.pop(iface, None)
+
     def set_lease_search(self, iface: str, domains: list[str]) -> None:
         """The search domains a DHCP lease on ``iface`` brings (none: the
         lease ended), as dhclient's resolv.conf would have them: the domain
@@ -689,15 +703,32 @@ class Resolver:
         return [*searched, canon]
 
     def current_servers(self) -> list[bytes]:
-        """The servers to ask: the configured ones (``--dns``, a DHCP lease),
-        else the unexpired RDNSS servers of Router Advertisements (RFC 8106)."""
-        if self.servers:
-            return list(self.servers)
+        """The servers to ask, in order, without repeats: the configured ones
+        (``--dns``), those of DHCP leases, then the unexpired RDNSS servers
+        of Router Advertisements (RFC 8106 5.3.1: a lifetime ends their use);
+        at most ``max_servers``, as glibc reads at most three from resolv.conf."""
+        return [server for server, _source in self.describe_servers()]
+
+    def describe_servers(self) -> list[tuple[bytes, str]]:
+        """``current_servers`` with where each came from: ``configured``,
+        ``dhcp:IFACE`` or ``ra``."""
+        out: list[tuple[bytes, str]] = []
+        seen: set[bytes] = set()
+
+        def add(servers: Iterable[bytes], source: str) -> None:
+            for server in servers:
+                if server not in seen:
+                    seen.add(server)
+                    out.append((server, source))
+
+        add(self.servers, "configured")
+        for iface, leased in self.lease_servers.items():
+            add(leased, f"dhcp:{iface}")
         ipv6 = self.stack.ipv6
-        if ipv6 is None:
-            return []
-        now = self.stack.now
-        return [s for s, until in ipv6.ndp.dns_servers.items() if until > now]
+        if ipv6 is not None:
+            now = self.stack.now
+            add([s for s, until in ipv6.ndp.dns_servers.items() if until > now], "ra")
+        return out[:self.max_servers]
 
     def add_host(self, name: str, *addresses: bytes | str) -> None:
         self.hosts.setdefault(wire.canonical(name), []).extend(addresses)
