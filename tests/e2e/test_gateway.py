@@ -281,7 +281,7 @@ def test_a_refused_udp_port_is_refused_in_the_guest(rig: Rig) -> None:
 
 
 def test_ping_through_the_gateway_and_to_the_gateway(rig: Rig) -> None:
-    out = rig.g("ping", "-c", "2", "-W", "3", SERVER, timeout=20)
+    out = rig.g("ping", "-c", "2", "-i", "0.2", "-W", "3", SERVER, timeout=20)
     assert "2 received" in out
     out = rig.g("ping", "-c", "1", "-W", "3", GATEWAY, timeout=20)
     assert "1 received" in out

@@ -98,8 +98,8 @@ def test_two_guests_get_their_own_leases_and_reach_the_host_and_each_other(
                       timeout=60)
                 assert got.read_bytes() == body
             # And each other, directly: ping, and TCP from A to a server in B.
-            assert "2 received" in ga.run("ping", "-c", "2", "-W", "3", leases[1]).stdout
-            assert "2 received" in gb.run("ping", "-c", "2", "-W", "3", leases[0]).stdout
+            assert "2 received" in ga.run("ping", "-c", "2", "-i", "0.2", "-W", "3", leases[1]).stdout
+            assert "2 received" in gb.run("ping", "-c", "2", "-i", "0.2", "-W", "3", leases[0]).stdout
             gwww = tmp_path / "guest-www"
             gwww.mkdir()
             (gwww / "g.bin").write_bytes(body[:1000000])
@@ -182,7 +182,7 @@ def _two_guests_fetch_and_ping(q: _QemuGuests, ga: Netns, gb: Netns,
         g.run("curl", "-sS", "--fail", "-o", str(got), f"http://{SERVER}:8000/f.bin",
               timeout=60)
         assert got.read_bytes() == body
-    assert "2 received" in ga.run("ping", "-c", "2", "-W", "3", leases[1]).stdout
+    assert "2 received" in ga.run("ping", "-c", "2", "-i", "0.2", "-W", "3", leases[1]).stdout
     return relays, leases
 
 
