@@ -23,11 +23,9 @@ import contextlib
 import os
 import random
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -50,6 +48,10 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 NO_REPLY_WAIT = 0.6       # how long silence must last to count as "no answer"
 REPLY_WAIT = 3.0          # how long to wait for an expected answer
+#: Both targets' IPv4 reassembly time (Linux's net.ipv4.ipfrag_time, 30 s by
+#: default, and femtotcp's reasm_timeout, its twin): the reassembly-timeout
+#: probe waits this long, so it is no longer than the other probes take.
+FRAG_TIME = 10
 
 Obs = dict[str, Any]
 
@@ -657,8 +659,9 @@ def frag_missing_last_start(t: Target, src: str) -> float:
 
 
 def frag_missing_last_end(t: Target, src: str, mark: float) -> Obs:
-    """The time-exceeded error, due 30 s after the first fragment (ipfrag_time)."""
-    return icmp_obs(t.wait(icmp_to(src), mark, max(0.0, mark + 34 - time.monotonic())))
+    """The time-exceeded error, due FRAG_TIME s after the first fragment (ipfrag_time)."""
+    return icmp_obs(t.wait(icmp_to(src), mark,
+                           max(0.0, mark + FRAG_TIME + 4 - time.monotonic())))
 
 
 def _raw_ip(t: Target, src: str, raw: bytes) -> Obs:
@@ -1685,6 +1688,10 @@ def environment() -> Iterator[tuple[Target, Target]]:
                         "type", "veth", "peer", "name", "p0", "netns", np_.name],
                        check=True, capture_output=True)
         nl.ip("addr", "add", f"{TARGET_IP}/24", "dev", "l0")
+        nl.run("sysctl", "-qw", f"net.ipv4.ipfrag_time={FRAG_TIME}")
+        got = nl.run("sysctl", "-n", "net.ipv4.ipfrag_time").stdout.strip()
+        if got != str(FRAG_TIME):
+            raise RuntimeError(f"net.ipv4.ipfrag_time is {got}, not {FRAG_TIME}")
         # No GSO super-frames on the veth: the prober must see real segments.
         nl.ip("link", "set", "l0", "gso_max_segs", "1", check=False)
         nl.ip("link", "set", "l0", "up")
@@ -1693,14 +1700,12 @@ def environment() -> Iterator[tuple[Target, Target]]:
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         nl.popen("socat", "UDP-RECVFROM:7,fork", "PIPE",
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # femtotcp on a TAP in F.
+        # femtotcp on a TAP in F: serve's stack, with the same reassembly time.
         src = Path(__file__).resolve().parents[2] / "src"
         env = dict(os.environ, PYTHONPATH=str(src))
         tap = f"cft{secrets.token_hex(3)}"     # unique: other runs may be going on
-        control = Path(tempfile.mkdtemp(prefix="ftconf")) / "ctl.sock"
-        stack.callback(shutil.rmtree, control.parent, True)
-        nf.popen(sys.executable, "-m", "femtotcp", "serve", "--tap", tap,
-                 "--control", str(control),
+        nf.popen(sys.executable, str(Path(__file__).with_name("probe_target.py")),
+                 str(FRAG_TIME), "--tap", tap,
                  "--ip", f"{TARGET_IP}/24", "--mac", FEMTO_MAC, "--tcp-echo", "7",
                  "--udp-echo", "7", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                  env=env)
@@ -1748,7 +1753,7 @@ def run_all(femto: Target, linux: Target,
     with ThreadPoolExecutor(max_workers=2) as pool:
         sweeps = [pool.submit(sweep_closed_ports, tgt, sweep_src) for tgt in (femto, linux)]
         results["sweep_closed_ports"] = (sweeps[0].result(), sweeps[1].result())
-    # Reassembly timeout (30 s on both, Linux's ipfrag_time): wait for it if time allows.
+    # Reassembly timeout (FRAG_TIME on both, Linux's ipfrag_time): wait for it.
     with ThreadPoolExecutor(max_workers=2) as pool:
         ends = [pool.submit(frag_missing_last_end, tgt, frag_src, mark)
                 for tgt, mark in zip((femto, linux), frag_marks, strict=True)]

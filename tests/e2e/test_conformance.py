@@ -1,8 +1,9 @@
 """Differential conformance: the same crafted frames to femtotcp and to Linux.
 
 probe.py builds the two targets (femtotcp on a TAP, the kernel behind a veth,
-both at 192.0.2.2 with TCP and UDP echo on port 7) and runs every probe on both
-at once; each probe reduces the answers to a small dict of facts. Each test here
+both at 192.0.2.2 with TCP and UDP echo on port 7, both with an IPv4
+reassembly time of ``probe.FRAG_TIME``; femtotcp is serve's stack, built by
+probe_target.py) and runs every probe on both at once; each probe reduces the answers to a small dict of facts. Each test here
 asserts femtotcp's observation: equal to Linux's, unless the difference is listed
 in ACCEPTED with the reason it is acceptable (and then femtotcp must show exactly
 the documented behaviour). A test fails when femtotcp diverges in a way judged
@@ -119,3 +120,12 @@ def test_matches_linux(results: dict[str, tuple[dict[str, Any], dict[str, Any]]]
         assert femto == expected, f"accepted difference changed ({reason}); linux: {linux}"
     else:
         assert femto == linux, f"femtotcp diverges from Linux: femtotcp {femto}, linux {linux}"
+
+
+def test_both_targets_timed_the_reassembly_out(
+        results: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    """The reassembly-timeout probe compares two real answers: with both
+    reassembly times at ``probe.FRAG_TIME``, each target sent Time Exceeded code 1
+    (RFC 792) within the probe's wait, so an equal "no answer" cannot pass."""
+    for obs in results["frag_missing_last"]:
+        assert (obs.get("answer"), obs.get("type"), obs.get("code")) == ("icmp", 11, 1), obs

@@ -1,8 +1,8 @@
 """DHCP and DNS against dnsmasq, on the kernel side of a TAP in a test-made netns.
 
 dnsmasq serves 192.0.2.100-150 with a two-minute lease (its minimum) but
-tells clients T1 = 8 s and T2 = 14 s (options 58/59), so a renewal happens
-within the test budget; its lease file is read after each step. For DNS it
+tells clients T1 = 3 s and T2 = 5 s (options 58/59), so a renewal happens
+within seconds; its lease file is read after each step. For DNS it
 is authoritative for ``test`` (``--local=/test/``): ``--address``,
 ``--host-record`` and ``--cname`` names, NXDOMAIN for anything else in the
 zone, and a name with 40 addresses that does not fit in 512 bytes, so the
@@ -83,7 +83,7 @@ def start_dnsmasq(ns: Netns, tmp: Path) -> tuple[Path, Path]:
              "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,2m",
              f"--dhcp-leasefile={leases}",
              f"--dhcp-option=option:router,{KERNEL}",
-             "--dhcp-option=option:T1,8", "--dhcp-option=option:T2,14",
+             "--dhcp-option=option:T1,3", "--dhcp-option=option:T2,5",
              "--dhcp-option=option:domain-search,sub.test,test",
              "--log-dhcp", "--log-queries", "--log-facility=-",
              stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -156,7 +156,7 @@ def test_lease_renew_release_against_dnsmasq(dhcp_rig: Rig) -> None:
     assert rig.call(lambda: rig.stack.resolver.current_servers()) == [ip_bytes(KERNEL)]
     assert lease.lease_time == 120
     # dnsmasq's T1/T2 (the times are floats on the stack's clock: allow rounding)
-    assert lease.t1 - lease.obtained <= 8 + 1e-6 and lease.t2 - lease.obtained <= 14 + 1e-6
+    assert lease.t1 - lease.obtained <= 3 + 1e-6 and lease.t2 - lease.obtained <= 5 + 1e-6
     # dnsmasq's lease file names us.
     rig.wait(lambda: any(line[1] == STACK_MAC for line in rig.lease_lines()), 5, "lease file")
     first = next(line for line in rig.lease_lines() if line[1] == STACK_MAC)

@@ -36,11 +36,13 @@ NOWHERE = "198.51.100.200"          # no route in H
 TAP = "gw0"
 MAX_FLOWS = 64
 
+# A DHCPv4 client owns the IPv4 addresses only: flushing IPv6 too would take the
+# link-local address away, and with it the Router Solicitations SLAAC waits on.
 UDHCPC_SCRIPT = """#!/bin/sh
 case "$1" in
-deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
 bound|renew)
-  ip addr flush dev "$interface"
+  ip -4 addr flush dev "$interface"
   ip addr add "$ip/$mask" dev "$interface"
   for r in $router; do ip route replace default via "$r" dev "$interface"; done
   : > /etc/resolv.conf
@@ -279,7 +281,7 @@ def test_a_refused_udp_port_is_refused_in_the_guest(rig: Rig) -> None:
 
 
 def test_ping_through_the_gateway_and_to_the_gateway(rig: Rig) -> None:
-    out = rig.g("ping", "-c", "2", "-W", "3", SERVER, timeout=20)
+    out = rig.g("ping", "-c", "2", "-i", "0.2", "-W", "3", SERVER, timeout=20)
     assert "2 received" in out
     out = rig.g("ping", "-c", "1", "-W", "3", GATEWAY, timeout=20)
     assert "1 received" in out

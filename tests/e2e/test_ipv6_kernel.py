@@ -379,15 +379,19 @@ def test_unanswered_neighbour_discovery_reaches_sockets_as_on_linux(ns: Netns) -
     """Nobody holds 2001:db8:1::99 on the link: the stack's neighbour
     discovery gives up and the program's TCP connect fails with EHOSTUNREACH,
     as the kernel's own does for the same address; a connected UDP socket hears
-    nothing of it on either (Linux's UDP takes address unreachable as soft)."""
+    nothing of it on either (Linux's UDP takes address unreachable as soft).
+    The UDP sockets send to another absent address (::98), so that the four
+    resolutions run at once, not one after the other."""
     import errno
     import socket
+    import threading
 
     from netns import entered
 
     from femtotcp.api.socket import network_for
 
     nobody = ("2001:db8:1::99", 9)
+    nobody_udp = ("2001:db8:1::98", 9)
     enable_ipv6(ns)
     dev = kernel_tap(ns, "ftap0", f"{KERNEL6}/64")
     with stack6(dev) as (rt, stack):
@@ -400,18 +404,26 @@ def test_unanswered_neighbour_discovery_reaches_sockets_as_on_linux(ns: Netns) -
         ours_tcp = net.socket(socket.AF_INET6, socket.SOCK_STREAM)
         with kernel_udp, kernel_tcp, ours_udp, ours_tcp:
             for s in (kernel_udp, ours_udp):
-                s.connect(nobody)
+                s.connect(nobody_udp)
                 assert s.send(b"anyone?") == 7
             results: dict[str, int | None] = {}
-            for name, s in (("kernel", kernel_tcp), ("stack", ours_tcp)):
+
+            def connect(name: str, s: socket.socket) -> None:
                 s.settimeout(30)     # neighbour discovery gives up well before
                 try:
                     s.connect(nobody)
                     results[name] = None
                 except OSError as exc:
                     results[name] = exc.errno
+            connects = [threading.Thread(target=connect, args=pair)
+                        for pair in (("kernel", kernel_tcp), ("stack", ours_tcp))]
+            for t in connects:
+                t.start()
+            for t in connects:
+                t.join(60)
             assert results == {"kernel": errno.EHOSTUNREACH, "stack": errno.EHOSTUNREACH}
-            # Both UDP sockets sent long enough ago for resolution to have failed.
+            # Both UDP sockets sent before the connects began: their resolutions,
+            # started first, have failed too.
             for s in (kernel_udp, ours_udp):
                 assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
                 assert s.send(b"still there?") == 12

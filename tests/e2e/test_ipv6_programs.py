@@ -294,7 +294,7 @@ def test_socat_udp6_client_through_an_echo_on_the_stack(
         for size in (1, 1000, 4000):
             payload = os.urandom(size)
             for _attempt in range(10):       # the stack's DAD or NDP may still be running
-                res = ns.run("socat", "-t", "2", "-T", "3", "-", f"UDP6:[{STACK6}]:9001",
+                res = ns.run("socat", "-t", "1", "-T", "3", "-", f"UDP6:[{STACK6}]:9001",
                              input=payload, text=False, check=False, timeout=30)
                 if res.stdout:
                     break

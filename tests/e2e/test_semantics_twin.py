@@ -69,11 +69,7 @@ def test_icmp_errors_reach_connected_udp_sockets_as_on_linux() -> None:
     prohibited unreachables, parameter problem) reach a connected socket once, by
     SO_ERROR, recv or send, whichever comes first; soft ones (net/host unreachable,
     time exceeded, source quench) never, and the next datagram arrives normally."""
-    program = HERE / "programs_udp_errors.py"
-    with twin.on_kernel(program) as k:
-        linux = _udp_errors(k)
-    with twin.on_femtotcp(program) as f:
-        femto = _udp_errors(f)
+    linux, femto = twin.at_once(HERE / "programs_udp_errors.py", _udp_errors)
     diff = {c: (femto[c], linux[c]) for c in linux if femto.get(c) != linux[c]}
     assert not diff, f"femtotcp differs from Linux (femtotcp, linux): {diff}"
 
@@ -221,7 +217,7 @@ def _keepalive(t: twin.Twin) -> str:
         t.ask(f"connect {twin.PEER} 7100")
         conn, _ = lst.accept()
         # The peer goes silent: its kernel drops everything from the host.
-        t.peer_ns.run("iptables", "-A", "INPUT", "-s", twin.HOST, "-j", "DROP")
+        t.peer_ns.run("iptables", "-w", "-A", "INPUT", "-s", twin.HOST, "-j", "DROP")
         answer = t.ask("recv", timeout=70)
         conn.close()
         return answer
@@ -234,11 +230,7 @@ def test_keepalive_times_set_after_so_keepalive_as_on_linux(
     """Issue 16, 11: TCP_KEEPIDLE/KEEPINTVL/KEEPCNT set after SO_KEEPALIVE take
     effect at once: a silent peer ends the connection with ETIMEDOUT in seconds."""
     require_program("iptables")
-    program = HERE / "programs_keepalive.py"
-    with twin.on_kernel(program) as k:
-        linux = _keepalive(k)
-    with twin.on_femtotcp(program) as f:
-        femto = _keepalive(f)
+    linux, femto = twin.at_once(HERE / "programs_keepalive.py", _keepalive)
     assert linux == "ETIMEDOUT within_10s"
     assert femto == linux
 

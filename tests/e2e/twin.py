@@ -22,11 +22,15 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from netns import Netns, entered, netns, stop_process
+
+T = TypeVar("T")
 
 PEER = "192.0.2.1"
 HOST = "192.0.2.2"
@@ -127,3 +131,21 @@ def on_femtotcp(program: Path, *args: str, stack_args: tuple[str, ...] = (),
             yield Twin("femtotcp", proc, f)
         finally:
             stop_process(proc)
+
+
+def at_once(program: Path, drive: Callable[[Twin], T], *args: str) -> tuple[T, T]:
+    """``drive`` the program on the kernel and under femtotcp at the same time
+    (each run has namespaces of its own, and ``Twin.peer`` enters the peer's for
+    the calling thread only), for a comparison that spends its time waiting:
+    (Linux's result, femtotcp's)."""
+    def kernel() -> T:
+        with on_kernel(program, *args) as k:
+            return drive(k)
+
+    def femto() -> T:
+        with on_femtotcp(program, *args) as f:
+            return drive(f)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        linux, femtotcp = pool.submit(kernel), pool.submit(femto)
+        return linux.result(), femtotcp.result()

@@ -64,10 +64,11 @@ class Icmp6(EchoTable):
         counters["icmp6.rx"] += 1
         r = (0x100 - data[1] - (data[2] << 8 | data[3])) % 0xFFFF
         csum = 0xFFFF - r if r else 0
-        self.stack.ip_output(src, wire.PROTO,
-                             b"".join((bytes((wire.ECHO_REPLY, 0, csum >> 8, csum & 0xFF)),
-                                       data[4:])), src=dst, tos=tclass)
-        counters["icmp6.echo_replied"] += 1
+        if not self.stack.ip_output(src, wire.PROTO,
+                                    b"".join((bytes((wire.ECHO_REPLY, 0, csum >> 8,
+                                                     csum & 0xFF)), data[4:])),
+                                    src=dst, tos=tclass):
+            counters["icmp6.echo_replied"] += 1   # a refusal is counted by the output
         return 1
 
     # -- ping (proto/echo.py) --------------------------------------------------------
@@ -107,8 +108,9 @@ class Icmp6(EchoTable):
                     return
                 src = found
             reply = wire.build(src, header.src, wire.ECHO_REPLY, 0, icmp.rest, body)
-            stack.ip_output(header.src, wire.PROTO, reply, src=src, tos=header.traffic_class)
-            counters["icmp6.echo_replied"] += 1
+            if not stack.ip_output(header.src, wire.PROTO, reply, src=src,
+                                   tos=header.traffic_class):
+                counters["icmp6.echo_replied"] += 1   # a refusal is counted by the output
         elif t == wire.ECHO_REPLY:
             ep = self.echo.get(icmp.ident)
             if ep is None:

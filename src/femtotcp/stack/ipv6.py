@@ -397,7 +397,8 @@ class Ipv6:
         """``Ipv4.fast_input``'s twin: an untagged Ethernet frame to our MAC
         carrying an IPv6 packet whose next header (no extension headers) has a
         fast handler, hop limit above 0, from a unicast source that is not ours
-        (not multicast, not in ::/80: neither ::, ::1 nor v4-mapped) to one of
+        (not multicast, not in ::/80: neither ::, ::1 nor v4-mapped; those go to
+        the full path, which drops and counts what it refuses) to one of
         our usable unicast addresses (``stack.local_addresses``: never a
         tentative or duplicate one, RFC 4862 5.4, as ``input`` decides), whole
         in the frame (Ethernet padding cut). One ``struct`` call, then the
@@ -461,6 +462,9 @@ class Ipv6:
         nh = header.next_header
         self.rx_router_alert = None
         if nh in _DIRECT:
+            if nh == wire.PROTO_TCP and src == wire.UNSPECIFIED:
+                counters["ipv6.tcp_from_unspecified"] += 1   # see _deliver
+                return
             handler = self.protocols.get(nh)
             if handler is not None:
                 handler(header, data, iface, payload, csum_ok)
@@ -490,6 +494,12 @@ class Ipv6:
                  header: wire.Ipv6Header, upper: int, data: memoryview, packet: memoryview,
                  pointer: int, csum_ok: bool = False) -> None:
         counters = self.stack.counters
+        if upper == wire.PROTO_TCP and header.src == wire.UNSPECIFIED:
+            # RFC 4291 2.5.2: :: is the source of a host with no address yet
+            # (DAD, RS, MLD), never of a connection; Linux's TCP neither
+            # answers it nor resets it (a reply to :: is refused on output).
+            counters["ipv6.tcp_from_unspecified"] += 1
+            return
         handler = self.protocols.get(upper)
         if handler is not None:
             handler(header, data, iface, packet, csum_ok)
@@ -575,6 +585,9 @@ class Ipv6:
         elif t in _MLD_TYPES:
             self._mld_input(header, icmp, body, iface)
         elif self.stack.icmp6 is not None:
+            if t == wire_icmp6.ECHO_REQUEST and header.src == wire.UNSPECIFIED:
+                counters["icmp6.echo_from_unspecified"] += 1   # no answer can reach ::
+                return
             self.stack.icmp6.input(header, icmp, body, iface, packet)
         else:
             counters["icmp6.module_not_loaded"] += 1
