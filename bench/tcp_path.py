@@ -8,7 +8,8 @@ Times are CPU time of this process (``time.process_time``), the best of
 ``--repeat`` runs: the machine is shared, and wall-clock time would measure the
 neighbours too. The IPv6 rows run the same connection over IPv6 (issue 13:
 TCP over IPv6 within 10% of IPv4). ``python -m bench.tcp_path [--repeat N]
-[--segments N]``.
+[--segments N] [--profile verified|vouched|gro|send]`` (the last prints a
+cProfile of one such run instead of the figures).
 """
 
 from __future__ import annotations
@@ -367,7 +368,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--segments", type=int, default=20000, help="segments per run (20000)")
     ap.add_argument("--no-families", dest="families", action="store_false",
                     help="skip the IPv4 / IPv6 rows")
+    ap.add_argument("--profile", choices=("verified", "vouched", "gro", "send"),
+                    help="print a cProfile of one receive (or send) run instead")
     args = ap.parse_args(argv)
+    if args.profile:
+        runs: dict[str, Callable[[cProfile.Profile], Any]] = {
+            "verified": lambda p: receive_path(args.segments, p),
+            "vouched": lambda p: receive_path(args.segments, p, csum_ok=True),
+            "gro": lambda p: receive_path(args.segments, p, gro=44, csum_ok=True),
+            "send": lambda p: send_path(args.segments // 2, p),
+        }
+        print(profile(runs[args.profile]))
+        return
     for name, us, sent in receive_variants(args.repeat, args.segments):
         print(f"receive, {name:36s} {us:6.2f} us CPU per 1448-byte segment "
               f"({1448 / us:7.1f} MB/s), {sent} ACKs")

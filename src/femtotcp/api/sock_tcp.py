@@ -91,7 +91,7 @@ class _TcpLink(_Link):
         self.connect_error = 0
         self.filler = 0
         # pumping
-        self.inbound: memoryview | None = None     # stack -> program, not yet in Q
+        self.q_full = False        # stack -> program: Q took less than the connection had
         self.outbound: memoryview | None = None    # program -> stack, read from Q
         self.fin_in = False        # the peer's FIN is passed on (Q shut for writing)
         self.eof_out = False       # the program shut its side for writing (EOF on Q)
@@ -326,27 +326,28 @@ class _TcpLink(_Link):
         conn, q = self.conn, self.q
         if conn is None or q is None:
             return
-        # stack -> program
+        # stack -> program: straight from the connection's receive buffer, as
+        # much as Q takes in one send (no copy; TcpConnection.send_received, as
+        # the gateway's splice). What Q does not take stays in the connection,
+        # so its window closes until the program reads.
+        self.q_full = False
         while not self.fin_in:
-            data = self.inbound
-            if data is not None:
-                if self.in_closed:
-                    self.inbound = None
-                else:
-                    try:
-                        n = q.send(data)
-                    except BlockingIOError:
-                        n = 0
-                    except OSError:
-                        self.in_closed = True   # the program will not read (SHUT_RD / closed)
-                        self.inbound = None
-                        n = 0
-                    if self.inbound is not None:
-                        if n < len(data):
-                            self.inbound = data[n:]
-                            break
-                        self.inbound = None
+            if not self.in_closed:
+                try:
+                    n = conn.send_received(q.send)
+                except BlockingIOError:
+                    self.q_full = True
+                    break
+                except OSError:
+                    self.in_closed = True   # the program will not read (SHUT_RD / closed)
+                    n = 0
+                if n:
+                    if conn.rcv_buf:
+                        self.q_full = True  # a partial send: Q is full
+                        break
+                    continue
             try:
+                # Nothing buffered (EOF, an error or None), or data to discard.
                 chunk = conn.recv(CHUNK)
             except OSError as exc:
                 self.fail(exc.errno or errno.ECONNRESET)
@@ -360,7 +361,6 @@ class _TcpLink(_Link):
                 except OSError:
                     pass
                 break
-            self.inbound = memoryview(chunk)
         # program -> stack
         while not self.eof_out:
             data = self.outbound
@@ -395,7 +395,7 @@ class _TcpLink(_Link):
         self._maybe_done()
         if self.watch is not None and not self.released:
             self.watch.set(read=not self.eof_out and self.outbound is None,
-                           write=self.inbound is not None and not self.in_closed)
+                           write=self.q_full and not self.in_closed)
 
     def _program_eof(self) -> None:
         """EOF on Q: the program shut its sending side, or closed the socket."""
@@ -404,12 +404,11 @@ class _TcpLink(_Link):
             self.closing = True
             self.in_closed = True
             # Received data the program never read makes the close a reset
-            # (RFC 9293 3.10.4, RFC 2525 2.17, as Linux): data still on its way
-            # to the program, or left unread in the program's end of the pair.
-            unread = self.unread_dropped or self.inbound is not None
-            self.inbound = None
+            # (RFC 9293 3.10.4, RFC 2525 2.17, as Linux): data left unread in
+            # the program's end of the pair here; data still in the connection
+            # (on its way to the program) makes conn.close() reset by itself.
             try:
-                if unread:
+                if self.unread_dropped:
                     conn.counters["tcp.close_with_rst"] += 1
                     conn.abort()
                 else:
@@ -430,7 +429,7 @@ class _TcpLink(_Link):
         """Both directions finished: Q is no longer needed."""
         if self.released or not (self.fin_in and self.eof_out):
             return
-        if self.inbound is not None or self.outbound is not None:
+        if self.outbound is not None:
             return
         if self.conn is not None:
             self.conn.on_event = None
@@ -453,7 +452,8 @@ class _TcpLink(_Link):
             self.conn = None
             if state_name(conn.state) != "CLOSED":
                 conn.abort()          # whatever is left of it goes (RST where due)
-        self.inbound = self.outbound = None
+        self.outbound = None
+        self.q_full = False
         self.release()
 
     def on_q(self) -> None:
@@ -494,7 +494,6 @@ class _TcpLink(_Link):
 
     def shutdown_read(self) -> None:
         self.in_closed = True
-        self.inbound = None
         if self.conn is not None:
             try:
                 self.conn.shutdown(SHUT_RD)

@@ -667,10 +667,13 @@ class TcpConnection:
             self.segs_in += 1
             self.last_rx = now
             snd.probes = 0
-            rcv.fast_data(segment, hlen, plen)
             self._ev = True
-            if not self._flush_deferred:
-                self._defer_flush()
+            if self._flush_deferred:
+                # The program hears of this batch at its end: data and ACK in one call.
+                rcv.fast_data_acked(segment, hlen, plen, now)
+                return True
+            rcv.fast_data(segment, hlen, plen)
+            self._defer_flush()
             rcv._schedule_ack(now)                        # fast_data set ack_pending
             return True
         una = snd.snd_una

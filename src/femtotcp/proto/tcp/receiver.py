@@ -93,6 +93,32 @@ class Receiver:
             self.quickack -= 1
             self.ack_now = True
 
+    def fast_data_acked(self, segment: memoryview, hlen: int, plen: int, now: float) -> None:
+        """``fast_data`` then ``_schedule_ack(now)``, in one call: what header
+        prediction does for a segment once the program's event for the batch
+        is already deferred (most segments of a burst). The same steps in the
+        same order; the common case, a full-sized segment inside a batch whose
+        ACK is already deferred, returns without another call."""
+        rcv_nxt = self.rcv_nxt + plen
+        self.rcv_buf += segment[hlen:]
+        self.rcv_nxt = rcv_nxt
+        self.bytes_received += plen
+        mss = self.rcv_mss
+        if plen > mss:
+            limit = self.opt.rcv_mss_limit()
+            mss = self.rcv_mss = plen if plen < limit else limit
+        self.ack_pending = True
+        if self.quickack > 0:
+            self.quickack -= 1
+            self.ack_now = True
+        elif not self.ack_now:
+            unacked = rcv_nxt - self.last_ack_sent
+            if self._ack_deferred and unacked > mss:
+                cfg = self.config
+                if cfg.ack_coalescing and unacked < cfg.ack_coalesce_segments * mss:
+                    return      # the batch's ACK is already on its way
+        self._schedule_ack(now)
+
     def receive_text(self, seq: int, payload: memoryview | bytes, flags: int) -> None:
         """RFC 9293 3.10.7.4 seventh/eighth: queue in-order data, hold the rest."""
         n = len(payload)
