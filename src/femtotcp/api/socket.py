@@ -40,6 +40,7 @@ import sys
 import weakref
 from typing import Any
 
+from femtotcp.api import loop
 from femtotcp.api.network import (
     Network,
     _etc_hosts,
@@ -244,6 +245,13 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         if link.handles > 0 or link.detached or sys.is_finalizing():
             return
         self._finalizer.detach()
+        runtime = self._net.runtime
+        if loop.loop_running(runtime):
+            # No round trip: the loop thread runs it before any later request
+            # (its queue is first in, first out), so a bind to the port this
+            # socket held, or the host's shutdown, still comes after it.
+            runtime.call_soon_threadsafe(link.guard(link.program_closed))
+            return
         try:
             self._net.call(link.program_closed)
         except Exception:  # closing must not fail because the stack did
