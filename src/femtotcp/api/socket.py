@@ -305,14 +305,28 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
             token = _RealSocket.recv(self, 1)
             if not token:
                 raise _oserror(errno.EINVAL, "the listening socket was closed")
-            conn = self._net.call(link.take_ready)
-            if conn is not None:
+            # The new socket is made first, so that taking the connection and
+            # attaching it are one trip to the loop thread.
+            new = socket(self._sfamily, self._stype, self._sproto, network=self._net)
+            new_link = new._link
+            assert isinstance(new_link, _TcpLink)
+            new_link.opts.update(link.opts)
+
+            def take(new_link: _TcpLink = new_link) -> bool:
+                conn = link.take_ready()
+                if conn is None:
+                    return False
+                new_link.attach_accepted(conn)
+                return True
+
+            try:
+                taken = self._net.call(take)
+            except BaseException:
+                new.close()
+                raise
+            if taken:
                 break
-        new = socket(self._sfamily, self._stype, self._sproto, network=self._net)
-        new_link = new._link
-        assert isinstance(new_link, _TcpLink)
-        new_link.opts.update({k: v for k, v in link.opts.items()})
-        self._net.call(new_link.attach_accepted, conn)
+            new.close()
         if _std.getdefaulttimeout() is None and self.gettimeout():
             new.setblocking(True)
         remote = new_link.remote or (ANY4, 0)
@@ -482,7 +496,16 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
 
         def tell(h: int) -> None:
             assert isinstance(link, _TcpLink)
-            self._net.call(link.shutdown_read if h in (SHUT_RD, SHUT_RDWR) else link.pump)
+            if h in (SHUT_RD, SHUT_RDWR):
+                self._net.call(link.shutdown_read)
+                return
+            # SHUT_WR: the pump reads the EOF on Q and sends the FIN; it is
+            # told without waiting for it (socketserver shuts every connection).
+            runtime = self._net.runtime
+            if loop.loop_running(runtime):
+                runtime.call_soon_threadsafe(link.guard(link.pump))
+            else:
+                link.pump()
 
         mode = link.mode.value if isinstance(link, _TcpLink) else None
         shutdown_pair(self, how, mode, link.remote is not None, tell)
