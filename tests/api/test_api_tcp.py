@@ -360,3 +360,28 @@ def test_loopback_on_the_stack(lan: Lan) -> None:
             c.sendall(b"lo")
             assert peer.recv(10) == b"lo"
             peer.close()
+
+
+def test_close_and_shutdown_without_waiting_keep_their_order(lan: Lan) -> None:
+    """close() and shutdown(SHUT_WR) do not wait for the loop thread, yet what
+    a program does next still comes after them: the peer reads EOF, a bind to
+    the port just freed succeeds at once, and nothing is left behind."""
+    for i in range(20):
+        srv = lan.net_b.socket()
+        srv.setsockopt(std.SOL_SOCKET, std.SO_REUSEADDR, 1)   # (b's TIME_WAITs)
+        srv.bind(("", 8300))                # the last round's listener is gone
+        srv.listen()
+        c = lan.net_a.create_connection((lan.ip_b, 8300), timeout=5)
+        p, _ = srv.accept()
+        p.sendall(b"%d" % i)
+        p.shutdown(std.SHUT_WR)
+        c.settimeout(5)
+        got = b""
+        while chunk := c.recv(16):
+            got += chunk
+        assert got == b"%d" % i
+        c.close()
+        p.close()
+        srv.close()
+    wait_until(lambda: not lan.runtime.call(lambda: lan.net_a.links | lan.net_b.links),
+               10, "every link to be released")

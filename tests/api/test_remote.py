@@ -983,3 +983,47 @@ def test_attached_udp_sendto_and_recvfrom_carry_the_scope(
 def test_attached_ping_socket_needs_and_uses_a_scope(
         scoped_prog: tuple[RemoteNetwork, Links]) -> None:
     test_api_ipv6_scope.test_ping_socket_needs_and_uses_a_scope(_as_attached(scoped_prog))
+
+
+def test_many_connections_leave_no_fds_links_or_tombs_behind(
+        lan: Lan, svc: SocketService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connect+close loop: each freed socket leaves serve's table at once
+    (no sweep needed), its remains stay bounded (MAX_TOMBS), and neither
+    serve nor the program keeps a file descriptor of it."""
+    import femtotcp.control.sockets as sockets_mod
+    monkeypatch.setattr(sockets_mod, "MAX_TOMBS", 40)
+    server = lan.net_b.create_server(("0.0.0.0", 6400), backlog=64)
+    stop = threading.Event()
+
+    def closer() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.close()
+
+    th = threading.Thread(target=closer, daemon=True)
+    th.start()
+    prog = RemoteNetwork(svc.path)
+    prog.create_connection((lan.ip_b, 6400), timeout=5).close()   # channels made
+    wait_until(lambda: not svc.links, 10, "the first socket to be freed")
+
+    def no_sweeps() -> None:
+        svc._sweep_timer.cancel()
+        svc._sweep_timer = None
+
+    lan.runtime.call(no_sweeps)      # from here, only a socket's release frees it
+    fds_before = len(os.listdir("/proc/self/fd"))
+    try:
+        for _ in range(150):
+            prog.create_connection((lan.ip_b, 6400), timeout=5).close()
+        wait_until(lambda: not svc.links, 10, "every socket to be freed without a sweep")
+        assert len(svc.tombs) <= 40
+        wait_until(lambda: len(os.listdir("/proc/self/fd")) <= fds_before + 2, 10,
+                   "the pairs' fds to be closed")
+    finally:
+        stop.set()
+        th.join(5)
+        server.close()
