@@ -37,6 +37,7 @@ import logging
 import os
 import socket as _std
 import sys
+import threading
 import weakref
 from typing import Any
 
@@ -361,14 +362,26 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
                 link.so_error = 0
                 return err
             return errno.EINPROGRESS
-        done = net.call(link.start_connect, dst, port, 0, scope)
+        runtime = net.runtime
+        if loop.loop_running(runtime):
+            done = self._start_connect_posted(link, dst, port, scope)
+        else:
+            done = net.call(link.start_connect, dst, port, 0, scope)
         try:
             finished = net.wait(done, tmo)
         except BaseException:
             net.call(link.abort_connect)
             raise
+        failed = getattr(done, "failed", None)
+        if failed is not None:
+            raise failed
         if not finished:
+            if not loop.loop_running(runtime):
+                raise _oserror(errno.ENETDOWN, "the stack's loop has stopped")
             net.call(link.abort_connect)
+            failed = getattr(done, "failed", None)    # (it failed to start meanwhile)
+            if failed is not None:
+                raise failed
             if link.mode is TcpMode.CONNECTED:
                 return 0
             raise TimeoutError("timed out")
@@ -376,6 +389,30 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
             link.so_error = 0
             return link.connect_error
         return 0
+
+    @staticmethod
+    def _start_connect_posted(link: _TcpLink, dst: bytes, port: int,
+                              scope: int) -> threading.Event:
+        """Start a blocking connect in the loop thread without waiting for it
+        to start: the Event returned is set once the connection is made or
+        has failed, or at once when ``start_connect`` raises (the error is
+        then its ``failed``), so the program's thread wakes up once."""
+        done = threading.Event()
+
+        def start() -> None:
+            try:
+                started = link.start_connect(dst, port, 0, scope)
+            except BaseException as exc:
+                done.failed = exc          # type: ignore[attr-defined]
+                done.set()
+                return
+            if started.is_set():
+                done.set()
+            else:
+                link.connect_done = done   # what the link sets when it is done
+
+        link.net.runtime.call_soon_threadsafe(start)
+        return done
 
     # -- data ----------------------------------------------------------------------------------
     def _data_error(self, exc: OSError | None = None) -> OSError | None:
