@@ -558,9 +558,20 @@ class _TcpLink(_Link):
             conn = lst.accept()
             if conn is None:
                 break
-            self.ready.append(conn)
-            self.tokens_owed += 1
+            item = self.ready_item(conn)
+            if item is not None:
+                self.ready.append(item)
+                self.tokens_owed += 1
         self.listener_watch(q, bool(self.tokens_owed))
+
+    def ready_item(self, conn: Any) -> Any:
+        """What the ready queue keeps for a connection the listener accepted
+        (None: it was dropped); ``drop_ready`` undoes it."""
+        return conn
+
+    def drop_ready(self, item: Any) -> None:
+        """An item of the ready queue the program will never take: reset it."""
+        item.abort()
 
     def listener_watch(self, q: _std.socket, owed: bool) -> None:
         """End of a listener round: Q readable means the program closed the
@@ -594,9 +605,9 @@ class _TcpLink(_Link):
                 pass
             self.listener = None
         while self.ready:
-            conn = self.ready.popleft()
+            item = self.ready.popleft()
             try:
-                conn.abort()
+                self.drop_ready(item)
             except OSError:
                 pass
         self.set_mode(TcpMode.DONE)

@@ -155,6 +155,45 @@ def _install_tls() -> None:
     tls.install()
 
 
+#: Accepted connections whose socket a listener makes ahead of ``accept``
+#: (two fds each); beyond it, up to the backlog, ``accept`` makes them.
+READY_SOCKETS = 64
+
+
+class _LocalTcpLink(_TcpLink):
+    """The link of an in-process TCP socket. Listening, it makes each ready
+    connection's socket (pair, link, attached to the connection) here in the
+    loop thread, before that connection's token goes to P: ``accept`` reads
+    the token and takes the socket, without a trip to the loop thread."""
+
+    def ready_item(self, conn: Any) -> Any:
+        if len(self.ready) >= READY_SOCKETS:
+            return conn          # (fds bounded: accept makes that one's socket)
+        owner = self.owner_ref()
+        if isinstance(owner, socket):
+            family, kind, proto = owner._sfamily, owner._stype, owner._sproto
+        else:
+            family, kind, proto = (AF_INET6 if self.v6 else AF_INET), SOCK_STREAM, 0
+        try:
+            new = socket(family, kind, proto, network=self.net)
+        except OSError as exc:       # EMFILE and friends: refuse that one
+            log.warning("making an accepted connection's socket failed: %s", exc)
+            conn.abort()
+            return None
+        new_link = new._link
+        assert isinstance(new_link, _TcpLink)
+        new_link.opts.update(self.opts)
+        new_link.attach_accepted(conn)
+        return new
+
+    def drop_ready(self, item: Any) -> None:
+        if not isinstance(item, socket):
+            item.abort()
+            return
+        item._link.program_closed(abort=True)     # never accepted: RST, as Linux
+        item.close()
+
+
 class socket(_SocketBase):  # noqa: N801 - the stdlib's name
     """``socket.socket`` over a femtotcp stack (see the module docstring)."""
 
@@ -172,7 +211,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         proto = 0 if proto in (-1, None) else int(proto)
         kind = type_ & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
         what = link_kind(family, kind, proto)
-        link_cls: Any = {"tcp": _TcpLink, "udp": _UdpLink, "ping": _PingLink}[what]
+        link_cls: Any = {"tcp": _LocalTcpLink, "udp": _UdpLink, "ping": _PingLink}[what]
         pair_kind = SOCK_STREAM if what == "tcp" else SOCK_SEQPACKET
         if what == "tcp" and not _tls_installed:
             _install_tls()
@@ -302,32 +341,39 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         if not isinstance(link, _TcpLink) or link.mode is not TcpMode.LISTENING:
             self._check_open()
             raise _oserror(errno.EINVAL)
+        # The loop thread made each ready connection's socket before its
+        # token came (_LocalTcpLink.ready_item): taking it is no trip there.
         while True:
             token = _RealSocket.recv(self, 1)
             if not token:
                 raise _oserror(errno.EINVAL, "the listening socket was closed")
-            # The new socket is made first, so that taking the connection and
-            # attaching it are one trip to the loop thread.
+            full = len(link.ready) >= link.backlog
+            try:
+                item = link.ready.popleft()
+            except IndexError:        # (the listener was closed meanwhile)
+                continue
+            if full:
+                # The loop stopped taking connections from the stack's
+                # listener at the backlog: there is room again.
+                runtime = self._net.runtime
+                if loop.loop_running(runtime):
+                    runtime.call_soon_threadsafe(link.guard(link.listener_service))
+                else:
+                    link.listener_service()
+            if isinstance(item, socket):
+                new = item
+                break
             new = socket(self._sfamily, self._stype, self._sproto, network=self._net)
             new_link = new._link
             assert isinstance(new_link, _TcpLink)
             new_link.opts.update(link.opts)
-
-            def take(new_link: _TcpLink = new_link) -> bool:
-                conn = link.take_ready()
-                if conn is None:
-                    return False
-                new_link.attach_accepted(conn)
-                return True
-
             try:
-                taken = self._net.call(take)
+                self._net.call(new_link.attach_accepted, item)
             except BaseException:
                 new.close()
                 raise
-            if taken:
-                break
-            new.close()
+            break
+        new_link = new._link
         if _std.getdefaulttimeout() is None and self.gettimeout():
             new.setblocking(True)
         remote = new_link.remote or (ANY4, 0)
