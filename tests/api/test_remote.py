@@ -8,6 +8,7 @@ in-process peer.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -567,37 +568,46 @@ def test_many_threads_of_one_program_at_once(lan: Lan, svc: SocketService) -> No
     gets its own answer, whatever the others do meanwhile."""
     from concurrent.futures import ThreadPoolExecutor
     prog = RemoteNetwork(svc.path)
-    server = lan.net_b.create_server(("0.0.0.0", 6400), backlog=256)
-    stop = threading.Event()
 
-    def echo_all() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(10)
-                data = conn.recv(100)
-                conn.sendall(data)
-
-    th = threading.Thread(target=echo_all)
-    th.start()
+    def echo(conn: Any) -> None:
+        with conn:
+            conn.settimeout(10)
+            conn.sendall(conn.recv(100))
 
     def client(i: int) -> bytes:
         with prog.create_connection((lan.ip_b, 6400), timeout=20) as c:
             c.sendall(b"t%03d" % i)
             return c.recv(100)
 
-    try:
+    with _accepting(lan.net_b.create_server(("0.0.0.0", 6400), backlog=256), echo):
         with ThreadPoolExecutor(16) as pool:
             got = list(pool.map(client, range(64)))
+    assert got == [b"t%03d" % i for i in range(64)]
+
+
+@contextlib.contextmanager
+def _accepting(server: Any, handle: Any) -> Iterator[None]:
+    """``handle(conn)`` for each connection ``server`` accepts, in a thread,
+    until the block ends (then the server is closed)."""
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            handle(conn)
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        yield
     finally:
         stop.set()
         th.join(10)
         server.close()
-    assert got == [b"t%03d" % i for i in range(64)]
 
 
 def test_socket_passed_to_a_child_before_its_first_use(
@@ -993,20 +1003,12 @@ def test_many_connections_leave_no_fds_links_or_tombs_behind(
     import femtotcp.control.sockets as sockets_mod
     monkeypatch.setattr(sockets_mod, "MAX_TOMBS", 40)
     server = lan.net_b.create_server(("0.0.0.0", 6400), backlog=64)
-    stop = threading.Event()
-
-    def closer() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            conn.close()
-
-    th = threading.Thread(target=closer, daemon=True)
-    th.start()
     prog = RemoteNetwork(svc.path)
+    with _accepting(server, lambda conn: conn.close()):
+        _connect_close_loop(lan, svc, prog)
+
+
+def _connect_close_loop(lan: Lan, svc: SocketService, prog: RemoteNetwork) -> None:
     prog.create_connection((lan.ip_b, 6400), timeout=5).close()   # channels made
     wait_until(lambda: not svc.links, 10, "the first socket to be freed")
 
@@ -1016,14 +1018,9 @@ def test_many_connections_leave_no_fds_links_or_tombs_behind(
 
     lan.runtime.call(no_sweeps)      # from here, only a socket's release frees it
     fds_before = len(os.listdir("/proc/self/fd"))
-    try:
-        for _ in range(150):
-            prog.create_connection((lan.ip_b, 6400), timeout=5).close()
-        wait_until(lambda: not svc.links, 10, "every socket to be freed without a sweep")
-        assert len(svc.tombs) <= 40
-        wait_until(lambda: len(os.listdir("/proc/self/fd")) <= fds_before + 2, 10,
-                   "the pairs' fds to be closed")
-    finally:
-        stop.set()
-        th.join(5)
-        server.close()
+    for _ in range(150):
+        prog.create_connection((lan.ip_b, 6400), timeout=5).close()
+    wait_until(lambda: not svc.links, 10, "every socket to be freed without a sweep")
+    assert len(svc.tombs) <= 40
+    wait_until(lambda: len(os.listdir("/proc/self/fd")) <= fds_before + 2, 10,
+               "the pairs' fds to be closed")
