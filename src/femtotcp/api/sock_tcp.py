@@ -233,12 +233,16 @@ class _TcpLink(_Link):
         self.conn = conn
         self.filler = filler
         self.set_mode(TcpMode.CONNECTING)
-        self.connect_done = threading.Event()
+        self.connect_done = self.connect_event()
         self.apply_opts(conn)
         conn.on_event = self.guard(self.on_conn_event)
         self.register()
         self.on_conn_event()
         return self.connect_done
+
+    def connect_event(self) -> threading.Event:
+        """What ``start_connect`` returns and sets once the connect is done."""
+        return threading.Event()
 
     def abort_connect(self) -> None:
         """A blocking connect timed out: give up (the socket is unusable after)."""

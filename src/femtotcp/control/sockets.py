@@ -198,6 +198,10 @@ class _ServedTcpLink(_TcpLink):
             os.close(fd)
         self.listener_watch(q, bool(handing))
 
+    def connect_event(self) -> threading.Event:
+        # Nobody waits on it here: ``op_connect`` gives it its callback.
+        return _NotifyEvent(None)
+
     def release(self) -> None:
         if self.released:
             return
@@ -218,7 +222,7 @@ class _NotifyEvent(threading.Event):
     instead of waking a waiting thread: nobody waits on it, so it needs no
     condition variable (``set`` and ``is_set`` are all the loop thread uses)."""
 
-    def __init__(self, callback: Callable[[], None]) -> None:  # no Event.__init__
+    def __init__(self, callback: Callable[[], None] | None) -> None:  # no Event.__init__
         self.callback = callback
         self.done = False
 
@@ -227,7 +231,8 @@ class _NotifyEvent(threading.Event):
 
     def set(self) -> None:
         self.done = True
-        self.callback()
+        if self.callback is not None:
+            self.callback()
 
     def clear(self) -> None:
         self.done = False
@@ -717,7 +722,16 @@ class SocketService:
             return [err, state_of(link)]
 
         if not self.runtime.in_loop_thread():      # (a caller outside the loop)
-            done = self.net.call(link.start_connect, dst, port, 0, scope)
+            def start_waitable() -> threading.Event:
+                started = link.start_connect(dst, port, 0, scope)
+                waitable = threading.Event()
+                if started.is_set():
+                    waitable.set()
+                else:
+                    link.connect_done = waitable
+                return waitable
+
+            done = self.net.call(start_waitable)
             if not self.net.wait(done, None if tmo < 0 else tmo):
                 self.net.call(link.abort_connect)
                 if link.mode is not TcpMode.CONNECTED:
@@ -749,7 +763,10 @@ class SocketService:
             link.connect_done = None
             (answer_late if late else answer_now)()
 
-        link.connect_done = _NotifyEvent(finish)
+        if isinstance(done, _NotifyEvent):
+            done.callback = finish
+        else:
+            link.connect_done = _NotifyEvent(finish)
         if tmo > 0:
             timer[0] = self.runtime.call_later(tmo, lambda: finish(True))
         return DEFER
