@@ -11,9 +11,10 @@ the program's end of the pair is sent back with SCM_RIGHTS. The protocol is
 Lifetime follows the program's fd: links are *detached* (no program object
 here), so the loop thread frees a socket when every copy of its end is closed
 (POLLHUP on our end), whether the program closed it or died: FIN, or RST where
-received data was never read, as Linux does. Idle sockets (made, maybe bound,
-never connected) have nothing in the selector; a sweep every SWEEP_INTERVAL
-seconds frees those whose program end is gone.
+received data was never read, as Linux does. A freed TCP socket leaves the
+table at once (``bury``), its last state kept for a while. Idle sockets (made,
+maybe bound, never connected) have nothing in the selector; a sweep every
+SWEEP_INTERVAL seconds frees those whose program end is gone.
 
 Requests are read and answered in the stack's loop thread (a blocking
 connect is answered when the connection's event comes, a DNS lookup from a
@@ -90,9 +91,9 @@ def _addr(addr: tuple[bytes, int] | None) -> list[Any] | None:
 
 class _Tomb(NamedTuple):
     """What stays of a freed socket for a while: its last state and errors (the
-    program may ask for the error that ended it after reading EOF). A tuple
-    of plain values (``raw_state_of``), which the collector stops tracking:
-    thousands of these cost a full collection nothing."""
+    program may ask for the error that ended it after reading EOF), with the
+    state as a tuple of plain values (``raw_state_of``), which the collector
+    stops tracking: one tracked object per tomb, none of them cyclic."""
 
     state: tuple[Any, ...]
     program_error: int | None
@@ -124,10 +125,9 @@ def tune_collector() -> None:
     """serve's cyclic garbage collector: a young collection every GC_YOUNG
     allocations instead of the default 700. Every connection allocates some
     tens of objects in cycles (its TCP state, its link); with the default,
-    objects that live a few hundred connections (a freed link until the
-    sweep, a connection until its close) reach the oldest generation, and
-    its full collections, which walk every object serve holds, took a tenth
-    of serve's time in a connect+close loop."""
+    objects that live a few hundred connections reach the oldest generation,
+    and its full collections, which walk every object serve holds, took a
+    tenth of serve's time in a connect+close loop."""
     young, middle, old = gc.get_threshold()
     if 0 < young < GC_YOUNG:
         gc.set_threshold(GC_YOUNG, middle, old)
@@ -466,11 +466,11 @@ class SocketService:
                 self._bury(sid, link, now)
             self._trim_tombs(now)
 
-    def bury(self, link: _Link) -> None:
+    def bury(self, link: _ServedTcpLink) -> None:
         """A TCP link was released (loop thread): its remains replace it at once."""
-        sid = getattr(link, "sid", None)
+        sid = link.sid
         if sid is None:
-            return                       # (not published yet: nothing to forget)
+            return                       # (not published yet: the sweep sees it)
         now = time.monotonic()
         with self._lock:
             self._bury(sid, link, now)
