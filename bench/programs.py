@@ -16,7 +16,7 @@ Each client prints its figures as JSON. Printed: each figure per mode and the
 ratio to the kernel's.
 
     python -m bench.programs [--short] [--size MB] [--connects N] [--pings N]
-                             [--requests N] [--concurrency N]
+                             [--requests N] [--concurrency N] [--only PARTS]
 """
 
 from __future__ import annotations
@@ -96,32 +96,35 @@ host, size, connects, pings, flag = sys.argv[1], int(sys.argv[2]), int(sys.argv[
 while flag != "-" and not os.path.exists(flag):
     time.sleep(0.05)
 out = {}
-t = time.perf_counter()
-got = 0
-with urllib.request.urlopen(f"http://{host}:8080/blob", timeout=60) as r:
-    while chunk := r.read(1 << 20):
-        got += len(chunk)
-assert got == size, got
-out["get_MBps"] = size / (time.perf_counter() - t) / 1e6
-t = time.perf_counter()
-for _ in range(connects):
-    socket.create_connection((host, 9001), timeout=30).close()
-out["connects_per_s"] = connects / (time.perf_counter() - t)
-c = socket.create_connection((host, 9002), timeout=30)
-c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-t = time.perf_counter()
-for _ in range(pings):
-    c.sendall(b"x")
-    assert c.recv(1) == b"x"
-out["tcp_rtt_us"] = (time.perf_counter() - t) / pings * 1e6
-c.close()
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.settimeout(10)
-t = time.perf_counter()
-for _ in range(pings):
-    u.sendto(b"x", (host, 9003))
-    assert u.recvfrom(16)[0] == b"x"
-out["udp_rtt_us"] = (time.perf_counter() - t) / pings * 1e6
+if size:
+    t = time.perf_counter()
+    got = 0
+    with urllib.request.urlopen(f"http://{host}:8080/blob", timeout=60) as r:
+        while chunk := r.read(1 << 20):
+            got += len(chunk)
+    assert got == size, got
+    out["get_MBps"] = size / (time.perf_counter() - t) / 1e6
+if connects:
+    t = time.perf_counter()
+    for _ in range(connects):
+        socket.create_connection((host, 9001), timeout=30).close()
+    out["connects_per_s"] = connects / (time.perf_counter() - t)
+if pings:
+    c = socket.create_connection((host, 9002), timeout=30)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    t = time.perf_counter()
+    for _ in range(pings):
+        c.sendall(b"x")
+        assert c.recv(1) == b"x"
+    out["tcp_rtt_us"] = (time.perf_counter() - t) / pings * 1e6
+    c.close()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(10)
+    t = time.perf_counter()
+    for _ in range(pings):
+        u.sendto(b"x", (host, 9003))
+        assert u.recvfrom(16)[0] == b"x"
+    out["udp_rtt_us"] = (time.perf_counter() - t) / pings * 1e6
 print(json.dumps(out), flush=True)
 """
 
@@ -297,9 +300,10 @@ def run(size_mb: int, connects: int, pings: int, requests: int = 5000,
                 _wait_line(servers, "ready")
                 results["kernel (veth)"] = _client(
                     ["ip", "netns", "exec", c, py, client, KERNEL_VETH, *args, "-"])
-                results["kernel (veth)"].update(_http(
-                    ["ip", "netns", "exec", k, py, httpd],
-                    ["ip", "netns", "exec", c, py, load, KERNEL_VETH, *hargs]))
+                if requests:
+                    results["kernel (veth)"].update(_http(
+                        ["ip", "netns", "exec", k, py, httpd],
+                        ["ip", "netns", "exec", c, py, load, KERNEL_VETH, *hargs]))
                 # attached: a serve, then the program in its own process
                 control = os.path.join(work, "ctl.sock")
                 serve = subprocess.Popen(
@@ -312,10 +316,11 @@ def run(size_mb: int, connects: int, pings: int, requests: int = 5000,
                     results["attached"] = _client(
                         ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--control",
                          control, client, KERNEL_TAP, *args, "-"])
-                    results["attached"].update(_http(
-                        ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--control",
-                         control, httpd],
-                        ["ip", "netns", "exec", k, py, load, STACK, *hargs]))
+                    if requests:
+                        results["attached"].update(_http(
+                            ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--control",
+                             control, httpd],
+                            ["ip", "netns", "exec", k, py, load, STACK, *hargs]))
                 finally:
                     _stop(serve)
                 # in-process: the TAP is made by the run; its kernel address after
@@ -341,10 +346,11 @@ def run(size_mb: int, connects: int, pings: int, requests: int = 5000,
                     _ip("-n", k, "addr", "add", f"{KERNEL_TAP}/24", "dev", TAP)
                     _ip("-n", k, "link", "set", TAP, "up")
 
-                results["in-process"].update(_http(
-                    ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--in-process",
-                     "--tap", TAP, "--ip", f"{STACK_INPROC}/24", httpd],
-                    ["ip", "netns", "exec", k, py, load, STACK_INPROC, *hargs], tap_address))
+                if requests:
+                    results["in-process"].update(_http(
+                        ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--in-process",
+                         "--tap", TAP, "--ip", f"{STACK_INPROC}/24", httpd],
+                        ["ip", "netns", "exec", k, py, load, STACK_INPROC, *hargs], tap_address))
             finally:
                 _stop(servers)
     finally:
@@ -379,9 +385,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=50, help="HTTP clients (ab -c)")
     p.add_argument("--short", action="store_true",
                    help="a quick look: 20 MB, 500 connects, 1000 round trips, 2000 requests")
+    p.add_argument("--only", metavar="PARTS", default="",
+                   help="run only these parts, comma-separated: get, connect, rtt, http "
+                        "(the others print '-')")
     args = p.parse_args(argv)
     if args.short:
         args.size, args.connects, args.pings, args.requests = 20, 500, 1000, 2000
+    if args.only:
+        parts = {part.strip() for part in args.only.split(",") if part.strip()}
+        unknown = parts - {"get", "connect", "rtt", "http"}
+        if unknown:
+            p.error(f"--only: unknown part(s) {', '.join(sorted(unknown))} "
+                    "(known: get, connect, rtt, http)")
+        args.size *= "get" in parts
+        args.connects *= "connect" in parts
+        args.pings *= "rtt" in parts
+        args.requests *= "http" in parts
     if os.geteuid() != 0:
         print("bench.programs needs root (network namespaces, TAP)", file=sys.stderr)
         return 2

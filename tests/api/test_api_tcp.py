@@ -360,3 +360,91 @@ def test_loopback_on_the_stack(lan: Lan) -> None:
             c.sendall(b"lo")
             assert peer.recv(10) == b"lo"
             peer.close()
+
+
+def test_close_and_shutdown_without_waiting_keep_their_order(lan: Lan) -> None:
+    """close() and shutdown(SHUT_WR) do not wait for the loop thread, yet what
+    a program does next still comes after them: the peer reads EOF, a bind to
+    the port just freed succeeds at once, and nothing is left behind."""
+    for i in range(20):
+        srv = lan.net_b.socket()
+        srv.setsockopt(std.SOL_SOCKET, std.SO_REUSEADDR, 1)   # (b's TIME_WAITs)
+        srv.bind(("", 8300))                # the last round's listener is gone
+        srv.listen()
+        c = lan.net_a.create_connection((lan.ip_b, 8300), timeout=5)
+        p, _ = srv.accept()
+        p.sendall(b"%d" % i)
+        p.shutdown(std.SHUT_WR)
+        c.settimeout(5)
+        got = b""
+        while chunk := c.recv(16):
+            got += chunk
+        assert got == b"%d" % i
+        c.close()
+        p.close()
+        srv.close()
+    wait_until(lambda: not lan.runtime.call(lambda: lan.net_a.links | lan.net_b.links),
+               10, "every link to be released")
+
+
+def test_accept_takes_a_ready_connection_without_the_loop_thread(lan: Lan) -> None:
+    """The loop thread makes a ready connection's socket before its token
+    reaches the listening socket: accept() returns it while the loop thread
+    is held up elsewhere."""
+    srv = lan.net_b.create_server(("", 8400))
+    c = lan.net_a.create_connection((lan.ip_b, 8400), timeout=5)
+    assert select.select([srv], [], [], 5)[0] == [srv]      # its token is there
+    gate = threading.Event()
+    held = threading.Event()
+
+    def hold() -> None:
+        held.set()
+        gate.wait(10)
+
+    lan.runtime.call_soon_threadsafe(hold)
+    release = threading.Timer(10, gate.set)      # (never a hung test run)
+    release.start()
+    try:
+        assert held.wait(5)
+        p, addr = srv.accept()
+        assert not gate.is_set()                 # taken while the loop was held
+        assert addr == c.getsockname()
+    finally:
+        gate.set()
+        release.cancel()
+    c.sendall(b"ping")
+    p.settimeout(5)
+    assert p.recv(4) == b"ping"
+    for s in (p, c, srv):
+        s.close()
+
+
+def test_connections_beyond_the_premade_sockets_and_a_closed_listener(
+        lan: Lan, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past READY_SOCKETS, waiting connections get their socket at accept();
+    every one carries its own bytes; those never accepted are reset when the
+    listener closes."""
+    monkeypatch.setattr(fsock, "READY_SOCKETS", 3)
+    srv = lan.net_b.create_server(("", 8500), backlog=16)
+    clients = [lan.net_a.create_connection((lan.ip_b, 8500), timeout=5) for _ in range(10)]
+    for i, c in enumerate(clients):
+        c.sendall(b"%02d" % i)
+    wait_until(lambda: len(srv._link.ready) == 10, 10, "all ten to be ready")
+    kinds = [isinstance(item, fsock.socket) for item in list(srv._link.ready)]
+    assert kinds == [True] * 3 + [False] * 7
+    srv.settimeout(5)
+    got = []
+    for _ in range(6):
+        p, _addr = srv.accept()
+        p.settimeout(5)
+        got.append(p.recv(2))
+        p.close()
+    assert got == [b"%02d" % i for i in range(6)]
+    srv.close()                                   # four never accepted: reset
+    for c in clients[6:]:
+        c.settimeout(5)
+        with pytest.raises(ConnectionResetError):
+            while c.recv(10):
+                pass
+    for c in clients:
+        c.close()

@@ -8,6 +8,7 @@ in-process peer.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -542,7 +543,7 @@ def test_program_killed_during_a_blocking_connect(lan: Lan, svc: SocketService,
 
 
 def test_reset_reported_after_serve_freed_the_socket(lan: Lan, svc: SocketService) -> None:
-    """The peer resets; serve frees the socket (the sweep keeps only its last
+    """The peer resets; serve frees the socket at once (keeping only its last
     state); the program's recv still reports ECONNRESET, then EOF."""
     import struct
     prog = RemoteNetwork(svc.path)
@@ -552,9 +553,8 @@ def test_reset_reported_after_serve_freed_the_socket(lan: Lan, svc: SocketServic
     peer, _ = server.accept()
     peer.setsockopt(std.SOL_SOCKET, std.SO_LINGER, struct.pack("ii", 1, 0))
     peer.close()                                   # an RST to the program's side
-    wait_until(lambda: svc.links[sid].released, 10, "the reset to free the socket")
-    lan.runtime.call(svc.sweep)
-    assert sid not in svc.links and sid in svc.tombs
+    wait_until(lambda: sid in svc.tombs, 10, "the reset to free the socket")
+    assert sid not in svc.links
     cli.settimeout(5)
     with pytest.raises(ConnectionResetError):
         cli.recv(10)
@@ -568,37 +568,46 @@ def test_many_threads_of_one_program_at_once(lan: Lan, svc: SocketService) -> No
     gets its own answer, whatever the others do meanwhile."""
     from concurrent.futures import ThreadPoolExecutor
     prog = RemoteNetwork(svc.path)
-    server = lan.net_b.create_server(("0.0.0.0", 6400), backlog=256)
-    stop = threading.Event()
 
-    def echo_all() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(10)
-                data = conn.recv(100)
-                conn.sendall(data)
-
-    th = threading.Thread(target=echo_all)
-    th.start()
+    def echo(conn: Any) -> None:
+        with conn:
+            conn.settimeout(10)
+            conn.sendall(conn.recv(100))
 
     def client(i: int) -> bytes:
         with prog.create_connection((lan.ip_b, 6400), timeout=20) as c:
             c.sendall(b"t%03d" % i)
             return c.recv(100)
 
-    try:
+    with _accepting(lan.net_b.create_server(("0.0.0.0", 6400), backlog=256), echo):
         with ThreadPoolExecutor(16) as pool:
             got = list(pool.map(client, range(64)))
+    assert got == [b"t%03d" % i for i in range(64)]
+
+
+@contextlib.contextmanager
+def _accepting(server: Any, handle: Any) -> Iterator[None]:
+    """``handle(conn)`` for each connection ``server`` accepts, in a thread,
+    until the block ends (then the server is closed)."""
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            handle(conn)
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        yield
     finally:
         stop.set()
         th.join(10)
         server.close()
-    assert got == [b"t%03d" % i for i in range(64)]
 
 
 def test_socket_passed_to_a_child_before_its_first_use(
@@ -984,3 +993,34 @@ def test_attached_udp_sendto_and_recvfrom_carry_the_scope(
 def test_attached_ping_socket_needs_and_uses_a_scope(
         scoped_prog: tuple[RemoteNetwork, Links]) -> None:
     test_api_ipv6_scope.test_ping_socket_needs_and_uses_a_scope(_as_attached(scoped_prog))
+
+
+def test_many_connections_leave_no_fds_links_or_tombs_behind(
+        lan: Lan, svc: SocketService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connect+close loop: each freed socket leaves serve's table at once
+    (no sweep needed), its remains stay bounded (MAX_TOMBS), and neither
+    serve nor the program keeps a file descriptor of it."""
+    import femtotcp.control.sockets as sockets_mod
+    monkeypatch.setattr(sockets_mod, "MAX_TOMBS", 40)
+    server = lan.net_b.create_server(("0.0.0.0", 6400), backlog=64)
+    prog = RemoteNetwork(svc.path)
+    with _accepting(server, lambda conn: conn.close()):
+        _connect_close_loop(lan, svc, prog)
+
+
+def _connect_close_loop(lan: Lan, svc: SocketService, prog: RemoteNetwork) -> None:
+    prog.create_connection((lan.ip_b, 6400), timeout=5).close()   # channels made
+    wait_until(lambda: not svc.links, 10, "the first socket to be freed")
+
+    def no_sweeps() -> None:
+        svc._sweep_timer.cancel()
+        svc._sweep_timer = None
+
+    lan.runtime.call(no_sweeps)      # from here, only a socket's release frees it
+    fds_before = len(os.listdir("/proc/self/fd"))
+    for _ in range(150):
+        prog.create_connection((lan.ip_b, 6400), timeout=5).close()
+    wait_until(lambda: not svc.links, 10, "every socket to be freed without a sweep")
+    assert len(svc.tombs) <= 40
+    wait_until(lambda: len(os.listdir("/proc/self/fd")) <= fds_before + 2, 10,
+               "the pairs' fds to be closed")

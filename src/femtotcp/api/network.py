@@ -10,6 +10,7 @@ process-wide) is decided here too.
 
 from __future__ import annotations
 
+import functools
 import select
 import socket as _std
 import threading
@@ -226,7 +227,7 @@ class Network:
         canon = canonical if flags & _std.AI_CANONNAME else ""
         for addr, scope in addrs:
             v6 = ":" in addr
-            af = _std.AddressFamily(AF_INET6 if v6 else AF_INET)
+            af = _AF_INET6_ENUM if v6 else _AF_INET_ENUM
             sa: Any = (addr, portnum, 0, scope) if v6 else (addr, portnum)
             for kind, pr in kinds:
                 out.append((af, _kind_enum(kind), pr, canon, sa))
@@ -468,11 +469,13 @@ class Network:
                 by_fd[fd].on_q()
 
 
+#: The characters of the inet_aton forms (decimal, octal, hex parts).
+_IPV4_CHARS = "0123456789.xXabcdefABCDEF"
+
+
 def _parse_ipv4(text: str) -> bytes | None:
     """Packed IPv4 for a numeric address (the inet_aton forms getaddrinfo takes)."""
-    if not text or not text[0].isdigit():
-        return None
-    if not all(c.isdigit() or c in ".xXabcdefABCDEF" for c in text):
+    if not text or not text[0].isdigit() or text.lstrip(_IPV4_CHARS):
         return None
     try:
         return _std.inet_aton(text)
@@ -480,11 +483,24 @@ def _parse_ipv4(text: str) -> bytes | None:
         return None
 
 
+_KIND_ENUMS: dict[int, Any] = {}
+
+
 def _kind_enum(kind: int) -> Any:
-    try:
-        return _std.SocketKind(kind)
-    except ValueError:
-        return kind
+    """``socket.SocketKind(kind)`` (the int when it is none), looked up once."""
+    found = _KIND_ENUMS.get(kind)
+    if found is None:
+        try:
+            found = _std.SocketKind(kind)
+        except ValueError:
+            found = kind
+        if len(_KIND_ENUMS) < 64:
+            _KIND_ENUMS[kind] = found
+    return found
+
+
+_AF_INET_ENUM = _std.AddressFamily(AF_INET)
+_AF_INET6_ENUM = _std.AddressFamily(AF_INET6)
 
 
 def _service_port(port: str | bytes | int | None, type_: int, proto: int) -> int:
@@ -544,10 +560,12 @@ _AI_V4MAPPED: int = getattr(_std, "AI_V4MAPPED", 0)
 _AI_ALL: int = getattr(_std, "AI_ALL", 0)
 
 
+@functools.lru_cache(maxsize=256)
 def _literal(text: str) -> tuple[str, str | None] | None:
     """(canonical text, the ``%scope`` suffix or None) of a numeric address
     getaddrinfo takes (the inet_aton forms of IPv4; IPv6 with an optional
-    scope), or None for a name."""
+    scope), or None for a name. Cached: a program asks for the same few
+    addresses again and again (a connection each)."""
     packed4 = _parse_ipv4(text)
     if packed4 is not None:
         return _std.inet_ntoa(packed4), None

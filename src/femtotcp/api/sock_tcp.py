@@ -233,12 +233,16 @@ class _TcpLink(_Link):
         self.conn = conn
         self.filler = filler
         self.set_mode(TcpMode.CONNECTING)
-        self.connect_done = threading.Event()
+        self.connect_done = self.connect_event()
         self.apply_opts(conn)
         conn.on_event = self.guard(self.on_conn_event)
         self.register()
         self.on_conn_event()
         return self.connect_done
+
+    def connect_event(self) -> threading.Event:
+        """What ``start_connect`` returns and sets once the connect is done."""
+        return threading.Event()
 
     def abort_connect(self) -> None:
         """A blocking connect timed out: give up (the socket is unusable after)."""
@@ -557,9 +561,20 @@ class _TcpLink(_Link):
             conn = lst.accept()
             if conn is None:
                 break
-            self.ready.append(conn)
-            self.tokens_owed += 1
+            item = self.ready_item(conn)
+            if item is not None:
+                self.ready.append(item)
+                self.tokens_owed += 1
         self.listener_watch(q, bool(self.tokens_owed))
+
+    def ready_item(self, conn: Any) -> Any:
+        """What the ready queue keeps for a connection the listener accepted
+        (None: it was dropped); ``drop_ready`` undoes it."""
+        return conn
+
+    def drop_ready(self, item: Any) -> None:
+        """An item of the ready queue the program will never take: reset it."""
+        item.abort()
 
     def listener_watch(self, q: _std.socket, owed: bool) -> None:
         """End of a listener round: Q readable means the program closed the
@@ -593,9 +608,9 @@ class _TcpLink(_Link):
                 pass
             self.listener = None
         while self.ready:
-            conn = self.ready.popleft()
+            item = self.ready.popleft()
             try:
-                conn.abort()
+                self.drop_ready(item)
             except OSError:
                 pass
         self.set_mode(TcpMode.DONE)

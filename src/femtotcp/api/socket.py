@@ -37,9 +37,11 @@ import logging
 import os
 import socket as _std
 import sys
+import threading
 import weakref
 from typing import Any
 
+from femtotcp.api import loop
 from femtotcp.api.network import (
     Network,
     _etc_hosts,
@@ -153,6 +155,45 @@ def _install_tls() -> None:
     tls.install()
 
 
+#: Accepted connections whose socket a listener makes ahead of ``accept``
+#: (two fds each); beyond it, up to the backlog, ``accept`` makes them.
+READY_SOCKETS = 64
+
+
+class _LocalTcpLink(_TcpLink):
+    """The link of an in-process TCP socket. Listening, it makes each ready
+    connection's socket (pair, link, attached to the connection) here in the
+    loop thread, before that connection's token goes to P: ``accept`` reads
+    the token and takes the socket, without a trip to the loop thread."""
+
+    def ready_item(self, conn: Any) -> Any:
+        if len(self.ready) >= READY_SOCKETS:
+            return conn          # (fds bounded: accept makes that one's socket)
+        owner = self.owner_ref()
+        if isinstance(owner, socket):
+            family, kind, proto = owner._sfamily, owner._stype, owner._sproto
+        else:
+            family, kind, proto = (AF_INET6 if self.v6 else AF_INET), SOCK_STREAM, 0
+        try:
+            new = socket(family, kind, proto, network=self.net)
+        except OSError as exc:       # EMFILE and friends: refuse that one
+            log.warning("making an accepted connection's socket failed: %s", exc)
+            conn.abort()
+            return None
+        new_link = new._link
+        assert isinstance(new_link, _TcpLink)
+        new_link.opts.update(self.opts)
+        new_link.attach_accepted(conn)
+        return new
+
+    def drop_ready(self, item: Any) -> None:
+        if not isinstance(item, socket):
+            item.abort()
+            return
+        item._link.program_closed(abort=True)     # never accepted: RST, as Linux
+        item.close()
+
+
 class socket(_SocketBase):  # noqa: N801 - the stdlib's name
     """``socket.socket`` over a femtotcp stack (see the module docstring)."""
 
@@ -170,7 +211,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         proto = 0 if proto in (-1, None) else int(proto)
         kind = type_ & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
         what = link_kind(family, kind, proto)
-        link_cls: Any = {"tcp": _TcpLink, "udp": _UdpLink, "ping": _PingLink}[what]
+        link_cls: Any = {"tcp": _LocalTcpLink, "udp": _UdpLink, "ping": _PingLink}[what]
         pair_kind = SOCK_STREAM if what == "tcp" else SOCK_SEQPACKET
         if what == "tcp" and not _tls_installed:
             _install_tls()
@@ -244,6 +285,13 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         if link.handles > 0 or link.detached or sys.is_finalizing():
             return
         self._finalizer.detach()
+        runtime = self._net.runtime
+        if loop.loop_running(runtime):
+            # No round trip: the loop thread runs it before any later request
+            # (its queue is first in, first out), so a bind to the port this
+            # socket held, or the host's shutdown, still comes after it.
+            runtime.call_soon_threadsafe(link.guard(link.program_closed))
+            return
         try:
             self._net.call(link.program_closed)
         except Exception:  # closing must not fail because the stack did
@@ -293,18 +341,39 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         if not isinstance(link, _TcpLink) or link.mode is not TcpMode.LISTENING:
             self._check_open()
             raise _oserror(errno.EINVAL)
+        # The loop thread made each ready connection's socket before its
+        # token came (_LocalTcpLink.ready_item): taking it is no trip there.
         while True:
             token = _RealSocket.recv(self, 1)
             if not token:
                 raise _oserror(errno.EINVAL, "the listening socket was closed")
-            conn = self._net.call(link.take_ready)
-            if conn is not None:
+            full = len(link.ready) >= link.backlog
+            try:
+                item = link.ready.popleft()
+            except IndexError:        # (the listener was closed meanwhile)
+                continue
+            if full:
+                # The loop stopped taking connections from the stack's
+                # listener at the backlog: there is room again.
+                runtime = self._net.runtime
+                if loop.loop_running(runtime):
+                    runtime.call_soon_threadsafe(link.guard(link.listener_service))
+                else:
+                    link.listener_service()
+            if isinstance(item, socket):
+                new = item
                 break
-        new = socket(self._sfamily, self._stype, self._sproto, network=self._net)
+            new = socket(self._sfamily, self._stype, self._sproto, network=self._net)
+            new_link = new._link
+            assert isinstance(new_link, _TcpLink)
+            new_link.opts.update(link.opts)
+            try:
+                self._net.call(new_link.attach_accepted, item)
+            except BaseException:
+                new.close()
+                raise
+            break
         new_link = new._link
-        assert isinstance(new_link, _TcpLink)
-        new_link.opts.update({k: v for k, v in link.opts.items()})
-        self._net.call(new_link.attach_accepted, conn)
         if _std.getdefaulttimeout() is None and self.gettimeout():
             new.setblocking(True)
         remote = new_link.remote or (ANY4, 0)
@@ -339,14 +408,26 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
                 link.so_error = 0
                 return err
             return errno.EINPROGRESS
-        done = net.call(link.start_connect, dst, port, 0, scope)
+        runtime = net.runtime
+        if loop.loop_running(runtime):
+            done = self._start_connect_posted(link, dst, port, scope)
+        else:
+            done = net.call(link.start_connect, dst, port, 0, scope)
         try:
             finished = net.wait(done, tmo)
         except BaseException:
             net.call(link.abort_connect)
             raise
+        failed = getattr(done, "failed", None)
+        if failed is not None:
+            raise failed
         if not finished:
+            if not loop.loop_running(runtime):
+                raise _oserror(errno.ENETDOWN, "the stack's loop has stopped")
             net.call(link.abort_connect)
+            failed = getattr(done, "failed", None)    # (it failed to start meanwhile)
+            if failed is not None:
+                raise failed
             if link.mode is TcpMode.CONNECTED:
                 return 0
             raise TimeoutError("timed out")
@@ -354,6 +435,30 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
             link.so_error = 0
             return link.connect_error
         return 0
+
+    @staticmethod
+    def _start_connect_posted(link: _TcpLink, dst: bytes, port: int,
+                              scope: int) -> threading.Event:
+        """Start a blocking connect in the loop thread without waiting for it
+        to start: the Event returned is set once the connection is made or
+        has failed, or at once when ``start_connect`` raises (the error is
+        then its ``failed``), so the program's thread wakes up once."""
+        done = threading.Event()
+
+        def start() -> None:
+            try:
+                started = link.start_connect(dst, port, 0, scope)
+            except BaseException as exc:
+                done.failed = exc          # type: ignore[attr-defined]
+                done.set()
+                return
+            if started.is_set():
+                done.set()
+            else:
+                link.connect_done = done   # what the link sets when it is done
+
+        link.net.runtime.call_soon_threadsafe(start)
+        return done
 
     # -- data ----------------------------------------------------------------------------------
     def _data_error(self, exc: OSError | None = None) -> OSError | None:
@@ -474,7 +579,16 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
 
         def tell(h: int) -> None:
             assert isinstance(link, _TcpLink)
-            self._net.call(link.shutdown_read if h in (SHUT_RD, SHUT_RDWR) else link.pump)
+            if h in (SHUT_RD, SHUT_RDWR):
+                self._net.call(link.shutdown_read)
+                return
+            # SHUT_WR: the pump reads the EOF on Q and sends the FIN; it is
+            # told without waiting for it (socketserver shuts every connection).
+            runtime = self._net.runtime
+            if loop.loop_running(runtime):
+                runtime.call_soon_threadsafe(link.guard(link.pump))
+            else:
+                link.pump()
 
         mode = link.mode.value if isinstance(link, _TcpLink) else None
         shutdown_pair(self, how, mode, link.remote is not None, tell)
