@@ -160,6 +160,26 @@ class _DgramLink(_Link):
                 return
             self.send_record(data)
 
+    def on_q_ready(self) -> None:
+        """One record per wake-up (epoll reports Q again while records wait):
+        a lone datagram, a ping-pong's, costs no read that finds Q empty."""
+        q = self.q
+        if q is None:
+            return
+        try:
+            data = q.recv(_SEND_MAX, _std.MSG_DONTWAIT)
+        except BlockingIOError:
+            self.pump()         # woken for writing: held records go on
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close_all()
+            return
+        self.send_record(data)
+        if self.held is not None:
+            self.pump()
+
     def send_record(self, rec: bytes) -> None:
         """A datagram the program wrote to P (``_KIND_SEND``; address length 0:
         to the connected peer). A send error becomes the socket error, which
