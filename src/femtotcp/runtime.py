@@ -209,8 +209,11 @@ class Runtime(_LoopBase):
         self._handlers[fd] = (call, stack, name)
 
     def _drain_wake(self) -> None:
+        """Empty the wake-up pipe: one read (epoll said it is readable), more
+        only while reads come back full, so a wake-up costs no read that
+        finds the pipe empty."""
         try:
-            while os.read(self._wake_r, 4096):
+            while len(os.read(self._wake_r, 4096)) == 4096:
                 pass
         except BlockingIOError:
             pass
