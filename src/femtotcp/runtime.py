@@ -297,13 +297,21 @@ class Runtime(_LoopBase):
         idle spell is not stamped with the time of the last wake. Timers are
         polled only when one is due (the deadline the wait was computed from,
         or, when a handler or queued work ran, the deadline after it)."""
+        self._run_once(max_wait, False, None)
+
+    def _run_once(self, max_wait: float | None, known: bool,
+                  deadline: float | None) -> tuple[bool, float | None]:
+        """``run_once``; ``known``: ``deadline`` is the next deadline as the
+        previous round left it (``run_forever``, where no code runs between
+        rounds). Returns (known, deadline) for the next round: known when
+        the round ended with the deadline computed and no timer run after."""
         now = monotonic()
-        deadline: float | None
         if self._soon or self._foreign:
             timeout = 0.0
             deadline = now
         else:
-            deadline = self._next_deadline()
+            if not known:
+                deadline = self._next_deadline()
             if deadline is None:
                 timeout = -1.0 if max_wait is None else max_wait
             else:
@@ -341,20 +349,22 @@ class Runtime(_LoopBase):
             # Nothing ran since the deadline was computed: it still holds.
             if deadline is not None and deadline <= now:
                 self._poll_timers(now)
-            return
+                return False, None
+            return True, deadline
         # Handlers may have armed timers or queued loopback datagrams.
         deadline = self._next_deadline()
-        if deadline is not None:
-            now = monotonic()
-            if deadline <= now:
-                self._poll_timers(now)
+        if deadline is not None and deadline <= monotonic():
+            self._poll_timers(monotonic())
+            return False, None
+        return True, deadline
 
     def run_forever(self) -> None:
         self._stopping = False
         if self.thread is None:
             self.thread = threading.current_thread()
+        known, deadline = False, None
         while not self._stopping:
-            self.run_once()
+            known, deadline = self._run_once(None, known, deadline)
 
     def stop(self) -> None:
         self._stopping = True
