@@ -5,28 +5,15 @@ whole: every byte and datagram, in order, however they were bunched."""
 
 from __future__ import annotations
 
-import os
 import socket as std
-import tempfile
 import threading
-from collections.abc import Iterator
 
 import pytest
 from apilan import Lan
+from test_remote import svc  # noqa: F401 - the socket service fixture
 
 from femtotcp.api.remote import RemoteNetwork
 from femtotcp.control.sockets import SocketService
-
-
-@pytest.fixture
-def svc(lan: Lan) -> Iterator[SocketService]:
-    d = tempfile.mkdtemp(prefix="ftwake")
-    service = SocketService(lan.a, lan.runtime, os.path.join(d, "s.sockets")).start()
-    try:
-        yield service
-    finally:
-        service.close()
-        os.rmdir(d)
 
 
 def _hold_loop(lan: Lan) -> threading.Event:
@@ -45,7 +32,8 @@ def _hold_loop(lan: Lan) -> threading.Event:
 
 
 def test_datagrams_bunched_in_the_pair_all_go_out_in_order(lan: Lan,
-                                                           svc: SocketService) -> None:
+                                                           svc: SocketService  # noqa: F811
+                                                           ) -> None:
     """An attached program's send records: more than one wake-up's worth
     written while the loop is busy all reach the peer, in order."""
     prog = RemoteNetwork(svc.path)
@@ -68,7 +56,7 @@ def test_datagrams_bunched_in_the_pair_all_go_out_in_order(lan: Lan,
 
 
 @pytest.mark.parametrize("attached", [False, True])
-def test_small_messages_ping_pong_and_bunched(lan: Lan, svc: SocketService,
+def test_small_messages_ping_pong_and_bunched(lan: Lan, svc: SocketService,  # noqa: F811
                                               attached: bool) -> None:
     """1-byte ping-pong both ways (the stack's side wakes the link, then the
     program's), then small writes bunched while the loop is busy: the peer
