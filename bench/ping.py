@@ -1,8 +1,9 @@
 """``python -m bench.ping``: ping RTT kernel -> stack over TAP (as ``bench.run``
 measures it: a vnet-header TAP, 100 pings 10 ms apart) beside the bare Python
-TAP echo loop (the floor: read, answer, write, with ``select``), alternated
-``--rounds`` times; min, average and median of each (the best round of each),
-and the stack's overhead over the floor.
+TAP echo loop (the floor: read, answer, write, with ``select``) on a TAP with
+the same flags (vnet header and offload; both plain with ``--plain``) and the
+same pings, alternated ``--rounds`` times; min, average and median of each
+(the best round of each), and the stack's overhead over the floor.
 
     python -m bench.ping [--rounds N] [--count N] [--plain]
 """
@@ -83,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
             got = rtt_stats(ns, count=args.count)
         if got:
             stack.append(got)
-        low = tcp_bulk.ping_floor(1500, args.count, rtt_stats)
+        # The floor on a TAP with the stack's own flags (vnet headers and
+        # offload unless --plain), the same ping count and interval.
+        low = tcp_bulk.ping_floor(1500, args.count, rtt_stats, offload=not args.plain)
         if low:
             floor.append(low)
     if not stack or not floor:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from femtotcp.phy import netns as nsmod
-from femtotcp.phy.tap import TapDevice
+from femtotcp.phy.tap import VNET_HDR_LEN, TapDevice
 from femtotcp.runtime import Runtime
 from femtotcp.services import chargen, discard
 from femtotcp.stack import Stack
@@ -221,23 +221,28 @@ def _echo_in_place(frame: bytearray) -> bool:
 
 
 def ping_floor(mtu: int = 1500, count: int = 100,
-               stats: Callable[..., Any] = ping_stats) -> Any:
-    """(min, average) ping RTT (ms) of a bare Python echo loop on a plain TAP:
+               stats: Callable[..., Any] = ping_stats, offload: bool = False) -> Any:
+    """(min, average) ping RTT (ms) of a bare Python echo loop on a TAP:
     the floor under any Python stack's ping (or what ``stats(ns, host, count,
     interval)`` makes of the pings). The kernel side has a static neighbour
-    entry, so the loop only ever sees echo requests."""
+    entry, so the loop only ever sees echo requests. ``offload``: the TAP
+    carries vnet headers with TSO/GRO on, as the stack's does when it is
+    measured with offload (the loop then reads past the header and writes
+    one before the reply), so both are measured on the same device."""
     with namespace("ftfloor") as ns:
         with nsmod.entered(ns):
-            tap = TapDevice("ftfloor0", mtu=mtu, offload=False)
+            tap = TapDevice("ftfloor0", mtu=mtu, offload=offload, gro=offload)
         subprocess.run(["ip", "-n", ns, "addr", "add", f"{KERNEL}/24", "dev", tap.name],
                        check=True)
         subprocess.run(["ip", "-n", ns, "neigh", "replace", FLOOR, "lladdr",
                         FLOOR_MAC.hex(":"), "dev", tap.name, "nud", "permanent"], check=True)
         fd = tap.fileno()
         stop = threading.Event()
+        hdr = bytes(VNET_HDR_LEN) if offload else b""
+        skip = len(hdr)
 
         def loop() -> None:
-            buf = bytearray(mtu + 18)
+            buf = bytearray(65536 + skip if offload else mtu + 18)
             view = memoryview(buf)
             while not stop.is_set():
                 if not select.select([fd], [], [], 0.2)[0]:
@@ -247,9 +252,12 @@ def ping_floor(mtu: int = 1500, count: int = 100,
                         n = os.readv(fd, (view,))
                     except BlockingIOError:
                         break
-                    frame = bytearray(view[:n])
+                    frame = bytearray(view[skip:n])
                     if _echo_in_place(frame):
-                        os.write(fd, frame)
+                        if offload:
+                            os.writev(fd, (hdr, frame))
+                        else:
+                            os.write(fd, frame)
 
         th = threading.Thread(target=loop, daemon=True)
         th.start()

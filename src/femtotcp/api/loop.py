@@ -38,12 +38,16 @@ def loop_running(runtime: Runtime) -> bool:
 def call(runtime: Runtime, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(*args)`` in the loop thread and return its result (or raise it).
 
-    Waits through ``Runtime.call`` in steps of LIVENESS_STEP seconds. A step
-    that times out hands the same job in again; the job runs ``fn`` at most
-    once (the loop thread runs jobs one after another, so a second copy only
-    finds the first one done), which makes the retry safe."""
+    The job goes to the loop once (``call_soon_threadsafe``) and the caller
+    waits on a lock the job releases when done (no future and condition on
+    the way: this is the path of every datagram an in-process program
+    sends), in steps of LIVENESS_STEP seconds that check the loop still
+    runs. The job runs ``fn`` at most once; once the caller gave up
+    (ENETDOWN) it does not run at all."""
     if not loop_running(runtime):
         return fn(*args)
+    done = threading.Lock()
+    done.acquire()
     claimed = False
     outcome: tuple[bool, Any] | None = None
 
@@ -56,18 +60,18 @@ def call(runtime: Runtime, fn: Callable[..., T], *args: Any) -> T:
             outcome = (True, fn(*args))
         except BaseException as exc:  # handed back to the calling thread
             outcome = (False, exc)
+        finally:
+            done.release()
 
+    runtime.call_soon_threadsafe(job)
     stopping = False
-    while outcome is None:
-        try:
-            runtime.call(job, timeout=STOP_GRACE if stopping else LIVENESS_STEP)
-        except TimeoutError:
-            if outcome is not None:
-                break
-            if stopping:
-                raise OSError(errno.ENETDOWN, f"{os.strerror(errno.ENETDOWN)} "
-                              "(the stack's loop has stopped)") from None
-            stopping = not runtime.running
+    while not done.acquire(timeout=STOP_GRACE if stopping else LIVENESS_STEP):
+        if stopping:
+            claimed = True        # the loop never took it: it never will
+            raise OSError(errno.ENETDOWN, f"{os.strerror(errno.ENETDOWN)} "
+                          "(the stack's loop has stopped)")
+        stopping = not runtime.running
+    assert outcome is not None
     ok, value = outcome
     if ok:
         return value  # type: ignore[no-any-return]

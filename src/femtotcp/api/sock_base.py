@@ -112,6 +112,9 @@ class _Watch:
         self.runtime = runtime
         self.fd = fd
         self.callback = callback
+        #: What the runtime calls when Q is ready: the callback itself (no
+        #: frame of ours between the loop and the link).
+        self.on_readable: Callable[[], None] = callback
         self.name = name
         self.events = 0
 
@@ -124,9 +127,6 @@ class _Watch:
         except (KeyError, ValueError, OSError):
             log.debug("selector update for fd %d failed", self.fd, exc_info=True)
         self.events = events
-
-    def on_readable(self) -> None:
-        self.callback()
 
     def close(self) -> None:
         self.set(False, False)
@@ -291,11 +291,17 @@ class _Link:
             return
         self.registered = True
         self.net.links.add(self)
-        self.watch = _Watch(self.net.runtime, self.q.fileno(), self.guard(self.on_q),
+        self.watch = _Watch(self.net.runtime, self.q.fileno(), self.guard(self.on_q_ready),
                             f"api-{self.kind}-{self.q.fileno()}")
 
     def on_q(self) -> None:
         """Q is ready (readable or writable, or the program's side is gone)."""
+
+    def on_q_ready(self) -> None:
+        """The loop's epoll reported Q ready (its watch); ``on_q`` unless a
+        kind does less per wake-up, relying on epoll (level-triggered) to
+        report what is left. Others (``Network.reap``) call ``on_q``."""
+        self.on_q()
 
     def program_closed(self, abort: bool = False) -> None:
         """The program closed its last handle (P is closed already)."""

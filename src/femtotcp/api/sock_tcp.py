@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import errno
 import logging
+import selectors
 import socket as _std
 import threading
 from collections import deque
@@ -100,6 +101,7 @@ class _TcpLink(_Link):
         self.closing = False       # program closed: close the connection once flushed
         self.pumping = False       # the connection calls on_event from inside send()
         self.pump_again = False
+        self.q_ready = False       # this pump runs because epoll reported Q ready
         # listening
         self.backlog = DEFAULT_BACKLOG
         self.ready: deque[Any] = deque()
@@ -365,7 +367,14 @@ class _TcpLink(_Link):
                 except OSError:
                     pass
                 break
-        # program -> stack
+        # program -> stack. Q is read when epoll reported it ready, or when
+        # epoll is not watching it for reading (data held back for send room,
+        # not yet registered); otherwise epoll reports whatever comes. A
+        # short read took all Q had: the rest (if any) comes with the next
+        # report, so a small message costs no read that finds Q empty.
+        watch = self.watch
+        read_q = (self.q_ready or self.outbound is not None or watch is None
+                  or not watch.events & selectors.EVENT_READ)
         while not self.eof_out:
             data = self.outbound
             if data is not None:
@@ -378,6 +387,8 @@ class _TcpLink(_Link):
                     self.outbound = data[n:] if n else data
                     break
                 self.outbound = None
+            if not read_q:
+                break
             try:
                 chunk = q.recv(CHUNK, _std.MSG_DONTWAIT)
             except BlockingIOError:
@@ -396,6 +407,8 @@ class _TcpLink(_Link):
                     return
                 break
             self.outbound = memoryview(chunk)
+            if len(chunk) < CHUNK:
+                read_q = False
         self._maybe_done()
         if self.watch is not None and not self.released:
             self.watch.set(read=not self.eof_out and self.outbound is None,
@@ -459,6 +472,13 @@ class _TcpLink(_Link):
         self.outbound = None
         self.q_full = False
         self.release()
+
+    def on_q_ready(self) -> None:
+        self.q_ready = True
+        try:
+            self.on_q()
+        finally:
+            self.q_ready = False
 
     def on_q(self) -> None:
         if self.released:

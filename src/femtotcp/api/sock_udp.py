@@ -145,20 +145,33 @@ class _DgramLink(_Link):
         """Q is ready: writable again (pump), the program's end closed (EOF), or
         send records from an attached program (``send_record``)."""
         for _ in range(SEND_BATCH):
-            q = self.q
-            if q is None:
+            if not self._take_record():
                 return
-            try:
-                data = q.recv(_SEND_MAX, _std.MSG_DONTWAIT)
-            except BlockingIOError:
-                self.pump()
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self.close_all()
-                return
-            self.send_record(data)
+
+    def on_q_ready(self) -> None:
+        """One record per wake-up (epoll reports Q again while records wait):
+        a lone datagram, a ping-pong's, costs no read that finds Q empty."""
+        if self._take_record() and self.held is not None:
+            self.pump()
+
+    def _take_record(self) -> bool:
+        """Read one record from Q and send it; False when there was none
+        (Q woke for writing: held records go on), or Q is gone."""
+        q = self.q
+        if q is None:
+            return False
+        try:
+            data = q.recv(_SEND_MAX, _std.MSG_DONTWAIT)
+        except BlockingIOError:
+            self.pump()
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self.close_all()
+            return False
+        self.send_record(data)
+        return True
 
     def send_record(self, rec: bytes) -> None:
         """A datagram the program wrote to P (``_KIND_SEND``; address length 0:

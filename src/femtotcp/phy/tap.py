@@ -111,6 +111,8 @@ VIRTIO_NET_HDR_GSO_ECN = 0x80
 _PLAIN_HDR = bytes(VNET_HDR_LEN)
 #: Flags by which the kernel vouches for a frame's TCP/UDP checksum.
 _VOUCHED = VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID
+#: csum_start and csum_offset, at offset 6 of the vnet header.
+_CSUM_AT = struct.Struct("<HH")
 #: The largest frame a GSO read or write carries: a 64 KB IP packet plus
 #: Ethernet and 802.1Q headers.
 MAX_GSO_FRAME = 65535 + 18
@@ -490,11 +492,22 @@ class TunTapDevice(Device):
             vouched = 0
             if vnet:
                 flags = view[0]
-                if not flags & VIRTIO_NET_HDR_F_NEEDS_CSUM and not view[1] and \
-                        VNET_HDR_LEN + 14 <= n <= mtu_frame:
+                plain = not view[1] and VNET_HDR_LEN + 14 <= n <= mtu_frame
+                if plain and not flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
                     # complete, no GSO; DATA_VALID: the kernel vouches for it
                     frame = bytes(view[VNET_HDR_LEN:n])
                     vouched = flags & VIRTIO_NET_HDR_F_DATA_VALID
+                elif plain and self._checked is not None and not self._captures:
+                    # A partial checksum, no GSO, to the trusted receiver with
+                    # nobody capturing: ``parse_vnet(..., False)`` without
+                    # its header object (the checksum's position checked,
+                    # the frame left as it is).
+                    start, offset = _CSUM_AT.unpack_from(view, 6)
+                    if start < 14 or start + offset + 2 > n - VNET_HDR_LEN:
+                        counters["rx_vnet_bad_csum"] += 1
+                        continue
+                    frame = bytes(view[VNET_HDR_LEN:n])
+                    vouched = flags & _VOUCHED
                 else:
                     # A partial checksum is left as it is when the frame goes
                     # straight to the stack's trusted receiver and nobody

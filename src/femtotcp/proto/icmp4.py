@@ -64,8 +64,18 @@ class Icmp4(EchoTable):
         request's words sum to zero, so the reply's without the checksum sum to
         ``-(HC + 0x0800)``, modulo 0xFFFF, exactly what ``wire.build`` would
         put there."""
-        if len(data) < 8 or data[0] != wire.ECHO_REQUEST or ones_sum(data) != 0xFFFF:
+        n = len(data)
+        if n < 8 or data[0] != wire.ECHO_REQUEST:
             return 0
+        # ``ones_sum(data) == 0xFFFF`` inline for a ping's size (one call fewer
+        # on the way to the answer): a non-zero multiple of 0xFFFF.
+        if n > 180:
+            if ones_sum(data) != 0xFFFF:
+                return 0
+        else:
+            v = int.from_bytes(data, "big") << 8 if n & 1 else int.from_bytes(data, "big")
+            if not v or v % 0xFFFF:
+                return 0
         counters = self.stack.counters
         counters["icmp4.rx"] += 1
         code = data[1]

@@ -8,6 +8,7 @@ an errno, as on Linux. Ephemeral ports are chosen at random (RFC 6056 3.3.1).
 from __future__ import annotations
 
 import errno
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from femtotcp.core import rand
 from femtotcp.proto.ports import port_taken
 from femtotcp.wire import Malformed, icmp4, icmp6
 from femtotcp.wire import udp as wire
+from femtotcp.wire.checksum import ones_sum, pseudo_header_sum
 
 if TYPE_CHECKING:
     from femtotcp.stack.interface import Interface
@@ -147,6 +149,10 @@ class UdpEndpoint:
         self.udp.release(self)
 
 
+#: The UDP header: source port, destination port, length, checksum.
+_UDP_HDR = struct.Struct("!HHHH")
+
+
 class Udp:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
@@ -156,8 +162,10 @@ class Udp:
         #: (IPv6 too.)
         self.catch_all: Callable[[Ipv4Header | Ipv6Header, wire.UdpHeader, memoryview],
                                  bool] | None = None
-        stack.ip_protocols[wire.PROTO] = self.input
+        full = stack.ip_protocols[wire.PROTO] = self.input
         stack.ip_error_handlers[wire.PROTO] = self.on_ip_error
+        if stack.ipv4 is not None:
+            stack.ipv4.add_fast_protocol(wire.PROTO, self.fast_input4, full)
         if stack.ipv6 is not None:
             self.attach_ipv6(stack.ipv6)
 
@@ -209,6 +217,33 @@ class Udp:
     def release(self, ep: UdpEndpoint) -> None:
         if self.endpoints.get(ep.local) is ep:
             del self.endpoints[ep.local]
+
+    def fast_input4(self, src: bytes, dst: bytes, data: memoryview, iface: Interface,
+                    tos: int, csum_ok: bool) -> int:
+        """The IPv4 fast path's UDP handler (``Ipv4.fast_input``: a unicast
+        datagram to one of our addresses from a plain unicast source): a
+        well-formed datagram for a bound endpoint is delivered here, as
+        ``input`` would (the gateway's ``catch_all`` is not asked about a
+        datagram to our address on a bound port there either); anything else
+        (truncated, a bad length or checksum, no endpoint: port unreachable
+        or the catch-all) returns 0 before any state changed, and the full
+        path decides and counts."""
+        n = len(data)
+        if n < wire.HEADER_LEN:
+            return 0
+        sport, dport, length, csum = _UDP_HDR.unpack_from(data)
+        if not wire.HEADER_LEN <= length <= n:
+            return 0
+        eps = self.endpoints
+        ep = eps.get((dst, dport)) or eps.get((ANY, dport)) or self._dual(dport)
+        if ep is None:
+            return 0
+        if csum and not csum_ok and ones_sum(
+                data[:length], pseudo_header_sum(src, dst, wire.PROTO, length)) != 0xFFFF:
+            return 0
+        self.stack.counters["udp.rx"] += 1
+        ep.deliver(bytes(data[wire.HEADER_LEN:length]), (src, sport), dst)
+        return 1
 
     def input(self, header: Ipv4Header, data: memoryview, iface: Interface,
               packet: memoryview, csum_ok: bool = False) -> None:

@@ -97,7 +97,10 @@ class Ipv4:
         ``Stack.receive``'s and ``input``'s, so no frame takes the fast path
         that the full path would drop)."""
         n = len(frame)
-        if n < 54 or iface.vlan is not None:
+        # Ethernet and IPv4 headers (34 bytes: what is read below); each
+        # handler checks its own header's length (a 1-byte UDP datagram's
+        # frame is 43 bytes: a TAP hands frames over unpadded).
+        if n < 34 or iface.vlan is not None:
             return 0
         device = iface.device
         if device.raw_ip or (n > iface.mtu + 18 and not device.gro):
