@@ -318,3 +318,76 @@ def test_a_wrapped_protocol_handler_sees_every_datagram() -> None:
     assert seen == [1, tcp.PROTO]
     assert bytes(w.got) == b"data"
     assert [s[1] for s in _sent(w.dev) if s[0] == "ip"] == [1]   # the echo was answered
+
+
+def _play_exchange(fast: bool, timestamps: bool, answer: bool) -> Outcome:
+    """Request and response: our side sends, the peer's data acknowledges it
+    (the fast path takes data that also ACKs new data), with one such ACK
+    beyond what was sent (the full path: a challenge ACK), one partial ACK,
+    and, with ``answer``, the program answering at once from its event."""
+    w = _world(fast, timestamps)
+    una = w.iss + 1
+    seq = 5001
+    tsv = [10]
+    sent: list[Any] = []
+    iface = w.stack.interfaces[0]
+    if answer:
+        collect = w.conn.on_event
+
+        def reply() -> None:
+            before = len(w.got)
+            assert collect is not None
+            collect()
+            if len(w.got) > before:
+                w.conn.send(b"r" * 20)
+        w.conn.on_event = reply
+    for i in range(6):
+        if not answer or i == 0:
+            w.conn.send(b"q" * 50)
+        w.loop.run(0)
+        sent.extend(_sent(w.dev))
+        tsv[0] += 1
+        acked = min(una + 50, w.iss + 1 + (w.conn.snd.snd_max - w.conn.snd.iss - 1))
+        if i == 4:
+            acked = una + 10            # part of what was sent
+        payload = bytes([i]) * (30 + i)
+        if i == 2:                      # first with an ACK beyond SND.MAX: dropped
+            w.stack.receive(iface, _tcp_frame(seq, una + 5000, tcp.ACK | tcp.PSH, payload,
+                                              _ts(timestamps, tsv[0])))
+            w.loop.run(0)
+            sent.extend(_sent(w.dev))
+        w.stack.receive(iface, _tcp_frame(seq, acked, tcp.ACK | tcp.PSH, payload,
+                                          _ts(timestamps, tsv[0])))
+        w.loop.run(0)
+        sent.extend(_sent(w.dev))
+        seq += 30 + i
+        una = acked
+    w.loop.run(1.0)         # delayed ACKs, retransmissions of what was left unacked
+    sent.extend(_sent(w.dev))
+    w.stack.receive(iface, _tcp_frame(seq, w.conn.snd.snd_max & 0xFFFFFFFF,
+                                      tcp.ACK | tcp.FIN, b"", _ts(timestamps, tsv[0] + 1)))
+    return finish(w, sent, _sent)
+
+
+@pytest.mark.parametrize("timestamps", [False, True])
+@pytest.mark.parametrize("answer", [False, True])
+def test_data_that_acknowledges_data_is_taken_as_the_full_path_takes_it(
+        timestamps: bool, answer: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from femtotcp.proto.tcp.connection import TcpConnection
+    full_inputs: list[int] = []
+    original = TcpConnection._full_input
+
+    def counting(self: TcpConnection, *args: Any) -> bool:
+        segment, hlen = args[4], args[5]
+        full_inputs.append(len(segment) - hlen)
+        return original(self, *args)
+
+    monkeypatch.setattr(TcpConnection, "_full_input", counting)
+    fast = same_on_both(lambda f: _play_exchange(f, timestamps, answer))
+    assert fast[1] == b"".join(bytes([i]) * (30 + i) for i in range(6))
+    assert fast[2]["tcp.ack_unsent_data"] == 1
+    full_inputs.clear()
+    _play_exchange(True, timestamps, answer)
+    # Only the handshake's last ACK, the unacceptable ACK and the FIN went to
+    # the full path.
+    assert full_inputs == [0, 32, 0]

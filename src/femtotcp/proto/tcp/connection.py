@@ -627,8 +627,9 @@ class TcpConnection:
 
     def fast_input(self, seq32: int, ack32: int, flags: int, window: int,
                    segment: memoryview, hlen: int) -> bool:
-        """Header prediction (after Van Jacobson): the two common cases of a bulk
-        transfer, in-order data and an ACK of new data, on an ESTABLISHED
+        """Header prediction (after Van Jacobson): the common cases of a bulk
+        transfer, in-order data and an ACK of new data, and of an exchange,
+        in-order data that also acknowledges new data, on an ESTABLISHED
         connection, handled with the same rules as the full path but without
         its generality. Any other segment goes to ``input`` from here
         (``_full_input``): handshake and teardown segments need no second
@@ -657,9 +658,34 @@ class TcpConnection:
         plen = len(segment) - hlen
         now = self.timers.now
         if plen:
-            if ack32 != snd.snd_una & MASK or rcv.ooo.blocks or rcv.rd_shut or \
-                    self.orphaned or rcv.ooo_fin >= 0 or \
-                    (window << opt.snd_wscale) != snd.snd_wnd or rcv_nxt + plen > rcv.rcv_adv:
+            if rcv.ooo.blocks or rcv.rd_shut or self.orphaned or rcv.ooo_fin >= 0 or \
+                    rcv_nxt + plen > rcv.rcv_adv:
+                return self._full_input(seq32, ack32, flags, window, segment, hlen)
+            if ack32 != snd.snd_una & MASK:
+                # Data that also acknowledges new data (every segment of a
+                # request/response exchange): the ACK's part as below, then
+                # the data, then what may be sent (the full path's order).
+                una = snd.snd_una
+                ack = unwrap(ack32, una)
+                if not una < ack <= snd.snd_max:
+                    return self._full_input(seq32, ack32, flags, window, segment, hlen)
+                if tsval >= 0 and rcv_nxt <= rcv.last_ack_sent:
+                    opt.ts_recent = tsval
+                    opt.ts_recent_stamp = now
+                self.segs_in += 1
+                self.last_rx = now
+                snd.probes = 0
+                snd.ack_new_data(ack, ecr, now)
+                snd.update_window(window << opt.snd_wscale, rcv_nxt, ack)
+                self._ev = True
+                rcv.fast_data(segment, hlen, plen)
+                snd.output()
+                if rcv.ack_pending:
+                    rcv._schedule_ack(now)
+                rcv.ack_now = False
+                self._defer_flush()
+                return True
+            if (window << opt.snd_wscale) != snd.snd_wnd:
                 return self._full_input(seq32, ack32, flags, window, segment, hlen)
             if tsval >= 0 and rcv_nxt <= rcv.last_ack_sent:
                 opt.ts_recent = tsval                     # RFC 7323 4.3
