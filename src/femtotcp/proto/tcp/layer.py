@@ -269,7 +269,7 @@ class Tcp:
         sport, dport, seq, ack, off_flags, window = _FAST_HDR.unpack_from(segment)
         conn = self._conns.get((dst, dport, src, sport))
         if conn is None:
-            return 0
+            return self._fast_listen(src, dst, segment, n, csum_ok)
         hlen = (off_flags >> 10) & 0x3C
         if hlen < 20 or hlen > n:
             return 0
@@ -280,6 +280,45 @@ class Tcp:
             if (mod_ffff(value) + conn._psum + n) % 0xFFFF:
                 return 0
         return 1 if conn.fast_input(seq, ack, off_flags & 0xFF, window, segment, hlen) else 2
+
+    def _fast_listen(self, src: bytes, dst: bytes, segment: memoryview, n: int,
+                     csum_ok: bool) -> int:
+        """The fast paths' segment for no connection: when a listener takes its
+        port (a SYN opening a connection, the ACK of a cookie handshake), what
+        ``input`` does with it (the checksum, the header, ``tcp.no_connection``,
+        ``_listen_input``), without the full IP path's header objects; the
+        fast paths made every check of that path before. Otherwise (no
+        listener: a RST, or the gateway's ``transparent`` hook) 0, and the full
+        path decides."""
+        sport, dport, seq, ack, off_flags, window, csum, urgent = _HDR.unpack_from(segment)
+        lst = self._listener_for(dst, dport)
+        if lst is None:
+            return 0
+        hlen = (off_flags >> 10) & 0x3C
+        if hlen < 20 or hlen > n:
+            return 0
+        if not csum_ok:
+            value = int.from_bytes(segment, "big")
+            if n & 1:
+                value <<= 8
+            if (mod_ffff(value) + ones_sum(src + dst) + 6 + n) % 0xFFFF:
+                return 0
+        self.counters["tcp.no_connection"] += 1
+        self._listen_input(lst, src, dst,
+                           wire.TcpHeader(sport, dport, seq, ack, hlen, off_flags & 0xFF,
+                                          window, csum, urgent, segment[20:hlen]),
+                           segment[hlen:])
+        return 1
+
+    def _listener_for(self, dst: bytes, dport: int) -> TcpListener | None:
+        """The listener a segment to our address ``dst`` reaches: on the address,
+        on the wildcard of its family, or for IPv4 on a dual-stack ``::``."""
+        listeners = self._listeners
+        lst = listeners.get((dst, dport)) or listeners.get(
+            (ANY4 if len(dst) == 4 else ANY6, dport))
+        if lst is None and len(dst) == 4:
+            lst = self._dual_listener(dport)
+        return lst
 
     #: The IPv6 fast path's TCP handler (``Ipv6.fast_input``): the very same
     #: steps, the connection's ``_psum`` being its pseudo-header's address
@@ -328,10 +367,7 @@ class Tcp:
         self.counters["tcp.no_connection"] += 1
         local = self.stack.is_local(dst)
         if local:
-            lst = self._listeners.get((dst, dport)) or self._listeners.get(
-                (ANY4 if len(dst) == 4 else ANY6, dport))
-            if lst is None and len(dst) == 4:
-                lst = self._dual_listener(dport)
+            lst = self._listener_for(dst, dport)
             if lst is not None:
                 self._listen_input(lst, src, dst, hdr, segment[hlen:])
                 return

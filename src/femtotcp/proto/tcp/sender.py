@@ -370,8 +370,13 @@ class Sender:
             self.una_time = self.timers.now
         if seq + 1 > self.snd_max:
             self.snd_max = seq + 1
-        conn._ip_send(build_fast(conn._psum, conn._lport, conn._rport, seq & MASK,
-                                 rcv.rcv_nxt & MASK, FIN | ACK, window, conn._options(), b""))
+        opt = self.opt
+        if opt.ts_ok and not (opt.sack_ok and rcv.ooo.blocks):
+            conn._send_ts(seq & MASK, FIN | ACK, window, b"")    # the usual layout
+        else:
+            conn._ip_send(build_fast(conn._psum, conn._lport, conn._rport, seq & MASK,
+                                     rcv.rcv_nxt & MASK, FIN | ACK, window, conn._options(),
+                                     b""))
         if self.t_rto.deadline is None:
             self.t_rto.set(self.timers.now + self.rtt.rto)
 
