@@ -95,6 +95,9 @@ _TS_OPT = struct.Struct("!III")     # the aligned timestamp option: kind word, T
 _HDR_TS = struct.Struct("!HHIIHHHHIII")     # header + NOP NOP TS, 32 bytes
 _CSUM_URG = struct.Struct("!HH")            # checksum, urgent pointer (offset 16)
 
+#: Each state's name as a plain string (cheaper than the enum's ``value``).
+_STATE_NAMES: dict[TcpState, str] = {st: st.value for st in TcpState}
+
 #: A state-change hook: (connection, old state, new state).
 StateHook = Callable[["TcpConnection", TcpState, TcpState], None]
 
@@ -141,6 +144,8 @@ class TcpConnection:
         "last_rx", "last_tx", "ka_probes", "t_keepalive", "t_close",
         # statistics
         "segs_in", "segs_out",
+        # TIME-WAIT: the record standing in for this connection (timewait.py)
+        "_tw", "__weakref__",
     )
 
     def __init__(self, env: TcpEnv, laddr: bytes, lport: int, raddr: bytes, rport: int,
@@ -189,6 +194,7 @@ class TcpConnection:
         self.t_close = LazyTimer(timers, self._on_close_timer)
         self.segs_in = 0
         self.segs_out = 0
+        self._tw: TcpConnection | None = None
 
     def __repr__(self) -> str:
         from femtotcp.wire import ip_str
@@ -358,7 +364,16 @@ class TcpConnection:
         self.orphaned = True
         self.on_event = None
         st = self.state
-        if st == CLOSED or st == TIME_WAIT:
+        if st == CLOSED:
+            return
+        if st == TIME_WAIT:
+            if self._tw is None:
+                # As on entering TIME-WAIT closed: a compact record takes over.
+                deadline = self.t_close.deadline
+                if deadline is not None:
+                    self._tw = self.env.adopt_time_wait(self, deadline)
+                    if self._tw is not None:
+                        self.t_close.cancel()
             return
         if st == SYN_SENT:
             self._destroy()
@@ -388,7 +403,7 @@ class TcpConnection:
 
     @property
     def state_name(self) -> str:
-        return self.state.value
+        return _STATE_NAMES[self.state]
 
     def info(self) -> dict[str, Any]:
         """Figures for ``femtotcp ctl sockets`` (like Linux's tcp_info)."""
@@ -788,10 +803,13 @@ class TcpConnection:
             self._challenge_ack()
             return
         if flags & FIN and seq + len(payload) + 1 == rcv_nxt:
-            self.t_close.set(self.timers.now + 2 * self.config.msl)
+            self._restart_time_wait()
             self._send_ack()
             return
         self._send_dupack(bool(payload))
+
+    def _restart_time_wait(self) -> None:
+        self.t_close.set(self.timers.now + 2 * self.config.msl)
 
     def timewait_accepts_syn(self, hdr: TcpHeader) -> bool:
         """A new SYN may reuse a TIME_WAIT 4-tuple (RFC 6191, Linux): its sequence
@@ -1253,7 +1271,15 @@ class TcpConnection:
         self.snd.release()
         self.t_keepalive.cancel()
         self.rcv.release()
-        self.t_close.set(self.timers.now + 2 * self.config.msl)
+        deadline = self.timers.now + 2 * self.config.msl
+        if self.orphaned:
+            # Closed by the program: a compact record takes over the 4-tuple
+            # (timewait.py), when the environment keeps such records.
+            self._tw = env.adopt_time_wait(self, deadline)
+            if self._tw is not None:
+                self.t_close.cancel()       # FIN_WAIT_2's, if it ran
+                return
+        self.t_close.set(deadline)
 
     def _fail(self, err: int, notify: bool = True) -> None:
         """The connection is gone with an error for the program."""
@@ -1265,6 +1291,11 @@ class TcpConnection:
 
     def _destroy(self) -> None:
         """Enter CLOSED and release everything but what the program may still read."""
+        tw = self._tw
+        if tw is not None:
+            self._tw = None
+            tw._destroy()            # the record ends; it closes this connection too
+            return
         was = self.state
         if was == TIME_WAIT:
             self.env.time_wait_count -= 1

@@ -89,6 +89,11 @@ class TcpEnv(Protocol):
     def ooo_changed(self) -> None:
         """A connection's out-of-order queue changed (for the gauges)."""
 
+    def adopt_time_wait(self, conn: TcpConnection, deadline: float) -> TcpConnection | None:
+        """``conn``, closed by the program, is in TIME_WAIT until ``deadline``:
+        the record that takes its place (``timewait.TimeWait``), or None when
+        the connection keeps TIME_WAIT itself (its own timer)."""
+
 
 class StackEnv:
     """``TcpEnv`` over a stack's ``Tcp`` layer."""
@@ -152,6 +157,9 @@ class StackEnv:
 
     def ooo_changed(self) -> None:
         self._tcp._ooo_changed()
+
+    def adopt_time_wait(self, conn: TcpConnection, deadline: float) -> TcpConnection | None:
+        return self._tcp._adopt_time_wait(conn, deadline)
 
 
 class StackEnv6(StackEnv):

@@ -11,7 +11,10 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from bisect import insort
+from collections import deque
 from collections.abc import Callable
+from itertools import count
 from typing import TYPE_CHECKING, Any
 
 from femtotcp.core import rand
@@ -29,12 +32,15 @@ from femtotcp.proto.tcp.isn import (
 from femtotcp.proto.tcp.listener import INHERITED, TcpListener
 from femtotcp.proto.tcp.ports import EphemeralPorts
 from femtotcp.proto.tcp.seq import MASK
+from femtotcp.proto.tcp.state import TIME_WAIT
 from femtotcp.proto.tcp.synguard import SynGuard
+from femtotcp.proto.tcp.timewait import TimeWait
 from femtotcp.wire import Malformed
 from femtotcp.wire import tcp as wire
 from femtotcp.wire.checksum import mod_ffff, ones_sum
 
 if TYPE_CHECKING:
+    from femtotcp.core.timers import Timer
     from femtotcp.stack.interface import Interface
     from femtotcp.stack.ipv4 import Ipv4
     from femtotcp.stack.ipv6 import Ipv6
@@ -72,6 +78,11 @@ class Tcp:
         self.defer: Callable[[Callable[[], None]], None] = self._due.append
         self._conns: dict[Key, TcpConnection] = {}
         self.time_wait_count = 0
+        #: TIME-WAIT records by deadline, oldest first (``_adopt_time_wait``):
+        #: (deadline, tie-breaker, record); one expiry timer for the oldest.
+        self._tw_queue: deque[tuple[float, int, TimeWait]] = deque()
+        self._tw_seq = count()
+        self._tw_timer: Timer | None = None
         self._listeners: dict[tuple[bytes, int], TcpListener] = {}
         self.isn = IsnGenerator(os.urandom(32))
         self.cookies = SynCookies(os.urandom(32))
@@ -244,6 +255,55 @@ class Tcp:
         lst = conn.listener
         if lst is not None and conn.key in lst.syn_queue:
             lst._forget(conn)
+
+    def _adopt_time_wait(self, conn: TcpConnection, deadline: float) -> TimeWait | None:
+        """A closed connection entered TIME_WAIT: a compact record takes its
+        place in the table (``timewait.py``) until ``deadline``. Records are
+        expired in order by one timer; a FIN that restarts 2 MSL moves the
+        record's deadline, and it is queued again when its entry comes up."""
+        key = conn.key
+        if self._conns.get(key) is not conn:
+            return None
+        tw = TimeWait(conn, deadline)
+        self._conns[key] = tw
+        self._tw_push(tw)
+        return tw
+
+    def _tw_push(self, tw: TimeWait) -> None:
+        queue = self._tw_queue
+        entry = (tw.deadline, next(self._tw_seq), tw)
+        if not queue or queue[-1][0] <= entry[0]:
+            queue.append(entry)
+        else:
+            insort(queue, entry)        # a shorter MSL than the records before it
+        if len(queue) > 2 * self.time_wait_count + 256:
+            # Records that ended early (a RST, a reused 4-tuple) leave their
+            # entries behind: drop them once they are most of the queue.
+            live = [e for e in queue if e[2].state == TIME_WAIT]
+            queue.clear()
+            queue.extend(live)
+        timer = self._tw_timer
+        if timer is None or timer.when > queue[0][0]:
+            if timer is not None:
+                timer.cancel()
+            self._tw_timer = self.stack.timers.call_at(queue[0][0], self._time_wait_expire)
+
+    def _time_wait_expire(self) -> None:
+        """End the TIME-WAIT records whose 2 MSL ran out (``tcp.time_wait_done``)."""
+        self._tw_timer = None
+        queue = self._tw_queue
+        now = self.stack.timers.now
+        while queue and queue[0][0] <= now:
+            deadline, _, tw = queue.popleft()
+            if tw.state != TIME_WAIT:
+                continue                    # ended early
+            if tw.deadline > deadline:
+                self._tw_push(tw)           # a retransmitted FIN restarted 2 MSL
+                continue
+            self.counters["tcp.time_wait_done"] += 1
+            tw._destroy()
+        if queue and self._tw_timer is None:
+            self._tw_timer = self.stack.timers.call_at(queue[0][0], self._time_wait_expire)
 
     def _remove_listener(self, lst: TcpListener) -> None:
         if self._listeners.get(lst.local) is lst:
