@@ -409,12 +409,14 @@ class Sender:
         if una == self.snd_max and self.timers.now - conn.last_tx > self.rtt.rto:
             cc.after_idle()
         buf_end = self.snd_buf_seq + len(self.snd_buf)
+        fin_seq = self.fin_seq if self.fin_queued else -1
+        if self.snd_nxt >= buf_end and self.snd_nxt != fin_seq:
+            return      # nothing to send (the handshake's and teardown's ACKs)
         opt = self.opt
         mss = opt.mss
         wnd_end = una + self.snd_wnd
         cwnd_end = una + cc.cwnd
         limit = wnd_end if wnd_end < cwnd_end else cwnd_end
-        fin_seq = self.fin_seq if self.fin_queued else -1
         sb = self.sb
         tso: Any = None             # the offload path, looked up when first useful
         tso_max = (TSO_MAX_PAYLOAD - (TS_LEN if opt.ts_ok else 0)) // mss
