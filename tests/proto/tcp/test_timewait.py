@@ -144,3 +144,36 @@ def test_records_ended_early_leave_a_bounded_queue() -> None:
     assert len(stack.tcp._tw_queue) <= 256 + 1
     lan.run(2 * MSL + 1)
     assert len(stack.tcp._tw_queue) == 0
+
+
+def test_an_ipv6_record_keeps_the_connection_s_flow_label() -> None:
+    """Over IPv6 the record answers through the connection's own env: its
+    ACK to a retransmitted FIN carries the connection's flow label."""
+    from test_tcp_ipv6 import lan6, pair, sent6
+
+    from femtotcp.wire import ethernet, ipv6
+    lan = lan6()
+    client, server = pair(lan)
+    client.close()
+    lan.run(0.5)
+    server.close()
+    lan.run(0.5)
+    assert client.state == "TIME_WAIT"
+    stack = lan.stacks[0]
+    (record,) = stack.tcp.connections()
+    assert isinstance(record, TimeWait)
+    iface = stack.interfaces[0]
+    sent: list[bytes] = []
+    send = iface.device.send
+    iface.device.send = lambda frame: (sent.append(bytes(frame)), send(frame))[1]  # type: ignore[method-assign]
+    # The server's FIN again, as if our ACK was lost.
+    fin = tcp.build(server.local[0], server.remote[0], server.local[1], server.remote[1],
+                    (record.rcv_nxt - 1) & 0xFFFFFFFF, record.snd_max & 0xFFFFFFFF,
+                    FIN | ACK, 100)
+    stack.receive(iface, ethernet.build(iface.mac, lan.stacks[1].interfaces[0].mac,
+                                        ethernet.ETH_IPV6,
+                                        ipv6.build(server.local[0], server.remote[0], 6, fin)))
+    ((h, ack, _),) = sent6(sent)
+    assert ack.flags == ACK and ack.ack == record.rcv_nxt & 0xFFFFFFFF
+    assert ack.seq == record.snd_max & 0xFFFFFFFF
+    assert h.flow_label == record.env.flow_label != 0   # type: ignore[attr-defined]
