@@ -58,6 +58,16 @@ _FAST_HDR = struct.Struct("!HHIIHH")
 Key = tuple[bytes, int, bytes, int]
 
 
+def _checksum_ok(segment: memoryview, n: int, psum: int) -> bool:
+    """The segment's checksum (RFC 9293 3.1), inline: the ones' complement sum
+    is the value modulo 0xFFFF (see wire.checksum); ``psum`` is the pseudo
+    header's address part plus the protocol (a connection caches it)."""
+    value = int.from_bytes(segment, "big")
+    if n & 1:
+        value <<= 8
+    return not (mod_ffff(value) + psum + n) % 0xFFFF
+
+
 class Tcp:
     def __init__(self, stack: Stack, config: TcpConfig | None = None) -> None:
         self.stack = stack
@@ -357,12 +367,8 @@ class Tcp:
         hlen = (off_flags >> 10) & 0x3C
         if hlen < 20 or hlen > n:
             return 0
-        if not csum_ok:
-            value = int.from_bytes(segment, "big")
-            if n & 1:
-                value <<= 8
-            if (mod_ffff(value) + ones_sum(src + dst) + 6 + n) % 0xFFFF:
-                return 0
+        if not csum_ok and not _checksum_ok(segment, n, ones_sum(src + dst) + 6):
+            return 0
         self.counters["tcp.no_connection"] += 1
         self._listen_input(lst, src, dst,
                            wire.TcpHeader(sport, dport, seq, ack, hlen, off_flags & 0xFF,
@@ -399,16 +405,10 @@ class Tcp:
         src = ip.src
         dst = ip.dst
         conn = self._conns.get((dst, dport, src, sport))
-        # The checksum (RFC 9293 3.1), inline: the ones' complement sum is the
-        # value modulo 0xFFFF (see wire.checksum); the connection caches the
-        # pseudo header's address part.
-        if not csum_ok:
-            value = int.from_bytes(segment, "big")
-            if n & 1:
-                value <<= 8
-            if (mod_ffff(value) + (conn._psum if conn is not None else ones_sum(src + dst) + 6)
-                    + n) % 0xFFFF:
-                raise Malformed("tcp.bad_checksum")
+        # The checksum; the connection caches the pseudo header's address part.
+        if not csum_ok and not _checksum_ok(
+                segment, n, conn._psum if conn is not None else ones_sum(src + dst) + 6):
+            raise Malformed("tcp.bad_checksum")
         flags = off_flags & 0xFF
         if conn is not None:
             # Every segment but one in TIME_WAIT ends in the connection.
