@@ -102,6 +102,22 @@ _STATE_NAMES: dict[TcpState, str] = {st: st.value for st in TcpState}
 StateHook = Callable[["TcpConnection", TcpState, TcpState], None]
 
 
+class _Unarmed:
+    """A connection timer never set yet: no deadline, nothing to stop."""
+
+    __slots__ = ()
+    deadline = None
+
+    def stop(self) -> None:
+        pass
+
+    def cancel(self) -> None:
+        pass
+
+
+_UNARMED = _Unarmed()
+
+
 def _os_error(code: int) -> OSError:
     """The stdlib exception for an errno (OSError picks the subclass itself)."""
     return OSError(code, os.strerror(code))
@@ -189,12 +205,25 @@ class TcpConnection:
         self.last_rx = 0.0
         self.last_tx = 0.0
         self.ka_probes = 0
-        timers = self.timers
-        self.t_keepalive = LazyTimer(timers, self._on_keepalive)
-        self.t_close = LazyTimer(timers, self._on_close_timer)
+        # Made when first set (most connections never keep alive, and only
+        # an orphan in FIN_WAIT_2 or one keeping TIME_WAIT itself closes by timer).
+        self.t_keepalive: LazyTimer | _Unarmed = _UNARMED
+        self.t_close: LazyTimer | _Unarmed = _UNARMED
         self.segs_in = 0
         self.segs_out = 0
         self._tw: TcpConnection | None = None
+
+    def _keepalive_timer(self) -> LazyTimer:
+        timer = self.t_keepalive
+        if isinstance(timer, _Unarmed):
+            timer = self.t_keepalive = LazyTimer(self.timers, self._on_keepalive)
+        return timer
+
+    def _close_timer(self) -> LazyTimer:
+        timer = self.t_close
+        if isinstance(timer, _Unarmed):
+            timer = self.t_close = LazyTimer(self.timers, self._on_close_timer)
+        return timer
 
     def __repr__(self) -> str:
         from femtotcp.wire import ip_str
@@ -387,7 +416,7 @@ class TcpConnection:
             self.wr_shut = True
             self._queue_fin()
         if self.state == FIN_WAIT_2:
-            self.t_close.set(self.timers.now + self.config.fin_timeout)
+            self._close_timer().set(self.timers.now + self.config.fin_timeout)
 
     def abort(self) -> None:
         """Send a RST where RFC 9293 3.10.5 says so and drop the connection. The RST
@@ -449,7 +478,7 @@ class TcpConnection:
     def keepalive(self, on: bool) -> None:
         self._keepalive = bool(on)
         if on and self.state in (ESTABLISHED, CLOSE_WAIT):
-            self.t_keepalive.set(self.timers.now + self.keepalive_idle)
+            self._keepalive_timer().set(self.timers.now + self.keepalive_idle)
         elif not on:
             self.t_keepalive.stop()
 
@@ -467,7 +496,7 @@ class TcpConnection:
                 and not self.ka_probes:
             now = self.timers.now
             due = self.last_rx + idle
-            self.t_keepalive.set(due if due > now else now)
+            self._keepalive_timer().set(due if due > now else now)
 
     def set_keepalive(self, on: bool) -> None:
         self.keepalive = on
@@ -612,7 +641,7 @@ class TcpConnection:
             self._listener_ev = True
         self._set_state(FIN_WAIT_1 if snd.fin_queued else ESTABLISHED)
         if self._keepalive:
-            self.t_keepalive.set(self.timers.now + self.keepalive_idle)
+            self._keepalive_timer().set(self.timers.now + self.keepalive_idle)
 
     # ================================================================ input
     def input(self, hdr: TcpHeader, payload: memoryview) -> None:
@@ -809,7 +838,7 @@ class TcpConnection:
         self._send_dupack(bool(payload))
 
     def _restart_time_wait(self) -> None:
-        self.t_close.set(self.timers.now + 2 * self.config.msl)
+        self._close_timer().set(self.timers.now + 2 * self.config.msl)
 
     def timewait_accepts_syn(self, hdr: TcpHeader) -> bool:
         """A new SYN may reuse a TIME_WAIT 4-tuple (RFC 6191, Linux): its sequence
@@ -1034,7 +1063,7 @@ class TcpConnection:
             if st == FIN_WAIT_1:
                 self._set_state(FIN_WAIT_2)
                 if self.orphaned:
-                    self.t_close.set(now + self.config.fin_timeout)
+                    self._close_timer().set(now + self.config.fin_timeout)
             elif st == CLOSING:
                 self._enter_time_wait()
                 return False
@@ -1231,12 +1260,12 @@ class TcpConnection:
         now = self.timers.now
         snd = self.snd
         if snd.snd_max != snd.snd_una or snd.snd_buf_seq + len(snd.snd_buf) > snd.snd_nxt:
-            self.t_keepalive.set(now + self.keepalive_idle)
+            self._keepalive_timer().set(now + self.keepalive_idle)
             return
         idle = now - self.last_rx
         if idle < self.keepalive_idle:
             self.ka_probes = 0
-            self.t_keepalive.set(self.last_rx + self.keepalive_idle)
+            self._keepalive_timer().set(self.last_rx + self.keepalive_idle)
             return
         if self.ka_probes >= self.keepalive_count or (
                 self.user_timeout and idle >= self.user_timeout and self.ka_probes > 0):
@@ -1248,7 +1277,7 @@ class TcpConnection:
         self.counters["tcp.keepalive_probes"] += 1
         self._send_probe()
         self.ka_probes += 1
-        self.t_keepalive.set(now + self.keepalive_interval)
+        self._keepalive_timer().set(now + self.keepalive_interval)
 
     def _on_close_timer(self) -> None:
         """TIME_WAIT's 2 MSL ran out, or an orphan waited too long in FIN_WAIT_2."""
@@ -1279,7 +1308,7 @@ class TcpConnection:
             if self._tw is not None:
                 self.t_close.cancel()       # FIN_WAIT_2's, if it ran
                 return
-        self.t_close.set(deadline)
+        self._close_timer().set(deadline)
 
     def _fail(self, err: int, notify: bool = True) -> None:
         """The connection is gone with an error for the program."""

@@ -24,7 +24,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from femtotcp.proto.tcp.buffers import OutOfOrderQueue
-from femtotcp.proto.tcp.connection import TcpConnection
+from femtotcp.proto.tcp.connection import _UNARMED, TcpConnection
 from femtotcp.proto.tcp.seq import MASK
 from femtotcp.proto.tcp.state import CLOSED, TIME_WAIT
 from femtotcp.wire.tcp import ACK, build_fast
@@ -133,6 +133,7 @@ class TimeWait(TcpConnection):
         self.last_tx = conn.last_tx
         self.segs_in = conn.segs_in
         self.segs_out = conn.segs_out
+        self.t_keepalive = self.t_close = _UNARMED      # the layer ends the record
         self.deadline = deadline
         self._orig = weakref.ref(conn)
         self._tw = None
