@@ -57,7 +57,7 @@ from femtotcp.proto.tcp.state import (
     TIME_WAIT,
     TcpState,
 )
-from femtotcp.proto.tcp.timers import LazyTimer
+from femtotcp.proto.tcp.timers import _UNARMED, LazyTimer, _Unarmed
 from femtotcp.wire.checksum import mod_ffff
 from femtotcp.wire.tcp import (
     ACK,
@@ -100,22 +100,6 @@ _STATE_NAMES: dict[TcpState, str] = {st: st.value for st in TcpState}
 
 #: A state-change hook: (connection, old state, new state).
 StateHook = Callable[["TcpConnection", TcpState, TcpState], None]
-
-
-class _Unarmed:
-    """A connection timer never set yet: no deadline, nothing to stop."""
-
-    __slots__ = ()
-    deadline = None
-
-    def stop(self) -> None:
-        pass
-
-    def cancel(self) -> None:
-        pass
-
-
-_UNARMED = _Unarmed()
 
 
 def _os_error(code: int) -> OSError:

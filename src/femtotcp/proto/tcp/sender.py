@@ -20,7 +20,7 @@ from femtotcp.proto.tcp.recovery import NEWRENO, Recovery
 from femtotcp.proto.tcp.rtt import RttEstimator
 from femtotcp.proto.tcp.seq import MASK, unwrap
 from femtotcp.proto.tcp.state import SENDING
-from femtotcp.proto.tcp.timers import LazyTimer
+from femtotcp.proto.tcp.timers import _UNARMED, LazyTimer, _Unarmed
 from femtotcp.wire.tcp import ACK, FIN, PSH, SYN, TcpHeader, TcpOptions, build_fast
 
 if TYPE_CHECKING:
@@ -89,7 +89,8 @@ class Sender:
         self.persist_backoff = 0
         self.persist_start = 0.0
         self.t_rto = LazyTimer(timers, conn._on_rto)
-        self.t_persist = LazyTimer(timers, conn._on_persist)
+        #: Made when first set (only a closed window or SWS avoidance needs it).
+        self.t_persist: LazyTimer | _Unarmed = _UNARMED
         self.retransmits = 0
         self.bytes_acked = 0
 
@@ -481,7 +482,13 @@ class Sender:
             if self.t_persist.deadline is None:
                 if self.persist_backoff == 0:
                     self.persist_start = self.timers.now
-                self.t_persist.set(self.timers.now + self._persist_interval())
+                self._persist_timer().set(self.timers.now + self._persist_interval())
+
+    def _persist_timer(self) -> LazyTimer:
+        timer = self.t_persist
+        if isinstance(timer, _Unarmed):
+            timer = self.t_persist = LazyTimer(self.timers, self.conn._on_persist)
+        return timer
 
     def _persist_interval(self) -> float:
         cfg = self.config
@@ -590,4 +597,4 @@ class Sender:
             self.probes += 1
         self.persist_backoff += 1
         if self.snd_max == self.snd_una:
-            self.t_persist.set(now + self._persist_interval())
+            self._persist_timer().set(now + self._persist_interval())

@@ -24,9 +24,10 @@ import weakref
 from typing import TYPE_CHECKING
 
 from femtotcp.proto.tcp.buffers import OutOfOrderQueue
-from femtotcp.proto.tcp.connection import _UNARMED, TcpConnection
+from femtotcp.proto.tcp.connection import TcpConnection
 from femtotcp.proto.tcp.seq import MASK
 from femtotcp.proto.tcp.state import CLOSED, TIME_WAIT
+from femtotcp.proto.tcp.timers import _UNARMED
 from femtotcp.wire.tcp import ACK, build_fast
 
 if TYPE_CHECKING:
