@@ -98,22 +98,18 @@ class TcpEnv(Protocol):
 class StackEnv:
     """``TcpEnv`` over a stack's ``Tcp`` layer."""
 
-    __slots__ = ("_tcp",)
+    __slots__ = ("_tcp", "counters", "timers")
 
     def __init__(self, tcp: Tcp) -> None:
         self._tcp = tcp
+        # The stack's, never replaced: plain attributes (read for every new
+        # connection); the config and the ISN generator may be, so they are read live.
+        self.counters: Counters = tcp.counters
+        self.timers: TimerSource = tcp.stack.timers
 
     @property
     def config(self) -> TcpConfig:
         return self._tcp.config
-
-    @property
-    def counters(self) -> Counters:
-        return self._tcp.counters
-
-    @property
-    def timers(self) -> TimerSource:
-        return self._tcp.stack.timers
 
     @property
     def isn(self) -> IsnSource:
