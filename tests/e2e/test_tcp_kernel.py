@@ -111,6 +111,43 @@ def test_options_negotiated_with_the_kernel(rig: Rig,
     sock.close()
 
 
+def test_kernel_reuses_a_tuple_the_stack_keeps_in_time_wait(rig: Rig) -> None:
+    """The stack closes first and keeps TIME-WAIT, as a compact record; the
+    kernel connects again from the same port at once, and its SYN (a later
+    ISN and timestamp) reuses the 4-tuple (RFC 6191, Linux's rule): the
+    second connection works and the record ends as ``tcp.time_wait_reused``."""
+    def serve() -> None:
+        lst = rig.stack.tcp.listen(bytes(4), 9)
+
+        def ev() -> None:
+            while (conn := lst.accept()) is not None:
+                conn.send(b"bye")
+                conn.close()
+        lst.on_event = ev
+    rig.call(serve)
+
+    def states() -> list[tuple[str, str]]:
+        return [(c.state_name, type(c).__name__) for c in rig.stack.tcp.connections()]
+    for attempt in range(2):
+        with entered(rig.ns):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((KERNEL, 45678))
+            sock.settimeout(10)
+            sock.connect((STACK, 9))
+        got = b""
+        while chunk := sock.recv(100):
+            got += chunk
+        sock.close()
+        assert got == b"bye"
+        wait_until(lambda: rig.call(states) == [("TIME_WAIT", "TimeWait")], 10,
+                   "the stack to keep TIME-WAIT for the connection")
+        counters = rig.call(rig.stack.counters.snapshot)
+        assert counters.get("tcp.time_wait_reused", 0) == attempt
+    assert counters.get("tcp.time_wait_done", 0) == 0
+    rig.assert_healthy()
+
+
 # -- the stack connects ----------------------------------------------------------------
 
 class StackClient:

@@ -104,8 +104,9 @@ def _ts(timestamps: bool, val: int) -> bytes:
 
 def _tcp_frame(seq: int, ack: int, flags: int, payload: bytes, opts: bytes = b"", *,
                src: bytes = PEER_IP, dst_mac: bytes = OUR_MAC, ip_options: bytes = b"",
-               flags_frag: int = 0, window: int = 65535) -> bytes:
-    seg = tcp.build(src, OUR_IP, PEER_PORT, PORT, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, flags,
+               flags_frag: int = 0, window: int = 65535, sport: int = PEER_PORT,
+               dport: int = PORT) -> bytes:
+    seg = tcp.build(src, OUR_IP, sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, flags,
                     window, payload, opts)
     return ip_frame(src, OUR_IP, tcp.PROTO, seg, dst_mac=dst_mac, src_mac=PEER_MAC,
                     options=ip_options, flags_frag=flags_frag)
@@ -391,3 +392,95 @@ def test_data_that_acknowledges_data_is_taken_as_the_full_path_takes_it(
     # Only the handshake's last ACK, the unacceptable ACK and the FIN went to
     # the full path.
     assert full_inputs == [0, 32, 0]
+
+
+def play_listener(w: World, frame: Callable[..., bytes],
+                  sent: Callable[[Recorder], list[tuple[Any, ...]]],
+                  **ip_odd: Any) -> tuple[list[Any], dict[str, int], list[Any]]:
+    """Segments for no connection, to the listener on ``PORT`` (opening
+    handshakes, cookie ones when the SYN queue is full, and every kind of
+    segment LISTEN refuses) and to a port without one. ``frame(seq, ack,
+    flags, payload, opts, sport=, dport=, **kw)`` builds the peer's segment;
+    ``ip_odd`` is a keyword that sends it the full path's way (IP options, an
+    extension header). The stack's ISN and cookie secrets are fixed, so two
+    stacks send the same sequence numbers. Returns what the stack sent, its
+    counters, and the connections it holds (state and both sequence spaces)."""
+    from femtotcp.proto.tcp.isn import IsnGenerator, SynCookies
+    stack, iface = w.stack, w.stack.interfaces[0]
+    tcpl = stack.tcp
+    assert tcpl is not None
+    tcpl.isn = IsnGenerator(b"i" * 32)
+    tcpl.cookies = SynCookies(b"c" * 32)
+    out: list[Any] = []
+    syn_opts = tcp.build_options(mss=1400, wscale=7, sack_perm=True, ts=(77, 0))
+
+    def rx(f: bytes, csum_ok: bool = False) -> list[Any]:
+        stack.receive(iface, f, None, csum_ok)
+        w.loop.run(0)
+        got = sent(w.dev)
+        out.extend(got)
+        return got
+
+    def handshake(sport: int, **kw: Any) -> None:
+        got = rx(frame(9000, 0, tcp.SYN, b"", syn_opts, sport=sport, **kw))
+        synacks = [g for g in got if g[0] == "tcp" and g[1] == tcp.SYN | tcp.ACK]
+        if synacks:
+            rx(frame(9001, synacks[0][2] + 1, tcp.ACK, b"", tcp.build_options(ts=(78, 1)),
+                     sport=sport, **kw))
+            # and one with a wrong acknowledgment: LISTEN resets it (no cookie)
+            rx(frame(9001, synacks[0][2] + 7, tcp.ACK, b"", b"", sport=sport + 500, **kw))
+
+    handshake(41001)
+    handshake(41002, **ip_odd)
+    rx(_spoiled(frame(9000, 0, tcp.SYN, b"", syn_opts, sport=41003)))
+    rx(_spoiled(frame(9000, 0, tcp.SYN, b"", syn_opts, sport=41004)), csum_ok=True)
+    rx(frame(9000, 0, tcp.SYN | tcp.FIN, b"", b"", sport=41005))
+    rx(frame(9000, 12345, tcp.ACK, b"", b"", sport=41006))
+    rx(frame(9000, 12345, tcp.RST, b"", b"", sport=41007))
+    rx(frame(9000, 0, tcp.RST | tcp.ACK, b"", b"", sport=41008))
+    rx(frame(9000, 0, 0, b"", b"", sport=41009))
+    rx(frame(9000, 0, tcp.PSH, b"text", b"", sport=41010))
+    rx(frame(9000, 0, tcp.SYN, b"text on a SYN", syn_opts, sport=41011))
+    rx(frame(9000, 0, tcp.SYN, b"", b"\x02\x01\x01\x01", sport=41012))   # bad option
+    rx(frame(9000, 0, tcp.SYN | tcp.URG | tcp.ECE | tcp.CWR, b"", b"", sport=41013))
+    rx(frame(9000, 0, tcp.SYN, b"", syn_opts, sport=41014, dport=PORT + 1))   # no listener
+    rx(frame(9000, 0, tcp.ACK, b"", b"", sport=41015, dport=PORT + 1))
+    rx(frame(9000, 0, tcp.SYN, b"", syn_opts, sport=41001))     # the connection's now
+    conns = sorted((c.remote[1], c.state_name, c.snd_una, c.rcv_nxt)
+                   for c in tcpl.connections() if c.remote[1] != PEER_PORT)
+    return out, dict(stack.counters.snapshot()), conns
+
+
+def _spoiled(frame: bytes) -> bytes:
+    b = bytearray(frame)
+    b[-1] ^= 0x5A if len(b) > 60 else 0
+    b[-3] ^= 0x21               # in the TCP header's options or payload
+    return bytes(b)
+
+
+@pytest.mark.parametrize("cookies", [False, True])
+def test_segments_for_a_listener_decide_as_the_full_path(cookies: bool) -> None:
+    """A segment for no connection takes the fast path to a listener (SYNs,
+    the ACK of a cookie handshake) and the full path elsewhere: the same
+    answers, counters and connections either way."""
+    def play(fast: bool) -> tuple[list[Any], dict[str, int], list[Any]]:
+        w = _world(fast, True)
+        if cookies:
+            assert w.stack.tcp is not None
+            w.stack.tcp.config.max_syn_backlog = 0
+        return play_listener(w, _tcp_frame, _sent, ip_options=b"\x01\x00\x00\x00")
+    fast = play(True)
+    full = play(False)
+    assert fast == full
+    sent, counters, conns = fast
+    # The scenario reached what it meant to.
+    assert [c[:2] for c in conns] == [(41001, "ESTABLISHED"), (41002, "ESTABLISHED")] + (
+        [] if cookies else [(41004, "SYN_RECEIVED"), (41011, "SYN_RECEIVED"),
+                            (41012, "SYN_RECEIVED"), (41013, "SYN_RECEIVED")])
+    assert counters["tcp.bad_checksum"] == 1
+    assert counters["tcp.syn_fin_dropped"] == 1
+    assert counters["tcp.listen_no_syn"] == 2
+    assert counters.get("tcp.syncookies_accepted", 0) == (2 if cookies else 0)
+    assert counters["tcp.no_socket"] == 2
+    assert counters["tcp.listen_bad_ack"] == 3
+    assert counters.get("tcp.syn_data_dropped", 0) == (0 if cookies else len(b"text on a SYN"))

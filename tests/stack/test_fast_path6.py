@@ -16,7 +16,15 @@ from typing import Any
 
 import pytest
 from femtolan import Recorder
-from test_fast_path import Outcome, World, establish, feed, finish, same_on_both
+from test_fast_path import (
+    Outcome,
+    World,
+    establish,
+    feed,
+    finish,
+    play_listener,
+    same_on_both,
+)
 
 from femtotcp.proto.tcp.config import TcpConfig
 from femtotcp.runtime import SimLoop
@@ -60,8 +68,8 @@ def _frag(nh: int, more: bool) -> bytes:
 
 def _tcp_frame(seq: int, ack: int, flags: int, payload: bytes, opts: bytes = b"", *,
                window: int = 65535, src: bytes = PEER_IP, dst: bytes = OUR_IP,
-               **kw: Any) -> bytes:
-    seg = tcp.build(src, dst, PEER_PORT, PORT, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, flags,
+               sport: int = PEER_PORT, dport: int = PORT, **kw: Any) -> bytes:
+    seg = tcp.build(src, dst, sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, flags,
                     window, payload, opts)
     return _frame(seg, src=src, dst=dst, **kw)
 
@@ -334,3 +342,21 @@ def test_a_wrapped_next_header_handler_sees_every_packet() -> None:
     assert seen == [ipv6.PROTO_ICMP6, tcp.PROTO]
     assert bytes(w.got) == b"data"
     assert [s[1] for s in _sent(w.dev) if s[0] == "ip6"] == [ipv6.PROTO_ICMP6]
+
+
+@pytest.mark.parametrize("cookies", [False, True])
+def test_segments_for_a_listener6_decide_as_the_full_path(cookies: bool) -> None:
+    """IPv6 segments for no connection: the fast path to a listener on ``::``
+    and the full one (a Hop-by-Hop header, no listener) decide alike."""
+    def play(fast: bool) -> tuple[list[Any], dict[str, int], list[Any]]:
+        w = _world(fast, True)
+        if cookies:
+            assert w.stack.tcp is not None
+            w.stack.tcp.config.max_syn_backlog = 0
+        return play_listener(w, _tcp_frame, _sent, ext=_hbh(tcp.PROTO))
+    fast = play(True)
+    assert fast == play(False)
+    sent, counters, conns = fast
+    assert [c[:2] for c in conns][:2] == [(41001, "ESTABLISHED"), (41002, "ESTABLISHED")]
+    assert counters["tcp.no_socket"] == 2 and counters["tcp.listen_bad_ack"] == 3
+    assert counters.get("tcp.syncookies_accepted", 0) == (2 if cookies else 0)

@@ -236,3 +236,62 @@ def test_flags_str() -> None:
     assert tcp.flags_str(tcp.SYN | tcp.ACK) == "S."
     assert tcp.flags_str(tcp.FIN | tcp.PSH | tcp.ACK) == "FP."
     assert tcp.flags_str(0) == "none"
+
+
+def _walk(raw: bytes) -> tuple[object, ...]:
+    """An independent option walk (RFC 9293 3.1 with parse_options' rules for
+    bad lengths and values), the oracle for its shortcuts."""
+    mss = ws = tsv = ecr = bad = None
+    sack = False
+    blocks: tuple[tuple[int, int], ...] = ()
+    i = 0
+    while i < len(raw) and raw[i] != 0:
+        if raw[i] == 1:
+            i += 1
+            continue
+        if i + 1 >= len(raw) or raw[i + 1] < 2 or i + raw[i + 1] > len(raw):
+            bad = bad or "tcp.bad_option_length"
+            break
+        kind, n, body = raw[i], raw[i + 1], raw[i + 2:i + raw[i + 1]]
+        want = {2: 4, 3: 3, 4: 2, 8: 10}.get(kind)
+        if want is not None and n != want or kind == 5 and ((n - 2) % 8 or not 1 <= (n - 2) // 8 <= 4):
+            bad = bad or "tcp.bad_option_length"
+        elif kind == 2:
+            if int.from_bytes(body, "big"):
+                mss = int.from_bytes(body, "big")
+            else:
+                bad = bad or "tcp.bad_option_mss"
+        elif kind == 3:
+            if body[0] > 14:
+                bad = bad or "tcp.bad_option_wscale"
+            ws = min(body[0], 14)
+        elif kind == 4:
+            sack = True
+        elif kind == 8:
+            tsv, ecr = struct.unpack("!II", body)
+        elif kind == 5:
+            vals = struct.unpack(f"!{(n - 2) // 4}I", body)
+            blocks = tuple(zip(vals[0::2], vals[1::2], strict=True))
+        i += n
+    return mss, ws, sack, blocks, tsv, ecr, bad
+
+
+def _got(raw: bytes) -> tuple[object, ...]:
+    o = tcp.parse_options(memoryview(raw))
+    return o.mss, o.wscale, o.sack_perm, o.sack_blocks, o.ts_val, o.ts_ecr, o.bad
+
+
+@pytest.mark.parametrize("layout", [
+    dict(mss=1460, wscale=7, sack_perm=True, ts=(0x01020304, 0x05060708)),   # SYN, 20 bytes
+    dict(ts=(0x01020304, 0x05060708)),                                       # every segment
+])
+def test_option_shortcuts_agree_with_a_plain_walk(layout: dict[str, object]) -> None:
+    """The layouts parse_options reads in one unpack (Linux's SYN options,
+    the aligned timestamp alone): every byte of them changed to values that
+    matter (0, 1, 2, 14, 15, 0xFF, the kinds) parses as a plain walk does."""
+    raw = tcp.build_options(**layout)     # type: ignore[arg-type]
+    assert _got(raw) == _walk(raw) and _got(raw)[4] == 0x01020304
+    for i in range(len(raw)):
+        for v in (0, 1, 2, 3, 4, 5, 8, 10, 14, 15, 0xFF):
+            mutated = raw[:i] + bytes((v,)) + raw[i + 1:]
+            assert _got(mutated) == _walk(mutated), (i, v, mutated.hex())

@@ -10,6 +10,10 @@ from itertools import count
 _COMPACT_MIN = 256
 
 
+def _nothing() -> None:
+    """What a cancelled timer holds instead of its callback."""
+
+
 class Timer:
     """A scheduled callback; ``cancel()`` is O(1) (lazy deletion from the heap)."""
 
@@ -25,6 +29,9 @@ class Timer:
     def cancel(self) -> None:
         if not self.cancelled:
             self.cancelled = True
+            # Never called now: let go of what it would have called, so the
+            # entry left in the heap keeps nothing alive (a closed connection).
+            self.callback = _nothing
             if self._owner is not None:
                 self._owner._cancelled += 1
 

@@ -47,7 +47,10 @@ _TS = struct.Struct("!II")
 _U16 = struct.Struct("!H")
 #: NOP NOP TS(10): how Linux (and femtotcp) lays out the timestamp on every segment.
 TS_ALIGNED = b"\x01\x01\x08\x0a"
-_TS_ONLY = struct.Struct("!4xII")
+_TS_ONLY = struct.Struct("!III")     # NOP NOP TS(10) as one word, TSval, TSecr
+#: The SYN options Linux (and femtotcp) send: MSS, SACK permitted, timestamp,
+#: NOP and window scale, as five words (kind/length words checked, values read).
+_SYN_STD = struct.Struct("!HHIIII")
 _SACK = [struct.Struct(f"!{2 * k}I") for k in range(MAX_SACK_BLOCKS + 1)]
 
 
@@ -113,9 +116,23 @@ def parse_options(raw: bytes | bytearray | memoryview) -> TcpOptions:
     opts = TcpOptions()
     if n == 0:
         return opts
-    if n == 12 and raw[:4] == TS_ALIGNED:
-        opts.ts_val, opts.ts_ecr = _TS_ONLY.unpack_from(raw)
-        return opts
+    if n == 12:
+        kind, tsv, ecr = _TS_ONLY.unpack_from(raw)
+        if kind == 0x0101080A:          # TS_ALIGNED
+            opts.ts_val = tsv
+            opts.ts_ecr = ecr
+            return opts
+    elif n == 20:
+        mss_kind, mss, sack_ts, tsv, ecr, ws_word = _SYN_STD.unpack_from(raw)
+        if mss_kind == 0x0204 and mss and sack_ts == 0x0402080A and \
+                ws_word >> 8 == 0x010303 and ws_word & 0xFF <= MAX_WSCALE:
+            # the walk below would find the same (a bad MSS or scale: it decides)
+            opts.mss = mss
+            opts.sack_perm = True
+            opts.ts_val = tsv
+            opts.ts_ecr = ecr
+            opts.wscale = ws_word & 0xFF
+            return opts
     i = 0
     while i < n:
         kind = raw[i]

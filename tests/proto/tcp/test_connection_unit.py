@@ -113,6 +113,9 @@ class FakeEnv:
     def ooo_changed(self) -> None:
         pass
 
+    def adopt_time_wait(self, conn: TcpConnection, deadline: float) -> None:
+        return None             # the connection keeps TIME_WAIT itself
+
 
 def feed(conn: TcpConnection, src: bytes, dst: bytes, segment: bytes) -> None:
     """Hand one segment to a connection as the TCP layer does."""
@@ -518,7 +521,8 @@ def test_syn_sent_refused_by_rst() -> None:
 
 def test_state_is_assigned_only_in_set_state() -> None:
     """The connection's code assigns ``.state`` in ``_set_state`` (and the
-    initial CLOSED in ``__init__``), nowhere else."""
+    initial CLOSED in ``__init__``, TIME_WAIT in a TIME-WAIT record's, which
+    is born from a connection in that state), nowhere else."""
     import ast
     from pathlib import Path
 
@@ -537,4 +541,5 @@ def test_state_is_assigned_only_in_set_state() -> None:
                 for t in targets:
                     if isinstance(t, ast.Attribute) and t.attr == "state":
                         where.append((path.name, fn.name))
-    assert sorted(where) == [("connection.py", "__init__"), ("connection.py", "_set_state")]
+    assert sorted(where) == [("connection.py", "__init__"), ("connection.py", "_set_state"),
+                             ("timewait.py", "__init__")]

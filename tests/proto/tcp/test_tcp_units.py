@@ -209,18 +209,25 @@ def test_keyed_hashes_are_the_documented_functions() -> None:
     key = b"k" * 32
     data = A + (1000).to_bytes(2, "big") + B + (80).to_bytes(2, "big")
 
-    def f(person: bytes, raw: bytes) -> int:
-        return int.from_bytes(rand.blake2s(raw, key=key, digest_size=4,
+    def f(person: bytes, raw: bytes, size: int = 4) -> int:
+        return int.from_bytes(rand.blake2s(raw, key=key, digest_size=size,
                                            person=person).digest(), "big")
 
     gen = IsnGenerator(key)
+    other = A + (1001).to_bytes(2, "big") + B + (80).to_bytes(2, "big")
     for _ in range(2):      # the keyed state is copied, never consumed
-        assert gen.isn(10.0, A, 1000, B, 80) == (2_500_000 + f(b"isn", data)) & 0xFFFFFFFF
-        assert gen.ts_offset(A, 1000, B, 80) == f(b"tsoff", data)
+        # F and the timestamp offset: the halves of one 64-bit hash (the last
+        # 4-tuple's is kept: asked in either order, for another tuple between)
+        assert gen.isn(10.0, A, 1000, B, 80) == \
+            (2_500_000 + (f(b"isn+ts", data, 8) >> 32)) & 0xFFFFFFFF
+        assert gen.ts_offset(A, 1000, B, 80) == f(b"isn+ts", data, 8) & 0xFFFFFFFF
+        assert gen.ts_offset(A, 1001, B, 80) == f(b"isn+ts", other, 8) & 0xFFFFFFFF
         assert gen.flow_label(A, 1000, B, 80) == (f(b"flow", data) & 0xFFFFF or 1)
     ports = EphemeralPorts(32768, 60999, key)
     raw = A + B + (80).to_bytes(2, "big")
-    offset, index = f(b"offset", raw), f(b"index", raw) % 256
+    # F and G of RFC 6056 3.3.4: the halves of one 64-bit hash
+    both = f(b"port", raw, 8)
+    offset, index = both >> 32, both % 256
     assert ports.pick(A, B, 80, lambda _: False) == 32768 + offset % 28232
     assert ports._table[index] == 1
 

@@ -57,7 +57,7 @@ from femtotcp.proto.tcp.state import (
     TIME_WAIT,
     TcpState,
 )
-from femtotcp.proto.tcp.timers import LazyTimer
+from femtotcp.proto.tcp.timers import _UNARMED, LazyTimer, _Unarmed
 from femtotcp.wire.checksum import mod_ffff
 from femtotcp.wire.tcp import (
     ACK,
@@ -94,6 +94,9 @@ _TS_PAIR = struct.Struct("!II")
 _TS_OPT = struct.Struct("!III")     # the aligned timestamp option: kind word, TSval, TSecr
 _HDR_TS = struct.Struct("!HHIIHHHHIII")     # header + NOP NOP TS, 32 bytes
 _CSUM_URG = struct.Struct("!HH")            # checksum, urgent pointer (offset 16)
+
+#: Each state's name as a plain string (cheaper than the enum's ``value``).
+_STATE_NAMES: dict[TcpState, str] = {st: st.value for st in TcpState}
 
 #: A state-change hook: (connection, old state, new state).
 StateHook = Callable[["TcpConnection", TcpState, TcpState], None]
@@ -141,6 +144,8 @@ class TcpConnection:
         "last_rx", "last_tx", "ka_probes", "t_keepalive", "t_close",
         # statistics
         "segs_in", "segs_out",
+        # TIME-WAIT: the record standing in for this connection (timewait.py)
+        "_tw", "__weakref__",
     )
 
     def __init__(self, env: TcpEnv, laddr: bytes, lport: int, raddr: bytes, rport: int,
@@ -184,11 +189,25 @@ class TcpConnection:
         self.last_rx = 0.0
         self.last_tx = 0.0
         self.ka_probes = 0
-        timers = self.timers
-        self.t_keepalive = LazyTimer(timers, self._on_keepalive)
-        self.t_close = LazyTimer(timers, self._on_close_timer)
+        # Made when first set (most connections never keep alive, and only
+        # an orphan in FIN_WAIT_2 or one keeping TIME_WAIT itself closes by timer).
+        self.t_keepalive: LazyTimer | _Unarmed = _UNARMED
+        self.t_close: LazyTimer | _Unarmed = _UNARMED
         self.segs_in = 0
         self.segs_out = 0
+        self._tw: TcpConnection | None = None
+
+    def _keepalive_timer(self) -> LazyTimer:
+        timer = self.t_keepalive
+        if isinstance(timer, _Unarmed):
+            timer = self.t_keepalive = LazyTimer(self.timers, self._on_keepalive)
+        return timer
+
+    def _close_timer(self) -> LazyTimer:
+        timer = self.t_close
+        if isinstance(timer, _Unarmed):
+            timer = self.t_close = LazyTimer(self.timers, self._on_close_timer)
+        return timer
 
     def __repr__(self) -> str:
         from femtotcp.wire import ip_str
@@ -358,7 +377,16 @@ class TcpConnection:
         self.orphaned = True
         self.on_event = None
         st = self.state
-        if st == CLOSED or st == TIME_WAIT:
+        if st == CLOSED:
+            return
+        if st == TIME_WAIT:
+            if self._tw is None:
+                # As on entering TIME-WAIT closed: a compact record takes over.
+                deadline = self.t_close.deadline
+                if deadline is not None:
+                    self._tw = self.env.adopt_time_wait(self, deadline)
+                    if self._tw is not None:
+                        self.t_close.cancel()
             return
         if st == SYN_SENT:
             self._destroy()
@@ -372,7 +400,7 @@ class TcpConnection:
             self.wr_shut = True
             self._queue_fin()
         if self.state == FIN_WAIT_2:
-            self.t_close.set(self.timers.now + self.config.fin_timeout)
+            self._close_timer().set(self.timers.now + self.config.fin_timeout)
 
     def abort(self) -> None:
         """Send a RST where RFC 9293 3.10.5 says so and drop the connection. The RST
@@ -388,7 +416,7 @@ class TcpConnection:
 
     @property
     def state_name(self) -> str:
-        return self.state.value
+        return _STATE_NAMES[self.state]
 
     def info(self) -> dict[str, Any]:
         """Figures for ``femtotcp ctl sockets`` (like Linux's tcp_info)."""
@@ -434,7 +462,7 @@ class TcpConnection:
     def keepalive(self, on: bool) -> None:
         self._keepalive = bool(on)
         if on and self.state in (ESTABLISHED, CLOSE_WAIT):
-            self.t_keepalive.set(self.timers.now + self.keepalive_idle)
+            self._keepalive_timer().set(self.timers.now + self.keepalive_idle)
         elif not on:
             self.t_keepalive.stop()
 
@@ -452,7 +480,7 @@ class TcpConnection:
                 and not self.ka_probes:
             now = self.timers.now
             due = self.last_rx + idle
-            self.t_keepalive.set(due if due > now else now)
+            self._keepalive_timer().set(due if due > now else now)
 
     def set_keepalive(self, on: bool) -> None:
         self.keepalive = on
@@ -597,7 +625,7 @@ class TcpConnection:
             self._listener_ev = True
         self._set_state(FIN_WAIT_1 if snd.fin_queued else ESTABLISHED)
         if self._keepalive:
-            self.t_keepalive.set(self.timers.now + self.keepalive_idle)
+            self._keepalive_timer().set(self.timers.now + self.keepalive_idle)
 
     # ================================================================ input
     def input(self, hdr: TcpHeader, payload: memoryview) -> None:
@@ -817,10 +845,13 @@ class TcpConnection:
             self._challenge_ack()
             return
         if flags & FIN and seq + len(payload) + 1 == rcv_nxt:
-            self.t_close.set(self.timers.now + 2 * self.config.msl)
+            self._restart_time_wait()
             self._send_ack()
             return
         self._send_dupack(bool(payload))
+
+    def _restart_time_wait(self) -> None:
+        self._close_timer().set(self.timers.now + 2 * self.config.msl)
 
     def timewait_accepts_syn(self, hdr: TcpHeader) -> bool:
         """A new SYN may reuse a TIME_WAIT 4-tuple (RFC 6191, Linux): its sequence
@@ -1045,7 +1076,7 @@ class TcpConnection:
             if st == FIN_WAIT_1:
                 self._set_state(FIN_WAIT_2)
                 if self.orphaned:
-                    self.t_close.set(now + self.config.fin_timeout)
+                    self._close_timer().set(now + self.config.fin_timeout)
             elif st == CLOSING:
                 self._enter_time_wait()
                 return False
@@ -1242,12 +1273,12 @@ class TcpConnection:
         now = self.timers.now
         snd = self.snd
         if snd.snd_max != snd.snd_una or snd.snd_buf_seq + len(snd.snd_buf) > snd.snd_nxt:
-            self.t_keepalive.set(now + self.keepalive_idle)
+            self._keepalive_timer().set(now + self.keepalive_idle)
             return
         idle = now - self.last_rx
         if idle < self.keepalive_idle:
             self.ka_probes = 0
-            self.t_keepalive.set(self.last_rx + self.keepalive_idle)
+            self._keepalive_timer().set(self.last_rx + self.keepalive_idle)
             return
         if self.ka_probes >= self.keepalive_count or (
                 self.user_timeout and idle >= self.user_timeout and self.ka_probes > 0):
@@ -1259,7 +1290,7 @@ class TcpConnection:
         self.counters["tcp.keepalive_probes"] += 1
         self._send_probe()
         self.ka_probes += 1
-        self.t_keepalive.set(now + self.keepalive_interval)
+        self._keepalive_timer().set(now + self.keepalive_interval)
 
     def _on_close_timer(self) -> None:
         """TIME_WAIT's 2 MSL ran out, or an orphan waited too long in FIN_WAIT_2."""
@@ -1282,7 +1313,15 @@ class TcpConnection:
         self.snd.release()
         self.t_keepalive.cancel()
         self.rcv.release()
-        self.t_close.set(self.timers.now + 2 * self.config.msl)
+        deadline = self.timers.now + 2 * self.config.msl
+        if self.orphaned:
+            # Closed by the program: a compact record takes over the 4-tuple
+            # (timewait.py), when the environment keeps such records.
+            self._tw = env.adopt_time_wait(self, deadline)
+            if self._tw is not None:
+                self.t_close.cancel()       # FIN_WAIT_2's, if it ran
+                return
+        self._close_timer().set(deadline)
 
     def _fail(self, err: int, notify: bool = True) -> None:
         """The connection is gone with an error for the program."""
@@ -1294,6 +1333,11 @@ class TcpConnection:
 
     def _destroy(self) -> None:
         """Enter CLOSED and release everything but what the program may still read."""
+        tw = self._tw
+        if tw is not None:
+            self._tw = None
+            tw._destroy()            # the record ends; it closes this connection too
+            return
         was = self.state
         if was == TIME_WAIT:
             self.env.time_wait_count -= 1

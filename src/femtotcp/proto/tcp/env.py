@@ -89,26 +89,27 @@ class TcpEnv(Protocol):
     def ooo_changed(self) -> None:
         """A connection's out-of-order queue changed (for the gauges)."""
 
+    def adopt_time_wait(self, conn: TcpConnection, deadline: float) -> TcpConnection | None:
+        """``conn``, closed by the program, is in TIME_WAIT until ``deadline``:
+        the record that takes its place (``timewait.TimeWait``), or None when
+        the connection keeps TIME_WAIT itself (its own timer)."""
+
 
 class StackEnv:
     """``TcpEnv`` over a stack's ``Tcp`` layer."""
 
-    __slots__ = ("_tcp",)
+    __slots__ = ("_tcp", "counters", "timers")
 
     def __init__(self, tcp: Tcp) -> None:
         self._tcp = tcp
+        # The stack's, never replaced: plain attributes (read for every new
+        # connection); the config and the ISN generator may be, so they are read live.
+        self.counters: Counters = tcp.counters
+        self.timers: TimerSource = tcp.stack.timers
 
     @property
     def config(self) -> TcpConfig:
         return self._tcp.config
-
-    @property
-    def counters(self) -> Counters:
-        return self._tcp.counters
-
-    @property
-    def timers(self) -> TimerSource:
-        return self._tcp.stack.timers
 
     @property
     def isn(self) -> IsnSource:
@@ -152,6 +153,9 @@ class StackEnv:
 
     def ooo_changed(self) -> None:
         self._tcp._ooo_changed()
+
+    def adopt_time_wait(self, conn: TcpConnection, deadline: float) -> TcpConnection | None:
+        return self._tcp._adopt_time_wait(conn, deadline)
 
 
 class StackEnv6(StackEnv):

@@ -23,21 +23,31 @@ class IsnGenerator:
         self._key = key = secret if secret is not None else os.urandom(32)
         # Keyed once per use: each hash updates a copy (keying anew costs more,
         # and every connection makes two of them).
-        self._isn = rand.blake2s(key=key, digest_size=4, person=b"isn")
-        self._tsoff = rand.blake2s(key=key, digest_size=4, person=b"tsoff")
+        # One 64-bit hash per 4-tuple gives both F (the high half) and the
+        # timestamp offset (the low half); the last one is kept, since a new
+        # connection asks for both in turn.
+        self._pair = rand.blake2s(key=key, digest_size=8, person=b"isn+ts")
+        self._last: tuple[bytes, int] = (b"", 0)
         self._flow = rand.blake2s(key=key, digest_size=4, person=b"flow")
 
+    def _both(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
+        t = _tuple_bytes(laddr, lport, raddr, rport)
+        last = self._last
+        if last[0] == t:
+            return last[1]
+        h = self._pair.copy()
+        h.update(t)
+        value = int.from_bytes(h.digest(), "big")
+        self._last = (t, value)
+        return value
+
     def isn(self, now: float, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
-        h = self._isn.copy()
-        h.update(_tuple_bytes(laddr, lport, raddr, rport))
-        return (int(now * 250_000) + int.from_bytes(h.digest(), "big")) & MASK
+        return (int(now * 250_000) + (self._both(laddr, lport, raddr, rport) >> 32)) & MASK
 
     def ts_offset(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
         """A per-connection timestamp offset, so TSvals do not reveal uptime and
         stay the same for a SYN cookie and the connection it becomes."""
-        h = self._tsoff.copy()
-        h.update(_tuple_bytes(laddr, lport, raddr, rport))
-        return int.from_bytes(h.digest(), "big")
+        return self._both(laddr, lport, raddr, rport) & MASK
 
     def flow_label(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
         """RFC 6437 3: a flow label for a segment no connection owns (a RST, a

@@ -11,7 +11,10 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from bisect import insort
+from collections import deque
 from collections.abc import Callable
+from itertools import count
 from typing import TYPE_CHECKING, Any
 
 from femtotcp.core import rand
@@ -29,12 +32,15 @@ from femtotcp.proto.tcp.isn import (
 from femtotcp.proto.tcp.listener import INHERITED, TcpListener
 from femtotcp.proto.tcp.ports import EphemeralPorts
 from femtotcp.proto.tcp.seq import MASK
+from femtotcp.proto.tcp.state import TIME_WAIT
 from femtotcp.proto.tcp.synguard import SynGuard
+from femtotcp.proto.tcp.timewait import TimeWait
 from femtotcp.wire import Malformed
 from femtotcp.wire import tcp as wire
 from femtotcp.wire.checksum import mod_ffff, ones_sum
 
 if TYPE_CHECKING:
+    from femtotcp.core.timers import Timer
     from femtotcp.stack.interface import Interface
     from femtotcp.stack.ipv4 import Ipv4
     from femtotcp.stack.ipv6 import Ipv6
@@ -50,6 +56,16 @@ _HDR = struct.Struct("!HHIIHHHH")
 _FAST_HDR = struct.Struct("!HHIIHH")
 
 Key = tuple[bytes, int, bytes, int]
+
+
+def _checksum_ok(segment: memoryview, n: int, psum: int) -> bool:
+    """The segment's checksum (RFC 9293 3.1), inline: the ones' complement sum
+    is the value modulo 0xFFFF (see wire.checksum); ``psum`` is the pseudo
+    header's address part plus the protocol (a connection caches it)."""
+    value = int.from_bytes(segment, "big")
+    if n & 1:
+        value <<= 8
+    return not (mod_ffff(value) + psum + n) % 0xFFFF
 
 
 class Tcp:
@@ -72,6 +88,11 @@ class Tcp:
         self.defer: Callable[[Callable[[], None]], None] = self._due.append
         self._conns: dict[Key, TcpConnection] = {}
         self.time_wait_count = 0
+        #: TIME-WAIT records by deadline, oldest first (``_adopt_time_wait``):
+        #: (deadline, tie-breaker, record); one expiry timer for the oldest.
+        self._tw_queue: deque[tuple[float, int, TimeWait]] = deque()
+        self._tw_seq = count()
+        self._tw_timer: Timer | None = None
         self._listeners: dict[tuple[bytes, int], TcpListener] = {}
         self.isn = IsnGenerator(os.urandom(32))
         self.cookies = SynCookies(os.urandom(32))
@@ -245,6 +266,55 @@ class Tcp:
         if lst is not None and conn.key in lst.syn_queue:
             lst._forget(conn)
 
+    def _adopt_time_wait(self, conn: TcpConnection, deadline: float) -> TimeWait | None:
+        """A closed connection entered TIME_WAIT: a compact record takes its
+        place in the table (``timewait.py``) until ``deadline``. Records are
+        expired in order by one timer; a FIN that restarts 2 MSL moves the
+        record's deadline, and it is queued again when its entry comes up."""
+        key = conn.key
+        if self._conns.get(key) is not conn:
+            return None
+        tw = TimeWait(conn, deadline)
+        self._conns[key] = tw
+        self._tw_push(tw)
+        return tw
+
+    def _tw_push(self, tw: TimeWait) -> None:
+        queue = self._tw_queue
+        entry = (tw.deadline, next(self._tw_seq), tw)
+        if not queue or queue[-1][0] <= entry[0]:
+            queue.append(entry)
+        else:
+            insort(queue, entry)        # a shorter MSL than the records before it
+        if len(queue) > 2 * self.time_wait_count + 256:
+            # Records that ended early (a RST, a reused 4-tuple) leave their
+            # entries behind: drop them once they are most of the queue.
+            live = [e for e in queue if e[2].state == TIME_WAIT]
+            queue.clear()
+            queue.extend(live)
+        timer = self._tw_timer
+        if timer is None or timer.when > queue[0][0]:
+            if timer is not None:
+                timer.cancel()
+            self._tw_timer = self.stack.timers.call_at(queue[0][0], self._time_wait_expire)
+
+    def _time_wait_expire(self) -> None:
+        """End the TIME-WAIT records whose 2 MSL ran out (``tcp.time_wait_done``)."""
+        self._tw_timer = None
+        queue = self._tw_queue
+        now = self.stack.timers.now
+        while queue and queue[0][0] <= now:
+            deadline, _, tw = queue.popleft()
+            if tw.state != TIME_WAIT:
+                continue                    # ended early
+            if tw.deadline > deadline:
+                self._tw_push(tw)           # a retransmitted FIN restarted 2 MSL
+                continue
+            self.counters["tcp.time_wait_done"] += 1
+            tw._destroy()
+        if queue and self._tw_timer is None:
+            self._tw_timer = self.stack.timers.call_at(queue[0][0], self._time_wait_expire)
+
     def _remove_listener(self, lst: TcpListener) -> None:
         if self._listeners.get(lst.local) is lst:
             del self._listeners[lst.local]
@@ -269,7 +339,7 @@ class Tcp:
         sport, dport, seq, ack, off_flags, window = _FAST_HDR.unpack_from(segment)
         conn = self._conns.get((dst, dport, src, sport))
         if conn is None:
-            return 0
+            return self._fast_listen(src, dst, segment, n, csum_ok)
         hlen = (off_flags >> 10) & 0x3C
         if hlen < 20 or hlen > n:
             return 0
@@ -280,6 +350,41 @@ class Tcp:
             if (mod_ffff(value) + conn._psum + n) % 0xFFFF:
                 return 0
         return 1 if conn.fast_input(seq, ack, off_flags & 0xFF, window, segment, hlen) else 2
+
+    def _fast_listen(self, src: bytes, dst: bytes, segment: memoryview, n: int,
+                     csum_ok: bool) -> int:
+        """The fast paths' segment for no connection: when a listener takes its
+        port (a SYN opening a connection, the ACK of a cookie handshake), what
+        ``input`` does with it (the checksum, the header, ``tcp.no_connection``,
+        ``_listen_input``), without the full IP path's header objects; the
+        fast paths made every check of that path before. Otherwise (no
+        listener: a RST, or the gateway's ``transparent`` hook) 0, and the full
+        path decides."""
+        sport, dport, seq, ack, off_flags, window, csum, urgent = _HDR.unpack_from(segment)
+        lst = self._listener_for(dst, dport)
+        if lst is None:
+            return 0
+        hlen = (off_flags >> 10) & 0x3C
+        if hlen < 20 or hlen > n:
+            return 0
+        if not csum_ok and not _checksum_ok(segment, n, ones_sum(src + dst) + 6):
+            return 0
+        self.counters["tcp.no_connection"] += 1
+        self._listen_input(lst, src, dst,
+                           wire.TcpHeader(sport, dport, seq, ack, hlen, off_flags & 0xFF,
+                                          window, csum, urgent, segment[20:hlen]),
+                           segment[hlen:])
+        return 1
+
+    def _listener_for(self, dst: bytes, dport: int) -> TcpListener | None:
+        """The listener a segment to our address ``dst`` reaches: on the address,
+        on the wildcard of its family, or for IPv4 on a dual-stack ``::``."""
+        listeners = self._listeners
+        lst = listeners.get((dst, dport)) or listeners.get(
+            (ANY4 if len(dst) == 4 else ANY6, dport))
+        if lst is None and len(dst) == 4:
+            lst = self._dual_listener(dport)
+        return lst
 
     #: The IPv6 fast path's TCP handler (``Ipv6.fast_input``): the very same
     #: steps, the connection's ``_psum`` being its pseudo-header's address
@@ -300,16 +405,10 @@ class Tcp:
         src = ip.src
         dst = ip.dst
         conn = self._conns.get((dst, dport, src, sport))
-        # The checksum (RFC 9293 3.1), inline: the ones' complement sum is the
-        # value modulo 0xFFFF (see wire.checksum); the connection caches the
-        # pseudo header's address part.
-        if not csum_ok:
-            value = int.from_bytes(segment, "big")
-            if n & 1:
-                value <<= 8
-            if (mod_ffff(value) + (conn._psum if conn is not None else ones_sum(src + dst) + 6)
-                    + n) % 0xFFFF:
-                raise Malformed("tcp.bad_checksum")
+        # The checksum; the connection caches the pseudo header's address part.
+        if not csum_ok and not _checksum_ok(
+                segment, n, conn._psum if conn is not None else ones_sum(src + dst) + 6):
+            raise Malformed("tcp.bad_checksum")
         flags = off_flags & 0xFF
         if conn is not None:
             # Every segment but one in TIME_WAIT ends in the connection.
@@ -328,10 +427,7 @@ class Tcp:
         self.counters["tcp.no_connection"] += 1
         local = self.stack.is_local(dst)
         if local:
-            lst = self._listeners.get((dst, dport)) or self._listeners.get(
-                (ANY4 if len(dst) == 4 else ANY6, dport))
-            if lst is None and len(dst) == 4:
-                lst = self._dual_listener(dport)
+            lst = self._listener_for(dst, dport)
             if lst is not None:
                 self._listen_input(lst, src, dst, hdr, segment[hlen:])
                 return

@@ -51,10 +51,8 @@ def default_peer_mss(v4: bool) -> int:
 
 def wscale_for(biggest: int) -> int:
     """RFC 7323 2.3: the smallest shift that lets ``biggest`` bytes be offered."""
-    ws = 0
-    while (biggest >> ws) > 0xFFFF and ws < MAX_WSCALE:
-        ws += 1
-    return ws
+    ws = biggest.bit_length() - 16      # biggest >> ws <= 0xFFFF
+    return 0 if ws < 0 else (ws if ws < MAX_WSCALE else MAX_WSCALE)
 
 
 def tsval(now: float, offset: int) -> int:

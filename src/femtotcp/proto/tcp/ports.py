@@ -24,21 +24,19 @@ class EphemeralPorts:
         self.high = high
         self._key = key = secret if secret is not None else os.urandom(32)
         self._table = [0] * TABLE_LENGTH
-        # The two keyed functions (F and G), keyed once: each hash updates a copy.
-        self._keyed = {person: rand.blake2s(key=key, digest_size=4, person=person)
-                       for person in (b"offset", b"index")}
-
-    def _f(self, person: bytes, laddr: bytes, raddr: bytes, rport: int) -> int:
-        h = self._keyed[person].copy()
-        h.update(laddr + raddr + rport.to_bytes(2, "big"))
-        return int.from_bytes(h.digest(), "big")
+        # The two keyed functions (F and G) as the two halves of one keyed
+        # 64-bit hash, keyed once: each pick hashes a copy.
+        self._keyed = rand.blake2s(key=key, digest_size=8, person=b"port")
 
     def pick(self, laddr: bytes, raddr: bytes, rport: int,
              in_use: Callable[[int], bool]) -> int | None:
         """A free port for (laddr, raddr, rport), or None when the range is exhausted."""
         num = self.high - self.low + 1
-        offset = self._f(b"offset", laddr, raddr, rport)
-        index = self._f(b"index", laddr, raddr, rport) % TABLE_LENGTH
+        h = self._keyed.copy()
+        h.update(laddr + raddr + rport.to_bytes(2, "big"))
+        both = int.from_bytes(h.digest(), "big")
+        offset = both >> 32
+        index = both % TABLE_LENGTH
         table = self._table
         for _ in range(num):
             port = self.low + (offset + table[index]) % num

@@ -20,7 +20,7 @@ from femtotcp.proto.tcp.recovery import NEWRENO, Recovery
 from femtotcp.proto.tcp.rtt import RttEstimator
 from femtotcp.proto.tcp.seq import MASK, unwrap
 from femtotcp.proto.tcp.state import SENDING
-from femtotcp.proto.tcp.timers import LazyTimer
+from femtotcp.proto.tcp.timers import _UNARMED, LazyTimer, _Unarmed
 from femtotcp.wire.tcp import ACK, FIN, PSH, SYN, TcpHeader, TcpOptions, build_fast
 
 if TYPE_CHECKING:
@@ -89,7 +89,8 @@ class Sender:
         self.persist_backoff = 0
         self.persist_start = 0.0
         self.t_rto = LazyTimer(timers, conn._on_rto)
-        self.t_persist = LazyTimer(timers, conn._on_persist)
+        #: Made when first set (only a closed window or SWS avoidance needs it).
+        self.t_persist: LazyTimer | _Unarmed = _UNARMED
         self.retransmits = 0
         self.bytes_acked = 0
 
@@ -370,8 +371,13 @@ class Sender:
             self.una_time = self.timers.now
         if seq + 1 > self.snd_max:
             self.snd_max = seq + 1
-        conn._ip_send(build_fast(conn._psum, conn._lport, conn._rport, seq & MASK,
-                                 rcv.rcv_nxt & MASK, FIN | ACK, window, conn._options(), b""))
+        opt = self.opt
+        if opt.ts_ok and not (opt.sack_ok and rcv.ooo.blocks):
+            conn._send_ts(seq & MASK, FIN | ACK, window, b"")    # the usual layout
+        else:
+            conn._ip_send(build_fast(conn._psum, conn._lport, conn._rport, seq & MASK,
+                                     rcv.rcv_nxt & MASK, FIN | ACK, window, conn._options(),
+                                     b""))
         if self.t_rto.deadline is None:
             self.t_rto.set(self.timers.now + self.rtt.rto)
 
@@ -404,12 +410,14 @@ class Sender:
         if una == self.snd_max and self.timers.now - conn.last_tx > self.rtt.rto:
             cc.after_idle()
         buf_end = self.snd_buf_seq + len(self.snd_buf)
+        fin_seq = self.fin_seq if self.fin_queued else -1
+        if self.snd_nxt >= buf_end and self.snd_nxt != fin_seq:
+            return      # nothing to send (the handshake's and teardown's ACKs)
         opt = self.opt
         mss = opt.mss
         wnd_end = una + self.snd_wnd
         cwnd_end = una + cc.cwnd
         limit = wnd_end if wnd_end < cwnd_end else cwnd_end
-        fin_seq = self.fin_seq if self.fin_queued else -1
         sb = self.sb
         tso: Any = None             # the offload path, looked up when first useful
         tso_max = (TSO_MAX_PAYLOAD - (TS_LEN if opt.ts_ok else 0)) // mss
@@ -474,7 +482,13 @@ class Sender:
             if self.t_persist.deadline is None:
                 if self.persist_backoff == 0:
                     self.persist_start = self.timers.now
-                self.t_persist.set(self.timers.now + self._persist_interval())
+                self._persist_timer().set(self.timers.now + self._persist_interval())
+
+    def _persist_timer(self) -> LazyTimer:
+        timer = self.t_persist
+        if isinstance(timer, _Unarmed):
+            timer = self.t_persist = LazyTimer(self.timers, self.conn._on_persist)
+        return timer
 
     def _persist_interval(self) -> float:
         cfg = self.config
@@ -583,4 +597,4 @@ class Sender:
             self.probes += 1
         self.persist_backoff += 1
         if self.snd_max == self.snd_una:
-            self.t_persist.set(now + self._persist_interval())
+            self._persist_timer().set(now + self._persist_interval())

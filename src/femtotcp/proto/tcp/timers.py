@@ -50,3 +50,20 @@ class LazyTimer:
             return
         self.deadline = None
         self.callback()
+
+
+class _Unarmed:
+    """A connection timer never set yet (``_UNARMED``, shared): no deadline,
+    nothing to stop. The owner makes its ``LazyTimer`` when it first sets it."""
+
+    __slots__ = ()
+    deadline = None
+
+    def stop(self) -> None:
+        pass
+
+    def cancel(self) -> None:
+        pass
+
+
+_UNARMED = _Unarmed()
