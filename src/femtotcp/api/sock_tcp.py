@@ -334,7 +334,7 @@ class _TcpLink(_Link):
         while not self.fin_in:
             if not self.in_closed:
                 try:
-                    n = conn.send_received(q.send)
+                    n = conn.send_received(q.sendmsg)
                 except BlockingIOError:
                     self.q_full = True
                     break

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from femtotcp.proto.tcp.buffers import OutOfOrderQueue
+from femtotcp.proto.tcp.buffers import SMALL_CHUNK, OutOfOrderQueue, ReceiveQueue
 from femtotcp.proto.tcp.state import CLOSED, RECEIVING
 from femtotcp.proto.tcp.timers import LazyTimer
 from femtotcp.wire.tcp import FIN
@@ -45,7 +45,7 @@ class Receiver:
         self.irs = 0
         self.rcv_nxt = 0
         self.rcv_adv = 0
-        self.rcv_buf = bytearray()
+        self.rcv_buf = ReceiveQueue()
         self.ooo = OutOfOrderQueue(cfg.ooo_max_segments, cfg.ooo_max_bytes or cfg.rcvbuf)
         self.fin_received = False
         self.ooo_fin = -1
@@ -82,7 +82,13 @@ class Receiver:
     def fast_data(self, segment: memoryview, hlen: int, plen: int) -> None:
         """Header prediction's in-order data (the connection checked the rest)."""
         rcv_nxt = self.rcv_nxt
-        self.rcv_buf += segment[hlen:]
+        obj = segment.obj       # the frame: a view of it is held when that is safe
+        if type(obj) is bytes and SMALL_CHUNK <= plen and len(obj) <= plen + plen + SMALL_CHUNK:
+            buf = self.rcv_buf  # (ReceiveQueue.append's common case, inlined)
+            buf.chunks.append(segment[hlen:])
+            buf.nbytes += plen
+        else:
+            self.rcv_buf.append(segment[hlen:])
         self.rcv_nxt = rcv_nxt + plen
         self.bytes_received += plen
         if plen > self.rcv_mss:
@@ -100,7 +106,13 @@ class Receiver:
         same order; the common case, a full-sized segment inside a batch whose
         ACK is already deferred, returns without another call."""
         rcv_nxt = self.rcv_nxt + plen
-        self.rcv_buf += segment[hlen:]
+        obj = segment.obj       # the frame: a view of it is held when that is safe
+        if type(obj) is bytes and SMALL_CHUNK <= plen and len(obj) <= plen + plen + SMALL_CHUNK:
+            buf = self.rcv_buf  # (ReceiveQueue.append's common case, inlined)
+            buf.chunks.append(segment[hlen:])
+            buf.nbytes += plen
+        else:
+            self.rcv_buf.append(segment[hlen:])
         self.rcv_nxt = rcv_nxt
         self.bytes_received += plen
         mss = self.rcv_mss
@@ -142,7 +154,7 @@ class Receiver:
         if seq == rcv_nxt:
             if n:
                 if not self.rd_shut:
-                    self.rcv_buf += payload
+                    self.rcv_buf.append(payload)
                 else:
                     counters["tcp.data_discarded_shut_rd"] += n
                 rcv_nxt += n
@@ -152,7 +164,7 @@ class Receiver:
                     chunks, new_nxt = ooo.pop_ready(rcv_nxt)
                     if not self.rd_shut:
                         for c in chunks:
-                            self.rcv_buf += c
+                            self.rcv_buf.append_owned(c)
                     self.bytes_received += new_nxt - rcv_nxt
                     rcv_nxt = new_nxt
                     self.ack_now = True    # a hole was filled: ACK at once (RFC 5681 4.2)
@@ -201,14 +213,7 @@ class Receiver:
 
     def read(self, n: int) -> bytes:
         """Take up to ``n`` buffered bytes (the buffer is not empty)."""
-        buf = self.rcv_buf
-        if n >= len(buf):
-            data = bytes(buf)
-            buf.clear()
-        else:
-            with memoryview(buf) as mv:
-                data = mv[:n].tobytes()     # one copy (a bytearray slice is another)
-            del buf[:n]
+        data = self.rcv_buf.take(n)
         self._after_read()
         return data
 
