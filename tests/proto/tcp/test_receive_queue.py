@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from femtotcp.proto.tcp.buffers import COALESCE, MAX_IOV, SMALL_CHUNK, Chunk, ReceiveQueue
+from femtotcp.proto.tcp.buffers import COALESCE, MAX_IOV, VIEW_MIN, Chunk, ReceiveQueue
+
+PATTERN = bytes(range(256)) * 300
 
 
 def pinned(q: ReceiveQueue) -> int:
@@ -31,13 +33,13 @@ def check(q: ReceiveQueue, model: bytearray) -> None:
     chunks = list(q.chunks)
     # Past the head (which a partial take may have trimmed): no view pins a
     # frame much larger than its bytes, and no two small chunks side by side
-    # (small payloads are copied into one tail bytearray).
+    # (small payloads are copied into the tail bytearray).
     for c in chunks[1:]:
         if isinstance(c, memoryview):
-            assert isinstance(c.obj, bytes) and len(c.obj) <= 2 * len(c) + SMALL_CHUNK
+            assert isinstance(c.obj, bytes) and len(c.obj) <= 2 * len(c) + VIEW_MIN
     for a, b in zip(chunks[1:], chunks[2:], strict=False):
-        assert len(a) >= SMALL_CHUNK or len(b) >= SMALL_CHUNK
-    assert len(chunks) <= 2 * (len(model) // SMALL_CHUNK) + 3
+        assert len(a) >= VIEW_MIN or len(b) >= VIEW_MIN
+    assert len(chunks) <= 2 * (len(model) // VIEW_MIN) + 3
 
 
 def as_kind(data: bytes, kind: int, pad: int) -> Chunk:
@@ -79,12 +81,13 @@ class FakeSocket:
 
 
 op = st.one_of(
-    st.tuples(st.just("append"), st.integers(0, 3000), st.integers(0, 3),
+    st.tuples(st.just("append"), st.one_of(st.integers(0, 3000), st.integers(4000, 70000)),
+              st.integers(0, 3),
               st.sampled_from([0, 54, 66, 5000, 70000])),
-    st.tuples(st.just("owned"), st.integers(0, 3000), st.just(0), st.just(0)),
-    st.tuples(st.just("take"), st.integers(1, 9000), st.just(0), st.just(0)),
-    st.tuples(st.just("consume"), st.integers(0, 9000), st.just(0), st.just(0)),
-    st.tuples(st.just("sendmsg"), st.integers(0, 20000), st.integers(0, 2), st.just(0)),
+    st.tuples(st.just("owned"), st.integers(0, 9000), st.just(0), st.just(0)),
+    st.tuples(st.just("take"), st.integers(1, 90000), st.just(0), st.just(0)),
+    st.tuples(st.just("consume"), st.integers(0, 90000), st.just(0), st.just(0)),
+    st.tuples(st.just("sendmsg"), st.integers(0, 200000), st.integers(0, 2), st.just(0)),
 )
 
 
@@ -96,7 +99,7 @@ def test_queue_matches_a_bytearray(ops: list[tuple[str, int, int, int]]) -> None
     counter = 0
     for name, size, kind, pad in ops:
         if name in ("append", "owned"):
-            data = bytes((counter + i) & 0xFF for i in range(size))
+            data = PATTERN[counter & 0xFF:(counter & 0xFF) + size]
             counter += size
             original = bytes(data)
             chunk = as_kind(data, kind, pad)
@@ -164,3 +167,19 @@ def test_take_returns_exactly_what_was_asked(n: int) -> None:
     assert q.take(n) == data[:n]
     assert len(q) == len(data) - n
     assert q.take(len(data)) == data[n:]
+
+
+@pytest.mark.parametrize("room", [10**9, 64 * 5000, 64 * 5000 - 1, 100 * 5000 - 7])
+def test_send_to_offers_max_iov_chunks_a_call_and_stops_at_a_partial_take(room: int) -> None:
+    frames = [bytes([i]) * 5066 for i in range(100)]
+    q = ReceiveQueue()
+    for f in frames:
+        q.append(memoryview(f)[66:])          # 100 chunks of 5000 bytes, all views
+    assert len(q.chunks) == 100
+    sock = FakeSocket(room, 0)
+    n = q.send_to(sock.sendmsg)
+    everything = b"".join(f[66:] for f in frames)
+    assert n == min(room, len(everything)) == sock.taken
+    # a full first offer (64 chunks) is followed by a second call unless it was partial
+    assert sock.calls == (1 if room < 64 * 5000 else 2)
+    assert b"".join(q.chunks) == everything[n:]

@@ -6,19 +6,9 @@ The receive queue is a queue of chunks, not one growing bytearray: a bytearray
 appended at its tail while its front is read reallocates and copies everything
 buffered whenever the tail reaches its allocation, so an append cost grew with
 what the program had not read yet (a bulk download to a program slower than
-the network). Chunks are appended and taken in O(1) whatever is buffered.
-
-
-Segments above RCV.NXT are merged into disjoint blocks sorted by sequence
-number. The queue is bounded both in blocks and in bytes; a segment that would
-exceed either first makes room by dropping the blocks furthest from RCV.NXT
-(beyond it), and is dropped itself only when it would be the furthest (the
-sender retransmits what was dropped). Data already held wins
-over a retransmission that overlaps it. Sequence numbers here are the
-connection's unwrapped (64-bit) ones.
-
-For SACK options the queue remembers where the latest segments landed, so the
-first block reported is the one holding the most recent arrival (RFC 2018 4).
+the network). Here an append costs the same whatever is buffered: a payload
+is held as a view of its frame, or, when small, copied into a small tail
+bytearray.
 """
 
 from __future__ import annotations
@@ -30,10 +20,12 @@ from itertools import islice
 
 Chunk = bytes | bytearray | memoryview
 
-#: A payload shorter than this is copied (a view would pin its whole frame).
-SMALL_CHUNK = 512
-#: Small payloads are copied into one tail bytearray of up to this many bytes
-#: (many tiny segments then cost a few chunks, not one object each).
+#: A payload of at least this many bytes may be held as a view of its frame
+#: (no copy); a shorter one is copied into the tail chunk (a view would pin a
+#: frame much larger than its bytes).
+VIEW_MIN = 512
+#: The tail chunk (a bytearray) takes such copies until it holds this many
+#: bytes: many tiny segments cost a few chunks, not one object each.
 COALESCE = 4096
 #: At most this many chunks are offered to one ``sendmsg`` (well under IOV_MAX).
 MAX_IOV = 64
@@ -42,11 +34,12 @@ MAX_IOV = 64
 class ReceiveQueue:
     """In-order received bytes as a queue of chunks, with their byte count.
 
-    A chunk is a ``bytes``, a ``bytearray`` this queue owns, or a ``memoryview``
-    of an immutable ``bytes`` frame. A payload is held as a view of its frame
-    (no copy) only when it is at least ``SMALL_CHUNK`` bytes and the frame is
-    not much larger than it (a GRO super-frame's slice is; a tiny slice of a
-    big frame is copied), so chunks pin little more memory than their bytes."""
+    A chunk is a ``bytes``, a ``bytearray`` this queue owns (small payloads
+    copied together, up to ``COALESCE`` bytes; an out-of-order block), or a
+    ``memoryview`` of an immutable ``bytes`` frame. A payload is held as a view
+    only when it is at least ``VIEW_MIN`` bytes and its frame is not much
+    larger than it (an MTU frame's or a GRO super-frame's payload is), so the
+    chunks pin little more memory than their bytes."""
 
     __slots__ = ("chunks", "nbytes")
 
@@ -61,30 +54,31 @@ class ReceiveQueue:
         return self.nbytes > 0
 
     def append(self, data: Chunk) -> None:
-        """Queue ``data`` at the tail (held as a view when that is safe and cheap)."""
+        """Queue ``data`` at the tail (copied into the tail chunk, or held as it
+        is when that is safe and cheap)."""
         n = len(data)
-        if n >= SMALL_CHUNK:
+        if n >= VIEW_MIN:
             if type(data) is memoryview:
                 obj = data.obj
-                if type(obj) is not bytes or len(obj) > n + n + SMALL_CHUNK:
+                if type(obj) is not bytes or len(obj) > n + n + VIEW_MIN:
                     data = data.tobytes()
             elif type(data) is not bytes:
                 data = bytes(data)
             self.chunks.append(data)
             self.nbytes += n
         elif n:
-            self._append_small(data)
+            self._copy(data)
 
     def append_owned(self, data: bytearray) -> None:
         """Queue a bytearray nobody else holds (an out-of-order block given up
-        by its queue): kept as it is, no copy."""
-        if len(data) >= SMALL_CHUNK:
+        by its queue): kept as it is, no copy, when it is large."""
+        if len(data) >= VIEW_MIN:
             self.chunks.append(data)
             self.nbytes += len(data)
         elif data:
-            self._append_small(data)
+            self._copy(data)
 
-    def _append_small(self, data: Chunk) -> None:
+    def _copy(self, data: Chunk) -> None:
         chunks = self.chunks
         self.nbytes += len(data)
         if chunks:
@@ -102,6 +96,10 @@ class ReceiveQueue:
         """Drop the first ``n`` bytes (``0 <= n <= len(self)``); a chunk taken in
         part keeps its rest (a view of it, or a bytearray trimmed at its front)."""
         chunks = self.chunks
+        if n == self.nbytes:
+            chunks.clear()
+            self.nbytes = 0
+            return
         self.nbytes -= n
         while n:
             head = chunks[0]
@@ -169,12 +167,12 @@ class ReceiveQueue:
         chunks = self.chunks
         total = 0
         while chunks:
-            if len(chunks) == 1:
-                offer = [chunks[0]]
+            if len(chunks) <= MAX_IOV:
+                offer = list(chunks)
                 offered = self.nbytes
             else:
                 offer = list(islice(chunks, MAX_IOV))
-                offered = sum(map(len, offer)) if len(chunks) > MAX_IOV else self.nbytes
+                offered = sum(map(len, offer))
             try:
                 n = sendmsg(offer)
             except OSError:

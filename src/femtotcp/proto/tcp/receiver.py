@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from femtotcp.proto.tcp.buffers import SMALL_CHUNK, OutOfOrderQueue, ReceiveQueue
+from femtotcp.proto.tcp.buffers import COALESCE, VIEW_MIN, OutOfOrderQueue, ReceiveQueue
 from femtotcp.proto.tcp.state import CLOSED, RECEIVING
 from femtotcp.proto.tcp.timers import LazyTimer
 from femtotcp.wire.tcp import FIN
@@ -82,13 +82,21 @@ class Receiver:
     def fast_data(self, segment: memoryview, hlen: int, plen: int) -> None:
         """Header prediction's in-order data (the connection checked the rest)."""
         rcv_nxt = self.rcv_nxt
-        obj = segment.obj       # the frame: a view of it is held when that is safe
-        if type(obj) is bytes and SMALL_CHUNK <= plen and len(obj) <= plen + plen + SMALL_CHUNK:
-            buf = self.rcv_buf  # (ReceiveQueue.append's common case, inlined)
-            buf.chunks.append(segment[hlen:])
-            buf.nbytes += plen
+        buf = self.rcv_buf      # ReceiveQueue.append's common cases, inlined
+        if plen >= VIEW_MIN:
+            frame = segment.obj
+            if type(frame) is bytes and len(frame) <= plen + plen + VIEW_MIN:
+                buf.chunks.append(segment[hlen:])     # a view of the frame
+                buf.nbytes += plen
+            else:
+                buf.append(segment[hlen:])
         else:
-            self.rcv_buf.append(segment[hlen:])
+            tail = buf.chunks[-1] if buf.nbytes else None
+            if type(tail) is bytearray and len(tail) < COALESCE:
+                tail += segment[hlen:]                # a copy into the tail chunk
+                buf.nbytes += plen
+            else:
+                buf.append(segment[hlen:])
         self.rcv_nxt = rcv_nxt + plen
         self.bytes_received += plen
         if plen > self.rcv_mss:
@@ -106,13 +114,21 @@ class Receiver:
         same order; the common case, a full-sized segment inside a batch whose
         ACK is already deferred, returns without another call."""
         rcv_nxt = self.rcv_nxt + plen
-        obj = segment.obj       # the frame: a view of it is held when that is safe
-        if type(obj) is bytes and SMALL_CHUNK <= plen and len(obj) <= plen + plen + SMALL_CHUNK:
-            buf = self.rcv_buf  # (ReceiveQueue.append's common case, inlined)
-            buf.chunks.append(segment[hlen:])
-            buf.nbytes += plen
+        buf = self.rcv_buf      # ReceiveQueue.append's common cases, inlined
+        if plen >= VIEW_MIN:
+            frame = segment.obj
+            if type(frame) is bytes and len(frame) <= plen + plen + VIEW_MIN:
+                buf.chunks.append(segment[hlen:])     # a view of the frame
+                buf.nbytes += plen
+            else:
+                buf.append(segment[hlen:])
         else:
-            self.rcv_buf.append(segment[hlen:])
+            tail = buf.chunks[-1] if buf.nbytes else None
+            if type(tail) is bytearray and len(tail) < COALESCE:
+                tail += segment[hlen:]                # a copy into the tail chunk
+                buf.nbytes += plen
+            else:
+                buf.append(segment[hlen:])
         self.rcv_nxt = rcv_nxt
         self.bytes_received += plen
         mss = self.rcv_mss
