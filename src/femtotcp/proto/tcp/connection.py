@@ -258,7 +258,7 @@ class TcpConnection:
     def readable(self) -> bool:
         """recv() would not return None: data, EOF or an error to report."""
         rcv = self.rcv
-        return bool(rcv.rcv_buf) or rcv.fin_received or rcv.rd_shut or (
+        return rcv.rcv_buf.nbytes > 0 or rcv.fin_received or rcv.rd_shut or (
             self.error is not None) or self.state == CLOSED
 
     @property
@@ -310,7 +310,7 @@ class TcpConnection:
         error was reported); None when nothing is there yet. Buffered data is
         returned before a pending error is raised (once)."""
         rcv = self.rcv
-        if rcv.rcv_buf:
+        if rcv.rcv_buf.nbytes:
             return rcv.read(n)
         if self.error is not None and not self._error_reported:
             self._error_reported = True
@@ -333,7 +333,7 @@ class TcpConnection:
         propagates, nothing consumed (``ReceiveQueue.send_to``)."""
         rcv = self.rcv
         buf = rcv.rcv_buf
-        if not buf:
+        if not buf.nbytes:
             return 0
         n = buf.send_to(sendmsg)
         if n > 0:

@@ -241,7 +241,7 @@ class Receiver:
         current = self.rcv_adv - self.rcv_nxt
         clamp = min(self.rcvbuf, 0xFFFF << self.opt.rcv_wscale)
         if 2 * current <= clamp:
-            new = min(self.rcvbuf - len(self.rcv_buf), clamp)
+            new = min(self.rcvbuf - self.rcv_buf.nbytes, clamp)
             threshold = min(self.rcvbuf // 2, self.opt.adv_mss)
             if new >= 2 * current and new - current >= threshold:
                 self.counters["tcp.window_update"] += 1
@@ -259,7 +259,7 @@ class Receiver:
             self.t_delack.deadline = None       # LazyTimer.stop()
             self.last_ack_sent = rcv_nxt
         cur = self.rcv_adv
-        new_right = rcv_nxt + self.rcvbuf - len(self.rcv_buf)
+        new_right = rcv_nxt + self.rcvbuf - self.rcv_buf.nbytes
         if new_right > cur:
             mss = self.opt.adv_mss
             half = self.rcvbuf >> 1
