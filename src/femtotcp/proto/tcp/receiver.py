@@ -82,21 +82,7 @@ class Receiver:
     def fast_data(self, segment: memoryview, hlen: int, plen: int) -> None:
         """Header prediction's in-order data (the connection checked the rest)."""
         rcv_nxt = self.rcv_nxt
-        buf = self.rcv_buf      # ReceiveQueue.append's common cases, inlined
-        if plen >= VIEW_MIN:
-            frame = segment.obj
-            if type(frame) is bytes and len(frame) <= plen + plen + VIEW_MIN:
-                buf.chunks.append(segment[hlen:])     # a view of the frame
-                buf.nbytes += plen
-            else:
-                buf.append(segment[hlen:])
-        else:
-            tail = buf.chunks[-1] if buf.nbytes else None
-            if type(tail) is bytearray and len(tail) < COALESCE:
-                tail += segment[hlen:]                # a copy into the tail chunk
-                buf.nbytes += plen
-            else:
-                buf.append(segment[hlen:])
+        self.rcv_buf.append(segment[hlen:])
         self.rcv_nxt = rcv_nxt + plen
         self.bytes_received += plen
         if plen > self.rcv_mss:
@@ -114,7 +100,8 @@ class Receiver:
         same order; the common case, a full-sized segment inside a batch whose
         ACK is already deferred, returns without another call."""
         rcv_nxt = self.rcv_nxt + plen
-        buf = self.rcv_buf      # ReceiveQueue.append's common cases, inlined
+        # ReceiveQueue.append's common cases, inlined (most segments of a burst)
+        buf = self.rcv_buf
         if plen >= VIEW_MIN:
             frame = segment.obj
             if type(frame) is bytes and len(frame) <= plen + plen + VIEW_MIN:
