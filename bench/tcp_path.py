@@ -176,8 +176,9 @@ def receive_path(segments: int = 20000, prof: cProfile.Profile | None = None,
     the data on into a Unix socket pair, as the socket pump does for a
     program, and reads it out with ``recv_into`` into a preallocated buffer:
     "recv" takes it from the connection with ``conn.recv(65536)`` (a bytes
-    copy, then ``send``), "view" sends straight from the receive buffer (a
-    memoryview of it, then the sent bytes are consumed)."""
+    copy, then ``send``), "view" sends straight from the receive buffer's
+    chunks (``TcpConnection.send_received`` with the socket's ``sendmsg``, as
+    the socket pump does)."""
     got = [0]
     sock_in = sock_out = None
     if pair:
@@ -197,12 +198,7 @@ def receive_path(segments: int = 20000, prof: cProfile.Profile | None = None,
                 while (d := conn.recv(PUMP_CHUNK)):
                     sock_in.send(d)
             else:
-                rcv = conn.rcv
-                while rcv.rcv_buf:
-                    with memoryview(rcv.rcv_buf) as mv:
-                        n = sock_in.send(mv[:PUMP_CHUNK])
-                    del rcv.rcv_buf[:n]
-                rcv._after_read()
+                conn.send_received(sock_in.sendmsg)
         conn.on_event = ev
 
     def read_out() -> None:

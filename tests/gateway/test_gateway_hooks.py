@@ -116,8 +116,8 @@ def test_udp_catch_all_takes_datagrams_for_other_addresses_only() -> None:
 
 
 def test_send_received_splices_without_losing_or_reordering_a_byte() -> None:
-    """``TcpConnection.send_received``: the receive buffer offered to a socket's
-    send as is; what it takes is consumed, the rest stays; a raising send
+    """``TcpConnection.send_received``: the receive buffer's chunks offered to a
+    socket's sendmsg as they are; what it takes is consumed, the rest stays; a raising send
     consumes nothing; a full buffer closes the window until it drains."""
     lan, guest, gw = _gateway_lan()
     lst = gw.tcp.listen(ANY4, 80, backlog=4)
@@ -131,13 +131,14 @@ def test_send_received_splices_without_losing_or_reordering_a_byte() -> None:
     got = bytearray()
 
     def take(limit: int) -> Any:
-        def send(view: memoryview) -> int:
-            n = min(limit, len(view))
-            got.extend(view[:n])
+        def sendmsg(buffers: list[Any]) -> int:     # as socket.sendmsg: scatter-gather
+            joined = b"".join(buffers)
+            n = min(limit, len(joined))
+            got.extend(joined[:n])
             return n
-        return send
+        return sendmsg
 
-    def refuse(view: memoryview) -> int:
+    def refuse(buffers: list[Any]) -> int:
         raise BlockingIOError
 
     for _ in range(500):                      # each round the window reopens

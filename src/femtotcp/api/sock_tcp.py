@@ -333,14 +333,14 @@ class _TcpLink(_Link):
         if conn is None or q is None:
             return
         # stack -> program: straight from the connection's receive buffer, as
-        # much as Q takes in one send (no copy; TcpConnection.send_received, as
+        # much as Q takes, its chunks in one sendmsg (no copy; TcpConnection.send_received, as
         # the gateway's splice). What Q does not take stays in the connection,
         # so its window closes until the program reads.
         self.q_full = False
         while not self.fin_in:
             if not self.in_closed:
                 try:
-                    n = conn.send_received(q.send)
+                    n = conn.send_received(q.sendmsg)
                 except BlockingIOError:
                     self.q_full = True
                     break

@@ -572,7 +572,7 @@ class TcpSplice:
         host_full = False
         while not self.guest_eof:
             try:
-                n = conn.send_received(sock.send)
+                n = conn.send_received(sock.sendmsg)
             except (BlockingIOError, InterruptedError):
                 host_full = True
                 break

@@ -1,20 +1,191 @@
-"""The receiver's out-of-order queue (RFC 9293 3.10.7.4 "segment text", RFC 2018).
+"""The receiver's buffers: the receive queue of in-order bytes the program has
+not read (``ReceiveQueue``), and the out-of-order queue (RFC 9293 3.10.7.4
+"segment text", RFC 2018).
 
-Segments above RCV.NXT are merged into disjoint blocks sorted by sequence
-number. The queue is bounded both in blocks and in bytes; a segment that would
-exceed either first makes room by dropping the blocks furthest from RCV.NXT
-(beyond it), and is dropped itself only when it would be the furthest (the
-sender retransmits what was dropped). Data already held wins
-over a retransmission that overlaps it. Sequence numbers here are the
-connection's unwrapped (64-bit) ones.
-
-For SACK options the queue remembers where the latest segments landed, so the
-first block reported is the one holding the most recent arrival (RFC 2018 4).
+The receive queue is a queue of chunks, not one growing bytearray: a bytearray
+appended at its tail while its front is read reallocates and copies everything
+buffered whenever the tail reaches its allocation, so an append cost grew with
+what the program had not read yet (a bulk download to a program slower than
+the network). Here an append costs the same whatever is buffered: a payload
+is held as a view of its frame, or, when small, copied into a small tail
+bytearray.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable
+from itertools import islice
+
+Chunk = bytes | bytearray | memoryview
+
+#: A payload of at least this many bytes may be held as a view of its frame
+#: (no copy); a shorter one is copied into the tail chunk (a view would pin a
+#: frame much larger than its bytes).
+VIEW_MIN = 512
+#: The tail chunk (a bytearray) takes such copies until it holds this many
+#: bytes: many tiny segments cost a few chunks, not one object each.
+COALESCE = 4096
+#: At most this many chunks are offered to one ``sendmsg`` (well under IOV_MAX).
+MAX_IOV = 64
+
+
+class ReceiveQueue:
+    """In-order received bytes as a queue of chunks, with their byte count.
+
+    A chunk is a ``bytes``, a ``bytearray`` this queue owns (small payloads
+    copied together, up to ``COALESCE`` bytes; an out-of-order block), or a
+    ``memoryview`` of an immutable ``bytes`` frame. A payload is held as a view
+    only when it is at least ``VIEW_MIN`` bytes and its frame is not much
+    larger than it (an MTU frame's or a GRO super-frame's payload is), so the
+    chunks pin little more memory than their bytes."""
+
+    __slots__ = ("chunks", "nbytes")
+
+    def __init__(self) -> None:
+        self.chunks: deque[Chunk] = deque()
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def __bool__(self) -> bool:
+        return self.nbytes > 0
+
+    def append(self, data: Chunk) -> None:
+        """Queue ``data`` at the tail (copied into the tail chunk, or held as it
+        is when that is safe and cheap)."""
+        n = len(data)
+        if n >= VIEW_MIN:
+            if type(data) is memoryview:
+                obj = data.obj
+                if type(obj) is not bytes or len(obj) > n + n + VIEW_MIN:
+                    data = data.tobytes()
+            elif type(data) is not bytes:
+                data = bytes(data)
+            self.chunks.append(data)
+            self.nbytes += n
+        elif n:
+            self._copy(data)
+
+    def append_owned(self, data: bytearray) -> None:
+        """Queue a bytearray nobody else holds (an out-of-order block given up
+        by its queue): kept as it is, no copy, when it is large."""
+        if len(data) >= VIEW_MIN:
+            self.chunks.append(data)
+            self.nbytes += len(data)
+        elif data:
+            self._copy(data)
+
+    def _copy(self, data: Chunk) -> None:
+        chunks = self.chunks
+        self.nbytes += len(data)
+        if chunks:
+            tail = chunks[-1]
+            if type(tail) is bytearray and len(tail) < COALESCE:
+                tail += data
+                return
+        chunks.append(bytearray(data))
+
+    def clear(self) -> None:
+        self.chunks.clear()
+        self.nbytes = 0
+
+    def consume(self, n: int) -> None:
+        """Drop the first ``n`` bytes (``0 <= n <= len(self)``); a chunk taken in
+        part keeps its rest (a view of it, or a bytearray trimmed at its front)."""
+        chunks = self.chunks
+        if n == self.nbytes:
+            chunks.clear()
+            self.nbytes = 0
+            return
+        self.nbytes -= n
+        while n:
+            head = chunks[0]
+            h = len(head)
+            if h <= n:
+                chunks.popleft()
+                n -= h
+                continue
+            if type(head) is bytearray:
+                del head[:n]            # cheap: CPython moves the start
+            else:
+                chunks[0] = (head if type(head) is memoryview else memoryview(head))[n:]
+            return
+
+    def take(self, n: int) -> bytes:
+        """Remove and return the first ``min(n, len(self))`` bytes (``n > 0``)."""
+        chunks = self.chunks
+        if n >= self.nbytes:
+            if len(chunks) == 1:
+                head = chunks[0]
+                data = head if type(head) is bytes else bytes(head)
+            else:
+                data = b"".join(chunks)
+            self.clear()
+            return data
+        head = chunks[0]
+        h = len(head)
+        if h == n:
+            chunks.popleft()
+            self.nbytes -= n
+            return head if type(head) is bytes else bytes(head)
+        if h > n:
+            with memoryview(head) as mv:
+                data = mv[:n].tobytes()
+            self.consume(n)
+            return data
+        self.nbytes -= n
+        parts: list[Chunk] = []
+        need = n
+        popleft = chunks.popleft
+        while need:
+            head = chunks[0]
+            h = len(head)
+            if h <= need:
+                parts.append(popleft())
+                need -= h
+            elif type(head) is bytearray:
+                parts.append(head[:need])
+                del head[:need]
+                break
+            else:
+                mv = head if type(head) is memoryview else memoryview(head)
+                parts.append(mv[:need])
+                chunks[0] = mv[need:]
+                break
+        return b"".join(parts)
+
+    def send_to(self, sendmsg: Callable[[list[Chunk]], int]) -> int:
+        """Offer the queued chunks to ``sendmsg`` (scatter-gather, as
+        ``socket.sendmsg``), up to ``MAX_IOV`` chunks a call, and consume what it
+        took. It is called again while it took everything it was offered and
+        more is queued. Returns the byte count taken; what the first call
+        raises propagates (nothing consumed), what a later one raises ends the
+        offer (its cause is met again by the next)."""
+        chunks = self.chunks
+        total = 0
+        while chunks:
+            if len(chunks) <= MAX_IOV:
+                offer = list(chunks)
+                offered = self.nbytes
+            else:
+                offer = list(islice(chunks, MAX_IOV))
+                offered = sum(map(len, offer))
+            try:
+                n = sendmsg(offer)
+            except OSError:
+                if total:
+                    break
+                raise
+            if n <= 0:
+                break
+            self.consume(n)
+            total += n
+            if n < offered:
+                break
+        return total
 
 
 class Block:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-from femtotcp.proto.tcp.buffers import OutOfOrderQueue
+from femtotcp.proto.tcp.buffers import Chunk, OutOfOrderQueue, ReceiveQueue
 from femtotcp.proto.tcp.options import TS_LEN, Negotiated, pmtu_mss, tsval
 from femtotcp.proto.tcp.receiver import Receiver
 from femtotcp.proto.tcp.recovery import NEWRENO, SACK
@@ -256,7 +256,7 @@ class TcpConnection:
     irs: int = _via("rcv.irs")
     rcv_nxt: int = _via("rcv.rcv_nxt")
     rcv_adv: int = _via("rcv.rcv_adv")
-    rcv_buf: bytearray = _via("rcv.rcv_buf")
+    rcv_buf: ReceiveQueue = _via("rcv.rcv_buf")
     ooo: OutOfOrderQueue = _via("rcv.ooo")
     rcvbuf: int = _via("rcv.rcvbuf")
     rd_shut: bool = _via("rcv.rd_shut")
@@ -277,7 +277,7 @@ class TcpConnection:
     def readable(self) -> bool:
         """recv() would not return None: data, EOF or an error to report."""
         rcv = self.rcv
-        return bool(rcv.rcv_buf) or rcv.fin_received or rcv.rd_shut or (
+        return rcv.rcv_buf.nbytes > 0 or rcv.fin_received or rcv.rd_shut or (
             self.error is not None) or self.state == CLOSED
 
     @property
@@ -329,7 +329,7 @@ class TcpConnection:
         error was reported); None when nothing is there yet. Buffered data is
         returned before a pending error is raised (once)."""
         rcv = self.rcv
-        if rcv.rcv_buf:
+        if rcv.rcv_buf.nbytes:
             return rcv.read(n)
         if self.error is not None and not self._error_reported:
             self._error_reported = True
@@ -342,19 +342,20 @@ class TcpConnection:
             return b""
         return None
 
-    def send_received(self, send: Callable[[memoryview], int]) -> int:
-        """Offer the received, unread bytes to ``send`` (a socket's ``send``: a
-        splice) without copying them, and consume what it took, as ``recv``
-        would (the window may open). Returns the byte count taken (0 with
-        nothing buffered); what ``send`` raises propagates, nothing consumed."""
+    def send_received(self, sendmsg: Callable[[list[Chunk]], int]) -> int:
+        """Offer the received, unread bytes to ``sendmsg`` (a socket's
+        ``sendmsg``: scatter-gather, a splice) without copying them, several
+        chunks a call, and consume what it took, as ``recv`` would (the window
+        may open). Returns the byte count taken (0 with nothing buffered).
+        Bytes left buffered after a return > 0 mean the last call took less than
+        it was offered (the socket is full). What the first call raises
+        propagates, nothing consumed (``ReceiveQueue.send_to``)."""
         rcv = self.rcv
         buf = rcv.rcv_buf
-        if not buf:
+        if not buf.nbytes:
             return 0
-        with memoryview(buf) as view:
-            n = send(view)
+        n = buf.send_to(sendmsg)
         if n > 0:
-            del buf[:n]
             rcv._after_read()
         return n
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from femtotcp.proto.tcp.buffers import OutOfOrderQueue
+from femtotcp.proto.tcp.buffers import COALESCE, VIEW_MIN, OutOfOrderQueue, ReceiveQueue
 from femtotcp.proto.tcp.state import CLOSED, RECEIVING
 from femtotcp.proto.tcp.timers import LazyTimer
 from femtotcp.wire.tcp import FIN
@@ -45,7 +45,7 @@ class Receiver:
         self.irs = 0
         self.rcv_nxt = 0
         self.rcv_adv = 0
-        self.rcv_buf = bytearray()
+        self.rcv_buf = ReceiveQueue()
         self.ooo = OutOfOrderQueue(cfg.ooo_max_segments, cfg.ooo_max_bytes or cfg.rcvbuf)
         self.fin_received = False
         self.ooo_fin = -1
@@ -82,7 +82,7 @@ class Receiver:
     def fast_data(self, segment: memoryview, hlen: int, plen: int) -> None:
         """Header prediction's in-order data (the connection checked the rest)."""
         rcv_nxt = self.rcv_nxt
-        self.rcv_buf += segment[hlen:]
+        self.rcv_buf.append(segment[hlen:])
         self.rcv_nxt = rcv_nxt + plen
         self.bytes_received += plen
         if plen > self.rcv_mss:
@@ -100,7 +100,22 @@ class Receiver:
         same order; the common case, a full-sized segment inside a batch whose
         ACK is already deferred, returns without another call."""
         rcv_nxt = self.rcv_nxt + plen
-        self.rcv_buf += segment[hlen:]
+        # ReceiveQueue.append's common cases, inlined (most segments of a burst)
+        buf = self.rcv_buf
+        if plen >= VIEW_MIN:
+            frame = segment.obj
+            if type(frame) is bytes and len(frame) <= plen + plen + VIEW_MIN:
+                buf.chunks.append(segment[hlen:])     # a view of the frame
+                buf.nbytes += plen
+            else:
+                buf.append(segment[hlen:])
+        else:
+            tail = buf.chunks[-1] if buf.nbytes else None
+            if type(tail) is bytearray and len(tail) < COALESCE:
+                tail += segment[hlen:]                # a copy into the tail chunk
+                buf.nbytes += plen
+            else:
+                buf.append(segment[hlen:])
         self.rcv_nxt = rcv_nxt
         self.bytes_received += plen
         mss = self.rcv_mss
@@ -142,7 +157,7 @@ class Receiver:
         if seq == rcv_nxt:
             if n:
                 if not self.rd_shut:
-                    self.rcv_buf += payload
+                    self.rcv_buf.append(payload)
                 else:
                     counters["tcp.data_discarded_shut_rd"] += n
                 rcv_nxt += n
@@ -152,7 +167,7 @@ class Receiver:
                     chunks, new_nxt = ooo.pop_ready(rcv_nxt)
                     if not self.rd_shut:
                         for c in chunks:
-                            self.rcv_buf += c
+                            self.rcv_buf.append_owned(c)
                     self.bytes_received += new_nxt - rcv_nxt
                     rcv_nxt = new_nxt
                     self.ack_now = True    # a hole was filled: ACK at once (RFC 5681 4.2)
@@ -201,14 +216,7 @@ class Receiver:
 
     def read(self, n: int) -> bytes:
         """Take up to ``n`` buffered bytes (the buffer is not empty)."""
-        buf = self.rcv_buf
-        if n >= len(buf):
-            data = bytes(buf)
-            buf.clear()
-        else:
-            with memoryview(buf) as mv:
-                data = mv[:n].tobytes()     # one copy (a bytearray slice is another)
-            del buf[:n]
+        data = self.rcv_buf.take(n)
         self._after_read()
         return data
 
@@ -220,7 +228,7 @@ class Receiver:
         current = self.rcv_adv - self.rcv_nxt
         clamp = min(self.rcvbuf, 0xFFFF << self.opt.rcv_wscale)
         if 2 * current <= clamp:
-            new = min(self.rcvbuf - len(self.rcv_buf), clamp)
+            new = min(self.rcvbuf - self.rcv_buf.nbytes, clamp)
             threshold = min(self.rcvbuf // 2, self.opt.adv_mss)
             if new >= 2 * current and new - current >= threshold:
                 self.counters["tcp.window_update"] += 1
@@ -238,7 +246,7 @@ class Receiver:
             self.t_delack.deadline = None       # LazyTimer.stop()
             self.last_ack_sent = rcv_nxt
         cur = self.rcv_adv
-        new_right = rcv_nxt + self.rcvbuf - len(self.rcv_buf)
+        new_right = rcv_nxt + self.rcvbuf - self.rcv_buf.nbytes
         if new_right > cur:
             mss = self.opt.adv_mss
             half = self.rcvbuf >> 1
