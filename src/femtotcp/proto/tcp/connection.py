@@ -686,66 +686,51 @@ class TcpConnection:
         snd = self.snd
         plen = len(segment) - hlen
         now = self.timers.now
-        if plen:
-            if rcv.ooo.blocks or rcv.rd_shut or self.orphaned or rcv.ooo_fin >= 0 or \
-                    rcv_nxt + plen > rcv.rcv_adv:
+        ack = 0
+        if ack32 != snd.snd_una & MASK:
+            una = snd.snd_una
+            ack = unwrap(ack32, una)
+            if not una < ack <= snd.snd_max:
                 return self._full_input(seq32, ack32, flags, window, segment, hlen)
-            if ack32 != snd.snd_una & MASK:
-                # Data that also acknowledges new data (every segment of a
-                # request/response exchange): the ACK's part as below, then
-                # the data, then what may be sent (the full path's order).
-                una = snd.snd_una
-                ack = unwrap(ack32, una)
-                if not una < ack <= snd.snd_max:
-                    return self._full_input(seq32, ack32, flags, window, segment, hlen)
-                if tsval >= 0 and rcv_nxt <= rcv.last_ack_sent:
-                    opt.ts_recent = tsval
-                    opt.ts_recent_stamp = now
-                self.segs_in += 1
-                self.last_rx = now
-                snd.probes = 0
-                snd.ack_new_data(ack, ecr, now)
-                snd.update_window(window << opt.snd_wscale, rcv_nxt, ack)
-                self._ev = True
-                rcv.fast_data(segment, hlen, plen)
-                snd.output()
-                if rcv.ack_pending:
-                    rcv._schedule_ack(now)
-                rcv.ack_now = False
-                self._defer_flush()
-                return True
-            if (window << opt.snd_wscale) != snd.snd_wnd:
-                return self._full_input(seq32, ack32, flags, window, segment, hlen)
-            if tsval >= 0 and rcv_nxt <= rcv.last_ack_sent:
-                opt.ts_recent = tsval                     # RFC 7323 4.3
-                opt.ts_recent_stamp = now
-            self.segs_in += 1
-            self.last_rx = now
-            snd.probes = 0
-            self._ev = True
-            if self._flush_deferred:
-                # The program hears of this batch at its end: data and ACK in one call.
-                rcv.fast_data_acked(segment, hlen, plen, now)
-                return True
-            rcv.fast_data(segment, hlen, plen)
-            self._defer_flush()
-            rcv._schedule_ack(now)                        # fast_data set ack_pending
-            return True
-        una = snd.snd_una
-        ack = unwrap(ack32, una)
-        if not una < ack <= snd.snd_max:
+        elif not plen or (window << opt.snd_wscale) != snd.snd_wnd:
+            # a duplicate ACK or a window update: the full path decides
+            return self._full_input(seq32, ack32, flags, window, segment, hlen)
+        if plen and (rcv.ooo.blocks or rcv.rd_shut or self.orphaned or rcv.ooo_fin >= 0
+                     or rcv_nxt + plen > rcv.rcv_adv):
             return self._full_input(seq32, ack32, flags, window, segment, hlen)
         if tsval >= 0 and rcv_nxt <= rcv.last_ack_sent:
-            opt.ts_recent = tsval
+            opt.ts_recent = tsval                         # RFC 7323 4.3
             opt.ts_recent_stamp = now
         self.segs_in += 1
         self.last_rx = now
         snd.probes = 0
-        snd.ack_new_data(ack, ecr, now)
-        snd.update_window(window << opt.snd_wscale, rcv_nxt, ack)
-        snd.output()
-        if self._ev:
+        if ack:
+            # The ACK's part; with data (every segment of a request/response
+            # exchange), then the data, then what may be sent: the full
+            # path's order.
+            snd.ack_new_data(ack, ecr, now)
+            snd.update_window(window << opt.snd_wscale, rcv_nxt, ack)
+            if not plen:
+                snd.output()
+                if self._ev:
+                    self._defer_flush()
+                return True
+            self._ev = True
+            rcv.fast_data(segment, hlen, plen)
+            snd.output()
+            if rcv.ack_pending:
+                rcv._schedule_ack(now)
+            rcv.ack_now = False
             self._defer_flush()
+            return True
+        self._ev = True
+        if self._flush_deferred:
+            # The program hears of this batch at its end: data and ACK in one call.
+            rcv.fast_data_acked(segment, hlen, plen, now)
+            return True
+        rcv.fast_data(segment, hlen, plen)
+        self._defer_flush()
+        rcv._schedule_ack(now)                            # fast_data set ack_pending
         return True
 
     def _full_input(self, seq32: int, ack32: int, flags: int, window: int,
