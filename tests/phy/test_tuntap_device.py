@@ -171,3 +171,36 @@ def test_tap_hands_the_first_frame_over_before_reading_the_rest(ns: Netns) -> No
     assert queued_at_delivery[0] is True
     assert not any(queued_at_delivery[1:])
     assert dev.counters["rx_frames"] == len(queued_at_delivery)
+
+
+def test_plain_tap_sees_a_capture_or_receiver_changed_within_a_batch(ns: Netns) -> None:
+    """A plain TAP hands frames to the receiver without ``deliver``'s call
+    while nobody captures; a capture added, or the receiver removed, by a
+    frame's handling holds for the rest of the same read batch, and every
+    frame is counted once."""
+    with entered(ns):
+        dev = TapDevice("ftap0", offload=False)
+    ns.devices.append(dev)
+    ns.ip("addr", "add", "192.0.2.1/24", "dev", "ftap0")
+    got: list[bytes] = []
+    captured: list[bytes] = []
+
+    def receiver(frame: bytes) -> None:
+        got.append(frame)
+        if len(got) == 2:
+            dev.add_capture(lambda f, out: captured.append(f))
+        elif len(got) == 3:
+            dev.set_receiver(None)
+
+    dev.set_receiver(receiver)
+    for i in range(6):
+        ns.run("ping", "-c", "1", "-W", "0.2", f"192.0.2.{70 + i}", check=False)
+    frames = 0
+    while select.select([dev.fileno()], [], [], 0)[0]:
+        dev.on_readable()
+        frames = dev.counters["rx_frames"]
+    assert frames >= 6
+    assert len(got) == 3                               # none after the receiver went
+    assert captured[0] == got[2]                       # the capture saw the third on
+    assert len(captured) == frames - 2
+    assert dev.counters["rx_no_receiver"] == frames - 3
