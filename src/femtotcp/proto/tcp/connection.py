@@ -293,8 +293,11 @@ class TcpConnection:
             return free > 0 and free >= queued >> 1
         return st == CLOSED
 
-    def send(self, data: bytes | bytearray | memoryview) -> int:
+    def send(self, data: bytes | bytearray | memoryview, push: bool = True) -> int:
         """Queue data; returns how many bytes were taken (0 when the buffer is full).
+        With ``push`` False the data only joins the send queue, and waits for
+        ``push`` (or a close/SHUT_WR, whose FIN then rides on its last segment,
+        as Linux's tcp_send_fin does with unsent data).
 
         Raises the pending error once (e.g. ConnectionResetError), then EPIPE
         after the write side is shut or the connection is gone, ENOTCONN before
@@ -320,9 +323,16 @@ class TcpConnection:
             buf += memoryview(data)[:n]
         else:
             buf += data
-        if st == ESTABLISHED or st == CLOSE_WAIT:
+        if push and (st == ESTABLISHED or st == CLOSE_WAIT):
             snd.output()      # never calls back into the program (no re-entrancy)
         return n
+
+    def push(self) -> None:
+        """Send what ``send(..., push=False)`` queued, as far as the windows,
+        Nagle and SWS avoidance allow."""
+        st = self.state
+        if st == ESTABLISHED or st == CLOSE_WAIT:
+            self.snd.output()
 
     def recv(self, n: int = 65536) -> bytes | None:
         """Up to ``n`` bytes; b"" at EOF (after the peer's FIN, SHUT_RD, or once the
