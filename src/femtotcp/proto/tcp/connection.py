@@ -411,7 +411,7 @@ class TcpConnection:
             self.wr_shut = True
             self._queue_fin()
         if self.state == FIN_WAIT_2:
-            self._close_timer().set(self.timers.now + self.config.fin_timeout)
+            self._orphan_fin_wait_2()
 
     def abort(self) -> None:
         """Send a RST where RFC 9293 3.10.5 says so and drop the connection. The RST
@@ -649,6 +649,8 @@ class TcpConnection:
             self._input_time_wait(hdr, payload)
         elif st != CLOSED:
             self._input_synchronized(hdr, payload)
+            if self.state == FIN_WAIT_2 and self.orphaned and self._tw is None:
+                self._orphan_fin_wait_2()
         self._flush()
 
     def _flush(self) -> None:
@@ -1070,9 +1072,7 @@ class TcpConnection:
         if snd.fin_acked():
             st = self.state
             if st == FIN_WAIT_1:
-                self._set_state(FIN_WAIT_2)
-                if self.orphaned:
-                    self._close_timer().set(now + self.config.fin_timeout)
+                self._set_state(FIN_WAIT_2)      # an orphan: see _orphan_fin_wait_2
             elif st == CLOSING:
                 self._enter_time_wait()
                 return False
@@ -1316,6 +1316,27 @@ class TcpConnection:
             self._tw = env.adopt_time_wait(self, deadline)
             if self._tw is not None:
                 self.t_close.cancel()       # FIN_WAIT_2's, if it ran
+                return
+        self._close_timer().set(deadline)
+
+    def _orphan_fin_wait_2(self) -> None:
+        """Closed by the program, our FIN acknowledged, the peer's still to
+        come: a compact record takes over for ``fin_timeout`` (timewait.py,
+        as Linux's tcp_time_wait with the FIN_WAIT2 substate), or, where the
+        environment keeps none or something is still held out of order, the
+        connection itself waits that long on its own timer."""
+        deadline = self.timers.now + self.config.fin_timeout
+        rcv = self.rcv
+        if not rcv.ooo.blocks:
+            if rcv.ack_pending:
+                self._send_ack()
+            tw = self.env.adopt_time_wait(self, deadline)
+            if tw is not None:
+                self._tw = tw
+                self.t_close.cancel()
+                self.t_keepalive.cancel()
+                self.snd.release()
+                rcv.release()
                 return
         self._close_timer().set(deadline)
 
