@@ -1328,10 +1328,10 @@ class TcpConnection:
         deadline = self.timers.now + self.config.fin_timeout
         rcv = self.rcv
         if not rcv.ooo.blocks:
-            if rcv.ack_pending:
-                self._send_ack()
             tw = self.env.adopt_time_wait(self, deadline)
             if tw is not None:
+                if rcv.ack_pending:
+                    self._send_ack()        # the record keeps no delayed ACK
                 self._tw = tw
                 self.t_close.cancel()
                 self.t_keepalive.cancel()
