@@ -322,3 +322,86 @@ def _impair_inbound(rig: Rig) -> None:
                           outbound=False)
     faulty.set_receiver(lambda frame, _i=iface: rig.stack.receive(_i, frame))
     iface.device = faulty
+
+
+# -- teardown segments -----------------------------------------------------------------
+
+def _stack_segments(sniffer: socket.socket) -> list[tuple[int, bytes]]:
+    """(flags, payload) of the TCP segments the stack sent that ``sniffer``
+    (AF_PACKET on the kernel's TAP) holds."""
+    out: list[tuple[int, bytes]] = []
+    sniffer.setblocking(False)
+    stack_ip = ip_bytes(STACK)
+    while True:
+        try:
+            frame = sniffer.recv(70000)
+        except BlockingIOError:
+            return out
+        if frame[12:14] != b"\x08\x00" or frame[23] != 6 or frame[26:30] != stack_ip:
+            continue
+        ihl = (frame[14] & 0x0F) * 4
+        total = int.from_bytes(frame[16:18], "big")
+        seg = frame[14 + ihl:14 + total]
+        doff = (seg[12] >> 4) * 4
+        out.append((seg[13], bytes(seg[doff:])))
+
+
+def test_answer_then_close_sends_data_and_fin_in_one_segment(rig: Rig) -> None:
+    """An HTTP-like exchange with a stack program (the api's socket, the
+    pump): the kernel sends a request, the program writes its answer and
+    closes before the stack got to send it; the answer arrives byte-exact, and
+    its last segment carries the FIN (no FIN of its own), as Linux's
+    tcp_send_fin does with unsent data."""
+    from femtotcp.api.network import network_for
+
+    net = network_for(rig.stack, rig.rt)
+    server = net.create_server((STACK, 8080))
+    server.settimeout(10)
+    request = b"GET / HTTP/1.0\r\nHost: x\r\n\r\n"
+    answer = b"HTTP/1.0 200 OK\r\nContent-Length: 500\r\n\r\n" + bytes(range(250)) * 2
+    with entered(rig.ns):
+        sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        sniffer.bind(("ftap0", 0))
+        client = socket.create_connection((STACK, 8080), timeout=10)
+    try:
+        client.sendall(request)
+        conn, _ = server.accept()
+        conn.settimeout(10)
+        got = b""
+        while not got.endswith(b"\r\n\r\n"):
+            chunk = conn.recv(1000)
+            assert chunk
+            got += chunk
+        assert got == request
+        # Hold the stack's loop while the program writes and closes, so both
+        # are in the socket pair when the stack looks (as a program that
+        # outruns the stack thread finds them).
+        inside, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            inside.set()
+            release.wait(10)
+        holder = threading.Thread(target=rig.call, args=(hold,))
+        holder.start()
+        assert inside.wait(10)
+        try:
+            conn.sendall(answer)
+            conn.close()
+        finally:
+            release.set()
+            holder.join(10)
+        received = b""
+        while chunk := client.recv(65536):
+            received += chunk
+        assert received == answer
+    finally:
+        client.close()
+        server.close()
+    time.sleep(0.2)
+    segs = [s for s in _stack_segments(sniffer) if s[1] or s[0] & 0x01]
+    sniffer.close()
+    data = b"".join(p for _, p in segs)
+    assert data == answer
+    assert segs[-1][0] & 0x01 and segs[-1][1], f"the FIN rode alone: {segs[-3:]}"
+    assert sum(1 for f, _ in segs if f & 0x01) == 1
+    rig.assert_healthy()

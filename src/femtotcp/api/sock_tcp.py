@@ -369,20 +369,25 @@ class _TcpLink(_Link):
                 break
         # program -> stack. Q is read when epoll reported it ready, or when
         # epoll is not watching it for reading (data held back for send room,
-        # not yet registered); otherwise epoll reports whatever comes. A
-        # short read took all Q had: the rest (if any) comes with the next
-        # report, so a small message costs no read that finds Q empty.
+        # not yet registered); otherwise epoll reports whatever comes. Q is
+        # read until it is empty (EAGAIN) or ends, and what it gave is queued
+        # before anything is sent: a program that wrote and then closed (or
+        # shut its writing side) has its FIN ride on the last data segment, as
+        # Linux's tcp_send_fin does with data still unsent.
         watch = self.watch
         read_q = (self.q_ready or self.outbound is not None or watch is None
                   or not watch.events & selectors.EVENT_READ)
+        queued = False
         while not self.eof_out:
             data = self.outbound
             if data is not None:
                 try:
-                    n = conn.send(data)
+                    n = conn.send(data, False)
                 except OSError as exc:
                     self.fail(exc.errno or errno.EPIPE)
                     return
+                if n:
+                    queued = True
                 if n < len(data):
                     self.outbound = data[n:] if n else data
                     break
@@ -402,13 +407,13 @@ class _TcpLink(_Link):
                 chunk = b""
             if not chunk:
                 self.eof_out = True
-                self._program_eof()
+                self._program_eof()      # the FIN goes out with what is queued
                 if self.released:
                     return
                 break
             self.outbound = memoryview(chunk)
-            if len(chunk) < CHUNK:
-                read_q = False
+        if queued and self.conn is not None:
+            self.conn.push()
         self._maybe_done()
         if self.watch is not None and not self.released:
             self.watch.set(read=not self.eof_out and self.outbound is None,

@@ -604,8 +604,11 @@ class TcpSplice:
             table.set_state(self.flow, CLOSING, now)
         # host -> guest: only what the connection's send buffer takes, read into
         # one reused buffer (no allocation per read) and copied once, into it
+        # Queued without sending until the host side is drained, so an answer
+        # the host ended at once leaves with the FIN on its last segment.
         room = 0
         scratch = nat.scratch
+        queued = False
         while not self.host_eof:
             room = conn.sndbuf - len(conn.snd_buf)
             if room <= 0:
@@ -626,11 +629,14 @@ class TcpSplice:
                     pass
                 break
             try:
-                conn.send(scratch[:got])
+                conn.send(scratch[:got], False)
             except OSError:
                 self._guest_reset()
                 return
+            queued = True
             table.inbound(self.flow, got, now)
+        if queued:
+            conn.push()
         if self.guest_eof and self.host_eof:
             nat.counters["nat.tcp_closed"] += 1
             conn.on_event = None

@@ -177,3 +177,138 @@ def test_an_ipv6_record_keeps_the_connection_s_flow_label() -> None:
     assert ack.flags == ACK and ack.ack == record.rcv_nxt & 0xFFFFFFFF
     assert ack.seq == record.snd_max & 0xFFFFFFFF
     assert h.flow_label == record.env.flow_label != 0   # type: ignore[attr-defined]
+
+
+# -- FIN_WAIT_2 (the orphan's substate) ----------------------------------------------------
+
+FIN_TIMEOUT = 60.0
+
+
+def _fin_wait_2(options: bytes = b"") -> tuple[Any, Passive]:
+    """A passive connection the program closed; the peer ACKs our FIN and
+    keeps its own."""
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer, options=options)
+    p.conn.close()
+    peer.expect(FIN | ACK)
+    peer.send(ACK, p.snd, p.rcv + 1)
+    assert p.conn.state == "FIN_WAIT_2"
+    peer.nothing()
+    return lan, p
+
+
+def test_an_orphan_in_fin_wait_2_becomes_a_record_and_is_freed() -> None:
+    """Linux's tcp_time_wait with the FIN_WAIT2 substate: the table holds a
+    ``TimeWait`` in FIN_WAIT_2 in place of the connection, which is freed
+    once the program lets go; TIME-WAIT is not counted yet."""
+    lan, p = _fin_wait_2()
+    stack = p.peer.stack
+    (record,) = stack.tcp.connections()
+    assert isinstance(record, TimeWait) and record.state == "FIN_WAIT_2"
+    assert record.info()["state"] == "FIN_WAIT_2" and record.local == p.conn.local
+    assert stack.tcp.time_wait_count == 0
+    ref = weakref.ref(p.conn)
+    del p
+    lan.run(5)
+    gc.collect()
+    assert ref() is None
+    assert stack.tcp.connections() == [record]
+
+
+def test_the_peer_s_fin_is_acked_and_time_wait_follows_for_2msl() -> None:
+    """The peer's FIN: ACKed at once, the record goes on in TIME-WAIT (the
+    program's object shows it) for 2 MSL from that FIN, then ends."""
+    ts = tcp.build_options(ts=(100, 0))
+    for options in (b"", ts):
+        lan, p = _fin_wait_2(options)
+        stack = p.peer.stack
+        peer = p.peer
+        lan.run(20)
+        peer.send(FIN | ACK, p.snd, p.rcv + 1, options=ts if options else b"")
+        ack = peer.expect(ACK)
+        assert (ack.seq, ack.ack) == ((p.rcv + 1) & 0xFFFFFFFF, (p.snd + 1) & 0xFFFFFFFF)
+        assert (ack.opts.ts_val is not None) == bool(options)
+        assert p.conn.state == "TIME_WAIT" and stack.tcp.time_wait_count == 1
+        (record,) = stack.tcp.connections()
+        assert isinstance(record, TimeWait) and record.state == "TIME_WAIT"
+        peer.send(FIN | ACK, p.snd, p.rcv + 1, options=ts if options else b"")
+        assert peer.expect(ACK).ack == (p.snd + 1) & 0xFFFFFFFF      # re-ACKed
+        lan.run(2 * MSL - 1)
+        assert p.conn.state == "TIME_WAIT"
+        lan.run(2)
+        assert p.conn.state == "CLOSED" and stack.tcp.connections() == []
+        assert stack.tcp.time_wait_count == 0
+        assert stack.counters["tcp.time_wait_done"] == 1
+        assert stack.counters["tcp.fin_wait_2_timeout"] == 0
+
+
+def test_a_shorter_2msl_than_fin_timeout_ends_time_wait_on_time() -> None:
+    """With 2 MSL shorter than what is left of fin_timeout, TIME-WAIT still
+    ends 2 MSL after the peer's FIN."""
+    from femtotcp.proto.tcp.config import TcpConfig
+    from femtotcp.stack.config import StackConfig
+    lan, peer = lan_with_peer(config=StackConfig(tcp=TcpConfig(msl=5.0)))
+    p = open_passive(lan, peer)
+    p.conn.close()
+    peer.expect(FIN | ACK)
+    peer.send(ACK, p.snd, p.rcv + 1)
+    peer.send(FIN | ACK, p.snd, p.rcv + 1)
+    peer.expect(ACK)
+    lan.run(9)
+    assert p.conn.state == "TIME_WAIT"
+    lan.run(2)
+    assert p.conn.state == "CLOSED" and peer.stack.tcp.connections() == []
+
+
+def test_data_for_the_closed_socket_is_reset() -> None:
+    """Data from the peer in FIN_WAIT_2 for a closed socket: a RST (as Linux
+    for an orphan) and the record ends."""
+    lan, p = _fin_wait_2()
+    peer = p.peer
+    stack = peer.stack
+    peer.send(ACK | FIN, p.snd, p.rcv + 1, b"late answer")
+    rst = peer.expect(RST)
+    assert rst.seq == (p.rcv + 1) & 0xFFFFFFFF
+    assert p.conn.state == "CLOSED" and stack.tcp.connections() == []
+    assert stack.counters["tcp.data_after_close"] == 1
+    assert stack.tcp.time_wait_count == 0
+
+
+def test_fin_timeout_ends_the_record_silently() -> None:
+    lan, p = _fin_wait_2()
+    peer = p.peer
+    stack = peer.stack
+    lan.run(FIN_TIMEOUT - 1)
+    assert p.conn.state == "FIN_WAIT_2"
+    lan.run(2)
+    peer.nothing()
+    assert p.conn.state == "CLOSED" and stack.tcp.connections() == []
+    assert stack.counters["tcp.fin_wait_2_timeout"] == 1
+    assert stack.counters["tcp.time_wait_done"] == 0
+
+
+def test_the_record_answers_other_segments_as_the_connection() -> None:
+    """What the FIN_WAIT_2 record answers to a RST off the sequence, a SYN, an
+    ACK of unsent data, an old segment and an exact RST is what the orphaned
+    connection answered: a challenge ACK, a challenge ACK, a challenge ACK, an
+    ACK, the end."""
+    lan, p = _fin_wait_2()
+    peer = p.peer
+    stack = peer.stack
+    got = []
+    for args in ((RST, p.snd + 7), (SYN, p.snd + 9), (ACK, p.snd, p.rcv + 50),
+                 (ACK, p.snd - 1, p.rcv + 1, b"x")):
+        peer.send(*args)
+        got.append([(s.flags, (s.seq - p.iss) & 0xFFFFFFFF, (s.ack - p.irs) & 0xFFFFFFFF)
+                    for s in peer.received()])
+        lan.run(1.0)
+    assert got == [[(ACK, 2, 1)]] * 4
+    assert stack.counters["tcp.rst_challenged"] == 1
+    assert stack.counters["tcp.syn_challenged"] == 1
+    assert stack.counters["tcp.ack_unsent_data"] == 1
+    assert stack.counters["tcp.old_segment"] == 1
+    assert p.conn.state == "FIN_WAIT_2"
+    peer.send(RST, p.snd)
+    peer.nothing()
+    assert p.conn.state == "CLOSED" and stack.tcp.connections() == []
+    assert stack.counters["tcp.reset_received"] == 1

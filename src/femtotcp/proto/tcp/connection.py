@@ -293,8 +293,11 @@ class TcpConnection:
             return free > 0 and free >= queued >> 1
         return st == CLOSED
 
-    def send(self, data: bytes | bytearray | memoryview) -> int:
+    def send(self, data: bytes | bytearray | memoryview, push: bool = True) -> int:
         """Queue data; returns how many bytes were taken (0 when the buffer is full).
+        With ``push`` False the data only joins the send queue, and waits for
+        ``push`` (or a close/SHUT_WR, whose FIN then rides on its last segment,
+        as Linux's tcp_send_fin does with unsent data).
 
         Raises the pending error once (e.g. ConnectionResetError), then EPIPE
         after the write side is shut or the connection is gone, ENOTCONN before
@@ -320,9 +323,16 @@ class TcpConnection:
             buf += memoryview(data)[:n]
         else:
             buf += data
-        if st == ESTABLISHED or st == CLOSE_WAIT:
+        if push and (st == ESTABLISHED or st == CLOSE_WAIT):
             snd.output()      # never calls back into the program (no re-entrancy)
         return n
+
+    def push(self) -> None:
+        """Send what ``send(..., push=False)`` queued, as far as the windows,
+        Nagle and SWS avoidance allow."""
+        st = self.state
+        if st == ESTABLISHED or st == CLOSE_WAIT:
+            self.snd.output()
 
     def recv(self, n: int = 65536) -> bytes | None:
         """Up to ``n`` bytes; b"" at EOF (after the peer's FIN, SHUT_RD, or once the
@@ -401,7 +411,7 @@ class TcpConnection:
             self.wr_shut = True
             self._queue_fin()
         if self.state == FIN_WAIT_2:
-            self._close_timer().set(self.timers.now + self.config.fin_timeout)
+            self._orphan_fin_wait_2()
 
     def abort(self) -> None:
         """Send a RST where RFC 9293 3.10.5 says so and drop the connection. The RST
@@ -639,6 +649,8 @@ class TcpConnection:
             self._input_time_wait(hdr, payload)
         elif st != CLOSED:
             self._input_synchronized(hdr, payload)
+            if self.state == FIN_WAIT_2 and self.orphaned and self._tw is None:
+                self._orphan_fin_wait_2()
         self._flush()
 
     def _flush(self) -> None:
@@ -1060,9 +1072,7 @@ class TcpConnection:
         if snd.fin_acked():
             st = self.state
             if st == FIN_WAIT_1:
-                self._set_state(FIN_WAIT_2)
-                if self.orphaned:
-                    self._close_timer().set(now + self.config.fin_timeout)
+                self._set_state(FIN_WAIT_2)      # an orphan: see _orphan_fin_wait_2
             elif st == CLOSING:
                 self._enter_time_wait()
                 return False
@@ -1306,6 +1316,27 @@ class TcpConnection:
             self._tw = env.adopt_time_wait(self, deadline)
             if self._tw is not None:
                 self.t_close.cancel()       # FIN_WAIT_2's, if it ran
+                return
+        self._close_timer().set(deadline)
+
+    def _orphan_fin_wait_2(self) -> None:
+        """Closed by the program, our FIN acknowledged, the peer's still to
+        come: a compact record takes over for ``fin_timeout`` (timewait.py,
+        as Linux's tcp_time_wait with the FIN_WAIT2 substate), or, where the
+        environment keeps none or something is still held out of order, the
+        connection itself waits that long on its own timer."""
+        deadline = self.timers.now + self.config.fin_timeout
+        rcv = self.rcv
+        if not rcv.ooo.blocks:
+            tw = self.env.adopt_time_wait(self, deadline)
+            if tw is not None:
+                if rcv.ack_pending:
+                    self._send_ack()        # the record keeps no delayed ACK
+                self._tw = tw
+                self.t_close.cancel()
+                self.t_keepalive.cancel()
+                self.snd.release()
+                rcv.release()
                 return
         self._close_timer().set(deadline)
 

@@ -90,9 +90,14 @@ class TcpEnv(Protocol):
         """A connection's out-of-order queue changed (for the gauges)."""
 
     def adopt_time_wait(self, conn: TcpConnection, deadline: float) -> TcpConnection | None:
-        """``conn``, closed by the program, is in TIME_WAIT until ``deadline``:
-        the record that takes its place (``timewait.TimeWait``), or None when
-        the connection keeps TIME_WAIT itself (its own timer)."""
+        """``conn``, closed by the program, is in TIME_WAIT (or FIN_WAIT_2, its
+        state says which) until ``deadline``: the record that takes its place
+        (``timewait.TimeWait``), or None when the connection keeps the state
+        itself (its own timer)."""
+
+    def requeue_time_wait(self, record: TcpConnection) -> None:
+        """A record's deadline moved earlier (FIN_WAIT_2's fin_timeout
+        became TIME-WAIT's 2 MSL): expire it by the new one."""
 
 
 class StackEnv:
@@ -156,6 +161,9 @@ class StackEnv:
 
     def adopt_time_wait(self, conn: TcpConnection, deadline: float) -> TcpConnection | None:
         return self._tcp._adopt_time_wait(conn, deadline)
+
+    def requeue_time_wait(self, record: TcpConnection) -> None:
+        self._tcp._tw_push(record)  # type: ignore[arg-type]
 
 
 class StackEnv6(StackEnv):

@@ -32,7 +32,7 @@ from femtotcp.proto.tcp.isn import (
 from femtotcp.proto.tcp.listener import INHERITED, TcpListener
 from femtotcp.proto.tcp.ports import EphemeralPorts
 from femtotcp.proto.tcp.seq import MASK
-from femtotcp.proto.tcp.state import TIME_WAIT
+from femtotcp.proto.tcp.state import FIN_WAIT_2, TIME_WAIT
 from femtotcp.proto.tcp.synguard import SynGuard
 from femtotcp.proto.tcp.timewait import TimeWait
 from femtotcp.wire import Malformed
@@ -66,6 +66,9 @@ def _checksum_ok(segment: memoryview, n: int, psum: int) -> bool:
     if n & 1:
         value <<= 8
     return not (mod_ffff(value) + psum + n) % 0xFFFF
+
+#: The states a compact record (timewait.py) keeps.
+_RECORD_STATES = frozenset({TIME_WAIT, FIN_WAIT_2})
 
 
 class Tcp:
@@ -267,7 +270,8 @@ class Tcp:
             lst._forget(conn)
 
     def _adopt_time_wait(self, conn: TcpConnection, deadline: float) -> TimeWait | None:
-        """A closed connection entered TIME_WAIT: a compact record takes its
+        """A closed connection entered TIME_WAIT (or FIN_WAIT_2, timewait.py's
+        substate): a compact record takes its
         place in the table (``timewait.py``) until ``deadline``. Records are
         expired in order by one timer; a FIN that restarts 2 MSL moves the
         record's deadline, and it is queued again when its entry comes up."""
@@ -289,7 +293,7 @@ class Tcp:
         if len(queue) > 2 * self.time_wait_count + 256:
             # Records that ended early (a RST, a reused 4-tuple) leave their
             # entries behind: drop them once they are most of the queue.
-            live = [e for e in queue if e[2].state == TIME_WAIT]
+            live = [e for e in queue if e[2].state in _RECORD_STATES]
             queue.clear()
             queue.extend(live)
         timer = self._tw_timer
@@ -305,12 +309,15 @@ class Tcp:
         now = self.stack.timers.now
         while queue and queue[0][0] <= now:
             deadline, _, tw = queue.popleft()
-            if tw.state != TIME_WAIT:
+            st = tw.state
+            if st not in _RECORD_STATES:
                 continue                    # ended early
-            if tw.deadline > deadline:
-                self._tw_push(tw)           # a retransmitted FIN restarted 2 MSL
-                continue
-            self.counters["tcp.time_wait_done"] += 1
+            if tw.deadline != deadline:
+                if tw.deadline > deadline:
+                    self._tw_push(tw)       # a retransmitted FIN restarted 2 MSL
+                continue                    # (an earlier one has its own entry)
+            self.counters["tcp.time_wait_done" if st == TIME_WAIT else
+                          "tcp.fin_wait_2_timeout"] += 1
             tw._destroy()
         if queue and self._tw_timer is None:
             self._tw_timer = self.stack.timers.call_at(queue[0][0], self._time_wait_expire)

@@ -16,6 +16,14 @@ layer lets it reuse the 4-tuple (RFC 6191), anything else an ACK, rate
 limited. The connection object the program held stays readable: it shows
 TIME_WAIT, and CLOSED once the record ends (a weak reference, so an object
 nobody holds is freed at once).
+
+An orphan in FIN_WAIT_2 (our FIN acknowledged, the peer's still to come) is
+kept the same way, for ``fin_timeout`` (Linux's tcp_time_wait with the
+FIN_WAIT2 substate), with the connection's rules for what can still arrive
+there (``_input_fin_wait_2``): the peer's FIN is ACKed and the record goes on
+in TIME-WAIT for 2 MSL; data for the closed socket is answered with a RST
+and ends it; an exact RST ends it; the record ends silently when
+``fin_timeout`` runs out (``tcp.fin_wait_2_timeout``).
 """
 
 from __future__ import annotations
@@ -25,10 +33,20 @@ from typing import TYPE_CHECKING
 
 from femtotcp.proto.tcp.buffers import OutOfOrderQueue
 from femtotcp.proto.tcp.connection import TcpConnection
-from femtotcp.proto.tcp.seq import MASK
-from femtotcp.proto.tcp.state import CLOSED, TIME_WAIT
+from femtotcp.proto.tcp.seq import MASK, before32, unwrap
+from femtotcp.proto.tcp.state import CLOSED, FIN_WAIT_2, TIME_WAIT
 from femtotcp.proto.tcp.timers import _UNARMED
-from femtotcp.wire.tcp import ACK, build_fast
+from femtotcp.wire.tcp import (
+    ACK,
+    FIN,
+    NO_OPTIONS,
+    RST,
+    SYN,
+    URG,
+    TcpHeader,
+    build_fast,
+    parse_options,
+)
 
 if TYPE_CHECKING:
     from femtotcp.proto.tcp.congestion import CongestionControl
@@ -64,29 +82,33 @@ class _TwSnd:
 
 
 class _TwRcv:
-    """The receive side in TIME-WAIT: the FIN was received, nothing is held."""
+    """The receive side in TIME-WAIT (the FIN was received) or FIN_WAIT_2 (it
+    is still to come): nothing is held."""
 
-    __slots__ = ("irs", "rcv_nxt", "rcv_adv", "last_oow_ack", "rcv_mss", "bytes_received")
+    __slots__ = ("irs", "rcv_nxt", "rcv_adv", "last_oow_ack", "rcv_mss", "bytes_received",
+                 "fin_received", "last_ack_sent")
     rcv_buf = b""
     ooo = _NO_OOO
-    fin_received = True
     rd_shut = True
     rcvbuf = 0
 
     def __init__(self, irs: int, rcv_nxt: int, rcv_adv: int, last_oow_ack: float,
-                 rcv_mss: int, bytes_received: int) -> None:
+                 rcv_mss: int, bytes_received: int, fin_received: bool,
+                 last_ack_sent: int) -> None:
         self.irs = irs
         self.rcv_nxt = rcv_nxt
         self.rcv_adv = rcv_adv
         self.last_oow_ack = last_oow_ack
         self.rcv_mss = rcv_mss
         self.bytes_received = bytes_received
+        self.fin_received = fin_received
+        self.last_ack_sent = last_ack_sent
 
 
 class TimeWait(TcpConnection):
-    """A closed connection in TIME-WAIT (see the module's docstring); the layer
-    makes one with ``Tcp._adopt_time_wait`` and ends it (``_destroy``) when
-    ``deadline`` has passed."""
+    """A closed connection in TIME-WAIT or FIN_WAIT_2 (see the module's
+    docstring); the layer makes one with ``Tcp._adopt_time_wait`` and ends it
+    (``_destroy``) when ``deadline`` has passed."""
 
     __slots__ = ("deadline", "window", "_orig")
 
@@ -105,7 +127,7 @@ class TimeWait(TcpConnection):
         self._raddr = conn._raddr
         self._rport = conn._rport
         self._psum = conn._psum
-        self.state = TIME_WAIT           # born in it (the connection entered it)
+        self.state = conn.state          # TIME_WAIT or FIN_WAIT_2, as the connection
         snd = conn.snd
         rcv = conn.rcv
         #: The window field of our ACKs: what the connection offers now (its
@@ -118,7 +140,7 @@ class TimeWait(TcpConnection):
             snd.recovery, snd.retransmits, snd.bytes_acked)
         self.rcv = _TwRcv(  # type: ignore[assignment]
             rcv.irs, rcv.rcv_nxt, rcv.rcv_adv, rcv.last_oow_ack, rcv.rcv_mss,
-            rcv.bytes_received)
+            rcv.bytes_received, rcv.fin_received, rcv.last_ack_sent)
         self.opt = conn.opt
         self.on_event = None
         self.on_state = conn.on_state
@@ -150,15 +172,158 @@ class TimeWait(TcpConnection):
     def _restart_time_wait(self) -> None:
         self.deadline = self.timers.now + 2 * self.config.msl
 
-    def _destroy(self) -> None:
-        """TIME-WAIT ends (2 MSL, a RST, a SYN reusing the 4-tuple): the
-        record leaves the table; the connection object the program held, if
-        any still does, enters CLOSED too (its trace hook sees it)."""
-        if self.state != TIME_WAIT:
+    def input(self, hdr: TcpHeader, payload: memoryview) -> None:
+        if self.state == FIN_WAIT_2:
+            self.segs_in += 1
+            self._input_fin_wait_2(hdr, payload)
+        else:
+            TcpConnection.input(self, hdr, payload)
+
+    def _input_fin_wait_2(self, hdr: TcpHeader, payload: memoryview) -> None:
+        """What ``_input_synchronized`` does in FIN_WAIT_2 for an orphan whose
+        data and FIN were all acknowledged (RFC 9293 3.10.7.4, RFC 5961, RFC
+        7323 PAWS): the same checks in the same order, the same counters."""
+        flags = hdr.flags
+        counters = self.counters
+        if hdr.options:
+            opts = parse_options(hdr.options)
+            if opts.bad:
+                counters[opts.bad] += 1
+        else:
+            opts = NO_OPTIONS
+        now = self.timers.now
+        self.last_rx = now
+        rcv = self.rcv
+        opt = self.opt
+        rcv_nxt = rcv.rcv_nxt
+        seq = unwrap(hdr.seq, rcv_nxt)
+        plen = len(payload)
+        if not flags & (ACK | RST | SYN):
+            counters["tcp.no_ack_flag"] += 1
             return
-        self.env.time_wait_count -= 1
+        ts_val = opts.ts_val
+        if opt.ts_ok and ts_val is not None and not flags & RST:
+            if before32(ts_val, opt.ts_recent) and now - opt.ts_recent_stamp < 24 * 86400:
+                counters["tcp.paws_rejected"] += 1
+                self._send_dupack(plen > 0)
+                return
+        seg_len = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+        right = rcv.rcv_adv if rcv.rcv_adv > rcv_nxt else rcv_nxt
+        end = seq + seg_len
+        if seq > right or (seq == right and right > rcv_nxt):
+            if flags & RST:
+                counters["tcp.rst_out_of_window"] += 1
+                return
+            counters["tcp.out_of_window"] += 1
+            if flags & SYN:
+                self._challenge_ack()
+            else:
+                self._send_dupack(plen > 0)
+            return
+        if end < rcv_nxt or (end == rcv_nxt and seg_len > 0) or (
+                seg_len == 0 and seq < rcv_nxt):
+            if flags & RST:
+                counters["tcp.rst_out_of_window"] += 1
+                return
+            if flags & SYN:
+                self._challenge_ack()
+                return
+            counters["tcp.old_segment"] += 1
+            if flags & ACK and not self._ack_ok(hdr.ack):
+                return
+            if plen or flags & FIN:
+                self._send_ack()
+            else:
+                self._send_dupack(False)
+            return
+        if flags & RST:
+            if seq == rcv_nxt:
+                counters["tcp.reset_received"] += 1
+                self._destroy()
+            else:
+                counters["tcp.rst_challenged"] += 1
+                self._challenge_ack()
+            return
+        if flags & SYN:
+            counters["tcp.syn_challenged"] += 1
+            self._challenge_ack()
+            return
+        if not flags & ACK:
+            counters["tcp.no_ack_flag"] += 1
+            return
+        if ts_val is not None and opt.ts_ok and seq <= rcv.last_ack_sent:
+            opt.ts_recent = ts_val
+            opt.ts_recent_stamp = now
+        if not self._ack_ok(hdr.ack):
+            return
+        if flags & URG:
+            counters["tcp.urgent"] += 1
+        if plen:
+            # Data for a closed socket: Linux resets (RFC 9293 3.10.7.4 text).
+            counters["tcp.data_after_close"] += 1
+            self._send_rst(self.snd.snd_max, with_ack=False)
+            self._destroy()
+            return
+        if flags & FIN:
+            if seq != rcv_nxt:
+                self._send_dupack(False)        # a FIN out of order: ACK what we have
+                return
+            rcv.rcv_nxt = rcv_nxt + 1
+            rcv.fin_received = True
+            self._fin_to_time_wait()
+
+    def _ack_ok(self, ack32: int) -> bool:
+        """The ACK field's checks (RFC 5961 5.2): everything we sent is
+        acknowledged, so only an ACK of unsent data or a too old one matters."""
+        snd = self.snd
+        ack = unwrap(ack32, snd.snd_una)
+        if ack > snd.snd_max:
+            self.counters["tcp.ack_unsent_data"] += 1
+        elif ack < snd.snd_una - snd.max_snd_wnd:
+            self.counters["tcp.ack_too_old"] += 1
+        else:
+            return True
+        self._challenge_ack()
+        return False
+
+    def _fin_to_time_wait(self) -> None:
+        """The peer's FIN in FIN_WAIT_2: ACK it and go on in TIME-WAIT for 2 MSL
+        (or end at once when the TIME-WAIT table is full, as the connection)."""
+        env = self.env
+        self._send_ack()
+        rcv = self.rcv
+        rcv.last_ack_sent = rcv.rcv_nxt
+        if env.time_wait_count >= self.config.max_time_wait:
+            self.counters["tcp.time_wait_overflow"] += 1
+            self._destroy()
+            return
+        env.time_wait_count += 1
         orig = self._orig()
-        if orig is not None and orig.state == TIME_WAIT:
+        if orig is not None and orig.state == FIN_WAIT_2:
+            orig._set_state(TIME_WAIT)   # the trace hooks see the program's object
+            hook, self.on_state = self.on_state, None
+            self._set_state(TIME_WAIT)
+            self.on_state = hook
+        else:
+            self._set_state(TIME_WAIT)
+        deadline = self.timers.now + 2 * self.config.msl
+        old = self.deadline
+        self.deadline = deadline
+        if deadline < old:
+            env.requeue_time_wait(self)  # sooner than fin_timeout: queue it again
+
+    def _destroy(self) -> None:
+        """TIME-WAIT (or FIN_WAIT_2) ends (2 MSL or fin_timeout, a RST, a SYN
+        reusing the 4-tuple, data for the closed socket): the record leaves
+        the table; the connection object the program held, if any still
+        does, enters CLOSED too (its trace hook sees it)."""
+        st = self.state
+        if st != TIME_WAIT and st != FIN_WAIT_2:
+            return
+        if st == TIME_WAIT:
+            self.env.time_wait_count -= 1
+        orig = self._orig()
+        if orig is not None and orig.state == st:
             self.on_state = None
             orig._set_state(CLOSED)
         self._set_state(CLOSED)
