@@ -92,6 +92,9 @@ log = logging.getLogger("femtotcp.tcp")
 
 _TS_PAIR = struct.Struct("!II")
 _TS_OPT = struct.Struct("!III")     # the aligned timestamp option: kind word, TSval, TSecr
+#: ``_check_sequence``'s verdicts besides None (acceptable).
+_DROPPED = object()
+_OLD = object()
 _HDR_TS = struct.Struct("!HHIIHHHHIII")     # header + NOP NOP TS, 32 bytes
 _CSUM_URG = struct.Struct("!HH")            # checksum, urgent pointer (offset 16)
 
@@ -865,6 +868,58 @@ class TcpConnection:
                 return True
         return False
 
+    def _check_sequence(self, flags: int, opts: TcpOptions, seq: int, plen: int,
+                        now: float) -> object | None:
+        """The checks before a synchronized state looks at RST, SYN and ACK
+        (RFC 9293 3.10.7.4 first, RFC 7323 PAWS, RFC 5961), with their answers
+        and counters: None for an acceptable segment, ``_DROPPED`` when it was
+        dealt with here, ``_OLD`` for an entirely old one (no RST or SYN
+        processing; the caller still uses its ACK field, then ACKs)."""
+        counters = self.counters
+        # Neither ACK nor RST nor SYN (a bare FIN, data without ACK): RFC 9293
+        # 3.10.7.4 fifth drops it if the ACK bit is off; Linux does so before any
+        # sequence check, so such a segment never draws an ACK.
+        if not flags & (ACK | RST | SYN):
+            counters["tcp.no_ack_flag"] += 1
+            return _DROPPED
+        # PAWS (RFC 7323 5.3 R1): an older timestamp marks an old duplicate.
+        opt = self.opt
+        ts_val = opts.ts_val
+        if opt.ts_ok and ts_val is not None and not flags & RST:
+            if before32(ts_val, opt.ts_recent) and now - opt.ts_recent_stamp < 24 * 86400:
+                counters["tcp.paws_rejected"] += 1
+                self._send_dupack(plen > 0)
+                return _DROPPED
+        # Sequence number check (RFC 9293 3.10.7.4 first), with the zero-window
+        # allowance: a segment at RCV.NXT still has its ACK, RST and URG processed.
+        # With a window open, SEQ must lie below RCV.NXT + RCV.WND, also for an
+        # empty segment (the RFC's table; Linux accepts SEQ == the right edge).
+        rcv = self.rcv
+        rcv_nxt = rcv.rcv_nxt
+        seg_len = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+        right = rcv.rcv_adv if rcv.rcv_adv > rcv_nxt else rcv_nxt
+        end = seq + seg_len
+        if seq > right or (seq == right and right > rcv_nxt):
+            if flags & RST:
+                counters["tcp.rst_out_of_window"] += 1
+                return _DROPPED
+            counters["tcp.out_of_window"] += 1
+            if flags & SYN:
+                self._challenge_ack()
+            else:
+                self._send_dupack(plen > 0)
+            return _DROPPED
+        if end < rcv_nxt or (end == rcv_nxt and seg_len > 0) or (seg_len == 0 and seq < rcv_nxt):
+            if flags & RST:
+                counters["tcp.rst_out_of_window"] += 1
+                return _DROPPED
+            if flags & SYN:
+                self._challenge_ack()
+                return _DROPPED
+            counters["tcp.old_segment"] += 1
+            return _OLD
+        return None
+
     def _input_synchronized(self, hdr: TcpHeader, payload: memoryview) -> None:
         """RFC 9293 3.10.7.4 for SYN_RECEIVED and the synchronized states."""
         flags = hdr.flags
@@ -903,50 +958,12 @@ class TcpConnection:
             hdr = hdr._replace(flags=flags, seq=rcv_nxt & MASK,
                                window=hdr.window >> opt.snd_wscale)
 
-        # Neither ACK nor RST nor SYN (a bare FIN, data without ACK): RFC 9293
-        # 3.10.7.4 fifth drops it if the ACK bit is off; Linux does so before any
-        # sequence check, so such a segment never draws an ACK.
-        if not flags & (ACK | RST | SYN):
-            counters["tcp.no_ack_flag"] += 1
-            return
-
-        # PAWS (RFC 7323 5.3 R1): an older timestamp marks an old duplicate.
-        ts_val = opts.ts_val
-        if opt.ts_ok and ts_val is not None and not flags & RST:
-            if before32(ts_val, opt.ts_recent) and now - opt.ts_recent_stamp < 24 * 86400:
-                counters["tcp.paws_rejected"] += 1
-                self._send_dupack(plen > 0)
+        verdict = self._check_sequence(flags, opts, seq, plen, now)
+        if verdict is not None:
+            if verdict is _DROPPED:
                 return
-
-        # Sequence number check (RFC 9293 3.10.7.4 first), with the zero-window
-        # allowance: a segment at RCV.NXT still has its ACK, RST and URG processed.
-        # With a window open, SEQ must lie below RCV.NXT + RCV.WND, also for an
-        # empty segment (the RFC's table; Linux accepts SEQ == the right edge).
-        seg_len = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
-        right = rcv.rcv_adv if rcv.rcv_adv > rcv_nxt else rcv_nxt
-        end = seq + seg_len
-        if seq > right or (seq == right and right > rcv_nxt):
-            if flags & RST:
-                counters["tcp.rst_out_of_window"] += 1
-                return
-            counters["tcp.out_of_window"] += 1
-            if flags & SYN:
-                self._challenge_ack()
-            else:
-                self._send_dupack(plen > 0)
-            return
-        old = end < rcv_nxt or (end == rcv_nxt and seg_len > 0) or (
-            seg_len == 0 and seq < rcv_nxt)
-        if old:
-            # Entirely old (a retransmission, a keepalive or window probe): no RST
-            # or SYN processing; the ACK field is still used (as BSD), then ACK.
-            if flags & RST:
-                counters["tcp.rst_out_of_window"] += 1
-                return
-            if flags & SYN:
-                self._challenge_ack()
-                return
-            counters["tcp.old_segment"] += 1
+            # Entirely old (a retransmission, a keepalive or window probe): the
+            # ACK field is still used (as BSD), then ACK.
             if flags & ACK and st != SYN_RECEIVED:
                 if not self._process_ack(hdr, opts, seq, 0, flags, now):
                     return
@@ -977,6 +994,8 @@ class TcpConnection:
                 rst = build_fast(self._psum, self._lport, self._rport, hdr.ack, 0, RST, 0,
                                  b"", b"")
             else:
+                # (the SYN: its length is one, plus its data and any FIN)
+                seg_len = plen + 1 + (1 if flags & FIN else 0)
                 rst = build_fast(self._psum, self._lport, self._rport, 0,
                                  (hdr.seq + seg_len) & MASK, RST | ACK, 0, b"", b"")
             self._ip_send(rst)
@@ -994,6 +1013,7 @@ class TcpConnection:
             return
 
         # TS.Recent (RFC 7323 4.3): the segment covers Last.ACK.sent.
+        ts_val = opts.ts_val
         if ts_val is not None and opt.ts_ok and seq <= rcv.last_ack_sent:
             opt.ts_recent = ts_val
             opt.ts_recent_stamp = now

@@ -32,8 +32,8 @@ import weakref
 from typing import TYPE_CHECKING
 
 from femtotcp.proto.tcp.buffers import OutOfOrderQueue
-from femtotcp.proto.tcp.connection import TcpConnection
-from femtotcp.proto.tcp.seq import MASK, before32, unwrap
+from femtotcp.proto.tcp.connection import _DROPPED, TcpConnection
+from femtotcp.proto.tcp.seq import MASK, unwrap
 from femtotcp.proto.tcp.state import CLOSED, FIN_WAIT_2, TIME_WAIT
 from femtotcp.proto.tcp.timers import _UNARMED
 from femtotcp.wire.tcp import (
@@ -198,38 +198,9 @@ class TimeWait(TcpConnection):
         rcv_nxt = rcv.rcv_nxt
         seq = unwrap(hdr.seq, rcv_nxt)
         plen = len(payload)
-        if not flags & (ACK | RST | SYN):
-            counters["tcp.no_ack_flag"] += 1
-            return
-        ts_val = opts.ts_val
-        if opt.ts_ok and ts_val is not None and not flags & RST:
-            if before32(ts_val, opt.ts_recent) and now - opt.ts_recent_stamp < 24 * 86400:
-                counters["tcp.paws_rejected"] += 1
-                self._send_dupack(plen > 0)
-                return
-        seg_len = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
-        right = rcv.rcv_adv if rcv.rcv_adv > rcv_nxt else rcv_nxt
-        end = seq + seg_len
-        if seq > right or (seq == right and right > rcv_nxt):
-            if flags & RST:
-                counters["tcp.rst_out_of_window"] += 1
-                return
-            counters["tcp.out_of_window"] += 1
-            if flags & SYN:
-                self._challenge_ack()
-            else:
-                self._send_dupack(plen > 0)
-            return
-        if end < rcv_nxt or (end == rcv_nxt and seg_len > 0) or (
-                seg_len == 0 and seq < rcv_nxt):
-            if flags & RST:
-                counters["tcp.rst_out_of_window"] += 1
-                return
-            if flags & SYN:
-                self._challenge_ack()
-                return
-            counters["tcp.old_segment"] += 1
-            if flags & ACK and not self._ack_ok(hdr.ack):
+        verdict = self._check_sequence(flags, opts, seq, plen, now)
+        if verdict is not None:
+            if verdict is _DROPPED or (flags & ACK and not self._ack_ok(hdr.ack)):
                 return
             if plen or flags & FIN:
                 self._send_ack()
@@ -251,6 +222,7 @@ class TimeWait(TcpConnection):
         if not flags & ACK:
             counters["tcp.no_ack_flag"] += 1
             return
+        ts_val = opts.ts_val
         if ts_val is not None and opt.ts_ok and seq <= rcv.last_ack_sent:
             opt.ts_recent = ts_val
             opt.ts_recent_stamp = now
