@@ -3,7 +3,7 @@ by how much the program has left unread there (a program slower than the
 network leaves data buffered: every bulk download).
 
 Each step appends ``--batch`` (16) full-sized segments through
-``Receiver.fast_data_acked``
+``Receiver.fast_data`` and ``_schedule_ack``
 (header prediction's in-order data inside a batch whose ACK is already
 deferred: most segments of a burst; the segments are views of ``bytes``
 frames, as a device delivers them), timed, then reads as many segments' worth
@@ -37,7 +37,7 @@ def _measure(rig: PathRig, frames: list[bytes], hlen: int, plen: int, backlog: i
     views = [memoryview(f)[off:] for f in frames]
     nviews = len(views)
     fast_data = rcv.fast_data
-    fast_data_acked = rcv.fast_data_acked
+    schedule_ack = rcv._schedule_ack
     read = rcv.read
     k = 0
     while len(rcv.rcv_buf) < backlog:
@@ -57,7 +57,8 @@ def _measure(rig: PathRig, frames: list[bytes], hlen: int, plen: int, backlog: i
         sent = rig.dev.count
         t0 = clock()
         for seg in batch:
-            fast_data_acked(seg, hlen, plen, 0.0)
+            fast_data(seg, hlen, plen)
+            schedule_ack(0.0)
         t1 = clock()
         assert rig.dev.count == sent, "an ACK was sent inside the timed appends"
         read(batch_size * plen)

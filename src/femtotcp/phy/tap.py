@@ -463,9 +463,6 @@ class TunTapDevice(Device):
         checked = self.deliver_checked
         nread = 0
         batch: list[tuple[bytes, int]] = []
-        # ``deliver``'s steps inline for a plain frame while nobody captures
-        # and a receiver is set (the common case): one Python call fewer per
-        # frame. Read per frame: a frame's handling may change either.
         while nread < self.max_batch:
             fd = self._fd          # (a frame's handling may have closed the device)
             if fd < 0:
@@ -538,11 +535,8 @@ class TunTapDevice(Device):
                 shed.count([(frame, vouched)])
             if vouched:
                 checked(frame)
-            elif self._captures or (receiver := self._receiver) is None:
-                deliver(frame)
             else:
-                counters["rx_frames"] += 1
-                receiver(frame)
+                deliver(frame)
         else:
             if shed is not None:          # the queue holds more than a batch
                 shed.backlogged()
@@ -553,11 +547,8 @@ class TunTapDevice(Device):
         for frame, vouched in batch:
             if vouched:
                 checked(frame)
-            elif self._captures or (receiver := self._receiver) is None:
-                deliver(frame)
             else:
-                counters["rx_frames"] += 1
-                receiver(frame)
+                deliver(frame)
 
     def _detached(self, exc: OSError) -> None:
         """The interface went away (deleted under us): stop reading for good.

@@ -730,22 +730,16 @@ class TcpConnection:
                 if self._ev:
                     self._defer_flush()
                 return True
-            self._ev = True
-            rcv.fast_data(segment, hlen, plen)
-            snd.output()
-            if rcv.ack_pending:
-                rcv._schedule_ack(now)
-            rcv.ack_now = False
-            self._defer_flush()
-            return True
         self._ev = True
-        if self._flush_deferred:
-            # The program hears of this batch at its end: data and ACK in one call.
-            rcv.fast_data_acked(segment, hlen, plen, now)
-            return True
         rcv.fast_data(segment, hlen, plen)
+        # The program hears of the batch at its end, before the batch's ACK
+        # goes out (so an answer can carry it).
         self._defer_flush()
-        rcv._schedule_ack(now)                            # fast_data set ack_pending
+        if ack:
+            snd.output()
+        if rcv.ack_pending:                               # (output may have carried it)
+            rcv._schedule_ack(now)
+        rcv.ack_now = False
         return True
 
     def _full_input(self, seq32: int, ack32: int, flags: int, window: int,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from femtotcp.proto.tcp.buffers import COALESCE, VIEW_MIN, OutOfOrderQueue, ReceiveQueue
+from femtotcp.proto.tcp.buffers import OutOfOrderQueue, ReceiveQueue
 from femtotcp.proto.tcp.state import CLOSED, RECEIVING
 from femtotcp.proto.tcp.timers import LazyTimer
 from femtotcp.wire.tcp import FIN
@@ -92,47 +92,6 @@ class Receiver:
         if self.quickack > 0:
             self.quickack -= 1
             self.ack_now = True
-
-    def fast_data_acked(self, segment: memoryview, hlen: int, plen: int, now: float) -> None:
-        """``fast_data`` then ``_schedule_ack(now)``, in one call: what header
-        prediction does for a segment once the program's event for the batch
-        is already deferred (most segments of a burst). The same steps in the
-        same order; the common case, a full-sized segment inside a batch whose
-        ACK is already deferred, returns without another call."""
-        rcv_nxt = self.rcv_nxt + plen
-        # ReceiveQueue.append's common cases, inlined (most segments of a burst)
-        buf = self.rcv_buf
-        if plen >= VIEW_MIN:
-            frame = segment.obj
-            if type(frame) is bytes and len(frame) <= plen + plen + VIEW_MIN:
-                buf.chunks.append(segment[hlen:])     # a view of the frame
-                buf.nbytes += plen
-            else:
-                buf.append(segment[hlen:])
-        else:
-            tail = buf.chunks[-1] if buf.nbytes else None
-            if type(tail) is bytearray and len(tail) < COALESCE:
-                tail += segment[hlen:]                # a copy into the tail chunk
-                buf.nbytes += plen
-            else:
-                buf.append(segment[hlen:])
-        self.rcv_nxt = rcv_nxt
-        self.bytes_received += plen
-        mss = self.rcv_mss
-        if plen > mss:
-            limit = self.opt.rcv_mss_limit()
-            mss = self.rcv_mss = plen if plen < limit else limit
-        self.ack_pending = True
-        if self.quickack > 0:
-            self.quickack -= 1
-            self.ack_now = True
-        elif not self.ack_now:
-            unacked = rcv_nxt - self.last_ack_sent
-            if self._ack_deferred and unacked > mss:
-                cfg = self.config
-                if cfg.ack_coalescing and unacked < cfg.ack_coalesce_segments * mss:
-                    return      # the batch's ACK is already on its way
-        self._schedule_ack(now)
 
     def receive_text(self, seq: int, payload: memoryview | bytes, flags: int) -> None:
         """RFC 9293 3.10.7.4 seventh/eighth: queue in-order data, hold the rest."""
