@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from femtotcp.cli import main
+from femtotcp.cli import build_parser, main
 from femtotcp.phy.pcap import read_pcap
 
 
@@ -51,6 +51,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
      "RST limit 'fast'"),
     (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--tcp-rst-limit", "0/10"],
      "rate must be above 0"),
+    (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--busy-poll", "-5"],
+     "busy poll -5 us out of range"),
+    (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--busy-poll", "soon"],
+     "not a number of microseconds: 'soon'"),
+    (["gateway", "--tap", "t0", "--busy-poll", "2000000"], "busy poll 2000000 us out of range"),
     (["serve", "--bogus-flag"], "bogus-flag"),
     (["nonsense"], "nonsense"),
 ])
@@ -117,3 +122,51 @@ def test_tcp_rst_limit_reaches_the_tcp_config() -> None:
     assert host_options(args).tcp_rst_limit == (500.0, 50)
     args = build_parser().parse_args(["serve", "--tap", "t0", "--ip", "192.0.2.2/24"])
     assert host_options(args).tcp_rst_limit is None
+
+
+def test_busy_poll_defaults_to_on_for_serve_and_off_in_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve (the stack's own process) polls up to 200 us by default; a stack
+    in the program's process does not poll unless asked (it would take the
+    GIL from the program); the flag reaches the loop in seconds."""
+    from femtotcp import host as hostmod
+    from femtotcp.api import run as api_run
+    from femtotcp.cli import host_options
+    seen: list[float] = []
+
+    class Stop(Exception):
+        pass
+
+    class FakeHost:
+        def __init__(self, opts: hostmod.HostOptions) -> None:
+            seen.append(hostmod.Runtime(busy_poll=(opts.busy_poll or 0) / 1e6).busy_poll)
+            raise Stop
+
+    monkeypatch.setattr(hostmod, "Host", FakeHost)
+    for argv in (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--control", ""],
+                 ["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--control", "",
+                  "--busy-poll", "0"],
+                 ["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--control", "",
+                  "--busy-poll", "50"]):
+        with pytest.raises(Stop):
+            main(argv)
+    assert seen == [200e-6, 0.0, 50e-6]
+    ran: dict[str, object] = {}
+    monkeypatch.setattr(api_run, "run_program",
+                        lambda opts, module, argv: ran.update(opts=opts) or 0)
+    main(["run", "--tap", "t0", "--ip", "192.0.2.2/24", "x.py"])
+    assert getattr(ran["opts"], "busy_poll") is None      # Host makes that 0: off
+    args = build_parser().parse_args(["run", "--tap", "t0", "--ip", "192.0.2.2/24",
+                                      "--busy-poll", "30", "x.py"])
+    assert host_options(args).busy_poll == 30.0
+    with pytest.raises(ValueError, match="--busy-poll -1: out of range"):
+        hostmod.HostOptions(tap="t0", ip="192.0.2.2/24", busy_poll=-1).validate()
+
+
+def test_gateway_busy_poll_reaches_its_loop() -> None:
+    from femtotcp.gateway import cli as gateway_cli
+    args = build_parser().parse_args(["gateway", "--tap", "g0", "--net", "192.0.2.0/24"])
+    assert gateway_cli.options(args).busy_poll == 200.0
+    args = build_parser().parse_args(["gateway", "--tap", "g0", "--net", "192.0.2.0/24",
+                                      "--busy-poll", "0"])
+    assert gateway_cli.options(args).busy_poll == 0.0

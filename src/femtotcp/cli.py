@@ -50,6 +50,23 @@ def _mtu(text: str) -> int:
     return value
 
 
+#: ``--busy-poll``'s default where the stack has a process to itself
+#: (``serve``, ``gateway``): KVM's default halt polling limit.
+BUSY_POLL_DEFAULT_US = 200.0
+
+
+def busy_poll_usec(text: str) -> float:
+    """``--busy-poll USEC``: microseconds, 0 (off) to 1,000,000."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of microseconds: {text!r}") from None
+    if not 0 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(
+            f"busy poll {text} us out of range 0..1000000 (0 turns it off)")
+    return value
+
+
 def _modules(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
@@ -103,6 +120,12 @@ def add_stack_arguments(p: argparse.ArgumentParser) -> None:
                         "second with bursts of BURST (default: none, as Linux)")
     p.add_argument("--modules", type=_modules, metavar="LIST",
                    help="load only these protocol modules, e.g. arp,ipv4,icmp4,udp")
+    p.add_argument("--busy-poll", type=busy_poll_usec, metavar="USEC",
+                   help="before sleeping, poll the devices and sockets for up to USEC "
+                        "microseconds, adapting to the traffic (as KVM's halt polling): "
+                        "shorter round trips for some CPU (default "
+                        f"{BUSY_POLL_DEFAULT_US:g} for serve, 0 for a stack in the "
+                        "program's process; 0 turns it off)")
     p.add_argument("--log-level", default="warning",
                    choices=["debug", "info", "warning", "error"], help="logging level")
 
@@ -131,7 +154,7 @@ def host_options(args: argparse.Namespace) -> Any:
         tcp_echo=args.tcp_echo, discard=args.discard, chargen=args.chargen, dns=args.dns,
         ipv6=args.ipv6, gateway6=args.gateway6, no_ipv6=args.no_ipv6,
         modules=args.modules, acd=args.acd,
-        tcp_rst_limit=args.tcp_rst_limit,
+        tcp_rst_limit=args.tcp_rst_limit, busy_poll=args.busy_poll,
         control=getattr(args, "control", None))
     try:
         opts.validate()
@@ -217,6 +240,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from femtotcp.host import Host
     _configure_logging(args.log_level)
     opts = host_options(args)
+    if opts.busy_poll is None:
+        opts.busy_poll = BUSY_POLL_DEFAULT_US     # the stack has this process to itself
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

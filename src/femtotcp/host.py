@@ -51,6 +51,8 @@ class HostOptions:
     tcp_rst_limit: tuple[float, int] | None = None   # (rate/s, burst) of RSTs to closed ports
     control: str | None = None
     name: str = "femtotcp"
+    #: The loop's longest adaptive busy poll in microseconds (None: 0, off).
+    busy_poll: float | None = None
 
     def validate(self) -> None:
         """Raise ValueError with one line naming the first problem."""
@@ -77,6 +79,8 @@ class HostOptions:
                 raise ValueError(f"--mac {self.mac}: a multicast MAC cannot be an interface's")
         if not 68 <= self.mtu <= 65535:
             raise ValueError(f"--mtu {self.mtu}: out of range 68..65535")
+        if self.busy_poll is not None and not 0 <= self.busy_poll <= 1_000_000:
+            raise ValueError(f"--busy-poll {self.busy_poll:g}: out of range 0..1000000 us")
         if self.gateway is not None:
             gw = ip_bytes(self.gateway)
             if len(gw) != 4:
@@ -184,7 +188,7 @@ class Host(Capturing):
     def __init__(self, opts: HostOptions, config: StackConfig | None = None) -> None:
         opts.validate()
         self.opts = opts
-        self.runtime = Runtime()
+        self.runtime = Runtime(busy_poll=(opts.busy_poll or 0.0) / 1e6)
         cfg = config or StackConfig()
         cfg.acd = cfg.acd or opts.acd
         if opts.tcp_rst_limit is not None:

@@ -192,3 +192,134 @@ def test_work_after_an_idle_wait_sees_the_stack_clock_of_its_wake() -> None:
         for s in (a, b):
             s.close()
         rt.close()
+
+
+class _ScriptedEpoll:
+    """Stands in for the loop's epoll: each wait returns after the scripted
+    time (on a fake clock) with or without an event, and every call is kept."""
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+        self.ready_at: float | None = None     # when the next event comes
+        self.calls: list[float] = []
+
+    def poll(self, timeout: float = -1.0) -> list[tuple[int, int]]:
+        self.calls.append(timeout)
+        now = self.clock[0]
+        if self.ready_at is not None and self.ready_at <= now:
+            self.ready_at = None
+            return [(99, 1)]
+        if timeout == 0:
+            self.clock[0] = now + 1e-6          # a poll costs a microsecond
+            return []
+        if self.ready_at is not None and (timeout < 0 or self.ready_at <= now + timeout):
+            self.clock[0] = self.ready_at
+            self.ready_at = None
+            return [(99, 1)]
+        self.clock[0] = now + timeout
+        return []
+
+
+def _scripted(monkeypatch: pytest.MonkeyPatch, busy_poll: float) -> tuple[
+        Runtime, _ScriptedEpoll, list[float]]:
+    from femtotcp import runtime as rtmod
+    clock = [100.0]
+    monkeypatch.setattr(rtmod, "monotonic", lambda: clock[0])
+    rt = Runtime(busy_poll=busy_poll)
+    rt._epoll.close()
+    ep = _ScriptedEpoll(clock)
+    rt._epoll = ep          # type: ignore[assignment]
+    return rt, ep, clock
+
+
+def test_busy_poll_window_grows_while_wakes_come_soon_and_closes_after_idle(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """KVM's halt-polling rule: a wake within the limit but after the window
+    doubles the window (from 10 us up to the limit); a wake inside the window
+    leaves it; a wait longer than the limit closes it."""
+    rt, ep, clock = _scripted(monkeypatch, 200e-6)
+    assert rt.poll_window == 0.0
+    ep.ready_at = clock[0] + 30e-6
+    assert rt._poll_then_wait(-1.0) == [(99, 1)]
+    assert ep.calls == [-1.0]                  # no window yet: straight to sleep
+    assert rt.poll_window == pytest.approx(10e-6)
+    windows = []
+    for _ in range(6):
+        ep.ready_at = clock[0] + 190e-6
+        assert rt._poll_then_wait(-1.0) == [(99, 1)]
+        windows.append(round(rt.poll_window * 1e6))
+    assert windows == [20, 40, 80, 160, 200, 200]
+    # A wake inside the window: found by polling, with no sleep at all.
+    ep.calls.clear()
+    ep.ready_at = clock[0] + 50e-6
+    assert rt._poll_then_wait(-1.0) == [(99, 1)]
+    assert ep.calls and all(t == 0 for t in ep.calls)
+    assert rt.poll_window == pytest.approx(200e-6)
+    # An idle spell: polls for the window, sleeps, and the window closes.
+    ep.calls.clear()
+    ep.ready_at = clock[0] + 0.5
+    assert rt._poll_then_wait(-1.0) == [(99, 1)]
+    assert ep.calls[-1] == -1.0 and rt.poll_window == 0.0
+    # ...so the next wait sleeps at once.
+    ep.calls.clear()
+    ep.ready_at = clock[0] + 0.5
+    rt._poll_then_wait(-1.0)
+    assert ep.calls == [-1.0]
+
+
+def test_busy_poll_stops_at_a_due_timer_and_sleeps_only_for_the_rest(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rt, ep, clock = _scripted(monkeypatch, 200e-6)
+    rt.poll_window = 100e-6
+    start = clock[0]
+    assert rt._poll_then_wait(40e-6) == []     # the timer is due first: no sleep
+    assert all(t == 0 for t in ep.calls)
+    assert clock[0] - start == pytest.approx(40e-6, abs=2e-6)
+    assert rt.poll_window == 100e-6            # a timer says nothing of the traffic
+    ep.calls.clear()
+    start = clock[0]
+    assert rt._poll_then_wait(1e-3) == []
+    assert ep.calls[-1] == pytest.approx(1e-3 - (clock[0] - start - ep.calls[-1]), abs=1e-9)
+    assert clock[0] - start == pytest.approx(1e-3)   # polled, then slept the rest
+    assert rt.poll_window == 0.0               # 1 ms without traffic: closed
+
+
+def test_without_busy_poll_the_loop_only_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    rt, ep, clock = _scripted(monkeypatch, 0.0)
+    for _ in range(5):
+        ep.ready_at = clock[0] + 5e-6
+        rt.run_once(0.01)
+    assert ep.calls and all(t > 0 for t in ep.calls)
+    assert rt.poll_window == 0.0
+    with pytest.raises(ValueError, match="busy_poll -1"):
+        Runtime(busy_poll=-1)
+
+
+def test_a_busy_polling_loop_serves_a_ping_pong_and_stops_polling_when_idle() -> None:
+    """On a real epoll: quick exchanges open the window, answers stay right,
+    and an idle spell longer than the limit closes it."""
+    rt = Runtime(busy_poll=0.05)      # a limit no thread wake-up here exceeds
+    a, b = socket.socketpair()
+    try:
+        class Echo:
+            def on_readable(self) -> None:
+                a.send(a.recv(64).upper())
+
+        rt.watch_fd(a.fileno(), True, False, Echo())
+        rt.start()
+        for i in range(50):
+            b.send(b"ping%d" % i)
+            assert b.recv(64) == b"PING%d" % i
+        assert rt.poll_window > 0
+        rt.call(lambda: rt.call_later(0.2, lambda: None))   # an idle wait of 200 ms
+        time.sleep(0.4)
+        assert rt.call(lambda: rt.poll_window) == 0.0
+        b.send(b"again")
+        assert b.recv(64) == b"AGAIN"
+    finally:
+        rt.stop()
+        rt.wake()
+        rt.join(5)
+        rt.close()
+        a.close()
+        b.close()

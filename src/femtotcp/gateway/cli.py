@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 
+from femtotcp.cli import BUSY_POLL_DEFAULT_US, busy_poll_usec
 from femtotcp.gateway.gateway import DEFAULT_NET, DEFAULT_NET6, Gateway, GatewayOptions
 
 
@@ -60,6 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connect-timeout", type=float, default=20.0,
                    help="seconds a host connect may take before the guest gets a RST "
                         "(default 20)")
+    p.add_argument("--busy-poll", type=busy_poll_usec, default=BUSY_POLL_DEFAULT_US,
+                   metavar="USEC",
+                   help="before sleeping, poll the guest and host sockets for up to USEC "
+                        "microseconds, adapting to the traffic (as KVM's halt polling): "
+                        "shorter round trips for some CPU (default "
+                        f"{BUSY_POLL_DEFAULT_US:g}; 0 turns it off)")
     p.add_argument("--control", metavar="PATH",
                    help="control socket for `femtotcp ctl --control PATH` (stats, flows, "
                         "forward add|del|list, ...)")
@@ -82,6 +89,7 @@ def options(args: argparse.Namespace) -> GatewayOptions:
                           max_flows=args.max_flows, max_guests=args.max_guests,
                           udp_timeout=args.udp_timeout,
                           offload=args.offload, connect_timeout=args.connect_timeout,
+                          busy_poll=args.busy_poll,
                           control=args.control)
 
 

@@ -114,6 +114,8 @@ class GatewayOptions:
     max_guests: int = 1
     udp_timeout: float = 120.0
     connect_timeout: float = 20.0
+    #: The loop's longest adaptive busy poll, microseconds (0: off).
+    busy_poll: float = 200.0
     control: str | None = None
     #: TAP with vnet headers: TSO super-segments to the guest, GRO frames from it.
     offload: bool = True
@@ -185,6 +187,8 @@ class GatewayOptions:
             raise ValueError("one guest attachment is needed: --tap NAME, "
                              "--qemu-stream unix:PATH, --qemu-dgram unix:PATH or --fd N"
                              + (f" (got {' and '.join(given)})" if given else ""))
+        if not 0 <= self.busy_poll <= 1_000_000:
+            raise ValueError(f"--busy-poll {self.busy_poll:g}: out of range 0..1000000 us")
         for tap in taps:
             if not tap or len(tap.encode()) > 15 or "/" in tap or " " in tap:
                 raise ValueError(f"--tap {tap!r}: 1-15 characters, no '/' or spaces")
@@ -272,7 +276,7 @@ class Gateway(Capturing):
         self.opts = opts
         net, plen, gw, dns, first, last = opts.addresses()
         self.gateway_addr, self.dns_addr, self.first_lease = gw, dns, first
-        self.runtime = runtime or Runtime()
+        self.runtime = runtime or Runtime(busy_poll=opts.busy_poll / 1e6)
         self.device: Any = device
         #: ``--qemu-stream`` with ``--max-guests N``: the listener making ports.
         self.hub: Any = None
