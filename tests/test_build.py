@@ -272,3 +272,16 @@ def test_the_full_build_runs_the_whole_demo(form: str, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "SHA-256 matches" in res.stdout and "byte-exact" in res.stdout
     assert "all parts worked" in res.stdout
+
+
+def test_what_the_control_package_loads_on_first_use_is_in_a_build_with_ctl() -> None:
+    """``femtotcp.control`` imports its parts by name when a name is first used
+    (so the CLI's parser costs no server import); the build cannot see those
+    imports, so ctl's riders must carry every one of them."""
+    from femtotcp import control
+    files = set(fbuild.files_for(["ctl"]))
+    parts = set(control._WHERE.values())
+    assert parts and all(f"control/{part}.py" in files for part in parts)
+    for name in control.__all__:
+        assert getattr(control, name) is not None
+    assert set(control.__all__) == set(control._WHERE)

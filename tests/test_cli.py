@@ -155,7 +155,7 @@ def test_busy_poll_defaults_to_on_for_serve_and_off_in_process(
     monkeypatch.setattr(api_run, "run_program",
                         lambda opts, module, argv: ran.update(opts=opts) or 0)
     main(["run", "--tap", "t0", "--ip", "192.0.2.2/24", "x.py"])
-    assert getattr(ran["opts"], "busy_poll") is None      # Host makes that 0: off
+    assert ran["opts"].busy_poll is None      # Host makes that 0: off
     args = build_parser().parse_args(["run", "--tap", "t0", "--ip", "192.0.2.2/24",
                                       "--busy-poll", "30", "x.py"])
     assert host_options(args).busy_poll == 30.0
@@ -170,3 +170,18 @@ def test_gateway_busy_poll_reaches_its_loop() -> None:
     args = build_parser().parse_args(["gateway", "--tap", "g0", "--net", "192.0.2.0/24",
                                       "--busy-poll", "0"])
     assert gateway_cli.options(args).busy_poll == 0.0
+
+
+def test_the_parser_loads_no_stack_gateway_or_control_server() -> None:
+    """``femtotcp run --control`` and ``ctl`` start without loading the stack,
+    the gateway or the control server (a program's start-up, and each Python
+    child's, pays for every module the CLI imports before it knows the command)."""
+    code = ("import sys\nfrom femtotcp.cli import build_parser\n"
+            "build_parser().parse_args(['run', '--control', '/x', 'p.py'])\n"
+            "heavy = ('femtotcp.stack.stack', 'femtotcp.gateway.gateway', "
+            "'femtotcp.control.server', 'femtotcp.control.commands', 'femtotcp.proto.tcp')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"

@@ -38,14 +38,19 @@ CORE_ROOTS = ("femtotcp.__main__", "femtotcp.cli", "femtotcp.host", "femtotcp.ru
 
 #: Code reached by function-level imports that rides with a module when the tree
 #: has it: the small services ``serve`` starts by flag with their transport, the
-#: blocking resolver helper with dns, TLS for stack sockets with run.
+#: blocking resolver helper with dns, TLS for stack sockets with run, the
+#: control package's parts (loaded by name on first use) with ctl.
 RIDERS: dict[str, tuple[str, ...]] = {
     "udp": ("femtotcp.services.echo",),
     "tcp": ("femtotcp.services.tcp_echo", "femtotcp.services.discard",
             "femtotcp.services.chargen"),
     "dns": ("femtotcp.api.resolve",),
     "run": ("femtotcp.api.tls",),
-    "ctl": ("femtotcp.gateway.control", "femtotcp.control.sockets"),
+    "ctl": ("femtotcp.gateway.control", "femtotcp.control.sockets",
+            # what ``femtotcp.control`` loads on first use (its ``_WHERE``)
+            "femtotcp.control.client", "femtotcp.control.commands",
+            "femtotcp.control.gather", "femtotcp.control.protocol",
+            "femtotcp.control.render", "femtotcp.control.server"),
 }
 
 #: The seed's set (picoTCP's comparison): ``make tiny``. ``run`` is the socket

@@ -203,8 +203,8 @@ def build_parser() -> _Parser:
     c = sub.add_parser("ctl", help="talk to a running `femtotcp serve`")
     from femtotcp.stack import modules as modreg
     if modreg.available("ctl"):
-        from femtotcp import control
-        control.add_ctl_arguments(c)
+        from femtotcp.control.client import add_ctl_arguments
+        add_ctl_arguments(c)
     else:
         c.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 from femtotcp.cli import BUSY_POLL_DEFAULT_US, busy_poll_usec
-from femtotcp.gateway.gateway import DEFAULT_NET, DEFAULT_NET6, Gateway, GatewayOptions
+from femtotcp.gateway import DEFAULT_NET, DEFAULT_NET6
+
+if TYPE_CHECKING:
+    from femtotcp.gateway.gateway import GatewayOptions
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,6 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options(args: argparse.Namespace) -> GatewayOptions:
+    from femtotcp.gateway.gateway import GatewayOptions
     tap = args.tap[0] if args.tap and len(args.tap) == 1 else args.tap
     netns = args.netns[0] if args.netns and len(args.netns) == 1 else args.netns
     return GatewayOptions(tap=tap, netns=netns, qemu_stream=args.qemu_stream,
@@ -94,6 +99,7 @@ def options(args: argparse.Namespace) -> GatewayOptions:
 
 
 def main(args: argparse.Namespace) -> int:
+    from femtotcp.gateway.gateway import Gateway
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     opts = options(args)

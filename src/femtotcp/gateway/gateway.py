@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from femtotcp.gateway import DEFAULT_NET, DEFAULT_NET6
 from femtotcp.gateway.dns_forward import DnsForwarder, resolv_conf_servers
 from femtotcp.gateway.flows import Limits
 from femtotcp.gateway.nat import Nat, UdpForward
@@ -36,8 +37,6 @@ from femtotcp.wire import ip_bytes, ip_str
 
 log = logging.getLogger("femtotcp.gateway")
 
-DEFAULT_NET = "10.0.2.0/24"
-DEFAULT_NET6 = "fd00::/64"
 
 
 @dataclass
