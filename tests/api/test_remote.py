@@ -542,6 +542,30 @@ def test_program_killed_during_a_blocking_connect(lan: Lan, svc: SocketService,
     server.close()
 
 
+def test_blocking_connect_times_out_and_serve_goes_on(lan: Lan, svc: SocketService) -> None:
+    """A connect with a timeout to an address that never answers: TimeoutError
+    after the timeout, as the stdlib's; the half-open socket is freed in serve
+    and the program's next connect on the same channel is answered."""
+    from femtotcp.api.sock_tcp import TcpMode
+    prog = RemoteNetwork(svc.path)
+    s = prog.socket()
+    s.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        s.connect((lan.ip_silent, 80))
+    assert s.connect_ex((lan.ip_b, 80)) != 0          # unusable after, as on Linux
+
+    def connecting() -> list[object]:
+        return [lk for lk in svc.links.values()
+                if getattr(lk, "mode", None) is TcpMode.CONNECTING]
+
+    assert lan.runtime.call(connecting) == []
+    s.close()
+    server = lan.net_b.create_server(("0.0.0.0", 6210))
+    with prog.create_connection((lan.ip_b, 6210), timeout=10) as c:
+        assert c.getpeername() == (lan.ip_b, 6210)
+    server.close()
+
+
 def test_reset_reported_after_serve_freed_the_socket(lan: Lan, svc: SocketService) -> None:
     """The peer resets; serve frees the socket at once (keeping only its last
     state); the program's recv still reports ECONNRESET, then EOF."""
