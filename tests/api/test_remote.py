@@ -507,6 +507,39 @@ def test_malformed_requests_get_errors_and_the_service_goes_on(lan: Lan,
     u.close()
 
 
+def test_first_request_with_a_wrong_fd_is_refused(lan: Lan, svc: SocketService) -> None:
+    """The fd a socket's first request carries must be one end of a Unix pair
+    of the socket's kind: a pipe (ENOTSOCK), a kernel UDP socket or a pair of
+    the other kind (EINVAL) is refused and closed, and serve goes on."""
+    from femtotcp.api.remote import decode, recv_message
+    conn = std.socket(std.AF_UNIX, std.SOCK_SEQPACKET)
+    conn.settimeout(5)
+    conn.connect(svc.path)
+    r, w = os.pipe()
+    udp = std.socket(std.AF_INET, std.SOCK_DGRAM)
+    dgram_pair = std.socketpair(std.AF_UNIX, std.SOCK_SEQPACKET)
+    cases = [(r, std.SOCK_STREAM, errno.ENOTSOCK), (udp.fileno(), std.SOCK_DGRAM, errno.EINVAL),
+             (dgram_pair[0].fileno(), std.SOCK_STREAM, errno.EINVAL)]
+    for sid, (fd, kind, err) in enumerate(cases, start=900001):
+        std.send_fds(conn, encode(["+state", sid, std.AF_INET, kind, 0, []]), [fd])
+        answer, got = recv_message(conn)
+        assert got is None
+        doc, _ = decode(answer)
+        assert doc[0] == err, doc
+        assert lan.runtime.call(lambda sid=sid: sid not in svc.links)
+    conn.close()
+    for f in (r, w):
+        os.close(f)
+    udp.close()
+    for end in dgram_pair:
+        end.close()
+    prog = RemoteNetwork(svc.path)
+    u = prog.socket(std.AF_INET, std.SOCK_DGRAM)
+    u.bind(("0.0.0.0", 7301))
+    assert u.getsockname() == ("0.0.0.0", 7301)
+    u.close()
+
+
 def test_program_killed_during_a_blocking_connect(lan: Lan, svc: SocketService,
                                                   tmp_path: os.PathLike[str]) -> None:
     """Serve holds the answer to a connect when its program dies: the answer

@@ -620,15 +620,15 @@ class SocketService:
         """Take ``fd`` (a program-made pair's other end) as socket ``sid``'s Q."""
         pair_kind = SOCK_STREAM if int(kind) == SOCK_STREAM else SOCK_SEQPACKET
         try:
-            q = _RealSocket(AF_UNIX, pair_kind, 0, fd)
+            # Family and type unknown (-1): the socket object reads them from the
+            # fd itself (getsockname, SO_TYPE), an fd that is no socket is ENOTSOCK.
+            q = _RealSocket(-1, -1, 0, fd)
         except OSError:
             os.close(fd)
             raise
         try:
             what = link_kind(int(family), int(kind), int(proto))
-            # (Told the kind above, the socket object took it on trust: check it.)
-            if (q.getsockopt(SOL_SOCKET, socket.SO_DOMAIN) != AF_UNIX
-                    or q.getsockopt(SOL_SOCKET, socket.SO_TYPE) != pair_kind):
+            if q.family != AF_UNIX or q.type != pair_kind:
                 raise _oserror(errno.EINVAL, "not a socket pair of that kind")
             q.setblocking(False)
         except BaseException:
