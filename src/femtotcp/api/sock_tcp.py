@@ -117,6 +117,9 @@ class _TcpLink(_Link):
         self.pumping = False       # the connection calls on_event from inside send()
         self.pump_again = False
         self.q_ready = False       # this pump runs because epoll reported Q ready
+        # The connect is done this moment: what the program writes (or its
+        # close) from now on is for epoll to report, Q is not read first.
+        self.just_connected = False
         # listening
         self.backlog = DEFAULT_BACKLOG
         self.ready: deque[Any] = deque()
@@ -310,6 +313,7 @@ class _TcpLink(_Link):
             self.local = (conn.local[0], conn.local[1])
             self.remote = (conn.remote[0], conn.remote[1])
             self._drop_filler()
+            self.just_connected = True
             if self.connect_done is not None:
                 self.connect_done.set()
         if self.mode is TcpMode.CONNECTED:
@@ -389,9 +393,13 @@ class _TcpLink(_Link):
         # before anything is sent: a program that wrote and then closed (or
         # shut its writing side) has its FIN ride on the last data segment, as
         # Linux's tcp_send_fin does with data still unsent.
+        # Right after the connect, Q is registered with epoll (level-triggered:
+        # whatever the program wrote or its close is reported) instead of a read
+        # that finds it empty.
         watch = self.watch
         read_q = (self.q_ready or self.outbound is not None or watch is None
-                  or not watch.events & selectors.EVENT_READ)
+                  or not (watch.events & selectors.EVENT_READ or self.just_connected))
+        self.just_connected = False
         queued = False
         while not self.eof_out:
             data = self.outbound
