@@ -499,11 +499,15 @@ def test_malformed_requests_get_errors_and_the_service_goes_on(lan: Lan,
         doc, _ = decode(answer)
         assert doc[0] != 0, (msg, doc)
     conn.close()
-    # Still serving: a real program works.
+    _still_serving(svc, 7300)
+
+
+def _still_serving(svc: SocketService, port: int) -> None:
+    """A real program is still served: a UDP socket binds ``port``."""
     prog = RemoteNetwork(svc.path)
     u = prog.socket(std.AF_INET, std.SOCK_DGRAM)
-    u.bind(("0.0.0.0", 7300))
-    assert u.getsockname() == ("0.0.0.0", 7300)
+    u.bind(("0.0.0.0", port))
+    assert u.getsockname() == ("0.0.0.0", port)
     u.close()
 
 
@@ -533,11 +537,7 @@ def test_first_request_with_a_wrong_fd_is_refused(lan: Lan, svc: SocketService) 
     udp.close()
     for end in dgram_pair:
         end.close()
-    prog = RemoteNetwork(svc.path)
-    u = prog.socket(std.AF_INET, std.SOCK_DGRAM)
-    u.bind(("0.0.0.0", 7301))
-    assert u.getsockname() == ("0.0.0.0", 7301)
-    u.close()
+    _still_serving(svc, 7301)
 
 
 def test_program_killed_during_a_blocking_connect(lan: Lan, svc: SocketService,

@@ -322,19 +322,6 @@ def test_passive_close_fin_carries_the_ack_of_the_peers_fin() -> None:
     assert conn.counters["tcp.delayed_acks"] == 0
 
 
-def test_fin_in_fin_wait_is_acked_at_once() -> None:
-    """An active closer ACKs the peer's FIN at once (FIN_WAIT_2 -> TIME_WAIT)."""
-    lan, peer = lan_with_peer()
-    p = open_passive(lan, peer)
-    conn = p.conn
-    conn.close()
-    peer.expect(FIN | ACK)
-    peer.send(ACK, p.snd, p.rcv + 1)
-    assert conn.state == "FIN_WAIT_2"
-    peer.send(FIN | ACK, p.snd, p.rcv + 1)
-    assert peer.expect(ACK).ack == p.snd + 1
-
-
 def test_simultaneous_close_closing() -> None:
     """FIN_WAIT_1 -> CLOSING (rcv FIN, snd ACK) -> TIME_WAIT (rcv ACK of FIN)."""
     lan, peer = lan_with_peer()
