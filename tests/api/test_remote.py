@@ -499,12 +499,45 @@ def test_malformed_requests_get_errors_and_the_service_goes_on(lan: Lan,
         doc, _ = decode(answer)
         assert doc[0] != 0, (msg, doc)
     conn.close()
-    # Still serving: a real program works.
+    _still_serving(svc, 7300)
+
+
+def _still_serving(svc: SocketService, port: int) -> None:
+    """A real program is still served: a UDP socket binds ``port``."""
     prog = RemoteNetwork(svc.path)
     u = prog.socket(std.AF_INET, std.SOCK_DGRAM)
-    u.bind(("0.0.0.0", 7300))
-    assert u.getsockname() == ("0.0.0.0", 7300)
+    u.bind(("0.0.0.0", port))
+    assert u.getsockname() == ("0.0.0.0", port)
     u.close()
+
+
+def test_first_request_with_a_wrong_fd_is_refused(lan: Lan, svc: SocketService) -> None:
+    """The fd a socket's first request carries must be one end of a Unix pair
+    of the socket's kind: a pipe (ENOTSOCK), a kernel UDP socket or a pair of
+    the other kind (EINVAL) is refused and closed, and serve goes on."""
+    from femtotcp.api.remote import decode, recv_message
+    conn = std.socket(std.AF_UNIX, std.SOCK_SEQPACKET)
+    conn.settimeout(5)
+    conn.connect(svc.path)
+    r, w = os.pipe()
+    udp = std.socket(std.AF_INET, std.SOCK_DGRAM)
+    dgram_pair = std.socketpair(std.AF_UNIX, std.SOCK_SEQPACKET)
+    cases = [(r, std.SOCK_STREAM, errno.ENOTSOCK), (udp.fileno(), std.SOCK_DGRAM, errno.EINVAL),
+             (dgram_pair[0].fileno(), std.SOCK_STREAM, errno.EINVAL)]
+    for sid, (fd, kind, err) in enumerate(cases, start=900001):
+        std.send_fds(conn, encode(["+state", sid, std.AF_INET, kind, 0, []]), [fd])
+        answer, got = recv_message(conn)
+        assert got is None
+        doc, _ = decode(answer)
+        assert doc[0] == err, doc
+        assert lan.runtime.call(lambda sid=sid: sid not in svc.links)
+    conn.close()
+    for f in (r, w):
+        os.close(f)
+    udp.close()
+    for end in dgram_pair:
+        end.close()
+    _still_serving(svc, 7301)
 
 
 def test_program_killed_during_a_blocking_connect(lan: Lan, svc: SocketService,
@@ -539,6 +572,30 @@ def test_program_killed_during_a_blocking_connect(lan: Lan, svc: SocketService,
     server = lan.net_b.create_server(("0.0.0.0", 6200))
     c = prog.create_connection((lan.ip_b, 6200), timeout=10)
     c.close()
+    server.close()
+
+
+def test_blocking_connect_times_out_and_serve_goes_on(lan: Lan, svc: SocketService) -> None:
+    """A connect with a timeout to an address that never answers: TimeoutError
+    after the timeout, as the stdlib's; the half-open socket is freed in serve
+    and the program's next connect on the same channel is answered."""
+    from femtotcp.api.sock_tcp import TcpMode
+    prog = RemoteNetwork(svc.path)
+    s = prog.socket()
+    s.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        s.connect((lan.ip_silent, 80))
+    assert s.connect_ex((lan.ip_b, 80)) != 0          # unusable after, as on Linux
+
+    def connecting() -> list[object]:
+        return [lk for lk in svc.links.values()
+                if getattr(lk, "mode", None) is TcpMode.CONNECTING]
+
+    assert lan.runtime.call(connecting) == []
+    s.close()
+    server = lan.net_b.create_server(("0.0.0.0", 6210))
+    with prog.create_connection((lan.ip_b, 6210), timeout=10) as c:
+        assert c.getpeername() == (lan.ip_b, 6210)
     server.close()
 
 

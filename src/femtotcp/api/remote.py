@@ -507,6 +507,9 @@ class RemoteSocket(_SocketBase):
         """An address serve sends ([text, port]) as this socket's family shows it."""
         if addr is None:
             return None
+        if self._sfamily == AF_INET:
+            # serve's text is ip_str's already: _fmt would give it back as is.
+            return (str(addr[0]), int(addr[1]))
         return self._fmt(ip_bytes(str(addr[0])), int(addr[1]), self._scope)
 
     def _ask(self, op: str, *args: Any, tail: bytes = b"") -> tuple[list[Any], int | None]:

@@ -52,6 +52,21 @@ _SYN_STATES = frozenset({"SYN-SENT", "SYN-RECEIVED", "SYN-RCVD", "LISTEN", "CLOS
 _DEAD_STATES = frozenset({"CLOSED", "TIME-WAIT"})
 
 
+#: ``state_name`` of the connection states met so far (a handful of them).
+_STATE_NAMES: dict[Any, str] = {}
+
+
+def _state_name(state: Any) -> str:
+    """``state_name(state)``, remembered: a connecting socket asks on every
+    event, and an enum member's name is a Python-level property."""
+    name = _STATE_NAMES.get(state)
+    if name is None:
+        name = state_name(state)
+        if len(_STATE_NAMES) < 64:
+            _STATE_NAMES[state] = name
+    return name
+
+
 class TcpMode(enum.Enum):
     """What a TCP socket is, as the program sees it (not the connection's
     RFC 9293 state: that lives in the stack)."""
@@ -102,6 +117,9 @@ class _TcpLink(_Link):
         self.pumping = False       # the connection calls on_event from inside send()
         self.pump_again = False
         self.q_ready = False       # this pump runs because epoll reported Q ready
+        # The connect is done this moment: what the program writes (or its
+        # close) from now on is for epoll to report, Q is not read first.
+        self.just_connected = False
         # listening
         self.backlog = DEFAULT_BACKLOG
         self.ready: deque[Any] = deque()
@@ -285,7 +303,7 @@ class _TcpLink(_Link):
         conn = self.conn
         if self.mode is TcpMode.CONNECTING:
             err = getattr(conn, "error", None)
-            state = state_name(getattr(conn, "state", ""))
+            state = _state_name(getattr(conn, "state", ""))
             if err or state in _DEAD_STATES:
                 self._connect_failed(err or errno.ECONNREFUSED)
                 return
@@ -295,6 +313,7 @@ class _TcpLink(_Link):
             self.local = (conn.local[0], conn.local[1])
             self.remote = (conn.remote[0], conn.remote[1])
             self._drop_filler()
+            self.just_connected = True
             if self.connect_done is not None:
                 self.connect_done.set()
         if self.mode is TcpMode.CONNECTED:
@@ -374,9 +393,13 @@ class _TcpLink(_Link):
         # before anything is sent: a program that wrote and then closed (or
         # shut its writing side) has its FIN ride on the last data segment, as
         # Linux's tcp_send_fin does with data still unsent.
+        # Right after the connect, Q is registered with epoll (level-triggered:
+        # whatever the program wrote or its close is reported) instead of a read
+        # that finds it empty.
         watch = self.watch
         read_q = (self.q_ready or self.outbound is not None or watch is None
-                  or not watch.events & selectors.EVENT_READ)
+                  or not (watch.events & selectors.EVENT_READ or self.just_connected))
+        self.just_connected = False
         queued = False
         while not self.eof_out:
             data = self.outbound

@@ -323,6 +323,62 @@ class _Conn:
         self.sock.close()
 
 
+class _ConnectAnswer:
+    """A blocking connect's answer, due when the link's connect is done
+    (``finish``, the link's ``_NotifyEvent`` callback) or its timeout runs
+    out (``timed_out``): one object per connect instead of a set of closures.
+    Once answered it lets go of the link, which the link's ``connect_done``
+    no longer names, so a released link goes by reference counting."""
+
+    __slots__ = ("service", "link", "reply", "timer")
+
+    def __init__(self, service: SocketService, link: _TcpLink,
+                 reply: Callable[[list[bytes], int | None], None] | None) -> None:
+        if reply is None:
+            raise _oserror(errno.EWOULDBLOCK, "this request cannot wait here")
+        self.service: SocketService | None = service
+        self.link = link
+        self.reply = reply
+        self.timer: Any = None
+
+    def finish(self) -> None:
+        self._answer(False)
+
+    def timed_out(self) -> None:
+        self._answer(True)
+
+    def _answer(self, late: bool) -> None:
+        service = self.service
+        if service is None:
+            return                      # answered already
+        self.service = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        link = self.link
+        link.connect_done = None
+
+        def result() -> list[Any]:
+            if late:
+                link.abort_connect()
+                if link.mode is not TcpMode.CONNECTED:
+                    raise TimeoutError("timed out")
+            return connect_result(link)
+
+        out = service._run(result)
+        assert out is not None
+        self.reply(*out)
+
+
+def connect_result(link: _TcpLink) -> list[Any]:
+    """A finished connect's answer: [errno or 0, state] (the error is taken)."""
+    err = 0
+    if link.mode is TcpMode.FAILED:
+        link.so_error = 0
+        err = link.connect_error
+    return [err, state_of(link)]
+
+
 class SocketService:
     """Serves attached programs' socket requests for one stack at ``path``, in
     the stack's loop thread (no thread hop between a request and the stack)."""
@@ -564,15 +620,15 @@ class SocketService:
         """Take ``fd`` (a program-made pair's other end) as socket ``sid``'s Q."""
         pair_kind = SOCK_STREAM if int(kind) == SOCK_STREAM else SOCK_SEQPACKET
         try:
-            q = _RealSocket(AF_UNIX, pair_kind, 0, fd)
+            # Family and type unknown (-1): the socket object reads them from the
+            # fd itself (getsockname, SO_TYPE), an fd that is no socket is ENOTSOCK.
+            q = _RealSocket(-1, -1, 0, fd)
         except OSError:
             os.close(fd)
             raise
         try:
             what = link_kind(int(family), int(kind), int(proto))
-            # (Told the kind above, the socket object took it on trust: check it.)
-            if (q.getsockopt(SOL_SOCKET, socket.SO_DOMAIN) != AF_UNIX
-                    or q.getsockopt(SOL_SOCKET, socket.SO_TYPE) != pair_kind):
+            if q.family != AF_UNIX or q.type != pair_kind:
                 raise _oserror(errno.EINVAL, "not a socket pair of that kind")
             q.setblocking(False)
         except BaseException:
@@ -715,11 +771,7 @@ class SocketService:
             return [self.net.call(start), state_of(link)]
 
         def result() -> list[Any]:
-            err = 0
-            if link.mode is TcpMode.FAILED:
-                link.so_error = 0
-                err = link.connect_error
-            return [err, state_of(link)]
+            return connect_result(link)
 
         if not self.runtime.in_loop_thread():      # (a caller outside the loop)
             def start_waitable() -> threading.Event:
@@ -740,35 +792,13 @@ class SocketService:
         done = link.start_connect(dst, port, 0, scope)
         if done.is_set():
             return result()
-        finished = [False]
-        timer: list[Any] = [None]
-
-        def timed_out() -> list[Any]:
-            link.abort_connect()
-            if link.mode is not TcpMode.CONNECTED:
-                raise TimeoutError("timed out")
-            return result()
-
-        answer_now = self.later(result)
-        answer_late = self.later(timed_out)
-
-        def finish(late: bool = False) -> None:
-            if finished[0]:
-                return
-            finished[0] = True
-            if timer[0] is not None:
-                timer[0].cancel()
-            # Done with: the link and this closure no longer hold each other,
-            # so the link goes when released, without the cyclic collector.
-            link.connect_done = None
-            (answer_late if late else answer_now)()
-
+        pending = _ConnectAnswer(self, link, self._reply)
         if isinstance(done, _NotifyEvent):
-            done.callback = finish
+            done.callback = pending.finish
         else:
-            link.connect_done = _NotifyEvent(finish)
+            link.connect_done = _NotifyEvent(pending.finish)
         if tmo > 0:
-            timer[0] = self.runtime.call_later(tmo, lambda: finish(True))
+            pending.timer = self.runtime.call_later(tmo, pending.timed_out)
         return DEFER
 
     def op_uconnect(self, sid: Any, ip: str, port: int, scope: int = 0, *,

@@ -436,7 +436,10 @@ def test_fin_both_ways_then_time_wait_expires() -> None:
     net.a.shutdown(1)                                  # SHUT_WR: FIN after the data
     net.run()
     assert b.recv() == b"last words" and b.recv() == b""
-    assert b.state == "CLOSE_WAIT" and net.a.state == "FIN_WAIT_2"
+    # The FIN begins b's passive close: its ACK is a delayed one (Linux's tcp_fin).
+    assert b.state == "CLOSE_WAIT" and net.a.state == "FIN_WAIT_1"
+    net.advance(b.config.delack)
+    assert net.a.state == "FIN_WAIT_2" and b.env.counters["tcp.delayed_acks"] == 1
     b.send(b"reply")
     b.close()
     net.run()

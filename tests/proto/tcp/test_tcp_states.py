@@ -283,13 +283,16 @@ def test_active_close_fin_wait_time_wait() -> None:
 
 
 def test_passive_close_close_wait_last_ack() -> None:
-    """ESTABLISHED -> CLOSE_WAIT (rcv FIN, snd ACK) -> LAST_ACK (close, snd FIN)
-    -> CLOSED (rcv ACK of FIN)."""
+    """ESTABLISHED -> CLOSE_WAIT (rcv FIN, snd ACK after the delayed-ACK
+    timeout, as Linux's tcp_fin) -> LAST_ACK (close, snd FIN) -> CLOSED (rcv
+    ACK of FIN)."""
     lan, peer = lan_with_peer()
     p = open_passive(lan, peer)
     conn = p.conn
     peer.send(FIN | ACK, p.snd, p.rcv)
     assert conn.state == "CLOSE_WAIT"
+    assert peer.received() == []
+    lan.run(conn.config.delack)
     assert peer.expect(ACK).ack == p.snd + 1
     assert conn.recv(100) == b""              # EOF
     conn.close()
@@ -298,6 +301,25 @@ def test_passive_close_close_wait_last_ack() -> None:
     assert fin.seq == p.rcv
     peer.send(ACK, p.snd + 1, p.rcv + 1)
     assert conn.state == "CLOSED" and peer.stack.tcp.connections() == []
+
+
+def test_passive_close_fin_carries_the_ack_of_the_peers_fin() -> None:
+    """A program that closes on the peer's FIN before the delayed ACK is due
+    sends one FIN+ACK that acknowledges it: three segments for the close, as
+    between two Linux hosts."""
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    conn = p.conn
+    peer.send(FIN | ACK, p.snd, p.rcv)
+    assert conn.state == "CLOSE_WAIT" and peer.received() == []
+    conn.close()
+    fin = peer.expect(FIN | ACK)
+    assert fin.seq == p.rcv and fin.ack == p.snd + 1
+    peer.send(ACK, p.snd + 1, p.rcv + 1)
+    assert conn.state == "CLOSED"
+    lan.run(conn.config.delack * 2)
+    assert peer.received() == []              # no ACK left over from the FIN
+    assert conn.counters["tcp.delayed_acks"] == 0
 
 
 def test_simultaneous_close_closing() -> None:

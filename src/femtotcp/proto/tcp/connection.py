@@ -1096,11 +1096,16 @@ class TcpConnection:
         return True
 
     def _receive_fin(self) -> None:
-        """RFC 9293 3.10.7.4 eighth: the FIN is next in sequence."""
-        self.rcv.fin()
-        self._ev = True
+        """RFC 9293 3.10.7.4 eighth: the FIN is next in sequence. In
+        ESTABLISHED (or SYN_RECEIVED) it begins a passive close, and its ACK
+        is a delayed one, as Linux's tcp_fin (which enters pingpong mode
+        there): a program that closes on the FIN sends FIN+ACK, three
+        segments for the close instead of four. Other states ACK at once."""
         st = self.state
-        if st == ESTABLISHED or st == SYN_RECEIVED:
+        passive = st == ESTABLISHED or st == SYN_RECEIVED
+        self.rcv.fin(not passive)
+        self._ev = True
+        if passive:
             self._set_state(CLOSE_WAIT)
         elif st == FIN_WAIT_1:
             if self.snd.fin_acked():

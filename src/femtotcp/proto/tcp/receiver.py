@@ -165,13 +165,17 @@ class Receiver:
             self.ack_pending = True
             self.ack_now = True
 
-    def fin(self) -> None:
-        """The peer's FIN is next in sequence: it takes one number; ACK it at once."""
+    def fin(self, ack_now: bool = True) -> None:
+        """The peer's FIN is next in sequence: it takes one number. ACK it at
+        once, or (``ack_now`` False: a passive close, see
+        ``TcpConnection._receive_fin``) as a delayed ACK, which the program's
+        own FIN, usually close behind, then carries."""
         self.rcv_nxt += 1
         self.fin_received = True
         self.ooo_fin = -1
         self.ack_pending = True
-        self.ack_now = True
+        if ack_now:
+            self.ack_now = True
 
     def read(self, n: int) -> bytes:
         """Take up to ``n`` buffered bytes (the buffer is not empty)."""
