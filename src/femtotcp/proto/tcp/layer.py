@@ -37,7 +37,7 @@ from femtotcp.proto.tcp.synguard import SynGuard
 from femtotcp.proto.tcp.timewait import TimeWait
 from femtotcp.wire import Malformed
 from femtotcp.wire import tcp as wire
-from femtotcp.wire.checksum import mod_ffff, ones_sum
+from femtotcp.wire.checksum import SHORT, mod_ffff, ones_sum, sum_value
 
 if TYPE_CHECKING:
     from femtotcp.core.timers import Timer
@@ -62,10 +62,7 @@ def _checksum_ok(segment: memoryview, n: int, psum: int) -> bool:
     """The segment's checksum (RFC 9293 3.1), inline: the ones' complement sum
     is the value modulo 0xFFFF (see wire.checksum); ``psum`` is the pseudo
     header's address part plus the protocol (a connection caches it)."""
-    value = int.from_bytes(segment, "big")
-    if n & 1:
-        value <<= 8
-    return not (mod_ffff(value) + psum + n) % 0xFFFF
+    return not (mod_ffff(sum_value(segment)) + psum + n) % 0xFFFF
 
 #: The states a compact record (timewait.py) keeps.
 _RECORD_STATES = frozenset({TIME_WAIT, FIN_WAIT_2})
@@ -351,9 +348,12 @@ class Tcp:
         if hlen < 20 or hlen > n:
             return 0
         if not csum_ok:
-            value = int.from_bytes(segment, "big")
-            if n & 1:
-                value <<= 8
+            if n > SHORT:
+                value = sum_value(segment)          # jumbo, GRO: read in pieces
+            else:
+                value = int.from_bytes(segment, "big")
+                if n & 1:
+                    value <<= 8
             if (mod_ffff(value) + conn._psum + n) % 0xFFFF:
                 return 0
         return 1 if conn.fast_input(seq, ack, off_flags & 0xFF, window, segment, hlen) else 2
