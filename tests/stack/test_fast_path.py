@@ -25,7 +25,7 @@ from femtotcp.stack.config import StackConfig
 from femtotcp.stack.stack import Stack
 from femtotcp.wire import arp, ethernet, ip_bytes, ipv4, mac_bytes, tcp
 from femtotcp.wire import icmp4 as wire_icmp4
-from femtotcp.wire.checksum import PIECE, SHORT, reference_checksum
+from femtotcp.wire.checksum import FOUR_PIECES, LONG_PIECE, PIECE, reference_checksum
 
 OUR_MAC = mac_bytes("02:00:00:00:00:02")
 PEER_MAC = mac_bytes("02:00:00:00:00:01")
@@ -261,10 +261,11 @@ def test_fast_path_decides_as_the_full_path(timestamps: bool, csum_ok: bool) -> 
 
 
 #: TCP segment lengths (32-byte header with timestamps) around where
-#: ``wire.checksum.sum_value`` reads in pieces: one piece up to SHORT, then
-#: the last piece short and odd, whole, and 44 MSS-sized segments in one.
-LONG = (SHORT - 1, SHORT, SHORT + 1, 2 * PIECE, 2 * PIECE + 1, 9001, 9000, 32 + 44 * 1448,
-        33 + 44 * 1448)
+#: ``wire.checksum.sum_value`` changes its way: one piece, four (MTU sizes,
+#: odd and even), then pieces of LONG_PIECE with the last one short and
+#: odd, whole, and 44 MSS-sized segments in one.
+LONG = (PIECE, PIECE + 1, 1479, 1480, FOUR_PIECES, FOUR_PIECES + 1, 2 * LONG_PIECE,
+        2 * LONG_PIECE + 1, 9001, 9000, 32 + 44 * 1448, 33 + 44 * 1448)
 
 
 def _ref_tcp_frame(seq: int, ack: int, payload: bytes, tsval: int) -> bytes:
@@ -278,9 +279,10 @@ def _ref_tcp_frame(seq: int, ack: int, payload: bytes, tsval: int) -> bytes:
     return ip_frame(PEER_IP, OUR_IP, tcp.PROTO, bytes(seg), dst_mac=OUR_MAC, src_mac=PEER_MAC)
 
 
-def _play_long(fast: bool) -> Outcome:
-    """Segments longer than an MTU, as a GRO device (or a jumbo link) hands
-    them over, whose checksum the stack verifies (``LONG``), good and spoiled."""
+def _play_lengths(fast: bool) -> Outcome:
+    """Segments of every length ``sum_value`` treats its own way (``LONG``),
+    up to a GRO device's super-frames, whose checksum the stack verifies,
+    good and spoiled."""
     w = _world(fast, True)
     w.dev.gro = True
     una = w.iss + 1
@@ -299,9 +301,9 @@ def _play_long(fast: bool) -> Outcome:
     return finish(w, sent, _sent)
 
 
-def test_long_segments_are_verified_alike() -> None:
-    fast = same_on_both(_play_long)
-    assert fast[2]["tcp.bad_checksum"] == 3
+def test_segments_of_every_length_are_verified_alike() -> None:
+    fast = same_on_both(_play_lengths)
+    assert fast[2]["tcp.bad_checksum"] == 4
     assert len(fast[1]) == sum(n - 32 for n in LONG)
 
 

@@ -9,8 +9,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from femtotcp.wire.checksum import (
+    FOUR_PIECES,
+    LONG_PIECE,
     PIECE,
-    SHORT,
     checksum,
     mod_ffff,
     ones_sum,
@@ -103,11 +104,12 @@ def _word_sum(data: bytes) -> int:
     return sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
 
 
-# Around every length where sum_value / mod_ffff change their way: the 180-byte
-# short division, SHORT (one piece), PIECE multiples (the last piece short,
-# odd or whole), jumbo and GRO sizes.
-_EDGES = sorted({n + d for n in (0, 180, 720, 1440, 1480, SHORT, 2 * PIECE, 3 * PIECE, 9000,
-                                 9018, 65535, 65536) for d in (-2, -1, 0, 1, 2) if n + d >= 0})
+# Around every length where sum_value / mod_ffff change their way: one piece
+# up to PIECE, four up to FOUR_PIECES (MTU sizes among them), LONG_PIECE
+# multiples (the last piece short, odd or whole), jumbo and GRO sizes.
+_EDGES = sorted({n + d for n in (0, 180, PIECE, 2 * PIECE, 1480, 1560, FOUR_PIECES, LONG_PIECE,
+                                 2 * LONG_PIECE, 9000, 9018, 65535, 65536)
+                 for d in (-2, -1, 0, 1, 2) if n + d >= 0})
 
 
 @given(st.sampled_from(_EDGES), st.sampled_from([0x00, 0xFF, None]), st.randoms())
@@ -115,7 +117,7 @@ _EDGES = sorted({n + d for n in (0, 180, 720, 1440, 1480, SHORT, 2 * PIECE, 3 * 
 def test_sum_value_is_the_word_sum_modulo_ffff(n: int, fill: int | None, rnd: Any) -> None:
     data = bytes([fill]) * n if fill is not None else rnd.randbytes(n)
     value = sum_value(data)
-    assert value >= 0 and value.bit_length() <= 12480      # what mod_ffff folds straight
+    assert value >= 0 and value.bit_length() <= 8 * PIECE + 64
     assert value % 0xFFFF == _word_sum(data) % 0xFFFF
     assert (value == 0) == (not any(data))                  # ones_sum's 0 / 0xFFFF rule
     assert sum_value(memoryview(data)) == value == sum_value(bytearray(data))
@@ -124,7 +126,7 @@ def test_sum_value_is_the_word_sum_modulo_ffff(n: int, fill: int | None, rnd: An
     assert checksum(memoryview(data)[1:], 7) == reference_checksum(data[1:], 7)
 
 
-@given(st.binary(min_size=SHORT - 4, max_size=4 * PIECE + 3))
+@given(st.binary(min_size=PIECE - 4, max_size=2 * LONG_PIECE + 3))
 @settings(max_examples=200)
 def test_long_data_sums_as_the_reference(data: bytes) -> None:
     assert checksum(data) == reference_checksum(data)
