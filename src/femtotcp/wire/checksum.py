@@ -16,16 +16,19 @@ divides what is left (about 1,800 bits).
 Cutting the data before it is read as an integer is cheaper still: the sum
 of the integers of pieces that each start on a word (an even offset) is the
 same modulo 0xFFFF. ``sum_value`` reads an MTU-sized segment as four pieces
-of a quarter each, so every object on the way (a piece's bytes, its
-integer, their sum) stays under the 512 bytes CPython's small-object
-allocator serves, where one 1480-byte integer and its folds go to
-``malloc``: on the receive path (``python -m bench.tcp_path``, a TCP segment
-verified per frame) that is 0.6 us less per segment than ``mod_ffff`` of the
-whole value, although the two cost about the same in a tight loop. Longer
-data (jumbo frames, GRO super-frames) is read in ``LONG_PIECE`` pieces and
-the sum folded: a 44-segment GRO frame's check costs less than half of
-halving its 500,000-bit value. The pieces' order matters too: reading the
-last piece first, and holding it, cost 0.4 us per segment more, measured.
+of about a quarter each and folds their sum once: on the receive path
+(``python -m bench.tcp_path``, a TCP segment verified per frame) that is
+0.4-0.5 us less per segment than ``mod_ffff`` of the whole value, although
+the two cost about the same in a tight loop over one buffer; two and eight
+pieces measured slower than four. The gain stays with ``PYTHONMALLOC=malloc``
+(so it is not the small-object allocator); what differs is how much fresh
+memory a segment touches: a 1,480-byte copy, a 1,600-byte integer and its
+800-byte folds, against four pieces of about 400 bytes. Longer data (jumbo
+frames, GRO super-frames) is read in ``LONG_PIECE`` pieces and the sum
+folded: a 44-segment GRO frame's check costs less than half of halving its
+500,000-bit value. Such figures move with details (a variant that read the
+last piece first measured 0.4 us slower): measure on the receive path
+before changing this.
 """
 
 from __future__ import annotations
@@ -50,12 +53,10 @@ def mod_ffff(value: int, _m1: int = _M1, _m2: int = _M2, _m3: int = _M3) -> int:
     return value % 0xFFFF
 
 
-#: ``sum_value`` reads data in pieces of at most about this many bytes (an
-#: even number: each piece starts on a word): every object it makes, a
-#: piece's bytes and its integer (120 30-bit digits) and their sum, stays
-#: within the 512 bytes CPython's small-object allocator serves.
+#: ``sum_value`` reads data of up to this many bytes as one integer.
 PIECE = 448
-#: Up to this many bytes, ``sum_value`` reads four pieces of about a quarter each.
+#: Up to this many bytes (an MTU-sized segment), ``sum_value`` reads four
+#: pieces of about a quarter each (an even number of bytes: each starts on a word).
 FOUR_PIECES = 4 * PIECE
 #: Longer data (jumbo frames, GRO super-frames) is read in pieces of this many
 #: bytes (fewer turns of the loop) and their sum folded as ``mod_ffff`` does.
