@@ -18,8 +18,9 @@ of the integers of pieces that each start on a word (an even offset) is the
 same modulo 0xFFFF. ``sum_value`` reads an MTU-sized segment as four pieces
 of about a quarter each and folds their sum once: on the receive path
 (``python -m bench.tcp_path``, a TCP segment verified per frame) that is
-0.4-0.5 us less per segment than ``mod_ffff`` of the whole value, although
-the two cost about the same in a tight loop over one buffer; two and eight
+0.4-0.5 us less per segment than ``mod_ffff`` of the whole value, 0.2 us with
+real TAP reads (``python -m bench.nooffload --cpu``), although the two cost
+about the same in a tight loop over one buffer; two, three, six and eight
 pieces measured slower than four. The gain stays with ``PYTHONMALLOC=malloc``
 (so it is not the small-object allocator); what differs is how much fresh
 memory a segment touches: a 1,480-byte copy, a 1,600-byte integer and its
