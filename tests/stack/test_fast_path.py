@@ -25,6 +25,7 @@ from femtotcp.stack.config import StackConfig
 from femtotcp.stack.stack import Stack
 from femtotcp.wire import arp, ethernet, ip_bytes, ipv4, mac_bytes, tcp
 from femtotcp.wire import icmp4 as wire_icmp4
+from femtotcp.wire.checksum import FOUR_PIECES, LONG_PIECE, PIECE, reference_checksum
 
 OUR_MAC = mac_bytes("02:00:00:00:00:02")
 PEER_MAC = mac_bytes("02:00:00:00:00:01")
@@ -257,6 +258,53 @@ def test_fast_path_decides_as_the_full_path(timestamps: bool, csum_ok: bool) -> 
     replies = [s for s in fast[0] if s[0] == "ip" and s[1] == 1]
     assert [wire_icmp4.parse(s[4])[0].type for s in replies] == [0] * 4
     assert replies[2][2] == 0x10        # the TOS of the request comes back
+
+
+#: TCP segment lengths (32-byte header with timestamps) around where
+#: ``wire.checksum.sum_value`` changes its way: one piece, four (MTU sizes,
+#: odd and even), then pieces of LONG_PIECE with the last one short and
+#: odd, whole, and 44 MSS-sized segments in one.
+LONG = (PIECE, PIECE + 1, 1479, 1480, FOUR_PIECES, FOUR_PIECES + 1, 2 * LONG_PIECE,
+        2 * LONG_PIECE + 1, 9001, 9000, 32 + 44 * 1448, 33 + 44 * 1448)
+
+
+def _ref_tcp_frame(seq: int, ack: int, payload: bytes, tsval: int) -> bytes:
+    """A data segment whose checksum is the plain word loop's
+    (``reference_checksum``), not the stack's own code's."""
+    seg = bytearray(tcp.build(PEER_IP, OUR_IP, PEER_PORT, PORT, seq & 0xFFFFFFFF,
+                              ack & 0xFFFFFFFF, tcp.ACK, 65535, payload, _ts(True, tsval)))
+    seg[16:18] = b"\0\0"
+    pseudo = PEER_IP + OUR_IP + bytes((0, tcp.PROTO)) + len(seg).to_bytes(2, "big")
+    seg[16:18] = reference_checksum(pseudo + bytes(seg)).to_bytes(2, "big")
+    return ip_frame(PEER_IP, OUR_IP, tcp.PROTO, bytes(seg), dst_mac=OUR_MAC, src_mac=PEER_MAC)
+
+
+def _play_lengths(fast: bool) -> Outcome:
+    """Segments of every length ``sum_value`` treats its own way (``LONG``),
+    up to a GRO device's super-frames, whose checksum the stack verifies,
+    good and spoiled."""
+    w = _world(fast, True)
+    w.dev.gro = True
+    una = w.iss + 1
+    seq = 5001
+    frames: list[bytes] = []
+    for i, n in enumerate(LONG):
+        payload = bytes((seq + k) % 253 for k in range(n - 32))
+        frame = _ref_tcp_frame(seq, una, payload, 10 + i)
+        if i % 3 == 1:
+            frames.append(_spoil_tcp(frame))        # dropped, then sent again
+        frames.append(frame)
+        seq += n - 32
+    frames.append(_tcp_frame(seq, una, tcp.ACK | tcp.FIN, b"", _ts(True, 99)))
+    sent: list[Any] = []
+    feed(w, frames, False, _sent, sent)
+    return finish(w, sent, _sent)
+
+
+def test_segments_of_every_length_are_verified_alike() -> None:
+    fast = same_on_both(_play_lengths)
+    assert fast[2]["tcp.bad_checksum"] == 4
+    assert len(fast[1]) == sum(n - 32 for n in LONG)
 
 
 def test_echo_reply_is_what_the_full_path_builds() -> None:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from femtotcp.wire.checksum import (
+    FOUR_PIECES,
+    LONG_PIECE,
+    PIECE,
     checksum,
+    mod_ffff,
     ones_sum,
     pseudo_header_sum,
     reference_checksum,
+    sum_value,
     verify,
 )
 
@@ -88,3 +95,48 @@ def test_pseudo_header_sum_ipv6_32bit_length(src: bytes, dst: bytes, proto: int,
     explicit = src + dst + length.to_bytes(4, "big") + bytes([0, 0, 0, proto])
     assert checksum(data, pseudo_header_sum(src, dst, proto, length)) == \
         reference_checksum(explicit + (data + b"\x00" if len(data) % 2 else data))
+
+
+def _word_sum(data: bytes) -> int:
+    """The plain sum of 16-bit words (odd data padded with a zero byte)."""
+    if len(data) & 1:
+        data += b"\x00"
+    return sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+
+
+# Around every length where sum_value / mod_ffff change their way: one piece
+# up to PIECE, four up to FOUR_PIECES (MTU sizes among them), LONG_PIECE
+# multiples (the last piece short, odd or whole), jumbo and GRO sizes.
+_EDGES = sorted({n + d for n in (0, 180, PIECE, 2 * PIECE, 1480, 1560, FOUR_PIECES, LONG_PIECE,
+                                 2 * LONG_PIECE, 9000, 9018, 65535, 65536)
+                 for d in (-2, -1, 0, 1, 2) if n + d >= 0})
+
+
+@given(st.sampled_from(_EDGES), st.sampled_from([0x00, 0xFF, None]), st.randoms())
+@settings(max_examples=300)
+def test_sum_value_is_the_word_sum_modulo_ffff(n: int, fill: int | None, rnd: Any) -> None:
+    data = bytes([fill]) * n if fill is not None else rnd.randbytes(n)
+    value = sum_value(data)
+    assert value >= 0 and value.bit_length() <= 8 * PIECE + 64
+    assert value % 0xFFFF == _word_sum(data) % 0xFFFF
+    assert (value == 0) == (not any(data))                  # ones_sum's 0 / 0xFFFF rule
+    assert sum_value(memoryview(data)) == value == sum_value(bytearray(data))
+    assert mod_ffff(value) == value % 0xFFFF
+    assert checksum(data) == reference_checksum(data)
+    assert checksum(memoryview(data)[1:], 7) == reference_checksum(data[1:], 7)
+
+
+@given(st.binary(min_size=PIECE - 4, max_size=2 * LONG_PIECE + 3))
+@settings(max_examples=200)
+def test_long_data_sums_as_the_reference(data: bytes) -> None:
+    assert checksum(data) == reference_checksum(data)
+    assert ones_sum(data) == (0 if not any(data) else (_word_sum(data) % 0xFFFF or 0xFFFF))
+
+
+@given(st.integers(min_value=0, max_value=600_000), st.randoms())
+@settings(max_examples=200)
+def test_mod_ffff_is_the_remainder(bits: int, rnd: Any) -> None:
+    value = rnd.getrandbits(bits) if bits else 0
+    assert mod_ffff(value) == value % 0xFFFF
+    for edge in ((1 << bits) - 1, 1 << bits, 0xFFFF << bits):   # all ones, one bit, a multiple
+        assert mod_ffff(edge) == edge % 0xFFFF

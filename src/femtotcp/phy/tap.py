@@ -83,6 +83,7 @@ from typing import NamedTuple
 from femtotcp.core.loop import Loop
 from femtotcp.phy.base import Device
 from femtotcp.phy.synshed import SynShed, attach_filter, link_offered
+from femtotcp.wire.checksum import sum_value
 
 log = logging.getLogger("femtotcp.phy.tap")
 
@@ -211,11 +212,7 @@ def parse_vnet(packet: bytes | bytearray | memoryview,
         return hdr, bytes(view)
     # The field holds the pseudo-header sum: the ones' complement sum of
     # everything from csum_start, complemented, completes it (RFC 1071).
-    region = view[start:]
-    value = int.from_bytes(region, "big")
-    if (flen - start) & 1:
-        value <<= 8
-    csum = 0xFFFF - value % 0xFFFF
+    csum = 0xFFFF - sum_value(view[start:]) % 0xFFFF
     frame = bytearray(view)
     frame[pos] = csum >> 8
     frame[pos + 1] = csum & 0xFF

@@ -679,7 +679,7 @@ class TcpConnection:
         (``_full_input``): handshake and teardown segments need no second
         parse of their IP header. Returns False only in TIME_WAIT, whose SYNs
         the layer may hand to a listener instead (``Tcp.input``)."""
-        if self.state != ESTABLISHED or flags & ~PSH != ACK:
+        if self.state is not ESTABLISHED or flags & ~PSH != ACK:
             return self._full_input(seq32, ack32, flags, window, segment, hlen)
         rcv = self.rcv
         rcv_nxt = rcv.rcv_nxt
@@ -733,8 +733,9 @@ class TcpConnection:
         self._ev = True
         rcv.fast_data(segment, hlen, plen)
         # The program hears of the batch at its end, before the batch's ACK
-        # goes out (so an answer can carry it).
-        self._defer_flush()
+        # goes out (so an answer can carry it); once per batch.
+        if not self._flush_deferred:
+            self._defer_flush()
         if ack:
             snd.output()
         if rcv.ack_pending:                               # (output may have carried it)

@@ -37,7 +37,7 @@ from femtotcp.proto.tcp.synguard import SynGuard
 from femtotcp.proto.tcp.timewait import TimeWait
 from femtotcp.wire import Malformed
 from femtotcp.wire import tcp as wire
-from femtotcp.wire.checksum import mod_ffff, ones_sum
+from femtotcp.wire.checksum import ones_sum, sum_value
 
 if TYPE_CHECKING:
     from femtotcp.core.timers import Timer
@@ -59,13 +59,10 @@ Key = tuple[bytes, int, bytes, int]
 
 
 def _checksum_ok(segment: memoryview, n: int, psum: int) -> bool:
-    """The segment's checksum (RFC 9293 3.1), inline: the ones' complement sum
-    is the value modulo 0xFFFF (see wire.checksum); ``psum`` is the pseudo
-    header's address part plus the protocol (a connection caches it)."""
-    value = int.from_bytes(segment, "big")
-    if n & 1:
-        value <<= 8
-    return not (mod_ffff(value) + psum + n) % 0xFFFF
+    """The segment's checksum (RFC 9293 3.1): the ones' complement sum is the
+    value modulo 0xFFFF (see wire.checksum); ``psum`` is the pseudo header's
+    address part plus the protocol (a connection caches it)."""
+    return not (sum_value(segment) + psum + n) % 0xFFFF
 
 #: The states a compact record (timewait.py) keeps.
 _RECORD_STATES = frozenset({TIME_WAIT, FIN_WAIT_2})
@@ -350,12 +347,8 @@ class Tcp:
         hlen = (off_flags >> 10) & 0x3C
         if hlen < 20 or hlen > n:
             return 0
-        if not csum_ok:
-            value = int.from_bytes(segment, "big")
-            if n & 1:
-                value <<= 8
-            if (mod_ffff(value) + conn._psum + n) % 0xFFFF:
-                return 0
+        if not csum_ok and (sum_value(segment) + conn._psum + n) % 0xFFFF:
+            return 0
         return 1 if conn.fast_input(seq, ack, off_flags & 0xFF, window, segment, hlen) else 2
 
     def _fast_listen(self, src: bytes, dst: bytes, segment: memoryview, n: int,
