@@ -15,8 +15,19 @@ K (kernel side 192.0.2.1; the stack 192.0.2.2 attached, 192.0.2.3 in-process):
 Each client prints its figures as JSON. Printed: each figure per mode and the
 ratio to the kernel's.
 
+``--cpu`` adds under each figure the CPU time (user+system, all threads) spent
+per operation (per MB for the GET, per connect+close, per round trip, per HTTP
+request): in the kernel column by the kernel-side program (the client; the
+HTTP server for the HTTP rows), attached by the program and by ``serve``, in
+process by the one process. A program reads its own (getrusage) around each
+part; serve's and an HTTP server's are read from /proc between the marks the
+client or load script prints and waits on. serve busy-polls before it sleeps
+(``--busy-poll``, 200 us by default), which counts as its CPU:
+``--serve-busy-poll USEC`` runs serve with another value (0: off) to compare.
+
     python -m bench.programs [--short] [--size MB] [--connects N] [--pings N]
                              [--requests N] [--concurrency N] [--only PARTS]
+                             [--cpu] [--serve-busy-poll USEC]
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import time
 from typing import Any
 
 from bench.tcp_bulk import namespace
+from femtotcp.cli import BUSY_POLL_DEFAULT_US, busy_poll_usec
 
 KERNEL_TAP = "192.0.2.1"
 STACK = "192.0.2.2"
@@ -90,13 +102,27 @@ threading.Event().wait()
 """
 
 _CLIENT = r"""
-import json, os, socket, sys, time, urllib.request
+import json, os, resource, socket, sys, time, urllib.request
 host, size, connects, pings, flag = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
     int(sys.argv[4]), sys.argv[5]
+sync = sys.argv[6:] == ["1"]
+
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+def mark(part):
+    # --cpu, attached: the bench reads serve's CPU at each mark, then answers
+    if sync:
+        print("mark", part, flush=True)
+        sys.stdin.readline()
+
 while flag != "-" and not os.path.exists(flag):
     time.sleep(0.05)
 out = {}
 if size:
+    mark("get")
+    c0 = cpu()
     t = time.perf_counter()
     got = 0
     with urllib.request.urlopen(f"http://{host}:8080/blob", timeout=60) as r:
@@ -104,27 +130,41 @@ if size:
             got += len(chunk)
     assert got == size, got
     out["get_MBps"] = size / (time.perf_counter() - t) / 1e6
+    out["get_cpu_program"] = cpu() - c0
+    mark("get")
 if connects:
+    mark("connect")
+    c0 = cpu()
     t = time.perf_counter()
     for _ in range(connects):
         socket.create_connection((host, 9001), timeout=30).close()
     out["connects_per_s"] = connects / (time.perf_counter() - t)
+    out["connect_cpu_program"] = cpu() - c0
+    mark("connect")
 if pings:
     c = socket.create_connection((host, 9002), timeout=30)
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    mark("tcp")
+    c0 = cpu()
     t = time.perf_counter()
     for _ in range(pings):
         c.sendall(b"x")
         assert c.recv(1) == b"x"
     out["tcp_rtt_us"] = (time.perf_counter() - t) / pings * 1e6
+    out["tcp_cpu_program"] = cpu() - c0
+    mark("tcp")
     c.close()
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     u.settimeout(10)
+    mark("udp")
+    c0 = cpu()
     t = time.perf_counter()
     for _ in range(pings):
         u.sendto(b"x", (host, 9003))
         assert u.recvfrom(16)[0] == b"x"
     out["udp_rtt_us"] = (time.perf_counter() - t) / pings * 1e6
+    out["udp_cpu_program"] = cpu() - c0
+    mark("udp")
 print(json.dumps(out), flush=True)
 """
 
@@ -159,6 +199,14 @@ srv.serve_forever()
 _LOAD = r"""
 import http.client, json, sys, threading, time
 host, n, c = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sync = sys.argv[4:] == ["1"]
+
+def mark(part):
+    # --cpu: the bench reads the server's (and serve's) CPU at each mark, then answers
+    if sync:
+        print("mark", part, flush=True)
+        sys.stdin.readline()
+
 out = {}
 for keep in (False, True):
     left = [n]
@@ -188,12 +236,14 @@ for keep in (False, True):
             conn.close()
 
     threads = [threading.Thread(target=worker) for _ in range(c)]
+    mark("keepalive" if keep else "close")
     t = time.perf_counter()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     out["http_keepalive_rps" if keep else "http_close_rps"] = n / (time.perf_counter() - t)
+    mark("keepalive" if keep else "close")
     if errors:
         out["http_errors"] = len(errors)
 print(json.dumps(out), flush=True)
@@ -205,6 +255,46 @@ FIGURES = (("get_MBps", "urllib GET", "MB/s", True),
            ("udp_rtt_us", "UDP 1-byte round trip", "us", False),
            ("http_close_rps", "HTTP server, -c N", "/s", True),
            ("http_keepalive_rps", "HTTP server, -c N -k", "/s", True))
+
+#: --cpu: each figure's part (the client's and the load's marks) and the unit of
+#: its CPU per operation.
+CPU_PARTS = {"get_MBps": ("get", "ms/MB"), "connects_per_s": ("connect", "us/op"),
+             "tcp_rtt_us": ("tcp", "us/op"), "udp_rtt_us": ("udp", "us/op"),
+             "http_close_rps": ("close", "us/req"),
+             "http_keepalive_rps": ("keepalive", "us/req")}
+
+_TICK = 1.0 / os.sysconf("SC_CLK_TCK")
+
+#: One reading of a process's CPU: (utime+stime of the whole process from
+#: /proc/PID/stat, in clock ticks; the sum of its live threads' run time from
+#: /proc/PID/task/*/schedstat, in ns). See ``_cpu_between``.
+CpuSample = tuple[float, float]
+
+
+def _cpu_sample(pid: int) -> CpuSample:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = (int(fields[11]) + int(fields[12])) * _TICK
+    threads = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                threads += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            pass             # the thread ended between the listing and the read
+    return ticks, threads / 1e9
+
+
+def _cpu_between(a: CpuSample, b: CpuSample) -> float:
+    """The CPU seconds (user+system, all threads) a process spent from a to b.
+
+    /proc/PID/stat counts every thread, the ended ones too, but in clock ticks
+    (10 ms); the threads' schedstat is exact to the ns but loses the threads
+    that ended. The exact figure when both agree to three ticks (no thread of
+    weight ended), the ticks otherwise (ThreadingHTTPServer's thread per
+    connection)."""
+    ticks, exact = b[0] - a[0], b[1] - a[1]
+    return exact if abs(ticks - exact) <= 3 * _TICK else ticks
 
 
 def _ip(*args: str) -> None:
@@ -236,11 +326,54 @@ def _wait_link(ns: str, name: str, seconds: float = 20.0) -> None:
     raise RuntimeError(f"{name} did not appear in {ns}")
 
 
-def _client(argv: list[str], timeout: float = 600.0) -> dict[str, float]:
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if res.returncode != 0:
-        raise RuntimeError(f"{argv!r} failed: {res.stdout} {res.stderr}")
-    return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+def _client(argv: list[str], timeout: float = 600.0,
+            watch: dict[str, int] | None = None) -> dict[str, float]:
+    """Run a client or load script (its last line is its JSON figures).
+
+    With ``watch`` (a name per pid, e.g. ``{"serve": pid}``), the script is run
+    with its marks on (a last argument "1"): at each ``mark PART`` line it
+    waits until the CPU of every watched process is read, so the figures get
+    ``PART_cpu_NAME``, the CPU seconds each spent in that part."""
+    if watch is None:
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        if res.returncode != 0:
+            raise RuntimeError(f"{argv!r} failed: {res.stdout} {res.stderr}")
+        return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+    marks: dict[str, dict[str, CpuSample]] = {}
+    out: dict[str, float] = {}
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([*argv, "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=err, text=True)
+        assert proc.stdin is not None and proc.stdout is not None
+        lines: list[str] = []
+        try:
+            end = time.monotonic() + timeout
+            while True:
+                ready, _, _ = select.select([proc.stdout], [], [],
+                                            max(0.0, end - time.monotonic()))
+                if not ready:
+                    raise RuntimeError(f"{argv!r}: no answer in {timeout:g} s")
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                lines.append(line)
+                if line.startswith("mark "):
+                    part = line.split()[1]
+                    now = {name: _cpu_sample(pid) for name, pid in watch.items()}
+                    if part in marks:
+                        for name, sample in now.items():
+                            out[f"{part}_cpu_{name}"] = _cpu_between(marks[part][name], sample)
+                    else:
+                        marks[part] = now
+                    proc.stdin.write("\n")
+                    proc.stdin.flush()
+            proc.wait(max(1.0, end - time.monotonic()))
+        finally:
+            _stop(proc)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"{argv!r} failed: {''.join(lines)} {err.read()}")
+    return {**json.loads(lines[-1]), **out}
 
 
 def _stop(proc: subprocess.Popen[Any]) -> None:
@@ -253,28 +386,39 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
             proc.wait(5)
 
 
-def _http(server: list[str], load: list[str], on_ready: Any = None) -> dict[str, float]:
-    """Start the HTTP server program, load it (``_LOAD``), stop it; the figures."""
+def _http(server: list[str], load: list[str], on_ready: Any = None, cpu: bool = False,
+          serve: int | None = None) -> dict[str, float]:
+    """Start the HTTP server program, load it (``_LOAD``), stop it; the figures.
+
+    With ``cpu``, also the CPU the server program (and ``serve``'s pid, if
+    given) spent in each part."""
     proc = subprocess.Popen(server, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_line(proc, "ready")
         if on_ready is not None:
             on_ready()
-        return _client(load)
+        if not cpu:
+            return _client(load)
+        watch = {"program": proc.pid} if serve is None else {"program": proc.pid,
+                                                              "serve": serve}
+        return _client(load, watch=watch)
     finally:
         _stop(proc)
 
 
 def run(size_mb: int, connects: int, pings: int, requests: int = 5000,
-        concurrency: int = 50) -> dict[str, dict[str, float]]:
+        concurrency: int = 50, cpu: bool = False,
+        serve_busy_poll: float | None = None) -> dict[str, dict[str, float]]:
+    """The figures per mode; with ``cpu`` also each part's CPU seconds
+    (``PART_cpu_program``, attached also ``PART_cpu_serve``; printed by ``report``)."""
     size = size_mb * 1_000_000
     work = tempfile.mkdtemp(prefix="ftbprog")
     results: dict[str, dict[str, float]] = {}
     try:
         www = os.path.join(work, "www")
         os.mkdir(www)
-        with open(os.path.join(www, "blob"), "wb") as f:
-            f.write(os.urandom(1 << 20) * (size >> 20) + os.urandom(size % (1 << 20)))
+        with open(os.path.join(www, "blob"), "wb") as blob:
+            blob.write(os.urandom(1 << 20) * (size >> 20) + os.urandom(size % (1 << 20)))
         client = os.path.join(work, "client.py")
         with open(client, "w") as f:
             f.write(_CLIENT)
@@ -303,24 +447,28 @@ def run(size_mb: int, connects: int, pings: int, requests: int = 5000,
                 if requests:
                     results["kernel (veth)"].update(_http(
                         ["ip", "netns", "exec", k, py, httpd],
-                        ["ip", "netns", "exec", c, py, load, KERNEL_VETH, *hargs]))
+                        ["ip", "netns", "exec", c, py, load, KERNEL_VETH, *hargs], cpu=cpu))
                 # attached: a serve, then the program in its own process
                 control = os.path.join(work, "ctl.sock")
+                poll = [] if serve_busy_poll is None else ["--busy-poll", f"{serve_busy_poll:g}"]
+                # `ip netns exec` execs: serve.pid is serve's python (its CPU for --cpu)
                 serve = subprocess.Popen(
                     ["ip", "netns", "exec", k, py, "-m", "femtotcp", "serve", "--tap", TAP,
-                     "--ip", f"{STACK}/24", "--control", control],
+                     "--ip", f"{STACK}/24", "--control", control, *poll],
                     stdout=subprocess.PIPE, text=True)
                 try:
                     _wait_line(serve, "femtotcp: serving on")
                     _ip("-n", k, "addr", "add", f"{KERNEL_TAP}/24", "dev", TAP)
                     results["attached"] = _client(
                         ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--control",
-                         control, client, KERNEL_TAP, *args, "-"])
+                         control, client, KERNEL_TAP, *args, "-"],
+                        watch={"serve": serve.pid} if cpu else None)
                     if requests:
                         results["attached"].update(_http(
                             ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--control",
                              control, httpd],
-                            ["ip", "netns", "exec", k, py, load, STACK, *hargs]))
+                            ["ip", "netns", "exec", k, py, load, STACK, *hargs], cpu=cpu,
+                            serve=serve.pid))
                 finally:
                     _stop(serve)
                 # in-process: the TAP is made by the run; its kernel address after
@@ -350,7 +498,8 @@ def run(size_mb: int, connects: int, pings: int, requests: int = 5000,
                     results["in-process"].update(_http(
                         ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--in-process",
                          "--tap", TAP, "--ip", f"{STACK_INPROC}/24", httpd],
-                        ["ip", "netns", "exec", k, py, load, STACK_INPROC, *hargs], tap_address))
+                        ["ip", "netns", "exec", k, py, load, STACK_INPROC, *hargs], tap_address,
+                        cpu=cpu))
             finally:
                 _stop(servers)
     finally:
@@ -358,7 +507,11 @@ def run(size_mb: int, connects: int, pings: int, requests: int = 5000,
     return results
 
 
-def report(results: dict[str, dict[str, float]]) -> None:
+def report(results: dict[str, dict[str, float]],
+           ops: dict[str, float] | None = None) -> None:
+    """Print the figures; with ``ops`` (the operations per part: MB for "get",
+    requests for "close" and "keepalive", ...), a line of CPU per operation
+    under each figure whose parts were measured (``run(..., cpu=True)``)."""
     kernel = results.get("kernel (veth)", {})
     modes = [m for m in ("attached", "in-process") if m in results]
     print(f"  {'':24s} {'kernel (veth)':>14s}" + "".join(f" {m:>22s}" for m in modes))
@@ -373,7 +526,35 @@ def report(results: dict[str, dict[str, float]]) -> None:
             share = (v / k if higher else k / v) * 100 if k else 0.0
             row += f" {v:9.1f} {unit:3s} ({share:5.1f}%)"
         print(row)
+        if ops is not None:
+            _report_cpu(key, results, ops)
     print("  (%: share of the kernel's figure; for round trips, the kernel's time over ours)")
+    if ops is not None:
+        print("  (cpu: user+system CPU time of all threads per operation; kernel column: the\n"
+              "   kernel-side program (the client; the HTTP server for the HTTP rows); attached:\n"
+              "   the program + serve, its busy polling included; in-process: its one process)")
+
+
+def _report_cpu(key: str, results: dict[str, dict[str, float]], ops: dict[str, float]) -> None:
+    part, unit = CPU_PARTS[key]
+    n = ops.get(part, 0)
+    if not n or not any(f"{part}_cpu_program" in r for r in results.values()):
+        return
+    scale = (1e3 if unit.startswith("ms") else 1e6) / n
+
+    def cell(mode: str) -> str:
+        got = results.get(mode, {})
+        prog, serve = got.get(f"{part}_cpu_program"), got.get(f"{part}_cpu_serve")
+        if prog is None:
+            return f"{'-':>9s}"
+        text = f"{prog * scale:9.1f}"
+        return text if serve is None else f"{text} + {serve * scale:.1f}"
+
+    row = f"    {'cpu ' + unit:22s} {cell('kernel (veth)'):>10s}    "
+    for m in ("attached", "in-process"):
+        if m in results:
+            row += f" {cell(m):22s}"
+    print(row.rstrip())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,6 +566,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=50, help="HTTP clients (ab -c)")
     p.add_argument("--short", action="store_true",
                    help="a quick look: 20 MB, 500 connects, 1000 round trips, 2000 requests")
+    p.add_argument("--cpu", action="store_true",
+                   help="also print, under each figure, the CPU time (user+system, all "
+                        "threads) spent per operation: by the kernel-side program, by the "
+                        "attached program and by serve, by the in-process run's one process. "
+                        f"serve busy-polls for up to {BUSY_POLL_DEFAULT_US:g} us before it sleeps "
+                        "(--busy-poll): "
+                        "that polling counts in its CPU (see --serve-busy-poll)")
+    p.add_argument("--serve-busy-poll", type=busy_poll_usec, metavar="USEC",
+                   help="run serve with --busy-poll USEC (default: serve's own, "
+                        f"{BUSY_POLL_DEFAULT_US:g}; 0 turns it off)")
     p.add_argument("--only", metavar="PARTS", default="",
                    help="run only these parts, comma-separated: get, connect, rtt, http "
                         "(the others print '-')")
@@ -407,7 +598,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stdlib programs: urllib {args.size} MB GET, {args.connects} connect+close, "
           f"{args.pings} 1-byte round trips (TCP, UDP); {args.requests} HTTP requests from "
           f"{args.concurrency} clients to a ThreadingHTTPServer program (N={args.concurrency})")
-    report(run(args.size, args.connects, args.pings, args.requests, args.concurrency))
+    if args.cpu or args.serve_busy_poll is not None:
+        poll = BUSY_POLL_DEFAULT_US if args.serve_busy_poll is None else args.serve_busy_poll
+        print(f"serve busy-polls for up to {poll:g} us before it sleeps (--busy-poll"
+              f"{'' if args.serve_busy_poll is None else ' ' + format(poll, 'g')})"
+              f"{': counted in its CPU' if args.cpu and poll else ''}")
+    results = run(args.size, args.connects, args.pings, args.requests, args.concurrency,
+                  cpu=args.cpu, serve_busy_poll=args.serve_busy_poll)
+    ops = {"get": args.size, "connect": args.connects, "tcp": args.pings, "udp": args.pings,
+           "close": args.requests, "keepalive": args.requests}
+    report(results, ops if args.cpu else None)
     return 0
 
 
