@@ -20,8 +20,9 @@ per operation (per MB for the GET, per connect+close, per round trip, per HTTP
 request): in the kernel column by the kernel-side program (the client; the
 HTTP server for the HTTP rows), attached by the program and by ``serve``, in
 process by the one process. A program reads its own (getrusage) around each
-part; serve's and an HTTP server's are read from /proc between the marks the
-client or load script prints and waits on. serve busy-polls before it sleeps
+part, the HTTP server's is fetched from it (GET /cpu) by the load script, and
+serve's is read from /proc at the marks the client or load script prints and
+waits on. serve busy-polls before it sleeps
 (``--busy-poll``, 200 us by default), which counts as its CPU:
 ``--serve-busy-poll USEC`` runs serve with another value (0: off) to compare.
 
@@ -169,6 +170,7 @@ print(json.dumps(out), flush=True)
 """
 
 _HTTPD = r"""
+import resource
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 BODY = b"x" * 100
@@ -178,10 +180,14 @@ class Handler(BaseHTTPRequestHandler):
     wbufsize = 1 << 16     # one write per response: no Nagle wait between header and body
 
     def do_GET(self):
+        body = BODY
+        if self.path == "/cpu":      # --cpu: this process's CPU seconds, all threads
+            r = resource.getrusage(resource.RUSAGE_SELF)
+            body = repr(r.ru_utime + r.ru_stime).encode()
         self.send_response(200)
-        self.send_header("Content-Length", str(len(BODY)))
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(BODY)
+        self.wfile.write(body)
 
     def log_message(self, *args):
         pass
@@ -198,11 +204,19 @@ srv.serve_forever()
 # new connection per request or (keep-alive) one per thread.
 _LOAD = r"""
 import http.client, json, sys, threading, time
-host, n, c = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-sync = sys.argv[4:] == ["1"]
+host, n, c, cpu = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+sync = sys.argv[5:] == ["1"]
+
+def server_cpu():
+    # --cpu: the server program's CPU seconds, from GET /cpu
+    conn = http.client.HTTPConnection(host, 8088, timeout=30)
+    conn.request("GET", "/cpu", headers={"Connection": "close"})
+    seconds = float(conn.getresponse().read())
+    conn.close()
+    return seconds
 
 def mark(part):
-    # --cpu: the bench reads the server's (and serve's) CPU at each mark, then answers
+    # --cpu, attached: the bench reads serve's CPU at each mark, then answers
     if sync:
         print("mark", part, flush=True)
         sys.stdin.readline()
@@ -236,14 +250,18 @@ for keep in (False, True):
             conn.close()
 
     threads = [threading.Thread(target=worker) for _ in range(c)]
-    mark("keepalive" if keep else "close")
+    part = "keepalive" if keep else "close"
+    c0 = server_cpu() if cpu else 0.0
+    mark(part)
     t = time.perf_counter()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    out["http_keepalive_rps" if keep else "http_close_rps"] = n / (time.perf_counter() - t)
-    mark("keepalive" if keep else "close")
+    out[f"http_{part}_rps"] = n / (time.perf_counter() - t)
+    mark(part)
+    if cpu:
+        out[f"{part}_cpu_program"] = server_cpu() - c0
     if errors:
         out["http_errors"] = len(errors)
 print(json.dumps(out), flush=True)
@@ -291,8 +309,7 @@ def _cpu_between(a: CpuSample, b: CpuSample) -> float:
     /proc/PID/stat counts every thread, the ended ones too, but in clock ticks
     (10 ms); the threads' schedstat is exact to the ns but loses the threads
     that ended. The exact figure when both agree to three ticks (no thread of
-    weight ended), the ticks otherwise (ThreadingHTTPServer's thread per
-    connection)."""
+    weight ended), the ticks otherwise."""
     ticks, exact = b[0] - a[0], b[1] - a[1]
     return exact if abs(ticks - exact) <= 3 * _TICK else ticks
 
@@ -339,6 +356,11 @@ def _client(argv: list[str], timeout: float = 600.0,
         if res.returncode != 0:
             raise RuntimeError(f"{argv!r} failed: {res.stdout} {res.stderr}")
         return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+    for name, pid in watch.items():
+        with open(f"/proc/{pid}/comm") as f:
+            comm = f.read().strip()
+        if not comm.startswith("python"):      # `ip netns exec` did not exec it
+            raise RuntimeError(f"--cpu: {name}'s pid {pid} is {comm!r}, not the python program")
     marks: dict[str, dict[str, CpuSample]] = {}
     out: dict[str, float] = {}
     with tempfile.TemporaryFile("w+") as err:
@@ -390,18 +412,15 @@ def _http(server: list[str], load: list[str], on_ready: Any = None, cpu: bool = 
           serve: int | None = None) -> dict[str, float]:
     """Start the HTTP server program, load it (``_LOAD``), stop it; the figures.
 
-    With ``cpu``, also the CPU the server program (and ``serve``'s pid, if
-    given) spent in each part."""
+    With ``cpu``, also the CPU the server program (GET /cpu) and ``serve`` (its
+    pid, if given) spent in each part."""
     proc = subprocess.Popen(server, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_line(proc, "ready")
         if on_ready is not None:
             on_ready()
-        if not cpu:
-            return _client(load)
-        watch = {"program": proc.pid} if serve is None else {"program": proc.pid,
-                                                              "serve": serve}
-        return _client(load, watch=watch)
+        return _client([*load, "1" if cpu else "0"],
+                       watch={"serve": serve} if cpu and serve is not None else None)
     finally:
         _stop(proc)
 
@@ -600,9 +619,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.concurrency} clients to a ThreadingHTTPServer program (N={args.concurrency})")
     if args.cpu or args.serve_busy_poll is not None:
         poll = BUSY_POLL_DEFAULT_US if args.serve_busy_poll is None else args.serve_busy_poll
-        print(f"serve busy-polls for up to {poll:g} us before it sleeps (--busy-poll"
-              f"{'' if args.serve_busy_poll is None else ' ' + format(poll, 'g')})"
-              f"{': counted in its CPU' if args.cpu and poll else ''}")
+        if not poll:
+            print("serve does not busy-poll (--busy-poll 0)")
+        else:
+            print(f"serve busy-polls for up to {poll:g} us before it sleeps (--busy-poll"
+                  f"{'' if args.serve_busy_poll is None else ' ' + format(poll, 'g')})"
+                  f"{', counted in its CPU' if args.cpu else ''}")
     results = run(args.size, args.connects, args.pings, args.requests, args.concurrency,
                   cpu=args.cpu, serve_busy_poll=args.serve_busy_poll)
     ops = {"get": args.size, "connect": args.connects, "tcp": args.pings, "udp": args.pings,
