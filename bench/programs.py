@@ -276,7 +276,7 @@ FIGURES = (("get_MBps", "urllib GET", "MB/s", True),
 
 #: --cpu: each figure's part (the client's and the load's marks) and the unit of
 #: its CPU per operation.
-CPU_PARTS = {"get_MBps": ("get", "ms/MB"), "connects_per_s": ("connect", "us/op"),
+CPU_PARTS = {"get_MBps": ("get", "us/MB"), "connects_per_s": ("connect", "us/op"),
              "tcp_rtt_us": ("tcp", "us/op"), "udp_rtt_us": ("udp", "us/op"),
              "http_close_rps": ("close", "us/req"),
              "http_keepalive_rps": ("keepalive", "us/req")}
@@ -559,7 +559,7 @@ def _report_cpu(key: str, results: dict[str, dict[str, float]], ops: dict[str, f
     n = ops.get(part, 0)
     if not n or not any(f"{part}_cpu_program" in r for r in results.values()):
         return
-    scale = (1e3 if unit.startswith("ms") else 1e6) / n
+    scale = 1e6 / n             # us per operation
 
     def cell(mode: str) -> str:
         got = results.get(mode, {})
