@@ -18,13 +18,13 @@ ratio to the kernel's.
 ``--cpu`` adds under each figure the CPU time (user+system, all threads) spent
 per operation (per MB for the GET, per connect+close, per round trip, per HTTP
 request): in the kernel column by the kernel-side program (the client; the
-HTTP server for the HTTP rows), attached by the program and by ``serve``, in
-process by the one process. A program reads its own (getrusage) around each
+HTTP server for the HTTP rows), attached by the program and by ``serve``,
+in-process by the one process. A program reads its own (getrusage) around each
 part, the HTTP server's is fetched from it (GET /cpu) by the load script, and
 serve's is read from /proc at the marks the client or load script prints and
-waits on. serve busy-polls before it sleeps
-(``--busy-poll``, 200 us by default), which counts as its CPU:
-``--serve-busy-poll USEC`` runs serve with another value (0: off) to compare.
+waits on. serve busy-polls before it sleeps (``--busy-poll``, 200 us by
+default), which counts as its CPU: ``--serve-busy-poll USEC`` runs serve with
+another value (0: off) to compare.
 
     python -m bench.programs [--short] [--size MB] [--connects N] [--pings N]
                              [--requests N] [--concurrency N] [--only PARTS]
