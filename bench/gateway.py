@@ -34,6 +34,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.profiled import femtotcp_argv
+
 SERVER = "198.51.100.1"
 NET = "192.0.2.0/24"
 NET6 = "2001:db8:1::/64"
@@ -199,30 +201,13 @@ def _requests(guest: str | list[str], seconds: int) -> float:
 
 #: ``--profile``: where cProfile writes the gateway's statistics (None: no profile).
 PROFILE: str | None = None
-#: Runs ``femtotcp ARGS`` with its loop thread (where the work is) under cProfile.
-_PROFILED = """
-import cProfile, sys
-from femtotcp import runtime
-run = runtime.Runtime.run_forever
-def profiled(self):
-    prof = cProfile.Profile()
-    prof.enable()
-    try:
-        run(self)
-    finally:
-        prof.disable()
-        prof.dump_stats(sys.argv[1])
-runtime.Runtime.run_forever = profiled
-from femtotcp.cli import main
-sys.exit(main(sys.argv[2:]))
-"""
 
 
 @contextlib.contextmanager
 def femtotcp_gateway(host: str, guest: str, mtu: int) -> Iterator[None]:
     """The gateway in H making its TAP in G; G configured statically (.15, via .2)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    run = ["-c", _PROFILED, f"{PROFILE}.{mtu}"] if PROFILE else ["-m", "femtotcp"]
+    run = femtotcp_argv(f"{PROFILE}.{mtu}" if PROFILE else None)
     proc = subprocess.Popen(["ip", "netns", "exec", host, sys.executable, *run,
                              "gateway", "--tap", TAP, "--netns", f"/run/netns/{guest}",
                              "--net", NET, "--net6", NET6, "--mtu", str(mtu),

@@ -34,8 +34,10 @@ another value (0: off) to compare.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import pstats
 import select
 import shutil
 import signal
@@ -45,6 +47,7 @@ import tempfile
 import time
 from typing import Any
 
+from bench.profiled import femtotcp_argv
 from bench.tcp_bulk import namespace
 from femtotcp.cli import BUSY_POLL_DEFAULT_US, busy_poll_usec
 
@@ -427,9 +430,13 @@ def _http(server: list[str], load: list[str], on_ready: Any = None, cpu: bool = 
 
 def run(size_mb: int, connects: int, pings: int, requests: int = 5000,
         concurrency: int = 50, cpu: bool = False,
-        serve_busy_poll: float | None = None) -> dict[str, dict[str, float]]:
+        serve_busy_poll: float | None = None,
+        profile: str | None = None) -> dict[str, dict[str, float]]:
     """The figures per mode; with ``cpu`` also each part's CPU seconds
-    (``PART_cpu_program``, attached also ``PART_cpu_serve``; printed by ``report``)."""
+    (``PART_cpu_program``, attached also ``PART_cpu_serve``; printed by ``report``);
+    with ``profile`` (a directory) cProfile statistics of the attached mode's
+    processes there: serve's loop thread (``serve.prof``), the client program
+    (``program.prof``) and the HTTP server program (``program-http.prof``)."""
     size = size_mb * 1_000_000
     work = tempfile.mkdtemp(prefix="ftbprog")
     results: dict[str, dict[str, float]] = {}
@@ -471,21 +478,27 @@ def run(size_mb: int, connects: int, pings: int, requests: int = 5000,
                 control = os.path.join(work, "ctl.sock")
                 poll = [] if serve_busy_poll is None else ["--busy-poll", f"{serve_busy_poll:g}"]
                 # `ip netns exec` execs: serve.pid is serve's python (its CPU for --cpu)
+                def prof(name: str) -> list[str]:
+                    return ["-m", "cProfile", "-o", os.path.join(profile, name)] \
+                        if profile else []
+
                 serve = subprocess.Popen(
-                    ["ip", "netns", "exec", k, py, "-m", "femtotcp", "serve", "--tap", TAP,
+                    ["ip", "netns", "exec", k, py,
+                     *femtotcp_argv(os.path.join(profile, "serve.prof") if profile else None),
+                     "serve", "--tap", TAP,
                      "--ip", f"{STACK}/24", "--control", control, *poll],
                     stdout=subprocess.PIPE, text=True)
                 try:
                     _wait_line(serve, "femtotcp: serving on")
                     _ip("-n", k, "addr", "add", f"{KERNEL_TAP}/24", "dev", TAP)
                     results["attached"] = _client(
-                        ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--control",
-                         control, client, KERNEL_TAP, *args, "-"],
+                        ["ip", "netns", "exec", k, py, *prof("program.prof"), "-m", "femtotcp",
+                         "run", "--control", control, client, KERNEL_TAP, *args, "-"],
                         watch={"serve": serve.pid} if cpu else None)
                     if requests:
                         results["attached"].update(_http(
-                            ["ip", "netns", "exec", k, py, "-m", "femtotcp", "run", "--control",
-                             control, httpd],
+                            ["ip", "netns", "exec", k, py, *prof("program-http.prof"), "-m",
+                             "femtotcp", "run", "--control", control, httpd],
                             ["ip", "netns", "exec", k, py, load, STACK, *hargs], cpu=cpu,
                             serve=serve.pid))
                 finally:
@@ -595,6 +608,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serve-busy-poll", type=busy_poll_usec, metavar="USEC",
                    help="run serve with --busy-poll USEC (default: serve's own, "
                         f"{BUSY_POLL_DEFAULT_US:g}; 0 turns it off)")
+    p.add_argument("--profile", metavar="DIR",
+                   help="run the attached mode's serve (its loop thread) and programs under "
+                        "cProfile, write their statistics to DIR (serve.prof, program.prof, "
+                        "program-http.prof) and print the top of each; the figures of "
+                        "that mode are then slowed by the profiler")
     p.add_argument("--only", metavar="PARTS", default="",
                    help="run only these parts, comma-separated: get, connect, rtt, http "
                         "(the others print '-')")
@@ -625,12 +643,32 @@ def main(argv: list[str] | None = None) -> int:
             print(f"serve busy-polls for up to {poll:g} us before it sleeps (--busy-poll"
                   f"{'' if args.serve_busy_poll is None else ' ' + format(poll, 'g')})"
                   f"{', counted in its CPU' if args.cpu else ''}")
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
+        args.profile = os.path.abspath(args.profile)
     results = run(args.size, args.connects, args.pings, args.requests, args.concurrency,
-                  cpu=args.cpu, serve_busy_poll=args.serve_busy_poll)
+                  cpu=args.cpu, serve_busy_poll=args.serve_busy_poll, profile=args.profile)
     ops = {"get": args.size, "connect": args.connects, "tcp": args.pings, "udp": args.pings,
            "close": args.requests, "keepalive": args.requests}
     report(results, ops if args.cpu else None)
+    if args.profile:
+        for name, what in (("serve.prof", "serve's loop thread (every attached part)"),
+                           ("program.prof", "the attached client program"),
+                           ("program-http.prof", "the attached HTTP server program")):
+            _print_profile(os.path.join(args.profile, name), what)
     return 0
+
+
+def _print_profile(path: str, what: str, top: int = 15) -> None:
+    """The ``top`` functions of a cProfile file by their own time."""
+    if not os.path.exists(path):
+        print(f"\nno profile of {what} ({path} was not written)")
+        return
+    print(f"\nprofile of {what}: {path} (python -m pstats {path})")
+    out = io.StringIO()
+    pstats.Stats(path, stream=out).sort_stats("tottime").print_stats(top)
+    text = out.getvalue()
+    print(text[text.find("   ncalls"):].rstrip() if "   ncalls" in text else text.rstrip())
 
 
 if __name__ == "__main__":
