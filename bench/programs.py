@@ -24,11 +24,14 @@ part, the HTTP server's is fetched from it (GET /cpu) by the load script, and
 serve's is read from /proc at the marks the client or load script prints and
 waits on. serve busy-polls before it sleeps (``--busy-poll``, 200 us by
 default), which counts as its CPU: ``--serve-busy-poll USEC`` runs serve with
-another value (0: off) to compare.
+another value (0: off) to compare. ``--profile DIR`` runs the attached mode's
+serve (its loop thread, ``bench/profiled.py``) and programs (their main
+thread) under cProfile, writes the statistics to DIR and prints the top of
+each: where the time goes in the stack's process and in the program's.
 
     python -m bench.programs [--short] [--size MB] [--connects N] [--pings N]
                              [--requests N] [--concurrency N] [--only PARTS]
-                             [--cpu] [--serve-busy-poll USEC]
+                             [--cpu] [--serve-busy-poll USEC] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -611,8 +614,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", metavar="DIR",
                    help="run the attached mode's serve (its loop thread) and programs under "
                         "cProfile, write their statistics to DIR (serve.prof, program.prof, "
-                        "program-http.prof) and print the top of each; the figures of "
-                        "that mode are then slowed by the profiler")
+                        "program-http.prof) and print the top of each (a program's "
+                        "main thread only: ThreadingHTTPServer's handler threads are not "
+                        "in it); the figures of that mode are then slowed by the profiler")
     p.add_argument("--only", metavar="PARTS", default="",
                    help="run only these parts, comma-separated: get, connect, rtt, http "
                         "(the others print '-')")
