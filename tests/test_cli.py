@@ -137,12 +137,14 @@ def test_busy_poll_defaults_to_on_for_serve_and_off_in_process(
     class Stop(Exception):
         pass
 
-    class FakeHost:
-        def __init__(self, opts: hostmod.HostOptions) -> None:
-            seen.append(hostmod.Runtime(busy_poll=(opts.busy_poll or 0) / 1e6).busy_poll)
+    class Loop:
+        """Host's Runtime: what the real Host hands it, then no further."""
+
+        def __init__(self, busy_poll: float = 0.0) -> None:
+            seen.append(busy_poll)
             raise Stop
 
-    monkeypatch.setattr(hostmod, "Host", FakeHost)
+    monkeypatch.setattr(hostmod, "Runtime", Loop)
     for argv in (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--control", ""],
                  ["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--control", "",
                   "--busy-poll", "0"],

@@ -52,21 +52,6 @@ _SYN_STATES = frozenset({"SYN-SENT", "SYN-RECEIVED", "SYN-RCVD", "LISTEN", "CLOS
 _DEAD_STATES = frozenset({"CLOSED", "TIME-WAIT"})
 
 
-#: ``state_name`` of the connection states met so far (a handful of them).
-_STATE_NAMES: dict[Any, str] = {}
-
-
-def _state_name(state: Any) -> str:
-    """``state_name(state)``, remembered: a connecting socket asks on every
-    event, and an enum member's name is a Python-level property."""
-    name = _STATE_NAMES.get(state)
-    if name is None:
-        name = state_name(state)
-        if len(_STATE_NAMES) < 64:
-            _STATE_NAMES[state] = name
-    return name
-
-
 class TcpMode(enum.Enum):
     """What a TCP socket is, as the program sees it (not the connection's
     RFC 9293 state: that lives in the stack)."""
@@ -303,7 +288,7 @@ class _TcpLink(_Link):
         conn = self.conn
         if self.mode is TcpMode.CONNECTING:
             err = getattr(conn, "error", None)
-            state = _state_name(getattr(conn, "state", ""))
+            state = state_name(getattr(conn, "state", ""))
             if err or state in _DEAD_STATES:
                 self._connect_failed(err or errno.ECONNREFUSED)
                 return

@@ -733,9 +733,8 @@ class TcpConnection:
         self._ev = True
         rcv.fast_data(segment, hlen, plen)
         # The program hears of the batch at its end, before the batch's ACK
-        # goes out (so an answer can carry it); once per batch.
-        if not self._flush_deferred:
-            self._defer_flush()
+        # goes out (so an answer can carry it).
+        self._defer_flush()
         if ack:
             snd.output()
         if rcv.ack_pending:                               # (output may have carried it)
@@ -862,6 +861,26 @@ class TcpConnection:
             if opts.ts_val is not None and after32(opts.ts_val, opt.ts_recent):
                 return True
         return False
+
+    def _check_syn_ack_bit(self, flags: int, seq: int, opts: TcpOptions, now: float) -> bool:
+        """The checks after RST in a synchronized state, shared with the
+        FIN_WAIT_2 record: a SYN draws a challenge ACK (RFC 5961 4.2), a
+        segment without ACK is dropped (RFC 9293 3.10.7.4 fifth); then
+        TS.Recent is taken when the segment covers Last.ACK.sent (RFC 7323
+        4.3). False when the segment was dropped."""
+        if flags & SYN:
+            self.counters["tcp.syn_challenged"] += 1
+            self._challenge_ack()
+            return False
+        if not flags & ACK:
+            self.counters["tcp.no_ack_flag"] += 1
+            return False
+        ts_val = opts.ts_val
+        opt = self.opt
+        if ts_val is not None and opt.ts_ok and seq <= self.rcv.last_ack_sent:
+            opt.ts_recent = ts_val
+            opt.ts_recent_stamp = now
+        return True
 
     def _check_sequence(self, flags: int, opts: TcpOptions, seq: int, plen: int,
                         now: float) -> object | None:
@@ -997,21 +1016,8 @@ class TcpConnection:
             self._destroy()
             return
 
-        # SYN in a synchronized state (RFC 5961 4.2): challenge ACK, drop.
-        if flags & SYN:
-            counters["tcp.syn_challenged"] += 1
-            self._challenge_ack()
+        if not self._check_syn_ack_bit(flags, seq, opts, now):
             return
-
-        if not flags & ACK:
-            counters["tcp.no_ack_flag"] += 1
-            return
-
-        # TS.Recent (RFC 7323 4.3): the segment covers Last.ACK.sent.
-        ts_val = opts.ts_val
-        if ts_val is not None and opt.ts_ok and seq <= rcv.last_ack_sent:
-            opt.ts_recent = ts_val
-            opt.ts_recent_stamp = now
 
         if st == SYN_RECEIVED:
             ack = unwrap(hdr.ack, snd.snd_una)

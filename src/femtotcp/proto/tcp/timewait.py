@@ -41,7 +41,6 @@ from femtotcp.wire.tcp import (
     FIN,
     NO_OPTIONS,
     RST,
-    SYN,
     URG,
     TcpHeader,
     build_fast,
@@ -194,7 +193,6 @@ class TimeWait(TcpConnection):
         now = self.timers.now
         self.last_rx = now
         rcv = self.rcv
-        opt = self.opt
         rcv_nxt = rcv.rcv_nxt
         seq = unwrap(hdr.seq, rcv_nxt)
         plen = len(payload)
@@ -215,18 +213,7 @@ class TimeWait(TcpConnection):
                 counters["tcp.rst_challenged"] += 1
                 self._challenge_ack()
             return
-        if flags & SYN:
-            counters["tcp.syn_challenged"] += 1
-            self._challenge_ack()
-            return
-        if not flags & ACK:
-            counters["tcp.no_ack_flag"] += 1
-            return
-        ts_val = opts.ts_val
-        if ts_val is not None and opt.ts_ok and seq <= rcv.last_ack_sent:
-            opt.ts_recent = ts_val
-            opt.ts_recent_stamp = now
-        if not self._ack_ok(hdr.ack):
+        if not self._check_syn_ack_bit(flags, seq, opts, now) or not self._ack_ok(hdr.ack):
             return
         if flags & URG:
             counters["tcp.urgent"] += 1
