@@ -281,6 +281,43 @@ def test_50mb_each_way(rig: Rig) -> None:
     rig.assert_healthy()
 
 
+def test_receive_buffer_grows_for_a_fast_reader(rig: Rig) -> None:
+    """The kernel sends 40 MB to the stack's discard service, which reads at
+    once: autotuning grows the connection's receive buffer past the default
+    (and the window the kernel is offered), bounded by ``rcvbuf_max``."""
+    from femtotcp.services import discard
+    rig.call(discard.start, rig.stack, 9)
+    cfg = rig.stack.tcp.config
+    with entered(rig.ns):
+        c = socket.create_connection((STACK, 9), timeout=30)
+    local = c.getsockname()[1]
+
+    def ours() -> Any:
+        for conn in rig.stack.tcp.connections():
+            if conn.remote[1] == local:
+                return conn.rcvbuf
+        return None
+
+    try:
+        for block in chunks(40_000_000, 5):
+            c.sendall(block)
+        # The stack took every byte (the kernel's send queue drains).
+        wait_until(lambda: _unsent(rig, local) == 0, 30, "the kernel's send queue to drain")
+        grown = rig.call(ours)
+    finally:
+        c.close()
+    assert grown is not None and cfg.rcvbuf < grown <= cfg.rcvbuf_max
+    assert rig.call(lambda: rig.stack.counters["tcp.rcvbuf_grown"]) >= 1
+    rig.assert_healthy()
+
+
+def _unsent(rig: Rig, port: int) -> int:
+    """The kernel's send queue (bytes not yet ACKed) of its connection from ``port``."""
+    out = rig.ns.run("ss", "-tnH", "state", "established", f"sport = :{port}").stdout
+    fields = out.split()
+    return int(fields[1]) if len(fields) > 1 else 0
+
+
 def test_50mb_each_way_through_netem(rig: Rig) -> None:
     """The same through `tc qdisc ... netem loss 3% reorder 5% delay 1ms` on the
     kernel's side: the stack's receiver and its sender both see loss (data one

@@ -261,7 +261,16 @@ class TcpConnection:
     rcv_adv: int = _via("rcv.rcv_adv")
     rcv_buf: ReceiveQueue = _via("rcv.rcv_buf")
     ooo: OutOfOrderQueue = _via("rcv.ooo")
-    rcvbuf: int = _via("rcv.rcvbuf")
+    @property
+    def rcvbuf(self) -> int:
+        """SO_RCVBUF: the receive buffer's size, grown by autotuning unless set."""
+        return self.rcv.rcvbuf
+
+    @rcvbuf.setter
+    def rcvbuf(self, value: int) -> None:
+        rcv = self.rcv
+        rcv.rcvbuf = value
+        rcv.autotune = False          # a size the program chose (SOCK_RCVBUF_LOCK)
     rd_shut: bool = _via("rcv.rd_shut")
     fin_received: bool = _via("rcv.fin_received")
     bytes_received: int = _via("rcv.bytes_received")

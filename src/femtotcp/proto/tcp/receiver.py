@@ -33,6 +33,7 @@ class Receiver:
         "irs", "rcv_nxt", "rcv_adv", "rcv_buf", "ooo", "fin_received", "ooo_fin",
         "rcv_mss", "ack_pending", "ack_now", "_ack_deferred", "quickack", "last_ack_sent",
         "last_oow_ack", "rcvbuf", "rd_shut", "bytes_received", "t_delack",
+        "autotune", "space", "space_seq", "space_time",
     )
 
     def __init__(self, conn: TcpConnection, env: TcpEnv, opt: Negotiated,
@@ -57,6 +58,13 @@ class Receiver:
         self.last_ack_sent = 0
         self.last_oow_ack = -1e9
         self.rcvbuf = cfg.rcvbuf
+        #: Receive-buffer autotuning (``_grow``); off once the program sets SO_RCVBUF.
+        self.autotune = cfg.rcvbuf_max > cfg.rcvbuf
+        #: The bytes the program took in the last measured round trip, the
+        #: sequence number the current measure starts at, and when it started.
+        self.space = 0
+        self.space_seq = 0
+        self.space_time = 0.0
         self.rd_shut = False
         self.bytes_received = 0
         self.t_delack = LazyTimer(env.timers, self._on_delack)
@@ -70,6 +78,10 @@ class Receiver:
         cfg = self.config
         self.ooo.max_bytes = cfg.ooo_max_bytes or self.rcvbuf
         self.quickack = cfg.quickack_segments
+        # The first measure (Linux's tcp_init_buffer_space): an initial window.
+        self.space = 10 * self.opt.adv_mss
+        self.space_seq = self.rcv_nxt
+        self.space_time = self.env.timers.now
 
     def release(self) -> None:
         """The connection is gone (or in TIME_WAIT): drop what is held out of order."""
@@ -185,9 +197,12 @@ class Receiver:
 
     def _after_read(self) -> None:
         """The program consumed data: offer more window when it grew a lot
-        (Linux's tcp_cleanup_rbuf rule: at least double a window under half)."""
+        (Linux's tcp_cleanup_rbuf rule: at least double a window under half),
+        after growing the buffer when the program reads fast (``_grow``)."""
         if self.conn.state not in RECEIVING or self.fin_received:
             return
+        if self.autotune and self.env.timers.now - self.space_time >= self._period():
+            self._grow()
         current = self.rcv_adv - self.rcv_nxt
         clamp = min(self.rcvbuf, 0xFFFF << self.opt.rcv_wscale)
         if 2 * current <= clamp:
@@ -196,6 +211,42 @@ class Receiver:
             if new >= 2 * current and new - current >= threshold:
                 self.counters["tcp.window_update"] += 1
                 self.conn._send_ack()
+
+    def _period(self) -> float:
+        """A measure of ``_grow`` lasts a round trip (the connection's smoothed
+        RTT), and at least the timestamp clock's tick, which RTTs on a local link
+        fall under."""
+        srtt = self.conn.snd.rtt.srtt
+        tick = self.config.clock_granularity
+        return tick if srtt is None or srtt < tick else srtt
+
+    def _grow(self) -> None:
+        """Receive-buffer autotuning, Linux's dynamic right-sizing
+        (tcp_rcv_space_adjust): once a round trip, compare what the program
+        took in it with what it took in the last one that grew. More means the
+        sender may have been held back by our window: the buffer grows to twice
+        what was taken plus 16 segments, and by twice as much again for each
+        multiple of the growth, never past ``rcvbuf_max`` or what the window
+        scale can offer. The buffer never shrinks, and SO_RCVBUF (a size the
+        program chose) turns this off, as Linux's SOCK_RCVBUF_LOCK."""
+        seq = self.rcv_nxt - self.rcv_buf.nbytes       # what the program took up to
+        copied = seq - self.space_seq
+        space = self.space
+        if copied > space:
+            win = 2 * copied + 16 * self.opt.adv_mss
+            if space > 0:
+                win += 2 * (win * (copied - space) // space)
+            cap = min(self.config.rcvbuf_max, 0xFFFF << self.opt.rcv_wscale)
+            if win > cap:
+                win = cap
+            if win > self.rcvbuf:
+                self.rcvbuf = win
+                self.counters["tcp.rcvbuf_grown"] += 1
+                if not self.config.ooo_max_bytes:
+                    self.ooo.max_bytes = win
+            self.space = copied
+        self.space_seq = seq
+        self.space_time = self.env.timers.now
 
     # ---------------------------------------------------------------- window
     def window(self, ack: bool = False) -> int:
