@@ -239,7 +239,17 @@ def corrupt_ip_header(frame: bytes) -> bytes:
     return frame[:22] + bytes([frame[22] ^ 0x01]) + frame[23:]       # the TTL
 
 
-@pytest.mark.parametrize("corrupt", [corrupt_payload, corrupt_ip_header])
+def corrupt_ip_checksum(frame: bytes) -> bytes:
+    return frame[:24] + bytes([frame[24] ^ 0x40]) + frame[25:]
+
+
+def corrupt_ip_id(frame: bytes) -> bytes:
+    """The ID one more than it should be, and the header checksum still the old one's."""
+    return frame[:19] + bytes([frame[19] ^ 0x01]) + frame[20:]
+
+
+@pytest.mark.parametrize("corrupt", [corrupt_payload, corrupt_ip_header, corrupt_ip_checksum,
+                                     corrupt_ip_id])
 def test_a_bad_checksum_inside_a_run_is_not_merged(
         corrupt: Callable[[bytes], bytes]) -> None:
     frames = [seg(0), seg(1), corrupt(seg(2)), seg(3), seg(4)]

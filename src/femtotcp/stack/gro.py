@@ -82,56 +82,27 @@ MAX_DATAGRAM = 65535
 def _join_struct(hlen: int) -> struct.Struct:
     """How a segment joining a run of TCP header length ``hlen`` is read: the
     first 16 bytes (MACs, ethertype, version/IHL, TOS), IP total length, ID,
-    flags/fragment with TTL and protocol, addresses and ports, seq, then ack,
-    offset/flags and window, and the option bytes."""
-    return struct.Struct(f"!16sHH4s2x12sI8s4x{hlen - 20}s")
+    flags/fragment with TTL and protocol, the header checksum, addresses and
+    ports, seq, then ack, offset/flags and window, and the option bytes."""
+    return struct.Struct(f"!16sHH4sH12sI8s4x{hlen - 20}s")
 
 
 #: ``_join_struct`` for every TCP header length.
 _JOIN = {hlen: _join_struct(hlen) for hlen in range(20, 61, 4)}
 
 
-class _Run:
-    """The run being merged: the first frame, the fields every segment of it
-    must share with the first (read by ``unpack``, its ``_JOIN`` struct), and
-    what the next segment must be."""
-
-    __slots__ = ("first", "unpack", "head", "fft", "addrs", "tail", "opts", "hlen", "mss",
-                 "next_seq", "last_id", "id_step", "size", "parts", "flags", "df", "addrs_sum")
-
-    def __init__(self, first: bytes, hlen: int, plen: int, flags: int) -> None:
-        self.first = first
-        join = _JOIN[hlen]
-        self.unpack = join.unpack_from
-        self.head, _, self.last_id, self.fft, self.addrs, seq, self.tail, self.opts = \
-            join.unpack_from(first)
-        self.df = first[20] & 0x40
-        self.hlen = hlen
-        self.mss = plen
-        self.next_seq = (seq + plen) & 0xFFFFFFFF
-        self.id_step = -1           # unknown until the second segment
-        self.size = 20 + hlen + plen
-        #: The payloads of the segments after the first.
-        self.parts: list[memoryview] = []
-        self.flags = flags
-        #: The pseudo header's sum but for the TCP length.
-        self.addrs_sum = 0
-
-    def frame(self) -> bytes:
-        """The run as one frame: the first's headers with the IP total length,
-        the header checksum and the flags rewritten, then every payload."""
-        first = self.first
-        parts = self.parts
-        if not parts:
-            return first
-        head_len = 34 + self.hlen
-        head = bytearray(first[:head_len])
-        _U16.pack_into(head, 16, self.size)
-        head[24] = head[25] = 0
-        a, b, c = _IP_WORDS.unpack_from(head, 14)
-        _U16.pack_into(head, 24, 0xFFFF - (a + b + c) % 0xFFFF)
-        head[47] |= self.flags & _ENDS
-        return b"".join((head, memoryview(first)[head_len:], *parts))
+def _merged(first: bytes, hdr: int, size: int, flags: int, parts: list[memoryview]) -> bytes:
+    """A run as one frame: the first frame's ``hdr`` bytes of headers with the
+    IP total length (``size``), the header checksum and the flags (PSH and
+    FIN of ``flags`` added) rewritten, then every payload (the first's, then
+    ``parts``)."""
+    head = bytearray(first[:hdr])
+    _U16.pack_into(head, 16, size)
+    head[24] = head[25] = 0
+    a, b, c = _IP_WORDS.unpack_from(head, 14)
+    _U16.pack_into(head, 24, 0xFFFF - (a + b + c) % 0xFFFF)
+    head[47] |= flags & _ENDS
+    return b"".join((head, memoryview(first)[hdr:], *parts))
 
 
 def _same_but_ends(tail: bytes, first: bytes) -> bool:
@@ -151,51 +122,62 @@ def coalesce(frames: Iterable[tuple[bytes, int]], trusted: bool, limit: int,
     (the segments in them)."""
     out: list[tuple[bytes, bool]] = []
     append = out.append
-    run: _Run | None = None
-    psum_addrs = b""
-    psum = 0
     unpack = _HEAD.unpack_from
     words = _IP_WORDS.unpack_from
     merged = segments = 0
+    psum_addrs = b""
+    psum = 0
+    # The open run, in locals (the per-segment loop reads them all): its first
+    # frame (None: no run), headers' length, the fields every segment shares
+    # with the first, the next seq, the first's payload length (mss), the IP
+    # ID's last value and step (-1: not known yet), the merged datagram's
+    # size, the later payloads, the flags seen, and the IP header's sum
+    # without the total length, ID and checksum (the rest is the same in
+    # every segment, so a joining header's checksum is checked by adding
+    # its three).
+    first: bytes | None = None
+    hdr = 0
+    join = _JOIN[20].unpack_from
+    r_head = r_fft = r_addrs = r_tail = r_opts = b""
+    next_seq = mss = last_id = id_step = size = flags_seen = ip_base = df = 0
+    parts: list[memoryview] = []
     for frame, vouched in frames:
         n = len(frame)
-        if run is not None:
+        if first is not None:
             # The common case first: the next segment of the run.
-            hdr = 34 + run.hlen
             if hdr < n <= limit:
-                head, total, ident, fft, addrs, seq, tail, opts = run.unpack(frame)
+                head, total, ident, fft, ipsum, addrs, seq, tail, opts = join(frame)
                 plen = n - hdr
-                if seq == run.next_seq and total + 14 == n and plen <= run.mss \
-                        and head == run.head and addrs == run.addrs and fft == run.fft \
-                        and opts == run.opts and (tail == run.tail
-                                                  or _same_but_ends(tail, run.tail)) \
-                        and run.size + plen <= MAX_DATAGRAM:
-                    step = (ident - run.last_id) & 0xFFFF
-                    a, b, c = words(frame, 14)
-                    if (step == run.id_step or (run.id_step < 0 and (
-                            step == 1 or (step == 0 and run.df)))) \
-                            and not (a + b + c) % 0xFFFF:
+                if seq == next_seq and total + 14 == n and plen <= mss and head == r_head \
+                        and addrs == r_addrs and fft == r_fft and opts == r_opts \
+                        and (tail == r_tail or _same_but_ends(tail, r_tail)) \
+                        and size + plen <= MAX_DATAGRAM \
+                        and not (ip_base + total + ident + ipsum) % 0xFFFF:
+                    step = (ident - last_id) & 0xFFFF
+                    if step == id_step or (id_step < 0 and (step == 1 or (step == 0 and df))):
                         mv = memoryview(frame)
                         if (vouched and trusted) or not (
-                                sum_value(mv[34:]) + run.addrs_sum + total - 20) % 0xFFFF:
-                            run.id_step = step
-                            run.last_id = ident
-                            run.next_seq = (seq + plen) & 0xFFFFFFFF
-                            run.size += plen
-                            run.parts.append(mv[hdr:])
+                                sum_value(mv[34:]) + psum + total - 20) % 0xFFFF:
+                            id_step = step
+                            last_id = ident
+                            next_seq = (seq + plen) & 0xFFFFFFFF
+                            size += plen
+                            parts.append(mv[hdr:])
                             flags = tail[5]
-                            if plen < run.mss or flags & _ENDS:
-                                run.flags |= flags
-                                append((run.frame(), True))
+                            if plen < mss or flags & _ENDS:
+                                append((_merged(first, hdr, size, flags_seen | flags, parts),
+                                        True))
                                 merged += 1
-                                segments += 1 + len(run.parts)
-                                run = None
+                                segments += 1 + len(parts)
+                                first = None
                             continue
-            append((run.frame(), True))
-            if run.parts:
+            if parts:
+                append((_merged(first, hdr, size, flags_seen, parts), True))
                 merged += 1
-                segments += 1 + len(run.parts)
-            run = None
+                segments += 1 + len(parts)
+            else:
+                append((first, True))
+            first = None
         # A frame that may start a run: every check of the module doc.
         ok = False
         if 54 <= n <= limit:
@@ -219,13 +201,25 @@ def coalesce(frames: Iterable[tuple[bytes, int]], trusted: bool, limit: int,
         elif flags & _ENDS:
             append((frame, True))           # verified, and a run of its own
         else:
-            run = _Run(frame, hlen, plen, flags)
-            run.addrs_sum = psum
-    if run is not None:
-        append((run.frame(), True))
-        if run.parts:
+            first = frame
+            hdr = 34 + hlen
+            join = _JOIN[hlen].unpack_from
+            r_head, _, last_id, r_fft, ipsum, r_addrs, seq, r_tail, r_opts = join(frame)
+            ip_base = a + b + c - total - last_id - ipsum
+            df = frag
+            mss = plen
+            next_seq = (seq + plen) & 0xFFFFFFFF
+            id_step = -1
+            size = 20 + hlen + plen
+            parts = []
+            flags_seen = flags
+    if first is not None:
+        if parts:
+            append((_merged(first, hdr, size, flags_seen, parts), True))
             merged += 1
-            segments += 1 + len(run.parts)
+            segments += 1 + len(parts)
+        else:
+            append((first, True))
     if merged:
         counters["gro.merged_frames"] += merged
         counters["gro.merged_segments"] += segments
