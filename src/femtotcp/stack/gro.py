@@ -52,6 +52,7 @@ from collections.abc import Iterable
 
 from femtotcp.core.counters import Counters
 from femtotcp.wire.checksum import ones_sum, sum_value
+from femtotcp.wire.tcp import ACK, CWR, FIN, PSH, RST, SYN, URG
 
 #: Ethernet and IPv4 header fields and the first 16 bytes of TCP's: MACs,
 #: ethertype, version/IHL, TOS, total length, ID, flags/fragment, TTL,
@@ -62,13 +63,6 @@ _HEAD = struct.Struct("!12sHBBHHHBB2x12sI4sH2s")
 _IP_WORDS = struct.Struct("!QQI")
 _U16 = struct.Struct("!H")
 
-FIN = 0x01
-SYN = 0x02
-RST = 0x04
-PSH = 0x08
-ACK = 0x10
-URG = 0x20
-CWR = 0x80
 #: Flags that keep a segment out of any run.
 _NEVER = SYN | RST | URG | CWR
 #: Flags that may differ between the segments of a run (they end it).
@@ -95,7 +89,9 @@ def _merged(first: bytes, hdr: int, size: int, flags: int, parts: list[memoryvie
     """A run as one frame: the first frame's ``hdr`` bytes of headers with the
     IP total length (``size``), the header checksum and the flags (PSH and
     FIN of ``flags`` added) rewritten, then every payload (the first's, then
-    ``parts``)."""
+    ``parts``); the first frame as it is when nothing joined it."""
+    if not parts:
+        return first
     head = bytearray(first[:hdr])
     _U16.pack_into(head, 16, size)
     head[24] = head[25] = 0
@@ -124,7 +120,7 @@ def coalesce(frames: Iterable[tuple[bytes, int]], trusted: bool, limit: int,
     append = out.append
     unpack = _HEAD.unpack_from
     words = _IP_WORDS.unpack_from
-    merged = segments = 0
+    merged = joined = 0         # runs merged, and segments that joined one
     psum_addrs = b""
     psum = 0
     # The open run, in locals (the per-segment loop reads them all): its first
@@ -164,19 +160,15 @@ def coalesce(frames: Iterable[tuple[bytes, int]], trusted: bool, limit: int,
                             size += plen
                             parts.append(mv[hdr:])
                             flags = tail[5]
+                            joined += 1
                             if plen < mss or flags & _ENDS:
                                 append((_merged(first, hdr, size, flags_seen | flags, parts),
                                         True))
                                 merged += 1
-                                segments += 1 + len(parts)
                                 first = None
                             continue
-            if parts:
-                append((_merged(first, hdr, size, flags_seen, parts), True))
-                merged += 1
-                segments += 1 + len(parts)
-            else:
-                append((first, True))
+            append((_merged(first, hdr, size, flags_seen, parts), True))
+            merged += bool(parts)
             first = None
         # A frame that may start a run: every check of the module doc.
         ok = False
@@ -214,13 +206,9 @@ def coalesce(frames: Iterable[tuple[bytes, int]], trusted: bool, limit: int,
             parts = []
             flags_seen = flags
     if first is not None:
-        if parts:
-            append((_merged(first, hdr, size, flags_seen, parts), True))
-            merged += 1
-            segments += 1 + len(parts)
-        else:
-            append((first, True))
+        append((_merged(first, hdr, size, flags_seen, parts), True))
+        merged += bool(parts)
     if merged:
         counters["gro.merged_frames"] += merged
-        counters["gro.merged_segments"] += segments
+        counters["gro.merged_segments"] += merged + joined
     return out
