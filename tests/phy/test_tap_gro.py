@@ -22,6 +22,7 @@ from femtotcp.proto.tcp.connection import TcpConnection
 from femtotcp.runtime import SimLoop
 from femtotcp.stack import Stack
 from femtotcp.wire import arp, ethernet, ip_bytes, ipv4, mac_bytes, tcp
+from femtotcp.wire.checksum import checksum
 
 PEER = ip_bytes("192.0.2.1")
 US = ip_bytes("192.0.2.2")
@@ -160,3 +161,41 @@ def test_a_wrapper_gets_the_frames_one_by_one() -> None:
     finally:
         r.dev.close()
         r.kernel.close()
+
+
+def test_a_hostile_batch_is_dropped_and_counted_as_before(rig: Rig) -> None:
+    """Among good segments: a bad TCP checksum, a bad IP header checksum, a
+    frame cut inside its TCP header, an IP length beyond the frame, an IP
+    length short of it, and a run far beyond the window. Nothing raises, each
+    is counted where the path without GRO counts it, and only the good data
+    arrives, in order."""
+    good = os.urandom(6 * MSS)
+    frames = [rig.segment(good[i:i + MSS]) for i in range(0, 3 * MSS, MSS)]
+    bad_tcp = bytearray(rig.segment(os.urandom(MSS)))
+    bad_tcp[-3] ^= 0x10
+    rig.seq -= MSS
+    bad_ip = bytearray(rig.segment(os.urandom(MSS)))
+    bad_ip[22] ^= 0x01                                  # TTL: the header checksum fails
+    rig.seq -= MSS
+    cut = rig.segment(os.urandom(MSS))[:14 + 20 + 10]
+    rig.seq -= MSS
+    long_ip = bytearray(rig.segment(os.urandom(MSS)))
+    long_ip[16:18] = (len(long_ip) - 14 + 8).to_bytes(2, "big")   # 8 bytes beyond the frame
+    long_ip[24:26] = b"\0\0"
+    long_ip[24:26] = checksum(long_ip[14:34]).to_bytes(2, "big")
+    rig.seq -= MSS
+    frames += [bytes(bad_tcp), bytes(bad_ip), cut, bytes(long_ip)]
+    frames += [rig.segment(good[i:i + MSS]) for i in range(3 * MSS, 6 * MSS, MSS)]
+    rig.seq += 1 << 30                                  # far beyond the window
+    frames += [rig.segment(os.urandom(MSS)) for _ in range(4)]
+    for f in frames:
+        rig.kernel.send(f)
+    rig.read()
+    c = rig.stack.counters
+    assert c["stack.internal_error"] == 0
+    assert c["tcp.bad_checksum"] == 1 and c["ipv4.bad_checksum"] == 1
+    assert c["ipv4.truncated"] == 2                    # the cut frame and the long IP
+    assert c["tcp.out_of_window"] == 1                 # the far run, merged: one segment
+    assert rig.received() == good
+    # 1-2 (0 went up alone), the good 3-5, and the far run.
+    assert c["gro.merged_frames"] == 3 and c["gro.merged_segments"] == 2 + 3 + 4
