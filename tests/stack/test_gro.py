@@ -207,16 +207,12 @@ def test_each_flush_condition_keeps_a_segment_out(change: str) -> None:
     assert [f for f, _ in out[2:]] == [frames[3]]
 
 
-def test_padded_tagged_and_ipv6_frames_pass_through() -> None:
+def test_padded_and_tagged_frames_pass_through() -> None:
     padded = seg(1) + b"\0\0"                       # IP total length short of the frame
     tagged = ethernet.build(SMAC, KMAC, ethernet.ETH_IPV4, ipv4.build(
         SRC, DST, 6, tcp.build(SRC, DST, 40000, 9, ISN, 5000, tcp.ACK, 512, bytes(100))),
         vlan=5)
-    six = ethernet.build(SMAC, KMAC, ethernet.ETH_IPV6, ipv6.build(
-        ip_bytes("2001:db8::1"), ip_bytes("2001:db8::2"), 6,
-        tcp.build(ip_bytes("2001:db8::1"), ip_bytes("2001:db8::2"), 1, 2, 3, 4, tcp.ACK, 5,
-                  bytes(100))))
-    for odd in (padded, tagged, six):
+    for odd in (padded, tagged, seg6(1) + b"\0\0"):
         frames = [seg(0), odd, odd]
         out, counters = run(frames)
         assert out == [(frames[0], True), (odd, False), (odd, False)]
@@ -227,6 +223,93 @@ def test_frames_over_the_limit_pass_through() -> None:
     big = seg(1, bytes(3000))
     out, _ = run([seg(0), big, seg(2, seq=ISN + MSS + 3000)], limit=LIMIT)
     assert out[1] == (big, False)
+
+
+# -- IPv6 ----------------------------------------------------------------------------------
+
+SRC6 = ip_bytes("2001:db8::1")
+DST6 = ip_bytes("2001:db8::2")
+MSS6 = MSS - 20
+
+
+def seg6(i: int, payload: bytes | None = None, *, seq: int | None = None, ack: int = 5000,
+         flags: int = tcp.ACK, window: int = 512, options: bytes = OPTS, tc: int = 0,
+         flow: int = 0x12345, hop: int = 64, src: bytes = SRC6, sport: int = 40000,
+         ext: bool = False) -> bytes:
+    """The ``i``-th MSS-sized segment of a flow over IPv6 (``ext``: behind an
+    empty hop-by-hop options header)."""
+    if payload is None:
+        payload = bytes([i & 0xFF]) * MSS6
+    if seq is None:
+        seq = ISN + i * MSS6
+    t = tcp.build(src, DST6, sport, 9, seq & 0xFFFFFFFF, ack, flags, window, payload, options)
+    if ext:
+        packet = ipv6.build(src, DST6, 0, b"\x06\x00" + bytes(6) + t, hop, tc, flow)
+    else:
+        packet = ipv6.build(src, DST6, 6, t, hop, tc, flow)
+    return ethernet.build(SMAC, KMAC, ethernet.ETH_IPV6, packet)
+
+
+def parsed6(frame: bytes) -> tuple[ipv6.Ipv6Header, tcp.TcpHeader, bytes]:
+    _, body = ethernet.parse(frame)
+    ip, payload = ipv6.parse(body)
+    t, data = tcp.parse(payload)
+    return ip, t, bytes(data)
+
+
+def test_an_ipv6_run_becomes_one_verified_frame() -> None:
+    frames = [seg6(i) for i in range(8)]
+    frames[-1] = seg6(7, flags=tcp.ACK | tcp.PSH)
+    out, counters = run(frames)
+    assert len(out) == 1 and out[0][1]
+    ip, t, data = parsed6(out[0][0])
+    assert data == b"".join(parsed6(f)[2] for f in frames)
+    assert ip.payload_len == 32 + 8 * MSS6 and len(out[0][0]) == 54 + ip.payload_len
+    assert ip.flow_label == 0x12345 and ip.hop_limit == 64
+    assert t.seq == ISN and t.flags == tcp.ACK | tcp.PSH and t.options == OPTS
+    assert counters["gro.merged_frames"] == 1 and counters["gro.merged_segments"] == 8
+
+
+def test_ipv6_runs_stop_under_64_kb() -> None:
+    out, _ = run([seg6(i) for i in range(50)])
+    assert [len(parsed6(f)[2]) // MSS6 for f, _ in out] == [45, 5]
+    assert all(parsed6(f)[0].payload_len <= MAX_DATAGRAM for f, _ in out)
+
+
+CHANGES6: dict[str, Callable[[int], bytes]] = {
+    "seq gap": lambda i: seg6(i, seq=ISN + i * MSS6 + 1),
+    "ack": lambda i: seg6(i, ack=5001),
+    "window": lambda i: seg6(i, window=513),
+    "options": lambda i: seg6(i, options=tcp.build_options(ts=(101, 200))),
+    "traffic class": lambda i: seg6(i, tc=0x20),
+    "flow label": lambda i: seg6(i, flow=0x54321),
+    "hop limit": lambda i: seg6(i, hop=63),
+    "source address": lambda i: seg6(i, src=ip_bytes("2001:db8::9")),
+    "source port": lambda i: seg6(i, sport=40001),
+    "extension header": lambda i: seg6(i, ext=True),
+    "syn": lambda i: seg6(i, flags=tcp.ACK | tcp.SYN),
+    "cwr": lambda i: seg6(i, flags=tcp.ACK | tcp.CWR),
+    "no payload": lambda i: seg6(i, b""),
+    "bad checksum": lambda i: corrupt_payload(seg6(i)),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES6))
+def test_each_ipv6_flush_condition_keeps_a_segment_out(change: str) -> None:
+    frames = [seg6(0), seg6(1), CHANGES6[change](2), seg6(3)]
+    out, _ = run(frames)
+    assert len(parsed6(out[0][0])[2]) == 2 * MSS6
+    assert out[1][0] == frames[2]
+    assert [f for f, _ in out[2:]] == [frames[3]]
+    if change == "bad checksum":
+        assert not out[1][1]
+
+
+def test_ipv4_and_ipv6_runs_side_by_side() -> None:
+    frames = [seg(0), seg(1), seg6(0), seg6(1), seg(2), seg(3)]
+    out, counters = run(frames)
+    assert len(out) == 3 and counters["gro.merged_segments"] == 6
+    assert len(parsed6(out[1][0])[2]) == 2 * MSS6
 
 
 # -- checksums ---------------------------------------------------------------------------
@@ -305,7 +388,7 @@ def test_scapy_built_segments_merge_into_what_scapy_reads() -> None:
 # -- random input ------------------------------------------------------------------------
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 60), st.integers(0, 255)),
+@given(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 80), st.integers(0, 255)),
                 max_size=24),
        st.booleans())
 def test_random_batches_never_raise_and_keep_every_byte(
@@ -316,9 +399,11 @@ def test_random_batches_never_raise_and_keep_every_byte(
     frames = []
     for i, (what, pos, value) in enumerate(edits):
         f = seg(i, bytes([i]) * 200, seq=ISN + i * 200)
-        if what == 1:
+        if what >= 5:                          # IPv6 instead
+            f = seg6(i, bytes([i]) * 200, seq=ISN + i * 200)
+        if what == 1 or what == 5:
             f = f[:pos] + bytes([value]) + f[pos + 1:]
-        elif what == 2:
+        elif what == 2 or what == 6:
             f = f[:pos]
         frames.append(f)
     out, counters = run(frames, trusted, vouched=1)
@@ -326,14 +411,17 @@ def test_random_batches_never_raise_and_keep_every_byte(
     assert counters["gro.merged_segments"] == \
         (len(frames) - len(out) + counters["gro.merged_frames"])
     merged = [f for f, _ in out if f not in frames]
-    for f in merged:
-        ip, t, data = parsed(f)
-        assert ip.total_len <= MAX_DATAGRAM and len(data) % 200 == 0
-    # Every frame that went in either comes out unchanged or inside a merged one.
-    ins = [struct.unpack_from("!I", f, 38)[0] for f in frames if f not in {g for g, _ in out}
-           and len(f) >= 42]
     merged_seqs = []
     for f in merged:
-        _, t, data = parsed(f)
-        merged_seqs += [t.seq + k * 200 for k in range(len(data) // 200)]
+        if f[12:14] == b"\x86\xdd":
+            ip6, t, data = parsed6(f)
+            assert ip6.payload_len <= MAX_DATAGRAM
+        else:
+            ip, t, data = parsed(f)
+            assert ip.total_len <= MAX_DATAGRAM
+        assert len(data) % 200 == 0
+        merged_seqs += [(f[12], t.seq + k * 200) for k in range(len(data) // 200)]
+    # Every frame that went in either comes out unchanged or inside a merged one.
+    ins = [(f[12], struct.unpack_from("!I", f, 38 if f[12] == 8 else 58)[0]) for f in frames
+           if f not in {g for g, _ in out}]
     assert sorted(ins) == sorted(merged_seqs)
