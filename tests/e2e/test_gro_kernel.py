@@ -57,3 +57,27 @@ def test_kernel_sends_over_a_plain_tap_and_segments_are_merged(ns: Netns) -> Non
     assert kernel["InErrs"] == 0 and kernel["InCsumErrors"] == 0, kernel
     print(f"8 MB each way over a plain TAP: {wall:.1f} s; {merged} of about {segments} "
           f"segments merged into {counters['gro.merged_frames']} frames")
+
+
+def test_kernel_sends_over_ipv6_on_a_plain_tap(ns: Netns) -> None:
+    """The same over IPv6: 4 MB from the kernel to the stack's echo on ::,
+    byte-exact, most segments merged."""
+    from test_ipv6_kernel import KERNEL6, STACK6, enable_ipv6, ready, stack6
+
+    from femtotcp.services.tcp_echo import TcpEcho
+    from femtotcp.wire import ip_str
+
+    enable_ipv6(ns)
+    with entered(ns):
+        tap = TapDevice("ftgro6", offload=False)
+    ns.devices.append(tap)
+    ns.ip("-6", "addr", "add", f"{KERNEL6}/64", "dev", tap.name, "nodad")
+    with stack6(tap) as (rt, stack):
+        assert rt.wait_until(ready(stack, STACK6), 10)
+        rt.call(TcpEcho, stack, 7, bytes(16))
+        sent, got, n = kernel_echo_roundtrip(ns, ip_str(STACK6), 4_000_000, 29, timeout=120)
+        counters = rt.call(stack.counters.snapshot)
+    assert n == 4_000_000 and got == sent
+    assert counters.get("gro.merged_segments", 0) > 4_000_000 // 1428 // 4, counters
+    for name in ("tcp.bad_checksum", "eth.oversize", "stack.internal_error"):
+        assert counters.get(name, 0) == 0, (name, counters)
