@@ -9,6 +9,8 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
 
 from femtotcp.core.counters import Counters
 from femtotcp.stack.gro import MAX_DATAGRAM, coalesce
@@ -361,28 +363,27 @@ def test_a_vouched_frame_with_a_bad_ip_header_is_not_merged() -> None:
 # -- an independent oracle ---------------------------------------------------------------
 
 def test_scapy_built_segments_merge_into_what_scapy_reads() -> None:
-    scapy = pytest.importorskip("scapy.all")
     frames = []
     data = bytes(range(256)) * 24
     for i in range(6):
         chunk = data[i * 1000:(i + 1) * 1000]
-        pkt = (scapy.Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
-               / scapy.IP(src="192.0.2.1", dst="192.0.2.2", flags="DF", id=500 + i)
-               / scapy.TCP(sport=5555, dport=80, seq=1 + i * 1000, ack=99, flags="A" if i < 5
+        pkt = (Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+               / IP(src="192.0.2.1", dst="192.0.2.2", flags="DF", id=500 + i)
+               / TCP(sport=5555, dport=80, seq=1 + i * 1000, ack=99, flags="A" if i < 5
                            else "PA", window=1000, options=[("NOP", None), ("NOP", None),
                                                            ("Timestamp", (7, 8))])
                / chunk)
         frames.append(bytes(pkt))
     out, _ = run(frames)
     assert len(out) == 1
-    got = scapy.Ether(out[0][0])
-    assert bytes(got[scapy.TCP].payload) == data[:6000]
-    assert got[scapy.IP].len == 20 + 32 + 6000 and got[scapy.IP].id == 500
-    assert str(got[scapy.TCP].flags) == "PA" and got[scapy.TCP].seq == 1
-    ip = got[scapy.IP]
+    got = Ether(out[0][0])
+    assert bytes(got[TCP].payload) == data[:6000]
+    assert got[IP].len == 20 + 32 + 6000 and got[IP].id == 500
+    assert str(got[TCP].flags) == "PA" and got[TCP].seq == 1
+    ip = got[IP]
     sent = ip.chksum
     del ip.chksum
-    assert scapy.IP(bytes(ip)).chksum == sent          # the rewritten header checksum
+    assert IP(bytes(ip)).chksum == sent          # the rewritten header checksum
 
 
 # -- random input ------------------------------------------------------------------------
