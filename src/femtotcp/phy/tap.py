@@ -17,7 +17,9 @@ Robustness rules (the kernel side is not ours to control):
 - ``on_readable`` reads until EAGAIN, at most ``max_batch`` frames; the first
   is delivered as soon as it is read (the answer to a lone frame is written
   before the read that finds the queue empty), the others after the batch's
-  reads; a read error other than EAGAIN is counted and ends the batch.
+  reads, at once (``deliver_batch``: the stack merges runs of TCP segments
+  among them, stack/gro.py; a wrapper's receiver still gets them one by
+  one); a read error other than EAGAIN is counted and ends the batch.
   When the interface is deleted under us (EBADFD) the device stops reading and
   swaps its fd for a never-readable one so the loop cannot spin on it.
 - Under a SYN flood (TAP only, with a loop that called ``set_loop``): while

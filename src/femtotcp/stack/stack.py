@@ -395,7 +395,9 @@ class Stack:
         partial: Linux's CHECKSUM_UNNECESSARY / CHECKSUM_PARTIAL); it travels
         down the dispatch as the handlers' last argument, and TCP and UDP then
         skip their own verification. Only a device's trusted receiver (given
-        to devices whose ``checksum_rx`` is True) passes True."""
+        to devices whose ``checksum_rx`` is True) passes True, and
+        ``receive_batch`` for the frames software GRO verified (a merged one
+        may be larger than the MTU)."""
         timers = self.timers
         t = self.clock() if now is None else now
         if t > timers.now:
