@@ -140,6 +140,7 @@ def coalesce(frames: Iterable[tuple[bytes, int]], trusted: bool, limit: int,
     append = out.append
     unpack = _HEAD.unpack_from
     words = _IP_WORDS.unpack_from
+    from_bytes = int.from_bytes
     merged = joined = 0         # runs merged, and segments that joined one
     psum_addrs = b""
     psum = 0
@@ -152,20 +153,22 @@ def coalesce(frames: Iterable[tuple[bytes, int]], trusted: bool, limit: int,
     # datagram's (IPv6: payload's) size, the later payloads, the flags seen,
     # and the IPv4 header's sum without the total length, ID and checksum
     # (the rest is the same in every segment, so a joining header's checksum
-    # is checked by adding its three).
+    # is checked by adding its three); ``r_pre``: the same for all the headers
+    # before TCP's (IPv6: less the payload length), so that a joining
+    # segment's TCP checksum is the whole frame's sum less it (and those).
     first: bytes | None = None
     ip_end = hdr = 0
     join = _JOIN[20].unpack_from
     join6 = _JOIN6[20].unpack_from
     r_head = r_fft = r_addrs = r_tail = r_opts = b""
-    next_seq = mss = last_id = id_step = size = flags_seen = ip_base = df = 0
+    next_seq = mss = last_id = id_step = size = flags_seen = ip_base = r_pre = df = 0
     parts: list[memoryview] = []
     for frame, vouched in frames:
         n = len(frame)
         if first is not None:
             # The common case first: the next segment of the run.
             if hdr < n <= limit:
-                good = False
+                good: int | bool = False
                 plen = n - hdr
                 if ip_end == 34:
                     head, total, ident, fft, ipsum, addrs, seq, tail, opts = join(frame)
@@ -178,10 +181,12 @@ def coalesce(frames: Iterable[tuple[bytes, int]], trusted: bool, limit: int,
                         step = (ident - last_id) & 0xFFFF
                         if step == id_step or (id_step < 0 and (
                                 step == 1 or (step == 0 and df))):
-                            mv = memoryview(frame)
-                            good = bool(vouched and trusted) or not (
-                                sum_value(mv[34:]) + psum + total - 20) % 0xFFFF
-                            if good:
+                            # The TCP checksum over the whole frame (cheaper
+                            # than over a slice of it), less its headers.
+                            if (vouched and trusted) or not (
+                                    sum_value(frame) - r_pre - ident - ipsum + psum - 20) \
+                                    % 0xFFFF:
+                                good = True
                                 id_step = step
                                 last_id = ident
                 else:
@@ -190,13 +195,12 @@ def coalesce(frames: Iterable[tuple[bytes, int]], trusted: bool, limit: int,
                             and head == r_head and addrs == r_addrs and opts == r_opts \
                             and (tail == r_tail or _same_but_ends(tail, r_tail)) \
                             and size + plen <= MAX_DATAGRAM:
-                        mv = memoryview(frame)
-                        good = bool(vouched and trusted) or not (
-                            sum_value(mv[54:]) + psum + length) % 0xFFFF
+                        good = (vouched and trusted) or not (
+                            sum_value(frame) - r_pre + psum) % 0xFFFF
                 if good:
                     next_seq = (seq + plen) & 0xFFFFFFFF
                     size += plen
-                    parts.append(mv[hdr:])
+                    parts.append(memoryview(frame)[hdr:])
                     joined += 1
                     flags = tail[5]
                     if plen < mss or flags & _ENDS:
@@ -225,8 +229,11 @@ def coalesce(frames: Iterable[tuple[bytes, int]], trusted: bool, limit: int,
                         if addrs[:8] != psum_addrs:
                             psum_addrs = addrs[:8]
                             psum = ones_sum(psum_addrs) + 6
+                        # The whole frame's sum less the Ethernet header's (the
+                        # IP header's is 0): the TCP segment's.
+                        pre = from_bytes(frame[:14], "big")
                         ok = bool(vouched and trusted) or not (
-                            sum_value(memoryview(frame)[34:]) + psum + total - 20) % 0xFFFF
+                            sum_value(frame) - pre + psum + total - 20) % 0xFFFF
             elif etype == 0x86DD and n >= 74:
                 ip_end = 54
                 _, _, vtf, length, nh, _, addrs, _, seq, _, offfl, _ = _HEAD6.unpack_from(frame)
@@ -238,8 +245,9 @@ def coalesce(frames: Iterable[tuple[bytes, int]], trusted: bool, limit: int,
                     if addrs != psum_addrs:
                         psum_addrs = addrs
                         psum = ones_sum(psum_addrs) + 6
+                    pre = from_bytes(frame[:54], "big")
                     ok = bool(vouched and trusted) or not (
-                        sum_value(memoryview(frame)[54:]) + psum + length) % 0xFFFF
+                        sum_value(frame) - pre + psum + length) % 0xFFFF
         if not ok:
             append((frame, bool(vouched and trusted)))
         elif flags & _ENDS:
@@ -255,12 +263,14 @@ def coalesce(frames: Iterable[tuple[bytes, int]], trusted: bool, limit: int,
                 join = _JOIN[hlen].unpack_from
                 r_head, _, last_id, r_fft, ipsum, r_addrs, _, r_tail, r_opts = join(frame)
                 ip_base = a + b + c - total - last_id - ipsum
+                r_pre = pre + ip_base
                 df = frag
                 id_step = -1
                 size = 20 + hlen + plen
             else:
                 join6 = _JOIN6[hlen].unpack_from
                 r_head, _, r_addrs, _, r_tail, r_opts = join6(frame)
+                r_pre = pre - length
                 size = hlen + plen
     if first is not None:
         append((_merged(first, ip_end, hdr, size, flags_seen, parts), True))
