@@ -7,7 +7,9 @@ alternate with another checkout (``PYTHONPATH=OTHER/src``) in one session.
 ``--cpu`` measures the receiving side without the wall clock (which the
 neighbours of a shared machine move): the CPU time (user + system, this
 process) per frame of the plain TAP's read loop with the stack behind it. The
-frames, in-order 1448-byte segments of an established connection, are queued
+frames, in-order 1448-byte segments of an established connection (sent as
+Linux sends them: DF set, the IP ID counting up, the TSval a millisecond
+clock, so that a read batch's segments may be merged, stack/gro.py), are queued
 on the kernel side of the TAP beforehand (an AF_PACKET socket sends them out
 of its kernel interface, so no kernel TCP runs while timing); then
 ``on_readable`` and the end of each batch run until every frame is read: the
@@ -42,6 +44,10 @@ OUR_IP = ip_bytes("192.0.2.2")
 PEER_IP = ip_bytes("192.0.2.1")
 MSS = 1448
 PORT = 9
+#: Segments per tick of the peer's TSval, a millisecond clock as Linux's:
+#: at the plain TAP's 60-90 MB/s, 40-60 MTU segments carry the same value
+#: (bench.tcp_path.TS_TICK).
+TS_TICK = 48
 
 
 def tap_cpu(frames: int = 4000, rounds: int = 5) -> float:
@@ -86,9 +92,15 @@ def _rounds(dev: TapDevice, kernel: socket.socket, frames: int, rounds: int) -> 
             if dev.counters["rx_frames"] == n:
                 return n - before
 
+    ident = 0
+
     def frame(segment: bytes) -> bytes:
+        # IPv4 as a Linux sender's: DF set, the ID counting up.
+        nonlocal ident
+        ident = (ident + 1) & 0xFFFF
         return ethernet.build(OUR_MAC, PEER_MAC, ethernet.ETH_IPV4,
-                              ipv4.build(PEER_IP, OUR_IP, tcp.PROTO, segment))
+                              ipv4.build(PEER_IP, OUR_IP, tcp.PROTO, segment, ident=ident,
+                                         flags_frag=0x4000))
 
     # The handshake, as bench.tcp_path's PathRig plays it, through the TAP.
     kernel.send(ethernet.build(ethernet.BROADCAST, PEER_MAC, ethernet.ETH_ARP,
@@ -116,10 +128,15 @@ def _rounds(dev: TapDevice, kernel: socket.socket, frames: int, rounds: int) -> 
     their_ts = tcp.parse_options(synack.options).ts_val or 0
     peer_seq += 1
     tsval = 1
+    nsent = 0
 
     def segment(payload: bytes) -> bytes:
-        nonlocal tsval
-        tsval += 1
+        # The TSval of a Linux sender is a millisecond clock: it ticks every
+        # TS_TICK segments here.
+        nonlocal tsval, nsent
+        nsent += 1
+        if nsent % TS_TICK == 0:
+            tsval += 1
         return tcp.build(PEER_IP, OUR_IP, 40000, PORT, peer_seq & 0xFFFFFFFF, ack, tcp.ACK,
                          0xFFFF, payload, tcp.build_options(ts=(tsval, their_ts)))
 

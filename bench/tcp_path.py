@@ -8,7 +8,7 @@ Times are CPU time of this process (``time.process_time``), the best of
 ``--repeat`` runs: the machine is shared, and wall-clock time would measure the
 neighbours too. The IPv6 rows run the same connection over IPv6 (issue 13:
 TCP over IPv6 within 10% of IPv4). ``python -m bench.tcp_path [--repeat N]
-[--segments N] [--profile verified|vouched|gro|send]`` (the last prints a
+[--segments N] [--profile verified|batched|vouched|gro|send]`` (the last prints a
 cProfile of one such run instead of the figures).
 """
 
@@ -134,6 +134,12 @@ class PathRig:
         lst = self.stack.tcp.listen(bytes(len(self.us)), PORT)
         self.peer_seq = 1000
         self.ts = 1
+        #: The peer's TSval ticks every ``ts_every`` segments (1: every one).
+        self.ts_every = 1
+        self.sent = 0
+        #: IPv4 headers as a Linux sender's (``frame``).
+        self.linux_ip = False
+        self.ident = 0
         opts = tcp.build_options(mss=1460, wscale=7, sack_perm=True, ts=(self.ts, 0))
         self.stack.receive(self.iface, self.frame(tcp.build(self.peer, self.us, 40000, PORT,
                                                             self.peer_seq, 0, tcp.SYN, 65535,
@@ -152,10 +158,18 @@ class PathRig:
         self.dev.keep = False
 
     def frame(self, segment: bytes) -> bytes:
+        if self.linux_ip and self.family == 4:
+            # As a Linux sender's: DF set (path MTU discovery), the ID counting up.
+            self.ident = (self.ident + 1) & 0xFFFF
+            return ethernet.build(OUR_MAC, PEER_MAC, ethernet.ETH_IPV4,
+                                  ipv4.build(PEER_IP, OUR_IP, 6, segment, ident=self.ident,
+                                             flags_frag=0x4000))
         return _frame(segment, self.family)
 
     def segment(self, payload: bytes, ack: int, window: int = 0xFFFF) -> bytes:
-        self.ts += 1
+        self.sent += 1
+        if self.sent % self.ts_every == 0:
+            self.ts += 1
         return tcp.build(self.peer, self.us, 40000, PORT, self.peer_seq & 0xFFFFFFFF,
                          ack & 0xFFFFFFFF, tcp.ACK, window, payload,
                          tcp.build_options(ts=(self.ts, self.their_ts)))
@@ -164,9 +178,14 @@ class PathRig:
 PUMP_CHUNK = 65536      # what the socket pump (api/sock_base.CHUNK) takes per step
 
 
+#: Segments per tick of a kernel peer's TSval (a millisecond clock: at the
+#: plain TAP's 60-90 MB/s, 40-60 MTU segments carry the same value).
+TS_TICK = 48
+
+
 def receive_path(segments: int = 20000, prof: cProfile.Profile | None = None,
                  gro: int = 1, csum_ok: bool = False, pair: str = "",
-                 family: int = 4) -> tuple[float, int]:
+                 family: int = 4, batched: bool = False) -> tuple[float, int]:
     """CPU microseconds per received 1448-byte data segment; and ACKs sent.
 
     ``gro`` > 1 hands the stack GRO super-frames of that many segments (as a
@@ -178,7 +197,14 @@ def receive_path(segments: int = 20000, prof: cProfile.Profile | None = None,
     "recv" takes it from the connection with ``conn.recv(65536)`` (a bytes
     copy, then ``send``), "view" sends straight from the receive buffer's
     chunks (``TcpConnection.send_received`` with the socket's ``sendmsg``, as
-    the socket pump does)."""
+    the socket pump does).
+
+    ``batched`` hands MTU frames over as a device's read batch does
+    (``on_readable``): the first of every ``BATCH`` to ``Stack.receive``, the
+    rest at once to ``Stack.receive_batch``, which merges runs of segments
+    (software GRO, stack/gro.py); the peer then sends as Linux does: its
+    TSval a millisecond clock (``TS_TICK``), so segments sent within a tick
+    carry the same options, and IPv4 with DF set and the ID counting up."""
     got = [0]
     sock_in = sock_out = None
     if pair:
@@ -210,6 +236,9 @@ def receive_path(segments: int = 20000, prof: cProfile.Profile | None = None,
                 pass
 
     rig = PathRig(drain, gro=gro > 1, family=family)
+    if batched:
+        rig.ts_every = TS_TICK
+        rig.linux_ip = True
     payload = bytes(rig.mss * gro)
     frames = []
     nframes = segments // gro
@@ -224,12 +253,24 @@ def receive_path(segments: int = 20000, prof: cProfile.Profile | None = None,
     if prof is not None:
         prof.enable()
     run = rig.loop.run
-    start = time.process_time()
-    for i, f in enumerate(frames):
-        receive(iface, f)
-        if i % batch == batch - 1:
-            run(0)          # the end of a device batch: deferred ACKs and events
+    if batched:
+        receive_batch = rig.stack.receive_batch
+        batches = [(frames[i], [(f, 0) for f in frames[i + 1:i + BATCH]])
+                   for i in range(0, len(frames), BATCH)]
+        start = time.process_time()
+        for first, rest in batches:
+            receive(iface, first)
+            if rest:
+                receive_batch(iface, rest)
+            run(0)
             read_out()
+    else:
+        start = time.process_time()
+        for i, f in enumerate(frames):
+            receive(iface, f)
+            if i % batch == batch - 1:
+                run(0)          # the end of a device batch: deferred ACKs and events
+                read_out()
     run(0)
     read_out()
     elapsed = time.process_time() - start
@@ -316,8 +357,15 @@ def receive_variants(repeat: int = 5, segments: int = 20000
                      ) -> list[tuple[str, float, int]]:
     """Per-segment receive cost: plain frames, frames the device vouched for,
     and 44-segment GRO super-frames (vouched for, as from a vnet-header TAP)."""
-    rows = [("MTU frames, checksum verified", best(lambda: receive_path(segments), repeat)),
-            ("44-segment GRO frames, verified",
+    rows = [("MTU frames, checksum verified", best(lambda: receive_path(segments), repeat))]
+    try:
+        receive_path(BATCH, batched=True)
+    except AttributeError:
+        pass                                        # a stack without receive_batch
+    else:
+        rows.append(("MTU frames as read batches, verified",
+                     best(lambda: receive_path(segments, batched=True), repeat)))
+    rows += [("44-segment GRO frames, verified",
              best(lambda: receive_path(segments, gro=44), repeat))]
     try:
         receive_path(BATCH, csum_ok=True)
@@ -364,12 +412,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--segments", type=int, default=20000, help="segments per run (20000)")
     ap.add_argument("--no-families", dest="families", action="store_false",
                     help="skip the IPv4 / IPv6 rows")
-    ap.add_argument("--profile", choices=("verified", "vouched", "gro", "send"),
+    ap.add_argument("--profile", choices=("verified", "batched", "vouched", "gro", "send"),
                     help="print a cProfile of one receive (or send) run instead")
     args = ap.parse_args(argv)
     if args.profile:
         runs: dict[str, Callable[[cProfile.Profile], Any]] = {
             "verified": lambda p: receive_path(args.segments, p),
+            "batched": lambda p: receive_path(args.segments, p, batched=True),
             "vouched": lambda p: receive_path(args.segments, p, csum_ok=True),
             "gro": lambda p: receive_path(args.segments, p, gro=44, csum_ok=True),
             "send": lambda p: send_path(args.segments // 2, p),

@@ -174,6 +174,10 @@ declare(DROP, """
     eth.8023_length_frame eth.not_for_us eth.oversize eth.own_source eth.runt
     eth.unknown_ethertype eth.untagged_on_vlan eth.vlan_not_configured
 """)
+# gro (stack/gro.py: software GRO over a device's read batch)
+declare(EVENT, """
+    gro.merged_frames gro.merged_segments
+""")
 # icmp4
 declare(DROP, """
     icmp4.bad_checksum icmp4.echo_queue_full icmp4.echo_reply_unmatched

@@ -35,8 +35,11 @@ from femtotcp.core.device import DeviceCapabilities, Medium
 
 Receiver = Callable[[bytes], None]
 Capture = Callable[[bytes, bool], None]
+#: ``(frames, trusted)``: one read batch of ``(frame, vouched)`` pairs; the
+#: vouched flags count only when ``trusted`` (the device has a trusted receiver).
+BatchReceiver = Callable[[list[tuple[bytes, int]], bool], None]
 
-__all__ = ["Capture", "Device", "DeviceCapabilities", "Medium", "Receiver"]
+__all__ = ["BatchReceiver", "Capture", "Device", "DeviceCapabilities", "Medium", "Receiver"]
 
 
 class Device(ABC):
@@ -59,6 +62,7 @@ class Device(ABC):
         self.counters = Counters()
         self._receiver: Receiver | None = None
         self._checked: Receiver | None = None
+        self._batch: BatchReceiver | None = None
         self._captures: list[Capture] = []
 
     @property
@@ -74,12 +78,17 @@ class Device(ABC):
         if not on:
             self.gro = False
 
-    def set_receiver(self, receiver: Receiver | None, checked: Receiver | None = None) -> None:
+    def set_receiver(self, receiver: Receiver | None, checked: Receiver | None = None,
+                     batch: BatchReceiver | None = None) -> None:
         """Where received frames go: ``receiver`` verifies everything; ``checked``,
         kept only when this device has ``checksum_rx``, takes the frames whose
-        checksum the device vouches for (see the module doc)."""
+        checksum the device vouches for (see the module doc); ``batch``, when
+        given, takes a whole read batch at once (``deliver_batch``: the
+        stack's software GRO). A wrapper installs ``receiver`` alone, so it
+        gets every frame one by one, as read."""
         self._receiver = receiver
         self._checked = checked if self.checksum_rx and receiver is not None else None
+        self._batch = batch if receiver is not None else None
 
     def add_capture(self, capture: Capture) -> None:
         self._captures.append(capture)
@@ -114,6 +123,34 @@ class Device(ABC):
             for cap in self._captures:
                 cap(frame, False)
         checked(frame)
+
+    def deliver_batch(self, batch: list[tuple[bytes, int]]) -> None:
+        """Pass up the frames of one read batch, ``(frame, vouched)`` each, in
+        order: to the batch receiver when there is one (counted and captured
+        frame by frame as ``deliver`` does: a capture sees the frames as
+        read), else one by one through ``deliver_checked`` or ``deliver``."""
+        receiver = self._batch
+        if receiver is None:
+            checked = self.deliver_checked
+            deliver = self.deliver
+            for frame, vouched in batch:
+                if vouched:
+                    checked(frame)
+                else:
+                    deliver(frame)
+            return
+        counters = self.counters
+        counters["rx_frames"] += len(batch)
+        trusted = self._checked is not None
+        if trusted:
+            vouched = sum(1 for _, v in batch if v)
+            if vouched:
+                counters["rx_csum_trusted"] += vouched
+        if self._captures:
+            for frame, _ in batch:
+                for cap in self._captures:
+                    cap(frame, False)
+        receiver(batch, trusted)
 
     @property
     def has_checked_receiver(self) -> bool:
@@ -150,3 +187,4 @@ class Device(ABC):
     def close(self) -> None:
         self._receiver = None
         self._checked = None
+        self._batch = None

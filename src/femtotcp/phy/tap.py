@@ -17,7 +17,9 @@ Robustness rules (the kernel side is not ours to control):
 - ``on_readable`` reads until EAGAIN, at most ``max_batch`` frames; the first
   is delivered as soon as it is read (the answer to a lone frame is written
   before the read that finds the queue empty), the others after the batch's
-  reads; a read error other than EAGAIN is counted and ends the batch.
+  reads, at once (``deliver_batch``: the stack merges runs of TCP segments
+  among them, stack/gro.py; a wrapper's receiver still gets them one by
+  one); a read error other than EAGAIN is counted and ends the batch.
   When the interface is deleted under us (EBADFD) the device stops reading and
   swaps its fd for a never-readable one so the loop cannot spin on it.
 - Under a SYN flood (TAP only, with a loop that called ``set_loop``): while
@@ -541,11 +543,11 @@ class TunTapDevice(Device):
             shed.reads += nread
             if shed.keep < 1.0:
                 shed.count(batch)
-        for frame, vouched in batch:
-            if vouched:
-                checked(frame)
-            else:
-                deliver(frame)
+        if batch:
+            # The rest at once: to the stack's batch entry (software GRO
+            # merges runs of TCP segments, stack/gro.py) when it gave one,
+            # else frame by frame (a wrapper's receiver).
+            self.deliver_batch(batch)
 
     def _detached(self, exc: OSError) -> None:
         """The interface went away (deleted under us): stop reading for good.

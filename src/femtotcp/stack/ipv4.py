@@ -103,7 +103,7 @@ class Ipv4:
         if n < 34 or iface.vlan is not None:
             return 0
         device = iface.device
-        if device.raw_ip or (n > iface.mtu + 18 and not device.gro):
+        if device.raw_ip or (n > iface.mtu + 18 and not (device.gro or csum_ok)):
             return 0
         dmac, smac, etype, vihl, tos, total, flags_frag, proto, src, dst = \
             _FAST_RX.unpack_from(frame)

@@ -412,7 +412,7 @@ class Ipv6:
         if n < 62 or iface.vlan is not None:
             return 0
         device = iface.device
-        if device.raw_ip or (n > iface.mtu + 18 and not device.gro):
+        if device.raw_ip or (n > iface.mtu + 18 and not (device.gro or csum_ok)):
             return 0
         dmac, smac, etype, vtf, plen, nh, hop, src, dst = _FAST_RX.unpack_from(frame)
         if etype != 0x86DD or vtf >> 28 != 6 or dmac != iface.mac or smac == dmac \

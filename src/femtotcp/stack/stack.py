@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from femtotcp.core.counters import Counters
 from femtotcp.core.timers import Timers
+from femtotcp.stack import gro
 from femtotcp.stack import modules as modreg
 from femtotcp.stack.config import StackConfig
 from femtotcp.stack.destination import DestinationCache
@@ -242,8 +243,11 @@ class Stack:
 
         # Only a device that verifies checksums itself gets the trusted entry;
         # it is given nothing else (a wrapper gets the plain receiver of the
-        # device it wraps, so trust never passes through one).
-        device.set_receiver(receiver, checked if device.checksum_rx else None)
+        # device it wraps, so trust never passes through one). Every device
+        # gets the batch entry (software GRO); one that reads batches (TAP,
+        # TUN) uses it, a wrapper's inner device never has it.
+        device.set_receiver(receiver, checked if device.checksum_rx else None,
+                            functools.partial(self.receive_batch, iface))
         if ipv4:
             self.add_address(iface, ipv4)
         for watcher in self._device_watchers:
@@ -391,7 +395,9 @@ class Stack:
         partial: Linux's CHECKSUM_UNNECESSARY / CHECKSUM_PARTIAL); it travels
         down the dispatch as the handlers' last argument, and TCP and UDP then
         skip their own verification. Only a device's trusted receiver (given
-        to devices whose ``checksum_rx`` is True) passes True."""
+        to devices whose ``checksum_rx`` is True) passes True, and
+        ``receive_batch`` for the frames software GRO verified (a merged one
+        may be larger than the MTU)."""
         timers = self.timers
         t = self.clock() if now is None else now
         if t > timers.now:
@@ -418,8 +424,9 @@ class Stack:
             if iface.device.raw_ip:
                 self._receive_raw_ip(iface, frame, csum_ok)
                 return
-            if len(frame) > iface.mtu + 18 and not iface.device.gro:
-                # header + 802.1Q tag; only a device with GRO offload hands us more.
+            if len(frame) > iface.mtu + 18 and not (iface.device.gro or csum_ok):
+                # header + 802.1Q tag; only a device with GRO offload hands us
+                # more, or software GRO (receive_batch: verified, csum_ok).
                 counters["eth.oversize"] += 1
                 return
             eth, payload = ethernet.parse(frame, iface.vlan)
@@ -442,6 +449,29 @@ class Stack:
         except Exception:
             counters["stack.internal_error"] += 1
             log.exception("internal error while receiving a frame on %s", iface.name)
+
+    def receive_batch(self, iface: Interface, frames: list[tuple[bytes, int]],
+                      trusted: bool = False) -> None:
+        """Consume one read batch of ``(frame, vouched)`` pairs from ``iface``,
+        in order: runs of in-order segments of one TCP connection merged first
+        into verified super-frames (software GRO, stack/gro.py, as Linux does
+        for every NIC), then each frame as ``receive`` would. ``vouched``
+        counts only when ``trusted`` (the device's trusted receiver exists).
+        TUN devices (bare IP) get no merging. Never raises."""
+        now = self.clock()
+        receive = self.receive
+        if iface.device.raw_ip:
+            for frame, vouched in frames:
+                receive(iface, frame, now, bool(vouched and trusted))
+            return
+        try:
+            merged = gro.coalesce(frames, trusted, iface.mtu + 14, self.counters)
+        except Exception:
+            self.counters["stack.internal_error"] += 1
+            log.exception("internal error while merging a batch on %s", iface.name)
+            merged = [(frame, bool(vouched and trusted)) for frame, vouched in frames]
+        for frame, csum_ok in merged:
+            receive(iface, frame, now, csum_ok)
 
     def _receive_raw_ip(self, iface: Interface, frame: bytes | memoryview,
                         csum_ok: bool = False) -> None:
