@@ -431,6 +431,37 @@ def test_udp_records_when_serve_lags(lan: Lan, svc: SocketService) -> None:
     peer.close()
 
 
+def test_tcp_send_when_the_pair_is_full(lan: Lan, svc: SocketService) -> None:
+    """send and sendall write P at once where it has room; once P and the
+    connection are full a non-blocking send raises BlockingIOError and one
+    with a timeout times out; every byte a send counted arrives, in order."""
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6100))
+    cli = prog.create_connection((lan.ip_b, 6100), timeout=5)
+    peer, _ = server.accept()
+    sent = bytearray()
+    cli.sendall(b"start")
+    sent += b"start"
+    cli.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        for i in range(100000):
+            chunk = b"%08d" % i * 512
+            n = cli.send(chunk)
+            sent += chunk[:n]
+    cli.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        cli.sendall(b"z" * 1_000_000)
+    cli.settimeout(5)
+    got = bytearray()
+    while len(got) < len(sent):
+        chunk = peer.recv(1 << 20)
+        assert chunk
+        got += chunk
+    assert bytes(got[:len(sent)]) == bytes(sent)
+    for s in (cli, peer, server):
+        s.close()
+
+
 def test_asyncio_streams_and_datagrams_when_attached(lan: Lan, svc: SocketService) -> None:
     import asyncio
 

@@ -783,15 +783,21 @@ class RemoteSocket(_SocketBase):
         return (self._q is None and self._local is not None
                 and self._sproto not in (IPPROTO_ICMP, IPPROTO_ICMPV6))
 
-    def _write_record(self, rec: bytes) -> None:
-        """One record to P: a write(2) (a socket with a timeout would poll
-        before a send(2); P has room but when serve lags), then, if P is full,
-        the socket's own send with its timeout and blocking mode."""
+    def _write_now(self, data: Any) -> int:
+        """As much of ``data`` as P takes now, by one write(2): a socket with a
+        timeout would poll before its send(2), and P mostly has room. 0 when
+        P is full and the socket has a timeout (its own send then waits);
+        BlockingIOError for a non-blocking socket, as send gives."""
         try:
-            os.write(_RealSocket.fileno(self), rec)
+            return os.write(_RealSocket.fileno(self), data)
         except BlockingIOError:
             if not self.gettimeout():
                 raise
+            return 0
+
+    def _write_record(self, rec: bytes) -> None:
+        """One record to P (a SOCK_SEQPACKET write is whole or nothing)."""
+        if not self._write_now(rec):
             _RealSocket.send(self, rec)
 
     def send(self, data: Any, flags: int = 0) -> int:
@@ -810,6 +816,10 @@ class RemoteSocket(_SocketBase):
         if self._mode != CONNECTED:
             self._not_connected()
         try:
+            if not flags:
+                sent = self._write_now(data)
+                if sent:
+                    return sent
             return _RealSocket.send(self, data, flags)
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise self._pending_error(exc) or exc from None
@@ -821,6 +831,13 @@ class RemoteSocket(_SocketBase):
         if self._mode != CONNECTED:
             self._not_connected()
         try:
+            if not flags and data.__class__ in (bytes, bytearray):
+                # One write(2) where P takes it all (the common case), the
+                # socket's own sendall for the rest.
+                sent = self._write_now(data)
+                if sent == len(data):
+                    return
+                data = memoryview(data)[sent:]
             _RealSocket.sendall(self, data, flags)
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise self._pending_error(exc) or exc from None
