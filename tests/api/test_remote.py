@@ -334,6 +334,8 @@ def test_udp_records_to_several_addresses_and_names(lan: Lan, svc: SocketService
     address checks still run (a float port is a TypeError)."""
     prog = RemoteNetwork(svc.path, hosts={"peer": lan.ip_b})
     u = prog.socket(std.AF_INET, std.SOCK_DGRAM)
+    with pytest.raises(TypeError):
+        u.sendto(5, (lan.ip_b, 7300))               # (not 5 zero bytes), by request
     here = prog.socket(std.AF_INET, std.SOCK_DGRAM)       # on stack A's loopback
     here.bind(("127.0.0.1", 7301))
     here.settimeout(5)
@@ -356,6 +358,8 @@ def test_udp_records_to_several_addresses_and_names(lan: Lan, svc: SocketService
         u.sendto(b"x", (lan.ip_b, 7300.0))
     with pytest.raises(TypeError):
         u.sendto("text", (lan.ip_b, 7300))
+    with pytest.raises(TypeError):
+        u.sendto(5, (lan.ip_b, 7300))               # and as a record
     with pytest.raises(OSError) as info:
         u.sendto(b"x" * 65508, (lan.ip_b, 7300))
     assert info.value.errno == errno.EMSGSIZE

@@ -812,7 +812,7 @@ class RemoteSocket(_SocketBase):
                     raise _oserror(errno.EMSGSIZE)
                 self._write_record(rec)
                 return len(rec) - _REC.size
-            return int(self._values("send", tail=bytes(data))[0])
+            return int(self._values("send", tail=_payload(data))[0])
         if self._mode != CONNECTED:
             self._not_connected()
         try:
@@ -866,7 +866,7 @@ class RemoteSocket(_SocketBase):
                 # broadcasts are checked in serve.
                 if scope or packed == BROADCAST4 or not self._records():
                     sent, state = self._values("sendto", ip_str(packed), port, scope,
-                                               tail=bytes(data))
+                                               tail=_payload(data))
                     self._state(state)
                     return int(sent)
                 head = _REC.pack(_KIND_SEND, len(packed), port, packed)
@@ -935,6 +935,12 @@ class RemoteSocket(_SocketBase):
 
 #: The record header of a datagram to the connected peer (no address).
 _CONNECTED_SEND = _REC.pack(_KIND_SEND, 0, 0, b"")
+
+
+def _payload(data: Any) -> bytes:
+    """A datagram's bytes: any bytes-like object (an int or a str is the
+    TypeError the stdlib gives, not a buffer of that many zeros)."""
+    return bytes(memoryview(data))
 
 
 def _numeric(host: str, packed: bytes) -> bool:
