@@ -327,6 +327,145 @@ def test_udp_sends_after_the_first_go_through_the_pair(lan: Lan, svc: SocketServ
     peer.close()
 
 
+def test_udp_records_to_several_addresses_and_names(lan: Lan, svc: SocketService) -> None:
+    """A datagram's record header is reused for the same numeric address only:
+    datagrams alternating between two destinations each reach theirs, a name
+    is looked up for every datagram (its address may change), and the
+    address checks still run (a float port is a TypeError)."""
+    prog = RemoteNetwork(svc.path, hosts={"peer": lan.ip_b})
+    u = prog.socket(std.AF_INET, std.SOCK_DGRAM)
+    with pytest.raises(TypeError):
+        u.sendto(5, (lan.ip_b, 7300))               # (not 5 zero bytes), by request
+    here = prog.socket(std.AF_INET, std.SOCK_DGRAM)       # on stack A's loopback
+    here.bind(("127.0.0.1", 7301))
+    here.settimeout(5)
+    peer = lan.net_b.socket(std.AF_INET, std.SOCK_DGRAM)
+    peer.bind(("0.0.0.0", 7300))
+    peer.settimeout(5)
+    u.sendto(b"bind", (lan.ip_b, 7300))              # a request: serve binds the socket
+    assert peer.recvfrom(100)[0] == b"bind"
+    for i in range(4):
+        assert u.sendto(b"b%d" % i, (lan.ip_b, 7300)) == 2
+        assert u.sendto(bytearray(b"l%d" % i), ("127.0.0.1", 7301)) == 2
+    assert [peer.recvfrom(100)[0] for _ in range(4)] == [b"b%d" % i for i in range(4)]
+    assert [here.recvfrom(100)[0] for _ in range(4)] == [b"l%d" % i for i in range(4)]
+    assert u.sendto(memoryview(b"by name"), ("peer", 7300)) == 7
+    assert peer.recvfrom(100)[0] == b"by name"
+    prog.hosts["peer"] = "127.0.0.1"
+    assert u.sendto(b"moved", ("peer", 7301)) == 5
+    assert here.recvfrom(100) == (b"moved", ("127.0.0.1", u.getsockname()[1]))
+    with pytest.raises(TypeError):
+        u.sendto(b"x", (lan.ip_b, 7300.0))
+    with pytest.raises(TypeError):
+        u.sendto("text", (lan.ip_b, 7300))
+    with pytest.raises(TypeError):
+        u.sendto(5, (lan.ip_b, 7300))               # and as a record
+    with pytest.raises(OSError) as info:
+        u.sendto(b"x" * 65508, (lan.ip_b, 7300))
+    assert info.value.errno == errno.EMSGSIZE
+    assert u.sendto(b"x" * 65507, (lan.ip_b, 7300)) == 65507
+    assert peer.recvfrom(70000)[0] == b"x" * 65507
+    for s in (u, here, peer):
+        s.close()
+
+
+def test_udp_recvfrom_names_each_source(lan: Lan, svc: SocketService) -> None:
+    """Datagrams from two sources in turn: each recvfrom names its own (the
+    address of the previous one is reused only when the record's is the same)."""
+    prog = RemoteNetwork(svc.path)
+    u = prog.socket(std.AF_INET, std.SOCK_DGRAM)
+    u.bind(("0.0.0.0", 7310))
+    u.settimeout(5)
+    one = lan.net_b.socket(std.AF_INET, std.SOCK_DGRAM)
+    two = lan.net_b.socket(std.AF_INET, std.SOCK_DGRAM)
+    local = prog.socket(std.AF_INET, std.SOCK_DGRAM)
+    local.bind(("127.0.0.1", 0))
+    senders = [(one, (lan.ip_b,)), (two, (lan.ip_b,)), (one, (lan.ip_b,)),
+               (local, ("127.0.0.1",)), (local, ("127.0.0.1",))]
+    for i, (s, _) in enumerate(senders):
+        dst = "127.0.0.1" if s is local else lan.ip_a
+        s.sendto(b"d%d" % i, (dst, 7310))
+        data, addr = u.recvfrom(100)
+        assert data == b"d%d" % i
+        assert addr == (senders[i][1][0], s.getsockname()[1])
+    buf = bytearray(10)
+    one.sendto(b"into", (lan.ip_a, 7310))
+    assert u.recvfrom_into(buf) == (4, (lan.ip_b, one.getsockname()[1]))
+    assert bytes(buf[:4]) == b"into"
+    for s in (u, one, two, local):
+        s.close()
+
+
+def test_udp_records_when_serve_lags(lan: Lan, svc: SocketService) -> None:
+    """While serve's loop is held up, P fills: a non-blocking sendto raises
+    BlockingIOError, one with a timeout times out; once serve reads again
+    every datagram written goes out, in order and whole."""
+    prog = RemoteNetwork(svc.path)
+    u = prog.socket(std.AF_INET, std.SOCK_DGRAM)
+    peer = lan.net_b.socket(std.AF_INET, std.SOCK_DGRAM)
+    peer.bind(("0.0.0.0", 7320))
+    peer.settimeout(5)
+    u.sendto(b"first", (lan.ip_b, 7320))
+    assert peer.recvfrom(100)[0] == b"first"
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        held.set()
+        release.wait(10)
+
+    lan.runtime.call_soon_threadsafe(hold)
+    assert held.wait(5)
+    sent: list[bytes] = []
+    try:
+        u.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            for i in range(100000):
+                data = b"%06d" % i + b"y" * 994
+                u.sendto(data, (lan.ip_b, 7320))
+                sent.append(data)
+        u.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            u.sendto(b"late", (lan.ip_b, 7320))
+    finally:
+        release.set()
+    assert len(sent) > 10
+    got = [peer.recvfrom(2000)[0] for _ in range(len(sent))]
+    assert got == sent
+    u.close()
+    peer.close()
+
+
+def test_tcp_send_when_the_pair_is_full(lan: Lan, svc: SocketService) -> None:
+    """send and sendall write P at once where it has room; once P and the
+    connection are full a non-blocking send raises BlockingIOError and one
+    with a timeout times out; every byte a send counted arrives, in order."""
+    prog = RemoteNetwork(svc.path)
+    server = lan.net_b.create_server(("0.0.0.0", 6100))
+    cli = prog.create_connection((lan.ip_b, 6100), timeout=5)
+    peer, _ = server.accept()
+    sent = bytearray()
+    cli.sendall(b"start")
+    sent += b"start"
+    cli.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        for i in range(100000):
+            chunk = b"%08d" % i * 512
+            n = cli.send(chunk)
+            sent += chunk[:n]
+    cli.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        cli.sendall(b"z" * 1_000_000)
+    cli.settimeout(5)
+    got = bytearray()
+    while len(got) < len(sent):
+        chunk = peer.recv(1 << 20)
+        assert chunk
+        got += chunk
+    assert bytes(got[:len(sent)]) == bytes(sent)
+    for s in (cli, peer, server):
+        s.close()
+
+
 def test_asyncio_streams_and_datagrams_when_attached(lan: Lan, svc: SocketService) -> None:
     import asyncio
 

@@ -20,7 +20,7 @@ from femtolan import (
 
 from femtotcp.services.echo import start_udp_echo
 from femtotcp.stack.config import StackConfig
-from femtotcp.wire import icmp4, ip_bytes, ipv4, udp
+from femtotcp.wire import icmp4, ip_bytes, ip_str, ipv4, udp
 
 
 def test_exchange_between_two_stacks() -> None:
@@ -37,6 +37,39 @@ def test_exchange_between_two_stacks() -> None:
     assert lan.run_until(lambda: client.readable, 5)
     assert client.recv() == (b"answer", (addr(1), 6000))
     assert client.recv() is None
+
+
+def test_wildcard_endpoint_source_follows_routes_and_addresses() -> None:
+    """An endpoint on the wildcard sends from the address the stack picks for
+    each datagram: it reuses its last choice only while the route table and
+    the address set are unchanged (a new route, a new address)."""
+    lan = make_lan(2)
+    a, b = lan.stacks
+    server = b.udp.open(port=6000)
+    client = a.udp.open()
+
+    def source_of_next(data: bytes) -> bytes:
+        assert client.sendto(data, addr(1), 6000) == 0
+        assert lan.run_until(lambda: server.readable, 5)
+        got, (src, sport) = server.recv()
+        assert (got, sport) == (data, client.local[1])
+        return src
+
+    assert source_of_next(b"one") == addr(0)
+    assert source_of_next(b"two") == addr(0)
+    a.add_address(a.interfaces[0], "198.51.100.1/24")
+    b.add_address(b.interfaces[0], "198.51.100.9/24")
+    assert source_of_next(b"three") == addr(0)
+    a.add_route(f"{ip_str(addr(1))}/32", gateway="198.51.100.9")     # b, by another address
+    assert source_of_next(b"four") == ip_bytes("198.51.100.1")
+    a.remove_route(f"{ip_str(addr(1))}/32")
+    assert source_of_next(b"five") == addr(0)
+    a.add_address(a.interfaces[0], "192.0.2.77/24")
+    assert source_of_next(b"six") == addr(0)
+    a.remove_address(a.interfaces[0], addr(0))       # the subnet's route stays
+    assert source_of_next(b"seven") == ip_bytes("192.0.2.77")
+    assert source_of_next(b"eight") == ip_bytes("192.0.2.77")
+    assert b.counters["udp.rx"] == 8
 
 
 def test_empty_datagram() -> None:

@@ -41,6 +41,9 @@ def test_round_trip(sport: int, dport: int, payload: bytes, addrs: tuple[bytes, 
     zeroed = msg[:6] + b"\0\0" + msg[8:]
     expected = reference_checksum(pseudo + zeroed) or 0xFFFF
     assert hdr.checksum == expected
+    # The same datagram from the pseudo-header's sum given by the caller.
+    assert udp.build(src, dst, sport, dport, payload,
+                     pseudo_header_sum(src, dst, udp.PROTO, 0)) == msg
 
 
 @pytest.mark.parametrize("length", range(0, 8))

@@ -59,6 +59,7 @@ from typing import Any
 from femtotcp.api.network import Network, _parse_ipv4
 from femtotcp.api.sock_base import (
     _IPPROTO_IPV6,
+    _KIND_DATA,
     _KIND_DATA_SCOPED,
     _KIND_ERROR,
     _KIND_SEND,
@@ -436,7 +437,7 @@ class RemoteSocket(_SocketBase):
     """``socket.socket`` for an attached program: P here, the stack socket in serve."""
 
     __slots__ = ("_net", "_id", "_sfamily", "_stype", "_sproto", "_mode", "_local", "_remote",
-                 "_scope", "_q", "_opts")
+                 "_scope", "_q", "_opts", "_to", "_from")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: int | None = None, *, network: RemoteNetwork | None = None) -> None:
@@ -492,6 +493,13 @@ class RemoteSocket(_SocketBase):
         self._sfamily, self._stype, self._sproto = family, kind, proto
         #: Options set before serve had the socket: they go with its first request.
         self._opts: list[list[Any]] = []
+        #: The last address a datagram went to as a record (``sendto``) and that
+        #: record's header and payload limit: the next datagram to the same
+        #: numeric address reuses them. None until then.
+        self._to: tuple[tuple[Any, ...], bytes, int] | None = None
+        #: The last datagram source read (its record's address bytes) and that
+        #: address as this socket's family shows it (``recvfrom``).
+        self._from: tuple[bytes, Any] | None = None
         self._state(state)
 
     def _state(self, state: list[Any]) -> None:
@@ -738,6 +746,16 @@ class RemoteSocket(_SocketBase):
             raise ValueError("negative buffersize in recvfrom")
         while True:
             rec = _RealSocket.recv(self, bufsize + _REC.size + _SCOPE.size, flags)
+            if len(rec) >= _REC.size and rec[0] == _KIND_DATA:
+                # A datagram: its source is most often the last one's (a reply).
+                raw = rec[1:_REC.size]
+                seen = self._from
+                if seen is not None and seen[0] == raw:
+                    return rec[_REC.size:_REC.size + bufsize], seen[1]
+                alen, port = raw[0], (raw[1] << 8) | raw[2]
+                addr = self._fmt(raw[3:3 + alen], port)
+                self._from = (raw, addr)
+                return rec[_REC.size:_REC.size + bufsize], addr
             if len(rec) < _REC.size:
                 if not rec:
                     exc = self._pending_error()
@@ -758,35 +776,50 @@ class RemoteSocket(_SocketBase):
                 raise _oserror(port)
         return rec[_REC.size:_REC.size + bufsize], self._fmt(addr[:alen], port)
 
-    def _send_record(self, data: bytes, dst: bytes | None, port: int) -> bool:
-        """Send a UDP datagram as a record on P, without a round trip to serve
-        (``_KIND_SEND``; ``dst`` None: to the connected peer). Only once serve
-        has the socket bound; broadcasts and ping sockets go by request (serve
-        checks them). Errors serve meets later become the socket error."""
-        if (self._q is not None or self._sproto in (IPPROTO_ICMP, IPPROTO_ICMPV6)
-                or self._local is None or dst == BROADCAST4):
-            return False
-        if len(data) > (_UDP_MAX6 if dst is not None and len(dst) == 16 else _UDP_MAX):
-            raise _oserror(errno.EMSGSIZE)
-        if dst is None:
-            if self._remote is None:
-                raise _oserror(errno.EDESTADDRREQ)
-            head = _REC.pack(_KIND_SEND, 0, 0, b"")
-        else:
-            head = _REC.pack(_KIND_SEND, len(dst), port, dst)
-        _RealSocket.send(self, head + data)
-        return True
+    def _records(self) -> bool:
+        """Whether datagrams go to serve as records on P (``_KIND_SEND``),
+        without a round trip each: only once serve has the socket bound;
+        ping sockets go by request (serve checks them)."""
+        return (self._q is None and self._local is not None
+                and self._sproto not in (IPPROTO_ICMP, IPPROTO_ICMPV6))
+
+    def _write_now(self, data: Any) -> int:
+        """As much of ``data`` as P takes now, by one write(2): a socket with a
+        timeout would poll before its send(2), and P mostly has room. 0 when
+        P is full and the socket has a timeout (its own send then waits);
+        BlockingIOError for a non-blocking socket, as send gives."""
+        try:
+            return os.write(_RealSocket.fileno(self), data)
+        except BlockingIOError:
+            if not self.gettimeout():
+                raise
+            return 0
+
+    def _write_record(self, rec: bytes) -> None:
+        """One record to P (a SOCK_SEQPACKET write is whole or nothing)."""
+        if not self._write_now(rec):
+            _RealSocket.send(self, rec)
 
     def send(self, data: Any, flags: int = 0) -> int:
         if self._stype == SOCK_DGRAM:
             self._check_open()
-            payload = bytes(data)
-            if self._send_record(payload, None, 0):
-                return len(payload)
-            return int(self._values("send", tail=payload)[0])
+            if self._records():
+                # A datagram to the connected peer: a record without an address.
+                if self._remote is None:
+                    raise _oserror(errno.EDESTADDRREQ)
+                rec = _CONNECTED_SEND + data
+                if len(rec) - _REC.size > _UDP_MAX:
+                    raise _oserror(errno.EMSGSIZE)
+                self._write_record(rec)
+                return len(rec) - _REC.size
+            return int(self._values("send", tail=_payload(data))[0])
         if self._mode != CONNECTED:
             self._not_connected()
         try:
+            if not flags:
+                sent = self._write_now(data)
+                if sent:
+                    return sent
             return _RealSocket.send(self, data, flags)
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise self._pending_error(exc) or exc from None
@@ -798,6 +831,13 @@ class RemoteSocket(_SocketBase):
         if self._mode != CONNECTED:
             self._not_connected()
         try:
+            if not flags and data.__class__ in (bytes, bytearray):
+                # One write(2) where P takes it all (the common case), the
+                # socket's own sendall for the rest.
+                sent = self._write_now(data)
+                if sent == len(data):
+                    return
+                data = memoryview(data)[sent:]
             _RealSocket.sendall(self, data, flags)
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise self._pending_error(exc) or exc from None
@@ -815,14 +855,30 @@ class RemoteSocket(_SocketBase):
         address = flags_or_addr if addr is None else addr
         if self._stype == SOCK_DGRAM:
             self._check_open()
-            packed, port, scope = self._addr_scoped(address, "sendto")
-            payload = bytes(data)
-            # A record has no room for a scope id: a scoped datagram is a request.
-            if not scope and self._send_record(payload, packed, port):
-                return len(payload)
-            sent, state = self._values("sendto", ip_str(packed), port, scope, tail=payload)
-            self._state(state)
-            return int(sent)
+            to = self._to
+            if to is not None and address == to[0] and address[1].__class__ is int:
+                # The last record's address again (a numeric one: no lookup that
+                # could answer differently now): its header as it was.
+                head, limit = to[1], to[2]
+            else:
+                packed, port, scope = self._addr_scoped(address, "sendto")
+                # Records carry no scope id (a scoped datagram is a request), and
+                # broadcasts are checked in serve.
+                if scope or packed == BROADCAST4 or not self._records():
+                    sent, state = self._values("sendto", ip_str(packed), port, scope,
+                                               tail=_payload(data))
+                    self._state(state)
+                    return int(sent)
+                head = _REC.pack(_KIND_SEND, len(packed), port, packed)
+                limit = _UDP_MAX6 if len(packed) == 16 else _UDP_MAX
+                if (address.__class__ is tuple and address[0].__class__ is str
+                        and address[1].__class__ is int and _numeric(address[0], packed)):
+                    self._to = (address, head, limit)
+            rec = head + data
+            if len(rec) - _REC.size > limit:
+                raise _oserror(errno.EMSGSIZE)
+            self._write_record(rec)
+            return len(rec) - _REC.size
         if self._mode != CONNECTED:
             raise _oserror(errno.EPIPE if self._mode == DONE else errno.ENOTCONN)
         return self.send(data)
@@ -875,6 +931,22 @@ class RemoteSocket(_SocketBase):
 
     def __repr__(self) -> str:
         return sock_repr(self, lambda: self._local, lambda: self._remote)
+
+
+#: The record header of a datagram to the connected peer (no address).
+_CONNECTED_SEND = _REC.pack(_KIND_SEND, 0, 0, b"")
+
+
+def _payload(data: Any) -> bytes:
+    """A datagram's bytes: any bytes-like object (an int or a str is the
+    TypeError the stdlib gives, not a buffer of that many zeros)."""
+    return bytes(memoryview(data))
+
+
+def _numeric(host: str, packed: bytes) -> bool:
+    """Whether ``host`` is the numeric form of ``packed`` (no name, whose
+    lookup may answer differently the next time)."""
+    return ip_str(packed) == host
 
 
 def _rebuild_socket(df: Any, family: int, kind: int, proto: int) -> Any:

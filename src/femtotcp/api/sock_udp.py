@@ -279,6 +279,29 @@ class _UdpLink(_DgramLink):
             if self.ep.local[0] == self.any_addr and src is not None:
                 self.local = (src, self.local[1])
 
+    def pump(self) -> None:
+        """``_DgramLink.pump``, with the common case first: IPv4 datagrams
+        queued and no record held back go to P one record each, here. (With
+        no record held, Q's watch is for reading only: a pump that emptied
+        the queue left it so.)"""
+        q, ep = self.q, self.ep
+        if q is None or ep is None:
+            return
+        if self.held is None and not self.v6:
+            queue = ep.queue
+            while queue:
+                data, (src, sport), _dst = queue[0]
+                try:
+                    q.send(_REC.pack(_KIND_DATA, len(src), sport, src) + data)
+                except OSError:
+                    break             # (P full, or gone: the full pump says which)
+                queue.popleft()
+                ep.queued_bytes -= len(data)
+            else:
+                if ep.error is None:
+                    return
+        super().pump()
+
     def _next_record(self) -> bytes | None:
         ep = self.ep
         item = ep.recv_full()

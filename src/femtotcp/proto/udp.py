@@ -49,6 +49,13 @@ class UdpEndpoint:
         self.closed = False
         self.ttl: int | None = None
         self.tos = 0
+        #: The last IPv4 destination sent to from this endpoint's own choice of
+        #: source, with what that choice rests on, as ``Stack.destinations``
+        #: checks its entries (the route table, its version and the address
+        #: set, each replaced or versioned on a change), the source, and the
+        #: sum of the pseudo-header's addresses and protocol: (dst, routes,
+        #: version, addresses, src, sum). Reused while all of those hold.
+        self._path: tuple[bytes, object, int, object, bytes, int] | None = None
 
     # -- sending ---------------------------------------------------------------------
     def sendto(self, data: bytes | bytearray | memoryview, dst: bytes, port: int,
@@ -61,28 +68,48 @@ class UdpEndpoint:
         if not 0 < port < 65536:
             return errno.EINVAL
         stack = self.udp.stack
+        pseudo: int | None = None
         if src is None:
-            src = self.local[0]
-            if len(src) != len(dst):
-                if src != ANY6 or self.v6only:
-                    return errno.EAFNOSUPPORT  # an IPv6 endpoint to an IPv4 address, or back
-                src = ANY                      # a dual-stack endpoint speaking IPv4
-            if src == ANY:
-                src = stack.source_address(dst)
-                if src is None:
-                    if iface is None:
-                        return errno.ENETUNREACH
-                    src = iface.primary_ipv4() or ANY
-            elif src == ANY6:
-                ipv6 = stack.ipv6
-                found = ipv6.source_address(dst, iface) if ipv6 is not None else None
-                if found is None:
-                    return errno.ENETUNREACH
+            path = self._path
+            routes = stack.routes
+            if path is not None and path[0] == dst and path[2] == routes.version and \
+                    path[1] is routes and path[3] is stack.local_addresses and iface is None:
+                src, pseudo = path[4], path[5]
+            else:
+                found = self._source(dst, iface)
+                if isinstance(found, int):
+                    return found
                 src = found
-        msg = wire.build(src, dst, self.local[1], port, data)
+                if len(dst) == 4 and iface is None:
+                    pseudo = pseudo_header_sum(src, dst, wire.PROTO, 0)
+                    self._path = (dst, routes, routes.version, stack.local_addresses, src,
+                                  pseudo)
+        msg = wire.build(src, dst, self.local[1], port, data, pseudo)
         stack.counters["udp.tx"] += 1
         return int(stack.ip_output(dst, wire.PROTO, msg, src=src, ttl=self.ttl, tos=self.tos,
                                    iface=iface))
+
+    def _source(self, dst: bytes, iface: Interface | None) -> bytes | int:
+        """The source address towards ``dst``: the bound one, else the one
+        the stack picks; an errno when there is none."""
+        stack = self.udp.stack
+        src = self.local[0]
+        if len(src) != len(dst):
+            if src != ANY6 or self.v6only:
+                return errno.EAFNOSUPPORT  # an IPv6 endpoint to an IPv4 address, or back
+            src = ANY                      # a dual-stack endpoint speaking IPv4
+        if src == ANY:
+            found = stack.source_address(dst)
+            if found is None:
+                if iface is None:
+                    return errno.ENETUNREACH
+                found = iface.primary_ipv4() or ANY
+            return found
+        if src == ANY6:
+            ipv6 = stack.ipv6
+            found = ipv6.source_address(dst, iface) if ipv6 is not None else None
+            return errno.ENETUNREACH if found is None else found
+        return src
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
         if self.remote is None:

@@ -42,11 +42,16 @@ def parse(datagram: bytes | memoryview, src: bytes | None = None,
 
 
 def build(src: bytes, dst: bytes, src_port: int, dst_port: int,
-          payload: bytes | bytearray | memoryview) -> bytes:
+          payload: bytes | bytearray | memoryview, pseudo: int | None = None) -> bytes:
+    """A datagram with its checksum; ``pseudo``: the pseudo-header's sum
+    without the length (``pseudo_header_sum(src, dst, PROTO, 0)``), when the
+    caller has it already."""
     length = HEADER_LEN + len(payload)
     msg = bytearray(_HDR.pack(src_port, dst_port, length, 0))
     msg += payload
-    csum = checksum(msg, pseudo_header_sum(src, dst, PROTO, length))
+    if pseudo is None:
+        pseudo = pseudo_header_sum(src, dst, PROTO, 0)
+    csum = checksum(msg, pseudo + length)
     if csum == 0:
         csum = 0xFFFF  # RFC 768: a computed zero is sent as all ones
     msg[6] = csum >> 8
