@@ -3,7 +3,13 @@ measures it: a vnet-header TAP, 100 pings 10 ms apart) beside the bare Python
 TAP echo loop (the floor: read, answer, write, with ``select``) on a TAP with
 the same flags (vnet header and offload; both plain with ``--plain``) and the
 same pings, alternated ``--rounds`` times; min, average and median of each
-(the best round of each), and the stack's overhead over the floor.
+(the best round of each), and the stack's overhead over the floor. Then, for
+both sides alike: the median over the rounds of each round's median (less
+swayed by one lucky round than the best), and the CPU time per ping of the
+thread that answers (the stack's loop thread, the floor's loop thread: its
+clock from ``pthread_getcpuclockid``, read before and after the pings, so a
+wake-up with cold caches is what it counts, the kernel's work in the
+thread's system calls included).
 
     python -m bench.ping [--rounds N] [--count N] [--plain]
 """
@@ -15,7 +21,9 @@ import contextlib
 import re
 import statistics
 import subprocess
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 from bench import tcp_bulk
 from femtotcp.phy import netns as nsmod
@@ -27,7 +35,7 @@ Stats = tuple[float, float, float]
 
 
 @contextlib.contextmanager
-def _stack(offload: bool) -> Iterator[str]:
+def _stack(offload: bool, loop: list[Runtime] | None = None) -> Iterator[str]:
     """A stack alone on a TAP (the kernel at 192.0.2.1 in a namespace): only
     APIs every checkout has, so ``PYTHONPATH=OTHER/src`` measures another one."""
     with tcp_bulk.namespace("ftping") as ns:
@@ -40,6 +48,8 @@ def _stack(offload: bool) -> Iterator[str]:
         rt = Runtime()
         rt.add_stack(stack)
         rt.start()
+        if loop is not None:
+            loop.append(rt)
         try:
             rt.call(stack.start)
             yield ns
@@ -64,6 +74,23 @@ def rtt_stats(ns: str, host: str = tcp_bulk.STACK, count: int = 100,
     return min(times), statistics.fmean(times), statistics.median(times)
 
 
+def cpu_per_ping(thread: threading.Thread, run: Callable[[], Stats | None], count: int
+                 ) -> tuple[Stats | None, float | None]:
+    """``run()`` (pings) and the CPU time ``thread`` spent meanwhile, in
+    microseconds per ping (None when the thread's clock cannot be read)."""
+    try:
+        clock = time.pthread_getcpuclockid(thread.ident or 0)
+        before = time.clock_gettime_ns(clock)
+    except (OSError, AttributeError):
+        return run(), None
+    got = run()
+    try:
+        spent = time.clock_gettime_ns(clock) - before
+    except OSError:
+        return got, None
+    return got, spent / count / 1000
+
+
 def _best(runs: list[Stats]) -> Stats:
     return (min(r[0] for r in runs), min(r[1] for r in runs), min(r[2] for r in runs))
 
@@ -76,17 +103,39 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     stack: list[Stats] = []
     floor: list[Stats] = []
+    stack_cpu: list[float] = []
+    floor_cpu: list[float] = []
+
+    def floor_stats(ns: str, host: str, count: int, interval: float) -> Stats | None:
+        # The floor's loop is the one thread ping_floor started (the stack's
+        # loop thread was joined before).
+        loops = [t for t in threading.enumerate()
+                 if t is not threading.main_thread() and t.is_alive()]
+        if len(loops) != 1:
+            return rtt_stats(ns, host, count, interval)
+        got, cpu = cpu_per_ping(loops[0], lambda: rtt_stats(ns, host, count, interval),
+                                count)
+        if got and cpu is not None:
+            floor_cpu.append(cpu)
+        return got
+
     for _ in range(args.rounds):
-        with _stack(not args.plain) as ns:
+        loop: list[Runtime] = []
+        with _stack(not args.plain, loop) as ns:
             # One ping first: the kernel resolves the stack's MAC with it (the
             # floor's kernel side has a static neighbour entry instead).
             tcp_bulk.ping_stats(ns, count=1)
-            got = rtt_stats(ns, count=args.count)
+            thread = loop[0].thread
+            assert thread is not None
+            got, cpu = cpu_per_ping(thread, lambda: rtt_stats(ns, count=args.count),
+                                    args.count)
         if got:
             stack.append(got)
+            if cpu is not None:
+                stack_cpu.append(cpu)
         # The floor on a TAP with the stack's own flags (vnet headers and
         # offload unless --plain), the same ping count and interval.
-        low = tcp_bulk.ping_floor(1500, args.count, rtt_stats, offload=not args.plain)
+        low = tcp_bulk.ping_floor(1500, args.count, floor_stats, offload=not args.plain)
         if low:
             floor.append(low)
     if not stack or not floor:
@@ -99,6 +148,15 @@ def main(argv: list[str] | None = None) -> None:
           f"avg {f_avg:.3f} median {f_med:.3f} ms; over the floor: min "
           f"{(s_min / f_min - 1) * 100:+.0f} %, avg {(s_avg / f_avg - 1) * 100:+.0f} %, "
           f"median {(s_med / f_med - 1) * 100:+.0f} %")
+    s_mm = statistics.median(r[2] for r in stack)
+    f_mm = statistics.median(r[2] for r in floor)
+    print(f"median of the rounds' medians: femtotcp {s_mm:.3f} ms, floor {f_mm:.3f} ms "
+          f"({(s_mm / f_mm - 1) * 100:+.0f} %)")
+    if stack_cpu and floor_cpu:
+        s_cpu = statistics.median(stack_cpu)
+        f_cpu = statistics.median(floor_cpu)
+        print(f"CPU per ping of the answering thread (median of rounds): femtotcp "
+              f"{s_cpu:.1f} us, floor {f_cpu:.1f} us ({(s_cpu / f_cpu - 1) * 100:+.0f} %)")
 
 
 if __name__ == "__main__":
