@@ -238,7 +238,8 @@ declare(EVENT, """
     tcp.established tcp.fast_retransmit tcp.icmp_errors tcp.icmp_out_of_window
     tcp.keepalive_probes tcp.listens tcp.not_unicast tcp.old_segment
     tcp.ooo_segments tcp.oow_ack_ratelimited tcp.out_of_window tcp.passive_opens
-    tcp.paws_rejected tcp.pmtu_reduced tcp.rcvbuf_grown tcp.recovery_done tcp.reset_received
+    tcp.paws_rejected tcp.pmtu_reduced tcp.rcvbuf_grow_limited tcp.rcvbuf_grown
+    tcp.recovery_done tcp.reset_received
     tcp.retransmitted_segments tcp.rst_challenged tcp.rst_out_of_window
     tcp.rst_ratelimited tcp.rst_sent tcp.rto_expired tcp.simultaneous_open
     tcp.sws_override tcp.syn_challenged tcp.syn_received_reset
@@ -247,7 +248,8 @@ declare(EVENT, """
     tcp.tso_sent tcp.tx_error tcp.urgent tcp.window_probes tcp.window_update
 """)
 declare(GAUGE, """
-    tcp.accept_queue tcp.ooo_held_bytes tcp.ooo_held_segments tcp.syn_queue
+    tcp.accept_queue tcp.ooo_held_bytes tcp.ooo_held_segments tcp.rcvbuf_autotuned
+    tcp.syn_queue
 """)
 # tcp: the early path for SYN floods (proto/tcp/synguard.py)
 declare(EVENT, """

@@ -34,10 +34,10 @@ def test_a_program_that_reads_fast_gets_a_bigger_window() -> None:
 
 
 def test_growth_stops_at_rcvbuf_max() -> None:
-    lan = _lan(rcvbuf_max=600_000)
+    lan = _lan(rcvbuf_max=400_000)
     ca, cb = connect_pair(lan)
     bulk(lan, ca, cb, 6 << 20, timeout=600)
-    assert cb.rcvbuf == 600_000 and ca.rcvbuf == 600_000
+    assert cb.rcvbuf == 400_000 and ca.rcvbuf == 400_000
 
 
 def test_so_rcvbuf_turns_autotuning_off() -> None:
@@ -59,3 +59,27 @@ def test_a_program_that_does_not_read_keeps_its_buffer() -> None:
     assert cb.rcv_buf.nbytes >= initial          # full: the window closed
     assert cb.rcvbuf == initial
     assert lan.stacks[0].counters["tcp.rcvbuf_grown"] == 0
+
+
+def test_all_connections_together_grow_no_more_than_the_total() -> None:
+    lan = _lan()
+    server = lan.stacks[0]
+    cfg = server.tcp.config
+    cfg.rcvbuf_autotune_total = 500_000
+    pairs = [connect_pair(lan, port=5001 + i) for i in range(3)]
+    transfers = [(Transfer(ca, random_bytes(3 << 20, i)), Transfer(cb, b"", shut=False))
+                 for i, (ca, cb) in enumerate(pairs)]
+    for t1, t2 in transfers:
+        t1.event()
+        t2.event()
+    assert lan.run_until(lambda: all(t2.eof for _, t2 in transfers), 600)
+    added = sum(cb.rcvbuf - cfg.rcvbuf for _, cb in pairs)
+    assert 0 < added <= 500_000
+    assert server.counters["tcp.rcvbuf_autotuned"] == added
+    assert server.counters["tcp.rcvbuf_grow_limited"] >= 1
+    # What a connection added is given back when it ends.
+    for ca, cb in pairs:
+        cb.close()
+        ca.close()
+    lan.run(300)
+    assert server.counters["tcp.rcvbuf_autotuned"] == 0

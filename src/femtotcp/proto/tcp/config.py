@@ -12,6 +12,9 @@ class TcpConfig:
     sndbuf: int = 256 * 1024
     #: The largest receive buffer a connection may grow to; picks the window scale.
     rcvbuf_max: int = 4 * 1024 * 1024
+    #: The most that autotuning may add to all connections' receive buffers
+    #: together (a stack-wide bound, as Linux's tcp_mem pressure stops growth).
+    rcvbuf_autotune_total: int = 64 * 1024 * 1024
     #: Out-of-order queue per connection: blocks held (contiguous segments merge)
     #: and bytes (0 = the receive buffer size).
     ooo_max_segments: int = 256

@@ -33,7 +33,7 @@ class Receiver:
         "irs", "rcv_nxt", "rcv_adv", "rcv_buf", "ooo", "fin_received", "ooo_fin",
         "rcv_mss", "ack_pending", "ack_now", "_ack_deferred", "quickack", "last_ack_sent",
         "last_oow_ack", "rcvbuf", "rd_shut", "bytes_received", "t_delack",
-        "autotune", "space", "space_seq", "space_time",
+        "autotune", "grown", "space", "space_seq", "space_time",
     )
 
     def __init__(self, conn: TcpConnection, env: TcpEnv, opt: Negotiated,
@@ -60,6 +60,8 @@ class Receiver:
         self.rcvbuf = cfg.rcvbuf
         #: Receive-buffer autotuning (``_grow``); off once the program sets SO_RCVBUF.
         self.autotune = cfg.rcvbuf_max > cfg.rcvbuf
+        #: What autotuning added (counted in the stack-wide gauge until release).
+        self.grown = 0
         #: The bytes the program took in the last measured round trip, the
         #: sequence number the current measure starts at, and when it started.
         self.space = 0
@@ -78,14 +80,19 @@ class Receiver:
         cfg = self.config
         self.ooo.max_bytes = cfg.ooo_max_bytes or self.rcvbuf
         self.quickack = cfg.quickack_segments
-        # The first measure (Linux's tcp_init_buffer_space): an initial window.
-        self.space = 10 * self.opt.adv_mss
+        # The first measure: half the buffer, which already holds twice that
+        # (the rule ``_grow`` keeps), so taking less never grows it.
+        self.space = self.rcvbuf // 2
         self.space_seq = self.rcv_nxt
         self.space_time = self.env.timers.now
 
     def release(self) -> None:
         """The connection is gone (or in TIME_WAIT): drop what is held out of order."""
         self.t_delack.cancel()
+        self.autotune = False
+        if self.grown:
+            self.counters["tcp.rcvbuf_autotuned"] -= self.grown
+            self.grown = 0
         if self.ooo.blocks:
             self.ooo.clear()
             self.env.ooo_changed()
@@ -223,27 +230,40 @@ class Receiver:
     def _grow(self) -> None:
         """Receive-buffer autotuning, Linux's dynamic right-sizing
         (tcp_rcv_space_adjust): once a round trip, compare what the program
-        took in it with what it took in the last one that grew. More means the
-        sender may have been held back by our window: the buffer grows to twice
-        what was taken plus 16 segments, and by twice as much again for each
-        multiple of the growth, never past ``rcvbuf_max`` or what the window
-        scale can offer. The buffer never shrinks, and SO_RCVBUF (a size the
-        program chose) turns this off, as Linux's SOCK_RCVBUF_LOCK."""
+        took in it with what it took in the last one that grew (at first half
+        the buffer). More means the sender may have been held back by our
+        window: the buffer grows to twice what was taken plus 16 segments, at
+        most doubling at a time, never past ``rcvbuf_max`` or what the window
+        scale can offer, and all connections' growth together never past
+        ``rcvbuf_autotune_total`` (the gauge ``tcp.rcvbuf_autotuned``, given
+        back at ``release``). The buffer never shrinks, and SO_RCVBUF (a size
+        the program chose) turns this off, as Linux's SOCK_RCVBUF_LOCK."""
         seq = self.rcv_nxt - self.rcv_buf.nbytes       # what the program took up to
         copied = seq - self.space_seq
         space = self.space
         if copied > space:
             win = 2 * copied + 16 * self.opt.adv_mss
-            if space > 0:
-                win += 2 * (win * (copied - space) // space)
-            cap = min(self.config.rcvbuf_max, 0xFFFF << self.opt.rcv_wscale)
-            if win > cap:
-                win = cap
-            if win > self.rcvbuf:
-                self.rcvbuf = win
-                self.counters["tcp.rcvbuf_grown"] += 1
-                if not self.config.ooo_max_bytes:
-                    self.ooo.max_bytes = win
+            if win > 2 * self.rcvbuf:
+                # At most a doubling a measure, as a sender in slow start
+                # doubles its rate: a burst taken once (a socket pair the
+                # program has not read yet filling up) grows it by no more.
+                win = 2 * self.rcvbuf
+            cfg = self.config
+            cap = min(cfg.rcvbuf_max, 0xFFFF << self.opt.rcv_wscale)
+            add = (win if win < cap else cap) - self.rcvbuf
+            if add > 0:
+                counters = self.counters
+                room = cfg.rcvbuf_autotune_total - counters["tcp.rcvbuf_autotuned"]
+                if add > room:
+                    add = room
+                    counters["tcp.rcvbuf_grow_limited"] += 1
+                if add > 0:
+                    self.rcvbuf += add
+                    self.grown += add
+                    counters["tcp.rcvbuf_autotuned"] += add
+                    counters["tcp.rcvbuf_grown"] += 1
+                    if not cfg.ooo_max_bytes:
+                        self.ooo.max_bytes = self.rcvbuf
             self.space = copied
         self.space_seq = seq
         self.space_time = self.env.timers.now
