@@ -237,9 +237,11 @@ class Stack:
         # loopback ("lo"), devices from 2 in the order they are added.
         iface = Interface(name or device.name, device, mac, mtu, len(self.interfaces) + 2, vlan)
         self.interfaces.append(iface)
-        # Partials, not closures: one Python frame fewer per received frame.
-        receiver = functools.partial(self.receive, iface)
-        checked = functools.partial(self.receive, iface, csum_ok=True)
+        # Partials, not closures: one Python frame fewer per received frame;
+        # of ``_receive`` with positional arguments only (a partial with a
+        # keyword builds a dict and takes the slow call path on every frame).
+        receiver = functools.partial(self._receive, iface, False)
+        checked = functools.partial(self._receive, iface, True)
 
         # Only a device that verifies checksums itself gets the trusted entry;
         # it is given nothing else (a wrapper gets the plain receiver of the
@@ -398,6 +400,12 @@ class Stack:
         to devices whose ``checksum_rx`` is True) passes True, and
         ``receive_batch`` for the frames software GRO verified (a merged one
         may be larger than the MTU)."""
+        self._receive(iface, csum_ok, frame, now)
+
+    def _receive(self, iface: Interface, csum_ok: bool, frame: bytes | memoryview,
+                 now: float | None = None) -> None:
+        """``receive`` with the arguments in the order a device's receivers
+        bind them (``functools.partial(self._receive, iface, csum_ok)``)."""
         timers = self.timers
         t = self.clock() if now is None else now
         if t > timers.now:
@@ -459,10 +467,10 @@ class Stack:
         counts only when ``trusted`` (the device's trusted receiver exists).
         TUN devices (bare IP) get no merging. Never raises."""
         now = self.clock()
-        receive = self.receive
+        receive = self._receive
         if iface.device.raw_ip:
             for frame, vouched in frames:
-                receive(iface, frame, now, bool(vouched and trusted))
+                receive(iface, bool(vouched and trusted), frame, now)
             return
         try:
             merged = gro.coalesce(frames, trusted, iface.mtu + 14, self.counters)
@@ -471,7 +479,7 @@ class Stack:
             log.exception("internal error while merging a batch on %s", iface.name)
             merged = [(frame, bool(vouched and trusted)) for frame, vouched in frames]
         for frame, csum_ok in merged:
-            receive(iface, frame, now, csum_ok)
+            receive(iface, csum_ok, frame, now)
 
     def _receive_raw_ip(self, iface: Interface, frame: bytes | memoryview,
                         csum_ok: bool = False) -> None:
