@@ -509,7 +509,7 @@ class TunTapDevice(Device):
                 plain = not view[1] and VNET_HDR_LEN + 14 <= n <= mtu_frame
                 if plain and not flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
                     # complete, no GSO; DATA_VALID: the kernel vouches for it
-                    frame = bytes(view[VNET_HDR_LEN:n])
+                    frame = view[VNET_HDR_LEN:n].tobytes()
                     vouched = flags & VIRTIO_NET_HDR_F_DATA_VALID
                 elif plain and self._checked is not None and not self._captures:
                     # A partial checksum, no GSO, to the trusted receiver with
@@ -520,7 +520,7 @@ class TunTapDevice(Device):
                     if start < 14 or start + offset + 2 > n - VNET_HDR_LEN:
                         counters["rx_vnet_bad_csum"] += 1
                         continue
-                    frame = bytes(view[VNET_HDR_LEN:n])
+                    frame = view[VNET_HDR_LEN:n].tobytes()
                     vouched = flags & _VOUCHED
                 else:
                     # A partial checksum is left as it is when the frame goes

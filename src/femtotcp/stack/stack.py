@@ -410,7 +410,6 @@ class Stack:
         t = self.clock() if now is None else now
         if t > timers.now:
             timers.now = t
-        counters = self.counters
         try:
             early = self.early_input
             if early is not None and early(iface, frame, csum_ok):
@@ -432,6 +431,7 @@ class Stack:
             if iface.device.raw_ip:
                 self._receive_raw_ip(iface, frame, csum_ok)
                 return
+            counters = self.counters
             if len(frame) > iface.mtu + 18 and not (iface.device.gro or csum_ok):
                 # header + 802.1Q tag; only a device with GRO offload hands us
                 # more, or software GRO (receive_batch: verified, csum_ok).
@@ -453,9 +453,9 @@ class Stack:
                 return
             handler(iface, eth, payload, csum_ok)
         except Malformed as exc:
-            counters.drop(exc.reason)
+            self.counters.drop(exc.reason)
         except Exception:
-            counters["stack.internal_error"] += 1
+            self.counters["stack.internal_error"] += 1
             log.exception("internal error while receiving a frame on %s", iface.name)
 
     def receive_batch(self, iface: Interface, frames: list[tuple[bytes, int]],
