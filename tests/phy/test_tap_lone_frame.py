@@ -138,6 +138,23 @@ def test_an_unvouched_bad_checksum_is_still_dropped_on_the_lone_path() -> None:
         rig.close()
 
 
+def test_a_frame_the_kernel_vouched_for_is_not_verified_again() -> None:
+    """DATA_VALID (Linux's CHECKSUM_UNNECESSARY) reaches UDP through the
+    trusted receiver, which skips the verification: even a checksum that
+    would fail is taken (the kernel's word), as before."""
+    rig = Rig()
+    bad = bytearray(_frame(b"vouched"))
+    bad[UDP_AT + 6] ^= 0x40
+    try:
+        rig.peer.send(_read(VIRTIO_NET_HDR_F_DATA_VALID, bytes(bad)))
+        rig.readable()
+        assert rig.received() == [b"vouched"]
+        assert rig.stack.counters["udp.bad_checksum"] == 0
+        assert rig.dev.counters["rx_csum_trusted"] == 1
+    finally:
+        rig.close()
+
+
 def test_frames_queued_behind_the_first_are_read_in_the_same_batch() -> None:
     rig = Rig()
     try:
