@@ -59,10 +59,11 @@ class Destination(NamedTuple):
 class DestinationCache:
     """The entries of one stack, for both families."""
 
-    __slots__ = ("stack", "entries")
+    __slots__ = ("stack", "timers", "entries")
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
+        self.timers = stack.timers      # the stack's clock, one load fewer per hit
         self.entries: dict[bytes, Destination] = {}
 
     def get(self, dst: bytes, size: int) -> Destination | None:
@@ -76,7 +77,7 @@ class DestinationCache:
         (routes, version, _route, addrs, iface, _src, src_mac, if_mtu, mtu, neighbours, cache,
          nb, mac, _eth) = d
         stack = self.stack
-        now = stack.timers.now
+        now = self.timers.now
         state = nb.state
         if routes.version == version and stack.local_addresses is addrs and \
                 nb.mac is mac and cache.get(nb.ip) is nb and iface.mac is src_mac and \

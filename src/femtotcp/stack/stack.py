@@ -237,9 +237,11 @@ class Stack:
         # loopback ("lo"), devices from 2 in the order they are added.
         iface = Interface(name or device.name, device, mac, mtu, len(self.interfaces) + 2, vlan)
         self.interfaces.append(iface)
-        # Partials, not closures: one Python frame fewer per received frame.
-        receiver = functools.partial(self.receive, iface)
-        checked = functools.partial(self.receive, iface, csum_ok=True)
+        # Partials, not closures: one Python frame fewer per received frame;
+        # of ``_receive`` with positional arguments only (a partial with a
+        # keyword builds a dict and takes the slow call path on every frame).
+        receiver = functools.partial(self._receive, iface, False)
+        checked = functools.partial(self._receive, iface, True)
 
         # Only a device that verifies checksums itself gets the trusted entry;
         # it is given nothing else (a wrapper gets the plain receiver of the
@@ -398,11 +400,16 @@ class Stack:
         to devices whose ``checksum_rx`` is True) passes True, and
         ``receive_batch`` for the frames software GRO verified (a merged one
         may be larger than the MTU)."""
+        self._receive(iface, csum_ok, frame, now)
+
+    def _receive(self, iface: Interface, csum_ok: bool, frame: bytes | memoryview,
+                 now: float | None = None) -> None:
+        """``receive`` with the arguments in the order a device's receivers
+        bind them (``functools.partial(self._receive, iface, csum_ok)``)."""
         timers = self.timers
         t = self.clock() if now is None else now
         if t > timers.now:
             timers.now = t
-        counters = self.counters
         try:
             early = self.early_input
             if early is not None and early(iface, frame, csum_ok):
@@ -424,6 +431,7 @@ class Stack:
             if iface.device.raw_ip:
                 self._receive_raw_ip(iface, frame, csum_ok)
                 return
+            counters = self.counters
             if len(frame) > iface.mtu + 18 and not (iface.device.gro or csum_ok):
                 # header + 802.1Q tag; only a device with GRO offload hands us
                 # more, or software GRO (receive_batch: verified, csum_ok).
@@ -445,9 +453,9 @@ class Stack:
                 return
             handler(iface, eth, payload, csum_ok)
         except Malformed as exc:
-            counters.drop(exc.reason)
+            self.counters.drop(exc.reason)
         except Exception:
-            counters["stack.internal_error"] += 1
+            self.counters["stack.internal_error"] += 1
             log.exception("internal error while receiving a frame on %s", iface.name)
 
     def receive_batch(self, iface: Interface, frames: list[tuple[bytes, int]],
@@ -459,10 +467,10 @@ class Stack:
         counts only when ``trusted`` (the device's trusted receiver exists).
         TUN devices (bare IP) get no merging. Never raises."""
         now = self.clock()
-        receive = self.receive
+        receive = self._receive
         if iface.device.raw_ip:
             for frame, vouched in frames:
-                receive(iface, frame, now, bool(vouched and trusted))
+                receive(iface, bool(vouched and trusted), frame, now)
             return
         try:
             merged = gro.coalesce(frames, trusted, iface.mtu + 14, self.counters)
@@ -471,7 +479,7 @@ class Stack:
             log.exception("internal error while merging a batch on %s", iface.name)
             merged = [(frame, bool(vouched and trusted)) for frame, vouched in frames]
         for frame, csum_ok in merged:
-            receive(iface, frame, now, csum_ok)
+            receive(iface, csum_ok, frame, now)
 
     def _receive_raw_ip(self, iface: Interface, frame: bytes | memoryview,
                         csum_ok: bool = False) -> None:
