@@ -11,15 +11,16 @@ import errno
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from femtotcp.core import rand
 from femtotcp.proto.ports import port_taken
 from femtotcp.wire import Malformed, icmp4, icmp6
 from femtotcp.wire import udp as wire
-from femtotcp.wire.checksum import ones_sum, pseudo_header_sum
+from femtotcp.wire.checksum import PIECE, ones_sum, pseudo_header_sum, sum_value
 
 if TYPE_CHECKING:
+    from femtotcp.stack.destination import Destination
     from femtotcp.stack.interface import Interface
     from femtotcp.stack.ipv6 import Ipv6
     from femtotcp.stack.stack import Stack
@@ -31,6 +32,38 @@ ANY6 = bytes(16)
 MAX_PAYLOAD = 65507
 
 Datagram = tuple[bytes, tuple[bytes, int], bytes]   # (data, (src, sport), dst)
+
+#: An Ethernet frame carrying an IPv4 datagram without options and a UDP
+#: header, in the fields a ``_Template`` leaves open: the Ethernet header,
+#: version/IHL and TOS (16 bytes), total length, IP ID, flags/fragment offset,
+#: TTL and protocol (4 bytes), header checksum, addresses (8 bytes), ports
+#: (4 bytes), UDP length and checksum.
+_FRAME = struct.Struct("!16sHH4sH8s4sHH")
+
+
+class _Template(NamedTuple):
+    """What ``UdpEndpoint.sendto`` keeps of its last IPv4 destination once a
+    datagram to it left through the per-destination cache: the frame's
+    constant parts and the sums of its checksums' constant words. It holds
+    while ``Stack.destinations`` still returns the same entry (the route
+    table's version, the address set, the neighbour and its MAC, the
+    interface's MAC and MTU: see ``stack/destination.py``), the route table is
+    the same object, and the TTL and TOS are those it was made with."""
+
+    dst: bytes
+    port: int
+    entry: Destination
+    routes: object
+    ttl: int
+    tos: int
+    head: bytes         # Ethernet header, 0x45, TOS
+    middle: bytes       # flags/fragment offset 0 (no DF), TTL, protocol 17
+    addrs: bytes        # source and destination addresses
+    ports: bytes        # source and destination ports
+    ip_sum: int         # the IPv4 header's words but total length, ID, checksum
+    udp_sum: int        # the pseudo-header (but its length) and both ports
+    idents: list[int]   # ``Ipv4.idents``, the IP ID counters
+    bucket: int         # the counter ``Ipv4._next_ident`` uses for (dst, 17)
 
 
 class UdpEndpoint:
@@ -56,6 +89,9 @@ class UdpEndpoint:
         #: sum of the pseudo-header's addresses and protocol: (dst, routes,
         #: version, addresses, src, sum). Reused while all of those hold.
         self._path: tuple[bytes, object, int, object, bytes, int] | None = None
+        #: The last IPv4 destination's frame template (``_Template``): a
+        #: datagram there that fits is one ``struct`` call and one device send.
+        self._template: _Template | None = None
 
     # -- sending ---------------------------------------------------------------------
     def sendto(self, data: bytes | bytearray | memoryview, dst: bytes, port: int,
@@ -68,13 +104,47 @@ class UdpEndpoint:
         if not 0 < port < 65536:
             return errno.EINVAL
         stack = self.udp.stack
+        t = self._template
+        if t is not None and src is None and iface is None and t[0] == dst and t[1] == port:
+            (_, _, entry, routes, ttl, tos, head, middle, addrs, ports, ip_sum, udp_sum,
+             idents, bucket) = t
+            n = len(data)
+            own_ttl = self.ttl
+            if stack.destinations.get(dst, n + 28) is entry and tos == self.tos and \
+                    ttl == (stack.config.ttl if own_ttl is None else own_ttl) and \
+                    stack.routes is routes:
+                # The frame the general path would send, the IP ID from the
+                # same counter (``Ipv4._next_ident``), in one device send.
+                ident = idents[bucket] = (idents[bucket] + 1) & 0xFFFF
+                total = n + 28
+                r = (ip_sum + total + ident) % 0xFFFF
+                ulen = n + 8
+                # RFC 768: the pseudo-header's length, the header's, the data;
+                # a computed zero is sent as all ones.
+                if n <= PIECE:      # ``sum_value``'s first case, inline
+                    w = int.from_bytes(data, "big")
+                    if n & 1:
+                        w <<= 8
+                else:
+                    w = sum_value(data)
+                u = (udp_sum + ulen + ulen + w) % 0xFFFF
+                counters = stack.counters
+                counters["udp.tx"] += 1
+                counters["ipv4.tx"] += 1
+                entry.iface.device.send(_FRAME.pack(
+                    head, total, ident, middle, 0xFFFF - r if r else 0, addrs, ports, ulen,
+                    0xFFFF - u if u else 0xFFFF) + data)
+                return 0
+            self._template = None
         pseudo: int | None = None
+        again = False       # to the destination of the last datagram, as then
         if src is None:
             path = self._path
             routes = stack.routes
             if path is not None and path[0] == dst and path[2] == routes.version and \
                     path[1] is routes and path[3] is stack.local_addresses and iface is None:
                 src, pseudo = path[4], path[5]
+                again = True
             else:
                 found = self._source(dst, iface)
                 if isinstance(found, int):
@@ -86,8 +156,33 @@ class UdpEndpoint:
                                   pseudo)
         msg = wire.build(src, dst, self.local[1], port, data, pseudo)
         stack.counters["udp.tx"] += 1
-        return int(stack.ip_output(dst, wire.PROTO, msg, src=src, ttl=self.ttl, tos=self.tos,
-                                   iface=iface))
+        err = int(stack.ip_output(dst, wire.PROTO, msg, src=src, ttl=self.ttl, tos=self.tos,
+                                  iface=iface))
+        if again and not err and pseudo is not None:
+            # A second datagram in a row to ``dst``: worth a template.
+            self._remember_template(stack, dst, port, src, pseudo, len(msg) + 20)
+        return err
+
+    def _remember_template(self, stack: Stack, dst: bytes, port: int, src: bytes,
+                           pseudo: int, size: int) -> None:
+        """After a datagram to ``dst`` left by the source this endpoint chose:
+        a template, when the per-destination cache holds ``dst`` with that
+        source (its neighbour resolved and usable as it is)."""
+        entry = stack.destinations.get(dst, size)
+        ipv4 = stack.ipv4
+        if entry is None or entry.src != src or ipv4 is None:
+            return
+        ttl = stack.config.ttl if self.ttl is None else self.ttl
+        tos = self.tos
+        sport = self.local[1]
+        addrs = src + dst
+        # The IPv4 header's fixed words: 0x45/TOS, flags 0, TTL/protocol, addresses.
+        ip_sum = 0x4500 + tos + (ttl << 8) + wire.PROTO + sum_value(addrs)
+        self._template = _Template(
+            dst, port, entry, stack.routes, ttl, tos,
+            entry.eth + bytes((0x45, tos)), bytes((0, 0, ttl, wire.PROTO)), addrs,
+            struct.pack("!HH", sport, port), ip_sum, pseudo + sport + port, ipv4.idents,
+            ipv4.ident_bucket(dst, wire.PROTO))
 
     def _source(self, dst: bytes, iface: Interface | None) -> bytes | int:
         """The source address towards ``dst``: the bound one, else the one
