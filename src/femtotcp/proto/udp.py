@@ -79,6 +79,10 @@ class UdpEndpoint:
         self.rcvbuf = udp.stack.config.udp_rcvbuf
         self.error: int | None = None
         self.on_readable: Callable[[], None] | None = None
+        #: A consumer that takes a datagram at once when nothing is queued
+        #: (``take(data, (src, sport)) -> bool``; the API's link writes it to
+        #: the program's end of its pair): False, and it is queued as always.
+        self.take: Callable[[bytes, tuple[bytes, int]], bool] | None = None
         self.closed = False
         self.ttl: int | None = None
         self.tos = 0
@@ -230,6 +234,9 @@ class UdpEndpoint:
         counters = self.udp.stack.counters
         if self.remote is not None and src != self.remote:
             counters["udp.not_from_peer"] += 1
+            return
+        take = self.take
+        if take is not None and not self.queue and take(data, src):
             return
         if (len(self.queue) >= self.udp.stack.config.udp_queue_max
                 or self.queued_bytes + len(data) > self.rcvbuf):
