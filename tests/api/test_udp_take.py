@@ -13,19 +13,22 @@ from apilan import Lan
 from femtotcp.wire import ethernet, ip_bytes, ipv4, mac_bytes, udp
 
 
+def to_b(lan: Lan, i: int, repeat: int) -> bytes:
+    """A frame from A's address to B's port 5000: ``i`` in 4 bytes, ``repeat`` times."""
+    src, dst = ip_bytes(lan.ip_a), ip_bytes(lan.ip_b)
+    return ethernet.build(lan.b.interfaces[0].mac, mac_bytes("02:00:00:00:05:01"),
+                          ethernet.ETH_IPV4, ipv4.build(src, dst, udp.PROTO, udp.build(
+                              src, dst, 4000, 5000, i.to_bytes(4, "big") * repeat)))
+
+
 def test_a_burst_past_the_pair_arrives_in_order(lan: Lan) -> None:
     b = lan.net_b.socket(std.AF_INET, std.SOCK_DGRAM)
     with b:
         b.bind(("", 5000))
         b.settimeout(5)
         iface = lan.b.interfaces[0]
-        src = ip_bytes(lan.ip_a)
-        dst = ip_bytes(lan.ip_b)
         n = 3000
-        frames = [ethernet.build(iface.mac, mac_bytes("02:00:00:00:05:01"), ethernet.ETH_IPV4,
-                                 ipv4.build(src, dst, udp.PROTO, udp.build(
-                                     src, dst, 4000, 5000, i.to_bytes(4, "big") * 100)))
-                  for i in range(n)]
+        frames = [to_b(lan, i, 100) for i in range(n)]
 
         def burst() -> tuple[int, int]:
             for frame in frames:
@@ -59,13 +62,9 @@ def test_a_datagram_never_overtakes_queued_ones(lan: Lan) -> None:
         b.bind(("", 5000))
         b.settimeout(5)
         iface = lan.b.interfaces[0]
-        src = ip_bytes(lan.ip_a)
-        dst = ip_bytes(lan.ip_b)
 
         def frame(i: int) -> bytes:
-            return ethernet.build(iface.mac, mac_bytes("02:00:00:00:05:01"), ethernet.ETH_IPV4,
-                                  ipv4.build(src, dst, udp.PROTO, udp.build(
-                                      src, dst, 4000, 5000, i.to_bytes(4, "big") * 25)))
+            return to_b(lan, i, 25)
 
         def scenario() -> tuple[list[int], int]:
             ep = lan.b.udp.endpoints[(bytes(4), 5000)]   # type: ignore[union-attr]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from femtolan import Recorder, arp_frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from femtotcp.phy.base import Device
 from femtotcp.proto.udp import UdpEndpoint
 from femtotcp.runtime import SimLoop
 from femtotcp.stack import Stack
@@ -29,15 +29,6 @@ MAC_B = mac_bytes("02:00:00:00:00:0b")
 PORT = 7
 
 
-class Recorder(Device):
-    def __init__(self, name: str = "rec") -> None:
-        super().__init__(name, 1500)
-        self.frames: list[bytes] = []
-
-    def _transmit(self, frame: bytes) -> None:
-        self.frames.append(frame)
-
-
 def setup() -> tuple[SimLoop, Stack, Recorder, UdpEndpoint]:
     loop = SimLoop()
     dev = Recorder()
@@ -51,9 +42,7 @@ def setup() -> tuple[SimLoop, Stack, Recorder, UdpEndpoint]:
 
 def learn(stack: Stack, ip: bytes, mac: bytes) -> None:
     """The neighbour asks for us: we learn its MAC (RFC 826 merge)."""
-    iface = stack.interfaces[0]
-    stack.receive(iface, ethernet.build(ethernet.BROADCAST, mac, ethernet.ETH_ARP,
-                                        arp.build(arp.REQUEST, mac, ip, b"\0" * 6, OUR_IP)))
+    stack.receive(stack.interfaces[0], arp_frame(arp.REQUEST, mac, ip, bytes(6), OUR_IP))
 
 
 def warm(ep: UdpEndpoint, dst: bytes = PEER_IP) -> None:
@@ -85,14 +74,14 @@ def test_template_frames_are_the_general_paths(scapy: ModuleType) -> None:
         t = ep._template
         assert ep.sendto(data, PEER_IP, PORT) == 0
         assert ep._template is t                  # sent through the template
-        fast = dev.frames[-1]
+        fast = dev.sent[-1]
         ident = parsed(fast)[1].ident
         # The same datagram through the general path (an explicit source
         # takes it), with its IP ID counter moved back by one.
         assert t is not None
         stack.ipv4.idents[t.bucket] = (ident - 1) & 0xFFFF
         assert ep.sendto(data, PEER_IP, PORT, src=OUR_IP) == 0
-        assert dev.frames[-1] == fast
+        assert dev.sent[-1] == fast
         eth, ip, header, payload = parsed(fast)
         assert (eth.dst, eth.src, ip.src, ip.dst, ip.ttl, ip.tos, ip.flags_frag) == \
             (MAC_A, OUR_MAC, OUR_IP, PEER_IP, 9, 0x28, 0)
@@ -126,7 +115,7 @@ def test_template_checksums_match_the_wire_builders(data: bytes, ident: int, ttl
     expected = ethernet.build(MAC_A, OUR_MAC, ethernet.ETH_IPV4, ipv4.build(
         OUR_IP, PEER_IP, udp.PROTO, udp.build(OUR_IP, PEER_IP, sport, dport, data), ttl, tos,
         ident, 0))
-    assert dev.frames[-1] == expected
+    assert dev.sent[-1] == expected
 
 
 def test_checksum_edges() -> None:
@@ -146,7 +135,7 @@ def test_checksum_edges() -> None:
     stack.ipv4.idents[t.bucket] = (ident - 1) & 0xFFFF
     assert ep.sendto(zero, PEER_IP, PORT) == 0
     assert ep._template is t
-    frame = dev.frames[-1]
+    frame = dev.sent[-1]
     assert frame[14 + 10:14 + 12] == b"\0\0" and frame[34 + 6:34 + 8] == b"\xff\xff"
     assert frame == ethernet.build(MAC_A, OUR_MAC, ethernet.ETH_IPV4, ipv4.build(
         OUR_IP, PEER_IP, udp.PROTO, udp.build(OUR_IP, PEER_IP, 5000, PORT, zero),
@@ -165,7 +154,7 @@ def test_ip_ids_come_from_the_general_paths_counter() -> None:
                                    src=OUR_IP) == 0
         else:
             assert ep.sendto(b"t", PEER_IP, PORT) == 0
-        ids.append(parsed(dev.frames[-1])[1].ident)
+        ids.append(parsed(dev.sent[-1])[1].ident)
     assert ids[1:] == [(a + 1) & 0xFFFF for a in ids[:-1]]
 
 
@@ -179,7 +168,7 @@ def test_counters_and_captures_as_the_general_path() -> None:
         assert ep.sendto(b"abc", PEER_IP, PORT) == 0
     after = (stack.counters["udp.tx"], stack.counters["ipv4.tx"], dev.counters["tx_frames"])
     assert [b - a for a, b in zip(before, after, strict=True)] == [3, 3, 3]
-    assert seen[-3:] == [(f, True) for f in dev.frames[-3:]]
+    assert seen[-3:] == [(f, True) for f in dev.sent[-3:]]
 
 
 def test_only_the_last_destination_and_port() -> None:
@@ -190,17 +179,17 @@ def test_only_the_last_destination_and_port() -> None:
     warm(ep)
     t = ep._template
     assert ep.sendto(b"x", PEER_IP, PORT + 1) == 0
-    assert parsed(dev.frames[-1])[2].dst_port == PORT + 1
+    assert parsed(dev.sent[-1])[2].dst_port == PORT + 1
     t = ep._template
     assert t is not None and (t.dst, t.port) == (PEER_IP, PORT + 1)   # the same destination
     assert ep.sendto(b"y", GW2_IP, PORT) == 0
-    eth, ip, header, _ = parsed(dev.frames[-1])
+    eth, ip, header, _ = parsed(dev.sent[-1])
     assert (eth.dst, ip.dst, header.dst_port) == (MAC_B, GW2_IP, PORT)
     assert ep._template is t                    # a first datagram there: kept
     assert ep.sendto(b"z", GW2_IP, PORT) == 0
     assert ep._template is not None and ep._template.dst == GW2_IP
     assert ep.sendto(b"w", PEER_IP, PORT + 1) == 0
-    eth, ip, header, _ = parsed(dev.frames[-1])
+    eth, ip, header, _ = parsed(dev.sent[-1])
     assert (eth.dst, ip.dst, header.dst_port) == (MAC_A, PEER_IP, PORT + 1)
 
 
@@ -209,7 +198,7 @@ def test_new_neighbour_mac_is_used_at_once() -> None:
     warm(ep)
     learn(stack, PEER_IP, MAC_B)
     assert ep.sendto(b"x", PEER_IP, PORT) == 0
-    assert parsed(dev.frames[-1])[0].dst == MAC_B
+    assert parsed(dev.sent[-1])[0].dst == MAC_B
 
 
 def test_route_change_is_followed() -> None:
@@ -217,14 +206,14 @@ def test_route_change_is_followed() -> None:
     learn(stack, GW2_IP, MAC_B)
     stack.add_route("198.51.100.0/24", gateway="192.0.2.1")
     warm(ep, FAR_IP)
-    assert parsed(dev.frames[-1])[0].dst == MAC_A
+    assert parsed(dev.sent[-1])[0].dst == MAC_A
     stack.remove_route("198.51.100.0/24")
     stack.add_route("198.51.100.0/24", gateway="192.0.2.254")
     assert ep.sendto(b"x", FAR_IP, PORT) == 0
-    assert parsed(dev.frames[-1])[0].dst == MAC_B
+    assert parsed(dev.sent[-1])[0].dst == MAC_B
     stack.remove_route("198.51.100.0/24")
-    n = len(dev.frames)
-    assert ep.sendto(b"x", FAR_IP, PORT) != 0 and len(dev.frames) == n   # no route any more
+    n = len(dev.sent)
+    assert ep.sendto(b"x", FAR_IP, PORT) != 0 and len(dev.sent) == n   # no route any more
 
 
 def test_address_change_changes_the_source() -> None:
@@ -234,57 +223,57 @@ def test_address_change_changes_the_source() -> None:
     stack.remove_address(iface, OUR_IP)
     stack.add_address(iface, "192.0.2.3/24")
     assert ep.sendto(b"x", PEER_IP, PORT) == 0
-    assert parsed(dev.frames[-1])[1].src == ip_bytes("192.0.2.3")
+    assert parsed(dev.sent[-1])[1].src == ip_bytes("192.0.2.3")
 
 
 def test_ttl_and_tos_changes_are_followed() -> None:
     _, stack, dev, ep = setup()
     warm(ep)
-    assert parsed(dev.frames[-1])[1].ttl == stack.config.ttl
+    assert parsed(dev.sent[-1])[1].ttl == stack.config.ttl
     ep.ttl = 3
     assert ep.sendto(b"x", PEER_IP, PORT) == 0
-    assert parsed(dev.frames[-1])[1].ttl == 3
+    assert parsed(dev.sent[-1])[1].ttl == 3
     ep.tos = 0xB8
     assert ep.sendto(b"x", PEER_IP, PORT) == 0
-    assert parsed(dev.frames[-1])[1].tos == 0xB8
+    assert parsed(dev.sent[-1])[1].tos == 0xB8
     ep.ttl = None
     stack.config.ttl = 200
     for _ in range(3):
         assert ep.sendto(b"x", PEER_IP, PORT) == 0
-        assert parsed(dev.frames[-1])[1].ttl == 200
+        assert parsed(dev.sent[-1])[1].ttl == 200
 
 
 def test_too_big_for_the_mtu_is_fragmented() -> None:
     _, stack, dev, ep = setup()
     warm(ep)
-    dev.frames.clear()
+    dev.sent.clear()
     assert ep.sendto(bytes(1473), PEER_IP, PORT) == 0    # 1501 bytes of IP
-    assert len(dev.frames) == 2 and stack.counters["ipv4.tx_fragments"] == 2
+    assert len(dev.sent) == 2 and stack.counters["ipv4.tx_fragments"] == 2
     warm(ep)
     stack.interfaces[0].mtu = 576
-    dev.frames.clear()
+    dev.sent.clear()
     assert ep.sendto(bytes(1000), PEER_IP, PORT) == 0
-    assert len(dev.frames) == 2 and all(len(f) <= 576 + 14 for f in dev.frames)
+    assert len(dev.sent) == 2 and all(len(f) <= 576 + 14 for f in dev.sent)
 
 
 def test_swapped_device_gets_the_frames() -> None:
     _, stack, _, ep = setup()
     warm(ep)
-    other = Recorder("other")
+    other = Recorder()
     stack.interfaces[0].device = other
     assert ep.sendto(b"x", PEER_IP, PORT) == 0
-    assert len(other.frames) == 1 and parsed(other.frames[0])[3] == b"x"
+    assert len(other.sent) == 1 and parsed(other.sent[0])[3] == b"x"
 
 
 def test_stale_neighbour_is_rechecked() -> None:
     loop, stack, dev, ep = setup()
     warm(ep)
     loop.run(duration=stack.config.arp_reachable + 1)
-    dev.frames.clear()
+    dev.sent.clear()
     assert ep.sendto(b"x", PEER_IP, PORT) == 0
-    kinds = [ethernet.parse(f)[0].ethertype for f in dev.frames]
+    kinds = [ethernet.parse(f)[0].ethertype for f in dev.sent]
     assert ethernet.ETH_IPV4 in kinds and ethernet.ETH_ARP in kinds   # sent, and re-probed
-    arp_req = next(f for f in dev.frames if ethernet.parse(f)[0].ethertype == ethernet.ETH_ARP)
+    arp_req = next(f for f in dev.sent if ethernet.parse(f)[0].ethertype == ethernet.ETH_ARP)
     assert ethernet.parse(arp_req)[0].dst == MAC_A                   # unicast probe
 
 
@@ -293,12 +282,12 @@ def test_forgotten_neighbour_is_resolved_again() -> None:
     warm(ep)
     assert stack.arp is not None
     stack.arp.caches[stack.interfaces[0]].clear()
-    dev.frames.clear()
+    dev.sent.clear()
     assert ep.sendto(b"x", PEER_IP, PORT) == 0
-    assert [ethernet.parse(f)[0].ethertype for f in dev.frames] == [ethernet.ETH_ARP]
-    assert ethernet.parse(dev.frames[0])[0].dst == ethernet.BROADCAST
+    assert [ethernet.parse(f)[0].ethertype for f in dev.sent] == [ethernet.ETH_ARP]
+    assert ethernet.parse(dev.sent[0])[0].dst == ethernet.BROADCAST
     learn(stack, PEER_IP, MAC_B)                 # the answer: the queued datagram leaves
-    sent = [parsed(f) for f in dev.frames if ethernet.parse(f)[0].ethertype == ethernet.ETH_IPV4]
+    sent = [parsed(f) for f in dev.sent if ethernet.parse(f)[0].ethertype == ethernet.ETH_IPV4]
     assert [(eth.dst, data) for eth, _, _, data in sent] == [(MAC_B, b"x")]
 
 
@@ -307,7 +296,7 @@ def test_explicit_source_or_closed_endpoint_never_use_it() -> None:
     stack.add_address(stack.interfaces[0], "192.0.2.9/24")
     warm(ep)
     assert ep.sendto(b"x", PEER_IP, PORT, src=ip_bytes("192.0.2.9")) == 0
-    assert parsed(dev.frames[-1])[1].src == ip_bytes("192.0.2.9")
+    assert parsed(dev.sent[-1])[1].src == ip_bytes("192.0.2.9")
     ep.close()
-    n = len(dev.frames)
-    assert ep.sendto(b"x", PEER_IP, PORT) != 0 and len(dev.frames) == n
+    n = len(dev.sent)
+    assert ep.sendto(b"x", PEER_IP, PORT) != 0 and len(dev.sent) == n

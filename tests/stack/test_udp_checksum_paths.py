@@ -7,10 +7,10 @@ dropped and counted as ``udp.bad_checksum``."""
 
 from __future__ import annotations
 
+from femtolan import Recorder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from femtotcp.phy.base import Device
 from femtotcp.stack import Stack
 from femtotcp.wire import ethernet, ip_bytes, ipv4, mac_bytes, udp
 from femtotcp.wire.checksum import reference_checksum
@@ -21,14 +21,6 @@ OUR_IP = ip_bytes("192.0.2.2")
 PEER_IP = ip_bytes("192.0.2.1")
 
 
-class Sink(Device):
-    def __init__(self) -> None:
-        super().__init__("sink", 1500)
-
-    def _transmit(self, frame: bytes) -> None:
-        pass
-
-
 @settings(max_examples=400)
 @given(payload=st.binary(max_size=1472),
        spoils=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(1, 255)), max_size=2),
@@ -36,7 +28,7 @@ class Sink(Device):
 def test_delivered_exactly_when_the_reference_loop_says_good(
         payload: bytes, spoils: list[tuple[int, int]], fast: bool) -> None:
     stack = Stack("csum", modules={"ipv4", "arp", "udp", "icmp4"})
-    iface = stack.add_interface(Sink(), mac=OUR_MAC, ipv4="192.0.2.2/24")
+    iface = stack.add_interface(Recorder(), mac=OUR_MAC, ipv4="192.0.2.2/24")
     if not fast:
         stack.fast_receive = None
     assert stack.udp is not None
