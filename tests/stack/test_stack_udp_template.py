@@ -300,3 +300,30 @@ def test_explicit_source_or_closed_endpoint_never_use_it() -> None:
     ep.close()
     n = len(dev.sent)
     assert ep.sendto(b"x", PEER_IP, PORT) != 0 and len(dev.sent) == n
+
+
+def test_on_an_8021q_interface_the_tag_is_kept() -> None:
+    """The Ethernet header with its 802.1Q tag (18 bytes) heads the
+    template's frames as the general path's."""
+    loop = SimLoop()
+    dev = Recorder()
+    stack = Stack("tmplv", modules={"ipv4", "arp", "udp", "icmp4"})
+    iface = stack.add_interface(dev, mac=OUR_MAC, ipv4="192.0.2.2/24", vlan=5)
+    loop.add_stack(stack)
+    request = arp_frame(arp.REQUEST, MAC_A, PEER_IP, bytes(6), OUR_IP)
+    stack.receive(iface, request[:12] + b"\x81\x00\x00\x05" + request[12:])
+    assert stack.udp is not None and stack.ipv4 is not None
+    ep = stack.udp.open(port=5000)
+    warm(ep)
+    t = ep._template
+    assert t is not None
+    assert ep.sendto(b"tagged", PEER_IP, PORT) == 0
+    assert ep._template is t
+    fast = dev.sent[-1]
+    eth, body = ethernet.parse(fast, 5)
+    assert (eth.dst, eth.vlan) == (MAC_A, 5)
+    ip, data = ipv4.parse(body)
+    assert bytes(udp.parse(data, ip.src, ip.dst)[1]) == b"tagged"
+    stack.ipv4.idents[t.bucket] = (stack.ipv4.idents[t.bucket] - 1) & 0xFFFF
+    assert ep.sendto(b"tagged", PEER_IP, PORT, src=OUR_IP) == 0
+    assert dev.sent[-1] == fast
