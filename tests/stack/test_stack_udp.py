@@ -93,6 +93,37 @@ def test_on_readable_callback() -> None:
     assert calls == [1, 2, 3]
 
 
+def test_take_only_while_nothing_is_queued() -> None:
+    """An endpoint's ``take`` gets a datagram at once while its queue is
+    empty; one it refuses is queued (``on_readable``), and later ones go
+    behind it until the queue is empty again: never out of order."""
+    lan = make_lan(2)
+    a, b = lan.stacks
+    server = b.udp.open(port=6000)
+    client = a.udp.open()
+    taken: list[bytes] = []
+    accept = [True]
+    server.take = lambda data, src: accept[0] and not taken.append(data)
+    readable: list[int] = []
+    server.on_readable = lambda: readable.append(len(server.queue))
+
+    def send(data: bytes) -> None:
+        assert client.sendto(data, addr(1), 6000) == 0
+        lan.run(1)
+
+    send(b"one")
+    assert taken == [b"one"] and not server.queue and readable == []
+    accept[0] = False
+    send(b"two")
+    accept[0] = True
+    send(b"three")                  # behind "two", not taken
+    assert taken == [b"one"] and readable == [1, 2]
+    assert server.recv() == (b"two", (addr(0), client.local[1]))
+    assert server.recv() == (b"three", (addr(0), client.local[1]))
+    send(b"four")
+    assert taken == [b"one", b"four"] and server.recv() is None
+
+
 def test_bind_conflicts() -> None:
     lan = make_lan(1)
     s = lan.stacks[0]

@@ -217,6 +217,7 @@ class _UdpLink(_DgramLink):
             self.net.reap()     # a socket closed by the garbage collector, not yet noticed
             ep = self.net.stack.udp.open(addr, port, self.v6only)
         ep.on_readable = self.guard(self.pump)
+        ep.take = self.take
         self.ep = ep
         self.apply_opts()
         self.local = ep.local
@@ -301,6 +302,20 @@ class _UdpLink(_DgramLink):
                 if ep.error is None:
                     return
         super().pump()
+
+    def take(self, data: bytes, src: tuple[bytes, int]) -> bool:
+        """The endpoint's ``take``: an IPv4 datagram written to Q at once as
+        its record, when no record is held back (else, or when Q is full,
+        False: the endpoint queues it and ``pump`` goes on as ever)."""
+        q = self.q
+        if q is None or self.held is not None or self.v6:
+            return False
+        addr, port = src
+        try:
+            q.send(_REC.pack(_KIND_DATA, len(addr), port, addr) + data)
+        except OSError:
+            return False
+        return True
 
     def _next_record(self) -> bytes | None:
         ep = self.ep

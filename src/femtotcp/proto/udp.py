@@ -11,15 +11,16 @@ import errno
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from femtotcp.core import rand
 from femtotcp.proto.ports import port_taken
 from femtotcp.wire import Malformed, icmp4, icmp6
 from femtotcp.wire import udp as wire
-from femtotcp.wire.checksum import ones_sum, pseudo_header_sum
+from femtotcp.wire.checksum import PIECE, pseudo_header_sum, sum_value
 
 if TYPE_CHECKING:
+    from femtotcp.stack.destination import Destination
     from femtotcp.stack.interface import Interface
     from femtotcp.stack.ipv6 import Ipv6
     from femtotcp.stack.stack import Stack
@@ -31,6 +32,39 @@ ANY6 = bytes(16)
 MAX_PAYLOAD = 65507
 
 Datagram = tuple[bytes, tuple[bytes, int], bytes]   # (data, (src, sport), dst)
+
+#: An Ethernet frame's headers before a UDP payload (an IPv4 datagram without
+#: options), in the fields a ``_Template`` leaves open: the Ethernet header
+#: (14 bytes, 18 with an 802.1Q tag: the ``{}``), version/IHL and TOS, total
+#: length, IP ID, flags/fragment offset, TTL and protocol (4 bytes), header
+#: checksum, addresses (8 bytes), ports (4 bytes), UDP length and checksum.
+_FRAME = "!{}sHH4sH8s4sHH"
+
+
+class _Template(NamedTuple):
+    """What ``UdpEndpoint.sendto`` keeps of its last IPv4 destination once a
+    datagram to it left through the per-destination cache: the frame's
+    constant parts and the sums of its checksums' constant words. It holds
+    while ``Stack.destinations`` still returns the same entry (the route
+    table's version, the address set, the neighbour and its MAC, the
+    interface's MAC and MTU: see ``stack/destination.py``), the route table is
+    the same object, and the TTL and TOS are those it was made with."""
+
+    dst: bytes
+    port: int
+    entry: Destination
+    routes: object
+    ttl: int
+    tos: int
+    pack: Callable[..., bytes]  # ``_FRAME``'s, for this Ethernet header's length
+    head: bytes         # Ethernet header, 0x45, TOS
+    middle: bytes       # flags/fragment offset 0 (no DF), TTL, protocol 17
+    addrs: bytes        # source and destination addresses
+    ports: bytes        # source and destination ports
+    ip_sum: int         # the IPv4 header's words but total length, ID, checksum
+    udp_sum: int        # the pseudo-header (but its length) and both ports
+    idents: list[int]   # ``Ipv4.idents``, the IP ID counters
+    bucket: int         # the counter ``Ipv4._next_ident`` uses for (dst, 17)
 
 
 class UdpEndpoint:
@@ -46,6 +80,10 @@ class UdpEndpoint:
         self.rcvbuf = udp.stack.config.udp_rcvbuf
         self.error: int | None = None
         self.on_readable: Callable[[], None] | None = None
+        #: A consumer that takes a datagram at once when nothing is queued
+        #: (``take(data, (src, sport)) -> bool``; the API's link writes it to
+        #: the program's end of its pair): False, and it is queued as always.
+        self.take: Callable[[bytes, tuple[bytes, int]], bool] | None = None
         self.closed = False
         self.ttl: int | None = None
         self.tos = 0
@@ -56,6 +94,9 @@ class UdpEndpoint:
         #: sum of the pseudo-header's addresses and protocol: (dst, routes,
         #: version, addresses, src, sum). Reused while all of those hold.
         self._path: tuple[bytes, object, int, object, bytes, int] | None = None
+        #: The last IPv4 destination's frame template (``_Template``): a
+        #: datagram there that fits is one ``struct`` call and one device send.
+        self._template: _Template | None = None
 
     # -- sending ---------------------------------------------------------------------
     def sendto(self, data: bytes | bytearray | memoryview, dst: bytes, port: int,
@@ -68,13 +109,47 @@ class UdpEndpoint:
         if not 0 < port < 65536:
             return errno.EINVAL
         stack = self.udp.stack
+        t = self._template
+        if t is not None and src is None and iface is None and t[0] == dst and t[1] == port:
+            (_, _, entry, routes, ttl, tos, pack, head, middle, addrs, ports, ip_sum, udp_sum,
+             idents, bucket) = t
+            n = len(data)
+            own_ttl = self.ttl
+            if stack.destinations.get(dst, n + 28) is entry and tos == self.tos and \
+                    ttl == (stack.config.ttl if own_ttl is None else own_ttl) and \
+                    stack.routes is routes:
+                # The frame the general path would send, the IP ID from the
+                # same counter (``Ipv4._next_ident``), in one device send.
+                ident = idents[bucket] = (idents[bucket] + 1) & 0xFFFF
+                total = n + 28
+                r = (ip_sum + total + ident) % 0xFFFF
+                ulen = n + 8
+                # RFC 768: the pseudo-header's length, the header's, the data;
+                # a computed zero is sent as all ones.
+                if n <= PIECE:      # ``sum_value``'s first case, inline
+                    w = int.from_bytes(data, "big")
+                    if n & 1:
+                        w <<= 8
+                else:
+                    w = sum_value(data)
+                u = (udp_sum + ulen + ulen + w) % 0xFFFF
+                counters = stack.counters
+                counters["udp.tx"] += 1
+                counters["ipv4.tx"] += 1
+                entry.iface.device.send(pack(
+                    head, total, ident, middle, 0xFFFF - r if r else 0, addrs, ports, ulen,
+                    0xFFFF - u if u else 0xFFFF) + data)
+                return 0
+            self._template = None
         pseudo: int | None = None
+        again = False       # to the destination of the last datagram, as then
         if src is None:
             path = self._path
             routes = stack.routes
             if path is not None and path[0] == dst and path[2] == routes.version and \
                     path[1] is routes and path[3] is stack.local_addresses and iface is None:
                 src, pseudo = path[4], path[5]
+                again = True
             else:
                 found = self._source(dst, iface)
                 if isinstance(found, int):
@@ -86,8 +161,34 @@ class UdpEndpoint:
                                   pseudo)
         msg = wire.build(src, dst, self.local[1], port, data, pseudo)
         stack.counters["udp.tx"] += 1
-        return int(stack.ip_output(dst, wire.PROTO, msg, src=src, ttl=self.ttl, tos=self.tos,
-                                   iface=iface))
+        err = int(stack.ip_output(dst, wire.PROTO, msg, src=src, ttl=self.ttl, tos=self.tos,
+                                  iface=iface))
+        if again and not err and pseudo is not None:
+            # A second datagram in a row to ``dst``: worth a template.
+            self._remember_template(stack, dst, port, src, pseudo, len(msg) + 20)
+        return err
+
+    def _remember_template(self, stack: Stack, dst: bytes, port: int, src: bytes,
+                           pseudo: int, size: int) -> None:
+        """After a datagram to ``dst`` left by the source this endpoint chose:
+        a template, when the per-destination cache holds ``dst`` with that
+        source (its neighbour resolved and usable as it is)."""
+        entry = stack.destinations.get(dst, size)
+        ipv4 = stack.ipv4
+        if entry is None or entry.src != src or ipv4 is None:
+            return
+        ttl = stack.config.ttl if self.ttl is None else self.ttl
+        tos = self.tos
+        sport = self.local[1]
+        addrs = src + dst
+        # The IPv4 header's fixed words: 0x45/TOS, flags 0, TTL/protocol, addresses.
+        ip_sum = 0x4500 + tos + (ttl << 8) + wire.PROTO + sum_value(addrs)
+        head = entry.eth + bytes((0x45, tos))
+        self._template = _Template(
+            dst, port, entry, stack.routes, ttl, tos,
+            struct.Struct(_FRAME.format(len(head))).pack, head, bytes((0, 0, ttl, wire.PROTO)), addrs,
+            struct.pack("!HH", sport, port), ip_sum, pseudo + sport + port, ipv4.idents,
+            ipv4.ident_bucket(dst, wire.PROTO))
 
     def _source(self, dst: bytes, iface: Interface | None) -> bytes | int:
         """The source address towards ``dst``: the bound one, else the one
@@ -135,6 +236,9 @@ class UdpEndpoint:
         counters = self.udp.stack.counters
         if self.remote is not None and src != self.remote:
             counters["udp.not_from_peer"] += 1
+            return
+        take = self.take
+        if take is not None and not self.queue and take(data, src):
             return
         if (len(self.queue) >= self.udp.stack.config.udp_queue_max
                 or self.queued_bytes + len(data) > self.rcvbuf):
@@ -265,9 +369,17 @@ class Udp:
         ep = eps.get((dst, dport)) or eps.get((ANY, dport)) or self._dual(dport)
         if ep is None:
             return 0
-        if csum and not csum_ok and ones_sum(
-                data[:length], pseudo_header_sum(src, dst, wire.PROTO, length)) != 0xFFFF:
-            return 0
+        if csum and not csum_ok:
+            # The pseudo-header and the datagram summed as ``ones_sum`` would
+            # (the sum is never 0: the protocol is in it), a short one read at once.
+            if length <= PIECE:
+                w = int.from_bytes(data[:length], "big")
+                if length & 1:
+                    w <<= 8
+            else:
+                w = sum_value(data[:length])
+            if (w + int.from_bytes(src + dst, "big") + wire.PROTO + length) % 0xFFFF:
+                return 0
         self.stack.counters["udp.rx"] += 1
         ep.deliver(bytes(data[wire.HEADER_LEN:length]), (src, sport), dst)
         return 1

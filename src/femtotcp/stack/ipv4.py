@@ -61,7 +61,7 @@ class Ipv4:
         # IP IDs come from per-destination counters (2048 buckets chosen by a
         # keyed hash, random starts), so a peer learns nothing from them about
         # our traffic to others: no idle-scan relay (RFC 7739 5.3, as Linux).
-        self._idents = [rand.randbelow(0x10000) for _ in range(IDENT_BUCKETS)]
+        self.idents = [rand.randbelow(0x10000) for _ in range(IDENT_BUCKETS)]
         self._ident_key = os.urandom(8)
         self._destination = stack.destinations.get
         #: Multicast groups joined (accepted as destinations).
@@ -389,9 +389,14 @@ class Ipv4:
         else:
             stack.counters["ipv4.no_arp_module"] += 1
 
+    def ident_bucket(self, dst: bytes, proto: int) -> int:
+        """The index in ``idents`` of the counter for datagrams to ``dst``
+        carrying ``proto`` (a UDP endpoint's template keeps it)."""
+        return hash((self._ident_key, dst, proto)) & (IDENT_BUCKETS - 1)
+
     def _next_ident(self, dst: bytes, proto: int) -> int:
         i = hash((self._ident_key, dst, proto)) & (IDENT_BUCKETS - 1)
-        ident = self._idents[i] = (self._idents[i] + 1) & 0xFFFF
+        ident = self.idents[i] = (self.idents[i] + 1) & 0xFFFF
         return ident
 
 

@@ -6,7 +6,7 @@ import struct
 from typing import NamedTuple
 
 from femtotcp.wire import Malformed
-from femtotcp.wire.checksum import checksum, ones_sum, pseudo_header_sum
+from femtotcp.wire.checksum import ones_sum, pseudo_header_sum, sum_value
 
 _HDR = struct.Struct("!HHHH")
 HEADER_LEN = 8
@@ -45,15 +45,12 @@ def build(src: bytes, dst: bytes, src_port: int, dst_port: int,
           payload: bytes | bytearray | memoryview, pseudo: int | None = None) -> bytes:
     """A datagram with its checksum; ``pseudo``: the pseudo-header's sum
     without the length (``pseudo_header_sum(src, dst, PROTO, 0)``), when the
-    caller has it already."""
+    caller has it already. The checksum is summed from the header's fields
+    and the payload's sum, then the header packed once before the payload."""
     length = HEADER_LEN + len(payload)
-    msg = bytearray(_HDR.pack(src_port, dst_port, length, 0))
-    msg += payload
     if pseudo is None:
         pseudo = pseudo_header_sum(src, dst, PROTO, 0)
-    csum = checksum(msg, pseudo + length)
-    if csum == 0:
-        csum = 0xFFFF  # RFC 768: a computed zero is sent as all ones
-    msg[6] = csum >> 8
-    msg[7] = csum & 0xFF
-    return bytes(msg)
+    # The pseudo-header's length and the header's (the sum is never 0: the
+    # protocol is in it); a computed zero is sent as all ones (RFC 768).
+    r = (pseudo + length + src_port + dst_port + length + sum_value(payload)) % 0xFFFF
+    return _HDR.pack(src_port, dst_port, length, 0xFFFF - r if r else 0xFFFF) + payload
