@@ -358,7 +358,7 @@ class _ConnectAnswer:
         link = self.link
         link.connect_done = None
 
-        def result() -> list[Any]:
+        def result() -> bytes:
             if late:
                 link.abort_connect()
                 if link.mode is not TcpMode.CONNECTED:
@@ -370,13 +370,14 @@ class _ConnectAnswer:
         self.reply(*out)
 
 
-def connect_result(link: _TcpLink) -> list[Any]:
-    """A finished connect's answer: [errno or 0, state] (the error is taken)."""
-    err = 0
+def connect_result(link: _TcpLink, err: int = 0) -> bytes:
+    """A finished connect's answer, [errno or 0, state] as a compact message
+    (the error is taken); ``err``: a non-blocking connect's (EINPROGRESS...)."""
     if link.mode is TcpMode.FAILED:
         link.so_error = 0
         err = link.connect_error
-    return [err, state_of(link)]
+    local = link.local if link.local is not None else link.bound
+    return remote.connected_answer(err, link.mode.value, local, link.remote, link.scope)
 
 
 class SocketService:
@@ -602,6 +603,8 @@ class SocketService:
             result = work()
             if result is DEFER:
                 return None
+            if result.__class__ is bytes:
+                return [result], None            # encoded already (compact)
             fd: int | None = None
             if isinstance(result, tuple):
                 result, fd = result
@@ -757,20 +760,15 @@ class SocketService:
         link = self._tcp(sid)
         dst, port, scope = ip_bytes(ip), int(port), int(scope)
         if tmo == 0:
-            def start() -> int:
+            def start() -> bytes:
                 if link.mode is TcpMode.CONNECTING:
-                    return errno.EALREADY
-                link.start_connect(dst, port, int(filler), scope)
-                if link.mode is TcpMode.CONNECTED:
-                    return 0
-                if link.mode is TcpMode.FAILED:
-                    err = link.connect_error
-                    link.so_error = 0
-                    return err
-                return errno.EINPROGRESS
-            return [self.net.call(start), state_of(link)]
+                    return connect_result(link, errno.EALREADY)
+                done = link.start_connect(dst, port, int(filler), scope)
+                # Connected, failed (its error), or under way.
+                return connect_result(link, 0 if done.is_set() else errno.EINPROGRESS)
+            return self.net.call(start)
 
-        def result() -> list[Any]:
+        def result() -> bytes:
             return connect_result(link)
 
         if not self.runtime.in_loop_thread():      # (a caller outside the loop)
