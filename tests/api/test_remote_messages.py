@@ -19,6 +19,7 @@ from femtotcp.api.remote import (
     MODES,
     connected_answer,
     decode,
+    decode_connect,
     encode,
 )
 from femtotcp.control.sockets import SocketService
@@ -124,9 +125,27 @@ def svc(lan: Lan) -> Iterator[SocketService]:
         os.rmdir(d)
 
 
-def test_serve_answers_a_malformed_compact_request_einval(svc: SocketService) -> None:
-    ans, _ = decode(b"".join(svc.handle(b"\xff\xff\x01" + bytes(10))[0]))  # type: ignore[index]
+@pytest.mark.parametrize("msg", [
+    b"\xff\xff\x01" + bytes(10),                                       # short
+    connected_answer(0, "idle", None, None, 0),                        # an answer
+    # a first connect without the socket's end of the pair
+    _one(["+connect", 99, std.AF_INET, std.SOCK_STREAM, 0, [], "192.0.2.2", 80, 0, 1.0, 0]),
+])
+def test_serve_answers_a_malformed_compact_request_einval(svc: SocketService,
+                                                          msg: bytes) -> None:
+    out = svc.handle(msg)
+    assert out is not None
+    ans, _ = decode(b"".join(out[0]))
     assert ans[0] == errno.EINVAL
+
+
+def test_decode_connect_gives_the_packed_destination() -> None:
+    msg = _one(["+connect", 5, std.AF_INET6, std.SOCK_STREAM, 0, [], "2001:db8::9", 443, 7,
+                -1.0, 2])
+    assert decode_connect(msg) == (True, 5, std.AF_INET6, std.SOCK_STREAM, 0,
+                                   ip_bytes("2001:db8::9"), 443, 7, -1.0, 2)
+    with pytest.raises(ValueError):
+        decode_connect(connected_answer(0, "idle", None, None, 0))
 
 
 def test_serve_answers_a_compact_first_connect(lan: Lan, svc: SocketService) -> None:

@@ -45,6 +45,7 @@ service's path) and puts ``femtotcp/api/boot`` (a ``sitecustomize``) on
 
 from __future__ import annotations
 
+import _socket
 import errno
 import json
 import os
@@ -149,6 +150,7 @@ _json_in = json.JSONDecoder().decode
 #: socket's first request, without options set before it), and for its
 #: answer when it is done (``connected_answer``). A JSON part is always shorter.
 COMPACT = 0xFFFF
+COMPACT_MARK = _LEN.pack(COMPACT)
 _C_CONNECT, _C_CONNECTED = 1, 2
 #: A compact connect: marker, kind (_C_CONNECT), whether it is the socket's first
 #: request (``+connect``: its family, type and proto count), socket id, family,
@@ -211,18 +213,28 @@ def _addr_doc(alen: int, addr: bytes, port: int) -> list[Any] | None:
     return [ip_str(addr[:alen]), port]
 
 
+def decode_connect(msg: bytes) -> tuple[bool, int, int, int, int, bytes, int, int, float, int]:
+    """A compact connect request: (first, socket id, family, type, proto,
+    packed destination, port, filler, timeout, scope id); ValueError when
+    ``msg`` is no well-formed one."""
+    if len(msg) != _CONNECT.size or msg[2] != _C_CONNECT or msg[:2] != COMPACT_MARK:
+        raise ValueError("bad compact message")
+    (_m, _k, first, sid, family, stype, proto, alen, addr, port, filler, tmo,
+     scope) = _CONNECT.unpack(msg)
+    if alen not in (4, 16):
+        raise ValueError("bad address length")
+    return bool(first), sid, family, stype, proto, addr[:alen], port, filler, tmo, scope
+
+
 def _decode_compact(msg: bytes) -> list[Any]:
     """The JSON array a compact message stands for (ValueError when malformed)."""
     kind = msg[2] if len(msg) > 2 else -1
-    if kind == _C_CONNECT and len(msg) == _CONNECT.size:
-        (_m, _k, first, sid, family, stype, proto, alen, addr, port, filler, tmo,
-         scope) = _CONNECT.unpack(msg)
-        if alen not in (4, 16):
-            raise ValueError("bad address length")
-        ip = ip_str(addr[:alen])
+    if kind == _C_CONNECT:
+        first, sid, family, stype, proto, dst, port, filler, tmo, scope = decode_connect(msg)
         if first:
-            return ["+connect", sid, family, stype, proto, [], ip, port, filler, tmo, scope]
-        return ["connect", sid, ip, port, filler, tmo, scope]
+            return ["+connect", sid, family, stype, proto, [], ip_str(dst), port, filler, tmo,
+                    scope]
+        return ["connect", sid, ip_str(dst), port, filler, tmo, scope]
     if kind == _C_CONNECTED and len(msg) == _CONNECTED.size:
         (_m, _k, err, mode, llen, laddr, lport, rlen, raddr, rport,
          scope) = _CONNECTED.unpack(msg)
@@ -308,7 +320,7 @@ def check_kind(family: int, kind: int, proto: int) -> None:
     link_kind(family, kind, proto)
 
 
-def tune_pair(p: _std.socket, q: _std.socket, pair_kind: int) -> None:
+def tune_pair(p: _socket.socket, q: _socket.socket, pair_kind: int) -> None:
     """The buffer sizes of an attached socket's pair: as ``femtotcp.api.socket``,
     but more room towards the program (serve's loop thread then fills it in
     fewer, larger writes, each waking the program once)."""
@@ -543,7 +555,9 @@ class RemoteSocket(_SocketBase):
         pair_kind = SOCK_STREAM if kind == SOCK_STREAM else SOCK_SEQPACKET
         # The pair is made here; serve gets its end with the first request that
         # needs the stack (``_ask``), so making a socket costs no round trip.
-        p, q = _std.socketpair(AF_UNIX, pair_kind | SOCK_CLOEXEC)
+        # (``_socket``'s pair: bare socket objects, without the two getsockname
+        # calls ``socket.socketpair`` makes to wrap them.)
+        p, q = _socket.socketpair(AF_UNIX, pair_kind | SOCK_CLOEXEC)
         try:
             tune_pair(p, q, pair_kind)
             _RealSocket.__init__(self, AF_UNIX, pair_kind, 0, p.detach())
@@ -551,7 +565,7 @@ class RemoteSocket(_SocketBase):
             p.close()
             q.close()
             raise
-        self._q: _std.socket | None = q
+        self._q: _socket.socket | None = q
         self._setup(network, os.fstat(self.fileno()).st_ino, family, kind, proto,
                     [IDLE if kind == SOCK_STREAM else DGRAM, None, None])
         _pending.add(self)

@@ -559,6 +559,16 @@ class SocketService:
         held = [given]
 
         def work() -> Any:
+            if msg[:2] == remote.COMPACT_MARK:
+                # A compact request, which only a connect is: no array to build.
+                first, sid, family, kind, proto, dst, port, filler, tmo, scope = \
+                    remote.decode_connect(msg)
+                if first:
+                    fd, held[0] = held[0], None
+                    if fd is None:
+                        raise _oserror(errno.EINVAL, "no socket came with the request")
+                    self.adopt(fd, sid, family, kind, proto)
+                return self.connect(sid, dst, port, filler, tmo, scope)
             doc, tail = remote.decode(msg)
             name = str(doc[0])
             if name.startswith("+"):
@@ -757,8 +767,14 @@ class SocketService:
 
     def op_connect(self, sid: Any, ip: str, port: int, filler: int, tmo: float,
                    scope: int = 0, *, tail: bytes) -> Any:
+        return self.connect(sid, ip_bytes(ip), int(port), int(filler), float(tmo), int(scope))
+
+    def connect(self, sid: Any, dst: bytes, port: int, filler: int, tmo: float,
+                scope: int) -> Any:
+        """A TCP connect to (``dst``, ``port``): answered at once when ``tmo``
+        is 0 (non-blocking: EINPROGRESS...), else when it is done or ``tmo``
+        seconds have passed (-1: no limit)."""
         link = self._tcp(sid)
-        dst, port, scope = ip_bytes(ip), int(port), int(scope)
         if tmo == 0:
             def start() -> bytes:
                 if link.mode is TcpMode.CONNECTING:
