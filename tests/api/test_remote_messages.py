@@ -7,11 +7,10 @@ import errno
 import os
 import socket as std
 import struct
-import tempfile
-from collections.abc import Iterator
 
 import pytest
 from apilan import Lan
+from test_remote import svc  # noqa: F401 - the socket service's fixture
 
 from femtotcp.api.remote import (
     COMPACT,
@@ -114,25 +113,15 @@ def test_malformed_compact_messages_are_value_errors(msg: bytes) -> None:
         decode(msg)
 
 
-@pytest.fixture
-def svc(lan: Lan) -> Iterator[SocketService]:
-    d = tempfile.mkdtemp(prefix="ftmsg")
-    service = SocketService(lan.a, lan.runtime, os.path.join(d, "s.sockets")).start()
-    try:
-        yield service
-    finally:
-        service.close()
-        os.rmdir(d)
-
-
 @pytest.mark.parametrize("msg", [
     b"\xff\xff\x01" + bytes(10),                                       # short
     connected_answer(0, "idle", None, None, 0),                        # an answer
     # a first connect without the socket's end of the pair
     _one(["+connect", 99, std.AF_INET, std.SOCK_STREAM, 0, [], "192.0.2.2", 80, 0, 1.0, 0]),
 ])
-def test_serve_answers_a_malformed_compact_request_einval(svc: SocketService,
-                                                          msg: bytes) -> None:
+def test_serve_answers_a_malformed_compact_request_einval(
+        svc: SocketService,  # noqa: F811 - the fixture imported above
+        msg: bytes) -> None:
     out = svc.handle(msg)
     assert out is not None
     ans, _ = decode(b"".join(out[0]))
@@ -148,7 +137,8 @@ def test_decode_connect_gives_the_packed_destination() -> None:
         decode_connect(connected_answer(0, "idle", None, None, 0))
 
 
-def test_serve_answers_a_compact_first_connect(lan: Lan, svc: SocketService) -> None:
+def test_serve_answers_a_compact_first_connect(
+        lan: Lan, svc: SocketService) -> None:  # noqa: F811 - the fixture imported above
     """A ``+connect`` in compact form hands serve the pair and connects it; a
     non-blocking one is answered EINPROGRESS with the socket's state, compact."""
     server = lan.net_b.create_server(("0.0.0.0", 6400))

@@ -27,7 +27,11 @@ The protocol, one request and one answer per SOCK_SEQPACKET message:
   then raw bytes (a datagram's payload for ``send``/``sendto``);
 * answer: ``_LEN``, a JSON array ``[status, values...]`` (status 0: done;
   an errno: ``values[0]`` is the message; ``"gai"``: a ``socket.gaierror``;
-  ``"timeout"``: ``TimeoutError``).
+  ``"timeout"``: ``TimeoutError``);
+* compact: a TCP connect request (``connect``, or ``+connect`` without
+  options) and a connect's answer [0, errno, state] are structs behind
+  ``COMPACT`` in place of the length (``_CONNECT``, ``_CONNECTED``), which
+  ``decode`` turns into the arrays above, so either side may send either form.
 
 A socket's id is the inode of P (``os.fstat(fd).st_ino``), so any process holding
 the fd (fork, ``os.dup``, ``pass_fds``, multiprocessing's reduction) can name
