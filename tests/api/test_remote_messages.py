@@ -95,6 +95,12 @@ def test_every_mode_round_trips() -> None:
         assert decode(connected_answer(0, mode, None, None, 0))[0][2][0] == mode
 
 
+_CONNECT_NAN = _one(["connect", 1, "192.0.2.7", 80, 0, 1.0, 0]).replace(
+    struct.pack("!d", 1.0), struct.pack("!d", float("nan")))
+_CONNECT_INF = _one(["connect", 1, "192.0.2.7", 80, 0, 1.0, 0]).replace(
+    struct.pack("!d", 1.0), struct.pack("!d", float("inf")))
+
+
 @pytest.mark.parametrize("msg", [
     b"\xff\xff",                                                        # no kind
     b"\xff\xff\x09" + bytes(40),                                        # unknown kind
@@ -103,6 +109,9 @@ def test_every_mode_round_trips() -> None:
     # an address length of 5
     _one(["connect", 1, "192.0.2.7", 80, 0, 1.0, 0]).replace(b"\x04\xc0\x00\x02\x07",
                                                              b"\x05\xc0\x00\x02\x07"),
+    # a timeout that is no number, or no finite one
+    _CONNECT_NAN,
+    _CONNECT_INF,
     # mode 200
     (lambda m: m[:7] + b"\xc8" + m[8:])(connected_answer(0, "idle", None, None, 0)),
     # a local address length of 3

@@ -52,6 +52,7 @@ from __future__ import annotations
 import _socket
 import errno
 import json
+import math
 import os
 import select
 import socket as _std
@@ -227,6 +228,8 @@ def decode_connect(msg: bytes) -> tuple[bool, int, int, int, int, bytes, int, in
      scope) = _CONNECT.unpack(msg)
     if alen not in (4, 16):
         raise ValueError("bad address length")
+    if not math.isfinite(tmo):
+        raise ValueError("bad timeout")
     return bool(first), sid, family, stype, proto, addr[:alen], port, filler, tmo, scope
 
 
