@@ -27,7 +27,11 @@ The protocol, one request and one answer per SOCK_SEQPACKET message:
   then raw bytes (a datagram's payload for ``send``/``sendto``);
 * answer: ``_LEN``, a JSON array ``[status, values...]`` (status 0: done;
   an errno: ``values[0]`` is the message; ``"gai"``: a ``socket.gaierror``;
-  ``"timeout"``: ``TimeoutError``).
+  ``"timeout"``: ``TimeoutError``);
+* compact: a TCP connect request (``connect``, or ``+connect`` without
+  options) and a connect's answer [0, errno, state] are structs behind
+  ``COMPACT`` in place of the length (``_CONNECT``, ``_CONNECTED``), which
+  ``decode`` turns into the arrays above, so either side may send either form.
 
 A socket's id is the inode of P (``os.fstat(fd).st_ino``), so any process holding
 the fd (fork, ``os.dup``, ``pass_fds``, multiprocessing's reduction) can name
@@ -45,8 +49,10 @@ service's path) and puts ``femtotcp/api/boot`` (a ``sitecustomize``) on
 
 from __future__ import annotations
 
+import _socket
 import errno
 import json
+import math
 import os
 import select
 import socket as _std
@@ -127,6 +133,8 @@ _FD_SPACE = _std.CMSG_SPACE(struct.calcsize("i"))
 IDLE, CONNECTING, CONNECTED, LISTENING, FAILED, DONE = (
     "idle", "connecting", "connected", "listening", "failed", "done")
 DGRAM = "dgram"
+#: Every mode, as a compact answer numbers them.
+MODES = (IDLE, CONNECTING, CONNECTED, LISTENING, FAILED, DONE, DGRAM)
 
 
 def service_path(control_path: str) -> str:
@@ -142,19 +150,116 @@ _json_out = json.JSONEncoder(separators=(",", ":")).encode
 _json_in = json.JSONDecoder().decode
 
 
+#: ``_LEN``'s value that marks a *compact* message: a struct instead of JSON,
+#: for the hottest request, a TCP connect (``connect``, or ``+connect``, a
+#: socket's first request, without options set before it), and for its
+#: answer when it is done (``connected_answer``). A JSON part is always shorter.
+COMPACT = 0xFFFF
+COMPACT_MARK = _LEN.pack(COMPACT)
+_C_CONNECT, _C_CONNECTED = 1, 2
+#: A compact connect: marker, kind (_C_CONNECT), whether it is the socket's first
+#: request (``+connect``: its family, type and proto count), socket id, family,
+#: type, proto, destination (length, packed), port, filler, timeout (-1: none),
+#: scope id.
+_CONNECT = struct.Struct("!HBBQHHHB16sHIdI")
+#: A compact connect answer: marker, kind (_C_CONNECTED), the connect's errno
+#: (0: connected, or EINPROGRESS...), the mode (index in MODES), local and remote
+#: address (length, packed, port; length 0: none), scope id.
+_CONNECTED = struct.Struct("!HBiBB16sHB16sHI")
+
+
 def encode(doc: list[Any], tail: bytes = b"") -> list[bytes]:
-    """One message as buffers for ``sendmsg``."""
+    """One message as buffers for ``sendmsg`` (compact for a connect request
+    that fits, JSON otherwise)."""
+    if doc[0] in ("connect", "+connect") and not tail:
+        compact = _compact_connect(doc)
+        if compact is not None:
+            return [compact]
     body = _json_out(doc).encode()
-    if len(body) + len(tail) + _LEN.size > MAX_MESSAGE:
+    if len(body) >= COMPACT or len(body) + len(tail) + _LEN.size > MAX_MESSAGE:
         raise _oserror(errno.EMSGSIZE)
     return [_LEN.pack(len(body)), body, tail]
 
 
+def _compact_connect(doc: list[Any]) -> bytes | None:
+    """A connect request as a compact message; None when it does not fit one
+    (options to carry, values out of range: it goes as JSON)."""
+    try:
+        if doc[0] == "+connect":
+            _op, sid, family, kind, proto, opts, ip, port, filler, tmo, *scope = doc
+            if opts:
+                return None
+            first = 1
+        else:
+            _op, sid, ip, port, filler, tmo, *scope = doc
+            family = kind = proto = first = 0
+        addr = ip_bytes(ip)
+        return _CONNECT.pack(COMPACT, _C_CONNECT, first, sid, family, kind, proto, len(addr),
+                             addr, port, filler, float(tmo), scope[0] if scope else 0)
+    except (ValueError, TypeError, struct.error):
+        return None
+
+
+def connected_answer(err: int, mode: str, local: tuple[bytes, int] | None,
+                     peer: tuple[bytes, int] | None, scope: int) -> bytes:
+    """serve's answer to a connect that is done (or under way: EINPROGRESS):
+    [0, err, [mode, local, remote, scope]] as a compact message."""
+    laddr, lport = local if local is not None else (b"", 0)
+    raddr, rport = peer if peer is not None else (b"", 0)
+    return _CONNECTED.pack(COMPACT, _C_CONNECTED, err, MODES.index(mode), len(laddr), laddr,
+                           lport, len(raddr), raddr, rport, scope)
+
+
+def _addr_doc(alen: int, addr: bytes, port: int) -> list[Any] | None:
+    if alen == 0:
+        return None
+    if alen not in (4, 16):
+        raise ValueError("bad address length")
+    return [ip_str(addr[:alen]), port]
+
+
+def decode_connect(msg: bytes) -> tuple[bool, int, int, int, int, bytes, int, int, float, int]:
+    """A compact connect request: (first, socket id, family, type, proto,
+    packed destination, port, filler, timeout, scope id); ValueError when
+    ``msg`` is no well-formed one."""
+    if len(msg) != _CONNECT.size or msg[2] != _C_CONNECT or msg[:2] != COMPACT_MARK:
+        raise ValueError("bad compact message")
+    (_m, _k, first, sid, family, stype, proto, alen, addr, port, filler, tmo,
+     scope) = _CONNECT.unpack(msg)
+    if alen not in (4, 16):
+        raise ValueError("bad address length")
+    if not math.isfinite(tmo):
+        raise ValueError("bad timeout")
+    return bool(first), sid, family, stype, proto, addr[:alen], port, filler, tmo, scope
+
+
+def _decode_compact(msg: bytes) -> list[Any]:
+    """The JSON array a compact message stands for (ValueError when malformed)."""
+    kind = msg[2] if len(msg) > 2 else -1
+    if kind == _C_CONNECT:
+        first, sid, family, stype, proto, dst, port, filler, tmo, scope = decode_connect(msg)
+        if first:
+            return ["+connect", sid, family, stype, proto, [], ip_str(dst), port, filler, tmo,
+                    scope]
+        return ["connect", sid, ip_str(dst), port, filler, tmo, scope]
+    if kind == _C_CONNECTED and len(msg) == _CONNECTED.size:
+        (_m, _k, err, mode, llen, laddr, lport, rlen, raddr, rport,
+         scope) = _CONNECTED.unpack(msg)
+        if mode >= len(MODES):
+            raise ValueError("bad mode")
+        return [0, err, [MODES[mode], _addr_doc(llen, laddr, lport),
+                         _addr_doc(rlen, raddr, rport), scope]]
+    raise ValueError("bad compact message")
+
+
 def decode(msg: bytes) -> tuple[list[Any], bytes]:
-    """(JSON array, raw tail) of one message; ValueError when malformed."""
+    """(JSON array, raw tail) of one message; ValueError when malformed. A
+    compact message gives the array it stands for (no tail)."""
     if len(msg) < _LEN.size:
         raise ValueError("short message")
     (n,) = _LEN.unpack_from(msg)
+    if n == COMPACT:
+        return _decode_compact(msg), b""
     if _LEN.size + n > len(msg):
         raise ValueError("bad length")
     doc = _json_in(msg[_LEN.size:_LEN.size + n].decode())
@@ -222,7 +327,7 @@ def check_kind(family: int, kind: int, proto: int) -> None:
     link_kind(family, kind, proto)
 
 
-def tune_pair(p: _std.socket, q: _std.socket, pair_kind: int) -> None:
+def tune_pair(p: _socket.socket, q: _socket.socket, pair_kind: int) -> None:
     """The buffer sizes of an attached socket's pair: as ``femtotcp.api.socket``,
     but more room towards the program (serve's loop thread then fills it in
     fewer, larger writes, each waking the program once)."""
@@ -457,7 +562,9 @@ class RemoteSocket(_SocketBase):
         pair_kind = SOCK_STREAM if kind == SOCK_STREAM else SOCK_SEQPACKET
         # The pair is made here; serve gets its end with the first request that
         # needs the stack (``_ask``), so making a socket costs no round trip.
-        p, q = _std.socketpair(AF_UNIX, pair_kind | SOCK_CLOEXEC)
+        # (``_socket``'s pair: bare socket objects, without the two getsockname
+        # calls ``socket.socketpair`` makes to wrap them.)
+        p, q = _socket.socketpair(AF_UNIX, pair_kind | SOCK_CLOEXEC)
         try:
             tune_pair(p, q, pair_kind)
             _RealSocket.__init__(self, AF_UNIX, pair_kind, 0, p.detach())
@@ -465,7 +572,7 @@ class RemoteSocket(_SocketBase):
             p.close()
             q.close()
             raise
-        self._q: _std.socket | None = q
+        self._q: _socket.socket | None = q
         self._setup(network, os.fstat(self.fileno()).st_ino, family, kind, proto,
                     [IDLE if kind == SOCK_STREAM else DGRAM, None, None])
         _pending.add(self)

@@ -358,7 +358,7 @@ class _ConnectAnswer:
         link = self.link
         link.connect_done = None
 
-        def result() -> list[Any]:
+        def result() -> bytes:
             if late:
                 link.abort_connect()
                 if link.mode is not TcpMode.CONNECTED:
@@ -370,13 +370,14 @@ class _ConnectAnswer:
         self.reply(*out)
 
 
-def connect_result(link: _TcpLink) -> list[Any]:
-    """A finished connect's answer: [errno or 0, state] (the error is taken)."""
-    err = 0
+def connect_result(link: _TcpLink, err: int = 0) -> bytes:
+    """A finished connect's answer, [errno or 0, state] as a compact message
+    (the error is taken); ``err``: a non-blocking connect's (EINPROGRESS...)."""
     if link.mode is TcpMode.FAILED:
         link.so_error = 0
         err = link.connect_error
-    return [err, state_of(link)]
+    local = link.local if link.local is not None else link.bound
+    return remote.connected_answer(err, link.mode.value, local, link.remote, link.scope)
 
 
 class SocketService:
@@ -558,6 +559,16 @@ class SocketService:
         held = [given]
 
         def work() -> Any:
+            if msg[:2] == remote.COMPACT_MARK:
+                # A compact request, which only a connect is: no array to build.
+                first, sid, family, kind, proto, dst, port, filler, tmo, scope = \
+                    remote.decode_connect(msg)
+                if first:
+                    fd, held[0] = held[0], None
+                    if fd is None:
+                        raise _oserror(errno.EINVAL, "no socket came with the request")
+                    self.adopt(fd, sid, family, kind, proto)
+                return self.connect(sid, dst, port, filler, tmo, scope)
             doc, tail = remote.decode(msg)
             name = str(doc[0])
             if name.startswith("+"):
@@ -602,6 +613,8 @@ class SocketService:
             result = work()
             if result is DEFER:
                 return None
+            if result.__class__ is bytes:
+                return [result], None            # encoded already (compact)
             fd: int | None = None
             if isinstance(result, tuple):
                 result, fd = result
@@ -754,23 +767,24 @@ class SocketService:
 
     def op_connect(self, sid: Any, ip: str, port: int, filler: int, tmo: float,
                    scope: int = 0, *, tail: bytes) -> Any:
-        link = self._tcp(sid)
-        dst, port, scope = ip_bytes(ip), int(port), int(scope)
-        if tmo == 0:
-            def start() -> int:
-                if link.mode is TcpMode.CONNECTING:
-                    return errno.EALREADY
-                link.start_connect(dst, port, int(filler), scope)
-                if link.mode is TcpMode.CONNECTED:
-                    return 0
-                if link.mode is TcpMode.FAILED:
-                    err = link.connect_error
-                    link.so_error = 0
-                    return err
-                return errno.EINPROGRESS
-            return [self.net.call(start), state_of(link)]
+        return self.connect(sid, ip_bytes(ip), int(port), int(filler), float(tmo), int(scope))
 
-        def result() -> list[Any]:
+    def connect(self, sid: Any, dst: bytes, port: int, filler: int, tmo: float,
+                scope: int) -> Any:
+        """A TCP connect to (``dst``, ``port``): answered at once when ``tmo``
+        is 0 (non-blocking: EINPROGRESS...), else when it is done or ``tmo``
+        seconds have passed (-1: no limit)."""
+        link = self._tcp(sid)
+        if tmo == 0:
+            def start() -> bytes:
+                if link.mode is TcpMode.CONNECTING:
+                    return connect_result(link, errno.EALREADY)
+                done = link.start_connect(dst, port, int(filler), scope)
+                # Connected, failed (its error), or under way.
+                return connect_result(link, 0 if done.is_set() else errno.EINPROGRESS)
+            return self.net.call(start)
+
+        def result() -> bytes:
             return connect_result(link)
 
         if not self.runtime.in_loop_thread():      # (a caller outside the loop)
