@@ -21,7 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from femtotcp.core.counters import Counters
 from femtotcp.phy import tap
+from femtotcp.stack import gro
 from femtotcp.wire import Malformed, arp, dhcp, dns, ethernet, icmp4, ipv4, tcp, udp
 from femtotcp.wire.checksum import checksum, pseudo_header_sum
 from fuzz import targets6
@@ -217,6 +219,74 @@ def _vnet(data: bytes) -> str | None:
     hdr, frame = got
     assert len(frame) == len(data) - tap.VNET_HDR_LEN
     return None
+
+
+def _fixed_tcp4(frame: bytes) -> bytes:
+    """``frame`` with its IPv4 header and TCP checksums completed, when it is
+    long enough to hold both (so the fuzzer gets past them to the merge)."""
+    if len(frame) < 54 or frame[12:14] != b"\x08\x00" or frame[23] != tcp.PROTO:
+        return frame
+    ihl = (frame[14] & 0x0F) * 4
+    if ihl < 20 or len(frame) < 14 + ihl + 20:
+        return frame
+    f = bytearray(frame)
+    f[24:26] = b"\0\0"
+    f[24:26] = checksum(f[14:14 + ihl]).to_bytes(2, "big")
+    seg = 14 + ihl
+    f[seg + 16:seg + 18] = b"\0\0"
+    pseudo = pseudo_header_sum(bytes(f[26:30]), bytes(f[30:34]), tcp.PROTO, len(f) - seg)
+    f[seg + 16:seg + 18] = checksum(f[seg:], pseudo).to_bytes(2, "big")
+    return bytes(f)
+
+
+def _gro(data: bytes) -> str | None:
+    """``stack.gro.coalesce`` over one read batch. Byte 0: bit 0, the device
+    is trusted; bit 1, the harness completes each frame's IPv4 and TCP
+    checksums. Then frames, each as a byte (bit 0: vouched for) and a 2-byte
+    length before it. Whatever the batch, merging never raises, never returns
+    more frames than it got or more bytes, and its counters account for every
+    frame it took away."""
+    if not data:
+        return None
+    frames: list[tuple[bytes, int]] = []
+    i = 1
+    while i + 3 <= len(data) and len(frames) < 64:
+        n = int.from_bytes(data[i + 1:i + 3], "big")
+        frame = data[i + 3:i + 3 + n]
+        frames.append((_fixed_tcp4(frame) if data[0] & 2 else frame, data[i] & 1))
+        i += 3 + n
+    counters = Counters()
+    out = gro.coalesce(frames, bool(data[0] & 1), 1514, counters)
+    assert len(out) <= len(frames)
+    assert sum(len(f) for f, _ in out) <= sum(len(f) for f, _ in frames)
+    assert len(frames) - len(out) == \
+        counters["gro.merged_segments"] - counters["gro.merged_frames"]
+    return None
+
+
+def _gro_batch(frames: list[bytes], trusted: int = 0, vouched: int = 0) -> bytes:
+    return bytes([trusted]) + b"".join(bytes([vouched]) + len(f).to_bytes(2, "big") + f
+                                       for f in frames)
+
+
+def _gro_seeds() -> list[bytes]:
+    """Runs of in-order segments as Linux sends them (DF, the IP ID counting
+    up, the same timestamps), one spoiled, one ending with PSH, mixed flows."""
+    opts = tcp.build_options(ts=(7, 9))
+
+    def seg(seq: int, ident: int, payload: bytes, flags: int = tcp.ACK,
+            sport: int = 40000) -> bytes:
+        t = tcp.build(SRC, DST, sport, 22, seq, 2000, flags, 502, payload, options=opts)
+        return ethernet.build(MAC_B, MAC_A, ethernet.ETH_IPV4,
+                              ipv4.build(SRC, DST, tcp.PROTO, t, ident=ident, flags_frag=0x4000))
+
+    run = [seg(1000 + 100 * k, 50 + k, bytes([k]) * 100) for k in range(6)]
+    spoiled = list(run)
+    spoiled[3] = spoiled[3][:-1] + b"\x00"
+    ended = run[:3] + [seg(1300, 53, b"end", tcp.ACK | tcp.PSH)] + run[4:]
+    mixed = [run[0], seg(5000, 9, b"x" * 100, sport=40001), run[1], run[2]]
+    return [_gro_batch(run), _gro_batch(run, 1, 1), _gro_batch(run, 2), _gro_batch(spoiled),
+            _gro_batch(ended), _gro_batch(mixed), _gro_batch(_frames())]
 
 
 # -- seeds ---------------------------------------------------------------------------
@@ -416,6 +486,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            + _with(1, [dhcp.encode_domain_search(["example", "lab.example", "a.lab.example"])]),
            "dhcp.parse (options, overload, domain search)"),
     Target("vnet", _vnet, _vnet_seeds, "phy.tap.parse_vnet"),
+    Target("gro", _gro, _gro_seeds, "stack.gro.coalesce over a read batch (software GRO)"),
     Target("stack", _run_stack, _stack_seeds,
            "Stack.receive with a live TCP connection, a listener, a DNS query in flight "
            "and a DHCP client (fuzz/world.py)", before=_prepare_world),

@@ -187,3 +187,21 @@ def test_the_ipv6_world_lives_on_without_a_route_to_its_peer() -> None:
     assert w.victim.counters["ndp.rx_ra"] >= 2
     w.inject(bytes([4]) + ra(86400, 1800))
     assert w.conn is not None and w.conn.state == "ESTABLISHED"
+
+
+def test_gro_seeds_reach_the_merge() -> None:
+    """The gro target's seeds are read batches whose runs merge (and one spoiled
+    segment that splits its run), so the fuzzer starts inside the merge."""
+    from femtotcp.core.counters import Counters
+    from femtotcp.stack import gro
+    merged = 0
+    for seed in TARGETS["gro"].seeds():
+        frames, i = [], 1
+        while i + 3 <= len(seed):
+            n = int.from_bytes(seed[i + 1:i + 3], "big")
+            frames.append((seed[i + 3:i + 3 + n], seed[i] & 1))
+            i += 3 + n
+        counters = Counters()
+        gro.coalesce(frames, bool(seed[0] & 1), 1514, counters)
+        merged += counters["gro.merged_frames"]
+    assert merged >= 5
