@@ -28,6 +28,7 @@ import logging
 import os
 import socket
 import struct
+import weakref
 from collections.abc import Callable
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
@@ -410,6 +411,7 @@ class TcpConnection:
                     self._tw = self.env.adopt_time_wait(self, deadline)
                     if self._tw is not None:
                         self.t_close.cancel()
+                        self._unlink()
             return
         if st == SYN_SENT:
             self._destroy()
@@ -1351,6 +1353,7 @@ class TcpConnection:
             self._tw = env.adopt_time_wait(self, deadline)
             if self._tw is not None:
                 self.t_close.cancel()       # FIN_WAIT_2's, if it ran
+                self._unlink()
                 return
         self._close_timer().set(deadline)
 
@@ -1372,6 +1375,7 @@ class TcpConnection:
                 self.t_keepalive.cancel()
                 self.snd.release()
                 rcv.release()
+                self._unlink()
                 return
         self._close_timer().set(deadline)
 
@@ -1400,6 +1404,22 @@ class TcpConnection:
         self.rcv.release()
         self.t_close.cancel()
         self.env.forget(self)
+        self._unlink()
+
+    def _unlink(self) -> None:
+        """The connection is finished with: CLOSED, or a TIME-WAIT record
+        (timewait.py) took its place. Its timers, all stopped, let go of their
+        bound methods, and its sender and receiver hold it through a weak
+        proxy, so no reference cycle is left: reference counting frees it
+        once the program lets go, without the cyclic collector. What the
+        program may still read or call is unchanged."""
+        self.t_keepalive.cancel()
+        self.t_keepalive = _UNARMED        # made again if ever set (keepalive)
+        self.t_close.cancel()
+        self.t_close = _UNARMED
+        me = weakref.proxy(self)
+        self.snd.unlink(me)
+        self.rcv.unlink(me)
 
     # ================================================================ ICMP
     def icmp_error(self, seq32: int, err: int, icmp_type: int, icmp_code: int,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from femtotcp.proto.tcp.buffers import OutOfOrderQueue, ReceiveQueue
 from femtotcp.proto.tcp.state import CLOSED, RECEIVING
-from femtotcp.proto.tcp.timers import LazyTimer
+from femtotcp.proto.tcp.timers import _UNARMED, LazyTimer, _Unarmed
 from femtotcp.wire.tcp import FIN
 
 if TYPE_CHECKING:
@@ -69,7 +69,9 @@ class Receiver:
         self.space_time = 0.0
         self.rd_shut = False
         self.bytes_received = 0
-        self.t_delack = LazyTimer(env.timers, self._on_delack)
+        #: Made when first set (a connection whose ACKs all go at once never
+        #: delays one), dropped at release (it holds a bound method: a cycle).
+        self.t_delack: LazyTimer | _Unarmed = _UNARMED
 
     def start(self, irs: int) -> None:
         """The peer's SYN took sequence number IRS."""
@@ -89,6 +91,7 @@ class Receiver:
     def release(self) -> None:
         """The connection is gone (or in TIME_WAIT): drop what is held out of order."""
         self.t_delack.cancel()
+        self.t_delack = _UNARMED
         self.autotune = False
         if self.grown:
             self.counters["tcp.rcvbuf_autotuned"] -= self.grown
@@ -96,6 +99,13 @@ class Receiver:
         if self.ooo.blocks:
             self.ooo.clear()
             self.env.ooo_changed()
+
+    def unlink(self, conn: TcpConnection) -> None:
+        """The connection is finished with (``TcpConnection._unlink``): hold
+        it through ``conn``, a weak proxy, so no cycle is left. Not while an
+        end-of-batch ACK is still due (``_deferred_ack`` reads the state)."""
+        if not self._ack_deferred:
+            self.conn = conn
 
     # ---------------------------------------------------------------- text
     def fast_data(self, segment: memoryview, hlen: int, plen: int) -> None:
@@ -277,7 +287,7 @@ class Receiver:
         rcv_nxt = self.rcv_nxt
         if ack:
             self.ack_pending = False
-            self.t_delack.deadline = None       # LazyTimer.stop()
+            self.t_delack.stop()
             self.last_ack_sent = rcv_nxt
         cur = self.rcv_adv
         new_right = rcv_nxt + self.rcvbuf - self.rcv_buf.nbytes
@@ -324,7 +334,7 @@ class Receiver:
                     return
             self.conn._send_ack()
         elif self.t_delack.deadline is None:
-            self.t_delack.set(now + self.config.delack)
+            self._delack_timer().set(now + self.config.delack)
 
     def _deferred_ack(self) -> None:
         """The end of a receive batch: ACK what it brought."""
@@ -333,7 +343,13 @@ class Receiver:
             if self.rcv_nxt - self.last_ack_sent > self.rcv_mss:
                 self.conn._send_ack()
             elif self.t_delack.deadline is None:
-                self.t_delack.set(self.env.timers.now + self.config.delack)
+                self._delack_timer().set(self.env.timers.now + self.config.delack)
+
+    def _delack_timer(self) -> LazyTimer:
+        timer = self.t_delack
+        if isinstance(timer, _Unarmed):
+            timer = self.t_delack = LazyTimer(self.env.timers, self._on_delack)
+        return timer
 
     def _on_delack(self) -> None:
         if self.ack_pending and self.conn.state != CLOSED:

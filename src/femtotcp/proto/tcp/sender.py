@@ -120,7 +120,15 @@ class Sender:
         """The connection is gone: drop the data and stop the timers."""
         self.t_rto.cancel()
         self.t_persist.cancel()
+        self.t_persist = _UNARMED
         self.snd_buf = bytearray()
+
+    def unlink(self, conn: TcpConnection) -> None:
+        """The connection is finished with (``TcpConnection._unlink``): the
+        timer lets go of its bound method and the connection is held through
+        ``conn``, a weak proxy, so no cycle is left."""
+        self.t_rto.retire()
+        self.conn = conn
 
     # ---------------------------------------------------------------- ACK processing
     def on_ack(self, hdr: TcpHeader, opts: TcpOptions, seq: int, plen: int, flags: int,

@@ -40,6 +40,14 @@ class LazyTimer:
             self._entry.cancel()
             self._entry = None
 
+    def retire(self) -> None:
+        """Cancel, and let go of the callback (a bound method of the owner,
+        which holds this timer: a reference cycle). For an owner that is
+        finished with; should the timer still be set, it fires into nothing,
+        as the owner's handler would in that state."""
+        self.cancel()
+        self.callback = _nothing
+
     def _fire(self) -> None:
         self._entry = None
         deadline = self.deadline
@@ -50,6 +58,10 @@ class LazyTimer:
             return
         self.deadline = None
         self.callback()
+
+
+def _nothing() -> None:
+    """A retired timer's callback."""
 
 
 class _Unarmed:
