@@ -713,6 +713,7 @@ class SocketService:
             q.close()
             raise
         link = _ServedTcpLink(self, q)
+        link.q_sole = True           # its pair was made here; only P leaves
         link.v6 = listener.v6
         link.opts.update(listener.opts)
         link.attach_accepted(conn)
