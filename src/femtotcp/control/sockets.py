@@ -24,6 +24,7 @@ program's pool, so one thread's wait does not hold up another's request.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import gc
 import logging
@@ -76,6 +77,12 @@ MAX_TOMBS = 4096
 RECORD_SHARE = 768
 #: serve's young-generation threshold (``tune_collector``).
 GC_YOUNG = 10000
+
+
+#: A socket object's family and type as plain ints (``socket.socket``'s
+#: properties convert them to enum members on every read).
+_raw_family = _socket.socket.family.__get__
+_raw_type = _socket.socket.type.__get__
 
 
 class _Remote:
@@ -641,7 +648,7 @@ class SocketService:
             raise
         try:
             what = link_kind(int(family), int(kind), int(proto))
-            if q.family != AF_UNIX or q.type != pair_kind:
+            if _raw_family(q) != AF_UNIX or _raw_type(q) != pair_kind:
                 raise _oserror(errno.EINVAL, "not a socket pair of that kind")
             q.setblocking(False)
         except BaseException:
