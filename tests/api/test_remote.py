@@ -1343,3 +1343,25 @@ def test_a_pair_end_held_elsewhere_leaves_no_registration(lan: Lan,
     finally:
         os.close(held)
     server.close()
+
+
+def test_a_socket_the_program_closed_leaves_no_remains(lan: Lan, svc: SocketService) -> None:
+    """Freed because every copy of the program's fd is closed, a socket leaves
+    nothing in serve (no process can name it again: a request with its id is
+    EBADF, as a closed fd); freed by a reset while the program holds it, its
+    last state stays for the program to read (test_reset_reported_...)."""
+    server = lan.net_b.create_server(("0.0.0.0", 6530))
+    prog = RemoteNetwork(svc.path)
+    cli = prog.create_connection((lan.ip_b, 6530), timeout=5)
+    sid = os.fstat(cli.fileno()).st_ino
+    peer, _ = server.accept()
+    cli.close()
+    peer.settimeout(5)
+    assert peer.recv(10) == b""
+    peer.close()
+    wait_until(lambda: sid not in svc.links, 10, "the socket to be freed")
+    assert sid not in svc.tombs
+    with pytest.raises(OSError) as info:
+        prog.ask("state", sid)
+    assert info.value.errno == errno.EBADF
+    server.close()

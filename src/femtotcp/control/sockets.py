@@ -12,7 +12,8 @@ Lifetime follows the program's fd: links are *detached* (no program object
 here), so the loop thread frees a socket when every copy of its end is closed
 (POLLHUP on our end), whether the program closed it or died: FIN, or RST where
 received data was never read, as Linux does. A freed TCP socket leaves the
-table at once (``bury``), its last state kept for a while. Idle sockets (made,
+table at once (``bury``), its last state kept for a while if the program
+still holds it. Idle sockets (made,
 maybe bound, never connected) have nothing in the selector; a sweep every
 SWEEP_INTERVAL seconds frees those whose program end is gone.
 
@@ -531,10 +532,19 @@ class SocketService:
             self._trim_tombs(now)
 
     def bury(self, link: _ServedTcpLink) -> None:
-        """A TCP link was released (loop thread): its remains replace it at once."""
+        """A TCP link was released (loop thread): its remains replace it at once,
+        while the program still holds the socket (it may ask for its error)."""
         sid = link.sid
         if sid is None:
             return                       # (not published yet: the sweep sees it)
+        if link.closing:
+            # Freed because every copy of P is closed: no process can ask about
+            # it again (a request by its id is EBADF, as for a closed fd), so
+            # nothing of it is kept.
+            with self._lock:
+                if self.links.get(sid) is link:
+                    del self.links[sid]
+            return
         now = time.monotonic()
         with self._lock:
             self._bury(sid, link, now)
