@@ -163,18 +163,23 @@ def test_unread_data_at_death_resets_the_peer(lan: Lan, svc: SocketService) -> N
     server = lan.net_b.create_server(("0.0.0.0", 6003))
     cli = prog.create_connection((lan.ip_b, 6003), timeout=5)
     peer, _ = server.accept()
+    # "Die": close the fd without a word to serve.
+    _closed_unread_resets(cli, peer, lambda: os.close(cli.detach()))
+    server.close()
+
+
+def _closed_unread_resets(cli: Any, peer: Any, close: Any) -> None:
+    """The peer sends; once the bytes sit unread in the program's end,
+    ``close()`` closes the program's socket: the peer sees a reset."""
     peer.sendall(b"never read")
-    # Wait until the bytes sit unread in the program's end, then "die": close
-    # the fd without a word to serve.
     cli.settimeout(5)
     assert cli.recv(1, std.MSG_PEEK) == b"n"
-    os.close(cli.detach())
+    close()
     peer.settimeout(5)
     with pytest.raises(ConnectionResetError):
         while peer.recv(100):
             pass
     peer.close()
-    server.close()
 
 
 def test_serve_gone_is_a_reset_not_a_hang(lan: Lan, svc: SocketService) -> None:
@@ -1304,15 +1309,7 @@ def test_a_program_close_costs_serve_no_poll(lan: Lan, svc: SocketService,
     peer.close()
     cli = prog.create_connection((lan.ip_b, 6510), timeout=5)
     peer, _ = server.accept()
-    peer.sendall(b"never read")
-    cli.settimeout(5)
-    assert cli.recv(1, std.MSG_PEEK) == b"n"
-    cli.close()
-    peer.settimeout(5)
-    with pytest.raises(ConnectionResetError):
-        while peer.recv(100):
-            pass
-    peer.close()
+    _closed_unread_resets(cli, peer, cli.close)
     server.close()
     wait_until(lambda: not svc.links, 10, "the connections to be freed")
     assert polls == []
