@@ -188,8 +188,12 @@ class Runtime(_LoopBase):
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         #: fd -> (what to call when it is ready, the stack whose batch it ends,
-        #: the name its failures are logged under).
-        self._handlers: dict[int, tuple[Callable[[], None], Stack | None, str]] = {}
+        #: what its failures are logged under: a name, or the handler itself,
+        #: formatted only when one is logged).
+        self._handlers: dict[int, tuple[Callable[[], None], Stack | None, object]] = {}
+        #: The epoll events of the fd whose handler runs now (EPOLLIN, EPOLLHUP...):
+        #: a handler may read what woke it without asking the kernel again.
+        self.ready_events = 0
         self._register(self._wake_r, select.EPOLLIN, self._drain_wake, None, "wake-up")
         self._lock = threading.Lock()
         self._foreign: deque[Callable[[], None]] = deque()
@@ -205,7 +209,7 @@ class Runtime(_LoopBase):
     now = staticmethod(monotonic)
 
     def _register(self, fd: int, events: int, call: Callable[[], None],
-                  stack: Stack | None, name: str) -> None:
+                  stack: Stack | None, name: object) -> None:
         if fd in self._handlers:
             try:
                 self._epoll.modify(fd, events)
@@ -252,7 +256,16 @@ class Runtime(_LoopBase):
                 except (FileNotFoundError, OSError):
                     pass          # closed already: epoll forgot it
             return
-        self._register(fd, events, handler.on_readable, None, repr(handler))
+        self._register(fd, events, handler.on_readable, None, handler)
+
+    def forget_fd(self, fd: int) -> None:
+        """(Loop thread.) Stop calling ``fd``'s handler, leaving epoll alone: for
+        an fd its caller closes next and holds the only reference to (the
+        kernel drops a file's epoll registration when its last reference goes,
+        so no ``EPOLL_CTL_DEL`` is needed). An fd shared with another process
+        or another fd (SCM_RIGHTS, fork, dup) needs ``watch_fd(fd, False,
+        False, None)`` instead: its registration outlives this close."""
+        self._handlers.pop(fd, None)
 
     @property
     def running(self) -> bool:
@@ -339,17 +352,19 @@ class Runtime(_LoopBase):
                 timers.now = now
         if events:
             handlers = self._handlers
-            for fd, _ in events:
+            for fd, mask in events:
                 entry = handlers.get(fd)
                 if entry is None:
                     continue
                 call, st, name = entry
+                self.ready_events = mask
                 try:
                     call()
                 except Exception:  # a device bug must not kill the loop
                     log.exception("device %s failed while reading", name)
                 if st is not None:
                     st.end_batch(monotonic())     # the device's read batch is done
+            self.ready_events = 0
         if self._foreign:
             with self._lock:
                 foreign, self._foreign = self._foreign, deque()

@@ -163,18 +163,23 @@ def test_unread_data_at_death_resets_the_peer(lan: Lan, svc: SocketService) -> N
     server = lan.net_b.create_server(("0.0.0.0", 6003))
     cli = prog.create_connection((lan.ip_b, 6003), timeout=5)
     peer, _ = server.accept()
+    # "Die": close the fd without a word to serve.
+    _closed_unread_resets(cli, peer, lambda: os.close(cli.detach()))
+    server.close()
+
+
+def _closed_unread_resets(cli: Any, peer: Any, close: Any) -> None:
+    """The peer sends; once the bytes sit unread in the program's end,
+    ``close()`` closes the program's socket: the peer sees a reset."""
     peer.sendall(b"never read")
-    # Wait until the bytes sit unread in the program's end, then "die": close
-    # the fd without a word to serve.
     cli.settimeout(5)
     assert cli.recv(1, std.MSG_PEEK) == b"n"
-    os.close(cli.detach())
+    close()
     peer.settimeout(5)
     with pytest.raises(ConnectionResetError):
         while peer.recv(100):
             pass
     peer.close()
-    server.close()
 
 
 def test_serve_gone_is_a_reset_not_a_hang(lan: Lan, svc: SocketService) -> None:
@@ -1222,3 +1227,138 @@ def _connect_close_loop(lan: Lan, svc: SocketService, prog: RemoteNetwork) -> No
     assert len(svc.tombs) <= 40
     wait_until(lambda: len(os.listdir("/proc/self/fd")) <= fds_before + 2, 10,
                "the pairs' fds to be closed")
+
+
+def _epoll_targets(runtime: Any) -> set[int]:
+    """The fds the runtime's epoll holds registrations for, as the kernel lists
+    them (``tfd:`` lines of the epoll fd's fdinfo)."""
+    with open(f"/proc/self/fdinfo/{runtime._epoll.fileno()}") as f:
+        return {int(line.split()[1]) for line in f if line.startswith("tfd:")}
+
+
+def _registrations_match_handlers(lan: Lan) -> None:
+    """In the loop thread: every epoll registration is one the runtime serves
+    (none outlived its socket to be reported again under a reused fd)."""
+    def check() -> tuple[set[int], set[int]]:
+        return _epoll_targets(lan.runtime), set(lan.runtime._handlers)
+
+    targets, handled = lan.runtime.call(check)
+    assert targets == handled
+
+
+def test_freed_sockets_leave_no_epoll_registration(lan: Lan, svc: SocketService) -> None:
+    """Connections the program made (its pair's Q came over SCM_RIGHTS, so serve
+    removes Q from epoll before closing it) and connections serve handed over
+    (Q made here and never passed: its close alone drops the registration)
+    leave the loop's epoll as they found it; the fds reused after them work."""
+    server = lan.net_b.create_server(("0.0.0.0", 6500), backlog=64)
+    prog = RemoteNetwork(svc.path)
+    with _accepting(server, lambda conn: conn.close()):
+        for _ in range(20):
+            prog.create_connection((lan.ip_b, 6500), timeout=5).close()
+        wait_until(lambda: not svc.links, 10, "the connections to be freed")
+        _registrations_match_handlers(lan)
+    srv = prog.create_server(("0.0.0.0", 6501))
+    srv.settimeout(10)
+    for i in range(20):
+        c = lan.net_b.create_connection((lan.ip_a, 6501), timeout=5)
+        conn, _ = srv.accept()
+        c.sendall(b"x%d" % i)
+        conn.settimeout(10)
+        assert conn.recv(10) == b"x%d" % i      # its Q pumped: registered
+        conn.close()
+        c.settimeout(10)
+        assert c.recv(10) == b""
+        c.close()
+    srv.close()
+    wait_until(lambda: not svc.links, 10, "the handed-over connections to be freed")
+    _registrations_match_handlers(lan)
+
+
+def test_a_program_close_costs_serve_no_poll(lan: Lan, svc: SocketService,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop learns that the program's end of a pair is gone from the events
+    epoll woke it for (POLLHUP), not from a poll of its own; the peer still
+    sees the close as a FIN, or a reset where data was left unread."""
+    import select as std_select
+
+    import femtotcp.api.sock_base as sock_base
+
+    polls: list[int] = []
+
+    class CountingSelect:
+        POLLIN, POLLHUP, POLLERR = std_select.POLLIN, std_select.POLLHUP, std_select.POLLERR
+
+        @staticmethod
+        def poll() -> Any:
+            polls.append(1)
+            return std_select.poll()
+
+    server = lan.net_b.create_server(("0.0.0.0", 6510))
+    prog = RemoteNetwork(svc.path)
+    prog.create_connection((lan.ip_b, 6510), timeout=5).close()   # channels made
+    server.accept()[0].close()
+    monkeypatch.setattr(sock_base, "select", CountingSelect)
+    cli = prog.create_connection((lan.ip_b, 6510), timeout=5)
+    peer, _ = server.accept()
+    cli.sendall(b"bye")
+    cli.close()
+    peer.settimeout(5)
+    assert peer.recv(10) == b"bye"
+    assert peer.recv(10) == b""                  # FIN
+    peer.close()
+    cli = prog.create_connection((lan.ip_b, 6510), timeout=5)
+    peer, _ = server.accept()
+    _closed_unread_resets(cli, peer, cli.close)
+    server.close()
+    wait_until(lambda: not svc.links, 10, "the connections to be freed")
+    assert polls == []
+
+
+def test_a_pair_end_held_elsewhere_leaves_no_registration(lan: Lan,
+                                                          svc: SocketService) -> None:
+    """Serve's end of a program-made pair may have another copy (a child forked
+    while the socket's first request was on its way keeps one): epoll keeps a
+    file's registration while any copy is open, so serve removes Q from epoll
+    before closing it, and no event of that file reaches the loop again."""
+    server = lan.net_b.create_server(("0.0.0.0", 6520))
+    prog = RemoteNetwork(svc.path)
+    prog.create_connection((lan.ip_b, 6520), timeout=5).close()   # channels made
+    server.accept()[0].close()
+    cli = prog.socket()
+    held = os.dup(cli._q.fileno())        # the copy a forked child would hold
+    try:
+        cli.settimeout(5)
+        cli.connect((lan.ip_b, 6520))
+        peer, _ = server.accept()
+        cli.close()
+        peer.settimeout(5)
+        assert peer.recv(10) == b""
+        peer.close()
+        wait_until(lambda: not svc.links, 10, "the connection to be freed")
+        _registrations_match_handlers(lan)
+    finally:
+        os.close(held)
+    server.close()
+
+
+def test_a_socket_the_program_closed_leaves_no_remains(lan: Lan, svc: SocketService) -> None:
+    """Freed because every copy of the program's fd is closed, a socket leaves
+    nothing in serve (no process can name it again: a request with its id is
+    EBADF, as a closed fd); freed by a reset while the program holds it, its
+    last state stays for the program to read (test_reset_reported_...)."""
+    server = lan.net_b.create_server(("0.0.0.0", 6530))
+    prog = RemoteNetwork(svc.path)
+    cli = prog.create_connection((lan.ip_b, 6530), timeout=5)
+    sid = os.fstat(cli.fileno()).st_ino
+    peer, _ = server.accept()
+    cli.close()
+    peer.settimeout(5)
+    assert peer.recv(10) == b""
+    peer.close()
+    wait_until(lambda: sid not in svc.links, 10, "the socket to be freed")
+    assert sid not in svc.tombs
+    with pytest.raises(OSError) as info:
+        prog.ask("state", sid)
+    assert info.value.errno == errno.EBADF
+    server.close()

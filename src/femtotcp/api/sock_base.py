@@ -83,6 +83,8 @@ _SCOPE = struct.Struct("!I")
 #: Send records the loop thread takes from one socket before moving on.
 SEND_BATCH = 32
 _LINGER = struct.Struct("ii")
+#: The events that say the program's end of a pair is gone (POLLHUP, POLLERR).
+_GONE = select.POLLHUP | select.POLLERR
 
 _SO_REUSEPORT: int = getattr(_std, "SO_REUSEPORT", -1)
 _TCP_KEEPIDLE: int = getattr(_std, "TCP_KEEPIDLE", -1)
@@ -165,6 +167,12 @@ class _Link:
     """The loop-thread half of one socket: Q and the stack object behind it."""
 
     kind = "?"
+    #: The loop runs Q's handler now (``on_q_ready``): the runtime's
+    #: ``ready_events`` are Q's.
+    q_ready = False
+    #: Q's pair was made by the loop thread and never left it: Q's fd is the
+    #: only reference to its file, so closing it drops its epoll registration.
+    q_sole = False
 
     def __init__(self, net: Network, q: _std.socket, owner: socket) -> None:
         self.net = net
@@ -311,22 +319,34 @@ class _Link:
         if self.released:
             return
         self.released = True
-        if self.watch is not None:
-            self.watch.close()
+        watch = self.watch
+        if watch is not None and watch.events:
+            if self.q_sole and self.q is not None:
+                # The close below drops the registration with the file.
+                watch.runtime.forget_fd(watch.fd)
+                watch.events = 0
+            else:
+                watch.close()
         if self.q is not None:
             try:
                 self.q.close()
             except OSError:
                 pass
             self.q = None
-        self.net.links.discard(self)
-        for key, link in list(self.net.reserved.items()):
-            if link is self:
-                del self.net.reserved[key]
+        net = self.net
+        net.links.discard(self)
+        if net.reserved:
+            for key, link in list(net.reserved.items()):
+                if link is self:
+                    del net.reserved[key]
 
     def p_gone(self) -> bool:
-        """True when the program's end of the pair is fully closed (POLLHUP on Q)."""
+        """True when the program's end of the pair is fully closed (POLLHUP on Q).
+        Asked while the loop runs Q's handler (``q_ready``), the events epoll
+        woke it for answer when they say so: POLLHUP stays once set."""
         if self.q is None:
+            return True
+        if self.q_ready and self.net.runtime.ready_events & _GONE:
             return True
         poller = select.poll()
         poller.register(self.q.fileno(), select.POLLIN)

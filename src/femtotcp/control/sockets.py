@@ -12,7 +12,8 @@ Lifetime follows the program's fd: links are *detached* (no program object
 here), so the loop thread frees a socket when every copy of its end is closed
 (POLLHUP on our end), whether the program closed it or died: FIN, or RST where
 received data was never read, as Linux does. A freed TCP socket leaves the
-table at once (``bury``), its last state kept for a while. Idle sockets (made,
+table at once (``bury``), its last state kept for a while if the program
+still holds it. Idle sockets (made,
 maybe bound, never connected) have nothing in the selector; a sweep every
 SWEEP_INTERVAL seconds frees those whose program end is gone.
 
@@ -24,6 +25,7 @@ program's pool, so one thread's wait does not hold up another's request.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import gc
 import logging
@@ -76,6 +78,12 @@ MAX_TOMBS = 4096
 RECORD_SHARE = 768
 #: serve's young-generation threshold (``tune_collector``).
 GC_YOUNG = 10000
+
+
+#: A socket object's family and type as plain ints (``socket.socket``'s
+#: properties convert them to enum members on every read).
+_raw_family = _socket.socket.family.__get__
+_raw_type = _socket.socket.type.__get__
 
 
 class _Remote:
@@ -524,10 +532,19 @@ class SocketService:
             self._trim_tombs(now)
 
     def bury(self, link: _ServedTcpLink) -> None:
-        """A TCP link was released (loop thread): its remains replace it at once."""
+        """A TCP link was released (loop thread): its remains replace it at once,
+        while the program still holds the socket (it may ask for its error)."""
         sid = link.sid
         if sid is None:
             return                       # (not published yet: the sweep sees it)
+        if link.closing:
+            # Freed because every copy of P is closed: no process can ask about
+            # it again (a request by its id is EBADF, as for a closed fd), so
+            # nothing of it is kept.
+            with self._lock:
+                if self.links.get(sid) is link:
+                    del self.links[sid]
+            return
         now = time.monotonic()
         with self._lock:
             self._bury(sid, link, now)
@@ -641,7 +658,7 @@ class SocketService:
             raise
         try:
             what = link_kind(int(family), int(kind), int(proto))
-            if q.family != AF_UNIX or q.type != pair_kind:
+            if _raw_family(q) != AF_UNIX or _raw_type(q) != pair_kind:
                 raise _oserror(errno.EINVAL, "not a socket pair of that kind")
             q.setblocking(False)
         except BaseException:
@@ -713,6 +730,7 @@ class SocketService:
             q.close()
             raise
         link = _ServedTcpLink(self, q)
+        link.q_sole = True           # its pair was made here; only P leaves
         link.v6 = listener.v6
         link.opts.update(listener.opts)
         link.attach_accepted(conn)
