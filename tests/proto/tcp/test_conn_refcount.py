@@ -90,7 +90,7 @@ def test_held_connection_freed_once_dropped() -> None:
         assert client.recv() == b""
         assert client.info()["state"] == "CLOSED"
         refs = [weakref.ref(client), weakref.ref(server)]
-        del client, server
+        client = server = None   # the closures above share these cells: drop what they hold
         assert _gone(refs)
 
 
