@@ -1,5 +1,5 @@
 """A TAP's lone frame (a ping, a handshake's segment): the first frame of a
-read batch goes straight to the stack's receiver while nobody captures, and
+read batch goes up at once (``deliver``/``deliver_checked``), and
 a ``poll(2)`` ends the batch when nothing else is queued. Whatever the vnet
 flags, with or without a capture, the stack gets the same datagram, the
 device counts the same and a capture sees the frame complete; frames queued

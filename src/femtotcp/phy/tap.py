@@ -547,20 +547,10 @@ class TunTapDevice(Device):
                 continue
             if shed is not None and shed.keep < 1.0:
                 shed.count([(frame, vouched)])
-            # The first frame straight to the stack's receiver while nobody
-            # captures: what ``deliver_checked``/``deliver`` count, without
-            # their Python frame (a lone frame's answer waits for this call).
-            receiver = self._checked if vouched else self._receiver
-            if receiver is None or self._captures:
-                if vouched:
-                    self.deliver_checked(frame)
-                else:
-                    self.deliver(frame)
+            if vouched:
+                self.deliver_checked(frame)
             else:
-                counters["rx_frames"] += 1
-                if vouched:
-                    counters["rx_csum_trusted"] += 1
-                receiver(frame)
+                self.deliver(frame)
             ready = self._ready
             if ready is not None and nread < self.max_batch and not ready.poll(0):
                 break               # the frame came alone

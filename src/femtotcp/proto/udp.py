@@ -17,7 +17,7 @@ from femtotcp.core import rand
 from femtotcp.proto.ports import port_taken
 from femtotcp.wire import Malformed, icmp4, icmp6
 from femtotcp.wire import udp as wire
-from femtotcp.wire.checksum import PIECE, pseudo_header_sum, sum_value
+from femtotcp.wire.checksum import pseudo_header_sum, sum_value
 
 if TYPE_CHECKING:
     from femtotcp.stack.destination import Destination
@@ -126,13 +126,7 @@ class UdpEndpoint:
                 ulen = n + 8
                 # RFC 768: the pseudo-header's length, the header's, the data;
                 # a computed zero is sent as all ones.
-                if n <= PIECE:      # ``sum_value``'s first case, inline
-                    w = int.from_bytes(data, "big")
-                    if n & 1:
-                        w <<= 8
-                else:
-                    w = sum_value(data)
-                u = (udp_sum + ulen + ulen + w) % 0xFFFF
+                u = (udp_sum + ulen + ulen + sum_value(data)) % 0xFFFF
                 counters = stack.counters
                 counters["udp.tx"] += 1
                 counters["ipv4.tx"] += 1
@@ -371,14 +365,9 @@ class Udp:
             return 0
         if csum and not csum_ok:
             # The pseudo-header and the datagram summed as ``ones_sum`` would
-            # (the sum is never 0: the protocol is in it), a short one read at once.
-            if length <= PIECE:
-                w = int.from_bytes(data[:length], "big")
-                if length & 1:
-                    w <<= 8
-            else:
-                w = sum_value(data[:length])
-            if (w + int.from_bytes(src + dst, "big") + wire.PROTO + length) % 0xFFFF:
+            # (the sum is never 0: the protocol is in it).
+            if (sum_value(data[:length]) + int.from_bytes(src + dst, "big") + wire.PROTO
+                    + length) % 0xFFFF:
                 return 0
         self.stack.counters["udp.rx"] += 1
         ep.deliver(bytes(data[wire.HEADER_LEN:length]), (src, sport), dst)
