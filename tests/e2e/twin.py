@@ -133,6 +133,36 @@ def on_femtotcp(program: Path, *args: str, stack_args: tuple[str, ...] = (),
             stop_process(proc)
 
 
+@contextlib.contextmanager
+def on_attached(program: Path, *args: str, timeout: float = 30.0) -> Iterator[Twin]:
+    """The program attached to a ``femtotcp serve`` (its sockets live in serve's
+    process: ``femtotcp run --control``), serve on the TAP as ``on_femtotcp``'s stack."""
+    with netns("twa") as f:
+        control = f"/tmp/femtotcp-twin-{f.name}.ctl"
+        serve = f.popen(sys.executable, "-m", "femtotcp", "serve", "--tap", TAP, "--ip",
+                        f"{HOST}/24", "--control", control, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True, env=_env())
+        try:
+            deadline = time.monotonic() + timeout
+            while not os.path.exists(control + ".sockets") or f.ip(
+                    "link", "show", TAP, check=False).returncode != 0:
+                if serve.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"femtotcp serve did not start: {serve.communicate(timeout=10)}")
+                time.sleep(0.05)
+            f.ip("addr", "add", f"{PEER}/24", "dev", TAP)
+            proc = _start(f, [sys.executable, "-m", "femtotcp", "run", "--control", control,
+                              str(program), *args])
+            try:
+                yield Twin("femtotcp attached", proc, f)
+            finally:
+                stop_process(proc)
+        finally:
+            stop_process(serve)
+            for path in (control, control + ".sockets"):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+
 def at_once(program: Path, drive: Callable[[Twin], T], *args: str) -> tuple[T, T]:
     """``drive`` the program on the kernel and under femtotcp at the same time
     (each run has namespaces of its own, and ``Twin.peer`` enters the peer's for

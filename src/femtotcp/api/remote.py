@@ -76,6 +76,7 @@ from femtotcp.api.sock_base import (
     AF_INET6,
     AF_UNIX,
     BROADCAST4,
+    DGRAM_MAX,
     DGRAM_PAIR_BUF,
     IPPROTO_ICMP,
     PAIR_BUF,
@@ -99,6 +100,7 @@ from femtotcp.api.sock_common import (
     link_kind,
     local_sockopt,
     option_value,
+    send_error,
     set_timeo,
     shutdown_pair,
     sock_repr,
@@ -789,10 +791,8 @@ class RemoteSocket(_SocketBase):
         self._state(state)
         if err:
             return _oserror(int(err))
-        if self._mode in (IDLE, LISTENING, CONNECTING):
-            return _oserror(errno.ENOTCONN)
-        if self._mode == FAILED:
-            return _oserror(errno.EPIPE)
+        if self._mode in (IDLE, LISTENING, CONNECTING, FAILED):
+            return _oserror(send_error(self._mode))
         return exc
 
     def _eof_error(self) -> OSError | None:
@@ -851,6 +851,10 @@ class RemoteSocket(_SocketBase):
     def _recv_dgram(self, bufsize: int, flags: int) -> tuple[bytes, Any]:
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
+        if flags & _std.MSG_TRUNC:
+            # The datagram's real length, as Linux returns it: the whole of it.
+            flags &= ~_std.MSG_TRUNC
+            bufsize = DGRAM_MAX
         while True:
             rec = _RealSocket.recv(self, bufsize + _REC.size + _SCOPE.size, flags)
             if len(rec) >= _REC.size and rec[0] == _KIND_DATA:
@@ -929,7 +933,7 @@ class RemoteSocket(_SocketBase):
                     return sent
             return _RealSocket.send(self, data, flags)
         except (BrokenPipeError, ConnectionResetError) as exc:
-            raise self._pending_error(exc) or exc from None
+            raise self._send_error(exc) from None
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         if self._stype == SOCK_DGRAM:
@@ -947,7 +951,7 @@ class RemoteSocket(_SocketBase):
                 data = memoryview(data)[sent:]
             _RealSocket.sendall(self, data, flags)
         except (BrokenPipeError, ConnectionResetError) as exc:
-            raise self._pending_error(exc) or exc from None
+            raise self._send_error(exc) from None
 
     def _not_connected(self) -> None:
         self._check_open()
@@ -955,8 +959,20 @@ class RemoteSocket(_SocketBase):
             self._refresh()
             if self._mode == CONNECTED:
                 return
-        exc = self._pending_error()
-        raise exc if exc is not None else _oserror(errno.EPIPE)
+        raise self._send_error(None)
+
+    def _send_error(self, exc: OSError | None) -> OSError:
+        """What a failed send raises: the connection's error, else the socket
+        error (taken: Linux's send reports sk_err), else ``exc`` or EPIPE."""
+        err = self._pending_error(exc)
+        if err is not exc:
+            assert err is not None
+            return err
+        if self._mode in (DONE, FAILED):
+            so_error = int(self._values("soerr")[0])
+            if so_error:
+                return _oserror(so_error)
+        return exc if exc is not None else _oserror(errno.EPIPE)
 
     def sendto(self, data: Any, flags_or_addr: Any, addr: Any = None) -> int:
         address = flags_or_addr if addr is None else addr
@@ -986,9 +1002,7 @@ class RemoteSocket(_SocketBase):
                 raise _oserror(errno.EMSGSIZE)
             self._write_record(rec)
             return len(rec) - _REC.size
-        if self._mode != CONNECTED:
-            raise _oserror(errno.EPIPE if self._mode == DONE else errno.ENOTCONN)
-        return self.send(data)
+        return self.send(data)      # (TCP: the address is not used, as on Linux)
 
     def shutdown(self, how: int) -> None:
         self._check_open()

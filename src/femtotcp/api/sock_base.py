@@ -66,6 +66,21 @@ IPPROTO_IPV6 = _std.IPPROTO_IPV6
 IPV6_V6ONLY = _std.IPV6_V6ONLY
 _V4_MAPPED = bytes(10) + b"\xff\xff"
 BROADCAST4 = b"\xff\xff\xff\xff"
+#: More than any datagram's payload: a read of this size takes a record whole.
+DGRAM_MAX = 65536
+LOOPBACK4 = b"\x7f\x00\x00\x01"
+LOOPBACK6 = bytes(15) + b"\x01"
+
+
+def this_host(dst: bytes, bound: bytes | None) -> bytes:
+    """Where a connect or send to ``dst`` goes when ``dst`` is the wildcard
+    (0.0.0.0 or ::): this host, as Linux's route lookup takes it, the socket's
+    own bound address, else the loopback; any other ``dst`` as it is."""
+    if dst != ANY4 and dst != ANY6:
+        return dst
+    if bound is not None and bound != ANY4 and bound != ANY6 and len(bound) == len(dst):
+        return bound
+    return LOOPBACK4 if len(dst) == 4 else LOOPBACK6
 CHUNK = 65536            # bytes moved per pump step
 PAIR_BUF = 65536         # SO_SNDBUF of each socketpair end (Linux doubles it)
 DGRAM_PAIR_BUF = 262144  # room for a few maximum-size datagrams towards the program
@@ -356,7 +371,20 @@ class _Link:
         return False
 
     def take_so_error(self) -> int:
+        """SO_ERROR: the socket's pending error, taken. Linux keeps one (sk_err):
+        once read here, recv and send no longer report it."""
         err, self.so_error = self.so_error, 0
+        if err:
+            self.program_error = None
+        return err
+
+    def take_program_error(self) -> int:
+        """The error a recv or send reports (0: none), taken: SO_ERROR then
+        reads 0, as Linux's one sk_err."""
+        err = self.program_error or 0
+        self.program_error = None
+        if err:
+            self.so_error = 0
         return err
 
 
@@ -382,7 +410,7 @@ class _SocketBase(_RealSocket):
     process: ``femtotcp.api.socket``; an attached serve: ``api/remote.py``): a
     real socket object for P, showing the stack socket's family, type and proto."""
 
-    __slots__ = ()
+    __slots__ = ("_connect_unreported",)
     _sfamily: int
     _stype: int
     _sproto: int
@@ -489,14 +517,39 @@ class _SocketBase(_RealSocket):
     def _connect(self, address: Any, raise_errors: bool) -> int:
         raise NotImplementedError
 
+    #: Linux's socket-layer state of a TCP connect (``struct socket``'s, not
+    #: TCP's): after a connect that returned EINPROGRESS or EALREADY, or one
+    #: made with a timeout (Python makes the fd non-blocking and polls), the
+    #: socket is still "connecting" to that layer (``_connect_unreported``,
+    #: unset: False); the next connect that finds the connection made returns
+    #: 0, once, and only later ones EISCONN.
+    def _connect_reported(self, address: Any, raise_errors: bool) -> int:
+        if self._stype != _std.SOCK_STREAM:
+            return self._connect(address, raise_errors)
+        unreported = getattr(self, "_connect_unreported", False)
+        try:
+            err = self._connect(address, raise_errors)
+        except OSError as exc:
+            if exc.errno != errno.EISCONN or not unreported:
+                raise
+            err = errno.EISCONN
+        if err == errno.EISCONN and unreported:
+            self._connect_unreported = False
+            return 0
+        if err in (errno.EINPROGRESS, errno.EALREADY):
+            self._connect_unreported = True
+        elif err == 0:
+            self._connect_unreported = self.gettimeout() is not None
+        return err
+
     def connect(self, address: Any) -> None:
-        err = self._connect(address, raise_errors=True)
+        err = self._connect_reported(address, raise_errors=True)
         if err:
             raise _oserror(err)
 
     def connect_ex(self, address: Any) -> int:
         try:
-            return self._connect(address, raise_errors=False)
+            return self._connect_reported(address, raise_errors=False)
         except TimeoutError:
             return errno.EWOULDBLOCK
         except gaierror:
@@ -519,8 +572,30 @@ class _SocketBase(_RealSocket):
 
     def recvmsg(self, bufsize: int, ancbufsize: int = 0,
                 flags: int = 0) -> tuple[bytes, list[Any], int, Any]:
-        data, addr = self.recvfrom(bufsize, flags)
-        return data, [], 0, addr
+        if self._stype != _std.SOCK_DGRAM:
+            data, addr = self.recvfrom(bufsize, flags)
+            return data, [], 0, addr
+        if bufsize < 0:
+            raise ValueError("negative buffer size in recvmsg()")
+        # The whole datagram (MSG_TRUNC asks recvfrom for its real length), so
+        # that MSG_TRUNC in the flags returned says whether it was cut.
+        whole, addr = self.recvfrom(bufsize, flags | _std.MSG_TRUNC)
+        out = _std.MSG_TRUNC if len(whole) > bufsize else 0
+        return (whole if flags & _std.MSG_TRUNC else whole[:bufsize]), [], out, addr
+
+    def recvmsg_into(self, buffers: Iterable[Any], ancbufsize: int = 0,
+                     flags: int = 0) -> tuple[int, list[Any], int, Any]:
+        """``recvmsg`` scattered into ``buffers`` (P's own would hand a datagram
+        socket's records to the program whole, header and all)."""
+        views = [memoryview(b).cast("B") for b in buffers]
+        data, anc, out, addr = self.recvmsg(sum(len(v) for v in views), ancbufsize,
+                                            flags & ~_std.MSG_TRUNC)
+        at = 0
+        for view in views:
+            part = data[at:at + len(view)]
+            view[:len(part)] = part
+            at += len(part)
+        return at, anc, out, addr
 
     def sendmsg(self, buffers: Iterable[Any], ancdata: Iterable[Any] = (), flags: int = 0,
                 address: Any = None) -> int:

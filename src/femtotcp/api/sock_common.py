@@ -209,6 +209,14 @@ def sock_repr(sock: _SocketBase, local: Callable[[], Any], remote: Callable[[], 
     return s + ">"
 
 
+def send_error(mode: str) -> int:
+    """The errno of a send on a TCP socket in ``mode`` (a ``TcpMode`` value)
+    that is not connected, as Linux's sk_stream_wait_connect: EPIPE when it
+    was never connected, listens or failed; EAGAIN while it connects (a
+    non-blocking connect under way)."""
+    return errno.EAGAIN if mode == "connecting" else errno.EPIPE
+
+
 def shutdown_pair(sock: _SocketBase, how: int, mode: str | None, has_peer: bool,
                   tell: Callable[[int], None]) -> None:
     """``shutdown(how)`` on P, for a TCP socket in ``mode`` (a ``TcpMode`` value)

@@ -33,6 +33,7 @@ from femtotcp.api.sock_base import (
     SOL_SOCKET,
     _Link,
     _oserror,
+    this_host,
 )
 from femtotcp.proto.ports import port_taken
 from femtotcp.proto.tcpstate import state_name
@@ -215,6 +216,7 @@ class _TcpLink(_Link):
         if self.mode is not TcpMode.IDLE:
             raise _oserror(errno.EINVAL)
         src, sport = self.bound if self.bound is not None else (None, 0)
+        dst = this_host(dst, src)
         if src in (ANY4, ANY6):
             src = None
         iface = self.dst_iface(dst, scope, connect=True)
@@ -341,6 +343,11 @@ class _TcpLink(_Link):
         # the gateway's splice). What Q does not take stays in the connection,
         # so its window closes until the program reads.
         self.q_full = False
+        if self.fin_in and conn.error:
+            # Reset after the peer's FIN: nothing more to read, so only this
+            # notices it (the next send fails, as on Linux).
+            self.fail(conn.error)
+            return
         while not self.fin_in:
             if not self.in_closed:
                 try:
@@ -472,8 +479,10 @@ class _TcpLink(_Link):
         self.release()
 
     def fail(self, err: int) -> None:
-        """The connection failed (reset, timeout): the program sees ``err``."""
-        self.program_error = err
+        """The connection failed (reset, timeout): the program sees ``err``.
+        After the peer's FIN (a reset in CLOSE_WAIT), recv keeps giving EOF,
+        as Linux's (SOCK_DONE before sk_err): only send and SO_ERROR see it."""
+        self.program_error = None if self.fin_in else err
         self.so_error = err
         self.set_mode(TcpMode.DONE)
         conn = self.conn

@@ -22,13 +22,13 @@ from femtotcp.api.sock_base import (
     _KIND_SEND,
     _REC,
     _SCOPE,
-    BROADCAST4,
     IPPROTO_IP,
     IPPROTO_IPV6,
     SEND_BATCH,
     SOL_SOCKET,
     _Link,
     _oserror,
+    this_host,
 )
 from femtotcp.wire.ipv6 import is_link_scope
 
@@ -251,8 +251,8 @@ class _UdpLink(_DgramLink):
         iface = self.dst_iface(dst, scope, connect=False)
         self.ensure_bound()
         ep = self.ep
-        if dst == BROADCAST4 and not self.opts.get((SOL_SOCKET, _std.SO_BROADCAST)):
-            raise _oserror(errno.EACCES)
+        dst = this_host(dst, ep.local[0])
+        self._check_broadcast(dst)
         if ep.remote is not None:
             err = self.take_pending_error()
             if err:
@@ -267,9 +267,18 @@ class _UdpLink(_DgramLink):
             raise _oserror(errno.EDESTADDRREQ)
         return self.sendto(data, *self.ep.remote)
 
+    def _check_broadcast(self, dst: bytes) -> None:
+        """EACCES for a broadcast destination (the limited one or a directed
+        one of our subnets) without SO_BROADCAST, as Linux."""
+        if (dst in self.net.stack.broadcast_addresses
+                and not self.opts.get((SOL_SOCKET, _std.SO_BROADCAST))):
+            raise _oserror(errno.EACCES)
+
     def connect(self, dst: bytes, port: int, scope: int = 0) -> None:
         iface = self.dst_iface(dst, scope, connect=True)
         self.ensure_bound()
+        dst = this_host(dst, self.ep.local[0])
+        self._check_broadcast(dst)
         self.ep.connect(dst, port)
         self.remote = (dst, port)
         self.local = self.ep.sockname

@@ -77,6 +77,7 @@ from femtotcp.api.sock_base import (
     BROADCAST4,
     CHUNK,
     DEFAULT_BACKLOG,
+    DGRAM_MAX,
     DGRAM_PAIR_BUF,
     IPPROTO_ICMP,
     IPPROTO_IP,
@@ -114,6 +115,7 @@ from femtotcp.api.sock_common import (
     link_kind,
     local_sockopt,
     option_value,
+    send_error,
     set_ipv6_opt,
     set_timeo,
     shutdown_pair,
@@ -462,15 +464,16 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
 
     # -- data ----------------------------------------------------------------------------------
     def _data_error(self, exc: OSError | None = None) -> OSError | None:
-        """The error to report instead of EOF/EPIPE on P, if the stack connection failed."""
+        """The error to report instead of EOF/EPIPE on P: the connection's
+        error, taken; a send on a socket that is not connected gives Linux's
+        (``send_error``)."""
         link = self._link
-        err = link.program_error
+        err = link.take_program_error()
         if err:
-            link.program_error = None
             return _oserror(err)
         if isinstance(link, _TcpLink) and link.mode in (TcpMode.IDLE, TcpMode.LISTENING,
                                                         TcpMode.FAILED, TcpMode.CONNECTING):
-            return _oserror(errno.ENOTCONN if link.mode is not TcpMode.FAILED else errno.EPIPE)
+            return _oserror(send_error(link.mode.value))
         return exc
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
@@ -514,6 +517,10 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
     def _recv_dgram(self, bufsize: int, flags: int) -> tuple[bytes, Any]:
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
+        if flags & _std.MSG_TRUNC:
+            # The datagram's real length, as Linux returns it: the whole of it.
+            flags &= ~_std.MSG_TRUNC
+            bufsize = DGRAM_MAX
         while True:
             rec = _RealSocket.recv(self, bufsize + _REC.size + _SCOPE.size, flags)
             if len(rec) < _REC.size:
@@ -542,7 +549,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         if link.mode is not TcpMode.CONNECTED:  # type: ignore[attr-defined]
             self._check_open()
             exc = self._data_error()
-            raise exc if exc is not None else _oserror(errno.EPIPE)
+            raise exc if exc is not None else _oserror(link.take_so_error() or errno.EPIPE)
         try:
             return _RealSocket.send(self, data, flags)
         except (BrokenPipeError, ConnectionResetError) as exc:
@@ -556,7 +563,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         if link.mode is not TcpMode.CONNECTED:  # type: ignore[attr-defined]
             self._check_open()
             exc = self._data_error()
-            raise exc if exc is not None else _oserror(errno.EPIPE)
+            raise exc if exc is not None else _oserror(link.take_so_error() or errno.EPIPE)
         try:
             _RealSocket.sendall(self, data, flags)
         except (BrokenPipeError, ConnectionResetError) as exc:
@@ -569,9 +576,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
             self._check_open()
             dst, port, scope = self._addr_scoped(address, "sendto")
             return self._net.call(link.sendto, bytes(data), dst, port, scope)
-        if link.mode is not TcpMode.CONNECTED:  # type: ignore[attr-defined]
-            raise _oserror(errno.EPIPE if link.mode is TcpMode.DONE else errno.ENOTCONN)  # type: ignore[attr-defined]
-        return self.send(data)
+        return self.send(data)      # (TCP: the address is not used, as on Linux)
 
     def shutdown(self, how: int) -> None:
         self._check_open()

@@ -842,21 +842,19 @@ class SocketService:
     def op_err(self, sid: Any, *, tail: bytes) -> list[Any]:
         tomb = self._tomb(sid)
         if tomb is not None:
-            self._retomb(sid, tomb._replace(program_error=None))
-            return [tomb.program_error or 0, shown_state(tomb.state)]
+            # One error, as Linux's sk_err: taken here, SO_ERROR reads 0.
+            err = tomb.program_error or 0
+            self._retomb(sid, tomb._replace(program_error=None,
+                                            so_error=0 if err else tomb.so_error))
+            return [err, shown_state(tomb.state)]
         link = self._link(sid)
-
-        def take() -> int:
-            err = link.program_error or 0
-            link.program_error = None
-            return err
-
-        return [self.net.call(take), state_of(link)]
+        return [self.net.call(link.take_program_error), state_of(link)]
 
     def op_soerr(self, sid: Any, *, tail: bytes) -> list[Any]:
         tomb = self._tomb(sid)
         if tomb is not None:
-            self._retomb(sid, tomb._replace(so_error=0))
+            self._retomb(sid, tomb._replace(
+                so_error=0, program_error=None if tomb.so_error else tomb.program_error))
             return [tomb.so_error]
         link = self._link(sid)
         return [self.net.call(link.take_so_error)]

@@ -1,0 +1,122 @@
+"""Socket calls whose answers Linux defines closely, compared with the kernel's
+(tests/e2e/twin.py) for both kinds of femtotcp socket, in-process and attached:
+
+- a send on a TCP socket that is not connected: EPIPE (never ENOTCONN);
+- connect again after a connect that went through the socket layer's
+  "connecting" state (non-blocking or with a timeout): 0 once, then EISCONN;
+- one pending error per socket (Linux's sk_err): recv, send and SO_ERROR each
+  take it, whichever comes first; after the peer's FIN a reset shows in send
+  and SO_ERROR only, recv keeps giving EOF;
+- 0.0.0.0 as a destination: this host (its loopback), for TCP and UDP;
+- a broadcast destination (limited or the subnet's) without SO_BROADCAST: EACCES;
+- a datagram longer than the buffer: MSG_TRUNC in recvmsg's flags, its real
+  length from recv(MSG_TRUNC), recvmsg_into's scatter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import twin
+
+PROGRAM = Path(__file__).resolve().parent / "programs_socket_errors.py"
+
+
+@contextlib.contextmanager
+def _peer_services(t: twin.Twin) -> Iterator[None]:
+    """In the peer's namespace: TCP echo on 7, TCP 13 closing each connection at
+    once (FIN), TCP 21 resetting each at once (SO_LINGER 0), UDP echo on 7."""
+    with t.peer():
+        listeners = {port: socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                     for port in (7, 13, 21)}
+        for port, lst in listeners.items():
+            lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            lst.bind((twin.PEER, port))
+            lst.listen(16)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind((twin.PEER, 7))
+    stop = threading.Event()
+
+    def echo(conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    def serve(port: int, lst: socket.socket) -> None:
+        lst.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = lst.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if port == 7:
+                threading.Thread(target=echo, args=(conn,), daemon=True).start()
+                continue
+            if port == 21:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    def uecho() -> None:
+        udp.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                data, addr = udp.recvfrom(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            udp.sendto(data, addr)
+
+    threads = [threading.Thread(target=serve, args=item, daemon=True)
+               for item in listeners.items()]
+    threads.append(threading.Thread(target=uecho, daemon=True))
+    for th in threads:
+        th.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(5)
+        for lst in listeners.values():
+            lst.close()
+        udp.close()
+
+
+def _answers(t: twin.Twin) -> dict[str, object]:
+    with _peer_services(t):
+        return dict(json.loads(t.ask(f"run {twin.PEER}", timeout=60)))
+
+
+@pytest.fixture(scope="module")
+def linux() -> dict[str, object]:
+    with twin.on_kernel(PROGRAM) as k:
+        answers = _answers(k)
+    # The rules this test is about, as the kernel gave them (so that a change
+    # of the program that loses a case shows here, not as a silent match).
+    assert answers["send on a fresh socket"] == "EPIPE", answers
+    assert answers["connect with a timeout, then connect twice"] == ["ok", "EISCONN"], answers
+    assert answers["RST: recv, recv, send, SO_ERROR"] == [
+        "ECONNRESET", "bytes:", "EPIPE", 0], answers
+    assert answers["sendto a subnet broadcast"] == "EACCES", answers
+    assert answers["a 100-byte datagram: recvmsg"][1] is True, answers
+    return answers
+
+
+@pytest.mark.parametrize("mode", ["in-process", "attached"])
+def test_socket_errors_as_on_linux(linux: dict[str, object], mode: str) -> None:
+    run = twin.on_femtotcp if mode == "in-process" else twin.on_attached
+    with run(PROGRAM) as f:
+        femto = _answers(f)
+    diff = {case: (femto.get(case), linux[case]) for case in linux
+            if femto.get(case) != linux[case]}
+    assert not diff, f"femtotcp ({mode}) differs from Linux (femtotcp, linux): {diff}"
