@@ -78,6 +78,29 @@ def run(peer):
         return got
     out["blocking connect, then connect"] = outcome(blocking)
 
+    def taken_four_tuple():
+        a, b = fresh(), fresh()
+        for s in (a, b):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        a.bind(("0.0.0.0", 0))
+        a.connect((peer, 7))
+        b.bind(("0.0.0.0", a.getsockname()[1]))
+        got = attempt(lambda: b.connect((peer, 7)))
+        a.close()
+        b.close()
+        return got
+    out["connect on a taken 4-tuple"] = outcome(taken_four_tuple)
+
+    def shut_both():
+        s = socket.create_connection((peer, 7), timeout=10)
+        s.shutdown(socket.SHUT_RDWR)
+        got = [outcome(lambda: s.recv(10)), attempt(lambda: s.send(b"x"))]
+        s.close()
+        return got
+    out["shutdown(SHUT_RDWR): recv, send"] = outcome(shut_both)
+    out["accept on a UDP socket"] = attempt(
+        lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).accept())
+
     def closed_by_peer():
         s = socket.create_connection((peer, 13), timeout=10)
         got = [outcome(lambda: s.recv(10)), attempt(lambda: s.send(b"x"))]

@@ -1,7 +1,9 @@
 """Socket calls whose answers Linux defines closely, compared with the kernel's
 (tests/e2e/twin.py) for both kinds of femtotcp socket, in-process and attached:
 
-- a send on a TCP socket that is not connected: EPIPE (never ENOTCONN);
+- a send on a TCP socket that is not connected: EPIPE (never ENOTCONN); a
+  connect on a 4-tuple in use: EADDRNOTAVAIL; accept on a UDP socket:
+  EOPNOTSUPP; shutdown(SHUT_RDWR), then recv gives EOF and send EPIPE;
 - connect again after a connect that went through the socket layer's
   "connecting" state (non-blocking or with a timeout): 0 once, then EISCONN;
 - one pending error per socket (Linux's sk_err): recv, send and SO_ERROR each

@@ -739,7 +739,7 @@ class RemoteSocket(_SocketBase):
     def accept(self) -> tuple[RemoteSocket, Any]:
         if self._mode != LISTENING:
             self._check_open()
-            raise _oserror(errno.EINVAL)
+            raise _oserror(errno.EINVAL if self._stype == SOCK_STREAM else errno.EOPNOTSUPP)
         # serve hands each connection over whole: a record and the connection's
         # P on ours, read here with the socket's own timeout (no request).
         while True:
@@ -1014,7 +1014,14 @@ class RemoteSocket(_SocketBase):
             # SHUT_WR needs no request: serve's pump reads the EOF on its end of
             # the pair and sends the FIN (socketserver shuts every connection so).
             if h != SHUT_WR:
-                self._values("shut", h)
+                try:
+                    self._values("shut", h)
+                except OSError as exc:
+                    # P shut both ways reads, to serve, as the program gone:
+                    # serve may have freed the socket already, which is what
+                    # was asked (recv gives EOF and send EPIPE from P now).
+                    if exc.errno != errno.EBADF or h != _std.SHUT_RDWR:
+                        raise
 
         shutdown_pair(self, how, self._mode if stream else None, self._remote is not None, tell)
 

@@ -342,7 +342,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         link = self._link
         if not isinstance(link, _TcpLink) or link.mode is not TcpMode.LISTENING:
             self._check_open()
-            raise _oserror(errno.EINVAL)
+            raise _oserror(errno.EINVAL if isinstance(link, _TcpLink) else errno.EOPNOTSUPP)
         # The loop thread made each ready connection's socket before its
         # token came (_LocalTcpLink.ready_item): taking it is no trip there.
         while True:

@@ -174,8 +174,8 @@ class Tcp:
 
         ``options`` are connection attributes applied before the SYN (rcvbuf,
         sndbuf, nodelay, maxseg, keepalive, user_timeout, ...). Raises
-        OSError(ENETUNREACH) without a route, EADDRINUSE for a taken 4-tuple,
-        EADDRNOTAVAIL when no ephemeral port is left. ``any_src``: ``src`` need not
+        OSError(ENETUNREACH) without a route, EADDRNOTAVAIL for a taken 4-tuple
+        or when no ephemeral port is left. ``any_src``: ``src`` need not
         be ours (a gateway's port forward shows the guest the real client)."""
         if not 0 < port <= 65535:
             raise _os_error(errno.EINVAL)
@@ -193,7 +193,7 @@ class Tcp:
                 raise _os_error(errno.EADDRNOTAVAIL)
             sport = picked
         elif (src, sport, dst, port) in self._conns:
-            raise _os_error(errno.EADDRINUSE)
+            raise _os_error(errno.EADDRNOTAVAIL)     # Linux's answer for a taken 4-tuple
         conn = TcpConnection(self._env_for(dst), src, sport, dst, port)
         for name, value in options.items():
             if name not in INHERITED:
