@@ -2,9 +2,10 @@
 of sends and connects, the one pending error (sk_err) that recv, send and
 SO_ERROR share, the wildcard destination, broadcasts and cut datagrams.
 
-One command on stdin, ``run PEER``: the cases run against PEER's services
-(tests/e2e/test_socket_errors_twin.py: TCP echo 7, TCP 13 closes at once,
-TCP 21 resets at once, UDP echo 7) and one JSON line of answers comes back.
+Commands on stdin, one JSON line back each: ``run PEER`` runs the cases
+against PEER's services (tests/e2e/test_socket_errors_twin.py: TCP echo 7,
+TCP 13 closes at once, TCP 21 resets at once, UDP echo 7); ``urgent PEER
+PORT`` sends b"data", b"!" with MSG_OOB and b"more" to PEER:PORT.
 """
 
 import errno
@@ -101,6 +102,10 @@ def run(peer):
     out["accept on a UDP socket"] = attempt(
         lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).accept())
 
+    out["UDP send with MSG_OOB"] = attempt(
+        lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(
+            b"u", socket.MSG_OOB, (peer, 7)))
+
     def closed_by_peer():
         s = socket.create_connection((peer, 13), timeout=10)
         got = [outcome(lambda: s.recv(10)), attempt(lambda: s.send(b"x"))]
@@ -192,7 +197,20 @@ def run(peer):
     return out
 
 
+def urgent(peer, port):
+    """b"data", then b"!" sent with MSG_OOB, then b"more" (the peer reads them)."""
+    s = socket.create_connection((peer, port), timeout=10)
+    s.sendall(b"data")
+    sent = s.send(b"!", socket.MSG_OOB)
+    s.sendall(b"more")
+    time.sleep(1)
+    s.close()
+    return sent
+
+
 for line in sys.stdin:
     cmd = line.split()
     if cmd and cmd[0] == "run":
         print(json.dumps(run(cmd[1])), flush=True)
+    elif cmd and cmd[0] == "urgent":
+        print(json.dumps(urgent(cmd[1], int(cmd[2]))), flush=True)

@@ -12,7 +12,9 @@
 - 0.0.0.0 as a destination: this host (its loopback), for TCP and UDP;
 - a broadcast destination (limited or the subnet's) without SO_BROADCAST: EACCES;
 - a datagram longer than the buffer: MSG_TRUNC in recvmsg's flags, its real
-  length from recv(MSG_TRUNC), recvmsg_into's scatter.
+  length from recv(MSG_TRUNC), recvmsg_into's scatter;
+- urgent data (MSG_OOB): a Linux peer reads the urgent byte out of band and
+  the rest in order; a UDP send with MSG_OOB is EOPNOTSUPP.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,3 +125,49 @@ def test_socket_errors_as_on_linux(linux: dict[str, object], mode: str) -> None:
     diff = {case: (femto.get(case), linux[case]) for case in linux
             if femto.get(case) != linux[case]}
     assert not diff, f"femtotcp ({mode}) differs from Linux (femtotcp, linux): {diff}"
+
+
+@pytest.mark.parametrize("mode", ["in-process", "attached"])
+def test_urgent_data_reaches_a_linux_peer_out_of_band(mode: str) -> None:
+    """send(b"!", MSG_OOB) between two ordinary sends: the segment carries URG
+    and the urgent pointer, so the peer's Linux takes b"!" out of the stream
+    (recv(MSG_OOB) returns it) and the other bytes arrive in order."""
+    run = twin.on_femtotcp if mode == "in-process" else twin.on_attached
+    with run(PROGRAM) as f:
+        with f.peer():
+            lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            lst.bind((twin.PEER, 30))
+            lst.listen(1)
+        lst.settimeout(20)
+        got: dict[str, object] = {}
+
+        def peer() -> None:
+            conn, _ = lst.accept()
+            with conn:
+                conn.settimeout(10)
+                # Linux stops a read at the urgent mark and forgets the urgent
+                # byte once a read passes it: read up to it, take it, go on.
+                normal = b""
+                while len(normal) < 4:
+                    data = conn.recv(4 - len(normal))
+                    if not data:
+                        break
+                    normal += data
+                for _ in range(100):
+                    try:
+                        got["oob"] = conn.recv(1, socket.MSG_OOB)
+                        break
+                    except BlockingIOError:      # (the urgent byte is not here yet)
+                        time.sleep(0.05)
+                while data := conn.recv(100):
+                    normal += data
+                got["normal"] = normal
+
+        reader = threading.Thread(target=peer)
+        reader.start()
+        try:
+            assert f.ask(f"urgent {twin.PEER} 30") == "1"
+        finally:
+            reader.join(20)
+            lst.close()
+    assert got == {"normal": b"datamore", "oob": b"!"}

@@ -912,6 +912,8 @@ class RemoteSocket(_SocketBase):
             _RealSocket.send(self, rec)
 
     def send(self, data: Any, flags: int = 0) -> int:
+        if flags & _std.MSG_OOB:
+            return self._send_urgent(data)
         if self._stype == SOCK_DGRAM:
             self._check_open()
             if self._records():
@@ -936,6 +938,9 @@ class RemoteSocket(_SocketBase):
             raise self._send_error(exc) from None
 
     def sendall(self, data: Any, flags: int = 0) -> None:
+        if flags & _std.MSG_OOB:
+            self._send_urgent(data)
+            return
         if self._stype == SOCK_DGRAM:
             self.send(data)
             return
@@ -976,6 +981,8 @@ class RemoteSocket(_SocketBase):
 
     def sendto(self, data: Any, flags_or_addr: Any, addr: Any = None) -> int:
         address = flags_or_addr if addr is None else addr
+        if addr is not None and flags_or_addr & _std.MSG_OOB:
+            return self._send_urgent(data)     # (TCP: the address is not used)
         if self._stype == SOCK_DGRAM:
             self._check_open()
             to = self._to
@@ -1003,6 +1010,11 @@ class RemoteSocket(_SocketBase):
             self._write_record(rec)
             return len(rec) - _REC.size
         return self.send(data)      # (TCP: the address is not used, as on Linux)
+
+    def _urgent(self, payload: bytes) -> None:
+        if self._mode != CONNECTED:
+            self._not_connected()
+        self._values("urg", tail=payload)
 
     def shutdown(self, how: int) -> None:
         self._check_open()

@@ -570,6 +570,21 @@ class _SocketBase(_RealSocket):
             except OSError:        # BlockingIOError: full; anything else: done too
                 return total
 
+    def _send_urgent(self, data: Any) -> int:
+        """A send with MSG_OOB: the data goes to the stack with the request,
+        which queues it after what P holds and marks its last byte urgent
+        (``_urgent``); a datagram socket has no urgent data (EOPNOTSUPP, as
+        Linux's UDP)."""
+        if self._stype != _std.SOCK_STREAM:
+            raise _oserror(errno.EOPNOTSUPP)
+        payload = bytes(data)
+        if payload:
+            self._urgent(payload)
+        return len(payload)
+
+    def _urgent(self, payload: bytes) -> None:
+        raise NotImplementedError
+
     def recvmsg(self, bufsize: int, ancbufsize: int = 0,
                 flags: int = 0) -> tuple[bytes, list[Any], int, Any]:
         if self._stype != _std.SOCK_DGRAM:

@@ -434,6 +434,40 @@ class _TcpLink(_Link):
             self.watch.set(read=not self.eof_out and self.outbound is None,
                            write=self.q_full and not self.in_closed)
 
+    def send_urgent(self, data: bytes) -> None:
+        """A send with MSG_OOB (loop thread): ``data`` goes after everything the
+        program wrote to P before it, and its last byte is marked urgent before
+        any of it is sent (Linux's tcp_sendmsg marks SND.UP as it queues). What
+        Q still holds is taken first: into the connection, or held here with
+        ``data`` behind it (bounded by Q's buffer) when the send buffer is full."""
+        conn, q = self.conn, self.q
+        if self.mode is not TcpMode.CONNECTED or conn is None or q is None or self.eof_out:
+            raise _oserror(errno.EPIPE)
+        self.q_ready = True            # read Q now, whatever its watch says
+        try:
+            self._pump_once()
+            held = bytearray(self.outbound) if self.outbound is not None else bytearray()
+            while held:                # the send buffer is full: Q goes behind it
+                try:
+                    chunk = q.recv(CHUNK, _std.MSG_DONTWAIT)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                held += chunk
+        finally:
+            self.q_ready = False
+        if self.conn is None:
+            raise _oserror(errno.EPIPE)
+        if not held:
+            taken = conn.send(data, False)
+            held = bytearray(data[taken:])
+        else:
+            held += data
+        self.outbound = memoryview(bytes(held)) if held else None
+        conn.mark_urgent(len(held))
+        self.pump()
+
     def _program_eof(self) -> None:
         """EOF on Q: the program shut its sending side, or closed the socket."""
         conn = self.conn

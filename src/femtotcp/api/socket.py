@@ -544,6 +544,8 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
 
     def send(self, data: Any, flags: int = 0) -> int:
         link = self._link
+        if flags & _std.MSG_OOB:
+            return self._send_urgent(data)
         if isinstance(link, _DgramLink):
             return self._net.call(link.send, bytes(data))
         if link.mode is not TcpMode.CONNECTED:  # type: ignore[attr-defined]
@@ -557,6 +559,9 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         link = self._link
+        if flags & _std.MSG_OOB:
+            self._send_urgent(data)
+            return
         if isinstance(link, _DgramLink):
             self._net.call(link.send, bytes(data))
             return
@@ -571,12 +576,23 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
 
     def sendto(self, data: Any, flags_or_addr: Any, addr: Any = None) -> int:
         address = flags_or_addr if addr is None else addr
+        if addr is not None and flags_or_addr & _std.MSG_OOB:
+            return self._send_urgent(data)     # (TCP: the address is not used)
         link = self._link
         if isinstance(link, _DgramLink):
             self._check_open()
             dst, port, scope = self._addr_scoped(address, "sendto")
             return self._net.call(link.sendto, bytes(data), dst, port, scope)
         return self.send(data)      # (TCP: the address is not used, as on Linux)
+
+    def _urgent(self, payload: bytes) -> None:
+        link = self._link
+        assert isinstance(link, _TcpLink)
+        self._check_open()
+        if link.mode is not TcpMode.CONNECTED:
+            exc = self._data_error()
+            raise exc if exc is not None else _oserror(link.take_so_error() or errno.EPIPE)
+        self._net.call(link.send_urgent, payload)
 
     def shutdown(self, how: int) -> None:
         self._check_open()

@@ -414,7 +414,7 @@ class SocketService:
             "setopt": self.op_setopt, "getopt": self.op_getopt, "shut": self.op_shut,
             "send": self.op_send, "sendto": self.op_sendto, "errrec": self.op_errrec,
             "lookup": self.op_lookup, "dns": self.op_dns, "names": self.op_names,
-            "info": self.op_info,
+            "info": self.op_info, "urg": self.op_urg,
         }
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -905,6 +905,11 @@ class SocketService:
                 self.net.call(link.shutdown_read)
             else:
                 self.net.call(link.pump)
+        return []
+
+    def op_urg(self, sid: Any, *, tail: bytes) -> list[Any]:
+        """A send with MSG_OOB: ``tail`` goes after what P holds, its last byte urgent."""
+        self.net.call(self._tcp(sid).send_urgent, bytes(tail))
         return []
 
     def op_send(self, sid: Any, *, tail: bytes) -> list[Any]:

@@ -150,6 +150,8 @@ class TcpConnection:
         "segs_in", "segs_out",
         # TIME-WAIT: the record standing in for this connection (timewait.py)
         "_tw", "__weakref__",
+        # the urgent pointer (SND.UP, unwrapped) while a MSG_OOB send is unacknowledged
+        "snd_up",
     )
 
     def __init__(self, env: TcpEnv, laddr: bytes, lport: int, raddr: bytes, rport: int,
@@ -200,6 +202,7 @@ class TcpConnection:
         self.segs_in = 0
         self.segs_out = 0
         self._tw: TcpConnection | None = None
+        self.snd_up: int | None = None
 
     def _keepalive_timer(self) -> LazyTimer:
         timer = self.t_keepalive
@@ -1148,7 +1151,48 @@ class TcpConnection:
         snd.output()
 
     # ================================================================ segments out
+    def mark_urgent(self, pending: int) -> None:
+        """A send with MSG_OOB: the urgent pointer goes after the byte
+        ``pending`` bytes past the end of the send buffer (what the program
+        wrote that is not queued here yet). Until SND.UNA passes it, segments
+        carry URG and the pointer (``_with_urgent``), as Linux's: the byte
+        after the urgent data, RFC 6093's reading. Received urgent data stays
+        inline (RFC 6093), only counted."""
+        snd = self.snd
+        self.snd_up = snd.snd_buf_seq + len(snd.snd_buf) + pending
+        self.counters["tcp.urgent_sent"] += 1
+        self.push()
+
+    def _with_urgent(self, seg: bytes) -> bytes:
+        """``seg`` with URG and the urgent pointer when it starts before SND.UP
+        (Linux's tcp_options_write rule: a pointer past 64 KiB is sent as 0xFFFF),
+        its checksum updated for the two changed words (RFC 1624)."""
+        snd_up = self.snd_up
+        assert snd_up is not None
+        if self.snd.snd_una >= snd_up:
+            self.snd_up = None                  # the urgent data is acknowledged
+            return seg
+        if seg[13] & (RST | SYN):
+            return seg
+        offset = ((snd_up & MASK) - int.from_bytes(seg[4:8], "big")) & MASK
+        if not 0 < offset < 0x80000000:
+            return seg                          # (at or past the pointer)
+        pointer = offset if offset < 0xFFFF else 0xFFFF
+        out = bytearray(seg)
+        old_flags = (out[12] << 8) | out[13]
+        old_pointer = (out[18] << 8) | out[19]
+        out[13] |= URG
+        out[18:20] = pointer.to_bytes(2, "big")
+        total = ((~((out[16] << 8) | out[17]) & 0xFFFF) + (~old_flags & 0xFFFF)
+                 + ((out[12] << 8) | out[13]) + (~old_pointer & 0xFFFF) + pointer)
+        while total > 0xFFFF:
+            total = (total & 0xFFFF) + (total >> 16)
+        out[16:18] = (~total & 0xFFFF).to_bytes(2, "big")
+        return bytes(out)
+
     def _ip_send(self, seg: bytes) -> None:
+        if self.snd_up is not None:
+            seg = self._with_urgent(seg)
         self.segs_out += 1
         self.last_tx = self.timers.now
         err = self.env.output(self._laddr, self._raddr, seg)

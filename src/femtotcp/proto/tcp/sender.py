@@ -427,7 +427,11 @@ class Sender:
         cwnd_end = una + cc.cwnd
         limit = wnd_end if wnd_end < cwnd_end else cwnd_end
         sb = self.sb
-        tso: Any = None             # the offload path, looked up when first useful
+        # The offload path, looked up when first useful; none while urgent data
+        # is out (each segment carries its own urgent pointer).
+        tso: Any = None if conn.snd_up is None else False
+        # Nagle holds nothing back in urgent mode (Linux's tcp_nagle_test).
+        nagle = not self.nodelay and conn.snd_up is None
         tso_max = (TSO_MAX_PAYLOAD - (TS_LEN if opt.ts_ok else 0)) // mss
         while True:
             nxt = self.snd_nxt
@@ -455,7 +459,7 @@ class Sender:
                         # (sender SWS avoidance, RFC 9293 3.8.6.2.1), or for ACKs.
                         if limit == cwnd_end or n < (self.max_snd_wnd >> 1):
                             break
-                    elif not self.nodelay and snd_max > una and fin_seq != buf_end:
+                    elif nagle and snd_max > una and fin_seq != buf_end:
                         break               # Nagle (RFC 896, RFC 9293 3.7.4)
                 fin = fin_seq == nxt + n and (nxt + n < limit or nxt + n < snd_max)
                 if n == mss and nxt >= snd_max and not fin and tso is not False:

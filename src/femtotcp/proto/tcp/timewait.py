@@ -118,6 +118,7 @@ class TimeWait(TcpConnection):
         self.timers = conn.timers
         self.config = conn.config
         self.listener = None
+        self.snd_up = None           # (its urgent data, if any, was acknowledged)
         self.local = conn.local
         self.remote = conn.remote
         self.key = conn.key
