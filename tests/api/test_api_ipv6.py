@@ -216,10 +216,10 @@ def test_patched_stdlib_serves_and_connects_over_ipv6(nets: tuple[Network, Netwo
         port = srv.getsockname()[1]
         with scoped(na):
             cli = std.create_connection((B6, port), timeout=10)
+            # urllib3's import-time probe: ::1 binds, as on Linux with IPv6.
             probe = std.socket(std.AF_INET6, std.SOCK_STREAM)
-            with pytest.raises(OSError) as exc:      # urllib3's import-time probe
-                probe.bind(("::1", 0))
-            assert exc.value.errno == errno.EADDRNOTAVAIL
+            probe.bind(("::1", 0))
+            assert isinstance(probe, fsocket) and probe.getsockname()[0] == "::1"
             probe.close()
         with cli:
             assert isinstance(cli, fsocket)
@@ -284,3 +284,66 @@ def test_getaddrinfo_aaaa_ordered_by_rfc6724_and_create_connection_falls_back(
                 assert cli.family == family
                 conn, _ = srv.accept()
                 conn.close()
+
+
+def test_ipv6_loopback_is_this_host(nets: tuple[Network, Network]) -> None:
+    """::1 is the stack's own, as Linux's lo: a listener on it is reached by a
+    connect to it (and to ::, the wildcard as a destination), over TCP and UDP;
+    ::1 from the wire stays a martian (counted)."""
+    na, nb = nets
+    with s6(na) as srv, s6(na) as cli, s6(na) as wild:
+        srv.bind(("::1", 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        cli.connect(("::1", port))
+        conn, peer = srv.accept()
+        with conn:
+            assert peer[0] == "::1" and cli.getpeername()[:2] == ("::1", port)
+            cli.sendall(b"over ::1")
+            assert conn.recv(100) == b"over ::1"
+        wild.connect(("::", port))
+        assert wild.getpeername()[0] == "::1"
+        srv.accept()[0].close()
+    with s6(na, std.SOCK_DGRAM) as rx, s6(na, std.SOCK_DGRAM) as tx:
+        rx.bind(("::1", 0))
+        tx.sendto(b"looped", rx.getsockname())
+        data, src = rx.recvfrom(100)
+        assert data == b"looped" and src[0] == "::1"
+    # From a wire, ::1 is refused (RFC 4291 2.5.3).
+    stack_a = na.stack
+    frame = ethernet.build(stack_a.interfaces[0].mac, b"\x02\x00\x00\x00\x06\x02",
+                           ethernet.ETH_IPV6,
+                           ipv6.build(ipv6.LOOPBACK, ipv6.LOOPBACK, 17, b"\x00" * 8))
+    before = stack_a.counters["ipv6.loopback_address"]
+    na.call(stack_a.receive, stack_a.interfaces[0], frame)
+    assert stack_a.counters["ipv6.loopback_address"] == before + 1
+
+
+def test_v4_mapped_addresses_on_a_v6only_socket(nets: tuple[Network, Network]) -> None:
+    """IPV6_V6ONLY: binding a v4-mapped address is EINVAL, connecting or sending
+    to one ENETUNREACH, as Linux."""
+    na, _nb = nets
+    for kind in (std.SOCK_STREAM, std.SOCK_DGRAM):
+        with s6(na, kind) as sock:
+            sock.setsockopt(std.IPPROTO_IPV6, std.IPV6_V6ONLY, 1)
+            with pytest.raises(OSError) as exc:
+                sock.bind((f"::ffff:{A4}", 0))
+            assert exc.value.errno == errno.EINVAL
+            with pytest.raises(OSError) as exc:
+                sock.connect((f"::ffff:{B4}", 7))
+            assert exc.value.errno == errno.ENETUNREACH
+
+
+def test_largest_udp_datagram_over_ipv6(nets: tuple[Network, Network]) -> None:
+    """65527 bytes, the most an IPv6 payload length of 65535 leaves a UDP
+    datagram, go and are reassembled whole (one byte more: EMSGSIZE)."""
+    na, nb = nets
+    with s6(nb, std.SOCK_DGRAM) as rx, s6(na, std.SOCK_DGRAM) as tx:
+        rx.bind((B6, 0))
+        big = bytes(range(256)) * 255 + bytes(range(247))
+        assert len(big) == 65527
+        assert tx.sendto(big, rx.getsockname()) == 65527
+        assert rx.recv(70000) == big
+        with pytest.raises(OSError) as exc:
+            tx.sendto(big + b"x", rx.getsockname())
+        assert exc.value.errno == errno.EMSGSIZE

@@ -188,7 +188,7 @@ class Network:
             any6, any4 = ("::", "0.0.0.0") if passive else ("::1", "127.0.0.1")
             if family == AF_INET6:
                 addrs = [(any6, 0)]
-            elif family == AF_INET or getattr(self.stack, "ipv6", None) is None:
+            elif family == AF_INET or not self.has_ipv6():
                 addrs = [(any4, 0)]
             else:   # glibc: the wildcards IPv4 first, the loopbacks IPv6 first
                 addrs = [(any4, 0), (any6, 0)] if passive else [(any6, 0), (any4, 0)]
@@ -261,8 +261,7 @@ class Network:
         answers, and with AI_ALL adds them after the IPv6 ones, as glibc's."""
         numeric = bool(flags & _std.AI_NUMERICHOST)
         stack = self.stack       # None for a program attached to a serve (api/remote.py)
-        ipv6 = getattr(stack, "ipv6", None)
-        want6 = family == AF_INET6 or (family == 0 and ipv6 is not None)
+        want6 = family == AF_INET6 or (family == 0 and self.has_ipv6())
         mapped = family == AF_INET6 and bool(flags & _AI_V4MAPPED)
         canonical = host
         addrs4: list[str] = []

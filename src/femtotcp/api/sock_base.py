@@ -272,6 +272,13 @@ class _Link:
         """IPV6_V6ONLY (off by default, as Linux's net.ipv6.bindv6only)."""
         return self.v6 and bool(self.opts.get((IPPROTO_IPV6, IPV6_V6ONLY)))
 
+    def refuse_mapped(self, addr: bytes, err: int) -> None:
+        """``err`` for an IPv4 address (a v4-mapped one, as the stack holds it)
+        on an IPV6_V6ONLY socket, as Linux: EINVAL to bind, ENETUNREACH to
+        connect or send to."""
+        if len(addr) == 4 and self.v6only:
+            raise _oserror(err)
+
     def guard(self, fn: Callable[..., None]) -> Callable[..., None]:
         """``fn`` for the stack or the selector to call: a bug in it breaks this
         socket (EIO for the program), never the stack or the loop."""

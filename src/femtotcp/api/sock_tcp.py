@@ -154,6 +154,7 @@ class _TcpLink(_Link):
             raise _oserror(errno.EPROTONOSUPPORT, "the stack has no TCP module")
         if self.bound is not None or self.mode is not TcpMode.IDLE:
             raise _oserror(errno.EINVAL, "already bound")
+        self.refuse_mapped(addr, errno.EINVAL)
         self.bind_scope(addr, scope)
         if addr not in (ANY4, ANY6) and not net.stack.is_local(addr):
             raise _oserror(errno.EADDRNOTAVAIL, "cannot assign requested address")
@@ -215,6 +216,7 @@ class _TcpLink(_Link):
             raise _oserror(errno.EISCONN)
         if self.mode is not TcpMode.IDLE:
             raise _oserror(errno.EINVAL)
+        self.refuse_mapped(dst, errno.ENETUNREACH)
         src, sport = self.bound if self.bound is not None else (None, 0)
         dst = this_host(dst, src)
         if src in (ANY4, ANY6):

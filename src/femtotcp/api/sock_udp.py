@@ -208,6 +208,7 @@ class _UdpLink(_DgramLink):
             raise _oserror(errno.EINVAL, "already bound")
         if self.net.stack.udp is None:
             raise _oserror(errno.EPROTONOSUPPORT, "the stack has no UDP module")
+        self.refuse_mapped(addr, errno.EINVAL)
         self.bind_scope(addr, scope)
         try:
             ep = self.net.stack.udp.open(addr, port, self.v6only)
@@ -248,6 +249,7 @@ class _UdpLink(_DgramLink):
                 ep.rcvbuf = value
 
     def sendto(self, data: bytes, dst: bytes, port: int, scope: int = 0) -> int:
+        self.refuse_mapped(dst, errno.ENETUNREACH)
         iface = self.dst_iface(dst, scope, connect=False)
         self.ensure_bound()
         ep = self.ep
@@ -275,6 +277,7 @@ class _UdpLink(_DgramLink):
             raise _oserror(errno.EACCES)
 
     def connect(self, dst: bytes, port: int, scope: int = 0) -> None:
+        self.refuse_mapped(dst, errno.ENETUNREACH)
         iface = self.dst_iface(dst, scope, connect=True)
         self.ensure_bound()
         dst = this_host(dst, self.ep.local[0])

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 ANY = b"\x00\x00\x00\x00"
 ANY6 = bytes(16)
 MAX_PAYLOAD = 65507
+#: Over IPv6: the 65535-byte payload length less the UDP header.
+MAX_PAYLOAD6 = 65527
 
 Datagram = tuple[bytes, tuple[bytes, int], bytes]   # (data, (src, sport), dst)
 
@@ -104,7 +106,7 @@ class UdpEndpoint:
         """Send one datagram; 0 or an errno."""
         if self.closed:
             return errno.EBADF
-        if len(data) > MAX_PAYLOAD:
+        if len(data) > (MAX_PAYLOAD if len(dst) == 4 else MAX_PAYLOAD6):
             return errno.EMSGSIZE
         if not 0 < port < 65536:
             return errno.EINVAL

@@ -325,7 +325,7 @@ class Ipv6:
     def source_address(self, dst: bytes, iface: Interface | None = None) -> bytes | None:
         """The source ``output`` would give a datagram to ``dst``: ``dst`` itself
         when it is ours, else RFC 6724's choice on the outgoing interface."""
-        if dst in self.stack.local_addresses:
+        if dst in self.stack.local_addresses or dst == wire.LOOPBACK:
             return dst
         out = self.route_iface(dst, iface)
         return self.source_for(out, dst) if out is not None else None
@@ -333,7 +333,7 @@ class Ipv6:
     def route_mtu(self, dst: bytes) -> int:
         """The path MTU towards ``dst`` (65535 for our own addresses, 1280
         without a route)."""
-        if dst in self.stack.local_addresses:
+        if dst in self.stack.local_addresses or dst == wire.LOOPBACK:
             return 65535
         out = self.route_iface(dst)
         return self.path_mtu(dst, out) if out is not None else wire.MIN_MTU
@@ -445,9 +445,9 @@ class Ipv6:
         counters["ipv6.rx"] += 1
         src = header.src
         dst = header.dst
-        wire.check_addresses(src, dst)
-        local = stack.local_addresses
         local_delivery = eth.src == eth.dst   # from queue_local
+        wire.check_addresses(src, dst, local_delivery)
+        local = stack.local_addresses
         if src in local and not local_delivery:
             counters["ipv6.land"] += 1          # our own address from the wire
             return
@@ -456,7 +456,8 @@ class Ipv6:
             if not joined or dst not in joined:
                 counters["ipv6.multicast_not_joined"] += 1
                 return
-        elif dst not in local and (iface not in self.accept_any or eth.dst[0] & 1):
+        elif dst not in local and (iface not in self.accept_any or eth.dst[0] & 1) \
+                and not (local_delivery and dst == wire.LOOPBACK):
             counters["ipv6.not_for_us"] += 1   # includes tentative addresses (RFC 4862 5.4)
             return
         nh = header.next_header
@@ -626,16 +627,17 @@ class Ipv6:
                 fast.iface.device.send(fast.eth + wire.build(src or fast.src, dst, proto,
                                                              payload, hop, tos, flow))
                 return 0
-        if dst == wire.UNSPECIFIED or wire.is_v4_mapped(dst) or dst == wire.LOOPBACK:
+        if dst == wire.UNSPECIFIED or wire.is_v4_mapped(dst):
             counters["ipv6.tx_martian"] += 1
             return errno.ENETUNREACH
-        if src is not None and len(src) != 16:
-            counters["ipv6.tx_bad_source"] += 1    # an IPv4 source for an IPv6 packet
+        if src is not None and (len(src) != 16 or (src == wire.LOOPBACK
+                                                   and dst != wire.LOOPBACK)):
+            counters["ipv6.tx_bad_source"] += 1    # IPv4's, or ::1 leaving the host
             return errno.EINVAL
         if len(payload) > wire.MAX_PAYLOAD:
             counters["ipv6.tx_too_big"] += 1
             return errno.EMSGSIZE
-        if dst in stack.local_addresses:
+        if dst in stack.local_addresses or dst == wire.LOOPBACK:
             local_iface = stack.local_iface(dst)
             if local_iface is None:
                 return errno.ENETUNREACH

@@ -74,6 +74,11 @@ class Reassembler:
                  timeout_setting: str = "reasm_timeout") -> None:
         self.stack = stack
         self.prefix = prefix
+        #: What counts against the 65535-byte limit beside the fragments' data:
+        #: IPv4's total length holds its header (20 bytes at least); IPv6's
+        #: payload length (RFC 8200 4.5, Linux's IPV6_MAXPLEN) does not hold
+        #: the fixed 40-byte header.
+        self.header_min = 20 if prefix == "ipv4" else 0
         #: The StackConfig field holding the timeout (read at use).
         self.timeout_setting = timeout_setting
         self.on_timeout = on_timeout
@@ -90,7 +95,7 @@ class Reassembler:
         cfg = self.stack.config
         p = self.prefix
         end = offset + len(data)
-        if end > MAX_DATAGRAM - 20:
+        if end > MAX_DATAGRAM - self.header_min:
             counters[f"{p}.frag_too_big"] += 1
             return None
         if more and len(data) % 8:
@@ -150,7 +155,9 @@ class Reassembler:
             dg.first = (header, bytes(packet[:min(header.total_len, _QUOTE_MAX)]))
         if dg.total is None or dg.size != dg.total:
             return None
-        header_len = getattr(dg.first[0], "header_len", 20) if dg.first is not None else 20
+        header_len = self.header_min
+        if self.header_min and dg.first is not None:
+            header_len = getattr(dg.first[0], "header_len", self.header_min)
         if header_len + dg.total > MAX_DATAGRAM:
             # Later fragments may carry shorter headers than the first: the whole
             # datagram, with the first fragment's header, must still fit 65535 bytes.

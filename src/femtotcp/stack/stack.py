@@ -63,6 +63,7 @@ class IpOutput(Protocol):
 
 ANY4 = b"\x00\x00\x00\x00"
 BROADCAST4 = b"\xff\xff\xff\xff"
+LOOPBACK6 = bytes(15) + b"\x01"
 
 
 M = TypeVar("M")
@@ -325,8 +326,10 @@ class Stack:
         return self.routes.remove(int.from_bytes(addr, "big") & mask, plen, iface)
 
     def is_local(self, addr: bytes) -> bool:
-        """One of our addresses, or loopback (127/8, delivered without a device)."""
-        return addr in self.local_addresses or (addr[0] == 127 and len(addr) == 4)
+        """One of our addresses, or loopback (127/8, and ::1 with IPv6: delivered
+        without a device)."""
+        return addr in self.local_addresses or (addr[0] == 127 and len(addr) == 4) or (
+            addr == LOOPBACK6 and self.ipv6 is not None)
 
     def local_iface(self, addr: bytes) -> Interface | None:
         """The interface holding ``addr``, of either family (the first one for
@@ -335,7 +338,7 @@ class Stack:
             for a in (iface.ipv4 if len(addr) == 4 else iface.ipv6):
                 if a.addr == addr:
                     return iface
-        if addr[0] == 127 and len(addr) == 4 and self.interfaces:
+        if ((addr[0] == 127 and len(addr) == 4) or addr == LOOPBACK6) and self.interfaces:
             return self.interfaces[0]
         return None
 

@@ -248,15 +248,16 @@ def in_prefix(addr: bytes, prefix: bytes, prefix_len: int) -> bool:
     return mask(addr, prefix_len) == mask(prefix, prefix_len)
 
 
-def check_addresses(src: bytes, dst: bytes) -> None:
+def check_addresses(src: bytes, dst: bytes, looped: bool = False) -> None:
     """Addresses no packet from a link may carry, as Linux's ipv6_rcv drops
     them: a multicast source (RFC 4291 2.7), loopback either way (RFC 4291
-    2.5.3), v4-mapped either way (RFC 4291 2.5.5.2 and Linux), the
-    unspecified destination (RFC 4291 2.5.2), a multicast destination of
-    reserved scope 0 or of interface-local scope."""
+    2.5.3; ``looped``: the packet never left the host, where ::1 is fine),
+    v4-mapped either way (RFC 4291 2.5.5.2 and Linux), the unspecified
+    destination (RFC 4291 2.5.2), a multicast destination of reserved scope 0
+    or of interface-local scope."""
     if src[0] == 0xFF:
         raise Malformed("ipv6.multicast_source")
-    if src == LOOPBACK or dst == LOOPBACK:
+    if (src == LOOPBACK or dst == LOOPBACK) and not looped:
         raise Malformed("ipv6.loopback_address")
     if src[:12] == _V4_MAPPED_PREFIX or dst[:12] == _V4_MAPPED_PREFIX:
         raise Malformed("ipv6.v4_mapped_address")
