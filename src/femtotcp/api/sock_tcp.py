@@ -18,6 +18,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from femtotcp.api.sock_base import (
+    _SO_REUSEPORT,
     _TCP_KEEPCNT,
     _TCP_KEEPIDLE,
     _TCP_KEEPINTVL,
@@ -159,11 +160,12 @@ class _TcpLink(_Link):
         if addr not in (ANY4, ANY6) and not net.stack.is_local(addr):
             raise _oserror(errno.EADDRNOTAVAIL, "cannot assign requested address")
         reuse = bool(self.opts.get((SOL_SOCKET, _std.SO_REUSEADDR)))
+        reuse_port = bool(self.opts.get((SOL_SOCKET, _SO_REUSEPORT)))
         if port == 0:
             port = self._pick_port(addr)
-        elif self._port_busy(addr, port, reuse):
+        elif self._port_busy(addr, port, reuse, reuse_port):
             net.reap()
-            if self._port_busy(addr, port, reuse):
+            if self._port_busy(addr, port, reuse, reuse_port):
                 raise _oserror(errno.EADDRINUSE)
         self.bound = (addr, port)
         self.local = self.bound
@@ -182,25 +184,33 @@ class _TcpLink(_Link):
                 return port
         raise _oserror(errno.EADDRINUSE, "no free port")
 
-    def _port_busy(self, addr: bytes, port: int, reuse: bool) -> bool:
+    def _port_busy(self, addr: bytes, port: int, reuse: bool, reuse_port: bool = False) -> bool:
         """Linux's bind rules (the overlap is ``port_taken``'s): a port is taken
         by another bound socket of this API unless both set SO_REUSEADDR, by a
         listener always, and without SO_REUSEADDR also by any connection using
-        it (TIME_WAIT included)."""
+        it (TIME_WAIT included); none of them takes it when both set
+        SO_REUSEPORT (one user here), the connections a SO_REUSEPORT listener
+        accepted included."""
+        def shares(opts: dict[tuple[int, int], Any]) -> bool:
+            return bool((reuse and opts.get((SOL_SOCKET, _std.SO_REUSEADDR)))
+                        or (reuse_port and opts.get((SOL_SOCKET, _SO_REUSEPORT))))
+
         links = [(key, link) for key, link in self.net.reserved.items()
                  if key[1] == port and link is not self and link.owner_alive()
-                 and not (reuse and link.opts.get((SOL_SOCKET, _std.SO_REUSEADDR)))]
+                 and not shares(link.opts)]
         holders = [key for key, _ in links]
         # Bindings to :: that take IPv4 too (IPV6_V6ONLY off) hold its IPv4 port.
         dual = [key for key, link in links if key[0] == ANY6 and not link.v6only]
         tcp = need(self.net.stack.tcp, "tcp")
         for lst in tcp.listeners():
-            if lst.local[1] == port:
+            if lst.local[1] == port and not (reuse_port and lst.reuse_port):
                 holders.append(lst.local)
                 if lst.local[0] == ANY6 and not lst.v6only:
                     dual.append(lst.local)
         if not reuse:
-            holders += [conn.local for conn in tcp.connections() if conn.local[1] == port]
+            holders += [conn.local for conn in tcp.connections() if conn.local[1] == port
+                        and not (reuse_port and conn.listener is not None
+                                 and conn.listener.reuse_port)]
         return port_taken(holders, addr, port, self.v6only, dual)
 
     # -- connect (loop thread) ---------------------------------------------------------------
@@ -600,12 +610,13 @@ class _TcpLink(_Link):
         addr, port = self.bound  # type: ignore[misc]
         net.reserved.pop((addr, port), None)
         v6only = self.v6only
+        reuse_port = bool(self.opts.get((SOL_SOCKET, _SO_REUSEPORT)))
         try:
-            lst = tcp.listen(addr, port, backlog, v6only)
+            lst = tcp.listen(addr, port, backlog, v6only, reuse_port)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 net.reap()
-                lst = tcp.listen(addr, port, backlog, v6only)
+                lst = tcp.listen(addr, port, backlog, v6only, reuse_port)
             else:
                 raise
         self.listener = lst

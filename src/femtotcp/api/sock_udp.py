@@ -22,6 +22,7 @@ from femtotcp.api.sock_base import (
     _KIND_SEND,
     _REC,
     _SCOPE,
+    _SO_REUSEPORT,
     IPPROTO_IP,
     IPPROTO_IPV6,
     SEND_BATCH,
@@ -210,13 +211,16 @@ class _UdpLink(_DgramLink):
             raise _oserror(errno.EPROTONOSUPPORT, "the stack has no UDP module")
         self.refuse_mapped(addr, errno.EINVAL)
         self.bind_scope(addr, scope)
+        udp = self.net.stack.udp
+        reuse = (bool(self.opts.get((SOL_SOCKET, _std.SO_REUSEADDR))),
+                 bool(self.opts.get((SOL_SOCKET, _SO_REUSEPORT))))
         try:
-            ep = self.net.stack.udp.open(addr, port, self.v6only)
+            ep = udp.open(addr, port, self.v6only, *reuse)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
             self.net.reap()     # a socket closed by the garbage collector, not yet noticed
-            ep = self.net.stack.udp.open(addr, port, self.v6only)
+            ep = udp.open(addr, port, self.v6only, *reuse)
         ep.on_readable = self.guard(self.pump)
         ep.take = self.take
         self.ep = ep

@@ -104,7 +104,8 @@ def _udp_rows(stack: Any) -> list[dict[str, Any]]:
     if udp is None:
         return []
     rows: list[dict[str, Any]] = []
-    for (addr, port), ep in sorted(udp.endpoints.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    for ep in sorted(udp.all_endpoints(), key=lambda e: (e.local[1], e.local[0])):
+        addr, port = ep.local
         remote = getattr(ep, "remote", None)
         raddr, rport = _endpoint(remote)
         rows.append({
@@ -150,7 +151,7 @@ def gather_stats(host: HostLike) -> dict[str, Any]:
                        "bytes": int(r6.get("bytes", 0))}
     udp = None
     if getattr(stack, "udp", None) is not None:
-        eps = list(stack.udp.endpoints.values())
+        eps = stack.udp.all_endpoints()
         udp = {"endpoints": len(eps),
                "queued_datagrams": sum(len(getattr(e, "queue", ())) for e in eps),
                "queued_bytes": sum(int(getattr(e, "queued_bytes", 0)) for e in eps)}
@@ -211,7 +212,7 @@ def gather_queues(stack: Any) -> dict[str, dict[str, int]]:
                                              "cap": cfg.reasm_max_datagrams}
         q[f"{name}.reassembly_bytes"] = {"now": int(held["bytes"]), "cap": cfg.reasm_max_bytes}
     if stack.udp is not None:
-        eps = list(stack.udp.endpoints.values())
+        eps = stack.udp.all_endpoints()
         q["udp.receive_datagrams"] = _fullest((len(e.queue), cfg.udp_queue_max) for e in eps)
         q["udp.receive_bytes"] = _fullest((e.queued_bytes, e.rcvbuf) for e in eps)
     tcp = stack.tcp

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, NamedTuple
 
 from femtotcp.core import rand
@@ -76,6 +76,10 @@ class UdpEndpoint:
         #: IPV6_V6ONLY: an endpoint on ``::`` without it takes (and sends)
         #: IPv4 datagrams too, with 4-byte addresses (Linux's default).
         self.v6only = v6only
+        #: SO_REUSEADDR and SO_REUSEPORT as they were at bind: who may share
+        #: the binding (``Udp.open``).
+        self.reuse_addr = False
+        self.reuse_port = False
         self.remote: tuple[bytes, int] | None = None
         self.queue: deque[Datagram] = deque()
         self.queued_bytes = 0
@@ -283,7 +287,13 @@ _UDP_HDR = struct.Struct("!HHHH")
 class Udp:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
+        #: Each bound (address, port): its endpoint, or, when several share it,
+        #: the last one bound (which unicast goes to unless ``_pick`` finds a
+        #: better one, as Linux's newest-first socket lookup).
         self.endpoints: dict[tuple[bytes, int], UdpEndpoint] = {}
+        #: Bindings shared by several endpoints (SO_REUSEADDR on all of them,
+        #: or SO_REUSEPORT), in binding order.
+        self.shared: dict[tuple[bytes, int], list[UdpEndpoint]] = {}
         #: Gateway hook: ``catch_all(ip, udp, payload) -> bool`` sees datagrams to
         #: addresses not ours, and to ours on unbound ports; True: consumed.
         #: (IPv6 too.)
@@ -301,10 +311,13 @@ class Udp:
         ipv6.protocols[wire.PROTO] = self.input6
         ipv6.error_handlers[wire.PROTO] = self.on_ip6_error
 
-    def open(self, local_addr: bytes = ANY, port: int = 0, v6only: bool = False) -> UdpEndpoint:
+    def open(self, local_addr: bytes = ANY, port: int = 0, v6only: bool = False,
+             reuse_addr: bool = False, reuse_port: bool = False) -> UdpEndpoint:
         """Bind an endpoint (a 4-byte address for IPv4, 16 bytes for IPv6; the
         all-zero one is the family's wildcard); port 0 picks a random free
-        ephemeral port."""
+        ephemeral port. A binding that overlaps others is shared when all of
+        them and this one set SO_REUSEADDR (``reuse_addr``), or all set
+        SO_REUSEPORT (Linux's udp_lib_lport_inuse, one user here)."""
         if not 0 <= port < 65536:
             raise OSError(errno.EINVAL, f"port {port} out of range")
         if len(local_addr) not in (4, 16):
@@ -315,16 +328,72 @@ class Udp:
             raise OSError(errno.EADDRNOTAVAIL, "address not on this host")
         if port == 0:
             port = self.ephemeral_port(local_addr, v6only)
-        elif self._in_use(local_addr, port, v6only):
+        elif self._in_use(local_addr, port, v6only, reuse_addr, reuse_port):
             raise OSError(errno.EADDRINUSE, f"UDP port {port} in use")
         ep = UdpEndpoint(self, local_addr, port, v6only)
-        self.endpoints[(local_addr, port)] = ep
+        ep.reuse_addr = reuse_addr
+        ep.reuse_port = reuse_port
+        key = (local_addr, port)
+        old = self.endpoints.get(key)
+        if old is not None:
+            self.shared.setdefault(key, [old]).append(ep)
+        self.endpoints[key] = ep
         return ep
 
-    def _in_use(self, addr: bytes, port: int, v6only: bool = True) -> bool:
+    def _in_use(self, addr: bytes, port: int, v6only: bool = True,
+                reuse_addr: bool = False, reuse_port: bool = False) -> bool:
+        bound: Collection[tuple[bytes, int]] = self.endpoints
+        if reuse_addr or reuse_port:
+            # Only bindings with an endpoint that does not share count.
+            bound = {key for key in self.endpoints if key[1] == port and any(
+                not ((reuse_addr and ep.reuse_addr) or (reuse_port and ep.reuse_port))
+                for ep in self.members(key))}
         dual = self._dual(port)
-        return port_taken(self.endpoints, addr, port, v6only,
-                          () if dual is None else (dual.local,))
+        return port_taken(bound, addr, port, v6only,
+                          () if dual is None or dual.local not in bound else (dual.local,))
+
+    def members(self, key: tuple[bytes, int]) -> list[UdpEndpoint]:
+        """Every endpoint bound to ``key``, in binding order."""
+        group = self.shared.get(key)
+        if group is not None:
+            return group
+        ep = self.endpoints.get(key)
+        return [] if ep is None else [ep]
+
+    def all_endpoints(self) -> list[UdpEndpoint]:
+        """Every bound endpoint (``ctl``'s lists and queue figures)."""
+        return [ep for key in self.endpoints for ep in self.members(key)]
+
+    def _pick(self, ep: UdpEndpoint, src: bytes, sport: int) -> UdpEndpoint:
+        """The endpoint of a shared binding a unicast datagram from (``src``,
+        ``sport``) goes to, as Linux scores them: one connected to that source
+        first; else, SO_REUSEPORT, one of the group chosen by a hash of the
+        source (the same flow, the same endpoint); else the last bound."""
+        group = self.shared.get(ep.local)
+        if group is None:
+            return ep
+        peer = (src, sport)
+        open_ones = []
+        for member in group:
+            if member.remote == peer:
+                return member
+            if member.remote is None:
+                open_ones.append(member)
+        if not open_ones:
+            return ep                       # (it drops and counts the datagram)
+        last = open_ones[-1]
+        if last.reuse_port:
+            ports = [m for m in open_ones if m.reuse_port]
+            return ports[hash(peer) % len(ports)]
+        return last
+
+    def _deliver_all(self, ep: UdpEndpoint, data: bytes, src: tuple[bytes, int],
+                     dst: bytes) -> None:
+        """A broadcast or multicast datagram: a copy to every endpoint of the
+        binding (Linux's __udp4_lib_mcast_deliver); each one connected
+        elsewhere drops its copy."""
+        for member in self.members(ep.local):
+            member.deliver(data, src, dst)
 
     def _dual(self, port: int) -> UdpEndpoint | None:
         """The endpoint on ``::`` that takes IPv4 on ``port``, if any."""
@@ -342,8 +411,17 @@ class Udp:
         raise OSError(errno.EADDRINUSE, "no free UDP port")
 
     def release(self, ep: UdpEndpoint) -> None:
-        if self.endpoints.get(ep.local) is ep:
-            del self.endpoints[ep.local]
+        key = ep.local
+        group = self.shared.get(key)
+        if group is not None and ep in group:
+            group.remove(ep)
+            if self.endpoints.get(key) is ep:
+                self.endpoints[key] = group[-1]
+            if len(group) == 1:
+                del self.shared[key]
+            return
+        if self.endpoints.get(key) is ep:
+            del self.endpoints[key]
 
     def fast_input4(self, src: bytes, dst: bytes, data: memoryview, iface: Interface,
                     tos: int, csum_ok: bool) -> int:
@@ -365,6 +443,8 @@ class Udp:
         ep = eps.get((dst, dport)) or eps.get((ANY, dport)) or self._dual(dport)
         if ep is None:
             return 0
+        if self.shared and ep.local in self.shared:
+            ep = self._pick(ep, src, sport)
         if csum and not csum_ok:
             # The pseudo-header and the datagram summed as ``ones_sum`` would
             # (the sum is never 0: the protocol is in it).
@@ -394,7 +474,18 @@ class Udp:
             if stack.icmp is not None and stack.is_local(header.dst):
                 stack.icmp.send_error(header, packet, 3, 3)
             return
-        ep.deliver(bytes(payload), (header.src, udp.src_port), header.dst)
+        self._to(ep, bytes(payload), (header.src, udp.src_port), header.dst)
+
+    def _to(self, ep: UdpEndpoint, data: bytes, src: tuple[bytes, int], dst: bytes) -> None:
+        """Deliver a datagram the full path found ``ep`` for: to the one member
+        of a shared binding it is for, or, sent to a group or broadcast
+        address, to all of them."""
+        if not self.shared or ep.local not in self.shared:
+            ep.deliver(data, src, dst)
+        elif self.stack.is_local(dst):
+            self._pick(ep, *src).deliver(data, src, dst)
+        else:
+            self._deliver_all(ep, data, src, dst)
 
     def input6(self, header: Ipv6Header, data: memoryview, iface: Interface,
                packet: memoryview, csum_ok: bool = False) -> None:
@@ -422,7 +513,15 @@ class Udp:
                 stack.icmp6.send_error(header, packet, icmp6.DEST_UNREACHABLE,
                                        icmp6.PORT_UNREACHABLE)
             return
-        ep.deliver(bytes(payload), (src, udp.src_port), dst)
+        self._to(ep, bytes(payload), (src, udp.src_port), dst)
+
+    def _connected_member(self, ep: UdpEndpoint | None, dst: bytes,
+                          dport: int) -> UdpEndpoint | None:
+        """Of a shared binding, the member connected to (``dst``, ``dport``),
+        which an ICMP error about a datagram to there is for."""
+        if ep is None or ep.local not in self.shared:
+            return ep
+        return next((m for m in self.shared[ep.local] if m.remote == (dst, dport)), ep)
 
     def on_ip_error(self, src: bytes, dst: bytes, inner: memoryview, err: int,
                     icmp_type: int, icmp_code: int, mtu: int) -> None:
@@ -438,6 +537,7 @@ class Udp:
         dport = int.from_bytes(inner[2:4], "big")
         ep = self.endpoints.get((src, sport)) or self.endpoints.get((ANY, sport)) \
             or self._dual(sport)
+        ep = self._connected_member(ep, dst, dport)
         if ep is None or ep.remote != (dst, dport):
             self.stack.counters["udp.icmp_error_unconnected"] += 1
         elif icmp_type == icmp4.PARAMETER_PROBLEM or (
@@ -458,7 +558,8 @@ class Udp:
             return
         sport = int.from_bytes(inner[0:2], "big")
         dport = int.from_bytes(inner[2:4], "big")
-        ep = self.endpoints.get((src, sport)) or self.endpoints.get((ANY6, sport))
+        ep = self._connected_member(
+            self.endpoints.get((src, sport)) or self.endpoints.get((ANY6, sport)), dst, dport)
         if ep is None or ep.remote != (dst, dport):
             self.stack.counters["udp.icmp_error_unconnected"] += 1
             return

@@ -13,7 +13,7 @@ import os
 import struct
 from bisect import insort
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from itertools import count
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +94,9 @@ class Tcp:
         self._tw_seq = count()
         self._tw_timer: Timer | None = None
         self._listeners: dict[tuple[bytes, int], TcpListener] = {}
+        #: (address, port)s that SO_REUSEPORT listeners share: all of them, in
+        #: listening order (``_listeners`` holds the first).
+        self._listener_groups: dict[tuple[bytes, int], list[TcpListener]] = {}
         self.isn = IsnGenerator(os.urandom(32))
         self.cookies = SynCookies(os.urandom(32))
         #: Cookie SYN-ACKs, and the early path for bare SYNs while they are sent.
@@ -151,22 +154,39 @@ class Tcp:
 
     # ------------------------------------------------------------------ program API
     def listen(self, local_addr: bytes, port: int, backlog: int = 128,
-               v6only: bool = False) -> TcpListener:
+               v6only: bool = False, reuse_port: bool = False) -> TcpListener:
         """A listener on (addr, port); the all-zero address means every address
         of its family, and ``::`` without ``v6only`` IPv4 ones too (as Linux).
-        OSError(EADDRINUSE) when the port is taken; port 0 picks a free one."""
+        OSError(EADDRINUSE) when the port is taken; port 0 picks a free one.
+        ``reuse_port`` (SO_REUSEPORT): listeners that all set it share the
+        port, each new connection going to one of them by a hash of its
+        source, as Linux's reuseport groups."""
         if not 0 <= port <= 65535:
             raise _os_error(errno.EINVAL)
         if local_addr not in (ANY4, ANY6) and not self.stack.is_local(local_addr):
             raise _os_error(errno.EADDRNOTAVAIL)
         if port == 0:
             port = self._free_listen_port(local_addr, v6only)
-        if self._listen_conflict(local_addr, port, v6only):
+        if self._listen_conflict(local_addr, port, v6only, reuse_port):
             raise _os_error(errno.EADDRINUSE)
         lst = TcpListener(self, local_addr, port, backlog, v6only)
-        self._listeners[(local_addr, port)] = lst
+        lst.reuse_port = reuse_port
+        key = (local_addr, port)
+        first = self._listeners.get(key)
+        if first is None:
+            self._listeners[key] = lst
+        else:
+            self._listener_groups.setdefault(key, [first]).append(lst)
         self.counters["tcp.listens"] += 1
         return lst
+
+    def _group_pick(self, lst: TcpListener, src: bytes, sport: int) -> TcpListener:
+        """The listener of ``lst``'s SO_REUSEPORT group a segment from (``src``,
+        ``sport``) goes to: the same for every segment of a connection."""
+        group = self._listener_groups.get(lst.local)
+        if group is None:
+            return lst
+        return group[hash((src, sport)) % len(group)]
 
     def connect(self, dst: bytes, port: int, src: bytes | None = None, sport: int = 0,
                 any_src: bool = False, **options: Any) -> TcpConnection:
@@ -207,7 +227,9 @@ class Tcp:
         return list(self._conns.values())
 
     def listeners(self) -> list[TcpListener]:
-        return list(self._listeners.values())
+        groups = self._listener_groups
+        return [each for key, lst in self._listeners.items()
+                for each in groups.get(key, (lst,))]
 
     def stats(self) -> dict[str, int]:
         """Occupancy now: connections by state, queues and out-of-order data held."""
@@ -215,9 +237,10 @@ class Tcp:
         for conn in self._conns.values():
             key = f"state.{conn.state}"
             out[key] = out.get(key, 0) + 1
-        out["listeners"] = len(self._listeners)
-        out["syn_queue"] = sum(len(lst.syn_queue) for lst in self._listeners.values())
-        out["accept_queue"] = sum(len(lst.accept_queue) for lst in self._listeners.values())
+        listeners = self.listeners()
+        out["listeners"] = len(listeners)
+        out["syn_queue"] = sum(len(lst.syn_queue) for lst in listeners)
+        out["accept_queue"] = sum(len(lst.accept_queue) for lst in listeners)
         out["ooo_segments"] = sum(len(c.ooo) for c in self._conns.values())
         out["ooo_bytes"] = sum(c.ooo.nbytes for c in self._conns.values())
         return out
@@ -225,7 +248,7 @@ class Tcp:
     def close(self) -> None:
         """Stack shutdown: listeners stop, connections close (FIN, or RST as close()
         decides)."""
-        for lst in list(self._listeners.values()):
+        for lst in self.listeners():
             lst.close()
         for conn in list(self._conns.values()):
             if conn.listener is None and not conn.orphaned:
@@ -239,10 +262,15 @@ class Tcp:
             (ANY4 if len(src) == 4 else ANY6), port) in self._listeners or (
             len(src) == 4 and self._dual_listener(port) is not None)
 
-    def _listen_conflict(self, addr: bytes, port: int, v6only: bool = True) -> bool:
+    def _listen_conflict(self, addr: bytes, port: int, v6only: bool = True,
+                         reuse_port: bool = False) -> bool:
+        bound: Collection[tuple[bytes, int]] = self._listeners
+        if reuse_port:       # only listeners that do not share count
+            bound = {key for key, lst in self._listeners.items() if key[1] == port and any(
+                not each.reuse_port for each in self._listener_groups.get(key, (lst,)))}
         dual = self._dual_listener(port)
-        return port_taken(self._listeners, addr, port, v6only,
-                          () if dual is None else (dual.local,))
+        return port_taken(bound, addr, port, v6only,
+                          () if dual is None or dual.local not in bound else (dual.local,))
 
     def _dual_listener(self, port: int) -> TcpListener | None:
         """The listener on ``::`` that takes IPv4 on ``port``, if any."""
@@ -320,8 +348,17 @@ class Tcp:
             self._tw_timer = self.stack.timers.call_at(queue[0][0], self._time_wait_expire)
 
     def _remove_listener(self, lst: TcpListener) -> None:
-        if self._listeners.get(lst.local) is lst:
-            del self._listeners[lst.local]
+        key = lst.local
+        group = self._listener_groups.get(key)
+        if group is not None and lst in group:
+            group.remove(lst)
+            if self._listeners.get(key) is lst:
+                self._listeners[key] = group[0]
+            if len(group) == 1:
+                del self._listener_groups[key]
+            return
+        if self._listeners.get(key) is lst:
+            del self._listeners[key]
 
     def _ooo_changed(self) -> None:
         """Keep the out-of-order gauges current (cheap: only on that slow path)."""
@@ -361,7 +398,7 @@ class Tcp:
         listener: a RST, or the gateway's ``transparent`` hook) 0, and the full
         path decides."""
         sport, dport, seq, ack, off_flags, window, csum, urgent = _HDR.unpack_from(segment)
-        lst = self._listener_for(dst, dport)
+        lst = self._listener_for(dst, dport, src, sport)
         if lst is None:
             return 0
         hlen = (off_flags >> 10) & 0x3C
@@ -376,14 +413,18 @@ class Tcp:
                            segment[hlen:])
         return 1
 
-    def _listener_for(self, dst: bytes, dport: int) -> TcpListener | None:
-        """The listener a segment to our address ``dst`` reaches: on the address,
-        on the wildcard of its family, or for IPv4 on a dual-stack ``::``."""
+    def _listener_for(self, dst: bytes, dport: int, src: bytes,
+                      sport: int) -> TcpListener | None:
+        """The listener a segment from (``src``, ``sport``) to our address
+        ``dst`` reaches: on the address, on the wildcard of its family, or for
+        IPv4 on a dual-stack ``::``; one of a SO_REUSEPORT group."""
         listeners = self._listeners
         lst = listeners.get((dst, dport)) or listeners.get(
             (ANY4 if len(dst) == 4 else ANY6, dport))
         if lst is None and len(dst) == 4:
             lst = self._dual_listener(dport)
+        if lst is not None and self._listener_groups:
+            lst = self._group_pick(lst, src, sport)
         return lst
 
     #: The IPv6 fast path's TCP handler (``Ipv6.fast_input``): the very same
@@ -427,7 +468,7 @@ class Tcp:
         self.counters["tcp.no_connection"] += 1
         local = self.stack.is_local(dst)
         if local:
-            lst = self._listener_for(dst, dport)
+            lst = self._listener_for(dst, dport, src, sport)
             if lst is not None:
                 self._listen_input(lst, src, dst, hdr, segment[hlen:])
                 return

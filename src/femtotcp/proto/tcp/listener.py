@@ -66,6 +66,9 @@ class TcpListener:
         #: too (Linux's default, net.ipv6.bindv6only=0); they stay IPv4 here
         #: (4-byte addresses), the socket API shows them as ::ffff:a.b.c.d.
         self.v6only = v6only
+        #: SO_REUSEPORT: the (address, port) may be shared with other such
+        #: listeners, new connections spread among them (``Tcp.listen``).
+        self.reuse_port = False
         self.backlog = max(1, backlog)
         self.syn_queue: dict[tuple[bytes, int, bytes, int], TcpConnection] = {}
         self.accept_queue: deque[TcpConnection] = deque()

@@ -230,6 +230,8 @@ class SynGuard:
             tcp._dual_listener(lport)
         if lst is None:
             return False
+        if tcp._listener_groups:
+            lst = tcp._group_pick(lst, src, rport)
         counters = stack.counters
         if ctl != _SYN:
             # RFC 9293 3.10.7.2: in LISTEN a RST is ignored (the full path's drop).

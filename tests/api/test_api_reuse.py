@@ -1,0 +1,110 @@
+"""Sharing an address and port as Linux lets sockets (two stacks in memory):
+
+- UDP with SO_REUSEADDR on every socket: each binds; unicast goes to the last
+  bound, a broadcast to all of them; without it on one: EADDRINUSE;
+- UDP and TCP with SO_REUSEPORT on every socket: each binds (TCP: listens);
+  datagrams and connections spread over them by their source, the same
+  source always to the same socket; one without it: EADDRINUSE;
+- closing one sharer leaves the others serving; ``ctl sockets`` lists all.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket as std
+
+import pytest
+from apilan import Lan
+
+from femtotcp.api import socket as fsock
+from femtotcp.control.gather import _udp_rows
+
+
+def _udp(lan: Lan, opt: int | None, net: str = "b") -> fsock.socket:
+    s = (lan.net_b if net == "b" else lan.net_a).socket(std.AF_INET, std.SOCK_DGRAM)
+    s.settimeout(5)
+    if opt is not None:
+        s.setsockopt(std.SOL_SOCKET, opt, 1)
+    return s
+
+
+def test_udp_reuseaddr_shares_a_port(lan: Lan) -> None:
+    first, second = _udp(lan, std.SO_REUSEADDR), _udp(lan, std.SO_REUSEADDR)
+    with first, second, _udp(lan, None, "a") as sender:
+        first.bind(("", 5300))
+        second.bind(("", 5300))
+        with _udp(lan, None) as plain, pytest.raises(OSError) as exc:
+            plain.bind(("", 5300))
+        assert exc.value.errno == errno.EADDRINUSE
+        sender.sendto(b"unicast", (lan.ip_b, 5300))
+        assert second.recv(100) == b"unicast"          # the last bound, as Linux
+        sender.setsockopt(std.SOL_SOCKET, std.SO_BROADCAST, 1)
+        sender.sendto(b"to all", ("192.0.2.255", 5300))
+        assert first.recv(100) == b"to all" and second.recv(100) == b"to all"
+        rows = [r for r in lan.net_b.call(lambda: _udp_rows(lan.b))
+                if r["local_port"] == 5300]
+        assert len(rows) == 2
+        second.close()
+        sender.sendto(b"after", (lan.ip_b, 5300))
+        assert first.recv(100) == b"after"
+
+
+def test_udp_reuseport_spreads_by_source(lan: Lan) -> None:
+    group = [_udp(lan, std.SO_REUSEPORT) for _ in range(3)]
+    senders = [_udp(lan, None, "a") for _ in range(12)]
+    try:
+        for s in group:
+            s.bind(("", 5301))
+        with _udp(lan, std.SO_REUSEADDR) as other, pytest.raises(OSError) as exc:
+            other.bind(("", 5301))
+        assert exc.value.errno == errno.EADDRINUSE
+        owner: dict[int, int] = {}
+        for rounds in range(2):
+            for i, sender in enumerate(senders):
+                sender.sendto(b"%d" % i, (lan.ip_b, 5301))
+                ready = select.select(group, [], [], 5)[0]
+                assert len(ready) == 1
+                k = group.index(ready[0])
+                assert group[k].recv(100) == b"%d" % i
+                if rounds:
+                    assert owner[i] == k               # the same source, the same socket
+                owner[i] = k
+        assert len(set(owner.values())) > 1            # spread over the group
+    finally:
+        for s in group + senders:
+            s.close()
+
+
+def test_tcp_reuseport_listeners_share_connections(lan: Lan) -> None:
+    listeners = []
+    for _ in range(2):
+        lst = lan.net_b.socket(std.AF_INET, std.SOCK_STREAM)
+        lst.setsockopt(std.SOL_SOCKET, std.SO_REUSEPORT, 1)
+        lst.bind(("", 8600))
+        lst.listen()
+        listeners.append(lst)
+    try:
+        plain = lan.net_b.socket(std.AF_INET, std.SOCK_STREAM)
+        with plain, pytest.raises(OSError) as exc:
+            plain.bind(("", 8600))
+        assert exc.value.errno == errno.EADDRINUSE
+        served = [0, 0]
+        for i in range(16):
+            with lan.net_a.create_connection((lan.ip_b, 8600), timeout=5) as cli:
+                cli.sendall(b"conn %d" % i)
+                ready = select.select(listeners, [], [], 5)[0]
+                assert len(ready) == 1
+                conn, _ = ready[0].accept()
+                with conn:
+                    conn.settimeout(5)
+                    assert conn.recv(100) == b"conn %d" % i
+                served[listeners.index(ready[0])] += 1
+        assert sum(served) == 16 and all(served)       # each took some
+        listeners.pop().close()
+        with lan.net_a.create_connection((lan.ip_b, 8600), timeout=5) as cli:
+            conn, _ = listeners[0].accept()
+            conn.close()
+    finally:
+        for lst in listeners:
+            lst.close()
