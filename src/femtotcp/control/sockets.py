@@ -830,8 +830,7 @@ class SocketService:
         def result() -> bytes:
             return connect_result(link)
 
-        # A request with a reply to call is served in the loop thread (``_Conn``).
-        if self._reply is None and not self.runtime.in_loop_thread():  # (a caller outside)
+        if not self.runtime.in_loop_thread():      # (a caller outside the loop)
             def start_waitable() -> threading.Event:
                 started = link.start_connect(dst, port, 0, scope)
                 waitable = threading.Event()
