@@ -20,6 +20,7 @@ from femtotcp.api.remote import (
     decode,
     decode_connect,
     encode,
+    recv_message,
 )
 from femtotcp.control.sockets import SocketService
 from femtotcp.wire import ip_bytes
@@ -173,3 +174,29 @@ def test_serve_answers_a_compact_first_connect(
     p.close()
     server.close()
 
+
+
+def test_recv_message_keeps_the_first_fd_and_closes_any_other() -> None:
+    """A message carries at most one fd: the first is handed back, any more
+    that came with it are closed (none leaks), and a message without one gives None."""
+    a, b = std.socketpair(std.AF_UNIX, std.SOCK_SEQPACKET)
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    with a, b:
+        std.send_fds(a, [b"two"], [r1, r2])
+        os.close(r1)
+        os.close(r2)
+        msg, fd = recv_message(b)
+        assert msg == b"two" and fd is not None
+        os.write(w1, b"x")
+        assert os.read(fd, 1) == b"x"          # the first fd: r1's pipe
+        os.close(fd)
+        os.close(w1)
+        # The copy of r2 that came was closed: nothing reads r2's pipe now.
+        try:
+            with pytest.raises(BrokenPipeError):
+                os.write(w2, b"x")
+        finally:
+            os.close(w2)
+        a.send(b"none")
+        assert recv_message(b) == (b"none", None)

@@ -280,13 +280,10 @@ def recv_message(sock: _std.socket, recvmsg: Any = None, size: int = MAX_MESSAGE
         msg, anc, _flags, _addr = recvmsg(sock, size, _FD_SPACE, flags)
     fd: int | None = None
     for level, kind, data in anc:
-        if level == SOL_SOCKET and kind == _std.SCM_RIGHTS:
-            fds = [int.from_bytes(data[i:i + 4], sys.byteorder, signed=True)
-                   for i in range(0, len(data) - len(data) % 4, 4)]
-            for extra in fds[1:]:
-                os.close(extra)
-            if fds:
-                fd = fds[0]
+        if level == SOL_SOCKET and kind == _std.SCM_RIGHTS and len(data) >= 4:
+            fd = int.from_bytes(data[:4], sys.byteorder, signed=True)
+            for i in range(4, len(data) - 3, 4):       # (more than one: closed)
+                os.close(int.from_bytes(data[i:i + 4], sys.byteorder, signed=True))
     return msg, fd
 
 

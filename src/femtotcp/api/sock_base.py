@@ -11,6 +11,7 @@ SO_ERROR, crash containment). One module per kind builds on it:
 
 from __future__ import annotations
 
+import _socket
 import errno
 import logging
 import os
@@ -125,15 +126,23 @@ class _Watch:
     runtime calls ``on_readable`` for any ready event of a registered fd."""
 
     def __init__(self, runtime: Runtime, fd: int, callback: Callable[[], None],
-                 name: str) -> None:
+                 kind: str) -> None:
         self.runtime = runtime
         self.fd = fd
         self.callback = callback
         #: What the runtime calls when Q is ready: the callback itself (no
         #: frame of ours between the loop and the link).
         self.on_readable: Callable[[], None] = callback
-        self.name = name
+        self.kind = kind
         self.events = 0
+
+    @property
+    def name(self) -> str:
+        """What the runtime's log names it by (made only when it is shown)."""
+        return f"api-{self.kind}-{self.fd}"
+
+    def __repr__(self) -> str:
+        return self.name
 
     def set(self, read: bool, write: bool) -> None:
         events = (selectors.EVENT_READ if read else 0) | (selectors.EVENT_WRITE if write else 0)
@@ -189,9 +198,9 @@ class _Link:
     #: only reference to its file, so closing it drops its epoll registration.
     q_sole = False
 
-    def __init__(self, net: Network, q: _std.socket, owner: socket) -> None:
+    def __init__(self, net: Network, q: _socket.socket, owner: socket) -> None:
         self.net = net
-        self.q: _std.socket | None = q
+        self.q: _socket.socket | None = q
         self.owner_ref = weakref.ref(owner)
         self.watch: _Watch | None = None
         self.registered = False
@@ -322,7 +331,7 @@ class _Link:
         self.registered = True
         self.net.links.add(self)
         self.watch = _Watch(self.net.runtime, self.q.fileno(), self.guard(self.on_q_ready),
-                            f"api-{self.kind}-{self.q.fileno()}")
+                            self.kind)
 
     def on_q(self) -> None:
         """Q is ready (readable or writable, or the program's side is gone)."""
@@ -348,7 +357,7 @@ class _Link:
                 watch.runtime.forget_fd(watch.fd)
                 watch.events = 0
             else:
-                watch.close()
+                watch.set(False, False)
         if self.q is not None:
             try:
                 self.q.close()

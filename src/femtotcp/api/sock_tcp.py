@@ -8,6 +8,7 @@ writes one token byte to Q per connection ready to accept.
 
 from __future__ import annotations
 
+import _socket
 import enum
 import errno
 import logging
@@ -65,6 +66,13 @@ class TcpMode(enum.Enum):
     FAILED = "failed"              # the connect failed; the socket is unusable
     DONE = "done"                  # closed, reset or finished both ways
 
+    # Members are singletons compared by identity: hashed so too (C), not by
+    # ``Enum.__hash__`` (a Python call per lookup in ``_TRANSITIONS``).
+    __hash__ = object.__hash__
+
+
+#: ``_TcpLink._syn_opts`` of a socket without options (never changed).
+_NO_OPTS: dict[str, Any] = {}
 
 #: Every change of ``_TcpLink.mode`` goes through ``_TcpLink.set_mode`` and is one
 #: of these (or to DONE, which every mode may reach: close, reset, crash).
@@ -83,7 +91,7 @@ class _TcpLink(_Link):
 
     kind = "tcp"
 
-    def __init__(self, net: Network, q: _std.socket, owner: socket) -> None:
+    def __init__(self, net: Network, q: _socket.socket, owner: socket) -> None:
         super().__init__(net, q, owner)
         self.mode = TcpMode.IDLE
         self.conn: Any = None
@@ -135,9 +143,13 @@ class _TcpLink(_Link):
 
     def _syn_opts(self) -> dict[str, Any]:
         """IPV6_UNICAST_HOPS and IPV6_TCLASS (-1: the default) as ``Tcp.connect``
-        options: the SYN carries them already."""
-        hops = self.opts.get((IPPROTO_IPV6, _std.IPV6_UNICAST_HOPS), -1)
-        tclass = self.opts.get((IPPROTO_IPV6, _std.IPV6_TCLASS), -1)
+        options: the SYN carries them already. None set: none (a connection's
+        own defaults are the same)."""
+        opts = self.opts
+        if not opts:
+            return _NO_OPTS
+        hops = opts.get((IPPROTO_IPV6, _std.IPV6_UNICAST_HOPS), -1)
+        tclass = opts.get((IPPROTO_IPV6, _std.IPV6_TCLASS), -1)
         return {"hop_limit": None if hops < 0 else hops, "tclass": max(0, tclass)}
 
     def set_opt(self, level: int, opt: int, value: Any) -> None:
@@ -231,7 +243,7 @@ class _TcpLink(_Link):
         dst = this_host(dst, src)
         if src in (ANY4, ANY6):
             src = None
-        iface = self.dst_iface(dst, scope, connect=True)
+        iface = self.dst_iface(dst, scope, connect=True) if len(dst) == 16 else None
         if iface is not None:
             # The link-local source of the scope's interface: the stack sends
             # from it out of that interface (RFC 4007).
@@ -253,7 +265,8 @@ class _TcpLink(_Link):
         self.filler = filler
         self.set_mode(TcpMode.CONNECTING)
         self.connect_done = self.connect_event()
-        self.apply_opts(conn)
+        if self.opts:
+            self.apply_opts(conn)
         conn.on_event = self.guard(self.on_conn_event)
         self.register()
         self.on_conn_event()
@@ -301,8 +314,8 @@ class _TcpLink(_Link):
             return
         conn = self.conn
         if self.mode is TcpMode.CONNECTING:
-            err = getattr(conn, "error", None)
-            state = state_name(getattr(conn, "state", ""))
+            err = conn.error
+            state = state_name(conn.state)
             if err or state in _DEAD_STATES:
                 self._connect_failed(err or errno.ECONNREFUSED)
                 return
@@ -311,7 +324,8 @@ class _TcpLink(_Link):
             self.set_mode(TcpMode.CONNECTED)
             self.local = (conn.local[0], conn.local[1])
             self.remote = (conn.remote[0], conn.remote[1])
-            self._drop_filler()
+            if self.filler:
+                self._drop_filler()
             self.just_connected = True
             if self.connect_done is not None:
                 self.connect_done.set()
@@ -441,7 +455,8 @@ class _TcpLink(_Link):
             self.outbound = memoryview(chunk)
         if queued and self.conn is not None:
             self.conn.push()
-        self._maybe_done()
+        if self.fin_in and self.eof_out:
+            self._maybe_done()
         if self.watch is not None and not self.released:
             self.watch.set(read=not self.eof_out and self.outbound is None,
                            write=self.q_full and not self.in_closed)
@@ -665,7 +680,7 @@ class _TcpLink(_Link):
         """An item of the ready queue the program will never take: reset it."""
         item.abort()
 
-    def listener_watch(self, q: _std.socket, owed: bool) -> None:
+    def listener_watch(self, q: _socket.socket, owed: bool) -> None:
         """End of a listener round: Q readable means the program closed the
         listening socket; else watch Q (for writing too while ``owed``)."""
         try:

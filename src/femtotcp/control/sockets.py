@@ -162,7 +162,7 @@ class _ServedTcpLink(_TcpLink):
     full the next connection waits (made, in ``handing``) until the program
     reads, and the rest wait in the stack's listener."""
 
-    def __init__(self, service: SocketService, q: socket.socket) -> None:
+    def __init__(self, service: SocketService, q: _socket.socket) -> None:
         super().__init__(service.net, q, _OWNER)  # type: ignore[arg-type]
         self.service = service
         self.detached = True
@@ -196,7 +196,8 @@ class _ServedTcpLink(_TcpLink):
                     continue
             rec, fd = handing[0]
             try:
-                socket.send_fds(q, [rec], [fd], socket.MSG_DONTWAIT)
+                # (send_fds takes any socket with sendmsg, a bare Q too)
+                socket.send_fds(q, [rec], [fd], socket.MSG_DONTWAIT)  # type: ignore[arg-type]
             except BlockingIOError:
                 break
             except OSError:
@@ -265,13 +266,16 @@ class _Conn:
         self.service = service
         self.sock = sock
         self.fd = sock.fileno()
-        self.watcher = _Watcher(self.on_readable, f"sockets-{self.fd}")
         self.waiting = False
         self.dead = False
 
+    def __repr__(self) -> str:
+        return f"sockets-{self.fd}"
+
     def watch(self, on: bool) -> None:
+        # The runtime calls our on_readable (no watcher object in between).
         try:
-            self.service.runtime.watch_fd(self.fd, on, False, self.watcher)
+            self.service.runtime.watch_fd(self.fd, on, False, self)
         except (KeyError, ValueError, OSError):
             pass
 
@@ -350,32 +354,39 @@ class _ConnectAnswer:
         self.timer: Any = None
 
     def finish(self) -> None:
-        self._answer(False)
+        """The connect is done (connected or failed): its answer, which
+        ``connect_result`` makes without raising, goes now."""
+        if self._take() is not None:
+            self.reply([connect_result(self.link)], None)
 
     def timed_out(self) -> None:
-        self._answer(True)
-
-    def _answer(self, late: bool) -> None:
-        service = self.service
+        service = self._take()
         if service is None:
-            return                      # answered already
-        self.service = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+            return
         link = self.link
-        link.connect_done = None
 
         def result() -> bytes:
-            if late:
-                link.abort_connect()
-                if link.mode is not TcpMode.CONNECTED:
-                    raise TimeoutError("timed out")
+            link.abort_connect()
+            if link.mode is not TcpMode.CONNECTED:
+                raise TimeoutError("timed out")
             return connect_result(link)
 
         out = service._run(result)
         assert out is not None
         self.reply(*out)
+
+    def _take(self) -> SocketService | None:
+        """The service, the first time only (None: answered already); the
+        timer and the link's hold on this object end here."""
+        service = self.service
+        if service is None:
+            return None
+        self.service = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.link.connect_done = None
+        return service
 
 
 def connect_result(link: _TcpLink, err: int = 0) -> bytes:
@@ -385,7 +396,11 @@ def connect_result(link: _TcpLink, err: int = 0) -> bytes:
         link.so_error = 0
         err = link.connect_error
     local = link.local if link.local is not None else link.bound
-    return remote.connected_answer(err, link.mode.value, local, link.remote, link.scope)
+    return remote.connected_answer(err, _MODE_TEXT[link.mode], local, link.remote, link.scope)
+
+
+#: Each mode's text (``TcpMode.value`` is a Python-level property per read).
+_MODE_TEXT = {mode: mode.value for mode in TcpMode}
 
 
 class SocketService:
@@ -584,7 +599,9 @@ class SocketService:
                     fd, held[0] = held[0], None
                     if fd is None:
                         raise _oserror(errno.EINVAL, "no socket came with the request")
-                    self.adopt(fd, sid, family, kind, proto)
+                    link = self.adopt(fd, sid, family, kind, proto)
+                    if isinstance(link, _TcpLink):     # (else EOPNOTSUPP, by its id)
+                        return self.connect_link(link, dst, port, filler, tmo, scope)
                 return self.connect(sid, dst, port, filler, tmo, scope)
             doc, tail = remote.decode(msg)
             name = str(doc[0])
@@ -646,13 +663,16 @@ class SocketService:
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             return remote.encode([errno.EINVAL, f"bad request: {exc}"[:200]]), None
 
-    def adopt(self, fd: int, sid: Any, family: Any, kind: Any, proto: Any) -> None:
-        """Take ``fd`` (a program-made pair's other end) as socket ``sid``'s Q."""
+    def adopt(self, fd: int, sid: Any, family: Any, kind: Any, proto: Any) -> _Link:
+        """Take ``fd`` (a program-made pair's other end) as socket ``sid``'s Q;
+        the socket's link (the one serve has already, for a second copy)."""
         pair_kind = SOCK_STREAM if int(kind) == SOCK_STREAM else SOCK_SEQPACKET
         try:
             # Family and type unknown (-1): the socket object reads them from the
             # fd itself (getsockname, SO_TYPE), an fd that is no socket is ENOTSOCK.
-            q = _RealSocket(-1, -1, 0, fd)
+            # (``_socket``'s bare socket: Q needs none of ``socket.socket``'s
+            # Python-level wrapping, whose close is two calls more.)
+            q = _socket.socket(-1, -1, 0, fd)
         except OSError:
             os.close(fd)
             raise
@@ -668,7 +688,7 @@ class SocketService:
             old = self.links.get(int(sid))
         if old is not None and not old.released:
             q.close()       # a second copy (the socket went through fork first)
-            return
+            return old
         link: _Link
         if what == "tcp":
             link = _ServedTcpLink(self, q)
@@ -677,6 +697,7 @@ class SocketService:
             link.detached = True
         link.v6 = int(family) == AF_INET6
         self._publish(link, int(sid))
+        return link
 
     # -- helpers ------------------------------------------------------------------------------
     def _link(self, sid: Any) -> _Link:
@@ -792,7 +813,11 @@ class SocketService:
         """A TCP connect to (``dst``, ``port``): answered at once when ``tmo``
         is 0 (non-blocking: EINPROGRESS...), else when it is done or ``tmo``
         seconds have passed (-1: no limit)."""
-        link = self._tcp(sid)
+        return self.connect_link(self._tcp(sid), dst, port, filler, tmo, scope)
+
+    def connect_link(self, link: _TcpLink, dst: bytes, port: int, filler: int, tmo: float,
+                     scope: int) -> Any:
+        """``connect`` on the socket's link."""
         if tmo == 0:
             def start() -> bytes:
                 if link.mode is TcpMode.CONNECTING:
