@@ -122,6 +122,9 @@ def main() -> None:
     get("conn.level9999", c, 9999, 1)
     get("conn.SOL_SOCKET9999", c, S, 9999)
     get("conn.TCP9999", c, T, 9999)
+    get("conn.IP9999", c, IP, 9999)
+    get("conn.IPV6_V6ONLY", c, IP6, socket.IPV6_V6ONLY)
+    put("conn.IPV6_V6ONLY=1", c, IP6, socket.IPV6_V6ONLY, 1)
     tcp_info("conn.TCP_INFO", c)
     sets = [("setlvl", 9999, 1, 1), ("SO_PRIORITY=7", S, socket.SO_PRIORITY, 7),
             ("TCP_MAXSEG=10", T, socket.TCP_MAXSEG, 10), ("IP_TTL=0", IP, socket.IP_TTL, 0),
@@ -175,6 +178,8 @@ def main() -> None:
     d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     battery("udp", d, INTS)
     get("udp.TCP_NODELAY", d, T, socket.TCP_NODELAY)
+    get("udp.IPV6_TCLASS", d, IP6, socket.IPV6_TCLASS)
+    put("udp.IPV6_TCLASS=1", d, IP6, socket.IPV6_TCLASS, 1)
     get("udp.SO_SNDBUF", d, S, socket.SO_SNDBUF)
     get("udp.SO_RCVBUF", d, S, socket.SO_RCVBUF)
     get("udp.IP_OPTIONS", d, IP, socket.IP_OPTIONS, 40)
