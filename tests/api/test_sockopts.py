@@ -262,3 +262,29 @@ def test_rcvlowat_holds_a_blocking_read(lan: Lan, net: Any) -> None:
     assert got == [b"abcde"]
     for s in (c, peer, srv):
         s.close()
+
+
+def test_window_clamp_bounds_the_window_offered(lan: Lan, net: Any) -> None:
+    """TCP_WINDOW_CLAMP: once the window offered before it is used up (the right
+    edge never moves left, RFC 9293 3.8.6.2.1), the peer sees no larger window.
+    Without the clamp it would see the receive buffer's (256 KiB)."""
+    srv = _listener(lan)
+    c = net.socket()
+    c.setsockopt(T, std.TCP_WINDOW_CLAMP, 5000)
+    c.settimeout(10)
+    c.connect((lan.ip_b, srv.getsockname()[1]))
+    peer, _ = srv.accept()
+    assert c.getsockopt(T, std.TCP_WINDOW_CLAMP) == 5000
+    port = c.getsockname()[1]
+    sender = threading.Thread(target=peer.sendall, args=(b"z" * 100_000,))
+    sender.start()
+    got = 0
+    while got < 100_000:
+        got += len(c.recv(65536))
+    sender.join(10)
+    peer_conn = lan.runtime.call(lambda: next(x for x in lan.b.tcp.connections()
+                                              if x.remote[1] == port))
+    wnd, scale = lan.runtime.call(lambda: (peer_conn.snd_wnd, peer_conn.snd_wscale))
+    assert 0 < wnd < 5000 + (1 << scale)          # (a scaled window is rounded up)
+    for s in (c, peer, srv):
+        s.close()

@@ -655,6 +655,7 @@ class _TcpLink(_Link):
 
 _TCP_SYNCNT = getattr(_std, "TCP_SYNCNT", 7)
 _TCP_LINGER2 = getattr(_std, "TCP_LINGER2", 8)
+_TCP_WINDOW_CLAMP = getattr(_std, "TCP_WINDOW_CLAMP", 10)
 
 
 def _tcp_knob(conn: Any, opt: int, value: int) -> None:
@@ -694,6 +695,10 @@ def _apply_tcp_opt(obj: Any, level: int, opt: int, value: Any) -> None:
             name = "keepalive_count"
         elif opt == _std.TCP_MAXSEG:
             name = "maxseg"
+        elif opt == _TCP_WINDOW_CLAMP:
+            if hasattr(obj, "rcv"):
+                obj.rcv.window_clamp = value
+            return
         elif opt in (_TCP_SYNCNT, _TCP_LINGER2):
             if hasattr(obj, "snd"):         # a connection (a listener has no such knob)
                 _tcp_knob(obj, opt, value)
