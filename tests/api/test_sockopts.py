@@ -288,3 +288,37 @@ def test_window_clamp_bounds_the_window_offered(lan: Lan, net: Any) -> None:
     assert 0 < wnd < 5000 + (1 << scale)          # (a scaled window is rounded up)
     for s in (c, peer, srv):
         s.close()
+
+
+def test_ip_ttl_and_tos_of_an_ipv4_stream_on_the_wire(lan: Lan, net: Any) -> None:
+    """IP_TTL and IP_TOS set on a connected IPv4 TCP socket mark its segments
+    (TOS without the ECN bits, as Linux); IP_TTL -1 is the stack's TTL again."""
+    seen: list[tuple[int, int, int]] = []
+
+    def capture(frame: bytes, outbound: bool) -> None:
+        if outbound and frame[12:14] == b"\x08\x00" and frame[23] == 6:
+            seen.append((frame[22], frame[15], len(frame)))      # TTL, TOS, size
+
+    lan.a.interfaces[0].device.add_capture(capture)
+    srv = _listener(lan)
+    c = net.socket()
+    c.settimeout(10)
+    c.connect((lan.ip_b, srv.getsockname()[1]))
+    peer, _ = srv.accept()
+    c.setsockopt(IP, std.IP_TTL, 9)
+    c.setsockopt(IP, std.IP_TOS, 0x2B)
+    assert (c.getsockopt(IP, std.IP_TTL), c.getsockopt(IP, std.IP_TOS)) == (9, 0x28)
+    before = len(seen)
+    c.sendall(b"a" * 3000)
+    got = b""
+    while len(got) < 3000:
+        got += peer.recv(65536)
+    marked = {(ttl, tos) for ttl, tos, size in seen[before:] if size > 100}
+    assert marked == {(9, 0x28)}
+    c.setsockopt(IP, std.IP_TTL, -1)
+    before = len(seen)
+    c.sendall(b"b" * 100)
+    assert peer.recv(100) == b"b" * 100
+    assert {(ttl, tos) for ttl, tos, size in seen[before:] if size > 100} == {(64, 0x28)}
+    for s in (c, peer, srv):
+        s.close()

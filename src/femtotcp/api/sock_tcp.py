@@ -703,6 +703,15 @@ def _apply_tcp_opt(obj: Any, level: int, opt: int, value: Any) -> None:
             if hasattr(obj, "snd"):         # a connection (a listener has no such knob)
                 _tcp_knob(obj, opt, value)
             return
+    elif level == _std.IPPROTO_IP and opt in (_std.IP_TTL, _std.IP_TOS):
+        from femtotcp.proto.tcp.env import own_env4
+        env = own_env4(obj) if hasattr(obj, "snd") else None    # (a listener: its accepted)
+        if env is not None:
+            if opt == _std.IP_TTL:
+                env.ttl = None if value == -1 else value
+            else:
+                env.tos = value
+        return
     elif level == IPPROTO_IPV6:      # -1: back to the default
         if opt == _std.IPV6_UNICAST_HOPS:
             name, value = "hop_limit", (None if value < 0 else value)
