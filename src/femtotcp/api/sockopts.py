@@ -273,7 +273,7 @@ def answer(value: int | bytes, buflen: int | None) -> Any:
     option's bytes): an int without ``buflen`` (as the C call with an int-sized
     buffer), else at most ``buflen`` bytes."""
     if buflen is not None and not 0 < buflen <= 1024:
-        raise _err(errno.EINVAL)
+        raise OSError("getsockopt buflen out of range")      # (the stdlib's words)
     if isinstance(value, int):
         if buflen is None:
             return value
