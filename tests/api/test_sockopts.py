@@ -323,3 +323,18 @@ def test_ip_ttl_and_tos_of_an_ipv4_stream_on_the_wire(lan: Lan, net: Any) -> Non
     assert {(ttl, tos) for ttl, tos, size in seen[before:] if size > 100} == {(64, 0x28)}
     for s in (c, peer, srv):
         s.close()
+
+
+def test_defaults_are_the_stack_s(lan: Lan, net: Any) -> None:
+    """Unset, the TCP limits read the stack's own config (Linux's sysctls)."""
+    def tune() -> None:
+        lan.a.tcp.config.keepalive_idle = 100.0
+        lan.a.tcp.config.syn_retries = 3
+        lan.a.tcp.config.fin_timeout = 20.0
+
+    lan.runtime.call(tune)
+    s = net.socket()
+    assert s.getsockopt(T, std.TCP_KEEPIDLE) == 100
+    assert s.getsockopt(T, std.TCP_SYNCNT) == 3 and s.getsockopt(T, std.TCP_LINGER2) == 20
+    assert s.getsockopt(T, std.TCP_KEEPCNT) == 9 and s.getsockopt(IP, std.IP_TTL) == 64
+    s.close()

@@ -38,6 +38,8 @@ IP_RECVERR = getattr(_std, "IP_RECVERR", 11)
 TCP_INFO = getattr(_std, "TCP_INFO", 11)
 TCP_CONGESTION = getattr(_std, "TCP_CONGESTION", 13)
 SO_BINDTODEVICE = getattr(_std, "SO_BINDTODEVICE", 25)
+TCP_WINDOW_CLAMP = getattr(_std, "TCP_WINDOW_CLAMP", 10)
+TCP_LINGER2 = getattr(_std, "TCP_LINGER2", 8)
 #: The congestion control the stack runs (RFC 5681/6582 NewReno: Linux's "reno").
 CONGESTION = b"reno"
 TCP_CA_NAME_MAX = 16
@@ -65,7 +67,8 @@ def _err(code: int) -> OSError:
 class Opt(NamedTuple):
     """One option. ``value``: "int" (checked by ``check``), "bool" (0/1),
     "linger" (struct linger), "bytes" (a name or a struct), "get" (read-only).
-    ``default``: the value when the program set none (an int, or per kind).
+    ``default``: the value when the program set none (an int or bytes; a str
+    names the stack's TcpConfig field that holds it; None: read live).
     ``check(v, kind)``: the value Linux keeps for ``v``, or raises EINVAL.
     ``minlen``: the shortest buffer setsockopt takes (IP's options take one byte)."""
     name: str
@@ -183,17 +186,18 @@ TABLE: dict[tuple[int, int], Opt] = {
     (TCP, _std.TCP_NODELAY): Opt("TCP_NODELAY", TCP_ONLY, "bool"),
     (TCP, getattr(_std, "TCP_CORK", 3)): Opt("TCP_CORK", TCP_ONLY, "bool"),
     (TCP, _std.TCP_MAXSEG): Opt("TCP_MAXSEG", TCP_ONLY, "int", 0, _maxseg),
-    (TCP, getattr(_std, "TCP_KEEPIDLE", 4)): Opt("TCP_KEEPIDLE", TCP_ONLY, "int", 7200,
+    (TCP, getattr(_std, "TCP_KEEPIDLE", 4)): Opt("TCP_KEEPIDLE", TCP_ONLY, "int", "keepalive_idle",
                                                   _range(1, 32767)),
-    (TCP, getattr(_std, "TCP_KEEPINTVL", 5)): Opt("TCP_KEEPINTVL", TCP_ONLY, "int", 75,
+    (TCP, getattr(_std, "TCP_KEEPINTVL", 5)): Opt("TCP_KEEPINTVL", TCP_ONLY, "int", "keepalive_interval",
                                                    _range(1, 32767)),
-    (TCP, getattr(_std, "TCP_KEEPCNT", 6)): Opt("TCP_KEEPCNT", TCP_ONLY, "int", 9,
+    (TCP, getattr(_std, "TCP_KEEPCNT", 6)): Opt("TCP_KEEPCNT", TCP_ONLY, "int", "keepalive_count",
                                                  _range(1, 127)),
-    (TCP, getattr(_std, "TCP_SYNCNT", 7)): Opt("TCP_SYNCNT", TCP_ONLY, "int", 6, _range(1, 127)),
-    (TCP, getattr(_std, "TCP_LINGER2", 8)): Opt("TCP_LINGER2", TCP_ONLY, "int", 0, _linger2),
+    (TCP, getattr(_std, "TCP_SYNCNT", 7)): Opt("TCP_SYNCNT", TCP_ONLY, "int", "syn_retries",
+                                               _range(1, 127)),
+    (TCP, TCP_LINGER2): Opt("TCP_LINGER2", TCP_ONLY, "int", 0, _linger2),
     (TCP, getattr(_std, "TCP_DEFER_ACCEPT", 9)): Opt("TCP_DEFER_ACCEPT", TCP_ONLY, "int", 0,
                                                       _nonneg),
-    (TCP, getattr(_std, "TCP_WINDOW_CLAMP", 10)): Opt("TCP_WINDOW_CLAMP", TCP_ONLY, "int", None,
+    (TCP, TCP_WINDOW_CLAMP): Opt("TCP_WINDOW_CLAMP", TCP_ONLY, "int", None,
                                                        _window_clamp),
     (TCP, TCP_INFO): Opt("TCP_INFO", TCP_ONLY, "get"),
     (TCP, getattr(_std, "TCP_QUICKACK", 12)): Opt("TCP_QUICKACK", TCP_ONLY, "bool", 1),
@@ -314,7 +318,7 @@ def store(link: Any, level: int, optname: int, val: Any) -> None:
             raise _err(errno.EINVAL)
         link.opts[key] = bool(val)
         return
-    if tcp and key == (TCP, getattr(_std, "TCP_WINDOW_CLAMP", 10)) and val == 0 and (
+    if tcp and key == (TCP, TCP_WINDOW_CLAMP) and val == 0 and (
             link.conn is not None or link.listener is not None):
         raise _err(errno.EINVAL)
     if tcp:
@@ -350,7 +354,7 @@ def fetch(link: Any, family: int, level: int, optname: int) -> int | bytes:
     val = link.opts.get(key)
     if key in ((S, _std.SO_SNDBUF), (S, _std.SO_RCVBUF)) and val is None:
         return current_buf(link, optname)
-    if key == (TCP, getattr(_std, "TCP_WINDOW_CLAMP", 10)) and val is None:
+    if key == (TCP, TCP_WINDOW_CLAMP) and val is None:
         return 0 if conn is None else int(conn.rcvbuf)
     if val is None:
         val = opt.default
@@ -362,14 +366,11 @@ def fetch(link: Any, family: int, level: int, optname: int) -> int | bytes:
         if key == (IP6, _std.IPV6_TCLASS):
             return 0
         return 1 if key == (IP6, _std.IPV6_MULTICAST_HOPS) else int(link.net.stack.config.ttl)
-    if key == (TCP, getattr(_std, "TCP_LINGER2", 8)) and val == 0:
-        return int(_fin_timeout(link))
+    if key == (TCP, TCP_LINGER2) and val == 0:
+        return int(_tcp_cfg(link, "fin_timeout", 60.0))
+    if isinstance(val, str):            # the stack's TCP config holds the default
+        return int(_tcp_cfg(link, val, 0))
     return int(val)
-
-
-def _fin_timeout(link: Any) -> float:
-    tcp = link.net.stack.tcp
-    return getattr(getattr(tcp, "config", None), "fin_timeout", 60.0)
 
 
 def current_buf(link: Any, optname: int) -> int:
