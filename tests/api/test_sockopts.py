@@ -338,3 +338,28 @@ def test_defaults_are_the_stack_s(lan: Lan, net: Any) -> None:
     assert s.getsockopt(T, std.TCP_SYNCNT) == 3 and s.getsockopt(T, std.TCP_LINGER2) == 20
     assert s.getsockopt(T, std.TCP_KEEPCNT) == 9 and s.getsockopt(IP, std.IP_TTL) == 64
     s.close()
+
+
+def test_serve_checks_a_program_s_values_again(lan: Lan) -> None:
+    """An attached program's setopt request is checked in serve too: a value
+    out of range (a program not using api/remote), a big int or a list is
+    EINVAL, and the socket keeps what it had."""
+    from femtotcp.api.remote import decode, encode
+    d = tempfile.mkdtemp(prefix="ftopts")
+    service = SocketService(lan.a, lan.runtime, os.path.join(d, "s.sockets")).start()
+    try:
+        s = RemoteNetwork(service.path).socket()
+        s.bind(("", 0))
+        sid = os.fstat(s.fileno()).st_ino
+        for value in (1000, 2**70, [1, 2], "zz"):
+            answer, _ = decode(b"".join(service.handle(b"".join(
+                encode(["setopt", sid, IP, std.IP_TTL, value])))[0]))
+            assert answer[0] == errno.EINVAL, value
+        assert s.getsockopt(IP, std.IP_TTL) == 64
+        answer, _ = decode(b"".join(service.handle(b"".join(
+            encode(["setopt", sid, IP, std.IP_TTL, 9])))[0]))
+        assert answer[0] == 0 and s.getsockopt(IP, std.IP_TTL) == 9
+        s.close()
+    finally:
+        service.close()
+        os.rmdir(d)

@@ -1009,8 +1009,9 @@ class RemoteSocket(_SocketBase):
         self._check_open()
         if set_timeo(self, level, optname, value):
             return
-        val = parse_opt(self, level, optname, value)
-        wire = val.hex() if isinstance(val, bytes) else val     # (bytes go as hex in JSON)
+        val = parse_opt(self, level, optname, value)        # Linux's errors, here and now
+        # What the program gave goes to serve, which checks it again (bytes as hex).
+        wire = int(value) if isinstance(value, int) else bytes(value).hex()
         if self._q is not None and not isinstance(val, bytes):
             # serve does not have the socket yet: the option goes with its first
             # request (a socket's options are set before it connects: no round trip).

@@ -860,11 +860,23 @@ class SocketService:
 
     def op_setopt(self, sid: Any, level: int, opt: int, value: Any, *,
                   tail: bytes) -> list[Any]:
-        """A value the program checked (``sockopts.parse``): an int, a list for
-        SO_LINGER, hex for bytes."""
+        """The program's value (an int, or a buffer as hex), checked here again
+        (``sockopts.parse``: the program is not trusted to have done it)."""
         link = self._link(sid)
-        val = tuple(int(v) for v in value) if isinstance(value, list) else (
-            bytes.fromhex(value) if isinstance(value, str) else int(value))
+        if isinstance(value, str):
+            try:
+                raw: int | bytes = bytes.fromhex(value)
+            except ValueError:
+                raise _oserror(errno.EINVAL) from None
+        elif isinstance(value, int):
+            raw = value
+        else:
+            raise _oserror(errno.EINVAL)
+        family = socket.AF_INET6 if link.v6 else socket.AF_INET
+        try:
+            val = sockopts.parse(family, link.kind, int(level), int(opt), raw)
+        except OverflowError:
+            raise _oserror(errno.EINVAL) from None
         self.net.call(sockopts.store, link, int(level), int(opt), val)
         return []
 
