@@ -199,11 +199,13 @@ def test_tcp_info_from_the_live_connection(lan: Lan, net: Any) -> None:
     state, _ca, _retr, _probes, _backoff, options, wscale = struct.unpack_from("7B", raw)
     _rto, _ato, snd_mss, _rcv_mss = struct.unpack_from("4I", raw, 8)
     bytes_acked, bytes_received = struct.unpack_from("2Q", raw, 120)
-    segs_out, segs_in = struct.unpack_from("2I", raw, 136)
+    segs_out, segs_in, notsent = struct.unpack_from("3I", raw, 136)
+    snd_wnd, rcv_wnd = struct.unpack_from("2I", raw, 228)
     assert state == 1 and snd_mss == conn.mss
     assert options == 7 and wscale & 15 == conn.snd_wscale     # TS, SACK, window scale
     assert bytes_received == 300 and bytes_acked == lan.runtime.call(lambda: conn.bytes_acked)
-    assert segs_out >= 4 and segs_in >= 3
+    assert segs_out >= 4 and segs_in >= 3 and notsent == 0
+    assert snd_wnd == lan.runtime.call(lambda: conn.snd_wnd) and rcv_wnd > 0
     assert c.getsockopt(T, std.TCP_INFO) == 1                  # the first four bytes
     for s in (c, peer, srv):
         s.close()

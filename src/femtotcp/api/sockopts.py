@@ -406,8 +406,11 @@ _U32 = 0xFFFFFFFF
 
 
 def tcp_info(link: Any) -> bytes:
-    """TCP_INFO: the fields the connection knows, zeros for the rest; times in
-    microseconds, windows in segments, as Linux."""
+    """TCP_INFO: the fields the connection knows (state, retransmits, backoff,
+    options, window scales, rto, ato, MSSes, unacked, pmtu, rtt, rttvar,
+    ssthresh, cwnd, advmss, reordering, rcv_space, bytes acked and received,
+    segments out and in, notsent bytes, both windows), zeros for the rest;
+    times in microseconds, ssthresh and cwnd in segments, as Linux."""
     conn = link.conn
     fields = [0] * 59
     if conn is None:
@@ -424,6 +427,7 @@ def tcp_info(link: Any) -> bytes:
     cc = snd.cc
     flight = (snd.snd_nxt - snd.snd_una) & _U32
     fields[0] = _STATES.get(str(getattr(conn.state, "value", conn.state)), 7)
+    fields[1] = 3 if snd.in_recovery else 0               # ca_state: TCP_CA_Recovery
     fields[2] = min(255, int(snd.retransmits))
     fields[4] = min(255, int(rtt.backoff))
     fields[5] = (1 if opt.ts_ok else 0) | (2 if opt.sack_ok else 0) | (
@@ -441,12 +445,14 @@ def tcp_info(link: Any) -> bytes:
     fields[26] = int(cc.cwnd) // mss                      # snd_cwnd
     fields[27] = int(opt.adv_mss) - (12 if opt.ts_ok else 0)   # advmss
     fields[28] = int(conn.config.dupthresh)               # reordering
-    fields[30] = int(conn.rcvbuf) & _U32                  # rcv_space
+    fields[30] = int(rcv.space) & _U32                    # rcv_space (autotuning's)
     fields[34] = int(snd.bytes_acked)
     fields[35] = int(rcv.bytes_received)
     fields[36] = int(conn.segs_out) & _U32
     fields[37] = int(conn.segs_in) & _U32
+    fields[38] = max(0, snd.snd_buf_seq + len(snd.snd_buf) - snd.snd_nxt)   # notsent_bytes
     fields[53] = int(snd.snd_wnd) & _U32                  # snd_wnd
+    fields[54] = max(0, rcv.rcv_adv - rcv.rcv_nxt) & _U32  # rcv_wnd
     return _INFO.pack(*fields).ljust(INFO_SIZE, b"\0")
 
 
