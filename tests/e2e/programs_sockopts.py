@@ -202,6 +202,7 @@ def main() -> None:
     # IPv6 sockets (unconnected: the options alone).
     for kind, tag in ((socket.SOCK_STREAM, "tcp6"), (socket.SOCK_DGRAM, "udp6")):
         s6 = socket.socket(socket.AF_INET6, kind)
+        out[f"{tag}.module"] = type(s6).__module__        # the stack's under femtotcp
         for name, opt in (("IPV6_V6ONLY", socket.IPV6_V6ONLY),
                           ("IPV6_UNICAST_HOPS", socket.IPV6_UNICAST_HOPS),
                           ("IPV6_TCLASS", socket.IPV6_TCLASS),

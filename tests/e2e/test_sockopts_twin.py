@@ -25,6 +25,7 @@ import twin
 HERE = Path(__file__).resolve().parent
 PROGRAM = HERE / "programs_sockopts.py"
 LINUX_BUF_MAX = 212992        # net.core.wmem_max / rmem_max's default
+IPV6 = ("--ipv6", "2001:db8::2/64")     # so that AF_INET6 sockets are the stack's too
 
 
 def _drive(t: twin.Twin) -> dict[str, Any]:
@@ -109,7 +110,12 @@ def _info8(linux: Any, ours: Any) -> bool:
     return len(a) == len(b) == 8 and a[:6] == b[:6] and (a[6] & 15) == (b[6] & 15)
 
 
+def _stack_socket(linux: Any, ours: Any) -> bool:
+    return bool(linux == "socket" and ours.startswith("femtotcp."))
+
+
 RULES: dict[str, Callable[[Any, Any], bool]] = {
+    "tcp6.module": _stack_socket, "udp6.module": _stack_socket,
     "conn.SO_RCVBUF": _positive, "conn.SO_SNDBUF": _positive,
     "udp.SO_RCVBUF": _positive, "udp.SO_SNDBUF": _positive,
     "idle.SO_SNDBUF=100000000": _capped, "idle.SO_RCVBUF=100000000": _capped,
@@ -144,7 +150,7 @@ def test_socket_options_as_on_linux_in_process_and_attached() -> None:
             return _drive(k)
 
     def femto(attached: bool) -> dict[str, Any]:
-        with twin.on_femtotcp(PROGRAM, attached=attached) as f:
+        with twin.on_femtotcp(PROGRAM, attached=attached, stack_args=IPV6) as f:
             return _drive(f)
 
     with ThreadPoolExecutor(max_workers=3) as pool:

@@ -121,6 +121,12 @@ def _mcast_ttl(v: int, kind: str) -> int:
     return v
 
 
+def _mcast_hops(v: int, kind: str) -> int:
+    if kind == "tcp":                     # read on a stream socket, never set
+        raise _err(errno.ENOPROTOOPT)
+    return _hops(v, kind)
+
+
 def _tclass(v: int, kind: str) -> int:
     v = _hops(v, kind)
     return v & ~3 if kind == "tcp" and v > 0 else v
@@ -209,7 +215,7 @@ TABLE: dict[tuple[int, int], Opt] = {
     (IP6, _std.IPV6_V6ONLY): Opt("IPV6_V6ONLY", ALL, "bool"),
     (IP6, _std.IPV6_UNICAST_HOPS): Opt("IPV6_UNICAST_HOPS", ALL, "int", -1, _hops),
     (IP6, _std.IPV6_TCLASS): Opt("IPV6_TCLASS", ALL, "int", -1, _tclass),
-    (IP6, _std.IPV6_MULTICAST_HOPS): Opt("IPV6_MULTICAST_HOPS", DGRAM, "int", -1, _hops),
+    (IP6, _std.IPV6_MULTICAST_HOPS): Opt("IPV6_MULTICAST_HOPS", ALL, "int", -1, _mcast_hops),
     (IP6, _std.IPV6_MULTICAST_LOOP): Opt("IPV6_MULTICAST_LOOP", ALL, "int", 1, _bool01),
 }
 #: What the stack keeps when the program's value is -1 ("the default").
