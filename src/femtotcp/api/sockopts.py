@@ -28,6 +28,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from femtotcp.api.sock_base import _LINGER
+
 S = _std.SOL_SOCKET
 IP = _std.IPPROTO_IP
 TCP = _std.IPPROTO_TCP
@@ -53,7 +55,6 @@ TCP_MIN_MSS = 88
 MAX_TCP_WINDOW = 32767
 TCP_FIN_TIMEOUT_MAX = 120
 INT_MAX = 2**31 - 1
-_LINGER = struct.Struct("ii")
 
 TCP_ONLY = frozenset({"tcp"})
 DGRAM = frozenset({"udp", "ping"})
