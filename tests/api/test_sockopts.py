@@ -160,7 +160,7 @@ def test_tcp_maxseg_before_connect_caps_the_syn(lan: Lan, net: Any) -> None:
         s.close()
 
 
-def test_syncnt_and_linger2_set_the_connection_s_own_limits(lan: Lan, net: Any) -> None:
+def test_syncnt_linger2_quickack_set_the_connection_s_own_limits(lan: Lan, net: Any) -> None:
     srv = _listener(lan)
     c = net.socket()
     c.setsockopt(T, std.TCP_SYNCNT, 2)
@@ -177,6 +177,10 @@ def test_syncnt_and_linger2_set_the_connection_s_own_limits(lan: Lan, net: Any) 
     c.setsockopt(T, std.TCP_LINGER2, -1)
     assert conn.config.fin_timeout == 0.0 and c.getsockopt(T, std.TCP_LINGER2) == -1
     assert _errno(lambda: c.setsockopt(T, std.TCP_WINDOW_CLAMP, 0)) == errno.EINVAL
+    c.setsockopt(T, std.TCP_QUICKACK, 0)          # delayed ACKs from now on
+    assert conn.rcv.quickack == 0 and c.getsockopt(T, std.TCP_QUICKACK) == 0
+    c.setsockopt(T, std.TCP_QUICKACK, 1)          # quick-ack mode again
+    assert conn.rcv.quickack == stack_cfg.quickack_segments
     c.close()
     srv.close()
 

@@ -656,6 +656,7 @@ class _TcpLink(_Link):
 _TCP_SYNCNT = getattr(_std, "TCP_SYNCNT", 7)
 _TCP_LINGER2 = getattr(_std, "TCP_LINGER2", 8)
 _TCP_WINDOW_CLAMP = getattr(_std, "TCP_WINDOW_CLAMP", 10)
+_TCP_QUICKACK = getattr(_std, "TCP_QUICKACK", 12)
 
 
 def _tcp_knob(conn: Any, opt: int, value: int) -> None:
@@ -695,6 +696,12 @@ def _apply_tcp_opt(obj: Any, level: int, opt: int, value: Any) -> None:
             name = "keepalive_count"
         elif opt == _std.TCP_MAXSEG:
             name = "maxseg"
+        elif opt == _TCP_QUICKACK:
+            # 1: ACK the next segments at once (quick-ack mode again, as Linux);
+            # 0: delay them (Linux's pingpong mode).
+            if hasattr(obj, "rcv"):
+                obj.rcv.quickack = obj.config.quickack_segments if value else 0
+            return
         elif opt == _TCP_WINDOW_CLAMP:
             if hasattr(obj, "rcv"):
                 obj.rcv.window_clamp = value
