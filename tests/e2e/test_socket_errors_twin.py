@@ -119,8 +119,7 @@ def linux() -> dict[str, object]:
 
 @pytest.mark.parametrize("mode", ["in-process", "attached"])
 def test_socket_errors_as_on_linux(linux: dict[str, object], mode: str) -> None:
-    run = twin.on_femtotcp if mode == "in-process" else twin.on_attached
-    with run(PROGRAM) as f:
+    with twin.on_femtotcp(PROGRAM, attached=mode == "attached") as f:
         femto = _answers(f)
     diff = {case: (femto.get(case), linux[case]) for case in linux
             if femto.get(case) != linux[case]}
@@ -132,8 +131,7 @@ def test_urgent_data_reaches_a_linux_peer_out_of_band(mode: str) -> None:
     """send(b"!", MSG_OOB) between two ordinary sends: the segment carries URG
     and the urgent pointer, so the peer's Linux takes b"!" out of the stream
     (recv(MSG_OOB) returns it) and the other bytes arrive in order."""
-    run = twin.on_femtotcp if mode == "in-process" else twin.on_attached
-    with run(PROGRAM) as f:
+    with twin.on_femtotcp(PROGRAM, attached=mode == "attached") as f:
         with f.peer():
             lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             lst.bind((twin.PEER, 30))

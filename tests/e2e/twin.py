@@ -21,6 +21,7 @@ import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -115,11 +116,16 @@ def _etc_netns(name: str, resolv_conf: str | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def on_femtotcp(program: Path, *args: str, stack_args: tuple[str, ...] = (),
-                timeout: float = 30.0) -> Iterator[Twin]:
-    """``stack_args``: more ``femtotcp run`` flags (``--dns 192.0.2.1``, ...)."""
-    with netns("twf") as f:
-        proc = _start(f, [sys.executable, "-m", "femtotcp", "run", "--tap", TAP, "--ip",
-                          f"{HOST}/24", *stack_args, str(program), *args])
+                timeout: float = 30.0, attached: bool = False) -> Iterator[Twin]:
+    """``stack_args``: more ``femtotcp run`` flags (``--dns 192.0.2.1``, ...).
+    ``attached``: the stack is a ``femtotcp serve`` and the program runs
+    attached to it (``femtotcp run --control``: its sockets live in serve)."""
+    with netns("twf") as f, _served(f, stack_args, attached) as control:
+        if control is None:
+            argv = ["--tap", TAP, "--ip", f"{HOST}/24", *stack_args]
+        else:
+            argv = ["--control", control]
+        proc = _start(f, [sys.executable, "-m", "femtotcp", "run", *argv, str(program), *args])
         try:
             deadline = time.monotonic() + timeout
             while f.ip("link", "show", TAP, check=False).returncode != 0:
@@ -134,33 +140,27 @@ def on_femtotcp(program: Path, *args: str, stack_args: tuple[str, ...] = (),
 
 
 @contextlib.contextmanager
-def on_attached(program: Path, *args: str, timeout: float = 30.0) -> Iterator[Twin]:
-    """The program attached to a ``femtotcp serve`` (its sockets live in serve's
-    process: ``femtotcp run --control``), serve on the TAP as ``on_femtotcp``'s stack."""
-    with netns("twa") as f:
-        control = f"/tmp/femtotcp-twin-{f.name}.ctl"
-        serve = f.popen(sys.executable, "-m", "femtotcp", "serve", "--tap", TAP, "--ip",
-                        f"{HOST}/24", "--control", control, stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE, text=True, env=_env())
-        try:
-            deadline = time.monotonic() + timeout
-            while not os.path.exists(control + ".sockets") or f.ip(
-                    "link", "show", TAP, check=False).returncode != 0:
-                if serve.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"femtotcp serve did not start: {serve.communicate(timeout=10)}")
-                time.sleep(0.05)
-            f.ip("addr", "add", f"{PEER}/24", "dev", TAP)
-            proc = _start(f, [sys.executable, "-m", "femtotcp", "run", "--control", control,
-                              str(program), *args])
-            try:
-                yield Twin("femtotcp attached", proc, f)
-            finally:
-                stop_process(proc)
-        finally:
+def _served(ns: Netns, stack_args: tuple[str, ...], attached: bool) -> Iterator[str | None]:
+    """A ``femtotcp serve`` on the TAP in ``ns`` (its control socket's path), or
+    None when the program runs the stack itself."""
+    if not attached:
+        yield None
+        return
+    folder = tempfile.mkdtemp(prefix="twserve")
+    control = os.path.join(folder, "ctl.sock")
+    serve = _start(ns, [sys.executable, "-m", "femtotcp", "serve", "--tap", TAP, "--ip",
+                        f"{HOST}/24", *stack_args, "--control", control])
+    try:
+        assert serve.stdout is not None
+        ready = select.select([serve.stdout], [], [], 30.0)[0]
+        line = serve.stdout.readline() if ready else ""
+        if not line.startswith("femtotcp: serving on"):
             stop_process(serve)
-            for path in (control, control + ".sockets"):
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+            pytest.fail(f"serve did not start: {line!r}")
+        yield control
+    finally:
+        stop_process(serve)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def at_once(program: Path, drive: Callable[[Twin], T], *args: str) -> tuple[T, T]:

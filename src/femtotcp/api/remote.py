@@ -62,14 +62,13 @@ import threading
 import weakref
 from typing import Any
 
+from femtotcp.api import sockopts
 from femtotcp.api.network import Network, _parse_ipv4
 from femtotcp.api.sock_base import (
-    _IPPROTO_IPV6,
     _KIND_DATA,
     _KIND_DATA_SCOPED,
     _KIND_ERROR,
     _KIND_SEND,
-    _LINGER,
     _REC,
     _SCOPE,
     AF_INET,
@@ -96,11 +95,11 @@ from femtotcp.api.sock_common import (
     IPPROTO_ICMPV6,
     NOT_LOCAL,
     dgram_into,
-    ipv6_option,
     link_kind,
     local_sockopt,
-    option_value,
+    parse_opt,
     send_error,
+    set_on_p,
     set_timeo,
     shutdown_pair,
     sock_repr,
@@ -1040,16 +1039,17 @@ class RemoteSocket(_SocketBase):
         self._check_open()
         if set_timeo(self, level, optname, value):
             return
-        if level == _IPPROTO_IPV6:
-            val = ipv6_option(self._sfamily, optname, value)
-        else:
-            val = option_value(level, optname, value)
-        if self._q is not None:
+        val = parse_opt(self, level, optname, value)        # Linux's errors, here and now
+        # What the program gave goes to serve, which checks it again (bytes as hex).
+        wire = int(value) if isinstance(value, int) else bytes(value).hex()
+        if self._q is not None and not isinstance(val, bytes):
             # serve does not have the socket yet: the option goes with its first
             # request (a socket's options are set before it connects: no round trip).
-            self._opts.append([level, optname, val])
-            return
-        self._values("setopt", level, optname, val)
+            # A name (TCP_CONGESTION, SO_BINDTODEVICE) is serve's to check: it asks.
+            self._opts.append([level, optname, wire])
+        else:
+            self._values("setopt", level, optname, wire)
+        set_on_p(self, level, optname, val)
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
         self._check_open()
@@ -1058,13 +1058,9 @@ class RemoteSocket(_SocketBase):
         local = local_sockopt(self, level, optname, buflen, lambda: self._mode == LISTENING)
         if local is not NOT_LOCAL:
             return local
-        if level == _IPPROTO_IPV6:
-            ipv6_option(self._sfamily, optname, 0)      # ENOPROTOOPT where Linux says so
         value = self._values("getopt", level, optname)[0]
-        if level == SOL_SOCKET and optname == _std.SO_LINGER:
-            packed = _LINGER.pack(int(value[0]), int(value[1]))
-            return packed[:buflen] if buflen else _LINGER.unpack(packed)[0]
-        return self._opt_out(int(value), buflen)
+        return sockopts.answer(bytes.fromhex(value) if isinstance(value, str) else int(value),
+                               buflen)
 
     def __repr__(self) -> str:
         return sock_repr(self, lambda: self._local, lambda: self._remote)

@@ -4,9 +4,9 @@
 Both are ``_SocketBase`` subclasses (``sock_base``) that differ in where the
 stack is (a loop thread here, or a ``femtotcp serve``); the answers that do
 not depend on it live here once: which link a (family, type, proto) makes,
-the socket options' values, the IPv6 options' checks and their loop-thread
-half, the options a socket answers by itself, shutdown on P, datagram reads
-into a buffer, and ``repr``. (An attached program imports this, not
+the socket options' program-side half (their table is ``api/sockopts``), the
+options a socket answers by itself, shutdown on P, datagram reads into a
+buffer, and ``repr``. (An attached program imports this, not
 ``api/socket``, whose links it never needs.)
 """
 
@@ -14,53 +14,28 @@ from __future__ import annotations
 
 import errno
 import socket as _std
-import sys
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
+from femtotcp.api import sockopts
 from femtotcp.api.sock_base import (
-    _IP_TOS,
-    _IP_TTL,
-    _IPPROTO_IPV6,
-    _LINGER,
-    _SO_REUSEPORT,
-    _TCP_KEEPCNT,
-    _TCP_KEEPIDLE,
-    _TCP_KEEPINTVL,
-    _TCP_USER_TIMEOUT,
     AF_INET,
     AF_INET6,
     IPPROTO_ICMP,
-    IPPROTO_IP,
     IPPROTO_TCP,
     IPPROTO_UDP,
     SOCK_DGRAM,
     SOCK_STREAM,
     SOL_SOCKET,
-    _Link,
     _oserror,
     _RealSocket,
     _SocketBase,
 )
 
 IPPROTO_ICMPV6 = _std.IPPROTO_ICMPV6
-#: The IPv6 options the stack keeps (IPPROTO_IPV6 level).
-IPV6_OPTS = frozenset({_std.IPV6_V6ONLY, _std.IPV6_UNICAST_HOPS, _std.IPV6_TCLASS})
 _TIMEO = (getattr(_std, "SO_RCVTIMEO", -2), getattr(_std, "SO_SNDTIMEO", -2))
 #: ``local_sockopt``'s answer for an option the stack must answer.
 NOT_LOCAL = object()
-#: The integer options the stack keeps (and applies where it can).
-SOCKOPTS_INT = {
-    (SOL_SOCKET, _std.SO_REUSEADDR), (SOL_SOCKET, _std.SO_KEEPALIVE),
-    (SOL_SOCKET, _std.SO_RCVBUF), (SOL_SOCKET, _std.SO_SNDBUF),
-    (SOL_SOCKET, _std.SO_BROADCAST), (SOL_SOCKET, _SO_REUSEPORT),
-    (SOL_SOCKET, _std.SO_OOBINLINE), (SOL_SOCKET, getattr(_std, "SO_PRIORITY", -2)),
-    (IPPROTO_TCP, _std.TCP_NODELAY), (IPPROTO_TCP, _TCP_KEEPIDLE),
-    (IPPROTO_TCP, _TCP_KEEPINTVL), (IPPROTO_TCP, _TCP_KEEPCNT),
-    (IPPROTO_TCP, _TCP_USER_TIMEOUT), (IPPROTO_TCP, getattr(_std, "TCP_QUICKACK", -2)),
-    (IPPROTO_TCP, getattr(_std, "TCP_CORK", -2)), (IPPROTO_TCP, getattr(_std, "TCP_MAXSEG", -2)),
-    (IPPROTO_IP, _IP_TTL), (IPPROTO_IP, _IP_TOS),
-}
 
 
 def link_kind(family: int, kind: int, proto: int) -> str:
@@ -82,69 +57,20 @@ def link_kind(family: int, kind: int, proto: int) -> str:
     raise _oserror(errno.ESOCKTNOSUPPORT, "only SOCK_STREAM and SOCK_DGRAM")
 
 
-def option_value(level: int, optname: int, value: Any) -> Any:
-    """What the stack keeps for ``setsockopt(level, optname, value)``: an int, or
-    (onoff, seconds) for SO_LINGER; ENOPROTOOPT for options the stack lacks."""
-    if level == SOL_SOCKET and optname == _std.SO_LINGER:
-        if isinstance(value, int):
-            raise _oserror(errno.EINVAL)
-        onoff, secs = _LINGER.unpack(bytes(value)[:_LINGER.size])
-        return (onoff, secs)
-    if (level, optname) not in SOCKOPTS_INT:
-        raise _oserror(errno.ENOPROTOOPT)
-    if isinstance(value, int | bool):
-        return int(value)
-    if value is None:
-        raise TypeError("setsockopt() value must be an int or a buffer")
-    raw = bytes(value)
-    return int.from_bytes(raw[:4], sys.byteorder) if raw else 0
+def parse_opt(sock: _SocketBase, level: int, optname: int, value: Any) -> Any:
+    """Program side: the value ``setsockopt(level, optname, value)`` keeps,
+    checked as Linux checks it (``api/sockopts``)."""
+    kind = link_kind(sock._sfamily, sock._stype, sock._sproto)
+    return sockopts.parse(sock._sfamily, kind, level, optname, value)
 
 
-# -- IPv6 options -----------------------------------------------------------------------------
-
-def ipv6_option(family: int, optname: int, value: Any) -> int:
-    """The value ``setsockopt(IPPROTO_IPV6, optname, value)`` sets: IPV6_V6ONLY
-    (0/1), IPV6_UNICAST_HOPS and IPV6_TCLASS (-1 for the default, else 0-255);
-    ENOPROTOOPT on an AF_INET socket or for another option, as Linux."""
-    if family != AF_INET6 or optname not in IPV6_OPTS:
-        raise _oserror(errno.ENOPROTOOPT)
-    if isinstance(value, int | bool):
-        val = int(value)
-    elif value is None:
-        raise TypeError("setsockopt() value must be an int or a buffer")
-    else:
-        val = int.from_bytes(bytes(value)[:4], sys.byteorder, signed=True)
-    if optname != _std.IPV6_V6ONLY and not -1 <= val <= 255:
-        raise _oserror(errno.EINVAL)
-    return val
-
-
-def set_ipv6_opt(link: _Link, optname: int, val: int) -> None:
-    """Loop thread: keep an IPv6 option checked by ``ipv6_option``. IPV6_V6ONLY
-    only before the socket has a port (Linux's inet_num check)."""
-    key = (_IPPROTO_IPV6, optname)
-    if optname == _std.IPV6_V6ONLY:
-        if link.local is not None or getattr(link, "bound", None) is not None:
-            raise _oserror(errno.EINVAL)
-        link.opts[key] = bool(val)
-        return
-    if link.kind == "tcp":      # a _TcpLink: its connection's segments carry it too
-        cast(Any, link).set_opt(_IPPROTO_IPV6, optname, val)
-        return
-    link.opts[key] = val
-    apply = getattr(link, "apply_opts", None)
-    if apply is not None:
-        apply()
-
-
-def get_ipv6_opt(link: _Link, optname: int) -> int:
-    """An IPv6 option's value (the route's defaults where unset, as Linux)."""
-    if optname == _std.IPV6_V6ONLY:
-        return int(link.v6only)
-    value = int(link.opts.get((_IPPROTO_IPV6, optname), -1))
-    if value == -1:
-        value = 64 if optname == _std.IPV6_UNICAST_HOPS else 0
-    return value
+def set_on_p(sock: _SocketBase, level: int, optname: int, val: Any) -> None:
+    """After a set the stack took: SO_RCVLOWAT of a stream socket goes on P as
+    well, whose reads are the program's (a Unix stream socket honours it)."""
+    if level == SOL_SOCKET and optname == _std.SO_RCVLOWAT and sock._stype == SOCK_STREAM:
+        _RealSocket.setsockopt(sock, level, optname, val)
+    elif level == SOL_SOCKET and optname == _std.SO_SNDBUF and sock._stype == SOCK_DGRAM:
+        _RealSocket.setsockopt(sock, level, optname, val // 2)     # (Linux doubles it again)
 
 
 # -- what the program's socket answers by itself ---------------------------------------------------
@@ -152,8 +78,8 @@ def get_ipv6_opt(link: _Link, optname: int) -> int:
 def local_sockopt(sock: _SocketBase, level: int, optname: int, buflen: int | None,
                   listening: Callable[[], bool]) -> Any:
     """``getsockopt`` answers that need no stack: the socket's type, domain and
-    protocol, SO_ACCEPTCONN (``listening()``), and the timeouts P keeps itself;
-    NOT_LOCAL for anything else."""
+    protocol, SO_ACCEPTCONN (``listening()``), and the timeouts and a datagram
+    socket's send buffer, which P keeps itself; NOT_LOCAL for anything else."""
     if level != SOL_SOCKET:
         return NOT_LOCAL
     if optname == _std.SO_TYPE:
@@ -165,7 +91,8 @@ def local_sockopt(sock: _SocketBase, level: int, optname: int, buflen: int | Non
         return sock._opt_out(proto, buflen)
     if optname == getattr(_std, "SO_ACCEPTCONN", -2):
         return sock._opt_out(int(listening()), buflen)
-    if optname in _TIMEO:
+    if optname in _TIMEO or (optname == _std.SO_SNDBUF and sock._stype == SOCK_DGRAM):
+        # (a datagram socket's send buffer is P's: its datagrams wait there)
         if buflen is None:
             return _RealSocket.getsockopt(sock, level, optname)
         return _RealSocket.getsockopt(sock, level, optname, buflen)

@@ -37,6 +37,7 @@ from femtotcp.api.sock_base import (
     _oserror,
     this_host,
 )
+from femtotcp.api.sockopts import tcp_config
 from femtotcp.proto.ports import port_taken
 from femtotcp.proto.tcpstate import state_name
 from femtotcp.stack.stack import need
@@ -142,15 +143,17 @@ class _TcpLink(_Link):
             _apply_tcp_opt(conn, level, opt, value)
 
     def _syn_opts(self) -> dict[str, Any]:
-        """IPV6_UNICAST_HOPS and IPV6_TCLASS (-1: the default) as ``Tcp.connect``
-        options: the SYN carries them already. None set: none (a connection's
-        own defaults are the same)."""
+        """IPV6_UNICAST_HOPS, IPV6_TCLASS (-1: the default) and TCP_MAXSEG as
+        ``Tcp.connect`` options: the SYN carries them already. None set: none
+        (a connection's own defaults are the same)."""
         opts = self.opts
         if not opts:
             return _NO_OPTS
         hops = opts.get((IPPROTO_IPV6, _std.IPV6_UNICAST_HOPS), -1)
         tclass = opts.get((IPPROTO_IPV6, _std.IPV6_TCLASS), -1)
-        return {"hop_limit": None if hops < 0 else hops, "tclass": max(0, tclass)}
+        # TCP_MAXSEG set before connect caps the MSS the SYN offers (Linux's user_mss).
+        return {"hop_limit": None if hops < 0 else hops, "tclass": max(0, tclass),
+                "maxseg": opts.get((IPPROTO_TCP, _std.TCP_MAXSEG), 0)}
 
     def set_opt(self, level: int, opt: int, value: Any) -> None:
         self.opts[(level, opt)] = value
@@ -721,6 +724,23 @@ class _TcpLink(_Link):
         self.release()
 
 
+_TCP_SYNCNT = getattr(_std, "TCP_SYNCNT", 7)
+_TCP_LINGER2 = getattr(_std, "TCP_LINGER2", 8)
+_TCP_WINDOW_CLAMP = getattr(_std, "TCP_WINDOW_CLAMP", 10)
+_TCP_QUICKACK = getattr(_std, "TCP_QUICKACK", 12)
+
+
+def _tcp_knob(conn: Any, opt: int, value: int) -> None:
+    """TCP_SYNCNT (the SYN's retransmissions) and TCP_LINGER2 (an orphan's
+    time in FIN_WAIT_2; 0: the stack's, -1: none) in the connection's own
+    copy of the TCP config."""
+    if opt == _TCP_SYNCNT:
+        tcp_config(conn, syn_retries=value)
+        return
+    fin = conn.env.config.fin_timeout if value == 0 else float(max(value, 0))
+    tcp_config(conn, fin_timeout=fin)
+
+
 def _apply_tcp_opt(obj: Any, level: int, opt: int, value: Any) -> None:
     """Set a socket option on a TCP connection or listener (attributes the TCP
     module offers; options it does not know are kept on the socket only)."""
@@ -745,6 +765,31 @@ def _apply_tcp_opt(obj: Any, level: int, opt: int, value: Any) -> None:
             name = "keepalive_interval"
         elif opt == _TCP_KEEPCNT:
             name = "keepalive_count"
+        elif opt == _std.TCP_MAXSEG:
+            name = "maxseg"
+        elif opt == _TCP_QUICKACK:
+            # 1: ACK the next segments at once (quick-ack mode again, as Linux);
+            # 0: delay them (Linux's pingpong mode).
+            if hasattr(obj, "rcv"):
+                obj.rcv.quickack = obj.config.quickack_segments if value else 0
+            return
+        elif opt == _TCP_WINDOW_CLAMP:
+            if hasattr(obj, "rcv"):
+                obj.rcv.window_clamp = value
+            return
+        elif opt in (_TCP_SYNCNT, _TCP_LINGER2):
+            if hasattr(obj, "snd"):         # a connection (a listener has no such knob)
+                _tcp_knob(obj, opt, value)
+            return
+    elif level == _std.IPPROTO_IP and opt in (_std.IP_TTL, _std.IP_TOS):
+        from femtotcp.proto.tcp.env import own_env4
+        env = own_env4(obj) if hasattr(obj, "snd") else None    # (a listener: its accepted)
+        if env is not None:
+            if opt == _std.IP_TTL:
+                env.ttl = None if value == -1 else value
+            else:
+                env.tos = value
+        return
     elif level == IPPROTO_IPV6:      # -1: back to the default
         if opt == _std.IPV6_UNICAST_HOPS:
             name, value = "hop_limit", (None if value < 0 else value)

@@ -242,7 +242,7 @@ class _UdpLink(_DgramLink):
             return
         for (level, opt), value in self.opts.items():
             if level == IPPROTO_IP and opt == _IP_TTL:
-                ep.ttl = value
+                ep.ttl = None if value == -1 else value     # -1: the stack's again
             elif level == IPPROTO_IP and opt == _IP_TOS:
                 ep.tos = value
             elif level == IPPROTO_IPV6 and opt == _std.IPV6_UNICAST_HOPS:

@@ -41,7 +41,7 @@ import threading
 import weakref
 from typing import Any
 
-from femtotcp.api import loop
+from femtotcp.api import loop, sockopts
 from femtotcp.api.network import (
     Network,
     _etc_hosts,
@@ -59,11 +59,9 @@ from femtotcp.api.sock_base import (
     _GLOBAL_DEFAULT_TIMEOUT,
     _IP_TOS,
     _IP_TTL,
-    _IPPROTO_IPV6,
     _KIND_DATA,
     _KIND_DATA_SCOPED,
     _KIND_ERROR,
-    _LINGER,
     _REC,
     _SCOPE,
     _TCP_KEEPCNT,
@@ -108,15 +106,12 @@ from femtotcp.api.sock_base import (
 )
 from femtotcp.api.sock_common import (
     NOT_LOCAL,
-    SOCKOPTS_INT,
     dgram_into,
-    get_ipv6_opt,
-    ipv6_option,
     link_kind,
     local_sockopt,
-    option_value,
+    parse_opt,
     send_error,
-    set_ipv6_opt,
+    set_on_p,
     set_timeo,
     shutdown_pair,
     sock_repr,
@@ -135,13 +130,6 @@ def __getattr__(name: str) -> Any:
 
 
 # -- the program's socket object -------------------------------------------------------------
-
-_SOCKOPTS_INT = SOCKOPTS_INT
-
-_DEFAULT_OPTS: dict[tuple[int, int], int] = {
-    (IPPROTO_IP, _IP_TTL): 64,
-}
-
 
 _tls_installed: list[bool] = []
 
@@ -618,22 +606,11 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
     def setsockopt(self, level: int, optname: int, value: Any,
                    optlen: int | None = None) -> None:
         self._check_open()
-        link = self._link
-        if level == _IPPROTO_IPV6:
-            val6 = ipv6_option(self._sfamily, optname, value)
-            self._net.call(set_ipv6_opt, link, optname, val6)
-            return
         if set_timeo(self, level, optname, value):
             return
-        val = option_value(level, optname, value)
-        if isinstance(link, _TcpLink):
-            self._net.call(link.set_opt, level, optname, val)
-        else:
-            def set_dgram() -> None:
-                link.opts[(level, optname)] = val
-                if isinstance(link, _UdpLink):
-                    link.apply_opts()
-            self._net.call(set_dgram)
+        val = parse_opt(self, level, optname, value)
+        self._net.call(sockopts.store, self._link, level, optname, val)
+        set_on_p(self, level, optname, val)
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
         self._check_open()
@@ -642,26 +619,8 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
                               lambda: getattr(link, "mode", None) is TcpMode.LISTENING)
         if local is not NOT_LOCAL:
             return local
-        if level == SOL_SOCKET:
-            if optname == _std.SO_ERROR:
-                val: Any = self._net.call(link.take_so_error)
-                return self._opt_out(val, buflen)
-            if optname == _std.SO_LINGER:
-                onoff, secs = link.opts.get((level, optname), (0, 0))
-                packed = _LINGER.pack(onoff, secs)
-                return packed[:buflen] if buflen else _LINGER.unpack(packed)[0]
-            if optname in (_std.SO_RCVBUF, _std.SO_SNDBUF):
-                val = link.opts.get((level, optname))
-                if val is None:
-                    val = self._net.call(_current_buf, link, optname)
-                return self._opt_out(val, buflen)
-        if level == _IPPROTO_IPV6:
-            ipv6_option(self._sfamily, optname, 0)      # ENOPROTOOPT where Linux says so
-            return self._opt_out(get_ipv6_opt(link, optname), buflen)
-        if (level, optname) in _SOCKOPTS_INT:
-            return self._opt_out(link.opts.get((level, optname),
-                                               _DEFAULT_OPTS.get((level, optname), 0)), buflen)
-        raise _oserror(errno.ENOPROTOOPT)
+        return sockopts.answer(self._net.call(sockopts.fetch, link, self._sfamily, level,
+                                              optname), buflen)
 
     def __repr__(self) -> str:
         return sock_repr(self, self.getsockname, self.getpeername)
@@ -672,15 +631,6 @@ StackSocket = socket
 
 def _raise(err: int) -> int:
     raise _oserror(err)
-
-
-def _current_buf(link: _Link, optname: int) -> int:
-    obj: Any = getattr(link, "conn", None) or getattr(link, "ep", None)
-    if obj is None and isinstance(link, _TcpLink) and link.net.stack.tcp is not None:
-        cfg = getattr(link.net.stack.tcp, "config", None)
-        return int(getattr(cfg, "rcvbuf" if optname == _std.SO_RCVBUF else "sndbuf", 0) or 0)
-    name = "rcvbuf" if optname == _std.SO_RCVBUF else "sndbuf"
-    return int(getattr(obj, name, 0) or 0)
 
 
 # -- module-level helpers on the current network -------------------------------------------------

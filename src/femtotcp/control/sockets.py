@@ -37,11 +37,9 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from femtotcp.api import remote
+from femtotcp.api import remote, sockopts
 from femtotcp.api.network import Network, network_for
 from femtotcp.api.sock_base import (
-    _IPPROTO_IPV6,
-    _LINGER,
     AF_INET,
     AF_INET6,
     AF_UNIX,
@@ -51,12 +49,11 @@ from femtotcp.api.sock_base import (
     SOCK_DGRAM,
     SOCK_SEQPACKET,
     SOCK_STREAM,
-    SOL_SOCKET,
     _Link,
     _oserror,
     _RealSocket,
 )
-from femtotcp.api.sock_common import IPPROTO_ICMPV6, get_ipv6_opt, link_kind, set_ipv6_opt
+from femtotcp.api.sock_common import IPPROTO_ICMPV6, link_kind
 from femtotcp.api.sock_ping import _PingLink
 from femtotcp.api.sock_tcp import TcpMode, _TcpLink
 from femtotcp.api.sock_udp import _DgramLink, _UdpLink
@@ -886,42 +883,31 @@ class SocketService:
 
     def op_setopt(self, sid: Any, level: int, opt: int, value: Any, *,
                   tail: bytes) -> list[Any]:
+        """The program's value (an int, or a buffer as hex), checked here again
+        (``sockopts.parse``: the program is not trusted to have done it)."""
         link = self._link(sid)
-        val = tuple(value) if isinstance(value, list) else int(value)
-        if int(level) == _IPPROTO_IPV6:
-            if not link.v6 or not isinstance(val, int):
-                raise _oserror(errno.ENOPROTOOPT)
-            self.net.call(set_ipv6_opt, link, int(opt), val)
-        elif isinstance(link, _TcpLink):
-            self.net.call(link.set_opt, int(level), int(opt), val)
+        if isinstance(value, str):
+            try:
+                raw: int | bytes = bytes.fromhex(value)
+            except ValueError:
+                raise _oserror(errno.EINVAL) from None
+        elif isinstance(value, int):
+            raw = value
         else:
-            def set_dgram() -> None:
-                link.opts[(int(level), int(opt))] = val
-                if isinstance(link, _UdpLink):
-                    link.apply_opts()
-            self.net.call(set_dgram)
+            raise _oserror(errno.EINVAL)
+        family = socket.AF_INET6 if link.v6 else socket.AF_INET
+        try:
+            val = sockopts.parse(family, link.kind, int(level), int(opt), raw)
+        except OverflowError:
+            raise _oserror(errno.EINVAL) from None
+        self.net.call(sockopts.store, link, int(level), int(opt), val)
         return []
 
     def op_getopt(self, sid: Any, level: int, opt: int, *, tail: bytes) -> list[Any]:
-        from femtotcp.api.socket import _DEFAULT_OPTS, _SOCKOPTS_INT, _current_buf
         link = self._link(sid)
-        key = (int(level), int(opt))
-        if key[0] == _IPPROTO_IPV6:
-            if not link.v6:
-                raise _oserror(errno.ENOPROTOOPT)
-            return [get_ipv6_opt(link, key[1])]
-        if key == (SOL_SOCKET, socket.SO_LINGER):
-            onoff, secs = link.opts.get(key, (0, 0))
-            _LINGER.pack(onoff, secs)
-            return [[onoff, secs]]
-        if key in ((SOL_SOCKET, socket.SO_RCVBUF), (SOL_SOCKET, socket.SO_SNDBUF)):
-            val = link.opts.get(key)
-            if val is None:
-                val = self.net.call(_current_buf, link, key[1])
-            return [int(val)]
-        if key in _SOCKOPTS_INT:
-            return [int(link.opts.get(key, _DEFAULT_OPTS.get(key, 0)))]
-        raise _oserror(errno.ENOPROTOOPT)
+        family = socket.AF_INET6 if link.v6 else socket.AF_INET
+        value = self.net.call(sockopts.fetch, link, family, int(level), int(opt))
+        return [value.hex() if isinstance(value, bytes) else int(value)]
 
     def op_shut(self, sid: Any, how: int, *, tail: bytes) -> list[Any]:
         link = self._tcp(sid)

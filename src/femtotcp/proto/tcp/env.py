@@ -166,6 +166,44 @@ class StackEnv:
         self._tcp._tw_push(record)  # type: ignore[arg-type]
 
 
+class StackEnv4(StackEnv):
+    """``TcpEnv`` for one IPv4 connection whose program set IP_TTL or IP_TOS
+    (``own_env4``): its segments carry them. A TTL of its own sends without
+    TSO (the offload path's header has the stack's)."""
+
+    __slots__ = ("ttl", "tos")
+
+    def __init__(self, tcp: Tcp) -> None:
+        super().__init__(tcp)
+        self.ttl: int | None = None
+        self.tos = 0
+
+    def output(self, src: bytes, dst: bytes, segment: bytes) -> int:
+        err: int = self._tcp.stack.ip_output(dst, 6, segment, src=src, ttl=self.ttl,
+                                             tos=self.tos, df=True)
+        return err
+
+    def offload_path(self, src: bytes, dst: bytes) -> Any:
+        return None if self.ttl is not None else super().offload_path(src, dst)
+
+    def output_offload(self, path: Any, src: bytes, dst: bytes, segment: bytes, mss: int,
+                       hlen: int) -> None:
+        self._tcp.ipv4.output_offload(path, src, dst, segment, mss, hlen, tos=self.tos)
+
+
+def own_env4(conn: TcpConnection) -> StackEnv4 | None:
+    """An IPv4 connection's own env (made the first time, in place of the
+    shared one), for its IP_TTL and IP_TOS; None for an IPv6 connection."""
+    env = conn.env
+    if isinstance(env, StackEnv4):
+        return env
+    if type(env) is not StackEnv:
+        return None
+    own = StackEnv4(env._tcp)
+    conn.env = conn.snd.env = conn.rcv.env = own
+    return own
+
+
 class StackEnv6(StackEnv):
     """``TcpEnv`` for one connection over IPv6: its segments carry the
     connection's flow label (RFC 6437: one per flow, never zero), hop limit

@@ -33,7 +33,7 @@ class Receiver:
         "irs", "rcv_nxt", "rcv_adv", "rcv_buf", "ooo", "fin_received", "ooo_fin",
         "rcv_mss", "ack_pending", "ack_now", "_ack_deferred", "quickack", "last_ack_sent",
         "last_oow_ack", "rcvbuf", "rd_shut", "bytes_received", "t_delack",
-        "autotune", "grown", "space", "space_seq", "space_time",
+        "autotune", "grown", "space", "space_seq", "space_time", "window_clamp",
     )
 
     def __init__(self, conn: TcpConnection, env: TcpEnv, opt: Negotiated,
@@ -58,6 +58,8 @@ class Receiver:
         self.last_ack_sent = 0
         self.last_oow_ack = -1e9
         self.rcvbuf = cfg.rcvbuf
+        #: TCP_WINDOW_CLAMP: the largest window to offer (0: the buffer's).
+        self.window_clamp = 0
         #: Receive-buffer autotuning (``_grow``); off once the program sets SO_RCVBUF.
         self.autotune = cfg.rcvbuf_max > cfg.rcvbuf
         #: What autotuning added (counted in the stack-wide gauge until release).
@@ -290,7 +292,11 @@ class Receiver:
             self.t_delack.stop()
             self.last_ack_sent = rcv_nxt
         cur = self.rcv_adv
-        new_right = rcv_nxt + self.rcvbuf - self.rcv_buf.nbytes
+        space = self.rcvbuf - self.rcv_buf.nbytes
+        clamp = self.window_clamp
+        if clamp and space > clamp:
+            space = clamp
+        new_right = rcv_nxt + space
         if new_right > cur:
             mss = self.opt.adv_mss
             half = self.rcvbuf >> 1

@@ -1,0 +1,467 @@
+"""The socket options, as Linux answers them: one table for every socket the
+stack makes (the in-process ``api.socket``, the attached ``api.remote`` and
+serve's ``control.sockets``).
+
+Each option (``Opt``) has its level and name, the socket kinds it belongs to,
+its value's kind and Linux's checks (``parse``: on the program's side, no
+state needed), its default, and where its value lives: kept in the link's
+``opts`` (and applied to the connection or endpoint where the stack has the
+knob), or read from the live connection (TCP_MAXSEG, IP_MTU, TCP_INFO).
+
+The checks, defaults and errors are the Linux kernel's, compared with it by
+tests/e2e/test_sockopts_twin.py: an unknown level gives EOPNOTSUPP to
+getsockopt and ENOPROTOOPT to setsockopt; an unknown option ENOPROTOOPT;
+SO_SNDBUF/SO_RCVBUF double the value asked (capped, with Linux's minimums);
+IP_TOS keeps the low byte (a TCP socket its ECN bits clear); IP_TTL -1 is the
+default again; TCP's ranges (TCP_KEEPIDLE 1-32767, TCP_KEEPCNT 1-127, ...)
+give EINVAL and leave the value as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import socket as _std
+import struct
+import sys
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from femtotcp.api.sock_base import _LINGER
+
+S = _std.SOL_SOCKET
+IP = _std.IPPROTO_IP
+TCP = _std.IPPROTO_TCP
+IP6 = _std.IPPROTO_IPV6
+IP_MTU_DISCOVER = getattr(_std, "IP_MTU_DISCOVER", 10)
+IP_MTU = getattr(_std, "IP_MTU", 14)
+IP_RECVERR = getattr(_std, "IP_RECVERR", 11)
+TCP_INFO = getattr(_std, "TCP_INFO", 11)
+TCP_CONGESTION = getattr(_std, "TCP_CONGESTION", 13)
+SO_BINDTODEVICE = getattr(_std, "SO_BINDTODEVICE", 25)
+TCP_WINDOW_CLAMP = getattr(_std, "TCP_WINDOW_CLAMP", 10)
+TCP_LINGER2 = getattr(_std, "TCP_LINGER2", 8)
+#: The congestion control the stack runs (RFC 5681/6582 NewReno: Linux's "reno").
+CONGESTION = b"reno"
+TCP_CA_NAME_MAX = 16
+#: net.core.wmem_max/rmem_max's counterpart: SO_SNDBUF/SO_RCVBUF's cap before doubling
+#: (the stack's own receive-buffer ceiling, TcpConfig.rcvbuf_max, is Linux's 4 MiB).
+BUF_MAX = 4 * 1024 * 1024
+SNDBUF_MIN = 4608        # SOCK_MIN_SNDBUF
+RCVBUF_MIN = 2304        # SOCK_MIN_RCVBUF
+TCP_MSS_DEFAULT = 536
+TCP_MIN_MSS = 88
+MAX_TCP_WINDOW = 32767
+TCP_FIN_TIMEOUT_MAX = 120
+INT_MAX = 2**31 - 1
+
+TCP_ONLY = frozenset({"tcp"})
+DGRAM = frozenset({"udp", "ping"})
+ALL = TCP_ONLY | DGRAM
+
+
+def _err(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+class Opt(NamedTuple):
+    """One option. ``value``: "int" (checked by ``check``), "bool" (0/1),
+    "linger" (struct linger), "bytes" (a name or a struct), "get" (read-only).
+    ``default``: the value when the program set none (an int or bytes; a str
+    names the stack's TcpConfig field that holds it; None: read live).
+    ``check(v, kind)``: the value Linux keeps for ``v``, or raises EINVAL.
+    ``minlen``: the shortest buffer setsockopt takes (IP's options take one byte)."""
+    name: str
+    kinds: frozenset[str]
+    value: str
+    default: Any = 0
+    check: Callable[[int, str], int] | None = None
+    minlen: int = 4
+
+
+def _range(lo: int, hi: int) -> Callable[[int, str], int]:
+    def check(v: int, kind: str) -> int:
+        if not lo <= v <= hi:
+            raise _err(errno.EINVAL)
+        return v
+    return check
+
+
+def _buf(minimum: int) -> Callable[[int, str], int]:
+    def check(v: int, kind: str) -> int:
+        v = BUF_MAX if v < 0 else min(v, BUF_MAX)     # (Linux compares as u32)
+        return max(2 * v, minimum)
+    return check
+
+
+def _ttl(v: int, kind: str) -> int:
+    if v != -1 and not 1 <= v <= 255:
+        raise _err(errno.EINVAL)
+    return v
+
+
+def _tos(v: int, kind: str) -> int:
+    v &= 0xFF
+    return v & ~3 if kind == "tcp" else v        # TCP's ECN bits are the stack's
+
+
+def _hops(v: int, kind: str) -> int:
+    if not -1 <= v <= 255:
+        raise _err(errno.EINVAL)
+    return v
+
+
+def _mcast_ttl(v: int, kind: str) -> int:
+    if kind == "tcp":
+        raise _err(errno.EINVAL)
+    if v == -1:
+        return 1
+    if not 0 <= v <= 255:
+        raise _err(errno.EINVAL)
+    return v
+
+
+def _mcast_hops(v: int, kind: str) -> int:
+    if kind == "tcp":                     # read on a stream socket, never set
+        raise _err(errno.ENOPROTOOPT)
+    return _hops(v, kind)
+
+
+def _tclass(v: int, kind: str) -> int:
+    v = _hops(v, kind)
+    return v & ~3 if kind == "tcp" and v > 0 else v
+
+
+def _maxseg(v: int, kind: str) -> int:
+    if v and not TCP_MIN_MSS <= v <= MAX_TCP_WINDOW:
+        raise _err(errno.EINVAL)
+    return v
+
+
+def _linger2(v: int, kind: str) -> int:
+    return -1 if v < 0 else min(v, TCP_FIN_TIMEOUT_MAX)
+
+
+def _rcvlowat(v: int, kind: str) -> int:
+    return INT_MAX if v < 0 else (v or 1)
+
+
+def _window_clamp(v: int, kind: str) -> int:
+    return v if v == 0 or v >= RCVBUF_MIN // 2 else RCVBUF_MIN // 2
+
+
+def _nonneg(v: int, kind: str) -> int:
+    if v < 0:
+        raise _err(errno.EINVAL)
+    return v
+
+
+def _bool01(v: int, kind: str) -> int:
+    if v not in (0, 1):
+        raise _err(errno.EINVAL)
+    return v
+
+
+#: (level, optname) -> Opt. Options answered by the socket itself (SO_TYPE,
+#: SO_DOMAIN, SO_PROTOCOL, SO_ACCEPTCONN, SO_RCVTIMEO, SO_SNDTIMEO) are
+#: sock_common.local_sockopt's.
+TABLE: dict[tuple[int, int], Opt] = {
+    (S, _std.SO_REUSEADDR): Opt("SO_REUSEADDR", ALL, "bool"),
+    (S, getattr(_std, "SO_REUSEPORT", 15)): Opt("SO_REUSEPORT", ALL, "bool"),
+    (S, _std.SO_KEEPALIVE): Opt("SO_KEEPALIVE", ALL, "bool"),
+    (S, _std.SO_BROADCAST): Opt("SO_BROADCAST", ALL, "bool"),
+    (S, _std.SO_OOBINLINE): Opt("SO_OOBINLINE", ALL, "bool"),
+    (S, _std.SO_DONTROUTE): Opt("SO_DONTROUTE", ALL, "bool"),
+    (S, getattr(_std, "SO_PRIORITY", 12)): Opt("SO_PRIORITY", ALL, "int"),
+    (S, getattr(_std, "SO_MARK", 36)): Opt("SO_MARK", ALL, "int"),
+    (S, _std.SO_RCVLOWAT): Opt("SO_RCVLOWAT", ALL, "int", 1, _rcvlowat),
+    (S, _std.SO_SNDLOWAT): Opt("SO_SNDLOWAT", ALL, "get", 1),
+    (S, _std.SO_SNDBUF): Opt("SO_SNDBUF", ALL, "int", None, _buf(SNDBUF_MIN)),
+    (S, _std.SO_RCVBUF): Opt("SO_RCVBUF", ALL, "int", None, _buf(RCVBUF_MIN)),
+    (S, _std.SO_LINGER): Opt("SO_LINGER", ALL, "linger", (0, 0)),
+    (S, _std.SO_ERROR): Opt("SO_ERROR", ALL, "get"),
+    (S, SO_BINDTODEVICE): Opt("SO_BINDTODEVICE", ALL, "bytes", b""),
+    (IP, _std.IP_TTL): Opt("IP_TTL", ALL, "int", -1, _ttl, 1),
+    (IP, _std.IP_TOS): Opt("IP_TOS", ALL, "int", 0, _tos, 1),
+    (IP, IP_MTU): Opt("IP_MTU", ALL, "get"),
+    (IP, IP_MTU_DISCOVER): Opt("IP_MTU_DISCOVER", ALL, "int", 1, _range(0, 5), 1),
+    (IP, IP_RECVERR): Opt("IP_RECVERR", ALL, "bool", 0, None, 1),
+    (IP, _std.IP_MULTICAST_TTL): Opt("IP_MULTICAST_TTL", ALL, "int", 1, _mcast_ttl, 1),
+    (IP, _std.IP_MULTICAST_LOOP): Opt("IP_MULTICAST_LOOP", ALL, "bool", 1, None, 1),
+    (IP, _std.IP_OPTIONS): Opt("IP_OPTIONS", ALL, "bytes", b""),
+    (TCP, _std.TCP_NODELAY): Opt("TCP_NODELAY", TCP_ONLY, "bool"),
+    (TCP, getattr(_std, "TCP_CORK", 3)): Opt("TCP_CORK", TCP_ONLY, "bool"),
+    (TCP, _std.TCP_MAXSEG): Opt("TCP_MAXSEG", TCP_ONLY, "int", 0, _maxseg),
+    (TCP, getattr(_std, "TCP_KEEPIDLE", 4)): Opt("TCP_KEEPIDLE", TCP_ONLY, "int", "keepalive_idle",
+                                                  _range(1, 32767)),
+    (TCP, getattr(_std, "TCP_KEEPINTVL", 5)): Opt("TCP_KEEPINTVL", TCP_ONLY, "int", "keepalive_interval",
+                                                   _range(1, 32767)),
+    (TCP, getattr(_std, "TCP_KEEPCNT", 6)): Opt("TCP_KEEPCNT", TCP_ONLY, "int", "keepalive_count",
+                                                 _range(1, 127)),
+    (TCP, getattr(_std, "TCP_SYNCNT", 7)): Opt("TCP_SYNCNT", TCP_ONLY, "int", "syn_retries",
+                                               _range(1, 127)),
+    (TCP, TCP_LINGER2): Opt("TCP_LINGER2", TCP_ONLY, "int", 0, _linger2),
+    (TCP, getattr(_std, "TCP_DEFER_ACCEPT", 9)): Opt("TCP_DEFER_ACCEPT", TCP_ONLY, "int", 0,
+                                                      _nonneg),
+    (TCP, TCP_WINDOW_CLAMP): Opt("TCP_WINDOW_CLAMP", TCP_ONLY, "int", None,
+                                                       _window_clamp),
+    (TCP, TCP_INFO): Opt("TCP_INFO", TCP_ONLY, "get"),
+    (TCP, getattr(_std, "TCP_QUICKACK", 12)): Opt("TCP_QUICKACK", TCP_ONLY, "bool", 1),
+    (TCP, TCP_CONGESTION): Opt("TCP_CONGESTION", TCP_ONLY, "bytes", CONGESTION),
+    (TCP, getattr(_std, "TCP_USER_TIMEOUT", 18)): Opt("TCP_USER_TIMEOUT", TCP_ONLY, "int", 0,
+                                                       _nonneg),
+    (TCP, getattr(_std, "TCP_FASTOPEN", 23)): Opt("TCP_FASTOPEN", TCP_ONLY, "int", 0, _nonneg),
+    (TCP, getattr(_std, "TCP_NOTSENT_LOWAT", 25)): Opt("TCP_NOTSENT_LOWAT", TCP_ONLY, "int"),
+    (IP6, _std.IPV6_V6ONLY): Opt("IPV6_V6ONLY", ALL, "bool"),
+    (IP6, _std.IPV6_UNICAST_HOPS): Opt("IPV6_UNICAST_HOPS", ALL, "int", -1, _hops),
+    (IP6, _std.IPV6_TCLASS): Opt("IPV6_TCLASS", ALL, "int", -1, _tclass),
+    (IP6, _std.IPV6_MULTICAST_HOPS): Opt("IPV6_MULTICAST_HOPS", ALL, "int", -1, _mcast_hops),
+    (IP6, _std.IPV6_MULTICAST_LOOP): Opt("IPV6_MULTICAST_LOOP", ALL, "int", 1, _bool01),
+}
+#: What the stack keeps when the program's value is -1 ("the default").
+_DEFAULTED = {(IP, _std.IP_TTL), (IP6, _std.IPV6_UNICAST_HOPS), (IP6, _std.IPV6_TCLASS),
+              (IP6, _std.IPV6_MULTICAST_HOPS)}
+_LEVELS = {S, IP, TCP, IP6}
+#: Options that exist for every socket but reject a set (Linux's ENOPROTOOPT).
+_READ_ONLY = {(S, _std.SO_TYPE), (S, getattr(_std, "SO_DOMAIN", 39)),
+              (S, getattr(_std, "SO_PROTOCOL", 38)), (S, getattr(_std, "SO_ACCEPTCONN", 30))}
+
+
+def lookup(family: int, kind: str, level: int, optname: int, setting: bool) -> Opt:
+    """The option, or Linux's error for a level or option this socket lacks:
+    an unknown level (TCP's on a UDP socket, IPv6's on an AF_INET one) is
+    EOPNOTSUPP to getsockopt and ENOPROTOOPT to setsockopt."""
+    if level not in _LEVELS or (level == TCP and kind != "tcp") or (
+            level == IP6 and family != _std.AF_INET6):
+        raise _err(errno.ENOPROTOOPT if setting else errno.EOPNOTSUPP)
+    opt = TABLE.get((level, optname))
+    if opt is None or (setting and opt.value == "get"):
+        raise _err(errno.ENOPROTOOPT)
+    if kind not in opt.kinds:
+        raise _err(errno.ENOPROTOOPT)
+    return opt
+
+
+def parse(family: int, kind: str, level: int, optname: int, value: Any) -> Any:
+    """Program side: what ``setsockopt(level, optname, value)`` keeps, checked
+    as Linux checks it (no state needed): an int, (onoff, seconds) for
+    SO_LINGER, bytes for a name or buffer. Raises OSError with Linux's errno."""
+    if (level, optname) in _READ_ONLY:
+        raise _err(errno.ENOPROTOOPT)
+    opt = lookup(family, kind, level, optname, True)
+    if value is None:
+        raise TypeError("setsockopt() value must be an int or a buffer")
+    if opt.value == "bytes":
+        if isinstance(value, int | bool):
+            raw = int(value).to_bytes(4, sys.byteorder, signed=True)
+        else:
+            raw = bytes(value)
+        return raw
+    if isinstance(value, bool | int):
+        raw = int(value).to_bytes(4, sys.byteorder, signed=True) if -2**31 <= value < 2**31 \
+            else b""
+        if not raw:
+            raise OverflowError("signed integer is greater than maximum")
+    else:
+        raw = bytes(value)
+    if opt.value == "linger":
+        if len(raw) < _LINGER.size:
+            raise _err(errno.EINVAL)
+        return _LINGER.unpack_from(raw)
+    if len(raw) < opt.minlen:
+        raise _err(errno.EINVAL)
+    val = int.from_bytes(raw[:4], sys.byteorder, signed=True) if len(raw) >= 4 else raw[0]
+    if opt.value == "bool":
+        return int(val != 0)
+    if opt.check is not None:
+        val = opt.check(val, kind)
+    return val
+
+
+def answer(value: int | bytes, buflen: int | None) -> Any:
+    """Program side: getsockopt's return for the stack's answer (an int, or the
+    option's bytes): an int without ``buflen`` (as the C call with an int-sized
+    buffer), else at most ``buflen`` bytes."""
+    if buflen is not None and not 0 < buflen <= 1024:
+        raise OSError("getsockopt buflen out of range")      # (the stdlib's words)
+    if isinstance(value, int):
+        if buflen is None:
+            return value
+        return value.to_bytes(4, sys.byteorder, signed=True)[:buflen]
+    if buflen is None:
+        return int.from_bytes(value[:4].ljust(4, b"\0"), sys.byteorder, signed=True)
+    return value[:buflen]
+
+
+# -- the loop thread's half ------------------------------------------------------------------
+
+def _name(val: bytes) -> bytes:
+    return val.split(b"\0", 1)[0]
+
+
+def store(link: Any, level: int, optname: int, val: Any) -> None:
+    """Loop thread: keep a value ``parse`` checked and apply it where the stack
+    has the knob (the state-dependent checks are here)."""
+    key = (level, optname)
+    tcp = link.kind == "tcp"
+    if key == (TCP, TCP_CONGESTION):
+        if _name(val) != CONGESTION:
+            raise _err(errno.ENOENT)
+        return
+    if key == (S, SO_BINDTODEVICE):
+        name = _name(val)
+        if name and not any(iface.name.encode() == name
+                            for iface in link.net.stack.interfaces):
+            raise _err(errno.ENODEV)
+        link.opts[key] = name
+        return
+    if key == (IP, _std.IP_OPTIONS):
+        if val:                  # the stack sends no IP options
+            raise _err(errno.EINVAL)
+        return
+    if key == (IP6, _std.IPV6_V6ONLY):
+        if link.local is not None or getattr(link, "bound", None) is not None:
+            raise _err(errno.EINVAL)
+        link.opts[key] = bool(val)
+        return
+    if tcp and key == (TCP, TCP_WINDOW_CLAMP) and val == 0 and (
+            link.conn is not None or link.listener is not None):
+        raise _err(errno.EINVAL)
+    if tcp:
+        link.set_opt(level, optname, val)
+        return
+    link.opts[key] = val
+    apply = getattr(link, "apply_opts", None)
+    if apply is not None:
+        apply()
+
+
+def fetch(link: Any, family: int, level: int, optname: int) -> int | bytes:
+    """Loop thread: getsockopt's answer (an int, or the option's bytes)."""
+    kind = link.kind
+    opt = lookup(family, kind, level, optname, False)
+    key = (level, optname)
+    if key == (S, _std.SO_ERROR):
+        err: int = link.take_so_error()
+        return err
+    if key == (TCP, TCP_INFO):
+        return tcp_info(link)
+    conn = getattr(link, "conn", None)
+    if key == (IP, IP_MTU):
+        remote = link.remote if conn is None else conn.remote
+        if remote is None or (kind == "tcp" and conn is None):
+            raise _err(errno.ENOTCONN)
+        return int(link.net.stack.route_mtu(remote[0]))
+    if key == (TCP, _std.TCP_MAXSEG):      # the MSS in use; before one, what was set
+        return int(conn.mss) if conn is not None else (
+            link.opts.get(key) or TCP_MSS_DEFAULT)
+    if key == (TCP, TCP_CONGESTION):
+        return CONGESTION.ljust(TCP_CA_NAME_MAX, b"\0")
+    val = link.opts.get(key)
+    if key in ((S, _std.SO_SNDBUF), (S, _std.SO_RCVBUF)) and val is None:
+        return current_buf(link, optname)
+    if key == (TCP, TCP_WINDOW_CLAMP) and val is None:
+        return 0 if conn is None else int(conn.rcvbuf)
+    if val is None:
+        val = opt.default
+    if opt.value == "linger":
+        return _LINGER.pack(int(val[0]), int(val[1]))
+    if isinstance(val, bytes):
+        return val
+    if key in _DEFAULTED and val == -1:
+        if key == (IP6, _std.IPV6_TCLASS):
+            return 0
+        return 1 if key == (IP6, _std.IPV6_MULTICAST_HOPS) else int(link.net.stack.config.ttl)
+    if key == (TCP, TCP_LINGER2) and val == 0:
+        return int(_tcp_cfg(link, "fin_timeout", 60.0))
+    if isinstance(val, str):            # the stack's TCP config holds the default
+        return int(_tcp_cfg(link, val, 0))
+    return int(val)
+
+
+def current_buf(link: Any, optname: int) -> int:
+    """SO_RCVBUF/SO_SNDBUF nobody set: the size the stack uses now."""
+    name = "rcvbuf" if optname == _std.SO_RCVBUF else "sndbuf"
+    obj: Any = getattr(link, "conn", None) or getattr(link, "ep", None)
+    if obj is None:
+        if link.kind == "tcp":
+            tcp = link.net.stack.tcp
+            return int(getattr(getattr(tcp, "config", None), name, 0) or 0)
+        if name == "rcvbuf":
+            return int(getattr(link.net.stack.config, "udp_rcvbuf", 0) or 0)
+        return 0
+    return int(getattr(obj, name, 0) or 0)
+
+
+def tcp_config(conn: Any, **changes: Any) -> None:
+    """A connection's own copy of the TCP config with ``changes`` (TCP_SYNCNT's
+    syn_retries, TCP_LINGER2's fin_timeout): the stack-wide one stays as it is."""
+    conn.config = dataclasses.replace(conn.config, **changes)
+
+
+# -- TCP_INFO ---------------------------------------------------------------------------------
+
+#: struct tcp_info as Linux 6.18 lays it out (280 bytes); older kernels' structs
+#: are prefixes of it, and a program reads the fields it knows.
+_INFO = struct.Struct("=8B24I4Q6IQ3Q2I2Q6I2HI")
+INFO_SIZE = 280
+_STATES = {"ESTABLISHED": 1, "SYN_SENT": 2, "SYN_RECEIVED": 3, "FIN_WAIT_1": 4,
+           "FIN_WAIT_2": 5, "TIME_WAIT": 6, "CLOSED": 7, "CLOSE_WAIT": 8, "LAST_ACK": 9,
+           "LISTEN": 10, "CLOSING": 11}
+_U32 = 0xFFFFFFFF
+
+
+def tcp_info(link: Any) -> bytes:
+    """TCP_INFO: the fields the connection knows (state, retransmits, backoff,
+    options, window scales, rto, ato, MSSes, unacked, pmtu, rtt, rttvar,
+    ssthresh, cwnd, advmss, reordering, rcv_space, bytes acked and received,
+    segments out and in, notsent bytes, both windows), zeros for the rest;
+    times in microseconds, ssthresh and cwnd in segments, as Linux."""
+    conn = link.conn
+    fields = [0] * 59
+    if conn is None:
+        listening = link.listener is not None
+        fields[0] = 10 if listening else 7
+        if not listening:
+            fields[8] = int(_tcp_cfg(link, "rto_initial", 1.0) * 1e6)
+            fields[10] = link.opts.get((TCP, _std.TCP_MAXSEG)) or TCP_MSS_DEFAULT
+        fields[26] = _tcp_cfg(link, "initial_cwnd_segments", 10)
+        return _INFO.pack(*fields).ljust(INFO_SIZE, b"\0")
+    snd, rcv, opt = conn.snd, conn.rcv, conn.opt
+    mss = max(1, int(opt.mss))
+    rtt = snd.rtt
+    cc = snd.cc
+    flight = (snd.snd_nxt - snd.snd_una) & _U32
+    fields[0] = _STATES.get(str(getattr(conn.state, "value", conn.state)), 7)
+    fields[1] = 3 if snd.in_recovery else 0               # ca_state: TCP_CA_Recovery
+    fields[2] = min(255, int(snd.retransmits))
+    fields[4] = min(255, int(rtt.backoff))
+    fields[5] = (1 if opt.ts_ok else 0) | (2 if opt.sack_ok else 0) | (
+        4 if opt.snd_wscale or opt.rcv_wscale else 0)
+    fields[6] = (int(opt.snd_wscale) & 15) | ((int(opt.rcv_wscale) & 15) << 4)
+    fields[8] = int(rtt.rto * 1e6) & _U32                 # rto
+    fields[9] = int(conn.config.delack * 1e6)             # ato
+    fields[10] = mss                                      # snd_mss
+    fields[11] = int(rcv.rcv_mss)                         # rcv_mss
+    fields[12] = -(-flight // mss)                        # unacked (segments)
+    fields[21] = int(conn.env.route_mtu(conn.remote[0]))  # pmtu
+    fields[23] = int((rtt.srtt or 0.0) * 1e6) & _U32      # rtt
+    fields[24] = int(rtt.rttvar * 1e6) & _U32             # rttvar
+    fields[25] = min(INT_MAX, int(cc.ssthresh) // mss)    # snd_ssthresh
+    fields[26] = int(cc.cwnd) // mss                      # snd_cwnd
+    fields[27] = int(opt.adv_mss) - (12 if opt.ts_ok else 0)   # advmss
+    fields[28] = int(conn.config.dupthresh)               # reordering
+    fields[30] = int(rcv.space) & _U32                    # rcv_space (autotuning's)
+    fields[34] = int(snd.bytes_acked)
+    fields[35] = int(rcv.bytes_received)
+    fields[36] = int(conn.segs_out) & _U32
+    fields[37] = int(conn.segs_in) & _U32
+    fields[38] = max(0, snd.snd_buf_seq + len(snd.snd_buf) - snd.snd_nxt)   # notsent_bytes
+    fields[53] = int(snd.snd_wnd) & _U32                  # snd_wnd
+    fields[54] = max(0, rcv.rcv_adv - rcv.rcv_nxt) & _U32  # rcv_wnd
+    return _INFO.pack(*fields).ljust(INFO_SIZE, b"\0")
+
+
+def _tcp_cfg(link: Any, name: str, default: Any) -> Any:
+    return getattr(getattr(link.net.stack.tcp, "config", None), name, default)
