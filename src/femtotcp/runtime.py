@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from femtotcp.stack.stack import Stack
 
 log = logging.getLogger("femtotcp.runtime")
+#: Give the CPU to any task waiting for it (a no-op where there is none).
+sched_yield: Callable[[], None] = getattr(os, "sched_yield", lambda: None)
 T = TypeVar("T")
 
 
@@ -397,12 +399,22 @@ class Runtime(_LoopBase):
         the wait, but after the window, doubles the window (from 10 us, up to
         ``busy_poll``); a wait longer than ``busy_poll`` closes it again, so an
         idle stack, or one whose traffic comes in gaps longer than that, never
-        polls: the CPU it spends is bounded by the gaps it saves."""
+        polls: the CPU it spends is bounded by the gaps it saves.
+
+        The window opens with a ``sched_yield``: KVM polls only while its CPU
+        has no other task to run, and Linux's busy poll ends when one needs
+        the CPU (``need_resched``). The work just done woke the readers it
+        wrote to (a program on its socket pair, a kernel-side socket through
+        the TAP), and Linux queues such a wakee on the waker's CPU, which it
+        expects to sleep (a synchronous wake-up); polling instead left it
+        waiting, at times for the whole window. Where no task waits, the
+        yield returns at once."""
         poll = self._epoll.poll
         start = monotonic()
         window = self.poll_window
         if window:
             end = start + (window if timeout < 0 else min(window, timeout))
+            sched_yield()
             while True:
                 events = poll(0)
                 if events:

@@ -267,6 +267,28 @@ def test_busy_poll_window_grows_while_wakes_come_soon_and_closes_after_idle(
     assert ep.calls == [-1.0]
 
 
+def test_busy_poll_gives_the_cpu_away_once_before_it_polls(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A window opens with one sched_yield (the readers the last round woke
+    may be queued on this CPU), then polls without yielding again; a wait
+    with the window closed sleeps at once, without one."""
+    from femtotcp import runtime as rtmod
+    rt, ep, clock = _scripted(monkeypatch, 200e-6)
+    monkeypatch.setattr(rtmod, "sched_yield", lambda: ep.calls.append(-99.0))
+    ep.ready_at = clock[0] + 30e-6
+    rt._poll_then_wait(-1.0)
+    assert ep.calls == [-1.0]                  # no window: asleep, no yield
+    ep.calls.clear()
+    ep.ready_at = clock[0] + 8e-6
+    assert rt._poll_then_wait(-1.0) == [(99, 1)]
+    assert ep.calls[0] == -99.0 and len(ep.calls) > 3
+    assert all(t == 0 for t in ep.calls[1:])  # polled after it, never yielded again
+    ep.calls.clear()
+    ep.ready_at = clock[0] + 0.5               # the window runs out: sleep
+    rt._poll_then_wait(-1.0)
+    assert ep.calls.count(-99.0) == 1 and ep.calls[0] == -99.0 and ep.calls[-1] == -1.0
+
+
 def test_busy_poll_stops_at_a_due_timer_and_sleeps_only_for_the_rest(
         monkeypatch: pytest.MonkeyPatch) -> None:
     rt, ep, clock = _scripted(monkeypatch, 200e-6)
