@@ -416,7 +416,7 @@ class TcpConnection:
         if st == SYN_SENT:
             self._destroy()
             return
-        if self.rcv.rcv_buf or (self.linger is not None and self.linger == 0):
+        if self.rcv.rcv_buf.nbytes or (self.linger is not None and self.linger == 0):
             self.counters["tcp.close_with_rst"] += 1
             self.abort()
             return
@@ -644,7 +644,9 @@ class TcpConnection:
         self.rcv.established()
         snd = self.snd
         snd.retries = 0
-        snd.rtt.backoff = 0
+        rtt = snd.rtt
+        if rtt.backoff:
+            rtt.backoff = 0
         if self.listener is not None:
             self.listener._on_established(self)
             self._listener_ev = True

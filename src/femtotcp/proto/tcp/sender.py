@@ -217,8 +217,9 @@ class Sender:
         self.snd_una = ack
         if self.snd_nxt < ack:
             self.snd_nxt = ack
-        if self.sb:
-            self.sb.advance(ack)
+        sb = self.sb
+        if sb.starts:                   # (not ``if sb``: its __bool__ is a Python call)
+            sb.advance(ack)
         self.rtt_from_ack(ecr, now)
         self.retries = 0
         self.dupacks = 0
@@ -434,7 +435,7 @@ class Sender:
             snd_max = self.snd_max
             if nxt < buf_end:
                 stop = buf_end
-                if nxt < snd_max and sb:
+                if nxt < snd_max and sb.starts:
                     # Resending after a timeout: skip what the receiver holds.
                     nxt, block = sb.skip(nxt)
                     if block >= 0 and block < stop:
