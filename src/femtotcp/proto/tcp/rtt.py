@@ -32,12 +32,16 @@ class RttEstimator:
         srtt = self.srtt
         if srtt is None:
             srtt = r
-            self.rttvar = r / 2
+            rttvar = r / 2
         else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(srtt - r)
+            delta = srtt - r
+            rttvar = 0.75 * self.rttvar + 0.25 * (delta if delta >= 0 else -delta)
             srtt = 0.875 * srtt + 0.125 * r
         self.srtt = srtt
-        rto = srtt + max(self.granularity, 4 * self.rttvar)
+        self.rttvar = rttvar
+        var = 4 * rttvar                 # max(G, K*RTTVAR), without the builtin calls
+        granularity = self.granularity
+        rto = srtt + (var if var > granularity else granularity)
         if rto < self.rto_min:
             rto = self.rto_min
         elif rto > self.rto_max:
