@@ -410,7 +410,6 @@ class TcpConnection:
                 if deadline is not None:
                     self._tw = self.env.adopt_time_wait(self, deadline)
                     if self._tw is not None:
-                        self.t_close.cancel()
                         self._unlink()
             return
         if st == SYN_SENT:
@@ -1346,7 +1345,6 @@ class TcpConnection:
         env.time_wait_count += 1
         self._set_state(TIME_WAIT)
         self.snd.release()
-        self.t_keepalive.cancel()
         self.rcv.release()
         deadline = self.timers.now + 2 * self.config.msl
         if self.orphaned:
@@ -1354,9 +1352,9 @@ class TcpConnection:
             # (timewait.py), when the environment keeps such records.
             self._tw = env.adopt_time_wait(self, deadline)
             if self._tw is not None:
-                self.t_close.cancel()       # FIN_WAIT_2's, if it ran
-                self._unlink()
+                self._unlink()              # (stops FIN_WAIT_2's timer, if it ran)
                 return
+        self.t_keepalive.cancel()
         self._close_timer().set(deadline)
 
     def _orphan_fin_wait_2(self) -> None:
@@ -1373,8 +1371,6 @@ class TcpConnection:
                 if rcv.ack_pending:
                     self._send_ack()        # the record keeps no delayed ACK
                 self._tw = tw
-                self.t_close.cancel()
-                self.t_keepalive.cancel()
                 self.snd.release()
                 rcv.release()
                 self._unlink()
@@ -1402,17 +1398,16 @@ class TcpConnection:
         if was != CLOSED:
             self._set_state(CLOSED)
         self.snd.release()
-        self.t_keepalive.cancel()
         self.rcv.release()
-        self.t_close.cancel()
         self.env.forget(self)
-        self._unlink()
+        self._unlink()                # (stops the keep-alive and close timers)
 
     def _unlink(self) -> None:
         """The connection is finished with: CLOSED, or a TIME-WAIT record
-        (timewait.py) took its place. Its timers, all stopped, let go of their
-        bound methods, and its sender and receiver hold it through a weak
-        proxy, so no reference cycle is left: reference counting frees it
+        (timewait.py) took its place. Its timers stop (the keep-alive and
+        close timers here, the sender's and receiver's at their release) and
+        let go of their bound methods, and its sender and receiver hold it
+        through a weak proxy, so no reference cycle is left: reference counting frees it
         once the program lets go, without the cyclic collector. What the
         program may still read or call is unchanged."""
         self.t_keepalive.cancel()
