@@ -667,6 +667,12 @@ class TcpConnection:
             if self.state == FIN_WAIT_2 and self.orphaned and self._tw is None:
                 self._orphan_fin_wait_2()
         self._flush()
+        rcv = self.rcv
+        if rcv.delack_due:
+            # After the program heard of the segment: an answer it sent at
+            # once (a FIN on the peer's FIN) carried the ACK, and no timer
+            # was armed only to be stopped (``Receiver.arm_delack``).
+            rcv.arm_delack(self.timers.now)
 
     def _flush(self) -> None:
         """Deliver deferred events, after the segment's processing is complete."""
@@ -1076,7 +1082,7 @@ class TcpConnection:
         if rcv.ack_pending:
             if rcv.ooo.blocks:
                 rcv.ack_now = True
-            rcv._schedule_ack(now)
+            rcv._schedule_ack(now, later=True)      # a delayed ACK's timer: see input
         rcv.ack_now = False
 
     def _on_reset(self) -> None:
