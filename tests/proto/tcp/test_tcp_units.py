@@ -278,9 +278,19 @@ def test_ephemeral_ports_rfc6056() -> None:
 
 def test_syn_options_from_templates_match_build_options() -> None:
     """Our SYN and SYN-ACK options come from a template per option set; the
-    bytes are those ``build_options`` lays out, timestamps included."""
-    from femtotcp.proto.tcp.options import Negotiated
+    bytes are those ``build_options`` lays out, timestamps included (a
+    connection's and a SYN cookie's, ``syn_option_bytes``)."""
+    from femtotcp.proto.tcp.options import Negotiated, syn_option_bytes
     from femtotcp.wire.tcp import build_options
+
+    for mss in (216, 1460):
+        for wscale in (None, 0, 14):
+            for sack in (False, True):
+                assert syn_option_bytes(mss, wscale, sack, None, 99) == build_options(
+                    mss=mss, wscale=wscale, sack_perm=sack)
+                assert syn_option_bytes(mss, wscale, sack, 0xFFFFFFFF, 0x1234) == \
+                    build_options(mss=mss, wscale=wscale, sack_perm=sack,
+                                  ts=(0xFFFFFFFF, 0x1234))
 
     for ts in (False, True):
         for sack in (False, True):
