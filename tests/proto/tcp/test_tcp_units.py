@@ -230,6 +230,15 @@ def test_keyed_hashes_are_the_documented_functions() -> None:
     offset, index = both >> 32, both % 256
     assert ports.pick(A, B, 80, lambda _: False) == 32768 + offset % 28232
     assert ports._table[index] == 1
+    # The last destination's hash is kept: the same F and G again, and those
+    # of another destination in between
+    assert ports.pick(A, B, 80, lambda _: False) == 32768 + (offset + 1) % 28232
+    other_both = f(b"port", A + B + (443).to_bytes(2, "big"), 8)
+    step = ports._table[other_both % 256]
+    assert ports.pick(A, B, 443, lambda _: False) == \
+        32768 + ((other_both >> 32) + step) % 28232
+    assert ports.pick(A, B, 80, lambda _: False) == \
+        32768 + (offset + ports._table[index] - 1) % 28232
 
 
 def test_syn_cookies_round_trip_and_expiry() -> None:
