@@ -397,6 +397,10 @@ def test_a_dropped_segment_is_resent_by_fast_retransmit(sack: bool) -> None:
     net = Net(TcpConfig(sack=sack))
     b = net.connect()
     assert (net.a.snd.recovery is SACK) == sack
+    # A sender's scoreboard is made with the first SACK block; until then
+    # it shares the empty one, which stays empty (another sender's is it).
+    fresh = TcpConnection(net.env_a, A_ADDR, A_PORT + 1, B_ADDR, B_PORT)
+    assert net.a.snd.sb is fresh.snd.sb and not fresh.snd.sb.starts
     mss = net.a.mss
     dropped: list[int] = []
     first_seq = (net.a.snd_nxt) & MASK
@@ -423,6 +427,9 @@ def test_a_dropped_segment_is_resent_by_fast_retransmit(sack: bool) -> None:
     if sack:
         assert any(tcp.parse_options(h.options).sack_blocks for h in dupacks)
     assert counters["tcp.dupack"] >= 3
+    assert (net.a.snd.sb is not fresh.snd.sb) == sack     # made for the SACK blocks
+    assert not fresh.snd.sb.starts and not fresh.snd.sb.sacked
+    assert not net.a.snd.sb.starts                         # all acknowledged since
 
 
 # -- closing and resets --------------------------------------------------------------------

@@ -322,6 +322,51 @@ def test_passive_close_fin_carries_the_ack_of_the_peers_fin() -> None:
     assert conn.counters["tcp.delayed_acks"] == 0
 
 
+def test_passive_close_in_the_callback_makes_no_delayed_ack_timer() -> None:
+    """A program that closes from its callback on the peer's FIN answers
+    with one FIN+ACK, and the delayed ACK of the FIN, which that segment
+    carried, never had its timer made (nothing armed only to be stopped)."""
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    conn = p.conn
+    heap = peer.stack.timers.heap_size()
+
+    def on_event() -> None:
+        if conn.recv() == b"":
+            conn.close()
+
+    conn.on_event = on_event
+    peer.send(FIN | ACK, p.snd, p.rcv)
+    assert conn.state == "LAST_ACK"
+    fin = peer.expect(FIN | ACK)
+    assert fin.seq == p.rcv and fin.ack == p.snd + 1
+    assert conn.rcv.t_delack.deadline is None and not hasattr(conn.rcv.t_delack, "_fire")
+    assert peer.stack.timers.heap_size() <= heap + 1      # the FIN's RTO only
+    peer.send(ACK, p.snd + 1, p.rcv + 1)
+    assert conn.state == "CLOSED"
+    assert conn.counters["tcp.delayed_acks"] == 0
+
+
+def test_delayed_ack_of_a_fin_the_callback_does_not_answer() -> None:
+    """A callback that takes the EOF but does not close leaves the FIN's
+    ACK delayed: its timer is armed once the callback returned, and the ACK
+    goes out after the delayed-ACK timeout, not before."""
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    conn = p.conn
+    seen: list[bytes | None] = []
+    conn.on_event = lambda: seen.append(conn.recv())
+    peer.send(FIN | ACK, p.snd, p.rcv)
+    assert seen == [b""] and conn.state == "CLOSE_WAIT"
+    assert conn.rcv.t_delack.deadline is not None
+    assert peer.received() == []
+    lan.run(conn.config.delack / 2)
+    assert peer.received() == []
+    lan.run(conn.config.delack)
+    assert peer.expect(ACK).ack == p.snd + 1
+    assert conn.counters["tcp.delayed_acks"] == 1
+
+
 def test_simultaneous_close_closing() -> None:
     """FIN_WAIT_1 -> CLOSING (rcv FIN, snd ACK) -> TIME_WAIT (rcv ACK of FIN)."""
     lan, peer = lan_with_peer()

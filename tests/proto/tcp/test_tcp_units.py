@@ -230,6 +230,15 @@ def test_keyed_hashes_are_the_documented_functions() -> None:
     offset, index = both >> 32, both % 256
     assert ports.pick(A, B, 80, lambda _: False) == 32768 + offset % 28232
     assert ports._table[index] == 1
+    # The last destination's hash is kept: the same F and G again, and those
+    # of another destination in between
+    assert ports.pick(A, B, 80, lambda _: False) == 32768 + (offset + 1) % 28232
+    other_both = f(b"port", A + B + (443).to_bytes(2, "big"), 8)
+    step = ports._table[other_both % 256]
+    assert ports.pick(A, B, 443, lambda _: False) == \
+        32768 + ((other_both >> 32) + step) % 28232
+    assert ports.pick(A, B, 80, lambda _: False) == \
+        32768 + (offset + ports._table[index] - 1) % 28232
 
 
 def test_syn_cookies_round_trip_and_expiry() -> None:
@@ -278,9 +287,19 @@ def test_ephemeral_ports_rfc6056() -> None:
 
 def test_syn_options_from_templates_match_build_options() -> None:
     """Our SYN and SYN-ACK options come from a template per option set; the
-    bytes are those ``build_options`` lays out, timestamps included."""
-    from femtotcp.proto.tcp.options import Negotiated
+    bytes are those ``build_options`` lays out, timestamps included (a
+    connection's and a SYN cookie's, ``syn_option_bytes``)."""
+    from femtotcp.proto.tcp.options import Negotiated, syn_option_bytes
     from femtotcp.wire.tcp import build_options
+
+    for mss in (216, 1460):
+        for wscale in (None, 0, 14):
+            for sack in (False, True):
+                assert syn_option_bytes(mss, wscale, sack, None, 99) == build_options(
+                    mss=mss, wscale=wscale, sack_perm=sack)
+                assert syn_option_bytes(mss, wscale, sack, 0xFFFFFFFF, 0x1234) == \
+                    build_options(mss=mss, wscale=wscale, sack_perm=sack,
+                                  ts=(0xFFFFFFFF, 0x1234))
 
     for ts in (False, True):
         for sack in (False, True):

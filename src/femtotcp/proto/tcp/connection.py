@@ -413,13 +413,12 @@ class TcpConnection:
                 if deadline is not None:
                     self._tw = self.env.adopt_time_wait(self, deadline)
                     if self._tw is not None:
-                        self.t_close.cancel()
                         self._unlink()
             return
         if st == SYN_SENT:
             self._destroy()
             return
-        if self.rcv.rcv_buf or (self.linger is not None and self.linger == 0):
+        if self.rcv.rcv_buf.nbytes or (self.linger is not None and self.linger == 0):
             self.counters["tcp.close_with_rst"] += 1
             self.abort()
             return
@@ -647,7 +646,9 @@ class TcpConnection:
         self.rcv.established()
         snd = self.snd
         snd.retries = 0
-        snd.rtt.backoff = 0
+        rtt = snd.rtt
+        if rtt.backoff:
+            rtt.backoff = 0
         if self.listener is not None:
             self.listener._on_established(self)
             self._listener_ev = True
@@ -669,6 +670,12 @@ class TcpConnection:
             if self.state == FIN_WAIT_2 and self.orphaned and self._tw is None:
                 self._orphan_fin_wait_2()
         self._flush()
+        rcv = self.rcv
+        if rcv.delack_due:
+            # After the program heard of the segment: an answer it sent at
+            # once (a FIN on the peer's FIN) carried the ACK, and no timer
+            # was armed only to be stopped (``Receiver.arm_delack``).
+            rcv.arm_delack(self.timers.now)
 
     def _flush(self) -> None:
         """Deliver deferred events, after the segment's processing is complete."""
@@ -1078,7 +1085,7 @@ class TcpConnection:
         if rcv.ack_pending:
             if rcv.ooo.blocks:
                 rcv.ack_now = True
-            rcv._schedule_ack(now)
+            rcv._schedule_ack(now, later=True)      # a delayed ACK's timer: see input
         rcv.ack_now = False
 
     def _on_reset(self) -> None:
@@ -1388,7 +1395,6 @@ class TcpConnection:
         env.time_wait_count += 1
         self._set_state(TIME_WAIT)
         self.snd.release()
-        self.t_keepalive.cancel()
         self.rcv.release()
         deadline = self.timers.now + 2 * self.config.msl
         if self.orphaned:
@@ -1396,9 +1402,9 @@ class TcpConnection:
             # (timewait.py), when the environment keeps such records.
             self._tw = env.adopt_time_wait(self, deadline)
             if self._tw is not None:
-                self.t_close.cancel()       # FIN_WAIT_2's, if it ran
-                self._unlink()
+                self._unlink()              # (stops FIN_WAIT_2's timer, if it ran)
                 return
+        self.t_keepalive.cancel()
         self._close_timer().set(deadline)
 
     def _orphan_fin_wait_2(self) -> None:
@@ -1415,8 +1421,6 @@ class TcpConnection:
                 if rcv.ack_pending:
                     self._send_ack()        # the record keeps no delayed ACK
                 self._tw = tw
-                self.t_close.cancel()
-                self.t_keepalive.cancel()
                 self.snd.release()
                 rcv.release()
                 self._unlink()
@@ -1444,17 +1448,16 @@ class TcpConnection:
         if was != CLOSED:
             self._set_state(CLOSED)
         self.snd.release()
-        self.t_keepalive.cancel()
         self.rcv.release()
-        self.t_close.cancel()
         self.env.forget(self)
-        self._unlink()
+        self._unlink()                # (stops the keep-alive and close timers)
 
     def _unlink(self) -> None:
         """The connection is finished with: CLOSED, or a TIME-WAIT record
-        (timewait.py) took its place. Its timers, all stopped, let go of their
-        bound methods, and its sender and receiver hold it through a weak
-        proxy, so no reference cycle is left: reference counting frees it
+        (timewait.py) took its place. Its timers stop (the keep-alive and
+        close timers here, the sender's and receiver's at their release) and
+        let go of their bound methods, and its sender and receiver hold it
+        through a weak proxy, so no reference cycle is left: reference counting frees it
         once the program lets go, without the cyclic collector. What the
         program may still read or call is unchanged."""
         self.t_keepalive.cancel()

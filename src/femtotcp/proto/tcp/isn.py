@@ -27,18 +27,18 @@ class IsnGenerator:
         # timestamp offset (the low half); the last one is kept, since a new
         # connection asks for both in turn.
         self._pair = rand.blake2s(key=key, digest_size=8, person=b"isn+ts")
-        self._last: tuple[bytes, int] = (b"", 0)
+        self._last: tuple[tuple[bytes, int, bytes, int], int] = ((b"", 0, b"", 0), 0)
         self._flow = rand.blake2s(key=key, digest_size=4, person=b"flow")
 
     def _both(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
-        t = _tuple_bytes(laddr, lport, raddr, rport)
+        key = (laddr, lport, raddr, rport)
         last = self._last
-        if last[0] == t:
+        if last[0] == key:
             return last[1]
         h = self._pair.copy()
-        h.update(t)
+        h.update(_tuple_bytes(laddr, lport, raddr, rport))
         value = int.from_bytes(h.digest(), "big")
-        self._last = (t, value)
+        self._last = (key, value)
         return value
 
     def isn(self, now: float, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:

@@ -78,6 +78,22 @@ def _syn_template(mss: int, wscale: int | None, sack: bool, ts: bool) -> tuple[b
     return raw, at
 
 
+def syn_option_bytes(mss: int, wscale: int | None, sack: bool, ts_val: int | None,
+                     ts_ecr: int = 0) -> bytes:
+    """The options of a SYN or SYN-ACK, ``build_options(mss=mss, wscale=wscale,
+    sack_perm=sack, ts=(ts_val, ts_ecr) or None)``'s bytes, from a template per
+    (MSS, window scale, SACK, timestamps) with the timestamp values put in:
+    a connection's and a SYN cookie's alike."""
+    key = (mss, wscale, sack, ts_val is not None)
+    tmpl = _SYN_TEMPLATES.get(key)
+    if tmpl is None:
+        tmpl = _syn_template(*key)
+    raw, at = tmpl
+    if ts_val is None:
+        return raw
+    return raw[:at] + _TS_PAIR.pack(ts_val & MASK, ts_ecr & MASK) + raw[at + 8:]
+
+
 class Negotiated:
     """What we offer and what the handshake settled. ``mss`` is the payload of
     a full segment we send (the peer's MSS less the timestamp option)."""
@@ -111,19 +127,11 @@ class Negotiated:
         return (int(now * 1000) + self.ts_offset) & MASK
 
     def syn_options(self, now: float, synack: bool) -> bytes:
-        """The options of our SYN or SYN-ACK: ``build_options``'s bytes, from a
-        template per (MSS, window scale, SACK, timestamps) with the timestamp
-        values put in."""
-        wscale = self.rcv_wscale if self.offer_ws else None
-        key = (self.adv_mss, wscale, self.offer_sack, self.offer_ts)
-        tmpl = _SYN_TEMPLATES.get(key)
-        if tmpl is None:
-            tmpl = _syn_template(*key)
-        raw, at = tmpl
-        if at < 0:
-            return raw
-        return raw[:at] + _TS_PAIR.pack((int(now * 1000) + self.ts_offset) & MASK,
-                                        self.ts_recent if synack else 0) + raw[at + 8:]
+        """The options of our SYN or SYN-ACK (``syn_option_bytes``)."""
+        return syn_option_bytes(self.adv_mss, self.rcv_wscale if self.offer_ws else None,
+                                self.offer_sack,
+                                tsval(now, self.ts_offset) if self.offer_ts else None,
+                                self.ts_recent if synack else 0)
 
     def negotiate(self, opts: TcpOptions, v4: bool, min_snd_mss: int, now: float) -> None:
         """Settle the options from the peer's SYN (or SYN-ACK); the caller then

@@ -27,14 +27,23 @@ class EphemeralPorts:
         # The two keyed functions (F and G) as the two halves of one keyed
         # 64-bit hash, keyed once: each pick hashes a copy.
         self._keyed = rand.blake2s(key=key, digest_size=8, person=b"port")
+        #: The last destination's (addresses + port, hash): a client connects
+        #: to one place many times over, and the hash depends on nothing else.
+        self._last: tuple[bytes, int] = (b"", 0)
 
     def pick(self, laddr: bytes, raddr: bytes, rport: int,
              in_use: Callable[[int], bool]) -> int | None:
         """A free port for (laddr, raddr, rport), or None when the range is exhausted."""
         num = self.high - self.low + 1
-        h = self._keyed.copy()
-        h.update(laddr + raddr + rport.to_bytes(2, "big"))
-        both = int.from_bytes(h.digest(), "big")
+        dest = laddr + raddr + rport.to_bytes(2, "big")
+        last = self._last
+        if last[0] == dest:
+            both = last[1]
+        else:
+            h = self._keyed.copy()
+            h.update(dest)
+            both = int.from_bytes(h.digest(), "big")
+            self._last = (dest, both)
         offset = both >> 32
         index = both % TABLE_LENGTH
         table = self._table

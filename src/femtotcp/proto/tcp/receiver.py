@@ -31,7 +31,8 @@ class Receiver:
     __slots__ = (
         "conn", "env", "opt", "counters", "config",
         "irs", "rcv_nxt", "rcv_adv", "rcv_buf", "ooo", "fin_received", "ooo_fin",
-        "rcv_mss", "ack_pending", "ack_now", "_ack_deferred", "quickack", "last_ack_sent",
+        "rcv_mss", "ack_pending", "ack_now", "_ack_deferred", "delack_due", "quickack",
+        "last_ack_sent",
         "last_oow_ack", "rcvbuf", "rd_shut", "bytes_received", "t_delack",
         "autotune", "grown", "space", "space_seq", "space_time", "window_clamp",
     )
@@ -54,6 +55,8 @@ class Receiver:
         self.ack_pending = False
         self.ack_now = False
         self._ack_deferred = False
+        #: A delayed ACK whose timer the caller arms (``arm_delack``).
+        self.delack_due = False
         self.quickack = cfg.quickack_segments
         self.last_ack_sent = 0
         self.last_oow_ack = -1e9
@@ -94,6 +97,7 @@ class Receiver:
         """The connection is gone (or in TIME_WAIT): drop what is held out of order."""
         self.t_delack.cancel()
         self.t_delack = _UNARMED
+        self.delack_due = False
         self.autotune = False
         if self.grown:
             self.counters["tcp.rcvbuf_autotuned"] -= self.grown
@@ -320,13 +324,14 @@ class Receiver:
         return window
 
     # ---------------------------------------------------------------- ACK policy
-    def _schedule_ack(self, now: float) -> None:
+    def _schedule_ack(self, now: float, later: bool = False) -> None:
         """Delayed ACKs (RFC 9293 3.8.6.3, RFC 5681 4.2): at once in quick-ack mode
         and for holes and FINs; for every second full-sized segment; otherwise
         after the delayed-ACK timeout. With ``ack_coalescing`` the ACK for a run
         of full-sized segments that arrived in one batch from the device is sent
         when the batch is done (as Linux's GRO does), at most
-        ``ack_coalesce_segments`` segments late."""
+        ``ack_coalesce_segments`` segments late. With ``later`` the caller arms
+        the delayed ACK's timer itself (``delack_due``, ``arm_delack``)."""
         unacked = self.rcv_nxt - self.last_ack_sent
         if self.ack_now:
             self.conn._send_ack()
@@ -340,6 +345,18 @@ class Receiver:
                     return
             self.conn._send_ack()
         elif self.t_delack.deadline is None:
+            if later:
+                self.delack_due = True
+            else:
+                self._delack_timer().set(now + self.config.delack)
+
+    def arm_delack(self, now: float) -> None:
+        """Arm the delayed ACK's timer that ``_schedule_ack(now, later=True)``
+        left to the caller (the same ``now``), unless the ACK went out since:
+        a connection whose program answers a segment at once never makes
+        the timer, as one whose ACK is due at once never does."""
+        self.delack_due = False
+        if self.ack_pending and self.t_delack.deadline is None:
             self._delack_timer().set(now + self.config.delack)
 
     def _deferred_ack(self) -> None:

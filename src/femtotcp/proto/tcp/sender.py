@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 _HDR_TS = struct.Struct("!HHIIHHHHIII")     # header + NOP NOP TS, 32 bytes
 _HDR_PLAIN = struct.Struct("!HHIIHHHH")      # header without options, 20 bytes
+#: The scoreboard of a sender no SACK block reached yet (shared, always empty:
+#: ``_update_scoreboard`` makes the sender its own before adding to it).
+_NO_SACKS = Scoreboard()
 #: The most payload one TSO super-segment carries: a 64 KB IP packet.
 TSO_MAX_PAYLOAD = 65535 - 20 - 20
 
@@ -74,7 +77,7 @@ class Sender:
         self.nodelay = False
         self.una_time = 0.0
         self.cc: CongestionControl = NewReno(536, cfg.initial_cwnd_segments)
-        self.sb = Scoreboard()
+        self.sb = _NO_SACKS
         self.recovery: Recovery = NEWRENO
         self.in_recovery = False
         self.recover = 0
@@ -186,6 +189,8 @@ class Sender:
         una = ack if ack > self.snd_una else self.snd_una
         snd_max = self.snd_max
         sb = self.sb
+        if sb is _NO_SACKS:
+            sb = self.sb = Scoreboard()
         newly = 0
         for left32, right32 in blocks:
             left = unwrap(left32, una)
@@ -217,8 +222,9 @@ class Sender:
         self.snd_una = ack
         if self.snd_nxt < ack:
             self.snd_nxt = ack
-        if self.sb:
-            self.sb.advance(ack)
+        sb = self.sb
+        if sb.starts:                   # (not ``if sb``: its __bool__ is a Python call)
+            sb.advance(ack)
         self.rtt_from_ack(ecr, now)
         self.retries = 0
         self.dupacks = 0
@@ -438,7 +444,7 @@ class Sender:
             snd_max = self.snd_max
             if nxt < buf_end:
                 stop = buf_end
-                if nxt < snd_max and sb:
+                if nxt < snd_max and sb.starts:
                     # Resending after a timeout: skip what the receiver holds.
                     nxt, block = sb.skip(nxt)
                     if block >= 0 and block < stop:
@@ -558,7 +564,8 @@ class Sender:
         self.in_recovery = False
         self.recover = self.snd_max
         self.dupacks = 0
-        self.sb.clear()      # RFC 2018 8: the receiver may have reneged
+        if self.sb.starts:
+            self.sb.clear()  # RFC 2018 8: the receiver may have reneged
         self.high_rxt = una
         self.rtt.backoff += 1
         self.rtt_seq = -1

@@ -36,7 +36,13 @@ import struct
 from typing import TYPE_CHECKING
 
 from femtotcp.proto.tcp.isn import COOKIE_PERIOD, encode_ts_options
-from femtotcp.proto.tcp.options import default_peer_mss, route_mss, tsval, wscale_for
+from femtotcp.proto.tcp.options import (
+    default_peer_mss,
+    route_mss,
+    syn_option_bytes,
+    tsval,
+    wscale_for,
+)
 from femtotcp.wire import tcp as wire
 
 if TYPE_CHECKING:
@@ -87,8 +93,6 @@ class SynGuard:
         self.ports: set[int] = set()
         self.last_cookie = -1e18
         self._timer: Timer | None = None
-        #: Option bytes of a SYN-ACK without timestamps, by MSS (a handful).
-        self._plain_options: dict[int, bytes] = {}
 
     # -- the cookie SYN-ACK (both paths) ----------------------------------------------
     def send_cookie(self, lst: TcpListener, src: bytes, dst: bytes, rport: int, lport: int,
@@ -106,7 +110,7 @@ class SynGuard:
                                   min(peer_mss, our_mss))
         rcvbuf = inherited.get("rcvbuf", cfg.rcvbuf)
         ws = None
-        ts = None
+        ts_val = None
         sack = False
         if opts.ts_val is not None and cfg.timestamps:
             peer_ws = opts.wscale if cfg.window_scaling else None
@@ -114,15 +118,8 @@ class SynGuard:
             if peer_ws is not None:
                 ws = wscale_for(max(rcvbuf, cfg.rcvbuf_max))
             offset = tcp.isn.ts_offset(dst, lport, src, rport)
-            ts = (encode_ts_options(tsval(now, offset), peer_ws, sack), opts.ts_val)
-        if ts is None:
-            options = self._plain_options.get(our_mss)
-            if options is None:
-                options = wire.build_options(mss=our_mss)
-                if len(self._plain_options) < 64:
-                    self._plain_options[our_mss] = options
-        else:
-            options = wire.build_options(mss=our_mss, wscale=ws, sack_perm=sack, ts=ts)
+            ts_val = encode_ts_options(tsval(now, offset), peer_ws, sack)
+        options = syn_option_bytes(our_mss, ws, sack, ts_val, opts.ts_val or 0)
         seg = synack(src, dst, lport, rport, isn, (peer_isn + 1) & 0xFFFFFFFF,
                      min(rcvbuf, 0xFFFF), options)
         lst.cookie_time = now

@@ -90,6 +90,7 @@ class _TwRcv:
     ooo = _NO_OOO
     rd_shut = True
     rcvbuf = 0
+    delack_due = False
 
     def __init__(self, irs: int, rcv_nxt: int, rcv_adv: int, last_oow_ack: float,
                  rcv_mss: int, bytes_received: int, fin_received: bool,
