@@ -108,3 +108,28 @@ def test_tcp_reuseport_listeners_share_connections(lan: Lan) -> None:
     finally:
         for lst in listeners:
             lst.close()
+
+
+def test_datagrams_to_a_group_leave_with_the_multicast_ttl(lan: Lan) -> None:
+    """A datagram to a multicast group goes with TTL 1 (Linux's default
+    IP_MULTICAST_TTL: it stays on the link), or the TTL IP_MULTICAST_TTL sets;
+    unicast keeps IP_TTL's."""
+    seen: list[tuple[bytes, int]] = []
+
+    def capture(frame: bytes, outbound: bool) -> None:
+        if outbound and frame[12:14] == b"\x08\x00" and frame[23] == 17:
+            seen.append((frame[30:34], frame[22]))      # destination, TTL
+
+    lan.a.interfaces[0].device.add_capture(capture)
+    # A route for the groups (as Linux, no route to a group is ENETUNREACH).
+    lan.net_a.call(lambda: lan.a.add_route("224.0.0.0/4", iface=lan.a.interfaces[0]))
+    with _udp(lan, None, "a") as s:
+        s.sendto(b"m", ("224.0.0.251", 5353))
+        s.setsockopt(std.IPPROTO_IP, std.IP_MULTICAST_TTL, 4)
+        s.sendto(b"m", ("224.0.0.251", 5353))
+        s.setsockopt(std.IPPROTO_IP, std.IP_TTL, 9)
+        s.sendto(b"u", (lan.ip_b, 9))
+    lan.net_a.call(lambda: None)
+    group = std.inet_aton("224.0.0.251")
+    assert [ttl for dst, ttl in seen if dst == group] == [1, 4]
+    assert [ttl for dst, ttl in seen if dst == std.inet_aton(lan.ip_b)] == [9]

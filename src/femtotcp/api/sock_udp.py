@@ -249,6 +249,9 @@ class _UdpLink(_DgramLink):
                 ep.ttl = None if value == -1 else value
             elif level == IPPROTO_IPV6 and opt == _std.IPV6_TCLASS:
                 ep.tos = 0 if value == -1 else value
+            elif (level, opt) in ((IPPROTO_IP, _std.IP_MULTICAST_TTL),
+                                  (IPPROTO_IPV6, _std.IPV6_MULTICAST_HOPS)):
+                ep.mcast_ttl = 1 if value == -1 else value
             elif level == SOL_SOCKET and opt == _std.SO_RCVBUF:
                 ep.rcvbuf = value
 

@@ -92,6 +92,10 @@ class UdpEndpoint:
         self.take: Callable[[bytes, tuple[bytes, int]], bool] | None = None
         self.closed = False
         self.ttl: int | None = None
+        #: The TTL (hop limit) of datagrams to a multicast group: 1 unless
+        #: IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS say otherwise (Linux's
+        #: default keeps them on the link).
+        self.mcast_ttl = 1
         self.tos = 0
         #: The last IPv4 destination sent to from this endpoint's own choice of
         #: source, with what that choice rests on, as ``Stack.destinations``
@@ -161,9 +165,11 @@ class UdpEndpoint:
                                   pseudo)
         msg = wire.build(src, dst, self.local[1], port, data, pseudo)
         stack.counters["udp.tx"] += 1
-        err = int(stack.ip_output(dst, wire.PROTO, msg, src=src, ttl=self.ttl, tos=self.tos,
+        group = (224 <= dst[0] <= 239) if len(dst) == 4 else dst[0] == 0xFF
+        err = int(stack.ip_output(dst, wire.PROTO, msg, src=src,
+                                  ttl=self.mcast_ttl if group else self.ttl, tos=self.tos,
                                   iface=iface))
-        if again and not err and pseudo is not None:
+        if again and not err and pseudo is not None and not group:
             # A second datagram in a row to ``dst``: worth a template.
             self._remember_template(stack, dst, port, src, pseudo, len(msg) + 20)
         return err
