@@ -82,6 +82,8 @@ def this_host(dst: bytes, bound: bytes | None) -> bytes:
     if bound is not None and bound != ANY4 and bound != ANY6 and len(bound) == len(dst):
         return bound
     return LOOPBACK4 if len(dst) == 4 else LOOPBACK6
+
+
 CHUNK = 65536            # bytes moved per pump step
 PAIR_BUF = 65536         # SO_SNDBUF of each socketpair end (Linux doubles it)
 DGRAM_PAIR_BUF = 262144  # room for a few maximum-size datagrams towards the program
