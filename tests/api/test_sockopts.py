@@ -331,6 +331,38 @@ def test_ip_ttl_and_tos_of_an_ipv4_stream_on_the_wire(lan: Lan, net: Any) -> Non
         s.close()
 
 
+def test_ip_ttl_and_tos_set_before_the_handshake_mark_syn_and_syn_ack(
+        lan: Lan, net: Any) -> None:
+    """IP_TTL and IP_TOS set before connect mark the SYN already, and set on a
+    listener its SYN-ACKs and the connections it accepts, as Linux's."""
+    seen: list[tuple[int, int, int]] = []        # TTL, TOS, TCP flags
+
+    def capture(frame: bytes, outbound: bool) -> None:
+        if outbound and frame[12:14] == b"\x08\x00" and frame[23] == 6:
+            seen.append((frame[22], frame[15], frame[47]))
+
+    for stack in (lan.a, lan.b):
+        stack.interfaces[0].device.add_capture(capture)
+    srv = lan.net_b.socket()
+    srv.setsockopt(IP, std.IP_TTL, 11)
+    srv.setsockopt(IP, std.IP_TOS, 0x20)
+    srv.bind(("", 0))
+    srv.listen(8)
+    c = net.socket()
+    c.settimeout(10)
+    c.setsockopt(IP, std.IP_TTL, 7)
+    c.setsockopt(IP, std.IP_TOS, 0x10)
+    c.connect((lan.ip_b, srv.getsockname()[1]))
+    peer, _ = srv.accept()
+    peer.sendall(b"from the accepted one")
+    assert c.recv(100) == b"from the accepted one"
+    syn, syn_ack, ack, psh = 0x02, 0x12, 0x10, 0x18
+    assert (7, 0x10, syn) in seen and (11, 0x20, syn_ack) in seen
+    assert (11, 0x20, psh) in seen or (11, 0x20, ack) in seen
+    for s in (c, peer, srv):
+        s.close()
+
+
 def test_defaults_are_the_stack_s(lan: Lan, net: Any) -> None:
     """Unset, the TCP limits read the stack's own config (Linux's sysctls)."""
     def tune() -> None:

@@ -143,17 +143,24 @@ class _TcpLink(_Link):
             _apply_tcp_opt(conn, level, opt, value)
 
     def _syn_opts(self) -> dict[str, Any]:
-        """IPV6_UNICAST_HOPS, IPV6_TCLASS (-1: the default) and TCP_MAXSEG as
-        ``Tcp.connect`` options: the SYN carries them already. None set: none
-        (a connection's own defaults are the same)."""
+        """IPV6_UNICAST_HOPS, IPV6_TCLASS (-1: the default), IP_TTL, IP_TOS and
+        TCP_MAXSEG as ``Tcp.connect`` options: the SYN carries them already.
+        None set: none (a connection's own defaults are the same)."""
         opts = self.opts
         if not opts:
             return _NO_OPTS
         hops = opts.get((IPPROTO_IPV6, _std.IPV6_UNICAST_HOPS), -1)
         tclass = opts.get((IPPROTO_IPV6, _std.IPV6_TCLASS), -1)
         # TCP_MAXSEG set before connect caps the MSS the SYN offers (Linux's user_mss).
-        return {"hop_limit": None if hops < 0 else hops, "tclass": max(0, tclass),
-                "maxseg": opts.get((IPPROTO_TCP, _std.TCP_MAXSEG), 0)}
+        syn = {"hop_limit": None if hops < 0 else hops, "tclass": max(0, tclass),
+               "maxseg": opts.get((IPPROTO_TCP, _std.TCP_MAXSEG), 0)}
+        # IP_TTL and IP_TOS mark an IPv4 connection's SYN already, as Linux's.
+        ttl = opts.get((_std.IPPROTO_IP, _std.IP_TTL), -1)
+        if ttl != -1:
+            syn["ttl"] = ttl
+        if opts.get((_std.IPPROTO_IP, _std.IP_TOS)):
+            syn["tos"] = opts[(_std.IPPROTO_IP, _std.IP_TOS)]
+        return syn
 
     def set_opt(self, level: int, opt: int, value: Any) -> None:
         self.opts[(level, opt)] = value
@@ -782,13 +789,12 @@ def _apply_tcp_opt(obj: Any, level: int, opt: int, value: Any) -> None:
                 _tcp_knob(obj, opt, value)
             return
     elif level == _std.IPPROTO_IP and opt in (_std.IP_TTL, _std.IP_TOS):
-        from femtotcp.proto.tcp.env import own_env4
-        env = own_env4(obj) if hasattr(obj, "snd") else None    # (a listener: its accepted)
-        if env is not None:
-            if opt == _std.IP_TTL:
-                env.ttl = None if value == -1 else value
-            else:
-                env.tos = value
+        # A connection's own IPv4 env, or a listener's value for its SYN-ACKs
+        # and the connections it accepts (``TcpConnection.ttl``/``tos``).
+        if opt == _std.IP_TTL:
+            obj.ttl = None if value == -1 else value
+        else:
+            obj.tos = value
         return
     elif level == IPPROTO_IPV6:      # -1: back to the default
         if opt == _std.IPV6_UNICAST_HOPS:

@@ -246,6 +246,36 @@ class TcpConnection:
         if hasattr(self.env, "tclass"):
             setattr(self.env, "tclass", value)   # noqa: B010 - not every env has it
 
+    # IP_TTL and IP_TOS: an IPv4 connection's own env (``env.own_env4``, made
+    # when first set) puts them on its segments, the SYN or SYN-ACK too when
+    # they are set before it (``Tcp.connect`` options, a listener's); an IPv6
+    # connection has none (Linux applies them to IPv4 packets only).
+    @property
+    def ttl(self) -> int | None:
+        """The TTL of this IPv4 connection's segments (None: the stack's)."""
+        value: int | None = getattr(self.env, "ttl", None)
+        return value
+
+    @ttl.setter
+    def ttl(self, value: int | None) -> None:
+        from femtotcp.proto.tcp.env import own_env4
+        env = own_env4(self) if value is not None or hasattr(self.env, "ttl") else None
+        if env is not None:
+            env.ttl = value
+
+    @property
+    def tos(self) -> int:
+        """The TOS byte of this IPv4 connection's segments."""
+        value: int = getattr(self.env, "tos", 0)
+        return value
+
+    @tos.setter
+    def tos(self, value: int) -> None:
+        from femtotcp.proto.tcp.env import own_env4
+        env = own_env4(self) if value or hasattr(self.env, "tos") else None
+        if env is not None:
+            env.tos = value
+
     # ================================================================ the parts' fields
     # Send side.
     iss: int = _via("snd.iss")

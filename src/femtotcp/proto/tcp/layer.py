@@ -516,10 +516,15 @@ class Tcp:
         """Send a segment no connection owns (a RST, a SYN-cookie SYN-ACK). Over
         IPv6 it carries the flow label ``IsnGenerator.flow_label`` gives its
         4-tuple (RFC 6437 3), and a listener's IPV6_UNICAST_HOPS and
-        IPV6_TCLASS, as its connections' SYN-ACKs do."""
+        IPV6_TCLASS (over IPv4 its IP_TTL and IP_TOS), as its connections'
+        SYN-ACKs do."""
         ipv6 = self.stack.ipv6
         if len(to) == 4 or ipv6 is None:
-            self.stack.ip_output(to, wire.PROTO, seg, src=frm, df=df)
+            if lst is None:
+                self.stack.ip_output(to, wire.PROTO, seg, src=frm, df=df)
+            else:           # a listener's IP_TTL and IP_TOS, as its connections'
+                self.stack.ip_output(to, wire.PROTO, seg, src=frm, df=df, ttl=lst.ttl,
+                                     tos=lst.tos)
             return
         lport, rport = _PORTS.unpack_from(seg)
         ipv6.output(to, wire.PROTO, seg, src=frm, df=df,
