@@ -106,6 +106,38 @@ def run(peer):
         lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(
             b"u", socket.MSG_OOB, (peer, 7)))
 
+    def again_blocking():
+        s = fresh()
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        got = [attempt(lambda: s.connect((peer, 1))), attempt(lambda: s.connect((peer, 7)))]
+        s.sendall(b"again")
+        got += [outcome(lambda: s.recv(10)),
+                s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)]
+        s.close()
+        return got
+    out["refused, then connect again (blocking)"] = outcome(again_blocking)
+
+    def again_with_timeout():
+        s = fresh()
+        s.settimeout(10)
+        got = [attempt(lambda p=port: s.connect((peer, p))) for port in (1, 7, 7)]
+        s.close()
+        return got
+    out["refused, then connect again twice (timeout)"] = outcome(again_with_timeout)
+
+    def again_nonblocking():
+        s = fresh()
+        s.setblocking(False)
+        got = [s.connect_ex((peer, 1))]
+        select.select([], [s], [], 10)
+        got += [s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), s.connect_ex((peer, 7)),
+                s.connect_ex((peer, 7))]
+        select.select([], [s], [], 10)
+        got += [s.connect_ex((peer, 7)), s.connect_ex((peer, 7))]
+        s.close()
+        return [errno.errorcode.get(e, e) for e in got]
+    out["refused, then connect again (non-blocking)"] = outcome(again_nonblocking)
+
     def closed_by_peer():
         s = socket.create_connection((peer, 13), timeout=10)
         got = [outcome(lambda: s.recv(10)), attempt(lambda: s.send(b"x"))]

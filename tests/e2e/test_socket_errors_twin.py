@@ -6,6 +6,8 @@
   EOPNOTSUPP; shutdown(SHUT_RDWR), then recv gives EOF and send EPIPE;
 - connect again after a connect that went through the socket layer's
   "connecting" state (non-blocking or with a timeout): 0 once, then EISCONN;
+  after a failed connect, a blocking socket connects again at once (its
+  options kept), one with a timeout after one ECONNABORTED;
 - one pending error per socket (Linux's sk_err): recv, send and SO_ERROR each
   take it, whichever comes first; after the peer's FIN a reset shows in send
   and SO_ERROR only, recv keeps giving EOF;

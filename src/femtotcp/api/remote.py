@@ -757,10 +757,27 @@ class RemoteSocket(_SocketBase):
             new.setblocking(True)
         return new, new._remote or self._fmt(None, 0)
 
+    def _connect_failed(self) -> bool:
+        if self._mode == CONNECTING:
+            self._refresh()
+        return self._mode == FAILED
+
+    def _renew(self) -> None:
+        """A connect again after one that failed: a new pair in place of the
+        spent one (``_fresh_pair``); serve gets its end with the connect, under
+        the same socket id, and gives the new link the options the freed one
+        had (``SocketService.adopt``)."""
+        q = self._fresh_pair(lambda p, q: tune_pair(p, q, SOCK_STREAM))
+        self._q = q
+        _pending.add(self)
+        self._state([IDLE, None, None, 0])
+
     def _connect(self, address: Any, raise_errors: bool) -> int:
         self._check_open()
         packed, port, scope = self._addr_scoped(address, "connect")
         ip = ip_str(packed)
+        if self._stype == SOCK_STREAM and self._mode == FAILED and self._q is None:
+            self._renew()
         if self._stype == SOCK_DGRAM:
             self._state(self._values("uconnect", ip, port, scope)[0])
             return 0

@@ -67,6 +67,11 @@ IPPROTO_IPV6 = _std.IPPROTO_IPV6
 IPV6_V6ONLY = _std.IPV6_V6ONLY
 _V4_MAPPED = bytes(10) + b"\xff\xff"
 BROADCAST4 = b"\xff\xff\xff\xff"
+#: What a failed connect returns (the attempt is over; connect may try again).
+_CONNECT_FAILED = frozenset({errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EHOSTUNREACH,
+                             errno.ENETUNREACH, errno.ECONNRESET})
+#: The options P keeps itself (``sock_common.set_timeo``, ``set_on_p``).
+_P_OPTS = (_std.SO_RCVTIMEO, _std.SO_SNDTIMEO, _std.SO_RCVLOWAT)
 #: More than any datagram's payload: a read of this size takes a record whole.
 DGRAM_MAX = 65536
 LOOPBACK4 = b"\x7f\x00\x00\x01"
@@ -541,24 +546,64 @@ class _SocketBase(_RealSocket):
     #: socket is still "connecting" to that layer (``_connect_unreported``,
     #: unset: False); the next connect that finds the connection made returns
     #: 0, once, and only later ones EISCONN.
+    #: A connect that failed this way leaves such a socket "connecting" too:
+    #: the next connect reports the failure (its error if still pending, else
+    #: ECONNABORTED) and only the one after tries again (``_renew``).
     def _connect_reported(self, address: Any, raise_errors: bool) -> int:
         if self._stype != _std.SOCK_STREAM:
             return self._connect(address, raise_errors)
         unreported = getattr(self, "_connect_unreported", False)
+        if unreported and self._connect_failed():
+            self._connect_unreported = False
+            err = self.getsockopt(SOL_SOCKET, _std.SO_ERROR) or errno.ECONNABORTED
+            if raise_errors:
+                raise _oserror(err)
+            return err
         try:
             err = self._connect(address, raise_errors)
         except OSError as exc:
-            if exc.errno != errno.EISCONN or not unreported:
+            if exc.errno == errno.EISCONN and unreported:
+                err = errno.EISCONN
+            else:
+                if exc.errno in _CONNECT_FAILED:
+                    self._connect_unreported = self.gettimeout() is not None
                 raise
-            err = errno.EISCONN
         if err == errno.EISCONN and unreported:
             self._connect_unreported = False
             return 0
         if err in (errno.EINPROGRESS, errno.EALREADY):
             self._connect_unreported = True
-        elif err == 0:
+        elif err == 0 or err in _CONNECT_FAILED:
             self._connect_unreported = self.gettimeout() is not None
         return err
+
+    def _connect_failed(self) -> bool:
+        """Whether this TCP socket's connect failed (the stack gave up on it)."""
+        raise NotImplementedError
+
+    def _fresh_pair(self, tune: Callable[[_socket.socket, _socket.socket], None]
+                    ) -> _socket.socket:
+        """For a TCP socket whose connect failed and that connects again, as
+        Linux lets it (tcp_disconnect): a new pair in place of the spent one.
+        P keeps its fd number (``dup2``), its own options (timeouts,
+        SO_RCVLOWAT) and its blocking mode; the new Q is returned for the
+        stack's new link."""
+        fd = _RealSocket.fileno(self)
+        kept = [(opt, _RealSocket.getsockopt(self, SOL_SOCKET, opt, 16)) for opt in _P_OPTS]
+        p, q = _socket.socketpair(AF_UNIX, _std.SOCK_STREAM | SOCK_CLOEXEC)
+        try:
+            tune(p, q)
+            os.dup2(p.fileno(), fd, inheritable=False)
+        except BaseException:
+            q.close()
+            raise
+        finally:
+            p.close()
+        for opt, raw in kept:
+            _RealSocket.setsockopt(self, SOL_SOCKET, opt,
+                                   raw if len(raw) > 4 else int.from_bytes(raw[:4], sys.byteorder))
+        self.settimeout(self.gettimeout())      # O_NONBLOCK on the new file as before
+        return q
 
     def connect(self, address: Any) -> None:
         err = self._connect_reported(address, raise_errors=True)

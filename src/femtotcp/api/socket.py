@@ -369,11 +369,40 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         remote = new_link.remote or (ANY4, 0)
         return new, self._fmt(remote[0], remote[1], new_link.scope)
 
+    def _connect_failed(self) -> bool:
+        link = self._link
+        return isinstance(link, _TcpLink) and link.mode is TcpMode.FAILED
+
+    def _renew(self) -> _TcpLink:
+        """A connect again after one that failed: a new pair and link in place
+        of the released ones (``_fresh_pair``), with the socket's options and
+        its explicit bind, as Linux keeps them."""
+        old = self._link
+        assert isinstance(old, _TcpLink)
+
+        def tune(p: Any, q: Any) -> None:
+            p.setsockopt(SOL_SOCKET, _std.SO_SNDBUF, PAIR_BUF)
+            q.setsockopt(SOL_SOCKET, _std.SO_SNDBUF, PAIR_BUF)
+
+        q = _RealSocket(AF_UNIX, SOCK_STREAM, 0, self._fresh_pair(tune).detach())
+        q.setblocking(False)
+        link = _LocalTcpLink(self._net, q, self)
+        link.opts.update(old.opts)
+        self._link = link
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _finalize, link)
+        self._finalizer.atexit = False
+        if old.bound is not None:
+            self._net.call(link.bind, old.bound[0], old.bound[1], old.scope)
+        return link
+
     def _connect(self, address: Any, raise_errors: bool) -> int:
         self._check_open()
         dst, port, scope = self._addr_scoped(address, "connect")
         link = self._link
         net = self._net
+        if isinstance(link, _TcpLink) and link.mode is TcpMode.FAILED:
+            link = self._renew()
         if isinstance(link, _UdpLink | _PingLink):
             net.call(link.connect, dst, port, scope)
             return 0

@@ -104,6 +104,9 @@ class _Tomb(NamedTuple):
     program_error: int | None
     so_error: int
     since: float
+    #: Its options (None: none), which a connect again after a failed one
+    #: takes to the new link (``adopt``), as Linux's socket keeps them.
+    opts: dict[tuple[int, int], Any] | None = None
 
 
 def raw_state_of(link: _Link) -> tuple[Any, ...]:
@@ -392,6 +395,8 @@ def connect_result(link: _TcpLink, err: int = 0) -> bytes:
     if link.mode is TcpMode.FAILED:
         link.so_error = 0
         err = link.connect_error
+        if isinstance(link, _ServedTcpLink) and link.sid is not None:
+            link.service.error_taken(link.sid)      # (its remains were made already)
     local = link.local if link.local is not None else link.bound
     return remote.connected_answer(err, _MODE_TEXT[link.mode], local, link.remote, link.scope)
 
@@ -568,7 +573,7 @@ class SocketService:
             del self.links[sid]
             self.tombs.pop(sid, None)
             self.tombs[sid] = _Tomb(raw_state_of(link), link.program_error,
-                                    link.so_error, now)
+                                    link.so_error, now, dict(link.opts) or None)
 
     def _trim_tombs(self, now: float) -> None:
         """(Lock held.) MAX_TOMBS at most, none older than RELEASED_GRACE."""
@@ -683,12 +688,15 @@ class SocketService:
             raise
         with self._lock:
             old = self.links.get(int(sid))
+            tomb = self.tombs.get(int(sid))
         if old is not None and not old.released:
             q.close()       # a second copy (the socket went through fork first)
             return old
         link: _Link
         if what == "tcp":
             link = _ServedTcpLink(self, q)
+            if tomb is not None and tomb.opts:
+                link.opts.update(tomb.opts)     # connecting again after a failed connect
         else:
             link = (_UdpLink if what == "udp" else _PingLink)(self.net, q, _OWNER)  # type: ignore[arg-type]
             link.detached = True
@@ -715,6 +723,14 @@ class SocketService:
         if tomb is None:
             raise _oserror(errno.EBADF, "no such socket in femtotcp serve")
         return tomb
+
+    def error_taken(self, sid: int) -> None:
+        """A failed connect's answer took the socket's error: its remains no
+        longer hold it (SO_ERROR reads 0, a connect again is ECONNABORTED)."""
+        with self._lock:
+            tomb = self.tombs.get(sid)
+            if tomb is not None and self.links.get(sid) is None:
+                self.tombs[sid] = tomb._replace(so_error=0, program_error=None)
 
     def _retomb(self, sid: Any, tomb: _Tomb) -> None:
         """Replace a freed socket's remains (an error was taken), in place."""
