@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from femtotcp.wire import ip_str
+from femtotcp.wire import ipv4 as wire_ipv4
+from femtotcp.wire import ipv6 as wire_ipv6
 from femtotcp.wire.ipv6 import is_link_local, is_link_scope
 
 if TYPE_CHECKING:
@@ -74,8 +76,6 @@ _CONNECT_FAILED = frozenset({errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EHOSTUNR
 _P_OPTS = (_std.SO_RCVTIMEO, _std.SO_SNDTIMEO, _std.SO_RCVLOWAT)
 #: More than any datagram's payload: a read of this size takes a record whole.
 DGRAM_MAX = 65536
-LOOPBACK4 = b"\x7f\x00\x00\x01"
-LOOPBACK6 = bytes(15) + b"\x01"
 
 
 def this_host(dst: bytes, bound: bytes | None) -> bytes:
@@ -86,7 +86,7 @@ def this_host(dst: bytes, bound: bytes | None) -> bytes:
         return dst
     if bound is not None and bound != ANY4 and bound != ANY6 and len(bound) == len(dst):
         return bound
-    return LOOPBACK4 if len(dst) == 4 else LOOPBACK6
+    return wire_ipv4.LOOPBACK if len(dst) == 4 else wire_ipv6.LOOPBACK
 
 
 CHUNK = 65536            # bytes moved per pump step

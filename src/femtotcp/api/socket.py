@@ -39,7 +39,7 @@ import socket as _std
 import sys
 import threading
 import weakref
-from typing import Any
+from typing import Any, NoReturn
 
 from femtotcp.api import loop, sockopts
 from femtotcp.api.network import (
@@ -566,9 +566,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         if isinstance(link, _DgramLink):
             return self._net.call(link.send, bytes(data))
         if link.mode is not TcpMode.CONNECTED:  # type: ignore[attr-defined]
-            self._check_open()
-            exc = self._data_error()
-            raise exc if exc is not None else _oserror(link.take_so_error() or errno.EPIPE)
+            self._not_connected()
         try:
             return _RealSocket.send(self, data, flags)
         except (BrokenPipeError, ConnectionResetError) as exc:
@@ -583,9 +581,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
             self._net.call(link.send, bytes(data))
             return
         if link.mode is not TcpMode.CONNECTED:  # type: ignore[attr-defined]
-            self._check_open()
-            exc = self._data_error()
-            raise exc if exc is not None else _oserror(link.take_so_error() or errno.EPIPE)
+            self._not_connected()
         try:
             _RealSocket.sendall(self, data, flags)
         except (BrokenPipeError, ConnectionResetError) as exc:
@@ -605,11 +601,16 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
     def _urgent(self, payload: bytes) -> None:
         link = self._link
         assert isinstance(link, _TcpLink)
-        self._check_open()
         if link.mode is not TcpMode.CONNECTED:
-            exc = self._data_error()
-            raise exc if exc is not None else _oserror(link.take_so_error() or errno.EPIPE)
+            self._not_connected()
         self._net.call(link.send_urgent, payload)
+
+    def _not_connected(self) -> NoReturn:
+        """A TCP send on a socket that is not connected: the connection's error,
+        else Linux's for its mode (``send_error``), else the socket error or EPIPE."""
+        self._check_open()
+        exc = self._data_error()
+        raise exc if exc is not None else _oserror(self._link.take_so_error() or errno.EPIPE)
 
     def shutdown(self, how: int) -> None:
         self._check_open()

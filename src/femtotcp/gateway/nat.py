@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("femtotcp.gateway")
 
 ANY4 = b"\x00\x00\x00\x00"
-LOOPBACK4 = b"\x7f\x00\x00\x01"
+LOOPBACK4 = wire_ipv4.LOOPBACK
 LOOPBACK6 = wire_ipv6.LOOPBACK
 #: The most one read from a host TCP socket takes (into ``Nat.scratch``).
 SPLICE_READ = 262144

@@ -9,10 +9,27 @@ share with SO_REUSEADDR) is the caller's choice; the overlap is decided here.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 ANY4 = b"\x00" * 4
 ANY6 = b"\x00" * 16
+
+
+def sharers_taken(bindings: Iterable[tuple[tuple[bytes, int], Iterable[T]]],
+                  addr: bytes, port: int, v6only: bool, dual: tuple[bytes, int] | None,
+                  shares: Callable[[T], bool]) -> bool:
+    """``port_taken`` for a binding that may share (SO_REUSEADDR, SO_REUSEPORT):
+    only the bindings of ``port`` with a holder that does not share with it
+    (``shares(holder)`` False) count. ``bindings``: each bound (address,
+    port) with its holders; ``dual``: the ``::`` binding that takes IPv4, if
+    any."""
+    bound = {key for key, holders in bindings
+             if key[1] == port and not all(shares(h) for h in holders)}
+    return port_taken(bound, addr, port, v6only,
+                      () if dual is None or dual not in bound else (dual,))
 
 
 def port_taken(bound: Collection[tuple[bytes, int]], addr: bytes, port: int,

@@ -10,14 +10,16 @@ from __future__ import annotations
 import errno
 import struct
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from femtotcp.core import rand
-from femtotcp.proto.ports import port_taken
+from femtotcp.proto.ports import port_taken, sharers_taken
+from femtotcp.stack.ipv4 import is_multicast
 from femtotcp.wire import Malformed, icmp4, icmp6
 from femtotcp.wire import udp as wire
 from femtotcp.wire.checksum import pseudo_header_sum, sum_value
+from femtotcp.wire.ipv6 import is_multicast as is_multicast6
 
 if TYPE_CHECKING:
     from femtotcp.stack.destination import Destination
@@ -165,7 +167,7 @@ class UdpEndpoint:
                                   pseudo)
         msg = wire.build(src, dst, self.local[1], port, data, pseudo)
         stack.counters["udp.tx"] += 1
-        group = (224 <= dst[0] <= 239) if len(dst) == 4 else dst[0] == 0xFF
+        group = is_multicast(dst) if len(dst) == 4 else is_multicast6(dst)
         err = int(stack.ip_output(dst, wire.PROTO, msg, src=src,
                                   ttl=self.mcast_ttl if group else self.ttl, tos=self.tos,
                                   iface=iface))
@@ -348,15 +350,14 @@ class Udp:
 
     def _in_use(self, addr: bytes, port: int, v6only: bool = True,
                 reuse_addr: bool = False, reuse_port: bool = False) -> bool:
-        bound: Collection[tuple[bytes, int]] = self.endpoints
-        if reuse_addr or reuse_port:
-            # Only bindings with an endpoint that does not share count.
-            bound = {key for key in self.endpoints if key[1] == port and any(
-                not ((reuse_addr and ep.reuse_addr) or (reuse_port and ep.reuse_port))
-                for ep in self.members(key))}
         dual = self._dual(port)
-        return port_taken(bound, addr, port, v6only,
-                          () if dual is None or dual.local not in bound else (dual.local,))
+        if reuse_addr or reuse_port:
+            return sharers_taken(
+                ((key, self.members(key)) for key in self.endpoints), addr, port, v6only,
+                None if dual is None else dual.local,
+                lambda ep: (reuse_addr and ep.reuse_addr) or (reuse_port and ep.reuse_port))
+        return port_taken(self.endpoints, addr, port, v6only,
+                          () if dual is None else (dual.local,))
 
     def members(self, key: tuple[bytes, int]) -> list[UdpEndpoint]:
         """Every endpoint bound to ``key``, in binding order."""

@@ -30,6 +30,7 @@ from femtotcp.stack.destination import DestinationCache
 from femtotcp.stack.interface import Interface, Ipv4Address
 from femtotcp.stack.routes import Route, RouteTable
 from femtotcp.wire import Malformed, ethernet, ip_bytes, ip_str, mac_bytes
+from femtotcp.wire import ipv6 as wire_ipv6
 
 if TYPE_CHECKING:
     from femtotcp.proto.icmp4 import Icmp4
@@ -63,7 +64,6 @@ class IpOutput(Protocol):
 
 ANY4 = b"\x00\x00\x00\x00"
 BROADCAST4 = b"\xff\xff\xff\xff"
-LOOPBACK6 = bytes(15) + b"\x01"
 
 
 M = TypeVar("M")
@@ -329,7 +329,7 @@ class Stack:
         """One of our addresses, or loopback (127/8, and ::1 with IPv6: delivered
         without a device)."""
         return addr in self.local_addresses or (addr[0] == 127 and len(addr) == 4) or (
-            addr == LOOPBACK6 and self.ipv6 is not None)
+            addr == wire_ipv6.LOOPBACK and self.ipv6 is not None)
 
     def local_iface(self, addr: bytes) -> Interface | None:
         """The interface holding ``addr``, of either family (the first one for
@@ -338,7 +338,7 @@ class Stack:
             for a in (iface.ipv4 if len(addr) == 4 else iface.ipv6):
                 if a.addr == addr:
                     return iface
-        if ((addr[0] == 127 and len(addr) == 4) or addr == LOOPBACK6) and self.interfaces:
+        if ((addr[0] == 127 and len(addr) == 4) or addr == wire_ipv6.LOOPBACK) and self.interfaces:
             return self.interfaces[0]
         return None
 

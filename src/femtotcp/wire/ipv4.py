@@ -10,6 +10,8 @@ from femtotcp.wire.checksum import checksum, ones_sum
 
 _HDR = struct.Struct("!BBHHHBBH4s4s")
 HEADER_LEN = 20
+#: This host's loopback address (127.0.0.1; all of 127/8 is loopback).
+LOOPBACK = b"\x7f\x00\x00\x01"
 MF = 0x2000
 DF = 0x4000
 OFFSET_MASK = 0x1FFF

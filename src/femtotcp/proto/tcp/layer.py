@@ -13,12 +13,12 @@ import os
 import struct
 from bisect import insort
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from itertools import count
 from typing import TYPE_CHECKING, Any
 
 from femtotcp.core import rand
-from femtotcp.proto.ports import port_taken
+from femtotcp.proto.ports import port_taken, sharers_taken
 from femtotcp.proto.ratelimit import TokenBucket
 from femtotcp.proto.tcp.config import TcpConfig
 from femtotcp.proto.tcp.connection import TcpConnection, _os_error
@@ -264,13 +264,15 @@ class Tcp:
 
     def _listen_conflict(self, addr: bytes, port: int, v6only: bool = True,
                          reuse_port: bool = False) -> bool:
-        bound: Collection[tuple[bytes, int]] = self._listeners
-        if reuse_port:       # only listeners that do not share count
-            bound = {key for key, lst in self._listeners.items() if key[1] == port and any(
-                not each.reuse_port for each in self._listener_groups.get(key, (lst,)))}
         dual = self._dual_listener(port)
-        return port_taken(bound, addr, port, v6only,
-                          () if dual is None or dual.local not in bound else (dual.local,))
+        if reuse_port:
+            groups = self._listener_groups
+            return sharers_taken(
+                ((key, groups.get(key, (lst,))) for key, lst in self._listeners.items()),
+                addr, port, v6only, None if dual is None else dual.local,
+                lambda each: each.reuse_port)
+        return port_taken(self._listeners, addr, port, v6only,
+                          () if dual is None else (dual.local,))
 
     def _dual_listener(self, port: int) -> TcpListener | None:
         """The listener on ``::`` that takes IPv4 on ``port``, if any."""
