@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import logging
 import smtplib
 import socket as std
 import socketserver
@@ -336,23 +335,43 @@ def _listener(net: fsock.Network, port: int) -> fsock.socket:
     return s
 
 
-def test_an_ipv6_probe_does_not_warn_but_ipv6_traffic_does(
-        lan: Lan, caplog: pytest.LogCaptureFixture) -> None:
-    """requests and urllib3 make an AF_INET6 socket at import to see whether the
-    host has IPv6: that stays silent; an AF_INET6 socket that carries traffic on
-    the kernel's network is worth one warning."""
-    caplog.set_level(logging.WARNING, "femtotcp.api.patch")
-    fpatch._warned.clear()
-    with fpatch.scoped(lan.net_a):
-        probe = std.socket(std.AF_INET6, std.SOCK_STREAM)
-        with contextlib.suppress(OSError):
+def test_inet6_sockets_are_the_stacks_without_ipv6(lan: Lan) -> None:
+    """A stack without IPv6 is a Linux host with no IPv6 address: its AF_INET6
+    sockets are still the stack's (none falls to the kernel's network), reach
+    IPv4 through v4-mapped addresses and take IPv4 on a listener bound to ``::``;
+    an IPv6 destination is ENETUNREACH and ``::1`` (urllib3's probe) is not an
+    address here."""
+    with fpatch.scoped(lan.net_a), contextlib.ExitStack() as close:
+        probe = close.enter_context(std.socket(std.AF_INET6, std.SOCK_STREAM))
+        assert isinstance(probe, fsock.socket)
+        with pytest.raises(OSError) as bind_lo:
             probe.bind(("::1", 0))
-        probe.close()
-        assert not [r for r in caplog.records if "AF_INET6" in r.getMessage()]
-        used = std.socket(std.AF_INET6, std.SOCK_DGRAM)
-        assert isinstance(used, std.socket) and not isinstance(used, fsock.socket)
-        with contextlib.suppress(OSError):
-            used.sendto(b"x", ("::1", 9))
-        used.close()
-    warned = [r for r in caplog.records if "AF_INET6" in r.getMessage()]
-    assert len(warned) == 1
+        assert bind_lo.value.errno == errno.EADDRNOTAVAIL
+        far = close.enter_context(std.socket(std.AF_INET6, std.SOCK_STREAM))
+        with pytest.raises(OSError) as unreachable:
+            far.connect(("2001:db8::9", 80))
+        assert unreachable.value.errno == errno.ENETUNREACH
+        udp = close.enter_context(std.socket(std.AF_INET6, std.SOCK_DGRAM))
+        with pytest.raises(OSError) as unreachable:
+            udp.sendto(b"x", ("2001:db8::9", 9))
+        assert unreachable.value.errno == errno.ENETUNREACH
+        srv = close.enter_context(_listener(lan.net_b, 8310))
+        c = close.enter_context(std.socket(std.AF_INET6, std.SOCK_STREAM))
+        c.settimeout(10)
+        c.connect((f"::ffff:{lan.ip_b}", 8310))
+        assert c.getsockname()[0] == f"::ffff:{lan.ip_a}"
+        peer, addr = srv.accept()
+        close.enter_context(peer)
+        assert addr[0] == lan.ip_a
+        c.sendall(b"mapped")
+        assert peer.recv(10) == b"mapped"
+        dual = close.enter_context(std.socket(std.AF_INET6, std.SOCK_STREAM))
+        dual.bind(("::", 8311))
+        dual.listen()
+        v4 = close.enter_context(lan.net_b.socket())
+        v4.settimeout(10)
+        v4.connect((lan.ip_a, 8311))
+        dual.settimeout(10)
+        got, frm = dual.accept()
+        close.enter_context(got)
+        assert frm[0] == f"::ffff:{lan.ip_b}"

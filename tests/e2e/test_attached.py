@@ -184,6 +184,62 @@ def test_python_child_goes_over_the_stack(attached: Attached) -> None:
     assert len(requests) == 1 and requests[0].startswith(f"{STACK} "), log
 
 
+_INET6_ON_AN_IPV4_SERVE = r"""
+import errno, socket, sys
+kernel = sys.argv[1]
+out = []
+c = socket.socket(socket.AF_INET6)
+c.settimeout(20)
+c.connect(("::ffff:" + kernel, 8080))
+c.sendall(b"GET /hello.txt HTTP/1.0\r\n\r\n")
+data = b""
+while chunk := c.recv(4096):
+    data += chunk
+out += [data.split(b"\r\n\r\n", 1)[1].decode().strip().replace(" ", "_"), c.getsockname()[0]]
+for kind, call in ((socket.SOCK_STREAM, lambda s: s.connect(("2001:db8::9", 80))),
+                   (socket.SOCK_DGRAM, lambda s: s.sendto(b"x", ("2001:db8::9", 9))),
+                   (socket.SOCK_STREAM, lambda s: s.bind(("::1", 0)))):
+    try:
+        call(socket.socket(socket.AF_INET6, kind))
+        out.append("ok")
+    except OSError as exc:
+        out.append(errno.errorcode[exc.errno])
+srv = socket.socket(socket.AF_INET6)
+srv.bind(("::", 9602))
+srv.listen()
+print(*out, flush=True)
+a, addr = srv.accept()
+print(addr[0], a.recv(10).decode(), flush=True)
+"""
+
+
+def test_inet6_sockets_on_a_serve_without_ipv6(attached: Attached) -> None:
+    """serve has no IPv6: a program's AF_INET6 sockets are still serve's (as a
+    Linux host with no IPv6 address): v4-mapped addresses go over the stack's
+    IPv4 (the kernel's http.server logs the stack's address), IPv6
+    destinations are unreachable, and a listener on ``::`` takes IPv4."""
+    www = os.path.join(attached.dir, "www6")
+    os.mkdir(www)
+    with open(os.path.join(www, "hello.txt"), "w") as f:
+        f.write("hello over mapped\n")
+    httpd = attached.ns.popen(sys.executable, "-u", "-m", "http.server", "8080", "--bind",
+                              KERNEL, "--directory", www, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        prog = attached.program(_INET6_ON_AN_IPV4_SERVE, KERNEL)
+        assert line(prog).split() == ["hello_over_mapped", f"::ffff:{STACK}", "ENETUNREACH",
+                                      "ENETUNREACH", "EADDRNOTAVAIL"]
+        attached.ns.run(sys.executable, "-c", "import socket; socket.create_connection("
+                        f"('{STACK}', 9602), timeout=10).sendall(b'hi')")
+        assert line(prog).split() == [f"::ffff:{KERNEL}", "hi"]
+        finish(prog)
+    finally:
+        httpd.send_signal(signal.SIGINT)
+        _, log = httpd.communicate(timeout=10)
+    requests = [ln for ln in log.splitlines() if "GET /hello.txt" in ln]
+    assert len(requests) == 1 and requests[0].startswith(f"{STACK} "), log
+
+
 _KERNEL_SENDER = r"""
 import socket, sys
 s = socket.create_server((sys.argv[1], 8081))

@@ -8,7 +8,8 @@ side (the demo does this).
 
 What changes: ``socket.socket`` becomes a dispatcher class. AF_INET stream and
 datagram sockets (and ICMP ping sockets) are made on the stack, and AF_INET6
-stream, UDP and ICMPv6 ping sockets when the stack has the ipv6 module; AF_UNIX,
+stream, UDP and ICMPv6 ping sockets (without the ipv6 module they reach IPv4
+through v4-mapped addresses, as on a Linux host with no IPv6 address); AF_UNIX,
 sockets made from a file descriptor (``socketpair``, ``fromfd``: asyncio's
 self-pipe), and anything else the stack cannot do are the kernel's, as
 before. ``isinstance(x, socket.socket)`` stays true for both kinds.
@@ -27,7 +28,6 @@ the socket's file descriptor, whose bytes the stack carries.
 
 from __future__ import annotations
 
-import logging
 import socket as _std
 import threading
 from collections.abc import Iterator
@@ -38,8 +38,6 @@ from typing import Any
 from femtotcp.api import network as fsock  # (not api.socket: attached programs never load it)
 from femtotcp.api.sock_base import SOCK_CLOEXEC, SOCK_NONBLOCK, _RealSocket
 
-log = logging.getLogger("femtotcp.api.patch")
-
 _NAMES = ("socket", "getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr",
           "getfqdn", "has_dualstack_ipv6", "if_nameindex", "if_nametoindex",
           "if_indextoname")
@@ -48,7 +46,6 @@ if getattr(_std, "socket", None) is not _RealSocket:  # imported while patched
     _originals["socket"] = _RealSocket
 _lock = threading.Lock()
 _installed = [0]
-_warned: set[int] = set()   # holds AF_INET6 once the warning is given
 
 _STACK_KINDS: dict[int, tuple[int, ...]] = {
     _std.SOCK_STREAM: (0, _std.IPPROTO_TCP),
@@ -56,12 +53,14 @@ _STACK_KINDS: dict[int, tuple[int, ...]] = {
 }
 
 
-def _on_stack(family: int, type_: int, proto: int, net: Any = None) -> bool:
-    """True when the stack makes this kind of socket: AF_INET ones, and
-    AF_INET6 stream and UDP ones when the network's stack has IPv6."""
+def _on_stack(family: int, type_: int, proto: int) -> bool:
+    """True when the stack makes this kind of socket: AF_INET and AF_INET6
+    stream, UDP and ping ones. A stack without IPv6 still makes AF_INET6 ones,
+    as a Linux host whose links have no IPv6 address does: they reach IPv4
+    through v4-mapped addresses, and an IPv6 destination is unreachable
+    (ENETUNREACH), so no traffic leaves by the kernel's network."""
     if family == _std.AF_INET6:
-        has_ipv6 = getattr(net, "has_ipv6", None)     # an attached network asks its serve
-        if has_ipv6 is None or not has_ipv6() or proto == _std.IPPROTO_ICMP:
+        if proto == _std.IPPROTO_ICMP:
             return False
     elif family not in (-1, _std.AF_INET) or proto == _std.IPPROTO_ICMPV6:
         return False
@@ -80,35 +79,6 @@ class _DispatchMeta(type):
         return issubclass(sub, _RealSocket)
 
 
-def _warn_inet6() -> None:
-    if not _warned:
-        _warned.add(_std.AF_INET6)
-        log.warning("an AF_INET6 socket carries traffic on the kernel's network: "
-                    "this femtotcp stack has no IPv6 (serve/run --ipv6)")
-
-
-class _KernelInet6(_RealSocket):
-    """An AF_INET6 socket made while patched: the kernel's, as before. Libraries
-    make one at import to see whether the host has IPv6 (requests, urllib3 bind
-    one to ::1), so the warning waits until one is used for traffic."""
-
-    def connect(self, address: Any) -> None:
-        _warn_inet6()
-        super().connect(address)
-
-    def connect_ex(self, address: Any) -> int:
-        _warn_inet6()
-        return super().connect_ex(address)
-
-    def sendto(self, *args: Any) -> int:
-        _warn_inet6()
-        return super().sendto(*args)
-
-    def listen(self, *args: Any) -> None:
-        _warn_inet6()
-        super().listen(*args)
-
-
 class socket(_RealSocket, metaclass=_DispatchMeta):  # noqa: N801 - the stdlib's name
     """Stands in for ``socket.socket`` while patched: makes a stack socket or a
     real one. Classes derived from it while patched make real sockets."""
@@ -118,10 +88,8 @@ class socket(_RealSocket, metaclass=_DispatchMeta):  # noqa: N801 - the stdlib's
         if cls is socket:
             net = fsock.current_network()
             if net is not None and fileno is None:
-                if _on_stack(family, type, proto, net):
+                if _on_stack(family, type, proto):
                     return net.socket(family, type, proto)
-                if family == _std.AF_INET6:
-                    return _KernelInet6(family, type, proto)
             adopt = getattr(net, "adopt", None)
             if adopt is not None and fileno is not None:
                 # An attached program's stack socket handed over by fd (fork,
