@@ -20,7 +20,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("args, needle", [
     (["serve", "--tap", "t0", "--ip", "192.0.2.300/24"], "192.0.2.300"),
     (["serve", "--tap", "t0", "--ip", "192.0.2.2/40"], "prefix length"),
-    (["serve", "--tap", "t0"], "--ip ADDR/PREFIX or --dhcp"),
+    (["serve", "--tap", "t0"], "--ip ADDR/PREFIX, --dhcp or --ipv6"),
     (["serve", "--ip", "192.0.2.2/24"], "--tap NAME"),
     (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--mtu", "20"], "MTU 20"),
     (["serve", "--tap", "t0", "--ip", "192.0.2.2/24", "--mtu", "abc"], "not a number"),
@@ -187,3 +187,12 @@ def test_the_parser_loads_no_stack_gateway_or_control_server() -> None:
                          timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+def test_an_ipv6_address_alone_makes_an_ipv6_only_host() -> None:
+    from femtotcp import host as hostmod
+    hostmod.HostOptions(tap="t0", ipv6=["2001:db8::2/64"]).validate()
+    hostmod.HostOptions(tap="t0", ipv6=["auto"]).validate()
+    with pytest.raises(ValueError, match=r"an address is needed: --ip ADDR/PREFIX, --dhcp "
+                                         r"or --ipv6"):
+        hostmod.HostOptions(tap="t0").validate()

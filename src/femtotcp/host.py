@@ -65,8 +65,9 @@ class HostOptions:
             raise ValueError(f"bad interface name {dev!r} (1-15 characters, no '/' or spaces)")
         if self.ip and self.dhcp:
             raise ValueError("--ip and --dhcp are exclusive")
-        if not self.ip and not self.dhcp:
-            raise ValueError("an address is needed: --ip ADDR/PREFIX or --dhcp")
+        if not self.ip and not self.dhcp and not self.ipv6:
+            raise ValueError("an address is needed: --ip ADDR/PREFIX, --dhcp "
+                             "or --ipv6 auto|ADDR/PREFIX (an IPv6-only host)")
         if self.ip:
             addr, plen = parse_prefix(self.ip)
             if addr[0] in (0, 127) or addr[0] >= 224:
@@ -247,18 +248,21 @@ class Host(Capturing):
             from femtotcp.stack import modules as modreg
             if modreg.available("dns"):
                 stack.load_module("dns")   # for the RDNSS servers of Router Advertisements
+        # The services listen on every address: with IPv6, on ``::`` (dual
+        # stack, as a Linux server bound to it), else on 0.0.0.0.
+        anywhere = bytes(16) if stack.ipv6 is not None else bytes(4)
         for port in opts.udp_echo:
             from femtotcp.services.echo import start_udp_echo
-            self.services.append(start_udp_echo(stack, port))
+            self.services.append(start_udp_echo(stack, port, anywhere))
         for port in opts.tcp_echo:
             from femtotcp.services import tcp_echo
-            self.services.append(tcp_echo.start(stack, port))
+            self.services.append(tcp_echo.start(stack, port, anywhere))
         for port in opts.discard:
             from femtotcp.services import discard
-            self.services.append(discard.start(stack, port))
+            self.services.append(discard.start(stack, port, anywhere))
         for port in opts.chargen:
             from femtotcp.services import chargen
-            self.services.append(chargen.start(stack, port))
+            self.services.append(chargen.start(stack, port, anywhere))
         if opts.dhcp:
             from femtotcp.services import dhcp
             from femtotcp.stack import modules as modreg

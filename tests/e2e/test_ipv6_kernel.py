@@ -494,3 +494,85 @@ def test_radvd_dnssl_is_the_resolvers_search_list(
         finally:
             radvd.terminate()
             radvd.wait(5)
+
+
+_ECHO_BOTH = r"""
+import socket, sys
+host = sys.argv[1]
+family = socket.AF_INET6 if ":" in host else socket.AF_INET
+c = socket.create_connection((host, 7), timeout=10)
+c.sendall(b"over tcp")
+tcp = c.recv(64)
+u = socket.socket(family, socket.SOCK_DGRAM)
+u.settimeout(10)
+u.sendto(b"over udp", (host, 7))
+udp, src = u.recvfrom(64)
+print(tcp.decode(), udp.decode(), src[0], sep="|")
+"""
+
+
+def _serve(ns: Netns, control: str, *flags: str) -> subprocess.Popen[str]:
+    from test_serve_ctl import STACK_MAC as MAC
+    from test_serve_ctl import TAP
+    proc: subprocess.Popen[str] = ns.popen(
+        sys.executable, "-m", "femtotcp", "serve", "--tap", TAP, "--mac", MAC, "--control",
+        control, "--tcp-echo", "7", "--udp-echo", "7", *flags, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("femtotcp: serving on"):
+        proc.kill()
+        pytest.fail(f"serve did not start: {line!r} {proc.communicate(timeout=10)}")
+    return proc
+
+
+def test_ipv6_only_serve(ns: Netns, require_program: Callable[[str], str],
+                         tmp_path: Path) -> None:
+    """``serve --ipv6 ADDR/PREFIX`` with no IPv4 address: an IPv6-only host.
+    Its echo services answer over IPv6; IPv4 to it finds nobody (ARP is not
+    answered, and a frame sent straight to its MAC for any IPv4 address is not
+    taken as its own, as it was while a DHCP client waits for a lease)."""
+    require_program("ping")
+    from netns import stop_process
+    from test_serve_ctl import KERNEL, TAP
+    from test_serve_ctl import STACK_MAC as MAC
+
+    enable_ipv6(ns)
+    proc = _serve(ns, str(tmp_path / "ctl.sock"), "--ipv6", "2001:db8:1::2/64")
+    try:
+        ns.ip("-6", "addr", "add", f"{KERNEL6}/64", "dev", TAP, "nodad")
+        ns.ip("addr", "add", f"{KERNEL}/24", "dev", TAP)
+        res = kernel_ping(ns, "2001:db8:1::2")
+        assert res.returncode == 0, res.stdout + res.stderr
+        out = ns.run(sys.executable, "-c", _ECHO_BOTH, "2001:db8:1::2").stdout.strip()
+        assert out == "over tcp|over udp|2001:db8:1::2"
+        assert ns.run("ping", "-c", "1", "-W", "1", "192.0.2.2", check=False).returncode != 0
+        ns.ip("neigh", "replace", "192.0.2.9", "lladdr", MAC, "dev", TAP, "nud", "permanent")
+        probe = ns.run(sys.executable, "-c", "import socket\ntry:\n"
+                       "    socket.create_connection(('192.0.2.9', 7), timeout=2)\n"
+                       "except TimeoutError:\n    print('silent')\n"
+                       "except OSError as e:\n    print(e.errno)\n", check=False)
+        assert probe.stdout.strip() == "silent", probe.stdout + probe.stderr
+    finally:
+        stop_process(proc)
+
+
+def test_serve_services_answer_both_families(ns: Netns, tmp_path: Path) -> None:
+    """With IPv4 and IPv6, ``--tcp-echo``/``--udp-echo`` listen on ``::`` (dual
+    stack), so they answer over both families, each from the address asked."""
+    from netns import stop_process
+    from test_serve_ctl import KERNEL, STACK, TAP
+
+    enable_ipv6(ns)
+    proc = _serve(ns, str(tmp_path / "ctl.sock"), "--ip", f"{STACK}/24", "--ipv6",
+                  "2001:db8:1::2/64")
+    try:
+        ns.ip("-6", "addr", "add", f"{KERNEL6}/64", "dev", TAP, "nodad")
+        ns.ip("addr", "add", f"{KERNEL}/24", "dev", TAP)
+        ready = ns.run("ping", "-6", "-c", "1", "-w", "10", "2001:db8:1::2", check=False)
+        assert ready.returncode == 0, ready.stdout    # our DAD is over
+        for host in (STACK, "2001:db8:1::2"):
+            out = ns.run(sys.executable, "-c", _ECHO_BOTH, host).stdout.strip()
+            assert out == f"over tcp|over udp|{host}"
+    finally:
+        stop_process(proc)

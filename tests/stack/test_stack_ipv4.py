@@ -331,6 +331,34 @@ def test_not_for_us_dropped_no_forwarding() -> None:
     assert sniff.frames == []
 
 
+def test_no_address_takes_unicast_to_any_address_only_while_leasing() -> None:
+    """An interface with no IPv4 address takes unicast to any address only while
+    its DHCP client runs (RFC 2131 4.1: an offer may come before the address is
+    known); an IPv6-only host's interface takes none and answers nothing."""
+    from femtotcp.services import dhcp
+
+    lan = make_lan(1)
+    stack = lan.stacks[0]
+    iface = stack.interfaces[0]
+    stack.remove_address(iface, addr(0))
+    sniff = lan.sniffer()
+    sniff.clear()
+    sniff.inject(echo_frame(SNIFF_IP, ip_bytes("198.51.100.1"), dst_mac=mac(0)))
+    lan.run(1)
+    assert stack.counters["ipv4.not_for_us"] == 1
+    assert stack.counters["icmp4.echo_replied"] == 0
+    client = dhcp.install(stack, iface)
+    client.start()
+    sniff.inject(echo_frame(SNIFF_IP, ip_bytes("198.51.100.1"), dst_mac=mac(0)))
+    lan.run(0.1)
+    assert stack.counters["ipv4.not_for_us"] == 1
+    assert stack.counters["icmp4.rx"] == 1
+    client.stop()
+    sniff.inject(echo_frame(SNIFF_IP, ip_bytes("198.51.100.1"), dst_mac=mac(0)))
+    lan.run(0.1)
+    assert stack.counters["ipv4.not_for_us"] == 2
+
+
 def test_unicast_ip_in_broadcast_frame_dropped() -> None:
     lan = make_lan(1)
     stack = lan.stacks[0]

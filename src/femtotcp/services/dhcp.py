@@ -154,6 +154,7 @@ class DhcpClient:
             self.ep.on_readable = self._readable
         self.state = INIT
         self.requested = requested
+        need(self.stack.ipv4, "ipv4").leasing.add(self.iface)
         low, high = self.startup_delay
         delay = low + (high - low) * rand.randbelow(1001) / 1000
         self._set_timer(delay, self._reboot if requested else self._discover)
@@ -172,6 +173,8 @@ class DhcpClient:
     def stop(self) -> None:
         """Stop without releasing (the lease stays on the interface until then)."""
         self.state = STOPPED
+        if self.stack.ipv4 is not None:
+            self.stack.ipv4.leasing.discard(self.iface)
         self._cancel_timer()
         self.prober = None      # a probe still running reports to a state it ignores
         if self.ep is not None:

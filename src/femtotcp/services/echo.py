@@ -42,5 +42,5 @@ class UdpEcho:
         self.endpoint.close()
 
 
-def start_udp_echo(stack: Stack, port: int = 7) -> UdpEcho:
-    return UdpEcho(stack, port)
+def start_udp_echo(stack: Stack, port: int = 7, addr: bytes = ANY) -> UdpEcho:
+    return UdpEcho(stack, port, addr)

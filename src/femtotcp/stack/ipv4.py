@@ -69,6 +69,11 @@ class Ipv4:
         #: Interfaces whose unicast datagrams to any address are taken as ours
         #: (a gateway terminates its guest's flows: it is the guest's router).
         self.accept_any: set[Interface] = set()
+        #: Interfaces whose DHCP client runs: while such an interface has no
+        #: address, unicast to any address is taken as ours (RFC 2131 4.1: the
+        #: offer may come before we know the address). An interface with no
+        #: IPv4 address and no DHCP (an IPv6-only host) takes none.
+        self.leasing: set[Interface] = set()
         #: Protocol -> (fast handler, the full handler it stands for in
         #: ``stack.ip_protocols``): ``add_fast_protocol``; see ``fast_input``.
         self.fast_protocols: dict[int, tuple[FastHandler, object]] = {}
@@ -159,7 +164,7 @@ class Ipv4:
             counters["ipv4.martian_destination"] += 1   # loopback never comes from a wire
             return
         # Destination: ours, broadcast, or a joined group.
-        unconfigured = not iface.ipv4
+        unconfigured = not iface.ipv4 and iface in self.leasing
         if stack.is_local(dst):
             if eth.dst[0] & 1:
                 # RFC 1122 3.3.6: unicast IP in a link-layer broadcast frame.
