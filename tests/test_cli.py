@@ -100,8 +100,9 @@ def test_run_gives_everything_after_the_module_to_the_program(
     from femtotcp.api import run as api_run
     seen: dict[str, object] = {}
 
-    def fake(opts: object, module: str | None, argv: list[str]) -> int:
-        seen.update(opts=opts, module=module, argv=argv)
+    def fake(opts: object, module: str | None, argv: list[str],
+             command: str | None = None) -> int:
+        seen.update(opts=opts, module=module, argv=argv, command=command)
         return 7
 
     monkeypatch.setattr(api_run, "run_program", fake)
@@ -112,6 +113,9 @@ def test_run_gives_everything_after_the_module_to_the_program(
     assert seen["argv"] == ["--bind", "192.0.2.2", "--directory", "/tmp", "8000"]
     code = main(["run", "--tap", "t0", "--ip", "192.0.2.2/24", "script.py", "--verbose"])
     assert seen["module"] is None and seen["argv"] == ["script.py", "--verbose"]
+    code = main(["run", "--tap", "t0", "--ip", "192.0.2.2/24", "-c", "print(1)", "a", "-v"])
+    assert (seen["module"], seen["command"], seen["argv"]) == (None, "print(1)", ["a", "-v"])
+    assert main(["run", "--tap", "t0", "--ip", "192.0.2.2/24", "-c", "y", "-m", "x"]) == 2
 
 
 def test_tcp_rst_limit_reaches_the_tcp_config() -> None:
@@ -155,7 +159,7 @@ def test_busy_poll_defaults_to_on_for_serve_and_off_in_process(
     assert seen == [200e-6, 0.0, 50e-6]
     ran: dict[str, object] = {}
     monkeypatch.setattr(api_run, "run_program",
-                        lambda opts, module, argv: ran.update(opts=opts) or 0)
+                        lambda opts, module, argv, command=None: ran.update(opts=opts) or 0)
     main(["run", "--tap", "t0", "--ip", "192.0.2.2/24", "x.py"])
     assert ran["opts"].busy_poll is None      # Host makes that 0: off
     args = build_parser().parse_args(["run", "--tap", "t0", "--ip", "192.0.2.2/24",

@@ -197,6 +197,8 @@ def build_parser() -> _Parser:
                    help="run the stack in the program's own process (the default "
                         "with stack flags)")
     r.add_argument("-m", dest="module", metavar="MODULE", help="run a library module")
+    r.add_argument("-c", dest="code", metavar="COMMAND",
+                   help="run the program passed in as a string (as python -c)")
     r.add_argument("program", nargs=argparse.REMAINDER,
                    help="SCRIPT ARGS... (or ARGS for -m MODULE)")
 
@@ -277,10 +279,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
-    if not args.module and not args.program:
-        raise UsageError("run needs a program: SCRIPT ARGS... or -m MODULE ARGS...")
     require("run", "run")
     from femtotcp.api import run as api_run
+    if args.module and args.code is not None:
+        raise UsageError("-m MODULE and -c COMMAND are exclusive")
+    if not args.module and args.code is None and not args.program:
+        raise UsageError(api_run.NEEDS_PROGRAM)
     if args.control:
         if args.in_process:
             raise UsageError("--control attaches to a running serve; --in-process "
@@ -292,10 +296,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--control attaches to a running serve, whose stack it uses: "
                              f"drop {', '.join(given)}")
         return int(api_run.run_attached(args.control, module=args.module,
-                                        argv=list(args.program)))
+                                        argv=list(args.program), command=args.code))
     args.control = None
     opts = host_options(args)
-    return int(api_run.run_program(opts, module=args.module, argv=list(args.program)))
+    return int(api_run.run_program(opts, module=args.module, argv=list(args.program),
+                                   command=args.code))
 
 
 def cmd_ctl(args: argparse.Namespace) -> int:

@@ -220,6 +220,29 @@ def test_run_in_process_runs_a_script_over_the_stack(lan: Lan, tmp_path: Path) -
     assert run_in_process("json.tool", ["--help"]) == 0
 
 
+def test_run_in_process_runs_a_command_as_python_c(lan: Lan) -> None:
+    """``femtotcp run -c COMMAND ARGS``: as ``python -c``, argv[0] is "-c", the
+    code runs as __main__ in a module of its own, and its sockets are the stack's."""
+    server = lan.net_b.socket(std.AF_INET, std.SOCK_DGRAM)
+    server.bind(("", 5998))
+    main_before = sys.modules["__main__"]
+    code = textwrap.dedent(f"""
+        import socket, sys
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(repr((sys.argv, __name__, sys.path[0])).encode(), ("{lan.ip_b}", 5998))
+        sys.exit(7)
+    """)
+    with fpatch.patch(lan.net_a):
+        status = run_in_process(None, ["x", "y"], command=code)
+    server.settimeout(5)
+    data, _ = server.recvfrom(200)
+    server.close()
+    assert status == 7
+    assert data.decode() == repr((["-c", "x", "y"], "__main__", ""))
+    assert sys.modules["__main__"] is main_before
+    assert run_in_process(None, [], command="raise ValueError('x')") == 1
+
+
 def _tls_server_context(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
     """A self-signed certificate for peer.example (openssl) and a server context."""
     openssl = require_program("openssl")

@@ -240,6 +240,85 @@ def test_inet6_sockets_on_a_serve_without_ipv6(attached: Attached) -> None:
     assert len(requests) == 1 and requests[0].startswith(f"{STACK} "), log
 
 
+_ACCEPT_AT_THE_LIMIT = r"""
+import errno, socket
+srv = socket.create_server(("0.0.0.0", 9700))
+srv.settimeout(20)
+hold = []
+try:
+    while True:
+        hold.append(open("/dev/null"))
+except OSError:
+    pass
+print("full", flush=True)
+try:
+    srv.accept()
+    print("accepted", flush=True)
+except OSError as exc:
+    print(errno.errorcode.get(exc.errno, exc), flush=True)
+for f in hold:
+    f.close()
+c, addr = srv.accept()
+print("next", c.recv(10).decode(), flush=True)
+"""
+
+
+def test_accept_at_the_limit_of_open_files_is_emfile(attached: Attached) -> None:
+    """A program at its limit of open files cannot take an accepted
+    connection's socket: accept raises EMFILE (as Linux's), it does not wait
+    for ever, and the next accept after files are closed works."""
+    prog = attached.program(_ACCEPT_AT_THE_LIMIT)
+    assert line(prog) == "full"
+    connect = ("import socket; c = socket.create_connection(('%s', 9700), timeout=10); "
+               "c.sendall(b'%s'); c.settimeout(10); c.recv(10)")
+    first = attached.ns.popen(sys.executable, "-c", connect % (STACK, "one"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert line(prog) == "EMFILE"
+    second = attached.ns.popen(sys.executable, "-c", connect % (STACK, "two"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert line(prog) == "next two"
+    finish(prog)
+    for client in (first, second):
+        client.communicate(timeout=30)
+
+
+_FILL_SERVE = r"""
+import errno, socket
+made = []
+while True:
+    try:
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("0.0.0.0", 0))
+        made.append(u)
+    except OSError as exc:
+        print(errno.errorcode.get(exc.errno, exc), len(made) > 10, flush=True)
+        break
+for u in made:
+    u.close()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("0.0.0.0", 0))
+print("bound again", flush=True)
+"""
+
+
+def test_serve_at_its_limit_of_open_files_answers_enfile(ns: Netns, tmp_path: Any) -> None:
+    """serve holds one end of every socket's pair: at its own limit of open
+    files a new socket's first request is refused with ENFILE (the system's
+    table is full, as the programs see it), and serve goes on serving."""
+    control = str(tmp_path / "ctl.sock")
+    proc = ns.popen("prlimit", "--nofile=64:64", sys.executable, "-m", "femtotcp", "serve",
+                    "--tap", TAP, "--ip", f"{STACK}/24", "--control", control,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert line(proc).startswith("femtotcp: serving on")
+        prog = ns.popen(sys.executable, "-m", "femtotcp", "run", "--control", control, "-c",
+                        _FILL_SERVE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, _ = finish(prog)
+        assert out.split() == ["ENFILE", "True", "bound", "again"], out
+    finally:
+        stop(proc)
+
+
 _KERNEL_SENDER = r"""
 import socket, sys
 s = socket.create_server((sys.argv[1], 8081))

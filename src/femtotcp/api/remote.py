@@ -129,6 +129,8 @@ ACCEPTED = struct.Struct("!QB16sHB16sHI")
 _UDP_MAX = 65507
 _UDP_MAX6 = 65527
 _FD_SPACE = _std.CMSG_SPACE(struct.calcsize("i"))
+#: ``recv_message``'s fd when one was sent but could not be received (EMFILE).
+LOST_FD = -1
 
 #: Modes a TCP socket reports (TcpMode values) and the datagram sockets' one.
 IDLE, CONNECTING, CONNECTED, LISTENING, FAILED, DONE = (
@@ -272,17 +274,21 @@ def decode(msg: bytes) -> tuple[list[Any], bytes]:
 def recv_message(sock: _std.socket, recvmsg: Any = None, size: int = MAX_MESSAGE,
                  flags: int = 0) -> tuple[bytes, int | None]:
     """One message and the fd it carries (if any); b"" when the peer hung up.
-    ``recvmsg``: the method to call (default ``sock.recvmsg``)."""
+    ``recvmsg``: the method to call (default ``sock.recvmsg``). ``LOST_FD``
+    (-1) when an fd came but the kernel could not give it to us (MSG_CTRUNC:
+    this process is at its limit of open files)."""
     if recvmsg is None:
-        msg, anc, _flags, _addr = sock.recvmsg(size, _FD_SPACE, flags)
+        msg, anc, mflags, _addr = sock.recvmsg(size, _FD_SPACE, flags)
     else:
-        msg, anc, _flags, _addr = recvmsg(sock, size, _FD_SPACE, flags)
+        msg, anc, mflags, _addr = recvmsg(sock, size, _FD_SPACE, flags)
     fd: int | None = None
     for level, kind, data in anc:
         if level == SOL_SOCKET and kind == _std.SCM_RIGHTS and len(data) >= 4:
             fd = int.from_bytes(data[:4], sys.byteorder, signed=True)
             for i in range(4, len(data) - 3, 4):       # (more than one: closed)
                 os.close(int.from_bytes(data[i:i + 4], sys.byteorder, signed=True))
+    if fd is None and mflags & _std.MSG_CTRUNC:
+        fd = LOST_FD
     return msg, fd
 
 
@@ -476,6 +482,8 @@ class RemoteNetwork(Network):
         if ch is not None:
             ch.close()
         status = ans[0]
+        if fd == LOST_FD:
+            raise _oserror(errno.EMFILE)
         if status == 0:
             return ans[1:], rest, fd
         if fd is not None:
@@ -741,9 +749,13 @@ class RemoteSocket(_SocketBase):
         while True:
             msg, fd = recv_message(self, _RealSocket.recvmsg, ACCEPTED.size)
             if not msg:
-                if fd is not None:
+                if fd is not None and fd >= 0:
                     os.close(fd)
                 raise _oserror(errno.EINVAL, "the listening socket was closed")
+            if fd == LOST_FD:
+                # At our limit of open files: the connection's P could not be
+                # taken, and with it the connection goes (serve frees it).
+                raise _oserror(errno.EMFILE)
             if fd is not None and len(msg) == ACCEPTED.size:
                 break
             if fd is not None:                 # (never sent so: skipped)

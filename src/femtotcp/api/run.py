@@ -2,8 +2,8 @@
 
 Like ``coverage run``: build and start the host from the stack flags, patch
 the socket module (``femtotcp.api.patch``), run the program as ``python -m
-MODULE ARGS`` or ``python SCRIPT ARGS`` would (``runpy``, ``sys.argv`` and
-``sys.path[0]`` set the same way), wait for its non-daemon threads, then unpatch
+MODULE ARGS``, ``python -c COMMAND ARGS`` or ``python SCRIPT ARGS`` would
+(``runpy``, ``sys.argv`` and ``sys.path[0]`` set the same way), wait for its non-daemon threads, then unpatch
 and close the host (FINs and DHCP release go out). ``SystemExit`` becomes the
 exit status. Subprocesses the program starts use the kernel's network.
 
@@ -14,44 +14,51 @@ running ``femtotcp serve`` instead: its sockets live in serve
 
 from __future__ import annotations
 
+import builtins
 import os
 import runpy
 import signal
 import sys
 import threading
 import traceback
+import types
 from types import FrameType
 from typing import Any
 
 from femtotcp.api.patch import patch
 
+NEEDS_PROGRAM = ("run needs a program: SCRIPT ARGS..., -m MODULE ARGS... "
+                 "or -c COMMAND ARGS...")
 
-def run_program(opts: Any, module: str | None, argv: list[str]) -> int:
-    """Run ``-m module argv...`` or ``argv[0]`` (a script) with ``argv[1:]``;
-    the program's exit status."""
+
+def run_program(opts: Any, module: str | None, argv: list[str],
+                command: str | None = None) -> int:
+    """Run ``-m module argv...``, ``-c command argv...`` or ``argv[0]`` (a
+    script) with ``argv[1:]``; the program's exit status."""
     from femtotcp.host import Host
     if argv and argv[0] == "--":          # `femtotcp run ... -m MOD -- --flag ...`
         argv = argv[1:]
-    if not module and not argv:
-        raise ValueError("run needs a program: SCRIPT ARGS... or -m MODULE ARGS...")
+    if not module and command is None and not argv:
+        raise ValueError(NEEDS_PROGRAM)
     host = Host(opts)
     try:
         host.start()
         with patch(host):
-            return run_in_process(module, argv)
+            return run_in_process(module, argv, command)
     finally:
         host.close()
 
 
-def run_attached(control: str, module: str | None, argv: list[str]) -> int:
+def run_attached(control: str, module: str | None, argv: list[str],
+                 command: str | None = None) -> int:
     """Run the program here, attached to the ``femtotcp serve`` whose control
     socket is ``control`` (``femtotcp.api.remote``); its Python children attach
     too. The program's exit status."""
     from femtotcp.api import remote
     if argv and argv[0] == "--":
         argv = argv[1:]
-    if not module and not argv:
-        raise ValueError("run needs a program: SCRIPT ARGS... or -m MODULE ARGS...")
+    if not module and command is None and not argv:
+        raise ValueError(NEEDS_PROGRAM)
     path = remote.service_path(control)
     if not os.path.exists(path):
         raise OSError(f"no femtotcp serve with control socket {control} "
@@ -60,10 +67,10 @@ def run_attached(control: str, module: str | None, argv: list[str]) -> int:
     remote.attach_environment(path)
     remote.install_spawn_hook()
     with patch(net):
-        return run_in_process(module, argv)
+        return run_in_process(module, argv, command)
 
 
-def run_in_process(module: str | None, argv: list[str]) -> int:
+def run_in_process(module: str | None, argv: list[str], command: str | None = None) -> int:
     """Run the program here (whatever network is patched in); its exit status."""
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -76,6 +83,19 @@ def run_in_process(module: str | None, argv: list[str]) -> int:
                 sys.argv = [module, *argv]
                 sys.path.insert(0, os.getcwd())
                 runpy.run_module(module, run_name="__main__", alter_sys=True)
+            elif command is not None:
+                # As ``python -c``: argv[0] is "-c", the current directory first
+                # on the path, the code run as __main__.
+                sys.argv = ["-c", *argv]
+                sys.path.insert(0, "")
+                code = compile(command, "<string>", "exec")
+                saved_main = sys.modules["__main__"]
+                main = sys.modules["__main__"] = types.ModuleType("__main__")
+                main.__dict__["__builtins__"] = builtins
+                try:
+                    exec(code, main.__dict__)
+                finally:
+                    sys.modules["__main__"] = saved_main
             else:
                 script = argv[0]
                 if not os.path.exists(script):

@@ -295,7 +295,7 @@ class _Conn:
             except OSError:
                 msg, fd = b"", None
             if not msg:
-                if fd is not None:
+                if fd is not None and fd >= 0:
                     os.close(fd)
                 self.close()
                 return
@@ -592,16 +592,21 @@ class SocketService:
         self._reply = reply
         held = [given]
 
+        def take_fd() -> int:
+            fd, held[0] = held[0], None
+            if fd is None:
+                raise _oserror(errno.EINVAL, "no socket came with the request")
+            if fd == remote.LOST_FD:
+                raise _oserror(errno.ENFILE, "femtotcp serve is at its limit of open files")
+            return fd
+
         def work() -> Any:
             if msg[:2] == remote.COMPACT_MARK:
                 # A compact request, which only a connect is: no array to build.
                 first, sid, family, kind, proto, dst, port, filler, tmo, scope = \
                     remote.decode_connect(msg)
                 if first:
-                    fd, held[0] = held[0], None
-                    if fd is None:
-                        raise _oserror(errno.EINVAL, "no socket came with the request")
-                    link = self.adopt(fd, sid, family, kind, proto)
+                    link = self.adopt(take_fd(), sid, family, kind, proto)
                     if isinstance(link, _TcpLink):     # (else EOPNOTSUPP, by its id)
                         return self.connect_link(link, dst, port, filler, tmo, scope)
                 return self.connect(sid, dst, port, filler, tmo, scope)
@@ -609,10 +614,7 @@ class SocketService:
             name = str(doc[0])
             if name.startswith("+"):
                 # The socket's first request: its kind, and our end of its pair.
-                fd, held[0] = held[0], None
-                if fd is None:
-                    raise _oserror(errno.EINVAL, "no socket came with the request")
-                self.adopt(fd, doc[1], *doc[2:5])
+                self.adopt(take_fd(), doc[1], *doc[2:5])
                 for level, opt, value in doc[5]:    # options set before this request
                     self.op_setopt(doc[1], level, opt, value, tail=b"")
                 name, doc = name[1:], [name[1:], doc[1], *doc[6:]]
@@ -624,7 +626,7 @@ class SocketService:
         try:
             return self._run(work)
         finally:
-            if held[0] is not None:
+            if held[0] is not None and held[0] >= 0:
                 os.close(held[0])
 
     def later(self, work: Callable[[], list[Any]]) -> Callable[[], None]:
