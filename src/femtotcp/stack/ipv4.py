@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 ANY = b"\x00\x00\x00\x00"
 IDENT_BUCKETS = 2048
 BROADCAST = b"\xff\xff\xff\xff"
+ALL_HOSTS = b"\xe0\x00\x00\x01"
+_NONE: dict[bytes, int] = {}
 
 
 _OPTION_PROBLEMS = frozenset({"ipv4.bad_option_length", "ipv4.bad_option_pointer"})
@@ -64,8 +66,14 @@ class Ipv4:
         self.idents = [rand.randbelow(0x10000) for _ in range(IDENT_BUCKETS)]
         self._ident_key = os.urandom(8)
         self._destination = stack.destinations.get
-        #: Multicast groups joined (accepted as destinations).
-        self.groups: set[bytes] = {b"\xe0\x00\x00\x01"}   # all-hosts (RFC 1112)
+        #: Multicast groups every interface is in (all-hosts, RFC 1112 4).
+        self.groups: set[bytes] = {ALL_HOSTS}
+        #: Groups joined per interface with a use count (the sockets holding
+        #: them: several sockets, one membership), as ``Ipv6.groups``.
+        self.joined: dict[Interface, dict[bytes, int]] = {}
+        #: IGMP's hook (``stack/igmp.py``): ``(iface, group, joined)`` when an
+        #: interface's membership begins or ends; None without the module.
+        self.on_group_change: Callable[[Interface, bytes, bool], None] | None = None
         #: Interfaces whose unicast datagrams to any address are taken as ours
         #: (a gateway terminates its guest's flows: it is the guest's router).
         self.accept_any: set[Interface] = set()
@@ -74,6 +82,39 @@ class Ipv4:
         self.fast_protocols: dict[int, tuple[FastHandler, object]] = {}
         stack.ethertypes[ethernet.ETH_IPV4] = self.input
         stack.set_ip_output(4, self.output)
+
+    # -- groups (RFC 1112 4, RFC 3376 3) ---------------------------------------------
+    def join(self, iface: Interface, group: bytes) -> None:
+        """One more user of ``group`` on ``iface``; the first one makes the
+        interface a member (its MAC accepted, IGMP told)."""
+        groups = self.joined.setdefault(iface, {})
+        count = groups.get(group, 0)
+        groups[group] = count + 1
+        if count:
+            return
+        iface.multicast_macs.add(multicast_mac(group))
+        if self.on_group_change is not None:
+            self.on_group_change(iface, group, True)
+
+    def leave(self, iface: Interface, group: bytes) -> None:
+        """One user fewer; the last one's leave ends the membership."""
+        groups = self.joined.get(iface, _NONE)
+        count = groups.get(group, 0)
+        if count > 1:
+            groups[group] = count - 1
+            return
+        if not count:
+            return
+        del groups[group]
+        mac = multicast_mac(group)
+        if not any(multicast_mac(g) == mac for g in groups):
+            iface.multicast_macs.discard(mac)
+        if self.on_group_change is not None:
+            self.on_group_change(iface, group, False)
+
+    def is_member(self, iface: Interface, group: bytes) -> bool:
+        """Whether ``iface`` takes datagrams to ``group``."""
+        return group in self.groups or group in self.joined.get(iface, _NONE)
 
     # -- input -------------------------------------------------------------------
     def add_fast_protocol(self, proto: int, handler: FastHandler, full: object) -> None:
@@ -169,7 +210,7 @@ class Ipv4:
         elif dst == BROADCAST or stack.is_broadcast(dst, iface):
             cast = 1
         elif is_multicast(dst):
-            if dst not in self.groups:
+            if dst not in self.groups and dst not in self.joined.get(iface, _NONE):
                 counters["ipv4.multicast_not_joined"] += 1
                 return
             cast = 2
