@@ -4,9 +4,7 @@ the memberships freed at close; IPv4 and IPv6."""
 
 from __future__ import annotations
 
-import errno
 import socket as std
-import struct
 
 import pytest
 from apilan import Lan

@@ -31,7 +31,7 @@ from femtotcp.api.sock_base import (
     _oserror,
     this_host,
 )
-from femtotcp.stack.mcast import Memberships, drop_all, is_group
+from femtotcp.stack.mcast import Memberships, is_group
 from femtotcp.wire.ipv6 import is_link_scope
 
 #: The largest send record: a maximum-size datagram and its header.
@@ -60,7 +60,8 @@ class _DgramLink(_Link):
         self.err_lock = threading.Lock()
         self.pipe_errors: deque[int] = deque()
         self.cancelled = 0
-        #: The socket's multicast groups (``sockopts``' joins), freed at close.
+        #: The socket's multicast groups (``sockopts``' joins), freed at close
+        #: (``_Link.release``).
         self.mcast = Memberships(self.v6)
 
     def take_pending_error(self) -> int:
@@ -202,8 +203,6 @@ class _DgramLink(_Link):
     def close_all(self) -> None:
         if self.ep is not None:
             self.ep.close()
-        if self.mcast.groups:
-            drop_all(self.net.stack, self.mcast)
         self.release()
 
 

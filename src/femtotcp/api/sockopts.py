@@ -203,17 +203,16 @@ def _ipv6_mreq(raw: bytes, kind: str) -> tuple[bytes, bytes, int]:
 
 
 def _group_req(family: int) -> Callable[[bytes, str], tuple[bytes, bytes, int]]:
-    """MCAST_JOIN/LEAVE_GROUP: struct group_req (index, sockaddr of the group
-    in the level's family, else EINVAL)."""
+    """MCAST_JOIN/LEAVE_GROUP: struct group_req (index, sockaddr of the group).
+    Linux takes them on TCP sockets too; a group of the other family is
+    EINVAL at IPv4's level, EADDRNOTAVAIL at IPv6's."""
     def decode(raw: bytes, kind: str) -> tuple[bytes, bytes, int]:
         if len(raw) < GROUP_REQ_SIZE:
             raise _err(errno.EINVAL)
-        if kind == "tcp":
-            raise _err(errno.EPROTO)
         index = int.from_bytes(raw[:4], sys.byteorder)
         at = GROUP_REQ_SIZE - 128
         if int.from_bytes(raw[at:at + 2], sys.byteorder) != family:
-            raise _err(errno.EINVAL)
+            raise _err(errno.EINVAL if family == _std.AF_INET else errno.EADDRNOTAVAIL)
         if family == _std.AF_INET:
             return raw[at + 4:at + 8], ANY4, index
         return raw[at + 8:at + 24], ANY4, index
@@ -346,6 +345,13 @@ def lookup(family: int, kind: str, level: int, optname: int, setting: bool) -> O
     return opt
 
 
+def asks_stack(level: int, optname: int) -> bool:
+    """Whether a set's checks need the stack's state (an interface, the
+    socket's memberships): an attached socket asks serve at once."""
+    opt = TABLE.get((level, optname))
+    return opt is not None and opt.value in ("set", "struct")
+
+
 def parse(family: int, kind: str, level: int, optname: int, value: Any) -> Any:
     """Program side: what ``setsockopt(level, optname, value)`` keeps, checked
     as Linux checks it (no state needed): an int, (onoff, seconds) for
@@ -465,8 +471,8 @@ def _membership(link: Any, key: tuple[int, int], val: tuple[bytes, bytes, int]) 
     from femtotcp.stack import mcast
     group, addr, index = val
     ms = getattr(link, "mcast", None)
-    if ms is None:                  # (a stream socket: parse said EPROTO already)
-        raise _err(errno.EPROTO)
+    if ms is None:      # a stream socket's MCAST_JOIN_GROUP (Linux takes it)
+        ms = link.mcast = mcast.Memberships(link.v6)
     if JOINS[key]:
         mcast.join(link.net.stack, ms, group, index, addr)
     else:
