@@ -1,0 +1,246 @@
+"""IGMP (stack/igmp.py) and sockets' memberships (stack/mcast.py) on a virtual
+clock: state-change reports and their retransmission, one membership for
+several sockets, answers to queries within their Max Resp Time, the v1/v2
+compatibility modes, and UDP delivery by membership and IP_MULTICAST_ALL."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import pytest
+from femtolan import SNIFF_IP, SNIFF_MAC, Lan, Sniffer, make_lan
+
+from femtotcp.stack import mcast
+from femtotcp.stack.igmp import ROBUSTNESS
+from femtotcp.stack.ipv4 import multicast_mac
+from femtotcp.wire import ethernet, igmp, ipv4
+
+G = socket.inet_aton("239.1.2.3")
+G2 = socket.inet_aton("239.1.2.4")
+US = socket.inet_aton("192.0.2.1")
+
+
+def reports(sniff: Sniffer) -> list[tuple[ipv4.Ipv4Header, igmp.IgmpMessage]]:
+    """The IGMP messages the stack sent, in order."""
+    out = []
+    for frame in sniff.frames:
+        eth, payload = ethernet.parse(frame)
+        if eth.ethertype != ethernet.ETH_IPV4 or eth.src == SNIFF_MAC:
+            continue
+        hdr, data = ipv4.parse(payload)
+        if hdr.proto == igmp.PROTO:
+            assert eth.dst == multicast_mac(hdr.dst)
+            out.append((hdr, igmp.parse(data)))
+    return out
+
+
+def records(sniff: Sniffer) -> list[tuple[int, bytes, tuple[bytes, ...]]]:
+    return [(r.type, r.group, r.sources) for _, m in reports(sniff)
+            if isinstance(m, igmp.IgmpV3Report) for r in m.records]
+
+
+def setup() -> tuple[Lan, Sniffer]:
+    lan = make_lan(1)
+    sniff = lan.sniffer()
+    sniff.clear()
+    return lan, sniff
+
+
+def query(lan: Lan, sniff: Sniffer, message: bytes, dst: bytes = igmp.ALL_HOSTS) -> None:
+    sniff.inject(ethernet.build(multicast_mac(dst), SNIFF_MAC, ethernet.ETH_IPV4,
+                                igmp.packet(SNIFF_IP, dst, message)))
+    lan.run(0)
+
+
+def test_join_is_reported_robustness_times_then_leave() -> None:
+    lan, sniff = setup()
+    stack = lan.stacks[0]
+    ms = mcast.Memberships()
+    mcast.join(stack, ms, G, 0, US)
+    lan.run(0)
+    sent = reports(sniff)
+    assert len(sent) == 1                      # at once
+    hdr, msg = sent[0]
+    assert (hdr.dst, hdr.ttl, hdr.tos, hdr.src) == (igmp.ALL_V3_ROUTERS, 1, 0xC0, US)
+    assert hdr.options.startswith(igmp.ROUTER_ALERT) and hdr.dont_fragment
+    assert records(sniff) == [(igmp.CHANGE_TO_EXCLUDE, G, ())]
+    lan.run(1.0)                               # Linux's unsolicited interval for v3
+    assert records(sniff) == [(igmp.CHANGE_TO_EXCLUDE, G, ())] * ROBUSTNESS
+    lan.run(30)
+    assert len(reports(sniff)) == ROBUSTNESS   # then nothing until a query
+    assert multicast_mac(G) in lan.ifaces[0].multicast_macs
+    sniff.clear()
+    mcast.leave(stack, ms, G, 0, US)
+    lan.run(1.0)
+    assert records(sniff) == [(igmp.CHANGE_TO_INCLUDE, G, ())] * ROBUSTNESS
+    assert multicast_mac(G) not in lan.ifaces[0].multicast_macs
+    assert G not in stack.ipv4.joined.get(lan.ifaces[0], {})
+
+
+def test_several_sockets_one_membership() -> None:
+    lan, sniff = setup()
+    stack = lan.stacks[0]
+    socks = [mcast.Memberships() for _ in range(3)]
+    for ms in socks:
+        mcast.join(stack, ms, G, lan.ifaces[0].index)
+    lan.run(2)
+    assert records(sniff) == [(igmp.CHANGE_TO_EXCLUDE, G, ())] * ROBUSTNESS
+    assert stack.ipv4.joined[lan.ifaces[0]][G] == 3
+    sniff.clear()
+    mcast.leave(stack, socks[0], G, lan.ifaces[0].index)
+    mcast.drop_all(stack, socks[1])            # a socket closed
+    lan.run(2)
+    assert records(sniff) == []                # one socket still holds it
+    with pytest.raises(OSError) as exc:     # joined by index: a leave naming an address misses
+        mcast.leave(stack, socks[2], G, 0, US)
+    assert exc.value.errno == errno.EADDRNOTAVAIL
+    mcast.leave(stack, socks[2], G, lan.ifaces[0].index)
+    lan.run(2)
+    assert records(sniff) == [(igmp.CHANGE_TO_INCLUDE, G, ())] * ROBUSTNESS
+
+
+def test_all_hosts_is_never_reported_and_errors_are_linuxs() -> None:
+    lan, sniff = setup()
+    stack = lan.stacks[0]
+    ms = mcast.Memberships()
+    mcast.join(stack, ms, igmp.ALL_HOSTS, 0, US)
+    lan.run(5)
+    assert reports(sniff) == []
+    cases = [(lambda: mcast.join(stack, ms, igmp.ALL_HOSTS, 0, US), errno.EADDRINUSE),
+             (lambda: mcast.join(stack, ms, US, 0, US), errno.EINVAL),
+             (lambda: mcast.join(stack, ms, G, 99), errno.ENODEV),
+             (lambda: mcast.join(stack, ms, G), errno.ENODEV),        # no route to 239/8
+             (lambda: mcast.leave(stack, ms, G, 0, US), errno.EADDRNOTAVAIL)]
+    for call, code in cases:
+        with pytest.raises(OSError) as exc:
+            call()
+        assert exc.value.errno == code
+    for i in range(mcast.MAX_GROUPS4 - 1):
+        mcast.join(stack, ms, bytes([239, 9, 0, i]), 0, US)
+    with pytest.raises(OSError) as exc:
+        mcast.join(stack, ms, G, 0, US)
+    assert exc.value.errno == errno.ENOBUFS
+
+
+def test_general_query_answered_within_max_resp_time() -> None:
+    lan, sniff = setup()
+    stack = lan.stacks[0]
+    for group in (G, G2):
+        mcast.join(stack, mcast.Memberships(), group, 0, US)
+    lan.run(5)
+    sniff.clear()
+    query(lan, sniff, igmp.build_v3_query(max_response=20))     # 2 s
+    assert reports(sniff) == []                # a random delay first
+    lan.run(2.0)
+    assert sorted(records(sniff)) == [(igmp.MODE_IS_EXCLUDE, G, ()),
+                                      (igmp.MODE_IS_EXCLUDE, G2, ())]
+    assert len(reports(sniff)) == 1            # one report, both records
+    assert stack.counters["igmp.query"] == 1
+
+
+def test_group_and_source_queries() -> None:
+    lan, sniff = setup()
+    stack = lan.stacks[0]
+    mcast.join(stack, mcast.Memberships(), G, 0, US)
+    lan.run(5)
+    sniff.clear()
+    src = socket.inet_aton("192.0.2.77")
+    query(lan, sniff, igmp.build_v3_query(G, 10, [src]), G)
+    query(lan, sniff, igmp.build_v3_query(G2, 10), G2)          # not ours: not even taken
+    lan.run(1.0)
+    assert records(sniff) == [(igmp.MODE_IS_INCLUDE, G, (src,))]
+    sniff.clear()
+    query(lan, sniff, igmp.build_v3_query(G, 10), G)
+    lan.run(1.0)
+    assert records(sniff) == [(igmp.MODE_IS_EXCLUDE, G, ())]
+    assert stack.counters["ipv4.multicast_not_joined"] == 1
+
+
+def test_v2_querier_switches_to_v2_reports_and_leaves_then_back() -> None:
+    lan, sniff = setup()
+    stack = lan.stacks[0]
+    igmp_mod = stack.modules["igmp"]
+    query(lan, sniff, igmp.build_v2(igmp.QUERY, bytes(4), 100))
+    assert igmp_mod.version(lan.ifaces[0]) == 2
+    ms = mcast.Memberships()
+    mcast.join(stack, ms, G, 0, US)
+    lan.run(0)
+    first = reports(sniff)
+    assert [(h.dst, m) for h, m in first] == [(G, igmp.IgmpReport(igmp.V2_REPORT, G))]
+    lan.run(10)                                # repeated once (RFC 2236 3)
+    assert len(reports(sniff)) == 2
+    sniff.clear()
+    mcast.leave(stack, ms, G, 0, US)
+    lan.run(0)
+    assert [(h.dst, m) for h, m in reports(sniff)] == [
+        (igmp.ALL_ROUTERS, igmp.IgmpReport(igmp.V2_LEAVE, G))]
+    lan.run(260)                               # Older Version Querier Present Timeout
+    assert igmp_mod.version(lan.ifaces[0]) == 3
+
+
+def test_v1_querier_and_report_suppression() -> None:
+    lan, sniff = setup()
+    stack = lan.stacks[0]
+    ms = mcast.Memberships()
+    mcast.join(stack, ms, G, 0, US)
+    lan.run(5)
+    sniff.clear()
+    query(lan, sniff, igmp.build_v2(igmp.QUERY, bytes(4)))     # v1: Max Resp Code 0
+    assert stack.modules["igmp"].version(lan.ifaces[0]) == 1
+    lan.run(10)
+    assert [m for _, m in reports(sniff)] == [igmp.IgmpReport(igmp.V1_REPORT, G)]
+    sniff.clear()
+    query(lan, sniff, igmp.build_v2(igmp.QUERY, bytes(4)))
+    # Another member reports first: ours is suppressed.
+    sniff.inject(ethernet.build(multicast_mac(G), SNIFF_MAC, ethernet.ETH_IPV4, igmp.packet(
+        SNIFF_IP, G, igmp.build_v2(igmp.V1_REPORT, G))))
+    lan.run(10)
+    assert reports(sniff) == [] and stack.counters["igmp.report_suppressed"] == 1
+    mcast.leave(stack, ms, G, 0, US)
+    lan.run(5)
+    assert reports(sniff) == []                # v1 has no leave
+
+
+def test_udp_delivery_by_membership_and_multicast_all() -> None:
+    lan = make_lan(2)
+    a, b = lan.stacks
+    iface = lan.ifaces[1]
+    joined = b.udp.open(port=5000, reuse_addr=True)
+    joined.mcast = mcast.Memberships()
+    mcast.join(b, joined.mcast, G, iface.index)
+    other = b.udp.open(port=5000, reuse_addr=True)
+    other.mcast = mcast.Memberships()                 # IP_MULTICAST_ALL on (the default)
+    strict = b.udp.open(port=5000, reuse_addr=True)
+    strict.mcast = mcast.Memberships()
+    strict.mcast.all4 = False                         # IP_MULTICAST_ALL 0
+    elsewhere = b.udp.open(port=5001)
+    sender = a.udp.open()
+    assert sender.sendto(b"hi", G, 5000, iface=lan.ifaces[0]) == 0
+    assert sender.sendto(b"no", G2, 5000, iface=lan.ifaces[0]) == 0   # nobody joined G2
+    lan.run(0.1)
+    assert [ep.recv() is not None for ep in (joined, other, strict, elsewhere)] == [
+        True, True, False, False]
+    assert b.counters["ipv4.multicast_not_joined"] == 1
+    assert b.counters["udp.multicast_filtered"] == 0
+    joined.close()
+    other.close()
+    sender.sendto(b"again", G, 5000, iface=lan.ifaces[0])
+    lan.run(0.1)
+    assert strict.recv() is None and b.counters["udp.multicast_filtered"] == 1
+
+
+def test_multicast_loop() -> None:
+    lan = make_lan(1)
+    stack = lan.stacks[0]
+    ep = stack.udp.open(port=5000)
+    ep.mcast = mcast.Memberships()
+    mcast.join(stack, ep.mcast, G, 0, US)
+    ep.sendto(b"looped", G, 5000, iface=lan.ifaces[0])
+    lan.run(0.1)
+    got = ep.recv()
+    assert got is not None and got == (b"looped", (US, 5000))
+    ep.mcast_loop = False
+    ep.sendto(b"not", G, 5000, iface=lan.ifaces[0])
+    lan.run(0.1)
+    assert ep.recv() is None
