@@ -244,3 +244,40 @@ def test_multicast_loop() -> None:
     ep.sendto(b"not", G, 5000, iface=lan.ifaces[0])
     lan.run(0.1)
     assert ep.recv() is None
+
+
+def test_socket_groups_share_ipv6_counts_with_the_stacks_own() -> None:
+    """A socket joining the solicited-node group and leaving it again leaves the
+    stack's own membership (NDP needs it) in place; an MLDv2 report for a
+    socket's group on join and leave."""
+    from femtotcp.stack.config import StackConfig
+    from femtotcp.wire import ip_bytes, ipv6, mld
+    lan = make_lan(1, modules=["arp", "ipv4", "icmp4", "igmp", "udp", "ipv6", "icmp6"],
+                   config=StackConfig(ipv6_dad_transmits=0))
+    stack = lan.stacks[0]
+    iface = lan.ifaces[0]
+    us6 = ip_bytes("2001:db8::1")
+    stack.ipv6.add_address(iface, us6, 64)
+    lan.run(5)
+    sn = ipv6.solicited_node(us6)
+    before = stack.ipv6.groups[iface][sn]
+    ms = mcast.Memberships(v6=True)
+    mcast.join(stack, ms, sn, iface.index)
+    assert stack.ipv6.groups[iface][sn] == before + 1
+    mcast.drop_all(stack, ms)
+    assert stack.ipv6.groups[iface][sn] == before
+    assert ipv6.multicast_mac(sn) in iface.multicast_macs
+    frames = lan.capture(0)
+    group = ip_bytes("ff15::5")
+    mcast.join(stack, ms, group)               # ifindex 0: the route's (the interface)
+    mcast.leave(stack, ms, group)
+    lan.run(2)
+    kinds = []
+    for frame in frames:
+        eth, view = ethernet.parse(frame)
+        payload = bytes(view)
+        if eth.ethertype == ethernet.ETH_IPV6 and payload[48] == mld.V2_REPORT:
+            at = payload.find(group)
+            kinds.append(payload[at - 4])
+    assert kinds.count(mld.CHANGE_TO_EXCLUDE) == 2 and kinds.count(mld.CHANGE_TO_INCLUDE) == 2
+    assert group not in stack.ipv6.groups[iface]
