@@ -186,13 +186,17 @@ sys.stdin.readline()
 """
 
 
-def _members(control: str) -> list[dict[str, Any]]:
+def _ctl(control: str, view: str) -> dict[str, Any]:
     import json
     res = subprocess.run([sys.executable, "-m", "femtotcp", "ctl", "--control", control,
-                          "--json", "addr"], capture_output=True, text=True, timeout=30)
+                          "--json", view], capture_output=True, text=True, timeout=30)
     doc = json.loads(res.stdout)
     assert doc["ok"], res.stdout
-    return [g for g in doc["result"]["interfaces"][0]["groups"]
+    return dict(doc["result"])
+
+
+def _members(control: str) -> list[dict[str, Any]]:
+    return [g for g in _ctl(control, "addr")["interfaces"][0]["groups"]
             if g["address"] == "239.7.7.7"]
 
 
@@ -220,6 +224,9 @@ def test_attached_program_killed_frees_its_group(ns: Netns) -> None:
             procs.append(proc)
             assert line(proc) == "joined"
             assert _members(control) == [{"address": "239.7.7.7", "users": 1}]
+            row = next(r for r in _ctl(control, "sockets")["sockets"]
+                       if r["proto"] == "udp" and r["local_port"] == 5700)
+            assert [g.split("%")[0] for g in row["groups"]] == ["239.7.7.7"]
             tx.sendto(f"hello{attempt}".encode(), ("239.7.7.7", 5700))
             assert line(proc) == f"hello{attempt}"
             while True:                 # what the TAP carried so far

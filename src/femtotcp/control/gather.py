@@ -108,14 +108,17 @@ def _udp_rows(stack: Any) -> list[dict[str, Any]]:
         addr, port = ep.local
         remote = getattr(ep, "remote", None)
         raddr, rport = _endpoint(remote)
-        rows.append({
+        row = {
             "proto": "udp", "state": "ESTABLISHED" if remote is not None else "UNCONN",
             "local_address": ip_str(addr), "local_port": port,
             "peer_address": raddr, "peer_port": rport,
             "recv_q": int(getattr(ep, "queued_bytes", 0)), "send_q": 0,
             "queued_datagrams": len(getattr(ep, "queue", ())),
-            "groups": _socket_groups(ep),
-        })
+        }
+        groups = _socket_groups(ep)
+        if groups:                      # (only a socket that joined some has the key)
+            row["groups"] = groups
+        rows.append(row)
     return rows
 
 
