@@ -98,13 +98,20 @@ def _ipv4_options(data: bytes) -> str | None:
     return None
 
 
-def _icmp4(data: bytes) -> str | None:
-    if not data:
-        return None
+def _checksummed(data: bytes) -> bytearray:
+    """The message after byte 0, its checksum (bytes 2-3) completed when byte
+    0's bit 0 says so (ICMP and IGMP lay it out alike)."""
     body = bytearray(data[1:])
     if data[0] & 1 and len(body) >= 4:
         body[2:4] = b"\0\0"
         body[2:4] = checksum(body).to_bytes(2, "big")
+    return body
+
+
+def _icmp4(data: bytes) -> str | None:
+    if not data:
+        return None
+    body = _checksummed(data)
     try:
         hdr, payload = icmp4.parse(memoryview(body))
     except Malformed as exc:
@@ -117,10 +124,7 @@ def _igmp(data: bytes) -> str | None:
     """byte 0 bit 0: the checksum completed."""
     if not data:
         return None
-    body = bytearray(data[1:])
-    if data[0] & 1 and len(body) >= 4:
-        body[2:4] = b"\0\0"
-        body[2:4] = checksum(body).to_bytes(2, "big")
+    body = _checksummed(data)
     try:
         msg = igmp.parse(memoryview(body))
     except Malformed as exc:

@@ -14,7 +14,6 @@ test's own (192.0.2.0/24, 2001:db8::/32, groups in 239/8 and ff15::/16):
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -23,16 +22,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from netns import Netns, entered, kernel_tap, stop_process
+from test_ipv6_kernel import enable_ipv6, ready, stack6
 
 from femtotcp.api.socket import network_for
-from femtotcp.runtime import Runtime
-from femtotcp.stack import Stack
-from femtotcp.stack.modules import DEFAULT_MODULES
+from femtotcp.wire import ip_bytes
 
 KERNEL, STACK = "192.0.2.1", "192.0.2.2"
 KERNEL6, STACK6 = "2001:db8:1::1", "2001:db8:1::2"
@@ -42,32 +40,6 @@ IP, IP6 = socket.IPPROTO_IP, socket.IPPROTO_IPV6
 
 def mreq6(group: str, index: int) -> bytes:
     return socket.inet_pton(socket.AF_INET6, group) + struct.pack("@i", index)
-
-
-@contextlib.contextmanager
-def stack_on(dev: Any, pcap: Path) -> Iterator[tuple[Runtime, Stack]]:
-    from femtotcp.phy.pcap import PcapWriter
-    from femtotcp.stack.config import StackConfig
-    from femtotcp.wire import ip_bytes
-    stack = Stack("mc", modules=list(DEFAULT_MODULES) + ["ipv6", "icmp6"],
-                  config=StackConfig(ipv6_dad_transmits=0))
-    iface = stack.add_interface(dev, mac="02:00:00:00:00:02", ipv4=f"{STACK}/24")
-    assert stack.ipv6 is not None and "igmp" in stack.modules
-    stack.ipv6.add_address(iface, ip_bytes(STACK6), 64)
-    writer = PcapWriter(str(pcap))
-    writer.attach(dev)
-    rt = Runtime()
-    rt.add_stack(stack)
-    rt.start()
-    try:
-        rt.call(stack.start)
-        yield rt, stack
-    finally:
-        rt.stop()
-        rt.join(5)
-        rt.close()
-        writer.detach(dev)
-        writer.close()
 
 
 def tshark(pcap: Path, display: str, *fields: str) -> list[list[str]]:
@@ -85,12 +57,13 @@ def test_groups_both_ways_reports_and_query(ns: Netns, require_program: Callable
     from scapy.layers.igmp import IGMPv3_MQ
     from scapy.layers.inet import IP as ScapyIP
     from scapy.layers.l2 import Ether
-    for key in ("all", "default"):
-        ns.run("sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=0")
+    enable_ipv6(ns)
     dev = kernel_tap(ns, TAP, [f"{KERNEL}/24", f"{KERNEL6}/64"])
     pcap = tmp_path / "mcast.pcap"
     kindex = int(ns.run("cat", f"/sys/class/net/{TAP}/ifindex").stdout)
-    with stack_on(dev, pcap) as (rt, stack):
+    with stack6(dev, pcap=pcap) as (rt, stack):       # (igmp is a default module)
+        assert "igmp" in stack.modules
+        assert rt.wait_until(ready(stack, ip_bytes(STACK6)), 10)
         net = network_for(stack, rt)
         index = stack.interfaces[0].index
         r4 = net.socket(socket.AF_INET, socket.SOCK_DGRAM)

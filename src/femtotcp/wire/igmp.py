@@ -19,6 +19,7 @@ from typing import NamedTuple
 from femtotcp.wire import Malformed
 from femtotcp.wire import ipv4 as _ipv4
 from femtotcp.wire.checksum import checksum, ones_sum
+from femtotcp.wire.mld import AddressRecord
 from femtotcp.wire.mld import decode_qqic as decode_code
 from femtotcp.wire.mld import encode_qqic as encode_code
 
@@ -73,11 +74,9 @@ class IgmpReport(NamedTuple):
     group: bytes
 
 
-class GroupRecord(NamedTuple):
-    type: int
-    group: bytes
-    sources: tuple[bytes, ...] = ()
-    aux: bytes = b""          # hosts send none (RFC 3376 4.2.6); receivers ignore it
+#: A Group Record (RFC 3376 4.2.4): MLDv2's Multicast Address Record with
+#: 4-byte addresses (type, group, sources, aux: hosts send no auxiliary data).
+GroupRecord = AddressRecord
 
 
 class IgmpV3Report(NamedTuple):
