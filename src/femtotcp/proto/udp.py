@@ -242,7 +242,10 @@ class UdpEndpoint:
                 return errno.EAFNOSUPPORT  # an IPv6 endpoint to an IPv4 address, or back
             src = ANY                      # a dual-stack endpoint speaking IPv4
         if src == ANY:
-            found = stack.source_address(dst)
+            # A group datagram leaves by the interface IP_MULTICAST_IF chose:
+            # its address is the source (Linux routes it with that device).
+            found = iface.ipv4_for(dst) if iface is not None and is_multicast(dst) \
+                else stack.source_address(dst)
             if found is None:
                 if iface is None:
                     return errno.ENETUNREACH
