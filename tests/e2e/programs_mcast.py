@@ -21,6 +21,8 @@ IP, IP6 = socket.IPPROTO_IP, socket.IPPROTO_IPV6
 HOST = "192.0.2.2"
 IP_MULTICAST_ALL, IPV6_MULTICAST_ALL = 49, 29
 MCAST_JOIN_GROUP, MCAST_LEAVE_GROUP = 42, 45
+UNBLOCK, BLOCK, ADD_SRC, DROP_SRC = 37, 38, 39, 40
+MCAST_BLOCK, MCAST_UNBLOCK, MCAST_JOIN_SRC, MCAST_LEAVE_SRC = 43, 44, 46, 47
 out: dict[str, Any] = {}
 
 
@@ -140,6 +142,58 @@ def battery(tag: str, s: socket.socket, v6: bool) -> None:
                                               group_req(socket.AF_INET, "239.2.0.5")))
 
 
+def msrc(group: str, src: str, addr: str = HOST) -> bytes:
+    return socket.inet_aton(group) + socket.inet_aton(addr) + socket.inet_aton(src)
+
+
+def group_source_req(group: str, src: str, index: int = 0, fam: int = socket.AF_INET) -> bytes:
+    return group_req(socket.AF_INET, group, index) + group_req(fam, src)[8:]
+
+
+def ssm(tag: str, s: socket.socket) -> None:
+    """Source filters (RFC 3678), the kernel's rules for each."""
+    set_ = s.setsockopt
+    G = "239.4.0.1"
+    steps: list[tuple[str, int, bytes]] = [
+        ("add", ADD_SRC, msrc(G, "192.0.2.9")), ("add_again", ADD_SRC, msrc(G, "192.0.2.9")),
+        ("add2", ADD_SRC, msrc(G, "192.0.2.10")),
+        ("asm_on_include", socket.IP_ADD_MEMBERSHIP, mreq(G, HOST)),
+        ("block_on_include", BLOCK, msrc(G, "192.0.2.11")),
+        ("unblock_on_include", UNBLOCK, msrc(G, "192.0.2.9")),
+        ("drop_absent", DROP_SRC, msrc(G, "192.0.2.99")),
+        ("drop", DROP_SRC, msrc(G, "192.0.2.9")), ("drop_last", DROP_SRC, msrc(G, "192.0.2.10")),
+        ("left", socket.IP_DROP_MEMBERSHIP, mreq(G, HOST)),
+        ("short", ADD_SRC, msrc(G, "192.0.2.9")[:11]),
+        ("long", ADD_SRC, msrc(G, "192.0.2.9") + b"\0"),
+        ("unicast", ADD_SRC, msrc("10.1.1.1", "192.0.2.9")),
+        ("bad_addr", ADD_SRC, msrc(G, "192.0.2.9", "10.9.9.9")),
+        ("block_no_member", BLOCK, msrc("239.4.0.2", "192.0.2.9")),
+        ("asm", socket.IP_ADD_MEMBERSHIP, mreq("239.4.0.2", HOST)),
+        ("block", BLOCK, msrc("239.4.0.2", "192.0.2.9")),
+        ("block_again", BLOCK, msrc("239.4.0.2", "192.0.2.9")),
+        ("add_on_exclude", ADD_SRC, msrc("239.4.0.2", "192.0.2.10")),
+        ("unblock", UNBLOCK, msrc("239.4.0.2", "192.0.2.9")),
+        ("unblock_again", UNBLOCK, msrc("239.4.0.2", "192.0.2.9")),
+        ("add_after_unblock", ADD_SRC, msrc("239.4.0.2", "192.0.2.10")),
+        ("mjoin", MCAST_JOIN_SRC, group_source_req("239.4.0.3", "192.0.2.9")),
+        ("mjoin_v6src", MCAST_JOIN_SRC, group_source_req("239.4.0.3", "::1", 0,
+                                                          socket.AF_INET6)),
+        ("mjoin_short", MCAST_JOIN_SRC, group_source_req("239.4.0.3", "192.0.2.9")[:200]),
+        ("mleave", MCAST_LEAVE_SRC, group_source_req("239.4.0.3", "192.0.2.9")),
+        ("mleave_again", MCAST_LEAVE_SRC, group_source_req("239.4.0.3", "192.0.2.9")),
+        ("mblock_no_member", MCAST_BLOCK, group_source_req("239.4.0.4", "192.0.2.9")),
+        ("munblock_no_member", MCAST_UNBLOCK, group_source_req("239.4.0.4", "192.0.2.9")),
+    ]
+    for name, opt, value in steps:
+        res(f"{tag}.ssm.{name}", lambda opt=opt, value=value: set_(IP, opt, value))
+    for i in range(12):
+        try:
+            set_(IP, ADD_SRC, msrc("239.4.0.5", f"192.0.2.{i + 1}"))
+        except OSError as exc:
+            out[f"{tag}.ssm.limit"] = [i, f"E{exc.errno}"]
+            break
+
+
 def limit() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for i in range(25):
@@ -169,6 +223,11 @@ def main() -> None:
         with socket.socket(fam, kind) as s:
             battery(tag, s, fam == socket.AF_INET6)
     limit()
+    for tag, fam, kind in (("udp4", socket.AF_INET, socket.SOCK_DGRAM),
+                           ("tcp4", socket.AF_INET, socket.SOCK_STREAM),
+                           ("udp6", socket.AF_INET6, socket.SOCK_DGRAM)):
+        with socket.socket(fam, kind) as s:
+            ssm(tag, s)
     join = (IP, socket.IP_ADD_MEMBERSHIP, mreq("239.1.1.1", HOST))
     rx = {
         "joined": receiver(socket.AF_INET, "", 5400, join),
@@ -181,6 +240,16 @@ def main() -> None:
                             (IP, socket.IP_DROP_MEMBERSHIP, mreq("239.1.1.2", HOST))),
         "looped": receiver(socket.AF_INET, "", 5402,
                            (IP, socket.IP_ADD_MEMBERSHIP, mreq("239.1.1.3", HOST))),
+        "source_peer": receiver(socket.AF_INET, "", 5403,
+                                (IP, ADD_SRC, msrc("239.1.1.4", "192.0.2.1"))),
+        "source_other": receiver(socket.AF_INET, "", 5404,
+                                 (IP, ADD_SRC, msrc("239.1.1.5", "192.0.2.99"))),
+        "blocked": receiver(socket.AF_INET, "", 5405,
+                            (IP, socket.IP_ADD_MEMBERSHIP, mreq("239.1.1.6", HOST)),
+                            (IP, BLOCK, msrc("239.1.1.6", "192.0.2.1"))),
+        "blocked_other": receiver(socket.AF_INET, "", 5406,
+                                  (IP, socket.IP_ADD_MEMBERSHIP, mreq("239.1.1.7", HOST)),
+                                  (IP, BLOCK, msrc("239.1.1.7", "192.0.2.99"))),
         "joined6": receiver(socket.AF_INET6, "::", 5410,
                             (IP6, socket.IPV6_JOIN_GROUP, mreq6("ff15::1:1"))),
         "left6": receiver(socket.AF_INET6, "::", 5411,

@@ -196,7 +196,8 @@ def test_attached_program_killed_frees_its_group(ns: Netns) -> None:
                             stderr=subprocess.PIPE, text=True)
             procs.append(proc)
             assert line(proc) == "joined"
-            assert _members(control) == [{"address": "239.7.7.7", "users": 1}]
+            assert _members(control) == [{"address": "239.7.7.7", "users": 1,
+                                          "mode": "exclude", "sources": []}]
             row = next(r for r in _ctl(control, "sockets")["sockets"]
                        if r["proto"] == "udp" and r["local_port"] == 5700)
             assert [g.split("%")[0] for g in row["groups"]] == ["239.7.7.7"]

@@ -51,6 +51,9 @@ def _drive(t: twin.Twin) -> tuple[dict[str, Any], list[bytes]]:
                 break
         tx.sendto(b"one", ("239.1.1.1", 5400))
         tx.sendto(b"two", ("239.1.1.2", 5401))
+        for port, group in ((5403, "239.1.1.4"), (5404, "239.1.1.5"), (5405, "239.1.1.6"),
+                            (5406, "239.1.1.7")):
+            tx.sendto(f"src{port}".encode(), (group, port))
         tx6.sendto(b"six", ("ff15::1:1", 5410))
         tx6.sendto(b"gone6", ("ff15::1:2", 5411))
         answer: dict[str, Any] = json.loads(t.ask("collect", timeout=60))
@@ -78,6 +81,9 @@ def test_memberships_as_on_linux_in_process_and_attached() -> None:
     assert linux["rx.not_all"] == linux["rx.other_group"] == linux["rx.dropped"] == []
     assert linux["rx.looped"] == ["loop-on"] and linux["rx.joined6"] == ["six"]
     assert linux["rx.left6"] == [] and linux["limit"] == [20, "E105"]
+    assert linux["rx.source_peer"] == ["src5403"] and linux["rx.source_other"] == []
+    assert linux["rx.blocked"] == [] and linux["rx.blocked_other"] == ["src5406"]
+    assert linux["udp4.ssm.limit"] == [10, "E105"]
     assert linux_sent == [b"loop-on", b"loop-off"]
     for name, ours, sent in (("in-process", inproc, inproc_sent),
                              ("attached", attached, attached_sent)):

@@ -86,7 +86,7 @@ def test_several_sockets_one_membership() -> None:
         mcast.join(stack, ms, G, lan.ifaces[0].index)
     lan.run(2)
     assert records(sniff) == [(igmp.CHANGE_TO_EXCLUDE, G, ())] * ROBUSTNESS
-    assert stack.ipv4.joined[lan.ifaces[0]][G] == 3
+    assert stack.ipv4.joined[lan.ifaces[0]][G].users == 3
     sniff.clear()
     mcast.leave(stack, socks[0], G, lan.ifaces[0].index)
     mcast.drop_all(stack, socks[1])            # a socket closed
@@ -281,3 +281,64 @@ def test_socket_groups_share_ipv6_counts_with_the_stacks_own() -> None:
             kinds.append(payload[at - 4])
     assert kinds.count(mld.CHANGE_TO_EXCLUDE) == 2 and kinds.count(mld.CHANGE_TO_INCLUDE) == 2
     assert group not in stack.ipv6.groups[iface]
+
+
+def test_source_filters_reports_queries_and_delivery() -> None:
+    """Source-specific memberships (RFC 3678 through stack/mcast.source): the
+    interface's state is RFC 3376 3.2's merge of its sockets' filters, each
+    change reported as 5.1 says (merged while retransmitting), queries
+    answered from the state, datagrams filtered by it and by each socket's."""
+    lan, sniff = setup()
+    stack = lan.stacks[0]
+    iface = lan.ifaces[0]
+    s1, s2, s3, s4 = (bytes([192, 0, 2, n]) for n in (11, 12, 13, 14))
+    a = stack.udp.open(port=5000, reuse_addr=True)
+    a.mcast = mcast.Memberships()
+    mcast.join(stack, a.mcast, G, 0, US, include=True)         # IP_ADD_SOURCE_MEMBERSHIP
+    mcast.source(stack, a.mcast, True, True, G, US, s1)
+    lan.run(0)
+    assert records(sniff) == [(igmp.ALLOW_NEW_SOURCES, G, (s1,))]      # IN() -> IN(s1)
+    mcast.source(stack, a.mcast, True, True, G, US, s2)
+    lan.run(2)
+    # The retransmission carries the merged change, from IN() to IN(s1, s2).
+    assert records(sniff)[1:] == [(igmp.ALLOW_NEW_SOURCES, G, (s1, s2))] * ROBUSTNESS
+    sniff.clear()
+    b = stack.udp.open(port=5000, reuse_addr=True)
+    b.mcast = mcast.Memberships()
+    mcast.join(stack, b.mcast, G, 0, US)                        # any source: EXCLUDE
+    mcast.source(stack, b.mcast, True, False, G, US, s3)        # IP_BLOCK_SOURCE s3
+    lan.run(2)
+    assert stack.ipv4.state(iface, G) == (False, frozenset({s3}))
+    assert records(sniff)[0] == (igmp.CHANGE_TO_EXCLUDE, G, ())
+    assert records(sniff)[-1] == (igmp.CHANGE_TO_EXCLUDE, G, (s3,))
+    sniff.clear()
+    query(lan, sniff, igmp.build_v3_query(max_response=10))
+    query(lan, sniff, igmp.build_v3_query(G2, 10), G2)
+    lan.run(1)
+    assert records(sniff) == [(igmp.MODE_IS_EXCLUDE, G, (s3,))]
+    sniff.clear()
+    query(lan, sniff, igmp.build_v3_query(G, 10, [s1, s3]), G)
+    lan.run(1)
+    assert records(sniff) == [(igmp.MODE_IS_INCLUDE, G, (s1,))]    # asked minus excluded
+    # Delivery: s3 is filtered by the interface; s4 reaches b (EXCLUDE {s3})
+    # but not a (INCLUDE {s1, s2}); s1 reaches both.
+    from femtolan import udp_frame
+    for src in (s3, s4, s1):
+        sniff.inject(udp_frame(src, G, 7, 5000, src, dst_mac=multicast_mac(G)))
+    lan.run(0.1)
+    got_a = [a.recv() for _ in range(3)]
+    got_b = [b.recv() for _ in range(3)]
+    assert [d for d, _ in filter(None, got_a)] == [s1]
+    assert [d for d, _ in filter(None, got_b)] == [s4, s1]
+    assert stack.counters["ipv4.multicast_source_filtered"] == 1
+    # Unblocking s3 and dropping a's sources: EXCLUDE {} and b alone.
+    sniff.clear()
+    mcast.source(stack, b.mcast, False, False, G, US, s3)
+    mcast.source(stack, a.mcast, False, True, G, US, s1)
+    mcast.source(stack, a.mcast, False, True, G, US, s2)       # the last: a leaves
+    assert (G, iface.index) not in a.mcast.groups
+    lan.run(2)
+    assert stack.ipv4.state(iface, G) == (False, frozenset())
+    assert records(sniff)[-1] == (igmp.ALLOW_NEW_SOURCES, G, (s3,))
+    mcast.drop_all(stack, b.mcast)
+    assert stack.ipv4.state(iface, G) == mcast.NO_STATE

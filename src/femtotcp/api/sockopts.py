@@ -46,6 +46,14 @@ IP_MULTICAST_ALL = getattr(_std, "IP_MULTICAST_ALL", 49)
 IPV6_MULTICAST_ALL = getattr(_std, "IPV6_MULTICAST_ALL", 29)
 MCAST_JOIN_GROUP = getattr(_std, "MCAST_JOIN_GROUP", 42)
 MCAST_LEAVE_GROUP = getattr(_std, "MCAST_LEAVE_GROUP", 45)
+IP_UNBLOCK_SOURCE = getattr(_std, "IP_UNBLOCK_SOURCE", 37)
+IP_BLOCK_SOURCE = getattr(_std, "IP_BLOCK_SOURCE", 38)
+IP_ADD_SOURCE_MEMBERSHIP = getattr(_std, "IP_ADD_SOURCE_MEMBERSHIP", 39)
+IP_DROP_SOURCE_MEMBERSHIP = getattr(_std, "IP_DROP_SOURCE_MEMBERSHIP", 40)
+MCAST_BLOCK_SOURCE = getattr(_std, "MCAST_BLOCK_SOURCE", 43)
+MCAST_UNBLOCK_SOURCE = getattr(_std, "MCAST_UNBLOCK_SOURCE", 44)
+MCAST_JOIN_SOURCE_GROUP = getattr(_std, "MCAST_JOIN_SOURCE_GROUP", 46)
+MCAST_LEAVE_SOURCE_GROUP = getattr(_std, "MCAST_LEAVE_SOURCE_GROUP", 47)
 #: The congestion control the stack runs (RFC 5681/6582 NewReno: Linux's "reno").
 CONGESTION = b"reno"
 TCP_CA_NAME_MAX = 16
@@ -219,6 +227,30 @@ def _group_req(family: int) -> Callable[[bytes, str], tuple[bytes, bytes, int]]:
     return decode
 
 
+def _ip_mreq_source(raw: bytes, kind: str) -> tuple[bytes, bytes, int, bytes]:
+    """IP_ADD/DROP_SOURCE_MEMBERSHIP, IP_BLOCK/UNBLOCK_SOURCE: struct
+    ip_mreq_source (group, interface address, source), exactly 12 bytes:
+    (group, address, index 0, source)."""
+    if len(raw) != 12:
+        raise _err(errno.EINVAL)
+    return raw[:4], raw[4:8], 0, raw[8:12]
+
+
+def _group_source_req(raw: bytes, kind: str) -> tuple[bytes, bytes, int, bytes]:
+    """MCAST_JOIN/LEAVE_SOURCE_GROUP, MCAST_BLOCK/UNBLOCK_SOURCE at IPv4's
+    level: struct group_source_req (index, group and source sockaddrs, both
+    AF_INET, else EADDRNOTAVAIL): (group, 0.0.0.0, index, source)."""
+    if len(raw) < GROUP_REQ_SIZE + 128:
+        raise _err(errno.EINVAL)
+    at = GROUP_REQ_SIZE - 128
+    families = (int.from_bytes(raw[at:at + 2], sys.byteorder),
+                int.from_bytes(raw[at + 128:at + 130], sys.byteorder))
+    if families != (_std.AF_INET, _std.AF_INET):
+        raise _err(errno.EADDRNOTAVAIL)
+    return (raw[at + 4:at + 8], ANY4, int.from_bytes(raw[:4], sys.byteorder),
+            raw[at + 132:at + 136])
+
+
 def _ip_mcast_if(raw: bytes, kind: str) -> tuple[bytes, int]:
     """IP_MULTICAST_IF: an in_addr, an ip_mreq (its address) or an ip_mreqn
     (address and index): (address, index). EINVAL on a TCP socket."""
@@ -274,6 +306,19 @@ TABLE: dict[tuple[int, int], Opt] = {
                                 decode=_group_req(_std.AF_INET)),
     (IP, MCAST_LEAVE_GROUP): Opt("MCAST_LEAVE_GROUP", ALL, "set",
                                  decode=_group_req(_std.AF_INET)),
+    (IP, IP_ADD_SOURCE_MEMBERSHIP): Opt("IP_ADD_SOURCE_MEMBERSHIP", ALL, "set",
+                                        decode=_ip_mreq_source),
+    (IP, IP_DROP_SOURCE_MEMBERSHIP): Opt("IP_DROP_SOURCE_MEMBERSHIP", ALL, "set",
+                                         decode=_ip_mreq_source),
+    (IP, IP_BLOCK_SOURCE): Opt("IP_BLOCK_SOURCE", ALL, "set", decode=_ip_mreq_source),
+    (IP, IP_UNBLOCK_SOURCE): Opt("IP_UNBLOCK_SOURCE", ALL, "set", decode=_ip_mreq_source),
+    (IP, MCAST_JOIN_SOURCE_GROUP): Opt("MCAST_JOIN_SOURCE_GROUP", ALL, "set",
+                                       decode=_group_source_req),
+    (IP, MCAST_LEAVE_SOURCE_GROUP): Opt("MCAST_LEAVE_SOURCE_GROUP", ALL, "set",
+                                        decode=_group_source_req),
+    (IP, MCAST_BLOCK_SOURCE): Opt("MCAST_BLOCK_SOURCE", ALL, "set", decode=_group_source_req),
+    (IP, MCAST_UNBLOCK_SOURCE): Opt("MCAST_UNBLOCK_SOURCE", ALL, "set",
+                                    decode=_group_source_req),
     (IP, _std.IP_MULTICAST_IF): Opt("IP_MULTICAST_IF", ALL, "struct", ANY4,
                                     decode=_ip_mcast_if),
     (IP, IP_MULTICAST_ALL): Opt("IP_MULTICAST_ALL", ALL, "int", None, _bool01, 1),
@@ -320,6 +365,13 @@ JOINS = {(IP, _std.IP_ADD_MEMBERSHIP): True, (IP, _std.IP_DROP_MEMBERSHIP): Fals
          (IP, MCAST_JOIN_GROUP): True, (IP, MCAST_LEAVE_GROUP): False,
          (IP6, _std.IPV6_JOIN_GROUP): True, (IP6, _std.IPV6_LEAVE_GROUP): False,
          (IP6, MCAST_JOIN_GROUP): True, (IP6, MCAST_LEAVE_GROUP): False}
+#: Source filters (IPv4): (level, optname) -> (add, INCLUDE mode).
+SOURCES = {(IP, IP_ADD_SOURCE_MEMBERSHIP): (True, True),
+           (IP, IP_DROP_SOURCE_MEMBERSHIP): (False, True),
+           (IP, IP_BLOCK_SOURCE): (True, False), (IP, IP_UNBLOCK_SOURCE): (False, False),
+           (IP, MCAST_JOIN_SOURCE_GROUP): (True, True),
+           (IP, MCAST_LEAVE_SOURCE_GROUP): (False, True),
+           (IP, MCAST_BLOCK_SOURCE): (True, False), (IP, MCAST_UNBLOCK_SOURCE): (False, False)}
 #: What the stack keeps when the program's value is -1 ("the default").
 _DEFAULTED = {(IP, _std.IP_TTL), (IP6, _std.IPV6_UNICAST_HOPS), (IP6, _std.IPV6_TCLASS),
               (IP6, _std.IPV6_MULTICAST_HOPS)}
@@ -425,7 +477,7 @@ def store(link: Any, level: int, optname: int, val: Any) -> None:
             raise _err(errno.ENODEV)
         link.opts[key] = name
         return
-    if key in JOINS:
+    if key in JOINS or key in SOURCES:
         _membership(link, key, val)
         return
     if key == (IP, _std.IP_MULTICAST_IF):
@@ -466,17 +518,30 @@ def store(link: Any, level: int, optname: int, val: Any) -> None:
         apply()
 
 
-def _membership(link: Any, key: tuple[int, int], val: tuple[bytes, bytes, int]) -> None:
-    """A join or leave (``stack/mcast.py``, Linux's errors)."""
+def _membership(link: Any, key: tuple[int, int], val: tuple[Any, ...]) -> None:
+    """A join or leave, or a source of one (``stack/mcast.py``, Linux's
+    errors). IP_ADD_SOURCE_MEMBERSHIP and MCAST_JOIN_SOURCE_GROUP join in
+    INCLUDE mode first when the socket has not joined (do_ip_setsockopt)."""
     from femtotcp.stack import mcast
-    group, addr, index = val
+    group, addr, index = val[:3]
     ms = getattr(link, "mcast", None)
     if ms is None:      # a stream socket's MCAST_JOIN_GROUP (Linux takes it)
         ms = link.mcast = mcast.Memberships(link.v6)
-    if JOINS[key]:
-        mcast.join(link.net.stack, ms, group, index, addr)
-    else:
-        mcast.leave(link.net.stack, ms, group, index, addr)
+    stack = link.net.stack
+    if key in JOINS:
+        if JOINS[key]:
+            mcast.join(stack, ms, group, index, addr)
+        else:
+            mcast.leave(stack, ms, group, index, addr)
+        return
+    add, include = SOURCES[key]
+    if add and include:
+        try:
+            mcast.join(stack, ms, group, index, addr, include=True)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    mcast.source(stack, ms, add, include, group, addr, val[3], index)
 
 
 def _mcast_if(stack: Any, addr: bytes, index: int) -> tuple[bytes, int]:

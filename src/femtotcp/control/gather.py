@@ -136,8 +136,12 @@ def _iface_groups(stack: Any, iface: Any) -> list[dict[str, Any]]:
     ipv4 = getattr(stack, "ipv4", None)
     if ipv4 is not None:
         out.append({"address": "224.0.0.1", "users": 1})
-        out += [{"address": ip_str(g), "users": n}
-                for g, n in ipv4.joined.get(iface, {}).items() if g not in ipv4.groups]
+        for g, entry in ipv4.joined.get(iface, {}).items():
+            if g not in ipv4.groups:
+                include, sources = entry.state()
+                out.append({"address": ip_str(g), "users": entry.users,
+                            "mode": "include" if include else "exclude",
+                            "sources": sorted(ip_str(s) for s in sources)})
     ipv6 = getattr(stack, "ipv6", None)
     if ipv6 is not None:
         out += [{"address": ip_str(g), "users": n} for g, n in ipv6.groups.get(iface, {}).items()]

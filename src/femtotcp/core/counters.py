@@ -348,7 +348,7 @@ declare(GAUGE, """
 declare(DROP, """
     igmp.truncated igmp.bad_checksum igmp.bad_query_length igmp.bad_source_count
     igmp.bad_record_count igmp.unknown_type igmp.query_bad_destination
-    igmp.query_bad_group udp.multicast_filtered
+    igmp.query_bad_group udp.multicast_filtered ipv4.multicast_source_filtered
 """)
 declare(EVENT, """
     igmp.rx igmp.query igmp.tx_report igmp.tx_leave igmp.report_ignored

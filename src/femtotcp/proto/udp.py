@@ -456,7 +456,7 @@ class Udp:
                 if len(addr) == 16 and len(group) == 4 and ep.v6only:
                     continue
                 bound = True
-                if allows(ep.mcast, group, index, len(ep.local[0]) == 16):
+                if allows(ep.mcast, group, index, src[0], len(ep.local[0]) == 16):
                     ep.deliver(data, src, group)
                     taken = True
         if not taken:

@@ -1,16 +1,20 @@
 """IGMP host: version 3 (RFC 3376) by default, as Linux, with the v1 and v2
 compatibility modes (RFC 3376 7.2.1) while an older querier is heard.
 
-What it reports is each interface's membership state as ``Ipv4.join``/
-``leave`` keep it (several sockets, one membership; any-source: EXCLUDE {}),
-never 224.0.0.1 (RFC 3376 6). A change is a State-Change Report (TO_EX {} on
-a join, TO_IN {} on a leave), sent at once and again Robustness Variable - 1
-times at random within the Unsolicited Report Interval (Linux: 1 s for v3);
-pending changes go out together in one report. A query is answered after a
-random delay up to its Max Resp Time (RFC 3376 5.2): a General Query with
-IS_EX {} for every group, a Group-Specific one with that group's, a
-Group-and-Source-Specific one with IS_IN of the sources asked (the state
-excludes none). A v1 or v2 query starts the Older Version Querier Present
+What it reports is each interface's filter state per group as ``Ipv4``
+keeps it (``mcast.IfGroup``: several sockets, one membership; an any-source
+join is EXCLUDE {}, a source-specific one INCLUDE {sources}), never
+224.0.0.1 (RFC 3376 6). A change is a State-Change Report (RFC 3376 5.1:
+TO_EX/TO_IN for a filter-mode change, so TO_EX {} on a join and TO_IN {} on a
+leave; ALLOW/BLOCK for sources), sent at once and again Robustness Variable
+- 1 times at random within the Unsolicited Report Interval (Linux: 1 s for
+v3), computed each time from the state last reported to the state now (so
+changes during the retransmissions merge); pending changes go out together
+in one report. A query is answered after a random delay up to its Max Resp
+Time (RFC 3376 5.2): a General Query with the current state of every group
+(IS_EX or IS_IN), a Group-Specific one with that group's, a
+Group-and-Source-Specific one with IS_IN of the sources asked that the state
+lets in. A v1 or v2 query starts the Older Version Querier Present
 timer (Robustness x Query Interval + Query Response Interval); in v2 mode
 joins are v2 Reports to the group and leaves v2 Leaves to 224.0.0.2, in v1
 mode v1 Reports and no leaves, and a report from another host for a group
@@ -21,10 +25,11 @@ grows state. Malformed messages are dropped and counted (``wire/igmp``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from femtotcp.core import rand
 from femtotcp.stack.ipv4 import multicast_mac
+from femtotcp.stack.mcast import NO_STATE, State
 from femtotcp.wire import ethernet
 from femtotcp.wire import igmp as wire
 
@@ -61,8 +66,9 @@ class _Iface:
     def __init__(self) -> None:
         self.v1_until = float("-inf")
         self.v2_until = float("-inf")
-        #: State changes still to report: group -> [record type, sends left].
-        self.changes: dict[bytes, list[int]] = {}
+        #: State changes still to report: group -> [the state last reported
+        #: before them, sends left].
+        self.changes: dict[bytes, list[Any]] = {}
         self.change_timer: Timer | None = None
         #: The pending answer to a General Query.
         self.general: Timer | None = None
@@ -101,18 +107,23 @@ class Igmp:
         return 2 if st.v2_until > now else 3
 
     def groups(self, iface: Interface) -> list[bytes]:
-        """The groups ``iface`` reports (its memberships but all-hosts)."""
-        return [g for g in self.ipv4.joined.get(iface, {}) if g != wire.ALL_HOSTS]
+        """The groups ``iface`` reports: its memberships but all-hosts, and but
+        those in INCLUDE {} (a source-specific join without sources yet)."""
+        return [g for g, entry in self.ipv4.joined.get(iface, {}).items()
+                if g != wire.ALL_HOSTS and entry.state() != NO_STATE]
+
+    def _member(self, iface: Interface, group: bytes) -> bool:
+        return self.ipv4.state(iface, group) != NO_STATE
 
     # -- state changes ------------------------------------------------------------
-    def changed(self, iface: Interface, group: bytes, joined: bool) -> None:
-        """``Ipv4.join``/``leave``'s hook: the interface's membership of
-        ``group`` began or ended."""
+    def changed(self, iface: Interface, group: bytes, old: State, new: State) -> None:
+        """``Ipv4``'s hook: the interface's filter state for ``group`` went
+        from ``old`` to ``new`` (``NO_STATE``: not a member, INCLUDE {})."""
         if group == wire.ALL_HOSTS:
             return
         st = self._state(iface)
         version = self.version(iface)
-        if not joined:
+        if new == NO_STATE:
             pending = st.queried.pop(group, None)
             if pending is not None:
                 pending[0].cancel()
@@ -120,27 +131,28 @@ class Igmp:
             if retry is not None:
                 retry.cancel()
         if version == 3:
-            st.changes[group] = [wire.CHANGE_TO_EXCLUDE if joined else wire.CHANGE_TO_INCLUDE,
-                                 ROBUSTNESS]
+            pending_change = st.changes.get(group)
+            st.changes[group] = [pending_change[0] if pending_change else old, ROBUSTNESS]
             self._send_changes(iface, st)
             return
-        if joined:
+        # v1/v2 (RFC 3376 7.3.2): source lists are ignored; INCLUDE {} is no member.
+        if new != NO_STATE and old == NO_STATE:
             self._send_v12(iface, version, group)
             self._retry_v12(iface, st, group)
-        elif version == 2:
+        elif new == NO_STATE and old != NO_STATE and version == 2:
             self._send(iface, wire.ALL_ROUTERS, wire.build_v2(wire.V2_LEAVE, group))
             self.stack.counters["igmp.tx_leave"] += 1
 
     def _send_changes(self, iface: Interface, st: _Iface) -> None:
-        """One report of every pending change; then the next retransmission."""
+        """One report of every pending change (each from the state last
+        reported to the state now); then the next retransmission."""
         st.change_timer = None
-        if not st.changes:
-            return
-        records = [wire.GroupRecord(t, g) for g, (t, _) in st.changes.items()]
-        for g in list(st.changes):
-            left = st.changes[g]
-            left[1] -= 1
-            if left[1] <= 0:
+        records: list[wire.GroupRecord] = []
+        for g, entry in list(st.changes.items()):
+            recs = change_records(g, entry[0], self.ipv4.state(iface, g))
+            records += recs
+            entry[1] -= 1
+            if entry[1] <= 0 or not recs:
                 del st.changes[g]
         self._report(iface, records)
         if st.changes:
@@ -157,7 +169,7 @@ class Igmp:
         def again() -> None:
             st.retries.pop(group, None)
             version = self.version(iface)
-            if version != 3 and group in self.ipv4.joined.get(iface, {}):
+            if version != 3 and self._member(iface, group):
                 self._send_v12(iface, version, group)
 
         st.retries[group] = self.stack.timers.call_later(_delay(UNSOLICITED_V2), again)
@@ -255,7 +267,7 @@ class Igmp:
             st.general = self.stack.timers.call_later(delay, lambda: self._answer_general(iface))
             return
         group = q.group
-        if group not in self.ipv4.joined.get(iface, {}):
+        if not self._member(iface, group):
             return                     # not ours: nothing to answer
         if general_due is not None and general_due <= now + delay:
             return                     # rule 1: the general answer covers it
@@ -277,7 +289,7 @@ class Igmp:
         unless one is pending sooner."""
         now = self.stack.now
         groups = self.groups(iface) if q.group == _ANY else (
-            [q.group] if q.group in self.ipv4.joined.get(iface, {}) else [])
+            [q.group] if self._member(iface, q.group) else [])
         for group in groups:
             delay = _delay(limit)
             old = st.queried.get(group)
@@ -289,7 +301,7 @@ class Igmp:
             def answer(group: bytes = group) -> None:
                 st.queried.pop(group, None)
                 version = self.version(iface)
-                if version != 3 and group in self.ipv4.joined.get(iface, {}):
+                if version != 3 and self._member(iface, group):
                     self._send_v12(iface, version, group)
 
             st.queried[group] = (self.stack.timers.call_later(delay, answer), None)
@@ -297,21 +309,49 @@ class Igmp:
     def _answer_general(self, iface: Interface) -> None:
         st = self._state(iface)
         st.general = None
-        self._report(iface, [wire.GroupRecord(wire.MODE_IS_EXCLUDE, g)
+        self._report(iface, [current_record(g, self.ipv4.state(iface, g))
                              for g in self.groups(iface)])
 
     def _answer_group(self, iface: Interface, group: bytes) -> None:
         st = self._state(iface)
         pending = st.queried.pop(group, None)
-        if pending is None or group not in self.ipv4.joined.get(iface, {}):
+        state = self.ipv4.state(iface, group)
+        if pending is None or state == NO_STATE:
             return
-        sources = pending[1]
-        if sources is None:
-            self._report(iface, [wire.GroupRecord(wire.MODE_IS_EXCLUDE, group)])
-        else:
-            # RFC 3376 5.2: EXCLUDE {} state, sources asked: IS_IN of them all.
+        asked = pending[1]
+        if asked is None:
+            self._report(iface, [current_record(group, state)])
+            return
+        # RFC 3376 5.2: the sources asked that the state lets in, as IS_IN.
+        include, sources = state
+        wanted = asked & sources if include else asked - sources
+        if wanted:
             self._report(iface, [wire.GroupRecord(wire.MODE_IS_INCLUDE, group,
-                                                  tuple(sorted(sources)))])
+                                                  tuple(sorted(wanted)))])
+
+
+def current_record(group: bytes, state: State) -> wire.GroupRecord:
+    """The Current-State Record of a group (RFC 3376 4.2.12)."""
+    include, sources = state
+    return wire.GroupRecord(wire.MODE_IS_INCLUDE if include else wire.MODE_IS_EXCLUDE, group,
+                            tuple(sorted(sources)))
+
+
+def change_records(group: bytes, old: State, new: State) -> list[wire.GroupRecord]:
+    """The State-Change Records for ``old`` -> ``new`` (RFC 3376 5.1): a
+    filter-mode change is TO_EX(new) or TO_IN(new); else the sources let in
+    are ALLOW, those no longer BLOCK (none when nothing changed)."""
+    (old_in, a), (new_in, b) = old, new
+    if old_in != new_in:
+        kind = wire.CHANGE_TO_INCLUDE if new_in else wire.CHANGE_TO_EXCLUDE
+        return [wire.GroupRecord(kind, group, tuple(sorted(b)))]
+    allow, block = (b - a, a - b) if new_in else (a - b, b - a)
+    out = []
+    if allow:
+        out.append(wire.GroupRecord(wire.ALLOW_NEW_SOURCES, group, tuple(sorted(allow))))
+    if block:
+        out.append(wire.GroupRecord(wire.BLOCK_OLD_SOURCES, group, tuple(sorted(block))))
+    return out
 
 
 def install(stack: Stack) -> Igmp:
