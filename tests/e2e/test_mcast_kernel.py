@@ -70,6 +70,9 @@ def test_groups_both_ways_reports_and_query(ns: Netns, require_program: Callable
         r4.bind(("", 5500))
         r4.setsockopt(IP, socket.IP_ADD_MEMBERSHIP,
                       socket.inet_aton("239.5.5.5") + socket.inet_aton(STACK))
+        ssm = net.socket(socket.AF_INET, socket.SOCK_DGRAM)      # source-specific
+        ssm.setsockopt(IP, 39, socket.inet_aton("239.5.5.6") + socket.inet_aton(STACK)
+                       + socket.inet_aton(KERNEL))             # IP_ADD_SOURCE_MEMBERSHIP
         r6 = net.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         r6.bind(("::", 5501))
         r6.setsockopt(IP6, socket.IPV6_JOIN_GROUP, mreq6("ff15::5:5", index))
@@ -121,7 +124,7 @@ def test_groups_both_ways_reports_and_query(ns: Netns, require_program: Callable
             assert rt.wait_until(
                 lambda: host.ifaces[stack.interfaces[0]].general is None, 5)
             assert rt.call(lambda: stack.counters["igmp.tx_report"]) > before
-            for s in (r4, r6, t4, t6):
+            for s in (r4, r6, t4, t6, ssm):
                 s.close()               # closing leaves the groups
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and rt.call(
@@ -131,11 +134,18 @@ def test_groups_both_ways_reports_and_query(ns: Netns, require_program: Callable
         finally:
             k4.close()
             k6.close()
-    igmp = tshark(pcap, "igmp.type == 0x22", "igmp.record_type", "igmp.maddr")
-    assert ["4", "239.5.5.5"] in igmp          # CHANGE_TO_EXCLUDE: the join
-    assert ["2", "239.5.5.5"] in igmp          # MODE_IS_EXCLUDE: the query's answer
-    assert ["3", "239.5.5.5"] in igmp          # CHANGE_TO_INCLUDE: the leave at close
-    assert not any("224.0.0.1" in row for row in igmp)
+    igmp = [(t, a) for row in tshark(pcap, "igmp.type == 0x22 && ip.src == 192.0.2.2",
+                                     "igmp.record_type", "igmp.maddr")
+            for t, a in zip(row[0].split(","), row[1].split(","), strict=True)]
+    assert ("4", "239.5.5.5") in igmp          # CHANGE_TO_EXCLUDE: the join
+    assert ("2", "239.5.5.5") in igmp          # MODE_IS_EXCLUDE: the query's answer
+    assert ("3", "239.5.5.5") in igmp          # CHANGE_TO_INCLUDE: the leave at close
+    assert ("5", "239.5.5.6") in igmp          # ALLOW_NEW_SOURCES: the source join
+    assert ("1", "239.5.5.6") in igmp          # MODE_IS_INCLUDE: its answer
+    assert ("6", "239.5.5.6") in igmp          # BLOCK_OLD_SOURCES: its end at close
+    assert not any(a == "224.0.0.1" for _, a in igmp)
+    sources = tshark(pcap, "igmp.type == 0x22 && igmp.maddr == 239.5.5.6", "igmp.saddr")
+    assert sources and all(row == [KERNEL] for row in sources)
     mld = tshark(pcap, "icmpv6.type == 143", "icmpv6.mldr.mar.record_type",
                  "icmpv6.mldr.mar.multicast_address")
     flat = [(t, a) for row in mld for t, a in zip(row[0].split(","), row[1].split(","),

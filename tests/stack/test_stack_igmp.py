@@ -342,3 +342,21 @@ def test_source_filters_reports_queries_and_delivery() -> None:
     assert records(sniff)[-1] == (igmp.ALLOW_NEW_SOURCES, G, (s3,))
     mcast.drop_all(stack, b.mcast)
     assert stack.ipv4.state(iface, G) == mcast.NO_STATE
+
+
+def test_a_join_right_after_a_leave_is_reported() -> None:
+    """A change while the last one is still being retransmitted: the report
+    brings a router that heard either state to the new one (RFC 3376 5.1)."""
+    lan, sniff = setup()
+    stack = lan.stacks[0]
+    ms = mcast.Memberships()
+    mcast.join(stack, ms, G, 0, US)
+    lan.run(2)
+    sniff.clear()
+    mcast.leave(stack, ms, G, 0, US)
+    lan.run(0)
+    mcast.join(stack, ms, G, 0, US)         # before the leave's retransmission
+    lan.run(2)
+    assert records(sniff) == [(igmp.CHANGE_TO_INCLUDE, G, ()),
+                              (igmp.CHANGE_TO_EXCLUDE, G, ()),
+                              (igmp.CHANGE_TO_EXCLUDE, G, ())]

@@ -66,8 +66,8 @@ class _Iface:
     def __init__(self) -> None:
         self.v1_until = float("-inf")
         self.v2_until = float("-inf")
-        #: State changes still to report: group -> [the state last reported
-        #: before them, sends left].
+        #: State changes still to report: group -> [the state before them,
+        #: sends left, the state the last report told, that report's records].
         self.changes: dict[bytes, list[Any]] = {}
         self.change_timer: Timer | None = None
         #: The pending answer to a General Query.
@@ -132,7 +132,10 @@ class Igmp:
                 retry.cancel()
         if version == 3:
             pending_change = st.changes.get(group)
-            st.changes[group] = [pending_change[0] if pending_change else old, ROBUSTNESS]
+            if pending_change is None:
+                st.changes[group] = [old, ROBUSTNESS, old, []]
+            else:
+                pending_change[1] = ROBUSTNESS
             self._send_changes(iface, st)
             return
         # v1/v2 (RFC 3376 7.3.2): source lists are ignored; INCLUDE {} is no member.
@@ -149,9 +152,13 @@ class Igmp:
         st.change_timer = None
         records: list[wire.GroupRecord] = []
         for g, entry in list(st.changes.items()):
-            recs = change_records(g, entry[0], self.ipv4.state(iface, g))
+            now_state = self.ipv4.state(iface, g)
+            # A retransmission repeats the last records; a change since, new ones.
+            recs = entry[3] if now_state == entry[2] else change_records(
+                g, entry[0], entry[2], now_state)
             records += recs
             entry[1] -= 1
+            entry[2], entry[3] = now_state, recs
             if entry[1] <= 0 or not recs:
                 del st.changes[g]
         self._report(iface, records)
@@ -337,15 +344,21 @@ def current_record(group: bytes, state: State) -> wire.GroupRecord:
                             tuple(sorted(sources)))
 
 
-def change_records(group: bytes, old: State, new: State) -> list[wire.GroupRecord]:
-    """The State-Change Records for ``old`` -> ``new`` (RFC 3376 5.1): a
-    filter-mode change is TO_EX(new) or TO_IN(new); else the sources let in
-    are ALLOW, those no longer BLOCK (none when nothing changed)."""
-    (old_in, a), (new_in, b) = old, new
-    if old_in != new_in:
+def change_records(group: bytes, base: State, told: State, new: State
+                   ) -> list[wire.GroupRecord]:
+    """The State-Change Records that bring a router that last heard ``base``
+    (the state before these changes) or ``told`` (what our latest report
+    said) to ``new`` (RFC 3376 5.1, with 5.1's merging of changes made while
+    retransmitting): TO_EX(new) or TO_IN(new) when either differs from it in
+    filter mode; else ALLOW of the sources it lets in now, BLOCK of those
+    it no longer does (none when nothing changed)."""
+    new_in, b = new
+    if base[0] != new_in or told[0] != new_in:
         kind = wire.CHANGE_TO_INCLUDE if new_in else wire.CHANGE_TO_EXCLUDE
         return [wire.GroupRecord(kind, group, tuple(sorted(b)))]
-    allow, block = (b - a, a - b) if new_in else (a - b, b - a)
+    a1, a2 = base[1], told[1]
+    gained, lost = (b - a1) | (b - a2), (a1 - b) | (a2 - b)
+    allow, block = (gained, lost) if new_in else (lost, gained)
     out = []
     if allow:
         out.append(wire.GroupRecord(wire.ALLOW_NEW_SOURCES, group, tuple(sorted(allow))))
