@@ -360,3 +360,21 @@ def test_a_join_right_after_a_leave_is_reported() -> None:
     assert records(sniff) == [(igmp.CHANGE_TO_INCLUDE, G, ()),
                               (igmp.CHANGE_TO_EXCLUDE, G, ()),
                               (igmp.CHANGE_TO_EXCLUDE, G, ())]
+
+
+def test_v2_no_leave_when_another_host_reported_last() -> None:
+    """RFC 2236 3: a Leave only from the host whose report was the last."""
+    lan, sniff = setup()
+    stack = lan.stacks[0]
+    query(lan, sniff, igmp.build_v2(igmp.QUERY, bytes(4), 100))
+    ms = mcast.Memberships()
+    mcast.join(stack, ms, G, 0, US)
+    lan.run(0)
+    sniff.inject(ethernet.build(multicast_mac(G), SNIFF_MAC, ethernet.ETH_IPV4, igmp.packet(
+        SNIFF_IP, G, igmp.build_v2(igmp.V2_REPORT, G))))
+    lan.run(20)
+    sniff.clear()
+    mcast.leave(stack, ms, G, 0, US)
+    lan.run(5)
+    assert reports(sniff) == []
+    assert stack.counters["igmp.report_suppressed"] == 1    # (our repeat, too)

@@ -16,7 +16,8 @@ Time (RFC 3376 5.2): a General Query with the current state of every group
 Group-and-Source-Specific one with IS_IN of the sources asked that the state
 lets in. A v1 or v2 query starts the Older Version Querier Present
 timer (Robustness x Query Interval + Query Response Interval); in v2 mode
-joins are v2 Reports to the group and leaves v2 Leaves to 224.0.0.2, in v1
+joins are v2 Reports to the group and leaves v2 Leaves to 224.0.0.2 (when
+the last report was ours), in v1
 mode v1 Reports and no leaves, and a report from another host for a group
 cancels ours (RFC 2236 3). Every timer is one per interface or per group
 joined, whatever the queries say: a query flood changes deadlines, never
@@ -61,7 +62,7 @@ class _Iface:
     """One interface's IGMP state."""
 
     __slots__ = ("v1_until", "v2_until", "changes", "change_timer", "general",
-                 "queried", "retries")
+                 "queried", "retries", "reporter")
 
     def __init__(self) -> None:
         self.v1_until = float("-inf")
@@ -77,6 +78,9 @@ class _Iface:
         self.queried: dict[bytes, tuple[Timer, set[bytes] | None]] = {}
         #: v1/v2 mode: unsolicited reports still to repeat, group -> timer.
         self.retries: dict[bytes, Timer] = {}
+        #: v2 mode: the groups whose last report was ours (RFC 2236 3: only
+        #: then is a Leave sent).
+        self.reporter: set[bytes] = set()
 
 
 class Igmp:
@@ -124,6 +128,8 @@ class Igmp:
         st = self._state(iface)
         version = self.version(iface)
         if new == NO_STATE:
+            reported = group in st.reporter
+            st.reporter.discard(group)
             pending = st.queried.pop(group, None)
             if pending is not None:
                 pending[0].cancel()
@@ -142,7 +148,7 @@ class Igmp:
         if new != NO_STATE and old == NO_STATE:
             self._send_v12(iface, version, group)
             self._retry_v12(iface, st, group)
-        elif new == NO_STATE and old != NO_STATE and version == 2:
+        elif new == NO_STATE and old != NO_STATE and version == 2 and reported:
             self._send(iface, wire.ALL_ROUTERS, wire.build_v2(wire.V2_LEAVE, group))
             self.stack.counters["igmp.tx_leave"] += 1
 
@@ -190,6 +196,7 @@ class Igmp:
     def _send_v12(self, iface: Interface, version: int, group: bytes) -> None:
         kind = wire.V1_REPORT if version == 1 else wire.V2_REPORT
         self._send(iface, group, wire.build_v2(kind, group))
+        self._state(iface).reporter.add(group)
         self.stack.counters["igmp.tx_report"] += 1
 
     def _report(self, iface: Interface, records: list[wire.GroupRecord]) -> None:
@@ -219,15 +226,20 @@ class Igmp:
         if isinstance(msg, wire.IgmpQuery):
             self._query(iface, msg, header.dst)
         elif isinstance(msg, wire.IgmpReport) and msg.type != wire.V2_LEAVE:
-            # RFC 2236 3 (v1/v2 modes): another member reported: ours is not needed.
+            # RFC 2236 3 (v1/v2 modes): another member reported: ours is not
+            # needed, and the last report is not ours (no Leave from us).
             st = self.ifaces.get(iface)
-            pending = st.queried.pop(msg.group, None) if st is not None and \
-                self.version(iface) != 3 else None
-            if pending is not None:
-                pending[0].cancel()
-                counters["igmp.report_suppressed"] += 1
-            else:
-                counters["igmp.report_ignored"] += 1
+            if st is not None and self.version(iface) != 3:
+                st.reporter.discard(msg.group)
+                pending = st.queried.pop(msg.group, None)
+                retry = st.retries.pop(msg.group, None)
+                for timer in (pending[0] if pending else None, retry):
+                    if timer is not None:
+                        timer.cancel()
+                if pending is not None or retry is not None:
+                    counters["igmp.report_suppressed"] += 1
+                    return
+            counters["igmp.report_ignored"] += 1
         else:
             counters["igmp.report_ignored"] += 1
 
