@@ -17,9 +17,8 @@ Group-and-Source-Specific one with IS_IN of the sources asked that the state
 lets in. A v1 or v2 query starts the Older Version Querier Present
 timer (Robustness x Query Interval + Query Response Interval); in v2 mode
 joins are v2 Reports to the group and leaves v2 Leaves to 224.0.0.2 (when
-the last report was ours), in v1
-mode v1 Reports and no leaves, and a report from another host for a group
-cancels ours (RFC 2236 3). Every timer is one per interface or per group
+the last report was ours), in v1 mode v1 Reports and no leaves, and a
+report from another host for a group cancels ours (RFC 2236 3). Every timer is one per interface or per group
 joined, whatever the queries say: a query flood changes deadlines, never
 grows state. Malformed messages are dropped and counted (``wire/igmp``).
 """
