@@ -1,8 +1,8 @@
 """Multicast memberships as a program sees them (tests/e2e/test_mcast_twin.py).
 
 ``go``: the option battery (joins, leaves, IP_MULTICAST_IF, *_MULTICAST_ALL,
-the loops, MCAST_JOIN_GROUP, the per-socket limit, on UDP and TCP sockets of
-both families), then the receivers are set up and two datagrams are sent to
+the loops, MCAST_JOIN_GROUP, the per-socket limit, IPv4 source filters, on
+UDP and TCP sockets of both families), then the receivers are set up and two datagrams are sent to
 239.1.1.3:5402 (IP_MULTICAST_LOOP on, then off); the answer is ``ready``.
 ``collect``: what each receiver got, after the peer sent to its groups; the
 answer is one JSON line {name: value}, a value being "ok", ``E<errno>``, an

@@ -8,7 +8,12 @@ What the program receives shows the delivery rules: a socket that joined;
 one on the wildcard that did not, with IP_MULTICAST_ALL on (Linux's default)
 and off; one bound to the group and one to another group; one that joined
 and dropped; its own datagram looped back with IP_MULTICAST_LOOP on and not
-with it off; IPv6 joined and left."""
+with it off; IPv6 joined and left; IPv4 source filters: a socket that
+joined the peer as its source and one that joined another source (the
+interface's filter drops the peer's datagram), one that blocked the peer
+and one that blocked another source. The battery covers the source options'
+errors too (IP_ADD/DROP_SOURCE_MEMBERSHIP, IP_BLOCK/UNBLOCK_SOURCE,
+MCAST_*_SOURCE*, the 10-source limit)."""
 
 from __future__ import annotations
 
