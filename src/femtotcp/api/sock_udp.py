@@ -31,7 +31,7 @@ from femtotcp.api.sock_base import (
     _oserror,
     this_host,
 )
-from femtotcp.stack.mcast import Memberships, is_group
+from femtotcp.stack.mcast import ANY4, Memberships, is_group
 from femtotcp.wire.ipv6 import is_link_scope
 
 #: The largest send record: a maximum-size datagram and its header.
@@ -267,8 +267,9 @@ class _UdpLink(_DgramLink):
     def sendto(self, data: bytes, dst: bytes, port: int, scope: int = 0) -> int:
         self.refuse_mapped(dst, errno.ENETUNREACH)
         iface = self.dst_iface(dst, scope, connect=False)
+        src = None
         if iface is None and is_group(dst):
-            iface = self.mcast_iface(len(dst))
+            iface, src = self.mcast_iface(len(dst))
         self.ensure_bound()
         ep = self.ep
         dst = this_host(dst, ep.local[0])
@@ -277,7 +278,9 @@ class _UdpLink(_DgramLink):
             err = self.take_pending_error()
             if err:
                 raise _oserror(err)
-        err = ep.sendto(data, dst, port, iface=iface)
+        if src is not None and ep.local[0] != ANY4:
+            src = None                  # a bound socket's own address goes first
+        err = ep.sendto(data, dst, port, src, iface)
         if err:
             raise _oserror(err)
         return len(data)
@@ -287,17 +290,20 @@ class _UdpLink(_DgramLink):
             raise _oserror(errno.EDESTADDRREQ)
         return self.sendto(data, *self.ep.remote)
 
-    def mcast_iface(self, family_len: int) -> Interface | None:
+    def mcast_iface(self, family_len: int) -> tuple[Interface | None, bytes | None]:
         """The interface IP_MULTICAST_IF / IPV6_MULTICAST_IF names for group
-        datagrams (None: the route's)."""
+        datagrams (None: the route's), and the address IP_MULTICAST_IF named,
+        an unbound socket's source then (Linux's inet->mc_addr)."""
+        addr = None
         if family_len == 4:
             chosen = self.opts.get((IPPROTO_IP, _std.IP_MULTICAST_IF))
             index = chosen[1] if chosen is not None else 0
+            addr = chosen[0] if chosen is not None and chosen[0] != ANY4 else None
         else:
             index = self.opts.get((IPPROTO_IPV6, _std.IPV6_MULTICAST_IF)) or 0
         if not index:
-            return None
-        return next((i for i in self.net.stack.interfaces if i.index == index), None)
+            return None, None
+        return next((i for i in self.net.stack.interfaces if i.index == index), None), addr
 
     def _check_broadcast(self, dst: bytes) -> None:
         """EACCES for a broadcast destination (the limited one or a directed
