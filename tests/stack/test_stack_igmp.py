@@ -378,3 +378,19 @@ def test_v2_no_leave_when_another_host_reported_last() -> None:
     lan.run(5)
     assert reports(sniff) == []
     assert stack.counters["igmp.report_suppressed"] == 1    # (our repeat, too)
+
+
+def test_without_the_igmp_module_joins_work_and_nothing_is_reported() -> None:
+    lan = make_lan(2, modules=["arp", "ipv4", "icmp4", "udp"])
+    a, b = lan.stacks
+    assert "igmp" not in b.modules
+    frames = lan.capture(1)
+    ep = b.udp.open(port=5000)
+    ep.mcast = mcast.Memberships()
+    mcast.join(b, ep.mcast, G, lan.ifaces[1].index)
+    a.udp.open().sendto(b"hi", G, 5000, iface=lan.ifaces[0])
+    lan.run(5)
+    assert ep.recv() is not None
+    assert not [f for f in frames if f[23:24] == bytes([igmp.PROTO])]
+    mcast.drop_all(b, ep.mcast)
+    assert G not in b.ipv4.joined.get(lan.ifaces[1], {})
