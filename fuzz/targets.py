@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from femtotcp.core.counters import Counters
 from femtotcp.phy import tap
 from femtotcp.stack import gro
-from femtotcp.wire import Malformed, arp, dhcp, dns, ethernet, icmp4, ipv4, tcp, udp
+from femtotcp.wire import Malformed, arp, dhcp, dns, ethernet, icmp4, igmp, ipv4, tcp, udp
 from femtotcp.wire.checksum import checksum, pseudo_header_sum
 from fuzz import targets6
 
@@ -98,19 +98,53 @@ def _ipv4_options(data: bytes) -> str | None:
     return None
 
 
-def _icmp4(data: bytes) -> str | None:
-    if not data:
-        return None
+def _checksummed(data: bytes) -> bytearray:
+    """The message after byte 0, its checksum (bytes 2-3) completed when byte
+    0's bit 0 says so (ICMP and IGMP lay it out alike)."""
     body = bytearray(data[1:])
     if data[0] & 1 and len(body) >= 4:
         body[2:4] = b"\0\0"
         body[2:4] = checksum(body).to_bytes(2, "big")
+    return body
+
+
+def _icmp4(data: bytes) -> str | None:
+    if not data:
+        return None
+    body = _checksummed(data)
     try:
         hdr, payload = icmp4.parse(memoryview(body))
     except Malformed as exc:
         return exc.reason
     assert len(payload) == len(body) - icmp4.HEADER_LEN
     return None
+
+
+def _igmp(data: bytes) -> str | None:
+    """byte 0 bit 0: the checksum completed."""
+    if not data:
+        return None
+    body = _checksummed(data)
+    try:
+        msg = igmp.parse(memoryview(body))
+    except Malformed as exc:
+        return exc.reason
+    if isinstance(msg, igmp.IgmpV3Report):
+        assert sum(8 + 4 * len(r.sources) + len(r.aux) for r in msg.records) <= len(body) - 8
+        assert all(len(s) == 4 for r in msg.records for s in r.sources)
+    elif isinstance(msg, igmp.IgmpQuery):
+        assert msg.version in (1, 2, 3) and 12 + 4 * len(msg.sources) <= max(len(body), 12)
+        assert 0 <= msg.qrv <= 7 and len(msg.group) == 4
+    return None
+
+
+def _igmp_messages() -> list[bytes]:
+    group = bytes([239, 1, 2, 3])
+    return [igmp.build_v3_query(), igmp.build_v3_query(group, 50, [SRC, DST], 3, 60, True),
+            igmp.build_v2(igmp.QUERY, bytes(4), 100), igmp.build_v2(igmp.QUERY, bytes(4)),
+            igmp.build_v2(igmp.V2_REPORT, group), igmp.build_v2(igmp.V2_LEAVE, group),
+            igmp.build_v3_report([igmp.GroupRecord(igmp.CHANGE_TO_EXCLUDE, group),
+                                  igmp.GroupRecord(igmp.MODE_IS_INCLUDE, group, (SRC,))])]
 
 
 def _l4_fix(body: bytearray, proto: int, at: int) -> None:
@@ -473,6 +507,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("icmp4", _icmp4,
            lambda: _with(1, [p[20:] for p in _ip_packets() if p[9] == ipv4.PROTO_ICMP]),
            "icmp4.parse (the quoted header of an error is the stack's: see stack)"),
+    Target("igmp", _igmp, lambda: _with(1, _igmp_messages()),
+           "igmp.parse: v1/v2/v3 queries, v1/v2 reports, v2 leaves, v3 reports"),
     Target("udp", _udp, lambda: _with(1, [p[20:] for p in _ip_packets() if p[9] == udp.PROTO
                                           and not p[6:8].hex().strip("0")]),
            "udp.parse with the pseudo-header checksum"),

@@ -1071,10 +1071,12 @@ class RemoteSocket(_SocketBase):
         val = parse_opt(self, level, optname, value)        # Linux's errors, here and now
         # What the program gave goes to serve, which checks it again (bytes as hex).
         wire = int(value) if isinstance(value, int) else bytes(value).hex()
-        if self._q is not None and not isinstance(val, bytes):
+        if self._q is not None and not isinstance(val, bytes) and \
+                not sockopts.asks_stack(level, optname):
             # serve does not have the socket yet: the option goes with its first
             # request (a socket's options are set before it connects: no round trip).
-            # A name (TCP_CONGESTION, SO_BINDTODEVICE) is serve's to check: it asks.
+            # A name (TCP_CONGESTION, SO_BINDTODEVICE), a membership or a
+            # multicast interface is serve's to check: it asks.
             self._opts.append([level, optname, wire])
         else:
             self._values("setopt", level, optname, wire)

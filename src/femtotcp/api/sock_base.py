@@ -372,6 +372,10 @@ class _Link:
                 pass
             self.q = None
         net = self.net
+        mcast = getattr(self, "mcast", None)
+        if mcast is not None and mcast.groups:      # (a socket's groups end with it)
+            from femtotcp.stack.mcast import drop_all
+            drop_all(net.stack, mcast)
         net.links.discard(self)
         if net.reserved:
             for key, link in list(net.reserved.items()):

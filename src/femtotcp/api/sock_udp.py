@@ -31,6 +31,7 @@ from femtotcp.api.sock_base import (
     _oserror,
     this_host,
 )
+from femtotcp.stack.mcast import ANY4, Memberships, is_group
 from femtotcp.wire.ipv6 import is_link_scope
 
 #: The largest send record: a maximum-size datagram and its header.
@@ -39,6 +40,7 @@ _SEND_MAX = 65536 + 64
 if TYPE_CHECKING:
     from femtotcp.api.network import Network
     from femtotcp.api.socket import socket
+    from femtotcp.stack.interface import Interface
 
 
 class _DgramLink(_Link):
@@ -58,6 +60,9 @@ class _DgramLink(_Link):
         self.err_lock = threading.Lock()
         self.pipe_errors: deque[int] = deque()
         self.cancelled = 0
+        #: The socket's multicast groups (``sockopts``' joins), freed at close
+        #: (``_Link.release``).
+        self.mcast = Memberships(self.v6)
 
     def take_pending_error(self) -> int:
         """Loop thread: take the socket error, wherever it waits (0 if none)."""
@@ -223,6 +228,7 @@ class _UdpLink(_DgramLink):
             ep = udp.open(addr, port, self.v6only, *reuse)
         ep.on_readable = self.guard(self.pump)
         ep.take = self.take
+        ep.mcast = self.mcast
         self.ep = ep
         self.apply_opts()
         self.local = ep.local
@@ -252,12 +258,18 @@ class _UdpLink(_DgramLink):
             elif (level, opt) in ((IPPROTO_IP, _std.IP_MULTICAST_TTL),
                                   (IPPROTO_IPV6, _std.IPV6_MULTICAST_HOPS)):
                 ep.mcast_ttl = 1 if value == -1 else value
+            elif (level, opt) == ((IPPROTO_IPV6, _std.IPV6_MULTICAST_LOOP) if self.v6
+                                  else (IPPROTO_IP, _std.IP_MULTICAST_LOOP)):
+                ep.mcast_loop = bool(value)
             elif level == SOL_SOCKET and opt == _std.SO_RCVBUF:
                 ep.rcvbuf = value
 
     def sendto(self, data: bytes, dst: bytes, port: int, scope: int = 0) -> int:
         self.refuse_mapped(dst, errno.ENETUNREACH)
         iface = self.dst_iface(dst, scope, connect=False)
+        src = None
+        if iface is None and is_group(dst):
+            iface, src = self.mcast_iface(len(dst))
         self.ensure_bound()
         ep = self.ep
         dst = this_host(dst, ep.local[0])
@@ -266,7 +278,9 @@ class _UdpLink(_DgramLink):
             err = self.take_pending_error()
             if err:
                 raise _oserror(err)
-        err = ep.sendto(data, dst, port, iface=iface)
+        if src is not None and ep.local[0] != ANY4:
+            src = None                  # a bound socket's own address goes first
+        err = ep.sendto(data, dst, port, src, iface)
         if err:
             raise _oserror(err)
         return len(data)
@@ -275,6 +289,21 @@ class _UdpLink(_DgramLink):
         if self.ep is None or self.ep.remote is None:
             raise _oserror(errno.EDESTADDRREQ)
         return self.sendto(data, *self.ep.remote)
+
+    def mcast_iface(self, family_len: int) -> tuple[Interface | None, bytes | None]:
+        """The interface IP_MULTICAST_IF / IPV6_MULTICAST_IF names for group
+        datagrams (None: the route's), and the address IP_MULTICAST_IF named,
+        an unbound socket's source then (Linux's inet->mc_addr)."""
+        addr = None
+        if family_len == 4:
+            chosen = self.opts.get((IPPROTO_IP, _std.IP_MULTICAST_IF))
+            index = chosen[1] if chosen is not None else 0
+            addr = chosen[0] if chosen is not None and chosen[0] != ANY4 else None
+        else:
+            index = self.opts.get((IPPROTO_IPV6, _std.IPV6_MULTICAST_IF)) or 0
+        if not index:
+            return None, None
+        return next((i for i in self.net.stack.interfaces if i.index == index), None), addr
 
     def _check_broadcast(self, dst: bytes) -> None:
         """EACCES for a broadcast destination (the limited one or a directed

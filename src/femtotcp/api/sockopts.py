@@ -42,6 +42,18 @@ TCP_CONGESTION = getattr(_std, "TCP_CONGESTION", 13)
 SO_BINDTODEVICE = getattr(_std, "SO_BINDTODEVICE", 25)
 TCP_WINDOW_CLAMP = getattr(_std, "TCP_WINDOW_CLAMP", 10)
 TCP_LINGER2 = getattr(_std, "TCP_LINGER2", 8)
+IP_MULTICAST_ALL = getattr(_std, "IP_MULTICAST_ALL", 49)
+IPV6_MULTICAST_ALL = getattr(_std, "IPV6_MULTICAST_ALL", 29)
+MCAST_JOIN_GROUP = getattr(_std, "MCAST_JOIN_GROUP", 42)
+MCAST_LEAVE_GROUP = getattr(_std, "MCAST_LEAVE_GROUP", 45)
+IP_UNBLOCK_SOURCE = getattr(_std, "IP_UNBLOCK_SOURCE", 37)
+IP_BLOCK_SOURCE = getattr(_std, "IP_BLOCK_SOURCE", 38)
+IP_ADD_SOURCE_MEMBERSHIP = getattr(_std, "IP_ADD_SOURCE_MEMBERSHIP", 39)
+IP_DROP_SOURCE_MEMBERSHIP = getattr(_std, "IP_DROP_SOURCE_MEMBERSHIP", 40)
+MCAST_BLOCK_SOURCE = getattr(_std, "MCAST_BLOCK_SOURCE", 43)
+MCAST_UNBLOCK_SOURCE = getattr(_std, "MCAST_UNBLOCK_SOURCE", 44)
+MCAST_JOIN_SOURCE_GROUP = getattr(_std, "MCAST_JOIN_SOURCE_GROUP", 46)
+MCAST_LEAVE_SOURCE_GROUP = getattr(_std, "MCAST_LEAVE_SOURCE_GROUP", 47)
 #: The congestion control the stack runs (RFC 5681/6582 NewReno: Linux's "reno").
 CONGESTION = b"reno"
 TCP_CA_NAME_MAX = 16
@@ -67,7 +79,9 @@ def _err(code: int) -> OSError:
 
 class Opt(NamedTuple):
     """One option. ``value``: "int" (checked by ``check``), "bool" (0/1),
-    "linger" (struct linger), "bytes" (a name or a struct), "get" (read-only).
+    "linger" (struct linger), "bytes" (a name or a struct), "get" (read-only),
+    "struct" (a struct ``decode`` checks and unpacks), "set" (a struct
+    ``decode`` unpacks, and nothing getsockopt answers: a membership).
     ``default``: the value when the program set none (an int or bytes; a str
     names the stack's TcpConfig field that holds it; None: read live).
     ``check(v, kind)``: the value Linux keeps for ``v``, or raises EINVAL.
@@ -78,6 +92,7 @@ class Opt(NamedTuple):
     default: Any = 0
     check: Callable[[int, str], int] | None = None
     minlen: int = 4
+    decode: Callable[[bytes, str], Any] | None = None
 
 
 def _range(lo: int, hi: int) -> Callable[[int, str], int]:
@@ -163,6 +178,101 @@ def _bool01(v: int, kind: str) -> int:
     return v
 
 
+_MREQN = struct.Struct("=4s4si")
+_MREQ6_INDEX = struct.Struct("=i")
+ANY4 = bytes(4)
+#: struct group_req (RFC 3678 5.2.1, Linux's layout on a 64-bit host): the
+#: interface index, padding, a sockaddr_storage.
+GROUP_REQ_SIZE = 8 + 128 if struct.calcsize("P") == 8 else 4 + 128
+
+
+def _ip_mreq(raw: bytes, kind: str) -> tuple[bytes, bytes, int]:
+    """IP_ADD/DROP_MEMBERSHIP: struct ip_mreq (group, interface address) or,
+    from 12 bytes, ip_mreqn (group, address, index). A TCP socket: EPROTO,
+    before the length (Linux's do_ip_setsockopt)."""
+    if kind == "tcp":
+        raise _err(errno.EPROTO)
+    if len(raw) < 8:
+        raise _err(errno.EINVAL)
+    if len(raw) >= _MREQN.size:
+        group, addr, index = _MREQN.unpack_from(raw)
+        return group, addr, index
+    return raw[:4], raw[4:8], 0
+
+
+def _ipv6_mreq(raw: bytes, kind: str) -> tuple[bytes, bytes, int]:
+    """IPV6_JOIN/LEAVE_GROUP: struct ipv6_mreq (group, interface index; 0: the
+    route's). The length first, then EPROTO for TCP (ipv6_setsockopt)."""
+    if len(raw) < 20:
+        raise _err(errno.EINVAL)
+    if kind == "tcp":
+        raise _err(errno.EPROTO)
+    return raw[:16], ANY4, _MREQ6_INDEX.unpack_from(raw, 16)[0]
+
+
+def _group_req(family: int) -> Callable[[bytes, str], tuple[bytes, bytes, int]]:
+    """MCAST_JOIN/LEAVE_GROUP: struct group_req (index, sockaddr of the group).
+    Linux takes them on TCP sockets too; a group of the other family is
+    EINVAL at IPv4's level, EADDRNOTAVAIL at IPv6's."""
+    def decode(raw: bytes, kind: str) -> tuple[bytes, bytes, int]:
+        if len(raw) < GROUP_REQ_SIZE:
+            raise _err(errno.EINVAL)
+        index = int.from_bytes(raw[:4], sys.byteorder)
+        at = GROUP_REQ_SIZE - 128
+        if int.from_bytes(raw[at:at + 2], sys.byteorder) != family:
+            raise _err(errno.EINVAL if family == _std.AF_INET else errno.EADDRNOTAVAIL)
+        if family == _std.AF_INET:
+            return raw[at + 4:at + 8], ANY4, index
+        return raw[at + 8:at + 24], ANY4, index
+    return decode
+
+
+def _ip_mreq_source(raw: bytes, kind: str) -> tuple[bytes, bytes, int, bytes]:
+    """IP_ADD/DROP_SOURCE_MEMBERSHIP, IP_BLOCK/UNBLOCK_SOURCE: struct
+    ip_mreq_source (group, interface address, source), exactly 12 bytes:
+    (group, address, index 0, source)."""
+    if len(raw) != 12:
+        raise _err(errno.EINVAL)
+    return raw[:4], raw[4:8], 0, raw[8:12]
+
+
+def _group_source_req(raw: bytes, kind: str) -> tuple[bytes, bytes, int, bytes]:
+    """MCAST_JOIN/LEAVE_SOURCE_GROUP, MCAST_BLOCK/UNBLOCK_SOURCE at IPv4's
+    level: struct group_source_req (index, group and source sockaddrs, both
+    AF_INET, else EADDRNOTAVAIL): (group, 0.0.0.0, index, source)."""
+    if len(raw) < GROUP_REQ_SIZE + 128:
+        raise _err(errno.EINVAL)
+    at = GROUP_REQ_SIZE - 128
+    families = (int.from_bytes(raw[at:at + 2], sys.byteorder),
+                int.from_bytes(raw[at + 128:at + 130], sys.byteorder))
+    if families != (_std.AF_INET, _std.AF_INET):
+        raise _err(errno.EADDRNOTAVAIL)
+    return (raw[at + 4:at + 8], ANY4, int.from_bytes(raw[:4], sys.byteorder),
+            raw[at + 132:at + 136])
+
+
+def _ip_mcast_if(raw: bytes, kind: str) -> tuple[bytes, int]:
+    """IP_MULTICAST_IF: an in_addr, an ip_mreq (its address) or an ip_mreqn
+    (address and index): (address, index). EINVAL on a TCP socket."""
+    if kind == "tcp" or len(raw) < 4:
+        raise _err(errno.EINVAL)
+    if len(raw) >= _MREQN.size:
+        _, addr, index = _MREQN.unpack_from(raw)
+        return addr, index
+    return (raw[4:8], 0) if len(raw) >= 8 else (raw[:4], 0)
+
+
+def _ipv6_mcast_if(raw: bytes, kind: str) -> int:
+    """IPV6_MULTICAST_IF: an interface index (0: the route's); a stream
+    socket has none to set (ENOPROTOOPT, before the length)."""
+    if kind == "tcp":
+        raise _err(errno.ENOPROTOOPT)
+    if len(raw) < 4:
+        raise _err(errno.EINVAL)
+    index: int = _MREQ6_INDEX.unpack_from(raw)[0]
+    return index
+
+
 #: (level, optname) -> Opt. Options answered by the socket itself (SO_TYPE,
 #: SO_DOMAIN, SO_PROTOCOL, SO_ACCEPTCONN, SO_RCVTIMEO, SO_SNDTIMEO) are
 #: sock_common.local_sockopt's.
@@ -190,6 +300,28 @@ TABLE: dict[tuple[int, int], Opt] = {
     (IP, _std.IP_MULTICAST_TTL): Opt("IP_MULTICAST_TTL", ALL, "int", 1, _mcast_ttl, 1),
     (IP, _std.IP_MULTICAST_LOOP): Opt("IP_MULTICAST_LOOP", ALL, "bool", 1, None, 1),
     (IP, _std.IP_OPTIONS): Opt("IP_OPTIONS", ALL, "bytes", b""),
+    (IP, _std.IP_ADD_MEMBERSHIP): Opt("IP_ADD_MEMBERSHIP", ALL, "set", decode=_ip_mreq),
+    (IP, _std.IP_DROP_MEMBERSHIP): Opt("IP_DROP_MEMBERSHIP", ALL, "set", decode=_ip_mreq),
+    (IP, MCAST_JOIN_GROUP): Opt("MCAST_JOIN_GROUP", ALL, "set",
+                                decode=_group_req(_std.AF_INET)),
+    (IP, MCAST_LEAVE_GROUP): Opt("MCAST_LEAVE_GROUP", ALL, "set",
+                                 decode=_group_req(_std.AF_INET)),
+    (IP, IP_ADD_SOURCE_MEMBERSHIP): Opt("IP_ADD_SOURCE_MEMBERSHIP", ALL, "set",
+                                        decode=_ip_mreq_source),
+    (IP, IP_DROP_SOURCE_MEMBERSHIP): Opt("IP_DROP_SOURCE_MEMBERSHIP", ALL, "set",
+                                         decode=_ip_mreq_source),
+    (IP, IP_BLOCK_SOURCE): Opt("IP_BLOCK_SOURCE", ALL, "set", decode=_ip_mreq_source),
+    (IP, IP_UNBLOCK_SOURCE): Opt("IP_UNBLOCK_SOURCE", ALL, "set", decode=_ip_mreq_source),
+    (IP, MCAST_JOIN_SOURCE_GROUP): Opt("MCAST_JOIN_SOURCE_GROUP", ALL, "set",
+                                       decode=_group_source_req),
+    (IP, MCAST_LEAVE_SOURCE_GROUP): Opt("MCAST_LEAVE_SOURCE_GROUP", ALL, "set",
+                                        decode=_group_source_req),
+    (IP, MCAST_BLOCK_SOURCE): Opt("MCAST_BLOCK_SOURCE", ALL, "set", decode=_group_source_req),
+    (IP, MCAST_UNBLOCK_SOURCE): Opt("MCAST_UNBLOCK_SOURCE", ALL, "set",
+                                    decode=_group_source_req),
+    (IP, _std.IP_MULTICAST_IF): Opt("IP_MULTICAST_IF", ALL, "struct", ANY4,
+                                    decode=_ip_mcast_if),
+    (IP, IP_MULTICAST_ALL): Opt("IP_MULTICAST_ALL", ALL, "int", None, _bool01, 1),
     (TCP, _std.TCP_NODELAY): Opt("TCP_NODELAY", TCP_ONLY, "bool"),
     (TCP, getattr(_std, "TCP_CORK", 3)): Opt("TCP_CORK", TCP_ONLY, "bool"),
     (TCP, _std.TCP_MAXSEG): Opt("TCP_MAXSEG", TCP_ONLY, "int", 0, _maxseg),
@@ -218,7 +350,28 @@ TABLE: dict[tuple[int, int], Opt] = {
     (IP6, _std.IPV6_TCLASS): Opt("IPV6_TCLASS", ALL, "int", -1, _tclass),
     (IP6, _std.IPV6_MULTICAST_HOPS): Opt("IPV6_MULTICAST_HOPS", ALL, "int", -1, _mcast_hops),
     (IP6, _std.IPV6_MULTICAST_LOOP): Opt("IPV6_MULTICAST_LOOP", ALL, "int", 1, _bool01),
+    (IP6, _std.IPV6_JOIN_GROUP): Opt("IPV6_JOIN_GROUP", ALL, "set", decode=_ipv6_mreq),
+    (IP6, _std.IPV6_LEAVE_GROUP): Opt("IPV6_LEAVE_GROUP", ALL, "set", decode=_ipv6_mreq),
+    (IP6, MCAST_JOIN_GROUP): Opt("MCAST_JOIN_GROUP", ALL, "set",
+                                 decode=_group_req(_std.AF_INET6)),
+    (IP6, MCAST_LEAVE_GROUP): Opt("MCAST_LEAVE_GROUP", ALL, "set",
+                                  decode=_group_req(_std.AF_INET6)),
+    (IP6, _std.IPV6_MULTICAST_IF): Opt("IPV6_MULTICAST_IF", ALL, "struct", 0,
+                                        decode=_ipv6_mcast_if),
+    (IP6, IPV6_MULTICAST_ALL): Opt("IPV6_MULTICAST_ALL", ALL, "bool", 1),
 }
+#: Memberships: (level, optname) -> True for a join, False for a leave.
+JOINS = {(IP, _std.IP_ADD_MEMBERSHIP): True, (IP, _std.IP_DROP_MEMBERSHIP): False,
+         (IP, MCAST_JOIN_GROUP): True, (IP, MCAST_LEAVE_GROUP): False,
+         (IP6, _std.IPV6_JOIN_GROUP): True, (IP6, _std.IPV6_LEAVE_GROUP): False,
+         (IP6, MCAST_JOIN_GROUP): True, (IP6, MCAST_LEAVE_GROUP): False}
+#: Source filters (IPv4): (level, optname) -> (add, INCLUDE mode).
+SOURCES = {(IP, IP_ADD_SOURCE_MEMBERSHIP): (True, True),
+           (IP, IP_DROP_SOURCE_MEMBERSHIP): (False, True),
+           (IP, IP_BLOCK_SOURCE): (True, False), (IP, IP_UNBLOCK_SOURCE): (False, False),
+           (IP, MCAST_JOIN_SOURCE_GROUP): (True, True),
+           (IP, MCAST_LEAVE_SOURCE_GROUP): (False, True),
+           (IP, MCAST_BLOCK_SOURCE): (True, False), (IP, MCAST_UNBLOCK_SOURCE): (False, False)}
 #: What the stack keeps when the program's value is -1 ("the default").
 _DEFAULTED = {(IP, _std.IP_TTL), (IP6, _std.IPV6_UNICAST_HOPS), (IP6, _std.IPV6_TCLASS),
               (IP6, _std.IPV6_MULTICAST_HOPS)}
@@ -236,11 +389,19 @@ def lookup(family: int, kind: str, level: int, optname: int, setting: bool) -> O
             level == IP6 and family != _std.AF_INET6):
         raise _err(errno.ENOPROTOOPT if setting else errno.EOPNOTSUPP)
     opt = TABLE.get((level, optname))
-    if opt is None or (setting and opt.value == "get"):
+    if opt is None or (setting and opt.value == "get") or (
+            not setting and opt.value == "set"):
         raise _err(errno.ENOPROTOOPT)
     if kind not in opt.kinds:
         raise _err(errno.ENOPROTOOPT)
     return opt
+
+
+def asks_stack(level: int, optname: int) -> bool:
+    """Whether a set's checks need the stack's state (an interface, the
+    socket's memberships): an attached socket asks serve at once."""
+    opt = TABLE.get((level, optname))
+    return opt is not None and opt.value in ("set", "struct")
 
 
 def parse(family: int, kind: str, level: int, optname: int, value: Any) -> Any:
@@ -252,12 +413,12 @@ def parse(family: int, kind: str, level: int, optname: int, value: Any) -> Any:
     opt = lookup(family, kind, level, optname, True)
     if value is None:
         raise TypeError("setsockopt() value must be an int or a buffer")
-    if opt.value == "bytes":
+    if opt.value in ("bytes", "set", "struct"):
         if isinstance(value, int | bool):
             raw = int(value).to_bytes(4, sys.byteorder, signed=True)
         else:
             raw = bytes(value)
-        return raw
+        return raw if opt.decode is None else opt.decode(raw, kind)
     if isinstance(value, bool | int):
         raw = int(value).to_bytes(4, sys.byteorder, signed=True) if -2**31 <= value < 2**31 \
             else b""
@@ -316,6 +477,26 @@ def store(link: Any, level: int, optname: int, val: Any) -> None:
             raise _err(errno.ENODEV)
         link.opts[key] = name
         return
+    if key in JOINS or key in SOURCES:
+        _membership(link, key, val)
+        return
+    if key == (IP, _std.IP_MULTICAST_IF):
+        link.opts[key] = _mcast_if(link.net.stack, *val)
+        return
+    if key == (IP6, _std.IPV6_MULTICAST_IF):
+        if val and not any(i.index == val for i in link.net.stack.interfaces):
+            raise _err(errno.ENODEV)
+        link.opts[key] = val
+        return
+    if key in ((IP, IP_MULTICAST_ALL), (IP6, IPV6_MULTICAST_ALL)):
+        link.opts[key] = val
+        ms = getattr(link, "mcast", None)
+        if ms is not None:
+            if key[0] == IP:
+                ms.all4 = bool(val)
+            else:
+                ms.all6 = bool(val)
+        return
     if key == (IP, _std.IP_OPTIONS):
         if val:                  # the stack sends no IP options
             raise _err(errno.EINVAL)
@@ -335,6 +516,48 @@ def store(link: Any, level: int, optname: int, val: Any) -> None:
     apply = getattr(link, "apply_opts", None)
     if apply is not None:
         apply()
+
+
+def _membership(link: Any, key: tuple[int, int], val: tuple[Any, ...]) -> None:
+    """A join or leave, or a source of one (``stack/mcast.py``, Linux's
+    errors). IP_ADD_SOURCE_MEMBERSHIP and MCAST_JOIN_SOURCE_GROUP join in
+    INCLUDE mode first when the socket has not joined (do_ip_setsockopt)."""
+    from femtotcp.stack import mcast
+    group, addr, index = val[:3]
+    ms = getattr(link, "mcast", None)
+    if ms is None:      # a stream socket's MCAST_JOIN_GROUP (Linux takes it)
+        ms = link.mcast = mcast.Memberships(link.v6)
+    stack = link.net.stack
+    if key in JOINS:
+        if JOINS[key]:
+            mcast.join(stack, ms, group, index, addr)
+        else:
+            mcast.leave(stack, ms, group, index, addr)
+        return
+    add, include = SOURCES[key]
+    if add and include:
+        try:
+            mcast.join(stack, ms, group, index, addr, include=True)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    mcast.source(stack, ms, add, include, group, addr, val[3], index)
+
+
+def _mcast_if(stack: Any, addr: bytes, index: int) -> tuple[bytes, int]:
+    """IP_MULTICAST_IF's (address, index) kept (do_ip_setsockopt): both 0
+    resets it; an index, or an address of ours, names the interface, else
+    EADDRNOTAVAIL."""
+    if not index:
+        if addr == ANY4:
+            return ANY4, 0
+        iface = stack.local_iface(addr) if stack.is_local(addr) and addr[0] != 127 else None
+        if iface is None:
+            raise _err(errno.EADDRNOTAVAIL)
+        return addr, iface.index
+    if not any(i.index == index for i in stack.interfaces):
+        raise _err(errno.EADDRNOTAVAIL)
+    return addr, index
 
 
 def fetch(link: Any, family: int, level: int, optname: int) -> int | bytes:
@@ -359,6 +582,10 @@ def fetch(link: Any, family: int, level: int, optname: int) -> int | bytes:
     if key == (TCP, TCP_CONGESTION):
         return CONGESTION.ljust(TCP_CA_NAME_MAX, b"\0")
     val = link.opts.get(key)
+    if key == (IP, _std.IP_MULTICAST_IF):
+        return ANY4 if val is None else bytes(val[0])
+    if key == (IP, IP_MULTICAST_ALL) and val is None:
+        return 1 if family == _std.AF_INET else 0
     if key in ((S, _std.SO_SNDBUF), (S, _std.SO_RCVBUF)) and val is None:
         return current_buf(link, optname)
     if key == (TCP, TCP_WINDOW_CLAMP) and val is None:

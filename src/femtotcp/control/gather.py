@@ -108,14 +108,44 @@ def _udp_rows(stack: Any) -> list[dict[str, Any]]:
         addr, port = ep.local
         remote = getattr(ep, "remote", None)
         raddr, rport = _endpoint(remote)
-        rows.append({
+        row = {
             "proto": "udp", "state": "ESTABLISHED" if remote is not None else "UNCONN",
             "local_address": ip_str(addr), "local_port": port,
             "peer_address": raddr, "peer_port": rport,
             "recv_q": int(getattr(ep, "queued_bytes", 0)), "send_q": 0,
             "queued_datagrams": len(getattr(ep, "queue", ())),
-        })
+        }
+        groups = _socket_groups(ep)
+        if groups:                      # (only a socket that joined some has the key)
+            row["groups"] = groups
+        rows.append(row)
     return rows
+
+
+def _socket_groups(ep: Any) -> list[str]:
+    """The groups the endpoint's socket joined, as ``GROUP%INDEX``."""
+    ms = getattr(ep, "mcast", None)
+    return [f"{ip_str(g)}%{i}" for g, i in ms.groups] if ms is not None else []
+
+
+def _iface_groups(stack: Any, iface: Any) -> list[dict[str, Any]]:
+    """The groups ``iface`` is a member of, with the sockets (or the stack's
+    own uses) holding each, like ``ip maddr``: IPv4's (all-hosts always) and
+    IPv6's."""
+    out: list[dict[str, Any]] = []
+    ipv4 = getattr(stack, "ipv4", None)
+    if ipv4 is not None:
+        out.append({"address": "224.0.0.1", "users": 1})
+        for g, entry in ipv4.joined.get(iface, {}).items():
+            if g not in ipv4.groups:
+                include, sources = entry.state()
+                out.append({"address": ip_str(g), "users": entry.users,
+                            "mode": "include" if include else "exclude",
+                            "sources": sorted(ip_str(s) for s in sources)})
+    ipv6 = getattr(stack, "ipv6", None)
+    if ipv6 is not None:
+        out += [{"address": ip_str(g), "users": n} for g, n in ipv6.groups.get(iface, {}).items()]
+    return out
 
 
 def gather_sockets(host: HostLike) -> dict[str, Any]:
@@ -298,7 +328,7 @@ def gather_addr(host: HostLike) -> dict[str, Any]:
         ipv6 = stack.ipv6
         out.append({"name": iface.name, "index": iface.index, "mac": mac_str(iface.mac),
                     "mtu": iface.mtu, "link": "raw_ip" if iface.raw_ip else "ethernet",
-                    "addresses": addrs, "dhcp": dhcp,
+                    "addresses": addrs, "dhcp": dhcp, "groups": _iface_groups(stack, iface),
                     "ipv6": [_plain(a) for a in ipv6.describe_addresses(iface)]
                     if ipv6 is not None else []})
     return {"interfaces": out}

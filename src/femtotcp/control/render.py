@@ -96,6 +96,8 @@ def _render_addr(r: dict[str, Any]) -> str:
             lines.append(f"    inet6 {a['address']}/{a['prefixlen']} {a['origin']} {a['state']}"
                          f"  valid_lft {left(a.get('valid_lifetime'))}"
                          f" preferred_lft {left(a.get('preferred_lifetime'))}")
+        for g in i.get("groups", []):
+            lines.append(f"    group {g['address']} users {g['users']}")
         dhcp = i.get("dhcp")
         if dhcp is not None and dhcp.get("address"):
             lines.append(f"    dhcp {dhcp.get('state')}: {dhcp['address']} from "

@@ -344,6 +344,17 @@ declare(GAUGE, """
     nat.flows
 """)
 
+# igmp: wire reasons (wire/igmp.py) and the host's (stack/igmp.py)
+declare(DROP, """
+    igmp.truncated igmp.bad_checksum igmp.bad_query_length igmp.bad_source_count
+    igmp.bad_record_count igmp.unknown_type igmp.query_bad_destination
+    igmp.query_bad_group udp.multicast_filtered ipv4.multicast_source_filtered
+""")
+declare(EVENT, """
+    igmp.rx igmp.query igmp.tx_report igmp.tx_leave igmp.report_ignored
+    igmp.report_suppressed
+""")
+
 declare_family(EVENT, "icmp4.tx_error_")     # icmp4.tx_error_<type>_<code>
 declare_family(EVENT, "dhcp.rx_")            # dhcp.rx_<message type>
 declare_family(EVENT, "dhcp.tx_")

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, NamedTuple
 from femtotcp.core import rand
 from femtotcp.proto.ports import port_taken, sharers_taken
 from femtotcp.stack.ipv4 import is_multicast
+from femtotcp.stack.mcast import Memberships, allows
 from femtotcp.wire import Malformed, icmp4, icmp6
+from femtotcp.wire import ipv4 as wire_ipv4
+from femtotcp.wire import ipv6 as wire_ipv6
 from femtotcp.wire import udp as wire
 from femtotcp.wire.checksum import pseudo_header_sum, sum_value
 from femtotcp.wire.ipv6 import is_multicast as is_multicast6
@@ -98,6 +101,12 @@ class UdpEndpoint:
         #: IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS say otherwise (Linux's
         #: default keeps them on the link).
         self.mcast_ttl = 1
+        #: IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP: a datagram this endpoint
+        #: sends to a group its interface joined is delivered here too.
+        self.mcast_loop = True
+        #: The socket's group memberships (``stack/mcast.py``); None: an
+        #: endpoint of the stack's own, with Linux's defaults.
+        self.mcast: Memberships | None = None
         self.tos = 0
         #: The last IPv4 destination sent to from this endpoint's own choice of
         #: source, with what that choice rests on, as ``Stack.destinations``
@@ -171,10 +180,35 @@ class UdpEndpoint:
         err = int(stack.ip_output(dst, wire.PROTO, msg, src=src,
                                   ttl=self.mcast_ttl if group else self.ttl, tos=self.tos,
                                   iface=iface))
+        if group and not err and self.mcast_loop:
+            self._loop(msg, src, dst, iface)
         if again and not err and pseudo is not None and not group:
             # A second datagram in a row to ``dst``: worth a template.
             self._remember_template(stack, dst, port, src, pseudo, len(msg) + 20)
         return err
+
+    def _loop(self, msg: bytes, src: bytes, dst: bytes, iface: Interface | None) -> None:
+        """IP_MULTICAST_LOOP, IPV6_MULTICAST_LOOP: when the interface the
+        datagram left by is a member of its group, a copy is this host's
+        input too, on the next poll (Linux's ip_mc_output and
+        ip6_finish_output2 loop it back through the device)."""
+        stack = self.udp.stack
+        if len(dst) == 4:
+            ipv4 = stack.ipv4
+            if iface is None:
+                route = stack.routes.lookup(dst)
+                iface = route.iface if route is not None else (
+                    stack.interfaces[0] if stack.interfaces else None)
+            if iface is None or ipv4 is None or not ipv4.is_member(iface, dst):
+                return
+            packet = wire_ipv4.build(src, dst, wire.PROTO, msg, self.mcast_ttl, self.tos)
+        else:
+            ipv6 = stack.ipv6
+            iface = ipv6.route_iface(dst, iface) if ipv6 is not None else None
+            if iface is None or ipv6 is None or dst not in ipv6.groups.get(iface, {}):
+                return
+            packet = wire_ipv6.build(src, dst, wire.PROTO, msg, self.mcast_ttl, self.tos)
+        stack.queue_local(packet, iface)
 
     def _remember_template(self, stack: Stack, dst: bytes, port: int, src: bytes,
                            pseudo: int, size: int) -> None:
@@ -208,7 +242,10 @@ class UdpEndpoint:
                 return errno.EAFNOSUPPORT  # an IPv6 endpoint to an IPv4 address, or back
             src = ANY                      # a dual-stack endpoint speaking IPv4
         if src == ANY:
-            found = stack.source_address(dst)
+            # A group datagram leaves by the interface IP_MULTICAST_IF chose:
+            # its address is the source (Linux routes it with that device).
+            found = iface.ipv4_for(dst) if iface is not None and is_multicast(dst) \
+                else stack.source_address(dst)
             if found is None:
                 if iface is None:
                     return errno.ENETUNREACH
@@ -402,6 +439,30 @@ class Udp:
         for member in self.members(ep.local):
             member.deliver(data, src, dst)
 
+    def _to_group(self, group: bytes, port: int, data: bytes, src: tuple[bytes, int],
+                  iface: Interface, wildcards: tuple[bytes, ...]) -> None:
+        """A datagram to a group the interface joined (Linux's
+        __udp4_lib_mcast_deliver / __udp6_lib_mcast_deliver): a copy to every
+        endpoint on ``port`` bound to the group or a wildcard (an IPv6 one
+        taking IPv4 when not v6only) whose socket joined the group on
+        ``iface`` or, without that membership, has MULTICAST_ALL on; each one
+        connected elsewhere drops its copy. Nobody on the port:
+        ``udp.no_port`` (as for broadcast); nobody of them a member:
+        ``udp.multicast_filtered``."""
+        index = iface.index
+        bound = taken = False
+        for addr in (group, *wildcards):
+            for ep in self.members((addr, port)):
+                if len(addr) == 16 and len(group) == 4 and ep.v6only:
+                    continue
+                bound = True
+                if allows(ep.mcast, group, index, src[0], len(ep.local[0]) == 16):
+                    ep.deliver(data, src, group)
+                    taken = True
+        if not taken:
+            self.stack.counters["udp.multicast_filtered" if bound else
+                                "udp.no_port" if len(group) == 4 else "udp.no_port6"] += 1
+
     def _dual(self, port: int) -> UdpEndpoint | None:
         """The endpoint on ``::`` that takes IPv4 on ``port``, if any."""
         ep = self.endpoints.get((ANY6, port))
@@ -470,7 +531,13 @@ class Udp:
         udp, payload = wire.parse(data) if csum_ok else wire.parse(data, header.src, header.dst)
         counters["udp.rx"] += 1
         eps = self.endpoints
-        ep = eps.get((header.dst, udp.dst_port)) or eps.get((ANY, udp.dst_port)) \
+        dst = header.dst
+        if 224 <= dst[0] <= 239:
+            if self.catch_all is None or not self.catch_all(header, udp, payload):
+                self._to_group(dst, udp.dst_port, bytes(payload),
+                               (header.src, udp.src_port), iface, (ANY, ANY6))
+            return
+        ep = eps.get((dst, udp.dst_port)) or eps.get((ANY, udp.dst_port)) \
             or self._dual(udp.dst_port)
         hook = self.catch_all
         if hook is not None and (ep is None or not stack.is_local(header.dst)) \
@@ -509,6 +576,11 @@ class Udp:
             raise Malformed("udp.zero_checksum_ipv6")
         counters["udp.rx"] += 1
         eps = self.endpoints
+        if dst[0] == 0xFF:
+            if self.catch_all is None or not self.catch_all(header, udp, payload):
+                self._to_group(dst, udp.dst_port, bytes(payload), (src, udp.src_port),
+                               iface, (ANY6,))
+            return
         ep = eps.get((dst, udp.dst_port)) or eps.get((ANY6, udp.dst_port))
         hook = self.catch_all
         if hook is not None and (ep is None or dst not in stack.local_addresses) \

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from femtotcp.core import rand
 from femtotcp.stack.device import OffloadPath
+from femtotcp.stack.mcast import NO_STATE, IfGroup, State
 from femtotcp.stack.reassembly import Reassembler
 from femtotcp.wire import Malformed, ethernet
 from femtotcp.wire import ipv4 as wire_ipv4
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 ANY = b"\x00\x00\x00\x00"
 IDENT_BUCKETS = 2048
 BROADCAST = b"\xff\xff\xff\xff"
+ALL_HOSTS = b"\xe0\x00\x00\x01"
+_NONE: dict[bytes, IfGroup] = {}
 
 
 _OPTION_PROBLEMS = frozenset({"ipv4.bad_option_length", "ipv4.bad_option_pointer"})
@@ -64,8 +67,15 @@ class Ipv4:
         self.idents = [rand.randbelow(0x10000) for _ in range(IDENT_BUCKETS)]
         self._ident_key = os.urandom(8)
         self._destination = stack.destinations.get
-        #: Multicast groups joined (accepted as destinations).
-        self.groups: set[bytes] = {b"\xe0\x00\x00\x01"}   # all-hosts (RFC 1112)
+        #: Multicast groups every interface is in (all-hosts, RFC 1112 4).
+        self.groups: set[bytes] = {ALL_HOSTS}
+        #: Groups joined per interface, each with its users and their source
+        #: filters (``mcast.IfGroup``: several sockets, one membership).
+        self.joined: dict[Interface, dict[bytes, IfGroup]] = {}
+        #: IGMP's hook (``stack/igmp.py``): ``(iface, group, old, new)`` when an
+        #: interface's filter state for a group changed (``mcast.NO_STATE``:
+        #: not a member); None without the module.
+        self.on_group_change: Callable[[Interface, bytes, State, State], None] | None = None
         #: Interfaces whose unicast datagrams to any address are taken as ours
         #: (a gateway terminates its guest's flows: it is the guest's router).
         self.accept_any: set[Interface] = set()
@@ -79,6 +89,73 @@ class Ipv4:
         self.fast_protocols: dict[int, tuple[FastHandler, object]] = {}
         stack.ethertypes[ethernet.ETH_IPV4] = self.input
         stack.set_ip_output(4, self.output)
+
+    # -- groups (RFC 1112 4, RFC 3376 3) ---------------------------------------------
+    def join(self, iface: Interface, group: bytes, include: bool = False) -> None:
+        """One more user of ``group`` on ``iface``, with an empty filter in
+        EXCLUDE mode (any source) or INCLUDE mode (none yet); the first one
+        makes the interface a member (its MAC accepted)."""
+        groups = self.joined.setdefault(iface, {})
+        entry = groups.get(group)
+        if entry is None:
+            entry = groups[group] = IfGroup()
+            iface.multicast_macs.add(multicast_mac(group))
+        old = entry.state() if entry.users else NO_STATE
+        entry.add_user(include)
+        self._changed(iface, group, old, entry.state())
+
+    def leave(self, iface: Interface, group: bytes, include: bool = False,
+              sources: tuple[bytes, ...] = ()) -> None:
+        """One user fewer (with its filter); the last one's leave ends the
+        membership."""
+        groups = self.joined.get(iface, _NONE)
+        entry = groups.get(group)
+        if entry is None:
+            return
+        old = entry.state()
+        entry.del_user(include, sources)
+        if entry.users <= 0:
+            del groups[group]
+            mac = multicast_mac(group)
+            if not any(multicast_mac(g) == mac for g in groups):
+                iface.multicast_macs.discard(mac)
+            self._changed(iface, group, old, NO_STATE)
+            return
+        self._changed(iface, group, old, entry.state())
+
+    def change_sources(self, iface: Interface, group: bytes, include: bool,
+                       sources: tuple[bytes, ...], add: bool) -> None:
+        """One user's filter (mode ``include``) gains or loses ``sources``."""
+        entry = self.joined.get(iface, _NONE).get(group)
+        if entry is None:
+            return
+        old = entry.state()
+        if add:
+            entry.add_sources(include, sources)
+        else:
+            entry.del_sources(include, sources)
+        self._changed(iface, group, old, entry.state())
+
+    def switch(self, iface: Interface, group: bytes, include: bool) -> None:
+        """One user's empty filter changes mode (Linux's ip_mc_source)."""
+        entry = self.joined.get(iface, _NONE).get(group)
+        if entry is None:
+            return
+        old = entry.state()
+        entry.excl += -1 if include else 1
+        self._changed(iface, group, old, entry.state())
+
+    def state(self, iface: Interface, group: bytes) -> State:
+        entry = self.joined.get(iface, _NONE).get(group)
+        return entry.state() if entry is not None else NO_STATE
+
+    def _changed(self, iface: Interface, group: bytes, old: State, new: State) -> None:
+        if old != new and self.on_group_change is not None:
+            self.on_group_change(iface, group, old, new)
+
+    def is_member(self, iface: Interface, group: bytes) -> bool:
+        """Whether ``iface`` takes datagrams to ``group``."""
+        return group in self.groups or group in self.joined.get(iface, _NONE)
 
     # -- input -------------------------------------------------------------------
     def add_fast_protocol(self, proto: int, handler: FastHandler, full: object) -> None:
@@ -175,8 +252,14 @@ class Ipv4:
             cast = 1
         elif is_multicast(dst):
             if dst not in self.groups:
-                counters["ipv4.multicast_not_joined"] += 1
-                return
+                entry = self.joined.get(iface, _NONE).get(dst)
+                if entry is None:
+                    counters["ipv4.multicast_not_joined"] += 1
+                    return
+                # The interface's source filter (ip_check_mc_rcu; IGMP passes).
+                if header.proto != 2 and not entry.accepts(src):
+                    counters["ipv4.multicast_source_filtered"] += 1
+                    return
             cast = 2
         elif unconfigured or any(a.tentative for a in iface.ipv4):
             # DHCP: before an address is bound, accept unicast to anyone (RFC 2131 4.1).

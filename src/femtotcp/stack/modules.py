@@ -20,9 +20,10 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "dns": ("femtotcp.services.dns", ("udp",)),
     "ipv6": ("femtotcp.stack.ipv6", ()),          # with neighbour discovery (stack/ndp.py)
     "icmp6": ("femtotcp.proto.icmp6", ("ipv6",)),
+    "igmp": ("femtotcp.stack.igmp", ("ipv4",)),   # sockets' IPv4 groups reported
 }
 
-DEFAULT_MODULES = ("arp", "ipv4", "icmp4", "udp", "tcp")
+DEFAULT_MODULES = ("arp", "ipv4", "icmp4", "igmp", "udp", "tcp")
 
 #: Services and faces a build can leave out (not loaded into a Stack; used by
 #: the CLI and the host): name -> (python modules, modules it needs).
