@@ -247,18 +247,21 @@ class Host(Capturing):
             from femtotcp.stack import modules as modreg
             if modreg.available("dns"):
                 stack.load_module("dns")   # for the RDNSS servers of Router Advertisements
+        # The services listen on every address: with IPv6 loaded, a dual-stack
+        # wildcard (``::``, IPv4 reaching it too, as Linux's sockets).
+        anywhere = bytes(16) if stack.ipv6 is not None else bytes(4)
         for port in opts.udp_echo:
-            from femtotcp.services.echo import start_udp_echo
-            self.services.append(start_udp_echo(stack, port))
+            from femtotcp.services.echo import UdpEcho
+            self.services.append(UdpEcho(stack, port, anywhere))
         for port in opts.tcp_echo:
             from femtotcp.services import tcp_echo
-            self.services.append(tcp_echo.start(stack, port))
+            self.services.append(tcp_echo.start(stack, port, anywhere))
         for port in opts.discard:
             from femtotcp.services import discard
-            self.services.append(discard.start(stack, port))
+            self.services.append(discard.start(stack, port, anywhere))
         for port in opts.chargen:
             from femtotcp.services import chargen
-            self.services.append(chargen.start(stack, port))
+            self.services.append(chargen.start(stack, port, anywhere))
         if opts.dhcp:
             from femtotcp.services import dhcp
             from femtotcp.stack import modules as modreg
