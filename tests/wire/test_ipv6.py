@@ -425,11 +425,24 @@ def test_destination_options_past_the_end(missing: int) -> None:
 
 
 def test_extension_length_zero_advances_eight() -> None:
-    """Hdr Ext Len 0 is 8 bytes, never 0: a chain of them ends at the bound."""
+    """Hdr Ext Len 0 is 8 bytes, never 0: a chain of them ends at the byte bound."""
     zero = bytes((60, 0, 1, 4, 0, 0, 0, 0))
-    assert walk_reason(60, zero * 1000) == "ipv6.too_many_ext_headers"
+    assert walk_reason(60, zero * 1000) == "ipv6.ext_chain_too_long"
     chain = ipv6ext.walk(60, zero * 7 + bytes((17, 0, 1, 4, 0, 0, 0, 0)))
     assert chain.offset == 64 and chain.upper == 17
+
+
+def test_headers_repeat_any_number_of_times() -> None:
+    """RFC 8200 4.1: any order, any number of times (Linux counts none): ten
+    Destination Options headers, then ICMPv6, reach the upper layer; only the
+    byte bound ends a chain."""
+    zero = bytes((60, 0, 1, 4, 0, 0, 0, 0))
+    chain = ipv6ext.walk(60, zero * 9 + bytes((58, 0, 1, 4, 0, 0, 0, 0)) + bytes(8))
+    assert chain.problem is None and chain.upper == 58 and chain.offset == 80
+    most = ipv6ext.MAX_CHAIN_LEN // 8
+    assert ipv6ext.walk(60, zero * (most - 1) + bytes((17, 0, 1, 4, 0, 0, 0, 0))).upper == 17
+    assert walk_reason(60, zero * most + bytes((17, 0, 1, 4, 0, 0, 0, 0))) \
+        == "ipv6.ext_chain_too_long"
 
 
 def test_chain_length_bound() -> None:
