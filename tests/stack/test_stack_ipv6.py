@@ -538,3 +538,31 @@ def test_extension_headers_repeat_any_number_of_times() -> None:
     lan.run(0.1)
     assert len(icmp6_of(sniffer, icmp6.ECHO_REPLY)) == 1
 
+
+@pytest.mark.parametrize("dst_mac", [b"\xff" * 6, ipv6.multicast_mac(ipv6.ALL_NODES)])
+def test_link_layer_group_frames_draw_no_error_and_no_tcp_answer(dst_mac: bytes) -> None:
+    """A packet to our unicast address in a link-layer broadcast or multicast
+    frame: RFC 4443 2.4 (e.3, e.4) forbids an ICMPv6 error about it (no Port
+    Unreachable), and TCP takes no such segment (Linux's tcp_v6_rcv drops
+    what is not PACKET_HOST): neither a SYN-ACK nor a reset. An echo is still
+    answered (as Linux)."""
+    from femtotcp.wire import tcp, udp
+    lan = lan6(1)
+    a, dst, sniffer = _target(lan)
+    assert a.tcp is not None
+    a.tcp.listen(bytes(16), 7)
+    sniffer.inject(frame6(ROUTER_LL, dst, ipv6.PROTO_UDP,
+                          udp.build(ROUTER_LL, dst, 4000, 9, b"x"), dst_mac=dst_mac))
+    for port in (7, 9):
+        sniffer.inject(frame6(ROUTER_LL, dst, ipv6.PROTO_TCP,
+                              tcp.build(ROUTER_LL, dst, 4000, port, 1, 0, tcp.SYN, 1000),
+                              dst_mac=dst_mac))
+    sniffer.inject(frame6(ROUTER_LL, dst, ipv6.PROTO_ICMP6, _echo(ROUTER_LL, dst),
+                          dst_mac=dst_mac))
+    lan.run(0.1)
+    assert not icmp6_of(sniffer, icmp6.DEST_UNREACHABLE)
+    assert not [f for f in sniffer.frames
+                if (got := parse6(f)) is not None and got[0].next_header == ipv6.PROTO_TCP]
+    assert a.counters["ipv6.tcp_link_multicast"] == 2
+    assert a.counters["icmp6.error_suppressed"] == 1
+    assert len(icmp6_of(sniffer, icmp6.ECHO_REPLY)) == 1

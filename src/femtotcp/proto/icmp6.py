@@ -155,6 +155,10 @@ class Icmp6(EchoTable):
         stack = self.stack
         counters = stack.counters
         src = header.src
+        ipv6 = stack.ipv6
+        # RFC 4443 2.4 (e.3, e.4): the packet being delivered came in a
+        # link-layer group frame (a transport's error, e.g. port unreachable).
+        link_multicast = link_multicast or (ipv6 is not None and ipv6.rx_link_multicast)
         if not wire.error_allowed(type_, code, src, header.dst, link_multicast):
             counters["icmp6.error_suppressed"] += 1
             return False
@@ -166,7 +170,6 @@ class Icmp6(EchoTable):
             return False
         # From the address the packet was sent to when it is ours (not a
         # group), else the source the way back would use (RFC 4443 2.2).
-        ipv6 = stack.ipv6
         ours = header.dst if header.dst in stack.local_addresses else (
             ipv6.source_address(src) if ipv6 is not None else None)
         if ours is None:

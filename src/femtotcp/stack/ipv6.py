@@ -105,6 +105,10 @@ class Ipv6:
         self._destination = stack.destinations.get
         #: The Router Alert of the packet being delivered (for MLD's checks).
         self.rx_router_alert: int | None = None
+        #: The packet being delivered came in a link-layer broadcast or multicast
+        #: frame (RFC 4443 2.4 e.3/e.4: no ICMPv6 error about it; ``Icmp6.send_error``
+        #: reads it). False outside ``input``.
+        self.rx_link_multicast = False
         #: Told of every address whose DAD found a duplicate (iface, address).
         self.on_conflict: Callable[[Interface, bytes], None] | None = None
         #: Interfaces whose unicast to any address is ours to take (a gateway's
@@ -439,6 +443,17 @@ class Ipv6:
         """The ethertype handler. ``csum_ok`` (the device vouched for the
         transport checksum, or left it partial: a TAP's NEEDS_CSUM) goes to
         TCP and UDP with the packet, unless it was reassembled."""
+        if not eth.dst[0] & 1:
+            self._input(iface, eth, payload, csum_ok)
+            return
+        self.rx_link_multicast = True
+        try:
+            self._input(iface, eth, payload, csum_ok)
+        finally:
+            self.rx_link_multicast = False
+
+    def _input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview,
+               csum_ok: bool) -> None:
         stack = self.stack
         counters = stack.counters
         header, data = wire.parse(payload)
@@ -463,8 +478,10 @@ class Ipv6:
         nh = header.next_header
         self.rx_router_alert = None
         if nh in _DIRECT:
-            if nh == wire.PROTO_TCP and src == wire.UNSPECIFIED:
-                counters["ipv6.tcp_from_unspecified"] += 1   # see _deliver
+            if nh == wire.PROTO_TCP and (src == wire.UNSPECIFIED or eth.dst[0] & 1):
+                # See _deliver.
+                counters["ipv6.tcp_link_multicast" if eth.dst[0] & 1
+                         else "ipv6.tcp_from_unspecified"] += 1
                 return
             handler = self.protocols.get(nh)
             if handler is not None:
@@ -500,6 +517,12 @@ class Ipv6:
             # (DAD, RS, MLD), never of a connection; Linux's TCP neither
             # answers it nor resets it (a reply to :: is refused on output).
             counters["ipv6.tcp_from_unspecified"] += 1
+            return
+        if upper == wire.PROTO_TCP and eth.dst[0] & 1:
+            # A connection is between two unicast link-layer addresses: TCP in a
+            # link-layer broadcast or multicast frame is dropped, neither
+            # answered nor reset (Linux's tcp_v6_rcv takes only PACKET_HOST).
+            counters["ipv6.tcp_link_multicast"] += 1
             return
         handler = self.protocols.get(upper)
         if handler is not None:
