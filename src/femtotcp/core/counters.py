@@ -264,7 +264,7 @@ declare(EVENT, """
     udp.icmp_error_soft udp.icmp_error_unconnected udp.rx udp.tx
 """)
 declare(EVENT, """
-    icmp6.error_no_transport udp.no_port6 ipv6.tx_tso
+    icmp6.error_no_transport icmp6.too_big_not_ours udp.no_port6 ipv6.tx_tso
 """)
 
 # ipv6, icmp6, ndp, mld: wire-format reasons (the stack integration adds its own)

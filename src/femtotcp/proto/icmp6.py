@@ -136,16 +136,26 @@ class Icmp6(EchoTable):
         ipv6 = self.stack.ipv6
         if ipv6 is None:
             return
-        mtu = 0
-        if icmp.type == wire.PACKET_TOO_BIG:
-            ipv6.lower_pmtu(quote.dst, icmp.mtu)
-            mtu = ipv6.route_mtu(quote.dst)     # what the path allows now (>= 1280)
+        too_big = icmp.type == wire.PACKET_TOO_BIG
+        # What the path allows after this message (never below 1280, RFC 8201 4).
+        mtu = min(ipv6.route_mtu(quote.dst), max(wire_ipv6.MIN_MTU, icmp.mtu)) if too_big else 0
         handler = ipv6.error_handlers.get(quote.upper)
         if handler is None:
             counters["icmp6.error_no_transport"] += 1   # a later fragment, or no taker
+            if too_big:
+                ipv6.lower_pmtu(quote.dst, icmp.mtu)    # an echo of ours (Linux's icmpv6_err)
             return
         err, _ = wire.err_convert(icmp.type, icmp.code)
-        handler(quote.src, quote.dst, quote.transport, err, icmp.type, icmp.code, mtu)
+        taken = handler(quote.src, quote.dst, quote.transport, err, icmp.type, icmp.code, mtu)
+        if too_big:
+            if taken is False:
+                # RFC 8201 5.2 / RFC 5927 4.1: the transport owns no such packet
+                # (TCP: no connection, or a sequence number outside the window):
+                # the path MTU stays, as Linux's tcp_v6_err leaves it. Otherwise a
+                # forged message would shrink it under live connections.
+                counters["icmp6.too_big_not_ours"] += 1
+                return
+            ipv6.lower_pmtu(quote.dst, icmp.mtu)
 
     # -- errors we send ----------------------------------------------------------------
     def send_error(self, header: wire_ipv6.Ipv6Header, packet: memoryview, type_: int,

@@ -1500,15 +1500,16 @@ class TcpConnection:
 
     # ================================================================ ICMP
     def icmp_error(self, seq32: int, err: int, icmp_type: int, icmp_code: int,
-                   mtu: int) -> None:
+                   mtu: int) -> bool:
         """RFC 5927 checks, then PMTU (RFC 1191), hard errors during the handshake
-        (as Linux), soft errors otherwise (RFC 1122 4.2.3.9)."""
+        (as Linux), soft errors otherwise (RFC 1122 4.2.3.9). False when the
+        quoted sequence number is outside what is in flight (nothing done)."""
         snd = self.snd
         una = snd.snd_una
         seq = unwrap(seq32, una)
         if not una <= seq <= snd.snd_max:
             self.counters["tcp.icmp_out_of_window"] += 1
-            return
+            return False
         if mtu:
             opt = self.opt
             new_base = pmtu_mss(mtu, len(self._raddr) == 4)
@@ -1519,7 +1520,7 @@ class TcpConnection:
                 if self.state in SENDING and snd.snd_max > snd.snd_una:
                     snd.snd_nxt = snd.snd_una
                     snd.output()
-            return
+            return True
         st = self.state
         if st == SYN_SENT:
             self._fail(err)
@@ -1528,3 +1529,4 @@ class TcpConnection:
             self._destroy()
         else:
             self.soft_error = err
+        return True
