@@ -271,6 +271,7 @@ declare(EVENT, """
 declare(DROP, """
     ipv6.bad_fragment_length ipv6.fragment_too_big ipv6.hbh_not_first
     ipv6.incomplete_chain ipv6.rh0 ipv6.unknown_option ipv6.unknown_routing_type
+    ipv6.jumbo_option ipv6.bad_jumbo_option
     icmp6.bad_checksum icmp6.bad_quote icmp6.truncated ipv6.bad_multicast_scope
     ipv6.bad_option_length ipv6.bad_padding ipv6.bad_quote_version
     ipv6.bad_router_alert ipv6.bad_version ipv6.ext_chain_too_long

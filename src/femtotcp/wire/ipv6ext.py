@@ -61,7 +61,7 @@ OPT_PAD1 = 0
 OPT_PADN = 1
 OPT_TUNNEL_LIMIT = 4     # RFC 2473, Destination Options
 OPT_ROUTER_ALERT = 5     # RFC 2711, Hop-by-Hop
-OPT_JUMBO = 0xC2         # RFC 2675: not supported, so handled as unknown (11: ICMP)
+OPT_JUMBO = 0xC2         # RFC 2675: no jumbograms here, its errors answered (3)
 
 ROUTER_ALERT_MLD = 0     # RFC 2711 value for MLD (RFC 3810 5)
 
@@ -175,6 +175,16 @@ def _options(area: memoryview, hop_by_hop: bool, where: int,
             raise Malformed("ipv6.too_many_options")
         if out is not None:
             out.append((kind, bytes(area[i + 2:end])))
+        if hop_by_hop and kind == OPT_JUMBO and out is None:
+            # RFC 2675 3, as Linux's ipv6_hop_jumbo: a wrong length or alignment
+            # (4n+2) is dropped; a jumbo length that fits 16 bits is a Parameter
+            # Problem code 0 at that length; and, the Payload Length of a packet
+            # from our links never being 0, so is any other (at the option).
+            if end - i != 6 or (where + i) & 3 != 2:
+                raise Malformed("ipv6.bad_jumbo_option")
+            at = where + i + 2 if int.from_bytes(area[i + 2:end], "big") <= MAX_PAYLOAD \
+                else where + i
+            return alert, Problem("ipv6.jumbo_option", Action.DISCARD_ICMP, PP_HEADER_FIELD, at)
         if hop_by_hop and kind == OPT_ROUTER_ALERT:
             if end - i != 4:
                 raise Malformed("ipv6.bad_router_alert")
