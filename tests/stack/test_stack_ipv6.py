@@ -566,3 +566,23 @@ def test_link_layer_group_frames_draw_no_error_and_no_tcp_answer(dst_mac: bytes)
     assert a.counters["ipv6.tcp_link_multicast"] == 2
     assert a.counters["icmp6.error_suppressed"] == 1
     assert len(icmp6_of(sniffer, icmp6.ECHO_REPLY)) == 1
+
+
+def test_fragmented_neighbour_discovery_is_ignored() -> None:
+    """RFC 6980 5: an NS in an atomic fragment or in two fragments draws no NA
+    (Linux's suppress_frag_ndisc); the same NS whole is answered."""
+    lan = lan6(1)
+    a, dst, sniffer = _target(lan)
+    group = ipv6.solicited_node(dst)
+    msg = ndp.build_ns(ROUTER_LL, group, dst, ROUTER_MAC)
+    atomic = ipv6ext.build_fragment(ipv6.PROTO_ICMP6, 0, False, 1) + msg
+    first = ipv6ext.build_fragment(ipv6.PROTO_ICMP6, 0, True, 2) + msg[:16]
+    second = ipv6ext.build_fragment(ipv6.PROTO_ICMP6, 16, False, 2) + msg[16:]
+    for payload in (atomic, first, second):
+        sniffer.inject(frame6(ROUTER_LL, group, ipv6.PROTO_FRAGMENT, payload, 255))
+    lan.run(0.1)
+    assert not icmp6_of(sniffer, icmp6.NEIGHBOR_ADVERTISEMENT)
+    assert a.counters["ndp.fragmented"] == 2
+    sniffer.inject(frame6(ROUTER_LL, group, ipv6.PROTO_ICMP6, msg, 255))
+    lan.run(0.1)
+    assert len(icmp6_of(sniffer, icmp6.NEIGHBOR_ADVERTISEMENT)) == 1

@@ -308,6 +308,7 @@ declare(DROP, """
     mld.report_ignored ipv6.no_next_header ipv6.tx_bad_source ndp.prefix_multicast
     ndp.slaac_bad_address ndp.temporary_limit
     ipv6.tcp_from_unspecified ipv6.tcp_link_multicast icmp6.echo_from_unspecified
+    ndp.fragmented
 """)
 declare(EVENT, """
     ipv6.rx ipv6.tx ipv6.tx_loopback ipv6.tx_fragments ipv6.rh0_ignored

@@ -105,6 +105,9 @@ class Ipv6:
         self._destination = stack.destinations.get
         #: The Router Alert of the packet being delivered (for MLD's checks).
         self.rx_router_alert: int | None = None
+        #: The packet being delivered came in fragments (an atomic one included):
+        #: neighbour discovery ignores it (RFC 6980 5).
+        self.rx_fragmented = False
         #: The packet being delivered came in a link-layer broadcast or multicast
         #: frame (RFC 4443 2.4 e.3/e.4: no ICMPv6 error about it; ``Icmp6.send_error``
         #: reads it). False outside ``input``.
@@ -477,6 +480,7 @@ class Ipv6:
             return
         nh = header.next_header
         self.rx_router_alert = None
+        self.rx_fragmented = False
         if nh in _DIRECT:
             if nh == wire.PROTO_TCP and (src == wire.UNSPECIFIED or eth.dst[0] & 1):
                 # See _deliver.
@@ -503,6 +507,7 @@ class Ipv6:
                 return
             if frag is not None:
                 counters["ipv6.atomic_fragment"] += 1   # RFC 6946: whole on its own
+                self.rx_fragmented = True
             nh = chain.upper
             offset = chain.offset
             pointer = chain.nh_pointer
@@ -586,6 +591,7 @@ class Ipv6:
             self.stack.counters["ipv6.nested_fragment"] += 1
             return
         header = header._replace(payload_len=len(full) - wire.HEADER_LEN)
+        self.rx_fragmented = True
         self._deliver(iface, eth, header, chain2.upper, rest[chain2.offset:], full,
                       chain2.nh_pointer)
 
@@ -605,6 +611,11 @@ class Ipv6:
         counters["icmp6.rx"] += 1
         t = icmp.type
         if t in _NDP_TYPES:
+            if self.rx_fragmented:
+                # RFC 6980 5: ND messages are never fragmented; a fragmented
+                # one is silently ignored (Linux's suppress_frag_ndisc).
+                counters["ndp.fragmented"] += 1
+                return
             self.ndp.input(header, icmp, body, iface)
         elif t in _MLD_TYPES:
             self._mld_input(header, icmp, body, iface)
