@@ -197,6 +197,7 @@ def icmp_obs(pkt: Any | None) -> Obs:
     if typ < 128:
         quoted = data[8:]
         obs["quote_has_ip6_header"] = len(quoted) >= 40 and quoted[0] >> 4 == 6
+        obs["quote_len"] = len(quoted)
         obs["packet_le_1280"] = len(data) + 40 <= 1280
         if typ in (2, 4):
             obs["field"] = int.from_bytes(data[4:8], "big")   # MTU or pointer
@@ -364,6 +365,14 @@ def nd_ns_unknown_option(t: Target, src: str) -> Obs:
                      timeout=REPLY_WAIT)
 
 
+def nd_ns_sllao_length_2(t: Target, src: str) -> Obs:
+    """A source link-layer option of 16 bytes: no Ethernet address (RFC 4861 4.6.1,
+    RFC 2464 8): the NS is dropped."""
+    return _ns_probe(t, src, packet(src, SOLICITED, ICMP6,
+                                    ns(src, SOLICITED, TARGET, bytes((1, 2)) + bytes(14)), 255),
+                     mcast_mac(SOLICITED))
+
+
 def _learned(t: Target, src: str, before: list[bytes], ping_first: bool = False) -> Obs:
     """Send ``before`` (frames to the target), then ping from ``src``: does the reply
     go to OTHER_MAC (the target took it as ``src``'s link-layer address)?"""
@@ -403,6 +412,35 @@ def nd_ns_learns_sllao(t: Target, src: str) -> Obs:
                                     ns(src, SOLICITED, TARGET, _sll(OTHER_MAC)), 255)])
 
 
+def nd_na_solicited_to_multicast(t: Target, src: str) -> Obs:
+    """RFC 4861 7.1.2: an NA with S=1 to a multicast destination is invalid."""
+    return _learned(t, src, [packet(src, ALL_NODES, ICMP6, na(src, ALL_NODES, src, 0x60,
+                                                              _sll(OTHER_MAC, 2)), 255)], True)
+
+
+def nd_na_hop_limit_254(t: Target, src: str) -> Obs:
+    """RFC 4861 7.1.2: an NA whose hop limit is not 255 was forwarded: invalid."""
+    return _learned(t, src, [packet(src, TARGET, ICMP6, na(src, TARGET, src, 0x20,
+                                                           _sll(OTHER_MAC, 2)), 254)], True)
+
+
+def nd_ns_atomic_fragment(t: Target, src: str) -> Obs:
+    """RFC 6980 5: a fragmented ND message is silently ignored (here an atomic
+    fragment; Linux's suppress_frag_ndisc)."""
+    body = ns(src, SOLICITED, TARGET, _sll())
+    return _ns_probe(t, src, packet(src, SOLICITED, FRAGMENT, frag_header(ICMP6, 0, False, 7)
+                                    + body, 255), mcast_mac(SOLICITED))
+
+
+def nd_ns_in_two_fragments(t: Target, src: str) -> Obs:
+    """RFC 6980 5: an NS in two fragments is silently ignored."""
+    assert isinstance(t, Target6)
+    body = ns(src, SOLICITED, TARGET, _sll())
+    first, second = _frags(src, body, 16, 0x6980, dst=SOLICITED)
+    t.send(t.frame(first[:7] + b"\xff" + first[8:], mcast_mac(SOLICITED)))
+    return _ns_probe(t, src, second[:7] + b"\xff" + second[8:], mcast_mac(SOLICITED))
+
+
 def nd_redirect_from_non_router(t: Target, src: str) -> Obs:
     """RFC 4861 8.1: a Redirect not from the current first hop is ignored."""
     ll = prober_ll(int(src.rsplit(":", 1)[1], 16))
@@ -438,6 +476,33 @@ def icmp6_echo_all_nodes(t: Target, src: str) -> Obs:
                  mcast_mac(ALL_NODES))
 
 
+def icmp6_echo_all_nodes_link_local(t: Target, src: str) -> Obs:
+    """From a link-local source: the reply comes from the link-local address."""
+    ll = prober_ll(int(src.rsplit(":", 1)[1], 16))
+    return _icmp(t, ll, packet(ll, ALL_NODES, ICMP6, echo(ll, ALL_NODES)), mcast_mac(ALL_NODES))
+
+
+def icmp6_packet_too_big_then_echo(t: Target, src: str) -> Obs:
+    """A Packet Too Big (1280) about one of the target's echo replies: the next
+    1400-byte reply comes in fragments that fit 1280 (RFC 8201 4; Linux's
+    icmpv6_err lowers the path MTU for ICMPv6)."""
+    assert isinstance(t, Target6)
+    data = bytes(1400)
+    first = send_wait(t, t.frame(packet(src, TARGET, ICMP6, echo(src, data=data))),
+                      to_prober(src), REPLY_WAIT)
+    if first is None:
+        return {"answer": None}
+    quoted = bytes(first[IPv6])[:1232]
+    t.send(t.frame(packet(src, TARGET, ICMP6, icmp(src, TARGET, 2, 0, (1280).to_bytes(4, "big")
+                                                   + quoted))))
+    time.sleep(0.2)
+    mark = t.send(t.frame(packet(src, TARGET, ICMP6, echo(src, data=data, seq=2))))
+    frags = t.collect(to_prober(src), mark, 1.0)
+    return {"first_len": len(first[IPv6]), "replies": len(frags),
+            "all_fit": all(len(p[IPv6]) <= 1280 for p in frags),
+            "fragmented": all(IPv6ExtHdrFragment in p for p in frags)}
+
+
 def icmp6_echo_solicited_node(t: Target, src: str) -> Obs:
     return _icmp(t, src, packet(src, SOLICITED, ICMP6, echo(src, SOLICITED)),
                  mcast_mac(SOLICITED))
@@ -451,6 +516,44 @@ def icmp6_echo_link_local(t: Target, src: str) -> Obs:
 def icmp6_echo_global_from_link_local(t: Target, src: str) -> Obs:
     ll = prober_ll(int(src.rsplit(":", 1)[1], 16))
     return _icmp(t, ll, packet(ll, TARGET, ICMP6, echo(ll, TARGET)))
+
+
+def icmp6_echo_link_local_from_global(t: Target, src: str) -> Obs:
+    return _icmp(t, src, packet(src, TARGET_LL, ICMP6, echo(src, TARGET_LL)))
+
+
+def _mld_reports(t: Target, src: str, query: bytes, wait: float) -> Obs:
+    """Send an MLD query from the link-local ``src``; the reports within ``wait``."""
+    assert isinstance(t, Target6)
+    ll = prober_ll(int(src.rsplit(":", 1)[1], 16))
+    ra = bytes((ICMP6, 0, 5, 2, 0, 0, 1, 0))           # Hop-by-Hop: Router Alert (MLD), PadN
+    mark = t.send(t.frame(packet(ll, ALL_NODES, HBH, ra + icmp(ll, ALL_NODES, 130, 0, query), 1),
+                          mcast_mac(ALL_NODES)))
+    reports = t.collect(lambda p: IPv6 in p and p[IPv6].src in (TARGET_LL, "::")
+                        and p[IPv6].dst in ("ff02::16", SOLICITED) and p[IPv6].nh == HBH, mark,
+                        wait)
+    groups: set[str] = set()
+    for p in reports:
+        raw = bytes(p[IPv6])[48:]
+        if raw[0] == 143:                               # MLDv2: the records' groups
+            n = int.from_bytes(raw[6:8], "big")
+            pos = 8
+            for _ in range(n):
+                aux, count = raw[pos + 1], int.from_bytes(raw[pos + 2:pos + 4], "big")
+                groups.add(socket.inet_ntop(socket.AF_INET6, raw[pos + 4:pos + 20]))
+                pos += 20 + 16 * count + 4 * aux
+        elif raw[0] == 131:                             # MLDv1
+            groups.add(socket.inet_ntop(socket.AF_INET6, raw[8:24]))
+    return {"reported": sorted(g for g in groups if g.startswith("ff02::1:ff00:")),
+            "types": sorted({bytes(p[IPv6])[48] for p in reports}),
+            "hlim_1": all(p[IPv6].hlim == 1 for p in reports)}
+
+
+def mld_general_query(t: Target, src: str) -> Obs:
+    """An MLDv2 general query (max response 1 s): every joined group reported
+    (RFC 3810 6.2) with hop limit 1."""
+    query = (1000).to_bytes(2, "big") + bytes(2) + bytes(16) + bytes((2, 125, 0, 0))
+    return _mld_reports(t, src, query, 2.5)
 
 
 def icmp6_echo_nonzero_code(t: Target, src: str) -> Obs:
@@ -587,6 +690,22 @@ def ext_dst_padn_nonzero(t: Target, src: str) -> Obs:
     return _ping(t, src, bytes((ICMP6, 0, 1, 4, 1, 2, 3, 4)), DSTOPTS, timeout=NO_REPLY_WAIT)
 
 
+def ext_hbh_router_alert(t: Target, src: str) -> Obs:
+    """A Router Alert (RFC 2711, value 0) on an echo: a host just processes it."""
+    return _ping(t, src, opts_header(ICMP6, b"\x05\x02\0\0"), HBH)
+
+
+def ext_hbh_jumbo_option(t: Target, src: str) -> Obs:
+    """A Jumbo Payload option (RFC 2675) in a packet with a payload length: the
+    error RFC 2675 3 names is Parameter Problem code 0."""
+    return _ping(t, src, opts_header(ICMP6, b"\xc2\x04\0\x01\0\0"), HBH)
+
+
+def ext_hbh_jumbo_small(t: Target, src: str) -> Obs:
+    """A Jumbo Payload option with a jumbo length under 65536 (RFC 2675 3)."""
+    return _ping(t, src, opts_header(ICMP6, b"\xc2\x04\0\0\x01\0"), HBH)
+
+
 def ext_hbh_not_first(t: Target, src: str) -> Obs:
     """Hop-by-Hop after a Destination Options header: Parameter Problem code 1."""
     return _ping(t, src, opts_header(HBH, b"") + opts_header(ICMP6, b""), DSTOPTS)
@@ -705,6 +824,16 @@ def frag_overlap(t: Target, src: str) -> Obs:
         second[42:44] = (392 | 1).to_bytes(2, "big")    # offset 392 instead of 400
         return [f[0], bytes(second), f[1], *f[2:]]
     return _frag_echo(t, src, overlap, NO_REPLY_WAIT * 2)
+
+
+def frag_tiny(t: Target, src: str) -> Obs:
+    """An echo cut into 8-byte fragments (all of them the minimum)."""
+    assert isinstance(t, Target6)
+    mark = 0.0
+    for p in _frags(src, echo(src, data=bytes(range(56))), 8, 0x7777):
+        m = t.send(t.frame(p))
+        mark = mark or m
+    return icmp_obs(t.wait(to_prober(src), mark))
 
 
 def frag_atomic(t: Target, src: str) -> Obs:
@@ -903,6 +1032,11 @@ def udp_length_below_header(t: Target, src: str) -> Obs:
 
 def udp_closed_port(t: Target, src: str) -> Obs:
     return _udp(t, src, packet(src, TARGET, UDP_, udp(src, TARGET, 9)))
+
+
+def udp_closed_port_large(t: Target, src: str) -> Obs:
+    """The Port Unreachable quotes as much as fits 1280 bytes (RFC 4443 3.1)."""
+    return _udp(t, src, packet(src, TARGET, UDP_, udp(src, TARGET, 9, bytes(1400))))
 
 
 def udp_closed_port_multicast(t: Target, src: str) -> Obs:
@@ -1264,6 +1398,32 @@ def est_packet_too_big_not_ours(t: Target, src: str) -> Obs:
     return {"echo": bool(segs), "max_packet": max((len(p[IPv6]) for p in segs), default=0)}
 
 
+def _est_icmp(t: Target, src: str, typ: int, code: int) -> Obs:
+    """An ICMPv6 error about a live connection's segment: RFC 5927 / RFC 1122
+    4.2.3.9 make it soft; the connection goes on (Linux without IPV6_RECVERR)."""
+    c = _conn(t, src)
+    assert isinstance(t, Target6)
+    inner = bytes(IPv6(src=TARGET, dst=src) / TCP(sport=7, dport=c.sport, seq=c.rcv_nxt,
+                                                  ack=c.snd_nxt, flags="A"))
+    t.send(t.frame(packet(src, TARGET, ICMP6, icmp(src, TARGET, typ, code, bytes(4) + inner))))
+    time.sleep(0.1)
+    alive = c.alive()
+    c.reset()
+    return {"alive_after": alive}
+
+
+def est_icmp6_port_unreachable(t: Target, src: str) -> Obs:
+    return _est_icmp(t, src, 1, 4)
+
+
+def est_icmp6_time_exceeded(t: Target, src: str) -> Obs:
+    return _est_icmp(t, src, 3, 0)
+
+
+def est_icmp6_parameter_problem(t: Target, src: str) -> Obs:
+    return _est_icmp(t, src, 4, 1)
+
+
 def est_fin(t: Target, src: str) -> Obs:
     """Our FIN is acknowledged and answered with the echo server's FIN."""
     c = _conn(t, src)
@@ -1277,8 +1437,8 @@ def est_fin(t: Target, src: str) -> Obs:
 # -- the list, the environment ---------------------------------------------------------------
 PROBES: dict[str, Callable[[Target, str], Obs]] = {
     name: fn for name, fn in list(globals().items())
-    if callable(fn) and name.split("_")[0] in ("nd", "icmp6", "ext", "frag", "addr", "udp",
-                                               "tcp", "est")
+    if callable(fn) and name.split("_")[0] in ("nd", "icmp6", "mld", "ext", "frag", "addr",
+                                               "udp", "tcp", "est")
     and list(inspect.signature(fn).parameters) == ["t", "src"] and not name.endswith("_start")
 }
 TIMEOUT_PROBES = ("frag_missing_last", "frag_missing_first")
