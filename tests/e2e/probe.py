@@ -214,12 +214,14 @@ def flags_str(tcp: Any) -> str:
     return "".join(n for bit, n in names if int(tcp.flags) & bit)
 
 
-def tcp_obs(pkt: Any | None, seq: int, ack: int | None = None) -> Obs:
-    """A TCP answer relative to the segment we sent (seq, ack)."""
+def tcp_obs(pkt: Any | None, seq: int, ack: int | None = None,
+            net_obs: Callable[[Any], Obs] | None = None) -> Obs:
+    """A TCP answer relative to the segment we sent (seq, ack); ``net_obs``: the
+    facts of its network layer (IPv4's ``ip_obs`` unless given)."""
     if pkt is None:
         return {"answer": None}
     t = pkt[TCP]
-    obs: Obs = {"answer": "tcp", "flags": flags_str(t), **ip_obs(pkt)}
+    obs: Obs = {"answer": "tcp", "flags": flags_str(t), **(net_obs or ip_obs)(pkt)}
     if t.flags & 0x10:
         obs["ack_minus_seq"] = (t.ack - seq) % 2**32
     if ack is not None and not t.flags & 0x02:
@@ -1197,15 +1199,15 @@ def _syn(t: Target, src: str, dport: int, flags: str = "S", data: bytes = b"",  
 
 
 # -- probes on an established connection ---------------------------------------------
-def _conn(t: Target, src: str, sport: int = 41000) -> Conn:
-    c = Conn(t, src, sport)
+def _conn(t: Target, src: str, sport: int = 41000, cls: type[Conn] = Conn) -> Conn:
+    c = cls(t, src, sport)
     assert c.open(), f"{t.name}: no handshake"
     return c
 
 
 def _answer_after(c: Conn, pkt: Any, timeout: float = NO_REPLY_WAIT) -> Obs:
     mark = c.target.send(pkt)
-    got = c.target.wait(tcp_from(c.src, c.sport), mark, timeout)
+    got = c.target.wait(c.mine, mark, timeout)
     if got is None:
         return {"answer": None}
     tcp = got[TCP]
@@ -1791,6 +1793,29 @@ def run_probes(femto: Target, linux: Target, probes: dict[str, Callable[[Target,
         for name, (ff, fl) in futs.items():
             results[name] = (ff.result(), fl.result())
     return results
+
+
+def compare(results: dict[str, tuple[Obs, Obs]], name: str,
+            accepted: dict[str, tuple[str, Obs]], meaningless: tuple[str, ...] = ()) -> None:
+    """Assert femtotcp's observation for probe ``name``: Linux's, or exactly what
+    ``accepted`` documents ({"answer": None} replaces the whole observation,
+    any other dict those fields of Linux's). ``checksums_ok`` is compared only
+    for femtotcp (the kernel leaves its own to the veth's offload), the fields
+    in ``meaningless`` not at all."""
+    assert name in results, f"probe {name} did not run"
+    femto, linux = results[name]
+    assert "error" not in linux, f"the probe failed against Linux: {linux['error']}"
+    assert "error" not in femto, f"the probe failed against femtotcp: {femto['error']}"
+    assert femto.get("checksums_ok", True) is True, f"femtotcp sent a bad checksum: {femto}"
+    skip = ("checksums_ok", *meaningless)
+    linux = {k: v for k, v in linux.items() if k not in skip}
+    femto = {k: v for k, v in femto.items() if k not in skip}
+    if name in accepted:
+        reason, shown = accepted[name]
+        expected = dict(shown) if shown.get("answer", "x") is None else {**linux, **shown}
+        assert femto == expected, f"accepted difference changed ({reason}); linux: {linux}"
+    else:
+        assert femto == linux, f"femtotcp diverges from Linux: femtotcp {femto}, linux {linux}"
 
 
 def on_both(femto: Target, linux: Target, fn: Callable[..., Obs], *args: Any) -> tuple[Obs, Obs]:

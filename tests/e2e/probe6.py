@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import probe
-from probe import NO_REPLY_WAIT, PROBER_MAC, REPLY_WAIT, Conn, Obs, Target, flags_str
+from probe import NO_REPLY_WAIT, PROBER_MAC, REPLY_WAIT, Conn, Obs, Target
 from scapy.layers.inet import TCP  # type: ignore
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment  # type: ignore
 from scapy.layers.l2 import Ether  # type: ignore
@@ -388,40 +388,42 @@ def _learned(t: Target, src: str, before: list[bytes], ping_first: bool = False)
                                                  "learned": got.dst == OTHER_MAC}
 
 
+def _na_then_ping(t: Target, src: str, flags: int, dst: str = TARGET, hlim: int = 255,
+                  ping_first: bool = True) -> Obs:
+    """An NA from ``src`` (``flags``: R/S/O) saying ``src`` is at OTHER_MAC."""
+    body = na(src, dst, src, flags, _sll(OTHER_MAC, 2))
+    return _learned(t, src, [packet(src, dst, ICMP6, body, hlim)], ping_first)
+
+
 def nd_unsolicited_na_new(t: Target, src: str) -> Obs:
     """RFC 4861 7.2.5: an NA for an address with no cache entry is ignored."""
-    return _learned(t, src, [packet(src, TARGET, ICMP6, na(src, TARGET, src, 0x20,
-                                                           _sll(OTHER_MAC, 2)), 255)])
+    return _na_then_ping(t, src, 0x20, ping_first=False)
 
 
 def nd_unsolicited_na_override(t: Target, src: str) -> Obs:
     """RFC 4861 7.2.5: O=1 overrides a cached link-layer address."""
-    return _learned(t, src, [packet(src, TARGET, ICMP6, na(src, TARGET, src, 0x20,
-                                                           _sll(OTHER_MAC, 2)), 255)], True)
+    return _na_then_ping(t, src, 0x20)
 
 
 def nd_na_no_override(t: Target, src: str) -> Obs:
     """O=0 with a different address: the cached one stays (the entry goes STALE)."""
-    return _learned(t, src, [packet(src, TARGET, ICMP6, na(src, TARGET, src, 0x00,
-                                                           _sll(OTHER_MAC, 2)), 255)], True)
+    return _na_then_ping(t, src, 0x00)
+
+
+def nd_na_solicited_to_multicast(t: Target, src: str) -> Obs:
+    """RFC 4861 7.1.2: an NA with S=1 to a multicast destination is invalid."""
+    return _na_then_ping(t, src, 0x60, ALL_NODES)
+
+
+def nd_na_hop_limit_254(t: Target, src: str) -> Obs:
+    """RFC 4861 7.1.2: an NA whose hop limit is not 255 was forwarded: invalid."""
+    return _na_then_ping(t, src, 0x20, hlim=254)
 
 
 def nd_ns_learns_sllao(t: Target, src: str) -> Obs:
     """RFC 4861 7.2.3: an NS's source link-layer option updates the cache."""
     return _learned(t, src, [packet(src, SOLICITED, ICMP6,
                                     ns(src, SOLICITED, TARGET, _sll(OTHER_MAC)), 255)])
-
-
-def nd_na_solicited_to_multicast(t: Target, src: str) -> Obs:
-    """RFC 4861 7.1.2: an NA with S=1 to a multicast destination is invalid."""
-    return _learned(t, src, [packet(src, ALL_NODES, ICMP6, na(src, ALL_NODES, src, 0x60,
-                                                              _sll(OTHER_MAC, 2)), 255)], True)
-
-
-def nd_na_hop_limit_254(t: Target, src: str) -> Obs:
-    """RFC 4861 7.1.2: an NA whose hop limit is not 255 was forwarded: invalid."""
-    return _learned(t, src, [packet(src, TARGET, ICMP6, na(src, TARGET, src, 0x20,
-                                                           _sll(OTHER_MAC, 2)), 254)], True)
 
 
 def nd_ns_atomic_fragment(t: Target, src: str) -> Obs:
@@ -1068,22 +1070,13 @@ class Conn6(Conn):
         return IPv6(src=self.src, dst=TARGET)
 
     def mine(self, pkt: Any) -> bool:
-        return IPv6 in pkt and TCP in pkt and pkt[IPv6].dst == self.src \
-            and pkt[TCP].dport == self.sport
+        return _tcp_from(self.src, self.sport)(pkt)
 
 
 def tcp_obs(pkt: Any | None, seq: int, ack: int | None = None) -> Obs:
-    if pkt is None:
-        return {"answer": None}
-    t = pkt[TCP]
-    obs: Obs = {"answer": "tcp", "flags": flags_str(t), **ip_obs(pkt)}
-    if t.flags & 0x10:
-        obs["ack_minus_seq"] = (t.ack - seq) % 2**32
-    if ack is not None and not t.flags & 0x02:
-        obs["seq_minus_ack"] = (t.seq - ack) % 2**32
-    obs["window_zero"] = t.window == 0
-    obs["options"] = sorted({o[0] for o in t.options if o[0] not in ("NOP", "EOL")})
-    for o in t.options:
+    """probe.tcp_obs over IPv6, with the MSS a SYN-ACK offers."""
+    obs = probe.tcp_obs(pkt, seq, ack, ip_obs)
+    for o in [] if pkt is None else pkt[TCP].options:
         if o[0] == "MSS":
             obs["mss"] = o[1]
     return obs
@@ -1112,85 +1105,35 @@ FULL_OPTS = (("MSS", 1440), ("SAckOK", b""), ("Timestamp", (12345, 0)), ("NOP", 
              ("WScale", 7))
 
 
-def tcp_syn_closed(t: Target, src: str) -> Obs:
-    return _syn(t, src, 9)
+#: SYN-family segments to an open (7) or a closed (9) port: name -> (port, flags,
+#: more of ``_syn``'s arguments); each is a probe (``_segment_probe``).
+SEGMENTS: dict[str, tuple[int, str, dict[str, Any]]] = {
+    "tcp_syn_closed": (9, "S", {}),
+    "tcp_syn_open": (7, "S", {"options": FULL_OPTS}),
+    "tcp_syn_open_bare": (7, "S", {"options": ()}),
+    # MSS 9000 offered: the SYN-ACK's MSS is the link's (1500 - 60).
+    "tcp_syn_open_big_mss": (7, "S", {"options": (("MSS", 9000),)}),
+    "tcp_syn_open_data": (7, "S", {"data": b"0123456789"}),
+    "tcp_synfin_open": (7, "SF", {}),
+    "tcp_synfin_closed": (9, "SF", {}),
+    "tcp_synrst_open": (7, "SR", {}),
+    "tcp_fin_closed": (9, "F", {"options": ()}),
+    "tcp_null_open": (7, "", {"options": ()}),
+    "tcp_null_closed": (9, "", {"options": ()}),
+    "tcp_xmas_open": (7, "FPU", {"options": ()}),
+    "tcp_xmas_closed": (9, "FPU", {"options": ()}),
+    "tcp_ack_open": (7, "A", {"options": (), "ack": 0x11223344}),
+    "tcp_ack_closed": (9, "A", {"options": (), "ack": 0x11223344}),
+    "tcp_rst_closed": (9, "R", {"options": ()}),
+    "tcp_syn_bad_checksum": (7, "S", {"chksum": 0x1234}),
+    "tcp_syn_mss_zero": (7, "S", {"options": (("MSS", 0),)}),
+    "tcp_syn_wscale_15": (7, "S", {"options": (("MSS", 1440), ("WScale", 15))}),
+    "tcp_syn_sport_zero": (7, "S", {"sport": 0}),
+}
 
 
-def tcp_syn_open(t: Target, src: str) -> Obs:
-    return _syn(t, src, 7, options=FULL_OPTS)
-
-
-def tcp_syn_open_bare(t: Target, src: str) -> Obs:
-    return _syn(t, src, 7, options=())
-
-
-def tcp_syn_open_big_mss(t: Target, src: str) -> Obs:
-    """MSS 9000 offered: the SYN-ACK's MSS is the link's (1500 - 60)."""
-    return _syn(t, src, 7, options=(("MSS", 9000),))
-
-
-def tcp_syn_open_data(t: Target, src: str) -> Obs:
-    return _syn(t, src, 7, data=b"0123456789")
-
-
-def tcp_synfin_open(t: Target, src: str) -> Obs:
-    return _syn(t, src, 7, flags="SF")
-
-
-def tcp_synfin_closed(t: Target, src: str) -> Obs:
-    return _syn(t, src, 9, flags="SF")
-
-
-def tcp_synrst_open(t: Target, src: str) -> Obs:
-    return _syn(t, src, 7, flags="SR")
-
-
-def tcp_fin_closed(t: Target, src: str) -> Obs:
-    return _syn(t, src, 9, flags="F", options=())
-
-
-def tcp_null_open(t: Target, src: str) -> Obs:
-    return _syn(t, src, 7, flags="", options=())
-
-
-def tcp_null_closed(t: Target, src: str) -> Obs:
-    return _syn(t, src, 9, flags="", options=())
-
-
-def tcp_xmas_open(t: Target, src: str) -> Obs:
-    return _syn(t, src, 7, flags="FPU", options=())
-
-
-def tcp_xmas_closed(t: Target, src: str) -> Obs:
-    return _syn(t, src, 9, flags="FPU", options=())
-
-
-def tcp_ack_open(t: Target, src: str) -> Obs:
-    return _syn(t, src, 7, flags="A", options=(), ack=0x11223344)
-
-
-def tcp_ack_closed(t: Target, src: str) -> Obs:
-    return _syn(t, src, 9, flags="A", options=(), ack=0x11223344)
-
-
-def tcp_rst_closed(t: Target, src: str) -> Obs:
-    return _syn(t, src, 9, flags="R", options=())
-
-
-def tcp_syn_bad_checksum(t: Target, src: str) -> Obs:
-    return _syn(t, src, 7, chksum=0x1234)
-
-
-def tcp_syn_mss_zero(t: Target, src: str) -> Obs:
-    return _syn(t, src, 7, options=(("MSS", 0),))
-
-
-def tcp_syn_wscale_15(t: Target, src: str) -> Obs:
-    return _syn(t, src, 7, options=(("MSS", 1440), ("WScale", 15)))
-
-
-def tcp_syn_sport_zero(t: Target, src: str) -> Obs:
-    return _syn(t, src, 7, sport=0)
+def _segment_probe(port: int, flags: str, kw: dict[str, Any]) -> Callable[[Target, str], Obs]:
+    return lambda t, src: _syn(t, src, port, flags, **kw)
 
 
 def tcp_syn_multicast(t: Target, src: str) -> Obs:
@@ -1235,19 +1178,12 @@ def tcp_syn_behind_hbh(t: Target, src: str) -> Obs:
 
 
 def _conn(t: Target, src: str, sport: int = 41000) -> Conn6:
-    c = Conn6(t, src, sport)
-    assert c.open(), f"{t.name}: no handshake"
+    c = probe._conn(t, src, sport, Conn6)
+    assert isinstance(c, Conn6)
     return c
 
 
-def _answer_after(c: Conn, pkt: Any, timeout: float = NO_REPLY_WAIT) -> Obs:
-    mark = c.target.send(pkt)
-    got = c.target.wait(c.mine, mark, timeout)
-    if got is None:
-        return {"answer": None}
-    tcp = got[TCP]
-    return {"answer": "tcp", "flags": flags_str(tcp), "ack_is_rcv_nxt": tcp.ack == c.snd_nxt,
-            "seq_is_snd_nxt": tcp.seq == c.rcv_nxt}
+_answer_after = probe._answer_after
 
 
 def _est(t: Target, src: str, make: Callable[[Conn6], Any], timeout: float = NO_REPLY_WAIT,
@@ -1441,6 +1377,7 @@ PROBES: dict[str, Callable[[Target, str], Obs]] = {
                                                "udp", "tcp", "est")
     and list(inspect.signature(fn).parameters) == ["t", "src"] and not name.endswith("_start")
 }
+PROBES.update((name, _segment_probe(*case)) for name, case in SEGMENTS.items())
 TIMEOUT_PROBES = ("frag_missing_last", "frag_missing_first")
 
 

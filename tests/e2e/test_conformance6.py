@@ -20,6 +20,7 @@ from skippolicy import require_module
 
 require_module("scapy.all", "pip install -e '.[test]'")
 
+import probe  # noqa: E402
 import probe6  # noqa: E402
 
 # name -> (reason, what femtotcp shows instead). {"answer": None} means "no
@@ -70,21 +71,7 @@ NAMES = [*probe6.PROBES, *probe6.TIMEOUT_PROBES]
 
 @pytest.mark.parametrize("name", NAMES)
 def test_matches_linux(results: Results, name: str) -> None:
-    assert name in results, f"probe {name} did not run"
-    femto, linux = results[name]
-    assert "error" not in linux, f"the probe failed against Linux: {linux['error']}"
-    assert "error" not in femto, f"the probe failed against femtotcp: {femto['error']}"
-    # The kernel's checksums are left to the veth's offload (partial); ours must be right.
-    linux = {k: v for k, v in linux.items() if k != "checksums_ok"}
-    if femto.get("checksums_ok", True) is not True:
-        pytest.fail(f"femtotcp sent a bad checksum: {femto}")
-    femto = {k: v for k, v in femto.items() if k != "checksums_ok"}
-    if name in ACCEPTED:
-        reason, shown = ACCEPTED[name]
-        expected = dict(shown) if shown.get("answer", "x") is None else {**linux, **shown}
-        assert femto == expected, f"accepted difference changed ({reason}); linux: {linux}"
-    else:
-        assert femto == linux, f"femtotcp diverges from Linux: femtotcp {femto}, linux {linux}"
+    probe.compare(results, name, ACCEPTED)
 
 
 def test_reassembly_timeout_answers(results: Results) -> None:
