@@ -280,6 +280,13 @@ def nd_ns_link_local(t: Target, src: str) -> Obs:
                                    255), mcast_mac(SOLICITED), TARGET_LL, REPLY_WAIT)
 
 
+def nd_ns_to_all_nodes(t: Target, src: str) -> Obs:
+    """An NS for our address sent to ff02::1 (neither the solicited-node group
+    nor the target)."""
+    return _ns_probe(t, src, packet(src, ALL_NODES, ICMP6, ns(src, ALL_NODES, TARGET, _sll()),
+                                    255), mcast_mac(ALL_NODES), timeout=REPLY_WAIT)
+
+
 def nd_ns_hop_limit_254(t: Target, src: str) -> Obs:
     return _ns_probe(t, src, packet(src, SOLICITED, ICMP6, ns(src, SOLICITED, TARGET, _sll()),
                                     254), mcast_mac(SOLICITED))
@@ -930,6 +937,29 @@ def addr_own_source(t: Target, src: str) -> Obs:
     return _src_obs(t, TARGET)
 
 
+def addr_own_link_local_source(t: Target, src: str) -> Obs:
+    return _src_obs(t, TARGET_LL)
+
+
+def _dst_obs(t: Target, src: str, dst: str, dst_mac: str | None = None) -> Obs:
+    return _icmp(t, src, packet(src, dst, ICMP6, echo(src, dst)), dst_mac,
+                 timeout=NO_REPLY_WAIT)
+
+
+def addr_loopback_destination(t: Target, src: str) -> Obs:
+    """::1 from the wire (RFC 4291 2.5.3: never sent, never accepted from a link)."""
+    return _dst_obs(t, src, "::1")
+
+
+def addr_v4_mapped_destination(t: Target, src: str) -> Obs:
+    return _dst_obs(t, src, "::ffff:192.0.2.2")
+
+
+def addr_all_routers(t: Target, src: str) -> Obs:
+    """ff02::2: a host is no member."""
+    return _dst_obs(t, src, "ff02::2", mcast_mac("ff02::2"))
+
+
 def addr_l2_broadcast(t: Target, src: str) -> Obs:
     return _icmp(t, src, packet(src, TARGET, ICMP6, echo(src)), "ff:ff:ff:ff:ff:ff")
 
@@ -1039,6 +1069,17 @@ def udp_closed_port(t: Target, src: str) -> Obs:
 def udp_closed_port_large(t: Target, src: str) -> Obs:
     """The Port Unreachable quotes as much as fits 1280 bytes (RFC 4443 3.1)."""
     return _udp(t, src, packet(src, TARGET, UDP_, udp(src, TARGET, 9, bytes(1400))))
+
+
+def udp_closed_port_burst(t: Target, src: str) -> Obs:
+    """Twenty datagrams to closed ports at once from one source: the Port
+    Unreachables are rate limited (RFC 4443 2.4 f)."""
+    assert isinstance(t, Target6)
+    mark = time.monotonic()
+    for port in range(20):
+        t.send(t.frame(packet(src, TARGET, UDP_, udp(src, TARGET, 1000 + port))))
+    n = len(t.collect(to_prober(src), mark, 1.0))
+    return {"some": n >= 1, "limited": n < 20}
 
 
 def udp_closed_port_multicast(t: Target, src: str) -> Obs:

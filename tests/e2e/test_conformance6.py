@@ -48,6 +48,12 @@ ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
         "RFC 8200 asks no error); Linux, forwarding off, answers from its routing table "
         "with Destination Unreachable code 0 (no route), while an on-link address not "
         "its own (addr_not_ours) gets silence from both", {"answer": None}),
+    "addr_v4_mapped_destination": (
+        "a packet to ::ffff:192.0.2.2: IPv4-mapped addresses never appear on the wire "
+        "(RFC 4038 4.2, RFC 5156 2.2), and femtotcp drops the packet as hostile input "
+        "(ipv6.v4_mapped_address); Linux treats it as any address not its own and, "
+        "forwarding off, answers Destination Unreachable code 0 from its routing table",
+        {"answer": None}),
     "est_packet_too_big_below_minimum": (
         "a Packet Too Big reporting 1000 (< 1280) about an established connection's "
         "segment: RFC 8201 4 has the path MTU estimate go no lower than 1280, and "
