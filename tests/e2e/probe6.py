@@ -1363,6 +1363,25 @@ def est_packet_too_big_below_minimum(t: Target, src: str) -> Obs:
     return _ptb_probe(t, src, 1000, retransmitted=False)
 
 
+def est_packet_too_big_about_an_echo(t: Target, src: str) -> Obs:
+    """A Packet Too Big (1280) about an echo reply to the peer of a live
+    connection: the path MTU to the peer is 1280 now, and the connection's
+    next segments fit it too (Linux's tcp_current_mss follows the route's MTU)."""
+    assert isinstance(t, Target6)
+    c = _conn(t, src)
+    reply = send_wait(t, t.frame(packet(src, TARGET, ICMP6, echo(src, data=bytes(1400)))),
+                      to_prober(src), REPLY_WAIT)
+    if reply is None:
+        c.reset()
+        return {"echo_reply": False}
+    t.send(t.frame(packet(src, TARGET, ICMP6, icmp(src, TARGET, 2, 0, (1280).to_bytes(4, "big")
+                                                   + bytes(reply[IPv6])[:1232]))))
+    time.sleep(0.2)
+    segs = _big_echo(c)
+    c.reset()
+    return {"echo": bool(segs), "max_packet": max((len(p[IPv6]) for p in segs), default=0)}
+
+
 def est_packet_too_big_not_ours(t: Target, src: str) -> Obs:
     """A PTB quoting a segment of a connection that does not exist: nothing changes."""
     c = _conn(t, src)
