@@ -1095,6 +1095,24 @@ def udp_echo_l2_broadcast(t: Target, src: str) -> Obs:
     return _udp(t, src, packet(src, TARGET, UDP_, udp(src, TARGET, 7)), "ff:ff:ff:ff:ff:ff")
 
 
+def udp_packet_too_big_then_echo(t: Target, src: str) -> Obs:
+    """A Packet Too Big (1280) about one of the echo service's 1400-byte replies:
+    the next reply comes in fragments that fit (Linux's __udp6_lib_err finds the
+    socket and lowers the path MTU)."""
+    assert isinstance(t, Target6)
+    first = send_wait(t, t.frame(packet(src, TARGET, UDP_, udp(src, TARGET, 7, bytes(1400)))),
+                      to_prober(src), REPLY_WAIT)
+    if first is None:
+        return {"answer": None}
+    t.send(t.frame(packet(src, TARGET, ICMP6, icmp(src, TARGET, 2, 0, (1280).to_bytes(4, "big")
+                                                   + bytes(first[IPv6])[:1232]))))
+    time.sleep(0.2)
+    mark = t.send(t.frame(packet(src, TARGET, UDP_, udp(src, TARGET, 7, bytes(1400)))))
+    frags = t.collect(to_prober(src), mark, 1.0)
+    return {"first_len": len(first[IPv6]), "replies": len(frags),
+            "all_fit": all(len(p[IPv6]) <= 1280 for p in frags)}
+
+
 def udp_echo_behind_dst_options(t: Target, src: str) -> Obs:
     return _udp(t, src, packet(src, TARGET, DSTOPTS, opts_header(UDP_, b"")
                                + udp(src, TARGET, 7)))
