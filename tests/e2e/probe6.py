@@ -36,8 +36,9 @@ SOLICITED = "ff02::1:ff00:2"          # the targets' solicited-node group (both 
 OTHER_MAC = "02:aa:00:00:00:77"
 ND_TYPES = frozenset({133, 134, 135, 136, 137})
 FRAG_TIME = probe.FRAG_TIME
-#: Both targets' addresses (2001:db8::3-5 for the probes from ::, one each).
-ADDRESSES = (TARGET, TARGET_LL, "2001:db8::3", "2001:db8::4", "2001:db8::5")
+#: Both targets' addresses (2001:db8::3-5 for the probes from ::, one each;
+#: ::6 for the one that claims an address of theirs).
+ADDRESSES = (TARGET, TARGET_LL, "2001:db8::3", "2001:db8::4", "2001:db8::5", "2001:db8::6")
 
 # Next header values.
 HBH, TCP_, UDP_, ROUTING, FRAGMENT, ICMP6, NONE, DSTOPTS = 0, 6, 17, 43, 44, 58, 59, 60
@@ -285,6 +286,28 @@ def nd_ns_to_all_nodes(t: Target, src: str) -> Obs:
     nor the target)."""
     return _ns_probe(t, src, packet(src, ALL_NODES, ICMP6, ns(src, ALL_NODES, TARGET, _sll()),
                                     255), mcast_mac(ALL_NODES), timeout=REPLY_WAIT)
+
+
+def nd_ns_from_off_link_prefix(t: Target, src: str) -> Obs:
+    """An NS (hop limit 255, so from the link) whose source is in no prefix of
+    ours: the NA goes back to it on the link (RFC 4861 7.2.4)."""
+    other = f"2001:db8:9::{src.rsplit(':', 1)[1]}"
+    return _ns_probe(t, other, packet(other, SOLICITED, ICMP6,
+                                      ns(other, SOLICITED, TARGET, _sll()), 255),
+                     mcast_mac(SOLICITED), timeout=REPLY_WAIT)
+
+
+def nd_na_claims_our_address(t: Target, src: str) -> Obs:
+    """An unsolicited NA (O=1) from another node for a preferred address of ours
+    (2001:db8::6): DAD is over (RFC 4862 5.4.4 looks at NAs only for tentative
+    addresses), the address stays in use and still answers."""
+    assert isinstance(t, Target6)
+    mine = "2001:db8::6"
+    t.send(t.frame(packet(mine, ALL_NODES, ICMP6, na(mine, ALL_NODES, mine, 0x20,
+                                                     _sll(OTHER_MAC, 2)), 255),
+                   mcast_mac(ALL_NODES)))
+    time.sleep(0.2)
+    return _icmp(t, src, packet(src, mine, ICMP6, echo(src, mine)))
 
 
 def nd_ns_hop_limit_254(t: Target, src: str) -> Obs:
