@@ -1171,11 +1171,11 @@ def _tcp_from(src: str, sport: int) -> Callable[[Any], bool]:
 def _syn(t: Target, src: str, dport: int, flags: str = "S", data: bytes = b"",
          options: Any = (("MSS", 1440),), sport: int = 40000, **kw: Any) -> Obs:
     seq = random.randrange(2**32)
-    answer = "S" in flags and dport == 7 and not set("FR") & set(flags)
     mark = t.send(Ether(dst=t.mac, src=PROBER_MAC) / IPv6(src=src, dst=TARGET)
                   / TCP(sport=sport, dport=dport, flags=flags, seq=seq, options=list(options),
                         window=65535, **kw) / Raw(data))
-    got = t.wait(_tcp_from(src, sport), mark, REPLY_WAIT if answer else NO_REPLY_WAIT)
+    # The full wait for every case: a reset comes from a busy target too.
+    got = t.wait(_tcp_from(src, sport), mark, REPLY_WAIT)
     obs = tcp_obs(got, seq, kw.get("ack"))
     if got is not None and got[TCP].flags & 0x02:
         t.send(Ether(dst=t.mac, src=PROBER_MAC) / IPv6(src=src, dst=TARGET)
@@ -1346,12 +1346,12 @@ def est_bad_checksum_data(t: Target, src: str) -> Obs:
     return _est(t, src, lambda c: c.seg("PA", data=b"bad", chksum=0x4242))
 
 
-def _big_echo(c: Conn6, n: int = 1400) -> list[Any]:
+def _big_echo(c: Conn6, n: int = 1400, wait: float = 1.0) -> list[Any]:
     """Send ``n`` bytes, collect the echoed segments (and keep rcv_nxt up)."""
     t = c.target
     mark = t.send(c.seg("PA", data=bytes(n)))
     c.snd_nxt = (c.snd_nxt + n) % 2**32
-    segs = t.collect(lambda p: c.mine(p) and len(bytes(p[TCP].payload)) > 0, mark, 1.0)
+    segs = t.collect(lambda p: c.mine(p) and len(bytes(p[TCP].payload)) > 0, mark, wait)
     for p in segs:
         end = (p[TCP].seq + len(bytes(p[TCP].payload))) % 2**32
         if (end - c.rcv_nxt) % 2**32 < 2**31:
@@ -1418,7 +1418,7 @@ def est_packet_too_big_about_an_echo(t: Target, src: str) -> Obs:
     t.send(t.frame(packet(src, TARGET, ICMP6, icmp(src, TARGET, 2, 0, (1280).to_bytes(4, "big")
                                                    + bytes(reply[IPv6])[:1232]))))
     time.sleep(0.2)
-    segs = _big_echo(c)
+    segs = _big_echo(c, wait=2.5)    # femtotcp resends by its RTO
     c.reset()
     return {"echo": bool(segs), "max_packet": max((len(p[IPv6]) for p in segs), default=0)}
 
