@@ -738,6 +738,22 @@ def ext_hbh_jumbo_small(t: Target, src: str) -> Obs:
     return _ping(t, src, opts_header(ICMP6, b"\xc2\x04\0\0\x01\0"), HBH)
 
 
+def ext_padn_eight(t: Target, src: str) -> Obs:
+    """A PadN of 8 bytes: padding is at most 7 (RFC 8200 4.2's alignment needs no
+    more; Linux drops longer runs)."""
+    return _ping(t, src, bytes((ICMP6, 1, 1, 6)) + bytes(6) + bytes((1, 4)) + bytes(4),
+                 DSTOPTS, timeout=NO_REPLY_WAIT)
+
+
+def ext_dst_nine_options(t: Target, src: str) -> Obs:
+    """Nine options to skip in one header (Linux's max_dst_opts_number is 8)."""
+    return _ping(t, src, opts_header(ICMP6, b"\x1e\x00" * 9), DSTOPTS, timeout=NO_REPLY_WAIT)
+
+
+def ext_dst_eight_options(t: Target, src: str) -> Obs:
+    return _ping(t, src, opts_header(ICMP6, b"\x1e\x00" * 8), DSTOPTS)
+
+
 def ext_hbh_not_first(t: Target, src: str) -> Obs:
     """Hop-by-Hop after a Destination Options header: Parameter Problem code 1."""
     return _ping(t, src, opts_header(HBH, b"") + opts_header(ICMP6, b""), DSTOPTS)
