@@ -98,15 +98,23 @@ class Target:
             if addr[2] == PACKET_OUTGOING:
                 continue
             pkt = Ether(data)
-            if ARP in pkt and pkt[ARP].op == 1 and _is_prober_ip(pkt[ARP].pdst) \
-                    and pkt[ARP].psrc == TARGET_IP:
-                reply = (Ether(dst=pkt.src, src=PROBER_MAC)
-                         / ARP(op=2, hwsrc=PROBER_MAC, psrc=pkt[ARP].pdst,
-                               hwdst=pkt[ARP].hwsrc, pdst=pkt[ARP].psrc))
+            reply = self.answer(pkt)
+            if reply is not None:
                 self.sock.send(bytes(reply))
             with self.cond:
                 self.frames.append((time.monotonic(), pkt))
                 self.cond.notify_all()
+
+    def answer(self, pkt: Any) -> Any | None:
+        """The prober's own answer to a frame of the target's: the ARP reply for
+        one of the prober's addresses (probe6.Target6 answers neighbour
+        solicitations instead)."""
+        if ARP in pkt and pkt[ARP].op == 1 and _is_prober_ip(pkt[ARP].pdst) \
+                and pkt[ARP].psrc == TARGET_IP:
+            return (Ether(dst=pkt.src, src=PROBER_MAC)
+                    / ARP(op=2, hwsrc=PROBER_MAC, psrc=pkt[ARP].pdst,
+                          hwdst=pkt[ARP].hwsrc, pdst=pkt[ARP].psrc))
+        return None
 
     def send(self, pkt: Any) -> float:
         """Send a frame (scapy packet or bytes); returns the mark to wait from."""
@@ -206,12 +214,14 @@ def flags_str(tcp: Any) -> str:
     return "".join(n for bit, n in names if int(tcp.flags) & bit)
 
 
-def tcp_obs(pkt: Any | None, seq: int, ack: int | None = None) -> Obs:
-    """A TCP answer relative to the segment we sent (seq, ack)."""
+def tcp_obs(pkt: Any | None, seq: int, ack: int | None = None,
+            net_obs: Callable[[Any], Obs] | None = None) -> Obs:
+    """A TCP answer relative to the segment we sent (seq, ack); ``net_obs``: the
+    facts of its network layer (IPv4's ``ip_obs`` unless given)."""
     if pkt is None:
         return {"answer": None}
     t = pkt[TCP]
-    obs: Obs = {"answer": "tcp", "flags": flags_str(t), **ip_obs(pkt)}
+    obs: Obs = {"answer": "tcp", "flags": flags_str(t), **(net_obs or ip_obs)(pkt)}
     if t.flags & 0x10:
         obs["ack_minus_seq"] = (t.ack - seq) % 2**32
     if ack is not None and not t.flags & 0x02:
@@ -238,16 +248,24 @@ class Conn:
         tcp = TCP(sport=self.sport, dport=dport, flags=flags,
                   seq=self.snd_nxt if seq is None else seq,
                   ack=self.rcv_nxt if ack is None else ack, window=window, **kw)
-        return self.target.eth() / IP(src=self.src, dst=TARGET_IP) / tcp / Raw(data)
+        return self.target.eth() / self.net() / tcp / Raw(data)
+
+    def net(self) -> Any:
+        """The network layer of our segments (probe6.Conn6: IPv6)."""
+        return IP(src=self.src, dst=TARGET_IP)
+
+    def mine(self, pkt: Any) -> bool:
+        """Whether ``pkt`` is a segment of the target's on this connection."""
+        return bool(tcp_from(self.src, self.sport)(pkt))
 
     def open(self, dport: int = 7) -> bool:
         self.snd_nxt = random.randrange(2**32)
-        syn = (self.target.eth() / IP(src=self.src, dst=TARGET_IP)
+        syn = (self.target.eth() / self.net()
                / TCP(sport=self.sport, dport=dport, flags="S", seq=self.snd_nxt,
                      window=65535, options=[("MSS", 1460)]))
         mark = self.target.send(syn)
         self.synack = self.target.wait(
-            lambda p: tcp_from(self.src, self.sport)(p) and p[TCP].flags == 0x12, mark)
+            lambda p: self.mine(p) and p[TCP].flags == 0x12, mark)
         if self.synack is None:
             return False
         self.snd_nxt = (self.snd_nxt + 1) % 2**32
@@ -259,12 +277,12 @@ class Conn:
         """Send 4 bytes and see whether they are acknowledged (and echoed)."""
         mark = self.target.send(self.seg("PA", data=b"ping"))
         want = (self.snd_nxt + 4) % 2**32
-        got = self.target.wait(lambda p: tcp_from(self.src, self.sport)(p)
+        got = self.target.wait(lambda p: self.mine(p)
                                and p[TCP].flags & 0x10 and p[TCP].ack == want
                                and not p[TCP].flags & 0x04, mark)
         self.snd_nxt = want
         if got is not None:
-            data = self.target.wait(lambda p: tcp_from(self.src, self.sport)(p)
+            data = self.target.wait(lambda p: self.mine(p)
                                     and bytes(p[TCP].payload)[:4] == b"ping", mark, 1.0)
             if data is not None:
                 self.rcv_nxt = (data[TCP].seq + 4) % 2**32
@@ -1181,15 +1199,15 @@ def _syn(t: Target, src: str, dport: int, flags: str = "S", data: bytes = b"",  
 
 
 # -- probes on an established connection ---------------------------------------------
-def _conn(t: Target, src: str, sport: int = 41000) -> Conn:
-    c = Conn(t, src, sport)
+def _conn(t: Target, src: str, sport: int = 41000, cls: type[Conn] = Conn) -> Conn:
+    c = cls(t, src, sport)
     assert c.open(), f"{t.name}: no handshake"
     return c
 
 
 def _answer_after(c: Conn, pkt: Any, timeout: float = NO_REPLY_WAIT) -> Obs:
     mark = c.target.send(pkt)
-    got = c.target.wait(tcp_from(c.src, c.sport), mark, timeout)
+    got = c.target.wait(c.mine, mark, timeout)
     if got is None:
         return {"answer": None}
     tcp = got[TCP]
@@ -1672,87 +1690,150 @@ def _sysctl(ns: Netns, *settings: str) -> None:
         ns.run("sysctl", "-qw", s, check=False)
 
 
+@dataclass
+class Setup:
+    """What differs between the IPv4 and the IPv6 environment (probe6.py)."""
+    prefix: str                              # namespace names' prefix
+    linux_addrs: list[list[str]]             # `ip addr add` argument lists for l0
+    femto_args: list[str]                    # serve's address flags
+    linux_sysctls: list[str]                 # in L, each checked after it is set
+    target_cls: type[Target]
+    ready: Callable[[Target], bool]          # the target answers (socat is up)
+    ipv6_in_linux: bool = False              # IPv6 stays off in F and P in any case
+    linux_link: list[str] = field(default_factory=list)   # more `ip link set l0` arguments
+
+
 @contextlib.contextmanager
-def environment() -> Iterator[tuple[Target, Target]]:
+def launch(setup: Setup) -> Iterator[tuple[Target, Target]]:
     """Both targets up and answering; everything torn down afterwards."""
     require_program("socat")
     with contextlib.ExitStack() as stack:
-        nf = stack.enter_context(netns("cff"))
-        nl = stack.enter_context(netns("cfl"))
-        np_ = stack.enter_context(netns("cfp"))
-        for n in (nf, nl, np_):
+        nf = stack.enter_context(netns(f"{setup.prefix}f"))
+        nl = stack.enter_context(netns(f"{setup.prefix}l"))
+        np_ = stack.enter_context(netns(f"{setup.prefix}p"))
+        # The kernel sides of the TAP (F) and of the prober's veth (P) hold no
+        # address and must not answer or solicit anything themselves.
+        for n in (nf, nl, np_) if not setup.ipv6_in_linux else (nf, np_):
             _sysctl(n, "net.ipv6.conf.all.disable_ipv6=1",
                     "net.ipv6.conf.default.disable_ipv6=1")
-        # Linux: veth l0 (192.0.2.2) in L, p0 (no address) in P.
+        # Linux: veth l0 in L, p0 (no address) in P.
         subprocess.run(["ip", "-n", nl.name, "link", "add", "l0", "address", LINUX_MAC,
                         "type", "veth", "peer", "name", "p0", "netns", np_.name],
                        check=True, capture_output=True)
-        nl.ip("addr", "add", f"{TARGET_IP}/24", "dev", "l0")
-        nl.run("sysctl", "-qw", f"net.ipv4.ipfrag_time={FRAG_TIME}")
-        got = nl.run("sysctl", "-n", "net.ipv4.ipfrag_time").stdout.strip()
-        if got != str(FRAG_TIME):
-            raise RuntimeError(f"net.ipv4.ipfrag_time is {got}, not {FRAG_TIME}")
+        if setup.linux_link:
+            nl.ip("link", "set", "l0", *setup.linux_link)
+        for addr in setup.linux_addrs:
+            nl.ip("addr", "add", *addr, "dev", "l0")
+        for setting in setup.linux_sysctls:
+            nl.run("sysctl", "-qw", setting)
+            key, _, want = setting.partition("=")
+            got = nl.run("sysctl", "-n", key).stdout.strip()
+            if got != want:
+                raise RuntimeError(f"{key} is {got}, not {want}")
         # No GSO super-frames on the veth: the prober must see real segments.
         nl.ip("link", "set", "l0", "gso_max_segs", "1", check=False)
         nl.ip("link", "set", "l0", "up")
         np_.ip("link", "set", "p0", "up")
-        nl.popen("socat", "TCP-LISTEN:7,fork,reuseaddr", "PIPE",
+        nl.popen("socat", "TCP6-LISTEN:7,fork,reuseaddr,ipv6only=0" if setup.ipv6_in_linux
+                 else "TCP-LISTEN:7,fork,reuseaddr", "PIPE",
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        nl.popen("socat", "UDP-RECVFROM:7,fork", "PIPE",
+        nl.popen("socat", "UDP6-RECVFROM:7,fork" if setup.ipv6_in_linux
+                 else "UDP-RECVFROM:7,fork", "PIPE",
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # femtotcp on a TAP in F: serve's stack, with the same reassembly time.
         src = Path(__file__).resolve().parents[2] / "src"
         env = dict(os.environ, PYTHONPATH=str(src))
         tap = f"cft{secrets.token_hex(3)}"     # unique: other runs may be going on
         nf.popen(sys.executable, str(Path(__file__).with_name("probe_target.py")),
-                 str(FRAG_TIME), "--tap", tap,
-                 "--ip", f"{TARGET_IP}/24", "--mac", FEMTO_MAC, "--tcp-echo", "7",
-                 "--udp-echo", "7", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                 env=env)
+                 str(FRAG_TIME), "--tap", tap, *setup.femto_args, "--mac", FEMTO_MAC,
+                 "--tcp-echo", "7", "--udp-echo", "7", stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 15
         while nf.ip("link", "show", tap, check=False).returncode != 0 \
                 or "UP" not in nf.ip("link", "show", tap).stdout.split(">")[0]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"femtotcp serve did not bring {tap} up")
             time.sleep(0.05)
-        femto = Target("femtotcp", nf.name, tap, FEMTO_MAC)
+        femto = setup.target_cls("femtotcp", nf.name, tap, FEMTO_MAC)
         stack.callback(femto.close)
-        linux = Target("linux", np_.name, "p0", LINUX_MAC)
+        linux = setup.target_cls("linux", np_.name, "p0", LINUX_MAC)
         stack.callback(linux.close)
         # Both answer an echo before probing starts (socat and the stack are ready).
         for tgt in (femto, linux):
             deadline = time.monotonic() + 15
-            while icmp_echo(tgt, prober_ip(190)).get("type") != 0 \
-                    or udp_echo(tgt, prober_ip(191)).get("answer") != "udp":
+            while not setup.ready(tgt):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{tgt.name} does not answer")
         yield femto, linux
+
+
+def environment() -> contextlib.AbstractContextManager[tuple[Target, Target]]:
+    """The IPv4 targets at TARGET_IP, with an IPv4 reassembly time of FRAG_TIME."""
+    return launch(Setup(
+        "cf", [[f"{TARGET_IP}/24"]], ["--ip", f"{TARGET_IP}/24"],
+        [f"net.ipv4.ipfrag_time={FRAG_TIME}"], Target,
+        lambda tgt: icmp_echo(tgt, prober_ip(190)).get("type") == 0
+        and udp_echo(tgt, prober_ip(191)).get("answer") == "udp"))
+
+
+def run_probes(femto: Target, linux: Target, probes: dict[str, Callable[[Target, str], Obs]],
+               address: Callable[[int], str]) -> dict[str, tuple[Obs, Obs]]:
+    """Every probe on both targets at once, probe i from ``address(i)`` (its own
+    source address, so ICMP rate limits per destination stay apart)."""
+    def one(tgt: Target, i: int, name: str) -> Obs:
+        try:
+            return probes[name](tgt, address(i))
+        except Exception as exc:  # noqa: BLE001 - reported as the observation
+            return {"error": repr(exc)}
+
+    results: dict[str, tuple[Obs, Obs]] = {}
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        futs = {name: (pool.submit(one, femto, i, name), pool.submit(one, linux, i, name))
+                for i, name in enumerate(probes)}
+        for name, (ff, fl) in futs.items():
+            results[name] = (ff.result(), fl.result())
+    return results
+
+
+def compare(results: dict[str, tuple[Obs, Obs]], name: str,
+            accepted: dict[str, tuple[str, Obs]], meaningless: tuple[str, ...] = ()) -> None:
+    """Assert femtotcp's observation for probe ``name``: Linux's, or exactly what
+    ``accepted`` documents ({"answer": None} replaces the whole observation,
+    any other dict those fields of Linux's). ``checksums_ok`` is compared only
+    for femtotcp (the kernel leaves its own to the veth's offload), the fields
+    in ``meaningless`` not at all."""
+    assert name in results, f"probe {name} did not run"
+    femto, linux = results[name]
+    assert "error" not in linux, f"the probe failed against Linux: {linux['error']}"
+    assert "error" not in femto, f"the probe failed against femtotcp: {femto['error']}"
+    assert femto.get("checksums_ok", True) is True, f"femtotcp sent a bad checksum: {femto}"
+    skip = ("checksums_ok", *meaningless)
+    linux = {k: v for k, v in linux.items() if k not in skip}
+    femto = {k: v for k, v in femto.items() if k not in skip}
+    if name in accepted:
+        reason, shown = accepted[name]
+        expected = dict(shown) if shown.get("answer", "x") is None else {**linux, **shown}
+        assert femto == expected, f"accepted difference changed ({reason}); linux: {linux}"
+    else:
+        assert femto == linux, f"femtotcp diverges from Linux: femtotcp {femto}, linux {linux}"
+
+
+def on_both(femto: Target, linux: Target, fn: Callable[..., Obs], *args: Any) -> tuple[Obs, Obs]:
+    """``fn(target, *args)`` on both targets at once."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        f, l_ = (pool.submit(fn, tgt, *args) for tgt in (femto, linux))
+        return f.result(), l_.result()
 
 
 def run_all(femto: Target, linux: Target,
             names: list[str] | None = None) -> dict[str, tuple[Obs, Obs]]:
     """Every probe on both targets (each probe has its own source address and ports)."""
     names = names or list(PROBES)
-    results: dict[str, tuple[Obs, Obs]] = {}
     frag_src = prober_ip(192)
     frag_marks = (frag_missing_last_start(femto, frag_src),
                   frag_missing_last_start(linux, frag_src))
-
-    def one(tgt: Target, i: int, name: str) -> Obs:
-        try:
-            return PROBES[name](tgt, prober_ip(i))
-        except Exception as exc:  # noqa: BLE001 - reported as the observation
-            return {"error": repr(exc)}
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        futs = {name: (pool.submit(one, femto, i, name), pool.submit(one, linux, i, name))
-                for i, name in enumerate(names)}
-        for name, (ff, fl) in futs.items():
-            results[name] = (ff.result(), fl.result())
-    sweep_src = prober_ip(193)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        sweeps = [pool.submit(sweep_closed_ports, tgt, sweep_src) for tgt in (femto, linux)]
-        results["sweep_closed_ports"] = (sweeps[0].result(), sweeps[1].result())
+    results = run_probes(femto, linux, {n: PROBES[n] for n in names}, prober_ip)
+    results["sweep_closed_ports"] = on_both(femto, linux, sweep_closed_ports, prober_ip(193))
     # Reassembly timeout (FRAG_TIME on both, Linux's ipfrag_time): wait for it.
     with ThreadPoolExecutor(max_workers=2) as pool:
         ends = [pool.submit(frag_missing_last_end, tgt, frag_src, mark)

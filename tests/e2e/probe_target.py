@@ -1,8 +1,8 @@
 """femtotcp as the conformance probes' target (probe.py): the stack ``femtotcp
 serve`` builds (``Host`` from the same command-line flags) with one setting serve
-has no flag for, the IPv4 reassembly time, which probe.py gives Linux too
-(``net.ipv4.ipfrag_time``), so the reassembly-timeout probe waits seconds, not
-the default 30 s on both. Runs until SIGTERM or SIGINT.
+has no flag for, the reassembly time (IPv4's and IPv6's), which probe.py and
+probe6.py give Linux too (``net.ipv4.ipfrag_time``, ``net.ipv6.ip6frag_time``),
+so the reassembly-timeout probes wait seconds, not the default 30 s (60 s) on both. Runs until SIGTERM or SIGINT.
 
     python probe_target.py REASM_SECONDS SERVE-FLAGS...
 """
@@ -19,7 +19,7 @@ from femtotcp.stack.config import StackConfig
 
 
 def main(argv: list[str]) -> int:
-    config = StackConfig(reasm_timeout=float(argv[0]))
+    config = StackConfig(reasm_timeout=float(argv[0]), ipv6_reasm_timeout=float(argv[0]))
     host = Host(host_options(build_parser().parse_args(["serve", *argv[1:]])), config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -357,10 +357,24 @@ def test_router_alert_only_in_hop_by_hop() -> None:
     assert chain.problem is None and chain.router_alert is None
 
 
-def test_jumbo_option_is_unsupported() -> None:
-    hbh = ipv6ext.build_hop_by_hop(17, [(ipv6ext.OPT_JUMBO, b"\x00\x01\x00\x00")])
+@pytest.mark.parametrize(("jumbo", "pointer"), [
+    (b"\x00\x01\x00\x00", 42),     # 65536: the Payload Length is not 0, at the option
+    (b"\x00\x00\x01\x00", 44),     # < 65536: at the Jumbo Payload Length
+])
+def test_jumbo_option_errors_as_rfc_2675(jumbo: bytes, pointer: int) -> None:
+    """RFC 2675 3 (Linux's ipv6_hop_jumbo): Parameter Problem code 0, never a
+    code 2 as an unknown option would get."""
+    hbh = ipv6ext.build_hop_by_hop(17, [(ipv6ext.OPT_JUMBO, jumbo)])
     problem = ipv6ext.walk(0, hbh).problem
-    assert problem is not None and problem.action is Action.DISCARD_ICMP_UNLESS_MULTICAST
+    assert problem == ipv6ext.Problem("ipv6.jumbo_option", Action.DISCARD_ICMP,
+                                      ipv6ext.PP_HEADER_FIELD, pointer)
+
+
+def test_jumbo_option_of_a_wrong_length_or_alignment_is_dropped() -> None:
+    assert walk_reason(0, bytes((17, 0, 0xC2, 3, 0, 1, 0, 0))) == "ipv6.bad_jumbo_option"
+    # at 4n+3 (after a Pad1), not 4n+2
+    assert walk_reason(0, bytes((17, 1, 0, 0xC2, 4, 0, 1, 0, 0, 1, 5, 0, 0, 0, 0, 0))) \
+        == "ipv6.bad_jumbo_option"
 
 
 # -- malformed option areas ------------------------------------------------------------
@@ -425,11 +439,24 @@ def test_destination_options_past_the_end(missing: int) -> None:
 
 
 def test_extension_length_zero_advances_eight() -> None:
-    """Hdr Ext Len 0 is 8 bytes, never 0: a chain of them ends at the bound."""
+    """Hdr Ext Len 0 is 8 bytes, never 0: a chain of them ends at the byte bound."""
     zero = bytes((60, 0, 1, 4, 0, 0, 0, 0))
-    assert walk_reason(60, zero * 1000) == "ipv6.too_many_ext_headers"
+    assert walk_reason(60, zero * 1000) == "ipv6.ext_chain_too_long"
     chain = ipv6ext.walk(60, zero * 7 + bytes((17, 0, 1, 4, 0, 0, 0, 0)))
     assert chain.offset == 64 and chain.upper == 17
+
+
+def test_headers_repeat_any_number_of_times() -> None:
+    """RFC 8200 4.1: any order, any number of times (Linux counts none): ten
+    Destination Options headers, then ICMPv6, reach the upper layer; only the
+    byte bound ends a chain."""
+    zero = bytes((60, 0, 1, 4, 0, 0, 0, 0))
+    chain = ipv6ext.walk(60, zero * 9 + bytes((58, 0, 1, 4, 0, 0, 0, 0)) + bytes(8))
+    assert chain.problem is None and chain.upper == 58 and chain.offset == 80
+    most = ipv6ext.MAX_CHAIN_LEN // 8
+    assert ipv6ext.walk(60, zero * (most - 1) + bytes((17, 0, 1, 4, 0, 0, 0, 0))).upper == 17
+    assert walk_reason(60, zero * most + bytes((17, 0, 1, 4, 0, 0, 0, 0))) \
+        == "ipv6.ext_chain_too_long"
 
 
 def test_chain_length_bound() -> None:

@@ -264,13 +264,14 @@ declare(EVENT, """
     udp.icmp_error_soft udp.icmp_error_unconnected udp.rx udp.tx
 """)
 declare(EVENT, """
-    icmp6.error_no_transport udp.no_port6 ipv6.tx_tso
+    icmp6.error_no_transport icmp6.too_big_not_ours udp.no_port6 ipv6.tx_tso
 """)
 
 # ipv6, icmp6, ndp, mld: wire-format reasons (the stack integration adds its own)
 declare(DROP, """
     ipv6.bad_fragment_length ipv6.fragment_too_big ipv6.hbh_not_first
     ipv6.incomplete_chain ipv6.rh0 ipv6.unknown_option ipv6.unknown_routing_type
+    ipv6.jumbo_option ipv6.bad_jumbo_option
     icmp6.bad_checksum icmp6.bad_quote icmp6.truncated ipv6.bad_multicast_scope
     ipv6.bad_option_length ipv6.bad_padding ipv6.bad_quote_version
     ipv6.bad_router_alert ipv6.bad_version ipv6.ext_chain_too_long
@@ -306,7 +307,8 @@ declare(DROP, """
     icmp6.error_suppressed_icmp icmp6.error_rate_limited icmp6.error_no_source
     mld.report_ignored ipv6.no_next_header ipv6.tx_bad_source ndp.prefix_multicast
     ndp.slaac_bad_address ndp.temporary_limit
-    ipv6.tcp_from_unspecified icmp6.echo_from_unspecified
+    ipv6.tcp_from_unspecified ipv6.tcp_link_multicast icmp6.echo_from_unspecified
+    ndp.fragmented
 """)
 declare(EVENT, """
     ipv6.rx ipv6.tx ipv6.tx_loopback ipv6.tx_fragments ipv6.rh0_ignored

@@ -136,16 +136,26 @@ class Icmp6(EchoTable):
         ipv6 = self.stack.ipv6
         if ipv6 is None:
             return
-        mtu = 0
-        if icmp.type == wire.PACKET_TOO_BIG:
-            ipv6.lower_pmtu(quote.dst, icmp.mtu)
-            mtu = ipv6.route_mtu(quote.dst)     # what the path allows now (>= 1280)
+        too_big = icmp.type == wire.PACKET_TOO_BIG
+        # What the path allows after this message (never below 1280, RFC 8201 4).
+        mtu = min(ipv6.route_mtu(quote.dst), max(wire_ipv6.MIN_MTU, icmp.mtu)) if too_big else 0
         handler = ipv6.error_handlers.get(quote.upper)
         if handler is None:
             counters["icmp6.error_no_transport"] += 1   # a later fragment, or no taker
+            if too_big:
+                ipv6.lower_pmtu(quote.dst, icmp.mtu)    # an echo of ours (Linux's icmpv6_err)
             return
         err, _ = wire.err_convert(icmp.type, icmp.code)
-        handler(quote.src, quote.dst, quote.transport, err, icmp.type, icmp.code, mtu)
+        taken = handler(quote.src, quote.dst, quote.transport, err, icmp.type, icmp.code, mtu)
+        if too_big:
+            if taken is False:
+                # RFC 8201 5.2 / RFC 5927 4.1: the transport owns no such packet
+                # (TCP: no connection, or a sequence number outside the window):
+                # the path MTU stays, as Linux's tcp_v6_err leaves it. Otherwise a
+                # forged message would shrink it under live connections.
+                counters["icmp6.too_big_not_ours"] += 1
+                return
+            ipv6.lower_pmtu(quote.dst, icmp.mtu)
 
     # -- errors we send ----------------------------------------------------------------
     def send_error(self, header: wire_ipv6.Ipv6Header, packet: memoryview, type_: int,
@@ -155,6 +165,10 @@ class Icmp6(EchoTable):
         stack = self.stack
         counters = stack.counters
         src = header.src
+        ipv6 = stack.ipv6
+        # RFC 4443 2.4 (e.3, e.4): the packet being delivered came in a
+        # link-layer group frame (a transport's error, e.g. port unreachable).
+        link_multicast = link_multicast or (ipv6 is not None and ipv6.rx_link_multicast)
         if not wire.error_allowed(type_, code, src, header.dst, link_multicast):
             counters["icmp6.error_suppressed"] += 1
             return False
@@ -166,7 +180,6 @@ class Icmp6(EchoTable):
             return False
         # From the address the packet was sent to when it is ours (not a
         # group), else the source the way back would use (RFC 4443 2.2).
-        ipv6 = stack.ipv6
         ours = header.dst if header.dst in stack.local_addresses else (
             ipv6.source_address(src) if ipv6 is not None else None)
         if ours is None:

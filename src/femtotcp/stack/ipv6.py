@@ -105,6 +105,13 @@ class Ipv6:
         self._destination = stack.destinations.get
         #: The Router Alert of the packet being delivered (for MLD's checks).
         self.rx_router_alert: int | None = None
+        #: The packet being delivered came in fragments (an atomic one included):
+        #: neighbour discovery ignores it (RFC 6980 5).
+        self.rx_fragmented = False
+        #: The packet being delivered came in a link-layer broadcast or multicast
+        #: frame (RFC 4443 2.4 e.3/e.4: no ICMPv6 error about it; ``Icmp6.send_error``
+        #: reads it). False outside ``input``.
+        self.rx_link_multicast = False
         #: Told of every address whose DAD found a duplicate (iface, address).
         self.on_conflict: Callable[[Interface, bytes], None] | None = None
         #: Interfaces whose unicast to any address is ours to take (a gateway's
@@ -439,6 +446,17 @@ class Ipv6:
         """The ethertype handler. ``csum_ok`` (the device vouched for the
         transport checksum, or left it partial: a TAP's NEEDS_CSUM) goes to
         TCP and UDP with the packet, unless it was reassembled."""
+        if not eth.dst[0] & 1:
+            self._input(iface, eth, payload, csum_ok)
+            return
+        self.rx_link_multicast = True
+        try:
+            self._input(iface, eth, payload, csum_ok)
+        finally:
+            self.rx_link_multicast = False
+
+    def _input(self, iface: Interface, eth: ethernet.EthernetHeader, payload: memoryview,
+               csum_ok: bool) -> None:
         stack = self.stack
         counters = stack.counters
         header, data = wire.parse(payload)
@@ -462,9 +480,12 @@ class Ipv6:
             return
         nh = header.next_header
         self.rx_router_alert = None
+        self.rx_fragmented = False
         if nh in _DIRECT:
-            if nh == wire.PROTO_TCP and src == wire.UNSPECIFIED:
-                counters["ipv6.tcp_from_unspecified"] += 1   # see _deliver
+            if nh == wire.PROTO_TCP and (src == wire.UNSPECIFIED or eth.dst[0] & 1):
+                # See _deliver.
+                counters["ipv6.tcp_link_multicast" if eth.dst[0] & 1
+                         else "ipv6.tcp_from_unspecified"] += 1
                 return
             handler = self.protocols.get(nh)
             if handler is not None:
@@ -486,6 +507,7 @@ class Ipv6:
                 return
             if frag is not None:
                 counters["ipv6.atomic_fragment"] += 1   # RFC 6946: whole on its own
+                self.rx_fragmented = True
             nh = chain.upper
             offset = chain.offset
             pointer = chain.nh_pointer
@@ -500,6 +522,12 @@ class Ipv6:
             # (DAD, RS, MLD), never of a connection; Linux's TCP neither
             # answers it nor resets it (a reply to :: is refused on output).
             counters["ipv6.tcp_from_unspecified"] += 1
+            return
+        if upper == wire.PROTO_TCP and eth.dst[0] & 1:
+            # A connection is between two unicast link-layer addresses: TCP in a
+            # link-layer broadcast or multicast frame is dropped, neither
+            # answered nor reset (Linux's tcp_v6_rcv takes only PACKET_HOST).
+            counters["ipv6.tcp_link_multicast"] += 1
             return
         handler = self.protocols.get(upper)
         if handler is not None:
@@ -563,6 +591,7 @@ class Ipv6:
             self.stack.counters["ipv6.nested_fragment"] += 1
             return
         header = header._replace(payload_len=len(full) - wire.HEADER_LEN)
+        self.rx_fragmented = True
         self._deliver(iface, eth, header, chain2.upper, rest[chain2.offset:], full,
                       chain2.nh_pointer)
 
@@ -582,6 +611,11 @@ class Ipv6:
         counters["icmp6.rx"] += 1
         t = icmp.type
         if t in _NDP_TYPES:
+            if self.rx_fragmented:
+                # RFC 6980 5: ND messages are never fragmented; a fragmented
+                # one is silently ignored (Linux's suppress_frag_ndisc).
+                counters["ndp.fragmented"] += 1
+                return
             self.ndp.input(header, icmp, body, iface)
         elif t in _MLD_TYPES:
             self._mld_input(header, icmp, body, iface)

@@ -52,7 +52,10 @@ EtherHandler = Callable[[Interface, ethernet.EthernetHeader, memoryview, bool], 
 #: (IP header, payload, interface, the whole datagram for ICMP errors about it,
 #: csum_ok: TCP/UDP may skip verifying the checksum)
 IpHandler = Callable[["Ipv4Header", memoryview, Interface, memoryview, bool], None]
-IpErrorHandler = Callable[[bytes, bytes, memoryview, int, int, int, int], None]
+#: (our source, the destination, the quoted transport bytes, errno, ICMP type,
+#: code, MTU): False when the transport owns no such packet (ICMPv6 then keeps
+#: a Packet Too Big from the path MTU cache), None or True otherwise.
+IpErrorHandler = Callable[[bytes, bytes, memoryview, int, int, int, int], "bool | None"]
 
 
 class IpOutput(Protocol):

@@ -1,8 +1,11 @@
 """IPv6 extension headers (RFC 8200 4): the chain walk, option TLVs, builders.
 
 ``walk`` follows the chain from the fixed header to the upper layer, bounded
-in header count (``MAX_HEADERS``) and bytes (``MAX_CHAIN_LEN``), with every
-length checked before it is used. What it finds is either
+in bytes (``MAX_CHAIN_LEN``, so in headers too: each is 8 bytes at least), with
+every length checked before it is used. Headers may repeat any number of times
+within that bound (RFC 8200 4.1: "accept and attempt to process extension
+headers in any order and occurring any number of times"; Linux counts none).
+What it finds is either
 
 * a broken packet: ``Malformed(reason)``, dropped without an ICMPv6 error
   (lengths past the end, bad padding, too many options: Linux drops these
@@ -47,17 +50,18 @@ from femtotcp.wire.ipv6 import (
 
 #: The extension headers the walk steps through; anything else is the upper layer.
 EXT_HEADERS = frozenset({PROTO_HOPOPTS, PROTO_ROUTING, PROTO_FRAGMENT, PROTO_DSTOPTS})
-MAX_HEADERS = 8          # RFC 8200 4.1's order has at most 6 of ours in one packet
 MAX_CHAIN_LEN = 2048     # one Hop-by-Hop header of the largest size fits
+FRAGMENT_LEN = 8
+#: The most headers ``MAX_CHAIN_LEN`` bytes can hold (``skip_chain``'s bound).
+MAX_HEADERS = MAX_CHAIN_LEN // FRAGMENT_LEN
 MAX_OPTIONS = 8          # non-padding options per header (Linux max_{hbh,dst}_opts_number)
 MAX_PAD = 7              # consecutive padding bytes (Linux: more is an attack)
-FRAGMENT_LEN = 8
 
 OPT_PAD1 = 0
 OPT_PADN = 1
 OPT_TUNNEL_LIMIT = 4     # RFC 2473, Destination Options
 OPT_ROUTER_ALERT = 5     # RFC 2711, Hop-by-Hop
-OPT_JUMBO = 0xC2         # RFC 2675: not supported, so handled as unknown (11: ICMP)
+OPT_JUMBO = 0xC2         # RFC 2675: no jumbograms here, its errors answered (3)
 
 ROUTER_ALERT_MLD = 0     # RFC 2711 value for MLD (RFC 3810 5)
 
@@ -171,6 +175,16 @@ def _options(area: memoryview, hop_by_hop: bool, where: int,
             raise Malformed("ipv6.too_many_options")
         if out is not None:
             out.append((kind, bytes(area[i + 2:end])))
+        if hop_by_hop and kind == OPT_JUMBO and out is None:
+            # RFC 2675 3, as Linux's ipv6_hop_jumbo: a wrong length or alignment
+            # (4n+2) is dropped; a jumbo length that fits 16 bits is a Parameter
+            # Problem code 0 at that length; and, the Payload Length of a packet
+            # from our links never being 0, so is any other (at the option).
+            if end - i != 6 or (where + i) & 3 != 2:
+                raise Malformed("ipv6.bad_jumbo_option")
+            at = where + i + 2 if int.from_bytes(area[i + 2:end], "big") <= MAX_PAYLOAD \
+                else where + i
+            return alert, Problem("ipv6.jumbo_option", Action.DISCARD_ICMP, PP_HEADER_FIELD, at)
         if hop_by_hop and kind == OPT_ROUTER_ALERT:
             if end - i != 4:
                 raise Malformed("ipv6.bad_router_alert")
@@ -208,7 +222,6 @@ def walk(next_header: int, payload: bytes | bytearray | memoryview, *, base: int
     mv = payload if isinstance(payload, memoryview) else memoryview(payload)
     n = len(mv)
     pos = 0
-    count = 0
     alert: int | None = None
     rh0 = False
     nh = next_header
@@ -219,9 +232,6 @@ def walk(next_header: int, payload: bytes | bytearray | memoryview, *, base: int
             # RFC 8200 4: Hop-by-Hop anywhere else is an unrecognized next header.
             return _problem("ipv6.hbh_not_first", Action.DISCARD_ICMP, PP_NEXT_HEADER,
                             nh_pointer)
-        count += 1
-        if count > MAX_HEADERS:
-            raise Malformed("ipv6.too_many_ext_headers")
         if nh == PROTO_FRAGMENT:
             length = FRAGMENT_LEN
             if pos + length > n:

@@ -231,3 +231,62 @@ def test_a_dual_stack_listener_accepts_ipv4_unless_v6only() -> None:
         t.listen(ANY6, 7002)
     assert exc.value.errno == errno.EADDRINUSE
     t.listen(ANY6, 7002, v6only=True)
+
+
+def test_packet_too_big_about_no_connection_leaves_the_path_mtu() -> None:
+    """RFC 8201 5.2 / RFC 5927 4.1, as Linux's tcp_v6_err: a Packet Too Big
+    quoting a segment of no connection (or one outside the window) changes
+    nothing; a live connection to the same peer keeps its full-size segments
+    (before, the path MTU dropped under it while its MSS stayed, and every
+    full segment was refused on output)."""
+    lan = lan6()
+    a, b = lan.stacks
+    ca, cb = pair(lan)
+    out = lan.capture(0)
+    src, dst = g6(0), g6(1)
+    forged = [ipv6.build(src, dst, ipv6.PROTO_TCP,
+                         tcp.build(src, dst, 45000, 7, 1, 1, tcp.ACK, 1000, bytes(1300))),
+              # the connection's ports, a sequence number far from the window
+              ipv6.build(src, dst, ipv6.PROTO_TCP,
+                         tcp.build(src, dst, ca.key[1], ca.key[3],
+                                   ca.snd.snd_una + 2**30, 1, tcp.ACK, 1000, bytes(1300)))]
+    for quoted in forged:
+        msg = icmp6.build_packet_too_big(ROUTER, src, 1280, quoted)
+        a.receive(a.interfaces[0], ethernet.build(lan.ifaces[0].mac, ROUTER_MAC,
+                                                  ethernet.ETH_IPV6,
+                                                  ipv6.build(ROUTER, src, ipv6.PROTO_ICMP6, msg)))
+    assert a.counters["icmp6.too_big_not_ours"] == 2
+    assert a.ipv6 is not None and dst not in a.ipv6.pmtu
+    data = random_bytes(50_000, 6)
+    t, sink = Transfer(ca, data), Transfer(cb, b"")
+    t.event()
+    assert lan.run_until(lambda: len(sink.got) == len(data), 30)
+    assert max(40 + len(s[2]) for s in sent6(out)) == 1500
+    assert a.counters["ipv6.tx_needs_fragmentation"] == 0
+
+
+def test_a_path_mtu_lowered_by_another_packet_is_followed() -> None:
+    """RFC 8201 4 (as Linux's tcp_current_mss): a Packet Too Big about an echo
+    to the peer lowers the path MTU under a live connection; the connection's
+    MSS follows it and the transfer completes in 1280-byte packets (before,
+    every full segment was refused on output, EMSGSIZE, until the end)."""
+    lan = lan6()
+    a, b = lan.stacks
+    ca, cb = pair(lan)
+    src, dst = g6(0), g6(1)
+    quoted = ipv6.build(src, dst, ipv6.PROTO_ICMP6,
+                        icmp6.build_echo(src, dst, icmp6.ECHO_REPLY, 7, 1, bytes(1400)))
+    msg = icmp6.build_packet_too_big(ROUTER, src, 1280, quoted)
+    a.receive(a.interfaces[0], ethernet.build(lan.ifaces[0].mac, ROUTER_MAC, ethernet.ETH_IPV6,
+                                              ipv6.build(ROUTER, src, ipv6.PROTO_ICMP6, msg)))
+    assert a.ipv6 is not None and a.ipv6.pmtu[dst][0] == 1280
+    assert ca.mss_base > 1280 - 60          # nobody told the connection
+    out = lan.capture(0)
+    data = random_bytes(100_000, 7)
+    t, sink = Transfer(ca, data), Transfer(cb, b"")
+    t.event()
+    assert lan.run_until(lambda: len(sink.got) == len(data), 30)
+    assert bytes(sink.got) == data
+    assert ca.mss_base == 1280 - 60 and a.counters["tcp.pmtu_reduced"] == 1
+    assert all(40 + len(s[2]) <= 1280 for s in sent6(out))
+    assert not ca.soft_error

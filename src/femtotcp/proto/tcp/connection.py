@@ -1235,6 +1235,13 @@ class TcpConnection:
         err = self.env.output(self._laddr, self._raddr, seg)
         if err:
             self.counters["tcp.tx_error"] += 1
+            if err == errno.EMSGSIZE:
+                # The path MTU fell under our segments without a word to us (IPv6:
+                # a Packet Too Big about another packet to the peer, RFC 8201 4):
+                # follow it, as Linux's tcp_current_mss; the RTO resends what
+                # was refused, cut to the new MSS. No error for the program.
+                self._lower_mss(self.env.route_mtu(self._raddr))
+                return
             self.soft_error = err
 
     def _options(self) -> bytes:
@@ -1499,27 +1506,34 @@ class TcpConnection:
         self.rcv.unlink(me)
 
     # ================================================================ ICMP
+    def _lower_mss(self, mtu: int) -> bool:
+        """Segments fit a path MTU of ``mtu`` from now on (RFC 1191, RFC 8201);
+        True when the MSS fell."""
+        opt = self.opt
+        new_base = pmtu_mss(mtu, len(self._raddr) == 4)
+        if new_base >= opt.mss_base:
+            return False
+        self.counters["tcp.pmtu_reduced"] += 1
+        opt.adv_mss = min(opt.adv_mss, new_base)
+        self._set_mss_base(new_base)
+        return True
+
     def icmp_error(self, seq32: int, err: int, icmp_type: int, icmp_code: int,
-                   mtu: int) -> None:
+                   mtu: int) -> bool:
         """RFC 5927 checks, then PMTU (RFC 1191), hard errors during the handshake
-        (as Linux), soft errors otherwise (RFC 1122 4.2.3.9)."""
+        (as Linux), soft errors otherwise (RFC 1122 4.2.3.9). False when the
+        quoted sequence number is outside what is in flight (nothing done)."""
         snd = self.snd
         una = snd.snd_una
         seq = unwrap(seq32, una)
         if not una <= seq <= snd.snd_max:
             self.counters["tcp.icmp_out_of_window"] += 1
-            return
+            return False
         if mtu:
-            opt = self.opt
-            new_base = pmtu_mss(mtu, len(self._raddr) == 4)
-            if new_base < opt.mss_base:
-                self.counters["tcp.pmtu_reduced"] += 1
-                opt.adv_mss = min(opt.adv_mss, new_base)
-                self._set_mss_base(new_base)
-                if self.state in SENDING and snd.snd_max > snd.snd_una:
-                    snd.snd_nxt = snd.snd_una
-                    snd.output()
-            return
+            if self._lower_mss(mtu) and self.state in SENDING and snd.snd_max > snd.snd_una:
+                snd.snd_nxt = snd.snd_una
+                snd.output()
+            return True
         st = self.state
         if st == SYN_SENT:
             self._fail(err)
@@ -1528,3 +1542,4 @@ class TcpConnection:
             self._destroy()
         else:
             self.soft_error = err
+        return True

@@ -616,18 +616,19 @@ class Tcp:
 
     # ------------------------------------------------------------------ ICMP
     def on_ip_error(self, src: bytes, dst: bytes, inner: memoryview, err: int,
-                    icmp_type: int, icmp_code: int, mtu: int) -> None:
-        """An ICMP error (or failed ARP) about a segment we sent from src to dst."""
+                    icmp_type: int, icmp_code: int, mtu: int) -> bool:
+        """An ICMP error (or failed ARP) about a segment we sent from src to dst;
+        False when no connection sent it (``IpErrorHandler``)."""
         if len(inner) < 8:
             self.counters["tcp.icmp_truncated"] += 1
-            return
+            return False
         sport, dport, seq = _PORTS_SEQ.unpack_from(inner)
         conn = self._conns.get((src, sport, dst, dport))
         if conn is None:
             self.counters["tcp.icmp_no_connection"] += 1
-            return
+            return False
         self.counters["tcp.icmp_errors"] += 1
-        conn.icmp_error(seq, err, icmp_type, icmp_code, mtu)
+        return conn.icmp_error(seq, err, icmp_type, icmp_code, mtu)
 
 
 def install(stack: Stack) -> Tcp:
