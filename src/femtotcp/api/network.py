@@ -100,10 +100,14 @@ class Network:
             link.release()
 
     # -- the socket module's helpers ------------------------------------------------------
+    def socket_class(self) -> type[StackSocket]:
+        """The class of this network's sockets (``socket(..., network=self)``)."""
+        from femtotcp.api.socket import StackSocket
+        return StackSocket
+
     def socket(self, family: int = AF_INET, type: int = SOCK_STREAM,
                proto: int = 0) -> StackSocket:
-        from femtotcp.api.socket import StackSocket
-        return StackSocket(family, type, proto, network=self)
+        return self.socket_class()(family, type, proto, network=self)
 
     def create_connection(self, address: tuple[str, int],
                           timeout: float | None | object = _GLOBAL_DEFAULT_TIMEOUT,
