@@ -9,6 +9,8 @@ kernel sockets (AF_UNIX) stay the kernel's. In-process and attached alike.
 
 from __future__ import annotations
 
+import _socket
+import logging
 import os
 import pickle
 import socket as std
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 import pytest
 from apilan import Lan
 
+from femtotcp.api import patch as fpatch
 from femtotcp.api.network import Network
 from femtotcp.api.patch import scoped
 from femtotcp.api.remote import RemoteNetwork
@@ -121,3 +124,28 @@ def test_class_derived_while_patched_goes_over_the_stack(lan: Lan,
         for x in (s, conn, a, b):
             x.close()
     peer.close()
+
+
+def test_replacing_socket_socket_is_said_once(lan: Lan, caplog: pytest.LogCaptureFixture) -> None:
+    """gevent's and eventlet's monkey patching put their own class (on the C
+    ``_socket.socket``: the kernel's sockets) in ``socket.socket``; the program
+    is told so, once, when it happens. Our own patching says nothing."""
+    import types
+
+    caplog.set_level(logging.WARNING, logger="femtotcp.api.patch")
+    with scoped(lan.net_a):
+        with scoped(lan.net_b):
+            pass
+        assert not caplog.records
+
+        class Green(_socket.socket):     # as gevent's socket wraps _socket.socket
+            pass
+
+        mine = std.socket
+        std.socket = Green  # type: ignore[misc]
+        std.socket = mine   # type: ignore[misc]
+        std.socket = Green  # type: ignore[misc]
+        std.socket = mine   # type: ignore[misc]
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "Green" in warned[0] and "kernel's" in warned[0], warned
+    assert type(std) is types.ModuleType and std.socket is fpatch._originals["socket"]

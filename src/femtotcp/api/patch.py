@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import socket as _std
 import threading
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -229,6 +230,26 @@ for _name in _NAMES[1:]:
     _replacements[_name] = _dispatch(_name)
 
 
+class _WatchedSocketModule(types.ModuleType):
+    """The socket module's class while patched: a program that puts a class of
+    its own in ``socket.socket`` (gevent's and eventlet's monkey patching,
+    whose sockets are built on the C ``_socket.socket``) takes its sockets
+    from the kernel from then on; that is said once, as a warning, when it
+    happens."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if (name == "socket" and _installed[0] and value is not _originals["socket"]
+                and value not in _dispatchers.values() and not _replaced):
+            _replaced.append(value)
+            log.warning("socket.socket was replaced by %s.%s (monkey patching): sockets "
+                        "made through it are the kernel's, not the stack's",
+                        getattr(value, "__module__", "?"), getattr(value, "__qualname__", "?"))
+        super().__setattr__(name, value)
+
+
+_replaced: list[Any] = []   # what replaced socket.socket while patched (warned once)
+
+
 def install(network: Any = None) -> None:
     """Put the dispatchers into the socket module (counted; see ``uninstall``).
     With ``network``, ``socket.socket`` is the dispatcher whose stack sockets
@@ -245,6 +266,8 @@ def install(network: Any = None) -> None:
                 setattr(_std, name, value)
             if socket_class is not None:
                 _std.socket = _dispatcher(socket_class())  # type: ignore[misc, assignment]
+            if type(_std) is types.ModuleType:
+                _std.__class__ = _WatchedSocketModule
 
 
 def uninstall() -> None:
@@ -253,6 +276,8 @@ def uninstall() -> None:
             return
         _installed[0] -= 1
         if _installed[0] == 0:
+            if type(_std) is _WatchedSocketModule:
+                _std.__class__ = types.ModuleType  # type: ignore[assignment]
             for name, value in _originals.items():
                 setattr(_std, name, value)
 
