@@ -282,6 +282,15 @@ def uninstall() -> None:
                 setattr(_std, name, value)
 
 
+def unpatch_forked_child() -> None:
+    """In a forked child whose in-process networks were taken away: when no
+    network is left for sockets to be made on, the socket module is the
+    kernel's again."""
+    if _installed[0] > 0 and fsock.current_network() is None:
+        _installed[0] = 1
+        uninstall()
+
+
 def installed() -> bool:
     return _installed[0] > 0
 
