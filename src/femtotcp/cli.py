@@ -233,9 +233,23 @@ def build_parser() -> _Parser:
     return p
 
 
+_LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=getattr(logging, level.upper()), format=_LOG_FORMAT)
+
+
+def _configure_own_logging(level: str) -> None:
+    """``run``: femtotcp's loggers get their own handler and the root logger
+    stays the program's, untouched, as under ``python``: its ``basicConfig``
+    takes effect, and its libraries' records are not printed in our format."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    own = logging.getLogger("femtotcp")
+    own.addHandler(handler)
+    own.setLevel(getattr(logging, level.upper()))
+    own.propagate = False
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -278,7 +292,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    _configure_logging(args.log_level)
+    _configure_own_logging(args.log_level)
     require("run", "run")
     from femtotcp.api import run as api_run
     if args.module and args.code is not None:

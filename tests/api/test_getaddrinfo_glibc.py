@@ -44,3 +44,21 @@ def test_numeric_hosts_as_glibc() -> None:
             assert answer(net.getaddrinfo, host, family, flags) == want, (host, family, flags)
     finally:
         net.runtime.close()
+
+
+def test_special_names_are_not_getaddrinfos() -> None:
+    """``""`` and ``"<broadcast>"`` are INADDR_ANY and INADDR_BROADCAST to
+    ``gethostbyname`` and in addresses given to bind/connect (CPython's own
+    rule), but getaddrinfo passes them to glibc, which knows no such names."""
+    stack = Stack("g", modules=["arp", "ipv4", "udp", "tcp", "ipv6"],
+                  config=StackConfig(ipv6_dad_transmits=0))
+    net = Network(stack, Runtime())
+    try:
+        for host, family, flags in itertools.product(("", "<broadcast>", " "), FAMILIES,
+                                                     FLAGS):
+            want = answer(std.getaddrinfo, host, family, flags)
+            assert answer(net.getaddrinfo, host, family, flags) == want, (host, family, flags)
+        for host in ("", "<broadcast>"):
+            assert net.gethostbyname(host) == std.gethostbyname(host)
+    finally:
+        net.runtime.close()

@@ -176,7 +176,7 @@ def test_python_child_goes_over_the_stack(attached: Attached) -> None:
         parent = attached.program(_PARENT, KERNEL)
         out, _ = finish(parent, 60)
         assert out.split()[:5] == ["0", "hello", "from", "the", "kernel"], out
-        assert out.split()[5] == "femtotcp.api.patch", out
+        assert out.split()[5] == "femtotcp.api.remote", out
     finally:
         httpd.send_signal(signal.SIGINT)
         _, log = httpd.communicate(timeout=10)

@@ -100,10 +100,14 @@ class Network:
             link.release()
 
     # -- the socket module's helpers ------------------------------------------------------
+    def socket_class(self) -> type[StackSocket]:
+        """The class of this network's sockets (``socket(..., network=self)``)."""
+        from femtotcp.api.socket import StackSocket
+        return StackSocket
+
     def socket(self, family: int = AF_INET, type: int = SOCK_STREAM,
                proto: int = 0) -> StackSocket:
-        from femtotcp.api.socket import StackSocket
-        return StackSocket(family, type, proto, network=self)
+        return self.socket_class()(family, type, proto, network=self)
 
     def create_connection(self, address: tuple[str, int],
                           timeout: float | None | object = _GLOBAL_DEFAULT_TIMEOUT,
@@ -207,7 +211,9 @@ class Network:
             scope = 0 if suffix is None else scope_index(
                 self, _std.inet_pton(AF_INET6, text), suffix)
             canonical, addrs = host, [(text, scope)]
-        elif flags & _std.AI_NUMERICHOST and host.strip() not in ("", "<broadcast>"):
+        elif flags & _std.AI_NUMERICHOST or host.strip() in ("", "<broadcast>", "<any>"):
+            # (glibc: no lookup; the socket module's special names are those of
+            # gethostbyname and of addresses given to bind/connect, not its.)
             raise gaierror(_std.EAI_NONAME, "Name or service not known")
         else:
             canonical, names = self._names(host, family, flags)
@@ -379,11 +385,11 @@ class Network:
                 numeric_only: bool = False) -> tuple[str, list[str], list[str]]:
         """(canonical name, aliases, IPv4 addresses as text) for ``host``, from
         numeric forms, the hosts tables, then DNS; ``socket.gaierror`` if none."""
+        if host in ("", "<any>"):      # (exactly: " " is a name to look up, as CPython's)
+            return host, [], ["0.0.0.0"]
+        if host == "<broadcast>":
+            return host, [], ["255.255.255.255"]
         text = host.strip()
-        if text in ("", "<any>"):
-            return text, [], ["0.0.0.0"]
-        if text == "<broadcast>":
-            return text, [], ["255.255.255.255"]
         packed = _parse_ipv4(text)
         if packed is not None:
             return text, [], [_std.inet_ntoa(packed)]

@@ -499,6 +499,9 @@ class RemoteNetwork(Network):
         return self.ask(*doc, tail=tail)[0]
 
     # -- the socket module's helpers ------------------------------------------------------
+    def socket_class(self) -> type[RemoteSocket]:  # type: ignore[override]
+        return RemoteSocket
+
     def socket(self, family: int = AF_INET, type: int = SOCK_STREAM,  # type: ignore[override]
                proto: int = 0) -> RemoteSocket:
         return RemoteSocket(family, type, proto, network=self)

@@ -15,6 +15,8 @@ running ``femtotcp serve`` instead: its sockets live in serve
 from __future__ import annotations
 
 import builtins
+import importlib.machinery
+import io
 import os
 import runpy
 import signal
@@ -22,6 +24,7 @@ import sys
 import threading
 import traceback
 import types
+import zipfile
 from types import FrameType
 from typing import Any
 
@@ -43,10 +46,28 @@ def run_program(opts: Any, module: str | None, argv: list[str],
     host = Host(opts)
     try:
         host.start()
+        _settle_static_ipv6(host)
         with patch(host):
             return run_in_process(module, argv, command)
     finally:
         host.close()
+
+
+def _settle_static_ipv6(host: Any, timeout: float = 10.0) -> None:
+    """Wait until duplicate address detection has finished for the static
+    IPv6 addresses (``--ipv6 ADDR/PREFIX``; RFC 4862 5.4, about a second or
+    two): until then they are tentative, not usable as sources, and the
+    interface is brand new, so the program's first connect to its IPv6 peers
+    would meet ENETUNREACH, where a host's programs start once its addresses
+    are up. (A duplicate is logged by the stack and stays unusable.)"""
+    iface = getattr(host, "iface", None)
+    if iface is None or not getattr(iface, "ipv6", None):
+        return
+
+    def settled() -> bool:
+        return not any(a.origin == "static" and a.state == "tentative" for a in iface.ipv6)
+
+    host.runtime.wait_until(settled, timeout)
 
 
 def run_attached(control: str, module: str | None, argv: list[str],
@@ -104,15 +125,15 @@ def run_in_process(module: str | None, argv: list[str], command: str | None = No
                     return 2
                 sys.argv = list(argv)
                 sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-                runpy.run_path(script, run_name="__main__")
+                _run_script(script)
             status = 0
         except SystemExit as exc:
             status = _exit_status(exc.code)
-        except KeyboardInterrupt:
-            traceback.print_exc()
+        except KeyboardInterrupt as exc:
+            _uncaught(exc)
             status = 130
-        except BaseException:
-            traceback.print_exc()
+        except BaseException as exc:
+            _uncaught(exc)
             status = 1
         try:
             _join_program_threads()
@@ -123,6 +144,49 @@ def run_in_process(module: str | None, argv: list[str], command: str | None = No
         sys.argv = saved_argv
         sys.path[:] = saved_path
         restore_term()
+
+
+def _run_script(script: str) -> None:
+    """Run a script file as ``python SCRIPT`` does: module ``__main__`` with
+    an absolute ``__file__``, a source loader and the builtins module
+    (``runpy.run_path`` leaves ``__file__`` as given and ``__loader__`` None).
+    A directory or zip file with a ``__main__.py`` goes through runpy."""
+    path = os.path.abspath(script)
+    if not os.path.isfile(path) or zipfile.is_zipfile(path):
+        runpy.run_path(script, run_name="__main__")
+        return
+    with io.open_code(path) as f:
+        source = f.read()
+    code = compile(source, path, "exec", dont_inherit=True)
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__file__=path, __cached__=None, __spec__=None,
+                         __loader__=importlib.machinery.SourceFileLoader("__main__", path),
+                         __builtins__=builtins)
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = main
+    try:
+        exec(code, main.__dict__)
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+
+
+def _uncaught(exc: BaseException) -> None:
+    """What the interpreter does with an exception the program did not catch:
+    ``sys.excepthook`` (the program's, if it set one), with the traceback
+    starting at the program's own code, as ``python SCRIPT`` prints it (this
+    module's and runpy's frames left out)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename in _RUNNER_FILES:
+        tb = tb.tb_next
+    try:
+        sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+    except BaseException:
+        traceback.print_exc()
+
+
+#: Frames of the runner (this module and runpy) above the program's.
+_RUNNER_FILES = frozenset({__file__, runpy.__file__, "<frozen runpy>"})
 
 
 def _exit_status(code: Any) -> int:

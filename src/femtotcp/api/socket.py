@@ -659,6 +659,52 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
 StackSocket = socket
 
 
+def _after_fork_in_child() -> None:
+    """A forked child (``os.fork``, multiprocessing's fork) of a program whose
+    stack runs in-process: the stack stays with the parent, whose loop thread
+    did not come along. The child's new sockets are the kernel's (as an
+    exec'd child's are), and the stack sockets it inherited are ended here (a
+    pair end whose peer is gone: EOF, EPIPE, a listener's EINVAL) instead of
+    hanging, or taking the parent's connections and data. The child's copies
+    of the loop's pair ends are closed, so the parent's sockets see their
+    peers close as before the fork. (Attached programs keep their sockets
+    across fork: femtotcp serve + ``run --control``.)"""
+    from femtotcp.api import network as netmod
+    ended = 0
+    dead: dict[int, int] = {}
+    try:
+        for net in list(netmod._networks.values()):
+            if net.runtime.thread is None:       # never run by a loop thread
+                continue
+            for link in list(net.links):
+                owner = link.owner_ref()
+                p_fd = -1 if owner is None else _RealSocket.fileno(owner)
+                if owner is not None and p_fd != -1:
+                    kind = _RealSocket.getsockopt(owner, SOL_SOCKET, _std.SO_TYPE)
+                    if kind not in dead:
+                        a, b = _socket.socketpair(AF_UNIX, kind)
+                        b.close()
+                        dead[kind] = a.detach()
+                    os.dup2(dead[kind], p_fd, inheritable=False)
+                    ended += 1
+                if link.q is not None:
+                    link.q.close()
+            netmod.remove_default(net)
+            netmod.pop_scoped(net)
+    finally:
+        for fd in dead.values():
+            os.close(fd)
+    from femtotcp.api import patch as patchmod
+    patchmod.unpatch_forked_child()
+    if ended:
+        log.warning("forked child: its %d stack sockets are closed (the stack runs in the "
+                    "parent process) and its new sockets are the kernel's", ended)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _raise(err: int) -> int:
     raise _oserror(err)
 
