@@ -588,6 +588,12 @@ def mld_general_query(t: Target, src: str) -> Obs:
     return _mld_reports(t, src, query, 2.5)
 
 
+def mld_v1_general_query(t: Target, src: str) -> Obs:
+    """An MLDv1 general query (24 bytes, RFC 2710): an MLDv2 host answers it
+    with version 1 reports (RFC 3810 8.2.1: MLDv1 compatibility mode)."""
+    return _mld_reports(t, src, (1000).to_bytes(2, "big") + bytes(2) + bytes(16), 2.5)
+
+
 def icmp6_echo_nonzero_code(t: Target, src: str) -> Obs:
     return _icmp(t, src, packet(src, TARGET, ICMP6, icmp(src, TARGET, 128, 3,
                                                          b"\0\x77\0\x01abcdefgh")))
@@ -1495,6 +1501,9 @@ PROBES: dict[str, Callable[[Target, str], Obs]] = {
     and list(inspect.signature(fn).parameters) == ["t", "src"] and not name.endswith("_start")
 }
 PROBES.update((name, _segment_probe(*case)) for name, case in SEGMENTS.items())
+#: Probes that change a target for minutes (an MLDv1 query puts Linux in MLDv1
+#: compatibility mode, RFC 3810 8.2.1): run alone, after all the others.
+LAST = ("mld_v1_general_query",)
 TIMEOUT_PROBES = ("frag_missing_last", "frag_missing_first")
 
 
@@ -1515,6 +1524,8 @@ def environment() -> Any:
 def run_all(femto: Target, linux: Target,
             names: list[str] | None = None) -> dict[str, tuple[Obs, Obs]]:
     names = names or list(PROBES)
+    late = [n for n in names if n in LAST]
+    names = [n for n in names if n not in LAST]
     starts = {"frag_missing_last": (frag_missing_last_start, prober_ip(252)),
               "frag_missing_first": (frag_missing_first_start, prober_ip(253))}
     marks = {name: (fn(femto, src), fn(linux, src)) for name, (fn, src) in starts.items()}
@@ -1523,5 +1534,7 @@ def run_all(femto: Target, linux: Target,
         f_mark, l_mark = marks[name]
         results[name] = (frag_timeout_end(femto, src, f_mark),
                          frag_timeout_end(linux, src, l_mark))
+    for i, name in enumerate(late):
+        results[name] = probe.on_both(femto, linux, PROBES[name], prober_ip(240 + i))
     return results
 
