@@ -1158,6 +1158,20 @@ def udp_packet_too_big_then_echo(t: Target, src: str) -> Obs:
             "all_fit": all(len(p[IPv6]) <= 1280 for p in frags)}
 
 
+def udp_packet_too_big_not_ours(t: Target, src: str) -> Obs:
+    """A Packet Too Big (1280) quoting a datagram from a port nobody holds: the
+    path MTU stays (Linux's __udp6_lib_err finds no socket), the next 1400-byte
+    echo reply comes whole."""
+    assert isinstance(t, Target6)
+    fake = packet(TARGET, src, UDP_, udp(TARGET, src, 5000, bytes(1400), sport=4444))
+    t.send(t.frame(packet(src, TARGET, ICMP6, icmp(src, TARGET, 2, 0, (1280).to_bytes(4, "big")
+                                                   + fake[:1232]))))
+    time.sleep(0.2)
+    mark = t.send(t.frame(packet(src, TARGET, UDP_, udp(src, TARGET, 7, bytes(1400)))))
+    got = t.collect(to_prober(src), mark, 1.0)
+    return {"replies": len(got), "max_len": max((len(p[IPv6]) for p in got), default=0)}
+
+
 def udp_echo_behind_dst_options(t: Target, src: str) -> Obs:
     return _udp(t, src, packet(src, TARGET, DSTOPTS, opts_header(UDP_, b"")
                                + udp(src, TARGET, 7)))
