@@ -588,6 +588,12 @@ def mld_general_query(t: Target, src: str) -> Obs:
     return _mld_reports(t, src, query, 2.5)
 
 
+def mld_v1_general_query(t: Target, src: str) -> Obs:
+    """An MLDv1 general query (24 bytes, RFC 2710): an MLDv2 host answers it
+    with version 1 reports (RFC 3810 8.2.1: MLDv1 compatibility mode)."""
+    return _mld_reports(t, src, (1000).to_bytes(2, "big") + bytes(2) + bytes(16), 2.5)
+
+
 def icmp6_echo_nonzero_code(t: Target, src: str) -> Obs:
     return _icmp(t, src, packet(src, TARGET, ICMP6, icmp(src, TARGET, 128, 3,
                                                          b"\0\x77\0\x01abcdefgh")))
@@ -1152,6 +1158,20 @@ def udp_packet_too_big_then_echo(t: Target, src: str) -> Obs:
             "all_fit": all(len(p[IPv6]) <= 1280 for p in frags)}
 
 
+def udp_packet_too_big_not_ours(t: Target, src: str) -> Obs:
+    """A Packet Too Big (1280) quoting a datagram from a port nobody holds: the
+    path MTU stays (Linux's __udp6_lib_err finds no socket), the next 1400-byte
+    echo reply comes whole."""
+    assert isinstance(t, Target6)
+    fake = packet(TARGET, src, UDP_, udp(TARGET, src, 5000, bytes(1400), sport=4444))
+    t.send(t.frame(packet(src, TARGET, ICMP6, icmp(src, TARGET, 2, 0, (1280).to_bytes(4, "big")
+                                                   + fake[:1232]))))
+    time.sleep(0.2)
+    mark = t.send(t.frame(packet(src, TARGET, UDP_, udp(src, TARGET, 7, bytes(1400)))))
+    got = t.collect(to_prober(src), mark, 1.0)
+    return {"replies": len(got), "max_len": max((len(p[IPv6]) for p in got), default=0)}
+
+
 def udp_echo_behind_dst_options(t: Target, src: str) -> Obs:
     return _udp(t, src, packet(src, TARGET, DSTOPTS, opts_header(UDP_, b"")
                                + udp(src, TARGET, 7)))
@@ -1495,6 +1515,9 @@ PROBES: dict[str, Callable[[Target, str], Obs]] = {
     and list(inspect.signature(fn).parameters) == ["t", "src"] and not name.endswith("_start")
 }
 PROBES.update((name, _segment_probe(*case)) for name, case in SEGMENTS.items())
+#: Probes that change a target for minutes (an MLDv1 query puts Linux in MLDv1
+#: compatibility mode, RFC 3810 8.2.1): run alone, after all the others.
+LAST = ("mld_v1_general_query",)
 TIMEOUT_PROBES = ("frag_missing_last", "frag_missing_first")
 
 
@@ -1515,6 +1538,8 @@ def environment() -> Any:
 def run_all(femto: Target, linux: Target,
             names: list[str] | None = None) -> dict[str, tuple[Obs, Obs]]:
     names = names or list(PROBES)
+    late = [n for n in names if n in LAST]
+    names = [n for n in names if n not in LAST]
     starts = {"frag_missing_last": (frag_missing_last_start, prober_ip(252)),
               "frag_missing_first": (frag_missing_first_start, prober_ip(253))}
     marks = {name: (fn(femto, src), fn(linux, src)) for name, (fn, src) in starts.items()}
@@ -1523,5 +1548,7 @@ def run_all(femto: Target, linux: Target,
         f_mark, l_mark = marks[name]
         results[name] = (frag_timeout_end(femto, src, f_mark),
                          frag_timeout_end(linux, src, l_mark))
+    for i, name in enumerate(late):
+        results[name] = probe.on_both(femto, linux, PROBES[name], prober_ip(240 + i))
     return results
 

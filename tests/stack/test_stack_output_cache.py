@@ -255,9 +255,14 @@ def test_ipv6_new_mac_and_packet_too_big_take_effect_at_once() -> None:
     dev.frames.clear()
     send(stack, PEER6, 1400)
     assert sent6(dev)[0][0].dst == MAC_B
-    # Packet Too Big for a 1400-byte datagram: the next one is fragmented.
-    invoking = dev.frames[0][14:]
-    ptb = icmp6.build_packet_too_big(PEER6, OUR6, 1280, invoking)
+    # Packet Too Big for a 1400-byte datagram: the next one is fragmented. The
+    # quoted datagram must be from a bound port (a UDP endpoint's), or ICMPv6
+    # leaves the path MTU alone (nobody here sent it).
+    assert stack.udp is not None
+    port = stack.udp.open(bytes(16), 0).local[1]
+    invoking = bytearray(dev.frames[0][14:])
+    invoking[40:42] = port.to_bytes(2, "big")
+    ptb = icmp6.build_packet_too_big(PEER6, OUR6, 1280, bytes(invoking))
     stack.receive(stack.interfaces[0], ethernet.build(OUR_MAC, MAC_B, ethernet.ETH_IPV6,
                                                       _ipv6(PEER6, OUR6, ptb)))
     assert PEER6 not in stack.destinations

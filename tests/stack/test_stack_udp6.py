@@ -214,3 +214,29 @@ def test_a_dual_stack_wildcard_endpoint_takes_ipv4_unless_v6only() -> None:
     assert exc.value.errno == errno.EADDRINUSE
     u.open(ANY6, 7103, v6only=True)
     u.open(v4_b, 7103)
+
+
+def test_packet_too_big_about_no_endpoint_leaves_the_path_mtu() -> None:
+    """A Packet Too Big quoting a datagram from a port no endpoint holds changes
+    nothing (Linux's __udp6_lib_err finds no socket): a forged one cannot shrink
+    the path MTU; about a bound (even unconnected) endpoint's datagram it does."""
+    lan = lan6()
+    a = lan.stacks[0]
+    far = ip_bytes("2001:db8::77")
+    router = ip_bytes("2001:db8::fe")
+    sniffer = lan.sniffer("peer")
+    ep = udp_of(a).open(ANY6, 0)
+
+    def ptb(sport: int, mtu: int) -> None:
+        quoted = ipv6.build(g6(0), far, ipv6.PROTO_UDP, udp.build(g6(0), far, sport, 53, b"q"))
+        msg = icmp6.build_error(router, g6(0), icmp6.PACKET_TOO_BIG, 0, quoted, mtu)
+        sniffer.inject(frame6(router, g6(0), ipv6.PROTO_ICMP6, msg))
+        lan.run(0.1)
+
+    free = 1 if ep.local[1] != 1 else 2
+    ptb(free, 1300)
+    assert a.ipv6 is not None and far not in a.ipv6.pmtu
+    assert a.counters["udp.icmp_error_no_port"] == 1
+    assert a.counters["icmp6.too_big_not_ours"] == 1
+    ptb(ep.local[1], 1300)
+    assert a.ipv6.pmtu[far][0] == 1300

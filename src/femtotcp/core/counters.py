@@ -261,7 +261,7 @@ declare(DROP, """
     udp.truncated udp.zero_checksum_ipv6
 """)
 declare(EVENT, """
-    udp.icmp_error_soft udp.icmp_error_unconnected udp.rx udp.tx
+    udp.icmp_error_soft udp.icmp_error_unconnected udp.icmp_error_no_port udp.rx udp.tx
 """)
 declare(EVENT, """
     icmp6.error_no_transport icmp6.too_big_not_ours udp.no_port6 ipv6.tx_tso

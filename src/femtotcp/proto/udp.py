@@ -626,26 +626,32 @@ class Udp:
             self.stack.counters["udp.icmp_error_soft"] += 1
 
     def on_ip6_error(self, src: bytes, dst: bytes, inner: memoryview, err: int,
-                     icmp_type: int, icmp_code: int, mtu: int) -> None:
+                     icmp_type: int, icmp_code: int, mtu: int) -> bool:
         """An ICMPv6 error about a datagram we sent, as Linux's __udp6_lib_err
         without IPV6_RECVERR: to a connected endpoint only, and only the fatal
         ones (icmpv6_err_convert: port unreachable, administratively
         prohibited, policy, reject route, parameter problem) and Packet Too Big
-        (EMSGSIZE: Linux's default IPV6_MTU_DISCOVER makes it hard; the path
-        MTU is already lowered)."""
+        (EMSGSIZE: Linux's default IPV6_MTU_DISCOVER makes it hard; ICMPv6
+        lowers the path MTU after this). False when no endpoint holds the
+        source port: nobody here sent it (``IpErrorHandler``; a forged Packet
+        Too Big then leaves the path MTU, as Linux finds no socket)."""
         if len(inner) < 4:
-            return
+            return False
         sport = int.from_bytes(inner[0:2], "big")
         dport = int.from_bytes(inner[2:4], "big")
-        ep = self._connected_member(
-            self.endpoints.get((src, sport)) or self.endpoints.get((ANY6, sport)), dst, dport)
+        bound = self.endpoints.get((src, sport)) or self.endpoints.get((ANY6, sport))
+        if bound is None:
+            self.stack.counters["udp.icmp_error_no_port"] += 1
+            return False
+        ep = self._connected_member(bound, dst, dport)
         if ep is None or ep.remote != (dst, dport):
             self.stack.counters["udp.icmp_error_unconnected"] += 1
-            return
+            return True
         if icmp6.err_convert(icmp_type, icmp_code)[1] or icmp_type == icmp6.PACKET_TOO_BIG:
             ep.set_error(err)
         else:
             self.stack.counters["udp.icmp_error_soft"] += 1
+        return True
 
 
 def install(stack: Stack) -> Udp:
