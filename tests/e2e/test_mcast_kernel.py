@@ -244,3 +244,66 @@ def test_attached_program_killed_frees_its_group(ns: Netns) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+
+
+PROGRAM6 = """
+import socket, struct, sys
+IP6 = socket.IPPROTO_IPV6
+r = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+r.bind(("::", 5800))
+r.setsockopt(IP6, socket.IPV6_JOIN_GROUP,
+             socket.inet_pton(socket.AF_INET6, "ff15::7:7") + struct.pack("@i", 0))
+print("joined", flush=True)
+print(r.recv(100).decode(), flush=True)
+t = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+t.sendto(b"from-attached6", ("ff15::8:8", 5801))
+print("sent", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_attached_ipv6_groups_both_ways(ns: Netns) -> None:
+    """An attached program (``femtotcp run --control``; its sockets in serve)
+    joins an IPv6 group on the route's interface and receives what the
+    kernel sends there, and sends to a group a kernel socket joined."""
+    from test_attached import line
+    from test_serve_ctl import start_serve
+    enable_ipv6(ns)
+    folder = tempfile.mkdtemp(prefix="ftmc6")
+    control = os.path.join(folder, "ctl.sock")
+    serve, _ = start_serve(ns, control, "--ipv6", f"{STACK6}/64")
+    prog_path = os.path.join(folder, "prog6.py")
+    Path(prog_path).write_text(PROGRAM6)
+    proc = None
+    try:
+        ns.ip("-6", "addr", "add", f"{KERNEL6}/64", "dev", TAP, "nodad")
+        kindex = int(ns.run("cat", f"/sys/class/net/{TAP}/ifindex").stdout)
+        with entered(ns):
+            k6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            k6.setsockopt(IP6, socket.IPV6_MULTICAST_IF, kindex)
+            k6.bind(("::", 5801))
+            k6.setsockopt(IP6, socket.IPV6_JOIN_GROUP, mreq6("ff15::8:8", kindex))
+        k6.settimeout(10)
+        deadline = time.monotonic() + 10           # serve's DAD on its address first
+        while time.monotonic() < deadline and not any(
+                a["address"] == STACK6 and a["state"] == "preferred"
+                for a in _ctl(control, "addr")["interfaces"][0]["ipv6"]):
+            time.sleep(0.2)
+        proc = ns.popen(sys.executable, "-m", "femtotcp", "run", "--control", control,
+                        prog_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True)
+        assert line(proc) == "joined"
+        groups = [g["address"] for g in _ctl(control, "addr")["interfaces"][0]["groups"]]
+        assert "ff15::7:7" in groups
+        k6.sendto(b"to-attached6", ("ff15::7:7", 5800))
+        assert line(proc) == "to-attached6"
+        assert line(proc) == "sent", proc.communicate(timeout=5)
+        data, src = k6.recvfrom(2048)
+        assert data == b"from-attached6" and src[0] == STACK6
+        k6.close()
+    finally:
+        if proc is not None:
+            stop_process(proc)
+        stop_process(serve)
+        import shutil
+        shutil.rmtree(folder, ignore_errors=True)
