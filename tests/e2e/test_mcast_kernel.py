@@ -15,6 +15,7 @@ test's own (192.0.2.0/24, 2001:db8::/32, groups in 239/8 and ff15::/16):
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -240,7 +241,6 @@ def test_attached_program_killed_frees_its_group(ns: Netns) -> None:
         for p in procs:
             stop_process(p)
         stop_process(serve)
-        import shutil
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -255,6 +255,7 @@ r.setsockopt(IP6, socket.IPV6_JOIN_GROUP,
              socket.inet_pton(socket.AF_INET6, "ff15::7:7") + struct.pack("@i", 0))
 print("joined", flush=True)
 print(r.recv(100).decode(), flush=True)
+sys.stdin.readline()          # (one line out per line in: no two lines in the pipe at once)
 t = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 t.sendto(b"from-attached6", ("ff15::8:8", 5801))
 print("sent", flush=True)
@@ -297,7 +298,10 @@ def test_attached_ipv6_groups_both_ways(ns: Netns) -> None:
         assert "ff15::7:7" in groups
         k6.sendto(b"to-attached6", ("ff15::7:7", 5800))
         assert line(proc) == "to-attached6"
-        assert line(proc) == "sent", proc.communicate(timeout=5)
+        assert proc.stdin is not None
+        proc.stdin.write("send\n")
+        proc.stdin.flush()
+        assert line(proc) == "sent"
         data, src = k6.recvfrom(2048)
         assert data == b"from-attached6" and src[0] == STACK6
         k6.close()
@@ -305,5 +309,4 @@ def test_attached_ipv6_groups_both_ways(ns: Netns) -> None:
         if proc is not None:
             stop_process(proc)
         stop_process(serve)
-        import shutil
         shutil.rmtree(folder, ignore_errors=True)
