@@ -1,7 +1,8 @@
 """Multicast groups against the Linux kernel over TAP, in a namespace of the
 test's own (192.0.2.0/24, 2001:db8::/32, groups in 239/8 and ff15::/16):
 
-- in-process: stack sockets join 239.5.5.5 and ff15::5:5 and receive what
+- in-process: stack sockets join 239.5.5.5 (and 239.5.5.6 from one source)
+  and ff15::5:5 and receive what
   kernel sockets send there; kernel sockets joined on the TAP receive what
   stack sockets send to 239.6.6.6 and ff15::6:6; a scapy IGMPv3 General Query
   is answered; tshark decodes every IGMPv3 and MLDv2 report the stack sent
@@ -9,7 +10,9 @@ test's own (192.0.2.0/24, 2001:db8::/32, groups in 239/8 and ff15::/16):
 - attached: a ``femtotcp run --control`` program joins a group through
   ``femtotcp serve`` and is killed with SIGKILL; serve frees its socket and
   its group with it (``ctl addr`` shows no member, the kernel sees the
-  IGMPv3 leave), and another program joins again.
+  IGMPv3 leave), and another program joins again; an attached program joins
+  an IPv6 group and receives the kernel's datagram there, and sends to a
+  group a kernel socket joined.
 """
 
 from __future__ import annotations
