@@ -255,6 +255,8 @@ def main() -> None:
         "dual_not_joined": receiver(socket.AF_INET6, "::", 5408),
         "joined6": receiver(socket.AF_INET6, "::", 5410,
                             (IP6, socket.IPV6_JOIN_GROUP, mreq6("ff15::1:1"))),
+        "all6": receiver(socket.AF_INET6, "::", 5410),
+        "not_all6": receiver(socket.AF_INET6, "::", 5410, (IP6, IPV6_MULTICAST_ALL, 0)),
         "left6": receiver(socket.AF_INET6, "::", 5411,
                           (IP6, socket.IPV6_JOIN_GROUP, mreq6("ff15::1:2")),
                           (IP6, socket.IPV6_LEAVE_GROUP, mreq6("ff15::1:2"))),

@@ -93,6 +93,7 @@ def test_memberships_as_on_linux_in_process_and_attached() -> None:
     # An AF_INET6 socket takes IPv4 groups it joined, and no others: its
     # IP_MULTICAST_ALL is 0 (Linux sets it on AF_INET sockets only).
     assert linux["rx.dual_joined"] == ["src5408"] and linux["rx.dual_not_joined"] == []
+    assert linux["rx.all6"] == ["six"] and linux["rx.not_all6"] == []
     assert linux_sent == [b"loop-on", b"loop-off"]
     for name, ours, sent in (("in-process", inproc, inproc_sent),
                              ("attached", attached, attached_sent)):
