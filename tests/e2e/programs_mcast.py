@@ -261,6 +261,8 @@ def main() -> None:
                           (IP6, socket.IPV6_JOIN_GROUP, mreq6("ff15::1:2")),
                           (IP6, socket.IPV6_LEAVE_GROUP, mreq6("ff15::1:2"))),
     }
+    rx["connected_elsewhere"] = receiver(socket.AF_INET, "", 5400, join)
+    rx["connected_elsewhere"].connect(("192.0.2.99", 9))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
         tx.setsockopt(IP, socket.IP_MULTICAST_IF, socket.inet_aton(HOST))
         tx.sendto(b"loop-on", ("239.1.1.3", 5402))

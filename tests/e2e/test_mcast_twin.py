@@ -94,6 +94,7 @@ def test_memberships_as_on_linux_in_process_and_attached() -> None:
     # IP_MULTICAST_ALL is 0 (Linux sets it on AF_INET sockets only).
     assert linux["rx.dual_joined"] == ["src5408"] and linux["rx.dual_not_joined"] == []
     assert linux["rx.all6"] == ["six"] and linux["rx.not_all6"] == []
+    assert linux["rx.connected_elsewhere"] == []
     assert linux_sent == [b"loop-on", b"loop-off"]
     for name, ours, sent in (("in-process", inproc, inproc_sent),
                              ("attached", attached, attached_sent)):
