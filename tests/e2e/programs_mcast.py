@@ -250,12 +250,19 @@ def main() -> None:
         "blocked_other": receiver(socket.AF_INET, "", 5406,
                                   (IP, socket.IP_ADD_MEMBERSHIP, mreq("239.1.1.7", HOST)),
                                   (IP, BLOCK, msrc("239.1.1.7", "192.0.2.99"))),
+        "dual_joined": receiver(socket.AF_INET6, "::", 5408,
+                                (IP, socket.IP_ADD_MEMBERSHIP, mreq("239.1.1.10", HOST))),
+        "dual_not_joined": receiver(socket.AF_INET6, "::", 5408),
         "joined6": receiver(socket.AF_INET6, "::", 5410,
                             (IP6, socket.IPV6_JOIN_GROUP, mreq6("ff15::1:1"))),
+        "all6": receiver(socket.AF_INET6, "::", 5410),
+        "not_all6": receiver(socket.AF_INET6, "::", 5410, (IP6, IPV6_MULTICAST_ALL, 0)),
         "left6": receiver(socket.AF_INET6, "::", 5411,
                           (IP6, socket.IPV6_JOIN_GROUP, mreq6("ff15::1:2")),
                           (IP6, socket.IPV6_LEAVE_GROUP, mreq6("ff15::1:2"))),
     }
+    rx["connected_elsewhere"] = receiver(socket.AF_INET, "", 5400, join)
+    rx["connected_elsewhere"].connect(("192.0.2.99", 9))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
         tx.setsockopt(IP, socket.IP_MULTICAST_IF, socket.inet_aton(HOST))
         tx.sendto(b"loop-on", ("239.1.1.3", 5402))

@@ -1,7 +1,8 @@
 """Multicast groups against the Linux kernel over TAP, in a namespace of the
 test's own (192.0.2.0/24, 2001:db8::/32, groups in 239/8 and ff15::/16):
 
-- in-process: stack sockets join 239.5.5.5 and ff15::5:5 and receive what
+- in-process: stack sockets join 239.5.5.5 (and 239.5.5.6 from one source)
+  and ff15::5:5 and receive what
   kernel sockets send there; kernel sockets joined on the TAP receive what
   stack sockets send to 239.6.6.6 and ff15::6:6; a scapy IGMPv3 General Query
   is answered; tshark decodes every IGMPv3 and MLDv2 report the stack sent
@@ -9,12 +10,15 @@ test's own (192.0.2.0/24, 2001:db8::/32, groups in 239/8 and ff15::/16):
 - attached: a ``femtotcp run --control`` program joins a group through
   ``femtotcp serve`` and is killed with SIGKILL; serve frees its socket and
   its group with it (``ctl addr`` shows no member, the kernel sees the
-  IGMPv3 leave), and another program joins again.
+  IGMPv3 leave), and another program joins again; an attached program joins
+  an IPv6 group and receives the kernel's datagram there, and sends to a
+  group a kernel socket joined.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -240,7 +244,72 @@ def test_attached_program_killed_frees_its_group(ns: Netns) -> None:
         for p in procs:
             stop_process(p)
         stop_process(serve)
-        import shutil
         shutil.rmtree(folder, ignore_errors=True)
 
 
+
+
+PROGRAM6 = """
+import socket, struct, sys
+IP6 = socket.IPPROTO_IPV6
+r = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+r.bind(("::", 5800))
+r.setsockopt(IP6, socket.IPV6_JOIN_GROUP,
+             socket.inet_pton(socket.AF_INET6, "ff15::7:7") + struct.pack("@i", 0))
+print("joined", flush=True)
+print(r.recv(100).decode(), flush=True)
+sys.stdin.readline()          # (one line out per line in: no two lines in the pipe at once)
+t = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+t.sendto(b"from-attached6", ("ff15::8:8", 5801))
+print("sent", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_attached_ipv6_groups_both_ways(ns: Netns) -> None:
+    """An attached program (``femtotcp run --control``; its sockets in serve)
+    joins an IPv6 group on the route's interface and receives what the
+    kernel sends there, and sends to a group a kernel socket joined."""
+    from test_attached import line
+    from test_serve_ctl import start_serve
+    enable_ipv6(ns)
+    folder = tempfile.mkdtemp(prefix="ftmc6")
+    control = os.path.join(folder, "ctl.sock")
+    serve, _ = start_serve(ns, control, "--ipv6", f"{STACK6}/64")
+    prog_path = os.path.join(folder, "prog6.py")
+    Path(prog_path).write_text(PROGRAM6)
+    proc = None
+    try:
+        ns.ip("-6", "addr", "add", f"{KERNEL6}/64", "dev", TAP, "nodad")
+        kindex = int(ns.run("cat", f"/sys/class/net/{TAP}/ifindex").stdout)
+        with entered(ns):
+            k6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            k6.setsockopt(IP6, socket.IPV6_MULTICAST_IF, kindex)
+            k6.bind(("::", 5801))
+            k6.setsockopt(IP6, socket.IPV6_JOIN_GROUP, mreq6("ff15::8:8", kindex))
+        k6.settimeout(10)
+        deadline = time.monotonic() + 10           # serve's DAD on its address first
+        while time.monotonic() < deadline and not any(
+                a["address"] == STACK6 and a["state"] == "preferred"
+                for a in _ctl(control, "addr")["interfaces"][0]["ipv6"]):
+            time.sleep(0.2)
+        proc = ns.popen(sys.executable, "-m", "femtotcp", "run", "--control", control,
+                        prog_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True)
+        assert line(proc) == "joined"
+        groups = [g["address"] for g in _ctl(control, "addr")["interfaces"][0]["groups"]]
+        assert "ff15::7:7" in groups
+        k6.sendto(b"to-attached6", ("ff15::7:7", 5800))
+        assert line(proc) == "to-attached6"
+        assert proc.stdin is not None
+        proc.stdin.write("send\n")
+        proc.stdin.flush()
+        assert line(proc) == "sent"
+        data, src = k6.recvfrom(2048)
+        assert data == b"from-attached6" and src[0] == STACK6
+        k6.close()
+    finally:
+        if proc is not None:
+            stop_process(proc)
+        stop_process(serve)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -13,7 +13,8 @@ joined the peer as its source and one that joined another source (the
 interface's filter drops the peer's datagram), one that blocked the peer
 and one that blocked another source. The battery covers the source options'
 errors too (IP_ADD/DROP_SOURCE_MEMBERSHIP, IP_BLOCK/UNBLOCK_SOURCE,
-MCAST_*_SOURCE*, the 10-source limit)."""
+MCAST_*_SOURCE*, the 10-source limit). AF_INET6 sockets that did and did
+not join an IPv4 group (their IP_MULTICAST_ALL is 0)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def _drive(t: twin.Twin) -> tuple[dict[str, Any], list[bytes]]:
         tx.sendto(b"one", ("239.1.1.1", 5400))
         tx.sendto(b"two", ("239.1.1.2", 5401))
         for port, group in ((5403, "239.1.1.4"), (5404, "239.1.1.5"), (5405, "239.1.1.6"),
-                            (5406, "239.1.1.7")):
+                            (5406, "239.1.1.7"), (5408, "239.1.1.10")):
             tx.sendto(f"src{port}".encode(), (group, port))
         tx6.sendto(b"six", ("ff15::1:1", 5410))
         tx6.sendto(b"gone6", ("ff15::1:2", 5411))
@@ -89,6 +90,11 @@ def test_memberships_as_on_linux_in_process_and_attached() -> None:
     assert linux["rx.source_peer"] == ["src5403"] and linux["rx.source_other"] == []
     assert linux["rx.blocked"] == [] and linux["rx.blocked_other"] == ["src5406"]
     assert linux["udp4.ssm.limit"] == [10, "E105"]
+    # An AF_INET6 socket takes IPv4 groups it joined, and no others: its
+    # IP_MULTICAST_ALL is 0 (Linux sets it on AF_INET sockets only).
+    assert linux["rx.dual_joined"] == ["src5408"] and linux["rx.dual_not_joined"] == []
+    assert linux["rx.all6"] == ["six"] and linux["rx.not_all6"] == []
+    assert linux["rx.connected_elsewhere"] == []
     assert linux_sent == [b"loop-on", b"loop-off"]
     for name, ours, sent in (("in-process", inproc, inproc_sent),
                              ("attached", attached, attached_sent)):

@@ -58,6 +58,7 @@ from femtotcp.api.sock_ping import _PingLink
 from femtotcp.api.sock_tcp import TcpMode, _TcpLink
 from femtotcp.api.sock_udp import _DgramLink, _UdpLink
 from femtotcp.control.protocol import ControlError
+from femtotcp.stack.mcast import Memberships
 from femtotcp.wire import ip_bytes, ip_str
 
 log = logging.getLogger("femtotcp.control.sockets")
@@ -703,6 +704,10 @@ class SocketService:
             link = (_UdpLink if what == "udp" else _PingLink)(self.net, q, _OWNER)  # type: ignore[arg-type]
             link.detached = True
         link.v6 = int(family) == AF_INET6
+        if isinstance(link, _DgramLink):
+            # Made with the link before its family was known here: its
+            # defaults (IP_MULTICAST_ALL) follow the family.
+            link.mcast = Memberships(link.v6)
         self._publish(link, int(sid))
         return link
 
