@@ -94,7 +94,8 @@ def test_template_frames_are_the_general_paths(scapy: ModuleType) -> None:
 
 @settings(max_examples=300)
 @given(data=st.binary(max_size=1472), ident=st.integers(0, 0xFFFF),
-       ttl=st.integers(1, 255), tos=st.integers(0, 255), sport=st.integers(1, 65535),
+       ttl=st.integers(1, 255), tos=st.integers(0, 255),
+       sport=st.integers(1, 65535).filter(lambda p: p != 5000),   # (setup holds 5000)
        dport=st.integers(1, 65535))
 def test_template_checksums_match_the_wire_builders(data: bytes, ident: int, ttl: int,
                                                     tos: int, sport: int, dport: int) -> None:
