@@ -576,3 +576,49 @@ def test_serve_services_answer_both_families(ns: Netns, tmp_path: Path) -> None:
             assert out == f"over tcp|over udp|{host}"
     finally:
         stop_process(proc)
+
+
+def test_mldv1_querier_on_a_linux_bridge(ns: Netns, require_program: Callable[[str], str],
+                                         tmp_path: Path) -> None:
+    """A Linux bridge as an MLDv1 querier (``mcast_mld_version 1``): serve's
+    stack answers its queries with MLDv1 Reports (RFC 3810 8.2.1) and no
+    MLDv2 report after them, and the bridge's snooping learns our group."""
+    require_program("tshark")
+    from netns import stop_process
+    from test_serve_ctl import TAP
+
+    enable_ipv6(ns)
+    ns.ip("link", "add", "br0", "type", "bridge", "mcast_snooping", "1", "mcast_querier",
+          "1", "mcast_mld_version", "1", "mcast_startup_query_interval", "100",
+          "mcast_query_interval", "200", "mcast_query_response_interval", "100")
+    ns.ip("link", "set", "br0", "up")
+    proc = _serve(ns, str(tmp_path / "ctl.sock"), "--ipv6", "2001:db8:1::2/64")
+    pcap = tmp_path / "mld1.pcap"
+    try:
+        ns.ip("link", "set", TAP, "master", "br0")
+        ns.ip("link", "set", TAP, "up")
+        ns.run("tshark", "-i", "br0", "-f", "ip6", "-a", "duration:8", "-w", str(pcap),
+               timeout=60)
+        groups = ns.run("bridge", "mdb", "show").stdout
+    finally:
+        stop_process(proc)
+    rows = subprocess.run(["tshark", "-r", str(pcap), "-Y", "icmpv6.type >= 130 && "
+                           "icmpv6.type <= 143", "-T", "fields", "-e", "frame.time_relative",
+                           "-e", "ipv6.src", "-e", "icmpv6.type",
+                           "-e", "icmpv6.mld.multicast_address"],
+                          capture_output=True, text=True, timeout=60).stdout
+    seen = [(float(t), src, kind, group) for t, src, kind, group in
+            (line.split("\t") for line in rows.splitlines() if line.strip())]
+    queries = [t for t, src, kind, _ in seen if kind == "130" and src.startswith("fe80:")]
+    assert queries, rows
+    solicited = "ff02::1:ff00:2"          # of 2001:db8:1::2
+    reports = [(t, src) for t, src, kind, group in seen
+               if kind == "131" and group == solicited and t > queries[0]]
+    assert reports, rows
+    ours = reports[0][1]
+    assert not [t for t, src, kind, _ in seen if kind == "143" and src == ours
+                and t > queries[0]], rows
+    assert f"port {TAP} grp {solicited}" in groups, groups
+    malformed = subprocess.run(["tshark", "-r", str(pcap), "-Y", "_ws.malformed"],
+                               capture_output=True, text=True, timeout=60)
+    assert malformed.stdout.strip() == ""

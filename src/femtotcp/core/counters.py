@@ -314,6 +314,7 @@ declare(EVENT, """
     ipv6.rx ipv6.tx ipv6.tx_loopback ipv6.tx_fragments ipv6.rh0_ignored
     ipv6.atomic_fragment ipv6.reassembled ipv6.address_expired ipv6.pmtu_lowered
     icmp6.rx icmp6.echo_replied icmp6.error_received mld.tx_report mld.query
+    mld.v1_query mld.tx_v1_report mld.tx_v1_done mld.v1_report_suppressed mld.report_heard
     ndp.tx_ns ndp.tx_na ndp.tx_dad ndp.tx_rs ndp.rx_ns ndp.rx_na ndp.rx_ra
     ndp.rx_redirect ndp.dad_looped ndp.dad_defended ndp.na_not_override
     ndp.router_expired ndp.slaac_address ndp.redirect_accepted ndp.temporary_address

@@ -31,6 +31,7 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from femtotcp.core import rand
 from femtotcp.stack.device import OffloadPath
 from femtotcp.stack.interface import Ipv6Address
 from femtotcp.stack.ndp import Ndp
@@ -46,6 +47,7 @@ except ImportError:               # pragma: no cover - a Python built without it
     from hashlib import blake2s
 
 if TYPE_CHECKING:
+    from femtotcp.core.timers import Timer
     from femtotcp.stack.interface import Interface
     from femtotcp.stack.ipv4 import FastHandler
     from femtotcp.stack.stack import IpErrorHandler, Stack
@@ -66,6 +68,12 @@ _DIRECT = frozenset({wire.PROTO_TCP, wire.PROTO_UDP, wire.PROTO_ICMP6})
 _NDP_TYPES = frozenset({133, 134, 135, 136, 137})
 _MLD_TYPES = frozenset({130, 131, 132, 143})
 MLD_UNSOLICITED_INTERVAL = 1.0   # RFC 3810 9.11 (Linux mldv2_unsolicited_report_interval)
+#: MLDv1's Unsolicited Report Interval (RFC 2710 7.10; Linux
+#: mldv1_unsolicited_report_interval): a join's second report comes within it.
+MLD_V1_UNSOLICITED_INTERVAL = 10.0
+#: Older Version Querier Present Timeout (RFC 3810 9.12): Robustness Variable
+#: (2) x Query Interval (125 s) + Query Response Interval (10 s), as Linux.
+MLD_OLDER_QUERIER_TIMEOUT = 2 * 125.0 + 10.0
 IDGEN_RETRIES = 3        # RFC 7217 6: stable-privacy addresses tried after a DAD conflict
 #: What the fast path reads of an Ethernet + IPv6 header, in one call: MACs,
 #: ethertype, version/traffic class/flow label, payload length, next header,
@@ -94,6 +102,13 @@ class Ipv6:
         self.error_handlers: dict[int, IpErrorHandler] = {}
         #: Groups joined per interface, with a use count (all-nodes, solicited-node).
         self.groups: dict[Interface, dict[bytes, int]] = {}
+        #: MLDv1 compatibility (RFC 3810 8.2.1): until when each interface
+        #: heard an MLDv1 querier; its pending v1 reports per group (a query's
+        #: answer or a join's repeat), and the groups whose last report on the
+        #: link was ours (they get a Done when left, RFC 2710 4).
+        self.mld_v1_until: dict[Interface, float] = {}
+        self._mld_v1_timers: dict[tuple[Interface, bytes], Timer] = {}
+        self._mld_last_reporter: set[tuple[Interface, bytes]] = set()
         #: Learned path MTUs: destination -> (MTU, expiry).
         self.pmtu: dict[bytes, tuple[int, float]] = {}
         #: The link MTU an RA gave (RFC 4861 6.3.4), per interface.
@@ -373,23 +388,98 @@ class Ipv6:
 
     def report_state_change(self, iface: Interface, groups: list[bytes], kind: int) -> None:
         """RFC 3810 6.1: a state-change report, sent Robustness Variable (2)
-        times, ``MLD_UNSOLICITED_INTERVAL`` apart (Linux: 1 s)."""
+        times, ``MLD_UNSOLICITED_INTERVAL`` apart (Linux: 1 s). With an MLDv1
+        querier on the link, MLDv1's messages instead (``_v1_state_change``)."""
+        if self.mld_v1(iface):
+            self._v1_state_change(iface, groups, kind == mld.CHANGE_TO_EXCLUDE)
+            return
         self.report(iface, groups, kind)
-        self.stack.timers.call_later(MLD_UNSOLICITED_INTERVAL,
-                                     lambda: self.report(iface, groups, kind))
+
+        def again() -> None:
+            if not self.mld_v1(iface):   # (an MLDv1 querier since: RFC 3810 8.2.1)
+                self.report(iface, groups, kind)
+
+        self.stack.timers.call_later(MLD_UNSOLICITED_INTERVAL, again)
 
     def report(self, iface: Interface, groups: list[bytes], kind: int) -> None:
         """An MLDv2 report (RFC 3810 5.2) so snooping switches pass our groups'
         traffic; from the link-local address, or :: before it is usable."""
+        groups = [g for g in groups if _reportable(g)]
         if iface.raw_ip or not groups:
             return
-        src = next((a.addr for a in iface.ipv6 if a.usable and wire.is_link_local(a.addr)),
-                   wire.UNSPECIFIED)
+        src = self._mld_source(iface)
         records = [mld.AddressRecord(kind, g, (), b"") for g in groups]
         packet = mld.build_v2_report_packet(src, records)
         self.stack.counters["mld.tx_report"] += 1
         self.stack.send_frame(iface, wire.multicast_mac(wire.ALL_MLDV2_ROUTERS),
                               ethernet.ETH_IPV6, packet)
+
+    def _mld_source(self, iface: Interface) -> bytes:
+        return next((a.addr for a in iface.ipv6 if a.usable and wire.is_link_local(a.addr)),
+                    wire.UNSPECIFIED)
+
+    # -- MLDv1 compatibility (RFC 3810 8.2.1, RFC 2710) ----------------------------------
+    def mld_v1(self, iface: Interface) -> bool:
+        """Whether ``iface`` is in MLDv1 compatibility mode: an MLDv1 query was
+        heard there within ``MLD_OLDER_QUERIER_TIMEOUT``."""
+        until = self.mld_v1_until.get(iface)
+        if until is None:
+            return False
+        if until > self.stack.now:
+            return True
+        del self.mld_v1_until[iface]
+        return False
+
+    def _v1_state_change(self, iface: Interface, groups: list[bytes], joined: bool) -> None:
+        """MLDv1's join (a Report at once, another within the Unsolicited
+        Report Interval) or leave (a Done to all-routers when our report was
+        the last one heard: RFC 2710 4)."""
+        for group in groups:
+            if not _reportable(group):
+                continue
+            key = (iface, group)
+            if joined:
+                self._v1_send(iface, group, mld.V1_REPORT)
+                self._v1_schedule(iface, group, rand.randbelow(
+                    int(MLD_V1_UNSOLICITED_INTERVAL * 1000) + 1) / 1000)
+                continue
+            timer = self._mld_v1_timers.pop(key, None)
+            if timer is not None:
+                timer.cancel()
+            if key in self._mld_last_reporter:
+                self._mld_last_reporter.discard(key)
+                self._v1_send(iface, group, mld.V1_DONE)
+
+    def _v1_schedule(self, iface: Interface, group: bytes, delay: float) -> None:
+        """A v1 Report for ``group`` after ``delay``, unless one is due sooner."""
+        key = (iface, group)
+        timers = self.stack.timers
+        pending = self._mld_v1_timers.get(key)
+        if pending is not None:
+            if pending.when <= timers.now + delay:
+                return
+            pending.cancel()
+        self._mld_v1_timers[key] = timers.call_later(
+            delay, lambda: self._v1_due(iface, group))
+
+    def _v1_due(self, iface: Interface, group: bytes) -> None:
+        self._mld_v1_timers.pop((iface, group), None)
+        if group in self.groups.get(iface, {}) and self.mld_v1(iface):
+            self._v1_send(iface, group, mld.V1_REPORT)
+
+    def _v1_send(self, iface: Interface, group: bytes, kind: int) -> None:
+        """An MLDv1 Report (to the group) or Done (to all-routers), RFC 2710 3."""
+        if iface.raw_ip:
+            return
+        src = self._mld_source(iface)
+        dst = group if kind == mld.V1_REPORT else wire.ALL_ROUTERS
+        packet = mld.packet(src, dst, mld.build_v1(src, dst, kind, group))
+        if kind == mld.V1_REPORT:
+            self._mld_last_reporter.add((iface, group))
+            self.stack.counters["mld.tx_v1_report"] += 1
+        else:
+            self.stack.counters["mld.tx_v1_done"] += 1
+        self.stack.send_frame(iface, wire.multicast_mac(dst), ethernet.ETH_IPV6, packet)
 
     # -- input -----------------------------------------------------------------------
     def add_fast_protocol(self, nh: int, handler: FastHandler, full: object) -> None:
@@ -631,16 +721,40 @@ class Ipv6:
                    body: memoryview, iface: Interface) -> None:
         """A query is answered with a current-state report of our groups (RFC
         3810 6.2, without the random delay's spread: one report); reports of
-        other hosts are ignored (MLDv2 hosts do not suppress)."""
+        other hosts are ignored (MLDv2 hosts do not suppress).
+
+        An MLDv1 query (RFC 3810 8.2.1, as Linux) puts the interface in MLDv1
+        compatibility mode for ``MLD_OLDER_QUERIER_TIMEOUT``: meanwhile
+        queries (an MLDv2 one too) are answered by an MLDv1 Report per group,
+        each after a random delay up to the query's Maximum Response Delay,
+        and another host's v1 Report for a group cancels ours (RFC 2710 4)."""
         msg = mld.parse(icmp, body)
         mld.check_ip(icmp.type, header.src, header.hop_limit, self.rx_router_alert)
-        if icmp.type != mld.QUERY:
-            self.stack.counters["mld.report_ignored"] += 1
+        counters = self.stack.counters
+        if isinstance(msg, mld.MldV1Message) and msg.type == mld.V1_REPORT:
+            key = (iface, msg.group)
+            timer = self._mld_v1_timers.pop(key, None)
+            if timer is not None:
+                timer.cancel()
+                counters["mld.v1_report_suppressed"] += 1
+            self._mld_last_reporter.discard(key)
+            counters["mld.report_heard"] += 1
             return
-        self.stack.counters["mld.query"] += 1
-        group = getattr(msg, "group", wire.UNSPECIFIED)
-        groups = [g for g in self.groups.get(iface, {}) if g != wire.ALL_NODES
+        if not isinstance(msg, mld.MldQuery):
+            counters["mld.report_ignored"] += 1
+            return
+        counters["mld.query"] += 1
+        group = msg.group
+        groups = [g for g in self.groups.get(iface, {}) if _reportable(g)
                   and (group == wire.UNSPECIFIED or g == group)]
+        if msg.version == 1:
+            counters["mld.v1_query"] += 1
+            self.mld_v1_until[iface] = self.stack.now + MLD_OLDER_QUERIER_TIMEOUT
+        if self.mld_v1(iface):
+            most = int(msg.max_response_ms)
+            for g in groups:
+                self._v1_schedule(iface, g, rand.randbelow(most + 1) / 1000)
+            return
         self.report(iface, groups, mld.MODE_IS_EXCLUDE)
 
     # -- output ------------------------------------------------------------------------
@@ -833,3 +947,8 @@ def install(stack: Stack) -> Ipv6:
     stack.ipv6 = ipv6
     return ipv6
 
+
+def _reportable(group: bytes) -> bool:
+    """Whether MLD speaks of ``group``: never of all-nodes, nor of a group of
+    scope 0 or 1 (RFC 3810 6, RFC 2710 5)."""
+    return group != wire.ALL_NODES and group[1] & 0x0F > 1
