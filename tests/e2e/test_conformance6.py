@@ -54,14 +54,6 @@ ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
         "(ipv6.v4_mapped_address); Linux treats it as any address not its own and, "
         "forwarding off, answers Destination Unreachable code 0 from its routing table",
         {"answer": None}),
-    "mld_v1_general_query": (
-        "NOT a conformant difference but a known gap, left to the MLD work (the mcast "
-        "helper owns that part of stack/ipv6.py): RFC 3810 8.2.1 has an MLDv2 host that "
-        "hears an MLDv1 query switch to MLDv1 compatibility mode and answer with version "
-        "1 reports (type 131), as Linux does; femtotcp answers with its MLDv2 report "
-        "(type 143) of every group. When compatibility mode comes, this entry goes",
-        {"reported": ["ff02::1:ff00:2", "ff02::1:ff00:3", "ff02::1:ff00:4",
-                      "ff02::1:ff00:5", "ff02::1:ff00:6"], "types": [143], "hlim_1": True}),
     "est_packet_too_big_below_minimum": (
         "a Packet Too Big reporting 1000 (< 1280) about an established connection's "
         "segment: RFC 8201 4 has the path MTU estimate go no lower than 1280, and "
