@@ -11,6 +11,7 @@ connection reset; ``ctl sockets`` no longer lists it; the next program works).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -164,24 +165,37 @@ print(res.returncode, res.stdout.strip(), res.stderr.strip()[-300:], flush=True)
 """
 
 
-def test_python_child_goes_over_the_stack(attached: Attached) -> None:
-    www = os.path.join(attached.dir, "www")
-    os.mkdir(www)
+@contextlib.contextmanager
+def _kernel_httpd(attached: Attached, text: str) -> Iterator[list[str]]:
+    """The kernel's http.server on KERNEL:8080 serving ``text`` as
+    /hello.txt; once the block ends, the list it gave holds the server's
+    log lines, and ``_one_get_from_the_stack`` checks them."""
+    www = tempfile.mkdtemp(prefix="www", dir=attached.dir)
     with open(os.path.join(www, "hello.txt"), "w") as f:
-        f.write("hello from the kernel\n")
+        f.write(text)
     httpd = attached.ns.popen(sys.executable, "-u", "-m", "http.server", "8080", "--bind",
                               KERNEL, "--directory", www, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
+    log: list[str] = []
     try:
+        yield log
+    finally:
+        httpd.send_signal(signal.SIGINT)
+        log.extend(httpd.communicate(timeout=10)[1].splitlines())
+
+
+def _one_get_from_the_stack(log: list[str]) -> None:
+    requests = [ln for ln in log if "GET /hello.txt" in ln]
+    assert len(requests) == 1 and requests[0].startswith(f"{STACK} "), log
+
+
+def test_python_child_goes_over_the_stack(attached: Attached) -> None:
+    with _kernel_httpd(attached, "hello from the kernel\n") as log:
         parent = attached.program(_PARENT, KERNEL)
         out, _ = finish(parent, 60)
         assert out.split()[:5] == ["0", "hello", "from", "the", "kernel"], out
         assert out.split()[5] == "femtotcp.api.remote", out
-    finally:
-        httpd.send_signal(signal.SIGINT)
-        _, log = httpd.communicate(timeout=10)
-    requests = [ln for ln in log.splitlines() if "GET /hello.txt" in ln]
-    assert len(requests) == 1 and requests[0].startswith(f"{STACK} "), log
+    _one_get_from_the_stack(log)
 
 
 _INET6_ON_AN_IPV4_SERVE = r"""
@@ -218,14 +232,7 @@ def test_inet6_sockets_on_a_serve_without_ipv6(attached: Attached) -> None:
     Linux host with no IPv6 address): v4-mapped addresses go over the stack's
     IPv4 (the kernel's http.server logs the stack's address), IPv6
     destinations are unreachable, and a listener on ``::`` takes IPv4."""
-    www = os.path.join(attached.dir, "www6")
-    os.mkdir(www)
-    with open(os.path.join(www, "hello.txt"), "w") as f:
-        f.write("hello over mapped\n")
-    httpd = attached.ns.popen(sys.executable, "-u", "-m", "http.server", "8080", "--bind",
-                              KERNEL, "--directory", www, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    try:
+    with _kernel_httpd(attached, "hello over mapped\n") as log:
         prog = attached.program(_INET6_ON_AN_IPV4_SERVE, KERNEL)
         assert line(prog).split() == ["hello_over_mapped", f"::ffff:{STACK}", "ENETUNREACH",
                                       "ENETUNREACH", "EADDRNOTAVAIL"]
@@ -233,11 +240,7 @@ def test_inet6_sockets_on_a_serve_without_ipv6(attached: Attached) -> None:
                         f"('{STACK}', 9602), timeout=10).sendall(b'hi')")
         assert line(prog).split() == [f"::ffff:{KERNEL}", "hi"]
         finish(prog)
-    finally:
-        httpd.send_signal(signal.SIGINT)
-        _, log = httpd.communicate(timeout=10)
-    requests = [ln for ln in log.splitlines() if "GET /hello.txt" in ln]
-    assert len(requests) == 1 and requests[0].startswith(f"{STACK} "), log
+    _one_get_from_the_stack(log)
 
 
 _ACCEPT_AT_THE_LIMIT = r"""
