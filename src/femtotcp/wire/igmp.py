@@ -19,7 +19,7 @@ from typing import NamedTuple
 from femtotcp.wire import Malformed
 from femtotcp.wire import ipv4 as _ipv4
 from femtotcp.wire.checksum import checksum, ones_sum
-from femtotcp.wire.mld import AddressRecord
+from femtotcp.wire.mld import AddressRecord, read_records, read_sources
 from femtotcp.wire.mld import decode_qqic as decode_code
 from femtotcp.wire.mld import encode_qqic as encode_code
 
@@ -87,7 +87,7 @@ IgmpMessage = IgmpQuery | IgmpReport | IgmpV3Report
 
 
 def _sources(mv: memoryview, pos: int, count: int) -> tuple[bytes, ...]:
-    return tuple(bytes(mv[pos + 4 * i:pos + 4 * i + 4]) for i in range(count))
+    return read_sources(mv, pos, count, 4)
 
 
 def parse(data: bytes | bytearray | memoryview) -> IgmpMessage:
@@ -117,20 +117,7 @@ def parse(data: bytes | bytearray | memoryview) -> IgmpMessage:
     count = int.from_bytes(mv[6:8], "big")
     if HEADER_LEN + count * _RECORD.size > n:
         raise Malformed("igmp.bad_record_count")
-    records = []
-    pos = HEADER_LEN
-    for _ in range(count):
-        if pos + _RECORD.size > n:
-            raise Malformed("igmp.truncated")
-        rtype, aux_words, nsrc, rgroup = _RECORD.unpack_from(mv, pos)
-        start = pos + _RECORD.size
-        end = start + 4 * nsrc + 4 * aux_words
-        if end > n:
-            raise Malformed("igmp.truncated")
-        records.append(GroupRecord(rtype, rgroup, _sources(mv, start, nsrc),
-                                   bytes(mv[start + 4 * nsrc:end])))
-        pos = end
-    return IgmpV3Report(tuple(records))
+    return IgmpV3Report(read_records(mv, HEADER_LEN, count, _RECORD, "igmp.truncated"))
 
 
 def _with_checksum(msg: bytearray) -> bytes:

@@ -115,8 +115,30 @@ def encode_qqic(seconds: int) -> int:
 
 # -- parsing ---------------------------------------------------------------------------
 
-def _sources(mv: memoryview, pos: int, count: int) -> tuple[bytes, ...]:
-    return tuple(bytes(mv[pos + 16 * i:pos + 16 * i + 16]) for i in range(count))
+def read_sources(mv: memoryview, pos: int, count: int, size: int = 16) -> tuple[bytes, ...]:
+    return tuple(bytes(mv[pos + size * i:pos + size * (i + 1)]) for i in range(count))
+
+
+def read_records(mv: memoryview, pos: int, count: int, record: struct.Struct,
+                 truncated: str) -> tuple[AddressRecord, ...]:
+    """``count`` group records from ``pos``: an MLDv2 report's (RFC 3810 5.2.4)
+    or, with IGMPv3's 4-byte addresses in ``record``, an IGMPv3 report's (RFC
+    3376 4.2.4, the same layout). Malformed(``truncated``) past the end."""
+    size = record.size - 4           # the group's (and each source's) length
+    n = len(mv)
+    records = []
+    for _ in range(count):
+        if pos + record.size > n:
+            raise Malformed(truncated)
+        rtype, aux_words, nsrc, group = record.unpack_from(mv, pos)
+        start = pos + record.size
+        end = start + size * nsrc + 4 * aux_words
+        if end > n:
+            raise Malformed(truncated)
+        records.append(AddressRecord(rtype, group, read_sources(mv, start, nsrc, size),
+                                     bytes(mv[start + size * nsrc:end])))
+        pos = end
+    return tuple(records)
 
 
 def parse(icmp: Icmp6Header, body: bytes | bytearray | memoryview) -> MldMessage:
@@ -130,20 +152,7 @@ def parse(icmp: Icmp6Header, body: bytes | bytearray | memoryview) -> MldMessage
         count = icmp.rest & 0xFFFF
         if count * _RECORD.size > n:
             raise Malformed("mld.bad_record_count")
-        records = []
-        pos = 0
-        for _ in range(count):
-            if pos + _RECORD.size > n:
-                raise Malformed("mld.truncated")
-            rtype, aux_words, nsrc, group = _RECORD.unpack_from(mv, pos)
-            start = pos + _RECORD.size
-            end = start + 16 * nsrc + 4 * aux_words
-            if end > n:
-                raise Malformed("mld.truncated")
-            records.append(AddressRecord(rtype, group, _sources(mv, start, nsrc),
-                                         bytes(mv[start + 16 * nsrc:end])))
-            pos = end
-        return MldV2Report(tuple(records))
+        return MldV2Report(read_records(mv, 0, count, _RECORD, "mld.truncated"))
     if n < V1_LEN:
         raise Malformed("mld.truncated")
     group = bytes(mv[:16])
@@ -158,7 +167,7 @@ def parse(icmp: Icmp6Header, body: bytes | bytearray | memoryview) -> MldMessage
     if V2_QUERY_MIN + 16 * nsrc > n:
         raise Malformed("mld.bad_source_count")
     return MldQuery(2, decode_max_response(max_code), group, bool(flags & 0x08), flags & 7,
-                    decode_qqic(qqic), _sources(mv, V2_QUERY_MIN, nsrc))
+                    decode_qqic(qqic), read_sources(mv, V2_QUERY_MIN, nsrc))
 
 
 def check_ip(kind: int, src: bytes, hop_limit: int, router_alert: int | None) -> None:
