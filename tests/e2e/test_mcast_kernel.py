@@ -313,3 +313,60 @@ def test_attached_ipv6_groups_both_ways(ns: Netns) -> None:
             stop_process(proc)
         stop_process(serve)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+_JOIN_AND_HOLD = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("", 5800))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+             socket.inet_aton("239.8.8.8") + socket.inet_aton(sys.argv[1]))
+print("joined", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_linux_bridge_querier_learns_our_group(ns: Netns,
+                                                 require_program: Callable[[str], str],
+                                                 tmp_path: Path) -> None:
+    """A Linux bridge with snooping and its own querier, IGMPv3 then IGMPv2
+    (``mcast_igmp_version``): an attached program's group is answered to its
+    queries in the querier's version (IGMPv3 reports, type 0x22, then IGMPv2
+    Membership Reports, type 0x16, once a v2 query is heard: RFC 3376 7.2.1),
+    and the bridge's table learns the group on the TAP's port, so it forwards
+    the group's traffic there."""
+    require_program("tshark")
+    from test_attached import line
+    from test_ipv6_kernel import _serve
+
+    ns.ip("link", "add", "br0", "type", "bridge", "mcast_snooping", "1", "mcast_querier",
+          "1", "mcast_igmp_version", "3", "mcast_startup_query_interval", "100",
+          "mcast_query_interval", "200", "mcast_query_response_interval", "100")
+    ns.ip("addr", "add", f"{KERNEL}/24", "dev", "br0")
+    ns.ip("link", "set", "br0", "up")
+    control = str(tmp_path / "ctl.sock")
+    serve = _serve(ns, control, "--ip", f"{STACK}/24")
+    prog: subprocess.Popen[str] | None = None
+    try:
+        ns.ip("link", "set", TAP, "master", "br0")
+        ns.ip("link", "set", TAP, "up")
+        prog = ns.popen(sys.executable, "-m", "femtotcp", "run", "--control", control, "-c",
+                        _JOIN_AND_HOLD, STACK, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True)
+        assert line(prog) == "joined"
+        for version, report in (("3", "0x22"), ("2", "0x16")):
+            ns.ip("link", "set", "br0", "type", "bridge", "mcast_igmp_version", version)
+            pcap = tmp_path / f"igmp{version}.pcap"
+            ns.run("tshark", "-i", "br0", "-f", "igmp", "-a", "duration:4", "-w", str(pcap),
+                   timeout=60)
+            rows = tshark(pcap, "igmp", "frame.time_relative", "ip.src", "igmp.type")
+            queries = [float(t) for t, _, kind in rows if kind == "0x11"]
+            assert queries, rows
+            ours = [kind for t, src, kind in rows if src == STACK and float(t) > queries[-1]]
+            assert ours and set(ours) == {report}, (version, rows)
+            assert f"port {TAP} grp 239.8.8.8" in ns.run("bridge", "mdb", "show").stdout
+        assert tshark(pcap, "_ws.malformed", "frame.number") == []
+    finally:
+        if prog is not None:
+            stop_process(prog)
+        stop_process(serve)
