@@ -357,12 +357,12 @@ def test_a_linux_bridge_querier_learns_our_group(ns: Netns,
         for version, report in (("3", "0x22"), ("2", "0x16")):
             ns.ip("link", "set", "br0", "type", "bridge", "mcast_igmp_version", version)
             pcap = tmp_path / f"igmp{version}.pcap"
-            ns.run("tshark", "-i", "br0", "-f", "igmp", "-a", "duration:4", "-w", str(pcap),
+            ns.run("tshark", "-i", "br0", "-f", "igmp", "-a", "duration:5", "-w", str(pcap),
                    timeout=60)
             rows = tshark(pcap, "igmp", "frame.time_relative", "ip.src", "igmp.type")
             queries = [float(t) for t, _, kind in rows if kind == "0x11"]
             assert queries, rows
-            ours = [kind for t, src, kind in rows if src == STACK and float(t) > queries[-1]]
+            ours = [kind for t, src, kind in rows if src == STACK and float(t) > queries[0]]
             assert ours and set(ours) == {report}, (version, rows)
             assert f"port {TAP} grp 239.8.8.8" in ns.run("bridge", "mdb", "show").stdout
         assert tshark(pcap, "_ws.malformed", "frame.number") == []
