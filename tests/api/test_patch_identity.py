@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import _socket
 import logging
-import os
 import pickle
 import socket as std
-import tempfile
-from collections.abc import Iterator
 
 import pytest
 from apilan import Lan
@@ -23,23 +20,6 @@ from apilan import Lan
 from femtotcp.api import patch as fpatch
 from femtotcp.api.network import Network
 from femtotcp.api.patch import scoped
-from femtotcp.api.remote import RemoteNetwork
-from femtotcp.control.sockets import SocketService
-
-
-@pytest.fixture(params=["in-process", "attached"])
-def program_net(request: pytest.FixtureRequest, lan: Lan) -> Iterator[Network]:
-    """Stack A as a program sees it: in this process, or through serve's service."""
-    if request.param == "in-process":
-        yield lan.net_a
-        return
-    d = tempfile.mkdtemp(prefix="ftid")
-    service = SocketService(lan.a, lan.runtime, os.path.join(d, "s.sockets")).start()
-    try:
-        yield RemoteNetwork(service.path)
-    finally:
-        service.close()
-        os.rmdir(d)
 
 
 def test_stack_sockets_are_socket_socket_by_type(lan: Lan, program_net: Network) -> None:

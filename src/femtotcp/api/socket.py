@@ -102,7 +102,9 @@ from femtotcp.api.sock_base import (
     error,
     gaierror,
     herror,
+    install_tls,
     timeout,
+    tls_installed,
 )
 from femtotcp.api.sock_common import (
     NOT_LOCAL,
@@ -130,20 +132,6 @@ def __getattr__(name: str) -> Any:
 
 
 # -- the program's socket object -------------------------------------------------------------
-
-_tls_installed: list[bool] = []
-
-
-def _install_tls() -> None:
-    """Once a process: ``ssl`` wraps stack stream sockets knowing their state
-    (api/tls.py); a build without ssl simply has no TLS."""
-    _tls_installed.append(True)
-    try:
-        from femtotcp.api import tls
-    except ImportError:
-        return
-    tls.install()
-
 
 #: Accepted connections whose socket a listener makes ahead of ``accept``
 #: (two fds each); beyond it, up to the backlog, ``accept`` makes them.
@@ -203,8 +191,8 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         what = link_kind(family, kind, proto)
         link_cls: Any = {"tcp": _LocalTcpLink, "udp": _UdpLink, "ping": _PingLink}[what]
         pair_kind = SOCK_STREAM if what == "tcp" else SOCK_SEQPACKET
-        if what == "tcp" and not _tls_installed:
-            _install_tls()
+        if what == "tcp" and not tls_installed:
+            install_tls()
         a, b = _socket.socketpair(AF_UNIX, pair_kind)
         try:
             _RealSocket.__init__(self, AF_UNIX, pair_kind, 0, a.detach())
@@ -236,6 +224,29 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
     @property
     def network(self) -> Network:
         return self._net
+
+    # -- TLS (api/tls.py) ------------------------------------------------------------------
+    def _take_over(self, src: socket, fileno: int) -> None:
+        """Become ``src`` (whose fd is ``fileno``): what ``wrap_socket`` wraps."""
+        _RealSocket.__init__(self, AF_UNIX, SOCK_STREAM if src._stype == SOCK_STREAM
+                             else SOCK_SEQPACKET, 0, fileno)
+        self._net = src._net
+        self._sfamily, self._stype, self._sproto = src._sfamily, src._stype, src._sproto
+        self._link = src._link
+        self._finalizer = weakref.finalize(self, _finalize, self._link)
+        self._finalizer.atexit = False
+
+    def _tls_handover(self) -> Any:
+        return self._link.handles
+
+    def _tls_taken(self, handles: Any) -> None:
+        """The wrapped socket's handle is now this object's (``wrap_socket``
+        detached it): closing this one closes the stack socket, as closing
+        the original would have."""
+        link = self._link
+        link.detached = False
+        link.handles = handles
+        link.owner_ref = weakref.ref(self)
 
     def dup(self) -> socket:
         """A second handle on the same stack socket (like dup(2))."""
@@ -656,6 +667,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         return sock_repr(self, self.getsockname, self.getpeername)
 
 
+socket._tls_base = socket     # (api/tls.py: wrap_socket takes these over)
 StackSocket = socket
 
 
