@@ -104,6 +104,7 @@ def test_program_wraps_a_client_before_and_after_connect(lan: Lan, program_net: 
         late = client_ctx.wrap_socket(std.create_connection((lan.ip_b, 8444), timeout=10),
                                       server_hostname="peer.example")
         for tls in (early, late):
+            assert isinstance(tls, ssl.SSLSocket) and type(tls).__name__ == "SSLSocket"
             with tls:
                 family, nodelay, peer, local = _socket_side(tls)
                 assert (family, nodelay, peer) == (std.AF_INET, 1, (lan.ip_b, 8444))

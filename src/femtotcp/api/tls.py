@@ -74,8 +74,8 @@ def _ssl_class(base: type) -> type:
             adopter = type(f"_{base.__name__}Adopter", (base,),
                            {"__slots__": (), "__init__": _adopter_init,
                             "__module__": __name__})
-            found = type(f"{base.__name__}SSL", (StackSSLSocket, adopter),
-                         {"__module__": __name__})
+            found = type("SSLSocket", (StackSSLSocket, adopter),     # (ssl's name, shown)
+                         {"__module__": __name__, "__qualname__": f"SSLSocket[{base.__name__}]"})
             _classes[base] = found
         return found
 
