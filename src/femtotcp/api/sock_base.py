@@ -198,6 +198,8 @@ class _Link:
     """The loop-thread half of one socket: Q and the stack object behind it."""
 
     kind = "?"
+    #: (family, type, proto, P's inode) once ``detach`` gave P's fd away.
+    detached_as: tuple[int, int, int, int] | None = None
     #: The loop runs Q's handler now (``on_q_ready``): the runtime's
     #: ``ready_events`` are Q's.
     q_ready = False

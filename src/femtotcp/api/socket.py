@@ -36,6 +36,7 @@ import errno
 import logging
 import os
 import socket as _std
+import stat
 import sys
 import threading
 import weakref
@@ -268,9 +269,12 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         return new
 
     def detach(self) -> int:
-        """Hand P's fd over; the stack socket lives on as long as that fd does."""
+        """Hand P's fd over; the stack socket lives on as long as that fd does
+        (and ``socket.socket(fileno=fd)`` finds it again: ``adopt``)."""
         link = self._link
         link.detached = True
+        link.detached_as = (self._sfamily, self._stype, self._sproto,
+                            os.fstat(_RealSocket.fileno(self)).st_ino)
         self._finalizer.detach()
         if not link.registered:
             self._net.call(link.register)
@@ -668,6 +672,53 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
 
 
 socket._tls_base = socket     # (api/tls.py: wrap_socket takes these over)
+
+
+def adopt(net: Network, fd: int, family: int) -> socket | None:
+    """A socket object for ``fd`` when it is the program's end of one of
+    ``net``'s stack sockets (``socket.fromfd``, ``socket.socket(fileno=
+    s.detach())``), as for a kernel socket: the same stack socket, ``fd``
+    one more handle on it (a detached one's own again); else None."""
+    if family not in (-1, AF_INET, AF_INET6):
+        return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    if not stat.S_ISSOCK(st.st_mode):
+        return None
+
+    def find() -> tuple[_Link, tuple[int, int, int], bool] | None:
+        for link in net.links:
+            owner = link.owner_ref()
+            open_fd = -1 if owner is None else _RealSocket.fileno(owner)
+            if owner is not None and open_fd != -1:
+                if os.fstat(open_fd).st_ino == st.st_ino:
+                    return link, (owner._sfamily, owner._stype, owner._sproto), False
+            elif link.detached and link.detached_as and link.detached_as[3] == st.st_ino:
+                return link, link.detached_as[:3], True
+        return None
+
+    found = net.call(find)
+    if found is None:
+        return None
+    link, (sfamily, stype, sproto), detached = found
+    new = socket.__new__(socket)
+    _RealSocket.__init__(new, AF_UNIX, SOCK_STREAM if stype == SOCK_STREAM
+                         else SOCK_SEQPACKET, 0, fd)
+    new._net = net
+    new._sfamily, new._stype, new._sproto = sfamily, stype, sproto
+    new._link = link
+    if detached:
+        link.detached = False       # this object holds the handle detach gave away
+        link.owner_ref = weakref.ref(new)
+        new._finalizer = weakref.finalize(new, _finalize, link)
+    else:
+        link.handles += 1
+        new._finalizer = weakref.finalize(new, _noop)
+    new._finalizer.atexit = False
+    return new
+
 StackSocket = socket
 
 
