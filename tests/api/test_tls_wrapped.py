@@ -12,13 +12,12 @@ from __future__ import annotations
 import errno
 import socket as std
 import ssl
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 from apilan import Lan
-from skippolicy import require_program
+from test_api_stdlib import _tls_server_context
 
 from femtotcp.api.network import Network
 from femtotcp.api.patch import scoped
@@ -26,14 +25,7 @@ from femtotcp.api.patch import scoped
 
 def _contexts(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """(server, client) contexts for a self-signed peer.example (openssl)."""
-    openssl = require_program("openssl")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=peer.example",
-                    "-addext", "subjectAltName=DNS:peer.example"], check=True,
-                   capture_output=True, timeout=60)
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(str(cert), str(key))
+    cert, server = _tls_server_context(tmp_path)
     return server, ssl.create_default_context(cafile=str(cert))
 
 
