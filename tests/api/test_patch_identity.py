@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import _socket
 import logging
-import os
 import pickle
 import socket as std
-import tempfile
-from collections.abc import Iterator
 
 import pytest
 from apilan import Lan
@@ -23,23 +20,6 @@ from apilan import Lan
 from femtotcp.api import patch as fpatch
 from femtotcp.api.network import Network
 from femtotcp.api.patch import scoped
-from femtotcp.api.remote import RemoteNetwork
-from femtotcp.control.sockets import SocketService
-
-
-@pytest.fixture(params=["in-process", "attached"])
-def program_net(request: pytest.FixtureRequest, lan: Lan) -> Iterator[Network]:
-    """Stack A as a program sees it: in this process, or through serve's service."""
-    if request.param == "in-process":
-        yield lan.net_a
-        return
-    d = tempfile.mkdtemp(prefix="ftid")
-    service = SocketService(lan.a, lan.runtime, os.path.join(d, "s.sockets")).start()
-    try:
-        yield RemoteNetwork(service.path)
-    finally:
-        service.close()
-        os.rmdir(d)
 
 
 def test_stack_sockets_are_socket_socket_by_type(lan: Lan, program_net: Network) -> None:
@@ -149,3 +129,25 @@ def test_replacing_socket_socket_is_said_once(lan: Lan, caplog: pytest.LogCaptur
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 1 and "Green" in warned[0] and "kernel's" in warned[0], warned
     assert type(std) is types.ModuleType and std.socket is fpatch._originals["socket"]
+
+
+def test_a_stack_sockets_fd_wrapped_again_is_that_socket(lan: Lan,
+                                                        program_net: Network) -> None:
+    """``socket.fromfd`` and ``socket.socket(fileno=s.detach())`` on a stack
+    socket's fd give that stack socket again, as they do a kernel socket."""
+    peer = lan.net_b.create_server(("0.0.0.0", 7103))
+    with scoped(program_net):
+        s = std.create_connection((lan.ip_b, 7103), timeout=5)
+        conn, _ = peer.accept()
+        conn.settimeout(5)
+        f = std.fromfd(s.fileno(), s.family, std.SOCK_STREAM)
+        assert type(f) is std.socket and f.getpeername() == (lan.ip_b, 7103)
+        f.close()                      # one handle of two: the connection stays
+        g = std.socket(std.AF_INET, std.SOCK_STREAM, 0, s.detach())
+        assert type(g) is std.socket and g.getpeername() == (lan.ip_b, 7103)
+        g.sendall(b"again")
+        assert conn.recv(10) == b"again"
+        g.close()                      # the last handle: FIN
+        assert conn.recv(10) == b""
+        conn.close()
+    peer.close()

@@ -40,7 +40,7 @@ from femtotcp.api.sock_base import (
 from femtotcp.wire import ip_bytes, ip_str
 
 if TYPE_CHECKING:
-    from femtotcp.api.sock_base import _Link
+    from femtotcp.api.sock_base import _Link, _SocketBase
     from femtotcp.api.sock_tcp import _TcpLink
     from femtotcp.api.socket import StackSocket
     from femtotcp.runtime import Runtime
@@ -108,6 +108,13 @@ class Network:
     def socket(self, family: int = AF_INET, type: int = SOCK_STREAM,
                proto: int = 0) -> StackSocket:
         return self.socket_class()(family, type, proto, network=self)
+
+    def adopt(self, fd: int, family: int = -1) -> _SocketBase | None:
+        """A socket object for ``fd`` when it is the program's end of a stack
+        socket of this network (``socket.fromfd``, ``socket.socket(fileno=)``);
+        else None (api/socket.py's ``adopt``)."""
+        from femtotcp.api.socket import adopt
+        return adopt(self, fd, family)
 
     def create_connection(self, address: tuple[str, int],
                           timeout: float | None | object = _GLOBAL_DEFAULT_TIMEOUT,

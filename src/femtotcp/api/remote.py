@@ -90,6 +90,8 @@ from femtotcp.api.sock_base import (
     _RealSocket,
     _SocketBase,
     gaierror,
+    install_tls,
+    tls_installed,
 )
 from femtotcp.api.sock_common import (
     IPPROTO_ICMPV6,
@@ -604,6 +606,8 @@ class RemoteSocket(_SocketBase):
 
     def _setup(self, net: RemoteNetwork, sid: int, family: int, kind: int, proto: int,
                state: list[Any]) -> None:
+        if kind == SOCK_STREAM and not tls_installed:
+            install_tls()
         self._net = net
         self._id = sid
         self._sfamily, self._stype, self._sproto = family, kind, proto
@@ -659,6 +663,26 @@ class RemoteSocket(_SocketBase):
 
     def _refresh(self) -> None:
         self._state(self._values("state")[0])
+
+    def _take_over(self, src: RemoteSocket, fileno: int) -> None:
+        """Become ``src`` (whose fd is ``fileno``): what ``wrap_socket`` wraps
+        (api/tls.py). Serve knows the socket by its pair, which stays."""
+        _RealSocket.__init__(self, AF_UNIX, SOCK_STREAM if src._stype == SOCK_STREAM
+                             else SOCK_SEQPACKET, 0, fileno)
+        self._q, src._q = src._q, None
+        if self._q is not None:
+            _pending.discard(src)
+            _pending.add(self)
+        self._setup(src._net, src._id, src._sfamily, src._stype, src._sproto,
+                    [src._mode, None, None, src._scope])
+        self._local, self._remote, self._opts = src._local, src._remote, src._opts
+        self._connect_unreported = getattr(src, "_connect_unreported", False)
+
+    def _tls_handover(self) -> Any:
+        return None
+
+    def _tls_taken(self, _handover: Any) -> None:
+        pass
 
     def _real_close(self, _ss: Any = _RealSocket) -> None:
         q = self._q
@@ -1099,6 +1123,8 @@ class RemoteSocket(_SocketBase):
     def __repr__(self) -> str:
         return sock_repr(self, lambda: self._local, lambda: self._remote)
 
+
+RemoteSocket._tls_base = RemoteSocket
 
 #: The record header of a datagram to the connected peer (no address).
 _CONNECTED_SEND = _REC.pack(_KIND_SEND, 0, 0, b"")

@@ -22,7 +22,7 @@ import struct
 import sys
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from femtotcp.wire import ip_str
 from femtotcp.wire import ipv4 as wire_ipv4
@@ -198,6 +198,8 @@ class _Link:
     """The loop-thread half of one socket: Q and the stack object behind it."""
 
     kind = "?"
+    #: (family, type, proto, P's inode) once ``detach`` gave P's fd away.
+    detached_as: tuple[int, int, int, int] | None = None
     #: The loop runs Q's handler now (``on_q_ready``): the runtime's
     #: ``ready_events`` are Q's.
     q_ready = False
@@ -432,12 +434,30 @@ def _finalize(link: _Link) -> None:
 
 # -- program side: what every stack socket class shares --------------------------------------
 
+#: Holds True once ``install_tls`` ran in this process.
+tls_installed: list[bool] = []
+
+
+def install_tls() -> None:
+    """Once a process, when its first stack stream socket is made: ``ssl``
+    wraps stack sockets knowing their state (api/tls.py); a build without
+    ssl simply has no TLS."""
+    tls_installed.append(True)
+    try:
+        from femtotcp.api import tls
+    except ImportError:
+        return
+    tls.install()
+
+
 class _SocketBase(_RealSocket):
     """The program's half of a stack socket, whatever runs the stack (this
     process: ``femtotcp.api.socket``; an attached serve: ``api/remote.py``): a
     real socket object for P, showing the stack socket's family, type and proto."""
 
     __slots__ = ("_connect_unreported",)
+    #: The stack socket class whose SSL class ``wrap_socket`` builds (api/tls.py).
+    _tls_base: ClassVar[type | None] = None
     _sfamily: int
     _stype: int
     _sproto: int

@@ -36,6 +36,7 @@ import errno
 import logging
 import os
 import socket as _std
+import stat
 import sys
 import threading
 import weakref
@@ -102,7 +103,9 @@ from femtotcp.api.sock_base import (
     error,
     gaierror,
     herror,
+    install_tls,
     timeout,
+    tls_installed,
 )
 from femtotcp.api.sock_common import (
     NOT_LOCAL,
@@ -130,20 +133,6 @@ def __getattr__(name: str) -> Any:
 
 
 # -- the program's socket object -------------------------------------------------------------
-
-_tls_installed: list[bool] = []
-
-
-def _install_tls() -> None:
-    """Once a process: ``ssl`` wraps stack stream sockets knowing their state
-    (api/tls.py); a build without ssl simply has no TLS."""
-    _tls_installed.append(True)
-    try:
-        from femtotcp.api import tls
-    except ImportError:
-        return
-    tls.install()
-
 
 #: Accepted connections whose socket a listener makes ahead of ``accept``
 #: (two fds each); beyond it, up to the backlog, ``accept`` makes them.
@@ -203,8 +192,8 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         what = link_kind(family, kind, proto)
         link_cls: Any = {"tcp": _LocalTcpLink, "udp": _UdpLink, "ping": _PingLink}[what]
         pair_kind = SOCK_STREAM if what == "tcp" else SOCK_SEQPACKET
-        if what == "tcp" and not _tls_installed:
-            _install_tls()
+        if what == "tcp" and not tls_installed:
+            install_tls()
         a, b = _socket.socketpair(AF_UNIX, pair_kind)
         try:
             _RealSocket.__init__(self, AF_UNIX, pair_kind, 0, a.detach())
@@ -237,6 +226,29 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
     def network(self) -> Network:
         return self._net
 
+    # -- TLS (api/tls.py) ------------------------------------------------------------------
+    def _take_over(self, src: socket, fileno: int) -> None:
+        """Become ``src`` (whose fd is ``fileno``): what ``wrap_socket`` wraps."""
+        _RealSocket.__init__(self, AF_UNIX, SOCK_STREAM if src._stype == SOCK_STREAM
+                             else SOCK_SEQPACKET, 0, fileno)
+        self._net = src._net
+        self._sfamily, self._stype, self._sproto = src._sfamily, src._stype, src._sproto
+        self._link = src._link
+        self._finalizer = weakref.finalize(self, _finalize, self._link)
+        self._finalizer.atexit = False
+
+    def _tls_handover(self) -> Any:
+        return self._link.handles
+
+    def _tls_taken(self, handles: Any) -> None:
+        """The wrapped socket's handle is now this object's (``wrap_socket``
+        detached it): closing this one closes the stack socket, as closing
+        the original would have."""
+        link = self._link
+        link.detached = False
+        link.handles = handles
+        link.owner_ref = weakref.ref(self)
+
     def dup(self) -> socket:
         """A second handle on the same stack socket (like dup(2))."""
         fd = os.dup(self.fileno())
@@ -257,9 +269,12 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
         return new
 
     def detach(self) -> int:
-        """Hand P's fd over; the stack socket lives on as long as that fd does."""
+        """Hand P's fd over; the stack socket lives on as long as that fd does
+        (and ``socket.socket(fileno=fd)`` finds it again: ``adopt``)."""
         link = self._link
         link.detached = True
+        link.detached_as = (self._sfamily, self._stype, self._sproto,
+                            os.fstat(_RealSocket.fileno(self)).st_ino)
         self._finalizer.detach()
         if not link.registered:
             self._net.call(link.register)
@@ -655,6 +670,54 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
     def __repr__(self) -> str:
         return sock_repr(self, self.getsockname, self.getpeername)
 
+
+socket._tls_base = socket     # (api/tls.py: wrap_socket takes these over)
+
+
+def adopt(net: Network, fd: int, family: int) -> socket | None:
+    """A socket object for ``fd`` when it is the program's end of one of
+    ``net``'s stack sockets (``socket.fromfd``, ``socket.socket(fileno=
+    s.detach())``), as for a kernel socket: the same stack socket, ``fd``
+    one more handle on it (a detached one's own again); else None."""
+    if family not in (-1, AF_INET, AF_INET6):
+        return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    if not stat.S_ISSOCK(st.st_mode):
+        return None
+
+    def find() -> tuple[_Link, tuple[int, int, int], bool] | None:
+        for link in net.links:
+            owner = link.owner_ref()
+            open_fd = -1 if owner is None else _RealSocket.fileno(owner)
+            if owner is not None and open_fd != -1:
+                if os.fstat(open_fd).st_ino == st.st_ino:
+                    return link, (owner._sfamily, owner._stype, owner._sproto), False
+            elif link.detached and link.detached_as and link.detached_as[3] == st.st_ino:
+                return link, link.detached_as[:3], True
+        return None
+
+    found = net.call(find)
+    if found is None:
+        return None
+    link, (sfamily, stype, sproto), detached = found
+    new = socket.__new__(socket)
+    _RealSocket.__init__(new, AF_UNIX, SOCK_STREAM if stype == SOCK_STREAM
+                         else SOCK_SEQPACKET, 0, fd)
+    new._net = net
+    new._sfamily, new._stype, new._sproto = sfamily, stype, sproto
+    new._link = link
+    if detached:
+        link.detached = False       # this object holds the handle detach gave away
+        link.owner_ref = weakref.ref(new)
+        new._finalizer = weakref.finalize(new, _finalize, link)
+    else:
+        link.handles += 1
+        new._finalizer = weakref.finalize(new, _noop)
+    new._finalizer.atexit = False
+    return new
 
 StackSocket = socket
 
