@@ -275,6 +275,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = Host(opts)
     try:
         host.start()
+        host.settle_ipv6()
         if opts.control:
             control_server = control.ControlServer(host, opts.control)
             control_server.start()

@@ -293,6 +293,23 @@ class Host(Capturing):
                 raise OSError("address conflict detection did not finish")
         self.runtime.call(self._start_services)
 
+    def settle_ipv6(self, timeout: float = 10.0) -> None:
+        """Wait until duplicate address detection has finished for the static
+        IPv6 addresses (``--ipv6 ADDR/PREFIX``; RFC 4862 5.4, about a second or
+        two): until then they are tentative, not usable as sources, so a
+        program's first connect to its IPv6 peers would meet ENETUNREACH, where
+        a host's programs start once its addresses are up. ``run`` starts the
+        program, and ``serve`` says it serves, only then. (A duplicate is
+        logged by the stack and stays unusable.)"""
+        iface = self.iface
+
+        def settled() -> bool:
+            return not any(a.origin == "static" and a.state == "tentative"
+                           for a in iface.ipv6)
+
+        if not settled():
+            self.runtime.wait_until(settled, timeout)
+
     def describe(self) -> str:
         i = self.iface
         addrs = ", ".join(str(a) for a in i.ipv4) or ("DHCP pending" if self.opts.dhcp else "none")

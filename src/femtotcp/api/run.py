@@ -46,28 +46,11 @@ def run_program(opts: Any, module: str | None, argv: list[str],
     host = Host(opts)
     try:
         host.start()
-        _settle_static_ipv6(host)
+        host.settle_ipv6()
         with patch(host):
             return run_in_process(module, argv, command)
     finally:
         host.close()
-
-
-def _settle_static_ipv6(host: Any, timeout: float = 10.0) -> None:
-    """Wait until duplicate address detection has finished for the static
-    IPv6 addresses (``--ipv6 ADDR/PREFIX``; RFC 4862 5.4, about a second or
-    two): until then they are tentative, not usable as sources, and the
-    interface is brand new, so the program's first connect to its IPv6 peers
-    would meet ENETUNREACH, where a host's programs start once its addresses
-    are up. (A duplicate is logged by the stack and stays unusable.)"""
-    iface = getattr(host, "iface", None)
-    if iface is None or not getattr(iface, "ipv6", None):
-        return
-
-    def settled() -> bool:
-        return not any(a.origin == "static" and a.state == "tentative" for a in iface.ipv6)
-
-    host.runtime.wait_until(settled, timeout)
 
 
 def run_attached(control: str, module: str | None, argv: list[str],
