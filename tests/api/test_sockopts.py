@@ -11,7 +11,7 @@ import struct
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -113,18 +113,10 @@ def test_tcp_info_is_linux_s_layout() -> None:
 
 # -- on sockets: in-process and attached ---------------------------------------------------------
 
-@pytest.fixture(params=["inproc", "attached"])
-def net(request: pytest.FixtureRequest, lan: Lan) -> Iterator[Any]:
-    if request.param == "inproc":
-        yield lan.net_a
-        return
-    d = tempfile.mkdtemp(prefix="ftopts")
-    service = SocketService(lan.a, lan.runtime, os.path.join(d, "s.sockets")).start()
-    try:
-        yield RemoteNetwork(service.path)
-    finally:
-        service.close()
-        os.rmdir(d)
+@pytest.fixture
+def net(program_net: Any) -> Any:
+    """Stack A in-process and attached (conftest's ``program_net``)."""
+    return program_net
 
 
 def _stack_conn(lan: Lan, sock: Any) -> Any:
