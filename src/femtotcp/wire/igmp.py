@@ -19,6 +19,12 @@ from typing import NamedTuple
 from femtotcp.wire import Malformed
 from femtotcp.wire import ipv4 as _ipv4
 from femtotcp.wire.checksum import checksum, ones_sum
+from femtotcp.wire.mld import ALLOW_NEW_SOURCES as ALLOW_NEW_SOURCES
+from femtotcp.wire.mld import BLOCK_OLD_SOURCES as BLOCK_OLD_SOURCES
+from femtotcp.wire.mld import CHANGE_TO_EXCLUDE as CHANGE_TO_EXCLUDE
+from femtotcp.wire.mld import CHANGE_TO_INCLUDE as CHANGE_TO_INCLUDE
+from femtotcp.wire.mld import MODE_IS_EXCLUDE as MODE_IS_EXCLUDE
+from femtotcp.wire.mld import MODE_IS_INCLUDE as MODE_IS_INCLUDE
 from femtotcp.wire.mld import AddressRecord, read_records, read_sources
 from femtotcp.wire.mld import decode_qqic as decode_code
 from femtotcp.wire.mld import encode_qqic as encode_code
@@ -41,13 +47,9 @@ TTL = 1
 TOS = 0xC0                             # (Linux's: internetwork control)
 ROUTER_ALERT = b"\x94\x04\x00\x00"     # RFC 2113: type 148, length 4, value 0
 
-# Group Record types (RFC 3376 4.2.12; MLDv2's are the same numbers).
-MODE_IS_INCLUDE = 1
-MODE_IS_EXCLUDE = 2
-CHANGE_TO_INCLUDE = 3     # with no sources: leave
-CHANGE_TO_EXCLUDE = 4     # with no sources: join
-ALLOW_NEW_SOURCES = 5
-BLOCK_OLD_SOURCES = 6
+# Group Record types (RFC 3376 4.2.12) are MLDv2's numbers: MODE_IS_INCLUDE,
+# MODE_IS_EXCLUDE, CHANGE_TO_INCLUDE, CHANGE_TO_EXCLUDE, ALLOW_NEW_SOURCES and
+# BLOCK_OLD_SOURCES come from wire/mld.py (imported above).
 
 HEADER_LEN = 8            # type, max resp code, checksum, group
 V3_QUERY_MIN = 12         # + resv/S/QRV, QQIC, number of sources
