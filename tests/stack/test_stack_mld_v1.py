@@ -9,7 +9,8 @@ from __future__ import annotations
 from femtolan import Lan, Sniffer
 from test_stack_ipv6 import ROUTER_LL, ROUTER_MAC, icmp6_of, lan6, ll, parse6
 
-from femtotcp.stack.ipv6 import MLD_OLDER_QUERIER_TIMEOUT
+from femtotcp.stack.interface import Interface
+from femtotcp.stack.ipv6 import MLD_OLDER_QUERIER_TIMEOUT, Ipv6
 from femtotcp.wire import ethernet, icmp6, ip_bytes, ipv6, ipv6ext, mld
 
 GROUP = ip_bytes("ff05::1:3")
@@ -36,18 +37,19 @@ def v1_messages(sniffer: Sniffer, kind: int) -> list[tuple[bytes, bytes]]:
     return [(h.dst, body[:16]) for h, _, body in icmp6_of(sniffer, kind)]
 
 
-def _one_stack() -> tuple[Lan, Sniffer, bytes]:
+def _one_stack() -> tuple[Lan, Sniffer, bytes, Ipv6, Interface]:
+    """One stack after its DAD, a router port, its link-local address's
+    solicited-node group, its IPv6 layer and interface."""
     lan = lan6(1)
     router = lan.sniffer("router")
     stack = lan.stacks[0]
-    return lan, router, ipv6.solicited_node(ll(stack))
+    assert stack.ipv6 is not None
+    return lan, router, ipv6.solicited_node(ll(stack)), stack.ipv6, stack.interfaces[0]
 
 
 def test_a_v1_query_is_answered_with_v1_reports_and_joins_and_leaves_follow() -> None:
-    lan, router, solicited = _one_stack()
+    lan, router, solicited, ip6, iface = _one_stack()
     stack = lan.stacks[0]
-    ip6, iface = stack.ipv6, stack.interfaces[0]
-    assert ip6 is not None
     router.clear()
     router.inject(v1_query(1000))
     lan.run(1.5)
@@ -82,10 +84,8 @@ def test_a_v1_query_is_answered_with_v1_reports_and_joins_and_leaves_follow() ->
 
 
 def test_another_hosts_v1_report_suppresses_ours_and_then_no_done() -> None:
-    lan, router, solicited = _one_stack()
+    lan, router, solicited, ip6, iface = _one_stack()
     stack = lan.stacks[0]
-    ip6, iface = stack.ipv6, stack.interfaces[0]
-    assert ip6 is not None
     ip6.join(iface, GROUP)
     lan.run(3.0)
     router.clear()
@@ -107,7 +107,7 @@ def test_another_hosts_v1_report_suppresses_ours_and_then_no_done() -> None:
 
 
 def test_in_v1_mode_an_mldv2_query_gets_v1_reports() -> None:
-    lan, router, solicited = _one_stack()
+    lan, router, solicited, _, _ = _one_stack()
     stack = lan.stacks[0]
     router.inject(v1_query(100))
     lan.run(1.0)
@@ -120,10 +120,7 @@ def test_in_v1_mode_an_mldv2_query_gets_v1_reports() -> None:
 
 
 def test_groups_of_interface_local_scope_are_never_reported() -> None:
-    lan, router, _ = _one_stack()
-    stack = lan.stacks[0]
-    ip6, iface = stack.ipv6, stack.interfaces[0]
-    assert ip6 is not None
+    lan, router, _, ip6, iface = _one_stack()
     router.clear()
     ip6.join(iface, ip_bytes("ff01::1:3"))
     lan.run(2.0)

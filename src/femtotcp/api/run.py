@@ -92,14 +92,7 @@ def run_in_process(module: str | None, argv: list[str], command: str | None = No
                 # on the path, the code run as __main__.
                 sys.argv = ["-c", *argv]
                 sys.path.insert(0, "")
-                code = compile(command, "<string>", "exec")
-                saved_main = sys.modules["__main__"]
-                main = sys.modules["__main__"] = types.ModuleType("__main__")
-                main.__dict__["__builtins__"] = builtins
-                try:
-                    exec(code, main.__dict__)
-                finally:
-                    sys.modules["__main__"] = saved_main
+                _exec_as_main(compile(command, "<string>", "exec"))
             else:
                 script = argv[0]
                 if not os.path.exists(script):
@@ -140,11 +133,17 @@ def _run_script(script: str) -> None:
         return
     with io.open_code(path) as f:
         source = f.read()
-    code = compile(source, path, "exec", dont_inherit=True)
+    _exec_as_main(compile(source, path, "exec", dont_inherit=True), __file__=path,
+                  __cached__=None, __spec__=None,
+                  __loader__=importlib.machinery.SourceFileLoader("__main__", path))
+
+
+def _exec_as_main(code: types.CodeType, **names: Any) -> None:
+    """Run ``code`` as the interpreter runs a program: in a fresh module
+    ``__main__`` (with the builtins module and ``names``), which stands in
+    ``sys.modules`` while it runs (``python SCRIPT``, ``python -c``)."""
     main = types.ModuleType("__main__")
-    main.__dict__.update(__file__=path, __cached__=None, __spec__=None,
-                         __loader__=importlib.machinery.SourceFileLoader("__main__", path),
-                         __builtins__=builtins)
+    main.__dict__.update(names, __builtins__=builtins)
     saved = sys.modules.get("__main__")
     sys.modules["__main__"] = main
     try:

@@ -15,7 +15,7 @@ try:
 except ImportError:               # pragma: no cover - a Python built without it
     from hashlib import blake2s
 
-__all__ = ["blake2s", "randbelow", "randbits"]
+__all__ = ["blake2s", "delay", "randbelow", "randbits"]
 
 
 def randbits(k: int) -> int:
@@ -34,3 +34,10 @@ def randbelow(n: int) -> int:
         r = randbits(k)
         if r < n:
             return r
+
+
+def delay(limit: float) -> float:
+    """A random delay in (0, ``limit``] seconds at millisecond grain: a report's
+    answer to a query or a join's repeat (IGMP RFC 3376 5.2, MLD RFC 2710 4)."""
+    ms = max(1, int(limit * 1000))
+    return (randbelow(ms) + 1) / 1000

@@ -51,12 +51,6 @@ MAX_QUERY_SOURCES = 64
 _ANY = b"\0\0\0\0"
 
 
-def _delay(limit: float) -> float:
-    """A random delay in (0, limit] (RFC 3376 5.2), at millisecond grain."""
-    ms = max(1, int(limit * 1000))
-    return (rand.randbelow(ms) + 1) / 1000
-
-
 class _Iface:
     """One interface's IGMP state."""
 
@@ -169,7 +163,7 @@ class Igmp:
         self._report(iface, records)
         if st.changes:
             st.change_timer = self.stack.timers.call_later(
-                _delay(UNSOLICITED_V3), lambda: self._send_changes(iface, st))
+                rand.delay(UNSOLICITED_V3), lambda: self._send_changes(iface, st))
 
     def _retry_v12(self, iface: Interface, st: _Iface, group: bytes) -> None:
         """RFC 2236 3: the unsolicited report repeated once, within the
@@ -184,7 +178,7 @@ class Igmp:
             if version != 3 and self._member(iface, group):
                 self._send_v12(iface, version, group)
 
-        st.retries[group] = self.stack.timers.call_later(_delay(UNSOLICITED_V2), again)
+        st.retries[group] = self.stack.timers.call_later(rand.delay(UNSOLICITED_V2), again)
 
     # -- output -------------------------------------------------------------------
     def _send(self, iface: Interface, dst: bytes, message: bytes) -> None:
@@ -274,7 +268,7 @@ class Igmp:
         if self.version(iface) != 3:
             self._query_v12(iface, st, q, limit)
             return
-        delay = _delay(limit)
+        delay = rand.delay(limit)
         general_due = st.general.when if st.general is not None else None
         if general:
             # RFC 3376 5.2 rules 1-2: an earlier pending general answer stands.
@@ -309,7 +303,7 @@ class Igmp:
         groups = self.groups(iface) if q.group == _ANY else (
             [q.group] if self._member(iface, q.group) else [])
         for group in groups:
-            delay = _delay(limit)
+            delay = rand.delay(limit)
             old = st.queried.get(group)
             if old is not None and old[0].when <= now + delay:
                 continue

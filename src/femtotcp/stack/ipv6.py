@@ -440,8 +440,7 @@ class Ipv6:
             key = (iface, group)
             if joined:
                 self._v1_send(iface, group, mld.V1_REPORT)
-                self._v1_schedule(iface, group, rand.randbelow(
-                    int(MLD_V1_UNSOLICITED_INTERVAL * 1000) + 1) / 1000)
+                self._v1_schedule(iface, group, rand.delay(MLD_V1_UNSOLICITED_INTERVAL))
                 continue
             timer = self._mld_v1_timers.pop(key, None)
             if timer is not None:
@@ -751,9 +750,8 @@ class Ipv6:
             counters["mld.v1_query"] += 1
             self.mld_v1_until[iface] = self.stack.now + MLD_OLDER_QUERIER_TIMEOUT
         if self.mld_v1(iface):
-            most = int(msg.max_response_ms)
             for g in groups:
-                self._v1_schedule(iface, g, rand.randbelow(most + 1) / 1000)
+                self._v1_schedule(iface, g, rand.delay(msg.max_response_ms / 1000))
             return
         self.report(iface, groups, mld.MODE_IS_EXCLUDE)
 
