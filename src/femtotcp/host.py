@@ -295,8 +295,9 @@ class Host(Capturing):
 
     def settle_ipv6(self, timeout: float = 10.0) -> None:
         """Wait until duplicate address detection has finished for the static
-        IPv6 addresses (``--ipv6 ADDR/PREFIX``; RFC 4862 5.4, about a second or
-        two): until then they are tentative, not usable as sources, so a
+        IPv6 addresses (``--ipv6 ADDR/PREFIX``) and the link-local one (RFC 4862
+        5.4; each DAD starts after its own random delay, about a second or two
+        in all): until then they are tentative, not usable as sources, so a
         program's first connect to its IPv6 peers would meet ENETUNREACH, where
         a host's programs start once its addresses are up. ``run`` starts the
         program, and ``serve`` says it serves, only then. (A duplicate is
@@ -304,7 +305,7 @@ class Host(Capturing):
         iface = self.iface
 
         def settled() -> bool:
-            return not any(a.origin == "static" and a.state == "tentative"
+            return not any(a.origin in ("static", "link") and a.state == "tentative"
                            for a in iface.ipv6)
 
         if not settled():
