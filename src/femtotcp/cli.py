@@ -275,7 +275,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = Host(opts)
     try:
         host.start()
-        host.settle_ipv6()
+        for missing in host.settle():
+            print(f"femtotcp: {missing}", file=sys.stderr)
         if opts.control:
             control_server = control.ControlServer(host, opts.control)
             control_server.start()

@@ -293,23 +293,55 @@ class Host(Capturing):
                 raise OSError("address conflict detection did not finish")
         self.runtime.call(self._start_services)
 
-    def settle_ipv6(self, timeout: float = 10.0) -> None:
-        """Wait until duplicate address detection has finished for the static
-        IPv6 addresses (``--ipv6 ADDR/PREFIX``) and the link-local one (RFC 4862
-        5.4; each DAD starts after its own random delay, about a second or two
-        in all): until then they are tentative, not usable as sources, so a
-        program's first connect to its IPv6 peers would meet ENETUNREACH, where
-        a host's programs start once its addresses are up. ``run`` starts the
-        program, and ``serve`` says it serves, only then. (A duplicate is
-        logged by the stack and stays unusable.)"""
-        iface = self.iface
+    #: How long ``settle`` waits for a DHCP lease (dhclient waits 60 s, with
+    #: the ARP check of RFC 5227 a lease takes about 5-8 s here) and, with
+    #: ``--ipv6 auto``, for a Router Advertisement once router solicitation
+    #: has begun (a router answers within half a second, RFC 4861 6.2.6).
+    DHCP_WAIT = 30.0
+    RA_WAIT = 5.0
 
-        def settled() -> bool:
-            return not any(a.origin in ("static", "link") and a.state == "tentative"
-                           for a in iface.ipv6)
+    def settle(self, timeout: float = 10.0) -> list[str]:
+        """Wait until the host's addresses are up, as a host's programs start
+        once its network is: duplicate address detection finished for the
+        static IPv6 addresses (``--ipv6 ADDR/PREFIX``) and the link-local one
+        (RFC 4862 5.4; each DAD starts after its own random delay, about a
+        second or two in all); with ``--dhcp``, a lease bound (up to
+        ``DHCP_WAIT``); with ``--ipv6 auto``, the addresses of the prefixes a
+        Router Advertisement brought past DAD (up to ``RA_WAIT`` for the
+        advertisement). Until then a program's first connect would meet
+        ENETUNREACH. ``run`` starts the program, and ``serve`` says it serves,
+        only then. Returns what is still missing (warnings for the user; the
+        host goes on and the address comes when it comes). A duplicate is
+        logged by the stack and stays unusable."""
+        iface, opts = self.iface, self.opts
+        missing: list[str] = []
 
-        if not settled():
-            self.runtime.wait_until(settled, timeout)
+        def dad_done() -> bool:
+            return not any(a.state == "tentative" for a in iface.ipv6)
+
+        if not self.runtime.wait_until(dad_done, timeout):
+            missing.append(f"IPv6 duplicate address detection did not end in {timeout:g} s")
+        if opts.dhcp:
+            def leased() -> bool:
+                return any(not a.tentative for a in iface.ipv4)
+
+            if not self.runtime.wait_until(leased, self.DHCP_WAIT):
+                missing.append(f"no DHCP lease after {self.DHCP_WAIT:g} s; going on without "
+                               "one (the address comes with the lease)")
+        if "auto" in opts.ipv6 and self.stack.ipv6 is not None:
+            ndp = self.stack.ipv6.ndp
+
+            def advertised() -> bool:
+                return any(i is iface for i, _ in ndp.routers) or any(
+                    a.origin == "slaac" for a in iface.ipv6)
+
+            if self.runtime.wait_until(advertised, self.RA_WAIT):
+                # The prefixes' addresses: past DAD, as the static ones.
+                self.runtime.wait_until(dad_done, timeout)
+            else:
+                missing.append(f"no Router Advertisement in {self.RA_WAIT:g} s; IPv6 has "
+                               "only its link-local and static addresses for now")
+        return missing
 
     def describe(self) -> str:
         i = self.iface

@@ -181,7 +181,12 @@ def _kernel_httpd(attached: Attached, text: str) -> Iterator[list[str]]:
         yield log
     finally:
         httpd.send_signal(signal.SIGINT)
-        log.extend(httpd.communicate(timeout=10)[1].splitlines())
+        try:
+            _, err = httpd.communicate(timeout=10)
+        except subprocess.TimeoutExpired:    # (once seen on a loaded machine)
+            httpd.kill()                     # its log so far is in the pipe (-u)
+            _, err = httpd.communicate(timeout=10)
+        log.extend(err.splitlines())
 
 
 def _one_get_from_the_stack(log: list[str]) -> None:

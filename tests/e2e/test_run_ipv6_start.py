@@ -43,7 +43,7 @@ def test_program_connects_over_ipv6_first_thing(ns: Netns, tmp_path: Path) -> No
 def test_serve_says_it_serves_once_its_ipv6_address_is_usable(ns: Netns,
                                                              tmp_path: Path) -> None:
     """``serve --ipv6 ADDR/PREFIX`` prints its line once the address has passed
-    DAD (``Host.settle_ipv6``), so an attached program started right after it
+    DAD (``Host.settle``), so an attached program started right after it
     connects over IPv6 from that address, as a host's own programs would."""
     from test_attached import finish as finish_attached
     from test_ipv6_kernel import enable_ipv6

@@ -46,7 +46,8 @@ def run_program(opts: Any, module: str | None, argv: list[str],
     host = Host(opts)
     try:
         host.start()
-        host.settle_ipv6()
+        for missing in host.settle():
+            print(f"femtotcp: {missing}", file=sys.stderr)
         with patch(host):
             return run_in_process(module, argv, command)
     finally:
