@@ -306,9 +306,9 @@ class Host(Capturing):
         static IPv6 addresses (``--ipv6 ADDR/PREFIX``) and the link-local one
         (RFC 4862 5.4; each DAD starts after its own random delay, about a
         second or two in all); with ``--dhcp``, a lease bound (up to
-        ``DHCP_WAIT``); with ``--ipv6 auto``, the addresses of the prefixes a
-        Router Advertisement brought past DAD (up to ``RA_WAIT`` for the
-        advertisement). Until then a program's first connect would meet
+        ``DHCP_WAIT``); with ``--ipv6 auto`` on Ethernet (a TUN sends no
+        router solicitation), the addresses of the prefixes a Router
+        Advertisement brought past DAD (up to ``RA_WAIT`` for the advertisement). Until then a program's first connect would meet
         ENETUNREACH. ``run`` starts the program, and ``serve`` says it serves,
         only then. Returns what is still missing (warnings for the user; the
         host goes on and the address comes when it comes). A duplicate is
@@ -328,7 +328,7 @@ class Host(Capturing):
             if not self.runtime.wait_until(leased, self.DHCP_WAIT):
                 missing.append(f"no DHCP lease after {self.DHCP_WAIT:g} s; going on without "
                                "one (the address comes with the lease)")
-        if "auto" in opts.ipv6 and self.stack.ipv6 is not None:
+        if "auto" in opts.ipv6 and self.stack.ipv6 is not None and not iface.raw_ip:
             ndp = self.stack.ipv6.ndp
 
             def advertised() -> bool:

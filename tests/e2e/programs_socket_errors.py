@@ -5,7 +5,8 @@ SO_ERROR share, the wildcard destination, broadcasts and cut datagrams.
 Commands on stdin, one JSON line back each: ``run PEER`` runs the cases
 against PEER's services (tests/e2e/test_socket_errors_twin.py: TCP echo 7,
 TCP 13 closes at once, TCP 21 resets at once, UDP echo 7); ``urgent PEER
-PORT`` sends b"data", b"!" with MSG_OOB and b"more" to PEER:PORT.
+PORT`` sends b"data", b"!" with MSG_OOB and b"more" to PEER:PORT;
+``urgent_in PEER PORT INLINE`` receives urgent data from PEER:PORT.
 """
 
 import errno
@@ -240,9 +241,42 @@ def urgent(peer, port):
     return sent
 
 
+def urgent_in(peer, port, inline):
+    """Connect to PEER:PORT, whose side sends b"ab", b"!" with MSG_OOB and b"cd"
+    and closes; what the urgent byte looks like here (SO_OOBINLINE with
+    ``inline`` "1"): poll's POLLPRI, select's exceptional set, SIOCATMARK,
+    where a read stops, recv(MSG_OOB), and the rest of the stream."""
+    import fcntl
+    import struct
+
+    def atmark():
+        return struct.unpack("i", fcntl.ioctl(s.fileno(), 0x8905, b"\0" * 4))[0]  # SIOCATMARK
+
+    s = socket.create_connection((peer, port), timeout=10)
+    if inline == "1":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+    p = select.poll()
+    p.register(s, select.POLLPRI)
+    out = {"POLLPRI": bool(p.poll(10000))}
+    out["exceptional"] = bool(select.select([], [], [s], 0)[2])
+    out["at the mark, before"] = atmark()
+    out["recv"] = outcome(lambda: s.recv(100))
+    out["at the mark, after"] = atmark()
+    out["recv MSG_OOB"] = outcome(lambda: s.recv(1, socket.MSG_OOB))
+    out["recv MSG_OOB again"] = outcome(lambda: s.recv(1, socket.MSG_OOB))
+    rest = b""
+    while data := s.recv(100):
+        rest += data
+    out["the rest"] = rest.decode()
+    s.close()
+    return out
+
+
 for line in sys.stdin:
     cmd = line.split()
     if cmd and cmd[0] == "run":
         print(json.dumps(run(cmd[1])), flush=True)
     elif cmd and cmd[0] == "urgent":
         print(json.dumps(urgent(cmd[1], int(cmd[2]))), flush=True)
+    elif cmd and cmd[0] == "urgent_in":
+        print(json.dumps(urgent_in(cmd[1], int(cmd[2]), cmd[3])), flush=True)

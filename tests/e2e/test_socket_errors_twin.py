@@ -171,3 +171,54 @@ def test_urgent_data_reaches_a_linux_peer_out_of_band(mode: str) -> None:
             reader.join(20)
             lst.close()
     assert got == {"normal": b"datamore", "oob": b"!"}
+
+
+def _urgent_in(t: twin.Twin, inline: bool) -> dict[str, object]:
+    """The program connects to the peer's port 31, whose Linux sends b"ab",
+    b"!" with MSG_OOB and b"cd", then closes."""
+    with t.peer():
+        lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # (the last one's TIME_WAIT)
+        lst.bind((twin.PEER, 31))
+        lst.listen(1)
+    lst.settimeout(20)
+
+    def peer() -> None:
+        conn, _ = lst.accept()
+        with conn:
+            conn.sendall(b"ab")
+            conn.send(b"!", socket.MSG_OOB)
+            conn.sendall(b"cd")
+            time.sleep(0.5)
+
+    sender = threading.Thread(target=peer)
+    sender.start()
+    try:
+        return dict(json.loads(t.ask(f"urgent_in {twin.PEER} 31 {int(inline)}", timeout=30)))
+    finally:
+        sender.join(20)
+        lst.close()
+
+
+@pytest.fixture(scope="module")
+def linux_urgent() -> dict[bool, dict[str, object]]:
+    with twin.on_kernel(PROGRAM) as k:
+        answers = {inline: _urgent_in(k, inline) for inline in (False, True)}
+    # What this test is about, as the kernel gave it: the urgent byte out of
+    # the stream, announced by POLLPRI, a read stopping at its mark.
+    assert answers[False]["recv MSG_OOB"] == "bytes:21" and answers[False]["the rest"] == "cd"
+    assert answers[True]["the rest"] == "!cd" and answers[True]["POLLPRI"] is True
+    return answers
+
+
+@pytest.mark.parametrize("mode", ["in-process", "attached"])
+def test_urgent_data_from_a_linux_peer_comes_out_of_band(
+        linux_urgent: dict[bool, dict[str, object]], mode: str) -> None:
+    """The stack hands the peer's urgent byte (the byte before its urgent
+    pointer, as Linux reads it) to the program's socket out of band: POLLPRI
+    and select's exceptional set, SIOCATMARK at the mark, a read that stops
+    there, recv(MSG_OOB), and the byte gone from the stream; with
+    SO_OOBINLINE it stays in the stream. As Linux, answer for answer."""
+    with twin.on_femtotcp(PROGRAM, attached=mode == "attached") as f:
+        femto = {inline: _urgent_in(f, inline) for inline in (False, True)}
+    assert femto == linux_urgent

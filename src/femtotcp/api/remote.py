@@ -97,6 +97,7 @@ from femtotcp.api.sock_common import (
     IPPROTO_ICMPV6,
     NOT_LOCAL,
     dgram_into,
+    inherit_on_p,
     link_kind,
     local_sockopt,
     parse_opt,
@@ -792,6 +793,7 @@ class RemoteSocket(_SocketBase):
                  scope]
         new = RemoteSocket._adopt(self._net, fd, sid, self._sfamily, SOCK_STREAM,
                                   self._sproto, state)
+        inherit_on_p(self, new)
         if _std.getdefaulttimeout() is None and self.gettimeout():
             new.setblocking(True)
         return new, new._remote or self._fmt(None, 0)

@@ -73,7 +73,7 @@ BROADCAST4 = b"\xff\xff\xff\xff"
 _CONNECT_FAILED = frozenset({errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EHOSTUNREACH,
                              errno.ENETUNREACH, errno.ECONNRESET})
 #: The options P keeps itself (``sock_common.set_timeo``, ``set_on_p``).
-_P_OPTS = (_std.SO_RCVTIMEO, _std.SO_SNDTIMEO, _std.SO_RCVLOWAT)
+_P_OPTS = (_std.SO_RCVTIMEO, _std.SO_SNDTIMEO, _std.SO_RCVLOWAT, _std.SO_OOBINLINE)
 #: More than any datagram's payload: a read of this size takes a record whole.
 DGRAM_MAX = 65536
 
@@ -610,7 +610,7 @@ class _SocketBase(_RealSocket):
         """For a TCP socket whose connect failed and that connects again, as
         Linux lets it (tcp_disconnect): a new pair in place of the spent one.
         P keeps its fd number (``dup2``), its own options (timeouts,
-        SO_RCVLOWAT) and its blocking mode; the new Q is returned for the
+        SO_RCVLOWAT, SO_OOBINLINE) and its blocking mode; the new Q is returned for the
         stack's new link."""
         fd = _RealSocket.fileno(self)
         kept = [(opt, _RealSocket.getsockopt(self, SOL_SOCKET, opt, 16)) for opt in _P_OPTS]

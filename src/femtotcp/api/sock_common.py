@@ -64,13 +64,25 @@ def parse_opt(sock: _SocketBase, level: int, optname: int, value: Any) -> Any:
     return sockopts.parse(sock._sfamily, kind, level, optname, value)
 
 
+_ON_P = (_std.SO_RCVLOWAT, _std.SO_OOBINLINE)
+
+
 def set_on_p(sock: _SocketBase, level: int, optname: int, val: Any) -> None:
-    """After a set the stack took: SO_RCVLOWAT of a stream socket goes on P as
-    well, whose reads are the program's (a Unix stream socket honours it)."""
-    if level == SOL_SOCKET and optname == _std.SO_RCVLOWAT and sock._stype == SOCK_STREAM:
+    """After a set the stack took: SO_RCVLOWAT and SO_OOBINLINE of a stream
+    socket go on P as well, whose reads are the program's (a Unix stream
+    socket honours both; the stack hands the peer's urgent byte to P with
+    MSG_OOB)."""
+    if level == SOL_SOCKET and optname in _ON_P and sock._stype == SOCK_STREAM:
         _RealSocket.setsockopt(sock, level, optname, val)
     elif level == SOL_SOCKET and optname == _std.SO_SNDBUF and sock._stype == SOCK_DGRAM:
         _RealSocket.setsockopt(sock, level, optname, val // 2)     # (Linux doubles it again)
+
+
+def inherit_on_p(listener: _SocketBase, new: _SocketBase) -> None:
+    """An accepted socket inherits its listener's SO_OOBINLINE, as on Linux
+    (the flag is copied with the listening socket): on its P too."""
+    if _RealSocket.getsockopt(listener, SOL_SOCKET, _std.SO_OOBINLINE):
+        _RealSocket.setsockopt(new, SOL_SOCKET, _std.SO_OOBINLINE, 1)
 
 
 # -- what the program's socket answers by itself ---------------------------------------------------

@@ -370,6 +370,11 @@ class _TcpLink(_Link):
         finally:
             self.pumping = False
 
+    def _send_oob(self, byte: bytes) -> int:
+        q = self.q
+        assert q is not None
+        return q.send(byte, _std.MSG_OOB)
+
     def _pump_once(self) -> None:
         conn, q = self.conn, self.q
         if conn is None or q is None:
@@ -387,6 +392,14 @@ class _TcpLink(_Link):
         while not self.fin_in:
             if not self.in_closed:
                 try:
+                    if conn.rcv.urg_seq >= 0 and (before := conn.urgent_offset()) >= 0:
+                        # The peer's urgent byte goes to P out of band (MSG_OOB on
+                        # a Unix stream socket: POLLPRI, select's exceptional set,
+                        # recv(MSG_OOB), SIOCATMARK, SO_OOBINLINE as TCP's).
+                        if not conn.send_urgent_byte(before, q.sendmsg, self._send_oob):
+                            self.q_full = True
+                            break
+                        continue
                     n = conn.send_received(q.sendmsg)
                 except BlockingIOError:
                     self.q_full = True

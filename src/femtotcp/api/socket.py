@@ -110,6 +110,7 @@ from femtotcp.api.sock_base import (
 from femtotcp.api.sock_common import (
     NOT_LOCAL,
     dgram_into,
+    inherit_on_p,
     link_kind,
     local_sockopt,
     parse_opt,
@@ -379,6 +380,7 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
                 raise
             break
         new_link = new._link
+        inherit_on_p(self, new)
         if _std.getdefaulttimeout() is None and self.gettimeout():
             new.setblocking(True)
         remote = new_link.remote or (ANY4, 0)

@@ -245,7 +245,7 @@ declare(EVENT, """
     tcp.sws_override tcp.syn_challenged tcp.syn_received_reset
     tcp.syn_retransmit_seen tcp.syn_retransmits tcp.syncookies_accepted
     tcp.syncookies_sent tcp.time_wait_done tcp.time_wait_reset tcp.time_wait_reused
-    tcp.tso_sent tcp.tx_error tcp.urgent tcp.urgent_sent tcp.window_probes tcp.window_update
+    tcp.tso_sent tcp.tx_error tcp.urgent tcp.urgent_marks tcp.urgent_sent tcp.window_probes tcp.window_update
 """)
 declare(GAUGE, """
     tcp.accept_queue tcp.ooo_held_bytes tcp.ooo_held_segments tcp.rcvbuf_autotuned

@@ -2,7 +2,9 @@
 segments before the urgent pointer carry URG and the pointer as Linux sends
 them (the byte after the urgent data), with a valid checksum, until the peer
 acknowledges the urgent byte; neither Nagle nor TSO holds it meanwhile. Received urgent data stays
-inline (RFC 6093) and is only counted."""
+inline in the connection's stream (RFC 6093; a relay gets every byte); the
+urgent byte is marked (the byte before the pointer, as Linux reads it) for a
+socket to hand over out of band (``urgent_offset``, ``send_urgent_byte``)."""
 
 from __future__ import annotations
 
@@ -67,3 +69,66 @@ def test_urgent_data_received_stays_inline() -> None:
     peer.send(ACK | PSH | URG, p.snd, p.rcv, b"ab!", urgent=3)
     assert p.conn.recv(10) == b"ab!"
     assert p.conn.counters["tcp.urgent"] == 1
+
+
+def test_the_urgent_byte_is_marked_where_linux_reads_it() -> None:
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    conn = p.conn
+    peer.send(ACK | PSH | URG, p.snd, p.rcv, b"ab!cd", urgent=3)
+    assert conn.urgent_offset() == 2           # b"ab" before it
+    taken: list[bytes] = []
+
+    def sendmsg(chunks: list[bytes]) -> int:
+        taken.append(b"".join(bytes(c) for c in chunks))
+        return len(taken[-1])
+
+    assert conn.send_urgent_byte(2, sendmsg, lambda b: taken.append(b"OOB" + b) or 1)
+    assert taken == [b"ab", b"OOB!"]
+    assert conn.urgent_offset() == -1 and conn.recv(10) == b"cd"
+    assert conn.counters["tcp.urgent_marks"] == 1
+    # The same pointer again (a retransmission's) is not replayed.
+    peer.send(ACK | PSH | URG, p.snd, p.rcv, b"ab!cd", urgent=3)
+    assert conn.urgent_offset() == -1
+    assert conn.counters["tcp.urgent_marks"] == 1
+
+
+def test_a_pointer_past_the_data_marks_the_byte_when_it_comes() -> None:
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    conn = p.conn
+    peer.send(ACK | PSH | URG, p.snd, p.rcv, b"ab", urgent=4)    # the urgent byte: seq +3
+    assert conn.urgent_offset() == -1           # not here yet
+    peer.send(ACK | PSH, p.snd + 2, p.rcv, b"c!d")
+    assert conn.urgent_offset() == 3
+
+
+def test_a_newer_mark_makes_the_older_byte_ordinary() -> None:
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    conn = p.conn
+    peer.send(ACK | PSH | URG, p.snd, p.rcv, b"ab!", urgent=3)
+    peer.send(ACK | PSH | URG, p.snd + 3, p.rcv, b"cd?", urgent=3)
+    assert conn.urgent_offset() == 5
+    assert conn.counters["tcp.urgent_marks"] == 2
+
+
+def test_a_full_socket_takes_the_bytes_before_the_mark_in_parts() -> None:
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    conn = p.conn
+    peer.send(ACK | PSH | URG, p.snd, p.rcv, b"abcd!", urgent=5)
+    oob: list[bytes] = []
+    assert not conn.send_urgent_byte(4, lambda chunks: 1, oob.append)   # takes one byte
+    assert oob == [] and conn.urgent_offset() == 3
+    assert conn.send_urgent_byte(3, lambda chunks: sum(map(len, chunks)),
+                                 lambda b: oob.append(b) or 1)
+    assert oob == [b"!"] and conn.recv(10) is None
+
+
+def test_no_mark_after_shut_rd() -> None:
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    p.conn.shutdown(0)                        # SHUT_RD: what comes is discarded
+    peer.send(ACK | PSH | URG, p.snd, p.rcv, b"ab!", urgent=3)
+    assert p.conn.urgent_offset() == -1

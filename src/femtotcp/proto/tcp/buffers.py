@@ -157,6 +157,32 @@ class ReceiveQueue:
                 break
         return b"".join(parts)
 
+    def peek(self, n: int) -> bytes:
+        """The first ``min(n, len(self))`` bytes, left queued."""
+        out = bytearray()
+        for chunk in self.chunks:
+            out += chunk[:n - len(out)]
+            if len(out) >= n:
+                break
+        return bytes(out)
+
+    def send_first(self, sendmsg: Callable[[list[Chunk]], int], n: int) -> int:
+        """Offer at most the first ``n`` bytes to ``sendmsg`` in one call (up to
+        ``MAX_IOV`` chunks) and consume what it took; returns that count."""
+        offer: list[Chunk] = []
+        left = n
+        for chunk in self.chunks:
+            if left <= 0 or len(offer) == MAX_IOV:
+                break
+            if len(chunk) > left:
+                chunk = chunk[:left]      # (a copy of a bytearray's part: no export held)
+            offer.append(chunk)
+            left -= len(chunk)
+        taken = sendmsg(offer) if offer else 0
+        if taken:
+            self.consume(taken)
+        return taken
+
     def send_to(self, sendmsg: Callable[[list[Chunk]], int]) -> int:
         """Offer the queued chunks to ``sendmsg`` (scatter-gather, as
         ``socket.sendmsg``), up to ``MAX_IOV`` chunks a call, and consume what it

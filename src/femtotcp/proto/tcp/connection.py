@@ -1091,9 +1091,9 @@ class TcpConnection:
             return
 
         if flags & URG:
-            # RFC 6093: urgent data is delivered inline; the pointer is only counted
-            # (never used to index anything).
             counters["tcp.urgent"] += 1
+            if hdr.urgent and self.state in RECEIVING:
+                self._urgent_mark(seq + hdr.urgent - 1)
 
         st = self.state
         if plen or flags & FIN:
@@ -1188,6 +1188,55 @@ class TcpConnection:
         snd.output()
 
     # ================================================================ segments out
+    def _urgent_mark(self, useq: int) -> None:
+        """The peer's urgent pointer names the urgent byte ``useq`` (the byte
+        before the pointer, RFC 6093's reading, as Linux's tcp_check_urg). The
+        bytes stay in the stream (RFC 6093 recommends inline delivery, and a
+        relay such as the gateway gets them all); the mark only tells a socket
+        which byte to hand over out of band (``urgent_offset``). A pointer at
+        data already received is not replayed, and only a newer mark replaces
+        the one pending (then the older byte is ordinary data, as on Linux)."""
+        rcv = self.rcv
+        if useq < rcv.rcv_nxt or useq <= rcv.urg_seq or rcv.rd_shut:
+            return
+        rcv.urg_seq = useq
+        self.counters["tcp.urgent_marks"] += 1
+
+    def urgent_offset(self) -> int:
+        """How many buffered bytes come before the pending urgent byte, when
+        that byte is buffered; else -1 (none, or not received yet)."""
+        rcv = self.rcv
+        useq = rcv.urg_seq
+        if useq < 0:
+            return -1
+        nbytes = rcv.rcv_buf.nbytes
+        first = rcv.rcv_nxt - nbytes - (1 if rcv.fin_received else 0)
+        if useq < first:
+            rcv.urg_seq = -1              # read past (as ordinary data)
+            return -1
+        return useq - first if useq - first < nbytes else -1
+
+    def send_urgent_byte(self, before: int, sendmsg: Callable[[list[Chunk]], int],
+                         send_oob: Callable[[bytes], int]) -> bool:
+        """Hand the stream to a socket up to the urgent byte (``before`` bytes,
+        ``urgent_offset``) through ``sendmsg``, then that byte through
+        ``send_oob`` (a send with MSG_OOB). True once the byte went; False when
+        the socket took less (it is full); what they raise propagates, with
+        what they took consumed."""
+        rcv = self.rcv
+        buf = rcv.rcv_buf
+        if before:
+            n = buf.send_first(sendmsg, before)
+            if n:
+                rcv._after_read()
+            if n < before:
+                return False
+        send_oob(buf.peek(1))
+        buf.consume(1)
+        rcv.urg_seq = -1
+        rcv._after_read()
+        return True
+
     def mark_urgent(self, pending: int) -> None:
         """A send with MSG_OOB: the urgent pointer goes after the byte
         ``pending`` bytes past the end of the send buffer (what the program

@@ -35,6 +35,7 @@ class Receiver:
         "last_ack_sent",
         "last_oow_ack", "rcvbuf", "rd_shut", "bytes_received", "t_delack",
         "autotune", "grown", "space", "space_seq", "space_time", "window_clamp",
+        "urg_seq",
     )
 
     def __init__(self, conn: TcpConnection, env: TcpEnv, opt: Negotiated,
@@ -74,6 +75,8 @@ class Receiver:
         self.space_time = 0.0
         self.rd_shut = False
         self.bytes_received = 0
+        #: The pending urgent byte's sequence number (-1: none), ``TcpConnection._urgent_mark``.
+        self.urg_seq = -1
         #: Made when first set (a connection whose ACKs all go at once never
         #: delays one), dropped at release (it holds a bound method: a cycle).
         self.t_delack: LazyTimer | _Unarmed = _UNARMED
