@@ -100,6 +100,23 @@ def run(peer):
         s.close()
         return got
     out["shutdown(SHUT_RDWR): recv, send"] = outcome(shut_both)
+
+    def shut_read():
+        # Linux goes on receiving after SHUT_RD: a read takes what is queued,
+        # else gives EOF at once; what arrives later is read too.
+        s = socket.create_connection((peer, 7), timeout=10)
+        s.sendall(b"before")
+        time.sleep(0.3)
+        s.shutdown(socket.SHUT_RD)
+        got = [outcome(lambda: s.recv(100)), outcome(lambda: s.recv(100))]
+        s.sendall(b"after")
+        time.sleep(0.3)
+        buf = bytearray(3)
+        got += [outcome(lambda: s.recv_into(buf)), buf.decode(), outcome(lambda: s.recv(100)),
+                outcome(lambda: s.recv(100)), attempt(lambda: s.send(b"x"))]
+        s.close()
+        return got
+    out["shutdown(SHUT_RD): recv, recv, then the peer's echo"] = outcome(shut_read)
     out["accept on a UDP socket"] = attempt(
         lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).accept())
 

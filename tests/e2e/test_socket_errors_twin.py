@@ -116,6 +116,9 @@ def linux() -> dict[str, object]:
         "ECONNRESET", "bytes:", "EPIPE", 0], answers
     assert answers["sendto a subnet broadcast"] == "EACCES", answers
     assert answers["a 100-byte datagram: recvmsg"][1] is True, answers
+    assert answers["shutdown(SHUT_RD): recv, recv, then the peer's echo"] == [
+        "bytes:" + b"before".hex(), "bytes:", 3, "aft", "bytes:" + b"er".hex(), "bytes:",
+        "ok"], answers
     return answers
 
 

@@ -69,6 +69,7 @@ from femtotcp.api.sock_base import (
     _KIND_DATA_SCOPED,
     _KIND_ERROR,
     _KIND_SEND,
+    _NOT_HELD,
     _REC,
     _SCOPE,
     AF_INET,
@@ -117,6 +118,8 @@ ENV_PATH = "FEMTOTCP_ATTACH_PYTHONPATH"
 SERVICE_SUFFIX = ".sockets"
 #: Largest message either side sends (a 64 KiB datagram plus its request).
 MAX_MESSAGE = 65536 + 4096
+#: The most bytes one ``held`` answer carries (in hex, within MAX_MESSAGE).
+HELD_MAX = 16384
 #: SO_SNDBUF of serve's end of a stream pair (towards the program; Linux doubles it).
 REMOTE_PAIR_BUF = 262144
 #: Idle channels kept per process for reuse.
@@ -554,7 +557,7 @@ class RemoteSocket(_SocketBase):
     """``socket.socket`` for an attached program: P here, the stack socket in serve."""
 
     __slots__ = ("_net", "_id", "_sfamily", "_stype", "_sproto", "_mode", "_local", "_remote",
-                 "_scope", "_q", "_opts", "_to", "_from")
+                 "_scope", "_q", "_opts", "_to", "_from", "_rd_held")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: int | None = None, *, network: RemoteNetwork | None = None) -> None:
@@ -621,6 +624,9 @@ class RemoteSocket(_SocketBase):
         #: The last datagram source read (its record's address bytes) and that
         #: address as this socket's family shows it (``recvfrom``).
         self._from: tuple[bytes, Any] | None = None
+        #: SHUT_RD done: at EOF on P, what serve's connection received since
+        #: then is read by request (``_held``), as Linux goes on receiving.
+        self._rd_held = False
         self._state(state)
 
     def _state(self, state: list[Any]) -> None:
@@ -875,10 +881,25 @@ class RemoteSocket(_SocketBase):
             self._ready_for_data()
         data = _RealSocket.recv(self, bufsize, flags)
         if not data and bufsize:
+            if self._rd_held and not flags & _NOT_HELD:
+                data = self._held(bufsize)
+                if data:
+                    return data
             exc = self._eof_error()
             if exc is not None:
                 raise exc
         return data
+
+    def _held(self, n: int) -> bytes:
+        """What the connection received since SHUT_RD (``_TcpLink.take_held``),
+        up to ``n`` bytes and at most what one answer carries; b"" when none
+        (or serve has let the socket go)."""
+        try:
+            return bytes.fromhex(self._values("held", min(n, HELD_MAX))[0])
+        except OSError as exc:
+            if exc.errno == errno.EBADF:
+                return b""
+            raise
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         if self._stype == SOCK_DGRAM:
@@ -886,7 +907,12 @@ class RemoteSocket(_SocketBase):
         if self._mode != CONNECTED:
             self._ready_for_data()
         n = _RealSocket.recv_into(self, buffer, nbytes, flags)
-        if n == 0 and (nbytes or len(memoryview(buffer))):
+        if n == 0 and (size := nbytes or len(memoryview(buffer))):
+            if self._rd_held and not flags & _NOT_HELD:
+                data = self._held(size)
+                if data:
+                    memoryview(buffer).cast("B")[:len(data)] = data
+                    return len(data)
             exc = self._eof_error()
             if exc is not None:
                 raise exc
@@ -1082,6 +1108,7 @@ class RemoteSocket(_SocketBase):
             if h != SHUT_WR:
                 try:
                     self._values("shut", h)
+                    self._rd_held = True
                 except OSError as exc:
                     # P shut both ways reads, to serve, as the program gone:
                     # serve may have freed the socket already, which is what

@@ -74,6 +74,8 @@ _CONNECT_FAILED = frozenset({errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EHOSTUNR
                              errno.ENETUNREACH, errno.ECONNRESET})
 #: The options P keeps itself (``sock_common.set_timeo``, ``set_on_p``).
 _P_OPTS = (_std.SO_RCVTIMEO, _std.SO_SNDTIMEO, _std.SO_RCVLOWAT, _std.SO_OOBINLINE)
+#: Reads that never take what a TCP connection received after SHUT_RD.
+_NOT_HELD = _std.MSG_PEEK | _std.MSG_OOB
 #: More than any datagram's payload: a read of this size takes a record whole.
 DGRAM_MAX = 65536
 

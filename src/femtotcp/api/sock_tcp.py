@@ -30,7 +30,6 @@ from femtotcp.api.sock_base import (
     DEFAULT_BACKLOG,
     IPPROTO_IPV6,
     IPPROTO_TCP,
-    SHUT_RD,
     SHUT_WR,
     SOL_SOCKET,
     _Link,
@@ -109,6 +108,9 @@ class _TcpLink(_Link):
         self.eof_out = False       # the program shut its side for writing (EOF on Q)
         self.unread_dropped = False  # the program closed with received data unread
         self.in_closed = False     # the program will never read again (EPIPE on Q)
+        # SHUT_RD: what arrives stays in the connection for the program's reads
+        # (``take_held``), as Linux's TCP goes on receiving after it.
+        self.rd_held = False
         self.closing = False       # program closed: close the connection once flushed
         self.pumping = False       # the connection calls on_event from inside send()
         self.pump_again = False
@@ -412,6 +414,8 @@ class _TcpLink(_Link):
                         self.q_full = True  # a partial send: Q is full
                         break
                     continue
+            if self.rd_held and conn.rcv_buf:
+                break                   # kept for ``take_held``
             try:
                 # Nothing buffered (EOF, an error or None), or data to discard.
                 chunk = conn.recv(CHUNK)
@@ -623,13 +627,24 @@ class _TcpLink(_Link):
         self.release()
 
     def shutdown_read(self) -> None:
+        """The program shut its reading side (P is shut for reading: its
+        queued bytes, then EOF). As on Linux, the connection goes on
+        receiving: what arrives waits in it for ``take_held``, and a close
+        with some of it unread resets."""
         self.in_closed = True
+        self.rd_held = True
         if self.conn is not None:
-            try:
-                self.conn.shutdown(SHUT_RD)
-            except (OSError, AttributeError):
-                pass
+            self.conn.shut_reading()
             self.pump()
+
+    def take_held(self, n: int) -> bytes:
+        """Up to ``n`` bytes received since SHUT_RD, b"" when none is there (a
+        read after SHUT_RD never waits); the connection's error once its data
+        is taken, as Linux's recv."""
+        conn = self.conn
+        if conn is None:
+            return b""
+        return conn.recv(n) or b""
 
     # -- listening -------------------------------------------------------------------------------
     def listen(self, backlog: int) -> tuple[bytes, int]:

@@ -63,6 +63,7 @@ from femtotcp.api.sock_base import (
     _KIND_DATA,
     _KIND_DATA_SCOPED,
     _KIND_ERROR,
+    _NOT_HELD,
     _REC,
     _SCOPE,
     _TCP_KEEPCNT,
@@ -522,6 +523,9 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
             exc = self._data_error()
             if exc is not None:
                 raise exc
+        if not data and bufsize and isinstance(link, _TcpLink) and link.rd_held \
+                and not flags & _NOT_HELD:
+            data = self._net.call(link.take_held, bufsize)
         return data
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
@@ -536,6 +540,11 @@ class socket(_SocketBase):  # noqa: N801 - the stdlib's name
             exc = self._data_error()
             if exc is not None:
                 raise exc
+        if n == 0 and isinstance(link, _TcpLink) and link.rd_held and not flags & _NOT_HELD:
+            size = nbytes or len(memoryview(buffer))
+            data = self._net.call(link.take_held, size) if size else b""
+            n = len(data)
+            memoryview(buffer).cast("B")[:n] = data
         return n
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:

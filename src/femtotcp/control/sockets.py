@@ -430,6 +430,7 @@ class SocketService:
             "listen": self.op_listen, "connect": self.op_connect,
             "uconnect": self.op_uconnect, "err": self.op_err, "soerr": self.op_soerr,
             "setopt": self.op_setopt, "getopt": self.op_getopt, "shut": self.op_shut,
+            "held": self.op_held,
             "send": self.op_send, "sendto": self.op_sendto, "errrec": self.op_errrec,
             "lookup": self.op_lookup, "dns": self.op_dns, "names": self.op_names,
             "info": self.op_info, "urg": self.op_urg,
@@ -940,6 +941,14 @@ class SocketService:
             else:
                 self.net.call(link.pump)
         return []
+
+    def op_held(self, sid: Any, n: int, *, tail: bytes) -> list[Any]:
+        """A read after SHUT_RD found P empty: what the connection received
+        since (``_TcpLink.take_held``), in hex."""
+        size = int(n)
+        if not 0 < size <= remote.HELD_MAX:
+            raise _oserror(errno.EINVAL)
+        return [self.net.call(self._tcp(sid).take_held, size).hex()]
 
     def op_urg(self, sid: Any, *, tail: bytes) -> list[Any]:
         """A send with MSG_OOB: ``tail`` goes after what P holds, its last byte urgent."""

@@ -222,7 +222,7 @@ declare(EVENT, """
 # tcp
 declare(DROP, """
     tcp.bad_checksum tcp.bad_offset tcp.bad_option_length tcp.bad_option_mss
-    tcp.bad_option_wscale tcp.data_after_close tcp.data_ignored
+    tcp.bad_option_wscale tcp.data_after_close tcp.data_after_shutdown tcp.data_ignored
     tcp.fin_wait_2_timeout tcp.handshake_timeout tcp.icmp_no_connection
     tcp.icmp_truncated tcp.keepalive_timeout tcp.listen_bad_ack tcp.listen_no_syn
     tcp.listen_overflow tcp.no_ack_flag tcp.no_connection tcp.no_socket

@@ -121,3 +121,33 @@ def test_reset_cap_is_an_option() -> None:
     lan.run(0)
     assert len(peer.received()) == 199          # the burst, less the first one above
     assert peer.stack.counters["tcp.rst_ratelimited"] == 801
+
+
+def test_after_shut_rd_data_is_still_received_and_kept() -> None:
+    """SHUT_RD as Linux's RCV_SHUTDOWN (``shut_reading``): the connection goes on
+    receiving and acknowledging, and keeps the bytes for the program's reads."""
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    conn = p.conn
+    conn.shut_reading()
+    peer.send(ACK | PSH, p.snd, p.rcv, b"late")
+    assert peer.expect().ack == p.snd + 4 and conn.state == "ESTABLISHED"
+    assert conn.recv(10) == b"late"
+
+
+def test_data_after_shut_rd_and_our_fin_resets() -> None:
+    """Once our FIN is out (FIN_WAIT_1/2), new data to a socket that shut its
+    reading side resets the connection (RFC 1122 4.2.2.13; Linux's
+    TCPAbortOnData): a RST to the peer, ECONNRESET to the program."""
+    lan, peer = lan_with_peer()
+    p = open_passive(lan, peer)
+    conn = p.conn
+    conn.shut_reading()
+    conn.shutdown(1)                           # SHUT_WR: our FIN
+    lan.run(0)
+    fin = peer.expect()
+    assert fin.has(FIN)
+    peer.send(ACK | PSH, p.snd, fin.seq + 1, b"late")
+    assert peer.expect().has(RST)
+    assert conn.error == errno.ECONNRESET
+    assert conn.counters["tcp.data_after_shutdown"] == 1

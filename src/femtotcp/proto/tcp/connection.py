@@ -143,7 +143,7 @@ class TcpConnection:
         # program-facing
         "on_event", "on_state", "error", "_error_reported", "soft_error", "_keepalive",
         "_keepalive_idle", "keepalive_interval", "keepalive_count", "linger", "user_timeout",
-        "maxseg", "wr_shut", "orphaned", "_ev", "_listener_ev", "_flush_deferred",
+        "maxseg", "wr_shut", "rd_closed", "orphaned", "_ev", "_listener_ev", "_flush_deferred",
         # liveness
         "last_rx", "last_tx", "ka_probes", "t_keepalive", "t_close",
         # statistics
@@ -188,6 +188,9 @@ class TcpConnection:
         self.user_timeout = 0.0
         self.maxseg = 0
         self.wr_shut = False
+        #: The program's socket shut its reading side (SHUT_RD) but keeps what
+        #: arrives (``shut_reading``), unlike ``shutdown``'s discarding one.
+        self.rd_closed = False
         self.orphaned = False
         self._ev = False
         self._listener_ev = False
@@ -425,6 +428,12 @@ class TcpConnection:
         if how in (socket.SHUT_WR, socket.SHUT_RDWR) and not self.wr_shut:
             self.wr_shut = True
             self._queue_fin()
+
+    def shut_reading(self) -> None:
+        """The program's SHUT_RD, as Linux's RCV_SHUTDOWN: data is still
+        received and kept for the program's reads, but new data once our FIN is
+        out (FIN_WAIT_1/2) resets the connection."""
+        self.rd_closed = True
 
     def close(self) -> None:
         """Graceful close (FIN), or a RST when unread data is left or linger is 0
@@ -1106,6 +1115,13 @@ class TcpConnection:
                     counters["tcp.data_after_close"] += 1
                     self._send_rst(snd.snd_max, with_ack=False)
                     self._fail(errno.ECONNRESET, notify=False)
+                    return
+                if plen and self.rd_closed and st != ESTABLISHED and seq + plen > rcv_nxt:
+                    # New data after both SHUT_RD and our FIN: RFC 1122 4.2.2.13
+                    # and Linux (TCPAbortOnData) reset; the socket's error is ECONNRESET.
+                    counters["tcp.data_after_shutdown"] += 1
+                    self._send_rst(snd.snd_max, with_ack=False)
+                    self._fail(errno.ECONNRESET)
                     return
                 rcv.receive_text(seq, payload, flags)
             elif plen:
