@@ -133,3 +133,32 @@ def test_datagrams_to_a_group_leave_with_the_multicast_ttl(lan: Lan) -> None:
     group = std.inet_aton("224.0.0.251")
     assert [ttl for dst, ttl in seen if dst == group] == [1, 4]
     assert [ttl for dst, ttl in seen if dst == std.inet_aton(lan.ip_b)] == [9]
+
+
+@pytest.mark.parametrize("old_reuses", [False, True])
+def test_a_restarted_server_binds_beside_its_old_connections_as_on_linux(
+        lan: Lan, old_reuses: bool) -> None:
+    """A server's accepted connection outlives its listener. A new listener
+    with SO_REUSEADDR binds the port only when the old listener had it too
+    (its connections inherit it, Linux's sk_reuse): else EADDRINUSE."""
+    old = lan.net_b.socket(std.AF_INET, std.SOCK_STREAM)
+    if old_reuses:
+        old.setsockopt(std.SOL_SOCKET, std.SO_REUSEADDR, 1)
+    old.bind(("", 8610))
+    old.listen()
+    cli = lan.net_a.create_connection((lan.ip_b, 8610), timeout=5)
+    conn, _ = old.accept()
+    old.close()
+    new = lan.net_b.socket(std.AF_INET, std.SOCK_STREAM)
+    new.setsockopt(std.SOL_SOCKET, std.SO_REUSEADDR, 1)
+    try:
+        if old_reuses:
+            new.bind(("", 8610))
+            new.listen()
+        else:
+            with pytest.raises(OSError) as exc:
+                new.bind(("", 8610))
+            assert exc.value.errno == errno.EADDRINUSE
+    finally:
+        for s in (new, conn, cli):
+            s.close()

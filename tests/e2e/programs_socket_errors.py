@@ -117,6 +117,24 @@ def run(peer):
         s.close()
         return got
     out["shutdown(SHUT_RD): recv, recv, then the peer's echo"] = outcome(shut_read)
+
+    def over_time_wait(first_reuses):
+        # Our close comes first: our side of the connection is in TIME_WAIT.
+        s = socket.socket()
+        if first_reuses:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.connect((peer, 7))
+        port = s.getsockname()[1]
+        s.close()
+        time.sleep(0.3)
+        b = socket.socket()
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        got = attempt(lambda: b.bind(("0.0.0.0", port)))
+        b.close()
+        return got
+    for first in (False, True):
+        out[f"SO_REUSEADDR bind over TIME_WAIT, the old socket's SO_REUSEADDR {first}"] = \
+            outcome(lambda: over_time_wait(first))  # noqa: B023
     out["accept on a UDP socket"] = attempt(
         lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).accept())
 

@@ -119,6 +119,8 @@ def linux() -> dict[str, object]:
     assert answers["shutdown(SHUT_RD): recv, recv, then the peer's echo"] == [
         "bytes:" + b"before".hex(), "bytes:", 3, "aft", "bytes:" + b"er".hex(), "bytes:",
         "ok"], answers
+    assert answers["SO_REUSEADDR bind over TIME_WAIT, the old socket's SO_REUSEADDR False"] \
+        == "EADDRINUSE", answers
     return answers
 
 

@@ -211,10 +211,11 @@ class _TcpLink(_Link):
     def _port_busy(self, addr: bytes, port: int, reuse: bool, reuse_port: bool = False) -> bool:
         """Linux's bind rules (the overlap is ``port_taken``'s): a port is taken
         by another bound socket of this API unless both set SO_REUSEADDR, by a
-        listener always, and without SO_REUSEADDR also by any connection using
-        it (TIME_WAIT included); none of them takes it when both set
-        SO_REUSEPORT (one user here), the connections a SO_REUSEPORT listener
-        accepted included."""
+        listener always, and by any connection using it (TIME_WAIT included)
+        unless both set SO_REUSEADDR (a connection has it when its socket or
+        the listener that accepted it had, Linux's sk_reuse); none of them
+        takes it when both set SO_REUSEPORT (one user here), the connections a
+        SO_REUSEPORT listener accepted included."""
         def shares(opts: dict[tuple[int, int], Any]) -> bool:
             return bool((reuse and opts.get((SOL_SOCKET, _std.SO_REUSEADDR)))
                         or (reuse_port and opts.get((SOL_SOCKET, _SO_REUSEPORT))))
@@ -231,10 +232,10 @@ class _TcpLink(_Link):
                 holders.append(lst.local)
                 if lst.local[0] == ANY6 and not lst.v6only:
                     dual.append(lst.local)
-        if not reuse:
-            holders += [conn.local for conn in tcp.connections() if conn.local[1] == port
-                        and not (reuse_port and conn.listener is not None
-                                 and conn.listener.reuse_port)]
+        holders += [conn.local for conn in tcp.connections() if conn.local[1] == port
+                    and not (reuse and conn.reuse)
+                    and not (reuse_port and conn.listener is not None
+                             and conn.listener.reuse_port)]
         return port_taken(holders, addr, port, self.v6only, dual)
 
     # -- connect (loop thread) ---------------------------------------------------------------
@@ -789,6 +790,8 @@ def _apply_tcp_opt(obj: Any, level: int, opt: int, value: Any) -> None:
             name = "sndbuf"
         elif opt == _std.SO_LINGER:
             name, value = "linger", (value[1] if value[0] else None)
+        elif opt == _std.SO_REUSEADDR:
+            name, value = "reuse", bool(value)
     elif level == IPPROTO_TCP:
         if opt == _std.TCP_NODELAY:
             name, value = "nodelay", bool(value)

@@ -143,7 +143,7 @@ class TcpConnection:
         # program-facing
         "on_event", "on_state", "error", "_error_reported", "soft_error", "_keepalive",
         "_keepalive_idle", "keepalive_interval", "keepalive_count", "linger", "user_timeout",
-        "maxseg", "wr_shut", "rd_closed", "orphaned", "_ev", "_listener_ev", "_flush_deferred",
+        "maxseg", "reuse", "wr_shut", "rd_closed", "orphaned", "_ev", "_listener_ev", "_flush_deferred",
         # liveness
         "last_rx", "last_tx", "ka_probes", "t_keepalive", "t_close",
         # statistics
@@ -187,6 +187,9 @@ class TcpConnection:
         self.linger: float | None = None
         self.user_timeout = 0.0
         self.maxseg = 0
+        #: SO_REUSEADDR on the socket (Linux's sk_reuse): another socket with it
+        #: may bind this connection's port while it lives, TIME_WAIT included.
+        self.reuse = False
         self.wr_shut = False
         #: The program's socket shut its reading side (SHUT_RD) but keeps what
         #: arrives (``shut_reading``), unlike ``shutdown``'s discarding one.

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 #: Connection options a listener hands down to the connections it accepts.
 INHERITED = ("nodelay", "keepalive", "keepalive_idle", "keepalive_interval",
              "keepalive_count", "linger", "user_timeout", "maxseg", "rcvbuf", "sndbuf",
-             "hop_limit", "tclass", "ttl", "tos")
+             "hop_limit", "tclass", "ttl", "tos", "reuse")
 
 #: Their values on a listener where none was set: a constant, or the name of
 #: the ``TcpConfig`` field that holds it (read at use time; this is on the
@@ -29,7 +29,8 @@ _DEFAULTS: dict[str, Any] = {
     "nodelay": False, "keepalive": False, "keepalive_idle": "keepalive_idle",
     "keepalive_interval": "keepalive_interval", "keepalive_count": "keepalive_count",
     "linger": None, "user_timeout": 0.0, "maxseg": 0, "rcvbuf": "rcvbuf",
-    "sndbuf": "sndbuf", "hop_limit": None, "tclass": 0, "ttl": None, "tos": 0}
+    "sndbuf": "sndbuf", "hop_limit": None, "tclass": 0, "ttl": None, "tos": 0,
+    "reuse": False}
 
 
 class _Inherited:
@@ -101,6 +102,7 @@ class TcpListener:
     tclass: int               # IPV6_TCLASS
     ttl: int | None           # IP_TTL of IPv4 connections (None: the stack's)
     tos: int                  # IP_TOS of IPv4 connections
+    reuse: bool               # SO_REUSEADDR (accepted connections have it too, as Linux's)
 
     def apply_options(self, conn: TcpConnection) -> None:
         for name, value in self.options.items():

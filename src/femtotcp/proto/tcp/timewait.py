@@ -129,6 +129,7 @@ class TimeWait(TcpConnection):
         self._rport = conn._rport
         self._psum = conn._psum
         self.state = conn.state          # TIME_WAIT or FIN_WAIT_2, as the connection
+        self.reuse = conn.reuse          # (Linux's tw_reuse: the bind rules read it)
         snd = conn.snd
         rcv = conn.rcv
         #: The window field of our ACKs: what the connection offers now (its
