@@ -275,11 +275,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = Host(opts)
     try:
         host.start()
-        for missing in host.settle():
-            print(f"femtotcp: {missing}", file=sys.stderr)
         if opts.control:
+            # Up before the addresses are (``ctl`` shows the DHCP client's state
+            # while it waits); the line below says when they are.
             control_server = control.ControlServer(host, opts.control)
             control_server.start()
+        for missing in host.settle(cancel=stop):
+            print(f"femtotcp: {missing}", file=sys.stderr)
+        if stop.is_set():
+            return 0
         print(f"femtotcp: serving on {host.describe()}"
               + (f" control {opts.control}" if control_server else ""), flush=True)
         while not stop.wait(0.5):

@@ -7,6 +7,7 @@ their stack here from the same options, so a flag means the same everywhere.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -300,7 +301,8 @@ class Host(Capturing):
     DHCP_WAIT = 30.0
     RA_WAIT = 5.0
 
-    def settle(self, timeout: float = 10.0) -> list[str]:
+    def settle(self, timeout: float = 10.0,
+               cancel: threading.Event | None = None) -> list[str]:
         """Wait until the host's addresses are up, as a host's programs start
         once its network is: duplicate address detection finished for the
         static IPv6 addresses (``--ipv6 ADDR/PREFIX``) and the link-local one
@@ -312,20 +314,27 @@ class Host(Capturing):
         ENETUNREACH. ``run`` starts the program, and ``serve`` says it serves,
         only then. Returns what is still missing (warnings for the user; the
         host goes on and the address comes when it comes). A duplicate is
-        logged by the stack and stays unusable."""
+        logged by the stack and stays unusable. ``cancel`` set (serve's
+        SIGINT/SIGTERM) ends the waiting at once."""
         iface, opts = self.iface, self.opts
         missing: list[str] = []
+
+        def wait(predicate: Callable[[], bool], seconds: float) -> bool:
+            if cancel is None:
+                return self.runtime.wait_until(predicate, seconds)
+            return self.runtime.wait_until(lambda: cancel.is_set() or predicate(),
+                                           seconds) and not cancel.is_set()
 
         def dad_done() -> bool:
             return not any(a.state == "tentative" for a in iface.ipv6)
 
-        if not self.runtime.wait_until(dad_done, timeout):
+        if not wait(dad_done, timeout):
             missing.append(f"IPv6 duplicate address detection did not end in {timeout:g} s")
         if opts.dhcp:
             def leased() -> bool:
                 return any(not a.tentative for a in iface.ipv4)
 
-            if not self.runtime.wait_until(leased, self.DHCP_WAIT):
+            if not wait(leased, self.DHCP_WAIT):
                 missing.append(f"no DHCP lease after {self.DHCP_WAIT:g} s; going on without "
                                "one (the address comes with the lease)")
         if "auto" in opts.ipv6 and self.stack.ipv6 is not None and not iface.raw_ip:
@@ -335,12 +344,14 @@ class Host(Capturing):
                 return any(i is iface for i, _ in ndp.routers) or any(
                     a.origin == "slaac" for a in iface.ipv6)
 
-            if self.runtime.wait_until(advertised, self.RA_WAIT):
+            if wait(advertised, self.RA_WAIT):
                 # The prefixes' addresses: past DAD, as the static ones.
-                self.runtime.wait_until(dad_done, timeout)
+                wait(dad_done, timeout)
             else:
                 missing.append(f"no Router Advertisement in {self.RA_WAIT:g} s; IPv6 has "
                                "only its link-local and static addresses for now")
+        if cancel is not None and cancel.is_set():
+            return []
         return missing
 
     def describe(self) -> str:

@@ -14,8 +14,11 @@ so dnsmasq and radvd serve it before femtotcp opens it; the kernel side holds
 from __future__ import annotations
 
 import ipaddress
+import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,3 +99,31 @@ def test_run_ipv6_auto_starts_the_program_once_slaac_is_done(
     assert result["status"] == 200 and result["body"] == "hello once the network is up\n"
     assert ipaddress.ip_address(str(result["local"])) in ipaddress.ip_network(
         "2001:db8:2::/64"), result
+
+
+def test_serve_waiting_for_a_lease_answers_ctl_and_stops_at_once(
+        ns: Netns, tmp_path: Path) -> None:
+    """No DHCP server: serve waits for the lease (up to 30 s) before its line,
+    but its control socket answers meanwhile (``ctl addr`` shows the DHCP
+    client looking), and SIGTERM ends it at once, socket removed."""
+    control = tmp_path / "ctl.sock"
+    serve = ns.popen(sys.executable, "-m", "femtotcp", "serve", "--tap", TAP, "--dhcp",
+                     "--control", str(control), stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        deadline = time.monotonic() + 20
+        while not control.exists():
+            assert serve.poll() is None and time.monotonic() < deadline, serve.communicate()
+            time.sleep(0.05)
+        ctl = ns.run(sys.executable, "-m", "femtotcp", "ctl", "--control", str(control),
+                     "--json", "addr", check=False)
+        assert ctl.returncode == 0, ctl.stderr
+        (iface,) = json.loads(ctl.stdout)["result"]["interfaces"]
+        assert iface["addresses"] == [] and iface["dhcp"]["state"] in ("INIT", "SELECTING")
+        started = time.monotonic()
+        serve.send_signal(signal.SIGTERM)
+        out, _ = serve.communicate(timeout=10)
+        assert time.monotonic() - started < 5 and serve.returncode == 0
+        assert "serving on" not in out and not control.exists()
+    finally:
+        stop_process(serve)
