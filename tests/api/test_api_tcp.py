@@ -448,3 +448,39 @@ def test_connections_beyond_the_premade_sockets_and_a_closed_listener(
                 pass
     for c in clients:
         c.close()
+
+
+def test_data_after_shutdown_rdwr_resets_and_the_read_says_so(lan: Lan) -> None:
+    """After shutdown(SHUT_RDWR) the connection lives on (FIN sent, reading
+    side shut): data the peer sends then resets it (RFC 1122 4.2.2.13, as
+    Linux), and the program's read gives ECONNRESET once, then EOF, as
+    Linux's; the peer gets the RST."""
+    lst = lan.net_b.socket(std.AF_INET, std.SOCK_STREAM)
+    lst.bind(("", 8620))
+    lst.listen()
+    cli = lan.net_a.create_connection((lan.ip_b, 8620), timeout=5)
+    conn, _ = lst.accept()
+    conn.settimeout(5)
+    try:
+        conn.shutdown(std.SHUT_RDWR)
+        assert cli.recv(10) == b""                  # our FIN
+        assert conn.recv(10) == b""                 # EOF at once: nothing came
+        cli.sendall(b"late")
+        results: list[object] = []
+
+        def reset_seen() -> bool:
+            try:
+                results.append(conn.recv(10))
+            except ConnectionResetError:
+                return True
+            return False
+
+        wait_until(reset_seen, 5, "the reset")
+        assert set(results) <= {b""}
+        assert conn.recv(10) == b""
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            cli.sendall(b"more")
+            cli.recv(10)
+    finally:
+        for s in (conn, cli, lst):
+            s.close()

@@ -176,9 +176,13 @@ def shutdown_pair(sock: _SocketBase, how: int, mode: str | None, has_peer: bool,
         return
     if mode not in ("connected", "done"):
         raise _oserror(errno.ENOTCONN)
+    if mode == "connected" and reading:
+        # The link learns of the reading side first: P shut both ways would
+        # otherwise look, to the stack, like a closed one.
+        tell(how)
     try:
         _RealSocket.shutdown(sock, how)
     except OSError:
         pass
-    if mode == "connected":
+    if mode == "connected" and not reading:
         tell(how)

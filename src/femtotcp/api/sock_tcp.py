@@ -524,9 +524,15 @@ class _TcpLink(_Link):
         self.pump()
 
     def _program_eof(self) -> None:
-        """EOF on Q: the program shut its sending side, or closed the socket."""
+        """EOF on Q: the program shut its sending side, or closed the socket.
+        A P shut both ways looks closed from here; after the program's own
+        shutdown(SHUT_RDWR) it is not, while its socket object is open (an
+        in-process one: ``owner_alive``; an attached program's socket is out
+        of sight, ``detached``): the connection lives on, so data the peer
+        sends then resets it and the program's reads say so, as on Linux."""
         conn = self.conn
-        if self.closing or self.p_gone():
+        if self.closing or (self.p_gone() and not (
+                self.rd_held and not self.detached and self.owner_alive())):
             self.closing = True
             self.in_closed = True
             # Received data the program never read makes the close a reset
