@@ -14,6 +14,7 @@ from femtolan import SNIFF_IP, SNIFF_MAC, Lan, Sniffer, make_lan
 from femtotcp.stack import mcast
 from femtotcp.stack.igmp import ROBUSTNESS
 from femtotcp.stack.ipv4 import multicast_mac
+from femtotcp.stack.stack import Stack
 from femtotcp.wire import ethernet, igmp, ipv4
 
 G = socket.inet_aton("239.1.2.3")
@@ -47,6 +48,15 @@ def setup() -> tuple[Lan, Sniffer]:
     return lan, sniff
 
 
+def joined(group: bytes = G) -> tuple[Lan, Sniffer, Stack, mcast.Memberships]:
+    """``setup``'s LAN with one socket's membership of ``group`` (by address)."""
+    lan, sniff = setup()
+    stack = lan.stacks[0]
+    ms = mcast.Memberships()
+    mcast.join(stack, ms, group, 0, US)
+    return lan, sniff, stack, ms
+
+
 def query(lan: Lan, sniff: Sniffer, message: bytes, dst: bytes = igmp.ALL_HOSTS) -> None:
     sniff.inject(ethernet.build(multicast_mac(dst), SNIFF_MAC, ethernet.ETH_IPV4,
                                 igmp.packet(SNIFF_IP, dst, message)))
@@ -54,10 +64,7 @@ def query(lan: Lan, sniff: Sniffer, message: bytes, dst: bytes = igmp.ALL_HOSTS)
 
 
 def test_join_is_reported_robustness_times_then_leave() -> None:
-    lan, sniff = setup()
-    stack = lan.stacks[0]
-    ms = mcast.Memberships()
-    mcast.join(stack, ms, G, 0, US)
+    lan, sniff, stack, ms = joined()
     lan.run(0)
     sent = reports(sniff)
     assert len(sent) == 1                      # at once
@@ -101,10 +108,7 @@ def test_several_sockets_one_membership() -> None:
 
 
 def test_all_hosts_is_never_reported_and_errors_are_linuxs() -> None:
-    lan, sniff = setup()
-    stack = lan.stacks[0]
-    ms = mcast.Memberships()
-    mcast.join(stack, ms, igmp.ALL_HOSTS, 0, US)
+    lan, sniff, stack, ms = joined(igmp.ALL_HOSTS)
     lan.run(5)
     assert reports(sniff) == []
     cases = [(lambda: mcast.join(stack, ms, igmp.ALL_HOSTS, 0, US), errno.EADDRINUSE),
@@ -180,10 +184,7 @@ def test_v2_querier_switches_to_v2_reports_and_leaves_then_back() -> None:
 
 
 def test_v1_querier_and_report_suppression() -> None:
-    lan, sniff = setup()
-    stack = lan.stacks[0]
-    ms = mcast.Memberships()
-    mcast.join(stack, ms, G, 0, US)
+    lan, sniff, stack, ms = joined()
     lan.run(5)
     sniff.clear()
     query(lan, sniff, igmp.build_v2(igmp.QUERY, bytes(4)))     # v1: Max Resp Code 0
@@ -347,10 +348,7 @@ def test_source_filters_reports_queries_and_delivery() -> None:
 def test_a_join_right_after_a_leave_is_reported() -> None:
     """A change while the last one is still being retransmitted: the report
     brings a router that heard either state to the new one (RFC 3376 5.1)."""
-    lan, sniff = setup()
-    stack = lan.stacks[0]
-    ms = mcast.Memberships()
-    mcast.join(stack, ms, G, 0, US)
+    lan, sniff, stack, ms = joined()
     lan.run(2)
     sniff.clear()
     mcast.leave(stack, ms, G, 0, US)
