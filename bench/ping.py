@@ -11,7 +11,12 @@ clock from ``pthread_getcpuclockid``, read before and after the pings, so a
 wake-up with cold caches is what it counts, the kernel's work in the
 thread's system calls included).
 
-    python -m bench.ping [--rounds N] [--count N] [--plain]
+``--loop-floor`` adds a third measurement in each round: the floor's own echo
+handler run by femtotcp's event loop (a ``Runtime`` with the TAP in its
+epoll, no stack): what the loop alone adds to the floor, before any protocol
+work.
+
+    python -m bench.ping [--rounds N] [--count N] [--plain] [--loop-floor]
 """
 
 from __future__ import annotations
@@ -100,24 +105,31 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternations (3)")
     ap.add_argument("--count", type=int, default=100, help="pings per measurement (100)")
     ap.add_argument("--plain", action="store_true", help="the stack on a plain TAP too")
+    ap.add_argument("--loop-floor", action="store_true",
+                    help="also the floor's echo handler run by femtotcp's event loop "
+                         "(Runtime, epoll) with no stack: the loop's own share")
     args = ap.parse_args(argv)
     stack: list[Stats] = []
     floor: list[Stats] = []
+    in_loop: list[Stats] = []
     stack_cpu: list[float] = []
     floor_cpu: list[float] = []
+    in_loop_cpu: list[float] = []
 
-    def floor_stats(ns: str, host: str, count: int, interval: float) -> Stats | None:
-        # The floor's loop is the one thread ping_floor started (the stack's
-        # loop thread was joined before).
-        loops = [t for t in threading.enumerate()
-                 if t is not threading.main_thread() and t.is_alive()]
-        if len(loops) != 1:
-            return rtt_stats(ns, host, count, interval)
-        got, cpu = cpu_per_ping(loops[0], lambda: rtt_stats(ns, host, count, interval),
-                                count)
-        if got and cpu is not None:
-            floor_cpu.append(cpu)
-        return got
+    def floor_stats(cpus: list[float]) -> Callable[[str, str, int, float], Stats | None]:
+        def stats(ns: str, host: str, count: int, interval: float) -> Stats | None:
+            # The floor's loop is the one thread ping_floor started (the
+            # stack's loop thread was joined before).
+            loops = [t for t in threading.enumerate()
+                     if t is not threading.main_thread() and t.is_alive()]
+            if len(loops) != 1:
+                return rtt_stats(ns, host, count, interval)
+            got, cpu = cpu_per_ping(loops[0], lambda: rtt_stats(ns, host, count, interval),
+                                    count)
+            if got and cpu is not None:
+                cpus.append(cpu)
+            return got
+        return stats
 
     for _ in range(args.rounds):
         loop: list[Runtime] = []
@@ -135,9 +147,15 @@ def main(argv: list[str] | None = None) -> None:
                 stack_cpu.append(cpu)
         # The floor on a TAP with the stack's own flags (vnet headers and
         # offload unless --plain), the same ping count and interval.
-        low = tcp_bulk.ping_floor(1500, args.count, floor_stats, offload=not args.plain)
+        low = tcp_bulk.ping_floor(1500, args.count, floor_stats(floor_cpu),
+                                  offload=not args.plain)
         if low:
             floor.append(low)
+        if args.loop_floor:
+            got = tcp_bulk.ping_floor(1500, args.count, floor_stats(in_loop_cpu),
+                                      offload=not args.plain, in_runtime=True)
+            if got:
+                in_loop.append(got)
     if not stack or not floor:
         print(f"ping not available (stack {stack}, floor {floor})")
         return
@@ -157,6 +175,16 @@ def main(argv: list[str] | None = None) -> None:
         f_cpu = statistics.median(floor_cpu)
         print(f"CPU per ping of the answering thread (median of rounds): femtotcp "
               f"{s_cpu:.1f} us, floor {f_cpu:.1f} us ({(s_cpu / f_cpu - 1) * 100:+.0f} %)")
+    if in_loop:
+        l_mm = statistics.median(r[2] for r in in_loop)
+        line = (f"the floor's echo handler in femtotcp's event loop (no stack): median of "
+                f"the rounds' medians {l_mm:.3f} ms ({(l_mm / f_mm - 1) * 100:+.0f} % over "
+                f"the floor)")
+        if in_loop_cpu and floor_cpu:
+            l_cpu = statistics.median(in_loop_cpu)
+            line += (f", CPU per ping {l_cpu:.1f} us "
+                     f"({(l_cpu / statistics.median(floor_cpu) - 1) * 100:+.0f} %)")
+        print(line)
 
 
 if __name__ == "__main__":

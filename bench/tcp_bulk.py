@@ -221,14 +221,19 @@ def _echo_in_place(frame: bytearray) -> bool:
 
 
 def ping_floor(mtu: int = 1500, count: int = 100,
-               stats: Callable[..., Any] = ping_stats, offload: bool = False) -> Any:
+               stats: Callable[..., Any] = ping_stats, offload: bool = False,
+               in_runtime: bool = False) -> Any:
     """(min, average) ping RTT (ms) of a bare Python echo loop on a TAP:
     the floor under any Python stack's ping (or what ``stats(ns, host, count,
     interval)`` makes of the pings). The kernel side has a static neighbour
     entry, so the loop only ever sees echo requests. ``offload``: the TAP
     carries vnet headers with TSO/GRO on, as the stack's does when it is
     measured with offload (the loop then reads past the header and writes
-    one before the reply), so both are measured on the same device."""
+    one before the reply), so both are measured on the same device.
+    ``in_runtime``: the same echo handler run by femtotcp's event loop (a
+    ``Runtime`` thread with the TAP's fd in its epoll, ``watch_fd``) instead
+    of the bare ``select`` loop: the floor plus the loop's own cost, with no
+    stack work at all."""
     with namespace("ftfloor") as ns:
         with nsmod.entered(ns):
             tap = TapDevice("ftfloor0", mtu=mtu, offload=offload, gro=offload)
@@ -241,32 +246,54 @@ def ping_floor(mtu: int = 1500, count: int = 100,
         hdr = bytes(VNET_HDR_LEN) if offload else b""
         skip = len(hdr)
 
-        def loop() -> None:
-            buf = bytearray(65536 + skip if offload else mtu + 18)
-            view = memoryview(buf)
-            while not stop.is_set():
-                if not select.select([fd], [], [], 0.2)[0]:
-                    continue
-                while True:
-                    try:
-                        n = os.readv(fd, (view,))
-                    except BlockingIOError:
-                        break
-                    frame = bytearray(view[skip:n])
-                    if _echo_in_place(frame):
-                        if offload:
-                            os.writev(fd, (hdr, frame))
-                        else:
-                            os.write(fd, frame)
+        view = memoryview(bytearray(65536 + skip if offload else mtu + 18))
 
-        th = threading.Thread(target=loop, daemon=True)
-        th.start()
+        def answer() -> None:
+            """Every frame the TAP holds, echo requests answered in place."""
+            while True:
+                try:
+                    n = os.readv(fd, (view,))
+                except BlockingIOError:
+                    break
+                frame = bytearray(view[skip:n])
+                if _echo_in_place(frame):
+                    if offload:
+                        os.writev(fd, (hdr, frame))
+                    else:
+                        os.write(fd, frame)
+
+        def loop() -> None:
+            while not stop.is_set():
+                if select.select([fd], [], [], 0.2)[0]:
+                    answer()
+
+        rt: Runtime | None = None
+        if in_runtime:
+            rt = Runtime()
+            rt.start()
+            rt.call(rt.watch_fd, fd, True, False, _Readable(answer))
+            th = rt.thread
+        else:
+            th = threading.Thread(target=loop, daemon=True)
+            th.start()
         try:
             return stats(ns, FLOOR, count, 0.01)
         finally:
             stop.set()
-            th.join(5)
+            if rt is not None:
+                rt.stop()
+                rt.join(5)
+                rt.close()
+            elif th is not None:
+                th.join(5)
             tap.close()
+
+
+class _Readable:
+    """What ``Runtime.watch_fd`` calls: ``on_readable``."""
+
+    def __init__(self, call: Callable[[], None]) -> None:
+        self.on_readable = call
 
 
 def rss_mb() -> float:
