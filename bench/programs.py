@@ -291,8 +291,8 @@ _TICK = 1.0 / os.sysconf("SC_CLK_TCK")
 
 #: One reading of a process's CPU: (utime+stime of the whole process from
 #: /proc/PID/stat, in clock ticks; the sum of its live threads' run time from
-#: /proc/PID/task/*/schedstat, in ns). See ``_cpu_between``.
-CpuSample = tuple[float, float]
+#: /proc/PID/task/*/schedstat, in ns; stime alone, in ticks). See ``_cpu_between``.
+CpuSample = tuple[float, float, float]
 
 
 def _cpu_sample(pid: int) -> CpuSample:
@@ -306,7 +306,7 @@ def _cpu_sample(pid: int) -> CpuSample:
                 threads += int(f.read().split()[0])
         except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
             pass             # the thread ended between the listing and the read
-    return ticks, threads / 1e9
+    return ticks, threads / 1e9, int(fields[12]) * _TICK
 
 
 def _cpu_between(a: CpuSample, b: CpuSample) -> float:
@@ -391,6 +391,7 @@ def _client(argv: list[str], timeout: float = 600.0,
                     if part in marks:
                         for name, sample in now.items():
                             out[f"{part}_cpu_{name}"] = _cpu_between(marks[part][name], sample)
+                            out[f"{part}_sys_{name}"] = sample[2] - marks[part][name][2]
                     else:
                         marks[part] = now
                     proc.stdin.write("\n")
@@ -567,7 +568,9 @@ def report(results: dict[str, dict[str, float]],
     if ops is not None:
         print("  (cpu: user+system CPU time of all threads per operation; kernel column: the\n"
               "   kernel-side program (the client; the HTTP server for the HTTP rows); attached:\n"
-              "   the program + serve, its busy polling included; in-process: its one process)")
+              "   the program + serve, its busy polling included, and in brackets serve's\n"
+              "   system time, 10 ms ticks: the kernel's work in its calls; in-process: its one\n"
+              "   process)")
 
 
 def _report_cpu(key: str, results: dict[str, dict[str, float]], ops: dict[str, float]) -> None:
@@ -583,7 +586,11 @@ def _report_cpu(key: str, results: dict[str, dict[str, float]], ops: dict[str, f
         if prog is None:
             return f"{'-':>9s}"
         text = f"{prog * scale:9.1f}"
-        return text if serve is None else f"{text} + {serve * scale:.1f}"
+        if serve is None:
+            return text
+        text = f"{text} + {serve * scale:.1f}"
+        sys_time = got.get(f"{part}_sys_serve")
+        return text if sys_time is None else f"{text} (sys {sys_time * scale:.0f})"
 
     row = f"    {'cpu ' + unit:22s} {cell('kernel (veth)'):>10s}    "
     for m in ("attached", "in-process"):
