@@ -460,9 +460,139 @@ def icmp_echo_big_df(t: Target, src: str) -> Obs:
     return _echo(t, src, IP(src=src, dst=TARGET_IP, flags="DF"), payload=bytes(1400))
 
 
+def options_obs(pkt: Any) -> str:
+    """The IP options of an answer, as facts both targets can share: each
+    option's type, length and pointer, a record route's addresses, a
+    timestamp option's flags, overflow count and slots (an address, and "t"
+    for a time that was filled in, "0" for one left empty: the clocks differ)."""
+    raw = bytes(pkt[IP])
+    opts = raw[20:(raw[0] & 0x0F) * 4]
+    out = []
+    i = 0
+    while i < len(opts):
+        kind = opts[i]
+        if kind in (0, 1):
+            out.append(str(kind))
+            i += 1
+            continue
+        length = opts[i + 1] if i + 1 < len(opts) else 0
+        if length < 2:
+            out.append(f"bad{kind}")
+            break
+        body = opts[i:i + length]
+        if kind == 7:
+            addrs = [socket.inet_ntoa(body[j:j + 4]) for j in range(3, length - 3, 4)]
+            out.append(f"rr/{length}/{body[2]}/" + ",".join(addrs))
+        elif kind == 68:
+            flag, over = body[3] & 0x0F, body[3] >> 4
+            step = 8 if flag in (1, 3) else 4
+            slots = []
+            for j in range(4, length - step + 1, step):
+                time_at = j + step - 4
+                cell = "t" if any(body[time_at:time_at + 4]) else "0"
+                if step == 8:
+                    cell = socket.inet_ntoa(body[j:j + 4]) + "@" + cell
+                slots.append(cell)
+            out.append(f"ts/{length}/{body[2]}/{flag}/{over}/" + ",".join(slots))
+        else:
+            out.append(f"opt{kind}/{length}")
+        i += length
+    return " ".join(out)
+
+
+def _echo_with_options(t: Target, src: str, opts: bytes) -> Obs:
+    """An echo request carrying ``opts`` (raw, a multiple of 4 octets): the
+    answer, and its options."""
+    mark = t.send(bytes(Ether(dst=t.mac, src=PROBER_MAC, type=0x0800))
+                  + _with_options(src, opts))
+    got = t.wait(from_target(src), mark, REPLY_WAIT)
+    obs = icmp_obs(got)
+    if got is not None:
+        obs["options"] = options_obs(got)
+    return obs
+
+
 def icmp_echo_record_route(t: Target, src: str) -> Obs:
     obs = _echo(t, src, IP(src=src, dst=TARGET_IP,
                            options=[IPOption_RR(routers=["0.0.0.0"] * 3)]))
+    return obs
+
+
+def icmp_echo_record_route_options(t: Target, src: str) -> Obs:
+    """RFC 1122 3.2.2.6: the route recorded on the way in and on the way out."""
+    return _echo_with_options(t, src, bytes([7, 15, 4]) + bytes(12) + bytes(1))
+
+
+def icmp_echo_record_route_one_slot(t: Target, src: str) -> Obs:
+    """Room for one address: the target's on receipt, none left for the reply."""
+    return _echo_with_options(t, src, bytes([7, 7, 4]) + bytes(4) + bytes(1))
+
+
+def icmp_echo_record_route_full(t: Target, src: str) -> Obs:
+    return _echo_with_options(t, src, bytes([7, 7, 8]) + socket.inet_aton("192.0.2.77")
+                              + bytes(1))
+
+
+def icmp_echo_record_route_among_others(t: Target, src: str) -> Obs:
+    """An unknown option and a NOP beside it: only the record route comes back."""
+    return _echo_with_options(t, src, bytes([0x1E, 4, 0, 0, 1, 7, 11, 4]) + bytes(8))
+
+
+def icmp_echo_timestamp_only(t: Target, src: str) -> Obs:
+    return _echo_with_options(t, src, bytes([68, 20, 5, 0]) + bytes(16))
+
+
+def icmp_echo_timestamp_and_address(t: Target, src: str) -> Obs:
+    return _echo_with_options(t, src, bytes([68, 36, 5, 1]) + bytes(32))
+
+
+def icmp_echo_timestamp_prespecified(t: Target, src: str) -> Obs:
+    """Prespecified: the target's slot first, the prober's after."""
+    return _echo_with_options(t, src, bytes([68, 20, 5, 3]) + socket.inet_aton(TARGET_IP)
+                              + bytes(4) + socket.inet_aton(src) + bytes(4))
+
+
+def icmp_echo_timestamp_prespecified_other(t: Target, src: str) -> Obs:
+    """Prespecified for another host: nothing recorded."""
+    return _echo_with_options(t, src, bytes([68, 12, 5, 3]) + socket.inet_aton("192.0.2.77")
+                              + bytes(4))
+
+
+def icmp_echo_timestamp_full(t: Target, src: str) -> Obs:
+    """A full timestamp option: its overflow count goes up by one."""
+    return _echo_with_options(t, src, bytes([68, 12, 13, 0x10]) + bytes(8))
+
+
+def icmp_echo_timestamp_full_overflow(t: Target, src: str) -> Obs:
+    """Full, and 15 hosts counted already: Parameter Problem at the count."""
+    return _echo_with_options(t, src, bytes([68, 12, 13, 0xF0]) + bytes(8))
+
+
+def icmp_echo_timestamp_no_room_for_reply(t: Target, src: str) -> Obs:
+    """Room for the target's time on receipt, half a slot for the reply's:
+    Linux sends no reply (ip_options_echo fails)."""
+    return _echo_with_options(t, src, bytes([68, 10, 5, 0]) + bytes(6) + bytes(2))
+
+
+def icmp_echo_record_route_mid_slot(t: Target, src: str) -> Obs:
+    """A pointer that leaves less than an address: Parameter Problem at it."""
+    return _echo_with_options(t, src, bytes([7, 7, 6]) + bytes(4) + bytes(1))
+
+
+def icmp_echo_record_route_twice(t: Target, src: str) -> Obs:
+    return _echo_with_options(t, src, bytes([7, 7, 4]) + bytes(4) + bytes([7, 7, 4])
+                              + bytes(4) + bytes(2))
+
+
+def udp_closed_port_record_route(t: Target, src: str) -> Obs:
+    """Port unreachable about a datagram with Record Route: the error echoes it."""
+    frame = t.eth() / IP(src=src, dst=TARGET_IP, options=[IPOption_RR(routers=["0.0.0.0"] * 2)]) \
+        / UDP(sport=4000, dport=9999) / Raw(b"q" * 20)
+    mark = t.send(frame)
+    got = t.wait(from_target(src), mark, REPLY_WAIT)
+    obs = icmp_obs(got)
+    if got is not None:
+        obs["options"] = options_obs(got)
     return obs
 
 

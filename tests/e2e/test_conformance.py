@@ -55,11 +55,6 @@ ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
         "sends past the new right edge (a shrunk window is the receiver's fault, RFC 9293 "
         "3.8.6), femtotcp keeps within it: both are allowed, femtotcp's is the safer",
         {"within_window": True}),
-    "icmp_echo_record_route": (
-        "RFC 1122 3.2.2.6 says the Record Route option SHOULD be returned in the echo "
-        "reply; Linux does, femtotcp answers without options (ip_output carries none). "
-        "The reply itself is correct",
-        {"ihl": 5}),
     "tcp_syn_with_ip_options": (
         "a SYN with Record Route: Linux returns the option in its SYN-ACK (RFC 1122 "
         "4.2.3.8 leaves it to the host), femtotcp sends no IP options (ip_output carries "

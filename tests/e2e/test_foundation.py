@@ -8,6 +8,7 @@ Each test gets its own namespace with a TAP device; the kernel side is
 
 from __future__ import annotations
 
+import re
 import select
 import subprocess
 import threading
@@ -96,6 +97,26 @@ def test_kernel_pings_stack(rig: Rig, require_program: Callable[[str], str]) -> 
     # The kernel learned our MAC from ARP.
     neigh = rig.ns.ip("neigh", "show", STACK, "dev", rig.tap.name).stdout.lower()
     assert STACK_MAC in neigh, neigh
+    rig.assert_healthy()
+
+
+def test_kernel_pings_stack_recording_route_and_time(
+        rig: Rig, require_program: Callable[[str], str]) -> None:
+    """``ping -R`` and ``ping -T``: the reply carries the record route and
+    timestamp options with the stack recorded on the way in and out (RFC 1122
+    3.2.2.6), which ping prints as it does for a Linux host; a fragmented
+    request's options are its first fragment's."""
+    require_program("ping")
+    for size in ("56", "3000"):
+        res = rig.ns.run("ping", "-c", "1", "-W", "2", "-s", size, "-R", STACK, check=False)
+        assert res.returncode == 0, res.stdout + res.stderr
+        route = re.search(r"RR:\s+(.*?)\n\n", res.stdout, re.S)
+        assert route is not None, res.stdout
+        assert route.group(1).split() == [KERNEL, STACK, STACK, KERNEL], res.stdout
+    res = rig.ns.run("ping", "-c", "1", "-W", "2", "-T", "tsandaddr", STACK, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    stamps = re.findall(r"^\s*(?:TS:)?\s+(\d+\.\d+\.\d+\.\d+)\s+\d+", res.stdout, re.M)
+    assert stamps == [KERNEL, STACK, STACK, KERNEL], res.stdout
     rig.assert_healthy()
 
 

@@ -191,6 +191,87 @@ def test_bad_option_pointers(opts: bytes) -> None:
     assert reason(header(vihl=vihl, options=opts)) == "ipv4.bad_option_pointer"
 
 
+@pytest.mark.parametrize(("opts", "at", "why"), [
+    (b"\x07\x07\x06\x00\x00\x00\x00\x01", 2, "pointer"),   # RR: half a slot left
+    (b"\x44\x0a\x09\x00" + bytes(6) + b"\x00\x00", 2, "pointer"),  # TS: the same
+    (b"\x44\x0c\x09\x01" + bytes(8), 2, "pointer"),    # TS address+time: 4 of 8 left
+    (b"\x44\x0c\x0d\xf0" + bytes(8), 3, "pointer"),    # TS full, 15 hosts counted
+    (b"\x07\x03\x04\x07\x03\x04\x00\x00", 3, "duplicate"),  # a second record route
+    (b"\x94\x03\x00\x00", 1, "length"),                # router alert shorter than 4
+])
+def test_options_linux_cannot_record_in(opts: bytes, at: int, why: str) -> None:
+    """Linux's ip_options_compile refuses these; the offset is its pointer's."""
+    _, problem = ipv4.walk_options(opts)
+    assert problem is not None
+    assert problem == (f"ipv4.{'duplicate_option' if why == 'duplicate' else 'bad_option_' + why}",
+                       at)
+
+
+US = ip_bytes("192.0.2.2")
+NOW = 0x01020304
+
+
+def echoed(opts: bytes, ours: bytes = US) -> bytes | None:
+    return ipv4.reply_options(opts, ours, NOW, lambda a: a == ours)
+
+
+def test_reply_options_record_route_in_and_out() -> None:
+    """RFC 1122 3.2.2.6: ours recorded on receipt and on the way out, after the sender's."""
+    sender = ip_bytes("192.0.2.1")
+    got = echoed(bytes([7, 15, 8]) + sender + bytes(8) + b"\x00")
+    assert got == bytes([7, 15, 16]) + sender + US + US + b"\x00"
+
+
+def test_reply_options_record_route_one_slot_and_full() -> None:
+    assert echoed(bytes([7, 7, 4]) + bytes(4) + b"\x00") == bytes([7, 7, 8]) + US + b"\x00"
+    full = bytes([7, 7, 8]) + ip_bytes("192.0.2.77") + b"\x00"
+    assert echoed(full) == full
+
+
+def test_reply_options_timestamps() -> None:
+    now = NOW.to_bytes(4, "big")
+    assert echoed(bytes([68, 12, 5, 0]) + bytes(8)) == bytes([68, 12, 13, 0]) + now + now
+    assert echoed(bytes([68, 20, 5, 1]) + bytes(16)) == \
+        bytes([68, 20, 21, 1]) + US + now + US + now
+    other = ip_bytes("192.0.2.1")
+    # Prespecified: only our own slots are filled.
+    assert echoed(bytes([68, 20, 5, 3]) + US + bytes(4) + other + bytes(4)) == \
+        bytes([68, 20, 13, 3]) + US + now + other + bytes(4)
+    assert echoed(bytes([68, 12, 5, 3]) + other + bytes(4)) == \
+        bytes([68, 12, 5, 3]) + other + bytes(4)
+    # Full: one more host counted in the overflow nibble.
+    assert echoed(bytes([68, 12, 13, 0x20]) + bytes(8)) == bytes([68, 12, 13, 0x30]) + bytes(8)
+
+
+def test_reply_options_only_recording_options_come_back() -> None:
+    got = echoed(bytes([0x1E, 4, 0, 0, 1, 7, 7, 4]) + bytes(4))
+    assert got == bytes([7, 7, 8]) + US + b"\x00"       # padded to 4 octets
+    assert echoed(bytes([0x1E, 4, 0, 0])) == b""
+
+
+@pytest.mark.parametrize("opts", [
+    bytes([68, 10, 5, 0]) + bytes(6) + bytes(2),          # room on receipt, half a slot after
+    bytes([7, 10, 4]) + bytes(7) + bytes(2),
+])
+def test_reply_options_none_when_the_reply_cannot_record(opts: bytes) -> None:
+    """Linux's ip_options_echo fails: no answer is sent."""
+    assert echoed(opts) is None
+
+
+def test_fragment_options_keep_only_copied_ones() -> None:
+    opts = bytes([7, 7, 4]) + bytes(4) + bytes([0x94, 4, 0, 0]) + b"\x01\x00"
+    assert ipv4.fragment_options(opts) == b"\x01" * 7 + bytes([0x94, 4, 0, 0]) + b"\x01\x00"
+
+
+@given(st.binary(max_size=40), addrs, st.integers(0, 86_399_999))
+def test_reply_options_never_raise_or_grow(opts: bytes, ours: bytes, now: int) -> None:
+    _, problem = ipv4.walk_options(opts)
+    if problem is not None:
+        return
+    got = ipv4.reply_options(opts, ours, now, lambda a: a == ours)
+    assert got is None or (len(got) <= len(opts) + 3 and len(got) % 4 == 0)
+
+
 @pytest.mark.parametrize("kind", [0x83, 0x89])
 def test_source_routed_datagrams_dropped(kind: int) -> None:
     opts = bytes([kind, 7, 4]) + bytes([198, 51, 100, 1]) + b"\x00"
@@ -203,7 +284,8 @@ def test_option_walk_never_loops_or_overreads(opts: bytes) -> None:
     try:
         out = ipv4.check_options(opts)
     except Malformed as e:
-        assert e.reason in ("ipv4.bad_option_length", "ipv4.bad_option_pointer")
+        assert e.reason in ("ipv4.bad_option_length", "ipv4.bad_option_pointer",
+                            "ipv4.duplicate_option")
         return
     assert sum(2 + len(d) for _, d in out) <= len(opts)
 

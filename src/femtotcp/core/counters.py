@@ -185,7 +185,7 @@ declare(DROP, """
     icmp4.error_rate_limited icmp4.error_suppressed_fragment
     icmp4.error_suppressed_group icmp4.error_suppressed_icmp
     icmp4.error_suppressed_source icmp4.error_truncated icmp4.ignored_type
-    icmp4.timestamp_to_group_ignored icmp4.timestamp_truncated icmp4.truncated
+    icmp4.options_not_echoable icmp4.timestamp_to_group_ignored icmp4.timestamp_truncated icmp4.truncated
     icmp4.unsupported_type
 """)
 declare(EVENT, """
@@ -202,7 +202,8 @@ declare(EVENT, """
 # ipv4
 declare(DROP, """
     ipv4.bad_checksum ipv4.bad_ihl ipv4.bad_option_length ipv4.bad_option_pointer
-    ipv4.bad_source ipv4.bad_total_length ipv4.bad_version ipv4.frag_after_overlap
+    ipv4.bad_source ipv4.bad_total_length ipv4.bad_version ipv4.duplicate_option
+    ipv4.frag_after_overlap
     ipv4.frag_bad_length ipv4.frag_duplicate ipv4.frag_inconsistent_length
     ipv4.frag_overlap ipv4.frag_too_big ipv4.land ipv4.martian_destination
     ipv4.martian_source ipv4.multicast_not_joined ipv4.no_arp_module ipv4.no_route

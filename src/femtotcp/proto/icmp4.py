@@ -102,9 +102,11 @@ class Icmp4(EchoTable):
                 counters["icmp4.echo_to_group_ignored"] += 1
                 return
             # The code is copied from the request, as Linux does (RFC 792 has it 0).
-            reply = wire.build(wire.ECHO_REPLY, icmp.code, icmp.rest, body)
-            stack.ip_output(header.src, wire_ipv4.PROTO_ICMP, reply, src=header.dst,
-                            tos=header.tos)
+            options = self._echoed(header)
+            if options is None:
+                return
+            self._reply(header, wire.build(wire.ECHO_REPLY, icmp.code, icmp.rest, body),
+                        header.tos, options)
             counters["icmp4.echo_replied"] += 1
         elif t == TIMESTAMP_REQUEST:
             self._timestamp(header, icmp, body)
@@ -134,12 +136,43 @@ class Icmp4(EchoTable):
         if len(body) < 4:
             counters["icmp4.timestamp_truncated"] += 1
             return
-        now_ms = int(self.stack.wall_clock() * 1000) % 86_400_000
-        stamp = now_ms.to_bytes(4, "big")
-        reply = wire.build(TIMESTAMP_REPLY, 0, icmp.rest, bytes(body[:4]) + stamp + stamp)
-        self.stack.ip_output(header.src, wire_ipv4.PROTO_ICMP, reply, src=header.dst,
-                             tos=header.tos)
+        options = self._echoed(header)
+        if options is None:
+            return
+        stamp = self._now_ms().to_bytes(4, "big")
+        self._reply(header, wire.build(TIMESTAMP_REPLY, 0, icmp.rest,
+                                       bytes(body[:4]) + stamp + stamp), header.tos, options)
         counters["icmp4.timestamp_replied"] += 1
+
+    def _now_ms(self) -> int:
+        """RFC 791's timestamp: milliseconds since midnight UT."""
+        return int(self.stack.wall_clock() * 1000) % 86_400_000
+
+    def _echoed(self, header: wire_ipv4.Ipv4Header) -> bytes | None:
+        """The options of our answer to the datagram ``header`` came with: its
+        record route and timestamp options, with this host recorded on the
+        way in and out (RFC 1122 3.2.2.6; Linux's icmp_reply and icmp_send
+        echo them alike); None, counted, when they cannot come back
+        (``reply_options``: Linux then sends nothing)."""
+        if not header.options:
+            return b""
+        options = wire_ipv4.reply_options(header.options, header.dst, self._now_ms(),
+                                          self.stack.is_local)
+        if options is None:
+            self.stack.counters["icmp4.options_not_echoable"] += 1
+        return options
+
+    def _reply(self, header: wire_ipv4.Ipv4Header, msg: bytes, tos: int,
+               options: bytes) -> None:
+        """Send ``msg`` back to the sender of the datagram ``header`` came
+        with, from the address it was sent to, with ``options`` (``_echoed``)."""
+        stack = self.stack
+        if not options:
+            stack.ip_output(header.src, wire_ipv4.PROTO_ICMP, msg, src=header.dst, tos=tos)
+            return
+        assert stack.ipv4 is not None           # (an IPv4 header came in through it)
+        stack.ipv4.output(header.src, wire_ipv4.PROTO_ICMP, msg, src=header.dst, tos=tos,
+                          options=options)
 
     def _error_input(self, icmp: wire.IcmpHeader, body: memoryview) -> None:
         counters = self.stack.counters
@@ -198,9 +231,12 @@ class Icmp4(EchoTable):
         if not self.limit.allow(src):
             counters["icmp4.error_rate_limited"] += 1
             return False
-        msg = wire.build(type_, code, rest, packet[:ERROR_PAYLOAD_MAX])
-        stack.ip_output(src, wire_ipv4.PROTO_ICMP, msg, src=header.dst,
-                        tos=(header.tos & 0x1E) | 0xC0)
+        options = self._echoed(header)
+        if options is None:
+            return False
+        # The error fits in 576 octets with its options (Linux's icmp_send).
+        msg = wire.build(type_, code, rest, packet[:ERROR_PAYLOAD_MAX - len(options)])
+        self._reply(header, msg, (header.tos & 0x1E) | 0xC0, options)
         counters[f"icmp4.tx_error_{type_}_{code}"] += 1
         return True
 

@@ -33,7 +33,8 @@ ALL_HOSTS = b"\xe0\x00\x00\x01"
 _NONE: dict[bytes, IfGroup] = {}
 
 
-_OPTION_PROBLEMS = frozenset({"ipv4.bad_option_length", "ipv4.bad_option_pointer"})
+_OPTION_PROBLEMS = frozenset({"ipv4.bad_option_length", "ipv4.bad_option_pointer",
+                              "ipv4.duplicate_option"})
 _HEADER = struct.Struct("!BBHHHBBH4s4s")
 #: What the fast path reads of an Ethernet + IPv4 header, in one call: MACs,
 #: ethertype, version/IHL, TOS, total length, flags/fragment offset, protocol,
@@ -276,15 +277,17 @@ class Ipv4:
             counters["ipv4.zero_source"] += 1
             return
         if header.flags_frag & 0x3FFF:   # MF set or offset non-zero
-            whole = self.reassembly.add((src, dst, header.proto, header.ident),
-                                        header.frag_offset, header.more_fragments, data,
-                                        header, payload)
-            if whole is None:
+            got = self.reassembly.add((src, dst, header.proto, header.ident),
+                                      header.frag_offset, header.more_fragments, data,
+                                      header, payload)
+            if got is None:
                 return
+            whole, (first, first_raw) = got
             data = memoryview(whole)
             csum_ok = False     # the device vouched for one fragment, not the datagram
-            header = header._replace(flags_frag=0, total_len=header.header_len + len(whole))
-            payload = memoryview(bytes(payload[:header.header_len]) + whole)
+            # The first fragment's header (RFC 791 3.2: its options are the datagram's).
+            header = first._replace(flags_frag=0, total_len=first.header_len + len(whole))
+            payload = memoryview(first_raw[:first.header_len] + whole)
         handler = stack.ip_protocols.get(header.proto)
         if handler is None:
             counters["ipv4.unknown_protocol"] += 1
@@ -308,10 +311,13 @@ class Ipv4:
                 or dst[0] == 127:
             return
         hlen = (vihl & 0x0F) << 2   # parse checked it against the total length
-        _, problem = wire_ipv4.walk_options(bytes(packet[wire_ipv4.HEADER_LEN:hlen]))
+        good, problem = wire_ipv4.walk_options(bytes(packet[wire_ipv4.HEADER_LEN:hlen]))
         pointer = wire_ipv4.HEADER_LEN + (problem.offset if problem is not None else 0)
-        header = wire_ipv4.Ipv4Header(tos, total_len, ident, flags_frag, ttl, proto, src,
-                                      dst, hlen, b"")
+        # The error echoes what the options before the bad one recorded, as
+        # Linux's (its options compile stops there, what came before done).
+        header = wire_ipv4.Ipv4Header(
+            tos, total_len, ident, flags_frag, ttl, proto, src, dst, hlen,
+            b"".join(bytes((kind, len(data) + 2)) + data for kind, data in good))
         stack.icmp.send_error(header, packet[:total_len], 12, 0, pointer << 24)
 
     def _reasm_timeout(self, first: tuple[Any, bytes]) -> None:
@@ -323,12 +329,16 @@ class Ipv4:
     # -- output --------------------------------------------------------------------
     def output(self, dst: bytes, proto: int, payload: bytes | bytearray | memoryview,
                src: bytes | None = None, ttl: int | None = None, tos: int = 0,
-               df: bool = False, iface: Interface | None = None) -> int:
-        """Send one datagram. Returns 0, or an errno (nothing is raised)."""
+               df: bool = False, iface: Interface | None = None,
+               options: bytes = b"") -> int:
+        """Send one datagram. Returns 0, or an errno (nothing is raised).
+        ``options``: the header's options, padded to a multiple of 4 octets
+        (``wire.ipv4.reply_options`` makes a reply's)."""
         stack = self.stack
         counters = stack.counters
         # The per-destination cache (stack/destination.py), shared with IPv6.
-        fast = self._destination(dst, len(payload) + 20) if iface is None else None
+        fast = self._destination(dst, len(payload) + 20) \
+            if iface is None and not options else None
         if fast is not None and (src is None or src == fast.src or (
                 self.accept_any and fast.iface in self.accept_any)):
             counters["ipv4.tx"] += 1
@@ -339,7 +349,8 @@ class Ipv4:
             return 0
         if ttl is None:
             ttl = stack.config.ttl
-        if len(payload) > 65515:
+        hlen = 20 + len(options)
+        if len(payload) > 65535 - hlen:
             counters["ipv4.tx_too_big"] += 1
             return errno.EMSGSIZE
         if dst == ANY:
@@ -365,7 +376,8 @@ class Ipv4:
                 counters["ipv4.no_route"] += 1
                 return errno.ENETUNREACH
             packet = wire_ipv4.build(src or dst, dst, proto, payload, ttl, tos,
-                                     self._next_ident(dst, proto), wire_ipv4.DF if df else 0)
+                                     self._next_ident(dst, proto), wire_ipv4.DF if df else 0,
+                                     options)
             stack.queue_local(packet, local_iface)
             counters["ipv4.tx_loopback"] += 1
             return 0
@@ -379,9 +391,9 @@ class Ipv4:
         counters["ipv4.tx"] += 1
         mtu = iface.mtu
         ident = self._next_ident(dst, proto)
-        if 20 + len(payload) <= mtu:
+        if hlen + len(payload) <= mtu:
             packet = wire_ipv4.build(src, dst, proto, payload, ttl, tos, ident,
-                                     wire_ipv4.DF if df else 0)
+                                     wire_ipv4.DF if df else 0, options)
             self._transmit(iface, next_hop, dst, packet)
             if route is not None and route.iface is iface:
                 self._remember(dst, route, next_hop, src)
@@ -390,16 +402,21 @@ class Ipv4:
             counters["ipv4.tx_needs_fragmentation"] += 1
             return errno.EMSGSIZE
         # Fragment (RFC 791 3.2): every piece but the last a multiple of 8 bytes.
-        chunk = (mtu - 20) & ~7
+        # Only the first carries every option; the others keep those marked
+        # "copied" (ip_options_fragment: the rest become NOPs).
+        chunk = (mtu - hlen) & ~7
         mv = memoryview(payload)
         total = len(mv)
         offset = 0
+        opts = options
+        later = wire_ipv4.fragment_options(options) if options else b""
         while offset < total:
             piece = mv[offset:offset + chunk]
             more = offset + len(piece) < total
             flags = (offset >> 3) | (wire_ipv4.MF if more else 0)
-            header = wire_ipv4.header_only(src, dst, proto, len(piece), ttl, tos, ident, flags)
-            self._transmit(iface, next_hop, dst, header + bytes(piece))
+            self._transmit(iface, next_hop, dst, wire_ipv4.build(src, dst, proto, piece, ttl,
+                                                                 tos, ident, flags, opts))
+            opts = later
             counters["ipv4.tx_fragments"] += 1
             offset += len(piece)
         return 0

@@ -655,12 +655,13 @@ class Ipv6:
         frag = chain.fragment
         assert frag is not None
         unfrag = chain.unfragmentable
-        whole = self.reassembly.add(
+        got = self.reassembly.add(
             (header.src, header.dst, wire.PROTO_FRAGMENT, frag.ident), frag.offset,
             frag.more, data[chain.offset:],
             _FragHead(header, wire.HEADER_LEN + unfrag, wire.HEADER_LEN + len(data)), packet)
-        if whole is None:
+        if got is None:
             return
+        whole = got[0]
         # The reassembled packet: the first fragment's unfragmentable part, its
         # last Next Header now naming what the Fragment header named.
         buf = bytearray(wire.header_only(header.src, header.dst, header.next_header,

@@ -86,11 +86,14 @@ class Reassembler:
         self.bytes_held = 0
 
     def add(self, key: Key, offset: int, more: bool, data: bytes | memoryview,
-            header: Any, packet: memoryview) -> bytes | None:
-        """Add one fragment; return the whole payload when it is complete.
+            header: Any, packet: memoryview) -> tuple[bytes, tuple[Any, bytes]] | None:
+        """Add one fragment; when the datagram is complete, return its whole
+        payload and the first fragment's (header, raw start).
 
         ``header``/``packet`` (the parsed header and the raw fragment) are kept
-        for the first fragment, for the ICMP error sent on timeout."""
+        for the first fragment: the whole datagram's header is that one's (its
+        options included; later fragments carry only the copied ones), and
+        the ICMP error sent on timeout quotes it."""
         counters = self.stack.counters
         cfg = self.stack.config
         p = self.prefix
@@ -102,7 +105,7 @@ class Reassembler:
             counters[f"{p}.frag_bad_length"] += 1
             return None
         if not more and offset == 0:
-            return bytes(data)   # not really a fragment
+            return bytes(data), (header, bytes(packet))     # not really a fragment
         dg = self.datagrams.get(key)
         if dg is None:
             if len(self.datagrams) >= cfg.reasm_max_datagrams:
@@ -168,7 +171,8 @@ class Reassembler:
         payload = b"".join(d for _, d in dg.pieces)
         self._discard(key, dg)
         counters[f"{p}.reassembled"] += 1
-        return payload
+        assert dg.first is not None          # the pieces tile [0, total): offset 0 came
+        return payload, dg.first
 
     def _kill(self, key: Key, dg: _Datagram) -> None:
         """Drop what is held but remember the key until the timer, so that the

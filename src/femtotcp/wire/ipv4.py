@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import NamedTuple
 
 from femtotcp.wire import Malformed
@@ -28,9 +29,18 @@ OPT_RR = 7          # record route
 OPT_TS = 68         # timestamp
 OPT_LSRR = 131      # loose source route
 OPT_SSRR = 137      # strict source route
+OPT_RA = 148        # router alert (RFC 2113)
+#: The timestamp option's flags (its fourth octet's low half; the high half
+#: counts the hosts that found it full).
+TS_ONLY = 0
+TS_AND_ADDR = 1
+TS_PRESPEC = 3
 #: Options whose third byte is a pointer: (smallest length, smallest pointer).
 _POINTER_MIN = {OPT_RR: (3, 4), OPT_LSRR: (3, 4), OPT_SSRR: (3, 4), OPT_TS: (4, 5)}
 SOURCE_ROUTES = frozenset({OPT_LSRR, OPT_SSRR})
+#: Options a datagram may carry once (a second one is an error, as Linux's
+#: ip_options_compile has it; both source routes count as one kind).
+_ONCE = {OPT_RR: OPT_RR, OPT_TS: OPT_TS, OPT_LSRR: OPT_LSRR, OPT_SSRR: OPT_LSRR}
 
 
 class Ipv4Header(NamedTuple):
@@ -107,6 +117,7 @@ def walk_options(options: bytes) -> tuple[list[tuple[int, bytes]], OptionProblem
     option up to the first problem, and that problem (None when all is well).
     Every length is checked against what is left before it is used."""
     out: list[tuple[int, bytes]] = []
+    seen: set[int] = set()
     i = 0
     n = len(options)
     while i < n:
@@ -121,15 +132,136 @@ def walk_options(options: bytes) -> tuple[list[tuple[int, bytes]], OptionProblem
         length = options[i + 1]
         if length < 2 or i + length > n:
             return out, OptionProblem("ipv4.bad_option_length", i)
+        once = _ONCE.get(kind)
+        if once is not None:
+            if once in seen:
+                return out, OptionProblem("ipv4.duplicate_option", i)
+            seen.add(once)
         limits = _POINTER_MIN.get(kind)
         if limits is not None:
             if length < limits[0]:
                 return out, OptionProblem("ipv4.bad_option_pointer", i + 1)
-            if options[i + 2] < limits[1]:
+            pointer = options[i + 2]
+            if pointer < limits[1]:
                 return out, OptionProblem("ipv4.bad_option_pointer", i + 2)
+            if kind == OPT_RR or kind == OPT_TS:
+                offset = _record_problem(options, i, kind, length, pointer)
+                if offset:
+                    return out, OptionProblem("ipv4.bad_option_pointer", offset)
+        elif kind == OPT_RA and length < 4:
+            return out, OptionProblem("ipv4.bad_option_length", i + 1)
         out.append((kind, options[i + 2:i + length]))
         i += length
     return out, None
+
+
+def _record_problem(options: bytes, i: int, kind: int, length: int, pointer: int) -> int:
+    """For a record route or timestamp option at ``i``: the offset of the octet
+    at fault when a host could not record in it as Linux's ip_options_compile
+    checks (a pointer that leaves part of a slot; a timestamp option found
+    full by 15 hosts already), else 0."""
+    if pointer <= length:
+        slot = 8 if kind == OPT_TS and options[i + 3] & 0x0F in (TS_AND_ADDR, TS_PRESPEC) \
+            else 4
+        return i + 2 if pointer + slot - 1 > length else 0
+    if kind == OPT_TS and options[i + 3] & 0x0F != TS_PRESPEC and options[i + 3] >> 4 == 15:
+        return i + 3
+    return 0
+
+
+def reply_options(options: bytes, ours: bytes, now_ms: int,
+                  is_ours: Callable[[bytes], bool]) -> bytes | None:
+    """The options of a reply (an echo or timestamp reply, an ICMP error) to a
+    datagram to ``ours`` that carried ``options`` (checked by ``walk_options``),
+    as Linux builds them, which RFC 1122 3.2.2.6 asks of an echo reply: the
+    record route and timestamp options come back, each with what this host
+    records twice, once on receipt (ip_options_compile) and once on the way
+    out (ip_options_echo, ip_options_build), so the recorded route is the
+    round trip's; every other option is left out; the list is padded to a
+    multiple of 4 octets. ``now_ms``: milliseconds since midnight UT (RFC 791's
+    timestamp). None when a recording option's room ends in the middle of a
+    slot we would fill: Linux then sends no reply."""
+    rr = ts = None
+    i = 0
+    n = len(options)
+    while i < n:
+        kind = options[i]
+        if kind == OPT_EOL:
+            break
+        if kind == OPT_NOP:
+            i += 1
+            continue
+        length = options[i + 1]
+        if kind == OPT_RR:
+            rr = bytearray(options[i:i + length])
+        elif kind == OPT_TS:
+            ts = bytearray(options[i:i + length])
+        i += length
+    out = bytearray()
+    if rr is not None:
+        length, pointer = rr[1], rr[2]
+        if pointer <= length:                   # room on receipt: ours goes in
+            rr[pointer - 1:pointer + 3] = ours
+            pointer += 4
+            if pointer <= length:               # and again as the reply leaves
+                if pointer + 3 > length:
+                    return None
+                rr[pointer - 1:pointer + 3] = ours
+                pointer += 4
+            rr[2] = pointer
+        out += rr
+    if ts is not None:
+        if not _timestamps(ts, ours, now_ms.to_bytes(4, "big"), is_ours):
+            return None
+        out += ts
+    if len(out) % 4:
+        out += bytes(4 - len(out) % 4)
+    return bytes(out)
+
+
+def _timestamps(ts: bytearray, ours: bytes, now: bytes,
+                is_ours: Callable[[bytes], bool]) -> bool:
+    """``reply_options`` for a timestamp option, in place; False when the
+    reply cannot carry it."""
+    length, pointer, flag = ts[1], ts[2], ts[3] & 0x0F
+    need_addr = need_time = False
+    if pointer > length:                        # full: one more host counted
+        if flag != TS_PRESPEC:
+            ts[3] = flag | ((ts[3] >> 4) + 1) << 4
+        return True
+    if flag == TS_ONLY:
+        ts[pointer - 1:pointer + 3] = now
+        pointer += 4
+        need_time = True
+    elif flag == TS_AND_ADDR:
+        ts[pointer - 1:pointer + 3] = ours
+        ts[pointer + 3:pointer + 7] = now
+        pointer += 8
+        need_addr = need_time = True
+    elif flag == TS_PRESPEC and is_ours(bytes(ts[pointer - 1:pointer + 3])):
+        ts[pointer + 3:pointer + 7] = now
+        pointer += 8
+        need_time = True
+    if pointer > length:
+        ts[2] = pointer
+        return True
+    # The slots the reply fills as it leaves.
+    if need_addr:
+        if pointer + 3 > length:
+            return False
+        ts[pointer - 1:pointer + 3] = ours
+        pointer += 4
+    if need_time:
+        if pointer + 3 > length:
+            return False
+        if flag != TS_PRESPEC:
+            ts[pointer - 1:pointer + 3] = now
+            pointer += 4
+        elif pointer + 7 <= length and is_ours(bytes(ts[pointer - 1:pointer + 3])):
+            ts[pointer + 3:pointer + 7] = now
+            pointer += 8
+    ts[2] = pointer
+    return True
 
 
 def check_options(options: bytes) -> list[tuple[int, bytes]]:
@@ -155,6 +287,29 @@ def build(src: bytes, dst: bytes, proto: int, payload: bytes | bytearray | memor
     header[10] = csum >> 8
     header[11] = csum & 0xFF
     return bytes(header) + bytes(payload)
+
+
+def fragment_options(options: bytes) -> bytes:
+    """The options of a fragment after the first: those whose type has the
+    "copied" flag (0x80, RFC 791 3.1) stay, every other becomes NOPs, so the
+    header keeps its length (as Linux's ip_options_fragment)."""
+    out = bytearray(options)
+    i = 0
+    n = len(out)
+    while i < n:
+        kind = out[i]
+        if kind == OPT_EOL:
+            break
+        if kind == OPT_NOP:
+            i += 1
+            continue
+        length = out[i + 1] if i + 1 < n else 0
+        if length < 2 or i + length > n:
+            break
+        if not kind & 0x80:
+            out[i:i + length] = bytes([OPT_NOP]) * length
+        i += length
+    return bytes(out)
 
 
 def header_only(src: bytes, dst: bytes, proto: int, payload_len: int, ttl: int, tos: int,
