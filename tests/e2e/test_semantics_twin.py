@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import twin
 
 from femtotcp.wire import Malformed, ethernet, icmp4, ipv4, tcp, udp
@@ -277,6 +278,22 @@ def test_names_as_glibc_gives_them(require_program: Callable[[str], str]) -> Non
     assert linux["ex cc.test"] == "h.test cc.test,c.test 192.0.2.81", linux
     diff = {c: (femto.get(c), linux[c]) for c in linux if femto.get(c) != linux[c]}
     assert not diff, f"femtotcp differs from glibc (femtotcp, linux): {diff}"
+
+
+@pytest.mark.parametrize("attached", [False, True], ids=["in-process", "attached"])
+def test_names_with_no_name_server_as_glibc_gives_them(attached: bool) -> None:
+    """A host with no name server to ask (an empty resolv.conf on Linux; no
+    ``--dns``, lease or RA for femtotcp): a name not in the hosts tables is
+    EAI_AGAIN, "Temporary failure in name resolution", not EAI_NONAME (which
+    says the name does not exist); a numeric address still resolves."""
+    program = HERE / "programs_names.py"
+    asks = ["ex nothing.example", "canon nothing.example", "ex 198.51.100.7"]
+    with twin.on_kernel(program, resolv_conf="options attempts:1 timeout:1\n") as k:
+        linux = {a: k.ask(a) for a in asks}
+    with twin.on_femtotcp(program, attached=attached) as f:
+        femto = {a: f.ask(a) for a in asks}
+    assert linux["ex nothing.example"] == "gaierror:EAI_AGAIN", linux
+    assert femto == linux
 
 
 # -- TLS ---------------------------------------------------------------------------------

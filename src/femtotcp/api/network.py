@@ -49,6 +49,19 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def _no_resolver(stack: Any) -> gaierror:
+    """A name the hosts tables do not hold, on a stack with no resolver loaded.
+    A stack that could load one (the dns module is in this build, UDP is
+    loaded) is a host whose DNS client has no server to ask (no ``--dns``,
+    no lease's, no RA's): glibc then says EAI_AGAIN, "Temporary failure in
+    name resolution", as it does when none answers. Without it, names come
+    from the hosts tables alone (glibc's "hosts: files"): EAI_NONAME."""
+    from femtotcp.stack import modules
+    if getattr(stack, "udp", None) is not None and modules.available("dns"):
+        return gaierror(_std.EAI_AGAIN, "Temporary failure in name resolution")
+    return gaierror(_std.EAI_NONAME, "Name or service not known")
+
+
 class Network:
     """A stack and the runtime that drives it, as programs see them.
 
@@ -432,7 +445,7 @@ class Network:
         its aliases. A name found as asked keeps the case it was asked in."""
         stack = self.stack
         if getattr(stack, "resolver", None) is None:
-            raise gaierror(_std.EAI_NONAME, "Name or service not known")
+            raise _no_resolver(stack)
         try:
             from femtotcp.api import resolve
             from femtotcp.wire import dns as dns_wire
