@@ -75,11 +75,6 @@ ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
         "so femtotcp answers with an ACK as the RFC says; Linux's tcp_sequence() accepts "
         "SEQ up to the right edge inclusive and stays silent",
         {"answer": "tcp", "flags": "A", "ack_is_rcv_nxt": True, "seq_is_snd_nxt": True}),
-    "udp_echo": (
-        "Linux sets DF on UDP (PMTU discovery, IP_PMTUDISC_WANT); RFC 1191 discovery is "
-        "optional and femtotcp keeps no path-MTU cache for UDP, so DF would black-hole "
-        "datagrams behind a smaller MTU",
-        {"df": False}),
 }
 
 

@@ -443,7 +443,7 @@ def test_udp_echo_ignores_small_service_source_ports(sport: int) -> None:
     (icmp4.PARAMETER_PROBLEM, 0, 20 << 24, errno.EPROTO),
     (icmp4.DEST_UNREACHABLE, 0, 0, None),                   # net unreachable: soft
     (icmp4.DEST_UNREACHABLE, 1, 0, None),                   # host unreachable: soft
-    (icmp4.DEST_UNREACHABLE, 4, 1400, None),                # frag needed: we sent no DF
+    (icmp4.DEST_UNREACHABLE, 4, 1400, errno.EMSGSIZE),      # frag needed: DF was ours
     (icmp4.TIME_EXCEEDED, 0, 0, None),
     (icmp4.SOURCE_QUENCH, 0, 0, None),
 ])

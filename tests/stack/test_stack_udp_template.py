@@ -84,10 +84,11 @@ def test_template_frames_are_the_general_paths(scapy: ModuleType) -> None:
         assert dev.sent[-1] == fast
         eth, ip, header, payload = parsed(fast)
         assert (eth.dst, eth.src, ip.src, ip.dst, ip.ttl, ip.tos, ip.flags_frag) == \
-            (MAC_A, OUR_MAC, OUR_IP, PEER_IP, 9, 0x28, 0)
+            (MAC_A, OUR_MAC, OUR_IP, PEER_IP, 9, 0x28, ipv4.DF)   # IP_PMTUDISC_WANT
         assert (header.src_port, header.dst_port, payload) == (5000, PORT, data)
         oracle = (scapy.Ether(dst="02:00:00:00:00:0a", src="02:00:00:00:00:02")
-                  / scapy.IP(src="192.0.2.2", dst="192.0.2.1", ttl=9, tos=0x28, id=ident)
+                  / scapy.IP(src="192.0.2.2", dst="192.0.2.1", ttl=9, tos=0x28, id=ident,
+                                 flags="DF")
                   / scapy.UDP(sport=5000, dport=PORT) / scapy.Raw(data))
         assert bytes(oracle) == fast
 
@@ -115,7 +116,7 @@ def test_template_checksums_match_the_wire_builders(data: bytes, ident: int, ttl
     assert ep._template is t
     expected = ethernet.build(MAC_A, OUR_MAC, ethernet.ETH_IPV4, ipv4.build(
         OUR_IP, PEER_IP, udp.PROTO, udp.build(OUR_IP, PEER_IP, sport, dport, data), ttl, tos,
-        ident, 0))
+        ident, ipv4.DF))
     assert dev.sent[-1] == expected
 
 
@@ -131,7 +132,7 @@ def test_checksum_edges() -> None:
     # Two bytes of data equal to the checksum over two zero bytes: the sum becomes all ones.
     c = udp.parse(udp.build(OUR_IP, PEER_IP, 5000, PORT, b"\0\0"))[0].checksum
     zero = c.to_bytes(2, "big")
-    plain = ipv4.build(OUR_IP, PEER_IP, udp.PROTO, bytes(10), stack.config.ttl, 0, 0, 0)
+    plain = ipv4.build(OUR_IP, PEER_IP, udp.PROTO, bytes(10), stack.config.ttl, 0, 0, ipv4.DF)
     ident = reference_checksum(plain[:10] + b"\0\0" + plain[12:])    # the sum then all ones
     stack.ipv4.idents[t.bucket] = (ident - 1) & 0xFFFF
     assert ep.sendto(zero, PEER_IP, PORT) == 0
@@ -140,7 +141,7 @@ def test_checksum_edges() -> None:
     assert frame[14 + 10:14 + 12] == b"\0\0" and frame[34 + 6:34 + 8] == b"\xff\xff"
     assert frame == ethernet.build(MAC_A, OUR_MAC, ethernet.ETH_IPV4, ipv4.build(
         OUR_IP, PEER_IP, udp.PROTO, udp.build(OUR_IP, PEER_IP, 5000, PORT, zero),
-        stack.config.ttl, 0, ident, 0))
+        stack.config.ttl, 0, ident, ipv4.DF))
 
 
 def test_ip_ids_come_from_the_general_paths_counter() -> None:

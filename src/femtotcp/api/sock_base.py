@@ -118,6 +118,7 @@ _TCP_KEEPCNT: int = getattr(_std, "TCP_KEEPCNT", -1)
 _TCP_USER_TIMEOUT: int = getattr(_std, "TCP_USER_TIMEOUT", -1)
 _IP_TTL: int = getattr(_std, "IP_TTL", 2)
 _IP_TOS: int = getattr(_std, "IP_TOS", 1)
+_IP_MTU_DISCOVER: int = getattr(_std, "IP_MTU_DISCOVER", 10)
 _IPPROTO_IPV6: int = getattr(_std, "IPPROTO_IPV6", 41)
 
 

@@ -14,6 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from femtotcp.api.sock_base import (
+    _IP_MTU_DISCOVER,
     _IP_TOS,
     _IP_TTL,
     _KIND_DATA,
@@ -251,6 +252,8 @@ class _UdpLink(_DgramLink):
                 ep.ttl = None if value == -1 else value     # -1: the stack's again
             elif level == IPPROTO_IP and opt == _IP_TOS:
                 ep.tos = value
+            elif level == IPPROTO_IP and opt == _IP_MTU_DISCOVER:
+                ep.set_pmtudisc(value)
             elif level == IPPROTO_IPV6 and opt == _std.IPV6_UNICAST_HOPS:
                 ep.ttl = None if value == -1 else value
             elif level == IPPROTO_IPV6 and opt == _std.IPV6_TCLASS:

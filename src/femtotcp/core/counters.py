@@ -213,8 +213,8 @@ declare(DROP, """
     ipv4.zero_source
 """)
 declare(EVENT, """
-    ipv4.reassembled ipv4.rx ipv4.tx ipv4.tx_fragments ipv4.tx_loopback
-    ipv4.tx_loopback_source ipv4.tx_needs_fragmentation ipv4.tx_tso
+    ipv4.pmtu_lowered ipv4.reassembled ipv4.rx ipv4.tx ipv4.tx_fragments
+    ipv4.tx_loopback ipv4.tx_loopback_source ipv4.tx_needs_fragmentation ipv4.tx_tso
 """)
 # stack
 declare(EVENT, """

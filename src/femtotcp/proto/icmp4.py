@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from femtotcp.proto.echo import EchoTable
 from femtotcp.proto.ratelimit import ErrorRateLimit
+from femtotcp.stack.ipv4 import PMTUDISC_WANT
 from femtotcp.wire import icmp4 as wire
 from femtotcp.wire import ipv4 as wire_ipv4
 from femtotcp.wire.checksum import ones_sum
@@ -51,7 +52,13 @@ class Icmp4(EchoTable):
     def send_echo(self, ident: int, dst: bytes, seq: int, payload: bytes,
                   ttl: int | None, src: bytes | None = None) -> int:
         msg = wire.build_echo(wire.ECHO_REQUEST, ident, seq, payload)
-        return self.stack.ip_output(dst, wire_ipv4.PROTO_ICMP, msg, src=src, ttl=ttl)
+        stack = self.stack
+        df = False
+        if stack.ipv4 is not None:
+            # A ping socket's IP_MTU_DISCOVER is Linux's default, WANT: DF
+            # when the request fits the path MTU.
+            df = stack.ipv4.datagram_df(dst, len(msg) + 20, PMTUDISC_WANT)[1]
+        return stack.ip_output(dst, wire_ipv4.PROTO_ICMP, msg, src=src, ttl=ttl, df=df)
 
     # -- input ---------------------------------------------------------------------
     def fast_input4(self, src: bytes, dst: bytes, data: memoryview, iface: Interface,

@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from femtotcp.core import rand
 from femtotcp.proto.ports import port_taken, sharers_taken
-from femtotcp.stack.ipv4 import is_multicast
+from femtotcp.stack.ipv4 import (
+    PMTUDISC_DO,
+    PMTUDISC_DONT,
+    PMTUDISC_INTERFACE,
+    PMTUDISC_OMIT,
+    PMTUDISC_PROBE,
+    PMTUDISC_WANT,
+    is_multicast,
+)
 from femtotcp.stack.mcast import Memberships, allows
 from femtotcp.wire import Malformed, icmp4, icmp6
 from femtotcp.wire import ipv4 as wire_ipv4
@@ -108,6 +116,9 @@ class UdpEndpoint:
         #: endpoint of the stack's own, with Linux's defaults.
         self.mcast: Memberships | None = None
         self.tos = 0
+        #: IP_MTU_DISCOVER (``Ipv4.datagram_df``): Linux's default for UDP,
+        #: WANT, sends IPv4 datagrams that fit the path MTU with DF.
+        self.pmtudisc = PMTUDISC_WANT
         #: The last IPv4 destination sent to from this endpoint's own choice of
         #: source, with what that choice rests on, as ``Stack.destinations``
         #: checks its entries (the route table, its version and the address
@@ -118,6 +129,12 @@ class UdpEndpoint:
         #: The last IPv4 destination's frame template (``_Template``): a
         #: datagram there that fits is one ``struct`` call and one device send.
         self._template: _Template | None = None
+
+    def set_pmtudisc(self, mode: int) -> None:
+        """IP_MTU_DISCOVER (``PMTUDISC_*``); the frame template, made under
+        the old mode, goes."""
+        self.pmtudisc = mode
+        self._template = None
 
     # -- sending ---------------------------------------------------------------------
     def sendto(self, data: bytes | bytearray | memoryview, dst: bytes, port: int,
@@ -174,12 +191,24 @@ class UdpEndpoint:
                     pseudo = pseudo_header_sum(src, dst, wire.PROTO, 0)
                     self._path = (dst, routes, routes.version, stack.local_addresses, src,
                                   pseudo)
+        df = False
+        ipv4 = stack.ipv4
+        mode = self.pmtudisc
+        if len(dst) == 4 and ipv4 is not None and mode != PMTUDISC_DONT:
+            err, df = ipv4.datagram_df(dst, len(data) + 28, mode)
+            if err:
+                return err
         msg = wire.build(src, dst, self.local[1], port, data, pseudo)
         stack.counters["udp.tx"] += 1
         group = is_multicast(dst) if len(dst) == 4 else is_multicast6(dst)
-        err = int(stack.ip_output(dst, wire.PROTO, msg, src=src,
-                                  ttl=self.mcast_ttl if group else self.ttl, tos=self.tos,
-                                  iface=iface))
+        hops = self.mcast_ttl if group else self.ttl
+        if mode >= PMTUDISC_PROBE and len(dst) == 4 and ipv4 is not None:
+            # The interface's MTU, not the path's (Linux's ip_sk_use_pmtu).
+            err = ipv4.output(dst, wire.PROTO, msg, src=src, ttl=hops, tos=self.tos,
+                              iface=iface, df=df, pmtu=False)
+        else:
+            err = int(stack.ip_output(dst, wire.PROTO, msg, src=src, ttl=hops, tos=self.tos,
+                                      iface=iface, df=df))
         if group and not err and self.mcast_loop:
             self._loop(msg, src, dst, iface)
         if again and not err and pseudo is not None and not group:
@@ -223,12 +252,18 @@ class UdpEndpoint:
         tos = self.tos
         sport = self.local[1]
         addrs = src + dst
-        # The IPv4 header's fixed words: 0x45/TOS, flags 0, TTL/protocol, addresses.
-        ip_sum = 0x4500 + tos + (ttl << 8) + wire.PROTO + sum_value(addrs)
+        # What fits the entry fits the path MTU (``datagram_df``): DF but for
+        # DONT, INTERFACE, OMIT and a locked path MTU.
+        mode = self.pmtudisc
+        df = 0x40 if mode in (PMTUDISC_DO, PMTUDISC_PROBE) or (
+            mode == PMTUDISC_WANT and not ipv4.pmtu_locked(dst)) else 0
+        # The IPv4 header's fixed words: 0x45/TOS, flags, TTL/protocol, addresses.
+        ip_sum = 0x4500 + tos + (df << 8) + (ttl << 8) + wire.PROTO + sum_value(addrs)
         head = entry.eth + bytes((0x45, tos))
         self._template = _Template(
             dst, port, entry, stack.routes, ttl, tos,
-            struct.Struct(_FRAME.format(len(head))).pack, head, bytes((0, 0, ttl, wire.PROTO)), addrs,
+            struct.Struct(_FRAME.format(len(head))).pack, head, bytes((df, 0, ttl, wire.PROTO)),
+            addrs,
             struct.pack("!HH", sport, port), ip_sum, pseudo + sport + port, ipv4.idents,
             ipv4.ident_bucket(dst, wire.PROTO))
 
@@ -608,19 +643,27 @@ class Udp:
         does without IP_RECVERR: only hard errors (port, protocol, prohibited
         unreachables; parameter problem) and only to a connected endpoint.
         Soft ones (net/host unreachable, time exceeded, source quench) change
-        nothing. Fragmentation needed is ignored: our UDP datagrams carry no DF
-        (Linux, which sets DF, reports EMSGSIZE)."""
+        nothing. Fragmentation Needed about a datagram from a port we hold
+        lowers the path MTU (unless the endpoint's IP_MTU_DISCOVER is
+        INTERFACE or OMIT) and is EMSGSIZE, hard, unless it is DONT."""
         if len(inner) < 4:
             return
         sport = int.from_bytes(inner[0:2], "big")
         dport = int.from_bytes(inner[2:4], "big")
         ep = self.endpoints.get((src, sport)) or self.endpoints.get((ANY, sport)) \
             or self._dual(sport)
+        too_big = icmp_type == icmp4.DEST_UNREACHABLE and icmp_code == icmp4.FRAG_NEEDED
+        if too_big and ep is not None:
+            member = self._connected_member(ep, dst, dport) or ep
+            ipv4 = self.stack.ipv4
+            if member.pmtudisc not in (PMTUDISC_INTERFACE, PMTUDISC_OMIT) and ipv4 is not None:
+                ipv4.lower_pmtu(dst, mtu)
         ep = self._connected_member(ep, dst, dport)
         if ep is None or ep.remote != (dst, dport):
             self.stack.counters["udp.icmp_error_unconnected"] += 1
         elif icmp_type == icmp4.PARAMETER_PROBLEM or (
-                icmp_type == icmp4.DEST_UNREACHABLE and icmp_code in icmp4.UNREACH_HARD):
+                icmp_type == icmp4.DEST_UNREACHABLE and icmp_code in icmp4.UNREACH_HARD) or (
+                too_big and ep.pmtudisc != PMTUDISC_DONT):
             ep.set_error(err)
         else:
             self.stack.counters["udp.icmp_error_soft"] += 1

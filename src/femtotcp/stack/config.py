@@ -35,6 +35,7 @@ class StackConfig:
     reasm_max_datagrams: int = 64      # datagrams being reassembled at once
     reasm_max_bytes: int = 4 * 1024 * 1024   # ipfrag_high_thresh
     reasm_max_fragments: int = 128     # fragments per datagram (64 KiB / 512-byte minimum)
+    pmtu_expires: float = 600.0        # route/mtu_expires: a learned IPv4 path MTU ages out
     # IPv6 (RFC 8200, 4861, 4862); Linux's net.ipv6.conf.* and neigh defaults.
     hop_limit: int = 64                # net.ipv6.conf.all.hop_limit
     ipv6_dad: bool = True              # accept_dad: RFC 4862 5.4 on every address

@@ -49,6 +49,16 @@ _HDR_WORDS = struct.Struct("!QQI")
 FastHandler = Callable[[bytes, bytes, memoryview, "Interface", int, bool], int]
 
 
+#: Linux's ip_rt_min_pmtu: a Fragmentation Needed naming less sets the path
+#: MTU to this (or the old one, when lower), locked: DF is then not set.
+MIN_PMTU = 552
+#: Destinations with a learned path MTU at most (the oldest go first).
+PMTU_MAX_ENTRIES = 1024
+#: IP_MTU_DISCOVER's values (Linux's IP_PMTUDISC_*).
+PMTUDISC_DONT, PMTUDISC_WANT, PMTUDISC_DO, PMTUDISC_PROBE, PMTUDISC_INTERFACE, \
+    PMTUDISC_OMIT = range(6)
+
+
 def is_multicast(addr: bytes) -> bool:
     return 224 <= addr[0] <= 239
 
@@ -68,6 +78,9 @@ class Ipv4:
         self.idents = [rand.randbelow(0x10000) for _ in range(IDENT_BUCKETS)]
         self._ident_key = os.urandom(8)
         self._destination = stack.destinations.get
+        #: Path MTUs learned from Fragmentation Needed (RFC 1191):
+        #: destination -> (MTU, when it expires, locked below ``MIN_PMTU``).
+        self.pmtu: dict[bytes, tuple[int, float, bool]] = {}
         #: Multicast groups every interface is in (all-hosts, RFC 1112 4).
         self.groups: set[bytes] = {ALL_HOSTS}
         #: Groups joined per interface, each with its users and their source
@@ -330,10 +343,12 @@ class Ipv4:
     def output(self, dst: bytes, proto: int, payload: bytes | bytearray | memoryview,
                src: bytes | None = None, ttl: int | None = None, tos: int = 0,
                df: bool = False, iface: Interface | None = None,
-               options: bytes = b"") -> int:
+               options: bytes = b"", pmtu: bool = True) -> int:
         """Send one datagram. Returns 0, or an errno (nothing is raised).
         ``options``: the header's options, padded to a multiple of 4 octets
-        (``wire.ipv4.reply_options`` makes a reply's)."""
+        (``wire.ipv4.reply_options`` makes a reply's). ``pmtu``: measured
+        against the path MTU (False: the interface's, IP_PMTUDISC_PROBE and
+        below)."""
         stack = self.stack
         counters = stack.counters
         # The per-destination cache (stack/destination.py), shared with IPv6.
@@ -389,7 +404,7 @@ class Ipv4:
         if src is None:
             src = iface.ipv4_for(next_hop) or ANY
         counters["ipv4.tx"] += 1
-        mtu = iface.mtu
+        mtu = self.path_mtu(dst, iface) if route is not None and pmtu else iface.mtu
         ident = self._next_ident(dst, proto)
         if hlen + len(payload) <= mtu:
             packet = wire_ipv4.build(src, dst, proto, payload, ttl, tos, ident,
@@ -478,8 +493,72 @@ class Ipv4:
                 dst in stack.broadcast_addresses or dst in stack.local_addresses or \
                 is_multicast(dst):
             return
-        stack.destinations.remember(dst, stack.routes, route, iface, src, iface.mtu, stack.arp,
-                                    next_hop, ethernet.ETH_IPV4)
+        stack.destinations.remember(dst, stack.routes, route, iface, src,
+                                    self.path_mtu(dst, iface), stack.arp, next_hop,
+                                    ethernet.ETH_IPV4)
+
+    # -- path MTU (RFC 1191) ------------------------------------------------------------
+    def path_mtu(self, dst: bytes, iface: Interface) -> int:
+        """The MTU towards ``dst`` through ``iface``: the interface's, or less
+        when a Fragmentation Needed taught us so (until it expires)."""
+        learned = self.pmtu.get(dst)
+        if learned is not None:
+            if learned[1] > self.stack.now:
+                return min(iface.mtu, learned[0])
+            del self.pmtu[dst]
+        return iface.mtu
+
+    def pmtu_locked(self, dst: bytes) -> bool:
+        """The path MTU to ``dst`` was set below ``MIN_PMTU``: datagrams there
+        go without DF (Linux's locked RTAX_MTU)."""
+        learned = self.pmtu.get(dst)
+        return learned is not None and learned[2] and learned[1] > self.stack.now
+
+    def lower_pmtu(self, dst: bytes, mtu: int) -> None:
+        """A Fragmentation Needed about a datagram we sent to ``dst`` (its
+        socket checked by the transport), as Linux's __ip_rt_update_pmtu: the
+        path MTU never goes up; a figure below ``MIN_PMTU`` (a zero from an
+        RFC 792 router included) sets it to that minimum, locked. It ages out
+        after ``pmtu_expires`` (Linux's route/mtu_expires)."""
+        stack = self.stack
+        route = stack.routes.lookup(dst)
+        if route is None:
+            return
+        old = self.path_mtu(dst, route.iface)
+        if mtu >= old:
+            return
+        locked = mtu < MIN_PMTU
+        if locked:
+            mtu = min(old, MIN_PMTU)
+        if len(self.pmtu) >= PMTU_MAX_ENTRIES and dst not in self.pmtu:
+            del self.pmtu[next(iter(self.pmtu))]
+        self.pmtu[dst] = (mtu, stack.now + stack.config.pmtu_expires, locked)
+        stack.destinations.forget(dst)
+        stack.counters["ipv4.pmtu_lowered"] += 1
+
+    def datagram_df(self, dst: bytes, size: int, mode: int) -> tuple[int, bool]:
+        """IP_MTU_DISCOVER (``mode``) for a datagram of ``size`` octets, IP
+        header included, to ``dst``, as Linux's __ip_append_data and
+        __ip_make_skb decide: (an errno, 0 when it may go; whether it carries
+        DF). DONT, WANT and DO measure it against the path MTU, the others
+        against the interface's; too big is EMSGSIZE for DO, PROBE and
+        INTERFACE, fragments without DF for the others; DO and PROBE always
+        set DF, WANT when it fits and the path MTU is not locked (groups and
+        broadcasts too, as Linux)."""
+        stack = self.stack
+        route = stack.routes.lookup(dst)
+        if route is not None:
+            iface = route.iface
+        elif (is_multicast(dst) or dst == BROADCAST) and stack.interfaces:
+            iface = stack.interfaces[0]        # as ``output`` picks for a group
+        else:
+            return 0, False                    # ``output`` says what is wrong
+        mtu = self.path_mtu(dst, iface) if mode < PMTUDISC_PROBE else iface.mtu
+        if size > mtu:
+            return (errno.EMSGSIZE if mode in (PMTUDISC_DO, PMTUDISC_PROBE,
+                                               PMTUDISC_INTERFACE) else 0), False
+        return 0, mode in (PMTUDISC_DO, PMTUDISC_PROBE) or (
+            mode == PMTUDISC_WANT and not self.pmtu_locked(dst))
 
     def _transmit(self, iface: Interface, next_hop: bytes, dst: bytes, packet: bytes) -> None:
         stack = self.stack

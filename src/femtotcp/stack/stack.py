@@ -365,7 +365,9 @@ class Stack:
         if len(dst) == 16:
             return self.ipv6.route_mtu(dst) if self.ipv6 is not None else 1280
         route = self.routes.lookup(dst)
-        return route.iface.mtu if route is not None else 576
+        if route is None:
+            return 576
+        return self.ipv4.path_mtu(dst, route.iface) if self.ipv4 is not None else route.iface.mtu
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
