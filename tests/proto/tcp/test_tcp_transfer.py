@@ -274,6 +274,30 @@ def test_path_mtu_discovery_lowers_mss() -> None:
     assert bytes(sink.got) == data
     assert ca.mss_base == 960
     assert b.counters["tcp.pmtu_reduced"] == 1
+    # The route learned it too (Linux's inet_csk_update_pmtu): a new
+    # connection there starts below it.
+    assert b.route_mtu(addr(0)) == 1000
+    assert b.tcp.connect(addr(0), 9).opt.adv_mss == 960
+
+
+def test_fragmentation_needed_without_a_figure_means_552() -> None:
+    """An RFC 792 router's Fragmentation Needed carries no MTU: as Linux, the
+    path MTU becomes 552 (ip_rt_min_pmtu) and the MSS follows."""
+    from femtotcp.wire import icmp4, ipv4
+    lan, filters = filtered_lan(2)
+    a, b = lan.stacks
+    ca, cb = connect_pair(lan, client=1, server=0)
+    big: list[bytes] = []
+    filters[1].drop_out = lambda frame: len(frame) > 14 + 552 and not big.append(frame)
+    t, sink = Transfer(ca, random_bytes(20_000, 3)), Transfer(cb, b"")
+    t.event()
+    lan.run(0)
+    packet = big[0][14:]
+    icmp = icmp4.build(icmp4.DEST_UNREACHABLE, icmp4.FRAG_NEEDED, 0, packet[:28])
+    b.ipv4.input(lan.ifaces[1], _eth(lan, 0, 1), memoryview(
+        ipv4.build(addr(0), addr(1), ipv4.PROTO_ICMP, icmp)))
+    assert lan.run_until(lambda: sink.eof, 30)
+    assert ca.mss_base == 512 and b.route_mtu(addr(0)) == 552
 
 
 def _eth(lan, src: int, dst: int):  # type: ignore[no-untyped-def]

@@ -35,7 +35,8 @@ from femtotcp.proto.tcp.seq import MASK
 from femtotcp.proto.tcp.state import FIN_WAIT_2, TIME_WAIT
 from femtotcp.proto.tcp.synguard import SynGuard
 from femtotcp.proto.tcp.timewait import TimeWait
-from femtotcp.wire import Malformed
+from femtotcp.stack.ipv4 import MIN_PMTU
+from femtotcp.wire import Malformed, icmp4
 from femtotcp.wire import tcp as wire
 from femtotcp.wire.checksum import ones_sum, sum_value
 
@@ -628,7 +629,20 @@ class Tcp:
             self.counters["tcp.icmp_no_connection"] += 1
             return False
         self.counters["tcp.icmp_errors"] += 1
-        return conn.icmp_error(seq, err, icmp_type, icmp_code, mtu)
+        ipv4 = self.stack.ipv4
+        if len(dst) != 4 or ipv4 is None or icmp_type != icmp4.DEST_UNREACHABLE or \
+                icmp_code != icmp4.FRAG_NEEDED:
+            return conn.icmp_error(seq, err, icmp_type, icmp_code, mtu)
+        # RFC 1191 as Linux's tcp_v4_err: a figure below 552 (an RFC 792
+        # router's 0 too) means 552; once the segment is found in flight the
+        # route's path MTU falls too, so later connections start below it.
+        said = mtu
+        if mtu < MIN_PMTU:
+            mtu = min(self.stack.route_mtu(dst), MIN_PMTU)
+        if not conn.icmp_error(seq, err, icmp_type, icmp_code, mtu):
+            return False
+        ipv4.lower_pmtu(dst, said)
+        return True
 
 
 def install(stack: Stack) -> Tcp:

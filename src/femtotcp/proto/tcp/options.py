@@ -39,9 +39,9 @@ def route_mss(mtu: int, v4: bool, maxseg: int = 0) -> int:
 
 
 def pmtu_mss(mtu: int, v4: bool) -> int:
-    """The MSS for a Path MTU report, never below the minimum link MTU
-    (576 for IPv4 as Linux, 1280 for IPv6)."""
-    return max(mtu, 576 if v4 else 1280) - ip_overhead(v4)
+    """The MSS for a Path MTU report, never below the smallest path MTU the
+    route takes (552 for IPv4, Linux's ip_rt_min_pmtu; 1280 for IPv6)."""
+    return max(mtu, 552 if v4 else 1280) - ip_overhead(v4)
 
 
 def default_peer_mss(v4: bool) -> int:
