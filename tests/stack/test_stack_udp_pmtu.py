@@ -147,3 +147,20 @@ def test_the_frame_template_follows_the_path_mtu() -> None:
     frag_needed(stack, 1200)
     assert ep.sendto(bytes(1400), PEER_IP, PORT) == 0
     assert len(sent(dev)) == 2
+
+
+def test_forged_reports_for_many_destinations_stay_bounded() -> None:
+    """Hostile input: a Fragmentation Needed quoting a datagram of ours to each
+    of thousands of destinations keeps at most ``PMTU_MAX_ENTRIES`` of them."""
+    from femtotcp.stack.ipv4 import PMTU_MAX_ENTRIES
+    _, stack, _, _ = setup()
+    stack.add_route("0.0.0.0/0", gateway=PEER_IP)
+    assert stack.ipv4 is not None
+    for i in range(PMTU_MAX_ENTRIES + 500):
+        far = bytes((198, 51, i >> 8, i & 0xFF))
+        inner = ipv4.build(OUR_IP, far, udp.PROTO, udp.build(OUR_IP, far, 5000, PORT, b"x"))
+        msg = icmp4.build(icmp4.DEST_UNREACHABLE, icmp4.FRAG_NEEDED, 600, inner[:28])
+        stack.receive(stack.interfaces[0], ethernet.build(
+            OUR_MAC, PEER_MAC, ethernet.ETH_IPV4, ipv4.build(PEER_IP, OUR_IP, 1, msg)))
+    assert len(stack.ipv4.pmtu) == PMTU_MAX_ENTRIES
+    assert stack.counters["ipv4.pmtu_lowered"] == PMTU_MAX_ENTRIES + 500
