@@ -10,10 +10,10 @@ from __future__ import annotations
 import errno
 
 import pytest
-from femtolan import Recorder, arp_frame
+from femtolan import Recorder
+from test_stack_udp_template import MAC_A as PEER_MAC
+from test_stack_udp_template import OUR_IP, OUR_MAC, PEER_IP, PORT, setup
 
-from femtotcp.proto.udp import UdpEndpoint
-from femtotcp.runtime import SimLoop
 from femtotcp.stack import Stack
 from femtotcp.stack.ipv4 import (
     MIN_PMTU,
@@ -22,25 +22,7 @@ from femtotcp.stack.ipv4 import (
     PMTUDISC_INTERFACE,
     PMTUDISC_PROBE,
 )
-from femtotcp.wire import arp, ethernet, icmp4, ip_bytes, ipv4, mac_bytes, udp
-
-OUR_MAC = mac_bytes("02:00:00:00:00:02")
-OUR_IP = ip_bytes("192.0.2.2")
-PEER_IP = ip_bytes("192.0.2.1")
-PEER_MAC = mac_bytes("02:00:00:00:00:0a")
-PORT = 7
-
-
-def setup() -> tuple[SimLoop, Stack, Recorder, UdpEndpoint]:
-    loop = SimLoop()
-    dev = Recorder()
-    stack = Stack("pmtu", modules={"ipv4", "arp", "udp", "icmp4"})
-    stack.add_interface(dev, mac=OUR_MAC, ipv4="192.0.2.2/24")
-    loop.add_stack(stack)
-    stack.receive(stack.interfaces[0],
-                  arp_frame(arp.REQUEST, PEER_MAC, PEER_IP, bytes(6), OUR_IP))
-    assert stack.udp is not None
-    return loop, stack, dev, stack.udp.open(port=5000)
+from femtotcp.wire import ethernet, icmp4, ipv4, udp
 
 
 def sent(dev: Recorder) -> list[ipv4.Ipv4Header]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from femtotcp.wire import Malformed
@@ -182,21 +182,11 @@ def reply_options(options: bytes, ours: bytes, now_ms: int,
     timestamp). None when a recording option's room ends in the middle of a
     slot we would fill: Linux then sends no reply."""
     rr = ts = None
-    i = 0
-    n = len(options)
-    while i < n:
-        kind = options[i]
-        if kind == OPT_EOL:
-            break
-        if kind == OPT_NOP:
-            i += 1
-            continue
-        length = options[i + 1]
+    for i, kind, length in _spans(options):
         if kind == OPT_RR:
             rr = bytearray(options[i:i + length])
         elif kind == OPT_TS:
             ts = bytearray(options[i:i + length])
-        i += length
     out = bytearray()
     if rr is not None:
         length, pointer = rr[1], rr[2]
@@ -294,22 +284,30 @@ def fragment_options(options: bytes) -> bytes:
     "copied" flag (0x80, RFC 791 3.1) stay, every other becomes NOPs, so the
     header keeps its length (as Linux's ip_options_fragment)."""
     out = bytearray(options)
+    for i, kind, length in _spans(options):
+        if not kind & 0x80:
+            out[i:i + length] = bytes([OPT_NOP]) * length
+    return bytes(out)
+
+
+def _spans(options: bytes) -> Iterator[tuple[int, int, int]]:
+    """(offset, type, length) of each option but NOPs, up to the end of the
+    list, in options ``walk_options`` found sound (or built here): a length
+    that would not be is where the walk stops."""
     i = 0
-    n = len(out)
+    n = len(options)
     while i < n:
-        kind = out[i]
+        kind = options[i]
         if kind == OPT_EOL:
-            break
+            return
         if kind == OPT_NOP:
             i += 1
             continue
-        length = out[i + 1] if i + 1 < n else 0
+        length = options[i + 1] if i + 1 < n else 0
         if length < 2 or i + length > n:
-            break
-        if not kind & 0x80:
-            out[i:i + length] = bytes([OPT_NOP]) * length
+            return
+        yield i, kind, length
         i += length
-    return bytes(out)
 
 
 def header_only(src: bytes, dst: bytes, proto: int, payload_len: int, ttl: int, tos: int,
