@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.tcp_bulk import _echo_in_place
+from bench.tcp_bulk import echo_answerer
 from femtotcp.phy.base import Device
 from femtotcp.phy.tap import VNET_HDR_LEN, TapDevice
 from femtotcp.proto.icmp4 import Icmp4
@@ -152,21 +152,12 @@ def main(argv: list[str] | None = None) -> None:
 
     cold, warm, stages = measure(peer, answer, written, args.rounds, one_reply, marks)
 
-    fd = ours.fileno()
     ours.setblocking(False)
-    view = memoryview(bytearray(65536 + VNET_HDR_LEN))
 
-    def floor() -> None:
-        while True:
-            try:
-                n = os.readv(fd, (view,))
-            except BlockingIOError:
-                break
-            frame = bytearray(view[VNET_HDR_LEN:n])
-            if _echo_in_place(frame):
-                os.writev(fd, (HDR, frame))
-                written[0] = pc()
+    def stamp() -> None:
+        written[0] = pc()
 
+    floor = echo_answerer(ours.fileno(), True, written=stamp)
     f_cold, f_warm, _ = measure(peer, floor, written, args.rounds, one_reply)
     med = statistics.median
     print(f"one ping answered, {args.rounds} rounds, median us from the read handler's call "

@@ -220,6 +220,32 @@ def _echo_in_place(frame: bytearray) -> bool:
     return True
 
 
+def echo_answerer(fd: int, offload: bool, mtu: int = 1500,
+                  written: Callable[[], None] | None = None) -> Callable[[], None]:
+    """The floor's handler: every frame the TAP ``fd`` holds (vnet headers
+    first when ``offload``) read, echo requests answered in place and
+    written back; ``written()`` after each write."""
+    hdr = bytes(VNET_HDR_LEN) if offload else b""
+    skip = len(hdr)
+    view = memoryview(bytearray(65536 + skip if offload else mtu + 18))
+
+    def answer() -> None:
+        while True:
+            try:
+                n = os.readv(fd, (view,))
+            except BlockingIOError:
+                break
+            frame = bytearray(view[skip:n])
+            if _echo_in_place(frame):
+                if offload:
+                    os.writev(fd, (hdr, frame))
+                else:
+                    os.write(fd, frame)
+                if written is not None:
+                    written()
+    return answer
+
+
 def ping_floor(mtu: int = 1500, count: int = 100,
                stats: Callable[..., Any] = ping_stats, offload: bool = False,
                in_runtime: bool = False) -> Any:
@@ -243,24 +269,7 @@ def ping_floor(mtu: int = 1500, count: int = 100,
                         FLOOR_MAC.hex(":"), "dev", tap.name, "nud", "permanent"], check=True)
         fd = tap.fileno()
         stop = threading.Event()
-        hdr = bytes(VNET_HDR_LEN) if offload else b""
-        skip = len(hdr)
-
-        view = memoryview(bytearray(65536 + skip if offload else mtu + 18))
-
-        def answer() -> None:
-            """Every frame the TAP holds, echo requests answered in place."""
-            while True:
-                try:
-                    n = os.readv(fd, (view,))
-                except BlockingIOError:
-                    break
-                frame = bytearray(view[skip:n])
-                if _echo_in_place(frame):
-                    if offload:
-                        os.writev(fd, (hdr, frame))
-                    else:
-                        os.write(fd, frame)
+        answer = echo_answerer(fd, offload, mtu)
 
         def loop() -> None:
             while not stop.is_set():
