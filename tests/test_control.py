@@ -321,6 +321,31 @@ def test_route_and_addr(lan: Lan) -> None:
     assert i["dhcp"] is None
 
 
+def test_route_shows_learned_path_mtus(lan: Lan) -> None:
+    """A Fragmentation Needed about a datagram of a's lowers its path MTU to
+    b: ``ctl route`` lists it with its expiry, as ``ip route get`` would."""
+    from femtotcp.wire import ethernet, icmp4, ipv4, mac_bytes, udp
+
+    def frag_needed() -> None:
+        assert lan.a.udp is not None and lan.a.ipv4 is not None
+        ep = lan.a.udp.open(port=5000)
+        src, dst = ip_bytes("192.0.2.2"), ip_bytes("192.0.2.1")
+        quoted = ipv4.build(src, dst, udp.PROTO, udp.build(src, dst, 5000, 7, bytes(64)))
+        msg = icmp4.build(icmp4.DEST_UNREACHABLE, icmp4.FRAG_NEEDED, 1280, quoted[:28])
+        lan.a.receive(lan.a.interfaces[0], ethernet.build(
+            mac_bytes(MAC_A), mac_bytes(MAC_B), ethernet.ETH_IPV4,
+            ipv4.build(dst, src, ipv4.PROTO_ICMP, msg)))
+        ep.close()
+
+    assert lan.ok("route")["pmtu"] == []
+    lan.rt.call(frag_needed)
+    (entry,) = lan.ok("route")["pmtu"]
+    assert (entry["destination"], entry["mtu"], entry["locked"]) == ("192.0.2.1", 1280, False)
+    assert 0 < entry["expires"] <= 600
+    rc, out, _ = run_ctl("--control", lan.path, "route")
+    assert rc == 0 and "learned path MTUs:" in out and "192.0.2.1" in out and "1280" in out
+
+
 def test_addr_shows_a_dhcp_lease_with_its_times(lan: Lan) -> None:
     from femtotcp.services.dhcp import BOUND, DhcpClient, Lease
 

@@ -121,7 +121,7 @@ def add_ctl_arguments(parser: argparse.ArgumentParser) -> None:
     sub.required = True
     simple = {"stats": "every counter, drops by reason, queue occupancy",
               "addr": "addresses, their origin, the DHCP lease",
-              "route": "the routing table",
+              "route": "the routing table and learned path MTUs",
               "neigh": "the neighbour (ARP) cache",
               "dns": "the resolver's servers (and where each came from), search list",
               "sockets": "UDP and TCP sockets, like ss -tuan",

@@ -335,9 +335,26 @@ def gather_addr(host: HostLike) -> dict[str, Any]:
 
 
 def gather_routes(host: HostLike) -> dict[str, Any]:
-    ipv6 = host.stack.ipv6
+    """``route``: the routes of both families, and the path MTUs learned from
+    Fragmentation Needed and Packet Too Big (as ``ip route get`` shows a
+    route's cached ``mtu``, with its expiry and lock)."""
+    stack = host.stack
+    ipv6 = stack.ipv6
     routes6 = ipv6.routes.routes if ipv6 is not None else []
-    return {"routes": [_plain(r.describe()) for r in host.stack.routes.routes + routes6]}
+    now = stack.now
+    pmtu = []
+    learned: list[tuple[bytes, int, float, bool]] = []
+    if stack.ipv4 is not None:
+        learned += [(dst, mtu, expires, locked)
+                    for dst, (mtu, expires, locked) in stack.ipv4.pmtu.items()]
+    if ipv6 is not None:
+        learned += [(dst, mtu, expires, False) for dst, (mtu, expires) in ipv6.pmtu.items()]
+    for dst, mtu, expires, locked in learned:
+        if expires > now:
+            pmtu.append({"destination": ip_str(dst), "mtu": mtu,
+                         "expires": round(expires - now, 1), "locked": locked})
+    return {"routes": [_plain(r.describe()) for r in stack.routes.routes + routes6],
+            "pmtu": pmtu}
 
 
 def gather_dns(host: HostLike) -> dict[str, Any]:

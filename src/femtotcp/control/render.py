@@ -112,9 +112,16 @@ def _render_addr(r: dict[str, Any]) -> str:
 
 
 def _render_route(r: dict[str, Any]) -> str:
-    return table(["DESTINATION", "GATEWAY", "INTERFACE", "ORIGIN"],
-                 [[x.get("destination"), x.get("gateway"), x.get("interface"), x.get("origin")]
-                  for x in r.get("routes", [])])
+    out = table(["DESTINATION", "GATEWAY", "INTERFACE", "ORIGIN"],
+                [[x.get("destination"), x.get("gateway"), x.get("interface"), x.get("origin")]
+                 for x in r.get("routes", [])])
+    learned = r.get("pmtu") or []
+    if learned:
+        out += "\nlearned path MTUs:\n" + table(
+            ["DESTINATION", "MTU", "EXPIRES", "LOCKED"],
+            [[x.get("destination"), x.get("mtu"), f"{x.get('expires')}s",
+              "yes" if x.get("locked") else "no"] for x in learned])
+    return out
 
 
 def _render_dns(r: dict[str, Any]) -> str:
