@@ -342,15 +342,19 @@ class Ipv4:
     # -- output --------------------------------------------------------------------
     def output(self, dst: bytes, proto: int, payload: bytes | bytearray | memoryview,
                src: bytes | None = None, ttl: int | None = None, tos: int = 0,
-               df: bool = False, iface: Interface | None = None,
+               df: bool | None = False, iface: Interface | None = None,
                options: bytes = b"", pmtu: bool = True) -> int:
         """Send one datagram. Returns 0, or an errno (nothing is raised).
-        ``options``: the header's options, padded to a multiple of 4 octets
+        ``df`` None: DF unless the path MTU to ``dst`` is locked (Linux's
+        ip_dont_fragment for IP_PMTUDISC_WANT, TCP's). ``options``: the
+        header's options, padded to a multiple of 4 octets
         (``wire.ipv4.reply_options`` makes a reply's). ``pmtu``: measured
         against the path MTU (False: the interface's, IP_PMTUDISC_PROBE and
         below)."""
         stack = self.stack
         counters = stack.counters
+        if df is None:
+            df = not (self.pmtu and self.pmtu_locked(dst))
         # The per-destination cache (stack/destination.py), shared with IPv6.
         fast = self._destination(dst, len(payload) + 20) \
             if iface is None and not options else None
@@ -441,7 +445,8 @@ class Ipv4:
         """Where a TCP super-segment to ``dst`` can go in one device write: a
         unicast route through a device with ``offload`` (a vnet-header TAP) whose
         next hop's MAC is known and fresh (no 802.1Q interfaces: the kernel's
-        GSO checks want an untagged IPv4 frame). None otherwise: the caller sends
+        GSO checks want an untagged IPv4 frame; a locked path MTU sends without
+        DF, which the offload header sets). None otherwise: the caller sends
         MSS-sized segments through ``output`` (which resolves and re-probes)."""
         stack = self.stack
         route = stack.routes.lookup(dst)
@@ -450,7 +455,7 @@ class Ipv4:
         iface = route.iface
         device = iface.device
         if not device.offload or iface.raw_ip or iface.vlan is not None \
-                or dst in stack.local_addresses \
+                or dst in stack.local_addresses or (self.pmtu and self.pmtu_locked(dst)) \
                 or dst == BROADCAST or is_multicast(dst) or stack.is_broadcast(dst, iface) \
                 or (src not in stack.local_addresses and iface not in self.accept_any) \
                 or stack.arp is None:

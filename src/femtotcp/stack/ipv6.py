@@ -759,9 +759,10 @@ class Ipv6:
     # -- output ------------------------------------------------------------------------
     def output(self, dst: bytes, proto: int, payload: bytes | bytearray | memoryview,
                src: bytes | None = None, ttl: int | None = None, tos: int = 0,
-               df: bool = False, iface: Interface | None = None, flow: int = 0) -> int:
+               df: bool | None = False, iface: Interface | None = None, flow: int = 0) -> int:
         """Send one datagram (``ttl`` is the hop limit, ``tos`` the traffic class,
-        ``df`` forbids fragmenting it, ``flow`` is the flow label, RFC 6437).
+        ``df`` forbids fragmenting it (None as True: IPv6 locks no path MTU),
+        ``flow`` is the flow label, RFC 6437).
         Returns 0, or an errno (nothing raised)."""
         stack = self.stack
         counters = stack.counters
@@ -824,7 +825,7 @@ class Ipv6:
                 stack.destinations.remember(dst, self.routes, route, iface, src, mtu, self.ndp,
                                             next_hop, ethernet.ETH_IPV6)
             return 0
-        if df:
+        if df or df is None:
             counters["ipv6.tx_needs_fragmentation"] += 1
             return errno.EMSGSIZE
         # RFC 8200 4.5; identifications unpredictable (RFC 7739).

@@ -59,11 +59,12 @@ IpErrorHandler = Callable[[bytes, bytes, memoryview, int, int, int, int], "bool 
 
 
 class IpOutput(Protocol):
-    """An IP module's output: send one datagram to ``dst``; 0 or an errno."""
+    """An IP module's output: send one datagram to ``dst``; 0 or an errno.
+    ``df`` None: DF unless the path MTU is locked (IPv4's IP_PMTUDISC_WANT)."""
 
     def __call__(self, dst: bytes, proto: int, payload: bytes | bytearray | memoryview,
                  src: bytes | None = None, ttl: int | None = None, tos: int = 0,
-                 df: bool = False, iface: Interface | None = None) -> int: ...
+                 df: bool | None = False, iface: Interface | None = None) -> int: ...
 
 ANY4 = b"\x00\x00\x00\x00"
 BROADCAST4 = b"\xff\xff\xff\xff"
@@ -516,7 +517,7 @@ class Stack:
     def _dispatch_ip_output(self, dst: bytes, proto: int,
                             payload: bytes | bytearray | memoryview,
                             src: bytes | None = None, ttl: int | None = None, tos: int = 0,
-                            df: bool = False, iface: Interface | None = None) -> int:
+                            df: bool | None = False, iface: Interface | None = None) -> int:
         """``ip_output`` through the module of ``dst``'s family."""
         output = self._ip_outputs.get(len(dst))
         if output is None:

@@ -293,11 +293,18 @@ def test_fragmentation_needed_without_a_figure_means_552() -> None:
     t.event()
     lan.run(0)
     packet = big[0][14:]
+    assert ipv4.parse(packet)[0].dont_fragment
+    after: list[bytes] = []
+    filters[1].drop_out = lambda frame: bool(after.append(frame)) or len(frame) > 14 + 552
     icmp = icmp4.build(icmp4.DEST_UNREACHABLE, icmp4.FRAG_NEEDED, 0, packet[:28])
     b.ipv4.input(lan.ifaces[1], _eth(lan, 0, 1), memoryview(
         ipv4.build(addr(0), addr(1), ipv4.PROTO_ICMP, icmp)))
     assert lan.run_until(lambda: sink.eof, 30)
     assert ca.mss_base == 512 and b.route_mtu(addr(0)) == 552
+    # Locked there: DF goes (Linux's ip_dont_fragment), so a smaller link on
+    # the way could still fragment them.
+    data_segs = [ipv4.parse(f[14:])[0] for f in after if len(f) > 100]
+    assert data_segs and not any(h.dont_fragment for h in data_segs)
 
 
 def _eth(lan, src: int, dst: int):  # type: ignore[no-untyped-def]

@@ -1586,15 +1586,20 @@ class TcpConnection:
         self._set_mss_base(new_base)
         return True
 
+    def in_flight(self, seq32: int) -> bool:
+        """RFC 5927 4.1: whether an ICMP error quoting ``seq32`` can be about
+        a segment of ours (SND.UNA <= SEG.SEQ <= SND.MAX)."""
+        snd = self.snd
+        una = snd.snd_una
+        return una <= unwrap(seq32, una) <= snd.snd_max
+
     def icmp_error(self, seq32: int, err: int, icmp_type: int, icmp_code: int,
                    mtu: int) -> bool:
         """RFC 5927 checks, then PMTU (RFC 1191), hard errors during the handshake
         (as Linux), soft errors otherwise (RFC 1122 4.2.3.9). False when the
         quoted sequence number is outside what is in flight (nothing done)."""
         snd = self.snd
-        una = snd.snd_una
-        seq = unwrap(seq32, una)
-        if not una <= seq <= snd.snd_max:
+        if not self.in_flight(seq32):
             self.counters["tcp.icmp_out_of_window"] += 1
             return False
         if mtu:

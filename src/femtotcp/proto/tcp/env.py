@@ -72,7 +72,8 @@ class TcpEnv(Protocol):
         """The stack-wide RFC 5961 7 limit on challenge ACKs."""
 
     def output(self, src: bytes, dst: bytes, segment: bytes) -> int:
-        """Send one segment (DF set); returns 0 or an errno to remember."""
+        """Send one segment (DF set unless the IPv4 path MTU is locked);
+        returns 0 or an errno to remember."""
 
     def offload_path(self, src: bytes, dst: bytes) -> Any:
         """A TSO path to dst when its device segments for us; None otherwise."""
@@ -139,7 +140,8 @@ class StackEnv:
         return self._tcp.challenge_bucket.take(now)
 
     def output(self, src: bytes, dst: bytes, segment: bytes) -> int:
-        err: int = self._tcp.stack.ip_output(dst, 6, segment, src=src, df=True)
+        # DF unless the path MTU is locked (Linux's ip_dont_fragment, WANT).
+        err: int = self._tcp.stack.ip_output(dst, 6, segment, src=src, df=None)
         return err
 
     def offload_path(self, src: bytes, dst: bytes) -> Any:
@@ -180,7 +182,7 @@ class StackEnv4(StackEnv):
 
     def output(self, src: bytes, dst: bytes, segment: bytes) -> int:
         err: int = self._tcp.stack.ip_output(dst, 6, segment, src=src, ttl=self.ttl,
-                                             tos=self.tos, df=True)
+                                             tos=self.tos, df=None)
         return err
 
     def offload_path(self, src: bytes, dst: bytes) -> Any:

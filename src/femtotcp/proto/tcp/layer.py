@@ -636,13 +636,12 @@ class Tcp:
         # RFC 1191 as Linux's tcp_v4_err: a figure below 552 (an RFC 792
         # router's 0 too) means 552; once the segment is found in flight the
         # route's path MTU falls too, so later connections start below it.
-        said = mtu
+        if conn.in_flight(seq):
+            # First, so what the connection sends now already knows (a lock).
+            ipv4.lower_pmtu(dst, mtu)
         if mtu < MIN_PMTU:
             mtu = min(self.stack.route_mtu(dst), MIN_PMTU)
-        if not conn.icmp_error(seq, err, icmp_type, icmp_code, mtu):
-            return False
-        ipv4.lower_pmtu(dst, said)
-        return True
+        return conn.icmp_error(seq, err, icmp_type, icmp_code, mtu)
 
 
 def install(stack: Stack) -> Tcp:
