@@ -270,6 +270,25 @@ def test_udp_echo_through_the_gateway_and_the_idle_flow_expires(rig: Rig) -> Non
     _wait(lambda: gateway_udp_sockets() == 0, 15, "the idle UDP flow to expire")
 
 
+def test_iperf3_udp_from_the_host_loses_nothing_at_its_start(rig: Rig) -> None:
+    """iperf3 -u -R: the host's server starts its stream as soon as its state
+    messages (one byte each, over the TCP control connection) are sent; the
+    guest's client reads only once they came. The relay adds no Nagle delay of
+    its own (TCP_NODELAY on both legs): before, the second message waited
+    ~40 ms for the guest's delayed ACK while the stream filled the guest
+    socket's buffer (0.4-0.7 % lost, all in the first half second)."""
+    require_program("iperf3")
+    rig.host.popen("iperf3", "-s", "-B", SERVER, "-p", "5211",
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait(lambda: _listening(rig.host, "t", 5211), 15, "iperf3 -s on the host")
+    out = rig.g("iperf3", "-c", SERVER, "-p", "5211", "-u", "-b", "100M", "-R", "-t", "2",
+                "-J", timeout=60)
+    result = json.loads(out)["end"]["sum"]
+    assert result["packets"] > 10000, result
+    # Before the fix: 240-280 of about 17,400 lost here, every run.
+    assert result["lost_packets"] <= result["packets"] // 500, result
+
+
 def test_a_refused_udp_port_is_refused_in_the_guest(rig: Rig) -> None:
     out = rig.g(sys.executable, "-c", (
         "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM);"

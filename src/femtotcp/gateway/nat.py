@@ -153,6 +153,9 @@ class Nat:
         self.listener.on_event = self._accept
         self.listener.sndbuf = self.limits.flow_buffer
         self.listener.rcvbuf = self.limits.flow_buffer
+        # A relay adds no Nagle delay of its own: the sender's socket already
+        # applied its own (TCP_NODELAY on both legs, as passt's splice).
+        self.listener.nodelay = True
         self.listener.maxseg = self.maxseg = tso_maxseg(iface)
         self._accepting: dict[tuple[bytes, int, bytes, int], TcpSplice] = {}
         #: TCP to one of our own (address, port)s carried to a host (address, port)
@@ -330,7 +333,7 @@ class Nat:
             conn = self.tcp.connect(guest[0], guest[1], src=src, sport=sport,
                                           any_src=True, sndbuf=self.limits.flow_buffer,
                                           rcvbuf=self.limits.flow_buffer,
-                                          maxseg=self.maxseg)
+                                          maxseg=self.maxseg, nodelay=True)
         except OSError:
             self.counters["nat.forward_connect_failed"] += 1
             self.table.remove(flow)
@@ -341,6 +344,7 @@ class Nat:
         splice = TcpSplice(self, flow, addr, None)
         flow.handle = splice
         sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         splice.sock = sock
         splice.fd = sock.fileno()
         splice.attach(conn)
@@ -503,6 +507,7 @@ class TcpSplice:
             return
         self.sock = sock
         self.fd = sock.fileno()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = sock.connect_ex((ip_str(self.host), self.host_port))
         if err in (0, errno.EINPROGRESS):
             self._want(False, True)
