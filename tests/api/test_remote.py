@@ -15,6 +15,7 @@ import os
 import socket as std
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -328,6 +329,35 @@ def test_udp_sends_after_the_first_go_through_the_pair(lan: Lan, svc: SocketServ
     assert info.value.errno == errno.EMSGSIZE
     with pytest.raises(PermissionError):
         u.sendto(b"x", ("255.255.255.255", 7100))
+    u.close()
+    peer.close()
+
+
+def test_udp_sends_after_an_icmp_error_are_not_lost(lan: Lan, svc: SocketService) -> None:
+    """A connected socket's datagram earns a port unreachable: the error waits
+    for the program's next read (its sends returned already), and the sends
+    after it still go out. Before, the first of them took the error and was
+    dropped, and the socket error that left made every later one fail too."""
+    prog = RemoteNetwork(svc.path)
+    u = prog.socket(std.AF_INET, std.SOCK_DGRAM)
+    u.settimeout(5)
+    u.connect((lan.ip_b, 7101))
+    u.send(b"nobody")                           # nothing listens yet: port unreachable
+    deadline = time.monotonic() + 5
+    while not lan.runtime.call(lambda: lan.b.counters["icmp4.tx_error_3_3"]):
+        assert time.monotonic() < deadline, "no port unreachable"
+        time.sleep(0.01)
+    time.sleep(0.1)                             # serve has the error by now
+    peer = lan.net_b.socket(std.AF_INET, std.SOCK_DGRAM)
+    peer.bind(("0.0.0.0", 7101))
+    peer.settimeout(5)
+    for data in (b"one", b"two", b"three"):
+        u.send(data)
+    assert [peer.recvfrom(100)[0] for _ in range(3)] == [b"one", b"two", b"three"]
+    with pytest.raises(ConnectionRefusedError):
+        u.recv(100)                             # the error, once, as Linux's recv
+    peer.sendto(b"reply", u.getsockname())
+    assert u.recv(100) == b"reply"
     u.close()
     peer.close()
 

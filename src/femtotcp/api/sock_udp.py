@@ -180,16 +180,24 @@ class _DgramLink(_Link):
         self.send_record(data)
         return True
 
+    #: A send from the attached program's record (``send_record``), whose
+    #: send(2) returned already: an error waiting for the socket (an ICMP
+    #: error's) stays for its next read or SO_ERROR instead of failing, and
+    #: so dropping, this datagram and, through the socket error that failure
+    #: leaves, every one after it.
+    in_record = False
+
     def send_record(self, rec: bytes) -> None:
         """A datagram the program wrote to P (``_KIND_SEND``; address length 0:
         to the connected peer). A send error becomes the socket error, which
-        the next operation reports, as an asynchronous error would."""
+        the next SO_ERROR reports, as an asynchronous error would."""
         if len(rec) < _REC.size:
             return
         kind, alen, port, addr = _REC.unpack_from(rec)
         if kind != _KIND_SEND or alen not in (0, 4, 16):
             return
         payload = rec[_REC.size:]
+        self.in_record = True
         try:
             if alen:
                 self.sendto(payload, addr[:alen], port)
@@ -197,6 +205,8 @@ class _DgramLink(_Link):
                 self.send(payload)
         except OSError as exc:
             self.so_error = exc.errno or errno.EIO
+        finally:
+            self.in_record = False
 
     def program_closed(self, abort: bool = False) -> None:
         self.close_all()
@@ -277,7 +287,7 @@ class _UdpLink(_DgramLink):
         ep = self.ep
         dst = this_host(dst, ep.local[0])
         self._check_broadcast(dst)
-        if ep.remote is not None:
+        if ep.remote is not None and not self.in_record:
             err = self.take_pending_error()
             if err:
                 raise _oserror(err)
